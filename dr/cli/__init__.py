@@ -1,0 +1,1 @@
+"""Command-line interface: click commands, output formats, progress, exit codes."""

@@ -1,0 +1,62 @@
+"""``dr config validate``: check a dr.yaml and print one line per problem."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from dr.cli.context import app
+from dr.cli.output import emit, output_option
+from dr.config import Config, load_model, resolve_config_path
+from dr.errors import ExitCode, InvalidInput
+
+
+@click.group("config")
+def config_group() -> None:
+    """Check and show dr's configuration."""
+
+
+@config_group.command("validate")
+@click.argument("file", required=False, type=click.Path(dir_okay=False))
+@output_option()
+def validate(file: str | None, output: str) -> int:
+    """Validate FILE (default: the active config) and report every problem with its line.
+
+    Exit 2 when the file is invalid.
+    """
+    path = Path(file) if file else resolve_config_path(app().config_file)
+    if path is None:
+        raise InvalidInput("no config file: give FILE, --config or $DR_CONFIG, or create ./dr.yaml")
+    cfg = load_model(Config, path)
+    summary = {
+        "file": str(path),
+        "valid": True,
+        "repositories": [r.name for r in cfg.repositories],
+        "keyProviders": [k.name for k in cfg.key_providers],
+        "backupPolicies": [p.name for p in cfg.backup_policies],
+        "drillPolicies": [d.name for d in cfg.drill_policies],
+    }
+    if output == "table":
+        click.echo(
+            f"{path}: valid ({len(cfg.repositories)} repositories, {len(cfg.key_providers)} key providers, "
+            f"{len(cfg.backup_policies)} backup policies, {len(cfg.drill_policies)} drill policies)"
+        )
+    else:
+        emit(summary, output)
+    return ExitCode.OK
+
+
+@config_group.command("show")
+@output_option(default="yaml")
+def show(output: str) -> None:
+    """Print the effective configuration (the file, or the built-in defaults)."""
+    loaded = app().loaded
+    data = loaded.config.model_dump(mode="json", by_alias=True, exclude_none=True)
+    if output == "table":
+        click.echo(f"# source: {loaded.source}")
+        output = "yaml"
+    emit(data, output)
+
+
+COMMANDS = [config_group]

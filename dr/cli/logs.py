@@ -1,0 +1,82 @@
+"""Logging setup: human lines on a terminal, JSON lines otherwise, secrets redacted.
+
+JSON when stderr is not a terminal, so CronJob logs are machine-readable. The
+redaction filter is a last line of defence: code must not log secrets in the
+first place (tests check both).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import re
+import sys
+import time
+from typing import Any
+
+# Values that look like credentials: Vault tokens, AWS keys, bearer tokens, PEM keys.
+_SECRET_PATTERNS = [
+    re.compile(r"\b(hvs|hvb|hvr|s)\.[A-Za-z0-9_-]{20,}"),
+    re.compile(r"\b(AKIA|ASIA)[A-Z0-9]{16}\b"),
+    re.compile(r"(?i)(bearer\s+)[A-Za-z0-9._~+/-]+=*"),
+    re.compile(
+        r"(?i)((?:token|secret|password|passwd|secret_id|plaintext)[\"']?\s*[:=]\s*[\"']?)[^\s\"',}]+"
+    ),
+    re.compile(r"-----BEGIN [A-Z ]*PRIVATE KEY-----[\s\S]+?-----END [A-Z ]*PRIVATE KEY-----"),
+]
+
+
+def redact(text: str) -> str:
+    for pat in _SECRET_PATTERNS:
+        if pat.groups:
+            text = pat.sub(lambda m: (m.group(1) if m.lastindex else "") + "[REDACTED]", text)
+        else:
+            text = pat.sub("[REDACTED]", text)
+    return text
+
+
+class RedactingFilter(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        msg = record.getMessage()
+        clean = redact(msg)
+        if clean != msg:
+            record.msg, record.args = clean, None
+        return True
+
+
+class JSONFormatter(logging.Formatter):
+    def format(self, record: logging.LogRecord) -> str:
+        out: dict[str, Any] = {
+            "ts": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(record.created))
+            + f".{int(record.msecs):03d}Z",
+            "level": record.levelname.lower(),
+            "logger": record.name,
+            "msg": record.getMessage(),
+        }
+        for k, v in getattr(record, "fields", {}).items():
+            out[k] = v
+        if record.exc_info:
+            out["exc"] = redact(self.formatException(record.exc_info))
+        return json.dumps(out, default=str)
+
+
+def setup_logging(verbose: int = 0, quiet: bool = False, *, json_logs: bool | None = None) -> None:
+    level = logging.WARNING if quiet else logging.INFO if verbose < 2 else logging.DEBUG
+    if json_logs is None:
+        env = os.environ.get("DR_LOG_FORMAT")
+        json_logs = env == "json" if env else not sys.stderr.isatty()
+    handler = logging.StreamHandler(sys.stderr)
+    handler.addFilter(RedactingFilter())
+    if json_logs:
+        handler.setFormatter(JSONFormatter())
+    else:
+        handler.setFormatter(logging.Formatter("%(levelname)s %(message)s" if verbose else "%(message)s"))
+    root = logging.getLogger()
+    for h in list(root.handlers):
+        root.removeHandler(h)
+    root.addHandler(handler)
+    root.setLevel(level)
+    # Client libraries log request details (headers with tokens) at DEBUG.
+    for noisy in ("urllib3", "botocore", "boto3", "google", "kubernetes", "hvac", "s3transfer"):
+        logging.getLogger(noisy).setLevel(logging.WARNING if verbose < 3 else logging.DEBUG)

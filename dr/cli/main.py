@@ -1,0 +1,143 @@
+"""The ``dr`` command: global options, command registration, exit codes.
+
+Errors become one line on stderr and an exit code from ``dr.errors``; a
+traceback is shown only with ``-v``. Click's own usage errors exit 2, which is
+the contract's code for invalid input too.
+"""
+
+from __future__ import annotations
+
+import sys
+import traceback
+from typing import Any
+
+import click
+
+from dr import __version__
+from dr.cli import (
+    backup_cmd,
+    config_cmd,
+    deploy_cmd,
+    drill_cmd,
+    key_cmd,
+    mover_cmd,
+    repo_cmd,
+    report_cmd,
+    restore_cmd,
+    runbook_cmd,
+    status_cmd,
+)
+from dr.cli.context import AppContext
+from dr.cli.logs import setup_logging
+from dr.errors import DrError, ExitCode
+
+CONTEXT_SETTINGS = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
+
+
+@click.group(context_settings=CONTEXT_SETTINGS)
+@click.version_option(__version__, "--version", prog_name="dr")
+@click.option(
+    "--config",
+    "config_file",
+    metavar="FILE",
+    envvar="DR_CONFIG",
+    help="Configuration file (default: $DR_CONFIG, then ./dr.yaml, then built-in defaults).",
+)
+@click.option(
+    "--repo", "repo_url", metavar="URL", envvar="DR_REPO", help="Repository URL; overrides the config."
+)
+@click.option("--kubeconfig", metavar="FILE", help="Kubeconfig file (default: $KUBECONFIG, ~/.kube/config).")
+@click.option("--context", "kube_context", metavar="NAME", help="Kubeconfig context to use.")
+@click.option("-v", "--verbose", count=True, help="More output; -v shows tracebacks, -vv debug logs.")
+@click.option("--quiet", is_flag=True, help="Only errors and requested data.")
+@click.pass_context
+def cli(
+    ctx: click.Context,
+    config_file: str | None,
+    repo_url: str | None,
+    kubeconfig: str | None,
+    kube_context: str | None,
+    verbose: int,
+    quiet: bool,
+) -> None:
+    """dr — back up, restore and prove the recovery of Kubernetes applications.
+
+    Snapshots resources and volume data into an encrypted, append-only
+    repository (file://, s3://, gs://), restores them in place or elsewhere,
+    and runs restore drills that verify the result.
+
+    \b
+    Exit codes: 0 success, 1 failed, 2 invalid input or configuration,
+                3 partially failed, 4 verification failed.
+    """
+    ctx.obj = AppContext(
+        config_file=config_file,
+        repo_url=repo_url,
+        kubeconfig=kubeconfig,
+        kube_context=kube_context,
+        verbose=verbose,
+        quiet=quiet,
+    )
+    setup_logging(verbose=verbose, quiet=quiet)
+
+
+for module in (
+    config_cmd,
+    repo_cmd,
+    key_cmd,
+    backup_cmd,
+    restore_cmd,
+    drill_cmd,
+    report_cmd,
+    runbook_cmd,
+    deploy_cmd,
+    status_cmd,
+    mover_cmd,
+):
+    for command in module.COMMANDS:
+        cli.add_command(command)
+
+
+def _report(err: DrError) -> None:
+    click.echo(f"error: {err.message}", err=True)
+    for line in err.details:
+        click.echo(f"  {line}", err=True)
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Entry point of the console script; never returns."""
+    args = sys.argv[1:] if argv is None else argv
+    verbose = 0
+    code: int = ExitCode.OK
+    try:
+        with cli.make_context("dr", list(args)) as ctx:
+            verbose = ctx.obj.verbose if isinstance(ctx.obj, AppContext) else 0
+            rv: Any = cli.invoke(ctx)
+            code = int(rv) if isinstance(rv, int) else ExitCode.OK
+    except click.exceptions.Exit as e:  # --help, --version
+        code = e.exit_code
+    except click.ClickException as e:
+        e.show()
+        code = ExitCode.INVALID if e.exit_code == 2 else e.exit_code
+    except (click.exceptions.Abort, KeyboardInterrupt):
+        click.echo("interrupted", err=True)
+        code = 130
+    except DrError as e:
+        if verbose:
+            traceback.print_exc()
+        _report(e)
+        code = e.exit_code
+    except BrokenPipeError:
+        code = ExitCode.OK
+    except Exception as e:  # a bug, or an unexpected failure of a dependency
+        if verbose:
+            traceback.print_exc()
+        click.echo(f"error: {type(e).__name__}: {e}", err=True)
+        if not verbose:
+            click.echo("  (run with -v for the traceback)", err=True)
+        code = ExitCode.FAILED
+    sys.exit(code)
+
+
+if __name__ == "__main__":
+    main()

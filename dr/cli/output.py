@@ -1,0 +1,110 @@
+"""Printing data: ``-o table|json|yaml`` for every command that prints data.
+
+Commands build plain data (dicts and lists of JSON types) once and hand it here
+with a description of the table view; JSON and YAML print the data as is, so
+scripts get every field while the table shows the ones people read.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any, TypeVar
+
+import click
+import yaml
+from rich.console import Console
+from rich.table import Table
+
+FORMATS = ("table", "json", "yaml")
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def output_option(default: str = "table") -> Callable[[F], F]:
+    return click.option(
+        "-o",
+        "--output",
+        "output",
+        type=click.Choice(FORMATS),
+        default=default,
+        show_default=True,
+        help="Output format.",
+    )
+
+
+def _plain(v: Any) -> Any:
+    if isinstance(v, datetime):
+        return v.isoformat()
+    if isinstance(v, timedelta):
+        return v.total_seconds()
+    if isinstance(v, dict):
+        return {str(k): _plain(x) for k, x in v.items()}
+    if isinstance(v, list | tuple):
+        return [_plain(x) for x in v]
+    if hasattr(v, "model_dump"):
+        return _plain(v.model_dump(mode="json", by_alias=True))
+    return v
+
+
+def to_json(data: Any) -> str:
+    return json.dumps(_plain(data), indent=2, sort_keys=False, ensure_ascii=False)
+
+
+@dataclass(frozen=True)
+class Column:
+    header: str
+    key: str | Callable[[dict[str, Any]], Any]
+    justify: str = "left"
+
+    def value(self, row: dict[str, Any]) -> str:
+        v = self.key(row) if callable(self.key) else row.get(self.key)
+        if v is None:
+            return "-"
+        if isinstance(v, list):
+            return ", ".join(str(x) for x in v)
+        return str(v)
+
+
+def console(stderr: bool = False) -> Console:
+    return Console(stderr=stderr, highlight=False, soft_wrap=False)
+
+
+def emit(
+    data: Any,
+    fmt: str,
+    *,
+    columns: Sequence[Column] | None = None,
+    rows: list[dict[str, Any]] | None = None,
+    title: str | None = None,
+    render: Callable[[Console], None] | None = None,
+) -> None:
+    """Print ``data`` as JSON/YAML, or as a table of ``rows`` (default: ``data`` if a list)."""
+    if fmt == "json":
+        sys.stdout.write(to_json(data) + "\n")
+        return
+    if fmt == "yaml":
+        sys.stdout.write(yaml.safe_dump(_plain(data), sort_keys=False, allow_unicode=True))
+        return
+    out = console()
+    if render is not None:
+        render(out)
+        return
+    if columns is None:
+        # Key/value view of a mapping.
+        table = Table(show_header=False, box=None, title=title, title_justify="left")
+        table.add_column(style="bold")
+        table.add_column()
+        for k, v in (data or {}).items():
+            table.add_row(str(k), v if isinstance(v, str) else json.dumps(_plain(v)))
+        out.print(table)
+        return
+    table = Table(title=title, title_justify="left", box=None, header_style="bold")
+    for c in columns:
+        table.add_column(c.header, justify=c.justify)  # type: ignore[arg-type]
+    for r in rows if rows is not None else data:
+        table.add_row(*(c.value(r) for c in columns))
+    out.print(table)

@@ -1,0 +1,71 @@
+"""Parameter types shared by several commands (``K=V`` pairs, percentages)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import click
+
+
+class KeyValue(click.ParamType):  # type: ignore[type-arg]
+    """``KEY=VALUE``; ``sep`` and the names used in the error are configurable."""
+
+    name = "K=V"
+
+    def __init__(self, what: str = "K=V") -> None:
+        self.what = what
+        self.name = what
+
+    def convert(
+        self, value: Any, param: click.Parameter | None, ctx: click.Context | None
+    ) -> tuple[str, str]:
+        if isinstance(value, tuple):
+            return value
+        key, sep, val = str(value).partition("=")
+        if not sep or not key or not val:
+            self.fail(f"{value!r} is not {self.what}", param, ctx)
+        return key, val
+
+
+def pairs_to_dict(pairs: tuple[tuple[str, str], ...], option: str) -> dict[str, str]:
+    out: dict[str, str] = {}
+    for k, v in pairs:
+        if k in out and out[k] != v:
+            raise click.BadParameter(f"{k!r} is mapped twice ({out[k]!r} and {v!r})", param_hint=option)
+        out[k] = v
+    return out
+
+
+class Percent(click.ParamType):  # type: ignore[type-arg]
+    """``10``, ``10%`` or ``2.5%`` -> fraction in (0, 1]; used by ``--read-data[=PCT]``."""
+
+    name = "PCT"
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> float:
+        if isinstance(value, float):
+            return value
+        text = str(value).strip().rstrip("%")
+        try:
+            pct = float(text)
+        except ValueError:
+            self.fail(f"{value!r} is not a percentage", param, ctx)
+        if not 0 < pct <= 100:
+            self.fail(f"{value!r} must be in (0, 100]", param, ctx)
+        return pct / 100.0
+
+
+def split_csv(values: tuple[str, ...]) -> list[str]:
+    """``--include-resources a,b --include-resources c`` -> [a, b, c]."""
+    return [v.strip() for item in values for v in item.split(",") if v.strip()]
+
+
+read_data_option = click.option(
+    "--read-data",
+    "read_data",
+    type=Percent(),
+    is_flag=False,
+    flag_value="100",
+    default=None,
+    metavar="[PCT]",
+    help="Also download, decrypt and check data; optionally only PCT percent of the packs.",
+)

@@ -1,0 +1,186 @@
+"""Cron expressions (the five-field Kubernetes CronJob dialect) and durations.
+
+Owns parsing and validation only, plus ``next_after`` for ``dr status``; the
+schedule itself is run by Kubernetes CronJobs, never by dr. Accepted: five
+fields (minute hour day-of-month month day-of-week) with ``*``, ``a-b``,
+``*/n``, ``a-b/n``, lists, month and weekday names, and the macros
+``@yearly @annually @monthly @weekly @daily @midnight @hourly`` — exactly what
+the CronJob controller accepts (robfig/cron standard parser).
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+_MACROS = {
+    "@yearly": "0 0 1 1 *",
+    "@annually": "0 0 1 1 *",
+    "@monthly": "0 0 1 * *",
+    "@weekly": "0 0 * * 0",
+    "@daily": "0 0 * * *",
+    "@midnight": "0 0 * * *",
+    "@hourly": "0 * * * *",
+}
+_MONTHS = {m: i + 1 for i, m in enumerate("jan feb mar apr may jun jul aug sep oct nov dec".split())}
+_DAYS = {d: i for i, d in enumerate("sun mon tue wed thu fri sat".split())}
+_FIELDS: tuple[tuple[str, int, int, dict[str, int]], ...] = (
+    ("minute", 0, 59, {}),
+    ("hour", 0, 23, {}),
+    ("day of month", 1, 31, {}),
+    ("month", 1, 12, _MONTHS),
+    ("day of week", 0, 7, _DAYS),  # 7 is Sunday too
+)
+
+
+class CronError(ValueError):
+    pass
+
+
+@dataclass(frozen=True)
+class Cron:
+    expression: str
+    minutes: frozenset[int]
+    hours: frozenset[int]
+    days: frozenset[int]
+    months: frozenset[int]
+    weekdays: frozenset[int]
+    dom_star: bool
+    dow_star: bool
+
+    def _day_matches(self, t: datetime) -> bool:
+        dom = t.day in self.days
+        dow = (t.isoweekday() % 7) in self.weekdays
+        # Vixie cron: when both day fields are restricted, either may match.
+        if self.dom_star or self.dow_star:
+            return dom and dow
+        return dom or dow
+
+    def matches(self, t: datetime) -> bool:
+        return (
+            t.minute in self.minutes
+            and t.hour in self.hours
+            and t.month in self.months
+            and self._day_matches(t)
+        )
+
+    def next_after(self, t: datetime) -> datetime:
+        """The first matching minute strictly after ``t`` (searches up to 5 years)."""
+        cur = t.replace(second=0, microsecond=0) + timedelta(minutes=1)
+        limit = cur + timedelta(days=366 * 5)
+        while cur < limit:
+            if cur.month not in self.months:
+                cur = (cur.replace(day=1, hour=0, minute=0) + timedelta(days=32)).replace(day=1)
+            elif not self._day_matches(cur):
+                cur = cur.replace(hour=0, minute=0) + timedelta(days=1)
+            elif cur.hour not in self.hours:
+                cur = cur.replace(minute=0) + timedelta(hours=1)
+            elif cur.minute not in self.minutes:
+                cur += timedelta(minutes=1)
+            else:
+                return cur
+        raise CronError(f"{self.expression!r} never fires")
+
+
+def _parse_value(text: str, name: str, lo: int, hi: int, names: dict[str, int]) -> int:
+    low = text.lower()
+    if low in names:
+        return names[low]
+    if not text.isdigit():
+        raise CronError(f"{name}: {text!r} is not a number" + (" or a name" if names else ""))
+    v = int(text)
+    if not lo <= v <= hi:
+        raise CronError(f"{name} {v} out of range {lo}-{hi}")
+    return v
+
+
+def _parse_field(text: str, name: str, lo: int, hi: int, names: dict[str, int]) -> set[int]:
+    out: set[int] = set()
+    for part in text.split(","):
+        if not part:
+            raise CronError(f"{name}: empty list element in {text!r}")
+        rng, _, step_s = part.partition("/")
+        step = 1
+        if step_s:
+            if not step_s.isdigit() or int(step_s) == 0:
+                raise CronError(f"{name}: bad step {step_s!r}")
+            step = int(step_s)
+        if rng in ("*", "?"):
+            a, b = lo, hi
+        elif "-" in rng:
+            a_s, _, b_s = rng.partition("-")
+            a, b = _parse_value(a_s, name, lo, hi, names), _parse_value(b_s, name, lo, hi, names)
+            if a > b:
+                raise CronError(f"{name}: range {rng!r} goes backwards")
+        else:
+            a = _parse_value(rng, name, lo, hi, names)
+            b = hi if step_s else a
+        out.update(range(a, b + 1, step))
+    return out
+
+
+def parse_cron(expression: str) -> Cron:
+    expr = expression.strip()
+    if expr.startswith("@"):
+        if expr not in _MACROS:
+            raise CronError(f"unknown macro {expr!r} (known: {', '.join(sorted(_MACROS))})")
+        expr = _MACROS[expr]
+    if expr.upper().startswith(("TZ=", "CRON_TZ=")):
+        # Kubernetes rejects TZ inside the schedule; it has spec.timeZone instead.
+        raise CronError("time zones go in the policy's timeZone field, not in the schedule")
+    fields = expr.split()
+    if len(fields) != 5:
+        raise CronError(f"expected 5 fields (minute hour day-of-month month day-of-week), got {len(fields)}")
+    parsed = [
+        _parse_field(f, n, lo, hi, names) for f, (n, lo, hi, names) in zip(fields, _FIELDS, strict=True)
+    ]
+    weekdays = {d % 7 for d in parsed[4]}
+    return Cron(
+        expression=expression,
+        minutes=frozenset(parsed[0]),
+        hours=frozenset(parsed[1]),
+        days=frozenset(parsed[2]),
+        months=frozenset(parsed[3]),
+        weekdays=frozenset(weekdays),
+        dom_star=fields[2] in ("*", "?"),
+        dow_star=fields[4] in ("*", "?"),
+    )
+
+
+_DURATION_RE = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h|d|w)")
+_UNITS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
+
+
+def parse_duration(text: str | int | float) -> timedelta:
+    """Parse ``90s``, ``15m``, ``1h30m``, ``7d``, ``2w`` (or a number of seconds)."""
+    if isinstance(text, int | float):
+        if text < 0:
+            raise ValueError("duration must not be negative")
+        return timedelta(seconds=text)
+    s = text.strip()
+    if s.isdigit():
+        return timedelta(seconds=int(s))
+    pos, total = 0, 0.0
+    for m in _DURATION_RE.finditer(s):
+        if m.start() != pos:
+            break
+        total += float(m.group(1)) * _UNITS[m.group(2)]
+        pos = m.end()
+    if pos != len(s) or not s:
+        raise ValueError(f"invalid duration {text!r} (examples: 90s, 15m, 1h30m, 7d)")
+    return timedelta(seconds=total)
+
+
+def format_duration(d: timedelta | float) -> str:
+    """Short human form: ``1d2h``, ``3m20s``, ``0.4s``."""
+    secs = d.total_seconds() if isinstance(d, timedelta) else float(d)
+    if secs < 10:
+        return f"{secs:.1f}s"
+    secs_i = round(secs)
+    parts = []
+    for unit, n in (("d", 86400), ("h", 3600), ("m", 60), ("s", 1)):
+        if secs_i >= n:
+            parts.append(f"{secs_i // n}{unit}")
+            secs_i %= n
+    return "".join(parts[:2])

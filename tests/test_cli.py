@@ -1,0 +1,75 @@
+"""The CLI contract: every command exists with its options, exit codes, output formats."""
+
+from __future__ import annotations
+
+import pytest
+
+from dr import __version__
+from tests.helpers import run_dr, run_dr_process
+
+ALL_COMMANDS = [
+    ["config", "validate"], ["repo", "init"], ["repo", "info"], ["repo", "check"], ["key", "list"],
+    ["key", "add"], ["key", "remove"], ["key", "rotate"], ["backup"], ["backups", "list"],
+    ["backups", "describe"], ["restore"], ["verify"], ["forget"], ["prune"], ["drill", "run"], ["drill", "gc"],
+    ["report", "drills"], ["runbook", "validate"], ["runbook", "render"], ["deploy", "render"], ["status"],
+    ["mover", "backup"], ["mover", "restore"],
+]  # fmt: skip
+
+
+def test_top_level_help_lists_all_commands(capsys: pytest.CaptureFixture[str]) -> None:
+    r = run_dr(capsys, "--help")
+    assert r.code == 0
+    for top in {c[0] for c in ALL_COMMANDS}:
+        assert f"  {top} " in r.out, top
+
+
+@pytest.mark.parametrize("cmd", ALL_COMMANDS, ids=" ".join)
+def test_every_command_has_help(capsys: pytest.CaptureFixture[str], cmd: list[str]) -> None:
+    r = run_dr(capsys, *cmd, "--help")
+    assert r.code == 0, r.err
+    assert "Usage: dr " + " ".join(cmd) in r.out
+
+
+@pytest.mark.parametrize(
+    ("cmd", "options"),
+    [
+        (["backup"], ["--namespace", "--selector", "--include-resources", "--exclude-resources",
+                      "--include-cluster-resources", "--name", "--tag", "-o, --output"]),
+        (["restore"], ["--namespace-mapping", "--include-resources", "--selector", "--existing",
+                       "--storage-class-mapping", "--dry-run", "--no-data", "-o, --output"]),
+        (["drill", "run"], ["--backup", "--keep", "--report-dir"]),
+        (["forget"], ["--keep-last", "--keep-daily", "--keep-weekly", "--keep-monthly", "--prune", "--dry-run"]),
+        (["verify"], ["--all", "--read-data"]),
+        (["repo", "check"], ["--read-data"]),
+        (["repo", "init"], ["--key"]),
+        (["report", "drills"], ["--month", "--format", "--out"]),
+        (["mover", "backup"], ["--parent", "--tag", "-o, --output"]),
+        (["mover", "restore"], ["--path"]),
+        (["deploy", "render"], ["--config"]),
+        (["backups", "list"], ["--namespace"]),
+    ],
+)  # fmt: skip
+def test_options_documented(capsys: pytest.CaptureFixture[str], cmd: list[str], options: list[str]) -> None:
+    r = run_dr(capsys, *cmd, "--help")
+    for opt in options:
+        assert opt in r.out, f"{' '.join(cmd)}: {opt} missing"
+
+
+def test_global_options(capsys: pytest.CaptureFixture[str]) -> None:
+    r = run_dr(capsys, "--help")
+    for opt in ("--config", "--repo", "--kubeconfig", "--context", "-v, --verbose", "--quiet", "--version"):
+        assert opt in r.out
+
+
+def test_version() -> None:
+    r = run_dr_process("--version")
+    assert r.code == 0
+    assert r.out.strip() == f"dr, version {__version__}"
+
+
+def test_usage_error_exit_2(capsys: pytest.CaptureFixture[str]) -> None:
+    assert run_dr(capsys, "restore", "latest", "--existing", "maybe").code == 2
+    assert run_dr(capsys, "restore", "latest", "--namespace-mapping", "novalue").code == 2
+    assert run_dr(capsys, "no-such-command").code == 2
+    r = run_dr(capsys, "verify", "--read-data=150")
+    assert r.code == 2 and "(0, 100]" in r.err

@@ -1,0 +1,148 @@
+"""dr.yaml: models, line-accurate errors, defaults, and `dr config validate`."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+
+from dr import config as cfgmod
+from dr.config import Config, default_config, load_config, load_model
+from dr.errors import InvalidInput
+from tests.helpers import run_dr, run_dr_process
+
+EXAMPLE = Path(__file__).resolve().parent.parent / "examples" / "dr.yaml"
+
+BAD = """\
+repositories:
+  - name: primary
+    url: file:///var/backups/dr
+backupPolicies:
+  - name: nightly
+    schedule: "0 25 * * *"
+    retention:
+      keepDialy: 7
+keyProviders:
+  - name: k
+    uri: ftp://keys.example.com/k
+"""
+
+
+def test_example_config_uses_every_section() -> None:
+    c = load_model(Config, EXAMPLE)
+    schemes = {r.url.split(":")[0] for r in c.repositories}
+    assert {"s3", "file"} <= schemes
+    providers = {k.uri.split(":")[0] for k in c.key_providers}
+    assert {"vault", "awskms"} <= providers
+    assert len(c.backup_policies) >= 2 and all(p.schedule for p in c.backup_policies)
+    assert all(p.retention.model_dump(exclude_none=True) for p in c.backup_policies)
+    assert c.drill_policies and c.drill_policies[0].backup_policy == "shop-nightly"
+    assert c.backup_policies[0].rpo == timedelta(hours=24)
+    assert (
+        c.repositories[0].s3
+        and c.repositories[0].s3.object_lock
+        and c.repositories[0].s3.object_lock.days == 30
+    )
+
+
+def test_three_problems_each_with_its_line(tmp_path: Path) -> None:
+    f = tmp_path / "dr.yaml"
+    f.write_text(BAD)
+    with pytest.raises(InvalidInput) as e:
+        load_model(Config, f)
+    problems = e.value.details
+    assert len(problems) == 3, problems
+    assert problems[0].startswith(
+        f"{f}:6:5: backupPolicies[0].schedule: invalid cron expression '0 25 * * *'"
+    )
+    assert "hour 25 out of range 0-23" in problems[0]
+    assert problems[1] == f"{f}:8:7: backupPolicies[0].retention.keepDialy: unknown field"
+    assert problems[2].startswith(f"{f}:11:5: keyProviders[0].uri: unsupported key provider URL")
+
+
+def test_cli_validate_bad_config_exit_2_without_traceback(tmp_path: Path) -> None:
+    f = tmp_path / "dr.yaml"
+    f.write_text(BAD)
+    r = run_dr_process("config", "validate", str(f))
+    assert r.code == 2
+    assert "Traceback" not in r.err
+    lines = [ln.strip() for ln in r.err.splitlines()]
+    assert any(ln.startswith(f"{f}:6:5:") for ln in lines)
+    assert any(ln.startswith(f"{f}:8:7:") for ln in lines)
+    assert any(ln.startswith(f"{f}:11:5:") for ln in lines)
+    assert r.out == ""
+
+
+def test_cli_validate_example(capsys: pytest.CaptureFixture[str]) -> None:
+    r = run_dr(capsys, "config", "validate", str(EXAMPLE))
+    assert r.code == 0, r.err
+    assert "valid" in r.out
+    r = run_dr(capsys, "config", "validate", str(EXAMPLE), "-o", "json")
+    assert r.json()["backupPolicies"] == ["shop-nightly", "platform-hourly"]
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("repositories: [\n  {name: a, url: 'file:///x'\n", ":3:1: invalid YAML"),
+        ("a: 1\na: 2\n", ":2:1: duplicate key 'a'"),
+        ("- 1\n- 2\n", ":1:1: (document): Input should be a valid dictionary"),
+        (
+            "repositories:\n  - name: r\n    url: s3:///nobucket\n",
+            ":3:5: repositories[0].url: repository URL 's3:///nobucket' names no bucket",
+        ),
+        ("repositories:\n  - name: r\n    url: relative/path\n", "scheme"),
+        ("repositories:\n  - name: r\n    url: s3://user:pw@bucket/p\n", "must not contain credentials"),
+        ("repositories:\n  - name: r\n", ":2:5: repositories[0].url: required field is missing"),
+        ("defaultRepository: x\n", ":1:1: defaultRepository: 'x' is not a repository name"),
+        ("mover:\n  deadline: soon\n", ":2:3: mover.deadline: invalid duration 'soon'"),
+        (
+            "backupPolicies:\n  - {name: a, schedule: '@daily'}\n  - {name: a, schedule: '@hourly'}\n",
+            ":3:6: backupPolicies[1].name: duplicate name 'a'",
+        ),
+        (
+            "keyProviders:\n  - name: v\n    uri: vault://transit/keys/k\n    vault: {auth: {method: approle}}\n",
+            "approle auth needs roleIdFile and secretIdFile",
+        ),
+    ],
+)
+def test_problems_name_line_and_field(tmp_path: Path, text: str, expected: str) -> None:
+    f = tmp_path / "c.yaml"
+    f.write_text(text)
+    with pytest.raises(InvalidInput) as e:
+        load_model(Config, f)
+    everything = "\n".join([e.value.message, *e.value.details])
+    assert expected in everything
+
+
+def test_missing_file_is_invalid_input(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    r = run_dr(capsys, "config", "validate", str(tmp_path / "nope.yaml"))
+    assert r.code == 2
+    assert "nope.yaml: no such file" in r.err
+
+
+def test_embedded_defaults_use_xdg_dirs(isolated_home: Path) -> None:
+    loaded = load_config(None)
+    assert loaded.source == "built-in defaults"
+    repo = loaded.config.repository()
+    assert repo is not None and repo.url == f"file://{isolated_home}/data/dr/repo"
+    assert loaded.config.key_providers[0].uri == f"local://{isolated_home}/config/dr/repo.key"
+    assert default_config().repository() is not None
+
+
+def test_config_resolution_order(isolated_home: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    (isolated_home / "dr.yaml").write_text("repositories: [{name: here, url: 'file:///here'}]\n")
+    env = isolated_home / "env.yaml"
+    env.write_text("repositories: [{name: env, url: 'file:///env'}]\n")
+    assert load_config(None).config.repositories[0].name == "here"
+    monkeypatch.setenv("DR_CONFIG", str(env))
+    assert load_config(None).config.repositories[0].name == "env"
+    explicit = isolated_home / "x.yaml"
+    explicit.write_text("repositories: [{name: explicit, url: 'file:///x'}]\n")
+    assert load_config(str(explicit)).config.repositories[0].name == "explicit"
+
+
+def test_schemes_match_registries() -> None:
+    assert set(cfgmod.REPOSITORY_SCHEMES) == {"file", "s3", "gs"}
+    assert set(cfgmod.KEY_PROVIDER_SCHEMES) == {"local", "vault", "awskms", "gcpkms"}

@@ -1,0 +1,99 @@
+"""Cron expressions and durations (pure logic)."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from dr.cron import CronError, format_duration, parse_cron, parse_duration
+
+
+@pytest.mark.parametrize(
+    "expr",
+    [
+        "* * * * *",
+        "*/5 * * * *",
+        "0 2 * * *",
+        "15 1 1,15 * MON-FRI",
+        "0 0 1 jan *",
+        "@daily",
+        "0-30/10 8-18 * * 1-5",
+        "0 4 1 * *",
+        "0 0 * * 7",
+    ],
+)
+def test_valid(expr: str) -> None:
+    parse_cron(expr)
+
+
+@pytest.mark.parametrize(
+    ("expr", "reason"),
+    [
+        ("61 * * * *", "minute 61 out of range 0-59"),
+        ("* 24 * * *", "hour 24 out of range 0-23"),
+        ("* * 0 * *", "day of month 0 out of range 1-31"),
+        ("* * * 13 *", "month 13 out of range 1-12"),
+        ("* * * * 8", "day of week 8 out of range 0-7"),
+        ("* * * *", "expected 5 fields"),
+        ("*/0 * * * *", "bad step"),
+        ("5-1 * * * *", "goes backwards"),
+        ("@sometimes", "unknown macro"),
+        ("x * * * *", "not a number"),
+        ("CRON_TZ=UTC 0 * * * *", "timeZone"),
+    ],
+)
+def test_invalid(expr: str, reason: str) -> None:
+    with pytest.raises(CronError, match=reason):
+        parse_cron(expr)
+
+
+def test_next_after() -> None:
+    c = parse_cron("15 1 * * *")
+    assert c.next_after(datetime(2026, 11, 27, 1, 15)) == datetime(2026, 11, 28, 1, 15)
+    assert c.next_after(datetime(2026, 11, 27, 0, 0)) == datetime(2026, 11, 27, 1, 15)
+    monthly = parse_cron("0 4 1 * *")
+    assert monthly.next_after(datetime(2026, 12, 15)) == datetime(2027, 1, 1, 4, 0)
+    weekday = parse_cron("0 9 * * mon")
+    assert weekday.next_after(datetime(2026, 11, 27)) == datetime(2026, 11, 30, 9, 0)  # a Friday -> Monday
+    # both day fields restricted: either matches (Vixie cron)
+    either = parse_cron("0 0 13 * fri")
+    assert either.next_after(datetime(2026, 11, 1)) == datetime(2026, 11, 6)
+
+
+@given(st.integers(min_value=0, max_value=59), st.integers(min_value=0, max_value=23))
+def test_daily_fires_every_day(minute: int, hour: int) -> None:
+    c = parse_cron(f"{minute} {hour} * * *")
+    t = datetime(2026, 3, 1)
+    first = c.next_after(t)
+    assert c.next_after(first) - first == timedelta(days=1)
+
+
+@pytest.mark.parametrize(
+    ("text", "seconds"),
+    [
+        ("90s", 90),
+        ("15m", 900),
+        ("1h30m", 5400),
+        ("7d", 604800),
+        ("2w", 1209600),
+        ("300", 300),
+        ("1.5h", 5400),
+    ],
+)
+def test_durations(text: str, seconds: float) -> None:
+    assert parse_duration(text).total_seconds() == seconds
+
+
+@pytest.mark.parametrize("text", ["", "soon", "5 minutes", "1h foo", "-5m", "h"])
+def test_bad_durations(text: str) -> None:
+    with pytest.raises(ValueError, match="invalid duration"):
+        parse_duration(text)
+
+
+def test_format_duration() -> None:
+    assert format_duration(3.25) == "3.2s"
+    assert format_duration(timedelta(hours=26, minutes=5)) == "1d2h"
+    assert format_duration(200) == "3m20s"
