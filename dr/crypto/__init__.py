@@ -1,0 +1,1 @@
+"""Crypto: AEAD for repository objects, the master key, key slots and key providers."""

@@ -1,0 +1,1 @@
+"""Key providers: wrap and unwrap the repository master key (envelope encryption)."""

@@ -1,0 +1,35 @@
+"""Open a key provider by URI scheme: the one place that maps schemes to providers."""
+
+from __future__ import annotations
+
+from urllib.parse import urlsplit
+
+from dr.config import KeyProvider as KeyProviderConfig
+from dr.crypto.providers.base import KeyProvider
+from dr.errors import InvalidInput
+
+SCHEMES = ("local", "vault", "awskms", "gcpkms")
+
+
+def open_provider(uri: str, options: KeyProviderConfig | None = None, *, create: bool = False) -> KeyProvider:
+    """The provider for ``uri``. ``create`` lets a local provider create its key file."""
+    parts = urlsplit(uri)
+    if parts.scheme == "local":
+        from dr.crypto.providers.local import LocalKeyProvider
+
+        if not parts.path.startswith("/") or parts.netloc:
+            raise InvalidInput(f"key provider {uri!r}: use local:///absolute/path/to/keyfile")
+        return LocalKeyProvider(parts.path, create=create)
+    if parts.scheme == "vault":
+        from dr.crypto.providers.vault import VaultKeyProvider
+
+        return VaultKeyProvider.from_uri(uri, options.vault if options else None)
+    if parts.scheme == "awskms":
+        from dr.crypto.providers.awskms import AWSKMSKeyProvider
+
+        return AWSKMSKeyProvider.from_uri(uri, options.awskms if options else None)
+    if parts.scheme == "gcpkms":
+        from dr.crypto.providers.gcpkms import GCPKMSKeyProvider
+
+        return GCPKMSKeyProvider.from_uri(uri, options.gcpkms if options else None)
+    raise InvalidInput(f"key provider {uri!r}: unsupported scheme (local://, vault://, awskms://, gcpkms://)")

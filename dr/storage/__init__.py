@@ -1,0 +1,1 @@
+"""Object stores (file, s3, gs) behind one small interface; see ``base.ObjectStore``."""

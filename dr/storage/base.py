@@ -1,0 +1,90 @@
+"""The object-store interface every backend implements, and its errors.
+
+Six operations are all the repository needs (FORMAT.md): create-only put,
+get, ranged get, list by prefix, stat and delete. Names are ``/``-separated
+paths relative to the repository root (``data/3f/3f9c…``); a backend maps
+them onto its own namespace (a directory, a bucket prefix).
+
+Create-only put (``if_absent=True``) is what makes the repository
+append-only and concurrent backups safe: two writers can never replace each
+other's object. Backends implement it natively (``O_EXCL`` + rename,
+S3 ``If-None-Match: *``, GCS ``ifGenerationMatch=0``), never as a
+check-then-write race.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Protocol, runtime_checkable
+
+from dr.errors import DrError
+
+
+class StorageError(DrError):
+    """A storage operation failed (after retries where retrying is safe)."""
+
+
+class ObjectNotFound(StorageError):
+    def __init__(self, name: str, where: str = "") -> None:
+        super().__init__(f"object {name!r} not found{' in ' + where if where else ''}")
+        self.name = name
+
+
+class ObjectExists(StorageError):
+    """A create-only put found the name taken."""
+
+    def __init__(self, name: str) -> None:
+        super().__init__(f"object {name!r} already exists")
+        self.name = name
+
+
+class AccessDenied(StorageError):
+    """The credentials may not do this (or Object Lock retention forbids it)."""
+
+
+@dataclass(frozen=True)
+class ObjectInfo:
+    name: str  # relative to the store root
+    size: int
+    modified: datetime | None = None
+
+
+@runtime_checkable
+class ObjectStore(Protocol):
+    """A flat namespace of immutable objects."""
+
+    @property
+    def url(self) -> str:
+        """The store's URL, without credentials (safe to log)."""
+        ...
+
+    def put(self, name: str, data: bytes | memoryview, *, if_absent: bool = True) -> None:
+        """Write an object. With ``if_absent`` (the default) raise ``ObjectExists`` when
+        the name is taken and leave the existing object untouched."""
+        ...
+
+    def get(self, name: str) -> bytes:
+        """The whole object; ``ObjectNotFound`` if missing."""
+        ...
+
+    def get_range(self, name: str, offset: int, length: int) -> bytes:
+        """``length`` bytes from ``offset`` (fewer only at the end of the object)."""
+        ...
+
+    def list(self, prefix: str = "") -> Iterator[ObjectInfo]:
+        """Every object whose name starts with ``prefix``, in no particular order."""
+        ...
+
+    def stat(self, name: str) -> ObjectInfo:
+        """Size and time of one object; ``ObjectNotFound`` if missing."""
+        ...
+
+    def delete(self, name: str) -> None:
+        """Delete an object; deleting a missing object is not an error."""
+        ...
+
+    def close(self) -> None:
+        """Release connections."""
+        ...

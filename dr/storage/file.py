@@ -1,0 +1,115 @@
+"""``file:///abs/path``: a repository in a local (or mounted network) directory.
+
+Create-only writes go to a temporary file in the same directory, are fsynced,
+then linked into place with ``os.link``, which fails if the name exists — an
+atomic create-if-absent on POSIX file systems (including NFS). Plain
+overwrites use ``os.replace``. Readers never see half-written objects.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import os
+import secrets
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+
+from dr.storage.base import AccessDenied, ObjectExists, ObjectInfo, ObjectNotFound, StorageError
+
+
+class FileStore:
+    def __init__(self, root: str | Path) -> None:
+        self.root = Path(root)
+
+    @property
+    def url(self) -> str:
+        return f"file://{self.root}"
+
+    def _path(self, name: str) -> Path:
+        parts = name.split("/")
+        if not name or any(p in ("", ".", "..") for p in parts):
+            raise StorageError(f"invalid object name {name!r}")
+        return self.root.joinpath(*parts)
+
+    def put(self, name: str, data: bytes | memoryview, *, if_absent: bool = True) -> None:
+        path = self._path(name)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.parent / f".tmp-{path.name}-{secrets.token_hex(6)}"
+        try:
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        except PermissionError as e:
+            raise AccessDenied(f"cannot write {path}: {e.strerror}") from None
+        try:
+            with os.fdopen(fd, "wb") as f:
+                f.write(data)
+                f.flush()
+                os.fsync(f.fileno())
+            if if_absent:
+                try:
+                    os.link(tmp, path)
+                except FileExistsError:
+                    raise ObjectExists(name) from None
+            else:
+                os.replace(tmp, path)
+        finally:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(tmp)
+
+    def get(self, name: str) -> bytes:
+        try:
+            return self._path(name).read_bytes()
+        except FileNotFoundError:
+            raise ObjectNotFound(name, self.url) from None
+        except PermissionError as e:
+            raise AccessDenied(f"cannot read {name}: {e.strerror}") from None
+
+    def get_range(self, name: str, offset: int, length: int) -> bytes:
+        try:
+            with self._path(name).open("rb") as f:
+                f.seek(offset)
+                return f.read(length)
+        except FileNotFoundError:
+            raise ObjectNotFound(name, self.url) from None
+
+    def list(self, prefix: str = "") -> Iterator[ObjectInfo]:
+        # Walk only the directory that can contain the prefix.
+        base_dir, _, _ = prefix.rpartition("/")
+        start = self.root.joinpath(*base_dir.split("/")) if base_dir else self.root
+        if not start.is_dir():
+            return
+        for dirpath, dirnames, filenames in os.walk(start):
+            dirnames.sort()
+            for fn in sorted(filenames):
+                if fn.startswith(".tmp-"):
+                    continue
+                full = Path(dirpath) / fn
+                name = full.relative_to(self.root).as_posix()
+                if not name.startswith(prefix):
+                    continue
+                try:
+                    st = full.stat()
+                except FileNotFoundError:
+                    continue  # deleted while listing
+                yield ObjectInfo(name, st.st_size, datetime.fromtimestamp(st.st_mtime, UTC))
+
+    def stat(self, name: str) -> ObjectInfo:
+        try:
+            st = self._path(name).stat()
+        except FileNotFoundError:
+            raise ObjectNotFound(name, self.url) from None
+        return ObjectInfo(name, st.st_size, datetime.fromtimestamp(st.st_mtime, UTC))
+
+    def delete(self, name: str) -> None:
+        try:
+            self._path(name).unlink()
+        except FileNotFoundError:
+            pass
+        except OSError as e:
+            if e.errno in (errno.EACCES, errno.EPERM):
+                raise AccessDenied(f"cannot delete {name}: {e.strerror}") from None
+            raise
+
+    def close(self) -> None:
+        pass

@@ -1,0 +1,32 @@
+"""Open an object store by URL scheme: the one place that maps schemes to backends."""
+
+from __future__ import annotations
+
+from urllib.parse import urlsplit
+
+from dr.config import Repository
+from dr.errors import InvalidInput
+from dr.storage.base import ObjectStore
+
+
+def open_store(url: str, options: Repository | None = None) -> ObjectStore:
+    """The backend for ``url``; ``options`` carries per-repository settings from dr.yaml."""
+    parts = urlsplit(url)
+    if parts.scheme == "file":
+        from dr.storage.file import FileStore
+
+        if not parts.path.startswith("/") or parts.netloc not in ("", "localhost"):
+            raise InvalidInput(f"repository URL {url!r}: use file:///absolute/path")
+        return FileStore(parts.path)
+    if parts.scheme == "s3":
+        from dr.storage.s3 import S3Store
+
+        return S3Store.from_url(url, options.s3 if options else None)
+    if parts.scheme == "gs":
+        from dr.storage.gcs import GCSStore
+
+        return GCSStore.from_url(url, options.gcs if options else None)
+    raise InvalidInput(f"repository URL {url!r}: unsupported scheme (file://, s3://, gs://)")
+
+
+SCHEMES = ("file", "s3", "gs")
