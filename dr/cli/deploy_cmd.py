@@ -2,9 +2,15 @@
 
 from __future__ import annotations
 
+import sys
+from pathlib import Path
+
 import click
 
-from dr.errors import NotImplementedYet
+from dr.cli.context import app
+from dr.config import load_config
+from dr.deploy.render import read_source, render, to_yaml_stream
+from dr.errors import InvalidInput
 
 
 @click.group("deploy")
@@ -20,9 +26,24 @@ def deploy_group() -> None:
     metavar="FILE",
     help="dr.yaml whose policies become CronJobs (default: the active config).",
 )
-def render(config_file: str | None) -> None:
-    """Print CronJobs (and the RBAC they need) for the config's backup and drill policies."""
-    raise NotImplementedYet("dr deploy render")
+def render_cmd(config_file: str | None) -> None:
+    """Print CronJobs (and the RBAC they need) for the config's backup and drill policies.
+
+    \b
+    One YAML stream for `kubectl apply -f -`: the namespace, service accounts,
+    roles and bindings, network policies, a ConfigMap with the config file, a
+    CronJob per backup policy (`dr backup --policy NAME`) and per drill policy
+    (`dr drill run`, runbook from a ConfigMap), and a daily `dr drill gc`.
+    Secrets are referenced by name, never rendered.
+    """
+    loaded = load_config(config_file) if config_file else app().loaded
+    if loaded.source == "built-in defaults":
+        raise InvalidInput(
+            "dr deploy render: no configuration file (give --config, set $DR_CONFIG or add ./dr.yaml); "
+            "the CronJobs come from its backup and drill policies"
+        )
+    source = read_source(loaded.config, Path(loaded.source))
+    sys.stdout.write(to_yaml_stream(render(source), loaded.source))
 
 
 COMMANDS = [deploy_group]

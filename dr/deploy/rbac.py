@@ -1,0 +1,398 @@
+"""Who dr runs as in the cluster: service accounts, their roles and bindings (least privilege).
+
+One service account per kind of job, so that a compromised backup pod cannot
+write and a compromised drill pod cannot touch production namespaces:
+
+``dr`` (backup)
+    Reads what it backs up — each resource named by API group, only
+    ``get/list/watch`` (never ``*``, never a write on Secrets) — plus
+    ``pods/exec`` and ``pods/log`` for hooks and ``create/delete`` of
+    VolumeSnapshots (they must live next to the PVC they snapshot). Its own
+    temporary Jobs/PVCs/VolumeSnapshots live in the dr namespace only (Role
+    ``dr-workspace``). The name ``dr`` matches the identity the test cluster
+    ships with a token.
+``dr-restore``
+    Creates, updates, patches and deletes the restorable types and creates
+    namespaces. Secrets: ``create/update/patch/delete`` only — restore never
+    *reads* a Secret (server-side apply needs no ``get``), so it cannot read
+    dr's own credentials either. RBAC objects are restored only where the
+    restore account already holds what they grant (the API server's
+    escalation check); it has no ``bind``/``escalate``.
+``dr-drill``
+    Creates namespaces, deletes them, and binds the ClusterRole
+    ``dr-drill-workspace`` (restore rights) *inside* the scratch namespaces
+    it created — it holds no write rights anywhere else. RBAC cannot limit
+    deletion or binding to labelled namespaces; the ValidatingAdmissionPolicy
+    from :func:`drill_guard_policy` closes that gap (residual risk where
+    admission policies are not enforced: the drill account can delete any
+    namespace — keep it bound only where the policy is enforced).
+
+Every role also creates Events (``dr.observe.events``).
+
+These builders are the single source of the RBAC: ``dr deploy render``
+prints them and ``deploy/`` holds the same objects (a test keeps both equal).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+Manifest = dict[str, Any]
+
+BACKUP_SA = "dr"
+RESTORE_SA = "dr-restore"
+DRILL_SA = "dr-drill"
+
+BACKUP_ROLE = "dr-backup"
+RESTORE_ROLE = "dr-restore"
+DRILL_ROLE = "dr-drill"
+DRILL_WORKSPACE_ROLE = "dr-drill-workspace"
+WORKSPACE_ROLE = "dr-workspace"
+MOVER_IN_NAMESPACE_ROLE = "dr-mover-in-namespace"
+DRILL_GUARD_POLICY = "dr-drill-scratch-namespaces-only"
+
+DRILL_LABEL = "dr.dev/drill"
+BACKUP_POLICY_LABEL = "dr.dev/backup-policy"
+
+READ = ["get", "list", "watch"]
+WRITE = ["get", "list", "watch", "create", "update", "patch", "delete"]
+TEMPORARY = ["get", "list", "watch", "create", "delete"]
+# Restore writes Secrets through server-side apply and never reads them back.
+SECRET_WRITE = ["create", "update", "patch", "delete"]
+EVENTS = ["create", "patch"]
+
+# What dr backs up and restores, by API group. Custom resources need an extra
+# ClusterRole bound to the same account (see deploy/README section in the docs).
+NAMESPACED_TYPES: dict[str, list[str]] = {
+    "": [
+        "configmaps",
+        "services",
+        "serviceaccounts",
+        "persistentvolumeclaims",
+        "limitranges",
+        "resourcequotas",
+        "replicationcontrollers",
+    ],
+    "apps": ["deployments", "statefulsets", "daemonsets", "replicasets"],
+    "batch": ["jobs", "cronjobs"],
+    "networking.k8s.io": ["ingresses", "networkpolicies"],
+    "policy": ["poddisruptionbudgets"],
+    "autoscaling": ["horizontalpodautoscalers"],
+    "rbac.authorization.k8s.io": ["roles", "rolebindings"],
+}
+CLUSTER_TYPES: dict[str, list[str]] = {
+    "": ["namespaces", "persistentvolumes"],
+    "storage.k8s.io": ["storageclasses"],
+    "scheduling.k8s.io": ["priorityclasses"],
+    "networking.k8s.io": ["ingressclasses"],
+    "apiextensions.k8s.io": ["customresourcedefinitions"],
+    "rbac.authorization.k8s.io": ["clusterroles", "clusterrolebindings"],
+    "snapshot.storage.k8s.io": ["volumesnapshotclasses"],
+}
+SNAPSHOT_GROUP = "snapshot.storage.k8s.io"
+
+
+def _rule(
+    groups: list[str], resources: list[str], verbs: list[str], names: list[str] | None = None
+) -> Manifest:
+    rule: Manifest = {"apiGroups": groups, "resources": resources, "verbs": verbs}
+    if names:
+        rule["resourceNames"] = names
+    return rule
+
+
+def _merged(*tables: dict[str, list[str]]) -> dict[str, list[str]]:
+    out: dict[str, list[str]] = {}
+    for table in tables:
+        for group, resources in table.items():
+            out.setdefault(group, [])
+            out[group] += [r for r in resources if r not in out[group]]
+    return out
+
+
+def labels(component: str) -> dict[str, str]:
+    return {
+        "app.kubernetes.io/name": "dr",
+        "app.kubernetes.io/component": component,
+        "app.kubernetes.io/part-of": "dr",
+    }
+
+
+def _meta(name: str, component: str, namespace: str | None = None) -> Manifest:
+    meta: Manifest = {"name": name}
+    if namespace is not None:
+        meta["namespace"] = namespace
+    meta["labels"] = labels(component)
+    return meta
+
+
+# --------------------------------------------------------------------------- rules
+
+
+def backup_rules() -> list[Manifest]:
+    reads = _merged(NAMESPACED_TYPES, CLUSTER_TYPES, {"": ["secrets", "pods"]})
+    rules = [_rule([g], sorted(r), READ) for g, r in reads.items()]
+    rules += [
+        # Hooks: run a command in the app's pods, read their output.
+        _rule([""], ["pods/exec"], ["create"]),
+        _rule([""], ["pods/log"], ["get"]),
+        # CSI snapshots are taken in the PVC's namespace; contents are cloned
+        # into the dr namespace for the data mover to read.
+        _rule([SNAPSHOT_GROUP], ["volumesnapshots", "volumesnapshotcontents"], TEMPORARY),
+        _rule([""], ["events"], EVENTS),
+    ]
+    return rules
+
+
+def restore_rules() -> list[Manifest]:
+    namespaced = _merged(NAMESPACED_TYPES, {SNAPSHOT_GROUP: ["volumesnapshots"]})
+    rules = [_rule([g], sorted(r), WRITE) for g, r in namespaced.items()]
+    cluster = {g: [r for r in rs if r not in ("namespaces", "clusterroles", "clusterrolebindings")]
+               for g, rs in CLUSTER_TYPES.items()}  # fmt: skip
+    # Cluster-scoped objects are created or updated, never deleted by a restore.
+    rules += [_rule([g], sorted(r), ["get", "list", "watch", "create", "update", "patch"])
+              for g, r in cluster.items() if r]  # fmt: skip
+    rules += [
+        _rule([""], ["namespaces"], ["get", "list", "watch", "create", "patch"]),
+        _rule([""], ["secrets"], SECRET_WRITE),
+        _rule([""], ["pods"], READ),
+        _rule([""], ["pods/exec"], ["create"]),
+        _rule([""], ["pods/log"], ["get"]),
+        _rule([""], ["events"], EVENTS),
+    ]
+    return rules
+
+
+def drill_workspace_rules() -> list[Manifest]:
+    """Restore rights inside one scratch namespace (bound there by the drill itself)."""
+    namespaced = _merged(NAMESPACED_TYPES, {SNAPSHOT_GROUP: ["volumesnapshots"]})
+    rules = [_rule([g], sorted(r), WRITE) for g, r in namespaced.items()]
+    rules += [
+        # The restored copy's Secrets: the drill could decrypt them from the
+        # repository anyway, and verification steps may need them.
+        _rule([""], ["secrets"], WRITE),
+        _rule([""], ["pods"], READ),
+        _rule([""], ["pods/exec"], ["create"]),
+        _rule([""], ["pods/log"], ["get"]),
+        _rule([""], ["events"], EVENTS),
+    ]
+    return rules
+
+
+def drill_rules() -> list[Manifest]:
+    return [
+        # Scratch namespaces; the admission policy limits update/delete to labelled ones.
+        _rule([""], ["namespaces"], ["get", "list", "watch", "create", "patch", "delete"]),
+        _rule(["rbac.authorization.k8s.io"], ["rolebindings"], ["get", "list", "create", "delete"]),
+        _rule(["rbac.authorization.k8s.io"], ["clusterroles"], ["bind"], [DRILL_WORKSPACE_ROLE]),
+        _rule([""], ["events"], EVENTS),
+    ]
+
+
+def workspace_rules() -> list[Manifest]:
+    """dr's own temporary objects in its namespace (data-mover Jobs, PVCs, snapshots)."""
+    return [
+        _rule(["batch"], ["jobs"], TEMPORARY),
+        _rule([""], ["persistentvolumeclaims"], TEMPORARY),
+        _rule([SNAPSHOT_GROUP], ["volumesnapshots"], TEMPORARY),
+        _rule([""], ["pods"], READ),
+        _rule([""], ["pods/log"], ["get"]),
+        _rule([""], ["events"], EVENTS),
+    ]
+
+
+def mover_in_namespace_rules() -> list[Manifest]:
+    """File-system backups: the mover Job must run where the PVC is. Bound per app namespace, opt-in."""
+    return [
+        _rule(["batch"], ["jobs"], TEMPORARY),
+        _rule([""], ["pods"], READ),
+        _rule([""], ["pods/log"], ["get"]),
+    ]
+
+
+# --------------------------------------------------------------------------- objects
+
+
+def service_account(name: str, namespace: str, component: str) -> Manifest:
+    return {
+        "apiVersion": "v1",
+        "kind": "ServiceAccount",
+        "metadata": _meta(name, component, namespace),
+        # The pods talk to the API server, so the token is mounted (explicitly).
+        "automountServiceAccountToken": True,
+    }
+
+
+def cluster_role(name: str, component: str, rules: list[Manifest]) -> Manifest:
+    return {
+        "apiVersion": "rbac.authorization.k8s.io/v1",
+        "kind": "ClusterRole",
+        "metadata": _meta(name, component),
+        "rules": rules,
+    }
+
+
+def role(name: str, namespace: str, component: str, rules: list[Manifest]) -> Manifest:
+    return {
+        "apiVersion": "rbac.authorization.k8s.io/v1",
+        "kind": "Role",
+        "metadata": _meta(name, component, namespace),
+        "rules": rules,
+    }
+
+
+def _subject(sa: str, namespace: str) -> Manifest:
+    return {"kind": "ServiceAccount", "name": sa, "namespace": namespace}
+
+
+def cluster_role_binding(name: str, component: str, cluster_role_name: str, sa: str, ns: str) -> Manifest:
+    return {
+        "apiVersion": "rbac.authorization.k8s.io/v1",
+        "kind": "ClusterRoleBinding",
+        "metadata": _meta(name, component),
+        "roleRef": {
+            "apiGroup": "rbac.authorization.k8s.io",
+            "kind": "ClusterRole",
+            "name": cluster_role_name,
+        },
+        "subjects": [_subject(sa, ns)],
+    }
+
+
+def role_binding(
+    name: str, namespace: str, component: str, role_kind: str, role_name: str, subjects: list[Manifest]
+) -> Manifest:
+    return {
+        "apiVersion": "rbac.authorization.k8s.io/v1",
+        "kind": "RoleBinding",
+        "metadata": _meta(name, component, namespace),
+        "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": role_kind, "name": role_name},
+        "subjects": subjects,
+    }
+
+
+def drill_workspace_binding(scratch_namespace: str, dr_namespace: str) -> Manifest:
+    """What ``dr drill run`` creates in its scratch namespace to give itself restore rights there."""
+    return role_binding(
+        DRILL_WORKSPACE_ROLE,
+        scratch_namespace,
+        "drill",
+        "ClusterRole",
+        DRILL_WORKSPACE_ROLE,
+        [_subject(DRILL_SA, dr_namespace)],
+    )
+
+
+def mover_binding(app_namespace: str, dr_namespace: str) -> Manifest:
+    """Opt-in: lets the backup account run file-system mover Jobs in ``app_namespace``."""
+    return role_binding(
+        MOVER_IN_NAMESPACE_ROLE,
+        app_namespace,
+        "backup",
+        "ClusterRole",
+        MOVER_IN_NAMESPACE_ROLE,
+        [_subject(BACKUP_SA, dr_namespace)],
+    )
+
+
+def _has_true_label(obj: str) -> str:
+    return f"has({obj}.metadata.labels) && '{DRILL_LABEL}' in {obj}.metadata.labels && {obj}.metadata.labels['{DRILL_LABEL}'] == 'true'"
+
+
+def drill_guard_policy(namespace: str) -> list[Manifest]:
+    """A ValidatingAdmissionPolicy (+ binding): the drill account touches only drill namespaces.
+
+    RBAC cannot say "delete only namespaces labelled dr.dev/drill=true"; this
+    does: it rejects the drill account's namespace updates and deletions
+    unless the namespace *already* carries the label (so the account cannot
+    label a production namespace and then delete it), namespace creation
+    without the label, and RoleBindings outside labelled namespaces.
+    """
+    user = f"system:serviceaccount:{namespace}:{DRILL_SA}"
+    policy: Manifest = {
+        "apiVersion": "admissionregistration.k8s.io/v1",
+        "kind": "ValidatingAdmissionPolicy",
+        "metadata": _meta(f"{DRILL_GUARD_POLICY}.{namespace}", "drill"),
+        "spec": {
+            "failurePolicy": "Fail",
+            "matchConstraints": {
+                "resourceRules": [
+                    {
+                        "apiGroups": [""],
+                        "apiVersions": ["v1"],
+                        "operations": ["CREATE", "UPDATE", "DELETE"],
+                        "resources": ["namespaces"],
+                    },
+                    {
+                        "apiGroups": ["rbac.authorization.k8s.io"],
+                        "apiVersions": ["v1"],
+                        "operations": ["CREATE", "UPDATE", "DELETE"],
+                        "resources": ["rolebindings"],
+                    },
+                ]
+            },
+            "matchConditions": [
+                {"name": "drill-service-account", "expression": f"request.userInfo.username == '{user}'"}
+            ],
+            "validations": [
+                {
+                    "expression": "request.resource.resource != 'namespaces' || request.operation == 'CREATE'"
+                    f" || ({_has_true_label('oldObject')})",
+                    "message": f"the drill service account may only change or delete namespaces labelled {DRILL_LABEL}=true",
+                    "reason": "Forbidden",
+                },
+                {
+                    "expression": "request.resource.resource != 'namespaces' || request.operation == 'DELETE'"
+                    f" || ({_has_true_label('object')})",
+                    "message": f"namespaces created or updated by the drill service account must carry {DRILL_LABEL}=true",
+                    "reason": "Forbidden",
+                },
+                {
+                    "expression": "request.resource.resource != 'rolebindings'"
+                    f" || ({_has_true_label('namespaceObject')})",
+                    "message": f"the drill service account may only bind roles in namespaces labelled {DRILL_LABEL}=true",
+                    "reason": "Forbidden",
+                },
+            ],
+        },
+    }
+    binding: Manifest = {
+        "apiVersion": "admissionregistration.k8s.io/v1",
+        "kind": "ValidatingAdmissionPolicyBinding",
+        "metadata": _meta(f"{DRILL_GUARD_POLICY}.{namespace}", "drill"),
+        "spec": {"policyName": f"{DRILL_GUARD_POLICY}.{namespace}", "validationActions": ["Deny"]},
+    }
+    return [policy, binding]
+
+
+def rbac_manifests(namespace: str) -> list[Manifest]:
+    """Service accounts, roles and bindings for all three job kinds, in apply order."""
+    ns = namespace
+    # Cluster-wide names carry the namespace only when it is not the default,
+    # so two dr installations in one cluster do not overwrite each other.
+    suffix = "" if ns == "dr-system" else f"-{ns}"
+    return [
+        service_account(BACKUP_SA, ns, "backup"),
+        service_account(RESTORE_SA, ns, "restore"),
+        service_account(DRILL_SA, ns, "drill"),
+        cluster_role(BACKUP_ROLE, "backup", backup_rules()),
+        cluster_role(RESTORE_ROLE, "restore", restore_rules()),
+        cluster_role(DRILL_ROLE, "drill", drill_rules()),
+        cluster_role(DRILL_WORKSPACE_ROLE, "drill", drill_workspace_rules()),
+        cluster_role(MOVER_IN_NAMESPACE_ROLE, "backup", mover_in_namespace_rules()),
+        role(WORKSPACE_ROLE, ns, "workspace", workspace_rules()),
+        cluster_role_binding(BACKUP_ROLE + suffix, "backup", BACKUP_ROLE, BACKUP_SA, ns),
+        cluster_role_binding(RESTORE_ROLE + suffix, "restore", RESTORE_ROLE, RESTORE_SA, ns),
+        cluster_role_binding(DRILL_ROLE + suffix, "drill", DRILL_ROLE, DRILL_SA, ns),
+        # The backup leaves temporary objects in its namespace; gc (drill
+        # account) deletes what a crashed run left behind.
+        role_binding(
+            WORKSPACE_ROLE,
+            ns,
+            "workspace",
+            "Role",
+            WORKSPACE_ROLE,
+            [_subject(BACKUP_SA, ns), _subject(DRILL_SA, ns)],
+        ),
+        *drill_guard_policy(ns),
+    ]

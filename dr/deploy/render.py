@@ -1,0 +1,181 @@
+"""``dr deploy render``: the Kubernetes objects that run a config's schedules in the cluster.
+
+Schedules live in one place, the config: each backup policy becomes a
+CronJob running ``dr backup --policy NAME``, each drill policy a CronJob
+running ``dr drill run`` on its runbook (shipped in a ConfigMap), plus a
+daily ``dr drill gc``. Around them: the namespace (Pod Security
+``restricted``), the service accounts and roles (``dr.deploy.rbac``), the
+network policies (``dr.deploy.network``) and the ConfigMap holding the
+config file itself. The output is one YAML stream in apply order, for
+``kubectl apply -f -``.
+
+Credentials are never rendered: the config may only name Secrets
+(``mover.credentialsSecret``, the optional ``dr-files``), which the operator
+creates.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import timedelta
+from pathlib import Path
+
+import yaml
+
+from dr.config import Config, load_yaml
+from dr.deploy.network import config_endpoints, network_policies
+from dr.deploy.rbac import BACKUP_SA, DRILL_SA, Manifest, labels, mover_binding, rbac_manifests
+from dr.deploy.workloads import (
+    CONFIG_MAP,
+    RUNBOOK_DIR,
+    JobSpec,
+    PodSettings,
+    cronjob,
+    cronjob_name,
+    namespace_manifest,
+)
+from dr.errors import InvalidInput
+
+GC_SCHEDULE = "30 5 * * *"
+MAX_CONFIGMAP_BYTES = 1024 * 1024  # the API server's limit for one ConfigMap
+
+
+@dataclass(frozen=True)
+class ConfigSource:
+    """The parsed config and the file it came from (its text goes into the ConfigMap)."""
+
+    config: Config
+    path: Path
+    text: str
+
+
+def read_source(config: Config, path: Path) -> ConfigSource:
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as e:
+        raise InvalidInput(f"{path}: cannot read: {e}") from None
+    return ConfigSource(config, path, text)
+
+
+def _config_map(name: str, namespace: str, component: str, data: dict[str, str], what: str) -> Manifest:
+    size = sum(len(v.encode()) for v in data.values())
+    if size > MAX_CONFIGMAP_BYTES:
+        raise InvalidInput(f"{what}: {size} bytes is more than a ConfigMap holds ({MAX_CONFIGMAP_BYTES})")
+    return {
+        "apiVersion": "v1",
+        "kind": "ConfigMap",
+        "metadata": {"name": name, "namespace": namespace, "labels": labels(component)},
+        "data": data,
+    }
+
+
+def _find_runbook(src: ConfigSource, index: int) -> tuple[Path, str]:
+    runbook = src.config.drill_policies[index].runbook
+    candidates = (
+        [Path(runbook)] if Path(runbook).is_absolute() else [src.path.parent / runbook, Path(runbook)]
+    )
+    for path in candidates:
+        if path.is_file():
+            try:
+                return path, path.read_text(encoding="utf-8")
+            except (OSError, UnicodeDecodeError) as e:
+                raise InvalidInput(f"{path}: cannot read runbook: {e}") from None
+    _, lm = load_yaml(src.text, str(src.path))
+    line, col = lm.locate(("drillPolicies", index, "runbook"))
+    looked = ", ".join(str(c) for c in dict.fromkeys(candidates))
+    raise InvalidInput(
+        f"{src.path}:{line}:{col}: drillPolicies[{index}].runbook: {runbook}: no such file (looked for {looked})"
+    )
+
+
+def _literal_namespaces(patterns: list[str]) -> list[str]:
+    return [p for p in patterns if not any(ch in p for ch in "*?[")]
+
+
+def render(src: ConfigSource) -> list[Manifest]:
+    """All objects, in the order ``kubectl apply`` must create them."""
+    cfg = src.config
+    ns = cfg.mover.namespace
+    pod = PodSettings(ns, cfg.mover.image, cfg.mover.resources, cfg.mover.credentials_secret)
+    deadline: timedelta = cfg.mover.deadline
+    objects: list[Manifest] = [namespace_manifest(ns), *rbac_manifests(ns)]
+    objects += network_policies(ns, config_endpoints(cfg))
+    objects.append(_config_map(CONFIG_MAP, ns, "config", {"dr.yaml": src.text}, str(src.path)))
+
+    jobs: list[JobSpec] = []
+    movers: list[str] = []
+    for p in cfg.backup_policies:
+        jobs.append(
+            JobSpec(
+                name=cronjob_name("dr-backup", p.name),
+                component="backup",
+                args=["backup", "--policy", p.name],
+                schedule=p.schedule,
+                time_zone=p.time_zone,
+                service_account=BACKUP_SA,
+                deadline=deadline,
+                policy=p.name,
+            )
+        )
+        # File-system copies run a mover Job next to the PVC; bind that right
+        # where the policy names a namespace (globs: bind per namespace by hand).
+        if p.volumes.mode in ("auto", "filesystem"):
+            movers += [n for n in _literal_namespaces(p.scope.namespaces) if n not in movers]
+    for i, d in enumerate(cfg.drill_policies):
+        path, text = _find_runbook(src, i)
+        cm_name = f"dr-runbook-{d.name}"
+        objects.append(_config_map(cm_name, ns, "drill", {"runbook.yaml": text}, str(path)))
+        jobs.append(
+            JobSpec(
+                name=cronjob_name("dr-drill", d.name),
+                component="drill",
+                args=["drill", "run", f"{RUNBOOK_DIR}/{d.name}.yaml"],
+                schedule=d.schedule,
+                time_zone=d.time_zone,
+                service_account=DRILL_SA,
+                deadline=deadline,
+                starting_deadline=timedelta(hours=6),
+                # A failed drill is a finding for the report, not something to retry.
+                backoff_limit=0,
+                policy=d.name,
+                extra_files=[
+                    {
+                        "configMap": {
+                            "name": cm_name,
+                            "items": [{"key": "runbook.yaml", "path": f"runbooks/{d.name}.yaml"}],
+                        }
+                    }
+                ],
+            )
+        )
+    jobs.append(
+        JobSpec(
+            name="dr-drill-gc",
+            component="gc",
+            args=["drill", "gc"],
+            schedule=GC_SCHEDULE,
+            service_account=DRILL_SA,
+            deadline=timedelta(minutes=30),
+            starting_deadline=timedelta(hours=6),
+            backoff_limit=2,
+        )
+    )
+    objects += [mover_binding(app_ns, ns) for app_ns in movers]
+    objects += [cronjob(j, pod) for j in jobs]
+    return objects
+
+
+class _NoAliasDumper(yaml.SafeDumper):
+    """Shared label dicts must print in full: anchors and aliases confuse readers of manifests."""
+
+    def ignore_aliases(self, data: object) -> bool:
+        return True
+
+
+def to_yaml_stream(objects: list[Manifest], source: str) -> str:
+    header = f"# Generated by `dr deploy render` from {source}. Apply with: kubectl apply -f -\n"
+    docs = [
+        yaml.dump(o, Dumper=_NoAliasDumper, sort_keys=False, default_flow_style=False, allow_unicode=True)
+        for o in objects
+    ]
+    return header + "---\n" + "---\n".join(docs)

@@ -1,0 +1,1 @@
+"""Telling the outside world how runs went: Prometheus metrics and Kubernetes Events."""
