@@ -1,0 +1,427 @@
+"""``gs://bucket/prefix``: a repository in a Google Cloud Storage bucket, via google-cloud-storage.
+
+Settings. ``project`` and ``endpoint`` come from dr.yaml (``GCSOptions``) or
+the URL query (``gs://b/p?project=my-proj``); both given differently is an
+error. Without either, the project comes from ``GOOGLE_CLOUD_PROJECT`` /
+``GCLOUD_PROJECT`` or the credentials. Credentials come only from Application
+Default Credentials (``GOOGLE_APPLICATION_CREDENTIALS``, gcloud's ADC file,
+Workload Identity / the metadata server), never from the URL. When
+``STORAGE_EMULATOR_HOST`` is set (fake-gcs-server in the tests) the client
+talks to the emulator with anonymous credentials, as the emulator expects.
+
+One client per store: the ``Client`` owns the authorized HTTP session and its
+connection pool, and the ``Bucket`` object is made once; blobs are cheap
+local handles made per call. The library's own retries are off
+(``retry=None``): ``dr.storage.retry`` decides (see there).
+
+Create-only. ``put(if_absent=True)`` sends ``ifGenerationMatch=0``; GCS
+answers 412 when the name exists (→ ``ObjectExists``, the existing object
+untouched). Objects up to ``resumable_threshold`` (8 MiB) go up in one
+multipart request; larger ones (packs are ~16 MiB) as a resumable upload in
+``chunk_size`` pieces. GCS evaluates the precondition when a resumable
+upload is finalised, so it holds there too. fake-gcs-server up to 1.54 (the
+version the tests run) drops the precondition on resumable uploads
+(fsouza/fake-gcs-server#1967, fixed upstream by #2260); the tests mark that
+case as an expected failure of the emulator.
+
+Reads: ``get`` verifies the CRC32C GCS stores for every object; ``get_range``
+asks for a byte range (no whole-object checksum applies to a part). A 404
+on a read is checked once per store against the bucket, so a missing bucket
+is reported as such and not as a missing object.
+"""
+
+from __future__ import annotations
+
+import io
+import logging
+import os
+import threading
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any, TypeVar
+from urllib.parse import urlsplit
+
+from dr.config import GCSOptions
+from dr.errors import InvalidInput
+from dr.storage.base import AccessDenied, ObjectExists, ObjectInfo, ObjectNotFound, StorageError
+from dr.storage.naming import check_name, check_prefix, merge_setting, parse_bucket_url
+from dr.storage.retry import RetryPolicy, TransientError
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+MiB = 1024 * 1024
+RESUMABLE_THRESHOLD = 8 * MiB
+CHUNK_SIZE = 8 * MiB  # a multiple of 256 KiB, as GCS requires
+# (connect, read) seconds for every request.
+TIMEOUT = (10.0, 60.0)
+EMULATOR_ENV = "STORAGE_EMULATOR_HOST"
+EMULATOR_PROJECT = "dr-emulator"
+
+_QUERY_SETTINGS = {"project": "project", "endpoint": "endpoint"}
+_CREDENTIAL_HINT = (
+    "Google credentials come from Application Default Credentials "
+    "(GOOGLE_APPLICATION_CREDENTIALS, gcloud auth application-default login, or Workload Identity)"
+)
+
+
+@dataclass(frozen=True)
+class GCSSettings:
+    bucket: str
+    root: str  # object-name prefix inside the bucket: "" or "path/"
+    project: str | None = None
+    endpoint: str | None = None
+
+
+def settings_from_url(url: str, options: GCSOptions | None) -> GCSSettings:
+    parsed = parse_bucket_url(url, "gs", _QUERY_SETTINGS, _CREDENTIAL_HINT)
+    q = parsed.settings
+    project = merge_setting(url, "project", q.get("project"), options.project if options else None)
+    endpoint = merge_setting(url, "endpoint", q.get("endpoint"), options.endpoint if options else None)
+    if endpoint is not None:
+        ep = urlsplit(endpoint)
+        if ep.scheme not in ("http", "https") or not ep.hostname:
+            raise InvalidInput(f"repository URL {url!r}: endpoint {endpoint!r} must be http(s)://host[:port]")
+        if ep.username is not None or ep.password is not None:
+            raise InvalidInput(
+                f"repository URL {url!r}: endpoint must not contain credentials; {_CREDENTIAL_HINT}"
+            )
+    return GCSSettings(parsed.bucket, parsed.root, project or None, endpoint or None)
+
+
+def make_client(settings: GCSSettings, *, store: str) -> Any:
+    """A storage ``Client``: the emulator with anonymous credentials when
+    ``STORAGE_EMULATOR_HOST`` is set, else Application Default Credentials."""
+    from google.auth.exceptions import DefaultCredentialsError
+    from google.cloud.storage import Client
+
+    project = settings.project or os.environ.get("GOOGLE_CLOUD_PROJECT") or os.environ.get("GCLOUD_PROJECT")
+    client_options = {"api_endpoint": settings.endpoint} if settings.endpoint else None
+    if os.environ.get(EMULATOR_ENV):
+        from google.auth.credentials import AnonymousCredentials
+
+        return Client(
+            project=project or EMULATOR_PROJECT,
+            credentials=AnonymousCredentials(),
+            client_options=client_options,
+        )
+    try:
+        if project:
+            return Client(project=project, client_options=client_options)
+        return Client(client_options=client_options)
+    except DefaultCredentialsError as e:
+        raise AccessDenied(
+            f"{store}: no usable Google credentials ({_first_line(e)}); {_CREDENTIAL_HINT}"
+        ) from None
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
+
+
+# --------------------------------------------------------------------------- error mapping
+
+
+def map_error(
+    exc: BaseException, *, store: str, what: str, bucket: str, name: str | None, conditional: bool = False
+) -> StorageError:
+    """The dr error for a google-cloud-storage / google-auth / requests exception."""
+    import requests
+    from google.api_core import exceptions as gexc
+    from google.auth import exceptions as auth_exc
+    from google.cloud.storage.exceptions import DataCorruption
+
+    if isinstance(exc, gexc.GoogleAPICallError):
+        status = exc.code
+        message = exc.message.splitlines()[0] if exc.message else type(exc).__name__
+        # The message starts with the method and URL of the request, which carries
+        # no credentials (those travel in the Authorization header).
+        if isinstance(exc, gexc.NotFound):
+            if "bucket does not exist" in (exc.message or "").lower():
+                return StorageError(f"{what}: bucket {bucket!r} does not exist")
+            return ObjectNotFound(name or "", store)
+        if isinstance(exc, gexc.PreconditionFailed) and conditional:
+            return ObjectExists(name or "")
+        if isinstance(exc, gexc.Unauthorized | gexc.Forbidden):
+            return AccessDenied(
+                f"{what}: access denied ({status}): the credentials lack permission or are invalid"
+            )
+        if isinstance(exc, gexc.TooManyRequests):
+            return TransientError(f"{what}: throttled ({status})", maybe_applied=False)
+        if status == 408:
+            return TransientError(f"{what}: request timeout ({status})", maybe_applied=False)
+        if isinstance(status, int) and status >= 500:
+            return TransientError(f"{what}: server error ({status}: {message})", maybe_applied=True)
+        return StorageError(f"{what}: {status}: {message}")
+    if isinstance(exc, auth_exc.RefreshError):
+        return AccessDenied(
+            f"{what}: the Google credentials were refused ({_first_line(exc)}); {_CREDENTIAL_HINT}"
+        )
+    if isinstance(exc, auth_exc.DefaultCredentialsError):
+        return AccessDenied(f"{what}: no usable Google credentials ({_first_line(exc)}); {_CREDENTIAL_HINT}")
+    if isinstance(exc, auth_exc.TransportError):
+        return TransientError(
+            f"{what}: cannot reach the token endpoint ({_first_line(exc)})", maybe_applied=False
+        )
+    if isinstance(exc, requests.exceptions.SSLError) and "CERTIFICATE_VERIFY_FAILED" in str(exc):
+        return StorageError(f"{what}: TLS certificate of the endpoint not trusted")
+    if isinstance(exc, requests.exceptions.ConnectTimeout):
+        return TransientError(f"{what}: cannot connect (timeout)", maybe_applied=False)
+    if isinstance(exc, requests.exceptions.ConnectionError) and _refused(exc):
+        return TransientError(f"{what}: cannot connect ({_first_line(exc)})", maybe_applied=False)
+    if isinstance(exc, requests.exceptions.RequestException | ConnectionError | TimeoutError):
+        return TransientError(f"{what}: connection failed ({_first_line(exc)})", maybe_applied=True)
+    if isinstance(exc, DataCorruption):
+        return TransientError(f"{what}: checksum mismatch in transfer", maybe_applied=True)
+    return StorageError(f"{what}: {type(exc).__name__}: {_first_line(exc)}")
+
+
+def _refused(exc: BaseException) -> bool:
+    """A connection that was never established (so no request reached the server)."""
+    from urllib3.exceptions import NameResolutionError, NewConnectionError
+
+    seen: set[int] = set()
+    cur: BaseException | None = exc
+    while cur is not None and id(cur) not in seen:
+        seen.add(id(cur))
+        if isinstance(cur, NewConnectionError | NameResolutionError | ConnectionRefusedError):
+            return True
+        reason = getattr(cur, "reason", None)
+        inner = reason if isinstance(reason, BaseException) else None
+        cur = inner or (cur.args[0] if cur.args and isinstance(cur.args[0], BaseException) else None)
+    return False
+
+
+def _mappable() -> tuple[type[BaseException], ...]:
+    import requests
+    from google.api_core.exceptions import GoogleAPICallError
+    from google.auth.exceptions import GoogleAuthError
+    from google.cloud.storage.exceptions import DataCorruption
+
+    return (
+        GoogleAPICallError,
+        GoogleAuthError,
+        requests.exceptions.RequestException,
+        DataCorruption,
+        ConnectionError,
+        TimeoutError,
+    )
+
+
+# --------------------------------------------------------------------------- the store
+
+
+class GCSStore:
+    """An ``ObjectStore`` on one bucket prefix; see the module docstring."""
+
+    def __init__(
+        self,
+        settings: GCSSettings,
+        client: Any,
+        *,
+        url: str,
+        retry: RetryPolicy | None = None,
+        resumable_threshold: int = RESUMABLE_THRESHOLD,
+        chunk_size: int = CHUNK_SIZE,
+    ) -> None:
+        if chunk_size % (256 * 1024):
+            raise ValueError("GCS chunk_size must be a multiple of 256 KiB")
+        self.settings = settings
+        self._client = client
+        self._bucket = client.bucket(settings.bucket)
+        self._url = url
+        self._retry = retry or RetryPolicy()
+        self._resumable_threshold = resumable_threshold
+        self._chunk_size = chunk_size
+        self._mappable = _mappable()
+        self._bucket_seen = threading.Event()
+
+    @classmethod
+    def from_url(
+        cls, url: str, options: GCSOptions | None = None, *, retry: RetryPolicy | None = None
+    ) -> GCSStore:
+        settings = settings_from_url(url, options)
+        return cls(settings, make_client(settings, store=url), url=url, retry=retry)
+
+    @property
+    def url(self) -> str:
+        return self._url
+
+    # -- helpers
+
+    def _blob_name(self, name: str) -> str:
+        return self.settings.root + check_name(name)
+
+    def _what(self, op: str, name: str) -> str:
+        return f"{self._url}: {op} {name}"
+
+    def _call(self, fn: Callable[[], T], *, what: str, name: str | None, conditional: bool = False) -> T:
+        try:
+            return fn()
+        except self._mappable as e:
+            raise map_error(
+                e, store=self._url, what=what, bucket=self.settings.bucket, name=name, conditional=conditional
+            ) from e
+
+    def _run(self, op: str, name: str, fn: Callable[[], T]) -> T:
+        what = self._what(op, name)
+        return self._retry.run(lambda: self._call(fn, what=what, name=name), what=what)
+
+    def _check_bucket(self) -> None:
+        """After a 404 on a read: a missing bucket is a configuration error, not a missing object."""
+        if self._bucket_seen.is_set():
+            return
+        what = f"{self._url}: check bucket {self.settings.bucket}"
+        try:
+            exists = self._retry.run(
+                lambda: self._call(
+                    lambda: self._bucket.exists(timeout=TIMEOUT, retry=None), what=what, name=None
+                ),
+                what=what,
+            )
+        except AccessDenied:
+            return  # may not look at the bucket itself; the 404 stands
+        if not exists:
+            raise StorageError(f"{self._url}: bucket {self.settings.bucket!r} does not exist")
+        self._bucket_seen.set()
+
+    def _existing_matches(self, name: str, data: bytes | memoryview) -> bool | None:
+        """Whether the object under ``name`` has exactly ``data``'s bytes; None if
+        there is none. Single requests: runs inside a retry attempt."""
+        what = self._what("compare", name)
+        blob_name = self._blob_name(name)
+        blob = self._call(
+            lambda: self._bucket.get_blob(blob_name, timeout=TIMEOUT, retry=None), what=what, name=name
+        )
+        if blob is None:
+            return None
+        if blob.size != len(data):
+            return False
+        try:
+            body = self._call(
+                lambda: blob.download_as_bytes(timeout=TIMEOUT, retry=None), what=what, name=name
+            )
+        except ObjectNotFound:
+            return None
+        return bool(body == data)
+
+    # -- ObjectStore
+
+    def put(self, name: str, data: bytes | memoryview, *, if_absent: bool = True) -> None:
+        blob_name = self._blob_name(name)
+        size = len(data)
+        resumable = size > self._resumable_threshold
+        what = self._what("put", name)
+
+        def write() -> None:
+            # A fresh blob per attempt: a resumable upload keeps session state on it.
+            blob = self._bucket.blob(blob_name, chunk_size=self._chunk_size if resumable else None)
+            self._call(
+                lambda: blob.upload_from_file(
+                    io.BytesIO(data),
+                    size=size,
+                    content_type="application/octet-stream",
+                    if_generation_match=0 if if_absent else None,
+                    timeout=TIMEOUT,
+                    retry=None,
+                ),
+                what=what,
+                name=name,
+                conditional=if_absent,
+            )
+
+        try:
+            if if_absent:
+                self._retry.put_if_absent(write, lambda: bool(self._existing_matches(name, data)), what=what)
+            else:
+                self._retry.run(write, what=what)
+        except ObjectNotFound:
+            # An upload answered 404: the bucket is missing (or vanished mid-upload).
+            self._check_bucket()
+            raise StorageError(f"{what}: the bucket answered 404 Not Found") from None
+
+    def get(self, name: str) -> bytes:
+        blob = self._bucket.blob(self._blob_name(name))
+        try:
+            body: bytes = self._run("get", name, lambda: blob.download_as_bytes(timeout=TIMEOUT, retry=None))
+        except ObjectNotFound:
+            self._check_bucket()
+            raise
+        return body
+
+    def get_range(self, name: str, offset: int, length: int) -> bytes:
+        if offset < 0 or length < 0:
+            raise StorageError(f"{self._url}: get {name}: invalid range offset={offset} length={length}")
+        if length == 0:
+            self.stat(name)  # still report a missing object
+            return b""
+        blob = self._bucket.blob(self._blob_name(name))
+
+        def fetch() -> bytes:
+            from google.api_core.exceptions import RequestRangeNotSatisfiable
+
+            try:
+                body: bytes = blob.download_as_bytes(
+                    start=offset, end=offset + length - 1, timeout=TIMEOUT, retry=None, checksum=None
+                )
+            except RequestRangeNotSatisfiable:
+                return b""  # offset at or past the end: the object exists, there is nothing there
+            return body
+
+        try:
+            return self._run("get", name, fetch)
+        except ObjectNotFound:
+            self._check_bucket()
+            raise
+
+    def list(self, prefix: str = "") -> Iterator[ObjectInfo]:
+        full = self.settings.root + check_prefix(prefix)
+        root_len = len(self.settings.root)
+        token: str | None = None
+        while True:
+            # One request per page, each retried on its own: the library's page
+            # iterator cannot be resumed after a failed page.
+            def page(token: str | None = token) -> tuple[list[Any], str | None]:
+                it = self._client.list_blobs(
+                    self._bucket, prefix=full, page_size=1000, page_token=token, timeout=TIMEOUT, retry=None
+                )
+                first = next(it.pages, None)
+                return (list(first) if first is not None else []), it.next_page_token
+
+            try:
+                blobs, token = self._run("list", prefix or "(all)", page)
+            except ObjectNotFound:
+                # Listing an existing bucket never answers 404.
+                self._check_bucket()
+                raise StorageError(f"{self._url}: bucket {self.settings.bucket!r} does not exist") from None
+            for blob in blobs:
+                if blob.name.endswith("/"):
+                    continue  # "folder" placeholders some tools create
+                yield ObjectInfo(blob.name[root_len:], int(blob.size or 0), _utc(blob.updated))
+            if not token:
+                return
+
+    def stat(self, name: str) -> ObjectInfo:
+        blob_name = self._blob_name(name)
+        blob = self._run("stat", name, lambda: self._bucket.get_blob(blob_name, timeout=TIMEOUT, retry=None))
+        if blob is None:
+            self._check_bucket()
+            raise ObjectNotFound(name, self._url)
+        return ObjectInfo(name, int(blob.size or 0), _utc(blob.updated))
+
+    def delete(self, name: str) -> None:
+        blob = self._bucket.blob(self._blob_name(name))
+        try:
+            self._run("delete", name, lambda: blob.delete(timeout=TIMEOUT, retry=None))
+        except ObjectNotFound:
+            self._check_bucket()  # a missing bucket is still an error
+
+    def close(self) -> None:
+        self._client.close()
+
+
+def _utc(value: Any) -> datetime | None:
+    return value.astimezone(UTC) if isinstance(value, datetime) else None

@@ -1,0 +1,683 @@
+"""``s3://bucket/prefix``: a repository in an S3 (or S3-compatible) bucket, via boto3.
+
+Settings. ``endpoint`` (S3-compatible servers: MinIO, SeaweedFS, Ceph …),
+``region``, ``addressing_style`` (auto/virtual/path) and ``storage_class`` come
+from dr.yaml (``S3Options``) or the URL query
+(``s3://b/p?endpoint=https://minio:9000&region=eu-1&addressingStyle=path``);
+the same setting given differently in both is an error. Object Lock comes
+from dr.yaml only. Credentials come only from boto3's standard chain
+(environment, shared config/credentials files and profiles, web identity /
+IRSA, container and instance roles), never from the URL: URLs end up in
+logs, snapshots and process listings.
+
+One client per store. boto3 clients are thread-safe and hold the connection
+pool, so the store creates exactly one (from its own ``Session``: sessions
+are not thread-safe) and every call reuses it; ``max_pool_connections`` is
+sized for the repository's ~4 parallel workers plus a reader. botocore's
+own retries are off (``total_max_attempts=1``): ``dr.storage.retry`` decides,
+so that attempts do not multiply and create-only puts are retried safely.
+
+Create-only. ``put(if_absent=True)`` sends ``If-None-Match: *``; S3 answers 412
+``PreconditionFailed`` when the key exists (→ ``ObjectExists``, the existing
+object untouched). Objects above ``multipart_threshold`` (8 MiB; packs are
+~16 MiB) go up in 8 MiB parts: the condition is sent with
+``CompleteMultipartUpload``, which is where S3 (and SeaweedFS, checked by the
+tests) evaluates it, so a multipart upload can never replace an object
+either. A failed or refused multipart upload is aborted so its parts do not
+linger (an ``AbortIncompleteMultipartUpload`` lifecycle rule is still wise,
+for processes that are killed mid-upload). Parts carry CRC32 checksums, which
+S3 verifies on arrival.
+
+Object Lock. With ``object_lock`` set, every object except those under
+``locks/`` (which must stay deletable) is written with ``ObjectLockMode`` and
+``ObjectLockRetainUntilDate`` = now + days. An Object Lock bucket is
+versioned, and a plain DELETE there only adds a delete marker, hiding the
+object while its bytes stay. So with ``object_lock`` set, ``delete`` removes
+every version of the name instead (needs ``s3:ListBucketVersions`` and
+``s3:DeleteObjectVersion``): the object is gone, or — while retained — the
+delete fails with ``AccessDenied`` saying until when, and nothing changes.
+
+Errors. 403s become ``AccessDenied`` with what to check (wrong secret key,
+unknown key id, expired token, missing permission; note that S3 answers 403
+rather than 404 for a missing key when the credentials lack
+``s3:ListBucket``). ``NoSuchBucket`` becomes a ``StorageError`` naming the
+bucket and endpoint; a 404 on a read is checked once per store against the
+bucket, because HEAD answers a bare 404 for both. Messages are built from
+error codes and S3's messages, never from credentials or signed requests.
+
+Listing uses ``ListObjectsV2`` with continuation tokens in a plain loop, not
+boto3's paginator: the paginator is a generator that ends for good when a
+page request raises, so a page could not be retried on its own.
+"""
+
+from __future__ import annotations
+
+import builtins
+import dataclasses
+import logging
+import threading
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any, TypeVar
+from urllib.parse import urlsplit
+
+from dr.config import ObjectLock, S3Options
+from dr.errors import InvalidInput
+from dr.storage.base import AccessDenied, ObjectExists, ObjectInfo, ObjectNotFound, StorageError
+from dr.storage.naming import check_name, check_prefix, merge_setting, parse_bucket_url
+from dr.storage.retry import RetryPolicy, TransientError
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+MiB = 1024 * 1024
+MULTIPART_THRESHOLD = 8 * MiB
+PART_SIZE = 8 * MiB
+# Four repository workers, each with a put and a read in flight, plus headroom.
+MAX_POOL_CONNECTIONS = 16
+CONNECT_TIMEOUT = 10.0
+READ_TIMEOUT = 60.0
+# Names under this prefix are never retained: locks must stay deletable.
+UNRETAINED_PREFIX = "locks/"
+
+_QUERY_SETTINGS = {
+    "endpoint": "endpoint",
+    "region": "region",
+    "addressing_style": "addressing_style",
+    "addressingStyle": "addressing_style",
+    "storage_class": "storage_class",
+    "storageClass": "storage_class",
+}
+_ADDRESSING_STYLES = ("auto", "virtual", "path")
+_CREDENTIAL_HINT = (
+    "AWS credentials come from the standard chain (AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY, "
+    "AWS_PROFILE and ~/.aws files, or a web-identity role such as IRSA)"
+)
+
+_THROTTLING_CODES = frozenset(
+    {
+        "SlowDown",
+        "Throttling",
+        "ThrottlingException",
+        "ThrottledException",
+        "RequestThrottled",
+        "RequestLimitExceeded",
+        "TooManyRequestsException",
+        "ServiceUnavailable",
+        "Busy",
+    }
+)
+_ACCESS_HINTS = {
+    "SignatureDoesNotMatch": "the secret access key does not match the access key id; check the credentials",
+    "InvalidAccessKeyId": "the access key id is not known to this endpoint; check the credentials",
+    "ExpiredToken": "the session token has expired; refresh the credentials",
+    "TokenRefreshRequired": "the session token has expired; refresh the credentials",
+    "InvalidToken": "the session token is invalid; check the credentials",
+    "AccessDenied": "the credentials lack permission for this (or S3 Object Lock forbids it)",
+    "AllAccessDisabled": "all access to this bucket is disabled",
+    "AccountProblem": "the AWS account has a problem that prevents this",
+    "403": "forbidden: wrong credentials or missing permission",
+}
+
+
+class _UploadGone(StorageError):
+    """``NoSuchUpload``: the multipart upload was completed or aborted already."""
+
+
+@dataclass(frozen=True)
+class S3Settings:
+    bucket: str
+    root: str  # key prefix inside the bucket: "" or "path/"
+    endpoint: str | None = None
+    region: str | None = None
+    addressing_style: str = "auto"
+    storage_class: str | None = None
+    object_lock: ObjectLock | None = None
+
+    @property
+    def where(self) -> str:
+        """Where the bucket lives, for messages."""
+        return f"at {self.endpoint}" if self.endpoint else f"in AWS S3 region {self.region or '(default)'}"
+
+
+def settings_from_url(url: str, options: S3Options | None) -> S3Settings:
+    """Merge the URL query and dr.yaml options; ``InvalidInput`` for anything wrong."""
+    parsed = parse_bucket_url(url, "s3", _QUERY_SETTINGS, _CREDENTIAL_HINT)
+    q = parsed.settings
+    endpoint = merge_setting(url, "endpoint", q.get("endpoint"), options.endpoint if options else None)
+    region = merge_setting(url, "region", q.get("region"), options.region if options else None)
+    style = merge_setting(
+        url,
+        "addressing_style",
+        q.get("addressing_style"),
+        options.addressing_style if options and options.addressing_style != "auto" else None,
+    )
+    storage_class = merge_setting(
+        url, "storage_class", q.get("storage_class"), options.storage_class if options else None
+    )
+    if endpoint is not None:
+        ep = urlsplit(endpoint)
+        if ep.scheme not in ("http", "https") or not ep.hostname:
+            raise InvalidInput(f"repository URL {url!r}: endpoint {endpoint!r} must be http(s)://host[:port]")
+        if ep.username is not None or ep.password is not None:
+            raise InvalidInput(
+                f"repository URL {url!r}: endpoint must not contain credentials; {_CREDENTIAL_HINT}"
+            )
+    if style is not None and style not in _ADDRESSING_STYLES:
+        raise InvalidInput(
+            f"repository URL {url!r}: addressing style {style!r} is not one of {', '.join(_ADDRESSING_STYLES)}"
+        )
+    return S3Settings(
+        bucket=parsed.bucket,
+        root=parsed.root,
+        endpoint=endpoint or None,
+        region=region or None,
+        addressing_style=style or "auto",
+        storage_class=storage_class or None,
+        object_lock=options.object_lock if options else None,
+    )
+
+
+def make_client(settings: S3Settings) -> Any:
+    """One S3 client with dr's connection, timeout and retry settings; credentials
+    from boto3's standard chain."""
+    import boto3
+    from botocore.config import Config
+
+    config = Config(
+        region_name=settings.region,
+        signature_version="s3v4",
+        s3={"addressing_style": settings.addressing_style},
+        retries={"mode": "standard", "total_max_attempts": 1},
+        max_pool_connections=MAX_POOL_CONNECTIONS,
+        connect_timeout=CONNECT_TIMEOUT,
+        read_timeout=READ_TIMEOUT,
+        tcp_keepalive=True,
+    )
+    return boto3.session.Session().client("s3", endpoint_url=settings.endpoint, config=config)
+
+
+# --------------------------------------------------------------------------- error mapping
+
+
+def map_error(
+    exc: BaseException,
+    *,
+    store: str,
+    what: str,
+    settings: S3Settings,
+    name: str | None,
+    conditional: bool = False,
+) -> StorageError:
+    """The dr error for a boto3/botocore exception. ``what`` names store, operation
+    and object (``s3://b/p: get data/ab/…``); ``conditional`` marks a create-only
+    write, where 412 and 409 mean the name is taken."""
+    from botocore.exceptions import (
+        BotoCoreError,
+        ClientError,
+        ConnectTimeoutError,
+        CredentialRetrievalError,
+        EndpointConnectionError,
+        NoCredentialsError,
+        PartialCredentialsError,
+        ProxyConnectionError,
+        SSLError,
+    )
+    from botocore.exceptions import ConnectionError as BotoConnectionError
+
+    if isinstance(exc, ClientError):
+        err = exc.response.get("Error", {})
+        code = str(err.get("Code", ""))
+        message = str(err.get("Message", "")) or code
+        status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
+        reason = f"{code}: {message}" if code and code != message else message
+        if code == "NoSuchBucket":
+            return StorageError(f"{what}: bucket {settings.bucket!r} does not exist {settings.where}")
+        if code in ("NoSuchKey", "NotFound") or (status == 404 and code in ("404", "")):
+            return ObjectNotFound(name or "", store)
+        if code == "NoSuchUpload":
+            return _UploadGone(f"{what}: {reason}")
+        if code in _ACCESS_HINTS or status in (401, 403):
+            hint = _ACCESS_HINTS.get(code, "forbidden: wrong credentials or missing permission")
+            return AccessDenied(f"{what}: access denied ({code or status}): {hint}")
+        if conditional and (code == "PreconditionFailed" or status == 412):
+            return ObjectExists(name or "")
+        if code == "ConditionalRequestConflict" or (conditional and status == 409):
+            # A concurrent conditional write to the same key: retry, and if it
+            # persists report the name as taken (see dr.storage.retry).
+            return TransientError(
+                f"{what}: {reason}",
+                maybe_applied=False,
+                exhausted=ObjectExists(name or "") if conditional else None,
+            )
+        if code in _THROTTLING_CODES or status in (429, 503):
+            return TransientError(f"{what}: throttled ({reason})", maybe_applied=False)
+        if code == "RequestTimeout":
+            # The server gave up waiting for our request body: nothing was stored.
+            return TransientError(f"{what}: {reason}", maybe_applied=False)
+        if code in ("InternalError", "InternalFailure") or (isinstance(status, int) and status >= 500):
+            return TransientError(f"{what}: server error ({reason})", maybe_applied=True)
+        return StorageError(f"{what}: {reason}")
+    if isinstance(exc, NoCredentialsError | PartialCredentialsError | CredentialRetrievalError):
+        return AccessDenied(f"{what}: no usable AWS credentials ({exc}); {_CREDENTIAL_HINT}")
+    if isinstance(exc, SSLError) and "CERTIFICATE_VERIFY_FAILED" in str(exc):
+        return StorageError(
+            f"{what}: TLS certificate of {settings.endpoint or 'the S3 endpoint'} not trusted"
+        )
+    if isinstance(exc, EndpointConnectionError | ConnectTimeoutError | ProxyConnectionError):
+        # The request never reached the server.
+        return TransientError(f"{what}: cannot connect ({exc})", maybe_applied=False)
+    if isinstance(exc, BotoConnectionError | ConnectionError | TimeoutError) or _is_http_client_error(exc):
+        # Read timeouts, resets, truncated bodies: the server may have acted.
+        return TransientError(f"{what}: connection failed ({exc})", maybe_applied=True)
+    if isinstance(exc, BotoCoreError):
+        return StorageError(f"{what}: {exc}")
+    return StorageError(f"{what}: {type(exc).__name__}: {exc}")
+
+
+def _is_http_client_error(exc: BaseException) -> bool:
+    from botocore.exceptions import HTTPClientError, IncompleteReadError
+    from urllib3.exceptions import HTTPError as Urllib3Error
+
+    return isinstance(exc, HTTPClientError | IncompleteReadError | Urllib3Error)
+
+
+def _mappable() -> tuple[type[BaseException], ...]:
+    from botocore.exceptions import BotoCoreError, ClientError
+    from urllib3.exceptions import HTTPError as Urllib3Error
+
+    return (ClientError, BotoCoreError, Urllib3Error, ConnectionError, TimeoutError)
+
+
+# --------------------------------------------------------------------------- the store
+
+
+class S3Store:
+    """An ``ObjectStore`` on one bucket prefix; see the module docstring."""
+
+    def __init__(
+        self,
+        settings: S3Settings,
+        client: Any,
+        *,
+        url: str,
+        retry: RetryPolicy | None = None,
+        multipart_threshold: int = MULTIPART_THRESHOLD,
+        part_size: int = PART_SIZE,
+    ) -> None:
+        if part_size < 5 * MiB:
+            raise ValueError("S3 parts must be at least 5 MiB")
+        self.settings = settings
+        self._client = client
+        self._url = url
+        self._retry = retry or RetryPolicy()
+        self._multipart_threshold = multipart_threshold
+        self._part_size = part_size
+        self._mappable = _mappable()
+        # Set once a HEAD on the bucket succeeded, so a 404 is known to mean the object.
+        self._bucket_seen = threading.Event()
+
+    @classmethod
+    def from_url(
+        cls, url: str, options: S3Options | None = None, *, retry: RetryPolicy | None = None
+    ) -> S3Store:
+        settings = settings_from_url(url, options)
+        return cls(settings, make_client(settings), url=url, retry=retry)
+
+    @property
+    def url(self) -> str:
+        return self._url
+
+    # -- helpers
+
+    def _key(self, name: str) -> str:
+        return self.settings.root + check_name(name)
+
+    def _what(self, op: str, name: str) -> str:
+        return f"{self._url}: {op} {name}"
+
+    def _call(self, fn: Callable[[], T], *, what: str, name: str | None, conditional: bool = False) -> T:
+        try:
+            return fn()
+        except self._mappable as e:
+            raise map_error(
+                e, store=self._url, what=what, settings=self.settings, name=name, conditional=conditional
+            ) from e
+
+    def _run(self, op: str, name: str, fn: Callable[[], T]) -> T:
+        what = self._what(op, name)
+        return self._retry.run(lambda: self._call(fn, what=what, name=name), what=what)
+
+    def _check_bucket(self) -> None:
+        """After a 404 on a read: a missing bucket is a configuration error, not a missing object."""
+        if self._bucket_seen.is_set():
+            return
+        what = f"{self._url}: check bucket {self.settings.bucket}"
+        try:
+            self._retry.run(
+                lambda: self._call(
+                    lambda: self._client.head_bucket(Bucket=self.settings.bucket), what=what, name=None
+                ),
+                what=what,
+            )
+        except ObjectNotFound:
+            raise StorageError(
+                f"{self._url}: bucket {self.settings.bucket!r} does not exist {self.settings.where}"
+            ) from None
+        except AccessDenied:
+            return  # may not look at the bucket itself; the 404 stands
+        self._bucket_seen.set()
+
+    def _lock_args(self, name: str) -> dict[str, Any]:
+        lock = self.settings.object_lock
+        if lock is None or name.startswith(UNRETAINED_PREFIX):
+            return {}
+        until = datetime.now(UTC) + timedelta(days=lock.days)
+        return {"ObjectLockMode": lock.mode, "ObjectLockRetainUntilDate": until}
+
+    def _write_args(self, name: str) -> dict[str, Any]:
+        args: dict[str, Any] = {"Bucket": self.settings.bucket, "Key": self._key(name)}
+        if self.settings.storage_class:
+            args["StorageClass"] = self.settings.storage_class
+        args.update(self._lock_args(name))
+        return args
+
+    def _existing_matches(self, name: str, data: bytes | memoryview) -> bool | None:
+        """Whether the object stored under ``name`` has exactly ``data``'s bytes;
+        None if there is none. Single requests: runs inside a retry attempt."""
+        what = self._what("compare", name)
+        key = self._key(name)
+        try:
+            head = self._call(
+                lambda: self._client.head_object(Bucket=self.settings.bucket, Key=key), what=what, name=name
+            )
+            if head["ContentLength"] != len(data):
+                return False
+            body = self._call(
+                lambda: self._client.get_object(Bucket=self.settings.bucket, Key=key)["Body"].read(),
+                what=what,
+                name=name,
+            )
+        except ObjectNotFound:
+            return None
+        return bool(body == data)
+
+    # -- ObjectStore
+
+    def put(self, name: str, data: bytes | memoryview, *, if_absent: bool = True) -> None:
+        args = self._write_args(name)
+        if len(data) > self._multipart_threshold:
+            self._put_multipart(name, data, args, if_absent=if_absent)
+            return
+        if if_absent:
+            args["IfNoneMatch"] = "*"
+        body = bytes(data) if isinstance(data, memoryview) else data
+        what = self._what("put", name)
+
+        def write() -> None:
+            self._call(
+                lambda: self._client.put_object(Body=body, **args),
+                what=what,
+                name=name,
+                conditional=if_absent,
+            )
+
+        if if_absent:
+            self._retry.put_if_absent(write, lambda: bool(self._existing_matches(name, data)), what=what)
+        else:
+            self._retry.run(write, what=what)
+
+    def _put_multipart(
+        self, name: str, data: bytes | memoryview, args: dict[str, Any], *, if_absent: bool
+    ) -> None:
+        what = self._what("put", name)
+        created = self._retry.run(
+            lambda: self._call(
+                lambda: self._client.create_multipart_upload(ChecksumAlgorithm="CRC32", **args),
+                what=what,
+                name=name,
+            ),
+            what=what,
+        )
+        upload = {"Bucket": args["Bucket"], "Key": args["Key"], "UploadId": created["UploadId"]}
+        view = memoryview(data)
+        completed = False
+        try:
+            parts: list[dict[str, Any]] = []
+            for number, start in enumerate(range(0, len(view), self._part_size), 1):
+                chunk = bytes(view[start : start + self._part_size])
+                part_what = f"{what} (part {number})"
+
+                def send(chunk: bytes = chunk, number: int = number, part_what: str = part_what) -> Any:
+                    return self._call(
+                        lambda: self._client.upload_part(
+                            PartNumber=number, Body=chunk, ChecksumAlgorithm="CRC32", **upload
+                        ),
+                        what=part_what,
+                        name=name,
+                    )
+
+                sent = self._retry.run(send, what=part_what)
+                part = {"PartNumber": number, "ETag": sent["ETag"]}
+                if sent.get("ChecksumCRC32"):
+                    part["ChecksumCRC32"] = sent["ChecksumCRC32"]
+                parts.append(part)
+
+            complete_args: dict[str, Any] = {**upload, "MultipartUpload": {"Parts": parts}}
+            if if_absent:
+                complete_args["IfNoneMatch"] = "*"
+            attempts = 0
+
+            def complete() -> None:
+                nonlocal attempts
+                attempts += 1
+                try:
+                    self._call(
+                        lambda: self._client.complete_multipart_upload(**complete_args),
+                        what=what,
+                        name=name,
+                        conditional=if_absent,
+                    )
+                except _UploadGone:
+                    # A retried complete whose first try landed finds the upload gone.
+                    state = self._existing_matches(name, data) if attempts > 1 else None
+                    if state is True:
+                        return
+                    if state is False and if_absent:
+                        raise ObjectExists(name) from None
+                    raise StorageError(f"{what}: the multipart upload vanished before it completed") from None
+
+            if if_absent:
+                self._retry.put_if_absent(
+                    complete, lambda: bool(self._existing_matches(name, data)), what=what
+                )
+            else:
+                self._retry.run(complete, what=what)
+            completed = True
+        finally:
+            if not completed:
+                self._abort(upload, what)
+
+    def _abort(self, upload: dict[str, Any], what: str) -> None:
+        # Best effort and short: the caller is already failing with the real error.
+        policy = dataclasses.replace(self._retry, max_attempts=2)
+        try:
+            policy.run(
+                lambda: self._call(
+                    lambda: self._client.abort_multipart_upload(**upload), what=f"{what} (abort)", name=None
+                ),
+                what=f"{what} (abort)",
+            )
+        except _UploadGone:
+            pass
+        except StorageError as e:
+            log.warning("%s: could not abort the multipart upload: %s", what, e)
+
+    def get(self, name: str) -> bytes:
+        key = self._key(name)
+        try:
+            body: bytes = self._run(
+                "get",
+                name,
+                lambda: self._client.get_object(Bucket=self.settings.bucket, Key=key)["Body"].read(),
+            )
+        except ObjectNotFound:
+            self._check_bucket()
+            raise
+        return body
+
+    def get_range(self, name: str, offset: int, length: int) -> bytes:
+        if offset < 0 or length < 0:
+            raise StorageError(f"{self._url}: get {name}: invalid range offset={offset} length={length}")
+        key = self._key(name)
+        if length == 0:
+            self.stat(name)  # still report a missing object
+            return b""
+
+        def fetch() -> bytes:
+            try:
+                resp = self._client.get_object(
+                    Bucket=self.settings.bucket, Key=key, Range=f"bytes={offset}-{offset + length - 1}"
+                )
+            except Exception as e:
+                if _is_invalid_range(e):
+                    return b""  # offset at or past the end: the object exists, there is nothing there
+                raise
+            body: bytes = resp["Body"].read()
+            if "ContentRange" not in resp:
+                # A server that ignored the Range header sent the whole object.
+                body = body[offset : offset + length]
+            return body
+
+        try:
+            return self._run("get", name, fetch)
+        except ObjectNotFound:
+            self._check_bucket()
+            raise
+
+    def list(self, prefix: str = "") -> Iterator[ObjectInfo]:
+        full = self.settings.root + check_prefix(prefix)
+        root_len = len(self.settings.root)
+        token: str | None = None
+        while True:
+            args: dict[str, Any] = {"Bucket": self.settings.bucket, "Prefix": full, "MaxKeys": 1000}
+            if token:
+                args["ContinuationToken"] = token
+
+            def fetch(args: dict[str, Any] = args) -> Any:
+                return self._client.list_objects_v2(**args)
+
+            page = self._run("list", prefix or "(all)", fetch)
+            for obj in page.get("Contents", []):
+                key: str = obj["Key"]
+                if key.endswith("/"):
+                    continue  # "folder" placeholders some consoles create
+                yield ObjectInfo(key[root_len:], int(obj["Size"]), _utc(obj.get("LastModified")))
+            if not page.get("IsTruncated"):
+                return
+            token = page.get("NextContinuationToken")
+            if not token:
+                raise StorageError(
+                    f"{self._url}: list {prefix!r}: truncated page without a continuation token"
+                )
+
+    def stat(self, name: str) -> ObjectInfo:
+        key = self._key(name)
+        try:
+            head = self._run(
+                "stat", name, lambda: self._client.head_object(Bucket=self.settings.bucket, Key=key)
+            )
+        except ObjectNotFound:
+            self._check_bucket()
+            raise
+        return ObjectInfo(name, int(head["ContentLength"]), _utc(head.get("LastModified")))
+
+    def delete(self, name: str) -> None:
+        key = self._key(name)
+        if self.settings.object_lock is None:
+            self._run(
+                "delete", name, lambda: self._client.delete_object(Bucket=self.settings.bucket, Key=key)
+            )
+            return
+        # Object Lock bucket (versioned): delete every version, not just hide it.
+        for version_id in self._versions(name, key):
+
+            def delete_version(version_id: str = version_id) -> Any:
+                return self._client.delete_object(Bucket=self.settings.bucket, Key=key, VersionId=version_id)
+
+            try:
+                self._run("delete", name, delete_version)
+            except AccessDenied as denied:
+                raise self._retained_error(name, key, version_id, denied) from None
+
+    def _versions(self, name: str, key: str) -> builtins.list[str]:
+        versions: builtins.list[str] = []
+        marker: dict[str, str] = {}
+        while True:
+
+            def fetch(marker: dict[str, str] = marker) -> Any:
+                return self._client.list_object_versions(Bucket=self.settings.bucket, Prefix=key, **marker)
+
+            page = self._run("list versions of", name, fetch)
+            for entry in [*page.get("Versions", []), *page.get("DeleteMarkers", [])]:
+                if entry["Key"] == key:
+                    versions.append(entry["VersionId"])
+            if not page.get("IsTruncated"):
+                return versions
+            marker = {
+                "KeyMarker": page["NextKeyMarker"],
+                "VersionIdMarker": page.get("NextVersionIdMarker", ""),
+            }
+
+    def _retained_error(self, name: str, key: str, version_id: str, denied: AccessDenied) -> AccessDenied:
+        """Say why a version may not be deleted: retention (until when) or legal hold."""
+        what = self._what("delete", name)
+        try:
+            retention = self._call(
+                lambda: self._client.get_object_retention(
+                    Bucket=self.settings.bucket, Key=key, VersionId=version_id
+                ),
+                what=what,
+                name=name,
+            ).get("Retention", {})
+        except StorageError:
+            retention = {}
+        until = retention.get("RetainUntilDate")
+        if isinstance(until, datetime) and until > datetime.now(UTC):
+            return AccessDenied(
+                f"{what}: the object is under {retention.get('Mode', 'Object Lock')} retention until "
+                f"{until.astimezone(UTC):%Y-%m-%d %H:%M:%S} UTC and cannot be deleted before then"
+            )
+        try:
+            hold = self._call(
+                lambda: self._client.get_object_legal_hold(
+                    Bucket=self.settings.bucket, Key=key, VersionId=version_id
+                ),
+                what=what,
+                name=name,
+            ).get("LegalHold", {})
+        except StorageError:
+            hold = {}
+        if hold.get("Status") == "ON":
+            return AccessDenied(
+                f"{what}: the object is under an Object Lock legal hold and cannot be deleted"
+            )
+        return denied
+
+    def close(self) -> None:
+        self._client.close()
+
+
+def _is_invalid_range(exc: BaseException) -> bool:
+    from botocore.exceptions import ClientError
+
+    if not isinstance(exc, ClientError):
+        return False
+    status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
+    return bool(exc.response.get("Error", {}).get("Code") == "InvalidRange" or status == 416)
+
+
+def _utc(value: Any) -> datetime | None:
+    return value.astimezone(UTC) if isinstance(value, datetime) else None

@@ -1,0 +1,912 @@
+"""Object stores: one contract suite over file, s3 (SeaweedFS) and gs (fake-gcs-server),
+then what is particular to each backend, the retry policy, and error paths.
+
+Fault injection uses ``FlakyProxy``, a loopback TCP proxy in front of the real
+server that cuts the connection right after the server answered a chosen
+request: the server has acted, the client never hears of it — the case a
+create-only put must survive without reporting its own write as a conflict.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import socket
+import threading
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from dr.config import GCSOptions, ObjectLock, Repository, S3Options
+from dr.errors import InvalidInput
+from dr.storage.base import AccessDenied, ObjectExists, ObjectNotFound, ObjectStore, StorageError
+from dr.storage.file import FileStore
+from dr.storage.gcs import GCSStore
+from dr.storage.registry import open_store
+from dr.storage.retry import RetryPolicy, TransientError
+from dr.storage.s3 import S3Store
+from tests import servers
+
+MiB = 1024 * 1024
+BACKENDS = ("file", "s3", "gs")
+# Fast retries for tests that provoke them.
+QUICK = RetryPolicy(max_attempts=5, max_elapsed=5.0, initial_backoff=0.01, max_backoff=0.1)
+
+
+def s3_store(env: dict[str, str], bucket: str, prefix: str, **options: Any) -> S3Store:
+    return S3Store.from_url(f"s3://{bucket}/{prefix}", S3Options(endpoint=env["endpoint"], **options))
+
+
+@pytest.fixture(params=BACKENDS)
+def backend(request: pytest.FixtureRequest) -> str:
+    return str(request.param)
+
+
+@pytest.fixture
+def make_store(
+    backend: str, request: pytest.FixtureRequest, tmp_path: Path
+) -> Iterator[Callable[[str], ObjectStore]]:
+    """Stores of one backend at different prefixes of one bucket (or directory)."""
+    made: list[ObjectStore] = []
+
+    def make(prefix: str) -> ObjectStore:
+        store: ObjectStore
+        if backend == "file":
+            store = FileStore(tmp_path / prefix)
+        elif backend == "s3":
+            env = request.getfixturevalue("s3_env")
+            store = s3_store(env, request.getfixturevalue("s3_bucket"), prefix)
+        else:
+            store = GCSStore.from_url(f"gs://{request.getfixturevalue('gcs_bucket')}/{prefix}")
+        made.append(store)
+        return store
+
+    yield make
+    for s in made:
+        s.close()
+
+
+@pytest.fixture
+def store(make_store: Callable[[str], ObjectStore], unique: str) -> ObjectStore:
+    return make_store(f"repo-{unique}")
+
+
+def payload(n: int, seed: int = 0) -> bytes:
+    return random.Random(seed).randbytes(n)
+
+
+# --------------------------------------------------------------------------- the contract
+
+
+def test_put_get_stat_delete(store: ObjectStore) -> None:
+    assert isinstance(store, ObjectStore)
+    store.put("config", b"hello")
+    assert store.get("config") == b"hello"
+    info = store.stat("config")
+    assert (info.name, info.size) == ("config", 5)
+    assert info.modified is not None and info.modified.tzinfo is not None
+    assert abs(info.modified - datetime.now(UTC)) < timedelta(minutes=5)
+    store.delete("config")
+    with pytest.raises(ObjectNotFound):
+        store.get("config")
+    store.delete("config")  # deleting a missing object is fine
+
+
+def test_create_only_leaves_original(store: ObjectStore) -> None:
+    store.put("keys/k1", b"original")
+    with pytest.raises(ObjectExists) as e:
+        store.put("keys/k1", b"replacement")
+    assert "keys/k1" in str(e.value)
+    assert store.get("keys/k1") == b"original"
+    # Equal content is still a conflict: create-only means "nobody had this name".
+    with pytest.raises(ObjectExists):
+        store.put("keys/k1", b"original")
+    store.put("keys/k1", b"replacement", if_absent=False)
+    assert store.get("keys/k1") == b"replacement"
+
+
+def test_put_accepts_memoryview(store: ObjectStore) -> None:
+    buf = bytearray(b"xxpayloadxx")
+    store.put("snapshots/s1", memoryview(buf)[2:9])
+    assert store.get("snapshots/s1") == b"payload"
+
+
+def test_get_range(store: ObjectStore) -> None:
+    data = payload(1000)
+    store.put("data/00/pack", data)
+    assert store.get_range("data/00/pack", 0, 10) == data[:10]
+    assert store.get_range("data/00/pack", 500, 100) == data[500:600]
+    assert store.get_range("data/00/pack", 990, 100) == data[990:]  # short only at the end
+    assert store.get_range("data/00/pack", 1000, 10) == b""
+    assert store.get_range("data/00/pack", 5, 0) == b""
+
+
+def test_missing_object_errors(store: ObjectStore) -> None:
+    for call in (
+        lambda: store.get("data/ff/missing"),
+        lambda: store.get_range("data/ff/missing", 0, 10),
+        lambda: store.stat("data/ff/missing"),
+    ):
+        with pytest.raises(ObjectNotFound) as e:
+            call()
+        assert "data/ff/missing" in str(e.value)
+
+
+def test_large_object_roundtrip(store: ObjectStore) -> None:
+    # 20 MiB: S3 multipart (3 parts of up to 8 MiB), GCS resumable in 8 MiB chunks.
+    data = payload(20 * MiB, seed=1)
+    store.put("data/aa/big", data)
+    assert store.stat("data/aa/big").size == len(data)
+    assert store.get("data/aa/big") == data
+    across_parts = 8 * MiB - 100
+    assert store.get_range("data/aa/big", across_parts, 200) == data[across_parts : across_parts + 200]
+    assert store.get_range("data/aa/big", len(data) - 10, 50) == data[-10:]
+    assert [(i.name, i.size) for i in store.list("data/aa/")] == [("data/aa/big", len(data))]
+
+
+def test_large_object_create_only(store: ObjectStore, backend: str, request: pytest.FixtureRequest) -> None:
+    if backend == "gs":
+        request.applymarker(
+            pytest.mark.xfail(
+                strict=True,
+                reason="fake-gcs-server 1.54 ignores ifGenerationMatch on resumable uploads "
+                "(fsouza/fake-gcs-server#1967, fixed by #2260); real GCS enforces it",
+            )
+        )
+    first, second = payload(20 * MiB, seed=2), payload(20 * MiB, seed=3)
+    store.put("data/bb/big", first)
+    with pytest.raises(ObjectExists):
+        store.put("data/bb/big", second)
+    assert store.get("data/bb/big") == first
+
+
+def test_list_nested_prefixes_and_boundaries(store: ObjectStore) -> None:
+    names = ["config", "data/a/1", "data/a/b/c/3", "data/ab/2", "index/x", "locks/l"]
+    for n in names:
+        store.put(n, n.encode())
+
+    def listed(prefix: str) -> list[str]:
+        return sorted(i.name for i in store.list(prefix))
+
+    assert listed("") == names
+    assert listed("data/a/") == ["data/a/1", "data/a/b/c/3"]
+    # A prefix is a plain string prefix: "data/a" also takes "data/ab/…".
+    assert listed("data/a") == ["data/a/1", "data/a/b/c/3", "data/ab/2"]
+    assert listed("data/ab/") == ["data/ab/2"]
+    assert listed("conf") == ["config"]
+    assert listed("nothing/") == []
+    sizes = {i.name: i.size for i in store.list("")}
+    assert sizes["data/a/b/c/3"] == len(b"data/a/b/c/3")
+
+
+def test_store_prefix_is_a_boundary(make_store: Callable[[str], ObjectStore], unique: str) -> None:
+    # Two repositories whose prefixes share a beginning never see each other's objects.
+    short, longer = make_store(f"r{unique}"), make_store(f"r{unique}x")
+    short.put("data/1", b"1")
+    longer.put("data/2", b"2")
+    assert [i.name for i in short.list()] == ["data/1"]
+    assert [i.name for i in longer.list()] == ["data/2"]
+    with pytest.raises(ObjectNotFound):
+        short.get("data/2")
+
+
+def test_list_pages_past_1000(store: ObjectStore) -> None:
+    names = {f"index/{i:05d}" for i in range(1050)}
+    with ThreadPoolExecutor(8) as pool:  # also exercises one client shared by threads
+        list(pool.map(lambda n: store.put(n, b"i"), names))
+    store.put("indey", b"outside the prefix")
+    listed = [i.name for i in store.list("index/")]
+    assert len(listed) == len(names)
+    assert set(listed) == names
+
+
+@pytest.mark.parametrize("bad", ["", "/abs", "a//b", "../up", "a/./b", "a/"])
+def test_invalid_names_refused(store: ObjectStore, bad: str) -> None:
+    with pytest.raises(StorageError):
+        store.put(bad, b"x")
+
+
+# --------------------------------------------------------------------------- URLs and settings
+
+
+def test_registry_opens_bucket_backends(monkeypatch: pytest.MonkeyPatch) -> None:
+    # Opening makes clients but sends no request: no server needed.
+    monkeypatch.setenv("STORAGE_EMULATOR_HOST", "http://127.0.0.1:9")
+    repo = Repository(name="r", url="s3://b1/some/prefix", s3=S3Options(endpoint="http://127.0.0.1:9"))
+    s3 = open_store(repo.url, repo)
+    assert isinstance(s3, S3Store)
+    assert (s3.settings.bucket, s3.settings.root, s3.settings.endpoint) == (
+        "b1",
+        "some/prefix/",
+        "http://127.0.0.1:9",
+    )
+    gs = open_store("gs://b2", Repository(name="g", url="gs://b2", gcs=GCSOptions(project="p1")))
+    assert isinstance(gs, GCSStore)
+    assert (gs.settings.bucket, gs.settings.root, gs.settings.project) == ("b2", "", "p1")
+    s3.close()
+    gs.close()
+
+
+def test_s3_settings_from_query_string() -> None:
+    url = "s3://bkt/a/b?endpoint=https://minio.example:9000&region=eu-west-3&addressingStyle=path&storageClass=STANDARD_IA"
+    store = S3Store.from_url(url)
+    s = store.settings
+    assert (s.bucket, s.root, s.endpoint, s.region) == (
+        "bkt",
+        "a/b/",
+        "https://minio.example:9000",
+        "eu-west-3",
+    )
+    assert (s.addressing_style, s.storage_class) == ("path", "STANDARD_IA")
+    assert store._client.meta.region_name == "eu-west-3"
+    assert store._client.meta.config.s3["addressing_style"] == "path"
+    assert store.url == url
+    store.close()
+    # The same setting in both places is fine when it agrees.
+    S3Store.from_url("s3://bkt?region=eu-west-3", S3Options(region="eu-west-3")).close()
+
+
+@pytest.mark.parametrize(
+    ("url", "options", "message"),
+    [
+        ("s3://AKIAX:topsecret@bkt/p", None, "must not contain credentials"),
+        ("s3://bkt/p?secret_key=topsecret", None, "must not contain credentials"),
+        ("s3://bkt/p?aws_access_key_id=AKIAX", None, "must not contain credentials"),
+        ("s3://bkt/p?endpiont=http://x", None, "unknown query parameter 'endpiont'"),
+        ("s3://bkt/p?addressingStyle=sideways", None, "addressing style 'sideways'"),
+        ("s3://bkt/p?endpoint=minio:9000", None, "must be http(s)://host[:port]"),
+        ("s3://bkt/p?region=us-east-1", S3Options(region="eu-west-1"), "contradicts"),
+        ("s3:///p", None, "names no bucket"),
+        ("s3://bkt/a//b", None, "invalid prefix"),
+        ("gs://bkt/p?token=topsecret", None, "must not contain credentials"),
+        ("gs://bkt/p?projet=x", None, "unknown query parameter 'projet'"),
+    ],
+)
+def test_bad_bucket_urls(url: str, options: Any, message: str) -> None:
+    with pytest.raises(InvalidInput) as e:
+        if url.startswith("s3"):
+            S3Store.from_url(url, options)
+        else:
+            GCSStore.from_url(url, options)
+    assert message in str(e.value)
+    assert "topsecret" not in str(e.value)
+
+
+# --------------------------------------------------------------------------- S3 specifics
+
+
+def test_s3_multipart_refusal_aborts_upload(s3_env: dict[str, str], s3_client: Any, s3_bucket: str) -> None:
+    store = s3_store(s3_env, s3_bucket, "mp")
+    store.put("data/cc/big", payload(9 * MiB, seed=4))
+    with pytest.raises(ObjectExists):
+        store.put("data/cc/big", payload(9 * MiB, seed=5))
+    # The refused upload's parts were aborted, not left behind.
+    assert s3_client.list_multipart_uploads(Bucket=s3_bucket).get("Uploads", []) == []
+    assert store.get_range("data/cc/big", 0, 100) == payload(9 * MiB, seed=4)[:100]
+
+
+def _lock_bucket(s3_client: Any, unique: str) -> str:
+    bucket = f"dr-lock-{unique}"
+    s3_client.create_bucket(Bucket=bucket, ObjectLockEnabledForBucket=True)
+    return bucket
+
+
+@pytest.mark.parametrize("mode", ["COMPLIANCE", "GOVERNANCE"])
+def test_s3_object_lock_retains_data_not_locks(
+    s3_env: dict[str, str], s3_client: Any, unique: str, mode: str
+) -> None:
+    bucket = _lock_bucket(s3_client, unique)
+    store = s3_store(s3_env, bucket, "repo", object_lock=ObjectLock(mode=mode, days=2))
+    before = datetime.now(UTC)
+    store.put("data/dd/pack", b"pack bytes")
+    store.put("data/dd/bigpack", payload(9 * MiB, seed=6))  # multipart carries retention too
+    store.put("locks/l1", b"lock")
+
+    for name in ("data/dd/bigpack", "data/dd/pack"):
+        retention = s3_client.get_object_retention(Bucket=bucket, Key=f"repo/{name}")["Retention"]
+        assert retention["Mode"] == mode
+        until = retention["RetainUntilDate"]  # the last one read is data/dd/pack's
+        assert (
+            before + timedelta(days=2) - timedelta(minutes=5) < until < before + timedelta(days=2, minutes=5)
+        )
+    with pytest.raises(s3_client.exceptions.ClientError) as no_retention:
+        s3_client.get_object_retention(Bucket=bucket, Key="repo/locks/l1")
+    assert no_retention.value.response["ResponseMetadata"]["HTTPStatusCode"] == 404
+
+    # Deleting retained data fails, saying until when; nothing changes.
+    with pytest.raises(AccessDenied) as e:
+        store.delete("data/dd/pack")
+    assert f"{mode} retention until {until.astimezone(UTC):%Y-%m-%d}" in str(e.value)
+    assert store.get("data/dd/pack") == b"pack bytes"
+    assert (
+        s3_client.list_object_versions(Bucket=bucket, Prefix="repo/data/dd/pack").get("DeleteMarkers") is None
+    )
+    # The retained version itself cannot be deleted with the raw API either.
+    version = s3_client.head_object(Bucket=bucket, Key="repo/data/dd/pack")["VersionId"]
+    with pytest.raises(s3_client.exceptions.ClientError) as raw:
+        s3_client.delete_object(Bucket=bucket, Key="repo/data/dd/pack", VersionId=version)
+    assert raw.value.response["Error"]["Code"] == "AccessDenied"
+
+    # Locks go away completely: no version and no delete marker left.
+    store.delete("locks/l1")
+    versions = s3_client.list_object_versions(Bucket=bucket, Prefix="repo/locks/")
+    assert versions.get("Versions") is None and versions.get("DeleteMarkers") is None
+    with pytest.raises(ObjectNotFound):
+        store.stat("locks/l1")
+    store.delete("locks/l1")  # still fine when already gone
+    store.close()
+
+
+def test_s3_wrong_secret_is_access_denied(
+    s3_env: dict[str, str], s3_bucket: str, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    secret = "not-the-secret-9f8e7d"
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", secret)
+    caplog.set_level(logging.DEBUG, logger="dr")
+    store = s3_store(s3_env, s3_bucket, "repo")
+    with pytest.raises(AccessDenied) as e:
+        store.put("config", b"x")
+    assert "secret access key does not match" in str(e.value)
+    assert f"s3://{s3_bucket}/repo" in str(e.value)
+    with pytest.raises(AccessDenied):
+        store.stat("config")  # HEAD: a bare 403
+    with pytest.raises(AccessDenied):
+        list(store.list())
+    assert secret not in str(e.value)
+    assert secret not in caplog.text
+    store.close()
+
+
+def test_s3_unknown_access_key(
+    s3_env: dict[str, str], s3_bucket: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "AKIANOBODY")
+    store = s3_store(s3_env, s3_bucket, "repo")
+    with pytest.raises(AccessDenied) as e:
+        store.get("config")
+    assert "access key id is not known" in str(e.value)
+
+
+def test_s3_no_credentials(s3_env: dict[str, str], monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    for var in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_ROLE_ARN"):
+        monkeypatch.delenv(var, raising=False)
+    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(tmp_path / "none"))
+    monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "none"))
+    monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
+    store = s3_store(s3_env, "any-bucket", "repo")
+    with pytest.raises(AccessDenied) as e:
+        store.stat("config")
+    assert "no usable AWS credentials" in str(e.value)
+    assert "AWS_ACCESS_KEY_ID" in str(e.value)  # says where credentials come from
+
+
+def test_s3_missing_bucket(s3_env: dict[str, str], unique: str) -> None:
+    # (No put here: SeaweedFS creates a missing bucket on PUT, AWS answers NoSuchBucket.)
+    store = s3_store(s3_env, f"dr-missing-{unique}", "repo")
+    for call in (
+        lambda: store.get("config"),
+        lambda: store.stat("config"),
+        lambda: store.get_range("config", 0, 5),
+        lambda: list(store.list()),
+        lambda: store.delete("config"),
+    ):
+        with pytest.raises(StorageError) as e:
+            call()
+        assert not isinstance(e.value, ObjectNotFound)
+        assert f"bucket 'dr-missing-{unique}' does not exist" in str(e.value)
+
+
+# --------------------------------------------------------------------------- GCS specifics
+
+
+def test_gcs_missing_bucket(gcs_env: dict[str, str], unique: str) -> None:
+    store = GCSStore.from_url(f"gs://dr-missing-{unique}/repo")
+    for call in (
+        lambda: store.get("config"),
+        lambda: store.stat("config"),
+        lambda: list(store.list()),
+        lambda: store.put("config", b"x"),
+        lambda: store.delete("config"),
+    ):
+        with pytest.raises(StorageError) as e:
+            call()
+        assert not isinstance(e.value, ObjectNotFound)
+        assert f"dr-missing-{unique}" in str(e.value)
+
+
+def test_gcs_no_credentials(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.delenv("STORAGE_EMULATOR_HOST", raising=False)
+    monkeypatch.setenv("GOOGLE_APPLICATION_CREDENTIALS", str(tmp_path / "missing.json"))
+    with pytest.raises(AccessDenied) as e:
+        GCSStore.from_url("gs://bkt/repo", GCSOptions(project="p"))
+    assert "no usable Google credentials" in str(e.value)
+    assert "GOOGLE_APPLICATION_CREDENTIALS" in str(e.value)
+
+
+# --------------------------------------------------------------------------- retry policy (pure)
+
+
+class FakeTime:
+    """A clock that only moves when the policy sleeps."""
+
+    def __init__(self) -> None:
+        self.now = 0.0
+        self.sleeps: list[float] = []
+
+    def clock(self) -> float:
+        return self.now
+
+    def sleep(self, seconds: float) -> None:
+        self.sleeps.append(seconds)
+        self.now += seconds
+
+
+def policy(t: FakeTime, **kw: Any) -> RetryPolicy:
+    return RetryPolicy(clock=t.clock, sleep=t.sleep, **kw)
+
+
+def failing(errors: list[BaseException], result: Any = "ok") -> tuple[Callable[[], Any], list[int]]:
+    calls = [0]
+
+    def op() -> Any:
+        calls[0] += 1
+        if errors:
+            raise errors.pop(0)
+        return result
+
+    return op, calls
+
+
+def test_retry_transient_then_success() -> None:
+    t = FakeTime()
+    op, calls = failing([TransientError("slow down", maybe_applied=False)] * 2)
+    assert policy(t).run(op, what="s3://b: get x") == "ok"
+    assert calls[0] == 3 and len(t.sleeps) == 2
+
+
+@pytest.mark.parametrize(
+    "error", [ObjectNotFound("x"), AccessDenied("denied"), ObjectExists("x"), StorageError("bad request")]
+)
+def test_retry_never_repeats_permanent_errors(error: StorageError) -> None:
+    t = FakeTime()
+    op, calls = failing([error])
+    with pytest.raises(type(error)):
+        policy(t).run(op, what="s3://b: get x")
+    assert calls[0] == 1 and t.sleeps == []
+
+
+def test_retry_gives_up_after_max_attempts() -> None:
+    t = FakeTime()
+    op, calls = failing([TransientError(f"boom {i}", maybe_applied=True) for i in range(10)])
+    with pytest.raises(StorageError) as e:
+        policy(t, max_attempts=4, max_elapsed=1000).run(op, what="s3://b: get x")
+    assert not isinstance(e.value, TransientError)
+    assert calls[0] == 4
+    assert "s3://b: get x: failed after 4 attempts" in str(e.value) and "boom 3" in str(e.value)
+
+
+def test_retry_total_time_is_bounded() -> None:
+    t = FakeTime()
+    op, calls = failing([TransientError("down", maybe_applied=False) for _ in range(1000)])
+    p = policy(t, max_attempts=1000, max_elapsed=30.0, initial_backoff=1.0, max_backoff=8.0)
+    with pytest.raises(StorageError):
+        p.run(op, what="w")
+    assert t.now <= 30.0  # no wait was begun that would end past the bound
+    assert 4 <= calls[0] < 1000
+    assert all(0 <= s <= 8.0 for s in t.sleeps)  # jittered, capped backoff
+
+
+def test_retry_backoff_grows() -> None:
+    t = FakeTime()
+    random.seed(7)
+    op, _ = failing([TransientError("down", maybe_applied=False) for _ in range(60)])
+    with pytest.raises(StorageError):
+        policy(t, max_attempts=60, max_elapsed=1e9, initial_backoff=0.1, max_backoff=5.0).run(op, what="w")
+    early, late = t.sleeps[:3], t.sleeps[-20:]
+    assert max(early) <= 0.4  # caps 0.1, 0.2, 0.4
+    assert sum(late) / len(late) > 1.0  # full jitter on a 5 s cap averages ~2.5 s
+
+
+def test_retry_exhausted_error_replaces_message() -> None:
+    t = FakeTime()
+    op, _ = failing([TransientError("conflict", maybe_applied=False, exhausted=ObjectExists("k"))] * 3)
+    with pytest.raises(ObjectExists):
+        policy(t, max_attempts=3).run(op, what="w")
+
+
+def test_retry_logs_without_secrets(caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.INFO, logger="dr.storage.retry")
+    t = FakeTime()
+    op, _ = failing([TransientError("s3://b/p: put data/x: throttled (SlowDown)", maybe_applied=False)])
+    policy(t).run(op, what="s3://b/p: put data/x")
+    assert "retrying in" in caplog.text and "throttled (SlowDown)" in caplog.text
+
+
+class MemoryBucket:
+    """A dict with create-only writes whose answers can be lost, like a network can lose them."""
+
+    def __init__(self) -> None:
+        self.objects: dict[str, bytes] = {}
+        self.lose_answers = 0
+        self.throttle = 0
+        self.compared = 0
+
+    def write(self, name: str, data: bytes) -> Callable[[], None]:
+        def attempt() -> None:
+            if self.throttle:
+                self.throttle -= 1
+                raise TransientError("throttled", maybe_applied=False)
+            if name in self.objects:
+                raise ObjectExists(name)
+            self.objects[name] = data
+            if self.lose_answers:
+                self.lose_answers -= 1
+                raise TransientError("connection reset", maybe_applied=True)
+
+        return attempt
+
+    def matches(self, name: str, data: bytes) -> Callable[[], bool]:
+        def check() -> bool:
+            self.compared += 1
+            return self.objects.get(name) == data
+
+        return check
+
+
+def test_put_if_absent_own_landed_write_is_success() -> None:
+    b, t = MemoryBucket(), FakeTime()
+    b.lose_answers = 1
+    policy(t).put_if_absent(b.write("k", b"mine"), b.matches("k", b"mine"), what="w")
+    assert b.objects == {"k": b"mine"} and b.compared == 1
+
+
+def test_put_if_absent_other_content_is_conflict() -> None:
+    b, t = MemoryBucket(), FakeTime()
+    calls = [0]
+
+    def write() -> None:
+        calls[0] += 1
+        if calls[0] == 1:
+            # Our attempt fails ambiguously without landing, and another writer
+            # takes the name with different bytes meanwhile.
+            b.objects["k"] = b"theirs"
+            raise TransientError("connection reset", maybe_applied=True)
+        b.write("k", b"mine")()
+
+    with pytest.raises(ObjectExists):
+        policy(t).put_if_absent(write, b.matches("k", b"mine"), what="w")
+    assert b.objects == {"k": b"theirs"} and b.compared == 1
+
+
+def test_put_if_absent_conflict_without_ambiguity_is_not_compared() -> None:
+    b, t = MemoryBucket(), FakeTime()
+    b.objects["k"] = b"mine"
+    b.throttle = 2  # failures the server did not act on
+    with pytest.raises(ObjectExists):
+        policy(t).put_if_absent(b.write("k", b"mine"), b.matches("k", b"mine"), what="w")
+    assert b.compared == 0
+
+
+# --------------------------------------------------------------------------- error classification (pure)
+
+
+def _client_error(code: str, status: int, op: str = "PutObject") -> Any:
+    from botocore.exceptions import ClientError
+
+    return ClientError(
+        {
+            "Error": {"Code": code, "Message": f"{code} message"},
+            "ResponseMetadata": {"HTTPStatusCode": status},
+        },
+        op,
+    )
+
+
+def _s3_map(exc: BaseException, conditional: bool = False) -> StorageError:
+    from dr.storage.s3 import S3Settings, map_error
+
+    settings = S3Settings(bucket="bkt", root="p/", endpoint="http://s3.local")
+    return map_error(
+        exc,
+        store="s3://bkt/p",
+        what="s3://bkt/p: put x",
+        settings=settings,
+        name="x",
+        conditional=conditional,
+    )
+
+
+@pytest.mark.parametrize(
+    ("code", "status", "applied"),
+    [
+        ("SlowDown", 503, False),
+        ("ServiceUnavailable", 503, False),
+        ("TooManyRequestsException", 429, False),
+        ("RequestTimeout", 400, False),
+        ("InternalError", 500, True),
+        ("BadGateway", 502, True),
+    ],
+)
+def test_s3_transient_classification(code: str, status: int, applied: bool) -> None:
+    err = _s3_map(_client_error(code, status))
+    assert isinstance(err, TransientError)
+    assert err.maybe_applied is applied
+
+
+def test_s3_permanent_classification() -> None:
+    assert isinstance(_s3_map(_client_error("NoSuchKey", 404)), ObjectNotFound)
+    assert isinstance(_s3_map(_client_error("404", 404, "HeadObject")), ObjectNotFound)
+    missing = _s3_map(_client_error("NoSuchBucket", 404))
+    assert type(missing) is StorageError and "bucket 'bkt' does not exist at http://s3.local" in str(missing)
+    for code in ("AccessDenied", "SignatureDoesNotMatch", "InvalidAccessKeyId", "ExpiredToken", "403"):
+        assert isinstance(_s3_map(_client_error(code, 403)), AccessDenied), code
+    assert isinstance(_s3_map(_client_error("PreconditionFailed", 412), conditional=True), ObjectExists)
+    assert type(_s3_map(_client_error("PreconditionFailed", 412))) is StorageError
+    bad = _s3_map(_client_error("InvalidArgument", 400))
+    assert type(bad) is StorageError and "InvalidArgument" in str(bad)
+    conflict = _s3_map(_client_error("ConditionalRequestConflict", 409), conditional=True)
+    assert isinstance(conflict, TransientError) and isinstance(conflict.exhausted, ObjectExists)
+
+
+def test_s3_connection_classification() -> None:
+    from botocore.exceptions import (
+        ConnectionClosedError,
+        EndpointConnectionError,
+        NoCredentialsError,
+        ReadTimeoutError,
+    )
+
+    refused = _s3_map(EndpointConnectionError(endpoint_url="http://s3.local"))
+    assert isinstance(refused, TransientError) and not refused.maybe_applied
+    for exc in (
+        ReadTimeoutError(endpoint_url="http://s3.local"),
+        ConnectionClosedError(endpoint_url="http://s3.local"),
+    ):
+        err = _s3_map(exc)
+        assert isinstance(err, TransientError) and err.maybe_applied
+    assert isinstance(_s3_map(NoCredentialsError()), AccessDenied)
+
+
+def _gcs_map(exc: BaseException, conditional: bool = False) -> StorageError:
+    from dr.storage.gcs import map_error
+
+    return map_error(
+        exc, store="gs://bkt/p", what="gs://bkt/p: put x", bucket="bkt", name="x", conditional=conditional
+    )
+
+
+def test_gcs_classification() -> None:
+    import requests
+    from google.api_core import exceptions as g
+    from google.auth.exceptions import RefreshError
+    from urllib3.exceptions import NewConnectionError
+
+    assert isinstance(_gcs_map(g.NotFound("No such object: bkt/p/x")), ObjectNotFound)
+    gone = _gcs_map(g.NotFound("The specified bucket does not exist."))
+    assert type(gone) is StorageError and "bucket 'bkt' does not exist" in str(gone)
+    assert isinstance(_gcs_map(g.PreconditionFailed("x"), conditional=True), ObjectExists)
+    assert isinstance(_gcs_map(g.Forbidden("no")), AccessDenied)
+    assert isinstance(_gcs_map(RefreshError("invalid_grant")), AccessDenied)
+    throttled = _gcs_map(g.TooManyRequests("slow"))
+    assert isinstance(throttled, TransientError) and not throttled.maybe_applied
+    for exc in (g.InternalServerError("x"), g.ServiceUnavailable("x"), g.BadGateway("x")):
+        err = _gcs_map(exc)
+        assert isinstance(err, TransientError) and err.maybe_applied
+    refused = requests.exceptions.ConnectionError(NewConnectionError(None, "refused"))  # type: ignore[arg-type]
+    err = _gcs_map(refused)
+    assert isinstance(err, TransientError) and not err.maybe_applied
+    err = _gcs_map(requests.exceptions.ReadTimeout("read timed out"))
+    assert isinstance(err, TransientError) and err.maybe_applied
+    assert type(_gcs_map(g.BadRequest("invalid"))) is StorageError
+
+
+# --------------------------------------------------------------------------- retries against real servers
+
+
+class FlakyProxy:
+    """Loopback TCP proxy; ``cut_after(marker)`` drops the connection of the next
+    request whose first line contains ``marker`` right after the server answered."""
+
+    def __init__(self, upstream: str) -> None:
+        host, port = upstream.removeprefix("http://").split(":")
+        self._upstream = (host, int(port))
+        self._listener = socket.create_server(("127.0.0.1", 0))
+        self.url = f"http://127.0.0.1:{self._listener.getsockname()[1]}"
+        self._lock = threading.Lock()
+        self._markers: list[bytes] = []
+        self.cut = 0
+        self._sockets: list[socket.socket] = []
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def cut_after(self, marker: bytes) -> None:
+        with self._lock:
+            self._markers.append(marker)
+
+    def close(self) -> None:
+        self._listener.close()
+        with self._lock:
+            for s in self._sockets:
+                try:
+                    s.close()
+                except OSError:
+                    pass
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                client, _ = self._listener.accept()
+            except OSError:
+                return
+            upstream = socket.create_connection(self._upstream)
+            with self._lock:
+                self._sockets += [client, upstream]
+            armed = threading.Event()
+            threading.Thread(target=self._requests, args=(client, upstream, armed), daemon=True).start()
+            threading.Thread(target=self._responses, args=(upstream, client, armed), daemon=True).start()
+
+    def _requests(self, src: socket.socket, dst: socket.socket, armed: threading.Event) -> None:
+        try:
+            while data := src.recv(65536):
+                first_line = data.split(b"\r\n", 1)[0]
+                with self._lock:
+                    hit = next((m for m in self._markers if m in first_line), None)
+                    if hit is not None:
+                        self._markers.remove(hit)
+                        armed.set()
+                dst.sendall(data)
+        except OSError:
+            pass
+        finally:
+            _shut(dst)
+
+    def _responses(self, src: socket.socket, dst: socket.socket, armed: threading.Event) -> None:
+        try:
+            while data := src.recv(65536):
+                if armed.is_set() and not data.startswith(b"HTTP/1.1 100 "):
+                    # The server has answered (not just "100 Continue"): it acted.
+                    # The client never hears of it.
+                    with self._lock:
+                        self.cut += 1
+                    break
+                dst.sendall(data)
+        except OSError:
+            pass
+        finally:
+            _shut(dst)
+            _shut(src)
+
+
+def _shut(s: socket.socket) -> None:
+    try:
+        s.shutdown(socket.SHUT_RDWR)
+    except OSError:
+        pass
+    s.close()
+
+
+@pytest.fixture
+def flaky_s3(s3_env: dict[str, str], s3_bucket: str) -> Iterator[tuple[S3Store, FlakyProxy]]:
+    proxy = FlakyProxy(s3_env["endpoint"])
+    store = S3Store.from_url(f"s3://{s3_bucket}/repo", S3Options(endpoint=proxy.url), retry=QUICK)
+    yield store, proxy
+    store.close()
+    proxy.close()
+
+
+@pytest.fixture
+def flaky_gcs(
+    gcs_env: dict[str, str], gcs_bucket: str, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[tuple[GCSStore, FlakyProxy]]:
+    proxy = FlakyProxy(gcs_env["endpoint"])
+    monkeypatch.setenv("STORAGE_EMULATOR_HOST", proxy.url)
+    store = GCSStore.from_url(f"gs://{gcs_bucket}/repo", retry=QUICK)
+    yield store, proxy
+    store.close()
+    proxy.close()
+
+
+def test_s3_create_only_put_survives_lost_answer(
+    flaky_s3: tuple[S3Store, FlakyProxy], caplog: pytest.LogCaptureFixture
+) -> None:
+    store, proxy = flaky_s3
+    caplog.set_level(logging.INFO, logger="dr.storage")
+    proxy.cut_after(b"/repo/data/ee/small")
+    store.put("data/ee/small", b"ours")  # lands, answer lost, retry finds it: success
+    assert proxy.cut == 1
+    assert store.get("data/ee/small") == b"ours"
+    assert "retrying" in caplog.text and "an earlier attempt had stored it" in caplog.text
+    # A genuine conflict is still reported.
+    with pytest.raises(ObjectExists):
+        store.put("data/ee/small", b"someone else")
+
+
+def test_s3_multipart_survives_lost_answers(
+    flaky_s3: tuple[S3Store, FlakyProxy], s3_client: Any, s3_bucket: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    store, proxy = flaky_s3
+    caplog.set_level(logging.INFO, logger="dr.storage")
+    data = payload(9 * MiB, seed=8)
+    proxy.cut_after(b"big?partNumber=1&")  # a part upload: simply sent again
+    store.put("data/ee/big", data)
+    assert proxy.cut == 1
+
+    proxy.cut_after(b"big2?uploads")  # CreateMultipartUpload
+    proxy.cut_after(b"big2?uploadId=")  # CompleteMultipartUpload: landed, answer lost
+    store.put("data/ee/big2", data)
+    assert proxy.cut == 3
+    assert "put data/ee/big2: an earlier attempt had stored it" in caplog.text
+    assert store.get("data/ee/big2") == data
+    # What a lost CreateMultipartUpload answer costs: one empty upload that only
+    # an AbortIncompleteMultipartUpload lifecycle rule removes.
+    uploads = s3_client.list_multipart_uploads(Bucket=s3_bucket).get("Uploads", [])
+    assert [u["Key"] for u in uploads] == ["repo/data/ee/big2"]
+
+
+def test_s3_reads_retried(flaky_s3: tuple[S3Store, FlakyProxy]) -> None:
+    store, proxy = flaky_s3
+    store.put("index/i1", b"index")
+    proxy.cut_after(b"/repo/index/i1")
+    assert store.get("index/i1") == b"index"
+    proxy.cut_after(b"list-type=2")
+    assert [i.name for i in store.list("index/")] == ["index/i1"]
+    assert proxy.cut == 2
+
+
+def test_gcs_create_only_put_survives_lost_answer(flaky_gcs: tuple[GCSStore, FlakyProxy]) -> None:
+    store, proxy = flaky_gcs
+    proxy.cut_after(b"ifGenerationMatch=0")
+    store.put("data/ee/small", b"ours")
+    assert proxy.cut == 1
+    assert store.get("data/ee/small") == b"ours"
+    with pytest.raises(ObjectExists):
+        store.put("data/ee/small", b"someone else")
+    proxy.cut_after(b"alt=media")
+    assert store.get("data/ee/small") == b"ours"
+    assert proxy.cut == 2
+
+
+def test_s3_dead_server_surfaces_within_bound(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    # A second SeaweedFS of our own, killed under the store's feet.
+    server = servers.seaweedfs(tmp_path / "sw").start()
+    try:
+        info = server.info
+        monkeypatch.setenv("AWS_ACCESS_KEY_ID", info["access_key"])
+        monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", info["secret_key"])
+        monkeypatch.setenv("AWS_DEFAULT_REGION", info["region"])
+        bound = RetryPolicy(max_attempts=50, max_elapsed=2.0, initial_backoff=0.05, max_backoff=0.5)
+        store = S3Store.from_url(
+            "s3://dead/repo", S3Options(endpoint=info["endpoint"], addressing_style="path"), retry=bound
+        )
+        store.put("config", b"c")
+        assert store.get("config") == b"c"
+    finally:
+        server.stop()
+        servers.remove_tree(tmp_path / "sw" / "data")
+    caplog.set_level(logging.INFO, logger="dr.storage")
+    started = datetime.now(UTC)
+    with pytest.raises(StorageError) as e:
+        store.get("config")
+    spent = datetime.now(UTC) - started
+    assert not isinstance(e.value, TransientError | ObjectNotFound)
+    assert "failed after" in str(e.value) and "cannot connect" in str(e.value)
+    assert caplog.text.count("retrying in") >= 2
+    assert spent < timedelta(seconds=2.0 + 10)  # the bound plus one connect timeout at most
+    store.close()
+
+
+def test_gcs_unreachable_surfaces_as_storage_error(
+    gcs_env: dict[str, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("STORAGE_EMULATOR_HOST", f"http://127.0.0.1:{servers.free_port()}")
+    bound = RetryPolicy(max_attempts=3, max_elapsed=2.0, initial_backoff=0.01, max_backoff=0.05)
+    store = GCSStore.from_url("gs://nowhere/repo", retry=bound)
+    with pytest.raises(StorageError) as e:
+        store.get("config")
+    assert "failed after 3 attempts" in str(e.value) and "cannot connect" in str(e.value)
+    store.close()
