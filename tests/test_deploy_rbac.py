@@ -1,0 +1,353 @@
+"""dr's roles against a real API server with RBAC: each service account, with its own token,
+can do what its job needs and gets 403 for the rest.
+
+These are the API calls the backup, restore and drill commands make; once
+those commands exist the same roles are exercised by them end to end.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from dr.deploy import rbac
+from tests.deploy_support import api_as, served, server_side_apply
+from tests.servers import TestCluster
+
+NS = "dr-system"
+BACKUP = f"system:serviceaccount:{NS}:{rbac.BACKUP_SA}"
+RESTORE = f"system:serviceaccount:{NS}:{rbac.RESTORE_SA}"
+DRILL = f"system:serviceaccount:{NS}:{rbac.DRILL_SA}"
+
+
+@pytest.fixture(scope="module")
+def cluster(k8s_dr: TestCluster) -> TestCluster:
+    """The cluster with dr's namespace and RBAC applied by an admin, as `kubectl apply` would."""
+    from kubernetes import client
+
+    admin = api_as(k8s_dr)
+    try:
+        core = client.CoreV1Api(admin)
+        try:
+            core.create_namespace(client.V1Namespace(metadata=client.V1ObjectMeta(name=NS)))
+        except client.ApiException as e:
+            if e.status != 409:
+                raise
+        for obj in rbac.rbac_manifests(NS):
+            # ValidatingAdmissionPolicy is not served by the test cluster (see the residual-risk test).
+            if served(admin, obj):
+                server_side_apply(admin, obj)
+    finally:
+        admin.close()
+    return k8s_dr
+
+
+@pytest.fixture
+def admin(cluster: TestCluster) -> Iterator[Any]:
+    api = api_as(cluster)
+    yield api
+    api.close()
+
+
+@pytest.fixture
+def app_ns(admin: Any, unique: str) -> Iterator[str]:
+    """An application namespace with a ConfigMap, a Secret and a Deployment in it."""
+    from kubernetes import client
+
+    core = client.CoreV1Api(admin)
+    name = f"app-{unique}"
+    core.create_namespace(client.V1Namespace(metadata=client.V1ObjectMeta(name=name)))
+    core.create_namespaced_config_map(name, {"metadata": {"name": "settings"}, "data": {"mode": "prod"}})
+    core.create_namespaced_secret(name, {"metadata": {"name": "db"}, "stringData": {"password": "pw"}})
+    client.AppsV1Api(admin).create_namespaced_deployment(name, _deployment("web"))
+    yield name
+    core.delete_namespace(name)
+
+
+def _as(cluster: TestCluster, user: str) -> Iterator[Any]:
+    api = api_as(cluster, user)
+    yield api
+    api.close()
+
+
+@pytest.fixture
+def backup_api(cluster: TestCluster) -> Iterator[Any]:
+    yield from _as(cluster, BACKUP)
+
+
+@pytest.fixture
+def restore_api(cluster: TestCluster) -> Iterator[Any]:
+    yield from _as(cluster, RESTORE)
+
+
+@pytest.fixture
+def drill_api(cluster: TestCluster) -> Iterator[Any]:
+    yield from _as(cluster, DRILL)
+
+
+def _deployment(name: str) -> dict[str, Any]:
+    labels = {"app": name}
+    return {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": {"name": name, "labels": labels},
+        "spec": {
+            "replicas": 1,
+            "selector": {"matchLabels": labels},
+            "template": {
+                "metadata": {"labels": labels},
+                "spec": {"containers": [{"name": "c", "image": "nginx"}]},
+            },
+        },
+    }
+
+
+def _forbidden(call: Any, *args: Any, **kwargs: Any) -> str:
+    from kubernetes import client
+
+    with pytest.raises(client.ApiException) as e:
+        call(*args, **kwargs)
+    assert e.value.status == 403, e.value.body
+    return str(e.value.body)
+
+
+# --------------------------------------------------------------------------- backup (service account "dr")
+
+
+def test_backup_reads_what_it_backs_up(backup_api: Any, app_ns: str) -> None:
+    from kubernetes import client
+
+    core = client.CoreV1Api(backup_api)
+    assert [c.metadata.name for c in core.list_namespaced_config_map(app_ns).items] == ["settings"]
+    assert [s.metadata.name for s in core.list_namespaced_secret(app_ns).items] == ["db"]
+    assert core.read_namespaced_secret("db", app_ns).data["password"]
+    apps = client.AppsV1Api(backup_api)
+    assert [d.metadata.name for d in apps.list_namespaced_deployment(app_ns).items] == ["web"]
+    # Cluster-wide lists (a backup of several namespaces lists across them).
+    assert app_ns in {n.metadata.name for n in core.list_namespace().items}
+    assert any(d.metadata.name == "web" for d in apps.list_deployment_for_all_namespaces().items)
+    rbac_api = client.RbacAuthorizationV1Api(backup_api)
+    assert rbac.BACKUP_ROLE in {r.metadata.name for r in rbac_api.list_cluster_role().items}
+
+
+def test_backup_manages_its_temporary_jobs_and_pvcs_in_its_namespace(backup_api: Any, unique: str) -> None:
+    from kubernetes import client
+
+    batch, core = client.BatchV1Api(backup_api), client.CoreV1Api(backup_api)
+    job = {
+        "metadata": {"name": f"dr-mover-{unique}", "labels": {"app.kubernetes.io/name": "dr"}},
+        "spec": {
+            "template": {
+                "spec": {
+                    "restartPolicy": "Never",
+                    "containers": [{"name": "dr", "image": "dr", "args": ["mover"]}],
+                }
+            }
+        },
+    }
+    batch.create_namespaced_job(NS, job)
+    assert batch.read_namespaced_job(f"dr-mover-{unique}", NS).metadata.name == f"dr-mover-{unique}"
+    assert f"dr-mover-{unique}" in {j.metadata.name for j in batch.list_namespaced_job(NS).items}
+    batch.delete_namespaced_job(f"dr-mover-{unique}", NS)
+
+    pvc = {
+        "metadata": {"name": f"dr-scratch-{unique}"},
+        "spec": {"accessModes": ["ReadWriteOnce"], "resources": {"requests": {"storage": "1Gi"}}},
+    }
+    core.create_namespaced_persistent_volume_claim(NS, pvc)
+    core.delete_namespaced_persistent_volume_claim(f"dr-scratch-{unique}", NS)
+    # Job pods: status and logs of the data mover.
+    core.list_namespaced_pod(NS)
+
+
+def test_backup_may_not_write(backup_api: Any, app_ns: str, unique: str) -> None:
+    from kubernetes import client
+
+    core = client.CoreV1Api(backup_api)
+    _forbidden(core.delete_namespace, app_ns)
+    body = _forbidden(
+        core.create_namespaced_secret, app_ns, {"metadata": {"name": "x"}, "stringData": {"a": "b"}}
+    )
+    assert "cannot create resource" in body
+    _forbidden(core.create_namespaced_config_map, app_ns, {"metadata": {"name": "x"}})
+    _forbidden(core.delete_namespaced_secret, "db", app_ns)
+    _forbidden(core.patch_namespaced_config_map, "settings", app_ns, {"data": {"mode": "evil"}})
+    _forbidden(client.AppsV1Api(backup_api).delete_namespaced_deployment, "web", app_ns)
+    # Its temporary Jobs live in dr-system only.
+    job = {"metadata": {"name": f"j-{unique}"}, "spec": {"template": {"spec": {"containers": []}}}}
+    _forbidden(client.BatchV1Api(backup_api).create_namespaced_job, app_ns, job)
+
+
+def test_backup_hook_exec_is_authorized(backup_api: Any, app_ns: str) -> None:
+    """pods/exec is allowed by RBAC (the test cluster has no kubelet, so the call ends in 404, not 403)."""
+    from kubernetes import client
+
+    auth = client.AuthorizationV1Api(backup_api)
+    review = auth.create_self_subject_access_review(
+        {
+            "spec": {
+                "resourceAttributes": {
+                    "namespace": app_ns,
+                    "verb": "create",
+                    "resource": "pods",
+                    "subresource": "exec",
+                }
+            }
+        }
+    )
+    assert review.status.allowed is True
+
+
+def test_backup_records_events(backup_api: Any, app_ns: str, unique: str) -> None:
+    from kubernetes import client
+
+    client.CoreV1Api(backup_api).create_namespaced_event(
+        app_ns,
+        {
+            "metadata": {"name": f"dr.{unique}"},
+            "involvedObject": {"apiVersion": "v1", "kind": "Namespace", "name": app_ns},
+            "reason": "BackupCompleted",
+            "message": "test",
+            "type": "Normal",
+        },
+    )
+
+
+# --------------------------------------------------------------------------- restore
+
+
+def test_restore_creates_configmaps_secrets_deployments(restore_api: Any, admin: Any, unique: str) -> None:
+    from kubernetes import client
+
+    core = client.CoreV1Api(restore_api)
+    target = f"restored-{unique}"
+    core.create_namespace(client.V1Namespace(metadata=client.V1ObjectMeta(name=target)))
+    try:
+        core.create_namespaced_config_map(
+            target, {"metadata": {"name": "settings"}, "data": {"mode": "prod"}}
+        )
+        core.create_namespaced_secret(target, {"metadata": {"name": "db"}, "stringData": {"password": "pw"}})
+        client.AppsV1Api(restore_api).create_namespaced_deployment(target, _deployment("web"))
+        # --existing update: server-side apply, which needs no read of the Secret.
+        server_side_apply(
+            restore_api,
+            {"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "db", "namespace": target},
+             "stringData": {"password": "new"}},
+        )  # fmt: skip
+        server_side_apply(
+            restore_api,
+            {"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "fresh", "namespace": target},
+             "stringData": {"k": "v"}},
+        )  # fmt: skip
+        # --existing recreate: delete, then create.
+        client.AppsV1Api(restore_api).delete_namespaced_deployment("web", target)
+        client.AppsV1Api(restore_api).create_namespaced_deployment(target, _deployment("web"))
+        admin_core = client.CoreV1Api(admin)
+        assert {s.metadata.name for s in admin_core.list_namespaced_secret(target).items} == {"db", "fresh"}
+    finally:
+        client.CoreV1Api(admin).delete_namespace(target)
+
+
+def test_restore_never_reads_secrets(restore_api: Any, app_ns: str) -> None:
+    from kubernetes import client
+
+    core = client.CoreV1Api(restore_api)
+    _forbidden(core.list_namespaced_secret, NS)
+    _forbidden(core.read_namespaced_secret, "db", app_ns)
+    _forbidden(core.list_secret_for_all_namespaces)
+
+
+def test_restore_may_not_delete_namespaces_or_bind_roles(restore_api: Any, app_ns: str, unique: str) -> None:
+    from kubernetes import client
+
+    _forbidden(client.CoreV1Api(restore_api).delete_namespace, app_ns)
+    binding = rbac.role_binding(
+        f"grab-{unique}", app_ns, "restore", "ClusterRole", "cluster-admin",
+        [{"kind": "ServiceAccount", "name": rbac.RESTORE_SA, "namespace": NS}],
+    )  # fmt: skip
+    # Escalation prevention: it holds no bind/escalate, so it cannot grant itself more.
+    _forbidden(client.RbacAuthorizationV1Api(restore_api).create_namespaced_role_binding, app_ns, binding)
+
+
+# --------------------------------------------------------------------------- drill
+
+
+def test_drill_works_only_in_its_scratch_namespace(
+    drill_api: Any, admin: Any, app_ns: str, unique: str
+) -> None:
+    from kubernetes import client
+
+    core = client.CoreV1Api(drill_api)
+    scratch = f"drill-{unique}"
+    core.create_namespace(
+        client.V1Namespace(metadata=client.V1ObjectMeta(name=scratch, labels={rbac.DRILL_LABEL: "true"}))
+    )
+    try:
+        # No rights inside the new namespace until it binds the workspace role there.
+        _forbidden(core.create_namespaced_config_map, scratch, {"metadata": {"name": "settings"}})
+        client.RbacAuthorizationV1Api(drill_api).create_namespaced_role_binding(
+            scratch, rbac.drill_workspace_binding(scratch, NS)
+        )
+        core.create_namespaced_config_map(scratch, {"metadata": {"name": "settings"}, "data": {"a": "b"}})
+        core.create_namespaced_secret(scratch, {"metadata": {"name": "db"}, "stringData": {"password": "pw"}})
+        client.AppsV1Api(drill_api).create_namespaced_deployment(scratch, _deployment("web"))
+        assert core.read_namespaced_secret("db", scratch).data["password"]  # verification steps may read
+        # Nothing outside the scratch namespace.
+        _forbidden(core.create_namespaced_config_map, app_ns, {"metadata": {"name": "x"}})
+        _forbidden(core.read_namespaced_secret, "db", app_ns)
+        _forbidden(core.list_namespaced_secret, NS)
+        # It may bind only the workspace role, nothing stronger.
+        grab = rbac.role_binding(
+            f"grab-{unique}", scratch, "drill", "ClusterRole", rbac.RESTORE_ROLE,
+            [{"kind": "ServiceAccount", "name": rbac.DRILL_SA, "namespace": NS}],
+        )  # fmt: skip
+        _forbidden(client.RbacAuthorizationV1Api(drill_api).create_namespaced_role_binding, scratch, grab)
+        core.delete_namespace(scratch)
+        assert scratch not in {n.metadata.name for n in client.CoreV1Api(admin).list_namespace().items}
+    finally:
+        try:
+            client.CoreV1Api(admin).delete_namespace(scratch)
+        except client.ApiException as e:
+            if e.status != 404:
+                raise
+
+
+def test_drill_gc_cleans_dr_namespace_leftovers(drill_api: Any, admin: Any, unique: str) -> None:
+    from kubernetes import client
+
+    name = f"dr-mover-left-{unique}"
+    pvc = {
+        "metadata": {"name": name},
+        "spec": {"accessModes": ["ReadWriteOnce"], "resources": {"requests": {"storage": "1Gi"}}},
+    }
+    client.CoreV1Api(admin).create_namespaced_persistent_volume_claim(NS, pvc)
+    core = client.CoreV1Api(drill_api)
+    assert name in {p.metadata.name for p in core.list_namespaced_persistent_volume_claim(NS).items}
+    core.delete_namespaced_persistent_volume_claim(name, NS)
+
+
+def test_drill_residual_risk_without_admission_policy(drill_api: Any, admin: Any, unique: str) -> None:
+    """RBAC alone lets the drill account delete any namespace: why the admission policy exists.
+
+    The test cluster does not even serve ValidatingAdmissionPolicies (nor
+    enforce any admission policy), so here the deletion goes through; on a real
+    cluster (>= 1.30) the policy rendered with the roles rejects it (its CEL is
+    checked in test_deploy_policies.py).
+    """
+    from kubernetes import client
+
+    victim = f"prod-{unique}"
+    client.CoreV1Api(admin).create_namespace(client.V1Namespace(metadata=client.V1ObjectMeta(name=victim)))
+    guard = rbac.drill_guard_policy(NS)[0]
+    assert not served(admin, guard), "the test cluster serves admission policies now: test the guard for real"
+    client.CoreV1Api(drill_api).delete_namespace(victim)
+    assert victim not in {n.metadata.name for n in client.CoreV1Api(admin).list_namespace().items}
+
+
+def test_drill_may_not_read_applications(drill_api: Any, app_ns: str) -> None:
+    from kubernetes import client
+
+    _forbidden(client.CoreV1Api(drill_api).list_namespaced_config_map, app_ns)
+    _forbidden(client.AppsV1Api(drill_api).list_namespaced_deployment, app_ns)
