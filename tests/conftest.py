@@ -182,3 +182,26 @@ def pytest_configure(config: pytest.Config) -> None:
     # Never let a test talk to a real cloud by accident.
     os.environ.setdefault("AWS_EC2_METADATA_DISABLED", "true")
     os.environ.setdefault("NO_GCE_CHECK", "true")
+
+
+# --------------------------------------------------------------------------- dr's in-cluster identities
+
+DR_IDENTITIES = (
+    # The test cluster ships system:serviceaccount:dr-system:dr (the backup account) already.
+    "system:serviceaccount:dr-system:dr-restore",
+    "system:serviceaccount:dr-system:dr-drill",
+)
+
+
+@pytest.fixture(scope="session")
+def k8s_dr(tmp_path_factory: pytest.TempPathFactory) -> Iterator[servers.TestCluster]:
+    """A second test cluster (RBAC on) with tokens for all of dr's service accounts.
+
+    Separate from ``k8s`` because it holds cluster-wide objects with fixed
+    names (dr-system, dr's ClusterRoles) that tests apply for real.
+    """
+    cluster = servers.TestCluster.start(tmp_path_factory.mktemp("k8s-dr"), users=DR_IDENTITIES)
+    try:
+        yield cluster
+    finally:
+        cluster.stop()
