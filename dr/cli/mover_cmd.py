@@ -1,12 +1,25 @@
-"""``dr mover backup | restore``: the data path, run inside mover Jobs and by the benchmark."""
+"""``dr mover backup | restore``: the data path, run inside mover Jobs and by the benchmark.
+
+Prints one JSON object with ``-o json`` (what the orchestrator reads from the
+Job's log); exit 3 when some files could not be read or restored.
+"""
 
 from __future__ import annotations
 
+import os
+
 import click
 
-from dr.cli.output import output_option
-from dr.cli.params import KeyValue
-from dr.errors import NotImplementedYet
+from dr.cli.context import app
+from dr.cli.output import emit, output_option
+from dr.cli.params import KeyValue, pairs_to_dict
+from dr.cli.progress import byte_progress
+from dr.cli.repo_access import open_repository
+from dr.errors import ExitCode, PartialFailure
+from dr.repo.archiver import backup_directory, snapshot_summary
+from dr.repo.locks import Lock
+from dr.repo.restorer import restore_snapshot
+from dr.repo.snapshots import list_snapshots, load_snapshot, resolve
 
 
 @click.group("mover")
@@ -14,14 +27,46 @@ def mover_group() -> None:
     """Data mover: copy a directory into or out of the repository."""
 
 
+def _dir_size(path: str) -> int:
+    total = 0
+    for dirpath, _, files in os.walk(path):
+        for f in files:
+            try:
+                total += os.lstat(os.path.join(dirpath, f)).st_size
+            except OSError:
+                pass
+    return total
+
+
 @mover_group.command("backup")
 @click.argument("path", type=click.Path(exists=True, file_okay=False), metavar="PATH")
 @click.option("--parent", metavar="ID", help="Snapshot to compare with (unchanged files are not read again).")
 @click.option("--tag", "tags", multiple=True, type=KeyValue("K=V"), help="Tag the snapshot; repeatable.")
 @output_option()
-def backup(path: str, parent: str | None, tags: tuple[tuple[str, str], ...], output: str) -> None:
+def backup(path: str, parent: str | None, tags: tuple[tuple[str, str], ...], output: str) -> int:
     """Back up directory PATH; prints the new volume snapshot's id."""
-    raise NotImplementedYet("dr mover backup")
+    ctx = app()
+    repo = open_repository(ctx)
+    parent_snap = None
+    if parent:
+        parent_snap = resolve(list_snapshots(repo, "volume"), parent, what="volume snapshot")
+    total = _dir_size(path) if not ctx.quiet and output == "table" else None
+    with byte_progress(f"backup {path}", total, quiet=ctx.quiet or output != "table") as advance:
+        result = backup_directory(
+            repo, path, parent=parent_snap, tags=pairs_to_dict(tags, "--tag"), progress=advance
+        )
+    summary = snapshot_summary(result)
+    if output == "table":
+        click.echo(
+            f"snapshot {result.snapshot.id[:8]} saved: {summary['files']} files, {summary['bytes']:,} bytes, "
+            f"{summary['newBytes']:,} new bytes stored, {summary['durationSeconds']:.1f}s"
+        )
+        click.echo(result.snapshot.id)
+    else:
+        emit(summary, output)
+    if result.errors:
+        raise PartialFailure(f"{len(result.errors)} entries could not be backed up", details=result.errors)
+    return ExitCode.OK
 
 
 @mover_group.command("restore")
@@ -31,9 +76,31 @@ def backup(path: str, parent: str | None, tags: tuple[tuple[str, str], ...], out
     "--path", "paths", multiple=True, metavar="P", help="Only this path (file or directory); repeatable."
 )
 @output_option()
-def restore(snapshot_id: str, target: str, paths: tuple[str, ...], output: str) -> None:
+def restore(snapshot_id: str, target: str, paths: tuple[str, ...], output: str) -> int:
     """Restore volume snapshot ID into directory TARGET."""
-    raise NotImplementedYet("dr mover restore")
+    ctx = app()
+    repo = open_repository(ctx)
+    if len(snapshot_id) == 64:
+        snap = load_snapshot(repo, snapshot_id)
+    else:
+        snap = resolve(list_snapshots(repo, "volume"), snapshot_id, what="volume snapshot")
+    total = snap.stats.bytes if snap.stats and not paths else None
+    with (
+        Lock(repo, "shared", "restore"),
+        byte_progress(f"restore {snap.short_id}", total, quiet=ctx.quiet or output != "table") as advance,
+    ):
+        stats = restore_snapshot(repo, snap, target, paths=list(paths) or None, progress=advance)
+    data = {"id": snap.id, "target": os.path.abspath(target), "files": stats.files, "dirs": stats.dirs,
+            "bytes": stats.bytes, "errors": stats.errors}  # fmt: skip
+    if output == "table":
+        click.echo(
+            f"restored {stats.files} files, {stats.dirs} dirs, {stats.bytes:,} bytes into {data['target']}"
+        )
+    else:
+        emit(data, output)
+    if stats.errors:
+        raise PartialFailure(f"{len(stats.errors)} entries could not be restored", details=stats.errors)
+    return ExitCode.OK
 
 
 COMMANDS = [mover_group]

@@ -31,7 +31,7 @@ class Sealer:
             raise ValueError("AES-256-GCM needs a 32-byte key")
         self._aead = AESGCM(key)
 
-    def seal(self, plaintext: bytes | memoryview, aad: bytes) -> bytes:
+    def seal(self, plaintext: bytes | bytearray | memoryview, aad: bytes) -> bytes:
         nonce = os.urandom(NONCE_SIZE)
         return nonce + self._aead.encrypt(nonce, plaintext, aad)
 

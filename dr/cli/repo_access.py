@@ -1,0 +1,86 @@
+"""From global options and dr.yaml to an open repository.
+
+Which repository: ``--repo URL`` (or ``$DR_REPO``), else the config's
+default repository, else the embedded default. Its settings (S3 endpoint,
+Object Lock, …) come from the config entry with that URL or name. Which
+keys: when opening, every slot's provider is tried in slot order, with the
+options of the config's key provider of the same URI if there is one — so a
+new cluster needs only the URL and access to one key.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+
+from dr.cli.context import AppContext
+from dr.config import Repository as RepositoryConfig
+from dr.config import default_config
+from dr.crypto.providers.base import KeyProvider
+from dr.crypto.providers.registry import open_provider
+from dr.errors import InvalidInput
+from dr.repo.repository import Repository
+from dr.storage.base import ObjectStore
+from dr.storage.registry import open_store
+
+log = logging.getLogger(__name__)
+
+
+def repository_config(app: AppContext, name: str | None = None) -> RepositoryConfig:
+    cfg = app.loaded.config
+    if app.repo_url:
+        match = next((r for r in cfg.repositories if r.url == app.repo_url), None)
+        return match or RepositoryConfig(name="cli", url=app.repo_url)
+    repo = cfg.repository(name)
+    if repo is None:
+        if name:
+            raise InvalidInput(f"no repository named {name!r} in {app.loaded.source}")
+        repo = default_config().repository()
+        assert repo is not None
+    return repo
+
+
+def store_for(app: AppContext, name: str | None = None) -> ObjectStore:
+    rc = repository_config(app, name)
+    store: ObjectStore = app.cached(f"store:{rc.url}", lambda: open_store(rc.url, rc))
+    return store
+
+
+def provider_lookup(app: AppContext) -> Callable[[str], KeyProvider | None]:
+    cfg = app.loaded.config
+
+    def lookup(uri: str) -> KeyProvider | None:
+        options = next((k for k in cfg.key_providers if k.uri == uri), None)
+        return open_provider(uri, options)
+
+    return lookup
+
+
+def default_key_uri(app: AppContext, rc: RepositoryConfig) -> str:
+    cfg = app.loaded.config
+    for name in rc.keys:
+        kp = cfg.key_provider(name)
+        if kp is not None:
+            return kp.uri
+    if cfg.key_providers:
+        return cfg.key_providers[0].uri
+    return default_config().key_providers[0].uri
+
+
+def open_repository(app: AppContext, name: str | None = None) -> Repository:
+    def make() -> Repository:
+        repo = Repository.open(store_for(app, name), provider_lookup(app))
+        for note in repo.unlock_notes:
+            log.info("key %s", note)
+        return repo
+
+    return app.cached(f"repo:{name}", make)  # type: ignore[no-any-return]
+
+
+def init_repository(app: AppContext, key_uri: str | None) -> Repository:
+    rc = repository_config(app)
+    uri = key_uri or default_key_uri(app, rc)
+    cfg = app.loaded.config
+    options = next((k for k in cfg.key_providers if k.uri == uri), None)
+    provider = open_provider(uri, options, create=True)
+    return Repository.init(store_for(app), provider)

@@ -1,0 +1,71 @@
+"""Retention: which snapshots a keep-last/hourly/daily/weekly/monthly/yearly policy keeps.
+
+Pure logic over (id, time) pairs, grandfather-father-son as in restic: within
+one group, ``keep_last N`` keeps the N newest; ``keep_daily N`` keeps the
+newest snapshot of each of the N most recent days that have one; likewise
+for hours, ISO weeks, months and years. A snapshot kept by any rule is kept,
+with every reason recorded. A policy with no rule keeps everything (never
+"delete all" by omission).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+
+
+@dataclass(frozen=True)
+class Policy:
+    last: int = 0
+    hourly: int = 0
+    daily: int = 0
+    weekly: int = 0
+    monthly: int = 0
+    yearly: int = 0
+
+    def empty(self) -> bool:
+        return not any((self.last, self.hourly, self.daily, self.weekly, self.monthly, self.yearly))
+
+
+@dataclass
+class Decision:
+    id: str
+    time: datetime
+    keep: bool
+    reasons: list[str] = field(default_factory=list)
+
+
+_BUCKETS: list[tuple[str, Callable[[datetime], tuple[int, ...]]]] = [
+    ("hourly", lambda t: (t.year, t.month, t.day, t.hour)),
+    ("daily", lambda t: (t.year, t.month, t.day)),
+    ("weekly", lambda t: t.isocalendar()[:2]),
+    ("monthly", lambda t: (t.year, t.month)),
+    ("yearly", lambda t: (t.year,)),
+]
+
+
+def apply_policy(items: Sequence[tuple[str, datetime]], policy: Policy) -> list[Decision]:
+    """Decisions for ``items`` (any order), newest first."""
+    ordered = sorted(items, key=lambda it: (it[1], it[0]), reverse=True)
+    decisions = [Decision(i, t, False) for i, t in ordered]
+    if policy.empty():
+        for d in decisions:
+            d.keep = True
+            d.reasons.append("no retention rule")
+        return decisions
+    for d in decisions[: policy.last]:
+        d.keep = True
+        d.reasons.append("last")
+    for name, bucket in _BUCKETS:
+        n = getattr(policy, name)
+        seen: set[tuple[int, ...]] = set()
+        for d in decisions:
+            if len(seen) >= n:
+                break
+            b = bucket(d.time)
+            if b not in seen:
+                seen.add(b)
+                d.keep = True
+                d.reasons.append(name)
+    return decisions

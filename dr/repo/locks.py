@@ -1,0 +1,173 @@
+"""Repository locks (FORMAT.md §9): shared for backup/restore, exclusive for prune.
+
+Create-only objects with an expiry, refreshed by a background thread by
+writing a new lock and deleting the old one (the store has no overwrite in
+append-only mode). A crashed process's lock goes stale after ``EXPIRY``
+without anyone having to clean it up.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Literal
+
+from dr.errors import DrError
+from dr.repo.format import FormatError
+from dr.repo.repository import Repository, hostname, iso, now_utc
+from dr.storage.base import ObjectNotFound
+
+log = logging.getLogger(__name__)
+
+EXPIRY = timedelta(minutes=30)
+REFRESH = timedelta(minutes=5)
+
+Kind = Literal["shared", "exclusive"]
+
+
+class LockConflict(DrError):
+    pass
+
+
+@dataclass(frozen=True)
+class LockInfo:
+    name: str
+    kind: str
+    hostname: str
+    pid: int
+    operation: str
+    created: datetime
+    expires: datetime
+
+    def describe(self) -> str:
+        return (
+            f"{self.kind} lock by {self.operation} on {self.hostname} (pid {self.pid}), "
+            f"created {iso(self.created)}, expires {iso(self.expires)}"
+        )
+
+
+def _process_gone(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:
+        return False
+    return False
+
+
+def is_stale(lock: LockInfo, now: datetime | None = None) -> bool:
+    """Expired, or created on this host by a process that no longer exists (as restic does)."""
+    if lock.expires < (now or now_utc()):
+        return True
+    return lock.hostname == hostname() and _process_gone(lock.pid)
+
+
+def remove_stale(repo: Repository, *, everything: bool = False) -> list[LockInfo]:
+    """Delete stale locks (or all locks with ``everything``); returns what was removed."""
+    removed = []
+    for lk in list_locks(repo):
+        if everything or is_stale(lk):
+            repo.store.delete(f"locks/{lk.name}")
+            removed.append(lk)
+    return removed
+
+
+def list_locks(repo: Repository) -> list[LockInfo]:
+    out = []
+    for name in repo.list_objects("locks"):
+        try:
+            d = repo.load_object("locks", name)
+            out.append(
+                LockInfo(
+                    name,
+                    str(d["kind"]),
+                    str(d["hostname"]),
+                    int(d["pid"]),
+                    str(d.get("operation", "")),
+                    datetime.fromisoformat(str(d["created"]).replace("Z", "+00:00")),
+                    datetime.fromisoformat(str(d["expires"]).replace("Z", "+00:00")),
+                )
+            )
+        except ObjectNotFound:
+            continue  # released while listing
+        except (FormatError, KeyError, ValueError) as e:
+            log.warning("ignoring unreadable lock %s: %s", name, e)
+    return out
+
+
+class Lock:
+    """``with Lock(repo, "shared", "backup"):`` — raises LockConflict if it can't be taken."""
+
+    def __init__(self, repo: Repository, kind: Kind, operation: str, *, expiry: timedelta = EXPIRY) -> None:
+        self.repo, self.kind, self.operation, self.expiry = repo, kind, operation, expiry
+        self.name: str | None = None
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._mutex = threading.Lock()
+
+    def _write(self) -> str:
+        t = now_utc()
+        doc = {
+            "kind": self.kind,
+            "hostname": hostname(),
+            "pid": os.getpid(),
+            "operation": self.operation,
+            "created": iso(t),
+            "expires": iso(t + self.expiry),
+        }
+        return self.repo.save_object("locks", doc)
+
+    def acquire(self) -> Lock:
+        self.name = self._write()
+        now = now_utc()
+        conflicts = []
+        for other in list_locks(self.repo):
+            if other.name == self.name:
+                continue
+            if is_stale(other, now):
+                log.info("removing stale lock: %s", other.describe())
+                self.repo.store.delete(f"locks/{other.name}")
+                continue
+            if self.kind == "exclusive" or other.kind == "exclusive":
+                conflicts.append(other)
+        if conflicts:
+            self.repo.store.delete(f"locks/{self.name}")
+            self.name = None
+            raise LockConflict(
+                f"repository is locked ({len(conflicts)} conflicting lock(s)); try again later",
+                details=[c.describe() for c in conflicts],
+            )
+        self._thread = threading.Thread(target=self._refresh_loop, name="dr-lock-refresh", daemon=True)
+        self._thread.start()
+        return self
+
+    def _refresh_loop(self) -> None:
+        interval = min(REFRESH, self.expiry / 3).total_seconds()
+        while not self._stop.wait(interval):
+            try:
+                with self._mutex:
+                    if self.name is None:
+                        return
+                    old, self.name = self.name, self._write()
+                self.repo.store.delete(f"locks/{old}")
+            except Exception as e:  # keep trying; the lock only expires if we keep failing
+                log.warning("could not refresh the repository lock: %s", e)
+
+    def release(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=30)
+        with self._mutex:
+            if self.name is not None:
+                self.repo.store.delete(f"locks/{self.name}")
+                self.name = None
+
+    def __enter__(self) -> Lock:
+        return self.acquire()
+
+    def __exit__(self, *exc: object) -> None:
+        self.release()

@@ -1,0 +1,218 @@
+"""Saving blobs: dedup, seal, collect into ~16 MiB packs, upload, write index files.
+
+``BlobSaver.save`` is called from several worker threads. Hashing,
+compression and sealing run in the caller's thread (the C libraries release
+the GIL, so two workers use two cores); packs are assembled under a short
+lock and uploaded by a small uploader pool, with at most ``max_inflight``
+packs in memory so memory stays bounded whatever the data size.
+
+Crash safety (FORMAT.md §7): an index file is written every
+``index_every`` packs and at ``flush``; a crash loses at most those few
+packs, which the next backup uploads again.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
+
+import blake3
+
+from dr.repo.format import (
+    BlobType,
+    Codec,
+    PackEntry,
+    blob_aad,
+    encode_index,
+    encode_pack_header,
+    object_aad,
+    pack_name,
+)
+from dr.repo.index import Index
+from dr.storage.base import ObjectExists, ObjectStore
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class SaveStats:
+    new_blobs: int = 0
+    new_bytes: int = 0  # sealed bytes uploaded in packs
+    new_raw_bytes: int = 0  # plaintext bytes of new blobs
+    packs: int = 0
+    index_files: int = 0
+
+
+class _Pack:
+    def __init__(self, capacity: int) -> None:
+        self.buf = bytearray(capacity)
+        self.size = 0
+        self.entries: list[PackEntry] = []
+
+    def append(self, entry: PackEntry, sealed: bytes) -> None:
+        end = self.size + len(sealed)
+        if end > len(self.buf):
+            self.buf.extend(bytes(end - len(self.buf)))
+        self.buf[self.size : end] = sealed
+        self.size = end
+        self.entries.append(entry)
+
+
+class PackUploader:
+    """Assembles packs and uploads them; records uploaded packs for the index."""
+
+    def __init__(
+        self,
+        store: ObjectStore,
+        codec: Codec,
+        index: Index,
+        *,
+        pack_size: int = 16 << 20,
+        workers: int = 2,
+        max_inflight: int = 3,
+        index_every: int = 8,
+    ) -> None:
+        self.store, self.codec, self.index = store, codec, index
+        self.pack_size = pack_size
+        self.index_every = index_every
+        self.stats = SaveStats()
+        self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="dr-upload")
+        self._slots = threading.BoundedSemaphore(max_inflight)
+        self._lock = threading.Lock()
+        self._current: _Pack | None = None
+        self._futures: list[Future[None]] = []
+        self._unindexed: dict[bytes, list[PackEntry]] = {}
+        self._free: list[_Pack] = []  # reused pack buffers (avoid first-touch page faults)
+        self._error: BaseException | None = None
+
+    def add(self, blob_type: BlobType, blob_id: bytes, flag: int, sealed: bytes, raw_length: int) -> None:
+        full: _Pack | None = None
+        with self._lock:
+            if self._error:
+                raise self._error
+            if self._current is None:
+                self._current = self._free.pop() if self._free else _Pack(self.pack_size + (1 << 20))
+            p = self._current
+            p.append(PackEntry(blob_type, flag, p.size, len(sealed), raw_length, blob_id), sealed)
+            self.stats.new_blobs += 1
+            self.stats.new_raw_bytes += raw_length
+            if p.size >= self.pack_size:
+                full, self._current = p, None
+        if full is not None:
+            self._submit(full)
+
+    def _submit(self, pack: _Pack) -> None:
+        self._slots.acquire()  # backpressure: bounded packs in memory
+        try:
+            fut = self._pool.submit(self._upload, pack)
+        except BaseException:
+            self._slots.release()
+            raise
+        with self._lock:
+            self._futures.append(fut)
+
+    def _upload(self, pack: _Pack) -> None:
+        try:
+            header = encode_pack_header(self.codec, pack.entries)
+            end = pack.size + len(header)
+            if end > len(pack.buf):
+                pack.buf.extend(bytes(end - len(pack.buf)))
+            pack.buf[pack.size : end] = header
+            data = memoryview(pack.buf)[:end]
+            pack_id = blake3.blake3(data, max_threads=1).digest()
+            try:
+                self.store.put(pack_name(pack_id), data)
+            except ObjectExists:
+                pass  # same content, same name: an earlier attempt already stored it
+            data.release()
+            write_index = None
+            with self._lock:
+                self.stats.packs += 1
+                self.stats.new_bytes += end
+                self._unindexed[pack_id] = pack.entries
+                if len(self._unindexed) >= self.index_every:
+                    write_index, self._unindexed = self._unindexed, {}
+            self.index.add_pack(pack_id, pack.entries)
+            if write_index:
+                self._write_index(write_index)
+            pack.size, pack.entries = 0, []
+            with self._lock:
+                self._free.append(pack)
+        except BaseException as e:
+            with self._lock:
+                self._error = self._error or e
+            raise
+        finally:
+            self._slots.release()
+
+    def _write_index(self, packs: dict[bytes, list[PackEntry]]) -> None:
+        name = os.urandom(32).hex()
+        _, sealed = self.codec.encode(encode_index(packs), object_aad("index", name))
+        self.store.put(f"index/{name}", sealed)
+        self.index.add_file(f"index/{name}", packs.items())
+        with self._lock:
+            self.stats.index_files += 1
+
+    def flush(self) -> None:
+        """Upload the open pack, wait for all uploads, write the remaining index entries."""
+        with self._lock:
+            p, self._current = self._current, None
+        if p is not None and p.entries:
+            self._submit(p)
+        with self._lock:
+            futures, self._futures = self._futures, []
+        for f in futures:
+            f.result()
+        with self._lock:
+            rest, self._unindexed = self._unindexed, {}
+        if rest:
+            self._write_index(rest)
+        if self._error:
+            raise self._error
+
+    def close(self) -> None:
+        self._pool.shutdown(wait=True, cancel_futures=True)
+        self._free.clear()
+
+
+class BlobSaver:
+    """Dedup + seal + hand to the pack uploader. Thread-safe."""
+
+    def __init__(
+        self,
+        blob_id: Callable[[bytes | memoryview], bytes],
+        codec: Codec,
+        index: Index,
+        uploader: PackUploader,
+    ) -> None:
+        self._blob_id = blob_id  # keyed BLAKE3 (FORMAT.md §5.1)
+        self.codec = codec
+        self.index = index
+        self.uploader = uploader
+        self._pending: set[bytes] = set()
+        self._lock = threading.Lock()
+
+    def known(self, blob_id: bytes) -> bool:
+        return blob_id in self.index or blob_id in self._pending
+
+    def save(
+        self, blob_type: BlobType, data: bytes | memoryview, blob_id: bytes | None = None
+    ) -> tuple[bytes, bool]:
+        """Store ``data`` unless a blob with its id exists. -> (id, newly stored)."""
+        bid = blob_id if blob_id is not None else self._blob_id(data)
+        with self._lock:
+            if bid in self.index or bid in self._pending:
+                return bid, False
+            self._pending.add(bid)
+        try:
+            flag, sealed = self.codec.encode(data, blob_aad(blob_type, bid))
+            self.uploader.add(blob_type, bid, flag, sealed, len(data))
+        except BaseException:
+            with self._lock:
+                self._pending.discard(bid)
+            raise
+        return bid, True

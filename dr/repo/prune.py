@@ -1,0 +1,161 @@
+"""Prune: delete data no snapshot needs, under the exclusive lock (FORMAT.md §12).
+
+Order matters for crash safety: (1) repack partly used packs, copying the
+still-needed sealed blobs into new packs; (2) write a new, complete index;
+(3) delete the index files it supersedes; (4) delete packs nothing references
+any more (fully unused, repacked, or never indexed). A crash after any step
+leaves a repository that still has everything its snapshots need — at worst
+some data twice, which the next prune removes.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from dataclasses import dataclass, field
+
+from dr.errors import DrError
+from dr.repo import reachable
+from dr.repo.format import PackEntry, encode_index, object_aad, pack_name
+from dr.repo.locks import Lock
+from dr.repo.repository import Repository
+from dr.repo.snapshots import list_snapshots
+
+log = logging.getLogger(__name__)
+
+# Repack a pack when more than this share of its bytes is unused.
+REPACK_UNUSED = 0.2
+INDEX_PACKS_PER_FILE = 4096
+
+
+@dataclass
+class PruneResult:
+    packs_deleted: int = 0
+    packs_repacked: int = 0
+    bytes_freed: int = 0
+    blobs_kept: int = 0
+    blobs_removed: int = 0
+    index_files_replaced: int = 0
+    dry_run: bool = False
+    errors: list[str] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, object]:
+        return {
+            "dryRun": self.dry_run,
+            "packsDeleted": self.packs_deleted,
+            "packsRepacked": self.packs_repacked,
+            "bytesFreed": self.bytes_freed,
+            "blobsKept": self.blobs_kept,
+            "blobsRemoved": self.blobs_removed,
+            "indexFilesReplaced": self.index_files_replaced,
+        }
+
+
+def prune(repo: Repository, *, dry_run: bool = False, lock: bool = True) -> PruneResult:
+    result = PruneResult(dry_run=dry_run)
+    if lock and not dry_run:
+        with Lock(repo, "exclusive", "prune"):
+            return _prune(repo, result)
+    return _prune(repo, result)
+
+
+def _prune(repo: Repository, result: PruneResult) -> PruneResult:
+    index = repo.reload_index()
+    snaps = list_snapshots(repo)
+    reach = reachable.collect(repo, snaps)
+    if reach.errors:
+        # Never delete anything while the repository is damaged: the "unused"
+        # computation would be wrong.
+        raise DrError(
+            "prune refused: the repository has errors; run `dr repo check`", details=reach.errors[:20]
+        )
+    needed = reach.blobs
+    stored = {o.name: o.size for o in repo.store.list("data/")}
+
+    keep: dict[bytes, list[PackEntry]] = {}
+    repack: dict[bytes, list[PackEntry]] = {}
+    delete: list[str] = []
+    claimed: set[bytes] = set()  # first copy of each needed blob wins; duplicates are unused
+    for pack_id, entries in index.packs.items():
+        name = pack_name(pack_id)
+        if name not in stored:
+            continue
+        used = []
+        for e in entries:
+            if e.id in needed and e.id not in claimed:
+                used.append(e)
+                claimed.add(e.id)
+        unused_bytes = sum(e.length for e in entries) - sum(e.length for e in used)
+        if not used:
+            delete.append(name)
+            result.bytes_freed += stored[name]
+            result.blobs_removed += len(entries)
+        elif unused_bytes > REPACK_UNUSED * stored[name]:
+            repack[pack_id] = used
+            result.blobs_removed += len(entries) - len(used)
+        else:
+            keep[pack_id] = entries
+    indexed = {pack_name(p) for p in index.packs}
+    for name, size in stored.items():
+        if name not in indexed:
+            delete.append(name)  # left by an interrupted backup
+            result.bytes_freed += size
+    result.packs_deleted = len(delete) + len(repack)
+    result.packs_repacked = len(repack)
+    result.blobs_kept = len(claimed)
+    old_index_files = list(index.files)
+    result.index_files_replaced = len(old_index_files)
+    if result.dry_run:
+        return result
+
+    # (1) repack: copy the needed sealed blobs as they are (they are bound to
+    # their id, not to their pack), after verifying them.
+    new_packs: dict[bytes, list[PackEntry]] = {}
+    if repack:
+        with repo.saver() as saver:
+            for pack_id, used in repack.items():
+                name = pack_name(pack_id)
+                data = memoryview(repo.store.get(name))
+                for e in used:
+                    sealed = bytes(data[e.offset : e.offset + e.length])
+                    repo.open_blob(e, sealed, what=f"{name} blob {e.id.hex()[:16]}")
+                    saver.uploader.add(e.type, e.id, e.flag, sealed, e.raw_length)
+                result.bytes_freed += stored[name]
+            saver.flush()
+        # The saver's index files already cover the new packs; collect them.
+        fresh = repo.reload_index()
+        for pack_id, entries in fresh.packs.items():
+            if pack_id not in index.packs:
+                new_packs[pack_id] = entries
+        for name in fresh.files:
+            if name not in old_index_files and name not in index.files:
+                old_index_files.append(name)  # superseded by the complete index below
+
+    # (2) one complete index of what stays.
+    final = {**keep, **new_packs}
+    items = list(final.items())
+    written = []
+    for start in range(0, len(items), INDEX_PACKS_PER_FILE):
+        name = os.urandom(32).hex()
+        _, sealed = repo.codec.encode(
+            encode_index(dict(items[start : start + INDEX_PACKS_PER_FILE])), object_aad("index", name)
+        )
+        repo.store.put(f"index/{name}", sealed)
+        written.append(f"index/{name}")
+
+    # (3) superseded index files, (4) packs.
+    for name in old_index_files:
+        if name not in written:
+            repo.store.delete(name)
+    for pack_id in repack:
+        repo.store.delete(pack_name(pack_id))
+    for name in delete:
+        repo.store.delete(name)
+    repo.reload_index()
+    log.info(
+        "prune: deleted %d packs (%d repacked), freed %d bytes",
+        result.packs_deleted,
+        result.packs_repacked,
+        result.bytes_freed,
+    )
+    return result

@@ -1,0 +1,326 @@
+"""A repository: an object store plus the master key that opens it (FORMAT.md).
+
+Owns: ``init`` (config + first key slot), ``open`` (unlock a key slot and
+read the config), the index, reading blobs, saving and loading the named JSON
+objects (snapshots, locks, reports), and key-slot management. Higher-level
+operations (backup a directory, restore, check, forget, prune) live in their
+own modules and use this class.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import socket
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from dr.crypto.keyring import KeySlot, MasterKey, new_slot, unlock
+from dr.crypto.providers.base import KeyProvider, KeyProviderError
+from dr.errors import DrError
+from dr.repo.chunker import ChunkerParams
+from dr.repo.format import (
+    FORMAT_VERSION,
+    BlobType,
+    Codec,
+    FormatError,
+    PackEntry,
+    blob_aad,
+    config_aad,
+    config_header,
+    object_aad,
+    pack_name,
+    split_config,
+)
+from dr.repo.index import Index, load_index
+from dr.repo.pack_writer import BlobSaver, PackUploader
+from dr.storage.base import ObjectExists, ObjectNotFound, ObjectStore
+
+log = logging.getLogger(__name__)
+
+PACK_SIZE = 16 << 20
+OBJECT_KINDS = ("snapshots", "locks", "reports", "index")
+
+
+class RepositoryError(DrError):
+    pass
+
+
+@dataclass(frozen=True)
+class RepoConfig:
+    id: str
+    created: str
+    chunker: ChunkerParams
+    pack_size: int = PACK_SIZE
+    version: int = FORMAT_VERSION
+
+    def to_json(self) -> bytes:
+        return json.dumps(
+            {
+                "version": self.version,
+                "id": self.id,
+                "created": self.created,
+                "chunker": {
+                    "algorithm": "fastcdc2020",
+                    "min": self.chunker.min_size,
+                    "avg": self.chunker.avg_size,
+                    "max": self.chunker.max_size,
+                },
+                "packSize": self.pack_size,
+                "compression": "zstd",
+            }
+        ).encode()
+
+    @classmethod
+    def from_json(cls, raw: bytes, seed: int) -> RepoConfig:
+        try:
+            d = json.loads(raw)
+            ch = d["chunker"]
+            if ch.get("algorithm") != "fastcdc2020":
+                raise FormatError(f"config: unknown chunker {ch.get('algorithm')!r}")
+            return cls(
+                id=str(d["id"]),
+                created=str(d["created"]),
+                chunker=ChunkerParams(int(ch["min"]), int(ch["avg"]), int(ch["max"]), seed),
+                pack_size=int(d["packSize"]),
+                version=int(d["version"]),
+            )
+        except (KeyError, TypeError, ValueError) as e:
+            raise FormatError(f"config: malformed ({e})") from None
+
+
+def now_utc() -> datetime:
+    return datetime.now(UTC)
+
+
+def iso(t: datetime) -> str:
+    return t.astimezone(UTC).isoformat().replace("+00:00", "Z")
+
+
+@dataclass
+class Repository:
+    store: ObjectStore
+    master: MasterKey
+    config: RepoConfig
+    slot: KeySlot | None = None
+    compression_level: int = 1
+    unlock_notes: list[str] = field(default_factory=list)
+    _index: Index | None = None
+
+    def __post_init__(self) -> None:
+        self.codec = Codec(self.master.sealer(), level=self.compression_level)
+
+    # ------------------------------------------------------------------ create / open
+
+    @classmethod
+    def init(
+        cls,
+        store: ObjectStore,
+        provider: KeyProvider,
+        *,
+        chunker: ChunkerParams | None = None,
+        pack_size: int = PACK_SIZE,
+    ) -> Repository:
+        """Create a repository in an empty location, with one key slot wrapped by ``provider``."""
+        try:
+            store.stat("config")
+            raise RepositoryError(f"{store.url}: a repository already exists here")
+        except ObjectNotFound:
+            pass
+        master = MasterKey.generate()
+        base = chunker or ChunkerParams()
+        params = ChunkerParams(base.min_size, base.avg_size, base.max_size, master.chunker_seed())
+        cfg = RepoConfig(id=os.urandom(32).hex(), created=iso(now_utc()), chunker=params, pack_size=pack_size)
+        # The slot first: a config without a slot would be unopenable forever.
+        slot = new_slot(master, cfg.id, provider)
+        header = config_header()
+        codec = Codec(master.sealer())
+        _, sealed = codec.encode(cfg.to_json(), config_aad(header))
+        store.put(slot.object_name, slot.to_json())
+        try:
+            store.put("config", header + sealed)
+        except ObjectExists:
+            store.delete(slot.object_name)
+            raise RepositoryError(f"{store.url}: a repository was created here concurrently") from None
+        log.info("created repository %s at %s", cfg.id[:8], store.url)
+        return cls(store, master, cfg, slot)
+
+    @classmethod
+    def open(
+        cls,
+        store: ObjectStore,
+        providers: Callable[[str], KeyProvider | None],
+        *,
+        compression_level: int = 1,
+    ) -> Repository:
+        """Unlock the first key slot that a configured provider can unwrap."""
+        try:
+            raw = store.get("config")
+        except ObjectNotFound:
+            raise RepositoryError(
+                f"{store.url}: no repository here (no config object); create one with `dr repo init`"
+            ) from None
+        header, sealed = split_config(raw)
+        slots = list_slots(store)
+        result: dict[str, RepoConfig] = {}
+
+        def check(master: MasterKey) -> bool:
+            try:
+                plain = Codec(master.sealer()).decode(sealed, config_aad(header), what="config")
+            except FormatError:
+                return False
+            result["cfg"] = RepoConfig.from_json(plain, master.chunker_seed())
+            return True
+
+        unlocked = unlock(slots, providers, check)
+        cfg = result["cfg"]
+        if unlocked.slot.repository != cfg.id:
+            raise RepositoryError(f"key slot {unlocked.slot.id} belongs to another repository")
+        notes = [f"slot {a.slot[:8]} {a.provider}: {a.reason}" for a in unlocked.attempts]
+        return cls(store, unlocked.master, cfg, unlocked.slot, compression_level, notes)
+
+    # ------------------------------------------------------------------ index and blobs
+
+    @property
+    def id(self) -> str:
+        return self.config.id
+
+    @property
+    def index(self) -> Index:
+        if self._index is None:
+            self._index = load_index(self.store, self.codec, self.list_names("index/"))
+        return self._index
+
+    def reload_index(self) -> Index:
+        self._index = None
+        return self.index
+
+    def list_names(self, prefix: str) -> list[str]:
+        return sorted(o.name for o in self.store.list(prefix))
+
+    def blob_id(self, data: bytes | memoryview) -> bytes:
+        return self.master.blob_id(data)
+
+    def open_blob(self, entry: PackEntry, sealed: bytes | memoryview, *, what: str) -> bytes:
+        """Decrypt, decompress and verify one blob (AEAD + keyed hash of the plaintext)."""
+        plain = self.codec.decode(
+            sealed, blob_aad(entry.type, entry.id), what=what, max_size=entry.raw_length
+        )
+        if len(plain) != entry.raw_length or self.master.blob_id(plain) != entry.id:
+            raise FormatError(f"{what}: content does not match its id")
+        return plain
+
+    def read_blob(self, blob_id: bytes) -> bytes:
+        loc = self.index.get(blob_id)
+        if loc is None:
+            raise RepositoryError(f"blob {blob_id.hex()[:16]} is not in the index")
+        name = pack_name(loc.pack)
+        sealed = self.store.get_range(name, loc.entry.offset, loc.entry.length)
+        return self.open_blob(loc.entry, sealed, what=f"blob {blob_id.hex()[:16]} in {name}")
+
+    def saver(self, *, workers: int = 2, index_every: int = 8) -> Saver:
+        """A blob-saving session (use as a context manager; ``flush`` at the end)."""
+        uploader = PackUploader(
+            self.store, self.codec, self.index, pack_size=self.config.pack_size, workers=workers,
+            index_every=index_every,
+        )  # fmt: skip
+        return Saver(BlobSaver(self.blob_id, self.codec, self.index, uploader), uploader)
+
+    # ------------------------------------------------------------------ named JSON objects
+
+    def save_object(self, kind: str, doc: dict[str, Any], name: str | None = None) -> str:
+        """Seal and store a JSON document under ``kind/<random id>``; returns the id."""
+        assert kind in OBJECT_KINDS
+        name = name or os.urandom(32).hex()
+        _, sealed = self.codec.encode(json.dumps(doc, separators=(",", ":")).encode(), object_aad(kind, name))
+        self.store.put(f"{kind}/{name}", sealed)
+        return name
+
+    def load_object(self, kind: str, name: str) -> dict[str, Any]:
+        sealed = self.store.get(f"{kind}/{name}")
+        plain = self.codec.decode(sealed, object_aad(kind, name), what=f"{kind}/{name}")
+        try:
+            doc = json.loads(plain)
+        except ValueError:
+            raise FormatError(f"{kind}/{name}: not JSON") from None
+        if not isinstance(doc, dict):
+            raise FormatError(f"{kind}/{name}: not a JSON object")
+        return doc
+
+    def list_objects(self, kind: str) -> list[str]:
+        return [n.rsplit("/", 1)[-1] for n in self.list_names(f"{kind}/")]
+
+    def load_objects(self, kind: str, names: list[str] | None = None) -> Iterator[tuple[str, dict[str, Any]]]:
+        """Load many objects in parallel; unreadable ones raise FormatError."""
+        names = self.list_objects(kind) if names is None else names
+        with ThreadPoolExecutor(max_workers=8) as pool:
+            yield from zip(names, pool.map(lambda n: self.load_object(kind, n), names), strict=True)
+
+    # ------------------------------------------------------------------ key slots
+
+    def slots(self) -> list[KeySlot]:
+        return list_slots(self.store)
+
+    def add_slot(self, provider: KeyProvider) -> KeySlot:
+        slot = new_slot(self.master, self.id, provider)
+        self.store.put(slot.object_name, slot.to_json())
+        return slot
+
+    def remove_slot(self, slot_id: str) -> KeySlot:
+        slots = self.slots()
+        matches = [s for s in slots if s.id == slot_id or s.id.startswith(slot_id)]
+        if not matches:
+            raise RepositoryError(f"no key slot {slot_id!r} (see `dr key list`)")
+        if len(matches) > 1:
+            raise RepositoryError(f"key slot prefix {slot_id!r} is ambiguous")
+        if len(slots) == 1:
+            raise RepositoryError("refusing to remove the last key slot: the repository would be unopenable")
+        self.store.delete(matches[0].object_name)
+        return matches[0]
+
+    def rotate_slot(self, slot: KeySlot, provider: KeyProvider) -> KeySlot:
+        """Rewrap one slot with the provider's newest key version: new slot first, then delete."""
+        from dr.crypto.keyring import repository_context
+
+        wrapped = provider.rewrap(slot.wrapped, repository_context(self.id))
+        fresh = KeySlot(os.urandom(16).hex(), self.id, slot.provider, wrapped, now_utc())
+        self.store.put(fresh.object_name, fresh.to_json())
+        self.store.delete(slot.object_name)
+        return fresh
+
+
+@dataclass
+class Saver:
+    blobs: BlobSaver
+    uploader: PackUploader
+
+    def save(self, blob_type: BlobType, data: bytes | memoryview) -> bytes:
+        return self.blobs.save(blob_type, data)[0]
+
+    def flush(self) -> None:
+        self.uploader.flush()
+
+    def __enter__(self) -> Saver:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.uploader.close()
+
+
+def list_slots(store: ObjectStore) -> list[KeySlot]:
+    slots = []
+    for info in store.list("keys/"):
+        slot_id = info.name.rsplit("/", 1)[-1]
+        slots.append(KeySlot.from_json(slot_id, store.get(info.name)))
+    return sorted(slots, key=lambda s: (s.created, s.id))
+
+
+def hostname() -> str:
+    return os.environ.get("DR_HOSTNAME") or socket.gethostname()
+
+
+__all__ = ["KeyProviderError", "Repository", "RepositoryError", "Saver", "hostname", "iso", "now_utc"]

@@ -1,0 +1,325 @@
+"""Restore a volume snapshot (or some of its paths) into a directory.
+
+Plan first, then write: walk the snapshot's trees to list directories, files
+and the blobs each file needs at which offsets; group the blobs by pack;
+create the directories and empty files of the right size; then ``workers``
+threads each fetch one pack's needed byte range at a time, open and verify
+every blob (AEAD and keyed hash) and ``pwrite`` it to every place it
+belongs. Metadata (owner, mode, times) is applied last, directories deepest
+first so writing into them does not disturb their mtimes.
+
+Safety: names come from validated trees (no ``..``, ``/``, empty or
+duplicate names), directories are created one component at a time and
+refused if something other than a real directory is in the way, and files
+are opened with ``O_NOFOLLOW`` — restore never writes outside ``target``
+and never through a symlink. A blob that fails verification fails the files
+that need it (listed), the rest restores.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import logging
+import os
+import stat
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from dr.errors import DrError, InvalidInput
+from dr.repo.format import PackEntry, pack_name
+from dr.repo.memory import tune_allocator
+from dr.repo.repository import Repository
+from dr.repo.snapshots import Snapshot
+from dr.repo.tree import Node, decode_tree
+
+log = logging.getLogger(__name__)
+
+# Sparse files are written in blocks of this size; all-zero blocks stay holes.
+SPARSE_BLOCK = 64 << 10
+ZERO = bytes(SPARSE_BLOCK)
+# Fetch one range covering all needed blobs of a pack unless that would read
+# more than this factor of unneeded bytes; then fetch runs of adjacent blobs.
+RANGE_WASTE = 2.0
+
+
+@dataclass
+class RestoreStats:
+    files: int = 0
+    dirs: int = 0
+    bytes: int = 0
+    errors: list[str] = field(default_factory=list)
+
+
+@dataclass
+class _File:
+    rel: str
+    node: Node
+    link_to: str | None = None  # hardlink to an earlier file
+    failed: bool = False
+
+
+@dataclass
+class _Plan:
+    dirs: list[tuple[str, Node]] = field(default_factory=list)
+    files: list[_File] = field(default_factory=list)
+    others: list[tuple[str, Node]] = field(default_factory=list)  # symlinks, fifos, devices
+    # pack -> blob id -> (entry, [(file index, offset)])
+    packs: dict[bytes, dict[bytes, tuple[PackEntry, list[tuple[int, int]]]]] = field(default_factory=dict)
+    missing: list[str] = field(default_factory=list)
+
+
+def _selected(rel: str, paths: list[str] | None) -> tuple[bool, bool]:
+    """(include this entry, descend into it)."""
+    if not paths:
+        return True, True
+    for p in paths:
+        if rel == p or rel.startswith(p + "/"):
+            return True, True
+        if p.startswith(rel + "/"):
+            return False, True  # an ancestor of a selected path
+    return False, False
+
+
+def _plan(repo: Repository, snap: Snapshot, paths: list[str] | None) -> _Plan:
+    plan = _Plan()
+    hardlinks: dict[tuple[int, int], str] = {}
+    index = repo.index
+
+    def visit(tree_id: str, rel_dir: str) -> None:
+        nodes = decode_tree(repo.read_blob(bytes.fromhex(tree_id)), f"tree {tree_id[:16]}")
+        for n in nodes:
+            rel = f"{rel_dir}/{n['name']}" if rel_dir else n["name"]
+            include, descend = _selected(rel, paths)
+            if n["type"] == "dir":
+                if include or descend:
+                    plan.dirs.append((rel, n))
+                if descend:
+                    visit(n["subtree"], rel)
+                continue
+            if not include:
+                continue
+            if n["type"] != "file":
+                plan.others.append((rel, n))
+                continue
+            f = _File(rel, n)
+            if n.get("links", 1) > 1 and "device" in n:
+                key = (n["device"], n["inode"])
+                if key in hardlinks:
+                    f.link_to = hardlinks[key]
+                    plan.files.append(f)
+                    continue
+                hardlinks[key] = rel
+            idx = len(plan.files)
+            plan.files.append(f)
+            offset = 0
+            for hexid in n.get("content", []):
+                bid = bytes.fromhex(hexid)
+                loc = index.get(bid)
+                if loc is None:
+                    f.failed = True
+                    plan.missing.append(f"{rel}: blob {hexid[:16]} is missing from the repository")
+                    break
+                blobs = plan.packs.setdefault(loc.pack, {})
+                if bid in blobs:
+                    blobs[bid][1].append((idx, offset))
+                else:
+                    blobs[bid] = (loc.entry, [(idx, offset)])
+                offset += loc.entry.raw_length
+
+    if not snap.tree:
+        raise DrError(f"snapshot {snap.short_id} has no file tree")
+    visit(snap.tree, "")
+    if paths:
+        known = {rel for rel, _ in plan.dirs} | {f.rel for f in plan.files} | {rel for rel, _ in plan.others}
+        missing = [p for p in paths if p not in known]
+        if missing:
+            raise InvalidInput(f"not in snapshot {snap.short_id}: {', '.join(missing)}")
+    return plan
+
+
+def _safe_mkdir(path: str) -> None:
+    try:
+        os.mkdir(path, 0o700)
+    except FileExistsError:
+        st = os.lstat(path)
+        if not stat.S_ISDIR(st.st_mode):
+            raise DrError(f"{path}: exists and is not a directory (refusing to restore through it)") from None
+
+
+def _apply_meta(path: str, node: Node, *, is_root: bool, follow: bool = False) -> None:
+    if is_root:
+        with contextlib.suppress(OSError):
+            os.chown(path, node.get("uid", -1), node.get("gid", -1), follow_symlinks=follow)
+    if node["type"] != "symlink":
+        os.chmod(path, node.get("mode", 0o644))
+    mtime = int(node.get("mtime", 0))
+    with contextlib.suppress(NotImplementedError, OSError):
+        os.utime(path, ns=(mtime, mtime), follow_symlinks=follow)
+
+
+def _write_sparse(fd: int, data: bytes, offset: int) -> None:
+    """Write ``data`` at ``offset`` leaving all-zero blocks as holes (the file was truncated to size)."""
+    mv = memoryview(data)
+    for start in range(0, len(data), SPARSE_BLOCK):
+        block = mv[start : start + SPARSE_BLOCK]
+        if block != ZERO[: len(block)]:
+            os.pwrite(fd, block, offset + start)
+
+
+def _ranges(blobs: list[PackEntry]) -> list[tuple[int, int, list[PackEntry]]]:
+    """Group sorted entries into byte ranges to fetch: (offset, length, entries)."""
+    blobs.sort(key=lambda e: e.offset)
+    first, last = blobs[0], blobs[-1]
+    span = last.offset + last.length - first.offset
+    needed = sum(e.length for e in blobs)
+    if span <= needed * RANGE_WASTE:
+        return [(first.offset, span, blobs)]
+    out: list[tuple[int, int, list[PackEntry]]] = []
+    cur: list[PackEntry] = [first]
+    for e in blobs[1:]:
+        prev = cur[-1]
+        if e.offset == prev.offset + prev.length:
+            cur.append(e)
+        else:
+            out.append((cur[0].offset, prev.offset + prev.length - cur[0].offset, cur))
+            cur = [e]
+    out.append((cur[0].offset, cur[-1].offset + cur[-1].length - cur[0].offset, cur))
+    return out
+
+
+def restore_snapshot(
+    repo: Repository,
+    snap: Snapshot,
+    target: str | Path,
+    *,
+    paths: list[str] | None = None,
+    workers: int = 4,
+    progress: Callable[[int], None] | None = None,
+) -> RestoreStats:
+    tune_allocator()
+    root = os.path.abspath(target)
+    norm_paths = None
+    if paths:
+        norm_paths = []
+        for p in paths:
+            q = os.path.normpath(p).strip("/")
+            if q in ("", ".") or q.startswith(".."):
+                raise InvalidInput(f"--path {p!r}: give a path inside the snapshot")
+            norm_paths.append(q)
+    plan = _plan(repo, snap, norm_paths)
+    stats = RestoreStats(errors=list(plan.missing))
+    is_root = os.geteuid() == 0
+
+    os.makedirs(root, exist_ok=True)
+    if not os.path.isdir(root) or os.path.islink(root):
+        raise DrError(f"{root}: target is not a directory")
+    for rel, _ in plan.dirs:
+        _safe_mkdir(os.path.join(root, rel))
+        stats.dirs += 1
+
+    # Empty files of the right size (holes where the data will go).
+    for f in plan.files:
+        if f.link_to is not None:
+            continue
+        p = os.path.join(root, f.rel)
+        try:
+            fd = os.open(p, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o600)
+        except OSError as e:
+            if e.errno == errno.ELOOP:
+                raise DrError(f"{p}: is a symlink (refusing to write through it)") from None
+            raise
+        try:
+            os.ftruncate(fd, int(f.node.get("size", 0)))
+        finally:
+            os.close(fd)
+
+    file_errors: dict[int, str] = {}
+
+    def restore_pack(item: tuple[bytes, dict[bytes, tuple[PackEntry, list[tuple[int, int]]]]]) -> int:
+        pack_id, blobs = item
+        name = pack_name(pack_id)
+        written = 0
+        by_entry = {e.id: targets for e, targets in blobs.values()}
+        for offset, length, entries in _ranges([e for e, _ in blobs.values()]):
+            try:
+                data = memoryview(repo.store.get_range(name, offset, length))
+            except DrError as e:
+                for ent in entries:
+                    for idx, _ in by_entry[ent.id]:
+                        file_errors.setdefault(idx, f"cannot read {name}: {e.message}")
+                continue
+            fds: dict[int, int] = {}
+            try:
+                for ent in entries:
+                    targets = by_entry[ent.id]
+                    start = ent.offset - offset
+                    try:
+                        plain = repo.open_blob(ent, data[start : start + ent.length], what=f"blob in {name}")
+                    except DrError as e:
+                        for idx, _ in targets:
+                            file_errors.setdefault(idx, e.message)
+                        continue
+                    for idx, off in targets:
+                        f = plan.files[idx]
+                        fd = fds.get(idx)
+                        if fd is None:
+                            fd = fds[idx] = os.open(os.path.join(root, f.rel), os.O_WRONLY | os.O_NOFOLLOW)
+                        if f.node.get("sparse"):
+                            _write_sparse(fd, plain, off)
+                        else:
+                            os.pwrite(fd, plain, off)
+                        written += len(plain)
+                    if progress:
+                        progress(len(plain) * len(targets))
+            finally:
+                for fd in fds.values():
+                    os.close(fd)
+        return written
+
+    # Biggest packs first spreads the tail across workers.
+    work = sorted(plan.packs.items(), key=lambda kv: -sum(e.length for e, _ in kv[1].values()))
+    with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="dr-restore") as pool:
+        for nbytes in pool.map(restore_pack, work):
+            stats.bytes += nbytes
+
+    for idx, reason in sorted(file_errors.items()):
+        plan.files[idx].failed = True
+        stats.errors.append(f"{plan.files[idx].rel}: {reason}")
+
+    for f in plan.files:
+        p = os.path.join(root, f.rel)
+        if f.link_to is not None:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(p)
+            os.link(os.path.join(root, f.link_to), p, follow_symlinks=False)
+            stats.files += 1
+            continue
+        if not f.failed:
+            _apply_meta(p, f.node, is_root=is_root, follow=True)
+            stats.files += 1
+
+    for rel, n in plan.others:
+        p = os.path.join(root, rel)
+        with contextlib.suppress(FileNotFoundError):
+            if not os.path.isdir(p) or os.path.islink(p):
+                os.unlink(p)
+        try:
+            if n["type"] == "symlink":
+                os.symlink(n["target"], p)
+            elif n["type"] == "fifo":
+                os.mkfifo(p, n.get("mode", 0o644))
+            elif n["type"] in ("chardev", "blockdev"):
+                kind = stat.S_IFCHR if n["type"] == "chardev" else stat.S_IFBLK
+                os.mknod(p, kind | n.get("mode", 0o600), n.get("rdev", 0))
+            else:
+                continue  # sockets are not restorable; they are recreated by their server
+            _apply_meta(p, n, is_root=is_root, follow=False)
+        except OSError as e:
+            stats.errors.append(f"{rel}: {e.strerror or e}")
+
+    for rel, n in sorted(plan.dirs, key=lambda d: -d[0].count("/")):
+        _apply_meta(os.path.join(root, rel), n, is_root=is_root, follow=True)
+    return stats

@@ -1,0 +1,69 @@
+"""Tree blobs (FORMAT.md §6): one directory's nodes, encoded as JSON, validated on read.
+
+Nodes are plain dicts (a tree can hold 100,000 entries; building models for
+each would dominate small-file backups). ``check_tree`` enforces the rules
+that keep restore inside its target: single, unique, non-special names.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from typing import Any
+
+from dr.repo.format import FormatError
+
+Node = dict[str, Any]
+
+NODE_TYPES = frozenset({"file", "dir", "symlink", "fifo", "chardev", "blockdev", "socket"})
+_HEX_ID = re.compile(r"^[0-9a-f]{64}$")
+
+
+def encode_tree(nodes: list[Node]) -> bytes:
+    nodes.sort(key=lambda n: n["name"].encode("utf-8", "surrogateescape"))
+    # ensure_ascii keeps undecodable names (lone surrogates) representable in JSON.
+    return json.dumps({"nodes": nodes}, separators=(",", ":"), ensure_ascii=True).encode()
+
+
+def decode_tree(raw: bytes, what: str) -> list[Node]:
+    try:
+        doc = json.loads(raw)
+    except ValueError:
+        raise FormatError(f"{what}: not JSON") from None
+    nodes = doc.get("nodes") if isinstance(doc, dict) else None
+    if not isinstance(nodes, list):
+        raise FormatError(f"{what}: no node list")
+    check_tree(nodes, what)
+    return nodes
+
+
+def check_name(name: object, what: str) -> str:
+    if not isinstance(name, str) or name in ("", ".", "..") or "/" in name or "\x00" in name:
+        raise FormatError(f"{what}: invalid file name {name!r}")
+    return name
+
+
+def check_tree(nodes: list[Any], what: str) -> None:
+    seen: set[str] = set()
+    for n in nodes:
+        if not isinstance(n, dict):
+            raise FormatError(f"{what}: node is not an object")
+        name = check_name(n.get("name"), what)
+        if name in seen:
+            raise FormatError(f"{what}: duplicate name {name!r}")
+        seen.add(name)
+        t = n.get("type")
+        if t not in NODE_TYPES:
+            raise FormatError(f"{what}: {name!r} has unknown type {t!r}")
+        if t == "file":
+            content = n.get("content", [])
+            if not isinstance(content, list) or not all(
+                isinstance(c, str) and _HEX_ID.match(c) for c in content
+            ):
+                raise FormatError(f"{what}: {name!r} has an invalid content list")
+        elif t == "dir":
+            sub = n.get("subtree")
+            if not isinstance(sub, str) or not _HEX_ID.match(sub):
+                raise FormatError(f"{what}: directory {name!r} has no valid subtree")
+        elif t == "symlink" and not isinstance(n.get("target"), str):
+            raise FormatError(f"{what}: symlink {name!r} has no target")

@@ -1,0 +1,136 @@
+"""The repository commands end to end through the CLI (file:// repository, local key)."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import pytest
+
+from tests.helpers import run_dr
+from tests.repo_helpers import describe_tree
+
+
+@pytest.fixture
+def home(isolated_home: Path) -> Path:
+    return isolated_home
+
+
+def _src(root: Path) -> Path:
+    src = root / "src"
+    (src / "sub").mkdir(parents=True)
+    (src / "sub" / "a.bin").write_bytes(os.urandom(2 << 20))
+    (src / "b.txt").write_text("hello\n")
+    return src
+
+
+def test_embedded_defaults_end_to_end(home: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    r = run_dr(capsys, "repo", "init", "-o", "json")
+    assert r.code == 0, r.err
+    info = r.json()
+    assert info["url"] == f"file://{home}/data/dr/repo"
+    key = home / "config" / "dr" / "repo.key"
+    assert key.stat().st_mode & 0o777 == 0o600
+
+    src = _src(home)
+    r = run_dr(capsys, "mover", "backup", str(src), "--tag", "app=web", "-o", "json")
+    assert r.code == 0, r.err
+    first = r.json()
+    assert first["files"] == 2 and first["bytes"] == (2 << 20) + 6 and first["newBytes"] > 0
+    r = run_dr(
+        capsys, "mover", "backup", str(src), "--parent", first["id"][:8], "--tag", "app=web", "-o", "json"
+    )
+    second = r.json()
+    assert second["unchangedFiles"] == 2 and second["newBlobs"] == 0
+
+    r = run_dr(capsys, "repo", "info", "-o", "json")
+    assert r.json()["snapshots"]["volume"] == 2
+    assert len(r.json()["keySlots"]) == 1
+
+    out = home / "out"
+    r = run_dr(capsys, "mover", "restore", second["id"], str(out), "-o", "json")
+    assert r.code == 0, r.err
+    assert describe_tree(out) == describe_tree(src)
+    r = run_dr(capsys, "mover", "restore", first["id"][:10], str(home / "part"), "--path", "sub")
+    assert (
+        r.code == 0 and (home / "part" / "sub" / "a.bin").exists() and not (home / "part" / "b.txt").exists()
+    )
+
+    r = run_dr(capsys, "repo", "check", "--read-data=50%", "-o", "json")
+    assert r.code == 0 and r.json()["ok"] and r.json()["packsRead"] >= 1
+    r = run_dr(capsys, "verify", "latest", "--read-data")
+    assert r.code == 0, r.err
+
+    r = run_dr(capsys, "forget", "--keep-last", "1", "--prune", "--dry-run", "-o", "json")
+    assert r.code == 0 and len(r.json()["removed"]) == 1
+    r = run_dr(capsys, "forget", "--keep-last", "1", "--prune", "-o", "json")
+    assert r.code == 0 and r.json()["removed"] == [first["id"]]
+    r = run_dr(capsys, "repo", "info", "-o", "json")
+    assert r.json()["snapshots"]["volume"] == 1
+
+
+def test_errors_and_exit_codes(home: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    r = run_dr(capsys, "repo", "info")
+    assert r.code == 1 and "no repository here" in r.err and "Traceback" not in r.err
+    assert run_dr(capsys, "repo", "init").code == 0
+    r = run_dr(capsys, "repo", "init")
+    assert r.code == 1 and "already exists" in r.err
+    r = run_dr(capsys, "mover", "restore", "abcd", str(home / "x"))
+    assert r.code == 2 and "no volume snapshot with id 'abcd'" in r.err
+    r = run_dr(capsys, "forget")
+    assert r.code == 2 and "no retention given" in r.err
+    r = run_dr(capsys, "verify", "latest")
+    assert r.code == 2 and "no backup found" in r.err
+
+    # corruption -> verify exits 4 and names the object
+    src = _src(home)
+    run_dr(capsys, "mover", "backup", str(src))
+    packs = list((home / "data" / "dr" / "repo" / "data").rglob("*"))
+    pack = next(p for p in packs if p.is_file())
+    data = bytearray(pack.read_bytes())
+    data[100] ^= 0xFF
+    pack.write_bytes(bytes(data))
+    r = run_dr(capsys, "verify", "--all", "--read-data")
+    assert r.code == 4
+    assert pack.name in r.err
+    r = run_dr(capsys, "mover", "restore", "latest", str(home / "out"))
+    assert r.code == 3 and "could not be restored" in r.err
+
+
+def test_world_readable_key_file_is_refused(home: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert run_dr(capsys, "repo", "init").code == 0
+    key = home / "config" / "dr" / "repo.key"
+    key.chmod(0o644)
+    r = run_dr(capsys, "repo", "info")
+    assert r.code == 1
+    assert "accessible by group or others (mode 0644)" in r.err and "chmod 600" in r.err
+
+
+def test_no_secret_in_any_stored_object(home: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    import base64
+
+    from dr.cli.context import AppContext
+    from dr.cli.repo_access import open_repository
+
+    assert run_dr(capsys, "repo", "init").code == 0
+    secret_text = b"password=hunter2-very-secret-value"
+    src = home / "src"
+    src.mkdir()
+    (src / "secret.env").write_bytes(secret_text * 100)
+    assert run_dr(capsys, "mover", "backup", str(src)).code == 0
+    repo = open_repository(AppContext())
+    key_file = base64.b64decode((home / "config" / "dr" / "repo.key").read_text())
+    needles = [
+        secret_text,
+        repo.master.raw[:32],
+        repo.master.raw[32:],
+        key_file,
+        repo.master.raw.hex().encode(),
+    ]
+    for path in (home / "data" / "dr" / "repo").rglob("*"):
+        if path.is_file():
+            blob = path.read_bytes()
+            for n in needles:
+                assert n not in blob, f"{path} contains a secret"
+    assert json.dumps({"repr": repr(repo.master)}).count("hidden") == 1

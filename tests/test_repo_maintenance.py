@@ -1,0 +1,172 @@
+"""Retention (forget), prune and locks."""
+
+from __future__ import annotations
+
+import os
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+
+from dr.repo.archiver import backup_directory
+from dr.repo.check import check
+from dr.repo.forget import Policy, apply_policy
+from dr.repo.locks import Lock, LockConflict, is_stale, list_locks, remove_stale
+from dr.repo.prune import prune
+from dr.repo.restorer import restore_snapshot
+from dr.repo.snapshots import list_snapshots
+from tests.repo_helpers import describe_tree, init_repo, make_store, open_with
+
+
+def _times(n: int, step: timedelta, start: datetime | None = None) -> list[tuple[str, datetime]]:
+    t0 = start or datetime(2026, 1, 1, 12, tzinfo=UTC)
+    return [(f"s{i:03d}", t0 + i * step) for i in range(n)]
+
+
+def kept(decisions: list, **_: object) -> list[str]:  # type: ignore[type-arg]
+    return sorted(d.id for d in decisions if d.keep)
+
+
+def test_keep_last() -> None:
+    items = _times(10, timedelta(hours=1))
+    assert kept(apply_policy(items, Policy(last=3))) == ["s007", "s008", "s009"]
+
+
+def test_keep_daily_takes_newest_of_each_day() -> None:
+    items = _times(72, timedelta(hours=1))  # three days, hourly
+    d = apply_policy(items, Policy(daily=2))
+    # newest overall (day 3) and the newest of the day before
+    assert kept(d) == ["s059", "s071"]
+
+
+def test_gfs_combination_and_reasons() -> None:
+    items = _times(400, timedelta(days=1))
+    d = apply_policy(items, Policy(last=2, weekly=4, monthly=6, yearly=2))
+    by_id = {x.id: x for x in d}
+    assert by_id["s399"].reasons == ["last", "weekly", "monthly", "yearly"]
+    for rule, n in (("last", 2), ("weekly", 4), ("monthly", 6), ("yearly", 2)):
+        assert sum(rule in x.reasons for x in d) == n
+    assert all(x.reasons for x in d if x.keep) and not any(x.reasons for x in d if not x.keep)
+    # the newest of each of the 6 most recent months
+    monthly = sorted((x.time.year, x.time.month) for x in d if "monthly" in x.reasons)
+    assert monthly == [(2026, 9), (2026, 10), (2026, 11), (2026, 12), (2027, 1), (2027, 2)]
+
+
+def test_empty_policy_keeps_everything() -> None:
+    assert all(x.keep for x in apply_policy(_times(5, timedelta(days=1)), Policy()))
+
+
+def test_forget_prune_then_check_and_restore(tmp_path: Path) -> None:
+    repo, key = init_repo(make_store("file", tmp_path, None), tmp_path)
+    src = tmp_path / "src"
+    src.mkdir()
+    snaps = []
+    for i in range(3):
+        (src / f"gen{i}.bin").write_bytes(os.urandom(3 << 20))
+        if i:
+            (src / f"gen{i - 1}.bin").unlink()  # each generation's unique data
+        snaps.append(backup_directory(repo, src).snapshot)
+    size_before = sum(o.size for o in repo.store.list("data/"))
+    # forget the first two snapshots, prune their data
+    for s in snaps[:2]:
+        repo.store.delete(f"snapshots/{s.id}")
+    dry = prune(repo, dry_run=True)
+    assert dry.packs_deleted >= 1 and sum(o.size for o in repo.store.list("data/")) == size_before
+    result = prune(repo)
+    assert result.bytes_freed > 5 << 20
+    size_after = sum(o.size for o in repo.store.list("data/"))
+    assert size_after < size_before - (5 << 20)
+    fresh = open_with(repo.store, key)
+    assert check(fresh, read_data=1.0).ok
+    out = tmp_path / "out"
+    restore_snapshot(fresh, list_snapshots(fresh)[0], out)
+    assert describe_tree(out) == describe_tree(src)
+    # a second prune has nothing to do
+    assert prune(fresh).packs_deleted == 0
+
+
+def test_prune_repacks_partly_used_packs(tmp_path: Path) -> None:
+    repo, key = init_repo(make_store("file", tmp_path, None), tmp_path)
+    src = tmp_path / "src"
+    src.mkdir()
+    (src / "keep.bin").write_bytes(os.urandom(1 << 20))
+    (src / "drop.bin").write_bytes(os.urandom(4 << 20))
+    first = backup_directory(repo, src).snapshot  # one pack with both files
+    (src / "drop.bin").unlink()
+    second = backup_directory(repo, src, parent=first).snapshot
+    repo.store.delete(f"snapshots/{first.id}")
+    result = prune(repo)
+    assert result.packs_repacked == 1
+    fresh = open_with(repo.store, key)
+    assert check(fresh, read_data=1.0).ok
+    out = tmp_path / "out"
+    restore_snapshot(fresh, second, out)
+    assert (out / "keep.bin").read_bytes() == (src / "keep.bin").read_bytes()
+
+
+def test_prune_refuses_a_damaged_repository(tmp_path: Path) -> None:
+    from dr.errors import DrError
+    from dr.repo.format import pack_name
+
+    repo, key = init_repo(make_store("file", tmp_path, None), tmp_path)
+    src = tmp_path / "src"
+    src.mkdir()
+    (src / "a").write_bytes(os.urandom(1 << 20))
+    backup_directory(repo, src)
+    for idx in repo.list_names("index/"):
+        repo.store.delete(idx)  # index lost: everything looks unreferenced
+    with pytest.raises(DrError, match="prune refused"):
+        prune(open_with(repo.store, key))
+    assert list(repo.store.list("data/")), "nothing may be deleted"
+    _ = pack_name
+
+
+def test_locks_conflict_and_expire(tmp_path: Path) -> None:
+    repo, _ = init_repo(make_store("file", tmp_path, None), tmp_path)
+    with Lock(repo, "shared", "backup"), Lock(repo, "shared", "backup"):
+        with pytest.raises(LockConflict) as e:
+            Lock(repo, "exclusive", "prune").acquire()
+        assert "shared lock by backup" in e.value.details[0]
+    assert list_locks(repo) == []
+    with Lock(repo, "exclusive", "prune"), pytest.raises(LockConflict):
+        Lock(repo, "shared", "backup").acquire()
+    # an expired lock from another host is ignored and removed
+    stale = Lock(repo, "exclusive", "prune", expiry=timedelta(seconds=-1))
+    stale.name = stale._write()
+    [info] = list_locks(repo)
+    assert is_stale(info)
+    with Lock(repo, "shared", "backup"):
+        pass
+    assert list_locks(repo) == []
+
+
+def test_lock_of_a_dead_local_process_is_stale(tmp_path: Path) -> None:
+    import subprocess
+
+    repo, _ = init_repo(make_store("file", tmp_path, None), tmp_path)
+    dead = subprocess.Popen(["true"])
+    dead.wait()
+    lk = Lock(repo, "shared", "backup")
+    lk.name = lk._write()
+    doc = repo.load_object("locks", lk.name)
+    repo.store.delete(f"locks/{lk.name}")
+    doc["pid"] = dead.pid
+    repo.save_object("locks", doc)
+    [info] = list_locks(repo)
+    assert is_stale(info)
+    assert [x.name for x in remove_stale(repo)] == [info.name]
+
+
+def test_lock_refresh_replaces_the_object(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import time
+
+    import dr.repo.locks as locks
+
+    monkeypatch.setattr(locks, "REFRESH", timedelta(seconds=0.2))
+    repo, _ = init_repo(make_store("file", tmp_path, None), tmp_path)
+    with Lock(repo, "shared", "backup", expiry=timedelta(seconds=0.6)) as lk:
+        first = lk.name
+        time.sleep(0.7)
+        [info] = list_locks(repo)
+        assert info.name != first and not is_stale(info, datetime.now(UTC))
+    assert list_locks(repo) == []
