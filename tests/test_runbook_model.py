@@ -1,0 +1,378 @@
+"""Runbook YAML: the examples, the committed JSON Schema, and every load-time problem with its line."""
+
+from __future__ import annotations
+
+import json
+from datetime import timedelta
+from pathlib import Path
+
+import jsonschema
+import pytest
+import yaml
+
+from dr.config import Scope
+from dr.errors import InvalidInput
+from dr.runbook.model import (
+    DR_COMMANDS,
+    DataStep,
+    ExecStep,
+    HttpStep,
+    JobStep,
+    ReadyStep,
+    ResourcesStep,
+    Runbook,
+    json_schema,
+    json_schema_text,
+    load_runbook,
+    parse_json_path,
+    workload_ref,
+)
+
+ROOT = Path(__file__).resolve().parent.parent
+RUNBOOKS = ROOT / "runbooks"
+EXAMPLES = sorted(RUNBOOKS.glob("*.yaml"))
+
+GOOD = """\
+apiVersion: dr.dev/v1
+kind: Runbook
+metadata:
+  name: app
+spec:
+  description: An app.
+  contacts:
+    - name: Owner
+      email: owner@example.com
+  scope:
+    namespaces: [shop]
+  objectives:
+    rpo: 24h
+    rto: 30m
+  verification:
+    - name: objects
+      type: resources
+      expect:
+        - kind: Deployment
+  procedure:
+    - title: Restore
+      text: Restore it.
+      dr: dr restore latest
+"""
+
+
+def write(tmp_path: Path, text: str, name: str = "rb.yaml") -> Path:
+    p = tmp_path / name
+    p.write_text(text)
+    return p
+
+
+def problems_of(path: Path) -> list[str]:
+    with pytest.raises(InvalidInput) as e:
+        load_runbook(path)
+    return e.value.details or [e.value.message]
+
+
+def with_steps(steps: str) -> str:
+    """GOOD with its verification list replaced by ``steps`` (YAML, indented 4)."""
+    head, _, rest = GOOD.partition("  verification:\n")
+    tail = rest[rest.index("  procedure:") :]
+    return head + "  verification:\n" + steps + tail
+
+
+# --------------------------------------------------------------------------- examples and schema
+
+
+def test_three_examples_load_and_use_every_step_type() -> None:
+    assert [p.name for p in EXAMPLES] == ["redis-cache.yaml", "static-site.yaml", "webapp-postgres.yaml"]
+    runbooks = [load_runbook(p) for p in EXAMPLES]
+    types = {s.type for rb in runbooks for s in rb.spec.verification}
+    assert types == {"resources", "ready", "http", "exec", "data", "job"}
+    shop = runbooks[2]
+    assert shop.name == "webapp-postgres"
+    assert isinstance(shop.spec.scope, Scope)
+    assert shop.spec.objectives.rpo == timedelta(hours=24)
+    assert shop.spec.objectives.rto == timedelta(minutes=30)
+    assert shop.spec.drill.schedule == "0 4 1 * *"
+    assert shop.spec.drill.quota["pods"] == "20"  # ints become quantities
+    assert shop.spec.drill.ttl == timedelta(hours=24)
+    assert shop.spec.procedure[2].dr == ["backups", "list", "--namespace", "shop"]
+    assert shop.spec.procedure[4].dr == ["restore", "latest", "--existing", "recreate"]
+    assert shop.spec.procedure[2].command_line() == "dr backups list --namespace shop"
+    http = next(s for s in shop.spec.verification if isinstance(s, HttpStep))
+    assert http.expect.json_[0].path == "checks.database" and http.expect.json_[0].equals == "ok"
+
+
+def test_drill_defaults() -> None:
+    rb = load_runbook(RUNBOOKS / "static-site.yaml")
+    d = rb.spec.drill
+    assert (d.namespace_prefix, d.timeout, d.ttl, d.quota) == ("drill", timedelta(hours=1), timedelta(hours=24), {})
+    ready = next(s for s in rb.spec.verification if isinstance(s, ReadyStep))
+    assert ready.timeout == timedelta(minutes=10)
+
+
+def test_committed_schema_is_the_generated_one() -> None:
+    committed = (RUNBOOKS / "schema.json").read_text()
+    assert committed == json_schema_text(), "regenerate: python -m dr.runbook.model > runbooks/schema.json"
+
+
+@pytest.mark.parametrize("path", EXAMPLES, ids=lambda p: p.name)
+def test_examples_validate_against_the_json_schema(path: Path) -> None:
+    schema = json.loads((RUNBOOKS / "schema.json").read_text())
+    jsonschema.Draft202012Validator.check_schema(schema)
+    errors = list(jsonschema.Draft202012Validator(schema).iter_errors(yaml.safe_load(path.read_text())))
+    assert errors == []
+
+
+def test_json_schema_rejects_what_the_model_rejects() -> None:
+    schema = json_schema()
+    doc = yaml.safe_load(with_steps("    - name: x\n      type: teleport\n"))
+    assert list(jsonschema.Draft202012Validator(schema).iter_errors(doc))
+    doc = yaml.safe_load(GOOD)
+    doc["spec"]["objectivez"] = {}
+    assert list(jsonschema.Draft202012Validator(schema).iter_errors(doc))
+
+
+def test_dr_commands_match_the_cli() -> None:
+    from dr.cli.main import cli
+
+    assert set(DR_COMMANDS) == set(cli.commands)
+
+
+# --------------------------------------------------------------------------- helpers
+
+
+def test_json_paths() -> None:
+    assert parse_json_path("status.db") == ["status", "db"]
+    assert parse_json_path("items[0].name") == ["items", 0, "name"]
+    assert parse_json_path("$.a[1][2]") == ["a", 1, 2]
+    for bad in ("", "a..b", "a[x]", "a.", "[0]"):
+        with pytest.raises(ValueError, match="invalid JSON path"):
+            parse_json_path(bad)
+
+
+def test_workload_refs() -> None:
+    assert workload_ref("statefulset/postgres") == ("StatefulSet", "postgres")
+    assert workload_ref("deploy/web") == ("Deployment", "web")
+    assert workload_ref("redis") == (None, "redis")
+
+
+def test_scratch_namespaces() -> None:
+    rb = Runbook.model_validate(yaml.safe_load(GOOD))
+    assert rb.scratch_namespaces("a1b2c3") == {"shop": "drill-app-a1b2c3"}
+    doc = yaml.safe_load(GOOD)
+    doc["spec"]["scope"]["namespaces"] = ["shop", "shop-db", "shop-*"]
+    many = Runbook.model_validate(doc).scratch_namespaces("a1b2c3")
+    assert many == {"shop": "drill-a1b2c3-shop", "shop-db": "drill-a1b2c3-shop-db"}
+    assert all(len(n) <= 63 for n in many.values())
+
+
+def test_step_models_by_type(tmp_path: Path) -> None:
+    rb = load_runbook(RUNBOOKS / "webapp-postgres.yaml")
+    kinds = [type(s) for s in rb.spec.verification]
+    assert kinds == [ResourcesStep, ReadyStep, ExecStep, HttpStep, DataStep, JobStep]
+    job = rb.spec.verification[5]
+    assert isinstance(job, JobStep) and job.env[1].secret_key_ref is not None
+    data = rb.spec.verification[4]
+    assert isinstance(data, DataStep) and data.checks[1].min_count == 100
+
+
+# --------------------------------------------------------------------------- problems, each with file:line:col and field
+
+
+def test_good_minimal_runbook(tmp_path: Path) -> None:
+    rb = load_runbook(write(tmp_path, GOOD))
+    assert rb.name == "app" and rb.spec.verification[0].timeout == timedelta(seconds=30)
+
+
+def test_unknown_step_type(tmp_path: Path) -> None:
+    p = write(tmp_path, with_steps("    - name: x\n      type: teleport\n"))
+    assert problems_of(p) == [
+        f"{p}:17:7: spec.verification[0].type: unknown step type 'teleport' "
+        "(known: resources, ready, http, exec, data, job)"
+    ]
+
+
+def test_step_without_type(tmp_path: Path) -> None:
+    p = write(tmp_path, with_steps("    - name: x\n"))
+    [line] = problems_of(p)
+    assert line.startswith(f"{p}:16:7: spec.verification[0].type: required field is missing (one of: resources")
+
+
+def test_bad_regex_in_http_step(tmp_path: Path) -> None:
+    steps = (
+        "    - name: web\n      type: http\n      service: web\n      port: 80\n"
+        "      expect:\n        bodyRegex: '(['\n"
+    )
+    p = write(tmp_path, with_steps(steps))
+    [line] = problems_of(p)
+    assert line.startswith(f"{p}:21:9: spec.verification[0].expect.bodyRegex: invalid regular expression '(['")
+
+
+def test_bad_regex_in_exec_step(tmp_path: Path) -> None:
+    steps = (
+        "    - name: db\n      type: exec\n      workload: statefulset/db\n      command: [ls]\n"
+        "      expect:\n        stdoutRegex: 'a{2,1}'\n"
+    )
+    p = write(tmp_path, with_steps(steps))
+    [line] = problems_of(p)
+    assert line.startswith(f"{p}:21:9: spec.verification[0].expect.stdoutRegex: invalid regular expression")
+
+
+def test_bad_json_path(tmp_path: Path) -> None:
+    steps = (
+        "    - name: web\n      type: http\n      service: web\n      port: 80\n"
+        "      expect:\n        json:\n          - path: 'items[x]'\n            equals: 1\n"
+    )
+    p = write(tmp_path, with_steps(steps))
+    [line] = problems_of(p)
+    assert line.startswith(f"{p}:22:13: spec.verification[0].expect.json[0].path: invalid JSON path 'items[x]'")
+
+
+def test_missing_required_fields(tmp_path: Path) -> None:
+    text = GOOD.replace("    rto: 30m\n", "").replace("  description: An app.\n", "")
+    p = write(tmp_path, text)
+    assert problems_of(p) == [
+        f"{p}:5:1: spec.description: required field is missing",
+        f"{p}:11:3: spec.objectives.rto: required field is missing",
+    ]
+
+
+def test_bad_duration(tmp_path: Path) -> None:
+    p = write(tmp_path, GOOD.replace("rpo: 24h", "rpo: 24hours"))
+    assert problems_of(p) == [
+        f"{p}:13:5: spec.objectives.rpo: invalid duration '24hours' (examples: 90s, 15m, 1h30m, 7d)"
+    ]
+
+
+def test_zero_duration(tmp_path: Path) -> None:
+    p = write(tmp_path, GOOD.replace("rto: 30m", "rto: 0s"))
+    assert problems_of(p) == [f"{p}:14:5: spec.objectives.rto: must be longer than zero"]
+
+
+def test_unknown_field_in_a_step(tmp_path: Path) -> None:
+    p = write(tmp_path, GOOD.replace("        - kind: Deployment\n", "        - kind: Deployment\n          mincount: 2\n"))
+    assert problems_of(p) == [f"{p}:20:11: spec.verification[0].expect[0].mincount: unknown field"]
+
+
+def test_bad_cron_and_quota(tmp_path: Path) -> None:
+    text = GOOD.replace(
+        "  verification:\n", "  drill:\n    schedule: '61 * * * *'\n    quota:\n      cpu: lots\n  verification:\n"
+    )
+    p = write(tmp_path, text)
+    found = problems_of(p)
+    assert found[0].startswith(f"{p}:16:5: spec.drill.schedule: invalid cron expression '61 * * * *'")
+    assert found[1] == f"{p}:18:7: spec.drill.quota.cpu: invalid quantity 'lots' (examples: 2, 500m, 4Gi)"
+
+
+def test_contact_needs_a_way_to_reach(tmp_path: Path) -> None:
+    p = write(tmp_path, GOOD.replace("      email: owner@example.com\n", "      role: owner\n"))
+    assert problems_of(p) == [
+        f"{p}:8:7: spec.contacts[0]: contact 'Owner' needs at least one of email, phone or pager"
+    ]
+
+
+def test_bad_label_selector(tmp_path: Path) -> None:
+    p = write(tmp_path, GOOD.replace("        - kind: Deployment\n", "        - kind: Deployment\n          selector: 'app in (a,b'\n"))
+    [line] = problems_of(p)
+    assert line == f"{p}:20:11: spec.verification[0].expect[0].selector: invalid label selector 'app in (a,b': cannot parse 'app in (a,b'"
+
+
+def test_exec_needs_exactly_one_target(tmp_path: Path) -> None:
+    p = write(tmp_path, with_steps("    - name: db\n      type: exec\n      command: [ls]\n"))
+    assert problems_of(p) == [f"{p}:16:7: spec.verification[0]: give exactly one of workload or selector"]
+    steps = "    - name: db\n      type: exec\n      workload: cronjob/db\n      command: [ls]\n"
+    p = write(tmp_path, with_steps(steps))
+    [line] = problems_of(p)
+    assert "workload kind 'cronjob' is not one of deployment, statefulset, daemonset, job" in line
+
+
+def test_data_check_needs_exactly_one_expectation(tmp_path: Path) -> None:
+    steps = (
+        "    - name: vol\n      type: data\n      pvc: data\n      checks:\n"
+        "        - path: a\n          count: 1\n          minCount: 2\n"
+        "        - path: ../etc/passwd\n          count: 1\n"
+    )
+    p = write(tmp_path, with_steps(steps))
+    assert problems_of(p) == [
+        f"{p}:20:11: spec.verification[0].checks[0]: give exactly one of sha256, count or minCount",
+        f"{p}:23:11: spec.verification[0].checks[1].path: path '../etc/passwd' must stay inside the volume (no '..')",
+    ]
+
+
+def test_job_env_needs_one_source(tmp_path: Path) -> None:
+    steps = "    - name: smoke\n      type: job\n      image: busybox\n      env:\n        - name: A\n"
+    p = write(tmp_path, with_steps(steps))
+    assert problems_of(p) == [
+        f"{p}:20:11: spec.verification[0].env[0]: env A: give exactly one of value or secretKeyRef"
+    ]
+
+
+def test_http_port_range(tmp_path: Path) -> None:
+    p = write(tmp_path, with_steps("    - name: web\n      type: http\n      service: web\n      port: 70000\n"))
+    assert problems_of(p) == [f"{p}:19:7: spec.verification[0].port: port 70000 out of range 1-65535"]
+
+
+def test_procedure_command_must_be_dr(tmp_path: Path) -> None:
+    p = write(tmp_path, GOOD.replace("dr: dr restore latest", "dr: dr restor latest"))
+    [line] = problems_of(p)
+    assert line.startswith(f"{p}:23:7: spec.procedure[0].dr: 'restor' is not a dr command (known: backup,")
+    p = write(tmp_path, GOOD.replace("dr: dr restore latest", "dr: \"dr restore 'latest\""))
+    [line] = problems_of(p)
+    assert line.startswith(f"{p}:23:7: spec.procedure[0].dr: cannot split command")
+
+
+def test_global_options_before_the_command_are_fine(tmp_path: Path) -> None:
+    p = write(tmp_path, GOOD.replace("dr: dr restore latest", "dr: dr --repo s3://b/p restore latest"))
+    assert load_runbook(p).spec.procedure[0].dr == ["--repo", "s3://b/p", "restore", "latest"]
+
+
+def test_duplicate_step_names_and_unknown_namespace(tmp_path: Path) -> None:
+    steps = (
+        "    - name: objects\n      type: resources\n      expect: [{kind: Service}]\n"
+        "    - name: objects\n      type: ready\n      namespace: other\n"
+    )
+    p = write(tmp_path, with_steps(steps))
+    assert problems_of(p) == [
+        f"{p}:19:7: spec.verification[1].name: duplicate step name 'objects' (also step 1)",
+        f"{p}:21:7: spec.verification[1].namespace: namespace 'other' is not a named namespace of spec.scope",
+    ]
+
+
+def test_scope_needs_a_named_namespace(tmp_path: Path) -> None:
+    p = write(tmp_path, GOOD.replace("namespaces: [shop]", "namespaces: ['shop-*']"))
+    assert problems_of(p) == [
+        f"{p}:11:5: spec.scope.namespaces: at least one namespace must be a name, not a glob "
+        "(drills restore named namespaces)"
+    ]
+    p = write(tmp_path, GOOD.replace("namespaces: [shop]", "namespaces: []"))
+    assert problems_of(p) == [f"{p}:11:5: spec.scope.namespaces: a runbook needs at least one namespace"]
+
+
+def test_prefix_too_long_for_namespace_names(tmp_path: Path) -> None:
+    text = GOOD.replace("  name: app\n", "  name: " + "a" * 40 + "\n").replace(
+        "  verification:\n", "  drill:\n    namespacePrefix: drill-namespaces-x\n  verification:\n"
+    )
+    p = write(tmp_path, text)
+    [line] = problems_of(p)
+    assert line.startswith(f"{p}:16:5: spec.drill.namespacePrefix: prefix and app name make scratch namespace names of 66")
+
+
+def test_wrong_kind_and_api_version(tmp_path: Path) -> None:
+    p = write(tmp_path, GOOD.replace("kind: Runbook", "kind: Config").replace("dr.dev/v1", "dr.dev/v2"))
+    found = problems_of(p)
+    assert found[0].startswith(f"{p}:1:1: apiVersion: Input should be 'dr.dev/v1'")
+    assert found[1].startswith(f"{p}:2:1: kind: Input should be 'Runbook'")
+
+
+def test_yaml_syntax_error_and_missing_file(tmp_path: Path) -> None:
+    p = write(tmp_path, "spec: [unclosed\n")
+    [line] = problems_of(p)
+    assert line.startswith(f"{p}:2:1: invalid YAML")
+    assert problems_of(tmp_path / "nope.yaml") == [f"{tmp_path / 'nope.yaml'}: no such file"]
+
+
+def test_steps_accept_models_in_code() -> None:
+    # Building a runbook in code (the drill orchestrator's tests) goes through the same dispatch.
+    doc = yaml.safe_load(GOOD)
+    rb = Runbook.model_validate(doc)
+    again = Runbook.model_validate(rb.model_dump(by_alias=True))
+    assert again.spec.verification == rb.spec.verification
