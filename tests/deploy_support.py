@@ -71,14 +71,14 @@ def load_stream(text: str) -> list[dict[str, Any]]:
 
 
 def kustomize_build(directory: Path) -> list[dict[str, Any]]:
-    """``kustomize build`` for what deploy/ uses: resources, namespace, labels, configMapGenerator.
+    """``kustomize build`` for what deploy/ uses: resources, labels, configMapGenerator.
 
     kustomize is not a Python package; this covers exactly the fields our
     kustomization has and fails loudly on any other, and the test compares
     it with ``kubectl kustomize`` where kubectl exists.
     """
     k = yaml.safe_load((directory / "kustomization.yaml").read_text())
-    known = {"apiVersion", "kind", "namespace", "labels", "resources", "configMapGenerator"}
+    known = {"apiVersion", "kind", "labels", "resources", "configMapGenerator"}
     unknown = set(k) - known
     assert not unknown, f"kustomize subset does not handle {sorted(unknown)}"
     objects: list[dict[str, Any]] = []
@@ -91,16 +91,12 @@ def kustomize_build(directory: Path) -> list[dict[str, Any]]:
             key, _, path = spec.partition("=") if "=" in spec else (Path(spec).name, "", spec)
             data[key] = (directory / path).read_text()
         meta: dict[str, Any] = {"name": gen["name"]}
+        if gen.get("namespace"):
+            meta["namespace"] = gen["namespace"]
         if gen["options"].get("labels"):
             meta["labels"] = dict(gen["options"]["labels"])
         objects.append({"apiVersion": "v1", "kind": "ConfigMap", "metadata": meta, "data": data})
-    namespaced_cluster_kinds = {
-        "Namespace", "ClusterRole", "ClusterRoleBinding", "ValidatingAdmissionPolicy",
-        "ValidatingAdmissionPolicyBinding",
-    }  # fmt: skip
     for obj in objects:
-        if k.get("namespace") and obj["kind"] not in namespaced_cluster_kinds:
-            obj["metadata"]["namespace"] = k["namespace"]
         for entry in k.get("labels", []):
             assert not entry.get("includeSelectors") and not entry.get("includeTemplates")
             obj["metadata"].setdefault("labels", {}).update(entry["pairs"])

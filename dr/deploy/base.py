@@ -131,9 +131,12 @@ KUSTOMIZATION = """\
 # Not included on purpose: secrets.example.yaml (documentation: create the real
 # Secrets yourself, e.g. from a secret manager) and policies/ (Kyverno or
 # Gatekeeper rules for the application namespaces; install one of them).
+#
+# Every object names its namespace itself: no `namespace:` transformer here,
+# because kustomize treats kinds it has no schema for (ValidatingAdmissionPolicy
+# in kustomize 5.5) as namespaced and would stamp a namespace on them.
 apiVersion: kustomize.config.k8s.io/v1beta1
 kind: Kustomization
-namespace: dr-system
 labels:
   - pairs:
       app.kubernetes.io/managed-by: kustomize
@@ -141,6 +144,7 @@ resources:
 {resources}
 configMapGenerator:
   - name: dr-config
+    namespace: dr-system
     files:
       - dr.yaml
     options:
@@ -150,6 +154,7 @@ configMapGenerator:
         app.kubernetes.io/component: config
         app.kubernetes.io/part-of: dr
   - name: dr-runbook-site-monthly
+    namespace: dr-system
     files:
       - runbook.yaml=runbooks/site.yaml
     options:
