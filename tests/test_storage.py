@@ -204,6 +204,13 @@ def test_list_pages_past_1000(store: ObjectStore) -> None:
     assert set(listed) == names
 
 
+def test_names_with_unusual_characters(store: ObjectStore) -> None:
+    name = "reports/a b+c%d&e=f/ü?#"
+    store.put(name, b"odd")
+    assert store.get(name) == b"odd"
+    assert [i.name for i in store.list("reports/")] == [name]
+
+
 @pytest.mark.parametrize("bad", ["", "/abs", "a//b", "../up", "a/./b", "a/"])
 def test_invalid_names_refused(store: ObjectStore, bad: str) -> None:
     with pytest.raises(StorageError):
@@ -287,6 +294,14 @@ def test_s3_multipart_refusal_aborts_upload(s3_env: dict[str, str], s3_client: A
     # The refused upload's parts were aborted, not left behind.
     assert s3_client.list_multipart_uploads(Bucket=s3_bucket).get("Uploads", []) == []
     assert store.get_range("data/cc/big", 0, 100) == payload(9 * MiB, seed=4)[:100]
+
+
+def test_s3_storage_class_applied(s3_env: dict[str, str], s3_client: Any, s3_bucket: str) -> None:
+    store = s3_store(s3_env, s3_bucket, "sc", storage_class="STANDARD_IA")
+    store.put("data/small", b"x")
+    store.put("data/big", payload(9 * MiB))
+    for key in ("sc/data/small", "sc/data/big"):
+        assert s3_client.head_object(Bucket=s3_bucket, Key=key)["StorageClass"] == "STANDARD_IA"
 
 
 def _lock_bucket(s3_client: Any, unique: str) -> str:
