@@ -1,11 +1,43 @@
-"""``dr key list | add | remove | rotate``: the master key's slots."""
+"""``dr key list | add | remove | rotate``: the master key's slots (FORMAT.md §3.1).
+
+Several slots may wrap the same master key (e.g. Vault for daily use plus an
+offline break-glass key). ``rotate`` rewraps every slot with its provider's
+newest key version — Vault rewrap, KMS re-encrypt — without touching data.
+"""
 
 from __future__ import annotations
 
+from typing import Any
+
 import click
 
-from dr.cli.output import output_option
-from dr.errors import NotImplementedYet
+from dr.cli.context import app
+from dr.cli.output import Column, emit, output_option
+from dr.cli.repo_access import open_repository, provider_lookup
+from dr.crypto.keyring import KeySlot
+from dr.crypto.providers.base import KeyProviderError
+from dr.crypto.providers.registry import open_provider
+from dr.errors import DrError, ExitCode, PartialFailure
+from dr.repo.locks import Lock
+
+
+def _row(slot: KeySlot, current: str | None) -> dict[str, Any]:
+    return {
+        "id": slot.id,
+        "provider": slot.provider,
+        "keyVersion": slot.wrapped.key_version,
+        "created": slot.created.isoformat().replace("+00:00", "Z"),
+        "usedToOpen": slot.id == current,
+    }
+
+
+COLUMNS = [
+    Column("SLOT", lambda r: r["id"][:8]),
+    Column("PROVIDER", "provider"),
+    Column("KEY VERSION", "keyVersion"),
+    Column("CREATED", "created"),
+    Column("OPENED WITH", lambda r: "*" if r["usedToOpen"] else ""),
+]
 
 
 @click.group("key")
@@ -17,29 +49,81 @@ def key_group() -> None:
 @output_option()
 def list_(output: str) -> None:
     """List key slots: id, provider URI, key version, created."""
-    raise NotImplementedYet("dr key list")
+    repo = open_repository(app())
+    current = repo.slot.id if repo.slot else None
+    rows = [_row(s, current) for s in repo.slots()]
+    emit(rows, output, columns=COLUMNS)
 
 
 @key_group.command("add")
 @click.argument("provider_uri", metavar="PROVIDER-URI")
 @output_option()
 def add(provider_uri: str, output: str) -> None:
-    """Wrap the master key with another provider (e.g. an offline break-glass key)."""
-    raise NotImplementedYet("dr key add")
+    """Wrap the master key with another provider (e.g. an offline break-glass key).
+
+    A local:// key file is created (mode 0600) if it does not exist.
+    """
+    ctx = app()
+    repo = open_repository(ctx)
+    options = next((k for k in ctx.loaded.config.key_providers if k.uri == provider_uri), None)
+    provider = open_provider(provider_uri, options, create=True)
+    if any(s.provider == provider.uri for s in repo.slots()):
+        raise DrError(f"a key slot for {provider.uri} already exists (see `dr key list`)")
+    slot = repo.add_slot(provider)
+    if output == "table":
+        click.echo(f"added key slot {slot.id[:8]} wrapped by {slot.provider}")
+    else:
+        emit(_row(slot, None), output)
 
 
 @key_group.command("remove")
 @click.argument("slot", metavar="SLOT")
-def remove(slot: str) -> None:
-    """Remove a key slot (never the last one)."""
-    raise NotImplementedYet("dr key remove")
+@output_option()
+def remove(slot: str, output: str) -> None:
+    """Remove a key slot by id or unique prefix (never the last one)."""
+    repo = open_repository(app())
+    with Lock(repo, "exclusive", "key remove"):
+        removed = repo.remove_slot(slot)
+    if output == "table":
+        click.echo(f"removed key slot {removed.id[:8]} ({removed.provider})")
+    else:
+        emit(_row(removed, None), output)
 
 
 @key_group.command("rotate")
 @output_option()
-def rotate(output: str) -> None:
-    """Rewrap every slot with its provider's newest key version (data untouched)."""
-    raise NotImplementedYet("dr key rotate")
+def rotate(output: str) -> int:
+    """Rewrap every slot with its provider's newest key version (data untouched).
+
+    Each slot is replaced by a new one (new id) before the old one is deleted,
+    so an interruption never leaves the repository without a working slot.
+    """
+    ctx = app()
+    repo = open_repository(ctx)
+    lookup = provider_lookup(ctx)
+    rows: list[dict[str, Any]] = []
+    failures: list[str] = []
+    with Lock(repo, "exclusive", "key rotate"):
+        for slot in repo.slots():
+            try:
+                provider = lookup(slot.provider)
+                if provider is None:
+                    raise KeyProviderError(slot.provider, "not configured here")
+                fresh = repo.rotate_slot(slot, provider)
+            except (KeyProviderError, DrError) as e:
+                failures.append(f"slot {slot.id[:8]} {slot.provider}: {getattr(e, 'reason', e.message)}")
+                continue
+            rows.append({"old": slot.id, "new": fresh.id, "provider": fresh.provider,
+                         "fromVersion": slot.wrapped.key_version, "toVersion": fresh.wrapped.key_version})  # fmt: skip
+    if output == "table":
+        for r in rows:
+            versions = f" (version {r['fromVersion']} -> {r['toVersion']})" if r["toVersion"] else ""
+            click.echo(f"rotated slot {r['old'][:8]} -> {r['new'][:8]} {r['provider']}{versions}")
+    else:
+        emit({"rotated": rows, "failed": failures}, output)
+    if failures:
+        raise PartialFailure(f"{len(failures)} key slot(s) could not be rotated", details=failures)
+    return ExitCode.OK
 
 
 COMMANDS = [key_group]

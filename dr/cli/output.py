@@ -70,7 +70,10 @@ class Column:
 
 
 def console(stderr: bool = False) -> Console:
-    return Console(stderr=stderr, highlight=False, soft_wrap=False)
+    stream = sys.stderr if stderr else sys.stdout
+    # Off a terminal (pipes, CronJob logs) never truncate cells to 80 columns.
+    width = None if stream.isatty() else 250
+    return Console(stderr=stderr, highlight=False, soft_wrap=False, width=width)
 
 
 def emit(

@@ -1,0 +1,255 @@
+#!/usr/bin/env python3
+"""Data-path benchmark: dr vs restic, side by side, in one run.
+
+    .venv/bin/python bench/data_path.py [--work DIR] [--size 1|4] [--s3] [--runs N]
+
+Makes the deterministic data set of ../shared/bench/gen.py (1 GiB; ``--size 4``
+adds three more, differently scrambled copies for 4 GiB of unique data), then
+for each tool: full backup, incremental backup after ``gen.py --modify`` (1%
+changed), full restore — into a local repository (and, with ``--s3``, into a
+SeaweedFS bucket started for the run). Prints wall time, CPU time, peak RSS,
+MB/s and repository size for each step and the ratios dr/restic. Not a test:
+figures go into bench/RESULTS.md by hand, with the machine and date.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+GEN = Path(os.environ.get("DR_SHARED", ROOT.parent / "shared")) / "bench" / "gen.py"
+DR = str(Path(sys.executable).parent / "dr")
+
+
+@dataclass
+class Measure:
+    wall: float
+    cpu: float
+    rss_mb: float
+
+    def mbps(self, nbytes: int) -> float:
+        return nbytes / self.wall / 1e6
+
+
+def run(argv: list[str], env: dict[str, str]) -> tuple[Measure, str]:
+    t0 = time.perf_counter()
+    proc = subprocess.Popen(argv, env={**os.environ, **env}, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    # wait4 gives this child's own rusage (peak RSS included).
+    out_chunks = []
+    assert proc.stdout is not None
+    out_chunks.append(proc.stdout.read())
+    _, status, ru = os.wait4(proc.pid, 0)
+    wall = time.perf_counter() - t0
+    proc.returncode = os.waitstatus_to_exitcode(status)
+    err = proc.stderr.read().decode() if proc.stderr else ""
+    if proc.returncode != 0:
+        raise SystemExit(f"{' '.join(argv)} failed ({proc.returncode}):\n{err[-2000:]}")
+    return Measure(wall, ru.ru_utime + ru.ru_stime, ru.ru_maxrss / 1024), b"".join(out_chunks).decode()
+
+
+def du(path: Path) -> int:
+    return sum(f.stat().st_size for f in path.rglob("*") if f.is_file())
+
+
+def scramble_copy(src: Path, dst: Path, key: int) -> None:
+    """A copy whose every byte is XORed with ``key``: same shape, no shared chunks."""
+    table = bytes(b ^ key for b in range(256))
+    for f in src.rglob("*.bin"):
+        out = dst / f.relative_to(src)
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_bytes(f.read_bytes().translate(table))
+
+
+def make_dataset(base: Path, size: int) -> Path:
+    data = base / "data"
+    shutil.rmtree(data, ignore_errors=True)
+    subprocess.run([sys.executable, str(GEN), str(data / "set0")], check=True)
+    for k in range(1, size):
+        scramble_copy(data / "set0", data / f"set{k}", 0x5A + k)
+    return data
+
+
+def modify(data: Path) -> None:
+    subprocess.run([sys.executable, str(GEN), str(data / "set0"), "--modify"], check=True)
+
+
+class Tool:
+    name = ""
+
+    def init(self) -> None: ...
+    def backup(self, path: Path) -> Measure: ...
+    def restore(self, target: Path) -> Measure: ...
+    def size(self) -> int: ...
+
+
+class DrTool(Tool):
+    name = "dr"
+
+    def __init__(self, work: Path, url: str | None, extra_env: dict[str, str]) -> None:
+        self.repo_dir = work / "dr-repo"
+        self.env = {
+            **extra_env,
+            "XDG_DATA_HOME": str(work / "dr-xdg-data"),
+            "XDG_CONFIG_HOME": str(work / "dr-xdg-config"),
+            "DR_REPO": url or f"file://{self.repo_dir}",
+            "DR_CONFIG": str(work / "dr.yaml") if extra_env.get("DR_CONFIG_TEXT") else "",
+        }
+        if extra_env.get("DR_CONFIG_TEXT"):
+            (work / "dr.yaml").write_text(extra_env["DR_CONFIG_TEXT"])
+        self.url = url
+        self.last: str | None = None
+
+    def init(self) -> None:
+        run([DR, "--quiet", "repo", "init"], self.env)
+
+    def backup(self, path: Path) -> Measure:
+        argv = [DR, "--quiet", "mover", "backup", str(path), "-o", "json"]
+        if self.last:
+            argv += ["--parent", self.last]
+        m, out = run(argv, self.env)
+        self.last = json.loads(out)["id"]
+        return m
+
+    def restore(self, target: Path) -> Measure:
+        m, _ = run([DR, "--quiet", "mover", "restore", str(self.last), str(target)], self.env)
+        return m
+
+    def size(self) -> int:
+        if self.url:
+            m, out = run([DR, "--quiet", "repo", "info", "-o", "json"], self.env)
+            return int(json.loads(out)["totalBytes"])
+        return du(self.repo_dir)
+
+
+class ResticTool(Tool):
+    name = "restic"
+
+    def __init__(self, work: Path, repo: str | None, extra_env: dict[str, str]) -> None:
+        self.repo_dir = work / "restic-repo"
+        self.repo = repo or str(self.repo_dir)
+        self.env = {**extra_env, "RESTIC_PASSWORD": "bench", "RESTIC_CACHE_DIR": str(work / "restic-cache")}
+
+    def init(self) -> None:
+        run(["restic", "-q", "-r", self.repo, "init"], self.env)
+
+    def backup(self, path: Path) -> Measure:
+        m, _ = run(["restic", "-q", "-r", self.repo, "backup", str(path)], self.env)
+        return m
+
+    def restore(self, target: Path) -> Measure:
+        m, _ = run(["restic", "-q", "-r", self.repo, "restore", "latest", "--target", str(target)], self.env)
+        return m
+
+    def size(self) -> int:
+        if self.repo.startswith("s3:"):
+            m, out = run(["restic", "-r", self.repo, "stats", "--mode", "raw-data", "--json"], self.env)
+            return int(json.loads(out)["total_size"])
+        return du(self.repo_dir)
+
+
+def bench(work: Path, size: int, s3: dict[str, str] | None = None) -> list[dict[str, object]]:
+    data = make_dataset(work, size)
+    total = du(data)
+    env: dict[str, str] = {}
+    dr_url = restic_repo = None
+    if s3:
+        env = {"AWS_ACCESS_KEY_ID": s3["access_key"], "AWS_SECRET_ACCESS_KEY": s3["secret_key"],
+               "AWS_DEFAULT_REGION": "us-east-1"}  # fmt: skip
+        dr_url = f"s3://{s3['bucket']}/dr"
+        env["DR_CONFIG_TEXT"] = (
+            f"repositories:\n  - name: bench\n    url: {dr_url}\n"
+            f"    s3: {{endpoint: '{s3['endpoint']}', region: us-east-1, addressingStyle: path}}\n"
+        )
+        restic_repo = f"s3:{s3['endpoint']}/{s3['bucket']}/restic"
+    tools: list[Tool] = [DrTool(work, dr_url, env), ResticTool(work, restic_repo, env)]
+    rows: list[dict[str, object]] = []
+    for t in tools:
+        t.init()
+    for t in tools:
+        m = t.backup(data)
+        rows.append({"tool": t.name, "step": "full backup", "m": m, "bytes": total, "repo": t.size()})
+    modify(data)
+    for t in tools:
+        m = t.backup(data)
+        rows.append({"tool": t.name, "step": "incremental", "m": m, "bytes": total, "repo": t.size()})
+    for t in tools:
+        target = work / f"restore-{t.name}"
+        shutil.rmtree(target, ignore_errors=True)
+        m = t.restore(target)
+        rows.append({"tool": t.name, "step": "restore", "m": m, "bytes": total, "repo": None})
+        shutil.rmtree(target, ignore_errors=True)
+    return rows
+
+
+def print_rows(rows: list[dict[str, object]], title: str) -> None:
+    print(f"\n## {title}\n")
+    print("| step | tool | wall s | CPU s | peak RSS MB | MB/s | repo MB |")
+    print("|---|---|---:|---:|---:|---:|---:|")
+    for r in rows:
+        m = r["m"]
+        assert isinstance(m, Measure)
+        repo = f"{int(r['repo']) / 1e6:.0f}" if r["repo"] else ""  # type: ignore[call-overload]
+        print(f"| {r['step']} | {r['tool']} | {m.wall:.2f} | {m.cpu:.2f} | {m.rss_mb:.0f} | "
+              f"{m.mbps(int(r['bytes'])):.0f} | {repo} |")  # type: ignore[call-overload]  # fmt: skip
+    print("\n| step | dr/restic throughput | dr/restic CPU | dr/restic repo size |")
+    print("|---|---:|---:|---:|")
+    for step in ("full backup", "incremental", "restore"):
+        d = next(r for r in rows if r["tool"] == "dr" and r["step"] == step)
+        rs = next(r for r in rows if r["tool"] == "restic" and r["step"] == step)
+        dm, rm = d["m"], rs["m"]
+        assert isinstance(dm, Measure) and isinstance(rm, Measure)
+        size = f"{int(d['repo']) / int(rs['repo']):.2f}" if d["repo"] else ""  # type: ignore[call-overload]
+        print(f"| {step} | {rm.wall / dm.wall:.2f}x | {dm.cpu / rm.cpu:.2f} | {size} |")
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--work", type=Path, help="work directory (default: a temporary one)")
+    ap.add_argument("--size", type=int, default=1, choices=(1, 2, 4), help="GiB of unique data")
+    ap.add_argument("--s3", action="store_true", help="also run against a SeaweedFS S3 server")
+    args = ap.parse_args()
+    if not shutil.which("restic"):
+        raise SystemExit("restic is not installed (apt-get install restic)")
+    work = args.work or Path(tempfile.mkdtemp(prefix="dr-bench-"))
+    work.mkdir(parents=True, exist_ok=True)
+    ver = subprocess.run(["restic", "version"], capture_output=True, text=True).stdout.strip()
+    print(f"# dr data-path benchmark, {time.strftime('%Y-%m-%d')}, {platform.node()}, {os.cpu_count()} cores, "
+          f"{ver}")  # fmt: skip
+    try:
+        for f in ("dr-repo", "restic-repo"):
+            shutil.rmtree(work / f, ignore_errors=True)
+        print_rows(bench(work / "local", args.size), f"local repository, {args.size} GiB")
+        if args.s3:
+            sys.path.insert(0, str(ROOT))
+            from tests import servers
+
+            server = servers.seaweedfs(work / "seaweedfs").start()
+            try:
+                import boto3
+
+                info = server.info
+                s3 = boto3.client("s3", endpoint_url=info["endpoint"], aws_access_key_id=info["access_key"],
+                                  aws_secret_access_key=info["secret_key"], region_name="us-east-1")  # fmt: skip
+                s3.create_bucket(Bucket="bench")
+                print_rows(
+                    bench(work / "s3", args.size, {**info, "bucket": "bench"}), "SeaweedFS S3 repository"
+                )
+            finally:
+                server.stop()
+    finally:
+        if not args.work:
+            shutil.rmtree(work, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
