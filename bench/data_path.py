@@ -126,7 +126,7 @@ class DrTool(Tool):
 
     def size(self) -> int:
         if self.url:
-            m, out = run([DR, "--quiet", "repo", "info", "-o", "json"], self.env)
+            _, out = run([DR, "--quiet", "repo", "info", "-o", "json"], self.env)
             return int(json.loads(out)["totalBytes"])
         return du(self.repo_dir)
 
@@ -152,7 +152,7 @@ class ResticTool(Tool):
 
     def size(self) -> int:
         if self.repo.startswith("s3:"):
-            m, out = run(["restic", "-r", self.repo, "stats", "--mode", "raw-data", "--json"], self.env)
+            _, out = run(["restic", "-r", self.repo, "stats", "--mode", "raw-data", "--json"], self.env)
             return int(json.loads(out)["total_size"])
         return du(self.repo_dir)
 
