@@ -104,7 +104,12 @@ def test_three_examples_load_and_use_every_step_type() -> None:
 def test_drill_defaults() -> None:
     rb = load_runbook(RUNBOOKS / "static-site.yaml")
     d = rb.spec.drill
-    assert (d.namespace_prefix, d.timeout, d.ttl, d.quota) == ("drill", timedelta(hours=1), timedelta(hours=24), {})
+    assert (d.namespace_prefix, d.timeout, d.ttl, d.quota) == (
+        "drill",
+        timedelta(hours=1),
+        timedelta(hours=24),
+        {},
+    )
     ready = next(s for s in rb.spec.verification if isinstance(s, ReadyStep))
     assert ready.timeout == timedelta(minutes=10)
 
@@ -194,7 +199,9 @@ def test_unknown_step_type(tmp_path: Path) -> None:
 def test_step_without_type(tmp_path: Path) -> None:
     p = write(tmp_path, with_steps("    - name: x\n"))
     [line] = problems_of(p)
-    assert line.startswith(f"{p}:16:7: spec.verification[0].type: required field is missing (one of: resources")
+    assert line.startswith(
+        f"{p}:16:7: spec.verification[0].type: required field is missing (one of: resources"
+    )
 
 
 def test_bad_regex_in_http_step(tmp_path: Path) -> None:
@@ -204,7 +211,9 @@ def test_bad_regex_in_http_step(tmp_path: Path) -> None:
     )
     p = write(tmp_path, with_steps(steps))
     [line] = problems_of(p)
-    assert line.startswith(f"{p}:21:9: spec.verification[0].expect.bodyRegex: invalid regular expression '(['")
+    assert line.startswith(
+        f"{p}:21:9: spec.verification[0].expect.bodyRegex: invalid regular expression '(['"
+    )
 
 
 def test_bad_regex_in_exec_step(tmp_path: Path) -> None:
@@ -224,7 +233,9 @@ def test_bad_json_path(tmp_path: Path) -> None:
     )
     p = write(tmp_path, with_steps(steps))
     [line] = problems_of(p)
-    assert line.startswith(f"{p}:22:13: spec.verification[0].expect.json[0].path: invalid JSON path 'items[x]'")
+    assert line.startswith(
+        f"{p}:22:13: spec.verification[0].expect.json[0].path: invalid JSON path 'items[x]'"
+    )
 
 
 def test_missing_required_fields(tmp_path: Path) -> None:
@@ -249,13 +260,17 @@ def test_zero_duration(tmp_path: Path) -> None:
 
 
 def test_unknown_field_in_a_step(tmp_path: Path) -> None:
-    p = write(tmp_path, GOOD.replace("        - kind: Deployment\n", "        - kind: Deployment\n          mincount: 2\n"))
+    p = write(
+        tmp_path,
+        GOOD.replace("        - kind: Deployment\n", "        - kind: Deployment\n          mincount: 2\n"),
+    )
     assert problems_of(p) == [f"{p}:20:11: spec.verification[0].expect[0].mincount: unknown field"]
 
 
 def test_bad_cron_and_quota(tmp_path: Path) -> None:
     text = GOOD.replace(
-        "  verification:\n", "  drill:\n    schedule: '61 * * * *'\n    quota:\n      cpu: lots\n  verification:\n"
+        "  verification:\n",
+        "  drill:\n    schedule: '61 * * * *'\n    quota:\n      cpu: lots\n  verification:\n",
     )
     p = write(tmp_path, text)
     found = problems_of(p)
@@ -271,9 +286,17 @@ def test_contact_needs_a_way_to_reach(tmp_path: Path) -> None:
 
 
 def test_bad_label_selector(tmp_path: Path) -> None:
-    p = write(tmp_path, GOOD.replace("        - kind: Deployment\n", "        - kind: Deployment\n          selector: 'app in (a,b'\n"))
+    p = write(
+        tmp_path,
+        GOOD.replace(
+            "        - kind: Deployment\n", "        - kind: Deployment\n          selector: 'app in (a,b'\n"
+        ),
+    )
     [line] = problems_of(p)
-    assert line == f"{p}:20:11: spec.verification[0].expect[0].selector: invalid label selector 'app in (a,b': cannot parse 'app in (a,b'"
+    assert (
+        line
+        == f"{p}:20:11: spec.verification[0].expect[0].selector: invalid label selector 'app in (a,b': cannot parse 'app in (a,b'"
+    )
 
 
 def test_exec_needs_exactly_one_target(tmp_path: Path) -> None:
@@ -307,7 +330,9 @@ def test_job_env_needs_one_source(tmp_path: Path) -> None:
 
 
 def test_http_port_range(tmp_path: Path) -> None:
-    p = write(tmp_path, with_steps("    - name: web\n      type: http\n      service: web\n      port: 70000\n"))
+    p = write(
+        tmp_path, with_steps("    - name: web\n      type: http\n      service: web\n      port: 70000\n")
+    )
     assert problems_of(p) == [f"{p}:19:7: spec.verification[0].port: port 70000 out of range 1-65535"]
 
 
@@ -315,7 +340,7 @@ def test_procedure_command_must_be_dr(tmp_path: Path) -> None:
     p = write(tmp_path, GOOD.replace("dr: dr restore latest", "dr: dr restor latest"))
     [line] = problems_of(p)
     assert line.startswith(f"{p}:23:7: spec.procedure[0].dr: 'restor' is not a dr command (known: backup,")
-    p = write(tmp_path, GOOD.replace("dr: dr restore latest", "dr: \"dr restore 'latest\""))
+    p = write(tmp_path, GOOD.replace("dr: dr restore latest", 'dr: "dr restore \'latest"'))
     [line] = problems_of(p)
     assert line.startswith(f"{p}:23:7: spec.procedure[0].dr: cannot split command")
 
@@ -353,7 +378,9 @@ def test_prefix_too_long_for_namespace_names(tmp_path: Path) -> None:
     )
     p = write(tmp_path, text)
     [line] = problems_of(p)
-    assert line.startswith(f"{p}:16:5: spec.drill.namespacePrefix: prefix and app name make scratch namespace names of 66")
+    assert line.startswith(
+        f"{p}:16:5: spec.drill.namespacePrefix: prefix and app name make scratch namespace names of 66"
+    )
 
 
 def test_wrong_kind_and_api_version(tmp_path: Path) -> None:

@@ -1,0 +1,1 @@
+"""Runbooks: the per-application YAML (model, schema) and the human runbook rendered from it."""

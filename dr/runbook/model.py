@@ -279,6 +279,23 @@ class HttpStep(_StepBase):
     body: str | None = None
     expect: HttpExpect = Field(default_factory=HttpExpect)
 
+    def content_type(self) -> str:
+        given = next((v for k, v in self.headers.items() if k.lower() == "content-type"), None)
+        return given or "application/json"
+
+    @model_validator(mode="after")
+    def _json_body(self) -> HttpStep:
+        # The client sends bodies of JSON content types re-encoded from the
+        # parsed value, so they must parse; other types are sent as written.
+        if self.body is not None and "json" in self.content_type().lower():
+            try:
+                json.loads(self.body)
+            except ValueError as e:
+                raise ValueError(
+                    f"body is not valid JSON ({e}); set a Content-Type header for other bodies"
+                ) from None
+        return self
+
     @field_validator("port")
     @classmethod
     def _port(cls, v: int | str) -> int | str:

@@ -1,0 +1,1 @@
+"""Restore drills: verification steps, their seams (exec, data probe) and the drill report format."""

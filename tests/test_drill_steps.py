@@ -1,0 +1,1024 @@
+"""Verification steps against the Kubernetes test cluster, with a test agent playing the controllers.
+
+The test cluster stores objects but runs nothing, so where a step waits for a
+controller (``ready``, ``job``, the pod an ``exec`` step picks) the test
+writes the status subresource itself — mostly from ``AgentClock.sleep``, the
+moment the step waits, which makes the "after a while" deterministic; one
+test uses a real thread and the system clock. ``exec`` and ``data`` go
+through their seams (a small explicit ``Exec`` class, ``LocalDirectoryProbe``
+over a temporary directory); ``KubernetesExec`` itself is tested against the
+test cluster's real 404 and, with ``DR_TEST_KUBECONFIG``, against a real
+cluster. The service proxy is not served by the test cluster either: the
+``http`` step meets the cluster's real 404, and a small stand-in for the API
+server's service-proxy endpoint on loopback for the answers of a service.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+import pytest
+from kubernetes import client as kclient
+
+from dr.drill.exec import ExecError, ExecResult, KubernetesExec, exit_code_from_status
+from dr.drill.probe import LocalDirectoryProbe, PathProbe, probe_directory
+from dr.drill.steps import (
+    StepContext,
+    SystemClock,
+    evaluate_http,
+    job_manifest,
+    json_equal,
+    json_path_get,
+    pick_pod,
+    run_step,
+    run_steps,
+    service_proxy_path,
+    workload_state,
+)
+from dr.runbook.model import HttpExpect, Runbook, VerificationStep
+from tests.conftest import Kube
+
+# --------------------------------------------------------------------------- seams and agents
+
+
+class AgentClock:
+    """A clock whose ``sleep`` advances time and lets the test agent act (``on_sleep(n)``)."""
+
+    def __init__(self, on_sleep: Callable[[int], None] | None = None) -> None:
+        self.t = 0.0
+        self.sleeps = 0
+        self.on_sleep = on_sleep
+
+    def monotonic(self) -> float:
+        return self.t
+
+    def sleep(self, seconds: float) -> None:
+        self.t += seconds
+        self.sleeps += 1
+        if self.on_sleep:
+            self.on_sleep(self.sleeps)
+
+    def now(self) -> datetime:
+        return datetime(2026, 11, 1, tzinfo=UTC) + timedelta(seconds=self.t)
+
+
+@dataclass
+class ScriptedExec:
+    """An ``Exec`` that answers from a script and records what it was asked."""
+
+    result: ExecResult | ExecError = field(default_factory=lambda: ExecResult(0, b"", b""))
+    calls: list[dict[str, Any]] = field(default_factory=list)
+
+    def run(
+        self,
+        namespace: str,
+        pod: str,
+        container: str | None,
+        command: list[str],
+        timeout: float,
+        stdin: bytes | None = None,
+    ) -> ExecResult:
+        self.calls.append(
+            {"namespace": namespace, "pod": pod, "container": container, "command": command, "stdin": stdin}
+        )
+        if isinstance(self.result, ExecError):
+            raise self.result
+        return self.result
+
+
+def no_volume(namespace: str, pvc: str) -> Path | None:
+    return None
+
+
+def step(doc: dict[str, Any]) -> VerificationStep:
+    """One verification step through the same validation as a runbook file."""
+    rb = Runbook.model_validate(
+        {
+            "apiVersion": "dr.dev/v1",
+            "kind": "Runbook",
+            "metadata": {"name": "t"},
+            "spec": {
+                "description": "t",
+                "contacts": [{"name": "o", "email": "o@example.com"}],
+                "scope": {"namespaces": ["src"]},
+                "objectives": {"rpo": "1h", "rto": "1h"},
+                "verification": [doc],
+                "procedure": [{"title": "t", "text": "t"}],
+            },
+        }
+    )
+    return rb.spec.verification[0]
+
+
+def ctx_for(api: Any, namespace: str, **kw: Any) -> StepContext:
+    kw.setdefault("exec", ScriptedExec())
+    kw.setdefault("data_probe", LocalDirectoryProbe(no_volume))
+    kw.setdefault("clock", AgentClock())
+    kw.setdefault("poll_interval", 1.0)
+    return StepContext(api=api, namespace=namespace, **kw)
+
+
+def deployment(name: str, replicas: int = 1, labels: dict[str, str] | None = None) -> dict[str, Any]:
+    labels = labels or {"app": name}
+    return {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": {"name": name, "labels": labels},
+        "spec": {
+            "replicas": replicas,
+            "selector": {"matchLabels": labels},
+            "template": {
+                "metadata": {"labels": labels},
+                "spec": {"containers": [{"name": "main", "image": "nginx"}]},
+            },
+        },
+    }
+
+
+def statefulset(name: str, replicas: int = 1) -> dict[str, Any]:
+    d = deployment(name, replicas)
+    d["kind"] = "StatefulSet"
+    d["spec"]["serviceName"] = name
+    return d
+
+
+def pod(name: str, labels: dict[str, str], phase: str | None = None, ready: bool = True) -> dict[str, Any]:
+    return {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {"name": name, "labels": labels},
+        "spec": {"containers": [{"name": "main", "image": "nginx"}]},
+    }
+
+
+def set_pod_phase(core: kclient.CoreV1Api, ns: str, name: str, phase: str, ready: bool = True) -> None:
+    status = {
+        "phase": phase,
+        "containerStatuses": [
+            {"name": "main", "ready": ready, "image": "nginx", "imageID": "", "restartCount": 0}
+        ],
+    }
+    core.patch_namespaced_pod_status(name, ns, {"status": status})
+
+
+# --------------------------------------------------------------------------- resources
+
+
+def test_resources_pass_by_kind_plural_and_group(kube: Kube, namespace: str) -> None:
+    apps, core = kclient.AppsV1Api(kube.api), kclient.CoreV1Api(kube.api)
+    apps.create_namespaced_deployment(namespace, deployment("web", labels={"app": "web", "tier": "front"}))
+    apps.create_namespaced_stateful_set(namespace, statefulset("postgres"))
+    for svc in ("web", "postgres"):
+        core.create_namespaced_service(
+            namespace, {"metadata": {"name": svc}, "spec": {"ports": [{"port": 80}]}}
+        )
+    s = step(
+        {
+            "name": "objects",
+            "type": "resources",
+            "expect": [
+                {"kind": "Deployment", "names": ["web"], "selector": "tier in (front,back)"},
+                {"kind": "statefulsets.apps", "names": ["postgres"]},
+                {"kind": "services", "minCount": 2},
+            ],
+        }
+    )
+    r = run_step(s, ctx_for(kube.api, namespace))
+    assert r.passed, r.message
+    assert r.error is None and (r.name, r.type) == ("objects", "resources")
+    assert r.message == (
+        f"in {namespace}: 1 deployments.apps (tier in (front,back)), 1 statefulsets.apps, 2 services"
+    )
+    assert r.details["found"]["services"] == 2
+
+
+def test_resources_fail_after_timeout_naming_what_is_missing(kube: Kube, namespace: str) -> None:
+    kclient.CoreV1Api(kube.api).create_namespaced_config_map(namespace, {"metadata": {"name": "one"}})
+    s = step(
+        {
+            "name": "objects",
+            "type": "resources",
+            "timeout": "10s",
+            "expect": [{"kind": "ConfigMap", "minCount": 2}, {"kind": "Secret", "names": ["db-credentials"]}],
+        }
+    )
+    clock = AgentClock()
+    r = run_step(s, ctx_for(kube.api, namespace, clock=clock))
+    assert not r.passed and r.error is None
+    assert r.message == (
+        f"timed out after 10s: in {namespace}: configmaps: 1 found, expected at least 2; "
+        "secrets: db-credentials missing; secrets: 0 found, expected at least 1"
+    )
+    assert clock.sleeps == 10  # polled every second until the timeout
+    assert r.duration == timedelta(seconds=10)
+
+
+def test_resources_appearing_while_polling(kube: Kube, namespace: str) -> None:
+    core = kclient.CoreV1Api(kube.api)
+
+    def agent(n: int) -> None:
+        if n == 2:
+            core.create_namespaced_secret(namespace, {"metadata": {"name": "late"}})
+
+    s = step({"name": "objects", "type": "resources", "expect": [{"kind": "Secret", "names": ["late"]}]})
+    r = run_step(s, ctx_for(kube.api, namespace, clock=AgentClock(agent)))
+    assert r.passed, r.message
+
+
+def test_resources_unknown_kind_is_an_error_result(kube: Kube, namespace: str) -> None:
+    s = step({"name": "objects", "type": "resources", "expect": [{"kind": "Frobnicator"}]})
+    r = run_step(s, ctx_for(kube.api, namespace))
+    assert not r.passed
+    assert r.error == r.message == "the API server serves no resource 'Frobnicator'"
+
+
+def test_step_namespace_is_mapped_to_its_scratch_namespace(kube: Kube, namespace: str) -> None:
+    kclient.CoreV1Api(kube.api).create_namespaced_config_map(namespace, {"metadata": {"name": "cm"}})
+    s = step({"name": "objects", "type": "resources", "namespace": "src", "expect": [{"kind": "ConfigMap"}]})
+    r = run_step(s, ctx_for(kube.api, "elsewhere", namespaces={"src": namespace}))
+    assert r.passed and namespace in r.message
+    r = run_step(s, ctx_for(kube.api, namespace))
+    assert not r.passed and r.error == "no scratch namespace for source namespace 'src'"
+
+
+def test_api_errors_become_results(kube: Kube, unique: str) -> None:
+    # A namespace that does not exist lists as empty on a real API server; a
+    # forbidden identity gets 403: the step reports it instead of raising.
+    from kubernetes import config as kconfig
+
+    if kube.cluster.external:
+        pytest.skip("identities are only known for the local test cluster")
+    bob = kconfig.new_client_from_config(config_file=kube.cluster.kubeconfig_for("bob"))
+    try:
+        s = step({"name": "objects", "type": "resources", "expect": [{"kind": "ConfigMap"}]})
+        r = run_step(s, ctx_for(bob, f"t-{unique}"))
+    finally:
+        bob.close()
+    assert not r.passed and r.error is not None
+    assert 'User "bob" cannot list resource "configmaps"' in r.message and "(403)" in r.message
+
+
+# --------------------------------------------------------------------------- ready
+
+
+def test_workload_state_rules() -> None:
+    dep = {"metadata": {"name": "web"}, "spec": {"replicas": 3}, "status": {"readyReplicas": 2}}
+    assert workload_state("Deployment", dep) == workload_state("Deployment", dep)
+    assert (
+        workload_state("Deployment", dep).state == "2/3 ready" and not workload_state("Deployment", dep).ready
+    )
+    assert workload_state(
+        "StatefulSet", {"metadata": {"name": "db"}, "spec": {}, "status": {"readyReplicas": 1}}
+    ).ready
+    assert workload_state("Deployment", {"metadata": {"name": "z"}, "spec": {"replicas": 0}}).ready
+    ds = {"metadata": {"name": "agent"}, "status": {"desiredNumberScheduled": 3, "numberReady": 3}}
+    assert workload_state("DaemonSet", ds).ready
+    assert workload_state("DaemonSet", {"metadata": {"name": "agent"}}).state == "not scheduled yet"
+    job = {"metadata": {"name": "m"}, "spec": {"completions": 2}, "status": {"succeeded": 1}}
+    assert workload_state("Job", job).state == "1/2 completed"
+    done = {"metadata": {"name": "m"}, "status": {"conditions": [{"type": "Complete", "status": "True"}]}}
+    assert workload_state("Job", done).ready
+    failed = {
+        "metadata": {"name": "m"},
+        "status": {"conditions": [{"type": "Failed", "status": "True", "reason": "BackoffLimitExceeded"}]},
+    }
+    st = workload_state("Job", failed)
+    assert st.failed and st.state == "failed: BackoffLimitExceeded"
+
+
+def test_ready_waits_for_the_controller(kube: Kube, namespace: str) -> None:
+    apps, batch = kclient.AppsV1Api(kube.api), kclient.BatchV1Api(kube.api)
+    apps.create_namespaced_deployment(namespace, deployment("web", replicas=2))
+    apps.create_namespaced_stateful_set(namespace, statefulset("db"))
+    batch.create_namespaced_job(
+        namespace,
+        {
+            "metadata": {"name": "migrate"},
+            "spec": {
+                "template": {"spec": {"restartPolicy": "Never", "containers": [{"name": "m", "image": "x"}]}}
+            },
+        },
+    )
+
+    def controllers(n: int) -> None:
+        # The test agent plays the controllers: one workload becomes ready per poll.
+        if n == 1:
+            apps.patch_namespaced_deployment_status("web", namespace, {"status": {"readyReplicas": 1}})
+        if n == 2:
+            apps.patch_namespaced_stateful_set_status("db", namespace, {"status": {"readyReplicas": 1}})
+        if n == 3:
+            batch.patch_namespaced_job_status("migrate", namespace, {"status": {"succeeded": 1}})
+        if n == 4:
+            apps.patch_namespaced_deployment_status("web", namespace, {"status": {"readyReplicas": 2}})
+
+    clock = AgentClock(controllers)
+    r = run_step(step({"name": "ready", "type": "ready"}), ctx_for(kube.api, namespace, clock=clock))
+    assert r.passed, r.message
+    assert clock.sleeps == 4
+    assert (
+        r.message
+        == "3 workloads ready: deployment/web 2/2 ready, statefulset/db 1/1 ready, job/migrate complete"
+    )
+    assert r.details["workloads"]["deployment/web"] == "2/2 ready"
+
+
+def test_ready_with_a_controller_thread_and_the_system_clock(kube: Kube, namespace: str) -> None:
+    apps = kclient.AppsV1Api(kube.api)
+    apps.create_namespaced_deployment(namespace, deployment("web", replicas=1))
+    started = threading.Event()
+
+    def controller() -> None:
+        started.wait(5)
+        time.sleep(0.3)
+        apps.patch_namespaced_deployment_status("web", namespace, {"status": {"readyReplicas": 1}})
+
+    t = threading.Thread(target=controller)
+    t.start()
+    try:
+        started.set()
+        ctx = ctx_for(kube.api, namespace, clock=SystemClock(), poll_interval=0.1)
+        r = run_step(step({"name": "ready", "type": "ready", "timeout": "30s"}), ctx)
+    finally:
+        t.join()
+    assert r.passed, r.message
+    assert r.message == "1 workload ready: deployment/web 1/1 ready"
+
+
+def test_ready_times_out_naming_the_laggards(kube: Kube, namespace: str) -> None:
+    apps = kclient.AppsV1Api(kube.api)
+    apps.create_namespaced_deployment(namespace, deployment("web", replicas=2))
+    apps.create_namespaced_deployment(namespace, deployment("api", replicas=1))
+    apps.patch_namespaced_deployment_status("api", namespace, {"status": {"readyReplicas": 1}})
+    s = step({"name": "ready", "type": "ready", "timeout": "5m", "kinds": ["Deployment"]})
+    clock = AgentClock()
+    r = run_step(s, ctx_for(kube.api, namespace, clock=clock, poll_interval=30))
+    assert not r.passed and r.error is None
+    assert r.message == "timed out after 5m: 1 of 2 workloads not ready: deployment/web 0/2 ready"
+    assert clock.sleeps == 10
+
+
+def test_ready_fails_at_once_for_a_failed_job_missing_names_or_nothing(kube: Kube, namespace: str) -> None:
+    batch = kclient.BatchV1Api(kube.api)
+    batch.create_namespaced_job(
+        namespace,
+        {
+            "metadata": {"name": "migrate"},
+            "spec": {
+                "template": {"spec": {"restartPolicy": "Never", "containers": [{"name": "m", "image": "x"}]}}
+            },
+        },
+    )
+    cond = {"type": "Failed", "status": "True", "reason": "BackoffLimitExceeded"}
+    batch.patch_namespaced_job_status("migrate", namespace, {"status": {"failed": 1, "conditions": [cond]}})
+    clock = AgentClock()
+    r = run_step(step({"name": "ready", "type": "ready"}), ctx_for(kube.api, namespace, clock=clock))
+    assert (r.passed, r.message, clock.sleeps) == (False, "job/migrate failed: BackoffLimitExceeded", 0)
+
+    s = step({"name": "ready", "type": "ready", "kinds": ["StatefulSet"], "names": ["db"]})
+    r = run_step(s, ctx_for(kube.api, namespace, clock=clock))
+    assert r.message == f"in {namespace}: statefulset db not found" and clock.sleeps == 0
+
+    s = step({"name": "ready", "type": "ready", "kinds": ["DaemonSet"], "selector": "app=agent"})
+    r = run_step(s, ctx_for(kube.api, namespace, clock=clock))
+    assert r.message == f"no DaemonSet matching app=agent found in {namespace}" and clock.sleeps == 0
+
+
+# --------------------------------------------------------------------------- http
+
+
+def test_evaluate_http_rules() -> None:
+    ok = HttpExpect.model_validate(
+        {"status": 200, "bodyRegex": r'"status":\s*"ok"', "json": [{"path": "checks[0].db", "equals": True}]}
+    )
+    body = json.dumps({"status": "ok", "checks": [{"db": True}]})
+    v = evaluate_http(ok, 200, body)
+    assert v.passed and v.message == "status 200, body matches, checks[0].db = true"
+    assert evaluate_http(ok, 503, "busy").message == "status 503, expected 200"
+    assert evaluate_http(ok, 200, "{}").message == 'body does not match /"status":\\s*"ok"/'
+    assert evaluate_http(ok, 200, '{"status": "ok", "checks": [{"db": 1}]}').message == (
+        "checks[0].db is 1, expected true"
+    )
+    assert evaluate_http(ok, 200, '{"status": "ok", "checks": []}').message == (
+        "checks[0].db missing in the JSON body"
+    )
+    assert evaluate_http(ok, 200, '"status": "ok" but not json').message == "body is not JSON"
+    status = json.dumps({"kind": "Status", "apiVersion": "v1", "message": 'services "web" not found'})
+    assert (
+        evaluate_http(ok, 404, status).message
+        == 'status 404, expected 200 (API server: services "web" not found)'
+    )
+
+
+def test_json_helpers() -> None:
+    doc = {"items": [{"name": "a", "tags": [1, 2]}], "ok": True}
+    assert json_path_get(doc, "items[0].tags[1]") == (True, 2)
+    assert json_path_get(doc, "items[1].name") == (False, None)
+    assert json_path_get(doc, "ok.deeper") == (False, None)
+    assert json_equal(1, 1.0) and not json_equal(True, 1) and not json_equal([True], [1])
+    assert json_equal({"a": [1, "x"]}, {"a": [1, "x"]}) and not json_equal({"a": 1}, {"b": 1})
+
+
+def test_http_against_the_test_cluster_reports_the_api_servers_404(kube: Kube, namespace: str) -> None:
+    core = kclient.CoreV1Api(kube.api)
+    core.create_namespaced_service(
+        namespace, {"metadata": {"name": "web"}, "spec": {"ports": [{"port": 8080}]}}
+    )
+    s = step(
+        {
+            "name": "health",
+            "type": "http",
+            "service": "web",
+            "port": 8080,
+            "path": "/healthz",
+            "timeout": "3s",
+        }
+    )
+    r = run_step(s, ctx_for(kube.api, namespace))
+    assert not r.passed
+    assert r.message == (
+        "timed out after 3s: GET http://web:8080/healthz: status 404, expected 200 "
+        "(API server: the server could not find the requested resource)"
+    )
+    assert r.details["url"] == f"/api/v1/namespaces/{namespace}/services/web:8080/proxy/healthz"
+
+
+@dataclass
+class ProxyStandIn:
+    """The API server's service-proxy endpoint, standing in where the test cluster has none."""
+
+    url: str
+    token: str
+    requests: list[tuple[str, str, str | None]]
+    hits: dict[str, int]
+
+
+@pytest.fixture
+def proxy() -> Iterator[ProxyStandIn]:
+    token = "stand-in-token"
+    seen: list[tuple[str, str, str | None]] = []
+    hits: dict[str, int] = {}
+
+    class Handler(BaseHTTPRequestHandler):
+        def log_message(self, *args: Any) -> None:
+            pass
+
+        def answer(self, status: int, body: Any) -> None:
+            data = body.encode() if isinstance(body, str) else json.dumps(body).encode()
+            self.send_response(status)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data)
+
+        def handle_any(self) -> None:
+            length = int(self.headers.get("Content-Length") or 0)
+            body = self.rfile.read(length).decode() if length else None
+            seen.append((self.command, self.path, body))
+            if self.headers.get("Authorization") != f"Bearer {token}":
+                return self.answer(401, {"kind": "Status", "apiVersion": "v1", "message": "Unauthorized"})
+            prefix, _, rest = self.path.partition("/proxy")
+            service = prefix.rsplit("/", 1)[-1]
+            if service not in ("web:8080", "https:web:8443"):
+                msg = f'services "{service.split(":")[-2]}" not found'
+                return self.answer(404, {"kind": "Status", "apiVersion": "v1", "message": msg, "code": 404})
+            hits[rest] = hits.get(rest, 0) + 1
+            if rest == "/healthz":
+                return self.answer(200, {"status": "ok", "checks": {"database": "ok"}})
+            if rest == "/warming-up":
+                if hits[rest] < 3:
+                    return self.answer(503, "warming up")
+                return self.answer(200, {"status": "ok"})
+            if rest == "/echo":
+                return self.answer(201, {"got": json.loads(body or "null")})
+            return self.answer(404, "no such page")
+
+        do_GET = do_POST = do_PUT = do_HEAD = handle_any
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
+    thread.start()
+    try:
+        yield ProxyStandIn(f"http://127.0.0.1:{server.server_address[1]}", token, seen, hits)
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join()
+
+
+def proxy_api(p: ProxyStandIn) -> kclient.ApiClient:
+    cfg = kclient.Configuration(
+        host=p.url, api_key={"BearerToken": p.token}, api_key_prefix={"BearerToken": "Bearer"}
+    )
+    return kclient.ApiClient(cfg)
+
+
+def test_http_through_the_service_proxy(proxy: ProxyStandIn) -> None:
+    s = step(
+        {
+            "name": "health",
+            "type": "http",
+            "service": "web",
+            "port": 8080,
+            "path": "/healthz",
+            "expect": {"bodyRegex": '"status": "ok"', "json": [{"path": "checks.database", "equals": "ok"}]},
+        }
+    )
+    with proxy_api(proxy) as api:
+        r = run_step(s, ctx_for(api, "drill-shop-1"))
+    assert r.passed, r.message
+    assert r.message == 'GET http://web:8080/healthz: status 200, body matches, checks.database = "ok"'
+    assert proxy.requests == [
+        ("GET", "/api/v1/namespaces/drill-shop-1/services/web:8080/proxy/healthz", None)
+    ]
+
+
+def test_http_polls_until_the_service_answers(proxy: ProxyStandIn) -> None:
+    s = step({"name": "warm", "type": "http", "service": "web", "port": 8080, "path": "/warming-up"})
+    clock = AgentClock()
+    with proxy_api(proxy) as api:
+        r = run_step(s, ctx_for(api, "ns", clock=clock))
+    assert r.passed and clock.sleeps == 2 and proxy.hits["/warming-up"] == 3
+
+
+def test_http_failures_say_why(proxy: ProxyStandIn) -> None:
+    with proxy_api(proxy) as api:
+        missing = step({"name": "h", "type": "http", "service": "api", "port": 8080, "timeout": "2s"})
+        r = run_step(missing, ctx_for(api, "ns"))
+        assert r.message == (
+            "timed out after 2s: GET http://api:8080/: status 404, expected 200 "
+            '(API server: services "api" not found)'
+        )
+        page = step(
+            {"name": "h", "type": "http", "service": "web", "port": 8080, "path": "/nope", "timeout": "1s"}
+        )
+        r = run_step(page, ctx_for(api, "ns"))
+        assert r.message == "timed out after 1s: GET http://web:8080/nope: status 404, expected 200"
+        assert r.details["body"] == "no such page"
+    bad = kclient.ApiClient(kclient.Configuration(host=proxy.url, api_key={"BearerToken": "wrong"}))
+    with bad:
+        r = run_step(
+            step({"name": "h", "type": "http", "service": "web", "port": 8080, "timeout": "1s"}),
+            ctx_for(bad, "ns"),
+        )
+    assert not r.passed and "status 401, expected 200 (API server: Unauthorized)" in r.message
+
+
+def test_http_post_https_and_expected_status(proxy: ProxyStandIn) -> None:
+    s = step(
+        {
+            "name": "echo",
+            "type": "http",
+            "service": "web",
+            "port": 8443,
+            "scheme": "https",
+            "method": "POST",
+            "path": "/echo",
+            "body": '{"ping": 1}',
+            "expect": {"status": 201, "json": [{"path": "got.ping", "equals": 1}]},
+        }
+    )
+    with proxy_api(proxy) as api:
+        r = run_step(s, ctx_for(api, "ns"))
+    assert r.passed, r.message
+    assert proxy.requests[-1] == (
+        "POST",
+        "/api/v1/namespaces/ns/services/https:web:8443/proxy/echo",
+        '{"ping": 1}',
+    )
+
+
+def test_http_unreachable_api_server_is_an_error(unique: str) -> None:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    api = kclient.ApiClient(kclient.Configuration(host=f"http://127.0.0.1:{port}"))
+    api.configuration.retries = 0
+    with api:
+        r = run_step(
+            step({"name": "h", "type": "http", "service": "web", "port": 80, "timeout": "1s"}),
+            ctx_for(api, "ns"),
+        )
+    assert not r.passed and r.error is not None
+    assert r.error.startswith("GET /api/v1/namespaces/ns/services/web:80/proxy/: ")
+
+
+def test_service_proxy_path_uses_port_names() -> None:
+    s = step({"name": "h", "type": "http", "service": "nginx", "port": "http", "path": "/a?b=1"})
+    assert service_proxy_path("site", s) == "/api/v1/namespaces/site/services/nginx:http/proxy/a?b=1"  # type: ignore[arg-type]
+
+
+# --------------------------------------------------------------------------- exec
+
+
+def test_exec_picks_a_running_ready_pod_of_the_workload(kube: Kube, namespace: str) -> None:
+    apps, core = kclient.AppsV1Api(kube.api), kclient.CoreV1Api(kube.api)
+    apps.create_namespaced_stateful_set(namespace, statefulset("postgres"))
+    for name, phase, ready in (
+        ("postgres-0", "Running", False),
+        ("postgres-1", "Running", True),
+        ("postgres-2", "Pending", False),
+    ):
+        core.create_namespaced_pod(namespace, pod(name, {"app": "postgres"}))
+        set_pod_phase(core, namespace, name, phase, ready)
+    core.create_namespaced_pod(namespace, pod("other", {"app": "web"}))
+    set_pod_phase(core, namespace, "other", "Running")
+    fake = ScriptedExec(ExecResult(0, b"t\n", b""))
+    s = step(
+        {
+            "name": "orders",
+            "type": "exec",
+            "workload": "statefulset/postgres",
+            "container": "postgres",
+            "command": ["psql", "-tAc", "select count(*) > 0 from orders"],
+            "stdin": "\\q\n",
+            "expect": {"stdoutRegex": r"^t\s*$"},
+        }
+    )
+    r = run_step(s, ctx_for(kube.api, namespace, exec=fake))
+    assert r.passed, r.message
+    assert (
+        r.message == "`psql -tAc select count(*) > 0 from orders` in postgres-1 exited 0 and output matches"
+    )
+    assert fake.calls == [
+        {
+            "namespace": namespace,
+            "pod": "postgres-1",
+            "container": "postgres",
+            "command": ["psql", "-tAc", "select count(*) > 0 from orders"],
+            "stdin": b"\\q\n",
+        }
+    ]
+    assert r.details["stdout"] == "t\n"
+
+
+def test_exec_by_bare_name_and_by_selector(kube: Kube, namespace: str) -> None:
+    apps, core = kclient.AppsV1Api(kube.api), kclient.CoreV1Api(kube.api)
+    apps.create_namespaced_deployment(
+        namespace, deployment("redis", labels={"app.kubernetes.io/name": "redis"})
+    )
+    core.create_namespaced_pod(namespace, pod("redis-abc", {"app.kubernetes.io/name": "redis"}))
+    set_pod_phase(core, namespace, "redis-abc", "Running")
+    fake = ScriptedExec(ExecResult(0, b"PONG\n", b""))
+    for target in ({"workload": "redis"}, {"selector": "app.kubernetes.io/name=redis"}):
+        s = step(
+            {
+                "name": "ping",
+                "type": "exec",
+                "command": ["redis-cli", "ping"],
+                "expect": {"stdoutRegex": "PONG"},
+                **target,
+            }
+        )
+        r = run_step(s, ctx_for(kube.api, namespace, exec=fake))
+        assert r.passed, r.message
+    assert [c["pod"] for c in fake.calls] == ["redis-abc", "redis-abc"]
+
+
+def test_exec_verdicts(kube: Kube, namespace: str) -> None:
+    core = kclient.CoreV1Api(kube.api)
+    core.create_namespaced_pod(namespace, pod("db-0", {"app": "db"}))
+    set_pod_phase(core, namespace, "db-0", "Running")
+    base = {"name": "q", "type": "exec", "selector": "app=db", "command": ["check"]}
+
+    fake = ScriptedExec(ExecResult(2, b"partial\n", b"ERROR: relation orders does not exist\n"))
+    r = run_step(step(base), ctx_for(kube.api, namespace, exec=fake))
+    assert (r.passed, r.error) == (False, None)
+    assert r.message == "`check` in db-0 exited 2, expected 0: ERROR: relation orders does not exist"
+    assert r.details["exitCode"] == 2
+
+    fake = ScriptedExec(ExecResult(0, b"f\n", b""))
+    r = run_step(step({**base, "expect": {"stdoutRegex": "^t$"}}), ctx_for(kube.api, namespace, exec=fake))
+    assert r.message == "`check` in db-0: output 'f' does not match /^t$/"
+
+    fake = ScriptedExec(ExecResult(1, b"", b""))
+    r = run_step(step({**base, "expect": {"exitCode": 1}}), ctx_for(kube.api, namespace, exec=fake))
+    assert r.passed and r.message == "`check` in db-0 exited 1"
+
+    fake = ScriptedExec(ExecError("cannot exec into pod x/db-0: forbidden"))
+    r = run_step(step(base), ctx_for(kube.api, namespace, exec=fake))
+    assert not r.passed and r.error == "cannot exec into pod x/db-0: forbidden"
+
+
+def test_exec_without_a_running_pod(kube: Kube, namespace: str) -> None:
+    core = kclient.CoreV1Api(kube.api)
+    core.create_namespaced_pod(namespace, pod("db-0", {"app": "db"}))
+    set_pod_phase(core, namespace, "db-0", "Pending")
+    core.create_namespaced_pod(namespace, pod("db-1", {"app": "db"}))
+    fake = ScriptedExec()
+    s = step({"name": "q", "type": "exec", "selector": "app=db", "command": ["check"], "timeout": "4s"})
+    r = run_step(s, ctx_for(kube.api, namespace, exec=fake))
+    assert (
+        r.message
+        == f"timed out after 4s: no running pod for pods (app=db) in {namespace} (pods: 1 Pending, 1 no status)"
+    )
+    assert fake.calls == []
+    s = step({"name": "q", "type": "exec", "workload": "deployment/db", "command": ["check"]})
+    r = run_step(s, ctx_for(kube.api, namespace, exec=fake))
+    assert not r.passed and r.error == f"workload 'deployment/db' not found in {namespace}"
+
+
+def test_pick_pod_is_repeatable() -> None:
+    def p(name: str, phase: str, ready: bool, deleting: bool = False) -> dict[str, Any]:
+        meta: dict[str, Any] = {"name": name}
+        if deleting:
+            meta["deletionTimestamp"] = "2026-01-01T00:00:00Z"
+        return {"metadata": meta, "status": {"phase": phase, "containerStatuses": [{"ready": ready}]}}
+
+    assert pick_pod([p("b", "Running", True), p("a", "Running", True)]) == "a"
+    assert pick_pod([p("a", "Running", False), p("b", "Running", True)]) == "b"
+    assert pick_pod([p("a", "Running", True, deleting=True), p("b", "Pending", True)]) is None
+
+
+def test_exit_code_from_status() -> None:
+    assert exit_code_from_status('{"metadata":{},"status":"Success"}') == 0
+    failure = {
+        "status": "Failure",
+        "reason": "NonZeroExitCode",
+        "message": "command terminated with non-zero exit code: error executing command [sh -c exit 3], exit code 3",
+        "details": {"causes": [{"reason": "ExitCode", "message": "3"}]},
+    }
+    assert exit_code_from_status(json.dumps(failure).encode()) == 3
+    with pytest.raises(ExecError, match='command did not run: exec: "nope": executable file not found'):
+        exit_code_from_status(
+            {"status": "Failure", "message": 'exec: "nope": executable file not found in $PATH'}
+        )
+    with pytest.raises(ExecError, match="exec ended without a status"):
+        exit_code_from_status(b"")
+
+
+def test_kubernetes_exec_against_the_test_cluster_says_exec_is_not_served(kube: Kube, namespace: str) -> None:
+    core = kclient.CoreV1Api(kube.api)
+    core.create_namespaced_pod(namespace, pod("db-0", {"app": "db"}))
+    with pytest.raises(ExecError) as e:
+        KubernetesExec(kube.api).run(namespace, "db-0", "main", ["true"], timeout=10)
+    assert e.value.message == (
+        f"cannot exec into pod {namespace}/db-0 container main: "
+        "the API server does not serve pods/exec for it (404: pod or exec endpoint not found)"
+    )
+    # And through the step: an error result, not an exception.
+    set_pod_phase(core, namespace, "db-0", "Running")
+    s = step({"name": "q", "type": "exec", "selector": "app=db", "container": "main", "command": ["true"]})
+    r = run_step(s, ctx_for(kube.api, namespace, exec=KubernetesExec(kube.api)))
+    assert not r.passed and r.error is not None and "does not serve pods/exec" in r.error
+
+
+REAL_CLUSTER = os.environ.get("DR_TEST_KUBECONFIG")
+
+
+@pytest.mark.skipif(
+    not REAL_CLUSTER,
+    reason="KubernetesExec's happy path needs a cluster with kubelets: set DR_TEST_KUBECONFIG",
+)
+def test_kubernetes_exec_on_a_real_cluster(unique: str) -> None:
+    from kubernetes import config as kconfig
+
+    api = kconfig.new_client_from_config(config_file=REAL_CLUSTER)
+    core = kclient.CoreV1Api(api)
+    ns = f"dr-exec-{unique}"
+    core.create_namespace({"metadata": {"name": ns}})
+    try:
+        spec = {"containers": [{"name": "main", "image": "busybox:1.36", "command": ["sleep", "600"]}]}
+        core.create_namespaced_pod(ns, {"metadata": {"name": "box"}, "spec": spec})
+        deadline = time.monotonic() + 180
+        while core.read_namespaced_pod_status("box", ns).status.phase != "Running":
+            assert time.monotonic() < deadline, "pod did not start"
+            time.sleep(1)
+        ex = KubernetesExec(api)
+        res = ex.run(ns, "box", "main", ["sh", "-c", "echo out; echo err >&2; exit 3"], timeout=30)
+        assert res == ExecResult(3, b"out\n", b"err\n")
+        res = ex.run(ns, "box", "main", ["head", "-c", "5"], timeout=30, stdin=b"hello world")
+        assert res.exit_code == 0 and res.stdout == b"hello"
+        with pytest.raises(ExecError, match="command did not run"):
+            ex.run(ns, "box", "main", ["/no/such/binary"], timeout=30)
+        with pytest.raises(ExecError, match="did not finish within 2s"):
+            ex.run(ns, "box", "main", ["sleep", "30"], timeout=2)
+    finally:
+        core.delete_namespace(ns)
+        api.close()
+
+
+# --------------------------------------------------------------------------- data
+
+
+def make_volume(root: Path) -> dict[str, str]:
+    (root / "canary").mkdir(parents=True)
+    (root / "canary" / "canary.txt").write_bytes(b"canary\n")
+    (root / "products").mkdir()
+    for i in range(5):
+        (root / "products" / f"p{i}.jpg").write_bytes(bytes([i]) * 100)
+    (root / "products" / "sub").mkdir()
+    (root / "products" / "sub" / "deep.jpg").write_bytes(b"x")
+    return {"canary": hashlib.sha256(b"canary\n").hexdigest()}
+
+
+def test_probe_directory(tmp_path: Path) -> None:
+    sums = make_volume(tmp_path)
+    (tmp_path / "escape").symlink_to("/etc")
+    got = probe_directory(tmp_path, ["canary/canary.txt", "products", ".", "nope", "escape"])
+    assert got == {
+        "canary/canary.txt": PathProbe("file", sha256=sums["canary"], count=1),
+        "products": PathProbe("dir", count=6),
+        ".": PathProbe("dir", count=7),
+        "nope": PathProbe("missing"),
+        "escape": PathProbe("missing"),
+    }
+    assert PathProbe.from_dict(got["products"].to_dict()) == got["products"]
+
+
+def test_data_step_over_a_local_volume(tmp_path: Path) -> None:
+    sums = make_volume(tmp_path / "uploads")
+    volumes = {("drill-shop-1", "uploads"): tmp_path / "uploads"}
+    probe = LocalDirectoryProbe(lambda ns, pvc: volumes.get((ns, pvc)))
+    good = step(
+        {
+            "name": "uploads",
+            "type": "data",
+            "pvc": "uploads",
+            "checks": [
+                {"path": "/canary/canary.txt", "sha256": sums["canary"]},
+                {"path": "products", "minCount": 6},
+                {"path": "products/sub", "count": 1},
+            ],
+        }
+    )
+    api = kclient.ApiClient()
+    r = run_step(good, ctx_for(api, "drill-shop-1", data_probe=probe))
+    assert r.passed, r.message
+    assert r.message == "PVC uploads: canary/canary.txt sha256 matches, products 6 files, products/sub 1 file"
+    assert r.details["paths"]["products"] == {"kind": "dir", "count": 6}
+
+    bad = step(
+        {
+            "name": "uploads",
+            "type": "data",
+            "pvc": "uploads",
+            "checks": [
+                {"path": "canary/canary.txt", "sha256": "0" * 64},
+                {"path": "products", "minCount": 100},
+                {"path": "products", "sha256": "1" * 64},
+                {"path": "products/sub", "count": 2},
+                {"path": "gone.txt", "count": 1},
+            ],
+        }
+    )
+    r = run_step(bad, ctx_for(api, "drill-shop-1", data_probe=probe))
+    assert not r.passed and r.error is None
+    assert r.message == (
+        f"PVC uploads: canary/canary.txt: sha256 {sums['canary'][:12]}…, expected 000000000000…; "
+        "products: 6 files, expected at least 100; products: is a directory, expected a file; "
+        "products/sub: 1 files, expected 2; gone.txt: missing"
+    )
+    r = run_step(good, ctx_for(api, "other-ns", data_probe=probe))
+    assert not r.passed and r.error == "volume of PVC other-ns/uploads is not available to the probe"
+
+
+# --------------------------------------------------------------------------- job
+
+
+def job_step(**extra: Any) -> VerificationStep:
+    return step(
+        {
+            "name": "smoke",
+            "type": "job",
+            "image": "ghcr.io/acme/smoke:1",
+            "command": ["/smoke"],
+            "args": ["--fast"],
+            "env": [
+                {"name": "A", "value": "1"},
+                {"name": "PW", "secretKeyRef": {"name": "smoke", "key": "pw"}},
+            ],
+            **extra,
+        }
+    )
+
+
+def test_job_manifest() -> None:
+    s = job_step(timeout="90s", backoffLimit=2, serviceAccountName="smoke")
+    m = job_manifest(s, "drill-smoke-abc", {"dr.dev/drill": "d1"})  # type: ignore[arg-type]
+    assert m["metadata"]["labels"] == {
+        "dr.dev/drill": "d1",
+        "app.kubernetes.io/managed-by": "dr",
+        "dr.dev/drill-step": "smoke",
+    }
+    spec = m["spec"]
+    assert (spec["backoffLimit"], spec["activeDeadlineSeconds"]) == (2, 90)
+    pod_spec = spec["template"]["spec"]
+    assert pod_spec["restartPolicy"] == "Never" and pod_spec["serviceAccountName"] == "smoke"
+    c = pod_spec["containers"][0]
+    assert (c["image"], c["command"], c["args"]) == ("ghcr.io/acme/smoke:1", ["/smoke"], ["--fast"])
+    assert c["env"] == [
+        {"name": "A", "value": "1"},
+        {"name": "PW", "valueFrom": {"secretKeyRef": {"name": "smoke", "key": "pw"}}},
+    ]
+    assert c["resources"]["requests"] == {"cpu": "250m", "memory": "256Mi"}
+
+
+def jobs_in(kube: Kube, ns: str) -> list[Any]:
+    return kclient.BatchV1Api(kube.api).list_namespaced_job(ns).items
+
+
+def test_job_succeeds_and_is_cleaned_up(kube: Kube, namespace: str) -> None:
+    batch = kclient.BatchV1Api(kube.api)
+    created: list[Any] = []
+
+    def agent(n: int) -> None:
+        jobs = jobs_in(kube, namespace)
+        created.extend(jobs)
+        if n == 2:
+            batch.patch_namespaced_job_status(jobs[0].metadata.name, namespace, {"status": {"succeeded": 1}})
+
+    r = run_step(
+        job_step(), ctx_for(kube.api, namespace, clock=AgentClock(agent), labels={"dr.dev/drill": "d1"})
+    )
+    assert r.passed, r.message
+    name = created[0].metadata.name
+    assert name.startswith("drill-smoke-") and created[0].metadata.labels["dr.dev/drill"] == "d1"
+    assert r.message == f"job {name} succeeded"
+    assert r.details["cleanup"] == "deleted"
+    assert jobs_in(kube, namespace) == []
+
+
+def test_job_failure_reports_the_termination_message(kube: Kube, namespace: str) -> None:
+    batch, core = kclient.BatchV1Api(kube.api), kclient.CoreV1Api(kube.api)
+
+    def agent(n: int) -> None:
+        # The test agent plays the Job controller and the kubelet: a pod ran and failed.
+        if n == 1:
+            job = jobs_in(kube, namespace)[0].metadata.name
+            core.create_namespaced_pod(namespace, pod(f"{job}-x1", {"batch.kubernetes.io/job-name": job}))
+            term = {"exitCode": 1, "message": "checkout failed: HTTP 500 from /cart"}
+            status = {
+                "phase": "Failed",
+                "containerStatuses": [
+                    {
+                        "name": "check",
+                        "ready": False,
+                        "image": "x",
+                        "imageID": "",
+                        "restartCount": 0,
+                        "state": {"terminated": term},
+                    }
+                ],
+            }
+            core.patch_namespaced_pod_status(f"{job}-x1", namespace, {"status": status})
+            batch.patch_namespaced_job_status(job, namespace, {"status": {"failed": 1}})
+
+    clock = AgentClock(agent)
+    r = run_step(job_step(), ctx_for(kube.api, namespace, clock=clock))
+    assert not r.passed and r.error is None
+    job = r.details["job"]
+    assert r.message == f"job {job} failed after 1 attempt(s): {job}-x1: checkout failed: HTTP 500 from /cart"
+    assert clock.sleeps == 1
+    assert r.details["cleanup"] == "deleted" and jobs_in(kube, namespace) == []
+
+
+def test_job_deadline_condition_and_timeout(kube: Kube, namespace: str) -> None:
+    batch = kclient.BatchV1Api(kube.api)
+
+    def deadline(n: int) -> None:
+        job = jobs_in(kube, namespace)[0].metadata.name
+        cond = {"type": "Failed", "status": "True", "reason": "DeadlineExceeded"}
+        batch.patch_namespaced_job_status(job, namespace, {"status": {"conditions": [cond]}})
+
+    r = run_step(job_step(backoffLimit=3), ctx_for(kube.api, namespace, clock=AgentClock(deadline)))
+    assert r.message == f"job {r.details['job']} failed (DeadlineExceeded) after 0 attempt(s)"
+
+    clock = AgentClock()
+    r = run_step(job_step(timeout="20s"), ctx_for(kube.api, namespace, clock=clock, poll_interval=5))
+    assert r.message == f"timed out after 20s: job {r.details['job']} did not finish (active: 0)"
+    assert clock.sleeps == 4 and jobs_in(kube, namespace) == []
+
+
+def test_job_in_a_missing_namespace_is_an_error(kube: Kube, unique: str) -> None:
+    r = run_step(job_step(), ctx_for(kube.api, f"gone-{unique}"))
+    assert not r.passed and r.error is not None
+    assert r.error.startswith(
+        f'POST /apis/batch/v1/namespaces/gone-{unique}/jobs: namespaces "gone-{unique}" not found'
+    )
+
+
+# --------------------------------------------------------------------------- all steps
+
+
+def test_run_steps_keeps_going_after_a_failure(kube: Kube, namespace: str) -> None:
+    kclient.CoreV1Api(kube.api).create_namespaced_config_map(namespace, {"metadata": {"name": "cm"}})
+    steps = [
+        step({"name": "a", "type": "resources", "timeout": "1s", "expect": [{"kind": "Secret"}]}),
+        step({"name": "b", "type": "resources", "expect": [{"kind": "ConfigMap"}]}),
+    ]
+    results = run_steps(steps, ctx_for(kube.api, namespace))
+    assert [(r.name, r.passed) for r in results] == [("a", False), ("b", True)]
+    again = type(results[0]).model_validate_json(results[0].model_dump_json(by_alias=True))
+    assert again == results[0]
