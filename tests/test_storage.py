@@ -9,6 +9,7 @@ create-only put must survive without reporting its own write as a conflict.
 
 from __future__ import annotations
 
+import array
 import logging
 import random
 import socket
@@ -28,7 +29,7 @@ from dr.storage.file import FileStore
 from dr.storage.gcs import GCSStore
 from dr.storage.registry import open_store
 from dr.storage.retry import RetryPolicy, TransientError
-from dr.storage.s3 import S3Store
+from dr.storage.s3 import S3Settings, S3Store
 from tests import servers
 
 MiB = 1024 * 1024
@@ -113,6 +114,10 @@ def test_put_accepts_memoryview(store: ObjectStore) -> None:
     buf = bytearray(b"xxpayloadxx")
     store.put("snapshots/s1", memoryview(buf)[2:9])
     assert store.get("snapshots/s1") == b"payload"
+    words = array.array("I", [1, 2, 3])  # a view whose items are 4 bytes wide
+    store.put("snapshots/s2", memoryview(words))
+    assert store.get("snapshots/s2") == words.tobytes()
+    assert store.stat("snapshots/s2").size == 12
 
 
 def test_get_range(store: ObjectStore) -> None:
@@ -137,13 +142,13 @@ def test_missing_object_errors(store: ObjectStore) -> None:
 
 
 def test_large_object_roundtrip(store: ObjectStore) -> None:
-    # 20 MiB: S3 multipart (3 parts of up to 8 MiB), GCS resumable in 8 MiB chunks.
+    # 20 MiB: S3 multipart (3 parts), GCS resumable in 8 MiB chunks.
     data = payload(20 * MiB, seed=1)
     store.put("data/aa/big", data)
     assert store.stat("data/aa/big").size == len(data)
     assert store.get("data/aa/big") == data
-    across_parts = 8 * MiB - 100
-    assert store.get_range("data/aa/big", across_parts, 200) == data[across_parts : across_parts + 200]
+    for across in range(MiB - 100, len(data), MiB):  # wherever the parts or chunks meet
+        assert store.get_range("data/aa/big", across, 200) == data[across : across + 200]
     assert store.get_range("data/aa/big", len(data) - 10, 50) == data[-10:]
     assert [(i.name, i.size) for i in store.list("data/aa/")] == [("data/aa/big", len(data))]
 
@@ -859,6 +864,32 @@ def test_s3_multipart_survives_lost_answers(
     # an AbortIncompleteMultipartUpload lifecycle rule removes.
     uploads = s3_client.list_multipart_uploads(Bucket=s3_bucket).get("Uploads", [])
     assert [u["Key"] for u in uploads] == ["repo/data/ee/big2"]
+
+
+def test_s3_failed_part_aborts_upload(
+    flaky_s3: tuple[S3Store, FlakyProxy], s3_client: Any, s3_bucket: str
+) -> None:
+    store, proxy = flaky_s3
+    for _ in range(QUICK.max_attempts):
+        proxy.cut_after(b"big3?partNumber=2&")
+    with pytest.raises(StorageError) as e:
+        store.put("data/ee/big3", payload(17 * MiB, seed=9))
+    assert "put data/ee/big3 (part 2): failed after 5 attempts" in str(e.value)
+    assert s3_client.list_multipart_uploads(Bucket=s3_bucket).get("Uploads", []) == []
+    with pytest.raises(ObjectNotFound):
+        store.stat("data/ee/big3")
+
+
+@pytest.mark.parametrize("size_mib", [8.5, 9, 16, 16.5, 20, 100])
+def test_s3_parts_are_equal_and_big_enough(size_mib: float) -> None:
+    store = S3Store(S3Settings(bucket="b", root=""), client=None, url="s3://b", parallel_parts=1)
+    size = int(size_mib * MiB)
+    starts = store._part_starts(size)
+    lengths = [b - a for a, b in zip(starts, [*starts[1:], size], strict=True)]
+    assert starts[0] == 0 and sum(lengths) == size
+    assert all(5 * MiB <= n <= 8 * MiB for n in lengths[:-1])
+    assert lengths[-1] <= 8 * MiB
+    assert len(lengths) == -(-size // (8 * MiB))
 
 
 def test_s3_reads_retried(flaky_s3: tuple[S3Store, FlakyProxy]) -> None:

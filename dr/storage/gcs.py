@@ -312,6 +312,8 @@ class GCSStore:
 
     def put(self, name: str, data: bytes | memoryview, *, if_absent: bool = True) -> None:
         blob_name = self._blob_name(name)
+        if isinstance(data, memoryview) and (data.format != "B" or data.ndim != 1):
+            data = data.cast("B")  # so that len() and slices count bytes
         size = len(data)
         resumable = size > self._resumable_threshold
         what = self._what("put", name)

@@ -20,13 +20,16 @@ so that attempts do not multiply and create-only puts are retried safely.
 Create-only. ``put(if_absent=True)`` sends ``If-None-Match: *``; S3 answers 412
 ``PreconditionFailed`` when the key exists (→ ``ObjectExists``, the existing
 object untouched). Objects above ``multipart_threshold`` (8 MiB; packs are
-~16 MiB) go up in 8 MiB parts: the condition is sent with
-``CompleteMultipartUpload``, which is where S3 (and SeaweedFS, checked by the
-tests) evaluates it, so a multipart upload can never replace an object
-either. A failed or refused multipart upload is aborted so its parts do not
-linger (an ``AbortIncompleteMultipartUpload`` lifecycle rule is still wise,
-for processes that are killed mid-upload). Parts carry CRC32 checksums, which
-S3 verifies on arrival.
+~16 MiB) go up as a multipart upload in equal parts of at most 8 MiB, sent in
+parallel (a store-wide pool of ``parallel_parts`` threads): one connection
+to S3 rarely carries more than ~50–100 MB/s, so a pack's parts go up side by
+side. The condition is sent with ``CompleteMultipartUpload``, which is where
+S3 (and SeaweedFS, checked by the tests) evaluates it, so a multipart upload
+can never replace an object either. A failed or refused multipart upload is
+aborted so its parts do not linger (an ``AbortIncompleteMultipartUpload``
+lifecycle rule is still wise, for processes killed mid-upload and for the
+empty upload a lost ``CreateMultipartUpload`` answer leaves behind). Parts
+carry CRC32 checksums, which S3 verifies on arrival.
 
 Object Lock. With ``object_lock`` set, every object except those under
 ``locks/`` (which must stay deletable) is written with ``ObjectLockMode`` and
@@ -57,6 +60,7 @@ import dataclasses
 import logging
 import threading
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, TypeVar
@@ -75,8 +79,12 @@ T = TypeVar("T")
 MiB = 1024 * 1024
 MULTIPART_THRESHOLD = 8 * MiB
 PART_SIZE = 8 * MiB
-# Four repository workers, each with a put and a read in flight, plus headroom.
-MAX_POOL_CONNECTIONS = 16
+MIN_PART_SIZE = 5 * MiB  # S3's lower bound for every part but the last
+# Part uploads in flight per store, across all its puts: with the repository's
+# ~4 workers each putting a 2-part pack, every part of every pack is in flight.
+PARALLEL_PARTS = 8
+# Parallel parts plus ~4 workers' reads and puts in flight, plus headroom.
+MAX_POOL_CONNECTIONS = 24
 CONNECT_TIMEOUT = 10.0
 READ_TIMEOUT = 60.0
 # Names under this prefix are never retained: locks must stay deletable.
@@ -306,8 +314,9 @@ class S3Store:
         retry: RetryPolicy | None = None,
         multipart_threshold: int = MULTIPART_THRESHOLD,
         part_size: int = PART_SIZE,
+        parallel_parts: int = PARALLEL_PARTS,
     ) -> None:
-        if part_size < 5 * MiB:
+        if part_size < MIN_PART_SIZE:
             raise ValueError("S3 parts must be at least 5 MiB")
         self.settings = settings
         self._client = client
@@ -315,6 +324,12 @@ class S3Store:
         self._retry = retry or RetryPolicy()
         self._multipart_threshold = multipart_threshold
         self._part_size = part_size
+        # Parts of all puts of this store share these threads (None: one part at a time).
+        self._part_pool = (
+            ThreadPoolExecutor(parallel_parts, thread_name_prefix="dr-s3-part")
+            if parallel_parts > 1
+            else None
+        )
         self._mappable = _mappable()
         # Set once a HEAD on the bucket succeeded, so a 404 is known to mean the object.
         self._bucket_seen = threading.Event()
@@ -408,6 +423,8 @@ class S3Store:
 
     def put(self, name: str, data: bytes | memoryview, *, if_absent: bool = True) -> None:
         args = self._write_args(name)
+        if isinstance(data, memoryview) and (data.format != "B" or data.ndim != 1):
+            data = data.cast("B")  # so that len() and slices count bytes
         if len(data) > self._multipart_threshold:
             self._put_multipart(name, data, args, if_absent=if_absent)
             return
@@ -445,25 +462,7 @@ class S3Store:
         view = memoryview(data)
         completed = False
         try:
-            parts: list[dict[str, Any]] = []
-            for number, start in enumerate(range(0, len(view), self._part_size), 1):
-                chunk = bytes(view[start : start + self._part_size])
-                part_what = f"{what} (part {number})"
-
-                def send(chunk: bytes = chunk, number: int = number, part_what: str = part_what) -> Any:
-                    return self._call(
-                        lambda: self._client.upload_part(
-                            PartNumber=number, Body=chunk, ChecksumAlgorithm="CRC32", **upload
-                        ),
-                        what=part_what,
-                        name=name,
-                    )
-
-                sent = self._retry.run(send, what=part_what)
-                part = {"PartNumber": number, "ETag": sent["ETag"]}
-                if sent.get("ChecksumCRC32"):
-                    part["ChecksumCRC32"] = sent["ChecksumCRC32"]
-                parts.append(part)
+            parts = self._upload_parts(name, what, upload, view)
 
             complete_args: dict[str, Any] = {**upload, "MultipartUpload": {"Parts": parts}}
             if if_absent:
@@ -499,6 +498,50 @@ class S3Store:
         finally:
             if not completed:
                 self._abort(upload, what)
+
+    def _part_starts(self, size: int) -> builtins.list[int]:
+        # Equal parts (a 16.5 MiB pack is 3 x 5.5 MiB, not 8 + 8 + 0.5) so that
+        # parallel parts finish together; S3 wants at least 5 MiB but the last.
+        count = -(-size // self._part_size)
+        part = max(MIN_PART_SIZE, -(-size // count))
+        return builtins.list(range(0, size, part))
+
+    def _upload_parts(
+        self, name: str, what: str, upload: dict[str, Any], view: memoryview
+    ) -> builtins.list[dict[str, Any]]:
+        starts = self._part_starts(len(view))
+        ends = [*starts[1:], len(view)]
+
+        def send(number: int) -> dict[str, Any]:
+            chunk = bytes(view[starts[number - 1] : ends[number - 1]])
+            part_what = f"{what} (part {number})"
+            sent = self._retry.run(
+                lambda: self._call(
+                    lambda: self._client.upload_part(
+                        PartNumber=number, Body=chunk, ChecksumAlgorithm="CRC32", **upload
+                    ),
+                    what=part_what,
+                    name=name,
+                ),
+                what=part_what,
+            )
+            part = {"PartNumber": number, "ETag": sent["ETag"]}
+            if sent.get("ChecksumCRC32"):
+                part["ChecksumCRC32"] = sent["ChecksumCRC32"]
+            return part
+
+        numbers = range(1, len(starts) + 1)
+        if self._part_pool is None:
+            return [send(n) for n in numbers]
+        futures = [self._part_pool.submit(send, n) for n in numbers]
+        try:
+            return [f.result() for f in futures]
+        finally:
+            # On failure: cancel what has not started and let running parts end
+            # before the caller aborts the upload.
+            for f in futures:
+                f.cancel()
+            wait(futures)
 
     def _abort(self, upload: dict[str, Any], what: str) -> None:
         # Best effort and short: the caller is already failing with the real error.
@@ -667,6 +710,8 @@ class S3Store:
         return denied
 
     def close(self) -> None:
+        if self._part_pool is not None:
+            self._part_pool.shutdown(wait=True)
         self._client.close()
 
 
