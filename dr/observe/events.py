@@ -1,0 +1,85 @@
+"""Kubernetes Events for run outcomes, on the namespace the run was about.
+
+``kubectl get events -n shop`` (and ``kubectl describe namespace shop``)
+then shows "BackupCompleted", "DrillFailed", … next to the application's own
+events, and event exporters forward them like any other. The event is a
+core/v1 Event in that namespace whose involvedObject is the Namespace,
+source component ``dr``; Warning for anything that did not fully succeed.
+
+Messages are written by dr, never copied from resources or errors that
+might hold secret values.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+from datetime import UTC, datetime
+from enum import StrEnum
+from typing import Any
+
+from dr.errors import DrError
+
+COMPONENT = "dr"
+MAX_MESSAGE = 1024  # events are for people; the full report lives in the repository
+
+
+class Reason(StrEnum):
+    BACKUP_COMPLETED = "BackupCompleted"
+    BACKUP_PARTIALLY_FAILED = "BackupPartiallyFailed"
+    BACKUP_FAILED = "BackupFailed"
+    RESTORE_COMPLETED = "RestoreCompleted"
+    RESTORE_PARTIALLY_FAILED = "RestorePartiallyFailed"
+    RESTORE_FAILED = "RestoreFailed"
+    DRILL_PASSED = "DrillPassed"
+    DRILL_FAILED = "DrillFailed"
+
+
+NORMAL = {Reason.BACKUP_COMPLETED, Reason.RESTORE_COMPLETED, Reason.DRILL_PASSED}
+
+
+def event_type(reason: Reason) -> str:
+    return "Normal" if reason in NORMAL else "Warning"
+
+
+def event_body(namespace: str, reason: Reason, message: str, now: datetime | None = None) -> dict[str, Any]:
+    """The core/v1 Event for an outcome in ``namespace`` (a unique name, like kubectl's recorder)."""
+    ts = (now or datetime.now(UTC)).astimezone(UTC)
+    stamp = ts.strftime("%Y-%m-%dT%H:%M:%SZ")
+    text = message if len(message) <= MAX_MESSAGE else message[: MAX_MESSAGE - 1] + "…"
+    return {
+        "apiVersion": "v1",
+        "kind": "Event",
+        "metadata": {
+            "name": f"{namespace}.dr.{int(ts.timestamp() * 1e9):x}{secrets.token_hex(3)}",
+            "namespace": namespace,
+        },
+        "involvedObject": {"apiVersion": "v1", "kind": "Namespace", "name": namespace},
+        "reason": str(reason),
+        "message": text,
+        "type": event_type(reason),
+        "source": {"component": COMPONENT},
+        "reportingComponent": COMPONENT,
+        # In a pod, HOSTNAME is the pod name: which run said it.
+        "reportingInstance": os.environ.get("HOSTNAME", "")[:128],
+        "firstTimestamp": stamp,
+        "lastTimestamp": stamp,
+        "count": 1,
+    }
+
+
+def record_event(
+    api_client: Any, namespace: str, reason: Reason, message: str, now: datetime | None = None
+) -> str:
+    """Create the Event; returns its name. Raises DrError (naming the namespace) when the API refuses."""
+    from kubernetes import client
+
+    body = event_body(namespace, reason, message, now)
+    try:
+        client.CoreV1Api(api_client).create_namespaced_event(namespace, body)
+    except client.ApiException as e:
+        raise DrError(
+            f"cannot record event {reason} in namespace {namespace}: {e.status} {e.reason}"
+        ) from None
+    name: str = body["metadata"]["name"]
+    return name

@@ -1,0 +1,72 @@
+"""Events for run outcomes, created on the real test cluster and read back."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+import pytest
+
+from dr.errors import DrError
+from dr.observe.events import MAX_MESSAGE, Reason, event_body, event_type, record_event
+from tests.conftest import Kube
+
+
+def _events(kube: Kube, namespace: str) -> dict[str, Any]:
+    from kubernetes import client
+
+    return {e.metadata.name: e for e in client.CoreV1Api(kube.api).list_namespaced_event(namespace).items}
+
+
+def test_outcome_event_on_the_namespace(kube: Kube, namespace: str) -> None:
+    name = record_event(kube.api, namespace, Reason.BACKUP_COMPLETED, "backup 3f2a: 120 items, 1.0 MiB")
+    ev = _events(kube, namespace)[name]
+    assert ev.involved_object.kind == "Namespace" and ev.involved_object.name == namespace
+    assert ev.involved_object.api_version == "v1"
+    assert (ev.reason, ev.type) == ("BackupCompleted", "Normal")
+    assert ev.message == "backup 3f2a: 120 items, 1.0 MiB"
+    assert ev.source.component == "dr" and ev.reporting_component == "dr"
+    assert ev.count == 1 and ev.first_timestamp is not None
+
+
+def test_failures_are_warnings(kube: Kube, namespace: str) -> None:
+    failed = record_event(kube.api, namespace, Reason.DRILL_FAILED, "step http-home: status 502")
+    partial = record_event(kube.api, namespace, Reason.BACKUP_PARTIALLY_FAILED, "2 items failed")
+    passed = record_event(kube.api, namespace, Reason.DRILL_PASSED, "all 5 steps passed")
+    events = _events(kube, namespace)
+    assert events[failed].type == "Warning" and events[failed].reason == "DrillFailed"
+    assert events[partial].type == "Warning"
+    assert events[passed].type == "Normal"
+    assert len({failed, partial, passed}) == 3
+
+
+@pytest.mark.parametrize("reason", list(Reason))
+def test_every_reason_has_a_type(reason: Reason) -> None:
+    assert event_type(reason) == ("Warning" if "Fail" in reason.value else "Normal")
+
+
+def test_long_messages_are_cut() -> None:
+    body = event_body("ns", Reason.RESTORE_COMPLETED, "x" * 5000, datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC))
+    assert len(body["message"]) == MAX_MESSAGE and body["message"].endswith("…")
+    assert body["firstTimestamp"] == "2026-01-02T03:04:05Z"
+    assert body["metadata"]["namespace"] == "ns" and body["metadata"]["name"].startswith("ns.dr.")
+
+
+def test_missing_namespace_is_a_clear_error(kube: Kube, unique: str) -> None:
+    with pytest.raises(
+        DrError, match=f"cannot record event RestoreCompleted in namespace gone-{unique}: 404"
+    ):
+        record_event(kube.api, f"gone-{unique}", Reason.RESTORE_COMPLETED, "done")
+
+
+def test_forbidden_is_a_clear_error(kube: Kube, namespace: str) -> None:
+    from kubernetes import config as kconfig
+
+    if kube.cluster.external:
+        pytest.skip("identities are only known for the local test cluster")
+    bob = kconfig.new_client_from_config(config_file=kube.cluster.kubeconfig_for("bob"))
+    try:
+        with pytest.raises(DrError, match=f"in namespace {namespace}: 403"):
+            record_event(bob, namespace, Reason.BACKUP_FAILED, "x")
+    finally:
+        bob.close()
