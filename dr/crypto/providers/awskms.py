@@ -1,0 +1,217 @@
+"""``awskms://<key-id | alias/name | key or alias ARN>``: wrap the master key with an AWS KMS key.
+
+``wrap`` is KMS Encrypt, ``unwrap`` is Decrypt and ``rewrap`` is ReEncrypt, so
+a rotation never brings the master key to dr. The key-slot context is sent as
+KMS EncryptionContext: KMS binds it to the ciphertext (and logs it in
+CloudTrail), so a slot copied to another repository fails with "cannot
+decrypt: wrong key or encryption context". The slot records the ARN of the
+key that wrapped it (``meta["key_arn"]``); KMS does not expose backing-key
+versions, so ``key_version`` stays empty (KMS key rotation keeps old backing
+keys and decrypts old slots transparently).
+
+Unwrap names the configured key (``KeyId``) so KMS never decrypts with a key
+the user did not choose. Rewrap re-encrypts *from* the key recorded in the
+slot *to* the configured key: after retargeting an alias to a new key,
+``dr key rotate`` moves every slot to the new key inside KMS.
+
+Credentials: boto3's standard chain (environment, shared config/SSO profile,
+web identity / IRSA, ECS and instance roles). Region: ``awskms.region``, else
+the region in a key ARN, else boto3's chain (``AWS_REGION`` …). Endpoint:
+``awskms.endpoint``, else ``AWS_ENDPOINT_URL_KMS`` (read by boto3 itself).
+IAM: ``kms:Encrypt``, ``kms:Decrypt`` and, for ``dr key rotate``,
+``kms:ReEncryptFrom`` + ``kms:ReEncryptTo`` on the key.
+
+Errors become ``KeyProviderError`` reasons (``describe_error``): disabled
+key, access denied, not found, pending deletion, wrong key or context,
+unreachable endpoint, no credentials; never key material.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import boto3
+import botocore.config
+import botocore.exceptions
+
+from dr.config import AWSKMSOptions
+from dr.crypto.providers import payload_logs
+from dr.crypto.providers.base import KeyProviderError, Wrapped
+from dr.errors import InvalidInput
+
+log = logging.getLogger(__name__)
+
+PREFIX = "awskms://"
+
+
+def parse_uri(uri: str) -> str:
+    """``awskms://<key>`` -> the key id, alias (``alias/…``) or ARN."""
+    key = uri[len(PREFIX) :] if uri.startswith(PREFIX) else ""
+    if not key or any(c.isspace() for c in key) or key.endswith("/"):
+        raise InvalidInput(f"key provider {uri!r}: use awskms://<key id | alias/name | key ARN | alias ARN>")
+    if key.startswith("arn:") and (len(key.split(":")) < 6 or key.split(":")[2] != "kms"):
+        raise InvalidInput(f"key provider {uri!r}: not a KMS ARN (arn:aws:kms:REGION:ACCOUNT:key/ID)")
+    return key
+
+
+def region_of(key: str) -> str | None:
+    """The region named in a KMS key or alias ARN, else None."""
+    parts = key.split(":")
+    return (parts[3] or None) if key.startswith("arn:") and len(parts) >= 6 else None
+
+
+def describe_error(exc: Exception, action: str, key: str, endpoint: str | None = None) -> str:
+    """One safe line for a failed KMS call (``action`` like ``kms:Decrypt``)."""
+    if isinstance(exc, botocore.exceptions.ClientError):
+        err = exc.response.get("Error", {})
+        code = str(err.get("Code", ""))
+        message = " ".join(str(err.get("Message", "")).split())[:200]
+        if code == "DisabledException":
+            return f"KMS key is disabled ({action} refused); enable it or use another key slot"
+        if code == "AccessDeniedException":
+            return f"access denied: {action} on {key} is not allowed by the IAM or key policy"
+        if code == "NotFoundException":
+            return f"KMS key {key} not found (check the key id or alias and the region)"
+        if code == "KMSInvalidStateException":
+            if "pending deletion" in message.lower() or "pendingdeletion" in message.lower():
+                return (
+                    "KMS key is pending deletion; cancel the deletion (kms:CancelKeyDeletion) "
+                    "and enable it to use this slot"
+                )
+            return f"KMS key is not usable in its current state ({action}): {message or code}"
+        if code == "InvalidCiphertextException":
+            return "cannot decrypt: wrong key or encryption context"
+        if code == "IncorrectKeyException":
+            return f"cannot decrypt: the slot was wrapped by another KMS key than {key}"
+        if code == "KeyUnavailableException":
+            return "KMS key is temporarily unavailable; retry later"
+        if code in ("KMSInternalException", "DependencyTimeoutException", "InternalFailure"):
+            return f"AWS KMS failed internally ({code}); retry later"
+        if code in ("ThrottlingException", "LimitExceededException", "TooManyRequestsException"):
+            return f"AWS KMS throttled {action} ({code}); retry later"
+        if code in (
+            "UnrecognizedClientException",
+            "InvalidClientTokenId",
+            "InvalidSignatureException",
+            "SignatureDoesNotMatch",
+            "ExpiredTokenException",
+            "ExpiredToken",
+        ):
+            return f"AWS credentials were rejected by KMS ({code}): check or refresh them"
+        return f"AWS KMS refused {action} ({code}){': ' + message if message else ''}"
+    where = endpoint or "the AWS KMS endpoint"
+    if isinstance(exc, botocore.exceptions.NoCredentialsError | botocore.exceptions.PartialCredentialsError):
+        return (
+            "no AWS credentials found (environment, shared config or SSO profile, "
+            "web identity / IRSA, or instance role)"
+        )
+    if isinstance(exc, botocore.exceptions.NoRegionError):
+        return "no AWS region: set awskms.region, AWS_REGION, or use a key ARN"
+    if isinstance(exc, botocore.exceptions.ConnectTimeoutError | botocore.exceptions.ReadTimeoutError):
+        return f"AWS KMS at {where} did not answer in time ({action})"
+    if isinstance(
+        exc, botocore.exceptions.EndpointConnectionError | botocore.exceptions.ConnectionClosedError
+    ):
+        return f"cannot reach AWS KMS at {where} ({action})"
+    if isinstance(exc, botocore.exceptions.SSLError):
+        return f"TLS verification of AWS KMS at {where} failed ({action})"
+    if isinstance(exc, botocore.exceptions.BotoCoreError):
+        return f"AWS KMS {action} failed: {type(exc).__name__}"
+    return f"AWS KMS {action} failed: {type(exc).__name__}"
+
+
+class AWSKMSKeyProvider:
+    """Wraps with one KMS key. The boto3 client is made on first use unless one is passed in."""
+
+    def __init__(
+        self,
+        uri: str,
+        *,
+        region: str | None = None,
+        endpoint: str | None = None,
+        client: Any = None,
+        connect_timeout: float = 10.0,
+        read_timeout: float = 30.0,
+        max_attempts: int = 3,
+    ) -> None:
+        self._uri = uri
+        self.key_id = parse_uri(uri)
+        arn_region = region_of(self.key_id)
+        if region and arn_region and region != arn_region:
+            raise InvalidInput(
+                f"key provider {uri!r}: awskms.region {region!r} differs from the region {arn_region!r} "
+                "in the key ARN"
+            )
+        self.region = region or arn_region
+        self.endpoint = endpoint
+        self._client_obj: Any = client
+        self._config = botocore.config.Config(
+            connect_timeout=connect_timeout,
+            read_timeout=read_timeout,
+            retries={"mode": "standard", "max_attempts": max_attempts},
+        )
+
+    @classmethod
+    def from_uri(cls, uri: str, options: AWSKMSOptions | None) -> AWSKMSKeyProvider:
+        opts = options or AWSKMSOptions()
+        return cls(uri, region=opts.region, endpoint=opts.endpoint)
+
+    @property
+    def uri(self) -> str:
+        return self._uri
+
+    def _client(self) -> Any:
+        if self._client_obj is None:
+            payload_logs.install()
+            try:
+                # endpoint_url=None lets boto3 apply AWS_ENDPOINT_URL_KMS / AWS_ENDPOINT_URL itself.
+                self._client_obj = boto3.session.Session().client(
+                    "kms", region_name=self.region, endpoint_url=self.endpoint, config=self._config
+                )
+            except botocore.exceptions.BotoCoreError as e:
+                raise KeyProviderError(self._uri, describe_error(e, "client setup", self.key_id)) from None
+        return self._client_obj
+
+    def _call(self, action: str, fn_name: str, **params: Any) -> Any:
+        client = self._client()
+        try:
+            return getattr(client, fn_name)(**params)
+        except (botocore.exceptions.ClientError, botocore.exceptions.BotoCoreError) as e:
+            log.debug("awskms: %s on %s failed: %s", action, self.key_id, type(e).__name__)
+            endpoint = self.endpoint or getattr(getattr(client, "meta", None), "endpoint_url", None)
+            raise KeyProviderError(self._uri, describe_error(e, action, self.key_id, endpoint)) from None
+
+    def wrap(self, key: bytes, context: dict[str, str]) -> Wrapped:
+        resp = self._call(
+            "kms:Encrypt", "encrypt", KeyId=self.key_id, Plaintext=key, EncryptionContext=context
+        )
+        arn = str(resp["KeyId"])
+        log.debug("awskms: wrapped with %s", arn)
+        return Wrapped(bytes(resp["CiphertextBlob"]), key_version=None, meta={"key_arn": arn})
+
+    def unwrap(self, wrapped: Wrapped, context: dict[str, str]) -> bytes:
+        resp = self._call(
+            "kms:Decrypt",
+            "decrypt",
+            CiphertextBlob=wrapped.ciphertext,
+            EncryptionContext=context,
+            KeyId=self.key_id,
+        )
+        log.debug("awskms: unwrapped with %s", resp.get("KeyId"))
+        return bytes(resp["Plaintext"])
+
+    def rewrap(self, wrapped: Wrapped, context: dict[str, str]) -> Wrapped:
+        source = wrapped.meta.get("key_arn") or self.key_id
+        resp = self._call(
+            "kms:ReEncrypt",
+            "re_encrypt",
+            CiphertextBlob=wrapped.ciphertext,
+            SourceEncryptionContext=context,
+            SourceKeyId=source,
+            DestinationKeyId=self.key_id,
+            DestinationEncryptionContext=context,
+        )
+        arn = str(resp["KeyId"])
+        log.debug("awskms: rewrapped from %s to %s", resp.get("SourceKeyId"), arn)
+        return Wrapped(bytes(resp["CiphertextBlob"]), key_version=None, meta={"key_arn": arn})

@@ -1,0 +1,376 @@
+"""``vault://<mount>/keys/<name>``: wrap the master key with a Vault (or OpenBao) transit key.
+
+The transit key never leaves Vault: ``wrap`` is transit encrypt, ``unwrap`` is
+decrypt and ``rewrap`` is transit rewrap, which re-encrypts under the newest
+key version inside Vault, so the master key does not pass through dr when
+keys are rotated. The slot keeps Vault's ciphertext (``vault:vN:…``) and
+records ``vN`` as its key version.
+
+Binding to the repository — derived keys, not associated data. The key-slot
+context (``{"dr-repository": …}``, encoded by ``context.context_bytes``) is
+sent as transit's ``context``, so the transit key must be created with
+``derived=true``: Vault then encrypts every slot under a key derived
+(HKDF) from the transit key and that context, and a slot copied to another
+repository fails to decrypt ("cannot decrypt: wrong key or context").
+Transit's ``associated_data`` (AAD, aes256-gcm96) would bind the same way on
+encrypt and decrypt, but transit *rewrap* takes no associated data (checked on
+OpenBao 2.7: rewrapping an AAD-bound ciphertext fails authentication), so AAD
+would force rotation to decrypt into dr and encrypt again. With derived keys,
+rewrap takes the context and the key stays inside Vault.
+Because transit silently ignores ``context`` on a key that is *not* derived
+(which would leave slots unbound), ``wrap`` proves the key is derived: an
+encrypt without context must be refused with Vault's "missing 'context' for
+key derivation". That probe needs only the encrypt permission dr has anyway.
+If the key does not exist and the token may create it, the first encrypt
+(with context) creates it — derived, because a context was given.
+
+Authentication (``vault.auth.method`` in dr.yaml):
+  token       ``vault.auth.tokenPath`` if set explicitly (e.g. a Vault Agent
+              sink file), else ``$VAULT_TOKEN``, else ``~/.vault-token``.
+  approle     role_id and secret_id read from the files named by
+              ``roleIdFile`` / ``secretIdFile`` (mounted Secrets), login at
+              ``auth/<mount>`` (default ``approle``).
+  kubernetes  the pod's service-account JWT read from ``tokenPath``, login
+              as ``role`` at ``auth/<mount>`` (default ``kubernetes``).
+Address: ``vault.address`` or ``$VAULT_ADDR``; namespace: ``vault.namespace``
+or ``$VAULT_NAMESPACE``; TLS CA bundle: ``vault.caCert`` or ``$VAULT_CACERT``.
+
+Errors become ``KeyProviderError`` with one line naming what to fix (sealed,
+permission denied on a path, key not found, cannot reach, wrong key or
+context, version below ``min_decryption_version``); they never carry the
+token, the AppRole secret_id, the JWT or key material.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import logging
+import os
+import re
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import hvac
+import hvac.exceptions
+import requests
+
+from dr.config import VaultAuth, VaultOptions
+from dr.crypto.providers.base import KeyProviderError, Wrapped
+from dr.crypto.providers.context import context_bytes
+from dr.errors import InvalidInput
+
+log = logging.getLogger(__name__)
+
+DEFAULT_TIMEOUT = 30.0
+_VERSION = re.compile(r"^vault:v(\d+):")
+# Plaintext of the derived-key probe: any fixed, non-secret bytes.
+_PROBE = base64.b64encode(b"dr: is this transit key derived?").decode()
+
+
+def parse_uri(uri: str) -> tuple[str, str]:
+    """``vault://<mount>/keys/<name>`` -> (mount, name); the mount may contain slashes."""
+    prefix = "vault://"
+    rest = uri[len(prefix) :] if uri.startswith(prefix) else ""
+    mount, sep, name = rest.rpartition("/keys/")
+    mount = mount.strip("/")
+    if not sep or not mount or not name or "/" in name or any(c.isspace() for c in rest):
+        raise InvalidInput(f"key provider {uri!r}: use vault://<transit mount>/keys/<key name>")
+    return mount, name
+
+
+def _vault_text(exc: Exception) -> str:
+    """Vault's error text on one line, without hvac's ', on post URL' suffix."""
+    errors = getattr(exc, "errors", None)
+    parts = [str(p) for p in errors] if isinstance(errors, list) and errors else [str(exc).split(", on ")[0]]
+    text = " ".join(" ".join(p.split()) for p in parts)
+    text = re.sub(r"^\d+ errors? occurred:\s*\*\s*", "", text)
+    return text[:200] or type(exc).__name__
+
+
+class VaultKeyProvider:
+    """Wraps with one transit key. Logs in lazily, on the first operation."""
+
+    def __init__(
+        self,
+        uri: str,
+        *,
+        address: str | None,
+        auth: VaultAuth | None = None,
+        namespace: str | None = None,
+        ca_cert: str | None = None,
+        timeout: float = DEFAULT_TIMEOUT,
+        client: Any = None,
+    ) -> None:
+        self._uri = uri
+        self.mount, self.key = parse_uri(uri)
+        self.address = address
+        self.auth = auth or VaultAuth()
+        self.namespace = namespace
+        self.ca_cert = ca_cert
+        self.timeout = timeout
+        # An hvac.Client that is already authenticated, if the caller has one.
+        self._client_obj: Any = client
+        self._derived_checked = False
+
+    @classmethod
+    def from_uri(
+        cls, uri: str, options: VaultOptions | None, *, timeout: float = DEFAULT_TIMEOUT
+    ) -> VaultKeyProvider:
+        opts = options or VaultOptions()
+        return cls(
+            uri,
+            address=opts.address or os.environ.get("VAULT_ADDR") or None,
+            auth=opts.auth,
+            namespace=opts.namespace or os.environ.get("VAULT_NAMESPACE") or None,
+            ca_cert=opts.ca_cert or os.environ.get("VAULT_CACERT") or None,
+            timeout=timeout,
+        )
+
+    @property
+    def uri(self) -> str:
+        return self._uri
+
+    # ------------------------------------------------------------------ client and login
+
+    def _fail(self, reason: str) -> KeyProviderError:
+        return KeyProviderError(self._uri, reason)
+
+    def _client(self) -> Any:
+        if self._client_obj is not None:
+            return self._client_obj
+        if not self.address:
+            raise self._fail("no Vault address: set vault.address in the key provider's config or VAULT_ADDR")
+        verify: bool | str = True
+        if self.ca_cert:
+            if not Path(self.ca_cert).is_file():
+                raise self._fail(f"Vault CA certificate file {self.ca_cert} does not exist")
+            verify = self.ca_cert
+        # token="" (not None): hvac would otherwise pick up $VAULT_TOKEN and send it with AppRole
+        # and Kubernetes logins too; _login sets the token the configured method yields.
+        client = hvac.Client(
+            url=self.address, token="", verify=verify, timeout=self.timeout, namespace=self.namespace
+        )
+        self._login(client)
+        self._client_obj = client
+        return client
+
+    def _login(self, client: Any) -> None:
+        method = self.auth.method
+        if method == "token":
+            client.token = self._token()
+        elif method == "approle":
+            if not (self.auth.role_id_file and self.auth.secret_id_file):
+                raise self._fail("approle auth needs roleIdFile and secretIdFile")
+            role_id = self._read(self.auth.role_id_file, "AppRole role_id")
+            secret_id = self._read(self.auth.secret_id_file, "AppRole secret_id")
+            mount = self.auth.mount or "approle"
+            self._vault_call(
+                f"AppRole login at auth/{mount}",
+                lambda: client.auth.approle.login(role_id, secret_id, mount_point=mount),
+                login=True,
+            )
+        else:
+            if not self.auth.role:
+                raise self._fail("kubernetes auth needs role")
+            role = self.auth.role
+            jwt = self._read(self.auth.token_path, "Kubernetes service-account token")
+            mount = self.auth.mount or "kubernetes"
+            self._vault_call(
+                f"Kubernetes login at auth/{mount} as role {role!r}",
+                lambda: client.auth.kubernetes.login(role, jwt, mount_point=mount),
+                login=True,
+            )
+        log.debug("vault: authenticated to %s with %s auth", self.address, method)
+
+    def _read(self, path: str, what: str) -> str:
+        """The stripped content of a credential file; errors name the file, never the content."""
+        try:
+            text = Path(path).expanduser().read_text(encoding="utf-8").strip()
+        except FileNotFoundError:
+            raise self._fail(f"{what} file {path} does not exist") from None
+        except PermissionError:
+            raise self._fail(f"permission denied reading the {what} file {path}") from None
+        except (OSError, UnicodeDecodeError) as e:
+            raise self._fail(f"cannot read the {what} file {path}: {type(e).__name__}") from None
+        if not text:
+            raise self._fail(f"{what} file {path} is empty")
+        return text
+
+    def _token(self) -> str:
+        # An explicitly configured tokenPath (e.g. a Vault Agent sink) wins over the environment.
+        if "token_path" in self.auth.model_fields_set:
+            return self._read(self.auth.token_path, "Vault token")
+        token = os.environ.get("VAULT_TOKEN", "").strip()
+        if token:
+            return token
+        helper = Path.home() / ".vault-token"
+        if helper.is_file():
+            return self._read(str(helper), "Vault token")
+        raise self._fail(
+            "no Vault token: set VAULT_TOKEN, run `vault login` (writes ~/.vault-token), "
+            "or configure approle or kubernetes auth"
+        )
+
+    def _vault_call(
+        self, what: str, fn: Callable[[], Any], *, slot_version: str | None = None, login: bool = False
+    ) -> Any:
+        """Run one Vault request; turn every failure into a one-line KeyProviderError."""
+        try:
+            return fn()
+        except (hvac.exceptions.VaultError, requests.exceptions.RequestException) as e:
+            log.debug("vault: %s failed: %s", what, type(e).__name__)
+            raise self._fail(self.describe_error(e, what, slot_version, login=login)) from None
+
+    def describe_error(
+        self, exc: Exception, what: str, slot_version: str | None = None, *, login: bool = False
+    ) -> str:
+        """One safe line for a failed Vault request (``what``: the path or login it was)."""
+        if isinstance(exc, requests.exceptions.SSLError):
+            return (
+                f"TLS verification of Vault at {self.address} failed during {what} "
+                "(set vault.caCert to the CA bundle that signed Vault's certificate)"
+            )
+        if isinstance(exc, requests.exceptions.Timeout):
+            return f"Vault at {self.address} did not answer within {self.timeout:g}s during {what}"
+        if isinstance(exc, requests.exceptions.ConnectionError):
+            return f"cannot reach Vault at {self.address} during {what} (connection failed)"
+        if isinstance(exc, requests.exceptions.RequestException):
+            return f"request to Vault at {self.address} failed during {what}: {type(exc).__name__}"
+        text = _vault_text(exc)
+        low = text.lower()
+        if isinstance(exc, hvac.exceptions.VaultDown):
+            if "sealed" in low:
+                return f"Vault is sealed ({what} refused); unseal it and retry"
+            return f"Vault is unavailable during {what}: {text}"
+        if isinstance(exc, hvac.exceptions.Forbidden | hvac.exceptions.InvalidPath) and login:
+            # Vault answers 403 to an unauthenticated login at a mount that does not exist, too.
+            return (
+                f"{what} was denied: Vault did not accept the credentials "
+                "(or no such auth method is enabled there)"
+            )
+        if isinstance(exc, hvac.exceptions.Forbidden):
+            return (
+                f"permission denied on {what}: the token's policies do not allow it "
+                "(or the token expired or was revoked)"
+            )
+        if isinstance(exc, hvac.exceptions.InvalidPath):
+            return f"no transit secrets engine at {self.mount}/ ({what}: path not found)"
+        if isinstance(exc, hvac.exceptions.InvalidRequest):
+            if login:
+                return f"{what} failed: {text}"
+            if "encryption key not found" in low or "key not found" in low:
+                return f"transit key {self.key!r} not found on mount {self.mount}/"
+            if "disallowed by policy" in low:
+                v = slot_version or "(unknown)"
+                n = v[1:] if v.startswith("v") else v
+                return (
+                    f"the slot was wrapped with transit key version {v}, below the key's "
+                    f"min_decryption_version: lower min_decryption_version to {n}, run `dr key rotate` "
+                    "to rewrap every slot with the newest version, and only then raise it"
+                )
+            if any(
+                s in low
+                for s in (
+                    "message authentication failed",
+                    "invalid ciphertext",
+                    "illegal base64",
+                    "version is too new",
+                    "unable to decrypt",
+                )
+            ):
+                return "cannot decrypt: wrong key or context"
+            return f"Vault refused {what}: {text}"
+        return f"Vault error during {what} ({type(exc).__name__}): {text}"
+
+    # ------------------------------------------------------------------ transit
+
+    def _path(self, op: str) -> str:
+        return f"{self.mount}/{op}/{self.key}"
+
+    def _context(self, context: dict[str, str]) -> str:
+        return base64.b64encode(context_bytes(context)).decode()
+
+    def _ciphertext(self, wrapped: Wrapped) -> tuple[str, str]:
+        try:
+            ct = wrapped.ciphertext.decode("ascii")
+        except UnicodeDecodeError:
+            ct = ""
+        m = _VERSION.match(ct)
+        if not m:
+            raise self._fail(
+                "cannot decrypt: wrong key or context (the slot holds no Vault transit ciphertext)"
+            )
+        return ct, f"v{m.group(1)}"
+
+    def _wrapped(self, response: Any, op: str) -> Wrapped:
+        ct = str(response["data"]["ciphertext"])
+        m = _VERSION.match(ct)
+        if not m:
+            raise self._fail(f"Vault returned an unexpected ciphertext from {self._path(op)}")
+        version = f"v{m.group(1)}"
+        log.debug("vault: %s with %s (key version %s)", op, self._path(op), version)
+        return Wrapped(ct.encode("ascii"), key_version=version)
+
+    def _check_derived(self, client: Any) -> None:
+        """Refuse a transit key that is not derived: it would ignore the context (see module doc)."""
+        if self._derived_checked:
+            return
+        try:
+            client.secrets.transit.encrypt_data(name=self.key, plaintext=_PROBE, mount_point=self.mount)
+        except hvac.exceptions.InvalidRequest as e:
+            if "context" in _vault_text(e).lower():
+                self._derived_checked = True
+                return
+            raise self._fail(self.describe_error(e, self._path("encrypt"), None)) from None
+        except (hvac.exceptions.VaultError, requests.exceptions.RequestException) as e:
+            raise self._fail(self.describe_error(e, self._path("encrypt"), None)) from None
+        raise self._fail(
+            f"transit key {self.key!r} is not a derived key, so it cannot bind the slot to the repository; "
+            f"create one with: vault write -f {self.mount}/keys/<name> derived=true"
+        )
+
+    def wrap(self, key: bytes, context: dict[str, str]) -> Wrapped:
+        client = self._client()
+        ctx = self._context(context)
+        plaintext = base64.b64encode(key).decode()
+        resp = self._vault_call(
+            self._path("encrypt"),
+            lambda: client.secrets.transit.encrypt_data(
+                name=self.key, plaintext=plaintext, context=ctx, mount_point=self.mount
+            ),
+        )
+        self._check_derived(client)
+        return self._wrapped(resp, "encrypt")
+
+    def unwrap(self, wrapped: Wrapped, context: dict[str, str]) -> bytes:
+        ct, version = self._ciphertext(wrapped)
+        client = self._client()
+        ctx = self._context(context)
+        resp = self._vault_call(
+            self._path("decrypt"),
+            lambda: client.secrets.transit.decrypt_data(
+                name=self.key, ciphertext=ct, context=ctx, mount_point=self.mount
+            ),
+            slot_version=version,
+        )
+        try:
+            key = base64.b64decode(resp["data"]["plaintext"], validate=True)
+        except (KeyError, TypeError, binascii.Error):
+            raise self._fail(f"Vault returned no plaintext from {self._path('decrypt')}") from None
+        log.debug("vault: unwrapped a slot of key version %s with %s", version, self._path("decrypt"))
+        return key
+
+    def rewrap(self, wrapped: Wrapped, context: dict[str, str]) -> Wrapped:
+        ct, version = self._ciphertext(wrapped)
+        client = self._client()
+        ctx = self._context(context)
+        resp = self._vault_call(
+            self._path("rewrap"),
+            lambda: client.secrets.transit.rewrap_data(
+                name=self.key, ciphertext=ct, context=ctx, mount_point=self.mount
+            ),
+            slot_version=version,
+        )
+        return self._wrapped(resp, "rewrap")

@@ -1,0 +1,186 @@
+"""``local://`` key files: created 0600, refused when others can read them, bound to the repository."""
+
+from __future__ import annotations
+
+import base64
+import os
+import stat
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from dr.crypto.providers.base import KeyProvider, KeyProviderError, Wrapped
+from dr.crypto.providers.local import KEY_SIZE, LocalKeyProvider
+from dr.crypto.providers.registry import open_provider
+from dr.errors import InvalidInput
+from tests.log_capture import DebugLogs, debug_logging
+
+CTX = {"dr-repository": "a1" * 16}
+OTHER_CTX = {"dr-repository": "b2" * 16}
+
+
+@pytest.fixture
+def debug_logs(caplog: pytest.LogCaptureFixture) -> Iterator[DebugLogs]:
+    with debug_logging(caplog) as logs:
+        yield logs
+
+
+@pytest.fixture
+def umask_zero() -> Iterator[None]:
+    # The most permissive umask: the provider must still create the file 0600.
+    old = os.umask(0)
+    try:
+        yield
+    finally:
+        os.umask(old)
+
+
+def _mode(path: Path) -> int:
+    return stat.S_IMODE(path.stat().st_mode)
+
+
+def test_creates_the_key_file_0600_in_a_0700_directory(tmp_path: Path, umask_zero: None) -> None:
+    path = tmp_path / "config" / "dr" / "repo.key"
+    p = LocalKeyProvider(path, create=True)
+    key = os.urandom(32)
+    w = p.wrap(key, CTX)
+    assert _mode(path) == 0o600
+    assert _mode(path.parent) == 0o700
+    raw = base64.b64decode(path.read_text().strip(), validate=True)
+    assert len(raw) == KEY_SIZE
+    assert path.read_text().count("\n") == 1
+    assert p.unwrap(w, CTX) == key
+    # Creating again keeps the existing key (slots wrapped before still open).
+    assert LocalKeyProvider(path, create=True).unwrap(w, CTX) == key
+    assert base64.b64decode(path.read_text().strip()) == raw
+
+
+@pytest.mark.parametrize("mode", [0o640, 0o604, 0o644, 0o660, 0o610, 0o601])
+def test_refuses_a_key_file_others_can_access(tmp_path: Path, mode: int) -> None:
+    path = tmp_path / "repo.key"
+    p = LocalKeyProvider(path, create=True)
+    w = p.wrap(os.urandom(32), CTX)
+    path.chmod(mode)
+    for op in (lambda: p.unwrap(w, CTX), lambda: p.wrap(os.urandom(32), CTX), lambda: p.rewrap(w, CTX)):
+        with pytest.raises(KeyProviderError) as e:
+            op()
+        assert e.value.reason == (
+            f"key file is accessible by group or others (mode {mode:04o}); run: chmod 600 {path}"
+        )
+    path.chmod(0o600)
+    assert len(p.unwrap(w, CTX)) == 32
+
+
+def test_wrong_key_file(tmp_path: Path) -> None:
+    a = LocalKeyProvider(tmp_path / "a.key", create=True)
+    b = LocalKeyProvider(tmp_path / "b.key", create=True)
+    w = a.wrap(os.urandom(32), CTX)
+    b.wrap(os.urandom(32), CTX)  # creates b's key
+    with pytest.raises(KeyProviderError) as e:
+        b.unwrap(w, CTX)
+    assert e.value.reason == "wrong key (the slot was not wrapped by this key file)"
+    assert (
+        str(e.value) == f"local://{tmp_path / 'b.key'}: wrong key (the slot was not wrapped by this key file)"
+    )
+
+
+def test_context_binds_the_slot_to_its_repository(tmp_path: Path) -> None:
+    p = LocalKeyProvider(tmp_path / "k", create=True)
+    key = os.urandom(32)
+    w = p.wrap(key, CTX)
+    for other in (OTHER_CTX, {}, {**CTX, "extra": "x"}):
+        with pytest.raises(KeyProviderError) as e:
+            p.unwrap(w, other)
+        assert e.value.reason.startswith("wrong key")
+    # Tampering with the wrapped bytes fails the same way.
+    flipped = bytes([w.ciphertext[0] ^ 1]) + w.ciphertext[1:]
+    with pytest.raises(KeyProviderError):
+        p.unwrap(Wrapped(flipped), CTX)
+    with pytest.raises(KeyProviderError):
+        p.unwrap(Wrapped(b"short"), CTX)
+    assert p.unwrap(w, CTX) == key
+
+
+def test_rewrap_refreshes_the_ciphertext(tmp_path: Path) -> None:
+    p = LocalKeyProvider(tmp_path / "k", create=True)
+    key = os.urandom(32)
+    w = p.wrap(key, CTX)
+    w2 = p.rewrap(w, CTX)
+    assert w2.ciphertext != w.ciphertext
+    assert w2.key_version is None
+    assert p.unwrap(w2, CTX) == key
+    with pytest.raises(KeyProviderError):
+        p.rewrap(w, OTHER_CTX)
+
+
+def test_key_file_problems(tmp_path: Path) -> None:
+    missing = LocalKeyProvider(tmp_path / "missing")  # create=False: never invents a key to unwrap with
+    with pytest.raises(KeyProviderError) as e:
+        missing.wrap(os.urandom(32), CTX)
+    assert e.value.reason == "key file does not exist"
+    with pytest.raises(KeyProviderError) as e:
+        missing.unwrap(Wrapped(b"x" * 60), CTX)
+    assert e.value.reason == "key file does not exist"
+    assert not (tmp_path / "missing").exists()
+
+    bad = tmp_path / "bad"
+    for content, reason in (
+        ("not base64 !!\n", "key file is not a base64-encoded key"),
+        (base64.b64encode(os.urandom(16)).decode() + "\n", "key file holds 16 bytes, expected 32"),
+        ("\n", "key file holds 0 bytes, expected 32"),
+    ):
+        bad.write_text(content)
+        bad.chmod(0o600)
+        with pytest.raises(KeyProviderError) as e:
+            LocalKeyProvider(bad).unwrap(Wrapped(b"x" * 60), CTX)
+        assert e.value.reason == reason
+    bad.write_bytes(b"\xff\xfe\xfd")
+    with pytest.raises(KeyProviderError) as e:
+        LocalKeyProvider(bad).unwrap(Wrapped(b"x" * 60), CTX)
+    assert e.value.reason == "key file is not a base64-encoded key"
+
+
+def test_wrapped_key_and_logs_hold_no_plaintext(tmp_path: Path, debug_logs: DebugLogs) -> None:
+    import logging
+
+    logging.getLogger("dr.test").debug("local provider log capture starts")
+    p = LocalKeyProvider(tmp_path / "k", create=True)
+    key = os.urandom(32)
+    w = p.wrap(key, CTX)
+    assert p.unwrap(p.rewrap(w, CTX), CTX) == key
+    with pytest.raises(KeyProviderError) as e:
+        p.unwrap(w, OTHER_CTX)
+    file_key = (tmp_path / "k").read_text().strip()
+    forms = [key.hex(), base64.b64encode(key).decode(), repr(key)[2:-1]]
+    for form in [*forms, file_key]:
+        assert form.encode() not in w.ciphertext
+        assert form not in str(e.value)
+    assert key not in w.ciphertext
+    debug_logs.assert_clean([*forms, file_key])
+
+
+def test_registry_opens_local_uris(tmp_path: Path) -> None:
+    p = open_provider(f"local://{tmp_path / 'k'}", create=True)
+    assert isinstance(p, LocalKeyProvider) and isinstance(p, KeyProvider)
+    assert p.uri == f"local://{tmp_path / 'k'}"
+    p.wrap(os.urandom(32), CTX)
+    assert _mode(tmp_path / "k") == 0o600
+    for bad in ("local://relative/key", "local://host/abs"):
+        with pytest.raises(InvalidInput, match="use local:///absolute/path/to/keyfile"):
+            open_provider(bad)
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(
+    key=st.binary(min_size=32, max_size=32),
+    context=st.dictionaries(st.text(min_size=1, max_size=12), st.text(max_size=40), max_size=3),
+)
+def test_roundtrip_any_key_and_context(tmp_path: Path, key: bytes, context: dict[str, str]) -> None:
+    p = LocalKeyProvider(tmp_path / "prop.key", create=True)
+    w = p.wrap(key, context)
+    assert p.unwrap(w, context) == key
+    with pytest.raises(KeyProviderError):
+        p.unwrap(w, {**context, "dr-other": "x"})
