@@ -26,7 +26,8 @@ from dr.config import GCSOptions, ObjectLock, Repository, S3Options
 from dr.errors import InvalidInput
 from dr.storage.base import AccessDenied, ObjectExists, ObjectNotFound, ObjectStore, StorageError
 from dr.storage.file import FileStore
-from dr.storage.gcs import GCSStore
+from dr.storage.gcs import GCSSettings, GCSStore
+from dr.storage.gcs import make_client as make_gcs_client
 from dr.storage.registry import open_store
 from dr.storage.retry import RetryPolicy, TransientError
 from dr.storage.s3 import S3Settings, S3Store
@@ -142,7 +143,7 @@ def test_missing_object_errors(store: ObjectStore) -> None:
 
 
 def test_large_object_roundtrip(store: ObjectStore) -> None:
-    # 20 MiB: S3 multipart (3 parts), GCS resumable in 8 MiB chunks.
+    # 20 MiB: S3 multipart (3 parts), GCS resumable upload.
     data = payload(20 * MiB, seed=1)
     store.put("data/aa/big", data)
     assert store.stat("data/aa/big").size == len(data)
@@ -436,6 +437,15 @@ def test_gcs_missing_bucket(gcs_env: dict[str, str], unique: str) -> None:
             call()
         assert not isinstance(e.value, ObjectNotFound)
         assert f"dr-missing-{unique}" in str(e.value)
+
+
+def test_gcs_resumable_upload_in_many_chunks(gcs_env: dict[str, str], gcs_bucket: str) -> None:
+    settings = GCSSettings(gcs_bucket, "chunks/")
+    store = GCSStore(settings, make_gcs_client(settings, store="t"), url="gs://t", chunk_size=4 * MiB)
+    data = payload(18 * MiB + 7, seed=10)  # five chunks, the last one short
+    store.put("data/ff/pack", data)
+    assert store.get("data/ff/pack") == data
+    store.close()
 
 
 def test_gcs_no_credentials(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
