@@ -414,6 +414,24 @@ def test_vault_configuration_errors(monkeypatch: pytest.MonkeyPatch, tmp_path: P
     assert _reason(e) == f"Vault CA certificate file {tmp_path / 'ca.pem'} does not exist"
 
 
+def test_vault_with_a_client_passed_in_and_incomplete_auth(
+    transit: Transit, unique: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    uri = transit.create_key(f"cl-{unique}")
+    monkeypatch.delenv("VAULT_TOKEN")  # the passed-in client is already authenticated
+    p = VaultKeyProvider(uri, address=None, client=_hvac(transit.address, "root"))
+    key = os.urandom(32)
+    assert p.unwrap(p.wrap(key, CTX), CTX) == key
+    # Auth settings the config model rejects, reaching the provider anyway (e.g. built in code).
+    for auth, reason in (
+        (VaultAuth.model_construct(method="approle"), "approle auth needs roleIdFile and secretIdFile"),
+        (VaultAuth.model_construct(method="kubernetes", role=None), "kubernetes auth needs role"),
+    ):
+        with pytest.raises(KeyProviderError) as e:
+            VaultKeyProvider(uri, address=transit.address, auth=auth).wrap(key, CTX)
+        assert _reason(e) == reason
+
+
 def test_vault_unreachable_and_timeout(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("VAULT_TOKEN", "x")
     closed = servers.free_port()
@@ -894,6 +912,13 @@ def test_awskms_rewrap_moves_slots_to_the_aliased_key(
     assert p.unwrap(w2, CTX) == key
 
 
+def test_awskms_with_a_client_passed_in(kms: Any) -> None:
+    key_id = kms.create_key()["KeyMetadata"]["KeyId"]
+    p = AWSKMSKeyProvider(f"awskms://{key_id}", client=kms)
+    key = os.urandom(32)
+    assert p.unwrap(p.rewrap(p.wrap(key, CTX), CTX), CTX) == key
+
+
 def test_awskms_key_not_found(kms_env: dict[str, str], unique: str) -> None:
     p = AWSKMSKeyProvider.from_uri(f"awskms://alias/absent-{unique}", None)
     with pytest.raises(KeyProviderError) as e:
@@ -1183,6 +1208,12 @@ def test_gcpkms_rotation_rewraps_with_the_primary_version(gcp_key: GCPKey) -> No
         p.wrap(key, CTX)
     assert e.value.reason == "KMS key version 2 is disabled; enable it or use another key slot"
     gcp_key.set_state(v2, "ENABLED")
+    assert p.unwrap(p.wrap(key, CTX), CTX) == key
+
+
+def test_gcpkms_with_a_client_passed_in(gcp_key: GCPKey) -> None:
+    p = GCPKMSKeyProvider(gcp_key.uri, client=gcp_key.admin)
+    key = os.urandom(32)
     assert p.unwrap(p.wrap(key, CTX), CTX) == key
 
 
