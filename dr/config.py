@@ -277,6 +277,8 @@ class VaultAuth(Model):
     secret_id_file: str | None = None
     mount: str | None = None
     # kubernetes: Vault role; the pod's service-account token is read from tokenPath.
+    # token: when tokenPath is set explicitly, the Vault token is read from it
+    # (e.g. a Vault Agent sink); otherwise VAULT_TOKEN, then ~/.vault-token.
     role: str | None = None
     token_path: str = "/var/run/secrets/kubernetes.io/serviceaccount/token"
 

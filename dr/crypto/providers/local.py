@@ -16,12 +16,13 @@ from pathlib import Path
 
 from dr.crypto.aead import AuthenticationFailed, Sealer
 from dr.crypto.providers.base import KeyProviderError, Wrapped
+from dr.crypto.providers.context import context_bytes
 
 KEY_SIZE = 32
 
 
 def _aad(context: dict[str, str]) -> bytes:
-    return b"dr-keyslot\x00" + b"\x00".join(f"{k}={v}".encode() for k, v in sorted(context.items()))
+    return context_bytes(context)
 
 
 class LocalKeyProvider:
@@ -77,7 +78,10 @@ class LocalKeyProvider:
         try:
             return Sealer(self._key(create=False)).open(wrapped.ciphertext, _aad(context))
         except AuthenticationFailed:
-            raise KeyProviderError(self.uri, "wrong key (the slot was not wrapped by this key file)") from None
+            raise KeyProviderError(
+                self.uri,
+                "wrong key or context (the slot was not wrapped by this key file for this repository)",
+            ) from None
 
     def rewrap(self, wrapped: Wrapped, context: dict[str, str]) -> Wrapped:
         # A key file has no versions; rewrapping refreshes the nonce only.
