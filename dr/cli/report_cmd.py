@@ -2,9 +2,24 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+from datetime import UTC, datetime
+from pathlib import Path
+
 import click
 
-from dr.errors import NotImplementedYet
+from dr.cli.context import app
+from dr.drill.model import DrillReport
+from dr.errors import DrError, ExitCode, InvalidInput
+from dr.report.drills import (
+    Month,
+    apps_with_backup_policy,
+    build_monthly_report,
+    read_report_dir,
+    render_json,
+    render_markdown,
+)
+from dr.report.html import render_html
 
 
 @click.group("report")
@@ -12,13 +27,57 @@ def report_group() -> None:
     """Reports built from the repository."""
 
 
+class MonthParam(click.ParamType):  # type: ignore[type-arg]
+    name = "YYYY-MM"
+
+    def convert(self, value: object, param: click.Parameter | None, ctx: click.Context | None) -> Month:
+        if isinstance(value, Month):
+            return value
+        try:
+            return Month.parse(str(value))
+        except ValueError as e:
+            self.fail(str(e), param, ctx)
+
+
+def load_reports(from_dir: str | None) -> Iterable[DrillReport]:
+    """Where the drill reports come from: ``--from-dir``, else the repository's ``reports/``."""
+    if from_dir is not None:
+        return read_report_dir(Path(from_dir))
+    raise DrError("reading drill reports from the repository is not available yet; use --from-dir DIR")
+
+
 @report_group.command("drills")
-@click.option("--month", metavar="YYYY-MM", help="Month to report (default: the current month).")
+@click.option(
+    "--month", type=MonthParam(), metavar="YYYY-MM", help="Month to report (default: the current month)."
+)
 @click.option("--format", "fmt", type=click.Choice(["html", "md", "json"]), default="md", show_default=True)
 @click.option("--out", type=click.Path(dir_okay=False), metavar="FILE", help="Write here instead of stdout.")
-def drills(month: str | None, fmt: str, out: str | None) -> None:
+@click.option(
+    "--from-dir",
+    type=click.Path(file_okay=False),
+    metavar="DIR",
+    help="Read drill reports (JSON) from DIR instead of the repository, e.g. a drill's --report-dir.",
+)
+def drills(month: Month | None, fmt: str, out: str | None, from_dir: str | None) -> int:
     """Drill results of a month per app: pass/fail, steps, RTO and RPO vs objectives, trend."""
-    raise NotImplementedYet("dr report drills")
+    loaded = app().loaded
+    config_dir = Path(loaded.source).parent if loaded.source != "built-in defaults" else None
+    now = datetime.now(UTC)
+    report = build_monthly_report(
+        load_reports(from_dir),
+        month or Month.of(now),
+        apps_with_backup_policy(loaded.config, config_dir),
+        generated=now,
+    )
+    text = {"json": render_json, "md": render_markdown, "html": render_html}[fmt](report)
+    if out:
+        try:
+            Path(out).write_text(text, encoding="utf-8")
+        except OSError as e:
+            raise InvalidInput(f"{out}: cannot write: {e.strerror or e}") from None
+    else:
+        click.echo(text, nl=False)
+    return ExitCode.OK
 
 
 COMMANDS = [report_group]

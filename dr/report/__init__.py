@@ -1,0 +1,1 @@
+"""Reports built from drill results: the monthly drill report (JSON, Markdown, HTML)."""

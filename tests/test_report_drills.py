@@ -1,0 +1,543 @@
+"""The monthly drill report: building it, JSON/Markdown/HTML, the CLI, and the DrillReport format."""
+
+from __future__ import annotations
+
+import json
+import re
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from dr.config import Config
+from dr.drill.model import (
+    Cleanup,
+    DrillReport,
+    Phases,
+    ReportObjectives,
+    StepResult,
+    human_duration,
+    outcome_of,
+)
+from dr.errors import InvalidInput
+from dr.report.drills import (
+    Month,
+    MonthlyReport,
+    apps_with_backup_policy,
+    build_monthly_report,
+    read_report_dir,
+    render_json,
+    render_markdown,
+)
+from dr.report.html import render_html
+from tests.helpers import run_dr
+
+NOV = Month(2026, 11)
+GENERATED = datetime(2026, 12, 1, 6, 0, tzinfo=UTC)
+
+
+def drill(
+    app: str,
+    started: datetime,
+    outcome: str = "passed",
+    *,
+    phases: tuple[float, float, float, float] = (60, 300, 120, 60),
+    backup_age: timedelta = timedelta(hours=5),
+    rto: timedelta = timedelta(minutes=30),
+    rpo: timedelta = timedelta(hours=24),
+    error: str | None = None,
+    suffix: str = "",
+) -> DrillReport:
+    steps = [
+        StepResult(
+            name="objects",
+            type="resources",
+            passed=True,
+            message="in ns: 1 deployments.apps",
+            duration=timedelta(seconds=1),
+        ),
+        StepResult(
+            name="health",
+            type="http",
+            passed=outcome == "passed",
+            message="GET http://web:8080/healthz: status 200"
+            if outcome == "passed"
+            else 'GET http://web:8080/healthz: checks.database is "down", expected "ok"',
+            duration=timedelta(seconds=2.5),
+        ),
+    ]
+    return DrillReport(
+        id=f"{app}-{started:%Y%m%d%H%M}{suffix}",
+        app=app,
+        runbook=f"runbooks/{app}.yaml",
+        backup_id=None if error else f"b{started:%m%d}",
+        backup_time=None if error else started - backup_age,
+        started=started,
+        finished=started + timedelta(seconds=sum(phases)),
+        namespace=f"drill-{app}-x1",
+        phases=Phases()
+        if error
+        else Phases(
+            restore_resources=timedelta(seconds=phases[0]),
+            restore_data=timedelta(seconds=phases[1]),
+            time_to_ready=timedelta(seconds=phases[2]),
+            verification=timedelta(seconds=phases[3]),
+        ),
+        objectives=ReportObjectives(rpo=rpo, rto=rto),
+        steps=[] if error else steps,
+        outcome=outcome,  # type: ignore[arg-type]
+        error=error,
+        cleanup=Cleanup(status="deleted"),
+    )
+
+
+def history() -> list[DrillReport]:
+    """A year of drills for three apps, with this month's failures and errors."""
+    out: list[DrillReport] = []
+    for i in range(12):
+        m = NOV.shift(-i)
+        t = datetime(m.year, m.month, 1, 4, 0, tzinfo=UTC)
+        out.append(
+            drill(
+                "webapp-postgres",
+                t,
+                "failed" if i in (3, 7) else "passed",
+                phases=(60, 300 + 20 * i, 120, 60),
+            )
+        )
+        if i % 2 == 0:
+            out.append(
+                drill(
+                    "redis-cache", t + timedelta(hours=1), rto=timedelta(minutes=15), phases=(20, 40, 30, 10)
+                )
+            )
+    # November: webapp passed after an earlier failure; redis missed its RTO; static-site could not run.
+    out.append(drill("webapp-postgres", datetime(2026, 11, 15, 4, tzinfo=UTC), "failed", suffix="b"))
+    out.append(
+        drill(
+            "redis-cache",
+            datetime(2026, 11, 8, 4, tzinfo=UTC),
+            rto=timedelta(minutes=15),
+            phases=(60, 600, 300, 60),
+        )
+    )
+    out.append(
+        drill(
+            "static-site",
+            datetime(2026, 11, 2, 5, tzinfo=UTC),
+            "error",
+            error="backup not found: no backup of namespace site",
+        )
+    )
+    out.append(drill("webapp-postgres", datetime(2026, 12, 1, 4, tzinfo=UTC)))  # next month: ignored
+    return out
+
+
+def report() -> MonthlyReport:
+    return build_monthly_report(
+        history(), NOV, ["webapp-postgres", "redis-cache", "billing"], generated=GENERATED
+    )
+
+
+# --------------------------------------------------------------------------- months
+
+
+def test_months() -> None:
+    assert Month.parse("2026-11") == NOV and str(NOV) == "2026-11"
+    assert NOV.shift(2) == Month(2027, 1) and NOV.shift(-11) == Month(2025, 12)
+    assert NOV.last(3) == [Month(2026, 9), Month(2026, 10), NOV]
+    assert Month.of(datetime(2026, 11, 30, 23, 30, tzinfo=UTC)) == NOV
+    assert NOV.title == "November 2026"
+    for bad, why in (
+        ("2026-13", "month 13 out of range"),
+        ("26-11", "is not a month"),
+        ("2026/11", "is not a month"),
+    ):
+        with pytest.raises(ValueError, match=why):
+            Month.parse(bad)
+
+
+# --------------------------------------------------------------------------- building
+
+
+def test_monthly_report_verdicts() -> None:
+    r = report()
+    by = {a.app: a for a in r.apps}
+    assert [a.app for a in r.apps] == ["billing", "redis-cache", "static-site", "webapp-postgres"]
+    # The latest drill of the month decides: webapp's second drill failed.
+    assert by["webapp-postgres"].status == "failed"
+    assert [d.outcome for d in by["webapp-postgres"].drills] == ["failed", "passed"]  # newest first
+    assert by["redis-cache"].status == "passed" and by["redis-cache"].latest is not None
+    assert (
+        by["redis-cache"].latest.rto_measured == timedelta(minutes=17)
+        and by["redis-cache"].latest.rto_met is False
+    )
+    assert by["static-site"].status == "error" and not by["static-site"].has_backup_policy
+    assert by["billing"].status == "missing" and by["billing"].drills == [] and r.missing == ["billing"]
+    assert r.totals.model_dump() == {
+        "apps": 4,
+        "passed": 1,
+        "failed": 1,
+        "error": 1,
+        "missing": 1,
+        "drills": 5,
+    }
+    latest = by["webapp-postgres"].latest
+    assert latest is not None
+    assert latest.rpo_measured == timedelta(hours=5) and latest.rpo_met is True
+    assert [s.passed for s in latest.steps] == [True, False]
+
+
+def test_attention_worst_first() -> None:
+    lines = [(a.app, why) for a, why in report().attention()]
+    assert lines == [
+        ("static-site", "drill could not run: backup not found: no backup of namespace site"),
+        (
+            "webapp-postgres",
+            'step health: GET http://web:8080/healthz: checks.database is "down", expected "ok"',
+        ),
+        ("billing", "no drill this month, although it has a backup policy"),
+        ("redis-cache", "passed, but missed RTO 17m > 15m"),
+    ]
+
+
+def test_trend_over_twelve_months() -> None:
+    r = report()
+    assert [p.month for p in r.trend] == [str(m) for m in NOV.last(12)]
+    nov = r.trend[-1]
+    assert (nov.drills, nov.passed) == (5, 3)  # webapp 1 of 2, redis 2 of 2, static-site's error
+    oct_ = r.trend[-2]
+    assert (oct_.drills, oct_.passed, oct_.pass_rate) == (1, 1, 1.0)
+    aug = r.trend[-4]
+    assert (aug.drills, aug.passed, aug.pass_rate) == (1, 0, 0.0)
+    web = next(a for a in r.apps if a.app == "webapp-postgres")
+    assert web.trend[-2].rto == timedelta(seconds=60 + 320 + 120 + 60)  # October's drill
+    assert web.trend[-1].rto == timedelta(seconds=540)  # November: the latest drill's RTO
+    assert next(a for a in r.apps if a.app == "redis-cache").trend[-2].drills == 0
+
+
+def test_november_pass_rate_and_median_rto() -> None:
+    nov = report().trend[-1]
+    assert nov.pass_rate == pytest.approx(3 / 5)
+    assert nov.rto == timedelta(seconds=540)  # median of 540, 540, 100, 1020 (the error measured none)
+
+
+def test_empty_month() -> None:
+    r = build_monthly_report([], NOV, [], generated=GENERATED)
+    assert r.apps == [] and r.totals.apps == 0 and all(p.drills == 0 for p in r.trend)
+    assert "Nothing: every app" in render_markdown(r)
+    assert "No apps with drills or backup policies." in render_html(r)
+
+
+# --------------------------------------------------------------------------- formats
+
+
+def test_json_round_trip() -> None:
+    r = report()
+    text = render_json(r)
+    doc = json.loads(text)
+    assert doc["kind"] == "DrillMonthlyReport" and doc["month"] == "2026-11"
+    assert doc["apps"][1]["latest"]["rtoMeasured"] == 1020.0  # seconds
+    assert MonthlyReport.model_validate_json(text) == r
+
+
+def test_markdown() -> None:
+    md = render_markdown(report())
+    assert md.startswith("# Restore drills — November 2026\n")
+    assert "4 apps: 1 passed, 1 failed, 1 could not run, 1 without a drill; 5 drills this month." in md
+    assert "| webapp-postgres | FAILED | 2 (1) | 9m / 30m ok | 5h / 24h ok | 2026-11-15 04:00 UTC |" in md
+    assert "| redis-cache | passed | 2 (2) | 17m / 15m MISSED | 5h / 24h ok | 2026-11-08 04:00 UTC |" in md
+    assert (
+        "| billing | no drill | 0 (0) | - / 30m |" not in md
+    )  # billing has never been drilled: no objective known
+    assert "| billing | no drill | 0 (0) | - | - | - |" in md
+    assert "The drill could not run: backup not found: no backup of namespace site" in md
+    assert "| health | http | FAILED | 2.5s |" in md
+    assert "RTO 9m / 30m ok: restore resources 1m + restore data 5m + ready 2m + verification 1m." in md
+    assert "| 2026-11 | 5 | 3 | 60% | 9m |" in md
+
+
+def test_html_is_self_contained_and_escaped() -> None:
+    reports = history()
+    reports.append(drill("evil<script>", datetime(2026, 11, 3, tzinfo=UTC), "failed"))
+    page = render_html(build_monthly_report(reports, NOV, ["billing"], generated=GENERATED))
+    assert page.startswith("<!DOCTYPE html>")
+    assert "<script" not in page and "evil&lt;script&gt;" in page
+    assert not re.search(r"""(src|href)=["']?(https?:)?//""", page), "no external assets"
+    assert "<link" not in page and "@import" not in page
+    assert page.count("<svg") >= 5 and "@media print" in page and "break-inside: avoid" in page
+
+
+CHROMIUM = Path("/usr/bin/chromium")
+ARTIFACTS = Path(__file__).resolve().parent.parent / "artifacts"
+
+
+@pytest.mark.skipif(
+    not CHROMIUM.exists(), reason="headless Chromium not installed (apt-get install -y chromium)"
+)
+def test_html_renders_in_headless_chromium(tmp_path: Path) -> None:
+    import subprocess
+
+    page = tmp_path / "drill-report.html"
+    page.write_text(render_html(report()))
+    ARTIFACTS.mkdir(exist_ok=True)
+    shot = ARTIFACTS / "drill-report.png"
+    shot.unlink(missing_ok=True)
+    common = [
+        str(CHROMIUM),
+        "--headless",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-quic",
+        "--no-first-run",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        f"--user-data-dir={tmp_path / 'profile'}",
+        "--enable-logging=stderr",
+        "--v=0",
+    ]
+    res = subprocess.run(
+        [*common, f"--screenshot={shot}", "--window-size=1280,2000", page.as_uri()],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert res.returncode == 0, res.stderr[-2000:]
+    console = [ln for ln in res.stderr.splitlines() if "CONSOLE" in ln or "Uncaught" in ln]
+    assert console == []
+    data = shot.read_bytes()
+    assert data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) > 50_000
+    width, height = int.from_bytes(data[16:20], "big"), int.from_bytes(data[20:24], "big")
+    assert (width, height) == (1280, 2000)
+
+    dom = subprocess.run([*common, "--dump-dom", page.as_uri()], capture_output=True, text=True, timeout=120)
+    assert dom.returncode == 0, dom.stderr[-2000:]
+    assert "Restore drills — November 2026" in dom.stdout
+    for app in ("webapp-postgres", "redis-cache", "static-site", "billing"):
+        assert f'id="app-{app}"' in dom.stdout
+    assert dom.stdout.count("<svg") >= 5
+    assert [ln for ln in dom.stderr.splitlines() if "CONSOLE" in ln or "Uncaught" in ln] == []
+
+
+# --------------------------------------------------------------------------- inputs
+
+
+def test_read_report_dir(tmp_path: Path) -> None:
+    for r in history()[:3]:
+        (tmp_path / f"{r.id}.json").write_text(r.to_json())
+    (tmp_path / "monthly.json").write_text(render_json(report()))  # another kind: skipped
+    (tmp_path / "notes.md").write_text("# not json")
+    got = read_report_dir(tmp_path)
+    assert sorted(r.id for r in got) == sorted(r.id for r in history()[:3])
+
+
+def test_read_report_dir_problems(tmp_path: Path) -> None:
+    (tmp_path / "a.json").write_text("{not json")
+    (tmp_path / "b.json").write_text(json.dumps({"kind": "DrillReport", "id": "x"}))
+    with pytest.raises(InvalidInput) as e:
+        read_report_dir(tmp_path)
+    assert e.value.message == f"{tmp_path}: 6 unreadable drill reports"  # 1 + 5 missing fields
+    assert e.value.details[0].startswith(f"{tmp_path / 'a.json'}: not readable as JSON: ")
+    assert f"{tmp_path / 'b.json'}: app: Field required" in e.value.details
+    with pytest.raises(InvalidInput, match="not a directory"):
+        read_report_dir(tmp_path / "nope")
+
+
+def test_apps_with_backup_policy(tmp_path: Path) -> None:
+    (tmp_path / "shop.yaml").write_text((Path("runbooks") / "webapp-postgres.yaml").resolve().read_text())
+    cfg = Config.model_validate(
+        {
+            "backupPolicies": [
+                {"name": "shop-nightly", "schedule": "0 1 * * *"},
+                {"name": "billing", "schedule": "0 2 * * *"},
+                {"name": "cache", "schedule": "0 * * * *"},
+            ],
+            "drillPolicies": [
+                {
+                    "name": "shop-drill",
+                    "runbook": "shop.yaml",
+                    "schedule": "0 4 1 * *",
+                    "backupPolicy": "shop-nightly",
+                },
+                {
+                    "name": "cache-drill",
+                    "runbook": "missing.yaml",
+                    "schedule": "0 4 1 * *",
+                    "backupPolicy": "cache",
+                },
+            ],
+        }
+    )
+    assert apps_with_backup_policy(cfg, tmp_path) == ["billing", "cache-drill", "webapp-postgres"]
+
+
+# --------------------------------------------------------------------------- CLI
+
+
+def write_reports(d: Path) -> None:
+    d.mkdir(exist_ok=True)
+    for r in history():
+        (d / f"{r.id}.json").write_text(r.to_json())
+
+
+def test_cli_formats(capsys: pytest.CaptureFixture[str], isolated_home: Path) -> None:
+    write_reports(isolated_home / "reports")
+    r = run_dr(capsys, "report", "drills", "--month", "2026-11", "--from-dir", "reports")
+    assert r.code == 0, r.err
+    assert r.out.startswith("# Restore drills — November 2026")
+    r = run_dr(capsys, "report", "drills", "--month", "2026-11", "--from-dir", "reports", "--format", "json")
+    assert r.code == 0 and r.json()["totals"]["drills"] == 5
+    r = run_dr(
+        capsys,
+        "report",
+        "drills",
+        "--month",
+        "2026-11",
+        "--from-dir",
+        "reports",
+        "--format",
+        "html",
+        "--out",
+        "r.html",
+    )
+    assert r.code == 0 and r.out == ""
+    assert (isolated_home / "r.html").read_text().startswith("<!DOCTYPE html>")
+
+
+def test_cli_uses_the_configs_backup_policies(
+    capsys: pytest.CaptureFixture[str], isolated_home: Path
+) -> None:
+    write_reports(isolated_home / "reports")
+    (isolated_home / "dr.yaml").write_text("backupPolicies:\n  - name: ledger\n    schedule: '0 1 * * *'\n")
+    r = run_dr(capsys, "report", "drills", "--month", "2026-11", "--from-dir", "reports", "--format", "json")
+    assert r.code == 0, r.err
+    assert r.json()["missing"] == ["ledger"]
+
+
+def test_cli_errors(capsys: pytest.CaptureFixture[str], isolated_home: Path) -> None:
+    r = run_dr(capsys, "report", "drills", "--month", "2026-13", "--from-dir", ".")
+    assert r.code == 2 and "'2026-13': month 13 out of range 01-12" in r.err
+    r = run_dr(capsys, "report", "drills", "--from-dir", "nope")
+    assert r.code == 2 and "nope: not a directory" in r.err
+    (isolated_home / "bad").mkdir()
+    (isolated_home / "bad" / "x.json").write_text("[1,")
+    r = run_dr(capsys, "report", "drills", "--from-dir", "bad")
+    assert r.code == 2 and "bad/x.json: not readable as JSON" in r.err
+    r = run_dr(capsys, "report", "drills")
+    assert r.code == 1 and "use --from-dir DIR" in r.err
+    r = run_dr(capsys, "report", "drills", "--from-dir", ".", "--out", "no/such/dir/r.md")
+    assert r.code == 2 and "no/such/dir/r.md: cannot write: No such file or directory" in r.err
+
+
+# --------------------------------------------------------------------------- DrillReport
+
+
+def test_drill_report_measures() -> None:
+    d = drill(
+        "a", datetime(2026, 11, 1, 4, tzinfo=UTC), phases=(60, 300, 120, 60), backup_age=timedelta(hours=30)
+    )
+    assert d.rto_measured == timedelta(minutes=9) and d.rto_met is True
+    assert d.rpo_measured == timedelta(hours=30) and d.rpo_met is False
+    e = drill("a", datetime(2026, 11, 1, tzinfo=UTC), "error", error="no backup")
+    assert (e.rto_measured, e.rto_met, e.rpo_measured, e.rpo_met) == (None, None, None, None)
+    doc = json.loads(d.to_json())
+    assert doc["rtoMeasured"] == 540.0 and doc["rpoMet"] is False and doc["phases"]["restoreData"] == 300.0
+    assert doc["kind"] == "DrillReport" and doc["apiVersion"] == "dr.dev/v1"
+
+
+def test_outcome_of() -> None:
+    ok = StepResult(name="a", type="http", passed=True, message="", duration=timedelta())
+    bad = ok.model_copy(update={"passed": False})
+    assert outcome_of([ok]) == "passed" and outcome_of([ok, bad]) == "failed"
+    assert outcome_of([ok], "restore failed") == "error" and outcome_of([]) == "error"
+
+
+def test_reading_ignores_computed_and_unknown_fields() -> None:
+    d = drill("a", datetime(2026, 11, 1, 4, tzinfo=UTC))
+    doc = json.loads(d.to_json())
+    doc["rtoMeasured"] = 1.0  # derived values are recomputed, not trusted
+    doc["addedInAFutureVersion"] = {"x": 1}
+    again = DrillReport.model_validate(doc)
+    assert again == d and again.rto_measured == timedelta(minutes=9)
+
+
+def test_human_duration() -> None:
+    cases = {
+        0.4: "0.4s",
+        2.5: "2.5s",
+        59: "59s",
+        90: "1m30s",
+        3600: "1h",
+        86400: "24h",
+        5400: "1h30m",
+        7 * 86400: "7d",
+    }
+    for secs, text in cases.items():
+        assert human_duration(timedelta(seconds=secs)) == text
+    assert human_duration(None) == "-"
+
+
+durations = st.none() | st.floats(min_value=0, max_value=1e6, allow_nan=False).map(
+    lambda s: timedelta(seconds=round(s, 3))
+)
+times = st.datetimes(min_value=datetime(2000, 1, 1), max_value=datetime(2100, 1, 1), timezones=st.just(UTC))
+texts = st.text(max_size=40)
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    id=st.text(min_size=1, max_size=20),
+    started=times,
+    backup_age=st.none() | st.integers(0, 10**8),
+    phases=st.tuples(durations, durations, durations, durations),
+    outcome=st.sampled_from(["passed", "failed", "error"]),
+    steps=st.lists(
+        st.builds(
+            StepResult,
+            name=texts,
+            type=st.sampled_from(["resources", "ready", "http", "exec", "data", "job"]),
+            passed=st.booleans(),
+            message=texts,
+            duration=durations.filter(lambda d: d is not None),
+            details=st.dictionaries(texts, st.integers() | texts | st.booleans(), max_size=3),
+            error=st.none() | texts,
+        ),
+        max_size=4,
+    ),
+    error=st.none() | texts,
+)
+def test_drill_report_json_round_trip(
+    id: str,
+    started: datetime,
+    backup_age: int | None,
+    phases: tuple[timedelta | None, ...],
+    outcome: str,
+    steps: list[StepResult],
+    error: str | None,
+) -> None:
+    d = DrillReport(
+        id=id,
+        app="app",
+        runbook="r.yaml",
+        backup_id="b" if backup_age is not None else None,
+        backup_time=started - timedelta(seconds=backup_age) if backup_age is not None else None,
+        started=started,
+        finished=started + timedelta(hours=1),
+        namespace="drill-app-x",
+        namespaces={"app": "drill-app-x"},
+        phases=Phases(
+            restore_resources=phases[0],
+            restore_data=phases[1],
+            time_to_ready=phases[2],
+            verification=phases[3],
+        ),
+        objectives=ReportObjectives(rpo=timedelta(hours=24), rto=timedelta(minutes=30)),
+        steps=steps,
+        outcome=outcome,  # type: ignore[arg-type]
+        error=error,
+        cleanup=Cleanup(status="failed", message="namespace stuck"),
+    )
+    assert DrillReport.from_json(d.to_json()) == d
