@@ -205,3 +205,18 @@ def k8s_dr(tmp_path_factory: pytest.TempPathFactory) -> Iterator[servers.TestClu
         yield cluster
     finally:
         cluster.stop()
+
+
+# --------------------------------------------------------------------------- dr's own Kubernetes client
+
+
+@pytest.fixture
+def kube_client(kube: Kube) -> Iterator[Any]:
+    """``dr.kube.client.KubeClient`` for the test cluster's admin (raw JSON requests)."""
+    from dr.kube.client import connect
+
+    client = connect(kube.kubeconfig, None)
+    try:
+        yield client
+    finally:
+        client.close()

@@ -1,0 +1,449 @@
+"""Back up Kubernetes resources: discover, list what the scope selects, stream each object to a sink.
+
+``backup_resources(kube, scope, sink)`` is the whole resource half of
+``dr backup`` (volume data is separate). It
+
+1. reads the server version and discovers every resource type (preferred
+   version of each group, CRDs included; a group whose discovery fails is a
+   warning),
+2. resolves the scope: namespaces (names, globs), label selector, included and
+   excluded types, minus what is never backed up (``dr.kube.managed``),
+3. lists each selected type page by page (``limit``/``continue``) and hands
+   every object to ``sink.add(item, obj)`` as soon as its page arrives, so
+   memory does not grow with the number of objects,
+4. adds the cluster-scoped objects the scope asks for (``dr.backup.scope``).
+
+Objects owned by a controller (Pods of a ReplicaSet, ReplicaSets of a
+Deployment, Jobs of a CronJob, ControllerRevisions, …) are backed up like any
+other but marked ``owned`` with their controller's uid; restore leaves them to
+their restored controllers.
+
+A type that cannot be listed (403, 5xx after the client's retries) or a
+dependency that cannot be read becomes an error entry naming the type (and
+namespace or object) and the server's reason; the backup goes on and ends
+``PartiallyFailed``. Errors of the sink (the repository) are not caught: they
+fail the backup. The sink is only ever called from the calling thread.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import Counter
+from collections.abc import Iterable
+from typing import Any, Literal, Protocol
+
+from pydantic import BaseModel, Field
+
+from dr.backup.scope import BackupScope, is_glob, match_namespaces
+from dr.errors import DrError, InvalidInput
+from dr.kube.client import ApiError, KubeClient
+from dr.kube.collect import DEFAULT_PAGE_SIZE, get_object, iter_pages
+from dr.kube.discovery import ApiResource, Discovery, discover, match_specs
+from dr.kube.managed import backupable, object_skip_reason
+from dr.kube.objects import ResourceItem
+from dr.kube.selectors import parse_selector
+
+# Built-in API groups: a type in any other group may be served by a CRD, whose
+# definition is then backed up too (auto mode). Some CRD groups end in .k8s.io
+# (snapshot.storage.k8s.io, gateway.networking.k8s.io), so the list is explicit.
+BUILTIN_GROUPS = frozenset(
+    {
+        "",
+        "admissionregistration.k8s.io",
+        "apiextensions.k8s.io",
+        "apiregistration.k8s.io",
+        "apps",
+        "authentication.k8s.io",
+        "authorization.k8s.io",
+        "autoscaling",
+        "batch",
+        "certificates.k8s.io",
+        "coordination.k8s.io",
+        "discovery.k8s.io",
+        "events.k8s.io",
+        "flowcontrol.apiserver.k8s.io",
+        "internal.apiserver.k8s.io",
+        "networking.k8s.io",
+        "node.k8s.io",
+        "policy",
+        "rbac.authorization.k8s.io",
+        "resource.k8s.io",
+        "scheduling.k8s.io",
+        "storage.k8s.io",
+        "storagemigration.k8s.io",
+    }
+)
+
+CRD = ("apiextensions.k8s.io", "customresourcedefinitions")
+PV = ("", "persistentvolumes")
+PVC = ("", "persistentvolumeclaims")
+STORAGE_CLASS = ("storage.k8s.io", "storageclasses")
+CLUSTER_ROLE = ("rbac.authorization.k8s.io", "clusterroles")
+CLUSTER_ROLE_BINDING = ("rbac.authorization.k8s.io", "clusterrolebindings")
+ROLE_BINDING = ("rbac.authorization.k8s.io", "rolebindings")
+NAMESPACES = ("", "namespaces")
+SERVICES = ("", "services")
+ENDPOINTS = ("", "endpoints")
+STORAGE_CLASS_ANNOTATION = "volume.beta.kubernetes.io/storage-class"
+
+
+class ResourceSink(Protocol):
+    """Receives every backed-up object (e.g. encrypts and stores it in the repository)."""
+
+    def add(self, item: ResourceItem, obj: dict[str, Any]) -> None: ...
+
+
+class BackupItemError(BaseModel):
+    """A type, a namespace of a type, or one object that could not be backed up."""
+
+    resource: str  # plural.group
+    namespace: str | None = None
+    name: str | None = None
+    reason: str
+
+    def describe(self) -> str:
+        where = "/".join(p for p in (self.namespace, self.name) if p)
+        return f"{self.resource}{' ' + where if where else ''}: {self.reason}"
+
+
+class BackupTimings(BaseModel):
+    discovery_seconds: float = 0.0
+    listing_seconds: float = 0.0
+    total_seconds: float = 0.0
+
+
+class ResourceBackupResult(BaseModel):
+    phase: Literal["Completed", "PartiallyFailed"] = "Completed"
+    cluster_version: str = ""
+    # Group ("core" for the core group) -> API version its objects were read in.
+    api_versions: dict[str, str] = Field(default_factory=dict)
+    namespaces: list[str] = Field(default_factory=list)
+    counts: dict[str, int] = Field(default_factory=dict)  # plural.group -> objects backed up
+    total: int = 0
+    owned: int = 0  # of which owned by a controller (kept, not restored by default)
+    skipped: dict[str, int] = Field(default_factory=dict)  # why -> objects left out on purpose
+    errors: list[BackupItemError] = Field(default_factory=list)
+    warnings: list[str] = Field(default_factory=list)
+    timings: BackupTimings = Field(default_factory=BackupTimings)
+
+
+def backup_resources(
+    kube: KubeClient,
+    scope: BackupScope,
+    sink: ResourceSink,
+    *,
+    page_size: int = DEFAULT_PAGE_SIZE,
+) -> ResourceBackupResult:
+    """Back up the resources ``scope`` selects into ``sink``; see the module docstring."""
+    return _BackupRun(kube, scope, sink, page_size).run()
+
+
+class _BackupRun:
+    def __init__(self, kube: KubeClient, scope: BackupScope, sink: ResourceSink, page_size: int) -> None:
+        self.kube, self.scope, self.sink, self.page_size = kube, scope, sink, page_size
+        self.selector = str(parse_selector(scope.selector)) or None
+        self.result = ResourceBackupResult()
+        self.counts: Counter[str] = Counter()
+        self.skipped: Counter[str] = Counter()
+        self.emitted: set[tuple[str, str, str]] = set()  # cluster-scoped (group, plural, name)
+        # Dependencies noted while listing namespaced objects (auto mode).
+        self.custom_types: set[tuple[str, str]] = set()
+        self.pv_names: dict[str, str] = {}  # PV name -> the PVC (ns/name) bound to it
+        self.storage_classes: set[str] = set()
+        self.cluster_roles: set[str] = set()
+
+    # ------------------------------------------------------------------ helpers
+
+    def error(
+        self,
+        res: ApiResource | tuple[str, str],
+        reason: str,
+        namespace: str | None = None,
+        name: str | None = None,
+    ) -> None:
+        gr = (
+            res.group_resource
+            if isinstance(res, ApiResource)
+            else (f"{res[1]}.{res[0]}" if res[0] else res[1])
+        )
+        self.result.errors.append(BackupItemError(resource=gr, namespace=namespace, name=name, reason=reason))
+
+    def warn(self, text: str) -> None:
+        self.result.warnings.append(text)
+
+    def emit(self, res: ApiResource, obj: dict[str, Any]) -> None:
+        item = ResourceItem.of(res, obj)
+        if not res.namespaced:
+            key = (res.group, res.plural, item.name)
+            if key in self.emitted:
+                return
+            self.emitted.add(key)
+        self.sink.add(item, obj)
+        self.counts[res.group_resource] += 1
+        self.result.api_versions[res.group or "core"] = res.version
+        if item.owned:
+            self.result.owned += 1
+
+    # ------------------------------------------------------------------ run
+
+    def run(self) -> ResourceBackupResult:
+        t0 = time.monotonic()
+        try:
+            self.result.cluster_version = str(self.kube.version().get("gitVersion", ""))
+            disc = discover(self.kube)
+        except ApiError as e:
+            raise DrError(f"cannot read the cluster's API: {e}") from None
+        self.result.warnings.extend(disc.warnings)
+        t1 = time.monotonic()
+        self.result.timings.discovery_seconds = round(t1 - t0, 3)
+
+        types = self.select_types(disc)
+        by_key = {(r.group, r.plural): r for r in disc.preferred_resources()}
+        ns_res = by_key.get(NAMESPACES)
+        if ns_res is None:
+            raise DrError("the cluster serves no namespaces resource")
+        namespaces, ns_objects, all_namespaces = self.resolve_namespaces(ns_res)
+        self.result.namespaces = namespaces
+
+        namespaced = [r for r in types if r.namespaced]
+        if namespaces:
+            selector_services = self.selector_services(by_key, namespaces, all_namespaces, namespaced)
+            for res in namespaced:
+                self.list_type(res, namespaces, all_namespaces, selector_services)
+
+        excluded, _ = match_specs(self.scope.exclude_resources, disc.preferred_resources())
+        if NAMESPACES not in excluded:
+            for ns in namespaces:
+                obj = ns_objects.get(ns)
+                if obj is None:
+                    obj = self.get_dependency(ns_res, ns, f"namespace {ns}")
+                if obj is not None:
+                    self.emit(ns_res, obj)
+        mode = self.scope.include_cluster_resources
+        if mode == "true":
+            for res in types:
+                if not res.namespaced and (res.group, res.plural) != NAMESPACES:
+                    self.list_type(res, [], True, set())
+        if mode in ("auto", "true"):
+            self.add_dependencies(by_key, excluded, namespaces)
+
+        t2 = time.monotonic()
+        self.result.timings.listing_seconds = round(t2 - t1, 3)
+        self.result.timings.total_seconds = round(t2 - t0, 3)
+        self.result.counts = dict(sorted(self.counts.items()))
+        self.result.total = sum(self.counts.values())
+        self.result.skipped = dict(sorted(self.skipped.items()))
+        self.result.phase = "PartiallyFailed" if self.result.errors else "Completed"
+        return self.result
+
+    def select_types(self, disc: Discovery) -> list[ApiResource]:
+        candidates = [r for r in disc.preferred_resources() if backupable(r)]
+        every = disc.preferred_resources()
+        types = candidates
+        if self.scope.include_resources:
+            included, unknown = match_specs(self.scope.include_resources, every)
+            for spec in unknown:
+                self.warn(f"include resource {spec!r} matches no resource type the cluster serves")
+            if not included:
+                raise InvalidInput(
+                    f"--include-resources {','.join(self.scope.include_resources)}: "
+                    "no such resource type in this cluster"
+                )
+            types = [r for r in types if (r.group, r.plural) in included]
+        if self.scope.exclude_resources:
+            excluded, unknown = match_specs(self.scope.exclude_resources, every)
+            for spec in unknown:
+                self.warn(f"exclude resource {spec!r} matches no resource type the cluster serves")
+            types = [r for r in types if (r.group, r.plural) not in excluded]
+        # Services first: their selectors decide which Endpoints are controller-managed.
+        return sorted(types, key=lambda r: (r.group, r.plural) != SERVICES)
+
+    def resolve_namespaces(self, ns_res: ApiResource) -> tuple[list[str], dict[str, dict[str, Any]], bool]:
+        """(selected namespaces, their Namespace objects when listed, whether that is every namespace)."""
+        patterns = self.scope.namespaces
+        try:
+            objs = {str(o["metadata"]["name"]): o for page in iter_pages(self.kube, ns_res) for o in page}
+        except ApiError as e:
+            if patterns and not any(is_glob(p) for p in patterns):
+                # A namespace-scoped identity cannot list namespaces but may back up the ones it names.
+                self.warn(f"cannot list namespaces ({e.short}); using the given names as they are")
+                return sorted(set(patterns)), {}, False
+            what = "match " + ", ".join(patterns) if patterns else "back up all namespaces"
+            raise DrError(f"cannot list namespaces to {what}: {e.short}") from None
+        chosen, missing = match_namespaces(patterns, list(objs))
+        for name in missing:
+            self.warn(f"namespace {name!r} does not exist")
+        if patterns and not chosen:
+            self.warn(f"no namespace matches {', '.join(patterns)}")
+        return chosen, {n: objs[n] for n in chosen}, len(chosen) == len(objs)
+
+    def selector_services(
+        self,
+        by_key: dict[tuple[str, str], ApiResource],
+        namespaces: list[str],
+        all_ns: bool,
+        types: list[ApiResource],
+    ) -> set[tuple[str, str]]:
+        """(namespace, name) of Services with a selector, when Endpoints are to be listed."""
+        svc = by_key.get(SERVICES)
+        if svc is None or not any((r.group, r.plural) == ENDPOINTS for r in types):
+            return set()
+        out: set[tuple[str, str]] = set()
+        for ns in [None] if all_ns else namespaces:
+            try:
+                for page in iter_pages(self.kube, svc, namespace=ns, limit=self.page_size):
+                    out |= {
+                        (o["metadata"].get("namespace"), o["metadata"]["name"])
+                        for o in page
+                        if (o.get("spec") or {}).get("selector")
+                    }
+            except ApiError as e:
+                self.warn(
+                    f"cannot list services{' in ' + ns if ns else ''} to recognise managed endpoints: {e.short}"
+                )
+        return out
+
+    def list_type(
+        self, res: ApiResource, namespaces: list[str], all_ns: bool, selector_services: set[tuple[str, str]]
+    ) -> None:
+        if not res.namespaced or all_ns:
+            try:
+                self.list_into_sink(res, None, selector_services)
+                return
+            except ApiError as e:
+                if not res.namespaced or not namespaces or e.status != 403:
+                    self.error(res, e.short)
+                    return
+                # No right to list across namespaces: try namespace by namespace.
+        for ns in namespaces:
+            try:
+                self.list_into_sink(res, ns, selector_services)
+            except ApiError as e:
+                self.error(res, e.short, namespace=ns)
+
+    def list_into_sink(
+        self, res: ApiResource, namespace: str | None, selector_services: set[tuple[str, str]]
+    ) -> None:
+        gr = (res.group, res.plural)
+        for page in iter_pages(
+            self.kube,
+            res,
+            namespace=namespace,
+            label_selector=self.selector,
+            limit=self.page_size,
+            on_warning=self.warn,
+        ):
+            for obj in page:
+                why = object_skip_reason(res.group, res.plural, obj, selector_services)
+                if why:
+                    self.skipped[why] += 1
+                    continue
+                self.emit(res, obj)
+                self.note_dependencies(gr, res, obj)
+
+    # ------------------------------------------------------------------ dependencies (auto mode)
+
+    def note_dependencies(self, gr: tuple[str, str], res: ApiResource, obj: dict[str, Any]) -> None:
+        if res.group not in BUILTIN_GROUPS:
+            self.custom_types.add(gr)
+        spec = obj.get("spec") or {}
+        if gr == PVC:
+            if spec.get("volumeName"):
+                meta = obj["metadata"]
+                self.pv_names[str(spec["volumeName"])] = f"{meta.get('namespace')}/{meta.get('name')}"
+            sc = spec.get("storageClassName") or (obj["metadata"].get("annotations") or {}).get(
+                STORAGE_CLASS_ANNOTATION
+            )
+            if sc:
+                self.storage_classes.add(str(sc))
+        elif gr == ROLE_BINDING:
+            ref = obj.get("roleRef") or {}
+            if ref.get("kind") == "ClusterRole" and ref.get("name"):
+                self.cluster_roles.add(str(ref["name"]))
+        elif gr == PV and spec.get("storageClassName"):
+            self.storage_classes.add(str(spec["storageClassName"]))
+
+    def get_dependency(self, res: ApiResource, name: str, needed_by: str) -> dict[str, Any] | None:
+        try:
+            obj = get_object(self.kube, res, None, name)
+        except ApiError as e:
+            self.error(res, f"needed by {needed_by}: {e.short}", name=name)
+            return None
+        if obj is None:
+            self.warn(f"{needed_by} refers to {res.kind} {name!r}, which does not exist")
+            return None
+        obj.setdefault("apiVersion", res.api_version)
+        obj.setdefault("kind", res.kind)
+        return obj
+
+    def add_dependencies(
+        self,
+        by_key: dict[tuple[str, str], ApiResource],
+        excluded: set[tuple[str, str]],
+        namespaces: list[str],
+    ) -> None:
+        def wanted(key: tuple[str, str]) -> ApiResource | None:
+            res = by_key.get(key)
+            return res if res is not None and key not in excluded and res.supports("get") else None
+
+        if crd := wanted(CRD):
+            for group, plural in sorted(self.custom_types):
+                name = f"{plural}.{group}"
+                if (crd.group, crd.plural, name) in self.emitted:
+                    continue
+                try:
+                    obj = get_object(self.kube, crd, None, name)
+                except ApiError as e:
+                    self.error(crd, f"needed by the backed-up {name}: {e.short}", name=name)
+                    continue
+                if obj is not None:  # None: an aggregated API, not a CRD
+                    obj.setdefault("apiVersion", crd.api_version)
+                    obj.setdefault("kind", crd.kind)
+                    self.emit(crd, obj)
+
+        if pv := wanted(PV):
+            for name, claim in sorted(self.pv_names.items()):
+                if (pv.group, pv.plural, name) not in self.emitted and (
+                    obj := self.get_dependency(pv, name, f"PersistentVolumeClaim {claim}")
+                ):
+                    self.emit(pv, obj)
+                    self.note_dependencies(PV, pv, obj)
+
+        crb = wanted(CLUSTER_ROLE_BINDING)
+        if crb is not None and crb.supports("list") and namespaces:
+            self.add_cluster_role_bindings(crb, set(namespaces))
+
+        if sc := wanted(STORAGE_CLASS):
+            for name in sorted(self.storage_classes):
+                if (sc.group, sc.plural, name) not in self.emitted and (
+                    obj := self.get_dependency(sc, name, "backed-up volumes")
+                ):
+                    self.emit(sc, obj)
+
+        if cr := wanted(CLUSTER_ROLE):
+            for name in sorted(self.cluster_roles):
+                if (cr.group, cr.plural, name) not in self.emitted and (
+                    obj := self.get_dependency(cr, name, "backed-up role bindings")
+                ):
+                    self.emit(cr, obj)
+
+    def add_cluster_role_bindings(self, crb: ApiResource, namespaces: set[str]) -> None:
+        """ClusterRoleBindings with a ServiceAccount subject in a backed-up namespace."""
+        try:
+            pages: Iterable[list[dict[str, Any]]] = list(iter_pages(self.kube, crb, limit=self.page_size))
+        except ApiError as e:
+            # Optional in auto mode: a namespace-scoped identity still gets a useful backup.
+            self.warn(
+                f"cannot list clusterrolebindings to find those of backed-up service accounts: {e.short}"
+            )
+            return
+        for page in pages:
+            for obj in page:
+                subjects = obj.get("subjects") or []
+                if any(
+                    s.get("kind") == "ServiceAccount" and s.get("namespace") in namespaces for s in subjects
+                ):
+                    self.emit(crb, obj)
+                    ref = obj.get("roleRef") or {}
+                    if ref.get("kind") == "ClusterRole" and ref.get("name"):
+                        self.cluster_roles.add(str(ref["name"]))

@@ -1,0 +1,301 @@
+"""One connection to one cluster: authentication, raw JSON requests, retries.
+
+``connect`` loads a kubeconfig (path and context, ``$KUBECONFIG`` or
+``~/.kube/config``) or the in-cluster service-account configuration through
+the official ``kubernetes`` client, so every auth method it supports (tokens,
+client certificates, exec plugins, token refresh) works unchanged.
+
+Requests then bypass the generated API classes: ``KubeClient.request`` sends
+bytes through the client's own urllib3 pool (with its TLS settings and auth
+headers) and returns the status and raw body. Backup and restore move
+thousands of objects as plain dicts; deserialising them into generated models
+and back would cost more than the HTTP round trip, and would drop fields of
+types the client does not know (custom resources, newer API versions).
+
+Transient failures (connection errors, 429, 5xx) are retried with exponential
+backoff (honouring ``Retry-After``); everything else is returned to the caller
+or raised as ``ApiError`` with the server's ``Status`` reason and message.
+Request and response bodies are never logged: they contain Secrets.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import random
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlencode
+
+import urllib3
+from kubernetes import client as kclient
+from kubernetes import config as kconfig
+from kubernetes.config.config_exception import ConfigException
+
+from dr import __version__
+from dr.errors import DrError, InvalidInput
+
+log = logging.getLogger(__name__)
+
+# Enough concurrent requests to keep a 2-core client busy while the API
+# server works; restore and discovery use thread pools of at most this size.
+DEFAULT_POOL_SIZE = 16
+RETRY_STATUSES = frozenset({429, 500, 502, 503, 504})
+
+Query = Mapping[str, str | int] | Sequence[tuple[str, str | int]] | None
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    """How transient failures are retried: ``attempts`` tries in all, delays doubling."""
+
+    attempts: int = 5
+    base_delay: float = 0.2
+    max_delay: float = 5.0
+
+    def delay(self, attempt: int, retry_after: str | None = None) -> float:
+        if retry_after is not None:
+            try:
+                return min(max(float(retry_after), 0.0), self.max_delay)
+            except ValueError:
+                pass
+        # Full jitter: many workers hitting a recovering server should not retry in lockstep.
+        return float(random.uniform(0, min(self.max_delay, self.base_delay * 2**attempt)))
+
+
+class ApiError(DrError):
+    """A request the API server answered with an error (or could not be reached: status 0)."""
+
+    def __init__(self, method: str, path: str, status: int, reason: str, message: str) -> None:
+        self.method, self.path, self.status, self.reason = method, path, status, reason
+        self.server_message = message
+        super().__init__(f"{method} {path}: {status} {reason}: {message}" if status else f"{path}: {message}")
+
+    @property
+    def short(self) -> str:
+        """``403 Forbidden: <server message>`` — for per-item reports that already name the object."""
+        return f"{self.status} {self.reason}: {self.server_message}" if self.status else self.server_message
+
+    @property
+    def not_found(self) -> bool:
+        return self.status == 404
+
+    @property
+    def already_exists(self) -> bool:
+        return self.status == 409 and self.reason == "AlreadyExists"
+
+
+def error_from_response(method: str, path: str, status: int, data: bytes) -> ApiError:
+    reason, message = "", ""
+    try:
+        doc = json.loads(data)
+        if isinstance(doc, dict):
+            reason, message = str(doc.get("reason") or ""), str(doc.get("message") or "")
+    except ValueError:
+        pass
+    if not message:
+        message = data[:300].decode("utf-8", "replace").strip() or "(empty response)"
+    return ApiError(method, path, status, reason or _REASONS.get(status, "Error"), message)
+
+
+_REASONS = {
+    400: "BadRequest",
+    401: "Unauthorized",
+    403: "Forbidden",
+    404: "NotFound",
+    405: "MethodNotAllowed",
+    409: "Conflict",
+    410: "Expired",
+    422: "Invalid",
+    429: "TooManyRequests",
+    500: "InternalError",
+    503: "ServiceUnavailable",
+    504: "Timeout",
+}
+
+
+class KubeClient:
+    """Raw JSON access to one API server. Thread-safe; ``close()`` when done."""
+
+    def __init__(
+        self,
+        api_client: kclient.ApiClient,
+        *,
+        retry: RetryPolicy | None = None,
+        timeout: float = 60.0,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
+        self.api_client = api_client
+        self.retry = retry or RetryPolicy()
+        self.timeout = timeout
+        self._sleep = sleep
+        self._host = str(api_client.configuration.host).rstrip("/")
+
+    @property
+    def host(self) -> str:
+        return self._host
+
+    def close(self) -> None:
+        self.api_client.close()
+
+    def __enter__(self) -> KubeClient:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # ------------------------------------------------------------------ requests
+
+    def _headers(self, content_type: str | None) -> dict[str, str]:
+        headers = {str(k): str(v) for k, v in self.api_client.default_headers.items()}
+        headers["Accept"] = "application/json"
+        if content_type:
+            headers["Content-Type"] = content_type
+        # Adds "authorization: Bearer …", refreshing expiring tokens through the configuration's hook.
+        self.api_client.update_params_for_auth(headers, [], ["BearerToken"])
+        return headers
+
+    def request(
+        self,
+        method: str,
+        path: str,
+        *,
+        query: Query = None,
+        body: Any = None,
+        content_type: str = "application/json",
+        timeout: float | None = None,
+    ) -> tuple[int, bytes]:
+        """Send one request (retrying transient failures) and return ``(status, body)``.
+
+        ``body`` is JSON-encoded unless it is already ``bytes``. Raises ``ApiError``
+        with status 0 only when the server cannot be reached after all attempts.
+        """
+        url = self._host + path
+        if query:
+            url += "?" + urlencode(query)
+        payload = body if isinstance(body, bytes) or body is None else json.dumps(body).encode()
+        pool = self.api_client.rest_client.pool_manager
+        read_timeout = timeout or self.timeout
+        last_error = ""
+        for attempt in range(self.retry.attempts):
+            headers = self._headers(content_type if payload is not None else None)
+            try:
+                resp = pool.request(
+                    method,
+                    url,
+                    body=payload,
+                    headers=headers,
+                    timeout=urllib3.Timeout(connect=10.0, read=read_timeout),
+                    preload_content=True,
+                    redirect=False,
+                )
+            except urllib3.exceptions.HTTPError as e:
+                last_error = f"cannot reach the Kubernetes API at {self._host}: {e}"
+                log.debug("%s %s: attempt %d: %s", method, path, attempt + 1, e)
+                if attempt + 1 < self.retry.attempts:
+                    self._sleep(self.retry.delay(attempt))
+                continue
+            status = int(resp.status)
+            log.debug("%s %s -> %d", method, path, status)
+            if status in RETRY_STATUSES and attempt + 1 < self.retry.attempts:
+                self._sleep(self.retry.delay(attempt, resp.headers.get("Retry-After")))
+                continue
+            return status, bytes(resp.data)
+        raise ApiError(method, path, 0, "ConnectionError", last_error)
+
+    def call(
+        self,
+        method: str,
+        path: str,
+        *,
+        query: Query = None,
+        body: Any = None,
+        content_type: str = "application/json",
+        timeout: float | None = None,
+    ) -> dict[str, Any]:
+        """Send one request and return the JSON object it answered; ``ApiError`` on any error status."""
+        status, data = self.request(
+            method, path, query=query, body=body, content_type=content_type, timeout=timeout
+        )
+        if not 200 <= status < 300:
+            raise error_from_response(method, path, status, data)
+        try:
+            doc = json.loads(data)
+        except ValueError as e:
+            raise ApiError(method, path, status, "BadResponse", f"response is not JSON: {e}") from None
+        if not isinstance(doc, dict):
+            raise ApiError(method, path, status, "BadResponse", "response is not a JSON object")
+        return doc
+
+    def get(self, path: str, query: Query = None) -> dict[str, Any]:
+        return self.call("GET", path, query=query)
+
+    def version(self) -> dict[str, Any]:
+        """The server's ``/version`` document (``gitVersion``, ``major``, ``minor``, …)."""
+        return self.get("/version")
+
+
+# --------------------------------------------------------------------------- connecting
+
+
+def _default_kubeconfig() -> str | None:
+    env = os.environ.get("KUBECONFIG")
+    if env:
+        return env
+    home = Path("~/.kube/config").expanduser()
+    return str(home) if home.exists() else None
+
+
+def _in_cluster() -> bool:
+    return bool(os.environ.get("KUBERNETES_SERVICE_HOST"))
+
+
+def connect(
+    kubeconfig: str | None = None,
+    context: str | None = None,
+    *,
+    pool_size: int = DEFAULT_POOL_SIZE,
+    retry: RetryPolicy | None = None,
+    timeout: float = 60.0,
+) -> KubeClient:
+    """Connect to the cluster of ``kubeconfig`` (``context`` or its current one).
+
+    Without a kubeconfig argument: ``$KUBECONFIG``, then ``~/.kube/config``, then
+    the in-cluster service account (when running in a pod). Loading problems
+    (missing file, unknown context, no configuration at all) raise
+    ``InvalidInput`` naming the file and the reason; nothing is contacted yet.
+    """
+    cfg = kclient.Configuration()
+    path = kubeconfig or _default_kubeconfig()
+    if path is None:
+        if not _in_cluster():
+            raise InvalidInput(
+                "no Kubernetes configuration: pass --kubeconfig, set $KUBECONFIG or create "
+                "~/.kube/config (or run inside a cluster)"
+            )
+        if context:
+            raise InvalidInput(f"--context {context!r} needs a kubeconfig; none was found")
+        try:
+            kconfig.load_incluster_config(client_configuration=cfg)
+        except ConfigException as e:
+            raise InvalidInput(f"in-cluster Kubernetes configuration: {e}") from None
+    else:
+        for one in path.split(os.pathsep):
+            if one and not Path(one).expanduser().is_file():
+                raise InvalidInput(f"kubeconfig {one}: file not found")
+        try:
+            kconfig.load_kube_config(
+                config_file=path, context=context, client_configuration=cfg, persist_config=False
+            )
+        except ConfigException as e:
+            raise InvalidInput(f"kubeconfig {path}: {e}") from None
+        except (OSError, ValueError) as e:
+            raise InvalidInput(f"kubeconfig {path}: cannot load: {e}") from None
+    cfg.connection_pool_maxsize = pool_size
+    api_client = kclient.ApiClient(configuration=cfg)
+    api_client.user_agent = f"dr/{__version__}"
+    return KubeClient(api_client, retry=retry, timeout=timeout)

@@ -1,0 +1,88 @@
+"""What the cluster manages itself, and therefore must never be backed up or restored.
+
+Two kinds of rules:
+
+* whole resource types (``NEVER_BACKED_UP``): events (both APIs), nodes and
+  node-bound objects, leases, component statuses, API-service registrations,
+  IP address allocations — all recreated or owned by the control plane of the
+  cluster they live in, meaningless (or harmful) in another one. Types without
+  both ``list`` and ``get`` verbs (bindings, token and access reviews) cannot
+  be backed up at all and are skipped by ``backupable``.
+* single objects (``object_skip_reason``): service-account token Secrets (the
+  token controller mints new ones), Endpoints and EndpointSlices maintained
+  for a Service by the endpoint controllers, mirror Pods of static pods (the
+  kubelet owns them) and the ``kube-root-ca.crt`` ConfigMap the root-CA
+  publisher writes into every namespace (it holds the *source* cluster's CA).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Container
+from typing import Any
+
+from dr.kube.discovery import ApiResource
+
+NEVER_BACKED_UP: dict[tuple[str, str], str] = {
+    ("", "events"): "events are transient",
+    ("events.k8s.io", "events"): "events are transient",
+    ("", "nodes"): "nodes belong to the cluster",
+    ("", "componentstatuses"): "component statuses are computed",
+    ("", "bindings"): "bindings are a create-only pod subresource",
+    ("coordination.k8s.io", "leases"): "leases are held by running components",
+    ("apiregistration.k8s.io", "apiservices"): "API services are registered by their servers",
+    ("storage.k8s.io", "csinodes"): "CSI nodes belong to the cluster's nodes",
+    ("storage.k8s.io", "volumeattachments"): "volume attachments are node state",
+    ("networking.k8s.io", "ipaddresses"): "IP addresses are allocations of the cluster",
+    ("authentication.k8s.io", "tokenreviews"): "reviews are requests, not objects",
+    ("authorization.k8s.io", "subjectaccessreviews"): "reviews are requests, not objects",
+}
+
+SA_TOKEN_SECRET = "kubernetes.io/service-account-token"
+MIRROR_POD_ANNOTATION = "kubernetes.io/config.mirror"
+ROOT_CA_CONFIGMAP = "kube-root-ca.crt"
+ENDPOINTS_MANAGED_BY = "endpoints.kubernetes.io/managed-by"
+ENDPOINTSLICE_MANAGED_BY = "endpointslice.kubernetes.io/managed-by"
+SERVICE_NAME_LABEL = "kubernetes.io/service-name"
+CONTROLLER_ENDPOINTSLICE_MANAGERS = frozenset(
+    {"endpointslice-controller.k8s.io", "endpointslicemirroring-controller.k8s.io"}
+)
+
+
+def never_backed_up(group: str, plural: str) -> str | None:
+    """Why a resource type is never backed up or restored, or None."""
+    return NEVER_BACKED_UP.get((group, plural))
+
+
+def backupable(res: ApiResource) -> bool:
+    """A type can be backed up only if it can be listed and read and is not cluster-managed."""
+    return res.supports("list", "get") and never_backed_up(res.group, res.plural) is None
+
+
+def object_skip_reason(
+    group: str, plural: str, obj: dict[str, Any], selector_services: Container[tuple[str, str]] = ()
+) -> str | None:
+    """Why one object is left out of a backup (None: keep it).
+
+    ``selector_services`` holds ``(namespace, name)`` of Services with a selector:
+    their Endpoints are maintained by the endpoint controller.
+    """
+    meta = obj.get("metadata") or {}
+    kind = (group, plural)
+    if kind == ("", "secrets"):
+        return "service-account token secrets" if obj.get("type") == SA_TOKEN_SECRET else None
+    if kind == ("", "configmaps"):
+        return "kube-root-ca.crt config maps" if meta.get("name") == ROOT_CA_CONFIGMAP else None
+    if kind == ("", "pods"):
+        return "mirror pods" if MIRROR_POD_ANNOTATION in (meta.get("annotations") or {}) else None
+    if kind == ("", "endpoints"):
+        managed = ENDPOINTS_MANAGED_BY in (meta.get("labels") or {})
+        if managed or (meta.get("namespace"), meta.get("name")) in selector_services:
+            return "endpoints managed by services"
+        return None
+    managers = CONTROLLER_ENDPOINTSLICE_MANAGERS
+    if (
+        kind == ("discovery.k8s.io", "endpointslices")
+        and (meta.get("labels") or {}).get(ENDPOINTSLICE_MANAGED_BY) in managers
+    ):
+        return "endpoint slices managed by services"
+    return None

@@ -1,0 +1,1 @@
+"""Restore orchestration: plan, transform, order and apply backed-up objects (``dr restore``)."""

@@ -1,0 +1,305 @@
+"""Restore planning: options, which backed-up objects are restored (in which stage), and diffs.
+
+Pure logic, no cluster access: ``build_plan`` takes the backup's items and the
+options and decides, per object, whether it is restored and in which stage of
+``dr.restore.order``, or skipped and why:
+
+* the user's filters — source namespaces (names, globs), resource types,
+  label selector — leave objects out silently (counted in ``filtered``);
+  cluster-scoped objects tied to a namespace follow it (a Namespace object, a
+  PersistentVolume through its claimRef);
+* objects whose controller owner is in the backup are skipped with the owner
+  named: the restored controller recreates them (PersistentVolumeClaims are the
+  exception — they hold data and are restored whoever owns them);
+* types that are never restored (``dr.kube.managed``) and, unless
+  ``restore_pvs``, PersistentVolumes are skipped with the reason.
+
+``changes`` compares what restore would send with what exists, the way
+server-side apply sees it: only fields present in the desired object count
+(a server-allocated clusterIP is not a difference), server metadata and dr's
+own labels are ignored, and Secret values are never shown.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import json
+import re
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from dr.errors import InvalidInput
+from dr.kube.discovery import ApiResource, match_specs, split_specs
+from dr.kube.managed import never_backed_up
+from dr.kube.objects import ResourceItem, controller_of, labels_of
+from dr.kube.selectors import parse_selector
+from dr.restore.order import STAGES, stage_of
+from dr.restore.transforms import BACKUP_LABEL, RESTORE_LABEL, SERVER_METADATA
+
+Outcome = Literal[
+    "created",
+    "updated",
+    "recreated",
+    "unchanged",
+    "skipped",
+    "failed",
+    "would-create",
+    "would-update",
+    "would-recreate",
+]
+DNS_LABEL_MAX = 63
+PVC = ("", "persistentvolumeclaims")
+
+
+class RestoreOptions(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    namespace_mapping: dict[str, str] = Field(default_factory=dict)  # source namespace -> target
+    include_resources: list[str] = Field(default_factory=list)
+    exclude_resources: list[str] = Field(default_factory=list)
+    namespaces: list[str] = Field(default_factory=list)  # source namespaces (names or globs); empty: all
+    selector: str | None = None
+    existing: Literal["skip", "update", "recreate"] = "skip"
+    storage_class_mapping: dict[str, str] = Field(default_factory=dict)
+    preserve_nodeports: bool = False
+    dry_run: bool = False
+    restore_pvs: bool = True
+    workers: int = Field(default=12, ge=1, le=64)  # concurrent requests within a stage
+    wait_timeout: float = Field(default=120.0, gt=0)  # per deletion (recreate) / CRD establishment
+
+    @field_validator("include_resources", "exclude_resources", "namespaces", mode="after")
+    @classmethod
+    def _split_commas(cls, v: list[str]) -> list[str]:
+        return split_specs(v)
+
+    @field_validator("selector", mode="after")
+    @classmethod
+    def _valid_selector(cls, v: str | None) -> str | None:
+        parse_selector(v)
+        return v or None
+
+    @field_validator("namespace_mapping", mode="after")
+    @classmethod
+    def _valid_targets(cls, v: dict[str, str]) -> dict[str, str]:
+        for old, new in v.items():
+            if not _is_dns_label(new):
+                raise InvalidInput(f"namespace mapping {old}={new}: {new!r} is not a valid namespace name")
+        return v
+
+
+def _is_dns_label(name: str) -> bool:
+    return len(name) <= DNS_LABEL_MAX and re.fullmatch(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?", name) is not None
+
+
+class RestoreItemResult(BaseModel):
+    """What happened (or, in a dry run, would happen) to one object."""
+
+    item: ResourceItem  # as restored: target namespace (and name, for mapped Namespace objects)
+    source_namespace: str | None = None
+    outcome: Outcome
+    reason: str | None = None
+    diff: list[str] = Field(default_factory=list)
+
+    def describe(self) -> str:
+        text = f"{self.item.describe()}: {self.outcome}"
+        return text + (f" ({self.reason})" if self.reason else "")
+
+
+@dataclass
+class PlanEntry:
+    item: ResourceItem  # as backed up
+    obj: dict[str, Any]
+    stage: int
+    target: ResourceItem  # namespace (and Namespace name) mapped
+
+
+@dataclass
+class RestorePlan:
+    stages: list[list[PlanEntry]]  # by index in dr.restore.order.STAGES
+    skipped: list[RestoreItemResult] = field(default_factory=list)
+    filtered: int = 0
+    backup_uids: frozenset[str] = frozenset()
+    warnings: list[str] = field(default_factory=list)
+
+    @property
+    def entries(self) -> list[PlanEntry]:
+        return [e for stage in self.stages for e in stage]
+
+    def target_namespaces(self) -> set[str]:
+        return {e.target.namespace for e in self.entries if e.target.namespaced and e.target.namespace}
+
+
+def _matches_namespace(ns: str, patterns: list[str]) -> bool:
+    return not patterns or any(fnmatch.fnmatchcase(ns, p) for p in patterns)
+
+
+def _type_set(
+    specs: list[str], items: list[ResourceItem], known: Iterable[ApiResource], what: str, warnings: list[str]
+) -> set[tuple[str, str]]:
+    """(group, plural) the type names refer to, in the target cluster or in the backup itself."""
+    from_backup = {
+        ApiResource(i.group, i.version, i.resource, i.kind, i.namespaced, singular=i.kind.lower())
+        for i in items
+    }
+    matched, unknown = match_specs(specs, [*known, *from_backup])
+    for spec in unknown:
+        warnings.append(f"{what} resource {spec!r} matches no resource type in the backup or the cluster")
+    return matched
+
+
+def target_of(item: ResourceItem, mapping: dict[str, str]) -> ResourceItem:
+    if item.namespaced and item.namespace:
+        return item.with_namespace(mapping.get(item.namespace, item.namespace))
+    if (item.group, item.resource) == ("", "namespaces"):
+        return item.with_namespace(None, mapping.get(item.name, item.name))
+    return item
+
+
+def build_plan(
+    items: Iterable[tuple[ResourceItem, dict[str, Any]]],
+    options: RestoreOptions,
+    *,
+    known_types: Iterable[ApiResource] = (),
+) -> RestorePlan:
+    """Decide what is restored, in which stage, and what is skipped and why (no cluster access)."""
+    all_items = list(items)
+    warnings: list[str] = []
+    selector = parse_selector(options.selector)
+    backup_uids = frozenset(i.uid for i, _ in all_items if i.uid)
+    just_items = [i for i, _ in all_items]
+    known = list(known_types)
+    included = (
+        _type_set(options.include_resources, just_items, known, "include", warnings)
+        if options.include_resources
+        else None
+    )
+    excluded = (
+        _type_set(options.exclude_resources, just_items, known, "exclude", warnings)
+        if options.exclude_resources
+        else set()
+    )
+    if options.include_resources and not included:
+        raise InvalidInput(
+            f"--include-resources {','.join(options.include_resources)}: no such resource type in the backup"
+        )
+
+    plan = RestorePlan(stages=[[] for _ in STAGES], backup_uids=backup_uids, warnings=warnings)
+    seen: set[tuple[str, str, str | None, str]] = set()
+    for item, obj in all_items:
+        gr = (item.group, item.resource)
+        # The user's filters: silently out.
+        if (included is not None and gr not in included) or gr in excluded:
+            plan.filtered += 1
+            continue
+        if not _in_namespaces(item, obj, options.namespaces):
+            plan.filtered += 1
+            continue
+        if selector and not selector.matches(labels_of(obj)):
+            plan.filtered += 1
+            continue
+        target = target_of(item, options.namespace_mapping)
+        if target.key in seen:
+            warnings.append(
+                f"{target.describe()}: more than one object restores to this name; the first wins"
+            )
+            plan.filtered += 1
+            continue
+        seen.add(target.key)
+        why = _skip_reason(item, obj, options, backup_uids)
+        if why:
+            plan.skipped.append(
+                RestoreItemResult(item=target, source_namespace=item.namespace, outcome="skipped", reason=why)
+            )
+            continue
+        stage = stage_of(item.group, item.resource)
+        plan.stages[stage].append(PlanEntry(item=item, obj=obj, stage=stage, target=target))
+    return plan
+
+
+def _in_namespaces(item: ResourceItem, obj: dict[str, Any], patterns: list[str]) -> bool:
+    if not patterns:
+        return True
+    if item.namespaced:
+        return _matches_namespace(item.namespace or "", patterns)
+    if (item.group, item.resource) == ("", "namespaces"):
+        return _matches_namespace(item.name, patterns)
+    if (item.group, item.resource) == ("", "persistentvolumes"):
+        claim_ns = ((obj.get("spec") or {}).get("claimRef") or {}).get("namespace")
+        return claim_ns is None or _matches_namespace(claim_ns, patterns)
+    return True
+
+
+def _skip_reason(
+    item: ResourceItem, obj: dict[str, Any], options: RestoreOptions, backup_uids: frozenset[str]
+) -> str | None:
+    never = never_backed_up(item.group, item.resource)
+    if never:
+        return f"never restored: {never}"
+    if (item.group, item.resource) == ("", "persistentvolumes") and not options.restore_pvs:
+        return "persistent volumes are not restored (their data is restored into new volumes)"
+    # Claims hold data: restored even when a controller (a StatefulSet's retention policy) owns them.
+    if item.owned and item.controller_uid in backup_uids and (item.group, item.resource) != PVC:
+        ref = controller_of(obj) or {}
+        return f"owned by {ref.get('kind', 'a controller')} {ref.get('name', '')} in the backup, which recreates it"
+    return None
+
+
+# --------------------------------------------------------------------------- diffs
+
+MAX_DIFF_LINES = 12
+MAX_VALUE_CHARS = 60
+_IGNORED_LABELS = (BACKUP_LABEL, RESTORE_LABEL)
+
+
+def _empty(v: Any) -> bool:
+    return v is None or v == {} or v == [] or v == ""
+
+
+def _fmt(v: Any) -> str:
+    text = json.dumps(v, sort_keys=True)
+    return text if len(text) <= MAX_VALUE_CHARS else text[: MAX_VALUE_CHARS - 1] + "…"
+
+
+def _comparable(obj: dict[str, Any]) -> dict[str, Any]:
+    meta = {k: v for k, v in (obj.get("metadata") or {}).items() if k not in SERVER_METADATA}
+    labels = {k: v for k, v in (meta.get("labels") or {}).items() if k not in _IGNORED_LABELS}
+    meta["labels"] = labels
+    return {**{k: v for k, v in obj.items() if k != "status"}, "metadata": meta}
+
+
+def changes(desired: dict[str, Any], existing: dict[str, Any], *, secret: bool | None = None) -> list[str]:
+    """What applying ``desired`` would change in ``existing``: ``path: old → new`` lines (a Secret's
+    data shown only as ``changed``/``added``); empty when ``existing`` already has every desired field."""
+    if secret is None:
+        secret = desired.get("kind") == "Secret"
+    lines: list[str] = []
+    _walk(_comparable(desired), _comparable(existing), "", lines, secret)
+    if len(lines) > MAX_DIFF_LINES:
+        lines = [*lines[:MAX_DIFF_LINES], f"… and {len(lines) - MAX_DIFF_LINES} more"]
+    return lines
+
+
+def _walk(want: Any, have: Any, path: str, out: list[str], secret: bool) -> None:
+    if isinstance(want, dict) and isinstance(have, dict):
+        for key in sorted(want):
+            sub = f"{path}.{key}" if path else str(key)
+            if key not in have or have[key] is None:
+                if not _empty(want[key]):
+                    out.append(f"{sub}: added" if _redact(sub, secret) else f"{sub}: added {_fmt(want[key])}")
+                continue
+            _walk(want[key], have[key], sub, out, secret)
+        return
+    if isinstance(want, list) and isinstance(have, list) and len(want) == len(have):
+        for i, (w, h) in enumerate(zip(want, have, strict=True)):
+            _walk(w, h, f"{path}[{i}]", out, secret)
+        return
+    if want == have or (_empty(want) and _empty(have)):
+        return
+    out.append(f"{path}: changed" if _redact(path, secret) else f"{path}: {_fmt(have)} → {_fmt(want)}")
+
+
+def _redact(path: str, secret: bool) -> bool:
+    return secret and path.split(".", 1)[0].split("[", 1)[0] in ("data", "stringData")

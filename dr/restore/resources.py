@@ -1,0 +1,386 @@
+"""Restore Kubernetes resources from a backup's objects into the cluster.
+
+``restore_resources(kube, items, options, backup_id, restore_id)`` is the
+resource half of ``dr restore``. It plans (``dr.restore.plan``), then goes
+through the stages of ``dr.restore.order`` one after another; within a stage
+objects are transformed (``dr.restore.transforms``) and sent with a small
+thread pool (``options.workers`` concurrent requests).
+
+Per object:
+
+* create it; if it already exists (409), compare with what is there
+  (``plan.changes``): identical → ``unchanged``; else by ``options.existing``:
+  ``skip`` (reported with the differences), ``update`` (server-side apply as
+  field manager ``dr``, forced), ``recreate`` (delete with a uid precondition,
+  wait until gone, create). Namespaces are never recreated — deleting one
+  deletes everything in it — ``recreate`` updates them instead;
+* an object carrying this restore's ``dr.dev/restore`` label was restored by an
+  earlier, interrupted run of the same restore: it counts as created, so
+  running a restore again after a crash finishes it without duplicates;
+* any error (403, 422, a type the cluster does not serve, …) fails that object
+  only, with the server's reason; the restore ends ``PartiallyFailed``.
+
+Namespaces the restored objects need are created if missing (labelled like
+every restored object) even when the backup has no Namespace object for them.
+After the CRD stage, restore waits until each created CRD is Established and
+its versions are served, so its custom objects can follow.
+
+A dry run sends nothing that changes the cluster: it reads what exists and
+reports per object would-create / would-update (with the differences) /
+would-recreate / unchanged / skipped and why.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections import Counter
+from collections.abc import Callable, Iterable
+from concurrent.futures import Future, ThreadPoolExecutor, as_completed
+from typing import Any, Literal
+
+from pydantic import BaseModel, Field
+
+from dr.errors import DrError
+from dr.kube import apply as kapply
+from dr.kube.client import ApiError, KubeClient
+from dr.kube.collect import get_object
+from dr.kube.discovery import ApiResource, Discovery, discover
+from dr.kube.objects import ResourceItem, label_value, labels_of
+from dr.kube.wait import wait_for_crd_established, wait_for_deletion, wait_for_served
+from dr.restore.order import CRD_STAGE, NAMESPACE_STAGE, STAGES, stage_of
+from dr.restore.plan import (
+    Outcome,
+    PlanEntry,
+    RestoreItemResult,
+    RestoreOptions,
+    RestorePlan,
+    build_plan,
+    changes,
+)
+from dr.restore.transforms import BACKUP_LABEL, RESTORE_LABEL, TransformContext, apply_transforms
+
+ProgressCallback = Callable[[RestoreItemResult, int, int], None]  # (result, done, total)
+
+PV_STAGE = stage_of("", "persistentvolumes")
+RESTORED_OUTCOMES = frozenset(
+    {"created", "updated", "recreated", "would-create", "would-update", "would-recreate"}
+)
+NAMESPACE_TYPE = ApiResource("", "v1", "namespaces", "Namespace", False, frozenset({"get", "create"}))
+
+
+class RestoreTimings(BaseModel):
+    discovery_seconds: float = 0.0
+    total_seconds: float = 0.0
+    stages: dict[str, float] = Field(default_factory=dict)
+
+
+class RestoreResult(BaseModel):
+    backup_id: str
+    restore_id: str
+    dry_run: bool = False
+    phase: Literal["Completed", "PartiallyFailed"] = "Completed"
+    items: list[RestoreItemResult] = Field(default_factory=list)
+    counts: dict[str, int] = Field(default_factory=dict)  # outcome -> objects
+    filtered: int = 0  # left out by the namespace, type and label filters
+    namespaces_created: list[str] = Field(default_factory=list)
+    warnings: list[str] = Field(default_factory=list)
+    timings: RestoreTimings = Field(default_factory=RestoreTimings)
+
+    @property
+    def failures(self) -> list[RestoreItemResult]:
+        return [r for r in self.items if r.outcome == "failed"]
+
+
+def restore_resources(
+    kube: KubeClient,
+    items: Iterable[tuple[ResourceItem, dict[str, Any]]],
+    options: RestoreOptions,
+    backup_id: str,
+    restore_id: str,
+    progress: ProgressCallback | None = None,
+) -> RestoreResult:
+    """Restore the backed-up objects ``items`` (read once); see the module docstring."""
+    return _RestoreRun(kube, options, backup_id, restore_id, progress).run(items)
+
+
+class _RestoreRun:
+    def __init__(
+        self,
+        kube: KubeClient,
+        options: RestoreOptions,
+        backup_id: str,
+        restore_id: str,
+        progress: ProgressCallback | None,
+    ) -> None:
+        self.kube, self.options, self.progress = kube, options, progress
+        self.result = RestoreResult(backup_id=backup_id, restore_id=restore_id, dry_run=options.dry_run)
+        self.restore_label = label_value(restore_id)
+        self.disc = Discovery()
+        self.total = 0
+        self.restored_pvs: set[str] = set()
+        self.absent_namespaces: set[str] = set()  # dry run: target namespaces that would be created
+        self.pending_types: set[tuple[str, str]] = set()  # dry run: types of CRDs that would be created
+        self.lock = threading.Lock()  # guards discovery updates from the CRD waits
+
+    # ------------------------------------------------------------------ reporting
+
+    def report(self, result: RestoreItemResult) -> None:
+        self.result.items.append(result)
+        if self.progress is not None:
+            self.progress(result, len(self.result.items), max(self.total, len(self.result.items)))
+
+    # ------------------------------------------------------------------ run
+
+    def run(self, items: Iterable[tuple[ResourceItem, dict[str, Any]]]) -> RestoreResult:
+        t0 = time.monotonic()
+        try:
+            self.disc = discover(self.kube, all_versions=True)
+        except ApiError as e:
+            raise DrError(f"cannot read the cluster's API: {e}") from None
+        self.result.warnings.extend(self.disc.warnings)
+        self.result.timings.discovery_seconds = round(time.monotonic() - t0, 3)
+
+        plan = build_plan(items, self.options, known_types=self.disc.resources)
+        self.result.warnings.extend(plan.warnings)
+        self.result.filtered = plan.filtered
+        self.total = len(plan.skipped) + len(plan.entries)
+        for skipped in plan.skipped:
+            self.report(skipped)
+
+        with ThreadPoolExecutor(max_workers=self.options.workers, thread_name_prefix="dr-restore") as pool:
+            for index, stage in enumerate(STAGES):
+                entries = plan.stages[index]
+                started = time.monotonic()
+                stage_results = self.run_stage(pool, plan, entries) if entries else []
+                if index == CRD_STAGE and entries:
+                    self.after_crds(pool, entries, stage_results)
+                if index == PV_STAGE:
+                    self.restored_pvs = {
+                        e.item.name for e, r in zip(entries, stage_results, strict=True) if self.restored(r)
+                    }
+                if index == NAMESPACE_STAGE:
+                    self.ensure_namespaces(pool, plan, stage_results)
+                if entries:
+                    self.result.timings.stages[stage.name] = round(time.monotonic() - started, 3)
+
+        self.result.items.sort(key=_report_order)
+        self.result.namespaces_created = sorted(
+            r.item.name
+            for r in self.result.items
+            if r.item.kind == "Namespace" and r.outcome in ("created", "recreated")
+        )
+        self.result.counts = dict(sorted(Counter(r.outcome for r in self.result.items).items()))
+        self.result.phase = "PartiallyFailed" if self.result.failures else "Completed"
+        self.result.timings.total_seconds = round(time.monotonic() - t0, 3)
+        return self.result
+
+    def restored(self, r: RestoreItemResult) -> bool:
+        return r.outcome in RESTORED_OUTCOMES
+
+    def context(self, plan: RestorePlan) -> TransformContext:
+        return TransformContext(
+            backup_id=self.result.backup_id,
+            restore_id=self.result.restore_id,
+            namespace_mapping=self.options.namespace_mapping,
+            storage_class_mapping=self.options.storage_class_mapping,
+            preserve_nodeports=self.options.preserve_nodeports,
+            backup_uids=plan.backup_uids,
+            restored_pvs=frozenset(self.restored_pvs),
+        )
+
+    def run_stage(
+        self, pool: ThreadPoolExecutor, plan: RestorePlan, entries: list[PlanEntry]
+    ) -> list[RestoreItemResult]:
+        ctx = self.context(plan)
+        results: list[RestoreItemResult | None] = [None] * len(entries)
+        futures: dict[Future[RestoreItemResult], int] = {}
+        for i, entry in enumerate(entries):
+            desired, dropped_by = apply_transforms(entry.obj, ctx)
+            if desired is None:
+                results[i] = self.outcome(entry, "skipped", f"dropped by the {dropped_by} transform")
+                self.report(results[i])  # type: ignore[arg-type]
+                continue
+            futures[pool.submit(self.restore_one, entry, desired)] = i
+        for fut in as_completed(futures):
+            result = fut.result()
+            results[futures[fut]] = result
+            self.report(result)
+        return [r for r in results if r is not None]
+
+    # ------------------------------------------------------------------ one object
+
+    def outcome(
+        self, entry: PlanEntry, outcome: Outcome, reason: str | None = None, diff: list[str] | None = None
+    ) -> RestoreItemResult:
+        return RestoreItemResult(
+            item=entry.target,
+            source_namespace=entry.item.namespace,
+            outcome=outcome,
+            reason=reason,
+            diff=diff or [],
+        )
+
+    def resource_for(self, item: ResourceItem) -> ApiResource | str:
+        res = self.disc.lookup(item.group, item.version, item.resource)
+        if res is not None:
+            return res
+        served = self.disc.versions_of(item.group, item.resource)
+        hint = f" (it serves {', '.join(served)})" if served else ""
+        return f"{item.api_version} {item.resource} is not served by this cluster{hint}"
+
+    def restore_one(self, entry: PlanEntry, desired: dict[str, Any]) -> RestoreItemResult:
+        try:
+            res = self.resource_for(entry.item)
+            if self.options.dry_run:
+                return self.plan_one(entry, desired, res)
+            if isinstance(res, str):
+                return self.outcome(entry, "failed", res)
+            return self.apply_one(entry, desired, res)
+        except ApiError as e:
+            return self.outcome(entry, "failed", e.short)
+        except DrError as e:
+            return self.outcome(entry, "failed", e.message)
+
+    def restored_by_us(self, existing: dict[str, Any]) -> bool:
+        return labels_of(existing).get(RESTORE_LABEL) == self.restore_label
+
+    def apply_one(self, entry: PlanEntry, desired: dict[str, Any], res: ApiResource) -> RestoreItemResult:
+        target = entry.target
+        try:
+            kapply.create(self.kube, res, desired)
+            return self.outcome(entry, "created")
+        except ApiError as e:
+            if not e.already_exists:
+                raise
+        existing = get_object(self.kube, res, target.namespace, target.name)
+        if existing is None:  # deleted between our create and get: try once more
+            kapply.create(self.kube, res, desired)
+            return self.outcome(entry, "created")
+        if self.restored_by_us(existing):
+            return self.outcome(entry, "created", "restored by an earlier run of this restore")
+        diff = changes(desired, existing)
+        if not diff:
+            return self.outcome(entry, "unchanged", "already exists")
+        policy = self.options.existing
+        if policy == "skip":
+            return self.outcome(entry, "skipped", "already exists and differs (existing=skip)", diff)
+        if policy == "update" or (res.group, res.plural) == ("", "namespaces"):
+            kapply.apply(self.kube, res, desired)
+            reason = "namespaces are updated, never recreated" if policy == "recreate" else None
+            return self.outcome(entry, "updated", reason, diff)
+        uid = (existing.get("metadata") or {}).get("uid")
+        kapply.delete(self.kube, res, target.namespace, target.name, uid=uid)
+        wait_for_deletion(
+            self.kube, res, target.namespace, target.name, uid=uid, timeout=self.options.wait_timeout
+        )
+        kapply.create(self.kube, res, desired)
+        return self.outcome(entry, "recreated", None, diff)
+
+    def plan_one(
+        self, entry: PlanEntry, desired: dict[str, Any], res: ApiResource | str
+    ) -> RestoreItemResult:
+        target = entry.target
+        if isinstance(res, str):
+            if (entry.item.group, entry.item.resource) in self.pending_types:
+                return self.outcome(
+                    entry, "would-create", "its CustomResourceDefinition is created by this restore"
+                )
+            return self.outcome(entry, "failed", res)
+        if target.namespace in self.absent_namespaces:
+            return self.outcome(entry, "would-create", f"namespace {target.namespace} would be created")
+        existing = get_object(self.kube, res, target.namespace, target.name)
+        if existing is None:
+            return self.outcome(entry, "would-create")
+        if self.restored_by_us(existing):
+            return self.outcome(entry, "unchanged", "already restored by this restore")
+        diff = changes(desired, existing)
+        if not diff:
+            return self.outcome(entry, "unchanged", "already exists")
+        policy = self.options.existing
+        if policy == "skip":
+            return self.outcome(entry, "skipped", "already exists and differs (existing=skip)", diff)
+        if policy == "update" or (res.group, res.plural) == ("", "namespaces"):
+            return self.outcome(entry, "would-update", None, diff)
+        return self.outcome(entry, "would-recreate", None, diff)
+
+    # ------------------------------------------------------------------ CRDs and namespaces
+
+    def after_crds(
+        self, pool: ThreadPoolExecutor, entries: list[PlanEntry], results: list[RestoreItemResult]
+    ) -> None:
+        """Wait until created CRDs are established and served; in a dry run, remember their types."""
+        crd_res = self.disc.lookup("apiextensions.k8s.io", "v1", "customresourcedefinitions")
+        by_target = {r.item.key: r for r in results}
+        waits = []
+        for entry in entries:
+            result = by_target.get(entry.target.key)
+            spec = entry.obj.get("spec") or {}
+            group, plural = str(spec.get("group", "")), str((spec.get("names") or {}).get("plural", ""))
+            if result is None or not self.restored(result):
+                continue
+            if self.options.dry_run:
+                self.pending_types.add((group, plural))
+                continue
+            versions = [str(v.get("name")) for v in spec.get("versions") or [] if v.get("served", True)]
+            if crd_res is not None:
+                waits.append(pool.submit(self.wait_crd, crd_res, entry.target.name, group, plural, versions))
+        for fut in as_completed(waits):
+            warning = fut.result()
+            if warning:
+                self.result.warnings.append(warning)
+
+    def wait_crd(
+        self, crd_res: ApiResource, name: str, group: str, plural: str, versions: list[str]
+    ) -> str | None:
+        try:
+            wait_for_crd_established(self.kube, crd_res, name, timeout=self.options.wait_timeout)
+            for version in versions:
+                served = wait_for_served(self.kube, group, version, plural, timeout=self.options.wait_timeout)
+                with self.lock:
+                    self.disc.add([served])
+        except DrError as e:
+            return f"CustomResourceDefinition {name}: {e.message}; its custom objects will fail"
+        return None
+
+    def ensure_namespaces(
+        self, pool: ThreadPoolExecutor, plan: RestorePlan, ns_results: list[RestoreItemResult]
+    ) -> None:
+        """Create the target namespaces that do not exist (dry run: note them as would-create)."""
+        would_create = {r.item.name for r in ns_results if r.outcome == "would-create"}
+        self.absent_namespaces |= would_create
+        needed = sorted(plan.target_namespaces() - would_create)
+        for result in pool.map(self.ensure_namespace, needed):
+            if result is not None:
+                self.total += 1
+                self.report(result)
+
+    def ensure_namespace(self, name: str) -> RestoreItemResult | None:
+        item = ResourceItem(
+            group="", version="v1", kind="Namespace", resource="namespaces", namespaced=False, name=name
+        )
+        reason = "needed by restored objects; not in the backup (or filtered out)"
+        try:
+            if get_object(self.kube, NAMESPACE_TYPE, None, name) is not None:
+                return None
+            if self.options.dry_run:
+                self.absent_namespaces.add(name)
+                return RestoreItemResult(item=item, outcome="would-create", reason=reason)
+            labels = {BACKUP_LABEL: label_value(self.result.backup_id), RESTORE_LABEL: self.restore_label}
+            body = {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name, "labels": labels}}
+            try:
+                kapply.create(self.kube, NAMESPACE_TYPE, body)
+            except ApiError as e:
+                if not e.already_exists:
+                    raise
+                return None
+            return RestoreItemResult(item=item, outcome="created", reason=reason)
+        except ApiError as e:
+            if e.status == 403:
+                self.result.warnings.append(f"cannot check whether namespace {name} exists: {e.short}")
+                return None
+            return RestoreItemResult(item=item, outcome="failed", reason=f"{reason}: {e.short}")
+
+
+def _report_order(r: RestoreItemResult) -> tuple[int, str, str, str]:
+    return (stage_of(r.item.group, r.item.resource), r.item.namespace or "", r.item.resource, r.item.name)
