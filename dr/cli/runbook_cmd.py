@@ -2,9 +2,17 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
 import click
 
-from dr.errors import NotImplementedYet
+from dr.cli.output import emit, output_option
+from dr.drill.model import DrillReport
+from dr.errors import ExitCode, InvalidInput
+from dr.runbook.model import Runbook, load_runbook
+from dr.runbook.render import BackupSummary, render_markdown
 
 
 @click.group("runbook")
@@ -12,19 +20,85 @@ def runbook_group() -> None:
     """Application runbooks: drill steps and the human incident procedure."""
 
 
+def _check(path: Path) -> tuple[Runbook | None, list[str]]:
+    try:
+        return load_runbook(path), []
+    except InvalidInput as e:
+        # Problems of the document, one per line; a file that cannot be read
+        # or parsed at all has only the message.
+        return None, list(e.details) or [e.message]
+
+
 @runbook_group.command("validate")
 @click.argument("files", nargs=-1, required=True, type=click.Path(dir_okay=False), metavar="FILE…")
-def validate(files: tuple[str, ...]) -> None:
-    """Validate runbooks; one line per problem with file, line and field (exit 2)."""
-    raise NotImplementedYet("dr runbook validate")
+@output_option()
+def validate(files: tuple[str, ...], output: str) -> int:
+    """Validate runbooks; one line per problem with file, line and field (exit 2).
+
+    Every file is checked, also after one was found invalid.
+    """
+    results: list[dict[str, Any]] = []
+    problems: list[str] = []
+    for f in files:
+        rb, found = _check(Path(f))
+        problems += found
+        entry: dict[str, Any] = {"file": f, "valid": rb is not None, "problems": found}
+        if rb is not None:
+            entry.update(
+                app=rb.name,
+                verificationSteps=[s.name for s in rb.spec.verification],
+                procedureSteps=len(rb.spec.procedure),
+            )
+        results.append(entry)
+    invalid = [r for r in results if not r["valid"]]
+    if output == "table":
+        for r in results:
+            if r["valid"]:
+                click.echo(
+                    f"{r['file']}: valid ({r['app']}: {len(r['verificationSteps'])} verification steps, "
+                    f"{r['procedureSteps']} procedure steps)"
+                )
+    else:
+        emit({"valid": not invalid, "files": results}, output)
+    if invalid:
+        n = len(invalid)
+        summary = f"{n} of {len(results)} runbook{'s' if len(results) != 1 else ''} invalid"
+        # JSON/YAML already carry the problems; the table view lists them on stderr.
+        raise InvalidInput(summary, problems=problems if output == "table" else [])
+    return ExitCode.OK
+
+
+def latest_backup_for(rb: Runbook) -> BackupSummary | None:
+    """The newest good backup of the runbook's app; hook for the repository (None until it is wired)."""
+    return None
+
+
+def latest_passing_drill_for(rb: Runbook) -> DrillReport | None:
+    """The newest passing drill of the runbook's app; hook for the repository (None until it is wired)."""
+    return None
 
 
 @runbook_group.command("render")
 @click.argument("file", type=click.Path(dir_okay=False), metavar="FILE")
 @click.option("--out", type=click.Path(dir_okay=False), metavar="FILE", help="Write here instead of stdout.")
-def render(file: str, out: str | None) -> None:
+def render(file: str, out: str | None) -> int:
     """Write the human runbook (Markdown) with the exact restore commands."""
-    raise NotImplementedYet("dr runbook render")
+    rb = load_runbook(Path(file))
+    text = render_markdown(
+        rb,
+        source=file,
+        latest_backup=latest_backup_for(rb),
+        latest_drill=latest_passing_drill_for(rb),
+        generated=datetime.now(UTC),
+    )
+    if out:
+        try:
+            Path(out).write_text(text, encoding="utf-8")
+        except OSError as e:
+            raise InvalidInput(f"{out}: cannot write: {e.strerror or e}") from None
+    else:
+        click.echo(text, nl=False)
+    return ExitCode.OK
 
 
 COMMANDS = [runbook_group]

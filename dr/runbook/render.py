@@ -1,0 +1,419 @@
+"""The human runbook: Markdown for the person who gets paged, generated from a runbook YAML.
+
+Owns the wording. The page answers, in the order a responder needs it: who
+owns this, what may be lost and how long it may take (RPO/RTO), which backup
+and which drill to trust, the exact ``dr restore`` lines (in place and into a
+new namespace, derived from the runbook's scope), the incident procedure, a
+checklist derived from the drill's own verification steps (so people check
+what the drills check, with ``kubectl`` lines to do it by hand), and how to
+tell it worked. Plain Markdown without wide tables or HTML, so it prints and
+reads in a terminal, a wiki or on paper.
+
+The latest backup and drill come in as parameters (the CLI gets them from the
+repository); without them the page says so and names the command that finds out.
+"""
+
+from __future__ import annotations
+
+import json
+import shlex
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from dr.drill.model import DrillReport, human_duration
+from dr.runbook.model import (
+    DataStep,
+    ExecStep,
+    HttpStep,
+    JobStep,
+    ReadyStep,
+    ResourcesStep,
+    Runbook,
+    VerificationStep,
+    workload_ref,
+)
+
+UNKNOWN_BACKUP = "unknown — run `dr backups list`"
+UNKNOWN_DRILL = "unknown — run `dr report drills`"
+NEW_NAMESPACE_SUFFIX = "restored"
+
+
+@dataclass(frozen=True)
+class BackupSummary:
+    """What the runbook shows of a backup: its id, when it was taken, what it holds and how big it is."""
+
+    id: str
+    time: datetime
+    namespaces: list[str] = field(default_factory=list)
+    size: int | None = None  # bytes
+
+
+def human_size(n: int) -> str:
+    size = float(n)
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
+        if size < 1024 or unit == "TiB":
+            return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
+        size /= 1024
+    raise AssertionError("unreachable")
+
+
+def when(t: datetime) -> str:
+    return t.strftime("%Y-%m-%d %H:%M %Z").strip() if t.tzinfo else t.strftime("%Y-%m-%d %H:%M")
+
+
+def _code(text: str) -> str:
+    # Inline code that survives backticks inside (``a`b``).
+    fence = "``" if "`" in text else "`"
+    pad = " " if text.startswith("`") or text.endswith("`") else ""
+    return f"{fence}{pad}{text}{pad}{fence}"
+
+
+def _cell(text: str) -> str:
+    return text.replace("|", "\\|").replace("\n", " ")
+
+
+def wrap_command(line: str, width: int = 80) -> list[str]:
+    """A long shell command as continuation lines (``\\``), options kept with their values: printable."""
+    if len(line) <= width:
+        return [line]
+    tokens = shlex.split(line)
+    groups: list[str] = []
+    i = 0
+    while i < len(tokens):
+        tok = tokens[i]
+        if (
+            tok.startswith("--")
+            and "=" not in tok
+            and i + 1 < len(tokens)
+            and not tokens[i + 1].startswith("-")
+        ):
+            groups.append(shlex.join(tokens[i : i + 2]))
+            i += 2
+        else:
+            groups.append(shlex.quote(tok))
+            i += 1
+    lines, cur = [], ""
+    for g in groups:
+        if cur and len(cur) + 1 + len(g) > width - 2:
+            lines.append(cur + " \\")
+            cur = "    " + g
+        else:
+            cur = f"{cur} {g}" if cur else g
+    lines.append(cur)
+    return lines
+
+
+def _block(lines: list[str], lang: str = "sh") -> list[str]:
+    return [f"```{lang}", *(w for ln in lines for w in wrap_command(ln)), "```"]
+
+
+# --------------------------------------------------------------------------- restore commands
+
+
+def restore_filters(rb: Runbook) -> list[str]:
+    """``--selector`` / ``--include-resources`` that limit a restore to this app's part of a backup."""
+    scope = rb.spec.scope
+    args: list[str] = []
+    if scope.selector:
+        args += ["--selector", scope.selector]
+    if scope.include_resources:
+        args += ["--include-resources", ",".join(scope.include_resources)]
+    return args
+
+
+def new_namespace_mapping(rb: Runbook) -> dict[str, str]:
+    """Source namespace -> ``NAME-restored`` for every named namespace of the scope."""
+    out = {}
+    for ns in rb.concrete_namespaces():
+        suffix = f"-{NEW_NAMESPACE_SUFFIX}"
+        out[ns] = ns[: 63 - len(suffix)] + suffix
+    return out
+
+
+def restore_commands(rb: Runbook, backup: str = "latest") -> dict[str, list[str]]:
+    """The exact command lines: ``preview``, ``in_place``, ``replace`` and ``new_namespace``."""
+    base = ["dr", "restore", backup, *restore_filters(rb)]
+    mapping: list[str] = []
+    for old, new in new_namespace_mapping(rb).items():
+        mapping += ["--namespace-mapping", f"{old}={new}"]
+    return {
+        "preview": [shlex.join([*base, "--dry-run"])],
+        "in_place": [shlex.join(base)],
+        "replace": [shlex.join([*base, "--existing", "recreate"])],
+        "new_namespace": [shlex.join([*base, *mapping, "--dry-run"]), shlex.join([*base, *mapping])],
+    }
+
+
+# --------------------------------------------------------------------------- checklist
+
+
+def _kinds_phrase(kinds: list[str]) -> str:
+    plural = [k + "s" for k in kinds]
+    return plural[0] if len(plural) == 1 else ", ".join(plural[:-1]) + " and " + plural[-1]
+
+
+def checklist_item(step: VerificationStep, ns: str) -> tuple[str, list[str]]:
+    """(what to check, in words; kubectl lines to check it by hand) for one verification step."""
+    if isinstance(step, ResourcesStep):
+        parts = []
+        for e in step.expect:
+            sel = f" labelled {_code(e.selector)}" if e.selector else ""
+            if e.names:
+                parts.append(f"{e.kind} {', '.join(_code(n) for n in e.names)}{sel}")
+            if e.min_count > max(len(e.names), 0) or not e.names:
+                parts.append(f"at least {e.min_count} {e.kind}{sel}")
+        kinds = ",".join(dict.fromkeys(e.kind.lower() for e in step.expect))
+        return f"These objects exist in {_code(ns)}: " + "; ".join(parts) + ".", [
+            shlex.join(["kubectl", "-n", ns, "get", kinds])
+        ]
+    if isinstance(step, ReadyStep):
+        what = _kinds_phrase(list(step.kinds))
+        names = f" ({', '.join(_code(n) for n in step.names)})" if step.names else ""
+        sel = f" labelled {_code(step.selector)}" if step.selector else ""
+        text = (
+            f"All {what}{names}{sel} in {_code(ns)} are ready: every replica ready"
+            + (", Jobs complete" if "Job" in step.kinds else "")
+            + f" (the drill waits up to {human_duration(step.timeout)})."
+        )
+        kinds = ",".join(k.lower() + "s" for k in step.kinds)
+        cmd = ["kubectl", "-n", ns, "get", kinds]
+        if step.selector:
+            cmd += ["-l", step.selector]
+        return text, [shlex.join(cmd)]
+    if isinstance(step, HttpStep):
+        exp = step.expect
+        checks = [f"answers {exp.status}"]
+        if exp.body_regex:
+            checks.append(f"the body matches {_code(exp.body_regex)}")
+        checks += [f"{_code(j.path)} is {_code(_json(j.equals))}" for j in exp.json_]
+        target = f"{step.scheme}://{step.service}:{step.port}{step.path}"
+        text = f"{_code(step.method + ' ' + target)} in {_code(ns)} " + ", ".join(checks) + "."
+        svc = f"https:{step.service}:{step.port}" if step.scheme == "https" else f"{step.service}:{step.port}"
+        raw = f"/api/v1/namespaces/{ns}/services/{svc}/proxy{step.path}"
+        cmds = [shlex.join(["kubectl", "get", "--raw", raw])] if step.method == "GET" else []
+        return text, cmds
+    if isinstance(step, ExecStep):
+        shown = shlex.join(step.command)
+        container = ["-c", step.container] if step.container else []
+        regex = step.expect.stdout_regex
+        out = f" and prints output matching {_code(regex)}" if regex else ""
+        if step.workload:
+            kind, name = workload_ref(step.workload)
+            if kind is None:
+                text = f"{_code(shown)} in workload {_code(name)} exits {step.expect.exit_code}{out}."
+                return text, [
+                    shlex.join(
+                        ["kubectl", "-n", ns, "get", "deployment,statefulset,daemonset", "-o", "name"]
+                    ),
+                    shlex.join(
+                        ["kubectl", "-n", ns, "exec", f"KIND/{name}", *container, "--", *step.command]
+                    ),
+                ]
+            target = f"{kind.lower()}/{name}"
+            text = f"{_code(shown)} in {_code(target)} exits {step.expect.exit_code}{out}."
+            return text, [shlex.join(["kubectl", "-n", ns, "exec", target, *container, "--", *step.command])]
+        sel = str(step.selector)
+        text = f"{_code(shown)} in a running pod labelled {_code(sel)} exits {step.expect.exit_code}{out}."
+        return text, [
+            shlex.join(["kubectl", "-n", ns, "get", "pods", "-l", sel]),
+            shlex.join(["kubectl", "-n", ns, "exec", "POD", *container, "--", *step.command]),
+        ]
+    if isinstance(step, DataStep):
+        parts = []
+        for c in step.checks:
+            if c.sha256:
+                parts.append(f"{_code(c.path)} has sha256 {_code(c.sha256[:16] + '…')}")
+            elif c.count is not None:
+                parts.append(f"{_code(c.path)} holds exactly {c.count} files")
+            else:
+                parts.append(f"{_code(c.path)} holds at least {c.min_count} files")
+        return f"Volume {_code(step.pvc)} in {_code(ns)}: " + "; ".join(parts) + ".", []
+    if isinstance(step, JobStep):
+        argv = [*step.command, *step.args]
+        text = (
+            f"The check job {_code(step.image)}"
+            + (f" ({_code(shlex.join(argv))})" if argv else "")
+            + " succeeds"
+        )
+        if step.env:
+            text += " (environment: " + ", ".join(e.name for e in step.env) + ")"
+        cmd = ["kubectl", "-n", ns, "create", "job", f"check-{step.name}"[:52], f"--image={step.image}"]
+        if argv:
+            cmd += ["--", *argv]
+        return text + ".", [shlex.join(cmd)]
+    raise TypeError(f"unknown step {step!r}")
+
+
+def _json(v: Any) -> str:
+    return json.dumps(v)
+
+
+# --------------------------------------------------------------------------- the page
+
+
+def render_markdown(
+    rb: Runbook,
+    *,
+    source: str | None = None,
+    latest_backup: BackupSummary | None = None,
+    latest_drill: DrillReport | None = None,
+    generated: datetime | None = None,
+) -> str:
+    """The whole human runbook as Markdown."""
+    spec = rb.spec
+    names = rb.concrete_namespaces()
+    first_ns = names[0] if names else "NAMESPACE"
+    backup = latest_backup.id if latest_backup else "latest"
+    cmds = restore_commands(rb, backup)
+    out: list[str] = [f"# Runbook: {rb.name}", "", spec.description.strip(), ""]
+    made = "Generated by `dr runbook render`" + (f" from {_code(source)}" if source else "")
+    made += f" on {when(generated)}" if generated else ""
+    out += [f"> {made}. Edit the runbook YAML, not this page.", ""]
+
+    # -- at a glance
+    out += ["## At a glance", "", "| | |", "|---|---|"]
+    out.append(f"| Namespaces | {', '.join(_code(n) for n in spec.scope.namespaces)} |")
+    if spec.scope.selector:
+        out.append(f"| Selector | {_cell(_code(spec.scope.selector))} |")
+    if spec.backup_policy:
+        out.append(f"| Backup policy | {_code(spec.backup_policy)} |")
+    rpo, rto = human_duration(spec.objectives.rpo), human_duration(spec.objectives.rto)
+    out.append(f"| Recovery point objective (RPO) | {rpo}: at most {rpo} of changes may be lost |")
+    out.append(f"| Recovery time objective (RTO) | {rto}: from starting the restore to a working app |")
+    out.append(f"| Latest good backup | {_cell(_backup_line(latest_backup))} |")
+    out.append(f"| Latest passing drill | {_cell(_drill_line(latest_drill))} |")
+    out.append("")
+
+    # -- contacts
+    out += ["## Contacts", ""]
+    for c in spec.contacts:
+        ways = [w for w in (c.email, c.phone, f"pager {c.pager}" if c.pager else None) if w]
+        role = f" ({c.role})" if c.role else ""
+        out.append(f"- **{c.name}**{role}: {', '.join(ways)}")
+    out.append("")
+
+    # -- recovery commands
+    out += ["## Restore", ""]
+    out += [
+        "Find the backup to restore: the newest one taken before the damage. "
+        + ("The IDs below are the latest good backup's. " if latest_backup else "")
+        + "`latest` means the newest backup in the repository; if it does not cover this app, "
+        "use an ID from the list.",
+        "",
+        *_block([shlex.join(["dr", "backups", "list", "--namespace", first_ns])]),
+        "",
+        "### In place (the namespace is damaged or gone)",
+        "",
+        "Preview, then restore. Objects that still exist are left alone; the third line replaces them "
+        "with the backed-up version.",
+        "",
+        *_block([*cmds["preview"], *cmds["in_place"], *cmds["replace"]]),
+        "",
+        "### Into a new namespace (inspect the backup next to the running app, or recover beside it)",
+        "",
+    ]
+    globs = [n for n in spec.scope.namespaces if n not in names]
+    out += _block(cmds["new_namespace"])
+    out.append("")
+    if globs:
+        out += [
+            f"Namespaces matching {', '.join(_code(g) for g in globs)} need their own "
+            "`--namespace-mapping OLD=NEW` each: see `dr backups describe ID` for their names.",
+            "",
+        ]
+    out += [
+        "`dr restore` exits 0 when everything was restored, 3 when some items failed (each is listed; "
+        "fix the cause and run the same command again, restored items are skipped), "
+        "2 for a mistake in the command line.",
+        "",
+    ]
+
+    # -- procedure
+    out += ["## Incident procedure", ""]
+    for i, p in enumerate(spec.procedure, 1):
+        out += [f"### {i}. {p.title}", "", p.text.strip(), ""]
+        line = p.command_line()
+        if line:
+            out += [*_block([line]), ""]
+        if p.expect:
+            out += [f"**Expected:** {p.expect.strip()}", ""]
+
+    # -- checklist
+    out += [
+        "## Verification checklist",
+        "",
+        "The restore drills check exactly these; check them by hand after a real restore "
+        "(in a new namespace, use its name instead).",
+        "",
+    ]
+    for step in spec.verification:
+        ns = rb.step_namespace(step) or first_ns
+        text, lines = checklist_item(step, ns)
+        if step.description:
+            out += [f"- [ ] **{step.name}**: {step.description.strip().rstrip('.')}.", f"  {text}"]
+        else:
+            out.append(f"- [ ] **{step.name}**: {text}")
+        if lines:
+            out.append("  By hand: " + " then ".join(_code(ln) for ln in lines))
+    out.append("")
+
+    # -- done?
+    out += ["## How to tell it worked", ""]
+    out += [
+        "- Every box of the checklist is ticked.",
+        "- `dr restore` exited 0 and listed no failed items.",
+        f"- The time from starting the restore to the last ticked box is within the RTO ({rto})."
+        + (
+            f" The latest passing drill took {human_duration(latest_drill.rto_measured)}."
+            if latest_drill and latest_drill.rto_measured is not None
+            else ""
+        ),
+        f"- The restored backup was taken at most {rpo} before the incident (RPO); "
+        "changes after the backup's time are lost and must be recovered from elsewhere or announced.",
+        "- The contacts above agree that the app works, and the incident notes say which backup was restored.",
+        "",
+    ]
+
+    # -- drills
+    d = spec.drill
+    out += ["## Restore drills", ""]
+    sched = (
+        f"{_code(d.schedule)}" + (f" ({d.time_zone})" if d.time_zone else " (UTC)")
+        if d.schedule
+        else "not scheduled"
+    )
+    out.append(f"- Schedule: {sched}; run by hand with {_code('dr drill run RUNBOOK.yaml')}.")
+    sample = next(iter(rb.scratch_namespaces("ID").values()), f"{d.namespace_prefix}-{rb.name}-ID")
+    out.append(
+        f"- Scratch namespaces like {_code(sample)}, deleted after the drill, "
+        f"or by `dr drill gc` after {human_duration(d.ttl)}; a drill is stopped after {human_duration(d.timeout)}."
+    )
+    if d.quota:
+        out.append(
+            "- Quota of the scratch namespace: " + ", ".join(f"{k} {v}" for k, v in d.quota.items()) + "."
+        )
+    out.append("")
+    return "\n".join(out)
+
+
+def _backup_line(b: BackupSummary | None) -> str:
+    if b is None:
+        return UNKNOWN_BACKUP
+    parts = [f"{_code(b.id)}, taken {when(b.time)}"]
+    if b.namespaces:
+        parts.append("namespaces " + ", ".join(b.namespaces))
+    if b.size is not None:
+        parts.append(human_size(b.size))
+    return "; ".join(parts)
+
+
+def _drill_line(d: DrillReport | None) -> str:
+    if d is None:
+        return UNKNOWN_DRILL
+    parts = [f"{when(d.started)} (drill {_code(d.id)})"]
+    if d.rto_measured is not None:
+        parts.append(f"RTO {human_duration(d.rto_measured)}")
+    if d.backup_id:
+        parts.append(f"restored backup {_code(d.backup_id)}")
+    return "; ".join(parts)

@@ -1,0 +1,337 @@
+"""The human runbook (Markdown) and ``dr runbook validate | render``."""
+
+from __future__ import annotations
+
+import json
+import re
+import shlex
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+import yaml
+
+from dr.drill.model import Cleanup, DrillReport, Phases, ReportObjectives
+from dr.runbook.model import Runbook, load_runbook
+from dr.runbook.render import (
+    UNKNOWN_BACKUP,
+    UNKNOWN_DRILL,
+    BackupSummary,
+    checklist_item,
+    human_size,
+    render_markdown,
+    restore_commands,
+    wrap_command,
+)
+from tests.helpers import run_dr, run_dr_process
+
+RUNBOOKS = Path(__file__).resolve().parent.parent / "runbooks"
+SHOP = RUNBOOKS / "webapp-postgres.yaml"
+CACHE = RUNBOOKS / "redis-cache.yaml"
+SITE = RUNBOOKS / "static-site.yaml"
+
+BACKUP = BackupSummary(
+    id="3f9a1c2e", time=datetime(2026, 11, 26, 1, 15, tzinfo=UTC), namespaces=["shop"], size=1_288_490_189
+)
+DRILL = DrillReport(
+    id="drill-7b2",
+    app="webapp-postgres",
+    runbook="runbooks/webapp-postgres.yaml",
+    backup_id="1d0e4b7a",
+    backup_time=datetime(2026, 10, 31, 1, 15, tzinfo=UTC),
+    started=datetime(2026, 11, 1, 4, 0, tzinfo=UTC),
+    phases=Phases(
+        restore_resources=timedelta(seconds=40),
+        restore_data=timedelta(minutes=6),
+        time_to_ready=timedelta(minutes=4),
+        verification=timedelta(seconds=80),
+    ),
+    objectives=ReportObjectives(rpo=timedelta(hours=24), rto=timedelta(minutes=30)),
+    outcome="passed",
+    cleanup=Cleanup(status="deleted"),
+)
+
+
+def code_lines(md: str) -> list[str]:
+    out, inside = [], False
+    for line in md.splitlines():
+        if line.startswith("```"):
+            inside = not inside
+        elif inside:
+            out.append(line)
+    return out
+
+
+# --------------------------------------------------------------------------- restore commands
+
+
+def test_restore_commands_in_place_and_new_namespace() -> None:
+    cmds = restore_commands(load_runbook(SHOP))
+    assert cmds == {
+        "preview": ["dr restore latest --dry-run"],
+        "in_place": ["dr restore latest"],
+        "replace": ["dr restore latest --existing recreate"],
+        "new_namespace": [
+            "dr restore latest --namespace-mapping shop=shop-restored --dry-run",
+            "dr restore latest --namespace-mapping shop=shop-restored",
+        ],
+    }
+
+
+def test_restore_commands_carry_the_scope_filters_and_every_namespace() -> None:
+    cache = restore_commands(load_runbook(CACHE), "3f9a1c2e")
+    assert cache["in_place"] == [
+        "dr restore 3f9a1c2e --selector app.kubernetes.io/name=redis "
+        "--include-resources statefulsets,services,configmaps,secrets,persistentvolumeclaims"
+    ]
+    doc = yaml.safe_load(SHOP.read_text())
+    doc["spec"]["scope"]["namespaces"] = ["shop", "shop-db", "shop-*"]
+    doc["spec"]["scope"]["selector"] = "part-of in (shop, billing)"
+    rb = Runbook.model_validate(doc)
+    many = restore_commands(rb)["new_namespace"][1]
+    assert shlex.split(many) == [
+        "dr",
+        "restore",
+        "latest",
+        "--selector",
+        "part-of in (shop, billing)",
+        "--namespace-mapping",
+        "shop=shop-restored",
+        "--namespace-mapping",
+        "shop-db=shop-db-restored",
+    ]
+    md = render_markdown(rb)
+    assert "Namespaces matching `shop-*` need their own `--namespace-mapping OLD=NEW` each" in md
+
+
+def test_wrap_command_keeps_options_with_values() -> None:
+    line = (
+        "dr restore 3f9a1c2e --selector app.kubernetes.io/name=redis --include-resources "
+        "statefulsets,services,configmaps,secrets,persistentvolumeclaims --namespace-mapping 'a=b c' --dry-run"
+    )
+    lines = wrap_command(line)
+    assert lines == [
+        "dr restore 3f9a1c2e --selector app.kubernetes.io/name=redis \\",
+        "    --include-resources statefulsets,services,configmaps,secrets,persistentvolumeclaims \\",
+        "    --namespace-mapping 'a=b c' --dry-run",
+    ]
+    assert shlex.split(" ".join(ln.removesuffix("\\") for ln in lines)) == shlex.split(line)
+    assert wrap_command("dr restore latest") == ["dr restore latest"]
+
+
+# --------------------------------------------------------------------------- checklist
+
+
+def test_checklist_items_per_step_type() -> None:
+    rb = load_runbook(SHOP)
+    items = {s.name: checklist_item(s, "shop") for s in rb.spec.verification}
+    assert items["objects-restored"] == (
+        "These objects exist in `shop`: Deployment `web`; StatefulSet `postgres`; at least 2 services; "
+        "Secret `postgres-credentials`; at least 2 persistentvolumeclaims.",
+        ["kubectl -n shop get deployment,statefulset,services,secret,persistentvolumeclaims"],
+    )
+    assert items["workloads-ready"] == (
+        "All Deployments and StatefulSets in `shop` are ready: every replica ready (the drill waits up to 15m).",
+        ["kubectl -n shop get deployments,statefulsets"],
+    )
+    assert items["database-has-orders"][1] == [
+        "kubectl -n shop exec statefulset/postgres -c postgres -- psql -U shop -d shop -tAc "
+        "'select count(*) > 0 from orders'"
+    ]
+    assert items["storefront-health"] == (
+        '`GET http://web:8080/healthz` in `shop` answers 200, the body matches `"status":\\s*"ok"`, '
+        '`checks.database` is `"ok"`, `checks.uploads` is `"ok"`.',
+        ["kubectl get --raw /api/v1/namespaces/shop/services/web:8080/proxy/healthz"],
+    )
+    assert items["uploads-intact"] == (
+        "Volume `uploads` in `shop`: `canary/canary.txt` has sha256 `5f70bf18a0860070…`; "
+        "`products` holds at least 100 files.",
+        [],
+    )
+    text, cmds = items["checkout-smoke-test"]
+    assert text.endswith("succeeds (environment: SMOKE_USER, SMOKE_PASSWORD).")
+    assert "secret" not in text.lower() or "SMOKE_PASSWORD" in text  # names only, never values
+    assert cmds == [
+        "kubectl -n shop create job check-checkout-smoke-test --image=ghcr.io/acme/shop-smoke-tests:2.3.1 "
+        "-- /smoke --base-url http://web:8080 --checkout"
+    ]
+
+
+def test_checklist_for_selector_and_bare_workload_exec() -> None:
+    rb = load_runbook(CACHE)
+    by = {s.name: checklist_item(s, "cache") for s in rb.spec.verification}
+    assert by["redis-answers"] == (
+        "`redis-cli ping` in a running pod labelled `app.kubernetes.io/name=redis` exits 0 and prints "
+        "output matching `PONG`.",
+        [
+            "kubectl -n cache get pods -l app.kubernetes.io/name=redis",
+            "kubectl -n cache exec POD -c redis -- redis-cli ping",
+        ],
+    )
+    assert (
+        by["sessions-loaded"][0]
+        == "`sh -c 'test \"$(redis-cli dbsize)\" -gt 0'` in workload `redis` exits 0."
+    )
+
+
+# --------------------------------------------------------------------------- the page
+
+
+def test_page_without_repository_data() -> None:
+    md = render_markdown(load_runbook(SHOP), source="runbooks/webapp-postgres.yaml")
+    assert md.startswith("# Runbook: webapp-postgres\n\nThe online shop:")
+    assert f"| Latest good backup | {UNKNOWN_BACKUP} |" in md
+    assert f"| Latest passing drill | {UNKNOWN_DRILL} |" in md
+    assert UNKNOWN_BACKUP == "unknown — run `dr backups list`"
+    assert "| Recovery point objective (RPO) | 24h: at most 24h of changes may be lost |" in md
+    assert "| Recovery time objective (RTO) | 30m: from starting the restore to a working app |" in md
+    assert "- **Shop on-call** (first responder): pager pagerduty:shop-primary" in md
+    assert "dr restore latest --namespace-mapping shop=shop-restored" in code_lines(md)
+    # The procedure in order, with its commands and expected outcomes.
+    assert (
+        md.index("### 1. Confirm the incident")
+        < md.index("### 3. Find the backup")
+        < md.index("### 5. Restore in place")
+    )
+    assert "dr restore latest --existing recreate" in code_lines(md)
+    assert "**Expected:** Every item reported as restored; exit code 0." in md
+    # The checklist is checkboxes, one per verification step, with human wording first.
+    boxes = [ln for ln in md.splitlines() if ln.startswith("- [ ] ")]
+    assert [b.split("**")[1] for b in boxes] == [s.name for s in load_runbook(SHOP).spec.verification]
+    assert (
+        "- [ ] **objects-restored**: The web front end, the database and their configuration are back." in md
+    )
+    assert "## How to tell it worked" in md and "within the RTO (30m)" in md
+    assert "- Schedule: `0 4 1 * *` (Europe/Berlin)" in md
+    assert "Scratch namespaces like `drill-webapp-postgres-ID`" in md
+
+
+def test_page_with_latest_backup_and_drill() -> None:
+    md = render_markdown(
+        load_runbook(SHOP),
+        latest_backup=BACKUP,
+        latest_drill=DRILL,
+        generated=datetime(2026, 11, 27, 9, 30, tzinfo=UTC),
+    )
+    assert "| Latest good backup | `3f9a1c2e`, taken 2026-11-26 01:15 UTC; namespaces shop; 1.2 GiB |" in md
+    assert (
+        "| Latest passing drill | 2026-11-01 04:00 UTC (drill `drill-7b2`); RTO 12m; restored backup `1d0e4b7a` |"
+        in md
+    )
+    assert "on 2026-11-27 09:30 UTC. Edit the runbook YAML" in md
+    lines = code_lines(md)
+    assert "dr restore 3f9a1c2e --dry-run" in lines and "dr restore 3f9a1c2e --existing recreate" in lines
+    assert "The latest passing drill took 12m." in md
+
+
+def test_page_prints_well() -> None:
+    for path in (SHOP, CACHE, SITE):
+        md = render_markdown(load_runbook(path), latest_backup=BACKUP)
+        too_wide = [ln for ln in code_lines(md) if len(ln) > 90]
+        assert too_wide == [], path.name
+        prose = re.sub(r"`[^`]*`", "", "\n".join(ln for ln in md.splitlines() if ln not in code_lines(md)))
+        assert "<" not in prose  # no raw HTML, which printers of Markdown drop
+
+
+def test_human_size() -> None:
+    assert [human_size(n) for n in (0, 1023, 1024, 1_288_490_189, 5 * 1024**5)] == [
+        "0 B",
+        "1023 B",
+        "1.0 KiB",
+        "1.2 GiB",
+        "5120.0 TiB",
+    ]
+
+
+# --------------------------------------------------------------------------- CLI
+
+
+def test_cli_validate_examples(capsys: pytest.CaptureFixture[str]) -> None:
+    r = run_dr(capsys, "runbook", "validate", str(SHOP), str(CACHE), str(SITE))
+    assert r.code == 0, r.err
+    assert r.out.splitlines() == [
+        f"{SHOP}: valid (webapp-postgres: 6 verification steps, 6 procedure steps)",
+        f"{CACHE}: valid (redis-cache: 4 verification steps, 3 procedure steps)",
+        f"{SITE}: valid (static-site: 4 verification steps, 2 procedure steps)",
+    ]
+
+
+BAD = """\
+apiVersion: dr.dev/v1
+kind: Runbook
+metadata:
+  name: bad
+spec:
+  description: x
+  contacts: [{name: a, email: a@example.com}]
+  scope: {namespaces: [x]}
+  objectives: {rpo: 1h, rto: soon}
+  verification:
+    - {name: a, type: teleport}
+  procedure: [{title: t, text: t}]
+"""
+
+
+def test_cli_validate_checks_every_file(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(BAD)
+    missing = tmp_path / "missing.yaml"
+    r = run_dr(capsys, "runbook", "validate", str(bad), str(SHOP), str(missing))
+    assert r.code == 2
+    assert r.out == f"{SHOP}: valid (webapp-postgres: 6 verification steps, 6 procedure steps)\n"
+    assert r.err.splitlines() == [
+        "error: 2 of 3 runbooks invalid",
+        f"  {bad}:9:25: spec.objectives.rto: invalid duration 'soon' (examples: 90s, 15m, 1h30m, 7d)",
+        f"  {bad}:11:17: spec.verification[0].type: unknown step type 'teleport' "
+        "(known: resources, ready, http, exec, data, job)",
+        f"  {missing}: no such file",
+    ]
+
+
+def test_cli_validate_json(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(BAD)
+    r = run_dr(capsys, "runbook", "validate", "-o", "json", str(SITE), str(bad))
+    assert r.code == 2
+    doc = r.json()
+    assert doc["valid"] is False
+    assert doc["files"][0] == {
+        "file": str(SITE),
+        "valid": True,
+        "problems": [],
+        "app": "static-site",
+        "verificationSteps": ["site-objects", "site-ready", "home-page", "content-files"],
+        "procedureSteps": 2,
+    }
+    assert doc["files"][1]["valid"] is False and len(doc["files"][1]["problems"]) == 2
+    assert r.err == "error: 1 of 2 runbooks invalid\n"
+    ok = run_dr(capsys, "runbook", "validate", "-o", "json", str(SITE))
+    assert ok.code == 0 and json.loads(ok.out)["valid"] is True
+
+
+def test_cli_validate_no_traceback_in_a_process(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(BAD)
+    r = run_dr_process("runbook", "validate", str(bad))
+    assert r.code == 2 and "Traceback" not in r.err and f"{bad}:9:25: spec.objectives.rto" in r.err
+
+
+def test_cli_render(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    r = run_dr(capsys, "runbook", "render", str(CACHE))
+    assert r.code == 0, r.err
+    assert r.out.startswith("# Runbook: redis-cache\n") and UNKNOWN_BACKUP in r.out
+    out = tmp_path / "cache.md"
+    r = run_dr(capsys, "runbook", "render", str(CACHE), "--out", str(out))
+    assert r.code == 0 and r.out == ""
+    assert out.read_text().startswith("# Runbook: redis-cache\n")
+
+
+def test_cli_render_errors(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(BAD)
+    r = run_dr(capsys, "runbook", "render", str(bad))
+    assert (
+        r.code == 2 and f"{bad}:11:17: spec.verification[0].type: unknown step type" in r.err and r.out == ""
+    )
+    r = run_dr(capsys, "runbook", "render", str(CACHE), "--out", str(tmp_path / "no" / "dir" / "x.md"))
+    assert r.code == 2 and "cannot write: No such file or directory" in r.err
