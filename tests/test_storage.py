@@ -362,6 +362,15 @@ def test_s3_object_lock_retains_data_not_locks(
     store.close()
 
 
+def test_s3_object_lock_needs_lock_bucket(s3_env: dict[str, str], s3_bucket: str) -> None:
+    store = s3_store(s3_env, s3_bucket, "repo", object_lock=ObjectLock(days=1))
+    for data in (b"small", payload(9 * MiB)):
+        with pytest.raises(StorageError) as e:
+            store.put("data/00/p", data)
+        assert f"bucket {s3_bucket!r} must have Object Lock enabled" in str(e.value)
+    store.put("locks/l", b"locks carry no retention, so they work")
+
+
 def test_s3_wrong_secret_is_access_denied(
     s3_env: dict[str, str], s3_bucket: str, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:

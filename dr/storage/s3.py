@@ -126,7 +126,8 @@ _ACCESS_HINTS = {
     "AccessDenied": "the credentials lack permission for this (or S3 Object Lock forbids it)",
     "AllAccessDisabled": "all access to this bucket is disabled",
     "AccountProblem": "the AWS account has a problem that prevents this",
-    "403": "forbidden: wrong credentials or missing permission",
+    "403": "forbidden: wrong credentials or missing permission "
+    "(S3 also answers 403 for a missing object when the credentials lack s3:ListBucket)",
 }
 
 
@@ -425,9 +426,23 @@ class S3Store:
         args = self._write_args(name)
         if isinstance(data, memoryview) and (data.format != "B" or data.ndim != 1):
             data = data.cast("B")  # so that len() and slices count bytes
-        if len(data) > self._multipart_threshold:
-            self._put_multipart(name, data, args, if_absent=if_absent)
-            return
+        try:
+            if len(data) > self._multipart_threshold:
+                self._put_multipart(name, data, args, if_absent=if_absent)
+            else:
+                self._put_single(name, data, args, if_absent=if_absent)
+        except StorageError as e:
+            if type(e) is StorageError and "ObjectLockMode" in args and "InvalidRequest" in str(e):
+                # S3 (or a compatible server) refuses retention on a bucket without Object Lock.
+                raise StorageError(
+                    f"{e} (objectLock is configured for this repository: bucket {self.settings.bucket!r} "
+                    "must have Object Lock enabled)"
+                ) from e
+            raise
+
+    def _put_single(
+        self, name: str, data: bytes | memoryview, args: dict[str, Any], *, if_absent: bool
+    ) -> None:
         if if_absent:
             args["IfNoneMatch"] = "*"
         body = bytes(data) if isinstance(data, memoryview) else data
