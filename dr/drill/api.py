@@ -81,11 +81,6 @@ def request(
     return json.loads(data) if data else None
 
 
-def is_not_found(err: BaseException) -> bool:
-    cause = err.__cause__
-    return isinstance(cause, kclient.ApiException) and cause.status == 404
-
-
 def list_items(
     api: kclient.ApiClient, path: str, *, selector: str | None = None, timeout: float = 30.0
 ) -> list[dict[str, Any]]:

@@ -81,6 +81,9 @@ class KubernetesExec:
         # while it connects, which must not race with other calls on a shared one.
         self._api = kclient.ApiClient(api.configuration)
 
+    def close(self) -> None:
+        self._api.close()
+
     def run(
         self,
         namespace: str,

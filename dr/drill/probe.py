@@ -63,8 +63,11 @@ def _count_files(root: Path) -> int:
     # Regular files only, symlinks not followed: a restored volume must not
     # be able to point the probe outside itself.
     n = 0
-    for _dirpath, _dirs, files in os.walk(root, followlinks=False):
-        n += sum(1 for f in files if os.path.isfile(os.path.join(_dirpath, f)))
+    for dirpath, _dirs, files in os.walk(root, followlinks=False):
+        for f in files:
+            p = os.path.join(dirpath, f)
+            if not os.path.islink(p) and os.path.isfile(p):
+                n += 1
     return n
 
 
