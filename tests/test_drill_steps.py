@@ -1022,3 +1022,140 @@ def test_run_steps_keeps_going_after_a_failure(kube: Kube, namespace: str) -> No
     assert [(r.name, r.passed) for r in results] == [("a", False), ("b", True)]
     again = type(results[0]).model_validate_json(results[0].model_dump_json(by_alias=True))
     assert again == results[0]
+
+
+# --------------------------------------------------------------------------- more error paths
+
+
+def test_poll_waits_out_transient_api_errors_only() -> None:
+    from dr.drill.api import StepApiError
+    from dr.drill.steps import Verdict, _poll
+
+    answers: list[int] = [503, 429, 0]
+
+    def flaky() -> Verdict:
+        if answers:
+            status = answers.pop(0)
+            raise StepApiError(f"GET /x: HTTP {status}") from kclient.ApiException(status=status)
+        return Verdict(True, "fine")
+
+    ctx = ctx_for(kclient.ApiClient(), "ns")
+    assert _poll(ctx, timedelta(minutes=1), flaky).passed
+
+    def forbidden() -> Verdict:
+        raise StepApiError("GET /x: forbidden (403)") from kclient.ApiException(status=403)
+
+    with pytest.raises(StepApiError, match="forbidden"):
+        _poll(ctx, timedelta(minutes=1), forbidden)
+
+    def always_busy() -> Verdict:
+        raise StepApiError("GET /x: HTTP 503") from kclient.ApiException(status=503)
+
+    v = _poll(ctx_for(kclient.ApiClient(), "ns"), timedelta(seconds=3), always_busy)
+    assert (v.passed, v.message) == (False, "timed out after 3s: GET /x: HTTP 503")
+
+
+def test_kubernetes_exec_forbidden(kube: Kube, namespace: str) -> None:
+    from kubernetes import config as kconfig
+
+    if kube.cluster.external:
+        pytest.skip("identities are only known for the local test cluster")
+    kclient.CoreV1Api(kube.api).create_namespaced_pod(namespace, pod("db-0", {"app": "db"}))
+    bob = kconfig.new_client_from_config(config_file=kube.cluster.kubeconfig_for("bob"))
+    ex = KubernetesExec(bob)
+    try:
+        with pytest.raises(ExecError) as e:
+            ex.run(namespace, "db-0", None, ["true"], timeout=10)
+    finally:
+        ex.close()
+        bob.close()
+    assert e.value.message == (
+        f"cannot exec into pod {namespace}/db-0: forbidden (403): the identity may not create pods/exec in this namespace"
+    )
+
+
+def test_exec_target_without_pod_selector_and_job_workloads(kube: Kube, namespace: str) -> None:
+    apps, batch, core = kclient.AppsV1Api(kube.api), kclient.BatchV1Api(kube.api), kclient.CoreV1Api(kube.api)
+    # The test cluster accepts a Deployment without a selector (a real one would not): restored
+    # objects from elsewhere can be that broken.
+    no_sel = deployment("legacy")
+    del no_sel["spec"]["selector"]
+    from dr.drill.api import request
+
+    request(kube.api, "POST", f"/apis/apps/v1/namespaces/{namespace}/deployments", body=no_sel)
+    s = step({"name": "q", "type": "exec", "workload": "deployment/legacy", "command": ["true"]})
+    r = run_step(s, ctx_for(kube.api, namespace))
+    assert r.error == f"deployment/legacy in {namespace} has no pod selector"
+
+    job = {
+        "metadata": {"name": "seed"},
+        "spec": {
+            "template": {"spec": {"restartPolicy": "Never", "containers": [{"name": "m", "image": "x"}]}}
+        },
+    }
+    batch.create_namespaced_job(namespace, job)
+    core.create_namespaced_pod(namespace, pod("seed-abc", {"batch.kubernetes.io/job-name": "seed"}))
+    set_pod_phase(core, namespace, "seed-abc", "Running")
+    apps.create_namespaced_deployment(
+        namespace,
+        {
+            **deployment("api"),
+            "spec": {
+                **deployment("api")["spec"],
+                "selector": {
+                    "matchLabels": {"app": "api"},
+                    "matchExpressions": [{"key": "tier", "operator": "In", "values": ["a", "b"]}],
+                },
+            },
+        },
+    )
+    core.create_namespaced_pod(namespace, pod("api-1", {"app": "api", "tier": "b"}))
+    core.create_namespaced_pod(namespace, pod("api-2", {"app": "api", "tier": "c"}))
+    for name in ("api-1", "api-2"):
+        set_pod_phase(core, namespace, name, "Running")
+    fake = ScriptedExec()
+    for target in ("job/seed", "deployment/api"):
+        r = run_step(
+            step({"name": "q", "type": "exec", "workload": target, "command": ["true"]}),
+            ctx_for(kube.api, namespace, exec=fake),
+        )
+        assert r.passed, r.message
+    assert [c["pod"] for c in fake.calls] == ["seed-abc", "api-1"]
+
+
+def test_job_failure_without_a_message_and_a_cleanup_that_is_refused(kube: Kube, namespace: str) -> None:
+    if kube.cluster.external:
+        pytest.skip("impersonates an identity of the local test cluster")
+    rbac, batch = kclient.RbacAuthorizationV1Api(kube.api), kclient.BatchV1Api(kube.api)
+    rules = [
+        {"apiGroups": ["batch"], "resources": ["jobs"], "verbs": ["create", "get", "list"]},
+        {"apiGroups": [""], "resources": ["pods", "pods/log"], "verbs": ["get", "list"]},
+    ]
+    rbac.create_namespaced_role(namespace, {"metadata": {"name": "no-delete"}, "rules": rules})
+    rbac.create_namespaced_role_binding(
+        namespace,
+        {
+            "metadata": {"name": "alice-no-delete"},
+            "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": "no-delete"},
+            "subjects": [{"apiGroup": "rbac.authorization.k8s.io", "kind": "User", "name": "alice"}],
+        },
+    )
+    alice = kclient.ApiClient(kube.api.configuration)
+    alice.set_default_header("Impersonate-User", "alice")
+
+    def agent(n: int) -> None:
+        job = jobs_in(kube, namespace)[0].metadata.name
+        batch.patch_namespaced_job_status(job, namespace, {"status": {"failed": 1}})
+
+    try:
+        r = run_step(job_step(), ctx_for(alice, namespace, clock=AgentClock(agent)))
+    finally:
+        alice.close()
+    job = r.details["job"]
+    # No pod said anything (and the test cluster serves no logs): the verdict stands alone.
+    assert r.message == f"job {job} failed after 1 attempt(s)"
+    assert r.details["cleanup"].startswith(
+        f"not deleted: DELETE /apis/batch/v1/namespaces/{namespace}/jobs/{job}: "
+    )
+    assert 'User "alice" cannot delete resource "jobs"' in r.details["cleanup"]
+    assert [j.metadata.name for j in jobs_in(kube, namespace)] == [job]

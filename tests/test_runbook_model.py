@@ -403,3 +403,104 @@ def test_steps_accept_models_in_code() -> None:
     rb = Runbook.model_validate(doc)
     again = Runbook.model_validate(rb.model_dump(by_alias=True))
     assert again.spec.verification == rb.spec.verification
+
+
+@pytest.mark.parametrize(
+    ("old", "new", "where", "reason"),
+    [
+        ("dr: dr restore latest", "dr: dr", "spec.procedure[0].dr", "the dr command is empty"),
+        (
+            "dr: dr restore latest",
+            "dr: {restore: latest}",
+            "spec.procedure[0].dr",
+            "expected a command line or a list",
+        ),
+        ("dr: dr restore latest", "dr: [dr, --repo, x]", "spec.procedure[0].dr", "the dr command is empty"),
+        ("email: owner@example.com", "email: owner", "spec.contacts[0].email", "String should match pattern"),
+        (
+            "namespaces: [shop]",
+            "namespaces: [Shop_1]",
+            "spec.scope.namespaces[0]",
+            "'Shop_1' is not a namespace name",
+        ),
+        ("  scope:\n", "  scope:\n    selector: 'a=b,,c'\n", "spec.scope.selector", "empty term"),
+        (
+            "    - name: objects\n",
+            "    - name: Objects!\n",
+            "spec.verification[0].name",
+            "String should match pattern",
+        ),
+        (
+            "        - kind: Deployment\n",
+            "        - kind: Deployment\n          minCount: -1\n",
+            "spec.verification[0].expect[0].minCount",
+            "greater than or equal to 0",
+        ),
+    ],
+)
+def test_field_problems(tmp_path: Path, old: str, new: str, where: str, reason: str) -> None:
+    assert old in GOOD
+    p = write(tmp_path, GOOD.replace(old, new))
+    [line] = problems_of(p)
+    assert f": {where}: " in line and reason in line, line
+    assert line.startswith(f"{p}:")
+
+
+@pytest.mark.parametrize(
+    ("steps", "where", "reason"),
+    [
+        (
+            "    - {name: w, type: http, service: Web_1, port: 80}\n",
+            "spec.verification[0].service",
+            "'Web_1' is not a DNS label",
+        ),
+        (
+            "    - {name: w, type: http, service: web, port: 80, method: POST, body: 'not json'}\n",
+            "spec.verification[0]",
+            "body is not valid JSON",
+        ),
+        (
+            "    - {name: w, type: http, service: web, port: 80, path: healthz}\n",
+            "spec.verification[0].path",
+            "String should match pattern '^/'",
+        ),
+        (
+            "    - {name: d, type: data, pvc: data, checks: [{path: a, sha256: abc}]}\n",
+            "spec.verification[0].checks[0].sha256",
+            "String should match pattern",
+        ),
+        (
+            "    - {name: j, type: job, image: busybox, env: [{name: '1=x', value: a}]}\n",
+            "spec.verification[0].env[0].name",
+            "String should match pattern",
+        ),
+        ("    - [not, a, mapping]\n", "spec.verification[0]", "a verification step is a mapping with a type"),
+        (
+            "    - {name: r, type: ready, kinds: [CronJob]}\n",
+            "spec.verification[0].kinds[0]",
+            "Input should be",
+        ),
+    ],
+)
+def test_step_problems(tmp_path: Path, steps: str, where: str, reason: str) -> None:
+    p = write(tmp_path, with_steps(steps))
+    [line] = problems_of(p)
+    assert f": {where}: " in line and reason in line, line
+
+
+def test_http_body_with_its_own_content_type(tmp_path: Path) -> None:
+    steps = (
+        "    - {name: w, type: http, service: web, port: 80, method: POST, body: 'a=1',"
+        " headers: {content-type: application/x-www-form-urlencoded}}\n"
+    )
+    rb = load_runbook(write(tmp_path, with_steps(steps)))
+    step = rb.spec.verification[0]
+    assert isinstance(step, HttpStep) and step.content_type() == "application/x-www-form-urlencoded"
+
+
+def test_quota_values_must_be_scalars(tmp_path: Path) -> None:
+    p = write(
+        tmp_path,
+        GOOD.replace("  verification:\n", "  drill:\n    quota:\n      pods: [1]\n  verification:\n"),
+    )
+    assert problems_of(p) == [f"{p}:17:7: spec.drill.quota.pods: expected a quantity such as 2, 500m, 4Gi"]
