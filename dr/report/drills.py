@@ -22,13 +22,14 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any, Literal
+from typing import Literal
 
 from pydantic import ValidationError
 
-from dr.config import Config, load_model
+from dr.config import Config
 from dr.drill.model import DrillReport, ReportModel, human_duration
 from dr.errors import InvalidInput
+from dr.runbook.model import load_runbook
 
 AppStatus = Literal["passed", "failed", "error", "missing"]
 TREND_MONTHS = 12
@@ -337,24 +338,22 @@ def apps_with_backup_policy(config: Config, config_dir: Path | None = None) -> l
     the point: it is backed up but never drilled); a runbook that cannot be
     read falls back to the drill policy's name.
     """
-    from dr.runbook.model import Runbook  # runbooks are only read here, for their app names
-
     names: set[str] = set()
     for policy in config.backup_policies:
         drills = [d for d in config.drill_policies if d.backup_policy == policy.name]
         if not drills:
             names.add(policy.name)
         for d in drills:
-            names.add(_runbook_app(Runbook, Path(d.runbook), config_dir) or d.name)
+            names.add(_runbook_app(Path(d.runbook), config_dir) or d.name)
     return sorted(names)
 
 
-def _runbook_app(model: Any, path: Path, config_dir: Path | None) -> str | None:
+def _runbook_app(path: Path, config_dir: Path | None) -> str | None:
     candidates = [path] if path.is_absolute() or config_dir is None else [path, config_dir / path]
     for p in candidates:
         if p.is_file():
             try:
-                return str(load_model(model, p).metadata.name)
+                return load_runbook(p).name
             except InvalidInput:
                 return None
     return None
