@@ -240,7 +240,7 @@ class S3Options(Model):
     region: str | None = None
     addressing_style: Literal["auto", "virtual", "path"] = "auto"
     object_lock: ObjectLock | None = None
-    # Server-side encryption on top of dr's own (defence in depth, some auditors ask).
+    # S3 storage class for every object dr writes (e.g. STANDARD_IA); default: the bucket's.
     storage_class: str | None = None
 
 
