@@ -83,6 +83,7 @@ CLUSTER_ROLE_BINDING = ("rbac.authorization.k8s.io", "clusterrolebindings")
 ROLE_BINDING = ("rbac.authorization.k8s.io", "rolebindings")
 NAMESPACES = ("", "namespaces")
 SERVICES = ("", "services")
+SERVICE_ACCOUNT = ("", "serviceaccounts")
 ENDPOINTS = ("", "endpoints")
 STORAGE_CLASS_ANNOTATION = "volume.beta.kubernetes.io/storage-class"
 
@@ -151,6 +152,7 @@ class _BackupRun:
         self.pv_names: dict[str, str] = {}  # PV name -> the PVC (ns/name) bound to it
         self.storage_classes: set[str] = set()
         self.cluster_roles: set[str] = set()
+        self.service_accounts: set[tuple[str, str]] = set()  # (namespace, name)
 
     # ------------------------------------------------------------------ helpers
 
@@ -356,7 +358,9 @@ class _BackupRun:
             )
             if sc:
                 self.storage_classes.add(str(sc))
-        elif gr == ROLE_BINDING:
+        elif gr == SERVICE_ACCOUNT:
+            self.service_accounts.add((str(obj["metadata"].get("namespace")), str(obj["metadata"]["name"])))
+        elif gr in (ROLE_BINDING, CLUSTER_ROLE_BINDING):
             ref = obj.get("roleRef") or {}
             if ref.get("kind") == "ClusterRole" and ref.get("name"):
                 self.cluster_roles.add(str(ref["name"]))
@@ -410,8 +414,8 @@ class _BackupRun:
                     self.note_dependencies(PV, pv, obj)
 
         crb = wanted(CLUSTER_ROLE_BINDING)
-        if crb is not None and crb.supports("list") and namespaces:
-            self.add_cluster_role_bindings(crb, set(namespaces))
+        if crb is not None and crb.supports("list") and self.service_accounts:
+            self.add_cluster_role_bindings(crb)
 
         if sc := wanted(STORAGE_CLASS):
             for name in sorted(self.storage_classes):
@@ -427,8 +431,8 @@ class _BackupRun:
                 ):
                     self.emit(cr, obj)
 
-    def add_cluster_role_bindings(self, crb: ApiResource, namespaces: set[str]) -> None:
-        """ClusterRoleBindings with a ServiceAccount subject in a backed-up namespace."""
+    def add_cluster_role_bindings(self, crb: ApiResource) -> None:
+        """ClusterRoleBindings granting a backed-up ServiceAccount (and, later, their ClusterRoles)."""
         try:
             pages: Iterable[list[dict[str, Any]]] = list(iter_pages(self.kube, crb, limit=self.page_size))
         except ApiError as e:
@@ -441,7 +445,9 @@ class _BackupRun:
             for obj in page:
                 subjects = obj.get("subjects") or []
                 if any(
-                    s.get("kind") == "ServiceAccount" and s.get("namespace") in namespaces for s in subjects
+                    s.get("kind") == "ServiceAccount"
+                    and (s.get("namespace"), s.get("name")) in self.service_accounts
+                    for s in subjects
                 ):
                     self.emit(crb, obj)
                     ref = obj.get("roleRef") or {}

@@ -10,8 +10,8 @@ Resource types are plurals, kinds, short names or ``plural.group``
 * ``auto`` — the cluster-scoped objects the selected namespaced ones depend on:
   CRDs of backed-up custom resources, PersistentVolumes bound to backed-up
   PVCs and the StorageClasses of both, ClusterRoles referenced by backed-up
-  RoleBindings, ClusterRoleBindings granting backed-up namespaces'
-  ServiceAccounts (and their ClusterRoles);
+  RoleBindings, ClusterRoleBindings granting backed-up ServiceAccounts (and
+  their ClusterRoles);
 * ``true`` — every cluster-scoped object the selector and type filters admit,
   plus the dependencies above;
 * ``false`` — none.

@@ -46,6 +46,20 @@ log = logging.getLogger(__name__)
 DEFAULT_POOL_SIZE = 16
 RETRY_STATUSES = frozenset({429, 500, 502, 503, 504})
 
+# urllib3 retries only failed connection attempts itself; status codes (and their
+# Retry-After) and dropped connections are retried by ``KubeClient.request``, with
+# backoff and a bound on the total attempts.
+_URLLIB3_RETRIES = urllib3.Retry(
+    total=2,
+    connect=2,
+    read=0,
+    redirect=0,
+    status=0,
+    other=0,
+    respect_retry_after_header=False,
+    raise_on_status=False,
+)
+
 Query = Mapping[str, str | int] | Sequence[tuple[str, str | int]] | None
 
 
@@ -191,7 +205,7 @@ class KubeClient:
                     headers=headers,
                     timeout=urllib3.Timeout(connect=10.0, read=read_timeout),
                     preload_content=True,
-                    redirect=False,
+                    retries=_URLLIB3_RETRIES,
                 )
             except urllib3.exceptions.HTTPError as e:
                 last_error = f"cannot reach the Kubernetes API at {self._host}: {e}"

@@ -243,7 +243,8 @@ def _skip_reason(
     # Claims hold data: restored even when a controller (a StatefulSet's retention policy) owns them.
     if item.owned and item.controller_uid in backup_uids and (item.group, item.resource) != PVC:
         ref = controller_of(obj) or {}
-        return f"owned by {ref.get('kind', 'a controller')} {ref.get('name', '')} in the backup, which recreates it"
+        owner = f"{ref['kind']} {ref['name']}" if ref.get("kind") and ref.get("name") else "a controller"
+        return f"owned by {owner} in the backup, which recreates it"
     return None
 
 

@@ -1,0 +1,330 @@
+"""CSI volume snapshots (``snapshot.storage.k8s.io/v1``): class lookup, snapshot, clone, PVC from snapshot.
+
+The snapshot path of a volume backup uses these steps:
+
+1. ``csi_driver_of``: which CSI driver serves a PVC (its bound PV's
+   ``spec.csi.driver``, else its StorageClass's ``provisioner``);
+2. ``find_snapshot_class``: a VolumeSnapshotClass for that driver — the one
+   named in the policy, else the one labelled ``dr.dev/snapshot-class=true``,
+   else the cluster default (annotation
+   ``snapshot.storage.kubernetes.io/is-default-class``), else the first by name;
+3. ``create_snapshot`` + ``wait_snapshot``: a VolumeSnapshot of the PVC in the
+   PVC's namespace, awaited until it is cut (``creationTime``) and then
+   ``readyToUse``, failing at once on ``status.error``;
+4. ``clone_snapshot``: the same storage snapshot made visible in another
+   namespace. A VolumeSnapshot can only be a PVC's ``dataSource`` in its own
+   namespace, and dr's data movers run in dr's namespace (its NetworkPolicy,
+   Pod Security, service account and credential Secrets live there; app
+   namespaces need no PVC rights). So, like Velero's CSI data mover, we
+   pre-provision a VolumeSnapshotContent with the original's
+   ``snapshotHandle`` and ``deletionPolicy: Retain`` and bind a new
+   VolumeSnapshot in dr's namespace to it;
+5. ``create_pvc_from_snapshot``: a temporary PVC restored from that snapshot.
+
+Cleanup order matters and is the caller's ``finally``: PVC, then the clone's
+VolumeSnapshot and VolumeSnapshotContent (Retain: the storage snapshot stays),
+then the original VolumeSnapshot, whose class's deletion policy removes the
+storage snapshot.
+
+Every object made here carries the caller's labels (``dr.dev/mover``,
+``dr.dev/run``, ``dr.dev/expires``) so that leftovers of a crashed run can be
+found and removed (``dr.kube.jobs.cleanup_leftovers``).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from dr.errors import DrError
+from dr.kube.apply import create, delete
+from dr.kube.client import ApiError, KubeClient
+from dr.kube.collect import get_object, list_objects
+from dr.kube.discovery import ApiResource
+
+SNAPSHOT_GROUP = "snapshot.storage.k8s.io"
+SNAPSHOT_VERSION = "v1"
+SNAPSHOT_API = f"{SNAPSHOT_GROUP}/{SNAPSHOT_VERSION}"
+
+VOLUME_SNAPSHOTS = ApiResource(SNAPSHOT_GROUP, SNAPSHOT_VERSION, "volumesnapshots", "VolumeSnapshot", True)
+VOLUME_SNAPSHOT_CONTENTS = ApiResource(
+    SNAPSHOT_GROUP, SNAPSHOT_VERSION, "volumesnapshotcontents", "VolumeSnapshotContent", False
+)
+VOLUME_SNAPSHOT_CLASSES = ApiResource(
+    SNAPSHOT_GROUP, SNAPSHOT_VERSION, "volumesnapshotclasses", "VolumeSnapshotClass", False
+)
+PVCS = ApiResource("", "v1", "persistentvolumeclaims", "PersistentVolumeClaim", True)
+PVS = ApiResource("", "v1", "persistentvolumes", "PersistentVolume", False)
+STORAGE_CLASSES = ApiResource("storage.k8s.io", "v1", "storageclasses", "StorageClass", False)
+
+DEFAULT_CLASS_ANNOTATION = "snapshot.storage.kubernetes.io/is-default-class"
+DR_CLASS_LABEL = "dr.dev/snapshot-class"
+
+
+class SnapshotError(DrError):
+    """A snapshot step failed for one volume (the message names the object and the reason)."""
+
+
+def _meta(obj: dict[str, Any]) -> dict[str, Any]:
+    meta = obj.get("metadata")
+    return meta if isinstance(meta, dict) else {}
+
+
+def _status(obj: dict[str, Any]) -> dict[str, Any]:
+    status = obj.get("status")
+    return status if isinstance(status, dict) else {}
+
+
+# --------------------------------------------------------------------------- driver and class
+
+
+def csi_driver_of(kube: KubeClient, pvc: dict[str, Any]) -> str | None:
+    """The CSI driver serving ``pvc``: its PV's ``spec.csi.driver``, else its StorageClass's provisioner."""
+    spec = pvc.get("spec") or {}
+    pv_name = spec.get("volumeName")
+    if pv_name:
+        pv = get_object(kube, PVS, None, str(pv_name))
+        driver = ((pv or {}).get("spec") or {}).get("csi", {}).get("driver") if pv else None
+        if driver:
+            return str(driver)
+        if pv is not None and not (pv.get("spec") or {}).get("csi"):
+            # A bound volume that is not CSI (hostPath, NFS, in-tree) cannot be snapshotted.
+            return None
+    sc_name = spec.get("storageClassName")
+    if not sc_name:
+        return None
+    sc = get_object(kube, STORAGE_CLASSES, None, str(sc_name))
+    provisioner = (sc or {}).get("provisioner")
+    return str(provisioner) if provisioner else None
+
+
+def snapshots_served(kube: KubeClient) -> bool:
+    """Whether the cluster serves ``snapshot.storage.k8s.io/v1`` (the CSI snapshot CRDs are installed)."""
+    status, _ = kube.request("GET", f"/apis/{SNAPSHOT_API}")
+    return 200 <= status < 300
+
+
+def find_snapshot_class(kube: KubeClient, driver: str, name: str | None = None) -> dict[str, Any] | None:
+    """The VolumeSnapshotClass to use for ``driver`` (see the module docstring), or None.
+
+    A class named explicitly must exist and belong to ``driver``
+    (``SnapshotError`` otherwise: a policy that names a class means snapshots).
+    """
+    if name:
+        cls = get_object(kube, VOLUME_SNAPSHOT_CLASSES, None, name) if snapshots_served(kube) else None
+        if cls is None:
+            raise SnapshotError(f"VolumeSnapshotClass {name!r} (from the policy) does not exist")
+        if cls.get("driver") != driver:
+            raise SnapshotError(
+                f"VolumeSnapshotClass {name!r} is for driver {cls.get('driver')!r}, the volume's is {driver!r}"
+            )
+        return cls
+    if not snapshots_served(kube):
+        return None
+    candidates = sorted(
+        (c for c in list_objects(kube, VOLUME_SNAPSHOT_CLASSES) if c.get("driver") == driver),
+        key=lambda c: str(_meta(c).get("name", "")),
+    )
+
+    def marked(c: dict[str, Any]) -> bool:
+        return (_meta(c).get("labels") or {}).get(DR_CLASS_LABEL) == "true"
+
+    def default(c: dict[str, Any]) -> bool:
+        return (_meta(c).get("annotations") or {}).get(DEFAULT_CLASS_ANNOTATION) == "true"
+
+    for choose in (marked, default, lambda c: True):
+        for c in candidates:
+            if choose(c):
+                return c
+    return None
+
+
+# --------------------------------------------------------------------------- snapshots
+
+
+@dataclass(frozen=True)
+class SnapshotRef:
+    namespace: str
+    name: str
+    uid: str | None = None
+
+    def describe(self) -> str:
+        return f"VolumeSnapshot {self.namespace}/{self.name}"
+
+
+def _ref(obj: dict[str, Any]) -> SnapshotRef:
+    meta = _meta(obj)
+    return SnapshotRef(str(meta.get("namespace")), str(meta.get("name")), meta.get("uid"))
+
+
+def create_snapshot(
+    kube: KubeClient, namespace: str, name: str, pvc: str, class_name: str, labels: dict[str, str]
+) -> SnapshotRef:
+    """A VolumeSnapshot of PVC ``namespace/pvc`` with class ``class_name``."""
+    obj = {
+        "apiVersion": SNAPSHOT_API,
+        "kind": "VolumeSnapshot",
+        "metadata": {"name": name, "namespace": namespace, "labels": labels},
+        "spec": {"volumeSnapshotClassName": class_name, "source": {"persistentVolumeClaimName": pvc}},
+    }
+    return _ref(create(kube, VOLUME_SNAPSHOTS, obj))
+
+
+def _error_of(status: dict[str, Any]) -> str | None:
+    err = status.get("error")
+    if isinstance(err, dict) and err.get("message"):
+        return str(err["message"])
+    return None
+
+
+def wait_snapshot(
+    kube: KubeClient,
+    ref: SnapshotRef,
+    *,
+    timeout: float,
+    until: str = "readyToUse",
+    sleep: Callable[[float], None] = time.sleep,
+) -> dict[str, Any]:
+    """Poll until the snapshot is cut (``until="taken"``: ``creationTime`` set) or ``readyToUse``.
+
+    ``SnapshotError`` at once when the snapshot controller reports an error,
+    when the snapshot disappears, or after ``timeout`` seconds (naming the
+    last state seen, so the operator knows what to look at).
+    """
+    deadline = time.monotonic() + timeout
+    delay = 0.05
+    last: dict[str, Any] = {}
+    while True:
+        obj = get_object(kube, VOLUME_SNAPSHOTS, ref.namespace, ref.name)
+        if obj is None:
+            raise SnapshotError(f"{ref.describe()} disappeared while waiting for it")
+        status = _status(obj)
+        last = status
+        error = _error_of(status)
+        if error:
+            raise SnapshotError(f"{ref.describe()} failed: {error}")
+        ready = status.get("readyToUse") is True
+        if ready or (until == "taken" and status.get("creationTime")):
+            return obj
+        left = deadline - time.monotonic()
+        if left <= 0:
+            state = "no status yet" if not last else f"readyToUse={last.get('readyToUse', False)}"
+            raise SnapshotError(f"{ref.describe()} not {until} after {timeout:g}s ({state})")
+        sleep(min(delay, left))
+        delay = min(delay * 2, 2.0)
+
+
+def content_of(kube: KubeClient, snapshot: dict[str, Any]) -> dict[str, Any]:
+    """The VolumeSnapshotContent bound to a ready snapshot (with ``status.snapshotHandle``)."""
+    name = _status(snapshot).get("boundVolumeSnapshotContentName")
+    where = _ref(snapshot).describe()
+    if not name:
+        raise SnapshotError(f"{where} is ready but names no VolumeSnapshotContent")
+    content = get_object(kube, VOLUME_SNAPSHOT_CONTENTS, None, str(name))
+    if content is None:
+        raise SnapshotError(f"VolumeSnapshotContent {name} of {where} does not exist")
+    if not _status(content).get("snapshotHandle"):
+        raise SnapshotError(f"VolumeSnapshotContent {name} of {where} has no snapshotHandle")
+    return content
+
+
+@dataclass(frozen=True)
+class Clone:
+    """A snapshot made visible in another namespace: a VolumeSnapshot bound to a pre-provisioned content."""
+
+    snapshot: SnapshotRef
+    content_name: str
+
+
+def clone_snapshot(
+    kube: KubeClient,
+    source_snapshot: dict[str, Any],
+    namespace: str,
+    name: str,
+    labels: dict[str, str],
+    *,
+    timeout: float,
+    sleep: Callable[[float], None] = time.sleep,
+) -> Clone:
+    """The storage snapshot behind ``source_snapshot`` as VolumeSnapshot ``namespace/name``.
+
+    Creates VolumeSnapshotContent ``name`` (cluster-scoped; ``Retain`` so that
+    deleting the clone never deletes the storage snapshot twice) and the
+    VolumeSnapshot bound to it, and waits until the clone is ready. The
+    content is created first: on failure the caller deletes both by name.
+    """
+    content = content_of(kube, source_snapshot)
+    spec = content.get("spec") or {}
+    vsc = {
+        "apiVersion": SNAPSHOT_API,
+        "kind": "VolumeSnapshotContent",
+        "metadata": {"name": name, "labels": labels},
+        "spec": {
+            "deletionPolicy": "Retain",
+            "driver": spec.get("driver"),
+            "source": {"snapshotHandle": _status(content)["snapshotHandle"]},
+            "volumeSnapshotClassName": spec.get("volumeSnapshotClassName"),
+            "volumeSnapshotRef": {"kind": "VolumeSnapshot", "name": name, "namespace": namespace},
+            **({"sourceVolumeMode": spec["sourceVolumeMode"]} if spec.get("sourceVolumeMode") else {}),
+        },
+    }
+    create(kube, VOLUME_SNAPSHOT_CONTENTS, vsc)
+    vs = {
+        "apiVersion": SNAPSHOT_API,
+        "kind": "VolumeSnapshot",
+        "metadata": {"name": name, "namespace": namespace, "labels": labels},
+        "spec": {
+            "volumeSnapshotClassName": spec.get("volumeSnapshotClassName"),
+            "source": {"volumeSnapshotContentName": name},
+        },
+    }
+    ref = _ref(create(kube, VOLUME_SNAPSHOTS, vs))
+    wait_snapshot(kube, ref, timeout=timeout, sleep=sleep)
+    return Clone(ref, name)
+
+
+def create_pvc_from_snapshot(
+    kube: KubeClient,
+    namespace: str,
+    name: str,
+    snapshot: str,
+    *,
+    storage_class: str | None,
+    size: str,
+    labels: dict[str, str],
+    volume_mode: str | None = None,
+) -> dict[str, Any]:
+    """A PVC restored from VolumeSnapshot ``namespace/snapshot`` (ReadWriteOnce; the mover mounts it read-only).
+
+    ReadWriteOnce because every CSI driver that can restore a snapshot
+    supports it; ReadOnlyMany is not universal.
+    """
+    spec: dict[str, Any] = {
+        "accessModes": ["ReadWriteOnce"],
+        "resources": {"requests": {"storage": size}},
+        "dataSource": {"apiGroup": SNAPSHOT_GROUP, "kind": "VolumeSnapshot", "name": snapshot},
+    }
+    if storage_class:
+        spec["storageClassName"] = storage_class
+    if volume_mode:
+        spec["volumeMode"] = volume_mode
+    obj = {
+        "apiVersion": "v1",
+        "kind": "PersistentVolumeClaim",
+        "metadata": {"name": name, "namespace": namespace, "labels": labels},
+        "spec": spec,
+    }
+    return create(kube, PVCS, obj)
+
+
+def delete_quietly(
+    kube: KubeClient, res: ApiResource, namespace: str | None, name: str, problems: list[str]
+) -> None:
+    """Delete one object if it exists; a failure is appended to ``problems`` (cleanup goes on)."""
+    try:
+        delete(kube, res, namespace, name, propagation="Background")
+    except ApiError as e:
+        where = f"{namespace}/{name}" if namespace else name
+        problems.append(f"cannot delete {res.kind} {where}: {e.short}")

@@ -1,0 +1,281 @@
+"""Resource backup against the test cluster: scope, cluster-scoped dependencies, skip rules, RBAC failures."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from dr.backup.resources import backup_resources
+from dr.backup.scope import BackupScope, match_namespaces
+from dr.errors import InvalidInput
+from dr.kube.client import KubeClient, connect
+from dr.kube.objects import ResourceItem
+from tests import servers
+from tests.kube_helpers import ListSink, configmap, create, make_namespace, owner_ref
+
+RBAC = "rbac.authorization.k8s.io/v1"
+
+
+@pytest.fixture
+def namespaces(kube_client: KubeClient, unique: str) -> Iterator[list[str]]:
+    """Three namespaces: g<u>-a, g<u>-b and h<u>."""
+    names = [f"g{unique}-a", f"g{unique}-b", f"h{unique}"]
+    for name in names:
+        make_namespace(kube_client, name, {"team": unique})
+    try:
+        yield names
+    finally:
+        for name in names:
+            kube_client.request("DELETE", f"/api/v1/namespaces/{name}")
+
+
+def keys(sink: ListSink) -> set[tuple[str, str | None, str]]:
+    return {(i.resource, i.namespace, i.name) for i, _ in sink.items}
+
+
+def test_namespace_names_and_globs() -> None:
+    existing = ["app-a", "app-b", "db", "kube-system"]
+    assert match_namespaces([], existing) == (sorted(existing), [])
+    assert match_namespaces(["app-*", "db", "gone"], existing) == (["app-a", "app-b", "db"], ["gone"])
+    assert match_namespaces(["app-?", "[dk]*"], existing) == (["app-a", "app-b", "db", "kube-system"], [])
+
+
+def test_scope_by_namespace_glob(kube_client: KubeClient, namespaces: list[str], unique: str) -> None:
+    a, b, _ = namespaces
+    for ns in namespaces:
+        create(kube_client, "configmaps", configmap("cfg", {"ns": ns}), ns)
+    sink = ListSink()
+    result = backup_resources(kube_client, BackupScope(namespaces=[f"g{unique}-*", f"gone-{unique}"]), sink)
+    assert result.phase == "Completed"
+    assert result.namespaces == [a, b]
+    assert result.warnings == [f"namespace 'gone-{unique}' does not exist"]
+    assert keys(sink) == {
+        ("configmaps", a, "cfg"),
+        ("configmaps", b, "cfg"),
+        ("namespaces", None, a),
+        ("namespaces", None, b),
+    }
+    assert result.counts == {"configmaps": 2, "namespaces": 2}
+    assert result.timings.total_seconds >= result.timings.listing_seconds >= 0
+
+
+def test_selector_and_type_filters(kube_client: KubeClient, namespaces: list[str]) -> None:
+    ns = namespaces[0]
+    create(kube_client, "configmaps", configmap("web", {}, {"app": "web"}), ns)
+    create(kube_client, "configmaps", configmap("db", {}, {"app": "db"}), ns)
+    create(
+        kube_client,
+        "secrets",
+        {"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "web", "labels": {"app": "web"}}},
+        ns,
+    )
+    create(kube_client, "serviceaccounts", {"apiVersion": "v1", "kind": "ServiceAccount", "metadata": {"name": "web", "labels": {"app": "web"}}}, ns)  # fmt: skip
+
+    sink = ListSink()
+    backup_resources(kube_client, BackupScope(namespaces=[ns], selector="app=web"), sink)
+    assert keys(sink) == {
+        ("configmaps", ns, "web"),
+        ("secrets", ns, "web"),
+        ("serviceaccounts", ns, "web"),
+        ("namespaces", None, ns),
+    }
+
+    sink = ListSink()
+    scope = BackupScope(
+        namespaces=[ns], include_resources=["cm,sa"], exclude_resources=["ServiceAccount", "bogus"]
+    )
+    result = backup_resources(kube_client, scope, sink)
+    assert keys(sink) == {("configmaps", ns, "web"), ("configmaps", ns, "db"), ("namespaces", None, ns)}
+    assert result.warnings == ["exclude resource 'bogus' matches no resource type the cluster serves"]
+
+    # Namespace objects come along unless explicitly excluded.
+    sink = ListSink()
+    backup_resources(
+        kube_client,
+        BackupScope(namespaces=[ns], include_resources=["configmaps"], exclude_resources=["ns"]),
+        sink,
+    )
+    assert {k[0] for k in keys(sink)} == {"configmaps"}
+
+
+def test_bad_scope_is_invalid_input(kube_client: KubeClient, namespaces: list[str]) -> None:
+    with pytest.raises(
+        InvalidInput, match=r"^--include-resources gizmos,gadgets: no such resource type in this cluster$"
+    ):
+        backup_resources(
+            kube_client,
+            BackupScope(namespaces=namespaces, include_resources=["gizmos", "gadgets"]),
+            ListSink(),
+        )
+    with pytest.raises(InvalidInput, match=r"^label selector 'app in \(x': unbalanced '\('$"):
+        BackupScope(selector="app in (x")
+
+
+def test_pages_stream_into_the_sink(kube_client: KubeClient, namespaces: list[str]) -> None:
+    ns = namespaces[0]
+    for i in range(7):
+        create(kube_client, "configmaps", configmap(f"c{i}", {"i": str(i)}), ns)
+    sink = ListSink()
+    result = backup_resources(
+        kube_client, BackupScope(namespaces=[ns], include_resources=["configmaps"]), sink, page_size=2
+    )
+    assert [i.name for i, _ in sink.items if i.resource == "configmaps"] == [f"c{i}" for i in range(7)]
+    assert result.counts["configmaps"] == 7
+
+
+def test_cluster_resources_auto_true_false(
+    kube_client: KubeClient, namespaces: list[str], unique: str
+) -> None:
+    ns = namespaces[0]
+    labelled_role, bound_role, crb_role, other = (
+        f"{p}-{unique}" for p in ("labelled", "bound", "crb", "other")
+    )
+    rules = [{"apiGroups": [""], "resources": ["pods"], "verbs": ["get"]}]
+    for name, labels in ((labelled_role, {"bk": unique}), (bound_role, {}), (crb_role, {}), (other, {})):
+        create(kube_client, "clusterroles", {"apiVersion": RBAC, "kind": "ClusterRole", "metadata": {"name": name, "labels": labels}, "rules": rules})  # fmt: skip
+    create(kube_client, "serviceaccounts", {"apiVersion": "v1", "kind": "ServiceAccount", "metadata": {"name": "app", "labels": {"bk": unique}}}, ns)  # fmt: skip
+    create(kube_client, "rolebindings", {
+        "apiVersion": RBAC, "kind": "RoleBinding", "metadata": {"name": "bound", "labels": {"bk": unique}},
+        "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": bound_role},
+        "subjects": [{"kind": "ServiceAccount", "name": "app", "namespace": ns}],
+    }, ns)  # fmt: skip
+    create(kube_client, "clusterrolebindings", {
+        "apiVersion": RBAC, "kind": "ClusterRoleBinding", "metadata": {"name": crb_role},
+        "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": crb_role},
+        "subjects": [{"kind": "ServiceAccount", "name": "app", "namespace": ns}],
+    })  # fmt: skip
+    try:
+
+        def cluster_scoped(mode: str) -> set[tuple[str, str]]:
+            sink = ListSink()
+            result = backup_resources(kube_client, BackupScope(namespaces=[ns], selector=f"bk={unique}",
+                                                               include_cluster_resources=mode), sink)  # fmt: skip
+            assert result.phase == "Completed", result.errors
+            return {(i.resource, i.name) for i, _ in sink.items if not i.namespaced}
+
+        # auto: what the namespace's objects refer to, not what merely matches the selector.
+        assert cluster_scoped("auto") == {
+            ("namespaces", ns), ("clusterroles", bound_role), ("clusterrolebindings", crb_role), ("clusterroles", crb_role),
+        }  # fmt: skip
+        # true: also every cluster-scoped object the selector admits; "other" matches nothing.
+        assert cluster_scoped("true") == cluster_scoped("auto") | {("clusterroles", labelled_role)}
+        assert cluster_scoped("false") == {("namespaces", ns)}
+    finally:
+        for name in (labelled_role, bound_role, crb_role, other):
+            kube_client.request("DELETE", f"/apis/{RBAC}/clusterroles/{name}")
+        kube_client.request("DELETE", f"/apis/{RBAC}/clusterrolebindings/{crb_role}")
+
+
+def test_what_is_never_backed_up(kube_client: KubeClient, namespaces: list[str]) -> None:
+    ns = namespaces[0]
+    svc = {"apiVersion": "v1", "kind": "Service"}
+    create(
+        kube_client,
+        "services",
+        {**svc, "metadata": {"name": "auto"}, "spec": {"selector": {"a": "b"}, "ports": [{"port": 80}]}},
+        ns,
+    )
+    create(
+        kube_client,
+        "services",
+        {**svc, "metadata": {"name": "manual"}, "spec": {"ports": [{"port": 80}]}},
+        ns,
+    )
+    ep = {"apiVersion": "v1", "kind": "Endpoints"}
+    create(kube_client, "endpoints", {**ep, "metadata": {"name": "auto"}}, ns)  # the controller's
+    create(kube_client, "endpoints", {**ep, "metadata": {"name": "manual"}}, ns)  # a user's: kept
+    create(kube_client, "endpoints", {**ep, "metadata": {"name": "labelled", "labels": {"endpoints.kubernetes.io/managed-by": "endpoint-controller"}}}, ns)  # fmt: skip
+    slice_ = {
+        "apiVersion": "discovery.k8s.io/v1",
+        "kind": "EndpointSlice",
+        "addressType": "IPv4",
+        "endpoints": [],
+    }
+    create(kube_client, "endpointslices", {**slice_, "metadata": {"name": "auto-x1", "labels": {"endpointslice.kubernetes.io/managed-by": "endpointslice-controller.k8s.io"}}}, ns)  # fmt: skip
+    create(kube_client, "endpointslices", {**slice_, "metadata": {"name": "mine", "labels": {"endpointslice.kubernetes.io/managed-by": "me"}}}, ns)  # fmt: skip
+    create(kube_client, "secrets", {"apiVersion": "v1", "kind": "Secret", "type": "kubernetes.io/service-account-token", "metadata": {"name": "tok"}}, ns)  # fmt: skip
+    create(kube_client, "configmaps", configmap("kube-root-ca.crt", {"ca.crt": "x"}), ns)
+    pod = {"apiVersion": "v1", "kind": "Pod", "spec": {"containers": [{"name": "c", "image": "i"}]}}
+    create(kube_client, "pods", {**pod, "metadata": {"name": "static-node1", "annotations": {"kubernetes.io/config.mirror": "abc"}}}, ns)  # fmt: skip
+    create(kube_client, "events", {"apiVersion": "v1", "kind": "Event", "metadata": {"name": "ev"}, "involvedObject": {"kind": "Pod", "name": "x"}}, ns)  # fmt: skip
+    create(kube_client, "leases", {"apiVersion": "coordination.k8s.io/v1", "kind": "Lease", "metadata": {"name": "lock"}}, ns)  # fmt: skip
+
+    sink = ListSink()
+    result = backup_resources(kube_client, BackupScope(namespaces=[ns]), sink)
+    assert result.phase == "Completed"
+    assert keys(sink) == {
+        ("services", ns, "auto"), ("services", ns, "manual"), ("endpoints", ns, "manual"),
+        ("endpointslices", ns, "mine"), ("namespaces", None, ns),
+    }  # fmt: skip
+    assert result.skipped == {
+        "endpoint slices managed by services": 1,
+        "endpoints managed by services": 2,
+        "kube-root-ca.crt config maps": 1,
+        "mirror pods": 1,
+        "service-account token secrets": 1,
+    }
+
+
+def test_owned_objects_are_marked(kube_client: KubeClient, namespaces: list[str]) -> None:
+    ns = namespaces[0]
+    cron = create(kube_client, "cronjobs", {"apiVersion": "batch/v1", "kind": "CronJob", "metadata": {"name": "c"}, "spec": {"schedule": "@daily"}}, ns)  # fmt: skip
+    create(kube_client, "jobs", {"apiVersion": "batch/v1", "kind": "Job", "metadata": {"name": "c-1", "ownerReferences": [owner_ref(cron)]}}, ns)  # fmt: skip
+    create(kube_client, "configmaps", {**configmap("ref", {}), "metadata": {"name": "ref", "ownerReferences": [owner_ref(cron, controller=False)]}}, ns)  # fmt: skip
+    sink = ListSink()
+    result = backup_resources(kube_client, BackupScope(namespaces=[ns]), sink)
+    job, _ = sink.find("jobs", "c-1")
+    assert (job.owned, job.controller_uid) == (True, cron["metadata"]["uid"])
+    ref, _ = sink.find("configmaps", "ref")
+    assert (ref.owned, ref.controller_uid) == (False, None)  # an owner, but not a controller
+    assert result.owned == 1
+
+
+def test_forbidden_type_is_an_error_and_the_rest_is_backed_up(
+    kube_client: KubeClient, k8s: servers.TestCluster, namespaces: list[str], unique: str
+) -> None:
+    """backup-sa may list configmaps (and read its namespace) but not secrets."""
+    ns = namespaces[0]
+    create(kube_client, "configmaps", configmap("visible", {"a": "b"}), ns)
+    create(kube_client, "secrets", {"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "hidden"}}, ns)
+    create(kube_client, "roles", {"apiVersion": RBAC, "kind": "Role", "metadata": {"name": "cm-reader"},
+                                  "rules": [{"apiGroups": [""], "resources": ["configmaps"], "verbs": ["get", "list"]}]}, ns)  # fmt: skip
+    user = [{"kind": "User", "name": "backup-sa", "apiGroup": "rbac.authorization.k8s.io"}]
+    create(kube_client, "rolebindings", {"apiVersion": RBAC, "kind": "RoleBinding", "metadata": {"name": "backup-sa"},
+                                         "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": "cm-reader"},
+                                         "subjects": user}, ns)  # fmt: skip
+    ns_reader = f"ns-reader-{unique}"
+    create(kube_client, "clusterroles", {"apiVersion": RBAC, "kind": "ClusterRole", "metadata": {"name": ns_reader},
+                                         "rules": [{"apiGroups": [""], "resources": ["namespaces"], "resourceNames": [ns], "verbs": ["get"]}]})  # fmt: skip
+    create(kube_client, "clusterrolebindings", {"apiVersion": RBAC, "kind": "ClusterRoleBinding", "metadata": {"name": ns_reader},
+                                                "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": ns_reader},
+                                                "subjects": user})  # fmt: skip
+    try:
+        sink = ListSink()
+        with connect(k8s.kubeconfig_for("backup-sa")) as as_backup_sa:
+            scope = BackupScope(namespaces=[ns], include_resources=["configmaps", "secrets"])
+            result = backup_resources(as_backup_sa, scope, sink)
+        assert result.phase == "PartiallyFailed"
+        assert keys(sink) == {("configmaps", ns, "visible"), ("namespaces", None, ns)}
+        assert [e.describe() for e in result.errors] == [
+            f'secrets {ns}: 403 Forbidden: secrets is forbidden: User "backup-sa" cannot list resource "secrets" '
+            f'in API group "" in the namespace "{ns}"'
+        ]
+        assert result.errors[0].model_dump() == {
+            "resource": "secrets", "namespace": ns, "name": None, "reason": result.errors[0].reason,
+        }  # fmt: skip
+        assert result.warnings[0].startswith("cannot list namespaces (403 Forbidden: ")
+        assert result.model_dump_json()  # the result is JSON-serialisable for the repository
+    finally:
+        kube_client.request("DELETE", f"/apis/{RBAC}/clusterroles/{ns_reader}")
+        kube_client.request("DELETE", f"/apis/{RBAC}/clusterrolebindings/{ns_reader}")
+
+
+def test_sink_failures_fail_the_backup(kube_client: KubeClient, namespaces: list[str]) -> None:
+    class FullDisk:
+        def add(self, item: ResourceItem, obj: dict[str, Any]) -> None:
+            raise OSError("no space left on device")
+
+    with pytest.raises(OSError, match="no space left"):
+        backup_resources(kube_client, BackupScope(namespaces=namespaces[:1]), FullDisk())

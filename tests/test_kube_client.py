@@ -1,0 +1,170 @@
+"""dr.kube.client: connecting (and the errors of doing it wrong), raw requests, API errors, retries."""
+
+from __future__ import annotations
+
+import socket
+from pathlib import Path
+
+import pytest
+
+from dr.errors import InvalidInput
+from dr.kube.client import ApiError, KubeClient, RetryPolicy, connect
+from tests import servers
+from tests.kube_stub_server import StubApi, stub_api
+
+STATUS_503 = {"kind": "Status", "reason": "ServiceUnavailable", "message": "etcd is sick"}
+VERSION = {"major": "1", "minor": "36", "gitVersion": "v1.36.0"}
+
+
+# --------------------------------------------------------------------------- connecting
+
+
+def test_connect_to_the_test_cluster(k8s: servers.TestCluster) -> None:
+    with connect(k8s.kubeconfig, None) as kc:
+        assert kc.version()["gitVersion"].startswith("v1.")
+        assert kc.get("/api/v1/namespaces/default")["metadata"]["name"] == "default"
+        assert kc.api_client.configuration.connection_pool_maxsize == 16
+
+
+def test_connect_uses_kubeconfig_from_the_environment(
+    k8s: servers.TestCluster, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("KUBECONFIG", k8s.kubeconfig)
+    with connect() as kc:
+        assert kc.get("/api")["kind"] == "APIVersions"
+
+
+def test_missing_kubeconfig_file(tmp_path: Path) -> None:
+    with pytest.raises(InvalidInput) as e:
+        connect(str(tmp_path / "nope.yaml"))
+    assert str(e.value) == f"kubeconfig {tmp_path / 'nope.yaml'}: file not found"
+
+
+def test_unknown_context(k8s: servers.TestCluster) -> None:
+    with pytest.raises(InvalidInput) as e:
+        connect(k8s.kubeconfig, "staging")
+    assert str(e.value).startswith(f"kubeconfig {k8s.kubeconfig}: ")
+    assert "staging" in str(e.value)
+
+
+def test_broken_kubeconfig(tmp_path: Path) -> None:
+    path = tmp_path / "broken.yaml"
+    path.write_text("apiVersion: v1\nkind: Config\nclusters: []\n")
+    with pytest.raises(InvalidInput) as e:
+        connect(str(path))
+    assert str(e.value).startswith(f"kubeconfig {path}: ")
+
+
+def test_no_configuration_anywhere(isolated_home: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("KUBERNETES_SERVICE_HOST", raising=False)
+    with pytest.raises(InvalidInput) as e:
+        connect()
+    assert str(e.value) == (
+        "no Kubernetes configuration: pass --kubeconfig, set $KUBECONFIG or create ~/.kube/config "
+        "(or run inside a cluster)"
+    )
+
+
+def test_in_cluster_without_service_account_files(
+    isolated_home: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("KUBERNETES_SERVICE_HOST", "10.96.0.1")
+    monkeypatch.setenv("KUBERNETES_SERVICE_PORT", "443")
+    with pytest.raises(InvalidInput, match=r"^in-cluster Kubernetes configuration: "):
+        connect()
+    with pytest.raises(InvalidInput, match=r"^--context 'prod' needs a kubeconfig; none was found$"):
+        connect(None, "prod")
+
+
+# --------------------------------------------------------------------------- errors from the real server
+
+
+def test_api_errors_carry_status_reason_and_message(kube_client: KubeClient) -> None:
+    with pytest.raises(ApiError) as e:
+        kube_client.get("/api/v1/namespaces/no-such-namespace-x")
+    assert (e.value.status, e.value.reason) == (404, "NotFound")
+    assert e.value.short == '404 NotFound: namespaces "no-such-namespace-x" not found'
+    assert str(e.value) == f"GET /api/v1/namespaces/no-such-namespace-x: {e.value.short}"
+
+
+def test_unknown_token_is_unauthorized(k8s: servers.TestCluster, tmp_path: Path) -> None:
+    text = Path(k8s.kubeconfig).read_text()
+    token = str(k8s.identities["admin"]["token"])
+    bad = tmp_path / "bad.kubeconfig"
+    bad.write_text(text.replace(token, "0" * len(token)))
+    with connect(str(bad)) as kc, pytest.raises(ApiError) as e:
+        kc.version()
+    assert (e.value.status, e.value.reason) == (401, "Unauthorized")
+
+
+def test_forbidden_identity(k8s: servers.TestCluster) -> None:
+    with connect(k8s.kubeconfig_for("bob")) as kc, pytest.raises(ApiError) as e:
+        kc.get("/api/v1/namespaces/default/secrets")
+    assert e.value.status == 403
+    assert e.value.server_message == (
+        'secrets is forbidden: User "bob" cannot list resource "secrets" in API group "" in the namespace "default"'
+    )
+
+
+# --------------------------------------------------------------------------- retries (stub server)
+
+
+def stub_client(api: StubApi, tmp_path: Path, delays: list[float], attempts: int = 4) -> KubeClient:
+    base = connect(api.kubeconfig(tmp_path))
+    return KubeClient(
+        base.api_client, retry=RetryPolicy(attempts=attempts, base_delay=0.01), sleep=delays.append
+    )
+
+
+def test_transient_errors_are_retried_with_backoff(tmp_path: Path) -> None:
+    with stub_api() as api:
+        api.script("/version", (503, STATUS_503, {}), (429, {}, {"Retry-After": "2"}), (200, VERSION, {}))
+        delays: list[float] = []
+        kc = stub_client(api, tmp_path, delays)
+        assert kc.version() == VERSION
+    assert len(api.requests) == 3
+    assert all(headers["authorization"] == "Bearer stub-token" for _, _, headers in api.requests)
+    assert 0 <= delays[0] <= 0.01 and delays[1] == 2.0  # Retry-After is honoured
+
+
+def test_retries_give_up_with_the_last_answer(tmp_path: Path) -> None:
+    with stub_api() as api:
+        api.script("/api/v1/namespaces", (503, STATUS_503, {}))
+        delays: list[float] = []
+        kc = stub_client(api, tmp_path, delays, attempts=3)
+        with pytest.raises(ApiError) as e:
+            kc.call("POST", "/api/v1/namespaces", body={"metadata": {"name": "x"}})
+    assert len(api.requests) == 3 and len(delays) == 2
+    assert str(e.value) == "POST /api/v1/namespaces: 503 ServiceUnavailable: etcd is sick"
+
+
+def test_client_errors_are_not_retried(tmp_path: Path) -> None:
+    with stub_api() as api:
+        api.script(
+            "/api/v1/namespaces/x", (422, {"kind": "Status", "reason": "Invalid", "message": "bad"}, {})
+        )
+        kc = stub_client(api, tmp_path, [])
+        assert kc.request("GET", "/api/v1/namespaces/x")[0] == 422
+    assert len(api.requests) == 1
+
+
+def test_unreachable_server(tmp_path: Path) -> None:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    api = StubApi(f"http://127.0.0.1:{port}")  # nothing listens there
+    delays: list[float] = []
+    kc = stub_client(api, tmp_path, delays, attempts=2)
+    with pytest.raises(ApiError) as e:
+        kc.version()
+    assert e.value.status == 0
+    assert str(e.value).startswith(f"/version: cannot reach the Kubernetes API at http://127.0.0.1:{port}: ")
+    assert len(delays) == 1
+
+
+def test_non_json_answer_is_a_clear_error(tmp_path: Path) -> None:
+    with stub_api() as api:
+        api.script("/version", (200, "just a string", {}))
+        kc = stub_client(api, tmp_path, [])
+        with pytest.raises(ApiError, match=r"^GET /version: 200 BadResponse: response is not a JSON object$"):
+            kc.version()

@@ -1,0 +1,261 @@
+"""Restore planning (no cluster): filters, owned objects, skip reasons, stages, options, diffs."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from dr.errors import InvalidInput
+from dr.kube.discovery import ApiResource
+from dr.kube.objects import ResourceItem
+from dr.restore.order import OTHER_INDEX, STAGES, stage_of
+from dr.restore.plan import RestoreOptions, build_plan, changes
+
+
+def item(group: str, kind: str, plural: str, name: str, ns: str | None = "app", **kw: Any) -> ResourceItem:
+    return ResourceItem(
+        group=group,
+        version="v1",
+        kind=kind,
+        resource=plural,
+        namespaced=ns is not None,
+        namespace=ns,
+        name=name,
+        **kw,
+    )
+
+
+def obj(
+    kind: str, name: str, ns: str | None = "app", labels: dict[str, str] | None = None, **extra: Any
+) -> dict[str, Any]:
+    meta: dict[str, Any] = {"name": name}
+    if ns:
+        meta["namespace"] = ns
+    if labels:
+        meta["labels"] = labels
+    return {"kind": kind, "metadata": meta, **extra}
+
+
+def backup() -> list[tuple[ResourceItem, dict[str, Any]]]:
+    ref = {
+        "apiVersion": "apps/v1",
+        "kind": "ReplicaSet",
+        "name": "web-1",
+        "uid": "rs-uid",
+        "controller": True,
+    }
+    sts_ref = {
+        "apiVersion": "apps/v1",
+        "kind": "StatefulSet",
+        "name": "db",
+        "uid": "sts-uid",
+        "controller": True,
+    }
+    return [
+        (item("", "Namespace", "namespaces", "app", None, uid="ns-uid"), obj("Namespace", "app", None)),
+        (item("", "Namespace", "namespaces", "other", None, uid="ns2-uid"), obj("Namespace", "other", None)),
+        (item("apps", "Deployment", "deployments", "web", uid="dep-uid"), obj("Deployment", "web", labels={"app": "web"})),
+        (item("apps", "ReplicaSet", "replicasets", "web-1", uid="rs-uid", owned=True, controller_uid="dep-uid"),
+         obj("ReplicaSet", "web-1", labels={"app": "web"})),
+        (item("", "Pod", "pods", "web-1-a", uid="pod-uid", owned=True, controller_uid="rs-uid"),
+         obj("Pod", "web-1-a", labels={"app": "web"}, metadata_refs=ref)),
+        (item("", "Pod", "pods", "orphan", uid="pod2-uid", owned=True, controller_uid="gone-uid"), obj("Pod", "orphan")),
+        (item("apps", "StatefulSet", "statefulsets", "db", uid="sts-uid"), obj("StatefulSet", "db")),
+        (item("", "PersistentVolumeClaim", "persistentvolumeclaims", "data-db-0", uid="pvc-uid", owned=True,
+              controller_uid="sts-uid"), obj("PersistentVolumeClaim", "data-db-0", metadata_refs=sts_ref)),
+        (item("", "PersistentVolume", "persistentvolumes", "pv-a", None, uid="pv-uid"),
+         obj("PersistentVolume", "pv-a", None, spec={"claimRef": {"namespace": "app", "name": "data-db-0"}})),
+        (item("", "PersistentVolume", "persistentvolumes", "pv-o", None, uid="pv2-uid"),
+         obj("PersistentVolume", "pv-o", None, spec={"claimRef": {"namespace": "other", "name": "x"}})),
+        (item("", "ConfigMap", "configmaps", "settings", uid="cm-uid"), obj("ConfigMap", "settings", labels={"app": "web"})),
+        (item("", "ConfigMap", "configmaps", "settings", "other", uid="cm2-uid"), obj("ConfigMap", "settings", "other")),
+        (item("", "Event", "events", "ev", uid="ev-uid"), obj("Event", "ev")),
+        (item("example.com", "Widget", "widgets", "w", uid="w-uid"), obj("Widget", "w")),
+    ]  # fmt: skip
+
+
+def with_owner_refs(
+    items: list[tuple[ResourceItem, dict[str, Any]]],
+) -> list[tuple[ResourceItem, dict[str, Any]]]:
+    # Give the objects the owner references their items describe (kept short above).
+    out = []
+    for i, o in items:
+        ref = o.pop("metadata_refs", None)
+        if ref:
+            o["metadata"]["ownerReferences"] = [ref]
+        out.append((i, o))
+    return out
+
+
+# What the target cluster's discovery would add: short names.
+KNOWN = [
+    ApiResource("", "v1", "namespaces", "Namespace", False, short_names=("ns",)),
+    ApiResource("", "v1", "configmaps", "ConfigMap", True, short_names=("cm",)),
+    ApiResource("", "v1", "persistentvolumes", "PersistentVolume", False, short_names=("pv",)),
+    ApiResource("apps", "v1", "deployments", "Deployment", True, short_names=("deploy",)),
+]
+
+
+def plan_of(**options: Any) -> Any:
+    return build_plan(with_owner_refs(backup()), RestoreOptions(**options), known_types=KNOWN)
+
+
+def planned(plan: Any) -> set[tuple[str, str | None, str]]:
+    return {(e.target.resource, e.target.namespace, e.target.name) for e in plan.entries}
+
+
+def test_owned_objects_are_skipped_when_their_controller_is_in_the_backup() -> None:
+    plan = plan_of()
+    skipped = {(r.item.resource, r.item.name): r.reason for r in plan.skipped}
+    assert skipped == {
+        ("replicasets", "web-1"): "owned by a controller in the backup, which recreates it",
+        ("pods", "web-1-a"): "owned by ReplicaSet web-1 in the backup, which recreates it",
+        ("events", "ev"): "never restored: events are transient",
+    }
+    # A pod whose controller is not in the backup is restored; a PVC is restored whoever owns it.
+    assert ("pods", "app", "orphan") in planned(plan)
+    assert ("persistentvolumeclaims", "app", "data-db-0") in planned(plan)
+    assert plan.filtered == 0
+
+
+def test_stages_follow_the_documented_order() -> None:
+    plan = plan_of()
+    by_stage = {
+        STAGES[i].name: sorted(e.target.name for e in stage) for i, stage in enumerate(plan.stages) if stage
+    }
+    assert list(by_stage) == [
+        "namespaces", "persistentvolumes", "persistentvolumeclaims", "configmaps", "other resources", "pods",
+        "deployments", "statefulsets",
+    ]  # fmt: skip
+    assert by_stage["other resources"] == ["w"]
+    assert stage_of("apiextensions.k8s.io", "customresourcedefinitions") == 0
+    assert stage_of("admissionregistration.k8s.io", "mutatingwebhookconfigurations") == len(STAGES) - 1
+    assert stage_of("example.com", "widgets") == OTHER_INDEX
+    assert stage_of("", "services") < OTHER_INDEX < stage_of("", "pods")
+    assert stage_of("apps", "deployments") < stage_of("autoscaling", "horizontalpodautoscalers")
+
+
+def test_namespace_filter_covers_namespace_objects_and_bound_volumes() -> None:
+    plan = plan_of(namespaces=["oth*"])
+    assert planned(plan) == {
+        ("namespaces", None, "other"),
+        ("persistentvolumes", None, "pv-o"),
+        ("configmaps", "other", "settings"),
+    }
+    assert plan.skipped == []
+    assert plan.filtered == len(backup()) - 3
+
+
+def test_namespace_mapping_sets_targets() -> None:
+    plan = plan_of(namespaces=["app"], namespace_mapping={"app": "app-copy"}, include_resources=["ns", "cm"])
+    assert planned(plan) == {("namespaces", None, "app-copy"), ("configmaps", "app-copy", "settings")}
+    cm = next(e for e in plan.entries if e.target.resource == "configmaps")
+    assert cm.item.namespace == "app" and cm.target.namespace == "app-copy"
+    assert plan.target_namespaces() == {"app-copy"}
+
+
+def test_type_filters_accept_plural_kind_short_name_and_group() -> None:
+    assert planned(plan_of(include_resources=["deploy"])) == {("deployments", "app", "web")}
+    by_group = build_plan(
+        with_owner_refs(backup()), RestoreOptions(include_resources=["Widget.example.com,statefulset"])
+    )
+    assert planned(by_group) == {("widgets", "app", "w"), ("statefulsets", "app", "db")}
+    excluded = build_plan(
+        with_owner_refs(backup()), RestoreOptions(exclude_resources=["pods", "configmaps.", "nosuch"])
+    )
+    # "configmaps." is the core group spelled out.
+    assert not any(e.target.resource in ("pods", "configmaps") for e in excluded.entries)
+    assert excluded.warnings == [
+        "exclude resource 'nosuch' matches no resource type in the backup or the cluster"
+    ]
+
+
+def test_include_of_an_unknown_type_is_an_error() -> None:
+    with pytest.raises(
+        InvalidInput, match=r"--include-resources gadgets: no such resource type in the backup"
+    ):
+        plan_of(include_resources=["gadgets"])
+
+
+def test_selector_and_persistent_volume_option() -> None:
+    plan = plan_of(selector="app=web")
+    assert planned(plan) == {("deployments", "app", "web"), ("configmaps", "app", "settings")}
+    no_pvs = plan_of(restore_pvs=False, include_resources=["pv"])
+    assert planned(no_pvs) == set()
+    assert {r.reason for r in no_pvs.skipped} == {
+        "persistent volumes are not restored (their data is restored into new volumes)"
+    }
+
+
+def test_two_namespaces_mapped_onto_one_do_not_both_restore_an_object() -> None:
+    plan = plan_of(include_resources=["configmaps"], namespace_mapping={"other": "app"})
+    assert planned(plan) == {("configmaps", "app", "settings")}
+    assert plan.warnings == [
+        "configmaps app/settings: more than one object restores to this name; the first wins"
+    ]
+
+
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [
+        (
+            {"namespace_mapping": {"app": "Bad_Name"}},
+            "namespace mapping app=Bad_Name: 'Bad_Name' is not a valid namespace name",
+        ),
+        ({"selector": "app in (x"}, "label selector 'app in (x': unbalanced '('"),
+    ],
+)
+def test_bad_options_are_invalid_input(options: dict[str, Any], message: str) -> None:
+    with pytest.raises(InvalidInput) as e:
+        RestoreOptions(**options)
+    assert str(e.value) == message
+
+
+def test_options_split_comma_lists() -> None:
+    assert RestoreOptions(include_resources=["a,b", "c"]).include_resources == ["a", "b", "c"]
+
+
+# --------------------------------------------------------------------------- diffs
+
+
+def test_changes_compare_only_what_restore_sends() -> None:
+    desired = {"kind": "Service", "metadata": {"name": "s", "labels": {"app": "web", "dr.dev/restore": "r2"}},
+               "spec": {"ports": [{"port": 80}], "selector": {"app": "web"}}}  # fmt: skip
+    existing = {"kind": "Service", "metadata": {"name": "s", "uid": "u", "resourceVersion": "9",
+                                                "labels": {"app": "web", "dr.dev/restore": "r1", "extra": "x"}},
+                "spec": {"ports": [{"port": 80, "nodePort": 30080}], "selector": {"app": "web"}, "clusterIP": "10.0.0.1"},
+                "status": {"loadBalancer": {}}}  # fmt: skip
+    assert changes(desired, existing) == []
+    existing["spec"]["selector"] = {"app": "old"}
+    existing["spec"]["ports"].append({"port": 443})
+    assert changes(desired, existing) == [
+        'spec.ports: [{"nodePort": 30080, "port": 80}, {"port": 443}] → [{"port": 80}]',
+        'spec.selector.app: "old" → "web"',
+    ]
+
+
+def test_changes_never_show_secret_values() -> None:
+    desired = {
+        "kind": "Secret",
+        "metadata": {"name": "s", "labels": {"a": "1"}},
+        "data": {"pw": "c2VjcmV0", "new": "eA=="},
+    }
+    existing = {"kind": "Secret", "metadata": {"name": "s", "labels": {"a": "2"}}, "data": {"pw": "b2xk"}}
+    assert changes(desired, existing) == [
+        "data.new: added",
+        "data.pw: changed",
+        'metadata.labels.a: "2" → "1"',
+    ]
+
+
+def test_changes_are_short() -> None:
+    desired = {
+        "kind": "ConfigMap",
+        "metadata": {"name": "c"},
+        "data": {f"k{i:02d}": "v" * 100 for i in range(20)},
+    }
+    existing = {"kind": "ConfigMap", "metadata": {"name": "c"}, "data": {f"k{i:02d}": "w" for i in range(20)}}
+    lines = changes(desired, existing)
+    assert len(lines) == 13 and lines[-1] == "… and 8 more"
+    assert lines[0] == 'data.k00: "w" → "' + "v" * 58 + "…"
