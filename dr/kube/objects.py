@@ -53,11 +53,6 @@ class ResourceItem(BaseModel):
         where = f"{self.namespace}/{self.name}" if self.namespace else self.name
         return f"{self.group_resource} {where}"
 
-    def with_namespace(self, namespace: str | None, name: str | None = None) -> ResourceItem:
-        return self.model_copy(
-            update={"namespace": namespace, "name": name if name is not None else self.name}
-        )
-
     @classmethod
     def of(cls, res: ApiResource, obj: dict[str, Any]) -> ResourceItem:
         meta = obj.get("metadata") or {}

@@ -151,11 +151,13 @@ def _type_set(
 
 
 def target_of(item: ResourceItem, mapping: dict[str, str]) -> ResourceItem:
-    if item.namespaced and item.namespace:
-        return item.with_namespace(mapping.get(item.namespace, item.namespace))
-    if (item.group, item.resource) == ("", "namespaces"):
-        return item.with_namespace(None, mapping.get(item.name, item.name))
-    return item
+    """The object as restored: namespace (or Namespace name) mapped; no uid (the server assigns a new one)."""
+    namespace, name = item.namespace, item.name
+    if item.namespaced and namespace:
+        namespace = mapping.get(namespace, namespace)
+    elif (item.group, item.resource) == ("", "namespaces"):
+        name = mapping.get(name, name)
+    return item.model_copy(update={"namespace": namespace, "name": name, "uid": None})
 
 
 def build_plan(

@@ -148,21 +148,14 @@ class _RestoreRun:
         for skipped in plan.skipped:
             self.report(skipped)
 
-        with ThreadPoolExecutor(max_workers=self.options.workers, thread_name_prefix="dr-restore") as pool:
-            for index, stage in enumerate(STAGES):
-                entries = plan.stages[index]
-                started = time.monotonic()
-                stage_results = self.run_stage(pool, plan, entries) if entries else []
-                if index == CRD_STAGE and entries:
-                    self.after_crds(pool, entries, stage_results)
-                if index == PV_STAGE:
-                    self.restored_pvs = {
-                        e.item.name for e, r in zip(entries, stage_results, strict=True) if self.restored(r)
-                    }
-                if index == NAMESPACE_STAGE:
-                    self.ensure_namespaces(pool, plan, stage_results)
-                if entries:
-                    self.result.timings.stages[stage.name] = round(time.monotonic() - started, 3)
+        pool = ThreadPoolExecutor(max_workers=self.options.workers, thread_name_prefix="dr-restore")
+        try:
+            self.run_stages(pool, plan)
+        except BaseException:
+            # Interrupted (Ctrl-C, a failing progress callback): send nothing more, let in-flight requests end.
+            pool.shutdown(wait=True, cancel_futures=True)
+            raise
+        pool.shutdown(wait=True)
 
         self.result.items.sort(key=_report_order)
         self.result.namespaces_created = sorted(
@@ -174,6 +167,23 @@ class _RestoreRun:
         self.result.phase = "PartiallyFailed" if self.result.failures else "Completed"
         self.result.timings.total_seconds = round(time.monotonic() - t0, 3)
         return self.result
+
+    def run_stages(self, pool: ThreadPoolExecutor, plan: RestorePlan) -> None:
+        for index, stage in enumerate(STAGES):
+            entries = plan.stages[index]
+            started = time.monotonic()
+            stage_results = self.run_stage(pool, plan, entries) if entries else []
+            if index == CRD_STAGE and entries:
+                self.after_crds(pool, entries, stage_results)
+            if index == PV_STAGE:
+                # PVCs keep volumeName only when their volume is restored too (pvc_drop_binding).
+                self.restored_pvs = {
+                    e.item.name for e, r in zip(entries, stage_results, strict=True) if self.restored(r)
+                }
+            if index == NAMESPACE_STAGE:
+                self.ensure_namespaces(pool, plan, stage_results)
+            if entries:
+                self.result.timings.stages[stage.name] = round(time.monotonic() - started, 3)
 
     def restored(self, r: RestoreItemResult) -> bool:
         return r.outcome in RESTORED_OUTCOMES

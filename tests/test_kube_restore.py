@@ -1,0 +1,241 @@
+"""Resource restore against the test cluster: resuming, idempotence, CRDs, failures per item, progress."""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from dr.backup.resources import backup_resources
+from dr.backup.scope import BackupScope
+from dr.kube.client import KubeClient, connect
+from dr.kube.objects import ResourceItem
+from dr.restore.plan import RestoreItemResult, RestoreOptions
+from dr.restore.resources import restore_resources
+from tests import servers
+from tests.kube_helpers import ListSink, configmap, create, get, make_namespace
+
+RBAC = "rbac.authorization.k8s.io/v1"
+
+
+@pytest.fixture
+def source(kube_client: KubeClient, unique: str) -> Iterator[str]:
+    """A namespace with 30 ConfigMaps, 10 Secrets and a PVC, and cleanup of the restore targets."""
+    ns = f"src-{unique}"
+    make_namespace(kube_client, ns)
+    for i in range(30):
+        create(kube_client, "configmaps", configmap(f"cm-{i:02d}", {"i": str(i)}, {"n": str(i)}), ns)
+    for i in range(10):
+        create(kube_client, "secrets", {"apiVersion": "v1", "kind": "Secret", "metadata": {"name": f"s-{i}"}, "data": {"k": "dg=="}}, ns)  # fmt: skip
+    create(kube_client, "persistentvolumeclaims", {
+        "apiVersion": "v1", "kind": "PersistentVolumeClaim", "metadata": {"name": "data"},
+        "spec": {"storageClassName": "standard", "accessModes": ["ReadWriteOnce"], "resources": {"requests": {"storage": "1Gi"}}},
+    }, ns)  # fmt: skip
+    try:
+        yield ns
+    finally:
+        for suffix in ("", "-a", "-b", "-c", "-d"):
+            kube_client.request("DELETE", f"/api/v1/namespaces/{ns}{suffix}")
+
+
+def backup(kc: KubeClient, ns: str) -> ListSink:
+    sink = ListSink()
+    assert backup_resources(kc, BackupScope(namespaces=[ns]), sink).phase == "Completed"
+    return sink
+
+
+def names_in(kc: KubeClient, ns: str, plural: str) -> list[str]:
+    return sorted(o["metadata"]["name"] for o in kc.get(f"/api/v1/namespaces/{ns}/{plural}")["items"])
+
+
+class Crash(Exception):
+    pass
+
+
+def test_an_interrupted_restore_finishes_on_the_next_run(kube_client: KubeClient, source: str) -> None:
+    sink = backup(kube_client, source)
+    target = f"{source}-a"
+    options = RestoreOptions(namespace_mapping={source: target}, workers=4)
+    seen: list[tuple[int, int]] = []
+
+    def crash_after_20(result: RestoreItemResult, done: int, total: int) -> None:
+        seen.append((done, total))
+        if done == 20:
+            raise Crash
+
+    with pytest.raises(Crash):
+        restore_resources(kube_client, sink.items, options, "bk", "rs-1", progress=crash_after_20)
+    assert seen[-1][0] == 20 and seen[0][1] == 42
+    done_before = len(names_in(kube_client, target, "configmaps")) + len(
+        names_in(kube_client, target, "secrets")
+    )
+    assert 15 <= done_before < 41
+
+    progress: list[tuple[int, int]] = []
+    again = restore_resources(
+        kube_client, sink.items, options, "bk", "rs-1", progress=lambda r, d, t: progress.append((d, t))
+    )
+    assert again.phase == "Completed"
+    assert again.counts == {"created": 42}  # the namespace, 30 config maps, 10 secrets, the claim
+    resumed = [r for r in again.items if r.reason == "restored by an earlier run of this restore"]
+    assert len(resumed) >= done_before
+    assert names_in(kube_client, target, "configmaps") == [f"cm-{i:02d}" for i in range(30)]
+    assert len(names_in(kube_client, target, "secrets")) == 10
+    assert progress[-1] == (42, 42) and len(progress) == 42
+
+    # A different restore of the same backup finds everything in place.
+    other = restore_resources(kube_client, sink.items, options, "bk", "rs-2")
+    assert other.counts == {"unchanged": 42}
+
+
+def test_storage_class_mapping_and_missing_namespace(kube_client: KubeClient, source: str) -> None:
+    sink = backup(kube_client, source)
+    items = [(i, o) for i, o in sink.items if i.resource != "namespaces"]  # no Namespace object in the backup
+    target = f"{source}-b"
+    options = RestoreOptions(namespace_mapping={source: target}, storage_class_mapping={"standard": "fast"},
+                             include_resources=["pvc", "namespaces"])  # fmt: skip
+    result = restore_resources(kube_client, items, options, "bk", "rs")
+    assert [(r.item.describe(), r.outcome) for r in result.items] == [
+        (f"namespaces {target}", "created"),
+        (f"persistentvolumeclaims {target}/data", "created"),
+    ]
+    assert result.namespaces_created == [target]
+    pvc = get(kube_client, "v1", "persistentvolumeclaims", "data", target)
+    assert pvc is not None and pvc["spec"]["storageClassName"] == "fast"
+
+
+def test_custom_resources_wait_for_their_crd(kube_client: KubeClient, unique: str) -> None:
+    group, target = f"r{unique}.example.com", f"crs-{unique}"
+    crd = {
+        "apiVersion": "apiextensions.k8s.io/v1", "kind": "CustomResourceDefinition",
+        "metadata": {"name": f"gadgets.{group}", "uid": "old-crd-uid"},
+        "spec": {"group": group, "scope": "Namespaced", "names": {"plural": "gadgets", "kind": "Gadget"},
+                 "versions": [{"name": "v1", "served": True, "storage": True,
+                               "schema": {"openAPIV3Schema": {"type": "object", "x-kubernetes-preserve-unknown-fields": True}}}]},
+    }  # fmt: skip
+    crd_item = ResourceItem(group="apiextensions.k8s.io", version="v1", kind="CustomResourceDefinition",
+                            resource="customresourcedefinitions", namespaced=False, name=f"gadgets.{group}", uid="old-crd-uid")  # fmt: skip
+    items: list[tuple[ResourceItem, dict[str, Any]]] = [(crd_item, crd)]
+    for name in ("g1", "g2"):
+        obj = {
+            "apiVersion": f"{group}/v1",
+            "kind": "Gadget",
+            "metadata": {"name": name, "namespace": target},
+            "spec": {"n": name},
+        }
+        items.append((ResourceItem(group=group, version="v1", kind="Gadget", resource="gadgets", namespaced=True,
+                                   namespace=target, name=name), obj))  # fmt: skip
+    try:
+        plan = restore_resources(kube_client, items, RestoreOptions(dry_run=True), "bk", "rs")
+        assert {(r.item.name, r.outcome, r.reason) for r in plan.items} == {
+            (f"gadgets.{group}", "would-create", None),
+            (target, "would-create", "needed by restored objects; not in the backup (or filtered out)"),
+            ("g1", "would-create", "its CustomResourceDefinition is created by this restore"),
+            ("g2", "would-create", "its CustomResourceDefinition is created by this restore"),
+        }
+        assert (
+            get(kube_client, "apiextensions.k8s.io/v1", "customresourcedefinitions", f"gadgets.{group}")
+            is None
+        )
+        assert get(kube_client, "v1", "namespaces", target) is None
+
+        result = restore_resources(kube_client, items, RestoreOptions(), "bk", "rs")
+        assert result.phase == "Completed", result.failures
+        assert result.counts == {"created": 4}
+        gadget = kube_client.get(f"/apis/{group}/v1/namespaces/{target}/gadgets/g2")
+        assert gadget["spec"] == {"n": "g2"}
+    finally:
+        kube_client.request("DELETE", f"/api/v1/namespaces/{target}")
+        kube_client.request(
+            "DELETE", f"/apis/apiextensions.k8s.io/v1/customresourcedefinitions/gadgets.{group}"
+        )
+
+
+def test_unserved_type_fails_alone(kube_client: KubeClient, source: str) -> None:
+    sink = backup(kube_client, source)
+    target = f"{source}-c"
+    gadget = ResourceItem(group="gone.example.com", version="v1", kind="Gadget", resource="gadgets", namespaced=True,
+                          namespace=source, name="g")  # fmt: skip
+    obj = {
+        "apiVersion": "gone.example.com/v1",
+        "kind": "Gadget",
+        "metadata": {"name": "g", "namespace": source},
+    }
+    items = [*sink.items, (gadget, obj)]
+    options = RestoreOptions(namespace_mapping={source: target})
+    plan = restore_resources(
+        kube_client, items, RestoreOptions(namespace_mapping={source: target}, dry_run=True), "bk", "rs"
+    )
+    assert [(f.item.name, f.reason) for f in plan.failures] == [
+        ("g", "gone.example.com/v1 gadgets is not served by this cluster")
+    ]
+    result = restore_resources(kube_client, items, options, "bk", "rs")
+    assert result.phase == "PartiallyFailed"
+    assert [(f.item.describe(), f.reason) for f in result.failures] == [
+        (f"gadgets.gone.example.com {target}/g", "gone.example.com/v1 gadgets is not served by this cluster")
+    ]
+    assert result.counts == {"created": 42, "failed": 1}
+
+
+def test_forbidden_objects_fail_and_the_rest_is_restored(
+    kube_client: KubeClient, k8s: servers.TestCluster, source: str
+) -> None:
+    """bob may create and read config maps in the target namespace, nothing else."""
+    sink = backup(kube_client, source)
+    target = f"{source}-d"
+    make_namespace(kube_client, target)
+    create(kube_client, "roles", {"apiVersion": RBAC, "kind": "Role", "metadata": {"name": "cm-writer"},
+                                  "rules": [{"apiGroups": [""], "resources": ["configmaps"], "verbs": ["get", "create"]}]}, target)  # fmt: skip
+    create(kube_client, "rolebindings", {"apiVersion": RBAC, "kind": "RoleBinding", "metadata": {"name": "bob"},
+                                         "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": "cm-writer"},
+                                         "subjects": [{"kind": "User", "name": "bob", "apiGroup": "rbac.authorization.k8s.io"}]}, target)  # fmt: skip
+    items = [(i, o) for i, o in sink.items if i.resource in ("configmaps", "secrets")]
+    with connect(k8s.kubeconfig_for("bob")) as bob:
+        result = restore_resources(bob, items, RestoreOptions(namespace_mapping={source: target}), "bk", "rs")
+    assert result.phase == "PartiallyFailed"
+    assert result.counts == {"created": 30, "failed": 10}
+    failure = result.failures[0]
+    assert failure.item.describe() == f"secrets {target}/s-0"
+    assert failure.reason == (
+        f'403 Forbidden: secrets is forbidden: User "bob" cannot create resource "secrets" in API group "" '
+        f'in the namespace "{target}"'
+    )
+    assert result.warnings == [
+        f'cannot check whether namespace {target} exists: 403 Forbidden: namespaces "{target}" is forbidden: '
+        f'User "bob" cannot get resource "namespaces" in API group "" in the namespace "{target}"'
+    ]
+    assert len(names_in(kube_client, target, "configmaps")) == 30
+
+
+def test_recreate_blocked_by_a_finalizer_fails_that_object(kube_client: KubeClient, source: str) -> None:
+    sink = backup(kube_client, source)
+    path = f"/api/v1/namespaces/{source}/configmaps/cm-00"
+    merge = "application/merge-patch+json"
+    kube_client.call(
+        "PATCH",
+        path,
+        body={"metadata": {"finalizers": ["example.com/hold"]}, "data": {"i": "x"}},
+        content_type=merge,
+    )
+    try:
+        items = [
+            (i, o)
+            for i, o in sink.items
+            if (i.resource, i.name) in (("configmaps", "cm-00"), ("configmaps", "cm-01"))
+        ]
+        items[1] = (items[1][0], copy.deepcopy(items[1][1]))
+        items[1][1]["data"] = {"i": "changed in the backup"}
+        result = restore_resources(
+            kube_client, items, RestoreOptions(existing="recreate", wait_timeout=0.5), "bk", "rs"
+        )
+        got = {r.item.name: (r.outcome, r.reason) for r in result.items}
+        assert got["cm-01"] == ("recreated", None)
+        assert got["cm-00"] == (
+            "failed",
+            f"timed out after 0 s waiting for configmaps {source}/cm-00 to be deleted (finalizers: example.com/hold)",
+        )
+        assert result.phase == "PartiallyFailed"
+    finally:
+        kube_client.call("PATCH", path, body={"metadata": {"finalizers": None}}, content_type=merge)
