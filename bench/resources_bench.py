@@ -98,7 +98,7 @@ def populate(kube: KubeClient, namespace: str, count: int, workers: int) -> None
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--objects", type=int, default=10_000)
-    parser.add_argument("--workers", type=int, default=12, help="concurrent requests of the restore")
+    parser.add_argument("--workers", type=int, default=16, help="concurrent requests of the restore")
     args = parser.parse_args()
 
     with tempfile.TemporaryDirectory(prefix="dr-resources-bench-") as tmp:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -10,10 +11,11 @@ import pytest
 from dr.backup.resources import backup_resources
 from dr.backup.scope import BackupScope, match_namespaces
 from dr.errors import InvalidInput
-from dr.kube.client import KubeClient, connect
+from dr.kube.client import KubeClient, RetryPolicy, connect
 from dr.kube.objects import ResourceItem
 from tests import servers
 from tests.kube_helpers import ListSink, configmap, create, make_namespace, owner_ref
+from tests.kube_stub_server import stub_api
 
 RBAC = "rbac.authorization.k8s.io/v1"
 
@@ -279,3 +281,44 @@ def test_sink_failures_fail_the_backup(kube_client: KubeClient, namespaces: list
 
     with pytest.raises(OSError, match="no space left"):
         backup_resources(kube_client, BackupScope(namespaces=namespaces[:1]), FullDisk())
+
+
+def test_server_errors_after_retries_fail_only_their_type(tmp_path: Path) -> None:
+    """5xx answers (which the test cluster never gives) from a stand-in server: a list failing on
+    its second page keeps the first page's objects; the other types are backed up."""
+    res = [
+        {"name": "namespaces", "kind": "Namespace", "namespaced": False, "verbs": ["get", "list"]},
+        {"name": "configmaps", "kind": "ConfigMap", "namespaced": True, "verbs": ["get", "list"]},
+        {"name": "secrets", "kind": "Secret", "namespaced": True, "verbs": ["get", "list"]},
+        {"name": "services", "kind": "Service", "namespaced": True, "verbs": ["get", "list"]},
+    ]
+    page = {
+        "metadata": {"continue": "next"},
+        "items": [{"metadata": {"name": "first", "namespace": "a", "uid": "u1"}}],
+    }
+    broken = {"kind": "Status", "reason": "InternalError", "message": "etcdserver: request timed out"}
+    with stub_api() as api:
+        api.script("/version", (200, {"gitVersion": "v1.30.2"}, {}))
+        api.script("/api", (200, {"versions": ["v1"]}, {}))
+        api.script("/api/v1", (200, {"resources": res}, {}))
+        api.script("/apis", (200, {"groups": []}, {}))
+        api.script("/api/v1/namespaces", (200, {"metadata": {}, "items": [{"metadata": {"name": "a"}}]}, {}))
+        api.script("/api/v1/configmaps", (200, page, {}), (500, broken, {}))
+        api.script(
+            "/api/v1/secrets",
+            (503, {"kind": "Status", "reason": "ServiceUnavailable", "message": "later"}, {}),
+        )
+        api.script("/api/v1/services", (200, {"metadata": {}, "items": []}, {}))
+        kc = connect(api.kubeconfig(tmp_path))
+        kc.retry = RetryPolicy(attempts=2, base_delay=0.0)
+        sink = ListSink()
+        result = backup_resources(kc, BackupScope(), sink)
+    assert result.phase == "PartiallyFailed"
+    assert result.cluster_version == "v1.30.2"
+    assert keys(sink) == {("configmaps", "a", "first"), ("namespaces", None, "a")}
+    assert [e.describe() for e in result.errors] == [
+        "configmaps: 500 InternalError: etcdserver: request timed out (listing stopped after 1 objects)",
+        "secrets: 503 ServiceUnavailable: later",
+    ]
+    secret_requests = [p for m, p, _ in api.requests if p.startswith("/api/v1/secrets")]
+    assert len(secret_requests) == 2  # retried once, then recorded

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from dr.errors import DrError
@@ -12,6 +14,7 @@ from dr.kube.discovery import ApiResource
 from dr.kube.wait import wait_for_deletion, wait_for_served
 from tests import servers
 from tests.kube_helpers import configmap, create
+from tests.kube_stub_server import stub_api
 
 CM = ApiResource("", "v1", "configmaps", "ConfigMap", True, frozenset({"get", "list", "create"}))
 
@@ -92,3 +95,20 @@ def test_wait_for_a_type_that_is_never_served(kube_client: KubeClient) -> None:
         DrError, match=r"^timed out after 0 s waiting for gadgets.nope.example.com/v1 to be served$"
     ):
         wait_for_served(kube_client, "nope.example.com", "v1", "gadgets", timeout=0.2)
+
+
+def test_an_expired_continue_token_is_replaced_with_a_warning(tmp_path: Path) -> None:
+    """The test cluster never expires a list snapshot; a stand-in server answers 410 like etcd compaction does."""
+    page = {"kind": "ConfigMapList", "metadata": {"continue": "t1"}, "items": [{"metadata": {"name": "a"}}]}
+    expired = {"kind": "Status", "reason": "Expired", "code": 410, "metadata": {"continue": "t2"},
+               "message": "The provided continue parameter is too old"}  # fmt: skip
+    last = {"kind": "ConfigMapList", "metadata": {}, "items": [{"metadata": {"name": "b"}}]}
+    with stub_api() as api:
+        api.script("/api/v1/namespaces/x/configmaps", (200, page, {}), (410, expired, {}), (200, last, {}))
+        kc = connect(api.kubeconfig(tmp_path))
+        warnings: list[str] = []
+        pages = list(iter_pages(kc, CM, namespace="x", limit=1, on_warning=warnings.append))
+    assert [[o["metadata"]["name"] for o in p] for p in pages] == [["a"], ["b"]]
+    queries = [path.split("?", 1)[1] for _, path, _ in api.requests]
+    assert queries == ["limit=1", "limit=1&continue=t1", "limit=1&continue=t2"]
+    assert warnings == ["configmaps: list snapshot expired while paging; continued on current data"]

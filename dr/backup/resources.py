@@ -327,21 +327,31 @@ class _BackupRun:
         self, res: ApiResource, namespace: str | None, selector_services: set[tuple[str, str]]
     ) -> None:
         gr = (res.group, res.plural)
-        for page in iter_pages(
+        listed = 0
+        pages = iter_pages(
             self.kube,
             res,
             namespace=namespace,
             label_selector=self.selector,
             limit=self.page_size,
             on_warning=self.warn,
-        ):
-            for obj in page:
-                why = object_skip_reason(res.group, res.plural, obj, selector_services)
-                if why:
-                    self.skipped[why] += 1
-                    continue
-                self.emit(res, obj)
-                self.note_dependencies(gr, res, obj)
+        )
+        try:
+            for page in pages:
+                for obj in page:
+                    listed += 1
+                    why = object_skip_reason(res.group, res.plural, obj, selector_services)
+                    if why:
+                        self.skipped[why] += 1
+                        continue
+                    self.emit(res, obj)
+                    self.note_dependencies(gr, res, obj)
+        except ApiError as e:
+            if not listed:
+                raise
+            # The objects of the pages before the failure are in the sink; say the list is incomplete.
+            message = f"{e.server_message} (listing stopped after {listed} objects)"
+            raise ApiError(e.method, e.path, e.status, e.reason, message) from None
 
     # ------------------------------------------------------------------ dependencies (auto mode)
 

@@ -67,7 +67,7 @@ class RestoreOptions(BaseModel):
     preserve_nodeports: bool = False
     dry_run: bool = False
     restore_pvs: bool = True
-    workers: int = Field(default=12, ge=1, le=64)  # concurrent requests within a stage
+    workers: int = Field(default=16, ge=1, le=64)  # concurrent requests within a stage
     wait_timeout: float = Field(default=120.0, gt=0)  # per deletion (recreate) / CRD establishment
 
     @field_validator("include_resources", "exclude_resources", "namespaces", mode="after")
