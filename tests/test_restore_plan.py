@@ -259,3 +259,14 @@ def test_changes_are_short() -> None:
     lines = changes(desired, existing)
     assert len(lines) == 13 and lines[-1] == "… and 8 more"
     assert lines[0] == 'data.k00: "w" → "' + "v" * 58 + "…"
+
+
+def test_objects_the_cluster_manages_are_never_restored() -> None:
+    token = item("", "Secret", "secrets", "sa-token")
+    token_obj = obj("Secret", "sa-token", type="kubernetes.io/service-account-token")
+    plain = item("", "Secret", "secrets", "plain")
+    plan = build_plan([(token, token_obj), (plain, obj("Secret", "plain", type="Opaque"))], RestoreOptions())
+    assert [(r.item.name, r.reason) for r in plan.skipped] == [
+        ("sa-token", "never restored: service-account token secrets")
+    ]
+    assert planned(plan) == {("secrets", "app", "plain")}

@@ -218,7 +218,7 @@ class _BackupRun:
             for ns in namespaces:
                 obj = ns_objects.get(ns)
                 if obj is None:
-                    obj = self.get_dependency(ns_res, ns, f"namespace {ns}")
+                    obj = self.get_dependency(ns_res, ns, None)
                 if obj is not None:
                     self.emit(ns_res, obj)
         mode = self.scope.include_cluster_resources
@@ -377,14 +377,19 @@ class _BackupRun:
         elif gr == PV and spec.get("storageClassName"):
             self.storage_classes.add(str(spec["storageClassName"]))
 
-    def get_dependency(self, res: ApiResource, name: str, needed_by: str) -> dict[str, Any] | None:
+    def get_dependency(self, res: ApiResource, name: str, needed_by: str | None) -> dict[str, Any] | None:
+        """One cluster-scoped object by name; errors and absence are reported (None returned)."""
         try:
             obj = get_object(self.kube, res, None, name)
         except ApiError as e:
-            self.error(res, f"needed by {needed_by}: {e.short}", name=name)
+            self.error(res, f"needed by {needed_by}: {e.short}" if needed_by else e.short, name=name)
             return None
         if obj is None:
-            self.warn(f"{needed_by} refers to {res.kind} {name!r}, which does not exist")
+            self.warn(
+                f"{needed_by} refers to {res.kind} {name!r}, which does not exist"
+                if needed_by
+                else f"{res.kind} {name!r} does not exist"
+            )
             return None
         obj.setdefault("apiVersion", res.api_version)
         obj.setdefault("kind", res.kind)

@@ -11,7 +11,8 @@ options and decides, per object, whether it is restored and in which stage of
 * objects whose controller owner is in the backup are skipped with the owner
   named: the restored controller recreates them (PersistentVolumeClaims are the
   exception — they hold data and are restored whoever owns them);
-* types that are never restored (``dr.kube.managed``) and, unless
+* what is never restored (``dr.kube.managed``: events, service-account token
+  Secrets, … — a backup made by another tool may hold them) and, unless
   ``restore_pvs``, PersistentVolumes are skipped with the reason.
 
 ``changes`` compares what restore would send with what exists, the way
@@ -33,7 +34,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from dr.errors import InvalidInput
 from dr.kube.discovery import ApiResource, match_specs, split_specs
-from dr.kube.managed import never_backed_up
+from dr.kube.managed import never_backed_up, object_skip_reason
 from dr.kube.objects import ResourceItem, controller_of, labels_of
 from dr.kube.selectors import parse_selector
 from dr.restore.order import STAGES, stage_of
@@ -237,7 +238,7 @@ def _in_namespaces(item: ResourceItem, obj: dict[str, Any], patterns: list[str])
 def _skip_reason(
     item: ResourceItem, obj: dict[str, Any], options: RestoreOptions, backup_uids: frozenset[str]
 ) -> str | None:
-    never = never_backed_up(item.group, item.resource)
+    never = never_backed_up(item.group, item.resource) or object_skip_reason(item.group, item.resource, obj)
     if never:
         return f"never restored: {never}"
     if (item.group, item.resource) == ("", "persistentvolumes") and not options.restore_pvs:

@@ -100,7 +100,13 @@ def restore_resources(
     restore_id: str,
     progress: ProgressCallback | None = None,
 ) -> RestoreResult:
-    """Restore the backed-up objects ``items`` (read once); see the module docstring."""
+    """Restore the backed-up objects ``items`` (read once, held in memory); see the module docstring.
+
+    ``progress(result, done, total)`` is called in the calling thread after each object
+    (``total`` grows when missing namespaces are added). Raises ``DrError`` only when the
+    cluster's API cannot be read at all, ``InvalidInput`` for options that select nothing;
+    every per-object problem is a ``failed`` item in the result.
+    """
     return _RestoreRun(kube, options, backup_id, restore_id, progress).run(items)
 
 
