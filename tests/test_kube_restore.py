@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import threading
 from collections.abc import Iterator
 from typing import Any
 
@@ -239,3 +240,34 @@ def test_recreate_blocked_by_a_finalizer_fails_that_object(kube_client: KubeClie
         assert result.phase == "PartiallyFailed"
     finally:
         kube_client.call("PATCH", path, body={"metadata": {"finalizers": None}}, content_type=merge)
+
+
+def test_an_object_still_being_deleted_is_replaced_once_gone(kube_client: KubeClient, source: str) -> None:
+    sink = backup(kube_client, source)
+    items = [(i, o) for i, o in sink.items if (i.resource, i.name) == ("configmaps", "cm-05")]
+    path = f"/api/v1/namespaces/{source}/configmaps/cm-05"
+    merge = "application/merge-patch+json"
+    kube_client.call(
+        "PATCH", path, body={"metadata": {"finalizers": ["example.com/hold"]}}, content_type=merge
+    )
+    kube_client.request("DELETE", path)  # terminating until the finalizer goes
+    old_uid = kube_client.get(path)["metadata"]["uid"]
+
+    plan = restore_resources(kube_client, items, RestoreOptions(dry_run=True), "bk", "rs")
+    assert [(r.outcome, r.reason) for r in plan.items] == [
+        ("would-create", "once the existing object, being deleted, is gone")
+    ]
+    release = threading.Timer(
+        0.5,
+        lambda: kube_client.call("PATCH", path, body={"metadata": {"finalizers": None}}, content_type=merge),
+    )
+    release.start()
+    try:
+        result = restore_resources(kube_client, items, RestoreOptions(wait_timeout=30), "bk", "rs")
+    finally:
+        release.join()
+    assert [(r.outcome, r.reason) for r in result.items] == [
+        ("created", "after the existing object, which was being deleted, was gone")
+    ]
+    now = kube_client.get(path)
+    assert now["metadata"]["uid"] != old_uid and "deletionTimestamp" not in now["metadata"]

@@ -14,6 +14,8 @@ Per object:
   field manager ``dr``, forced), ``recreate`` (delete with a uid precondition,
   wait until gone, create). Namespaces are never recreated — deleting one
   deletes everything in it — ``recreate`` updates them instead;
+* an object that is still being deleted (say the namespace whose loss this
+  restore repairs, still terminating) is waited for, then created;
 * an object carrying this restore's ``dr.dev/restore`` label was restored by an
   earlier, interrupted run of the same restore: it counts as created, so
   running a restore again after a crash finishes it without duplicates;
@@ -66,6 +68,7 @@ PV_STAGE = stage_of("", "persistentvolumes")
 RESTORED_OUTCOMES = frozenset(
     {"created", "updated", "recreated", "would-create", "would-update", "would-recreate"}
 )
+REPLACED_DELETED = "after the existing object, which was being deleted, was gone"
 NAMESPACE_TYPE = ApiResource("", "v1", "namespaces", "Namespace", False, frozenset({"get", "create"}))
 
 
@@ -273,6 +276,11 @@ class _RestoreRun:
         if existing is None:  # deleted between our create and get: try once more
             kapply.create(self.kube, res, desired)
             return self.outcome(entry, "created")
+        if _being_deleted(existing):
+            # Typically the namespace (or object) whose loss this restore repairs, still terminating.
+            self.wait_gone(res, target, existing)
+            kapply.create(self.kube, res, desired)
+            return self.outcome(entry, "created", REPLACED_DELETED)
         if self.restored_by_us(existing):
             return self.outcome(entry, "created", "restored by an earlier run of this restore")
         diff = changes(desired, existing)
@@ -285,13 +293,20 @@ class _RestoreRun:
             kapply.apply(self.kube, res, desired)
             reason = "namespaces are updated, never recreated" if policy == "recreate" else None
             return self.outcome(entry, "updated", reason, diff)
-        uid = (existing.get("metadata") or {}).get("uid")
-        kapply.delete(self.kube, res, target.namespace, target.name, uid=uid)
-        wait_for_deletion(
-            self.kube, res, target.namespace, target.name, uid=uid, timeout=self.options.wait_timeout
-        )
+        kapply.delete(self.kube, res, target.namespace, target.name, uid=_uid(existing))
+        self.wait_gone(res, target, existing)
         kapply.create(self.kube, res, desired)
         return self.outcome(entry, "recreated", None, diff)
+
+    def wait_gone(self, res: ApiResource, target: ResourceItem, existing: dict[str, Any]) -> None:
+        wait_for_deletion(
+            self.kube,
+            res,
+            target.namespace,
+            target.name,
+            uid=_uid(existing),
+            timeout=self.options.wait_timeout,
+        )
 
     def plan_one(
         self, entry: PlanEntry, desired: dict[str, Any], res: ApiResource | str
@@ -308,6 +323,8 @@ class _RestoreRun:
         existing = get_object(self.kube, res, target.namespace, target.name)
         if existing is None:
             return self.outcome(entry, "would-create")
+        if _being_deleted(existing):
+            return self.outcome(entry, "would-create", "once the existing object, being deleted, is gone")
         if self.restored_by_us(existing):
             return self.outcome(entry, "unchanged", "already restored by this restore")
         diff = changes(desired, existing)
@@ -377,8 +394,12 @@ class _RestoreRun:
         )
         reason = "needed by restored objects; not in the backup (or filtered out)"
         try:
-            if get_object(self.kube, NAMESPACE_TYPE, None, name) is not None:
+            existing = get_object(self.kube, NAMESPACE_TYPE, None, name)
+            if existing is not None and not _being_deleted(existing):
                 return None
+            if existing is not None and not self.options.dry_run:
+                self.wait_gone(NAMESPACE_TYPE, item, existing)
+                reason = f"{reason}; {REPLACED_DELETED}"
             if self.options.dry_run:
                 self.absent_namespaces.add(name)
                 return RestoreItemResult(item=item, outcome="would-create", reason=reason)
@@ -396,6 +417,15 @@ class _RestoreRun:
                 self.result.warnings.append(f"cannot check whether namespace {name} exists: {e.short}")
                 return None
             return RestoreItemResult(item=item, outcome="failed", reason=f"{reason}: {e.short}")
+
+
+def _being_deleted(obj: dict[str, Any]) -> bool:
+    return bool((obj.get("metadata") or {}).get("deletionTimestamp"))
+
+
+def _uid(obj: dict[str, Any]) -> str | None:
+    uid = (obj.get("metadata") or {}).get("uid")
+    return str(uid) if uid else None
 
 
 def _report_order(r: RestoreItemResult) -> tuple[int, str, str, str]:
