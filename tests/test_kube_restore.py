@@ -271,3 +271,19 @@ def test_an_object_still_being_deleted_is_replaced_once_gone(kube_client: KubeCl
     ]
     now = kube_client.get(path)
     assert now["metadata"]["uid"] != old_uid and "deletionTimestamp" not in now["metadata"]
+
+
+def test_an_unexpected_error_fails_only_its_object(kube_client: KubeClient, source: str) -> None:
+    sink = backup(kube_client, source)
+    target = f"{source}-c"
+    items = [(i, o) for i, o in sink.items if i.resource in ("namespaces", "configmaps")]
+    broken_item, broken = items[1]
+    items[1] = (broken_item, {**broken, "data": {"i": {"not", "json"}}})  # e.g. a decoding bug upstream
+    result = restore_resources(
+        kube_client, items, RestoreOptions(namespace_mapping={source: target}), "bk", "rs"
+    )
+    assert result.phase == "PartiallyFailed"
+    assert [(f.item.name, f.reason) for f in result.failures] == [
+        (broken_item.name, "internal error: TypeError: Object of type set is not JSON serializable")
+    ]
+    assert result.counts == {"created": 30, "failed": 1}

@@ -157,18 +157,11 @@ class _BackupRun:
     # ------------------------------------------------------------------ helpers
 
     def error(
-        self,
-        res: ApiResource | tuple[str, str],
-        reason: str,
-        namespace: str | None = None,
-        name: str | None = None,
+        self, res: ApiResource, reason: str, namespace: str | None = None, name: str | None = None
     ) -> None:
-        gr = (
-            res.group_resource
-            if isinstance(res, ApiResource)
-            else (f"{res[1]}.{res[0]}" if res[0] else res[1])
+        self.result.errors.append(
+            BackupItemError(resource=res.group_resource, namespace=namespace, name=name, reason=reason)
         )
-        self.result.errors.append(BackupItemError(resource=gr, namespace=namespace, name=name, reason=reason))
 
     def warn(self, text: str) -> None:
         self.result.warnings.append(text)

@@ -34,6 +34,7 @@ would-recreate / unchanged / skipped and why.
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from collections import Counter
@@ -61,6 +62,8 @@ from dr.restore.plan import (
     changes,
 )
 from dr.restore.transforms import BACKUP_LABEL, RESTORE_LABEL, TransformContext, apply_transforms
+
+log = logging.getLogger(__name__)
 
 ProgressCallback = Callable[[RestoreItemResult, int, int], None]  # (result, done, total)
 
@@ -217,8 +220,9 @@ class _RestoreRun:
         for i, entry in enumerate(entries):
             desired, dropped_by = apply_transforms(entry.obj, ctx)
             if desired is None:
-                results[i] = self.outcome(entry, "skipped", f"dropped by the {dropped_by} transform")
-                self.report(results[i])  # type: ignore[arg-type]
+                dropped = self.outcome(entry, "skipped", f"dropped by the {dropped_by} transform")
+                results[i] = dropped
+                self.report(dropped)
                 continue
             futures[pool.submit(self.restore_one, entry, desired)] = i
         for fut in as_completed(futures):
@@ -260,6 +264,10 @@ class _RestoreRun:
             return self.outcome(entry, "failed", e.short)
         except DrError as e:
             return self.outcome(entry, "failed", e.message)
+        except Exception as e:
+            # A bug must not abandon the rest of a restore during an incident: fail this object, log why.
+            log.exception("restoring %s", entry.target.describe())
+            return self.outcome(entry, "failed", f"internal error: {type(e).__name__}: {e}")
 
     def restored_by_us(self, existing: dict[str, Any]) -> bool:
         return labels_of(existing).get(RESTORE_LABEL) == self.restore_label
