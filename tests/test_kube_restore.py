@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import base64
 import copy
+import logging
 import threading
 from collections.abc import Iterator
 from typing import Any
@@ -287,3 +289,25 @@ def test_an_unexpected_error_fails_only_its_object(kube_client: KubeClient, sour
         (broken_item.name, "internal error: TypeError: Object of type set is not JSON serializable")
     ]
     assert result.counts == {"created": 30, "failed": 1}
+
+
+def test_secret_values_never_reach_the_logs(
+    kube_client: KubeClient, unique: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    ns, target = f"sec-{unique}", f"sec-{unique}-b"
+    value = f"hunter2-{unique}"
+    encoded = base64.b64encode(value.encode()).decode()
+    make_namespace(kube_client, ns)
+    try:
+        create(kube_client, "secrets", {"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "db"}, "data": {"pw": encoded}}, ns)  # fmt: skip
+        caplog.set_level(logging.DEBUG)
+        sink = backup(kube_client, ns)
+        restore_resources(kube_client, sink.items, RestoreOptions(namespace_mapping={ns: target}), "bk", "rs")
+        restored = restore_resources(kube_client, sink.items, RestoreOptions(namespace_mapping={ns: target}, existing="update", dry_run=True), "bk", "rs2")  # fmt: skip
+        assert restored.counts == {"unchanged": 2}
+        assert get(kube_client, "v1", "secrets", "db", target)["data"] == {"pw": encoded}  # type: ignore[index]
+        assert any("/secrets" in r.getMessage() for r in caplog.records)  # requests were logged …
+        assert value not in caplog.text and encoded not in caplog.text  # … their bodies were not
+    finally:
+        kube_client.request("DELETE", f"/api/v1/namespaces/{ns}")
+        kube_client.request("DELETE", f"/api/v1/namespaces/{target}")
