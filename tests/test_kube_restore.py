@@ -15,6 +15,7 @@ from dr.backup.resources import backup_resources
 from dr.backup.scope import BackupScope
 from dr.kube.client import KubeClient, connect
 from dr.kube.objects import ResourceItem
+from dr.restore.order import STAGES
 from dr.restore.plan import RestoreItemResult, RestoreOptions
 from dr.restore.resources import restore_resources
 from tests import servers
@@ -311,3 +312,25 @@ def test_secret_values_never_reach_the_logs(
     finally:
         kube_client.request("DELETE", f"/api/v1/namespaces/{ns}")
         kube_client.request("DELETE", f"/api/v1/namespaces/{target}")
+
+
+def test_after_stage_runs_between_stages(kube_client: KubeClient, source: str) -> None:
+    """E.g. volume data is restored after the claims exist and before anything that mounts them."""
+    sink = backup(kube_client, source)
+    target = f"{source}-d"
+    calls: list[tuple[str, int]] = []
+    seen_at_claims: dict[str, Any] = {}
+
+    def after_stage(stage: str, results: list[RestoreItemResult]) -> None:
+        calls.append((stage, len(results)))
+        if stage == "persistentvolumeclaims":
+            seen_at_claims["results"] = [(r.item.name, r.outcome) for r in results]
+            seen_at_claims["claim"] = get(kube_client, "v1", "persistentvolumeclaims", "data", target)
+            seen_at_claims["configmaps"] = names_in(kube_client, target, "configmaps")
+
+    options = RestoreOptions(namespace_mapping={source: target})
+    restore_resources(kube_client, sink.items, options, "bk", "rs", after_stage=after_stage)
+    assert [name for name, _ in calls] == [stage.name for stage in STAGES]
+    assert dict(calls)["configmaps"] == 30 and dict(calls)["deployments"] == 0
+    assert seen_at_claims["results"] == [("data", "created")]
+    assert seen_at_claims["claim"] is not None and seen_at_claims["configmaps"] == []

@@ -66,6 +66,7 @@ from dr.restore.transforms import BACKUP_LABEL, RESTORE_LABEL, TransformContext,
 log = logging.getLogger(__name__)
 
 ProgressCallback = Callable[[RestoreItemResult, int, int], None]  # (result, done, total)
+StageCallback = Callable[[str, list[RestoreItemResult]], None]  # (stage name, its results)
 
 PV_STAGE = stage_of("", "persistentvolumes")
 RESTORED_OUTCOMES = frozenset(
@@ -105,15 +106,20 @@ def restore_resources(
     backup_id: str,
     restore_id: str,
     progress: ProgressCallback | None = None,
+    *,
+    after_stage: StageCallback | None = None,
 ) -> RestoreResult:
     """Restore the backed-up objects ``items`` (read once, held in memory); see the module docstring.
 
     ``progress(result, done, total)`` is called in the calling thread after each object
-    (``total`` grows when missing namespaces are added). Raises ``DrError`` only when the
+    (``total`` grows when missing namespaces are added). ``after_stage(name, results)`` is
+    called in the calling thread after each stage of ``dr.restore.order.STAGES``, in order,
+    with that stage's results (empty for a stage with nothing to restore) — e.g. to restore
+    volume data after the PersistentVolumeClaims stage, before any workload. Raises ``DrError`` only when the
     cluster's API cannot be read at all, ``InvalidInput`` for options that select nothing;
     every per-object problem is a ``failed`` item in the result.
     """
-    return _RestoreRun(kube, options, backup_id, restore_id, progress).run(items)
+    return _RestoreRun(kube, options, backup_id, restore_id, progress, after_stage).run(items)
 
 
 class _RestoreRun:
@@ -124,8 +130,9 @@ class _RestoreRun:
         backup_id: str,
         restore_id: str,
         progress: ProgressCallback | None,
+        after_stage: StageCallback | None = None,
     ) -> None:
-        self.kube, self.options, self.progress = kube, options, progress
+        self.kube, self.options, self.progress, self.after_stage = kube, options, progress, after_stage
         self.result = RestoreResult(backup_id=backup_id, restore_id=restore_id, dry_run=options.dry_run)
         self.restore_label = label_value(restore_id)
         self.disc = Discovery()
@@ -196,6 +203,8 @@ class _RestoreRun:
                 self.ensure_namespaces(pool, plan, stage_results)
             if entries:
                 self.result.timings.stages[stage.name] = round(time.monotonic() - started, 3)
+            if self.after_stage is not None:
+                self.after_stage(stage.name, stage_results)
 
     def restored(self, r: RestoreItemResult) -> bool:
         return r.outcome in RESTORED_OUTCOMES
