@@ -113,7 +113,7 @@ def stdin_chunks(stdin: Stdin, frame: int = STDIN_FRAME) -> Iterator[bytes]:
     """``stdin`` as non-empty chunks of at most ``frame`` bytes."""
     if stdin is None:
         return
-    pieces: Iterable[bytes] = [stdin] if isinstance(stdin, bytes | bytearray | memoryview) else stdin
+    pieces: Iterable[bytes] = [bytes(stdin)] if isinstance(stdin, bytes | bytearray | memoryview) else stdin
     for piece in pieces:
         view = memoryview(piece)
         for start in range(0, len(view), frame):

@@ -1,0 +1,189 @@
+"""Restore volume data: one mover Job per PVC writes a volume snapshot into it (``dr restore``, drills).
+
+``restore_volumes(kube, targets, ctx)`` runs after the PVCs have been
+restored and before the workloads that use them start. For each target
+(namespace, PVC, volume snapshot id) a mover Job in the PVC's namespace
+mounts the PVC read-write at ``/data`` and runs ``dr mover restore --repo
+URL ID /data``; the PVC binds to the Job's pod (WaitForFirstConsumer
+classes bind here). At most ``mover.parallelism`` Jobs run at once; each is
+followed to its end and deleted in a ``finally``; a failure is that
+volume's error with the reason, the others go on.
+
+Restore movers run in the application namespace because a pod can only
+mount PVCs of its own namespace; the ConfigMap ``dr-config`` and the
+credentials Secret must exist there (checked first: ``check_mover_namespace``).
+
+Ownership: the mover runs as uid 65532, so restored files belong to it
+(modes and times are restored; the pod's ``fsGroup`` makes the volume
+writable). ``restore_ownership=True`` runs the restore mover as root with
+only the ``CHOWN``, ``FOWNER`` and ``DAC_OVERRIDE`` capabilities, so the
+original owners are restored too — for namespaces whose Pod Security level
+allows it (``baseline``).
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from dr.backup.volumes import VolumeResult, fail, pvc_size
+from dr.config import MoverOptions
+from dr.deploy.workloads import CONFIG_MAP, FILES_SECRET
+from dr.errors import DrError
+from dr.kube.client import ApiError, KubeClient
+from dr.kube.collect import get_object
+from dr.kube.jobs import (
+    DATA_PATH,
+    FOLLOW_GRACE,
+    SOURCE_ANNOTATION,
+    MoverJob,
+    MoverPodConfig,
+    TemporaryObjects,
+    check_mover_namespace,
+    expiry,
+    object_name,
+    run_mover_job,
+    summary_from_log,
+)
+from dr.kube.snapshots import PVCS
+
+DescribeSnapshot = Callable[[str], dict[str, Any] | None]
+
+
+class VolumeRestoreTarget(BaseModel):
+    """Write volume snapshot ``snapshot_id`` into PVC ``namespace/pvc``."""
+
+    namespace: str
+    pvc: str
+    snapshot_id: str
+
+
+class VolumeRestoreContext(BaseModel):
+    """Everything the volume restore needs besides the cluster and the targets."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    repo_url: str
+    restore_id: str
+    mover: MoverOptions = Field(default_factory=MoverOptions)
+    config_map: str = CONFIG_MAP
+    config_key: str = "dr.yaml"
+    files_secret: str | None = FILES_SECRET
+    extra_files: list[dict[str, Any]] = Field(default_factory=list)
+    service_account: str | None = None  # in the app namespace; None: default account, no token
+    restore_ownership: bool = False
+    ttl_after_finished: int = 3600
+    follow_grace: float = FOLLOW_GRACE
+    stuck_grace: float = 300.0
+
+    def pod_config(self) -> MoverPodConfig:
+        return MoverPodConfig(
+            image=self.mover.image,
+            resources=self.mover.resources,
+            deadline=self.mover.deadline,
+            credentials_secret=self.mover.credentials_secret,
+            config_map=self.config_map,
+            config_key=self.config_key,
+            files_secret=self.files_secret,
+            extra_files=tuple(self.extra_files),
+            ttl_after_finished=self.ttl_after_finished,
+        )
+
+
+def restore_volumes(
+    kube: KubeClient,
+    targets: list[VolumeRestoreTarget],
+    ctx: VolumeRestoreContext,
+    *,
+    describe_snapshot: DescribeSnapshot | None = None,
+    now: Callable[[], float] = time.time,
+) -> list[VolumeResult]:
+    """Restore each target's data; one result per target, in the order given (never raises for a volume).
+
+    ``describe_snapshot(id)`` (optional) gives the snapshot's summary (files,
+    bytes) for the results where the mover's own summary cannot be read
+    (clusters that do not serve pod logs).
+    """
+    if not targets:
+        return []
+    pod = ctx.pod_config()
+    slots = threading.Semaphore(ctx.mover.parallelism)
+    expires = expiry(now(), ctx.mover.deadline)
+    checked: dict[str, str | None] = {}
+    lock = threading.Lock()
+    temps = [TemporaryObjects(kube) for _ in targets]
+
+    def check(namespace: str) -> str | None:
+        with lock:
+            if namespace not in checked:
+                checked[namespace] = check_mover_namespace(kube, namespace, pod)
+            return checked[namespace]
+
+    def one(i: int) -> VolumeResult:
+        t = targets[i]
+        res = VolumeResult(namespace=t.namespace, pvc=t.pvc, method="restore", snapshot_id=t.snapshot_id)
+        try:
+            pvc = get_object(kube, PVCS, t.namespace, t.pvc)
+            if pvc is None:
+                fail(res, f"PVC {t.namespace}/{t.pvc} does not exist (restore the PVCs first)")
+                return res
+            res.storage_class = (pvc.get("spec") or {}).get("storageClassName")
+            res.size = pvc_size(pvc)
+            problem = check(t.namespace)
+            if problem:
+                fail(res, problem)
+                return res
+            job_name = object_name("dr-restore", t.pvc)
+            res.job = job_name
+            args = ["--repo", ctx.repo_url, "mover", "restore", t.snapshot_id, DATA_PATH, "-o", "json"]
+            job = MoverJob(
+                name=job_name,
+                namespace=t.namespace,
+                args=args,
+                claim=t.pvc,
+                read_only=False,
+                run_id=ctx.restore_id,
+                expires=expires,
+                service_account=ctx.service_account,
+                run_as_root=ctx.restore_ownership,
+                annotations={SOURCE_ANNOTATION: f"{t.namespace}/{t.pvc}"},
+            )
+            start = time.monotonic()
+            outcome = run_mover_job(
+                kube,
+                temps[i],
+                job,
+                pod,
+                slots,
+                follow_grace=ctx.follow_grace,
+                stuck_grace=ctx.stuck_grace,
+            )
+            summary = summary_from_log(outcome.pod.message if outcome.pod else None) or summary_from_log(
+                outcome.log_tail
+            )
+            if summary is None and describe_snapshot is not None:
+                summary = describe_snapshot(t.snapshot_id)
+            if summary is not None:
+                res.files = int(summary.get("files") or 0)
+                res.bytes = int(summary.get("bytes") or 0)
+            res.duration_seconds = round(time.monotonic() - start, 3)
+            if not outcome.succeeded:
+                fail(res, outcome.describe())
+        except (ApiError, DrError) as e:
+            fail(res, e.message)
+        finally:
+            res.warnings += temps[i].delete_all()
+        return res
+
+    try:
+        with ThreadPoolExecutor(max_workers=ctx.mover.parallelism, thread_name_prefix="dr-restore") as pool:
+            return list(pool.map(one, range(len(targets))))
+    finally:
+        for temp in temps:
+            if len(temp):
+                temp.delete_all()
