@@ -2,38 +2,84 @@
 
 from __future__ import annotations
 
+import time
+from typing import Any
+
 import click
 
-from dr.cli.output import output_option
-from dr.cli.params import KeyValue
-from dr.errors import NotImplementedYet
+from dr.backup.run import BackupRequest, run_backup
+from dr.backup.scope import BackupScope
+from dr.cli.context import AppContext, app
+from dr.cli.kube_access import connect_kube
+from dr.cli.output import Column, emit, output_option
+from dr.cli.params import KeyValue, pairs_to_dict, split_csv
+from dr.cli.repo_access import open_repository
+from dr.cli.volume_access import volume_backup_step
+from dr.config import BackupPolicy
+from dr.errors import ExitCode, InvalidInput, PartialFailure
+from dr.repo.snapshots import Snapshot, list_snapshots, resolve
+
+
+def _policy(ctx: AppContext, name: str | None) -> BackupPolicy | None:
+    if not name:
+        return None
+    pol = next((p for p in ctx.loaded.config.backup_policies if p.name == name), None)
+    if pol is None:
+        known = ", ".join(p.name for p in ctx.loaded.config.backup_policies) or "none"
+        raise InvalidInput(f"no backup policy {name!r} in {ctx.loaded.source} (known: {known})")
+    return pol
+
+
+def _scope(
+    pol: BackupPolicy | None,
+    namespaces: tuple[str, ...],
+    selector: str | None,
+    include: tuple[str, ...],
+    exclude: tuple[str, ...],
+    cluster: str | None,
+) -> BackupScope:
+    base: dict[str, Any] = pol.scope.model_dump() if pol else {}
+    data = {
+        "namespaces": list(namespaces) or base.get("namespaces", []),
+        "selector": selector if selector is not None else base.get("selector"),
+        "include_resources": split_csv(include) or base.get("include_resources", []),
+        "exclude_resources": split_csv(exclude) or base.get("exclude_resources", []),
+        "include_cluster_resources": cluster or base.get("include_cluster_resources", "auto"),
+    }
+    try:
+        return BackupScope.model_validate(data)
+    except ValueError as e:
+        raise InvalidInput(f"invalid backup scope: {e}") from None
+
+
+def summary(snap: Snapshot) -> dict[str, Any]:
+    a = snap.app
+    return {
+        "id": snap.id,
+        "shortId": snap.short_id,
+        "name": snap.name,
+        "policy": snap.policy,
+        "time": snap.time.isoformat(),
+        "namespaces": snap.namespaces,
+        "phase": snap.phase,
+        "objects": a.get("total", 0),
+        "volumes": len(a.get("volumes", [])),
+        "errors": len(a.get("errors", [])),
+        "tags": snap.tags,
+    }
 
 
 @click.command("backup")
-@click.option(
-    "-n",
-    "--namespace",
-    "namespaces",
-    multiple=True,
-    metavar="NS",
-    help="Namespace (name or glob) to back up; repeatable.",
-)
+@click.option("-n", "--namespace", "namespaces", multiple=True, metavar="NS",
+              help="Namespace (name or glob) to back up; repeatable.")  # fmt: skip
 @click.option("-l", "--selector", metavar="SEL", help="Label selector for the objects to include.")
-@click.option(
-    "--include-resources",
-    multiple=True,
-    metavar="R,…",
-    help="Only these resource types (plural, kind or plural.group).",
-)
+@click.option("--include-resources", multiple=True, metavar="R,…",
+              help="Only these resource types (plural, kind or plural.group).")  # fmt: skip
 @click.option("--exclude-resources", multiple=True, metavar="R,…", help="Leave out these resource types.")
-@click.option(
-    "--include-cluster-resources",
-    type=click.Choice(["auto", "true", "false"]),
-    default=None,
-    help="auto: cluster-scoped objects the namespaced ones depend on [default: auto].",
-)
+@click.option("--include-cluster-resources", type=click.Choice(["auto", "true", "false"]), default=None,
+              help="auto: cluster-scoped objects the namespaced ones depend on [default: auto].")  # fmt: skip
 @click.option("--policy", metavar="NAME", help="Take scope, volumes, hooks and tags from this backup policy.")
-@click.option("--name", metavar="NAME", help="A name for the backup (default: policy or 'manual' + time).")
+@click.option("--name", metavar="NAME", help="A name for the backup (default: the policy's, or 'manual').")
 @click.option("--tag", "tags", multiple=True, type=KeyValue("K=V"), help="Tag the backup; repeatable.")
 @click.option("--no-data", is_flag=True, help="Resources only, no volume data.")
 @output_option()
@@ -48,12 +94,41 @@ def backup(
     tags: tuple[tuple[str, str], ...],
     no_data: bool,
     output: str,
-) -> None:
+) -> int:
     """Back up Kubernetes resources (and PVC data) into the repository.
 
     Exit 3 when some items could not be backed up; each is listed.
     """
-    raise NotImplementedYet("dr backup")
+    ctx = app()
+    pol = _policy(ctx, policy)
+    scope = _scope(pol, namespaces, selector, include_resources, exclude_resources, include_cluster_resources)
+    all_tags = {**(pol.tags if pol else {}), **pairs_to_dict(tags, "--tag")}
+    request = BackupRequest(scope=scope, name=name or (pol.name if pol else "manual"), policy=pol.name if pol else None,
+                            tags=all_tags)  # fmt: skip
+    repo = open_repository(ctx, pol.repository if pol else None)
+    kube = connect_kube(ctx)
+    step = None if no_data or (pol and pol.volumes.mode == "none") else volume_backup_step(ctx, pol)
+    t0 = time.monotonic()
+    outcome = run_backup(kube, repo, request, volume_step=step)
+    snap = outcome.snapshot
+    result = {
+        **summary(snap),
+        **{k: snap.app.get(k) for k in ("counts", "volumes", "errors", "warnings", "timings")},
+    }
+    if output != "table":
+        emit(result, output)
+    else:
+        click.echo(
+            f"backup {snap.short_id} ({snap.name}): {snap.phase}, {outcome.resources.total} objects in "
+            f"{len(snap.namespaces)} namespace(s), {len(outcome.volumes.volumes)} volume(s), "
+            f"{time.monotonic() - t0:.1f}s"
+        )
+        for w in snap.app.get("warnings", []):
+            click.echo(f"warning: {w}", err=True)
+    if outcome.errors:
+        raise PartialFailure(f"backup {snap.short_id} partially failed: {len(outcome.errors)} item(s)",
+                             details=outcome.errors)  # fmt: skip
+    return ExitCode.OK
 
 
 @click.group("backups")
@@ -67,7 +142,19 @@ def backups_group() -> None:
 @output_option()
 def list_(namespace: str | None, policy: str | None, output: str) -> None:
     """List backups, newest last."""
-    raise NotImplementedYet("dr backups list")
+    repo = open_repository(app())
+    snaps = [s for s in list_snapshots(repo, "backup")
+             if (not namespace or namespace in s.namespaces) and (not policy or s.policy == policy)]  # fmt: skip
+    rows = [summary(s) for s in snaps]
+    emit(
+        rows,
+        output,
+        columns=[
+            Column("ID", "shortId"), Column("NAME", "name"), Column("TIME", "time"),
+            Column("NAMESPACES", "namespaces"), Column("PHASE", "phase"),
+            Column("OBJECTS", "objects", "right"), Column("VOLUMES", "volumes", "right"),
+        ],
+    )  # fmt: skip
 
 
 @backups_group.command("describe")
@@ -75,7 +162,35 @@ def list_(namespace: str | None, policy: str | None, output: str) -> None:
 @output_option()
 def describe(backup_id: str, output: str) -> None:
     """Show one backup: scope, counts per resource type, volumes, warnings, errors, timings."""
-    raise NotImplementedYet("dr backups describe")
+    repo = open_repository(app())
+    snaps = list_snapshots(repo)
+    snap = resolve([s for s in snaps if s.kind == "backup"] if backup_id == "latest" else snaps, backup_id)
+    data = snap.to_doc()
+    data.pop("streams", None)
+    if output != "table":
+        emit(data, output)
+        return
+    a = snap.app
+    click.echo(f"backup {snap.id}")
+    click.echo(f"  name: {snap.name}   policy: {snap.policy or '-'}   phase: {snap.phase}")
+    click.echo(
+        f"  time: {snap.time.isoformat()}   host: {snap.hostname}   cluster: {a.get('clusterVersion', '-')}"
+    )
+    click.echo(f"  namespaces: {', '.join(snap.namespaces) or '-'}")
+    click.echo(f"  scope: {a.get('scope')}")
+    click.echo(f"  objects: {a.get('total', 0)} ({a.get('owned', 0)} owned by controllers)")
+    for t, n in sorted((a.get("counts") or {}).items()):
+        click.echo(f"    {t}: {n}")
+    for v in a.get("volumes", []):
+        click.echo(f"  volume {v.get('namespace')}/{v.get('pvc')}: {v.get('method', '-')}, "
+                   f"{v.get('bytes', 0):,} bytes, {v.get('files', 0)} files, snapshot {str(v.get('snapshotId'))[:8]}"
+                   + (f", error: {v['error']}" if v.get("error") else ""))  # fmt: skip
+    for w in a.get("warnings", []):
+        click.echo(f"  warning: {w}")
+    for e in a.get("errors", []):
+        click.echo(f"  error: {e}")
+    t = a.get("timings") or {}
+    click.echo("  timings: " + ", ".join(f"{k} {v}s" for k, v in t.items()))
 
 
 COMMANDS = [backup, backups_group]

@@ -2,45 +2,65 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import click
 
-from dr.cli.output import output_option
-from dr.cli.params import KeyValue
-from dr.errors import NotImplementedYet
+from dr.cli.context import app
+from dr.cli.kube_access import connect_kube
+from dr.cli.output import Column, emit, output_option
+from dr.cli.params import KeyValue, pairs_to_dict, split_csv
+from dr.cli.progress import item_progress
+from dr.cli.repo_access import open_repository
+from dr.cli.volume_access import volume_restore_step
+from dr.errors import ExitCode, InvalidInput, PartialFailure
+from dr.repo.snapshots import list_snapshots, resolve
+from dr.restore.plan import RestoreItemResult, RestoreOptions
+from dr.restore.run import RestoreOutcome, run_restore
+
+
+def _options(**kw: Any) -> RestoreOptions:
+    try:
+        return RestoreOptions.model_validate(kw)
+    except ValueError as e:
+        raise InvalidInput(f"invalid restore options: {e}") from None
+
+
+def _result_doc(outcome: RestoreOutcome) -> dict[str, Any]:
+    r = outcome.resources
+    return {
+        "backupId": r.backup_id,
+        "restoreId": r.restore_id,
+        "dryRun": r.dry_run,
+        "phase": "PartiallyFailed" if outcome.failed else "Completed",
+        "counts": r.counts,
+        "filtered": r.filtered,
+        "namespacesCreated": r.namespaces_created,
+        "warnings": r.warnings,
+        "timings": r.timings.model_dump(mode="json"),
+        "items": [i.model_dump(mode="json", exclude_none=True) for i in r.items],
+        "volumes": outcome.volumes.volumes,
+        "volumeErrors": outcome.volumes.errors,
+    }
+
+
+def _row(i: RestoreItemResult) -> dict[str, Any]:
+    return {"object": i.item.describe(), "outcome": i.outcome, "reason": i.reason or "", "diff": i.diff}
 
 
 @click.command("restore")
 @click.argument("backup_id", metavar="ID|latest")
-@click.option(
-    "--namespace-mapping",
-    multiple=True,
-    type=KeyValue("OLD=NEW"),
-    help="Restore namespace OLD as NEW; repeatable.",
-)
+@click.option("--namespace-mapping", multiple=True, type=KeyValue("OLD=NEW"),
+              help="Restore namespace OLD as NEW; repeatable.")  # fmt: skip
 @click.option("--include-resources", multiple=True, metavar="R,…", help="Only these resource types.")
 @click.option("--exclude-resources", multiple=True, metavar="R,…", help="Not these resource types.")
-@click.option(
-    "-n",
-    "--namespace",
-    "namespaces",
-    multiple=True,
-    metavar="NS",
-    help="Only these namespaces of the backup; repeatable.",
-)
+@click.option("-n", "--namespace", "namespaces", multiple=True, metavar="NS",
+              help="Only these namespaces of the backup (names or globs); repeatable.")  # fmt: skip
 @click.option("-l", "--selector", metavar="SEL", help="Only objects matching this label selector.")
-@click.option(
-    "--existing",
-    type=click.Choice(["skip", "update", "recreate"]),
-    default="skip",
-    show_default=True,
-    help="What to do with objects that already exist.",
-)
-@click.option(
-    "--storage-class-mapping",
-    multiple=True,
-    type=KeyValue("OLD=NEW"),
-    help="Restore PVCs of storage class OLD with class NEW; repeatable.",
-)
+@click.option("--existing", type=click.Choice(["skip", "update", "recreate"]), default="skip", show_default=True,
+              help="What to do with objects that already exist.")  # fmt: skip
+@click.option("--storage-class-mapping", multiple=True, type=KeyValue("OLD=NEW"),
+              help="Restore PVCs of storage class OLD with class NEW; repeatable.")  # fmt: skip
 @click.option("--preserve-nodeports", is_flag=True, help="Keep Services' nodePorts.")
 @click.option(
     "--dry-run", is_flag=True, help="Print the plan (create/update/skip per object) and change nothing."
@@ -60,13 +80,54 @@ def restore(
     dry_run: bool,
     no_data: bool,
     output: str,
-) -> None:
+) -> int:
     """Restore a backup (ID or 'latest') into this cluster.
 
     Idempotent and resumable: run it again after an interruption. Exit 3 when
     some items failed (each is listed), the rest restored.
     """
-    raise NotImplementedYet("dr restore")
+    ctx = app()
+    options = _options(
+        namespace_mapping=pairs_to_dict(namespace_mapping, "--namespace-mapping"),
+        include_resources=split_csv(include_resources),
+        exclude_resources=split_csv(exclude_resources),
+        namespaces=list(namespaces),
+        selector=selector,
+        existing=existing,
+        storage_class_mapping=pairs_to_dict(storage_class_mapping, "--storage-class-mapping"),
+        preserve_nodeports=preserve_nodeports,
+        dry_run=dry_run,
+    )
+    repo = open_repository(ctx)
+    snaps = list_snapshots(repo, "backup")
+    snap = resolve(snaps, backup_id)
+    kube = connect_kube(ctx)
+    step = None if no_data or dry_run else volume_restore_step(ctx)
+    with item_progress(f"restore {snap.short_id}", None, quiet=ctx.quiet or output != "table") as advance:
+        outcome = run_restore(kube, repo, snap, options, volume_step=step,
+                              progress=lambda _r, _done, _total: advance(1))  # fmt: skip
+    r = outcome.resources
+    if output != "table":
+        emit(_result_doc(outcome), output)
+    else:
+        if dry_run:
+            rows = [_row(i) for i in r.items]
+            emit(rows, "table", columns=[Column("OBJECT", "object"), Column("ACTION", "outcome"),
+                                         Column("WHY", "reason")])  # fmt: skip
+            for i in r.items:
+                for line in i.diff:
+                    click.echo(f"  {i.item.describe()}: {line}")
+        counts = ", ".join(f"{n} {k}" for k, n in r.counts.items())
+        click.echo(f"{'plan for' if dry_run else 'restored'} backup {snap.short_id} (restore {r.restore_id}): {counts}"
+                   + (f"; {len(outcome.volumes.volumes)} volume(s)" if outcome.volumes.volumes else ""))  # fmt: skip
+        for w in r.warnings:
+            click.echo(f"warning: {w}", err=True)
+    failures = [i.describe() for i in r.failures] + outcome.volumes.errors
+    if failures:
+        raise PartialFailure(
+            f"restore {r.restore_id} partially failed: {len(failures)} item(s)", details=failures
+        )
+    return ExitCode.OK
 
 
 COMMANDS = [restore]
