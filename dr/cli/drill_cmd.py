@@ -2,10 +2,22 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
 import click
 
-from dr.cli.output import output_option
-from dr.errors import NotImplementedYet
+from dr.cli.context import AppContext, app
+from dr.cli.kube_access import connect_kube
+from dr.cli.output import emit, output_option
+from dr.cli.repo_access import open_repository
+from dr.cli.volume_access import volume_restore_step
+from dr.drill.model import DrillReport, human_duration
+from dr.drill.run import DrillDeps, DrillRequest, run_drill, save_report, write_report_files
+from dr.drill.run import gc as drill_gc
+from dr.errors import DrError, ExitCode, InvalidInput, VerificationFailed
+from dr.runbook.model import load_runbook
 
 
 @click.group("drill")
@@ -13,31 +25,143 @@ def drill_group() -> None:
     """Restore drills: prove that the latest backup restores and works."""
 
 
+def _api_client(ctx: AppContext) -> Any:
+    """A kubernetes.client.ApiClient for the verification steps (service proxy, exec)."""
+    from kubernetes import client as kclient
+    from kubernetes import config as kconfig
+
+    context = ctx.kube_context or ctx.loaded.config.kube_context
+    try:
+        if ctx.kubeconfig or not _in_cluster():
+            return kconfig.new_client_from_config(config_file=ctx.kubeconfig, context=context)
+        cfg = kclient.Configuration()
+        kconfig.load_incluster_config(client_configuration=cfg)
+        return kclient.ApiClient(cfg)
+    except kconfig.ConfigException as e:
+        raise InvalidInput(f"Kubernetes configuration: {e}") from None
+
+
+def _in_cluster() -> bool:
+    import os
+
+    return bool(os.environ.get("KUBERNETES_SERVICE_HOST")) and not os.environ.get("KUBECONFIG")
+
+
+def _summary(report: DrillReport) -> list[str]:
+    lines = [f"drill {report.id}: {report.outcome.upper()}"]
+    if report.backup_id:
+        lines.append(
+            f"  backup {report.backup_id[:8]} from {report.backup_time.isoformat() if report.backup_time else '?'}"
+        )
+    lines.append(
+        f"  scratch namespace(s): {', '.join(report.namespaces.values()) or '-'} ({report.cleanup.status})"
+    )
+    rto, rpo = report.rto_measured, report.rpo_measured
+    if rto is not None:
+        lines.append(f"  RTO {human_duration(rto)} (objective {human_duration(report.objectives.rto)}) "
+                     f"{'met' if report.rto_met else 'NOT met'}")  # fmt: skip
+    if rpo is not None:
+        lines.append(
+            f"  RPO {rpo} (objective {report.objectives.rpo}) {'met' if report.rpo_met else 'NOT met'}"
+        )
+    for s in report.steps:
+        lines.append(f"  [{'pass' if s.passed else 'FAIL'}] {s.name} ({s.type}): {s.message}")
+    if report.error:
+        lines.append(f"  error: {report.error}")
+    return lines
+
+
 @drill_group.command("run")
 @click.argument("runbook", type=click.Path(dir_okay=False), metavar="RUNBOOK.yaml")
 @click.option("--backup", "backup_id", metavar="ID", help="Backup to restore (default: latest of the app).")
 @click.option("--keep", is_flag=True, help="Keep the scratch namespace afterwards (for debugging).")
-@click.option(
-    "--report-dir",
-    type=click.Path(file_okay=False),
-    metavar="DIR",
-    help="Also write the reports (JSON, Markdown, HTML) here.",
-)
+@click.option("--report-dir", type=click.Path(file_okay=False), metavar="DIR",
+              help="Also write the reports (JSON, Markdown, HTML) here.")  # fmt: skip
+@click.option("--policy", metavar="NAME", help="Drill policy of dr.yaml whose repository to use.")
+@click.option("--no-data", is_flag=True, help="Restore resources only (skip volume data).")
 @output_option()
-def run(runbook: str, backup_id: str | None, keep: bool, report_dir: str | None, output: str) -> None:
+def run(
+    runbook: str, backup_id: str | None, keep: bool, report_dir: str | None, policy: str | None, no_data: bool,
+    output: str,
+) -> int:  # fmt: skip
     """Restore into a scratch namespace, run the runbook's verification steps, report.
 
     Exit 0 when every step passed, 4 when a step failed, 1 when the drill could not run.
     """
-    raise NotImplementedYet("dr drill run")
+    ctx = app()
+    rb = load_runbook(Path(runbook))
+    repo_name = None
+    if policy:
+        pol = next((d for d in ctx.loaded.config.drill_policies if d.name == policy), None)
+        if pol is None:
+            raise InvalidInput(f"no drill policy {policy!r} in {ctx.loaded.source}")
+        repo_name = pol.repository
+    repo = open_repository(ctx, repo_name)
+    kube = connect_kube(ctx)
+    api = _api_client(ctx)
+    from dr.drill.exec import KubernetesExec
+    from dr.drill.probe_job import JobDataProbe
+
+    deps = DrillDeps(
+        kube=kube,
+        api=api,
+        repo=repo,
+        exec=KubernetesExec(api),
+        data_probe=JobDataProbe(kube, ctx.loaded.config.mover, run_id=f"drill-{rb.name}"),
+        volume_step=None if no_data else volume_restore_step(ctx),
+        dr_namespace=ctx.loaded.config.mover.namespace,
+    )
+    report = run_drill(
+        DrillRequest(rb, runbook, backup_id, keep, Path(report_dir) if report_dir else None), deps
+    )
+    try:
+        name = save_report(repo, report)
+    except DrError as e:
+        raise DrError(f"drill {report.outcome}, but its report could not be saved: {e.message}") from None
+    files = write_report_files(report, Path(report_dir)) if report_dir else []
+    if output != "table":
+        emit({**report.model_dump(mode="json", by_alias=True), "reportObject": f"reports/{name}",
+              "reportFiles": [str(f) for f in files]}, output)  # fmt: skip
+    else:
+        for line in _summary(report):
+            click.echo(line)
+        click.echo(
+            f"  report: reports/{name[:16]}…" + (f", {', '.join(str(f) for f in files)}" if files else "")
+        )
+    if report.outcome == "error":
+        raise DrError(f"drill of {rb.name} could not run: {report.error}")
+    if report.outcome == "failed":
+        failed = [f"step {s.name} ({s.type}): {s.message}" for s in report.steps if not s.passed]
+        raise VerificationFailed(
+            f"drill of {rb.name} failed: {len(failed)} step(s) did not pass", details=failed
+        )
+    return ExitCode.OK
 
 
 @drill_group.command("gc")
 @click.option("--dry-run", is_flag=True, help="Only list what would be deleted.")
 @output_option()
-def gc(dry_run: bool, output: str) -> None:
+def gc(dry_run: bool, output: str) -> int:
     """Delete expired scratch namespaces and leftover temporary objects of crashed runs."""
-    raise NotImplementedYet("dr drill gc")
+    import time
+
+    from dr.kube.jobs import cleanup_leftovers
+
+    kube = connect_kube(app())
+    result = drill_gc(kube, datetime.now(UTC), dry_run=dry_run)
+    leftovers = None if dry_run else cleanup_leftovers(kube, time.time())
+    data = {"dryRun": dry_run, "deleted": result.deleted, "kept": result.kept, "errors": result.errors,
+            "leftovers": getattr(leftovers, "__dict__", None)}  # fmt: skip
+    if output != "table":
+        emit(data, output)
+    else:
+        verb = "would delete" if dry_run else "deleted"
+        click.echo(f"{verb} {len(result.deleted)} expired drill namespace(s)"
+                   + (f": {', '.join(result.deleted)}" if result.deleted else "")
+                   + (f"; {len(result.kept)} still within their expiry" if result.kept else ""))  # fmt: skip
+    if result.errors:
+        raise DrError(f"{len(result.errors)} namespace(s) could not be deleted", details=result.errors)
+    return ExitCode.OK
 
 
 COMMANDS = [drill_group]

@@ -6,7 +6,9 @@ Job's log); exit 3 when some files could not be read or restored.
 
 from __future__ import annotations
 
+import json
 import os
+from pathlib import Path
 
 import click
 
@@ -15,7 +17,7 @@ from dr.cli.output import emit, output_option
 from dr.cli.params import KeyValue, pairs_to_dict
 from dr.cli.progress import byte_progress
 from dr.cli.repo_access import open_repository
-from dr.errors import ExitCode, PartialFailure
+from dr.errors import DrError, ExitCode, PartialFailure
 from dr.repo.archiver import backup_directory, snapshot_summary
 from dr.repo.locks import Lock
 from dr.repo.restorer import restore_snapshot
@@ -101,6 +103,37 @@ def restore(snapshot_id: str, target: str, paths: tuple[str, ...], output: str) 
     if stats.errors:
         raise PartialFailure(f"{len(stats.errors)} entries could not be restored", details=stats.errors)
     return ExitCode.OK
+
+
+TERMINATION_LOG = "/dev/termination-log"
+
+
+@mover_group.command("probe")
+@click.argument("root", type=click.Path(exists=True, file_okay=False), metavar="ROOT")
+@click.option("--path", "paths", multiple=True, required=True, metavar="P",
+              help="Path under ROOT to describe (sha256 of a file, file count of a directory); repeatable.")  # fmt: skip
+@output_option(default="json")
+def probe(root: str, paths: tuple[str, ...], output: str) -> None:
+    """Describe paths of a mounted volume (what a drill's data step checks).
+
+    The JSON answer also goes to the container's termination-message file when
+    there is one, so the orchestrator reads it from the pod's status.
+    """
+    from dr.drill.probe import probe_directory
+    from dr.drill.probe_job import probe_answer
+
+    answer = probe_answer(probe_directory(Path(root), list(paths)))
+    emit(answer, output)
+    # The kubelet creates the file in a pod; elsewhere only an explicit DR_TERMINATION_LOG is written.
+    target = os.environ.get("DR_TERMINATION_LOG") or (
+        TERMINATION_LOG if os.path.exists(TERMINATION_LOG) else None
+    )
+    if target:
+        try:
+            with open(target, "w") as f:
+                f.write(json.dumps(answer, separators=(",", ":")))
+        except OSError as e:
+            raise DrError(f"cannot write the termination message {target}: {e.strerror or e}") from None
 
 
 COMMANDS = [mover_group]

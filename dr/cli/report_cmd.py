@@ -10,7 +10,7 @@ import click
 
 from dr.cli.context import app
 from dr.drill.model import DrillReport
-from dr.errors import DrError, ExitCode, InvalidInput
+from dr.errors import ExitCode, InvalidInput
 from dr.report.drills import (
     Month,
     apps_with_backup_policy,
@@ -43,7 +43,10 @@ def load_reports(from_dir: str | None) -> Iterable[DrillReport]:
     """Where the drill reports come from: ``--from-dir``, else the repository's ``reports/``."""
     if from_dir is not None:
         return read_report_dir(Path(from_dir))
-    raise DrError("reading drill reports from the repository is not available yet; use --from-dir DIR")
+    from dr.cli.repo_access import open_repository
+    from dr.drill.run import load_reports as load_repository_reports
+
+    return load_repository_reports(open_repository(app()))
 
 
 @report_group.command("drills")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -10,9 +11,11 @@ import click
 
 from dr.cli.output import emit, output_option
 from dr.drill.model import DrillReport
-from dr.errors import ExitCode, InvalidInput
+from dr.errors import DrError, ExitCode, InvalidInput
 from dr.runbook.model import Runbook, load_runbook
 from dr.runbook.render import BackupSummary, render_markdown
+
+log = logging.getLogger(__name__)
 
 
 @click.group("runbook")
@@ -68,14 +71,44 @@ def validate(files: tuple[str, ...], output: str) -> int:
     return ExitCode.OK
 
 
+def _repository() -> Any:
+    """The repository, or None when it cannot be opened (the runbook still renders, offline)."""
+    from dr.cli.context import app
+    from dr.cli.repo_access import open_repository
+
+    try:
+        return open_repository(app())
+    except DrError as e:
+        log.warning("repository not available, the runbook shows no backup or drill: %s", e.message)
+        return None
+
+
 def latest_backup_for(rb: Runbook) -> BackupSummary | None:
-    """The newest good backup of the runbook's app; hook for the repository (None until it is wired)."""
-    return None
+    """The newest completed backup of the runbook's app."""
+    from dr.drill.run import app_backups
+
+    repo = _repository()
+    if repo is None:
+        return None
+    good = [s for s in app_backups(repo, rb) if s.phase == "Completed"]
+    if not good:
+        return None
+    s = good[-1]
+    size = sum(v.get("bytes", 0) for v in s.app.get("volumes", [])) + sum(
+        st.size for st in s.streams.values()
+    )
+    return BackupSummary(id=s.id, time=s.time, namespaces=s.namespaces, size=size)
 
 
 def latest_passing_drill_for(rb: Runbook) -> DrillReport | None:
-    """The newest passing drill of the runbook's app; hook for the repository (None until it is wired)."""
-    return None
+    """The newest passing drill of the runbook's app."""
+    from dr.drill.run import load_reports
+
+    repo = _repository()
+    if repo is None:
+        return None
+    passed = [r for r in load_reports(repo) if r.app == rb.name and r.passed]
+    return passed[-1] if passed else None
 
 
 @runbook_group.command("render")

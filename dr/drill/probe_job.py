@@ -1,0 +1,91 @@
+"""The real ``DataProbe``: a mover Job that mounts a restored PVC read-only and describes paths in it.
+
+The Job runs ``dr mover probe /data --path P… -o json``; the command writes
+its JSON answer to stdout and to the container's termination-message file,
+which the kubelet copies into the pod's status — so the answer arrives
+without the pod-log API (clusters and identities that cannot read logs).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import threading
+import time
+from collections.abc import Mapping, Sequence
+from datetime import timedelta
+from typing import Any
+
+from dr.config import MoverOptions
+from dr.drill.probe import PathProbe, ProbeError
+from dr.kube.client import KubeClient
+from dr.kube.jobs import (
+    DATA_PATH,
+    MoverJob,
+    MoverPodConfig,
+    TemporaryObjects,
+    expiry,
+    object_name,
+    run_mover_job,
+)
+
+
+def parse_probe_output(text: str | None) -> dict[str, PathProbe] | None:
+    """The probe's JSON answer from a termination message or log (the last JSON object in it)."""
+    if not text:
+        return None
+    for line in reversed(text.strip().splitlines()):
+        line = line.strip()
+        if line.startswith("{"):
+            try:
+                doc = json.loads(line)
+            except ValueError:
+                continue
+            paths = doc.get("paths") if isinstance(doc, dict) else None
+            if isinstance(paths, dict):
+                return {k: PathProbe.from_dict(v) for k, v in paths.items()}
+    try:
+        doc = json.loads(text)
+        return {k: PathProbe.from_dict(v) for k, v in doc["paths"].items()}
+    except (ValueError, KeyError, TypeError):
+        return None
+
+
+class JobDataProbe:
+    """Runs one probe Job per call in the PVC's namespace; deletes it afterwards."""
+
+    def __init__(self, kube: KubeClient, mover: MoverOptions, *, run_id: str = "probe") -> None:
+        self.kube = kube
+        self.mover = mover
+        self.run_id = run_id
+        self._slots = threading.Semaphore(max(1, mover.parallelism))
+
+    def __call__(
+        self, namespace: str, pvc: str, paths: Sequence[str], *, timeout: float
+    ) -> Mapping[str, PathProbe]:
+        deadline = timedelta(seconds=max(30.0, timeout))
+        pod = MoverPodConfig(image=self.mover.image, resources=self.mover.resources, deadline=deadline,
+                             credentials_secret=None)  # fmt: skip
+        name = object_name("dr-probe", f"{pvc}-{os.urandom(3).hex()}")
+        args = ["--quiet", "mover", "probe", DATA_PATH, "-o", "json"]
+        for p in paths:
+            args += ["--path", p]
+        job = MoverJob(name=name, namespace=namespace, args=args, claim=pvc, read_only=True, run_id=self.run_id,
+                       expires=expiry(time.time(), deadline))  # fmt: skip
+        temp = TemporaryObjects(self.kube)
+        try:
+            outcome = run_mover_job(self.kube, temp, job, pod, self._slots)
+        finally:
+            temp.delete_all()
+        if not outcome.succeeded:
+            raise ProbeError(f"probe of {namespace}/{pvc}: {outcome.describe()}")
+        answer = parse_probe_output(outcome.pod.message if outcome.pod else None) or parse_probe_output(
+            outcome.log_tail
+        )
+        if answer is None:
+            raise ProbeError(f"probe of {namespace}/{pvc}: the Job gave no answer (no termination message or log)")
+        return answer
+
+
+def probe_answer(result: Mapping[str, PathProbe]) -> dict[str, Any]:
+    return {"paths": {k: v.to_dict() for k, v in result.items()}}

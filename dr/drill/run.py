@@ -1,0 +1,389 @@
+"""``dr drill run`` and ``dr drill gc``: restore into a scratch namespace, verify, report, clean up.
+
+The order of a drill (each phase timed; their sum is the measured RTO):
+
+1. pick the backup (``--backup`` or the app's latest) — its age when the
+   drill starts is the measured RPO;
+2. create the scratch namespace(s) ``<prefix>-<app>-<timestamp>``, labelled
+   ``dr.dev/drill=true`` with an expiry, isolated by NetworkPolicies (ingress
+   only from the same namespace; egress only within it, to DNS and to the API
+   server) and limited by a ResourceQuota;
+3. restore the backup into them with namespace mapping (resources, then volume
+   data after the claims, before the workloads);
+4. wait until the restored workloads are ready (time to ready);
+5. run the runbook's verification steps in order (each with its timeout);
+6. write the report to the repository (``reports/``) and ``--report-dir``;
+7. delete the scratch namespaces whatever happened (unless ``--keep``).
+
+A crashed drill leaves namespaces whose ``dr.dev/expires`` label lies in the
+past: ``gc`` deletes them (and leftover mover objects).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+from dr.deploy.rbac import DRILL_LABEL
+from dr.drill.exec import Exec
+from dr.drill.model import Cleanup, DrillReport, Phases, ReportObjectives, StepResult, outcome_of
+from dr.drill.probe import DataProbe
+from dr.drill.steps import StepContext, run_steps, workload_state
+from dr.errors import DrError
+from dr.kube import apply as kapply
+from dr.kube.client import ApiError, KubeClient
+from dr.kube.collect import list_objects
+from dr.kube.discovery import ApiResource
+from dr.repo.repository import Repository
+from dr.repo.snapshots import Snapshot, list_snapshots, resolve
+from dr.restore.plan import RestoreOptions
+from dr.restore.run import VolumeRestoreStep, run_restore
+from dr.runbook.model import Runbook
+
+log = logging.getLogger(__name__)
+
+APP_LABEL = "dr.dev/drill-app"
+EXPIRES_LABEL = "dr.dev/expires"
+NAMESPACES = ApiResource(group="", version="v1", kind="Namespace", plural="namespaces", namespaced=False)
+SCRATCH_TYPES = {
+    "Namespace": NAMESPACES,
+    "NetworkPolicy": ApiResource(group="networking.k8s.io", version="v1", kind="NetworkPolicy",
+                                 plural="networkpolicies", namespaced=True),
+    "ResourceQuota": ApiResource(group="", version="v1", kind="ResourceQuota", plural="resourcequotas",
+                                 namespaced=True),
+    "RoleBinding": ApiResource(group="rbac.authorization.k8s.io", version="v1", kind="RoleBinding",
+                               plural="rolebindings", namespaced=True),
+}  # fmt: skip
+WORKLOADS = [
+    ApiResource(group="apps", version="v1", kind="Deployment", plural="deployments", namespaced=True),
+    ApiResource(group="apps", version="v1", kind="StatefulSet", plural="statefulsets", namespaced=True),
+    ApiResource(group="apps", version="v1", kind="DaemonSet", plural="daemonsets", namespaced=True),
+]
+
+
+@dataclass
+class DrillRequest:
+    runbook: Runbook
+    runbook_path: str
+    backup_ref: str | None = None
+    keep: bool = False
+    report_dir: Path | None = None
+
+
+@dataclass
+class DrillDeps:
+    """What a drill talks to; the CLI builds the real ones, tests may pass their own seams."""
+
+    kube: KubeClient
+    api: Any  # kubernetes.client.ApiClient, for the verification steps
+    repo: Repository
+    exec: Exec
+    data_probe: DataProbe
+    volume_step: VolumeRestoreStep | None = None
+    dr_namespace: str = "dr-system"
+    poll_interval: float = 2.0
+    now: Callable[[], datetime] = field(default=lambda: datetime.now(UTC))
+
+
+def run_id(now: datetime) -> str:
+    return now.strftime("%Y%m%d-%H%M%S")
+
+
+def app_backups(repo: Repository, rb: Runbook) -> list[Snapshot]:
+    """Backups of the runbook's app: of its backup policy, or covering its namespaces."""
+    wanted = set(rb.concrete_namespaces())
+    out = []
+    for s in list_snapshots(repo, "backup"):
+        if (rb.spec.backup_policy and s.policy == rb.spec.backup_policy) or (
+            wanted and wanted <= set(s.namespaces)
+        ):
+            out.append(s)
+    return out
+
+
+def pick_backup(repo: Repository, rb: Runbook, ref: str | None) -> Snapshot:
+    if ref:
+        return resolve(list_snapshots(repo, "backup"), ref)
+    candidates = [s for s in app_backups(repo, rb) if s.phase != "Failed"]
+    if not candidates:
+        raise DrError(
+            f"no backup of {rb.name} in the repository (namespaces {', '.join(rb.concrete_namespaces())})"
+        )
+    return candidates[-1]
+
+
+# --------------------------------------------------------------------------- scratch namespaces
+
+
+def scratch_manifests(
+    rb: Runbook, scratch: str, expires: datetime, dr_namespace: str
+) -> list[dict[str, Any]]:
+    """Namespace, isolation NetworkPolicies, ResourceQuota and the drill's RoleBinding."""
+    from dr.deploy.rbac import drill_workspace_binding
+
+    labels = {DRILL_LABEL: "true", APP_LABEL: rb.name[:63], EXPIRES_LABEL: str(int(expires.timestamp()))}
+    out: list[dict[str, Any]] = [
+        {"apiVersion": "v1", "kind": "Namespace",
+         "metadata": {"name": scratch, "labels": labels,
+                      "annotations": {"dr.dev/expires-at": expires.isoformat(), "dr.dev/runbook": rb.name}}},
+        {"apiVersion": "networking.k8s.io/v1", "kind": "NetworkPolicy",
+         "metadata": {"name": "drill-isolation", "namespace": scratch},
+         "spec": {
+             "podSelector": {},
+             "policyTypes": ["Ingress", "Egress"],
+             # Only pods of this namespace talk to each other.
+             "ingress": [{"from": [{"podSelector": {}}]}],
+             "egress": [
+                 {"to": [{"podSelector": {}}]},
+                 {"to": [{"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "kube-system"}},
+                          "podSelector": {"matchLabels": {"k8s-app": "kube-dns"}}}],
+                  "ports": [{"protocol": "UDP", "port": 53}, {"protocol": "TCP", "port": 53}]},
+             ],
+         }},
+    ]  # fmt: skip
+    if rb.spec.drill.quota:
+        out.append({"apiVersion": "v1", "kind": "ResourceQuota", "metadata": {"name": "drill", "namespace": scratch},
+                    "spec": {"hard": {k: str(v) for k, v in rb.spec.drill.quota.items()}}})  # fmt: skip
+    out.append(drill_workspace_binding(scratch, dr_namespace))
+    return out
+
+
+def api_server_egress(kube: KubeClient) -> list[dict[str, Any]]:
+    """Egress to the API server's endpoints (``default/kubernetes``); [] if the cluster does not show them."""
+    try:
+        ep = kube.get("/api/v1/namespaces/default/endpoints/kubernetes")
+    except ApiError:
+        return []
+    rules = []
+    for subset in ep.get("subsets") or []:
+        ips = [{"ipBlock": {"cidr": f"{a['ip']}/32"}} for a in subset.get("addresses") or [] if a.get("ip")]
+        ports = [{"protocol": "TCP", "port": p["port"]} for p in subset.get("ports") or [] if p.get("port")]
+        if ips and ports:
+            rules.append({"to": ips, "ports": ports})
+    return rules
+
+
+def create_scratch(kube: KubeClient, manifests: list[dict[str, Any]], warnings: list[str]) -> None:
+    extra = api_server_egress(kube)
+    if not extra:
+        warnings.append("the API server's endpoints are not visible; scratch pods get no egress to it")
+    for m in manifests:
+        if m["kind"] == "NetworkPolicy":
+            m["spec"]["egress"] += extra
+        kapply.create(kube, SCRATCH_TYPES[m["kind"]], m)
+
+
+def delete_namespace(kube: KubeClient, name: str) -> None:
+    try:
+        kube.call("DELETE", f"/api/v1/namespaces/{name}")
+    except ApiError as e:
+        if not e.not_found:
+            raise
+
+
+# --------------------------------------------------------------------------- waiting for readiness
+
+
+def wait_ready(
+    kube: KubeClient, namespaces: list[str], timeout: float, poll: float
+) -> tuple[bool, list[str]]:
+    """Until every Deployment/StatefulSet/DaemonSet in ``namespaces`` is ready, or ``timeout``."""
+    deadline = time.monotonic() + timeout
+    while True:
+        pending = []
+        for ns in namespaces:
+            for res in WORKLOADS:
+                try:
+                    objs = list(list_objects(kube, res, namespace=ns))
+                except ApiError:
+                    continue
+                for obj in objs:
+                    st = workload_state(res.kind, obj)
+                    if not st.ready:
+                        pending.append(f"{ns}/{st.ref}: {st.state}")
+        if not pending:
+            return True, []
+        if time.monotonic() >= deadline:
+            return False, pending
+        time.sleep(poll)
+
+
+# --------------------------------------------------------------------------- the drill
+
+
+def run_drill(req: DrillRequest, deps: DrillDeps) -> DrillReport:
+    rb = req.runbook
+    started = deps.now()
+    rid = run_id(started)
+    mapping = rb.scratch_namespaces(rid)
+    main_ns = mapping[rb.concrete_namespaces()[0]]
+    expires = started + rb.spec.drill.ttl
+    phases = Phases()
+    steps: list[StepResult] = []
+    warnings: list[str] = []
+    error: str | None = None
+    backup: Snapshot | None = None
+    created: list[str] = []
+    cleanup = Cleanup(status="pending")
+    deadline = time.monotonic() + rb.spec.drill.timeout.total_seconds()
+    try:
+        backup = pick_backup(deps.repo, rb, req.backup_ref)
+        log.info(
+            "drill %s: restoring backup %s into %s", rb.name, backup.short_id, ", ".join(mapping.values())
+        )
+        for scratch in mapping.values():
+            created.append(scratch)
+            create_scratch(deps.kube, scratch_manifests(rb, scratch, expires, deps.dr_namespace), warnings)
+        options = RestoreOptions(
+            namespace_mapping=mapping,
+            namespaces=list(mapping),
+            include_resources=rb.spec.scope.include_resources,
+            exclude_resources=rb.spec.scope.exclude_resources,
+            selector=rb.spec.scope.selector,
+            # The original PVs stay with the original claims; scratch claims get new volumes.
+            restore_pvs=False,
+        )
+        data_seconds = 0.0
+
+        def timed_volumes(*args: Any) -> Any:
+            nonlocal data_seconds
+            t = time.monotonic()
+            try:
+                assert deps.volume_step is not None
+                return deps.volume_step(*args)
+            finally:
+                data_seconds = time.monotonic() - t
+
+        t0 = time.monotonic()
+        outcome = run_restore(deps.kube, deps.repo, backup, options, restore_id=f"drill-{rid}",
+                              volume_step=timed_volumes if deps.volume_step else None)  # fmt: skip
+        total = time.monotonic() - t0
+        phases.restore_resources = timedelta(seconds=total - data_seconds)
+        phases.restore_data = timedelta(seconds=data_seconds) if deps.volume_step else None
+        failures = [i.describe() for i in outcome.resources.failures] + outcome.volumes.errors
+        if failures:
+            warnings += [f"restore: {f}" for f in failures]
+        t1 = time.monotonic()
+        ready, pending = wait_ready(
+            deps.kube, list(mapping.values()), max(0.0, deadline - t1), deps.poll_interval
+        )
+        phases.time_to_ready = timedelta(seconds=time.monotonic() - t1)
+        if not ready:
+            warnings.append("not ready before the drill timeout: " + "; ".join(pending[:10]))
+        t2 = time.monotonic()
+        ctx = StepContext(api=deps.api, namespace=main_ns, exec=deps.exec, data_probe=deps.data_probe,
+                          namespaces=mapping, poll_interval=deps.poll_interval,
+                          labels={DRILL_LABEL: "true", APP_LABEL: rb.name[:63]})  # fmt: skip
+        steps = run_steps(rb.spec.verification, ctx)
+        phases.verification = timedelta(seconds=time.monotonic() - t2)
+    except DrError as e:
+        error = e.message
+    except Exception as e:  # the report must still be written and the namespace removed
+        log.exception("drill %s failed", rb.name)
+        error = f"{type(e).__name__}: {e}"
+    finally:
+        if req.keep:
+            cleanup = Cleanup(
+                status="kept", message=f"kept until {expires.isoformat()} (dr drill gc removes it then)"
+            )
+        else:
+            problems = []
+            for ns in created:
+                try:
+                    delete_namespace(deps.kube, ns)
+                except ApiError as e:
+                    problems.append(f"{ns}: {e.short}")
+            cleanup = Cleanup(status="failed", message="; ".join(problems)) if problems else Cleanup(
+                status="deleted", message=", ".join(created) or None)  # fmt: skip
+    report = DrillReport(
+        id=f"{rb.name}-{rid}-{os.urandom(2).hex()}",
+        app=rb.name,
+        runbook=req.runbook_path,
+        backup_id=backup.id if backup else None,
+        backup_time=backup.time if backup else None,
+        started=started,
+        finished=deps.now(),
+        namespace=main_ns,
+        namespaces=mapping,
+        phases=phases,
+        objectives=ReportObjectives(rpo=rb.spec.objectives.rpo, rto=rb.spec.objectives.rto),
+        steps=steps,
+        outcome=outcome_of(steps, error),
+        error=error,
+        cleanup=cleanup,
+    )
+    if warnings:
+        log.warning("drill %s: %s", rb.name, "; ".join(warnings))
+    return report
+
+
+# --------------------------------------------------------------------------- reports
+
+
+def save_report(repo: Repository, report: DrillReport) -> str:
+    return repo.save_object("reports", report.model_dump(mode="json", by_alias=True))
+
+
+def load_reports(repo: Repository) -> list[DrillReport]:
+    out = []
+    for name, doc in repo.load_objects("reports"):
+        try:
+            out.append(DrillReport.model_validate(doc))
+        except ValueError as e:
+            log.warning("reports/%s: not a drill report (%s)", name[:16], e)
+    return sorted(out, key=lambda r: r.started)
+
+
+def write_report_files(report: DrillReport, directory: Path) -> list[Path]:
+    """``<id>.json`` (the report), ``<id>.md`` and ``<id>.html`` (readable views of this drill)."""
+    from dr.report.drills import Month, build_monthly_report, render_markdown
+    from dr.report.html import render_html
+
+    directory.mkdir(parents=True, exist_ok=True)
+    monthly = build_monthly_report([report], Month.of(report.started), generated=report.finished)
+    paths = []
+    for ext, text in (("json", report.to_json() + "\n"), ("md", render_markdown(monthly)),
+                      ("html", render_html(monthly))):  # fmt: skip
+        p = directory / f"{report.id}.{ext}"
+        p.write_text(text, encoding="utf-8")
+        paths.append(p)
+    return paths
+
+
+# --------------------------------------------------------------------------- gc
+
+
+@dataclass
+class GcResult:
+    deleted: list[str] = field(default_factory=list)
+    kept: list[str] = field(default_factory=list)
+    errors: list[str] = field(default_factory=list)
+
+
+def gc(kube: KubeClient, now: datetime, *, dry_run: bool = False) -> GcResult:
+    """Delete drill namespaces whose expiry has passed."""
+    result = GcResult()
+    for ns in list_objects(kube, NAMESPACES, label_selector=f"{DRILL_LABEL}=true"):
+        meta = ns.get("metadata") or {}
+        name = meta.get("name", "")
+        try:
+            expires = int((meta.get("labels") or {}).get(EXPIRES_LABEL, "0"))
+        except ValueError:
+            expires = 0
+        if expires and expires > now.timestamp():
+            result.kept.append(name)
+            continue
+        if not dry_run:
+            try:
+                delete_namespace(kube, name)
+            except ApiError as e:
+                result.errors.append(f"{name}: {e.short}")
+                continue
+        result.deleted.append(name)
+    return result
