@@ -7,6 +7,7 @@ the contract's code for invalid input too.
 
 from __future__ import annotations
 
+import importlib
 import sys
 import traceback
 from typing import Any
@@ -14,27 +15,49 @@ from typing import Any
 import click
 
 from dr import __version__
-from dr.cli import (
-    backup_cmd,
-    config_cmd,
-    deploy_cmd,
-    drill_cmd,
-    key_cmd,
-    mover_cmd,
-    repo_cmd,
-    report_cmd,
-    restore_cmd,
-    runbook_cmd,
-    status_cmd,
-)
 from dr.cli.context import AppContext
 from dr.cli.logs import setup_logging
 from dr.errors import DrError, ExitCode
 
 CONTEXT_SETTINGS = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
 
+# Command name -> module. Modules are imported only when their command runs:
+# the Kubernetes client alone takes a second to import, which a mover Job or
+# `dr repo check` should not pay.
+COMMAND_MODULES = {
+    "config": "config_cmd",
+    "repo": "repo_cmd",
+    "verify": "repo_cmd",
+    "forget": "repo_cmd",
+    "prune": "repo_cmd",
+    "key": "key_cmd",
+    "backup": "backup_cmd",
+    "backups": "backup_cmd",
+    "restore": "restore_cmd",
+    "drill": "drill_cmd",
+    "report": "report_cmd",
+    "runbook": "runbook_cmd",
+    "deploy": "deploy_cmd",
+    "status": "status_cmd",
+    "mover": "mover_cmd",
+}
 
-@click.group(context_settings=CONTEXT_SETTINGS)
+
+class LazyGroup(click.Group):
+    """A group whose subcommands live in modules imported on first use."""
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted(COMMAND_MODULES)
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        module_name = COMMAND_MODULES.get(cmd_name)
+        if module_name is None:
+            return None
+        module = importlib.import_module(f"dr.cli.{module_name}")
+        return next((c for c in module.COMMANDS if c.name == cmd_name), None)
+
+
+@click.group(cls=LazyGroup, context_settings=CONTEXT_SETTINGS)
 @click.version_option(__version__, "--version", prog_name="dr")
 @click.option(
     "--config",
@@ -79,23 +102,6 @@ def cli(
         quiet=quiet,
     )
     setup_logging(verbose=verbose, quiet=quiet)
-
-
-for module in (
-    config_cmd,
-    repo_cmd,
-    key_cmd,
-    backup_cmd,
-    restore_cmd,
-    drill_cmd,
-    report_cmd,
-    runbook_cmd,
-    deploy_cmd,
-    status_cmd,
-    mover_cmd,
-):
-    for command in module.COMMANDS:
-        cli.add_command(command)
 
 
 def _report(err: DrError) -> None:

@@ -28,5 +28,5 @@ def tune_allocator() -> bool:
     except (OSError, AttributeError):
         return False
     ok = bool(mallopt(M_MMAP_THRESHOLD, 64 << 20))
-    ok = bool(mallopt(M_TRIM_THRESHOLD, 256 << 20)) and ok
+    ok = bool(mallopt(M_TRIM_THRESHOLD, 64 << 20)) and ok
     return ok

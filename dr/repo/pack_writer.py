@@ -73,7 +73,7 @@ class PackUploader:
         *,
         pack_size: int = 16 << 20,
         workers: int = 2,
-        max_inflight: int = 3,
+        max_inflight: int = 2,
         index_every: int = 8,
     ) -> None:
         self.store, self.codec, self.index = store, codec, index
