@@ -205,7 +205,7 @@ class _Volume:
     snapshot_class: str | None = None
     pods: list[dict[str, Any]] = field(default_factory=list)  # pods mounting it
     snapshot: SnapshotRef | None = None
-    snapshot_started: float = 0.0
+    snapshot_deadline: float = 0.0
 
     @property
     def done(self) -> bool:
@@ -424,24 +424,32 @@ class _Run:
         name = object_name("dr", pvc)
         vol.temp.add(VOLUME_SNAPSHOTS, ns, name)
         assert vol.snapshot_class is not None
-        vol.snapshot_started = time.monotonic()
+        # One budget (volumes.snapshotTimeout) for cutting, readiness and the clone's readiness.
+        vol.snapshot_deadline = time.monotonic() + self.snapshot_timeout
         vol.snapshot = create_snapshot(self.kube, ns, name, pvc, vol.snapshot_class, self.labels)
-        wait_snapshot(self.kube, vol.snapshot, timeout=self._snapshot_time_left(vol), until="taken")
+        wait_snapshot(
+            self.kube,
+            vol.snapshot,
+            timeout=self.snapshot_timeout,
+            deadline=vol.snapshot_deadline,
+            until="taken",
+        )
 
-    def _snapshot_time_left(self, vol: _Volume) -> float:
-        total = self.ctx.volumes.snapshot_timeout.total_seconds()
-        return max(0.0, total - (time.monotonic() - vol.snapshot_started))
+    @property
+    def snapshot_timeout(self) -> float:
+        return self.ctx.volumes.snapshot_timeout.total_seconds()
 
     def _copy_snapshot(self, vol: _Volume) -> None:
         try:
             assert vol.snapshot is not None
-            ready = wait_snapshot(self.kube, vol.snapshot, timeout=self._snapshot_time_left(vol))
+            timeout, deadline = self.snapshot_timeout, vol.snapshot_deadline
+            ready = wait_snapshot(self.kube, vol.snapshot, timeout=timeout, deadline=deadline)
             mover_ns = self.ctx.mover.namespace
             clone_name = object_name("dr", vol.result.pvc)
             vol.temp.add(VOLUME_SNAPSHOT_CONTENTS, None, clone_name)
             vol.temp.add(VOLUME_SNAPSHOTS, mover_ns, clone_name)
             clone_snapshot(
-                self.kube, ready, mover_ns, clone_name, self.labels, timeout=self._snapshot_time_left(vol)
+                self.kube, ready, mover_ns, clone_name, self.labels, timeout=timeout, deadline=deadline
             )
             restore_size = (ready.get("status") or {}).get("restoreSize")
             size = str(restore_size or vol.result.size or "1Gi")

@@ -18,8 +18,9 @@ ConfigMap ``dr-config`` at ``/etc/dr/dr.yaml``), with:
   of a run carries the same labels, so ``cleanup_leftovers`` finds what a
   crashed run left behind.
 
-``follow_job`` polls with backoff (0.1 s up to 2 s; a watch would save a few
-requests but needs reconnect handling for hours-long Jobs) until the Job has
+``follow_job`` polls with backoff (0.1 s growing to 1 s, 5 s after two
+minutes; a watch would save a few requests but needs reconnect handling
+for hours-long Jobs) until the Job has
 a ``Complete`` or ``Failed`` condition, its deadline plus a grace period
 passes (no Job controller?), the Job disappears, or its pod is stuck in a
 state that does not heal (``CreateContainerConfigError`` for a missing
@@ -381,7 +382,9 @@ def follow_job(
     """Wait for Job ``namespace/name`` to end; see the module docstring for when dr gives up."""
     start = clock()
     delay = 0.1
-    next_pod_check = start + min(pod_check_every, stuck_grace)
+    # A short grace needs frequent looks (but never more than twice a second).
+    pod_check_every = min(pod_check_every, max(stuck_grace / 2, 0.5))
+    next_pod_check = start + pod_check_every
     stuck_since: dict[str, float] = {}
     while True:
         job = get_object(kube, JOBS, namespace, name)
@@ -406,7 +409,8 @@ def follow_job(
             if stuck is not None:
                 return JobOutcome(name, False, "PodStuck", "its pod cannot start", pod=stuck)
         sleep(min(delay, max(0.0, timeout - (now - start))))
-        delay = min(delay * 1.5, 2.0)
+        # Short Jobs are noticed quickly; hours-long ones cost one request every few seconds.
+        delay = min(delay * 1.5, 1.0 if now - start < 120 else 5.0)
 
 
 def _stuck_pod(

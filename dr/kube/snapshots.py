@@ -39,8 +39,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from dr.errors import DrError
-from dr.kube.apply import create, delete
-from dr.kube.client import ApiError, KubeClient
+from dr.kube.apply import create
+from dr.kube.client import KubeClient
 from dr.kube.collect import get_object, list_objects
 from dr.kube.discovery import ApiResource
 
@@ -185,15 +185,17 @@ def wait_snapshot(
     *,
     timeout: float,
     until: str = "readyToUse",
+    deadline: float | None = None,
     sleep: Callable[[float], None] = time.sleep,
 ) -> dict[str, Any]:
     """Poll until the snapshot is cut (``until="taken"``: ``creationTime`` set) or ``readyToUse``.
 
     ``SnapshotError`` at once when the snapshot controller reports an error,
-    when the snapshot disappears, or after ``timeout`` seconds (naming the
-    last state seen, so the operator knows what to look at).
+    when the snapshot disappears, or after ``timeout`` seconds — or at
+    ``deadline`` (monotonic), when one budget covers several waits — naming
+    the last state seen, so the operator knows what to look at.
     """
-    deadline = time.monotonic() + timeout
+    deadline = time.monotonic() + timeout if deadline is None else deadline
     delay = 0.05
     last: dict[str, Any] = {}
     while True:
@@ -246,6 +248,7 @@ def clone_snapshot(
     labels: dict[str, str],
     *,
     timeout: float,
+    deadline: float | None = None,
     sleep: Callable[[float], None] = time.sleep,
 ) -> Clone:
     """The storage snapshot behind ``source_snapshot`` as VolumeSnapshot ``namespace/name``.
@@ -281,7 +284,7 @@ def clone_snapshot(
         },
     }
     ref = _ref(create(kube, VOLUME_SNAPSHOTS, vs))
-    wait_snapshot(kube, ref, timeout=timeout, sleep=sleep)
+    wait_snapshot(kube, ref, timeout=timeout, deadline=deadline, sleep=sleep)
     return Clone(ref, name)
 
 
@@ -317,14 +320,3 @@ def create_pvc_from_snapshot(
         "spec": spec,
     }
     return create(kube, PVCS, obj)
-
-
-def delete_quietly(
-    kube: KubeClient, res: ApiResource, namespace: str | None, name: str, problems: list[str]
-) -> None:
-    """Delete one object if it exists; a failure is appended to ``problems`` (cleanup goes on)."""
-    try:
-        delete(kube, res, namespace, name, propagation="Background")
-    except ApiError as e:
-        where = f"{namespace}/{name}" if namespace else name
-        problems.append(f"cannot delete {res.kind} {where}: {e.short}")

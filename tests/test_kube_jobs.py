@@ -1,0 +1,459 @@
+"""Mover Jobs: the spec (hardened, secrets by reference only), following a Job, explaining failures, leftovers.
+
+The spec is checked against the Kubernetes 1.36 schema (strict). Following and
+cleanup run against the test cluster, with Job and Pod statuses written
+through the status subresource as the Job controller and kubelet would.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import threading
+import time
+from datetime import timedelta
+from typing import Any
+
+import kubernetes_validate
+import pytest
+
+from dr.config import Resources
+from dr.kube.client import KubeClient, connect
+from dr.kube.jobs import (
+    JOBS,
+    MoverJob,
+    MoverPodConfig,
+    TemporaryObjects,
+    check_mover_namespace,
+    cleanup_leftovers,
+    create_job,
+    expiry,
+    follow_job,
+    key_file_source,
+    mover_job,
+    object_name,
+    summary_from_log,
+    temporary_labels,
+)
+from dr.kube.snapshots import PVCS, VOLUME_SNAPSHOT_CONTENTS, VOLUME_SNAPSHOTS
+from tests import servers
+
+K8S_SCHEMA = "1.36.0"
+
+
+def pod_config(**kw: Any) -> MoverPodConfig:
+    base: dict[str, Any] = {
+        "image": "ghcr.io/dr-project/dr:1.2.3",
+        "resources": Resources(requests={"cpu": "500m", "memory": "512Mi"}, limits={"memory": "2Gi"}),
+        "deadline": timedelta(hours=2),
+        "credentials_secret": "dr-repository-credentials",
+        "extra_files": (key_file_source("dr-repo-key", "repo.key", "keys/repo.key"),),
+    }
+    return MoverPodConfig(**{**base, **kw})
+
+
+def a_job(**kw: Any) -> MoverJob:
+    base: dict[str, Any] = {
+        "name": "dr-backup-data-0123abcd",
+        "namespace": "dr-system",
+        "args": ["--repo", "s3://b/p", "mover", "backup", "/data", "-o", "json"],
+        "claim": "tmp-claim",
+        "read_only": True,
+        "run_id": "b" * 64,
+        "expires": 1_900_000_000,
+    }
+    return MoverJob(**{**base, **kw})
+
+
+# --------------------------------------------------------------------------- the spec
+
+
+def test_mover_job_is_hardened_labelled_and_valid() -> None:
+    job = mover_job(a_job(service_account="dr"), pod_config())
+    kubernetes_validate.validate(job, K8S_SCHEMA, strict=True)
+    meta, spec = job["metadata"], job["spec"]
+    for labels in (meta["labels"], spec["template"]["metadata"]["labels"]):
+        assert labels["app.kubernetes.io/name"] == "dr"  # dr's NetworkPolicy lets these pods out
+        assert labels["dr.dev/mover"] == "true"
+        assert labels["dr.dev/expires"] == "1900000000"
+        assert labels["dr.dev/run"] == "b" * 63  # a label value holds at most 63 characters...
+    assert meta["annotations"]["dr.dev/run-id"] == "b" * 64  # ...the annotation the whole id
+    assert spec["backoffLimit"] == 0
+    assert spec["activeDeadlineSeconds"] == 7200
+    assert spec["ttlSecondsAfterFinished"] == 3600
+    pod = spec["template"]["spec"]
+    assert pod["restartPolicy"] == "Never"
+    assert pod["serviceAccountName"] == "dr" and pod["automountServiceAccountToken"] is True
+    assert pod["securityContext"]["runAsNonRoot"] is True and pod["securityContext"]["runAsUser"] == 65532
+    (c,) = pod["containers"]
+    assert c["image"] == "ghcr.io/dr-project/dr:1.2.3"
+    assert c["args"] == ["--repo", "s3://b/p", "mover", "backup", "/data", "-o", "json"]
+    assert c["securityContext"]["readOnlyRootFilesystem"] is True
+    assert c["securityContext"]["allowPrivilegeEscalation"] is False
+    assert c["securityContext"]["capabilities"] == {"drop": ["ALL"]}
+    assert c["resources"] == {"requests": {"cpu": "500m", "memory": "512Mi"}, "limits": {"memory": "2Gi"}}
+    assert c["terminationMessagePolicy"] == "FallbackToLogsOnError"
+    mounts = {m["mountPath"]: m for m in c["volumeMounts"]}
+    assert mounts["/data"]["readOnly"] is True and mounts["/etc/dr"]["readOnly"] is True
+    assert "/tmp" in mounts  # the only writable place besides a restore's /data
+    volumes = {v["name"]: v for v in pod["volumes"]}
+    assert volumes["data"]["persistentVolumeClaim"] == {"claimName": "tmp-claim", "readOnly": True}
+    assert volumes["tmp"]["emptyDir"] == {"sizeLimit": "1Gi"}
+    assert volumes["config"]["projected"]["sources"] == [
+        {"configMap": {"name": "dr-config", "items": [{"key": "dr.yaml", "path": "dr.yaml"}]}},
+        {"secret": {"name": "dr-files", "optional": True}},
+        {
+            "secret": {
+                "name": "dr-repo-key",
+                "items": [{"key": "repo.key", "path": "keys/repo.key", "mode": 0o400}],
+            }
+        },
+    ]
+    env = {e["name"]: e for e in c["env"]}
+    assert env["DR_CONFIG"]["value"] == "/etc/dr/dr.yaml" and env["HOME"]["value"] == "/tmp"
+    assert c["envFrom"] == [{"secretRef": {"name": "dr-repository-credentials"}}]
+
+
+def test_mover_job_never_carries_a_secret_value() -> None:
+    """Credentials reach the pod only by reference: every env entry is a plain, non-secret setting."""
+    job = mover_job(a_job(), pod_config())
+    c = job["spec"]["template"]["spec"]["containers"][0]
+    assert all(set(e) == {"name", "value"} for e in c["env"])
+    assert {e["name"] for e in c["env"]} <= {
+        "DR_CONFIG",
+        "DR_LOG_FORMAT",
+        "HOME",
+        "TMPDIR",
+        "XDG_CACHE_HOME",
+        "XDG_CONFIG_HOME",
+        "XDG_DATA_HOME",
+        "XDG_STATE_HOME",
+    }
+    text = json.dumps(job)
+    assert not re.search(r"(?i)(AWS_SECRET|VAULT_TOKEN|password|BEGIN .*PRIVATE KEY)", text)
+
+
+def test_mover_job_placement_groups_and_root_restore() -> None:
+    toleration = {"key": "gpu", "operator": "Exists", "effect": "NoSchedule"}
+    job = mover_job(
+        a_job(
+            node_name="node-3", tolerations=[toleration], supplemental_groups=[999, 5, 999], read_only=False
+        ),
+        pod_config(),
+    )
+    kubernetes_validate.validate(job, K8S_SCHEMA, strict=True)
+    pod = job["spec"]["template"]["spec"]
+    term = pod["affinity"]["nodeAffinity"]["requiredDuringSchedulingIgnoredDuringExecution"][
+        "nodeSelectorTerms"
+    ]
+    assert term == [{"matchFields": [{"key": "metadata.name", "operator": "In", "values": ["node-3"]}]}]
+    assert "nodeName" not in pod  # the scheduler still checks taints and resources
+    assert pod["tolerations"] == [toleration]
+    assert pod["securityContext"]["supplementalGroups"] == [5, 999]
+    assert pod["volumes"][-1]["persistentVolumeClaim"]["readOnly"] is False
+    # No service account: the namespace's default one, without a token.
+    assert "serviceAccountName" not in pod and pod["automountServiceAccountToken"] is False
+
+    root = mover_job(a_job(run_as_root=True, read_only=False), pod_config())
+    kubernetes_validate.validate(root, K8S_SCHEMA, strict=True)
+    c = root["spec"]["template"]["spec"]["containers"][0]
+    assert c["securityContext"]["runAsUser"] == 0 and c["securityContext"]["runAsNonRoot"] is False
+    assert c["securityContext"]["capabilities"] == {
+        "drop": ["ALL"],
+        "add": ["CHOWN", "FOWNER", "DAC_OVERRIDE"],
+    }
+    assert c["securityContext"]["readOnlyRootFilesystem"] is True
+
+
+def test_object_names_are_unique_dns_labels() -> None:
+    names = {
+        object_name("dr-backup", "Data_Volume.of-a-very-long-statefulset-name-0123456789-abcdef")
+        for _ in range(50)
+    }
+    assert len(names) == 50
+    for n in names:
+        assert len(n) <= 63 and re.fullmatch(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?", n), n
+        assert n.startswith("dr-backup-data-volume-of-a-very")
+    assert re.fullmatch(r"dr-[0-9a-f]{8}", object_name("dr", "---"))
+
+
+def test_labels_and_expiry() -> None:
+    assert expiry(1000.0, timedelta(hours=2)) == 1000 + 7200 + 3600
+    labels = temporary_labels("backup 2026/01/01 nightly", 5)
+    assert labels["dr.dev/run"] == "backup-2026-01-01-nightly"
+
+
+def test_summary_from_a_log_tail() -> None:
+    summary = {"id": "ab" * 32, "files": 3, "bytes": 10, "errors": []}
+    log_lines = [json.dumps({"level": "info", "msg": "backing up /data"}), json.dumps(summary, indent=2)]
+    assert summary_from_log("\n".join(log_lines)) == summary
+    assert summary_from_log('{"level":"info"}\n') is None
+    assert summary_from_log('{\n  "id": "x",\n') is None  # cut off
+    assert summary_from_log(None) is None
+
+
+# --------------------------------------------------------------------------- following Jobs in the test cluster
+
+
+def set_status(kc: KubeClient, path: str, status: dict[str, Any]) -> None:
+    kc.call("PATCH", path + "/status", body={"status": status}, content_type="application/merge-patch+json")
+
+
+def make_pod(kc: KubeClient, ns: str, job: str, state: dict[str, Any]) -> None:
+    kc.call(
+        "POST",
+        f"/api/v1/namespaces/{ns}/pods",
+        body={
+            "apiVersion": "v1",
+            "kind": "Pod",
+            "metadata": {"name": f"{job}-x1", "labels": {"job-name": job}},
+            "spec": {"containers": [{"name": "dr", "image": "dr"}]},
+        },
+    )
+    set_status(
+        kc,
+        f"/api/v1/namespaces/{ns}/pods/{job}-x1",
+        {"phase": "Pending", "containerStatuses": [{"name": "dr", "state": state}]},
+    )
+
+
+def start(kc: KubeClient, ns: str, name: str = "dr-backup-x") -> str:
+    create_job(kc, mover_job(a_job(name=name, namespace=ns), pod_config()))
+    return f"/apis/batch/v1/namespaces/{ns}/jobs/{name}"
+
+
+def test_follow_a_job_that_completes(kube_client: KubeClient, namespace: str) -> None:
+    path = start(kube_client, namespace)
+
+    def controller() -> None:
+        time.sleep(0.3)
+        set_status(
+            kube_client, path, {"succeeded": 1, "conditions": [{"type": "Complete", "status": "True"}]}
+        )
+
+    t = threading.Thread(target=controller)
+    t.start()
+    outcome = follow_job(kube_client, namespace, "dr-backup-x", timeout=30)
+    t.join()
+    assert outcome.succeeded and outcome.describe() == "Job dr-backup-x succeeded"
+
+
+def test_follow_a_failed_job_explains_with_the_termination_message(
+    kube_client: KubeClient, namespace: str
+) -> None:
+    path = start(kube_client, namespace)
+    make_pod(
+        kube_client,
+        namespace,
+        "dr-backup-x",
+        {
+            "terminated": {
+                "exitCode": 2,
+                "reason": "Error",
+                "message": "info starting\nError: no volume snapshot with id 'dead'\n",
+            }
+        },
+    )
+    set_status(
+        kube_client,
+        path,
+        {
+            "failed": 1,
+            "conditions": [
+                {
+                    "type": "Failed",
+                    "status": "True",
+                    "reason": "BackoffLimitExceeded",
+                    "message": "Job has reached the specified backoff limit",
+                }
+            ],
+        },
+    )
+    outcome = follow_job(kube_client, namespace, "dr-backup-x", timeout=30)
+    assert not outcome.succeeded
+    assert outcome.reason == "BackoffLimitExceeded" and outcome.pod is not None and outcome.pod.exit_code == 2
+    assert outcome.log_tail is None  # the test cluster serves no pod logs
+    assert outcome.describe() == (
+        "Job dr-backup-x failed: BackoffLimitExceeded: Job has reached the specified backoff limit; "
+        "pod dr-backup-x-x1, exit code 2 (Error): info starting | Error: no volume snapshot with id 'dead'"
+    )
+
+
+def test_follow_gives_up_on_a_deleted_job_a_stuck_pod_and_a_missing_controller(
+    kube_client: KubeClient, namespace: str
+) -> None:
+    kc = kube_client
+    path = start(kc, namespace, "dr-gone")
+    kc.request("DELETE", path)
+    gone = follow_job(kc, namespace, "dr-gone", timeout=30)
+    assert (gone.succeeded, gone.reason) == (False, "JobGone")
+    assert "deleted before it finished" in gone.describe()
+
+    start(kc, namespace, "dr-stuck")
+    make_pod(
+        kc,
+        namespace,
+        "dr-stuck",
+        {"waiting": {"reason": "CreateContainerConfigError", "message": 'secret "dr-credentials" not found'}},
+    )
+    stuck = follow_job(kc, namespace, "dr-stuck", timeout=30, stuck_grace=0, pod_check_every=0)
+    assert stuck.reason == "PodStuck"
+    assert stuck.describe() == (
+        "Job dr-stuck failed: PodStuck: its pod cannot start; pod dr-stuck-x1, "
+        'waiting: CreateContainerConfigError: secret "dr-credentials" not found'
+    )
+
+    start(kc, namespace, "dr-idle")
+    idle = follow_job(kc, namespace, "dr-idle", timeout=0.5)
+    assert idle.reason == "Timeout"
+    assert "not finished 0.5s after it was created (is the Job controller running?)" in idle.describe()
+
+
+# --------------------------------------------------------------------------- leftovers and temporary objects
+
+
+@pytest.fixture
+def snapshot_api(snapshot_crds: None) -> None:
+    """The snapshot CRDs are installed (cleanup looks at VolumeSnapshots and their contents too)."""
+
+
+def labelled(expires: int | None) -> dict[str, str]:
+    labels = {"dr.dev/mover": "true", "app.kubernetes.io/name": "dr"}
+    if expires is not None:
+        labels["dr.dev/expires"] = str(expires)
+    return labels
+
+
+def test_cleanup_leftovers_deletes_only_expired_labelled_objects(
+    kube_client: KubeClient, namespace: str, snapshot_api: None, unique: str
+) -> None:
+    kc, ns = kube_client, namespace
+    now = time.time()
+    old, fresh = int(now) - 10, int(now) + 3600
+    for name, labels in (
+        ("old", labelled(old)),
+        ("fresh", labelled(fresh)),
+        ("alien", {"app": "x"}),
+        ("nolabel", labelled(None)),
+    ):
+        job = mover_job(a_job(name=f"job-{name}", namespace=ns), pod_config())
+        job["metadata"]["labels"] = labels
+        create_job(kc, job)
+        kc.call(
+            "POST",
+            f"/api/v1/namespaces/{ns}/persistentvolumeclaims",
+            body={
+                "apiVersion": "v1",
+                "kind": "PersistentVolumeClaim",
+                "metadata": {"name": f"pvc-{name}", "labels": labels},
+                "spec": {"accessModes": ["ReadWriteOnce"], "resources": {"requests": {"storage": "1Gi"}}},
+            },
+        )
+        kc.call(
+            "POST",
+            f"/apis/snapshot.storage.k8s.io/v1/namespaces/{ns}/volumesnapshots",
+            body={
+                "apiVersion": "snapshot.storage.k8s.io/v1",
+                "kind": "VolumeSnapshot",
+                "metadata": {"name": f"vs-{name}", "labels": labels},
+                "spec": {"source": {"persistentVolumeClaimName": "x"}},
+            },
+        )
+        kc.call(
+            "POST",
+            "/apis/snapshot.storage.k8s.io/v1/volumesnapshotcontents",
+            body={
+                "apiVersion": "snapshot.storage.k8s.io/v1",
+                "kind": "VolumeSnapshotContent",
+                "metadata": {"name": f"vsc-{name}-{unique}", "labels": labels},
+                "spec": {
+                    "deletionPolicy": "Retain",
+                    "driver": "d",
+                    "source": {"snapshotHandle": "h"},
+                    "volumeSnapshotRef": {"name": "x", "namespace": ns},
+                },
+            },
+        )
+
+    report = cleanup_leftovers(kc, now, namespaces=[ns])
+
+    assert sorted(report.deleted) == sorted(
+        [
+            f"Job {ns}/job-old",
+            f"PersistentVolumeClaim {ns}/pvc-old",
+            f"VolumeSnapshot {ns}/vs-old",
+            f"VolumeSnapshotContent vsc-old-{unique}",
+        ]
+    )
+    assert report.errors == [] and report.kept >= 4
+    remaining = {o["metadata"]["name"] for o in kc.get(f"/apis/batch/v1/namespaces/{ns}/jobs")["items"]}
+    assert remaining == {"job-fresh", "job-alien", "job-nolabel"}
+    for name in ("fresh", "alien", "nolabel"):
+        kc.request("DELETE", f"/apis/snapshot.storage.k8s.io/v1/volumesnapshotcontents/vsc-{name}-{unique}")
+
+
+def test_cleanup_leftovers_without_rights_reports_and_goes_on(
+    k8s: servers.TestCluster, snapshot_api: None
+) -> None:
+    if k8s.external:
+        pytest.skip("needs the test cluster's identities")
+    with connect(k8s.kubeconfig_for("bob"), None) as bob:  # discovery only
+        report = cleanup_leftovers(bob, time.time())
+    assert report.deleted == []
+    assert report.errors[0].startswith(
+        'cannot list jobs.batch: 403 Forbidden: jobs.batch is forbidden: User "bob"'
+    )
+    assert len(report.errors) == 4
+
+
+def test_temporary_objects_go_in_reverse_order_and_failures_are_listed(
+    kube_client: KubeClient, namespace: str, k8s: servers.TestCluster
+) -> None:
+    kc = kube_client
+    temp = TemporaryObjects(kc)
+    temp.add(PVCS, namespace, "never-created")  # registered before a create that failed: fine
+    temp.add(JOBS, namespace, "dr-backup-x")
+    create_job(kc, mover_job(a_job(name="dr-backup-x", namespace=namespace), pod_config()))
+    assert temp.delete_all() == [] and len(temp) == 0
+    assert kc.request("GET", f"/apis/batch/v1/namespaces/{namespace}/jobs/dr-backup-x")[0] == 404
+    if k8s.external:
+        return
+    with connect(k8s.kubeconfig_for("bob"), None) as bob:
+        denied = TemporaryObjects(bob)
+        denied.add(VOLUME_SNAPSHOT_CONTENTS, None, "c1")
+        denied.add(VOLUME_SNAPSHOTS, namespace, "s1")
+        problems = denied.delete_all()
+    assert [p.split(":")[0] for p in problems] == [
+        f"cannot delete VolumeSnapshot {namespace}/s1",
+        "cannot delete VolumeSnapshotContent c1",
+    ]
+    assert all("403 Forbidden" in p for p in problems)
+
+
+def test_check_mover_namespace_names_what_is_missing(kube_client: KubeClient, namespace: str) -> None:
+    kc, pod = kube_client, pod_config(credentials_secret="creds")
+    assert check_mover_namespace(kc, namespace, pod) == (
+        f"mover Jobs in namespace {namespace} need the ConfigMap dr-config (dr.yaml) there "
+        "(a pod can only mount ConfigMaps of its own namespace)"
+    )
+    kc.call(
+        "POST",
+        f"/api/v1/namespaces/{namespace}/configmaps",
+        body={
+            "apiVersion": "v1",
+            "kind": "ConfigMap",
+            "metadata": {"name": "dr-config"},
+            "data": {"dr.yaml": "{}"},
+        },
+    )
+    assert check_mover_namespace(kc, namespace, pod) == (
+        f"mover Jobs in namespace {namespace} need the Secret creds (repository credentials) there "
+        "(a pod can only use Secrets of its own namespace)"
+    )
+    kc.call(
+        "POST",
+        f"/api/v1/namespaces/{namespace}/secrets",
+        body={"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "creds"}, "stringData": {"K": "v"}},
+    )
+    assert check_mover_namespace(kc, namespace, pod) is None
+    assert check_mover_namespace(kc, namespace, pod_config(credentials_secret=None)) is None

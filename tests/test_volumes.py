@@ -1,0 +1,390 @@
+"""Volume data end to end: CSI-snapshot and file-system backups by mover Jobs, restores, failures, parallelism.
+
+The cluster is the test cluster with the node agent (``tests/agent.py``)
+playing kubelet, Job controller and the PV/snapshot controllers; the mover is
+the real ``dr mover`` run as a subprocess, writing to SeaweedFS with a
+master key wrapped by OpenBao's transit engine. The code under test —
+``backup_volumes``, ``restore_volumes`` — is what runs in a real cluster.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from dr.backup.volumes import MOVER_JOB_TAG, VolumeResult, backup_volumes
+from dr.kube.client import KubeClient
+from dr.repo.snapshots import list_snapshots
+from dr.restore.volumes import VolumeRestoreTarget, restore_volumes
+from tests.agent import NodeAgent, wait_until
+from tests.volume_helpers import (
+    MoverEnv,
+    create_namespace,
+    create_pod,
+    create_pvc,
+    create_storage,
+    delete_storage,
+    fill_volume,
+    get_pvc,
+    job_manifests_json,
+    tree_listing,
+)
+
+MB = 1 << 20
+
+
+@pytest.fixture
+def namespaces(kube_client: KubeClient, unique: str) -> Iterator[list[str]]:
+    """Namespaces a test creates through ``new_namespace``; deleted afterwards."""
+    made: list[str] = []
+    yield made
+    for ns in made:
+        kube_client.request("DELETE", f"/api/v1/namespaces/{ns}")
+
+
+def new_namespace(kc: KubeClient, made: list[str], name: str) -> str:
+    create_namespace(kc, name)
+    made.append(name)
+    return name
+
+
+@pytest.fixture
+def storage(kube_client: KubeClient, unique: str) -> Iterator[tuple[str, str | None]]:
+    sc, vsc = create_storage(kube_client, unique, snapshot_class=True)
+    yield sc, vsc
+    delete_storage(kube_client, sc, vsc)
+
+
+def bound_volumes(
+    kc: KubeClient, agent: NodeAgent, ns: str, sc: str, sizes: dict[str, int], seed: int = 1
+) -> list[dict[str, Any]]:
+    """PVCs bound by the agent and filled with ``sizes[name]`` bytes of files; their current objects."""
+    for name in sizes:
+        create_pvc(kc, ns, name, sc)
+    for i, (name, size) in enumerate(sizes.items()):
+        wait_until(
+            lambda n=name: get_pvc(kc, ns, n).get("status", {}).get("phase") == "Bound", what=f"{name} bound"
+        )
+        fill_volume(agent.volume_dir(ns, name), seed + i, size)
+    return [get_pvc(kc, ns, n) for n in sizes]
+
+
+def volume_bytes(root: Path) -> int:
+    return sum(p.lstat().st_size for p in root.rglob("*") if p.is_file() and not p.is_symlink())
+
+
+def leftovers(kc: KubeClient, namespaces: list[str]) -> list[str]:
+    """dr's temporary objects still present (jobs, PVCs, snapshots, contents) in ``namespaces``."""
+    found = []
+    sel = {"labelSelector": "dr.dev/mover=true"}
+    for ns in namespaces:
+        for path in (
+            f"/apis/batch/v1/namespaces/{ns}/jobs",
+            f"/api/v1/namespaces/{ns}/persistentvolumeclaims",
+            f"/apis/snapshot.storage.k8s.io/v1/namespaces/{ns}/volumesnapshots",
+        ):
+            found += [f"{path}/{o['metadata']['name']}" for o in kc.get(path, sel).get("items", [])]
+    contents = kc.get("/apis/snapshot.storage.k8s.io/v1/volumesnapshotcontents", sel).get("items", [])
+    found += [f"content {o['metadata']['name']}" for o in contents]
+    return found
+
+
+def restore_into_fresh_pvcs(
+    kc: KubeClient,
+    agent: NodeAgent,
+    env: MoverEnv,
+    made: list[str],
+    name: str,
+    sc: str,
+    results: list[VolumeResult],
+) -> tuple[str, list[VolumeResult]]:
+    ns = new_namespace(kc, made, name)
+    env.prepare(ns)
+    agent.manage(ns)
+    for r in results:
+        create_pvc(kc, ns, r.pvc, sc)
+    targets = [VolumeRestoreTarget(namespace=ns, pvc=r.pvc, snapshot_id=str(r.snapshot_id)) for r in results]
+    restored = restore_volumes(kc, targets, env.restore_ctx(f"restore-{name}"))
+    return ns, restored
+
+
+def assert_secret_free(agent: NodeAgent, env: MoverEnv) -> None:
+    """No credential value appears in any Job the movers ran as; they arrived through envFrom."""
+    manifests = job_manifests_json(agent.runs)
+    for key, value in env.credentials.items():
+        assert value not in manifests, f"{key} appears in a Job spec"
+    for run in agent.runs:
+        if run.argv:
+            assert {"AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "VAULT_TOKEN"} <= set(run.env_names)
+
+
+def test_snapshot_backup_then_restore_into_empty_pvcs(
+    kube_client: KubeClient,
+    node_agent: NodeAgent,
+    mover_env: MoverEnv,
+    storage: tuple[str, str | None],
+    namespaces: list[str],
+    unique: str,
+) -> None:
+    kc, agent, env = kube_client, node_agent, mover_env
+    sc, _ = storage
+    app = new_namespace(kc, namespaces, f"app-{unique}")
+    agent.manage(app, env.mover_namespace)
+    pvcs = bound_volumes(kc, agent, app, sc, {"data-a": 20 * MB, "data-b": 20 * MB})
+    create_pod(kc, app, "db-0", ["data-a"])
+
+    results = backup_volumes(kc, pvcs, env.backup_ctx("backup-1", mode="auto"), env.finder())
+
+    assert [r.error for r in results] == [None, None]
+    assert [r.method for r in results] == ["snapshot", "snapshot"]
+    assert [r.storage_class for r in results] == [sc, sc]
+    assert [r.size for r in results] == ["1Gi", "1Gi"]
+    for r in results:
+        assert r.snapshot_id and r.job
+        assert r.bytes == volume_bytes(agent.volume_dir(app, r.pvc)) and abs(r.bytes - 20 * MB) < 4096
+        assert r.files == 43 and r.new_bytes > 0
+    # The movers ran in dr's namespace on temporary PVCs restored from the snapshots, read-only.
+    assert {run.namespace for run in agent.runs} == {env.mover_namespace}
+    for run in agent.runs:
+        assert run.outcome == "succeeded"
+        claim = run.manifest["spec"]["template"]["spec"]["volumes"][-1]["persistentVolumeClaim"]
+        assert claim["readOnly"] is True and claim["claimName"] not in ("data-a", "data-b")
+        assert run.mounts["/data"][1] is True
+    assert_secret_free(agent, env)
+    # The repository holds both, tagged by the Job that made them.
+    repo = env.open_repository()
+    snaps = {s.id: s for s in list_snapshots(repo, "volume")}
+    for r in results:
+        snap = snaps[str(r.snapshot_id)]
+        assert snap.tags[MOVER_JOB_TAG] == r.job
+        assert snap.tags["dr.dev/pvc"] == r.pvc and snap.tags["dr.dev/namespace"] == app
+        assert snap.tags["dr.dev/backup"] == "backup-1"
+    # Nothing temporary is left: Jobs, temporary PVCs, both VolumeSnapshots, the cloned content.
+    wait_until(lambda: not leftovers(kc, [app, env.mover_namespace]), what="no leftovers")
+
+    ns, restored = restore_into_fresh_pvcs(kc, agent, env, namespaces, f"restored-{unique}", sc, results)
+    assert [r.error for r in restored] == [None, None]
+    assert [r.method for r in restored] == ["restore", "restore"]
+    for name in ("data-a", "data-b"):
+        assert tree_listing(agent.volume_dir(ns, name)) == tree_listing(agent.volume_dir(app, name))
+    restore_runs = [run for run in agent.runs if run.namespace == ns]
+    assert len(restore_runs) == 2 and all(run.mounts["/data"][1] is False for run in restore_runs)
+    assert not leftovers(kc, [ns])
+
+
+def test_filesystem_backup_runs_next_to_the_pod_and_restores(
+    kube_client: KubeClient,
+    node_agent: NodeAgent,
+    mover_env: MoverEnv,
+    namespaces: list[str],
+    unique: str,
+) -> None:
+    kc, agent, env = kube_client, node_agent, mover_env
+    sc, _ = create_storage(kc, unique, snapshot_class=False)
+    try:
+        app = new_namespace(kc, namespaces, f"app-{unique}")
+        env.prepare(app)
+        agent.manage(app, env.mover_namespace)
+        pvcs = bound_volumes(kc, agent, app, sc, {"data-a": 20 * MB, "data-b": 20 * MB}, seed=7)
+        toleration = {"key": "dedicated", "operator": "Equal", "value": "db", "effect": "NoSchedule"}
+        create_pod(kc, app, "db-0", ["data-a"], node="node-7", tolerations=[toleration], fs_group=999)
+
+        results = backup_volumes(kc, pvcs, env.backup_ctx("backup-fs", mode="auto"), env.finder())
+
+        assert [(r.method, r.error) for r in results] == [("filesystem", None), ("filesystem", None)]
+        by_volume = {run.volume: run for run in agent.runs}
+        pinned = by_volume[f"{app}/data-a"].manifest["spec"]["template"]["spec"]
+        assert pinned["affinity"]["nodeAffinity"]["requiredDuringSchedulingIgnoredDuringExecution"] == {
+            "nodeSelectorTerms": [
+                {"matchFields": [{"key": "metadata.name", "operator": "In", "values": ["node-7"]}]}
+            ]
+        }
+        assert pinned["tolerations"] == [toleration]
+        assert pinned["securityContext"]["supplementalGroups"] == [999]
+        assert "affinity" not in by_volume[f"{app}/data-b"].manifest["spec"]["template"]["spec"]
+        for run in agent.runs:
+            assert run.namespace == app
+            claim = run.manifest["spec"]["template"]["spec"]["volumes"][-1]["persistentVolumeClaim"]
+            assert claim == {"claimName": run.volume.split("/")[1], "readOnly": True}
+        assert_secret_free(agent, env)
+        assert not leftovers(kc, [app, env.mover_namespace])
+
+        ns, restored = restore_into_fresh_pvcs(
+            kc, agent, env, namespaces, f"fs-restored-{unique}", sc, results
+        )
+        assert [r.error for r in restored] == [None, None]
+        for name in ("data-a", "data-b"):
+            assert tree_listing(agent.volume_dir(ns, name)) == tree_listing(agent.volume_dir(app, name))
+    finally:
+        delete_storage(kc, sc, None)
+
+
+# --------------------------------------------------------------------------- failures
+
+
+@pytest.fixture
+def snap_app(
+    kube_client: KubeClient,
+    node_agent: NodeAgent,
+    mover_env: MoverEnv,
+    storage: tuple[str, str | None],
+    namespaces: list[str],
+    unique: str,
+) -> str:
+    """An application namespace whose PVCs are CSI volumes with a VolumeSnapshotClass."""
+    app = new_namespace(kube_client, namespaces, f"app-{unique}")
+    node_agent.manage(app, mover_env.mover_namespace)
+    return app
+
+
+def test_a_killed_mover_fails_its_volume_only_leaves_nothing_and_the_next_run_succeeds(
+    kube_client: KubeClient,
+    node_agent: NodeAgent,
+    mover_env: MoverEnv,
+    storage: tuple[str, str | None],
+    snap_app: str,
+) -> None:
+    kc, agent, env, app = kube_client, node_agent, mover_env, snap_app
+    pvcs = bound_volumes(kc, agent, app, storage[0], {"data-a": 2 * MB, "data-b": 2 * MB})
+    agent.kill.add(f"{app}/data-a")
+
+    first = backup_volumes(kc, pvcs, env.backup_ctx("backup-k1"), env.finder())
+
+    a, b = first
+    assert a.error is not None and a.snapshot_id is None
+    assert a.error.startswith(
+        f"Job {a.job} failed: BackoffLimitExceeded: Job has reached the specified backoff limit; "
+    )
+    assert "exit code 137 (Error)" in a.error  # SIGKILL, as a kubelet reports it
+    assert b.error is None and b.snapshot_id
+    assert not leftovers(kc, [app, env.mover_namespace])
+
+    agent.kill.clear()
+    ctx = env.backup_ctx("backup-k2", parents={f"{app}/data-b": str(b.snapshot_id)})
+    second = backup_volumes(kc, pvcs, ctx, env.finder())
+    assert [r.error for r in second] == [None, None]
+    # Incremental against its parent: no file data is stored again (only directory metadata:
+    # the agent's snapshot copy has new inode numbers, which a CSI clone would keep).
+    assert second[1].bytes == b.bytes and second[1].new_bytes < 10_000
+    assert not leftovers(kc, [app, env.mover_namespace])
+
+
+def test_a_failing_mover_command_reports_its_own_message(
+    kube_client: KubeClient,
+    node_agent: NodeAgent,
+    mover_env: MoverEnv,
+    storage: tuple[str, str | None],
+    snap_app: str,
+) -> None:
+    kc, agent, env, app = kube_client, node_agent, mover_env, snap_app
+    pvcs = bound_volumes(kc, agent, app, storage[0], {"data-a": 100_000})
+    ctx = env.backup_ctx("backup-bad", parents={f"{app}/data-a": "deadbeef"})
+    (res,) = backup_volumes(kc, pvcs, ctx, env.finder())
+    # The mover's own error line, from the pod's termination message (the cluster serves no logs).
+    assert res.error is not None and "exit code 2 (Error)" in res.error
+    assert "no volume snapshot with id 'deadbeef'" in res.error
+    assert not leftovers(kc, [app, env.mover_namespace])
+
+
+def test_deadline_snapshot_timeout_and_stuck_pod(
+    kube_client: KubeClient,
+    node_agent: NodeAgent,
+    mover_env: MoverEnv,
+    storage: tuple[str, str | None],
+    snap_app: str,
+) -> None:
+    kc, agent, env, app = kube_client, node_agent, mover_env, snap_app
+    pvcs = bound_volumes(kc, agent, app, storage[0], {"slow": 10_000, "unready": 10_000, "stuck": 10_000})
+    agent.hang.add(f"{app}/slow")
+    agent.never_ready.add(f"{app}/unready")
+    agent.stuck[f"{app}/stuck"] = "CreateContainerConfigError"
+    ctx = env.backup_ctx(
+        "backup-t", mover={"deadline": "1s"}, volume_options={"snapshot_timeout": "1s"}, stuck_grace=0.0
+    )
+
+    slow, unready, stuck = backup_volumes(kc, pvcs, ctx, env.finder())
+
+    assert slow.error == (
+        f"Job {slow.job} failed: DeadlineExceeded: Job was active longer than specified deadline"
+        f"; pod {agent_pod(agent, slow.job)}, waiting: ContainerCreating: injected by the test"
+    )
+    assert unready.error is not None and unready.error.startswith("VolumeSnapshot ")
+    assert unready.error.endswith(" not taken after 1s (no status yet)")
+    assert stuck.error == (
+        f"Job {stuck.job} failed: PodStuck: its pod cannot start; pod {agent_pod(agent, stuck.job)}, "
+        "waiting: CreateContainerConfigError: injected by the test"
+    )
+    wait_until(lambda: not leftovers(kc, [app, env.mover_namespace]), what="no leftovers")
+
+
+def agent_pod(agent: NodeAgent, job: str | None) -> str:
+    pods = [p for p in agent.kube.get("/api/v1/pods", {"labelSelector": f"job-name={job}"}).get("items", [])]
+    if pods:
+        return str(pods[0]["metadata"]["name"])
+    # Already collected with its Job: the name the agent gave it is in its record.
+    run = next(r for r in agent.runs if r.name == job)
+    return str(run.pod_name)
+
+
+def test_volumes_that_cannot_be_backed_up_say_why(
+    kube_client: KubeClient,
+    node_agent: NodeAgent,
+    mover_env: MoverEnv,
+    namespaces: list[str],
+    unique: str,
+) -> None:
+    kc, agent, env = kube_client, node_agent, mover_env
+    sc, _ = create_storage(kc, unique, snapshot_class=False)
+    try:
+        app = new_namespace(kc, namespaces, f"plain-{unique}")  # no dr-config here
+        agent.manage(app)
+        (bound,) = bound_volumes(kc, agent, app, sc, {"data": 1000})
+        pending = create_pvc(kc, app, "later", sc)
+        pending["status"] = {"phase": "Pending"}
+        block = {**bound, "spec": {**bound["spec"], "volumeMode": "Block"}}
+
+        fs, unbound, blk = backup_volumes(kc, [bound, pending, block], env.backup_ctx("b-x"), env.finder())
+        assert fs.method == "filesystem" and fs.error == (
+            f"mover Jobs in namespace {app} need the ConfigMap dr-config (dr.yaml) there "
+            "(a pod can only mount ConfigMaps of its own namespace)"
+        )
+        assert unbound.skipped == "PVC is Pending: it holds no data yet" and unbound.error is None
+        assert blk.error == "block-mode volumes are not supported (the mover copies files)"
+
+        (snap_only,) = backup_volumes(kc, [bound], env.backup_ctx("b-y", mode="snapshot"), env.finder())
+        assert snap_only.error == (
+            f"no VolumeSnapshotClass for CSI driver '{unique}.hostpath.csi.k8s.io' (volumes.mode is snapshot)"
+        )
+        named = env.backup_ctx("b-z", mode="auto", volume_options={"snapshot_class": "missing"})
+        (res,) = backup_volumes(kc, [bound], named, env.finder())
+        assert res.error == "VolumeSnapshotClass 'missing' (from the policy) does not exist"
+        assert backup_volumes(kc, [bound], env.backup_ctx("b-n", mode="none"), env.finder()) == []
+        assert agent.runs == []
+    finally:
+        delete_storage(kc, sc, None)
+
+
+# --------------------------------------------------------------------------- parallelism
+
+
+@pytest.mark.parametrize("parallelism", [1, 2])
+def test_no_more_than_parallelism_movers_at_once(
+    kube_client: KubeClient,
+    node_agent: NodeAgent,
+    mover_env: MoverEnv,
+    storage: tuple[str, str | None],
+    snap_app: str,
+    parallelism: int,
+) -> None:
+    kc, agent, env, app = kube_client, node_agent, mover_env, snap_app
+    count = parallelism + 1  # one more volume than slots
+    pvcs = bound_volumes(kc, agent, app, storage[0], {f"v{i}": 50_000 for i in range(count)})
+    ctx = env.backup_ctx(f"backup-p{parallelism}", mover={"parallelism": parallelism})
+    results = backup_volumes(kc, pvcs, ctx, env.finder())
+    assert [r.error for r in results] == [None] * count
+    assert len(agent.runs) == count
+    # The agent counts mover processes alive at the same moment.
+    assert agent.max_running == parallelism
