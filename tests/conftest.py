@@ -220,3 +220,52 @@ def kube_client(kube: Kube) -> Iterator[Any]:
         yield client
     finally:
         client.close()
+
+
+# --------------------------------------------------------------------------- volume data: snapshot CRDs, node agent, movers
+
+
+@pytest.fixture(scope="session")
+def snapshot_crds(k8s: servers.TestCluster) -> None:
+    """The ``snapshot.storage.k8s.io/v1`` CRDs (minimal: any fields, status subresource) in the test cluster."""
+    from dr.kube.client import connect
+    from tests.volume_helpers import install_snapshot_crds
+
+    with connect(k8s.kubeconfig, None) as kc:
+        install_snapshot_crds(kc)
+
+
+@pytest.fixture
+def node_agent(k8s: servers.TestCluster, snapshot_crds: None, tmp_path: Path) -> Iterator[Any]:
+    """The test agent playing kubelet, Job controller, PV and snapshot controllers (``tests/agent.py``).
+
+    It manages only the namespaces a test hands it (``agent.manage(ns)``) and
+    fails the test if it ran into trouble itself.
+    """
+    if k8s.external:
+        pytest.skip("the node agent stands in for kubelets; DR_TEST_KUBECONFIG points at a real cluster")
+    from dr.kube.client import connect
+    from tests.agent import NodeAgent
+
+    kc = connect(k8s.kubeconfig, None)
+    agent = NodeAgent(kc, tmp_path / "node").start()
+    try:
+        yield agent
+    finally:
+        agent.stop()
+        kc.close()
+    assert not agent.errors, agent.errors
+
+
+@pytest.fixture
+def mover_env(
+    kube_client: Any, s3_env: dict[str, str], s3_bucket: str, vault_env: dict[str, str], unique: str
+) -> Iterator[Any]:
+    """A repository (S3 + Vault transit key) and dr's namespace with dr-config and the credentials Secret."""
+    from tests.volume_helpers import make_mover_env
+
+    env = make_mover_env(kube_client, s3_env, s3_bucket, vault_env, unique)
+    try:
+        yield env
+    finally:
+        kube_client.request("DELETE", f"/api/v1/namespaces/{env.mover_namespace}")
