@@ -319,7 +319,9 @@ def test_dump_streams_into_the_repository_and_restores_byte_for_byte(repo: Repos
     assert rec.stream.size == len(whole) and len(rec.stream.blobs) > 1  # chunked, not one blob
     assert rec.key == "app/db-0/pg"
     # The record is what the backup keeps: it survives JSON.
-    rec = DumpRecord.model_validate(json.loads(rec.model_dump_json()))
+    doc = json.loads(rec.model_dump_json(by_alias=True))
+    assert doc["durationSeconds"] >= 0 and doc["stream"]["size"] == len(whole)
+    rec = DumpRecord.model_validate(doc)
 
     restored = [
         pod(

@@ -248,7 +248,7 @@ def test_a_killed_mover_fails_its_volume_only_leaves_nothing_and_the_next_run_su
     snap_app: str,
 ) -> None:
     kc, agent, env, app = kube_client, node_agent, mover_env, snap_app
-    pvcs = bound_volumes(kc, agent, app, storage[0], {"data-a": 2 * MB, "data-b": 2 * MB})
+    pvcs = bound_volumes(kc, agent, app, storage[0], {"data-a": 500_000, "data-b": 500_000})
     agent.kill.add(f"{app}/data-a")
 
     first = backup_volumes(kc, pvcs, env.backup_ctx("backup-k1"), env.finder())
@@ -370,16 +370,15 @@ def test_volumes_that_cannot_be_backed_up_say_why(
 # --------------------------------------------------------------------------- parallelism
 
 
-@pytest.mark.parametrize("parallelism", [1, 2])
 def test_no_more_than_parallelism_movers_at_once(
     kube_client: KubeClient,
     node_agent: NodeAgent,
     mover_env: MoverEnv,
     storage: tuple[str, str | None],
     snap_app: str,
-    parallelism: int,
 ) -> None:
     kc, agent, env, app = kube_client, node_agent, mover_env, snap_app
+    parallelism = 2
     count = parallelism + 1  # one more volume than slots
     pvcs = bound_volumes(kc, agent, app, storage[0], {f"v{i}": 50_000 for i in range(count)})
     ctx = env.backup_ctx(f"backup-p{parallelism}", mover={"parallelism": parallelism})
@@ -388,3 +387,83 @@ def test_no_more_than_parallelism_movers_at_once(
     assert len(agent.runs) == count
     # The agent counts mover processes alive at the same moment.
     assert agent.max_running == parallelism
+
+
+# --------------------------------------------------------------------------- restore failures, cleanup on anything
+
+
+def test_restore_failures_say_why(
+    kube_client: KubeClient,
+    node_agent: NodeAgent,
+    mover_env: MoverEnv,
+    storage: tuple[str, str | None],
+    namespaces: list[str],
+    unique: str,
+) -> None:
+    kc, agent, env, sc = kube_client, node_agent, mover_env, storage[0]
+    ready = new_namespace(kc, namespaces, f"ready-{unique}")
+    bare = new_namespace(kc, namespaces, f"bare-{unique}")
+    env.prepare(ready)
+    agent.manage(ready, bare)
+    create_pvc(kc, ready, "data", sc)
+    create_pvc(kc, bare, "data", sc)
+    missing_id = "ab" * 32
+    targets = [
+        VolumeRestoreTarget(namespace=ready, pvc="gone", snapshot_id=missing_id),
+        VolumeRestoreTarget(namespace=bare, pvc="data", snapshot_id=missing_id),
+        VolumeRestoreTarget(namespace=ready, pvc="data", snapshot_id=missing_id),
+    ]
+    gone, bare_res, bad_id = restore_volumes(kc, targets, env.restore_ctx("r-fail"))
+    assert gone.error == f"PVC {ready}/gone does not exist (restore the PVCs first)"
+    assert bare_res.error == (
+        f"mover Jobs in namespace {bare} need the ConfigMap dr-config (dr.yaml) there "
+        "(a pod can only mount ConfigMaps of its own namespace)"
+    )
+    assert bad_id.error is not None and bad_id.error.startswith(
+        f"Job {bad_id.job} failed: BackoffLimitExceeded"
+    )
+    assert f"snapshots/{missing_id}" in bad_id.error  # the mover's own reason, from the termination message
+    assert not leftovers(kc, [ready, bare])
+
+
+def test_temporary_objects_go_whatever_happens(
+    kube_client: KubeClient,
+    node_agent: NodeAgent,
+    mover_env: MoverEnv,
+    storage: tuple[str, str | None],
+    snap_app: str,
+) -> None:
+    kc, agent, env, app = kube_client, node_agent, mover_env, snap_app
+    pvcs = bound_volumes(kc, agent, app, storage[0], {"data-a": 10_000})
+
+    def broken(job: str) -> dict[str, Any] | None:
+        raise RuntimeError("the repository went away")
+
+    with pytest.raises(RuntimeError, match="the repository went away"):
+        backup_volumes(kc, pvcs, env.backup_ctx("backup-crash"), broken)
+    assert len(agent.runs) == 1 and agent.runs[0].outcome == "succeeded"
+    wait_until(lambda: not leftovers(kc, [app, env.mover_namespace]), what="no leftovers")
+
+
+# --------------------------------------------------------------------------- the full size
+
+
+@pytest.mark.slow
+def test_200_mb_snapshot_round_trip(
+    kube_client: KubeClient,
+    node_agent: NodeAgent,
+    mover_env: MoverEnv,
+    storage: tuple[str, str | None],
+    snap_app: str,
+    namespaces: list[str],
+    unique: str,
+) -> None:
+    kc, agent, env, app, sc = kube_client, node_agent, mover_env, snap_app, storage[0]
+    pvcs = bound_volumes(kc, agent, app, sc, {"big-a": 100 * MB, "big-b": 100 * MB}, seed=11)
+    results = backup_volumes(kc, pvcs, env.backup_ctx("backup-big"), env.finder())
+    assert [r.error for r in results] == [None, None]
+    assert sum(r.bytes for r in results) == pytest.approx(200 * MB, abs=8192)
+    ns, restored = restore_into_fresh_pvcs(kc, agent, env, namespaces, f"big-{unique}", sc, results)
+    assert [r.error for r in restored] == [None, None]
+    for name in ("big-a", "big-b"):
+        assert tree_listing(agent.volume_dir(ns, name)) == tree_listing(agent.volume_dir(app, name))

@@ -42,7 +42,8 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any, Literal
 
-from pydantic import BaseModel
+from pydantic import BaseModel, ConfigDict
+from pydantic.alias_generators import to_camel
 
 from dr.config import Hook, PodHooks
 from dr.cron import parse_duration
@@ -181,6 +182,8 @@ def hooks_for_pod(pod: dict[str, Any], policy_hooks: list[PodHooks]) -> PodHookS
 class HookResult(BaseModel):
     """One hook run (or skip), as recorded in the backup or restore results."""
 
+    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True)
+
     phase: Phase
     namespace: str
     pod: str
@@ -315,6 +318,8 @@ class DumpHook:
 
 class DumpRecord(BaseModel):
     """A dump stored in the repository: where it came from and how to check it."""
+
+    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True)
 
     namespace: str
     pod: str

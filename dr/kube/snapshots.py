@@ -81,17 +81,18 @@ def _status(obj: dict[str, Any]) -> dict[str, Any]:
 
 
 def csi_driver_of(kube: KubeClient, pvc: dict[str, Any]) -> str | None:
-    """The CSI driver serving ``pvc``: its PV's ``spec.csi.driver``, else its StorageClass's provisioner."""
+    """The CSI driver serving ``pvc``: its PV's ``spec.csi.driver``, else its StorageClass's provisioner.
+
+    None when the volume is not a CSI volume (a bound PV without ``csi``:
+    hostPath, NFS, in-tree plugins) or nothing says which driver it is.
+    """
     spec = pvc.get("spec") or {}
     pv_name = spec.get("volumeName")
     if pv_name:
         pv = get_object(kube, PVS, None, str(pv_name))
-        driver = ((pv or {}).get("spec") or {}).get("csi", {}).get("driver") if pv else None
-        if driver:
-            return str(driver)
-        if pv is not None and not (pv.get("spec") or {}).get("csi"):
-            # A bound volume that is not CSI (hostPath, NFS, in-tree) cannot be snapshotted.
-            return None
+        if pv is not None:
+            csi = (pv.get("spec") or {}).get("csi") or {}
+            return str(csi["driver"]) if csi.get("driver") else None
     sc_name = spec.get("storageClassName")
     if not sc_name:
         return None
