@@ -518,20 +518,22 @@ def test_stdin_chunks() -> None:
     assert list(stdin_chunks(iter([b"ab", b"", b"cdef"]), frame=3)) == [b"ab", b"cde", b"f"]
 
 
-def test_kubernetes_exec_says_the_test_cluster_does_not_serve_exec(kube: Kube, namespace: str) -> None:
+def test_kubernetes_exec_says_the_test_cluster_does_not_serve_exec(
+    kube: Kube, kube_client: KubeClient, namespace: str
+) -> None:
     from kubernetes import client as kclient
 
     kclient.CoreV1Api(kube.api).create_namespaced_pod(
         namespace, {"metadata": {"name": "db-0"}, "spec": {"containers": [{"name": "main", "image": "x"}]}}
     )
-    with pytest.raises(ExecError) as e:
-        KubernetesExec(kube.api).run(
-            namespace, "db-0", "main", ["true"], 10, stdin=b"x", stdout_sink=lambda b: None
+    # Built from the kubernetes client's ApiClient or from dr's KubeClient alike.
+    for ex in (KubernetesExec(kube.api), KubernetesExec(kube_client)):
+        with pytest.raises(ExecError) as e:
+            ex.run(namespace, "db-0", "main", ["true"], 10, stdin=b"x", stdout_sink=lambda b: None)
+        assert e.value.message == (
+            f"cannot exec into pod {namespace}/db-0 container main: "
+            "the API server does not serve pods/exec for it (404: pod or exec endpoint not found)"
         )
-    assert e.value.message == (
-        f"cannot exec into pod {namespace}/db-0 container main: "
-        "the API server does not serve pods/exec for it (404: pod or exec endpoint not found)"
-    )
 
 
 REAL_CLUSTER = os.environ.get("DR_TEST_KUBECONFIG")

@@ -38,6 +38,7 @@ from kubernetes.stream import stream
 from kubernetes.stream.ws_client import ERROR_CHANNEL, STDERR_CHANNEL, STDOUT_CHANNEL, WSClient
 
 from dr.errors import DrError
+from dr.kube.client import KubeClient
 
 # Output kept per stream when no sink is given: hooks and verification compare
 # small outputs; a runaway command must not fill dr's memory.
@@ -147,11 +148,12 @@ class _Collector:
 class KubernetesExec:
     """``Exec`` over the API server's ``pods/exec`` websocket."""
 
-    def __init__(self, api: kclient.ApiClient) -> None:
-        # A client of its own: ``stream`` swaps the ApiClient's request method
-        # while it connects, which must not race with other calls on a shared one.
-        self._configuration = api.configuration
-        self._headers = dict(api.default_headers)
+    def __init__(self, api: kclient.ApiClient | KubeClient) -> None:
+        # Clients of its own (see ``_core``): ``stream`` swaps the ApiClient's request
+        # method while it connects, which must not race with other calls on a shared one.
+        base = api.api_client if isinstance(api, KubeClient) else api
+        self._configuration = base.configuration
+        self._headers = dict(base.default_headers)
 
     def _core(self) -> kclient.CoreV1Api:
         # One ApiClient per call: hooks of several pods may run from several threads.
