@@ -1,0 +1,77 @@
+"""Helpers for the command-level tests: a dr.yaml with a file repository, runbooks, small app namespaces."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from dr.kube.client import KubeClient
+from tests.kube_helpers import configmap, create, make_namespace
+
+
+def write_config(
+    directory: Path,
+    *,
+    backup_policies: list[dict[str, Any]] | None = None,
+    drill_policies: list[dict[str, Any]] | None = None,
+    metrics: dict[str, str] | None = None,
+    repo_dir: Path | None = None,
+) -> Path:
+    """``directory/dr.yaml``: a file:// repository (``directory/repo``) with a local key, and the given policies."""
+    doc: dict[str, Any] = {
+        "apiVersion": "dr.dev/v1",
+        "kind": "Config",
+        "repositories": [
+            {"name": "main", "url": f"file://{repo_dir or directory / 'repo'}", "keys": ["local"]}
+        ],
+        "keyProviders": [{"name": "local", "uri": f"local://{directory / 'repo.key'}"}],
+        "backupPolicies": backup_policies or [],
+        "drillPolicies": drill_policies or [],
+    }
+    if metrics:
+        doc["metrics"] = metrics
+    path = directory / "dr.yaml"
+    path.write_text(yaml.safe_dump(doc, sort_keys=False))
+    return path
+
+
+def write_runbook(path: Path, app: str, namespace: str, *, backup_policy: str | None = None,
+                  expect_configmaps: list[str] | None = None) -> Path:  # fmt: skip
+    """A runbook whose only verification step checks ConfigMaps by name (no workloads needed)."""
+    spec: dict[str, Any] = {
+        "description": f"The {app} application.",
+        "contacts": [{"name": "Ops", "email": "ops@example.com"}],
+        "scope": {"namespaces": [namespace]},
+        "objectives": {"rpo": "24h", "rto": "1h"},
+        "drill": {"timeout": "5m"},
+        "verification": [
+            {
+                "name": "config-present",
+                "type": "resources",
+                "expect": [{"kind": "ConfigMap", "names": expect_configmaps or ["settings"]}],
+            },
+        ],
+        "procedure": [{"title": "Restore", "text": "Restore the latest backup.", "dr": "dr restore latest"}],
+    }
+    if backup_policy:
+        spec["backupPolicy"] = backup_policy
+    doc = {"apiVersion": "dr.dev/v1", "kind": "Runbook", "metadata": {"name": app}, "spec": spec}
+    path.write_text(yaml.safe_dump(doc, sort_keys=False))
+    return path
+
+
+def small_namespace(kc: KubeClient, name: str, labels: dict[str, str] | None = None) -> str:
+    """A namespace with two ConfigMaps (``settings``, ``features``) and a Secret (``db``)."""
+    make_namespace(kc, name, labels)
+    create(kc, "configmaps", configmap("settings", {"mode": "production"}), name)
+    create(kc, "configmaps", configmap("features", {"beta": "off"}), name)
+    create(kc, "secrets", {"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "db"},
+                           "stringData": {"password": "not-in-any-event"}}, name)  # fmt: skip
+    return name
+
+
+def events(kc: KubeClient, namespace: str) -> list[dict[str, Any]]:
+    items: list[dict[str, Any]] = kc.get(f"/api/v1/namespaces/{namespace}/events")["items"]
+    return items

@@ -1,0 +1,269 @@
+"""``dr status`` against a real repository and the test cluster.
+
+A dr.yaml with two backup policies — ``shop`` (RPO 24h) and ``logs`` (RPO
+1 ms, so its backup is stale as soon as it exists) — and a drill policy; real
+backups and a real drill through the CLI; then status in every output format.
+The pure parts (next run, RPO verdicts) have unit tests of their own.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from dr.cli.status_cmd import backup_policy_status, drill_policy_status, next_run
+from dr.config import BackupPolicy, DrillPolicy
+from dr.cron import parse_cron
+from dr.drill.model import DrillReport, ReportObjectives
+from dr.kube.client import KubeClient
+from dr.repo.snapshots import Snapshot
+from tests import servers
+from tests.cli_support import small_namespace, write_config, write_runbook
+from tests.helpers import Result, run_dr
+
+Capsys = pytest.CaptureFixture[str]
+
+
+# --------------------------------------------------------------------------- pure logic
+
+
+NOW = datetime(2026, 3, 10, 12, 30, 15, tzinfo=UTC)
+
+
+def snap(policy: str, age: timedelta, phase: str = "Completed", sid: str = "a") -> Snapshot:
+    return Snapshot(
+        kind="backup", id=sid * 64, policy=policy, phase=phase, time=NOW - age, namespaces=["shop"]
+    )
+
+
+def policy(rpo: str | None = "24h", schedule: str = "0 2 * * *", tz: str | None = None) -> BackupPolicy:
+    return BackupPolicy.model_validate({"name": "shop", "schedule": schedule, "rpo": rpo, "timeZone": tz})
+
+
+def test_next_run_follows_the_cron_in_the_policy_time_zone() -> None:
+    assert next_run("0 2 * * *", None, NOW) == datetime(2026, 3, 11, 2, 0, tzinfo=UTC)
+    berlin = next_run("0 2 * * *", "Europe/Berlin", NOW)
+    assert berlin is not None and berlin.isoformat() == "2026-03-11T02:00:00+01:00"
+    assert next_run("*/15 * * * *", None, NOW) == datetime(2026, 3, 10, 12, 45, tzinfo=UTC)
+    assert next_run("0 0 31 2 *", None, NOW) is None  # never fires
+
+
+def test_backup_status_ok_stale_none() -> None:
+    fresh = [snap("shop", timedelta(hours=3))]
+    assert backup_policy_status(policy(), fresh, NOW)["status"] == "ok"
+    assert backup_policy_status(policy("2h"), fresh, NOW)["status"] == "STALE"
+    assert backup_policy_status(policy(None), fresh, NOW)["status"] == "ok"  # no RPO: nothing to be late for
+    assert backup_policy_status(policy(), [], NOW)["status"] == "none"
+    assert backup_policy_status(policy(), [snap("other", timedelta(hours=1))], NOW)["status"] == "none"
+    assert backup_policy_status(policy(), None, NOW)["status"] == "unknown"
+
+
+def test_last_backup_and_last_successful_differ_after_a_failure() -> None:
+    backups = [
+        snap("shop", timedelta(hours=30), sid="a"),
+        snap("shop", timedelta(hours=5), sid="b"),
+        snap("shop", timedelta(hours=1), "PartiallyFailed", sid="c"),
+    ]
+    got = backup_policy_status(policy("24h"), backups, NOW)
+    assert got["lastBackup"]["id"] == "c" * 64 and got["lastBackup"]["phase"] == "PartiallyFailed"
+    assert got["lastSuccessful"]["id"] == "b" * 64
+    assert got["ageSeconds"] == 5 * 3600 and got["status"] == "ok"
+    assert got["rpoSeconds"] == 86400 and got["nextRun"] == "2026-03-11T02:00:00+00:00"
+    only_failed = backup_policy_status(policy(), backups[2:], NOW)
+    assert only_failed["status"] == "none" and only_failed["lastSuccessful"] is None
+
+
+def test_drill_status_picks_the_latest_report_of_the_app() -> None:
+    pol = DrillPolicy.model_validate(
+        {"name": "shop-monthly", "runbook": "shop.yaml", "schedule": "0 4 1 * *"}
+    )
+
+    def report(app: str, days: int, outcome: str) -> DrillReport:
+        started = NOW - timedelta(days=days)
+        return DrillReport(id=f"{app}-{days}", app=app, runbook="shop.yaml", started=started,
+                           finished=started + timedelta(minutes=5), outcome=outcome,  # type: ignore[arg-type]
+                           objectives=ReportObjectives(rpo=timedelta(hours=24), rto=timedelta(hours=1)))  # fmt: skip
+
+    reports = [report("shop", 40, "passed"), report("shop", 9, "failed"), report("other", 1, "passed")]
+    got = drill_policy_status(pol, "shop", reports, NOW)
+    assert got["outcome"] == "failed" and got["lastDrill"]["id"] == "shop-9"
+    assert got["ageSeconds"] == (timedelta(days=9) - timedelta(minutes=5)).total_seconds()
+    assert got["nextRun"] == "2026-04-01T04:00:00+00:00"
+    assert drill_policy_status(pol, "shop", [], NOW)["outcome"] == "none"
+    assert drill_policy_status(pol, "shop", None, NOW)["outcome"] == "unknown"
+
+
+# --------------------------------------------------------------------------- through the CLI, with a cluster
+
+
+@pytest.fixture
+def namespaces(kube_client: KubeClient, unique: str) -> Iterator[dict[str, str]]:
+    names = {"shop": f"shop-{unique}", "logs": f"logs-{unique}", "stray": f"stray-{unique}",
+             "optout": f"optout-{unique}"}  # fmt: skip
+    small_namespace(kube_client, names["shop"])
+    small_namespace(kube_client, names["logs"])
+    small_namespace(kube_client, names["stray"])
+    small_namespace(kube_client, names["optout"], {"dr.dev/backup-policy": "none"})
+    yield names
+    for ns in names.values():
+        kube_client.request("DELETE", f"/api/v1/namespaces/{ns}")
+
+
+@pytest.fixture
+def setup(isolated_home: Path, namespaces: dict[str, str], unique: str) -> dict[str, Any]:
+    app = f"shop-{unique}"
+    write_runbook(isolated_home / "shop.yaml", app, namespaces["shop"], backup_policy="shop")
+    config = write_config(
+        isolated_home,
+        backup_policies=[
+            {"name": "shop", "schedule": "0 2 * * *", "rpo": "24h", "scope": {"namespaces": [namespaces["shop"]]}},
+            {"name": "logs", "schedule": "@hourly", "timeZone": "Europe/Berlin", "rpo": "1ms",
+             "scope": {"namespaces": [namespaces["logs"]]}},
+            {"name": "never-ran", "schedule": "0 3 * * 0", "scope": {"namespaces": ["unused-*"]}},
+        ],
+        drill_policies=[{"name": "shop-monthly", "runbook": "shop.yaml", "schedule": "0 4 1 * *",
+                         "backupPolicy": "shop"}],
+    )  # fmt: skip
+    return {"config": str(config), "app": app, "home": isolated_home}
+
+
+def dr(
+    capsys: Capsys, k8s: servers.TestCluster, setup: dict[str, Any], *args: str, kubeconfig: str = ""
+) -> Result:
+    return run_dr(capsys, "--config", setup["config"], "--kubeconfig", kubeconfig or k8s.kubeconfig, *args)
+
+
+def test_status_of_two_policies_one_stale_a_drill_and_unprotected_namespaces(
+    capsys: Capsys, k8s: servers.TestCluster, setup: dict[str, Any], namespaces: dict[str, str]
+) -> None:
+    assert dr(capsys, k8s, setup, "repo", "init").code == 0
+    shop = dr(capsys, k8s, setup, "backup", "--policy", "shop", "--no-data", "-o", "json")
+    assert shop.code == 0, shop.err
+    logs = dr(capsys, k8s, setup, "backup", "--policy", "logs", "--no-data", "-o", "json")
+    assert logs.code == 0, logs.err
+    drill = dr(capsys, k8s, setup, "drill", "run", str(setup["home"] / "shop.yaml"), "--no-data",
+               "--policy", "shop-monthly")  # fmt: skip
+    assert drill.code == 0, drill.out + drill.err
+    # A later run of "shop" as an identity that may read nothing: partially failed, not successful.
+    failed = dr(capsys, k8s, setup, "backup", "--policy", "shop", "--no-data", "-o", "json",
+                kubeconfig=k8s.kubeconfig_for("bob"))  # fmt: skip
+    assert failed.code == 3
+
+    before = datetime.now(UTC)
+    res = dr(capsys, k8s, setup, "status", "-o", "json")
+    assert res.code == 0, res.err
+    doc = res.json()
+    assert doc["warnings"] == []
+    by_name = {p["name"]: p for p in doc["backupPolicies"]}
+    assert list(by_name) == ["shop", "logs", "never-ran"]
+
+    s = by_name["shop"]
+    assert s["status"] == "ok" and s["rpoSeconds"] == 86400
+    assert s["lastSuccessful"]["id"] == shop.json()["id"]
+    assert s["lastBackup"]["id"] == failed.json()["id"] and s["lastBackup"]["phase"] == "PartiallyFailed"
+    assert 0 <= s["ageSeconds"] < 600
+    nxt = datetime.fromisoformat(s["nextRun"])
+    assert nxt == parse_cron("0 2 * * *").next_after(before) and (nxt.hour, nxt.minute) == (2, 0)
+
+    lg = by_name["logs"]
+    assert lg["status"] == "STALE" and lg["lastSuccessful"]["id"] == logs.json()["id"]
+    assert lg["ageSeconds"] > lg["rpoSeconds"] == 0.001
+    berlin = datetime.fromisoformat(lg["nextRun"])
+    assert berlin.minute == 0 and berlin.utcoffset() in (timedelta(hours=1), timedelta(hours=2))
+    assert timedelta(0) < berlin - before <= timedelta(hours=1)
+
+    never = by_name["never-ran"]
+    assert never["status"] == "none" and never["lastBackup"] is None and never["ageSeconds"] is None
+
+    (d,) = doc["drillPolicies"]
+    assert (d["name"], d["app"], d["outcome"]) == ("shop-monthly", setup["app"], "passed")
+    assert d["lastDrill"]["backupId"] == shop.json()["id"] and d["ageSeconds"] >= 0
+    assert d["nextRun"] == parse_cron("0 4 1 * *").next_after(before).isoformat()
+
+    unprotected = doc["namespacesWithoutBackupPolicy"]
+    assert namespaces["stray"] in unprotected
+    for covered in ("shop", "logs", "optout"):  # in a scope, or labelled dr.dev/backup-policy
+        assert namespaces[covered] not in unprotected
+    assert not any(n.startswith("kube-") or n.startswith("drill-") for n in unprotected)
+
+    # The same for people: one table per kind of policy, the verdicts in words.
+    res = dr(capsys, k8s, setup, "status")
+    assert res.code == 0 and res.err == ""
+    lines = res.out.splitlines()
+    shop_row = next(line for line in lines if line.split()[:1] == ["shop"])
+    assert "ok" in shop_row.split() and "PartiallyFailed" in shop_row and "24h" in shop_row
+    logs_row = next(line for line in lines if line.split()[:1] == ["logs"])
+    assert "STALE" in logs_row.split()
+    assert "none" in next(line for line in lines if line.split()[:1] == ["never-ran"]).split()
+    drill_row = next(line for line in lines if line.split()[:1] == ["shop-monthly"])
+    assert setup["app"] in drill_row and "passed" in drill_row
+    assert any(line.startswith("namespaces without a backup policy:") and namespaces["stray"] in line
+               for line in lines)  # fmt: skip
+
+    res = dr(capsys, k8s, setup, "status", "-o", "yaml")
+    assert res.code == 0
+    assert yaml.safe_load(res.out)["backupPolicies"][1]["status"] == "STALE"
+
+
+def test_unreachable_cluster_and_missing_repository_are_warnings_exit_0(
+    capsys: Capsys, k8s: servers.TestCluster, setup: dict[str, Any], tmp_path: Path
+) -> None:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]  # nothing listens here once closed
+    kubeconfig = yaml.safe_load(Path(k8s.kubeconfig).read_text())
+    kubeconfig["clusters"][0]["cluster"]["server"] = f"https://127.0.0.1:{port}"
+    unreachable = tmp_path / "unreachable.kubeconfig"
+    unreachable.write_text(yaml.safe_dump(kubeconfig))
+
+    # No `repo init`: the repository does not exist yet.
+    res = dr(capsys, k8s, setup, "status", "-o", "json", kubeconfig=str(unreachable))
+    assert res.code == 0, res.err
+    doc = res.json()
+    assert doc["namespacesWithoutBackupPolicy"] is None
+    assert [p["status"] for p in doc["backupPolicies"]] == ["unknown"] * 3
+    assert doc["drillPolicies"][0]["outcome"] == "unknown"
+    warnings = doc["warnings"]
+    assert any(w.startswith(f"cannot read repository file://{setup['home'] / 'repo'}: ") for w in warnings)
+    assert any(
+        w.startswith("namespaces without a backup policy: not checked (cluster unreachable") for w in warnings
+    )
+
+    res = dr(capsys, k8s, setup, "status", kubeconfig=str(unreachable))
+    assert res.code == 0
+    assert "namespaces without a backup policy: not checked" in res.out
+    assert "warning: cannot read repository" in res.err
+
+
+def test_no_config_no_kubeconfig(capsys: Capsys, isolated_home: Path) -> None:
+    res = run_dr(capsys, "status", "-o", "json")
+    assert res.code == 0, res.err
+    doc = res.json()
+    assert doc["config"] == "built-in defaults" and doc["backupPolicies"] == [] and doc["drillPolicies"] == []
+    assert doc["namespacesWithoutBackupPolicy"] is None
+    assert doc["warnings"] == ["namespaces without a backup policy: not checked (no Kubernetes configuration: pass "
+                               "--kubeconfig, set $KUBECONFIG or create ~/.kube/config (or run inside a cluster))"]  # fmt: skip
+    res = run_dr(capsys, "status")
+    assert res.code == 0 and "no backup policies in built-in defaults" in res.out
+
+
+def test_invalid_config_is_still_exit_2(capsys: Capsys, isolated_home: Path) -> None:
+    bad = isolated_home / "dr.yaml"
+    bad.write_text("apiVersion: dr.dev/v1\nkind: Config\nbackupPolicies:\n  - name: x\n    schedule: nope\n")
+    res = run_dr(capsys, "--config", str(bad), "status")
+    assert res.code == 2
+    assert "backupPolicies[0].schedule: invalid cron expression 'nope'" in res.err
+
+
+def test_help_says_status_always_exits_0(capsys: Capsys) -> None:
+    res = run_dr(capsys, "status", "--help")
+    assert res.code == 0
+    assert "Always exits 0 once the configuration is valid" in res.out
+    assert "STALE" in res.out
