@@ -201,17 +201,18 @@ class MoverEnv:
     provider: VaultKeyProvider
     repo_config: RepositoryConfig
     secret_name: str = "dr-credentials"
+    config_map: str = "dr-config"
     prepared: list[str] = field(default_factory=list)
 
     def prepare(self, namespace: str) -> None:
-        """dr-config and the credentials Secret in ``namespace`` (movers there need their own copies)."""
+        """dr.yaml's ConfigMap and the credentials Secret in ``namespace`` (movers there need their own copies)."""
         create(
             self.kc,
             f"/api/v1/namespaces/{namespace}/configmaps",
             {
                 "apiVersion": "v1",
                 "kind": "ConfigMap",
-                "metadata": {"name": "dr-config"},
+                "metadata": {"name": self.config_map},
                 "data": {"dr.yaml": self.dr_yaml},
             },
         )
@@ -259,6 +260,7 @@ class MoverEnv:
             mover=self.mover_options(**(mover or {})),
             volumes=volumes,
             stuck_grace=kw.pop("stuck_grace", 300.0),
+            config_map=self.config_map,
             **kw,
         )
 
@@ -266,13 +268,28 @@ class MoverEnv:
         self, restore_id: str, *, mover: dict[str, Any] | None = None, **kw: Any
     ) -> VolumeRestoreContext:
         return VolumeRestoreContext(
-            repo_url=self.repo_url, restore_id=restore_id, mover=self.mover_options(**(mover or {})), **kw
+            repo_url=self.repo_url,
+            restore_id=restore_id,
+            mover=self.mover_options(**(mover or {})),
+            config_map=self.config_map,
+            **kw,
         )
 
 
 def make_mover_env(
-    kc: KubeClient, s3: dict[str, str], bucket: str, vault: dict[str, str], unique: str
+    kc: KubeClient,
+    s3: dict[str, str],
+    bucket: str,
+    vault: dict[str, str],
+    unique: str,
+    *,
+    mover_namespace: str | None = None,
+    names: str = "",
 ) -> MoverEnv:
+    """Repository, key and dr's namespace (``drm-<unique>``, or an existing ``mover_namespace``).
+
+    ``names`` suffixes the ConfigMap and Secret names, for a namespace that others share.
+    """
     import hvac
 
     root = hvac.Client(url=vault["address"], token=vault["token"])
@@ -304,8 +321,9 @@ def make_mover_env(
     )
     repo_config = RepositoryConfig(name="main", url=url, s3=s3_opts)
     Repository.init(open_store(url, repo_config), provider)
-    mover_ns = f"drm-{unique}"
-    create_namespace(kc, mover_ns)
+    mover_ns = mover_namespace or f"drm-{unique}"
+    if mover_namespace is None:
+        create_namespace(kc, mover_ns)
     env = MoverEnv(
         kc=kc,
         repo_url=url,
@@ -318,6 +336,8 @@ def make_mover_env(
         },
         provider=provider,
         repo_config=repo_config,
+        secret_name=f"dr-credentials{names}",
+        config_map=f"dr-config{names}",
     )
     env.prepare(mover_ns)
     return env
