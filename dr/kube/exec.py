@@ -132,17 +132,35 @@ class _Collector:
         self.sink = stdout_sink
         self.stdout = bytearray()
         self.stderr = bytearray()
+        self.received = 0
 
     def drain(self, ws: WSClient) -> None:
         out = ws.read_channel(STDOUT_CHANNEL)
         if out:
+            self.received += len(out)
             if self.sink is not None:
                 self.sink(bytes(out))
             else:
                 self.stdout += out[: MAX_OUTPUT - len(self.stdout)]
         err = ws.read_channel(STDERR_CHANNEL)
         if err:
+            self.received += len(err)
             self.stderr += err[: MAX_OUTPUT - len(self.stderr)]
+
+    def pump(self, ws: WSClient, rounds: int = 256) -> None:
+        """Read whatever output is already waiting (one frame per update) without blocking.
+
+        Between stdin frames: a command that writes while it reads must not
+        stall on a full output pipe while we wait to send it more input.
+        """
+        for _ in range(rounds):
+            if not ws.is_open():
+                return
+            before = self.received
+            ws.update(timeout=0)
+            self.drain(ws)
+            if self.received == before:
+                return
 
 
 class KubernetesExec:
@@ -212,8 +230,7 @@ class KubernetesExec:
                 if not ws.is_open():
                     break  # the command ended without reading everything; its status says how
                 ws.write_stdin(chunk)
-                ws.update(timeout=0)
-                out.drain(ws)
+                out.pump(ws)
             if ws.is_open():
                 ws.close_channel(0)
         while ws.is_open():

@@ -110,18 +110,17 @@ def snapshots_served(kube: KubeClient) -> bool:
 def find_snapshot_class(kube: KubeClient, driver: str, name: str | None = None) -> dict[str, Any] | None:
     """The VolumeSnapshotClass to use for ``driver`` (see the module docstring), or None.
 
-    A class named explicitly must exist and belong to ``driver``
-    (``SnapshotError`` otherwise: a policy that names a class means snapshots).
+    A class named by the policy is used for the volumes of its own driver;
+    volumes of other drivers get the automatic choice (a policy may cover
+    several storage systems). A named class that does not exist is a
+    ``SnapshotError``: a policy that names a class means snapshots.
     """
     if name:
         cls = get_object(kube, VOLUME_SNAPSHOT_CLASSES, None, name) if snapshots_served(kube) else None
         if cls is None:
             raise SnapshotError(f"VolumeSnapshotClass {name!r} (from the policy) does not exist")
-        if cls.get("driver") != driver:
-            raise SnapshotError(
-                f"VolumeSnapshotClass {name!r} is for driver {cls.get('driver')!r}, the volume's is {driver!r}"
-            )
-        return cls
+        if cls.get("driver") == driver:
+            return cls
     if not snapshots_served(kube):
         return None
     candidates = sorted(
