@@ -38,7 +38,7 @@ def write_config(
 
 
 def write_runbook(path: Path, app: str, namespace: str, *, backup_policy: str | None = None,
-                  expect_configmaps: list[str] | None = None) -> Path:  # fmt: skip
+                  expect_configmaps: list[str] | None = None, step_timeout: str = "30s") -> Path:  # fmt: skip
     """A runbook whose only verification step checks ConfigMaps by name (no workloads needed)."""
     spec: dict[str, Any] = {
         "description": f"The {app} application.",
@@ -50,6 +50,7 @@ def write_runbook(path: Path, app: str, namespace: str, *, backup_policy: str | 
             {
                 "name": "config-present",
                 "type": "resources",
+                "timeout": step_timeout,
                 "expect": [{"kind": "ConfigMap", "names": expect_configmaps or ["settings"]}],
             },
         ],

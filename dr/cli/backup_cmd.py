@@ -17,6 +17,7 @@ from dr.cli.repo_access import open_repository
 from dr.cli.volume_access import volume_backup_step
 from dr.config import BackupPolicy
 from dr.errors import ExitCode, InvalidInput, PartialFailure
+from dr.observe.run_hooks import observe_backup
 from dr.repo.snapshots import Snapshot, list_snapshots, resolve
 
 
@@ -109,7 +110,8 @@ def backup(
     kube = connect_kube(ctx)
     step = None if no_data or (pol and pol.volumes.mode == "none") else volume_backup_step(ctx, pol)
     t0 = time.monotonic()
-    outcome = run_backup(kube, repo, request, volume_step=step)
+    with observe_backup(ctx.loaded.config, kube, request) as observed:  # metrics and events, even on failure
+        outcome = observed(run_backup(kube, repo, request, volume_step=step))
     snap = outcome.snapshot
     result = {
         **summary(snap),

@@ -17,6 +17,7 @@ from dr.drill.model import DrillReport, human_duration
 from dr.drill.run import DrillDeps, DrillRequest, run_drill, save_report, write_report_files
 from dr.drill.run import gc as drill_gc
 from dr.errors import DrError, ExitCode, InvalidInput, VerificationFailed
+from dr.observe.run_hooks import drill_finished
 from dr.runbook.model import load_runbook
 
 
@@ -114,6 +115,7 @@ def run(
     report = run_drill(
         DrillRequest(rb, runbook, backup_id, keep, Path(report_dir) if report_dir else None), deps
     )
+    drill_finished(ctx.loaded.config, kube, report, policy)  # metrics and events; problems are warnings
     try:
         name = save_report(repo, report)
     except DrError as e:

@@ -14,6 +14,7 @@ from dr.cli.progress import item_progress
 from dr.cli.repo_access import open_repository
 from dr.cli.volume_access import volume_restore_step
 from dr.errors import ExitCode, InvalidInput, PartialFailure
+from dr.observe.run_hooks import observe_restore
 from dr.repo.snapshots import list_snapshots, resolve
 from dr.restore.plan import RestoreItemResult, RestoreOptions
 from dr.restore.run import RestoreOutcome, run_restore
@@ -103,9 +104,11 @@ def restore(
     snap = resolve(snaps, backup_id)
     kube = connect_kube(ctx)
     step = None if no_data or dry_run else volume_restore_step(ctx)
-    with item_progress(f"restore {snap.short_id}", None, quiet=ctx.quiet or output != "table") as advance:
-        outcome = run_restore(kube, repo, snap, options, volume_step=step,
-                              progress=lambda _r, _done, _total: advance(1))  # fmt: skip
+    bar = item_progress(f"restore {snap.short_id}", None, quiet=ctx.quiet or output != "table")
+    # Events on the target namespaces when the restore ends, also when it fails.
+    with observe_restore(ctx.loaded.config, kube, snap, options) as observed, bar as advance:
+        outcome = observed(run_restore(kube, repo, snap, options, volume_step=step,
+                                       progress=lambda _r, _done, _total: advance(1)))  # fmt: skip
     r = outcome.resources
     if output != "table":
         emit(_result_doc(outcome), output)

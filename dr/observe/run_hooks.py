@@ -1,0 +1,271 @@
+"""What ``dr backup``, ``dr restore`` and ``dr drill run`` tell the outside world when they finish.
+
+The commands call these hooks once per run, success or failure:
+
+* Prometheus metrics (``dr.observe.metrics``) — written to the configured
+  node-exporter textfile (one file per job, ``textfile_for``) and pushed to
+  the configured Pushgateway (job ``dr-backup`` / ``dr-drill``, grouped by
+  policy or app); nothing when ``metrics`` is not configured. Restores have
+  no series of their own (``RunMetrics`` defines none).
+* Kubernetes Events (``dr.observe.events``) on the namespaces the run was
+  about: the backed-up namespaces, the restore's target namespaces, the
+  drilled application's own namespaces (the scratch namespace is gone by
+  then). A dry run changes nothing and reports nothing.
+
+Emitting is best effort: a textfile that cannot be written, a Pushgateway
+that does not answer or an Event the API refuses is logged as a warning and
+returned, never raised — the run's own result and exit code stand. Event
+messages are composed here from counts, object names and dr's own error
+messages; per-item server reasons and object contents (which might carry
+secret values) stay in the snapshot or report.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import timedelta
+from functools import partial
+from typing import TypeVar
+
+from dr.backup.run import BackupOutcome as BackupRunOutcome
+from dr.backup.run import BackupRequest
+from dr.backup.scope import is_glob
+from dr.config import Config
+from dr.drill.model import DrillReport, human_duration
+from dr.errors import DrError
+from dr.kube.client import KubeClient
+from dr.observe import metrics
+from dr.observe.events import Reason, record_event
+from dr.repo.snapshots import Snapshot
+from dr.restore.plan import RestoreOptions
+from dr.restore.run import RestoreOutcome
+
+log = logging.getLogger(__name__)
+
+BACKUP_JOB = "dr-backup"
+DRILL_JOB = "dr-drill"
+MAX_LISTED = 5  # failed items named in an event message; the snapshot / report has them all
+
+T = TypeVar("T")
+
+
+@dataclass
+class Emitter:
+    """Where one run's metrics and events go; collects what could not be emitted."""
+
+    config: Config
+    kube: KubeClient | None
+    warnings: list[str]
+
+    def metrics(self, m: metrics.RunMetrics, job: str, file_job: str, grouping: dict[str, str]) -> None:
+        cfg = self.config.metrics
+        if cfg.textfile:
+            self._try(lambda: m.write_textfile(metrics.textfile_for(cfg.textfile or "", file_job)))
+        if cfg.pushgateway:
+            self._try(lambda: m.push(cfg.pushgateway or "", job, grouping))
+
+    def events(self, namespaces: list[str], reason: Reason, message: str) -> None:
+        if self.kube is None:
+            return
+        for ns in dict.fromkeys(namespaces):
+            self._try(partial(record_event, self.kube.api_client, ns, reason, message))
+
+    def _try(self, emit: Callable[[], object]) -> None:
+        try:
+            emit()
+        except DrError as e:
+            self._warn(e.message)
+        except Exception as e:  # an emitter's bug or a client library's surprise must not fail the run
+            log.debug("emitting failed", exc_info=True)
+            self._warn(f"{type(e).__name__}: {e}")
+
+    def _warn(self, text: str) -> None:
+        self.warnings.append(text)
+        log.warning("%s (the run's result is not affected)", text)
+
+
+def _failure_names(failures: list[str]) -> str:
+    """``secrets shop: 403 …`` -> ``secrets shop``: which items, not the server's words."""
+    names = [f.split(": ", 1)[0] for f in failures[:MAX_LISTED]]
+    more = f" and {len(failures) - MAX_LISTED} more" if len(failures) > MAX_LISTED else ""
+    return ", ".join(names) + more
+
+
+def human_duration_s(seconds: float) -> str:
+    return human_duration(timedelta(seconds=seconds))
+
+
+def _error_text(e: BaseException) -> str:
+    # DrError messages are dr's own words; anything else is named by type only.
+    return e.message if isinstance(e, DrError) else f"unexpected {type(e).__name__}"
+
+
+# --------------------------------------------------------------------------- backup
+
+
+def backup_finished(
+    config: Config,
+    kube: KubeClient | None,
+    request: BackupRequest,
+    outcome: BackupRunOutcome | None,
+    duration_seconds: float,
+    error: BaseException | None = None,
+    now: Callable[[], float] = time.time,
+) -> list[str]:
+    """Record one backup run: ``outcome`` when it finished, ``error`` when it raised. Returns warnings."""
+    out = Emitter(config, kube, [])
+    policy = request.policy or ""
+    m = metrics.RunMetrics()
+    if outcome is not None:
+        snap = outcome.snapshot
+        volumes = snap.app.get("volumes", [])
+        data_bytes = sum(s.size for s in snap.streams.values()) + sum(
+            int(v.get("bytes") or 0) for v in volumes
+        )
+        items = outcome.resources.total + sum(int(v.get("files") or 0) for v in volumes)
+        errors = outcome.errors
+        m.record_backup(metrics.BackupOutcome(policy, request.name, now(), duration_seconds, data_bytes, items,
+                                              len(errors), not errors))  # fmt: skip
+        namespaces = snap.namespaces
+        what = f"backup {snap.short_id} ({request.name})"
+        size = f"{outcome.resources.total} objects, {len(volumes)} volume(s), {data_bytes:,} bytes"
+        if errors:
+            reason = Reason.BACKUP_PARTIALLY_FAILED
+            message = (
+                f"{what} partially failed: {len(errors)} item(s) failed ({_failure_names(errors)}); {size}"
+            )
+        else:
+            reason = Reason.BACKUP_COMPLETED
+            message = f"{what} completed: {size} in {human_duration_s(duration_seconds)}"
+    else:
+        m.record_backup(metrics.BackupOutcome(policy, request.name, now(), duration_seconds, 0, 0, 0, False))
+        namespaces = [n for n in request.scope.namespaces if not is_glob(n)]
+        reason = Reason.BACKUP_FAILED
+        message = f"backup {request.name} failed: {_error_text(error) if error else 'no result'}"
+    out.metrics(m, BACKUP_JOB, f"backup-{policy or request.name}", {"policy": policy or request.name})
+    out.events(namespaces, reason, message)
+    return out.warnings
+
+
+@contextmanager
+def observe_backup(
+    config: Config, kube: KubeClient | None, request: BackupRequest
+) -> Iterator[Callable[[BackupRunOutcome], BackupRunOutcome]]:
+    """``with observe_backup(…) as observed: outcome = observed(run_backup(…))`` — records on the way out."""
+    t0 = time.monotonic()
+    done: list[BackupRunOutcome] = []
+    try:
+        yield _keeper(done)
+    except Exception as e:
+        backup_finished(config, kube, request, None, time.monotonic() - t0, e)
+        raise
+    backup_finished(config, kube, request, done[-1] if done else None, time.monotonic() - t0)
+
+
+def _keeper(done: list[T]) -> Callable[[T], T]:
+    def keep(value: T) -> T:
+        done.append(value)
+        return value
+
+    return keep
+
+
+# --------------------------------------------------------------------------- restore
+
+
+def restore_target_namespaces(snap: Snapshot, options: RestoreOptions) -> list[str]:
+    """The namespaces a restore of ``snap`` writes into (its source namespaces, mapped)."""
+    import fnmatch
+
+    chosen = [n for n in snap.namespaces
+              if not options.namespaces or any(fnmatch.fnmatchcase(n, p) for p in options.namespaces)]  # fmt: skip
+    return [options.namespace_mapping.get(n, n) for n in chosen]
+
+
+def restore_finished(
+    config: Config,
+    kube: KubeClient | None,
+    snap: Snapshot,
+    options: RestoreOptions,
+    outcome: RestoreOutcome | None,
+    duration_seconds: float,
+    error: BaseException | None = None,
+) -> list[str]:
+    """Record one restore (events only; a dry run records nothing). Returns warnings."""
+    if options.dry_run:
+        return []
+    out = Emitter(config, kube, [])
+    if outcome is not None:
+        r = outcome.resources
+        namespaces = sorted({i.item.namespace for i in r.items if i.item.namespace}
+                            | set(r.namespaces_created)) or restore_target_namespaces(snap, options)  # fmt: skip
+        failures = [i.item.describe() for i in r.failures] + outcome.volumes.errors
+        what = f"restore {r.restore_id} of backup {snap.short_id}"
+        counts = ", ".join(f"{n} {k}" for k, n in sorted(r.counts.items()))
+        if failures:
+            reason = Reason.RESTORE_PARTIALLY_FAILED
+            message = f"{what} partially failed: {len(failures)} item(s) failed ({_failure_names(failures)}); {counts}"
+        else:
+            reason = Reason.RESTORE_COMPLETED
+            message = f"{what} completed: {counts} in {human_duration_s(duration_seconds)}"
+    else:
+        namespaces = restore_target_namespaces(snap, options)
+        reason = Reason.RESTORE_FAILED
+        message = f"restore of backup {snap.short_id} failed: {_error_text(error) if error else 'no result'}"
+    out.events(namespaces, reason, message)
+    return out.warnings
+
+
+@contextmanager
+def observe_restore(
+    config: Config, kube: KubeClient | None, snap: Snapshot, options: RestoreOptions
+) -> Iterator[Callable[[RestoreOutcome], RestoreOutcome]]:
+    """``with observe_restore(…) as observed: outcome = observed(run_restore(…))``."""
+    t0 = time.monotonic()
+    done: list[RestoreOutcome] = []
+    try:
+        yield _keeper(done)
+    except Exception as e:
+        restore_finished(config, kube, snap, options, None, time.monotonic() - t0, e)
+        raise
+    restore_finished(config, kube, snap, options, done[-1] if done else None, time.monotonic() - t0)
+
+
+# --------------------------------------------------------------------------- drill
+
+
+def drill_finished(
+    config: Config, kube: KubeClient | None, report: DrillReport, policy: str | None = None
+) -> list[str]:
+    """Record one drill from its report (passed, failed or error). Returns warnings."""
+    out = Emitter(config, kube, [])
+    finished = (report.finished or report.started).timestamp()
+    rto, rpo = report.rto_measured, report.rpo_measured
+    m = metrics.RunMetrics()
+    # NaN, not 0, when a drill measured nothing: 0 s would read as an instant recovery.
+    m.record_drill(metrics.DrillOutcome(policy or "", report.app, finished, report.outcome == "passed",
+                                        rto.total_seconds() if rto is not None else math.nan,
+                                        rpo.total_seconds() if rpo is not None else math.nan))  # fmt: skip
+    out.metrics(m, DRILL_JOB, f"drill-{report.app}", {"app": report.app})
+    passed = sum(1 for s in report.steps if s.passed)
+    what = f"drill {report.id} of {report.app}"
+    backup = f"backup {report.backup_id[:8]}" if report.backup_id else "no backup"
+    timing = f"RTO {human_duration(rto)} (objective {human_duration(report.objectives.rto)})"
+    if report.outcome == "passed":
+        reason = Reason.DRILL_PASSED
+        message = f"{what} passed: {passed}/{len(report.steps)} step(s), {backup}, {timing}"
+    elif report.outcome == "failed":
+        reason = Reason.DRILL_FAILED
+        failed = [s.name for s in report.steps if not s.passed]
+        message = (f"{what} failed: step(s) {', '.join(failed[:MAX_LISTED])} did not pass "
+                   f"({passed}/{len(report.steps)} passed), {backup}, {timing}")  # fmt: skip
+    else:
+        reason = Reason.DRILL_FAILED
+        message = f"{what} could not run: {report.error or 'unknown error'}"
+    out.events(list(report.namespaces), reason, message)
+    return out.warnings

@@ -1,0 +1,298 @@
+"""Metrics and Events from the real commands: ``dr backup``, ``dr restore``, ``dr drill run``.
+
+Each test runs the CLI with a dr.yaml whose ``metrics`` section points at a
+textfile directory and/or a small real HTTP server standing in for the
+Pushgateway (it records what it is sent), against the test cluster, then
+reads the Prometheus text and the namespace's Events back. Failures to emit
+are warnings that leave the command's exit code alone.
+"""
+
+from __future__ import annotations
+
+import http.server
+import threading
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+from prometheus_client.parser import text_string_to_metric_families
+
+from dr.kube.client import KubeClient
+from tests import servers
+from tests.cli_support import events, small_namespace, write_config, write_runbook
+from tests.helpers import Result, run_dr
+from tests.kube_helpers import create
+
+Capsys = pytest.CaptureFixture[str]
+RBAC = "rbac.authorization.k8s.io/v1"
+
+
+def series(text: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+    out = {}
+    for family in text_string_to_metric_families(text):
+        for s in family.samples:
+            out[(s.name, tuple(sorted(s.labels.items())))] = s.value
+    return out
+
+
+@dataclass
+class Pushgateway:
+    url: str
+    requests: list[tuple[str, str, bytes]] = field(default_factory=list)
+
+
+@pytest.fixture
+def pushgateway() -> Iterator[Pushgateway]:
+    """A tiny HTTP server on a free loopback port that answers 200 and records each request."""
+    gw = Pushgateway("")
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def _record(self) -> None:
+            body = self.rfile.read(int(self.headers.get("Content-Length", "0")))
+            gw.requests.append((self.command, self.path, body))
+            self.send_response(200)
+            self.end_headers()
+
+        do_PUT = do_POST = _record
+
+        def log_message(self, format: str, *args: object) -> None:
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    gw.url = f"http://127.0.0.1:{server.server_address[1]}"
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield gw
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(timeout=10)
+
+
+@pytest.fixture
+def shop(kube_client: KubeClient, unique: str) -> Iterator[str]:
+    ns = small_namespace(kube_client, f"shop-{unique}")
+    yield ns
+    for n in (ns, f"{ns}-copy"):
+        kube_client.request("DELETE", f"/api/v1/namespaces/{n}")
+
+
+@pytest.fixture
+def textfile_dir(isolated_home: Path) -> Path:
+    d = isolated_home / "node-exporter"
+    d.mkdir()
+    return d
+
+
+def configure(home: Path, shop: str, metrics: dict[str, str], app: str) -> str:
+    write_runbook(home / "shop.yaml", app, shop, backup_policy="shop", step_timeout="1s")
+    return str(write_config(
+        home,
+        backup_policies=[{"name": "shop", "schedule": "0 2 * * *", "rpo": "24h", "scope": {"namespaces": [shop]}}],
+        drill_policies=[{"name": "shop-monthly", "runbook": "shop.yaml", "schedule": "0 4 1 * *",
+                         "backupPolicy": "shop"}],
+        metrics=metrics,
+    ))  # fmt: skip
+
+
+def dr(capsys: Capsys, config: str, k8s: servers.TestCluster, *args: str, user: str | None = None) -> Result:
+    kubeconfig = k8s.kubeconfig_for(user) if user else k8s.kubeconfig
+    return run_dr(capsys, "--config", config, "--kubeconfig", kubeconfig, *args)
+
+
+def by_reason(kc: KubeClient, ns: str) -> dict[str, list[dict[str, Any]]]:
+    out: dict[str, list[dict[str, Any]]] = {}
+    for e in events(kc, ns):
+        if (e.get("source") or {}).get("component") == "dr":
+            out.setdefault(e["reason"], []).append(e)
+    return out
+
+
+# --------------------------------------------------------------------------- backup and restore
+
+
+def test_backup_writes_metrics_and_events_and_a_failed_run_keeps_the_last_success(
+    capsys: Capsys, k8s: servers.TestCluster, kube_client: KubeClient, isolated_home: Path, textfile_dir: Path,
+    shop: str, unique: str,
+) -> None:  # fmt: skip
+    config = configure(isolated_home, shop, {"textfile": str(textfile_dir / "dr.prom")}, f"shop-{unique}")
+    assert dr(capsys, config, k8s, "repo", "init").code == 0
+    res = dr(capsys, config, k8s, "backup", "--policy", "shop", "--no-data", "-o", "json")
+    assert res.code == 0, res.err
+    backup = res.json()
+
+    # One file per job beside the configured path; series labelled by policy and app.
+    assert sorted(p.name for p in textfile_dir.iterdir()) == ["dr-backup-shop.prom"]
+    got = series((textfile_dir / "dr-backup-shop.prom").read_text())
+    key = (("app", "shop"), ("policy", "shop"))
+    assert got[("dr_backup_last_run_success", key)] == 1
+    assert (
+        got[("dr_backup_last_success_timestamp_seconds", key)]
+        == got[("dr_backup_last_run_timestamp_seconds", key)]
+    )
+    assert got[("dr_backup_items", key)] == backup["objects"] == 4  # namespace, 2 ConfigMaps, Secret
+    assert got[("dr_backup_failed_items", key)] == 0
+    assert got[("dr_backup_bytes", key)] > 0 and got[("dr_backup_duration_seconds", key)] > 0
+    last_success = got[("dr_backup_last_success_timestamp_seconds", key)]
+
+    (event,) = by_reason(kube_client, shop)["BackupCompleted"]
+    assert event["type"] == "Normal" and event["involvedObject"] == {
+        "apiVersion": "v1", "kind": "Namespace", "name": shop}  # fmt: skip
+    assert event["message"].startswith(
+        f"backup {backup['shortId']} (shop) completed: 4 objects, 0 volume(s), "
+    )
+
+    # The next run cannot list Secrets (backup-sa may read ConfigMaps and its namespace, write Events, here only).
+    rules = [{"apiGroups": [""], "resources": ["configmaps"], "verbs": ["get", "list"]},
+             {"apiGroups": [""], "resources": ["namespaces"], "verbs": ["get"], "resourceNames": [shop]},
+             {"apiGroups": [""], "resources": ["events"], "verbs": ["create"]}]  # fmt: skip
+    create(kube_client, "roles", {"apiVersion": RBAC, "kind": "Role", "metadata": {"name": "cm-reader"},
+                                  "rules": rules}, shop)  # fmt: skip
+    create(kube_client, "rolebindings", {"apiVersion": RBAC, "kind": "RoleBinding", "metadata": {"name": "cm-reader"},
+                                         "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role",
+                                                     "name": "cm-reader"},
+                                         "subjects": [{"kind": "User", "name": "backup-sa",
+                                                       "apiGroup": "rbac.authorization.k8s.io"}]}, shop)  # fmt: skip
+    res = dr(capsys, config, k8s, "backup", "--policy", "shop", "--no-data", "--include-resources",
+             "configmaps,secrets", user="backup-sa")  # fmt: skip
+    assert res.code == 3, res.err
+    got = series((textfile_dir / "dr-backup-shop.prom").read_text())
+    assert got[("dr_backup_last_run_success", key)] == 0
+    assert got[("dr_backup_failed_items", key)] == 1
+    assert got[("dr_backup_last_success_timestamp_seconds", key)] == last_success  # carried over
+    assert got[("dr_backup_last_run_timestamp_seconds", key)] > last_success
+    (partial,) = by_reason(kube_client, shop)["BackupPartiallyFailed"]
+    assert partial["type"] == "Warning"
+    # Which item, not the server's words.
+    assert f"1 item(s) failed (secrets {shop})" in partial["message"] and "403" not in partial["message"]
+
+    # A run that fails outright (bad input inside the backup) is recorded too, and still exits 2.
+    res = dr(
+        capsys, config, k8s, "backup", "--policy", "shop", "--no-data", "--include-resources", "nosuchtype"
+    )
+    assert res.code == 2
+    (failed,) = by_reason(kube_client, shop)["BackupFailed"]
+    assert failed["type"] == "Warning"
+    assert (
+        failed["message"]
+        == "backup shop failed: --include-resources nosuchtype: no such resource type in this cluster"
+    )
+    got = series((textfile_dir / "dr-backup-shop.prom").read_text())
+    assert got[("dr_backup_last_run_success", key)] == 0 and got[("dr_backup_items", key)] == 0
+    assert got[("dr_backup_last_success_timestamp_seconds", key)] == last_success
+
+
+def test_restore_records_events_on_its_target_namespaces_and_a_dry_run_records_nothing(
+    capsys: Capsys,
+    k8s: servers.TestCluster,
+    kube_client: KubeClient,
+    isolated_home: Path,
+    shop: str,
+    unique: str,
+) -> None:
+    config = configure(isolated_home, shop, {}, f"shop-{unique}")
+    assert dr(capsys, config, k8s, "repo", "init").code == 0
+    assert dr(capsys, config, k8s, "backup", "--policy", "shop", "--no-data").code == 0
+    copy = f"{shop}-copy"
+
+    res = dr(capsys, config, k8s, "restore", "latest", "--namespace-mapping", f"{shop}={copy}", "--dry-run")
+    assert res.code == 0, res.err
+    assert "Restore" not in str(
+        by_reason(kube_client, shop)
+    )  # nothing on the source; the copy does not exist
+
+    res = dr(capsys, config, k8s, "restore", "latest", "--namespace-mapping", f"{shop}={copy}", "-o", "json")
+    assert res.code == 0, res.err
+    rid = res.json()["restoreId"]
+    (event,) = by_reason(kube_client, copy)["RestoreCompleted"]
+    assert event["type"] == "Normal"
+    assert event["message"].startswith(f"restore {rid} of backup ") and "4 created" in event["message"]
+    assert "RestoreCompleted" not in by_reason(kube_client, shop)  # the source was not touched
+
+    res = dr(capsys, config, k8s, "restore", "latest", "--namespace-mapping", f"{shop}={copy}",
+             "--include-resources", "nosuchtype")  # fmt: skip
+    assert res.code == 2
+    (failed,) = by_reason(kube_client, copy)["RestoreFailed"]
+    assert failed["type"] == "Warning" and failed["message"].startswith("restore of backup ")
+    assert "no such resource type in the backup" in failed["message"]
+
+
+# --------------------------------------------------------------------------- drills
+
+
+def test_drill_writes_metrics_pushes_and_records_events_passed_and_failed(
+    capsys: Capsys, k8s: servers.TestCluster, kube_client: KubeClient, isolated_home: Path, textfile_dir: Path,
+    pushgateway: Pushgateway, shop: str, unique: str,
+) -> None:  # fmt: skip
+    app = f"shop-{unique}"
+    config = configure(isolated_home, shop, {"textfile": str(textfile_dir / "dr.prom"),
+                                             "pushgateway": pushgateway.url}, app)  # fmt: skip
+    assert dr(capsys, config, k8s, "repo", "init").code == 0
+    assert dr(capsys, config, k8s, "backup", "--policy", "shop", "--no-data").code == 0
+    ((method, path, body),) = pushgateway.requests
+    assert (method, path) == ("POST", "/metrics/job/dr-backup/policy/shop")
+    assert series(body.decode())[("dr_backup_last_run_success", (("app", "shop"), ("policy", "shop")))] == 1
+
+    runbook = str(isolated_home / "shop.yaml")
+    res = dr(
+        capsys, config, k8s, "drill", "run", runbook, "--no-data", "--policy", "shop-monthly", "-o", "json"
+    )
+    assert res.code == 0, res.err
+    report = res.json()
+    key = (("app", app), ("policy", "shop-monthly"))
+    got = series((textfile_dir / f"dr-drill-{app}.prom").read_text())
+    assert got[("dr_drill_passed", key)] == 1
+    assert got[("dr_drill_rto_seconds", key)] == pytest.approx(report["rtoMeasured"])
+    assert got[("dr_drill_rpo_seconds", key)] == pytest.approx(report["rpoMeasured"])
+    assert got[("dr_drill_last_run_timestamp_seconds", key)] > 0
+    method, path, body = pushgateway.requests[-1]
+    assert (method, path) == ("POST", f"/metrics/job/dr-drill/app/{app}")
+    assert series(body.decode())[("dr_drill_passed", key)] == 1
+    # The event goes to the application's namespace (the scratch namespace is gone).
+    (passed,) = by_reason(kube_client, shop)["DrillPassed"]
+    assert passed["type"] == "Normal" and passed["message"].startswith(
+        f"drill {report['id']} of {app} passed: 1/1"
+    )
+
+    # The app loses a ConfigMap the runbook expects; the next backup and drill fail the check.
+    kube_client.request("DELETE", f"/api/v1/namespaces/{shop}/configmaps/settings")
+    assert dr(capsys, config, k8s, "backup", "--policy", "shop", "--no-data").code == 0
+    res = dr(capsys, config, k8s, "drill", "run", runbook, "--no-data", "--policy", "shop-monthly")
+    assert res.code == 4, res.err
+    got = series((textfile_dir / f"dr-drill-{app}.prom").read_text())
+    assert got[("dr_drill_passed", key)] == 0
+    (failed,) = by_reason(kube_client, shop)["DrillFailed"]
+    assert failed["type"] == "Warning"
+    assert "failed: step(s) config-present did not pass (0/1 passed)" in failed["message"]
+
+
+def test_emitting_problems_are_warnings_not_failures(
+    capsys: Capsys,
+    k8s: servers.TestCluster,
+    kube_client: KubeClient,
+    isolated_home: Path,
+    shop: str,
+    unique: str,
+) -> None:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]  # nothing listens here once closed
+    metrics = {"textfile": str(isolated_home / "missing-dir" / "dr.prom"),
+               "pushgateway": f"http://user:hunter2@127.0.0.1:{port}"}  # fmt: skip
+    config = configure(isolated_home, shop, metrics, f"shop-{unique}")
+    assert dr(capsys, config, k8s, "repo", "init").code == 0
+    res = dr(capsys, config, k8s, "backup", "--policy", "shop", "--no-data")
+    assert res.code == 0, res.err
+    assert "backup " in res.out and "Completed" in res.out
+    warnings = [line for line in res.err.splitlines() if '"level": "warning"' in line]
+    assert len(warnings) == 2
+    assert f"cannot write metrics to {isolated_home / 'missing-dir' / 'dr-backup-shop.prom'}" in warnings[0]
+    assert f"cannot push metrics to http://127.0.0.1:{port}" in warnings[1]
+    assert "hunter2" not in res.err
+    # Events still went out.
+    assert "BackupCompleted" in by_reason(kube_client, shop)
