@@ -49,7 +49,7 @@ FILES = [
         "serviceaccounts.yaml",
         "One service account per kind of job (least privilege):\n"
         "  dr          scheduled backups (read-only on what it backs up)\n"
-        "  dr-restore  restores run in the cluster (writes, never reads Secrets)\n"
+        "  dr-restore  restores run in the cluster (writes; Secrets by name, never listed)\n"
         "  dr-drill    monthly drills and gc (scratch namespaces only)",
         _kind("ServiceAccount"),
     ),

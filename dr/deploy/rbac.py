@@ -13,9 +13,11 @@ write and a compromised drill pod cannot touch production namespaces:
     ships with a token.
 ``dr-restore``
     Creates, updates, patches and deletes the restorable types and creates
-    namespaces. Secrets: ``create/update/patch/delete`` only — restore never
-    *reads* a Secret (server-side apply needs no ``get``), so it cannot read
-    dr's own credentials either. RBAC objects are restored only where the
+    namespaces. Secrets: ``get/create/update/patch/delete`` but no
+    ``list``/``watch`` — it cannot enumerate Secrets, it can only touch the
+    ones it names. (``get`` is needed to compare an existing Secret and to
+    resume a restore; withholding it protected nothing, as every ``patch``
+    response carries the whole object.) RBAC objects are restored only where the
     restore account already holds what they grant (the API server's
     escalation check); it has no ``bind``/``escalate``.
 ``dr-drill``
@@ -57,8 +59,10 @@ BACKUP_POLICY_LABEL = "dr.dev/backup-policy"
 READ = ["get", "list", "watch"]
 WRITE = ["get", "list", "watch", "create", "update", "patch", "delete"]
 TEMPORARY = ["get", "list", "watch", "create", "delete"]
-# Restore writes Secrets through server-side apply and never reads them back.
-SECRET_WRITE = ["create", "update", "patch", "delete"]
+# Restore reads and writes the Secrets it names, but never lists them: a 409 on
+# create is followed by a get to compare (and to find its own earlier restore);
+# a patch response returns the object anyway, so get adds no reading power.
+SECRET_WRITE = ["get", "create", "update", "patch", "delete"]
 EVENTS = ["create", "patch"]
 
 # What dr backs up and restores, by API group. Custom resources need an extra
@@ -88,6 +92,16 @@ CLUSTER_TYPES: dict[str, list[str]] = {
     "apiextensions.k8s.io": ["customresourcedefinitions"],
     "rbac.authorization.k8s.io": ["clusterroles", "clusterrolebindings"],
     "snapshot.storage.k8s.io": ["volumesnapshotclasses"],
+}
+# Read by the backup only: it lists every type the cluster serves in the scope,
+# and these hold objects worth keeping (Endpoints and EndpointSlices of
+# Services without a selector; stand-alone PodTemplates and ControllerRevisions)
+# next to ones it leaves out (those maintained by controllers). Restoring the
+# kept ones needs write rights the restore role does not grant by default.
+BACKUP_ONLY_READS: dict[str, list[str]] = {
+    "": ["endpoints", "podtemplates"],
+    "apps": ["controllerrevisions"],
+    "discovery.k8s.io": ["endpointslices"],
 }
 SNAPSHOT_GROUP = "snapshot.storage.k8s.io"
 
@@ -130,7 +144,7 @@ def _meta(name: str, component: str, namespace: str | None = None) -> Manifest:
 
 
 def backup_rules() -> list[Manifest]:
-    reads = _merged(NAMESPACED_TYPES, CLUSTER_TYPES, {"": ["secrets", "pods"]})
+    reads = _merged(NAMESPACED_TYPES, CLUSTER_TYPES, BACKUP_ONLY_READS, {"": ["secrets", "pods"]})
     rules = [_rule([g], sorted(r), READ) for g, r in reads.items()]
     rules += [
         # Hooks: run a command in the app's pods, read their output.
