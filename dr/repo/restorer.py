@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import functools
 import logging
 import os
 import stat
@@ -30,13 +31,20 @@ from pathlib import Path
 
 from dr.errors import DrError, InvalidInput
 from dr.repo.format import PackEntry, pack_name
+from dr.repo.index import BlobLocation
 from dr.repo.memory import tune_allocator
 from dr.repo.repository import Repository
 from dr.repo.snapshots import Snapshot
 from dr.repo.tree import Node, decode_tree
+from dr.storage.direct_io import SequentialWriter, aligned_buffer
 
 log = logging.getLogger(__name__)
 
+# Files at least this large are restored front to back with direct I/O (one
+# range request per run of adjacent blobs, no page cache); smaller ones pack by
+# pack, so that many small files cost one request per pack, not one per file.
+SEQUENTIAL_MIN = 4 << 20
+STAGING = 8 << 20
 # Sparse files are written in blocks of this size; all-zero blocks stay holes.
 SPARSE_BLOCK = 64 << 10
 ZERO = bytes(SPARSE_BLOCK)
@@ -59,6 +67,8 @@ class _File:
     node: Node
     link_to: str | None = None  # hardlink to an earlier file
     failed: bool = False
+    # Large files are written front to back (direct I/O): their blobs in order.
+    blobs: list[tuple[bytes, BlobLocation]] = field(default_factory=list)
 
 
 @dataclass
@@ -68,6 +78,7 @@ class _Plan:
     others: list[tuple[str, Node]] = field(default_factory=list)  # symlinks, fifos, devices
     # pack -> blob id -> (entry, [(file index, offset)])
     packs: dict[bytes, dict[bytes, tuple[PackEntry, list[tuple[int, int]]]]] = field(default_factory=dict)
+    sequential: list[int] = field(default_factory=list)  # indexes of files restored front to back
     missing: list[str] = field(default_factory=list)
 
 
@@ -114,6 +125,7 @@ def _plan(repo: Repository, snap: Snapshot, paths: list[str] | None) -> _Plan:
                 hardlinks[key] = rel
             idx = len(plan.files)
             plan.files.append(f)
+            sequential = int(n.get("size", 0)) >= SEQUENTIAL_MIN
             offset = 0
             for hexid in n.get("content", []):
                 bid = bytes.fromhex(hexid)
@@ -122,12 +134,17 @@ def _plan(repo: Repository, snap: Snapshot, paths: list[str] | None) -> _Plan:
                     f.failed = True
                     plan.missing.append(f"{rel}: blob {hexid[:16]} is missing from the repository")
                     break
+                if sequential:
+                    f.blobs.append((bid, loc))
+                    continue
                 blobs = plan.packs.setdefault(loc.pack, {})
                 if bid in blobs:
                     blobs[bid][1].append((idx, offset))
                 else:
                     blobs[bid] = (loc.entry, [(idx, offset)])
                 offset += loc.entry.raw_length
+            if sequential and not f.failed:
+                plan.sequential.append(idx)
 
     if not snap.tree:
         raise DrError(f"snapshot {snap.short_id} has no file tree")
@@ -167,6 +184,22 @@ def _write_sparse(fd: int, data: bytes, offset: int) -> None:
         block = mv[start : start + SPARSE_BLOCK]
         if block != ZERO[: len(block)]:
             os.pwrite(fd, block, offset + start)
+
+
+def _blob_runs(
+    blobs: list[tuple[bytes, BlobLocation]], max_range: int = 32 << 20
+) -> list[tuple[bytes, int, int, list[PackEntry]]]:
+    """Consecutive blobs stored back to back in one pack become one range: (pack, offset, length, entries)."""
+    runs: list[tuple[bytes, int, int, list[PackEntry]]] = []
+    for _, loc in blobs:
+        e = loc.entry
+        if runs:
+            pack, start, length, entries = runs[-1]
+            if pack == loc.pack and start + length == e.offset and length + e.length <= max_range:
+                runs[-1] = (pack, start, length + e.length, [*entries, e])
+                continue
+        runs.append((loc.pack, e.offset, e.length, [e]))
+    return runs
 
 
 def _ranges(blobs: list[PackEntry]) -> list[tuple[int, int, list[PackEntry]]]:
@@ -279,10 +312,40 @@ def restore_snapshot(
                     os.close(fd)
         return written
 
-    # Biggest packs first spreads the tail across workers.
-    work = sorted(plan.packs.items(), key=lambda kv: -sum(e.length for e, _ in kv[1].values()))
+    def restore_sequential(idx: int) -> int:
+        f = plan.files[idx]
+        fd = os.open(os.path.join(root, f.rel), os.O_WRONLY | os.O_NOFOLLOW)
+        writer = SequentialWriter(fd, aligned_buffer(STAGING), sparse=bool(f.node.get("sparse")))
+        try:
+            for pack_id, start, length, run in _blob_runs(f.blobs):
+                name = pack_name(pack_id)
+                data = memoryview(repo.store.get_range(name, start, length))
+                for ent in run:
+                    rel = ent.offset - start
+                    plain = repo.open_blob(ent, data[rel : rel + ent.length], what=f"blob in {name}")
+                    writer.write(plain)
+                    if progress:
+                        progress(len(plain))
+            writer.close()
+        except DrError as e:
+            writer.release()
+            file_errors.setdefault(idx, e.message)
+        finally:
+            os.close(fd)
+        return writer.written
+
+    # Biggest work first spreads the tail across workers.
+    work: list[tuple[int, Callable[[], int]]] = [
+        (sum(e.length for e, _ in blobs.values()), functools.partial(restore_pack, (pack_id, blobs)))
+        for pack_id, blobs in plan.packs.items()
+    ]
+    work += [
+        (int(plan.files[i].node.get("size", 0)), functools.partial(restore_sequential, i))
+        for i in plan.sequential
+    ]
+    work.sort(key=lambda w: -w[0])
     with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="dr-restore") as pool:
-        for nbytes in pool.map(restore_pack, work):
+        for nbytes in pool.map(lambda w: w[1](), work):
             stats.bytes += nbytes
 
     for idx, reason in sorted(file_errors.items()):

@@ -1,6 +1,7 @@
 """``file:///abs/path``: a repository in a local (or mounted network) directory.
 
-Create-only writes go to a temporary file in the same directory, are fsynced,
+Create-only writes go to a temporary file in the same directory (large ones
+with ``O_DIRECT``, see ``direct_io``), are fsynced,
 then linked into place with ``os.link``, which fails if the name exists — an
 atomic create-if-absent on POSIX file systems (including NFS). Plain
 overwrites use ``os.replace``. Readers never see half-written objects.
@@ -17,6 +18,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from dr.storage.base import AccessDenied, ObjectExists, ObjectInfo, ObjectNotFound, StorageError
+from dr.storage.direct_io import write_file
 
 
 class FileStore:
@@ -42,10 +44,12 @@ class FileStore:
         except PermissionError as e:
             raise AccessDenied(f"cannot write {path}: {e.strerror}") from None
         try:
-            with os.fdopen(fd, "wb") as f:
-                f.write(data)
-                f.flush()
-                os.fsync(f.fileno())
+            try:
+                # Large objects (packs) bypass the page cache: see direct_io.
+                write_file(fd, data)
+                os.fsync(fd)
+            finally:
+                os.close(fd)
             if if_absent:
                 try:
                     os.link(tmp, path)

@@ -1,0 +1,164 @@
+"""Writing large files around the page cache (``O_DIRECT``), with a buffered fallback.
+
+Why: on the VMs dr is benchmarked on, every page the kernel takes for the page
+cache is a fresh page from the hypervisor, and buffered writes of a 1 GiB
+backup ran at ~250 MB/s, while the same bytes written with ``O_DIRECT`` went
+at ~1.1 GB/s (measured: 640 MB in 3.0 s buffered vs 0.58 s direct, both with
+fsync). Pack files are written once and read rarely, and restored files are
+not read back by dr, so neither needs the page cache.
+
+``O_DIRECT`` needs the buffer, the file offset and the length aligned to the
+device's logical block size; ``ALIGN`` (4096) satisfies every common device.
+Data is copied into a page-aligned buffer (``mmap`` memory is page-aligned),
+the aligned part is written directly, and the unaligned tail with
+``O_DIRECT`` switched off again. File systems without ``O_DIRECT`` (tmpfs,
+some FUSE) get plain buffered writes.
+"""
+
+from __future__ import annotations
+
+import errno
+import fcntl
+import mmap
+import os
+import threading
+
+ALIGN = 4096
+# Below this, the page-cache cost does not matter and a plain write is simpler.
+DIRECT_MIN = 1 << 20
+_NO_DIRECT = getattr(os, "O_DIRECT", 0)
+_local = threading.local()
+
+
+def aligned_buffer(size: int) -> mmap.mmap:
+    """A reusable page-aligned buffer of at least ``size`` bytes (one per thread)."""
+    buf: mmap.mmap | None = getattr(_local, "buf", None)
+    if buf is None or len(buf) < size:
+        if buf is not None:
+            buf.close()
+        size = (size + ALIGN - 1) // ALIGN * ALIGN
+        buf = _local.buf = mmap.mmap(-1, size)
+    return buf
+
+
+def set_direct(fd: int, on: bool) -> bool:
+    """Switch ``O_DIRECT`` on or off for an open file; False if the platform or file system refuses."""
+    if not _NO_DIRECT:
+        return False
+    try:
+        flags = fcntl.fcntl(fd, fcntl.F_GETFL)
+        fcntl.fcntl(fd, fcntl.F_SETFL, (flags | _NO_DIRECT) if on else (flags & ~_NO_DIRECT))
+    except OSError as e:
+        if e.errno in (errno.EINVAL, errno.EOPNOTSUPP):
+            return False
+        raise
+    return True
+
+
+def _pwrite_all(fd: int, view: memoryview, offset: int) -> None:
+    while view:
+        n = os.pwrite(fd, view, offset)
+        view, offset = view[n:], offset + n
+
+
+def write_file(fd: int, data: bytes | bytearray | memoryview) -> None:
+    """Write ``data`` at offset 0 of the empty file ``fd`` (direct where possible)."""
+    size = len(data)
+    aligned = size - size % ALIGN
+    if size < DIRECT_MIN or not set_direct(fd, True):
+        _pwrite_all(fd, memoryview(data), 0)
+        return
+    buf = aligned_buffer(aligned)
+    mv = memoryview(buf)
+    try:
+        mv[:aligned] = memoryview(data)[:aligned]
+        try:
+            _pwrite_all(fd, mv[:aligned], 0)
+        except OSError as e:
+            if e.errno != errno.EINVAL:
+                raise
+            set_direct(fd, False)  # accepted at open, refused on write (some FUSE): go buffered
+            _pwrite_all(fd, memoryview(data), 0)
+            return
+    finally:
+        mv.release()
+    set_direct(fd, False)
+    if aligned < size:
+        _pwrite_all(fd, memoryview(data)[aligned:], aligned)
+
+
+class SequentialWriter:
+    """Writes one file front to back through an aligned staging buffer.
+
+    ``sparse``: all-zero 64 KiB blocks are skipped, leaving holes (the file
+    must already be truncated to its size).
+    """
+
+    SPARSE_BLOCK = 64 << 10
+
+    def __init__(self, fd: int, buffer: mmap.mmap, *, sparse: bool = False) -> None:
+        self.fd = fd
+        self.buf = buffer
+        self.mv = memoryview(buffer)
+        self.cap = len(buffer) - len(buffer) % ALIGN
+        self.sparse = sparse
+        self.offset = 0  # file offset of buf[0]; always aligned
+        self.fill = 0
+        self.direct = set_direct(fd, True)
+        self.written = 0
+
+    def write(self, data: bytes | memoryview) -> None:
+        src = memoryview(data)
+        while src:
+            n = min(len(src), self.cap - self.fill)
+            self.mv[self.fill : self.fill + n] = src[:n]
+            self.fill += n
+            src = src[n:]
+            if self.fill == self.cap:
+                self._flush(self.cap)
+
+    def _emit(self, view: memoryview, offset: int) -> None:
+        if self.sparse:
+            zero = bytes(min(self.SPARSE_BLOCK, len(view)))
+            for start in range(0, len(view), self.SPARSE_BLOCK):
+                block = view[start : start + self.SPARSE_BLOCK]
+                if block != zero[: len(block)]:
+                    self._pwrite(block, offset + start)
+        else:
+            self._pwrite(view, offset)
+
+    def _pwrite(self, view: memoryview, offset: int) -> None:
+        try:
+            _pwrite_all(self.fd, view, offset)
+        except OSError as e:
+            if e.errno != errno.EINVAL or not self.direct:
+                raise
+            self.direct = not set_direct(self.fd, False)
+            _pwrite_all(self.fd, view, offset)
+        self.written += len(view)
+
+    def _flush(self, n: int) -> None:
+        """Write the first ``n`` (aligned) bytes of the buffer and keep the rest."""
+        self._emit(self.mv[:n], self.offset)
+        rest = self.fill - n
+        if rest:
+            self.mv[:rest] = self.mv[n : self.fill]
+        self.offset += n
+        self.fill = rest
+
+    def release(self) -> None:
+        """Give the buffer back without writing what is staged (after a failure)."""
+        self.mv.release()
+
+    def close(self) -> None:
+        aligned = self.fill - self.fill % ALIGN
+        if aligned:
+            self._flush(aligned)
+        if self.fill:
+            if self.direct:
+                set_direct(self.fd, False)
+                self.direct = False
+            self._emit(self.mv[: self.fill], self.offset)
+            self.offset += self.fill
+            self.fill = 0
+        self.mv.release()
