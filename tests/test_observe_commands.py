@@ -10,6 +10,7 @@ are warnings that leave the command's exit code alone.
 from __future__ import annotations
 
 import http.server
+import math
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -296,3 +297,40 @@ def test_emitting_problems_are_warnings_not_failures(
     assert "hunter2" not in res.err
     # Events still went out.
     assert "BackupCompleted" in by_reason(kube_client, shop)
+
+
+def test_a_drill_that_cannot_run_is_recorded_as_failed_with_unknown_rto(
+    capsys: Capsys, k8s: servers.TestCluster, kube_client: KubeClient, isolated_home: Path, textfile_dir: Path,
+    shop: str, unique: str,
+) -> None:  # fmt: skip
+    app = f"shop-{unique}"
+    config = configure(isolated_home, shop, {"textfile": str(textfile_dir / "dr.prom")}, app)
+    assert dr(capsys, config, k8s, "repo", "init").code == 0  # no backup at all
+    res = dr(capsys, config, k8s, "drill", "run", str(isolated_home / "shop.yaml"), "--no-data")
+    assert res.code == 1
+    assert f"error: drill of {app} could not run: no backup of {app} in the repository" in res.err
+    key = (("app", app), ("policy", ""))
+    got = series((textfile_dir / f"dr-drill-{app}.prom").read_text())
+    assert got[("dr_drill_passed", key)] == 0
+    # Nothing was measured: NaN, not 0 (which would read as an instant recovery).
+    assert math.isnan(got[("dr_drill_rto_seconds", key)]) and math.isnan(got[("dr_drill_rpo_seconds", key)])
+    (event,) = by_reason(kube_client, shop)["DrillFailed"]
+    assert event["type"] == "Warning"
+    assert event["message"].endswith(
+        f"could not run: no backup of {app} in the repository (namespaces {shop})"
+    )
+
+
+def test_event_messages_name_items_not_server_words() -> None:
+    from dr.observe.run_hooks import _failure_names, restore_target_namespaces
+    from dr.repo.snapshots import Snapshot
+    from dr.restore.plan import RestoreOptions
+
+    failures = [f"secrets ns{i}: 403 Forbidden: secrets is forbidden: …" for i in range(7)]
+    assert (
+        _failure_names(failures)
+        == "secrets ns0, secrets ns1, secrets ns2, secrets ns3, secrets ns4 and 2 more"
+    )
+    snap = Snapshot(kind="backup", namespaces=["shop", "shop-db", "logs"])
+    options = RestoreOptions(namespaces=["shop*"], namespace_mapping={"shop": "shop-copy"})
+    assert restore_target_namespaces(snap, options) == ["shop-copy", "shop-db"]
