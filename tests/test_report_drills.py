@@ -426,8 +426,8 @@ def test_cli_errors(capsys: pytest.CaptureFixture[str], isolated_home: Path) -> 
     (isolated_home / "bad" / "x.json").write_text("[1,")
     r = run_dr(capsys, "report", "drills", "--from-dir", "bad")
     assert r.code == 2 and "bad/x.json: not readable as JSON" in r.err
-    r = run_dr(capsys, "report", "drills")
-    assert r.code == 1 and "use --from-dir DIR" in r.err
+    r = run_dr(capsys, "report", "drills")  # from the repository, and there is none yet
+    assert r.code == 1 and "no repository here" in r.err and "dr repo init" in r.err
     r = run_dr(capsys, "report", "drills", "--from-dir", ".", "--out", "no/such/dir/r.md")
     assert r.code == 2 and "no/such/dir/r.md: cannot write: No such file or directory" in r.err
 

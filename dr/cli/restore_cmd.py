@@ -38,7 +38,11 @@ def _result_doc(outcome: RestoreOutcome) -> dict[str, Any]:
         "filtered": r.filtered,
         "namespacesCreated": r.namespaces_created,
         "warnings": r.warnings,
-        "timings": r.timings.model_dump(mode="json"),
+        "timings": {
+            "discoverySeconds": r.timings.discovery_seconds,
+            "totalSeconds": r.timings.total_seconds,
+            "stages": r.timings.stages,
+        },
         "items": [i.model_dump(mode="json", exclude_none=True) for i in r.items],
         "volumes": outcome.volumes.volumes,
         "volumeErrors": outcome.volumes.errors,

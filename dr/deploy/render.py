@@ -129,7 +129,7 @@ def render(src: ConfigSource) -> list[Manifest]:
             JobSpec(
                 name=cronjob_name("dr-drill", d.name),
                 component="drill",
-                args=["drill", "run", f"{RUNBOOK_DIR}/{d.name}.yaml"],
+                args=["drill", "run", f"{RUNBOOK_DIR}/{d.name}.yaml", "--policy", d.name],
                 schedule=d.schedule,
                 time_zone=d.time_zone,
                 service_account=DRILL_SA,

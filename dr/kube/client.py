@@ -92,7 +92,8 @@ class ApiError(DrError):
     @property
     def short(self) -> str:
         """``403 Forbidden: <server message>`` — for per-item reports that already name the object."""
-        return f"{self.status} {self.reason}: {self.server_message}" if self.status else self.server_message
+        text = f"{self.status} {self.reason}: {self.server_message}" if self.status else self.server_message
+        return " ".join(text.split())  # one line, whatever the server's message holds
 
     @property
     def not_found(self) -> bool:

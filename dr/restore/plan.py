@@ -23,6 +23,7 @@ own labels are ignored, and Secret values are never shown.
 
 from __future__ import annotations
 
+import copy
 import fnmatch
 import json
 import re
@@ -112,9 +113,19 @@ class RestoreItemResult(BaseModel):
 @dataclass
 class PlanEntry:
     item: ResourceItem  # as backed up
-    obj: dict[str, Any]
+    # The object as compact JSON: a tenth of the memory of the parsed dict. An
+    # object that is not JSON (never from a backup; a caller's bug) is kept as is.
+    raw: bytes | dict[str, Any]
     stage: int
     target: ResourceItem  # namespace (and Namespace name) mapped
+
+    @property
+    def obj(self) -> dict[str, Any]:
+        """A fresh copy of the backed-up object (parsed on use; callers may change it)."""
+        if isinstance(self.raw, dict):
+            return copy.deepcopy(self.raw)
+        obj: dict[str, Any] = json.loads(self.raw)
+        return obj
 
 
 @dataclass
@@ -167,8 +178,13 @@ def build_plan(
     *,
     known_types: Iterable[ApiResource] = (),
 ) -> RestorePlan:
-    """Decide what is restored, in which stage, and what is skipped and why (no cluster access)."""
-    all_items = list(items)
+    """Decide what is restored, in which stage, and what is skipped and why (no cluster access).
+
+    ``items`` is read once. Objects are kept as compact JSON, not as parsed
+    dicts, until they are sent: restore memory stays near the size of the
+    backup's JSON, not ten times that.
+    """
+    all_items = [(i, _compact(obj)) for i, obj in items]
     warnings: list[str] = []
     selector = parse_selector(options.selector)
     backup_uids = frozenset(i.uid for i, _ in all_items if i.uid)
@@ -191,7 +207,8 @@ def build_plan(
 
     plan = RestorePlan(stages=[[] for _ in STAGES], backup_uids=backup_uids, warnings=warnings)
     seen: set[tuple[str, str, str | None, str]] = set()
-    for item, obj in all_items:
+    for item, raw in all_items:
+        obj = json.loads(raw) if isinstance(raw, bytes) else raw
         gr = (item.group, item.resource)
         # The user's filters: silently out.
         if (included is not None and gr not in included) or gr in excluded:
@@ -218,8 +235,15 @@ def build_plan(
             )
             continue
         stage = stage_of(item.group, item.resource)
-        plan.stages[stage].append(PlanEntry(item=item, obj=obj, stage=stage, target=target))
+        plan.stages[stage].append(PlanEntry(item=item, raw=raw, stage=stage, target=target))
     return plan
+
+
+def _compact(obj: dict[str, Any]) -> bytes | dict[str, Any]:
+    try:
+        return json.dumps(obj, separators=(",", ":"), ensure_ascii=False).encode()
+    except (TypeError, ValueError):
+        return obj
 
 
 def _in_namespaces(item: ResourceItem, obj: dict[str, Any], patterns: list[str]) -> bool:

@@ -39,7 +39,7 @@ import threading
 import time
 from collections import Counter
 from collections.abc import Callable, Iterable
-from concurrent.futures import Future, ThreadPoolExecutor, as_completed
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, as_completed, wait
 from typing import Any, Literal
 
 from pydantic import BaseModel, Field
@@ -225,7 +225,18 @@ class _RestoreRun:
     ) -> list[RestoreItemResult]:
         ctx = self.context(plan)
         results: list[RestoreItemResult | None] = [None] * len(entries)
-        futures: dict[Future[RestoreItemResult], int] = {}
+        pending: dict[Future[RestoreItemResult], int] = {}
+        # A bounded window of objects in flight: memory stays flat whatever the stage's size.
+        window = self.options.workers * 4
+
+        def drain(keep: int) -> None:
+            while len(pending) > keep:
+                done, _ = wait(pending, return_when=FIRST_COMPLETED)
+                for fut in done:
+                    result = fut.result()
+                    results[pending.pop(fut)] = result
+                    self.report(result)
+
         for i, entry in enumerate(entries):
             desired, dropped_by = apply_transforms(entry.obj, ctx)
             if desired is None:
@@ -233,11 +244,10 @@ class _RestoreRun:
                 results[i] = dropped
                 self.report(dropped)
                 continue
-            futures[pool.submit(self.restore_one, entry, desired)] = i
-        for fut in as_completed(futures):
-            result = fut.result()
-            results[futures[fut]] = result
-            self.report(result)
+            pending[pool.submit(self.restore_one, entry, desired)] = i
+            if len(pending) >= window:
+                drain(window - 1)
+        drain(0)
         return [r for r in results if r is not None]
 
     # ------------------------------------------------------------------ one object
@@ -287,6 +297,16 @@ class _RestoreRun:
             kapply.create(self.kube, res, desired)
             return self.outcome(entry, "created")
         except ApiError as e:
+            if e.status == 403:
+                # Not allowed to create — but the object may already be there as
+                # backed up (e.g. a namespace a tenant may read, not create).
+                try:
+                    present = get_object(self.kube, res, target.namespace, target.name)
+                except ApiError:
+                    present = None
+                if present is not None and not changes(desired, present):
+                    return self.outcome(entry, "unchanged", "already exists (no right to create it)")
+                raise
             if not e.already_exists:
                 raise
         existing = get_object(self.kube, res, target.namespace, target.name)
