@@ -245,7 +245,7 @@ def node_agent(k8s: servers.TestCluster, snapshot_crds: None, tmp_path: Path) ->
     if k8s.external:
         pytest.skip("the node agent stands in for kubelets; DR_TEST_KUBECONFIG points at a real cluster")
     from dr.kube.client import connect
-    from tests.agent import NodeAgent
+    from dr.testkit.agent import NodeAgent
 
     kc = connect(k8s.kubeconfig, None)
     agent = NodeAgent(kc, tmp_path / "node").start()

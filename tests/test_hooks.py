@@ -45,7 +45,7 @@ from dr.kube.client import KubeClient
 from dr.kube.exec import ExecError, ExecResult, ExecTimeout, KubernetesExec, Sink, Stdin, stdin_chunks
 from dr.repo.repository import Repository
 from dr.storage.registry import open_store
-from tests.agent import NodeAgent
+from dr.testkit.agent import NodeAgent
 from tests.conftest import Kube
 from tests.repo_helpers import init_repo
 from tests.volume_helpers import (

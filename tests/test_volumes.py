@@ -19,7 +19,7 @@ from dr.backup.volumes import MOVER_JOB_TAG, VolumeResult, backup_volumes
 from dr.kube.client import KubeClient
 from dr.repo.snapshots import list_snapshots
 from dr.restore.volumes import VolumeRestoreTarget, restore_volumes
-from tests.agent import NodeAgent, wait_until
+from dr.testkit.agent import NodeAgent, wait_until
 from tests.volume_helpers import (
     MoverEnv,
     create_namespace,

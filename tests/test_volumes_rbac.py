@@ -20,8 +20,8 @@ from dr.backup.volumes import backup_volumes
 from dr.deploy import rbac
 from dr.kube.client import KubeClient, connect
 from dr.restore.volumes import VolumeRestoreTarget, restore_volumes
+from dr.testkit.agent import NodeAgent, wait_until
 from tests import servers
-from tests.agent import NodeAgent, wait_until
 from tests.deploy_support import api_as, served, server_side_apply
 from tests.volume_helpers import (
     create_namespace,

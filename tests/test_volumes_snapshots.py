@@ -22,7 +22,7 @@ from dr.kube.snapshots import (
     find_snapshot_class,
     wait_snapshot,
 )
-from tests.agent import NodeAgent, wait_until
+from dr.testkit.agent import NodeAgent, wait_until
 from tests.volume_helpers import create_pvc, get_pvc
 
 API = "/apis/snapshot.storage.k8s.io/v1"
