@@ -153,6 +153,8 @@ def test_cronjobs_come_from_the_policies(example: Path) -> None:
         "drill",
         "run",
         "/etc/dr/runbooks/shop-monthly.yaml",
+        "--policy",
+        "shop-monthly",
     ]
     assert pod("dr-drill-shop-monthly")["serviceAccountName"] == rbac.DRILL_SA
     sources = pod("dr-drill-shop-monthly")["volumes"][0]["projected"]["sources"]
