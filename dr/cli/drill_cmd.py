@@ -12,7 +12,7 @@ from dr.cli.context import AppContext, app
 from dr.cli.kube_access import connect_kube
 from dr.cli.output import emit, output_option
 from dr.cli.repo_access import open_repository
-from dr.cli.volume_access import volume_restore_step
+from dr.cli.volume_access import dump_problems, volume_restore_step
 from dr.drill.model import DrillReport, human_duration
 from dr.drill.run import DrillDeps, DrillRequest, run_drill, save_report, write_report_files
 from dr.drill.run import gc as drill_gc
@@ -100,8 +100,8 @@ def run(
     repo = open_repository(ctx, repo_name)
     kube = connect_kube(ctx)
     api = _api_client(ctx)
-    from dr.drill.exec import KubernetesExec
     from dr.drill.probe_job import JobDataProbe
+    from dr.kube.exec import KubernetesExec
 
     deps = DrillDeps(
         kube=kube,
@@ -110,6 +110,7 @@ def run(
         exec=KubernetesExec(api),
         data_probe=JobDataProbe(kube, ctx.loaded.config.mover, run_id=f"drill-{rb.name}"),
         volume_step=None if no_data else volume_restore_step(ctx),
+        dump_step=None if no_data else dump_problems,
         dr_namespace=ctx.loaded.config.mover.namespace,
     )
     report = run_drill(
@@ -149,9 +150,12 @@ def gc(dry_run: bool, output: str) -> int:
 
     from dr.kube.jobs import cleanup_leftovers
 
-    kube = connect_kube(app())
+    ctx = app()
+    kube = connect_kube(ctx)
     result = drill_gc(kube, datetime.now(UTC), dry_run=dry_run)
-    leftovers = None if dry_run else cleanup_leftovers(kube, time.time())
+    # Only where the drill account may look: dr's namespace and the drill namespaces still there.
+    namespaces = [ctx.loaded.config.mover.namespace, *result.kept]
+    leftovers = None if dry_run else cleanup_leftovers(kube, time.time(), namespaces=namespaces)
     data = {"dryRun": dry_run, "deleted": result.deleted, "kept": result.kept, "errors": result.errors,
             "leftovers": getattr(leftovers, "__dict__", None)}  # fmt: skip
     if output != "table":
@@ -161,6 +165,12 @@ def gc(dry_run: bool, output: str) -> int:
         click.echo(f"{verb} {len(result.deleted)} expired drill namespace(s)"
                    + (f": {', '.join(result.deleted)}" if result.deleted else "")
                    + (f"; {len(result.kept)} still within their expiry" if result.kept else ""))  # fmt: skip
+        if leftovers is not None and leftovers.deleted:
+            click.echo(
+                f"deleted {len(leftovers.deleted)} leftover temporary object(s): {', '.join(leftovers.deleted)}"
+            )
+        for problem in leftovers.errors if leftovers is not None else []:
+            click.echo(f"warning: leftovers: {problem}", err=True)
     if result.errors:
         raise DrError(f"{len(result.errors)} namespace(s) could not be deleted", details=result.errors)
     return ExitCode.OK

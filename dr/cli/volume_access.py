@@ -6,14 +6,28 @@ providers) from the ``dr-config`` ConfigMap, credentials from the Secret named
 in ``mover.credentialsSecret``. This module only builds those contexts from
 the active configuration and turns the engine's results into what the
 snapshot records.
+
+Restore movers run in the PVC's namespace, which a restore often creates
+(a lost namespace, a drill's scratch namespace): before the data is
+restored, the ConfigMap ``dr-config`` and the credentials Secret are copied
+from dr's namespace into each target namespace that lacks them, and
+deleted again when the data is in. Restoring needs ``get`` on those two
+objects in dr's namespace; the copies live only while the movers run (a
+crash in between leaves them labelled ``dr.dev/mover=true`` with an expiry,
+like every temporary object of a run; a drill's go with its namespace).
+
+Database dumps (``dump:`` streams of a backup) are loaded after the
+workloads are running, by the pods' restore hooks: ``restore_backup_dumps``.
 """
 
 from __future__ import annotations
 
 import logging
+import time
+from collections.abc import Callable
 from typing import Any
 
-from dr.backup.hooks import DumpRecord, run_dump_hooks
+from dr.backup.hooks import DumpRecord, HookResult, restore_dumps, restore_hook_of, run_dump_hooks
 from dr.backup.run import VolumePhase, VolumeStep
 from dr.backup.volumes import (
     RepositorySnapshotFinder,
@@ -23,9 +37,14 @@ from dr.backup.volumes import (
 )
 from dr.cli.context import AppContext
 from dr.cli.repo_access import repository_config
-from dr.config import BackupPolicy, VolumeOptions
-from dr.kube.client import KubeClient
-from dr.kube.exec import KubernetesExec
+from dr.config import BackupPolicy, MoverOptions, VolumeOptions
+from dr.deploy.workloads import CONFIG_MAP
+from dr.errors import DrError
+from dr.kube import apply as kapply
+from dr.kube.client import ApiError, KubeClient
+from dr.kube.collect import get_object, list_objects
+from dr.kube.exec import Exec, KubernetesExec
+from dr.kube.jobs import CONFIG_MAPS, PODS, SECRETS, expiry, temporary_labels
 from dr.repo.repository import Repository
 from dr.repo.snapshots import Snapshot, list_snapshots
 from dr.restore.plan import RestoreItemResult
@@ -132,10 +151,128 @@ def volume_restore_step(app: AppContext) -> VolumeRestoreStep:
         if not targets:
             return phase
         ctx = VolumeRestoreContext(repo_url=repo_url, restore_id=restore_id, mover=cfg.mover)
-        for res in restore_volumes(kube, targets, ctx):
+        copies = MoverConfigCopies(kube, cfg.mover, restore_id)
+        try:
+            for ns in sorted({t.namespace for t in targets}):
+                copies.ensure(ns)
+            restored = restore_volumes(kube, targets, ctx, describe_snapshot=snapshot_summaries(snap))
+        finally:
+            problems = copies.delete_all()
+        for res in restored:
             phase.volumes.append(res.model_dump(mode="json", by_alias=True, exclude_none=True))
             if res.error:
                 phase.errors.append(res.describe())
+        for p in problems:
+            log.warning("%s", p)
         return phase
 
     return step
+
+
+def snapshot_summaries(snap: Snapshot) -> Callable[[str], dict[str, Any] | None]:
+    """Files and bytes of each volume snapshot as the backup recorded them (when a mover's summary is unreadable)."""
+    by_id = {str(v["snapshotId"]): v for v in snap.app.get("volumes", []) if v.get("snapshotId")}
+
+    def describe(snapshot_id: str) -> dict[str, Any] | None:
+        v = by_id.get(snapshot_id)
+        return {"files": v.get("files") or 0, "bytes": v.get("bytes") or 0} if v else None
+
+    return describe
+
+
+class MoverConfigCopies:
+    """Copies of dr-config and the credentials Secret in namespaces where restore movers run, deleted afterwards."""
+
+    def __init__(self, kube: KubeClient, mover: MoverOptions, run_id: str, now: float | None = None) -> None:
+        self.kube = kube
+        self.mover = mover
+        self.labels = temporary_labels(run_id, expiry(now or time.time(), mover.deadline))
+        self.made: list[tuple[Any, str, str]] = []
+
+    def ensure(self, namespace: str) -> None:
+        """Copy what ``namespace`` lacks; problems are logged (the mover check then names what is missing)."""
+        if namespace == self.mover.namespace:
+            return
+        wanted = [(CONFIG_MAPS, CONFIG_MAP)]
+        if self.mover.credentials_secret:
+            wanted.append((SECRETS, self.mover.credentials_secret))
+        for res, name in wanted:
+            try:
+                if get_object(self.kube, res, namespace, name) is not None:
+                    continue
+                source = get_object(self.kube, res, self.mover.namespace, name)
+                if source is None:
+                    continue
+                copy: dict[str, Any] = {
+                    "apiVersion": "v1",
+                    "kind": res.kind,
+                    "metadata": {"name": name, "namespace": namespace, "labels": self.labels,
+                                 "annotations": {"dr.dev/copied-from": f"{self.mover.namespace}/{name}"}},
+                }  # fmt: skip
+                for key in ("type", "data", "binaryData"):
+                    if key in source:
+                        copy[key] = source[key]
+                self.made.append((res, namespace, name))
+                kapply.create(self.kube, res, copy)
+            except ApiError as e:
+                log.warning("cannot copy %s %s/%s into %s for the restore movers: %s",
+                            res.kind, self.mover.namespace, name, namespace, e.short)  # fmt: skip
+
+    def delete_all(self) -> list[str]:
+        problems = []
+        for res, namespace, name in reversed(self.made):
+            try:
+                kapply.delete(self.kube, res, namespace, name)
+            except ApiError as e:
+                problems.append(f"cannot delete the copy of {res.kind} {name} in {namespace}: {e.short}")
+        self.made.clear()
+        return problems
+
+
+def restore_backup_dumps(
+    kube: KubeClient,
+    repo: Repository,
+    snap: Snapshot,
+    namespace_mapping: dict[str, str],
+    *,
+    exec_: Exec | None = None,
+    timeout: float = 300.0,
+    poll: float = 2.0,
+) -> list[HookResult]:
+    """Load the backup's dumps into the restored pods that ask for them (after the workloads are running).
+
+    Waits up to ``timeout`` until, for every dump, a running pod in the
+    (mapped) namespace declares a restore hook for it; then
+    ``dr.backup.hooks.restore_dumps`` streams each dump into its pod. A
+    dump no running pod asks for is reported as skipped.
+    """
+    records = dump_records(snap)
+    if not records:
+        return []
+    targets = sorted({namespace_mapping.get(r.namespace, r.namespace) for r in records})
+    deadline = time.monotonic() + timeout
+    while True:
+        pods = [p for ns in targets for p in list_objects(kube, PODS, namespace=ns)]
+        asking = set()
+        for p in pods:
+            try:
+                hook = restore_hook_of(p)
+            except DrError:
+                continue  # restore_dumps reports the malformed annotation
+            if hook is not None and (p.get("status") or {}).get("phase") == "Running":
+                asking.add(f"{hook.namespace}/{hook.name}")
+        missing = [
+            r for r in records if f"{namespace_mapping.get(r.namespace, r.namespace)}/{r.name}" not in asking
+        ]
+        if not missing or time.monotonic() >= deadline:
+            break
+        time.sleep(poll)
+    return restore_dumps(exec_ or KubernetesExec(kube), repo, records, pods, namespace_mapping)
+
+
+def dump_problems(
+    kube: KubeClient, repo: Repository, snap: Snapshot, namespace_mapping: dict[str, str], timeout: float
+) -> list[str]:
+    """``restore_backup_dumps`` for drills: the dumps that were not loaded, one line each."""
+    results = restore_backup_dumps(kube, repo, snap, namespace_mapping, timeout=timeout)
+    return [r.describe() for r in results if not r.ok or r.skipped]

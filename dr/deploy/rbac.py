@@ -23,7 +23,10 @@ write and a compromised drill pod cannot touch production namespaces:
 ``dr-drill``
     Creates namespaces, deletes them, and binds the ClusterRole
     ``dr-drill-workspace`` (restore rights) *inside* the scratch namespaces
-    it created — it holds no write rights anywhere else. RBAC cannot limit
+    it created — it holds no write rights anywhere else, except deleting
+    VolumeSnapshotContents (``dr drill gc`` removes the clones a crashed
+    backup left; residual risk: it could delete any content, and one with
+    policy ``Delete`` takes its storage snapshot along). RBAC cannot limit
     deletion or binding to labelled namespaces; the ValidatingAdmissionPolicy
     from :func:`drill_guard_policy` closes that gap (residual risk where
     admission policies are not enforced: the drill account can delete any
@@ -199,6 +202,8 @@ def drill_rules() -> list[Manifest]:
         _rule([""], ["namespaces"], ["get", "list", "watch", "create", "patch", "delete"]),
         _rule(["rbac.authorization.k8s.io"], ["rolebindings"], ["get", "list", "create", "delete"]),
         _rule(["rbac.authorization.k8s.io"], ["clusterroles"], ["bind"], [DRILL_WORKSPACE_ROLE]),
+        # ``dr drill gc``: the (cluster-scoped) snapshot contents a crashed backup cloned for its movers.
+        _rule([SNAPSHOT_GROUP], ["volumesnapshotcontents"], ["get", "list", "delete"]),
         _rule([""], ["events"], EVENTS),
     ]
 

@@ -7,10 +7,13 @@ The order of a drill (each phase timed; their sum is the measured RTO):
 2. create the scratch namespace(s) ``<prefix>-<app>-<timestamp>``, labelled
    ``dr.dev/drill=true`` with an expiry, isolated by NetworkPolicies (ingress
    only from the same namespace; egress only within it, to DNS and to the API
-   server) and limited by a ResourceQuota;
+   server) and limited by a ResourceQuota; copy dr's ConfigMap ``dr-config``
+   in when data is restored or probed (mover pods mount it from their own
+   namespace);
 3. restore the backup into them with namespace mapping (resources, then volume
    data after the claims, before the workloads);
-4. wait until the restored workloads are ready (time to ready);
+4. wait until the restored workloads are ready (time to ready), then load
+   the backup's database dumps into the pods that ask for them;
 5. run the runbook's verification steps in order (each with its timeout);
 6. write the report to the repository (``reports/``) and ``--report-dir``;
 7. delete the scratch namespaces whatever happened (unless ``--keep``).
@@ -31,20 +34,21 @@ from pathlib import Path
 from typing import Any
 
 from dr.deploy.rbac import DRILL_LABEL
-from dr.drill.exec import Exec
+from dr.deploy.workloads import CONFIG_MAP
 from dr.drill.model import Cleanup, DrillReport, Phases, ReportObjectives, StepResult, outcome_of
 from dr.drill.probe import DataProbe
 from dr.drill.steps import StepContext, run_steps, workload_state
 from dr.errors import DrError
 from dr.kube import apply as kapply
 from dr.kube.client import ApiError, KubeClient
-from dr.kube.collect import list_objects
+from dr.kube.collect import get_object, list_objects
 from dr.kube.discovery import ApiResource
+from dr.kube.exec import Exec
 from dr.repo.repository import Repository
 from dr.repo.snapshots import Snapshot, list_snapshots, resolve
 from dr.restore.plan import RestoreOptions
 from dr.restore.run import VolumeRestoreStep, run_restore
-from dr.runbook.model import Runbook
+from dr.runbook.model import DataStep, Runbook
 
 log = logging.getLogger(__name__)
 
@@ -59,6 +63,7 @@ SCRATCH_TYPES = {
                                  namespaced=True),
     "RoleBinding": ApiResource(group="rbac.authorization.k8s.io", version="v1", kind="RoleBinding",
                                plural="rolebindings", namespaced=True),
+    "ConfigMap": ApiResource(group="", version="v1", kind="ConfigMap", plural="configmaps", namespaced=True),
 }  # fmt: skip
 WORKLOADS = [
     ApiResource(group="apps", version="v1", kind="Deployment", plural="deployments", namespaced=True),
@@ -76,6 +81,10 @@ class DrillRequest:
     report_dir: Path | None = None
 
 
+# (kube, repo, restored backup, source -> scratch namespace, timeout seconds) -> problems, one line each
+DumpStep = Callable[[KubeClient, Repository, Snapshot, dict[str, str], float], list[str]]
+
+
 @dataclass
 class DrillDeps:
     """What a drill talks to; the CLI builds the real ones, tests may pass their own seams."""
@@ -86,6 +95,7 @@ class DrillDeps:
     exec: Exec
     data_probe: DataProbe
     volume_step: VolumeRestoreStep | None = None
+    dump_step: DumpStep | None = None
     dr_namespace: str = "dr-system"
     poll_interval: float = 2.0
     now: Callable[[], datetime] = field(default=lambda: datetime.now(UTC))
@@ -179,6 +189,24 @@ def create_scratch(kube: KubeClient, manifests: list[dict[str, Any]], warnings: 
         kapply.create(kube, SCRATCH_TYPES[m["kind"]], m)
 
 
+def copy_mover_config(kube: KubeClient, dr_namespace: str, scratch: str, warnings: list[str]) -> None:
+    """dr's ConfigMap ``dr-config`` into the scratch namespace: data movers and probes there mount it."""
+    res = SCRATCH_TYPES["ConfigMap"]
+    try:
+        source = get_object(kube, res, dr_namespace, CONFIG_MAP)
+        if source is None:
+            warnings.append(
+                f"no ConfigMap {CONFIG_MAP} in {dr_namespace}: data restore and data steps cannot run"
+            )
+            return
+        kapply.create(kube, res, {
+            "apiVersion": "v1", "kind": "ConfigMap", "data": source.get("data") or {},
+            "metadata": {"name": CONFIG_MAP, "namespace": scratch,
+                         "annotations": {"dr.dev/copied-from": f"{dr_namespace}/{CONFIG_MAP}"}}})  # fmt: skip
+    except ApiError as e:
+        warnings.append(f"cannot copy ConfigMap {dr_namespace}/{CONFIG_MAP} into {scratch}: {e.short}")
+
+
 def delete_namespace(kube: KubeClient, name: str) -> None:
     try:
         kube.call("DELETE", f"/api/v1/namespaces/{name}")
@@ -237,9 +265,14 @@ def run_drill(req: DrillRequest, deps: DrillDeps) -> DrillReport:
         log.info(
             "drill %s: restoring backup %s into %s", rb.name, backup.short_id, ", ".join(mapping.values())
         )
+        moves_data = deps.volume_step is not None or any(
+            isinstance(s, DataStep) for s in rb.spec.verification
+        )
         for scratch in mapping.values():
             created.append(scratch)
             create_scratch(deps.kube, scratch_manifests(rb, scratch, expires, deps.dr_namespace), warnings)
+            if moves_data:
+                copy_mover_config(deps.kube, deps.dr_namespace, scratch, warnings)
         options = RestoreOptions(
             namespace_mapping=mapping,
             namespaces=list(mapping),
@@ -276,6 +309,9 @@ def run_drill(req: DrillRequest, deps: DrillDeps) -> DrillReport:
         phases.time_to_ready = timedelta(seconds=time.monotonic() - t1)
         if not ready:
             warnings.append("not ready before the drill timeout: " + "; ".join(pending[:10]))
+        elif deps.dump_step is not None:
+            left = max(0.0, deadline - time.monotonic())
+            warnings += [f"dump: {p}" for p in deps.dump_step(deps.kube, deps.repo, backup, mapping, left)]
         t2 = time.monotonic()
         ctx = StepContext(api=deps.api, namespace=main_ns, exec=deps.exec, data_probe=deps.data_probe,
                           namespaces=mapping, poll_interval=deps.poll_interval,

@@ -30,10 +30,10 @@ import urllib3
 from kubernetes import client as kclient
 
 from dr.drill.api import Discovery, StepApiError, list_items, request, unreachable
-from dr.drill.exec import Exec, ExecError
 from dr.drill.model import StepResult, human_duration
 from dr.drill.probe import DataProbe, PathProbe, ProbeError
 from dr.errors import DrError
+from dr.kube.exec import Exec, ExecError
 from dr.runbook.model import (
     DataStep,
     ExecStep,
