@@ -82,7 +82,9 @@ def with_steps(steps: str) -> str:
 
 
 def test_three_examples_load_and_use_every_step_type() -> None:
-    assert [p.name for p in EXAMPLES] == ["redis-cache.yaml", "static-site.yaml", "webapp-postgres.yaml"]
+    assert [p.name for p in EXAMPLES] == [
+        "redis-cache.yaml", "static-site.yaml", "webapp-postgres.yaml", "webapp.yaml"
+    ]  # fmt: skip
     runbooks = [load_runbook(p) for p in EXAMPLES]
     types = {s.type for rb in runbooks for s in rb.spec.verification}
     assert types == {"resources", "ready", "http", "exec", "data", "job"}

@@ -1,0 +1,220 @@
+"""Drill acceptance: the web-app example backed up and drilled through the real commands.
+
+The test cluster with the node agent (``dr.testkit.agent``) managing the app's
+namespace and every drill namespace of it; the repository on SeaweedFS with a
+key wrapped by OpenBao (``mover_env``). The example (``examples/webapp``) is
+deployed, its canary files written onto its volume, ``dr backup -n webapp``
+copies the data through mover Jobs, and ``dr drill run runbooks/webapp.yaml``
+restores into a scratch namespace and runs the runbook's checks: objects,
+readiness, the data probe Job, a Job of dr's image. Then: a check that cannot
+pass (exit 4, the report says which and why, the namespace is gone), and a
+drill killed mid-way whose namespace ``dr drill gc`` removes once expired.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from dr.kube.client import KubeClient
+from dr.testkit import webapp
+from dr.testkit.agent import DR, NodeAgent, wait_until
+from dr.testkit.cluster import install_storage, remove_storage
+from tests.conftest import Kube
+from tests.helpers import Result, run_dr
+from tests.test_cli_volumes import write_mover_config
+from tests.volume_helpers import MoverEnv
+
+Capsys = pytest.CaptureFixture[str]
+DRILL_SELECTOR = {"labelSelector": "dr.dev/drill=true,dr.dev/drill-app=webapp"}
+
+
+@dataclass
+class Web:
+    kc: KubeClient
+    agent: NodeAgent
+    config: str
+    kubeconfig: str
+    home: Path
+
+    def args(self, *args: str) -> list[str]:
+        return ["--config", self.config, "--kubeconfig", self.kubeconfig, *args]
+
+    def dr(self, capsys: Capsys, *args: str) -> Result:
+        return run_dr(capsys, *self.args(*args))
+
+    def drill_namespaces(self) -> list[str]:
+        return [n["metadata"]["name"] for n in self.kc.get("/api/v1/namespaces", DRILL_SELECTOR)["items"]]
+
+    def runbook_variant(self, name: str, change: Any) -> Path:
+        doc = yaml.safe_load(webapp.RUNBOOK.read_text())
+        change(doc["spec"])
+        path = self.home / name
+        path.write_text(yaml.safe_dump(doc, sort_keys=False))
+        return path
+
+
+@pytest.fixture
+def web(
+    kube_client: KubeClient,
+    kube: Kube,
+    snapshot_crds: None,
+    mover_env: MoverEnv,
+    isolated_home: Path,
+    unique: str,
+) -> Iterator[Web]:
+    """The web-app example deployed in ``webapp`` with its content on the volume, and an agent for it and its drills."""
+    if kube.cluster.external:
+        pytest.skip("the node agent stands in for kubelets; DR_TEST_KUBECONFIG points at a real cluster")
+    kc = kube_client
+    storage = f"web-{unique}"
+    install_storage(kc, storage, driver=f"{unique}.hostpath.csi.k8s.io", default=True)
+    agent = NodeAgent(
+        kc,
+        isolated_home / "node",
+        {mover_env.mover_namespace},
+        namespace_pattern=r"^(webapp|drill-webapp-.+)$",
+    ).start()
+    try:
+        webapp.deploy(kc)
+        pvc = f"/api/v1/namespaces/{webapp.NAMESPACE}/persistentvolumeclaims/{webapp.PVC}"
+        wait_until(lambda: kc.get(pvc).get("status", {}).get("phase") == "Bound", what="uploads bound")
+        webapp.write_content(agent.volume_dir(webapp.NAMESPACE, webapp.PVC))
+        yield Web(kc, agent, write_mover_config(mover_env, isolated_home), kube.kubeconfig, isolated_home)
+    finally:
+        for ns in [
+            webapp.NAMESPACE,
+            *(n["metadata"]["name"] for n in kc.get("/api/v1/namespaces", DRILL_SELECTOR)["items"]),
+        ]:
+            kc.request("DELETE", f"/api/v1/namespaces/{ns}")
+        agent.stop()
+        remove_storage(kc, storage)
+    assert not agent.errors, agent.errors
+
+
+def backup(capsys: Capsys, web: Web) -> dict[str, Any]:
+    res = web.dr(capsys, "backup", "-n", webapp.NAMESPACE, "-o", "json")
+    assert res.code == 0, res.err
+    doc: dict[str, Any] = res.json()
+    assert [(v["pvc"], v["method"], v["files"]) for v in doc["volumes"]] == [("uploads", "snapshot", 14)]
+    return doc
+
+
+def test_drill_of_the_webapp_passes_and_writes_reports(capsys: Capsys, web: Web, tmp_path: Path) -> None:
+    taken = backup(capsys, web)
+    reports = tmp_path / "reports"
+
+    res = web.dr(capsys, "drill", "run", str(webapp.RUNBOOK), "--report-dir", str(reports), "-o", "json")
+
+    assert res.code == 0, res.out + res.err
+    report = res.json()
+    assert report["outcome"] == "passed" and report["backupId"] == taken["id"]
+    assert {s["name"]: s["passed"] for s in report["steps"]} == {
+        "objects-restored": True,
+        "web-ready": True,
+        "uploads-intact": True,
+        "dr-image-runs": True,
+    }
+    data = next(s for s in report["steps"] if s["type"] == "data")
+    assert data["message"] == (
+        "PVC uploads: canary/canary.txt sha256 matches, gallery 12 files, index.html sha256 matches"
+    )
+    scratch = report["namespace"]
+    assert scratch.startswith("drill-webapp-") and report["cleanup"]["status"] == "deleted"
+    assert web.drill_namespaces() == []
+    assert report["phases"]["restoreData"] > 0 and report["rtoMeasured"] > 0
+    # Reports: JSON (the report itself), Markdown and HTML views.
+    files = sorted(p.name for p in reports.iterdir())
+    assert files == sorted(f"{report['id']}.{ext}" for ext in ("json", "md", "html"))
+    assert json.loads((reports / f"{report['id']}.json").read_text())["outcome"] == "passed"
+    assert "uploads-intact" in (reports / f"{report['id']}.md").read_text()
+    assert "<html" in (reports / f"{report['id']}.html").read_text().lower()
+    # What ran in the scratch namespace: the data restore mover, the probe Job, dr's image for the job step.
+    ran = [(r.kind, r.outcome) for r in web.agent.runs if r.namespace == scratch]
+    assert sorted(ran) == [("dr", "succeeded"), ("mover", "succeeded"), ("mover", "succeeded")]
+    probe = next(r for r in web.agent.runs if r.namespace == scratch and "probe" in r.argv)
+    assert (
+        probe.termination_message and json.loads(probe.termination_message)["paths"]["gallery"]["count"] == 12
+    )
+
+
+def test_a_check_that_cannot_pass_fails_the_drill_with_exit_4(
+    capsys: Capsys, web: Web, tmp_path: Path
+) -> None:
+    backup(capsys, web)
+
+    def thirteen(spec: dict[str, Any]) -> None:
+        step = next(s for s in spec["verification"] if s["name"] == "uploads-intact")
+        next(c for c in step["checks"] if c["path"] == "gallery")["count"] = 13
+
+    runbook = web.runbook_variant("webapp-wrong-count.yaml", thirteen)
+    reports = tmp_path / "reports"
+
+    res = web.dr(capsys, "drill", "run", str(runbook), "--report-dir", str(reports))
+
+    assert res.code == 4, res.out + res.err
+    why = "step uploads-intact (data): PVC uploads: gallery: 12 files, expected 13"
+    assert why in res.err and "[FAIL] uploads-intact (data)" in res.out
+    report = json.loads(next(reports.glob("*.json")).read_text())
+    assert report["outcome"] == "failed"
+    failed = [s for s in report["steps"] if not s["passed"]]
+    assert [(s["name"], s["message"]) for s in failed] == [
+        ("uploads-intact", "PVC uploads: gallery: 12 files, expected 13")
+    ]
+    assert "gallery: 12 files, expected 13" in next(reports.glob("*.md")).read_text()
+    assert report["cleanup"]["status"] == "deleted" and web.drill_namespaces() == []
+
+
+def test_killed_drill_leaves_a_namespace_that_gc_removes_once_expired(capsys: Capsys, web: Web) -> None:
+    backup(capsys, web)
+
+    def never_passes(spec: dict[str, Any]) -> None:
+        # A first check that keeps the drill busy until it is killed.
+        spec["verification"].insert(0, {"name": "never", "type": "resources", "timeout": "10m",
+                                        "expect": [{"kind": "ConfigMap", "names": ["not-in-the-backup"]}]})  # fmt: skip
+
+    runbook = web.runbook_variant("webapp-slow.yaml", never_passes)
+    proc = subprocess.Popen(
+        [DR, *web.args("drill", "run", str(runbook))],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        env=os.environ.copy(),
+    )
+    try:
+        scratch = wait_until(web.drill_namespaces, timeout=60, what="the scratch namespace")[0]
+        os.kill(proc.pid, signal.SIGKILL)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        proc.wait()
+    assert proc.returncode == -signal.SIGKILL
+    assert web.drill_namespaces() == [scratch]
+
+    # Not expired yet (ttl 24h): gc keeps it.
+    res = web.dr(capsys, "drill", "gc")
+    assert res.code == 0, res.err
+    assert "deleted 0 expired drill namespace(s); 1 still within their expiry" in res.out
+    assert web.drill_namespaces() == [scratch]
+
+    # Time passes: its expiry lies in the past now.
+    web.kc.call(
+        "PATCH",
+        f"/api/v1/namespaces/{scratch}",
+        body={"metadata": {"labels": {"dr.dev/expires": str(int(time.time()) - 60)}}},
+        content_type="application/merge-patch+json",
+    )
+    res = web.dr(capsys, "drill", "gc", "-o", "json")
+    assert res.code == 0, res.err
+    doc = res.json()
+    assert doc["deleted"] == [scratch] and doc["kept"] == [] and doc["errors"] == []
+    assert web.drill_namespaces() == []
