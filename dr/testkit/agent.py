@@ -268,12 +268,19 @@ class NodeAgent:
 
     def tick(self) -> None:
         self._default_class = self._find_default_class()
-        for ns in self.managed_namespaces():
+        managed = self.managed_namespaces()
+        for ns in managed:
             self._snapshots(ns)
             claims = self._claims(ns)
             self._workloads(ns, claims)
             self._jobs(ns)
             self._collect_garbage(ns)
+        with self._lock:
+            # A deleted namespace no longer matches the pattern: its volumes still go.
+            gone = {k[0] for k in self._bound} - set(managed)
+        for ns in sorted(gone):
+            self._reclaim(ns, {p["metadata"]["name"]: p["metadata"]["uid"] for p in self._list(
+                f"/api/v1/namespaces/{ns}/persistentvolumeclaims")})  # fmt: skip
         self._contents()
 
     # ------------------------------------------------------------------ API helpers
