@@ -67,6 +67,55 @@ def http_ready(url: str, ok_statuses: tuple[int, ...] = (200,)) -> Callable[[], 
     return probe
 
 
+class PortTaken(RuntimeError):
+    """Another process listens on the port we picked; start again with new ports."""
+
+
+def _listening_inodes(port: int) -> set[str]:
+    inodes = set()
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        try:
+            lines = Path(table).read_text().splitlines()[1:]
+        except OSError:
+            continue
+        for line in lines:
+            parts = line.split()
+            if len(parts) > 9 and parts[3] == "0A" and int(parts[1].rsplit(":", 1)[1], 16) == port:
+                inodes.add(parts[9])
+    return inodes
+
+
+def _owns_listening_port(pgid: int, port: int) -> bool:
+    """True if a process of group ``pgid`` (the server and its children) listens on ``port``."""
+    inodes = _listening_inodes(port)
+    if not inodes:
+        return False
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit():
+            continue
+        try:
+            if os.getpgid(int(proc.name)) != pgid:
+                continue
+            for fd in (proc / "fd").iterdir():
+                target = os.readlink(fd)
+                if target.startswith("socket:[") and target[8:-1] in inodes:
+                    return True
+        except OSError:
+            continue
+    return False
+
+
+def start_with_retry(factory: Callable[[Path], Server], workdir: Path, attempts: int = 3) -> Server:
+    """Start ``factory(workdir)``, again with fresh ports if another process took one."""
+    for attempt in range(attempts):
+        try:
+            return factory(workdir / f"try{attempt}" if attempt else workdir).start()
+        except PortTaken:
+            if attempt == attempts - 1:
+                raise
+    raise AssertionError("unreachable")
+
+
 @dataclass
 class Server:
     name: str
@@ -76,6 +125,9 @@ class Server:
     env: dict[str, str] = field(default_factory=dict)
     info: dict[str, str] = field(default_factory=dict)
     proc: subprocess.Popen[bytes] | None = None
+    # The port readiness is probed on: it must be ours, not a server that took
+    # the port between free_port() and our bind (other workers start servers too).
+    port: int | None = None
 
     @property
     def log_path(self) -> Path:
@@ -102,6 +154,9 @@ class Server:
                 self.stop()
                 raise RuntimeError(f"{self.name} exited with {code}:\n{self.log_tail()}")
             if self.ready():
+                if self.port is not None and not _owns_listening_port(self.proc.pid, self.port):
+                    self.stop()
+                    raise PortTaken(f"{self.name}: port {self.port} answered, but not from our process")
                 return self
             time.sleep(0.1)
         self.stop()
@@ -154,7 +209,7 @@ def seaweedfs(workdir: Path, access_key: str = "testkey", secret_key: str = "tes
     ]  # fmt: skip
     env = {"AWS_ACCESS_KEY_ID": access_key, "AWS_SECRET_ACCESS_KEY": secret_key}
     endpoint = f"http://127.0.0.1:{s3}"
-    server = Server("seaweedfs", argv, http_ready(endpoint + "/", (200, 403)), workdir, env)
+    server = Server("seaweedfs", argv, http_ready(endpoint + "/", (200, 403)), workdir, env, port=s3)
     server.info = {
         "endpoint": endpoint,
         "access_key": access_key,
@@ -173,7 +228,7 @@ def fake_gcs(workdir: Path) -> Server:
         str(wrapper._get_binary_path()), "-scheme", "http", "-host", "127.0.0.1", "-port", str(port),
         "-backend", "memory", "-external-url", url, "-log-level", "warn",
     ]  # fmt: skip
-    server = Server("fake-gcs", argv, http_ready(url + "/storage/v1/b"), workdir)
+    server = Server("fake-gcs", argv, http_ready(url + "/storage/v1/b"), workdir, port=port)
     server.info = {"endpoint": url}
     return server
 
@@ -184,7 +239,7 @@ def openbao(workdir: Path, token: str = "root") -> Server:
     argv = [str(BIN / "bao"), "server", "-dev", f"-dev-root-token-id={token}", f"-dev-listen-address={addr}"]
     # The dev server stores its token helper state under HOME; keep it in workdir.
     env = {"HOME": str(workdir), "BAO_ADDR": f"http://{addr}", "VAULT_ADDR": f"http://{addr}"}
-    server = Server("openbao", argv, http_ready(f"http://{addr}/v1/sys/health"), workdir, env)
+    server = Server("openbao", argv, http_ready(f"http://{addr}/v1/sys/health"), workdir, env, port=port)
     server.info = {"address": f"http://{addr}", "token": token}
     return server
 
@@ -193,7 +248,7 @@ def moto(workdir: Path) -> Server:
     port = free_port()
     argv = [str(BIN / "moto_server"), "-H", "127.0.0.1", "-p", str(port)]
     url = f"http://127.0.0.1:{port}"
-    server = Server("moto", argv, http_ready(url + "/moto-api/"), workdir)
+    server = Server("moto", argv, http_ready(url + "/moto-api/"), workdir, port=port)
     server.info = {"endpoint": url, "region": "us-east-1"}
     return server
 
