@@ -26,7 +26,7 @@ def unique() -> str:
 
 def _serve(factory: Any, tmp_path_factory: pytest.TempPathFactory, name: str) -> Iterator[servers.Server]:
     workdir = tmp_path_factory.mktemp(name)
-    server = factory(workdir).start()
+    server = servers.start_with_retry(factory, workdir)
     try:
         yield server
     finally:
