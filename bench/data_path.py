@@ -110,6 +110,8 @@ class DrTool(Tool):
         self.last: str | None = None
 
     def init(self) -> None:
+        for d in (self.repo_dir, Path(self.env["XDG_DATA_HOME"]), Path(self.env["XDG_CONFIG_HOME"])):
+            shutil.rmtree(d, ignore_errors=True)
         run([DR, "--quiet", "repo", "init"], self.env)
 
     def backup(self, path: Path) -> Measure:
@@ -140,6 +142,7 @@ class ResticTool(Tool):
         self.env = {**extra_env, "RESTIC_PASSWORD": "bench", "RESTIC_CACHE_DIR": str(work / "restic-cache")}
 
     def init(self) -> None:
+        shutil.rmtree(self.repo_dir, ignore_errors=True)
         run(["restic", "-q", "-r", self.repo, "init"], self.env)
 
     def backup(self, path: Path) -> Measure:
@@ -226,8 +229,6 @@ def main() -> None:
     print(f"# dr data-path benchmark, {time.strftime('%Y-%m-%d')}, {platform.node()}, {os.cpu_count()} cores, "
           f"{ver}")  # fmt: skip
     try:
-        for f in ("dr-repo", "restic-repo"):
-            shutil.rmtree(work / f, ignore_errors=True)
         print_rows(bench(work / "local", args.size), f"local repository, {args.size} GiB")
         if args.s3:
             sys.path.insert(0, str(ROOT))
