@@ -83,7 +83,9 @@ class JobDataProbe:
             outcome.log_tail
         )
         if answer is None:
-            raise ProbeError(f"probe of {namespace}/{pvc}: the Job gave no answer (no termination message or log)")
+            raise ProbeError(
+                f"probe of {namespace}/{pvc}: the Job gave no answer (no termination message or log)"
+            )
         return answer
 
 

@@ -120,7 +120,9 @@ def app_backups(repo: Repository, rb: Runbook) -> list[Snapshot]:
 def pick_backup(repo: Repository, rb: Runbook, ref: str | None) -> Snapshot:
     if ref:
         return resolve(list_snapshots(repo, "backup"), ref)
-    candidates = [s for s in app_backups(repo, rb) if s.phase != "Failed"]
+    backups = app_backups(repo, rb)
+    # The newest complete backup; a partial one only when there is nothing better.
+    candidates = [s for s in backups if s.phase == "Completed"] or [s for s in backups if s.phase != "Failed"]
     if not candidates:
         raise DrError(
             f"no backup of {rb.name} in the repository (namespaces {', '.join(rb.concrete_namespaces())})"
@@ -157,10 +159,12 @@ def scratch_manifests(
              ],
          }},
     ]  # fmt: skip
+    # The binding right after the namespace: under the shipped roles the drill
+    # account may create the policies and the quota only through it.
+    out.insert(1, drill_workspace_binding(scratch, dr_namespace))
     if rb.spec.drill.quota:
         out.append({"apiVersion": "v1", "kind": "ResourceQuota", "metadata": {"name": "drill", "namespace": scratch},
                     "spec": {"hard": {k: str(v) for k, v in rb.spec.drill.quota.items()}}})  # fmt: skip
-    out.append(drill_workspace_binding(scratch, dr_namespace))
     return out
 
 
