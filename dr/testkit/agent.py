@@ -516,7 +516,8 @@ class NodeAgent:
                 started = all(claims.get(c, False) for c in needed)
                 status = workload_status(kind, obj, started, self.nodes)
                 current = obj.get("status") or {}
-                if any(current.get(k) != v for k, v in status.items() if k != "conditions"):
+                # The API server leaves out zero counts (omitempty): missing is 0.
+                if any(current.get(k, 0) != v for k, v in status.items() if k != "conditions"):
                     self._patch_status(path, status)
 
     def _claim_templates(self, ns: str, sts: dict[str, Any], claims: dict[str, bool]) -> list[str]:
