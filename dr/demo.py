@@ -93,12 +93,26 @@ def dr_argv() -> list[str]:
     return [str(script)] if script.exists() else [sys.executable, "-m", "dr.cli.main"]
 
 
-def run_dr(env: dict[str, str], *args: str, quiet: bool = False) -> int:
-    """Run ``dr ARGS`` as a user would, printing the command line (and its output unless ``quiet``)."""
+def run_dr(
+    env: dict[str, str], *args: str, quiet: bool = False, trouble: Callable[[], str | None] | None = None
+) -> int:
+    """Run ``dr ARGS`` as a user would, printing the command line (and its output unless ``quiet``).
+
+    ``trouble()`` is asked while it runs: a message (the test agent failed)
+    stops the command — it would wait for Jobs nobody runs — with that message.
+    """
     if not quiet:
         print(f"$ dr {shlex.join(args)}", flush=True)
     out = subprocess.DEVNULL if quiet else None
-    return subprocess.run([*dr_argv(), *args], cwd=ROOT, env=env, stdout=out, stderr=out).returncode
+    with subprocess.Popen([*dr_argv(), *args], cwd=ROOT, env=env, stdout=out, stderr=out) as proc:
+        while proc.poll() is None:
+            problem = trouble() if trouble is not None else None
+            if problem:
+                proc.terminate()
+                proc.wait()
+                raise DemoError(f"dr {args[0]}: the test agent failed: {problem}")
+            time.sleep(0.2)
+    return proc.returncode
 
 
 def must(code: int, what: str) -> None:
@@ -321,6 +335,12 @@ def steps(
 ) -> None:
     from dr.testkit import webapp
 
+    def trouble() -> str | None:
+        return "; ".join(agent.errors[:3]) if agent is not None and agent.errors else None
+
+    def dr(*args: str, quiet: bool = False) -> int:
+        return run_dr(env, *args, quiet=quiet, trouble=trouble)
+
     say("Deploying the web-app example (like: kubectl apply -f examples/webapp/webapp.yaml)")
     for what in webapp.deploy(kube):
         note(f"created {what}")
@@ -336,13 +356,13 @@ def steps(
         note(f"{len(webapp.content_files())} files written by the Job webapp-content")
 
     say("Creating the repository (embedded defaults: a local directory and a local key)")
-    if run_dr(env, "repo", "info", quiet=True) == 0:
+    if dr("repo", "info", quiet=True) == 0:
         note("a repository exists already: using it")
     else:
-        must(run_dr(env, "repo", "init"), "dr repo init")
+        must(dr("repo", "init"), "dr repo init")
 
     say("Backing up the namespace webapp: its objects and the data of its volume")
-    must(run_dr(env, "backup", "-n", NAMESPACE, *no_data), "dr backup")
+    must(dr("backup", "-n", NAMESPACE, *no_data), "dr backup")
 
     say(f"Disaster: deleting the namespace {NAMESPACE} (like: kubectl delete namespace {NAMESPACE})")
     kube.request("DELETE", f"/api/v1/namespaces/{NAMESPACE}")
@@ -353,21 +373,21 @@ def steps(
         note("the namespace and the volume's files are gone")
 
     say("Restoring the latest backup")
-    must(run_dr(env, "restore", "latest", *no_data), "dr restore")
+    must(dr("restore", "latest", *no_data), "dr restore")
     say("What came back")
     show_restored(kube, agent.volume_dir(NAMESPACE, webapp.PVC) if agent is not None else None)
 
     say("Drill: restore into a scratch namespace and run the runbook's checks")
     runbook = runbook_without_data(out) if no_data else webapp.RUNBOOK
-    drill = run_dr(env, "drill", "run", str(runbook.relative_to(ROOT) if runbook.is_relative_to(ROOT) else runbook),
+    drill = dr("drill", "run", str(runbook.relative_to(ROOT) if runbook.is_relative_to(ROOT) else runbook),
                    "--report-dir", str(out), *no_data)  # fmt: skip
     must(drill, "dr drill run")
 
     say("The human runbook and the monthly drill report")
-    must(run_dr(env, "runbook", "render", "runbooks/webapp.yaml", "--out", str(out / "webapp-runbook.md")),
+    must(dr("runbook", "render", "runbooks/webapp.yaml", "--out", str(out / "webapp-runbook.md")),
          "dr runbook render")  # fmt: skip
     must(
-        run_dr(env, "report", "drills", "--format", "html", "--out", str(out / "drills.html")),
+        dr("report", "drills", "--format", "html", "--out", str(out / "drills.html")),
         "dr report drills",
     )
 

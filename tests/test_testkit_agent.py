@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 
 from dr.kube.client import KubeClient
-from dr.testkit.agent import NodeAgent, image_repository, wait_until, workload_status
+from dr.testkit.agent import DR, NodeAgent, image_repository, wait_until, workload_status
 from dr.testkit.cluster import install_storage, remove_storage
 from tests.volume_helpers import create_namespace
 
@@ -160,6 +160,14 @@ def test_jobs_of_drs_image_run_with_their_termination_message(
     kc.call("POST", path, body=job("probe", "ghcr.io/dr-project/dr:1.0", ["mover", "probe", "/data", "--path", "a.txt"],
                                    claim="files"))  # fmt: skip
     kc.call("POST", path, body=job("bad", "ghcr.io/dr-project/dr@sha256:" + "0" * 64, ["no-such-command"]))
+    # A mount path that this machine's dr lies below (the demo's venv under /tmp, an emptyDir at /tmp):
+    # the container's paths are rewritten, the executable standing in for its entrypoint is not.
+    shadow = job("shadow", "ghcr.io/dr-project/dr:1.0", ["--version"])
+    shadow["spec"]["template"]["spec"]["containers"][0]["volumeMounts"] = [
+        {"name": "t", "mountPath": str(Path(DR).parents[2])}
+    ]
+    shadow["spec"]["template"]["spec"]["volumes"] = [{"name": "t", "emptyDir": {}}]
+    kc.call("POST", path, body=shadow)
 
     assert wait_until(lambda: finished(kc, ns, "probe"), what="probe done")["type"] == "Complete"
     # dr wrote its answer to the file the kubelet reads (DR_TERMINATION_LOG here): the pod's message.
@@ -170,7 +178,8 @@ def test_jobs_of_drs_image_run_with_their_termination_message(
     state = terminated(kc, ns, "bad")
     # Nothing in the file and a failure: the log tail (FallbackToLogsOnError).
     assert state["exitCode"] == 2 and "no-such-command" in state["message"]
-    assert {r.name: r.kind for r in agent.runs} == {"probe": "dr", "bad": "dr"}
+    assert wait_until(lambda: finished(kc, ns, "shadow"), what="shadow done")["type"] == "Complete"
+    assert {r.name: r.kind for r in agent.runs} == {"probe": "dr", "bad": "dr", "shadow": "dr"}
 
 
 def test_jobs_the_agent_cannot_run_fail_image_not_runnable(

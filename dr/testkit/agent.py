@@ -693,9 +693,10 @@ class NodeAgent:
         termination_log = pod_root / "termination-log"
         termination_log.write_bytes(b"")
         env["DR_TERMINATION_LOG"] = str(termination_log)
-        command = container.get("command") or [DR]
+        # The container's own paths are rewritten, not this machine's dr (which may lie below a mount path).
+        command = [_rewrite(c, mounts) for c in container.get("command") or ["dr"]]
         command = [DR if c in ("dr", "/opt/venv/bin/dr") else c for c in command]
-        run.argv = [_rewrite(a, mounts) for a in [*command, *(container.get("args") or [])]]
+        run.argv = [*command, *(_rewrite(a, mounts) for a in container.get("args") or [])]
         run.env_names = sorted(env)
         out_path, err_path = pod_root / "stdout", pod_root / "stderr"
         with open(out_path, "wb") as out, open(err_path, "wb") as err:
