@@ -190,3 +190,49 @@ def test_killed_mover_fails_the_backup_cleanly_and_the_next_backup_succeeds(
     doc = res.json()
     assert doc["phase"] == "Completed" and all(not v.get("error") for v in doc["volumes"])
     assert len(doc["volumes"]) == 2
+
+
+def test_dumps_of_a_backup_are_loaded_into_the_restored_pods_that_ask(
+    kube_client: KubeClient, namespace: str, tmp_path: Path
+) -> None:
+    """``restore_backup_dumps`` (what a drill runs after readiness) with the hooks' scripted Exec.
+
+    The test cluster has no kubelets: the restored pods are created with a
+    Running status, and the dump's bytes go through ``ScriptedExec``.
+    """
+    from dr.backup.hooks import run_dump_hooks
+    from dr.cli.volume_access import DUMP_PREFIX, dump_problems, restore_backup_dumps
+    from dr.repo.snapshots import Snapshot
+    from dr.storage.registry import open_store
+    from tests.repo_helpers import init_repo
+    from tests.test_hooks import Script, ScriptedExec, pod
+    from tests.volume_helpers import create_pod
+
+    repo, _ = init_repo(open_store(f"file://{tmp_path / 'repo'}"), tmp_path)
+    dump = b"-- PostgreSQL dump\n" * 5000
+    ex = ScriptedExec({"pg_dump app": Script(stdout=[dump]), "pg_restore -d app": Script()})
+    source = pod("db-0", {"dump.hook.backup.dr.dev/command": '["pg_dump", "app"]'}, ns="shop")
+    with repo.saver() as saver:
+        outcome = run_dump_hooks(ex, repo, saver, [source])
+        saver.flush()
+    (rec,) = outcome.records
+    # What ``dr backup`` records for it (dr.cli.volume_access.volume_backup_step).
+    snap = Snapshot(kind="backup", streams={DUMP_PREFIX + rec.key: rec.stream},
+                    app={"dumps": [rec.model_dump(mode="json", exclude={"stream"})]})  # fmt: skip
+    hook = {"restore.hook.dr.dev/command": '["pg_restore", "-d", "app"]'}
+    create_pod(kube_client, namespace, "db-0", [], annotations=hook)
+    create_pod(kube_client, namespace, "web-0", [])
+
+    results = restore_backup_dumps(
+        kube_client, repo, snap, {"shop": namespace}, exec_=ex, timeout=5, poll=0.1
+    )
+
+    assert [(r.pod, r.ok, r.skipped, r.error) for r in results] == [("db-0", True, False, None)]
+    assert ex.stdin[f"{namespace}/db-0"] == dump
+    # No pod asks for the dump (here: the namespace is not the restored one): skipped after the wait,
+    # which a drill reports as a warning line.
+    missing = dump_problems(kube_client, repo, snap, {"shop": f"{namespace}-elsewhere"}, 0.0)
+    assert missing == [f"restore hook 'dump' in pod {namespace}-elsewhere/db-0: skipped "
+                       f"(no running pod in {namespace}-elsewhere has a restore hook for dump 'dump')"]  # fmt: skip
+    # A backup without dumps: nothing to do, no pod listed.
+    assert restore_backup_dumps(kube_client, repo, Snapshot(kind="backup"), {}, exec_=ex) == []
