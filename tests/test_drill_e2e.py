@@ -218,3 +218,76 @@ def test_killed_drill_leaves_a_namespace_that_gc_removes_once_expired(capsys: Ca
     doc = res.json()
     assert doc["deleted"] == [scratch] and doc["kept"] == [] and doc["errors"] == []
     assert web.drill_namespaces() == []
+
+
+def test_gc_as_the_drill_account_cleans_what_crashed_runs_left(
+    capsys: Capsys, k8s_dr: Any, unique: str
+) -> None:
+    """Under the shipped roles (RBAC on): gc looks only where the drill account may, and may delete what it finds."""
+    if k8s_dr.external:
+        pytest.skip("needs the tokens of dr's service accounts (local test cluster)")
+    from dr.deploy import rbac
+    from dr.kube.client import connect
+    from dr.testkit.cluster import install_snapshot_crds
+    from tests.deploy_support import api_as, served, server_side_apply
+
+    ns, past, later = "dr-system", str(int(time.time()) - 60), str(int(time.time()) + 3600)
+    api = api_as(k8s_dr)
+    try:
+        from kubernetes import client
+
+        try:
+            client.CoreV1Api(api).create_namespace({"metadata": {"name": ns}})
+        except client.ApiException as e:
+            if e.status != 409:
+                raise
+        for obj in rbac.rbac_manifests(ns):
+            if served(api, obj):
+                server_side_apply(api, obj)
+    finally:
+        api.close()
+    with connect(k8s_dr.kubeconfig, None) as admin:
+        install_snapshot_crds(admin)
+
+        def labels(expires: str) -> dict[str, str]:
+            return {"dr.dev/mover": "true", "dr.dev/run": f"crashed-{unique}", "dr.dev/expires": expires}
+
+        snap_api = "/apis/snapshot.storage.k8s.io/v1"
+        made = {
+            f"Job {ns}/gc-{unique}": (f"/apis/batch/v1/namespaces/{ns}/jobs", {"apiVersion": "batch/v1", "kind": "Job",
+                "spec": {"template": {"spec": {"restartPolicy": "Never", "containers": [{"name": "c", "image": "x"}]}}}}),
+            f"PersistentVolumeClaim {ns}/gc-{unique}": (f"/api/v1/namespaces/{ns}/persistentvolumeclaims",
+                {"apiVersion": "v1", "kind": "PersistentVolumeClaim", "spec": {"accessModes": ["ReadWriteOnce"],
+                 "resources": {"requests": {"storage": "1Gi"}}}}),
+            f"VolumeSnapshot {ns}/gc-{unique}": (f"{snap_api}/namespaces/{ns}/volumesnapshots",
+                {"apiVersion": "snapshot.storage.k8s.io/v1", "kind": "VolumeSnapshot", "spec": {}}),
+            f"VolumeSnapshotContent gc-{unique}": (f"{snap_api}/volumesnapshotcontents",
+                {"apiVersion": "snapshot.storage.k8s.io/v1", "kind": "VolumeSnapshotContent", "spec": {}}),
+        }  # fmt: skip
+        for path, obj in made.values():
+            admin.call(
+                "POST", path, body={**obj, "metadata": {"name": f"gc-{unique}", "labels": labels(past)}}
+            )
+        admin.call("POST", f"/apis/batch/v1/namespaces/{ns}/jobs",
+                   body={**made[f"Job {ns}/gc-{unique}"][1],
+                         "metadata": {"name": f"running-{unique}", "labels": labels(later)}})  # fmt: skip
+        expired, kept = f"drill-gc-{unique}", f"drill-gc-{unique}-kept"
+        for name, when in ((expired, past), (kept, later)):
+            admin.call("POST", "/api/v1/namespaces", body={"apiVersion": "v1", "kind": "Namespace",
+                       "metadata": {"name": name, "labels": {"dr.dev/drill": "true", "dr.dev/expires": when}}})  # fmt: skip
+            # As a drill leaves it: the binding that gives the drill account its rights there.
+            admin.call("POST", f"/apis/rbac.authorization.k8s.io/v1/namespaces/{name}/rolebindings",
+                       body=rbac.drill_workspace_binding(name, ns))  # fmt: skip
+        try:
+            drill = f"system:serviceaccount:{ns}:{rbac.DRILL_SA}"
+            res = run_dr(capsys, "--kubeconfig", k8s_dr.kubeconfig_for(drill), "drill", "gc", "-o", "json")
+
+            assert res.code == 0, res.err
+            doc = res.json()
+            assert expired in doc["deleted"] and kept in doc["kept"] and doc["errors"] == []
+            assert doc["leftovers"]["errors"] == []
+            assert set(made) <= set(doc["leftovers"]["deleted"])
+            assert admin.get(f"/apis/batch/v1/namespaces/{ns}/jobs/running-{unique}")["metadata"]["name"]
+        finally:
+            admin.request("DELETE", f"/apis/batch/v1/namespaces/{ns}/jobs/running-{unique}")
+            admin.request("DELETE", f"/api/v1/namespaces/{kept}")
