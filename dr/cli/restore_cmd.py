@@ -114,6 +114,14 @@ def restore(
         outcome = observed(run_restore(kube, repo, snap, options, volume_step=step,
                                        progress=lambda _r, _done, _total: advance(1)))  # fmt: skip
     r = outcome.resources
+    dump_failures: list[str] = []
+    if step is not None:
+        # Dumps (pg_dump & co.) go back into the restored pods once they run.
+        from dr.cli.volume_access import restore_backup_dumps
+
+        for hr in restore_backup_dumps(kube, repo, snap, options.namespace_mapping):
+            if not hr.ok and not hr.skipped:
+                dump_failures.append(f"dump {hr.namespace}/{hr.pod}/{hr.name}: {hr.error}")
     if output != "table":
         emit(_result_doc(outcome), output)
     else:
@@ -129,7 +137,7 @@ def restore(
                    + (f"; {len(outcome.volumes.volumes)} volume(s)" if outcome.volumes.volumes else ""))  # fmt: skip
         for w in r.warnings:
             click.echo(f"warning: {w}", err=True)
-    failures = [i.describe() for i in r.failures] + outcome.volumes.errors
+    failures = [i.describe() for i in r.failures] + outcome.volumes.errors + dump_failures
     if failures:
         raise PartialFailure(
             f"restore {r.restore_id} partially failed: {len(failures)} item(s)", details=failures

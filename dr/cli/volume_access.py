@@ -44,7 +44,7 @@ from dr.kube import apply as kapply
 from dr.kube.client import ApiError, KubeClient
 from dr.kube.collect import get_object, list_objects
 from dr.kube.exec import Exec, KubernetesExec
-from dr.kube.jobs import CONFIG_MAPS, PODS, SECRETS, expiry, temporary_labels
+from dr.kube.jobs import CONFIG_MAPS, PODS, SECRETS, cleanup_leftovers, expiry, temporary_labels
 from dr.repo.repository import Repository
 from dr.repo.snapshots import Snapshot, list_snapshots
 from dr.restore.plan import RestoreItemResult
@@ -82,6 +82,11 @@ def volume_backup_step(app: AppContext, policy: BackupPolicy | None) -> VolumeSt
         pvcs: list[dict[str, Any]],
         pods: list[dict[str, Any]],
     ) -> VolumePhase:
+        # Leftovers of crashed earlier runs (expired, labelled) in the namespaces this backup touches.
+        spaces = sorted(
+            {cfg.mover.namespace, *((p.get("metadata") or {}).get("namespace", "") for p in pvcs)} - {""}
+        )
+        swept = cleanup_leftovers(kube, time.time(), namespaces=spaces)
         ctx = VolumeBackupContext(
             repo_url=repo_url,
             backup_id=backup_id,
@@ -93,6 +98,10 @@ def volume_backup_step(app: AppContext, policy: BackupPolicy | None) -> VolumeSt
         )
         exec_ = KubernetesExec(kube)
         phase = VolumePhase()
+        for problem in swept.errors:  # e.g. no right to list Jobs in an app namespace: nothing of ours there
+            log.debug("leftovers of earlier runs: %s", problem)
+        if swept.deleted:
+            log.info("deleted leftovers of earlier runs: %s", ", ".join(swept.deleted))
         results: list[VolumeResult] = backup_volumes(
             kube, pvcs, ctx, RepositorySnapshotFinder(repo), exec_=exec_
         )

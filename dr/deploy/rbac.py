@@ -208,9 +208,18 @@ def drill_rules() -> list[Manifest]:
     ]
 
 
-def workspace_rules() -> list[Manifest]:
+# Objects in dr's namespace that drills copy into their scratch namespaces
+# (probe and restore movers mount them there): readable by name only.
+CONFIG_OBJECTS = ("dr-config",)
+FILES_OBJECTS = ("dr-files",)
+
+
+def workspace_rules(credentials_secret: str | None = None) -> list[Manifest]:
     """dr's own temporary objects in its namespace (data-mover Jobs, PVCs, snapshots)."""
+    secrets = sorted({*FILES_OBJECTS, *([credentials_secret] if credentials_secret else [])})
     return [
+        _rule([""], ["configmaps"], ["get"], list(CONFIG_OBJECTS)),
+        _rule([""], ["secrets"], ["get"], secrets),
         _rule(["batch"], ["jobs"], TEMPORARY),
         _rule([""], ["persistentvolumeclaims"], TEMPORARY),
         _rule([SNAPSHOT_GROUP], ["volumesnapshots"], TEMPORARY),
@@ -384,8 +393,12 @@ def drill_guard_policy(namespace: str) -> list[Manifest]:
     return [policy, binding]
 
 
-def rbac_manifests(namespace: str) -> list[Manifest]:
-    """Service accounts, roles and bindings for all three job kinds, in apply order."""
+def rbac_manifests(namespace: str, credentials_secret: str | None = None) -> list[Manifest]:
+    """Service accounts, roles and bindings for all three job kinds, in apply order.
+
+    ``credentials_secret``: the repository credentials Secret (``mover.credentialsSecret``),
+    readable by name in dr's namespace so drills can hand it to their movers.
+    """
     ns = namespace
     # Cluster-wide names carry the namespace only when it is not the default,
     # so two dr installations in one cluster do not overwrite each other.
@@ -399,7 +412,7 @@ def rbac_manifests(namespace: str) -> list[Manifest]:
         cluster_role(DRILL_ROLE, "drill", drill_rules()),
         cluster_role(DRILL_WORKSPACE_ROLE, "drill", drill_workspace_rules()),
         cluster_role(MOVER_IN_NAMESPACE_ROLE, "backup", mover_in_namespace_rules()),
-        role(WORKSPACE_ROLE, ns, "workspace", workspace_rules()),
+        role(WORKSPACE_ROLE, ns, "workspace", workspace_rules(credentials_secret)),
         cluster_role_binding(BACKUP_ROLE + suffix, "backup", BACKUP_ROLE, BACKUP_SA, ns),
         cluster_role_binding(RESTORE_ROLE + suffix, "restore", RESTORE_ROLE, RESTORE_SA, ns),
         cluster_role_binding(DRILL_ROLE + suffix, "drill", DRILL_ROLE, DRILL_SA, ns),

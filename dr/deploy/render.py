@@ -98,7 +98,7 @@ def render(src: ConfigSource) -> list[Manifest]:
     ns = cfg.mover.namespace
     pod = PodSettings(ns, cfg.mover.image, cfg.mover.resources, cfg.mover.credentials_secret)
     deadline: timedelta = cfg.mover.deadline
-    objects: list[Manifest] = [namespace_manifest(ns), *rbac_manifests(ns)]
+    objects: list[Manifest] = [namespace_manifest(ns), *rbac_manifests(ns, cfg.mover.credentials_secret)]
     objects += network_policies(ns, config_endpoints(cfg))
     objects.append(_config_map(CONFIG_MAP, ns, "config", {"dr.yaml": src.text}, str(src.path)))
 
