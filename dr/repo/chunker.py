@@ -16,7 +16,7 @@ from dataclasses import dataclass
 
 from pyfastcdc import FastCDC
 
-READ_SIZE = 8 << 20
+READ_SIZE = 4 << 20
 
 
 @dataclass(frozen=True)

@@ -17,6 +17,7 @@ some FUSE) get plain buffered writes.
 
 from __future__ import annotations
 
+import ctypes
 import errno
 import fcntl
 import mmap
@@ -61,12 +62,41 @@ def _pwrite_all(fd: int, view: memoryview, offset: int) -> None:
         view, offset = view[n:], offset + n
 
 
+def _is_aligned(data: bytes | bytearray | memoryview | mmap.mmap) -> bool:
+    """True if ``data`` is writable memory starting on a page boundary (e.g. an mmap)."""
+    try:
+        view = memoryview(data)
+        if view.readonly or not view.c_contiguous:
+            return False
+        return ctypes.addressof(ctypes.c_char.from_buffer(view)) % ALIGN == 0
+    except (TypeError, ValueError, BufferError):
+        return False
+
+
 def write_file(fd: int, data: bytes | bytearray | memoryview) -> None:
-    """Write ``data`` at offset 0 of the empty file ``fd`` (direct where possible)."""
+    """Write ``data`` at offset 0 of the empty file ``fd`` (direct where possible).
+
+    Page-aligned writable buffers (packs are built in ``mmap`` memory) are
+    written as they are; anything else goes through a per-thread bounce buffer.
+    """
     size = len(data)
     aligned = size - size % ALIGN
     if size < DIRECT_MIN or not set_direct(fd, True):
         _pwrite_all(fd, memoryview(data), 0)
+        return
+    if _is_aligned(data):
+        src = memoryview(data)
+        try:
+            _pwrite_all(fd, src[:aligned], 0)
+        except OSError as e:
+            if e.errno != errno.EINVAL:
+                raise
+            set_direct(fd, False)
+            _pwrite_all(fd, src, 0)
+            return
+        set_direct(fd, False)
+        if aligned < size:
+            _pwrite_all(fd, src[aligned:], aligned)
         return
     buf = aligned_buffer(aligned)
     mv = memoryview(buf)
