@@ -57,6 +57,7 @@ from __future__ import annotations
 
 import builtins
 import dataclasses
+import io
 import logging
 import threading
 from collections.abc import Callable, Iterator
@@ -77,6 +78,47 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 
 MiB = 1024 * 1024
+
+
+class ViewReader(io.RawIOBase):
+    """A seekable, read-only file over a memoryview: botocore streams a body from it
+    (checksums, signing, sending, retries) without first copying a 16 MiB pack."""
+
+    def __init__(self, view: memoryview) -> None:
+        super().__init__()
+        self._view = view
+        self._pos = 0
+
+    def __len__(self) -> int:
+        return len(self._view)
+
+    def readable(self) -> bool:
+        return True
+
+    def seekable(self) -> bool:
+        return True
+
+    def tell(self) -> int:
+        return self._pos
+
+    def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
+        base = {io.SEEK_SET: 0, io.SEEK_CUR: self._pos, io.SEEK_END: len(self._view)}[whence]
+        self._pos = max(0, min(len(self._view), base + offset))
+        return self._pos
+
+    def readinto(self, buffer: Any) -> int:
+        n = min(len(buffer), len(self._view) - self._pos)
+        memoryview(buffer).cast("B")[:n] = self._view[self._pos : self._pos + n]
+        self._pos += n
+        return n
+
+    def read(self, size: int | None = -1) -> bytes:
+        end = len(self._view) if size is None or size < 0 else min(len(self._view), self._pos + size)
+        out = bytes(self._view[self._pos : end])
+        self._pos = end
+        return out
+
+
 MULTIPART_THRESHOLD = 8 * MiB
 PART_SIZE = 8 * MiB
 MIN_PART_SIZE = 5 * MiB  # S3's lower bound for every part but the last
@@ -445,10 +487,11 @@ class S3Store:
     ) -> None:
         if if_absent:
             args["IfNoneMatch"] = "*"
-        body = bytes(data) if isinstance(data, memoryview) else data
         what = self._what("put", name)
 
         def write() -> None:
+            # A fresh reader per attempt: a retry must send the object from its start.
+            body = ViewReader(data) if isinstance(data, memoryview) else data
             self._call(
                 lambda: self._client.put_object(Body=body, **args),
                 what=what,
@@ -528,12 +571,13 @@ class S3Store:
         ends = [*starts[1:], len(view)]
 
         def send(number: int) -> dict[str, Any]:
-            chunk = bytes(view[starts[number - 1] : ends[number - 1]])
+            chunk = view[starts[number - 1] : ends[number - 1]]
             part_what = f"{what} (part {number})"
             sent = self._retry.run(
                 lambda: self._call(
+                    # A fresh reader per attempt: a retry must send the part from its start.
                     lambda: self._client.upload_part(
-                        PartNumber=number, Body=chunk, ChecksumAlgorithm="CRC32", **upload
+                        PartNumber=number, Body=ViewReader(chunk), ChecksumAlgorithm="CRC32", **upload
                     ),
                     what=part_what,
                     name=name,
