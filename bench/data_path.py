@@ -234,6 +234,7 @@ def main() -> None:
             sys.path.insert(0, str(ROOT))
             from tests import servers
 
+            shutil.rmtree(work / "seaweedfs", ignore_errors=True)
             server = servers.seaweedfs(work / "seaweedfs").start()
             try:
                 import boto3
