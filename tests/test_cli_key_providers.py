@@ -1,0 +1,91 @@
+"""The key commands with real providers: Vault transit on OpenBao and AWS KMS on moto.
+
+`dr repo init --key vault://…`, `dr key add awskms://…`, rotation after the
+transit key rotated (slots move to the newest version, data untouched), the
+KMS slot alone opening the repository, and the reasons printed when every
+provider fails.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+from tests.helpers import run_dr
+
+
+@pytest.fixture
+def transit_key(vault_env: dict[str, str], unique: str) -> tuple[object, str, str]:
+    import hvac
+
+    root = hvac.Client(url=vault_env["address"], token=vault_env["token"])
+    mount = f"transit-cli-{unique}"
+    root.sys.enable_secrets_engine("transit", path=mount)
+    root.secrets.transit.create_key(name="dr", derived=True, mount_point=mount)
+    return root, mount, f"vault://{mount}/keys/dr"
+
+
+def test_vault_and_kms_slots_rotate_and_open(
+    isolated_home: Path,
+    capsys: pytest.CaptureFixture[str],
+    transit_key: tuple[object, str, str],
+    kms_env: dict[str, str],
+    monkeypatch: pytest.MonkeyPatch,
+    vault_env: dict[str, str],
+) -> None:
+    import boto3
+
+    root, mount, vault_uri = transit_key
+    kms_key = boto3.client("kms", endpoint_url=kms_env["endpoint"]).create_key()["KeyMetadata"]["KeyId"]
+    kms_uri = f"awskms://{kms_key}"
+
+    r = run_dr(capsys, "repo", "init", "--key", vault_uri, "-o", "json")
+    assert r.code == 0, r.err
+    r = run_dr(capsys, "key", "add", kms_uri)
+    assert r.code == 0, r.err
+    src = isolated_home / "src"
+    src.mkdir()
+    (src / "data.bin").write_bytes(os.urandom(1 << 20))
+    assert run_dr(capsys, "mover", "backup", str(src)).code == 0
+    data_before = sorted(
+        p.name for p in (isolated_home / "data" / "dr" / "repo" / "data").rglob("*") if p.is_file()
+    )
+
+    slots = run_dr(capsys, "key", "list", "-o", "json").json()
+    assert [(s["provider"], s["keyVersion"]) for s in slots] == [(vault_uri, "v1"), (kms_uri, None)]
+
+    # The transit key rotates; `dr key rotate` rewraps inside Vault (and re-encrypts in KMS).
+    root.secrets.transit.rotate_key(name="dr", mount_point=mount)  # type: ignore[attr-defined]
+    r = run_dr(capsys, "key", "rotate", "-o", "json")
+    assert r.code == 0, r.err
+    rotated = {x["provider"]: x for x in r.json()["rotated"]}
+    assert rotated[vault_uri]["fromVersion"] == "v1" and rotated[vault_uri]["toVersion"] == "v2"
+    # Only the old versions' use is now refused: raising min_decryption_version is safe.
+    root.secrets.transit.update_key_configuration(  # type: ignore[attr-defined]
+        name="dr", min_decryption_version=2, mount_point=mount
+    )
+    out = isolated_home / "out"
+    r = run_dr(capsys, "mover", "restore", "latest", str(out))
+    assert r.code == 0, r.err
+    assert (out / "data.bin").read_bytes() == (src / "data.bin").read_bytes()
+    data_after = sorted(
+        p.name for p in (isolated_home / "data" / "dr" / "repo" / "data").rglob("*") if p.is_file()
+    )
+    assert data_after == data_before, "rotation must not touch the data"
+
+    # Without Vault (no token), the KMS slot alone opens the repository; Vault's failure is listed.
+    monkeypatch.setenv("VAULT_TOKEN", "not-a-token")
+    r = run_dr(capsys, "key", "list", "-o", "json")
+    assert r.code == 0, r.err
+    assert [s["usedToOpen"] for s in r.json()] == [False, True]
+
+    # Neither provider: one line per slot, with the provider and why.
+    monkeypatch.setenv("AWS_ENDPOINT_URL_KMS", "http://127.0.0.1:1")
+    r = run_dr(capsys, "repo", "info")
+    assert r.code == 1 and "Traceback" not in r.err
+    lines = [ln.strip() for ln in r.err.splitlines()]
+    assert lines[0] == "error: cannot open repository: none of 2 key slot(s) could be unwrapped"
+    assert any(vault_uri in ln for ln in lines[1:]) and any(kms_uri in ln for ln in lines[1:])
+    assert "not-a-token" not in r.err and vault_env["token"] not in r.err.replace(vault_uri, "")
