@@ -290,7 +290,9 @@ def restore_snapshot(
                     targets = by_entry[ent.id]
                     start = ent.offset - offset
                     try:
-                        plain = repo.open_blob(ent, data[start : start + ent.length], what=f"blob in {name}", rehash=False)
+                        plain = repo.open_blob(
+                            ent, data[start : start + ent.length], what=f"blob in {name}", rehash=False
+                        )
                     except DrError as e:
                         for idx, _ in targets:
                             file_errors.setdefault(idx, e.message)
@@ -322,7 +324,9 @@ def restore_snapshot(
                 data = memoryview(repo.store.get_range(name, start, length))
                 for ent in run:
                     rel = ent.offset - start
-                    plain = repo.open_blob(ent, data[rel : rel + ent.length], what=f"blob in {name}", rehash=False)
+                    plain = repo.open_blob(
+                        ent, data[rel : rel + ent.length], what=f"blob in {name}", rehash=False
+                    )
                     writer.write(plain)
                     if progress:
                         progress(len(plain))
