@@ -82,7 +82,9 @@ def s3_client(s3_env: dict[str, str]) -> Any:
     import boto3
     from botocore.config import Config
 
-    return boto3.client(
+    # A session of its own: boto3's default session caches the first credentials
+    # it resolves, which in one pytest worker may be another server's (moto's).
+    return boto3.session.Session().client(
         "s3",
         endpoint_url=s3_env["endpoint"],
         config=Config(signature_version="s3v4", s3={"addressing_style": "path"}),

@@ -38,7 +38,11 @@ def test_vault_and_kms_slots_rotate_and_open(
     import boto3
 
     root, mount, vault_uri = transit_key
-    kms_key = boto3.client("kms", endpoint_url=kms_env["endpoint"]).create_key()["KeyMetadata"]["KeyId"]
+    kms_key = (
+        boto3.session.Session()
+        .client("kms", endpoint_url=kms_env["endpoint"])
+        .create_key()["KeyMetadata"]["KeyId"]
+    )
     kms_uri = f"awskms://{kms_key}"
 
     r = run_dr(capsys, "repo", "init", "--key", vault_uri, "-o", "json")

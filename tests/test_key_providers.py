@@ -869,7 +869,9 @@ def test_vault_logs_hold_no_token_or_key(
 def kms(kms_env: dict[str, str]) -> Any:
     import boto3
 
-    return boto3.client("kms", endpoint_url=kms_env["endpoint"], region_name=kms_env["region"])
+    return boto3.session.Session().client(
+        "kms", endpoint_url=kms_env["endpoint"], region_name=kms_env["region"]
+    )
 
 
 def test_awskms_roundtrip_with_id_alias_and_arn(kms: Any, unique: str) -> None:

@@ -63,7 +63,7 @@ def test_vault_transit_roundtrip(vault_env: dict[str, str], unique: str) -> None
 def test_kms_generate_data_key(kms_env: dict[str, str]) -> None:
     import boto3
 
-    kms = boto3.client("kms", endpoint_url=kms_env["endpoint"])
+    kms = boto3.session.Session().client("kms", endpoint_url=kms_env["endpoint"])
     key = kms.create_key(Description="dr smoke")["KeyMetadata"]["KeyId"]
     dk = kms.generate_data_key(KeyId=key, KeySpec="AES_256", EncryptionContext={"repo": "r1"})
     assert len(dk["Plaintext"]) == 32
