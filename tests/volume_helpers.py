@@ -25,62 +25,13 @@ from dr.config import MoverOptions, S3Options, VolumeOptions
 from dr.config import Repository as RepositoryConfig
 from dr.crypto.providers.vault import VaultKeyProvider
 from dr.kube.client import KubeClient
-from dr.kube.discovery import ApiResource
-from dr.kube.wait import wait_for_crd_established, wait_for_served
 from dr.repo.repository import Repository
 from dr.restore.volumes import VolumeRestoreContext
 from dr.storage.registry import open_store
-
-CRD_RES = ApiResource(
-    "apiextensions.k8s.io", "v1", "customresourcedefinitions", "CustomResourceDefinition", False
-)
-SNAPSHOT_CRDS = (
-    ("volumesnapshots", "VolumeSnapshot", "Namespaced"),
-    ("volumesnapshotcontents", "VolumeSnapshotContent", "Cluster"),
-    ("volumesnapshotclasses", "VolumeSnapshotClass", "Cluster"),
-)
-DRIVER = "hostpath.csi.k8s.io"
+from dr.testkit.cluster import DRIVER, install_snapshot_crds  # noqa: F401  (install_snapshot_crds: for conftest)
 
 
-def snapshot_crd(plural: str, kind: str, scope: str) -> dict[str, Any]:
-    """A minimal CRD of ``snapshot.storage.k8s.io/v1`` (any fields kept, status subresource)."""
-    version: dict[str, Any] = {
-        "name": "v1",
-        "served": True,
-        "storage": True,
-        "schema": {"openAPIV3Schema": {"type": "object", "x-kubernetes-preserve-unknown-fields": True}},
-    }
-    if kind != "VolumeSnapshotClass":
-        version["subresources"] = {"status": {}}
-    return {
-        "apiVersion": "apiextensions.k8s.io/v1",
-        "kind": "CustomResourceDefinition",
-        # *.k8s.io groups are protected; the upstream CRDs carry this approval (external-snapshotter#260).
-        "metadata": {
-            "name": f"{plural}.snapshot.storage.k8s.io",
-            "annotations": {
-                "api-approved.kubernetes.io": "https://github.com/kubernetes-csi/external-snapshotter/pull/419"
-            },
-        },
-        "spec": {
-            "group": "snapshot.storage.k8s.io",
-            "names": {"plural": plural, "singular": plural[:-1], "kind": kind, "listKind": f"{kind}List"},
-            "scope": scope,
-            "versions": [version],
-        },
-    }
-
-
-def install_snapshot_crds(kc: KubeClient) -> None:
-    """Install the three snapshot CRDs (idempotent) and wait until they are served."""
-    for plural, kind, scope in SNAPSHOT_CRDS:
-        status, data = kc.request("POST", CRD_RES.collection_path(), body=snapshot_crd(plural, kind, scope))
-        assert status in (201, 409), data
-    for plural, _, _ in SNAPSHOT_CRDS:
-        wait_for_crd_established(kc, CRD_RES, f"{plural}.snapshot.storage.k8s.io")
-        wait_for_served(kc, "snapshot.storage.k8s.io", "v1", plural)
-
-
+# The snapshot CRDs and the CSI driver name the node agent plays: shared with the demo.
 def create(kc: KubeClient, path: str, obj: dict[str, Any]) -> dict[str, Any]:
     return kc.call("POST", path, body=obj)
 
