@@ -53,21 +53,19 @@ from pydantic import BaseModel, ConfigDict, Field
 from pydantic.alias_generators import to_camel
 
 from dr.backup.hooks import HookResult, HookRun, PodHookSet, hooks_for_pod, run_post, run_pre
-from dr.config import MoverOptions, PodHooks, VolumeOptions
+from dr.config import PodHooks, VolumeOptions
 from dr.deploy.rbac import BACKUP_SA
-from dr.deploy.workloads import CONFIG_MAP, FILES_SECRET
 from dr.errors import DrError
 from dr.kube.client import ApiError, KubeClient
 from dr.kube.collect import list_objects
 from dr.kube.exec import Exec, KubernetesExec
 from dr.kube.jobs import (
     DATA_PATH,
-    FOLLOW_GRACE,
     PODS,
     SOURCE_ANNOTATION,
     JobOutcome,
+    MoverContext,
     MoverJob,
-    MoverPodConfig,
     TemporaryObjects,
     check_mover_namespace,
     expiry,
@@ -102,40 +100,16 @@ FindSnapshot = Callable[[str], dict[str, Any] | None]
 # --------------------------------------------------------------------------- inputs and results
 
 
-class VolumeBackupContext(BaseModel):
+class VolumeBackupContext(MoverContext):
     """Everything the volume backup needs besides the cluster and the PVCs."""
 
-    model_config = ConfigDict(extra="forbid")
-
-    repo_url: str
     backup_id: str
-    mover: MoverOptions = Field(default_factory=MoverOptions)
     volumes: VolumeOptions = Field(default_factory=VolumeOptions)
-    config_map: str = CONFIG_MAP  # holds dr.yaml, in the mover namespace and in app namespaces
-    config_key: str = "dr.yaml"
-    files_secret: str | None = FILES_SECRET  # optional Secret projected into /etc/dr
-    extra_files: list[dict[str, Any]] = Field(default_factory=list)  # more projected sources (key files)
     service_account: str | None = BACKUP_SA  # mover pods in the mover namespace
     app_service_account: str | None = None  # file-system movers: None = default account, no token
     parents: dict[str, str] = Field(default_factory=dict)  # "namespace/pvc" -> parent volume snapshot id
     tags: dict[str, str] = Field(default_factory=dict)
     hooks: list[PodHooks] = Field(default_factory=list)
-    ttl_after_finished: int = 3600
-    follow_grace: float = FOLLOW_GRACE
-    stuck_grace: float = 300.0
-
-    def pod_config(self) -> MoverPodConfig:
-        return MoverPodConfig(
-            image=self.mover.image,
-            resources=self.mover.resources,
-            deadline=self.mover.deadline,
-            credentials_secret=self.mover.credentials_secret,
-            config_map=self.config_map,
-            config_key=self.config_key,
-            files_secret=self.files_secret,
-            extra_files=tuple(self.extra_files),
-            ttl_after_finished=self.ttl_after_finished,
-        )
 
 
 class VolumeResult(BaseModel):

@@ -42,7 +42,9 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
 
-from dr.config import Resources
+from pydantic import BaseModel, ConfigDict, Field
+
+from dr.config import MoverOptions, Resources
 from dr.deploy.workloads import JobSpec, PodSettings, pod_template
 from dr.kube.apply import create, delete
 from dr.kube.client import ApiError, KubeClient
@@ -96,6 +98,35 @@ class MoverPodConfig:
     files_secret: str | None = "dr-files"
     extra_files: tuple[dict[str, Any], ...] = ()
     ttl_after_finished: int = 3600
+
+
+class MoverContext(BaseModel):
+    """What every mover of one backup or restore run shares; ``pod_config`` for the Job specs."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    repo_url: str
+    mover: MoverOptions = Field(default_factory=MoverOptions)
+    config_map: str = "dr-config"  # holds dr.yaml, in the mover's namespace
+    config_key: str = "dr.yaml"
+    files_secret: str | None = "dr-files"  # optional Secret projected into /etc/dr
+    extra_files: list[dict[str, Any]] = Field(default_factory=list)  # more projected sources (key files)
+    ttl_after_finished: int = 3600
+    follow_grace: float = FOLLOW_GRACE
+    stuck_grace: float = 300.0
+
+    def pod_config(self) -> MoverPodConfig:
+        return MoverPodConfig(
+            image=self.mover.image,
+            resources=self.mover.resources,
+            deadline=self.mover.deadline,
+            credentials_secret=self.mover.credentials_secret,
+            config_map=self.config_map,
+            config_key=self.config_key,
+            files_secret=self.files_secret,
+            extra_files=tuple(self.extra_files),
+            ttl_after_finished=self.ttl_after_finished,
+        )
 
 
 @dataclass(frozen=True)

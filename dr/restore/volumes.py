@@ -29,20 +29,17 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel
 
 from dr.backup.volumes import VolumeResult, fail, pvc_size
-from dr.config import MoverOptions
-from dr.deploy.workloads import CONFIG_MAP, FILES_SECRET
 from dr.errors import DrError
 from dr.kube.client import ApiError, KubeClient
 from dr.kube.collect import get_object
 from dr.kube.jobs import (
     DATA_PATH,
-    FOLLOW_GRACE,
     SOURCE_ANNOTATION,
+    MoverContext,
     MoverJob,
-    MoverPodConfig,
     TemporaryObjects,
     check_mover_namespace,
     expiry,
@@ -63,36 +60,12 @@ class VolumeRestoreTarget(BaseModel):
     snapshot_id: str
 
 
-class VolumeRestoreContext(BaseModel):
+class VolumeRestoreContext(MoverContext):
     """Everything the volume restore needs besides the cluster and the targets."""
 
-    model_config = ConfigDict(extra="forbid")
-
-    repo_url: str
     restore_id: str
-    mover: MoverOptions = Field(default_factory=MoverOptions)
-    config_map: str = CONFIG_MAP
-    config_key: str = "dr.yaml"
-    files_secret: str | None = FILES_SECRET
-    extra_files: list[dict[str, Any]] = Field(default_factory=list)
     service_account: str | None = None  # in the app namespace; None: default account, no token
     restore_ownership: bool = False
-    ttl_after_finished: int = 3600
-    follow_grace: float = FOLLOW_GRACE
-    stuck_grace: float = 300.0
-
-    def pod_config(self) -> MoverPodConfig:
-        return MoverPodConfig(
-            image=self.mover.image,
-            resources=self.mover.resources,
-            deadline=self.mover.deadline,
-            credentials_secret=self.mover.credentials_secret,
-            config_map=self.config_map,
-            config_key=self.config_key,
-            files_secret=self.files_secret,
-            extra_files=tuple(self.extra_files),
-            ttl_after_finished=self.ttl_after_finished,
-        )
 
 
 def restore_volumes(
