@@ -17,8 +17,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from dr.config import Config, load_model
-from dr.deploy.rbac import Manifest
 from dr.deploy.render import read_source, render, to_yaml_stream
+from dr.kube.pod_template import Manifest
 
 
 @dataclass(frozen=True)

@@ -23,7 +23,8 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from dr.config import Config
-from dr.deploy.rbac import DRILL_LABEL, Manifest, labels
+from dr.deploy.rbac import DRILL_LABEL
+from dr.kube.pod_template import Manifest, labels
 
 ANY_IPV4 = "0.0.0.0/0"
 APISERVER_PORTS = (443, 6443)

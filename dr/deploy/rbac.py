@@ -40,9 +40,7 @@ prints them and ``deploy/`` holds the same objects (a test keeps both equal).
 
 from __future__ import annotations
 
-from typing import Any
-
-Manifest = dict[str, Any]
+from dr.kube.pod_template import Manifest, labels
 
 BACKUP_SA = "dr"
 RESTORE_SA = "dr-restore"
@@ -125,14 +123,6 @@ def _merged(*tables: dict[str, list[str]]) -> dict[str, list[str]]:
             out.setdefault(group, [])
             out[group] += [r for r in resources if r not in out[group]]
     return out
-
-
-def labels(component: str) -> dict[str, str]:
-    return {
-        "app.kubernetes.io/name": "dr",
-        "app.kubernetes.io/component": component,
-        "app.kubernetes.io/part-of": "dr",
-    }
 
 
 def _meta(name: str, component: str, namespace: str | None = None) -> Manifest:

@@ -24,7 +24,7 @@ import yaml
 
 from dr.config import Config, load_yaml
 from dr.deploy.network import config_endpoints, network_policies
-from dr.deploy.rbac import BACKUP_SA, DRILL_SA, Manifest, labels, mover_binding, rbac_manifests
+from dr.deploy.rbac import BACKUP_SA, DRILL_SA, mover_binding, rbac_manifests
 from dr.deploy.workloads import (
     CONFIG_MAP,
     RUNBOOK_DIR,
@@ -35,6 +35,7 @@ from dr.deploy.workloads import (
     namespace_manifest,
 )
 from dr.errors import InvalidInput
+from dr.kube.pod_template import Manifest, labels
 
 GC_SCHEDULE = "30 5 * * *"
 MAX_CONFIGMAP_BYTES = 1024 * 1024  # the API server's limit for one ConfigMap

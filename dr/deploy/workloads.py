@@ -1,4 +1,4 @@
-"""dr's namespace, CronJobs and the hardened pod template they share.
+"""dr's namespace and CronJobs (their pods: ``dr.kube.pod_template``).
 
 Every pod runs the dr image as uid 65532 with a read-only root file system,
 no privilege escalation, no capabilities and the RuntimeDefault seccomp
@@ -13,19 +13,22 @@ optional Secret ``dr-files`` projected into ``/etc/dr``) — never inline.
 from __future__ import annotations
 
 import hashlib
-from dataclasses import dataclass, field
-from datetime import timedelta
-from typing import Any
 
-from dr.config import Resources
-from dr.deploy.rbac import Manifest, labels
+# Re-exported: deploy's vocabulary (the pod template itself lives in the kube layer).
+from dr.kube.pod_template import CONFIG_DIR as CONFIG_DIR
+from dr.kube.pod_template import CONFIG_MAP as CONFIG_MAP
+from dr.kube.pod_template import CONFIG_PATH as CONFIG_PATH
+from dr.kube.pod_template import FILES_SECRET as FILES_SECRET
+from dr.kube.pod_template import RUN_AS as RUN_AS
+from dr.kube.pod_template import RUNBOOK_DIR as RUNBOOK_DIR
+from dr.kube.pod_template import JobSpec as JobSpec
+from dr.kube.pod_template import Manifest as Manifest
+from dr.kube.pod_template import PodSettings as PodSettings
+from dr.kube.pod_template import container_security_context as container_security_context
+from dr.kube.pod_template import labels as labels
+from dr.kube.pod_template import pod_security_context as pod_security_context
+from dr.kube.pod_template import pod_template as pod_template
 
-RUN_AS = 65532
-CONFIG_DIR = "/etc/dr"
-CONFIG_PATH = f"{CONFIG_DIR}/dr.yaml"
-RUNBOOK_DIR = f"{CONFIG_DIR}/runbooks"
-CONFIG_MAP = "dr-config"
-FILES_SECRET = "dr-files"
 MAX_CRONJOB_NAME = 52  # the CronJob controller appends an 11-character suffix for Job names
 
 PSS_LABELS = {
@@ -50,110 +53,6 @@ def cronjob_name(prefix: str, policy: str) -> str:
         return name
     digest = hashlib.sha256(name.encode()).hexdigest()[:6]
     return f"{name[: MAX_CRONJOB_NAME - 7].rstrip('-')}-{digest}"
-
-
-@dataclass(frozen=True)
-class JobSpec:
-    """One scheduled dr command."""
-
-    name: str
-    component: str  # backup | drill | gc
-    args: list[str]
-    schedule: str
-    service_account: str
-    time_zone: str | None = None
-    deadline: timedelta = timedelta(hours=6)
-    starting_deadline: timedelta = timedelta(minutes=30)
-    backoff_limit: int = 1
-    policy: str | None = None
-    extra_files: list[dict[str, Any]] = field(default_factory=list)  # projected volume sources
-
-
-@dataclass(frozen=True)
-class PodSettings:
-    namespace: str
-    image: str
-    resources: Resources
-    credentials_secret: str | None
-
-
-def container_security_context() -> Manifest:
-    return {
-        "allowPrivilegeEscalation": False,
-        "capabilities": {"drop": ["ALL"]},
-        "readOnlyRootFilesystem": True,
-        "runAsNonRoot": True,
-        "runAsUser": RUN_AS,
-        "runAsGroup": RUN_AS,
-        "seccompProfile": {"type": "RuntimeDefault"},
-    }
-
-
-def pod_security_context() -> Manifest:
-    return {
-        "runAsNonRoot": True,
-        "runAsUser": RUN_AS,
-        "runAsGroup": RUN_AS,
-        "fsGroup": RUN_AS,
-        "seccompProfile": {"type": "RuntimeDefault"},
-    }
-
-
-def _env() -> list[dict[str, str]]:
-    # A read-only root file system: everything that writes goes to /tmp (an emptyDir).
-    values = {
-        "DR_CONFIG": CONFIG_PATH,
-        "DR_LOG_FORMAT": "json",
-        "HOME": "/tmp",
-        "TMPDIR": "/tmp",
-        "XDG_CACHE_HOME": "/tmp/.cache",
-        "XDG_CONFIG_HOME": "/tmp/.config",
-        "XDG_DATA_HOME": "/tmp/.local/share",
-        "XDG_STATE_HOME": "/tmp/.local/state",
-    }
-    return [{"name": k, "value": v} for k, v in values.items()]
-
-
-def pod_template(job: JobSpec, pod: PodSettings) -> Manifest:
-    pod_labels = {**labels(job.component), **({"dr.dev/policy": job.policy} if job.policy else {})}
-    container: Manifest = {
-        "name": "dr",
-        "image": pod.image,
-        "imagePullPolicy": "IfNotPresent",
-        "args": job.args,
-        "env": _env(),
-        "securityContext": container_security_context(),
-        "resources": {
-            "requests": dict(pod.resources.requests),
-            "limits": dict(pod.resources.limits),
-        },
-        "volumeMounts": [
-            {"name": "config", "mountPath": CONFIG_DIR, "readOnly": True},
-            {"name": "tmp", "mountPath": "/tmp"},
-        ],
-    }
-    if pod.credentials_secret:
-        container["envFrom"] = [{"secretRef": {"name": pod.credentials_secret}}]
-    sources: list[dict[str, Any]] = [
-        {"configMap": {"name": CONFIG_MAP, "items": [{"key": "dr.yaml", "path": "dr.yaml"}]}},
-        # CA certificates, AppRole files, key files: whatever the config refers to under /etc/dr.
-        {"secret": {"name": FILES_SECRET, "optional": True}},
-        *job.extra_files,
-    ]
-    return {
-        "metadata": {"labels": pod_labels},
-        "spec": {
-            "serviceAccountName": job.service_account,
-            "automountServiceAccountToken": True,
-            "restartPolicy": "Never",
-            "securityContext": pod_security_context(),
-            "containers": [container],
-            "volumes": [
-                {"name": "config", "projected": {"defaultMode": 0o440, "sources": sources}},
-                {"name": "tmp", "emptyDir": {"sizeLimit": "1Gi"}},
-            ],
-        },
-    }
 
 
 def cronjob(job: JobSpec, pod: PodSettings) -> Manifest:

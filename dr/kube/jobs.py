@@ -45,12 +45,12 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field
 
 from dr.config import MoverOptions, Resources
-from dr.deploy.workloads import JobSpec, PodSettings, pod_template
 from dr.kube.apply import create, delete
 from dr.kube.client import ApiError, KubeClient
 from dr.kube.collect import get_object, list_objects
 from dr.kube.discovery import ApiResource
 from dr.kube.objects import label_value
+from dr.kube.pod_template import JobSpec, PodSettings, pod_template
 from dr.kube.snapshots import PVCS, VOLUME_SNAPSHOT_CONTENTS, VOLUME_SNAPSHOTS, snapshots_served
 
 log = logging.getLogger(__name__)
