@@ -294,7 +294,8 @@ def demo(out: Path, work: Path) -> None:
     real = kubeconfig is not None
     with given(kubeconfig) if kubeconfig else test_cluster(work) as config_path:
         note(f"using the current context of {config_path}" if real else "using the test cluster")
-        env = {**os.environ, "KUBECONFIG": config_path}
+        # Human log lines: the demo's output is read by a person, not collected by a log system.
+        env = {**os.environ, "KUBECONFIG": config_path, "DR_LOG_FORMAT": "text"}
         env.pop("DR_CONFIG", None)
         kube = connect(config_path, None)
         agent = None

@@ -62,9 +62,8 @@ def _summary(report: DrillReport) -> list[str]:
         lines.append(f"  RTO {human_duration(rto)} (objective {human_duration(report.objectives.rto)}) "
                      f"{'met' if report.rto_met else 'NOT met'}")  # fmt: skip
     if rpo is not None:
-        lines.append(
-            f"  RPO {rpo} (objective {report.objectives.rpo}) {'met' if report.rpo_met else 'NOT met'}"
-        )
+        lines.append(f"  RPO {human_duration(rpo)} (objective {human_duration(report.objectives.rpo)}) "
+                     f"{'met' if report.rpo_met else 'NOT met'}")  # fmt: skip
     for s in report.steps:
         lines.append(f"  [{'pass' if s.passed else 'FAIL'}] {s.name} ({s.type}): {s.message}")
     if report.error:
