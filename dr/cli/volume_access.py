@@ -44,7 +44,16 @@ from dr.kube import apply as kapply
 from dr.kube.client import ApiError, KubeClient
 from dr.kube.collect import get_object, list_objects
 from dr.kube.exec import Exec, KubernetesExec
-from dr.kube.jobs import CONFIG_MAPS, PODS, SECRETS, cleanup_leftovers, expiry, temporary_labels
+from dr.kube.jobs import (
+    CONFIG_MAPS,
+    EXPIRES_LABEL,
+    MOVER_LABEL,
+    PODS,
+    SECRETS,
+    cleanup_leftovers,
+    expiry,
+    temporary_labels,
+)
 from dr.repo.repository import Repository
 from dr.repo.snapshots import Snapshot, list_snapshots
 from dr.restore.plan import RestoreItemResult
@@ -189,6 +198,16 @@ def snapshot_summaries(snap: Snapshot) -> Callable[[str], dict[str, Any] | None]
     return describe
 
 
+def _expired_copy(obj: dict[str, Any]) -> bool:
+    labels = (obj.get("metadata") or {}).get("labels") or {}
+    if labels.get(MOVER_LABEL) != "true":
+        return False  # the user's own object: never touched
+    try:
+        return int(labels.get(EXPIRES_LABEL, "")) < time.time()
+    except ValueError:
+        return False
+
+
 class MoverConfigCopies:
     """Copies of dr-config and the credentials Secret in namespaces where restore movers run, deleted afterwards."""
 
@@ -207,7 +226,11 @@ class MoverConfigCopies:
             wanted.append((SECRETS, self.mover.credentials_secret))
         for res, name in wanted:
             try:
-                if get_object(self.kube, res, namespace, name) is not None:
+                present = get_object(self.kube, res, namespace, name)
+                if present is not None:
+                    if _expired_copy(present):
+                        # A copy a crashed earlier run left behind: use it, and remove it with ours.
+                        self.made.append((res, namespace, name))
                     continue
                 source = get_object(self.kube, res, self.mover.namespace, name)
                 if source is None:
