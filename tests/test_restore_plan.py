@@ -5,12 +5,14 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from dr.errors import InvalidInput
 from dr.kube.discovery import ApiResource
 from dr.kube.objects import ResourceItem
 from dr.restore.order import OTHER_INDEX, STAGES, stage_of
-from dr.restore.plan import RestoreOptions, build_plan, changes
+from dr.restore.plan import DigestSet, RestoreOptions, build_plan, changes
 
 
 def item(group: str, kind: str, plural: str, name: str, ns: str | None = "app", **kw: Any) -> ResourceItem:
@@ -270,3 +272,48 @@ def test_objects_the_cluster_manages_are_never_restored() -> None:
         ("sa-token", "never restored: service-account token secrets")
     ]
     assert planned(plan) == {("secrets", "app", "plain")}
+
+
+@pytest.mark.parametrize(
+    "options",
+    [
+        {},
+        {"namespace_mapping": {"app": "copy"}, "restore_pvs": False},
+        {"namespaces": ["app"], "selector": "app=web"},
+        {"include_resources": ["configmaps", "deploy", "pv"]},
+        {"namespace_mapping": {"app": "one", "other": "one"}},
+    ],
+)
+def test_deferred_plan_decides_exactly_like_the_materialised_one(options: dict[str, Any]) -> None:
+    items = with_owner_refs(backup())
+    reads = []
+
+    def reread() -> list[tuple[ResourceItem, dict[str, Any]]]:
+        reads.append(1)
+        return [(i, dict(o)) for i, o in items]
+
+    full = build_plan(items, RestoreOptions(**options), known_types=KNOWN)
+    deferred = build_plan(items, RestoreOptions(**options), known_types=KNOWN, reread=reread)
+    assert deferred.stages == [[] for _ in STAGES], "a deferred plan keeps no objects"
+    for index in range(len(STAGES)):
+        a = [(e.item, e.target, e.stage, e.obj) for e in full.stage_entries(index)]
+        b = [(e.item, e.target, e.stage, e.obj) for e in deferred.stage_entries(index)]
+        assert a == b
+        assert full.stage_size(index) == deferred.stage_size(index)
+    assert [(r.item, r.reason) for r in full.skipped] == [(r.item, r.reason) for r in deferred.skipped]
+    assert (full.filtered, full.warnings, full.backup_uids) == (
+        deferred.filtered,
+        deferred.warnings,
+        deferred.backup_uids,
+    )
+    assert full.target_namespaces() == deferred.target_namespaces()
+    assert full.entry_count == deferred.entry_count
+
+
+@given(st.sets(st.text(max_size=20), max_size=30), st.text(max_size=20))
+def test_digest_set_is_a_set_of_strings(members: set[str], other: str) -> None:
+    kept = DigestSet(members)
+    assert all(m in kept for m in members) and len(kept) == len(members)
+    assert (other in kept) == (other in members)
+    assert None not in kept and 3 not in kept  # e.g. an ownerReference without a uid
+    assert kept == DigestSet(sorted(members)) and (kept == DigestSet({*members, "x" * 21})) is False

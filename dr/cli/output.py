@@ -9,10 +9,10 @@ from __future__ import annotations
 
 import json
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any, TypeVar
+from typing import IO, Any, TypeVar
 
 import click
 import yaml
@@ -36,15 +36,40 @@ def output_option(default: str = "table") -> Callable[[F], F]:
     )
 
 
-def _plain(v: Any) -> Any:
+class JsonStream(list[Any]):
+    """A long list printed element by element, never held whole (e.g. a restore's per-object results).
+
+    json's encoder walks lists with ``for``: this list is empty to Python but
+    yields its elements from ``items`` as the encoder reaches them. ``length``
+    tells the encoder whether it is empty (it prints ``[]`` then).
+    """
+
+    def __init__(self, items: Iterable[Any], length: int) -> None:
+        super().__init__()
+        self._items, self._length = items, length
+
+    def __iter__(self) -> Iterator[Any]:
+        return (_plain(x) for x in self._items)
+
+    def __len__(self) -> int:
+        return self._length
+
+    def __bool__(self) -> bool:
+        return self._length > 0
+
+
+def _plain(v: Any, *, lazy: bool = False) -> Any:
+    """``v`` as JSON types; with ``lazy``, a ``JsonStream`` stays one (its elements converted as printed)."""
+    if isinstance(v, JsonStream):
+        return v if lazy else [_plain(x) for x in v]
     if isinstance(v, datetime):
         return v.isoformat()
     if isinstance(v, timedelta):
         return v.total_seconds()
     if isinstance(v, dict):
-        return {str(k): _plain(x) for k, x in v.items()}
+        return {str(k): _plain(x, lazy=lazy) for k, x in v.items()}
     if isinstance(v, list | tuple):
-        return [_plain(x) for x in v]
+        return [_plain(x, lazy=lazy) for x in v]
     if hasattr(v, "model_dump"):
         return _plain(v.model_dump(mode="json", by_alias=True))
     return v
@@ -52,6 +77,13 @@ def _plain(v: Any) -> Any:
 
 def to_json(data: Any) -> str:
     return json.dumps(_plain(data), indent=2, sort_keys=False, ensure_ascii=False)
+
+
+def write_json(data: Any, out: IO[str]) -> None:
+    """``to_json(data)`` written piece by piece: ``JsonStream`` lists are never held whole."""
+    for chunk in json.JSONEncoder(indent=2, ensure_ascii=False).iterencode(_plain(data, lazy=True)):
+        out.write(chunk)
+    out.write("\n")
 
 
 @dataclass(frozen=True)
@@ -87,7 +119,7 @@ def emit(
 ) -> None:
     """Print ``data`` as JSON/YAML, or as a table of ``rows`` (default: ``data`` if a list)."""
     if fmt == "json":
-        sys.stdout.write(to_json(data) + "\n")
+        write_json(data, sys.stdout)
         return
     if fmt == "yaml":
         sys.stdout.write(yaml.safe_dump(_plain(data), sort_keys=False, allow_unicode=True))

@@ -8,7 +8,7 @@ import click
 
 from dr.cli.context import app
 from dr.cli.kube_access import connect_kube
-from dr.cli.output import Column, emit, output_option
+from dr.cli.output import Column, JsonStream, emit, output_option
 from dr.cli.params import KeyValue, pairs_to_dict, split_csv
 from dr.cli.progress import item_progress
 from dr.cli.repo_access import open_repository
@@ -16,7 +16,8 @@ from dr.cli.volume_access import volume_restore_step
 from dr.errors import ExitCode, InvalidInput, PartialFailure
 from dr.observe.run_hooks import observe_restore
 from dr.repo.snapshots import list_snapshots, resolve
-from dr.restore.plan import RestoreItemResult, RestoreOptions
+from dr.restore.plan import RestoreOptions
+from dr.restore.results import RestoreItemResult
 from dr.restore.run import RestoreOutcome, run_restore
 
 
@@ -43,7 +44,7 @@ def _result_doc(outcome: RestoreOutcome) -> dict[str, Any]:
             "totalSeconds": r.timings.total_seconds,
             "stages": r.timings.stages,
         },
-        "items": [i.model_dump(mode="json", exclude_none=True) for i in r.items],
+        "items": JsonStream(r.items.dumps(), len(r.items)),  # printed one by one, never held whole
         "volumes": outcome.volumes.volumes,
         "volumeErrors": outcome.volumes.errors,
     }

@@ -56,7 +56,7 @@ from dr.kube.jobs import (
 )
 from dr.repo.repository import Repository
 from dr.repo.snapshots import Snapshot, list_snapshots
-from dr.restore.plan import RestoreItemResult
+from dr.restore.results import ItemResults
 from dr.restore.run import VolumeRestorePhase, VolumeRestoreStep
 from dr.restore.volumes import VolumeRestoreContext, VolumeRestoreTarget, restore_volumes
 
@@ -149,9 +149,7 @@ def volume_restore_step(app: AppContext) -> VolumeRestoreStep:
     cfg = app.loaded.config
     repo_url = repository_config(app).url
 
-    def step(
-        kube: KubeClient, snap: Snapshot, results: list[RestoreItemResult], restore_id: str
-    ) -> VolumeRestorePhase:
+    def step(kube: KubeClient, snap: Snapshot, results: ItemResults, restore_id: str) -> VolumeRestorePhase:
         by_source = {f"{v['namespace']}/{v['pvc']}": v for v in snap.app.get("volumes", [])}
         targets = []
         phase = VolumeRestorePhase()

@@ -8,8 +8,10 @@ ahead in parallel.
 
 from __future__ import annotations
 
+from collections import deque
 from collections.abc import Iterator
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
+from itertools import islice
 
 from dr.repo.chunker import StreamChunker
 from dr.repo.format import BlobType
@@ -36,21 +38,45 @@ class StreamWriter:
 
 
 def read_stream(repo: Repository, stream: Stream, *, prefetch: int = 4) -> Iterator[bytes]:
-    """The stream's bytes, blob by blob, each verified."""
-    ids = [bytes.fromhex(b) for b in stream.blobs]
+    """The stream's bytes, blob by blob, each verified.
+
+    At most ``prefetch`` blobs are read ahead (a sliding window, not batches):
+    memory holds a few blobs whatever the stream's length.
+    """
+    ids = iter(bytes.fromhex(b) for b in stream.blobs)
     with ThreadPoolExecutor(max_workers=prefetch) as pool:
-        # map() submits everything; bound the window to keep memory flat.
-        for start in range(0, len(ids), prefetch * 4):
-            yield from pool.map(repo.read_blob, ids[start : start + prefetch * 4])
+        window: deque[Future[bytes]] = deque(pool.submit(repo.read_blob, i) for i in islice(ids, prefetch))
+        try:
+            while window:
+                data = window.popleft().result()
+                following = next(ids, None)
+                if following is not None:
+                    window.append(pool.submit(repo.read_blob, following))
+                yield data
+        finally:
+            for fut in window:  # closed early: do not read what nobody will use
+                fut.cancel()
 
 
 def read_lines(repo: Repository, stream: Stream) -> Iterator[bytes]:
-    """Newline-separated records of a stream (records may span blobs)."""
+    """Newline-separated records of a stream (records may span blobs; empty lines are skipped)."""
     rest = b""
-    for data in read_stream(repo, stream):
-        buf = rest + data
-        lines = buf.split(b"\n")
-        rest = lines.pop()
-        yield from (ln for ln in lines if ln)
+    # Records are parsed as fast as one blob is read: one blob ahead is enough, and
+    # blobs of a resource stream are megabytes each (a restore rereads it per stage).
+    for data in read_stream(repo, stream, prefetch=1):
+        start = 0
+        if rest:
+            end = data.find(b"\n")
+            if end < 0:
+                rest += data
+                continue
+            yield rest + data[:end]
+            rest, start = b"", end + 1
+        # Slice records out of the blob one by one: no list of all its lines, no copy of the blob.
+        while (end := data.find(b"\n", start)) >= 0:
+            if end > start:
+                yield data[start:end]
+            start = end + 1
+        rest = data[start:]
     if rest:
         yield rest

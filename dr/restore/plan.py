@@ -25,9 +25,11 @@ from __future__ import annotations
 
 import copy
 import fnmatch
+import hashlib
 import json
 import re
-from collections.abc import Iterable
+from array import array
+from collections.abc import Callable, Container, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -39,19 +41,9 @@ from dr.kube.managed import never_backed_up, object_skip_reason
 from dr.kube.objects import ResourceItem, controller_of, labels_of
 from dr.kube.selectors import parse_selector
 from dr.restore.order import STAGES, stage_of
+from dr.restore.results import ItemResults, RestoreItemResult
 from dr.restore.transforms import BACKUP_LABEL, RESTORE_LABEL, SERVER_METADATA
 
-Outcome = Literal[
-    "created",
-    "updated",
-    "recreated",
-    "unchanged",
-    "skipped",
-    "failed",
-    "would-create",
-    "would-update",
-    "would-recreate",
-]
 DNS_LABEL_MAX = 63
 PVC = ("", "persistentvolumeclaims")
 
@@ -96,20 +88,6 @@ def _is_dns_label(name: str) -> bool:
     return len(name) <= DNS_LABEL_MAX and re.fullmatch(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?", name) is not None
 
 
-class RestoreItemResult(BaseModel):
-    """What happened (or, in a dry run, would happen) to one object."""
-
-    item: ResourceItem  # as restored: target namespace (and name, for mapped Namespace objects)
-    source_namespace: str | None = None
-    outcome: Outcome
-    reason: str | None = None
-    diff: list[str] = Field(default_factory=list)
-
-    def describe(self) -> str:
-        text = f"{self.item.describe()}: {self.outcome}"
-        return text + (f" ({self.reason})" if self.reason else "")
-
-
 @dataclass
 class PlanEntry:
     item: ResourceItem  # as backed up
@@ -128,19 +106,99 @@ class PlanEntry:
         return obj
 
 
+ItemSource = Callable[[], Iterable[tuple[ResourceItem, dict[str, Any]]]]
+
+
+class DigestSet:
+    """A set of strings held as 16-byte BLAKE2b digests (collisions: never, at 2^-128).
+
+    The plan keeps two sets with one member per backed-up object (uids, target
+    names); as digests they cost ~80 bytes per member instead of ~250 for the
+    strings (and tuples) themselves.
+    """
+
+    __slots__ = ("_digests",)
+
+    def __init__(self, members: Iterable[str] = ()) -> None:
+        self._digests = {self._digest(m) for m in members}
+
+    @staticmethod
+    def _digest(member: str) -> bytes:
+        return hashlib.blake2b(member.encode("utf-8", "surrogatepass"), digest_size=16).digest()
+
+    def add(self, member: str) -> None:
+        self._digests.add(self._digest(member))
+
+    def __contains__(self, member: object) -> bool:
+        return isinstance(member, str) and self._digest(member) in self._digests
+
+    def __len__(self) -> int:
+        return len(self._digests)
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, DigestSet) and self._digests == other._digests
+
+    __hash__ = None  # type: ignore[assignment]
+
+
+def _key_text(key: tuple[str, str, str | None, str]) -> str:
+    group, resource, namespace, name = key
+    return f"{group}\0{resource}\0{namespace or ''}\0{name}"
+
+
 @dataclass
 class RestorePlan:
-    stages: list[list[PlanEntry]]  # by index in dr.restore.order.STAGES
-    skipped: list[RestoreItemResult] = field(default_factory=list)
+    """What is restored in which stage.
+
+    Materialised (``stages`` holds the entries) or, with a ``reread`` source,
+    deferred: only each object's position in the backup is kept, and a stage's
+    entries are read again from the source when the stage runs — memory then
+    does not grow with the number of objects.
+    """
+
+    stages: list[list[PlanEntry]]  # by index in dr.restore.order.STAGES (materialised plans)
+    skipped: ItemResults = field(default_factory=ItemResults)
     filtered: int = 0
-    backup_uids: frozenset[str] = frozenset()
+    backup_uids: DigestSet = field(default_factory=DigestSet)
     warnings: list[str] = field(default_factory=list)
+    reread: ItemSource | None = None
+    # deferred: per stage, positions in the source (4 bytes each)
+    positions: list[array[int]] = field(default_factory=list)
+    targets: set[str] = field(default_factory=set)  # deferred: target namespaces of the entries
+    mapping: dict[str, str] = field(default_factory=dict)
 
     @property
     def entries(self) -> list[PlanEntry]:
-        return [e for stage in self.stages for e in stage]
+        return [e for i in range(len(STAGES)) for e in self.stage_entries(i)]
+
+    @property
+    def entry_count(self) -> int:
+        return sum(self.stage_size(i) for i in range(len(STAGES)))
+
+    def stage_size(self, index: int) -> int:
+        return len(self.positions[index]) if self.reread is not None else len(self.stages[index])
+
+    def stage_entries(self, index: int) -> Iterator[PlanEntry]:
+        """The entries of one stage, in backup order (read again from the source when deferred)."""
+        if self.reread is None:
+            yield from self.stages[index]
+            return
+        wanted = iter(self.positions[index])  # increasing: walked alongside the source
+        want = next(wanted, None)
+        if want is None:
+            return
+        for pos, (item, obj) in enumerate(self.reread()):
+            if pos == want:
+                yield PlanEntry(
+                    item=item, raw=_compact(obj), stage=index, target=target_of(item, self.mapping)
+                )
+                want = next(wanted, None)
+                if want is None:
+                    break
 
     def target_namespaces(self) -> set[str]:
+        if self.reread is not None:
+            return set(self.targets)
         return {e.target.namespace for e in self.entries if e.target.namespaced and e.target.namespace}
 
 
@@ -177,18 +235,34 @@ def build_plan(
     options: RestoreOptions,
     *,
     known_types: Iterable[ApiResource] = (),
+    reread: ItemSource | None = None,
 ) -> RestorePlan:
     """Decide what is restored, in which stage, and what is skipped and why (no cluster access).
 
-    ``items`` is read once. Objects are kept as compact JSON, not as parsed
-    dicts, until they are sent: restore memory stays near the size of the
-    backup's JSON, not ten times that.
+    Without ``reread``, ``items`` is read once and the objects are kept (as
+    compact JSON) in the plan. With ``reread`` (a function giving the same
+    objects again, e.g. from the repository) the plan is deferred: ``items``
+    and ``reread()`` are each read once here, and each stage reads them again
+    when it runs; per object only its position is kept.
     """
-    all_items = [(i, _compact(obj)) for i, obj in items]
+    if reread is None:
+        all_items: list[tuple[ResourceItem, bytes | dict[str, Any]]] = [
+            (i, _compact(obj)) for i, obj in items
+        ]
+        backup_uids = DigestSet(i.uid for i, _ in all_items if i.uid)
+        just_items = [i for i, _ in all_items]
+        decisions: Iterable[tuple[ResourceItem, bytes | dict[str, Any]]] = all_items
+    else:
+        backup_uids = DigestSet()
+        kinds: dict[tuple[str, str, str, str, bool], ResourceItem] = {}
+        for i, _ in items:
+            if i.uid:
+                backup_uids.add(i.uid)
+            kinds.setdefault((i.group, i.version, i.resource, i.kind, i.namespaced), i)
+        just_items = list(kinds.values())
+        decisions = reread()  # objects as dicts: decided on, not kept
     warnings: list[str] = []
     selector = parse_selector(options.selector)
-    backup_uids = frozenset(i.uid for i, _ in all_items if i.uid)
-    just_items = [i for i, _ in all_items]
     known = list(known_types)
     included = (
         _type_set(options.include_resources, just_items, known, "include", warnings)
@@ -206,8 +280,14 @@ def build_plan(
         )
 
     plan = RestorePlan(stages=[[] for _ in STAGES], backup_uids=backup_uids, warnings=warnings)
-    seen: set[tuple[str, str, str | None, str]] = set()
-    for item, raw in all_items:
+    if reread is not None:
+        plan.reread, plan.positions, plan.mapping = (
+            reread,
+            [array("I") for _ in STAGES],
+            dict(options.namespace_mapping),
+        )
+    seen = DigestSet()  # target keys: one object per name
+    for pos, (item, raw) in enumerate(decisions):
         obj = json.loads(raw) if isinstance(raw, bytes) else raw
         gr = (item.group, item.resource)
         # The user's filters: silently out.
@@ -221,13 +301,13 @@ def build_plan(
             plan.filtered += 1
             continue
         target = target_of(item, options.namespace_mapping)
-        if target.key in seen:
+        if _key_text(target.key) in seen:
             warnings.append(
                 f"{target.describe()}: more than one object restores to this name; the first wins"
             )
             plan.filtered += 1
             continue
-        seen.add(target.key)
+        seen.add(_key_text(target.key))
         why = _skip_reason(item, obj, options, backup_uids)
         if why:
             plan.skipped.append(
@@ -235,7 +315,12 @@ def build_plan(
             )
             continue
         stage = stage_of(item.group, item.resource)
-        plan.stages[stage].append(PlanEntry(item=item, raw=raw, stage=stage, target=target))
+        if reread is None:
+            plan.stages[stage].append(PlanEntry(item=item, raw=raw, stage=stage, target=target))
+        else:
+            plan.positions[stage].append(pos)
+            if target.namespaced and target.namespace:
+                plan.targets.add(target.namespace)
     return plan
 
 
@@ -260,7 +345,7 @@ def _in_namespaces(item: ResourceItem, obj: dict[str, Any], patterns: list[str])
 
 
 def _skip_reason(
-    item: ResourceItem, obj: dict[str, Any], options: RestoreOptions, backup_uids: frozenset[str]
+    item: ResourceItem, obj: dict[str, Any], options: RestoreOptions, backup_uids: Container[str]
 ) -> str | None:
     never = never_backed_up(item.group, item.resource) or object_skip_reason(item.group, item.resource, obj)
     if never:

@@ -37,12 +37,11 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections import Counter
 from collections.abc import Callable, Iterable
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, as_completed, wait
 from typing import Any, Literal
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field, field_serializer
 
 from dr.errors import DrError
 from dr.kube import apply as kapply
@@ -52,21 +51,14 @@ from dr.kube.discovery import ApiResource, Discovery, discover
 from dr.kube.objects import ResourceItem, label_value, labels_of
 from dr.kube.wait import wait_for_crd_established, wait_for_deletion, wait_for_served
 from dr.restore.order import CRD_STAGE, NAMESPACE_STAGE, STAGES, stage_of
-from dr.restore.plan import (
-    Outcome,
-    PlanEntry,
-    RestoreItemResult,
-    RestoreOptions,
-    RestorePlan,
-    build_plan,
-    changes,
-)
+from dr.restore.plan import ItemSource, PlanEntry, RestoreOptions, RestorePlan, build_plan, changes
+from dr.restore.results import ItemResults, Outcome, RestoreItemResult
 from dr.restore.transforms import BACKUP_LABEL, RESTORE_LABEL, TransformContext, apply_transforms
 
 log = logging.getLogger(__name__)
 
 ProgressCallback = Callable[[RestoreItemResult, int, int], None]  # (result, done, total)
-StageCallback = Callable[[str, list[RestoreItemResult]], None]  # (stage name, its results)
+StageCallback = Callable[[str, ItemResults], None]  # (stage name, its results)
 
 PV_STAGE = stage_of("", "persistentvolumes")
 RESTORED_OUTCOMES = frozenset(
@@ -83,20 +75,26 @@ class RestoreTimings(BaseModel):
 
 
 class RestoreResult(BaseModel):
+    model_config = ConfigDict(arbitrary_types_allowed=True)
+
     backup_id: str
     restore_id: str
     dry_run: bool = False
     phase: Literal["Completed", "PartiallyFailed"] = "Completed"
-    items: list[RestoreItemResult] = Field(default_factory=list)
+    items: ItemResults = Field(default_factory=ItemResults)  # compact; see dr.restore.results
     counts: dict[str, int] = Field(default_factory=dict)  # outcome -> objects
     filtered: int = 0  # left out by the namespace, type and label filters
     namespaces_created: list[str] = Field(default_factory=list)
     warnings: list[str] = Field(default_factory=list)
     timings: RestoreTimings = Field(default_factory=RestoreTimings)
 
+    @field_serializer("items")
+    def _dump_items(self, items: ItemResults) -> list[dict[str, Any]]:
+        return [r.model_dump(mode="json") for r in items]
+
     @property
     def failures(self) -> list[RestoreItemResult]:
-        return [r for r in self.items if r.outcome == "failed"]
+        return self.items.with_outcome("failed")
 
 
 def restore_resources(
@@ -108,8 +106,14 @@ def restore_resources(
     progress: ProgressCallback | None = None,
     *,
     after_stage: StageCallback | None = None,
+    reread: ItemSource | None = None,
 ) -> RestoreResult:
-    """Restore the backed-up objects ``items`` (read once, held in memory); see the module docstring.
+    """Restore the backed-up objects ``items``; see the module docstring.
+
+    Without ``reread`` the objects are read once and held (compactly) in memory.
+    With ``reread`` — a function that reads the same objects again, e.g. from the
+    repository — each stage reads them again and memory stays flat whatever the
+    number of objects; only the per-object results are kept.
 
     ``progress(result, done, total)`` is called in the calling thread after each object
     (``total`` grows when missing namespaces are added). ``after_stage(name, results)`` is
@@ -119,7 +123,7 @@ def restore_resources(
     cluster's API cannot be read at all, ``InvalidInput`` for options that select nothing;
     every per-object problem is a ``failed`` item in the result.
     """
-    return _RestoreRun(kube, options, backup_id, restore_id, progress, after_stage).run(items)
+    return _RestoreRun(kube, options, backup_id, restore_id, progress, after_stage, reread).run(items)
 
 
 class _RestoreRun:
@@ -131,12 +135,16 @@ class _RestoreRun:
         restore_id: str,
         progress: ProgressCallback | None,
         after_stage: StageCallback | None = None,
+        reread: ItemSource | None = None,
     ) -> None:
         self.kube, self.options, self.progress, self.after_stage = kube, options, progress, after_stage
+        self.reread = reread
         self.result = RestoreResult(backup_id=backup_id, restore_id=restore_id, dry_run=options.dry_run)
         self.restore_label = label_value(restore_id)
         self.disc = Discovery()
         self.total = 0
+        self.done = 0
+        self.namespaces_created: set[str] = set()
         self.restored_pvs: set[str] = set()
         self.absent_namespaces: set[str] = set()  # dry run: target namespaces that would be created
         self.pending_types: set[tuple[str, str]] = set()  # dry run: types of CRDs that would be created
@@ -144,10 +152,14 @@ class _RestoreRun:
 
     # ------------------------------------------------------------------ reporting
 
-    def report(self, result: RestoreItemResult) -> None:
-        self.result.items.append(result)
+    def report(self, result: RestoreItemResult, into: ItemResults | None = None) -> None:
+        """Record one result (in ``into``, a stage's results, else directly in the restore's)."""
+        (self.result.items if into is None else into).append(result)
+        if result.item.kind == "Namespace" and result.outcome in ("created", "recreated"):
+            self.namespaces_created.add(result.item.name)
+        self.done += 1
         if self.progress is not None:
-            self.progress(result, len(self.result.items), max(self.total, len(self.result.items)))
+            self.progress(result, self.done, max(self.total, self.done))
 
     # ------------------------------------------------------------------ run
 
@@ -160,10 +172,10 @@ class _RestoreRun:
         self.result.warnings.extend(self.disc.warnings)
         self.result.timings.discovery_seconds = round(time.monotonic() - t0, 3)
 
-        plan = build_plan(items, self.options, known_types=self.disc.resources)
+        plan = build_plan(items, self.options, known_types=self.disc.resources, reread=self.reread)
         self.result.warnings.extend(plan.warnings)
         self.result.filtered = plan.filtered
-        self.total = len(plan.skipped) + len(plan.entries)
+        self.total = len(plan.skipped) + plan.entry_count
         for skipped in plan.skipped:
             self.report(skipped)
 
@@ -177,31 +189,31 @@ class _RestoreRun:
         pool.shutdown(wait=True)
 
         self.result.items.sort(key=_report_order)
-        self.result.namespaces_created = sorted(
-            r.item.name
-            for r in self.result.items
-            if r.item.kind == "Namespace" and r.outcome in ("created", "recreated")
-        )
-        self.result.counts = dict(sorted(Counter(r.outcome for r in self.result.items).items()))
+        self.result.namespaces_created = sorted(self.namespaces_created)
+        self.result.counts = self.result.items.counts()
         self.result.phase = "PartiallyFailed" if self.result.failures else "Completed"
         self.result.timings.total_seconds = round(time.monotonic() - t0, 3)
         return self.result
 
     def run_stages(self, pool: ThreadPoolExecutor, plan: RestorePlan) -> None:
         for index, stage in enumerate(STAGES):
-            entries = plan.stages[index]
+            size = plan.stage_size(index)
             started = time.monotonic()
-            stage_results = self.run_stage(pool, plan, entries) if entries else []
-            if index == CRD_STAGE and entries:
-                self.after_crds(pool, entries, stage_results)
+            # CRDs and PVs are needed again after their stage: small stages, kept as a list.
+            entries: Iterable[PlanEntry] = plan.stage_entries(index)
+            if index in (CRD_STAGE, PV_STAGE):
+                entries = list(entries)
+            stage_results = self.run_stage(pool, plan, entries) if size else ItemResults()
+            self.result.items.extend(stage_results)
+            if index == CRD_STAGE and size:
+                self.after_crds(pool, list(entries), stage_results)
             if index == PV_STAGE:
                 # PVCs keep volumeName only when their volume is restored too (pvc_drop_binding).
-                self.restored_pvs = {
-                    e.item.name for e, r in zip(entries, stage_results, strict=True) if self.restored(r)
-                }
+                # PersistentVolumes are cluster-scoped: restored under their backed-up name.
+                self.restored_pvs = {r.item.name for r in stage_results if self.restored(r)}
             if index == NAMESPACE_STAGE:
                 self.ensure_namespaces(pool, plan, stage_results)
-            if entries:
+            if size:
                 self.result.timings.stages[stage.name] = round(time.monotonic() - started, 3)
             if self.after_stage is not None:
                 self.after_stage(stage.name, stage_results)
@@ -221,11 +233,12 @@ class _RestoreRun:
         )
 
     def run_stage(
-        self, pool: ThreadPoolExecutor, plan: RestorePlan, entries: list[PlanEntry]
-    ) -> list[RestoreItemResult]:
+        self, pool: ThreadPoolExecutor, plan: RestorePlan, entries: Iterable[PlanEntry]
+    ) -> ItemResults:
+        """Restore one stage's objects; their results in the order they finished."""
         ctx = self.context(plan)
-        results: list[RestoreItemResult | None] = [None] * len(entries)
-        pending: dict[Future[RestoreItemResult], int] = {}
+        results = ItemResults()
+        pending: set[Future[RestoreItemResult]] = set()
         # A bounded window of objects in flight: memory stays flat whatever the stage's size.
         window = self.options.workers * 4
 
@@ -233,22 +246,19 @@ class _RestoreRun:
             while len(pending) > keep:
                 done, _ = wait(pending, return_when=FIRST_COMPLETED)
                 for fut in done:
-                    result = fut.result()
-                    results[pending.pop(fut)] = result
-                    self.report(result)
+                    pending.discard(fut)
+                    self.report(fut.result(), results)
 
-        for i, entry in enumerate(entries):
+        for entry in entries:
             desired, dropped_by = apply_transforms(entry.obj, ctx)
             if desired is None:
-                dropped = self.outcome(entry, "skipped", f"dropped by the {dropped_by} transform")
-                results[i] = dropped
-                self.report(dropped)
+                self.report(self.outcome(entry, "skipped", f"dropped by the {dropped_by} transform"), results)
                 continue
-            pending[pool.submit(self.restore_one, entry, desired)] = i
+            pending.add(pool.submit(self.restore_one, entry, desired))
             if len(pending) >= window:
                 drain(window - 1)
         drain(0)
-        return [r for r in results if r is not None]
+        return results
 
     # ------------------------------------------------------------------ one object
 
@@ -376,9 +386,7 @@ class _RestoreRun:
 
     # ------------------------------------------------------------------ CRDs and namespaces
 
-    def after_crds(
-        self, pool: ThreadPoolExecutor, entries: list[PlanEntry], results: list[RestoreItemResult]
-    ) -> None:
+    def after_crds(self, pool: ThreadPoolExecutor, entries: list[PlanEntry], results: ItemResults) -> None:
         """Wait until created CRDs are established and served; in a dry run, remember their types."""
         crd_res = self.disc.lookup("apiextensions.k8s.io", "v1", "customresourcedefinitions")
         by_target = {r.item.key: r for r in results}
@@ -413,9 +421,7 @@ class _RestoreRun:
             return f"CustomResourceDefinition {name}: {e.message}; its custom objects will fail"
         return None
 
-    def ensure_namespaces(
-        self, pool: ThreadPoolExecutor, plan: RestorePlan, ns_results: list[RestoreItemResult]
-    ) -> None:
+    def ensure_namespaces(self, pool: ThreadPoolExecutor, plan: RestorePlan, ns_results: ItemResults) -> None:
         """Create the target namespaces that do not exist (dry run: note them as would-create)."""
         would_create = {r.item.name for r in ns_results if r.outcome == "would-create"}
         self.absent_namespaces |= would_create
@@ -465,5 +471,7 @@ def _uid(obj: dict[str, Any]) -> str | None:
     return str(uid) if uid else None
 
 
-def _report_order(r: RestoreItemResult) -> tuple[int, str, str, str]:
-    return (stage_of(r.item.group, r.item.resource), r.item.namespace or "", r.item.resource, r.item.name)
+def _report_order(r: RestoreItemResult) -> str:
+    """(stage, namespace, resource, name) as one string: sorts alike, a third of a tuple's memory."""
+    stage = stage_of(r.item.group, r.item.resource)
+    return f"{stage:03d}\0{r.item.namespace or ''}\0{r.item.resource}\0{r.item.name}"

@@ -24,8 +24,9 @@ from dr.repo.locks import Lock
 from dr.repo.repository import Repository
 from dr.repo.snapshots import Snapshot
 from dr.repo.streams import read_lines
-from dr.restore.plan import RestoreItemResult, RestoreOptions
+from dr.restore.plan import RestoreOptions
 from dr.restore.resources import RestoreResult, restore_resources
+from dr.restore.results import ItemResults, RestoreItemResult
 
 RESOURCES_STREAM = "resources"
 
@@ -54,7 +55,7 @@ class VolumeRestorePhase:
 
 
 # (kube, snapshot, results of the PVC stage, restore id) -> VolumeRestorePhase
-VolumeRestoreStep = Callable[[KubeClient, Snapshot, list[RestoreItemResult], str], VolumeRestorePhase]
+VolumeRestoreStep = Callable[[KubeClient, Snapshot, ItemResults, str], VolumeRestorePhase]
 
 
 @dataclass
@@ -81,13 +82,15 @@ def run_restore(
     backup_label = str(snap.app.get("backupId") or snap.id[:16])
     volumes = VolumeRestorePhase()
 
-    def after_stage(stage: str, results: list[RestoreItemResult]) -> None:
+    def after_stage(stage: str, results: ItemResults) -> None:
         nonlocal volumes
         if stage == "persistentvolumeclaims" and volume_step is not None and not options.dry_run:
             volumes = volume_step(kube, snap, results, rid)
 
     with Lock(repo, "shared", "restore"):
+        # Each stage reads the objects again from the repository: memory stays flat.
         result = restore_resources(
-            kube, backup_items(repo, snap), options, backup_label, rid, progress, after_stage=after_stage
-        )
+            kube, backup_items(repo, snap), options, backup_label, rid, progress, after_stage=after_stage,
+            reread=lambda: backup_items(repo, snap),
+        )  # fmt: skip
     return RestoreOutcome(result, volumes)

@@ -30,7 +30,7 @@ input is never modified) or ``None`` to drop the object. In order:
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Container, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -74,7 +74,7 @@ class TransformContext:
     storage_class_mapping: Mapping[str, str] = field(default_factory=dict)
     preserve_nodeports: bool = False
     # uids of every object in the backup: owners that will not keep their uid.
-    backup_uids: frozenset[str] = frozenset()
+    backup_uids: Container[str] = frozenset()
     # Names (as in the backup) of the PersistentVolumes this restore creates or updates.
     restored_pvs: frozenset[str] = frozenset()
 
