@@ -186,15 +186,16 @@ def test_backup_writes_metrics_and_events_and_a_failed_run_keeps_the_last_succes
     assert got[("dr_backup_last_success_timestamp_seconds", key)] == last_success
 
 
-def test_restore_records_events_on_its_target_namespaces_and_a_dry_run_records_nothing(
+def test_restore_records_metrics_and_events_on_its_target_namespaces_and_a_dry_run_records_nothing(
     capsys: Capsys,
     k8s: servers.TestCluster,
     kube_client: KubeClient,
     isolated_home: Path,
+    textfile_dir: Path,
     shop: str,
     unique: str,
 ) -> None:
-    config = configure(isolated_home, shop, {}, f"shop-{unique}")
+    config = configure(isolated_home, shop, {"textfile": str(textfile_dir / "dr.prom")}, f"shop-{unique}")
     assert dr(capsys, config, k8s, "repo", "init").code == 0
     assert dr(capsys, config, k8s, "backup", "--policy", "shop", "--no-data").code == 0
     copy = f"{shop}-copy"
@@ -204,6 +205,7 @@ def test_restore_records_events_on_its_target_namespaces_and_a_dry_run_records_n
     assert "Restore" not in str(
         by_reason(kube_client, shop)
     )  # nothing on the source; the copy does not exist
+    assert sorted(p.name for p in textfile_dir.iterdir()) == ["dr-backup-shop.prom"]  # no restore series
 
     res = dr(capsys, config, k8s, "restore", "latest", "--namespace-mapping", f"{shop}={copy}", "-o", "json")
     assert res.code == 0, res.err
@@ -212,6 +214,14 @@ def test_restore_records_events_on_its_target_namespaces_and_a_dry_run_records_n
     assert event["type"] == "Normal"
     assert event["message"].startswith(f"restore {rid} of backup ") and "4 created" in event["message"]
     assert "RestoreCompleted" not in by_reason(kube_client, shop)  # the source was not touched
+    # Series labelled with the restored backup's policy and name.
+    got = series((textfile_dir / "dr-restore-shop.prom").read_text())
+    key = (("app", "shop"), ("policy", "shop"))
+    assert got[("dr_restore_last_run_success", key)] == 1 and got[("dr_restore_failed_items", key)] == 0
+    assert got[("dr_restore_items", key)] == res.json()["counts"]["created"] == 4
+    assert got[("dr_restore_duration_seconds", key)] > 0
+    last_success = got[("dr_restore_last_success_timestamp_seconds", key)]
+    assert last_success == got[("dr_restore_last_run_timestamp_seconds", key)]
 
     res = dr(capsys, config, k8s, "restore", "latest", "--namespace-mapping", f"{shop}={copy}",
              "--include-resources", "nosuchtype")  # fmt: skip
@@ -219,6 +229,9 @@ def test_restore_records_events_on_its_target_namespaces_and_a_dry_run_records_n
     (failed,) = by_reason(kube_client, copy)["RestoreFailed"]
     assert failed["type"] == "Warning" and failed["message"].startswith("restore of backup ")
     assert "no such resource type in the backup" in failed["message"]
+    got = series((textfile_dir / "dr-restore-shop.prom").read_text())
+    assert got[("dr_restore_last_run_success", key)] == 0 and got[("dr_restore_items", key)] == 0
+    assert got[("dr_restore_last_success_timestamp_seconds", key)] == last_success  # carried over
 
 
 # --------------------------------------------------------------------------- drills

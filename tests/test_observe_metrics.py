@@ -14,7 +14,7 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from dr.errors import DrError
-from dr.observe.metrics import BackupOutcome, DrillOutcome, RunMetrics, textfile_for
+from dr.observe.metrics import BackupOutcome, DrillOutcome, RestoreOutcome, RunMetrics, textfile_for
 
 
 def ok_backup(policy: str = "shop-nightly", at: float = 1_700_000_000.0) -> BackupOutcome:
@@ -52,6 +52,30 @@ def test_backup_and_drill_series() -> None:
     assert got[("dr_drill_rto_seconds", drill)] == 310.0
     assert got[("dr_drill_rpo_seconds", drill)] == 7200.0
     assert got[("dr_drill_last_run_timestamp_seconds", drill)] == 1_700_000_500.0
+
+
+def test_restore_series_and_a_failed_restore_keeps_the_last_success(tmp_path: Path) -> None:
+    path = tmp_path / "dr-restore-shop.prom"
+    first = RunMetrics()
+    first.record_restore(
+        RestoreOutcome("shop-nightly", "shop", 1_700_000_000.0, 240.0, 130, 5_000_000, 0, True)
+    )
+    first.write_textfile(path)
+    got = series(path.read_text())
+    assert got[("dr_restore_last_run_success", SHOP)] == 1
+    assert got[("dr_restore_last_success_timestamp_seconds", SHOP)] == 1_700_000_000.0
+    assert got[("dr_restore_duration_seconds", SHOP)] == 240.0
+    assert (got[("dr_restore_items", SHOP)], got[("dr_restore_bytes", SHOP)]) == (130, 5_000_000)
+    assert got[("dr_restore_failed_items", SHOP)] == 0
+    assert not any(name.startswith(("dr_backup", "dr_drill")) for name, _ in got)
+
+    second = RunMetrics()
+    second.record_restore(RestoreOutcome("shop-nightly", "shop", 1_700_000_900.0, 30.0, 100, 0, 3, False))
+    second.write_textfile(path)
+    got = series(path.read_text())
+    assert got[("dr_restore_last_run_success", SHOP)] == 0 and got[("dr_restore_failed_items", SHOP)] == 3
+    assert got[("dr_restore_last_run_timestamp_seconds", SHOP)] == 1_700_000_900.0
+    assert got[("dr_restore_last_success_timestamp_seconds", SHOP)] == 1_700_000_000.0  # carried over
 
 
 def test_each_run_has_its_own_registry() -> None:

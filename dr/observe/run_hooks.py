@@ -5,8 +5,8 @@ The commands call these hooks once per run, success or failure:
 * Prometheus metrics (``dr.observe.metrics``) — written to the configured
   node-exporter textfile (one file per job, ``textfile_for``) and pushed to
   the configured Pushgateway (job ``dr-backup`` / ``dr-drill``, grouped by
-  policy or app); nothing when ``metrics`` is not configured. Restores have
-  no series of their own (``RunMetrics`` defines none).
+  policy or app; ``dr-restore`` by the restored backup's name); nothing when
+  ``metrics`` is not configured.
 * Kubernetes Events (``dr.observe.events``) on the namespaces the run was
   about: the backed-up namespaces, the restore's target namespaces, the
   drilled application's own namespaces (the scratch namespace is gone by
@@ -49,6 +49,7 @@ log = logging.getLogger(__name__)
 
 BACKUP_JOB = "dr-backup"
 DRILL_JOB = "dr-drill"
+RESTORE_JOB = "dr-restore"
 MAX_LISTED = 5  # failed items named in an event message; the snapshot / report has them all
 
 T = TypeVar("T")
@@ -195,13 +196,20 @@ def restore_finished(
     outcome: RestoreOutcome | None,
     duration_seconds: float,
     error: BaseException | None = None,
+    now: Callable[[], float] = time.time,
 ) -> list[str]:
-    """Record one restore (events only; a dry run records nothing). Returns warnings."""
+    """Record one restore (a dry run records nothing). Returns warnings."""
     if options.dry_run:
         return []
     out = Emitter(config, kube, [])
+    m = metrics.RunMetrics()
+    app = snap.name or snap.short_id
     if outcome is not None:
         r = outcome.resources
+        volumes = outcome.volumes.volumes
+        restored = sum(n for k, n in r.counts.items() if k in ("created", "updated", "recreated"))
+        items = restored + sum(int(v.get("files") or 0) for v in volumes)
+        data_bytes = sum(int(v.get("bytes") or 0) for v in volumes)
         namespaces = sorted({i.item.namespace for i in r.items if i.item.namespace}
                             | set(r.namespaces_created)) or restore_target_namespaces(snap, options)  # fmt: skip
         failures = [i.item.describe() for i in r.failures] + outcome.volumes.errors
@@ -213,10 +221,16 @@ def restore_finished(
         else:
             reason = Reason.RESTORE_COMPLETED
             message = f"{what} completed: {counts} in {human_duration_s(duration_seconds)}"
+        m.record_restore(metrics.RestoreOutcome(snap.policy or "", app, now(), duration_seconds, items, data_bytes,
+                                                len(failures), not failures))  # fmt: skip
     else:
+        m.record_restore(
+            metrics.RestoreOutcome(snap.policy or "", app, now(), duration_seconds, 0, 0, 0, False)
+        )
         namespaces = restore_target_namespaces(snap, options)
         reason = Reason.RESTORE_FAILED
         message = f"restore of backup {snap.short_id} failed: {_error_text(error) if error else 'no result'}"
+    out.metrics(m, RESTORE_JOB, f"restore-{app}", {"app": app})
     out.events(namespaces, reason, message)
     return out.warnings
 
