@@ -58,7 +58,7 @@ def test_restore_series_and_a_failed_restore_keeps_the_last_success(tmp_path: Pa
     path = tmp_path / "dr-restore-shop.prom"
     first = RunMetrics()
     first.record_restore(
-        RestoreOutcome("shop-nightly", "shop", 1_700_000_000.0, 240.0, 130, 5_000_000, 0, True)
+        RestoreOutcome("shop-nightly", "shop", 1_700_000_000.0, 240.0, 5_000_000, 130, 0, True)
     )
     first.write_textfile(path)
     got = series(path.read_text())
@@ -70,7 +70,7 @@ def test_restore_series_and_a_failed_restore_keeps_the_last_success(tmp_path: Pa
     assert not any(name.startswith(("dr_backup", "dr_drill")) for name, _ in got)
 
     second = RunMetrics()
-    second.record_restore(RestoreOutcome("shop-nightly", "shop", 1_700_000_900.0, 30.0, 100, 0, 3, False))
+    second.record_restore(RestoreOutcome("shop-nightly", "shop", 1_700_000_900.0, 30.0, 0, 100, 3, False))
     second.write_textfile(path)
     got = series(path.read_text())
     assert got[("dr_restore_last_run_success", SHOP)] == 0 and got[("dr_restore_failed_items", SHOP)] == 3

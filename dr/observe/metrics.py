@@ -45,6 +45,7 @@ from __future__ import annotations
 import contextlib
 import os
 import tempfile
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.error import URLError
@@ -61,27 +62,21 @@ CARRIED_OVER = ("dr_backup_last_success_timestamp_seconds", "dr_restore_last_suc
 
 
 @dataclass(frozen=True)
-class BackupOutcome:
+class RunOutcome:
+    """One backup or restore run. Restores carry the policy and name of the backup they restored."""
+
     policy: str
     app: str
     finished_at: float  # Unix time
     duration_seconds: float
-    bytes: int
-    items: int
+    bytes: int  # read by a backup; volume bytes written by a restore
+    items: int  # objects and files backed up / restored
     failed_items: int
     succeeded: bool
 
 
-@dataclass(frozen=True)
-class RestoreOutcome:
-    policy: str  # of the restored backup
-    app: str  # the restored backup's name
-    finished_at: float  # Unix time
-    duration_seconds: float
-    items: int  # objects created/updated/recreated, plus volume files
-    bytes: int  # volume bytes
-    failed_items: int
-    succeeded: bool
+BackupOutcome = RunOutcome
+RestoreOutcome = RunOutcome
 
 
 @dataclass(frozen=True)
@@ -104,6 +99,23 @@ def _safe_url(url: str) -> str:
     return url
 
 
+class _RunSeries:
+    """The gauges of one kind of run (``dr_backup_*``, ``dr_restore_*``)."""
+
+    def __init__(self, gauge: Callable[[str, str], Gauge], kind: str, done: str, bytes_doc: str) -> None:
+        self.last_success = gauge(
+            f"dr_{kind}_last_success_timestamp_seconds", f"End of the last successful {kind} (Unix time)."
+        )
+        self.last_run = gauge(
+            f"dr_{kind}_last_run_timestamp_seconds", f"End of the last {kind} run (Unix time)."
+        )
+        self.success = gauge(f"dr_{kind}_last_run_success", f"1 when the last {kind} run succeeded, else 0.")
+        self.duration = gauge(f"dr_{kind}_duration_seconds", f"Duration of the last {kind} run.")
+        self.bytes = gauge(f"dr_{kind}_bytes", bytes_doc)
+        self.items = gauge(f"dr_{kind}_items", f"Items (objects, files) {done} by the last {kind} run.")
+        self.failed_items = gauge(f"dr_{kind}_failed_items", f"Items that failed in the last {kind} run.")
+
+
 class RunMetrics:
     """The metrics of one run, in their own registry."""
 
@@ -114,35 +126,9 @@ class RunMetrics:
         def gauge(name: str, doc: str) -> Gauge:
             return Gauge(name, doc, LABELS, registry=self.registry)
 
-        self.backup_last_success = gauge(
-            "dr_backup_last_success_timestamp_seconds", "End of the last successful backup (Unix time)."
-        )
-        self.backup_last_run = gauge(
-            "dr_backup_last_run_timestamp_seconds", "End of the last backup run (Unix time)."
-        )
-        self.backup_success = gauge(
-            "dr_backup_last_run_success", "1 when the last backup run succeeded, else 0."
-        )
-        self.backup_duration = gauge("dr_backup_duration_seconds", "Duration of the last backup run.")
-        self.backup_bytes = gauge("dr_backup_bytes", "Bytes read by the last backup run.")
-        self.backup_items = gauge("dr_backup_items", "Items backed up by the last backup run.")
-        self.backup_failed_items = gauge(
-            "dr_backup_failed_items", "Items that failed in the last backup run."
-        )
-        self.restore_last_success = gauge(
-            "dr_restore_last_success_timestamp_seconds", "End of the last successful restore (Unix time)."
-        )
-        self.restore_last_run = gauge(
-            "dr_restore_last_run_timestamp_seconds", "End of the last restore run (Unix time)."
-        )
-        self.restore_success = gauge(
-            "dr_restore_last_run_success", "1 when the last restore run succeeded, else 0."
-        )
-        self.restore_duration = gauge("dr_restore_duration_seconds", "Duration of the last restore run.")
-        self.restore_items = gauge("dr_restore_items", "Items (objects, files) restored by the last run.")
-        self.restore_bytes = gauge("dr_restore_bytes", "Volume bytes restored by the last restore run.")
-        self.restore_failed_items = gauge(
-            "dr_restore_failed_items", "Items that failed in the last restore run."
+        self.backup = _RunSeries(gauge, "backup", "backed up", "Bytes read by the last backup run.")
+        self.restore = _RunSeries(
+            gauge, "restore", "restored", "Volume bytes written by the last restore run."
         )
         self.drill_last_run = gauge(
             "dr_drill_last_run_timestamp_seconds", "End of the last drill (Unix time)."
@@ -155,27 +141,22 @@ class RunMetrics:
         g.labels(*labels).set(value)
         self._set.add((g._name, labels))
 
-    def record_backup(self, o: BackupOutcome) -> None:
+    def _record_run(self, series: _RunSeries, o: RunOutcome) -> None:
         key = (o.policy, o.app)
-        self._put(self.backup_last_run, key, o.finished_at)
-        self._put(self.backup_success, key, 1 if o.succeeded else 0)
-        self._put(self.backup_duration, key, o.duration_seconds)
-        self._put(self.backup_bytes, key, o.bytes)
-        self._put(self.backup_items, key, o.items)
-        self._put(self.backup_failed_items, key, o.failed_items)
+        self._put(series.last_run, key, o.finished_at)
+        self._put(series.success, key, 1 if o.succeeded else 0)
+        self._put(series.duration, key, o.duration_seconds)
+        self._put(series.bytes, key, o.bytes)
+        self._put(series.items, key, o.items)
+        self._put(series.failed_items, key, o.failed_items)
         if o.succeeded:
-            self._put(self.backup_last_success, key, o.finished_at)
+            self._put(series.last_success, key, o.finished_at)
 
-    def record_restore(self, o: RestoreOutcome) -> None:
-        key = (o.policy, o.app)
-        self._put(self.restore_last_run, key, o.finished_at)
-        self._put(self.restore_success, key, 1 if o.succeeded else 0)
-        self._put(self.restore_duration, key, o.duration_seconds)
-        self._put(self.restore_items, key, o.items)
-        self._put(self.restore_bytes, key, o.bytes)
-        self._put(self.restore_failed_items, key, o.failed_items)
-        if o.succeeded:
-            self._put(self.restore_last_success, key, o.finished_at)
+    def record_backup(self, o: RunOutcome) -> None:
+        self._record_run(self.backup, o)
+
+    def record_restore(self, o: RunOutcome) -> None:
+        self._record_run(self.restore, o)
 
     def record_drill(self, o: DrillOutcome) -> None:
         key = (o.policy, o.app)
@@ -189,10 +170,7 @@ class RunMetrics:
         return generate_latest(self.registry)
 
     def _carry_over(self, previous: str) -> None:
-        gauges = {
-            "dr_backup_last_success_timestamp_seconds": self.backup_last_success,
-            "dr_restore_last_success_timestamp_seconds": self.restore_last_success,
-        }
+        gauges = {g._name: g for g in (self.backup.last_success, self.restore.last_success)}
         try:
             families = list(text_string_to_metric_families(previous))
         except ValueError:

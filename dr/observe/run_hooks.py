@@ -221,7 +221,7 @@ def restore_finished(
         else:
             reason = Reason.RESTORE_COMPLETED
             message = f"{what} completed: {counts} in {human_duration_s(duration_seconds)}"
-        m.record_restore(metrics.RestoreOutcome(snap.policy or "", app, now(), duration_seconds, items, data_bytes,
+        m.record_restore(metrics.RestoreOutcome(snap.policy or "", app, now(), duration_seconds, data_bytes, items,
                                                 len(failures), not failures))  # fmt: skip
     else:
         m.record_restore(
