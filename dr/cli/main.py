@@ -18,6 +18,7 @@ from dr import __version__
 from dr.cli.context import AppContext
 from dr.cli.logs import setup_logging
 from dr.errors import DrError, ExitCode
+from dr.malloc_tuning import limit_malloc_arenas
 
 CONTEXT_SETTINGS = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
 
@@ -113,6 +114,7 @@ def _report(err: DrError) -> None:
 def main(argv: list[str] | None = None) -> None:
     """Entry point of the console script; never returns."""
     args = sys.argv[1:] if argv is None else argv
+    limit_malloc_arenas()
     verbose = 0
     code: int = ExitCode.OK
     try:
