@@ -14,15 +14,15 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from dr.errors import DrError
-from dr.observe.metrics import BackupOutcome, DrillOutcome, RestoreOutcome, RunMetrics, textfile_for
+from dr.observe.metrics import DrillOutcome, RunMetrics, RunOutcome, textfile_for
 
 
-def ok_backup(policy: str = "shop-nightly", at: float = 1_700_000_000.0) -> BackupOutcome:
-    return BackupOutcome(policy, "shop", at, 42.5, 1_048_576, 120, 0, True)
+def ok_backup(policy: str = "shop-nightly", at: float = 1_700_000_000.0) -> RunOutcome:
+    return RunOutcome(policy, "shop", at, 42.5, 1_048_576, 120, 0, True)
 
 
-def failed_backup(policy: str = "shop-nightly", at: float = 1_700_086_400.0) -> BackupOutcome:
-    return BackupOutcome(policy, "shop", at, 3.0, 0, 10, 2, False)
+def failed_backup(policy: str = "shop-nightly", at: float = 1_700_086_400.0) -> RunOutcome:
+    return RunOutcome(policy, "shop", at, 3.0, 0, 10, 2, False)
 
 
 def series(text: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
@@ -57,9 +57,7 @@ def test_backup_and_drill_series() -> None:
 def test_restore_series_and_a_failed_restore_keeps_the_last_success(tmp_path: Path) -> None:
     path = tmp_path / "dr-restore-shop.prom"
     first = RunMetrics()
-    first.record_restore(
-        RestoreOutcome("shop-nightly", "shop", 1_700_000_000.0, 240.0, 5_000_000, 130, 0, True)
-    )
+    first.record_restore(RunOutcome("shop-nightly", "shop", 1_700_000_000.0, 240.0, 5_000_000, 130, 0, True))
     first.write_textfile(path)
     got = series(path.read_text())
     assert got[("dr_restore_last_run_success", SHOP)] == 1
@@ -70,7 +68,7 @@ def test_restore_series_and_a_failed_restore_keeps_the_last_success(tmp_path: Pa
     assert not any(name.startswith(("dr_backup", "dr_drill")) for name, _ in got)
 
     second = RunMetrics()
-    second.record_restore(RestoreOutcome("shop-nightly", "shop", 1_700_000_900.0, 30.0, 0, 100, 3, False))
+    second.record_restore(RunOutcome("shop-nightly", "shop", 1_700_000_900.0, 30.0, 0, 100, 3, False))
     second.write_textfile(path)
     got = series(path.read_text())
     assert got[("dr_restore_last_run_success", SHOP)] == 0 and got[("dr_restore_failed_items", SHOP)] == 3

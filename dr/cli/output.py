@@ -61,7 +61,7 @@ class JsonStream(list[Any]):
 def _plain(v: Any, *, lazy: bool = False) -> Any:
     """``v`` as JSON types; with ``lazy``, a ``JsonStream`` stays one (its elements converted as printed)."""
     if isinstance(v, JsonStream):
-        return v if lazy else [_plain(x) for x in v]
+        return v if lazy else list(v)  # its iterator converts each element already
     if isinstance(v, datetime):
         return v.isoformat()
     if isinstance(v, timedelta):

@@ -75,10 +75,6 @@ class RunOutcome:
     succeeded: bool
 
 
-BackupOutcome = RunOutcome
-RestoreOutcome = RunOutcome
-
-
 @dataclass(frozen=True)
 class DrillOutcome:
     policy: str

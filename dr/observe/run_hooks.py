@@ -130,7 +130,7 @@ def backup_finished(
         )
         items = outcome.resources.total + sum(int(v.get("files") or 0) for v in volumes)
         errors = outcome.errors
-        m.record_backup(metrics.BackupOutcome(policy, request.name, now(), duration_seconds, data_bytes, items,
+        m.record_backup(metrics.RunOutcome(policy, request.name, now(), duration_seconds, data_bytes, items,
                                               len(errors), not errors))  # fmt: skip
         namespaces = snap.namespaces
         what = f"backup {snap.short_id} ({request.name})"
@@ -144,7 +144,7 @@ def backup_finished(
             reason = Reason.BACKUP_COMPLETED
             message = f"{what} completed: {size} in {human_duration_s(duration_seconds)}"
     else:
-        m.record_backup(metrics.BackupOutcome(policy, request.name, now(), duration_seconds, 0, 0, 0, False))
+        m.record_backup(metrics.RunOutcome(policy, request.name, now(), duration_seconds, 0, 0, 0, False))
         namespaces = [n for n in request.scope.namespaces if not is_glob(n)]
         reason = Reason.BACKUP_FAILED
         message = f"backup {request.name} failed: {_error_text(error) if error else 'no result'}"
@@ -221,12 +221,10 @@ def restore_finished(
         else:
             reason = Reason.RESTORE_COMPLETED
             message = f"{what} completed: {counts} in {human_duration_s(duration_seconds)}"
-        m.record_restore(metrics.RestoreOutcome(snap.policy or "", app, now(), duration_seconds, data_bytes, items,
+        m.record_restore(metrics.RunOutcome(snap.policy or "", app, now(), duration_seconds, data_bytes, items,
                                                 len(failures), not failures))  # fmt: skip
     else:
-        m.record_restore(
-            metrics.RestoreOutcome(snap.policy or "", app, now(), duration_seconds, 0, 0, 0, False)
-        )
+        m.record_restore(metrics.RunOutcome(snap.policy or "", app, now(), duration_seconds, 0, 0, 0, False))
         namespaces = restore_target_namespaces(snap, options)
         reason = Reason.RESTORE_FAILED
         message = f"restore of backup {snap.short_id} failed: {_error_text(error) if error else 'no result'}"

@@ -199,14 +199,13 @@ class _RestoreRun:
         for index, stage in enumerate(STAGES):
             size = plan.stage_size(index)
             started = time.monotonic()
-            # CRDs and PVs are needed again after their stage: small stages, kept as a list.
-            entries: Iterable[PlanEntry] = plan.stage_entries(index)
-            if index in (CRD_STAGE, PV_STAGE):
-                entries = list(entries)
+            # CRDs are needed again after their stage (to wait for them): a small stage, kept as a list.
+            crds = list(plan.stage_entries(index)) if index == CRD_STAGE else None
+            entries = plan.stage_entries(index) if crds is None else crds
             stage_results = self.run_stage(pool, plan, entries) if size else ItemResults()
             self.result.items.extend(stage_results)
-            if index == CRD_STAGE and size:
-                self.after_crds(pool, list(entries), stage_results)
+            if crds:
+                self.after_crds(pool, crds, stage_results)
             if index == PV_STAGE:
                 # PVCs keep volumeName only when their volume is restored too (pvc_drop_binding).
                 # PersistentVolumes are cluster-scoped: restored under their backed-up name.
