@@ -8,7 +8,7 @@ from dr.cli.volume_access import MoverConfigCopies
 from dr.config import MoverOptions
 from dr.kube.client import KubeClient
 from dr.kube.collect import get_object
-from dr.kube.jobs import CONFIG_MAPS, SECRETS, temporary_labels
+from dr.kube.jobs import CONFIG_MAPS, EXPIRES_LABEL, SECRETS, temporary_labels
 from tests.kube_helpers import make_namespace
 
 
@@ -22,8 +22,10 @@ def _cm(ns: str, labels: dict[str, str] | None = None, value: str = "x") -> dict
 def test_copies_are_removed_and_expired_leftovers_swept(kube_client: KubeClient, unique: str) -> None:
     from dr.kube import apply as kapply
 
-    dr_ns, app, other, user = (f"{p}-{unique}" for p in ("drsys", "app", "left", "user"))
-    for ns in (dr_ns, app, other, user):
+    dr_ns, app, other, user, live, bad = (
+        f"{p}-{unique}" for p in ("drsys", "app", "left", "user", "live", "bad")
+    )
+    for ns in (dr_ns, app, other, user, live, bad):
         make_namespace(kube_client, ns)
     kapply.create(kube_client, CONFIG_MAPS, _cm(dr_ns, value="repositories: []"))
     creds = {"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "creds", "namespace": dr_ns},
@@ -32,10 +34,13 @@ def test_copies_are_removed_and_expired_leftovers_swept(kube_client: KubeClient,
     # a copy a crashed run left behind (expired), and a user's own dr-config (no dr label)
     kapply.create(kube_client, CONFIG_MAPS, _cm(other, temporary_labels("old", int(time.time()) - 60)))
     kapply.create(kube_client, CONFIG_MAPS, _cm(user, value="mine"))
+    # the copy of a restore still running (not expired), and one with an unreadable expiry
+    kapply.create(kube_client, CONFIG_MAPS, _cm(live, temporary_labels("other", int(time.time()) + 3600)))
+    kapply.create(kube_client, CONFIG_MAPS, _cm(bad, {**temporary_labels("old", 0), EXPIRES_LABEL: "soon"}))
 
     mover = MoverOptions(namespace=dr_ns, credentials_secret="creds")
     copies = MoverConfigCopies(kube_client, mover, "run-1")
-    for ns in (app, other, user):
+    for ns in (app, other, user, live, bad):
         copies.ensure(ns)
     assert get_object(kube_client, CONFIG_MAPS, app, "dr-config") is not None
     assert get_object(kube_client, SECRETS, app, "creds") is not None
@@ -46,3 +51,5 @@ def test_copies_are_removed_and_expired_leftovers_swept(kube_client: KubeClient,
     assert get_object(kube_client, CONFIG_MAPS, other, "dr-config") is None, "the expired leftover goes too"
     mine = get_object(kube_client, CONFIG_MAPS, user, "dr-config")
     assert mine is not None and mine["data"] == {"dr.yaml": "mine"}, "a user's object is never touched"
+    assert get_object(kube_client, CONFIG_MAPS, live, "dr-config") is not None, "another run's copy stays"
+    assert get_object(kube_client, CONFIG_MAPS, bad, "dr-config") is not None, "unreadable expiry: left alone"
