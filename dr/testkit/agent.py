@@ -347,6 +347,9 @@ class NodeAgent:
             shutil.rmtree(tmp, ignore_errors=True)
             shutil.copytree(src, tmp, symlinks=True)
             tmp.rename(target)
+            # Recorded at the copy, the moment the data is fixed: recording it after the status patch
+            # raced with dr, which may already have seen readyToUse and run the post hook.
+            self.event("snapshot-cut", f"{ns}/{meta['name']}")
         class_name = (vs.get("spec") or {}).get("volumeSnapshotClassName")
         cls = self._get(f"{SNAPSHOT_API}/volumesnapshotclasses/{class_name}") if class_name else None
         content_name = f"snapcontent-{meta['uid']}"
@@ -382,7 +385,7 @@ class NodeAgent:
             },
         )
         restore_size = ((pvc or {}).get("status") or {}).get("capacity", {}).get("storage")
-        if self._patch_status(
+        self._patch_status(
             path,
             {
                 "boundVolumeSnapshotContentName": content_name,
@@ -390,8 +393,7 @@ class NodeAgent:
                 "readyToUse": True,
                 "restoreSize": restore_size or str(size),
             },
-        ):
-            self.event("snapshot-cut", f"{ns}/{meta['name']}")
+        )
 
     def _bind_preprovisioned(self, vs: dict[str, Any], content_name: str, path: str) -> None:
         content = self._get(f"{SNAPSHOT_API}/volumesnapshotcontents/{content_name}")
