@@ -224,7 +224,9 @@ Name = Annotated[str, Field(pattern=r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$", max_leng
 class Model(BaseModel):
     """Base: camelCase aliases, unknown fields rejected, snake_case also accepted in code."""
 
-    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, extra="forbid", frozen=False)
+    model_config = ConfigDict(
+        alias_generator=to_camel, populate_by_name=True, extra="forbid", frozen=False, defer_build=True
+    )
 
 
 # --------------------------------------------------------------------------- repositories

@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+from pathlib import Path
+
 import pytest
 
 from dr import __version__
@@ -73,3 +78,35 @@ def test_usage_error_exit_2(capsys: pytest.CaptureFixture[str]) -> None:
     assert run_dr(capsys, "no-such-command").code == 2
     r = run_dr(capsys, "verify", "--read-data=150")
     assert r.code == 2 and "(0, 100]" in r.err
+
+
+def _modules_loaded(tmp_path: Path, *args: str) -> set[str]:
+    """The modules a real ``dr ARGS`` process has imported when it exits."""
+    probe = (
+        "import atexit, sys\n"
+        f"atexit.register(lambda: open({str(tmp_path / 'mods')!r}, 'w').write('\\n'.join(sys.modules)))\n"
+        "from dr.cli.main import main\n"
+        f"main({list(args)!r})\n"
+    )
+    env = {**os.environ, "XDG_CONFIG_HOME": str(tmp_path / "cfg"), "XDG_DATA_HOME": str(tmp_path / "data")}
+    env.pop("DR_CONFIG", None)
+    subprocess.run([sys.executable, "-c", probe], capture_output=True, env=env, timeout=120, check=False)
+    return set((tmp_path / "mods").read_text().split())
+
+
+def test_start_up_imports_only_what_the_command_uses(tmp_path: Path) -> None:
+    # --version and --help answer from click alone: no config models, no tables.
+    heavy = {"pydantic", "yaml", "rich", "dr.config", "boto3", "kubernetes", "cryptography"}
+    assert not _modules_loaded(tmp_path, "--version") & heavy
+    # A mover command printing JSON off a terminal (a Job) needs the config and the
+    # repository, but no progress bars or tables, and no Kubernetes client.
+    repo = f"file://{tmp_path / 'repo'}"
+    assert run_dr_process("--repo", repo, "--quiet", "repo", "init", env={
+        "XDG_CONFIG_HOME": str(tmp_path / "cfg"), "XDG_DATA_HOME": str(tmp_path / "data")}).code == 0  # fmt: skip
+    (tmp_path / "src").mkdir()
+    (tmp_path / "src" / "f").write_text("x")
+    loaded = _modules_loaded(
+        tmp_path, "--repo", repo, "--quiet", "mover", "backup", str(tmp_path / "src"), "-o", "json"
+    )
+    assert {"dr.config", "cryptography"} <= loaded
+    assert not loaded & {"rich", "kubernetes", "boto3"}

@@ -7,11 +7,12 @@ invocation; commands ask it for the config and, lazily, for clients.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
-from dr.config import LoadedConfig, load_config
+if TYPE_CHECKING:
+    from dr.config import LoadedConfig
 
 
 @dataclass
@@ -28,6 +29,10 @@ class AppContext:
     @property
     def loaded(self) -> LoadedConfig:
         if self._loaded is None:
+            # Imported here: the config models (pydantic) are the largest part of
+            # start-up, and `dr --version` or `--help` need none of it.
+            from dr.config import load_config
+
             self._loaded = load_config(self.config_file)
         return self._loaded
 

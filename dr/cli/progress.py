@@ -6,14 +6,8 @@ import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
-from rich.progress import (
-    BarColumn,
-    DownloadColumn,
-    Progress,
-    TextColumn,
-    TimeRemainingColumn,
-    TransferSpeedColumn,
-)
+# rich.progress is imported only when a bar is shown (a terminal): mover Jobs
+# and CronJobs never show one and should not pay for the import.
 
 
 def enabled(quiet: bool) -> bool:
@@ -28,6 +22,15 @@ def byte_progress(
     if not enabled(quiet):
         yield lambda n: None
         return
+    from rich.progress import (
+        BarColumn,
+        DownloadColumn,
+        Progress,
+        TextColumn,
+        TimeRemainingColumn,
+        TransferSpeedColumn,
+    )
+
     columns = (
         TextColumn("{task.description}"),
         BarColumn(),
@@ -47,6 +50,8 @@ def item_progress(
     if not enabled(quiet):
         yield lambda n: None
         return
+    from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
+
     with Progress(TextColumn("{task.description}"), BarColumn(), TextColumn("{task.completed}/{task.total}"),
                   TimeRemainingColumn(), transient=True) as bar:  # fmt: skip
         task = bar.add_task(description, total=total)
