@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import os
+import threading
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from dr.repo import archiver
 from dr.repo.archiver import backup_directory
 from dr.repo.check import check
 from dr.repo.restorer import restore_snapshot
@@ -66,6 +68,41 @@ def test_incremental_does_not_reread_unchanged_files(tmp_path: Path) -> None:
     out = tmp_path / "out"
     restore_snapshot(repo, third.snapshot, out)
     assert (out / "d1" / "text.log").read_text() == "changed\n"
+    assert describe_tree(out) == describe_tree(src)
+
+
+def test_incremental_reads_each_parent_tree_once_ahead_of_the_walk(tmp_path: Path, monkeypatch: Any) -> None:
+    # More directories at one level than the read-ahead holds, and nesting below them.
+    src = tmp_path / "src"
+    for i in range(archiver.PARENT_TREES_AHEAD + 6):
+        d = src / f"d{i:03}" / "inner"
+        d.mkdir(parents=True)
+        (d / "f.txt").write_text(f"file {i}\n")
+    (src / "d000" / "moved.txt").write_text("old\n")
+    repo, _ = init_repo(make_store("file", tmp_path, None), tmp_path)
+    first = backup_directory(repo, src).snapshot
+    (src / "d000" / "moved.txt").rename(src / "d001" / "inner" / "moved.txt")  # one directory changes
+
+    reads: list[str] = []
+    ahead: list[str] = []  # read by the read-ahead threads, not by the walk
+    read_parent = archiver._Archiver._read_parent
+
+    def counted(self: Any, tree_id: str) -> Any:
+        reads.append(tree_id)
+        if threading.current_thread().name.startswith("dr-tree"):
+            ahead.append(tree_id)
+        return read_parent(self, tree_id)
+
+    monkeypatch.setattr(archiver._Archiver, "_read_parent", counted)
+    second = backup_directory(repo, src, parent=first)
+    assert not second.errors
+    assert first.stats is not None
+    assert second.unchanged_files == first.stats.files - 1  # the moved file is read again
+    dirs = 1 + 2 * (archiver.PARENT_TREES_AHEAD + 6)
+    assert len(reads) == len(set(reads)) == dirs  # every parent tree once, none twice
+    assert len(ahead) >= dirs - 1 - 6  # all but the root and those beyond the bound at the top level
+    out = tmp_path / "out"
+    restore_snapshot(repo, second.snapshot, out)
     assert describe_tree(out) == describe_tree(src)
 
 

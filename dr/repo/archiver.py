@@ -35,6 +35,11 @@ from dr.repo.tree import Node, decode_tree, encode_tree
 
 log = logging.getLogger(__name__)
 
+# Parent trees read ahead of the walk: concurrent reads, and decoded trees held
+# at most (a directory with thousands of subdirectories must not hold them all).
+PARENT_TREE_READERS = 4
+PARENT_TREES_AHEAD = 64
+
 Progress = Callable[[int], None]  # called with bytes processed since the last call
 
 
@@ -79,6 +84,11 @@ class _Archiver:
         self.repo = repo
         self.saver = saver
         self.pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="dr-read")
+        # Parent trees are read ahead, a directory's subtrees as soon as the
+        # directory's own parent tree is known: on S3 each read is a round trip,
+        # and the walk would otherwise wait for them one by one.
+        self.tree_pool = ThreadPoolExecutor(max_workers=PARENT_TREE_READERS, thread_name_prefix="dr-tree")
+        self._parent_trees: dict[str, Future[dict[str, Node]]] = {}
         self.local = threading.local()
         self.progress = progress
         self.errors: list[str] = []
@@ -131,6 +141,15 @@ class _Archiver:
     def _parent_nodes(self, tree_id: str | None) -> dict[str, Node]:
         if not tree_id:
             return {}
+        ahead = self._parent_trees.pop(tree_id, None)
+        nodes = ahead.result() if ahead is not None else self._read_parent(tree_id)
+        for n in nodes.values():
+            sub = n.get("subtree") if n.get("type") == "dir" else None
+            if sub and sub not in self._parent_trees and len(self._parent_trees) < PARENT_TREES_AHEAD:
+                self._parent_trees[sub] = self.tree_pool.submit(self._read_parent, sub)
+        return nodes
+
+    def _read_parent(self, tree_id: str) -> dict[str, Node]:
         try:
             nodes = decode_tree(self.repo.read_blob(bytes.fromhex(tree_id)), f"parent tree {tree_id[:16]}")
         except Exception as e:  # a damaged parent only costs re-reading files
@@ -227,6 +246,7 @@ class _Archiver:
 
     def close(self) -> None:
         self.pool.shutdown(wait=True, cancel_futures=True)
+        self.tree_pool.shutdown(wait=True, cancel_futures=True)
 
 
 def backup_directory(
