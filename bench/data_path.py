@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Data-path benchmark: dr vs restic, side by side, in one run.
 
-    .venv/bin/python bench/data_path.py [--work DIR] [--size 1|4] [--s3] [--runs N]
+    .venv/bin/python bench/data_path.py [--work DIR] [--size 1|4] [--s3] [--runs N] [--cache cold|warm]
 
 Makes the deterministic data set of ../shared/bench/gen.py (1 GiB; ``--size 4``
 adds three more, differently scrambled copies for 4 GiB of unique data), then
@@ -10,6 +10,15 @@ changed), full restore — into a local repository (and, with ``--s3``, into a
 SeaweedFS bucket started for the run). Prints wall time, CPU time, peak RSS,
 MB/s and repository size for each step and the ratios dr/restic. Not a test:
 figures go into bench/RESULTS.md by hand, with the machine and date.
+
+Every measured step starts from the same state for both tools: ``--cache
+cold`` (the default; needs root) flushes dirty pages and drops the page cache
+before each step, as on a node that has just started the restore. Without it
+the order decides: restic writes its packs through the page cache and reads
+them back from memory, dr writes around it (``O_DIRECT``) and reads from disk,
+and dirty pages one step leaves behind are written back during the next.
+``--runs N`` repeats the whole sequence and prints the median of each figure
+and the range of each ratio.
 """
 
 from __future__ import annotations
@@ -19,6 +28,7 @@ import json
 import os
 import platform
 import shutil
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -41,7 +51,19 @@ class Measure:
         return nbytes / self.wall / 1e6
 
 
+COLD = True
+
+
+def settle() -> None:
+    """Write back dirty pages and, for ``--cache cold``, empty the page cache (before each measured step)."""
+    os.sync()
+    if COLD:
+        with open("/proc/sys/vm/drop_caches", "w") as f:
+            f.write("3\n")
+
+
 def run(argv: list[str], env: dict[str, str]) -> tuple[Measure, str]:
+    settle()
     t0 = time.perf_counter()
     proc = subprocess.Popen(argv, env={**os.environ, **env}, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     # wait4 gives this child's own rusage (peak RSS included).
@@ -86,10 +108,17 @@ def modify(data: Path) -> None:
 class Tool:
     name = ""
 
-    def init(self) -> None: ...
-    def backup(self, path: Path) -> Measure: ...
-    def restore(self, target: Path) -> Measure: ...
-    def size(self) -> int: ...
+    def init(self) -> None:
+        raise NotImplementedError
+
+    def backup(self, path: Path) -> Measure:
+        raise NotImplementedError
+
+    def restore(self, target: Path) -> Measure:
+        raise NotImplementedError
+
+    def size(self) -> int:
+        raise NotImplementedError
 
 
 class DrTool(Tool):
@@ -206,30 +235,72 @@ def print_rows(rows: list[dict[str, object]], title: str) -> None:
               f"{m.mbps(int(r['bytes'])):.0f} | {repo} |")  # type: ignore[call-overload]  # fmt: skip
     print("\n| step | dr/restic throughput | dr/restic CPU | dr/restic repo size |")
     print("|---|---:|---:|---:|")
-    for step in ("full backup", "incremental", "restore"):
+    for step, (speed, cpu, size) in ratios(rows).items():
+        print(f"| {step} | {speed:.2f}x | {cpu:.2f} | {f'{size:.2f}' if size else ''} |")
+
+
+STEPS = ("full backup", "incremental", "restore")
+
+
+def ratios(rows: list[dict[str, object]]) -> dict[str, tuple[float, float, float | None]]:
+    """Per step: (restic wall / dr wall, dr CPU / restic CPU, dr repo size / restic repo size)."""
+    out: dict[str, tuple[float, float, float | None]] = {}
+    for step in STEPS:
         d = next(r for r in rows if r["tool"] == "dr" and r["step"] == step)
         rs = next(r for r in rows if r["tool"] == "restic" and r["step"] == step)
         dm, rm = d["m"], rs["m"]
         assert isinstance(dm, Measure) and isinstance(rm, Measure)
-        size = f"{int(d['repo']) / int(rs['repo']):.2f}" if d["repo"] else ""  # type: ignore[call-overload]
-        print(f"| {step} | {rm.wall / dm.wall:.2f}x | {dm.cpu / rm.cpu:.2f} | {size} |")
+        size = int(d["repo"]) / int(rs["repo"]) if d["repo"] else None  # type: ignore[call-overload]
+        out[step] = (rm.wall / dm.wall, dm.cpu / rm.cpu, size)
+    return out
+
+
+def summarize(runs: list[list[dict[str, object]]], title: str) -> None:
+    """Median of every figure over the runs, and the range of each ratio."""
+    if len(runs) < 2:
+        return
+    med: list[dict[str, object]] = []
+    for i, r in enumerate(runs[0]):
+        ms = [m for run_rows in runs if isinstance(m := run_rows[i]["m"], Measure)]
+        wall = statistics.median(m.wall for m in ms)
+        cpu = statistics.median(m.cpu for m in ms)
+        rss = statistics.median(m.rss_mb for m in ms)
+        med.append({**r, "m": Measure(wall, cpu, rss)})
+    print_rows(med, f"{title}: median of {len(runs)} runs")
+    print("\n| step | dr/restic throughput, each run |")
+    print("|---|---|")
+    per_run = [ratios(rows) for rows in runs]
+    for step in STEPS:
+        vals = [r[step][0] for r in per_run]
+        print(f"| {step} | {', '.join(f'{v:.2f}x' for v in vals)} (min {min(vals):.2f}x) |")
 
 
 def main() -> None:
+    global COLD
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--work", type=Path, help="work directory (default: a temporary one)")
     ap.add_argument("--size", type=int, default=1, choices=(1, 2, 4), help="GiB of unique data")
     ap.add_argument("--s3", action="store_true", help="also run against a SeaweedFS S3 server")
+    ap.add_argument("--runs", type=int, default=1, help="repeat the whole sequence N times (median, ranges)")
+    ap.add_argument("--cache", choices=("cold", "warm"), default="cold",
+                    help="cold: drop the page cache before every step (default; needs root)")  # fmt: skip
     args = ap.parse_args()
     if not shutil.which("restic"):
         raise SystemExit("restic is not installed (apt-get install restic)")
+    COLD = args.cache == "cold"
+    if COLD and not os.access("/proc/sys/vm/drop_caches", os.W_OK):
+        raise SystemExit("--cache cold needs root (it writes /proc/sys/vm/drop_caches); use --cache warm")
     work = args.work or Path(tempfile.mkdtemp(prefix="dr-bench-"))
     work.mkdir(parents=True, exist_ok=True)
     ver = subprocess.run(["restic", "version"], capture_output=True, text=True).stdout.strip()
-    print(f"# dr data-path benchmark, {time.strftime('%Y-%m-%d')}, {platform.node()}, {os.cpu_count()} cores, "
-          f"{ver}")  # fmt: skip
+    print(f"# dr data-path benchmark, {time.strftime('%Y-%m-%d %H:%M')}, {platform.node()}, {os.cpu_count()} cores, "
+          f"{ver}, page cache {args.cache} before each step")  # fmt: skip
     try:
-        print_rows(bench(work / "local", args.size), f"local repository, {args.size} GiB")
+        local = []
+        for i in range(args.runs):
+            local.append(bench(work / "local", args.size))
+            print_rows(local[-1], f"local repository, {args.size} GiB, run {i + 1}")
+        summarize(local, f"local repository, {args.size} GiB")
         if args.s3:
             sys.path.insert(0, str(ROOT))
             from tests import servers
@@ -242,10 +313,13 @@ def main() -> None:
                 info = server.info
                 s3 = boto3.client("s3", endpoint_url=info["endpoint"], aws_access_key_id=info["access_key"],
                                   aws_secret_access_key=info["secret_key"], region_name="us-east-1")  # fmt: skip
-                s3.create_bucket(Bucket="bench")
-                print_rows(
-                    bench(work / "s3", args.size, {**info, "bucket": "bench"}), "SeaweedFS S3 repository"
-                )
+                remote = []
+                for i in range(args.runs):
+                    bucket = f"bench{i}"
+                    s3.create_bucket(Bucket=bucket)
+                    remote.append(bench(work / "s3", args.size, {**info, "bucket": bucket}))
+                    print_rows(remote[-1], f"SeaweedFS S3 repository, run {i + 1}")
+                summarize(remote, "SeaweedFS S3 repository")
             finally:
                 server.stop()
     finally:
