@@ -66,8 +66,7 @@ def debug_logging(caplog: pytest.LogCaptureFixture) -> Iterator[DebugLogs]:
     saved_handlers, saved_level = list(root.handlers), root.level
     saved_levels = {n: logging.getLogger(n).level for n in LIBRARY_LOGGERS}
     logs = DebugLogs(caplog, io.StringIO())
-    with contextlib.redirect_stderr(logs.stream):  # setup_logging binds its handler to sys.stderr
-        setup_logging(verbose=3, json_logs=True)
+    setup_logging(verbose=3, json_logs=True, stream=logs.stream)
     # setup_logging removed pytest's handlers; pytest appends them again for the test's call
     # phase, after dr's handler. The raw snapshot goes first and stays first.
     root.handlers.insert(0, logs.raw)

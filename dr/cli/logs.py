@@ -13,7 +13,7 @@ import os
 import re
 import sys
 import time
-from typing import Any
+from typing import IO, Any
 
 # Values that look like credentials: Vault tokens, AWS keys, bearer tokens, PEM keys.
 _SECRET_PATTERNS = [
@@ -61,12 +61,36 @@ class JSONFormatter(logging.Formatter):
         return json.dumps(out, default=str)
 
 
-def setup_logging(verbose: int = 0, quiet: bool = False, *, json_logs: bool | None = None) -> None:
+class StderrHandler(logging.StreamHandler):  # type: ignore[type-arg]
+    """Writes to whatever ``sys.stderr`` is when a record is emitted, not when set up.
+
+    A progress bar swaps ``sys.stderr`` for a proxy that prints lines above the
+    bar; a handler bound at start-up would write through the bar instead. (And
+    in-process callers, tests among them, replace and close streams.) An
+    explicit ``stream`` is used as given.
+    """
+
+    def __init__(self, stream: IO[str] | None = None) -> None:
+        self._fixed = stream
+        super().__init__()
+
+    @property
+    def stream(self) -> Any:
+        return self._fixed if self._fixed is not None else sys.stderr
+
+    @stream.setter
+    def stream(self, value: Any) -> None:
+        pass  # StreamHandler.__init__ and setStream: the stream is decided at emit time
+
+
+def setup_logging(
+    verbose: int = 0, quiet: bool = False, *, json_logs: bool | None = None, stream: IO[str] | None = None
+) -> None:
     level = logging.WARNING if quiet else logging.INFO if verbose < 2 else logging.DEBUG
     if json_logs is None:
         env = os.environ.get("DR_LOG_FORMAT")
         json_logs = env == "json" if env else not sys.stderr.isatty()
-    handler = logging.StreamHandler(sys.stderr)
+    handler = StderrHandler(stream)
     handler.addFilter(RedactingFilter())
     if json_logs:
         handler.setFormatter(JSONFormatter())
