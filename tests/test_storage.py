@@ -13,6 +13,8 @@ import array
 import logging
 import random
 import socket
+import subprocess
+import sys
 import threading
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -242,6 +244,21 @@ def test_registry_opens_bucket_backends(monkeypatch: pytest.MonkeyPatch) -> None
     assert (gs.settings.bucket, gs.settings.root, gs.settings.project) == ("b2", "", "p1")
     s3.close()
     gs.close()
+
+
+def test_s3_client_without_boto3_import() -> None:
+    # A mover Job's start-up: the S3 client comes from botocore's session; importing
+    # boto3 would also pull in s3transfer, which dr does not use.
+    probe = (
+        "import sys\n"
+        "from dr.storage.s3 import S3Settings, make_client\n"
+        "c = make_client(S3Settings(bucket='b', root='', endpoint='http://127.0.0.1:9', region='us-east-1'))\n"
+        "assert c.meta.service_model.service_name == 's3', c\n"
+        "print(sorted(m for m in sys.modules if m.split('.')[0] in ('boto3', 's3transfer')))\n"
+    )
+    env = {"PATH": "/usr/bin:/bin", "AWS_ACCESS_KEY_ID": "x", "AWS_SECRET_ACCESS_KEY": "y"}
+    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, env=env, check=True)
+    assert out.stdout.strip() == "[]"
 
 
 def test_s3_settings_from_query_string() -> None:

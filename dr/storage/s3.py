@@ -12,7 +12,11 @@ logs, snapshots and process listings.
 
 One client per store. boto3 clients are thread-safe and hold the connection
 pool, so the store creates exactly one (from its own ``Session``: sessions
-are not thread-safe) and every call reuses it; ``max_pool_connections`` is
+are not thread-safe) and every call reuses it. The client is made through
+botocore's session, the one boto3's wraps: the client object is the same, and
+importing boto3 would also import s3transfer (managed transfers, which dr does
+not use) — ~0.1 s of every mover Job's start-up (measured 0.43-0.48 s with
+boto3, 0.32-0.38 s without, for the import and the client); ``max_pool_connections`` is
 sized for the repository's ~4 parallel workers plus a reader. botocore's
 own retries are off (``total_max_attempts=1``): ``dr.storage.retry`` decides,
 so that attempts do not multiply and create-only puts are retried safely.
@@ -233,8 +237,8 @@ def settings_from_url(url: str, options: S3Options | None) -> S3Settings:
 
 def make_client(settings: S3Settings) -> Any:
     """One S3 client with dr's connection, timeout and retry settings; credentials
-    from boto3's standard chain."""
-    import boto3
+    from boto3's standard chain (botocore's, which boto3 uses)."""
+    import botocore.session
     from botocore.config import Config
 
     config = Config(
@@ -247,7 +251,7 @@ def make_client(settings: S3Settings) -> Any:
         read_timeout=READ_TIMEOUT,
         tcp_keepalive=True,
     )
-    return boto3.session.Session().client("s3", endpoint_url=settings.endpoint, config=config)
+    return botocore.session.Session().create_client("s3", endpoint_url=settings.endpoint, config=config)
 
 
 # --------------------------------------------------------------------------- error mapping
