@@ -1,0 +1,99 @@
+"""Writing a restored file front to back while its blobs arrive in any order.
+
+A restore from a remote store goes pack by pack (one or a few range requests
+per pack), so the blobs of one large file arrive from several packs, on
+several worker threads, not necessarily in file order. Direct I/O
+(``dr.storage.direct_io``) wants the file written front to back through an
+aligned buffer. ``OrderedFileWriter`` keeps the blobs that arrive early until
+the bytes before them are written; packs are restored roughly in the order
+the backup wrote them, so few wait, and each is dropped as soon as it is
+written.
+"""
+
+from __future__ import annotations
+
+import mmap
+import os
+import threading
+
+from dr.storage.direct_io import ALIGN, SequentialWriter
+
+# Each open file has its own staging buffer: several files are open at once.
+STAGING = 1 << 20
+
+
+class OrderedFileWriter:
+    """``put(offset, data)`` from any thread; the file is closed when its last byte is written."""
+
+    def __init__(self, path: str, size: int, *, sparse: bool = False) -> None:
+        self.path, self.size, self.sparse = path, size, sparse
+        self._lock = threading.Lock()
+        self._next = 0  # the file offset written up to
+        self._early: dict[int, bytes | memoryview] = {}
+        self._writer: SequentialWriter | None = None
+        self._fd = -1
+        self._buf: mmap.mmap | None = None
+        self.failed = False
+        self.written = 0
+
+    @property
+    def complete(self) -> bool:
+        return self._next >= self.size
+
+    def put(self, offset: int, data: bytes | memoryview) -> None:
+        with self._lock:
+            if self.failed or offset < self._next:
+                return  # a failed file, or a blob stored twice in it (written already)
+            if offset != self._next:
+                self._early[offset] = data
+                return
+            try:
+                self._write(data)
+                while self._next in self._early:
+                    self._write(self._early.pop(self._next))
+                if self.complete:
+                    self._close()
+            except OSError:
+                self._fail()
+                raise
+
+    def _write(self, data: bytes | memoryview) -> None:
+        if self._writer is None:
+            self._fd = os.open(self.path, os.O_WRONLY | os.O_NOFOLLOW)
+            self._buf = mmap.mmap(-1, (STAGING + ALIGN - 1) // ALIGN * ALIGN)
+            self._writer = SequentialWriter(self._fd, self._buf, sparse=self.sparse)
+        self._writer.write(data)
+        self._next += len(data)
+
+    def _close(self) -> None:
+        if self._writer is not None:
+            self._writer.close()
+            self.written = self._writer.written
+        self._release()
+
+    def _release(self) -> None:
+        self._writer = None
+        if self._buf is not None:
+            self._buf.close()
+            self._buf = None
+        if self._fd >= 0:
+            os.close(self._fd)
+            self._fd = -1
+        self._early.clear()
+
+    def _fail(self) -> None:
+        self.failed = True
+        if self._writer is not None:
+            self._writer.release()
+        self._release()
+
+    def fail(self) -> None:
+        """Give up on this file (a blob of it failed): drop what waits, close it."""
+        with self._lock:
+            self._fail()
+
+    def finish(self) -> None:
+        """After the restore: close a file that never completed (its failure is reported elsewhere)."""
+        with self._lock:
+            if not self.complete and not self.failed:
+                self._fail()
