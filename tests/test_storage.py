@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import array
 import logging
+import os
 import random
 import socket
 import subprocess
@@ -259,6 +260,32 @@ def test_s3_client_without_boto3_import() -> None:
     env = {"PATH": "/usr/bin:/bin", "AWS_ACCESS_KEY_ID": "x", "AWS_SECRET_ACCESS_KEY": "y"}
     out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, env=env, check=True)
     assert out.stdout.strip() == "[]"
+
+
+def test_s3_session_finds_services_without_listing_them_all(monkeypatch: pytest.MonkeyPatch) -> None:
+    from botocore.exceptions import UnknownServiceError
+
+    from dr.storage.s3 import botocore_session
+
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "x")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "y")
+    session = botocore_session()
+    listed: list[str] = []
+    real_listdir = os.listdir
+
+    def counting_listdir(path: Any = ".") -> list[str]:
+        listed.append(str(path))
+        return real_listdir(path)
+
+    monkeypatch.setattr(os, "listdir", counting_listdir)
+    s3 = session.create_client("s3", region_name="us-east-1", endpoint_url="http://127.0.0.1:9")
+    assert s3.meta.service_model.service_name == "s3"
+    assert len(listed) < 10, listed  # the s3 directory, not every service's
+    # Other services still load from the same session (STS: web identity credentials).
+    sts = session.create_client("sts", region_name="us-east-1")
+    assert sts.meta.service_model.service_name == "sts"
+    with pytest.raises(UnknownServiceError, match=r"Valid service names are:.*\bs3\b"):
+        session.create_client("no-such-service", region_name="us-east-1")
 
 
 def test_s3_settings_from_query_string() -> None:

@@ -63,6 +63,7 @@ import builtins
 import dataclasses
 import io
 import logging
+import os
 import threading
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor, wait
@@ -235,10 +236,69 @@ def settings_from_url(url: str, options: S3Options | None) -> S3Settings:
     )
 
 
+def botocore_session() -> Any:
+    """A botocore session whose data loader checks a service name by that service's directory.
+
+    botocore's loader makes sure a service exists before loading its model by
+    listing every service's data directory (~400 of them, ~2,700 ``stat``
+    calls): 0.15-0.2 s of every S3 command's start-up from a cold disk
+    (measured: client 0.26-0.30 s -> 0.08-0.13 s). The membership test here
+    looks at the one directory; the full list is built only if iterated
+    (botocore's "unknown service" message). Other services (STS for web
+    identity, SSO) load as before. ``AWS_DATA_PATH`` is honoured like
+    ``botocore.loaders.create_loader`` does.
+    """
+    import botocore.loaders
+    import botocore.session
+
+    class ServiceNames(list[str]):
+        def __init__(self, loader: botocore.loaders.Loader, type_name: str) -> None:
+            super().__init__()
+            self._loader, self._type, self._filled = loader, type_name, False
+
+        def __contains__(self, name: object) -> bool:
+            if not isinstance(name, str) or not name or "/" in name or name.startswith("."):
+                return False
+            for base in self._loader.search_paths:
+                service_dir = os.path.join(base, name)
+                if not os.path.isdir(service_dir):
+                    continue
+                for version in os.listdir(service_dir):
+                    if self._loader.file_loader.exists(os.path.join(service_dir, version, self._type)):
+                        return True
+            return False
+
+        def _fill(self) -> None:
+            if not self._filled:
+                self._filled = True
+                self.extend(botocore.loaders.Loader.list_available_services(self._loader, self._type))
+
+        def __iter__(self) -> Iterator[str]:
+            self._fill()
+            return super().__iter__()
+
+        def __len__(self) -> int:
+            self._fill()
+            return super().__len__()
+
+    class DirectLoader(botocore.loaders.Loader):  # type: ignore[misc]
+        def list_available_services(self, type_name: str) -> list[str]:
+            return ServiceNames(self, type_name)
+
+    session = botocore.session.Session()
+    data_path = session.get_config_variable("data_path")
+    paths = (
+        [os.path.expanduser(os.path.expandvars(p)) for p in data_path.split(os.pathsep)]
+        if data_path
+        else None
+    )
+    session.register_component("data_loader", DirectLoader(extra_search_paths=paths))
+    return session
+
+
 def make_client(settings: S3Settings) -> Any:
     """One S3 client with dr's connection, timeout and retry settings; credentials
     from boto3's standard chain (botocore's, which boto3 uses)."""
-    import botocore.session
     from botocore.config import Config
 
     config = Config(
@@ -251,7 +311,7 @@ def make_client(settings: S3Settings) -> Any:
         read_timeout=READ_TIMEOUT,
         tcp_keepalive=True,
     )
-    return botocore.session.Session().create_client("s3", endpoint_url=settings.endpoint, config=config)
+    return botocore_session().create_client("s3", endpoint_url=settings.endpoint, config=config)
 
 
 # --------------------------------------------------------------------------- error mapping
