@@ -25,10 +25,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from dr.malloc_tuning import tune_allocator
 from dr.repo.chunker import FileChunker
 from dr.repo.format import BlobType
 from dr.repo.locks import Lock
-from dr.repo.memory import tune_allocator
 from dr.repo.repository import Repository, Saver
 from dr.repo.snapshots import Snapshot, VolumeStats, save_snapshot
 from dr.repo.tree import Node, decode_tree, encode_tree

@@ -30,9 +30,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from dr.errors import DrError, InvalidInput
+from dr.malloc_tuning import tune_allocator
 from dr.repo.format import PackEntry, pack_name
 from dr.repo.index import BlobLocation
-from dr.repo.memory import tune_allocator
 from dr.repo.ordered_writer import OrderedFileWriter
 from dr.repo.repository import Repository
 from dr.repo.snapshots import Snapshot
