@@ -79,12 +79,8 @@ def _plain(v: Any, *, lazy: bool = False) -> Any:
     return v
 
 
-def to_json(data: Any) -> str:
-    return json.dumps(_plain(data), indent=2, sort_keys=False, ensure_ascii=False)
-
-
 def write_json(data: Any, out: IO[str]) -> None:
-    """``to_json(data)`` written piece by piece: ``JsonStream`` lists are never held whole."""
+    """``data`` as indented JSON, written piece by piece: ``JsonStream`` lists are never held whole."""
     for chunk in json.JSONEncoder(indent=2, ensure_ascii=False).iterencode(_plain(data, lazy=True)):
         out.write(chunk)
     out.write("\n")
