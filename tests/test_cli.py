@@ -90,7 +90,8 @@ def _modules_loaded(tmp_path: Path, *args: str) -> set[str]:
     )
     env = {**os.environ, "XDG_CONFIG_HOME": str(tmp_path / "cfg"), "XDG_DATA_HOME": str(tmp_path / "data")}
     env.pop("DR_CONFIG", None)
-    subprocess.run([sys.executable, "-c", probe], capture_output=True, env=env, timeout=120, check=False)
+    done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, env=env, timeout=120)
+    assert done.returncode == 0, done.stderr  # the command did its work, not stopped early
     return set((tmp_path / "mods").read_text().split())
 
 

@@ -96,3 +96,15 @@ def test_finish_closes_an_incomplete_file(tmp_path: Path) -> None:
     w.put(0, b"a" * 1000)  # opened, staged, never completed
     w.finish()
     assert w.failed and not w.complete
+
+
+def test_a_write_error_fails_the_file_and_is_raised(tmp_path: Path) -> None:
+    path = tmp_path / "gone"
+    path.mkdir()  # not a file: opening it for writing fails
+    w = OrderedFileWriter(str(path), 1000)
+    w.put(500, b"b" * 500)  # early: nothing opened yet
+    with pytest.raises(IsADirectoryError):
+        w.put(0, b"a" * 500)
+    assert w.failed and not w.complete
+    w.put(0, b"a" * 500)  # a failed file takes no more
+    w.finish()
