@@ -3,10 +3,13 @@
 Plan first, then write: walk the snapshot's trees to list directories, files
 and the blobs each file needs at which offsets; group the blobs by pack;
 create the directories and empty files of the right size; then ``workers``
-threads each fetch one pack's needed byte range at a time, open and verify
-every blob (AEAD and keyed hash) and ``pwrite`` it to every place it
-belongs. Metadata (owner, mode, times) is applied last, directories deepest
-first so writing into them does not disturb their mtimes.
+threads each fetch one pack's needed byte ranges (at most ``MAX_RANGE`` per
+request), open and verify every blob (AEAD) and write it to every place it
+belongs. Large files are written front to back with direct I/O: from a file
+store each one by itself, run of adjacent blobs by run; from S3 or GCS pack by
+pack like the rest, through ``OrderedFileWriter`` (a request costs a round
+trip there). Metadata (owner, mode, times) is applied last, directories
+deepest first so writing into them does not disturb their mtimes.
 
 Safety: names come from validated trees (no ``..``, ``/``, empty or
 duplicate names), directories are created one component at a time and

@@ -12,12 +12,12 @@ logs, snapshots and process listings.
 
 One client per store. boto3 clients are thread-safe and hold the connection
 pool, so the store creates exactly one (from its own ``Session``: sessions
-are not thread-safe) and every call reuses it. The client is made through
-botocore's session, the one boto3's wraps: the client object is the same, and
-importing boto3 would also import s3transfer (managed transfers, which dr does
-not use) — ~0.1 s of every mover Job's start-up (measured 0.43-0.48 s with
-boto3, 0.32-0.38 s without, for the import and the client); ``max_pool_connections`` is
-sized for the repository's ~4 parallel workers plus a reader. botocore's
+are not thread-safe) and every call reuses it; ``max_pool_connections`` is
+sized for the repository's ~4 parallel workers plus a reader. The client is
+made through botocore's session, the one boto3's wraps: the client object is
+the same, and importing boto3 would also import s3transfer (managed
+transfers, which dr does not use) — ~0.1 s of every mover Job's start-up
+(0.43-0.48 s with boto3, 0.32-0.38 s without, for the import and the client). botocore's
 own retries are off (``total_max_attempts=1``): ``dr.storage.retry`` decides,
 so that attempts do not multiply and create-only puts are retried safely.
 
