@@ -43,6 +43,8 @@ def test_blob_roundtrip_and_binding(data: bytes, compress: bool, bid: bytes) -> 
     aad = blob_aad(BlobType.DATA, bid)
     _, sealed = CODEC.encode(data, aad, compress=compress)
     assert CODEC.decode(sealed, aad, what="t") == data
+    assert bytes(CODEC.decode_view(sealed, aad, what="t")) == data  # a view for raw payloads, same bytes
+    assert type(CODEC.decode(sealed, aad, what="t")) is bytes
     with pytest.raises(FormatError, match="authentication failed"):
         CODEC.decode(sealed, blob_aad(BlobType.TREE, bid), what="t")
     tampered = bytearray(sealed)

@@ -96,6 +96,14 @@ class Codec:
         return flag, self.sealer.seal(payload, aad)
 
     def decode(self, sealed: bytes | memoryview, aad: bytes, *, what: str, max_size: int = 1 << 31) -> bytes:
+        plain = self.decode_view(sealed, aad, what=what, max_size=max_size)
+        return plain if isinstance(plain, bytes) else bytes(plain)
+
+    def decode_view(
+        self, sealed: bytes | memoryview, aad: bytes, *, what: str, max_size: int = 1 << 31
+    ) -> bytes | memoryview:
+        """Like ``decode``, but an uncompressed payload comes back as a view of the
+        decrypted buffer instead of a copy (restore writes it straight to disk)."""
         try:
             payload = self.sealer.open(sealed, aad)
         except AuthenticationFailed:
@@ -104,7 +112,7 @@ class Codec:
             ) from None
         flag, body = payload[0], memoryview(payload)[1:]
         if flag == FLAG_RAW:
-            return bytes(body)
+            return body
         if flag == FLAG_ZSTD:
             try:
                 return self._dctx().decompress(body, max_output_size=max_size)

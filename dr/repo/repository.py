@@ -216,7 +216,14 @@ class Repository:
         not of the storage: ``check --read-data`` does it, restore skips it
         (it costs a third of restore's CPU time).
         """
-        plain = self.codec.decode(
+        plain = self.open_blob_view(entry, sealed, what=what, rehash=rehash)
+        return plain if isinstance(plain, bytes) else bytes(plain)
+
+    def open_blob_view(
+        self, entry: PackEntry, sealed: bytes | memoryview, *, what: str, rehash: bool = True
+    ) -> bytes | memoryview:
+        """``open_blob`` without copying an uncompressed blob out of its decrypted buffer."""
+        plain = self.codec.decode_view(
             sealed, blob_aad(entry.type, entry.id), what=what, max_size=entry.raw_length
         )
         if len(plain) != entry.raw_length or (rehash and self.master.blob_id(plain) != entry.id):

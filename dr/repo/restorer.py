@@ -188,7 +188,7 @@ def _apply_meta(path: str, node: Node, *, is_root: bool, follow: bool = False) -
         os.utime(path, ns=(mtime, mtime), follow_symlinks=follow)
 
 
-def _write_sparse(fd: int, data: bytes, offset: int) -> None:
+def _write_sparse(fd: int, data: bytes | memoryview, offset: int) -> None:
     """Write ``data`` at ``offset`` leaving all-zero blocks as holes (the file was truncated to size)."""
     mv = memoryview(data)
     for start in range(0, len(data), SPARSE_BLOCK):
@@ -322,7 +322,7 @@ def restore_snapshot(
                     targets = by_entry[ent.id]
                     start = ent.offset - offset
                     try:
-                        plain = repo.open_blob(
+                        plain = repo.open_blob_view(
                             ent, data[start : start + ent.length], what=f"blob in {name}", rehash=False
                         )
                     except DrError as e:
@@ -364,7 +364,7 @@ def restore_snapshot(
                 data = memoryview(repo.store.get_range(name, start, length))
                 for ent in run:
                     rel = ent.offset - start
-                    plain = repo.open_blob(
+                    plain = repo.open_blob_view(
                         ent, data[rel : rel + ent.length], what=f"blob in {name}", rehash=False
                     )
                     writer.write(plain)
