@@ -205,3 +205,14 @@ def test_unknown_snapshot_version_is_refused(tmp_path: Path) -> None:
     repo.save_object("snapshots", {"version": 99, "kind": "volume"}, name="ab" * 32)
     with pytest.raises(FormatError, match="unsupported snapshot version 99"):
         list_snapshots(open_with(repo.store, key))
+
+
+def test_malformed_snapshot_names_the_object_and_field(tmp_path: Path) -> None:
+    repo, key = init_repo(make_store("file", tmp_path, None), tmp_path)
+    name = "cd" * 32
+    repo.save_object(
+        "snapshots", {"version": 1, "id": name, "kind": "volume", "stats": {"files": "3"}}, name=name
+    )
+    with pytest.raises(FormatError) as e:
+        list_snapshots(open_with(repo.store, key))
+    assert e.value.message == f"snapshots/{name}: malformed: stats.files: expected an integer"

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import json
 import os
+import re
+from datetime import UTC, datetime
 
 import pytest
 from hypothesis import given, settings
@@ -22,6 +25,14 @@ from dr.repo.format import (
     encode_index,
     encode_pack_header,
     split_config,
+)
+from dr.repo.snapshots import (
+    SNAPSHOT_VERSION,
+    MalformedSnapshot,
+    Snapshot,
+    Stream,
+    VolumeStats,
+    decode_snapshot,
 )
 from dr.repo.tree import check_tree, decode_tree, encode_tree
 
@@ -139,3 +150,66 @@ def test_stream_chunker_matches_file_chunker(data: bytes, pieces: int) -> None:
     assert from_stream == from_file
     assert b"".join(from_file) == data
     assert all(len(c) <= params.max_size for c in from_file)
+
+
+text = st.text(max_size=20)
+snapshots = st.builds(
+    Snapshot,
+    kind=st.sampled_from(["volume", "backup"]),
+    id=st.text("0123456789abcdef", min_size=64, max_size=64),
+    time=st.datetimes(timezones=st.just(UTC)),
+    hostname=text,
+    tags=st.dictionaries(text, text, max_size=3),
+    paths=st.lists(text, max_size=3),
+    tree=st.none() | text,
+    parent=st.none() | text,
+    stats=st.none() | st.builds(VolumeStats, files=st.integers(0, 2**40), new_bytes=st.integers(0, 2**40),
+                                duration_seconds=st.floats(0, 1e6)),
+    name=st.none() | text,
+    policy=st.none() | text,
+    namespaces=st.lists(text, max_size=3),
+    phase=st.none() | st.sampled_from(["Completed", "PartiallyFailed"]),
+    streams=st.dictionaries(text, st.builds(Stream, blobs=st.lists(text, max_size=3), size=st.integers(0, 2**40)),
+                            max_size=2),
+    refs=st.lists(text, max_size=3),
+    app=st.dictionaries(text, st.integers() | text, max_size=3),
+)  # fmt: skip
+
+
+@given(snapshots)
+def test_snapshot_document_roundtrip(snap: Snapshot) -> None:
+    doc = json.loads(json.dumps(snap.to_doc()))  # what the repository stores
+    assert decode_snapshot(doc) == snap
+    assert doc["time"].endswith("Z") and "statsFiles" not in doc
+    assert all(v is not None for v in doc.values())  # null fields are left out
+
+
+def test_snapshot_document_fields_are_camel_case_and_extra_fields_ignored() -> None:
+    doc = {
+        "version": SNAPSHOT_VERSION, "id": "ab" * 32, "kind": "volume", "time": "2026-05-01T10:00:00Z",
+        "stats": {"files": 3, "newBytes": 10, "durationSeconds": 2}, "addedLater": {"x": 1},
+    }  # fmt: skip
+    snap = decode_snapshot(doc)
+    assert snap.stats == VolumeStats(files=3, new_bytes=10, duration_seconds=2.0)
+    assert snap.time == datetime(2026, 5, 1, 10, tzinfo=UTC)
+    assert decode_snapshot({**doc, "time": "2026-05-01T10:00:00"}).time == snap.time  # no zone: UTC
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "where"),
+    [
+        ("kind", "pvc", "kind: expected one of volume, backup"),
+        ("tags", {"a": 1}, "tags.a: expected a string"),
+        ("paths", "/x", "paths: expected a list"),
+        ("stats", {"files": "3"}, "stats.files: expected an integer"),
+        ("stats", {"files": True}, "stats.files: expected an integer"),
+        ("time", "yesterday", "time: expected an RFC 3339 time"),
+        ("streams", {"r": {"blobs": [1]}}, "streams.r.blobs[0]: expected a string"),
+        ("app", [], "app: expected a mapping"),
+        ("tree", 5, "tree: expected a string"),
+    ],
+)
+def test_malformed_snapshot_fields_are_named(field: str, value: object, where: str) -> None:
+    doc = {"version": SNAPSHOT_VERSION, "id": "ab" * 32, "kind": "volume", field: value}
+    with pytest.raises(MalformedSnapshot, match=re.escape(where)):
+        decode_snapshot(doc)
