@@ -12,7 +12,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from dr.repo.ordered_writer import OrderedFileWriter
+from dr.repo.ordered_writer import OrderedFileWriter, StagingPool
 
 
 def pieces(data: bytes, cuts: list[int]) -> list[tuple[int, bytes]]:
@@ -108,3 +108,48 @@ def test_a_write_error_fails_the_file_and_is_raised(tmp_path: Path) -> None:
     assert w.failed and not w.complete
     w.put(0, b"a" * 500)  # a failed file takes no more
     w.finish()
+
+
+def test_files_share_staging_buffers_from_a_pool(tmp_path: Path) -> None:
+    # Ten files, at most three open at a time, several threads: each file comes out
+    # whole, and the pool made no more buffers than files were open at once.
+    pool = StagingPool(64 << 10)
+    made: list[object] = []
+    take = pool.take
+
+    def counting_take() -> object:
+        buf = take()
+        if all(buf is not b for b in made):
+            made.append(buf)
+        return buf
+
+    pool.take = counting_take  # type: ignore[method-assign]
+    datas = [os.urandom(200_000 + i) for i in range(10)]
+    paths = [tmp_path / f"f{i}" for i in range(10)]
+    for p, d in zip(paths, datas, strict=True):
+        new_file(p, len(d))
+    for group in (range(0, 3), range(3, 6), range(6, 9), range(9, 10)):
+        writers = {i: OrderedFileWriter(str(paths[i]), len(datas[i]), pool=pool) for i in group}
+        parts = [(i, off, piece) for i in group for off, piece in pieces(datas[i], [70_000, 150_000])]
+        random.Random(len(group)).shuffle(parts)
+        with ThreadPoolExecutor(3) as ex:
+            list(ex.map(lambda p, w=writers: w[p[0]].put(p[1], p[2]), parts))
+        assert all(w.complete and not w.failed for w in writers.values())
+    pool.close()
+    assert [p.read_bytes() for p in paths] == datas
+    assert len(made) <= 3
+
+
+def test_a_failed_file_gives_its_buffer_back(tmp_path: Path) -> None:
+    pool = StagingPool()
+    used = pool.take()
+    pool.give(used)
+    path = tmp_path / "f"
+    new_file(path, 3000)
+    w = OrderedFileWriter(str(path), 3000, pool=pool)
+    w.put(0, b"a" * 1000)  # opened: it took the pool's one buffer
+    assert pool.take() is not used
+    w.fail()
+    assert pool.take() is used  # back, and no longer exported: closing it works
+    used.close()
+    pool.close()

@@ -22,11 +22,49 @@ from dr.storage.direct_io import ALIGN, SequentialWriter
 STAGING = 1 << 20
 
 
-class OrderedFileWriter:
-    """``put(offset, data)`` from any thread; the file is closed when its last byte is written."""
+class StagingPool:
+    """Page-aligned staging buffers, reused from file to file.
 
-    def __init__(self, path: str, size: int, *, sparse: bool = False) -> None:
+    A fresh ``mmap`` costs a page fault per 4 KiB on first touch (on a VM, a
+    trip to the hypervisor); reusing the buffers of finished files cut the
+    system time of a 1 GiB S3 restore from 0.83–0.88 s to 0.61–0.71 s. The
+    pool holds at most as many buffers as files were open at once.
+    """
+
+    def __init__(self, size: int = STAGING) -> None:
+        self.size = (size + ALIGN - 1) // ALIGN * ALIGN
+        self._free: list[mmap.mmap] = []
+        self._lock = threading.Lock()
+
+    def take(self) -> mmap.mmap:
+        with self._lock:
+            if self._free:
+                return self._free.pop()
+        return mmap.mmap(-1, self.size)
+
+    def give(self, buf: mmap.mmap) -> None:
+        with self._lock:
+            self._free.append(buf)
+
+    def close(self) -> None:
+        with self._lock:
+            for buf in self._free:
+                buf.close()
+            self._free.clear()
+
+
+class OrderedFileWriter:
+    """``put(offset, data)`` from any thread; the file is closed when its last byte is written.
+
+    ``pool``: where the staging buffer comes from and goes back to (by default
+    one of its own, unmapped when the file is closed).
+    """
+
+    def __init__(
+        self, path: str, size: int, *, sparse: bool = False, pool: StagingPool | None = None
+    ) -> None:
         self.path, self.size, self.sparse = path, size, sparse
+        self._pool = pool
         self._lock = threading.Lock()
         self._next = 0  # the file offset written up to
         self._early: dict[int, bytes | memoryview] = {}
@@ -60,7 +98,9 @@ class OrderedFileWriter:
     def _write(self, data: bytes | memoryview) -> None:
         if self._writer is None:
             self._fd = os.open(self.path, os.O_WRONLY | os.O_NOFOLLOW)
-            self._buf = mmap.mmap(-1, (STAGING + ALIGN - 1) // ALIGN * ALIGN)
+            self._buf = (
+                self._pool.take() if self._pool else mmap.mmap(-1, (STAGING + ALIGN - 1) // ALIGN * ALIGN)
+            )
             self._writer = SequentialWriter(self._fd, self._buf, sparse=self.sparse)
         self._writer.write(data)
         self._next += len(data)
@@ -74,7 +114,10 @@ class OrderedFileWriter:
     def _release(self) -> None:
         self._writer = None
         if self._buf is not None:
-            self._buf.close()
+            if self._pool is not None:
+                self._pool.give(self._buf)
+            else:
+                self._buf.close()
             self._buf = None
         if self._fd >= 0:
             os.close(self._fd)

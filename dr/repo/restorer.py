@@ -36,7 +36,7 @@ from dr.errors import DrError, InvalidInput
 from dr.malloc_tuning import tune_allocator
 from dr.repo.format import PackEntry, pack_name
 from dr.repo.index import BlobLocation
-from dr.repo.ordered_writer import OrderedFileWriter
+from dr.repo.ordered_writer import OrderedFileWriter, StagingPool
 from dr.repo.repository import Repository
 from dr.repo.snapshots import Snapshot
 from dr.repo.tree import Node, decode_tree
@@ -288,11 +288,13 @@ def restore_snapshot(
             os.close(fd)
 
     file_errors: dict[int, str] = {}
+    staging = StagingPool()
     ordered = {
         i: OrderedFileWriter(
             os.path.join(root, plan.files[i].rel),
             int(plan.files[i].node.get("size", 0)),
             sparse=bool(plan.files[i].node.get("sparse")),
+            pool=staging,
         )
         for i in plan.ordered
         if not plan.files[i].failed
@@ -400,6 +402,7 @@ def restore_snapshot(
         w.finish()
         if not w.complete and idx not in file_errors:
             file_errors[idx] = "incomplete: not every blob of the file could be written"
+    staging.close()
 
     for idx, reason in sorted(file_errors.items()):
         plan.files[idx].failed = True
