@@ -109,5 +109,11 @@ def test_start_up_imports_only_what_the_command_uses(tmp_path: Path) -> None:
     loaded = _modules_loaded(
         tmp_path, "--repo", repo, "--quiet", "mover", "backup", str(tmp_path / "src"), "-o", "json"
     )
-    assert {"dr.config", "cryptography"} <= loaded
-    assert not loaded & {"rich", "kubernetes", "boto3"}
+    assert {"dr.config", "cryptography", "pyfastcdc", "dr.repo.archiver"} <= loaded
+    assert not loaded & {"rich", "kubernetes", "boto3", "dr.repo.restorer"}
+    # A restore Job loads neither the chunker nor the archiver.
+    loaded = _modules_loaded(
+        tmp_path, "--repo", repo, "--quiet", "mover", "restore", "latest", str(tmp_path / "dst")
+    )
+    assert {"dr.config", "cryptography", "dr.repo.restorer"} <= loaded
+    assert not loaded & {"rich", "kubernetes", "boto3", "pyfastcdc", "dr.repo.archiver"}

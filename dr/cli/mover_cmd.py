@@ -18,9 +18,7 @@ from dr.cli.params import KeyValue, pairs_to_dict
 from dr.cli.progress import byte_progress
 from dr.cli.repo_access import open_repository
 from dr.errors import DrError, ExitCode, PartialFailure
-from dr.repo.archiver import backup_directory, snapshot_summary
 from dr.repo.locks import Lock
-from dr.repo.restorer import restore_snapshot
 from dr.repo.snapshots import list_snapshots, load_snapshot, resolve
 
 
@@ -47,6 +45,8 @@ def _dir_size(path: str) -> int:
 @output_option()
 def backup(path: str, parent: str | None, tags: tuple[tuple[str, str], ...], output: str) -> int:
     """Back up directory PATH; prints the new volume snapshot's id."""
+    from dr.repo.archiver import backup_directory, snapshot_summary  # not loaded by restores
+
     ctx = app()
     repo = open_repository(ctx)
     parent_snap = None
@@ -80,6 +80,8 @@ def backup(path: str, parent: str | None, tags: tuple[tuple[str, str], ...], out
 @output_option()
 def restore(snapshot_id: str, target: str, paths: tuple[str, ...], output: str) -> int:
     """Restore volume snapshot ID into directory TARGET."""
+    from dr.repo.restorer import restore_snapshot  # not loaded by backups
+
     ctx = app()
     repo = open_repository(ctx)
     if len(snapshot_id) == 64:

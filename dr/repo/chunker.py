@@ -13,8 +13,10 @@ from __future__ import annotations
 import os
 from collections.abc import Iterator
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-from pyfastcdc import FastCDC
+if TYPE_CHECKING:
+    from pyfastcdc import FastCDC
 
 READ_SIZE = 4 << 20
 
@@ -27,6 +29,8 @@ class ChunkerParams:
     seed: int = 0
 
     def cdc(self) -> FastCDC:
+        from pyfastcdc import FastCDC  # only backups chunk: restores do not load it
+
         return FastCDC(avg_size=self.avg_size, min_size=self.min_size, max_size=self.max_size, seed=self.seed)
 
 
