@@ -257,6 +257,8 @@ def moto(workdir: Path) -> Server:
 class TestCluster:
     """The Kubernetes test cluster from ../shared/testcluster (or DR_TEST_KUBECONFIG)."""
 
+    __test__ = False  # a fixture's value, not a test class (pytest collects Test* names)
+
     dir: Path | None
     kubeconfig: str
     identities: dict[str, dict[str, object]]
