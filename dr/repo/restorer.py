@@ -259,7 +259,7 @@ def restore_snapshot(
     # per run of a file's adjacent blobs; backups interleave files in packs). A file
     # store answers a range read in microseconds, and file by file keeps fewer
     # files open at once.
-    by_pack = not repo.store.url.startswith("file://")
+    by_pack = not repo.store.local
     plan = _plan(repo, snap, norm_paths, by_pack=by_pack)
     stats = RestoreStats(errors=list(plan.missing))
     is_root = os.geteuid() == 0

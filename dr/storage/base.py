@@ -60,6 +60,12 @@ class ObjectStore(Protocol):
         """The store's URL, without credentials (safe to log)."""
         ...
 
+    @property
+    def local(self) -> bool:
+        """True when a request costs no network round trip (a file system): readers
+        may then make many small range reads rather than a few large ones."""
+        ...
+
     def put(self, name: str, data: bytes | memoryview, *, if_absent: bool = True) -> None:
         """Write an object. With ``if_absent`` (the default) raise ``ObjectExists`` when
         the name is taken and leave the existing object untouched."""

@@ -26,6 +26,10 @@ class FileStore:
         self.root = Path(root)
 
     @property
+    def local(self) -> bool:
+        return True
+
+    @property
     def url(self) -> str:
         return f"file://{self.root}"
 

@@ -251,6 +251,10 @@ class GCSStore:
         return cls(settings, make_client(settings, store=url), url=url, retry=retry)
 
     @property
+    def local(self) -> bool:
+        return False
+
+    @property
     def url(self) -> str:
         return self._url
 

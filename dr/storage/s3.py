@@ -449,6 +449,10 @@ class S3Store:
         return cls(settings, make_client(settings), url=url, retry=retry)
 
     @property
+    def local(self) -> bool:
+        return False
+
+    @property
     def url(self) -> str:
         return self._url
 
