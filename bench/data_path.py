@@ -53,19 +53,16 @@ class Measure:
         return nbytes / self.wall / 1e6
 
 
-COLD = True
-
-
-def settle() -> None:
+def settle(cold: bool) -> None:
     """Write back dirty pages and, for ``--cache cold``, empty the page cache (before each measured step)."""
     os.sync()
-    if COLD:
+    if cold:
         with open("/proc/sys/vm/drop_caches", "w") as f:
             f.write("3\n")
 
 
-def run(argv: list[str], env: dict[str, str]) -> tuple[Measure, str]:
-    settle()
+def run(argv: list[str], env: dict[str, str], *, cold: bool) -> tuple[Measure, str]:
+    settle(cold)
     t0 = time.perf_counter()
     proc = subprocess.Popen(argv, env={**os.environ, **env}, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     # wait4 gives this child's own rusage (peak RSS included).
@@ -109,6 +106,10 @@ def modify(data: Path) -> None:
 
 class Tool:
     name = ""
+    cold = True  # drop the page cache before each step (``--cache``)
+
+    def run(self, argv: list[str], env: dict[str, str]) -> tuple[Measure, str]:
+        return run(argv, env, cold=self.cold)
 
     def init(self) -> None:
         raise NotImplementedError
@@ -126,7 +127,8 @@ class Tool:
 class DrTool(Tool):
     name = "dr"
 
-    def __init__(self, work: Path, url: str | None, extra_env: dict[str, str]) -> None:
+    def __init__(self, work: Path, url: str | None, extra_env: dict[str, str], *, cold: bool) -> None:
+        self.cold = cold
         self.repo_dir = work / "dr-repo"
         self.env = {
             **extra_env,
@@ -143,23 +145,23 @@ class DrTool(Tool):
     def init(self) -> None:
         for d in (self.repo_dir, Path(self.env["XDG_DATA_HOME"]), Path(self.env["XDG_CONFIG_HOME"])):
             shutil.rmtree(d, ignore_errors=True)
-        run([DR, "--quiet", "repo", "init"], self.env)
+        self.run([DR, "--quiet", "repo", "init"], self.env)
 
     def backup(self, path: Path) -> Measure:
         argv = [DR, "--quiet", "mover", "backup", str(path), "-o", "json"]
         if self.last:
             argv += ["--parent", self.last]
-        m, out = run(argv, self.env)
+        m, out = self.run(argv, self.env)
         self.last = json.loads(out)["id"]
         return m
 
     def restore(self, target: Path) -> Measure:
-        m, _ = run([DR, "--quiet", "mover", "restore", str(self.last), str(target)], self.env)
+        m, _ = self.run([DR, "--quiet", "mover", "restore", str(self.last), str(target)], self.env)
         return m
 
     def size(self) -> int:
         if self.url:
-            _, out = run([DR, "--quiet", "repo", "info", "-o", "json"], self.env)
+            _, out = self.run([DR, "--quiet", "repo", "info", "-o", "json"], self.env)
             return int(json.loads(out)["totalBytes"])
         return du(self.repo_dir)
 
@@ -167,31 +169,36 @@ class DrTool(Tool):
 class ResticTool(Tool):
     name = "restic"
 
-    def __init__(self, work: Path, repo: str | None, extra_env: dict[str, str]) -> None:
+    def __init__(self, work: Path, repo: str | None, extra_env: dict[str, str], *, cold: bool) -> None:
+        self.cold = cold
         self.repo_dir = work / "restic-repo"
         self.repo = repo or str(self.repo_dir)
         self.env = {**extra_env, "RESTIC_PASSWORD": "bench", "RESTIC_CACHE_DIR": str(work / "restic-cache")}
 
     def init(self) -> None:
         shutil.rmtree(self.repo_dir, ignore_errors=True)
-        run(["restic", "-q", "-r", self.repo, "init"], self.env)
+        self.run(["restic", "-q", "-r", self.repo, "init"], self.env)
 
     def backup(self, path: Path) -> Measure:
-        m, _ = run(["restic", "-q", "-r", self.repo, "backup", str(path)], self.env)
+        m, _ = self.run(["restic", "-q", "-r", self.repo, "backup", str(path)], self.env)
         return m
 
     def restore(self, target: Path) -> Measure:
-        m, _ = run(["restic", "-q", "-r", self.repo, "restore", "latest", "--target", str(target)], self.env)
+        m, _ = self.run(
+            ["restic", "-q", "-r", self.repo, "restore", "latest", "--target", str(target)], self.env
+        )
         return m
 
     def size(self) -> int:
         if self.repo.startswith("s3:"):
-            _, out = run(["restic", "-r", self.repo, "stats", "--mode", "raw-data", "--json"], self.env)
+            _, out = self.run(["restic", "-r", self.repo, "stats", "--mode", "raw-data", "--json"], self.env)
             return int(json.loads(out)["total_size"])
         return du(self.repo_dir)
 
 
-def bench(work: Path, size: int, s3: dict[str, str] | None = None) -> list[dict[str, object]]:
+def bench(
+    work: Path, size: int, s3: dict[str, str] | None = None, *, cold: bool = True
+) -> list[dict[str, object]]:
     data = make_dataset(work, size)
     total = du(data)
     env: dict[str, str] = {}
@@ -205,7 +212,7 @@ def bench(work: Path, size: int, s3: dict[str, str] | None = None) -> list[dict[
             f"    s3: {{endpoint: '{s3['endpoint']}', region: us-east-1, addressingStyle: path}}\n"
         )
         restic_repo = f"s3:{s3['endpoint']}/{s3['bucket']}/restic"
-    tools: list[Tool] = [DrTool(work, dr_url, env), ResticTool(work, restic_repo, env)]
+    tools: list[Tool] = [DrTool(work, dr_url, env, cold=cold), ResticTool(work, restic_repo, env, cold=cold)]
     rows: list[dict[str, object]] = []
     for t in tools:
         t.init()
@@ -284,7 +291,6 @@ def summarize(runs: list[list[dict[str, object]]], title: str) -> None:
 
 
 def main() -> None:
-    global COLD
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--work", type=Path, help="work directory (default: a temporary one)")
     ap.add_argument("--size", type=int, default=1, choices=(1, 2, 4), help="GiB of unique data")
@@ -295,8 +301,8 @@ def main() -> None:
     args = ap.parse_args()
     if not shutil.which("restic"):
         raise SystemExit("restic is not installed (apt-get install restic)")
-    COLD = args.cache == "cold"
-    if COLD and not os.access("/proc/sys/vm/drop_caches", os.W_OK):
+    cold = args.cache == "cold"
+    if cold and not os.access("/proc/sys/vm/drop_caches", os.W_OK):
         raise SystemExit("--cache cold needs root (it writes /proc/sys/vm/drop_caches); use --cache warm")
     work = args.work or Path(tempfile.mkdtemp(prefix="dr-bench-"))
     work.mkdir(parents=True, exist_ok=True)
@@ -306,7 +312,7 @@ def main() -> None:
     try:
         local = []
         for i in range(args.runs):
-            local.append(bench(work / "local", args.size))
+            local.append(bench(work / "local", args.size, cold=cold))
             print_rows(local[-1], f"local repository, {args.size} GiB, run {i + 1}")
         summarize(local, f"local repository, {args.size} GiB")
         if args.s3:
@@ -325,7 +331,7 @@ def main() -> None:
                 for i in range(args.runs):
                     bucket = f"bench{i}"
                     s3.create_bucket(Bucket=bucket)
-                    remote.append(bench(work / "s3", args.size, {**info, "bucket": bucket}))
+                    remote.append(bench(work / "s3", args.size, {**info, "bucket": bucket}, cold=cold))
                     print_rows(remote[-1], f"SeaweedFS S3 repository, run {i + 1}")
                 summarize(remote, "SeaweedFS S3 repository")
             finally:
