@@ -78,6 +78,12 @@ def test_errors_and_exit_codes(home: Path, capsys: pytest.CaptureFixture[str]) -
     assert r.code == 1 and "already exists" in r.err
     r = run_dr(capsys, "mover", "restore", "abcd", str(home / "x"))
     assert r.code == 2 and "no volume snapshot with id 'abcd'" in r.err
+    missing = "ab" * 32
+    r = run_dr(capsys, "mover", "restore", missing, str(home / "x"))
+    assert r.code == 2 and f"no volume snapshot with id '{missing}'" in r.err and "Traceback" not in r.err
+    (home / "empty").mkdir()
+    r = run_dr(capsys, "mover", "backup", str(home / "empty"), "--parent", missing)
+    assert r.code == 2 and f"no volume snapshot with id '{missing}'" in r.err
     r = run_dr(capsys, "forget")
     assert r.code == 2 and "no retention given" in r.err
     r = run_dr(capsys, "verify", "latest")
@@ -134,3 +140,28 @@ def test_no_secret_in_any_stored_object(home: Path, capsys: pytest.CaptureFixtur
             for n in needles:
                 assert n not in blob, f"{path} contains a secret"
     assert json.dumps({"repr": repr(repo.master)}).count("hidden") == 1
+
+
+def test_a_full_snapshot_id_is_loaded_without_listing(
+    home: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A mover Job gets its parent's full id: it loads that one snapshot, not all of them.
+    assert run_dr(capsys, "repo", "init").code == 0
+    src = _src(home)
+    ids = [run_dr(capsys, "mover", "backup", str(src), "-o", "json").json()["id"] for _ in range(3)]
+    from dr.repo import snapshots
+
+    loaded: list[str] = []
+    real = snapshots.load_snapshot
+
+    def counting(repo: object, name: str) -> snapshots.Snapshot:
+        loaded.append(name)
+        return real(repo, name)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(snapshots, "load_snapshot", counting)
+    monkeypatch.setattr(snapshots, "list_snapshots", lambda *a, **k: pytest.fail("listed every snapshot"))
+    r = run_dr(capsys, "mover", "backup", str(src), "--parent", ids[0], "-o", "json")
+    assert r.code == 0 and r.json()["unchangedFiles"] == 2
+    r = run_dr(capsys, "mover", "restore", ids[1], str(home / "out"), "-o", "json")
+    assert r.code == 0 and r.json()["files"] == 2
+    assert loaded == [ids[0], ids[1]]

@@ -11,13 +11,13 @@ from typing import Any
 import pytest
 
 from dr.crypto.providers.local import LocalKeyProvider
-from dr.errors import DrError
+from dr.errors import DrError, InvalidInput
 from dr.repo.archiver import backup_directory
 from dr.repo.check import check
 from dr.repo.format import BlobType, FormatError, UnsupportedVersion, pack_name
 from dr.repo.repository import Repository, RepositoryError
 from dr.repo.restorer import restore_snapshot
-from dr.repo.snapshots import Snapshot, list_snapshots, save_snapshot
+from dr.repo.snapshots import Snapshot, find_snapshot, list_snapshots, save_snapshot
 from dr.repo.tree import encode_tree
 from tests.repo_helpers import init_repo, make_store, open_with
 
@@ -216,3 +216,12 @@ def test_malformed_snapshot_names_the_object_and_field(tmp_path: Path) -> None:
     with pytest.raises(FormatError) as e:
         list_snapshots(open_with(repo.store, key))
     assert e.value.message == f"snapshots/{name}: malformed: stats.files: expected an integer"
+
+
+def test_a_full_id_of_the_other_kind_is_refused(tmp_path: Path) -> None:
+    repo, _ = init_repo(make_store("file", tmp_path, None), tmp_path)
+    app = save_snapshot(repo, Snapshot(kind="backup", name="nightly"))
+    with pytest.raises(InvalidInput, match=f"{app.short_id} is a backup snapshot, not a volume snapshot"):
+        find_snapshot(repo, app.id, kind="volume", what="volume snapshot")
+    assert find_snapshot(repo, app.id, kind="backup", what="backup") == app
+    assert find_snapshot(repo, app.id[:6], kind="backup", what="backup") == app

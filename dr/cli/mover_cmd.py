@@ -19,7 +19,7 @@ from dr.cli.progress import byte_progress
 from dr.cli.repo_access import open_repository
 from dr.errors import DrError, ExitCode, PartialFailure
 from dr.repo.locks import Lock
-from dr.repo.snapshots import list_snapshots, load_snapshot, resolve
+from dr.repo.snapshots import find_snapshot
 
 
 @click.group("mover")
@@ -51,7 +51,7 @@ def backup(path: str, parent: str | None, tags: tuple[tuple[str, str], ...], out
     repo = open_repository(ctx)
     parent_snap = None
     if parent:
-        parent_snap = resolve(list_snapshots(repo, "volume"), parent, what="volume snapshot")
+        parent_snap = find_snapshot(repo, parent, kind="volume", what="volume snapshot")
     total = _dir_size(path) if not ctx.quiet and output == "table" else None
     with byte_progress(f"backup {path}", total, quiet=ctx.quiet or output != "table") as advance:
         result = backup_directory(
@@ -84,10 +84,7 @@ def restore(snapshot_id: str, target: str, paths: tuple[str, ...], output: str) 
 
     ctx = app()
     repo = open_repository(ctx)
-    if len(snapshot_id) == 64:
-        snap = load_snapshot(repo, snapshot_id)
-    else:
-        snap = resolve(list_snapshots(repo, "volume"), snapshot_id, what="volume snapshot")
+    snap = find_snapshot(repo, snapshot_id, kind="volume", what="volume snapshot")
     total = snap.stats.bytes if snap.stats and not paths else None
     with (
         Lock(repo, "shared", "restore"),

@@ -15,7 +15,7 @@ from dr.cli.repo_access import open_repository
 from dr.cli.volume_access import volume_restore_step
 from dr.errors import ExitCode, InvalidInput, PartialFailure
 from dr.observe.run_hooks import observe_restore
-from dr.repo.snapshots import list_snapshots, resolve
+from dr.repo.snapshots import find_snapshot
 from dr.restore.plan import RestoreOptions
 from dr.restore.results import RestoreItemResult
 from dr.restore.run import RestoreOutcome, run_restore
@@ -105,8 +105,7 @@ def restore(
         dry_run=dry_run,
     )
     repo = open_repository(ctx)
-    snaps = list_snapshots(repo, "backup")
-    snap = resolve(snaps, backup_id)
+    snap = find_snapshot(repo, backup_id, kind="backup", what="backup")
     kube = connect_kube(ctx)
     step = None if no_data or dry_run else volume_restore_step(ctx)
     bar = item_progress(f"restore {snap.short_id}", None, quiet=ctx.quiet or output != "table")

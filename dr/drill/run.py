@@ -45,7 +45,7 @@ from dr.kube.collect import get_object, list_objects
 from dr.kube.discovery import ApiResource
 from dr.kube.exec import Exec
 from dr.repo.repository import Repository
-from dr.repo.snapshots import Snapshot, list_snapshots, resolve
+from dr.repo.snapshots import Snapshot, find_snapshot, list_snapshots
 from dr.restore.plan import RestoreOptions
 from dr.restore.run import VolumeRestoreStep, run_restore
 from dr.runbook.model import DataStep, Runbook
@@ -119,7 +119,7 @@ def app_backups(repo: Repository, rb: Runbook) -> list[Snapshot]:
 
 def pick_backup(repo: Repository, rb: Runbook, ref: str | None) -> Snapshot:
     if ref:
-        return resolve(list_snapshots(repo, "backup"), ref)
+        return find_snapshot(repo, ref, kind="backup", what="backup")
     backups = app_backups(repo, rb)
     # The newest complete backup; a partial one only when there is nothing better.
     candidates = [s for s in backups if s.phase == "Completed"] or [s for s in backups if s.phase != "Failed"]

@@ -266,6 +266,23 @@ def list_snapshots(repo: Repository, kind: str | None = None) -> list[Snapshot]:
     return sorted(snaps, key=lambda s: (s.time, s.id))
 
 
+def find_snapshot(repo: Repository, ref: str, *, kind: str, what: str) -> Snapshot:
+    """Like ``resolve`` over the snapshots of ``kind``, but a full id is loaded by
+    itself: one request, however many snapshots the repository holds (a mover
+    Job gets the full id of its parent)."""
+    if len(ref) == 64 and all(c in "0123456789abcdef" for c in ref):
+        from dr.storage.base import ObjectNotFound
+
+        try:
+            snap = load_snapshot(repo, ref)
+        except ObjectNotFound:
+            raise InvalidInput(f"no {what} with id {ref!r}") from None
+        if snap.kind != kind:
+            raise InvalidInput(f"{snap.short_id} is a {snap.kind} snapshot, not a {what}")
+        return snap
+    return resolve(list_snapshots(repo, kind), ref, what=what)
+
+
 def resolve(snaps: Iterable[Snapshot], ref: str, *, what: str = "backup") -> Snapshot:
     """``latest``, a full id or a unique id prefix (at least 4 hex digits)."""
     items = list(snaps)
