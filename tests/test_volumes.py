@@ -422,7 +422,8 @@ def test_restore_failures_say_why(
     assert bad_id.error is not None and bad_id.error.startswith(
         f"Job {bad_id.job} failed: BackoffLimitExceeded"
     )
-    assert f"snapshots/{missing_id}" in bad_id.error  # the mover's own reason, from the termination message
+    # the mover's own reason, from the termination message
+    assert f"no volume snapshot with id '{missing_id}'" in bad_id.error
     assert not leftovers(kc, [ready, bare])
 
 
