@@ -165,3 +165,43 @@ def test_a_full_snapshot_id_is_loaded_without_listing(
     r = run_dr(capsys, "mover", "restore", ids[1], str(home / "out"), "-o", "json")
     assert r.code == 0 and r.json()["files"] == 2
     assert loaded == [ids[0], ids[1]]
+
+
+def test_mover_ls_lists_what_a_volume_snapshot_holds(home: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert run_dr(capsys, "repo", "init").code == 0
+    src = _src(home)
+    (src / "empty").mkdir()
+    os.symlink("b.txt", src / "link")
+    (src / "sub" / b"caf\xe9".decode("utf-8", "surrogateescape")).write_bytes(b"x")  # not UTF-8
+    os.chmod(src / "b.txt", 0o640)
+    snap = run_dr(capsys, "mover", "backup", str(src), "-o", "json").json()["id"]
+
+    r = run_dr(capsys, "mover", "ls", snap, "-o", "json")
+    assert r.code == 0, r.err
+    top = {e["path"]: e for e in r.json()}
+    assert sorted(top) == ["b.txt", "empty", "link", "sub"]
+    assert top["b.txt"]["permissions"] == "-rw-r-----" and top["b.txt"]["size"] == 6
+    assert top["b.txt"]["mode"] == 0o640 and top["b.txt"]["mtime"].endswith("Z")
+    assert top["link"]["type"] == "symlink" and top["link"]["target"] == "b.txt"
+    assert top["sub"]["permissions"].startswith("d")
+
+    r = run_dr(capsys, "mover", "ls", snap, "-r", "-o", "json")
+    assert [e["path"] for e in r.json()] == ["b.txt", "empty", "link", "sub", "sub/a.bin", "sub/caf\\xe9"]
+    r = run_dr(capsys, "mover", "ls", snap, "/sub/a.bin", "-o", "json")
+    assert [(e["path"], e["size"]) for e in r.json()] == [("sub/a.bin", 2 << 20)]
+    r = run_dr(capsys, "mover", "ls", snap, "empty", "-o", "json")
+    assert r.code == 0 and r.json() == []
+
+    r = run_dr(capsys, "mover", "ls", "latest", "sub")  # ls -l lines
+    assert r.code == 0
+    lines = r.out.splitlines()
+    assert len(lines) == 2 and lines[0].startswith("-rw-") and lines[0].endswith(" sub/a.bin")
+    assert "2,097,152" in lines[0] and lines[1].endswith("sub/caf\\xe9")
+    assert run_dr(capsys, "mover", "ls", "latest").out.splitlines()[2].endswith("link -> b.txt")
+
+    r = run_dr(capsys, "mover", "ls", snap, "nope")
+    assert r.code == 2 and f"not in snapshot {snap[:8]}: nope" in r.err and r.out == ""
+    r = run_dr(capsys, "mover", "ls", snap, "b.txt/x")
+    assert r.code == 2 and "(b.txt is not a directory)" in r.err
+    r = run_dr(capsys, "mover", "ls", snap, "../etc")
+    assert r.code == 2 and "give a path inside the snapshot" in r.err

@@ -104,6 +104,47 @@ def restore(snapshot_id: str, target: str, paths: tuple[str, ...], output: str) 
     return ExitCode.OK
 
 
+@mover_group.command("ls")
+@click.argument("snapshot_id", metavar="ID")
+@click.argument("path", required=False, metavar="[PATH]")
+@click.option("-r", "--recursive", is_flag=True, help="Every entry below PATH, not only its children.")
+@output_option()
+def ls(snapshot_id: str, path: str | None, recursive: bool, output: str) -> int:
+    """List the files of volume snapshot ID under PATH (default: its root).
+
+    Paths are the ones `dr mover restore --path` takes. Read-only: takes no lock.
+    """
+    import itertools
+
+    from dr.cli.output import JsonStream
+    from dr.repo.listing import list_entries
+
+    repo = open_repository(app())
+    snap = find_snapshot(repo, snapshot_id, kind="volume", what="volume snapshot")
+    entries = list_entries(repo, snap, path, recursive=recursive)
+    # The first entry is read before printing: a bad PATH fails with nothing printed.
+    first = next(entries, None)
+    if first is None:  # an empty directory
+        if output == "json" or output == "yaml":
+            emit([], output)
+        return ExitCode.OK
+    rest = itertools.chain([first], entries)
+    if output == "json":
+        emit(JsonStream((e.to_doc() for e in rest), 1), output)
+    elif output == "yaml":
+        emit([e.to_doc() for e in rest], output)
+    else:
+        # ls -l lines, printed as the trees are read (a listing can be long).
+        for e in rest:
+            n = e.node
+            name = e.display_path + (f" -> {n.get('target', '')}" if e.type == "symlink" else "")
+            click.echo(
+                f"{e.permissions} {n.get('uid', 0):>6} {n.get('gid', 0):>6} {n.get('size', 0):>14,} "
+                f"{e.mtime:%Y-%m-%d %H:%M:%S} {name}"
+            )
+    return ExitCode.OK
+
+
 TERMINATION_LOG = "/dev/termination-log"
 
 
