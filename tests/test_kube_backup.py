@@ -322,3 +322,33 @@ def test_server_errors_after_retries_fail_only_their_type(tmp_path: Path) -> Non
     ]
     secret_requests = [p for m, p, _ in api.requests if p.startswith("/api/v1/secrets")]
     assert len(secret_requests) == 2  # retried once, then recorded
+
+
+def test_a_type_removed_after_discovery_is_a_warning(tmp_path: Path) -> None:
+    """A CRD deleted between discovery and listing answers 404 (seen in CI when another
+    test removed its CRD during a backup): nothing of it exists, the backup completes."""
+    res = [
+        {"name": "namespaces", "kind": "Namespace", "namespaced": False, "verbs": ["get", "list"]},
+        {"name": "configmaps", "kind": "ConfigMap", "namespaced": True, "verbs": ["get", "list"]},
+    ]
+    widgets = [{"name": "widgets", "kind": "Widget", "namespaced": True, "verbs": ["get", "list"]}]
+    group = {"name": "example.com", "versions": [{"groupVersion": "example.com/v1", "version": "v1"}],
+             "preferredVersion": {"groupVersion": "example.com/v1", "version": "v1"}}  # fmt: skip
+    with stub_api() as api:
+        api.script("/version", (200, {"gitVersion": "v1.30.2"}, {}))
+        api.script("/api", (200, {"versions": ["v1"]}, {}))
+        api.script("/api/v1", (200, {"resources": res}, {}))
+        api.script("/apis", (200, {"groups": [group]}, {}))
+        api.script("/apis/example.com/v1", (200, {"resources": widgets}, {}))
+        api.script("/api/v1/namespaces", (200, {"metadata": {}, "items": [{"metadata": {"name": "a"}}]}, {}))
+        api.script(
+            "/api/v1/configmaps",
+            (200, {"metadata": {}, "items": [{"metadata": {"name": "c", "namespace": "a"}}]}, {}),
+        )
+        # /apis/example.com/v1/widgets is not scripted: the stub answers 404, like a removed CRD.
+        kc = connect(api.kubeconfig(tmp_path))
+        sink = ListSink()
+        result = backup_resources(kc, BackupScope(namespaces=["a"]), sink)
+    assert result.phase == "Completed" and result.errors == []
+    assert keys(sink) == {("configmaps", "a", "c"), ("namespaces", None, "a")}
+    assert any(w.startswith("widgets.example.com: no longer served") for w in result.warnings)

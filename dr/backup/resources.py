@@ -21,7 +21,8 @@ their restored controllers.
 A type that cannot be listed (403, 5xx after the client's retries) or a
 dependency that cannot be read becomes an error entry naming the type (and
 namespace or object) and the server's reason; the backup goes on and ends
-``PartiallyFailed``. Errors of the sink (the repository) are not caught: they
+``PartiallyFailed``. A type that answers 404 was removed after discovery (a
+CRD uninstalled meanwhile): a warning, since none of its objects exist. Errors of the sink (the repository) are not caught: they
 fail the backup. The sink is only ever called from the calling thread.
 """
 
@@ -306,6 +307,8 @@ class _BackupRun:
                 self.list_into_sink(res, None, selector_services)
                 return
             except ApiError as e:
+                if self.vanished(res, e):
+                    return
                 if not res.namespaced or not namespaces or e.status != 403:
                     self.error(res, e.short)
                     return
@@ -314,7 +317,19 @@ class _BackupRun:
             try:
                 self.list_into_sink(res, ns, selector_services)
             except ApiError as e:
+                if self.vanished(res, e):
+                    return
                 self.error(res, e.short, namespace=ns)
+
+    def vanished(self, res: ApiResource, e: ApiError) -> bool:
+        """A 404 for a whole type: it was discovered, then removed (a CRD deleted while
+        the backup ran). There is nothing of it to back up; say so, as a warning."""
+        if e.status != 404:
+            return False
+        self.warn(
+            f"{res.group_resource}: no longer served (removed while the backup ran); nothing backed up for it"
+        )
+        return True
 
     def list_into_sink(
         self, res: ApiResource, namespace: str | None, selector_services: set[tuple[str, str]]
