@@ -130,7 +130,7 @@ def ls(snapshot_id: str, path: str | None, recursive: bool, output: str) -> int:
         return ExitCode.OK
     rest = itertools.chain([first], entries)
     if output == "json":
-        emit(JsonStream((e.to_doc() for e in rest), 1), output)
+        emit(JsonStream((e.to_doc() for e in rest), 1), output)  # 1: not empty (its length is unknown)
     elif output == "yaml":
         emit([e.to_doc() for e in rest], output)
     else:

@@ -24,6 +24,7 @@ from dr import __version__
 from dr.errors import InvalidInput
 from dr.repo.format import FormatError
 from dr.repo.repository import Repository, hostname, now_utc
+from dr.storage.base import ObjectNotFound
 
 SNAPSHOT_VERSION = 1
 KINDS = ("volume", "backup")
@@ -271,8 +272,6 @@ def find_snapshot(repo: Repository, ref: str, *, kind: str, what: str) -> Snapsh
     itself: one request, however many snapshots the repository holds (a mover
     Job gets the full id of its parent)."""
     if len(ref) == 64 and all(c in "0123456789abcdef" for c in ref):
-        from dr.storage.base import ObjectNotFound
-
         try:
             snap = load_snapshot(repo, ref)
         except ObjectNotFound:
