@@ -302,7 +302,12 @@ def test_deadline_snapshot_timeout_and_stuck_pod(
     agent.never_ready.add(f"{app}/unready")
     agent.stuck[f"{app}/stuck"] = "CreateContainerConfigError"
     ctx = env.backup_ctx(
-        "backup-t", mover={"deadline": "1s"}, volume_options={"snapshot_timeout": "1s"}, stuck_grace=0.0
+        # 3 s for snapshots: the unready one must time out, the others be taken in time also on a
+        # loaded CI machine (1 s was too short there once: the stuck PVC never got its Job).
+        "backup-t",
+        mover={"deadline": "1s"},
+        volume_options={"snapshot_timeout": "3s"},
+        stuck_grace=0.0,
     )
 
     slow, unready, stuck = backup_volumes(kc, pvcs, ctx, env.finder())
@@ -312,7 +317,8 @@ def test_deadline_snapshot_timeout_and_stuck_pod(
         f"; pod {agent_pod(agent, slow.job)}, waiting: ContainerCreating: injected by the test"
     )
     assert unready.error is not None and unready.error.startswith("VolumeSnapshot ")
-    assert unready.error.endswith(" not taken after 1s (no status yet)")
+    assert unready.error.endswith(" not taken after 3s (no status yet)")
+    assert stuck.job is not None, stuck.error
     assert stuck.error == (
         f"Job {stuck.job} failed: PodStuck: its pod cannot start; pod {agent_pod(agent, stuck.job)}, "
         "waiting: CreateContainerConfigError: injected by the test"
