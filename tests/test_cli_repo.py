@@ -205,3 +205,27 @@ def test_mover_ls_lists_what_a_volume_snapshot_holds(home: Path, capsys: pytest.
     assert r.code == 2 and "(b.txt is not a directory)" in r.err
     r = run_dr(capsys, "mover", "ls", snap, "../etc")
     assert r.code == 2 and "give a path inside the snapshot" in r.err
+
+
+def test_paths_inside_a_snapshot(home: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    # A name that starts with ".." is an ordinary name; ".." as a component leaves the snapshot.
+    assert run_dr(capsys, "repo", "init").code == 0
+    src = _src(home)
+    (src / "..notes").write_text("kept\n")
+    snap = run_dr(capsys, "mover", "backup", str(src), "-o", "json").json()["id"]
+    r = run_dr(capsys, "mover", "ls", snap, "..notes", "-o", "json")
+    assert r.code == 0, r.err
+    assert [e["path"] for e in r.json()] == ["..notes"]
+    r = run_dr(capsys, "mover", "restore", snap, str(home / "out"), "--path", "..notes")
+    assert r.code == 0, r.err
+    assert sorted(p.name for p in (home / "out").iterdir()) == ["..notes"]
+    assert (home / "out" / "..notes").read_text() == "kept\n"
+
+    for bad in ("../etc", "sub/../../etc"):
+        r = run_dr(capsys, "mover", "restore", snap, str(home / "x"), "--path", bad)
+        assert r.code == 2 and f"--path {bad!r}: give a path inside the snapshot" in r.err
+        assert not (home / "x").exists()
+    r = run_dr(capsys, "mover", "restore", snap, str(home / "x"), "--path", "/")
+    assert r.code == 2 and "leave --path out for all of it" in r.err
+    r = run_dr(capsys, "mover", "ls", snap, "/sub/../b.txt", "-o", "json")
+    assert [e["path"] for e in r.json()] == ["b.txt"]

@@ -17,7 +17,7 @@ from datetime import UTC, datetime
 from dr.errors import DrError, InvalidInput
 from dr.repo.repository import Repository
 from dr.repo.snapshots import Snapshot
-from dr.repo.tree import Node, decode_tree
+from dr.repo.tree import Node, decode_tree, snapshot_path
 
 _TYPE_BITS = {
     "file": stat.S_IFREG,
@@ -70,17 +70,6 @@ class Entry:
         return doc
 
 
-def _normalize(path: str | None) -> list[str]:
-    if path is None:
-        return []
-    q = os.path.normpath(path).strip("/")
-    if q in ("", "."):
-        return []
-    if q.startswith(".."):
-        raise InvalidInput(f"{path!r}: give a path inside the snapshot")
-    return q.split("/")
-
-
 def _nodes(repo: Repository, tree_id: str) -> list[Node]:
     return decode_tree(repo.read_blob(bytes.fromhex(tree_id)), f"tree {tree_id[:16]}")
 
@@ -96,26 +85,25 @@ def list_entries(
     """
     if not snap.tree:
         raise DrError(f"snapshot {snap.short_id} has no file tree")
-    parts = _normalize(path)
+    rel = snapshot_path(path, repr(path)) if path is not None else ""
+    parts = rel.split("/") if rel else []
     tree: str | None = snap.tree
     node: Node | None = None
     walked: list[str] = []
     for name in parts:
         if tree is None:
             where = "/".join(walked)
-            raise InvalidInput(
-                f"not in snapshot {snap.short_id}: {'/'.join(parts)} ({where} is not a directory)"
-            )
+            raise InvalidInput(f"not in snapshot {snap.short_id}: {rel} ({where} is not a directory)")
         node = next((n for n in _nodes(repo, tree) if n["name"] == name), None)
         if node is None:
-            raise InvalidInput(f"not in snapshot {snap.short_id}: {'/'.join(parts)}")
+            raise InvalidInput(f"not in snapshot {snap.short_id}: {rel}")
         walked.append(name)
         tree = node.get("subtree") if node["type"] == "dir" else None
     if node is not None and tree is None:
-        yield Entry("/".join(parts), node)
+        yield Entry(rel, node)
         return
     assert tree is not None
-    yield from _walk(repo, tree, "/".join(parts), recursive)
+    yield from _walk(repo, tree, rel, recursive)
 
 
 def _walk(repo: Repository, tree: str, prefix: str, recursive: bool) -> Iterator[Entry]:

@@ -39,7 +39,7 @@ from dr.repo.index import BlobLocation
 from dr.repo.ordered_writer import OrderedFileWriter, StagingPool
 from dr.repo.repository import Repository
 from dr.repo.snapshots import Snapshot
-from dr.repo.tree import Node, decode_tree
+from dr.repo.tree import Node, decode_tree, snapshot_path
 from dr.storage.direct_io import SequentialWriter, aligned_buffer
 
 log = logging.getLogger(__name__)
@@ -250,9 +250,11 @@ def restore_snapshot(
     if paths:
         norm_paths = []
         for p in paths:
-            q = os.path.normpath(p).strip("/")
-            if q in ("", ".") or q.startswith(".."):
-                raise InvalidInput(f"--path {p!r}: give a path inside the snapshot")
+            q = snapshot_path(p, f"--path {p!r}")
+            if not q:
+                raise InvalidInput(
+                    f"--path {p!r}: give a path inside the snapshot (leave --path out for all of it)"
+                )
             norm_paths.append(q)
     # From a remote store every request costs a round trip and ~3 ms of client CPU:
     # restore pack by pack (a few requests per pack) rather than file by file (one

@@ -8,9 +8,11 @@ that keep restore inside its target: single, unique, non-special names.
 from __future__ import annotations
 
 import json
+import posixpath
 import re
 from typing import Any
 
+from dr.errors import InvalidInput
 from dr.repo.format import FormatError
 
 Node = dict[str, Any]
@@ -35,6 +37,16 @@ def decode_tree(raw: bytes, what: str) -> list[Node]:
         raise FormatError(f"{what}: no node list")
     check_tree(nodes, what)
     return nodes
+
+
+def snapshot_path(path: str, what: str) -> str:
+    """A path a user gives inside a snapshot (``--path``, ``mover ls``) as ``/``-separated
+    names relative to its root: ``""`` for the root itself. ``..`` as a component that
+    leaves the snapshot is refused (a name that merely starts with ``..`` is fine)."""
+    q = posixpath.normpath(path).strip("/")
+    if q == ".." or q.startswith("../"):
+        raise InvalidInput(f"{what}: give a path inside the snapshot")
+    return "" if q == "." else q
 
 
 def check_name(name: object, what: str) -> str:
