@@ -13,6 +13,7 @@ import atexit
 import contextlib
 import json
 import os
+import re
 import shutil
 import signal
 import socket
@@ -69,6 +70,11 @@ def http_ready(url: str, ok_statuses: tuple[int, ...] = (200,)) -> Callable[[], 
 
 class PortTaken(RuntimeError):
     """Another process listens on the port we picked; start again with new ports."""
+
+
+# What a server logs when a port it was given was taken between free_port() and its bind
+# (free_port cannot reserve it): Go's net package, and SeaweedFS's own check.
+PORT_CONFLICT = re.compile(r"address already in use|port allocation failed", re.IGNORECASE)
 
 
 def _listening_inodes(port: int) -> set[str]:
@@ -152,7 +158,10 @@ class Server:
             if self.proc.poll() is not None:
                 code = self.proc.returncode
                 self.stop()
-                raise RuntimeError(f"{self.name} exited with {code}:\n{self.log_tail()}")
+                tail = self.log_tail()
+                if PORT_CONFLICT.search(tail):
+                    raise PortTaken(f"{self.name} exited with {code}, a port was taken:\n{tail}")
+                raise RuntimeError(f"{self.name} exited with {code}:\n{tail}")
             if self.ready():
                 if self.port is not None and not _owns_listening_port(self.proc.pid, self.port):
                     self.stop()

@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import base64
 import os
+import sys
+from pathlib import Path
 from typing import Any
 
 import pytest
 
+from tests import servers
 from tests.conftest import Kube
 
 
@@ -92,3 +95,35 @@ def test_kubernetes_namespace_configmap_discovery(kube: Kube, unique: str) -> No
         assert {"configmaps", "secrets", "namespaces"} <= core_resources
     finally:
         core.delete_namespace(ns)
+
+
+def test_a_server_that_finds_its_port_taken_is_started_again(tmp_path: Path) -> None:
+    # free_port() cannot reserve a port: another process may bind it before the server
+    # does. The server then exits saying so, and start_with_retry picks new ports.
+    attempts: list[Path] = []
+
+    def factory(workdir: Path) -> servers.Server:
+        attempts.append(workdir)
+        if len(attempts) == 1:
+            argv = [
+                sys.executable,
+                "-c",
+                "import sys; print('Port allocation failed: port 1 is not available'); sys.exit(1)",
+            ]
+        else:
+            argv = [sys.executable, "-c", "import time; time.sleep(60)"]
+        return servers.Server("stand-in", argv, lambda: len(attempts) > 1, workdir)
+
+    server = servers.start_with_retry(factory, tmp_path)
+    try:
+        assert len(attempts) == 2 and attempts[1] != attempts[0]
+    finally:
+        server.stop()
+
+    def failing(workdir: Path) -> servers.Server:
+        argv = [sys.executable, "-c", "import sys; print('config error'); sys.exit(3)"]
+        return servers.Server("broken", argv, lambda: False, workdir)
+
+    with pytest.raises(RuntimeError, match="broken exited with 3") as e:
+        servers.start_with_retry(failing, tmp_path / "b")
+    assert not isinstance(e.value, servers.PortTaken)  # other failures are not retried

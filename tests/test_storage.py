@@ -983,7 +983,7 @@ def test_s3_dead_server_surfaces_within_bound(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
     # A second SeaweedFS of our own, killed under the store's feet.
-    server = servers.seaweedfs(tmp_path / "sw").start()
+    server = servers.start_with_retry(servers.seaweedfs, tmp_path / "sw")
     try:
         info = server.info
         monkeypatch.setenv("AWS_ACCESS_KEY_ID", info["access_key"])
