@@ -31,7 +31,7 @@ from dr.repo.format import BlobType
 from dr.repo.locks import Lock
 from dr.repo.repository import Repository, Saver
 from dr.repo.snapshots import Snapshot, VolumeStats, save_snapshot
-from dr.repo.tree import Node, decode_tree, encode_tree
+from dr.repo.tree import Node, encode_tree, read_tree
 
 log = logging.getLogger(__name__)
 
@@ -151,7 +151,7 @@ class _Archiver:
 
     def _read_parent(self, tree_id: str) -> dict[str, Node]:
         try:
-            nodes = decode_tree(self.repo.read_blob(bytes.fromhex(tree_id)), f"parent tree {tree_id[:16]}")
+            nodes = read_tree(self.repo, tree_id, "parent tree")
         except Exception as e:  # a damaged parent only costs re-reading files
             log.warning("cannot read parent tree %s: %s; reading all files", tree_id[:16], e)
             return {}

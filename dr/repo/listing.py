@@ -17,7 +17,7 @@ from datetime import UTC, datetime
 from dr.errors import DrError, InvalidInput
 from dr.repo.repository import Repository
 from dr.repo.snapshots import Snapshot
-from dr.repo.tree import Node, decode_tree, snapshot_path
+from dr.repo.tree import Node, read_tree, snapshot_path
 
 _TYPE_BITS = {
     "file": stat.S_IFREG,
@@ -70,10 +70,6 @@ class Entry:
         return doc
 
 
-def _nodes(repo: Repository, tree_id: str) -> list[Node]:
-    return decode_tree(repo.read_blob(bytes.fromhex(tree_id)), f"tree {tree_id[:16]}")
-
-
 def list_entries(
     repo: Repository, snap: Snapshot, path: str | None = None, *, recursive: bool = False
 ) -> Iterator[Entry]:
@@ -94,7 +90,7 @@ def list_entries(
         if tree is None:
             where = "/".join(walked)
             raise InvalidInput(f"not in snapshot {snap.short_id}: {rel} ({where} is not a directory)")
-        node = next((n for n in _nodes(repo, tree) if n["name"] == name), None)
+        node = next((n for n in read_tree(repo, tree) if n["name"] == name), None)
         if node is None:
             raise InvalidInput(f"not in snapshot {snap.short_id}: {rel}")
         walked.append(name)
@@ -107,7 +103,7 @@ def list_entries(
 
 
 def _walk(repo: Repository, tree: str, prefix: str, recursive: bool) -> Iterator[Entry]:
-    for n in _nodes(repo, tree):
+    for n in read_tree(repo, tree):
         rel = f"{prefix}/{n['name']}" if prefix else str(n["name"])
         yield Entry(rel, n)
         if recursive and n["type"] == "dir" and n.get("subtree"):

@@ -39,7 +39,7 @@ from dr.repo.index import BlobLocation
 from dr.repo.ordered_writer import OrderedFileWriter, StagingPool
 from dr.repo.repository import Repository
 from dr.repo.snapshots import Snapshot
-from dr.repo.tree import Node, decode_tree, snapshot_path
+from dr.repo.tree import Node, read_tree, snapshot_path
 from dr.storage.direct_io import SequentialWriter, aligned_buffer
 
 log = logging.getLogger(__name__)
@@ -108,7 +108,7 @@ def _plan(repo: Repository, snap: Snapshot, paths: list[str] | None, *, by_pack:
     index = repo.index
 
     def visit(tree_id: str, rel_dir: str) -> None:
-        nodes = decode_tree(repo.read_blob(bytes.fromhex(tree_id)), f"tree {tree_id[:16]}")
+        nodes = read_tree(repo, tree_id)
         for n in nodes:
             rel = f"{rel_dir}/{n['name']}" if rel_dir else n["name"]
             include, descend = _selected(rel, paths)

@@ -10,10 +10,13 @@ from __future__ import annotations
 import json
 import posixpath
 import re
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from dr.errors import InvalidInput
 from dr.repo.format import FormatError
+
+if TYPE_CHECKING:
+    from dr.repo.repository import Repository
 
 Node = dict[str, Any]
 
@@ -37,6 +40,11 @@ def decode_tree(raw: bytes, what: str) -> list[Node]:
         raise FormatError(f"{what}: no node list")
     check_tree(nodes, what)
     return nodes
+
+
+def read_tree(repo: Repository, tree_id: str, what: str = "tree") -> list[Node]:
+    """The validated nodes of tree blob ``tree_id`` (hex)."""
+    return decode_tree(repo.read_blob(bytes.fromhex(tree_id)), f"{what} {tree_id[:16]}")
 
 
 def snapshot_path(path: str, what: str) -> str:
