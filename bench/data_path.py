@@ -106,7 +106,7 @@ def modify(data: Path) -> None:
 
 class Tool:
     name = ""
-    cold = True  # drop the page cache before each step (``--cache``)
+    cold: bool  # drop the page cache before each step (``--cache``); set by each tool's constructor
 
     def run(self, argv: list[str], env: dict[str, str]) -> tuple[Measure, str]:
         return run(argv, env, cold=self.cold)

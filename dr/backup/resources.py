@@ -22,8 +22,9 @@ A type that cannot be listed (403, 5xx after the client's retries) or a
 dependency that cannot be read becomes an error entry naming the type (and
 namespace or object) and the server's reason; the backup goes on and ends
 ``PartiallyFailed``. A type that answers 404 was removed after discovery (a
-CRD uninstalled meanwhile): a warning, since none of its objects exist. Errors of the sink (the repository) are not caught: they
-fail the backup. The sink is only ever called from the calling thread.
+CRD uninstalled meanwhile): a warning, since none of its objects exist.
+Errors of the sink (the repository) are not caught: they fail the backup. The
+sink is only ever called from the calling thread.
 """
 
 from __future__ import annotations

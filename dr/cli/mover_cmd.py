@@ -136,11 +136,10 @@ def ls(snapshot_id: str, path: str | None, recursive: bool, output: str) -> int:
     else:
         # ls -l lines, printed as the trees are read (a listing can be long).
         for e in rest:
-            n = e.node
-            name = e.display_path + (f" -> {n.get('target', '')}" if e.type == "symlink" else "")
+            d = e.to_doc()
+            name = d["path"] + (f" -> {d['target']}" if "target" in d else "")
             click.echo(
-                f"{e.permissions} {n.get('uid', 0):>6} {n.get('gid', 0):>6} {n.get('size', 0):>14,} "
-                f"{e.mtime:%Y-%m-%d %H:%M:%S} {name}"
+                f"{d['permissions']} {d['uid']:>6} {d['gid']:>6} {d['size']:>14,} {e.mtime:%Y-%m-%d %H:%M:%S} {name}"
             )
     return ExitCode.OK
 

@@ -76,8 +76,6 @@ def _plain(v: Any, *, lazy: bool = False) -> Any:
         return [_plain(x, lazy=lazy) for x in v]
     if hasattr(v, "model_dump"):
         return _plain(v.model_dump(mode="json", by_alias=True))
-    if hasattr(v, "to_doc"):  # repository documents (snapshots) are dataclasses with their own encoding
-        return _plain(v.to_doc())
     return v
 
 

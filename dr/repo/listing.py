@@ -13,6 +13,7 @@ import stat
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import Any
 
 from dr.errors import DrError, InvalidInput
 from dr.repo.repository import Repository
@@ -53,9 +54,9 @@ class Entry:
     def mtime(self) -> datetime:
         return datetime.fromtimestamp(int(self.node.get("mtime", 0)) / 1e9, UTC)
 
-    def to_doc(self) -> dict[str, object]:
+    def to_doc(self) -> dict[str, Any]:
         n = self.node
-        doc: dict[str, object] = {
+        doc: dict[str, Any] = {
             "path": self.display_path,
             "type": self.type,
             "mode": int(n.get("mode", 0)),
@@ -85,15 +86,13 @@ def list_entries(
     parts = rel.split("/") if rel else []
     tree: str | None = snap.tree
     node: Node | None = None
-    walked: list[str] = []
-    for name in parts:
+    for i, name in enumerate(parts):
         if tree is None:
-            where = "/".join(walked)
+            where = "/".join(parts[:i])
             raise InvalidInput(f"not in snapshot {snap.short_id}: {rel} ({where} is not a directory)")
         node = next((n for n in read_tree(repo, tree) if n["name"] == name), None)
         if node is None:
             raise InvalidInput(f"not in snapshot {snap.short_id}: {rel}")
-        walked.append(name)
         tree = node.get("subtree") if node["type"] == "dir" else None
     if node is not None and tree is None:
         yield Entry(rel, node)

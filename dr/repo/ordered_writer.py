@@ -57,14 +57,15 @@ class OrderedFileWriter:
     """``put(offset, data)`` from any thread; the file is closed when its last byte is written.
 
     ``pool``: where the staging buffer comes from and goes back to (by default
-    one of its own, unmapped when the file is closed).
+    a pool of its own, whose buffer is unmapped when the file is closed).
     """
 
     def __init__(
         self, path: str, size: int, *, sparse: bool = False, pool: StagingPool | None = None
     ) -> None:
         self.path, self.size, self.sparse = path, size, sparse
-        self._pool = pool
+        self._pool = pool if pool is not None else StagingPool()
+        self._own_pool = pool is None
         self._lock = threading.Lock()
         self._next = 0  # the file offset written up to
         self._early: dict[int, bytes | memoryview] = {}
@@ -98,9 +99,7 @@ class OrderedFileWriter:
     def _write(self, data: bytes | memoryview) -> None:
         if self._writer is None:
             self._fd = os.open(self.path, os.O_WRONLY | os.O_NOFOLLOW)
-            self._buf = (
-                self._pool.take() if self._pool else mmap.mmap(-1, (STAGING + ALIGN - 1) // ALIGN * ALIGN)
-            )
+            self._buf = self._pool.take()
             self._writer = SequentialWriter(self._fd, self._buf, sparse=self.sparse)
         self._writer.write(data)
         self._next += len(data)
@@ -114,11 +113,10 @@ class OrderedFileWriter:
     def _release(self) -> None:
         self._writer = None
         if self._buf is not None:
-            if self._pool is not None:
-                self._pool.give(self._buf)
-            else:
-                self._buf.close()
+            self._pool.give(self._buf)
             self._buf = None
+            if self._own_pool:
+                self._pool.close()
         if self._fd >= 0:
             os.close(self._fd)
             self._fd = -1

@@ -164,9 +164,7 @@ def _list(v: Any, where: str, item: Callable[[Any, str], T]) -> list[T]:
 
 
 def _map(v: Any, where: str, item: Callable[[Any, str], T]) -> dict[str, T]:
-    if not isinstance(v, dict):
-        raise MalformedSnapshot(where, "expected a mapping")
-    return {_str(k, where): item(x, f"{where}.{k}") for k, x in v.items()}
+    return {_str(k, where): item(x, f"{where}.{k}") for k, x in _any_map(v, where).items()}
 
 
 def _any_map(v: Any, where: str) -> dict[str, Any]:
