@@ -287,6 +287,20 @@ def test_s3_session_finds_services_without_listing_them_all(monkeypatch: pytest.
     assert sts.meta.service_model.service_name == "sts"
     with pytest.raises(UnknownServiceError, match=r"Valid service names are:.*\bs3\b"):
         session.create_client("no-such-service", region_name="us-east-1")
+    with pytest.raises(UnknownServiceError):  # a path, even one leading back to s3, is no service name
+        session.create_client("../data/s3", region_name="us-east-1")
+
+
+def test_s3_session_honours_aws_data_path(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # AWS_DATA_PATH adds model directories, searched before botocore's own (as botocore does).
+    from dr.storage.s3 import botocore_session
+
+    extra = tmp_path / "models"
+    extra.mkdir()
+    monkeypatch.setenv("AWS_DATA_PATH", f"~/nowhere{os.pathsep}{extra}")
+    monkeypatch.setenv("HOME", str(tmp_path))
+    loader = botocore_session().get_component("data_loader")
+    assert loader.search_paths[:2] == [str(tmp_path / "nowhere"), str(extra)]
 
 
 def test_s3_settings_from_query_string() -> None:
