@@ -225,3 +225,15 @@ def test_a_full_id_of_the_other_kind_is_refused(tmp_path: Path) -> None:
         find_snapshot(repo, app.id, kind="volume", what="volume snapshot")
     assert find_snapshot(repo, app.id, kind="backup", what="backup") == app
     assert find_snapshot(repo, app.id[:6], kind="backup", what="backup") == app
+
+
+def test_a_volume_snapshot_without_a_tree_is_refused_by_name(tmp_path: Path) -> None:
+    from dr.repo.listing import list_entries
+
+    repo, _ = init_repo(make_store("file", tmp_path, None), tmp_path)
+    snap = save_snapshot(repo, Snapshot(kind="volume", paths=["/x"]))  # written by a broken writer
+    with pytest.raises(DrError, match=f"snapshot {snap.short_id} has no file tree"):
+        restore_snapshot(repo, snap, tmp_path / "out")
+    with pytest.raises(DrError, match=f"snapshot {snap.short_id} has no file tree"):
+        next(list_entries(repo, snap))
+    assert not (tmp_path / "out").exists()
