@@ -34,7 +34,7 @@ from dr.repo.snapshots import (
     VolumeStats,
     decode_snapshot,
 )
-from dr.repo.tree import check_tree, decode_tree, encode_tree
+from dr.repo.tree import TYPE_BITS, check_tree, decode_tree, encode_tree, node_type
 
 CODEC = Codec(Sealer(os.urandom(32)), level=1)
 ids = st.binary(min_size=32, max_size=32)
@@ -213,3 +213,9 @@ def test_malformed_snapshot_fields_are_named(field: str, value: object, where: s
     doc = {"version": SNAPSHOT_VERSION, "id": "ab" * 32, "kind": "volume", field: value}
     with pytest.raises(MalformedSnapshot, match=re.escape(where)):
         decode_snapshot(doc)
+
+
+def test_node_types_and_mode_bits_map_both_ways() -> None:
+    for name, bits in TYPE_BITS.items():
+        assert node_type(bits | 0o7755) == name
+    assert node_type(0o644) is None  # no file-type bits: not a kind the format knows

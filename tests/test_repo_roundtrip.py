@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import stat
 import threading
 from pathlib import Path
 from typing import Any
@@ -181,3 +182,19 @@ def test_concurrent_backups_are_safe(tmp_path: Path) -> None:
         out = tmp_path / f"out-{s.short_id}"
         restore_snapshot(fresh, s, out)
         assert describe_tree(out) == describe_tree(Path(s.paths[0]))
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="creating device nodes needs root")
+def test_device_nodes_round_trip(tmp_path: Path) -> None:
+    src = tmp_path / "src"
+    src.mkdir()
+    os.mknod(src / "null", stat.S_IFCHR | 0o620, os.makedev(1, 3))
+    os.mknod(src / "loop", stat.S_IFBLK | 0o600, os.makedev(7, 200))
+    repo, _ = init_repo(make_store("file", tmp_path, None), tmp_path)
+    snap = backup_directory(repo, src).snapshot
+    out = tmp_path / "out"
+    assert restore_snapshot(repo, snap, out).errors == []
+    for name, kind in (("null", stat.S_IFCHR), ("loop", stat.S_IFBLK)):
+        st = os.lstat(out / name)
+        assert stat.S_IFMT(st.st_mode) == kind and st.st_rdev == os.lstat(src / name).st_rdev
+        assert stat.S_IMODE(st.st_mode) == stat.S_IMODE(os.lstat(src / name).st_mode)

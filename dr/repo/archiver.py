@@ -31,7 +31,7 @@ from dr.repo.format import BlobType
 from dr.repo.locks import Lock
 from dr.repo.repository import Repository, Saver
 from dr.repo.snapshots import Snapshot, VolumeStats, save_snapshot
-from dr.repo.tree import Node, encode_tree, read_tree
+from dr.repo.tree import Node, encode_tree, node_type, read_tree
 
 log = logging.getLogger(__name__)
 
@@ -48,24 +48,6 @@ class ArchiveResult:
     snapshot: Snapshot
     errors: list[str] = field(default_factory=list)
     unchanged_files: int = 0
-
-
-def _ftype(mode: int) -> str | None:
-    if stat.S_ISREG(mode):
-        return "file"
-    if stat.S_ISDIR(mode):
-        return "dir"
-    if stat.S_ISLNK(mode):
-        return "symlink"
-    if stat.S_ISFIFO(mode):
-        return "fifo"
-    if stat.S_ISCHR(mode):
-        return "chardev"
-    if stat.S_ISBLK(mode):
-        return "blockdev"
-    if stat.S_ISSOCK(mode):
-        return "socket"
-    return None
 
 
 def _base_node(name: str, st: os.stat_result, ftype: str) -> Node:
@@ -188,7 +170,7 @@ class _Archiver:
             except OSError as e:
                 self._error(full, e.strerror or str(e))
                 continue
-            ftype = _ftype(st.st_mode)
+            ftype = node_type(st.st_mode)
             if ftype is None:
                 self._error(full, "unsupported file type")
                 continue

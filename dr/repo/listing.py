@@ -18,17 +18,7 @@ from typing import Any
 from dr.errors import DrError, InvalidInput
 from dr.repo.repository import Repository
 from dr.repo.snapshots import Snapshot
-from dr.repo.tree import Node, read_tree, snapshot_path
-
-_TYPE_BITS = {
-    "file": stat.S_IFREG,
-    "dir": stat.S_IFDIR,
-    "symlink": stat.S_IFLNK,
-    "fifo": stat.S_IFIFO,
-    "chardev": stat.S_IFCHR,
-    "blockdev": stat.S_IFBLK,
-    "socket": stat.S_IFSOCK,
-}
+from dr.repo.tree import TYPE_BITS, Node, read_tree, snapshot_path
 
 
 @dataclass(frozen=True)
@@ -48,7 +38,7 @@ class Entry:
     @property
     def permissions(self) -> str:
         """``ls -l`` style: ``-rw-r--r--``, ``drwxr-xr-x``, ``lrwxrwxrwx``."""
-        return stat.filemode(_TYPE_BITS[self.type] | int(self.node.get("mode", 0)))
+        return stat.filemode(TYPE_BITS[self.type] | int(self.node.get("mode", 0)))
 
     @property
     def mtime(self) -> datetime:

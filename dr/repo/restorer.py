@@ -39,7 +39,7 @@ from dr.repo.index import BlobLocation
 from dr.repo.ordered_writer import OrderedFileWriter, StagingPool
 from dr.repo.repository import Repository
 from dr.repo.snapshots import Snapshot
-from dr.repo.tree import Node, read_tree, snapshot_path
+from dr.repo.tree import TYPE_BITS, Node, read_tree, snapshot_path
 from dr.storage.direct_io import SequentialWriter, aligned_buffer
 
 log = logging.getLogger(__name__)
@@ -433,8 +433,7 @@ def restore_snapshot(
             elif n["type"] == "fifo":
                 os.mkfifo(p, n.get("mode", 0o644))
             elif n["type"] in ("chardev", "blockdev"):
-                kind = stat.S_IFCHR if n["type"] == "chardev" else stat.S_IFBLK
-                os.mknod(p, kind | n.get("mode", 0o600), n.get("rdev", 0))
+                os.mknod(p, TYPE_BITS[n["type"]] | n.get("mode", 0o600), n.get("rdev", 0))
             else:
                 continue  # sockets are not restorable; they are recreated by their server
             _apply_meta(p, n, is_root=is_root, follow=False)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import posixpath
 import re
+import stat
 from typing import TYPE_CHECKING, Any
 
 from dr.errors import InvalidInput
@@ -20,7 +21,25 @@ if TYPE_CHECKING:
 
 Node = dict[str, Any]
 
-NODE_TYPES = frozenset({"file", "dir", "symlink", "fifo", "chardev", "blockdev", "socket"})
+# Node type names (FORMAT.md §6) and the file-type bits of st_mode they stand for.
+TYPE_BITS = {
+    "file": stat.S_IFREG,
+    "dir": stat.S_IFDIR,
+    "symlink": stat.S_IFLNK,
+    "fifo": stat.S_IFIFO,
+    "chardev": stat.S_IFCHR,
+    "blockdev": stat.S_IFBLK,
+    "socket": stat.S_IFSOCK,
+}
+NODE_TYPES = frozenset(TYPE_BITS)
+_TYPE_NAMES = {bits: name for name, bits in TYPE_BITS.items()}
+
+
+def node_type(mode: int) -> str | None:
+    """The node type of an ``st_mode`` (None for a kind the format does not know)."""
+    return _TYPE_NAMES.get(stat.S_IFMT(mode))
+
+
 _HEX_ID = re.compile(r"^[0-9a-f]{64}$")
 
 
