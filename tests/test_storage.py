@@ -10,6 +10,7 @@ create-only put must survive without reporting its own write as a conflict.
 from __future__ import annotations
 
 import array
+import gzip
 import logging
 import os
 import random
@@ -301,6 +302,36 @@ def test_s3_session_honours_aws_data_path(tmp_path: Path, monkeypatch: pytest.Mo
     monkeypatch.setenv("HOME", str(tmp_path))
     loader = botocore_session().get_component("data_loader")
     assert loader.search_paths[:2] == [str(tmp_path / "nowhere"), str(extra)]
+
+
+def test_s3_session_loads_the_same_models_as_botocore(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # Plain dicts instead of OrderedDicts: the same data in the same order, from
+    # NAME.json before NAME.json.gz, and None for a file that is not there.
+    import json
+
+    import botocore.loaders
+
+    from dr.storage.s3 import botocore_session
+
+    monkeypatch.delenv("AWS_DATA_PATH", raising=False)
+    ours = botocore_session().get_component("data_loader")
+    theirs = botocore.loaders.create_loader()
+    for name in ("endpoints", "partitions", "sdk-default-configuration"):
+        mine = ours.load_data(name)
+        assert type(mine) is dict and mine == theirs.load_data(name)
+        assert json.dumps(mine) == json.dumps(theirs.load_data(name))  # order too
+    model = ours.load_service_model("s3", "service-2")
+    assert model == theirs.load_service_model("s3", "service-2")
+    assert list(model["shapes"]) == list(theirs.load_service_model("s3", "service-2")["shapes"])
+
+    (tmp_path / "both.json").write_text('{"from": "json"}')
+    with gzip.open(tmp_path / "both.json.gz", "wt") as f:
+        f.write('{"from": "gz"}')
+    with gzip.open(tmp_path / "gz-only.json.gz", "wt") as f:
+        f.write('{"from": "gz"}')
+    assert ours.file_loader.load_file(str(tmp_path / "both")) == {"from": "json"}
+    assert ours.file_loader.load_file(str(tmp_path / "gz-only")) == {"from": "gz"}
+    assert ours.file_loader.load_file(str(tmp_path / "missing")) is None
 
 
 def test_s3_settings_from_query_string() -> None:

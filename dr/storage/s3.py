@@ -247,9 +247,27 @@ def botocore_session() -> Any:
     (botocore's "unknown service" message). Other services (STS for web
     identity, SSO) load as before. ``AWS_DATA_PATH`` is honoured like
     ``botocore.loaders.create_loader`` does.
+
+    Its data files are parsed into plain dicts, not botocore's OrderedDicts:
+    dicts keep the same order and nothing in botocore needs OrderedDict's extra
+    methods, and parsing is 2-2.6x faster. Every client parses the 1.2 MB
+    ``endpoints.json`` (53 -> 20 ms warm) and S3's service model (23 -> 13 ms).
     """
+    import gzip
+    import json
+
     import botocore.loaders
     import botocore.session
+
+    class PlainJSONFileLoader(botocore.loaders.JSONFileLoader):  # type: ignore[misc]
+        # The same files in the same order as botocore's loader: NAME.json, then NAME.json.gz.
+        def load_file(self, file_path: str) -> Any:
+            for ext, opener in ((".json", builtins.open), (".json.gz", gzip.open)):
+                full_path = file_path + ext
+                if os.path.isfile(full_path):
+                    with opener(full_path, "rb") as fp:
+                        return json.loads(fp.read().decode("utf-8"))
+            return None
 
     class ServiceNames(list[str]):
         def __init__(self, loader: botocore.loaders.Loader, type_name: str) -> None:
@@ -292,7 +310,9 @@ def botocore_session() -> Any:
         if data_path
         else None
     )
-    session.register_component("data_loader", DirectLoader(extra_search_paths=paths))
+    session.register_component(
+        "data_loader", DirectLoader(extra_search_paths=paths, file_loader=PlainJSONFileLoader())
+    )
     return session
 
 
