@@ -32,8 +32,17 @@ S3 (and SeaweedFS, checked by the tests) evaluates it, so a multipart upload
 can never replace an object either. A failed or refused multipart upload is
 aborted so its parts do not linger (an ``AbortIncompleteMultipartUpload``
 lifecycle rule is still wise, for processes killed mid-upload and for the
-empty upload a lost ``CreateMultipartUpload`` answer leaves behind). Parts
-carry CRC32 checksums, which S3 verifies on arrival.
+empty upload a lost ``CreateMultipartUpload`` answer leaves behind).
+
+Integrity of uploads. Every object and part carries a CRC32 checksum
+(``x-amz-checksum-crc32``, a signed header), which S3 verifies on arrival.
+The body itself is not hashed into the SigV4 signature
+(``UNSIGNED-PAYLOAD``): botocore already leaves it out over HTTPS, and over
+plain HTTP — common for in-cluster MinIO, Ceph RGW or SeaweedFS — it would
+SHA-256 every byte a second time, to protect data that is sealed with
+AES-256-GCM anyway (a changed body fails authentication on every read and in
+``verify``). Measured on the 1 GiB benchmark set into SeaweedFS over HTTP:
+CPU 9.0-9.3 s -> 7.8-8.6 s, wall 10.1-10.3 s -> 9.1-9.8 s.
 
 Object Lock. With ``object_lock`` set, every object except those under
 ``locks/`` (which must stay deletable) is written with ``ObjectLockMode`` and
@@ -324,7 +333,7 @@ def make_client(settings: S3Settings) -> Any:
     config = Config(
         region_name=settings.region,
         signature_version="s3v4",
-        s3={"addressing_style": settings.addressing_style},
+        s3={"addressing_style": settings.addressing_style, "payload_signing_enabled": False},
         retries={"mode": "standard", "total_max_attempts": 1},
         max_pool_connections=MAX_POOL_CONNECTIONS,
         connect_timeout=CONNECT_TIMEOUT,
