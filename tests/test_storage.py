@@ -783,6 +783,8 @@ def _s3_map(exc: BaseException, conditional: bool = False) -> StorageError:
         ("ServiceUnavailable", 503, False),
         ("TooManyRequestsException", 429, False),
         ("RequestTimeout", 400, False),
+        ("BadDigest", 400, False),
+        ("XAmzContentSHA256Mismatch", 400, False),
         ("InternalError", 500, True),
         ("BadGateway", 502, True),
     ],
@@ -865,7 +867,8 @@ def test_gcs_classification() -> None:
 
 class FlakyProxy:
     """Loopback TCP proxy; ``cut_after(marker)`` drops the connection of the next
-    request whose first line contains ``marker`` right after the server answered."""
+    request whose first line contains ``marker`` right after the server answered;
+    ``damage(marker)`` flips one byte of that request's body on its way."""
 
     def __init__(self, upstream: str) -> None:
         host, port = upstream.removeprefix("http://").split(":")
@@ -874,13 +877,19 @@ class FlakyProxy:
         self.url = f"http://127.0.0.1:{self._listener.getsockname()[1]}"
         self._lock = threading.Lock()
         self._markers: list[bytes] = []
+        self._damage: list[bytes] = []
         self.cut = 0
+        self.damaged = 0
         self._sockets: list[socket.socket] = []
         threading.Thread(target=self._accept, daemon=True).start()
 
     def cut_after(self, marker: bytes) -> None:
         with self._lock:
             self._markers.append(marker)
+
+    def damage(self, marker: bytes) -> None:
+        with self._lock:
+            self._damage.append(marker)
 
     def close(self) -> None:
         self._listener.close()
@@ -905,6 +914,7 @@ class FlakyProxy:
             threading.Thread(target=self._responses, args=(upstream, client, armed), daemon=True).start()
 
     def _requests(self, src: socket.socket, dst: socket.socket, armed: threading.Event) -> None:
+        damage_next = False  # a body byte still to flip (the body may follow its headers later)
         try:
             while data := src.recv(65536):
                 first_line = data.split(b"\r\n", 1)[0]
@@ -913,6 +923,18 @@ class FlakyProxy:
                     if hit is not None:
                         self._markers.remove(hit)
                         armed.set()
+                    spoil = next((m for m in self._damage if m in first_line), None)
+                    if spoil is not None:
+                        self._damage.remove(spoil)
+                        damage_next = True
+                        body_at = data.find(b"\r\n\r\n") + 4
+                    elif damage_next:
+                        body_at = 0
+                if damage_next and body_at < len(data):
+                    data = data[:body_at] + bytes([data[body_at] ^ 0xFF]) + data[body_at + 1 :]
+                    damage_next = False
+                    with self._lock:
+                        self.damaged += 1
                 dst.sendall(data)
         except OSError:
             pass
@@ -963,6 +985,25 @@ def flaky_gcs(
     yield store, proxy
     store.close()
     proxy.close()
+
+
+def test_s3_put_damaged_in_transit_is_sent_again(
+    flaky_s3: tuple[S3Store, FlakyProxy], caplog: pytest.LogCaptureFixture
+) -> None:
+    # The CRC32 header is what catches a body changed on the way (uploads are
+    # not hashed into the signature): S3 answers BadDigest, stores nothing, and
+    # the put is sent again.
+    store, proxy = flaky_s3
+    caplog.set_level(logging.INFO, logger="dr.storage")
+    proxy.damage(b"/repo/data/dd/small")
+    store.put("data/dd/small", b"precious bytes" * 100)
+    assert proxy.damaged == 1
+    assert store.get("data/dd/small") == b"precious bytes" * 100
+    assert "body damaged in transit" in caplog.text
+    proxy.damage(b"partNumber=2")  # a part of a multipart upload, sent after "100 Continue"
+    store.put("data/dd/big", payload(9 * MiB))
+    assert proxy.damaged == 2
+    assert store.get("data/dd/big") == payload(9 * MiB)
 
 
 def test_s3_create_only_put_survives_lost_answer(

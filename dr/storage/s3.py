@@ -401,6 +401,10 @@ def map_error(
         if code == "RequestTimeout":
             # The server gave up waiting for our request body: nothing was stored.
             return TransientError(f"{what}: {reason}", maybe_applied=False)
+        if code in ("BadDigest", "XAmzContentSHA256Mismatch"):
+            # The body arrived changed (its CRC32 or hash did not match): nothing
+            # was stored, and sending it again is the cure.
+            return TransientError(f"{what}: body damaged in transit ({reason})", maybe_applied=False)
         if code in ("InternalError", "InternalFailure") or (isinstance(status, int) and status >= 500):
             return TransientError(f"{what}: server error ({reason})", maybe_applied=True)
         return StorageError(f"{what}: {reason}")
