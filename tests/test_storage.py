@@ -860,6 +860,12 @@ def test_gcs_classification() -> None:
     err = _gcs_map(requests.exceptions.ReadTimeout("read timed out"))
     assert isinstance(err, TransientError) and err.maybe_applied
     assert type(_gcs_map(g.BadRequest("invalid"))) is StorageError
+    # GCS's answer to an upload whose body no longer matches its CRC32C: sent again.
+    damaged = _gcs_map(
+        g.BadRequest('Provided CRC32C "AAAAAA==" doesn\'t match calculated CRC32C "2HvlZg==".')
+    )
+    assert isinstance(damaged, TransientError) and not damaged.maybe_applied
+    assert "body damaged in transit" in str(damaged)
 
 
 # --------------------------------------------------------------------------- retries against real servers

@@ -157,6 +157,10 @@ def map_error(
             return TransientError(f"{what}: throttled ({status})", maybe_applied=False)
         if status == 408:
             return TransientError(f"{what}: request timeout ({status})", maybe_applied=False)
+        if isinstance(exc, gexc.BadRequest) and "doesn't match calculated" in (exc.message or ""):
+            # GCS checked the upload's CRC32C (or MD5) and the body arrived
+            # changed: nothing was stored, and sending it again is the cure.
+            return TransientError(f"{what}: body damaged in transit ({message})", maybe_applied=False)
         if isinstance(status, int) and status >= 500:
             return TransientError(f"{what}: server error ({status}: {message})", maybe_applied=True)
         return StorageError(f"{what}: {status}: {message}")
