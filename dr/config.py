@@ -244,6 +244,9 @@ class S3Options(Model):
     object_lock: ObjectLock | None = None
     # S3 storage class for every object dr writes (e.g. STANDARD_IA); default: the bucket's.
     storage_class: str | None = None
+    # Hash every upload into its SigV4 signature over plain HTTP too, for servers
+    # that refuse UNSIGNED-PAYLOAD there. Default: a signed CRC32 header only.
+    sign_payload: bool = False
 
 
 class GCSOptions(Model):

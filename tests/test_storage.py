@@ -14,6 +14,7 @@ import gzip
 import logging
 import os
 import random
+import re
 import socket
 import subprocess
 import sys
@@ -349,8 +350,12 @@ def test_s3_settings_from_query_string() -> None:
     assert (s.addressing_style, s.storage_class) == ("path", "STANDARD_IA")
     assert store._client.meta.region_name == "eu-west-3"
     assert store._client.meta.config.s3["addressing_style"] == "path"
+    assert store._client.meta.config.s3["payload_signing_enabled"] is False
     assert store.url == url
     store.close()
+    signed = S3Store.from_url("s3://bkt/p?signPayload=true")
+    assert signed.settings.sign_payload and signed._client.meta.config.s3["payload_signing_enabled"]
+    signed.close()
     # The same setting in both places is fine when it agrees.
     S3Store.from_url("s3://bkt?region=eu-west-3", S3Options(region="eu-west-3")).close()
 
@@ -365,6 +370,8 @@ def test_s3_settings_from_query_string() -> None:
         ("s3://bkt/p?addressingStyle=sideways", None, "addressing style 'sideways'"),
         ("s3://bkt/p?endpoint=minio:9000", None, "must be http(s)://host[:port]"),
         ("s3://bkt/p?region=us-east-1", S3Options(region="eu-west-1"), "contradicts"),
+        ("s3://bkt/p?signPayload=yes", None, "signPayload='yes' is not true or false"),
+        ("s3://bkt/p?signPayload=false", S3Options(sign_payload=True), "contradicts"),
         ("s3:///p", None, "names no bucket"),
         ("s3://bkt/a//b", None, "invalid prefix"),
         ("gs://bkt/p?token=topsecret", None, "must not contain credentials"),
@@ -402,10 +409,14 @@ def test_s3_storage_class_applied(s3_env: dict[str, str], s3_client: Any, s3_buc
         assert s3_client.head_object(Bucket=s3_bucket, Key=key)["StorageClass"] == "STANDARD_IA"
 
 
-def test_s3_uploads_carry_crc32_not_a_payload_hash(s3_env: dict[str, str], s3_bucket: str) -> None:
+@pytest.mark.parametrize("sign", [False, True])
+def test_s3_uploads_carry_crc32_not_a_payload_hash(
+    s3_env: dict[str, str], s3_bucket: str, sign: bool
+) -> None:
     # Over plain HTTP botocore would SHA-256 every body into the signature; dr's
-    # objects are sealed, so each upload is checked by a (signed) CRC32 header instead.
-    store = s3_store(s3_env, s3_bucket, "crc")
+    # objects are sealed, so each upload is checked by a (signed) CRC32 header
+    # instead — unless signPayload asks for the hash (servers that insist on it).
+    store = s3_store(s3_env, s3_bucket, "crc", sign_payload=sign)
     assert s3_env["endpoint"].startswith("http://")
     sent: list[tuple[str, dict[str, str]]] = []
 
@@ -421,7 +432,10 @@ def test_s3_uploads_carry_crc32_not_a_payload_hash(s3_env: dict[str, str], s3_bu
     uploads = [h for method, h in sent if method == "PUT"]
     assert len(uploads) == 3  # one object, two parts
     for headers in uploads:
-        assert headers["x-amz-content-sha256"] == "UNSIGNED-PAYLOAD"
+        if sign:
+            assert re.fullmatch("[0-9a-f]{64}", headers["x-amz-content-sha256"])
+        else:
+            assert headers["x-amz-content-sha256"] == "UNSIGNED-PAYLOAD"
         assert headers["x-amz-checksum-crc32"]
         assert "x-amz-checksum-crc32" in headers["authorization"]
     assert store.get("data/big") == payload(9 * MiB)

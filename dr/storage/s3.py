@@ -1,8 +1,8 @@
 """``s3://bucket/prefix``: a repository in an S3 (or S3-compatible) bucket, via boto3.
 
 Settings. ``endpoint`` (S3-compatible servers: MinIO, SeaweedFS, Ceph …),
-``region``, ``addressing_style`` (auto/virtual/path) and ``storage_class`` come
-from dr.yaml (``S3Options``) or the URL query
+``region``, ``addressing_style`` (auto/virtual/path), ``storage_class`` and
+``sign_payload`` come from dr.yaml (``S3Options``) or the URL query
 (``s3://b/p?endpoint=https://minio:9000&region=eu-1&addressingStyle=path``);
 the same setting given differently in both is an error. Object Lock comes
 from dr.yaml only. Credentials come only from boto3's standard chain
@@ -42,7 +42,9 @@ plain HTTP — common for in-cluster MinIO, Ceph RGW or SeaweedFS — it would
 SHA-256 every byte a second time, to protect data that is sealed with
 AES-256-GCM anyway (a changed body fails authentication on every read and in
 ``verify``). Measured on the 1 GiB benchmark set into SeaweedFS over HTTP:
-CPU 9.0-9.3 s -> 7.8-8.6 s, wall 10.1-10.3 s -> 9.1-9.8 s.
+CPU 9.0-9.3 s -> 7.8-8.6 s, wall 10.1-10.3 s -> 9.1-9.8 s. A server that
+refuses unsigned payloads over plain HTTP (SeaweedFS and MinIO accept them;
+over HTTPS every S3 does) gets the hash back with ``signPayload: true``.
 
 Object Lock. With ``object_lock`` set, every object except those under
 ``locks/`` (which must stay deletable) is written with ``ObjectLockMode`` and
@@ -153,6 +155,8 @@ _QUERY_SETTINGS = {
     "addressingStyle": "addressing_style",
     "storage_class": "storage_class",
     "storageClass": "storage_class",
+    "sign_payload": "sign_payload",
+    "signPayload": "sign_payload",
 }
 _ADDRESSING_STYLES = ("auto", "virtual", "path")
 _CREDENTIAL_HINT = (
@@ -200,6 +204,7 @@ class S3Settings:
     addressing_style: str = "auto"
     storage_class: str | None = None
     object_lock: ObjectLock | None = None
+    sign_payload: bool = False
 
     @property
     def where(self) -> str:
@@ -230,6 +235,14 @@ def settings_from_url(url: str, options: S3Options | None) -> S3Settings:
             raise InvalidInput(
                 f"repository URL {url!r}: endpoint must not contain credentials; {_CREDENTIAL_HINT}"
             )
+    sign = merge_setting(
+        url,
+        "sign_payload",
+        q.get("sign_payload"),
+        "true" if options and options.sign_payload else None,
+    )
+    if sign is not None and sign not in ("true", "false"):
+        raise InvalidInput(f"repository URL {url!r}: signPayload={sign!r} is not true or false")
     if style is not None and style not in _ADDRESSING_STYLES:
         raise InvalidInput(
             f"repository URL {url!r}: addressing style {style!r} is not one of {', '.join(_ADDRESSING_STYLES)}"
@@ -242,6 +255,7 @@ def settings_from_url(url: str, options: S3Options | None) -> S3Settings:
         addressing_style=style or "auto",
         storage_class=storage_class or None,
         object_lock=options.object_lock if options else None,
+        sign_payload=sign == "true",
     )
 
 
@@ -333,7 +347,7 @@ def make_client(settings: S3Settings) -> Any:
     config = Config(
         region_name=settings.region,
         signature_version="s3v4",
-        s3={"addressing_style": settings.addressing_style, "payload_signing_enabled": False},
+        s3={"addressing_style": settings.addressing_style, "payload_signing_enabled": settings.sign_payload},
         retries={"mode": "standard", "total_max_attempts": 1},
         max_pool_connections=MAX_POOL_CONNECTIONS,
         connect_timeout=CONNECT_TIMEOUT,
