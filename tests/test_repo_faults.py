@@ -103,12 +103,18 @@ def test_damaged_pack_is_named_and_other_files_restore(
     repo.config = repo.config.__class__(**{**repo.config.__dict__, "pack_size": 1 << 20})
     snap = backup_directory(repo, src).snapshot
     repo = open_with(store, key)
-    # find the pack holding a.bin's data
+    # a pack holding a.bin's data and none of b.txt's (the two reader threads may
+    # put b.txt's blob into the pack of one of a.bin's chunks)
     tree = json.loads(repo.read_blob(bytes.fromhex(snap.tree or "")))
-    a_node = next(n for n in tree["nodes"] if n["name"] == "a.bin")
-    loc = repo.index.get(bytes.fromhex(a_node["content"][0]))
-    assert loc is not None
-    name = pack_name(loc.pack)
+    nodes = {n["name"]: n for n in tree["nodes"]}
+
+    def packs(node: dict[str, Any]) -> list[bytes]:
+        locs = [repo.index.get(bytes.fromhex(c)) for c in node["content"]]
+        assert all(locs)
+        return [loc.pack for loc in locs if loc is not None]
+
+    b_packs = set(packs(nodes["b.txt"]))
+    name = pack_name(next(p for p in packs(nodes["a.bin"]) if p not in b_packs))
     _corrupt(store, name, truncate=damage == "truncate")
 
     result = check(open_with(store, key), read_data=1.0)
