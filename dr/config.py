@@ -1,41 +1,43 @@
-"""``dr.yaml``: pydantic models, the YAML loader that remembers lines, and defaults.
+"""``dr.yaml``: typed dataclasses, their validation, the YAML loader that remembers lines, and defaults.
 
 Owns the configuration contract (architecture doc, "Outside contracts"): which
 file is read (``--config``, then ``$DR_CONFIG``, then ``./dr.yaml``, then the
 embedded defaults), what it may contain, and how problems are reported — one
-line per problem, ``FILE:LINE:COL: field.path: reason``, exit 2. The same
-loader validates runbooks (``dr.runbook.model``).
+line per problem, ``FILE:LINE:COL: field.path: reason``, exit 2. The YAML
+loader and the problem lines are shared with the runbook (``dr.yaml_models``).
 
 YAML field names are camelCase like Kubernetes manifests; unknown fields are
 errors (a misspelt ``keepDialy`` must not silently disable retention).
+
+Why plain dataclasses and a small validator here, not pydantic like the
+runbook: every mover Job and nearly every command loads this file first, and
+importing pydantic and building the models' schemas cost ~0.25 s of each
+start from a cold disk (measured with ``-X importtime``); the validator below
+needs only the standard library. A field's type says what is accepted
+(``str``, ``int``, ``bool``, ``Literal``, ``X | None``, ``list[X]``,
+``dict[str, str]``, ``timedelta``, another model); ``field`` metadata adds
+bounds, patterns and checks; a model's ``_check`` covers what spans fields.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import os
+import re
+import types
+import typing
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
-from typing import Annotated, Any, Literal, TypeVar
+from typing import TYPE_CHECKING, Annotated, Any, Literal, TypeVar
 from urllib.parse import urlsplit
-
-import yaml
-from pydantic import (
-    AfterValidator,
-    BaseModel,
-    BeforeValidator,
-    ConfigDict,
-    Field,
-    ValidationError,
-    WithJsonSchema,
-    field_validator,
-    model_validator,
-)
-from pydantic.alias_generators import to_camel
 
 from dr.cron import CronError, parse_cron, parse_duration
 from dr.errors import InvalidInput
+
+if TYPE_CHECKING:
+    import yaml
 
 # Schemes the storage and key-provider registries implement. Kept here (the
 # bottom layer) so the config can be checked without importing clients; a test
@@ -47,6 +49,7 @@ KEY_PROVIDER_SCHEMES = ("local", "vault", "awskms", "gcpkms")
 # --------------------------------------------------------------------------- YAML with line numbers
 
 Path_ = tuple[str | int, ...]
+Problem = tuple[tuple[Any, ...], str]  # (field path, reason)
 
 
 @dataclass
@@ -71,6 +74,8 @@ class _Duplicate(Exception):
 
 
 def _construct(node: yaml.Node, path: Path_, lm: LineMap, loader: yaml.SafeLoader) -> Any:
+    import yaml
+
     lm.marks[path] = (node.start_mark.line + 1, node.start_mark.column + 1)
     if isinstance(node, yaml.MappingNode):
         loader.flatten_mapping(node)
@@ -91,6 +96,8 @@ def _construct(node: yaml.Node, path: Path_, lm: LineMap, loader: yaml.SafeLoade
 
 def load_yaml(text: str, filename: str) -> tuple[Any, LineMap]:
     """Parse one YAML document, returning the data and where each value came from."""
+    import yaml  # only when there is a file: the embedded defaults need no parser
+
     lm = LineMap(filename)
     loader = yaml.SafeLoader(text)
     try:
@@ -108,10 +115,18 @@ def load_yaml(text: str, filename: str) -> tuple[Any, LineMap]:
         loader.dispose()
 
 
-M = TypeVar("M", bound=BaseModel)
+def read_yaml_file(path: Path) -> tuple[Any, LineMap]:
+    """Read and parse a YAML file; a missing or unreadable file is ``InvalidInput``."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise InvalidInput(f"{path}: no such file") from None
+    except (OSError, UnicodeDecodeError) as e:
+        raise InvalidInput(f"{path}: cannot read: {e}") from None
+    return load_yaml(text, str(path))
 
 
-def _field_path(loc: tuple[Any, ...]) -> str:
+def field_path(loc: tuple[Any, ...]) -> str:
     out = ""
     for part in loc:
         if isinstance(part, int):
@@ -121,60 +136,18 @@ def _field_path(loc: tuple[Any, ...]) -> str:
     return out or "(document)"
 
 
-def _message(err: Any) -> str:
-    msg = str(err["msg"])
-    if err["type"] == "extra_forbidden":
-        return "unknown field"
-    if err["type"] == "missing":
-        return "required field is missing"
-    # pydantic prefixes errors raised in validators with "Value error, ".
-    for prefix in ("Value error, ", "Assertion failed, "):
-        if msg.startswith(prefix):
-            msg = msg[len(prefix) :]
-    return msg
-
-
-def validate_document(model: type[M], data: Any, lm: LineMap) -> M:
-    """Validate ``data`` against ``model``; on failure raise one problem line per error."""
-    located: list[tuple[tuple[Any, ...], str]] = []
-    try:
-        obj = model.model_validate(data)
-    except ValidationError as e:
-        seen: set[tuple[Any, ...]] = set()
-        for err in e.errors():
-            # Unions report once per member: keep the first error for a location.
-            loc = tuple(p for p in err["loc"] if not (isinstance(p, str) and p.startswith("function-")))
-            if loc not in seen:
-                seen.add(loc)
-                located.append((loc, _message(err)))
-    else:
-        # Models may check what spans fields (names that refer to each other).
-        check = getattr(obj, "reference_problems", None)
-        located = check() if check else []
-        if not located:
-            return obj
+def problems_error(lm: LineMap, located: list[Problem]) -> InvalidInput:
+    """One ``FILE:LINE:COL: field.path: reason`` line per problem, in document order."""
     placed = sorted((lm.locate(loc), loc, msg) for loc, msg in located)
-    problems = [f"{lm.filename}:{line}:{col}: {_field_path(loc)}: {msg}" for (line, col), loc, msg in placed]
+    problems = [f"{lm.filename}:{line}:{col}: {field_path(loc)}: {msg}" for (line, col), loc, msg in placed]
     n = len(problems)
-    raise InvalidInput(f"{lm.filename}: {n} problem{'s' if n != 1 else ''}", problems=problems)
+    return InvalidInput(f"{lm.filename}: {n} problem{'s' if n != 1 else ''}", problems=problems)
 
 
-def load_model(model: type[M], path: Path) -> M:
-    """Read, parse and validate a YAML file into ``model`` (errors name file:line:col)."""
-    try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise InvalidInput(f"{path}: no such file") from None
-    except (OSError, UnicodeDecodeError) as e:
-        raise InvalidInput(f"{path}: cannot read: {e}") from None
-    data, lm = load_yaml(text, str(path))
-    return validate_document(model, data, lm)
+# --------------------------------------------------------------------------- field checks
 
 
-# --------------------------------------------------------------------------- field types
-
-
-def _check_cron(v: str) -> str:
+def check_cron(v: str) -> str:
     try:
         parse_cron(v)
     except CronError as e:
@@ -182,7 +155,7 @@ def _check_cron(v: str) -> str:
     return v
 
 
-def _check_duration(v: Any) -> timedelta:
+def check_duration(v: Any) -> timedelta:
     if isinstance(v, timedelta):
         return v
     if not isinstance(v, str | int | float) or isinstance(v, bool):
@@ -190,7 +163,7 @@ def _check_duration(v: Any) -> timedelta:
     return parse_duration(v)
 
 
-def _scheme_checker(kind: str, schemes: tuple[str, ...]) -> Callable[[str], str]:
+def scheme_checker(kind: str, schemes: tuple[str, ...]) -> Callable[[str], str]:
     def check(v: str) -> str:
         parts = urlsplit(v)
         if parts.scheme not in schemes:
@@ -210,34 +183,305 @@ def _scheme_checker(kind: str, schemes: tuple[str, ...]) -> Callable[[str], str]
     return check
 
 
-Cron = Annotated[str, AfterValidator(_check_cron)]
-Duration = Annotated[
-    timedelta,
-    BeforeValidator(_check_duration),
-    WithJsonSchema({"type": "string", "examples": ["90s", "15m", "24h", "7d"]}),
-]
-RepositoryURL = Annotated[str, AfterValidator(_scheme_checker("repository", REPOSITORY_SCHEMES))]
-KeyProviderURI = Annotated[str, AfterValidator(_scheme_checker("key provider", KEY_PROVIDER_SCHEMES))]
-Name = Annotated[str, Field(pattern=r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$", max_length=52)]
+NAME_PATTERN = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"
+NAME_MAX = 52
 
 
-class Model(BaseModel):
-    """Base: camelCase aliases, unknown fields rejected, snake_case also accepted in code."""
+def _bool_as_text(v: Any) -> Any:
+    return str(v).lower() if isinstance(v, bool) else v
 
-    model_config = ConfigDict(
-        alias_generator=to_camel, populate_by_name=True, extra="forbid", frozen=False, defer_build=True
-    )
+
+# Field metadata: what the type alone cannot say.
+def _name() -> dict[str, Any]:
+    return {"pattern": NAME_PATTERN, "max_length": NAME_MAX}
+
+
+def _cron() -> dict[str, Any]:
+    return {"check": check_cron}
+
+
+def _duration() -> dict[str, Any]:
+    return {"before": check_duration}
+
+
+# --------------------------------------------------------------------------- the validator
+
+
+def camel(name: str) -> str:
+    """``snake_case`` -> ``camelCase`` (the YAML spelling of a field)."""
+    head, *rest = name.split("_")
+    return head + "".join(p[:1].upper() + p[1:] for p in rest)
+
+
+M = TypeVar("M")
+
+_KIND = {str: "a string", int: "an integer", float: "a number", bool: "true or false"}
+
+
+@dataclass(frozen=True)
+class _Field:
+    name: str
+    alias: str
+    type: Any
+    meta: dict[str, Any]
+    required: bool
+
+
+_FIELDS: dict[type, tuple[_Field, ...]] = {}
+
+
+def _fields(cls: type) -> tuple[_Field, ...]:
+    found = _FIELDS.get(cls)
+    if found is None:
+        hints = typing.get_type_hints(cls)
+        found = tuple(
+            _Field(
+                f.name,
+                camel(f.name),
+                hints[f.name],
+                dict(f.metadata),
+                f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING,
+            )
+            for f in dataclasses.fields(cls)
+        )
+        _FIELDS[cls] = found
+    return found
+
+
+def _decode(tp: Any, value: Any, loc: tuple[Any, ...], out: list[Problem]) -> Any:
+    """``value`` as type ``tp``, or ``_BAD`` with a problem added to ``out``."""
+    origin = typing.get_origin(tp)
+    if origin is types.UnionType or origin is typing.Union:
+        members = typing.get_args(tp)
+        if value is None and type(None) in members:
+            return None
+        rest = [m for m in members if m is not type(None)]
+        for m in rest:
+            scratch: list[Problem] = []
+            got = _decode(m, value, loc, scratch)
+            if not scratch:
+                return got
+            if m is rest[-1]:
+                out.extend(scratch)
+        return _BAD
+    if origin is Literal:
+        options = typing.get_args(tp)
+        if value in options and not isinstance(value, bool):
+            return value
+        out.append((loc, f"expected one of {', '.join(repr(o) for o in options)}"))
+        return _BAD
+    if origin is list:
+        if not isinstance(value, list):
+            out.append((loc, "expected a list"))
+            return _BAD
+        (item,) = typing.get_args(tp)
+        items = [_decode(item, v, (*loc, i), out) for i, v in enumerate(value)]
+        return _BAD if any(i is _BAD for i in items) else items
+    if origin is dict:
+        if not isinstance(value, dict):
+            out.append((loc, "expected a mapping"))
+            return _BAD
+        kt, vt = typing.get_args(tp)
+        pairs = {_decode(kt, k, (*loc, k), out): _decode(vt, v, (*loc, k), out) for k, v in value.items()}
+        return _BAD if any(k is _BAD or v is _BAD for k, v in pairs.items()) else pairs
+    if dataclasses.is_dataclass(tp):
+        return _decode_model(tp, value, loc, out)  # type: ignore[arg-type]
+    if tp is timedelta:
+        return _convert(check_duration, value, loc, out)
+    if tp in _KIND:
+        ok = isinstance(value, tp) and not (tp is not bool and isinstance(value, bool))
+        if tp is float and isinstance(value, int) and not isinstance(value, bool):
+            return float(value)
+        if not ok:
+            out.append((loc, f"expected {_KIND[tp]}"))
+            return _BAD
+        return value
+    raise TypeError(f"dr.config: no rule for type {tp!r}")
+
+
+def _convert(fn: Callable[[Any], Any], value: Any, loc: tuple[Any, ...], out: list[Problem]) -> Any:
+    try:
+        return fn(value)
+    except ValueError as e:
+        out.append((loc, str(e)))
+        return _BAD
+
+
+def _decode_field(f: _Field, value: Any, loc: tuple[Any, ...], out: list[Problem]) -> Any:
+    meta = f.meta
+    if value is None:
+        return _decode(f.type, value, loc, out)  # fine where the type allows None
+    if "before" in meta:
+        value = _convert(meta["before"], value, loc, out)
+        if value is _BAD:
+            return _BAD
+    value = _decode(f.type, value, loc, out)
+    if value is _BAD or value is None:
+        return value
+    if "ge" in meta and value < meta["ge"]:
+        out.append((loc, f"must be at least {meta['ge']}"))
+        return _BAD
+    if "le" in meta and value > meta["le"]:
+        out.append((loc, f"must be at most {meta['le']}"))
+        return _BAD
+    if "min_length" in meta and len(value) < meta["min_length"]:
+        out.append((loc, f"needs at least {meta['min_length']} item(s)"))
+        return _BAD
+    if "max_length" in meta and len(value) > meta["max_length"]:
+        out.append((loc, f"{value!r} is longer than {meta['max_length']} characters"))
+        return _BAD
+    if "pattern" in meta and not re.match(meta["pattern"], value):
+        out.append((loc, f"{value!r} is not a valid name (lowercase letters, digits and '-')"))
+        return _BAD
+    if "check" in meta:
+        return _convert(meta["check"], value, loc, out)
+    return value
+
+
+def _decode_model(cls: type[M], value: Any, loc: tuple[Any, ...], out: list[Problem]) -> Any:
+    if not isinstance(value, dict):
+        out.append((loc, "expected a mapping"))
+        return _BAD
+    fields = _fields(cls)
+    by_key = {f.alias: f for f in fields} | {f.name: f for f in fields}
+    for key in value:
+        if key not in by_key:
+            out.append(((*loc, key), "unknown field"))
+    kwargs: dict[str, Any] = {}
+    before = len(out)
+    for f in fields:
+        key = f.alias if f.alias in value else f.name
+        if key not in value:
+            if f.required:
+                out.append(((*loc, f.alias), "required field is missing"))
+            continue
+        kwargs[f.name] = _decode_field(f, value[key], (*loc, key), out)
+    if len(out) > before or any(v is _BAD for v in kwargs.values()):
+        return _BAD
+    obj = cls(**kwargs)
+    check = getattr(obj, "_check", None)
+    if check is not None:
+        try:
+            check()
+        except ValueError as e:
+            out.append((loc, str(e)))
+            return _BAD
+    return obj
+
+
+class _Bad:
+    def __repr__(self) -> str:
+        return "<invalid>"
+
+
+_BAD: Any = _Bad()
+
+
+def decode(cls: type[M], data: Any) -> tuple[M | None, list[Problem]]:
+    """``data`` (parsed YAML/JSON) as model ``cls``: the object, or None and the problems."""
+    problems: list[Problem] = []
+    obj = _decode_model(cls, data, (), problems)
+    return (None, problems) if obj is _BAD else (obj, problems)
+
+
+def parse(cls: type[M], data: Any, what: str = "value") -> M:
+    """Like ``decode``, raising ``InvalidInput`` that lists every problem."""
+    obj, problems = decode(cls, data)
+    if obj is None:
+        lines = [f"{field_path(loc)}: {msg}" for loc, msg in problems]
+        n = len(lines)
+        raise InvalidInput(f"{what}: {n} problem{'s' if n != 1 else ''}", problems=lines)
+    return obj
+
+
+def validate(cls: type[M], data: Any, lm: LineMap) -> M:
+    """Validate ``data`` against ``cls``; on failure raise one problem line per error."""
+    obj, located = decode(cls, data)
+    if obj is not None:
+        # Models may check what spans fields (names that refer to each other).
+        check = getattr(obj, "reference_problems", None)
+        located = check() if check else []
+        if not located:
+            return obj
+    raise problems_error(lm, located)
+
+
+def to_doc(obj: Any) -> Any:
+    """A model as YAML/JSON data: camelCase keys, no None values, durations as ``90s``."""
+    if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
+        return {
+            camel(f.name): to_doc(v)
+            for f in dataclasses.fields(obj)
+            if (v := getattr(obj, f.name)) is not None
+        }
+    if isinstance(obj, list):
+        return [to_doc(v) for v in obj]
+    if isinstance(obj, dict):
+        return {k: to_doc(v) for k, v in obj.items()}
+    if isinstance(obj, timedelta):
+        return duration_text(obj)
+    return obj
+
+
+def duration_text(d: timedelta) -> str:
+    """``timedelta`` -> the shortest exact form dr accepts back (``1d6h``, ``90s``, ``0.5s``)."""
+    secs = d.total_seconds()
+    if secs != int(secs):
+        return f"{secs:g}s"
+    left, parts = int(secs), []
+    for unit, n in (("d", 86400), ("h", 3600), ("m", 60), ("s", 1)):
+        if left >= n:
+            parts.append(f"{left // n}{unit}")
+            left %= n
+    return "".join(parts) or "0s"
+
+
+@dataclass(frozen=True)
+class _PydanticBefore:
+    """``Annotated`` metadata that gives pydantic the same conversion (pydantic is
+    imported only when a pydantic model that embeds the field is built)."""
+
+    fn: Callable[[Any], Any]
+
+    def __get_pydantic_core_schema__(self, source: Any, handler: Any) -> Any:
+        from pydantic_core import core_schema
+
+        return core_schema.no_info_before_validator_function(self.fn, handler(source))
+
+
+class _Converting:
+    """Models built in code get the conversions a document gets (``deadline="1s"``,
+    ``includeClusterResources: true``); pydantic, where it embeds a model, too."""
+
+    def __post_init__(self) -> None:
+        for f in dataclasses.fields(self):  # type: ignore[arg-type]
+            before = f.metadata.get("before")
+            value = getattr(self, f.name)
+            if before is not None and value is not None:
+                setattr(self, f.name, before(value))
+
+
+# Models that pydantic models embed (the runbook's scope, a Job's resources) are
+# validated by pydantic there: the same spelling rules, told to pydantic.
+_PYDANTIC_CONFIG = {
+    "alias_generator": camel,
+    "populate_by_name": True,
+    "extra": "forbid",
+    "use_attribute_docstrings": True,
+}
 
 
 # --------------------------------------------------------------------------- repositories
 
 
-class ObjectLock(Model):
+@dataclass
+class ObjectLock:
+    days: int = field(metadata={"ge": 1, "le": 36500})
     mode: Literal["GOVERNANCE", "COMPLIANCE"] = "COMPLIANCE"
-    days: int = Field(ge=1, le=36500)
 
 
-class S3Options(Model):
+@dataclass
+class S3Options:
     endpoint: str | None = None
     region: str | None = None
     addressing_style: Literal["auto", "virtual", "path"] = "auto"
@@ -249,188 +493,215 @@ class S3Options(Model):
     sign_payload: bool = False
 
 
-class GCSOptions(Model):
+@dataclass
+class GCSOptions:
     project: str | None = None
     endpoint: str | None = None
 
 
-class Repository(Model):
-    name: Name
-    url: RepositoryURL
+@dataclass
+class Repository:
+    name: str = field(metadata=_name())
+    url: str = field(metadata={"check": scheme_checker("repository", REPOSITORY_SCHEMES)})
     s3: S3Options | None = None
     gcs: GCSOptions | None = None
     # Names of key providers whose slots should exist (the first is used to init).
-    keys: list[str] = Field(default_factory=list)
+    keys: list[str] = field(default_factory=list)
 
-    @model_validator(mode="after")
-    def _options_match_scheme(self) -> Repository:
+    def _check(self) -> None:
         scheme = urlsplit(self.url).scheme
         if self.s3 is not None and scheme != "s3":
             raise ValueError(f"s3 options given for a {scheme}:// repository")
         if self.gcs is not None and scheme != "gs":
             raise ValueError(f"gcs options given for a {scheme}:// repository")
-        return self
 
 
 # --------------------------------------------------------------------------- key providers
 
 
-class VaultAuth(Model):
+DEFAULT_TOKEN_PATH = "/var/run/secrets/kubernetes.io/serviceaccount/token"
+
+
+@dataclass
+class VaultAuth:
     method: Literal["token", "approle", "kubernetes"] = "token"
     # approle: file paths (mounted Secrets), never inline secrets.
     role_id_file: str | None = None
     secret_id_file: str | None = None
     mount: str | None = None
-    # kubernetes: Vault role; the pod's service-account token is read from tokenPath.
-    # token: when tokenPath is set explicitly, the Vault token is read from it
-    # (e.g. a Vault Agent sink); otherwise VAULT_TOKEN, then ~/.vault-token.
+    # kubernetes: Vault role; the pod's service-account token is read from
+    # tokenPath (default DEFAULT_TOKEN_PATH). token: when tokenPath is set, the
+    # Vault token is read from it (e.g. a Vault Agent sink); otherwise
+    # VAULT_TOKEN, then ~/.vault-token.
     role: str | None = None
-    token_path: str = "/var/run/secrets/kubernetes.io/serviceaccount/token"
+    token_path: str | None = None
 
-    @model_validator(mode="after")
-    def _complete(self) -> VaultAuth:
+    def _check(self) -> None:
         if self.method == "approle" and not (self.role_id_file and self.secret_id_file):
             raise ValueError("approle auth needs roleIdFile and secretIdFile")
         if self.method == "kubernetes" and not self.role:
             raise ValueError("kubernetes auth needs role")
-        return self
 
 
-class VaultOptions(Model):
+@dataclass
+class VaultOptions:
     address: str | None = None  # default: $VAULT_ADDR
     namespace: str | None = None
     ca_cert: str | None = None
-    auth: VaultAuth = Field(default_factory=VaultAuth)
+    auth: VaultAuth = field(default_factory=VaultAuth)
 
 
-class AWSKMSOptions(Model):
+@dataclass
+class AWSKMSOptions:
     region: str | None = None
     endpoint: str | None = None
 
 
-class GCPKMSOptions(Model):
+@dataclass
+class GCPKMSOptions:
     endpoint: str | None = None
 
 
-class KeyProvider(Model):
-    name: Name
-    uri: KeyProviderURI
+@dataclass
+class KeyProvider:
+    name: str = field(metadata=_name())
+    uri: str = field(metadata={"check": scheme_checker("key provider", KEY_PROVIDER_SCHEMES)})
     vault: VaultOptions | None = None
     awskms: AWSKMSOptions | None = None
     gcpkms: GCPKMSOptions | None = None
 
-    @model_validator(mode="after")
-    def _options_match_scheme(self) -> KeyProvider:
+    def _check(self) -> None:
         scheme = urlsplit(self.uri).scheme
         for opt in ("vault", "awskms", "gcpkms"):
             if getattr(self, opt) is not None and scheme != opt:
                 raise ValueError(f"{opt} options given for a {scheme}:// key provider")
-        return self
 
 
 # --------------------------------------------------------------------------- policies
 
 
-class Scope(Model):
-    namespaces: list[str] = Field(default_factory=list, description="names or globs")
+@dataclass
+class Scope(_Converting):
+    __pydantic_config__ = _PYDANTIC_CONFIG
+
+    namespaces: list[str] = field(default_factory=list)
+    """names or globs"""
     selector: str | None = None
-    include_resources: list[str] = Field(default_factory=list)
-    exclude_resources: list[str] = Field(default_factory=list)
-    include_cluster_resources: Literal["auto", "true", "false"] = "auto"
-
-    @field_validator("include_cluster_resources", mode="before")
-    @classmethod
-    def _bool_as_text(cls, v: Any) -> Any:
-        return str(v).lower() if isinstance(v, bool) else v
+    include_resources: list[str] = field(default_factory=list)
+    exclude_resources: list[str] = field(default_factory=list)
+    # true/false in YAML mean "true"/"false"
+    include_cluster_resources: Annotated[Literal["auto", "true", "false"], _PydanticBefore(_bool_as_text)] = (
+        field(default="auto", metadata={"before": _bool_as_text})
+    )
 
 
-class Retention(Model):
-    keep_last: int | None = Field(default=None, ge=0)
-    keep_hourly: int | None = Field(default=None, ge=0)
-    keep_daily: int | None = Field(default=None, ge=0)
-    keep_weekly: int | None = Field(default=None, ge=0)
-    keep_monthly: int | None = Field(default=None, ge=0)
-    keep_yearly: int | None = Field(default=None, ge=0)
+@dataclass
+class Retention:
+    keep_last: int | None = field(default=None, metadata={"ge": 0})
+    keep_hourly: int | None = field(default=None, metadata={"ge": 0})
+    keep_daily: int | None = field(default=None, metadata={"ge": 0})
+    keep_weekly: int | None = field(default=None, metadata={"ge": 0})
+    keep_monthly: int | None = field(default=None, metadata={"ge": 0})
+    keep_yearly: int | None = field(default=None, metadata={"ge": 0})
 
 
-class Hook(Model):
+@dataclass
+class Hook(_Converting):
+    command: list[str] = field(metadata={"min_length": 1})
     name: str | None = None
     container: str | None = None
-    command: list[str] = Field(min_length=1)
-    timeout: Duration = timedelta(seconds=30)
+    timeout: timedelta = field(default=timedelta(seconds=30), metadata=_duration())
     on_error: Literal["fail", "continue"] = "fail"
 
 
-class PodHooks(Model):
+@dataclass
+class PodHooks:
     """Hooks for the pods that ``selector`` picks in the backed-up namespaces."""
 
     selector: str | None = None
-    pre: list[Hook] = Field(default_factory=list)
-    post: list[Hook] = Field(default_factory=list)
+    pre: list[Hook] = field(default_factory=list)
+    post: list[Hook] = field(default_factory=list)
 
 
-class VolumeOptions(Model):
+@dataclass
+class VolumeOptions(_Converting):
     mode: Literal["auto", "snapshot", "filesystem", "none"] = "auto"
     snapshot_class: str | None = None
-    snapshot_timeout: Duration = timedelta(minutes=10)
+    snapshot_timeout: timedelta = field(default=timedelta(minutes=10), metadata=_duration())
 
 
-class BackupPolicy(Model):
-    name: Name
+@dataclass
+class BackupPolicy(_Converting):
+    name: str = field(metadata=_name())
+    schedule: str = field(metadata=_cron())
     repository: str | None = None
-    schedule: Cron
     time_zone: str | None = None
-    scope: Scope = Field(default_factory=Scope)
-    volumes: VolumeOptions = Field(default_factory=VolumeOptions)
-    hooks: list[PodHooks] = Field(default_factory=list)
-    retention: Retention = Field(default_factory=Retention)
-    rpo: Duration | None = None
-    tags: dict[str, str] = Field(default_factory=dict)
+    scope: Scope = field(default_factory=Scope)
+    volumes: VolumeOptions = field(default_factory=VolumeOptions)
+    hooks: list[PodHooks] = field(default_factory=list)
+    retention: Retention = field(default_factory=Retention)
+    rpo: timedelta | None = field(default=None, metadata=_duration())
+    tags: dict[str, str] = field(default_factory=dict)
 
 
-class DrillPolicy(Model):
-    name: Name
+@dataclass
+class DrillPolicy:
+    name: str = field(metadata=_name())
     runbook: str
-    schedule: Cron
+    schedule: str = field(metadata=_cron())
     time_zone: str | None = None
     repository: str | None = None
     backup_policy: str | None = None
 
 
-class Resources(Model):
-    requests: dict[str, str] = Field(default_factory=lambda: {"cpu": "250m", "memory": "256Mi"})
-    limits: dict[str, str] = Field(default_factory=lambda: {"memory": "1Gi"})
+def _default_requests() -> dict[str, str]:
+    return {"cpu": "250m", "memory": "256Mi"}
 
 
-class MoverOptions(Model):
+def _default_limits() -> dict[str, str]:
+    return {"memory": "1Gi"}
+
+
+@dataclass
+class Resources:
+    __pydantic_config__ = _PYDANTIC_CONFIG
+
+    requests: dict[str, str] = field(default_factory=_default_requests)
+    limits: dict[str, str] = field(default_factory=_default_limits)
+
+
+@dataclass
+class MoverOptions(_Converting):
     image: str = "ghcr.io/dr-project/dr:latest"
     namespace: str = "dr-system"
-    parallelism: int = Field(default=2, ge=1, le=64)
-    deadline: Duration = timedelta(hours=6)
-    resources: Resources = Field(default_factory=Resources)
+    parallelism: int = field(default=2, metadata={"ge": 1, "le": 64})
+    deadline: timedelta = field(default=timedelta(hours=6), metadata=_duration())
+    resources: Resources = field(default_factory=Resources)
     # Secret holding the repository credentials, mounted/env'd into mover pods.
     credentials_secret: str | None = None
 
 
-class Metrics(Model):
+@dataclass
+class Metrics:
     pushgateway: str | None = None
     textfile: str | None = None
 
 
-class Config(Model):
+@dataclass
+class Config:
     api_version: Literal["dr.dev/v1"] = "dr.dev/v1"
     kind: Literal["Config"] = "Config"
     default_repository: str | None = None
-    repositories: list[Repository] = Field(default_factory=list)
-    key_providers: list[KeyProvider] = Field(default_factory=list)
-    backup_policies: list[BackupPolicy] = Field(default_factory=list)
-    drill_policies: list[DrillPolicy] = Field(default_factory=list)
-    mover: MoverOptions = Field(default_factory=MoverOptions)
-    metrics: Metrics = Field(default_factory=Metrics)
+    repositories: list[Repository] = field(default_factory=list)
+    key_providers: list[KeyProvider] = field(default_factory=list)
+    backup_policies: list[BackupPolicy] = field(default_factory=list)
+    drill_policies: list[DrillPolicy] = field(default_factory=list)
+    mover: MoverOptions = field(default_factory=MoverOptions)
+    metrics: Metrics = field(default_factory=Metrics)
     kube_context: str | None = None
 
     def reference_problems(self) -> list[tuple[tuple[str | int, ...], str]]:
-        """Cross-references pydantic cannot see: (field path, reason) for each problem."""
+        """Cross-references the field types cannot see: (field path, reason) for each problem."""
         problems: list[tuple[tuple[str | int, ...], str]] = []
 
         def unique(items: list[Any], section: str) -> set[str]:
@@ -485,6 +756,12 @@ class Config(Model):
         return next((k for k in self.key_providers if k.uri == uri), KeyProvider(name="adhoc", uri=uri))
 
 
+def load_config_file(path: Path) -> Config:
+    """Read, parse and validate a dr.yaml (errors name file:line:col)."""
+    data, lm = read_yaml_file(path)
+    return validate(Config, data, lm)
+
+
 # --------------------------------------------------------------------------- defaults and resolution
 
 
@@ -527,4 +804,4 @@ def load_config(explicit: str | None = None) -> LoadedConfig:
     path = resolve_config_path(explicit)
     if path is None:
         return LoadedConfig(default_config(), "built-in defaults")
-    return LoadedConfig(load_model(Config, path), str(path))
+    return LoadedConfig(load_config_file(path), str(path))

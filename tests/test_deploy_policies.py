@@ -25,7 +25,7 @@ import jmespath
 import pytest
 import yaml
 
-from dr.config import Config, load_model
+from dr.config import Config, load_config_file
 from dr.deploy.policy_check import covered_by_policy, namespaces_without_backup_policy
 from tests.deploy_support import DEPLOY, api_as
 from tests.servers import TestCluster
@@ -354,7 +354,7 @@ def test_rego_network_policy_uses_inventory(rego: Any) -> None:
 def _config(tmp_path: Path, text: str) -> Config:
     path = tmp_path / "dr.yaml"
     path.write_text("apiVersion: dr.dev/v1\nkind: Config\n" + text)
-    return load_model(Config, path)
+    return load_config_file(path)
 
 
 def test_covered_by_policy_globs(tmp_path: Path) -> None:

@@ -12,7 +12,7 @@ import kubernetes_validate
 import pytest
 import yaml
 
-from dr.config import Config, load_model
+from dr.config import load_config_file
 from dr.deploy import rbac
 from dr.deploy.base import base_files
 from dr.deploy.network import Endpoint, config_endpoints, endpoints_of
@@ -52,7 +52,7 @@ def example(tmp_path: Path) -> Path:
 
 
 def _render(path: Path) -> list[dict[str, Any]]:
-    return render(read_source(load_model(Config, path), path))
+    return render(read_source(load_config_file(path), path))
 
 
 def _validate_all(objects: list[dict[str, Any]]) -> None:
@@ -123,7 +123,7 @@ def test_render_uses_global_config_option(example: Path, capsys: pytest.CaptureF
 
 def test_cronjobs_come_from_the_policies(example: Path) -> None:
     objects = _render(example)
-    cfg = load_model(Config, example)
+    cfg = load_config_file(example)
     jobs = {o["metadata"]["name"]: o for o in objects if o["kind"] == "CronJob"}
     assert set(jobs) == {
         "dr-backup-shop-nightly",
@@ -230,7 +230,7 @@ def test_other_namespace_gets_its_own_cluster_bindings(example: Path, tmp_path: 
 
 
 def test_egress_ports_follow_the_config(example: Path) -> None:
-    cfg = load_model(Config, example)
+    cfg = load_config_file(example)
     endpoints = config_endpoints(cfg)
     # vault.internal:8200 may be a Service "vault" in namespace "internal" or a private domain.
     assert Endpoint(None, 8200) in endpoints and Endpoint("internal", 8200) in endpoints

@@ -12,6 +12,7 @@ token, secret_id, JWT or plaintext key reaches any log record or log line.
 from __future__ import annotations
 
 import base64
+import dataclasses
 import datetime
 import json
 import os
@@ -292,26 +293,26 @@ def test_vault_approle_with_a_least_privilege_policy(
 
     # A wrong secret_id: login fails, and the reason names neither id.
     (tmp_path / "bad_secret_id").write_text("0" * 36)
-    bad = auth.model_copy(update={"secret_id_file": str(tmp_path / "bad_secret_id")})
+    bad = dataclasses.replace(auth, secret_id_file=str(tmp_path / "bad_secret_id"))
     with pytest.raises(KeyProviderError) as e:
         VaultKeyProvider.from_uri(uri, VaultOptions(auth=bad)).unwrap(w2, CTX)
     assert _reason(e).startswith(f"AppRole login at auth/{approle} failed:")
     assert secret_id not in str(e.value) and role_id not in str(e.value) and "0" * 36 not in str(e.value)
 
-    missing = auth.model_copy(update={"secret_id_file": str(tmp_path / "nope")})
+    missing = dataclasses.replace(auth, secret_id_file=str(tmp_path / "nope"))
     with pytest.raises(KeyProviderError) as e:
         VaultKeyProvider.from_uri(uri, VaultOptions(auth=missing)).unwrap(w2, CTX)
     assert _reason(e) == f"AppRole secret_id file {tmp_path / 'nope'} does not exist"
 
     (tmp_path / "binary").write_bytes(b"\xff\xfe\x00")
     for unreadable, kind in ((tmp_path, "IsADirectoryError"), (tmp_path / "binary", "UnicodeDecodeError")):
-        broken = auth.model_copy(update={"secret_id_file": str(unreadable)})
+        broken = dataclasses.replace(auth, secret_id_file=str(unreadable))
         with pytest.raises(KeyProviderError) as e:
             VaultKeyProvider.from_uri(uri, VaultOptions(auth=broken)).unwrap(w2, CTX)
         assert _reason(e) == f"cannot read the AppRole secret_id file {unreadable}: {kind}"
 
     (tmp_path / "empty").write_text("\n")
-    empty = auth.model_copy(update={"role_id_file": str(tmp_path / "empty")})
+    empty = dataclasses.replace(auth, role_id_file=str(tmp_path / "empty"))
     with pytest.raises(KeyProviderError) as e:
         VaultKeyProvider.from_uri(uri, VaultOptions(auth=empty)).unwrap(w2, CTX)
     assert _reason(e) == f"AppRole role_id file {tmp_path / 'empty'} is empty"
@@ -424,8 +425,8 @@ def test_vault_with_a_client_passed_in_and_incomplete_auth(
     assert p.unwrap(p.wrap(key, CTX), CTX) == key
     # Auth settings the config model rejects, reaching the provider anyway (e.g. built in code).
     for auth, reason in (
-        (VaultAuth.model_construct(method="approle"), "approle auth needs roleIdFile and secretIdFile"),
-        (VaultAuth.model_construct(method="kubernetes", role=None), "kubernetes auth needs role"),
+        (VaultAuth(method="approle"), "approle auth needs roleIdFile and secretIdFile"),
+        (VaultAuth(method="kubernetes", role=None), "kubernetes auth needs role"),
     ):
         with pytest.raises(KeyProviderError) as e:
             VaultKeyProvider(uri, address=transit.address, auth=auth).wrap(key, CTX)
@@ -808,7 +809,7 @@ def test_vault_kubernetes_auth(
         (tmp_path / "other").write_text(other)
         with pytest.raises(KeyProviderError) as e:
             VaultKeyProvider.from_uri(
-                uri, VaultOptions(auth=auth.model_copy(update={"token_path": str(tmp_path / "other")}))
+                uri, VaultOptions(auth=dataclasses.replace(auth, token_path=str(tmp_path / "other")))
             ).unwrap(w, CTX)
         assert _reason(e) == (
             f"Kubernetes login at auth/{mount} as role 'dr' was denied: Vault did not accept the credentials "
@@ -816,21 +817,21 @@ def test_vault_kubernetes_auth(
         )
         # A role that does not exist.
         with pytest.raises(KeyProviderError) as e:
-            VaultKeyProvider.from_uri(
-                uri, VaultOptions(auth=auth.model_copy(update={"role": "nope"}))
-            ).unwrap(w, CTX)
+            VaultKeyProvider.from_uri(uri, VaultOptions(auth=dataclasses.replace(auth, role="nope"))).unwrap(
+                w, CTX
+            )
         assert _reason(e).startswith(f"Kubernetes login at auth/{mount} as role 'nope' failed: ")
         assert "nope" in _reason(e).split("failed: ")[1]
         # Not in a pod: no token file.
         with pytest.raises(KeyProviderError) as e:
             VaultKeyProvider.from_uri(
-                uri, VaultOptions(auth=auth.model_copy(update={"token_path": str(tmp_path / "absent")}))
+                uri, VaultOptions(auth=dataclasses.replace(auth, token_path=str(tmp_path / "absent")))
             ).unwrap(w, CTX)
         assert _reason(e) == f"Kubernetes service-account token file {tmp_path / 'absent'} does not exist"
         # An auth mount that does not exist.
         with pytest.raises(KeyProviderError) as e:
             VaultKeyProvider.from_uri(
-                uri, VaultOptions(auth=auth.model_copy(update={"mount": f"absent-{unique}"}))
+                uri, VaultOptions(auth=dataclasses.replace(auth, mount=f"absent-{unique}"))
             ).unwrap(w, CTX)
         assert _reason(e).startswith(f"Kubernetes login at auth/absent-{unique} as role 'dr' was denied")
     debug_logs.assert_clean([jwt, other, *secret_forms(key)])

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from typing import Any
 
@@ -39,7 +40,7 @@ def _scope(
     exclude: tuple[str, ...],
     cluster: str | None,
 ) -> BackupScope:
-    base: dict[str, Any] = pol.scope.model_dump() if pol else {}
+    base: dict[str, Any] = dataclasses.asdict(pol.scope) if pol else {}
     data = {
         "namespaces": list(namespaces) or base.get("namespaces", []),
         "selector": selector if selector is not None else base.get("selector"),

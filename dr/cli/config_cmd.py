@@ -8,7 +8,7 @@ import click
 
 from dr.cli.context import app
 from dr.cli.output import emit, output_option
-from dr.config import Config, load_model, resolve_config_path
+from dr.config import load_config_file, resolve_config_path, to_doc
 from dr.errors import ExitCode, InvalidInput
 
 
@@ -28,7 +28,7 @@ def validate(file: str | None, output: str) -> int:
     path = Path(file) if file else resolve_config_path(app().config_file)
     if path is None:
         raise InvalidInput("no config file: give FILE, --config or $DR_CONFIG, or create ./dr.yaml")
-    cfg = load_model(Config, path)
+    cfg = load_config_file(path)
     summary = {
         "file": str(path),
         "valid": True,
@@ -52,7 +52,7 @@ def validate(file: str | None, output: str) -> int:
 def show(output: str) -> None:
     """Print the effective configuration (the file, or the built-in defaults)."""
     loaded = app().loaded
-    data = loaded.config.model_dump(mode="json", by_alias=True, exclude_none=True)
+    data = to_doc(loaded.config)
     if output == "table":
         click.echo(f"# source: {loaded.source}")
         output = "yaml"

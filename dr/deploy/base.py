@@ -16,7 +16,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from dr.config import Config, load_model
+from dr.config import load_config_file
 from dr.deploy.render import read_source, render, to_yaml_stream
 from dr.kube.pod_template import Manifest
 
@@ -173,7 +173,7 @@ GENERATED = (
 def base_files(deploy_dir: Path) -> dict[str, str]:
     """File name -> text for every generated file of the base in ``deploy_dir``."""
     config_path = deploy_dir / "dr.yaml"
-    source = read_source(load_model(Config, config_path), config_path)
+    source = read_source(load_config_file(config_path), config_path)
     objects = [o for o in render(source) if o["kind"] != "ConfigMap"]
     out: dict[str, str] = {}
     placed: set[int] = set()

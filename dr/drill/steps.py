@@ -16,6 +16,7 @@ injected so tests can drive time instead of sleeping.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import re
@@ -585,7 +586,7 @@ def job_manifest(step: JobStep, name: str, labels: Mapping[str, str]) -> dict[st
         "name": "check",
         "image": step.image,
         "env": env,
-        "resources": step.resources.model_dump(),
+        "resources": dataclasses.asdict(step.resources),
         # The log tail becomes the termination message when the check fails
         # without writing one: the report can say why.
         "terminationMessagePolicy": "FallbackToLogsOnError",

@@ -8,7 +8,7 @@ parse, label selectors parse, step names are unique, steps name namespaces of
 the scope — so ``dr runbook validate`` finds it, not the drill at 3 a.m.
 
 Problems come out as ``FILE:LINE:COL: field.path: reason`` through
-``dr.config.load_model``. Verification steps are a union on ``type``; the
+``dr.yaml_models.load_model``. Verification steps are a union on ``type``; the
 union is dispatched by hand (``_dispatch_step``) rather than by pydantic's
 tagged union because a tagged union puts the tag into error locations
 (``verification[0].http.url``), which would not name a field of the file,
@@ -38,7 +38,8 @@ from pydantic import (
 )
 from pydantic_core import InitErrorDetails, PydanticCustomError
 
-from dr.config import Cron, Duration, Model, Name, Resources, Scope, load_model
+from dr.config import Resources, Scope
+from dr.yaml_models import Cron, Duration, Model, Name, load_model
 
 API_VERSION = "dr.dev/v1"
 

@@ -56,7 +56,7 @@ import hvac
 import hvac.exceptions
 import requests
 
-from dr.config import VaultAuth, VaultOptions
+from dr.config import DEFAULT_TOKEN_PATH, VaultAuth, VaultOptions
 from dr.crypto.providers.base import KeyProviderError, Wrapped
 from dr.crypto.providers.context import context_bytes
 from dr.errors import InvalidInput
@@ -175,7 +175,7 @@ class VaultKeyProvider:
             if not self.auth.role:
                 raise self._fail("kubernetes auth needs role")
             role = self.auth.role
-            jwt = self._read(self.auth.token_path, "Kubernetes service-account token")
+            jwt = self._read(self.auth.token_path or DEFAULT_TOKEN_PATH, "Kubernetes service-account token")
             mount = self.auth.mount or "kubernetes"
             self._vault_call(
                 f"Kubernetes login at auth/{mount} as role {role!r}",
@@ -200,7 +200,7 @@ class VaultKeyProvider:
 
     def _token(self) -> str:
         # An explicitly configured tokenPath (e.g. a Vault Agent sink) wins over the environment.
-        if "token_path" in self.auth.model_fields_set:
+        if self.auth.token_path is not None:
             return self._read(self.auth.token_path, "Vault token")
         token = os.environ.get("VAULT_TOKEN", "").strip()
         if token:

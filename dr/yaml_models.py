@@ -1,0 +1,95 @@
+"""pydantic models read from YAML files (runbooks): base class, field types, line-accurate errors.
+
+The runbook is validated by pydantic (its JSON schema is published for editors);
+``dr.yaml`` is not (``dr.config`` says why). Both report problems the same way,
+``FILE:LINE:COL: field.path: reason``, from the same YAML loader.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from pathlib import Path
+from typing import Annotated, Any, TypeVar
+
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    ValidationError,
+    WithJsonSchema,
+)
+from pydantic.alias_generators import to_camel
+
+from dr.config import (
+    NAME_MAX,
+    NAME_PATTERN,
+    LineMap,
+    Problem,
+    check_cron,
+    check_duration,
+    problems_error,
+    read_yaml_file,
+)
+
+Cron = Annotated[str, AfterValidator(check_cron)]
+Duration = Annotated[
+    timedelta,
+    BeforeValidator(check_duration),
+    WithJsonSchema({"type": "string", "examples": ["90s", "15m", "24h", "7d"]}),
+]
+Name = Annotated[str, Field(pattern=NAME_PATTERN, max_length=NAME_MAX)]
+
+
+class Model(BaseModel):
+    """Base: camelCase aliases, unknown fields rejected, snake_case also accepted in code."""
+
+    model_config = ConfigDict(
+        alias_generator=to_camel, populate_by_name=True, extra="forbid", frozen=False, defer_build=True
+    )
+
+
+M = TypeVar("M", bound=BaseModel)
+
+
+def _message(err: Any) -> str:
+    msg = str(err["msg"])
+    # Unknown and missing fields of models, and of the dataclasses they embed.
+    if err["type"] in ("extra_forbidden", "unexpected_keyword_argument"):
+        return "unknown field"
+    if err["type"] in ("missing", "missing_argument"):
+        return "required field is missing"
+    # pydantic prefixes errors raised in validators with "Value error, ".
+    for prefix in ("Value error, ", "Assertion failed, "):
+        if msg.startswith(prefix):
+            msg = msg[len(prefix) :]
+    return msg
+
+
+def validate_document(model: type[M], data: Any, lm: LineMap) -> M:
+    """Validate ``data`` against ``model``; on failure raise one problem line per error."""
+    located: list[Problem] = []
+    try:
+        obj = model.model_validate(data)
+    except ValidationError as e:
+        seen: set[tuple[Any, ...]] = set()
+        for err in e.errors():
+            # Unions report once per member: keep the first error for a location.
+            loc = tuple(p for p in err["loc"] if not (isinstance(p, str) and p.startswith("function-")))
+            if loc not in seen:
+                seen.add(loc)
+                located.append((loc, _message(err)))
+    else:
+        # Models may check what spans fields (names that refer to each other).
+        check = getattr(obj, "reference_problems", None)
+        located = check() if check else []
+        if not located:
+            return obj
+    raise problems_error(lm, located)
+
+
+def load_model(model: type[M], path: Path) -> M:
+    """Read, parse and validate a YAML file into ``model`` (errors name file:line:col)."""
+    data, lm = read_yaml_file(path)
+    return validate_document(model, data, lm)
