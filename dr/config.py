@@ -425,10 +425,9 @@ def to_doc(obj: Any) -> Any:
 
 def duration_text(d: timedelta) -> str:
     """``timedelta`` -> the shortest exact form dr accepts back (``1d6h``, ``90s``, ``0.5s``)."""
-    secs = d.total_seconds()
-    if secs != int(secs):
-        return f"{secs:g}s"
-    left, parts = int(secs), []
+    if d.microseconds:
+        return f"{d.days * 86400 + d.seconds}.{d.microseconds:06d}".rstrip("0") + "s"
+    left, parts = d.days * 86400 + d.seconds, []
     for unit, n in (("d", 86400), ("h", 3600), ("m", 60), ("s", 1)):
         if left >= n:
             parts.append(f"{left // n}{unit}")

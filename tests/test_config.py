@@ -6,6 +6,8 @@ from datetime import timedelta
 from pathlib import Path
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from dr import config as cfgmod
 from dr.config import default_config, load_config, load_config_file
@@ -146,3 +148,79 @@ def test_config_resolution_order(isolated_home: Path, monkeypatch: pytest.Monkey
 def test_schemes_match_registries() -> None:
     assert set(cfgmod.REPOSITORY_SCHEMES) == {"file", "s3", "gs"}
     assert set(cfgmod.KEY_PROVIDER_SCHEMES) == {"local", "vault", "awskms", "gcpkms"}
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("repositories: {name: r}\n", ":1:1: repositories: expected a list"),
+        ("repositories:\n  - name: 7\n    url: file:///x\n", ":2:5: repositories[0].name: expected a string"),
+        ("repositories:\n  - name: Bad_Name\n    url: file:///x\n", "'Bad_Name' is not a valid name"),
+        ("repositories:\n  - name: " + "a" * 53 + "\n    url: file:///x\n", "is longer than 52 characters"),
+        ("mover:\n  parallelism: 0\n", ":2:3: mover.parallelism: must be at least 1"),
+        ("mover:\n  parallelism: true\n", ":2:3: mover.parallelism: expected an integer"),
+        (
+            "mover:\n  resources: {limits: {memory: [1]}}\n",
+            "mover.resources.limits.memory: expected a string",
+        ),
+        ("kind: Other\n", ":1:1: kind: expected one of 'Config'"),
+        (
+            "backupPolicies:\n  - name: a\n    schedule: '@daily'\n    hooks: [{pre: [{command: []}]}]\n",
+            "backupPolicies[0].hooks[0].pre[0].command: needs at least 1 item(s)",
+        ),
+        (
+            "backupPolicies:\n  - name: a\n    schedule: '@daily'\n    retention: {keepDaily: -1}\n",
+            ":4:17: backupPolicies[0].retention.keepDaily: must be at least 0",
+        ),
+        (
+            "repositories:\n  - name: r\n    url: file:///x\n    s3: {region: x}\n",
+            ":2:5: repositories[0]: s3 options given for a file:// repository",
+        ),
+        (
+            "repositories:\n  - name: r\n    url: s3://b/p\n    s3: {objectLock: {days: 0}}\n",
+            "repositories[0].s3.objectLock.days: must be at least 1",
+        ),
+        (
+            "keyProviders:\n  - name: k\n    uri: vault://t/k\n    vault: {auth: {method: ldap}}\n",
+            "keyProviders[0].vault.auth.method: expected one of 'token', 'approle', 'kubernetes'",
+        ),
+    ],
+)
+def test_every_kind_of_field_problem_is_named(tmp_path: Path, text: str, expected: str) -> None:
+    f = tmp_path / "c.yaml"
+    f.write_text(text)
+    with pytest.raises(InvalidInput) as e:
+        load_config_file(f)
+    everything = "\n".join([e.value.message, *e.value.details])
+    assert expected in everything, everything
+
+
+def test_config_show_output_loads_back_as_the_same_config(tmp_path: Path) -> None:
+    # What `dr config show` prints (camelCase, no nulls, durations as 90s/6h) is a valid dr.yaml.
+    import yaml
+
+    original = load_config_file(EXAMPLE)
+    again = tmp_path / "again.yaml"
+    again.write_text(yaml.safe_dump(cfgmod.to_doc(original)))
+    assert load_config_file(again) == original
+    assert cfgmod.to_doc(original)["mover"]["deadline"] == "6h"
+
+
+def test_models_built_in_code_convert_like_documents() -> None:
+    # deadline="1s" in code is a timedelta, as in a document; true/false scope flags are text.
+    assert cfgmod.MoverOptions(deadline="1s").deadline == timedelta(seconds=1)  # type: ignore[arg-type]
+    assert cfgmod.Scope(include_cluster_resources=True).include_cluster_resources == "true"  # type: ignore[arg-type]
+    assert cfgmod.parse(cfgmod.Scope, {"includeClusterResources": False}).include_cluster_resources == "false"
+    with pytest.raises(InvalidInput) as e:
+        cfgmod.parse(cfgmod.BackupPolicy, {"name": "a", "schedule": "nope", "bogus": 1}, "policy")
+    assert e.value.message == "policy: 2 problems"
+    assert "bogus: unknown field" in e.value.details
+    assert any(d.startswith("schedule: invalid cron expression 'nope'") for d in e.value.details)
+
+
+@given(st.integers(min_value=0, max_value=10**8), st.integers(min_value=0, max_value=999))
+def test_durations_print_as_they_parse(seconds: int, millis: int) -> None:
+    from dr.cron import parse_duration
+
+    for d in (timedelta(seconds=seconds), timedelta(seconds=seconds, milliseconds=millis)):
+        assert parse_duration(cfgmod.duration_text(d)) == d
