@@ -110,10 +110,18 @@ def test_start_up_imports_only_what_the_command_uses(tmp_path: Path) -> None:
         tmp_path, "--repo", repo, "--quiet", "mover", "backup", str(tmp_path / "src"), "-o", "json"
     )
     assert {"dr.config", "cryptography", "pyfastcdc", "dr.repo.archiver"} <= loaded
-    assert not loaded & {"rich", "kubernetes", "boto3", "dr.repo.restorer"}
+    # The configuration is plain dataclasses (no pydantic); with no file, no YAML parser.
+    assert not loaded & {"rich", "kubernetes", "boto3", "dr.repo.restorer", "pydantic", "yaml"}
     # A restore Job loads neither the chunker nor the archiver.
     loaded = _modules_loaded(
         tmp_path, "--repo", repo, "--quiet", "mover", "restore", "latest", str(tmp_path / "dst")
     )
     assert {"dr.config", "cryptography", "dr.repo.restorer"} <= loaded
-    assert not loaded & {"rich", "kubernetes", "boto3", "pyfastcdc", "dr.repo.archiver"}
+    assert not loaded & {"rich", "kubernetes", "boto3", "pyfastcdc", "dr.repo.archiver", "pydantic", "yaml"}
+    # In a cluster the Job reads the mounted dr.yaml: still no pydantic.
+    cfg = tmp_path / "dr.yaml"
+    cfg.write_text(f"repositories:\n  - name: r\n    url: {repo}\n")
+    loaded = _modules_loaded(
+        tmp_path, "--config", str(cfg), "--quiet", "mover", "restore", "latest", str(tmp_path / "dst2")
+    )
+    assert {"yaml", "dr.repo.restorer"} <= loaded and "pydantic" not in loaded
