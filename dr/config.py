@@ -22,6 +22,7 @@ bounds, patterns and checks; a model's ``_check`` covers what spans fields.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import os
 import re
 import types
@@ -227,25 +228,20 @@ class _Field:
     required: bool
 
 
-_FIELDS: dict[type, tuple[_Field, ...]] = {}
-
-
+@functools.cache
 def _fields(cls: type) -> tuple[_Field, ...]:
-    found = _FIELDS.get(cls)
-    if found is None:
-        hints = typing.get_type_hints(cls)
-        found = tuple(
-            _Field(
-                f.name,
-                camel(f.name),
-                hints[f.name],
-                dict(f.metadata),
-                f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING,
-            )
-            for f in dataclasses.fields(cls)
+    """A model's fields with their resolved types (once per class: resolving is slow)."""
+    hints = typing.get_type_hints(cls)
+    return tuple(
+        _Field(
+            f.name,
+            camel(f.name),
+            hints[f.name],
+            dict(f.metadata),
+            f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING,
         )
-        _FIELDS[cls] = found
-    return found
+        for f in dataclasses.fields(cls)
+    )
 
 
 def _decode(tp: Any, value: Any, loc: tuple[Any, ...], out: list[Problem]) -> Any:
@@ -342,7 +338,7 @@ def _decode_model(cls: type[M], value: Any, loc: tuple[Any, ...], out: list[Prob
     if not isinstance(value, dict):
         out.append((loc, "expected a mapping"))
         return _BAD
-    fields = _fields(cls)
+    fields = _fields(cls)  # type: ignore[arg-type]  # classes are hashable
     by_key = {f.alias: f for f in fields} | {f.name: f for f in fields}
     for key in value:
         if key not in by_key:
