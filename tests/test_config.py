@@ -107,52 +107,6 @@ def test_cli_validate_example(capsys: pytest.CaptureFixture[str]) -> None:
             "keyProviders:\n  - name: v\n    uri: vault://transit/keys/k\n    vault: {auth: {method: approle}}\n",
             "approle auth needs roleIdFile and secretIdFile",
         ),
-    ],
-)
-def test_problems_name_line_and_field(tmp_path: Path, text: str, expected: str) -> None:
-    f = tmp_path / "c.yaml"
-    f.write_text(text)
-    with pytest.raises(InvalidInput) as e:
-        load_config_file(f)
-    everything = "\n".join([e.value.message, *e.value.details])
-    assert expected in everything
-
-
-def test_missing_file_is_invalid_input(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    r = run_dr(capsys, "config", "validate", str(tmp_path / "nope.yaml"))
-    assert r.code == 2
-    assert "nope.yaml: no such file" in r.err
-
-
-def test_embedded_defaults_use_xdg_dirs(isolated_home: Path) -> None:
-    loaded = load_config(None)
-    assert loaded.source == "built-in defaults"
-    repo = loaded.config.repository()
-    assert repo is not None and repo.url == f"file://{isolated_home}/data/dr/repo"
-    assert loaded.config.key_providers[0].uri == f"local://{isolated_home}/config/dr/repo.key"
-    assert default_config().repository() is not None
-
-
-def test_config_resolution_order(isolated_home: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    (isolated_home / "dr.yaml").write_text("repositories: [{name: here, url: 'file:///here'}]\n")
-    env = isolated_home / "env.yaml"
-    env.write_text("repositories: [{name: env, url: 'file:///env'}]\n")
-    assert load_config(None).config.repositories[0].name == "here"
-    monkeypatch.setenv("DR_CONFIG", str(env))
-    assert load_config(None).config.repositories[0].name == "env"
-    explicit = isolated_home / "x.yaml"
-    explicit.write_text("repositories: [{name: explicit, url: 'file:///x'}]\n")
-    assert load_config(str(explicit)).config.repositories[0].name == "explicit"
-
-
-def test_schemes_match_registries() -> None:
-    assert set(cfgmod.REPOSITORY_SCHEMES) == {"file", "s3", "gs"}
-    assert set(cfgmod.KEY_PROVIDER_SCHEMES) == {"local", "vault", "awskms", "gcpkms"}
-
-
-@pytest.mark.parametrize(
-    ("text", "expected"),
-    [
         ("repositories: {name: r}\n", ":1:1: repositories: expected a list"),
         ("repositories:\n  - name: 7\n    url: file:///x\n", ":2:5: repositories[0].name: expected a string"),
         ("repositories:\n  - name: Bad_Name\n    url: file:///x\n", "'Bad_Name' is not a valid name"),
@@ -186,13 +140,45 @@ def test_schemes_match_registries() -> None:
         ),
     ],
 )
-def test_every_kind_of_field_problem_is_named(tmp_path: Path, text: str, expected: str) -> None:
+def test_problems_name_line_and_field(tmp_path: Path, text: str, expected: str) -> None:
     f = tmp_path / "c.yaml"
     f.write_text(text)
     with pytest.raises(InvalidInput) as e:
         load_config_file(f)
     everything = "\n".join([e.value.message, *e.value.details])
     assert expected in everything, everything
+
+
+def test_missing_file_is_invalid_input(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    r = run_dr(capsys, "config", "validate", str(tmp_path / "nope.yaml"))
+    assert r.code == 2
+    assert "nope.yaml: no such file" in r.err
+
+
+def test_embedded_defaults_use_xdg_dirs(isolated_home: Path) -> None:
+    loaded = load_config(None)
+    assert loaded.source == "built-in defaults"
+    repo = loaded.config.repository()
+    assert repo is not None and repo.url == f"file://{isolated_home}/data/dr/repo"
+    assert loaded.config.key_providers[0].uri == f"local://{isolated_home}/config/dr/repo.key"
+    assert default_config().repository() is not None
+
+
+def test_config_resolution_order(isolated_home: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    (isolated_home / "dr.yaml").write_text("repositories: [{name: here, url: 'file:///here'}]\n")
+    env = isolated_home / "env.yaml"
+    env.write_text("repositories: [{name: env, url: 'file:///env'}]\n")
+    assert load_config(None).config.repositories[0].name == "here"
+    monkeypatch.setenv("DR_CONFIG", str(env))
+    assert load_config(None).config.repositories[0].name == "env"
+    explicit = isolated_home / "x.yaml"
+    explicit.write_text("repositories: [{name: explicit, url: 'file:///x'}]\n")
+    assert load_config(str(explicit)).config.repositories[0].name == "explicit"
+
+
+def test_schemes_match_registries() -> None:
+    assert set(cfgmod.REPOSITORY_SCHEMES) == {"file", "s3", "gs"}
+    assert set(cfgmod.KEY_PROVIDER_SCHEMES) == {"local", "vault", "awskms", "gcpkms"}
 
 
 def test_config_show_output_loads_back_as_the_same_config(tmp_path: Path) -> None:
