@@ -506,3 +506,19 @@ def test_quota_values_must_be_scalars(tmp_path: Path) -> None:
         GOOD.replace("  verification:\n", "  drill:\n    quota:\n      pods: [1]\n  verification:\n"),
     )
     assert problems_of(p) == [f"{p}:17:7: spec.drill.quota.pods: expected a quantity such as 2, 500m, 4Gi"]
+
+
+def test_scope_uses_the_config_rules_inside_a_runbook(tmp_path: Path) -> None:
+    # spec.scope is dr.yaml's Scope (a dataclass that pydantic validates here): an
+    # unknown field is named like any other, and true/false flags read as text.
+    p = write(
+        tmp_path, GOOD.replace("    namespaces: [shop]\n", "    namespaces: [shop]\n    namespace: shop\n")
+    )
+    assert problems_of(p) == [f"{p}:12:5: spec.scope.namespace: unknown field"]
+    p = write(
+        tmp_path,
+        GOOD.replace(
+            "    namespaces: [shop]\n", "    namespaces: [shop]\n    includeClusterResources: true\n"
+        ),
+    )
+    assert load_runbook(p).spec.scope.include_cluster_resources == "true"
