@@ -55,10 +55,10 @@ M = TypeVar("M", bound=BaseModel)
 
 def _message(err: Any) -> str:
     msg = str(err["msg"])
-    # Unknown and missing fields of models, and of the dataclasses they embed.
+    # Unknown fields of models, and of the dr.yaml dataclasses they embed (scope).
     if err["type"] in ("extra_forbidden", "unexpected_keyword_argument"):
         return "unknown field"
-    if err["type"] in ("missing", "missing_argument"):
+    if err["type"] == "missing":
         return "required field is missing"
     # pydantic prefixes errors raised in validators with "Value error, ".
     for prefix in ("Value error, ", "Assertion failed, "):
