@@ -167,14 +167,15 @@ def check_duration(v: Any) -> timedelta:
 def scheme_checker(kind: str, schemes: tuple[str, ...]) -> Callable[[str], str]:
     def check(v: str) -> str:
         parts = urlsplit(v)
+        if parts.password or parts.username:
+            # Credentials come from the standard chains, never from URLs (URLs
+            # end up in logs, snapshots and process listings). Checked first:
+            # the messages below quote the URL.
+            raise ValueError(f"{kind} URL must not contain credentials")
         if parts.scheme not in schemes:
             known = ", ".join(f"{s}://" for s in schemes)
             got = f"scheme {parts.scheme + '://'!r}" if parts.scheme else "no scheme"
             raise ValueError(f"unsupported {kind} URL {v!r}: {got} (supported: {known})")
-        if parts.password or parts.username:
-            # Credentials come from the standard chains, never from URLs
-            # (URLs end up in logs, snapshots and process listings).
-            raise ValueError(f"{kind} URL must not contain credentials")
         if parts.scheme in ("file", "local") and not parts.path.startswith("/"):
             raise ValueError(f"{kind} URL {v!r} needs an absolute path ({parts.scheme}:///abs/path)")
         if parts.scheme in ("s3", "gs") and not parts.netloc:

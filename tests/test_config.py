@@ -210,3 +210,20 @@ def test_durations_print_as_they_parse(seconds: int, millis: int) -> None:
 
     for d in (timedelta(seconds=seconds), timedelta(seconds=seconds, milliseconds=millis)):
         assert parse_duration(cfgmod.duration_text(d)) == d
+
+
+@pytest.mark.parametrize(
+    "url",
+    ["ftp://user:topsecret@host/x", "file://u:topsecret@/rel", "s3://u:topsecret@", "local://:topsecret@h/k"],
+)
+def test_a_url_with_credentials_is_never_quoted(tmp_path: Path, url: str) -> None:
+    # Whatever else is wrong with it, the error says only that credentials do not belong there.
+    f = tmp_path / "c.yaml"
+    f.write_text(
+        f"repositories:\n  - name: r\n    url: '{url}'\nkeyProviders:\n  - name: k\n    uri: '{url}'\n"
+    )
+    with pytest.raises(InvalidInput) as e:
+        load_config_file(f)
+    assert len(e.value.details) == 2
+    assert all(d.endswith("URL must not contain credentials") for d in e.value.details), e.value.details
+    assert "topsecret" not in "\n".join([e.value.message, *e.value.details])
