@@ -7,7 +7,6 @@ scripts get every field while the table shows the ones people read.
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import sys
 from collections.abc import Callable, Iterable, Iterator, Sequence
@@ -77,10 +76,6 @@ def _plain(v: Any, *, lazy: bool = False) -> Any:
         return [_plain(x, lazy=lazy) for x in v]
     if hasattr(v, "model_dump"):
         return _plain(v.model_dump(mode="json", by_alias=True))
-    if dataclasses.is_dataclass(v) and not isinstance(v, type):
-        from dr.config import to_doc
-
-        return _plain(to_doc(v))
     return v
 
 
