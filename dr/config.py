@@ -194,16 +194,9 @@ def _bool_as_text(v: Any) -> Any:
 
 
 # Field metadata: what the type alone cannot say.
-def _name() -> dict[str, Any]:
-    return {"pattern": NAME_PATTERN, "max_length": NAME_MAX}
-
-
-def _cron() -> dict[str, Any]:
-    return {"check": check_cron}
-
-
-def _duration() -> dict[str, Any]:
-    return {"before": check_duration}
+NAME = {"pattern": NAME_PATTERN, "max_length": NAME_MAX}
+CRON = {"check": check_cron}
+DURATION = {"before": check_duration}
 
 
 # --------------------------------------------------------------------------- the validator
@@ -217,7 +210,7 @@ def camel(name: str) -> str:
 
 M = TypeVar("M")
 
-_KIND = {str: "a string", int: "an integer", float: "a number", bool: "true or false"}
+_KIND = {str: "a string", int: "an integer", bool: "true or false"}
 
 
 @dataclass(frozen=True)
@@ -248,19 +241,9 @@ def _fields(cls: type) -> tuple[_Field, ...]:
 def _decode(tp: Any, value: Any, loc: tuple[Any, ...], out: list[Problem]) -> Any:
     """``value`` as type ``tp``, or ``_BAD`` with a problem added to ``out``."""
     origin = typing.get_origin(tp)
-    if origin is types.UnionType or origin is typing.Union:
-        members = typing.get_args(tp)
-        if value is None and type(None) in members:
-            return None
-        rest = [m for m in members if m is not type(None)]
-        for m in rest:
-            scratch: list[Problem] = []
-            got = _decode(m, value, loc, scratch)
-            if not scratch:
-                return got
-            if m is rest[-1]:
-                out.extend(scratch)
-        return _BAD
+    if origin is types.UnionType or origin is typing.Union:  # only ``X | None`` is used
+        (inner,) = [m for m in typing.get_args(tp) if m is not type(None)]
+        return None if value is None else _decode(inner, value, loc, out)
     if origin is Literal:
         options = typing.get_args(tp)
         if value in options and not isinstance(value, bool):
@@ -286,10 +269,8 @@ def _decode(tp: Any, value: Any, loc: tuple[Any, ...], out: list[Problem]) -> An
     if tp is timedelta:
         return _convert(check_duration, value, loc, out)
     if tp in _KIND:
-        ok = isinstance(value, tp) and not (tp is not bool and isinstance(value, bool))
-        if tp is float and isinstance(value, int) and not isinstance(value, bool):
-            return float(value)
-        if not ok:
+        # bool is an int in Python, not in a document
+        if not isinstance(value, tp) or (tp is int and isinstance(value, bool)):
             out.append((loc, f"expected {_KIND[tp]}"))
             return _BAD
         return value
@@ -374,33 +355,23 @@ class _Bad:
 _BAD: Any = _Bad()
 
 
-def decode(cls: type[M], data: Any) -> tuple[M | None, list[Problem]]:
-    """``data`` (parsed YAML/JSON) as model ``cls``: the object, or None and the problems."""
-    problems: list[Problem] = []
-    obj = _decode_model(cls, data, (), problems)
-    return (None, problems) if obj is _BAD else (obj, problems)
-
-
-def parse(cls: type[M], data: Any, what: str = "value") -> M:
-    """Like ``decode``, raising ``InvalidInput`` that lists every problem."""
-    obj, problems = decode(cls, data)
-    if obj is None:
-        lines = [f"{field_path(loc)}: {msg}" for loc, msg in problems]
-        n = len(lines)
-        raise InvalidInput(f"{what}: {n} problem{'s' if n != 1 else ''}", problems=lines)
-    return obj
-
-
 def validate(cls: type[M], data: Any, lm: LineMap) -> M:
-    """Validate ``data`` against ``cls``; on failure raise one problem line per error."""
-    obj, located = decode(cls, data)
-    if obj is not None:
-        # Models may check what spans fields (names that refer to each other).
-        check = getattr(obj, "reference_problems", None)
-        located = check() if check else []
-        if not located:
-            return obj
-    raise problems_error(lm, located)
+    """``data`` (parsed YAML/JSON) as model ``cls``; on failure raise one problem line per error."""
+    located: list[Problem] = []
+    obj: M = _decode_model(cls, data, (), located)
+    if obj is _BAD:
+        raise problems_error(lm, located)
+    return checked_references(obj, lm)
+
+
+def checked_references(obj: M, lm: LineMap) -> M:
+    """``obj`` once its ``reference_problems`` (what spans fields: names that refer
+    to each other), if it has any, are none; else the problems as ``InvalidInput``."""
+    check = getattr(obj, "reference_problems", None)
+    located = check() if check else []
+    if located:
+        raise problems_error(lm, located)
+    return obj
 
 
 def to_doc(obj: Any) -> Any:
@@ -497,7 +468,7 @@ class GCSOptions:
 
 @dataclass
 class Repository:
-    name: str = field(metadata=_name())
+    name: str = field(metadata=NAME)
     url: str = field(metadata={"check": scheme_checker("repository", REPOSITORY_SCHEMES)})
     s3: S3Options | None = None
     gcs: GCSOptions | None = None
@@ -560,7 +531,7 @@ class GCPKMSOptions:
 
 @dataclass
 class KeyProvider:
-    name: str = field(metadata=_name())
+    name: str = field(metadata=NAME)
     uri: str = field(metadata={"check": scheme_checker("key provider", KEY_PROVIDER_SCHEMES)})
     vault: VaultOptions | None = None
     awskms: AWSKMSOptions | None = None
@@ -606,7 +577,7 @@ class Hook(_Converting):
     command: list[str] = field(metadata={"min_length": 1})
     name: str | None = None
     container: str | None = None
-    timeout: timedelta = field(default=timedelta(seconds=30), metadata=_duration())
+    timeout: timedelta = field(default=timedelta(seconds=30), metadata=DURATION)
     on_error: Literal["fail", "continue"] = "fail"
 
 
@@ -623,28 +594,28 @@ class PodHooks:
 class VolumeOptions(_Converting):
     mode: Literal["auto", "snapshot", "filesystem", "none"] = "auto"
     snapshot_class: str | None = None
-    snapshot_timeout: timedelta = field(default=timedelta(minutes=10), metadata=_duration())
+    snapshot_timeout: timedelta = field(default=timedelta(minutes=10), metadata=DURATION)
 
 
 @dataclass
 class BackupPolicy(_Converting):
-    name: str = field(metadata=_name())
-    schedule: str = field(metadata=_cron())
+    name: str = field(metadata=NAME)
+    schedule: str = field(metadata=CRON)
     repository: str | None = None
     time_zone: str | None = None
     scope: Scope = field(default_factory=Scope)
     volumes: VolumeOptions = field(default_factory=VolumeOptions)
     hooks: list[PodHooks] = field(default_factory=list)
     retention: Retention = field(default_factory=Retention)
-    rpo: timedelta | None = field(default=None, metadata=_duration())
+    rpo: timedelta | None = field(default=None, metadata=DURATION)
     tags: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass
 class DrillPolicy:
-    name: str = field(metadata=_name())
+    name: str = field(metadata=NAME)
     runbook: str
-    schedule: str = field(metadata=_cron())
+    schedule: str = field(metadata=CRON)
     time_zone: str | None = None
     repository: str | None = None
     backup_policy: str | None = None
@@ -671,7 +642,7 @@ class MoverOptions(_Converting):
     image: str = "ghcr.io/dr-project/dr:latest"
     namespace: str = "dr-system"
     parallelism: int = field(default=2, metadata={"ge": 1, "le": 64})
-    deadline: timedelta = field(default=timedelta(hours=6), metadata=_duration())
+    deadline: timedelta = field(default=timedelta(hours=6), metadata=DURATION)
     resources: Resources = field(default_factory=Resources)
     # Secret holding the repository credentials, mounted/env'd into mover pods.
     credentials_secret: str | None = None

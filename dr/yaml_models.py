@@ -20,15 +20,16 @@ from pydantic import (
     ValidationError,
     WithJsonSchema,
 )
-from pydantic.alias_generators import to_camel
 
 from dr.config import (
     NAME_MAX,
     NAME_PATTERN,
     LineMap,
     Problem,
+    camel,
     check_cron,
     check_duration,
+    checked_references,
     problems_error,
     read_yaml_file,
 )
@@ -46,7 +47,7 @@ class Model(BaseModel):
     """Base: camelCase aliases, unknown fields rejected, snake_case also accepted in code."""
 
     model_config = ConfigDict(
-        alias_generator=to_camel, populate_by_name=True, extra="forbid", frozen=False, defer_build=True
+        alias_generator=camel, populate_by_name=True, extra="forbid", frozen=False, defer_build=True
     )
 
 
@@ -69,10 +70,10 @@ def _message(err: Any) -> str:
 
 def validate_document(model: type[M], data: Any, lm: LineMap) -> M:
     """Validate ``data`` against ``model``; on failure raise one problem line per error."""
-    located: list[Problem] = []
     try:
         obj = model.model_validate(data)
     except ValidationError as e:
+        located: list[Problem] = []
         seen: set[tuple[Any, ...]] = set()
         for err in e.errors():
             # Unions report once per member: keep the first error for a location.
@@ -80,13 +81,8 @@ def validate_document(model: type[M], data: Any, lm: LineMap) -> M:
             if loc not in seen:
                 seen.add(loc)
                 located.append((loc, _message(err)))
-    else:
-        # Models may check what spans fields (names that refer to each other).
-        check = getattr(obj, "reference_problems", None)
-        located = check() if check else []
-        if not located:
-            return obj
-    raise problems_error(lm, located)
+        raise problems_error(lm, located) from None
+    return checked_references(obj, lm)
 
 
 def load_model(model: type[M], path: Path) -> M:

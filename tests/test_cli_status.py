@@ -17,7 +17,7 @@ import pytest
 import yaml
 
 from dr.cli.status_cmd import backup_policy_status, drill_policy_status, next_run
-from dr.config import BackupPolicy, DrillPolicy, parse
+from dr.config import BackupPolicy, DrillPolicy, LineMap, validate
 from dr.cron import parse_cron
 from dr.drill.model import DrillReport, ReportObjectives
 from dr.kube.client import KubeClient
@@ -42,7 +42,8 @@ def snap(policy: str, age: timedelta, phase: str = "Completed", sid: str = "a") 
 
 
 def policy(rpo: str | None = "24h", schedule: str = "0 2 * * *", tz: str | None = None) -> BackupPolicy:
-    return parse(BackupPolicy, {"name": "shop", "schedule": schedule, "rpo": rpo, "timeZone": tz})
+    doc = {"name": "shop", "schedule": schedule, "rpo": rpo, "timeZone": tz}
+    return validate(BackupPolicy, doc, LineMap("policy"))
 
 
 def test_next_run_follows_the_cron_in_the_policy_time_zone() -> None:
@@ -79,7 +80,8 @@ def test_last_backup_and_last_successful_differ_after_a_failure() -> None:
 
 
 def test_drill_status_picks_the_latest_report_of_the_app() -> None:
-    pol = parse(DrillPolicy, {"name": "shop-monthly", "runbook": "shop.yaml", "schedule": "0 4 1 * *"})
+    doc = {"name": "shop-monthly", "runbook": "shop.yaml", "schedule": "0 4 1 * *"}
+    pol = validate(DrillPolicy, doc, LineMap("policy"))
 
     def report(app: str, days: int, outcome: str) -> DrillReport:
         started = NOW - timedelta(days=days)

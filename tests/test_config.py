@@ -112,6 +112,7 @@ def test_cli_validate_example(capsys: pytest.CaptureFixture[str]) -> None:
         ("repositories:\n  - name: Bad_Name\n    url: file:///x\n", "'Bad_Name' is not a valid name"),
         ("repositories:\n  - name: " + "a" * 53 + "\n    url: file:///x\n", "is longer than 52 characters"),
         ("mover:\n  parallelism: 0\n", ":2:3: mover.parallelism: must be at least 1"),
+        ("mover:\n  parallelism: 65\n", ":2:3: mover.parallelism: must be at most 64"),
         ("mover:\n  parallelism: true\n", ":2:3: mover.parallelism: expected an integer"),
         (
             "mover:\n  resources: {limits: {memory: [1]}}\n",
@@ -196,12 +197,16 @@ def test_models_built_in_code_convert_like_documents() -> None:
     # deadline="1s" in code is a timedelta, as in a document; true/false scope flags are text.
     assert cfgmod.MoverOptions(deadline="1s").deadline == timedelta(seconds=1)  # type: ignore[arg-type]
     assert cfgmod.Scope(include_cluster_resources=True).include_cluster_resources == "true"  # type: ignore[arg-type]
-    assert cfgmod.parse(cfgmod.Scope, {"includeClusterResources": False}).include_cluster_resources == "false"
+    lm = cfgmod.LineMap("policy")
+    assert (
+        cfgmod.validate(cfgmod.Scope, {"includeClusterResources": False}, lm).include_cluster_resources
+        == "false"
+    )
     with pytest.raises(InvalidInput) as e:
-        cfgmod.parse(cfgmod.BackupPolicy, {"name": "a", "schedule": "nope", "bogus": 1}, "policy")
+        cfgmod.validate(cfgmod.BackupPolicy, {"name": "a", "schedule": "nope", "bogus": 1}, lm)
     assert e.value.message == "policy: 2 problems"
-    assert "bogus: unknown field" in e.value.details
-    assert any(d.startswith("schedule: invalid cron expression 'nope'") for d in e.value.details)
+    assert "policy:1:1: bogus: unknown field" in e.value.details
+    assert any(d.startswith("policy:1:1: schedule: invalid cron expression 'nope'") for d in e.value.details)
 
 
 @given(st.integers(min_value=0, max_value=10**8), st.integers(min_value=0, max_value=999))

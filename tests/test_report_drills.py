@@ -11,7 +11,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from dr.config import Config, parse
+from dr.config import Config, LineMap, validate
 from dr.drill.model import (
     Cleanup,
     DrillReport,
@@ -348,7 +348,7 @@ def test_read_report_dir_problems(tmp_path: Path) -> None:
 
 def test_apps_with_backup_policy(tmp_path: Path) -> None:
     (tmp_path / "shop.yaml").write_text((Path("runbooks") / "webapp-postgres.yaml").resolve().read_text())
-    cfg = parse(
+    cfg = validate(
         Config,
         {
             "backupPolicies": [
@@ -371,6 +371,7 @@ def test_apps_with_backup_policy(tmp_path: Path) -> None:
                 },
             ],
         },
+        LineMap("dr.yaml"),
     )
     assert apps_with_backup_policy(cfg, tmp_path) == ["billing", "cache-drill", "webapp-postgres"]
 
