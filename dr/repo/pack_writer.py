@@ -89,7 +89,9 @@ class PackUploader:
         self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="dr-upload")
         self._slots = threading.BoundedSemaphore(max_inflight)
         self._lock = threading.Lock()
-        self._current: _Pack | None = None
+        # One open pack per blob type: trees go into packs of their own (FORMAT.md §5.3),
+        # so a snapshot's trees lie back to back and are read in few requests.
+        self._current: dict[BlobType, _Pack] = {}
         self._futures: list[Future[None]] = []
         self._unindexed: dict[bytes, list[PackEntry]] = {}
         self._free: list[_Pack] = []  # reused pack buffers (avoid first-touch page faults)
@@ -100,14 +102,19 @@ class PackUploader:
         with self._lock:
             if self._error:
                 raise self._error
-            if self._current is None:
-                self._current = self._free.pop() if self._free else _Pack(self.pack_size + (5 << 20))
-            p = self._current
+            p = self._current.get(blob_type)
+            if p is None:
+                # A tree pack takes a fresh buffer: only the pages it fills become
+                # resident, where a reused one would keep a data pack's worth.
+                reuse = blob_type == BlobType.DATA and self._free
+                p = self._current[blob_type] = (
+                    self._free.pop() if reuse else _Pack(self.pack_size + (5 << 20))
+                )
             p.append(PackEntry(blob_type, flag, p.size, len(sealed), raw_length, blob_id), sealed)
             self.stats.new_blobs += 1
             self.stats.new_raw_bytes += raw_length
             if p.size >= self.pack_size:
-                full, self._current = p, None
+                full = self._current.pop(blob_type)
         if full is not None:
             self._submit(full)
 
@@ -165,9 +172,10 @@ class PackUploader:
     def flush(self) -> None:
         """Upload the open pack, wait for all uploads, write the remaining index entries."""
         with self._lock:
-            p, self._current = self._current, None
-        if p is not None and p.entries:
-            self._submit(p)
+            open_packs, self._current = list(self._current.values()), {}
+        for p in open_packs:
+            if p.entries:
+                self._submit(p)
         with self._lock:
             futures, self._futures = self._futures, []
         for f in futures:

@@ -38,6 +38,7 @@ from dr.repo.format import (
 )
 from dr.repo.index import Index, load_index
 from dr.repo.pack_writer import BlobSaver, PackUploader
+from dr.repo.tree_cache import TreeReader
 from dr.storage.base import ObjectExists, ObjectNotFound, ObjectStore
 
 log = logging.getLogger(__name__)
@@ -110,6 +111,7 @@ class Repository:
     compression_level: int = 1
     unlock_notes: list[str] = field(default_factory=list)
     _index: Index | None = None
+    _trees: TreeReader | None = None
 
     def __post_init__(self) -> None:
         self.codec = Codec(self.master.sealer(), level=self.compression_level)
@@ -197,7 +199,17 @@ class Repository:
 
     def reload_index(self) -> Index:
         self._index = None
+        self._trees = None
         return self.index
+
+    @property
+    def trees(self) -> TreeReader:
+        """Tree blobs, fetched a run at a time and cached (``dr.repo.tree_cache``)."""
+        if self._trees is None:
+            self._trees = TreeReader(
+                self.store, self.index, lambda e, sealed, what: self.open_blob(e, sealed, what=what)
+            )
+        return self._trees
 
     def list_names(self, prefix: str) -> list[str]:
         return sorted(o.name for o in self.store.list(prefix))
@@ -234,6 +246,8 @@ class Repository:
         loc = self.index.get(blob_id)
         if loc is None:
             raise RepositoryError(f"blob {blob_id.hex()[:16]} is not in the index")
+        if loc.entry.type == BlobType.TREE:
+            return self.trees.read(loc)
         name = pack_name(loc.pack)
         sealed = self.store.get_range(name, loc.entry.offset, loc.entry.length)
         return self.open_blob(loc.entry, sealed, what=f"blob {blob_id.hex()[:16]} in {name}")

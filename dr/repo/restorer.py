@@ -107,8 +107,18 @@ def _plan(repo: Repository, snap: Snapshot, paths: list[str] | None, *, by_pack:
     hardlinks: dict[tuple[int, int], str] = {}
     index = repo.index
 
+    unreadable: list[str] = []  # directories whose tree could not be read
+
     def visit(tree_id: str, rel_dir: str) -> None:
-        nodes = read_tree(repo, tree_id)
+        try:
+            nodes = read_tree(repo, tree_id)
+        except DrError as e:
+            if not rel_dir:
+                raise  # not even the root: nothing to restore
+            # A damaged or missing directory tree fails that directory's contents; the rest restores.
+            unreadable.append(rel_dir)
+            plan.missing.append(f"{rel_dir}/: cannot read the directory's contents: {e.message}")
+            return
         for n in nodes:
             rel = f"{rel_dir}/{n['name']}" if rel_dir else n["name"]
             include, descend = _selected(rel, paths)
@@ -162,7 +172,7 @@ def _plan(repo: Repository, snap: Snapshot, paths: list[str] | None, *, by_pack:
     visit(snap.tree, "")
     if paths:
         known = {rel for rel, _ in plan.dirs} | {f.rel for f in plan.files} | {rel for rel, _ in plan.others}
-        missing = [p for p in paths if p not in known]
+        missing = [p for p in paths if p not in known and not any(p.startswith(d + "/") for d in unreadable)]
         if missing:
             raise InvalidInput(f"not in snapshot {snap.short_id}: {', '.join(missing)}")
     return plan

@@ -1,0 +1,198 @@
+"""Tree blobs live in packs of their own and are read a run at a time (dr.repo.tree_cache)."""
+
+from __future__ import annotations
+
+import itertools
+import random
+import threading
+from pathlib import Path
+from typing import Any
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from dr.repo.archiver import backup_directory
+from dr.repo.format import BlobType, FormatError, PackEntry, pack_name
+from dr.repo.listing import list_entries
+from dr.repo.restorer import restore_snapshot
+from dr.repo.tree import read_tree
+from dr.repo.tree_cache import tree_run
+from tests.repo_helpers import describe_tree, init_repo, make_store, open_with
+
+
+def pack(layout: list[tuple[bool, int]]) -> list[PackEntry]:
+    """Entries back to back: (is a tree?, sealed length)."""
+    out, pos = [], 0
+    for i, (tree, length) in enumerate(layout):
+        kind = BlobType.TREE if tree else BlobType.DATA
+        out.append(PackEntry(kind, 0, pos, length, length, i.to_bytes(32, "big")))
+        pos += length
+    return out
+
+
+@given(
+    st.lists(st.tuples(st.booleans(), st.integers(1, 3000)), min_size=1, max_size=50),
+    st.integers(0, 49),
+    st.integers(1, 20000),
+)
+def test_a_run_is_the_adjacent_trees_within_the_cap(
+    layout: list[tuple[bool, int]], pick: int, cap: int
+) -> None:
+    entries = pack(layout)
+    trees = [e for e in entries if e.type == BlobType.TREE]
+    if not trees:
+        return
+    wanted = trees[pick % len(trees)]
+    run = tree_run(list(reversed(entries)), wanted, cap)  # order of the entries does not matter
+    assert wanted in run and all(e.type == BlobType.TREE for e in run)
+    assert all(a.offset + a.length == b.offset for a, b in itertools.pairwise(run))
+    span = sum(e.length for e in run)
+    assert span <= max(cap, wanted.length)
+    # maximal: the adjacent tree on either side would not fit
+    by_end = {e.offset + e.length: e for e in trees}
+    by_start = {e.offset: e for e in trees}
+    before, after = by_end.get(run[0].offset), by_start.get(run[-1].offset + run[-1].length)
+    for e in (before, after):
+        if e is not None:
+            assert span + e.length > cap
+
+
+def test_a_tree_between_data_blobs_is_read_alone() -> None:
+    # a pack written before trees had packs of their own
+    entries = pack([(False, 100), (True, 10), (False, 100), (True, 10), (True, 10)])
+    assert tree_run(entries, entries[1]) == [entries[1]]
+    assert tree_run(entries, entries[3]) == entries[3:]
+
+
+def many_dirs(root: Path, n: int = 40) -> None:
+    rng = random.Random(7)
+    for i in range(n):
+        d = root / f"dir{i:03}" / "sub"
+        d.mkdir(parents=True)
+        (d / "a.txt").write_text(f"file {i}\n" * (i + 1))
+        (d.parent / "b.bin").write_bytes(rng.randbytes(2000 + i))
+
+
+@pytest.mark.parametrize("kind", ["file", "s3"])
+def test_trees_have_packs_of_their_own_and_load_in_one_request(
+    kind: str, tmp_path: Path, request: Any
+) -> None:
+    src = tmp_path / "src"
+    many_dirs(src)
+    store = make_store(kind, tmp_path, request)
+    repo, key = init_repo(store, tmp_path)
+    snap = backup_directory(repo, src).snapshot
+
+    fresh = open_with(store, key)
+    for entries in fresh.index.packs.values():
+        assert len({e.type for e in entries}) == 1, "a pack mixes trees and data"
+    tree_packs = [p for p, es in fresh.index.packs.items() if es[0].type == BlobType.TREE]
+    assert len(tree_packs) == 1
+
+    trees_read: list[str] = []
+    get_range = store.get_range
+
+    def counted(name: str, offset: int, length: int) -> bytes:
+        if name == pack_name(tree_packs[0]):
+            trees_read.append(name)
+        return get_range(name, offset, length)
+
+    store.get_range = counted  # type: ignore[method-assign]
+    listed = list(list_entries(fresh, snap, recursive=True))
+    assert len([e for e in listed if e.type == "dir"]) == 80
+    assert len(trees_read) == 1 and fresh.trees.requests == 1  # 81 trees, one request
+
+    out = tmp_path / "out"
+    assert not restore_snapshot(fresh, snap, out).errors
+    assert describe_tree(out) == describe_tree(src)
+    assert len(trees_read) == 1, "the restore's plan found every tree in the cache"
+
+
+def test_a_damaged_tree_fails_alone(tmp_path: Path, request: Any) -> None:
+    src = tmp_path / "src"
+    many_dirs(src, 5)
+    store = make_store("file", tmp_path, request)
+    repo, key = init_repo(store, tmp_path)
+    snap = backup_directory(repo, src).snapshot
+    assert snap.tree
+    root = read_tree(repo, snap.tree)
+    victim = next(n["subtree"] for n in root if n["name"] == "dir002")
+    loc = repo.index.get(bytes.fromhex(victim))
+    assert loc is not None
+    path = tmp_path / "repo" / pack_name(loc.pack)
+    raw = bytearray(path.read_bytes())
+    raw[loc.entry.offset + loc.entry.length // 2] ^= 0x55
+    path.write_bytes(bytes(raw))
+
+    fresh = open_with(store, key)
+    assert [n["name"] for n in read_tree(fresh, snap.tree)] == [n["name"] for n in root]
+    other = next(n["subtree"] for n in root if n["name"] == "dir003")
+    assert read_tree(fresh, other)  # a neighbour in the same run
+    with pytest.raises(
+        FormatError, match=f"blob {victim[:16]} in {pack_name(loc.pack)}: authentication failed"
+    ):
+        read_tree(fresh, victim)
+    # The restore names the directory it cannot read and restores the rest.
+    out = tmp_path / "out"
+    stats = restore_snapshot(fresh, snap, out)
+    assert stats.errors == [
+        f"dir002/: cannot read the directory's contents: blob {victim[:16]} in {pack_name(loc.pack)}: "
+        "authentication failed (corrupted, truncated or tampered with)"
+    ]
+    for i in (0, 1, 3, 4):
+        assert describe_tree(out / f"dir{i:03}") == describe_tree(src / f"dir{i:03}")
+    assert list((out / "dir002").iterdir()) == []
+    # a path under it is named as unreadable, not as absent from the snapshot
+    stats = restore_snapshot(fresh, snap, tmp_path / "out2", paths=["dir002/sub/a.txt"])
+    assert len(stats.errors) == 1 and stats.errors[0].startswith("dir002/: cannot read")
+
+
+def test_threads_reading_trees_at_once_share_the_requests(tmp_path: Path, request: Any) -> None:
+    src = tmp_path / "src"
+    many_dirs(src, 30)
+    store = make_store("file", tmp_path, request)
+    repo, key = init_repo(store, tmp_path)
+    snap = backup_directory(repo, src).snapshot
+    assert snap.tree
+    ids = [bid.hex() for bid in repo.index.blob_ids(BlobType.TREE)]
+    expected = {t: read_tree(repo, t) for t in ids}
+
+    fresh = open_with(store, key)
+    got: dict[str, Any] = {}
+    errors: list[BaseException] = []
+    start = threading.Barrier(8)
+
+    def reader(seed: int) -> None:
+        order = list(ids)
+        random.Random(seed).shuffle(order)
+        start.wait()
+        try:
+            for t in order:
+                got[t] = read_tree(fresh, t)
+        except BaseException as e:  # reported below
+            errors.append(e)
+
+    threads = [threading.Thread(target=reader, args=(i,)) for i in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors and got == expected
+    assert fresh.trees.requests <= 8
+
+
+def test_the_cache_stays_within_its_bound(tmp_path: Path, request: Any) -> None:
+    src = tmp_path / "src"
+    many_dirs(src, 20)
+    store = make_store("file", tmp_path, request)
+    repo, key = init_repo(store, tmp_path)
+    backup_directory(repo, src)
+    fresh = open_with(store, key)
+    reader = fresh.trees
+    reader.max_bytes = 2000
+    ids = [bid.hex() for bid in fresh.index.blob_ids(BlobType.TREE)]
+    for _ in range(2):
+        for t in ids:
+            assert read_tree(fresh, t) == read_tree(repo, t)
+            assert reader._size <= 2000 and reader._size == sum(map(len, reader._cache.values()))
