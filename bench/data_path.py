@@ -1,14 +1,18 @@
 #!/usr/bin/env python3
 """Data-path benchmark: dr vs restic, side by side, in one run.
 
-    .venv/bin/python bench/data_path.py [--work DIR] [--size 1|4] [--s3] [--runs N] [--cache cold|warm]
+    .venv/bin/python bench/data_path.py [--work DIR] [--size 1|4] [--set gen|small] [--s3] [--runs N]
+                                        [--cache cold|warm]
 
 Makes the deterministic data set of ../shared/bench/gen.py (1 GiB; ``--size 4``
 adds three more, differently scrambled copies for 4 GiB of unique data), then
 for each tool: full backup, incremental backup after ``gen.py --modify`` (1%
 changed), full restore — into a local repository (and, with ``--s3``, into a
 SeaweedFS bucket started for the run). Prints wall time, CPU time, peak RSS,
-MB/s and repository size for each step and the ratios dr/restic. Not a test:
+MB/s and repository size for each step and the ratios dr/restic. ``--set
+small`` runs the same steps on 20,000 files of 100 B to 20 KiB in 210
+directories (1% rewritten or added between the backups), where per-file and
+per-directory costs count, not bytes. Not a test:
 figures go into bench/RESULTS.md by hand, with the machine and date.
 
 Every measured step starts from the same state for both tools: ``--cache
@@ -29,6 +33,7 @@ import argparse
 import json
 import os
 import platform
+import random
 import shutil
 import statistics
 import subprocess
@@ -91,9 +96,12 @@ def scramble_copy(src: Path, dst: Path, key: int) -> None:
         out.write_bytes(f.read_bytes().translate(table))
 
 
-def make_dataset(base: Path, size: int) -> Path:
+def make_dataset(base: Path, size: int, kind: str = "gen") -> Path:
     data = base / "data"
     shutil.rmtree(data, ignore_errors=True)
+    if kind == "small":
+        make_small(data)
+        return data
     subprocess.run([sys.executable, str(GEN), str(data / "set0")], check=True)
     for k in range(1, size):
         scramble_copy(data / "set0", data / f"set{k}", 0x5A + k)
@@ -102,6 +110,45 @@ def make_dataset(base: Path, size: int) -> Path:
 
 def modify(data: Path) -> None:
     subprocess.run([sys.executable, str(GEN), str(data / "set0"), "--modify"], check=True)
+
+
+# ``--set small``: many small files in many directories, where per-file and
+# per-directory costs (stat, open, one tree per directory) dominate, not bytes.
+SMALL_FILES, SMALL_DIRS = 20_000, 200
+LOG_WORDS = "GET PUT /api/v1/pods /healthz volume bound pending ok error retry node-7 default".split()
+
+
+def _small_body(rng: random.Random, i: int) -> bytes:
+    n = rng.randint(100, 20_000)
+    if i % 2:
+        return rng.randbytes(n)
+    lines = (f"2024-05-01 12:{i % 60:02}:{j % 60:02} INFO req={j} {rng.choice(LOG_WORDS)} "
+             f"{rng.choice(LOG_WORDS)} dur={rng.getrandbits(10)}ms\n" for j in range(n // 40 + 1))  # fmt: skip
+    return "".join(lines).encode()[:n]
+
+
+def _small_path(root: Path, i: int) -> Path:
+    per_dir = SMALL_FILES // SMALL_DIRS
+    return root / f"a{i // (per_dir * 20):02}" / f"b{(i // per_dir) % 20:02}" / f"f{i:05}.dat"
+
+
+def make_small(data: Path) -> None:
+    """20,000 files of 100 B to 20 KiB (half random, half log text, ~200 MB) in 210 directories."""
+    rng = random.Random(2026)
+    for i in range(SMALL_FILES):
+        p = _small_path(data / "set0", i)
+        p.parent.mkdir(parents=True, exist_ok=True)
+        p.write_bytes(_small_body(rng, i))
+
+
+def modify_small(data: Path) -> None:
+    """1% of the files: 180 rewritten, 20 added."""
+    rng = random.Random(4242)
+    for i in range(0, SMALL_FILES, 100):
+        p = _small_path(data / "set0", i)
+        if i % 1000 == 0:
+            p = p.with_name(p.stem + "-new.dat")
+        p.write_bytes(_small_body(rng, i))
 
 
 class Tool:
@@ -197,9 +244,9 @@ class ResticTool(Tool):
 
 
 def bench(
-    work: Path, size: int, s3: dict[str, str] | None = None, *, cold: bool = True
+    work: Path, size: int, s3: dict[str, str] | None = None, *, cold: bool = True, kind: str = "gen"
 ) -> list[dict[str, object]]:
-    data = make_dataset(work, size)
+    data = make_dataset(work, size, kind)
     total = du(data)
     env: dict[str, str] = {}
     dr_url = restic_repo = None
@@ -219,7 +266,7 @@ def bench(
     for t in tools:
         m = t.backup(data)
         rows.append({"tool": t.name, "step": "full backup", "m": m, "bytes": total, "repo": t.size()})
-    modify(data)
+    modify_small(data) if kind == "small" else modify(data)
     for t in tools:
         m = t.backup(data)
         rows.append({"tool": t.name, "step": "incremental", "m": m, "bytes": total, "repo": t.size()})
@@ -294,6 +341,8 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--work", type=Path, help="work directory (default: a temporary one)")
     ap.add_argument("--size", type=int, default=1, choices=(1, 2, 4), help="GiB of unique data")
+    ap.add_argument("--set", dest="kind", choices=("gen", "small"), default="gen",
+                    help="gen: ../shared/bench/gen.py (default); small: 20,000 small files in 210 directories")  # fmt: skip
     ap.add_argument("--s3", action="store_true", help="also run against a SeaweedFS S3 server")
     ap.add_argument("--runs", type=int, default=1, help="repeat the whole sequence N times (median, ranges)")
     ap.add_argument("--cache", choices=("cold", "warm"), default="cold",
@@ -302,6 +351,7 @@ def main() -> None:
     if not shutil.which("restic"):
         raise SystemExit("restic is not installed (apt-get install restic)")
     cold = args.cache == "cold"
+    what = f"{args.size} GiB" if args.kind == "gen" else f"{SMALL_FILES:,} small files"
     if cold and not os.access("/proc/sys/vm/drop_caches", os.W_OK):
         raise SystemExit("--cache cold needs root (it writes /proc/sys/vm/drop_caches); use --cache warm")
     work = args.work or Path(tempfile.mkdtemp(prefix="dr-bench-"))
@@ -312,9 +362,9 @@ def main() -> None:
     try:
         local = []
         for i in range(args.runs):
-            local.append(bench(work / "local", args.size, cold=cold))
-            print_rows(local[-1], f"local repository, {args.size} GiB, run {i + 1}")
-        summarize(local, f"local repository, {args.size} GiB")
+            local.append(bench(work / "local", args.size, cold=cold, kind=args.kind))
+            print_rows(local[-1], f"local repository, {what}, run {i + 1}")
+        summarize(local, f"local repository, {what}")
         if args.s3:
             sys.path.insert(0, str(ROOT))
             from tests import servers
@@ -331,9 +381,11 @@ def main() -> None:
                 for i in range(args.runs):
                     bucket = f"bench{i}"
                     s3.create_bucket(Bucket=bucket)
-                    remote.append(bench(work / "s3", args.size, {**info, "bucket": bucket}, cold=cold))
-                    print_rows(remote[-1], f"SeaweedFS S3 repository, run {i + 1}")
-                summarize(remote, "SeaweedFS S3 repository")
+                    remote.append(
+                        bench(work / "s3", args.size, {**info, "bucket": bucket}, cold=cold, kind=args.kind)
+                    )
+                    print_rows(remote[-1], f"SeaweedFS S3 repository, {what}, run {i + 1}")
+                summarize(remote, f"SeaweedFS S3 repository, {what}")
             finally:
                 server.stop()
     finally:
