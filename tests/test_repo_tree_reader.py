@@ -15,7 +15,9 @@ from hypothesis import strategies as st
 from dr.repo.archiver import backup_directory
 from dr.repo.format import BlobType, FormatError, PackEntry, pack_name
 from dr.repo.listing import list_entries
+from dr.repo.repository import Repository
 from dr.repo.restorer import restore_snapshot
+from dr.repo.snapshots import Snapshot
 from dr.repo.tree import read_tree
 from dr.repo.tree_cache import tree_run
 from tests.repo_helpers import describe_tree, init_repo, make_store, open_with
@@ -74,6 +76,17 @@ def many_dirs(root: Path, n: int = 40) -> None:
         (d.parent / "b.bin").write_bytes(rng.randbytes(2000 + i))
 
 
+def backed_up(tmp_path: Path, request: Any, dirs: int) -> tuple[Any, Repository, Any, Snapshot]:
+    """A file store holding one backup of ``many_dirs(dirs)``: (store, repo, key, snapshot)."""
+    src = tmp_path / "src"
+    many_dirs(src, dirs)
+    store = make_store("file", tmp_path, request)
+    repo, key = init_repo(store, tmp_path)
+    snap = backup_directory(repo, src).snapshot
+    assert snap.tree
+    return store, repo, key, snap
+
+
 @pytest.mark.parametrize("kind", ["file", "s3"])
 def test_trees_have_packs_of_their_own_and_load_in_one_request(
     kind: str, tmp_path: Path, request: Any
@@ -110,11 +123,8 @@ def test_trees_have_packs_of_their_own_and_load_in_one_request(
 
 
 def test_a_damaged_tree_fails_alone(tmp_path: Path, request: Any) -> None:
+    store, repo, key, snap = backed_up(tmp_path, request, 5)
     src = tmp_path / "src"
-    many_dirs(src, 5)
-    store = make_store("file", tmp_path, request)
-    repo, key = init_repo(store, tmp_path)
-    snap = backup_directory(repo, src).snapshot
     assert snap.tree
     root = read_tree(repo, snap.tree)
     victim = next(n["subtree"] for n in root if n["name"] == "dir002")
@@ -149,12 +159,7 @@ def test_a_damaged_tree_fails_alone(tmp_path: Path, request: Any) -> None:
 
 
 def test_threads_reading_trees_at_once_share_the_requests(tmp_path: Path, request: Any) -> None:
-    src = tmp_path / "src"
-    many_dirs(src, 30)
-    store = make_store("file", tmp_path, request)
-    repo, key = init_repo(store, tmp_path)
-    snap = backup_directory(repo, src).snapshot
-    assert snap.tree
+    store, repo, key, _ = backed_up(tmp_path, request, 30)
     ids = [bid.hex() for bid in repo.index.blob_ids(BlobType.TREE)]
     expected = {t: read_tree(repo, t) for t in ids}
 
@@ -183,11 +188,7 @@ def test_threads_reading_trees_at_once_share_the_requests(tmp_path: Path, reques
 
 
 def test_the_cache_stays_within_its_bound(tmp_path: Path, request: Any) -> None:
-    src = tmp_path / "src"
-    many_dirs(src, 20)
-    store = make_store("file", tmp_path, request)
-    repo, key = init_repo(store, tmp_path)
-    backup_directory(repo, src)
+    store, repo, key, _ = backed_up(tmp_path, request, 20)
     fresh = open_with(store, key)
     reader = fresh.trees
     reader.max_bytes = 2000

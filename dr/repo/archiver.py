@@ -56,6 +56,10 @@ class ArchiveResult:
     unchanged_files: int = 0
 
 
+def _name(entry: os.DirEntry[str]) -> str:
+    return entry.name
+
+
 def _base_node(name: str, st: os.stat_result, ftype: str) -> Node:
     return {
         "name": name,
@@ -80,7 +84,7 @@ class _Archiver:
         self.local = threading.local()
         self.progress = progress
         self.errors: list[str] = []
-        self.files = self.dirs = self.bytes = self.unchanged = 0
+        self.files = self.dirs = self.bytes = self.unchanged = 0  # counted by the walk thread only
         self._lock = threading.Lock()
 
     def _chunker(self) -> FileChunker:
@@ -202,12 +206,12 @@ class _Archiver:
         subdirs: list[tuple[Node, str]] = []
         try:
             with os.scandir(path) as it:
-                entries = sorted(it, key=lambda e: e.name)
+                entries = sorted(it, key=_name)
         except OSError as e:
             self._error(path, e.strerror or str(e))
             entries = []
         for entry in entries:
-            full = os.path.join(path, entry.name)
+            full = entry.path
             try:
                 st = entry.stat(follow_symlinks=False)
             except OSError as e:
@@ -226,15 +230,13 @@ class _Archiver:
                     node["device"] = st.st_dev
                 if st.st_blocks * 512 < st.st_size:
                     node["sparse"] = True
-                with self._lock:
-                    self.files += 1
-                    self.bytes += st.st_size
+                self.files += 1
+                self.bytes += st.st_size
                 old = parent.get(entry.name)
                 if self._unchanged(old, node, st):
                     assert old is not None
                     node["content"] = old.get("content", [])
-                    with self._lock:
-                        self.unchanged += 1
+                    self.unchanged += 1
                     if self.progress:
                         self.progress(st.st_size)
                 elif st.st_size >= BATCH_BYTES:
@@ -249,8 +251,7 @@ class _Archiver:
                         submit_batch()
             elif ftype == "dir":
                 subdirs.append((node, full))
-                with self._lock:
-                    self.dirs += 1
+                self.dirs += 1
             elif ftype == "symlink":
                 try:
                     node["target"] = os.readlink(full)
