@@ -246,27 +246,56 @@ def test_a_volume_snapshot_without_a_tree_is_refused_by_name(tmp_path: Path) -> 
     assert not (tmp_path / "out").exists()
 
 
-def test_a_hard_link_to_a_damaged_file_is_named_too(tmp_path: Path) -> None:
+def _backed_up_then_damaged(
+    tmp_path: Path, files: dict[str, str], damaged: str
+) -> tuple[Repository, Snapshot]:
+    """Back up top-level ``files`` (``name: text``, or ``"=other"`` for a hard link) into a
+    file store, then flip a byte inside the one blob of ``damaged`` and nothing else.
+    -> (the repository opened afresh, the snapshot)."""
     src = tmp_path / "src"
     src.mkdir()
-    (src / "a.txt").write_text("a" * 5000)
-    os.link(src / "a.txt", src / "z-link.txt")
-    (src / "b.txt").write_text("b" * 5000)
+    for name, text in files.items():
+        if text.startswith("="):
+            os.link(src / text[1:], src / name)
+        else:
+            (src / name).write_text(text)
     store = make_store("file", tmp_path, None)
     repo, key = init_repo(store, tmp_path)
     snap = backup_directory(repo, src).snapshot
     tree = json.loads(repo.read_blob(bytes.fromhex(snap.tree or "")))
-    [a_blob] = next(n for n in tree["nodes"] if n["name"] == "a.txt")["content"]
-    loc = repo.index.get(bytes.fromhex(a_blob))
+    [blob] = next(n for n in tree["nodes"] if n["name"] == damaged)["content"]
+    loc = repo.index.get(bytes.fromhex(blob))
     assert loc is not None
     path = tmp_path / "repo" / pack_name(loc.pack)
     raw = bytearray(path.read_bytes())
-    raw[loc.entry.offset + 20] ^= 0xFF  # inside a.txt's blob only
+    raw[loc.entry.offset + 20] ^= 0xFF
     path.write_bytes(bytes(raw))
+    return open_with(store, key), snap
+
+
+def test_a_hard_link_to_a_damaged_file_is_named_too(tmp_path: Path) -> None:
+    files = {"a.txt": "a" * 5000, "z-link.txt": "=a.txt", "b.txt": "b" * 5000}
+    repo, snap = _backed_up_then_damaged(tmp_path, files, "a.txt")
 
     out = tmp_path / "out"
-    stats = restore_snapshot(open_with(store, key), snap, out)
+    stats = restore_snapshot(repo, snap, out)
     assert sorted(e.split(":")[0] for e in stats.errors) == ["a.txt", "z-link.txt"], stats.errors
     assert "not linked: a.txt (the same file) could not be restored" in stats.errors[1]
     assert (out / "b.txt").read_text() == "b" * 5000
     assert not (out / "a.txt").exists() and not (out / "z-link.txt").exists()
+
+
+def test_a_damaged_small_file_leaves_an_existing_copy_in_the_target_alone(tmp_path: Path) -> None:
+    # Restoring over an existing directory: a file whose one blob fails is never
+    # opened, so the copy already there is neither emptied nor removed.
+    repo, snap = _backed_up_then_damaged(
+        tmp_path, {"a.txt": "snapshot version " * 300, "b.txt": "b" * 5000}, "a.txt"
+    )
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "a.txt").write_text("the copy already there")
+
+    stats = restore_snapshot(repo, snap, out)
+    assert [e.split(":")[0] for e in stats.errors] == ["a.txt"]
+    assert (out / "a.txt").read_text() == "the copy already there"
+    assert (out / "b.txt").read_text() == "b" * 5000

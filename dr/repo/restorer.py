@@ -16,7 +16,8 @@ duplicate names), directories are created one component at a time and
 refused if something other than a real directory is in the way, and files
 are opened with ``O_NOFOLLOW`` — restore never writes outside ``target``
 and never through a symlink. A blob that fails verification fails the files
-that need it (listed and removed, not left as zeros or in part), the rest
+that need it (listed, and not left as zeros or in part: a file created empty
+beforehand is removed, a file of one blob is never opened), the rest
 restores; so does a directory whose tree cannot be read.
 
 Small files of one blob (most files of a volume by count) are created,
@@ -467,23 +468,24 @@ def restore_snapshot(
     for idx, reason in sorted(file_errors.items()):
         plan.files[idx].failed = True
         stats.errors.append(f"{plan.files[idx].rel}: {reason}")
-    # A file that could not be restored is not left behind as zeros or in part:
-    # it is absent, and named in the errors.
+    # A file that could not be restored is named in the errors and not left behind
+    # as zeros or in part: one that was created empty beforehand is removed; a
+    # file of one blob was never opened, so whatever was there before is untouched.
+    failed = {f.rel for f in plan.files if f.failed}
     for f in plan.files:
-        if f.failed and f.link_to is None:
+        if f.failed and f.link_to is None and not f.whole:
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(os.path.join(root, f.rel))
 
     for f in plan.files:
         p = os.path.join(root, f.rel)
         if f.link_to is not None:
-            with contextlib.suppress(FileNotFoundError):
-                os.unlink(p)
-            try:
-                os.link(os.path.join(root, f.link_to), p, follow_symlinks=False)
-            except FileNotFoundError:
+            if f.link_to in failed:
                 stats.errors.append(f"{f.rel}: not linked: {f.link_to} (the same file) could not be restored")
                 continue
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(p)
+            os.link(os.path.join(root, f.link_to), p, follow_symlinks=False)
             stats.files += 1
             continue
         if not f.failed:
