@@ -19,7 +19,7 @@ from dr.repo.repository import Repository
 from dr.repo.restorer import restore_snapshot
 from dr.repo.snapshots import Snapshot
 from dr.repo.tree import read_tree
-from dr.repo.tree_cache import tree_run
+from dr.repo.tree_cache import pack_trees, tree_run
 from tests.repo_helpers import describe_tree, init_repo, make_store, open_with
 
 
@@ -46,7 +46,7 @@ def test_a_run_is_the_adjacent_trees_within_the_cap(
     if not trees:
         return
     wanted = trees[pick % len(trees)]
-    run = tree_run(list(reversed(entries)), wanted, cap)  # order of the entries does not matter
+    run = tree_run(pack_trees(list(reversed(entries))), wanted, cap)  # in any order
     assert wanted in run and all(e.type == BlobType.TREE for e in run)
     assert all(a.offset + a.length == b.offset for a, b in itertools.pairwise(run))
     span = sum(e.length for e in run)
@@ -63,8 +63,9 @@ def test_a_run_is_the_adjacent_trees_within_the_cap(
 def test_a_tree_between_data_blobs_is_read_alone() -> None:
     # a pack written before trees had packs of their own
     entries = pack([(False, 100), (True, 10), (False, 100), (True, 10), (True, 10)])
-    assert tree_run(entries, entries[1]) == [entries[1]]
-    assert tree_run(entries, entries[3]) == entries[3:]
+    assert tree_run(pack_trees(entries), entries[1]) == [entries[1]]
+    assert tree_run(pack_trees(entries), entries[3]) == entries[3:]
+    assert tree_run([], entries[1]) == [entries[1]]  # a pack the index does not list
 
 
 def many_dirs(root: Path, n: int = 40) -> None:

@@ -18,6 +18,7 @@ the tree alone, as before.
 
 from __future__ import annotations
 
+import bisect
 import threading
 from collections import OrderedDict
 from collections.abc import Callable
@@ -36,13 +37,17 @@ MAX_BYTES = 16 << 20
 OpenBlob = Callable[[PackEntry, memoryview, str], bytes]
 
 
-def tree_run(entries: list[PackEntry], wanted: PackEntry, max_range: int = MAX_RANGE) -> list[PackEntry]:
-    """The tree entries stored back to back with ``wanted`` in its pack, ``wanted`` included,
-    spanning at most ``max_range`` bytes (``wanted`` alone if it is longer). Earlier
-    entries come first: a directory's tree is written after its subdirectories'."""
-    trees = sorted((e for e in entries if e.type == BlobType.TREE), key=lambda e: e.offset)
-    at = next((i for i, e in enumerate(trees) if e.offset == wanted.offset), None)
-    if at is None:
+def pack_trees(entries: list[PackEntry]) -> list[PackEntry]:
+    """The tree entries of a pack, by offset."""
+    return sorted((e for e in entries if e.type == BlobType.TREE), key=lambda e: e.offset)
+
+
+def tree_run(trees: list[PackEntry], wanted: PackEntry, max_range: int = MAX_RANGE) -> list[PackEntry]:
+    """The trees stored back to back with ``wanted`` in its pack (``trees``: ``pack_trees`` of
+    it), ``wanted`` included, spanning at most ``max_range`` bytes (``wanted`` alone if it is
+    longer). Earlier entries come first: a directory's tree is written after its subdirectories'."""
+    at = bisect.bisect_left(trees, wanted.offset, key=lambda e: e.offset)
+    if at == len(trees) or trees[at].offset != wanted.offset:
         return [wanted]
     lo = hi = at
     span = wanted.length
@@ -81,6 +86,7 @@ class TreeReader:
         self._lock = threading.Lock()
         # ids of trees whose run another thread is fetching: wait for it instead of fetching again
         self._inflight: dict[bytes, threading.Event] = {}
+        self._trees_of: dict[bytes, list[PackEntry]] = {}  # pack -> its trees by offset
 
     def read(self, loc: BlobLocation) -> bytes:
         bid = loc.entry.id
@@ -92,7 +98,10 @@ class TreeReader:
                     return plain
                 busy = self._inflight.get(bid)
                 if busy is None:
-                    run = tree_run(self.index.packs.get(loc.pack) or [loc.entry], loc.entry, self.max_range)
+                    trees = self._trees_of.get(loc.pack)
+                    if trees is None:
+                        trees = self._trees_of[loc.pack] = pack_trees(self.index.packs.get(loc.pack) or [])
+                    run = tree_run(trees, loc.entry, self.max_range)
                     if all(e.id == bid or e.id not in self._inflight for e in run):
                         done = threading.Event()
                         for e in run:
