@@ -57,6 +57,8 @@ log = logging.getLogger(__name__)
 # pack, so that many small files cost one request per pack, not one per file.
 SEQUENTIAL_MIN = 4 << 20
 STAGING = 8 << 20
+# What a planned file keeps of its tree node (content, name, inode, links go once planned).
+FILE_KEYS = ("type", "mode", "uid", "gid", "mtime", "size", "sparse")
 # Sparse files are written in blocks of this size; all-zero blocks stay holes.
 SPARSE_BLOCK = 64 << 10
 ZERO = bytes(SPARSE_BLOCK)
@@ -180,6 +182,9 @@ def _plan(repo: Repository, snap: Snapshot, paths: list[str] | None, *, by_pack:
             if sequential and not f.failed:
                 plan.sequential.append(idx)
             f.whole = not large and len(n.get("content", [])) == 1 and not f.failed
+            # The plan holds every file until the end: keep only what restoring it needs
+            # (a dict does not shrink when keys are deleted; a new one is smaller).
+            f.node = {k: n[k] for k in FILE_KEYS if k in n}
 
     if not snap.tree:
         raise DrError(f"snapshot {snap.short_id} has no file tree")
