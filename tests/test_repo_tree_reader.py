@@ -20,6 +20,7 @@ from dr.repo.restorer import restore_snapshot
 from dr.repo.snapshots import Snapshot
 from dr.repo.tree import read_tree
 from dr.repo.tree_cache import pack_trees, tree_run
+from dr.storage.base import StorageError
 from tests.repo_helpers import describe_tree, init_repo, make_store, open_with
 
 
@@ -198,3 +199,22 @@ def test_the_cache_stays_within_its_bound(tmp_path: Path, request: Any) -> None:
         for t in ids:
             assert read_tree(fresh, t) == read_tree(repo, t)
             assert reader._size <= 2000 and reader._size == sum(map(len, reader._cache.values()))
+
+
+def test_a_failed_fetch_is_reported_and_the_next_read_tries_again(tmp_path: Path, request: Any) -> None:
+    store, repo, key, snap = backed_up(tmp_path, request, 3)
+    assert snap.tree
+    fresh = open_with(store, key)
+    get_range = store.get_range
+    failures = [StorageError("connection reset")]  # the first fetch fails
+
+    def flaky(name: str, offset: int, length: int) -> bytes:
+        if failures:
+            raise failures.pop()
+        return get_range(name, offset, length)
+
+    store.get_range = flaky  # type: ignore[method-assign]
+    with pytest.raises(StorageError, match="connection reset"):
+        read_tree(fresh, snap.tree)
+    assert read_tree(fresh, snap.tree) == read_tree(repo, snap.tree)
+    assert fresh.trees._inflight == {}

@@ -102,14 +102,11 @@ class TreeReader:
                     if trees is None:
                         trees = self._trees_of[loc.pack] = pack_trees(self.index.packs.get(loc.pack) or [])
                     run = tree_run(trees, loc.entry, self.max_range)
-                    if all(e.id == bid or e.id not in self._inflight for e in run):
-                        done = threading.Event()
-                        for e in run:
-                            self._inflight.setdefault(e.id, done)
-                        break
-                    run = [loc.entry]  # neighbours are on their way already: fetch this one alone
+                    if any(e.id in self._inflight for e in run):
+                        run = [loc.entry]  # neighbours are on their way already: fetch this one alone
                     done = threading.Event()
-                    self._inflight[bid] = done
+                    for e in run:
+                        self._inflight[e.id] = done
                     break
             busy.wait()
         try:
@@ -117,8 +114,7 @@ class TreeReader:
         finally:
             with self._lock:
                 for e in run:
-                    if self._inflight.get(e.id) is done:
-                        del self._inflight[e.id]
+                    del self._inflight[e.id]
             done.set()
 
     def _fetch(self, loc: BlobLocation, run: list[PackEntry]) -> bytes:
@@ -127,19 +123,21 @@ class TreeReader:
         data = memoryview(self.store.get_range(name, start, run[-1].offset + run[-1].length - start))
         with self._lock:
             self.requests += 1
-        wanted: bytes | None = None
+        wanted = b""
         for e in run:
-            sealed = data[e.offset - start : e.offset - start + e.length]
-            if e.id == loc.entry.id:
-                wanted = self._open(e, sealed, f"blob {e.id.hex()[:16]} in {name}")
-                continue
             try:
-                plain = self._open(e, sealed, f"blob {e.id.hex()[:16]} in {name}")
+                plain = self._open(
+                    e,
+                    data[e.offset - start : e.offset - start + e.length],
+                    f"blob {e.id.hex()[:16]} in {name}",
+                )
             except DrError:
-                continue  # reported when (if) that tree is read by itself
+                if e.id == loc.entry.id:
+                    raise
+                continue  # a neighbour: reported when (if) that tree is read by itself
+            if e.id == loc.entry.id:
+                wanted = plain
             self._keep(e.id, plain)
-        assert wanted is not None
-        self._keep(loc.entry.id, wanted)
         return wanted
 
     def _keep(self, bid: bytes, plain: bytes) -> None:
