@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import os
+import resource
+import signal
 import struct
 from pathlib import Path
 from typing import Any
@@ -299,3 +301,25 @@ def test_a_damaged_small_file_leaves_an_existing_copy_in_the_target_alone(tmp_pa
     assert [e.split(":")[0] for e in stats.errors] == ["a.txt"]
     assert (out / "a.txt").read_text() == "the copy already there"
     assert (out / "b.txt").read_text() == "b" * 5000
+
+
+def test_a_small_file_that_cannot_be_written_whole_is_removed(tmp_path: Path) -> None:
+    # A real write failure: a file-size limit makes writes past 4 KiB fail with EFBIG.
+    src = tmp_path / "src"
+    src.mkdir()
+    (src / "big.txt").write_text("x" * 6000)
+    (src / "small.txt").write_text("y" * 3000)
+    repo, _ = init_repo(make_store("file", tmp_path, None), tmp_path)
+    snap = backup_directory(repo, src).snapshot
+    out = tmp_path / "out"
+    limits = resource.getrlimit(resource.RLIMIT_FSIZE)
+    handler = signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+    resource.setrlimit(resource.RLIMIT_FSIZE, (4096, limits[1]))
+    try:
+        stats = restore_snapshot(repo, snap, out)
+    finally:
+        resource.setrlimit(resource.RLIMIT_FSIZE, limits)
+        signal.signal(signal.SIGXFSZ, handler)
+    assert stats.errors == ["big.txt: write failed: File too large"]
+    assert not (out / "big.txt").exists(), "not left in part"
+    assert (out / "small.txt").read_text() == "y" * 3000

@@ -17,7 +17,8 @@ refused if something other than a real directory is in the way, and files
 are opened with ``O_NOFOLLOW`` — restore never writes outside ``target``
 and never through a symlink. A blob that fails verification fails the files
 that need it (listed, and not left as zeros or in part: a file created empty
-beforehand is removed, a file of one blob is never opened), the rest
+beforehand or written in part is removed, a file of one blob whose blob
+failed is never opened), the rest
 restores; so does a directory whose tree cannot be read.
 
 Small files of one blob (most files of a volume by count) are created,
@@ -217,7 +218,8 @@ def _create(path: str) -> int:
 
 
 def _write_whole(path: str, node: Node, data: bytes | memoryview, *, is_root: bool) -> None:
-    """Create a file of one blob, write it, and give it its owner, mode and times."""
+    """Create a file of one blob, write it, and give it its owner, mode and times. A file
+    that cannot be written whole is removed, not left in part."""
     fd = _create(path)
     try:
         if node.get("sparse"):
@@ -227,18 +229,17 @@ def _write_whole(path: str, node: Node, data: bytes | memoryview, *, is_root: bo
             view = memoryview(data)
             while view:
                 view = view[os.write(fd, view) :]
-        if is_root:
-            with contextlib.suppress(OSError):
-                os.chown(fd, node.get("uid", -1), node.get("gid", -1))
-        os.chmod(fd, node.get("mode", 0o644))
-        mtime = int(node.get("mtime", 0))
-        with contextlib.suppress(NotImplementedError, OSError):
-            os.utime(fd, ns=(mtime, mtime))
+        _apply_meta(fd, node, is_root=is_root, follow=True)
+    except OSError:
+        with contextlib.suppress(OSError):
+            os.unlink(path)
+        raise
     finally:
         os.close(fd)
 
 
-def _apply_meta(path: str, node: Node, *, is_root: bool, follow: bool = False) -> None:
+def _apply_meta(path: str | int, node: Node, *, is_root: bool, follow: bool = False) -> None:
+    """Owner (as root), mode and times of ``path`` (or of an open file descriptor, with ``follow``)."""
     if is_root:
         with contextlib.suppress(OSError):
             os.chown(path, node.get("uid", -1), node.get("gid", -1), follow_symlinks=follow)
@@ -474,8 +475,9 @@ def restore_snapshot(
         plan.files[idx].failed = True
         stats.errors.append(f"{plan.files[idx].rel}: {reason}")
     # A file that could not be restored is named in the errors and not left behind
-    # as zeros or in part: one that was created empty beforehand is removed; a
-    # file of one blob was never opened, so whatever was there before is untouched.
+    # as zeros or in part: one that was created empty beforehand is removed here; a
+    # file of one blob removed itself if its write failed (``_write_whole``), and if
+    # its blob failed it was never opened: whatever was there before is untouched.
     failed = {f.rel for f in plan.files if f.failed}
     for f in plan.files:
         if f.failed and f.link_to is None and not f.whole:
