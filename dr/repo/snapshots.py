@@ -9,7 +9,8 @@ that check and prune can find every blob a snapshot needs.
 
 The models are plain dataclasses with a hand-written decoder, not pydantic:
 every mover Job loads a snapshot, and building these models cost ~30 ms of
-CPU at each start (pydantic itself is still imported, for the configuration).
+CPU at each start (and, with dr.yaml now read without pydantic too, a mover
+does not import pydantic at all).
 """
 
 from __future__ import annotations
