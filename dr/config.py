@@ -176,7 +176,12 @@ def scheme_checker(kind: str, schemes: tuple[str, ...]) -> Callable[[str], str]:
             known = ", ".join(f"{s}://" for s in schemes)
             got = f"scheme {parts.scheme + '://'!r}" if parts.scheme else "no scheme"
             raise ValueError(f"unsupported {kind} URL {v!r}: {got} (supported: {known})")
-        if parts.scheme in ("file", "local") and not parts.path.startswith("/"):
+        # As the store and key-provider registries read them: an absolute path, no host
+        # (file://rel/x would name /x on a host "rel", which they refuse when opening it).
+        hosts = ("", "localhost") if parts.scheme == "file" else ("",)
+        if parts.scheme in ("file", "local") and (
+            not parts.path.startswith("/") or parts.netloc not in hosts
+        ):
             raise ValueError(f"{kind} URL {v!r} needs an absolute path ({parts.scheme}:///abs/path)")
         if parts.scheme in ("s3", "gs") and not parts.netloc:
             raise ValueError(f"{kind} URL {v!r} names no bucket ({parts.scheme}://bucket/prefix)")

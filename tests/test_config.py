@@ -139,6 +139,43 @@ def test_cli_validate_example(capsys: pytest.CaptureFixture[str]) -> None:
             "keyProviders:\n  - name: k\n    uri: vault://t/k\n    vault: {auth: {method: ldap}}\n",
             "keyProviders[0].vault.auth.method: expected one of 'token', 'approle', 'kubernetes'",
         ),
+        ("mover:\n  deadline: [1]\n", ":2:3: mover.deadline: expected a duration such as 90s"),
+        ("repositories:\n  - name: r\n    url: file://rel/x\n", "needs an absolute path (file:///abs/path)"),
+        ("repositories:\n  - name: r\n    url: file:rel\n", "needs an absolute path (file:///abs/path)"),
+        (
+            "keyProviders:\n  - name: k\n    uri: local://host/k.key\n",
+            "keyProviders[0].uri: key provider URL 'local://host/k.key' needs an absolute path",
+        ),
+        ("mover:\n  resources: {limits: [1]}\n", ":2:15: mover.resources.limits: expected a mapping"),
+        (
+            "repositories:\n  - name: r\n    url: s3://b/p\n    gcs: {endpoint: 'http://x'}\n",
+            ":2:5: repositories[0]: gcs options given for a s3:// repository",
+        ),
+        (
+            "keyProviders:\n  - name: v\n    uri: vault://t/k\n    vault: {auth: {method: kubernetes}}\n",
+            "kubernetes auth needs role",
+        ),
+        (
+            "keyProviders:\n  - name: k\n    uri: awskms://alias/k\n    vault: {}\n",
+            ":2:5: keyProviders[0]: vault options given for a awskms:// key provider",
+        ),
+        (
+            "repositories:\n  - name: r\n    url: file:///x\n    keys: [nokey]\n",
+            ":4:12: repositories[0].keys[0]: key provider 'nokey' is not defined",
+        ),
+        (
+            "backupPolicies:\n  - {name: a, schedule: '@daily', repository: nope}\n",
+            "backupPolicies[0].repository: repository 'nope' is not defined",
+        ),
+        (
+            "drillPolicies:\n  - {name: d, runbook: r.yaml, schedule: '@monthly', repository: nope,"
+            " backupPolicy: gone}\n",
+            "drillPolicies[0].repository: repository 'nope' is not defined",
+        ),
+        (
+            "drillPolicies:\n  - {name: d, runbook: r.yaml, schedule: '@monthly', backupPolicy: gone}\n",
+            "drillPolicies[0].backupPolicy: backup policy 'gone' is not defined",
+        ),
     ],
 )
 def test_problems_name_line_and_field(tmp_path: Path, text: str, expected: str) -> None:
@@ -148,6 +185,13 @@ def test_problems_name_line_and_field(tmp_path: Path, text: str, expected: str) 
         load_config_file(f)
     everything = "\n".join([e.value.message, *e.value.details])
     assert expected in everything, everything
+
+
+def test_a_file_that_is_not_utf8_is_named(tmp_path: Path) -> None:
+    f = tmp_path / "c.yaml"
+    f.write_bytes(b"repositories: []\n# caf\xe9\n")
+    with pytest.raises(InvalidInput, match=f"{f}: cannot read"):
+        load_config_file(f)
 
 
 def test_missing_file_is_invalid_input(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
