@@ -323,3 +323,23 @@ def test_a_small_file_that_cannot_be_written_whole_is_removed(tmp_path: Path) ->
     assert stats.errors == ["big.txt: write failed: File too large"]
     assert not (out / "big.txt").exists(), "not left in part"
     assert (out / "small.txt").read_text() == "y" * 3000
+
+
+def test_a_blob_missing_from_the_index_fails_its_file_only(tmp_path: Path) -> None:
+    repo, _ = init_repo(make_store("file", tmp_path, None), tmp_path)
+    with repo.saver() as saver:
+        good = saver.blobs.save(BlobType.DATA, b"kept")[0].hex()
+        saver.flush()
+    lost = "ab" * 32
+    snap = _malicious_snapshot(  # well-formed, but one file names a blob the repository lacks
+        repo,
+        [
+            {"name": "gone.txt", "type": "file", "mode": 0o644, "size": 8, "content": [good, lost]},
+            {"name": "kept.txt", "type": "file", "mode": 0o644, "size": 4, "content": [good]},
+        ],
+    )
+    out = tmp_path / "out"
+    stats = restore_snapshot(repo, snap, out)
+    assert stats.errors == [f"gone.txt: blob {lost[:16]} is missing from the repository"]
+    assert (out / "kept.txt").read_bytes() == b"kept"
+    assert not (out / "gone.txt").exists(), "not left as zeros"

@@ -11,6 +11,7 @@ from typing import Any
 
 import pytest
 
+from dr.errors import InvalidInput
 from dr.repo import archiver
 from dr.repo.archiver import backup_directory
 from dr.repo.check import check
@@ -135,6 +136,10 @@ def test_restore_selected_paths(tmp_path: Path) -> None:
         "d1", "d1/d2", "d1/d2/big.bin", "d1/d2/empty-dir", "empty",
     ]  # fmt: skip
     assert (out / "d1" / "d2" / "big.bin").read_bytes() == (src / "d1" / "d2" / "big.bin").read_bytes()
+    with pytest.raises(InvalidInput, match=f"not in snapshot {snap.short_id}: d1/nope, nope$"):
+        restore_snapshot(repo, snap, tmp_path / "out2", paths=["d1/nope", "empty", "nope"])
+    with pytest.raises(InvalidInput, match="give a path inside the snapshot"):
+        restore_snapshot(repo, snap, tmp_path / "out2", paths=["d1/../.."])
 
 
 def test_restore_into_existing_target_overwrites_in_place(tmp_path: Path) -> None:
