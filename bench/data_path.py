@@ -266,7 +266,10 @@ def bench(
     for t in tools:
         m = t.backup(data)
         rows.append({"tool": t.name, "step": "full backup", "m": m, "bytes": total, "repo": t.size()})
-    modify_small(data) if kind == "small" else modify(data)
+    if kind == "small":
+        modify_small(data)
+    else:
+        modify(data)
     for t in tools:
         m = t.backup(data)
         rows.append({"tool": t.name, "step": "incremental", "m": m, "bytes": total, "repo": t.size()})
