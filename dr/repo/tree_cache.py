@@ -42,10 +42,21 @@ def pack_trees(entries: list[PackEntry]) -> list[PackEntry]:
     return sorted((e for e in entries if e.type == BlobType.TREE), key=lambda e: e.offset)
 
 
-def tree_run(trees: list[PackEntry], wanted: PackEntry, max_range: int = MAX_RANGE) -> list[PackEntry]:
+def tree_run(
+    trees: list[PackEntry],
+    wanted: PackEntry,
+    max_range: int = MAX_RANGE,
+    have: Callable[[bytes], bool] = lambda bid: False,
+) -> list[PackEntry]:
     """The trees stored back to back with ``wanted`` in its pack (``trees``: ``pack_trees`` of
     it), ``wanted`` included, spanning at most ``max_range`` bytes (``wanted`` alone if it is
-    longer). Earlier entries come first: a directory's tree is written after its subdirectories'."""
+    longer), and stopping at a tree the reader ``have``s already (cached or on its way).
+
+    Earlier entries come first: a directory's tree is written after its subdirectories'.
+    Stopping at trees already had matters for a walk over many sibling directories,
+    whose trees lie in walk order: without it, each run after the first would be
+    spent on the siblings just read and hold none of the ones to come.
+    """
     at = bisect.bisect_left(trees, wanted.offset, key=lambda e: e.offset)
     if at == len(trees) or trees[at].offset != wanted.offset:
         return [wanted]
@@ -53,13 +64,13 @@ def tree_run(trees: list[PackEntry], wanted: PackEntry, max_range: int = MAX_RAN
     span = wanted.length
     while lo > 0:
         prev = trees[lo - 1]
-        if prev.offset + prev.length != trees[lo].offset or span + prev.length > max_range:
+        if prev.offset + prev.length != trees[lo].offset or span + prev.length > max_range or have(prev.id):
             break
         lo -= 1
         span += prev.length
     while hi + 1 < len(trees):
         nxt = trees[hi + 1]
-        if trees[hi].offset + trees[hi].length != nxt.offset or span + nxt.length > max_range:
+        if trees[hi].offset + trees[hi].length != nxt.offset or span + nxt.length > max_range or have(nxt.id):
             break
         hi += 1
         span += nxt.length
@@ -101,9 +112,7 @@ class TreeReader:
                     trees = self._trees_of.get(loc.pack)
                     if trees is None:
                         trees = self._trees_of[loc.pack] = pack_trees(self.index.packs.get(loc.pack) or [])
-                    run = tree_run(trees, loc.entry, self.max_range)
-                    if any(e.id in self._inflight for e in run):
-                        run = [loc.entry]  # neighbours are on their way already: fetch this one alone
+                    run = tree_run(trees, loc.entry, self.max_range, self._has)
                     done = threading.Event()
                     for e in run:
                         self._inflight[e.id] = done
@@ -116,6 +125,10 @@ class TreeReader:
                 for e in run:
                     del self._inflight[e.id]
             done.set()
+
+    def _has(self, bid: bytes) -> bool:
+        """Cached or on its way (called with the lock held)."""
+        return bid in self._cache or bid in self._inflight
 
     def _fetch(self, loc: BlobLocation, run: list[PackEntry]) -> bytes:
         name = pack_name(loc.pack)
