@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import random
 import stat
@@ -11,7 +12,10 @@ from typing import Any
 from dr.config import GCSOptions, S3Options
 from dr.config import Repository as RepositoryConfig
 from dr.crypto.providers.local import LocalKeyProvider
+from dr.repo.archiver import backup_directory
+from dr.repo.format import pack_name
 from dr.repo.repository import Repository
+from dr.repo.snapshots import Snapshot
 from dr.storage.base import ObjectStore
 from dr.storage.registry import open_store
 
@@ -103,3 +107,30 @@ def describe_tree(root: Path) -> dict[str, tuple[Any, ...]]:
             out[os.fsdecode(rel)] = (stat.S_IFMT(st.st_mode), stat.S_IMODE(st.st_mode), st.st_uid, st.st_gid,
                                      mtime, size, content)  # fmt: skip
     return out
+
+
+def backed_up_then_damaged(
+    tmp_path: Path, files: dict[str, str], damaged: str
+) -> tuple[Repository, Snapshot]:
+    """Back up top-level ``files`` (``name: text``, or ``"=other"`` for a hard link) into a
+    file store, then flip a byte inside the one blob of ``damaged`` and nothing else.
+    -> (the repository opened afresh, the snapshot)."""
+    src = tmp_path / "src"
+    src.mkdir()
+    for name, text in files.items():
+        if text.startswith("="):
+            os.link(src / text[1:], src / name)
+        else:
+            (src / name).write_text(text)
+    store = make_store("file", tmp_path, None)
+    repo, key = init_repo(store, tmp_path)
+    snap = backup_directory(repo, src).snapshot
+    tree = json.loads(repo.read_blob(bytes.fromhex(snap.tree or "")))
+    [blob] = next(n for n in tree["nodes"] if n["name"] == damaged)["content"]
+    loc = repo.index.get(bytes.fromhex(blob))
+    assert loc is not None
+    path = tmp_path / "repo" / pack_name(loc.pack)
+    raw = bytearray(path.read_bytes())
+    raw[loc.entry.offset + 20] ^= 0xFF
+    path.write_bytes(bytes(raw))
+    return open_with(store, key), snap

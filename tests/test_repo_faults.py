@@ -21,7 +21,7 @@ from dr.repo.repository import Repository, RepositoryError
 from dr.repo.restorer import restore_snapshot
 from dr.repo.snapshots import Snapshot, find_snapshot, list_snapshots, save_snapshot
 from dr.repo.tree import encode_tree
-from tests.repo_helpers import init_repo, make_store, open_with
+from tests.repo_helpers import backed_up_then_damaged, init_repo, make_store, open_with
 
 BACKENDS = ["file", "s3", "gs"]
 
@@ -248,36 +248,9 @@ def test_a_volume_snapshot_without_a_tree_is_refused_by_name(tmp_path: Path) -> 
     assert not (tmp_path / "out").exists()
 
 
-def _backed_up_then_damaged(
-    tmp_path: Path, files: dict[str, str], damaged: str
-) -> tuple[Repository, Snapshot]:
-    """Back up top-level ``files`` (``name: text``, or ``"=other"`` for a hard link) into a
-    file store, then flip a byte inside the one blob of ``damaged`` and nothing else.
-    -> (the repository opened afresh, the snapshot)."""
-    src = tmp_path / "src"
-    src.mkdir()
-    for name, text in files.items():
-        if text.startswith("="):
-            os.link(src / text[1:], src / name)
-        else:
-            (src / name).write_text(text)
-    store = make_store("file", tmp_path, None)
-    repo, key = init_repo(store, tmp_path)
-    snap = backup_directory(repo, src).snapshot
-    tree = json.loads(repo.read_blob(bytes.fromhex(snap.tree or "")))
-    [blob] = next(n for n in tree["nodes"] if n["name"] == damaged)["content"]
-    loc = repo.index.get(bytes.fromhex(blob))
-    assert loc is not None
-    path = tmp_path / "repo" / pack_name(loc.pack)
-    raw = bytearray(path.read_bytes())
-    raw[loc.entry.offset + 20] ^= 0xFF
-    path.write_bytes(bytes(raw))
-    return open_with(store, key), snap
-
-
 def test_a_hard_link_to_a_damaged_file_is_named_too(tmp_path: Path) -> None:
     files = {"a.txt": "a" * 5000, "z-link.txt": "=a.txt", "b.txt": "b" * 5000}
-    repo, snap = _backed_up_then_damaged(tmp_path, files, "a.txt")
+    repo, snap = backed_up_then_damaged(tmp_path, files, "a.txt")
 
     out = tmp_path / "out"
     stats = restore_snapshot(repo, snap, out)
@@ -290,7 +263,7 @@ def test_a_hard_link_to_a_damaged_file_is_named_too(tmp_path: Path) -> None:
 def test_a_damaged_small_file_leaves_an_existing_copy_in_the_target_alone(tmp_path: Path) -> None:
     # Restoring over an existing directory: a file whose one blob fails is never
     # opened, so the copy already there is neither emptied nor removed.
-    repo, snap = _backed_up_then_damaged(
+    repo, snap = backed_up_then_damaged(
         tmp_path, {"a.txt": "snapshot version " * 300, "b.txt": "b" * 5000}, "a.txt"
     )
     out = tmp_path / "out"
@@ -343,3 +316,9 @@ def test_a_blob_missing_from_the_index_fails_its_file_only(tmp_path: Path) -> No
     assert stats.errors == [f"gone.txt: blob {lost[:16]} is missing from the repository"]
     assert (out / "kept.txt").read_bytes() == b"kept"
     assert not (out / "gone.txt").exists(), "not left as zeros"
+    # Over an existing copy: the file that cannot be restored is never opened, so the
+    # copy stays as it was (neither emptied nor removed), and it is still named.
+    (out / "gone.txt").write_text("the copy already there")
+    stats = restore_snapshot(repo, snap, out)
+    assert stats.errors == [f"gone.txt: blob {lost[:16]} is missing from the repository"]
+    assert (out / "gone.txt").read_text() == "the copy already there"

@@ -136,8 +136,10 @@ def test_restore_selected_paths(tmp_path: Path) -> None:
         "d1", "d1/d2", "d1/d2/big.bin", "d1/d2/empty-dir", "empty",
     ]  # fmt: skip
     assert (out / "d1" / "d2" / "big.bin").read_bytes() == (src / "d1" / "d2" / "big.bin").read_bytes()
-    with pytest.raises(InvalidInput, match=f"not in snapshot {snap.short_id}: d1/nope, nope$"):
-        restore_snapshot(repo, snap, tmp_path / "out2", paths=["d1/nope", "empty", "nope"])
+    # Refused before anything is written: a path that is absent, or below a file.
+    with pytest.raises(InvalidInput, match=f"not in snapshot {snap.short_id}: d1/nope, nope, empty/x$"):
+        restore_snapshot(repo, snap, tmp_path / "out2", paths=["d1/nope", "empty", "nope", "empty/x"])
+    assert not (tmp_path / "out2").exists()
     with pytest.raises(InvalidInput, match="give a path inside the snapshot"):
         restore_snapshot(repo, snap, tmp_path / "out2", paths=["d1/../.."])
 

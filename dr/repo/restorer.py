@@ -1,15 +1,18 @@
 """Restore a volume snapshot (or some of its paths) into a directory.
 
-Plan first, then write: walk the snapshot's trees to list directories, files
-and the blobs each file needs at which offsets; group the blobs by pack;
-create the directories and empty files of the right size; then ``workers``
-threads each fetch one pack's needed byte ranges (at most ``MAX_RANGE`` per
-request), open and verify every blob (AEAD) and write it to every place it
-belongs. Large files are written front to back with direct I/O: from a file
-store each one by itself, run of adjacent blobs by run; from S3 or GCS pack by
-pack like the rest, through ``OrderedFileWriter`` (a request costs a round
-trip there). Metadata (owner, mode, times) is applied last, directories
-deepest first so writing into them does not disturb their mtimes.
+Plan a batch, then write it: walk the snapshot's trees to list directories,
+files and the blobs each file needs at which offsets, up to ``BATCH_FILES``
+files at a time (so memory does not grow with the number of files in the
+volume); group the blobs by pack; create the directories and empty files of
+the right size; then ``workers`` threads each fetch one pack's needed byte
+ranges (at most ``MAX_RANGE`` per request), open and verify every blob (AEAD)
+and write it to every place it belongs; then the next batch. Large files
+are written front to back with direct I/O: from a file store each one by
+itself, run of adjacent blobs by run; from S3 or GCS pack by pack like the
+rest, through ``OrderedFileWriter`` (a request costs a round trip there). Metadata (owner, mode, times) is applied at the end of each
+batch, and to directories once all batches are in, deepest first, so writing
+into them does not disturb their mtimes. ``--path`` values are checked
+against the snapshot before anything is written.
 
 Safety: names come from validated trees (no ``..``, ``/``, empty or
 duplicate names), directories are created one component at a time and
@@ -17,9 +20,9 @@ refused if something other than a real directory is in the way, and files
 are opened with ``O_NOFOLLOW`` — restore never writes outside ``target``
 and never through a symlink. A blob that fails verification fails the files
 that need it (listed, and not left as zeros or in part: a file created empty
-beforehand or written in part is removed, a file of one blob whose blob
-failed is never opened), the rest
-restores; so does a directory whose tree cannot be read.
+beforehand or written in part is removed; a file of one blob whose blob
+failed, or a file with a blob missing from the index, is never opened), the
+rest restores; so does a directory whose tree cannot be read.
 
 Small files of one blob (most files of a volume by count) are created,
 written and given their metadata by the worker that opens the blob, through
@@ -36,7 +39,7 @@ import functools
 import logging
 import os
 import stat
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -68,6 +71,9 @@ ZERO = bytes(SPARSE_BLOCK)
 RANGE_WASTE = 2.0
 # A range fetched in one request holds at most this much (memory: one per worker).
 MAX_RANGE = 8 << 20
+# Files (and symlinks, devices) planned and restored at a time: a planned file costs
+# ~1.2 KB, so a batch holds ~20 MB however many files the volume has.
+BATCH_FILES = 16384
 
 
 @dataclass
@@ -117,85 +123,133 @@ def _selected(rel: str, paths: list[str] | None) -> tuple[bool, bool]:
     return False, False
 
 
-def _plan(repo: Repository, snap: Snapshot, paths: list[str] | None, *, by_pack: bool = False) -> _Plan:
-    """``by_pack``: large files too are restored pack by pack (through ``OrderedFileWriter``)."""
-    plan = _Plan()
-    hardlinks: dict[tuple[int, int], str] = {}
-    index = repo.index
+def _check_paths(repo: Repository, snap: Snapshot, root_tree: str, paths: list[str]) -> None:
+    """Refuse, before anything is written, ``--path`` values that are not in the snapshot.
 
-    unreadable: list[str] = []  # directories whose tree could not be read
+    Follows each path down from the root, one tree per component (the tree
+    cache keeps the shared ones). A path below a directory whose tree cannot be
+    read is not refused here: the restore names that directory instead.
+    """
+    missing: list[str] = []
+    for p in paths:
+        tree_id = root_tree
+        parts = p.split("/")
+        for depth, name in enumerate(parts):
+            try:
+                nodes = read_tree(repo, tree_id)
+            except DrError:
+                if depth == 0:
+                    raise  # not even the root: nothing to restore
+                break
+            node = next((n for n in nodes if n["name"] == name), None)
+            if node is None or (depth < len(parts) - 1 and node["type"] != "dir"):
+                missing.append(p)
+                break
+            tree_id = node.get("subtree", "")
+    if missing:
+        raise InvalidInput(f"not in snapshot {snap.short_id}: {', '.join(missing)}")
 
-    def visit(tree_id: str, rel_dir: str) -> None:
+
+class _Walk:
+    """The snapshot's trees, depth first, handed out as plans of at most ``batch`` files.
+
+    A restore plans one batch, restores it, and plans the next, so its memory is
+    bounded by the batch, not by the number of files in the volume (~1.2 KB per
+    planned file). Directories come before their contents, so a batch's
+    directories exist before its files are written. What must outlive a batch
+    is small: the first path of each hard-linked inode and the directories
+    (their metadata is applied once all files are in).
+    """
+
+    def __init__(
+        self, repo: Repository, snap: Snapshot, paths: list[str] | None, *, by_pack: bool, batch: int
+    ) -> None:
+        if not snap.tree:
+            raise DrError(f"snapshot {snap.short_id} has no file tree")
+        self.repo = repo
+        self.tree: str = snap.tree
+        self.paths = paths
+        self.by_pack = by_pack  # large files too are restored pack by pack (``OrderedFileWriter``)
+        self.batch = batch
+        self.hardlinks: dict[tuple[int, int], str] = {}
+        self.plan = _Plan()
+
+    def plans(self) -> Iterator[_Plan]:
+        yield from self._visit(self.tree, "")
+        yield self.plan
+
+    def _visit(self, tree_id: str, rel_dir: str) -> Iterator[_Plan]:
         try:
-            nodes = read_tree(repo, tree_id)
+            nodes = read_tree(self.repo, tree_id)
         except DrError as e:
             if not rel_dir:
                 raise  # not even the root: nothing to restore
             # A damaged or missing directory tree fails that directory's contents; the rest restores.
-            unreadable.append(rel_dir)
-            plan.missing.append(f"{rel_dir}/: cannot read the directory's contents: {e.message}")
+            self.plan.missing.append(f"{rel_dir}/: cannot read the directory's contents: {e.message}")
             return
         for n in nodes:
             rel = f"{rel_dir}/{n['name']}" if rel_dir else n["name"]
-            include, descend = _selected(rel, paths)
+            include, descend = _selected(rel, self.paths)
             if n["type"] == "dir":
                 if include or descend:
-                    plan.dirs.append((rel, n))
+                    self.plan.dirs.append((rel, _slim(n)))
                 if descend:
-                    visit(n["subtree"], rel)
+                    yield from self._visit(n["subtree"], rel)
                 continue
             if not include:
                 continue
             if n["type"] != "file":
-                plan.others.append((rel, n))
+                self.plan.others.append((rel, n))
                 continue
-            f = _File(rel, n)
-            if n.get("links", 1) > 1 and "device" in n:
-                key = (n["device"], n["inode"])
-                if key in hardlinks:
-                    f.link_to = hardlinks[key]
-                    plan.files.append(f)
-                    continue
-                hardlinks[key] = rel
-            idx = len(plan.files)
-            plan.files.append(f)
-            large = int(n.get("size", 0)) >= SEQUENTIAL_MIN
-            sequential = large and not by_pack
-            if large and by_pack:
-                plan.ordered.append(idx)
-            offset = 0
-            for hexid in n.get("content", []):
-                bid = bytes.fromhex(hexid)
-                loc = index.get(bid)
-                if loc is None:
-                    f.failed = True
-                    plan.missing.append(f"{rel}: blob {hexid[:16]} is missing from the repository")
-                    break
-                if sequential:
-                    f.blobs.append((bid, loc))
-                    continue
-                blobs = plan.packs.setdefault(loc.pack, {})
-                if bid in blobs:
-                    blobs[bid][1].append((idx, offset))
-                else:
-                    blobs[bid] = (loc.entry, [(idx, offset)])
-                offset += loc.entry.raw_length
-            if sequential and not f.failed:
-                plan.sequential.append(idx)
-            f.whole = not large and len(n.get("content", [])) == 1 and not f.failed
-            # The plan holds every file until the end: keep only what restoring it needs
-            # (a dict does not shrink when keys are deleted; a new one is smaller).
-            f.node = {k: n[k] for k in FILE_KEYS if k in n}
+            self._add_file(rel, n)
+            if len(self.plan.files) + len(self.plan.others) >= self.batch:
+                yield self.plan
+                self.plan = _Plan()
 
-    if not snap.tree:
-        raise DrError(f"snapshot {snap.short_id} has no file tree")
-    visit(snap.tree, "")
-    if paths:
-        known = {rel for rel, _ in plan.dirs} | {f.rel for f in plan.files} | {rel for rel, _ in plan.others}
-        missing = [p for p in paths if p not in known and not any(p.startswith(d + "/") for d in unreadable)]
-        if missing:
-            raise InvalidInput(f"not in snapshot {snap.short_id}: {', '.join(missing)}")
-    return plan
+    def _add_file(self, rel: str, n: Node) -> None:
+        plan = self.plan
+        f = _File(rel, n)
+        if n.get("links", 1) > 1 and "device" in n:
+            key = (n["device"], n["inode"])
+            if key in self.hardlinks:
+                f.link_to = self.hardlinks[key]
+                f.node = {}
+                plan.files.append(f)
+                return
+            self.hardlinks[key] = rel
+        idx = len(plan.files)
+        plan.files.append(f)
+        large = int(n.get("size", 0)) >= SEQUENTIAL_MIN
+        sequential = large and not self.by_pack
+        if large and self.by_pack:
+            plan.ordered.append(idx)
+        offset = 0
+        for hexid in n.get("content", []):
+            bid = bytes.fromhex(hexid)
+            loc = self.repo.index.get(bid)
+            if loc is None:
+                f.failed = True
+                plan.missing.append(f"{rel}: blob {hexid[:16]} is missing from the repository")
+                break
+            if sequential:
+                f.blobs.append((bid, loc))
+                continue
+            blobs = plan.packs.setdefault(loc.pack, {})
+            if bid in blobs:
+                blobs[bid][1].append((idx, offset))
+            else:
+                blobs[bid] = (loc.entry, [(idx, offset)])
+            offset += loc.entry.raw_length
+        if sequential and not f.failed:
+            plan.sequential.append(idx)
+        f.whole = not large and len(n.get("content", [])) == 1 and not f.failed
+        f.node = _slim(n)
+
+
+def _slim(n: Node) -> Node:
+    """Only the node fields a restore needs once planned (content, name, inode, links go;
+    a dict does not shrink when keys are deleted, a new one is smaller)."""
+    return {k: n[k] for k in FILE_KEYS if k in n}
 
 
 def _safe_mkdir(path: str) -> None:
@@ -305,6 +359,7 @@ def restore_snapshot(
     paths: list[str] | None = None,
     workers: int = 4,
     progress: Callable[[int], None] | None = None,
+    batch: int = BATCH_FILES,
 ) -> RestoreStats:
     tune_allocator()
     root = os.path.abspath(target)
@@ -323,201 +378,237 @@ def restore_snapshot(
     # per run of a file's adjacent blobs; backups interleave files in packs). A file
     # store answers a range read in microseconds, and file by file keeps fewer
     # files open at once.
-    by_pack = not repo.store.local
-    plan = _plan(repo, snap, norm_paths, by_pack=by_pack)
-    stats = RestoreStats(errors=list(plan.missing))
-    is_root = os.geteuid() == 0
+    walk = _Walk(repo, snap, norm_paths, by_pack=not repo.store.local, batch=batch)
+    if norm_paths:
+        _check_paths(repo, snap, walk.tree, norm_paths)
+    stats = RestoreStats()
+    restore = _BatchRestore(repo, root, workers=workers, progress=progress)
 
     os.makedirs(root, exist_ok=True)
     if not os.path.isdir(root) or os.path.islink(root):
         raise DrError(f"{root}: target is not a directory")
-    for rel, _ in plan.dirs:
-        _safe_mkdir(os.path.join(root, rel))
-        stats.dirs += 1
-
-    # Empty files of the right size (holes where the data will go); a file of one
-    # blob is created by the worker that writes it.
-    for f in plan.files:
-        if f.link_to is not None or f.whole:
-            continue
-        fd = _create(os.path.join(root, f.rel))
-        try:
-            os.ftruncate(fd, int(f.node.get("size", 0)))
-        finally:
-            os.close(fd)
-
-    file_errors: dict[int, str] = {}
-    staging = StagingPool()
-    ordered = {
-        i: OrderedFileWriter(
-            os.path.join(root, plan.files[i].rel),
-            int(plan.files[i].node.get("size", 0)),
-            sparse=bool(plan.files[i].node.get("sparse")),
-            pool=staging,
-        )
-        for i in plan.ordered
-        if not plan.files[i].failed
-    }
-
-    def fail_file(idx: int, reason: str) -> None:
-        file_errors.setdefault(idx, reason)
-        if idx in ordered:
-            ordered[idx].fail()
-
-    def restore_pack(item: tuple[bytes, dict[bytes, tuple[PackEntry, list[tuple[int, int]]]]]) -> int:
-        pack_id, blobs = item
-        name = pack_name(pack_id)
-        written = 0
-        by_entry = {e.id: targets for e, targets in blobs.values()}
-        for offset, length, entries in _ranges([e for e, _ in blobs.values()]):
-            try:
-                data = memoryview(repo.store.get_range(name, offset, length))
-            except DrError as e:
-                for ent in entries:
-                    for idx, _ in by_entry[ent.id]:
-                        fail_file(idx, f"cannot read {name}: {e.message}")
-                continue
-            fds: dict[int, int] = {}
-            try:
-                for ent in entries:
-                    targets = by_entry[ent.id]
-                    start = ent.offset - offset
-                    try:
-                        plain = repo.open_blob_view(
-                            ent, data[start : start + ent.length], what=f"blob in {name}", rehash=False
-                        )
-                    except DrError as e:
-                        for idx, _ in targets:
-                            fail_file(idx, e.message)
-                        continue
-                    for idx, off in targets:
-                        f = plan.files[idx]
-                        large = ordered.get(idx)
-                        if large is not None:
-                            try:
-                                large.put(off, plain)
-                            except OSError as e:
-                                fail_file(idx, f"write failed: {e.strerror or e}")
-                            written += len(plain)
-                            continue
-                        if f.whole:
-                            try:
-                                _write_whole(os.path.join(root, f.rel), f.node, plain, is_root=is_root)
-                                f.done = True
-                            except OSError as e:
-                                fail_file(idx, f"write failed: {e.strerror or e}")
-                            written += len(plain)
-                            continue
-                        fd = fds.get(idx)
-                        if fd is None:
-                            fd = fds[idx] = os.open(os.path.join(root, f.rel), os.O_WRONLY | os.O_NOFOLLOW)
-                        if f.node.get("sparse"):
-                            _write_sparse(fd, plain, off)
-                        else:
-                            os.pwrite(fd, plain, off)
-                        written += len(plain)
-                    if progress:
-                        progress(len(plain) * len(targets))
-            finally:
-                for fd in fds.values():
-                    os.close(fd)
-        return written
-
-    def restore_sequential(idx: int) -> int:
-        f = plan.files[idx]
-        fd = os.open(os.path.join(root, f.rel), os.O_WRONLY | os.O_NOFOLLOW)
-        writer = SequentialWriter(fd, aligned_buffer(STAGING), sparse=bool(f.node.get("sparse")))
-        try:
-            for pack_id, start, length, run in _blob_runs(f.blobs):
-                name = pack_name(pack_id)
-                data = memoryview(repo.store.get_range(name, start, length))
-                for ent in run:
-                    rel = ent.offset - start
-                    plain = repo.open_blob_view(
-                        ent, data[rel : rel + ent.length], what=f"blob in {name}", rehash=False
-                    )
-                    writer.write(plain)
-                    if progress:
-                        progress(len(plain))
-            writer.close()
-        except DrError as e:
-            writer.release()
-            file_errors.setdefault(idx, e.message)
-        finally:
-            os.close(fd)
-        return writer.written
-
-    # Biggest work first spreads the tail across workers.
-    work: list[tuple[int, Callable[[], int]]] = [
-        (sum(e.length for e, _ in blobs.values()), functools.partial(restore_pack, (pack_id, blobs)))
-        for pack_id, blobs in plan.packs.items()
-    ]
-    work += [
-        (int(plan.files[i].node.get("size", 0)), functools.partial(restore_sequential, i))
-        for i in plan.sequential
-    ]
-    if not by_pack:
-        work.sort(key=lambda w: -w[0])
-    # else: packs in the order the plan met them (files in tree order, each file's
-    # blobs in order): about the order the backup wrote them, so that the blobs of
-    # large files mostly arrive in file order and few wait in OrderedFileWriter.
-    with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="dr-restore") as pool:
-        for nbytes in pool.map(lambda w: w[1](), work):
-            stats.bytes += nbytes
-
-    for idx, w in ordered.items():
-        w.finish()
-        if not w.complete and idx not in file_errors:
-            file_errors[idx] = "incomplete: not every blob of the file could be written"
-    staging.close()
-
-    for idx, reason in sorted(file_errors.items()):
-        plan.files[idx].failed = True
-        stats.errors.append(f"{plan.files[idx].rel}: {reason}")
-    # A file that could not be restored is named in the errors and not left behind
-    # as zeros or in part: one that was created empty beforehand is removed here; a
-    # file of one blob removed itself if its write failed (``_write_whole``), and if
-    # its blob failed it was never opened: whatever was there before is untouched.
-    failed = {f.rel for f in plan.files if f.failed}
-    for f in plan.files:
-        if f.failed and f.link_to is None and not f.whole:
-            with contextlib.suppress(FileNotFoundError):
-                os.unlink(os.path.join(root, f.rel))
-
-    for f in plan.files:
-        p = os.path.join(root, f.rel)
-        if f.link_to is not None:
-            if f.link_to in failed:
-                stats.errors.append(f"{f.rel}: not linked: {f.link_to} (the same file) could not be restored")
-                continue
-            with contextlib.suppress(FileNotFoundError):
-                os.unlink(p)
-            os.link(os.path.join(root, f.link_to), p, follow_symlinks=False)
-            stats.files += 1
-            continue
-        if not f.failed:
-            if not f.done:
-                _apply_meta(p, f.node, is_root=is_root, follow=True)
-            stats.files += 1
-
-    for rel, n in plan.others:
-        p = os.path.join(root, rel)
-        with contextlib.suppress(FileNotFoundError):
-            if not os.path.isdir(p) or os.path.islink(p):
-                os.unlink(p)
-        try:
-            if n["type"] == "symlink":
-                os.symlink(n["target"], p)
-            elif n["type"] == "fifo":
-                os.mkfifo(p, n.get("mode", 0o644))
-            elif n["type"] in ("chardev", "blockdev"):
-                os.mknod(p, TYPE_BITS[n["type"]] | n.get("mode", 0o600), n.get("rdev", 0))
-            else:
-                continue  # sockets are not restorable; they are recreated by their server
-            _apply_meta(p, n, is_root=is_root, follow=False)
-        except OSError as e:
-            stats.errors.append(f"{rel}: {e.strerror or e}")
-
-    for rel, n in sorted(plan.dirs, key=lambda d: -d[0].count("/")):
-        _apply_meta(os.path.join(root, rel), n, is_root=is_root, follow=True)
+    dirs: list[tuple[str, Node]] = []
+    try:
+        for plan in walk.plans():
+            stats.errors += plan.missing
+            for rel, n in plan.dirs:
+                _safe_mkdir(os.path.join(root, rel))
+                dirs.append((rel, n))
+            stats.dirs += len(plan.dirs)
+            restore.run(plan, stats)
+            del plan  # before the walk plans the next batch: one batch in memory at a time
+    finally:
+        restore.staging.close()
+    for rel, n in sorted(dirs, key=lambda d: -d[0].count("/")):
+        _apply_meta(os.path.join(root, rel), n, is_root=restore.is_root, follow=True)
     return stats
+
+
+class _BatchRestore:
+    """Restores the files, links and special files of one plan after another (directories
+    exist). What outlives a batch: the staging buffers and which paths failed (a hard
+    link in a later batch must not link to a file that could not be restored)."""
+
+    def __init__(
+        self, repo: Repository, root: str, *, workers: int, progress: Callable[[int], None] | None
+    ) -> None:
+        self.repo = repo
+        self.root = root
+        self.workers = workers
+        self.progress = progress
+        self.by_pack = not repo.store.local
+        self.is_root = os.geteuid() == 0
+        self.staging = StagingPool()
+        self.failed: set[str] = set()
+
+    def run(self, plan: _Plan, stats: RestoreStats) -> None:
+        repo, root, progress, is_root = self.repo, self.root, self.progress, self.is_root
+
+        # Empty files of the right size (holes where the data will go); a file of one
+        # blob is created by the worker that writes it.
+        for f in plan.files:
+            if f.link_to is not None or f.whole or f.failed:
+                continue
+            fd = _create(os.path.join(root, f.rel))
+            try:
+                os.ftruncate(fd, int(f.node.get("size", 0)))
+            finally:
+                os.close(fd)
+
+        file_errors: dict[int, str] = {}
+        ordered = {
+            i: OrderedFileWriter(
+                os.path.join(root, plan.files[i].rel),
+                int(plan.files[i].node.get("size", 0)),
+                sparse=bool(plan.files[i].node.get("sparse")),
+                pool=self.staging,
+            )
+            for i in plan.ordered
+            if not plan.files[i].failed
+        }
+
+        def fail_file(idx: int, reason: str) -> None:
+            file_errors.setdefault(idx, reason)
+            if idx in ordered:
+                ordered[idx].fail()
+
+        def restore_pack(item: tuple[bytes, dict[bytes, tuple[PackEntry, list[tuple[int, int]]]]]) -> int:
+            pack_id, blobs = item
+            name = pack_name(pack_id)
+            written = 0
+            by_entry = {e.id: targets for e, targets in blobs.values()}
+            for offset, length, entries in _ranges([e for e, _ in blobs.values()]):
+                try:
+                    data = memoryview(repo.store.get_range(name, offset, length))
+                except DrError as e:
+                    for ent in entries:
+                        for idx, _ in by_entry[ent.id]:
+                            fail_file(idx, f"cannot read {name}: {e.message}")
+                    continue
+                fds: dict[int, int] = {}
+                try:
+                    for ent in entries:
+                        targets = by_entry[ent.id]
+                        start = ent.offset - offset
+                        try:
+                            plain = repo.open_blob_view(
+                                ent, data[start : start + ent.length], what=f"blob in {name}", rehash=False
+                            )
+                        except DrError as e:
+                            for idx, _ in targets:
+                                fail_file(idx, e.message)
+                            continue
+                        for idx, off in targets:
+                            f = plan.files[idx]
+                            if f.failed:
+                                continue  # planned as failed (a blob is missing): never opened
+                            large = ordered.get(idx)
+                            if large is not None:
+                                try:
+                                    large.put(off, plain)
+                                except OSError as e:
+                                    fail_file(idx, f"write failed: {e.strerror or e}")
+                                written += len(plain)
+                                continue
+                            if f.whole:
+                                try:
+                                    _write_whole(os.path.join(root, f.rel), f.node, plain, is_root=is_root)
+                                    f.done = True
+                                except OSError as e:
+                                    fail_file(idx, f"write failed: {e.strerror or e}")
+                                written += len(plain)
+                                continue
+                            fd = fds.get(idx)
+                            if fd is None:
+                                fd = fds[idx] = os.open(
+                                    os.path.join(root, f.rel), os.O_WRONLY | os.O_NOFOLLOW
+                                )
+                            if f.node.get("sparse"):
+                                _write_sparse(fd, plain, off)
+                            else:
+                                os.pwrite(fd, plain, off)
+                            written += len(plain)
+                        if progress:
+                            progress(len(plain) * len(targets))
+                finally:
+                    for fd in fds.values():
+                        os.close(fd)
+            return written
+
+        def restore_sequential(idx: int) -> int:
+            f = plan.files[idx]
+            fd = os.open(os.path.join(root, f.rel), os.O_WRONLY | os.O_NOFOLLOW)
+            writer = SequentialWriter(fd, aligned_buffer(STAGING), sparse=bool(f.node.get("sparse")))
+            try:
+                for pack_id, start, length, run in _blob_runs(f.blobs):
+                    name = pack_name(pack_id)
+                    data = memoryview(repo.store.get_range(name, start, length))
+                    for ent in run:
+                        rel = ent.offset - start
+                        plain = repo.open_blob_view(
+                            ent, data[rel : rel + ent.length], what=f"blob in {name}", rehash=False
+                        )
+                        writer.write(plain)
+                        if progress:
+                            progress(len(plain))
+                writer.close()
+            except DrError as e:
+                writer.release()
+                file_errors.setdefault(idx, e.message)
+            finally:
+                os.close(fd)
+            return writer.written
+
+        # Biggest work first spreads the tail across workers.
+        work: list[tuple[int, Callable[[], int]]] = [
+            (sum(e.length for e, _ in blobs.values()), functools.partial(restore_pack, (pack_id, blobs)))
+            for pack_id, blobs in plan.packs.items()
+        ]
+        work += [
+            (int(plan.files[i].node.get("size", 0)), functools.partial(restore_sequential, i))
+            for i in plan.sequential
+        ]
+        if not self.by_pack:
+            work.sort(key=lambda w: -w[0])
+        # else: packs in the order the plan met them (files in tree order, each file's
+        # blobs in order): about the order the backup wrote them, so that the blobs of
+        # large files mostly arrive in file order and few wait in OrderedFileWriter.
+        with ThreadPoolExecutor(max_workers=self.workers, thread_name_prefix="dr-restore") as pool:
+            for nbytes in pool.map(lambda w: w[1](), work):
+                stats.bytes += nbytes
+
+        for idx, w in ordered.items():
+            w.finish()
+            if not w.complete and idx not in file_errors:
+                file_errors[idx] = "incomplete: not every blob of the file could be written"
+
+        for idx, reason in sorted(file_errors.items()):
+            plan.files[idx].failed = True
+            stats.errors.append(f"{plan.files[idx].rel}: {reason}")
+        # A file that could not be restored is named in the errors and not left behind
+        # as zeros or in part: one that was created empty beforehand is removed here; a
+        # file of one blob removed itself if its write failed (``_write_whole``), and if
+        # its blob failed it was never opened, nor was a file whose blobs are missing
+        # from the index: whatever was there before is untouched.
+        for idx in file_errors:
+            f = plan.files[idx]
+            if not f.whole:
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(os.path.join(root, f.rel))
+        self.failed.update(f.rel for f in plan.files if f.failed)
+
+        for f in plan.files:
+            p = os.path.join(root, f.rel)
+            if f.link_to is not None:
+                if f.link_to in self.failed:
+                    stats.errors.append(
+                        f"{f.rel}: not linked: {f.link_to} (the same file) could not be restored"
+                    )
+                    continue
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(p)
+                os.link(os.path.join(root, f.link_to), p, follow_symlinks=False)
+                stats.files += 1
+                continue
+            if not f.failed:
+                if not f.done:
+                    _apply_meta(p, f.node, is_root=is_root, follow=True)
+                stats.files += 1
+
+        for rel, n in plan.others:
+            p = os.path.join(root, rel)
+            with contextlib.suppress(FileNotFoundError):
+                if not os.path.isdir(p) or os.path.islink(p):
+                    os.unlink(p)
+            try:
+                if n["type"] == "symlink":
+                    os.symlink(n["target"], p)
+                elif n["type"] == "fifo":
+                    os.mkfifo(p, n.get("mode", 0o644))
+                elif n["type"] in ("chardev", "blockdev"):
+                    os.mknod(p, TYPE_BITS[n["type"]] | n.get("mode", 0o600), n.get("rdev", 0))
+                else:
+                    continue  # sockets are not restorable; they are recreated by their server
+                _apply_meta(p, n, is_root=is_root, follow=False)
+            except OSError as e:
+                stats.errors.append(f"{rel}: {e.strerror or e}")
