@@ -1,8 +1,8 @@
 #!/usr/bin/env python3
 """Data-path benchmark: dr vs restic, side by side, in one run.
 
-    .venv/bin/python bench/data_path.py [--work DIR] [--size 1|4] [--set gen|small] [--s3] [--runs N]
-                                        [--cache cold|warm]
+    .venv/bin/python bench/data_path.py [--work DIR] [--size 1|4] [--set gen|small] [--files N] [--s3]
+                                        [--runs N] [--cache cold|warm]
 
 Makes the deterministic data set of ../shared/bench/gen.py (1 GiB; ``--size 4``
 adds three more, differently scrambled copies for 4 GiB of unique data), then
@@ -12,7 +12,8 @@ SeaweedFS bucket started for the run). Prints wall time, CPU time, peak RSS,
 MB/s and repository size for each step and the ratios dr/restic. ``--set
 small`` runs the same steps on 20,000 files of 100 B to 20 KiB in 210
 directories (1% rewritten or added between the backups), where per-file and
-per-directory costs count, not bytes. Not a test:
+per-directory costs count, not bytes; ``--files N`` makes it N files, 100 per
+directory (memory per file shows at 150,000). Not a test:
 figures go into bench/RESULTS.md by hand, with the machine and date.
 
 Every measured step starts from the same state for both tools: ``--cache
@@ -96,11 +97,11 @@ def scramble_copy(src: Path, dst: Path, key: int) -> None:
         out.write_bytes(f.read_bytes().translate(table))
 
 
-def make_dataset(base: Path, size: int, kind: str = "gen") -> Path:
+def make_dataset(base: Path, size: int, kind: str = "gen", files: int = 20_000) -> Path:
     data = base / "data"
     shutil.rmtree(data, ignore_errors=True)
     if kind == "small":
-        make_small(data)
+        make_small(data, files)
         return data
     subprocess.run([sys.executable, str(GEN), str(data / "set0")], check=True)
     for k in range(1, size):
@@ -114,7 +115,7 @@ def modify(data: Path) -> None:
 
 # ``--set small``: many small files in many directories, where per-file and
 # per-directory costs (stat, open, one tree per directory) dominate, not bytes.
-SMALL_FILES, SMALL_DIRS = 20_000, 200
+SMALL_FILES, PER_DIR = 20_000, 100
 LOG_WORDS = "GET PUT /api/v1/pods /healthz volume bound pending ok error retry node-7 default".split()
 
 
@@ -128,23 +129,23 @@ def _small_body(rng: random.Random, i: int) -> bytes:
 
 
 def _small_path(root: Path, i: int) -> Path:
-    per_dir = SMALL_FILES // SMALL_DIRS
-    return root / f"a{i // (per_dir * 20):02}" / f"b{(i // per_dir) % 20:02}" / f"f{i:05}.dat"
+    return root / f"a{i // (PER_DIR * 20):02}" / f"b{(i // PER_DIR) % 20:02}" / f"f{i:05}.dat"
 
 
-def make_small(data: Path) -> None:
-    """20,000 files of 100 B to 20 KiB (half random, half log text, ~200 MB) in 210 directories."""
+def make_small(data: Path, files: int) -> None:
+    """``files`` files of 100 B to 20 KiB (half random, half log text; 20,000 are ~200 MB in
+    210 directories)."""
     rng = random.Random(2026)
-    for i in range(SMALL_FILES):
+    for i in range(files):
         p = _small_path(data / "set0", i)
         p.parent.mkdir(parents=True, exist_ok=True)
         p.write_bytes(_small_body(rng, i))
 
 
-def modify_small(data: Path) -> None:
-    """1% of the files: 180 rewritten, 20 added."""
+def modify_small(data: Path, files: int) -> None:
+    """1% of the files: 9 in 10 of them rewritten, 1 in 10 added."""
     rng = random.Random(4242)
-    for i in range(0, SMALL_FILES, 100):
+    for i in range(0, files, 100):
         p = _small_path(data / "set0", i)
         if i % 1000 == 0:
             p = p.with_name(p.stem + "-new.dat")
@@ -244,9 +245,15 @@ class ResticTool(Tool):
 
 
 def bench(
-    work: Path, size: int, s3: dict[str, str] | None = None, *, cold: bool = True, kind: str = "gen"
+    work: Path,
+    size: int,
+    s3: dict[str, str] | None = None,
+    *,
+    cold: bool = True,
+    kind: str = "gen",
+    files: int = SMALL_FILES,
 ) -> list[dict[str, object]]:
-    data = make_dataset(work, size, kind)
+    data = make_dataset(work, size, kind, files)
     total = du(data)
     env: dict[str, str] = {}
     dr_url = restic_repo = None
@@ -267,7 +274,7 @@ def bench(
         m = t.backup(data)
         rows.append({"tool": t.name, "step": "full backup", "m": m, "bytes": total, "repo": t.size()})
     if kind == "small":
-        modify_small(data)
+        modify_small(data, files)
     else:
         modify(data)
     for t in tools:
@@ -346,6 +353,7 @@ def main() -> None:
     ap.add_argument("--size", type=int, default=1, choices=(1, 2, 4), help="GiB of unique data")
     ap.add_argument("--set", dest="kind", choices=("gen", "small"), default="gen",
                     help="gen: ../shared/bench/gen.py (default); small: 20,000 small files in 210 directories")  # fmt: skip
+    ap.add_argument("--files", type=int, default=SMALL_FILES, help="files of --set small (100 per directory)")
     ap.add_argument("--s3", action="store_true", help="also run against a SeaweedFS S3 server")
     ap.add_argument("--runs", type=int, default=1, help="repeat the whole sequence N times (median, ranges)")
     ap.add_argument("--cache", choices=("cold", "warm"), default="cold",
@@ -354,7 +362,7 @@ def main() -> None:
     if not shutil.which("restic"):
         raise SystemExit("restic is not installed (apt-get install restic)")
     cold = args.cache == "cold"
-    what = f"{args.size} GiB" if args.kind == "gen" else f"{SMALL_FILES:,} small files"
+    what = f"{args.size} GiB" if args.kind == "gen" else f"{args.files:,} small files"
     if cold and not os.access("/proc/sys/vm/drop_caches", os.W_OK):
         raise SystemExit("--cache cold needs root (it writes /proc/sys/vm/drop_caches); use --cache warm")
     work = args.work or Path(tempfile.mkdtemp(prefix="dr-bench-"))
@@ -365,7 +373,7 @@ def main() -> None:
     try:
         local = []
         for i in range(args.runs):
-            local.append(bench(work / "local", args.size, cold=cold, kind=args.kind))
+            local.append(bench(work / "local", args.size, cold=cold, kind=args.kind, files=args.files))
             print_rows(local[-1], f"local repository, {what}, run {i + 1}")
         summarize(local, f"local repository, {what}")
         if args.s3:
@@ -385,7 +393,14 @@ def main() -> None:
                     bucket = f"bench{i}"
                     s3.create_bucket(Bucket=bucket)
                     remote.append(
-                        bench(work / "s3", args.size, {**info, "bucket": bucket}, cold=cold, kind=args.kind)
+                        bench(
+                            work / "s3",
+                            args.size,
+                            {**info, "bucket": bucket},
+                            cold=cold,
+                            kind=args.kind,
+                            files=args.files,
+                        )
                     )
                     print_rows(remote[-1], f"SeaweedFS S3 repository, {what}, run {i + 1}")
                 summarize(remote, f"SeaweedFS S3 repository, {what}")
