@@ -9,8 +9,16 @@ from typing import Any
 import pytest
 
 from dr.repo.archiver import backup_directory
+from dr.repo.format import FormatError, pack_name
 from dr.repo.restorer import _Walk, restore_snapshot
-from tests.repo_helpers import backed_up_then_damaged, describe_tree, init_repo, make_store, write_tree
+from tests.repo_helpers import (
+    backed_up_then_damaged,
+    describe_tree,
+    init_repo,
+    make_store,
+    open_with,
+    write_tree,
+)
 
 
 @pytest.mark.parametrize("backend", ["file", "s3"])
@@ -73,3 +81,23 @@ def test_a_hard_link_in_a_later_batch_to_a_damaged_file_is_named(tmp_path: Path)
     assert "not linked: a.txt (the same file) could not be restored" in stats.errors[1]
     assert (out / "b.txt").read_text() == "b" * 5000
     assert sorted(p.name for p in out.iterdir()) == ["b.txt"]
+
+
+def test_a_root_tree_that_cannot_be_read_fails_before_the_target_is_made(tmp_path: Path) -> None:
+    src = tmp_path / "src"
+    (src / "d").mkdir(parents=True)
+    (src / "d" / "a.txt").write_text("a")
+    store = make_store("file", tmp_path, None)
+    repo, key = init_repo(store, tmp_path)
+    snap = backup_directory(repo, src).snapshot
+    loc = repo.index.get(bytes.fromhex(snap.tree or ""))
+    assert loc is not None
+    pack = tmp_path / "repo" / pack_name(loc.pack)
+    raw = bytearray(pack.read_bytes())
+    raw[loc.entry.offset + 20] ^= 0xFF
+    pack.write_bytes(bytes(raw))
+
+    out = tmp_path / "out"
+    with pytest.raises(FormatError, match="authentication failed"):
+        restore_snapshot(open_with(store, key), snap, out)
+    assert not out.exists()

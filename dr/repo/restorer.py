@@ -379,6 +379,7 @@ def restore_snapshot(
     # store answers a range read in microseconds, and file by file keeps fewer
     # files open at once.
     walk = _Walk(repo, snap, norm_paths, by_pack=not repo.store.local, batch=batch)
+    read_tree(repo, walk.tree)  # a root that cannot be read fails here, before the target is made
     if norm_paths:
         _check_paths(repo, snap, walk.tree, norm_paths)
     stats = RestoreStats()
