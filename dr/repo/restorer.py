@@ -9,10 +9,11 @@ ranges (at most ``MAX_RANGE`` per request), open and verify every blob (AEAD)
 and write it to every place it belongs; then the next batch. Large files
 are written front to back with direct I/O: from a file store each one by
 itself, run of adjacent blobs by run; from S3 or GCS pack by pack like the
-rest, through ``OrderedFileWriter`` (a request costs a round trip there). Metadata (owner, mode, times) is applied at the end of each
-batch, and to directories once all batches are in, deepest first, so writing
-into them does not disturb their mtimes. ``--path`` values are checked
-against the snapshot before anything is written.
+rest, through ``OrderedFileWriter`` (a request costs a round trip there).
+Metadata (owner, mode, times) is applied at the end of each batch, and to
+directories once all batches are in, deepest first, so writing into them
+does not disturb their mtimes. ``--path`` values are checked against the
+snapshot before anything is written.
 
 Safety: names come from validated trees (no ``..``, ``/``, empty or
 duplicate names), directories are created one component at a time and
