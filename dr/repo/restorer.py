@@ -424,19 +424,27 @@ class _BatchRestore:
         self.failed: set[str] = set()
 
     def run(self, plan: _Plan, stats: RestoreStats) -> None:
-        repo, root, progress, is_root = self.repo, self.root, self.progress, self.is_root
+        self._create_files(plan)
+        file_errors = self._write_files(plan, stats)
+        self._settle_files(plan, file_errors, stats)
+        self._restore_others(plan, stats)
 
-        # Empty files of the right size (holes where the data will go); a file of one
-        # blob is created by the worker that writes it.
+    def _create_files(self, plan: _Plan) -> None:
+        """Empty files of the right size (holes where the data will go); a file of one
+        blob is created by the worker that writes it."""
         for f in plan.files:
             if f.link_to is not None or f.whole or f.failed:
                 continue
-            fd = _create(os.path.join(root, f.rel))
+            fd = _create(os.path.join(self.root, f.rel))
             try:
                 os.ftruncate(fd, int(f.node.get("size", 0)))
             finally:
                 os.close(fd)
 
+    def _write_files(self, plan: _Plan, stats: RestoreStats) -> dict[int, str]:
+        """Fetch, open and write every blob of the plan on the workers; -> why each
+        failed file failed, by its index in ``plan.files``."""
+        repo, root, progress, is_root = self.repo, self.root, self.progress, self.is_root
         file_errors: dict[int, str] = {}
         ordered = {
             i: OrderedFileWriter(
@@ -563,7 +571,11 @@ class _BatchRestore:
             w.finish()
             if not w.complete and idx not in file_errors:
                 file_errors[idx] = "incomplete: not every blob of the file could be written"
+        return file_errors
 
+    def _settle_files(self, plan: _Plan, file_errors: dict[int, str], stats: RestoreStats) -> None:
+        """Name and remove what failed, make the hard links, give the files their metadata."""
+        root = self.root
         for idx, reason in sorted(file_errors.items()):
             plan.files[idx].failed = True
             stats.errors.append(f"{plan.files[idx].rel}: {reason}")
@@ -594,11 +606,13 @@ class _BatchRestore:
                 continue
             if not f.failed:
                 if not f.done:
-                    _apply_meta(p, f.node, is_root=is_root, follow=True)
+                    _apply_meta(p, f.node, is_root=self.is_root, follow=True)
                 stats.files += 1
 
+    def _restore_others(self, plan: _Plan, stats: RestoreStats) -> None:
+        """Symlinks, fifos and device nodes."""
         for rel, n in plan.others:
-            p = os.path.join(root, rel)
+            p = os.path.join(self.root, rel)
             with contextlib.suppress(FileNotFoundError):
                 if not os.path.isdir(p) or os.path.islink(p):
                     os.unlink(p)
@@ -611,6 +625,6 @@ class _BatchRestore:
                     os.mknod(p, TYPE_BITS[n["type"]] | n.get("mode", 0o600), n.get("rdev", 0))
                 else:
                     continue  # sockets are not restorable; they are recreated by their server
-                _apply_meta(p, n, is_root=is_root, follow=False)
+                _apply_meta(p, n, is_root=self.is_root, follow=False)
             except OSError as e:
                 stats.errors.append(f"{rel}: {e.strerror or e}")
