@@ -124,29 +124,27 @@ def _selected(rel: str, paths: list[str] | None) -> tuple[bool, bool]:
     return False, False
 
 
-def _check_paths(repo: Repository, snap: Snapshot, root_tree: str, paths: list[str]) -> None:
+def _check_paths(repo: Repository, snap: Snapshot, root: list[Node], paths: list[str]) -> None:
     """Refuse, before anything is written, ``--path`` values that are not in the snapshot.
 
-    Follows each path down from the root, one tree per component (the tree
-    cache keeps the shared ones). A path below a directory whose tree cannot be
-    read is not refused here: the restore names that directory instead.
+    Follows each path down from the root's nodes, one tree per further component
+    (the tree cache keeps the shared ones). A path below a directory whose tree
+    cannot be read is not refused here: the restore names that directory instead.
     """
     missing: list[str] = []
     for p in paths:
-        tree_id = root_tree
+        nodes = root
         parts = p.split("/")
         for depth, name in enumerate(parts):
-            try:
-                nodes = read_tree(repo, tree_id)
-            except DrError:
-                if depth == 0:
-                    raise  # not even the root: nothing to restore
-                break
             node = next((n for n in nodes if n["name"] == name), None)
             if node is None or (depth < len(parts) - 1 and node["type"] != "dir"):
                 missing.append(p)
                 break
-            tree_id = node.get("subtree", "")
+            if depth < len(parts) - 1:
+                try:
+                    nodes = read_tree(repo, node["subtree"])
+                except DrError:
+                    break
     if missing:
         raise InvalidInput(f"not in snapshot {snap.short_id}: {', '.join(missing)}")
 
@@ -168,7 +166,8 @@ class _Walk:
         if not snap.tree:
             raise DrError(f"snapshot {snap.short_id} has no file tree")
         self.repo = repo
-        self.tree: str = snap.tree
+        # Read here, so that a root that cannot be read fails before anything is written.
+        self.root: list[Node] = read_tree(repo, snap.tree)
         self.paths = paths
         self.by_pack = by_pack  # large files too are restored pack by pack (``OrderedFileWriter``)
         self.batch = batch
@@ -176,18 +175,19 @@ class _Walk:
         self.plan = _Plan()
 
     def plans(self) -> Iterator[_Plan]:
-        yield from self._visit(self.tree, "")
+        yield from self._visit(self.root, "")
         yield self.plan
 
-    def _visit(self, tree_id: str, rel_dir: str) -> Iterator[_Plan]:
+    def _visit_dir(self, tree_id: str, rel_dir: str) -> Iterator[_Plan]:
         try:
             nodes = read_tree(self.repo, tree_id)
         except DrError as e:
-            if not rel_dir:
-                raise  # not even the root: nothing to restore
             # A damaged or missing directory tree fails that directory's contents; the rest restores.
             self.plan.missing.append(f"{rel_dir}/: cannot read the directory's contents: {e.message}")
             return
+        yield from self._visit(nodes, rel_dir)
+
+    def _visit(self, nodes: list[Node], rel_dir: str) -> Iterator[_Plan]:
         for n in nodes:
             rel = f"{rel_dir}/{n['name']}" if rel_dir else n["name"]
             include, descend = _selected(rel, self.paths)
@@ -195,7 +195,7 @@ class _Walk:
                 if include or descend:
                     self.plan.dirs.append((rel, _slim(n)))
                 if descend:
-                    yield from self._visit(n["subtree"], rel)
+                    yield from self._visit_dir(n["subtree"], rel)
                 continue
             if not include:
                 continue
@@ -379,12 +379,12 @@ def restore_snapshot(
     # per run of a file's adjacent blobs; backups interleave files in packs). A file
     # store answers a range read in microseconds, and file by file keeps fewer
     # files open at once.
-    walk = _Walk(repo, snap, norm_paths, by_pack=not repo.store.local, batch=batch)
-    read_tree(repo, walk.tree)  # a root that cannot be read fails here, before the target is made
+    by_pack = not repo.store.local
+    walk = _Walk(repo, snap, norm_paths, by_pack=by_pack, batch=batch)
     if norm_paths:
-        _check_paths(repo, snap, walk.tree, norm_paths)
+        _check_paths(repo, snap, walk.root, norm_paths)
     stats = RestoreStats()
-    restore = _BatchRestore(repo, root, workers=workers, progress=progress)
+    restore = _BatchRestore(repo, root, workers=workers, progress=progress, by_pack=by_pack)
 
     os.makedirs(root, exist_ok=True)
     if not os.path.isdir(root) or os.path.islink(root):
@@ -412,13 +412,19 @@ class _BatchRestore:
     link in a later batch must not link to a file that could not be restored)."""
 
     def __init__(
-        self, repo: Repository, root: str, *, workers: int, progress: Callable[[int], None] | None
+        self,
+        repo: Repository,
+        root: str,
+        *,
+        workers: int,
+        progress: Callable[[int], None] | None,
+        by_pack: bool,
     ) -> None:
         self.repo = repo
         self.root = root
         self.workers = workers
         self.progress = progress
-        self.by_pack = not repo.store.local
+        self.by_pack = by_pack
         self.is_root = os.geteuid() == 0
         self.staging = StagingPool()
         self.failed: set[str] = set()
