@@ -71,6 +71,7 @@ page request raises, so a page could not be retried on its own.
 from __future__ import annotations
 
 import builtins
+import contextlib
 import dataclasses
 import io
 import logging
@@ -80,6 +81,7 @@ from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from email.utils import parsedate_to_datetime
 from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
@@ -347,26 +349,23 @@ def parse_timestamp(value: Any) -> datetime:
     the ``LastModified`` of each key in a listing, the ``Last-Modified`` header
     of each get. A 1,000-key ``ListObjectsV2`` page took 112 ms of CPU to parse,
     39 ms with this. ISO 8601 (listings) and RFC 1123 (headers) are parsed by
-    the standard library; anything else goes to botocore's own parser. The
-    result is the same instant, always with a time zone (UTC if none is given,
-    as botocore assumes).
+    the standard library; anything else (epoch seconds, a form neither parser
+    takes) goes to botocore's own parser. The result is the same instant; a
+    time without a zone, which S3 does not send, is taken as UTC (botocore
+    would leave it naive, and ``datetime.astimezone`` read it as local time).
     """
-    from email.utils import parsedate_to_datetime
-
-    from botocore.utils import parse_timestamp as botocore_parse
-
-    if isinstance(value, str) and value:
-        try:
-            if value[0].isdigit() and "-" in value:
+    parsed: datetime | None = None
+    if isinstance(value, str):
+        with contextlib.suppress(ValueError, TypeError):
+            if value[:1].isdigit() and "-" in value:
                 parsed = datetime.fromisoformat(value)
-            elif value[0].isalpha():
+            elif value[:1].isalpha():
                 parsed = parsedate_to_datetime(value)
-            else:
-                return botocore_parse(value)  # type: ignore[no-any-return]
-        except (ValueError, TypeError, IndexError):
-            return botocore_parse(value)  # type: ignore[no-any-return]
-        return parsed if parsed.tzinfo is not None else parsed.replace(tzinfo=UTC)
-    return botocore_parse(value)  # type: ignore[no-any-return]
+    if parsed is None:
+        from botocore.utils import parse_timestamp as botocore_parse
+
+        return botocore_parse(value)  # type: ignore[no-any-return]
+    return parsed if parsed.tzinfo is not None else parsed.replace(tzinfo=UTC)
 
 
 def make_client(settings: S3Settings) -> Any:
