@@ -44,8 +44,18 @@ BACKENDS = ("file", "s3", "gs")
 QUICK = RetryPolicy(max_attempts=5, max_elapsed=5.0, initial_backoff=0.01, max_backoff=0.1)
 
 
+# The tests send 9-20 MiB objects as multipart uploads (the default threshold,
+# 32 MiB, would need 33 MiB payloads); test_s3_pack_goes_up_in_one_put checks
+# the default.
+TEST_MULTIPART = 8 * MiB
+
+
 def s3_store(env: dict[str, str], bucket: str, prefix: str, **options: Any) -> S3Store:
-    return S3Store.from_url(f"s3://{bucket}/{prefix}", S3Options(endpoint=env["endpoint"], **options))
+    return S3Store.from_url(
+        f"s3://{bucket}/{prefix}",
+        S3Options(endpoint=env["endpoint"], **options),
+        multipart_threshold=TEST_MULTIPART,
+    )
 
 
 @pytest.fixture(params=BACKENDS)
@@ -439,6 +449,40 @@ def test_s3_uploads_carry_crc32_not_a_payload_hash(
         assert headers["x-amz-checksum-crc32"]
         assert "x-amz-checksum-crc32" in headers["authorization"]
     assert store.get("data/big") == payload(9 * MiB)
+
+
+def test_s3_pack_goes_up_in_one_put(s3_env: dict[str, str], s3_client: Any, s3_bucket: str) -> None:
+    # A pack (~16 MiB, handed over as a view of the pack buffer) is one
+    # create-only PutObject by default, not 5 multipart requests.
+    store = S3Store.from_url(f"s3://{s3_bucket}/one", S3Options(endpoint=s3_env["endpoint"]))
+    sent: list[tuple[str, str, dict[str, str]]] = []
+
+    def record(request: Any, **_: Any) -> None:
+        headers = {
+            k.lower(): v.decode() if isinstance(v, bytes) else str(v) for k, v in request.headers.items()
+        }
+        sent.append((request.method, request.url, headers))
+
+    store._client.meta.events.register("before-send.s3", record)
+    pack = bytearray(payload(17 * MiB, seed=9))
+    store.put("data/ab/pack", memoryview(pack))
+    assert [(method, url.split("?")[0].rsplit("/", 3)[-3:]) for method, url, _ in sent] == [
+        ("PUT", ["data", "ab", "pack"])
+    ]
+    headers = sent[0][2]
+    assert headers["if-none-match"] == "*" and headers["x-amz-checksum-crc32"]
+    assert "-" not in s3_client.head_object(Bucket=s3_bucket, Key="one/data/ab/pack")["ETag"]  # not multipart
+    assert store.get("data/ab/pack") == pack
+    with pytest.raises(ObjectExists):
+        store.put("data/ab/pack", memoryview(bytearray(payload(17 * MiB, seed=10))))
+    assert store.get("data/ab/pack") == pack
+    # Above the threshold, the same store goes multipart.
+    big = payload(33 * MiB, seed=11)
+    sent.clear()
+    store.put("data/ab/big", big)
+    assert sum(1 for method, url, _ in sent if method == "PUT" and "partNumber=" in url) == 5
+    assert store.get("data/ab/big") == big
+    store.close()
 
 
 def _lock_bucket(s3_client: Any, unique: str) -> str:
@@ -989,7 +1033,12 @@ def _shut(s: socket.socket) -> None:
 @pytest.fixture
 def flaky_s3(s3_env: dict[str, str], s3_bucket: str) -> Iterator[tuple[S3Store, FlakyProxy]]:
     proxy = FlakyProxy(s3_env["endpoint"])
-    store = S3Store.from_url(f"s3://{s3_bucket}/repo", S3Options(endpoint=proxy.url), retry=QUICK)
+    store = S3Store.from_url(
+        f"s3://{s3_bucket}/repo",
+        S3Options(endpoint=proxy.url),
+        retry=QUICK,
+        multipart_threshold=TEST_MULTIPART,
+    )
     yield store, proxy
     store.close()
     proxy.close()
