@@ -29,7 +29,14 @@ import pytest
 
 from dr.config import GCSOptions, ObjectLock, Repository, S3Options
 from dr.errors import InvalidInput
-from dr.storage.base import AccessDenied, ObjectExists, ObjectNotFound, ObjectStore, StorageError
+from dr.storage.base import (
+    AccessDenied,
+    ObjectExists,
+    ObjectNotFound,
+    ObjectStore,
+    StorageError,
+    pieces_by_spans,
+)
 from dr.storage.file import FileStore
 from dr.storage.gcs import GCSSettings, GCSStore
 from dr.storage.gcs import make_client as make_gcs_client
@@ -145,6 +152,38 @@ def test_get_range(store: ObjectStore) -> None:
     assert store.get_range("data/00/pack", 990, 100) == data[990:]  # short only at the end
     assert store.get_range("data/00/pack", 1000, 10) == b""
     assert store.get_range("data/00/pack", 5, 0) == b""
+
+
+def test_get_pieces(store: ObjectStore) -> None:
+    data = payload(3 * MiB + 123, seed=12)
+    store.put("data/00/pieces", data)
+    pieces = [(0, 10), (100, 1000), (1100, 5), (MiB, 2 * MiB), (3 * MiB + 100, 100), (3 * MiB + 300, 10)]
+    got = [bytes(p) for p in store.get_pieces("data/00/pieces", pieces)]
+    assert got == [data[o : o + n] for o, n in pieces]  # the last two short and empty: the end
+    assert [bytes(p) for p in store.get_pieces("data/00/pieces", [(5000, 0), (5000, 7)])] == [
+        b"",
+        data[5000:5007],
+    ]
+    assert list(store.get_pieces("data/00/pieces", [])) == []
+    early = store.get_pieces("data/00/pieces", [(0, MiB), (MiB, MiB)])
+    assert bytes(next(early)) == data[:MiB]
+    early.close()  # stopping early is fine
+    with pytest.raises(ObjectNotFound):
+        next(store.get_pieces("data/ff/missing", [(0, 10)]))
+
+
+def test_pieces_by_spans_reads_spans_of_at_most_max_span() -> None:
+    data = bytes(range(256)) * 4
+    calls: list[tuple[int, int]] = []
+
+    def get_range(offset: int, length: int) -> bytes:
+        calls.append((offset, length))
+        return data[offset : offset + length]
+
+    pieces = [(0, 10), (10, 10), (30, 5), (40, 100), (200, 10)]
+    got = [bytes(p) for p in pieces_by_spans(get_range, pieces, max_span=40)]
+    assert got == [data[o : o + n] for o, n in pieces]
+    assert calls == [(0, 35), (40, 100), (200, 10)]  # a piece longer than max_span is read alone
 
 
 def test_missing_object_errors(store: ObjectStore) -> None:
@@ -932,6 +971,7 @@ def test_gcs_classification() -> None:
 class FlakyProxy:
     """Loopback TCP proxy; ``cut_after(marker)`` drops the connection of the next
     request whose first line contains ``marker`` right after the server answered;
+    ``cut_during(marker, n)`` drops it after the first ``n`` bytes of the answer;
     ``damage(marker)`` flips one byte of that request's body on its way."""
 
     def __init__(self, upstream: str) -> None:
@@ -942,6 +982,7 @@ class FlakyProxy:
         self._lock = threading.Lock()
         self._markers: list[bytes] = []
         self._damage: list[bytes] = []
+        self._partial: list[tuple[bytes, int]] = []
         self.cut = 0
         self.damaged = 0
         self._sockets: list[socket.socket] = []
@@ -950,6 +991,10 @@ class FlakyProxy:
     def cut_after(self, marker: bytes) -> None:
         with self._lock:
             self._markers.append(marker)
+
+    def cut_during(self, marker: bytes, after: int) -> None:
+        with self._lock:
+            self._partial.append((marker, after))
 
     def damage(self, marker: bytes) -> None:
         with self._lock:
@@ -974,10 +1019,17 @@ class FlakyProxy:
             with self._lock:
                 self._sockets += [client, upstream]
             armed = threading.Event()
-            threading.Thread(target=self._requests, args=(client, upstream, armed), daemon=True).start()
-            threading.Thread(target=self._responses, args=(upstream, client, armed), daemon=True).start()
+            limit: list[int] = []  # bytes of the answer to pass before cutting
+            threading.Thread(
+                target=self._requests, args=(client, upstream, armed, limit), daemon=True
+            ).start()
+            threading.Thread(
+                target=self._responses, args=(upstream, client, armed, limit), daemon=True
+            ).start()
 
-    def _requests(self, src: socket.socket, dst: socket.socket, armed: threading.Event) -> None:
+    def _requests(
+        self, src: socket.socket, dst: socket.socket, armed: threading.Event, limit: list[int]
+    ) -> None:
         damage_next = False  # a body byte still to flip (the body may follow its headers later)
         try:
             while data := src.recv(65536):
@@ -987,6 +1039,10 @@ class FlakyProxy:
                     if hit is not None:
                         self._markers.remove(hit)
                         armed.set()
+                    partial = next((p for p in self._partial if p[0] in first_line), None)
+                    if partial is not None:
+                        self._partial.remove(partial)
+                        limit.append(partial[1])
                     spoil = next((m for m in self._damage if m in first_line), None)
                     if spoil is not None:
                         self._damage.remove(spoil)
@@ -1005,7 +1061,10 @@ class FlakyProxy:
         finally:
             _shut(dst)
 
-    def _responses(self, src: socket.socket, dst: socket.socket, armed: threading.Event) -> None:
+    def _responses(
+        self, src: socket.socket, dst: socket.socket, armed: threading.Event, limit: list[int]
+    ) -> None:
+        passed = 0
         try:
             while data := src.recv(65536):
                 if armed.is_set() and not data.startswith(b"HTTP/1.1 100 "):
@@ -1014,6 +1073,13 @@ class FlakyProxy:
                     with self._lock:
                         self.cut += 1
                     break
+                if limit:  # counted from the answer to the marked request
+                    if passed + len(data) >= limit[0]:
+                        dst.sendall(data[: limit[0] - passed])  # part of the answer, then nothing
+                        with self._lock:
+                            self.cut += 1
+                        break
+                    passed += len(data)
                 dst.sendall(data)
         except OSError:
             pass
@@ -1088,6 +1154,35 @@ def test_s3_create_only_put_survives_lost_answer(
     # A genuine conflict is still reported.
     with pytest.raises(ObjectExists):
         store.put("data/ee/small", b"someone else")
+
+
+def test_s3_pieces_come_in_one_get_and_resume_after_a_cut(
+    flaky_s3: tuple[S3Store, FlakyProxy], caplog: pytest.LogCaptureFixture
+) -> None:
+    store, proxy = flaky_s3
+    caplog.set_level(logging.INFO, logger="dr.storage")
+    data = payload(6 * MiB, seed=13)
+    store.put("data/ee/stream", data)
+    ranges: list[str] = []
+    store._client.meta.events.register(
+        "before-send.s3", lambda request, **_: ranges.append(request.headers["Range"].decode())
+    )
+    pieces = [(i * MiB, MiB - 1000) for i in range(6)]
+    assert [bytes(p) for p in store.get_pieces("data/ee/stream", pieces)] == [
+        data[o : o + n] for o, n in pieces
+    ]
+    assert ranges == [f"bytes=0-{6 * MiB - 1001}"]  # one request for the span
+    ranges.clear()
+    proxy.cut_during(b"data/ee/stream", 2 * MiB + 5000)  # in the third piece
+    assert [bytes(p) for p in store.get_pieces("data/ee/stream", pieces)] == [
+        data[o : o + n] for o, n in pieces
+    ]
+    assert proxy.cut == 1
+    assert ranges == [
+        f"bytes=0-{6 * MiB - 1001}",
+        f"bytes={2 * MiB}-{6 * MiB - 1001}",
+    ]  # resumed at the piece
+    assert "retrying" in caplog.text
 
 
 def test_s3_multipart_survives_lost_answers(

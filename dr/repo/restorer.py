@@ -5,8 +5,10 @@ files and the blobs each file needs at which offsets, up to ``BATCH_FILES``
 files at a time (so memory does not grow with the number of files in the
 volume); group the blobs by pack; create the directories and empty files of
 the right size; then ``workers`` threads each fetch one pack's needed byte
-ranges (at most ``MAX_RANGE`` per request), open and verify every blob (AEAD)
-and write it to every place it belongs; then the next batch. Large files
+ranges, which the store hands over blob by blob (``get_pieces``: on S3 one
+streamed GET per range, so a 16 MiB pack is one request and memory is one
+blob), open and verify every blob (AEAD) and write it to every place it
+belongs; then the next batch. Large files
 are written front to back with direct I/O: from a file store each one by
 itself, run of adjacent blobs by run; from S3 or GCS pack by pack like the
 rest, through ``OrderedFileWriter`` (a request costs a round trip there).
@@ -70,8 +72,6 @@ ZERO = bytes(SPARSE_BLOCK)
 # Fetch one range covering all needed blobs of a pack unless that would read
 # more than this factor of unneeded bytes; then fetch runs of adjacent blobs.
 RANGE_WASTE = 2.0
-# A range fetched in one request holds at most this much (memory: one per worker).
-MAX_RANGE = 8 << 20
 # Files (and symlinks, devices) planned and restored at a time: a planned file costs
 # ~1.2 KB, so a batch holds ~20 MB however many files the volume has.
 BATCH_FILES = 16384
@@ -330,25 +330,24 @@ def _blob_runs(
     return runs
 
 
-def _ranges(blobs: list[PackEntry], max_range: int = MAX_RANGE) -> list[tuple[int, int, list[PackEntry]]]:
-    """Group sorted entries into byte ranges to fetch: (offset, length, entries), each at most
-    ``max_range`` long unless one entry alone is longer."""
+def _ranges(blobs: list[PackEntry]) -> list[list[PackEntry]]:
+    """Group a pack's needed entries into ranges to fetch, each a list sorted by
+    offset: all of them in one range, unless that would read more than
+    ``RANGE_WASTE`` times the bytes needed; then each run of adjacent entries.
+    How much of a range is held in memory at once is the store's business
+    (``ObjectStore.get_pieces``)."""
     blobs.sort(key=lambda e: e.offset)
     first, last = blobs[0], blobs[-1]
     span = last.offset + last.length - first.offset
-    needed = sum(e.length for e in blobs)
-    contiguous_enough = span <= needed * RANGE_WASTE
-    out: list[tuple[int, int, list[PackEntry]]] = []
-    cur: list[PackEntry] = [first]
+    if span <= sum(e.length for e in blobs) * RANGE_WASTE:
+        return [blobs]
+    out: list[list[PackEntry]] = [[first]]
     for e in blobs[1:]:
-        prev = cur[-1]
-        adjacent = contiguous_enough or e.offset == prev.offset + prev.length
-        if adjacent and e.offset + e.length - cur[0].offset <= max_range:
-            cur.append(e)
+        prev = out[-1][-1]
+        if e.offset == prev.offset + prev.length:
+            out[-1].append(e)
         else:
-            out.append((cur[0].offset, prev.offset + prev.length - cur[0].offset, cur))
-            cur = [e]
-    out.append((cur[0].offset, cur[-1].offset + cur[-1].length - cur[0].offset, cur))
+            out.append([e])
     return out
 
 
@@ -473,23 +472,22 @@ class _BatchRestore:
             name = pack_name(pack_id)
             written = 0
             by_entry = {e.id: targets for e, targets in blobs.values()}
-            for offset, length, entries in _ranges([e for e, _ in blobs.values()]):
-                try:
-                    data = memoryview(repo.store.get_range(name, offset, length))
-                except DrError as e:
-                    for ent in entries:
-                        for idx, _ in by_entry[ent.id]:
-                            fail_file(idx, f"cannot read {name}: {e.message}")
-                    continue
+            for entries in _ranges([e for e, _ in blobs.values()]):
+                # The store hands the range over blob by blob (S3: one streamed GET).
+                pieces = repo.store.get_pieces(name, [(e.offset, e.length) for e in entries])
                 fds: dict[int, int] = {}
                 try:
-                    for ent in entries:
+                    for i, ent in enumerate(entries):
                         targets = by_entry[ent.id]
-                        start = ent.offset - offset
                         try:
-                            plain = repo.open_blob_view(
-                                ent, data[start : start + ent.length], what=f"blob in {name}", rehash=False
-                            )
+                            sealed = next(pieces)
+                        except DrError as e:
+                            for lost in entries[i:]:
+                                for idx, _ in by_entry[lost.id]:
+                                    fail_file(idx, f"cannot read {name}: {e.message}")
+                            break
+                        try:
+                            plain = repo.open_blob_view(ent, sealed, what=f"blob in {name}", rehash=False)
                         except DrError as e:
                             for idx, _ in targets:
                                 fail_file(idx, e.message)
@@ -527,6 +525,7 @@ class _BatchRestore:
                         if progress:
                             progress(len(plain) * len(targets))
                 finally:
+                    pieces.close()
                     for fd in fds.values():
                         os.close(fd)
             return written

@@ -1,7 +1,8 @@
 """The object-store interface every backend implements, and its errors.
 
 Six operations are all the repository needs (FORMAT.md): create-only put,
-get, ranged get, list by prefix, stat and delete. Names are ``/``-separated
+get, ranged get, list by prefix, stat and delete; ``get_pieces`` is a ranged
+get that hands over a range's blobs one by one (restores read packs with it). Names are ``/``-separated
 paths relative to the repository root (``data/3f/3f9c…``); a backend maps
 them onto its own namespace (a directory, a bucket prefix).
 
@@ -14,7 +15,7 @@ check-then-write race.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Generator, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Protocol, runtime_checkable
@@ -79,6 +80,15 @@ class ObjectStore(Protocol):
         """``length`` bytes from ``offset`` (fewer only at the end of the object)."""
         ...
 
+    def get_pieces(
+        self, name: str, pieces: Sequence[tuple[int, int]]
+    ) -> Generator[bytes | memoryview, None, None]:
+        """The bytes of each ``(offset, length)`` piece, in order (pieces sorted by
+        offset, not overlapping; each shorter only at the end of the object). Bytes
+        between pieces may be read and dropped. A ``StorageError`` ends the iteration;
+        the pieces handed over before it are good. Close the iterator if you stop early."""
+        ...
+
     def list(self, prefix: str = "") -> Iterator[ObjectInfo]:
         """Every object whose name starts with ``prefix``, in no particular order."""
         ...
@@ -94,3 +104,25 @@ class ObjectStore(Protocol):
     def close(self) -> None:
         """Release connections."""
         ...
+
+
+# What ``pieces_by_spans`` reads in one request at most (memory: one span per reader).
+MAX_SPAN = 8 << 20
+
+
+def pieces_by_spans(
+    get_range: Callable[[int, int], bytes], pieces: Sequence[tuple[int, int]], max_span: int = MAX_SPAN
+) -> Generator[memoryview, None, None]:
+    """``get_pieces`` for a store that reads a range whole: one ``get_range`` per span
+    of adjacent pieces at most ``max_span`` long (longer only for a single piece)."""
+    i = 0
+    while i < len(pieces):
+        start = pieces[i][0]
+        j = i + 1
+        while j < len(pieces) and pieces[j][0] + pieces[j][1] - start <= max_span:
+            j += 1
+        end = pieces[j - 1][0] + pieces[j - 1][1]
+        data = memoryview(get_range(start, end - start))
+        for offset, length in pieces[i:j]:
+            yield data[offset - start : offset - start + length]
+        i = j

@@ -11,13 +11,21 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import functools
 import os
 import secrets
-from collections.abc import Iterator
+from collections.abc import Generator, Iterator, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 
-from dr.storage.base import AccessDenied, ObjectExists, ObjectInfo, ObjectNotFound, StorageError
+from dr.storage.base import (
+    AccessDenied,
+    ObjectExists,
+    ObjectInfo,
+    ObjectNotFound,
+    StorageError,
+    pieces_by_spans,
+)
 from dr.storage.direct_io import write_file
 
 
@@ -80,6 +88,11 @@ class FileStore:
                 return f.read(length)
         except FileNotFoundError:
             raise ObjectNotFound(name, self.url) from None
+
+    def get_pieces(
+        self, name: str, pieces: Sequence[tuple[int, int]]
+    ) -> Generator[bytes | memoryview, None, None]:
+        return pieces_by_spans(functools.partial(self.get_range, name), pieces)
 
     def list(self, prefix: str = "") -> Iterator[ObjectInfo]:
         # Walk only the directory that can contain the prefix.

@@ -36,11 +36,12 @@ is reported as such and not as a missing object.
 
 from __future__ import annotations
 
+import functools
 import io
 import logging
 import os
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Generator, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, TypeVar
@@ -48,7 +49,14 @@ from urllib.parse import urlsplit
 
 from dr.config import GCSOptions
 from dr.errors import InvalidInput
-from dr.storage.base import AccessDenied, ObjectExists, ObjectInfo, ObjectNotFound, StorageError
+from dr.storage.base import (
+    AccessDenied,
+    ObjectExists,
+    ObjectInfo,
+    ObjectNotFound,
+    StorageError,
+    pieces_by_spans,
+)
 from dr.storage.naming import check_name, check_prefix, merge_setting, parse_bucket_url
 from dr.storage.retry import RetryPolicy, TransientError
 
@@ -390,6 +398,11 @@ class GCSStore:
         except ObjectNotFound:
             self._check_bucket()
             raise
+
+    def get_pieces(
+        self, name: str, pieces: Sequence[tuple[int, int]]
+    ) -> Generator[bytes | memoryview, None, None]:
+        return pieces_by_spans(functools.partial(self.get_range, name), pieces)
 
     def list(self, prefix: str = "") -> Iterator[ObjectInfo]:
         full = self.settings.root + check_prefix(prefix)

@@ -75,11 +75,12 @@ from __future__ import annotations
 import builtins
 import contextlib
 import dataclasses
+import functools
 import io
 import logging
 import os
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Generator, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -490,6 +491,50 @@ def _mappable() -> tuple[type[BaseException], ...]:
     return (ClientError, BotoCoreError, Urllib3Error, ConnectionError, TimeoutError)
 
 
+class _RangeStream:
+    """The body of one ranged GET, read forward: ``pos`` is the object offset of its
+    next byte. ``body`` None: nothing there (the range starts past the end)."""
+
+    SKIP = 1 << 20
+
+    def __init__(self, body: Any, pos: int) -> None:
+        self.body = body
+        self.pos = pos
+
+    def read_at(self, offset: int, length: int) -> bytes:
+        """``length`` bytes from ``offset`` (>= pos; the bytes before it are dropped),
+        fewer only at the end of the object. botocore raises ``IncompleteReadError``
+        for a body cut short of its Content-Length, so a short read is the real end."""
+        while self.pos < offset:
+            if not self._read(min(self.SKIP, offset - self.pos)):
+                return b""
+        return self._read(length)
+
+    def _read(self, n: int) -> bytes:
+        if self.body is None or n == 0:
+            return b""
+        first = self.body.read(n)
+        if len(first) in (0, n):
+            self.pos += len(first)
+            return bytes(first)
+        parts = [first]
+        got = len(first)
+        while got < n:
+            more = self.body.read(n - got)
+            if not more:
+                break
+            parts.append(more)
+            got += len(more)
+        self.pos += got
+        return b"".join(parts)
+
+    def close(self) -> None:
+        if self.body is not None:
+            with contextlib.suppress(Exception):
+                self.body.close()
+            self.body = None
+
+
 # --------------------------------------------------------------------------- the store
 
 
@@ -817,6 +862,61 @@ class S3Store:
         except ObjectNotFound:
             self._check_bucket()
             raise
+
+    def get_pieces(
+        self, name: str, pieces: Sequence[tuple[int, int]]
+    ) -> Generator[bytes | memoryview, None, None]:
+        """One GET for the whole span, read piece by piece as it arrives: memory is
+        one piece, not the span, and the span is one request however long. A read
+        that fails mid-way is resumed from the piece it was reading (``_RangeStream``)."""
+        if not pieces:
+            return
+        key = self._key(name)
+        end = pieces[-1][0] + pieces[-1][1]
+        what = self._what("get", name)
+        stream: _RangeStream | None = None
+
+        def read_piece(offset: int, length: int) -> bytes:
+            nonlocal stream
+            try:
+                if stream is None:
+                    stream = self._open_stream(key, offset, end)
+                return stream.read_at(offset, length)
+            except BaseException:
+                if stream is not None:
+                    stream.close()  # the next attempt starts a fresh request at this piece
+                    stream = None
+                raise
+
+        try:
+            for offset, length in pieces:
+                if offset < 0 or length < 0:
+                    raise StorageError(f"{what}: invalid range offset={offset} length={length}")
+                attempt = functools.partial(read_piece, offset, length)
+                try:
+                    yield self._retry.run(
+                        functools.partial(self._call, attempt, what=what, name=name), what=what
+                    )
+                except ObjectNotFound:
+                    self._check_bucket()
+                    raise
+        finally:
+            if stream is not None:
+                stream.close()
+
+    def _open_stream(self, key: str, offset: int, end: int) -> _RangeStream:
+        if offset >= end:
+            return _RangeStream(None, offset)
+        try:
+            resp = self._client.get_object(
+                Bucket=self.settings.bucket, Key=key, Range=f"bytes={offset}-{end - 1}"
+            )
+        except Exception as e:
+            if _is_invalid_range(e):
+                return _RangeStream(None, offset)  # at or past the end: nothing there
+            raise
+        # A server that ignored the Range header sends the object from its start.
+        return _RangeStream(resp["Body"], offset if "ContentRange" in resp else 0)
 
     def list(self, prefix: str = "") -> Iterator[ObjectInfo]:
         full = self.settings.root + check_prefix(prefix)
