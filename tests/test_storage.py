@@ -742,6 +742,17 @@ def test_retry_gives_up_after_max_attempts() -> None:
     assert "s3://b: get x: failed after 4 attempts" in str(e.value) and "boom 3" in str(e.value)
 
 
+def test_retry_single_attempt_and_first_try_success() -> None:
+    t = FakeTime()
+    op, calls = failing([TransientError("boom", maybe_applied=True)])
+    with pytest.raises(StorageError) as e:
+        policy(t, max_attempts=1).run(op, what="s3://b: get x")
+    assert calls[0] == 1 and t.sleeps == [] and "failed after 1 attempt in" in str(e.value)
+    op, calls = failing([])
+    assert policy(t).run(op, what="s3://b: get x") == "ok"
+    assert calls[0] == 1 and t.sleeps == []
+
+
 def test_retry_total_time_is_bounded() -> None:
     t = FakeTime()
     op, calls = failing([TransientError("down", maybe_applied=False) for _ in range(1000)])

@@ -114,6 +114,14 @@ class RetryPolicy:
         """``op()``, retried on ``TransientError`` within the bounds; ``what`` names
         the operation in logs and errors (``s3://bucket/prefix: get data/ab/…``)."""
         start = self.clock()
+        attempts = 1
+        try:
+            # Most calls succeed at once: try before building tenacity's machinery,
+            # which costs ~0.1 ms of CPU per call (a restore reads ~1,000 blobs per GiB,
+            # each a call).
+            return op()
+        except TransientError as e:
+            first: TransientError | None = e
 
         def stop(state: RetryCallState) -> bool:
             # Runs after the wait was chosen: refuse a wait that would end past the bound.
@@ -139,10 +147,14 @@ class RetryPolicy:
             sleep=self.sleep,
             reraise=True,
         )
-        attempts = 0
 
         def counted() -> T:
-            nonlocal attempts
+            nonlocal attempts, first
+            if first is not None:
+                # Tenacity's attempt 1 is the one made above: hand it its outcome, so
+                # that it waits, logs and counts from there.
+                e, first = first, None
+                raise e
             attempts += 1
             return op()
 
