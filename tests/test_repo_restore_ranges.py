@@ -5,6 +5,7 @@ from __future__ import annotations
 import errno
 import itertools
 import os
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -12,6 +13,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from dr.repo import restorer
 from dr.repo.archiver import backup_directory
 from dr.repo.format import BlobType, PackEntry
 from dr.repo.ordered_writer import OrderedFileWriter
@@ -141,3 +143,36 @@ def test_a_pack_read_that_fails_midway_fails_only_the_blobs_after_it(tmp_path: P
     assert len(restored) == 5
     assert all((out / n).read_bytes() == (src / n).read_bytes() for n in restored)
     assert {e.split(":")[0] for e in stats.errors} | set(restored) == {p.name for p in src.iterdir()}
+
+
+@pytest.mark.parametrize("kind", ["file", "s3"])
+def test_packs_of_small_files_are_restored_by_one_worker(
+    tmp_path: Path, request: Any, monkeypatch: pytest.MonkeyPatch, kind: str
+) -> None:
+    # Small files cost a few system calls each, and every one hands the GIL over
+    # when other workers want it: their packs go to one worker, one after another,
+    # while packs of larger files are restored side by side.
+    src = tmp_path / "src"
+    for d in range(4):
+        (src / f"d{d}").mkdir(parents=True)
+        for i in range(150):
+            (src / f"d{d}" / f"f{i}").write_bytes(os.urandom(2000 + i))
+    for i in range(4):
+        (src / f"big{i}.bin").write_bytes(os.urandom((1 << 20) + i))
+    store = make_store(kind, tmp_path, request)
+    repo, _ = init_repo(store, tmp_path, pack_size=256 << 10)  # several packs of each kind
+    snap = backup_directory(repo, src).snapshot
+    small_writers: set[str] = set()
+    write_whole = restorer._write_whole
+
+    def recorded(path: str, node: Any, data: Any, *, is_root: bool) -> None:
+        if os.path.basename(path).startswith("f"):
+            small_writers.add(threading.current_thread().name)
+        write_whole(path, node, data, is_root=is_root)
+
+    monkeypatch.setattr(restorer, "_write_whole", recorded)
+    out = tmp_path / "out"
+    stats = restore_snapshot(repo, snap, out)
+    assert not stats.errors
+    assert describe_tree(out) == describe_tree(src)
+    assert len(small_writers) == 1, small_writers
