@@ -150,24 +150,20 @@ def test_packs_of_small_files_are_restored_by_one_worker(
     tmp_path: Path, request: Any, monkeypatch: pytest.MonkeyPatch, kind: str
 ) -> None:
     # Small files cost a few system calls each, and every one hands the GIL over
-    # when other workers want it: their packs go to one worker, one after another,
-    # while packs of larger files are restored side by side.
+    # when other workers want it: their packs go to one worker, one after another.
     src = tmp_path / "src"
     for d in range(4):
         (src / f"d{d}").mkdir(parents=True)
         for i in range(150):
             (src / f"d{d}" / f"f{i}").write_bytes(os.urandom(2000 + i))
-    for i in range(4):
-        (src / f"big{i}.bin").write_bytes(os.urandom((1 << 20) + i))
     store = make_store(kind, tmp_path, request)
-    repo, _ = init_repo(store, tmp_path, pack_size=256 << 10)  # several packs of each kind
+    repo, _ = init_repo(store, tmp_path, pack_size=256 << 10)  # several packs
     snap = backup_directory(repo, src).snapshot
     small_writers: set[str] = set()
     write_whole = restorer._write_whole
 
     def recorded(path: str, node: Any, data: Any, *, is_root: bool) -> None:
-        if os.path.basename(path).startswith("f"):
-            small_writers.add(threading.current_thread().name)
+        small_writers.add(threading.current_thread().name)
         write_whole(path, node, data, is_root=is_root)
 
     monkeypatch.setattr(restorer, "_write_whole", recorded)

@@ -225,6 +225,34 @@ def test_small_and_large_files_interleaved_keep_their_contents(tmp_path: Path) -
     assert describe_tree(out) == describe_tree(src)
 
 
+def test_batches_of_small_files_have_one_reader(tmp_path: Path, monkeypatch: Any) -> None:
+    # A small file is a few system calls, each handing the GIL over: batches of
+    # them go to one reader thread, beside the readers of larger files.
+    src = tmp_path / "src"
+    src.mkdir()
+    rng = random.Random(4)
+    for i in range(200):
+        size = (1 << 20) + rng.randint(0, 1 << 20) if i % 40 == 7 else rng.randint(0, 20_000)
+        (src / f"f{i:03}.bin").write_bytes(rng.randbytes(size))
+    readers: dict[str, set[str]] = {"small": set(), "large": set()}
+    read_files = archiver._Archiver._read_files
+
+    def recorded(self: Any, paths: list[str]) -> Any:
+        small = all(os.path.getsize(p) < archiver.BATCH_BYTES for p in paths)
+        readers["small" if small else "large"].add(threading.current_thread().name)
+        return read_files(self, paths)
+
+    monkeypatch.setattr(archiver._Archiver, "_read_files", recorded)
+    repo, _ = init_repo(make_store("file", tmp_path, None), tmp_path)
+    result = backup_directory(repo, src)
+    assert not result.errors
+    assert len(readers["small"]) == 1 and all(n.startswith("dr-read-small") for n in readers["small"])
+    assert readers["large"] and not readers["large"] & readers["small"]
+    out = tmp_path / "out"
+    assert not restore_snapshot(repo, result.snapshot, out).errors
+    assert describe_tree(out) == describe_tree(src)
+
+
 def test_files_that_vanish_during_the_backup_are_named_and_the_rest_is_kept(tmp_path: Path) -> None:
     src = tmp_path / "src"
     src.mkdir()

@@ -45,6 +45,12 @@ PARENT_TREES_AHEAD = 64
 # small file, and a volume may hold millions of them.
 BATCH_FILES = 16
 BATCH_BYTES = 1 << 20
+# Batches of small files are read by one thread, beside the ``workers`` readers of
+# larger files: a small file costs a few system calls (open, advise, read, close),
+# each of which hands the GIL over when other threads want it, and two readers
+# of 20,000 files of ~10 KiB were slower than one (local, cold: 2.15-2.27 s
+# against 1.94-2.09 s).
+SMALL_FILE_READERS = 1
 
 Progress = Callable[[int], None]  # called with bytes processed since the last call
 
@@ -76,6 +82,10 @@ class _Archiver:
         self.repo = repo
         self.saver = saver
         self.pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="dr-read")
+        # Batches of small files go to one reader of their own (SMALL_FILE_READERS).
+        self.small_pool = ThreadPoolExecutor(
+            max_workers=SMALL_FILE_READERS, thread_name_prefix="dr-read-small"
+        )
         # Parent trees are read ahead, a directory's subtrees as soon as the
         # directory's own parent tree is known: on S3 each read is a round trip,
         # and the walk would otherwise wait for them one by one.
@@ -200,7 +210,7 @@ class _Archiver:
         def submit_batch() -> None:
             nonlocal batch, batch_bytes
             if batch:
-                tasks.append(self.pool.submit(self._read_files, batch))
+                tasks.append(self.small_pool.submit(self._read_files, batch))
                 batch, batch_bytes = [], 0
 
         subdirs: list[tuple[Node, str]] = []
@@ -281,6 +291,7 @@ class _Archiver:
 
     def close(self) -> None:
         self.pool.shutdown(wait=True, cancel_futures=True)
+        self.small_pool.shutdown(wait=True, cancel_futures=True)
         self.tree_pool.shutdown(wait=True, cancel_futures=True)
 
 
