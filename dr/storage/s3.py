@@ -30,11 +30,19 @@ objects (packs of a repository made with a bigger pack size) go up as a
 multipart upload in equal parts of at most 8 MiB, sent in parallel (a
 store-wide pool of ``parallel_parts`` threads): one connection to S3 rarely
 carries more than ~50–100 MB/s. The condition is sent with
-``CompleteMultipartUpload``, which is where S3 (and SeaweedFS, checked by the tests) evaluates it, so a multipart upload
-can never replace an object either. A failed or refused multipart upload is
-aborted so its parts do not linger (an ``AbortIncompleteMultipartUpload``
-lifecycle rule is still wise, for processes killed mid-upload and for the
-empty upload a lost ``CreateMultipartUpload`` answer leaves behind).
+``CompleteMultipartUpload``, which is where S3 (and SeaweedFS, checked by the
+tests) evaluates it, so a multipart upload can never replace an object
+either. A failed or refused multipart upload is aborted so its parts do not
+linger (an ``AbortIncompleteMultipartUpload`` lifecycle rule is still wise,
+for processes killed mid-upload and for the empty upload a lost
+``CreateMultipartUpload`` answer leaves behind).
+
+Streamed reads. ``get_pieces`` (restores) sends one ranged GET for a pack's
+whole range and reads the body blob by blob as it arrives: one request per
+pack instead of one per 8 MiB, and one blob in memory per reader instead of
+the range. A body cut off part way (reset, timeout, short body) is not
+started over: the retry policy runs per blob, and its next attempt sends a
+new GET from the blob it was reading.
 
 Integrity of uploads. Every object and part carries a CRC32 checksum
 (``x-amz-checksum-crc32``, a signed header), which S3 verifies on arrival.
@@ -513,10 +521,10 @@ class _RangeStream:
     def _read(self, n: int) -> bytes:
         if self.body is None or n == 0:
             return b""
-        first = self.body.read(n)
+        first: bytes = self.body.read(n)
         if len(first) in (0, n):
             self.pos += len(first)
-            return bytes(first)
+            return first
         parts = [first]
         got = len(first)
         while got < n:
