@@ -208,31 +208,16 @@ def test_device_nodes_round_trip(tmp_path: Path) -> None:
         assert stat.S_IMODE(st.st_mode) == stat.S_IMODE(os.lstat(src / name).st_mode)
 
 
-def test_small_and_large_files_interleaved_keep_their_contents(tmp_path: Path) -> None:
+def test_small_and_large_files_interleaved_keep_their_contents(tmp_path: Path, monkeypatch: Any) -> None:
     # Small files go to the readers in batches, large ones alone; every file must
-    # still get its own content, whatever the order the tasks finish in.
+    # still get its own content, whatever the order the tasks finish in. A small
+    # file is a few system calls, each handing the GIL over: the batches go to one
+    # reader thread of their own, beside the readers of larger files.
     src = tmp_path / "src"
     src.mkdir()
     rng = random.Random(3)
     for i in range(70):
         size = (1 << 20) + rng.randint(0, 1 << 20) if i % 9 == 4 else rng.randint(0, 40_000)
-        (src / f"f{i:03}.bin").write_bytes(rng.randbytes(size))
-    repo, _ = init_repo(make_store("file", tmp_path, None), tmp_path)
-    result = backup_directory(repo, src)
-    assert not result.errors and result.snapshot.stats and result.snapshot.stats.files == 70
-    out = tmp_path / "out"
-    assert not restore_snapshot(repo, result.snapshot, out).errors
-    assert describe_tree(out) == describe_tree(src)
-
-
-def test_batches_of_small_files_have_one_reader(tmp_path: Path, monkeypatch: Any) -> None:
-    # A small file is a few system calls, each handing the GIL over: batches of
-    # them go to one reader thread, beside the readers of larger files.
-    src = tmp_path / "src"
-    src.mkdir()
-    rng = random.Random(4)
-    for i in range(200):
-        size = (1 << 20) + rng.randint(0, 1 << 20) if i % 40 == 7 else rng.randint(0, 20_000)
         (src / f"f{i:03}.bin").write_bytes(rng.randbytes(size))
     readers: dict[str, set[str]] = {"small": set(), "large": set()}
     read_files = archiver._Archiver._read_files
@@ -245,7 +230,7 @@ def test_batches_of_small_files_have_one_reader(tmp_path: Path, monkeypatch: Any
     monkeypatch.setattr(archiver._Archiver, "_read_files", recorded)
     repo, _ = init_repo(make_store("file", tmp_path, None), tmp_path)
     result = backup_directory(repo, src)
-    assert not result.errors
+    assert not result.errors and result.snapshot.stats and result.snapshot.stats.files == 70
     assert len(readers["small"]) == 1 and all(n.startswith("dr-read-small") for n in readers["small"])
     assert readers["large"] and not readers["large"] & readers["small"]
     out = tmp_path / "out"
