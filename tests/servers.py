@@ -215,6 +215,12 @@ def seaweedfs(workdir: Path, access_key: str = "testkey", secret_key: str = "tes
         f"-s3.port={s3}", f"-master.port={master}", f"-volume.port={volume}",
         f"-filer.port={filer}", f"-admin.port={admin}", "-webdav=false", "-admin.ui=false",
         "-s3.port.iceberg=0", "-s3.port.lance=0",
+        # Every bucket is a collection with a volume of its own, and by default the
+        # number of volumes is free disk space / volume size (up to 1 GiB): with
+        # 34 GB free the 34th bucket's first put failed with InternalError, so the
+        # suite's pass depended on the machine's free disk. Volumes are not
+        # preallocated: a limit only caps their number.
+        "-volume.max=1000",
     ]  # fmt: skip
     env = {"AWS_ACCESS_KEY_ID": access_key, "AWS_SECRET_ACCESS_KEY": secret_key}
     endpoint = f"http://127.0.0.1:{s3}"
