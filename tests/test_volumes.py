@@ -388,10 +388,13 @@ def test_no_more_than_parallelism_movers_at_once(
     count = parallelism + 1  # one more volume than slots
     pvcs = bound_volumes(kc, agent, app, storage[0], {f"v{i}": 50_000 for i in range(count)})
     ctx = env.backup_ctx(f"backup-p{parallelism}", mover={"parallelism": parallelism})
+    # A mover of 50 KB can end before the next one starts: the first ``parallelism``
+    # start together, so that they overlap whenever the orchestrator let them exist
+    # at once (and the agent counts them alive at the same moment).
+    agent.start_together(parallelism)
     results = backup_volumes(kc, pvcs, ctx, env.finder())
     assert [r.error for r in results] == [None] * count
     assert len(agent.runs) == count
-    # The agent counts mover processes alive at the same moment.
     assert agent.max_running == parallelism
 
 

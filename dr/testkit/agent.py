@@ -209,6 +209,9 @@ class NodeAgent:
         self.never_ready: set[str] = set()
         self.running = 0
         self.max_running = 0
+        # ``start_together(n)``: the next n mover processes start at the same moment
+        # (a test of how many run at once must not depend on how fast they are).
+        self._start_gate: threading.Barrier | None = None
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -216,6 +219,15 @@ class NodeAgent:
         self._from_snapshot: set[tuple[str, str]] = set()
         self._bound: dict[tuple[str, str], str] = {}  # (ns, pvc) -> uid of the claim the agent bound
         self._default_class: str | None = None
+
+    def start_together(self, n: int) -> None:
+        """Hold the next ``n`` mover processes until all ``n`` are ready, then start them
+        (each waits at most 30 s: fewer than ``n`` at once is then what is measured)."""
+
+        def done() -> None:
+            self._start_gate = None
+
+        self._start_gate = threading.Barrier(n, action=done, timeout=30)
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -701,6 +713,12 @@ class NodeAgent:
         run.argv = [*command, *(_rewrite(a, mounts) for a in container.get("args") or [])]
         run.env_names = sorted(env)
         out_path, err_path = pod_root / "stdout", pod_root / "stderr"
+        gate = self._start_gate
+        if gate is not None:
+            try:
+                gate.wait()
+            except threading.BrokenBarrierError:
+                self._start_gate = None
         with open(out_path, "wb") as out, open(err_path, "wb") as err:
             proc = subprocess.Popen(
                 run.argv, env=env, stdout=out, stderr=err, cwd=pod_root, start_new_session=True
