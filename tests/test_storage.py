@@ -34,8 +34,8 @@ from dr.storage.base import (
     ObjectExists,
     ObjectNotFound,
     ObjectStore,
+    SpanReads,
     StorageError,
-    pieces_by_spans,
 )
 from dr.storage.file import FileStore
 from dr.storage.gcs import GCSSettings, GCSStore
@@ -168,20 +168,24 @@ def test_get_pieces(store: ObjectStore) -> None:
     early = store.get_pieces("data/00/pieces", [(0, MiB), (MiB, MiB)])
     assert bytes(next(early)) == data[:MiB]
     early.close()  # stopping early is fine
-    with pytest.raises(ObjectNotFound):
-        next(store.get_pieces("data/ff/missing", [(0, 10)]))
+    for nothing_to_read in ([(0, 10)], [(0, 0)]):
+        with pytest.raises(ObjectNotFound):
+            next(store.get_pieces("data/ff/missing", nothing_to_read))
 
 
-def test_pieces_by_spans_reads_spans_of_at_most_max_span() -> None:
+def test_span_reads_read_spans_of_at_most_max_span() -> None:
     data = bytes(range(256)) * 4
     calls: list[tuple[int, int]] = []
 
-    def get_range(offset: int, length: int) -> bytes:
-        calls.append((offset, length))
-        return data[offset : offset + length]
+    class Spans(SpanReads):
+        max_span = 40
+
+        def get_range(self, name: str, offset: int, length: int) -> bytes:
+            calls.append((offset, length))
+            return data[offset : offset + length]
 
     pieces = [(0, 10), (10, 10), (30, 5), (40, 100), (200, 10)]
-    got = [bytes(p) for p in pieces_by_spans(get_range, pieces, max_span=40)]
+    got = [bytes(p) for p in Spans().get_pieces("x", pieces)]
     assert got == [data[o : o + n] for o, n in pieces]
     assert calls == [(0, 35), (40, 100), (200, 10)]  # a piece longer than max_span is read alone
 
@@ -1165,6 +1169,18 @@ def test_s3_create_only_put_survives_lost_answer(
     # A genuine conflict is still reported.
     with pytest.raises(ObjectExists):
         store.put("data/ee/small", b"someone else")
+
+
+def test_s3_refuses_negative_ranges(s3_env: dict[str, str], s3_bucket: str) -> None:
+    store = s3_store(s3_env, s3_bucket, "neg")
+    store.put("data/00/x", b"0123456789")
+    for call in (
+        lambda: store.get_range("data/00/x", -1, 5),
+        lambda: next(store.get_pieces("data/00/x", [(0, -1)])),
+    ):
+        with pytest.raises(StorageError) as e:
+            call()
+        assert "data/00/x: invalid range" in str(e.value)
 
 
 def test_s3_pieces_come_in_one_get_and_resume_after_a_cut(

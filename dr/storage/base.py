@@ -2,8 +2,8 @@
 
 Six operations are all the repository needs (FORMAT.md): create-only put,
 get, ranged get, list by prefix, stat and delete; ``get_pieces`` is a ranged
-get that hands over a range's blobs one by one (restores read packs with it). Names are ``/``-separated
-paths relative to the repository root (``data/3f/3f9c…``); a backend maps
+get that hands over a range's blobs one by one (restores read packs with it).
+Names are ``/``-separated paths relative to the repository root (``data/3f/3f9c…``); a backend maps
 them onto its own namespace (a directory, a bucket prefix).
 
 Create-only put (``if_absent=True``) is what makes the repository
@@ -15,7 +15,7 @@ check-then-write race.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Generator, Iterator, Sequence
+from collections.abc import Generator, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Protocol, runtime_checkable
@@ -106,23 +106,29 @@ class ObjectStore(Protocol):
         ...
 
 
-# What ``pieces_by_spans`` reads in one request at most (memory: one span per reader).
+# What ``SpanReads`` reads in one request at most (memory: one span per reader).
 MAX_SPAN = 8 << 20
 
 
-def pieces_by_spans(
-    get_range: Callable[[int, int], bytes], pieces: Sequence[tuple[int, int]], max_span: int = MAX_SPAN
-) -> Generator[memoryview, None, None]:
-    """``get_pieces`` for a store that reads a range whole: one ``get_range`` per span
-    of adjacent pieces at most ``max_span`` long (longer only for a single piece)."""
-    i = 0
-    while i < len(pieces):
-        start = pieces[i][0]
-        j = i + 1
-        while j < len(pieces) and pieces[j][0] + pieces[j][1] - start <= max_span:
-            j += 1
-        end = pieces[j - 1][0] + pieces[j - 1][1]
-        data = memoryview(get_range(start, end - start))
-        for offset, length in pieces[i:j]:
-            yield data[offset - start : offset - start + length]
-        i = j
+class SpanReads:
+    """``get_pieces`` for a store that reads a range whole (file, GCS): one
+    ``get_range`` per span of adjacent pieces at most ``max_span`` long (longer only
+    for a single piece), handed over as views of it."""
+
+    max_span = MAX_SPAN
+
+    def get_range(self, name: str, offset: int, length: int) -> bytes:
+        raise NotImplementedError
+
+    def get_pieces(self, name: str, pieces: Sequence[tuple[int, int]]) -> Generator[memoryview, None, None]:
+        i = 0
+        while i < len(pieces):
+            start = pieces[i][0]
+            j = i + 1
+            while j < len(pieces) and pieces[j][0] + pieces[j][1] - start <= self.max_span:
+                j += 1
+            end = pieces[j - 1][0] + pieces[j - 1][1]
+            data = memoryview(self.get_range(name, start, end - start))
+            for offset, length in pieces[i:j]:
+                yield data[offset - start : offset - start + length]
+            i = j

@@ -11,25 +11,17 @@ from __future__ import annotations
 
 import contextlib
 import errno
-import functools
 import os
 import secrets
-from collections.abc import Generator, Iterator, Sequence
+from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 
-from dr.storage.base import (
-    AccessDenied,
-    ObjectExists,
-    ObjectInfo,
-    ObjectNotFound,
-    StorageError,
-    pieces_by_spans,
-)
+from dr.storage.base import AccessDenied, ObjectExists, ObjectInfo, ObjectNotFound, SpanReads, StorageError
 from dr.storage.direct_io import write_file
 
 
-class FileStore:
+class FileStore(SpanReads):
     def __init__(self, root: str | Path) -> None:
         self.root = Path(root)
 
@@ -88,11 +80,6 @@ class FileStore:
                 return f.read(length)
         except FileNotFoundError:
             raise ObjectNotFound(name, self.url) from None
-
-    def get_pieces(
-        self, name: str, pieces: Sequence[tuple[int, int]]
-    ) -> Generator[bytes | memoryview, None, None]:
-        return pieces_by_spans(functools.partial(self.get_range, name), pieces)
 
     def list(self, prefix: str = "") -> Iterator[ObjectInfo]:
         # Walk only the directory that can contain the prefix.

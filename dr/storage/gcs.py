@@ -36,12 +36,11 @@ is reported as such and not as a missing object.
 
 from __future__ import annotations
 
-import functools
 import io
 import logging
 import os
 import threading
-from collections.abc import Callable, Generator, Iterator, Sequence
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, TypeVar
@@ -49,14 +48,7 @@ from urllib.parse import urlsplit
 
 from dr.config import GCSOptions
 from dr.errors import InvalidInput
-from dr.storage.base import (
-    AccessDenied,
-    ObjectExists,
-    ObjectInfo,
-    ObjectNotFound,
-    StorageError,
-    pieces_by_spans,
-)
+from dr.storage.base import AccessDenied, ObjectExists, ObjectInfo, ObjectNotFound, SpanReads, StorageError
 from dr.storage.naming import check_name, check_prefix, merge_setting, parse_bucket_url
 from dr.storage.retry import RetryPolicy, TransientError
 
@@ -230,7 +222,7 @@ def _mappable() -> tuple[type[BaseException], ...]:
 # --------------------------------------------------------------------------- the store
 
 
-class GCSStore:
+class GCSStore(SpanReads):
     """An ``ObjectStore`` on one bucket prefix; see the module docstring."""
 
     def __init__(
@@ -398,11 +390,6 @@ class GCSStore:
         except ObjectNotFound:
             self._check_bucket()
             raise
-
-    def get_pieces(
-        self, name: str, pieces: Sequence[tuple[int, int]]
-    ) -> Generator[bytes | memoryview, None, None]:
-        return pieces_by_spans(functools.partial(self.get_range, name), pieces)
 
     def list(self, prefix: str = "") -> Iterator[ObjectInfo]:
         full = self.settings.root + check_prefix(prefix)

@@ -843,43 +843,16 @@ class S3Store:
         return body
 
     def get_range(self, name: str, offset: int, length: int) -> bytes:
-        if offset < 0 or length < 0:
-            raise StorageError(f"{self._url}: get {name}: invalid range offset={offset} length={length}")
-        key = self._key(name)
-        if length == 0:
-            self.stat(name)  # still report a missing object
-            return b""
+        # One piece of ``get_pieces``: the same request, answers and retries.
+        return next(self.get_pieces(name, [(offset, length)]))
 
-        def fetch() -> bytes:
-            try:
-                resp = self._client.get_object(
-                    Bucket=self.settings.bucket, Key=key, Range=f"bytes={offset}-{offset + length - 1}"
-                )
-            except Exception as e:
-                if _is_invalid_range(e):
-                    return b""  # offset at or past the end: the object exists, there is nothing there
-                raise
-            body: bytes = resp["Body"].read()
-            if "ContentRange" not in resp:
-                # A server that ignored the Range header sent the whole object.
-                body = body[offset : offset + length]
-            return body
-
-        try:
-            return self._run("get", name, fetch)
-        except ObjectNotFound:
-            self._check_bucket()
-            raise
-
-    def get_pieces(
-        self, name: str, pieces: Sequence[tuple[int, int]]
-    ) -> Generator[bytes | memoryview, None, None]:
+    def get_pieces(self, name: str, pieces: Sequence[tuple[int, int]]) -> Generator[bytes, None, None]:
         """One GET for the whole span, read piece by piece as it arrives: memory is
         one piece, not the span, and the span is one request however long. A read
         that fails mid-way is resumed from the piece it was reading (``_RangeStream``)."""
         if not pieces:
             return
-        key = self._key(name)
+        key = self._key(name)  # checks the name before any request
         end = pieces[-1][0] + pieces[-1][1]
         what = self._what("get", name)
         stream: _RangeStream | None = None
@@ -914,6 +887,9 @@ class S3Store:
 
     def _open_stream(self, key: str, offset: int, end: int) -> _RangeStream:
         if offset >= end:
+            # Only empty pieces left to read: there is nothing to fetch, but a missing
+            # object is still reported.
+            self._client.head_object(Bucket=self.settings.bucket, Key=key)
             return _RangeStream(None, offset)
         try:
             resp = self._client.get_object(
