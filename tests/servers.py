@@ -227,6 +227,7 @@ def seaweedfs(workdir: Path, access_key: str = "testkey", secret_key: str = "tes
     server = Server("seaweedfs", argv, http_ready(endpoint + "/", (200, 403)), workdir, env, port=s3)
     server.info = {
         "endpoint": endpoint,
+        "master": f"http://127.0.0.1:{master}",
         "access_key": access_key,
         "secret_key": secret_key,
         "region": "us-east-1",

@@ -398,6 +398,22 @@ def test_no_more_than_parallelism_movers_at_once(
     assert agent.max_running == parallelism
 
 
+def test_movers_held_to_start_together_start_alone_when_no_other_comes(
+    kube_client: KubeClient,
+    node_agent: NodeAgent,
+    mover_env: MoverEnv,
+    storage: tuple[str, str | None],
+    snap_app: str,
+) -> None:
+    # The test agent's gate must not turn a lone mover into a hung backup.
+    kc, agent, env, app = kube_client, node_agent, mover_env, snap_app
+    pvcs = bound_volumes(kc, agent, app, storage[0], {"only": 50_000})
+    agent.start_together(2, timeout=1.0)
+    results = backup_volumes(kc, pvcs, env.backup_ctx("backup-alone"), env.finder())
+    assert [r.error for r in results] == [None]
+    assert agent.max_running == 1
+
+
 # --------------------------------------------------------------------------- restore failures, cleanup on anything
 
 

@@ -220,14 +220,15 @@ class NodeAgent:
         self._bound: dict[tuple[str, str], str] = {}  # (ns, pvc) -> uid of the claim the agent bound
         self._default_class: str | None = None
 
-    def start_together(self, n: int) -> None:
-        """Hold the next ``n`` mover processes until all ``n`` are ready, then start them
-        (each waits at most 30 s: fewer than ``n`` at once is then what is measured)."""
+    def start_together(self, n: int, *, timeout: float = 30.0) -> None:
+        """Hold the next ``n`` mover processes until all ``n`` are ready, then start them.
+        Each waits at most ``timeout`` seconds; then those waiting start, and fewer than
+        ``n`` at once is what ``max_running`` shows."""
 
         def done() -> None:
             self._start_gate = None
 
-        self._start_gate = threading.Barrier(n, action=done, timeout=30)
+        self._start_gate = threading.Barrier(n, action=done, timeout=timeout)
 
     # ------------------------------------------------------------------ lifecycle
 
