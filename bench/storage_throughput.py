@@ -1,11 +1,11 @@
 """Throughput of the object stores with repository-sized objects (16 MiB packs).
 
 Starts its own SeaweedFS and fake-gcs-server on loopback (the test harness's
-``tests.servers``), then for each backend (file, s3, s3 with multipart
-uploads of 8 MiB parts instead of one PUT per pack, gs) measures: uploading packs one after another and
-with 4 parallel workers, downloading them whole (1 and 4 workers), and
-ranged reads of 1 MiB at random offsets (4 workers). Prints MB/s (10^6
-bytes/s). Not a test: figures depend on the machine.
+``tests.servers``), then for each backend (file, s3, s3 with multipart uploads
+of 8 MiB parts instead of one PUT per pack, gs) measures: uploading packs one
+after another and with 4 parallel workers, downloading them whole (1 and 4
+workers), and ranged reads of 1 MiB at random offsets (4 workers). Prints MB/s
+(10^6 bytes/s). Not a test: figures depend on the machine.
 
     .venv/bin/python bench/storage_throughput.py [--packs 8] [--backends file,s3,s3-multipart,gs]
 """
