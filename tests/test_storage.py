@@ -987,7 +987,9 @@ class FlakyProxy:
     """Loopback TCP proxy; ``cut_after(marker)`` drops the connection of the next
     request whose first line contains ``marker`` right after the server answered;
     ``cut_during(marker, n)`` drops it after the first ``n`` bytes of the answer;
-    ``damage(marker)`` flips one byte of that request's body on its way."""
+    ``damage(marker)`` flips one byte of that request's body on its way;
+    ``answer(marker, response)`` answers that request itself, with the raw
+    ``response``, and the server never sees it."""
 
     def __init__(self, upstream: str) -> None:
         host, port = upstream.removeprefix("http://").split(":")
@@ -998,6 +1000,8 @@ class FlakyProxy:
         self._markers: list[bytes] = []
         self._damage: list[bytes] = []
         self._partial: list[tuple[bytes, int]] = []
+        self._answers: list[tuple[bytes, bytes]] = []
+        self.answered = 0
         self.cut = 0
         self.damaged = 0
         self._sockets: list[socket.socket] = []
@@ -1014,6 +1018,10 @@ class FlakyProxy:
     def damage(self, marker: bytes) -> None:
         with self._lock:
             self._damage.append(marker)
+
+    def answer(self, marker: bytes, response: bytes) -> None:
+        with self._lock:
+            self._answers.append((marker, response))
 
     def close(self) -> None:
         self._listener.close()
@@ -1058,6 +1066,14 @@ class FlakyProxy:
                     if partial is not None:
                         self._partial.remove(partial)
                         limit.append(partial[1])
+                    canned = next((a for a in self._answers if a[0] in first_line), None)
+                    if canned is not None:
+                        self._answers.remove(canned)
+                        self.answered += 1
+                if canned is not None:  # a request without a body (GET): nothing else follows
+                    src.sendall(canned[1])
+                    continue
+                with self._lock:
                     spoil = next((m for m in self._damage if m in first_line), None)
                     if spoil is not None:
                         self._damage.remove(spoil)
@@ -1210,6 +1226,31 @@ def test_s3_pieces_come_in_one_get_and_resume_after_a_cut(
         f"bytes={2 * MiB}-{6 * MiB - 1001}",
     ]  # resumed at the piece
     assert "retrying" in caplog.text
+
+
+def test_s3_ranged_reads_from_a_server_that_ignores_range(flaky_s3: tuple[S3Store, FlakyProxy]) -> None:
+    # HTTP lets a server answer a ranged GET with the whole object (200, no
+    # Content-Range). The reads then skip to their offsets in that body.
+    store, proxy = flaky_s3
+    data = payload(3 * MiB, seed=21)
+    store.put("data/ee/whole", data)
+    whole = (
+        b"HTTP/1.1 200 OK\r\nContent-Type: application/octet-stream\r\n"
+        + f"Content-Length: {len(data)}\r\n".encode()
+        + b'ETag: "whole"\r\nLast-Modified: Fri, 27 Nov 2026 12:00:00 GMT\r\n\r\n'
+        + data
+    )
+    pieces = [(10, 100), (MiB + 7, 5000), (2 * MiB, MiB)]  # the last one up to the end
+    proxy.answer(b"/repo/data/ee/whole", whole)
+    assert [bytes(p) for p in store.get_pieces("data/ee/whole", pieces)] == [
+        data[o : o + n] for o, n in pieces
+    ]
+    proxy.answer(b"/repo/data/ee/whole", whole)
+    assert store.get_range("data/ee/whole", 2 * MiB + 3, 4) == data[2 * MiB + 3 : 2 * MiB + 7]
+    proxy.answer(b"/repo/data/ee/whole", whole)
+    assert store.get_range("data/ee/whole", 3 * MiB - 2, 10) == data[-2:]  # short only at the end
+    assert proxy.answered == 3
+    assert store.get_range("data/ee/whole", 5, 3) == data[5:8]  # the server itself, afterwards
 
 
 def test_s3_multipart_survives_lost_answers(
