@@ -17,6 +17,7 @@ from dr.repo.format import (
     BlobType,
     Codec,
     FormatError,
+    PackEntries,
     PackEntry,
     blob_aad,
     config_header,
@@ -71,6 +72,37 @@ def test_index_roundtrip(items: list[PackEntry]) -> None:
     packs = {os.urandom(32): items, os.urandom(32): items[:3]}
     decoded = dict(decode_index(encode_index(packs), "t"))
     assert decoded == packs
+
+
+@given(st.lists(entries, max_size=50), st.data())
+def test_pack_entries_keep_every_field(items: list[PackEntry], data: st.DataObject) -> None:
+    compact = PackEntries.of(items)
+    assert len(compact) == len(items) and len(compact.raw) == 46 * len(items)
+    assert list(compact) == items and compact == items
+    assert list(compact.ids()) == [e.id for e in items]
+    assert [compact.type_at(i) for i in range(len(items))] == [e.type for e in items]
+    if items:
+        i = data.draw(st.integers(-len(items), len(items) - 1))
+        assert compact[i] == items[i]
+    j, k = data.draw(st.integers(-60, 60)), data.draw(st.integers(-60, 60))
+    assert compact[j:k] == items[j:k]
+    for out in (len(items), -len(items) - 1):
+        with pytest.raises(IndexError):
+            compact[out]
+    assert PackEntries.of(compact) is compact and PackEntries(compact.raw) == compact
+
+
+def test_pack_entries_refuse_a_partial_record() -> None:
+    with pytest.raises(ValueError):
+        PackEntries(b"\0" * 45)
+
+
+def test_index_rejects_an_unknown_blob_type() -> None:
+    entry = PackEntry(BlobType.DATA, 0, 0, 10, 10, b"\x01" * 32)
+    raw = bytearray(encode_index({b"\xaa" * 32: [entry]}))
+    raw[12 + 36] = 7  # the entry's type: after the file header (12) and the pack's (36)
+    with pytest.raises(FormatError, match="index/x: unknown blob type in the entries of pack aaaaaaaa"):
+        list(decode_index(bytes(raw), "index/x"))
 
 
 @given(st.binary(min_size=1, max_size=200))

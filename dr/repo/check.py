@@ -10,7 +10,7 @@ header and every blob (AEAD + keyed hash). Each problem names the object.
 from __future__ import annotations
 
 import random
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
@@ -18,7 +18,7 @@ import blake3
 
 from dr.errors import DrError
 from dr.repo import reachable
-from dr.repo.format import FormatError, decode_pack_header, pack_name
+from dr.repo.format import FormatError, PackEntry, decode_pack_header, pack_name
 from dr.repo.repository import Repository
 from dr.repo.snapshots import Snapshot, list_snapshots
 from dr.storage.base import ObjectNotFound
@@ -137,7 +137,7 @@ def check(
     for pack_id in sorted(packs):
         name = pack_name(pack_id)
         size = stored.get(name)
-        entries = index.packs.get(pack_id, [])
+        entries: Sequence[PackEntry] = index.packs.get(pack_id, [])
         if size is None:
             result.errors.append(f"{name}: missing (needed by the index)")
         elif entries and size < max(e.offset + e.length for e in entries) + 4:

@@ -7,9 +7,10 @@ FORMAT.md, which this module implements.
 from __future__ import annotations
 
 import struct
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from enum import IntEnum
+from typing import overload
 
 import zstandard
 
@@ -194,36 +195,113 @@ def decode_pack_header(codec: Codec, tail: bytes, pack_size: int, what: str) -> 
 # --------------------------------------------------------------------------- §7 index files
 
 
-def encode_index(packs: dict[bytes, list[PackEntry]]) -> bytes:
+# BlobType by value, faster than calling the enum (decode_index checks the values).
+_BLOB_TYPES = tuple(sorted(BlobType))
+
+
+class PackEntries(Sequence[PackEntry]):
+    """A pack's entries as the index file stores them: ``INDEX_ENTRY`` records,
+    46 bytes each, one ``bytes`` object per pack. ``PackEntry`` objects are made
+    on access.
+
+    The in-memory index holds an entry for every blob of the repository; as
+    objects (a ``PackEntry`` and its three ints) each took ~270 bytes, as a
+    record 46. A repository of 1 TiB in 1 MiB chunks has a million blobs.
+    """
+
+    __slots__ = ("raw",)
+
+    def __init__(self, raw: bytes) -> None:
+        if len(raw) % INDEX_ENTRY.size:
+            raise ValueError("not a whole number of index entries")
+        self.raw = raw
+
+    @classmethod
+    def of(cls, entries: Iterable[PackEntry]) -> PackEntries:
+        if isinstance(entries, PackEntries):
+            return entries
+        return cls(
+            b"".join(
+                INDEX_ENTRY.pack(e.type, e.flag, e.offset, e.length, e.raw_length, e.id) for e in entries
+            )
+        )
+
+    def __len__(self) -> int:
+        return len(self.raw) // INDEX_ENTRY.size
+
+    @overload
+    def __getitem__(self, i: int) -> PackEntry: ...
+
+    @overload
+    def __getitem__(self, i: slice) -> list[PackEntry]: ...
+
+    def __getitem__(self, i: int | slice) -> PackEntry | list[PackEntry]:
+        if isinstance(i, slice):
+            return [self[j] for j in range(*i.indices(len(self)))]
+        n = len(self)
+        if i < 0:
+            i += n
+        if not 0 <= i < n:
+            raise IndexError("pack entry index out of range")
+        t, flag, off, length, raw, bid = INDEX_ENTRY.unpack_from(self.raw, i * INDEX_ENTRY.size)
+        return PackEntry(_BLOB_TYPES[t], flag, off, length, raw, bid)
+
+    def __iter__(self) -> Iterator[PackEntry]:
+        types = _BLOB_TYPES
+        for t, flag, off, length, raw, bid in INDEX_ENTRY.iter_unpack(self.raw):
+            yield PackEntry(types[t], flag, off, length, raw, bid)
+
+    def ids(self) -> Iterator[bytes]:
+        """The blob ids, in entry order (without making the entries)."""
+        size, at = INDEX_ENTRY.size, INDEX_ENTRY.size - ID_SIZE
+        raw = self.raw
+        return (raw[i + at : i + size] for i in range(0, len(raw), size))
+
+    def type_at(self, i: int) -> BlobType:
+        return _BLOB_TYPES[self.raw[i * INDEX_ENTRY.size]]
+
+    def __eq__(self, other: object) -> bool:
+        if isinstance(other, PackEntries):
+            return self.raw == other.raw
+        if isinstance(other, Sequence):
+            return list(self) == list(other)
+        return NotImplemented
+
+    def __hash__(self) -> int:
+        return hash(self.raw)
+
+    def __repr__(self) -> str:
+        return f"PackEntries({list(self)!r})"
+
+
+def encode_index(packs: Mapping[bytes, Sequence[PackEntry]]) -> bytes:
     out = bytearray(INDEX_MAGIC + struct.pack("<II", INDEX_VERSION, len(packs)))
     for pack_id, entries in packs.items():
         out += INDEX_PACK.pack(pack_id, len(entries))
-        for e in entries:
-            out += INDEX_ENTRY.pack(e.type, e.flag, e.offset, e.length, e.raw_length, e.id)
+        out += PackEntries.of(entries).raw
     return bytes(out)
 
 
-def decode_index(plain: bytes, what: str) -> Iterator[tuple[bytes, list[PackEntry]]]:
+def decode_index(plain: bytes, what: str) -> Iterator[tuple[bytes, PackEntries]]:
     if plain[:4] != INDEX_MAGIC or len(plain) < 12:
         raise FormatError(f"{what}: not an index file")
     version, npacks = struct.unpack_from("<II", plain, 4)
     if version != INDEX_VERSION:
         raise UnsupportedVersion(f"{what}: index version {version} is not supported (max {INDEX_VERSION})")
     pos = 12
+    types = {int(t) for t in BlobType}
     try:
         for _ in range(npacks):
             pack_id, n = INDEX_PACK.unpack_from(plain, pos)
             pos += INDEX_PACK.size
-            entries = [
-                PackEntry(BlobType(t), flag, off, length, raw, bid)
-                for t, flag, off, length, raw, bid in INDEX_ENTRY.iter_unpack(
-                    plain[pos : pos + n * INDEX_ENTRY.size]
-                )
-            ]
-            if len(entries) != n:
+            raw = plain[pos : pos + n * INDEX_ENTRY.size]
+            if len(raw) != n * INDEX_ENTRY.size:
                 raise FormatError(f"{what}: truncated")
+            # Checked here, so that reading an entry later cannot fail.
+            if any(raw[i] not in types for i in range(0, len(raw), INDEX_ENTRY.size)):
+                raise FormatError(f"{what}: unknown blob type in the entries of pack {pack_id.hex()[:16]}")
             pos += n * INDEX_ENTRY.size
-            yield pack_id, entries
+            yield pack_id, PackEntries(raw)
     except struct.error:
         raise FormatError(f"{what}: truncated") from None
     if pos != len(plain):

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from dr.errors import DrError
@@ -72,7 +73,7 @@ def _prune(repo: Repository, result: PruneResult) -> PruneResult:
     needed = reach.blobs
     stored = {o.name: o.size for o in repo.store.list("data/")}
 
-    keep: dict[bytes, list[PackEntry]] = {}
+    keep: dict[bytes, Sequence[PackEntry]] = {}
     repack: dict[bytes, list[PackEntry]] = {}
     delete: list[str] = []
     claimed: set[bytes] = set()  # first copy of each needed blob wins; duplicates are unused
@@ -110,7 +111,7 @@ def _prune(repo: Repository, result: PruneResult) -> PruneResult:
 
     # (1) repack: copy the needed sealed blobs as they are (they are bound to
     # their id, not to their pack), after verifying them.
-    new_packs: dict[bytes, list[PackEntry]] = {}
+    new_packs: dict[bytes, Sequence[PackEntry]] = {}
     if repack:
         with repo.saver() as saver:
             for pack_id, used in repack.items():

@@ -21,7 +21,7 @@ from __future__ import annotations
 import bisect
 import threading
 from collections import OrderedDict
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 
 from dr.errors import DrError
 from dr.repo.format import BlobType, PackEntry, pack_name
@@ -37,7 +37,7 @@ MAX_BYTES = 16 << 20
 OpenBlob = Callable[[PackEntry, memoryview, str], bytes]
 
 
-def pack_trees(entries: list[PackEntry]) -> list[PackEntry]:
+def pack_trees(entries: Iterable[PackEntry]) -> list[PackEntry]:
     """The tree entries of a pack, by offset."""
     return sorted((e for e in entries if e.type == BlobType.TREE), key=lambda e: e.offset)
 
