@@ -251,6 +251,11 @@ class PackEntries(Sequence[PackEntry]):
         for t, flag, off, length, raw, bid in INDEX_ENTRY.iter_unpack(self.raw):
             yield PackEntry(types[t], flag, off, length, raw, bid)
 
+    def entry(self, i: int) -> PackEntry:
+        """Entry ``i`` (0 <= i < len), without ``__getitem__``'s checks: the index's lookups."""
+        t, flag, off, length, raw, bid = INDEX_ENTRY.unpack_from(self.raw, i * INDEX_ENTRY.size)
+        return PackEntry(_BLOB_TYPES[t], flag, off, length, raw, bid)
+
     def ids(self) -> Iterator[bytes]:
         """The blob ids, in entry order (without making the entries)."""
         size, at = INDEX_ENTRY.size, INDEX_ENTRY.size - ID_SIZE

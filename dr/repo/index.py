@@ -32,6 +32,7 @@ class BlobLocation:
 
 # A blob's place in the index: its pack's number << ENTRY_BITS | its entry's number.
 ENTRY_BITS = 24
+ENTRY_MASK = (1 << ENTRY_BITS) - 1
 
 
 class Index:
@@ -41,6 +42,7 @@ class Index:
     def __init__(self) -> None:
         self._blobs: dict[bytes, int] = {}
         self._pack_ids: list[bytes] = []
+        self._pack_entries: list[PackEntries] = []  # by pack number, as _pack_ids
         self.packs: dict[bytes, PackEntries] = {}
         # index object name -> pack ids it lists
         self.files: dict[str, list[bytes]] = {}
@@ -56,8 +58,8 @@ class Index:
         ref = self._blobs.get(blob_id)
         if ref is None:
             return None
-        pack = self._pack_ids[ref >> ENTRY_BITS]
-        return BlobLocation(pack, self.packs[pack][ref & ((1 << ENTRY_BITS) - 1)])
+        n = ref >> ENTRY_BITS
+        return BlobLocation(self._pack_ids[n], self._pack_entries[n].entry(ref & ENTRY_MASK))
 
     def add_pack(self, pack_id: bytes, entries: Sequence[PackEntry]) -> None:
         compact = PackEntries.of(entries)
@@ -68,6 +70,7 @@ class Index:
                 return  # listed again (same name, same content): the first listing has it all
             ref = len(self._pack_ids) << ENTRY_BITS
             self._pack_ids.append(pack_id)
+            self._pack_entries.append(compact)
             self.packs[pack_id] = compact
             for i, bid in enumerate(compact.ids()):
                 self._blobs.setdefault(bid, ref | i)
