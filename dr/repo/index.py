@@ -9,8 +9,9 @@ It holds every blob of the repository, so it is kept compact: each pack's
 entries stay the records of its index file (``PackEntries``, 46 bytes a blob)
 and each blob id maps to an int (its pack's number and its entry's). Measured
 with 1,000,000 blobs: ~200 bytes a blob against 336 as objects, the index
-loaded in 0.85 s against 4.7 s; ``get`` makes the entry on each call (3.5 µs
-against 1.0).
+loaded in 0.85 s against 4.7 s. ``get`` makes the entry on each call: 3.9-4.4
+µs against 0.3-0.5, which only a restore pays, once per blob it plans (20,000
+one-blob files: ~70 ms more for lookups, 37 ms less to load the index).
 """
 
 from __future__ import annotations
