@@ -19,6 +19,7 @@ import socket
 import subprocess
 import sys
 import threading
+import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
@@ -971,6 +972,12 @@ def test_gcs_classification() -> None:
     assert isinstance(err, TransientError) and not err.maybe_applied
     err = _gcs_map(requests.exceptions.ReadTimeout("read timed out"))
     assert isinstance(err, TransientError) and err.maybe_applied
+    # Raised by urllib3 while a streamed body is read (requests does not wrap them).
+    from urllib3.exceptions import IncompleteRead, ProtocolError
+
+    for cut in (ProtocolError("Connection broken"), IncompleteRead(100, 900)):
+        err = _gcs_map(cut)
+        assert isinstance(err, TransientError) and err.maybe_applied
     assert type(_gcs_map(g.BadRequest("invalid"))) is StorageError
     # GCS's answer to an upload whose body no longer matches its CRC32C: sent again.
     damaged = _gcs_map(
@@ -1002,6 +1009,7 @@ class FlakyProxy:
         self._partial: list[tuple[bytes, int]] = []
         self._answers: list[tuple[bytes, bytes]] = []
         self.answered = 0
+        self.heads: list[bytes] = []  # the header block of every request
         self.cut = 0
         self.damaged = 0
         self._sockets: list[socket.socket] = []
@@ -1058,6 +1066,8 @@ class FlakyProxy:
             while data := src.recv(65536):
                 first_line = data.split(b"\r\n", 1)[0]
                 with self._lock:
+                    if re.match(rb"(GET|PUT|POST|DELETE|HEAD|PATCH) ", first_line):
+                        self.heads.append(data.split(b"\r\n\r\n", 1)[0])
                     hit = next((m for m in self._markers if m in first_line), None)
                     if hit is not None:
                         self._markers.remove(hit)
@@ -1251,6 +1261,54 @@ def test_s3_ranged_reads_from_a_server_that_ignores_range(flaky_s3: tuple[S3Stor
     assert store.get_range("data/ee/whole", 3 * MiB - 2, 10) == data[-2:]  # short only at the end
     assert proxy.answered == 3
     assert store.get_range("data/ee/whole", 5, 3) == data[5:8]  # the server itself, afterwards
+
+
+def _ranges_of(proxy: FlakyProxy, marker: bytes) -> list[str]:
+    out = []
+    for head in proxy.heads:
+        if marker in head.split(b"\r\n", 1)[0]:
+            found = re.search(rb"(?im)^range: *(bytes=[0-9-]+)", head)
+            out.append(found.group(1).decode() if found else "")
+    return out
+
+
+def test_gcs_pieces_come_in_one_get_and_resume_after_a_cut(
+    flaky_gcs: tuple[GCSStore, FlakyProxy], caplog: pytest.LogCaptureFixture
+) -> None:
+    store, proxy = flaky_gcs
+    caplog.set_level(logging.INFO, logger="dr.storage")
+    data = payload(6 * MiB, seed=14)
+    store.put("data/ee/stream", data)
+    pieces = [(i * MiB, MiB - 1000) for i in range(6)]
+    marker = b"data%2Fee%2Fstream?alt=media"
+    assert [bytes(p) for p in store.get_pieces("data/ee/stream", pieces)] == [
+        data[o : o + n] for o, n in pieces
+    ]
+    assert _ranges_of(proxy, marker) == [f"bytes=0-{6 * MiB - 1001}"]  # one request for the span
+    proxy.heads.clear()
+    proxy.cut_during(marker, 2 * MiB + 5000)  # in the third piece
+    assert [bytes(p) for p in store.get_pieces("data/ee/stream", pieces)] == [
+        data[o : o + n] for o, n in pieces
+    ]
+    assert proxy.cut == 1
+    assert _ranges_of(proxy, marker) == [f"bytes=0-{6 * MiB - 1001}", f"bytes={2 * MiB}-{6 * MiB - 1001}"]
+    assert "retrying" in caplog.text
+
+
+def test_gcs_streamed_read_stops_when_the_reader_does(gcs_env: dict[str, str], gcs_bucket: str) -> None:
+    store = GCSStore.from_url(f"gs://{gcs_bucket}/stop")
+    data = payload(8 * MiB, seed=15)
+    store.put("data/00/big", data)
+    reading = store.get_pieces("data/00/big", [(i * MiB, MiB) for i in range(8)])
+    assert bytes(next(reading)) == data[:MiB]
+    reading.close()  # the reader goes away with most of the span unread
+    deadline = time.monotonic() + 10
+    while any(t.name == "dr-gcs-read" for t in threading.enumerate()) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not any(t.name == "dr-gcs-read" for t in threading.enumerate())
+    with pytest.raises(StorageError, match="invalid range"):
+        next(store.get_pieces("data/00/big", [(0, 10), (20, -1)]))
+    store.close()
 
 
 def test_s3_multipart_survives_lost_answers(

@@ -111,7 +111,7 @@ MAX_SPAN = 8 << 20
 
 
 class SpanReads:
-    """``get_pieces`` for a store that reads a range whole (file, GCS): one
+    """``get_pieces`` for a store that reads a range whole (the file store): one
     ``get_range`` per span of adjacent pieces at most ``max_span`` long (longer only
     for a single piece), handed over as views of it."""
 

@@ -31,16 +31,28 @@ case as an expected failure of the emulator.
 Reads: ``get`` verifies the CRC32C GCS stores for every object; ``get_range``
 asks for a byte range (no whole-object checksum applies to a part). A 404
 on a read is checked once per store against the bucket, so a missing bucket
-is reported as such and not as a missing object.
+is reported as such and not as a missing object. ``get_pieces`` (restores
+read packs with it) makes one streamed GET for the whole span and cuts it
+into pieces as it arrives (``_PieceStream``): the library streams a download
+only into a file object, so the download runs on a thread of its own and
+hands each piece over through a queue. A read cut off part way resumes
+from the piece being read. Against fake-gcs-server: reading 8 packs of
+16 MiB took 0.14-0.15 s this way against 0.25-0.28 s in 8 MiB ranges (one
+request a pack instead of two); a 309 MB restore took as long as before
+(1.33-1.37 s against 1.31-1.42 s) with a peak RSS of 113-121 MB against
+166-178 MB (one piece per worker in memory instead of an 8 MiB range).
 """
 
 from __future__ import annotations
 
+import contextlib
+import functools
 import io
 import logging
 import os
+import queue
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Generator, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, TypeVar
@@ -48,7 +60,7 @@ from urllib.parse import urlsplit
 
 from dr.config import GCSOptions
 from dr.errors import InvalidInput
-from dr.storage.base import AccessDenied, ObjectExists, ObjectInfo, ObjectNotFound, SpanReads, StorageError
+from dr.storage.base import AccessDenied, ObjectExists, ObjectInfo, ObjectNotFound, StorageError
 from dr.storage.naming import check_name, check_prefix, merge_setting, parse_bucket_url
 from dr.storage.retry import RetryPolicy, TransientError
 
@@ -137,6 +149,7 @@ def map_error(
     from google.api_core import exceptions as gexc
     from google.auth import exceptions as auth_exc
     from google.cloud.storage.exceptions import DataCorruption
+    from urllib3 import exceptions as urllib3_exc
 
     if isinstance(exc, gexc.GoogleAPICallError):
         status = exc.code
@@ -184,6 +197,9 @@ def map_error(
         return TransientError(f"{what}: connection failed ({_first_line(exc)})", maybe_applied=True)
     if isinstance(exc, DataCorruption):
         return TransientError(f"{what}: checksum mismatch in transfer", maybe_applied=True)
+    if isinstance(exc, urllib3_exc.HTTPError):
+        # Raised while a streamed body is read (cut off, timed out): requests does not wrap these.
+        return TransientError(f"{what}: connection failed ({_first_line(exc)})", maybe_applied=True)
     return StorageError(f"{what}: {type(exc).__name__}: {_first_line(exc)}")
 
 
@@ -208,21 +224,145 @@ def _mappable() -> tuple[type[BaseException], ...]:
     from google.api_core.exceptions import GoogleAPICallError
     from google.auth.exceptions import GoogleAuthError
     from google.cloud.storage.exceptions import DataCorruption
+    from urllib3.exceptions import HTTPError
 
     return (
         GoogleAPICallError,
         GoogleAuthError,
         requests.exceptions.RequestException,
         DataCorruption,
+        HTTPError,
         ConnectionError,
         TimeoutError,
     )
 
 
+# --------------------------------------------------------------------------- streamed reads
+
+
+class _Stopped(Exception):
+    """Ends a download whose reader has gone (raised inside the library's write loop)."""
+
+
+@dataclass
+class _Failed:
+    error: BaseException
+
+
+_END = object()
+
+
+class _PieceSink(io.RawIOBase):
+    """The file a streamed download writes into: drops the bytes between pieces,
+    collects each piece and hands it over (``put``)."""
+
+    def __init__(self, pieces: Sequence[tuple[int, int]], pos: int, put: Callable[[object], None]) -> None:
+        super().__init__()
+        self._pieces = list(pieces)
+        self._next = 0
+        self._pos = pos  # object offset of the next byte written
+        self._buf = bytearray()
+        self._put = put
+        self._hand_over_empty()
+
+    def writable(self) -> bool:
+        return True
+
+    def write(self, b: Any) -> int:
+        view = memoryview(b).cast("B")
+        n = len(view)
+        while view and self._next < len(self._pieces):
+            offset, length = self._pieces[self._next]
+            if self._pos < offset:  # between pieces
+                skip = min(offset - self._pos, len(view))
+                view, self._pos = view[skip:], self._pos + skip
+                continue
+            take = view[: length - len(self._buf)]
+            self._buf += take
+            view, self._pos = view[len(take) :], self._pos + len(take)
+            if len(self._buf) == length:
+                self._put(bytes(self._buf))
+                self._buf.clear()
+                self._next += 1
+                self._hand_over_empty()
+        return n
+
+    def _hand_over_empty(self) -> None:
+        while (
+            self._next < len(self._pieces)
+            and self._pieces[self._next][1] == 0
+            and (self._pos >= self._pieces[self._next][0])
+        ):
+            self._put(b"")
+            self._next += 1
+
+    def partial(self) -> bytes:
+        """The piece the object ended in (shorter than asked)."""
+        return bytes(self._buf)
+
+
+class _PieceStream:
+    """One ranged download on a thread of its own, handed over piece by piece.
+
+    At most one finished piece waits in the queue, so memory is about two
+    pieces whatever the span. ``close`` ends the download at its next write."""
+
+    def __init__(
+        self, download: Callable[[io.RawIOBase], None], pieces: Sequence[tuple[int, int]], pos: int
+    ) -> None:
+        self._queue: queue.Queue[object] = queue.Queue(maxsize=1)
+        self._stop = threading.Event()
+        self._ended = False
+        self._sink = _PieceSink(pieces, pos, self._put)
+        self._thread = threading.Thread(target=self._run, args=(download,), name="dr-gcs-read", daemon=True)
+        self._thread.start()
+
+    def _put(self, item: object) -> None:
+        while not self._stop.is_set():
+            try:
+                self._queue.put(item, timeout=0.1)
+                return
+            except queue.Full:
+                continue
+        raise _Stopped
+
+    def _run(self, download: Callable[[io.RawIOBase], None]) -> None:
+        from google.api_core.exceptions import RequestRangeNotSatisfiable
+
+        try:
+            download(self._sink)
+            item: object = _END
+        except _Stopped:
+            return
+        except RequestRangeNotSatisfiable:
+            item = _END  # the span starts at or past the end: the object exists, nothing is there
+        except BaseException as e:  # handed to the reader, who maps and retries it
+            item = _Failed(e)
+        with contextlib.suppress(_Stopped):
+            self._put(item)
+
+    def next(self) -> bytes:
+        """The next piece; after the end of the object, the rest of the piece
+        it ended in, then empty pieces. Raises what the download raised."""
+        if self._ended:
+            return b""
+        item = self._queue.get()
+        if item is _END:
+            self._ended = True
+            return self._sink.partial()
+        if isinstance(item, _Failed):
+            raise item.error
+        assert isinstance(item, bytes)
+        return item
+
+    def close(self) -> None:
+        self._stop.set()
+
+
 # --------------------------------------------------------------------------- the store
 
 
-class GCSStore(SpanReads):
+class GCSStore:
     """An ``ObjectStore`` on one bucket prefix; see the module docstring."""
 
     def __init__(
@@ -390,6 +530,73 @@ class GCSStore(SpanReads):
         except ObjectNotFound:
             self._check_bucket()
             raise
+
+    def get_pieces(
+        self, name: str, pieces: Sequence[tuple[int, int]]
+    ) -> Generator[bytes | memoryview, None, None]:
+        """One streamed GET for the span of the pieces, handed over piece by piece
+        (``_PieceStream``); a read that fails part way resumes at the piece it was
+        reading, under the retry policy for each piece."""
+        if not pieces:
+            return
+        blob_name = self._blob_name(name)  # checks the name before any request
+        what = self._what("get", name)
+        for offset, length in pieces:
+            if offset < 0 or length < 0:
+                raise StorageError(f"{what}: invalid range offset={offset} length={length}")
+        end = pieces[-1][0] + pieces[-1][1]
+        stream: _PieceStream | None = None
+        done = 0  # pieces handed over
+
+        def read_piece() -> bytes:
+            nonlocal stream
+            try:
+                if stream is None:
+                    stream = self._open_stream(name, blob_name, pieces[done:], end)
+                return stream.next()
+            except BaseException:
+                if stream is not None:
+                    stream.close()  # the next attempt starts a fresh request at this piece
+                    stream = None
+                raise
+
+        try:
+            while done < len(pieces):
+                try:
+                    piece = self._retry.run(
+                        functools.partial(self._call, read_piece, what=what, name=name), what=what
+                    )
+                except ObjectNotFound:
+                    self._check_bucket()
+                    raise
+                done += 1
+                yield piece
+        finally:
+            if stream is not None:
+                stream.close()
+
+    def _open_stream(
+        self, name: str, blob_name: str, rest: Sequence[tuple[int, int]], end: int
+    ) -> _PieceStream:
+        start = rest[0][0]
+        # Only empty pieces left: nothing to fetch, but a missing object is still reported.
+        if start >= end and self._bucket.get_blob(blob_name, timeout=TIMEOUT, retry=None) is None:
+            raise ObjectNotFound(name, self._url)
+        blob = self._bucket.blob(blob_name)
+
+        def download(sink: io.RawIOBase) -> None:
+            if start < end:
+                blob.download_to_file(
+                    sink,
+                    start=start,
+                    end=end - 1,
+                    raw_download=True,
+                    checksum=None,
+                    timeout=TIMEOUT,
+                    retry=None,
+                )
+
+        return _PieceStream(download, rest, start)
 
     def list(self, prefix: str = "") -> Iterator[ObjectInfo]:
         full = self.settings.root + check_prefix(prefix)
