@@ -165,6 +165,15 @@ def test_get_pieces(store: ObjectStore) -> None:
         b"",
         data[5000:5007],
     ]
+    empties = [(MiB, 0), (MiB, 0), (MiB, 0), (MiB, 5), (4 * MiB, 0), (4 * MiB, 0)]  # in a row; past the end
+    assert [bytes(p) for p in store.get_pieces("data/00/pieces", empties)] == [
+        b"",
+        b"",
+        b"",
+        data[MiB : MiB + 5],
+        b"",
+        b"",
+    ]
     assert list(store.get_pieces("data/00/pieces", [])) == []
     early = store.get_pieces("data/00/pieces", [(0, MiB), (MiB, MiB)])
     assert bytes(next(early)) == data[:MiB]
@@ -1308,6 +1317,20 @@ def test_gcs_streamed_read_stops_when_the_reader_does(gcs_env: dict[str, str], g
     assert not any(t.name == "dr-gcs-read" for t in threading.enumerate())
     with pytest.raises(StorageError, match="invalid range"):
         next(store.get_pieces("data/00/big", [(0, 10), (20, -1)]))
+    # Several empty pieces in a row, at the start and past the end of the object.
+    empties = [(MiB, 0), (MiB, 0), (MiB, 0), (MiB, 5), (9 * MiB, 0), (9 * MiB, 0)]
+    assert [bytes(p) for p in store.get_pieces("data/00/big", empties)] == [
+        b"",
+        b"",
+        b"",
+        data[MiB : MiB + 5],
+        b"",
+        b"",
+    ]
+    assert [bytes(p) for p in store.get_pieces("data/00/big", [(8 * MiB - 3, 10), (8 * MiB + 7, 0)])] == [
+        data[-3:],
+        b"",
+    ]
     store.close()
 
 

@@ -263,6 +263,9 @@ class _PieceSink(io.RawIOBase):
         self._pos = pos  # object offset of the next byte written
         self._buf = bytearray()
         self._put = put
+
+    def start(self) -> None:
+        """Hand over the empty pieces at the start (on the download's thread: ``put`` may wait)."""
         self._hand_over_empty()
 
     def writable(self) -> bool:
@@ -330,6 +333,7 @@ class _PieceStream:
         from google.api_core.exceptions import RequestRangeNotSatisfiable
 
         try:
+            self._sink.start()
             download(self._sink)
             item: object = _END
         except _Stopped:
