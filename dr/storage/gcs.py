@@ -46,13 +46,12 @@ request a pack instead of two); a 309 MB restore took as long as before
 from __future__ import annotations
 
 import contextlib
-import functools
 import io
 import logging
 import os
 import queue
 import threading
-from collections.abc import Callable, Generator, Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, TypeVar
@@ -63,6 +62,7 @@ from dr.errors import InvalidInput
 from dr.storage.base import AccessDenied, ObjectExists, ObjectInfo, ObjectNotFound, StorageError
 from dr.storage.naming import check_name, check_prefix, merge_setting, parse_bucket_url
 from dr.storage.retry import RetryPolicy, TransientError
+from dr.storage.streamed_reads import StreamedReads
 
 log = logging.getLogger(__name__)
 
@@ -366,7 +366,7 @@ class _PieceStream:
 # --------------------------------------------------------------------------- the store
 
 
-class GCSStore:
+class GCSStore(StreamedReads):
     """An ``ObjectStore`` on one bucket prefix; see the module docstring."""
 
     def __init__(
@@ -535,53 +535,8 @@ class GCSStore:
             self._check_bucket()
             raise
 
-    def get_pieces(
-        self, name: str, pieces: Sequence[tuple[int, int]]
-    ) -> Generator[bytes | memoryview, None, None]:
-        """One streamed GET for the span of the pieces, handed over piece by piece
-        (``_PieceStream``); a read that fails part way resumes at the piece it was
-        reading, under the retry policy for each piece."""
-        if not pieces:
-            return
-        blob_name = self._blob_name(name)  # checks the name before any request
-        what = self._what("get", name)
-        for offset, length in pieces:
-            if offset < 0 or length < 0:
-                raise StorageError(f"{what}: invalid range offset={offset} length={length}")
-        end = pieces[-1][0] + pieces[-1][1]
-        stream: _PieceStream | None = None
-        done = 0  # pieces handed over
-
-        def read_piece() -> bytes:
-            nonlocal stream
-            try:
-                if stream is None:
-                    stream = self._open_stream(name, blob_name, pieces[done:], end)
-                return stream.next()
-            except BaseException:
-                if stream is not None:
-                    stream.close()  # the next attempt starts a fresh request at this piece
-                    stream = None
-                raise
-
-        try:
-            while done < len(pieces):
-                try:
-                    piece = self._retry.run(
-                        functools.partial(self._call, read_piece, what=what, name=name), what=what
-                    )
-                except ObjectNotFound:
-                    self._check_bucket()
-                    raise
-                done += 1
-                yield piece
-        finally:
-            if stream is not None:
-                stream.close()
-
-    def _open_stream(
-        self, name: str, blob_name: str, rest: Sequence[tuple[int, int]], end: int
-    ) -> _PieceStream:
+    def _open_pieces(self, name: str, rest: Sequence[tuple[int, int]], end: int) -> _PieceStream:
+        blob_name = self._blob_name(name)
         start = rest[0][0]
         # Only empty pieces left: nothing to fetch, but a missing object is still reported.
         if start >= end and self._bucket.get_blob(blob_name, timeout=TIMEOUT, retry=None) is None:

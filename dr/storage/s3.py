@@ -83,12 +83,11 @@ from __future__ import annotations
 import builtins
 import contextlib
 import dataclasses
-import functools
 import io
 import logging
 import os
 import threading
-from collections.abc import Callable, Generator, Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -101,6 +100,7 @@ from dr.errors import InvalidInput
 from dr.storage.base import AccessDenied, ObjectExists, ObjectInfo, ObjectNotFound, StorageError
 from dr.storage.naming import check_name, check_prefix, merge_setting, parse_bucket_url
 from dr.storage.retry import RetryPolicy, TransientError
+from dr.storage.streamed_reads import StreamedReads
 
 log = logging.getLogger(__name__)
 
@@ -500,14 +500,22 @@ def _mappable() -> tuple[type[BaseException], ...]:
 
 
 class _RangeStream:
-    """The body of one ranged GET, read forward: ``pos`` is the object offset of its
-    next byte. ``body`` None: nothing there (the range starts past the end)."""
+    """The body of one ranged GET, read forward piece by piece (a ``PieceReader``):
+    ``pos`` is the object offset of its next byte. ``body`` None: nothing there
+    (the range starts past the end)."""
 
     SKIP = 1 << 20
 
-    def __init__(self, body: Any, pos: int) -> None:
+    def __init__(self, body: Any, pos: int, pieces: Sequence[tuple[int, int]]) -> None:
         self.body = body
         self.pos = pos
+        self._pieces = pieces
+        self._next = 0
+
+    def next(self) -> bytes:
+        offset, length = self._pieces[self._next]
+        self._next += 1
+        return self.read_at(offset, length)
 
     def read_at(self, offset: int, length: int) -> bytes:
         """``length`` bytes from ``offset`` (>= pos; the bytes before it are dropped),
@@ -546,7 +554,7 @@ class _RangeStream:
 # --------------------------------------------------------------------------- the store
 
 
-class S3Store:
+class S3Store(StreamedReads):
     """An ``ObjectStore`` on one bucket prefix; see the module docstring."""
 
     def __init__(
@@ -846,61 +854,26 @@ class S3Store:
         # One piece of ``get_pieces``: the same request, answers and retries.
         return next(self.get_pieces(name, [(offset, length)]))
 
-    def get_pieces(self, name: str, pieces: Sequence[tuple[int, int]]) -> Generator[bytes, None, None]:
-        """One GET for the whole span, read piece by piece as it arrives: memory is
-        one piece, not the span, and the span is one request however long. A read
-        that fails mid-way is resumed from the piece it was reading (``_RangeStream``)."""
-        if not pieces:
-            return
-        key = self._key(name)  # checks the name before any request
-        end = pieces[-1][0] + pieces[-1][1]
-        what = self._what("get", name)
-        stream: _RangeStream | None = None
+    def _open_pieces(self, name: str, rest: Sequence[tuple[int, int]], end: int) -> _RangeStream:
+        return self._open_stream(self._key(name), rest, end)
 
-        def read_piece(offset: int, length: int) -> bytes:
-            nonlocal stream
-            try:
-                if stream is None:
-                    stream = self._open_stream(key, offset, end)
-                return stream.read_at(offset, length)
-            except BaseException:
-                if stream is not None:
-                    stream.close()  # the next attempt starts a fresh request at this piece
-                    stream = None
-                raise
-
-        try:
-            for offset, length in pieces:
-                if offset < 0 or length < 0:
-                    raise StorageError(f"{what}: invalid range offset={offset} length={length}")
-                attempt = functools.partial(read_piece, offset, length)
-                try:
-                    yield self._retry.run(
-                        functools.partial(self._call, attempt, what=what, name=name), what=what
-                    )
-                except ObjectNotFound:
-                    self._check_bucket()
-                    raise
-        finally:
-            if stream is not None:
-                stream.close()
-
-    def _open_stream(self, key: str, offset: int, end: int) -> _RangeStream:
+    def _open_stream(self, key: str, pieces: Sequence[tuple[int, int]], end: int) -> _RangeStream:
+        offset = pieces[0][0]
         if offset >= end:
             # Only empty pieces left to read: there is nothing to fetch, but a missing
             # object is still reported.
             self._client.head_object(Bucket=self.settings.bucket, Key=key)
-            return _RangeStream(None, offset)
+            return _RangeStream(None, offset, pieces)
         try:
             resp = self._client.get_object(
                 Bucket=self.settings.bucket, Key=key, Range=f"bytes={offset}-{end - 1}"
             )
         except Exception as e:
             if _is_invalid_range(e):
-                return _RangeStream(None, offset)  # at or past the end: nothing there
+                return _RangeStream(None, offset, pieces)  # at or past the end: nothing there
             raise
         # A server that ignored the Range header sends the object from its start.
-        return _RangeStream(resp["Body"], offset if "ContentRange" in resp else 0)
+        return _RangeStream(resp["Body"], offset if "ContentRange" in resp else 0, pieces)
 
     def list(self, prefix: str = "") -> Iterator[ObjectInfo]:
         full = self.settings.root + check_prefix(prefix)
