@@ -29,7 +29,7 @@ version the tests run) drops the precondition on resumable uploads
 case as an expected failure of the emulator.
 
 Reads: ``get`` verifies the CRC32C GCS stores for every object; ``get_range``
-asks for a byte range (no whole-object checksum applies to a part). A 404
+is one piece of ``get_pieces`` (no whole-object checksum applies to a part). A 404
 on a read is checked once per store against the bucket, so a missing bucket
 is reported as such and not as a missing object. ``get_pieces`` (restores
 read packs with it) makes one streamed GET for the whole span and cuts it
@@ -511,29 +511,8 @@ class GCSStore(StreamedReads):
         return body
 
     def get_range(self, name: str, offset: int, length: int) -> bytes:
-        if offset < 0 or length < 0:
-            raise StorageError(f"{self._url}: get {name}: invalid range offset={offset} length={length}")
-        if length == 0:
-            self.stat(name)  # still report a missing object
-            return b""
-        blob = self._bucket.blob(self._blob_name(name))
-
-        def fetch() -> bytes:
-            from google.api_core.exceptions import RequestRangeNotSatisfiable
-
-            try:
-                body: bytes = blob.download_as_bytes(
-                    start=offset, end=offset + length - 1, timeout=TIMEOUT, retry=None, checksum=None
-                )
-            except RequestRangeNotSatisfiable:
-                return b""  # offset at or past the end: the object exists, there is nothing there
-            return body
-
-        try:
-            return self._run("get", name, fetch)
-        except ObjectNotFound:
-            self._check_bucket()
-            raise
+        # One piece of ``get_pieces``: the same request, answers and retries.
+        return next(self.get_pieces(name, [(offset, length)]))
 
     def _open_pieces(self, name: str, rest: Sequence[tuple[int, int]], end: int) -> _PieceStream:
         blob_name = self._blob_name(name)

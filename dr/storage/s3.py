@@ -854,10 +854,8 @@ class S3Store(StreamedReads):
         # One piece of ``get_pieces``: the same request, answers and retries.
         return next(self.get_pieces(name, [(offset, length)]))
 
-    def _open_pieces(self, name: str, rest: Sequence[tuple[int, int]], end: int) -> _RangeStream:
-        return self._open_stream(self._key(name), rest, end)
-
-    def _open_stream(self, key: str, pieces: Sequence[tuple[int, int]], end: int) -> _RangeStream:
+    def _open_pieces(self, name: str, pieces: Sequence[tuple[int, int]], end: int) -> _RangeStream:
+        key = self._key(name)
         offset = pieces[0][0]
         if offset >= end:
             # Only empty pieces left to read: there is nothing to fetch, but a missing
