@@ -104,31 +104,3 @@ class ObjectStore(Protocol):
     def close(self) -> None:
         """Release connections."""
         ...
-
-
-# What ``SpanReads`` reads in one request at most (memory: one span per reader).
-MAX_SPAN = 8 << 20
-
-
-class SpanReads:
-    """``get_pieces`` for a store that reads a range whole (the file store): one
-    ``get_range`` per span of adjacent pieces at most ``max_span`` long (longer only
-    for a single piece), handed over as views of it."""
-
-    max_span = MAX_SPAN
-
-    def get_range(self, name: str, offset: int, length: int) -> bytes:
-        raise NotImplementedError
-
-    def get_pieces(self, name: str, pieces: Sequence[tuple[int, int]]) -> Generator[memoryview, None, None]:
-        i = 0
-        while i < len(pieces):
-            start = pieces[i][0]
-            j = i + 1
-            while j < len(pieces) and pieces[j][0] + pieces[j][1] - start <= self.max_span:
-                j += 1
-            end = pieces[j - 1][0] + pieces[j - 1][1]
-            data = memoryview(self.get_range(name, start, end - start))
-            for offset, length in pieces[i:j]:
-                yield data[offset - start : offset - start + length]
-            i = j
