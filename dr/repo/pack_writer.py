@@ -52,7 +52,10 @@ class _Pack:
     """A pack being assembled, in page-aligned memory (written with O_DIRECT without a copy)."""
 
     def __init__(self, capacity: int) -> None:
-        self.buf = mmap.mmap(-1, capacity)
+        # Private: a shared anonymous mapping (mmap's default) cannot grow. After
+        # ``resize`` its new pages lie past the end of the memory object behind it,
+        # and the first write there kills the process with SIGBUS.
+        self.buf = mmap.mmap(-1, capacity, flags=mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS)
         self.size = 0
         self.entries: list[PackEntry] = []
 
