@@ -1,4 +1,5 @@
-"""Pack assembly (dr/repo/pack_writer.py).
+"""Pack assembly (dr/repo/pack_writer.py): blobs sealed straight into their pack's
+buffer by several threads at once, slots that do not fit, failures, flush.
 
 Packs go to a real FileStore and are read back through their headers, as a
 restore would.
@@ -7,12 +8,17 @@ restore would.
 from __future__ import annotations
 
 import os
+import random
+import threading
 from pathlib import Path
 
 import blake3
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from dr.crypto.aead import Sealer
-from dr.repo.format import BlobType, Codec, blob_aad, decode_pack_header
+from dr.repo.format import BlobType, Codec, FormatError, blob_aad, decode_pack_header, sealed_size
 from dr.repo.index import Index
 from dr.repo.pack_writer import BlobSaver, PackUploader
 from dr.storage.file import FileStore
@@ -42,6 +48,78 @@ def make_saver(tmp_path: Path, pack_size: int = 1 << 20) -> tuple[FileStore, Ind
     return store, index, uploader, BlobSaver(blob_id, CODEC, index, uploader)
 
 
+@given(st.binary(max_size=5000), st.booleans(), st.binary(min_size=32, max_size=32))
+def test_seal_into_reads_back_like_encode(data: bytes, compress: bool, bid: bytes) -> None:
+    aad = blob_aad(BlobType.DATA, bid)
+    flag, body = CODEC.compress(data, compress=compress)
+    out = bytearray(sealed_size(len(body)))
+    CODEC.seal_into(flag, body, aad, memoryview(out))
+    encoded_flag, sealed = CODEC.encode(data, aad, compress=compress)
+    assert (flag, len(out)) == (encoded_flag, len(sealed))  # same layout, other nonce
+    assert CODEC.decode(bytes(out), aad, what="t") == data
+    with pytest.raises(FormatError, match="authentication failed"):  # bound to its id and type
+        CODEC.decode(bytes(out), blob_aad(BlobType.TREE, bid), what="t")
+
+
+def test_seal_into_grows_the_staging_buffer() -> None:
+    # Larger than the first staging buffer (1 MiB), then larger again.
+    for size in (100, (1 << 20) + 7, (3 << 20) + 1, 10):
+        data = os.urandom(size)
+        out = bytearray(sealed_size(len(data)))
+        CODEC.seal_into(0, data, b"aad", memoryview(out))
+        assert CODEC.decode(bytes(out), b"aad", what="t") == data
+
+
+def test_threads_seal_into_the_same_packs(tmp_path: Path) -> None:
+    store, index, uploader, saver = make_saver(tmp_path, pack_size=1 << 20)
+    rng = random.Random(7)
+    blobs = [rng.randbytes(rng.randrange(1, 300_000)) for _ in range(120)]
+    blobs += [b"same blob" * 1000] * 8  # saved once however many threads offer it
+    errors: list[BaseException] = []
+
+    def work(k: int) -> None:
+        try:
+            for data in blobs[k::4]:
+                saver.save(BlobType.DATA, data)
+        except BaseException as e:  # pragma: no cover - reported below
+            errors.append(e)
+
+    threads = [threading.Thread(target=work, args=(k,)) for k in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    uploader.flush()
+    uploader.close()
+    assert errors == []
+    expected = {blob_id(d): d for d in blobs}
+    assert stored_blobs(store) == expected
+    assert uploader.stats.new_blobs == len(expected)
+    assert all(index.get(bid) is not None for bid in expected)
+    assert uploader.stats.packs > 5  # the packs filled up and were uploaded along the way
+
+
+def test_a_slot_that_does_not_fit_closes_the_pack_for_the_next(tmp_path: Path) -> None:
+    store, _, uploader, _ = make_saver(tmp_path, pack_size=1 << 20)
+    small = uploader.reserve(BlobType.DATA, b"a" * 32, 0, 1000, 1000)  # left open
+    capacity = len(small.pack.buf)
+    big = uploader.reserve(BlobType.DATA, b"b" * 32, 0, capacity, capacity)
+    # The open slot's buffer cannot be resized under its writer: the big blob
+    # starts a pack of its own.
+    assert big.pack is not small.pack
+    assert big.offset == 0 and len(big.pack.buf) >= capacity
+    assert list(store.list("data/")) == []
+    for slot, fill in ((small, b"x"), (big, b"y")):
+        with memoryview(slot.pack.buf) as mv:
+            mv[slot.offset : slot.offset + slot.length] = fill * slot.length
+        uploader.filled(slot)
+    # The first pack went up when its last slot was filled; the big one is full too.
+    uploader.flush()
+    uploader.close()
+    sizes = sorted(info.size for info in store.list("data/"))
+    assert len(sizes) == 2 and sizes[0] > 1000 and sizes[1] > capacity
+
+
 def test_a_blob_larger_than_the_pack_buffer_grows_it(tmp_path: Path) -> None:
     # A tree blob of a directory with ~100,000 entries is larger than a pack's
     # buffer (pack size + 5 MiB). The buffer grows; before it was a private
@@ -53,3 +131,50 @@ def test_a_blob_larger_than_the_pack_buffer_grows_it(tmp_path: Path) -> None:
     uploader.flush()
     uploader.close()
     assert stored_blobs(store)[blob_id(big)] == big
+
+
+def test_a_slot_that_could_not_be_filled_fails_the_backup_and_its_pack(tmp_path: Path) -> None:
+    store, _, uploader, saver = make_saver(tmp_path)
+    saver.save(BlobType.DATA, b"good" * 100)
+    slot = uploader.reserve(BlobType.DATA, b"c" * 32, 0, 100, 100)
+    uploader.filled(slot, OSError("sealing failed"))
+    with pytest.raises(OSError, match="sealing failed"):
+        uploader.reserve(BlobType.DATA, b"d" * 32, 0, 100, 100)
+    with pytest.raises(OSError, match="sealing failed"):
+        uploader.flush()
+    uploader.close()
+    # The pack holding the unfilled slot (and the good blob beside it) never went up.
+    assert list(store.list("data/")) == []
+
+
+def test_a_failed_seal_is_not_recorded_as_saved(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    _, _, uploader, saver = make_saver(tmp_path)
+
+    def broken(*args: object) -> None:
+        raise ValueError("no entropy")
+
+    monkeypatch.setattr(saver.codec, "seal_into", broken)
+    with pytest.raises(ValueError, match="no entropy"):
+        saver.save(BlobType.DATA, b"data" * 100)
+    assert not saver.known(blob_id(b"data" * 100))
+    uploader.close()
+
+
+def test_flush_refuses_while_a_slot_is_open(tmp_path: Path) -> None:
+    _, _, uploader, _ = make_saver(tmp_path)
+    slot = uploader.reserve(BlobType.DATA, b"e" * 32, 0, 100, 100)
+    with pytest.raises(RuntimeError, match="flush while blobs are being saved"):
+        uploader.flush()
+    uploader.filled(slot)
+    uploader.close()
+
+
+def test_pack_buffers_are_reused_after_upload(tmp_path: Path) -> None:
+    store, _, uploader, saver = make_saver(tmp_path, pack_size=1 << 20)
+    for i in range(12):
+        saver.save(BlobType.DATA, os.urandom(300_000) + bytes([i]))
+    uploader.flush()
+    reused = list(uploader._free)
+    uploader.close()
+    assert reused and all(p.size == 0 and p.entries == [] and p.writers == 0 for p in reused)
+    assert len(stored_blobs(store)) == 12

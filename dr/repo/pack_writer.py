@@ -2,9 +2,12 @@
 
 ``BlobSaver.save`` is called from several worker threads. Hashing,
 compression and sealing run in the caller's thread (the C libraries release
-the GIL, so two workers use two cores); packs are assembled under a short
-lock and uploaded by a small uploader pool, with at most ``max_inflight``
-packs in memory so memory stays bounded whatever the data size.
+the GIL, so two workers use two cores). Each blob is sealed straight into its
+pack's buffer: a slot is reserved under a short lock, then filled outside it
+(``PackUploader.reserve`` / ``filled``), so a blob is not copied between
+the compressor and the pack. Full packs are uploaded by a small uploader
+pool, with at most ``max_inflight`` packs in memory so memory stays bounded
+whatever the data size.
 
 Crash safety (FORMAT.md §7): an index file is written every
 ``index_every`` packs and at ``flush``; a crash loses at most those few
@@ -32,6 +35,7 @@ from dr.repo.format import (
     encode_pack_header,
     object_aad,
     pack_name,
+    sealed_size,
 )
 from dr.repo.index import Index
 from dr.storage.base import ObjectExists, ObjectStore
@@ -49,7 +53,15 @@ class SaveStats:
 
 
 class _Pack:
-    """A pack being assembled, in page-aligned memory (written with O_DIRECT without a copy)."""
+    """A pack being assembled, in page-aligned memory (written with O_DIRECT without a copy).
+
+    Blobs are placed in two steps: a slot is reserved under the uploader's lock
+    (offset, entry), then filled outside it by the thread that reserved it, so two
+    workers seal into one pack at the same time. ``writers`` counts slots reserved
+    and not yet filled; a pack is uploaded once it is ``closed`` (no more slots) and
+    its last slot is filled. The buffer is never resized while a slot is open: a
+    resize moves the memory under the writer.
+    """
 
     def __init__(self, capacity: int) -> None:
         # Private: a shared anonymous mapping (mmap's default) cannot grow. After
@@ -58,17 +70,35 @@ class _Pack:
         self.buf = mmap.mmap(-1, capacity, flags=mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS)
         self.size = 0
         self.entries: list[PackEntry] = []
+        self.writers = 0
+        self.closed = False
+        self.failed = False
 
     def reserve(self, end: int) -> None:
         if end > len(self.buf):
+            assert self.writers == 0, "pack buffer resized while a slot is being filled"
             self.buf.resize(max(end, len(self.buf) * 2))
 
-    def append(self, entry: PackEntry, sealed: bytes) -> None:
-        end = self.size + len(sealed)
-        self.reserve(end)
-        self.buf[self.size : end] = sealed
-        self.size = end
+    def fits(self, length: int) -> bool:
+        return self.size + length <= len(self.buf) or self.writers == 0
+
+    def slot(self, entry: PackEntry) -> None:
+        self.reserve(entry.offset + entry.length)
+        self.size = entry.offset + entry.length
         self.entries.append(entry)
+        self.writers += 1
+
+    def reset(self) -> None:
+        self.size, self.entries, self.writers, self.closed, self.failed = 0, [], 0, False, False
+
+
+@dataclass(frozen=True)
+class Slot:
+    """Where one blob goes: ``length`` bytes at ``offset`` of ``pack``'s buffer."""
+
+    pack: _Pack
+    offset: int
+    length: int
 
 
 class PackUploader:
@@ -101,25 +131,60 @@ class PackUploader:
         self._error: BaseException | None = None
 
     def add(self, blob_type: BlobType, blob_id: bytes, flag: int, sealed: bytes, raw_length: int) -> None:
-        full: _Pack | None = None
+        """Add a blob sealed elsewhere (prune copies sealed blobs between packs)."""
+        slot = self.reserve(blob_type, blob_id, flag, len(sealed), raw_length)
+        try:
+            with memoryview(slot.pack.buf) as mv:
+                mv[slot.offset : slot.offset + slot.length] = sealed
+        except BaseException as e:
+            self.filled(slot, e)
+            raise
+        self.filled(slot)
+
+    def reserve(self, blob_type: BlobType, blob_id: bytes, flag: int, length: int, raw_length: int) -> Slot:
+        """A slot of ``length`` bytes for one blob in the open pack of its type; the
+        caller fills it and then calls ``filled`` (also when filling failed)."""
         with self._lock:
             if self._error:
                 raise self._error
             p = self._current.get(blob_type)
+            if p is not None and not p.fits(length):
+                # Too large for what is left, and the buffer cannot grow while others
+                # write into it: close this pack (its last writer uploads it).
+                self._close(blob_type)
+                p = None
             if p is None:
                 # A tree pack takes a fresh buffer: only the pages it fills become
                 # resident, where a reused one would keep a data pack's worth.
                 reuse = blob_type == BlobType.DATA and self._free
                 p = self._current[blob_type] = (
-                    self._free.pop() if reuse else _Pack(self.pack_size + (5 << 20))
+                    self._free.pop() if reuse else _Pack(max(self.pack_size + (5 << 20), length))
                 )
-            p.append(PackEntry(blob_type, flag, p.size, len(sealed), raw_length, blob_id), sealed)
+            offset = p.size
+            p.slot(PackEntry(blob_type, flag, offset, length, raw_length, blob_id))
             self.stats.new_blobs += 1
             self.stats.new_raw_bytes += raw_length
             if p.size >= self.pack_size:
-                full = self._current.pop(blob_type)
-        if full is not None:
-            self._submit(full)
+                self._close(blob_type)  # uploaded when its last slot is filled
+        return Slot(p, offset, length)
+
+    def filled(self, slot: Slot, error: BaseException | None = None) -> None:
+        """The slot holds its blob, or (``error``) it could not be filled: then the
+        pack is never uploaded and the backup fails with that error."""
+        p = slot.pack
+        with self._lock:
+            p.writers -= 1
+            if error is not None:
+                p.failed = True
+                self._error = self._error or error
+            ready = p.closed and p.writers == 0 and not p.failed
+        if ready:
+            self._submit(p)
+
+    def _close(self, blob_type: BlobType) -> None:
+        """Take the open pack of a type out of use (under the lock, while the slot
+        just reserved, or others, are still open: ``filled`` uploads it)."""
+        self._current.pop(blob_type).closed = True
 
     def _submit(self, pack: _Pack) -> None:
         self._slots.acquire()  # backpressure: bounded packs in memory
@@ -154,7 +219,7 @@ class PackUploader:
             self.index.add_pack(pack_id, pack.entries)
             if write_index:
                 self._write_index(write_index)
-            pack.size, pack.entries = 0, []
+            pack.reset()
             with self._lock:
                 self._free.append(pack)
         except BaseException as e:
@@ -176,8 +241,10 @@ class PackUploader:
         """Upload the open pack, wait for all uploads, write the remaining index entries."""
         with self._lock:
             open_packs, self._current = list(self._current.values()), {}
+            if any(p.writers for p in open_packs):
+                raise RuntimeError("flush while blobs are being saved")
         for p in open_packs:
-            if p.entries:
+            if p.entries and not p.failed:
                 self._submit(p)
         with self._lock:
             futures, self._futures = self._futures, []
@@ -225,10 +292,19 @@ class BlobSaver:
                 return bid, False
             self._pending.add(bid)
         try:
-            flag, sealed = self.codec.encode(data, blob_aad(blob_type, bid))
-            self.uploader.add(blob_type, bid, flag, sealed, len(data))
+            flag, body = self.codec.compress(data)
+            slot = self.uploader.reserve(blob_type, bid, flag, sealed_size(len(body)), len(data))
         except BaseException:
             with self._lock:
                 self._pending.discard(bid)
             raise
+        try:
+            with memoryview(slot.pack.buf) as mv, mv[slot.offset : slot.offset + slot.length] as out:
+                self.codec.seal_into(flag, body, blob_aad(blob_type, bid), out)
+        except BaseException as e:
+            self.uploader.filled(slot, e)
+            with self._lock:
+                self._pending.discard(bid)
+            raise
+        self.uploader.filled(slot)
         return bid, True
