@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import random
 from pathlib import Path
 from typing import Any
 
@@ -40,6 +41,40 @@ def test_small_batches_restore_every_kind_of_entry(
     stats = restore_snapshot(repo, snap, out, batch=batch)
     assert not stats.errors and not whole.errors
     assert (stats.files, stats.dirs, stats.bytes) == (whole.files, whole.dirs, whole.bytes)
+    assert describe_tree(out) == describe_tree(src)
+    assert os.stat(out / "hardlink.bin").st_ino == os.stat(out / "d1" / "random.bin").st_ino
+
+
+@pytest.mark.parametrize("backend", ["file", "s3"])
+def test_batches_bounded_by_blobs_restore_every_kind_of_entry(
+    backend: str, tmp_path: Path, request: Any
+) -> None:
+    src = tmp_path / "src"
+    src.mkdir()
+    write_tree(src)
+    rng = random.Random(5)
+    for i in range(4):  # files of a few blobs each (chunks: 256 KiB to 4 MiB)
+        (src / f"multi-{i}.bin").write_bytes(rng.randbytes(3 << 20))
+    repo, _ = init_repo(make_store(backend, tmp_path, request), tmp_path)
+    snap = backup_directory(repo, src).snapshot
+
+    plans = list(_Walk(repo, snap, None, by_pack=backend == "s3", batch=1000, batch_blobs=2).plans())
+    assert len(plans) > 4
+    for p in plans[:-1]:
+        # Blobs planned per file of the batch (large files list theirs, the rest
+        # are planned by pack): each batch ends with the file that reached 2.
+        per_file = [len(f.blobs) for f in p.files]
+        for blobs in p.packs.values():
+            for _, targets in blobs.values():
+                for idx, _ in targets:
+                    per_file[idx] += 1
+        assert sum(per_file) >= 2 and sum(per_file[:-1]) < 2, per_file
+    assert sum(len(p.files) for p in plans) == sum(
+        1 for f in src.rglob("*") if f.is_file() and not f.is_symlink()
+    )
+    out = tmp_path / "out"
+    stats = restore_snapshot(repo, snap, out, batch_blobs=2)
+    assert not stats.errors
     assert describe_tree(out) == describe_tree(src)
     assert os.stat(out / "hardlink.bin").st_ino == os.stat(out / "d1" / "random.bin").st_ino
 

@@ -2,10 +2,10 @@
 
 Plan a batch, then write it: walk the snapshot's trees to list directories,
 files and the blobs each file needs at which offsets, up to ``BATCH_FILES``
-files at a time (so memory does not grow with the number of files in the
-volume); group the blobs by pack; create the directories and empty files of
-the right size; then ``workers`` threads each fetch one pack's needed byte
-ranges, which the store hands over blob by blob (``get_pieces``: on S3 one
+files or ``BATCH_BLOBS`` blobs at a time (so memory does not grow with the
+number of files in the volume, or with their size); group the blobs by
+pack; create the directories and empty files of the right size; then
+``workers`` threads each fetch one pack's needed byte ranges, which the store hands over blob by blob (``get_pieces``: on S3 one
 streamed GET per range, so a 16 MiB pack is one request and memory is one
 blob), open and verify every blob (AEAD) and write it to every place it
 belongs; then the next batch. Large files
@@ -91,6 +91,12 @@ RANGE_WASTE = 2.0
 # Files (and symlinks, devices) planned and restored at a time: a planned file costs
 # ~1.2 KB, so a batch holds ~20 MB however many files the volume has.
 BATCH_FILES = 16384
+# Blobs planned at a time, as well: a planned blob costs ~0.5 KB (its entry and
+# where it goes), and without this bound a batch of large files would plan all
+# their blobs at once (16,384 files of 1 GiB: 16M blobs, ~8 GB). A batch ends
+# after the file that reaches it (a file is planned whole, so one file larger
+# than 32 GiB still plans all of its blobs).
+BATCH_BLOBS = 32768
 
 
 @dataclass
@@ -166,7 +172,8 @@ def _check_paths(repo: Repository, snap: Snapshot, root: list[Node], paths: list
 
 
 class _Walk:
-    """The snapshot's trees, depth first, handed out as plans of at most ``batch`` files.
+    """The snapshot's trees, depth first, handed out as plans of at most ``batch`` files
+    (and about ``batch_blobs`` blobs).
 
     A restore plans one batch, restores it, and plans the next, so its memory is
     bounded by the batch, not by the number of files in the volume (~1.2 KB per
@@ -177,7 +184,14 @@ class _Walk:
     """
 
     def __init__(
-        self, repo: Repository, snap: Snapshot, paths: list[str] | None, *, by_pack: bool, batch: int
+        self,
+        repo: Repository,
+        snap: Snapshot,
+        paths: list[str] | None,
+        *,
+        by_pack: bool,
+        batch: int,
+        batch_blobs: int = BATCH_BLOBS,
     ) -> None:
         if not snap.tree:
             raise DrError(f"snapshot {snap.short_id} has no file tree")
@@ -187,6 +201,8 @@ class _Walk:
         self.paths = paths
         self.by_pack = by_pack  # large files too are restored pack by pack (``OrderedFileWriter``)
         self.batch = batch
+        self.batch_blobs = batch_blobs
+        self.planned_blobs = 0  # in the batch being planned
         self.hardlinks: dict[tuple[int, int], str] = {}
         self.plan = _Plan()
 
@@ -219,9 +235,14 @@ class _Walk:
                 self.plan.others.append((rel, n))
                 continue
             self._add_file(rel, n)
-            if len(self.plan.files) + len(self.plan.others) >= self.batch:
+            self.planned_blobs += len(n.get("content", ()))
+            if (
+                len(self.plan.files) + len(self.plan.others) >= self.batch
+                or self.planned_blobs >= self.batch_blobs
+            ):
                 yield self.plan
                 self.plan = _Plan()
+                self.planned_blobs = 0
 
     def _add_file(self, rel: str, n: Node) -> None:
         plan = self.plan
@@ -376,6 +397,7 @@ def restore_snapshot(
     workers: int = 4,
     progress: Callable[[int], None] | None = None,
     batch: int = BATCH_FILES,
+    batch_blobs: int = BATCH_BLOBS,
 ) -> RestoreStats:
     tune_allocator()
     root = os.path.abspath(target)
@@ -395,7 +417,7 @@ def restore_snapshot(
     # store answers a range read in microseconds, and file by file keeps fewer
     # files open at once.
     by_pack = not repo.store.local
-    walk = _Walk(repo, snap, norm_paths, by_pack=by_pack, batch=batch)
+    walk = _Walk(repo, snap, norm_paths, by_pack=by_pack, batch=batch, batch_blobs=batch_blobs)
     if norm_paths:
         _check_paths(repo, snap, walk.root, norm_paths)
     stats = RestoreStats()
