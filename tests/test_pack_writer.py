@@ -97,6 +97,9 @@ def test_threads_seal_into_the_same_packs(tmp_path: Path) -> None:
     assert uploader.stats.new_blobs == len(expected)
     assert all(index.get(bid) is not None for bid in expected)
     assert uploader.stats.packs > 5  # the packs filled up and were uploaded along the way
+    # Every id left the pending set once its pack was indexed: the set does not
+    # grow with the backup; the index answers for them.
+    assert saver._pending == set() and all(saver.known(bid) for bid in expected)
 
 
 def test_a_slot_that_does_not_fit_closes_the_pack_for_the_next(tmp_path: Path) -> None:

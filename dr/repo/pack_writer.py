@@ -20,7 +20,7 @@ import logging
 import mmap
 import os
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 
@@ -129,6 +129,8 @@ class PackUploader:
         self._unindexed: dict[bytes, list[PackEntry]] = {}
         self._free: list[_Pack] = []  # reused pack buffers (avoid first-touch page faults)
         self._error: BaseException | None = None
+        # Called with a pack's entries once they are in the index (BlobSaver's pending set).
+        self.indexed: Callable[[Sequence[PackEntry]], None] | None = None
 
     def add(self, blob_type: BlobType, blob_id: bytes, flag: int, sealed: bytes, raw_length: int) -> None:
         """Add a blob sealed elsewhere (prune copies sealed blobs between packs)."""
@@ -217,6 +219,8 @@ class PackUploader:
                 if len(self._unindexed) >= self.index_every:
                     write_index, self._unindexed = self._unindexed, {}
             self.index.add_pack(pack_id, pack.entries)
+            if self.indexed is not None:
+                self.indexed(pack.entries)
             if write_index:
                 self._write_index(write_index)
             pack.reset()
@@ -276,8 +280,17 @@ class BlobSaver:
         self.codec = codec
         self.index = index
         self.uploader = uploader
+        # Ids being saved and not yet in the index (claimed, sealed or uploading): a
+        # second save of one of them is a duplicate. An id leaves once its pack is
+        # indexed, so the set stays as small as the packs in flight.
         self._pending: set[bytes] = set()
         self._lock = threading.Lock()
+        uploader.indexed = self._indexed
+
+    def _indexed(self, entries: Sequence[PackEntry]) -> None:
+        with self._lock:
+            for e in entries:
+                self._pending.discard(e.id)
 
     def known(self, blob_id: bytes) -> bool:
         return blob_id in self.index or blob_id in self._pending
