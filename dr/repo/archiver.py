@@ -64,10 +64,6 @@ class ArchiveResult:
     unchanged_files: int = 0
 
 
-def _name(entry: os.DirEntry[str]) -> str:
-    return entry.name
-
-
 def _base_node(name: str, st: os.stat_result, ftype: str) -> Node:
     return {
         "name": name,
@@ -216,16 +212,19 @@ class _Archiver:
                 batch, batch_bytes = [], 0
 
         subdirs: list[tuple[Node, str]] = []
+        # Names only, not the DirEntry objects: each caches its path and, once asked,
+        # its stat result (~0.9 KB per entry together; a directory of 500,000 files
+        # held ~430 MB of them until its tree was saved). The stat is an lstat either way.
         try:
             with os.scandir(path) as it:
-                entries = sorted(it, key=_name)
+                names = sorted(entry.name for entry in it)
         except OSError as e:
             self._error(path, e.strerror or str(e))
-            entries = []
-        for entry in entries:
-            full = entry.path
+            names = []
+        for name in names:
+            full = os.path.join(path, name)
             try:
-                st = entry.stat(follow_symlinks=False)
+                st = os.lstat(full)
             except OSError as e:
                 self._error(full, e.strerror or str(e))
                 continue
@@ -233,7 +232,7 @@ class _Archiver:
             if ftype is None:
                 self._error(full, "unsupported file type")
                 continue
-            node = _base_node(entry.name, st, ftype)
+            node = _base_node(name, st, ftype)
             if ftype == "file":
                 node["size"] = st.st_size
                 node["inode"] = st.st_ino
@@ -244,7 +243,7 @@ class _Archiver:
                     node["sparse"] = True
                 self.files += 1
                 self.bytes += st.st_size
-                old = parent.get(entry.name)
+                old = parent.get(name)
                 if self._unchanged(old, node, st):
                     assert old is not None
                     node["content"] = old.get("content", [])
