@@ -18,7 +18,15 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from dr.crypto.aead import Sealer
-from dr.repo.format import BlobType, Codec, FormatError, blob_aad, decode_pack_header, sealed_size
+from dr.repo.format import (
+    STAGING_KEPT,
+    BlobType,
+    Codec,
+    FormatError,
+    blob_aad,
+    decode_pack_header,
+    sealed_size,
+)
 from dr.repo.index import Index
 from dr.repo.pack_writer import BlobSaver, PackUploader
 from dr.storage.file import FileStore
@@ -61,13 +69,17 @@ def test_seal_into_reads_back_like_encode(data: bytes, compress: bool, bid: byte
         CODEC.decode(bytes(out), blob_aad(BlobType.TREE, bid), what="t")
 
 
-def test_seal_into_grows_the_staging_buffer() -> None:
-    # Larger than the first staging buffer (1 MiB), then larger again.
-    for size in (100, (1 << 20) + 7, (3 << 20) + 1, 10):
+def test_seal_into_grows_the_staging_buffer_up_to_a_chunk() -> None:
+    # Larger than the first staging buffer (1 MiB), then larger again; a payload
+    # above the largest chunk (a big tree) is staged in a buffer of its own, and the
+    # thread's buffer stays no larger than a chunk.
+    for size in (100, (1 << 20) + 7, (3 << 20) + 1, 9 << 20, 4 << 20, 10):
         data = os.urandom(size)
         out = bytearray(sealed_size(len(data)))
         CODEC.seal_into(0, data, b"aad", memoryview(out))
         assert CODEC.decode(bytes(out), b"aad", what="t") == data
+        assert len(CODEC._local.staging) <= STAGING_KEPT
+    assert len(CODEC._local.staging) == STAGING_KEPT
 
 
 def test_threads_seal_into_the_same_packs(tmp_path: Path) -> None:

@@ -31,6 +31,10 @@ INDEX_ENTRY = struct.Struct("<BBIII32s")  # type, flag, offset, sealed length, p
 FLAG_RAW = 0
 FLAG_ZSTD = 1
 
+# Largest payload Codec.seal_into stages in its reused per-thread buffer: a data
+# chunk (4 MiB at most) and its flag; larger ones (trees) get a buffer of their own.
+STAGING_KEPT = (4 << 20) + 1
+
 
 class BlobType(IntEnum):
     DATA = 0
@@ -111,22 +115,28 @@ class Codec:
 
     def seal_into(self, flag: int, body: bytes | memoryview, aad: bytes, out: memoryview) -> None:
         """The second half of ``encode``, written into ``out`` (``sealed_size(len(body))``
-        bytes): the same bytes as ``encode``. Backups seal each blob straight into its
-        pack, saving three copies and two allocations of every blob (flag + body,
-        the ciphertext, nonce + ciphertext)."""
+        bytes): the layout of ``encode`` (with a nonce of its own). Backups seal each
+        blob straight into its pack, saving three copies and two allocations of every
+        blob (flag + body, the ciphertext, nonce + ciphertext)."""
         n = 1 + len(body)
-        staging = self._staging(n)
-        staging[0] = flag
-        with memoryview(staging) as mv, mv[1:n] as dst, mv[:n] as payload:
-            dst[:] = body
-            self.sealer.seal_into(payload, aad, out)
+        # The plaintext must be one buffer (flag + body) for AES-GCM: a staging buffer
+        # per thread, reused (an mmap: only the pages written become resident). A
+        # larger payload (a big directory's tree) gets one of its own, unmapped after.
+        kept = n <= STAGING_KEPT
+        staging = self._staging(n) if kept else mmap.mmap(-1, n)
+        try:
+            staging[0] = flag
+            with memoryview(staging) as mv, mv[1:n] as dst, mv[:n] as payload:
+                dst[:] = body
+                self.sealer.seal_into(payload, aad, out)
+        finally:
+            if not kept:
+                staging.close()
 
     def _staging(self, size: int) -> mmap.mmap:
-        # The plaintext must be one buffer (flag + body) for AES-GCM. One per thread,
-        # reused: an mmap, so only the pages written become resident.
         buf: mmap.mmap | None = getattr(self._local, "staging", None)
         if buf is None or len(buf) < size:
-            grown = max(size, 2 * len(buf) if buf is not None else 1 << 20)
+            grown = min(max(size, 2 * len(buf) if buf is not None else 1 << 20), STAGING_KEPT)
             if buf is not None:
                 buf.close()
             buf = self._local.staging = mmap.mmap(-1, grown)
