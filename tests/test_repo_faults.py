@@ -34,8 +34,9 @@ def _two_files(tmp_path: Path) -> Path:
     return src
 
 
-def test_wrong_key_is_refused_and_writes_nothing(tmp_path: Path) -> None:
-    store = make_store("file", tmp_path, None)
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_wrong_key_is_refused_and_writes_nothing(backend: str, tmp_path: Path, request: Any) -> None:
+    store = make_store(backend, tmp_path, request)
     init_repo(store, tmp_path)
     before = sorted(o.name for o in store.list(""))
     other = LocalKeyProvider(tmp_path / "other.key", create=True)
@@ -56,8 +57,9 @@ def test_missing_provider_is_listed(tmp_path: Path) -> None:
     assert e.value.details == [f"slot {e.value.details[0].split()[1]} {key.uri}: key file does not exist"]
 
 
-def test_newer_format_is_refused(tmp_path: Path) -> None:
-    store = make_store("file", tmp_path, None)
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_newer_format_is_refused(backend: str, tmp_path: Path, request: Any) -> None:
+    store = make_store(backend, tmp_path, request)
     _, key = init_repo(store, tmp_path)
     raw = store.get("config")
     store.put("config", raw[:8] + struct.pack("<I", 2) + raw[12:], if_absent=False)
@@ -74,8 +76,9 @@ def test_lowered_version_is_detected(tmp_path: Path) -> None:
         open_with(store, key)
 
 
-def test_not_a_repository(tmp_path: Path) -> None:
-    store = make_store("file", tmp_path, None)
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_not_a_repository(backend: str, tmp_path: Path, request: Any) -> None:
+    store = make_store(backend, tmp_path, request)
     with pytest.raises(RepositoryError, match="no repository here"):
         Repository.open(store, lambda uri: None)
     init_repo(store, tmp_path)
