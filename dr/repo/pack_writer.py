@@ -120,7 +120,7 @@ class PackUploader:
         self.index_every = index_every
         self.stats = SaveStats()
         self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="dr-upload")
-        self._slots = threading.BoundedSemaphore(max_inflight)
+        self._inflight = threading.BoundedSemaphore(max_inflight)
         self._lock = threading.Lock()
         # One open pack per blob type: trees go into packs of their own (FORMAT.md §5.3),
         # so a snapshot's trees lie back to back and are read in few requests.
@@ -189,11 +189,11 @@ class PackUploader:
         self._current.pop(blob_type).closed = True
 
     def _submit(self, pack: _Pack) -> None:
-        self._slots.acquire()  # backpressure: bounded packs in memory
+        self._inflight.acquire()  # backpressure: bounded packs in memory
         try:
             fut = self._pool.submit(self._upload, pack)
         except BaseException:
-            self._slots.release()
+            self._inflight.release()
             raise
         with self._lock:
             self._futures.append(fut)
@@ -231,7 +231,7 @@ class PackUploader:
                 self._error = self._error or e
             raise
         finally:
-            self._slots.release()
+            self._inflight.release()
 
     def _write_index(self, packs: dict[bytes, list[PackEntry]]) -> None:
         name = os.urandom(32).hex()
