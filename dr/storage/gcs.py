@@ -510,10 +510,6 @@ class GCSStore(StreamedReads):
             raise
         return body
 
-    def get_range(self, name: str, offset: int, length: int) -> bytes:
-        # One piece of ``get_pieces``: the same request, answers and retries.
-        return next(self.get_pieces(name, [(offset, length)]))
-
     def _open_pieces(self, name: str, rest: Sequence[tuple[int, int]], end: int) -> _PieceStream:
         blob_name = self._blob_name(name)
         start = rest[0][0]

@@ -850,10 +850,6 @@ class S3Store(StreamedReads):
             raise
         return body
 
-    def get_range(self, name: str, offset: int, length: int) -> bytes:
-        # One piece of ``get_pieces``: the same request, answers and retries.
-        return next(self.get_pieces(name, [(offset, length)]))
-
     def _open_pieces(self, name: str, pieces: Sequence[tuple[int, int]], end: int) -> _RangeStream:
         key = self._key(name)
         offset = pieces[0][0]

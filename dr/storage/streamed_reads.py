@@ -1,4 +1,5 @@
-"""``get_pieces`` for the stores that read a span in one streamed request (S3, GCS).
+"""``get_pieces`` (and ``get_range``, one piece of it) for the stores that read a
+span in one streamed request (S3, GCS).
 
 A restore reads a pack's blobs as the pieces of one span: one request for the
 span, read forward as it arrives, so memory is a piece and not the span. The
@@ -9,6 +10,7 @@ for each piece on its own) opens a new request at the piece it was in.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 from collections.abc import Callable, Generator, Sequence
 from typing import TYPE_CHECKING, Protocol, TypeVar
@@ -48,6 +50,11 @@ class StreamedReads:
     def _open_pieces(self, name: str, rest: Sequence[tuple[int, int]], end: int) -> PieceReader:
         """A reader of the pieces ``rest`` (sorted, the span ending at ``end``)."""
         raise NotImplementedError
+
+    def get_range(self, name: str, offset: int, length: int) -> bytes:
+        """One piece of ``get_pieces``: the same request, answers and retries."""
+        with contextlib.closing(self.get_pieces(name, [(offset, length)])) as piece:
+            return next(piece)
 
     def get_pieces(self, name: str, pieces: Sequence[tuple[int, int]]) -> Generator[bytes, None, None]:
         if not pieces:
