@@ -28,7 +28,7 @@ from dr.repo.format import (
     sealed_size,
 )
 from dr.repo.index import Index
-from dr.repo.pack_writer import BlobSaver, PackUploader
+from dr.repo.pack_writer import PACK_SLACK, BlobSaver, PackUploader
 from dr.storage.file import FileStore
 
 CODEC = Codec(Sealer(os.urandom(32)), level=1)
@@ -116,23 +116,21 @@ def test_threads_seal_into_the_same_packs(tmp_path: Path) -> None:
 
 def test_a_slot_that_does_not_fit_closes_the_pack_for_the_next(tmp_path: Path) -> None:
     store, _, uploader, _ = make_saver(tmp_path, pack_size=1 << 20)
-    small = uploader.reserve(BlobType.DATA, b"a" * 32, 0, 1000, 1000)  # left open
-    capacity = len(small.pack.buf)
-    big = uploader.reserve(BlobType.DATA, b"b" * 32, 0, capacity, capacity)
-    # The open slot's buffer cannot be resized under its writer: the big blob
-    # starts a pack of its own.
-    assert big.pack is not small.pack
-    assert big.offset == 0 and len(big.pack.buf) >= capacity
-    assert list(store.list("data/")) == []
-    for slot, fill in ((small, b"x"), (big, b"y")):
-        with memoryview(slot.pack.buf) as mv:
-            mv[slot.offset : slot.offset + slot.length] = fill * slot.length
-        uploader.filled(slot)
+    capacity = uploader.pack_size + PACK_SLACK  # of a fresh pack buffer
+    with uploader.slot(BlobType.DATA, b"a" * 32, 0, 1000, 1000) as small:
+        with uploader.slot(BlobType.DATA, b"b" * 32, 0, capacity, capacity) as big:
+            # The open slot's buffer cannot be resized under its writer: the big
+            # blob starts a pack of its own.
+            assert big.obj is not small.obj and len(big) == capacity
+            big[:] = b"y" * capacity
+        assert list(store.list("data/")) == []
+        small[:] = b"x" * 1000
     # The first pack went up when its last slot was filled; the big one is full too.
     uploader.flush()
     uploader.close()
     sizes = sorted(info.size for info in store.list("data/"))
-    assert len(sizes) == 2 and sizes[0] > 1000 and sizes[1] > capacity
+    # Each pack holds its one blob (and its header).
+    assert len(sizes) == 2 and 1000 < sizes[0] < 2000 and capacity < sizes[1] < capacity + 1000
 
 
 def test_a_blob_larger_than_the_pack_buffer_grows_it(tmp_path: Path) -> None:
@@ -151,10 +149,10 @@ def test_a_blob_larger_than_the_pack_buffer_grows_it(tmp_path: Path) -> None:
 def test_a_slot_that_could_not_be_filled_fails_the_backup_and_its_pack(tmp_path: Path) -> None:
     store, _, uploader, saver = make_saver(tmp_path)
     saver.save(BlobType.DATA, b"good" * 100)
-    slot = uploader.reserve(BlobType.DATA, b"c" * 32, 0, 100, 100)
-    uploader.filled(slot, OSError("sealing failed"))
-    with pytest.raises(OSError, match="sealing failed"):
-        uploader.reserve(BlobType.DATA, b"d" * 32, 0, 100, 100)
+    with pytest.raises(OSError, match="sealing failed"), uploader.slot(BlobType.DATA, b"c" * 32, 0, 100, 100):
+        raise OSError("sealing failed")
+    with pytest.raises(OSError, match="sealing failed"), uploader.slot(BlobType.DATA, b"d" * 32, 0, 100, 100):
+        pass
     with pytest.raises(OSError, match="sealing failed"):
         uploader.flush()
     uploader.close()
@@ -177,10 +175,10 @@ def test_a_failed_seal_is_not_recorded_as_saved(tmp_path: Path, monkeypatch: pyt
 
 def test_flush_refuses_while_a_slot_is_open(tmp_path: Path) -> None:
     _, _, uploader, _ = make_saver(tmp_path)
-    slot = uploader.reserve(BlobType.DATA, b"e" * 32, 0, 100, 100)
-    with pytest.raises(RuntimeError, match="flush while blobs are being saved"):
-        uploader.flush()
-    uploader.filled(slot)
+    with uploader.slot(BlobType.DATA, b"e" * 32, 0, 100, 100) as out:
+        out[:] = b"e" * 100
+        with pytest.raises(RuntimeError, match="flush while blobs are being saved"):
+            uploader.flush()
     uploader.close()
 
 

@@ -4,8 +4,8 @@
 compression and sealing run in the caller's thread (the C libraries release
 the GIL, so two workers use two cores). Each blob is sealed straight into its
 pack's buffer: a slot is reserved under a short lock, then filled outside it
-(``PackUploader.reserve`` / ``filled``), so a blob is not copied between
-the compressor and the pack. Full packs are uploaded by a small uploader
+(``PackUploader.slot``), so a blob is not copied between the compressor and
+the pack. Full packs are uploaded by a small uploader
 pool, with at most ``max_inflight`` packs in memory so memory stays bounded
 whatever the data size.
 
@@ -16,11 +16,12 @@ packs, which the next backup uploads again.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import mmap
 import os
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 
@@ -41,6 +42,10 @@ from dr.repo.index import Index
 from dr.storage.base import ObjectExists, ObjectStore
 
 log = logging.getLogger(__name__)
+
+# A pack's buffer: its target size and this much more, for the blob that fills it
+# (a data chunk is at most 4 MiB); a larger blob grows it.
+PACK_SLACK = 5 << 20
 
 
 @dataclass
@@ -92,15 +97,6 @@ class _Pack:
         self.size, self.entries, self.writers, self.closed, self.failed = 0, [], 0, False, False
 
 
-@dataclass(frozen=True)
-class Slot:
-    """Where one blob goes: ``length`` bytes at ``offset`` of ``pack``'s buffer."""
-
-    pack: _Pack
-    offset: int
-    length: int
-
-
 class PackUploader:
     """Assembles packs and uploads them; records uploaded packs for the index."""
 
@@ -134,18 +130,28 @@ class PackUploader:
 
     def add(self, blob_type: BlobType, blob_id: bytes, flag: int, sealed: bytes, raw_length: int) -> None:
         """Add a blob sealed elsewhere (prune copies sealed blobs between packs)."""
-        slot = self.reserve(blob_type, blob_id, flag, len(sealed), raw_length)
-        try:
-            with memoryview(slot.pack.buf) as mv:
-                mv[slot.offset : slot.offset + slot.length] = sealed
-        except BaseException as e:
-            self.filled(slot, e)
-            raise
-        self.filled(slot)
+        with self.slot(blob_type, blob_id, flag, len(sealed), raw_length) as out:
+            out[:] = sealed
 
-    def reserve(self, blob_type: BlobType, blob_id: bytes, flag: int, length: int, raw_length: int) -> Slot:
-        """A slot of ``length`` bytes for one blob in the open pack of its type; the
-        caller fills it and then calls ``filled`` (also when filling failed)."""
+    @contextlib.contextmanager
+    def slot(
+        self, blob_type: BlobType, blob_id: bytes, flag: int, length: int, raw_length: int
+    ) -> Iterator[memoryview]:
+        """``length`` bytes of the open pack of the blob's type, to fill inside the
+        ``with``. An exception raised there goes on, and fails the pack (it is never
+        uploaded) and with it the backup."""
+        pack, offset = self._reserve(blob_type, blob_id, flag, length, raw_length)
+        try:
+            with memoryview(pack.buf) as mv, mv[offset : offset + length] as out:
+                yield out
+        except BaseException as e:
+            self._filled(pack, e)
+            raise
+        self._filled(pack)
+
+    def _reserve(
+        self, blob_type: BlobType, blob_id: bytes, flag: int, length: int, raw_length: int
+    ) -> tuple[_Pack, int]:
         with self._lock:
             if self._error:
                 raise self._error
@@ -160,7 +166,7 @@ class PackUploader:
                 # resident, where a reused one would keep a data pack's worth.
                 reuse = blob_type == BlobType.DATA and self._free
                 p = self._current[blob_type] = (
-                    self._free.pop() if reuse else _Pack(max(self.pack_size + (5 << 20), length))
+                    self._free.pop() if reuse else _Pack(max(self.pack_size + PACK_SLACK, length))
                 )
             offset = p.size
             p.slot(PackEntry(blob_type, flag, offset, length, raw_length, blob_id))
@@ -168,12 +174,9 @@ class PackUploader:
             self.stats.new_raw_bytes += raw_length
             if p.size >= self.pack_size:
                 self._close(blob_type)  # uploaded when its last slot is filled
-        return Slot(p, offset, length)
+        return p, offset
 
-    def filled(self, slot: Slot, error: BaseException | None = None) -> None:
-        """The slot holds its blob, or (``error``) it could not be filled: then the
-        pack is never uploaded and the backup fails with that error."""
-        p = slot.pack
+    def _filled(self, p: _Pack, error: BaseException | None = None) -> None:
         with self._lock:
             p.writers -= 1
             if error is not None:
@@ -185,7 +188,7 @@ class PackUploader:
 
     def _close(self, blob_type: BlobType) -> None:
         """Take the open pack of a type out of use (under the lock, while the slot
-        just reserved, or others, are still open: ``filled`` uploads it)."""
+        just reserved, or others, are still open: ``_filled`` uploads it)."""
         self._current.pop(blob_type).closed = True
 
     def _submit(self, pack: _Pack) -> None:
@@ -306,18 +309,10 @@ class BlobSaver:
             self._pending.add(bid)
         try:
             flag, body = self.codec.compress(data)
-            slot = self.uploader.reserve(blob_type, bid, flag, sealed_size(len(body)), len(data))
+            with self.uploader.slot(blob_type, bid, flag, sealed_size(len(body)), len(data)) as out:
+                self.codec.seal_into(flag, body, blob_aad(blob_type, bid), out)
         except BaseException:
             with self._lock:
                 self._pending.discard(bid)
             raise
-        try:
-            with memoryview(slot.pack.buf) as mv, mv[slot.offset : slot.offset + slot.length] as out:
-                self.codec.seal_into(flag, body, blob_aad(blob_type, bid), out)
-        except BaseException as e:
-            self.uploader.filled(slot, e)
-            with self._lock:
-                self._pending.discard(bid)
-            raise
-        self.uploader.filled(slot)
         return bid, True
