@@ -289,8 +289,7 @@ class PackEntries(Sequence[PackEntry]):
             i += n
         if not 0 <= i < n:
             raise IndexError("pack entry index out of range")
-        t, flag, off, length, raw, bid = INDEX_ENTRY.unpack_from(self.raw, i * INDEX_ENTRY.size)
-        return PackEntry(_BLOB_TYPES[t], flag, off, length, raw, bid)
+        return self.entry(i)
 
     def __iter__(self) -> Iterator[PackEntry]:
         types = _BLOB_TYPES

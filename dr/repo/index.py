@@ -85,11 +85,10 @@ class Index:
             self.files[name] = ids
 
     def blob_ids(self, blob_type: BlobType | None = None) -> Iterator[bytes]:
-        mask = (1 << ENTRY_BITS) - 1
         for bid, ref in self._blobs.items():
             if (
                 blob_type is None
-                or self.packs[self._pack_ids[ref >> ENTRY_BITS]].type_at(ref & mask) == blob_type
+                or self._pack_entries[ref >> ENTRY_BITS].type_at(ref & ENTRY_MASK) == blob_type
             ):
                 yield bid
 
