@@ -4,9 +4,8 @@ The walk runs in the calling thread; file contents are read, chunked, hashed,
 compressed and sealed by ``workers`` threads (each with its own reusable
 chunk buffer), batches of small files by one thread of their own
 (``SMALL_FILE_READERS``), and packs are uploaded by the saver's uploader
-threads. A
-directory's tree blob is written once its files are done, so trees are
-written bottom-up and the snapshot object last.
+threads. A directory's tree blob is written once its files are done, so
+trees are written bottom-up and the snapshot object last.
 
 Incremental: a file whose size, mtime and inode equal those in the parent
 snapshot's tree, and whose blobs are all in the index, is not read again.

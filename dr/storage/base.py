@@ -3,8 +3,9 @@
 Six operations are all the repository needs (FORMAT.md): create-only put,
 get, ranged get, list by prefix, stat and delete; ``get_pieces`` is a ranged
 get that hands over a range's blobs one by one (restores read packs with it).
-Names are ``/``-separated paths relative to the repository root (``data/3f/3f9c…``); a backend maps
-them onto its own namespace (a directory, a bucket prefix).
+Names are ``/``-separated paths relative to the repository root
+(``data/3f/3f9c…``); a backend maps them onto its own namespace (a
+directory, a bucket prefix).
 
 Create-only put (``if_absent=True``) is what makes the repository
 append-only and concurrent backups safe: two writers can never replace each

@@ -294,7 +294,7 @@ class _PieceSink(io.RawIOBase):
         while (
             self._next < len(self._pieces)
             and self._pieces[self._next][1] == 0
-            and (self._pos >= self._pieces[self._next][0])
+            and self._pos >= self._pieces[self._next][0]
         ):
             self._put(b"")
             self._next += 1
