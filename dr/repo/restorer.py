@@ -9,9 +9,10 @@ pack; create the directories and empty files of the right size; then
 store hands over blob by blob (``get_pieces``: on S3 one streamed GET per
 range, so a 16 MiB pack is one request and memory is one blob), open and
 verify every blob (AEAD) and write it to every place it belongs; then the
-next batch. Large files are written front to back with direct I/O: from a file store each one by
-itself, run of adjacent blobs by run; from S3 or GCS pack by pack like the
-rest, through ``OrderedFileWriter`` (a request costs a round trip there).
+next batch. Large files are written front to back with direct I/O: from a
+file store each one by itself, run of adjacent blobs by run; from S3 or GCS
+pack by pack like the rest, through ``OrderedFileWriter`` (a request costs a
+round trip there).
 Metadata (owner, mode, times) is applied at the end of each batch, and to
 directories once all batches are in, deepest first, so writing into them
 does not disturb their mtimes. ``--path`` values are checked against the
