@@ -53,7 +53,7 @@ def make_saver(tmp_path: Path, pack_size: int = 1 << 20) -> tuple[FileStore, Ind
     store = FileStore(tmp_path / "repo")
     index = Index()
     uploader = PackUploader(store, CODEC, index, pack_size=pack_size)
-    return store, index, uploader, BlobSaver(blob_id, CODEC, index, uploader)
+    return store, index, uploader, BlobSaver(blob_id, CODEC, uploader)
 
 
 @given(st.binary(max_size=5000), st.booleans(), st.binary(min_size=32, max_size=32))
@@ -109,9 +109,9 @@ def test_threads_seal_into_the_same_packs(tmp_path: Path) -> None:
     assert uploader.stats.new_blobs == len(expected)
     assert all(index.get(bid) is not None for bid in expected)
     assert uploader.stats.packs > 5  # the packs filled up and were uploaded along the way
-    # Every id left the pending set once its pack was indexed: the set does not
+    # Every id left the claimed set once its pack was indexed: the set does not
     # grow with the backup; the index answers for them.
-    assert saver._pending == set() and all(saver.known(bid) for bid in expected)
+    assert uploader._claimed == set() and all(saver.known(bid) for bid in expected)
 
 
 def test_a_slot_that_does_not_fit_closes_the_pack_for_the_next(tmp_path: Path) -> None:

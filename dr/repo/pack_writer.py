@@ -21,7 +21,7 @@ import logging
 import mmap
 import os
 import threading
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 
@@ -125,8 +125,27 @@ class PackUploader:
         self._unindexed: dict[bytes, list[PackEntry]] = {}
         self._free: list[_Pack] = []  # reused pack buffers (avoid first-touch page faults)
         self._error: BaseException | None = None
-        # Called with a pack's entries once they are in the index (BlobSaver's pending set).
-        self.indexed: Callable[[Sequence[PackEntry]], None] | None = None
+        # Ids claimed by a save and not yet in the index (being sealed, in a pack,
+        # uploading): a second save of one is a duplicate. An id leaves once its pack
+        # is indexed, so the set stays as small as the packs in flight.
+        self._claimed: set[bytes] = set()
+
+    def known(self, blob_id: bytes) -> bool:
+        """Stored, or being saved."""
+        return blob_id in self.index or blob_id in self._claimed
+
+    def claim(self, blob_id: bytes) -> bool:
+        """Claim an id for a save: False if the blob is stored or being saved already."""
+        with self._lock:
+            if blob_id in self.index or blob_id in self._claimed:
+                return False
+            self._claimed.add(blob_id)
+            return True
+
+    def unclaim(self, blob_id: bytes) -> None:
+        """Give up a claim (its save failed)."""
+        with self._lock:
+            self._claimed.discard(blob_id)
 
     def add(self, blob_type: BlobType, blob_id: bytes, flag: int, sealed: bytes, raw_length: int) -> None:
         """Add a blob sealed elsewhere (prune copies sealed blobs between packs)."""
@@ -222,8 +241,8 @@ class PackUploader:
                 if len(self._unindexed) >= self.index_every:
                     write_index, self._unindexed = self._unindexed, {}
             self.index.add_pack(pack_id, pack.entries)
-            if self.indexed is not None:
-                self.indexed(pack.entries)
+            with self._lock:
+                self._claimed.difference_update(e.id for e in pack.entries)
             if write_index:
                 self._write_index(write_index)
             pack.reset()
@@ -273,46 +292,27 @@ class BlobSaver:
     """Dedup + seal + hand to the pack uploader. Thread-safe."""
 
     def __init__(
-        self,
-        blob_id: Callable[[bytes | memoryview], bytes],
-        codec: Codec,
-        index: Index,
-        uploader: PackUploader,
+        self, blob_id: Callable[[bytes | memoryview], bytes], codec: Codec, uploader: PackUploader
     ) -> None:
         self._blob_id = blob_id  # keyed BLAKE3 (FORMAT.md §5.1)
         self.codec = codec
-        self.index = index
         self.uploader = uploader
-        # Ids being saved and not yet in the index (claimed, sealed or uploading): a
-        # second save of one of them is a duplicate. An id leaves once its pack is
-        # indexed, so the set stays as small as the packs in flight.
-        self._pending: set[bytes] = set()
-        self._lock = threading.Lock()
-        uploader.indexed = self._indexed
-
-    def _indexed(self, entries: Sequence[PackEntry]) -> None:
-        with self._lock:
-            for e in entries:
-                self._pending.discard(e.id)
 
     def known(self, blob_id: bytes) -> bool:
-        return blob_id in self.index or blob_id in self._pending
+        return self.uploader.known(blob_id)
 
     def save(
         self, blob_type: BlobType, data: bytes | memoryview, blob_id: bytes | None = None
     ) -> tuple[bytes, bool]:
         """Store ``data`` unless a blob with its id exists. -> (id, newly stored)."""
         bid = blob_id if blob_id is not None else self._blob_id(data)
-        with self._lock:
-            if bid in self.index or bid in self._pending:
-                return bid, False
-            self._pending.add(bid)
+        if not self.uploader.claim(bid):
+            return bid, False
         try:
             flag, body = self.codec.compress(data)
             with self.uploader.slot(blob_type, bid, flag, sealed_size(len(body)), len(data)) as out:
                 self.codec.seal_into(flag, body, blob_aad(blob_type, bid), out)
         except BaseException:
-            with self._lock:
-                self._pending.discard(bid)
+            self.uploader.unclaim(bid)
             raise
         return bid, True

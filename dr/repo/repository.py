@@ -258,7 +258,7 @@ class Repository:
             self.store, self.codec, self.index, pack_size=self.config.pack_size, workers=workers,
             index_every=index_every,
         )  # fmt: skip
-        return Saver(BlobSaver(self.blob_id, self.codec, self.index, uploader), uploader)
+        return Saver(BlobSaver(self.blob_id, self.codec, uploader), uploader)
 
     # ------------------------------------------------------------------ named JSON objects
 
