@@ -97,11 +97,10 @@ class Codec:
     ) -> tuple[int, bytes]:
         """-> (flag, sealed payload)."""
         flag, body = self.compress(plaintext, compress=compress)
-        # One allocation for flag + body: the sealer copies its input anyway.
-        payload = bytearray(1 + len(body))
-        payload[0] = flag
-        payload[1:] = body
-        return flag, self.sealer.seal(payload, aad)
+        sealed = bytearray(sealed_size(len(body)))
+        with memoryview(sealed) as out:
+            self.seal_into(flag, body, aad, out)
+        return flag, bytes(sealed)
 
     def compress(
         self, plaintext: bytes | memoryview, *, compress: bool = True
