@@ -25,13 +25,16 @@ and dirty pages one step leaves behind are written back during the next.
 ``--runs N`` repeats the whole sequence and prints the median of each figure
 and the range of each ratio. "restore + sync" adds the ``sync`` after each
 restore: the time until the restored files are on disk (dr writes them around
-the page cache, restic leaves them dirty in it).
+the page cache, restic leaves them dirty in it). With ``--s3`` the tables add
+the S3 server's own CPU time during each step: SeaweedFS runs on the same
+cores, so what it spends is time neither tool gets (bench/RESULTS.md).
 """
 
 from __future__ import annotations
 
 import argparse
 import compileall
+import functools
 import json
 import os
 import platform
@@ -42,6 +45,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -55,6 +59,7 @@ class Measure:
     wall: float
     cpu: float
     rss_mb: float
+    server_cpu: float | None = None  # the S3 server's CPU seconds during the step
 
     def mbps(self, nbytes: int) -> float:
         return nbytes / self.wall / 1e6
@@ -68,8 +73,29 @@ def settle(cold: bool) -> None:
             f.write("3\n")
 
 
-def run(argv: list[str], env: dict[str, str], *, cold: bool) -> tuple[Measure, str]:
+def process_group_cpu(pgid: int) -> float:
+    """CPU seconds (user + system) used so far by the live processes of a process group."""
+    tick = os.sysconf("SC_CLK_TCK")
+    total = 0
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit():
+            continue
+        try:
+            # Fields after the command name (which may hold spaces): state is [0],
+            # pgrp [2], utime [11], stime [12].
+            fields = (proc / "stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue  # exited meanwhile
+        if int(fields[2]) == pgid:
+            total += int(fields[11]) + int(fields[12])
+    return total / tick
+
+
+def run(
+    argv: list[str], env: dict[str, str], *, cold: bool, server_cpu: Callable[[], float] | None = None
+) -> tuple[Measure, str]:
     settle(cold)
+    server0 = server_cpu() if server_cpu else None
     t0 = time.perf_counter()
     proc = subprocess.Popen(argv, env={**os.environ, **env}, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     # wait4 gives this child's own rusage (peak RSS included).
@@ -82,7 +108,9 @@ def run(argv: list[str], env: dict[str, str], *, cold: bool) -> tuple[Measure, s
     err = proc.stderr.read().decode() if proc.stderr else ""
     if proc.returncode != 0:
         raise SystemExit(f"{' '.join(argv)} failed ({proc.returncode}):\n{err[-2000:]}")
-    return Measure(wall, ru.ru_utime + ru.ru_stime, ru.ru_maxrss / 1024), b"".join(out_chunks).decode()
+    server = server_cpu() - server0 if server_cpu and server0 is not None else None
+    measure = Measure(wall, ru.ru_utime + ru.ru_stime, ru.ru_maxrss / 1024, server)
+    return measure, b"".join(out_chunks).decode()
 
 
 def du(path: Path) -> int:
@@ -156,9 +184,10 @@ def modify_small(data: Path, files: int) -> None:
 class Tool:
     name = ""
     cold: bool  # drop the page cache before each step (``--cache``); set by each tool's constructor
+    server_cpu: Callable[[], float] | None = None  # the S3 server's CPU seconds so far
 
     def run(self, argv: list[str], env: dict[str, str]) -> tuple[Measure, str]:
-        return run(argv, env, cold=self.cold)
+        return run(argv, env, cold=self.cold, server_cpu=self.server_cpu)
 
     def init(self) -> None:
         raise NotImplementedError
@@ -253,6 +282,7 @@ def bench(
     cold: bool = True,
     kind: str = "gen",
     files: int = SMALL_FILES,
+    server_cpu: Callable[[], float] | None = None,
 ) -> list[dict[str, object]]:
     data = make_dataset(work, size, kind, files)
     total = du(data)
@@ -268,6 +298,8 @@ def bench(
         )
         restic_repo = f"s3:{s3['endpoint']}/{s3['bucket']}/restic"
     tools: list[Tool] = [DrTool(work, dr_url, env, cold=cold), ResticTool(work, restic_repo, env, cold=cold)]
+    for t in tools:
+        t.server_cpu = server_cpu
     rows: list[dict[str, object]] = []
     for t in tools:
         t.init()
@@ -290,7 +322,7 @@ def bench(
         # writes restored files around the cache (O_DIRECT), restic through it.
         t0 = time.perf_counter()
         os.sync()
-        durable = Measure(m.wall + time.perf_counter() - t0, m.cpu, m.rss_mb)
+        durable = Measure(m.wall + time.perf_counter() - t0, m.cpu, m.rss_mb, m.server_cpu)
         rows.append({"tool": t.name, "step": "restore + sync", "m": durable, "bytes": total, "repo": None})
         shutil.rmtree(target, ignore_errors=True)
     return rows
@@ -298,14 +330,20 @@ def bench(
 
 def print_rows(rows: list[dict[str, object]], title: str) -> None:
     print(f"\n## {title}\n")
-    print("| step | tool | wall s | CPU s | peak RSS MB | MB/s | repo MB |")
-    print("|---|---|---:|---:|---:|---:|---:|")
+    measures = [r["m"] for r in rows]
+    server = all(isinstance(m, Measure) and m.server_cpu is not None for m in measures)
+    print(
+        "| step | tool | wall s | CPU s | peak RSS MB | MB/s | repo MB |"
+        + (" server CPU s |" if server else "")
+    )
+    print("|---|---|---:|---:|---:|---:|---:|" + ("---:|" if server else ""))
     for r in rows:
         m = r["m"]
         assert isinstance(m, Measure)
         repo = f"{int(r['repo']) / 1e6:.0f}" if r["repo"] else ""  # type: ignore[call-overload]
+        extra = f" {m.server_cpu:.2f} |" if server and m.server_cpu is not None else ""
         print(f"| {r['step']} | {r['tool']} | {m.wall:.2f} | {m.cpu:.2f} | {m.rss_mb:.0f} | "
-              f"{m.mbps(int(r['bytes'])):.0f} | {repo} |")  # type: ignore[call-overload]  # fmt: skip
+              f"{m.mbps(int(r['bytes'])):.0f} | {repo} |{extra}")  # type: ignore[call-overload]  # fmt: skip
     print("\n| step | dr/restic throughput | dr/restic CPU | dr/restic repo size |")
     print("|---|---:|---:|---:|")
     for step, (speed, cpu, size) in ratios(rows).items():
@@ -338,7 +376,9 @@ def summarize(runs: list[list[dict[str, object]]], title: str) -> None:
         wall = statistics.median(m.wall for m in ms)
         cpu = statistics.median(m.cpu for m in ms)
         rss = statistics.median(m.rss_mb for m in ms)
-        med.append({**r, "m": Measure(wall, cpu, rss)})
+        server_cpus = [m.server_cpu for m in ms if m.server_cpu is not None]
+        server = statistics.median(server_cpus) if len(server_cpus) == len(ms) else None
+        med.append({**r, "m": Measure(wall, cpu, rss, server)})
     print_rows(med, f"{title}: median of {len(runs)} runs")
     print("\n| step | dr/restic throughput, each run |")
     print("|---|---|")
@@ -388,6 +428,8 @@ def main() -> None:
 
             shutil.rmtree(work / "seaweedfs", ignore_errors=True)
             server = servers.seaweedfs(work / "seaweedfs").start()
+            assert server.proc is not None
+            server_pid = server.proc.pid
             try:
                 import boto3
 
@@ -406,6 +448,7 @@ def main() -> None:
                             cold=cold,
                             kind=args.kind,
                             files=args.files,
+                            server_cpu=functools.partial(process_group_cpu, os.getpgid(server_pid)),
                         )
                     )
                     print_rows(remote[-1], f"SeaweedFS S3 repository, {what}, run {i + 1}")
