@@ -564,6 +564,9 @@ class _BatchRestore:
                         written += place(plain, targets, fds)
                         if progress:
                             progress(len(plain) * len(targets))
+                        # Dropped now, not when the next blob replaces them: a worker
+                        # holds one blob at a time, not two (peak RSS).
+                        del sealed, plain
                 finally:
                     pieces.close()
                     for fd in fds.values():
@@ -586,6 +589,8 @@ class _BatchRestore:
                         writer.write(plain)
                         if progress:
                             progress(len(plain))
+                        del plain  # as in restore_pack: one blob per worker at a time
+                    del data
                 writer.close()
             except DrError as e:
                 writer.release()
