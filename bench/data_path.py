@@ -427,7 +427,8 @@ def main() -> None:
             from tests import servers
 
             shutil.rmtree(work / "seaweedfs", ignore_errors=True)
-            server = servers.seaweedfs(work / "seaweedfs").start()
+            # SeaweedFS picks some ports itself: start again on fresh ones if one was taken.
+            server = servers.start_with_retry(servers.seaweedfs, work / "seaweedfs")
             assert server.proc is not None
             server_pid = server.proc.pid
             try:
