@@ -12,7 +12,7 @@ import click
 import pytest
 
 from dr import __version__
-from dr.cli.main import COMMAND_MODULES, COMMAND_SUMMARIES, cli
+from dr.cli.main import SUBCOMMANDS, cli
 from tests.helpers import run_dr, run_dr_process
 
 ALL_COMMANDS = [
@@ -32,19 +32,21 @@ def test_top_level_help_lists_all_commands(capsys: pytest.CaptureFixture[str]) -
 
 
 def test_help_lists_each_command_with_its_own_summary() -> None:
-    # `dr --help` lists the commands from COMMAND_SUMMARIES without importing them:
-    # each summary must be the first paragraph of the command's help, so the
-    # listing reads exactly as click would make it from the commands.
+    # `dr --help` lists the commands from the summaries in SUBCOMMANDS without
+    # importing them: each must be the first paragraph of its command's help, and
+    # the listing must read exactly as click makes it from the commands themselves.
     ctx = click.Context(cli)
-    assert set(COMMAND_SUMMARIES) == set(COMMAND_MODULES)
-    for name in COMMAND_MODULES:
+    real = {}
+    for name, (_, summary) in SUBCOMMANDS.items():
         cmd = cli.get_command(ctx, name)
         assert cmd is not None and not cmd.short_help and cmd.help, name
-        first = " ".join(inspect.cleandoc(cmd.help).split("\n\n")[0].split())
-        assert COMMAND_SUMMARIES[name] == first, name
-        for limit in (20, 45, 80, 200):
-            short = click.Command(name, help=COMMAND_SUMMARIES[name]).get_short_help_str(limit)
-            assert short == cmd.get_short_help_str(limit), (name, limit)
+        assert summary == " ".join(inspect.cleandoc(cmd.help).split("\n\n")[0].split()), name
+        real[name] = cmd
+    for width in (40, 60, 80, 100):
+        ours, clicks = click.HelpFormatter(width=width), click.HelpFormatter(width=width)
+        cli.format_commands(ctx, ours)
+        click.Group(commands=real).format_commands(ctx, clicks)
+        assert ours.getvalue() == clicks.getvalue(), width
 
 
 @pytest.mark.parametrize("cmd", ALL_COMMANDS, ids=" ".join)
@@ -118,10 +120,10 @@ def test_start_up_imports_only_what_the_command_uses(tmp_path: Path) -> None:
     # --version and --help answer from click alone: no config models, no tables.
     heavy = {"pydantic", "yaml", "rich", "dr.config", "boto3", "kubernetes", "cryptography"}
     assert not _modules_loaded(tmp_path, "--version") & heavy
-    # The list of commands in --help comes from COMMAND_SUMMARIES: no command's module.
+    # The list of commands in --help comes from SUBCOMMANDS' summaries: no command's module.
     loaded = _modules_loaded(tmp_path, "--help")
     assert not loaded & heavy
-    assert not {f"dr.cli.{m}" for m in COMMAND_MODULES.values()} & loaded
+    assert not {f"dr.cli.{module}" for module, _ in SUBCOMMANDS.values()} & loaded
     # A mover command printing JSON off a terminal (a Job) needs the config and the
     # repository, but no progress bars or tables, and no Kubernetes client.
     repo = f"file://{tmp_path / 'repo'}"

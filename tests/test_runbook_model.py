@@ -139,9 +139,9 @@ def test_json_schema_rejects_what_the_model_rejects() -> None:
 
 
 def test_dr_commands_match_the_cli() -> None:
-    from dr.cli.main import COMMAND_MODULES
+    from dr.cli.main import SUBCOMMANDS
 
-    assert set(DR_COMMANDS) == set(COMMAND_MODULES)
+    assert set(DR_COMMANDS) == set(SUBCOMMANDS)
 
 
 # --------------------------------------------------------------------------- helpers
