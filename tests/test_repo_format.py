@@ -8,12 +8,14 @@ import re
 from datetime import UTC, datetime
 
 import pytest
+import zstandard
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from dr.crypto.aead import Sealer
+from dr.crypto.aead import OVERHEAD, Sealer
 from dr.repo.chunker import ChunkerParams, FileChunker, StreamChunker
 from dr.repo.format import (
+    FLAG_ZSTD,
     BlobType,
     Codec,
     FormatError,
@@ -65,6 +67,59 @@ def test_blob_roundtrip_and_binding(data: bytes, compress: bool, bid: bytes) -> 
         CODEC.decode(bytes(tampered), aad, what="t")
     with pytest.raises(FormatError):
         CODEC.decode(sealed[:-1], aad, what="t")
+
+
+@given(st.binary(max_size=5000), st.booleans(), ids, st.sampled_from([None, 0, 10, 6000]))
+def test_decode_into_gives_what_decode_gives(
+    data: bytes, compress: bool, bid: bytes, spare: int | None
+) -> None:
+    aad = blob_aad(BlobType.DATA, bid)
+    _, sealed = CODEC.encode(data, aad, compress=compress)
+    out = bytearray(b"\xaa" * (len(data) + 2))  # one byte lent before the blob, one after it
+    room = None if spare is None else memoryview(bytearray(spare))  # too small: a buffer of its own
+    CODEC.decode_into(sealed, aad, memoryview(out)[: len(data) + 1], what="t", spare=room)
+    assert out[1:-1] == data and out[-1] == 0xAA  # nothing written past the blob
+    for wrong in (blob_aad(BlobType.TREE, bid), aad + b"x"):
+        with pytest.raises(FormatError, match="t: authentication failed"):
+            CODEC.decode_into(sealed, wrong, memoryview(out)[: len(data) + 1], what="t")
+
+
+def test_decode_into_refuses_a_blob_of_another_length() -> None:
+    aad = blob_aad(BlobType.DATA, bytes(32))
+    for data in (os.urandom(1000), b"log line\n" * 100):  # stored raw, stored compressed
+        _, sealed = CODEC.encode(data, aad)
+        for size in (len(data) - 1, len(data) + 1):
+            with pytest.raises(FormatError, match=r"^t: content does not match its id$"):
+                CODEC.decode_into(sealed, aad, memoryview(bytearray(size + 1)), what="t")
+    with pytest.raises(FormatError, match="authentication failed"):
+        CODEC.decode_into(sealed[:20], aad, memoryview(bytearray(10)), what="t")  # shorter than nonce + tag
+
+
+def sealed_payload(flag: int, body: bytes, aad: bytes) -> bytes:
+    out = bytearray(len(body) + 1 + OVERHEAD)
+    CODEC.seal_into(flag, body, aad, memoryview(out))
+    return bytes(out)
+
+
+def test_decode_into_names_bad_flags_and_bad_compressed_data() -> None:
+    aad = blob_aad(BlobType.DATA, bytes(32))
+    with pytest.raises(FormatError, match=r"^t: unknown compression flag 7$"):
+        CODEC.decode_into(sealed_payload(7, b"abc", aad), aad, memoryview(bytearray(20)), what="t")
+    with pytest.raises(FormatError, match=r"^t: bad compressed data"):
+        CODEC.decode_into(
+            sealed_payload(FLAG_ZSTD, b"not zstd", aad), aad, memoryview(bytearray(20)), what="t"
+        )
+
+
+def test_decode_into_takes_a_compressed_payload_as_long_as_the_blob() -> None:
+    # dr keeps zstd only where it is smaller, so a payload of flag + blob length is a
+    # raw one, decrypted in place; one written otherwise still decodes.
+    aad = blob_aad(BlobType.DATA, bytes(32))
+    data = next(d for d in (b"a" * k for k in range(1, 100)) if len(zstandard.compress(d)) == len(d))
+    sealed = sealed_payload(FLAG_ZSTD, zstandard.compress(data), aad)
+    out = bytearray(len(data) + 1)
+    CODEC.decode_into(sealed, aad, memoryview(out), what="t")
+    assert out[1:] == data
 
 
 @given(st.lists(entries, max_size=50))

@@ -5,6 +5,7 @@ from __future__ import annotations
 import itertools
 import os
 import random
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -13,6 +14,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from dr.repo.ordered_writer import OrderedFileWriter, StagingPool
+from dr.storage.direct_io import ALIGN
 
 
 def pieces(data: bytes, cuts: list[int]) -> list[tuple[int, bytes]]:
@@ -49,6 +51,60 @@ def test_any_order_any_threads_gives_the_file(
         assert w.written == size
     finally:
         path.unlink()
+
+
+def decoded(piece: bytes) -> Callable[[memoryview, memoryview], None]:
+    """A decode like Codec.decode_into's: writes the lent byte, then the piece."""
+
+    def decode(out: memoryview, spare: memoryview) -> None:
+        out[0] = 0xEE
+        out[1:] = piece
+
+    return decode
+
+
+@settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(
+    st.integers(1, 3 << 20),
+    st.lists(st.integers(0, 1 << 30), max_size=12),
+    st.randoms(use_true_random=False),
+    st.integers(1, 4),
+)
+def test_decoded_blobs_in_any_order_give_the_file(
+    tmp_path_factory: pytest.TempPathFactory, size: int, cuts: list[int], rnd: random.Random, threads: int
+) -> None:
+    path = tmp_path_factory.mktemp("ordered") / "f"
+    data = os.urandom(size)
+    new_file(path, size)
+    parts = pieces(data, cuts)
+    rnd.shuffle(parts)
+    w = OrderedFileWriter(str(path), size, pool=StagingPool(ALIGN + (1 << 20)))
+    try:
+        with ThreadPoolExecutor(threads) as pool:
+            list(pool.map(lambda p: w.put_decoded(p[0], len(p[1]), decoded(p[1]), spare=1000), parts))
+        assert w.complete and not w.failed
+        assert path.read_bytes() == data
+    finally:
+        path.unlink()
+
+
+def test_a_decode_that_fails_leaves_the_file_as_it_was(tmp_path: Path) -> None:
+    path = tmp_path / "f"
+    new_file(path, 3000)
+    w = OrderedFileWriter(str(path), 3000)
+
+    def broken(out: memoryview, spare: memoryview) -> None:
+        out[:] = b"\xff" * len(out)
+        raise ValueError("bad blob")
+
+    for offset in (0, 2000):  # the next blob (into the buffer), an early one (memory of its own)
+        with pytest.raises(ValueError, match="bad blob"):
+            w.put_decoded(offset, 1000, broken)
+    assert not w.failed
+    w.put_decoded(1000, 1000, decoded(b"b" * 1000))
+    w.put_decoded(0, 1000, decoded(b"a" * 1000))
+    w.put(2000, b"c" * 1000)
+    assert w.complete and path.read_bytes() == b"a" * 1000 + b"b" * 1000 + b"c" * 1000
 
 
 def test_a_blob_repeated_in_the_file_is_written_once_per_place(tmp_path: Path) -> None:

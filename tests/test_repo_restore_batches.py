@@ -63,7 +63,7 @@ def test_batches_bounded_by_blobs_restore_every_kind_of_entry(
     for p in plans[:-1]:
         # Blobs planned per file of the batch (large files list theirs, the rest
         # are planned by pack): each batch ends with the file that reached 2.
-        per_file = [len(f.blobs) for f in p.files]
+        per_file = [len(f.blob_ids) // 32 for f in p.files]
         for blobs in p.packs.values():
             for _, targets in blobs.values():
                 for idx, _ in targets:

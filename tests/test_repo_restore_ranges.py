@@ -93,16 +93,25 @@ def test_s3_restore_reports_large_files_it_could_not_write(
     store = make_store("s3", tmp_path, request)
     repo, _ = init_repo(store, tmp_path)
     snap = backup_directory(repo, src).snapshot
-    put = OrderedFileWriter.put
+    put, put_decoded = OrderedFileWriter.put, OrderedFileWriter.put_decoded
 
-    def faulty(self: OrderedFileWriter, offset: int, data: Any) -> None:
+    def fault(self: OrderedFileWriter, offset: int) -> bool:
         if self.path.endswith("a.bin"):
             raise OSError(errno.ENOSPC, "No space left on device")
-        if self.path.endswith("b.bin") and offset == 0:
-            return  # a blob lost on the way (a bug): the file never completes
-        put(self, offset, data)
+        # b.bin: a blob lost on the way (a bug): the file never completes
+        return self.path.endswith("b.bin") and offset == 0
 
+    def faulty(self: OrderedFileWriter, offset: int, data: Any) -> None:
+        if not fault(self, offset):
+            put(self, offset, data)
+
+    def faulty_decoded(self: OrderedFileWriter, offset: int, *args: Any, **kwargs: Any) -> None:
+        if not fault(self, offset):
+            put_decoded(self, offset, *args, **kwargs)
+
+    # Blobs come decoded in place (put_decoded), or decoded already when they wait.
     monkeypatch.setattr(OrderedFileWriter, "put", faulty)
+    monkeypatch.setattr(OrderedFileWriter, "put_decoded", faulty_decoded)
     out = tmp_path / "out"
     stats = restore_snapshot(repo, snap, out)
     assert stats.errors == [

@@ -154,6 +154,20 @@ def test_get_range(store: ObjectStore) -> None:
     assert store.get_range("data/00/pack", 5, 0) == b""
 
 
+def test_get_range_into(store: ObjectStore) -> None:
+    data = payload(3000, seed=3)
+    store.put("data/00/into", data)
+    buf = bytearray(b"x" * 1200)
+    with memoryview(buf) as out:
+        assert store.get_range_into("data/00/into", 100, out[:1000]) == 1000
+        assert buf[:1000] == data[100:1100] and buf[1000:] == b"x" * 200  # nothing past out
+        assert store.get_range_into("data/00/into", 2500, out) == 500  # short only at the end
+        assert buf[:500] == data[2500:]
+        assert store.get_range_into("data/00/into", 3000, out) == 0
+        with pytest.raises(ObjectNotFound):
+            store.get_range_into("data/ff/missing", 0, out)
+
+
 def test_get_pieces(store: ObjectStore) -> None:
     data = payload(3 * MiB + 123, seed=12)
     store.put("data/00/pieces", data)

@@ -43,6 +43,17 @@ class Sealer:
         with out[NONCE_SIZE:] as rest:
             self._aead.encrypt_into(nonce, plaintext, aad, rest)
 
+    def open_into(self, sealed: bytes | memoryview, aad: bytes, out: memoryview) -> None:
+        """``open`` written into ``out``, which is exactly ``len(sealed) - OVERHEAD`` bytes:
+        no plaintext object to allocate and zero-fill. On failure ``out`` holds garbage."""
+        if len(sealed) < OVERHEAD:
+            raise AuthenticationFailed("ciphertext too short")
+        mv = memoryview(sealed)
+        try:
+            self._aead.decrypt_into(mv[:NONCE_SIZE], mv[NONCE_SIZE:], aad, out)
+        except InvalidTag:
+            raise AuthenticationFailed("authentication failed") from None
+
     def open(self, sealed: bytes | memoryview, aad: bytes) -> bytes:
         if len(sealed) < OVERHEAD:
             raise AuthenticationFailed("ciphertext too short")

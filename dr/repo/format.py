@@ -141,6 +141,68 @@ class Codec:
             buf = self._local.staging = mmap.mmap(-1, grown)
         return buf
 
+    def decode_into(
+        self,
+        sealed: bytes | memoryview,
+        aad: bytes,
+        out: memoryview,
+        *,
+        what: str,
+        spare: memoryview | None = None,
+    ) -> None:
+        """Decode a payload whose plaintext is ``len(out) - 1`` bytes into ``out[1:]``;
+        ``out[0]`` is overwritten (the flag's place), so the caller lends that byte.
+
+        Restore decodes each blob straight into the file's staging buffer: a blob
+        stored raw is decrypted in place (its payload is the flag and the blob),
+        a compressed one is decrypted into ``spare`` (memory the caller does not
+        need, if it is large enough; else a buffer of its own) and decompressed
+        into place. No blob-sized object is zero-filled or copied again."""
+        n = len(sealed) - OVERHEAD
+        if n == len(out):  # as long as flag + blob: stored raw (zstd is kept only where smaller)
+            self._open_into(sealed, aad, out, what)
+            if out[0] == FLAG_RAW:
+                return
+            payload: memoryview = memoryview(bytes(out))  # never written by dr, but valid
+        elif n < 1:
+            raise FormatError(f"{what}: authentication failed (corrupted, truncated or tampered with)")
+        else:
+            payload = spare[:n] if spare is not None and len(spare) >= n else memoryview(bytearray(n))
+            self._open_into(sealed, aad, payload, what)
+        flag = payload[0]
+        if flag == FLAG_ZSTD:
+            self._decompress_into(payload[1:], out[1:], what)
+        elif flag == FLAG_RAW:
+            raise FormatError(f"{what}: content does not match its id")
+        else:
+            raise FormatError(f"{what}: unknown compression flag {flag}")
+
+    def _open_into(self, sealed: bytes | memoryview, aad: bytes, out: memoryview, what: str) -> None:
+        try:
+            self.sealer.open_into(sealed, aad, out)
+        except AuthenticationFailed:
+            raise FormatError(
+                f"{what}: authentication failed (corrupted, truncated or tampered with)"
+            ) from None
+
+    def _decompress_into(self, body: memoryview, dest: memoryview, what: str) -> None:
+        """Decompress ``body`` into ``dest``, which it must fill exactly. zstd decodes
+        a whole frame straight into a buffer that can hold it (its size is in the
+        frame header), so this is as fast as ``decompress`` without the copy."""
+        try:
+            with self._dctx().stream_reader(body) as reader:
+                got = 0
+                while got < len(dest):
+                    k = reader.readinto(dest[got:])
+                    if not k:
+                        break
+                    got += k
+                extra = reader.read(1)
+        except zstandard.ZstdError as e:
+            raise FormatError(f"{what}: bad compressed data: {e}") from None
+        if got != len(dest) or extra:
+            raise FormatError(f"{what}: content does not match its id")
+
     def decode(self, sealed: bytes | memoryview, aad: bytes, *, what: str, max_size: int = 1 << 31) -> bytes:
         plain = self.decode_view(sealed, aad, what=what, max_size=max_size)
         return plain if isinstance(plain, bytes) else bytes(plain)

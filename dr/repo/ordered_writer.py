@@ -15,11 +15,17 @@ from __future__ import annotations
 import mmap
 import os
 import threading
+from collections.abc import Callable
 
-from dr.storage.direct_io import ALIGN, SequentialWriter
+from dr.storage.direct_io import ALIGN, SequentialWriter, populated
 
-# Each open file has its own staging buffer: several files are open at once.
-STAGING = 1 << 20
+# Each open file has its own staging buffer: several files are open at once. The
+# next blob of a file is decoded straight into it (``put_decoded``), so it holds the
+# largest chunk (4 MiB) after a flush. 1 GiB set from SeaweedFS, cold, alternating:
+# 1.68-1.86 s against 1.88-1.97 s with 1 MiB buffers and blobs decoded apart and
+# copied in (and 1.92-2.08 s with 1 MiB buffers, most blobs too large to decode in
+# place); peak RSS 117-125 MB against 107-122.
+STAGING = (4 << 20) + 2 * ALIGN
 
 
 class StagingPool:
@@ -40,7 +46,7 @@ class StagingPool:
         with self._lock:
             if self._free:
                 return self._free.pop()
-        return mmap.mmap(-1, self.size)
+        return populated(self.size)  # a file's writes cycle through all of it
 
     def give(self, buf: mmap.mmap) -> None:
         with self._lock:
@@ -88,20 +94,49 @@ class OrderedFileWriter:
                 return
             try:
                 self._write(data)
-                while self._next in self._early:
-                    self._write(self._early.pop(self._next))
-                if self.complete:
-                    self._close()
+                self._drain()
             except OSError:
                 self._fail()
                 raise
 
-    def _write(self, data: bytes | memoryview) -> None:
+    def put_decoded(
+        self, offset: int, n: int, decode: Callable[[memoryview, memoryview], None], *, spare: int = 0
+    ) -> None:
+        """``put`` of a blob of ``n`` bytes that ``decode`` produces
+        (``SequentialWriter.write_decoded``): straight into the staging buffer if
+        it is the next one, else into memory of its own, decoded outside the lock,
+        to wait. A ``decode`` that raises leaves the file as it was."""
+        with self._lock:
+            if self.failed or offset < self._next:
+                return
+            if offset == self._next:
+                try:
+                    self._writer_open().write_decoded(n, decode, spare=spare)
+                    self._next += n
+                    self._drain()
+                except OSError:
+                    self._fail()
+                    raise
+                return
+        own = memoryview(bytearray(n + 1))
+        decode(own, own[:0])
+        self.put(offset, own[1:])
+
+    def _drain(self) -> None:
+        while self._next in self._early:
+            self._write(self._early.pop(self._next))
+        if self.complete:
+            self._close()
+
+    def _writer_open(self) -> SequentialWriter:
         if self._writer is None:
             self._fd = os.open(self.path, os.O_WRONLY | os.O_NOFOLLOW)
             self._buf = self._pool.take()
             self._writer = SequentialWriter(self._fd, self._buf, sparse=self.sparse)
-        self._writer.write(data)
+        return self._writer
+
+    def _write(self, data: bytes | memoryview) -> None:
+        self._writer_open().write(data)
         self._next += len(data)
 
     def _close(self) -> None:

@@ -242,6 +242,22 @@ class Repository:
             raise FormatError(f"{what}: content does not match its id")
         return plain
 
+    def open_blob_into(
+        self,
+        entry: PackEntry,
+        sealed: bytes | memoryview,
+        out: memoryview,
+        spare: memoryview | None,
+        *,
+        what: str,
+    ) -> None:
+        """Open a blob straight into ``out[1:]`` (``raw_length`` bytes); ``out[0]`` is
+        overwritten, ``spare`` may be (``Codec.decode_into``). Verified by its AEAD
+        tag, not rehashed (see ``open_blob``)."""
+        if len(out) != entry.raw_length + 1:
+            raise ValueError("out must be the blob's length plus one byte")
+        self.codec.decode_into(sealed, blob_aad(entry.type, entry.id), out, what=what, spare=spare)
+
     def read_blob(self, blob_id: bytes) -> bytes:
         loc = self.index.get(blob_id)
         if loc is None:

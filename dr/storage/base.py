@@ -81,6 +81,11 @@ class ObjectStore(Protocol):
         """``length`` bytes from ``offset`` (fewer only at the end of the object)."""
         ...
 
+    def get_range_into(self, name: str, offset: int, out: memoryview) -> int:
+        """``get_range`` of ``len(out)`` bytes, read into ``out``; -> how many (fewer only
+        at the end of the object)."""
+        ...
+
     def get_pieces(
         self, name: str, pieces: Sequence[tuple[int, int]]
     ) -> Generator[bytes | memoryview, None, None]:

@@ -23,6 +23,7 @@ import fcntl
 import mmap
 import os
 import threading
+from collections.abc import Callable
 
 ALIGN = 4096
 # Below this, the page-cache cost does not matter and a plain write is simpler.
@@ -31,14 +32,22 @@ _NO_DIRECT = getattr(os, "O_DIRECT", 0)
 _local = threading.local()
 
 
+def populated(size: int) -> mmap.mmap:
+    """Anonymous memory of ``size`` bytes, all of it resident from the start: a buffer
+    that will be filled to the brim anyway costs the same page faults at once, and
+    memory use is then the same whatever the data (a pod's limit is set by it)."""
+    flags = mmap.MAP_PRIVATE | getattr(mmap, "MAP_POPULATE", 0)
+    return mmap.mmap(-1, size, flags=flags)
+
+
 def aligned_buffer(size: int) -> mmap.mmap:
-    """A reusable page-aligned buffer of at least ``size`` bytes (one per thread)."""
+    """A reusable page-aligned buffer of at least ``size`` bytes (one per thread), resident."""
     buf: mmap.mmap | None = getattr(_local, "buf", None)
     if buf is None or len(buf) < size:
         if buf is not None:
             buf.close()
         size = (size + ALIGN - 1) // ALIGN * ALIGN
-        buf = _local.buf = mmap.mmap(-1, size)
+        buf = _local.buf = populated(size)
     return buf
 
 
@@ -129,8 +138,13 @@ class SequentialWriter:
     def __init__(self, fd: int, buffer: mmap.mmap, *, sparse: bool = False) -> None:
         self.fd = fd
         self.buf = buffer
-        self.mv = memoryview(buffer)
-        self.cap = len(buffer) - len(buffer) % ALIGN
+        # Staged bytes start one page into the buffer: ``write_decoded`` lends the
+        # byte before the next one to a decoder, and at the start that is the page's last.
+        self._whole = memoryview(buffer)
+        self.mv = self._whole[ALIGN:]
+        self.cap = len(self.mv) - len(self.mv) % ALIGN
+        if self.cap <= 0:
+            raise ValueError(f"a staging buffer needs more than {ALIGN} bytes")
         self.sparse = sparse
         self.offset = 0  # file offset of buf[0]; always aligned
         self.fill = 0
@@ -146,6 +160,33 @@ class SequentialWriter:
             src = src[n:]
             if self.fill == self.cap:
                 self._flush(self.cap)
+
+    def write_decoded(
+        self, n: int, decode: Callable[[memoryview, memoryview], None], *, spare: int = 0
+    ) -> None:
+        """Stage ``n`` bytes that ``decode(out, spare)`` writes straight into the buffer.
+        ``out`` is ``n + 1`` bytes whose first byte is only lent (put back after;
+        ``Codec.decode_into`` writes a flag there); ``spare`` is the free buffer after
+        it, which ``decode`` may use as scratch: the buffer is flushed first to make
+        ``spare`` bytes of it, where it can. If ``decode`` raises, nothing is staged.
+        A blob larger than the buffer is decoded into memory of its own and copied."""
+        if self.fill + n + spare > self.cap and self.fill >= ALIGN:
+            self._flush(self.fill - self.fill % ALIGN)
+        if self.fill + n > self.cap:
+            own = memoryview(bytearray(n + 1))
+            decode(own, own[:0])
+            self.write(own[1:])
+            return
+        start = ALIGN + self.fill
+        with self._whole[start - 1 : start + n] as out, self.mv[self.fill + n : self.cap] as rest:
+            lent = out[0]
+            try:
+                decode(out, rest)
+            finally:
+                out[0] = lent
+        self.fill += n
+        if self.fill == self.cap:
+            self._flush(self.cap)
 
     def _emit(self, view: memoryview, offset: int) -> None:
         if self.sparse:
@@ -179,6 +220,7 @@ class SequentialWriter:
     def release(self) -> None:
         """Give the buffer back without writing what is staged (after a failure)."""
         self.mv.release()
+        self._whole.release()
 
     def close(self) -> None:
         aligned = self.fill - self.fill % ALIGN
@@ -192,3 +234,4 @@ class SequentialWriter:
             self.offset += self.fill
             self.fill = 0
         self.mv.release()
+        self._whole.release()

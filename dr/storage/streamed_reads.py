@@ -56,6 +56,11 @@ class StreamedReads:
         with contextlib.closing(self.get_pieces(name, [(offset, length)])) as piece:
             return next(piece)
 
+    def get_range_into(self, name: str, offset: int, out: memoryview) -> int:
+        data = self.get_range(name, offset, len(out))
+        out[: len(data)] = data
+        return len(data)
+
     def get_pieces(self, name: str, pieces: Sequence[tuple[int, int]]) -> Generator[bytes, None, None]:
         if not pieces:
             return
