@@ -27,32 +27,6 @@ def new_file(path: Path, size: int) -> None:
         f.truncate(size)
 
 
-@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
-@given(
-    st.integers(1, 3 << 20),
-    st.lists(st.integers(0, 1 << 30), max_size=12),
-    st.randoms(use_true_random=False),
-    st.integers(1, 4),
-)
-def test_any_order_any_threads_gives_the_file(
-    tmp_path_factory: pytest.TempPathFactory, size: int, cuts: list[int], rnd: random.Random, threads: int
-) -> None:
-    path = tmp_path_factory.mktemp("ordered") / "f"
-    data = os.urandom(size)
-    new_file(path, size)
-    parts = pieces(data, cuts)
-    rnd.shuffle(parts)
-    w = OrderedFileWriter(str(path), size)
-    try:
-        with ThreadPoolExecutor(threads) as pool:
-            list(pool.map(lambda p: w.put(*p), parts))
-        assert w.complete and not w.failed
-        assert path.read_bytes() == data
-        assert w.written == size
-    finally:
-        path.unlink()
-
-
 def decoded(piece: bytes) -> Callable[[memoryview, memoryview], None]:
     """A decode like Codec.decode_into's: writes the lent byte, then the piece."""
 
@@ -63,27 +37,43 @@ def decoded(piece: bytes) -> Callable[[memoryview, memoryview], None]:
     return decode
 
 
-@settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(
     st.integers(1, 3 << 20),
     st.lists(st.integers(0, 1 << 30), max_size=12),
     st.randoms(use_true_random=False),
     st.integers(1, 4),
+    st.booleans(),
 )
-def test_decoded_blobs_in_any_order_give_the_file(
-    tmp_path_factory: pytest.TempPathFactory, size: int, cuts: list[int], rnd: random.Random, threads: int
+def test_any_order_any_threads_gives_the_file(
+    tmp_path_factory: pytest.TempPathFactory,
+    size: int,
+    cuts: list[int],
+    rnd: random.Random,
+    threads: int,
+    decode: bool,
 ) -> None:
+    # Blobs handed over decoded (put) or to decode in place (put_decoded; a 1 MiB
+    # buffer, so that some are larger than it).
     path = tmp_path_factory.mktemp("ordered") / "f"
     data = os.urandom(size)
     new_file(path, size)
     parts = pieces(data, cuts)
     rnd.shuffle(parts)
     w = OrderedFileWriter(str(path), size, pool=StagingPool(ALIGN + (1 << 20)))
+
+    def put(part: tuple[int, bytes]) -> None:
+        if decode:
+            w.put_decoded(part[0], len(part[1]), decoded(part[1]), spare=1000)
+        else:
+            w.put(*part)
+
     try:
         with ThreadPoolExecutor(threads) as pool:
-            list(pool.map(lambda p: w.put_decoded(p[0], len(p[1]), decoded(p[1]), spare=1000), parts))
+            list(pool.map(put, parts))
         assert w.complete and not w.failed
         assert path.read_bytes() == data
+        assert w.written == size
     finally:
         path.unlink()
 
