@@ -156,6 +156,18 @@ def test_a_write_error_fails_the_file_and_is_raised(tmp_path: Path) -> None:
     w.finish()
 
 
+def test_a_write_error_of_a_decoded_blob_fails_the_file_and_is_raised(tmp_path: Path) -> None:
+    path = tmp_path / "gone"
+    path.mkdir()  # not a file: opening it for writing fails
+    w = OrderedFileWriter(str(path), 1000)
+    w.put_decoded(500, 500, decoded(b"b" * 500))  # early: decoded apart, nothing opened yet
+    with pytest.raises(IsADirectoryError):
+        w.put_decoded(0, 500, decoded(b"a" * 500))
+    assert w.failed and not w.complete
+    w.put_decoded(0, 500, decoded(b"a" * 500))  # a failed file takes no more
+    w.finish()
+
+
 def test_files_share_staging_buffers_from_a_pool(tmp_path: Path) -> None:
     # Ten files, at most three open at a time, several threads: each file comes out
     # whole, and the pool made no more buffers than files were open at once.
