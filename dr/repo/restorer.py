@@ -251,8 +251,7 @@ class _Walk:
             if n["type"] != "file":
                 self.plan.others.append((rel, n))
                 continue
-            self._add_file(rel, n)
-            self.planned_blobs += len(n.get("content", ()))
+            self.planned_blobs += self._add_file(rel, n)
             if (
                 len(self.plan.files) + len(self.plan.others) >= self.batch
                 or self.planned_blobs >= self.batch_blobs
@@ -261,7 +260,9 @@ class _Walk:
                 self.plan = _Plan()
                 self.planned_blobs = 0
 
-    def _add_file(self, rel: str, n: Node) -> None:
+    def _add_file(self, rel: str, n: Node) -> int:
+        """Plan one file; -> how many blobs it brought into the plan (none for a hard
+        link to a file planned before, whose node lists the content all the same)."""
         plan = self.plan
         f = _File(rel, n)
         if n.get("links", 1) > 1 and "device" in n:
@@ -270,7 +271,7 @@ class _Walk:
                 f.link_to = self.hardlinks[key]
                 f.node = {}
                 plan.files.append(f)
-                return
+                return 0
             self.hardlinks[key] = rel
         idx = len(plan.files)
         plan.files.append(f)
@@ -278,7 +279,7 @@ class _Walk:
         sequential = large and not self.by_pack
         if large and self.by_pack:
             plan.ordered.append(idx)
-        offset = 0
+        offset = planned = 0
         for hexid in n.get("content", []):
             bid = bytes.fromhex(hexid)
             loc = self.repo.index.get(bid)
@@ -286,6 +287,7 @@ class _Walk:
                 f.failed = True
                 plan.missing.append(f"{rel}: blob {hexid[:16]} is missing from the repository")
                 break
+            planned += 1
             if sequential:
                 f.blob_ids += bid
                 continue
@@ -299,6 +301,7 @@ class _Walk:
             plan.sequential.append(idx)
         f.whole = not large and len(n.get("content", [])) == 1 and not f.failed
         f.node = _slim(n)
+        return planned
 
 
 def _slim(n: Node) -> Node:
