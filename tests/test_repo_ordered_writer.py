@@ -13,7 +13,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from dr.repo.ordered_writer import OrderedFileWriter, StagingPool
+from dr.repo.ordered_writer import EarlyBudget, OrderedFileWriter, StagingPool
 from dr.storage.direct_io import ALIGN
 
 
@@ -37,13 +37,14 @@ def decoded(piece: bytes) -> Callable[[memoryview, memoryview], None]:
     return decode
 
 
-@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(
     st.integers(1, 3 << 20),
     st.lists(st.integers(0, 1 << 30), max_size=12),
     st.randoms(use_true_random=False),
     st.integers(1, 4),
     st.booleans(),
+    st.sampled_from([0, 300_000, None]),
 )
 def test_any_order_any_threads_gives_the_file(
     tmp_path_factory: pytest.TempPathFactory,
@@ -52,15 +53,18 @@ def test_any_order_any_threads_gives_the_file(
     rnd: random.Random,
     threads: int,
     decode: bool,
+    limit: int | None,
 ) -> None:
     # Blobs handed over decoded (put) or to decode in place (put_decoded; a 1 MiB
-    # buffer, so that some are larger than it).
+    # buffer, so that some are larger than it); early ones held up to a budget
+    # (none, some, the default), past which the file is written in place.
     path = tmp_path_factory.mktemp("ordered") / "f"
     data = os.urandom(size)
     new_file(path, size)
     parts = pieces(data, cuts)
     rnd.shuffle(parts)
-    w = OrderedFileWriter(str(path), size, pool=StagingPool(ALIGN + (1 << 20)))
+    budget = EarlyBudget(limit)
+    w = OrderedFileWriter(str(path), size, pool=StagingPool(ALIGN + (1 << 20)), budget=budget)
 
     def put(part: tuple[int, bytes]) -> None:
         if decode:
@@ -74,8 +78,45 @@ def test_any_order_any_threads_gives_the_file(
         assert w.complete and not w.failed
         assert path.read_bytes() == data
         assert w.written == size
+        assert budget.held == 0
     finally:
         path.unlink()
+
+
+def test_past_the_budget_a_file_is_written_in_place(tmp_path: Path) -> None:
+    data = os.urandom(50_000)
+    paths = [tmp_path / "a", tmp_path / "b"]
+    for p in paths:
+        new_file(p, len(data))
+    budget = EarlyBudget(15_000)  # shared: what one file holds, the other cannot
+    a, b = (OrderedFileWriter(str(p), len(data), budget=budget) for p in paths)
+    a.put(0, data[:5000])  # staged, front to back
+    a.put(20_000, data[20_000:30_000])  # early, held
+    assert budget.held == 10_000 and not a.in_place
+    b.put(40_000, data[40_000:])  # 10,000 more would pass 15,000: b goes in place
+    assert b.in_place and budget.held == 10_000
+    a.put(30_000, data[30_000:40_000])  # a too: the staged bytes and what waits are written
+    assert a.in_place and budget.held == 0
+    for w in (a, b):
+        w.put(5000, data[5000:20_000])
+        w.put(30_000, data[30_000:40_000])  # again: counted once
+    a.put(40_000, data[40_000:])
+    b.put(0, data[:5000])
+    b.put(20_000, data[20_000:30_000])
+    for w, p in zip((a, b), paths, strict=True):
+        assert w.complete and not w.failed and w.written == len(data)
+        assert p.read_bytes() == data
+
+
+def test_a_file_that_cannot_go_in_place_fails_and_gives_its_budget_back(tmp_path: Path) -> None:
+    path = tmp_path / "gone"
+    path.mkdir()  # not a file: opening it for writing fails
+    budget = EarlyBudget(1000)
+    w = OrderedFileWriter(str(path), 3000, budget=budget)
+    w.put(1000, b"b" * 1000)  # held
+    with pytest.raises(IsADirectoryError):
+        w.put(2000, b"c" * 1000)  # past the budget: in place, which cannot open the file
+    assert w.failed and budget.held == 0
 
 
 def test_a_decode_that_fails_leaves_the_file_as_it_was(tmp_path: Path) -> None:
@@ -110,15 +151,17 @@ def test_a_blob_repeated_in_the_file_is_written_once_per_place(tmp_path: Path) -
     assert w.complete and path.read_bytes() == data
 
 
-def test_sparse_file_keeps_its_holes(tmp_path: Path) -> None:
+@pytest.mark.parametrize("limit", [None, 0])  # early blobs held; written in place
+def test_sparse_file_keeps_its_holes(tmp_path: Path, limit: int | None) -> None:
     size = 8 << 20
     data = bytearray(size)
     data[4 << 20 : (4 << 20) + 4096] = os.urandom(4096)
     path = tmp_path / "sparse.img"
     new_file(path, size)
-    w = OrderedFileWriter(str(path), size, sparse=True)
-    for off in reversed(range(0, size, 1 << 20)):
+    w = OrderedFileWriter(str(path), size, sparse=True, budget=EarlyBudget(limit))
+    for off in reversed(range(0, size, 1 << 20)):  # all early but the last
         w.put(off, bytes(data[off : off + (1 << 20)]))
+    assert w.in_place == (limit == 0)
     assert w.complete and path.read_bytes() == data
     assert os.stat(path).st_blocks * 512 < 1 << 20
 

@@ -13,7 +13,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from dr.repo import restorer
+from dr.repo import ordered_writer, restorer
 from dr.repo.archiver import backup_directory
 from dr.repo.format import BlobType, PackEntry
 from dr.repo.ordered_writer import OrderedFileWriter
@@ -81,6 +81,40 @@ def test_restore_from_s3_goes_pack_by_pack(tmp_path: Path, request: Any) -> None
     data = [url for method, url in requests if method == "GET" and "/data/" in url]
     packs = {url.split("/data/")[1] for url in data}
     assert len(data) == len(packs) < files, data  # one streamed GET per pack
+
+
+def test_s3_restore_past_the_early_budget_writes_files_in_place(
+    tmp_path: Path, request: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Large files whose blobs interleave in packs (two readers back them up side by
+    # side), some of them sparse: with no room for early blobs, the files they
+    # belong to are written in place, and come out whole all the same.
+    src = tmp_path / "src"
+    src.mkdir()
+    for i in range(6):
+        (src / f"f{i}.bin").write_bytes(os.urandom(5 << 20))
+    with open(src / "sparse.img", "wb") as f:
+        f.truncate(12 << 20)
+        f.seek(8 << 20)
+        f.write(os.urandom(1 << 20))
+    store = make_store("s3", tmp_path, request)
+    repo, _ = init_repo(store, tmp_path)
+    snap = backup_directory(repo, src).snapshot
+    monkeypatch.setattr(ordered_writer, "EARLY_BUDGET", 0)
+    in_place: list[str] = []
+    go_in_place = OrderedFileWriter._go_in_place
+
+    def counting(self: OrderedFileWriter) -> None:
+        in_place.append(os.path.basename(self.path))
+        go_in_place(self)
+
+    monkeypatch.setattr(OrderedFileWriter, "_go_in_place", counting)
+    out = tmp_path / "out"
+    stats = restore_snapshot(repo, snap, out)
+    assert not stats.errors
+    assert describe_tree(out) == describe_tree(src)
+    assert in_place  # it did happen
+    assert os.stat(out / "sparse.img").st_blocks * 512 < 2 << 20
 
 
 def test_s3_restore_reports_large_files_it_could_not_write(

@@ -7,7 +7,12 @@ several worker threads, not necessarily in file order. Direct I/O
 aligned buffer. ``OrderedFileWriter`` keeps the blobs that arrive early until
 the bytes before them are written; packs are restored roughly in the order
 the backup wrote them, so few wait, and each is dropped as soon as it is
-written.
+written. How many may wait is bounded (``EarlyBudget``, shared by the files of
+a restore): a file that would pass it is written in place from then on.
+Measured from SeaweedFS: 16 files of 48 MiB, each changed in 12 places before
+each of 15 incremental backups, had 67 MiB of early blobs at once when
+restored (a full backup of the same files: 37 MiB); with the budget, 63.5 MiB,
+and memory no longer grows with the history.
 """
 
 from __future__ import annotations
@@ -17,8 +22,10 @@ import os
 import threading
 from collections.abc import Callable
 
-from dr.storage.direct_io import ALIGN, SequentialWriter, populated
+from dr.storage.direct_io import ALIGN, SequentialWriter, populated, set_direct, write_sparse
 
+# What early blobs may hold over all files of a restore (``EarlyBudget``).
+EARLY_BUDGET = 64 << 20
 # Each open file has its own staging buffer: several files are open at once. The
 # next blob of a file is decoded straight into it (``put_decoded``), so it holds the
 # largest chunk (4 MiB) after a flush. 1 GiB set from SeaweedFS, cold, alternating:
@@ -59,42 +66,96 @@ class StagingPool:
             self._free.clear()
 
 
+class EarlyBudget:
+    """The bytes of early blobs all the files of a restore may hold at once.
+
+    Packs are restored about in the order the backup wrote them, so few blobs
+    wait; but a volume backed up many times over, its large files changed here
+    and there, has each day's changes of every file in the same new packs, and
+    restoring the first file meets the changes of all the others early. Past
+    the budget, a file that would hold one more goes in place instead
+    (``OrderedFileWriter``): memory stays bounded whatever the history.
+    """
+
+    def __init__(self, limit: int | None = None) -> None:
+        self.limit = EARLY_BUDGET if limit is None else limit
+        self.held = 0
+        self._lock = threading.Lock()
+
+    def take(self, n: int) -> bool:
+        with self._lock:
+            if self.held + n > self.limit:
+                return False
+            self.held += n
+            return True
+
+    def give(self, n: int) -> None:
+        with self._lock:
+            self.held -= n
+
+
 class OrderedFileWriter:
     """``put(offset, data)`` from any thread; the file is closed when its last byte is written.
 
     ``pool``: where the staging buffer comes from and goes back to (by default
     a pool of its own, whose buffer is unmapped when the file is closed).
+    ``budget``: what early blobs may hold, shared by the files of a restore (by
+    default one of its own). A blob that would exceed it turns the file to
+    writing in place: what is staged is written, then every waiting blob and
+    every later one at its offset as it comes (buffered writes, any order).
     """
 
     def __init__(
-        self, path: str, size: int, *, sparse: bool = False, pool: StagingPool | None = None
+        self,
+        path: str,
+        size: int,
+        *,
+        sparse: bool = False,
+        pool: StagingPool | None = None,
+        budget: EarlyBudget | None = None,
     ) -> None:
         self.path, self.size, self.sparse = path, size, sparse
         self._pool = pool if pool is not None else StagingPool()
         self._own_pool = pool is None
+        self._budget = budget if budget is not None else EarlyBudget()
         self._lock = threading.Lock()
-        self._next = 0  # the file offset written up to
+        self._next = 0  # the file offset written up to (front to back)
         self._early: dict[int, bytes | memoryview] = {}
         self._writer: SequentialWriter | None = None
         self._fd = -1
         self._buf: mmap.mmap | None = None
+        # Written in place: the offsets written so far (a blob put twice counts once).
+        self._placed: set[int] | None = None
+        self._placed_bytes = 0
         self.failed = False
         self.written = 0
 
     @property
     def complete(self) -> bool:
-        return self._next >= self.size
+        return (self._next + self._placed_bytes) >= self.size
+
+    @property
+    def in_place(self) -> bool:
+        return self._placed is not None
 
     def put(self, offset: int, data: bytes | memoryview) -> None:
         with self._lock:
-            if self.failed or offset < self._next:
-                return  # a failed file, or a blob stored twice in it (written already)
-            if offset != self._next:
-                self._early[offset] = data
+            if self.failed:
                 return
             try:
-                self._write(data)
-                self._drain()
+                if self._placed is None:
+                    if offset < self._next:
+                        return  # a blob stored twice in the file (written already)
+                    if offset != self._next:
+                        if offset in self._early or self._budget.take(len(data)):
+                            self._early.setdefault(offset, data)
+                            return
+                        self._go_in_place()
+                    else:
+                        self._write(data)
+                        self._drain()
+                        return
+                self._place(offset, data)
             except OSError:
                 self._fail()
                 raise
@@ -107,9 +168,9 @@ class OrderedFileWriter:
         it is the next one, else into memory of its own, decoded outside the lock,
         to wait. A ``decode`` that raises leaves the file as it was."""
         with self._lock:
-            if self.failed or offset < self._next:
+            if self.failed or (self._placed is None and offset < self._next):
                 return
-            if offset == self._next:
+            if offset == self._next and self._placed is None:
                 try:
                     self._writer_open().write_decoded(n, decode, spare=spare)
                     self._next += n
@@ -124,9 +185,45 @@ class OrderedFileWriter:
 
     def _drain(self) -> None:
         while self._next in self._early:
-            self._write(self._early.pop(self._next))
+            data = self._early.pop(self._next)
+            self._budget.give(len(data))
+            self._write(data)
         if self.complete:
             self._close()
+
+    def _go_in_place(self) -> None:
+        """Write what is staged, then each waiting blob at its offset; from now on
+        every blob is written where it belongs as it comes."""
+        if self._writer is not None:
+            self._writer.close()  # the staged bytes, their unaligned end buffered
+            self.written = self._writer.written
+            self._writer = None
+            self._give_buffer()
+        if self._fd < 0:
+            self._fd = os.open(self.path, os.O_WRONLY | os.O_NOFOLLOW)
+        set_direct(self._fd, False)  # blobs land at any offset, of any length
+        self._placed = set()
+        early, self._early = self._early, {}
+        for offset in sorted(early):
+            self._budget.give(len(early[offset]))
+            self._place(offset, early[offset])
+
+    def _place(self, offset: int, data: bytes | memoryview) -> None:
+        assert self._placed is not None
+        if offset < self._next or offset in self._placed:
+            return  # a blob stored twice in the file (written already)
+        if self.sparse:
+            write_sparse(self._fd, data, offset)
+        else:
+            view, at = memoryview(data), offset
+            while view:
+                n = os.pwrite(self._fd, view, at)
+                view, at = view[n:], at + n
+        self._placed.add(offset)
+        self._placed_bytes += len(data)
+        self.written += len(data)
+        if self.complete:
+            self._release()
 
     def _writer_open(self) -> SequentialWriter:
         if self._writer is None:
@@ -145,16 +242,20 @@ class OrderedFileWriter:
             self.written = self._writer.written
         self._release()
 
-    def _release(self) -> None:
-        self._writer = None
+    def _give_buffer(self) -> None:
         if self._buf is not None:
             self._pool.give(self._buf)
             self._buf = None
             if self._own_pool:
                 self._pool.close()
+
+    def _release(self) -> None:
+        self._writer = None
+        self._give_buffer()
         if self._fd >= 0:
             os.close(self._fd)
             self._fd = -1
+        self._budget.give(sum(len(d) for d in self._early.values()))
         self._early.clear()
 
     def _fail(self) -> None:

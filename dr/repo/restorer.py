@@ -62,11 +62,11 @@ from dr.errors import DrError, InvalidInput
 from dr.malloc_tuning import tune_allocator
 from dr.repo.format import ID_SIZE, PackEntry, pack_name
 from dr.repo.index import Index
-from dr.repo.ordered_writer import OrderedFileWriter, StagingPool
+from dr.repo.ordered_writer import EarlyBudget, OrderedFileWriter, StagingPool
 from dr.repo.repository import Repository
 from dr.repo.snapshots import Snapshot
 from dr.repo.tree import TYPE_BITS, Node, read_tree, snapshot_path
-from dr.storage.direct_io import ALIGN, SequentialWriter, aligned_buffer, populated
+from dr.storage.direct_io import ALIGN, SequentialWriter, aligned_buffer, populated, write_sparse
 
 log = logging.getLogger(__name__)
 
@@ -89,9 +89,6 @@ STAGING = (4 << 20) + 2 * ALIGN
 RUN_MAX = (4 << 20) + ALIGN
 # What a planned file keeps of its tree node (content, name, inode, links go once planned).
 FILE_KEYS = ("type", "mode", "uid", "gid", "mtime", "size", "sparse")
-# Sparse files are written in blocks of this size; all-zero blocks stay holes.
-SPARSE_BLOCK = 64 << 10
-ZERO = bytes(SPARSE_BLOCK)
 # A pack whose blobs are written to files of less than this on average is "dense":
 # restoring it is a few system calls per file (create, write, owner, mode, times,
 # close), each of which hands the GIL over when other workers want it. Dense packs
@@ -335,7 +332,7 @@ def _write_whole(path: str, node: Node, data: bytes | memoryview, *, is_root: bo
     fd = _create(path)
     try:
         if node.get("sparse"):
-            _write_sparse(fd, data, 0)
+            write_sparse(fd, data, 0)
             os.ftruncate(fd, len(data))  # a trailing hole
         else:
             view = memoryview(data)
@@ -360,15 +357,6 @@ def _apply_meta(path: str | int, node: Node, *, is_root: bool, follow: bool = Fa
     mtime = int(node.get("mtime", 0))
     with contextlib.suppress(NotImplementedError, OSError):
         os.utime(path, ns=(mtime, mtime), follow_symlinks=follow)
-
-
-def _write_sparse(fd: int, data: bytes | memoryview, offset: int) -> None:
-    """Write ``data`` at ``offset`` leaving all-zero blocks as holes (the file was truncated to size)."""
-    mv = memoryview(data)
-    for start in range(0, len(data), SPARSE_BLOCK):
-        block = mv[start : start + SPARSE_BLOCK]
-        if block != ZERO[: len(block)]:
-            os.pwrite(fd, block, offset + start)
 
 
 def _payload_room(e: PackEntry) -> int:
@@ -537,12 +525,14 @@ class _BatchRestore:
         failed file failed, by its index in ``plan.files``."""
         repo, root, progress, is_root = self.repo, self.root, self.progress, self.is_root
         file_errors: dict[int, str] = {}
+        early = EarlyBudget()  # what blobs of large files that arrive early may hold at once
         ordered = {
             i: OrderedFileWriter(
                 os.path.join(root, plan.files[i].rel),
                 int(plan.files[i].node.get("size", 0)),
                 sparse=bool(plan.files[i].node.get("sparse")),
                 pool=self.staging,
+                budget=early,
             )
             for i in plan.ordered
             if not plan.files[i].failed
@@ -578,7 +568,7 @@ class _BatchRestore:
                     if fd is None:
                         fd = fds[idx] = os.open(os.path.join(root, f.rel), os.O_WRONLY | os.O_NOFOLLOW)
                     if f.node.get("sparse"):
-                        _write_sparse(fd, plain, off)
+                        write_sparse(fd, plain, off)
                     else:
                         os.pwrite(fd, plain, off)
             return written

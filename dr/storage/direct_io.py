@@ -71,6 +71,20 @@ def _pwrite_all(fd: int, view: memoryview, offset: int) -> None:
         view, offset = view[n:], offset + n
 
 
+SPARSE_BLOCK = 64 << 10
+_ZERO = bytes(SPARSE_BLOCK)
+
+
+def write_sparse(fd: int, data: bytes | memoryview, offset: int) -> None:
+    """Write ``data`` at ``offset`` leaving all-zero 64 KiB blocks as holes (the file
+    was truncated to its size)."""
+    mv = memoryview(data)
+    for start in range(0, len(mv), SPARSE_BLOCK):
+        block = mv[start : start + SPARSE_BLOCK]
+        if block != _ZERO[: len(block)]:
+            _pwrite_all(fd, block, offset + start)
+
+
 def _is_aligned(data: bytes | bytearray | memoryview | mmap.mmap) -> bool:
     """True if ``data`` is writable memory starting on a page boundary (e.g. an mmap)."""
     try:
@@ -133,7 +147,7 @@ class SequentialWriter:
     must already be truncated to its size).
     """
 
-    SPARSE_BLOCK = 64 << 10
+    SPARSE_BLOCK = SPARSE_BLOCK
 
     def __init__(self, fd: int, buffer: mmap.mmap, *, sparse: bool = False) -> None:
         self.fd = fd
