@@ -1,0 +1,15 @@
+"""The console script ``dr``: start reading the startup files ahead, then run the CLI."""
+
+from __future__ import annotations
+
+import sys
+
+
+def main() -> None:
+    """Entry point of the console script; never returns."""
+    from dr.cli import prefetch
+
+    prefetch.start(sys.argv[1:])  # before dr.cli.main's imports, and before any thread
+    from dr.cli.main import main as run
+
+    run()

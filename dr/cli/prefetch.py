@@ -1,0 +1,185 @@
+"""Warm the page cache for the files a repository command is about to import.
+
+A mover Job is a fresh process in a fresh pod, usually with a cold page cache:
+before its first byte of data it imports ~450 modules (botocore, cryptography,
+zstandard, the standard library) and reads botocore's endpoint and S3 models,
+~430 files one after another, each read waiting on the disk. Measured on the
+1 GiB benchmark set restoring from SeaweedFS, page cache dropped: the first
+batch was planned 0.41-0.48 s after launch, against 0.25-0.27 s with those
+files cached.
+
+``start`` forks a child that asks the kernel to read each file of
+``dr.cli.startup_modules`` ahead (``posix_fadvise(WILLNEED)``: the reads are
+queued and run side by side) while the command imports; the import system
+then finds most files cached or on their way. Measured as above: the first
+batch at 0.30-0.31 s, the whole restore 1.56-1.64 s against 1.75-1.84 s. A
+child and not a thread: a thread would hand the GIL back and forth with the
+imports at every system call (0.34-0.36 s). The child is forked before any
+thread exists, only makes system calls, ends with ``os._exit`` and is reaped
+by a daemon thread; its CPU time counts in the command's (``wait4``). Module
+names are resolved to files the way the import system finds them in
+``sys.path``, so the list holds no paths of this machine; a name that
+resolves to nothing is skipped. Nothing here raises or delays the command:
+all it gives is advice.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import sys
+from collections.abc import Iterable, Iterator, Sequence
+from importlib.machinery import EXTENSION_SUFFIXES
+
+# The tag of this interpreter's compiled modules, e.g. "cpython-311".
+_TAG = sys.implementation.cache_tag or ""
+# Commands that open a repository (what the list is made of); the rest import little.
+REPOSITORY_COMMANDS = frozenset(
+    {
+        "mover",
+        "repo",
+        "verify",
+        "forget",
+        "prune",
+        "key",
+        "backup",
+        "backups",
+        "restore",
+        "drill",
+        "report",
+        "status",
+    }
+)
+
+
+def module_files(names: Iterable[str], path: list[str]) -> Iterator[str]:
+    """The files the import system would read for ``names`` (dotted module names,
+    parents before children), found in ``path`` (``sys.path``) or, for a package
+    already imported, in its ``__path__``: a module's compiled ``.pyc``, a
+    package's ``__init__`` one, an extension module's shared library. Names that
+    resolve to nothing are skipped. ``pkg/rel/file`` names a data file in a
+    package's directory; ``lib:NAME`` a shared library an extension module loads
+    (libcrypto ...), looked for beside the libraries this process has mapped."""
+    dirs: dict[str, list[str]] = {}  # package name -> its directories
+    lib_dirs: list[str] | None = None
+    for name in names:
+        if name.startswith("lib:"):
+            if lib_dirs is None:
+                lib_dirs = list(dict.fromkeys(os.path.dirname(f) for f in mapped_files()))
+            lib = next((p for p in (os.path.join(d, name[4:]) for d in lib_dirs) if os.path.exists(p)), None)
+            if lib:
+                yield lib
+            continue
+        if "/" in name:
+            pkg, _, rel = name.partition("/")
+            for d in _package_dirs(pkg, dirs, path):
+                yield os.path.join(d, rel)
+            continue
+        parent, _, leaf = name.rpartition(".")
+        search = _package_dirs(parent, dirs, path) if parent else path
+        for d in search:
+            pkg_dir = os.path.join(d, leaf)
+            if os.path.exists(os.path.join(pkg_dir, "__init__.py")):
+                dirs[name] = [pkg_dir]
+                yield _compiled(pkg_dir, "__init__")
+                break
+            if os.path.exists(pkg_dir + ".py"):
+                yield _compiled(d, leaf)
+                break
+            found = next(
+                (p for p in (pkg_dir + ext for ext in EXTENSION_SUFFIXES) if os.path.exists(p)), None
+            )
+            if found:
+                yield found
+                break
+
+
+def _compiled(directory: str, stem: str) -> str:
+    """The module's ``.pyc`` where there is one (what the import system reads), else its source."""
+    pyc = os.path.join(directory, "__pycache__", f"{stem}.{_TAG}.pyc")
+    return pyc if os.path.exists(pyc) else os.path.join(directory, f"{stem}.py")
+
+
+def _package_dirs(name: str, dirs: dict[str, list[str]], path: list[str]) -> list[str]:
+    if name not in dirs:
+        mod = sys.modules.get(name)
+        found = list(getattr(mod, "__path__", None) or ())
+        if not found:
+            parent, _, leaf = name.rpartition(".")
+            for d in _package_dirs(parent, dirs, path) if parent else path:
+                if os.path.isdir(os.path.join(d, leaf)):
+                    found = [os.path.join(d, leaf)]
+                    break
+        dirs[name] = found
+    return dirs[name]
+
+
+def mapped_files() -> list[str]:
+    """The files this process has mapped (the interpreter, its libraries), once each."""
+    try:
+        with open("/proc/self/maps") as maps:
+            paths = (line.split(maxsplit=5)[-1].strip() for line in maps)
+            return list(dict.fromkeys(p for p in paths if p.startswith("/") and os.path.isfile(p)))
+    except OSError:
+        return []
+
+
+def advise(files: Iterable[str]) -> int:
+    """Ask the kernel to read each file ahead; -> how many it was asked for."""
+    asked = 0
+    for f in files:
+        try:
+            fd = os.open(f, os.O_RDONLY | os.O_CLOEXEC)
+        except OSError:
+            continue
+        try:
+            os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_WILLNEED)
+            asked += 1
+        except OSError:
+            pass
+        finally:
+            os.close(fd)
+    return asked
+
+
+def wanted(args: Sequence[str]) -> bool:
+    """Whether the command line runs a repository command (its first word that is
+    not an option; an option's value there just means no read-ahead)."""
+    if any(a in ("-h", "--help", "--version") for a in args):
+        return False
+    return next((a for a in args if not a.startswith("-")), None) in REPOSITORY_COMMANDS
+
+
+def start(args: Sequence[str]) -> int | None:
+    """Fork the child that reads the startup files ahead; -> its pid, or None when
+    the command needs no read-ahead, ``DR_NO_PREFETCH`` is set or the platform has
+    no ``fork`` or ``posix_fadvise``. Call it before any thread is started."""
+    if not wanted(args) or os.environ.get("DR_NO_PREFETCH"):
+        return None
+    if not hasattr(os, "fork") or not hasattr(os, "posix_fadvise"):
+        return None
+    from dr.cli.startup_modules import MODULES
+
+    path = list(sys.path)
+    try:
+        pid = os.fork()
+    except OSError:
+        return None
+    if pid == 0:  # the child: system calls only, then gone without Python's exit
+        try:
+            signal.signal(signal.SIGINT, signal.SIG_IGN)
+            advise(mapped_files())  # the interpreter's own pages, faulted in as it runs
+            advise(module_files(MODULES, path))
+        finally:
+            os._exit(0)
+    import threading
+
+    threading.Thread(target=_reap, args=(pid,), name="dr-prefetch-reaper", daemon=True).start()
+    return pid
+
+
+def _reap(pid: int) -> None:
+    try:
+        os.waitpid(pid, 0)
+    except ChildProcessError:
+        pass

@@ -1,0 +1,141 @@
+"""The start-up read-ahead (dr.cli.prefetch): which files it names, and that the
+forked child comes and goes without touching the command."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import textwrap
+from importlib.machinery import EXTENSION_SUFFIXES
+from pathlib import Path
+
+import pytest
+
+from dr.cli import prefetch
+from dr.cli.startup_modules import MODULES
+
+TAG = sys.implementation.cache_tag
+
+
+def _site(tmp_path: Path) -> Path:
+    """A sys.path entry: package ``pkg`` (compiled) with a module, a module left as
+    source, an extension module, a data file; and a plain module ``solo``."""
+    site = tmp_path / "site"
+    pkg = site / "pkg"
+    (pkg / "__pycache__").mkdir(parents=True)
+    for stem in ("__init__", "compiled"):
+        (pkg / f"{stem}.py").write_text("")
+        (pkg / "__pycache__" / f"{stem}.{TAG}.pyc").write_bytes(b"")
+    (pkg / "source_only.py").write_text("")
+    (pkg / f"ext{EXTENSION_SUFFIXES[-1]}").write_bytes(b"")
+    (pkg / "data").mkdir()
+    (pkg / "data" / "model.json").write_text("{}")
+    (site / "solo.py").write_text("")
+    return site
+
+
+def test_module_files_resolves_like_the_import_system(tmp_path: Path) -> None:
+    site = _site(tmp_path)
+    names = [
+        "pkg",
+        "pkg.compiled",
+        "pkg.source_only",
+        "pkg.ext",
+        "pkg/data/model.json",
+        "solo",
+        "missing",  # skipped
+        "pkg.missing",
+        "missing.child",
+    ]
+    got = list(prefetch.module_files(names, [str(tmp_path / "nothing-here"), str(site)]))
+    assert got == [
+        str(site / "pkg" / "__pycache__" / f"__init__.{TAG}.pyc"),
+        str(site / "pkg" / "__pycache__" / f"compiled.{TAG}.pyc"),
+        str(site / "pkg" / "source_only.py"),
+        str(site / "pkg" / f"ext{EXTENSION_SUFFIXES[-1]}"),
+        str(site / "pkg" / "data" / "model.json"),
+        str(site / "solo.py"),
+    ]
+
+
+def test_module_files_finds_shared_libraries_beside_the_mapped_ones() -> None:
+    libc = next((f for f in prefetch.mapped_files() if os.path.basename(f).startswith("libc.so")), None)
+    if libc is None:
+        pytest.skip("no libc.so mapped (not glibc)")
+    got = list(prefetch.module_files([f"lib:{os.path.basename(libc)}", "lib:libnot-there.so.9"], []))
+    assert got == [libc]
+
+
+def test_the_shipped_list_resolves_here() -> None:
+    """The generated list names this environment's modules (a stale or broken list
+    would make the read-ahead useless, not wrong)."""
+    modules = [m for m in MODULES if ":" not in m and "/" not in m]
+    files = list(prefetch.module_files(modules, sys.path))
+    assert len(files) >= 0.9 * len(modules)
+    assert any(f.endswith(f"restorer.{TAG}.pyc") or f.endswith("restorer.py") for f in files)
+
+
+def test_advise_counts_what_it_could_open(tmp_path: Path) -> None:
+    there = tmp_path / "f"
+    there.write_bytes(b"x" * 10000)
+    assert prefetch.advise([str(there), str(tmp_path / "missing"), str(there)]) == 2
+
+
+@pytest.mark.parametrize(
+    ("args", "expected"),
+    [
+        (["mover", "restore", "latest", "/t"], True),
+        (["-v", "--quiet", "repo", "check"], True),
+        (["restore", "latest"], True),
+        (["config", "check"], False),
+        (["mover", "restore", "--help"], False),
+        (["--version"], False),
+        ([], False),
+    ],
+)
+def test_only_repository_commands_read_ahead(args: list[str], expected: bool) -> None:
+    assert prefetch.wanted(args) is expected
+
+
+def test_start_forks_a_child_that_is_reaped() -> None:
+    # In a fresh interpreter: start() must run before any thread exists.
+    code = textwrap.dedent(
+        """
+        import os, sys, threading
+        from dr.cli import prefetch
+        pid = prefetch.start(["mover", "restore", "latest", "/nowhere"])
+        assert isinstance(pid, int) and pid > 0, pid
+        reaper = next(t for t in threading.enumerate() if t.name == "dr-prefetch-reaper")
+        reaper.join(30)
+        assert not reaper.is_alive()
+        try:
+            os.waitpid(pid, os.WNOHANG)
+        except ChildProcessError:
+            print("reaped")
+        """
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout == "reaped\n"
+    assert out.stderr == ""
+
+
+def test_start_does_nothing_when_turned_off(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("DR_NO_PREFETCH", "1")
+    assert prefetch.start(["mover", "restore", "latest", "/t"]) is None
+    monkeypatch.delenv("DR_NO_PREFETCH")
+    assert prefetch.start(["config", "check"]) is None
+
+
+def test_console_script_runs_the_cli_with_read_ahead(tmp_path: Path) -> None:
+    """The installed ``dr`` goes through the read-ahead and still answers as before."""
+    dr = Path(sys.executable).with_name("dr")
+    if not dr.exists():
+        pytest.skip("dr console script not installed beside this interpreter")
+    env = {**os.environ, "DR_REPO": f"file://{tmp_path / 'none'}", "XDG_CONFIG_HOME": str(tmp_path)}
+    env.pop("DR_NO_PREFETCH", None)
+    out = subprocess.run([str(dr), "repo", "info"], capture_output=True, text=True, env=env, timeout=120)
+    assert out.returncode != 0
+    assert "Traceback" not in out.stderr
+    assert str(tmp_path / "none") in out.stderr
