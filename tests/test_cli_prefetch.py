@@ -139,3 +139,23 @@ def test_console_script_runs_the_cli_with_read_ahead(tmp_path: Path) -> None:
     assert out.returncode != 0
     assert "Traceback" not in out.stderr
     assert str(tmp_path / "none") in out.stderr
+
+
+def test_the_child_lets_go_of_the_commands_output(tmp_path: Path) -> None:
+    """A caller reading the command's output to its end waits for the command only:
+    the child points its standard streams at /dev/null first."""
+    seen = tmp_path / "seen"
+    code = textwrap.dedent(
+        f"""
+        import os
+        from dr.cli.prefetch import _detach_stdio
+        _detach_stdio()
+        print("lost")
+        with open({str(seen)!r}, "w") as f:
+            f.write(" ".join(os.readlink(f"/proc/self/fd/{{fd}}") for fd in (0, 1, 2)))
+        """
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0
+    assert out.stdout == out.stderr == ""
+    assert seen.read_text().split() == [os.devnull] * 3

@@ -168,6 +168,7 @@ def start(args: Sequence[str]) -> int | None:
     if pid == 0:  # the child: system calls only, then gone without Python's exit
         try:
             signal.signal(signal.SIGINT, signal.SIG_IGN)
+            _detach_stdio()
             advise(mapped_files())  # the interpreter's own pages, faulted in as it runs
             advise(module_files(MODULES, path))
         finally:
@@ -176,6 +177,15 @@ def start(args: Sequence[str]) -> int | None:
 
     threading.Thread(target=_reap, args=(pid,), name="dr-prefetch-reaper", daemon=True).start()
     return pid
+
+
+def _detach_stdio() -> None:
+    """Point the child's standard streams at /dev/null: a caller reading the
+    command's output to its end must not wait for the child as well."""
+    null = os.open(os.devnull, os.O_RDWR)
+    for fd in (0, 1, 2):
+        os.dup2(null, fd)
+    os.close(null)
 
 
 def _reap(pid: int) -> None:
