@@ -88,6 +88,9 @@ def test_advise_counts_what_it_could_open(tmp_path: Path) -> None:
         (["mover", "restore", "latest", "/t"], True),
         (["-v", "--quiet", "repo", "check"], True),
         (["restore", "latest"], True),
+        (["--repo", "s3://b/p", "mover", "backup", "/data", "-o", "json"], True),  # a mover Job
+        (["--config", "mover", "config", "check"], False),  # a config file named "mover"
+        (["--repo=s3://b/p", "--quiet", "verify"], True),
         (["config", "check"], False),
         (["mover", "restore", "--help"], False),
         (["--version"], False),
@@ -96,6 +99,18 @@ def test_advise_counts_what_it_could_open(tmp_path: Path) -> None:
 )
 def test_only_repository_commands_read_ahead(args: list[str], expected: bool) -> None:
     assert prefetch.wanted(args) is expected
+
+
+def test_global_value_options_are_the_clis() -> None:
+    from dr.cli.main import cli
+
+    takes_value = {
+        opt
+        for p in cli.params
+        if not (getattr(p, "is_flag", False) or getattr(p, "count", False))
+        for opt in p.opts
+    }
+    assert takes_value == prefetch.GLOBAL_VALUE_OPTIONS
 
 
 def test_start_forks_a_child_that_is_reaped() -> None:

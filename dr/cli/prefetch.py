@@ -33,6 +33,8 @@ from importlib.machinery import EXTENSION_SUFFIXES
 
 # The tag of this interpreter's compiled modules, e.g. "cpython-311".
 _TAG = sys.implementation.cache_tag or ""
+# dr's global options that take a value (a test holds this equal to the CLI's).
+GLOBAL_VALUE_OPTIONS = frozenset({"--config", "--repo", "--kubeconfig", "--context"})
 # Commands that open a repository (what the list is made of); the rest import little.
 REPOSITORY_COMMANDS = frozenset(
     {
@@ -143,11 +145,18 @@ def advise(files: Iterable[str]) -> int:
 
 
 def wanted(args: Sequence[str]) -> bool:
-    """Whether the command line runs a repository command (its first word that is
-    not an option; an option's value there just means no read-ahead)."""
+    """Whether the command line runs a repository command: its first word that is
+    neither an option nor the value of one of dr's global options
+    (``dr --repo URL mover backup …``, as mover Jobs run it)."""
     if any(a in ("-h", "--help", "--version") for a in args):
         return False
-    return next((a for a in args if not a.startswith("-")), None) in REPOSITORY_COMMANDS
+    it = iter(args)
+    for a in it:
+        if a in GLOBAL_VALUE_OPTIONS:
+            next(it, None)
+        elif not a.startswith("-"):
+            return a in REPOSITORY_COMMANDS
+    return False
 
 
 def start(args: Sequence[str]) -> int | None:
