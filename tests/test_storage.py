@@ -42,7 +42,7 @@ from dr.storage.gcs import GCSSettings, GCSStore
 from dr.storage.gcs import make_client as make_gcs_client
 from dr.storage.registry import open_store
 from dr.storage.retry import RetryPolicy, TransientError
-from dr.storage.s3 import S3Settings, S3Store
+from dr.storage.s3 import S3Settings, S3Store, crc32_header
 from tests import servers
 
 MiB = 1024 * 1024
@@ -132,6 +132,12 @@ def test_create_only_leaves_original(store: ObjectStore) -> None:
         store.put("keys/k1", b"original")
     store.put("keys/k1", b"replacement", if_absent=False)
     assert store.get("keys/k1") == b"replacement"
+
+
+def test_crc32_header_is_base64_of_the_big_endian_crc() -> None:
+    assert crc32_header(b"123456789") == "y/Q5Jg=="  # CRC-32 check value 0xCBF43926
+    assert crc32_header(memoryview(b"xx123456789")[2:]) == "y/Q5Jg=="
+    assert crc32_header(b"") == "AAAAAA=="
 
 
 def test_put_accepts_memoryview(store: ObjectStore) -> None:
@@ -524,12 +530,14 @@ def test_s3_pack_goes_up_in_one_put(s3_env: dict[str, str], s3_client: Any, s3_b
     # create-only PutObject by default, not 5 multipart requests.
     store = S3Store.from_url(f"s3://{s3_bucket}/one", S3Options(endpoint=s3_env["endpoint"]))
     sent: list[tuple[str, str, dict[str, str]]] = []
+    bodies: list[Any] = []
 
     def record(request: Any, **_: Any) -> None:
         headers = {
             k.lower(): v.decode() if isinstance(v, bytes) else str(v) for k, v in request.headers.items()
         }
         sent.append((request.method, request.url, headers))
+        bodies.append(request.body)
 
     store._client.meta.events.register("before-send.s3", record)
     pack = bytearray(payload(17 * MiB, seed=9))
@@ -538,7 +546,10 @@ def test_s3_pack_goes_up_in_one_put(s3_env: dict[str, str], s3_client: Any, s3_b
         ("PUT", ["data", "ab", "pack"])
     ]
     headers = sent[0][2]
-    assert headers["if-none-match"] == "*" and headers["x-amz-checksum-crc32"]
+    # dr's own CRC32 (botocore computes none), which the server checked on arrival.
+    assert headers["if-none-match"] == "*" and headers["x-amz-checksum-crc32"] == crc32_header(pack)
+    # The pack goes to urllib3 as the view of its buffer: one sendall, no 16 KiB reads.
+    assert isinstance(bodies[0], memoryview) and bodies[0].obj is pack
     assert "-" not in s3_client.head_object(Bucket=s3_bucket, Key="one/data/ab/pack")["ETag"]  # not multipart
     assert store.get("data/ab/pack") == pack
     with pytest.raises(ObjectExists):
@@ -547,8 +558,12 @@ def test_s3_pack_goes_up_in_one_put(s3_env: dict[str, str], s3_client: Any, s3_b
     # Above the threshold, the same store goes multipart.
     big = payload(33 * MiB, seed=11)
     sent.clear()
+    bodies.clear()
     store.put("data/ab/big", big)
-    assert sum(1 for method, url, _ in sent if method == "PUT" and "partNumber=" in url) == 5
+    parts = [(url, headers) for method, url, headers in sent if method == "PUT" and "partNumber=" in url]
+    assert len(parts) == 5
+    assert all(h["x-amz-checksum-crc32"] for _, h in parts)
+    assert sum(isinstance(b, memoryview) for b in bodies) == 5
     assert store.get("data/ab/big") == big
     store.close()
 

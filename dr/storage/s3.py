@@ -46,6 +46,9 @@ new GET from the blob it was reading.
 
 Integrity of uploads. Every object and part carries a CRC32 checksum
 (``x-amz-checksum-crc32``, a signed header), which S3 verifies on arrival.
+dr computes it (``crc32_header``) and a pack's view goes to urllib3 whole
+(``send_views_whole``), so the body is neither read for the checksum nor
+sent 16 KiB at a time.
 The body itself is not hashed into the SigV4 signature
 (``UNSIGNED-PAYLOAD``): botocore already leaves it out over HTTPS, and over
 plain HTTP — common for in-cluster MinIO, Ceph RGW or SeaweedFS — it would
@@ -80,6 +83,7 @@ page request raises, so a page could not be retried on its own.
 
 from __future__ import annotations
 
+import base64
 import builtins
 import contextlib
 import dataclasses
@@ -87,6 +91,7 @@ import io
 import logging
 import os
 import threading
+import zlib
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor, wait
 from dataclasses import dataclass
@@ -110,13 +115,19 @@ MiB = 1024 * 1024
 
 
 class ViewReader(io.RawIOBase):
-    """A seekable, read-only file over a memoryview: botocore streams a body from it
-    (checksums, signing, sending, retries) without first copying a 16 MiB pack."""
+    """A seekable, read-only file over a memoryview: botocore takes it as a body
+    (it refuses a memoryview) without a copy of the 16 MiB pack first. It is not
+    read to send it: ``send_views_whole`` hands urllib3 the view itself."""
 
     def __init__(self, view: memoryview) -> None:
         super().__init__()
         self._view = view
         self._pos = 0
+
+    @property
+    def rest(self) -> memoryview:
+        """What a read from here on would return, as a view of the same memory."""
+        return self._view[self._pos :]
 
     def __len__(self) -> int:
         return len(self._view)
@@ -385,6 +396,23 @@ def parse_timestamp(value: Any) -> datetime:
     return parsed if parsed.tzinfo is not None else parsed.replace(tzinfo=UTC)
 
 
+def crc32_header(data: bytes | memoryview) -> str:
+    """The ``x-amz-checksum-crc32`` value of a body (base64 of the big-endian CRC32).
+    Given with the request, botocore computes none: it would read the body for it,
+    a copy of every byte in 1 MiB pieces."""
+    return base64.b64encode(zlib.crc32(data).to_bytes(4, "big")).decode()
+
+
+def send_views_whole(request: Any, **_: Any) -> None:
+    """botocore ``before-send`` hook: a ``ViewReader`` body goes to urllib3 as its
+    memoryview, which it sends with one ``sendall``. Read as a file, urllib3 sends
+    it 16 KiB at a time: ~43,000 reads, copies and system calls for the 1 GiB
+    benchmark set, ~0.3 s of a backup's CPU. The length was set from the reader,
+    and the checksum is a header (``crc32_header``)."""
+    if isinstance(request.body, ViewReader):
+        request.body = request.body.rest
+
+
 def make_client(settings: S3Settings) -> Any:
     """One S3 client with dr's connection, timeout and retry settings; credentials
     from boto3's standard chain (botocore's, which boto3 uses)."""
@@ -400,7 +428,9 @@ def make_client(settings: S3Settings) -> Any:
         read_timeout=READ_TIMEOUT,
         tcp_keepalive=True,
     )
-    return botocore_session().create_client("s3", endpoint_url=settings.endpoint, config=config)
+    client = botocore_session().create_client("s3", endpoint_url=settings.endpoint, config=config)
+    client.meta.events.register("before-send.s3", send_views_whole)
+    return client
 
 
 # --------------------------------------------------------------------------- error mapping
@@ -709,6 +739,8 @@ class S3Store(StreamedReads):
             args["IfNoneMatch"] = "*"
         what = self._what("put", name)
 
+        args["ChecksumCRC32"] = crc32_header(data)
+
         def write() -> None:
             # A fresh reader per attempt: a retry must send the object from its start.
             body = ViewReader(data) if isinstance(data, memoryview) else data
@@ -792,12 +824,17 @@ class S3Store(StreamedReads):
 
         def send(number: int) -> dict[str, Any]:
             chunk = view[starts[number - 1] : ends[number - 1]]
+            checksum = crc32_header(chunk)
             part_what = f"{what} (part {number})"
             sent = self._retry.run(
                 lambda: self._call(
                     # A fresh reader per attempt: a retry must send the part from its start.
                     lambda: self._client.upload_part(
-                        PartNumber=number, Body=ViewReader(chunk), ChecksumAlgorithm="CRC32", **upload
+                        PartNumber=number,
+                        Body=ViewReader(chunk),
+                        ChecksumAlgorithm="CRC32",
+                        ChecksumCRC32=checksum,
+                        **upload,
                     ),
                     what=part_what,
                     name=name,
