@@ -11,10 +11,12 @@ files cached.
 ``start`` forks a child that asks the kernel to read each file of
 ``dr.cli.startup_modules`` ahead (``posix_fadvise(WILLNEED)``: the reads are
 queued and run side by side) while the command imports; the import system
-then finds most files cached or on their way. Measured as above: the first
-batch at 0.30-0.31 s, the whole restore 1.56-1.64 s against 1.75-1.84 s. A
-child and not a thread: a thread would hand the GIL back and forth with the
-imports at every system call (0.34-0.36 s). The child is forked before any
+then finds most files cached or on their way. Measured as above,
+alternating: the first batch at 0.35-0.38 s against 0.43-0.46 s, the whole
+restore 1.70-1.73 s against 1.81-1.82 s. A child and not a thread: with a
+list of the exact files, a child got the first batch to 0.30-0.31 s and a
+thread to 0.34-0.36 s, handing the GIL back and forth with the imports at
+every system call. The child is forked before any
 thread exists, only makes system calls, ends with ``os._exit`` and is reaped
 by a daemon thread; its CPU time counts in the command's (``wait4``). Module
 names are resolved to files the way the import system finds them in
