@@ -1,4 +1,4 @@
-"""SequentialWriter.write_decoded: blobs decoded straight into the staging buffer."""
+"""SequentialWriter and the sparse writes: blobs decoded straight into the staging buffer, holes kept."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from dr.storage.direct_io import ALIGN, SequentialWriter, populated
+from dr.storage.direct_io import ALIGN, SPARSE_BLOCK, SequentialWriter, populated, write_sparse
 
 
 def decoder(blob: bytes, *, spare_needed: int = 0) -> Callable[[memoryview, memoryview], None]:
@@ -96,3 +96,29 @@ def test_populated_memory_is_resident_from_the_start() -> None:
         assert resident_bytes() - before >= 30 << 20
     finally:
         buf.close()
+
+
+@pytest.mark.parametrize("sequential", [False, True], ids=["write_sparse", "SequentialWriter"])
+def test_sparse_writes_leave_all_zero_blocks_as_holes(tmp_path: Path, sequential: bool) -> None:
+    # Blocks of zeros but for their last byte, or their first, are data; whole zero
+    # blocks are holes; a short last block is judged by its own length.
+    size = 12 * SPARSE_BLOCK + 1000
+    data = bytearray(size)
+    data[SPARSE_BLOCK - 1] = 1  # block 0: data in its last byte
+    data[5 * SPARSE_BLOCK] = 2  # block 5: in its first
+    data[-1] = 3  # the short last block
+    path = tmp_path / "f"
+    with open(path, "wb") as f:
+        f.truncate(size)
+    fd = os.open(path, os.O_WRONLY)
+    try:
+        if sequential:
+            w = SequentialWriter(fd, populated(ALIGN + 4 * SPARSE_BLOCK), sparse=True)
+            w.write(bytes(data))
+            w.close()
+        else:
+            write_sparse(fd, bytes(data), 0)
+    finally:
+        os.close(fd)
+    assert path.read_bytes() == data
+    assert os.stat(path).st_blocks * 512 <= 3 * SPARSE_BLOCK  # 3 blocks of 13 written

@@ -22,7 +22,7 @@ import os
 import threading
 from collections.abc import Callable
 
-from dr.storage.direct_io import ALIGN, SequentialWriter, populated, set_direct, write_sparse
+from dr.storage.direct_io import ALIGN, SequentialWriter, populated, pwrite_all, set_direct, write_sparse
 
 # What early blobs may hold over all files of a restore (``EarlyBudget``).
 EARLY_BUDGET = 64 << 20
@@ -215,10 +215,7 @@ class OrderedFileWriter:
         if self.sparse:
             write_sparse(self._fd, data, offset)
         else:
-            view, at = memoryview(data), offset
-            while view:
-                n = os.pwrite(self._fd, view, at)
-                view, at = view[n:], at + n
+            pwrite_all(self._fd, data, offset)
         self._placed.add(offset)
         self._placed_bytes += len(data)
         self.written += len(data)

@@ -23,7 +23,7 @@ import fcntl
 import mmap
 import os
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 
 ALIGN = 4096
 # Below this, the page-cache cost does not matter and a plain write is simpler.
@@ -65,7 +65,9 @@ def set_direct(fd: int, on: bool) -> bool:
     return True
 
 
-def _pwrite_all(fd: int, view: memoryview, offset: int) -> None:
+def pwrite_all(fd: int, data: bytes | memoryview, offset: int) -> None:
+    """``pwrite`` until all of ``data`` is written (a write may take part of it)."""
+    view = memoryview(data)
     while view:
         n = os.pwrite(fd, view, offset)
         view, offset = view[n:], offset + n
@@ -75,14 +77,22 @@ SPARSE_BLOCK = 64 << 10
 _ZERO = bytes(SPARSE_BLOCK)
 
 
+def _data_blocks(view: memoryview) -> Iterator[tuple[int, memoryview]]:
+    """(offset in ``view``, block) for each ``SPARSE_BLOCK`` of ``view`` that is not
+    all zeros: what a sparse file writes, the rest stays a hole. The test is a
+    ``memcmp`` (``bytes.startswith``): comparing memoryviews goes byte by byte,
+    ~60 us a block against ~1 us."""
+    for start in range(0, len(view), SPARSE_BLOCK):
+        block = view[start : start + SPARSE_BLOCK]
+        if not _ZERO.startswith(block):
+            yield start, block
+
+
 def write_sparse(fd: int, data: bytes | memoryview, offset: int) -> None:
     """Write ``data`` at ``offset`` leaving all-zero 64 KiB blocks as holes (the file
     was truncated to its size)."""
-    mv = memoryview(data)
-    for start in range(0, len(mv), SPARSE_BLOCK):
-        block = mv[start : start + SPARSE_BLOCK]
-        if block != _ZERO[: len(block)]:
-            _pwrite_all(fd, block, offset + start)
+    for start, block in _data_blocks(memoryview(data)):
+        pwrite_all(fd, block, offset + start)
 
 
 def _is_aligned(data: bytes | bytearray | memoryview | mmap.mmap) -> bool:
@@ -105,39 +115,39 @@ def write_file(fd: int, data: bytes | bytearray | memoryview) -> None:
     size = len(data)
     aligned = size - size % ALIGN
     if size < DIRECT_MIN or not set_direct(fd, True):
-        _pwrite_all(fd, memoryview(data), 0)
+        pwrite_all(fd, memoryview(data), 0)
         return
     if _is_aligned(data):
         src = memoryview(data)
         try:
-            _pwrite_all(fd, src[:aligned], 0)
+            pwrite_all(fd, src[:aligned], 0)
         except OSError as e:
             if e.errno != errno.EINVAL:
                 raise
             set_direct(fd, False)
-            _pwrite_all(fd, src, 0)
+            pwrite_all(fd, src, 0)
             return
         set_direct(fd, False)
         if aligned < size:
-            _pwrite_all(fd, src[aligned:], aligned)
+            pwrite_all(fd, src[aligned:], aligned)
         return
     buf = aligned_buffer(aligned)
     mv = memoryview(buf)
     try:
         mv[:aligned] = memoryview(data)[:aligned]
         try:
-            _pwrite_all(fd, mv[:aligned], 0)
+            pwrite_all(fd, mv[:aligned], 0)
         except OSError as e:
             if e.errno != errno.EINVAL:
                 raise
             set_direct(fd, False)  # accepted at open, refused on write (some FUSE): go buffered
-            _pwrite_all(fd, memoryview(data), 0)
+            pwrite_all(fd, memoryview(data), 0)
             return
     finally:
         mv.release()
     set_direct(fd, False)
     if aligned < size:
-        _pwrite_all(fd, memoryview(data)[aligned:], aligned)
+        pwrite_all(fd, memoryview(data)[aligned:], aligned)
 
 
 class SequentialWriter:
@@ -146,8 +156,6 @@ class SequentialWriter:
     ``sparse``: all-zero 64 KiB blocks are skipped, leaving holes (the file
     must already be truncated to its size).
     """
-
-    SPARSE_BLOCK = SPARSE_BLOCK
 
     def __init__(self, fd: int, buffer: mmap.mmap, *, sparse: bool = False) -> None:
         self.fd = fd
@@ -204,22 +212,19 @@ class SequentialWriter:
 
     def _emit(self, view: memoryview, offset: int) -> None:
         if self.sparse:
-            zero = bytes(min(self.SPARSE_BLOCK, len(view)))
-            for start in range(0, len(view), self.SPARSE_BLOCK):
-                block = view[start : start + self.SPARSE_BLOCK]
-                if block != zero[: len(block)]:
-                    self._pwrite(block, offset + start)
+            for start, block in _data_blocks(view):
+                self._pwrite(block, offset + start)
         else:
             self._pwrite(view, offset)
 
     def _pwrite(self, view: memoryview, offset: int) -> None:
         try:
-            _pwrite_all(self.fd, view, offset)
+            pwrite_all(self.fd, view, offset)
         except OSError as e:
             if e.errno != errno.EINVAL or not self.direct:
                 raise
             self.direct = not set_direct(self.fd, False)
-            _pwrite_all(self.fd, view, offset)
+            pwrite_all(self.fd, view, offset)
         self.written += len(view)
 
     def _flush(self, n: int) -> None:
