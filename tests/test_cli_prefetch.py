@@ -63,8 +63,10 @@ def test_module_files_finds_shared_libraries_beside_the_mapped_ones() -> None:
     libc = next((f for f in prefetch.mapped_files() if os.path.basename(f).startswith("libc.so")), None)
     if libc is None:
         pytest.skip("no libc.so mapped (not glibc)")
-    got = list(prefetch.module_files([f"lib:{os.path.basename(libc)}", "lib:libnot-there.so.9"], []))
-    assert got == [libc]
+    names = [f"lib:{os.path.basename(libc)}", "lib:libnot-there.so.9"]
+    others = [f for f in prefetch.mapped_files() if f != libc]
+    assert list(prefetch.module_files(names, [], others)) == [libc]
+    assert list(prefetch.module_files(names, [], [libc, *others])) == []  # mapped: advised already
 
 
 def test_the_shipped_list_resolves_here() -> None:
@@ -143,11 +145,26 @@ def test_start_does_nothing_when_turned_off(monkeypatch: pytest.MonkeyPatch) -> 
     assert prefetch.start(["config", "check"]) is None
 
 
+def test_start_does_nothing_where_it_cannot(monkeypatch: pytest.MonkeyPatch) -> None:
+    # No fork is made (or none could be): the command runs as it would without.
+    monkeypatch.delenv("DR_NO_PREFETCH", raising=False)
+
+    def no_fork() -> int:
+        raise BlockingIOError(11, "Resource temporarily unavailable")
+
+    monkeypatch.setattr(os, "fork", no_fork)
+    assert prefetch.start(["mover", "restore", "latest", "/t"]) is None
+    monkeypatch.delattr(os, "posix_fadvise")
+    monkeypatch.setattr(os, "fork", lambda: pytest.fail("forked without posix_fadvise"))
+    assert prefetch.start(["mover", "restore", "latest", "/t"]) is None
+
+
 def test_console_script_runs_the_cli_with_read_ahead(tmp_path: Path) -> None:
     """The installed ``dr`` goes through the read-ahead and still answers as before."""
     dr = Path(sys.executable).with_name("dr")
     if not dr.exists():
         pytest.skip("dr console script not installed beside this interpreter")
+    assert "dr.cli.entry" in dr.read_text()  # the entry point that starts the read-ahead
     env = {**os.environ, "DR_REPO": f"file://{tmp_path / 'none'}", "XDG_CONFIG_HOME": str(tmp_path)}
     env.pop("DR_NO_PREFETCH", None)
     out = subprocess.run([str(dr), "repo", "info"], capture_output=True, text=True, env=env, timeout=120)

@@ -56,22 +56,21 @@ REPOSITORY_COMMANDS = frozenset(
 )
 
 
-def module_files(names: Iterable[str], path: list[str]) -> Iterator[str]:
+def module_files(names: Iterable[str], path: list[str], mapped: Sequence[str] = ()) -> Iterator[str]:
     """The files the import system would read for ``names`` (dotted module names,
     parents before children), found in ``path`` (``sys.path``) or, for a package
     already imported, in its ``__path__``: a module's compiled ``.pyc``, a
     package's ``__init__`` one, an extension module's shared library. Names that
     resolve to nothing are skipped. ``pkg/rel/file`` names a data file in a
     package's directory; ``lib:NAME`` a shared library an extension module loads
-    (libcrypto ...), looked for beside the libraries this process has mapped."""
+    (libcrypto ...), looked for beside the files in ``mapped`` (``mapped_files``)
+    and left out if it is one of them."""
     dirs: dict[str, list[str]] = {}  # package name -> its directories
-    lib_dirs: list[str] | None = None
+    lib_dirs = list(dict.fromkeys(os.path.dirname(f) for f in mapped))
     for name in names:
         if name.startswith("lib:"):
-            if lib_dirs is None:
-                lib_dirs = list(dict.fromkeys(os.path.dirname(f) for f in mapped_files()))
             lib = next((p for p in (os.path.join(d, name[4:]) for d in lib_dirs) if os.path.exists(p)), None)
-            if lib:
+            if lib and lib not in mapped:
                 yield lib
             continue
         if "/" in name:
@@ -169,19 +168,19 @@ def start(args: Sequence[str]) -> int | None:
         return None
     if not hasattr(os, "fork") or not hasattr(os, "posix_fadvise"):
         return None
-    from dr.cli.startup_modules import MODULES
-
-    path = list(sys.path)
     try:
         pid = os.fork()
     except OSError:
         return None
-    if pid == 0:  # the child: system calls only, then gone without Python's exit
+    if pid == 0:  # the child: the list, then system calls only, gone without Python's exit
         try:
             signal.signal(signal.SIGINT, signal.SIG_IGN)
             _detach_stdio()
-            advise(mapped_files())  # the interpreter's own pages, faulted in as it runs
-            advise(module_files(MODULES, path))
+            from dr.cli.startup_modules import MODULES
+
+            mapped = mapped_files()
+            advise(mapped)  # the interpreter's own pages, faulted in as it runs
+            advise(module_files(MODULES, sys.path, mapped))
         finally:
             os._exit(0)
     import threading
