@@ -407,8 +407,9 @@ def send_views_whole(request: Any, **_: Any) -> None:
     """botocore ``before-send`` hook: a ``ViewReader`` body goes to urllib3 as its
     memoryview, which it sends with one ``sendall``. Read as a file, urllib3 sends
     it 16 KiB at a time: ~43,000 reads, copies and system calls for the 1 GiB
-    benchmark set, ~0.3 s of a backup's CPU. The length was set from the reader,
-    and the checksum is a header (``crc32_header``)."""
+    benchmark set (full backups into SeaweedFS, alternating: 4.85-4.99 s against
+    4.86-5.99 s). The length was set from the reader, and the checksum is a
+    header (``crc32_header``)."""
     if isinstance(request.body, ViewReader):
         request.body = request.body.rest
 
