@@ -84,6 +84,15 @@ def test_advise_counts_what_it_could_open(tmp_path: Path) -> None:
     assert prefetch.advise([str(there), str(tmp_path / "missing"), str(there)]) == 2
 
 
+def test_advise_passes_over_what_cannot_be_read_ahead(tmp_path: Path) -> None:
+    # A FIFO with no writer: opening it must not block, and a pipe takes no advice.
+    fifo = tmp_path / "fifo"
+    os.mkfifo(fifo)
+    there = tmp_path / "f"
+    there.write_bytes(b"x")
+    assert prefetch.advise([str(fifo), str(there)]) == 1
+
+
 @pytest.mark.parametrize(
     ("args", "expected"),
     [

@@ -128,11 +128,12 @@ def mapped_files() -> list[str]:
 
 
 def advise(files: Iterable[str]) -> int:
-    """Ask the kernel to read each file ahead; -> how many it was asked for."""
+    """Ask the kernel to read each file ahead; -> how many it was asked for.
+    Opened non-blocking: a FIFO by a listed name must not hold the child forever."""
     asked = 0
     for f in files:
         try:
-            fd = os.open(f, os.O_RDONLY | os.O_CLOEXEC)
+            fd = os.open(f, os.O_RDONLY | os.O_CLOEXEC | os.O_NONBLOCK)
         except OSError:
             continue
         try:
