@@ -143,22 +143,25 @@ class OrderedFileWriter:
             if self.failed:
                 return
             try:
-                if self._placed is None:
-                    if offset < self._next:
-                        return  # a blob stored twice in the file (written already)
-                    if offset != self._next:
-                        if offset in self._early or self._budget.take(len(data)):
-                            self._early.setdefault(offset, data)
-                            return
-                        self._go_in_place()
-                    else:
-                        self._write(data)
-                        self._drain()
-                        return
-                self._place(offset, data)
+                self._put(offset, data)
             except OSError:
                 self._fail()
                 raise
+
+    def _put(self, offset: int, data: bytes | memoryview) -> None:
+        """Under the lock: write the blob, hold it early, or place it."""
+        if self._placed is not None:
+            self._place(offset, data)
+        elif offset == self._next:
+            self._write(data)
+            self._drain()
+        elif offset < self._next:
+            return  # a blob stored twice in the file (written already)
+        elif offset in self._early or self._budget.take(len(data)):
+            self._early.setdefault(offset, data)
+        else:
+            self._go_in_place()
+            self._place(offset, data)
 
     def put_decoded(
         self, offset: int, n: int, decode: Callable[[memoryview, memoryview], None], *, spare: int = 0
