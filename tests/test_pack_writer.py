@@ -19,6 +19,7 @@ from hypothesis import strategies as st
 
 from dr.crypto.aead import Sealer
 from dr.repo.format import (
+    FLAG_RAW,
     STAGING_KEPT,
     BlobType,
     Codec,
@@ -57,11 +58,12 @@ def make_saver(tmp_path: Path, pack_size: int = 1 << 20) -> tuple[FileStore, Ind
 
 
 @given(st.binary(max_size=5000), st.booleans(), st.binary(min_size=32, max_size=32))
-def test_seal_into_reads_back_like_encode(data: bytes, compress: bool, bid: bytes) -> None:
+def test_staged_payload_seals_like_encode(data: bytes, compress: bool, bid: bytes) -> None:
     aad = blob_aad(BlobType.DATA, bid)
-    flag, body = CODEC.compress(data, compress=compress)
-    out = bytearray(sealed_size(len(body)))
-    CODEC.seal_into(flag, body, aad, memoryview(out))
+    with CODEC.staged(data, compress=compress) as payload:
+        flag = payload[0]
+        out = bytearray(sealed_size(len(payload) - 1))
+        CODEC.seal_payload_into(payload, aad, memoryview(out))
     encoded_flag, sealed = CODEC.encode(data, aad, compress=compress)
     assert (flag, len(out)) == (encoded_flag, len(sealed))  # same layout, other nonce
     assert CODEC.decode(bytes(out), aad, what="t") == data
@@ -69,14 +71,16 @@ def test_seal_into_reads_back_like_encode(data: bytes, compress: bool, bid: byte
         CODEC.decode(bytes(out), blob_aad(BlobType.TREE, bid), what="t")
 
 
-def test_seal_into_grows_the_staging_buffer_up_to_a_chunk() -> None:
+def test_staging_buffer_grows_up_to_a_chunk() -> None:
     # Larger than the first staging buffer (1 MiB), then larger again; a payload
     # above the largest chunk (a big tree) is staged in a buffer of its own, and the
     # thread's buffer stays no larger than a chunk.
     for size in (100, (1 << 20) + 7, (3 << 20) + 1, 9 << 20, 4 << 20, 10):
         data = os.urandom(size)
-        out = bytearray(sealed_size(len(data)))
-        CODEC.seal_into(0, data, b"aad", memoryview(out))
+        with CODEC.staged(data) as payload:
+            assert payload[0] == FLAG_RAW  # random bytes do not compress
+            out = bytearray(sealed_size(len(payload) - 1))
+            CODEC.seal_payload_into(payload, b"aad", memoryview(out))
         assert CODEC.decode(bytes(out), b"aad", what="t") == data
         assert len(CODEC._local.staging) <= STAGING_KEPT
     assert len(CODEC._local.staging) == STAGING_KEPT
@@ -166,7 +170,7 @@ def test_a_failed_seal_is_not_recorded_as_saved(tmp_path: Path, monkeypatch: pyt
     def broken(*args: object) -> None:
         raise ValueError("no entropy")
 
-    monkeypatch.setattr(saver.codec, "seal_into", broken)
+    monkeypatch.setattr(saver.codec, "seal_payload_into", broken)
     with pytest.raises(ValueError, match="no entropy"):
         saver.save(BlobType.DATA, b"data" * 100)
     assert not saver.known(blob_id(b"data" * 100))
@@ -191,3 +195,4 @@ def test_pack_buffers_are_reused_after_upload(tmp_path: Path) -> None:
     uploader.close()
     assert reused and all(p.size == 0 and p.entries == [] and p.writers == 0 for p in reused)
     assert len(stored_blobs(store)) == 12
+

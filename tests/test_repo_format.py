@@ -97,7 +97,7 @@ def test_decode_into_refuses_a_blob_of_another_length() -> None:
 
 def sealed_payload(flag: int, body: bytes, aad: bytes) -> bytes:
     out = bytearray(len(body) + 1 + OVERHEAD)
-    CODEC.seal_into(flag, body, aad, memoryview(out))
+    CODEC.seal_payload_into(memoryview(bytes([flag]) + body), aad, memoryview(out))
     return bytes(out)
 
 

@@ -6,6 +6,7 @@ FORMAT.md, which this module implements.
 
 from __future__ import annotations
 
+import contextlib
 import mmap
 import struct
 from collections.abc import Iterable, Iterator, Mapping, Sequence
@@ -17,6 +18,7 @@ import zstandard
 
 from dr.crypto.aead import OVERHEAD, AuthenticationFailed, Sealer
 from dr.errors import DrError
+from dr.repo.compress_into import ZstdInto
 
 FORMAT_VERSION = 1
 CONFIG_MAGIC = b"DRREPO\x00\x00"
@@ -31,7 +33,7 @@ INDEX_ENTRY = struct.Struct("<BBIII32s")  # type, flag, offset, sealed length, p
 FLAG_RAW = 0
 FLAG_ZSTD = 1
 
-# Largest payload Codec.seal_into stages in its reused per-thread buffer: a data
+# Largest payload Codec.staged builds in its reused per-thread buffer: a data
 # chunk (4 MiB at most) and its flag; larger ones (trees) get a buffer of their own.
 STAGING_KEPT = (4 << 20) + 1
 
@@ -79,12 +81,7 @@ class Codec:
         import threading
 
         self._local = threading.local()
-
-    def _cctx(self) -> zstandard.ZstdCompressor:
-        c = getattr(self._local, "cctx", None)
-        if c is None:
-            c = self._local.cctx = zstandard.ZstdCompressor(level=self.level, write_content_size=True)
-        return c
+        self._zstd = ZstdInto(self.level)
 
     def _dctx(self) -> zstandard.ZstdDecompressor:
         d = getattr(self._local, "dctx", None)
@@ -96,41 +93,49 @@ class Codec:
         self, plaintext: bytes | memoryview, aad: bytes, *, compress: bool = True
     ) -> tuple[int, bytes]:
         """-> (flag, sealed payload)."""
-        flag, body = self.compress(plaintext, compress=compress)
-        sealed = bytearray(sealed_size(len(body)))
-        with memoryview(sealed) as out:
-            self.seal_into(flag, body, aad, out)
-        return flag, bytes(sealed)
+        with self.staged(plaintext, compress=compress) as payload:
+            sealed = bytearray(sealed_size(len(payload) - 1))
+            with memoryview(sealed) as out:
+                self.seal_payload_into(payload, aad, out)
+            return payload[0], bytes(sealed)
 
-    def compress(
-        self, plaintext: bytes | memoryview, *, compress: bool = True
-    ) -> tuple[int, bytes | memoryview]:
-        """The first half of ``encode``: -> (flag, body), zstd only where it is smaller."""
-        if compress and len(plaintext) > 64:
-            z = self._cctx().compress(plaintext)
-            if len(z) < len(plaintext):
-                return FLAG_ZSTD, z
-        return FLAG_RAW, plaintext
+    @contextlib.contextmanager
+    def staged(self, plaintext: bytes | memoryview, *, compress: bool = True) -> Iterator[memoryview]:
+        """The payload of ``plaintext`` (flag + body, zstd only where smaller: §5.2),
+        lent for the with-block; ``len(payload) - 1`` is the body's length, which
+        sizes the sealed blob (``sealed_size``) before it is sealed.
 
-    def seal_into(self, flag: int, body: bytes | memoryview, aad: bytes, out: memoryview) -> None:
-        """The second half of ``encode``, written into ``out`` (``sealed_size(len(body))``
-        bytes): the layout of ``encode`` (with a nonce of its own). Backups seal each
-        blob straight into its pack, saving three copies and two allocations of every
-        blob (flag + body, the ciphertext, nonce + ciphertext)."""
-        n = 1 + len(body)
-        # The plaintext must be one buffer (flag + body) for AES-GCM: a staging buffer
-        # per thread, reused (an mmap: only the pages written become resident). A
-        # larger payload (a big directory's tree) gets one of its own, unmapped after.
-        kept = n <= STAGING_KEPT
-        staging = self._staging(n) if kept else mmap.mmap(-1, n)
+        The payload is built in a staging buffer per thread, reused (an mmap: only
+        the pages written become resident), and AES-GCM seals it from there: zstd
+        writes its frame straight into it (``ZstdInto``), a raw body is copied in
+        once. A payload larger than a chunk (a big directory's tree) gets a buffer
+        of its own, unmapped after."""
+        n = len(plaintext)
+        kept = n + 1 <= STAGING_KEPT
+        staging = self._staging(n + 1) if kept else mmap.mmap(-1, n + 1)
         try:
-            staging[0] = flag
-            with memoryview(staging) as mv, mv[1:n] as dst, mv[:n] as payload:
-                dst[:] = body
-                self.sealer.seal_into(payload, aad, out)
+            with memoryview(staging) as mv:
+                # Room for n - 1 bytes of frame: one that does not fit is not smaller.
+                size = 0
+                if compress and n > 64:
+                    with mv[1:n] as room:
+                        size = self._zstd.compress_into(plaintext, room)
+                if size:
+                    mv[0] = FLAG_ZSTD
+                else:
+                    mv[0] = FLAG_RAW
+                    mv[1 : n + 1] = plaintext
+                    size = n
+                with mv[: 1 + size] as payload:
+                    yield payload
         finally:
             if not kept:
                 staging.close()
+
+    def seal_payload_into(self, payload: memoryview, aad: bytes, out: memoryview) -> None:
+        """Seal a ``staged`` payload into ``out`` (``sealed_size(len(payload) - 1)``
+        bytes) with a nonce of its own: backups seal each blob straight into its pack."""
+        self.sealer.seal_into(payload, aad, out)
 
     def _staging(self, size: int) -> mmap.mmap:
         buf: mmap.mmap | None = getattr(self._local, "staging", None)

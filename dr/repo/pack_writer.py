@@ -309,9 +309,13 @@ class BlobSaver:
         if not self.uploader.claim(bid):
             return bid, False
         try:
-            flag, body = self.codec.compress(data)
-            with self.uploader.slot(blob_type, bid, flag, sealed_size(len(body)), len(data)) as out:
-                self.codec.seal_into(flag, body, blob_aad(blob_type, bid), out)
+            with (
+                self.codec.staged(data) as payload,
+                self.uploader.slot(
+                    blob_type, bid, payload[0], sealed_size(len(payload) - 1), len(data)
+                ) as out,
+            ):
+                self.codec.seal_payload_into(payload, blob_aad(blob_type, bid), out)
         except BaseException:
             self.uploader.unclaim(bid)
             raise

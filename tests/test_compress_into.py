@@ -1,0 +1,98 @@
+"""zstd straight into a caller's buffer (dr/repo/compress_into.py), and the staged
+payloads built with it (Codec.staged)."""
+
+from __future__ import annotations
+
+import os
+import sys
+import threading
+import tracemalloc
+
+import pytest
+import zstandard
+from hypothesis import given
+from hypothesis import strategies as st
+
+from dr.crypto.aead import Sealer
+from dr.repo.compress_into import ZstdInto
+from dr.repo.format import FLAG_RAW, FLAG_ZSTD, BlobType, Codec, blob_aad, sealed_size
+
+LOG = b"".join(
+    b"2024-05-01 10:%02d:%02d INFO req=%d GET /healthz ok dur=%dms\n" % (i % 60, i % 59, i, i % 977)
+    for i in range(60000)
+)
+
+
+def reference(data: bytes, level: int) -> bytes:
+    return zstandard.ZstdCompressor(level=level, write_content_size=True).compress(data)
+
+
+@pytest.fixture(params=["direct", "fallback"])
+def zstd_into(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> ZstdInto:
+    if request.param == "fallback":
+        monkeypatch.setitem(sys.modules, "zstandard._cffi", None)  # as if cffi were missing
+    z = ZstdInto(3)
+    assert z.direct == (request.param == "direct")
+    return z
+
+
+@given(st.binary(max_size=3000) | st.sampled_from([LOG[:100_000], LOG[: 1 << 20], os.urandom(70_000)]))
+def test_frames_are_those_of_python_zstandard(data: bytes) -> None:
+    z = ZstdInto(3)
+    want = reference(data, 3)
+    out = bytearray(len(want) + 10)
+    n = z.compress_into(data, memoryview(out))
+    assert out[:n] == want
+    assert zstandard.ZstdDecompressor().decompress(bytes(out[:n])) == data
+
+
+def test_a_frame_that_does_not_fit_gives_0_and_the_next_one_works(zstd_into: ZstdInto) -> None:
+    noise = os.urandom(200_000)
+    room = memoryview(bytearray(len(noise) - 1))  # only frames smaller than the input fit
+    assert zstd_into.compress_into(noise, room) == 0
+    text = LOG[:500_000]
+    n = zstd_into.compress_into(text, memoryview(bytearray(len(text) - 1)[:]))
+    assert 0 < n < len(text) // 5
+    out = bytearray(len(text))
+    assert zstd_into.compress_into(text, memoryview(out)) == n
+    assert bytes(out[:n]) == reference(text, 3)
+
+
+def test_threads_compress_with_contexts_of_their_own(zstd_into: ZstdInto) -> None:
+    inputs = [LOG[i * 7919 : i * 7919 + 300_000] for i in range(8)]
+    results: dict[int, bytes] = {}
+
+    def work(i: int) -> None:
+        for _ in range(3):
+            out = bytearray(len(inputs[i]))
+            n = zstd_into.compress_into(inputs[i], memoryview(out))
+            results[i] = bytes(out[:n])
+
+    threads = [threading.Thread(target=work, args=(i,)) for i in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert all(results[i] == reference(inputs[i], 3) for i in range(8))
+
+
+def test_staged_payloads_make_no_chunk_sized_object() -> None:
+    # The point of compressing in place: a 4 MiB chunk costs no heap block of its size
+    # (python-zstandard's compress made a ~4 MiB bytes object for each chunk).
+    codec = Codec(Sealer(os.urandom(32)))
+    aad = blob_aad(BlobType.DATA, bytes(32))
+    chunk, noise = LOG[: 4 << 20], os.urandom(4 << 20)
+    with codec.staged(chunk):  # the staging buffer and the context exist from here on
+        pass
+    for data, flag in ((chunk, FLAG_ZSTD), (noise, FLAG_RAW)):
+        tracemalloc.start()
+        try:
+            with codec.staged(data) as payload:
+                assert payload[0] == flag
+                grown = tracemalloc.get_traced_memory()[1]
+                sealed = bytearray(sealed_size(len(payload) - 1))
+                codec.seal_payload_into(payload, aad, memoryview(sealed))
+        finally:
+            tracemalloc.stop()
+        assert grown < 64 << 10
+        assert codec.decode(bytes(sealed), aad, what="t") == data
