@@ -7,6 +7,7 @@ restore would.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import random
 import threading
@@ -196,3 +197,33 @@ def test_pack_buffers_are_reused_after_upload(tmp_path: Path) -> None:
     assert reused and all(p.size == 0 and p.entries == [] and p.writers == 0 for p in reused)
     assert len(stored_blobs(store)) == 12
 
+
+def test_finished_uploads_are_not_kept(tmp_path: Path) -> None:
+    # Memory must not grow with the number of packs: a finished upload is dropped,
+    # and flush waits only for those still running.
+    store, _, uploader, saver = make_saver(tmp_path, pack_size=1 << 20)
+    most = 0
+    for i in range(60):
+        saver.save(BlobType.DATA, os.urandom(300_000) + bytes([i]))
+        most = max(most, len(uploader._pending))
+    uploader.flush()
+    assert uploader.stats.packs >= 15
+    assert most <= 3  # max_inflight (2), and one whose callback has not run yet
+    assert not uploader._pending
+    uploader.close()
+    assert len(stored_blobs(store)) == 60
+
+
+def test_a_failed_upload_still_fails_flush(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    store, _, uploader, saver = make_saver(tmp_path, pack_size=1 << 20)
+
+    def refuse(name: str, data: object, **kw: object) -> None:
+        raise OSError("disk full")
+
+    monkeypatch.setattr(store, "put", refuse)
+    for i in range(8):  # several packs: the failed uploads have finished before flush
+        with contextlib.suppress(OSError):
+            saver.save(BlobType.DATA, os.urandom(300_000) + bytes([i]))
+    with pytest.raises(OSError, match="disk full"):
+        uploader.flush()
+    uploader.close()
