@@ -13,6 +13,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 
+from dr.cli import startup_gc
 from dr.cli.context import AppContext
 from dr.config import Repository as RepositoryConfig
 from dr.config import default_config
@@ -72,6 +73,7 @@ def open_repository(app: AppContext, name: str | None = None) -> Repository:
         repo = Repository.open(store_for(app, name), provider_lookup(app))
         for note in repo.unlock_notes:
             log.info("key %s", note)
+        startup_gc.release()  # start-up is over: its objects live on
         return repo
 
     return app.cached(f"repo:{name}", make)  # type: ignore[no-any-return]
