@@ -4,7 +4,9 @@ payloads built with it (Codec.staged)."""
 from __future__ import annotations
 
 import os
+import subprocess
 import sys
+import textwrap
 import threading
 import tracemalloc
 
@@ -96,3 +98,22 @@ def test_staged_payloads_make_no_chunk_sized_object() -> None:
             tracemalloc.stop()
         assert grown < 64 << 10
         assert codec.decode(bytes(sealed), aad, what="t") == data
+
+
+def test_decoding_does_not_load_the_cffi_module() -> None:
+    # A restore only decodes: the 12 MB cffi module is mapped by the first compression.
+    code = """
+        import os, sys
+        from dr.crypto.aead import Sealer
+        from dr.repo.format import Codec
+        codec = Codec(Sealer(os.urandom(32)))
+        sealed = codec.sealer.seal(bytes([0]) + b"plain", b"aad")
+        assert codec.decode(sealed, b"aad", what="t") == b"plain"
+        print("zstandard._cffi" in sys.modules)
+        codec.encode(b"x" * 1000, b"aad")
+        print("zstandard._cffi" in sys.modules)
+    """
+    out = subprocess.run(
+        [sys.executable, "-c", textwrap.dedent(code)], capture_output=True, text=True, timeout=60
+    )
+    assert out.stdout.split() == ["False", "True"], out.stderr

@@ -23,6 +23,7 @@ that module cannot load (no cffi), ``compress_into`` falls back to
 
 from __future__ import annotations
 
+import functools
 import threading
 from typing import Any
 
@@ -35,28 +36,31 @@ class ZstdInto:
     def __init__(self, level: int) -> None:
         self.level = level
         self._local = threading.local()
-        self._lib: Any = None
-        self._ffi: Any = None
+
+    @functools.cached_property
+    def _cffi(self) -> tuple[Any, Any] | None:
+        """(ffi, lib) of zstandard's cffi module, loaded on first use (a restore never
+        compresses, and need not map its 12 MB); None without cffi."""
         try:
             from zstandard._cffi import ffi, lib
         except ImportError:  # cffi missing: compress, then copy
-            return
-        self._ffi, self._lib = ffi, lib
+            return None
+        return ffi, lib
 
     @property
     def direct(self) -> bool:
         """True when frames are written straight into the caller's buffer."""
-        return self._lib is not None
+        return self._cffi is not None
 
     def compress_into(self, src: bytes | bytearray | memoryview, dst: memoryview) -> int:
         """Compress ``src`` into ``dst`` as one zstd frame (content size in its header);
         -> the frame's length, or 0 when it would not fit in ``dst`` (nothing usable
         in ``dst`` then; a caller passing ``len(src) - 1`` bytes keeps only frames
         smaller than their input)."""
-        lib = self._lib
-        if lib is None:
+        cffi = self._cffi
+        if cffi is None:
             return self._fallback(src, dst)
-        ffi = self._ffi
+        ffi, lib = cffi
         cctx = getattr(self._local, "cctx", None)
         if cctx is None:
             cctx = ffi.gc(lib.ZSTD_createCCtx(), lib.ZSTD_freeCCtx)
@@ -67,7 +71,7 @@ class ZstdInto:
                 (lib.ZSTD_c_contentSizeFlag, 1),
                 (lib.ZSTD_c_checksumFlag, 0),  # the AEAD tag covers every byte (§5.2)
             ):
-                self._check(lib.ZSTD_CCtx_setParameter(cctx, param, value))
+                _check(ffi, lib, lib.ZSTD_CCtx_setParameter(cctx, param, value))
             self._local.cctx = cctx
         n = lib.ZSTD_compress2(
             cctx, ffi.from_buffer(dst, require_writable=True), len(dst), ffi.from_buffer(src), len(src)
@@ -77,7 +81,7 @@ class ZstdInto:
             lib.ZSTD_CCtx_reset(cctx, lib.ZSTD_reset_session_only)
             if lib.ZSTD_getErrorCode(n) == lib.ZSTD_error_dstSize_tooSmall:
                 return 0
-            self._check(n)
+            _check(ffi, lib, n)
         return int(n)
 
     def _fallback(self, src: bytes | bytearray | memoryview, dst: memoryview) -> int:
@@ -90,7 +94,8 @@ class ZstdInto:
         dst[: len(z)] = z
         return len(z)
 
-    def _check(self, code: int) -> None:
-        if self._lib.ZSTD_isError(code):
-            name = self._ffi.string(self._lib.ZSTD_getErrorName(code)).decode()
-            raise zstandard.ZstdError(f"zstd compression failed: {name}")
+
+def _check(ffi: Any, lib: Any, code: int) -> None:
+    if lib.ZSTD_isError(code):
+        name = ffi.string(lib.ZSTD_getErrorName(code)).decode()
+        raise zstandard.ZstdError(f"zstd compression failed: {name}")
