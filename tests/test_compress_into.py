@@ -100,8 +100,9 @@ def test_staged_payloads_make_no_chunk_sized_object() -> None:
         assert codec.decode(bytes(sealed), aad, what="t") == data
 
 
-def test_decoding_does_not_load_the_cffi_module() -> None:
-    # A restore only decodes: the 12 MB cffi module is mapped by the first compression.
+def test_restores_do_not_load_the_cffi_module() -> None:
+    # A restore decodes, and writes only its lock: the 12 MB cffi module is mapped by
+    # the first chunk-sized compression.
     code = """
         import os, sys
         from dr.crypto.aead import Sealer
@@ -109,8 +110,9 @@ def test_decoding_does_not_load_the_cffi_module() -> None:
         codec = Codec(Sealer(os.urandom(32)))
         sealed = codec.sealer.seal(bytes([0]) + b"plain", b"aad")
         assert codec.decode(sealed, b"aad", what="t") == b"plain"
+        codec.encode(b'{"lock": "shared"}' * 100, b"aad")
         print("zstandard._cffi" in sys.modules)
-        codec.encode(b"x" * 1000, b"aad")
+        codec.encode(b"x" * (64 << 10), b"aad")
         print("zstandard._cffi" in sys.modules)
     """
     out = subprocess.run(

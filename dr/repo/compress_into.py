@@ -29,6 +29,11 @@ from typing import Any
 
 import zstandard
 
+# Smaller inputs (locks, snapshots, most trees) go through python-zstandard's
+# compress: its bytes object is small, and a restore, which writes only its lock,
+# then never maps the cffi module (664 KB of it read from a cold disk).
+DIRECT_MIN = 64 << 10
+
 
 class ZstdInto:
     """Per-thread zstd contexts at one level; thread-safe."""
@@ -57,6 +62,8 @@ class ZstdInto:
         -> the frame's length, or 0 when it would not fit in ``dst`` (nothing usable
         in ``dst`` then; a caller passing ``len(src) - 1`` bytes keeps only frames
         smaller than their input)."""
+        if len(src) < DIRECT_MIN:
+            return self._fallback(src, dst)
         cffi = self._cffi
         if cffi is None:
             return self._fallback(src, dst)
