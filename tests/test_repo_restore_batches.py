@@ -136,3 +136,33 @@ def test_a_root_tree_that_cannot_be_read_fails_before_the_target_is_made(tmp_pat
     with pytest.raises(FormatError, match="authentication failed"):
         restore_snapshot(open_with(store, key), snap, out)
     assert not out.exists()
+
+
+def test_a_bug_in_one_worker_fails_the_restore_and_the_others_stop_taking_work(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Workers take the files one at a time from a shared list; an unexpected error
+    # (not a damaged blob, which fails only its file) ends the restore.
+    src = tmp_path / "src"
+    src.mkdir()
+    rng = random.Random(7)
+    for i in range(40):  # large enough to be restored front to back, each a piece of work
+        (src / f"f{i:02}.bin").write_bytes(rng.randbytes((4 << 20) + 1000))
+    repo, _ = init_repo(make_store("file", tmp_path, None), tmp_path)
+    snap = backup_directory(repo, src).snapshot
+
+    from dr.storage import direct_io
+
+    real = direct_io.SequentialWriter.close
+    closed = []
+
+    def close(self: direct_io.SequentialWriter) -> None:
+        closed.append(1)
+        if len(closed) == 5:
+            raise RuntimeError("a bug")
+        real(self)
+
+    monkeypatch.setattr(direct_io.SequentialWriter, "close", close)
+    with pytest.raises(RuntimeError, match="a bug"):
+        restore_snapshot(repo, snap, tmp_path / "out")
+    assert 5 <= len(closed) <= 5 + 3  # what the other three workers had in hand

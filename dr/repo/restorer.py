@@ -684,10 +684,32 @@ class _BatchRestore:
         # else: packs in the order the plan met them (files in tree order, each file's
         # blobs in order): about the order the backup wrote them, so that the blobs of
         # large files mostly arrive in file order and few wait in OrderedFileWriter.
+        # Each worker takes the next piece of work when it is free: one task per worker,
+        # not a future per file or pack up front (pool.map's ~1 KB each, which made the
+        # peak RSS of a batch of 800 files 0.6 MB above one of 200).
+        pending = iter(work)
+        taking = threading.Lock()
+        broken = threading.Event()  # a worker failed (a bug): the others take no more work
+
+        def drain() -> int:
+            done = 0
+            while not broken.is_set():
+                with taking:
+                    item = next(pending, None)
+                if item is None:
+                    break
+                try:
+                    done += item[1]()
+                except BaseException:
+                    broken.set()
+                    raise
+            return done
+
         with ThreadPoolExecutor(max_workers=self.workers, thread_name_prefix="dr-restore") as pool:
             chain = pool.submit(lambda: sum(restore_this() for restore_this in dense)) if dense else None
-            for nbytes in pool.map(lambda w: w[1](), work):
-                stats.bytes += nbytes
+            drains = [pool.submit(drain) for _ in range(min(self.workers, len(work)))]
+            for fut in drains:
+                stats.bytes += fut.result()
             if chain is not None:
                 stats.bytes += chain.result()
 
