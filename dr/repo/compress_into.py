@@ -5,9 +5,9 @@ the worst case (``ZSTD_compressBound``: the input plus ~0.4%) and shrinks it
 afterwards, and its streaming calls copy the input into zstd's window first (3%
 more CPU, measured). A backup compresses every chunk (up to 4 MiB), two workers
 at once, so every chunk made a multi-megabyte heap block that was cut down, then
-copied into the sealing buffer and freed: the holes this leaves in the heap made
-the backup's peak RSS depend on how chunk sizes happened to follow each other,
-and so grow with the size of the data set (1 GiB set 96-99 MB, 4 GiB 99-101 MB).
+copied into the sealing buffer and freed, and the heap kept the largest pair of
+them (local full backups, peak RSS: 1 GiB set 98-99 MB, 4 GiB 99-100 MB).
+With this module: 90-92 MB and 92 MB, same times (bench/RESULTS.md).
 
 Here one ``ZSTD_compress2`` call writes the frame into the caller's buffer, whose
 size is the largest output worth keeping: a frame that does not fit is not
