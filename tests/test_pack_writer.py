@@ -19,6 +19,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from dr.crypto.aead import Sealer
+from dr.repo import pack_writer
 from dr.repo.format import (
     FLAG_RAW,
     STAGING_KEPT,
@@ -138,6 +139,24 @@ def test_a_slot_that_does_not_fit_closes_the_pack_for_the_next(tmp_path: Path) -
     assert len(sizes) == 2 and 1000 < sizes[0] < 2000 and capacity < sizes[1] < capacity + 1000
 
 
+def test_packs_stay_within_their_size(tmp_path: Path) -> None:
+    # A blob that would take the open pack past pack_size starts the next pack
+    # (also when every slot of the open one is filled, so that its upload falls to
+    # the call that closes it); only a blob larger than pack_size makes a larger pack.
+    store, _, uploader, saver = make_saver(tmp_path, pack_size=1 << 20)
+    rng = random.Random(3)
+    blobs = [rng.randbytes(rng.randrange(50_000, 400_000)) for _ in range(40)] + [rng.randbytes(3 << 20)]
+    for data in blobs:
+        saver.save(BlobType.DATA, data)
+    uploader.flush()
+    uploader.close()
+    sizes = sorted(info.size for info in store.list("data/"))
+    header = 2000  # the sealed pack header of a few blobs
+    assert sizes[-1] > 3 << 20  # the large blob's own pack
+    assert all(size <= (1 << 20) + header for size in sizes[:-1])
+    assert sorted(stored_blobs(store).values()) == sorted(blobs)
+
+
 def test_a_blob_larger_than_the_pack_buffer_grows_it(tmp_path: Path) -> None:
     # A tree blob of a directory with ~100,000 entries is larger than a pack's
     # buffer (pack size + 5 MiB). The buffer grows; before it was a private
@@ -227,3 +246,41 @@ def test_a_failed_upload_still_fails_flush(tmp_path: Path, monkeypatch: pytest.M
     with pytest.raises(OSError, match="disk full"):
         uploader.flush()
     uploader.close()
+
+
+def test_data_pack_buffers_are_bounded(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # The open pack and the packs uploading or waiting to: max_inflight + 1 buffers,
+    # however slow the uploads are next to four threads saving blobs.
+    store, _, uploader, saver = make_saver(tmp_path, pack_size=1 << 20)
+    real_put = store.put
+
+    def slow_put(name: str, data: object, **kw: object) -> None:
+        threading.Event().wait(0.02)
+        real_put(name, data, **kw)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(store, "put", slow_put)
+    made = []
+    real_init = pack_writer._Pack.__init__
+
+    def counted_init(self: pack_writer._Pack, capacity: int) -> None:
+        made.append(capacity)
+        real_init(self, capacity)
+
+    monkeypatch.setattr(pack_writer._Pack, "__init__", counted_init)
+    rng = random.Random(9)
+    blobs = [rng.randbytes(rng.randrange(100_000, 300_000)) for _ in range(120)]
+
+    def work(part: list[bytes]) -> None:
+        for data in part:
+            saver.save(BlobType.DATA, data)
+
+    threads = [threading.Thread(target=work, args=(blobs[i::4],)) for i in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    uploader.flush()
+    uploader.close()
+    assert len(made) == 3  # max_inflight (2) + the open pack
+    assert uploader.stats.packs >= 20
+    assert sorted(stored_blobs(store).values()) == sorted(blobs)
