@@ -284,3 +284,37 @@ def test_data_pack_buffers_are_bounded(tmp_path: Path, monkeypatch: pytest.Monke
     assert len(made) == 3  # max_inflight (2) + the open pack
     assert uploader.stats.packs >= 20
     assert sorted(stored_blobs(store).values()) == sorted(blobs)
+
+
+def test_writers_waiting_for_a_buffer_fail_when_an_upload_fails(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Every buffer is full and uploading when the uploads fail: the writers waiting
+    # for one get the error instead of waiting for ever.
+    store, _, uploader, saver = make_saver(tmp_path, pack_size=1 << 20)
+
+    def failing_put(name: str, data: object, **kw: object) -> None:
+        threading.Event().wait(0.05)
+        raise OSError("disk full")
+
+    monkeypatch.setattr(store, "put", failing_put)
+    errors: list[BaseException] = []
+
+    def work(seed: int) -> None:
+        rng = random.Random(seed)
+        try:
+            for _ in range(40):
+                saver.save(BlobType.DATA, rng.randbytes(300_000))
+        except OSError as e:
+            errors.append(e)
+
+    threads = [threading.Thread(target=work, args=(i,)) for i in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=60)
+    assert not any(t.is_alive() for t in threads)
+    assert len(errors) == 4 and all("disk full" in str(e) for e in errors)
+    with pytest.raises(OSError, match="disk full"):
+        uploader.flush()
+    uploader.close()
