@@ -11,6 +11,7 @@ import contextlib
 import os
 import random
 import threading
+from collections.abc import Callable
 from pathlib import Path
 
 import blake3
@@ -59,6 +60,18 @@ def make_saver(tmp_path: Path, pack_size: int = 1 << 20) -> tuple[FileStore, Ind
     return store, index, uploader, BlobSaver(blob_id, CODEC, uploader)
 
 
+def run_in_threads(
+    work: Callable[[int], None], n: int = 4, timeout: float | None = None
+) -> list[threading.Thread]:
+    """Run ``work(k)`` for k in range(n) on n threads at once; -> the threads, joined."""
+    threads = [threading.Thread(target=work, args=(k,)) for k in range(n)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout)
+    return threads
+
+
 @given(st.binary(max_size=5000), st.booleans(), st.binary(min_size=32, max_size=32))
 def test_staged_payload_seals_like_encode(data: bytes, compress: bool, bid: bytes) -> None:
     aad = blob_aad(BlobType.DATA, bid)
@@ -102,11 +115,7 @@ def test_threads_seal_into_the_same_packs(tmp_path: Path) -> None:
         except BaseException as e:  # pragma: no cover - reported below
             errors.append(e)
 
-    threads = [threading.Thread(target=work, args=(k,)) for k in range(4)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
+    run_in_threads(work)
     uploader.flush()
     uploader.close()
     assert errors == []
@@ -270,15 +279,11 @@ def test_data_pack_buffers_are_bounded(tmp_path: Path, monkeypatch: pytest.Monke
     rng = random.Random(9)
     blobs = [rng.randbytes(rng.randrange(100_000, 300_000)) for _ in range(120)]
 
-    def work(part: list[bytes]) -> None:
-        for data in part:
+    def work(k: int) -> None:
+        for data in blobs[k::4]:
             saver.save(BlobType.DATA, data)
 
-    threads = [threading.Thread(target=work, args=(blobs[i::4],)) for i in range(4)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
+    run_in_threads(work)
     uploader.flush()
     uploader.close()
     assert len(made) == 3  # max_inflight (2) + the open pack
@@ -308,11 +313,7 @@ def test_writers_waiting_for_a_buffer_fail_when_an_upload_fails(
         except OSError as e:
             errors.append(e)
 
-    threads = [threading.Thread(target=work, args=(i,)) for i in range(4)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(timeout=60)
+    threads = run_in_threads(work, timeout=60)
     assert not any(t.is_alive() for t in threads)
     assert len(errors) == 4 and all("disk full" in str(e) for e in errors)
     with pytest.raises(OSError, match="disk full"):
