@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import gc
 import json
 import os
 import resource
 import signal
 import struct
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -228,6 +230,28 @@ def test_malformed_snapshot_names_the_object_and_field(tmp_path: Path) -> None:
     with pytest.raises(FormatError) as e:
         list_snapshots(open_with(repo.store, key))
     assert e.value.message == f"snapshots/{name}: malformed: stats.files: expected an integer"
+
+
+def test_a_listing_that_fails_leaves_no_threads_behind(tmp_path: Path) -> None:
+    # Objects load on a thread pool. The listing stopped at a malformed snapshot used
+    # to leave the pool to the garbage collector, which once shut it down inside
+    # threading's own lock and hung the process: it is shut down before the error.
+    repo, key = init_repo(make_store("file", tmp_path, None), tmp_path)
+    for i in range(3):
+        save_snapshot(repo, Snapshot(kind="backup", name=f"ok-{i}"))
+    repo.save_object("snapshots", {"version": 99, "kind": "volume"}, name="ef" * 32)
+    before = {t.ident for t in threading.enumerate()}
+    gc.disable()  # only the code under test may end the pool
+    try:
+        # ``e`` keeps the traceback, and with it the frames the error left (a cycle
+        # through this frame, as in most code that catches an error).
+        with pytest.raises(FormatError) as e:
+            list_snapshots(open_with(repo.store, key))
+        left = [t.name for t in threading.enumerate() if t.ident not in before and t.is_alive()]
+    finally:
+        gc.enable()
+    assert "unsupported snapshot version 99" in e.value.message
+    assert left == []
 
 
 def test_a_full_id_of_the_other_kind_is_refused(tmp_path: Path) -> None:

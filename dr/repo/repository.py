@@ -13,7 +13,7 @@ import json
 import logging
 import os
 import socket
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -307,11 +307,16 @@ class Repository:
     def list_objects(self, kind: str) -> list[str]:
         return [n.rsplit("/", 1)[-1] for n in self.list_names(f"{kind}/")]
 
-    def load_objects(self, kind: str, names: list[str] | None = None) -> Iterator[tuple[str, dict[str, Any]]]:
-        """Load many objects in parallel; unreadable ones raise FormatError."""
+    def load_objects(self, kind: str, names: list[str] | None = None) -> list[tuple[str, dict[str, Any]]]:
+        """Load many objects in parallel; unreadable ones raise FormatError.
+
+        All of them before returning, with the pool shut down: as a generator that
+        held the pool open across its yields, a caller that stopped at an error left
+        the pool's shutdown to the garbage collector, which once ran it inside
+        threading's own bookkeeping lock and hung the process (seen in CI)."""
         names = self.list_objects(kind) if names is None else names
         with ThreadPoolExecutor(max_workers=8) as pool:
-            yield from zip(names, pool.map(lambda n: self.load_object(kind, n), names), strict=True)
+            return list(zip(names, pool.map(lambda n: self.load_object(kind, n), names), strict=True))
 
     # ------------------------------------------------------------------ key slots
 
