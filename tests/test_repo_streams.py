@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import tempfile
+import threading
+import time
 from itertools import pairwise
 from pathlib import Path
 
@@ -58,3 +60,26 @@ def test_reading_ahead_is_bounded(tmp_path: Path) -> None:
     assert len(asked) <= 4  # the one consumed and at most three ahead, not the whole stream
     reader.close()
     assert len(asked) <= 4
+
+
+def test_closing_early_does_not_wait_for_reads_under_way(tmp_path: Path) -> None:
+    # A reader that stops is closed by whoever drops it, the garbage collector
+    # included: close must not join the pool (a join there can hang the process).
+    repo, _ = init_repo(open_store(f"file://{tmp_path}/repo"), tmp_path)
+    stream = _stream_of(repo, [f"blob {i}\n".encode() for i in range(10)])
+    read_blob = repo.read_blob
+    release = threading.Event()
+
+    def slow_after_first(blob_id: bytes) -> bytes:
+        data = read_blob(blob_id)
+        if data != b"blob 0\n":
+            release.wait(30)
+        return data
+
+    repo.read_blob = slow_after_first  # type: ignore[method-assign]
+    reader = read_stream(repo, stream, prefetch=3)
+    assert next(reader) == b"blob 0\n"
+    started = time.monotonic()
+    reader.close()  # three reads are under way, held until released
+    assert time.monotonic() - started < 5
+    release.set()

@@ -44,18 +44,21 @@ def read_stream(repo: Repository, stream: Stream, *, prefetch: int = 4) -> Itera
     memory holds a few blobs whatever the stream's length.
     """
     ids = iter(bytes.fromhex(b) for b in stream.blobs)
-    with ThreadPoolExecutor(max_workers=prefetch) as pool:
+    pool = ThreadPoolExecutor(max_workers=prefetch)
+    try:
         window: deque[Future[bytes]] = deque(pool.submit(repo.read_blob, i) for i in islice(ids, prefetch))
-        try:
-            while window:
-                data = window.popleft().result()
-                following = next(ids, None)
-                if following is not None:
-                    window.append(pool.submit(repo.read_blob, following))
-                yield data
-        finally:
-            for fut in window:  # closed early: do not read what nobody will use
-                fut.cancel()
+        while window:
+            data = window.popleft().result()
+            following = next(ids, None)
+            if following is not None:
+                window.append(pool.submit(repo.read_blob, following))
+            yield data
+    finally:
+        # Closed early, do not read what nobody will use, and do not wait for the reads
+        # under way: a generator dropped by its reader is closed by the garbage
+        # collector at any point, and a join there can hang (it once did, inside
+        # threading's own lock, for Repository.load_objects).
+        pool.shutdown(wait=False, cancel_futures=True)
 
 
 def read_lines(repo: Repository, stream: Stream) -> Iterator[bytes]:
