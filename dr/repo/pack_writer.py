@@ -84,8 +84,10 @@ class _Pack:
             assert self.writers == 0, "pack buffer resized while a slot is being filled"
             self.buf.resize(max(end, len(self.buf) * 2))
 
-    def fits(self, length: int) -> bool:
-        return self.size + length <= len(self.buf) or self.writers == 0
+    @property
+    def ready(self) -> bool:
+        """Closed, every slot filled, none failed: to be uploaded."""
+        return self.closed and self.writers == 0 and not self.failed
 
     def slot(self, entry: PackEntry) -> None:
         self.reserve(entry.offset + entry.length)
@@ -182,48 +184,51 @@ class PackUploader:
         self, blob_type: BlobType, blob_id: bytes, flag: int, length: int, raw_length: int
     ) -> tuple[_Pack, int]:
         while True:
-            done: _Pack | None = None  # a pack closed here with every slot filled: ours to upload
             with self._lock:
                 if self._error:
                     raise self._error
                 p = self._current.get(blob_type)
-                if p is not None and (not p.fits(length) or (p.size and p.size + length > self.pack_size)):
-                    # It would take the pack past its size (or past its buffer, which
-                    # cannot grow while others write into it): close this pack. Its last
-                    # writer uploads it, or this call if none is left. Packs stay within
+                if p is not None and p.size and p.size + length > self.pack_size:
+                    # It would take the pack past its size: close it (its last writer
+                    # uploads it, or this call if none is left). Packs stay within
                     # pack_size, so a reused buffer's resident pages stay within it too:
                     # when a pack could end up to a chunk (4 MiB) beyond, the buffers kept
-                    # the largest overshoot met so far, and a longer backup met larger ones.
-                    self._close(blob_type)
-                    if p.writers == 0 and not p.failed:
-                        done = p
-                    p = None
-                if p is None and done is None:
-                    if blob_type != BlobType.DATA:
-                        # A tree pack takes a fresh buffer: only the pages it fills become
-                        # resident, where a reused one would keep a data pack's worth.
-                        p = _Pack(max(self.pack_size + PACK_SLACK, length))
-                    elif self._free:
-                        p = self._free.pop()
-                    elif self._data_buffers < self._max_buffers:
-                        self._data_buffers += 1
-                        p = _Pack(max(self.pack_size + PACK_SLACK, length))
-                    else:
-                        # Every buffer is full, uploading or waiting to: wait for one to
-                        # come back, then look again (another writer may have opened a pack).
-                        self._returned.wait()
-                        continue
-                    self._current[blob_type] = p
-                if p is not None:
+                    # the largest overshoot met so far, and a longer backup met larger
+                    # ones. (A blob larger than pack_size goes into an empty pack, whose
+                    # buffer grows: no slot is open in it.)
+                    done = self._close(blob_type)
+                elif p is None and (p := self._open_pack(blob_type, length)) is None:
+                    # Every data buffer is full, uploading or waiting to: wait for one
+                    # to come back, then look again (another writer may have opened a pack).
+                    self._returned.wait()
+                    continue
+                else:
                     offset = p.size
                     p.slot(PackEntry(blob_type, flag, offset, length, raw_length, blob_id))
                     self.stats.new_blobs += 1
                     self.stats.new_raw_bytes += raw_length
                     if p.size >= self.pack_size:
-                        self._close(blob_type)  # uploaded when its last slot is filled
+                        self._close(blob_type)  # the slot just reserved is open: _filled uploads it
                     return p, offset
             if done is not None:
                 self._submit(done)
+
+    def _open_pack(self, blob_type: BlobType, length: int) -> _Pack | None:
+        """A new open pack of the type (under the lock); None when every data buffer
+        is in use. A tree pack takes a fresh buffer: only the pages it fills become
+        resident, where a reused one would keep a data pack's worth."""
+        if blob_type == BlobType.DATA:
+            if self._free:
+                p = self._free.pop()
+            elif self._data_buffers < self._max_buffers:
+                self._data_buffers += 1
+                p = _Pack(max(self.pack_size + PACK_SLACK, length))
+            else:
+                return None
+        else:
+            p = _Pack(max(self.pack_size + PACK_SLACK, length))
+        self._current[blob_type] = p
+        return p
 
     def _filled(self, p: _Pack, error: BaseException | None = None) -> None:
         with self._lock:
@@ -232,14 +237,17 @@ class PackUploader:
                 p.failed = True
                 self._error = self._error or error
                 self._returned.notify_all()
-            ready = p.closed and p.writers == 0 and not p.failed
+            ready = p.ready
         if ready:
             self._submit(p)
 
-    def _close(self, blob_type: BlobType) -> None:
-        """Take the open pack of a type out of use (under the lock, while the slot
-        just reserved, or others, are still open: ``_filled`` uploads it)."""
-        self._current.pop(blob_type).closed = True
+    def _close(self, blob_type: BlobType) -> _Pack | None:
+        """Take the open pack of a type out of use (under the lock); -> the pack if it
+        is ready to upload now, which falls to the caller (else its last writer's
+        ``_filled`` uploads it)."""
+        p = self._current.pop(blob_type)
+        p.closed = True
+        return p if p.ready else None
 
     def _submit(self, pack: _Pack) -> None:
         self._inflight.acquire()  # backpressure: bounded packs in memory
