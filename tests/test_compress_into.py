@@ -53,7 +53,7 @@ def test_a_frame_that_does_not_fit_gives_0_and_the_next_one_works(zstd_into: Zst
     room = memoryview(bytearray(len(noise) - 1))  # only frames smaller than the input fit
     assert zstd_into.compress_into(noise, room) == 0
     text = LOG[:500_000]
-    n = zstd_into.compress_into(text, memoryview(bytearray(len(text) - 1)[:]))
+    n = zstd_into.compress_into(text, memoryview(bytearray(len(text) - 1)))
     assert 0 < n < len(text) // 5
     out = bytearray(len(text))
     assert zstd_into.compress_into(text, memoryview(out)) == n
@@ -119,3 +119,18 @@ def test_restores_do_not_load_the_cffi_module() -> None:
         [sys.executable, "-c", textwrap.dedent(code)], capture_output=True, text=True, timeout=60
     )
     assert out.stdout.split() == ["False", "True"], out.stderr
+
+
+def test_a_zstd_error_is_named() -> None:
+    # Errors other than "destination too small" are raised with zstd's own name for them.
+    from dr.repo.compress_into import _check
+
+    z = ZstdInto(3)
+    if not z.direct:
+        pytest.skip("cffi missing")
+    ffi, lib = z._cffi  # type: ignore[misc]
+    cctx = ffi.gc(lib.ZSTD_createCCtx(), lib.ZSTD_freeCCtx)
+    code = lib.ZSTD_CCtx_setParameter(cctx, 9999, 1)  # no such parameter
+    with pytest.raises(zstandard.ZstdError, match="zstd compression failed: Unsupported parameter"):
+        _check(ffi, lib, code)
+    _check(ffi, lib, 0)  # success: nothing raised

@@ -62,9 +62,7 @@ class ZstdInto:
         -> the frame's length, or 0 when it would not fit in ``dst`` (nothing usable
         in ``dst`` then; a caller passing ``len(src) - 1`` bytes keeps only frames
         smaller than their input)."""
-        if len(src) < DIRECT_MIN:
-            return self._fallback(src, dst)
-        cffi = self._cffi
+        cffi = self._cffi if len(src) >= DIRECT_MIN else None
         if cffi is None:
             return self._fallback(src, dst)
         ffi, lib = cffi
