@@ -1,27 +1,55 @@
 """The in-memory index: which blob is where (FORMAT.md §7).
 
-Built from every ``index/`` file at open; lookups are a dict access. The
-same blob may be stored in several packs (concurrent backups); the first
-copy seen wins and the others are kept only so that prune can account for
-them.
+Built from every ``index/`` file at open. The same blob may be stored in
+several packs (concurrent backups); the first copy seen wins and the others
+are kept only so that prune can account for them.
 
-It holds every blob of the repository, so it is kept compact: each pack's
-entries stay the records of its index file (``PackEntries``, 46 bytes a blob)
-and each blob id maps to an int (its pack's number and its entry's). Measured
-with 1,000,000 blobs: ~200 bytes a blob against 336 as objects, the index
-loaded in 0.85 s against 4.7 s. ``get`` makes the entry on each call: 3.9-4.4
-µs against 0.3-0.5, which only a restore pays, once per blob it plans (20,000
-one-blob files: ~70 ms more for lookups, 37 ms less to load the index).
+It holds every blob of the repository (a million for 1 TiB in 1 MiB chunks),
+so it is kept compact, outside Python objects:
+
+- each pack's entries stay the records of its index file (``PackEntries``,
+  46 bytes a blob, the blob id included);
+- a blob's place is an int, its ``ref``: its pack's number and its entry's;
+- the blobs are found through two arrays in the order of their ids: the first
+  8 bytes of each id and its ref, 16 bytes a blob. A lookup bisects the first
+  array and compares the whole id with the record.
+
+Opening a repository sorts all its blobs once (``add_files``). Blobs added
+after that (a backup's new packs) wait in a dict, ``recent`` (~140 bytes a
+blob), until it holds an eighth as many as the arrays; a merge then copies the
+arrays once and bisects once per waiting blob.
+
+Measured with 1,000,000 blobs (``bench/index_memory.py``), against the dict of
+every blob id this replaced: 17 bytes of Python objects a blob besides the
+records instead of 140 (69 at the peak while loading); loading 0.86 s
+instead of 0.52; ``get`` 2.5 µs instead of 1.4, ``in`` 0.8 instead of 0.2.
+A backup asks ``in`` about once per MiB read; a restore asks ``get`` once per
+blob it plans (20,000 one-blob files: ~20 ms more).
 """
 
 from __future__ import annotations
 
+import operator
+import struct
 import threading
+from array import array
+from bisect import bisect_left
 from collections.abc import Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from itertools import islice, repeat
 
-from dr.repo.format import BlobType, Codec, FormatError, PackEntries, PackEntry, decode_index, object_aad
+from dr.repo.format import (
+    ID_SIZE,
+    INDEX_ENTRY,
+    BlobType,
+    Codec,
+    FormatError,
+    PackEntries,
+    PackEntry,
+    decode_index,
+    object_aad,
+)
 from dr.storage.base import ObjectStore
 
 
@@ -34,14 +62,28 @@ class BlobLocation:
 # A blob's place in the index: its pack's number << ENTRY_BITS | its entry's number.
 ENTRY_BITS = 24
 ENTRY_MASK = (1 << ENTRY_BITS) - 1
+# Where a blob id sits in an INDEX_ENTRY record, and the part of it the arrays keep.
+_ID_AT = INDEX_ENTRY.size - ID_SIZE
+_PREFIXES = struct.Struct(f"<{_ID_AT}xQ{ID_SIZE - 8}x")  # over a pack's records: id_prefix of each
+_REF_MASK = (1 << 64) - 1
+# The recent blobs are merged into the arrays once there are this many, or an eighth of them.
+MERGE_MIN = 256
+
+
+def id_prefix(blob_id: bytes) -> int:
+    """The key the arrays are sorted by: a blob id's first 8 bytes, little-endian."""
+    return int.from_bytes(blob_id[:8], "little")
 
 
 class Index:
-    """Which pack holds each blob: ~190-215 bytes per blob (the id as a dict key, an int,
-    and the pack's 46-byte index record; ``PackEntries``)."""
+    """Which pack holds each blob: ~62 bytes per blob once merged (16 in the arrays,
+    46 in the pack's record), ~190 while it waits in ``recent``."""
 
     def __init__(self) -> None:
-        self._blobs: dict[bytes, int] = {}
+        # (id prefixes, refs), sorted by prefix; replaced whole, never changed in place,
+        # so that readers without the lock see one consistent pair.
+        self._merged: tuple[array[int], array[int]] = (array("Q"), array("Q"))
+        self._recent: dict[bytes, int] = {}  # blob id -> ref, not in _merged
         self._pack_ids: list[bytes] = []
         self._pack_entries: list[PackEntries] = []  # by pack number, as _pack_ids
         self.packs: dict[bytes, PackEntries] = {}
@@ -50,31 +92,137 @@ class Index:
         self._lock = threading.Lock()
 
     def __len__(self) -> int:
-        return len(self._blobs)
+        with self._lock:
+            self._merge()  # recent may hold a second copy of a merged blob
+            return len(self._merged[0])
 
     def __contains__(self, blob_id: bytes) -> bool:
-        return blob_id in self._blobs
+        return self._ref(blob_id) is not None
 
     def get(self, blob_id: bytes) -> BlobLocation | None:
-        ref = self._blobs.get(blob_id)
+        ref = self._ref(blob_id)
         if ref is None:
             return None
         n = ref >> ENTRY_BITS
         return BlobLocation(self._pack_ids[n], self._pack_entries[n].entry(ref & ENTRY_MASK))
 
+    def _id_at(self, ref: int) -> bytes:
+        at = (ref & ENTRY_MASK) * INDEX_ENTRY.size + _ID_AT
+        return self._pack_entries[ref >> ENTRY_BITS].raw[at : at + ID_SIZE]
+
+    def _ref(self, blob_id: bytes) -> int | None:
+        # recent before _merged: a merge publishes the new arrays before it empties
+        # recent, so a blob moving from one to the other is seen in one or the other.
+        recent = self._recent
+        keys, refs = self._merged
+        prefix = id_prefix(blob_id)
+        ref = self._scan(keys, refs, bisect_left(keys, prefix), prefix, blob_id)
+        return ref if ref is not None else recent.get(blob_id)
+
+    def _scan(self, keys: array[int], refs: array[int], i: int, prefix: int, blob_id: bytes) -> int | None:
+        """The ref of ``blob_id`` among the ids from ``keys[i]`` on that share its prefix."""
+        # Ids that share their first 8 bytes (a pair in ~2^34 among 10^10 blobs) sit side by side.
+        while i < len(keys) and keys[i] == prefix:
+            if self._id_at(refs[i]) == blob_id:
+                return refs[i]
+            i += 1
+        return None
+
     def add_pack(self, pack_id: bytes, entries: Sequence[PackEntry]) -> None:
         compact = PackEntries.of(entries)
+        with self._lock:
+            ref = self._register(pack_id, compact)
+            if ref is None:
+                return
+            recent = self._recent
+            for i, bid in enumerate(compact.ids()):
+                # A blob already merged is kept out of recent at the next merge.
+                recent.setdefault(bid, ref | i)
+            if len(recent) >= max(MERGE_MIN, len(self._merged[0]) >> 3):
+                self._merge()
+
+    def _register(self, pack_id: bytes, compact: PackEntries) -> int | None:
+        """Give a pack its number (under the lock). -> its first entry's ref, None if
+        the pack is listed already (same name, same content: the first listing has it all)."""
         if len(compact) >> ENTRY_BITS:
             raise FormatError(f"pack {pack_id.hex()[:16]}: more than {1 << ENTRY_BITS} blobs")
+        if pack_id in self.packs:
+            return None
+        ref = len(self._pack_ids) << ENTRY_BITS
+        self._pack_ids.append(pack_id)
+        self._pack_entries.append(compact)
+        self.packs[pack_id] = compact
+        return ref
+
+    def add_files(self, files: Iterable[tuple[str, Sequence[tuple[bytes, Sequence[PackEntry]]]]]) -> None:
+        """Add whole index files at once: what opening a repository does.
+
+        Into an empty index the blobs are sorted once, as ints (prefix << 64 | ref),
+        instead of one bisect each: 1,000,000 blobs in 0.86 s against 1.53 s.
+        """
+        placed: list[int] = []
+        for name, packs in files:
+            ids = []
+            with self._lock:
+                for pack_id, entries in packs:
+                    compact = PackEntries.of(entries)
+                    ref = self._register(pack_id, compact)
+                    ids.append(pack_id)
+                    if ref is not None:
+                        placed += [
+                            p << 64 | ref | i for i, (p,) in enumerate(_PREFIXES.iter_unpack(compact.raw))
+                        ]
+                self.files[name] = ids
+        placed.sort()  # by prefix, then ref: the first copy of a blob comes first
         with self._lock:
-            if pack_id in self.packs:
-                return  # listed again (same name, same content): the first listing has it all
-            ref = len(self._pack_ids) << ENTRY_BITS
-            self._pack_ids.append(pack_id)
-            self._pack_entries.append(compact)
-            self.packs[pack_id] = compact
-            for i, bid in enumerate(compact.ids()):
-                self._blobs.setdefault(bid, ref | i)
+            if len(self._merged[0]) or self._recent:  # not empty: the general way
+                for x in placed:
+                    ref = x & _REF_MASK
+                    self._recent.setdefault(self._id_at(ref), ref)
+                self._merge()
+                return
+            keys = array("Q", map(operator.rshift, placed, repeat(64)))
+            refs = array("Q", map(operator.and_, placed, repeat(_REF_MASK)))
+            del placed
+            if any(map(operator.eq, keys, islice(keys, 1, None))):  # shared prefixes: rare
+                keys, refs = self._without_copies(keys, refs)
+            self._merged = (keys, refs)
+
+    def _without_copies(self, keys: array[int], refs: array[int]) -> tuple[array[int], array[int]]:
+        """Sorted arrays without the second and later copies of a blob."""
+        kept_keys, kept_refs = array("Q"), array("Q")
+        run = 0  # where the kept ids that share the last kept prefix start
+        for key, ref in zip(keys, refs, strict=True):
+            if kept_keys and kept_keys[-1] == key:
+                bid = self._id_at(ref)
+                if any(self._id_at(kept_refs[j]) == bid for j in range(run, len(kept_keys))):
+                    continue  # a later copy: the first (smaller ref) is kept
+            else:
+                run = len(kept_keys)
+            kept_keys.append(key)
+            kept_refs.append(ref)
+        return kept_keys, kept_refs
+
+    def _merge(self) -> None:
+        """Move the recent blobs into the arrays (under the lock)."""
+        if not self._recent:
+            return
+        keys, refs = self._merged
+        new_keys, new_refs = array("Q"), array("Q")
+        done = 0  # keys[:done] are copied
+        for prefix, ref, bid in sorted((id_prefix(b), r, b) for b, r in self._recent.items()):
+            at = bisect_left(keys, prefix, done)
+            if self._scan(keys, refs, at, prefix, bid) is not None:
+                continue  # merged before, from an earlier pack: the first copy wins
+            new_keys += keys[done:at]
+            new_refs += refs[done:at]
+            new_keys.append(prefix)
+            new_refs.append(ref)
+            done = at
+        new_keys += keys[done:]
+        new_refs += refs[done:]
+        self._merged = (new_keys, new_refs)
+        self._recent = {}
 
     def add_file(self, name: str, packs: Iterable[tuple[bytes, Sequence[PackEntry]]]) -> None:
         ids = []
@@ -85,12 +233,13 @@ class Index:
             self.files[name] = ids
 
     def blob_ids(self, blob_type: BlobType | None = None) -> Iterator[bytes]:
-        for bid, ref in self._blobs.items():
-            if (
-                blob_type is None
-                or self._pack_entries[ref >> ENTRY_BITS].type_at(ref & ENTRY_MASK) == blob_type
-            ):
-                yield bid
+        with self._lock:
+            self._merge()
+            refs = self._merged[1]
+        for ref in refs:
+            n, i = ref >> ENTRY_BITS, ref & ENTRY_MASK
+            if blob_type is None or self._pack_entries[n].type_at(i) == blob_type:
+                yield self._id_at(ref)
 
 
 def load_index(store: ObjectStore, codec: Codec, names: list[str], workers: int = 8) -> Index:
@@ -104,6 +253,5 @@ def load_index(store: ObjectStore, codec: Codec, names: list[str], workers: int 
         return name, list(decode_index(plain, name))
 
     with ThreadPoolExecutor(max_workers=workers) as pool:
-        for name, packs in pool.map(fetch, names):
-            index.add_file(name, packs)
+        index.add_files(pool.map(fetch, names))
     return index
