@@ -5,7 +5,10 @@ from __future__ import annotations
 import json
 import os
 import re
+import threading
+import time
 from datetime import UTC, datetime
+from typing import Any
 
 import pytest
 import zstandard
@@ -82,6 +85,44 @@ def test_decode_into_gives_what_decode_gives(
     for wrong in (blob_aad(BlobType.TREE, bid), aad + b"x"):
         with pytest.raises(FormatError, match="t: authentication failed"):
             CODEC.decode_into(sealed, wrong, memoryview(out)[: len(data) + 1], what="t")
+
+
+@pytest.mark.parametrize("lent", [False, True])
+def test_blobs_without_lent_room_take_scratch_one_at_a_time(lent: bool) -> None:
+    # Scratch of its own (no room lent) is a mapping, one at a time: workers that met
+    # large chunks together held one each, and a restore's peak RSS grew with that.
+    codec = Codec(Sealer(os.urandom(32)))
+    data = b"log line that compresses\n" * 40_000
+    aad = blob_aad(BlobType.DATA, bytes(32))
+    _, sealed = codec.encode(data, aad)
+    active, most, lock = [0], [0], threading.Lock()
+    open_into = codec._open_into
+
+    def slow_open_into(*args: Any) -> None:
+        with lock:
+            active[0] += 1
+            most[0] = max(most[0], active[0])
+        time.sleep(0.02)
+        open_into(*args)
+        with lock:
+            active[0] -= 1
+
+    codec._open_into = slow_open_into  # type: ignore[method-assign,assignment]
+    start = threading.Barrier(4)
+    outs = [bytearray(len(data) + 1) for _ in range(4)]
+
+    def decode(out: bytearray) -> None:
+        room = memoryview(bytearray(len(sealed))) if lent else None
+        start.wait()
+        codec.decode_into(sealed, aad, memoryview(out), what="t", spare=room)
+
+    threads = [threading.Thread(target=decode, args=(out,)) for out in outs]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert all(out[1:] == data for out in outs)
+    assert most[0] == (4 if lent else 1)
 
 
 def test_decode_into_refuses_a_blob_of_another_length() -> None:

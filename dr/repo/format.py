@@ -31,6 +31,8 @@ INDEX_PACK = struct.Struct("<32sI")  # pack id, blob count (§7)
 INDEX_ENTRY = struct.Struct("<BBIII32s")  # type, flag, offset, sealed length, plaintext length, id
 
 FLAG_RAW = 0
+# Scratch mappings (Codec.decode_into): private, and resident at once, as the decrypt fills them.
+_SCRATCH_FLAGS = mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS | getattr(mmap, "MAP_POPULATE", 0)
 FLAG_ZSTD = 1
 
 # Largest payload Codec.staged builds in its reused per-thread buffer: a data
@@ -82,6 +84,8 @@ class Codec:
 
         self._local = threading.local()
         self._zstd = ZstdInto(self.level)
+        # One scratch mapping at a time (decode_into): rare, and a few ms each.
+        self._scratch_lock = threading.Lock()
 
     def _dctx(self) -> zstandard.ZstdDecompressor:
         d = getattr(self._local, "dctx", None)
@@ -161,22 +165,46 @@ class Codec:
         Restore decodes each blob straight into the file's staging buffer: a blob
         stored raw is decrypted in place (its payload is the flag and the blob),
         a compressed one is decrypted into ``spare`` (memory the caller does not
-        need, if it is large enough; else a buffer of its own) and decompressed
+        need, if it is large enough; else a mapping of its own) and decompressed
         into place. No blob-sized object is zero-filled or copied again."""
         n = len(sealed) - OVERHEAD
         if n == len(out):  # as long as flag + blob: stored raw (zstd is kept only where smaller)
             self._open_into(sealed, aad, out, what)
             if out[0] == FLAG_RAW:
                 return
-            payload: memoryview = memoryview(bytes(out))  # never written by dr, but valid
-        elif n < 1:
+            with memoryview(bytes(out)) as payload:  # never written by dr, but valid
+                self._unpack_into(payload, out, what)
+            return
+        if n < 1:
             raise FormatError(f"{what}: authentication failed (corrupted, truncated or tampered with)")
-        else:
-            payload = spare[:n] if spare is not None and len(spare) >= n else memoryview(bytearray(n))
-            self._open_into(sealed, aad, payload, what)
+        if spare is not None and len(spare) >= n:
+            with spare[:n] as payload:
+                self._open_into(sealed, aad, payload, what)
+                self._unpack_into(payload, out, what)
+            return
+        # No room lent (a large chunk that compressed little): scratch of its own, a
+        # mapping given back to the system when closed. From the heap (a bytearray)
+        # glibc kept the largest of these: its mmap threshold rises to the largest
+        # block freed, and freed blocks below it stay with the process, so a restore's
+        # RSS grew with the largest chunks it happened to meet (4 GiB set: +1.6 MB over
+        # 1 GiB from this alone, 92 such blobs against 16).
+        # One at a time: workers that met such chunks together held one each, and the
+        # peak grew with how many coincided.
+        with self._scratch_lock:
+            scratch = mmap.mmap(-1, n, flags=_SCRATCH_FLAGS)
+            try:
+                with memoryview(scratch) as payload:
+                    self._open_into(sealed, aad, payload, what)
+                    self._unpack_into(payload, out, what)
+            finally:
+                scratch.close()
+
+    def _unpack_into(self, payload: memoryview, out: memoryview, what: str) -> None:
+        """A decrypted payload (flag + body) into ``out[1:]``: only a compressed one gets here."""
         flag = payload[0]
         if flag == FLAG_ZSTD:
-            self._decompress_into(payload[1:], out[1:], what)
+            with payload[1:] as body, out[1:] as dest:
+                self._decompress_into(body, dest, what)
         elif flag == FLAG_RAW:
             raise FormatError(f"{what}: content does not match its id")
         else:
