@@ -184,10 +184,10 @@ class Codec:
             return
         # No room lent (a large chunk that compressed little): scratch of its own, a
         # mapping given back to the system when closed. From the heap (a bytearray)
-        # glibc kept the largest of these: its mmap threshold rises to the largest
-        # block freed, and freed blocks below it stay with the process, so a restore's
-        # RSS grew with the largest chunks it happened to meet (4 GiB set: +1.6 MB over
-        # 1 GiB from this alone, 92 such blobs against 16).
+        # the largest of these stayed with the process, as dr keeps the heap untrimmed
+        # (dr.malloc_tuning), so a restore's RSS grew with the largest chunks it
+        # happened to meet (4 GiB set: +1.6 MB over 1 GiB from this alone, 92 such
+        # blobs against 16). They are rare enough that their page faults do not count.
         # One at a time: workers that met such chunks together held one each, and the
         # peak grew with how many coincided.
         with self._scratch_lock:
