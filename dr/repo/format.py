@@ -31,9 +31,9 @@ INDEX_PACK = struct.Struct("<32sI")  # pack id, blob count (§7)
 INDEX_ENTRY = struct.Struct("<BBIII32s")  # type, flag, offset, sealed length, plaintext length, id
 
 FLAG_RAW = 0
+FLAG_ZSTD = 1
 # Scratch mappings (Codec.decode_into): private, and resident at once, as the decrypt fills them.
 _SCRATCH_FLAGS = mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS | getattr(mmap, "MAP_POPULATE", 0)
-FLAG_ZSTD = 1
 
 # Largest payload Codec.staged builds in its reused per-thread buffer: a data
 # chunk (4 MiB at most) and its flag; larger ones (trees) get a buffer of their own.
