@@ -115,9 +115,13 @@ class Index:
         # recent, so a blob moving from one to the other is seen in one or the other.
         recent = self._recent
         keys, refs = self._merged
-        prefix = id_prefix(blob_id)
-        ref = self._scan(keys, refs, bisect_left(keys, prefix), prefix, blob_id)
-        return ref if ref is not None else recent.get(blob_id)
+        prefix = int.from_bytes(blob_id[:8], "little")  # id_prefix, inlined: a backup asks per chunk
+        i = bisect_left(keys, prefix)
+        if i < len(keys) and keys[i] == prefix:
+            ref = self._scan(keys, refs, i, prefix, blob_id)
+            if ref is not None:
+                return ref
+        return recent.get(blob_id)
 
     def _scan(self, keys: array[int], refs: array[int], i: int, prefix: int, blob_id: bytes) -> int | None:
         """The ref of ``blob_id`` among the ids from ``keys[i]`` on that share its prefix."""
