@@ -19,6 +19,7 @@ import zstandard
 from dr.crypto.aead import OVERHEAD, AuthenticationFailed, Sealer
 from dr.errors import DrError
 from dr.repo.compress_into import ZstdInto
+from dr.storage.direct_io import populated
 
 FORMAT_VERSION = 1
 CONFIG_MAGIC = b"DRREPO\x00\x00"
@@ -32,8 +33,6 @@ INDEX_ENTRY = struct.Struct("<BBIII32s")  # type, flag, offset, sealed length, p
 
 FLAG_RAW = 0
 FLAG_ZSTD = 1
-# Scratch mappings (Codec.decode_into): private, and resident at once, as the decrypt fills them.
-_SCRATCH_FLAGS = mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS | getattr(mmap, "MAP_POPULATE", 0)
 
 # Largest payload Codec.staged builds in its reused per-thread buffer: a data
 # chunk (4 MiB at most) and its flag; larger ones (trees) get a buffer of their own.
@@ -191,7 +190,7 @@ class Codec:
         # One at a time: workers that met such chunks together held one each, and the
         # peak grew with how many coincided.
         with self._scratch_lock:
-            scratch = mmap.mmap(-1, n, flags=_SCRATCH_FLAGS)
+            scratch = populated(n)  # resident at once: the decrypt fills all of it
             try:
                 with memoryview(scratch) as payload:
                     self._open_into(sealed, aad, payload, what)
