@@ -217,15 +217,14 @@ class PackUploader:
         """A new open pack of the type (under the lock); None when every data buffer
         is in use. A tree pack takes a fresh buffer: only the pages it fills become
         resident, where a reused one would keep a data pack's worth."""
-        if blob_type == BlobType.DATA:
-            if self._free:
-                p = self._free.pop()
-            elif self._data_buffers < self._max_buffers:
-                self._data_buffers += 1
-                p = _Pack(max(self.pack_size + PACK_SLACK, length))
-            else:
-                return None
+        data = blob_type == BlobType.DATA
+        if data and self._free:
+            p = self._free.pop()
+        elif data and self._data_buffers >= self._max_buffers:
+            return None
         else:
+            if data:
+                self._data_buffers += 1
             p = _Pack(max(self.pack_size + PACK_SLACK, length))
         self._current[blob_type] = p
         return p
