@@ -37,6 +37,9 @@ FLAG_ZSTD = 1
 # Largest payload Codec.staged builds in its reused per-thread buffer: a data
 # chunk (4 MiB at most) and its flag; larger ones (trees) get a buffer of their own.
 STAGING_KEPT = (4 << 20) + 1
+# Largest payload Codec.decode_into decrypts in its kept scratch mapping: the same
+# bound (a stored payload is smaller than its chunk and flag, or the chunk is stored raw).
+SCRATCH_KEPT = STAGING_KEPT
 
 
 class BlobType(IntEnum):
@@ -83,8 +86,9 @@ class Codec:
 
         self._local = threading.local()
         self._zstd = ZstdInto(self.level)
-        # One scratch mapping at a time (decode_into): rare, and a few ms each.
+        # decode_into's scratch: one, used by one worker at a time, kept once made.
         self._scratch_lock = threading.Lock()
+        self._scratch: mmap.mmap | None = None
 
     def _dctx(self) -> zstandard.ZstdDecompressor:
         d = getattr(self._local, "dctx", None)
@@ -181,22 +185,39 @@ class Codec:
                 self._open_into(sealed, aad, payload, what)
                 self._unpack_into(payload, out, what)
             return
-        # No room lent (a large chunk that compressed little): scratch of its own, a
-        # mapping given back to the system when closed. From the heap (a bytearray)
-        # the largest of these stayed with the process, as dr keeps the heap untrimmed
-        # (dr.malloc_tuning), so a restore's RSS grew with the largest chunks it
-        # happened to meet (4 GiB set: +1.6 MB over 1 GiB from this alone, 92 such
-        # blobs against 16). They are rare enough that their page faults do not count.
-        # One at a time: workers that met such chunks together held one each, and the
-        # peak grew with how many coincided.
+        # No room lent (a large chunk that compressed little): decrypted into a scratch
+        # mapping of ``SCRATCH_KEPT`` bytes, made the first time and kept (its payload fits if
+        # the blob is a chunk of at most 4 MiB, as the chunker makes); a larger one
+        # gets a mapping of its own, given back to the system when closed. Not from
+        # the heap (a bytearray): dr keeps the heap untrimmed (dr.malloc_tuning), so
+        # the largest of these stayed with the process and a restore's RSS grew with
+        # the largest chunks it happened to meet (4 GiB set: +1.6 MB over 1 GiB from
+        # this alone, 92 such blobs against 16). One worker at a time: workers that
+        # met such chunks together held one each, and the peak grew with how many
+        # coincided. Kept, not made for each blob: a fresh 4 MiB mapping is 1,024
+        # page faults, and the profile of a restore from S3 found 2% of its samples
+        # there.
         with self._scratch_lock:
-            scratch = populated(n)  # resident at once: the decrypt fills all of it
+            if n <= SCRATCH_KEPT:
+                if self._scratch is None:
+                    self._scratch = populated(SCRATCH_KEPT)  # resident at once: decrypts fill it
+                scratch, own = self._scratch, False
+            else:
+                scratch, own = populated(n), True
             try:
-                with memoryview(scratch) as payload:
+                with memoryview(scratch)[:n] as payload:
                     self._open_into(sealed, aad, payload, what)
                     self._unpack_into(payload, out, what)
             finally:
-                scratch.close()
+                if own:
+                    scratch.close()
+
+    def close(self) -> None:
+        """Give back decode_into's scratch mapping (made again if needed)."""
+        with self._scratch_lock:
+            if self._scratch is not None:
+                self._scratch.close()
+                self._scratch = None
 
     def _unpack_into(self, payload: memoryview, out: memoryview, what: str) -> None:
         """A decrypted payload (flag + body) into ``out[1:]``: only a compressed one gets here."""

@@ -460,6 +460,7 @@ def restore_snapshot(
             del plan  # before the walk plans the next batch: one batch in memory at a time
     finally:
         restore.staging.close()
+        repo.codec.close()
     for rel, n in sorted(dirs, key=lambda d: -d[0].count("/")):
         _apply_meta(os.path.join(root, rel), n, is_root=restore.is_root, follow=True)
     return stats
