@@ -5,9 +5,11 @@ from __future__ import annotations
 import os
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 
+from dr.errors import DrError
 from dr.repo.archiver import backup_directory
 from dr.repo.check import check
 from dr.repo.forget import Policy, apply_policy
@@ -170,3 +172,82 @@ def test_lock_refresh_replaces_the_object(tmp_path: Path, monkeypatch: pytest.Mo
         [info] = list_locks(repo)
         assert info.name != first and not is_stale(info, datetime.now(UTC))
     assert list_locks(repo) == []
+
+
+def _recording(repo: object, calls: list[tuple[str, str]]) -> None:
+    """Record the store calls of ``repo`` (the real file store answers them)."""
+    store = repo.store  # type: ignore[attr-defined]
+    for op in ("get", "put", "list", "delete"):
+        real = getattr(store, op)
+
+        def rec(name: str, *a: object, _op: str = op, _real: object = real, **k: object) -> object:
+            calls.append((_op, name))
+            return _real(name, *a, **k)  # type: ignore[operator]
+
+        setattr(store, op, rec)
+
+
+def test_a_lock_does_not_read_back_its_own_object(tmp_path: Path) -> None:
+    repo, _ = init_repo(make_store("file", tmp_path, None), tmp_path)
+    with Lock(repo, "shared", "backup") as other:
+        calls: list[tuple[str, str]] = []
+        _recording(repo, calls)
+        with Lock(repo, "shared", "backup") as mine:
+            read = [name for op, name in calls if op == "get"]
+            assert read == [f"locks/{other.name}"], "one round trip less from S3"
+            assert mine.name != other.name
+
+
+@pytest.mark.parametrize("kind", ["file", "s3"])
+def test_the_index_is_prefetched_once_the_lock_is_written(kind: str, tmp_path: Path, request: Any) -> None:
+    store = make_store(kind, tmp_path, request)
+    repo, key = init_repo(store, tmp_path)
+    src = tmp_path / "src"
+    src.mkdir()
+    (src / "a").write_bytes(os.urandom(5000))
+    backup_directory(repo, src)
+    fresh = open_with(store, key)
+    calls: list[tuple[str, str]] = []
+    _recording(fresh, calls)
+    with Lock(fresh, "shared", "restore", prefetch_index=True):
+        assert sorted(fresh.index.blob_ids()) == sorted(repo.index.blob_ids()) and len(fresh.index)
+    ops = [f"{op} {name.split('/')[0]}" for op, name in calls]
+    # not sooner: a prune that ends before the lock exists may replace the index
+    assert ops.index("put locks") < ops.index("list index"), ops
+    assert ops.count("list index") == 1
+
+
+def test_a_prefetched_index_is_dropped_when_the_lock_conflicts(tmp_path: Path) -> None:
+    repo, key = init_repo(make_store("file", tmp_path, None), tmp_path)
+    src = tmp_path / "src"
+    src.mkdir()
+    (src / "a").write_bytes(os.urandom(5000))
+    backup_directory(repo, src)
+    fresh = open_with(repo.store, key)
+    with Lock(repo, "exclusive", "prune"):
+        with pytest.raises(LockConflict):
+            Lock(fresh, "shared", "restore", prefetch_index=True).acquire()
+        assert fresh._index is None and fresh._index_loading is None
+        # what the prune does meanwhile (here: the index files go) is seen afterwards
+        for name in repo.list_names("index/"):
+            repo.store.delete(name)
+    with Lock(fresh, "shared", "restore", prefetch_index=True):
+        assert len(fresh.index) == 0
+
+
+def test_a_prefetched_index_that_cannot_be_read_fails_where_it_is_used(tmp_path: Path) -> None:
+    repo, key = init_repo(make_store("file", tmp_path, None), tmp_path)
+    src = tmp_path / "src"
+    src.mkdir()
+    (src / "a").write_bytes(os.urandom(5000))
+    backup_directory(repo, src)
+    [name] = repo.list_names("index/")
+    path = tmp_path / "repo" / name
+    assert path.exists(), sorted(p.name for p in (tmp_path).iterdir())
+    path.write_bytes(path.read_bytes()[:-1])
+    fresh = open_with(repo.store, key)
+    with Lock(fresh, "shared", "restore", prefetch_index=True):
+        with pytest.raises(DrError, match=f"{name}: authentication failed"):
+            _ = fresh.index
+        with pytest.raises(DrError, match=f"{name}: authentication failed"):
+            _ = fresh.index  # asked again: read again, not a stale answer

@@ -87,7 +87,7 @@ def restore(snapshot_id: str, target: str, paths: tuple[str, ...], output: str) 
     snap = find_snapshot(repo, snapshot_id, kind="volume", what="volume snapshot")
     total = snap.stats.bytes if snap.stats and not paths else None
     with (
-        Lock(repo, "shared", "restore"),
+        Lock(repo, "shared", "restore", prefetch_index=True),
         byte_progress(f"restore {snap.short_id}", total, quiet=ctx.quiet or output != "table") as advance,
     ):
         stats = restore_snapshot(repo, snap, target, paths=list(paths) or None, progress=advance)

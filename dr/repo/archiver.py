@@ -315,7 +315,7 @@ def backup_directory(
     t0 = time.monotonic()
     with contextlib.ExitStack() as stack:
         if lock:
-            stack.enter_context(Lock(repo, "shared", "backup"))
+            stack.enter_context(Lock(repo, "shared", "backup", prefetch_index=True))
         _ = repo.index  # load before timing the walk and before workers start
         saver = stack.enter_context(repo.saver())
         arch = _Archiver(repo, saver, workers, progress)

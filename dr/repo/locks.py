@@ -76,9 +76,12 @@ def remove_stale(repo: Repository, *, everything: bool = False) -> list[LockInfo
     return removed
 
 
-def list_locks(repo: Repository) -> list[LockInfo]:
+def list_locks(repo: Repository, *, besides: str | None = None) -> list[LockInfo]:
+    """The repository's locks, read one by one; ``besides`` names one not to read (one's own)."""
     out = []
     for name in repo.list_objects("locks"):
+        if name == besides:
+            continue
         try:
             d = repo.load_object("locks", name)
             out.append(
@@ -100,10 +103,27 @@ def list_locks(repo: Repository) -> list[LockInfo]:
 
 
 class Lock:
-    """``with Lock(repo, "shared", "backup"):`` — raises LockConflict if it can't be taken."""
+    """``with Lock(repo, "shared", "backup"):`` — raises LockConflict if it can't be taken.
 
-    def __init__(self, repo: Repository, kind: Kind, operation: str, *, expiry: timedelta = EXPIRY) -> None:
+    ``prefetch_index``: start loading the repository's index (``Repository.prefetch_index``)
+    as soon as the lock object is written, while the other locks are listed. Not
+    sooner: a prune that ends before the lock exists may replace index files and
+    delete packs, and an index read before that would name them; one that starts
+    after sees this lock and stops, and one under way is found by the listing,
+    which then fails the acquire. For a shared lock only.
+    """
+
+    def __init__(
+        self,
+        repo: Repository,
+        kind: Kind,
+        operation: str,
+        *,
+        expiry: timedelta = EXPIRY,
+        prefetch_index: bool = False,
+    ) -> None:
         self.repo, self.kind, self.operation, self.expiry = repo, kind, operation, expiry
+        self.prefetch_index = prefetch_index and kind == "shared"
         self.name: str | None = None
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -123,11 +143,11 @@ class Lock:
 
     def acquire(self) -> Lock:
         self.name = self._write()
+        if self.prefetch_index:
+            self.repo.prefetch_index()
         now = now_utc()
         conflicts = []
-        for other in list_locks(self.repo):
-            if other.name == self.name:
-                continue
+        for other in list_locks(self.repo, besides=self.name):
             if is_stale(other, now):
                 log.info("removing stale lock: %s", other.describe())
                 self.repo.store.delete(f"locks/{other.name}")
@@ -135,6 +155,8 @@ class Lock:
             if self.kind == "exclusive" or other.kind == "exclusive":
                 conflicts.append(other)
         if conflicts:
+            if self.prefetch_index:
+                self.repo.drop_index()  # read while a prune may have been changing it
             self.repo.store.delete(f"locks/{self.name}")
             self.name = None
             raise LockConflict(

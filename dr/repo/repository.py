@@ -13,8 +13,9 @@ import json
 import logging
 import os
 import socket
+import threading
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -111,6 +112,7 @@ class Repository:
     compression_level: int = 1
     unlock_notes: list[str] = field(default_factory=list)
     _index: Index | None = None
+    _index_loading: Future[Index] | None = None  # prefetch_index
     _trees: TreeReader | None = None
 
     def __post_init__(self) -> None:
@@ -194,12 +196,45 @@ class Repository:
     @property
     def index(self) -> Index:
         if self._index is None:
-            self._index = load_index(self.store, self.codec, self.list_names("index/"))
+            loading = self._index_loading
+            if loading is None:
+                self._index = load_index(self.store, self.codec, self.list_names("index/"))
+            else:
+                try:
+                    self._index = loading.result()  # a failed load raises here, as it would have
+                finally:
+                    self._index_loading = None
         return self._index
 
-    def reload_index(self) -> Index:
+    def prefetch_index(self) -> None:
+        """Start loading the index on a thread of its own; ``index`` waits for it.
+
+        For a command that has just written its lock (``Lock(..., prefetch_index=True)``)
+        and lists the other locks meanwhile: from S3 each is a round trip or two
+        that the other does not need. A daemon thread: a command that stops
+        first (its lock conflicts) does not wait for it."""
+        if self._index is not None or self._index_loading is not None:
+            return
+        loading: Future[Index] = Future()
+
+        def load() -> None:
+            try:
+                loading.set_result(load_index(self.store, self.codec, self.list_names("index/")))
+            except BaseException as e:  # handed to whoever reads ``index``
+                loading.set_exception(e)
+
+        self._index_loading = loading
+        threading.Thread(target=load, name="dr-index", daemon=True).start()
+
+    def drop_index(self) -> None:
+        """Forget the index, loaded or on its way (a prefetch left running is not waited
+        for), and the tree reader built on it."""
         self._index = None
+        self._index_loading = None
         self._trees = None
+
+    def reload_index(self) -> Index:
+        self.drop_index()
         return self.index
 
     @property
