@@ -19,7 +19,7 @@ from dr.repo.repository import Repository
 from dr.repo.restorer import restore_snapshot
 from dr.repo.snapshots import Snapshot
 from dr.repo.tree import read_tree
-from dr.repo.tree_cache import pack_trees, tree_run
+from dr.repo.tree_cache import KEEP_SMALL, pack_trees, tree_run
 from dr.storage.base import StorageError
 from tests.repo_helpers import describe_tree, init_repo, make_store, open_with
 
@@ -245,3 +245,33 @@ def test_a_failed_fetch_is_reported_and_the_next_read_tries_again(tmp_path: Path
         read_tree(fresh, snap.tree)
     assert read_tree(fresh, snap.tree) == read_tree(repo, snap.tree)
     assert fresh.trees._inflight == {}
+
+
+def test_a_tree_read_once_is_not_kept_unless_small(tmp_path: Path, request: Any) -> None:
+    # A restore reads each directory's tree once: kept, every tree it read stayed
+    # in the cache to its end (memory that grew with the volume's directories).
+    store, repo, key, snap = backed_up(tmp_path, request, 40)
+    assert snap.tree
+    fresh = open_with(store, key)
+    reader = fresh.trees
+    root = fresh.index.get(bytes.fromhex(snap.tree))
+    assert root is not None and root.entry.raw_length > KEEP_SMALL  # 40 entries
+    assert read_tree(fresh, snap.tree, keep=False) == read_tree(repo, snap.tree)
+    assert bytes.fromhex(snap.tree) not in reader._cache
+    before = reader.requests
+    assert read_tree(fresh, snap.tree, keep=False) == read_tree(repo, snap.tree)
+    assert reader.requests == before + 1, "read again, it is fetched again"
+    # one kept (a --path check before the walk) is handed out once more, then goes
+    read_tree(fresh, snap.tree)
+    assert bytes.fromhex(snap.tree) in reader._cache
+    read_tree(fresh, snap.tree, keep=False)
+    assert bytes.fromhex(snap.tree) not in reader._cache and reader.requests == before + 2
+    assert reader._size == sum(map(len, reader._cache.values()))
+
+    # a whole restore: what stays cached is small trees (here, each directory's own)
+    fresh = open_with(store, key)
+    restore_snapshot(fresh, snap, tmp_path / "out")
+    assert describe_tree(tmp_path / "out") == describe_tree(tmp_path / "src")
+    cached = fresh.trees._cache
+    assert cached and all(len(plain) <= KEEP_SMALL for plain in cached.values())
+    assert bytes.fromhex(snap.tree) not in cached

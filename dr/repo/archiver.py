@@ -175,7 +175,7 @@ class _Archiver:
 
     def _read_parent(self, tree_id: str) -> dict[str, Node]:
         try:
-            nodes = read_tree(self.repo, tree_id, "parent tree")
+            nodes = read_tree(self.repo, tree_id, "parent tree", keep=False)  # read once, held above
         except Exception as e:  # a damaged parent only costs re-reading files
             log.warning("cannot read parent tree %s: %s; reading all files", tree_id[:16], e)
             return {}

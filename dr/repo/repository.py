@@ -293,12 +293,13 @@ class Repository:
             raise ValueError("out must be the blob's length plus one byte")
         self.codec.decode_into(sealed, blob_aad(entry.type, entry.id), out, what=what, spare=spare)
 
-    def read_blob(self, blob_id: bytes) -> bytes:
+    def read_blob(self, blob_id: bytes, *, keep: bool = True) -> bytes:
+        """A blob's plaintext; a tree through the tree reader (``keep``: see ``TreeReader.read``)."""
         loc = self.index.get(blob_id)
         if loc is None:
             raise RepositoryError(f"blob {blob_id.hex()[:16]} is not in the index")
         if loc.entry.type == BlobType.TREE:
-            return self.trees.read(loc)
+            return self.trees.read(loc, keep=keep)
         name = pack_name(loc.pack)
         sealed = self.store.get_range(name, loc.entry.offset, loc.entry.length)
         return self.open_blob(loc.entry, sealed, what=f"blob {blob_id.hex()[:16]} in {name}")

@@ -211,7 +211,7 @@ class _Walk:
             raise DrError(f"snapshot {snap.short_id} has no file tree")
         self.repo = repo
         # Read here, so that a root that cannot be read fails before anything is written.
-        self.root: list[Node] = read_tree(repo, snap.tree)
+        self.root: list[Node] = read_tree(repo, snap.tree, keep=False)
         self.paths = paths
         self.by_pack = by_pack  # large files too are restored pack by pack (``OrderedFileWriter``)
         self.batch = batch
@@ -226,7 +226,7 @@ class _Walk:
 
     def _visit_dir(self, tree_id: str, rel_dir: str) -> Iterator[_Plan]:
         try:
-            nodes = read_tree(self.repo, tree_id)
+            nodes = read_tree(self.repo, tree_id, keep=False)  # each directory's tree once
         except DrError as e:
             # A damaged or missing directory tree fails that directory's contents; the rest restores.
             self.plan.missing.append(f"{rel_dir}/: cannot read the directory's contents: {e.message}")

@@ -61,9 +61,10 @@ def decode_tree(raw: bytes, what: str) -> list[Node]:
     return nodes
 
 
-def read_tree(repo: Repository, tree_id: str, what: str = "tree") -> list[Node]:
-    """The validated nodes of tree blob ``tree_id`` (hex)."""
-    return decode_tree(repo.read_blob(bytes.fromhex(tree_id)), f"{what} {tree_id[:16]}")
+def read_tree(repo: Repository, tree_id: str, what: str = "tree", *, keep: bool = True) -> list[Node]:
+    """The validated nodes of tree blob ``tree_id`` (hex); ``keep=False`` for a walk
+    that reads each tree once (``TreeReader.read``)."""
+    return decode_tree(repo.read_blob(bytes.fromhex(tree_id), keep=keep), f"{what} {tree_id[:16]}")
 
 
 def snapshot_path(path: str, what: str) -> str:
