@@ -198,14 +198,20 @@ def test_a_lock_does_not_read_back_its_own_object(tmp_path: Path) -> None:
             assert mine.name != other.name
 
 
-@pytest.mark.parametrize("kind", ["file", "s3"])
-def test_the_index_is_prefetched_once_the_lock_is_written(kind: str, tmp_path: Path, request: Any) -> None:
-    store = make_store(kind, tmp_path, request)
+def _with_one_backup(store: Any, tmp_path: Path) -> tuple[Any, Any]:
+    """A repository in ``store`` holding one small backup: (repo, key)."""
     repo, key = init_repo(store, tmp_path)
     src = tmp_path / "src"
     src.mkdir()
     (src / "a").write_bytes(os.urandom(5000))
     backup_directory(repo, src)
+    return repo, key
+
+
+@pytest.mark.parametrize("kind", ["file", "s3"])
+def test_the_index_is_prefetched_once_the_lock_is_written(kind: str, tmp_path: Path, request: Any) -> None:
+    store = make_store(kind, tmp_path, request)
+    repo, key = _with_one_backup(store, tmp_path)
     fresh = open_with(store, key)
     calls: list[tuple[str, str]] = []
     _recording(fresh, calls)
@@ -218,11 +224,7 @@ def test_the_index_is_prefetched_once_the_lock_is_written(kind: str, tmp_path: P
 
 
 def test_a_prefetched_index_is_dropped_when_the_lock_conflicts(tmp_path: Path) -> None:
-    repo, key = init_repo(make_store("file", tmp_path, None), tmp_path)
-    src = tmp_path / "src"
-    src.mkdir()
-    (src / "a").write_bytes(os.urandom(5000))
-    backup_directory(repo, src)
+    repo, key = _with_one_backup(make_store("file", tmp_path, None), tmp_path)
     fresh = open_with(repo.store, key)
     with Lock(repo, "exclusive", "prune"):
         with pytest.raises(LockConflict):
@@ -236,14 +238,10 @@ def test_a_prefetched_index_is_dropped_when_the_lock_conflicts(tmp_path: Path) -
 
 
 def test_a_prefetched_index_that_cannot_be_read_fails_where_it_is_used(tmp_path: Path) -> None:
-    repo, key = init_repo(make_store("file", tmp_path, None), tmp_path)
-    src = tmp_path / "src"
-    src.mkdir()
-    (src / "a").write_bytes(os.urandom(5000))
-    backup_directory(repo, src)
+    repo, key = _with_one_backup(make_store("file", tmp_path, None), tmp_path)
     [name] = repo.list_names("index/")
     path = tmp_path / "repo" / name
-    assert path.exists(), sorted(p.name for p in (tmp_path).iterdir())
+    assert path.exists()
     path.write_bytes(path.read_bytes()[:-1])
     fresh = open_with(repo.store, key)
     with Lock(fresh, "shared", "restore", prefetch_index=True):
