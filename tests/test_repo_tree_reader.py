@@ -275,3 +275,24 @@ def test_a_tree_read_once_is_not_kept_unless_small(tmp_path: Path, request: Any)
     cached = fresh.trees._cache
     assert cached and all(len(plain) <= KEEP_SMALL for plain in cached.values())
     assert bytes.fromhex(snap.tree) not in cached
+
+
+def test_the_trees_remembered_as_taken_are_bounded(
+    tmp_path: Path, request: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import dr.repo.tree_cache as tree_cache
+
+    monkeypatch.setattr(tree_cache, "TAKEN_MAX", 3)
+    src = tmp_path / "src"
+    for d in range(10):  # trees of 15 entries: each larger than KEEP_SMALL
+        (src / f"d{d}").mkdir(parents=True)
+        for f in range(15):
+            (src / f"d{d}" / f"file-{f:02}.txt").write_text(f"{d} {f}\n")
+    store = make_store("file", tmp_path, request)
+    repo, key = init_repo(store, tmp_path)
+    snap = backup_directory(repo, src).snapshot
+    fresh = open_with(store, key)
+    restore_snapshot(fresh, snap, tmp_path / "out")
+    assert describe_tree(tmp_path / "out") == describe_tree(src)
+    assert 0 < len(fresh.trees._taken) <= 3
+    assert not any(len(plain) > KEEP_SMALL for plain in fresh.trees._cache.values())

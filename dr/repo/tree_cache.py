@@ -37,6 +37,10 @@ MAX_BYTES = 16 << 20
 # directory's tree (one blob for all of them) or a few entries, which a volume may
 # hold many copies of, each a request to fetch again.
 KEEP_SMALL = 1 << 10
+# Ids of trees handed out for good that the reader remembers (~100 bytes each); past
+# this it starts again empty, so memory stays bounded for a volume of millions of
+# directories, at the cost of a run that may fetch some of them again.
+TAKEN_MAX = 1 << 16
 
 OpenBlob = Callable[[PackEntry, memoryview, str], bytes]
 
@@ -123,7 +127,7 @@ class TreeReader:
                     else:
                         del self._cache[bid]
                         self._size -= len(plain)
-                        self._taken.add(bid)
+                        self._take(bid)
                     return plain
                 busy = self._inflight.get(bid)
                 if busy is None:
@@ -143,6 +147,12 @@ class TreeReader:
                 for e in run:
                     del self._inflight[e.id]
             done.set()
+
+    def _take(self, bid: bytes) -> None:
+        """Remember a tree handed out for good (called with the lock held)."""
+        if len(self._taken) >= TAKEN_MAX:
+            self._taken.clear()
+        self._taken.add(bid)
 
     def _has(self, bid: bytes) -> bool:
         """Cached, on its way, or handed out for good (called with the lock held)."""
@@ -170,7 +180,7 @@ class TreeReader:
                 wanted = plain
                 with self._lock:
                     if not keep and len(plain) > KEEP_SMALL:
-                        self._taken.add(e.id)
+                        self._take(e.id)
                         continue
                     self._taken.discard(e.id)  # asked for to be kept after all
             self._keep(e.id, plain)
