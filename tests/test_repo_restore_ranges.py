@@ -19,7 +19,8 @@ from dr.repo.format import BlobType, PackEntry
 from dr.repo.ordered_writer import OrderedFileWriter
 from dr.repo.restorer import RANGE_WASTE, _ranges, restore_snapshot
 from dr.storage.base import StorageError
-from tests.repo_helpers import describe_tree, init_repo, make_store
+from dr.storage.file import FileStore
+from tests.repo_helpers import describe_tree, init_repo, make_store, open_with
 
 
 def entries(layout: list[tuple[int, int, bool]]) -> tuple[list[PackEntry], list[PackEntry]]:
@@ -155,10 +156,14 @@ def test_s3_restore_reports_large_files_it_could_not_write(
     assert (out / "c.bin").read_bytes() == (src / "c.bin").read_bytes()
 
 
-def test_a_pack_read_that_fails_midway_fails_only_the_blobs_after_it(tmp_path: Path, request: Any) -> None:
-    # The store hands a range over blob by blob; when it gives up part way (a
+def test_a_pack_read_that_fails_midway_fails_only_the_blobs_after_it(
+    tmp_path: Path, request: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A remote store hands a range over blob by blob; when it gives up part way (a
     # connection lost for good), the blobs it handed over are restored and the
-    # files of the rest are named, not written.
+    # files of the rest are named, not written. (The file store, taken for a remote
+    # one here, is read span by span into the restore's buffers instead.)
+    monkeypatch.setattr(FileStore, "local", False)
     src = tmp_path / "src"
     src.mkdir()
     for i in range(20):
@@ -215,3 +220,30 @@ def test_packs_of_small_files_are_restored_by_one_worker(
     assert not stats.errors
     assert describe_tree(out) == describe_tree(src)
     assert len(small_writers) == 1, small_writers
+
+
+def test_a_truncated_pack_read_from_a_file_store_fails_only_the_blobs_past_the_cut(
+    tmp_path: Path, request: Any
+) -> None:
+    # From a file store the blobs of a pack are read span by span into the
+    # restore's own buffer; a pack cut short gives a short read, which fails the
+    # blobs past the cut (named, not written) and restores the ones before it.
+    src = tmp_path / "src"
+    src.mkdir()
+    for i in range(20):
+        (src / f"f{i:02}.bin").write_bytes(os.urandom(50_000 + i))
+    store = make_store("file", tmp_path, request)
+    repo, key = init_repo(store, tmp_path)
+    snap = backup_directory(repo, src).snapshot
+    name = max(store.list("data/"), key=lambda o: o.size).name  # the files' pack, not the trees'
+    data = store.get(name)
+    store.delete(name)
+    store.put(name, data[: len(data) // 2])
+    out = tmp_path / "out"
+    stats = restore_snapshot(open_with(store, key), snap, out)
+    failed = {e.split(":")[0] for e in stats.errors}
+    restored = {p.name for p in out.iterdir()}
+    assert failed and restored and failed | restored == {p.name for p in src.iterdir()}
+    assert not failed & restored, "a file that failed is not left behind"
+    assert all("authentication failed" in e for e in stats.errors), stats.errors
+    assert all((out / n).read_bytes() == (src / n).read_bytes() for n in restored)

@@ -52,7 +52,7 @@ import mmap
 import os
 import stat
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Generator, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -503,6 +503,33 @@ class _BatchRestore:
             buf = self._local.read = populated(RUN_MAX)
         return buf
 
+    def _pieces(self, name: str, entries: list[PackEntry]) -> Generator[bytes | memoryview, None, None]:
+        """The sealed blobs of ``entries`` (adjacent or not, by offset) in pack ``name``.
+
+        From a file store, spans of them are read into this worker's read buffer
+        (``_read_buffer``), each piece a view of it valid until the next one is
+        asked for, as ``restore_pack`` uses them. The store's own ``get_pieces``
+        reads each span (up to 8 MiB) into a new object: heap memory, which dr
+        keeps untrimmed, so a restore held as many of them as had coincided
+        (20,000 small files: peak RSS 93-94 MB in most runs, 77 in others).
+        Remote stores stream (``ObjectStore.get_pieces``)."""
+        if not self.repo.store.local:
+            yield from self.repo.store.get_pieces(name, [(e.offset, e.length) for e in entries])
+            return
+        i = 0
+        while i < len(entries):
+            start = entries[i].offset
+            j = i + 1
+            while j < len(entries) and entries[j].offset + entries[j].length - start <= RUN_MAX:
+                j += 1
+            length = entries[j - 1].offset + entries[j - 1].length - start
+            with memoryview(self._read_buffer(length))[:length] as into:
+                got = self.repo.store.get_range_into(name, start, into)
+                for e in entries[i:j]:  # a short read (a truncated pack) fails the blobs past it
+                    with into[e.offset - start : min(e.offset - start + e.length, got)] as piece:
+                        yield piece
+            i = j
+
     def run(self, plan: _Plan, stats: RestoreStats) -> None:
         self._create_files(plan)
         file_errors = self._write_files(plan, stats)
@@ -581,7 +608,7 @@ class _BatchRestore:
             by_entry = {e.id: targets for e, targets in blobs.values()}
             for entries in _ranges([e for e, _ in blobs.values()]):
                 # The store hands the range over blob by blob (S3: one streamed GET).
-                pieces = repo.store.get_pieces(name, [(e.offset, e.length) for e in entries])
+                pieces = self._pieces(name, entries)
                 fds: dict[int, int] = {}  # files of several blobs, open while this range lasts
                 try:
                     for i, ent in enumerate(entries):
