@@ -5,9 +5,10 @@ files and the blobs each file needs at which offsets, up to ``BATCH_FILES``
 files or ``BATCH_BLOBS`` blobs at a time (so memory does not grow with the
 number of files in the volume, or with their size); group the blobs by
 pack; create the directories and empty files of the right size; then
-``workers`` threads each fetch one pack's needed byte ranges, which the
-store hands over blob by blob (``get_pieces``: on S3 one streamed GET per
-range, so a 16 MiB pack is one request and memory is one blob), open and
+``workers`` threads each fetch one pack's needed byte ranges, handed over
+blob by blob (``_pieces``: on S3 one streamed GET per range, so a 16 MiB pack
+is one request and memory is one blob; from a file store span by span into
+the worker's read buffer), open and
 verify every blob (AEAD) and write it to every place it belongs; then the
 next batch. Large files are written front to back with direct I/O: from a
 file store each one by itself, run of adjacent blobs by run; from S3 or GCS
