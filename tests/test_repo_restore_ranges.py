@@ -156,6 +156,15 @@ def test_s3_restore_reports_large_files_it_could_not_write(
     assert (out / "c.bin").read_bytes() == (src / "c.bin").read_bytes()
 
 
+def _twenty_files(tmp_path: Path) -> Path:
+    """20 files of ~50 KB, one blob each, that a backup puts in one pack."""
+    src = tmp_path / "src"
+    src.mkdir()
+    for i in range(20):
+        (src / f"f{i:02}.bin").write_bytes(os.urandom(50_000 + i))
+    return src
+
+
 def test_a_pack_read_that_fails_midway_fails_only_the_blobs_after_it(
     tmp_path: Path, request: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -164,10 +173,7 @@ def test_a_pack_read_that_fails_midway_fails_only_the_blobs_after_it(
     # files of the rest are named, not written. (The file store, taken for a remote
     # one here, is read span by span into the restore's buffers instead.)
     monkeypatch.setattr(FileStore, "local", False)
-    src = tmp_path / "src"
-    src.mkdir()
-    for i in range(20):
-        (src / f"f{i:02}.bin").write_bytes(os.urandom(50_000 + i))
+    src = _twenty_files(tmp_path)
     store = make_store("file", tmp_path, request)
     repo, _ = init_repo(store, tmp_path)
     snap = backup_directory(repo, src).snapshot
@@ -228,10 +234,7 @@ def test_a_truncated_pack_read_from_a_file_store_fails_only_the_blobs_past_the_c
     # From a file store the blobs of a pack are read span by span into the
     # restore's own buffer; a pack cut short gives a short read, which fails the
     # blobs past the cut (named, not written) and restores the ones before it.
-    src = tmp_path / "src"
-    src.mkdir()
-    for i in range(20):
-        (src / f"f{i:02}.bin").write_bytes(os.urandom(50_000 + i))
+    src = _twenty_files(tmp_path)
     store = make_store("file", tmp_path, request)
     repo, key = init_repo(store, tmp_path)
     snap = backup_directory(repo, src).snapshot
