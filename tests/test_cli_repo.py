@@ -229,3 +229,31 @@ def test_paths_inside_a_snapshot(home: Path, capsys: pytest.CaptureFixture[str])
     assert r.code == 2 and "leave --path out for all of it" in r.err
     r = run_dr(capsys, "mover", "ls", snap, "/sub/../b.txt", "-o", "json")
     assert [e["path"] for e in r.json()] == ["b.txt"]
+
+
+def test_backup_and_restore_refuse_a_repository_under_an_exclusive_lock(
+    home: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # Both load the index while they list the locks (Lock(prefetch_index=True)): a
+    # conflict still ends them with one line naming the lock, and nothing written.
+    from dr.cli.context import AppContext
+    from dr.cli.repo_access import open_repository
+    from dr.repo.locks import Lock
+
+    assert run_dr(capsys, "repo", "init").code == 0
+    src = _src(home)
+    first = json.loads(run_dr(capsys, "mover", "backup", str(src), "-o", "json").out)
+    repo = open_repository(AppContext())
+    snapshots = sorted(repo.list_objects("snapshots"))
+    with Lock(repo, "exclusive", "prune"):
+        r = run_dr(capsys, "mover", "restore", first["id"], str(home / "out"))
+        assert r.code == 1 and "Traceback" not in r.err, r.err
+        assert "repository is locked" in r.err and "exclusive lock by prune" in r.err
+        assert not (home / "out").exists()
+        r = run_dr(capsys, "mover", "backup", str(src), "--parent", first["id"])
+        assert r.code == 1 and "repository is locked" in r.err and "Traceback" not in r.err
+        assert sorted(repo.list_objects("snapshots")) == snapshots
+    r = run_dr(capsys, "mover", "restore", first["id"], str(home / "out"))
+    assert r.code == 0, r.err
+    assert describe_tree(home / "out") == describe_tree(src)
+    assert repo.list_objects("locks") == []
