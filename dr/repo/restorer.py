@@ -54,7 +54,7 @@ import os
 import stat
 import threading
 from collections.abc import Callable, Generator, Iterator
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -465,7 +465,7 @@ def restore_snapshot(
             restore.run(plan, stats)
             del plan  # before the walk plans the next batch: one batch in memory at a time
     finally:
-        restore.staging.close()
+        restore.close()
         repo.codec.close()
     for rel, n in sorted(dirs, key=lambda d: -d[0].count("/")):
         _apply_meta(os.path.join(root, rel), n, is_root=restore.is_root, follow=True)
@@ -474,8 +474,9 @@ def restore_snapshot(
 
 class _BatchRestore:
     """Restores the files, links and special files of one plan after another (directories
-    exist). What outlives a batch: the staging buffers and which paths failed (a hard
-    link in a later batch must not link to a file that could not be restored)."""
+    exist). What outlives a batch: the worker threads (with their buffers), the staging
+    buffers and which paths failed (a hard link in a later batch must not link to a
+    file that could not be restored)."""
 
     def __init__(
         self,
@@ -495,6 +496,23 @@ class _BatchRestore:
         self.staging = StagingPool()
         self.failed: set[str] = set()
         self._local = threading.local()
+        # One pool for all batches: a worker's buffers (``_read_buffer``, the direct
+        # I/O staging of ``restore_sequential``) are its thread's, made resident when
+        # first used, and a pool for each batch made them again for every batch.
+        # 20,000 small files (5 batches) into tmpfs, alternating 4x: 0.91-0.97 s and
+        # 50.1-50.4 MB against 0.94-1.01 s and 50.6-50.8 MB.
+        self._pool: ThreadPoolExecutor | None = None
+
+    def _workers(self) -> ThreadPoolExecutor:
+        if self._pool is None:
+            self._pool = ThreadPoolExecutor(max_workers=self.workers, thread_name_prefix="dr-restore")
+        return self._pool
+
+    def close(self) -> None:
+        if self._pool is not None:
+            self._pool.shutdown(wait=True)
+            self._pool = None
+        self.staging.close()
 
     def _read_buffer(self, size: int) -> mmap.mmap:
         """This worker's buffer for the runs of blobs it reads (``_blob_runs``): the
@@ -739,13 +757,17 @@ class _BatchRestore:
                     raise
             return done
 
-        with ThreadPoolExecutor(max_workers=self.workers, thread_name_prefix="dr-restore") as pool:
-            chain = pool.submit(lambda: sum(restore_this() for restore_this in dense)) if dense else None
-            drains = [pool.submit(drain) for _ in range(min(self.workers, len(work)))]
-            for fut in drains:
+        pool = self._workers()
+        # The chain of dense packs first: it is one task, and the drains share the rest.
+        running = [pool.submit(lambda: sum(restore_this() for restore_this in dense))] if dense else []
+        running += [pool.submit(drain) for _ in range(min(self.workers, len(work)))]
+        try:
+            for fut in running:
                 stats.bytes += fut.result()
-            if chain is not None:
-                stats.bytes += chain.result()
+        except BaseException:
+            broken.set()
+            wait(running)  # nothing of this batch still writes when the error goes up
+            raise
 
         for idx, w in ordered.items():
             w.finish()
