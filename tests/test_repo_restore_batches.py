@@ -166,3 +166,30 @@ def test_a_bug_in_one_worker_fails_the_restore_and_the_others_stop_taking_work(
     with pytest.raises(RuntimeError, match="a bug"):
         restore_snapshot(repo, snap, tmp_path / "out")
     assert 5 <= len(closed) <= 5 + 3  # what the other three workers had in hand
+
+
+def test_one_worker_pool_serves_every_batch(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # A worker's buffers belong to its thread: a pool for each batch made them
+    # resident again for every batch.
+    from concurrent.futures import ThreadPoolExecutor
+
+    from dr.repo import restorer
+
+    pools: list[ThreadPoolExecutor] = []
+
+    class CountedPool(ThreadPoolExecutor):
+        def __init__(self, *a: Any, **k: Any) -> None:
+            super().__init__(*a, **k)
+            pools.append(self)
+
+    monkeypatch.setattr(restorer, "ThreadPoolExecutor", CountedPool)
+    src = tmp_path / "src"
+    src.mkdir()
+    for i in range(12):
+        (src / f"f{i:02}.bin").write_bytes(os.urandom(20_000 + i))
+    repo, _ = init_repo(make_store("file", tmp_path, None), tmp_path)
+    snap = backup_directory(repo, src).snapshot
+    stats = restore_snapshot(repo, snap, tmp_path / "out", batch=3)
+    assert stats.files == 12 and not stats.errors
+    assert describe_tree(tmp_path / "out") == describe_tree(src)
+    assert len(pools) == 1 and pools[0]._shutdown, "one pool, shut down at the end"
