@@ -19,7 +19,6 @@ from dr.repo.format import BlobType, PackEntry
 from dr.repo.ordered_writer import OrderedFileWriter
 from dr.repo.restorer import RANGE_WASTE, _ranges, restore_snapshot
 from dr.storage.base import StorageError
-from dr.storage.file import FileStore
 from tests.repo_helpers import describe_tree, init_repo, make_store, open_with
 
 
@@ -165,22 +164,18 @@ def _twenty_files(tmp_path: Path) -> Path:
     return src
 
 
-def test_a_pack_read_that_fails_midway_fails_only_the_blobs_after_it(
-    tmp_path: Path, request: Any, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    # A remote store hands a range over blob by blob; when it gives up part way (a
+def test_a_pack_read_that_fails_midway_fails_only_the_blobs_after_it(tmp_path: Path, request: Any) -> None:
+    # The store hands a range over blob by blob; when it gives up part way (a
     # connection lost for good), the blobs it handed over are restored and the
-    # files of the rest are named, not written. (The file store, taken for a remote
-    # one here, is read span by span into the restore's buffers instead.)
-    monkeypatch.setattr(FileStore, "local", False)
+    # files of the rest are named, not written.
     src = _twenty_files(tmp_path)
     store = make_store("file", tmp_path, request)
     repo, _ = init_repo(store, tmp_path)
     snap = backup_directory(repo, src).snapshot
     get_pieces = store.get_pieces
 
-    def failing(name: str, pieces: Any) -> Any:
-        inner = get_pieces(name, pieces)
+    def failing(name: str, pieces: Any, **kw: Any) -> Any:
+        inner = get_pieces(name, pieces, **kw)
         try:
             for _ in range(5):
                 yield next(inner)

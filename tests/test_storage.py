@@ -180,6 +180,11 @@ def test_get_pieces(store: ObjectStore) -> None:
     pieces = [(0, 10), (100, 1000), (1100, 5), (MiB, 2 * MiB), (3 * MiB + 100, 100), (3 * MiB + 300, 10)]
     got = [bytes(p) for p in store.get_pieces("data/00/pieces", pieces)]
     assert got == [data[o : o + n] for o, n in pieces]  # the last two short and empty: the end
+    # the same through the caller's buffer (smaller than one piece: that one is read alone)
+    into = memoryview(bytearray(MiB + MiB // 2))
+    assert [bytes(p) for p in store.get_pieces("data/00/pieces", pieces, into=into)] == got
+    with pytest.raises(ObjectNotFound):
+        next(store.get_pieces("data/ff/missing", [(0, 10)], into=into))
     assert [bytes(p) for p in store.get_pieces("data/00/pieces", [(5000, 0), (5000, 7)])] == [
         b"",
         data[5000:5007],
@@ -219,6 +224,16 @@ def test_file_pieces_are_read_in_spans_of_at_most_max_span(tmp_path: Path) -> No
     got = [bytes(p) for p in store.get_pieces("data/00/x", pieces)]
     assert got == [data[o : o + n] for o, n in pieces]
     assert calls == [(0, 35), (40, 100), (200, 10)]  # a piece longer than max_span is read alone
+
+    # With the caller's buffer, spans are as long as it and are read into it.
+    calls.clear()
+    buf = bytearray(50)
+    got_views = list(store.get_pieces("data/00/x", pieces[:3], into=memoryview(buf)))
+    assert all(v.obj is buf for v in got_views) and not calls, "read into the buffer, not a new object"
+    assert bytes(got_views[-1]) == data[30:35]  # the last piece of the span: still whole
+    got = [bytes(p) for p in store.get_pieces("data/00/x", pieces, into=memoryview(buf))]
+    assert got == [data[o : o + n] for o, n in pieces]
+    assert calls == [(40, 100)]  # only the piece longer than the buffer, read alone
 
 
 def test_missing_object_errors(store: ObjectStore) -> None:

@@ -6,7 +6,7 @@ files or ``BATCH_BLOBS`` blobs at a time (so memory does not grow with the
 number of files in the volume, or with their size); group the blobs by
 pack; create the directories and empty files of the right size; then
 ``workers`` threads each fetch one pack's needed byte ranges, handed over
-blob by blob (``_pieces``: on S3 one streamed GET per range, so a 16 MiB pack
+blob by blob (``get_pieces``: on S3 one streamed GET per range, so a 16 MiB pack
 is one request and memory is one blob; from a file store span by span into
 the worker's read buffer), open and
 verify every blob (AEAD) and write it to every place it belongs; then the
@@ -53,7 +53,7 @@ import mmap
 import os
 import stat
 import threading
-from collections.abc import Callable, Generator, Iterator
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -515,8 +515,9 @@ class _BatchRestore:
         self.staging.close()
 
     def _read_buffer(self, size: int) -> mmap.mmap:
-        """This worker's buffer for the runs of blobs it reads (``_blob_runs``): the
-        same memory for every run rather than an object of each run's size, and all
+        """This worker's buffer for the runs of blobs it reads from a file store (a large
+        file's ``_blob_runs``, the spans of a pack's pieces): the same memory for every
+        run rather than an object of each run's size, and all
         of it from the start (``populated``), so memory does not creep up with the
         largest runs a restore happens to meet. A longer run (one blob of a
         repository chunked larger) gets a buffer for itself."""
@@ -526,33 +527,6 @@ class _BatchRestore:
         if buf is None:
             buf = self._local.read = populated(RUN_MAX)
         return buf
-
-    def _pieces(self, name: str, entries: list[PackEntry]) -> Generator[bytes | memoryview, None, None]:
-        """The sealed blobs of ``entries`` (adjacent or not, by offset) in pack ``name``.
-
-        From a file store, spans of them are read into this worker's read buffer
-        (``_read_buffer``), each piece a view of it valid until the next one is
-        asked for, as ``restore_pack`` uses them. The store's own ``get_pieces``
-        reads each span (up to 8 MiB) into a new object: heap memory, which dr
-        keeps untrimmed, so a restore held as many of them as had coincided
-        (20,000 small files: peak RSS 93-94 MB in most runs, 77 in others).
-        Remote stores stream (``ObjectStore.get_pieces``)."""
-        if not self.repo.store.local:
-            yield from self.repo.store.get_pieces(name, [(e.offset, e.length) for e in entries])
-            return
-        i = 0
-        while i < len(entries):
-            start = entries[i].offset
-            j = i + 1
-            while j < len(entries) and entries[j].offset + entries[j].length - start <= RUN_MAX:
-                j += 1
-            length = entries[j - 1].offset + entries[j - 1].length - start
-            with memoryview(self._read_buffer(length))[:length] as into:
-                got = self.repo.store.get_range_into(name, start, into)
-                for e in entries[i:j]:  # a short read (a truncated pack) fails the blobs past it
-                    with into[e.offset - start : min(e.offset - start + e.length, got)] as piece:
-                        yield piece
-            i = j
 
     def run(self, plan: _Plan, stats: RestoreStats) -> None:
         self._create_files(plan)
@@ -631,8 +605,11 @@ class _BatchRestore:
             written = 0
             by_entry = {e.id: targets for e, targets in blobs.values()}
             for entries in _ranges([e for e, _ in blobs.values()]):
-                # The store hands the range over blob by blob (S3: one streamed GET).
-                pieces = self._pieces(name, entries)
+                # The store hands the range over blob by blob (S3: one streamed GET; a
+                # file store span by span into this worker's read buffer, which a
+                # remote store would not use and so is not made for it).
+                into = None if self.by_pack else memoryview(self._read_buffer(RUN_MAX))
+                pieces = repo.store.get_pieces(name, [(e.offset, e.length) for e in entries], into=into)
                 fds: dict[int, int] = {}  # files of several blobs, open while this range lasts
                 try:
                     for i, ent in enumerate(entries):

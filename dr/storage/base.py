@@ -87,12 +87,16 @@ class ObjectStore(Protocol):
         ...
 
     def get_pieces(
-        self, name: str, pieces: Sequence[tuple[int, int]]
+        self, name: str, pieces: Sequence[tuple[int, int]], *, into: memoryview | None = None
     ) -> Generator[bytes | memoryview, None, None]:
         """The bytes of each ``(offset, length)`` piece, in order (pieces sorted by
         offset, not overlapping; each shorter only at the end of the object). Bytes
         between pieces may be read and dropped. A ``StorageError`` ends the iteration;
-        the pieces handed over before it are good. Close the iterator if you stop early."""
+        the pieces handed over before it are good. Close the iterator if you stop early.
+
+        ``into``: the caller's buffer, for a store that reads spans of pieces whole
+        (a file store): each span is read into it, and a piece is then a view of it,
+        valid until the next one is asked for. A store that streams ignores it."""
         ...
 
     def list(self, prefix: str = "") -> Iterator[ObjectInfo]:

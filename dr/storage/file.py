@@ -20,7 +20,7 @@ from pathlib import Path
 from dr.storage.base import AccessDenied, ObjectExists, ObjectInfo, ObjectNotFound, StorageError
 from dr.storage.direct_io import write_file
 
-# What ``get_pieces`` reads in one ``get_range`` at most (memory: one span per reader).
+# What ``get_pieces`` reads at once at most, given no buffer (memory: one span per reader).
 MAX_SPAN = 8 << 20
 
 
@@ -106,20 +106,31 @@ class FileStore:
         finally:
             os.close(fd)
 
-    def get_pieces(self, name: str, pieces: Sequence[tuple[int, int]]) -> Generator[memoryview, None, None]:
-        """One ``get_range`` per span of adjacent pieces at most ``max_span`` long
-        (longer only for a single piece), handed over as views of it: a read from
-        a file costs no round trip, so there is nothing to gain by streaming."""
+    def get_pieces(
+        self, name: str, pieces: Sequence[tuple[int, int]], *, into: memoryview | None = None
+    ) -> Generator[memoryview, None, None]:
+        """One read per span of adjacent pieces at most ``max_span`` long (with ``into``,
+        ``len(into)``; longer only for a single piece), handed over as views of it: a
+        read from a file costs no round trip, so there is nothing to gain by streaming.
+
+        With ``into`` each span is read into it rather than into a new object. A
+        restore passes each worker's own buffer: from the heap, which dr keeps
+        untrimmed, it held as many spans as had happened to coincide (20,000 small
+        files: peak RSS 93-95 MB, against 65-66 MB read into the workers' buffers)."""
+        limit = self.max_span if into is None else len(into)
         i = 0
         while i < len(pieces):
             start = pieces[i][0]
             j = i + 1
-            while j < len(pieces) and pieces[j][0] + pieces[j][1] - start <= self.max_span:
+            while j < len(pieces) and pieces[j][0] + pieces[j][1] - start <= limit:
                 j += 1
-            end = pieces[j - 1][0] + pieces[j - 1][1]
-            data = memoryview(self.get_range(name, start, end - start))
-            for offset, length in pieces[i:j]:
-                yield data[offset - start : offset - start + length]
+            length = pieces[j - 1][0] + pieces[j - 1][1] - start
+            if into is not None and length <= len(into):
+                data = into[: self.get_range_into(name, start, into[:length])]
+            else:
+                data = memoryview(self.get_range(name, start, length))
+            for offset, n in pieces[i:j]:
+                yield data[offset - start : offset - start + n]
             i = j
 
     def list(self, prefix: str = "") -> Iterator[ObjectInfo]:

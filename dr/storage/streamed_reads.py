@@ -61,7 +61,10 @@ class StreamedReads:
         out[: len(data)] = data
         return len(data)
 
-    def get_pieces(self, name: str, pieces: Sequence[tuple[int, int]]) -> Generator[bytes, None, None]:
+    def get_pieces(
+        self, name: str, pieces: Sequence[tuple[int, int]], *, into: memoryview | None = None
+    ) -> Generator[bytes, None, None]:
+        # ``into`` is not used: pieces are handed over as they arrive, one at a time.
         if not pieces:
             return
         check_name(name)  # before any request
