@@ -115,7 +115,7 @@ class Index:
         # recent, so a blob moving from one to the other is seen in one or the other.
         recent = self._recent
         keys, refs = self._merged
-        prefix = int.from_bytes(blob_id[:8], "little")  # id_prefix, inlined: a backup asks per chunk
+        prefix = id_prefix(blob_id)
         i = bisect_left(keys, prefix)
         if i < len(keys) and keys[i] == prefix:
             ref = self._scan(keys, refs, i, prefix, blob_id)
