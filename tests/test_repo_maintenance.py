@@ -216,6 +216,7 @@ def test_the_index_is_prefetched_once_the_lock_is_written(kind: str, tmp_path: P
     calls: list[tuple[str, str]] = []
     _recording(fresh, calls)
     with Lock(fresh, "shared", "restore", prefetch_index=True):
+        assert fresh._index_loading is not None or fresh._index is not None, "the lock started the load"
         assert sorted(fresh.index.blob_ids()) == sorted(repo.index.blob_ids()) and len(fresh.index)
     ops = [f"{op} {name.split('/')[0]}" for op, name in calls]
     # not sooner: a prune that ends before the lock exists may replace the index
@@ -247,5 +248,6 @@ def test_a_prefetched_index_that_cannot_be_read_fails_where_it_is_used(tmp_path:
     with Lock(fresh, "shared", "restore", prefetch_index=True):
         with pytest.raises(DrError, match=f"{name}: authentication failed"):
             _ = fresh.index
+        assert fresh._index_loading is None and fresh._index is None  # the failed load is not kept
         with pytest.raises(DrError, match=f"{name}: authentication failed"):
-            _ = fresh.index  # asked again: read again, not a stale answer
+            _ = fresh.index  # asked again: read again
