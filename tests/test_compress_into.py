@@ -38,14 +38,44 @@ def zstd_into(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -
     return z
 
 
-@given(st.binary(max_size=3000) | st.sampled_from([LOG[:100_000], LOG[: 1 << 20], os.urandom(70_000)]))
-def test_frames_are_those_of_python_zstandard(data: bytes) -> None:
+@given(
+    st.binary(max_size=3000) | st.sampled_from([b"", LOG[:100_000], LOG[: 1 << 20], os.urandom(70_000)]),
+    st.booleans(),
+)
+def test_frames_are_those_of_python_zstandard(data: bytes, warm: bool) -> None:
     z = ZstdInto(3)
+    if warm:  # a chunk-sized input came first: small ones take the cffi path too
+        z.compress_into(LOG[: 1 << 17], memoryview(bytearray(1 << 17)))
     want = reference(data, 3)
     out = bytearray(len(want) + 10)
     n = z.compress_into(data, memoryview(out))
     assert out[:n] == want
     assert zstandard.ZstdDecompressor().decompress(bytes(out[:n])) == data
+
+
+def test_small_inputs_share_the_context_of_large_ones() -> None:
+    # After a chunk-sized input, a thread compresses small ones (trees, tails of files)
+    # with the same context: python-zstandard's context, sized anew to every small
+    # input, is not made.
+    z = ZstdInto(3)
+    small = LOG[:3000]
+    out = memoryview(bytearray(len(small)))
+    z.compress_into(small, out)
+    assert hasattr(z._local, "zc")  # before: python-zstandard, the cffi module not mapped for it
+    if not z.direct:
+        pytest.skip("cffi missing")
+
+    seen: dict[str, object] = {}
+
+    def work() -> None:  # a thread of its own: contexts are per thread
+        z.compress_into(LOG[: 1 << 17], memoryview(bytearray(1 << 17)))
+        n = z.compress_into(small, out)
+        seen.update(frame=bytes(out[:n]), cffi=hasattr(z._local, "cctx"), zc=hasattr(z._local, "zc"))
+
+    t = threading.Thread(target=work)
+    t.start()
+    t.join()
+    assert seen == {"frame": reference(small, 3), "cffi": True, "zc": False}
 
 
 def test_a_frame_that_does_not_fit_gives_0_and_the_next_one_works(zstd_into: ZstdInto) -> None:
