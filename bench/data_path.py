@@ -1,11 +1,11 @@
 #!/usr/bin/env python3
 """Data-path benchmark: dr vs restic, side by side, in one run.
 
-    .venv/bin/python bench/data_path.py [--work DIR] [--size 1|4] [--set gen|small] [--files N] [--s3]
+    .venv/bin/python bench/data_path.py [--work DIR] [--size 1|2|4|8] [--set gen|small] [--files N] [--s3]
                                         [--runs N] [--cache cold|warm]
 
-Makes the deterministic data set of ../shared/bench/gen.py (1 GiB; ``--size 4``
-adds three more, differently scrambled copies for 4 GiB of unique data), then
+Makes the deterministic data set of ../shared/bench/gen.py (1 GiB; ``--size N``
+adds N - 1 more, differently scrambled copies for N GiB of unique data), then
 for each tool: full backup, incremental backup after ``gen.py --modify`` (1%
 changed), full restore — into a local repository (and, with ``--s3``, into a
 SeaweedFS bucket started for the run). Prints wall time, CPU time, peak RSS,
@@ -391,7 +391,7 @@ def summarize(runs: list[list[dict[str, object]]], title: str) -> None:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--work", type=Path, help="work directory (default: a temporary one)")
-    ap.add_argument("--size", type=int, default=1, choices=(1, 2, 4), help="GiB of unique data")
+    ap.add_argument("--size", type=int, default=1, choices=(1, 2, 4, 8), help="GiB of unique data")
     ap.add_argument("--set", dest="kind", choices=("gen", "small"), default="gen",
                     help="gen: ../shared/bench/gen.py (default); small: 20,000 small files in 210 directories")  # fmt: skip
     ap.add_argument("--files", type=int, default=SMALL_FILES, help="files of --set small (100 per directory)")
