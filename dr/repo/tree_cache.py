@@ -7,13 +7,17 @@ directories cost a minute of round trips before any data moved. Writers put
 tree blobs in packs of their own (FORMAT.md §5.3), where the trees of one
 backup lie back to back. ``TreeReader`` therefore fetches, with the tree
 asked for, the run of tree blobs adjacent to it in its pack (at most
-``max_range`` sealed bytes), opens and verifies each, and keeps the
-plaintexts in a cache bounded by ``max_bytes`` (least recently used out).
+``max_range`` sealed bytes), opens and verifies the one asked for, and keeps
+the others as they came, sealed, in a cache bounded by ``max_bytes`` (least
+recently used out); each is opened and verified when it is asked for. A tree
+kept sealed takes a fifth to a half of its plaintext (JSON, compressed): a
+restore of 20,000 small files in 210 directories held 3.3 MB of plaintext
+trees fetched ahead at its first batch.
 
-A damaged neighbour does not fail the tree asked for: it is left out of the
-cache and reports its own error when it is read. In a pack that mixes trees
-and data (repositories written before trees had packs of their own) a run is
-the tree alone, as before.
+A damaged neighbour does not fail the tree asked for: it reports its own
+error when it is read. In a pack that mixes trees and data (repositories
+written before trees had packs of their own) a run is the tree alone, as
+before.
 """
 
 from __future__ import annotations
@@ -23,7 +27,6 @@ import threading
 from collections import OrderedDict
 from collections.abc import Callable, Iterable
 
-from dr.errors import DrError
 from dr.repo.format import BlobType, PackEntry, pack_name
 from dr.repo.index import BlobLocation, Index
 from dr.storage.base import ObjectStore
@@ -100,8 +103,11 @@ class TreeReader:
         self.store, self.index, self._open = store, index, open_blob
         self.max_range, self.max_bytes = max_range, max_bytes
         self.requests = 0  # range requests made (tests and benchmarks read it)
+        # tree id -> its plaintext, or its sealed blob if it came in a run and has not
+        # been asked for yet (then listed in _sealed); _size counts either
         self._cache: OrderedDict[bytes, bytes] = OrderedDict()
         self._size = 0
+        self._sealed: dict[bytes, tuple[PackEntry, str]] = {}  # id -> (entry, pack name)
         self._lock = threading.Lock()
         # ids of trees whose run another thread is fetching: wait for it instead of fetching again
         self._inflight: dict[bytes, threading.Event] = {}
@@ -120,33 +126,49 @@ class TreeReader:
         bid = loc.entry.id
         while True:
             with self._lock:
-                plain = self._cache.get(bid)
-                if plain is not None:
-                    if keep or len(plain) <= KEEP_SMALL:
+                cached = self._cache.get(bid)
+                sealed_in = self._sealed.pop(bid, None) if cached is not None else None
+                if cached is not None and sealed_in is None:
+                    if keep or len(cached) <= KEEP_SMALL:
                         self._cache.move_to_end(bid)
                     else:
-                        del self._cache[bid]
-                        self._size -= len(plain)
+                        self._drop(bid)
                         self._take(bid)
-                    return plain
+                    return cached
                 busy = self._inflight.get(bid)
-                if busy is None:
-                    trees = self._trees_of.get(loc.pack)
-                    if trees is None:
-                        trees = self._trees_of[loc.pack] = pack_trees(self.index.packs.get(loc.pack) or [])
-                    run = tree_run(trees, loc.entry, self.max_range, self._has)
+                if busy is None or sealed_in is not None:
                     done = threading.Event()
+                    if sealed_in is not None:
+                        # Fetched ahead: opened here, outside the lock; a reader of the
+                        # same tree meanwhile waits for it, as for a fetch.
+                        self._drop(bid)
+                        run = [loc.entry]
+                    else:
+                        trees = self._trees_of.get(loc.pack)
+                        if trees is None:
+                            trees = self._trees_of[loc.pack] = pack_trees(
+                                self.index.packs.get(loc.pack) or []
+                            )
+                        run = tree_run(trees, loc.entry, self.max_range, self._has)
                     for e in run:
                         self._inflight[e.id] = done
                     break
             busy.wait()
         try:
+            if sealed_in is not None and cached is not None:
+                entry, name = sealed_in
+                return self._opened(entry, self._open(entry, memoryview(cached), _what(entry, name)), keep)
             return self._fetch(loc, run, keep)
         finally:
             with self._lock:
                 for e in run:
                     del self._inflight[e.id]
             done.set()
+
+    def _drop(self, bid: bytes) -> None:
+        """Take a tree out of the cache (called with the lock held)."""
+        self._size -= len(self._cache.pop(bid))
+        self._sealed.pop(bid, None)
 
     def _take(self, bid: bytes) -> None:
         """Remember a tree handed out for good (called with the lock held)."""
@@ -166,32 +188,39 @@ class TreeReader:
             self.requests += 1
         wanted = b""
         for e in run:
-            try:
-                plain = self._open(
-                    e,
-                    data[e.offset - start : e.offset - start + e.length],
-                    f"blob {e.id.hex()[:16]} in {name}",
-                )
-            except DrError:
-                if e.id == loc.entry.id:
-                    raise
-                continue  # a neighbour: reported when (if) that tree is read by itself
+            sealed = data[e.offset - start : e.offset - start + e.length]
             if e.id == loc.entry.id:
-                wanted = plain
-                with self._lock:
-                    if not keep and len(plain) > KEEP_SMALL:
-                        self._take(e.id)
-                        continue
-                    self._taken.discard(e.id)  # asked for to be kept after all
-            self._keep(e.id, plain)
+                wanted = self._opened(e, self._open(e, sealed, _what(e, name)), keep)
+            else:
+                # A neighbour, kept as it came (a copy: not a view that would hold the
+                # whole run); opened, and any damage reported, when it is asked for.
+                self._keep(e.id, bytes(sealed), sealed_in=(e, name))
         return wanted
 
-    def _keep(self, bid: bytes, plain: bytes) -> None:
+    def _opened(self, entry: PackEntry, plain: bytes, keep: bool) -> bytes:
+        """A tree just opened for a reader: cached or handed out for good; -> its plaintext."""
+        if not keep and len(plain) > KEEP_SMALL:
+            with self._lock:
+                self._take(entry.id)
+        else:
+            with self._lock:
+                self._taken.discard(entry.id)  # asked for to be kept after all
+            self._keep(entry.id, plain)
+        return plain
+
+    def _keep(self, bid: bytes, data: bytes, sealed_in: tuple[PackEntry, str] | None = None) -> None:
+        """Cache a tree's plaintext, or (``sealed_in``: its entry and pack) its sealed blob."""
         with self._lock:
-            if bid in self._cache or bid in self._taken or len(plain) > self.max_bytes:
+            if bid in self._cache or bid in self._taken or len(data) > self.max_bytes:
                 return
-            self._cache[bid] = plain
-            self._size += len(plain)
+            self._cache[bid] = data
+            self._size += len(data)
+            if sealed_in is not None:
+                self._sealed[bid] = sealed_in
             while self._size > self.max_bytes:
-                _, old = self._cache.popitem(last=False)
-                self._size -= len(old)
+                old, _ = next(iter(self._cache.items()))
+                self._drop(old)
+
+
+def _what(entry: PackEntry, pack: str) -> str:
+    return f"blob {entry.id.hex()[:16]} in {pack}"
