@@ -217,6 +217,41 @@ def test_trees_fetched_ahead_stay_sealed_until_read(tmp_path: Path, request: Any
     assert reader._size == sum(map(len, reader._cache.values()))
 
 
+def test_a_tree_fetched_ahead_is_read_while_its_run_is_still_being_opened(
+    tmp_path: Path, request: Any
+) -> None:
+    # A run keeps its trees in the cache before it opens the one asked for (the
+    # last): another thread may take one of them meanwhile. It once also took the
+    # run's mark of it, and the run, ending, failed on the missing mark and never
+    # woke the threads waiting on it.
+    store, repo, key, snap = backed_up(tmp_path, request, 5)
+    assert snap.tree
+    fresh = open_with(store, key)
+    reader = fresh.trees
+    root = bytes.fromhex(snap.tree)
+    child = next(n["subtree"] for n in read_tree(repo, snap.tree) if n["type"] == "dir")
+    opening, child_read = threading.Event(), threading.Event()
+    open_blob = reader._open
+
+    def slow(entry: PackEntry, sealed: memoryview, what: str) -> bytes:
+        if entry.id == root:
+            opening.set()
+            child_read.wait(10)
+        return open_blob(entry, sealed, what)
+
+    reader._open = slow
+    got: dict[str, Any] = {}
+    t = threading.Thread(target=lambda: got.update(root=read_tree(fresh, snap.tree)))
+    t.start()
+    assert opening.wait(10)
+    got["child"] = read_tree(fresh, child)  # kept sealed by the run being opened
+    child_read.set()
+    t.join(10)
+    assert not t.is_alive()
+    assert got == {"root": read_tree(repo, snap.tree), "child": read_tree(repo, child)}
+    assert reader._inflight == {} and reader.requests == 1
+
+
 def test_threads_reading_trees_at_once_share_the_requests(tmp_path: Path, request: Any) -> None:
     store, repo, key, _ = backed_up(tmp_path, request, 30)
     ids = [bid.hex() for bid in repo.index.blob_ids(BlobType.TREE)]

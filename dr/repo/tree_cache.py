@@ -151,7 +151,9 @@ class TreeReader:
                             )
                         run = tree_run(trees, loc.entry, self.max_range, self._has)
                     for e in run:
-                        self._inflight[e.id] = done
+                        # A tree fetched ahead may be asked for while the run that
+                        # brought it is still being opened: that fetch keeps its mark.
+                        self._inflight.setdefault(e.id, done)
                     break
             busy.wait()
         try:
@@ -162,7 +164,8 @@ class TreeReader:
         finally:
             with self._lock:
                 for e in run:
-                    del self._inflight[e.id]
+                    if self._inflight.get(e.id) is done:
+                        del self._inflight[e.id]
             done.set()
 
     def _drop(self, bid: bytes) -> None:
