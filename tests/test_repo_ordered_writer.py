@@ -45,6 +45,7 @@ def decoded(piece: bytes) -> Callable[[memoryview, memoryview], None]:
     st.integers(1, 4),
     st.booleans(),
     st.sampled_from([0, 300_000, None]),
+    st.booleans(),
 )
 def test_any_order_any_threads_gives_the_file(
     tmp_path_factory: pytest.TempPathFactory,
@@ -54,10 +55,12 @@ def test_any_order_any_threads_gives_the_file(
     threads: int,
     decode: bool,
     limit: int | None,
+    sealed: bool,
 ) -> None:
     # Blobs handed over decoded (put) or to decode in place (put_decoded; a 1 MiB
-    # buffer, so that some are larger than it); early ones held up to a budget
-    # (none, some, the default), past which the file is written in place.
+    # buffer, so that some are larger than it), early ones waiting decoded or, read
+    # on their own, sealed; held up to a budget (none, some, the default), past
+    # which the file is written in place.
     path = tmp_path_factory.mktemp("ordered") / "f"
     data = os.urandom(size)
     new_file(path, size)
@@ -68,7 +71,8 @@ def test_any_order_any_threads_gives_the_file(
 
     def put(part: tuple[int, bytes]) -> None:
         if decode:
-            w.put_decoded(part[0], len(part[1]), decoded(part[1]), spare=1000)
+            held = len(part[1]) // 2 + 1 if sealed else 0
+            w.put_decoded(part[0], len(part[1]), decoded(part[1]), spare=1000, held=held)
         else:
             w.put(*part)
 
@@ -254,3 +258,69 @@ def test_a_failed_file_gives_its_buffer_back(tmp_path: Path) -> None:
     assert pool.take() is used  # back, and no longer exported: closing it works
     used.close()
     pool.close()
+
+
+def test_an_early_blob_read_on_its_own_waits_sealed(tmp_path: Path) -> None:
+    # put_decoded with ``held``: an early blob keeps what was read (counted in the
+    # budget) and is decoded when its turn comes, straight into the staging buffer.
+    path = tmp_path / "f"
+    new_file(path, 3000)
+    budget = EarlyBudget(1000)
+    w = OrderedFileWriter(str(path), 3000, budget=budget)
+    calls: list[int] = []
+
+    def counted(piece: bytes) -> Callable[[memoryview, memoryview], None]:
+        decode = decoded(piece)
+
+        def run(out: memoryview, spare: memoryview) -> None:
+            calls.append(len(piece))
+            decode(out, spare)
+
+        return run
+
+    w.put_decoded(2000, 1000, counted(b"c" * 1000), held=400)  # sealed: 400 bytes
+    w.put_decoded(1000, 1000, counted(b"b" * 1000), held=500)  # 900 of 1000 now
+    assert calls == [] and budget.held == 900 and not w.in_place
+    w.put_decoded(1000, 1000, counted(b"x" * 1000), held=500)  # the same blob again: ignored
+    w.put_decoded(0, 1000, counted(b"a" * 1000), held=100)  # the next one: the others follow
+    assert calls == [1000] * 3 and budget.held == 0
+    assert w.complete and path.read_bytes() == b"a" * 1000 + b"b" * 1000 + b"c" * 1000
+
+
+def test_past_the_budget_a_sealed_blob_is_decoded_and_waits_or_goes_in_place(tmp_path: Path) -> None:
+    path = tmp_path / "f"
+    new_file(path, 3000)
+    budget = EarlyBudget(1000)
+    w = OrderedFileWriter(str(path), 3000, budget=budget)
+    w.put_decoded(2000, 1000, decoded(b"c" * 1000), held=800)  # waits sealed
+    w.put_decoded(1000, 1000, decoded(b"b" * 1000), held=800)  # no room: decoded, and then
+    assert w.in_place and budget.held == 0  # ... no room either: the file goes in place
+    w.put_decoded(0, 1000, decoded(b"a" * 1000), held=800)
+    assert w.complete and path.read_bytes() == b"a" * 1000 + b"b" * 1000 + b"c" * 1000
+
+
+@pytest.mark.parametrize("turn", ["next", "put", "in place"])
+def test_a_sealed_blob_that_fails_when_its_turn_comes_fails_the_file(tmp_path: Path, turn: str) -> None:
+    path = tmp_path / "f"
+    new_file(path, 3000)
+    budget = EarlyBudget(2000)
+    w = OrderedFileWriter(str(path), 3000, budget=budget)
+
+    def broken(out: memoryview, spare: memoryview) -> None:
+        out[:] = b"\xff" * len(out)
+        raise ValueError("bad blob at 1000")
+
+    w.put_decoded(1000, 1000, broken, held=500)  # waits: nothing decoded yet
+    assert not w.failed and budget.held == 500
+    w.put_decoded(2000, 1000, decoded(b"c" * 1000), held=500)
+    with pytest.raises(ValueError, match="bad blob at 1000"):
+        if turn == "next":  # the blob before it, decoded in place, drains it
+            w.put_decoded(0, 1000, decoded(b"a" * 1000))
+        elif turn == "put":  # or handed over decoded
+            w.put(0, b"a" * 1000)
+        else:  # or the file goes in place: what waits is decoded to be placed
+            budget.limit = 0
+            w.put(500, b"z" * 10)
+    assert w.failed and not w.complete and budget.held == 0
+    w.put(0, b"a" * 1000)  # a failed file takes no more
+    w.finish()

@@ -15,9 +15,10 @@ from hypothesis import strategies as st
 
 from dr.repo import ordered_writer, restorer
 from dr.repo.archiver import backup_directory
-from dr.repo.format import BlobType, PackEntry
+from dr.repo.format import BlobType, PackEntry, pack_name
 from dr.repo.ordered_writer import OrderedFileWriter
 from dr.repo.restorer import RANGE_WASTE, _ranges, restore_snapshot
+from dr.repo.tree import read_tree
 from dr.storage.base import StorageError
 from tests.repo_helpers import describe_tree, init_repo, make_store, open_with
 
@@ -153,6 +154,51 @@ def test_s3_restore_reports_large_files_it_could_not_write(
         "b.bin: incomplete: not every blob of the file could be written",
     ]
     assert (out / "c.bin").read_bytes() == (src / "c.bin").read_bytes()
+
+
+def test_s3_restore_of_a_bad_blob_that_waited_sealed_fails_its_file_only(
+    tmp_path: Path, request: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A large file changed in its middle: the changed blob is in the incremental
+    # backup's pack, the rest in the first one. Restored by one worker, pack by
+    # pack, the blobs after the change arrive early and wait sealed; one of them is
+    # damaged in storage. Its file fails, naming the blob, when its turn comes;
+    # the other file restores.
+    src = tmp_path / "src"
+    src.mkdir()
+    big = bytearray(os.urandom(8 << 20))
+    (src / "big.bin").write_bytes(big)
+    (src / "ok.txt").write_text("fine\n" * 1000)
+    store = make_store("s3", tmp_path, request)
+    repo, key = init_repo(store, tmp_path)
+    first = backup_directory(repo, src).snapshot
+    big[4 << 20 : (4 << 20) + 100] = os.urandom(100)
+    (src / "big.bin").write_bytes(big)
+    snap = backup_directory(repo, src, parent=first).snapshot
+    assert snap.tree
+    node = next(n for n in read_tree(repo, snap.tree) if n["name"] == "big.bin")
+    last = repo.index.get(bytes.fromhex(node["content"][-1]))
+    locs = [repo.index.get(bytes.fromhex(b)) for b in node["content"]]
+    assert last is not None and len({loc.pack for loc in locs if loc}) == 2
+    name = pack_name(last.pack)
+    raw = bytearray(store.get(name))
+    raw[last.entry.offset + 20] ^= 0xFF
+    store.put(name, bytes(raw), if_absent=False)
+
+    waited: list[int] = []
+    sealed_init = ordered_writer._Sealed.__init__
+
+    def counted(self: Any, n: int, *args: Any) -> None:
+        waited.append(n)
+        sealed_init(self, n, *args)
+
+    monkeypatch.setattr(ordered_writer._Sealed, "__init__", counted)
+    out = tmp_path / "out"
+    stats = restore_snapshot(open_with(store, key), snap, out, workers=1)
+    assert waited, "no blob waited sealed: the test does not test what it says"
+    assert len(stats.errors) == 1
+    assert stats.errors[0].startswith(f"big.bin: blob in {name}: authentication failed"), stats.errors
+    assert (out / "ok.txt").read_text() == "fine\n" * 1000
 
 
 def _twenty_files(tmp_path: Path) -> Path:

@@ -583,6 +583,8 @@ class _BatchRestore:
                         large.put(off, plain)
                     except OSError as e:
                         fail_file(idx, f"write failed: {e.strerror or e}")
+                    except DrError as e:  # a blob of the file that waited sealed is bad
+                        fail_file(idx, e.message)
                 elif f.whole:
                     try:
                         _write_whole(os.path.join(root, f.rel), f.node, plain, is_root=is_root)
@@ -634,6 +636,9 @@ class _BatchRestore:
                                         repo.open_blob_into, ent, sealed, what=f"blob in {name}"
                                     ),
                                     spare=_payload_room(ent),
+                                    # A piece read on its own may wait sealed if early; a
+                                    # view may be of a buffer the next piece is read into.
+                                    held=len(sealed) if isinstance(sealed, bytes) else 0,
                                 )
                             except DrError as e:
                                 fail_file(idx, e.message)
