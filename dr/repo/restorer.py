@@ -88,8 +88,10 @@ STAGING = (4 << 20) + 2 * ALIGN
 # RUN_MAX long (a sealed 4 MiB chunk fits), into one buffer per worker. 4 and 8 MiB
 # runs restored as fast as 32 MiB ones (1 GiB set, local, cold).
 RUN_MAX = (4 << 20) + ALIGN
-# What a planned file keeps of its tree node (content, name, inode, links go once planned).
-FILE_KEYS = ("type", "mode", "uid", "gid", "mtime", "size", "sparse")
+# What a planned file or directory keeps of its tree node (content, name, inode, links
+# go once planned; so does its type, known from the list it is in). A dict of five keys
+# takes 184 bytes, of six or seven 272: a batch of 4,096 files holds one each.
+FILE_KEYS = ("mode", "uid", "gid", "mtime", "size", "sparse")
 # A pack whose blobs are written to files of less than this on average is "dense":
 # restoring it is a few system calls per file (create, write, owner, mode, times,
 # close), each of which hands the GIL over when other workers want it. Dense packs
@@ -125,7 +127,7 @@ class RestoreStats:
     errors: list[str] = field(default_factory=list)
 
 
-@dataclass
+@dataclass(slots=True)  # 88 bytes a file instead of 352 with its __dict__
 class _File:
     rel: str
     node: Node
@@ -358,7 +360,7 @@ def _apply_meta(path: str | int, node: Node, *, is_root: bool, follow: bool = Fa
     if is_root:
         with contextlib.suppress(OSError):
             os.chown(path, node.get("uid", -1), node.get("gid", -1), follow_symlinks=follow)
-    if node["type"] != "symlink":
+    if node.get("type") != "symlink":  # a planned node has no type: a file or a directory
         os.chmod(path, node.get("mode", 0o644))
     mtime = int(node.get("mtime", 0))
     with contextlib.suppress(NotImplementedError, OSError):
