@@ -299,8 +299,8 @@ class _Walk:
             blobs = plan.packs.setdefault(loc.pack, {})
             if bid in blobs:
                 blobs[bid][1].append((idx, offset))
-            else:
-                blobs[bid] = (loc.entry, [(idx, offset)])
+            else:  # keyed by the entry's own id object: ``bid`` is not kept as a second copy
+                blobs[loc.entry.id] = (loc.entry, [(idx, offset)])
             offset += loc.entry.raw_length
         if sequential and not f.failed:
             plan.sequential.append(idx)
