@@ -159,30 +159,40 @@ def test_s3_restore_reports_large_files_it_could_not_write(
 def test_s3_restore_of_a_bad_blob_that_waited_sealed_fails_its_file_only(
     tmp_path: Path, request: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    # A large file changed in its middle: the changed blob is in the incremental
-    # backup's pack, the rest in the first one. Restored by one worker, pack by
+    # A large file changed in its second chunk: that chunk is in the incremental
+    # backup's pack, the others in the first one. Restored by one worker, pack by
     # pack, the blobs after the change arrive early and wait sealed; one of them is
     # damaged in storage. Its file fails, naming the blob, when its turn comes;
     # the other file restores.
     src = tmp_path / "src"
     src.mkdir()
-    big = bytearray(os.urandom(8 << 20))
+    big = bytearray(os.urandom(12 << 20))  # three chunks at least (4 MiB at most each)
     (src / "big.bin").write_bytes(big)
     (src / "ok.txt").write_text("fine\n" * 1000)
     store = make_store("s3", tmp_path, request)
     repo, key = init_repo(store, tmp_path)
     first = backup_directory(repo, src).snapshot
-    big[4 << 20 : (4 << 20) + 100] = os.urandom(100)
+    assert first.tree
+
+    def blobs(snap_tree: str) -> list[Any]:
+        node = next(n for n in read_tree(repo, snap_tree) if n["name"] == "big.bin")
+        return [repo.index.get(bytes.fromhex(b)) for b in node["content"]]
+
+    before = blobs(first.tree)
+    assert len(before) >= 3 and all(before)
+    at = before[0].entry.raw_length + before[1].entry.raw_length // 2  # inside the second chunk
+    big[at : at + 100] = os.urandom(100)
     (src / "big.bin").write_bytes(big)
     snap = backup_directory(repo, src, parent=first).snapshot
     assert snap.tree
-    node = next(n for n in read_tree(repo, snap.tree) if n["name"] == "big.bin")
-    last = repo.index.get(bytes.fromhex(node["content"][-1]))
-    locs = [repo.index.get(bytes.fromhex(b)) for b in node["content"]]
-    assert last is not None and len({loc.pack for loc in locs if loc}) == 2
-    name = pack_name(last.pack)
+    after = blobs(snap.tree)
+    old = {loc.pack for loc in before}
+    first_new = next(i for i, loc in enumerate(after) if loc.pack not in old)
+    assert first_new >= 1 and after[-1].pack in old  # the file starts and ends in the first pack
+    victim = after[-1]
+    name = pack_name(victim.pack)
     raw = bytearray(store.get(name))
-    raw[last.entry.offset + 20] ^= 0xFF
+    raw[victim.entry.offset + 20] ^= 0xFF
     store.put(name, bytes(raw), if_absent=False)
 
     waited: list[int] = []
