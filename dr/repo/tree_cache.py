@@ -139,8 +139,9 @@ class TreeReader:
                 if busy is None or sealed_in is not None:
                     done = threading.Event()
                     if sealed_in is not None:
-                        # Fetched ahead: opened here, outside the lock; a reader of the
-                        # same tree meanwhile waits for it, as for a fetch.
+                        # Fetched ahead: opened here, outside the lock. A reader of the
+                        # same tree meanwhile waits for this, or for the run that brought
+                        # it if that is still being opened, then looks again.
                         self._drop(bid)
                         run = [loc.entry]
                     else:
