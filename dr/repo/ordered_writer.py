@@ -25,8 +25,17 @@ import mmap
 import os
 import threading
 from collections.abc import Callable
+from dataclasses import dataclass
 
-from dr.storage.direct_io import ALIGN, SequentialWriter, populated, pwrite_all, set_direct, write_sparse
+from dr.storage.direct_io import (
+    ALIGN,
+    SequentialWriter,
+    decoded_apart,
+    populated,
+    pwrite_all,
+    set_direct,
+    write_sparse,
+)
 
 # What early blobs may hold over all files of a restore (``EarlyBudget``).
 EARLY_BUDGET = 64 << 20
@@ -98,16 +107,15 @@ class EarlyBudget:
             self.held -= n
 
 
+@dataclass(slots=True)
 class _Sealed:
     """An early blob as it was read: ``decode`` writes its ``n`` bytes when its turn
     comes (``SequentialWriter.write_decoded``); ``held`` is what it keeps in memory."""
 
-    __slots__ = ("decode", "held", "n", "spare")
-
-    def __init__(
-        self, n: int, decode: Callable[[memoryview, memoryview], None], spare: int, held: int
-    ) -> None:
-        self.n, self.decode, self.spare, self.held = n, decode, spare, held
+    n: int
+    decode: Callable[[memoryview, memoryview], None]
+    spare: int
+    held: int
 
 
 _Early = bytes | memoryview | _Sealed
@@ -207,8 +215,7 @@ class OrderedFileWriter:
                 return
             if offset == self._next and self._placed is None:
                 try:
-                    self._writer_open().write_decoded(n, decode, spare=spare)
-                    self._next += n
+                    self._write_decoded(n, decode, spare)
                     self._drain()
                 except OSError:
                     self._fail()
@@ -220,9 +227,7 @@ class OrderedFileWriter:
                 if self._budget.take(held):
                     self._early[offset] = _Sealed(n, decode, spare, held)
                     return
-        own = memoryview(bytearray(n + 1))
-        decode(own, own[:0])
-        self.put(offset, own[1:])
+        self.put(offset, decoded_apart(n, decode))
 
     def _drain(self) -> None:
         while self._next in self._early:
@@ -230,11 +235,10 @@ class OrderedFileWriter:
             self._budget.give(_held(item))
             if isinstance(item, _Sealed):
                 try:
-                    self._writer_open().write_decoded(item.n, item.decode, spare=item.spare)
+                    self._write_decoded(item.n, item.decode, item.spare)
                 except BaseException:
                     self._fail()  # the blob cannot be written, so neither can the file
                     raise
-                self._next += item.n
             else:
                 self._write(item)
         if self.complete:
@@ -244,13 +248,11 @@ class OrderedFileWriter:
         """An early blob's bytes (a sealed one decoded; one that fails fails the file)."""
         if not isinstance(item, _Sealed):
             return item
-        own = memoryview(bytearray(item.n + 1))
         try:
-            item.decode(own, own[:0])
+            return decoded_apart(item.n, item.decode)
         except BaseException:
             self._fail()
             raise
-        return own[1:]
 
     def _go_in_place(self) -> None:
         """Write what is staged, then each waiting blob at its offset; from now on
@@ -295,6 +297,10 @@ class OrderedFileWriter:
     def _write(self, data: bytes | memoryview) -> None:
         self._writer_open().write(data)
         self._next += len(data)
+
+    def _write_decoded(self, n: int, decode: Callable[[memoryview, memoryview], None], spare: int) -> None:
+        self._writer_open().write_decoded(n, decode, spare=spare)
+        self._next += n
 
     def _close(self) -> None:
         if self._writer is not None:

@@ -150,6 +150,14 @@ def write_file(fd: int, data: bytes | bytearray | memoryview) -> None:
         pwrite_all(fd, memoryview(data)[aligned:], aligned)
 
 
+def decoded_apart(n: int, decode: Callable[[memoryview, memoryview], None]) -> memoryview:
+    """The ``n`` bytes ``decode(out, spare)`` writes (``SequentialWriter.write_decoded``'s
+    contract: ``out[0]`` is only lent), in memory of their own, with no spare room."""
+    own = memoryview(bytearray(n + 1))
+    decode(own, own[:0])
+    return own[1:]
+
+
 class SequentialWriter:
     """Writes one file front to back through an aligned staging buffer.
 
@@ -195,9 +203,7 @@ class SequentialWriter:
         if self.fill + n + spare > self.cap and self.fill >= ALIGN:
             self._flush(self.fill - self.fill % ALIGN)
         if self.fill + n > self.cap:
-            own = memoryview(bytearray(n + 1))
-            decode(own, own[:0])
-            self.write(own[1:])
+            self.write(decoded_apart(n, decode))
             return
         start = ALIGN + self.fill
         with self._whole[start - 1 : start + n] as out, self.mv[self.fill + n : self.cap] as rest:
