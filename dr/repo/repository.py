@@ -198,7 +198,7 @@ class Repository:
         if self._index is None:
             loading = self._index_loading
             if loading is None:
-                self._index = load_index(self.store, self.codec, self.list_names("index/"))
+                self._index = self._load_index()
             else:
                 try:
                     self._index = loading.result()  # a failed load raises here, as it would have
@@ -219,12 +219,15 @@ class Repository:
 
         def load() -> None:
             try:
-                loading.set_result(load_index(self.store, self.codec, self.list_names("index/")))
+                loading.set_result(self._load_index())
             except BaseException as e:  # handed to whoever reads ``index``
                 loading.set_exception(e)
 
         self._index_loading = loading
         threading.Thread(target=load, name="dr-index", daemon=True).start()
+
+    def _load_index(self) -> Index:
+        return load_index(self.store, self.codec, self.list_names("index/"))
 
     def drop_index(self) -> None:
         """Forget the index, loaded or on its way (a prefetch left running is not waited

@@ -608,11 +608,11 @@ class _BatchRestore:
             name = pack_name(pack_id)
             written = 0
             by_entry = {e.id: targets for e, targets in blobs.values()}
+            # The store hands each range over blob by blob (S3: one streamed GET; a file
+            # store span by span into this worker's read buffer, which a remote store
+            # would not use and so is not made for it).
+            into = None if self.by_pack else memoryview(self._read_buffer(RUN_MAX))
             for entries in _ranges([e for e, _ in blobs.values()]):
-                # The store hands the range over blob by blob (S3: one streamed GET; a
-                # file store span by span into this worker's read buffer, which a
-                # remote store would not use and so is not made for it).
-                into = None if self.by_pack else memoryview(self._read_buffer(RUN_MAX))
                 pieces = repo.store.get_pieces(name, [(e.offset, e.length) for e in entries], into=into)
                 fds: dict[int, int] = {}  # files of several blobs, open while this range lasts
                 try:
