@@ -127,7 +127,7 @@ class TreeReader:
         while True:
             with self._lock:
                 cached = self._cache.get(bid)
-                sealed_in = self._sealed.pop(bid, None) if cached is not None else None
+                sealed_in = self._sealed.pop(bid, None)  # listed only while cached
                 if cached is not None and sealed_in is None:
                     if keep or len(cached) <= KEEP_SMALL:
                         self._cache.move_to_end(bid)
@@ -145,12 +145,7 @@ class TreeReader:
                         self._drop(bid)
                         run = [loc.entry]
                     else:
-                        trees = self._trees_of.get(loc.pack)
-                        if trees is None:
-                            trees = self._trees_of[loc.pack] = pack_trees(
-                                self.index.packs.get(loc.pack) or []
-                            )
-                        run = tree_run(trees, loc.entry, self.max_range, self._has)
+                        run = self._run_for(loc)
                     for e in run:
                         # A tree fetched ahead may be asked for while the run that
                         # brought it is still being opened: that fetch keeps its mark.
@@ -158,16 +153,24 @@ class TreeReader:
                     break
             busy.wait()
         try:
-            if sealed_in is not None and cached is not None:
-                entry, name = sealed_in
-                return self._opened(entry, self._open(entry, memoryview(cached), _what(entry, name)), keep)
-            return self._fetch(loc, run, keep)
+            if sealed_in is None:
+                return self._fetch(loc, run, keep)
+            entry, name = sealed_in
+            assert cached is not None
+            return self._opened(entry, self._open(entry, memoryview(cached), _what(entry, name)), keep)
         finally:
             with self._lock:
                 for e in run:
                     if self._inflight.get(e.id) is done:
                         del self._inflight[e.id]
             done.set()
+
+    def _run_for(self, loc: BlobLocation) -> list[PackEntry]:
+        """The run of trees to fetch with ``loc`` (called with the lock held)."""
+        trees = self._trees_of.get(loc.pack)
+        if trees is None:
+            trees = self._trees_of[loc.pack] = pack_trees(self.index.packs.get(loc.pack) or [])
+        return tree_run(trees, loc.entry, self.max_range, self._has)
 
     def _drop(self, bid: bytes) -> None:
         """Take a tree out of the cache (called with the lock held)."""
@@ -222,8 +225,7 @@ class TreeReader:
             if sealed_in is not None:
                 self._sealed[bid] = sealed_in
             while self._size > self.max_bytes:
-                old, _ = next(iter(self._cache.items()))
-                self._drop(old)
+                self._drop(next(iter(self._cache)))  # the least recently used
 
 
 def _what(entry: PackEntry, pack: str) -> str:
