@@ -17,6 +17,7 @@ from dr.repo.locks import Lock, LockConflict, is_stale, list_locks, remove_stale
 from dr.repo.prune import prune
 from dr.repo.restorer import restore_snapshot
 from dr.repo.snapshots import list_snapshots
+from dr.storage.base import StorageError
 from tests.repo_helpers import describe_tree, init_repo, make_store, open_with
 
 
@@ -236,6 +237,28 @@ def test_a_prefetched_index_is_dropped_when_the_lock_conflicts(tmp_path: Path) -
             repo.store.delete(name)
     with Lock(fresh, "shared", "restore", prefetch_index=True):
         assert len(fresh.index) == 0
+
+
+def test_a_prefetched_index_is_dropped_when_the_locks_cannot_be_listed(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Whether a prune was under way is then unknown: what was read goes with the error.
+    repo, key = _with_one_backup(make_store("file", tmp_path, None), tmp_path)
+    fresh = open_with(repo.store, key)
+    list_objects = fresh.list_objects
+
+    def failing(kind: str) -> Any:
+        if kind == "locks":
+            raise StorageError("locks/: listing failed")
+        return list_objects(kind)
+
+    monkeypatch.setattr(fresh, "list_objects", failing)
+    with pytest.raises(StorageError, match="listing failed"):
+        Lock(fresh, "shared", "restore", prefetch_index=True).acquire()
+    assert fresh._index is None and fresh._index_loading is None
+    monkeypatch.setattr(fresh, "list_objects", list_objects)
+    with Lock(fresh, "shared", "restore", prefetch_index=True):
+        assert sorted(fresh.index.blob_ids()) == sorted(repo.index.blob_ids())
 
 
 def test_a_prefetched_index_that_cannot_be_read_fails_where_it_is_used(tmp_path: Path) -> None:

@@ -145,6 +145,26 @@ class Lock:
         self.name = self._write()
         if self.prefetch_index:
             self.repo.prefetch_index()
+        try:
+            conflicts = self._conflicts()
+            if conflicts:
+                self.repo.store.delete(f"locks/{self.name}")
+                self.name = None
+                raise LockConflict(
+                    f"repository is locked ({len(conflicts)} conflicting lock(s)); try again later",
+                    details=[c.describe() for c in conflicts],
+                )
+        except BaseException:
+            if self.prefetch_index:
+                # Read while a prune may have been changing it, or with no way to tell.
+                self.repo.drop_index()
+            raise
+        self._thread = threading.Thread(target=self._refresh_loop, name="dr-lock-refresh", daemon=True)
+        self._thread.start()
+        return self
+
+    def _conflicts(self) -> list[LockInfo]:
+        """The other locks this one cannot stand beside; stale ones are removed on the way."""
         now = now_utc()
         conflicts = []
         for other in list_locks(self.repo, besides=self.name):
@@ -154,18 +174,7 @@ class Lock:
                 continue
             if self.kind == "exclusive" or other.kind == "exclusive":
                 conflicts.append(other)
-        if conflicts:
-            if self.prefetch_index:
-                self.repo.drop_index()  # read while a prune may have been changing it
-            self.repo.store.delete(f"locks/{self.name}")
-            self.name = None
-            raise LockConflict(
-                f"repository is locked ({len(conflicts)} conflicting lock(s)); try again later",
-                details=[c.describe() for c in conflicts],
-            )
-        self._thread = threading.Thread(target=self._refresh_loop, name="dr-lock-refresh", daemon=True)
-        self._thread.start()
-        return self
+        return conflicts
 
     def _refresh_loop(self) -> None:
         interval = min(REFRESH, self.expiry / 3).total_seconds()
