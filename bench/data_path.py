@@ -2,7 +2,7 @@
 """Data-path benchmark: dr vs restic, side by side, in one run.
 
     .venv/bin/python bench/data_path.py [--work DIR] [--size 1|2|4|8] [--set gen|small] [--files N] [--s3]
-                                        [--runs N] [--cache cold|warm]
+                                        [--runs N] [--order alternate|dr-first|restic-first] [--cache cold|warm]
 
 Makes the deterministic data set of ../shared/bench/gen.py (1 GiB; ``--size N``
 adds N - 1 more, differently scrambled copies for N GiB of unique data), then
@@ -23,7 +23,13 @@ the order decides: restic writes its packs through the page cache and reads
 them back from memory, dr writes around it (``O_DIRECT``) and reads from disk,
 and dirty pages one step leaves behind are written back during the next.
 ``--runs N`` repeats the whole sequence and prints the median of each figure
-and the range of each ratio. "restore + sync" adds the ``sync`` after each
+and the range of each ratio. ``--order`` says which tool runs first in each
+step: by default dr in odd runs and restic in even ones, so that what a step
+leaves behind for the next (the other tool's files, the S3 server's own
+background work) falls on each tool in turn. Restores run in ABBA order within
+each run (each tool once first and once last; the figure is each tool's mean,
+and the order and times of the four are printed): the first restore after
+the backups is slower whichever tool runs it (bench/RESULTS.md, 2026-11-29). "restore + sync" adds the ``sync`` after each
 restore: the time until the restored files are on disk (dr writes them around
 the page cache, restic leaves them dirty in it). With ``--s3`` the tables add
 the S3 server's own CPU time during each step: SeaweedFS runs on the same
@@ -63,6 +69,17 @@ class Measure:
 
     def mbps(self, nbytes: int) -> float:
         return nbytes / self.wall / 1e6
+
+
+def mean_measure(ms: list[Measure]) -> Measure:
+    """Several runs of one step as one: mean times, the highest peak RSS."""
+    servers = [m.server_cpu for m in ms if m.server_cpu is not None]
+    return Measure(
+        statistics.fmean(m.wall for m in ms),
+        statistics.fmean(m.cpu for m in ms),
+        max(m.rss_mb for m in ms),
+        statistics.fmean(servers) if len(servers) == len(ms) else None,
+    )
 
 
 def settle(cold: bool) -> None:
@@ -283,6 +300,7 @@ def bench(
     kind: str = "gen",
     files: int = SMALL_FILES,
     server_cpu: Callable[[], float] | None = None,
+    dr_first: bool = True,
 ) -> list[dict[str, object]]:
     data = make_dataset(work, size, kind, files)
     total = du(data)
@@ -303,6 +321,10 @@ def bench(
     rows: list[dict[str, object]] = []
     for t in tools:
         t.init()
+    # Which tool goes first in each step (--order): the first one meets what the
+    # steps before left behind (the other tool's writes, the server's background work).
+    if not dr_first:
+        tools.reverse()
     for t in tools:
         m = t.backup(data)
         rows.append({"tool": t.name, "step": "full backup", "m": m, "bytes": total, "repo": t.size()})
@@ -313,18 +335,32 @@ def bench(
     for t in tools:
         m = t.backup(data)
         rows.append({"tool": t.name, "step": "incremental", "m": m, "bytes": total, "repo": t.size()})
-    for t in tools:
+    # Restores in ABBA order, each tool once first and once last, and each tool's
+    # figure the mean of its two: on the VMs of bench/RESULTS.md the first restore
+    # after the backups is the slower one whichever tool runs it, so a fixed order
+    # measures the order as much as the tools. A restore changes nothing in the
+    # repository, so it can be run twice.
+    restores: dict[str, list[tuple[int, Measure, Measure]]] = {}
+    for position, t in enumerate((*tools, *reversed(tools)), start=1):
         target = work / f"restore-{t.name}"
         shutil.rmtree(target, ignore_errors=True)
         m = t.restore(target)
-        rows.append({"tool": t.name, "step": "restore", "m": m, "bytes": total, "repo": None})
         # What the restore left in the page cache still has to reach the disk: dr
         # writes restored files around the cache (O_DIRECT), restic through it.
         t0 = time.perf_counter()
         os.sync()
         durable = Measure(m.wall + time.perf_counter() - t0, m.cpu, m.rss_mb, m.server_cpu)
-        rows.append({"tool": t.name, "step": "restore + sync", "m": durable, "bytes": total, "repo": None})
+        restores.setdefault(t.name, []).append((position, m, durable))
         shutil.rmtree(target, ignore_errors=True)
+    for t in tools:
+        done = restores[t.name]
+        each = [(position, m.wall) for position, m, _ in done]
+        rows.append({"tool": t.name, "step": "restore", "m": mean_measure([m for _, m, _ in done]),
+                     "bytes": total, "repo": None, "each": each})  # fmt: skip
+        rows.append({"tool": t.name, "step": "restore + sync", "m": mean_measure([d for _, _, d in done]),
+                     "bytes": total, "repo": None})  # fmt: skip
+    # The same order in every run, dr first, whichever ran first (summarize pairs rows by position).
+    rows.sort(key=lambda r: (STEPS.index(str(r["step"])), r["tool"] != "dr"))
     return rows
 
 
@@ -348,6 +384,11 @@ def print_rows(rows: list[dict[str, object]], title: str) -> None:
     print("|---|---:|---:|---:|")
     for step, (speed, cpu, size) in ratios(rows).items():
         print(f"| {step} | {speed:.2f}x | {cpu:.2f} | {f'{size:.2f}' if size else ''} |")
+    each = [r for r in rows if "each" in r]
+    if each:
+        runs = sorted((position, str(r["tool"]), wall) for r in each for position, wall in r["each"])  # type: ignore[attr-defined]
+        print("\nRestores (the figures above are each tool's mean), in the order run: "
+              + ", ".join(f"{tool} {wall:.2f} s" for _, tool, wall in runs))  # fmt: skip
 
 
 STEPS = ("full backup", "incremental", "restore", "restore + sync")
@@ -378,7 +419,7 @@ def summarize(runs: list[list[dict[str, object]]], title: str) -> None:
         rss = statistics.median(m.rss_mb for m in ms)
         server_cpus = [m.server_cpu for m in ms if m.server_cpu is not None]
         server = statistics.median(server_cpus) if len(server_cpus) == len(ms) else None
-        med.append({**r, "m": Measure(wall, cpu, rss, server)})
+        med.append({**{k: v for k, v in r.items() if k != "each"}, "m": Measure(wall, cpu, rss, server)})
     print_rows(med, f"{title}: median of {len(runs)} runs")
     print("\n| step | dr/restic throughput, each run |")
     print("|---|---|")
@@ -397,12 +438,22 @@ def main() -> None:
     ap.add_argument("--files", type=int, default=SMALL_FILES, help="files of --set small (100 per directory)")
     ap.add_argument("--s3", action="store_true", help="also run against a SeaweedFS S3 server")
     ap.add_argument("--runs", type=int, default=1, help="repeat the whole sequence N times (median, ranges)")
+    ap.add_argument("--order", choices=("alternate", "dr-first", "restic-first"), default="alternate",
+                    help="which tool runs first in each step: alternate (default: dr in odd runs, "
+                         "restic in even ones), or always the same")  # fmt: skip
     ap.add_argument("--cache", choices=("cold", "warm"), default="cold",
                     help="cold: drop the page cache before every step (default; needs root)")  # fmt: skip
     args = ap.parse_args()
     if not shutil.which("restic"):
         raise SystemExit("restic is not installed (apt-get install restic)")
     cold = args.cache == "cold"
+
+    def dr_first(run: int) -> bool:
+        return args.order == "dr-first" or (args.order == "alternate" and run % 2 == 0)
+
+    def first_note(run: int) -> str:
+        return f" ({'dr' if dr_first(run) else 'restic'} first)"
+
     what = f"{args.size} GiB" if args.kind == "gen" else f"{args.files:,} small files"
     if cold and not os.access("/proc/sys/vm/drop_caches", os.W_OK):
         raise SystemExit("--cache cold needs root (it writes /proc/sys/vm/drop_caches); use --cache warm")
@@ -415,12 +466,21 @@ def main() -> None:
     compileall.compile_dir(ROOT / "dr", quiet=1)
     ver = subprocess.run(["restic", "version"], capture_output=True, text=True).stdout.strip()
     print(f"# dr data-path benchmark, {time.strftime('%Y-%m-%d %H:%M')}, {platform.node()}, {os.cpu_count()} cores, "
-          f"{ver}, page cache {args.cache} before each step")  # fmt: skip
+          f"{ver}, page cache {args.cache} before each step, order {args.order}")  # fmt: skip
     try:
         local = []
         for i in range(args.runs):
-            local.append(bench(work / "local", args.size, cold=cold, kind=args.kind, files=args.files))
-            print_rows(local[-1], f"local repository, {what}, run {i + 1}")
+            local.append(
+                bench(
+                    work / "local",
+                    args.size,
+                    cold=cold,
+                    kind=args.kind,
+                    files=args.files,
+                    dr_first=dr_first(i),
+                )
+            )
+            print_rows(local[-1], f"local repository, {what}, run {i + 1}{first_note(i)}")
         summarize(local, f"local repository, {what}")
         if args.s3:
             sys.path.insert(0, str(ROOT))
@@ -450,9 +510,10 @@ def main() -> None:
                             kind=args.kind,
                             files=args.files,
                             server_cpu=functools.partial(process_group_cpu, os.getpgid(server_pid)),
+                            dr_first=dr_first(i),
                         )
                     )
-                    print_rows(remote[-1], f"SeaweedFS S3 repository, {what}, run {i + 1}")
+                    print_rows(remote[-1], f"SeaweedFS S3 repository, {what}, run {i + 1}{first_note(i)}")
                 summarize(remote, f"SeaweedFS S3 repository, {what}")
             finally:
                 server.stop()
