@@ -25,11 +25,11 @@ and dirty pages one step leaves behind are written back during the next.
 ``--runs N`` repeats the whole sequence and prints the median of each figure
 and the range of each ratio. ``--order`` says which tool runs first in each
 step: by default dr in odd runs and restic in even ones, so that what a step
-leaves behind for the next (the other tool's files, the S3 server's own
-background work) falls on each tool in turn. Restores run in ABBA order within
-each run (each tool once first and once last; the figure is each tool's mean,
-and the order and times of the four are printed): the first restore after
-the backups is slower whichever tool runs it (bench/RESULTS.md, 2026-11-29). "restore + sync" adds the ``sync`` after each
+leaves behind for the next falls on each tool in turn. Restores run in ABBA
+order within each run (each tool once first and once last; the figure is each
+tool's mean, and the order and times of the four are printed): on the VMs of
+bench/RESULTS.md the first restore after the backups is the slower one
+whichever tool runs it (2026-11-29). "restore + sync" adds the ``sync`` after each
 restore: the time until the restored files are on disk (dr writes them around
 the page cache, restic leaves them dirty in it). With ``--s3`` the tables add
 the S3 server's own CPU time during each step: SeaweedFS runs on the same
@@ -54,6 +54,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import cast
 
 ROOT = Path(__file__).resolve().parent.parent
 GEN = Path(os.environ.get("DR_SHARED", ROOT.parent / "shared")) / "bench" / "gen.py"
@@ -321,8 +322,9 @@ def bench(
     rows: list[dict[str, object]] = []
     for t in tools:
         t.init()
-    # Which tool goes first in each step (--order): the first one meets what the
-    # steps before left behind (the other tool's writes, the server's background work).
+    # Which tool goes first in each step (--order): the first one meets what the steps
+    # before left behind (dirty pages, the server's own work, and on a VM that hands
+    # free memory back to its host, pages that cost a fault there to take again).
     if not dr_first:
         tools.reverse()
     for t in tools:
@@ -386,7 +388,11 @@ def print_rows(rows: list[dict[str, object]], title: str) -> None:
         print(f"| {step} | {speed:.2f}x | {cpu:.2f} | {f'{size:.2f}' if size else ''} |")
     each = [r for r in rows if "each" in r]
     if each:
-        runs = sorted((position, str(r["tool"]), wall) for r in each for position, wall in r["each"])  # type: ignore[attr-defined]
+        runs = sorted(
+            (position, str(r["tool"]), wall)
+            for r in each
+            for position, wall in cast(list[tuple[int, float]], r["each"])
+        )
         print("\nRestores (the figures above are each tool's mean), in the order run: "
               + ", ".join(f"{tool} {wall:.2f} s" for _, tool, wall in runs))  # fmt: skip
 
