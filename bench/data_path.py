@@ -83,6 +83,29 @@ def mean_measure(ms: list[Measure]) -> Measure:
     )
 
 
+# ext4 without a journal (as on the VMs of bench/RESULTS.md) does not hand out an
+# inode for minutes after its deletion and checks every candidate for it: creating
+# 20,000 files after 20,000 were deleted took 3-6 s of system time, against
+# 0.3-0.5 s otherwise (`recently_deleted` under `ext4_create`; still so 70 s after
+# the deletion), a penalty for whichever tool restored next. Trees of many files
+# are therefore moved aside (``trash``) and deleted when the benchmark ends; a few
+# large files are deleted at once.
+MANY_FILES = 1000
+
+
+def discard(path: Path, trash: Path) -> None:
+    """Remove ``path`` from where it was: deleted, or moved into ``trash`` (deleted
+    at the end) if it holds more than ``MANY_FILES`` files."""
+    if not path.exists():
+        return
+    files = sum(len(names) for _, _, names in os.walk(path))
+    if files > MANY_FILES:
+        trash.mkdir(parents=True, exist_ok=True)
+        path.rename(trash / f"{path.name}-{time.monotonic_ns()}")
+    else:
+        shutil.rmtree(path, ignore_errors=True)
+
+
 def settle(cold: bool) -> None:
     """Write back dirty pages and, for ``--cache cold``, empty the page cache (before each measured step)."""
     os.sync()
@@ -144,9 +167,9 @@ def scramble_copy(src: Path, dst: Path, key: int) -> None:
         out.write_bytes(f.read_bytes().translate(table))
 
 
-def make_dataset(base: Path, size: int, kind: str = "gen", files: int = 20_000) -> Path:
+def make_dataset(base: Path, size: int, trash: Path, kind: str = "gen", files: int = 20_000) -> Path:
     data = base / "data"
-    shutil.rmtree(data, ignore_errors=True)
+    discard(data, trash)
     if kind == "small":
         make_small(data, files)
         return data
@@ -302,8 +325,9 @@ def bench(
     files: int = SMALL_FILES,
     server_cpu: Callable[[], float] | None = None,
     dr_first: bool = True,
+    trash: Path,
 ) -> list[dict[str, object]]:
-    data = make_dataset(work, size, kind, files)
+    data = make_dataset(work, size, trash, kind, files)
     total = du(data)
     env: dict[str, str] = {}
     dr_url = restic_repo = None
@@ -353,7 +377,7 @@ def bench(
         os.sync()
         durable = Measure(m.wall + time.perf_counter() - t0, m.cpu, m.rss_mb, m.server_cpu)
         restores.setdefault(t.name, []).append((position, m, durable))
-        shutil.rmtree(target, ignore_errors=True)
+        discard(target, trash)
     for t in tools:
         done = restores[t.name]
         each = [(position, m.wall) for position, m, _ in done]
@@ -470,6 +494,10 @@ def main() -> None:
     # set, as on these machines, every dr run would otherwise compile ~30 modules
     # from source first (0.06-0.1 s of each cold start, measured).
     compileall.compile_dir(ROOT / "dr", quiet=1)
+    trash = work / "trash"  # see ``discard``
+    if trash.exists():  # left by a run that was killed
+        shutil.rmtree(trash)
+        print("# deleted the trash a killed run left: restores of many files may be slower for minutes")
     ver = subprocess.run(["restic", "version"], capture_output=True, text=True).stdout.strip()
     print(f"# dr data-path benchmark, {time.strftime('%Y-%m-%d %H:%M')}, {platform.node()}, {os.cpu_count()} cores, "
           f"{ver}, page cache {args.cache} before each step, order {args.order}")  # fmt: skip
@@ -484,6 +512,7 @@ def main() -> None:
                     kind=args.kind,
                     files=args.files,
                     dr_first=dr_first(i),
+                    trash=trash,
                 )
             )
             print_rows(local[-1], f"local repository, {what}, run {i + 1}{first_note(i)}")
@@ -517,6 +546,7 @@ def main() -> None:
                             files=args.files,
                             server_cpu=functools.partial(process_group_cpu, os.getpgid(server_pid)),
                             dr_first=dr_first(i),
+                            trash=trash,
                         )
                     )
                     print_rows(remote[-1], f"SeaweedFS S3 repository, {what}, run {i + 1}{first_note(i)}")
@@ -524,6 +554,7 @@ def main() -> None:
             finally:
                 server.stop()
     finally:
+        shutil.rmtree(trash, ignore_errors=True)
         if not args.work:
             shutil.rmtree(work, ignore_errors=True)
 
