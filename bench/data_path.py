@@ -72,14 +72,19 @@ class Measure:
         return nbytes / self.wall / 1e6
 
 
-def mean_measure(ms: list[Measure]) -> Measure:
-    """Several runs of one step as one: mean times, the highest peak RSS."""
+def combine(
+    ms: list[Measure],
+    center: Callable[[list[float]], float],
+    peak: Callable[[list[float]], float] | None = None,
+) -> Measure:
+    """Several runs of one step as one: ``center`` of each time (and of the peak RSS,
+    unless ``peak`` says otherwise); the server's CPU only if every run has it."""
     servers = [m.server_cpu for m in ms if m.server_cpu is not None]
     return Measure(
-        statistics.fmean(m.wall for m in ms),
-        statistics.fmean(m.cpu for m in ms),
-        max(m.rss_mb for m in ms),
-        statistics.fmean(servers) if len(servers) == len(ms) else None,
+        center([m.wall for m in ms]),
+        center([m.cpu for m in ms]),
+        (peak or center)([m.rss_mb for m in ms]),
+        center(servers) if len(servers) == len(ms) else None,
     )
 
 
@@ -381,9 +386,9 @@ def bench(
     for t in tools:
         done = restores[t.name]
         each = [(position, m.wall) for position, m, _ in done]
-        rows.append({"tool": t.name, "step": "restore", "m": mean_measure([m for _, m, _ in done]),
+        rows.append({"tool": t.name, "step": "restore", "m": combine([m for _, m, _ in done], statistics.fmean, max),
                      "bytes": total, "repo": None, "each": each})  # fmt: skip
-        rows.append({"tool": t.name, "step": "restore + sync", "m": mean_measure([d for _, _, d in done]),
+        rows.append({"tool": t.name, "step": "restore + sync", "m": combine([d for _, _, d in done], statistics.fmean, max),
                      "bytes": total, "repo": None})  # fmt: skip
     # The same order in every run, dr first, whichever ran first (summarize pairs rows by position).
     rows.sort(key=lambda r: (STEPS.index(str(r["step"])), r["tool"] != "dr"))
@@ -444,12 +449,7 @@ def summarize(runs: list[list[dict[str, object]]], title: str) -> None:
     med: list[dict[str, object]] = []
     for i, r in enumerate(runs[0]):
         ms = [m for run_rows in runs if isinstance(m := run_rows[i]["m"], Measure)]
-        wall = statistics.median(m.wall for m in ms)
-        cpu = statistics.median(m.cpu for m in ms)
-        rss = statistics.median(m.rss_mb for m in ms)
-        server_cpus = [m.server_cpu for m in ms if m.server_cpu is not None]
-        server = statistics.median(server_cpus) if len(server_cpus) == len(ms) else None
-        med.append({**{k: v for k, v in r.items() if k != "each"}, "m": Measure(wall, cpu, rss, server)})
+        med.append({**{k: v for k, v in r.items() if k != "each"}, "m": combine(ms, statistics.median)})
     print_rows(med, f"{title}: median of {len(runs)} runs")
     print("\n| step | dr/restic throughput, each run |")
     print("|---|---|")
