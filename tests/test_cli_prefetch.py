@@ -4,6 +4,7 @@ forked child comes and goes without touching the command."""
 from __future__ import annotations
 
 import os
+import struct
 import subprocess
 import sys
 import textwrap
@@ -67,6 +68,105 @@ def test_module_files_finds_shared_libraries_beside_the_mapped_ones() -> None:
     others = [f for f in prefetch.mapped_files() if f != libc]
     assert list(prefetch.module_files(names, [], others)) == [libc]
     assert list(prefetch.module_files(names, [], [libc, *others])) == []  # mapped: advised already
+
+
+def test_a_library_by_the_name_of_a_mapped_one_is_not_looked_for_elsewhere(tmp_path: Path) -> None:
+    # The directory of another mapped file comes first and holds a second copy
+    # (a distribution's libpython beside libc, the interpreter's own elsewhere).
+    own, other = tmp_path / "own", tmp_path / "other"
+    own.mkdir()
+    other.mkdir()
+    for f in (own / "libpy.so.1", other / "libpy.so.1", other / "libc.so.6", other / "libssl.so.3"):
+        f.write_bytes(b"")
+    mapped = [str(other / "libc.so.6"), str(own / "libpy.so.1")]
+    names = ["lib:libpy.so.1", "lib:libssl.so.3"]
+    assert list(prefetch.module_files(names, [], mapped)) == [str(other / "libssl.so.3")]
+
+
+def _elf64(segments: list[tuple[int, int, int]], *, order: str = "<", phoff: int = 64) -> bytes:
+    """An ELF64 file header and program headers: (p_type, p_offset, p_filesz) each."""
+    header = bytearray(phoff)
+    header[:6] = b"\x7fELF\x02" + (b"\x01" if order == "<" else b"\x02")
+    struct.pack_into(order + "Q", header, 0x20, phoff)
+    struct.pack_into(order + "HH", header, 0x36, 56, len(segments))
+    body = b"".join(
+        struct.pack(order + "IIQQQQQQ", t, 5, off, 0, 0, size, size, 4096) for t, off, size in segments
+    )
+    return bytes(header) + body
+
+
+@pytest.mark.parametrize("order", ["<", ">"])
+def test_loaded_ranges_are_the_load_segments(order: str) -> None:
+    head = _elf64([(6, 64, 224), (1, 0, 4000), (1, 4096, 9000), (4, 800, 36), (1, 16384, 0)], order=order)
+    assert prefetch.loaded_ranges(head) == [(0, 4000), (4096, 9000)]
+
+
+@pytest.mark.parametrize(
+    "head",
+    [
+        b"",
+        b"\x7fELF",
+        b"#!/bin/sh\n" + bytes(100),  # not ELF
+        b"\x7fELF\x01\x01" + bytes(100),  # 32-bit
+        b"\x7fELF\x02\x03" + bytes(100),  # no byte order
+        _elf64([(1, 0, 4000)] * 3)[:-8],  # program headers cut short
+    ],
+)
+def test_loaded_ranges_of_anything_else_are_none(head: bytes) -> None:
+    assert prefetch.loaded_ranges(head) is None
+
+
+def test_what_is_mapped_of_a_library_lies_in_its_load_segments() -> None:
+    """Checked on this interpreter's own libraries, against what the loader mapped."""
+    page = os.sysconf("SC_PAGE_SIZE")
+    checked = 0
+    for path, mapped in prefetch.mapped_ranges().items():
+        with open(path, "rb") as f:
+            loaded = prefetch.loaded_ranges(f.read(4096))
+        if loaded is None:
+            continue
+        spans = [(off // page * page, off + size) for off, size in loaded]
+        for off, size in mapped:
+            assert any(lo <= off < hi for lo, hi in spans), (path, off, size, loaded)
+        checked += 1
+    assert checked >= 2  # the interpreter, libc
+
+
+def test_advise_reads_what_is_loaded_of_a_library(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    library = tmp_path / "libx.so.1"
+    library.write_bytes(_elf64([(1, 0, 4000), (1, 4096, 9000)]) + bytes(20000))
+    not_elf = tmp_path / "ext.so"
+    not_elf.write_bytes(b"text")
+    module = tmp_path / "m.pyc"
+    module.write_bytes(b"x" * 100)
+    given = tmp_path / "python3"
+    given.write_bytes(b"x" * 10000)
+    advised: list[tuple[str, int, int]] = []
+    real = os.posix_fadvise
+
+    def record(fd: int, offset: int, length: int, advice: int) -> None:
+        assert advice == os.POSIX_FADV_WILLNEED
+        advised.append((os.path.basename(os.readlink(f"/proc/self/fd/{fd}")), offset, length))
+        real(fd, offset, length, advice)
+
+    monkeypatch.setattr(os, "posix_fadvise", record)
+    files = [str(p) for p in (library, not_elf, module, given)]
+    assert prefetch.advise(files, {str(given): [(0, 4096), (8192, 1808)]}) == 4
+    assert advised == [
+        ("libx.so.1", 0, 4000),
+        ("libx.so.1", 4096, 9000),
+        ("ext.so", 0, 0),
+        ("m.pyc", 0, 0),
+        ("python3", 0, 4096),
+        ("python3", 8192, 1808),
+    ]
+
+
+def test_mapped_ranges_name_this_interpreters_files() -> None:
+    ranges = prefetch.mapped_ranges()
+    assert ranges and all(os.path.isabs(p) and os.path.isfile(p) for p in ranges)
+    assert all(size > 0 and off >= 0 for spans in ranges.values() for off, size in spans)
+    assert prefetch.mapped_files() == list(ranges)
 
 
 def test_the_shipped_list_resolves_here() -> None:

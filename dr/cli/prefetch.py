@@ -21,7 +21,13 @@ thread exists, only makes system calls, ends with ``os._exit`` and is reaped
 by a daemon thread; its CPU time counts in the command's (``wait4``). Module
 names are resolved to files the way the import system finds them in
 ``sys.path``, so the list holds no paths of this machine; a name that
-resolves to nothing is skipped. Nothing here raises or delays the command:
+resolves to nothing is skipped. Of a shared library, only the ranges the
+loader maps are read (its ELF ``PT_LOAD`` segments; for the interpreter's own
+files, the ranges it has mapped): with this machine's unstripped builds
+(debug symbols are most of libpython and of zstd's module), 42 MB instead of
+the 91 MB of whole files, in the same time (1 GiB set, cold, alternating 10
+times locally and 8 from SeaweedFS: 1.12-1.25 s against 1.12-1.22, and
+1.25-1.51 against 1.26-1.48). Nothing here raises or delays the command:
 all it gives is advice.
 """
 
@@ -29,10 +35,18 @@ from __future__ import annotations
 
 import os
 import signal
+import struct
 import sys
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from importlib.machinery import EXTENSION_SUFFIXES
 
+# A range of a file: (offset, length); length 0 runs to the end.
+Range = tuple[int, int]
+# ELF64: e_phoff, e_phentsize, e_phnum of the file header; p_type, p_offset,
+# p_filesz of a program header. "<" is replaced by the file's byte order.
+_ELF64_HEADER = struct.Struct("<32xQ14xHH")
+_ELF64_SEGMENT = struct.Struct("<I4xQ16xQ")
+_HEAD = 4096  # bytes read for the headers (the program headers follow the file header)
 # The tag of this interpreter's compiled modules, e.g. "cpython-311".
 _TAG = sys.implementation.cache_tag or ""
 # dr's global options that take a value (a test holds this equal to the CLI's).
@@ -64,13 +78,18 @@ def module_files(names: Iterable[str], path: list[str], mapped: Sequence[str] = 
     resolve to nothing are skipped. ``pkg/rel/file`` names a data file in a
     package's directory; ``lib:NAME`` a shared library an extension module loads
     (libcrypto ...), looked for beside the files in ``mapped`` (``mapped_files``)
-    and left out if it is one of them."""
+    and left out if a file of that name is mapped."""
     dirs: dict[str, list[str]] = {}  # package name -> its directories
     lib_dirs = list(dict.fromkeys(os.path.dirname(f) for f in mapped))
+    mapped_names = {os.path.basename(f) for f in mapped}
     for name in names:
         if name.startswith("lib:"):
+            # One mapped under that name is the one in use (advised with the mapped
+            # files); another by that name elsewhere (a second libpython) is not read.
+            if name[4:] in mapped_names:
+                continue
             lib = next((p for p in (os.path.join(d, name[4:]) for d in lib_dirs) if os.path.exists(p)), None)
-            if lib and lib not in mapped:
+            if lib:
                 yield lib
             continue
         if "/" in name:
@@ -117,19 +136,65 @@ def _package_dirs(name: str, dirs: dict[str, list[str]], path: list[str]) -> lis
     return dirs[name]
 
 
-def mapped_files() -> list[str]:
-    """The files this process has mapped (the interpreter, its libraries), once each."""
+def mapped_ranges() -> dict[str, list[Range]]:
+    """The files this process has mapped (the interpreter, its libraries) and the
+    ranges of each that are mapped, in the order of ``/proc/self/maps``."""
+    ranges: dict[str, list[Range]] = {}
     try:
         with open("/proc/self/maps") as maps:
-            paths = (line.split(maxsplit=5)[-1].strip() for line in maps)
-            return list(dict.fromkeys(p for p in paths if p.startswith("/") and os.path.isfile(p)))
-    except OSError:
-        return []
+            for line in maps:
+                fields = line.split(maxsplit=5)
+                if len(fields) < 6 or not fields[5].startswith("/"):
+                    continue
+                path = fields[5].strip()
+                start, _, end = fields[0].partition("-")
+                ranges.setdefault(path, []).append((int(fields[2], 16), int(end, 16) - int(start, 16)))
+    except (OSError, ValueError):
+        return {}
+    return {path: r for path, r in ranges.items() if os.path.isfile(path)}
 
 
-def advise(files: Iterable[str]) -> int:
-    """Ask the kernel to read each file ahead; -> how many it was asked for.
-    Opened non-blocking: a FIFO by a listed name must not hold the child forever."""
+def mapped_files() -> list[str]:
+    """The files this process has mapped (the interpreter, its libraries), once each."""
+    return list(mapped_ranges())
+
+
+def loaded_ranges(head: bytes) -> list[Range] | None:
+    """The ranges of an ELF file (64-bit) that the dynamic loader maps, its ``PT_LOAD``
+    segments, read from the file's first bytes ``head``; None for anything else
+    (another format, or program headers beyond ``head``): read it whole.
+
+    A shared library's debugging symbols and string tables are not loaded, and
+    in unstripped builds they are most of the file: libpython 23.1 MB of which
+    5.7 MB are loaded, zstd's extension module 11.6 MB of which 0.95."""
+    if len(head) < _ELF64_HEADER.size or head[:4] != b"\x7fELF" or head[4] != 2:  # 2: ELFCLASS64
+        return None
+    order = {1: "<", 2: ">"}.get(head[5])  # EI_DATA: little- or big-endian
+    if order is None:
+        return None
+    phoff, phentsize, phnum = struct.unpack_from(order + _ELF64_HEADER.format[1:], head)
+    segment = struct.Struct(order + _ELF64_SEGMENT.format[1:])
+    if phentsize < segment.size or phoff + phnum * phentsize > len(head):
+        return None
+    ranges = []
+    for i in range(phnum):
+        p_type, p_offset, p_filesz = segment.unpack_from(head, phoff + i * phentsize)
+        if p_type == 1 and p_filesz:  # PT_LOAD
+            ranges.append((p_offset, p_filesz))
+    return ranges
+
+
+def _shared_library(path: str) -> bool:
+    """Named like a file the loader maps: an extension module or a library (libssl.so.3)."""
+    name = os.path.basename(path)
+    return name.endswith(".so") or ".so." in name
+
+
+def advise(files: Iterable[str], ranges: Mapping[str, Sequence[Range]] | None = None) -> int:
+    """Ask the kernel to read each file ahead: the ``ranges`` given for it, else
+    what the dynamic loader maps of an ELF file, else all of it; -> how many files it
+    was asked for. Opened non-blocking: a FIFO by a listed name must not hold the
+    child forever."""
     asked = 0
     for f in files:
         try:
@@ -137,7 +202,12 @@ def advise(files: Iterable[str]) -> int:
         except OSError:
             continue
         try:
-            os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_WILLNEED)
+            todo = ranges.get(f) if ranges else None
+            if todo is None and _shared_library(f):
+                # The loader reads this page first in any case.
+                todo = loaded_ranges(os.pread(fd, _HEAD, 0))
+            for offset, length in todo if todo is not None else ((0, 0),):
+                os.posix_fadvise(fd, offset, length, os.POSIX_FADV_WILLNEED)
             asked += 1
         except OSError:
             pass
@@ -179,9 +249,9 @@ def start(args: Sequence[str]) -> int | None:
             _detach_stdio()
             from dr.cli.startup_modules import MODULES
 
-            mapped = mapped_files()
-            advise(mapped)  # the interpreter's own pages, faulted in as it runs
-            advise(module_files(MODULES, sys.path, mapped))
+            mapped = mapped_ranges()
+            advise(mapped, mapped)  # the interpreter's own pages, faulted in as it runs
+            advise(module_files(MODULES, sys.path, list(mapped)))
         finally:
             os._exit(0)
     import threading
