@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import random
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -45,18 +46,29 @@ def test_small_batches_restore_every_kind_of_entry(
     assert os.stat(out / "hardlink.bin").st_ino == os.stat(out / "d1" / "random.bin").st_ino
 
 
+def _every_kind_and(
+    backend: str, tmp_path: Path, request: Any, sizes: dict[str, int]
+) -> tuple[Path, Any, Any]:
+    """``write_tree`` (every kind of entry) and random files of these names and sizes,
+    backed up: -> (source, repository, snapshot)."""
+    src = tmp_path / "src"
+    src.mkdir()
+    write_tree(src)
+    rng = random.Random(len(sizes))
+    for name, size in sizes.items():
+        (src / name).write_bytes(rng.randbytes(size))
+    repo, _ = init_repo(make_store(backend, tmp_path, request), tmp_path)
+    return src, repo, backup_directory(repo, src).snapshot
+
+
 @pytest.mark.parametrize("backend", ["file", "s3"])
 def test_batches_bounded_by_blobs_restore_every_kind_of_entry(
     backend: str, tmp_path: Path, request: Any
 ) -> None:
-    src = tmp_path / "src"
-    src.mkdir()
-    write_tree(src)
-    rng = random.Random(5)
-    for i in range(4):  # files of a few blobs each (chunks: 256 KiB to 4 MiB)
-        (src / f"multi-{i}.bin").write_bytes(rng.randbytes(3 << 20))
-    repo, _ = init_repo(make_store(backend, tmp_path, request), tmp_path)
-    snap = backup_directory(repo, src).snapshot
+    # files of a few blobs each (chunks: 256 KiB to 4 MiB)
+    src, repo, snap = _every_kind_and(
+        backend, tmp_path, request, {f"multi-{i}.bin": 3 << 20 for i in range(4)}
+    )
 
     plans = list(_Walk(repo, snap, None, by_pack=backend == "s3", batch=1000, batch_blobs=2).plans())
     assert len(plans) > 4
@@ -138,15 +150,15 @@ def test_a_root_tree_that_cannot_be_read_fails_before_the_target_is_made(tmp_pat
     assert not out.exists()
 
 
-def test_a_bug_in_one_worker_fails_the_restore_and_the_others_stop_taking_work(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    # Workers take the files one at a time from a shared list; an unexpected error
-    # (not a damaged blob, which fails only its file) ends the restore.
+def _restore_with_a_bug(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, files: int, nth: int, **batches: int
+) -> int:
+    """Restore ``files`` files of 4 MiB (each restored front to back, a piece of work of
+    its own) with a bug at the ``nth`` file closed; -> how many were closed."""
     src = tmp_path / "src"
     src.mkdir()
-    rng = random.Random(7)
-    for i in range(40):  # large enough to be restored front to back, each a piece of work
+    rng = random.Random(files)
+    for i in range(files):
         (src / f"f{i:02}.bin").write_bytes(rng.randbytes((4 << 20) + 1000))
     repo, _ = init_repo(make_store("file", tmp_path, None), tmp_path)
     snap = backup_directory(repo, src).snapshot
@@ -158,14 +170,24 @@ def test_a_bug_in_one_worker_fails_the_restore_and_the_others_stop_taking_work(
 
     def close(self: direct_io.SequentialWriter) -> None:
         closed.append(1)
-        if len(closed) == 5:
+        if len(closed) == nth:
             raise RuntimeError("a bug")
         real(self)
 
     monkeypatch.setattr(direct_io.SequentialWriter, "close", close)
     with pytest.raises(RuntimeError, match="a bug"):
-        restore_snapshot(repo, snap, tmp_path / "out")
-    assert 5 <= len(closed) <= 5 + 3  # what the other three workers had in hand
+        restore_snapshot(repo, snap, tmp_path / "out", **batches)
+    assert not any(t.name.startswith("dr-restore") for t in threading.enumerate())
+    return len(closed)
+
+
+def test_a_bug_in_one_worker_fails_the_restore_and_the_others_stop_taking_work(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Workers take the files one at a time from a shared list; an unexpected error
+    # (not a damaged blob, which fails only its file) ends the restore.
+    closed = _restore_with_a_bug(tmp_path, monkeypatch, 40, 5)
+    assert 5 <= closed <= 5 + 3  # what the other three workers had in hand
 
 
 def test_one_worker_pool_serves_every_batch(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -185,11 +207,110 @@ def test_one_worker_pool_serves_every_batch(tmp_path: Path, monkeypatch: pytest.
     monkeypatch.setattr(restorer, "ThreadPoolExecutor", CountedPool)
     src = tmp_path / "src"
     src.mkdir()
-    for i in range(12):
+    for i in range(12):  # small files (their packs go through the dense lane) and large ones
         (src / f"f{i:02}.bin").write_bytes(os.urandom(20_000 + i))
+        (src / f"g{i:02}.bin").write_bytes(os.urandom((4 << 20) + i))
     repo, _ = init_repo(make_store("file", tmp_path, None), tmp_path)
     snap = backup_directory(repo, src).snapshot
     stats = restore_snapshot(repo, snap, tmp_path / "out", batch=3)
-    assert stats.files == 12 and not stats.errors
+    assert stats.files == 24 and not stats.errors
     assert describe_tree(tmp_path / "out") == describe_tree(src)
-    assert len(pools) == 1 and pools[0]._shutdown, "one pool, shut down at the end"
+    # One pool of workers and one dense lane, each made once and shut down at the end.
+    assert sorted(p._thread_name_prefix for p in pools) == ["dr-restore", "dr-restore-dense"]
+    assert all(p._shutdown for p in pools)
+
+
+@pytest.mark.parametrize("backend", ["file", "s3"])
+def test_batches_bounded_by_bytes_restore_every_kind_of_entry(
+    backend: str, tmp_path: Path, request: Any
+) -> None:
+    src, repo, snap = _every_kind_and(
+        backend, tmp_path, request, {f"big-{i}.bin": (1 << 20) + i for i in range(5)}
+    )
+
+    bound = 1 << 20
+    plans = list(_Walk(repo, snap, None, by_pack=backend == "s3", batch=1000, batch_bytes=bound).plans())
+    assert len(plans) >= 5
+    for p in plans[:-1]:  # each batch ends with the file that reached the bound
+        sizes = [int(f.node.get("size", 0)) for f in p.files]
+        assert sum(sizes) >= bound and sum(sizes[:-1]) < bound, sizes
+    out = tmp_path / "out"
+    stats = restore_snapshot(repo, snap, out, batch_bytes=bound)
+    assert not stats.errors
+    assert describe_tree(out) == describe_tree(src)
+    assert os.stat(out / "hardlink.bin").st_ino == os.stat(out / "d1" / "random.bin").st_ino
+
+
+def _backed_up(tmp_path: Path, contents: dict[str, bytes]) -> tuple[Path, Any, Any]:
+    """Files of these names and contents backed up into a file store: -> (source, repository, snapshot)."""
+    src = tmp_path / "src"
+    src.mkdir()
+    for name, data in contents.items():
+        (src / name).write_bytes(data)
+    repo, _ = init_repo(make_store("file", tmp_path, None), tmp_path)
+    return src, repo, backup_directory(repo, src).snapshot
+
+
+def test_the_next_batch_is_started_before_the_one_before_is_finished(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The workers go from one batch into the next; two batches are in memory at once.
+    from dr.repo import restorer
+
+    src, repo, snap = _backed_up(tmp_path, {f"f{i}.bin": os.urandom(30_000 + i) for i in range(7)})
+    events: list[str] = []
+    start, finish = restorer._BatchRestore.start, restorer._BatchRestore.finish
+
+    def started(self: Any, plan: Any) -> Any:
+        events.append("start " + ",".join(f.rel for f in plan.files))
+        return start(self, plan)
+
+    def finished(self: Any, plan: Any, writes: Any, stats: Any) -> None:
+        finish(self, plan, writes, stats)
+        events.append("finish " + ",".join(f.rel for f in plan.files))
+
+    monkeypatch.setattr(restorer._BatchRestore, "start", started)
+    monkeypatch.setattr(restorer._BatchRestore, "finish", finished)
+    stats = restore_snapshot(repo, snap, tmp_path / "out", batch=3)
+    assert stats.files == 7 and not stats.errors
+    assert events == [
+        "start f0.bin,f1.bin,f2.bin",
+        "start f3.bin,f4.bin,f5.bin",
+        "finish f0.bin,f1.bin,f2.bin",
+        "start f6.bin",
+        "finish f3.bin,f4.bin,f5.bin",
+        "finish f6.bin",
+    ]
+    assert describe_tree(tmp_path / "out") == describe_tree(src)
+
+
+def test_a_bug_in_one_batch_stops_the_batches_queued_with_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    closed = _restore_with_a_bug(tmp_path, monkeypatch, 24, 3, batch=2)
+    # Two batches are in flight at a time: the bug's batch k is at most the third (its
+    # close came third, and every batch before k-1 was finished by then), and no
+    # batch after k+1 is started: 2 * (k + 1) files at most, never the 24.
+    assert 3 <= closed <= 8
+
+
+def test_dense_packs_of_every_batch_go_through_one_lane(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Small files' packs are restored one after another on one thread, also when two
+    # batches are in flight (a second thread beside it would make its buffers too).
+    from dr.repo import restorer
+
+    src, repo, snap = _backed_up(tmp_path, {f"s{i:02}.txt": f"small {i}\n".encode() * 50 for i in range(30)})
+    threads: set[str] = set()
+    write_whole = restorer._write_whole
+
+    def recording(*args: Any, **kwargs: Any) -> None:
+        threads.add(threading.current_thread().name)
+        write_whole(*args, **kwargs)
+
+    monkeypatch.setattr(restorer, "_write_whole", recording)
+    stats = restore_snapshot(repo, snap, tmp_path / "out", batch=4)
+    assert stats.files == 30 and not stats.errors
+    assert describe_tree(tmp_path / "out") == describe_tree(src)
+    assert len(threads) == 1 and threads.pop().startswith("dr-restore-dense")

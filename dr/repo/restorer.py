@@ -2,15 +2,17 @@
 
 Plan a batch, then write it: walk the snapshot's trees to list directories,
 files and the blobs each file needs at which offsets, up to ``BATCH_FILES``
-files or ``BATCH_BLOBS`` blobs at a time (so memory does not grow with the
-number of files in the volume, or with their size); group the blobs by
-pack; create the directories and empty files of the right size; then
-``workers`` threads each fetch one pack's needed byte ranges, handed over
+files, ``BATCH_BLOBS`` blobs or ``BATCH_BYTES`` bytes of files at a time (so
+memory does not grow with the number of files in the volume, or with their
+size); group the blobs by pack; create the directories and empty files of the
+right size; then ``workers`` threads each fetch one pack's needed byte ranges, handed over
 blob by blob (``get_pieces``: on S3 one streamed GET per range, so a 16 MiB pack
 is one request and memory is one blob; from a file store span by span into
 the worker's read buffer), open and
-verify every blob (AEAD) and write it to every place it belongs; then the
-next batch. Large files are written front to back with direct I/O: from a
+verify every blob (AEAD) and write it to every place it belongs. The next
+batch is planned and queued while one is written, so the workers go on into it
+instead of waiting for the last packs of each batch; two batches are in memory
+at once. Large files are written front to back with direct I/O: from a
 file store each one by itself, run of adjacent blobs by run; from S3 or GCS
 pack by pack like the rest, through ``OrderedFileWriter`` (a request costs a
 round trip there). Their blobs, most of a restore's bytes, are decrypted and
@@ -54,7 +56,7 @@ import os
 import stat
 import threading
 from collections.abc import Callable, Iterator
-from concurrent.futures import ThreadPoolExecutor, wait
+from concurrent.futures import Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -104,19 +106,25 @@ DENSE_FILE_BYTES = 64 << 10
 # more than this factor of unneeded bytes; then fetch runs of adjacent blobs.
 RANGE_WASTE = 2.0
 # Files (and symlinks, devices) planned and restored at a time: a planned file costs
-# ~1 KB of peak RSS, so a batch holds ~4 MB however many files the volume has.
-# 20,000 small files restored into tmpfs, alternating with 16,384 (which held ~16 MB):
-# from a file store 0.86-0.91 s and 50 MB against 0.87-0.91 s and 66 MB; from
-# SeaweedFS 1.17-1.33 s and 69-70 MB against 1.15-1.21 s and 85 MB (8,192: 1.16-1.28
-# s, 75 MB). A batch ends with a short wait for its last packs: fewer, larger
-# batches bought no time measurable through the noise.
-BATCH_FILES = 4096
+# ~1 KB of peak RSS, and two batches are in memory at once (one written while the
+# next is planned), so they hold ~4 MB however many files the volume has.
+# 20,000 small files restored into tmpfs, one batch at a time, alternating 4,096 with
+# 16,384 (which held ~16 MB): from a file store 0.86-0.91 s and 50 MB against
+# 0.87-0.91 s and 66 MB; from SeaweedFS 1.17-1.33 s and 69-70 MB against 1.15-1.21 s
+# and 85 MB (8,192: 1.16-1.28 s, 75 MB).
+BATCH_FILES = 2048
 # Blobs planned at a time, as well: a planned blob costs ~0.5 KB (its entry and
 # where it goes), and without this bound a batch of large files would plan all
 # their blobs at once (16,384 files of 1 GiB: 16M blobs, ~8 GB). A batch ends
 # after the file that reaches it (a file is planned whole, so one file larger
 # than 32 GiB still plans all of its blobs).
 BATCH_BLOBS = 32768
+# Bytes of files planned at a time, as well: a batch of large files plans about a
+# blob per MiB, and without this bound their plan grew with the volume up to
+# BATCH_BLOBS (peak RSS restoring 200 files of 5 MiB 69 MB, 800 of them 70, 1,600
+# 72). Two batches are in memory at once (one written while the next is planned),
+# so a restore plans at most ~512 MiB of files however large the volume.
+BATCH_BYTES = 256 << 20
 
 
 @dataclass
@@ -195,11 +203,11 @@ def _check_paths(repo: Repository, snap: Snapshot, root: list[Node], paths: list
 
 class _Walk:
     """The snapshot's trees, depth first, handed out as plans of at most ``batch`` files
-    (and about ``batch_blobs`` blobs).
+    (and about ``batch_blobs`` blobs and ``batch_bytes`` bytes of files).
 
-    A restore plans one batch, restores it, and plans the next, so its memory is
-    bounded by the batch, not by the number of files in the volume (~1.2 KB per
-    planned file). Directories come before their contents, so a batch's
+    A restore plans the next batch while it restores one, so its memory is
+    bounded by two batches, not by the number of files in the volume (~1.2 KB per
+    planned file) or by their size. Directories come before their contents, so a batch's
     directories exist before its files are written. What must outlive a batch
     is small: the first path of each hard-linked inode and the directories
     (their metadata is applied once all files are in).
@@ -214,6 +222,7 @@ class _Walk:
         by_pack: bool,
         batch: int,
         batch_blobs: int = BATCH_BLOBS,
+        batch_bytes: int = BATCH_BYTES,
     ) -> None:
         if not snap.tree:
             raise DrError(f"snapshot {snap.short_id} has no file tree")
@@ -224,7 +233,9 @@ class _Walk:
         self.by_pack = by_pack  # large files too are restored pack by pack (``OrderedFileWriter``)
         self.batch = batch
         self.batch_blobs = batch_blobs
+        self.batch_bytes = batch_bytes
         self.planned_blobs = 0  # in the batch being planned
+        self.planned_bytes = 0
         self.hardlinks: dict[tuple[int, int], str] = {}
         self.plan = _Plan()
 
@@ -257,13 +268,16 @@ class _Walk:
                 self.plan.others.append((rel, n))
                 continue
             self.planned_blobs += self._add_file(rel, n)
+            if self.plan.files[-1].link_to is None:  # a hard link plans no content
+                self.planned_bytes += int(n.get("size", 0))
             if (
                 len(self.plan.files) + len(self.plan.others) >= self.batch
                 or self.planned_blobs >= self.batch_blobs
+                or self.planned_bytes >= self.batch_bytes
             ):
                 yield self.plan
                 self.plan = _Plan()
-                self.planned_blobs = 0
+                self.planned_blobs = self.planned_bytes = 0
 
     def _add_file(self, rel: str, n: Node) -> int:
         """Plan one file; -> how many blobs it brought into the plan (none for a hard
@@ -428,6 +442,7 @@ def restore_snapshot(
     progress: Callable[[int], None] | None = None,
     batch: int = BATCH_FILES,
     batch_blobs: int = BATCH_BLOBS,
+    batch_bytes: int = BATCH_BYTES,
 ) -> RestoreStats:
     tune_allocator()
     root = os.path.abspath(target)
@@ -447,7 +462,9 @@ def restore_snapshot(
     # store answers a range read in microseconds, and file by file keeps fewer
     # files open at once.
     by_pack = not repo.store.local
-    walk = _Walk(repo, snap, norm_paths, by_pack=by_pack, batch=batch, batch_blobs=batch_blobs)
+    walk = _Walk(
+        repo, snap, norm_paths, by_pack=by_pack, batch=batch, batch_blobs=batch_blobs, batch_bytes=batch_bytes
+    )
     if norm_paths:
         _check_paths(repo, snap, walk.root, norm_paths)
     stats = RestoreStats()
@@ -457,6 +474,11 @@ def restore_snapshot(
     if not os.path.isdir(root) or os.path.islink(root):
         raise DrError(f"{root}: target is not a directory")
     dirs: list[tuple[str, Node]] = []
+    # A batch is started (its files created, its work queued for the workers), then
+    # the batch before it is finished (waited for, its files settled), then the next
+    # is planned: the workers go from the end of one batch into the next without
+    # waiting for its last packs, and two batches are in memory at once.
+    in_flight: list[tuple[_Plan, _Writes]] = []
     try:
         for plan in walk.plans():
             stats.errors += plan.missing
@@ -464,8 +486,16 @@ def restore_snapshot(
                 _safe_mkdir(os.path.join(root, rel))
                 dirs.append((rel, n))
             stats.dirs += len(plan.dirs)
-            restore.run(plan, stats)
-            del plan  # before the walk plans the next batch: one batch in memory at a time
+            in_flight.append((plan, restore.start(plan)))
+            del plan  # held by in_flight only, and dropped once finished
+            if len(in_flight) > 1:
+                restore.finish(*in_flight.pop(0), stats)
+        while in_flight:
+            restore.finish(*in_flight.pop(0), stats)
+    except BaseException:
+        for _, writes in in_flight:
+            writes.abandon()  # nothing of a batch still writes when the error goes up
+        raise
     finally:
         restore.close()
         repo.codec.close()
@@ -474,11 +504,44 @@ def restore_snapshot(
     return stats
 
 
+@dataclass
+class _Writes:
+    """A batch's work on the workers: its tasks, the flag that stops them taking more,
+    its large files' writers and why each failed file failed (by its index in the plan)."""
+
+    running: list[Future[int]]
+    broken: threading.Event
+    ordered: dict[int, OrderedFileWriter]
+    file_errors: dict[int, str]
+
+    def finish(self, stats: RestoreStats) -> dict[int, str]:
+        """Wait for the work; -> why each failed file failed. A task that raised (a
+        bug, not a bad blob) stops the rest and is raised once none still writes."""
+        try:
+            for fut in self.running:
+                stats.bytes += fut.result()
+        except BaseException:
+            self.abandon()
+            raise
+        for idx, w in self.ordered.items():
+            w.finish()
+            if not w.complete and idx not in self.file_errors:
+                self.file_errors[idx] = "incomplete: not every blob of the file could be written"
+        return self.file_errors
+
+    def abandon(self) -> None:
+        """Stop the batch's workers taking more of its work, and wait for what they hold."""
+        self.broken.set()
+        wait(self.running)
+
+
 class _BatchRestore:
-    """Restores the files, links and special files of one plan after another (directories
-    exist). What outlives a batch: the worker threads (with their buffers), the staging
-    buffers and which paths failed (a hard link in a later batch must not link to a
-    file that could not be restored)."""
+    """Restores the files, links and special files of plan after plan (directories
+    exist): ``start`` queues a plan's work behind the work of the plan before it,
+    ``finish`` waits for it and settles the plan's files, in the order they were
+    started. What outlives a batch: the worker threads (with their buffers), the
+    staging buffers, the budget of early blobs and which paths failed (a hard link
+    in a later batch must not link to a file that could not be restored)."""
 
     def __init__(
         self,
@@ -496,6 +559,9 @@ class _BatchRestore:
         self.by_pack = by_pack
         self.is_root = os.geteuid() == 0
         self.staging = StagingPool()
+        # What blobs of large files that arrive early may hold at once, over the
+        # batches in flight.
+        self.early = EarlyBudget()
         self.failed: set[str] = set()
         self._local = threading.local()
         # One pool for all batches: a worker's buffers (``_read_buffer``, the direct
@@ -504,16 +570,27 @@ class _BatchRestore:
         # 20,000 small files (5 batches) into tmpfs, alternating 4x: 0.91-0.97 s and
         # 50.1-50.4 MB against 0.94-1.01 s and 50.6-50.8 MB.
         self._pool: ThreadPoolExecutor | None = None
+        # Dense packs (``DENSE_FILE_BYTES``) go one after another through a lane of their
+        # own, one thread, across batches as within one: with two batches in flight,
+        # the next batch's chain waits for the one before rather than starting a
+        # second thread (and its buffers) beside it.
+        self._dense_lane: ThreadPoolExecutor | None = None
 
     def _workers(self) -> ThreadPoolExecutor:
         if self._pool is None:
             self._pool = ThreadPoolExecutor(max_workers=self.workers, thread_name_prefix="dr-restore")
         return self._pool
 
+    def _dense_workers(self) -> ThreadPoolExecutor:
+        if self._dense_lane is None:
+            self._dense_lane = ThreadPoolExecutor(max_workers=1, thread_name_prefix="dr-restore-dense")
+        return self._dense_lane
+
     def close(self) -> None:
-        if self._pool is not None:
-            self._pool.shutdown(wait=True)
-            self._pool = None
+        for pool in (self._pool, self._dense_lane):
+            if pool is not None:
+                pool.shutdown(wait=True)
+        self._pool = self._dense_lane = None
         self.staging.close()
 
     def _read_buffer(self, size: int) -> mmap.mmap:
@@ -530,9 +607,15 @@ class _BatchRestore:
             buf = self._local.read = populated(RUN_MAX)
         return buf
 
-    def run(self, plan: _Plan, stats: RestoreStats) -> None:
+    def start(self, plan: _Plan) -> _Writes:
+        """Create the plan's files and queue its work for the workers (behind the work
+        of a batch still running)."""
         self._create_files(plan)
-        file_errors = self._write_files(plan, stats)
+        return self._start_writes(plan)
+
+    def finish(self, plan: _Plan, writes: _Writes, stats: RestoreStats) -> None:
+        """Wait for the plan's writes, then settle its files and make its special files."""
+        file_errors = writes.finish(stats)
         self._settle_files(plan, file_errors, stats)
         self._restore_others(plan, stats)
 
@@ -548,12 +631,12 @@ class _BatchRestore:
             finally:
                 os.close(fd)
 
-    def _write_files(self, plan: _Plan, stats: RestoreStats) -> dict[int, str]:
-        """Fetch, open and write every blob of the plan on the workers; -> why each
-        failed file failed, by its index in ``plan.files``."""
+    def _start_writes(self, plan: _Plan) -> _Writes:
+        """Queue the work of fetching, opening and writing every blob of the plan on the
+        workers; ``_Writes.finish`` waits for it."""
         repo, root, progress, is_root = self.repo, self.root, self.progress, self.is_root
         file_errors: dict[int, str] = {}
-        early = EarlyBudget()  # what blobs of large files that arrive early may hold at once
+        early = self.early
         ordered = {
             i: OrderedFileWriter(
                 os.path.join(root, plan.files[i].rel),
@@ -741,23 +824,18 @@ class _BatchRestore:
                     raise
             return done
 
-        pool = self._workers()
-        # The chain of dense packs first: it is one task, and the drains share the rest.
-        running = [pool.submit(lambda: sum(restore_this() for restore_this in dense))] if dense else []
-        running += [pool.submit(drain) for _ in range(min(self.workers, len(work)))]
-        try:
-            for fut in running:
-                stats.bytes += fut.result()
-        except BaseException:
-            broken.set()
-            wait(running)  # nothing of this batch still writes when the error goes up
-            raise
+        def chain() -> int:
+            return sum(restore_this() for restore_this in dense if not broken.is_set())
 
-        for idx, w in ordered.items():
-            w.finish()
-            if not w.complete and idx not in file_errors:
-                file_errors[idx] = "incomplete: not every blob of the file could be written"
-        return file_errors
+        # The chain of dense packs on its lane, and the drains share the rest: as many
+        # as there are workers, one fewer beside a chain (but one at least).
+        running = [self._dense_workers().submit(chain)] if dense else []
+        if work:
+            pool = self._workers()
+            running += [
+                pool.submit(drain) for _ in range(min(max(self.workers - len(running), 1), len(work)))
+            ]
+        return _Writes(running, broken, ordered, file_errors)
 
     def _settle_files(self, plan: _Plan, file_errors: dict[int, str], stats: RestoreStats) -> None:
         """Name and remove what failed, make the hard links, give the files their metadata."""
