@@ -325,6 +325,34 @@ def test_a_small_file_that_cannot_be_written_whole_is_removed(tmp_path: Path) ->
     assert (out / "small.txt").read_text() == "y" * 3000
 
 
+def test_errors_are_named_in_tree_order_across_overlapping_batches(tmp_path: Path) -> None:
+    # Batches of one file, the next planned while one is written: a.txt fails as its
+    # batch is written (a damaged blob), b.txt as its batch is planned (a blob the
+    # repository lacks), which is sooner; a.txt is still named first.
+    store = make_store("file", tmp_path, None)
+    repo, key = init_repo(store, tmp_path)
+    with repo.saver() as saver:
+        bad = saver.blobs.save(BlobType.DATA, b"damaged later")[0]
+        saver.flush()
+    loc = repo.index.get(bad)
+    assert loc is not None
+    pack = tmp_path / "repo" / pack_name(loc.pack)
+    raw = bytearray(pack.read_bytes())
+    raw[loc.entry.offset + 20] ^= 0xFF
+    pack.write_bytes(bytes(raw))
+    lost = "ab" * 32
+    snap = _malicious_snapshot(
+        repo,
+        [
+            {"name": "a.txt", "type": "file", "mode": 0o644, "size": 13, "content": [bad.hex()]},
+            {"name": "b.txt", "type": "file", "mode": 0o644, "size": 4, "content": [lost]},
+        ],
+    )
+    stats = restore_snapshot(open_with(store, key), snap, tmp_path / "out", batch=1)
+    assert [e.split(":")[0] for e in stats.errors] == ["a.txt", "b.txt"], stats.errors
+    assert "authentication failed" in stats.errors[0] and "missing from the repository" in stats.errors[1]
+
+
 def test_a_blob_missing_from_the_index_fails_its_file_only(tmp_path: Path) -> None:
     repo, _ = init_repo(make_store("file", tmp_path, None), tmp_path)
     with repo.saver() as saver:

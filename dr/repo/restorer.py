@@ -481,7 +481,6 @@ def restore_snapshot(
     in_flight: list[tuple[_Plan, _Writes]] = []
     try:
         for plan in walk.plans():
-            stats.errors += plan.missing
             for rel, n in plan.dirs:
                 _safe_mkdir(os.path.join(root, rel))
                 dirs.append((rel, n))
@@ -614,8 +613,11 @@ class _BatchRestore:
         return self._start_writes(plan)
 
     def finish(self, plan: _Plan, writes: _Writes, stats: RestoreStats) -> None:
-        """Wait for the plan's writes, then settle its files and make its special files."""
+        """Wait for the plan's writes, then settle its files and make its special files.
+        What failed is named here, in tree order: what failed as the plan was made
+        (found while the batch before was written), then what failed writing it."""
         file_errors = writes.finish(stats)
+        stats.errors += plan.missing
         self._settle_files(plan, file_errors, stats)
         self._restore_others(plan, stats)
 
