@@ -77,7 +77,7 @@ def module_files(names: Iterable[str], path: list[str], mapped: Sequence[str] = 
     package's ``__init__`` one, an extension module's shared library. Names that
     resolve to nothing are skipped. ``pkg/rel/file`` names a data file in a
     package's directory; ``lib:NAME`` a shared library an extension module loads
-    (libcrypto ...), looked for beside the files in ``mapped`` (``mapped_files``)
+    (libcrypto ...), looked for beside the files in ``mapped`` (``mapped_ranges``)
     and left out if a file of that name is mapped."""
     dirs: dict[str, list[str]] = {}  # package name -> its directories
     lib_dirs = list(dict.fromkeys(os.path.dirname(f) for f in mapped))
@@ -152,11 +152,6 @@ def mapped_ranges() -> dict[str, list[Range]]:
     except (OSError, ValueError):
         return {}
     return {path: r for path, r in ranges.items() if os.path.isfile(path)}
-
-
-def mapped_files() -> list[str]:
-    """The files this process has mapped (the interpreter, its libraries), once each."""
-    return list(mapped_ranges())
 
 
 def loaded_ranges(head: bytes) -> list[Range] | None:
