@@ -185,11 +185,13 @@ def test_advise_counts_what_it_could_open(tmp_path: Path) -> None:
 
 def test_advise_passes_over_what_cannot_be_read_ahead(tmp_path: Path) -> None:
     # A FIFO with no writer: opening it must not block, and a pipe takes no advice.
-    fifo = tmp_path / "fifo"
+    # Named like a library, its headers cannot be read either (pread on a pipe).
+    fifo, library_fifo = tmp_path / "fifo", tmp_path / "libpipe.so.1"
     os.mkfifo(fifo)
+    os.mkfifo(library_fifo)
     there = tmp_path / "f"
     there.write_bytes(b"x")
-    assert prefetch.advise([str(fifo), str(there)]) == 1
+    assert prefetch.advise([str(fifo), str(library_fifo), str(there)]) == 1
 
 
 @pytest.mark.parametrize(
