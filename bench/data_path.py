@@ -374,7 +374,7 @@ def bench(
     restores: dict[str, list[tuple[int, Measure, Measure]]] = {}
     for position, t in enumerate((*tools, *reversed(tools)), start=1):
         target = work / f"restore-{t.name}"
-        shutil.rmtree(target, ignore_errors=True)
+        discard(target, trash)  # left by a killed run
         m = t.restore(target)
         # What the restore left in the page cache still has to reach the disk: dr
         # writes restored files around the cache (O_DIRECT), restic through it.
