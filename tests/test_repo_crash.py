@@ -87,3 +87,57 @@ def test_killed_backup_leaves_consistent_repository(tmp_path: Path, kill_after_p
     restored = run_dr_process("mover", "restore", summary["id"], str(out), env=env)
     assert restored.code == 0, restored.err
     assert describe_tree(out) == describe_tree(src)
+
+
+# A `dr` that stops itself (SIGSTOP) before its first index file, with locks that
+# lapse after 2 s (not 30 min): a backup paused past its lock's expiry.
+_PAUSED_DR = """
+import os, signal, sys
+from datetime import timedelta
+from dr.repo import locks, pack_writer
+locks.Lock.__init__.__kwdefaults__["expiry"] = timedelta(seconds=2)
+real = pack_writer.PackUploader._write_index
+def paused(self, packs):
+    os.kill(os.getpid(), signal.SIGSTOP)
+    return real(self, packs)
+pack_writer.PackUploader._write_index = paused
+from dr.cli.entry import main
+sys.argv[0] = "dr"
+main()
+"""
+
+
+def _stopped(pid: int) -> bool:
+    with open(f"/proc/{pid}/stat") as f:
+        return f.read().rsplit(")", 1)[1].split()[0] == "T"
+
+
+def test_a_backup_paused_past_its_lock_expiry_commits_nothing(tmp_path: Path) -> None:
+    import sys
+
+    env = _env(tmp_path)
+    src = tmp_path / "src"
+    _dataset(src, files=4, size=1 << 20)
+    repo = tmp_path / "repo"
+    assert run_dr_process("repo", "init", env=env).code == 0
+    proc = subprocess.Popen([sys.executable, "-c", _PAUSED_DR, "mover", "backup", str(src)],
+                            env={**os.environ, **env}, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)  # fmt: skip
+    try:
+        deadline = time.monotonic() + 60
+        while not _stopped(proc.pid) and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert _stopped(proc.pid), "the backup did not reach its first index file"
+        time.sleep(2.5)  # its lock is stale now: a prune removes it and the unindexed packs
+        pruned = run_dr_process("prune", "-o", "json", env=env)
+        assert pruned.code == 0, pruned.err
+        assert json.loads(pruned.out)["packsDeleted"] >= 1
+    finally:
+        proc.send_signal(signal.SIGCONT)
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 1, (out, err)
+    assert "the repository lock of this backup was lost" in err and "Traceback" not in err
+    assert _count(repo, "snapshots") == 0 and _count(repo, "index") == 0
+    check = run_dr_process("repo", "check", "-o", "json", env=env)
+    assert check.code == 0 and json.loads(check.out)["errors"] == [], check.out + check.err
+    again = run_dr_process("mover", "backup", str(src), "-o", "json", env=env)
+    assert again.code == 0, again.err

@@ -274,3 +274,80 @@ def test_a_prefetched_index_that_cannot_be_read_fails_where_it_is_used(tmp_path:
         assert fresh._index_loading is None and fresh._index is None  # the failed load is not kept
         with pytest.raises(DrError, match=f"{name}: authentication failed"):
             _ = fresh.index  # asked again: read again
+
+
+def _lapse(lk: Lock) -> None:
+    """What a pause past the expiry does to a held lock: no refresh until it is stale."""
+    import time
+
+    lk._stop.set()
+    assert lk._thread is not None
+    lk._thread.join()
+    time.sleep(max(0.0, lk._held_until - locks_clock()) + 0.05)
+
+
+def locks_clock() -> float:
+    from dr.repo.locks import _clock
+
+    return _clock()
+
+
+def test_a_lapsed_lock_stops_the_commit(tmp_path: Path) -> None:
+    from dr.repo.locks import LockLost
+
+    repo, _ = init_repo(make_store("file", tmp_path, None), tmp_path)
+    src = tmp_path / "src"
+    src.mkdir()
+    (src / "a").write_bytes(os.urandom(5000))
+    with Lock(repo, "shared", "backup", expiry=timedelta(seconds=0.6)) as lk:
+        _lapse(lk)
+        # another process may now take it for stale; the backup must not commit
+        with pytest.raises(LockLost, match=r"lock of this backup was lost \(not refreshed for \d+ s\)"):
+            backup_directory(repo, src, lock=False)
+        with pytest.raises(LockLost):
+            repo.save_object("snapshots", {"x": 1})
+    assert list_snapshots(repo) == [] and list(repo.store.list("index/")) == []
+    # released: the repository holds no lease any more, writes go on
+    repo.check_leases()
+
+
+def test_a_removed_lock_stops_the_commit_and_is_not_refreshed_back(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import time
+
+    import dr.repo.locks as locks
+    from dr.repo.locks import LockLost
+
+    monkeypatch.setattr(locks, "REFRESH", timedelta(seconds=0.1))
+    repo, _ = init_repo(make_store("file", tmp_path, None), tmp_path)
+    with Lock(repo, "shared", "backup", expiry=timedelta(minutes=5)) as lk:
+        repo.check_leases()  # held: nothing raised
+        remove_stale(repo, everything=True)  # `dr repo unlock --all` while it runs
+        time.sleep(0.3)  # refreshes come and see it gone
+        assert list_locks(repo) == [], "a removed lock is not written again"
+        with pytest.raises(LockLost, match="removed by another process"):
+            repo.save_object("snapshots", {"x": 1})
+        assert lk.name is not None
+    assert list_snapshots(repo) == []
+
+
+def test_a_prune_whose_lock_lapsed_deletes_nothing(tmp_path: Path) -> None:
+    from dr.repo.locks import LockLost
+
+    repo, key = init_repo(make_store("file", tmp_path, None), tmp_path)
+    src = tmp_path / "src"
+    src.mkdir()
+    for _ in range(2):
+        (src / "a").write_bytes(os.urandom(5000))
+        backup_directory(repo, src)
+    old = min(list_snapshots(repo), key=lambda s: s.time)
+    repo.store.delete(f"snapshots/{old.id}")  # its data is now unused
+    objects = sorted(o.name for o in repo.store.list(""))
+    fresh = open_with(repo.store, key)
+    with Lock(fresh, "exclusive", "prune", expiry=timedelta(seconds=0.6)) as lk:
+        _lapse(lk)  # paused past the expiry: a backup may have started meanwhile
+        with pytest.raises(LockLost, match="lock of this prune was lost"):
+            prune(fresh, lock=False)
+    assert sorted(o.name for o in repo.store.list("")) == objects
+    assert prune(fresh).packs_deleted == 2  # the old backup's data pack and tree pack

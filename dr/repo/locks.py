@@ -4,6 +4,17 @@ Create-only objects with an expiry, refreshed by a background thread by
 writing a new lock and deleting the old one (the store has no overwrite in
 append-only mode). A crashed process's lock goes stale after ``EXPIRY``
 without anyone having to clean it up.
+
+The other side of that: a live process can lose its lock. Paused past the
+expiry (a frozen VM, SIGSTOP, a store it could not reach to refresh), its lock
+looks stale to everyone else, and a prune removes it and deletes packs the
+paused backup has uploaded but not yet committed. So a held lock is a lease
+(``Lock.check``, called by ``Repository.check_leases`` before every index file
+and snapshot is written): it holds until ``expiry`` minus a margin for clocks
+that differ between hosts after the last lock object this process wrote, by
+a clock that counts time suspended (``CLOCK_BOOTTIME``), and only while that
+object still exists. Past that the operation fails (``LockLost``) instead of
+committing, as restic does; a lapsed lock is never refreshed back to life.
 """
 
 from __future__ import annotations
@@ -11,6 +22,7 @@ from __future__ import annotations
 import logging
 import os
 import threading
+import time
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Literal
@@ -24,12 +36,27 @@ log = logging.getLogger(__name__)
 
 EXPIRY = timedelta(minutes=30)
 REFRESH = timedelta(minutes=5)
+# A held lock counts as held until this share of its expiry before it expires: room
+# for other hosts' clocks being ahead of ours (they judge it stale by their clock).
+MARGIN = 1 / 6
 
 Kind = Literal["shared", "exclusive"]
 
 
 class LockConflict(DrError):
     pass
+
+
+class LockLost(DrError):
+    """This process's lock lapsed or was removed while it worked: stop before committing."""
+
+
+def _clock() -> float:
+    """Seconds that keep counting while the machine is suspended (unlike ``monotonic``)."""
+    try:
+        return time.clock_gettime(time.CLOCK_BOOTTIME)
+    except (AttributeError, OSError):  # not Linux
+        return time.monotonic()
 
 
 @dataclass(frozen=True)
@@ -125,11 +152,14 @@ class Lock:
         self.repo, self.kind, self.operation, self.expiry = repo, kind, operation, expiry
         self.prefetch_index = prefetch_index and kind == "shared"
         self.name: str | None = None
+        self._held_until = 0.0  # by _clock(): when the lease lapses (check)
+        self._lost: str | None = None  # why the lock was lost, once it is
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._mutex = threading.Lock()
 
     def _write(self) -> str:
+        started = _clock()
         t = now_utc()
         doc = {
             "kind": self.kind,
@@ -139,7 +169,9 @@ class Lock:
             "created": iso(t),
             "expires": iso(t + self.expiry),
         }
-        return self.repo.save_object("locks", doc)
+        name = self.repo.save_object("locks", doc)
+        self._held_until = started + self.expiry.total_seconds() * (1 - MARGIN)
+        return name
 
     def acquire(self) -> Lock:
         self.name = self._write()
@@ -159,9 +191,35 @@ class Lock:
                 # Read while a prune may have been changing it, or with no way to tell.
                 self.repo.drop_index()
             raise
+        self.repo.hold(self)
         self._thread = threading.Thread(target=self._refresh_loop, name="dr-lock-refresh", daemon=True)
         self._thread.start()
         return self
+
+    def check(self) -> None:
+        """Raise ``LockLost`` unless this lock still holds: refreshed recently enough that
+        no other process can take it for stale, and its object still in the repository."""
+        with self._mutex:
+            if self.name is None:
+                return  # released, or never taken: nothing to hold
+            if self._lost is None:
+                self._lost = self._why_lost(self.name)
+            if self._lost is not None:
+                raise LockLost(
+                    f"the repository lock of this {self.operation} was lost ({self._lost}); "
+                    "stopped before committing anything. Run it again."
+                )
+
+    def _why_lost(self, name: str) -> str | None:
+        """(under the mutex) Why the lock named ``name`` no longer holds, or None."""
+        late = _clock() - self._held_until
+        if late > 0:
+            return f"not refreshed for {self.expiry.total_seconds() * (1 - MARGIN) + late:.0f} s"
+        try:
+            self.repo.store.stat(f"locks/{name}")
+        except ObjectNotFound:
+            return "its lock object was removed by another process"
+        return None
 
     def _conflicts(self) -> list[LockInfo]:
         """The other locks this one cannot stand beside; stale ones are removed on the way."""
@@ -181,7 +239,13 @@ class Lock:
         while not self._stop.wait(interval):
             try:
                 with self._mutex:
-                    if self.name is None:
+                    if self.name is None or self._lost is not None:
+                        return
+                    # Never bring a lapsed lock back: another process may have acted on
+                    # it being stale. check() then fails the operation.
+                    self._lost = self._why_lost(self.name)
+                    if self._lost is not None:
+                        log.warning("the repository lock was lost: %s", self._lost)
                         return
                     old, self.name = self.name, self._write()
                 self.repo.store.delete(f"locks/{old}")
@@ -189,6 +253,7 @@ class Lock:
                 log.warning("could not refresh the repository lock: %s", e)
 
     def release(self) -> None:
+        self.repo.unhold(self)
         self._stop.set()
         if self._thread is not None:
             self._thread.join(timeout=30)

@@ -112,8 +112,12 @@ class PackUploader:
         workers: int = 2,
         max_inflight: int = 2,
         index_every: int = 8,
+        before_index: Callable[[], None] = lambda: None,
     ) -> None:
         self.store, self.codec, self.index = store, codec, index
+        # Called before each index file is written (it commits the packs it lists):
+        # raises if the repository lock has lapsed (``Repository.check_leases``).
+        self.before_index = before_index
         self.pack_size = pack_size
         self.index_every = index_every
         self.stats = SaveStats()
@@ -301,6 +305,7 @@ class PackUploader:
             self._inflight.release()
 
     def _write_index(self, packs: dict[bytes, list[PackEntry]]) -> None:
+        self.before_index()
         name = os.urandom(32).hex()
         _, sealed = self.codec.encode(encode_index(packs), object_aad("index", name))
         self.store.put(f"index/{name}", sealed)

@@ -137,6 +137,7 @@ def _prune(repo: Repository, result: PruneResult) -> PruneResult:
     items = list(final.items())
     written = []
     for start in range(0, len(items), INDEX_PACKS_PER_FILE):
+        repo.check_leases()  # our exclusive lock still holds: nobody else is writing
         name = os.urandom(32).hex()
         _, sealed = repo.codec.encode(
             encode_index(dict(items[start : start + INDEX_PACKS_PER_FILE])), object_aad("index", name)
@@ -144,7 +145,9 @@ def _prune(repo: Repository, result: PruneResult) -> PruneResult:
         repo.store.put(f"index/{name}", sealed)
         written.append(f"index/{name}")
 
-    # (3) superseded index files, (4) packs.
+    # (3) superseded index files, (4) packs. Not if our lock lapsed (this process was
+    # paused): a backup that started since may be using the packs about to go.
+    repo.check_leases()
     for name in old_index_files:
         if name not in written:
             repo.store.delete(name)

@@ -18,7 +18,7 @@ from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Protocol
 
 from dr.crypto.keyring import KeySlot, MasterKey, new_slot, unlock
 from dr.crypto.providers.base import KeyProvider, KeyProviderError
@@ -50,6 +50,13 @@ OBJECT_KINDS = ("snapshots", "locks", "reports", "index")
 
 class RepositoryError(DrError):
     pass
+
+
+class Lease(Protocol):
+    """A lock this process holds on the repository (``locks.Lock``)."""
+
+    def check(self) -> None:
+        """Raise if the lock can no longer be counted on (expired unrefreshed, or removed)."""
 
 
 @dataclass(frozen=True)
@@ -114,9 +121,27 @@ class Repository:
     _index: Index | None = None
     _index_loading: Future[Index] | None = None  # prefetch_index
     _trees: TreeReader | None = None
+    # Locks held on this repository (``hold``): checked before every write that commits
+    # data (an index file, a snapshot), so that a process whose lock lapsed while it was
+    # paused does not commit packs a prune has deleted meanwhile.
+    _leases: list[Lease] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         self.codec = Codec(self.master.sealer(), level=self.compression_level)
+
+    # ------------------------------------------------------------------ locks held
+
+    def hold(self, lease: Lease) -> None:
+        self._leases.append(lease)
+
+    def unhold(self, lease: Lease) -> None:
+        if lease in self._leases:
+            self._leases.remove(lease)
+
+    def check_leases(self) -> None:
+        """Raise (``locks.LockLost``) if a lock this process holds has lapsed or is gone."""
+        for lease in list(self._leases):
+            lease.check()
 
     # ------------------------------------------------------------------ create / open
 
@@ -319,6 +344,7 @@ class Repository:
         uploader = PackUploader(
             self.store, self.codec, self.index, pack_size=self.config.pack_size, workers=workers,
             max_inflight=1 if self.store.local else 2, index_every=index_every,
+            before_index=self.check_leases,
         )  # fmt: skip
         return Saver(BlobSaver(self.blob_id, self.codec, uploader), uploader)
 
@@ -327,6 +353,8 @@ class Repository:
     def save_object(self, kind: str, doc: dict[str, Any], name: str | None = None) -> str:
         """Seal and store a JSON document under ``kind/<random id>``; returns the id."""
         assert kind in OBJECT_KINDS
+        if kind in ("snapshots", "index"):
+            self.check_leases()
         name = name or os.urandom(32).hex()
         _, sealed = self.codec.encode(json.dumps(doc, separators=(",", ":")).encode(), object_aad(kind, name))
         self.store.put(f"{kind}/{name}", sealed)
