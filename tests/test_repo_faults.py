@@ -7,6 +7,7 @@ import json
 import os
 import resource
 import signal
+import stat
 import struct
 import threading
 from pathlib import Path
@@ -23,7 +24,7 @@ from dr.repo.repository import Repository, RepositoryError
 from dr.repo.restorer import restore_snapshot
 from dr.repo.snapshots import Snapshot, find_snapshot, list_snapshots, save_snapshot
 from dr.repo.tree import encode_tree
-from tests.repo_helpers import backed_up_then_damaged, init_repo, make_store, open_with
+from tests.repo_helpers import backed_up_then_damaged, describe_tree, init_repo, make_store, open_with
 
 BACKENDS = ["file", "s3", "gs"]
 
@@ -197,15 +198,11 @@ def test_restore_does_not_write_through_symlinks_in_target(tmp_path: Path) -> No
     out = tmp_path / "out"
     out.mkdir()
     os.symlink(victim, out / "sub")  # an attacker-placed symlink where a directory goes
-    with pytest.raises(DrError, match="not a directory"):
-        restore_snapshot(repo, snap, out)
+    os.symlink(victim / "target.txt", out / "top.txt")  # and one where a file goes
+    # Inside the target, a symlink in the way is replaced (its name only), never followed.
+    assert restore_snapshot(repo, snap, out).errors == []
     assert list(victim.iterdir()) == []
-    os.unlink(out / "sub")
-    os.symlink(victim / "target.txt", out / "top.txt")  # a symlink where a file goes
-    (out / "sub").mkdir()
-    with pytest.raises(DrError, match="symlink"):
-        restore_snapshot(repo, snap, out)
-    assert not (victim / "target.txt").exists()
+    assert describe_tree(out) == describe_tree(src)
 
 
 def test_sorted_tree_encoding_is_deterministic() -> None:
@@ -377,3 +374,73 @@ def test_a_blob_missing_from_the_index_fails_its_file_only(tmp_path: Path) -> No
     stats = restore_snapshot(repo, snap, out)
     assert stats.errors == [f"gone.txt: blob {lost[:16]} is missing from the repository"]
     assert (out / "gone.txt").read_text() == "the copy already there"
+
+
+def _target_safety_source(tmp_path: Path) -> Path:
+    """A file of one blob, an empty one, one of several blobs and a large one (written
+    front to back): the restore paths that create a file."""
+    src = tmp_path / "src"
+    src.mkdir()
+    (src / "small.txt").write_text("hello")
+    (src / "empty").write_bytes(b"")
+    (src / "mid.bin").write_bytes(os.urandom(3 << 20))
+    (src / "big.bin").write_bytes(os.urandom(6 << 20))
+    (src / "keep.txt").write_text("kept")
+    return src
+
+
+@pytest.mark.parametrize("backend", ["file", "s3"])
+def test_restore_never_writes_through_a_hard_link_to_a_file_outside_the_target(
+    tmp_path: Path, backend: str, request: pytest.FixtureRequest
+) -> None:
+    src = _target_safety_source(tmp_path)
+    repo, _ = init_repo(make_store(backend, tmp_path, request), tmp_path)
+    snap = backup_directory(repo, src).snapshot
+    outside, out = tmp_path / "outside", tmp_path / "out"
+    outside.mkdir()
+    out.mkdir()
+    for name in ("small.txt", "empty", "mid.bin", "big.bin"):
+        victim = outside / name
+        victim.write_text("OUTSIDE-SECRET")
+        os.chmod(victim, 0o600)
+        os.utime(victim, ns=(10**18, 10**18))
+        os.link(victim, out / name)  # the target's file is another name of it
+    assert restore_snapshot(repo, snap, out).errors == []
+    assert describe_tree(out) == describe_tree(src)
+    for victim in outside.iterdir():  # content, mode and times as they were
+        st = victim.stat()
+        assert victim.read_bytes() == b"OUTSIDE-SECRET", victim
+        assert (stat.S_IMODE(st.st_mode), st.st_mtime_ns, st.st_nlink) == (0o600, 10**18, 1), victim
+
+
+@pytest.mark.parametrize("backend", ["file", "s3"])
+def test_a_directory_in_the_way_fails_that_file_and_the_rest_restores(
+    tmp_path: Path, backend: str, request: pytest.FixtureRequest
+) -> None:
+    src = _target_safety_source(tmp_path)
+    os.link(src / "keep.txt", src / "link.txt")
+    repo, _ = init_repo(make_store(backend, tmp_path, request), tmp_path)
+    snap = backup_directory(repo, src).snapshot
+    out = tmp_path / "out"
+    in_the_way = ("small.txt", "empty", "mid.bin", "big.bin", "link.txt")
+    for name in in_the_way:
+        (out / name).mkdir(parents=True)
+        (out / name / "inside").write_text("stays")
+    stats = restore_snapshot(repo, snap, out)
+    failed = sorted(e.split(":")[0] for e in stats.errors)
+    assert failed == sorted(in_the_way), stats.errors
+    assert all("directory is in the way" in e or "not linked" in e for e in stats.errors), stats.errors
+    assert all((out / name / "inside").read_text() == "stays" for name in in_the_way)
+    assert (out / "keep.txt").read_text() == "kept"
+
+
+def test_fifos_in_the_way_are_replaced_not_opened(tmp_path: Path) -> None:
+    src = _target_safety_source(tmp_path)
+    repo, _ = init_repo(make_store("file", tmp_path, None), tmp_path)
+    snap = backup_directory(repo, src).snapshot
+    out = tmp_path / "out"
+    out.mkdir()
+    for name in ("small.txt", "mid.bin", "big.bin"):
+        os.mkfifo(out / name)  # opening one for writing would wait for a reader
+    assert restore_snapshot(repo, snap, out).errors == []
+    assert describe_tree(out) == describe_tree(src)

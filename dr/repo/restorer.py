@@ -330,22 +330,52 @@ def _slim(n: Node) -> Node:
 
 
 def _safe_mkdir(path: str) -> None:
+    """Make directory ``path`` (its parent is a real directory of the target). Something
+    else in the way (a file, a symlink: inside the target) is replaced, never followed."""
     try:
         os.mkdir(path, 0o700)
     except FileExistsError:
         st = os.lstat(path)
-        if not stat.S_ISDIR(st.st_mode):
-            raise DrError(f"{path}: exists and is not a directory (refusing to restore through it)") from None
+        if stat.S_ISDIR(st.st_mode):
+            return
+        os.unlink(path)  # the name only: a symlink's target or a hard link's inode is untouched
+        os.mkdir(path, 0o700)
+
+
+class _InTheWay(DrError):
+    """A directory stands where a file is to be restored (it is not removed)."""
 
 
 def _create(path: str) -> int:
-    """Open ``path`` for writing, created or emptied; never through a symlink."""
+    """Open ``path`` for writing as an empty regular file of its own: created, or an
+    existing one emptied. Never through a symlink, and never into an inode that has
+    another name: an existing hard link may be to a file outside the target, which
+    writing in place (and ``_apply_meta``) would change. Such a link, a symlink or a
+    special file in the way is removed first (only its name, inside the target); a
+    directory in the way fails the file (``_InTheWay``)."""
+    flags = os.O_WRONLY | os.O_NOFOLLOW
     try:
-        return os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o600)
+        return os.open(path, flags | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        pass
+    try:
+        # O_NONBLOCK: a fifo put in the way fails to open (ENXIO) instead of blocking.
+        fd = os.open(path, flags | os.O_NONBLOCK)
     except OSError as e:
-        if e.errno == errno.ELOOP:
-            raise DrError(f"{path}: is a symlink (refusing to write through it)") from None
-        raise
+        if e.errno == errno.EISDIR:
+            raise _InTheWay(f"{path}: a directory is in the way (not replaced)") from None
+        if e.errno not in (errno.ELOOP, errno.ENXIO, errno.EACCES, errno.EPERM, errno.ETXTBSY):
+            raise
+        fd = -1  # a symlink, a fifo, a file we may not write: replaced below
+    if fd >= 0:
+        st = os.fstat(fd)
+        if stat.S_ISREG(st.st_mode) and st.st_nlink == 1:
+            os.set_blocking(fd, True)
+            os.ftruncate(fd, 0)
+            return fd
+        os.close(fd)
+    os.unlink(path)
+    return os.open(path, flags | os.O_CREAT | os.O_EXCL, 0o600)
 
 
 def _write_whole(path: str, node: Node, data: bytes | memoryview, *, is_root: bool) -> None:
@@ -623,11 +653,21 @@ class _BatchRestore:
 
     def _create_files(self, plan: _Plan) -> None:
         """Empty files of the right size (holes where the data will go); a file of one
-        blob is created by the worker that writes it."""
+        blob is created by the worker that writes it. One that cannot be created is
+        failed (named in the plan's errors), not the restore."""
         for f in plan.files:
             if f.link_to is not None or f.whole or f.failed:
                 continue
-            fd = _create(os.path.join(self.root, f.rel))
+            try:
+                fd = _create(os.path.join(self.root, f.rel))
+            except _InTheWay:
+                f.failed = True
+                plan.missing.append(f"{f.rel}: a directory is in the way (not replaced)")
+                continue
+            except OSError as e:
+                f.failed = True
+                plan.missing.append(f"{f.rel}: cannot create: {e.strerror or e}")
+                continue
             try:
                 os.ftruncate(fd, int(f.node.get("size", 0)))
             finally:
@@ -676,6 +716,8 @@ class _BatchRestore:
                     try:
                         _write_whole(os.path.join(root, f.rel), f.node, plain, is_root=is_root)
                         f.done = True
+                    except _InTheWay:
+                        fail_file(idx, "a directory is in the way (not replaced)")
                     except OSError as e:
                         fail_file(idx, f"write failed: {e.strerror or e}")
                 else:
@@ -799,6 +841,7 @@ class _BatchRestore:
         work += [
             (int(plan.files[i].node.get("size", 0)), functools.partial(restore_sequential, i))
             for i in plan.sequential
+            if not plan.files[i].failed  # could not be created
         ]
         if not self.by_pack:
             work.sort(key=lambda w: -w[0])  # biggest first spreads the tail across workers
@@ -865,9 +908,13 @@ class _BatchRestore:
                         f"{f.rel}: not linked: {f.link_to} (the same file) could not be restored"
                     )
                     continue
-                with contextlib.suppress(FileNotFoundError):
-                    os.unlink(p)
-                os.link(os.path.join(root, f.link_to), p, follow_symlinks=False)
+                try:
+                    with contextlib.suppress(FileNotFoundError):
+                        os.unlink(p)  # a directory in the way stays, and fails the link
+                    os.link(os.path.join(root, f.link_to), p, follow_symlinks=False)
+                except OSError as e:
+                    stats.errors.append(f"{f.rel}: not linked: {e.strerror or e}")
+                    continue
                 stats.files += 1
                 continue
             if not f.failed:
