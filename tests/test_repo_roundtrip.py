@@ -222,8 +222,8 @@ def test_small_and_large_files_interleaved_keep_their_contents(tmp_path: Path, m
     readers: dict[str, set[str]] = {"small": set(), "large": set()}
     read_files = archiver._Archiver._read_files
 
-    def recorded(self: Any, paths: list[str]) -> Any:
-        small = all(os.path.getsize(p) < archiver.BATCH_BYTES for p in paths)
+    def recorded(self: Any, paths: list[tuple[str, int]]) -> Any:
+        small = all(os.path.getsize(p) < archiver.BATCH_BYTES for p, _ in paths)
         readers["small" if small else "large"].add(threading.current_thread().name)
         return read_files(self, paths)
 
@@ -313,3 +313,98 @@ def test_a_large_directory_costs_little_memory_per_entry(tmp_path: Path, monkeyp
     assert snap.stats is not None and snap.stats.files == sum(sizes.values())
     per_entry = (held[sizes["b"]] - held[sizes["a"]]) / (sizes["b"] - sizes["a"])
     assert per_entry < 1000, f"{per_entry:.0f} bytes held per directory entry"
+
+
+@pytest.mark.parametrize("backend", ["file", "s3"])
+def test_files_that_change_size_while_read_are_stored_and_restored_as_read(
+    tmp_path: Path, backend: str, request: pytest.FixtureRequest, monkeypatch: Any, caplog: Any
+) -> None:
+    # A live volume: files grow (a log) or shrink between the walk's stat and the read.
+    # The snapshot records what was read, and restores it whole, from a file store
+    # (front to back) and from S3 (pack by pack, through the ordered writer).
+    src = tmp_path / "src"
+    src.mkdir()
+    rng = random.Random(5)
+    sizes = {"grows.bin": 5_000_000, "shrinks.bin": 6_000_000, "small.log": 2_000, "large-small.bin": 3_000_000}
+    for name, size in sizes.items():
+        (src / name).write_bytes(rng.randbytes(size))
+    changes = {"grows.bin": 9_000_000, "shrinks.bin": 4_500_000, "small.log": 70_000, "large-small.bin": 5_000_000}
+    read_files = archiver._Archiver._read_files
+
+    def racing(self: Any, paths: list[tuple[str, int]]) -> Any:
+        for p, _ in paths:
+            name = os.path.basename(p)
+            with open(p, "r+b") as f:  # same inode, new size
+                data = f.read()[: changes[name]]
+                f.seek(0)
+                f.write(data + rng.randbytes(changes[name] - len(data)))
+                f.truncate()
+        return read_files(self, paths)
+
+    monkeypatch.setattr(archiver._Archiver, "_read_files", racing)
+    repo, _ = init_repo(make_store(backend, tmp_path, request), tmp_path)
+    result = backup_directory(repo, src)
+    assert not result.errors
+    warned = [r.getMessage() for r in caplog.records if "changed size while being read" in r.getMessage()]
+    assert len(warned) == 4, warned
+    assert result.snapshot.stats and result.snapshot.stats.bytes == sum(changes.values())
+    out = tmp_path / "out"
+    assert restore_snapshot(repo, result.snapshot, out).errors == []
+    for name in sizes:
+        assert (out / name).read_bytes() == (src / name).read_bytes(), name
+
+
+@pytest.mark.parametrize("backend", ["file", "s3"])
+def test_a_snapshot_whose_sizes_disagree_with_its_content_restores_the_content(
+    tmp_path: Path, backend: str, request: pytest.FixtureRequest
+) -> None:
+    # Snapshots made before the backup recorded what it read may say a file is larger
+    # or smaller than its content; the content is what is restored (from S3 a file
+    # whose blobs ran past its size was written over its own head).
+    from dataclasses import replace
+
+    from dr.repo.format import BlobType
+    from dr.repo.snapshots import save_snapshot
+    from dr.repo.tree import encode_tree, read_tree
+
+    src = tmp_path / "src"
+    src.mkdir()
+    rng = random.Random(6)
+    for name in ("a.bin", "b.bin", "c.bin"):
+        (src / name).write_bytes(rng.randbytes(9_000_000 if name == "a.bin" else 4_500_000))
+    repo, _ = init_repo(make_store(backend, tmp_path, request), tmp_path)
+    snap = backup_directory(repo, src).snapshot
+    assert snap.tree
+    nodes = read_tree(repo, snap.tree)
+    said = {"a.bin": 5_000_000, "b.bin": 6_000_000, "c.bin": 3_000_000}
+    for n in nodes:
+        n["size"] = said[n["name"]]
+    with repo.saver() as saver:
+        tree = saver.save(BlobType.TREE, encode_tree(nodes)).hex()
+        saver.flush()
+    wrong = save_snapshot(repo, replace(snap, tree=tree))
+    out = tmp_path / "out"
+    assert restore_snapshot(repo, wrong, out).errors == []
+    for name in said:
+        assert (out / name).read_bytes() == (src / name).read_bytes(), name
+
+
+def test_a_file_replaced_by_a_fifo_while_backed_up_is_named_not_waited_for(tmp_path: Path, monkeypatch: Any) -> None:
+    src = tmp_path / "src"
+    src.mkdir()
+    (src / "a.txt").write_text("a")
+    (src / "b.txt").write_text("b")
+    read_files = archiver._Archiver._read_files
+
+    def racing(self: Any, paths: list[tuple[str, int]]) -> Any:
+        os.unlink(src / "a.txt")
+        os.mkfifo(src / "a.txt")  # opening it to read would wait for a writer
+        return read_files(self, paths)
+
+    monkeypatch.setattr(archiver._Archiver, "_read_files", racing)
+    repo, _ = init_repo(make_store("file", tmp_path, None), tmp_path)
+    result = backup_directory(repo, src)
+    assert result.errors == [f"{src / 'a.txt'}: replaced while being backed up; not read"]
+    out = tmp_path / "out"
+    assert restore_snapshot(repo, result.snapshot, out).errors == []
+    assert sorted(p.name for p in out.iterdir()) == ["b.txt"]

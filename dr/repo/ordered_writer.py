@@ -27,6 +27,7 @@ import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from dr.errors import DrError
 from dr.storage.direct_io import (
     ALIGN,
     SequentialWriter,
@@ -179,8 +180,16 @@ class OrderedFileWriter:
                 self._fail()
                 raise
 
+    def _past_the_end(self, offset: int, n: int) -> None:
+        """Refuse a blob that does not fit the file's size: once complete the file is
+        closed, and writing on would start a new writer at offset 0 over its head."""
+        if offset + n > self.size:
+            self._fail()
+            raise DrError(f"{self.path}: a blob at {offset} runs past the file's size {self.size}")
+
     def _put(self, offset: int, data: bytes | memoryview) -> None:
         """Under the lock: write the blob, hold it early, or place it."""
+        self._past_the_end(offset, len(data))
         if self._placed is not None:
             self._place(offset, data)
         elif offset == self._next:
@@ -213,6 +222,7 @@ class OrderedFileWriter:
         with self._lock:
             if self.failed or (self._placed is None and offset < self._next):
                 return
+            self._past_the_end(offset, n)
             if offset == self._next and self._placed is None:
                 try:
                     self._write_decoded(n, decode, spare)
