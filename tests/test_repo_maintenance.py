@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 
 from dr.errors import DrError
+from dr.repo import reachable
 from dr.repo.archiver import backup_directory
 from dr.repo.check import check
 from dr.repo.forget import Policy, apply_policy
@@ -351,3 +352,44 @@ def test_a_prune_whose_lock_lapsed_deletes_nothing(tmp_path: Path) -> None:
             prune(fresh, lock=False)
     assert sorted(o.name for o in repo.store.list("")) == objects
     assert prune(fresh).packs_deleted == 2  # the old backup's data pack and tree pack
+
+
+def _two_generations(repo: Any, tmp_path: Path) -> tuple[Any, Any]:
+    """Two backups of a directory whose every file changed in between: (first, second)."""
+    src = tmp_path / "src"
+    src.mkdir()
+    (src / "a.bin").write_bytes(os.urandom(1 << 20))
+    first = backup_directory(repo, src).snapshot
+    (src / "a.bin").unlink()
+    (src / "b.bin").write_bytes(os.urandom(1 << 20))
+    return first, backup_directory(repo, src).snapshot
+
+
+def test_prune_refuses_when_a_needed_pack_is_missing(tmp_path: Path) -> None:
+    from dr.repo.format import pack_name
+
+    repo, key = init_repo(make_store("file", tmp_path, None), tmp_path)
+    _, second = _two_generations(repo, tmp_path)
+    needed = {b for b in reachable.collect(repo, [second]).data}
+    lost = next(p for p, entries in repo.index.packs.items() if needed & {e.id for e in entries})
+    repo.store.delete(pack_name(lost))
+    objects = sorted(o.name for o in repo.store.list(""))
+    with pytest.raises(DrError, match="prune refused") as e:
+        prune(open_with(repo.store, key))
+    assert any(pack_name(lost) in d for d in e.value.details)
+    assert sorted(o.name for o in repo.store.list("")) == objects, "nothing written, nothing deleted"
+
+
+def test_prune_leaves_out_a_missing_pack_nothing_needs(tmp_path: Path) -> None:
+    from dr.repo.format import pack_name
+
+    repo, key = init_repo(make_store("file", tmp_path, None), tmp_path)
+    first, second = _two_generations(repo, tmp_path)
+    repo.store.delete(f"snapshots/{first.id}")
+    needed = reachable.collect(repo, [second]).blobs
+    unused = next(p for p, entries in repo.index.packs.items() if not needed & {e.id for e in entries})
+    repo.store.delete(pack_name(unused))
+    prune(open_with(repo.store, key))
+    fresh = open_with(repo.store, key)
+    assert unused not in fresh.index.packs
+    assert check(fresh, read_data=1.0).ok

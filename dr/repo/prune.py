@@ -77,9 +77,11 @@ def _prune(repo: Repository, result: PruneResult) -> PruneResult:
     repack: dict[bytes, list[PackEntry]] = {}
     delete: list[str] = []
     claimed: set[bytes] = set()  # first copy of each needed blob wins; duplicates are unused
+    absent: list[bytes] = []  # indexed packs missing from storage
     for pack_id, entries in index.packs.items():
         name = pack_name(pack_id)
         if name not in stored:
+            absent.append(pack_id)  # its blobs may have a copy in another pack
             continue
         used = []
         for e in entries:
@@ -96,6 +98,17 @@ def _prune(repo: Repository, result: PruneResult) -> PruneResult:
             result.blobs_removed += len(entries) - len(used)
         else:
             keep[pack_id] = entries
+    # A needed blob with no copy in a stored pack: the repository is damaged, and the new
+    # index would drop the only record of where the blob was (a pack a store lost for a
+    # while may come back). A missing pack that holds no needed blob is simply left out.
+    lost = [
+        pack_name(p) for p in absent if any(e.id in needed and e.id not in claimed for e in index.packs[p])
+    ]
+    if lost:
+        raise DrError(
+            "prune refused: the repository has errors; run `dr repo check`",
+            details=[f"{name}: missing, holds blobs snapshots need" for name in lost[:20]],
+        )
     indexed = {pack_name(p) for p in index.packs}
     for name, size in stored.items():
         if name not in indexed:
