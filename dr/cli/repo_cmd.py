@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+from datetime import datetime, timedelta
 from typing import Any
 
 import click
@@ -14,7 +16,7 @@ from dr.cli.repo_access import init_repository, open_repository
 from dr.errors import ExitCode, InvalidInput, VerificationFailed
 from dr.repo import check as repo_check
 from dr.repo.forget import Policy, apply_policy
-from dr.repo.locks import Lock, list_locks, remove_stale
+from dr.repo.locks import Lock, is_stale, list_locks, remove_stale
 from dr.repo.prune import prune as repo_prune
 from dr.repo.snapshots import Snapshot, list_snapshots, resolve
 
@@ -171,10 +173,91 @@ def verify(backup_id: str | None, all_: bool, read_data: float | None, output: s
     return _report_check(result, output, "verify " + ("all" if all_ else chosen[0].short_id))
 
 
+# The tags `dr backup` gives the volume snapshots its mover Jobs write (dr/backup/volumes.py;
+# not imported: that module pulls in pydantic, which `dr forget` does not need otherwise).
+NAMESPACE_TAG = "dr.dev/namespace"
+PVC_TAG = "dr.dev/pvc"
+# An unreferenced volume snapshot this much older than the oldest running backup's lock may
+# still belong to it: snapshot times come from the mover pod's clock, lock times from dr's.
+CLOCK_SKEW = timedelta(hours=1)
+
+
+def _volume_of(s: Snapshot) -> str | None:
+    """``namespace/pvc`` of a volume snapshot `dr backup` made, else None."""
+    ns, pvc = s.tags.get(NAMESPACE_TAG), s.tags.get(PVC_TAG)
+    return f"{ns}/{pvc}" if ns and pvc else None
+
+
 def _group_key(s: Snapshot) -> tuple[str, ...]:
     if s.kind == "backup":
         return ("backup", s.policy or s.name or "", ",".join(sorted(s.namespaces)))
+    volume = _volume_of(s)
+    if volume:
+        # Made by `dr backup`: grouped by the volume alone. The hostname (the mover pod)
+        # and the dr.dev/backup and dr.dev/mover-job tags differ at every run; with them
+        # in the key each snapshot a failed backup left was a group of one, kept forever.
+        return ("volume", volume)
     return ("volume", s.hostname, ",".join(s.paths), ",".join(f"{k}={v}" for k, v in sorted(s.tags.items())))
+
+
+def _plan_forget(
+    all_snaps: list[Snapshot], pol: Policy, policy: str | None, busy_since: datetime | None
+) -> tuple[list[dict[str, Any]], dict[str, set[str]]]:
+    """-> (one row per decision, the ids to remove by kind). ``busy_since``: when the
+    oldest running backup took its lock (None: none runs).
+
+    A volume snapshot a backup refers to follows its backup. The others (made by
+    `dr mover backup`, or left by a backup that failed, or by a forget that stopped
+    half-way) are ranked by the policy among all the volume snapshots of their
+    group, referenced or not: an orphan is kept only where a snapshot of that
+    volume at that time would be.
+    """
+    by_id = {s.id: s for s in all_snaps}
+    referenced = {r for s in all_snaps if s.kind == "backup" for r in s.refs}
+    backups = [s for s in all_snaps if s.kind == "backup" and (not policy or s.policy == policy)]
+    orphans = [s for s in all_snaps if s.kind == "volume" and s.id not in referenced]
+    if policy:
+        # Those of the volumes this policy's backups hold: its failed runs left them
+        # (a volume snapshot carries no policy of its own).
+        volumes = {v for s in backups for r in s.refs if r in by_id and (v := _volume_of(by_id[r]))}
+        orphans = [s for s in orphans if _volume_of(s) in volumes]
+    rows: list[dict[str, Any]] = []
+    decide: set[str] = {s.id for s in backups}
+    for s in orphans:
+        if busy_since is not None and _volume_of(s) and s.time >= busy_since - CLOCK_SKEW:
+            # May be the volume of a backup still running, which will refer to it.
+            rows.append(_row(s, "(backup in progress)", True, ["backup in progress"]))
+        else:
+            decide.add(s.id)
+    groups: dict[tuple[str, ...], list[Snapshot]] = {}
+    for s in backups:
+        groups.setdefault(_group_key(s), []).append(s)
+    orphan_groups = {_group_key(by_id[i]) for i in decide if by_id[i].kind == "volume"}
+    for s in all_snaps:
+        if s.kind == "volume" and (key := _group_key(s)) in orphan_groups:
+            groups.setdefault(key, []).append(s)
+    remove: dict[str, set[str]] = {"backup": set(), "volume": set()}
+    for key, members in groups.items():
+        for d in apply_policy([(s.id, s.time) for s in members], pol):
+            if d.id not in decide:
+                continue  # ranks the others only: follows its backup, or kept as in progress
+            s = by_id[d.id]
+            rows.append(_row(s, "/".join(k for k in key[1:] if k), d.keep, d.reasons))
+            if not d.keep:
+                remove[s.kind].add(s.id)
+                remove["volume"].update(r for r in s.refs if r in by_id)
+    # Never a volume snapshot a backup that stays needs (of any policy).
+    remove["volume"] -= {
+        r for s in all_snaps if s.kind == "backup" and s.id not in remove["backup"] for r in s.refs
+    }
+    for r in sorted(remove["volume"] & referenced):
+        rows.append(_row(by_id[r], "(part of a removed backup)", False, []))
+    return rows, remove
+
+
+def _row(s: Snapshot, group: str, keep: bool, reasons: list[str]) -> dict[str, Any]:
+    return {"id": s.id, "shortId": s.short_id, "kind": s.kind, "group": group, "time": s.time.isoformat(),
+            "keep": keep, "reasons": reasons}  # fmt: skip
 
 
 def _policy_from(ctx: Any, name: str | None, cli: Policy) -> Policy:
@@ -221,9 +304,12 @@ def forget(
 ) -> None:
     """Remove backups by a retention policy (grandfather-father-son), optionally prune.
 
-    Backups are grouped by policy (or name) and namespaces; volume snapshots
-    made outside a backup by host, paths and tags. A volume snapshot that a
-    kept backup needs is always kept.
+    Backups are grouped by policy (or name) and namespaces. A volume snapshot a
+    backup needs follows that backup. One no backup refers to (a failed backup
+    left it, or `dr mover backup` made it) is ranked among the volume snapshots
+    of its volume (namespace/PVC) when a `dr backup` made it, else of its host,
+    paths and tags; with --policy, only those of the volumes the policy's backups
+    hold. One a running backup may still need is kept.
     """
     ctx = app()
     cli_policy = Policy(keep_last or 0, keep_hourly or 0, keep_daily or 0, keep_weekly or 0, keep_monthly or 0,
@@ -232,41 +318,24 @@ def forget(
     if pol.empty():
         raise InvalidInput("no retention given: use --keep-* options or --policy NAME with a retention")
     repo = open_repository(ctx)
-    snaps = list_snapshots(repo)
-    if policy:
-        snaps = [s for s in snaps if s.policy == policy or (s.kind == "volume" and not s.policy)]
-    referenced = {r for s in snaps if s.kind == "backup" for r in s.refs}
-    groups: dict[tuple[str, ...], list[Snapshot]] = {}
-    for s in snaps:
-        if s.kind == "volume" and s.id in referenced:
-            continue  # follows its backup
-        if policy and s.kind == "volume":
-            continue
-        groups.setdefault(_group_key(s), []).append(s)
-    rows: list[dict[str, Any]] = []
-    remove: set[str] = set()
-    kept_refs: set[str] = set()
-    by_id = {s.id: s for s in snaps}
-    for key, members in groups.items():
-        for d in apply_policy([(s.id, s.time) for s in members], pol):
-            s = by_id[d.id]
-            rows.append({"id": s.id, "shortId": s.short_id, "kind": s.kind, "group": "/".join(k for k in key[1:] if k),
-                         "time": s.time.isoformat(), "keep": d.keep, "reasons": d.reasons})  # fmt: skip
-            if d.keep:
-                kept_refs.update(s.refs)
-            else:
-                remove.add(s.id)
-                remove.update(s.refs)
-    remove -= kept_refs
-    for r in sorted(remove):
-        if r in by_id and by_id[r].kind == "volume" and r in referenced:
-            rows.append({"id": r, "shortId": r[:8], "kind": "volume", "group": "(part of a removed backup)",
-                         "time": by_id[r].time.isoformat(), "keep": False, "reasons": []})  # fmt: skip
-    if not dry_run:
-        with Lock(repo, "shared", "forget"):
-            for r in sorted(remove):
-                repo.store.delete(f"snapshots/{r}")
-    result: dict[str, Any] = {"dryRun": dry_run, "removed": sorted(remove), "snapshots": rows}
+    with contextlib.ExitStack() as stack:
+        # The shared lock before the listing: a backup that starts later cannot have
+        # written a volume snapshot this listing sees.
+        own = None if dry_run else stack.enter_context(Lock(repo, "shared", "forget")).name
+        running = [
+            lk for lk in list_locks(repo, besides=own) if lk.operation == "backup" and not is_stale(lk)
+        ]
+        busy_since = min((lk.created for lk in running), default=None)
+        rows, remove = _plan_forget(list_snapshots(repo), pol, policy, busy_since)
+        if not dry_run:
+            # Backups first, then the volume snapshots only they needed: a forget that
+            # stops half-way leaves unreferenced volume snapshots (which a later forget
+            # removes), never a listed backup whose volume snapshot is gone.
+            for kind in ("backup", "volume"):
+                for r in sorted(remove[kind]):
+                    repo.store.delete(f"snapshots/{r}")
+    removed = sorted(remove["backup"] | remove["volume"])
+    result: dict[str, Any] = {"dryRun": dry_run, "removed": removed, "snapshots": rows}
     if do_prune:
         result["prune"] = repo_prune(repo, dry_run=dry_run).to_dict()
     if output != "table":

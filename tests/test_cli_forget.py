@@ -1,0 +1,150 @@
+"""``dr forget``: what it removes, in which order, and what it leaves (file:// repository)."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from dr.cli.main import main
+from dr.crypto.providers.local import LocalKeyProvider
+from dr.repo.locks import Lock
+from dr.repo.repository import Repository
+from dr.repo.snapshots import Snapshot, list_snapshots
+from dr.storage.file import FileStore
+from dr.storage.registry import open_store
+from tests.cli_support import write_config
+from tests.helpers import run_dr
+
+T0 = datetime(2026, 1, 1, tzinfo=UTC)
+
+
+def _default_repo(home: Path) -> Repository:
+    """The repository and key `dr repo init` makes with no configuration."""
+    key = LocalKeyProvider(home / "config" / "dr" / "repo.key")
+    return Repository.open(
+        open_store(f"file://{home}/data/dr/repo"), lambda uri: key if uri == key.uri else None
+    )
+
+
+def _save(repo: Repository, snap: Snapshot, name: str) -> None:
+    repo.save_object("snapshots", snap.with_id(name).to_doc(), name=name)
+
+
+def _volume(repo: Repository, name: str, t: datetime, pvc: str = "data", run: int = 0) -> None:
+    """A volume snapshot as a `dr backup` mover Job writes it (per-run hostname and tags)."""
+    tags = {"dr.dev/backup": f"run{run}-app", "dr.dev/namespace": "shop", "dr.dev/pvc": pvc,
+            "dr.dev/mover-job": f"dr-backup-{pvc}-{run}"}  # fmt: skip
+    _save(repo, Snapshot(kind="volume", time=t, hostname=f"dr-backup-{pvc}-{run}-abcde", paths=["/data"],
+                         tags=tags), name)  # fmt: skip
+
+
+def _backup(repo: Repository, name: str, t: datetime, refs: list[str]) -> None:
+    _save(repo, Snapshot(kind="backup", time=t, name="app", policy="p", namespaces=["shop"], refs=refs), name)
+
+
+def _ids(repo: Repository) -> set[str]:
+    return {s.id for s in list_snapshots(repo)}
+
+
+def test_a_forget_stopped_half_way_leaves_no_backup_without_its_volume_snapshot(
+    isolated_home: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    assert run_dr(capsys, "repo", "init").code == 0
+    repo = _default_repo(isolated_home)
+    # In hex order the volume snapshot comes first: the order forget used to delete in.
+    vol_old, bk_old, vol_new, bk_new = "0" * 63 + "1", "f" * 63 + "1", "0" * 63 + "2", "f" * 63 + "2"
+    for v, b, t in ((vol_old, bk_old, T0), (vol_new, bk_new, T0 + timedelta(days=1))):
+        _volume(repo, v, t)
+        _backup(repo, b, t, [v])
+    real = FileStore.delete
+    deleted: list[str] = []
+
+    def delete(self: FileStore, name: str) -> None:
+        if name.startswith("snapshots/") and deleted:
+            raise KeyboardInterrupt("killed")  # the process dies after its first delete
+        deleted.append(name)
+        real(self, name)
+
+    monkeypatch.setattr(FileStore, "delete", delete)
+    with pytest.raises((SystemExit, KeyboardInterrupt)):
+        main(["forget", "--keep-last", "1"])
+    monkeypatch.setattr(FileStore, "delete", real)
+    assert [n for n in deleted if n.startswith("snapshots/")] == [f"snapshots/{bk_old}"]
+    r = run_dr(capsys, "repo", "check")
+    assert r.code == 0, r.err
+    # The next forget removes the volume snapshot the stopped one left.
+    assert run_dr(capsys, "forget", "--keep-last", "1").code == 0
+    assert _ids(repo) == {vol_new, bk_new}
+
+
+def _failed_runs(repo: Repository) -> tuple[list[str], list[str]]:
+    """Five daily runs of one backup: on days 0-2 the backup failed after its mover wrote
+    the volume snapshot. -> (volume snapshot ids, backup ids)."""
+    vols, backups = [], []
+    for day in range(5):
+        t = T0 + timedelta(days=day)
+        vols.append(f"{day:064x}")
+        _volume(repo, vols[-1], t, run=day)
+        if day >= 3:
+            backups.append("f" * 63 + str(day))
+            _backup(repo, backups[-1], t, [vols[-1]])
+    return vols, backups
+
+
+def test_forget_removes_volume_snapshots_failed_backups_left(
+    isolated_home: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert run_dr(capsys, "repo", "init").code == 0
+    repo = _default_repo(isolated_home)
+    vols, backups = _failed_runs(repo)
+    r = run_dr(capsys, "forget", "--keep-last", "1", "-o", "json")
+    assert r.code == 0, r.err
+    assert set(r.json()["removed"]) == {*vols[:4], backups[0]}
+    assert _ids(repo) == {vols[4], backups[1]}
+    # A snapshot of another volume that a backup left is ranked by itself: the newest is kept.
+    _volume(repo, "e" * 64, T0, pvc="logs")
+    assert run_dr(capsys, "forget", "--keep-last", "1").code == 0
+    assert _ids(repo) == {vols[4], backups[1], "e" * 64}
+
+
+def test_forget_with_a_policy_removes_what_its_failed_backups_left(
+    isolated_home: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    config = str(write_config(isolated_home, backup_policies=[
+        {"name": "p", "schedule": "0 2 * * *", "scope": {"namespaces": ["shop"]}},
+    ]))  # fmt: skip
+    assert run_dr(capsys, "--config", config, "repo", "init").code == 0
+    key = LocalKeyProvider(isolated_home / "repo.key")
+    repo = Repository.open(
+        open_store(f"file://{isolated_home}/repo"), lambda uri: key if uri == key.uri else None
+    )
+    vols, backups = _failed_runs(repo)
+    _volume(repo, "e" * 64, T0, pvc="logs")  # a volume no backup of p holds: not p's to forget
+    r = run_dr(capsys, "--config", config, "forget", "--policy", "p", "--keep-last", "1", "-o", "json")
+    assert r.code == 0, r.err
+    assert _ids(repo) == {vols[4], backups[1], "e" * 64}
+
+
+def test_forget_keeps_volume_snapshots_a_running_backup_may_need(
+    isolated_home: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert run_dr(capsys, "repo", "init").code == 0
+    repo = _default_repo(isolated_home)
+    now = datetime.now(UTC)
+    # Two backups of the same volume under way: each mover has written its volume snapshot.
+    running = ["c" * 64, "d" * 64]
+    _volume(repo, running[0], now - timedelta(minutes=2), run=1)
+    _volume(repo, running[1], now - timedelta(minutes=1), run=2)
+    _volume(repo, "a" * 64, now - timedelta(days=3), run=0)  # left by a backup that failed
+    with Lock(repo, "shared", "backup"):
+        r = run_dr(capsys, "forget", "--keep-last", "1", "-o", "json")
+        assert r.code == 0, r.err
+        rows: dict[str, Any] = {row["id"]: row for row in r.json()["snapshots"]}
+        assert rows[running[0]]["keep"] and rows[running[0]]["reasons"] == ["backup in progress"]
+        assert _ids(repo) == set(running)
+    # Once no backup runs, retention applies to them too.
+    assert run_dr(capsys, "forget", "--keep-last", "1").code == 0
+    assert _ids(repo) == {running[1]}
