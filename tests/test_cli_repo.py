@@ -257,3 +257,14 @@ def test_backup_and_restore_refuse_a_repository_under_an_exclusive_lock(
     assert r.code == 0, r.err
     assert describe_tree(home / "out") == describe_tree(src)
     assert repo.list_objects("locks") == []
+
+
+def test_check_and_verify_report_a_damaged_index_file(home: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert run_dr(capsys, "repo", "init").code == 0
+    assert run_dr(capsys, "mover", "backup", str(_src(home))).code == 0
+    index = next((home / "data" / "dr" / "repo" / "index").iterdir())
+    index.write_bytes(index.read_bytes()[:-1] + bytes([index.read_bytes()[-1] ^ 0xFF]))
+    for args in (["repo", "check"], ["verify", "--all"]):
+        r = run_dr(capsys, *args)
+        assert r.code == 4, (args, r.err)
+        assert f"index/{index.name}" in r.err and "Traceback" not in r.err

@@ -393,3 +393,19 @@ def test_prune_leaves_out_a_missing_pack_nothing_needs(tmp_path: Path) -> None:
     fresh = open_with(repo.store, key)
     assert unused not in fresh.index.packs
     assert check(fresh, read_data=1.0).ok
+
+
+def test_check_reports_a_damaged_index_file_and_checks_the_rest(tmp_path: Path) -> None:
+    repo, key = init_repo(make_store("file", tmp_path, None), tmp_path)
+    _two_generations(repo, tmp_path)
+    names = repo.list_names("index/")
+    assert len(names) == 2  # one per backup
+    bad = names[0]
+    sealed = bytearray(repo.store.get(bad))
+    sealed[-1] ^= 0xFF
+    repo.store.put(bad, bytes(sealed), if_absent=False)
+    result = check(open_with(repo.store, key))
+    assert result.snapshots == 2 and result.trees > 0, "the rest was checked"
+    assert any(e.startswith(bad) for e in result.errors), result.errors
+    # the blobs only the damaged file listed are named as missing from the index
+    assert any("missing from the index" in e for e in result.errors), result.errors

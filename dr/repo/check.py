@@ -70,6 +70,10 @@ def _load_snapshots(repo: Repository, result: CheckResult) -> list[Snapshot]:
     return snaps
 
 
+def _naming(name: str, message: str) -> str:
+    return message if name in message else f"{name}: {message}"
+
+
 def read_pack(repo: Repository, pack_id: bytes) -> tuple[int, list[str]]:
     """Download and fully verify one pack; -> (bytes read, problems)."""
     name = pack_name(pack_id)
@@ -111,7 +115,9 @@ def check(
     """Check the whole repository (``snapshots=None``) or only what ``snapshots`` need."""
     result = CheckResult()
     whole = snapshots is None
-    index = repo.reload_index()
+    # One damaged index file must not stop the check: each is reported, the rest loaded
+    # (the blobs only it listed then show up as not in the index).
+    index = repo.reload_index(on_error=lambda name, e: result.errors.append(_naming(name, e.message)))
     snaps = _load_snapshots(repo, result) if whole else list(snapshots or [])
     if whole:
         # Backups that reference volume snapshots which are gone.

@@ -34,11 +34,12 @@ import struct
 import threading
 from array import array
 from bisect import bisect_left
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from itertools import islice, repeat
 
+from dr.errors import DrError
 from dr.repo.format import (
     ID_SIZE,
     INDEX_ENTRY,
@@ -247,8 +248,17 @@ class Index:
                 yield self._id_at(ref)
 
 
-def load_index(store: ObjectStore, codec: Codec, names: list[str], workers: int = 8) -> Index:
-    """Fetch and decode index files in parallel."""
+def load_index(
+    store: ObjectStore,
+    codec: Codec,
+    names: list[str],
+    workers: int = 8,
+    on_error: Callable[[str, DrError], None] | None = None,
+) -> Index:
+    """Fetch and decode index files in parallel.
+
+    ``on_error``: an index file that cannot be read or decoded is passed to it and left
+    out, instead of failing the whole load (``check`` reports each and checks the rest)."""
     index = Index()
 
     def fetch(name: str) -> tuple[str, list[tuple[bytes, PackEntries]]]:
@@ -257,6 +267,17 @@ def load_index(store: ObjectStore, codec: Codec, names: list[str], workers: int 
         plain = codec.decode(sealed, object_aad("index", hexname), what=name)
         return name, list(decode_index(plain, name))
 
+    def fetch_or_report(name: str) -> tuple[str, list[tuple[bytes, PackEntries]]] | None:
+        try:
+            return fetch(name)
+        except DrError as e:
+            assert on_error is not None
+            on_error(name, e)
+            return None
+
     with ThreadPoolExecutor(max_workers=workers) as pool:
-        index.add_files(pool.map(fetch, names))
+        if on_error is None:
+            index.add_files(pool.map(fetch, names))
+        else:
+            index.add_files(f for f in pool.map(fetch_or_report, names) if f is not None)
     return index

@@ -261,8 +261,11 @@ class Repository:
         self._index_loading = None
         self._trees = None
 
-    def reload_index(self) -> Index:
+    def reload_index(self, on_error: Callable[[str, DrError], None] | None = None) -> Index:
+        """The index read afresh; ``on_error``: see ``load_index`` (bad files left out)."""
         self.drop_index()
+        if on_error is not None:
+            self._index = load_index(self.store, self.codec, self.list_names("index/"), on_error=on_error)
         return self.index
 
     @property
