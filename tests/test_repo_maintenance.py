@@ -409,3 +409,32 @@ def test_check_reports_a_damaged_index_file_and_checks_the_rest(tmp_path: Path) 
     assert any(e.startswith(bad) for e in result.errors), result.errors
     # the blobs only the damaged file listed are named as missing from the index
     assert any("missing from the index" in e for e in result.errors), result.errors
+
+
+def test_a_snapshot_deleted_while_being_listed_is_gone_not_an_error(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """check and forget both take shared locks: a forget may delete a snapshot between
+    another command's listing of snapshots/ and its reading of them."""
+    from dr.repo.repository import Repository
+
+    repo, key = init_repo(make_store("file", tmp_path, None), tmp_path)
+    first, second = _two_generations(repo, tmp_path)
+    real = Repository.list_objects
+
+    def list_objects(self: Repository, kind: str) -> list[str]:
+        names = real(self, kind)
+        if kind == "snapshots" and first.id in names:
+            self.store.delete(f"snapshots/{first.id}")  # forget runs right now
+        return names
+
+    monkeypatch.setattr(Repository, "list_objects", list_objects)
+    assert [s.id for s in list_snapshots(repo)] == [second.id]
+    repo.save_object("snapshots", first.to_doc(), name=first.id)
+    result = check(open_with(repo.store, key))
+    assert result.ok and result.snapshots == 1, result.errors
+    # names given by the caller are not listed: one that is missing is an error
+    from dr.storage.base import ObjectNotFound
+
+    with pytest.raises(ObjectNotFound):
+        repo.load_objects("snapshots", [first.id])

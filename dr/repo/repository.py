@@ -378,15 +378,29 @@ class Repository:
         return [n.rsplit("/", 1)[-1] for n in self.list_names(f"{kind}/")]
 
     def load_objects(self, kind: str, names: list[str] | None = None) -> list[tuple[str, dict[str, Any]]]:
-        """Load many objects in parallel; unreadable ones raise FormatError.
+        """Load many objects in parallel; unreadable ones raise FormatError. Of ``kind``'s
+        objects (``names`` None), one deleted after the listing is left out.
 
         All of them before returning, with the pool shut down: as a generator that
         held the pool open across its yields, a caller that stopped at an error left
         the pool's shutdown to the garbage collector, which once ran it inside
         threading's own bookkeeping lock and hung the process (seen in CI)."""
+        listed = names is None
         names = self.list_objects(kind) if names is None else names
+
+        def load(name: str) -> dict[str, Any] | None:
+            try:
+                return self.load_object(kind, name)
+            except ObjectNotFound:
+                if not listed:
+                    raise
+                # Listed, then deleted before it was read: a forget running beside us
+                # (both take shared locks). Gone is gone; not an error.
+                return None
+
         with ThreadPoolExecutor(max_workers=8) as pool:
-            return list(zip(names, pool.map(lambda n: self.load_object(kind, n), names), strict=True))
+            loaded = list(zip(names, pool.map(load, names), strict=True))
+        return [(n, d) for n, d in loaded if d is not None]
 
     # ------------------------------------------------------------------ key slots
 
