@@ -268,3 +268,51 @@ def test_check_and_verify_report_a_damaged_index_file(home: Path, capsys: pytest
         r = run_dr(capsys, *args)
         assert r.code == 4, (args, r.err)
         assert f"index/{index.name}" in r.err and "Traceback" not in r.err
+
+
+def _two_snapshots(home: Path, capsys: pytest.CaptureFixture[str]) -> tuple[Path, Path]:
+    """Two volume snapshots, the second stored later: their files (older, newer)."""
+    assert run_dr(capsys, "repo", "init").code == 0
+    src = _src(home)
+    ids = [run_dr(capsys, "mover", "backup", str(src), "-o", "json").json()["id"] for _ in range(2)]
+    files = tuple(home / "data" / "dr" / "repo" / "snapshots" / i for i in ids)
+    for age, f in zip((100, 0), files, strict=True):
+        os.utime(f, (f.stat().st_mtime - age,) * 2)
+    return files[0], files[1]
+
+
+def _damage(f: Path) -> None:
+    st = f.stat()
+    f.write_bytes(f.read_bytes()[:-1] + bytes([f.read_bytes()[-1] ^ 0xFF]))
+    os.utime(f, (st.st_atime, st.st_mtime))
+
+
+def test_verify_is_not_failed_by_an_unrelated_damaged_snapshot(
+    home: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    older, newer = _two_snapshots(home, capsys)
+    _damage(older)
+    r = run_dr(capsys, "verify", newer.name[:8])
+    assert r.code == 0, r.err
+    r = run_dr(capsys, "verify", older.name[:8])
+    assert r.code == 4 and f"snapshot {older.name[:8]} cannot be read" in r.err and "Traceback" not in r.err
+    # --all: the damaged one is an error, the others are still verified
+    r = run_dr(capsys, "verify", "--all", "-o", "json")
+    assert r.code == 4
+    doc = json.loads(r.out)
+    assert doc["snapshots"] == 1 and any(f"snapshots/{older.name}" in e for e in doc["errors"])
+    # latest: the damaged one was stored before the newest readable one, so it is not the latest
+    r = run_dr(capsys, "verify")
+    assert r.code == 0, r.err
+    assert "1 older snapshot(s) cannot be read" in r.err
+
+
+def test_verify_latest_fails_when_the_newest_snapshot_cannot_be_read(
+    home: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    older, newer = _two_snapshots(home, capsys)
+    _damage(newer)
+    r = run_dr(capsys, "verify", "latest")
+    assert r.code == 4, r.err
+    assert "may be the latest backup" in r.err and newer.name in r.err and "Traceback" not in r.err
+    assert run_dr(capsys, "verify", older.name).code == 0

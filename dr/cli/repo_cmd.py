@@ -154,15 +154,20 @@ def verify(backup_id: str | None, all_: bool, read_data: float | None, output: s
         raise InvalidInput("give either a backup ID or --all, not both")
     ctx = app()
     repo = open_repository(ctx)
-    snaps = list_snapshots(repo)
+    # Snapshots one by one: a damaged snapshot is an error of its own, not of every verify.
+    snaps, bad = repo_check.load_snapshots(repo)
+    problems: list[str] = []  # errors found before the check proper
+    warnings: list[str] = []
     if all_:
         chosen = snaps
+        problems += bad.values()
     else:
-        backups = [s for s in snaps if s.kind == "backup"] or snaps
-        top = resolve(backups if (backup_id or "latest") == "latest" else snaps, backup_id or "latest")
+        ref = backup_id or "latest"
+        top = _verify_target(repo, snaps, bad, ref, warnings)
         by_id = {s.id: s for s in snaps}
         chosen = [top, *(by_id[r] for r in top.refs if r in by_id)]
-        missing = [r for r in top.refs if r not in by_id]
+        problems += [bad[r] for r in top.refs if r in bad]
+        missing = [r for r in top.refs if r not in by_id and r not in bad]
         if missing:
             raise VerificationFailed(
                 f"backup {top.short_id} needs volume snapshots that are missing",
@@ -170,7 +175,55 @@ def verify(backup_id: str | None, all_: bool, read_data: float | None, output: s
             )
     with Lock(repo, "shared", "verify"), byte_progress("reading data", None, quiet=ctx.quiet) as advance:
         result = repo_check.check(repo, snapshots=chosen, read_data=read_data, progress=advance)
+    result.errors[:0] = problems
+    result.warnings += warnings
     return _report_check(result, output, "verify " + ("all" if all_ else chosen[0].short_id))
+
+
+def _verify_target(
+    repo: Any, snaps: list[Snapshot], bad: dict[str, str], ref: str, warnings: list[str]
+) -> Snapshot:
+    """The snapshot ``dr verify REF`` means, given the readable ``snaps`` and the unreadable
+    ``bad`` (name -> problem)."""
+    if ref != "latest":
+        # Only the snapshot asked for matters; one that cannot be read is named.
+        unreadable = [n for n in bad if n.startswith(ref)] if len(ref) >= 4 else []
+        matches = len(unreadable) + sum(s.id.startswith(ref) for s in snaps)
+        if unreadable and matches == 1:
+            raise VerificationFailed(
+                f"snapshot {unreadable[0][:8]} cannot be read", details=[bad[unreadable[0]]]
+            )
+        if unreadable:
+            raise InvalidInput(f"backup id {ref!r} is ambiguous ({matches} matches)")
+        return resolve(snaps, ref)
+    backups = [s for s in snaps if s.kind == "backup"] or snaps
+    if not backups and bad:
+        raise VerificationFailed(
+            f"no readable backup: {len(bad)} snapshot(s) cannot be read", details=list(bad.values())[:50]
+        )
+    top = resolve(backups, "latest")
+    if not bad:
+        return top
+    # An unreadable snapshot's time and kind are inside it: it may be the latest backup.
+    # Verifying the newest readable one instead, as if all were well, would be the
+    # silent answer a monitoring job must not get. Its object's time in storage tells
+    # which are older than the one chosen (written before it): those are left to
+    # `dr repo check`, as restic leaves snapshots it cannot load; a newer one, or
+    # one the store gives no time for, fails the verify.
+    modified = {o.name.rsplit("/", 1)[-1]: o.modified for o in repo.store.list("snapshots/")}
+    ours = modified.get(top.id)
+    newer = [n for n in bad if ours is None or (t := modified.get(n)) is None or t >= ours]
+    if newer:
+        raise VerificationFailed(
+            f"latest: {len(newer)} snapshot(s) newer than backup {top.short_id} cannot be read; "
+            "one of them may be the latest backup",
+            details=[bad[n] for n in newer[:50]],
+        )
+    warnings.append(
+        f"{len(bad)} older snapshot(s) cannot be read (`dr repo check` names them); "
+        f"latest is backup {top.short_id}"
+    )
+    return top
 
 
 # The tags `dr backup` gives the volume snapshots its mover Jobs write (dr/backup/volumes.py;

@@ -20,7 +20,7 @@ from dr.errors import DrError
 from dr.repo import reachable
 from dr.repo.format import FormatError, PackEntry, decode_pack_header, pack_name
 from dr.repo.repository import Repository
-from dr.repo.snapshots import Snapshot, list_snapshots
+from dr.repo.snapshots import Snapshot, list_snapshots, load_snapshot
 from dr.storage.base import ObjectNotFound
 
 
@@ -53,20 +53,31 @@ class CheckResult:
         }
 
 
-def _load_snapshots(repo: Repository, result: CheckResult) -> list[Snapshot]:
+def load_snapshots(repo: Repository) -> tuple[list[Snapshot], dict[str, str]]:
+    """The readable snapshots, oldest first, and ``{name: problem}`` for the unreadable.
+
+    One bad snapshot must not hide the others (``check``, ``verify``). A snapshot
+    deleted between the listing and its reading (a concurrent ``forget``) is gone,
+    not an error."""
     try:
-        return list_snapshots(repo)
+        return list_snapshots(repo), {}
     except FormatError:
         pass
-    # One bad snapshot must not hide the others: load them one by one.
-    from dr.repo.snapshots import load_snapshot
-
-    snaps = []
+    # Load them one by one.
+    snaps, bad = [], {}
     for name in repo.list_objects("snapshots"):
         try:
             snaps.append(load_snapshot(repo, name))
+        except ObjectNotFound:
+            continue
         except DrError as e:
-            result.errors.append(e.message)
+            bad[name] = _naming(f"snapshots/{name}", e.message)
+    return sorted(snaps, key=lambda s: (s.time, s.id)), bad
+
+
+def _load_snapshots(repo: Repository, result: CheckResult) -> list[Snapshot]:
+    snaps, bad = load_snapshots(repo)
+    result.errors.extend(bad.values())
     return snaps
 
 
