@@ -316,3 +316,22 @@ def test_verify_latest_fails_when_the_newest_snapshot_cannot_be_read(
     assert r.code == 4, r.err
     assert "may be the latest backup" in r.err and newer.name in r.err and "Traceback" not in r.err
     assert run_dr(capsys, "verify", older.name).code == 0
+
+
+def test_forget_prune_dry_run_reports_what_the_real_run_frees(
+    home: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert run_dr(capsys, "repo", "init").code == 0
+    src = home / "src"
+    src.mkdir()
+    for _ in range(2):
+        (src / "f.bin").write_bytes(os.urandom(2 << 20))  # nothing shared between the two
+        assert run_dr(capsys, "mover", "backup", str(src)).code == 0
+    r = run_dr(capsys, "forget", "--keep-last", "1", "--prune", "--dry-run", "-o", "json")
+    assert r.code == 0, r.err
+    dry = r.json()["prune"]
+    assert dry["dryRun"] and dry["bytesFreed"] > 2 << 20
+    r = run_dr(capsys, "forget", "--keep-last", "1", "--prune", "-o", "json")
+    assert r.code == 0, r.err
+    real = r.json()["prune"]
+    assert real["bytesFreed"] == dry["bytesFreed"] and real["packsDeleted"] == dry["packsDeleted"]

@@ -390,7 +390,8 @@ def forget(
     removed = sorted(remove["backup"] | remove["volume"])
     result: dict[str, Any] = {"dryRun": dry_run, "removed": removed, "snapshots": rows}
     if do_prune:
-        result["prune"] = repo_prune(repo, dry_run=dry_run).to_dict()
+        # The removed snapshots count as gone in a dry run too (nothing was deleted then).
+        result["prune"] = repo_prune(repo, dry_run=dry_run, ignore_snapshots=removed).to_dict()
     if output != "table":
         emit(result, output)
         return

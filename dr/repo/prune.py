@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass, field
 
 from dr.errors import DrError
@@ -52,17 +52,25 @@ class PruneResult:
         }
 
 
-def prune(repo: Repository, *, dry_run: bool = False, lock: bool = True) -> PruneResult:
+def prune(
+    repo: Repository,
+    *,
+    dry_run: bool = False,
+    lock: bool = True,
+    ignore_snapshots: Collection[str] = (),
+) -> PruneResult:
+    """``ignore_snapshots``: ids of snapshots to count as gone — the ones ``forget`` removes,
+    so that ``forget --prune --dry-run`` (which removes nothing) reports what prune would free."""
     result = PruneResult(dry_run=dry_run)
     if lock and not dry_run:
         with Lock(repo, "exclusive", "prune"):
-            return _prune(repo, result)
-    return _prune(repo, result)
+            return _prune(repo, result, set(ignore_snapshots))
+    return _prune(repo, result, set(ignore_snapshots))
 
 
-def _prune(repo: Repository, result: PruneResult) -> PruneResult:
+def _prune(repo: Repository, result: PruneResult, ignore: set[str]) -> PruneResult:
     index = repo.reload_index()
-    snaps = list_snapshots(repo)
+    snaps = [s for s in list_snapshots(repo) if s.id not in ignore]
     reach = reachable.collect(repo, snaps)
     if reach.errors:
         # Never delete anything while the repository is damaged: the "unused"
