@@ -438,3 +438,20 @@ def test_a_snapshot_deleted_while_being_listed_is_gone_not_an_error(
 
     with pytest.raises(ObjectNotFound):
         repo.load_objects("snapshots", [first.id])
+
+
+@pytest.mark.parametrize(("change", "what"), [(-1, "truncated"), (+1, "wrong size")])
+def test_quick_check_finds_a_pack_of_the_wrong_size(tmp_path: Path, change: int, what: str) -> None:
+    from dr.repo.format import pack_name, pack_size
+
+    repo, key = init_repo(make_store("file", tmp_path, None), tmp_path)
+    _two_generations(repo, tmp_path)
+    stored = {o.name: o.size for o in repo.store.list("data/")}
+    for pack_id, entries in repo.index.packs.items():  # the size follows from the index
+        assert stored[pack_name(pack_id)] == pack_size(entries)
+    name = sorted(stored)[0]
+    data = repo.store.get(name)
+    # one byte less or more at the end: the blobs all still lie where the index says
+    repo.store.put(name, data[:-1] if change < 0 else data + b"\0", if_absent=False)
+    result = check(open_with(repo.store, key))
+    assert result.errors == [f"{name}: {what} ({len(data) + change} bytes, expected {len(data)})"]

@@ -1,8 +1,8 @@
 """Verify a repository or some snapshots (``dr repo check``, ``dr verify``).
 
 Quick mode checks structure: every snapshot decrypts, every tree loads, every
-referenced blob is in the index, every indexed pack exists with a plausible
-size. ``read_data`` (a fraction in (0, 1]) also downloads that share of the
+referenced blob is in the index, every indexed pack exists with exactly the
+size its index entries give. ``read_data`` (a fraction in (0, 1]) also downloads that share of the
 packs involved, checks each pack's content hash against its name, opens its
 header and every blob (AEAD + keyed hash). Each problem names the object.
 """
@@ -18,7 +18,7 @@ import blake3
 
 from dr.errors import DrError
 from dr.repo import reachable
-from dr.repo.format import FormatError, PackEntry, decode_pack_header, pack_name
+from dr.repo.format import FormatError, PackEntry, decode_pack_header, pack_name, pack_size
 from dr.repo.repository import Repository
 from dr.repo.snapshots import Snapshot, list_snapshots, load_snapshot
 from dr.storage.base import ObjectNotFound
@@ -157,8 +157,10 @@ def check(
         entries: Sequence[PackEntry] = index.packs.get(pack_id, [])
         if size is None:
             result.errors.append(f"{name}: missing (needed by the index)")
-        elif entries and size < max(e.offset + e.length for e in entries) + 4:
-            result.errors.append(f"{name}: truncated ({size} bytes)")
+        elif entries and size != (expected := pack_size(entries)):
+            # The index lists every blob of a pack, so its size follows (FORMAT.md §5.3).
+            what = "truncated" if size < expected else "wrong size"
+            result.errors.append(f"{name}: {what} ({size} bytes, expected {expected})")
     if whole:
         indexed_names = {pack_name(p) for p in index.packs}
         unindexed = [n for n in stored if n not in indexed_names]

@@ -329,6 +329,15 @@ def encode_pack_header(codec: Codec, entries: list[PackEntry]) -> bytes:
     return sealed + struct.pack("<I", len(sealed))
 
 
+def pack_size(entries: Iterable[PackEntry]) -> int:
+    """The exact size of a pack holding ``entries`` (all of its blobs, §5.3): the sealed
+    blobs, the sealed header (42 bytes an entry) and its u32 length."""
+    n = total = 0
+    for e in entries:
+        n, total = n + 1, total + e.length
+    return total + PACK_ENTRY.size * n + OVERHEAD + 4
+
+
 def decode_pack_header(codec: Codec, tail: bytes, pack_size: int, what: str) -> list[PackEntry]:
     """Decode from the last bytes of a pack (``tail`` must contain the whole header + length)."""
     if len(tail) < 4:
