@@ -36,6 +36,7 @@ from urllib.parse import urlsplit
 
 from dr.cron import CronError, parse_cron, parse_duration
 from dr.errors import InvalidInput
+from dr.urls import redact_url
 
 if TYPE_CHECKING:
     import yaml
@@ -166,7 +167,12 @@ def check_duration(v: Any) -> timedelta:
 
 def scheme_checker(kind: str, schemes: tuple[str, ...]) -> Callable[[str], str]:
     def check(v: str) -> str:
-        parts = urlsplit(v)
+        # Messages quote the URL redacted: one refused here may carry a secret in its query.
+        shown = redact_url(v)
+        try:
+            parts = urlsplit(v)
+        except ValueError:
+            raise ValueError(f"{kind} URL {shown!r} is malformed") from None
         if parts.password or parts.username:
             # Credentials come from the standard chains, never from URLs (URLs
             # end up in logs, snapshots and process listings). Checked first:
@@ -175,16 +181,16 @@ def scheme_checker(kind: str, schemes: tuple[str, ...]) -> Callable[[str], str]:
         if parts.scheme not in schemes:
             known = ", ".join(f"{s}://" for s in schemes)
             got = f"scheme {parts.scheme + '://'!r}" if parts.scheme else "no scheme"
-            raise ValueError(f"unsupported {kind} URL {v!r}: {got} (supported: {known})")
+            raise ValueError(f"unsupported {kind} URL {shown!r}: {got} (supported: {known})")
         # As the store and key-provider registries read them: an absolute path, no host
         # (file://rel/x would name /x on a host "rel", which they refuse when opening it).
         hosts = ("", "localhost") if parts.scheme == "file" else ("",)
         if parts.scheme in ("file", "local") and (
             not parts.path.startswith("/") or parts.netloc not in hosts
         ):
-            raise ValueError(f"{kind} URL {v!r} needs an absolute path ({parts.scheme}:///abs/path)")
+            raise ValueError(f"{kind} URL {shown!r} needs an absolute path ({parts.scheme}:///abs/path)")
         if parts.scheme in ("s3", "gs") and not parts.netloc:
-            raise ValueError(f"{kind} URL {v!r} names no bucket ({parts.scheme}://bucket/prefix)")
+            raise ValueError(f"{kind} URL {shown!r} names no bucket ({parts.scheme}://bucket/prefix)")
         return v
 
     return check

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.helpers import run_dr
+from tests.helpers import run_dr, run_dr_process
 from tests.repo_helpers import describe_tree
 
 
@@ -102,6 +102,33 @@ def test_errors_and_exit_codes(home: Path, capsys: pytest.CaptureFixture[str]) -
     assert pack.name in r.err
     r = run_dr(capsys, "mover", "restore", "latest", str(home / "out"))
     assert r.code == 3 and "could not be restored" in r.err
+
+
+@pytest.mark.parametrize(
+    ("url", "expected"),
+    [
+        (
+            "s3://bkt/p?endpoint=http://admin:SuperSecret123@minio:9000",
+            "error: repository URL 's3://bkt/p?endpoint=***': endpoint must not contain credentials; ",
+        ),
+        ("s3://bkt/p?secretAccessKey=SuperSecret123", "(query parameter 'secretAccessKey')"),
+        ("s3://AKIAX:Super/Secret123@bkt/p", "repository URL must not contain credentials"),
+        ("gs://bkt/p?X-Goog-Signature=SuperSecret123", "(query parameter 'X-Goog-Signature')"),
+        (
+            "s3://b/p?endpoint=http://[::1&region=SuperSecret123",
+            "error: repository URL 's3://b/p?endpoint=***&region=***': endpoint 'http://[::1' is malformed",
+        ),
+    ],
+)
+def test_a_bad_repository_url_is_one_line_without_its_secret(home: Path, url: str, expected: str) -> None:
+    # A separate process: the real exit code and stderr, traceback or not.
+    for verbose in ((), ("-v",)):
+        r = run_dr_process(*verbose, "--repo", url, "repo", "info")
+        assert r.code == 2, r.err
+        assert "SuperSecret123" not in r.err + r.out and "Super/Secret123" not in r.err + r.out
+        assert expected in r.err
+        if not verbose:
+            assert r.err.count("\n") == 1 and "Traceback" not in r.err, r.err
 
 
 def test_world_readable_key_file_is_refused(home: Path, capsys: pytest.CaptureFixture[str]) -> None:

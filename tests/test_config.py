@@ -276,3 +276,20 @@ def test_a_url_with_credentials_is_never_quoted(tmp_path: Path, url: str) -> Non
     assert len(e.value.details) == 2
     assert all(d.endswith("URL must not contain credentials") for d in e.value.details), e.value.details
     assert "topsecret" not in "\n".join([e.value.message, *e.value.details])
+
+
+@pytest.mark.parametrize(
+    ("url", "expected"),
+    [
+        ("ftp://host/x?token=topsecret", "unsupported repository URL 'ftp://host/x?token=***'"),
+        ("file://h/x?password=topsecret", "repository URL 'file://h/x?password=***' needs an absolute path"),
+        ("s3://[bkt/p?region=topsecret", "repository URL 's3://[bkt/p?region=***' is malformed"),
+    ],
+)
+def test_a_refused_url_is_quoted_without_its_query_values(tmp_path: Path, url: str, expected: str) -> None:
+    f = tmp_path / "c.yaml"
+    f.write_text(f"repositories:\n  - name: r\n    url: '{url}'\n")
+    with pytest.raises(InvalidInput) as e:
+        load_config_file(f)
+    assert any(expected in d for d in e.value.details), e.value.details
+    assert "topsecret" not in "\n".join([e.value.message, *e.value.details])

@@ -475,6 +475,44 @@ def test_s3_settings_from_query_string() -> None:
         ("s3://bkt/a//b", None, "invalid prefix"),
         ("gs://bkt/p?token=topsecret", None, "must not contain credentials"),
         ("gs://bkt/p?projet=x", None, "unknown query parameter 'projet'"),
+        # A secret anywhere in the URL is never quoted back, whatever is wrong with it.
+        (
+            "s3://bkt/p?endpoint=http://admin:topsecret@minio:9000",
+            None,
+            "endpoint must not contain credentials",
+        ),
+        ("s3://AKIAX:top/secret@bkt/p", None, "must not contain credentials"),  # a "/" in the password
+        ("s3://bkt/p?secretAccessKey=topsecret", None, "(query parameter 'secretAccessKey')"),
+        ("s3://bkt/p?X-Amz-Security-Token=topsecret", None, "(query parameter 'X-Amz-Security-Token')"),
+        ("s3://bkt/p?X-Amz-Credential=topsecret", None, "(query parameter 'X-Amz-Credential')"),
+        ("s3://bkt/p?X-Amz-Signature=topsecret", None, "(query parameter 'X-Amz-Signature')"),
+        ("s3://bkt/p?AWSAccessKeyId=topsecret", None, "(query parameter 'AWSAccessKeyId')"),
+        ("s3://bkt/p?db_password=topsecret", None, "(query parameter 'db_password')"),
+        ("s3://bkt/p?endpiont=http://u:topsecret@m", None, "'s3://bkt/p?endpiont=***': unknown query"),
+        ("s3://bkt/p?region=topsecret&region=x", None, "'s3://bkt/p?region=***&region=***': query"),
+        ("s3://bkt/p?endpoint=http://u:topsecret@[::1", None, "endpoint 'http://***@[::1' is malformed"),
+        ("s3://[bkt/p?region=topsecret", None, "'s3://[bkt/p?region=***' is malformed: '[' or ']'"),
+        ("s3://bkt:x/p?region=topsecret", None, "'s3://bkt:x/p?region=***': names no bucket"),
+        (
+            "s3://bkt/p?endpoint=http://minio:9x/&region=topsecret",
+            None,
+            "'http://minio:9x/' has an invalid port",
+        ),
+        ("s3://bkt/p?endpoint=http://m/?token=topsecret", None, "'http://m/?token=***' must be http(s)"),
+        (
+            "s3://bkt/p?endpoint=http://u:topsecret@a",
+            S3Options(endpoint="http://b"),
+            "endpoint='http://***@a' in the URL contradicts endpoint='http://b'",
+        ),
+        ("s3://bkt/p?signPayload=maybe&region=topsecret", None, "signPayload='maybe'"),
+        ("s3://bkt/p?addressingStyle=x&region=topsecret", None, "addressing style 'x'"),
+        (
+            "gs://bkt/p?endpoint=http://admin:topsecret@gcs:4443",
+            None,
+            "endpoint must not contain credentials",
+        ),
+        ("gs://bkt/p?accessToken=topsecret", None, "(query parameter 'accessToken')"),
+        ("gs://bkt/p?projet=topsecret", None, "'gs://bkt/p?projet=***': unknown query parameter"),
     ],
 )
 def test_bad_bucket_urls(url: str, options: Any, message: str) -> None:
@@ -484,7 +522,45 @@ def test_bad_bucket_urls(url: str, options: Any, message: str) -> None:
         else:
             GCSStore.from_url(url, options)
     assert message in str(e.value)
-    assert "topsecret" not in str(e.value)
+    assert "topsecret" not in str(e.value) and "top/secret" not in str(e.value)
+    assert "\n" not in str(e.value)
+
+
+def test_accepted_query_settings_never_look_like_credentials() -> None:
+    from dr.storage import gcs, s3
+    from dr.storage.naming import looks_like_credential
+
+    for key in [*s3._QUERY_SETTINGS, *gcs._QUERY_SETTINGS]:
+        assert not looks_like_credential(key), key
+
+
+@pytest.mark.parametrize(
+    ("url", "shown"),
+    [
+        ("s3://bkt/a/b", "s3://bkt/a/b"),
+        ("s3://bkt/p?endpoint=http://admin:pw@minio:9000&region=x", "s3://bkt/p?endpoint=***&region=***"),
+        ("s3://KEY:se/cret@bkt/p", "s3://***@bkt/p"),
+        ("http://u:p@h:9/x?flag#frag", "http://***@h:9/x?flag#***"),
+        ("s3://b/p?endpoint=http://[::1", "s3://b/p?endpoint=***"),
+        ("minio:9000", "minio:9000"),
+        ("", ""),
+    ],
+)
+def test_redacted_urls(url: str, shown: str) -> None:
+    from dr.urls import redact_url
+
+    assert redact_url(url) == shown
+
+
+def test_registry_quotes_urls_redacted() -> None:
+    for url, message in (
+        ("ftp://h/x?token=topsecret", "'ftp://h/x?token=***': unsupported scheme"),
+        ("file://h/x?token=topsecret", "'file://h/x?token=***': use file:///absolute/path"),
+        ("s3://[b/x?token=topsecret", "'s3://[b/x?token=***' is malformed"),
+    ):
+        with pytest.raises(InvalidInput) as e:
+            open_store(url)
+        assert message in str(e.value) and "topsecret" not in str(e.value)
 
 
 # --------------------------------------------------------------------------- S3 specifics

@@ -18,7 +18,7 @@ import click
 
 from dr import __version__
 from dr.cli.context import AppContext
-from dr.cli.logs import setup_logging
+from dr.cli.logs import redact, setup_logging
 from dr.errors import DrError, ExitCode
 from dr.malloc_tuning import limit_malloc_arenas
 
@@ -121,9 +121,17 @@ def cli(
 
 
 def _report(err: DrError) -> None:
-    click.echo(f"error: {err.message}", err=True)
+    # These lines bypass the logging handler and its redaction filter. Messages
+    # are built never to hold a secret; the filter's last line of defence applies
+    # here too (a URL or a client library's text quoted into a message).
+    click.echo(redact(f"error: {err.message}"), err=True)
     for line in err.details:
-        click.echo(f"  {line}", err=True)
+        click.echo(redact(f"  {line}"), err=True)
+
+
+def _traceback() -> None:
+    """The current exception's traceback (``-v``), redacted like the logs."""
+    click.echo(redact(traceback.format_exc()), err=True, nl=False)
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -151,15 +159,15 @@ def main(argv: list[str] | None = None) -> None:
         code = 130
     except DrError as e:
         if verbose:
-            traceback.print_exc()
+            _traceback()
         _report(e)
         code = e.exit_code
     except BrokenPipeError:
         code = ExitCode.OK
     except Exception as e:  # a bug, or an unexpected failure of a dependency
         if verbose:
-            traceback.print_exc()
-        click.echo(f"error: {type(e).__name__}: {e}", err=True)
+            _traceback()
+        click.echo(redact(f"error: {type(e).__name__}: {e}"), err=True)
         if not verbose:
             click.echo("  (run with -v for the traceback)", err=True)
         code = ExitCode.FAILED

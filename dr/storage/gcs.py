@@ -55,12 +55,16 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, TypeVar
-from urllib.parse import urlsplit
 
 from dr.config import GCSOptions
-from dr.errors import InvalidInput
 from dr.storage.base import AccessDenied, ObjectExists, ObjectInfo, ObjectNotFound, StorageError
-from dr.storage.naming import check_name, check_prefix, merge_setting, parse_bucket_url
+from dr.storage.naming import (
+    check_endpoint,
+    check_name,
+    check_prefix,
+    merge_setting,
+    parse_bucket_url,
+)
 from dr.storage.retry import RetryPolicy, TransientError
 from dr.storage.streamed_reads import StreamedReads
 
@@ -97,13 +101,7 @@ def settings_from_url(url: str, options: GCSOptions | None) -> GCSSettings:
     project = merge_setting(url, "project", q.get("project"), options.project if options else None)
     endpoint = merge_setting(url, "endpoint", q.get("endpoint"), options.endpoint if options else None)
     if endpoint is not None:
-        ep = urlsplit(endpoint)
-        if ep.scheme not in ("http", "https") or not ep.hostname:
-            raise InvalidInput(f"repository URL {url!r}: endpoint {endpoint!r} must be http(s)://host[:port]")
-        if ep.username is not None or ep.password is not None:
-            raise InvalidInput(
-                f"repository URL {url!r}: endpoint must not contain credentials; {_CREDENTIAL_HINT}"
-            )
+        check_endpoint(url, endpoint, _CREDENTIAL_HINT)
     return GCSSettings(parsed.bucket, parsed.root, project or None, endpoint or None)
 
 

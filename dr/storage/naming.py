@@ -8,6 +8,9 @@ Owns two small rules so both backends apply them the same way:
   listings, so credentials come only from the provider's standard chain.
   Unknown query parameters are errors, because a misspelt ``endpiont=`` must
   not silently send backups to the default endpoint.
+- Messages about a URL show ``redact_url(url)``: a URL that is refused may be
+  refused precisely because it carries a secret, so no message echoes one as
+  given (user info and query values are masked).
 - Object names are ``/``-separated relative paths; a name with an empty,
   ``.`` or ``..`` segment is refused here as it is by ``FileStore``, so a name
   means the same object on every backend.
@@ -15,33 +18,56 @@ Owns two small rules so both backends apply them the same way:
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
-from urllib.parse import parse_qsl, urlsplit
+from urllib.parse import SplitResult, parse_qsl, urlsplit
 
 from dr.errors import InvalidInput
 from dr.storage.base import StorageError
+from dr.urls import redact_url
 
-# Query parameters that would carry credentials: refused with a pointed message.
-_CREDENTIAL_PARAMS = frozenset(
-    {
-        "access_key",
-        "accesskey",
-        "access_key_id",
-        "accesskeyid",
-        "aws_access_key_id",
-        "secret",
-        "secret_key",
-        "secretkey",
-        "secret_access_key",
-        "aws_secret_access_key",
-        "session_token",
-        "sessiontoken",
-        "token",
-        "password",
-        "credentials",
-        "key",
-    }
+# Query parameters that would carry credentials are refused with a pointed
+# message. Matched on the key lower-cased without separators, so that every
+# spelling (secret_key, secretAccessKey, X-Amz-Security-Token, X-Amz-Credential)
+# is caught; no accepted setting contains one of these words.
+_CREDENTIAL_WORDS = (
+    "secret",
+    "token",
+    "credential",
+    "signature",
+    "password",
+    "passwd",
+    "accesskey",
+    "privatekey",
+    "apikey",
+    "auth",
 )
+_CREDENTIAL_KEYS = frozenset({"key", "sig", "pass", "pwd"})
+
+
+def looks_like_credential(key: str) -> bool:
+    """Whether a query parameter named ``key`` would carry a credential."""
+    norm = re.sub(r"[^a-z0-9]", "", key.lower())
+    return norm in _CREDENTIAL_KEYS or any(w in norm for w in _CREDENTIAL_WORDS)
+
+
+def has_user_info(parts: SplitResult) -> bool:
+    """Whether a split URL has ``user[:password]@`` before its host. A password
+    with a "/" in it ends ``urlsplit``'s netloc early (``s3://KEY:SE/CRET@bkt/p``
+    has the netloc ``KEY:SE``), so an "@" in the path after a netloc with a ":"
+    counts too."""
+    return "@" in parts.netloc or (":" in parts.netloc and "@" in parts.path)
+
+
+def split_url(url: str, what: str = "repository URL") -> SplitResult:
+    """``urlsplit(url)``; a URL it cannot take (an unpaired ``[``, a netloc that changes
+    under NFKC normalisation) is ``InvalidInput`` naming the redacted URL, not a
+    bare ``ValueError`` (whose text may quote the URL as given)."""
+    try:
+        return urlsplit(url)
+    except ValueError as e:
+        reason = "'[' or ']' without its pair" if "IPv6" in str(e) else "characters a host name cannot hold"
+        raise InvalidInput(f"{what} {redact_url(url)!r} is malformed: {reason}") from None
 
 
 @dataclass(frozen=True)
@@ -58,31 +84,36 @@ class BucketURL:
 def parse_bucket_url(url: str, scheme: str, allowed: dict[str, str], credential_hint: str) -> BucketURL:
     """Split ``scheme://bucket/prefix?k=v``; ``allowed`` maps accepted query keys
     (including aliases such as ``addressingStyle``) to the canonical setting name."""
-    parts = urlsplit(url)
+    shown = redact_url(url)
+    parts = split_url(url)
     if parts.scheme != scheme:
-        raise InvalidInput(f"repository URL {url!r}: expected {scheme}://bucket/prefix")
-    if parts.username is not None or parts.password is not None:
+        raise InvalidInput(f"repository URL {shown!r}: expected {scheme}://bucket/prefix")
+    if has_user_info(parts):
         raise InvalidInput(f"repository URL must not contain credentials; {credential_hint}")
     bucket = parts.hostname or ""
-    if not bucket or parts.port is not None:
-        raise InvalidInput(f"repository URL {url!r}: names no bucket ({scheme}://bucket/prefix)")
+    try:
+        port = parts.port
+    except ValueError:
+        port = -1  # not a number: no bucket name either
+    if not bucket or port is not None:
+        raise InvalidInput(f"repository URL {shown!r}: names no bucket ({scheme}://bucket/prefix)")
     path = parts.path.strip("/")
     if path:
         segments = path.split("/")
         if any(s in ("", ".", "..") for s in segments):
-            raise InvalidInput(f"repository URL {url!r}: invalid prefix {path!r}")
+            raise InvalidInput(f"repository URL {shown!r}: invalid prefix {path!r}")
     settings: dict[str, str] = {}
     for key, value in parse_qsl(parts.query, keep_blank_values=True):
-        if key.lower() in _CREDENTIAL_PARAMS:
+        if looks_like_credential(key):
             raise InvalidInput(
                 f"repository URL must not contain credentials (query parameter {key!r}); {credential_hint}"
             )
         canonical = allowed.get(key)
         if canonical is None:
             known = ", ".join(sorted(set(allowed.values())))
-            raise InvalidInput(f"repository URL {url!r}: unknown query parameter {key!r} (known: {known})")
+            raise InvalidInput(f"repository URL {shown!r}: unknown query parameter {key!r} (known: {known})")
         if canonical in settings and settings[canonical] != value:
-            raise InvalidInput(f"repository URL {url!r}: query parameter {key!r} given twice")
+            raise InvalidInput(f"repository URL {shown!r}: query parameter {key!r} given twice")
         settings[canonical] = value
     return BucketURL(scheme, bucket, f"{path}/" if path else "", settings, url)
 
@@ -90,10 +121,32 @@ def parse_bucket_url(url: str, scheme: str, allowed: dict[str, str], credential_
 def merge_setting(url: str, name: str, from_url: str | None, from_config: str | None) -> str | None:
     """One setting from the URL query or dr.yaml; both given and different is an error."""
     if from_url is not None and from_config is not None and from_url != from_config:
+        # Quoted redacted: the endpoint is a URL, and this runs before it is checked for credentials.
         raise InvalidInput(
-            f"repository URL {url!r}: {name}={from_url!r} in the URL contradicts {name}={from_config!r} in the config"
+            f"repository URL {redact_url(url)!r}: {name}={redact_url(from_url)!r} in the URL "
+            f"contradicts {name}={redact_url(from_config)!r} in the config"
         )
     return from_url if from_url is not None else from_config
+
+
+def check_endpoint(url: str, endpoint: str, credential_hint: str) -> None:
+    """``InvalidInput`` unless ``endpoint`` is ``http(s)://host[:port][/path]``, without
+    credentials or a query (the store's URL, which quotes it, must be safe to log)."""
+    shown, where = redact_url(url), redact_url(endpoint)
+    form = "must be http(s)://host[:port]"
+    ep = split_url(endpoint, f"repository URL {shown!r}: endpoint")
+    if "@" in ep.netloc or "@" in ep.path:
+        raise InvalidInput(
+            f"repository URL {shown!r}: endpoint must not contain credentials; {credential_hint}"
+        )
+    try:
+        ep.port  # noqa: B018 (reading it checks it)
+    except ValueError:
+        raise InvalidInput(f"repository URL {shown!r}: endpoint {where!r} has an invalid port") from None
+    if ep.scheme not in ("http", "https") or not ep.hostname:
+        raise InvalidInput(f"repository URL {shown!r}: endpoint {where!r} {form}")
+    if ep.query or ep.fragment:
+        raise InvalidInput(f"repository URL {shown!r}: endpoint {where!r} {form}, without a query")
 
 
 def check_name(name: str) -> str:

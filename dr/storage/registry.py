@@ -2,21 +2,21 @@
 
 from __future__ import annotations
 
-from urllib.parse import urlsplit
-
 from dr.config import Repository
 from dr.errors import InvalidInput
 from dr.storage.base import ObjectStore
+from dr.storage.naming import split_url
+from dr.urls import redact_url
 
 
 def open_store(url: str, options: Repository | None = None) -> ObjectStore:
     """The backend for ``url``; ``options`` carries per-repository settings from dr.yaml."""
-    parts = urlsplit(url)
+    parts = split_url(url)
     if parts.scheme == "file":
         from dr.storage.file import FileStore
 
         if not parts.path.startswith("/") or parts.netloc not in ("", "localhost"):
-            raise InvalidInput(f"repository URL {url!r}: use file:///absolute/path")
+            raise InvalidInput(f"repository URL {redact_url(url)!r}: use file:///absolute/path")
         return FileStore(parts.path)
     if parts.scheme == "s3":
         from dr.storage.s3 import S3Store
@@ -26,7 +26,7 @@ def open_store(url: str, options: Repository | None = None) -> ObjectStore:
         from dr.storage.gcs import GCSStore
 
         return GCSStore.from_url(url, options.gcs if options else None)
-    raise InvalidInput(f"repository URL {url!r}: unsupported scheme (file://, s3://, gs://)")
+    raise InvalidInput(f"repository URL {redact_url(url)!r}: unsupported scheme (file://, s3://, gs://)")
 
 
 SCHEMES = ("file", "s3", "gs")

@@ -98,14 +98,20 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from email.utils import parsedate_to_datetime
 from typing import Any, TypeVar
-from urllib.parse import urlsplit
 
 from dr.config import ObjectLock, S3Options
 from dr.errors import InvalidInput
 from dr.storage.base import AccessDenied, ObjectExists, ObjectInfo, ObjectNotFound, StorageError
-from dr.storage.naming import check_name, check_prefix, merge_setting, parse_bucket_url
+from dr.storage.naming import (
+    check_endpoint,
+    check_name,
+    check_prefix,
+    merge_setting,
+    parse_bucket_url,
+)
 from dr.storage.retry import RetryPolicy, TransientError
 from dr.storage.streamed_reads import StreamedReads
+from dr.urls import redact_url
 
 log = logging.getLogger(__name__)
 
@@ -258,13 +264,7 @@ def settings_from_url(url: str, options: S3Options | None) -> S3Settings:
         url, "storage_class", q.get("storage_class"), options.storage_class if options else None
     )
     if endpoint is not None:
-        ep = urlsplit(endpoint)
-        if ep.scheme not in ("http", "https") or not ep.hostname:
-            raise InvalidInput(f"repository URL {url!r}: endpoint {endpoint!r} must be http(s)://host[:port]")
-        if ep.username is not None or ep.password is not None:
-            raise InvalidInput(
-                f"repository URL {url!r}: endpoint must not contain credentials; {_CREDENTIAL_HINT}"
-            )
+        check_endpoint(url, endpoint, _CREDENTIAL_HINT)
     sign = merge_setting(
         url,
         "sign_payload",
@@ -272,10 +272,10 @@ def settings_from_url(url: str, options: S3Options | None) -> S3Settings:
         "true" if options and options.sign_payload else None,
     )
     if sign is not None and sign not in ("true", "false"):
-        raise InvalidInput(f"repository URL {url!r}: signPayload={sign!r} is not true or false")
+        raise InvalidInput(f"repository URL {redact_url(url)!r}: signPayload={sign!r} is not true or false")
     if style is not None and style not in _ADDRESSING_STYLES:
         raise InvalidInput(
-            f"repository URL {url!r}: addressing style {style!r} is not one of {', '.join(_ADDRESSING_STYLES)}"
+            f"repository URL {redact_url(url)!r}: addressing style {style!r} is not one of {', '.join(_ADDRESSING_STYLES)}"
         )
     return S3Settings(
         bucket=parsed.bucket,

@@ -1,0 +1,38 @@
+"""URLs in messages and logs.
+
+A URL the user gave may carry a secret (``user:password@`` in its host part, a
+token in its query), and it is most likely to be quoted precisely when it is
+refused for that. Messages quote ``redact_url(url)`` instead. Kept at the
+bottom layer (no imports from dr) so the config checks can use it too.
+"""
+
+from __future__ import annotations
+
+import re
+
+# scheme: and // at the start of a URL (both optional: redact_url takes anything).
+_URL_HEAD = re.compile(r"(?:[A-Za-z][A-Za-z0-9+.-]*:)?(//)?")
+
+
+def redact_url(url: str) -> str:
+    """``url`` as it may appear in a message or log: user info replaced by ``***``,
+    every query value and any fragment by ``***``. Never raises, so it can
+    describe a URL that does not parse (that is when it is needed most)."""
+    head = _URL_HEAD.match(url)
+    assert head is not None  # every part of the pattern is optional
+    out, rest = url[: head.end()], url[head.end() :]
+    rest, hashed, fragment = rest.partition("#")
+    rest, asked, query = rest.partition("?")
+    if head.group(1) and "@" in rest:
+        # User info ends at the last "@" before the query, not at the first "/":
+        # a password may hold a "/" (AWS secret keys often do), which would
+        # otherwise leave its second half in what reads as the path.
+        rest = "***@" + rest.rpartition("@")[2]
+    out += rest
+    if asked:
+        out += "?" + "&".join(
+            f"{key}=***" if eq else key for key, eq, _ in (p.partition("=") for p in query.split("&"))
+        )
+    if hashed:
+        out += "#***" if fragment else "#"
+    return out
