@@ -115,9 +115,14 @@ def test_errors_and_exit_codes(home: Path, capsys: pytest.CaptureFixture[str]) -
         ("s3://AKIAX:Super/Secret123@bkt/p", "repository URL must not contain credentials"),
         ("gs://bkt/p?X-Goog-Signature=SuperSecret123", "(query parameter 'X-Goog-Signature')"),
         (
-            "s3://b/p?endpoint=http://[::1&region=SuperSecret123",
-            "error: repository URL 's3://b/p?endpoint=***&region=***': endpoint 'http://[::1' is malformed",
+            "s3://bkt/p?endpoint=http://[::1&region=SuperSecret123",
+            "error: repository URL 's3://bkt/p?endpoint=***&region=***': endpoint 'http://[::1' is malformed",
         ),
+        (
+            "s3://Bad_Bucket!/x?region=SuperSecret123",
+            "error: repository URL 's3://Bad_Bucket!/x?region=***': invalid bucket name 'Bad_Bucket!': S3",
+        ),
+        ("gs://MyBucket/x", "invalid bucket name 'MyBucket': GCS bucket names are lower case"),
     ],
 )
 def test_a_bad_repository_url_is_one_line_without_its_secret(home: Path, url: str, expected: str) -> None:

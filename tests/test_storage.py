@@ -334,17 +334,17 @@ def test_invalid_names_refused(store: ObjectStore, bad: str) -> None:
 def test_registry_opens_bucket_backends(monkeypatch: pytest.MonkeyPatch) -> None:
     # Opening makes clients but sends no request: no server needed.
     monkeypatch.setenv("STORAGE_EMULATOR_HOST", "http://127.0.0.1:9")
-    repo = Repository(name="r", url="s3://b1/some/prefix", s3=S3Options(endpoint="http://127.0.0.1:9"))
+    repo = Repository(name="r", url="s3://bk1/some/prefix", s3=S3Options(endpoint="http://127.0.0.1:9"))
     s3 = open_store(repo.url, repo)
     assert isinstance(s3, S3Store)
     assert (s3.settings.bucket, s3.settings.root, s3.settings.endpoint) == (
-        "b1",
+        "bk1",
         "some/prefix/",
         "http://127.0.0.1:9",
     )
-    gs = open_store("gs://b2", Repository(name="g", url="gs://b2", gcs=GCSOptions(project="p1")))
+    gs = open_store("gs://bk2", Repository(name="g", url="gs://bk2", gcs=GCSOptions(project="p1")))
     assert isinstance(gs, GCSStore)
-    assert (gs.settings.bucket, gs.settings.root, gs.settings.project) == ("b2", "", "p1")
+    assert (gs.settings.bucket, gs.settings.root, gs.settings.project) == ("bk2", "", "p1")
     s3.close()
     gs.close()
 
@@ -492,7 +492,19 @@ def test_s3_settings_from_query_string() -> None:
         ("s3://bkt/p?region=topsecret&region=x", None, "'s3://bkt/p?region=***&region=***': query"),
         ("s3://bkt/p?endpoint=http://u:topsecret@[::1", None, "endpoint 'http://***@[::1' is malformed"),
         ("s3://[bkt/p?region=topsecret", None, "'s3://[bkt/p?region=***' is malformed: '[' or ']'"),
-        ("s3://bkt:x/p?region=topsecret", None, "'s3://bkt:x/p?region=***': names no bucket"),
+        ("s3://bkt:9000/p?region=topsecret", None, "'bkt:9000' is not a bucket name (a port belongs in"),
+        ("s3://bkt:x/p?region=topsecret", None, "'s3://bkt:x/p?region=***': invalid bucket name 'bkt:x'"),
+        # Bucket names by the provider's rules: one line, not botocore's regular expression.
+        ("s3://Bad_Bucket!/x", None, "invalid bucket name 'Bad_Bucket!': S3 bucket names are 3-63"),
+        ("s3://ab/x", None, "invalid bucket name 'ab'"),
+        ("s3://" + "a" * 256 + "/x", None, "S3 bucket names are"),
+        ("s3://[::1]/x", None, "invalid bucket name '[::1]'"),
+        ("gs://MyBucket/x", None, "invalid bucket name 'MyBucket': GCS bucket names are lower case"),
+        ("gs://-bkt/x", None, "invalid bucket name '-bkt': GCS bucket names hold only lower-case letters"),
+        ("gs://bkt_/x", None, "start and end with a letter or digit"),
+        ("gs://b%20kt/x", None, "invalid bucket name 'b%20kt'"),
+        ("gs://" + "a" * 64 + "/x", None, "GCS bucket names are 3-63 characters long"),
+        ("gs://" + "a" * 64 + ".b/x", None, "GCS bucket names are 3-63 characters long"),
         (
             "s3://bkt/p?endpoint=http://minio:9x/&region=topsecret",
             None,
@@ -524,6 +536,17 @@ def test_bad_bucket_urls(url: str, options: Any, message: str) -> None:
     assert message in str(e.value)
     assert "topsecret" not in str(e.value) and "top/secret" not in str(e.value)
     assert "\n" not in str(e.value)
+
+
+def test_bucket_names_keep_their_case(monkeypatch: pytest.MonkeyPatch) -> None:
+    # An S3 bucket named with capitals (older us-east-1 buckets) is another bucket
+    # than its lower-case name: the name is used as written.
+    monkeypatch.setenv("STORAGE_EMULATOR_HOST", "http://127.0.0.1:9")  # opening sends no request
+    store = S3Store.from_url("s3://My_Legacy.Bucket/Repo?endpoint=http://127.0.0.1:9")
+    assert (store.settings.bucket, store.settings.root) == ("My_Legacy.Bucket", "Repo/")
+    store.close()
+    for name in ("abc", "a.b-c_d", "1" * 63, ".".join(["a" * 63] * 3)):
+        assert GCSStore.from_url(f"gs://{name}/r", GCSOptions(project="p")).settings.bucket == name
 
 
 def test_accepted_query_settings_never_look_like_credentials() -> None:
@@ -564,6 +587,23 @@ def test_registry_quotes_urls_redacted() -> None:
 
 
 # --------------------------------------------------------------------------- S3 specifics
+
+
+def test_s3_bucket_named_with_capitals_is_not_its_lower_case_namesake(
+    s3_env: dict[str, str], s3_client: Any, unique: str
+) -> None:
+    # dr used to write to the lower-case name (urlsplit's hostname). SeaweedFS, like
+    # AWS today, refuses names with capitals; what matters is that dr asked for
+    # the bucket named, and left the other one alone.
+    s3_client.create_bucket(Bucket=f"dr-case-{unique}")
+    store = S3Store.from_url(
+        f"s3://Dr-Case-{unique}/repo", S3Options(endpoint=s3_env["endpoint"], addressing_style="path")
+    )
+    with pytest.raises(StorageError) as e:
+        store.put("config", b"c")
+    assert str(e.value).startswith(f"s3://Dr-Case-{unique}/repo: put config: InvalidBucketName")
+    assert s3_client.list_objects_v2(Bucket=f"dr-case-{unique}").get("Contents", []) == []
+    store.close()
 
 
 def test_s3_multipart_refusal_aborts_upload(s3_env: dict[str, str], s3_client: Any, s3_bucket: str) -> None:

@@ -7,7 +7,9 @@ Owns two small rules so both backends apply them the same way:
   parameters that look like keys): URLs end up in logs, snapshots and process
   listings, so credentials come only from the provider's standard chain.
   Unknown query parameters are errors, because a misspelt ``endpiont=`` must
-  not silently send backups to the default endpoint.
+  not silently send backups to the default endpoint. The bucket is checked
+  against the provider's naming rules here, so a bad name is one line and
+  not the client library's regular expression.
 - Messages about a URL show ``redact_url(url)``: a URL that is refused may be
   refused precisely because it carries a secret, so no message echoes one as
   given (user info and query values are masked).
@@ -70,6 +72,37 @@ def split_url(url: str, what: str = "repository URL") -> SplitResult:
         raise InvalidInput(f"{what} {redact_url(url)!r} is malformed: {reason}") from None
 
 
+# Bucket naming rules. S3: the current rules are 3-63 lower-case letters, digits,
+# '.' and '-'; buckets made in us-east-1 before 2018 may also hold capitals and
+# '_' and be up to 255 long, and S3-compatible servers follow those looser
+# rules, so they are what is checked (botocore's own check, minus its regular
+# expression in the message) and a name's case is kept. GCS: lower case only.
+_S3_BUCKET = re.compile(r"[A-Za-z0-9._-]{3,255}")
+_GCS_BUCKET = re.compile(r"[a-z0-9](?:[a-z0-9._-]*[a-z0-9])?")
+
+
+def bucket_problem(scheme: str, bucket: str) -> str | None:
+    """Why ``bucket`` cannot name a bucket of ``scheme`` (``s3``, ``gs``); None if it can."""
+    if scheme == "gs":
+        if bucket.lower() != bucket:
+            return "GCS bucket names are lower case"
+        if not _GCS_BUCKET.fullmatch(bucket):
+            return (
+                "GCS bucket names hold only lower-case letters, digits, '-', '_' and '.', "
+                "and start and end with a letter or digit"
+            )
+        longest = 222 if "." in bucket else 63
+        if not 3 <= len(bucket) <= longest or any(len(part) > 63 for part in bucket.split(".")):
+            return "GCS bucket names are 3-63 characters long (up to 222 with dots, 63 between two dots)"
+        return None
+    if not _S3_BUCKET.fullmatch(bucket):
+        return (
+            "S3 bucket names are 3-63 lower-case letters, digits, '.' and '-' "
+            "(older buckets may also hold capitals and '_', up to 255 characters)"
+        )
+    return None
+
+
 @dataclass(frozen=True)
 class BucketURL:
     scheme: str
@@ -90,13 +123,18 @@ def parse_bucket_url(url: str, scheme: str, allowed: dict[str, str], credential_
         raise InvalidInput(f"repository URL {shown!r}: expected {scheme}://bucket/prefix")
     if has_user_info(parts):
         raise InvalidInput(f"repository URL must not contain credentials; {credential_hint}")
-    bucket = parts.hostname or ""
-    try:
-        port = parts.port
-    except ValueError:
-        port = -1  # not a number: no bucket name either
-    if not bucket or port is not None:
+    # From the netloc as written: ``hostname`` would lower-case it, and an S3
+    # bucket named with capitals is another bucket than its lower-case name.
+    bucket = parts.netloc
+    if not bucket:
         raise InvalidInput(f"repository URL {shown!r}: names no bucket ({scheme}://bucket/prefix)")
+    if re.fullmatch(r"[^:\[\]]+:[0-9]*", bucket):
+        raise InvalidInput(
+            f"repository URL {shown!r}: {bucket!r} is not a bucket name (a port belongs in the endpoint setting)"
+        )
+    problem = bucket_problem(scheme, bucket)
+    if problem:
+        raise InvalidInput(f"repository URL {shown!r}: invalid bucket name {bucket!r}: {problem}")
     path = parts.path.strip("/")
     if path:
         segments = path.split("/")
