@@ -11,6 +11,7 @@ from collections.abc import Iterator
 import pytest
 
 from dr.cli.logs import setup_logging
+from tests.helpers import run_dr_process
 
 
 @pytest.fixture
@@ -53,3 +54,52 @@ def test_error_lines_are_redacted_like_logs(capsys: pytest.CaptureFixture[str]) 
     _report(DrError("cannot reach http://admin:SuperSecret123@minio:9000", details=["token=SuperSecret456"]))
     err = capsys.readouterr().err
     assert err == "error: cannot reach http://[REDACTED]@minio:9000\n  token=[REDACTED]\n"
+
+
+SESSION_TOKEN = "FwoGZXIvYXdzEJr//////////wEaDHRva2VuK3dpdGgvY2hhcnM+Sesh=="
+
+
+def test_redaction_masks_aws_session_tokens() -> None:
+    # The forms botocore logs at -vvv, made by botocore itself: a signed request's
+    # repr (header values as str, and as bytes once encoded for sending), the
+    # canonical request that is signed, a presigned URL.
+    from botocore.auth import S3SigV4QueryAuth, SigV4Auth
+    from botocore.awsrequest import AWSRequest
+    from botocore.credentials import Credentials
+
+    from dr.cli.logs import redact
+
+    creds = Credentials("ASIAEXAMPLEEXAMPLE12", "not-logged-anyway", SESSION_TOKEN)
+    request = AWSRequest(method="PUT", url="http://127.0.0.1:9/bkt/repo/config", data=b"x")
+    signer = SigV4Auth(creds, "s3", "us-east-1")
+    signer.add_auth(request)
+    prepared = request.prepare()
+    texts = [repr(prepared), signer.canonical_request(request)]
+    prepared.headers["X-Amz-Security-Token"] = SESSION_TOKEN.encode()
+    texts.append(repr(prepared))
+    texts.append(repr(list(prepared.headers.items())))  # ('X-Amz-Security-Token', b'...') pairs
+    presign = AWSRequest(method="GET", url="http://127.0.0.1:9/bkt/repo/config")
+    S3SigV4QueryAuth(creds, "s3", "us-east-1", expires=60).add_auth(presign)
+    texts.append(presign.url)
+    for text in texts:
+        assert "FwoGZXIvYXdz" in text or "FwoGZXIvYXdz" in text.replace("%2F", "/")  # the token is there
+        clean = redact(text)
+        assert "FwoGZXIvYXdz" not in clean, clean
+        assert "[REDACTED]" in clean
+
+
+def test_s3_debug_logs_hold_no_session_token(s3_env: dict[str, str], s3_bucket: str) -> None:
+    # dr -vvv turns botocore's DEBUG logs on; with temporary credentials every
+    # request carries X-Amz-Security-Token, which must not reach the log.
+    url = f"s3://{s3_bucket}/repo?endpoint={s3_env['endpoint']}&addressingStyle=path"
+    r = run_dr_process(
+        "-vvv",
+        "--repo",
+        url,
+        "repo",
+        "info",
+        env={"AWS_SESSION_TOKEN": SESSION_TOKEN, "DR_LOG_FORMAT": "json"},
+    )
+    assert r.code != 0  # no repository there (or the token refused): the requests were made and logged
+    assert "X-Amz-Security-Token" in r.err or "x-amz-security-token" in r.err
+    assert "FwoGZXIvYXdz" not in r.err + r.out

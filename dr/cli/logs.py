@@ -21,8 +21,13 @@ _SECRET_PATTERNS = [
     re.compile(r"\b(hvs|hvb|hvr|s)\.[A-Za-z0-9_-]{20,}"),
     re.compile(r"\b(AKIA|ASIA)[A-Z0-9]{16}\b"),
     re.compile(r"(?i)(bearer\s+)[A-Za-z0-9._~+/-]+=*"),
+    # AWS session tokens in every form botocore logs at -vvv: a header in a dict
+    # (bytes or str), a (name, value) pair, the canonical request's "name:value"
+    # line, a presigned URL's query.
+    re.compile(r"(?i)(x-amz-security-token[\"']?(?:\s*[:=,]\s*|\s+)(?:b?[\"'])?)[^\s\"',}&)]+"),
+    # name: value and name=value, quoted or not; a quoted value may be bytes (b'...').
     re.compile(
-        r"(?i)((?:token|secret|password|passwd|secret_id|plaintext)[\"']?\s*[:=]\s*[\"']?)[^\s\"',}]+"
+        r"(?i)((?:token|secret|password|passwd|secret_id|plaintext)[\"']?\s*[:=]\s*(?:b?[\"'])?)[^\s\"',}]+"
     ),
     re.compile(r"-----BEGIN [A-Z ]*PRIVATE KEY-----[\s\S]+?-----END [A-Z ]*PRIVATE KEY-----"),
     # user:password@ in a URL (the password may hold a "/": it ends at the last "@").
