@@ -6,7 +6,10 @@ import contextlib
 import io
 import json
 import logging
+import os
+import re
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
@@ -103,3 +106,19 @@ def test_s3_debug_logs_hold_no_session_token(s3_env: dict[str, str], s3_bucket: 
     assert r.code != 0  # no repository there (or the token refused): the requests were made and logged
     assert "X-Amz-Security-Token" in r.err or "x-amz-security-token" in r.err
     assert "FwoGZXIvYXdz" not in r.err + r.out
+
+
+def test_gcs_debug_logs_hold_no_upload_session(
+    gcs_env: dict[str, str], gcs_bucket: str, isolated_home: Path
+) -> None:
+    # A pack above 8 MiB goes up as a resumable upload; at -vvv urllib3 logs each
+    # request line, and the session's upload_id= is a bearer credential.
+    src = isolated_home / "src"
+    src.mkdir()
+    (src / "big.bin").write_bytes(os.urandom(10 << 20))
+    repo = f"gs://{gcs_bucket}/repo"
+    assert run_dr_process("--repo", repo, "repo", "init").code == 0
+    r = run_dr_process("-vvv", "--repo", repo, "mover", "backup", str(src), env={"DR_LOG_FORMAT": "json"})
+    assert r.code == 0, r.err[-2000:]
+    assert "uploadType=resumable" in r.err  # the upload was logged
+    assert re.search(r"upload_id=(?!\[REDACTED\])", r.err) is None

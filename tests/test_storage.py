@@ -1572,6 +1572,38 @@ def test_gcs_create_only_put_survives_lost_answer(flaky_gcs: tuple[GCSStore, Fla
     assert proxy.cut == 2
 
 
+BUSY = b"HTTP/1.1 503 Service Unavailable\r\nContent-Type: text/plain\r\nContent-Length: 4\r\n\r\nbusy"
+
+
+def test_gcs_retries_do_not_log_the_upload_session(
+    flaky_gcs: tuple[GCSStore, FlakyProxy], caplog: pytest.LogCaptureFixture
+) -> None:
+    # A resumable upload's session URI (upload_id=) is a bearer credential for a
+    # week. The library quotes the request URL in its errors, and the retry
+    # reason is logged at INFO.
+    store, proxy = flaky_gcs
+    caplog.set_level(logging.INFO, logger="dr.storage")
+    proxy.answer(b"upload_id=", BUSY)
+    data = payload(9 * MiB, seed=21)  # above the resumable threshold
+    store.put("data/aa/big", data)
+    assert proxy.answered == 1
+    assert store.get("data/aa/big") == data
+    sessions = [m.decode() for h in proxy.heads for m in re.findall(rb"upload_id=([^&\s]+)", h)]
+    assert sessions, "no resumable upload was made"
+    assert "retrying in" in caplog.text and "server error (503" in caplog.text
+    assert "/upload/storage/v1/b/" in caplog.text  # the reason still says which request
+    for session in sessions:
+        assert session not in caplog.text
+    assert "upload_id" not in caplog.text
+    # Nor the error once the attempts are spent.
+    once = GCSStore.from_url(store.url, retry=RetryPolicy(max_attempts=1))
+    proxy.answer(b"upload_id=", BUSY)
+    with pytest.raises(StorageError) as e:
+        once.put("data/aa/other", data)
+    assert "server error (503" in str(e.value) and "upload_id" not in str(e.value)
+    once.close()
+
+
 def test_s3_dead_server_surfaces_within_bound(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:

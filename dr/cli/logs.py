@@ -16,7 +16,7 @@ import time
 from typing import IO, Any
 
 # Values that look like credentials: Vault tokens, AWS keys, bearer tokens, PEM keys,
-# passwords in URLs.
+# passwords in URLs, GCS upload sessions.
 _SECRET_PATTERNS = [
     re.compile(r"\b(hvs|hvb|hvr|s)\.[A-Za-z0-9_-]{20,}"),
     re.compile(r"\b(AKIA|ASIA)[A-Z0-9]{16}\b"),
@@ -29,6 +29,9 @@ _SECRET_PATTERNS = [
     re.compile(
         r"(?i)((?:token|secret|password|passwd|secret_id|plaintext)[\"']?\s*[:=]\s*(?:b?[\"'])?)[^\s\"',}]+"
     ),
+    # A GCS resumable upload's session URI is a bearer credential (urllib3 logs
+    # the request line at -vvv).
+    re.compile(r"(upload_id=)[^\s\"'&]+"),
     re.compile(r"-----BEGIN [A-Z ]*PRIVATE KEY-----[\s\S]+?-----END [A-Z ]*PRIVATE KEY-----"),
     # user:password@ in a URL (the password may hold a "/": it ends at the last "@").
     re.compile(r"(?i)(\b[a-z][a-z0-9+.-]*://)[^\s/@?#]*:[^\s@?#]*(?=@)"),

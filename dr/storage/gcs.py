@@ -50,6 +50,7 @@ import io
 import logging
 import os
 import queue
+import re
 import threading
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
@@ -133,7 +134,24 @@ def make_client(settings: GCSSettings, *, store: str) -> Any:
 
 def _first_line(exc: BaseException) -> str:
     text = str(exc).strip()
-    return text.splitlines()[0] if text else type(exc).__name__
+    return without_query(text.splitlines()[0]) if text else type(exc).__name__
+
+
+# The query of a URL or request path quoted in a library's message: "?" then
+# non-space characters including an "=" (so a question mark in prose stays).
+_QUERY = re.compile(r"\?(?=[^\s\"'<>()]*=)[^\s\"'<>()]*")
+
+
+def without_query(text: str) -> str:
+    """``text`` with the query strings of the URLs in it removed.
+
+    Error messages of the library quote the request's URL, and that of a
+    resumable upload carries ``upload_id=``: the session URI, which Google
+    documents as a bearer credential (anyone holding it may upload to the
+    object for a week). These messages become retry reasons, logged at INFO,
+    and error lines. The path names the object; the query adds nothing a
+    user needs. A ":" that ended the URL in the message is kept."""
+    return _QUERY.sub(lambda m: ":" if m.group().endswith(":") else "", text)
 
 
 # --------------------------------------------------------------------------- error mapping
@@ -151,9 +169,10 @@ def map_error(
 
     if isinstance(exc, gexc.GoogleAPICallError):
         status = exc.code
-        message = exc.message.splitlines()[0] if exc.message else type(exc).__name__
-        # The message starts with the method and URL of the request, which carries
-        # no credentials (those travel in the Authorization header).
+        message = without_query(exc.message.splitlines()[0]) if exc.message else type(exc).__name__
+        # The message starts with the method and URL of the request; credentials
+        # travel in the Authorization header, but a resumable upload's session
+        # (upload_id=) is one too, hence without_query.
         if isinstance(exc, gexc.NotFound):
             if "bucket does not exist" in (exc.message or "").lower():
                 return StorageError(f"{what}: bucket {bucket!r} does not exist")
