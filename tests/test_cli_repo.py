@@ -136,6 +136,13 @@ def test_a_bad_repository_url_is_one_line_without_its_secret(home: Path, url: st
             assert r.err.count("\n") == 1 and "Traceback" not in r.err, r.err
 
 
+def test_a_repository_path_that_is_a_file_is_one_line(home: Path) -> None:
+    (home / "f").write_text("hi\n")
+    r = run_dr_process("--repo", f"file://{home / 'f'}", "repo", "info")
+    assert r.code == 1
+    assert r.err == f"error: file://{home / 'f'}: read config: Not a directory\n"
+
+
 def test_world_readable_key_file_is_refused(home: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert run_dr(capsys, "repo", "init").code == 0
     key = home / "config" / "dr" / "repo.key"

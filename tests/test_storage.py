@@ -236,6 +236,85 @@ def test_file_pieces_are_read_in_spans_of_at_most_max_span(tmp_path: Path) -> No
     assert calls == [(40, 100)]  # only the piece longer than the buffer, read alone
 
 
+def test_file_store_os_errors_are_storage_errors(tmp_path: Path) -> None:
+    # Not a raw OSError (the CLI's "bug" path, with a traceback hint): a StorageError
+    # naming the store, the operation, the object and the system's reason.
+    (tmp_path / "f").write_text("hi\n")
+    on_file = FileStore(tmp_path / "f")  # the repository path is a file
+    url = f"file://{tmp_path / 'f'}"
+    for call, message in (
+        (lambda: on_file.get("config"), f"{url}: read config: Not a directory"),
+        (lambda: on_file.get_range("config", 0, 3), f"{url}: read config: Not a directory"),
+        (
+            lambda: on_file.get_range_into("config", 0, memoryview(bytearray(3))),
+            f"{url}: read config: Not a directory",
+        ),
+        (lambda: next(on_file.get_pieces("config", [(0, 3)])), f"{url}: read config: Not a directory"),
+        (lambda: on_file.stat("config"), f"{url}: stat config: Not a directory"),
+        (lambda: on_file.delete("config"), f"{url}: delete config: Not a directory"),
+        (lambda: on_file.put("config", b"x"), f"{url}: write config: "),
+    ):
+        with pytest.raises(StorageError) as e:
+            call()
+        assert type(e.value) is StorageError and str(e.value).startswith(message), str(e.value)
+    assert list(on_file.list()) == []  # nothing can be under a file
+
+    store = FileStore(tmp_path / "repo")
+    store.put("data/ab/x", b"hello")
+    url = f"file://{tmp_path / 'repo'}"
+    for call, message in (
+        (lambda: store.get("data/ab"), f"{url}: read data/ab: Is a directory"),
+        (lambda: store.get_range("data/ab", 0, 3), "read data/ab: Is a directory"),
+        (
+            lambda: store.get_range_into("data/ab", 0, memoryview(bytearray(3))),
+            "read data/ab: Is a directory",
+        ),
+        (lambda: store.delete("data/ab"), f"{url}: delete data/ab: Is a directory"),
+        (lambda: store.get("data/ab/x/y"), f"{url}: read data/ab/x/y: Not a directory"),
+        (lambda: store.stat("data/ab/x/y"), f"{url}: stat data/ab/x/y: Not a directory"),
+        # A file where a directory should be: not ObjectExists (the name is not taken).
+        (lambda: store.put("data/ab/x/y", b"1"), f"{url}: write data/ab/x/y: "),
+    ):
+        with pytest.raises(StorageError) as e:
+            call()
+        assert type(e.value) is StorageError and message in str(e.value), str(e.value)
+    assert store.get("data/ab/x") == b"hello"
+
+
+def test_file_store_failed_write_is_a_storage_error_and_leaves_nothing(tmp_path: Path) -> None:
+    # A write the file system refuses part way (here: past RLIMIT_FSIZE, EFBIG; a
+    # full disk gives ENOSPC the same way), in a process of its own for the limit.
+    probe = (
+        "import resource, signal, sys\n"
+        "from dr.storage.file import FileStore\n"
+        "from dr.storage.base import StorageError\n"
+        "signal.signal(signal.SIGXFSZ, signal.SIG_IGN)\n"
+        "resource.setrlimit(resource.RLIMIT_FSIZE, (1 << 20, 1 << 20))\n"
+        "try:\n"
+        "    FileStore(sys.argv[1]).put('data/aa/big', bytes(2 << 20))\n"
+        "except StorageError as e:\n"
+        "    print(type(e).__name__, e)\n"
+    )
+    root = tmp_path / "repo"
+    out = subprocess.run(
+        [sys.executable, "-c", probe, str(root)], capture_output=True, text=True, check=True, cwd=Path.cwd()
+    )
+    assert out.stdout.strip() == f"StorageError file://{root}: write data/aa/big: File too large", out
+    assert [p.name for p in (root / "data" / "aa").iterdir()] == []  # no temporary file left
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root reads every directory")
+def test_file_store_unreadable_directory_is_not_listed_as_empty(tmp_path: Path) -> None:
+    store = FileStore(tmp_path)
+    store.put("data/ab/x", b"1")
+    (tmp_path / "data" / "ab").chmod(0)
+    try:
+        with pytest.raises(AccessDenied, match=r"cannot list \(all\): Permission denied"):
+            list(store.list())
+    finally:
+        (tmp_path / "data" / "ab").chmod(0o700)
+
+
 def test_missing_object_errors(store: ObjectStore) -> None:
     for call in (
         lambda: store.get("data/ff/missing"),

@@ -5,6 +5,12 @@ with ``O_DIRECT``, see ``direct_io``), are fsynced,
 then linked into place with ``os.link``, which fails if the name exists — an
 atomic create-if-absent on POSIX file systems (including NFS). Plain
 overwrites use ``os.replace``. Readers never see half-written objects.
+
+Errors. A missing file is ``ObjectNotFound``, a taken name ``ObjectExists``,
+EACCES/EPERM ``AccessDenied``; every other ``OSError`` (a full or read-only
+file system, a file where a directory should be, an I/O error) is a
+``StorageError`` naming the store, the operation, the object and the
+system's reason, so the CLI reports it as one line, not as a crash.
 """
 
 from __future__ import annotations
@@ -38,6 +44,14 @@ class FileStore:
     def url(self) -> str:
         return f"file://{self.root}"
 
+    def _error(self, op: str, name: str, e: OSError) -> StorageError:
+        """The dr error for ``e`` from ``op`` on ``name`` (missing and taken names are
+        mapped by the callers, where they mean something)."""
+        reason = e.strerror or str(e)
+        if e.errno in (errno.EACCES, errno.EPERM):
+            return AccessDenied(f"{self.url}: cannot {op} {name}: {reason}")
+        return StorageError(f"{self.url}: {op} {name}: {reason}")
+
     def _path(self, name: str) -> Path:
         parts = name.split("/")
         if not name or any(p in ("", ".", "..") for p in parts):
@@ -46,12 +60,12 @@ class FileStore:
 
     def put(self, name: str, data: bytes | memoryview, *, if_absent: bool = True) -> None:
         path = self._path(name)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.parent / f".tmp-{path.name}-{secrets.token_hex(6)}"
         try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            tmp = path.parent / f".tmp-{path.name}-{secrets.token_hex(6)}"
             fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        except PermissionError as e:
-            raise AccessDenied(f"cannot write {path}: {e.strerror}") from None
+        except OSError as e:
+            raise self._error("write", name, e) from None
         try:
             try:
                 # Large objects (packs) bypass the page cache: see direct_io.
@@ -66,6 +80,8 @@ class FileStore:
                     raise ObjectExists(name) from None
             else:
                 os.replace(tmp, path)
+        except OSError as e:  # ENOSPC, EDQUOT, EIO ... (the temporary file goes below)
+            raise self._error("write", name, e) from None
         finally:
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(tmp)
@@ -75,8 +91,8 @@ class FileStore:
             return self._path(name).read_bytes()
         except FileNotFoundError:
             raise ObjectNotFound(name, self.url) from None
-        except PermissionError as e:
-            raise AccessDenied(f"cannot read {name}: {e.strerror}") from None
+        except OSError as e:
+            raise self._error("read", name, e) from None
 
     def get_range(self, name: str, offset: int, length: int) -> bytes:
         try:
@@ -85,6 +101,8 @@ class FileStore:
                 return f.read(length)
         except FileNotFoundError:
             raise ObjectNotFound(name, self.url) from None
+        except OSError as e:
+            raise self._error("read", name, e) from None
 
     def get_range_into(self, name: str, offset: int, out: memoryview) -> int:
         """Into the caller's buffer: a restore reads every run of blobs into the same
@@ -93,8 +111,8 @@ class FileStore:
             fd = os.open(self._path(name), os.O_RDONLY)
         except FileNotFoundError:
             raise ObjectNotFound(name, self.url) from None
-        except PermissionError as e:
-            raise AccessDenied(f"cannot read {name}: {e.strerror}") from None
+        except OSError as e:
+            raise self._error("read", name, e) from None
         try:
             got = 0
             while got < len(out):
@@ -103,6 +121,8 @@ class FileStore:
                     break
                 got += n
             return got
+        except OSError as e:  # EISDIR (a directory opens), EIO
+            raise self._error("read", name, e) from None
         finally:
             os.close(fd)
 
@@ -137,9 +157,15 @@ class FileStore:
         # Walk only the directory that can contain the prefix.
         base_dir, _, _ = prefix.rpartition("/")
         start = self.root.joinpath(*base_dir.split("/")) if base_dir else self.root
-        if not start.is_dir():
-            return
-        for dirpath, dirnames, filenames in os.walk(start):
+
+        def failed(e: OSError) -> None:
+            # os.walk skips what it cannot read unless told: a listing that
+            # silently left out an unreadable directory would look complete.
+            if isinstance(e, FileNotFoundError | NotADirectoryError):
+                return  # nothing there (or removed while listing): no objects
+            raise self._error("list", prefix or "(all)", e)
+
+        for dirpath, dirnames, filenames in os.walk(start, onerror=failed):
             dirnames.sort()
             for fn in sorted(filenames):
                 if fn.startswith(".tmp-"):
@@ -152,6 +178,8 @@ class FileStore:
                     st = full.stat()
                 except FileNotFoundError:
                     continue  # deleted while listing
+                except OSError as e:
+                    raise self._error("list", name, e) from None
                 yield ObjectInfo(name, st.st_size, datetime.fromtimestamp(st.st_mtime, UTC))
 
     def stat(self, name: str) -> ObjectInfo:
@@ -159,6 +187,8 @@ class FileStore:
             st = self._path(name).stat()
         except FileNotFoundError:
             raise ObjectNotFound(name, self.url) from None
+        except OSError as e:
+            raise self._error("stat", name, e) from None
         return ObjectInfo(name, st.st_size, datetime.fromtimestamp(st.st_mtime, UTC))
 
     def delete(self, name: str) -> None:
@@ -167,9 +197,7 @@ class FileStore:
         except FileNotFoundError:
             pass
         except OSError as e:
-            if e.errno in (errno.EACCES, errno.EPERM):
-                raise AccessDenied(f"cannot delete {name}: {e.strerror}") from None
-            raise
+            raise self._error("delete", name, e) from None
 
     def close(self) -> None:
         pass
