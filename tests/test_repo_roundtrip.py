@@ -325,10 +325,20 @@ def test_files_that_change_size_while_read_are_stored_and_restored_as_read(
     src = tmp_path / "src"
     src.mkdir()
     rng = random.Random(5)
-    sizes = {"grows.bin": 5_000_000, "shrinks.bin": 6_000_000, "small.log": 2_000, "large-small.bin": 3_000_000}
+    sizes = {
+        "grows.bin": 5_000_000,
+        "shrinks.bin": 6_000_000,
+        "small.log": 2_000,
+        "large-small.bin": 3_000_000,
+    }
     for name, size in sizes.items():
         (src / name).write_bytes(rng.randbytes(size))
-    changes = {"grows.bin": 9_000_000, "shrinks.bin": 4_500_000, "small.log": 70_000, "large-small.bin": 5_000_000}
+    changes = {
+        "grows.bin": 9_000_000,
+        "shrinks.bin": 4_500_000,
+        "small.log": 70_000,
+        "large-small.bin": 5_000_000,
+    }
     read_files = archiver._Archiver._read_files
 
     def racing(self: Any, paths: list[tuple[str, int]]) -> Any:
@@ -389,7 +399,9 @@ def test_a_snapshot_whose_sizes_disagree_with_its_content_restores_the_content(
         assert (out / name).read_bytes() == (src / name).read_bytes(), name
 
 
-def test_a_file_replaced_by_a_fifo_while_backed_up_is_named_not_waited_for(tmp_path: Path, monkeypatch: Any) -> None:
+def test_a_file_replaced_by_a_fifo_while_backed_up_is_named_not_waited_for(
+    tmp_path: Path, monkeypatch: Any
+) -> None:
     src = tmp_path / "src"
     src.mkdir()
     (src / "a.txt").write_text("a")
