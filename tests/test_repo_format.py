@@ -325,6 +325,8 @@ snapshots = st.builds(
     parent=st.none() | text,
     stats=st.none() | st.builds(VolumeStats, files=st.integers(0, 2**40), new_bytes=st.integers(0, 2**40),
                                 duration_seconds=st.floats(0, 1e6)),
+    root=st.none() | st.fixed_dictionaries({}, optional={k: st.integers(-(2**63), 2**63 - 1)
+                                                          for k in ("mode", "uid", "gid", "mtime")}),
     name=st.none() | text,
     policy=st.none() | text,
     namespaces=st.lists(text, max_size=3),
@@ -367,6 +369,8 @@ def test_snapshot_document_fields_are_camel_case_and_extra_fields_ignored() -> N
         ("streams", {"r": {"blobs": [1]}}, "streams.r.blobs[0]: expected a string"),
         ("app", [], "app: expected a mapping"),
         ("tree", 5, "tree: expected a string"),
+        ("root", {"mode": "0755"}, "root.mode: expected an integer"),
+        ("root", [], "root: expected a mapping"),
     ],
 )
 def test_malformed_snapshot_fields_are_named(field: str, value: object, where: str) -> None:

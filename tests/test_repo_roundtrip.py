@@ -420,3 +420,31 @@ def test_a_file_replaced_by_a_fifo_while_backed_up_is_named_not_waited_for(
     out = tmp_path / "out"
     assert restore_snapshot(repo, result.snapshot, out).errors == []
     assert sorted(p.name for p in out.iterdir()) == ["b.txt"]
+
+
+def test_the_volume_root_keeps_its_owner_mode_and_time(tmp_path: Path) -> None:
+    # A volume's root is the mount point: an application running as a non-root user
+    # that owned it must find it so after a restore (a full one).
+    src = tmp_path / "src"
+    src.mkdir()
+    (src / "a.txt").write_text("a")
+    os.chmod(src, 0o750)
+    if os.geteuid() == 0:
+        os.chown(src, 999, 998)
+    os.utime(src, ns=(978_307_200_123_456_789, 978_307_200_123_456_789))
+    want = os.stat(src)
+    repo, _ = init_repo(make_store("file", tmp_path, None), tmp_path)
+    snap = backup_directory(repo, src).snapshot
+    assert snap.root == {"mode": 0o750, "uid": want.st_uid, "gid": want.st_gid, "mtime": want.st_mtime_ns}
+    [stored] = list_snapshots(repo)
+    assert stored.root == snap.root
+    out = tmp_path / "out"
+    assert restore_snapshot(repo, snap, out).errors == []
+    got = os.stat(out)
+    assert (stat.S_IMODE(got.st_mode), got.st_uid, got.st_gid, got.st_mtime_ns) == (
+        0o750, want.st_uid, want.st_gid, want.st_mtime_ns
+    )  # fmt: skip
+    part = tmp_path / "part"
+    part.mkdir(mode=0o700)
+    assert restore_snapshot(repo, snap, part, paths=["a.txt"]).errors == []
+    assert stat.S_IMODE(os.stat(part).st_mode) == 0o700, "--path leaves the target as it is"

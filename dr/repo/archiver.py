@@ -31,7 +31,7 @@ from dr.repo.chunker import FileChunker
 from dr.repo.format import BlobType
 from dr.repo.locks import Lock
 from dr.repo.repository import Repository, Saver
-from dr.repo.snapshots import Snapshot, VolumeStats, save_snapshot
+from dr.repo.snapshots import ROOT_KEYS, Snapshot, VolumeStats, save_snapshot
 from dr.repo.tree import Node, encode_tree, node_type, read_tree
 
 log = logging.getLogger(__name__)
@@ -152,7 +152,8 @@ class _Archiver:
                 self._error(path, "replaced while being backed up; not read")
                 os.close(fd)
                 return None
-            os.set_blocking(fd, True)
+            # O_NONBLOCK stays: it does nothing to a regular file's reads (two fcntl
+            # calls a file saved, of ~6 system calls for a small file).
         except OSError as e:
             os.close(fd)
             self._error(path, e.strerror or str(e))
@@ -351,10 +352,12 @@ def backup_directory(
         finally:
             arch.close()
         stats = saver.uploader.stats
+        st = os.stat(root)
         snap = Snapshot(
             kind="volume",
             paths=[root],
             tree=tree,
+            root={k: v for k, v in _base_node("", st, "dir").items() if k in ROOT_KEYS},
             parent=parent.id if parent else None,
             tags=dict(tags or {}),
             stats=VolumeStats(

@@ -537,6 +537,10 @@ def restore_snapshot(
         repo.codec.close()
     for rel, n in sorted(dirs, key=lambda d: -d[0].count("/")):
         _apply_meta(os.path.join(root, rel), n, is_root=restore.is_root, follow=True)
+    if snap.root is not None and not norm_paths:
+        # The volume's own directory last (a full restore only: with --path the target is
+        # where the user wants the selection, not the volume's mount point).
+        _apply_meta(root, dict(snap.root), is_root=restore.is_root, follow=True)
     return stats
 
 

@@ -78,6 +78,9 @@ class Snapshot:
     tree: str | None = None
     parent: str | None = None
     stats: VolumeStats | None = None
+    # the backed-up directory's own mode, uid, gid and mtime (ns): a volume's root
+    # is the mount point, which a non-root application must find as it left it
+    root: dict[str, int] | None = None
     # application backups
     name: str | None = None
     policy: str | None = None
@@ -105,6 +108,7 @@ class Snapshot:
             "tree": self.tree,
             "parent": self.parent,
             "stats": self.stats.to_doc() if self.stats else None,
+            "root": dict(self.root) if self.root is not None else None,
             "name": self.name,
             "policy": self.policy,
             "namespaces": list(self.namespaces),
@@ -202,6 +206,14 @@ def _stats(v: Any, where: str) -> VolumeStats:
     )
 
 
+ROOT_KEYS = ("mode", "uid", "gid", "mtime")
+
+
+def _root(v: Any, where: str) -> dict[str, int]:
+    d = _any_map(v, where)
+    return {k: _int(d[k], f"{where}.{k}") for k in ROOT_KEYS if k in d}
+
+
 def decode_snapshot(doc: Any) -> Snapshot:
     """A snapshot from its stored document. Unknown fields are ignored (FORMAT.md §11:
     additive changes keep the version); a known field of the wrong type is an error."""
@@ -222,6 +234,7 @@ def decode_snapshot(doc: Any) -> Snapshot:
         tree=_opt_str(d.get("tree"), "tree"),
         parent=_opt_str(d.get("parent"), "parent"),
         stats=None if stats is None else _stats(stats, "stats"),
+        root=None if d.get("root") is None else _root(d["root"], "root"),
         name=_opt_str(d.get("name"), "name"),
         policy=_opt_str(d.get("policy"), "policy"),
         namespaces=_list(d.get("namespaces", []), "namespaces", _str),
