@@ -184,6 +184,8 @@ def test_restore_rejects_trees_that_escape(tmp_path: Path, nodes: list[dict[str,
         restore_snapshot(repo, snap, out)
     assert not (tmp_path / "escape").exists()
     assert not out.exists() or not any(out.iterdir())
+    [err] = check(repo).errors  # the root tree named once, as "snapshot ID: tree …"
+    assert err.startswith(f"snapshot {snap.short_id}: tree ") and "::" not in err, err
 
 
 def test_restore_does_not_write_through_symlinks_in_target(tmp_path: Path) -> None:

@@ -47,12 +47,12 @@ def collect(
             return
         out.trees.add(tid)
         if tid not in index:
-            err(f"{where}: tree {tree_hex[:16]} is missing from the index")
+            err(f"{where.rstrip(':')}: tree {tree_hex[:16]} is missing from the index")
             return
         try:
             nodes = decode_tree(repo.read_blob(tid), f"tree {tree_hex[:16]}")
         except Exception as e:
-            err(f"{where}: {getattr(e, 'message', e)}")
+            err(f"{where.rstrip(':')}: {getattr(e, 'message', e)}")
             return
         for n in nodes:
             path = f"{where}/{n['name']}"
