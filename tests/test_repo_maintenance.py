@@ -170,9 +170,13 @@ def test_lock_refresh_replaces_the_object(tmp_path: Path, monkeypatch: pytest.Mo
     repo, _ = init_repo(make_store("file", tmp_path, None), tmp_path)
     with Lock(repo, "shared", "backup", expiry=timedelta(seconds=0.6)) as lk:
         first = lk.name
+        [before] = list_locks(repo)
         time.sleep(0.7)
         [info] = list_locks(repo)
         assert info.name != first and not is_stale(info, datetime.now(UTC))
+        # when the lock was first taken outlives the refreshes (forget keeps what a
+        # backup running since then may still need)
+        assert info.held_since == before.held_since == before.created < info.created
     assert list_locks(repo) == []
 
 

@@ -378,7 +378,7 @@ def forget(
         running = [
             lk for lk in list_locks(repo, besides=own) if lk.operation == "backup" and not is_stale(lk)
         ]
-        busy_since = min((lk.created for lk in running), default=None)
+        busy_since = min((lk.held_since for lk in running), default=None)
         rows, remove = _plan_forget(list_snapshots(repo), pol, policy, busy_since)
         if not dry_run:
             # Backups first, then the volume snapshots only they needed: a forget that

@@ -68,6 +68,13 @@ class LockInfo:
     operation: str
     created: datetime
     expires: datetime
+    # When the lock was first taken: kept by every refresh (``created`` is the refresh's).
+    # Locks written before the field existed give their ``created``.
+    since: datetime | None = None
+
+    @property
+    def held_since(self) -> datetime:
+        return self.since or self.created
 
     def describe(self) -> str:
         return (
@@ -120,6 +127,7 @@ def list_locks(repo: Repository, *, besides: str | None = None) -> list[LockInfo
                     str(d.get("operation", "")),
                     datetime.fromisoformat(str(d["created"]).replace("Z", "+00:00")),
                     datetime.fromisoformat(str(d["expires"]).replace("Z", "+00:00")),
+                    datetime.fromisoformat(str(d["since"]).replace("Z", "+00:00")) if "since" in d else None,
                 )
             )
         except ObjectNotFound:
@@ -153,6 +161,7 @@ class Lock:
         self.prefetch_index = prefetch_index and kind == "shared"
         self.name: str | None = None
         self._held_until = 0.0  # by _clock(): when the lease lapses (check)
+        self._since: datetime | None = None  # when first written (kept by refreshes)
         self._lost: str | None = None  # why the lock was lost, once it is
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -168,9 +177,11 @@ class Lock:
             "operation": self.operation,
             "created": iso(t),
             "expires": iso(t + self.expiry),
+            "since": iso(self._since or t),
         }
         name = self.repo.save_object("locks", doc)
         self._held_until = started + self.expiry.total_seconds() * (1 - MARGIN)
+        self._since = self._since or t
         return name
 
     def acquire(self) -> Lock:
