@@ -73,6 +73,8 @@ def test_embedded_defaults_end_to_end(home: Path, capsys: pytest.CaptureFixture[
 def test_errors_and_exit_codes(home: Path, capsys: pytest.CaptureFixture[str]) -> None:
     r = run_dr(capsys, "repo", "info")
     assert r.code == 1 and "no repository here" in r.err and "Traceback" not in r.err
+    r = run_dr(capsys, "-v", "repo", "info")  # -v shows the traceback, as --help says
+    assert r.code == 1 and "Traceback (most recent call last)" in r.err and "no repository here" in r.err
     assert run_dr(capsys, "repo", "init").code == 0
     r = run_dr(capsys, "repo", "init")
     assert r.code == 1 and "already exists" in r.err
@@ -374,3 +376,39 @@ def test_forget_prune_dry_run_reports_what_the_real_run_frees(
     assert r.code == 0, r.err
     real = r.json()["prune"]
     assert real["bytesFreed"] == dry["bytesFreed"] and real["packsDeleted"] == dry["packsDeleted"]
+
+
+def test_progress_bars_go_to_the_terminal_on_stderr_not_into_stdout(home: Path) -> None:
+    # stderr a terminal, stdout redirected (`dr repo check --read-data -o json > out.json`):
+    # the bar is drawn on stderr, and stdout holds the JSON alone.
+    import pty
+    import subprocess
+
+    from tests.helpers import DR
+
+    assert run_dr_process("repo", "init").code == 0
+    (home / "src").mkdir()
+    (home / "src" / "a.bin").write_bytes(os.urandom(1 << 20))
+    assert run_dr_process("mover", "backup", str(home / "src")).code == 0
+    import threading
+
+    primary, secondary = pty.openpty()
+    drained = threading.Thread(target=lambda: _drain(primary), daemon=True)  # a full pty would block dr
+    drained.start()
+    try:
+        proc = subprocess.run([DR, "repo", "check", "--read-data", "-o", "json"], stdout=subprocess.PIPE,
+                              stderr=secondary, timeout=120, env=os.environ.copy())  # fmt: skip
+    finally:
+        os.close(secondary)
+        drained.join(timeout=10)
+        os.close(primary)
+    assert proc.returncode == 0
+    assert proc.stdout.startswith(b"{") and json.loads(proc.stdout)["ok"], proc.stdout[:200]
+
+
+def _drain(fd: int) -> None:
+    try:
+        while os.read(fd, 65536):
+            pass
+    except OSError:
+        pass  # EIO once the last writer is gone

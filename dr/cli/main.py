@@ -146,7 +146,8 @@ def main(argv: list[str] | None = None) -> None:
     code: int = ExitCode.OK
     try:
         with cli.make_context("dr", list(args)) as ctx:
-            verbose = ctx.obj.verbose if isinstance(ctx.obj, AppContext) else 0
+            # Parsed here; ctx.obj is only made when the group's callback runs (in invoke).
+            verbose = int(ctx.params.get("verbose") or 0)
             rv: Any = cli.invoke(ctx)
             code = int(rv) if isinstance(rv, int) else ExitCode.OK
     except click.exceptions.Exit as e:  # --help, --version

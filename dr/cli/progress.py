@@ -5,6 +5,10 @@ from __future__ import annotations
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from rich.console import Console
 
 # rich.progress is imported only when a bar is shown (a terminal): mover Jobs
 # and CronJobs never show one and should not pay for the import.
@@ -12,6 +16,14 @@ from contextlib import contextmanager
 
 def enabled(quiet: bool) -> bool:
     return not quiet and sys.stderr.isatty()
+
+
+def _stderr() -> Console:
+    """Bars go to stderr, the terminal ``enabled`` looked at: stdout holds the data
+    (JSON, tables), which a bar would interleave with, or into a redirected file."""
+    from rich.console import Console
+
+    return Console(stderr=True)
 
 
 @contextmanager
@@ -38,7 +50,7 @@ def byte_progress(
         TransferSpeedColumn(),
         TimeRemainingColumn(),
     )
-    with Progress(*columns, transient=True) as bar:
+    with Progress(*columns, transient=True, console=_stderr()) as bar:
         task = bar.add_task(description, total=total)
         yield lambda n: bar.advance(task, n)
 
@@ -53,6 +65,6 @@ def item_progress(
     from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 
     with Progress(TextColumn("{task.description}"), BarColumn(), TextColumn("{task.completed}/{task.total}"),
-                  TimeRemainingColumn(), transient=True) as bar:  # fmt: skip
+                  TimeRemainingColumn(), transient=True, console=_stderr()) as bar:  # fmt: skip
         task = bar.add_task(description, total=total)
         yield lambda n: bar.advance(task, n)
