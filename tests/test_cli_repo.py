@@ -412,3 +412,71 @@ def _drain(fd: int) -> None:
             pass
     except OSError:
         pass  # EIO once the last writer is gone
+
+
+def test_mover_commands_take_repo_after_the_subcommand(
+    home: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # `dr mover backup --repo URL PATH` (the and README's form), not only `dr --repo URL mover …`.
+    url = f"file://{home / 'elsewhere'}"
+    assert run_dr(capsys, "--repo", url, "repo", "init").code == 0
+    (home / "src").mkdir()
+    (home / "src" / "a.txt").write_text("a")
+    r = run_dr(capsys, "mover", "backup", "--repo", url, str(home / "src"), "-o", "json")
+    assert r.code == 0, r.err
+    snap = r.json()["id"]
+    r = run_dr(capsys, "mover", "ls", "--repo", url, snap, "-o", "json")
+    assert r.code == 0 and [e["path"] for e in r.json()] == ["a.txt"]
+    r = run_dr(capsys, "mover", "restore", "--repo", url, snap, str(home / "out"))
+    assert r.code == 0 and (home / "out" / "a.txt").read_text() == "a"
+    r = run_dr(capsys, "mover", "restore", snap, str(home / "out2"))  # the default repository: none here
+    assert r.code == 1 and "no repository here" in r.err
+
+
+def test_a_restore_target_that_cannot_be_made_is_one_line(
+    home: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert run_dr(capsys, "repo", "init").code == 0
+    (home / "src").mkdir()
+    (home / "src" / "a.txt").write_text("a")
+    snap = run_dr(capsys, "mover", "backup", str(home / "src"), "-o", "json").json()["id"]
+    (home / "file").write_text("x")
+    r = run_dr(capsys, "mover", "restore", snap, str(home / "file" / "below"))
+    assert r.code == 2 and r.err.startswith(
+        f"error: {home / 'file' / 'below'}: cannot create the restore target"
+    )
+    assert "Traceback" not in r.err and "run with -v" not in r.err
+
+
+def test_a_damaged_snapshot_is_passed_over_by_listings_and_restores(
+    home: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert run_dr(capsys, "repo", "init").code == 0
+    (home / "src").mkdir()
+    (home / "src" / "a.txt").write_text("a")
+    good = run_dr(capsys, "mover", "backup", str(home / "src"), "-o", "json").json()["id"]
+    bad = run_dr(capsys, "mover", "backup", str(home / "src"), "-o", "json").json()["id"]
+    path = home / "data" / "dr" / "repo" / "snapshots" / bad
+    raw = bytearray(path.read_bytes())
+    raw[40] ^= 0xFF
+    path.write_bytes(bytes(raw))
+
+    r = run_dr(capsys, "repo", "info", "-o", "json")  # partial: the rest is listed, the bad one named
+    assert r.code == 3 and r.json()["snapshots"] == {"backup": 0, "volume": 1, "unreadable": 1}
+    assert f"snapshots/{bad}" in r.err and "Traceback" not in r.err
+    r = run_dr(capsys, "backups", "list", "-o", "json")
+    assert r.code == 3 and r.json() == [] and f"snapshots/{bad}" in r.err
+    # A restore by `latest` goes on with what can be read, and says what it passed over.
+    r = run_dr(capsys, "mover", "restore", "latest", str(home / "out"), "-o", "json")
+    assert r.code == 0 and r.json()["id"] == good and f"snapshots/{bad}" in r.err and "passed over" in r.err
+    r = run_dr(capsys, "mover", "ls", good[:8], "-o", "json")
+    assert r.code == 0 and [e["path"] for e in r.json()] == ["a.txt"]
+    r = run_dr(capsys, "mover", "restore", bad[:8], str(home / "out2"))
+    assert (
+        r.code == 1 and f"volume snapshot {bad[:8]}: cannot be read" in r.err and not (home / "out2").exists()
+    )
+    # forget and prune must see every snapshot: they refuse
+    r = run_dr(capsys, "forget", "--keep-last", "1", "--dry-run")
+    assert r.code == 1 and f"snapshots/{bad}" in r.err
+    r = run_dr(capsys, "backups", "describe", good[:8])
+    assert r.code == 2 and "no backup with id" in r.err  # a volume snapshot is not a backup

@@ -19,7 +19,7 @@ from dr.cli.volume_access import volume_backup_step
 from dr.config import BackupPolicy
 from dr.errors import ExitCode, InvalidInput, PartialFailure
 from dr.observe.run_hooks import observe_backup
-from dr.repo.snapshots import Snapshot, list_snapshots, resolve
+from dr.repo.snapshots import Snapshot, find_snapshot, readable_snapshots
 
 
 def _policy(ctx: AppContext, name: str | None) -> BackupPolicy | None:
@@ -146,7 +146,8 @@ def backups_group() -> None:
 def list_(namespace: str | None, policy: str | None, output: str) -> None:
     """List backups, newest last."""
     repo = open_repository(app())
-    snaps = [s for s in list_snapshots(repo, "backup")
+    backups, unreadable = readable_snapshots(repo, "backup")
+    snaps = [s for s in backups
              if (not namespace or namespace in s.namespaces) and (not policy or s.policy == policy)]  # fmt: skip
     rows = [summary(s) for s in snaps]
     emit(
@@ -158,6 +159,11 @@ def list_(namespace: str | None, policy: str | None, output: str) -> None:
             Column("OBJECTS", "objects", "right"), Column("VOLUMES", "volumes", "right"),
         ],
     )  # fmt: skip
+    if unreadable:  # a damaged snapshot may be a backup of the list: partial, named
+        raise PartialFailure(
+            f"{len(unreadable)} snapshot(s) cannot be read (`dr repo check` checks the rest)",
+            details=list(unreadable.values()),
+        )
 
 
 @backups_group.command("describe")
@@ -166,8 +172,8 @@ def list_(namespace: str | None, policy: str | None, output: str) -> None:
 def describe(backup_id: str, output: str) -> None:
     """Show one backup: scope, counts per resource type, volumes, warnings, errors, timings."""
     repo = open_repository(app())
-    snaps = list_snapshots(repo)
-    snap = resolve([s for s in snaps if s.kind == "backup"] if backup_id == "latest" else snaps, backup_id)
+    # Backups only: a volume snapshot's id prefix is not a backup (nor makes one ambiguous).
+    snap = find_snapshot(repo, backup_id, kind="backup", what="backup")
     data = snap.to_doc()
     data.pop("streams", None)
     if output != "table":

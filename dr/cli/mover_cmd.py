@@ -27,6 +27,19 @@ def mover_group() -> None:
     """Data mover: copy a directory into or out of the repository."""
 
 
+def _use_repo(ctx: click.Context, param: click.Parameter, value: str | None) -> None:
+    if value:
+        app().repo_url = value
+
+
+# `dr mover backup --repo URL PATH` as well as `dr --repo URL mover backup PATH` (the
+# form the issue and the README give for the mover's commands).
+repo_option = click.option(
+    "--repo", metavar="URL", expose_value=False, callback=_use_repo,
+    help="Repository URL (the same as dr's global --repo).",
+)  # fmt: skip
+
+
 def _dir_size(path: str) -> int:
     total = 0
     for dirpath, _, files in os.walk(path):
@@ -39,6 +52,7 @@ def _dir_size(path: str) -> int:
 
 
 @mover_group.command("backup")
+@repo_option
 @click.argument("path", type=click.Path(exists=True, file_okay=False), metavar="PATH")
 @click.option("--parent", metavar="ID", help="Snapshot to compare with (unchanged files are not read again).")
 @click.option("--tag", "tags", multiple=True, type=KeyValue("K=V"), help="Tag the snapshot; repeatable.")
@@ -72,6 +86,7 @@ def backup(path: str, parent: str | None, tags: tuple[tuple[str, str], ...], out
 
 
 @mover_group.command("restore")
+@repo_option
 @click.argument("snapshot_id", metavar="ID")
 @click.argument("target", type=click.Path(file_okay=False), metavar="TARGET")
 @click.option(
@@ -105,6 +120,7 @@ def restore(snapshot_id: str, target: str, paths: tuple[str, ...], output: str) 
 
 
 @mover_group.command("ls")
+@repo_option
 @click.argument("snapshot_id", metavar="ID")
 @click.argument("path", required=False, metavar="[PATH]")
 @click.option("-r", "--recursive", is_flag=True, help="Every entry below PATH, not only its children.")

@@ -13,12 +13,12 @@ from dr.cli.output import Column, emit, output_option
 from dr.cli.params import read_data_option
 from dr.cli.progress import byte_progress
 from dr.cli.repo_access import init_repository, open_repository
-from dr.errors import ExitCode, InvalidInput, VerificationFailed
+from dr.errors import ExitCode, InvalidInput, PartialFailure, VerificationFailed
 from dr.repo import check as repo_check
 from dr.repo.forget import Policy, apply_policy
 from dr.repo.locks import Lock, is_stale, list_locks, remove_stale
 from dr.repo.prune import prune as repo_prune
-from dr.repo.snapshots import Snapshot, list_snapshots, resolve
+from dr.repo.snapshots import Snapshot, list_snapshots, readable_snapshots, resolve
 
 
 @click.group("repo")
@@ -52,7 +52,7 @@ def info(output: str) -> None:
     for o in repo.store.list(""):
         kind = o.name.split("/", 1)[0]
         objects.setdefault(kind, []).append(o.size)
-    snaps = list_snapshots(repo)
+    snaps, unreadable = readable_snapshots(repo)
     data: dict[str, Any] = {
         "id": repo.id,
         "url": repo.store.url,
@@ -70,6 +70,7 @@ def info(output: str) -> None:
         "snapshots": {
             "backup": sum(s.kind == "backup" for s in snaps),
             "volume": sum(s.kind == "volume" for s in snaps),
+            "unreadable": len(unreadable),
         },
         "objects": {k: {"count": len(v), "bytes": sum(v)} for k, v in sorted(objects.items())},
         "totalBytes": sum(sum(v) for v in objects.values()),
@@ -77,6 +78,7 @@ def info(output: str) -> None:
     }
     if output != "table":
         emit(data, output)
+        _unreadable(unreadable)
         return
     click.echo(f"repository {repo.id} at {repo.store.url}")
     click.echo(f"format version {repo.config.version}, created {repo.config.created}")
@@ -92,6 +94,16 @@ def info(output: str) -> None:
         )
     for lk in data["locks"]:
         click.echo(f"lock: {lk}")
+    _unreadable(unreadable)
+
+
+def _unreadable(problems: dict[str, str]) -> None:
+    """A listing that had to leave damaged snapshots out is partial (exit 3), each named."""
+    if problems:
+        raise PartialFailure(
+            f"{len(problems)} snapshot(s) cannot be read (`dr repo check` checks the rest)",
+            details=list(problems.values()),
+        )
 
 
 @repo_group.command("unlock")

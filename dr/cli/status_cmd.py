@@ -161,10 +161,10 @@ class _Sources:
 
     def backups(self, name: str | None) -> list[Snapshot] | None:
         if name not in self._backups:
-            from dr.repo.snapshots import list_snapshots
+            from dr.repo.snapshots import readable_snapshots
 
             repo = self._repo(name)
-            self._backups[name] = list_snapshots(repo, "backup") if repo is not None else None
+            self._backups[name] = readable_snapshots(repo, "backup")[0] if repo is not None else None
         return self._backups[name]
 
     def reports(self, name: str | None) -> list[DrillReport] | None:

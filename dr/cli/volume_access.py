@@ -55,7 +55,7 @@ from dr.kube.jobs import (
     temporary_labels,
 )
 from dr.repo.repository import Repository
-from dr.repo.snapshots import Snapshot, list_snapshots
+from dr.repo.snapshots import Snapshot, readable_snapshots
 from dr.restore.results import ItemResults
 from dr.restore.run import VolumeRestorePhase, VolumeRestoreStep
 from dr.restore.volumes import VolumeRestoreContext, VolumeRestoreTarget, restore_volumes
@@ -67,7 +67,7 @@ DUMP_PREFIX = "dump:"
 
 def _parents(repo: Repository, policy: BackupPolicy | None, name: str | None) -> dict[str, str]:
     """Volume snapshot of each PVC in the latest earlier backup of the same policy (incremental)."""
-    backups = [s for s in list_snapshots(repo, "backup") if (policy and s.policy == policy.name)
+    backups = [s for s in readable_snapshots(repo, "backup")[0] if (policy and s.policy == policy.name)
                or (not policy and name and s.name == name)]  # fmt: skip
     if not backups:
         return {}

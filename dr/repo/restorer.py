@@ -507,9 +507,12 @@ def restore_snapshot(
     stats = RestoreStats()
     restore = _BatchRestore(repo, root, workers=workers, progress=progress, by_pack=by_pack)
 
-    os.makedirs(root, exist_ok=True)
+    try:
+        os.makedirs(root, exist_ok=True)
+    except OSError as e:
+        raise InvalidInput(f"{root}: cannot create the restore target: {e.strerror or e}") from None
     if not os.path.isdir(root) or os.path.islink(root):
-        raise DrError(f"{root}: target is not a directory")
+        raise InvalidInput(f"{root}: target is not a directory")
     dirs: list[tuple[str, Node]] = []
     # A batch is started (its files created, its work queued for the workers), then
     # the batch before it is finished (waited for, its files settled), then the next

@@ -16,16 +16,19 @@ does not import pydantic at all).
 from __future__ import annotations
 
 import dataclasses
+import logging
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Literal, TypeVar, cast
 
 from dr import __version__
-from dr.errors import InvalidInput
+from dr.errors import DrError, InvalidInput
 from dr.repo.format import FormatError
 from dr.repo.repository import Repository, hostname, now_utc
 from dr.storage.base import ObjectNotFound
+
+log = logging.getLogger(__name__)
 
 SNAPSHOT_VERSION = 1
 KINDS = ("volume", "backup")
@@ -279,6 +282,29 @@ def list_snapshots(repo: Repository, kind: str | None = None) -> list[Snapshot]:
     return sorted(snaps, key=lambda s: (s.time, s.id))
 
 
+def readable_snapshots(repo: Repository, kind: str | None = None) -> tuple[list[Snapshot], dict[str, str]]:
+    """The snapshots that can be read (of ``kind``), oldest first, and ``{name: problem}``
+    for those that cannot: one damaged snapshot must not hide the others from a
+    listing or a restore (``dr repo check`` names it; prune and forget, which must
+    see every snapshot, use ``list_snapshots`` and refuse)."""
+    try:
+        return list_snapshots(repo, kind), {}
+    except FormatError:
+        pass
+    snaps, bad = [], {}
+    for name in repo.list_objects("snapshots"):
+        try:
+            snap = load_snapshot(repo, name)
+        except ObjectNotFound:
+            continue  # deleted since the listing (a concurrent forget)
+        except FormatError as e:
+            bad[name] = e.message
+            continue
+        if kind is None or snap.kind == kind:
+            snaps.append(snap)
+    return sorted(snaps, key=lambda s: (s.time, s.id)), bad
+
+
 def find_snapshot(repo: Repository, ref: str, *, kind: str, what: str) -> Snapshot:
     """Like ``resolve`` over the snapshots of ``kind``, but a full id is loaded by
     itself: one request, however many snapshots the repository holds (a mover
@@ -291,7 +317,16 @@ def find_snapshot(repo: Repository, ref: str, *, kind: str, what: str) -> Snapsh
         if snap.kind != kind:
             raise InvalidInput(f"{snap.short_id} is a {snap.kind} snapshot, not a {what}")
         return snap
-    return resolve(list_snapshots(repo, kind), ref, what=what)
+    snaps, bad = readable_snapshots(repo, kind)
+    if ref != "latest" and not any(s.id.startswith(ref) for s in snaps):
+        named = [n for n in bad if len(ref) >= 4 and n.startswith(ref)]
+        if named:
+            raise DrError(f"{what} {ref}: cannot be read", details=[bad[n] for n in named])
+    for problem in bad.values():
+        # As restic does: an unreadable snapshot is passed over, out loud. `latest` may
+        # then be an older one; the warning says why.
+        log.warning("%s; passed over (`dr repo check` names what is damaged)", problem)
+    return resolve(snaps, ref, what=what)
 
 
 def resolve(snaps: Iterable[Snapshot], ref: str, *, what: str = "backup") -> Snapshot:
