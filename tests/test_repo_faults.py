@@ -134,6 +134,8 @@ def test_damaged_pack_is_named_and_other_files_restore(
     assert any(e.startswith("a.bin:") for e in stats.errors), stats.errors
     assert (out / "b.txt").read_text() == (src / "b.txt").read_text()
     assert not (out / "a.bin").exists(), "a file that failed is not left behind in part"
+    # what was restored: b.txt, not the part of a.bin that was written before it failed
+    assert (stats.files, stats.bytes) == (1, (src / "b.txt").stat().st_size)
 
 
 def test_corrupted_snapshot_is_named(tmp_path: Path) -> None:

@@ -562,7 +562,7 @@ class _Writes:
         bug, not a bad blob) stops the rest and is raised once none still writes."""
         try:
             for fut in self.running:
-                stats.bytes += fut.result()
+                fut.result()  # bytes are counted by the files that come out whole (_settle_files)
         except BaseException:
             self.abandon()
             raise
@@ -935,6 +935,9 @@ class _BatchRestore:
                 if not f.done:
                     _apply_meta(p, f.node, is_root=self.is_root, follow=True)
                 stats.files += 1
+                # What was restored, not what was written: a failed file's blobs are not
+                # counted, a blob that fills several places of a file is.
+                stats.bytes += int(f.node.get("size", 0))
 
     def _restore_others(self, plan: _Plan, stats: RestoreStats) -> None:
         """Symlinks, fifos and device nodes."""
