@@ -448,3 +448,32 @@ def test_fifos_in_the_way_are_replaced_not_opened(tmp_path: Path) -> None:
         os.mkfifo(out / name)  # opening one for writing would wait for a reader
     assert restore_snapshot(repo, snap, out).errors == []
     assert describe_tree(out) == describe_tree(src)
+
+
+def test_a_recursive_listing_names_a_directory_it_cannot_read_and_goes_on(tmp_path: Path) -> None:
+    # `dr mover ls -r -o json` prints as it walks: a damaged subdirectory's tree must
+    # not cut the JSON short; it is named at the end (exit 3) and the rest listed.
+    from dr.repo.listing import list_entries
+    from dr.repo.tree import read_tree
+
+    src = tmp_path / "src"
+    for d in ("a", "b", "c"):
+        (src / d).mkdir(parents=True)
+        (src / d / "f.txt").write_text(d * 10)
+    store = make_store("file", tmp_path, None)
+    repo, key = init_repo(store, tmp_path)
+    snap = backup_directory(repo, src).snapshot
+    [b] = [n for n in read_tree(repo, snap.tree or "") if n["name"] == "b"]
+    loc = repo.index.get(bytes.fromhex(b["subtree"]))
+    assert loc is not None
+    path = tmp_path / "repo" / pack_name(loc.pack)
+    raw = bytearray(path.read_bytes())
+    raw[loc.entry.offset + 20] ^= 0xFF
+    path.write_bytes(bytes(raw))
+    errors: list[str] = []
+    listed = [e.path for e in list_entries(open_with(store, key), snap, recursive=True, errors=errors)]
+    assert listed == ["a", "a/f.txt", "b", "c", "c/f.txt"]
+    [err] = errors
+    assert err.startswith("b/: cannot read the directory's contents:") and "authentication failed" in err
+    with pytest.raises(DrError):  # without a list for errors, it raises as before
+        list(list_entries(open_with(store, key), snap, recursive=True))

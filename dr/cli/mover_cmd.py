@@ -137,7 +137,8 @@ def ls(snapshot_id: str, path: str | None, recursive: bool, output: str) -> int:
 
     repo = open_repository(app())
     snap = find_snapshot(repo, snapshot_id, kind="volume", what="volume snapshot")
-    entries = list_entries(repo, snap, path, recursive=recursive)
+    errors: list[str] = []  # subdirectories that cannot be read: named at the end, exit 3
+    entries = list_entries(repo, snap, path, recursive=recursive, errors=errors)
     # The first entry is read before printing: a bad PATH fails with nothing printed.
     first = next(entries, None)
     if first is None:  # an empty directory
@@ -157,6 +158,8 @@ def ls(snapshot_id: str, path: str | None, recursive: bool, output: str) -> int:
             click.echo(
                 f"{d['permissions']} {d['uid']:>6} {d['gid']:>6} {d['size']:>14,} {e.mtime:%Y-%m-%d %H:%M:%S} {name}"
             )
+    if errors:
+        raise PartialFailure(f"{len(errors)} directories could not be listed", details=errors)
     return ExitCode.OK
 
 

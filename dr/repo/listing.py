@@ -62,13 +62,20 @@ class Entry:
 
 
 def list_entries(
-    repo: Repository, snap: Snapshot, path: str | None = None, *, recursive: bool = False
+    repo: Repository,
+    snap: Snapshot,
+    path: str | None = None,
+    *,
+    recursive: bool = False,
+    errors: list[str] | None = None,
 ) -> Iterator[Entry]:
     """The entries under ``path`` (the snapshot root by default), in name order.
 
     A directory lists its children (with ``recursive``, every descendant,
     depth first); a file or any other entry lists itself. A path that is not
-    in the snapshot is an ``InvalidInput`` naming it.
+    in the snapshot is an ``InvalidInput`` naming it. With ``errors``, a
+    subdirectory whose tree cannot be read is named there and the listing goes
+    on (a listing printed as it goes stays whole); without, it raises.
     """
     if not snap.tree:
         raise DrError(f"snapshot {snap.short_id} has no file tree")
@@ -88,12 +95,21 @@ def list_entries(
         yield Entry(rel, node)
         return
     assert tree is not None
-    yield from _walk(repo, tree, rel, recursive)
+    yield from _walk(repo, tree, rel, recursive, errors, top=True)
 
 
-def _walk(repo: Repository, tree: str, prefix: str, recursive: bool) -> Iterator[Entry]:
-    for n in read_tree(repo, tree):
+def _walk(
+    repo: Repository, tree: str, prefix: str, recursive: bool, errors: list[str] | None, *, top: bool = False
+) -> Iterator[Entry]:
+    try:
+        nodes = read_tree(repo, tree)
+    except DrError as e:
+        if errors is None or top:
+            raise
+        errors.append(f"{prefix}/: cannot read the directory's contents: {e.message}")
+        return
+    for n in nodes:
         rel = f"{prefix}/{n['name']}" if prefix else str(n["name"])
         yield Entry(rel, n)
         if recursive and n["type"] == "dir" and n.get("subtree"):
-            yield from _walk(repo, n["subtree"], rel, recursive)
+            yield from _walk(repo, n["subtree"], rel, recursive, errors)
