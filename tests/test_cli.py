@@ -150,3 +150,11 @@ def test_start_up_imports_only_what_the_command_uses(tmp_path: Path) -> None:
         tmp_path, "--config", str(cfg), "--quiet", "mover", "restore", "latest", str(tmp_path / "dst2")
     )
     assert {"yaml", "dr.repo.restorer"} <= loaded and "pydantic" not in loaded
+
+
+def test_optional_option_values_are_only_ever_attached() -> None:
+    from dr.cli.params import attach_optional_values
+
+    assert attach_optional_values(["verify", "--read-data", "4f40"]) == ["verify", "--read-data=100", "4f40"]
+    assert attach_optional_values(["verify", "--read-data=5%"]) == ["verify", "--read-data=5%"]
+    assert attach_optional_values(["x", "--", "--read-data"]) == ["x", "--", "--read-data"]

@@ -61,6 +61,11 @@ def test_embedded_defaults_end_to_end(home: Path, capsys: pytest.CaptureFixture[
     assert r.code == 0 and r.json()["ok"] and r.json()["packsRead"] >= 1
     r = run_dr(capsys, "verify", "latest", "--read-data")
     assert r.code == 0, r.err
+    # a bare --read-data takes no value from the next argument: that is the id to verify
+    r = run_dr(capsys, "verify", "--read-data", second["id"][:8], "-o", "json")
+    assert r.code == 0 and r.json()["packsRead"] >= 1, r.err
+    r = run_dr(capsys, "verify", "--read-data", "5", "-o", "json")  # "5": an id prefix, too short
+    assert r.code == 2 and "too short" in r.err
 
     r = run_dr(capsys, "forget", "--keep-last", "1", "--prune", "--dry-run", "-o", "json")
     assert r.code == 0 and len(r.json()["removed"]) == 1

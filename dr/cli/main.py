@@ -19,6 +19,7 @@ import click
 from dr import __version__
 from dr.cli.context import AppContext
 from dr.cli.logs import redact, setup_logging
+from dr.cli.params import attach_optional_values
 from dr.errors import DrError, ExitCode
 from dr.malloc_tuning import limit_malloc_arenas
 
@@ -145,7 +146,7 @@ def main(argv: list[str] | None = None) -> None:
     verbose = 0
     code: int = ExitCode.OK
     try:
-        with cli.make_context("dr", list(args)) as ctx:
+        with cli.make_context("dr", attach_optional_values(list(args))) as ctx:
             # Parsed here; ctx.obj is only made when the group's callback runs (in invoke).
             verbose = int(ctx.params.get("verbose") or 0)
             rv: Any = cli.invoke(ctx)

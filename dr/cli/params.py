@@ -59,6 +59,24 @@ def split_csv(values: tuple[str, ...]) -> list[str]:
     return [v.strip() for item in values for v in item.split(",") if v.strip()]
 
 
+# Options whose value is optional and only ever attached (``--read-data=10``): given
+# bare, click would take the next argument as the value (``dr verify --read-data 4f40``
+# read "4f40" as a percentage, and ``--read-data 0042`` would mean 42 % of latest).
+# ``attach_optional_values`` writes the bare form out with its default first.
+OPTIONAL_VALUES = {"--read-data": "100"}
+
+
+def attach_optional_values(args: list[str]) -> list[str]:
+    """``args`` with each bare option of ``OPTIONAL_VALUES`` given its default attached
+    (``--read-data`` -> ``--read-data=100``), up to a ``--``."""
+    out: list[str] = []
+    for i, a in enumerate(args):
+        if a == "--":
+            return out + args[i:]
+        out.append(f"{a}={OPTIONAL_VALUES[a]}" if a in OPTIONAL_VALUES else a)
+    return out
+
+
 read_data_option = click.option(
     "--read-data",
     "read_data",
@@ -66,6 +84,6 @@ read_data_option = click.option(
     is_flag=False,
     flag_value="100",
     default=None,
-    metavar="[PCT]",
-    help="Also download, decrypt and check data; optionally only PCT percent of the packs.",
+    metavar="[=PCT]",
+    help="Also download, decrypt and check data; with =PCT only PCT percent of the packs.",
 )
