@@ -57,3 +57,30 @@ def test_open_lists_each_provider_tried(isolated_home: Path, capsys: pytest.Capt
     assert lines[0] == "error: cannot open repository: none of 2 key slot(s) could be unwrapped"
     assert "repo.key: key file holds 3 bytes, expected 32" in lines[1]
     assert "second.key: key file is accessible by group or others (mode 0644)" in lines[2]
+
+
+def test_unreadable_slots_are_listed_and_can_be_removed(
+    isolated_home: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert run_dr(capsys, "repo", "init").code == 0
+    keys = isolated_home / "data" / "dr" / "repo" / "keys"
+    (keys / ("0badbad0" + "0" * 24)).write_bytes(b"[]")
+    (keys / ("1badbad1" + "0" * 24)).write_text(
+        '{"format": 1, "repository": "r", "provider": "http://[::1", "wrapped": "", "created": "2020-01-01T00:00:00"}'
+    )
+    r = run_dr(capsys, "key", "list", "-o", "json")
+    assert r.code == 0, r.err
+    rows = {s["id"][:8]: s for s in r.json()}
+    assert rows["0badbad0"]["error"] == "malformed (not a JSON object)"
+    assert rows["0badbad0"]["provider"] is None
+    assert rows["1badbad1"]["provider"] == "http://[::1" and rows["1badbad1"]["error"] is None
+    r = run_dr(capsys, "key", "list")
+    assert r.code == 0 and "0badbad0  (unreadable: malformed (not a JSON object))" in r.out
+
+    r = run_dr(capsys, "key", "remove", "0badbad0")
+    assert r.code == 0 and "removed key slot 0badbad0 (unreadable)" in r.out, r.err
+    r = run_dr(capsys, "key", "remove", "1badbad1")
+    assert r.code == 0, r.err
+    assert [p.name[:8] for p in keys.iterdir()] == [
+        s["id"][:8] for s in run_dr(capsys, "key", "list", "-o", "json").json()
+    ]

@@ -14,26 +14,37 @@ import click
 from dr.cli.context import app
 from dr.cli.output import Column, emit, output_option
 from dr.cli.repo_access import open_repository, provider_lookup
-from dr.crypto.keyring import KeySlot
+from dr.crypto.keyring import KeySlot, UnreadableSlot, shown
 from dr.crypto.providers.base import KeyProviderError
 from dr.crypto.providers.registry import open_provider
 from dr.errors import DrError, ExitCode, PartialFailure
 from dr.repo.locks import Lock
 
 
-def _row(slot: KeySlot, current: str | None) -> dict[str, Any]:
+def _row(slot: KeySlot | UnreadableSlot, current: str | None) -> dict[str, Any]:
+    if isinstance(slot, UnreadableSlot):
+        # Listed so that it can be seen and removed (`dr key remove ID`).
+        return {"id": slot.id, "provider": None, "keyVersion": None, "created": None,
+                "usedToOpen": False, "error": slot.reason}  # fmt: skip
     return {
         "id": slot.id,
         "provider": slot.provider,
         "keyVersion": slot.wrapped.key_version,
         "created": slot.created.isoformat().replace("+00:00", "Z"),
         "usedToOpen": slot.id == current,
+        "error": None,
     }
 
 
+def _provider_cell(row: dict[str, Any]) -> str:
+    if row["error"] is not None:
+        return f"(unreadable: {shown(row['error'])})"
+    return shown(row["provider"])
+
+
 COLUMNS = [
-    Column("SLOT", lambda r: r["id"][:8]),
-    Column("PROVIDER", "provider"),
+    Column("SLOT", lambda r: shown(r["id"])[:8]),
+    Column("PROVIDER", _provider_cell),
     Column("KEY VERSION", "keyVersion"),
     Column("CREATED", "created"),
     Column("OPENED WITH", lambda r: "*" if r["usedToOpen"] else ""),
@@ -51,7 +62,9 @@ def list_(output: str) -> None:
     """List key slots: id, provider URI, key version, created."""
     repo = open_repository(app())
     current = repo.slot.id if repo.slot else None
-    rows = [_row(s, current) for s in repo.slots()]
+    slots, unreadable = repo.read_slots()
+    every: list[KeySlot | UnreadableSlot] = [*slots, *unreadable]
+    rows = [_row(s, current) for s in every]
     emit(rows, output, columns=COLUMNS)
 
 
@@ -85,7 +98,8 @@ def remove(slot: str, output: str) -> None:
     with Lock(repo, "exclusive", "key remove"):
         removed = repo.remove_slot(slot)
     if output == "table":
-        click.echo(f"removed key slot {removed.id[:8]} ({removed.provider})")
+        what = removed.provider if isinstance(removed, KeySlot) else "unreadable"
+        click.echo(f"removed key slot {shown(removed.id)[:8]} ({shown(what)})")
     else:
         emit(_row(removed, None), output)
 

@@ -12,7 +12,7 @@ import base64
 import json
 import logging
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
@@ -97,21 +97,78 @@ class KeySlot:
 
     @classmethod
     def from_json(cls, slot_id: str, raw: bytes) -> KeySlot:
+        """Parse one slot object; anything wrong with it is a ``DrError`` naming the slot.
+
+        Slots are the one part of a repository that is not authenticated, so this
+        must turn any input at all into either a slot or that error: the caller
+        records it and goes on with the next slot (FORMAT.md §3.1)."""
+        try:
+            return cls._parse(slot_id, raw)
+        except DrError:
+            raise
+        except Exception as e:  # RecursionError from deep nesting, MemoryError, …: all just bad input
+            raise DrError(f"key slot {slot_id}: malformed ({type(e).__name__})") from None
+
+    @classmethod
+    def _parse(cls, slot_id: str, raw: bytes) -> KeySlot:
+        def bad(reason: str) -> DrError:
+            return DrError(f"key slot {slot_id}: malformed ({reason})")
+
         try:
             d = json.loads(raw)
-            if d.get("format") != SLOT_FORMAT:
-                raise DrError(f"key slot {slot_id}: unsupported slot format {d.get('format')!r}")
-            return cls(
-                id=slot_id,
-                repository=str(d["repository"]),
-                provider=str(d["provider"]),
-                wrapped=Wrapped(
-                    base64.b64decode(d["wrapped"]), d.get("keyVersion"), dict(d.get("meta") or {})
-                ),
-                created=datetime.fromisoformat(str(d["created"]).replace("Z", "+00:00")),
-            )
-        except (ValueError, KeyError, TypeError) as e:
-            raise DrError(f"key slot {slot_id}: malformed ({type(e).__name__})") from None
+        except ValueError:
+            raise bad("not JSON") from None
+        if not isinstance(d, dict):
+            raise bad("not a JSON object")
+        if d.get("format") != SLOT_FORMAT:
+            fmt = d.get("format")
+            given = repr(fmt) if isinstance(fmt, int | str | None) else type(fmt).__name__
+            raise DrError(f"key slot {slot_id}: unsupported slot format {shown(given, 40)}")
+
+        def text(name: str) -> str:
+            v = d.get(name)
+            if not isinstance(v, str):
+                raise bad(f"{name!r} is missing or not a string")
+            return v
+
+        repository, provider = text("repository"), text("provider")
+        try:
+            ciphertext = base64.b64decode(text("wrapped"), validate=True)
+        except ValueError:
+            raise bad("'wrapped' is not base64") from None
+        version = d.get("keyVersion")
+        if version is not None and not isinstance(version, str):
+            raise bad("'keyVersion' is not a string")
+        meta = d.get("meta") or {}
+        if not isinstance(meta, dict) or not all(isinstance(v, str) for v in meta.values()):
+            raise bad("'meta' is not a map of strings")
+        try:
+            created = datetime.fromisoformat(text("created").replace("Z", "+00:00"))
+        except ValueError:
+            raise bad("'created' is not an RFC 3339 time") from None
+        # Slots are sorted by ``created``: an aware and a naive datetime do not compare.
+        # A time without an offset is taken as UTC, as dr writes them.
+        created = created.replace(tzinfo=UTC) if created.tzinfo is None else created.astimezone(UTC)
+        return cls(slot_id, repository, provider, Wrapped(ciphertext, version, dict(meta)), created)
+
+
+@dataclass
+class UnreadableSlot:
+    """A ``keys/`` object that is not a usable slot; listed so that it can be removed."""
+
+    id: str
+    reason: str
+
+    @property
+    def object_name(self) -> str:
+        return f"keys/{self.id}"
+
+
+def shown(text: str, limit: int = 200) -> str:
+    """``text`` from a key slot, fit for one line of output: slots are unauthenticated,
+    so a provider URI may hold control characters (a forged newline, terminal escapes)."""
+    out = "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
+    return out if len(out) <= limit else out[:limit] + "…"
 
 
 def new_slot(master: MasterKey, repo_id: str, provider: KeyProvider) -> KeySlot:
@@ -137,41 +194,59 @@ def unlock(
     slots: list[KeySlot],
     providers: Callable[[str], KeyProvider | None],
     check: Callable[[MasterKey], bool],
+    *,
+    unreadable: Sequence[UnreadableSlot] = (),
 ) -> UnlockResult:
     """Try ``slots`` in order; ``providers(uri)`` gives the provider for a slot (None: skip).
 
     ``check`` verifies a candidate key (it decrypts the repository config). On
     failure raise ``DrError`` listing each provider tried and why it failed.
+    ``unreadable`` slots count as failed attempts.
     """
-    attempts: list[UnlockAttempt] = []
+    attempts = [UnlockAttempt(u.id, "(unreadable)", shown(u.reason)) for u in unreadable]
     for slot in slots:
+        provider_name = shown(slot.provider)
+        # Any exception: the URI and the wrapped key are whatever storage holds, and a
+        # provider that fails on them in a way nobody foresaw must not stop the next slot.
         try:
             provider = providers(slot.provider)
         except DrError as e:
-            attempts.append(UnlockAttempt(slot.id, slot.provider, e.message))
+            attempts.append(UnlockAttempt(slot.id, provider_name, shown(e.message)))
+            continue
+        except Exception as e:
+            attempts.append(UnlockAttempt(slot.id, provider_name, f"cannot use this provider: {_failure(e)}"))
             continue
         if provider is None:
-            attempts.append(UnlockAttempt(slot.id, slot.provider, "not configured here (skipped)"))
+            attempts.append(UnlockAttempt(slot.id, provider_name, "not configured here (skipped)"))
             continue
         try:
-            raw = provider.unwrap(slot.wrapped, repository_context(slot.repository))
+            raw = bytes(provider.unwrap(slot.wrapped, repository_context(slot.repository)))
         except KeyProviderError as e:
-            attempts.append(UnlockAttempt(slot.id, slot.provider, e.reason))
+            attempts.append(UnlockAttempt(slot.id, provider_name, shown(e.reason)))
+            continue
+        except Exception as e:
+            attempts.append(UnlockAttempt(slot.id, provider_name, f"unwrap failed: {_failure(e)}"))
             continue
         if len(raw) != MASTER_KEY_SIZE:
-            attempts.append(UnlockAttempt(slot.id, slot.provider, "unwrapped key has the wrong size"))
+            attempts.append(UnlockAttempt(slot.id, provider_name, "unwrapped key has the wrong size"))
             continue
         master = MasterKey(raw)
         if not check(master):
             attempts.append(
-                UnlockAttempt(slot.id, slot.provider, "wrong key: the repository config does not decrypt")
+                UnlockAttempt(slot.id, provider_name, "wrong key: the repository config does not decrypt")
             )
             continue
-        log.debug("unlocked with key slot %s (%s)", slot.id, slot.provider)
+        log.debug("unlocked with key slot %s (%s)", slot.id, provider_name)
         return UnlockResult(master, slot, attempts)
-    if not slots:
+    if not attempts:
         raise DrError("cannot open repository: it has no key slots (keys/ is empty)")
     raise DrError(
-        f"cannot open repository: none of {len(slots)} key slot(s) could be unwrapped",
-        details=[f"slot {a.slot[:8]} {a.provider}: {a.reason}" for a in attempts],
+        f"cannot open repository: none of {len(attempts)} key slot(s) could be unwrapped",
+        details=[f"slot {shown(a.slot)[:8]} {a.provider}: {a.reason}" for a in attempts],
     )
+
+
+def _failure(e: Exception) -> str:
+    """An unexpected exception as one short line (the type says most; the text is capped)."""
+    text = shown(str(e), 120)
+    return f"{type(e).__name__}: {text}" if text else type(e).__name__

@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
-from dr.crypto.keyring import KeySlot, MasterKey, new_slot, unlock
+from dr.crypto.keyring import KeySlot, MasterKey, UnreadableSlot, new_slot, unlock
 from dr.crypto.providers.base import KeyProvider, KeyProviderError
 from dr.errors import DrError
 from dr.repo.chunker import ChunkerParams
@@ -194,7 +194,7 @@ class Repository:
                 f"{store.url}: no repository here (no config object); create one with `dr repo init`"
             ) from None
         header, sealed = split_config(raw)
-        slots = list_slots(store)
+        slots, unreadable = read_slots(store)
         result: dict[str, RepoConfig] = {}
 
         def check(master: MasterKey) -> bool:
@@ -205,7 +205,7 @@ class Repository:
             result["cfg"] = RepoConfig.from_json(plain, master.chunker_seed())
             return True
 
-        unlocked = unlock(slots, providers, check)
+        unlocked = unlock(slots, providers, check, unreadable=unreadable)
         cfg = result["cfg"]
         if unlocked.slot.repository != cfg.id:
             raise RepositoryError(f"key slot {unlocked.slot.id} belongs to another repository")
@@ -405,21 +405,28 @@ class Repository:
     # ------------------------------------------------------------------ key slots
 
     def slots(self) -> list[KeySlot]:
-        return list_slots(self.store)
+        """The readable key slots, oldest first (``read_slots`` also gives the others)."""
+        return read_slots(self.store)[0]
+
+    def read_slots(self) -> tuple[list[KeySlot], list[UnreadableSlot]]:
+        return read_slots(self.store)
 
     def add_slot(self, provider: KeyProvider) -> KeySlot:
         slot = new_slot(self.master, self.id, provider)
         self.store.put(slot.object_name, slot.to_json())
         return slot
 
-    def remove_slot(self, slot_id: str) -> KeySlot:
-        slots = self.slots()
-        matches = [s for s in slots if s.id == slot_id or s.id.startswith(slot_id)]
+    def remove_slot(self, slot_id: str) -> KeySlot | UnreadableSlot:
+        """Delete the slot ``slot_id`` (an id or unique prefix), readable or not: a damaged
+        slot object must be removable, or it stays in every listing for good."""
+        slots, unreadable = self.read_slots()
+        every: list[KeySlot | UnreadableSlot] = [*slots, *unreadable]
+        matches = [s for s in every if s.id == slot_id or s.id.startswith(slot_id)]
         if not matches:
             raise RepositoryError(f"no key slot {slot_id!r} (see `dr key list`)")
         if len(matches) > 1:
             raise RepositoryError(f"key slot prefix {slot_id!r} is ambiguous")
-        if len(slots) == 1:
+        if isinstance(matches[0], KeySlot) and len(slots) == 1:
             raise RepositoryError("refusing to remove the last key slot: the repository would be unopenable")
         self.store.delete(matches[0].object_name)
         return matches[0]
@@ -453,12 +460,30 @@ class Saver:
         self.uploader.close()
 
 
-def list_slots(store: ObjectStore) -> list[KeySlot]:
-    slots = []
+def read_slots(store: ObjectStore) -> tuple[list[KeySlot], list[UnreadableSlot]]:
+    """The key slots, oldest first, and the ``keys/`` objects that are not usable slots.
+
+    Each slot is read by itself: slots are not authenticated, and one damaged or
+    planted object must not keep the others from opening the repository (FORMAT.md
+    §3.1), nor hide itself from ``dr key list`` and ``dr key remove``."""
+    slots: list[KeySlot] = []
+    unreadable: list[UnreadableSlot] = []
     for info in store.list("keys/"):
-        slot_id = info.name.rsplit("/", 1)[-1]
-        slots.append(KeySlot.from_json(slot_id, store.get(info.name)))
-    return sorted(slots, key=lambda s: (s.created, s.id))
+        slot_id = info.name[len("keys/") :]
+        try:
+            raw = store.get(info.name)
+        except ObjectNotFound:
+            continue  # removed since the listing
+        except DrError as e:
+            unreadable.append(UnreadableSlot(slot_id, f"cannot read it: {e.message}"))
+            continue
+        try:
+            slots.append(KeySlot.from_json(slot_id, raw))
+        except DrError as e:
+            unreadable.append(UnreadableSlot(slot_id, e.message.removeprefix(f"key slot {slot_id}: ")))
+    slots.sort(key=lambda s: (s.created, s.id))
+    unreadable.sort(key=lambda u: u.id)
+    return slots, unreadable
 
 
 def hostname() -> str:

@@ -1,0 +1,172 @@
+"""Key slots as read from ``keys/`` (FORMAT.md §3.1): unauthenticated input, read one at a time.
+
+A damaged or planted slot object must never keep the repository from opening
+with another slot, and must show in ``dr key list`` so ``dr key remove`` can
+delete it (the CLI side is in test_cli_key.py).
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from dr.crypto.keyring import KeySlot, MasterKey, new_slot
+from dr.crypto.providers.base import Wrapped
+from dr.crypto.providers.local import LocalKeyProvider
+from dr.crypto.providers.registry import open_provider
+from dr.errors import DrError
+from dr.repo.repository import Repository, read_slots
+from tests.repo_helpers import init_repo, make_store, open_with
+
+REPO_ID = "ab" * 32
+
+
+def _slot_doc(**over: object) -> bytes:
+    doc: dict[str, object] = {
+        "format": 1,
+        "repository": REPO_ID,
+        "provider": "local:///k",
+        "keyVersion": None,
+        "meta": {},
+        "created": "2020-11-27T03:00:00Z",
+        "wrapped": "AAAA",
+    }
+    doc.update(over)
+    return json.dumps(doc).encode()
+
+
+# Each of these once raised something other than DrError out of list_slots / unlock,
+# and with it made the whole repository unopenable.
+BAD_SLOTS: dict[str, bytes] = {
+    "list": b"[]",
+    "null": b"null",
+    "number": b"7",
+    "deep": b"[" * 100_000 + b"]" * 100_000,
+    "binary": bytes(range(256)),
+    "no-fields": b"{}",
+    "provider-not-str": _slot_doc(provider=["x"]),
+    "wrapped-not-b64": _slot_doc(wrapped="!!!"),
+    "wrapped-not-str": _slot_doc(wrapped=12),
+    "created-not-time": _slot_doc(created="yesterday"),
+    "created-int": _slot_doc(created=5),
+    "meta-list": _slot_doc(meta=[1, 2]),
+    "meta-values": _slot_doc(meta={"a": {"b": 1}}),
+    "version-dict": _slot_doc(keyVersion={"v": 1}),
+    "format-list": _slot_doc(format=[1] * 10_000),
+}
+
+
+@pytest.mark.parametrize("name", sorted(BAD_SLOTS))
+def test_a_malformed_slot_is_a_drerror_naming_it(name: str) -> None:
+    with pytest.raises(DrError, match=r"^key slot s1: (malformed|unsupported slot format)") as e:
+        KeySlot.from_json("s1", BAD_SLOTS[name])
+    assert len(e.value.message) < 200
+
+
+@given(st.binary(max_size=300) | st.recursive(st.none() | st.integers() | st.text(max_size=8),
+       lambda c: st.lists(c, max_size=4) | st.dictionaries(st.text(max_size=10), c, max_size=4)
+       ).map(lambda v: json.dumps(v).encode()))  # fmt: skip
+def test_any_slot_object_parses_or_is_a_drerror(raw: bytes) -> None:
+    try:
+        KeySlot.from_json("s1", raw)
+    except DrError:
+        pass
+
+
+@given(
+    st.binary(min_size=1, max_size=200),
+    st.none() | st.text(max_size=10),
+    st.dictionaries(st.text(max_size=10), st.text(max_size=10), max_size=3),
+    st.datetimes(timezones=st.just(UTC), min_value=datetime(1970, 1, 2), max_value=datetime(9999, 1, 1)),
+)
+def test_slot_roundtrip(
+    ciphertext: bytes, version: str | None, meta: dict[str, str], created: datetime
+) -> None:
+    slot = KeySlot("0f" * 16, REPO_ID, "vault://transit/keys/dr", Wrapped(ciphertext, version, meta), created)
+    assert KeySlot.from_json(slot.id, slot.to_json()) == slot
+
+
+def test_created_is_normalised_to_utc_so_slots_sort() -> None:
+    naive = KeySlot.from_json("a", _slot_doc(created="2026-01-01T05:00:00"))
+    offset = KeySlot.from_json("b", _slot_doc(created="2026-01-01T05:00:00+02:00"))
+    assert naive.created == datetime(2026, 1, 1, 5, tzinfo=UTC)
+    assert offset.created == datetime(2026, 1, 1, 3, tzinfo=UTC)
+    assert offset.created.tzinfo is UTC
+    assert sorted([naive, offset], key=lambda s: s.created) == [offset, naive]
+
+
+def _plant(store_root: Path, name: str, raw: bytes) -> None:
+    (store_root / "keys").mkdir(exist_ok=True)
+    (store_root / "keys" / name).write_bytes(raw)
+
+
+def test_bad_slots_do_not_keep_the_good_one_from_opening(tmp_path: Path) -> None:
+    store = make_store("file", tmp_path, None)
+    repo, key = init_repo(store, tmp_path)
+    for i, raw in enumerate(BAD_SLOTS.values()):
+        _plant(tmp_path / "repo", f"{i:02d}" + "0" * 30, raw)
+    # Well-formed slots whose providers cannot even be opened, and one with a naive time
+    # (sorting it beside an aware one raised TypeError).
+    _plant(tmp_path / "repo", "e1" + "0" * 30, _slot_doc(provider="http://[::1"))
+    _plant(tmp_path / "repo", "e2" + "0" * 30, _slot_doc(provider="local:///a\x00b"))
+    _plant(
+        tmp_path / "repo",
+        "e3" + "0" * 30,
+        _slot_doc(provider="local:///etc\x1b[2J", created="2000-01-01T00:00:00"),
+    )
+    _plant(tmp_path / "repo", "e4" + "0" * 30, _slot_doc(provider="ftp://x/y"))
+
+    slots, unreadable = read_slots(store)
+    assert [s.id[:2] for s in slots] == ["e3", "e1", "e2", "e4", slots[-1].id[:2]]
+    assert slots[-1].provider == key.uri
+    assert len(unreadable) == len(BAD_SLOTS)
+
+    # Whatever the provider lookup does with the other slots' URIs, the good slot opens.
+    opened = Repository.open(store, lambda uri: open_provider(uri))
+    assert opened.id == repo.id and opened.slot is not None and opened.slot.provider == key.uri
+    assert len(opened.unlock_notes) == len(BAD_SLOTS) + 4
+    assert all("\n" not in n and "\x1b" not in n and "\x00" not in n for n in opened.unlock_notes)
+
+
+def test_every_slot_failing_is_one_error_listing_each(tmp_path: Path) -> None:
+    store = make_store("file", tmp_path, None)
+    init_repo(store, tmp_path)
+    _plant(tmp_path / "repo", "aa" + "0" * 30, b"[]")
+    _plant(tmp_path / "repo", "bb" + "0" * 30, _slot_doc(provider="http://[::1"))
+    (tmp_path / "keys" / "repo.key").unlink()
+    with pytest.raises(DrError) as e:
+        Repository.open(store, lambda uri: open_provider(uri))
+    assert e.value.message == "cannot open repository: none of 3 key slot(s) could be unwrapped"
+    details = "\n".join(e.value.details)
+    assert "slot aa000000 (unreadable): malformed (not a JSON object)" in details
+    assert "slot bb000000 http://[::1: " in details
+    assert "repo.key: key file does not exist" in details
+
+
+def test_a_provider_that_raises_anything_is_one_failed_slot(tmp_path: Path) -> None:
+    store = make_store("file", tmp_path, None)
+    repo, key = init_repo(store, tmp_path)
+    other = LocalKeyProvider(tmp_path / "other.key", create=True)
+    slot = new_slot(repo.master, repo.id, other)
+    # Older than the good slot: tried first.
+    slot.created -= timedelta(days=1)
+    store.put(slot.object_name, slot.to_json())
+
+    class Broken:
+        uri = other.uri
+
+        def unwrap(self, wrapped: Wrapped, context: dict[str, str]) -> bytes:
+            raise RuntimeError("provider bug")
+
+    opened = Repository.open(store, lambda uri: Broken() if uri == other.uri else key)  # type: ignore[return-value]
+    assert opened.slot is not None and opened.slot.provider == key.uri
+    assert opened.unlock_notes == [
+        f"slot {slot.id[:8]} {other.uri}: unwrap failed: RuntimeError: provider bug"
+    ]
+    assert isinstance(opened.master, MasterKey)
+    assert open_with(store, key).id == repo.id
