@@ -84,3 +84,32 @@ def test_unreadable_slots_are_listed_and_can_be_removed(
     assert [p.name[:8] for p in keys.iterdir()] == [
         s["id"][:8] for s in run_dr(capsys, "key", "list", "-o", "json").json()
     ]
+
+
+def test_remove_refuses_when_no_other_slot_unwraps(
+    isolated_home: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert run_dr(capsys, "repo", "init").code == 0
+    glass = isolated_home / "safe" / "break-glass.key"
+    assert run_dr(capsys, "key", "add", f"local://{glass}").code == 0
+    first, second = run_dr(capsys, "key", "list", "-o", "json").json()
+    # Two slots, but the break-glass key file is gone: removing the other one would
+    # leave a repository nobody can open.
+    glass.rename(isolated_home / "elsewhere.key")
+    r = run_dr(capsys, "key", "remove", first["id"][:8])
+    assert r.code == 1
+    lines = r.err.splitlines()
+    assert lines[0] == (
+        f"error: refusing to remove key slot {first['id'][:8]}: no other key slot could be unwrapped to "
+        "this repository's key here, and without it the repository could be unopenable"
+    )
+    assert lines[1].strip() == f"slot {second['id'][:8]} local://{glass}: key file does not exist"
+    assert len(run_dr(capsys, "key", "list", "-o", "json").json()) == 2
+
+    (isolated_home / "elsewhere.key").rename(glass)
+    r = run_dr(capsys, "key", "remove", first["id"][:8])
+    assert r.code == 0, r.err
+    # The break-glass key alone opens the repository now.
+    (isolated_home / "config" / "dr" / "repo.key").unlink()
+    r = run_dr(capsys, "key", "list", "-o", "json")
+    assert r.code == 0 and [s["id"] for s in r.json()] == [second["id"]]

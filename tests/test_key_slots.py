@@ -170,3 +170,42 @@ def test_a_provider_that_raises_anything_is_one_failed_slot(tmp_path: Path) -> N
     ]
     assert isinstance(opened.master, MasterKey)
     assert open_with(store, key).id == repo.id
+
+
+def test_remove_refuses_when_the_other_slots_hold_another_key(tmp_path: Path) -> None:
+    store = make_store("file", tmp_path, None)
+    repo, key = init_repo(store, tmp_path)
+    # A slot copied from another repository, wrapped by a key file this host has:
+    # it unwraps, but to the other repository's master key.
+    other_repo, _ = init_repo(make_store("file", tmp_path / "o", None), tmp_path / "o")
+    foreign = new_slot(other_repo.master, other_repo.id, key)
+    store.put(foreign.object_name, foreign.to_json())
+    # One whose repository field was changed to this one: the context no longer matches.
+    moved = KeySlot("7e" * 16, repo.id, key.uri, foreign.wrapped, foreign.created)
+    store.put(moved.object_name, moved.to_json())
+    opened = open_with(store, key)
+    assert opened.slot is not None and len(opened.slots()) == 3
+
+    def providers(uri: str) -> LocalKeyProvider:
+        return key
+
+    with pytest.raises(DrError, match="refusing to remove key slot") as e:
+        opened.remove_slot(opened.slot.id[:8], providers)
+    assert sorted(e.value.details) == sorted(
+        [
+            f"slot {foreign.id[:8]} {key.uri}: holds another key",
+            f"slot {moved.id[:8]} {key.uri}: wrong key or context (the slot was not wrapped by this key file "
+            "for this repository)",
+        ]
+    )
+    assert len(opened.slots()) == 3
+    # With a slot that does unwrap to this repository's key, it goes.
+    good = opened.add_slot(LocalKeyProvider(tmp_path / "second.key", create=True))
+    assert (
+        opened.remove_slot(
+            opened.slot.id,
+            lambda uri: LocalKeyProvider(tmp_path / "second.key") if uri == good.provider else key,
+        ).id
+        == opened.slot.id
+    )
+    assert {s.id for s in opened.slots()} == {foreign.id, moved.id, good.id}

@@ -93,10 +93,14 @@ def add(provider_uri: str, output: str) -> None:
 @click.argument("slot", metavar="SLOT")
 @output_option()
 def remove(slot: str, output: str) -> None:
-    """Remove a key slot by id or unique prefix (never the last one)."""
-    repo = open_repository(app())
+    """Remove a key slot by id or unique prefix.
+
+    Refused unless another slot can be unwrapped here to the repository's key.
+    """
+    ctx = app()
+    repo = open_repository(ctx)
     with Lock(repo, "exclusive", "key remove"):
-        removed = repo.remove_slot(slot)
+        removed = repo.remove_slot(slot, provider_lookup(ctx))
     if output == "table":
         what = removed.provider if isinstance(removed, KeySlot) else "unreadable"
         click.echo(f"removed key slot {shown(removed.id)[:8]} ({shown(what)})")

@@ -205,45 +205,48 @@ def unlock(
     """
     attempts = [UnlockAttempt(u.id, "(unreadable)", shown(u.reason)) for u in unreadable]
     for slot in slots:
-        provider_name = shown(slot.provider)
-        # Any exception: the URI and the wrapped key are whatever storage holds, and a
-        # provider that fails on them in a way nobody foresaw must not stop the next slot.
-        try:
-            provider = providers(slot.provider)
-        except DrError as e:
-            attempts.append(UnlockAttempt(slot.id, provider_name, shown(e.message)))
+        got = unwrap_slot(slot, providers)
+        if isinstance(got, str):
+            attempts.append(UnlockAttempt(slot.id, shown(slot.provider), got))
             continue
-        except Exception as e:
-            attempts.append(UnlockAttempt(slot.id, provider_name, f"cannot use this provider: {_failure(e)}"))
-            continue
-        if provider is None:
-            attempts.append(UnlockAttempt(slot.id, provider_name, "not configured here (skipped)"))
-            continue
-        try:
-            raw = bytes(provider.unwrap(slot.wrapped, repository_context(slot.repository)))
-        except KeyProviderError as e:
-            attempts.append(UnlockAttempt(slot.id, provider_name, shown(e.reason)))
-            continue
-        except Exception as e:
-            attempts.append(UnlockAttempt(slot.id, provider_name, f"unwrap failed: {_failure(e)}"))
-            continue
-        if len(raw) != MASTER_KEY_SIZE:
-            attempts.append(UnlockAttempt(slot.id, provider_name, "unwrapped key has the wrong size"))
-            continue
-        master = MasterKey(raw)
-        if not check(master):
+        if not check(got):
             attempts.append(
-                UnlockAttempt(slot.id, provider_name, "wrong key: the repository config does not decrypt")
+                UnlockAttempt(
+                    slot.id, shown(slot.provider), "wrong key: the repository config does not decrypt"
+                )
             )
             continue
-        log.debug("unlocked with key slot %s (%s)", slot.id, provider_name)
-        return UnlockResult(master, slot, attempts)
+        log.debug("unlocked with key slot %s (%s)", slot.id, shown(slot.provider))
+        return UnlockResult(got, slot, attempts)
     if not attempts:
         raise DrError("cannot open repository: it has no key slots (keys/ is empty)")
     raise DrError(
         f"cannot open repository: none of {len(attempts)} key slot(s) could be unwrapped",
         details=[f"slot {shown(a.slot)[:8]} {a.provider}: {a.reason}" for a in attempts],
     )
+
+
+def unwrap_slot(slot: KeySlot, providers: Callable[[str], KeyProvider | None]) -> MasterKey | str:
+    """The key ``slot`` wraps, or why it could not be unwrapped (one line, safe to print)."""
+    # Any exception: the URI and the wrapped key are whatever storage holds, and a
+    # provider that fails on them in a way nobody foresaw must not stop the next slot.
+    try:
+        provider = providers(slot.provider)
+    except DrError as e:
+        return shown(e.message)
+    except Exception as e:
+        return f"cannot use this provider: {_failure(e)}"
+    if provider is None:
+        return "not configured here (skipped)"
+    try:
+        raw = bytes(provider.unwrap(slot.wrapped, repository_context(slot.repository)))
+    except KeyProviderError as e:
+        return shown(e.reason)
+    except Exception as e:
+        return f"unwrap failed: {_failure(e)}"
+    if len(raw) != MASTER_KEY_SIZE:
+        return "unwrapped key has the wrong size"
+    return MasterKey(raw)
 
 
 def _failure(e: Exception) -> str:

@@ -9,6 +9,7 @@ own modules and use this class.
 
 from __future__ import annotations
 
+import hmac
 import json
 import logging
 import os
@@ -20,7 +21,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
-from dr.crypto.keyring import KeySlot, MasterKey, UnreadableSlot, new_slot, unlock
+from dr.crypto.keyring import KeySlot, MasterKey, UnreadableSlot, new_slot, shown, unlock, unwrap_slot
 from dr.crypto.providers.base import KeyProvider, KeyProviderError
 from dr.errors import DrError
 from dr.repo.chunker import ChunkerParams
@@ -416,9 +417,16 @@ class Repository:
         self.store.put(slot.object_name, slot.to_json())
         return slot
 
-    def remove_slot(self, slot_id: str) -> KeySlot | UnreadableSlot:
+    def remove_slot(
+        self, slot_id: str, providers: Callable[[str], KeyProvider | None]
+    ) -> KeySlot | UnreadableSlot:
         """Delete the slot ``slot_id`` (an id or unique prefix), readable or not: a damaged
-        slot object must be removable, or it stays in every listing for good."""
+        slot object must be removable, or it stays in every listing for good.
+
+        A readable slot goes only once another slot has been unwrapped, with
+        ``providers``, to this repository's master key: counting slots is not
+        enough, as the others may be damaged, wrapped by a lost key file or by a
+        key that no longer exists, or belong to another repository."""
         slots, unreadable = self.read_slots()
         every: list[KeySlot | UnreadableSlot] = [*slots, *unreadable]
         matches = [s for s in every if s.id == slot_id or s.id.startswith(slot_id)]
@@ -426,10 +434,36 @@ class Repository:
             raise RepositoryError(f"no key slot {slot_id!r} (see `dr key list`)")
         if len(matches) > 1:
             raise RepositoryError(f"key slot prefix {slot_id!r} is ambiguous")
-        if isinstance(matches[0], KeySlot) and len(slots) == 1:
+        target = matches[0]
+        if isinstance(target, KeySlot):
+            self._check_another_slot_opens(target, slots, providers)
+        self.store.delete(target.object_name)
+        return target
+
+    def _check_another_slot_opens(
+        self, target: KeySlot, slots: list[KeySlot], providers: Callable[[str], KeyProvider | None]
+    ) -> None:
+        others = [s for s in slots if s.id != target.id]
+        if not others:
             raise RepositoryError("refusing to remove the last key slot: the repository would be unopenable")
-        self.store.delete(matches[0].object_name)
-        return matches[0]
+        # The slot this process was opened with first: it has just worked.
+        opened_with = self.slot.id if self.slot else None
+        others.sort(key=lambda s: s.id != opened_with)
+        failures = []
+        for s in others:
+            got = unwrap_slot(s, providers)
+            if isinstance(got, str):
+                failures.append(f"slot {s.id[:8]} {shown(s.provider)}: {got}")
+            elif s.repository != self.id or not hmac.compare_digest(got.raw, self.master.raw):
+                failures.append(f"slot {s.id[:8]} {shown(s.provider)}: holds another key")
+            else:
+                log.debug("key slot %s opens the repository; removing %s", s.id, target.id)
+                return
+        raise RepositoryError(
+            f"refusing to remove key slot {target.id[:8]}: no other key slot could be unwrapped to this "
+            "repository's key here, and without it the repository could be unopenable",
+            details=failures,
+        )
 
     def rotate_slot(self, slot: KeySlot, provider: KeyProvider) -> KeySlot:
         """Rewrap one slot with the provider's newest key version: new slot first, then delete."""
