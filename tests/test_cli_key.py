@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -113,3 +114,27 @@ def test_remove_refuses_when_no_other_slot_unwraps(
     (isolated_home / "config" / "dr" / "repo.key").unlink()
     r = run_dr(capsys, "key", "list", "-o", "json")
     assert r.code == 0 and [s["id"] for s in r.json()] == [second["id"]]
+
+
+def test_open_tries_the_configured_key_before_slots_naming_others(
+    isolated_home: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    assert run_dr(capsys, "repo", "init").code == 0
+    keys = isolated_home / "data" / "dr" / "repo" / "keys"
+    (keys / ("00" * 16)).write_text(
+        '{"format": 1, "repository": "r", "provider": "vault://transit/keys/planted", "wrapped": "",'
+        ' "created": "2000-01-01T00:00:00Z"}'
+    )
+    import dr.cli.repo_access as repo_access
+
+    opened: list[str] = []
+    real = repo_access.open_provider
+
+    def recording(uri: str, *a: Any, **kw: Any) -> Any:
+        opened.append(uri)
+        return real(uri, *a, **kw)
+
+    monkeypatch.setattr(repo_access, "open_provider", recording)
+    r = run_dr(capsys, "key", "list", "-o", "json")
+    assert r.code == 0, r.err
+    assert opened == [f"local://{isolated_home}/config/dr/repo.key"]

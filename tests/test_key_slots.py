@@ -8,6 +8,7 @@ delete it (the CLI side is in test_cli_key.py).
 from __future__ import annotations
 
 import json
+import os
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -209,3 +210,41 @@ def test_remove_refuses_when_the_other_slots_hold_another_key(tmp_path: Path) ->
         == opened.slot.id
     )
     assert {s.id for s in opened.slots()} == {foreign.id, moved.id, good.id}
+
+
+def test_configured_providers_slots_are_tried_first_and_others_only_as_fallback(tmp_path: Path) -> None:
+    store = make_store("file", tmp_path, None)
+    repo, key = init_repo(store, tmp_path)
+    # Older than the configured slot, so first in slot order: a planted slot naming
+    # some other provider (here a FIFO path, which once hung the open).
+    os.mkfifo(tmp_path / "fifo")
+    _plant(
+        tmp_path / "repo",
+        "00" * 16,
+        _slot_doc(provider=f"local://{tmp_path}/fifo", created="2000-01-01T00:00:00Z"),
+    )
+    spare = LocalKeyProvider(tmp_path / "spare.key", create=True)
+    backup = new_slot(repo.master, repo.id, spare)
+    backup.created -= timedelta(days=365)
+    store.put(backup.object_name, backup.to_json())
+
+    looked_up: list[str] = []
+
+    def lookup(uri: str) -> LocalKeyProvider:
+        looked_up.append(uri)
+        return LocalKeyProvider(uri.removeprefix("local://"))
+
+    opened = Repository.open(store, lookup, preferred=lambda uri: uri == key.uri)
+    assert opened.slot is not None and opened.slot.provider == key.uri
+    assert looked_up == [key.uri] and opened.unlock_notes == []
+
+    # The configured key lost: the other slots, in slot order, as a fallback.
+    (tmp_path / "keys" / "repo.key").rename(tmp_path / "lost.key")
+    looked_up.clear()
+    opened = Repository.open(store, lookup, preferred=lambda uri: uri == key.uri)
+    assert opened.slot is not None and opened.slot.id == backup.id
+    assert looked_up == [key.uri, f"local://{tmp_path}/fifo", spare.uri]
+    assert [n.split(": ", 1)[1] for n in opened.unlock_notes] == [
+        "key file does not exist",
+        "key file is not a regular file",
+    ]

@@ -183,3 +183,91 @@ def test_roundtrip_any_key_and_context(tmp_path: Path, key: bytes, context: dict
     assert p.unwrap(w, context) == key
     with pytest.raises(KeyProviderError):
         p.unwrap(w, {**context, "dr-other": "x"})
+
+
+def _unwrap_within(p: LocalKeyProvider, seconds: float = 5) -> KeyProviderError:
+    """``p.unwrap``'s error; fails (instead of hanging the run) if it blocks."""
+    import threading
+
+    out: list[BaseException] = []
+
+    def run() -> None:
+        try:
+            p.unwrap(Wrapped(b"x" * 60), CTX)
+        except BaseException as e:
+            out.append(e)
+
+    t = threading.Thread(target=run, daemon=True)
+    t.start()
+    t.join(seconds)
+    assert not t.is_alive(), f"unwrap with {p.uri} blocked"
+    assert len(out) == 1 and isinstance(out[0], KeyProviderError), out
+    return out[0]
+
+
+def test_a_key_path_that_is_not_a_small_regular_file_is_refused_without_blocking(tmp_path: Path) -> None:
+    # A key slot's provider URI comes from unauthenticated storage: it may name anything.
+    fifo = tmp_path / "fifo"
+    os.mkfifo(fifo, 0o600)
+    (tmp_path / "to-fifo").symlink_to(fifo)
+    (tmp_path / "dir").mkdir(mode=0o700)
+    big = tmp_path / "big"
+    big.write_bytes(b"A" * 10_000)
+    big.chmod(0o600)
+    for path, reason in (
+        (fifo, "key file is not a regular file"),
+        (tmp_path / "to-fifo", "key file is not a regular file"),
+        (tmp_path / "dir", "key file is not a regular file"),
+        ("/dev/null", "key file is not a regular file"),
+        ("/dev/zero", "key file is not a regular file"),
+        (big, "key file is larger than 4096 bytes: not a key file"),
+        (tmp_path / "a\x00b", "cannot read the key file: embedded null byte"),
+        (tmp_path / "big" / "x", "cannot read the key file: Not a directory"),
+    ):
+        assert _unwrap_within(LocalKeyProvider(path)).reason == reason, path
+    # /proc/self/mem is a regular 0600 file whose reading fails (EIO): an error, not a crash.
+    if os.path.exists("/proc/self/mem"):
+        assert _unwrap_within(LocalKeyProvider("/proc/self/mem")).reason.startswith(
+            "cannot read the key file: "
+        )
+
+
+def test_stdin_as_a_key_path_does_not_block() -> None:
+    # local:///proc/self/fd/0 while stdin is a pipe nobody writes to.
+    import subprocess
+    import sys
+
+    code = (
+        "from dr.crypto.providers.local import LocalKeyProvider\n"
+        "from dr.crypto.providers.base import KeyProviderError, Wrapped\n"
+        "try:\n"
+        "    LocalKeyProvider('/proc/self/fd/0').unwrap(Wrapped(b'x' * 60), {})\n"
+        "except KeyProviderError as e:\n"
+        "    print(e.reason)\n"
+    )
+    proc = subprocess.Popen(
+        [sys.executable, "-c", code], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
+    )
+    try:
+        proc.wait(timeout=30)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+        pytest.fail("reading the key from stdin blocked")
+    finally:
+        assert proc.stdin is not None and proc.stdout is not None
+        proc.stdin.close()
+        out = proc.stdout.read()
+        proc.stdout.close()
+    assert out == "key file is not a regular file\n"
+
+
+def test_os_errors_are_provider_errors(tmp_path: Path) -> None:
+    (tmp_path / "file").write_text("")
+    with pytest.raises(KeyProviderError) as e:
+        LocalKeyProvider(tmp_path / "file" / "k", create=True).wrap(os.urandom(32), CTX)
+    assert e.value.reason == "cannot read the key file: Not a directory"
+    # A directory that cannot be made (procfs refuses new entries).
+    with pytest.raises(KeyProviderError) as e:
+        LocalKeyProvider("/proc/self/dr-test/k", create=True).wrap(os.urandom(32), CTX)
+    assert e.value.reason.startswith(("cannot create the key file: ", "permission denied creating"))

@@ -3,9 +3,9 @@
 Which repository: ``--repo URL`` (or ``$DR_REPO``), else the config's
 default repository, else the embedded default. Its settings (S3 endpoint,
 Object Lock, …) come from the config entry with that URL or name. Which
-keys: when opening, every slot's provider is tried in slot order, with the
-options of the config's key provider of the same URI if there is one — so a
-new cluster needs only the URL and access to one key.
+keys: when opening, the slots of the config's key providers are tried first,
+in slot order, then every other slot's provider (with default options) — so
+a new cluster needs only the URL and access to one key.
 """
 
 from __future__ import annotations
@@ -57,6 +57,12 @@ def provider_lookup(app: AppContext) -> Callable[[str], KeyProvider | None]:
     return lookup
 
 
+def configured_provider(app: AppContext) -> Callable[[str], bool]:
+    """Whether a slot's provider URI is one of the config's key providers (tried first)."""
+    uris = {k.uri for k in app.loaded.config.key_providers}
+    return lambda uri: uri in uris
+
+
 def default_key_uri(app: AppContext, rc: RepositoryConfig) -> str:
     cfg = app.loaded.config
     for name in rc.keys:
@@ -70,7 +76,7 @@ def default_key_uri(app: AppContext, rc: RepositoryConfig) -> str:
 
 def open_repository(app: AppContext, name: str | None = None) -> Repository:
     def make() -> Repository:
-        repo = Repository.open(store_for(app, name), provider_lookup(app))
+        repo = Repository.open(store_for(app, name), provider_lookup(app), preferred=configured_provider(app))
         for note in repo.unlock_notes:
             log.info("key %s", note)
         startup_gc.release()  # start-up is over: its objects live on

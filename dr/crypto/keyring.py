@@ -196,14 +196,22 @@ def unlock(
     check: Callable[[MasterKey], bool],
     *,
     unreadable: Sequence[UnreadableSlot] = (),
+    preferred: Callable[[str], bool] | None = None,
 ) -> UnlockResult:
     """Try ``slots`` in order; ``providers(uri)`` gives the provider for a slot (None: skip).
 
     ``check`` verifies a candidate key (it decrypts the repository config). On
     failure raise ``DrError`` listing each provider tried and why it failed.
-    ``unreadable`` slots count as failed attempts.
+    ``unreadable`` slots count as failed attempts. With ``preferred``, the slots
+    whose provider URI it accepts (the providers the user configured) are tried
+    first and the others only if none of those opens the repository (FORMAT.md
+    §3.1): a slot's URI comes from unauthenticated storage, and a planted slot
+    must not make every open reach for whatever it names.
     """
     attempts = [UnlockAttempt(u.id, "(unreadable)", shown(u.reason)) for u in unreadable]
+    if preferred is not None:
+        first = [s for s in slots if preferred(s.provider)]
+        slots = first + [s for s in slots if not preferred(s.provider)]
     for slot in slots:
         got = unwrap_slot(slot, providers)
         if isinstance(got, str):

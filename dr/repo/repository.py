@@ -186,8 +186,10 @@ class Repository:
         providers: Callable[[str], KeyProvider | None],
         *,
         compression_level: int = 1,
+        preferred: Callable[[str], bool] | None = None,
     ) -> Repository:
-        """Unlock the first key slot that a configured provider can unwrap."""
+        """Unlock the first key slot that a provider can unwrap; slots of the providers
+        ``preferred`` accepts (the configured ones) first (``keyring.unlock``)."""
         try:
             raw = store.get("config")
         except ObjectNotFound:
@@ -206,7 +208,7 @@ class Repository:
             result["cfg"] = RepoConfig.from_json(plain, master.chunker_seed())
             return True
 
-        unlocked = unlock(slots, providers, check, unreadable=unreadable)
+        unlocked = unlock(slots, providers, check, unreadable=unreadable, preferred=preferred)
         cfg = result["cfg"]
         if unlocked.slot.repository != cfg.id:
             raise RepositoryError(f"key slot {unlocked.slot.id} belongs to another repository")

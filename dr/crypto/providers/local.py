@@ -19,6 +19,20 @@ from dr.crypto.providers.base import KeyProviderError, Wrapped
 from dr.crypto.providers.context import context_bytes
 
 KEY_SIZE = 32
+# A key file is one line of 44 characters; anything much larger is not one.
+MAX_KEY_FILE = 4096
+
+
+def _read_at_most(fd: int, limit: int) -> bytes:
+    chunks: list[bytes] = []
+    got = 0
+    while got < limit:
+        chunk = os.read(fd, limit - got)
+        if not chunk:
+            break
+        chunks.append(chunk)
+        got += len(chunk)
+    return b"".join(chunks)
 
 
 def _aad(context: dict[str, str]) -> bytes:
@@ -35,31 +49,63 @@ class LocalKeyProvider:
         return f"local://{self.path}"
 
     def _key(self, *, create: bool) -> bytes:
+        # The path may come from a key slot, which storage does not authenticate: it
+        # may name a FIFO, a terminal, /proc/self/fd/0, a device or a huge file. Only
+        # a small regular file is read, and no open may block. Symlinks are followed
+        # on purpose: a key file mounted from a Kubernetes Secret is one.
         try:
-            st = self.path.stat()
+            st = os.stat(self.path)
         except FileNotFoundError:
             if not create:
                 raise KeyProviderError(self.uri, "key file does not exist") from None
             return self._create()
-        except PermissionError:
-            raise KeyProviderError(self.uri, "permission denied reading the key file") from None
-        if st.st_mode & (stat.S_IRWXG | stat.S_IRWXO):
-            raise KeyProviderError(
-                self.uri,
-                f"key file is accessible by group or others (mode {stat.S_IMODE(st.st_mode):04o}); "
-                f"run: chmod 600 {self.path}",
-            )
+        except (OSError, ValueError) as e:  # ValueError: a NUL in the path
+            raise self._unreadable(e) from None
+        if not stat.S_ISREG(st.st_mode):
+            raise KeyProviderError(self.uri, "key file is not a regular file")
         try:
-            raw = base64.b64decode(self.path.read_text().strip(), validate=True)
-        except (binascii.Error, ValueError, UnicodeDecodeError):
+            # O_NONBLOCK: a FIFO put in its place after the stat does not hang the open.
+            fd = os.open(self.path, os.O_RDONLY | os.O_NONBLOCK | os.O_NOCTTY | os.O_CLOEXEC)
+            try:
+                st = os.fstat(fd)
+                if not stat.S_ISREG(st.st_mode):
+                    raise KeyProviderError(self.uri, "key file is not a regular file")
+                if st.st_mode & (stat.S_IRWXG | stat.S_IRWXO):
+                    raise KeyProviderError(
+                        self.uri,
+                        f"key file is accessible by group or others (mode {stat.S_IMODE(st.st_mode):04o}); "
+                        f"run: chmod 600 {self.path}",
+                    )
+                data = _read_at_most(fd, MAX_KEY_FILE + 1)
+            finally:
+                os.close(fd)
+        except OSError as e:
+            raise self._unreadable(e) from None
+        if len(data) > MAX_KEY_FILE:
+            raise KeyProviderError(self.uri, f"key file is larger than {MAX_KEY_FILE} bytes: not a key file")
+        try:
+            raw = base64.b64decode(data.decode("ascii").strip(), validate=True)
+        except (binascii.Error, ValueError):
             raise KeyProviderError(self.uri, "key file is not a base64-encoded key") from None
-        except PermissionError:
-            raise KeyProviderError(self.uri, "permission denied reading the key file") from None
         if len(raw) != KEY_SIZE:
             raise KeyProviderError(self.uri, f"key file holds {len(raw)} bytes, expected {KEY_SIZE}")
         return raw
 
+    def _unreadable(self, e: OSError | ValueError) -> KeyProviderError:
+        if isinstance(e, PermissionError):
+            return KeyProviderError(self.uri, "permission denied reading the key file")
+        reason = e.strerror if isinstance(e, OSError) and e.strerror else str(e)
+        return KeyProviderError(self.uri, f"cannot read the key file: {reason}")
+
     def _create(self) -> bytes:
+        try:
+            return self._create_file()
+        except OSError as e:
+            if isinstance(e, PermissionError):
+                raise KeyProviderError(self.uri, "permission denied creating the key file") from None
+            raise KeyProviderError(self.uri, f"cannot create the key file: {e.strerror or e}") from None
+
+    def _create_file(self) -> bytes:
         self.path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
         key = os.urandom(KEY_SIZE)
         try:
