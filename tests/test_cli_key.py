@@ -17,7 +17,7 @@ def test_key_slot_lifecycle(isolated_home: Path, capsys: pytest.CaptureFixture[s
     assert r.code == 0, r.err
     assert glass.stat().st_mode & 0o777 == 0o600
     r = run_dr(capsys, "key", "add", f"local://{glass}")
-    assert r.code == 1 and "already exists" in r.err
+    assert r.code == 2 and "already exists" in r.err
 
     slots = run_dr(capsys, "key", "list", "-o", "json").json()
     assert [s["provider"] for s in slots] == [
@@ -44,7 +44,7 @@ def test_key_slot_lifecycle(isolated_home: Path, capsys: pytest.CaptureFixture[s
     r = run_dr(capsys, "key", "remove", after[1]["id"])
     assert r.code == 1 and "last key slot" in r.err
     r = run_dr(capsys, "key", "remove", "ffff")
-    assert r.code == 1 and "no key slot 'ffff'" in r.err
+    assert r.code == 2 and "no key slot 'ffff'" in r.err
 
 
 def test_open_lists_each_provider_tried(isolated_home: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -138,3 +138,28 @@ def test_open_tries_the_configured_key_before_slots_naming_others(
     r = run_dr(capsys, "key", "list", "-o", "json")
     assert r.code == 0, r.err
     assert opened == [f"local://{isolated_home}/config/dr/repo.key"]
+
+
+def test_key_id_and_provider_mistakes_are_invalid_input(
+    isolated_home: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    assert run_dr(capsys, "repo", "init").code == 0
+    assert run_dr(capsys, "key", "add", f"local://{isolated_home}/second.key").code == 0
+    ids = [s["id"] for s in run_dr(capsys, "key", "list", "-o", "json").json()]
+    for arg, message in (
+        ("zzzz", "error: no key slot 'zzzz' (see `dr key list`)"),
+        ("", "error: key slot id '' is too short (give at least 4 characters)"),
+        # Matches one slot, but three characters are too few to name one on purpose.
+        (ids[0][:3], f"error: key slot id '{ids[0][:3]}' is too short (give at least 4 characters)"),
+    ):
+        r = run_dr(capsys, "key", "remove", arg)
+        assert (r.code, r.err.strip()) == (2, message)
+    assert [s["id"] for s in run_dr(capsys, "key", "list", "-o", "json").json()] == ids
+
+    monkeypatch.delenv("VAULT_ADDR", raising=False)
+    r = run_dr(capsys, "key", "add", "vault://transit/keys/dr")
+    assert r.code == 2
+    assert r.err.strip() == (
+        "error: vault://transit/keys/dr: no Vault address: set vault.address in the key provider's config "
+        "or VAULT_ADDR"
+    )

@@ -20,7 +20,7 @@ from dr.crypto.keyring import KeySlot, MasterKey, new_slot
 from dr.crypto.providers.base import Wrapped
 from dr.crypto.providers.local import LocalKeyProvider
 from dr.crypto.providers.registry import open_provider
-from dr.errors import DrError
+from dr.errors import DrError, InvalidInput
 from dr.repo.repository import Repository, read_slots
 from tests.repo_helpers import init_repo, make_store, open_with
 
@@ -248,3 +248,13 @@ def test_configured_providers_slots_are_tried_first_and_others_only_as_fallback(
         "key file does not exist",
         "key file is not a regular file",
     ]
+
+
+def test_an_ambiguous_slot_id_is_invalid_input(tmp_path: Path) -> None:
+    store = make_store("file", tmp_path, None)
+    repo, key = init_repo(store, tmp_path)
+    _plant(tmp_path / "repo", "abcd" + "0" * 28, b"[]")
+    _plant(tmp_path / "repo", "abcd" + "1" * 28, b"[]")
+    with pytest.raises(InvalidInput, match=r"^key slot id 'abcd' is ambiguous \(2 matches\)$"):
+        repo.remove_slot("abcd", lambda uri: key)
+    assert repo.remove_slot("abcd1", lambda uri: key).id == "abcd" + "1" * 28

@@ -17,7 +17,7 @@ from dr.cli.repo_access import open_repository, provider_lookup
 from dr.crypto.keyring import KeySlot, UnreadableSlot, shown
 from dr.crypto.providers.base import KeyProviderError
 from dr.crypto.providers.registry import open_provider
-from dr.errors import DrError, ExitCode, PartialFailure
+from dr.errors import DrError, ExitCode, InvalidInput, PartialFailure
 from dr.repo.locks import Lock
 
 
@@ -81,7 +81,7 @@ def add(provider_uri: str, output: str) -> None:
     options = next((k for k in ctx.loaded.config.key_providers if k.uri == provider_uri), None)
     provider = open_provider(provider_uri, options, create=True)
     if any(s.provider == provider.uri for s in repo.slots()):
-        raise DrError(f"a key slot for {provider.uri} already exists (see `dr key list`)")
+        raise InvalidInput(f"a key slot for {provider.uri} already exists (see `dr key list`)")
     slot = repo.add_slot(provider)
     if output == "table":
         click.echo(f"added key slot {slot.id[:8]} wrapped by {slot.provider}")

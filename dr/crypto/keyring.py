@@ -250,6 +250,8 @@ def unwrap_slot(slot: KeySlot, providers: Callable[[str], KeyProvider | None]) -
         raw = bytes(provider.unwrap(slot.wrapped, repository_context(slot.repository)))
     except KeyProviderError as e:
         return shown(e.reason)
+    except DrError as e:
+        return shown(e.message)
     except Exception as e:
         return f"unwrap failed: {_failure(e)}"
     if len(raw) != MASTER_KEY_SIZE:

@@ -23,7 +23,7 @@ from typing import Any, Protocol
 
 from dr.crypto.keyring import KeySlot, MasterKey, UnreadableSlot, new_slot, shown, unlock, unwrap_slot
 from dr.crypto.providers.base import KeyProvider, KeyProviderError
-from dr.errors import DrError
+from dr.errors import DrError, InvalidInput
 from dr.repo.chunker import ChunkerParams
 from dr.repo.format import (
     FORMAT_VERSION,
@@ -430,12 +430,15 @@ class Repository:
         enough, as the others may be damaged, wrapped by a lost key file or by a
         key that no longer exists, or belong to another repository."""
         slots, unreadable = self.read_slots()
+        # At least 4 characters, as for snapshot ids: a shorter prefix matches by luck.
+        if len(slot_id) < 4:
+            raise InvalidInput(f"key slot id {slot_id!r} is too short (give at least 4 characters)")
         every: list[KeySlot | UnreadableSlot] = [*slots, *unreadable]
         matches = [s for s in every if s.id == slot_id or s.id.startswith(slot_id)]
         if not matches:
-            raise RepositoryError(f"no key slot {slot_id!r} (see `dr key list`)")
+            raise InvalidInput(f"no key slot {slot_id!r} (see `dr key list`)")
         if len(matches) > 1:
-            raise RepositoryError(f"key slot prefix {slot_id!r} is ambiguous")
+            raise InvalidInput(f"key slot id {slot_id!r} is ambiguous ({len(matches)} matches)")
         target = matches[0]
         if isinstance(target, KeySlot):
             self._check_another_slot_opens(target, slots, providers)

@@ -18,7 +18,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Protocol, runtime_checkable
 
-from dr.errors import DrError
+from dr.errors import DrError, ExitCode
 
 
 class KeyProviderError(DrError):
@@ -28,6 +28,13 @@ class KeyProviderError(DrError):
         super().__init__(f"{uri}: {reason}")
         self.uri = uri
         self.reason = reason
+
+
+class KeyProviderMisconfigured(KeyProviderError):
+    """The provider's settings are missing or wrong (no address, no such CA file):
+    exit 2 like other invalid configuration; opening a repository tries the next slot."""
+
+    exit_code = ExitCode.INVALID
 
 
 @dataclass(frozen=True)

@@ -57,7 +57,7 @@ import hvac.exceptions
 import requests
 
 from dr.config import DEFAULT_TOKEN_PATH, VaultAuth, VaultOptions
-from dr.crypto.providers.base import KeyProviderError, Wrapped
+from dr.crypto.providers.base import KeyProviderError, KeyProviderMisconfigured, Wrapped
 from dr.crypto.providers.context import context_bytes
 from dr.errors import InvalidInput
 
@@ -137,15 +137,20 @@ class VaultKeyProvider:
     def _fail(self, reason: str) -> KeyProviderError:
         return KeyProviderError(self._uri, reason)
 
+    def _misconfigured(self, reason: str) -> KeyProviderError:
+        return KeyProviderMisconfigured(self._uri, reason)
+
     def _client(self) -> Any:
         if self._client_obj is not None:
             return self._client_obj
         if not self.address:
-            raise self._fail("no Vault address: set vault.address in the key provider's config or VAULT_ADDR")
+            raise self._misconfigured(
+                "no Vault address: set vault.address in the key provider's config or VAULT_ADDR"
+            )
         verify: bool | str = True
         if self.ca_cert:
             if not Path(self.ca_cert).is_file():
-                raise self._fail(f"Vault CA certificate file {self.ca_cert} does not exist")
+                raise self._misconfigured(f"Vault CA certificate file {self.ca_cert} does not exist")
             verify = self.ca_cert
         # token="" (not None): hvac would otherwise pick up $VAULT_TOKEN and send it with AppRole
         # and Kubernetes logins too; _login sets the token the configured method yields.
@@ -162,7 +167,7 @@ class VaultKeyProvider:
             client.token = self._token()
         elif method == "approle":
             if not (self.auth.role_id_file and self.auth.secret_id_file):
-                raise self._fail("approle auth needs roleIdFile and secretIdFile")
+                raise self._misconfigured("approle auth needs roleIdFile and secretIdFile")
             role_id = self._read(self.auth.role_id_file, "AppRole role_id")
             secret_id = self._read(self.auth.secret_id_file, "AppRole secret_id")
             mount = self.auth.mount or "approle"
@@ -173,7 +178,7 @@ class VaultKeyProvider:
             )
         else:
             if not self.auth.role:
-                raise self._fail("kubernetes auth needs role")
+                raise self._misconfigured("kubernetes auth needs role")
             role = self.auth.role
             jwt = self._read(self.auth.token_path or DEFAULT_TOKEN_PATH, "Kubernetes service-account token")
             mount = self.auth.mount or "kubernetes"
