@@ -5,6 +5,7 @@ from __future__ import annotations
 import gc
 import json
 import os
+import re
 import resource
 import signal
 import stat
@@ -477,3 +478,62 @@ def test_a_recursive_listing_names_a_directory_it_cannot_read_and_goes_on(tmp_pa
     assert err.startswith("b/: cannot read the directory's contents:") and "authentication failed" in err
     with pytest.raises(DrError):  # without a list for errors, it raises as before
         list(list_entries(open_with(store, key), snap, recursive=True))
+
+
+_F = {"type": "file", "mode": 420, "uid": 0, "gid": 0, "mtime": 1, "size": 0, "content": []}
+
+
+@pytest.mark.parametrize(
+    ("node", "problem"),
+    [
+        ({**_F, "mode": "420"}, "invalid mode '420'"),
+        ({**_F, "mode": -1}, "invalid mode -1"),
+        ({**_F, "mode": 0o10000}, "invalid mode 4096"),
+        ({**_F, "mode": True}, "invalid mode True"),
+        ({**_F, "uid": 1 << 32}, "invalid uid"),
+        ({**_F, "gid": "0"}, "invalid gid '0'"),
+        ({**_F, "mtime": 1.5}, "invalid mtime 1.5"),
+        ({**_F, "mtime": 10**30}, "invalid mtime"),
+        ({**_F, "size": -1}, "invalid size -1"),
+        ({**_F, "size": [5]}, "invalid size list"),
+        ({**_F, "inode": -1}, "invalid inode -1"),
+        ({**_F, "links": "2"}, "invalid links '2'"),
+        ({**_F, "links": 2, "device": 1 << 64, "inode": 1}, "invalid device"),
+        ({**_F, "links": 2, "device": 1}, "has a device but no inode"),
+        ({**_F, "sparse": "yes"}, "non-boolean sparse flag"),
+        ({"type": "chardev", "mode": 420, "rdev": {}}, "invalid rdev dict"),
+        ({"type": "symlink", "mode": 511, "target": "a\x00b"}, "invalid target"),
+        ({"type": "symlink", "mode": 511, "target": "\ud800"}, "invalid target"),
+        ({**_F, "name": "x\ud800"}, "not UTF-8 even with surrogateescape"),
+    ],
+)
+def test_trees_with_fields_of_the_wrong_type_or_range_are_refused_by_name(
+    tmp_path: Path, node: dict[str, Any], problem: str
+) -> None:
+    repo, _ = init_repo(make_store("file", tmp_path, None), tmp_path)
+    snap = _malicious_snapshot(repo, [{"name": "x", **node}])
+    with pytest.raises(FormatError, match=re.escape(problem)):
+        restore_snapshot(repo, snap, tmp_path / "out")
+    [err] = check(repo).errors
+    assert err.startswith(f"snapshot {snap.short_id}: tree ") and problem in err, err
+
+
+def test_a_file_chunk_identical_to_a_tree_restores_from_the_tree_blob(tmp_path: Path) -> None:
+    # Blob ids hash the plaintext alone, and the saver stores an id once whatever its
+    # type: a file whose bytes are exactly a tree's JSON gets that tree's id and lists
+    # the tree blob as its content. The bytes behind that id are the file's bytes.
+    repo, _ = init_repo(make_store("file", tmp_path, None), tmp_path)
+    first = _two_files(tmp_path)
+    snap = backup_directory(repo, first).snapshot
+    tree_json = repo.read_blob(bytes.fromhex(snap.tree or ""))
+    src = tmp_path / "src2"
+    src.mkdir()
+    (src / "tree.json").write_bytes(tree_json)
+    second = backup_directory(repo, src).snapshot
+    nodes = json.loads(repo.read_blob(bytes.fromhex(second.tree or "")))["nodes"]
+    assert nodes[0]["content"] == [snap.tree]
+    loc = repo.index.get(bytes.fromhex(snap.tree or ""))
+    assert loc is not None and loc.entry.type == BlobType.TREE
+    restore_snapshot(repo, second, tmp_path / "out")
+    assert (tmp_path / "out" / "tree.json").read_bytes() == tree_json
+    assert check(repo).errors == []

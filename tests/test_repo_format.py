@@ -267,6 +267,39 @@ def test_tree_roundtrip(ns: list[str]) -> None:
     assert sorted(n["name"] for n in decoded) == sorted(ns)
 
 
+file_nodes = st.fixed_dictionaries(
+    {
+        "type": st.just("file"),
+        "mode": st.integers(0, 0o7777),
+        "uid": st.integers(0, (1 << 32) - 1),
+        "gid": st.integers(0, (1 << 32) - 1),
+        # Past 2262 (a signed 64-bit count of nanoseconds ends there; ext4 does not).
+        "mtime": st.integers(-(10**18), 15 * 10**18),
+        "size": st.integers(0, (1 << 63) - 1),
+        "inode": st.integers(0, (1 << 64) - 1),
+        "links": st.integers(0, (1 << 64) - 1),
+        "content": st.lists(st.binary(min_size=32, max_size=32).map(bytes.hex), max_size=3),
+    },
+    optional={"sparse": st.booleans(), "device": st.integers(0, (1 << 64) - 1)},
+)
+other_nodes = st.one_of(
+    st.fixed_dictionaries(
+        {"type": st.just("symlink"), "target": st.text(min_size=1).filter(lambda t: "\x00" not in t)}
+    ),
+    st.fixed_dictionaries(
+        {"type": st.sampled_from(["chardev", "blockdev"]), "rdev": st.integers(0, (1 << 64) - 1)}
+    ),
+    st.fixed_dictionaries({"type": st.sampled_from(["fifo", "socket"]), "mode": st.integers(0, 0o7777)}),
+)
+
+
+@given(st.dictionaries(names, file_nodes | other_nodes, max_size=10))
+def test_tree_roundtrip_keeps_every_valid_field(by_name: dict[str, dict[str, object]]) -> None:
+    nodes = [{"name": n, **fields} for n, fields in by_name.items()]
+    decoded = decode_tree(encode_tree([dict(n) for n in nodes]), "t")
+    assert sorted(decoded, key=lambda n: str(n["name"])) == sorted(nodes, key=lambda n: str(n["name"]))
+
+
 def test_tree_accepts_undecodable_names() -> None:
     bad = os.fsdecode(b"bad-\xff")
     nodes = decode_tree(encode_tree([{"name": bad, "type": "file", "content": []}]), "t")

@@ -80,7 +80,53 @@ def snapshot_path(path: str, what: str) -> str:
 def check_name(name: object, what: str) -> str:
     if not isinstance(name, str) or name in ("", ".", "..") or "/" in name or "\x00" in name:
         raise FormatError(f"{what}: invalid file name {name!r}")
+    if not _encodable(name):
+        raise FormatError(f"{what}: invalid file name {name!r} (not UTF-8 even with surrogateescape)")
     return name
+
+
+def _encodable(text: str) -> bool:
+    # Names and targets become bytes with surrogateescape (FORMAT.md §6); a lone
+    # surrogate outside U+DC80..U+DCFF has no byte form and would fail at restore.
+    try:
+        text.encode("utf-8", "surrogateescape")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+_U32 = (1 << 32) - 1
+_U64 = (1 << 64) - 1
+# mtime: nanoseconds that ``datetime`` can show (years 1..9999, a day inside each end),
+# wider than a signed 64-bit count, which stops in 2262 while ext4 goes to 2446.
+_MTIME = (-62135510400 * 10**9, 253402214400 * 10**9)
+# Integer node fields (FORMAT.md §6): each optional, but in range when present.
+_INT_FIELDS: dict[str, tuple[int, int]] = {
+    "mode": (0, 0o7777),
+    "uid": (0, _U32),
+    "gid": (0, _U32),
+    "mtime": _MTIME,
+    "size": (0, (1 << 63) - 1),
+    "inode": (0, _U64),
+    "device": (0, _U64),
+    "links": (0, _U64),
+    "rdev": (0, _U64),
+}
+
+
+def _check_fields(n: dict[str, Any], name: str, what: str) -> None:
+    """Field types and ranges, so that restore, ``ls`` and ``check`` never meet a string
+    for a mode or a size past what the OS takes (each was a traceback)."""
+    for key, (lo, hi) in _INT_FIELDS.items():
+        if key in n:
+            v = n[key]
+            if isinstance(v, bool) or not isinstance(v, int) or not lo <= v <= hi:
+                shown = repr(v) if isinstance(v, int | float | str | None) else type(v).__name__
+                raise FormatError(f"{what}: {name!r} has an invalid {key} {shown[:40]}")
+    if "sparse" in n and not isinstance(n["sparse"], bool):
+        raise FormatError(f"{what}: {name!r} has a non-boolean sparse flag")
+    if "device" in n and "inode" not in n:
+        raise FormatError(f"{what}: {name!r} has a device but no inode")
 
 
 def check_tree(nodes: list[Any], what: str) -> None:
@@ -95,15 +141,20 @@ def check_tree(nodes: list[Any], what: str) -> None:
         t = n.get("type")
         if t not in NODE_TYPES:
             raise FormatError(f"{what}: {name!r} has unknown type {t!r}")
+        _check_fields(n, name, what)
         if t == "file":
             content = n.get("content", [])
             if not isinstance(content, list) or not all(
-                isinstance(c, str) and _HEX_ID.match(c) for c in content
+                isinstance(c, str) and _HEX_ID.fullmatch(c) for c in content
             ):
                 raise FormatError(f"{what}: {name!r} has an invalid content list")
         elif t == "dir":
             sub = n.get("subtree")
-            if not isinstance(sub, str) or not _HEX_ID.match(sub):
+            if not isinstance(sub, str) or not _HEX_ID.fullmatch(sub):
                 raise FormatError(f"{what}: directory {name!r} has no valid subtree")
-        elif t == "symlink" and not isinstance(n.get("target"), str):
-            raise FormatError(f"{what}: symlink {name!r} has no target")
+        elif t == "symlink":
+            target = n.get("target")
+            if not isinstance(target, str):
+                raise FormatError(f"{what}: symlink {name!r} has no target")
+            if "\x00" in target or not _encodable(target):
+                raise FormatError(f"{what}: symlink {name!r} has an invalid target {target[:40]!r}")
