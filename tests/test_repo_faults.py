@@ -537,3 +537,28 @@ def test_a_file_chunk_identical_to_a_tree_restores_from_the_tree_blob(tmp_path: 
     restore_snapshot(repo, second, tmp_path / "out")
     assert (tmp_path / "out" / "tree.json").read_bytes() == tree_json
     assert check(repo).errors == []
+
+
+@pytest.mark.parametrize(
+    ("fields", "where"),
+    [
+        ({"kind": "volume", "tree": "zz" * 32}, "tree"),
+        (
+            {"kind": "backup", "streams": {"resources": {"blobs": ["xy" * 32], "size": 1}}},
+            "streams.resources.blobs[0]",
+        ),
+        ({"kind": "backup", "refs": ["not-an-id"]}, "refs[0]"),
+    ],
+)
+def test_snapshot_ids_that_are_not_hex_are_named_by_check(
+    tmp_path: Path, fields: dict[str, Any], where: str
+) -> None:
+    # These once reached bytes.fromhex in check, prune, verify and restore:
+    # "ValueError: non-hexadecimal number", the CLI's path for bugs.
+    repo, key = init_repo(make_store("file", tmp_path, None), tmp_path)
+    name = "cd" * 32
+    repo.save_object(
+        "snapshots", {"version": 1, "id": name, "time": "2026-01-01T00:00:00Z", **fields}, name=name
+    )
+    result = check(open_with(repo.store, key))
+    assert result.errors == [f"snapshots/{name}: malformed: {where}: expected an id of 64 hex digits"]

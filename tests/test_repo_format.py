@@ -346,6 +346,7 @@ def test_stream_chunker_matches_file_chunker(data: bytes, pieces: int) -> None:
 
 
 text = st.text(max_size=20)
+hex_ids = st.binary(min_size=32, max_size=32).map(bytes.hex)
 snapshots = st.builds(
     Snapshot,
     kind=st.sampled_from(["volume", "backup"]),
@@ -354,8 +355,8 @@ snapshots = st.builds(
     hostname=text,
     tags=st.dictionaries(text, text, max_size=3),
     paths=st.lists(text, max_size=3),
-    tree=st.none() | text,
-    parent=st.none() | text,
+    tree=st.none() | hex_ids,
+    parent=st.none() | hex_ids,
     stats=st.none() | st.builds(VolumeStats, files=st.integers(0, 2**40), new_bytes=st.integers(0, 2**40),
                                 duration_seconds=st.floats(0, 1e6)),
     root=st.none() | st.fixed_dictionaries({}, optional={k: st.integers(-(2**63), 2**63 - 1)
@@ -364,9 +365,9 @@ snapshots = st.builds(
     policy=st.none() | text,
     namespaces=st.lists(text, max_size=3),
     phase=st.none() | st.sampled_from(["Completed", "PartiallyFailed"]),
-    streams=st.dictionaries(text, st.builds(Stream, blobs=st.lists(text, max_size=3), size=st.integers(0, 2**40)),
+    streams=st.dictionaries(text, st.builds(Stream, blobs=st.lists(hex_ids, max_size=3), size=st.integers(0, 2**40)),
                             max_size=2),
-    refs=st.lists(text, max_size=3),
+    refs=st.lists(hex_ids, max_size=3),
     app=st.dictionaries(text, st.integers() | text, max_size=3),
 )  # fmt: skip
 
@@ -399,9 +400,22 @@ def test_snapshot_document_fields_are_camel_case_and_extra_fields_ignored() -> N
         ("stats", {"files": "3"}, "stats.files: expected an integer"),
         ("stats", {"files": True}, "stats.files: expected an integer"),
         ("time", "yesterday", "time: expected an RFC 3339 time"),
-        ("streams", {"r": {"blobs": [1]}}, "streams.r.blobs[0]: expected a string"),
+        ("streams", {"r": {"blobs": [1]}}, "streams.r.blobs[0]: expected an id of 64 hex digits"),
+        (
+            "streams",
+            {"r": {"blobs": ["ab" * 31 + "zz"]}},
+            "streams.r.blobs[0]: expected an id of 64 hex digits",
+        ),
+        (
+            "streams",
+            {"r": {"blobs": ["ab" * 32 + "\n"]}},
+            "streams.r.blobs[0]: expected an id of 64 hex digits",
+        ),
+        ("tree", "AB" * 32, "tree: expected an id of 64 hex digits"),
+        ("parent", "../" + "ab" * 30 + "a", "parent: expected an id of 64 hex digits"),
+        ("refs", ["ab" * 16], "refs[0]: expected an id of 64 hex digits"),
         ("app", [], "app: expected a mapping"),
-        ("tree", 5, "tree: expected a string"),
+        ("tree", 5, "tree: expected an id of 64 hex digits"),
         ("root", {"mode": "0755"}, "root.mode: expected an integer"),
         ("root", [], "root: expected a mapping"),
     ],

@@ -153,6 +153,21 @@ def _opt_str(v: Any, where: str) -> str | None:
     return None if v is None else _str(v, where)
 
 
+_HEX_DIGITS = frozenset("0123456789abcdef")
+
+
+def _hex_id(v: Any, where: str) -> str:
+    """A blob or snapshot id: 64 lowercase hex digits (check, prune and restore turn
+    it into bytes, and a snapshot id into an object name)."""
+    if not isinstance(v, str) or len(v) != 64 or not _HEX_DIGITS.issuperset(v):
+        raise MalformedSnapshot(where, "expected an id of 64 hex digits")
+    return v
+
+
+def _opt_hex_id(v: Any, where: str) -> str | None:
+    return None if v is None else _hex_id(v, where)
+
+
 def _int(v: Any, where: str) -> int:
     if isinstance(v, bool) or not isinstance(v, int):
         raise MalformedSnapshot(where, "expected an integer")
@@ -192,7 +207,7 @@ def _time(v: Any, where: str) -> datetime:
 def _stream(v: Any, where: str) -> Stream:
     d = _any_map(v, where)
     return Stream(
-        blobs=_list(d.get("blobs", []), f"{where}.blobs", _str),
+        blobs=_list(d.get("blobs", []), f"{where}.blobs", _hex_id),
         size=_int(d.get("size", 0), f"{where}.size"),
     )
 
@@ -234,8 +249,8 @@ def decode_snapshot(doc: Any) -> Snapshot:
         tags=_map(d.get("tags", {}), "tags", _str),
         program=_str(d.get("program", ""), "program"),
         paths=_list(d.get("paths", []), "paths", _str),
-        tree=_opt_str(d.get("tree"), "tree"),
-        parent=_opt_str(d.get("parent"), "parent"),
+        tree=_opt_hex_id(d.get("tree"), "tree"),
+        parent=_opt_hex_id(d.get("parent"), "parent"),
         stats=None if stats is None else _stats(stats, "stats"),
         root=None if d.get("root") is None else _root(d["root"], "root"),
         name=_opt_str(d.get("name"), "name"),
@@ -243,7 +258,7 @@ def decode_snapshot(doc: Any) -> Snapshot:
         namespaces=_list(d.get("namespaces", []), "namespaces", _str),
         phase=_opt_str(d.get("phase"), "phase"),
         streams=_map(d.get("streams", {}), "streams", _stream),
-        refs=_list(d.get("refs", []), "refs", _str),
+        refs=_list(d.get("refs", []), "refs", _hex_id),
         app=_any_map(d.get("app", {}), "app"),
     )
 
