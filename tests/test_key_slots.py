@@ -258,3 +258,25 @@ def test_an_ambiguous_slot_id_is_invalid_input(tmp_path: Path) -> None:
     with pytest.raises(InvalidInput, match=r"^key slot id 'abcd' is ambiguous \(2 matches\)$"):
         repo.remove_slot("abcd", lambda uri: key)
     assert repo.remove_slot("abcd1", lambda uri: key).id == "abcd" + "1" * 28
+
+
+def test_an_oversized_slot_is_unreadable_and_never_read(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    store = make_store("file", tmp_path, None)
+    _repo, key = init_repo(store, tmp_path)
+    big = "b1" * 16
+    with open(tmp_path / "repo" / "keys" / big, "wb") as f:
+        f.truncate(1 << 30)  # sparse: a gigabyte of junk without writing it
+    get = store.get
+
+    def guarded(name: str) -> bytes:
+        assert name != f"keys/{big}", "the oversized slot was read"
+        return get(name)
+
+    monkeypatch.setattr(store, "get", guarded)
+    _slots, unreadable = read_slots(store)
+    assert [(u.id, u.reason) for u in unreadable] == [(big, "1073741824 bytes, too large for a key slot")]
+    opened = open_with(store, key)
+    assert opened.unlock_notes == [f"slot {big[:8]} (unreadable): 1073741824 bytes, too large for a key slot"]
+    assert opened.remove_slot(big, lambda uri: key).id == big

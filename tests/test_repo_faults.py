@@ -562,3 +562,63 @@ def test_snapshot_ids_that_are_not_hex_are_named_by_check(
     )
     result = check(open_with(repo.store, key))
     assert result.errors == [f"snapshots/{name}: malformed: {where}: expected an id of 64 hex digits"]
+
+
+def _never_read(monkeypatch: pytest.MonkeyPatch, repo: Repository, name: str) -> None:
+    get = repo.store.get
+
+    def guarded(n: str) -> bytes:
+        assert n != name, f"{name} was read"
+        return get(n)
+
+    monkeypatch.setattr(repo.store, "get", guarded)
+
+
+def test_an_oversized_snapshot_is_refused_unread(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # A damaged or planted object claiming a gigabyte made every listing read it all
+    # (1.3 GB RSS for 1 GiB of junk). Sparse: the test writes no gigabyte.
+    repo, key = init_repo(make_store("file", tmp_path, None), tmp_path)
+    good = backup_directory(repo, _two_files(tmp_path)).snapshot
+    name = "ee" * 32
+    with open(tmp_path / "repo" / "snapshots" / name, "wb") as f:
+        f.truncate(1 << 30)
+    fresh = open_with(repo.store, key)
+    _never_read(monkeypatch, fresh, f"snapshots/{name}")
+    problem = (
+        f"snapshots/{name}: 1073741824 bytes, more than the 134217728 such an object may have (damaged?)"
+    )
+    with pytest.raises(FormatError) as e:
+        list_snapshots(fresh)
+    assert e.value.message == problem
+    with pytest.raises(FormatError) as e:
+        find_snapshot(fresh, name, kind="volume", what="volume snapshot")
+    assert e.value.message == problem
+    result = check(fresh)
+    assert result.errors == [problem] and result.snapshots == 1
+    assert find_snapshot(fresh, good.id, kind="volume", what="volume snapshot").id == good.id
+
+
+def test_an_oversized_lock_is_ignored_unread(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from dr.repo.locks import list_locks
+
+    repo, _key = init_repo(make_store("file", tmp_path, None), tmp_path)
+    (tmp_path / "repo" / "locks").mkdir(exist_ok=True)
+    with open(tmp_path / "repo" / "locks" / ("ff" * 32), "wb") as f:
+        f.truncate(1 << 30)
+    _never_read(monkeypatch, repo, f"locks/{'ff' * 32}")
+    assert list_locks(repo) == []
+
+
+def test_an_object_too_large_to_read_back_is_not_written(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import dr.repo.repository as repository
+
+    repo, _ = init_repo(make_store("file", tmp_path, None), tmp_path)
+    monkeypatch.setitem(repository.MAX_OBJECT_SIZE, "snapshots", 1000)
+    doc = Snapshot(kind="backup", refs=[os.urandom(32).hex() for _ in range(40)]).to_doc()
+    with pytest.raises(
+        RepositoryError, match=r"^snapshots/[0-9a-f]{64}: \d+ bytes, more than the 1000 an object"
+    ):
+        repo.save_object("snapshots", doc)
+    assert repo.list_objects("snapshots") == []

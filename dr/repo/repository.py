@@ -47,6 +47,15 @@ log = logging.getLogger(__name__)
 
 PACK_SIZE = 16 << 20
 OBJECT_KINDS = ("snapshots", "locks", "reports", "index")
+# The largest object of a kind that dr writes or reads (sealed bytes; FORMAT.md §8-§10):
+# a damaged or planted object must not make a reader allocate whatever it claims.
+# A snapshot of a backup lists its streams' blob ids, ~34 bytes sealed per 1 MiB
+# chunk: 1 TiB of resource and dump streams makes a 33 MiB snapshot, so 128 MiB
+# leaves room for ~4 TiB. Plaintext may be up to 4x that (ids compress about 2x).
+MAX_OBJECT_SIZE = {"snapshots": 128 << 20, "reports": 128 << 20, "locks": 1 << 20}
+PLAINTEXT_FACTOR = 4
+# A key slot is ~500 bytes of JSON (a KMS ciphertext included).
+MAX_SLOT_SIZE = 64 << 10
 
 
 class RepositoryError(DrError):
@@ -126,6 +135,8 @@ class Repository:
     # data (an index file, a snapshot), so that a process whose lock lapsed while it was
     # paused does not commit packs a prune has deleted meanwhile.
     _leases: list[Lease] = field(default_factory=list)
+    # kind -> {name: size} from the last list_objects(kind)
+    _listed_sizes: dict[str, dict[str, int]] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         self.codec = Codec(self.master.sealer(), level=self.compression_level)
@@ -363,22 +374,44 @@ class Repository:
             self.check_leases()
         name = name or os.urandom(32).hex()
         _, sealed = self.codec.encode(json.dumps(doc, separators=(",", ":")).encode(), object_aad(kind, name))
+        cap = MAX_OBJECT_SIZE.get(kind)
+        if cap is not None and len(sealed) > cap:
+            # Never write what no reader would read back.
+            raise RepositoryError(
+                f"{kind}/{name}: {len(sealed)} bytes, more than the {cap} an object may have"
+            )
         self.store.put(f"{kind}/{name}", sealed)
         return name
 
     def load_object(self, kind: str, name: str) -> dict[str, Any]:
-        sealed = self.store.get(f"{kind}/{name}")
-        plain = self.codec.decode(sealed, object_aad(kind, name), what=f"{kind}/{name}")
+        """Read, open and parse ``kind/name``, refused unread if larger than its kind allows."""
+        where = f"{kind}/{name}"
+        cap = MAX_OBJECT_SIZE[kind]
+        size = self._listed_sizes.get(kind, {}).get(name)
+        if size is None:
+            size = self.store.stat(where).size
+        if size > cap:
+            raise FormatError(
+                f"{where}: {size} bytes, more than the {cap} such an object may have (damaged?)"
+            )
+        sealed = self.store.get(where)
+        plain = self.codec.decode(sealed, object_aad(kind, name), what=where, max_size=PLAINTEXT_FACTOR * cap)
         try:
             doc = json.loads(plain)
         except ValueError:
-            raise FormatError(f"{kind}/{name}: not JSON") from None
+            raise FormatError(f"{where}: not JSON") from None
+        except RecursionError:
+            raise FormatError(f"{where}: nested too deeply") from None
         if not isinstance(doc, dict):
-            raise FormatError(f"{kind}/{name}: not a JSON object")
+            raise FormatError(f"{where}: not a JSON object")
         return doc
 
     def list_objects(self, kind: str) -> list[str]:
-        return [n.rsplit("/", 1)[-1] for n in self.list_names(f"{kind}/")]
+        sizes = {o.name.rsplit("/", 1)[-1]: o.size for o in self.store.list(f"{kind}/")}
+        # Kept for load_object, which then needs no stat: a name is never reused or
+        # rewritten (FORMAT.md §1), so a listed size stays true. The last listing only.
+        self._listed_sizes[kind] = sizes
+        return sorted(sizes)
 
     def load_objects(self, kind: str, names: list[str] | None = None) -> list[tuple[str, dict[str, Any]]]:
         """Load many objects in parallel; unreadable ones raise FormatError. Of ``kind``'s
@@ -509,6 +542,9 @@ def read_slots(store: ObjectStore) -> tuple[list[KeySlot], list[UnreadableSlot]]
     unreadable: list[UnreadableSlot] = []
     for info in store.list("keys/"):
         slot_id = info.name[len("keys/") :]
+        if info.size > MAX_SLOT_SIZE:
+            unreadable.append(UnreadableSlot(slot_id, f"{info.size} bytes, too large for a key slot"))
+            continue
         try:
             raw = store.get(info.name)
         except ObjectNotFound:
