@@ -19,6 +19,7 @@ from dr.crypto.aead import OVERHEAD, Sealer
 from dr.repo.chunker import ChunkerParams, FileChunker, StreamChunker
 from dr.repo.format import (
     FLAG_ZSTD,
+    PACK_HEADER_AAD,
     SCRATCH_KEPT,
     BlobType,
     Codec,
@@ -253,6 +254,14 @@ def test_pack_header_roundtrip(blobs: list[bytes]) -> None:
     assert [(e.id, e.offset, e.length) for e in got] == [(e.id, e.offset, e.length) for e in ents]
     with pytest.raises(FormatError):
         decode_pack_header(CODEC, pack[:-1] + b"\xff", len(pack), "t")
+
+
+def test_pack_header_rejects_an_unknown_blob_type() -> None:
+    entry = b"\x07\x00" + (10).to_bytes(4, "little") * 2 + b"\x01" * 32  # type 7
+    header = CODEC.sealer.seal(entry, PACK_HEADER_AAD)
+    pack = b"x" * 10 + header + len(header).to_bytes(4, "little")
+    with pytest.raises(FormatError, match=r"^data/ab: pack header entry 0 has an unknown blob type 7$"):
+        decode_pack_header(CODEC, pack, len(pack), "data/ab")
 
 
 names = st.text(min_size=1, max_size=30).filter(

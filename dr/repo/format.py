@@ -321,6 +321,7 @@ class PackEntry:
 
 
 PACK_HEADER_AAD = b"dr:packheader"
+_BLOB_TYPE_VALUES = frozenset(int(t) for t in BlobType)
 
 
 def encode_pack_header(codec: Codec, entries: list[PackEntry]) -> bytes:
@@ -353,7 +354,9 @@ def decode_pack_header(codec: Codec, tail: bytes, pack_size: int, what: str) -> 
     if len(plain) % PACK_ENTRY.size:
         raise FormatError(f"{what}: pack header has a partial entry")
     entries, offset = [], 0
-    for t, flag, length, raw_length, bid in PACK_ENTRY.iter_unpack(plain):
+    for i, (t, flag, length, raw_length, bid) in enumerate(PACK_ENTRY.iter_unpack(plain)):
+        if t not in _BLOB_TYPE_VALUES:  # BlobType(t) would raise ValueError, a traceback
+            raise FormatError(f"{what}: pack header entry {i} has an unknown blob type {t}")
         entries.append(PackEntry(BlobType(t), flag, offset, length, raw_length, bid))
         offset += length
     if offset + hlen + 4 != pack_size:
