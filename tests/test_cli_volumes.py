@@ -192,6 +192,51 @@ def test_killed_mover_fails_the_backup_cleanly_and_the_next_backup_succeeds(
     assert len(doc["volumes"]) == 2
 
 
+def test_a_restore_whose_mover_failed_gets_its_data_on_the_next_run(
+    capsys: Capsys, kube_client: KubeClient, node_agent: NodeAgent, mover_env: MoverEnv, app: App
+) -> None:
+    """A re-run fills the claims whose data never arrived, and only those.
+
+    Before, the re-run found the claims "unchanged" and exited 0 with an empty volume.
+    """
+    kc, agent = kube_client, node_agent
+    for seed, pvc in enumerate(app.pvcs, 1):
+        fill_volume(agent.volume_dir(app.namespace, pvc), seed, 2 * MB)
+    before = {pvc: file_tree(agent.volume_dir(app.namespace, pvc)) for pvc in app.pvcs}
+    res = app.dr(capsys, "backup", "-n", app.namespace)
+    assert res.code == 0, res.err
+    kc.call("DELETE", f"/api/v1/namespaces/{app.namespace}")
+    wait_until(
+        lambda: not any(agent.volume_dir(app.namespace, p).exists() for p in app.pvcs),
+        what="volumes reclaimed",
+    )
+
+    agent.kill.add(f"{app.namespace}/data-a")
+    res = app.dr(capsys, "restore", "latest")
+    assert res.code == 3, res.out + res.err
+    assert any(f"{app.namespace}/data-a" in line for line in res.err.splitlines()), res.err
+    pending = {p: get_pvc(kc, app.namespace, p)["metadata"].get("annotations", {}) for p in app.pvcs}
+    assert "dr.dev/data-pending" in pending["data-a"] and "dr.dev/data-pending" not in pending["data-b"]
+
+    agent.kill.clear()
+    res = app.dr(capsys, "restore", "latest", "-o", "json")
+    assert res.code == 0, res.err
+    doc = res.json()
+    assert doc["phase"] == "Completed" and doc["volumeErrors"] == []
+    # data-a gets its data; data-b, filled by the first run, is left alone.
+    assert [v["pvc"] for v in doc["volumes"]] == ["data-a"]
+    for pvc in app.pvcs:
+        assert file_tree(agent.volume_dir(app.namespace, pvc)) == before[pvc], pvc
+    marks = get_pvc(kc, app.namespace, "data-a")["metadata"].get("annotations", {})
+    assert "dr.dev/data-pending" not in marks
+
+    # Once every claim has its data, another run writes to none of them.
+    res = app.dr(capsys, "restore", "latest", "-o", "json")
+    assert res.code == 0, res.err
+    assert res.json()["volumes"] == []
+    wait_until(lambda: not leftovers(kc, [app.namespace, mover_env.mover_namespace]), what="no leftovers")
+
+
 def test_dumps_of_a_backup_are_loaded_into_the_restored_pods_that_ask(
     kube_client: KubeClient, namespace: str, tmp_path: Path
 ) -> None:

@@ -334,3 +334,40 @@ def test_after_stage_runs_between_stages(kube_client: KubeClient, source: str) -
     assert dict(calls)["configmaps"] == 30 and dict(calls)["deployments"] == 0
     assert seen_at_claims["results"] == [("data", "created")]
     assert seen_at_claims["claim"] is not None and seen_at_claims["configmaps"] == []
+
+
+def test_only_claims_still_awaiting_their_data_get_it(kube_client: KubeClient, source: str) -> None:
+    """The data-pending mark: set when a claim is created for data, kept until the data is in, never re-added."""
+    from dr.restore.volumes import awaiting_data, clear_data_pending
+
+    kc = kube_client
+    sink = backup(kc, source)
+    target = f"{source}-c"
+    claims = RestoreOptions(namespace_mapping={source: target}, include_resources=["pvc"])
+    data = {f"{source}/data": "snap-1"}
+    first = restore_resources(kc, sink.items, claims, "bk", "rs-1", data_volumes=data)
+    assert first.counts == {"created": 2}  # the namespace and the claim
+    # The restore stopped before the data arrived: a re-run (another restore id) finds the claim
+    # "unchanged", and it is still awaiting its data.
+    again = restore_resources(kc, sink.items, claims, "bk", "rs-2", data_volumes=data)
+    assert again.counts == {"unchanged": 1}
+    targets, problems = awaiting_data(kc, again.items, data)
+    assert [(t.namespace, t.pvc, t.snapshot_id) for t in targets] == [(target, "data", "snap-1")]
+    assert problems == []
+
+    clear_data_pending(kc, target, "data")
+    claim = get(kc, "v1", "persistentvolumeclaims", "data", target)
+    assert claim is not None and "dr.dev/data-pending" not in (claim["metadata"].get("annotations") or {})
+    # The app changed the claim; an update brings the backed-up fields back but does not mark
+    # the filled claim as awaiting data (its data would be overwritten).
+    kc.call("PATCH", f"/api/v1/namespaces/{target}/persistentvolumeclaims/data",
+            body=b'{"metadata": {"labels": {"tier": "changed"}}}', content_type="application/merge-patch+json")  # fmt: skip
+    backed_up = next(obj for item, obj in sink.items if item.resource == "persistentvolumeclaims")
+    backed_up["metadata"]["labels"] = {"tier": "db"}
+    update = claims.model_copy(update={"existing": "update"})
+    updated = restore_resources(kc, sink.items, update, "bk", "rs-3", data_volumes=data)
+    assert updated.counts == {"updated": 1}
+    claim = get(kc, "v1", "persistentvolumeclaims", "data", target)
+    assert claim is not None and claim["metadata"]["labels"]["tier"] == "db"
+    assert "dr.dev/data-pending" not in (claim["metadata"].get("annotations") or {})
+    assert awaiting_data(kc, updated.items, data) == ([], [])

@@ -237,6 +237,13 @@ def test_changes_compare_only_what_restore_sends() -> None:
     ]
 
 
+def test_a_filled_claim_without_its_data_pending_mark_is_unchanged() -> None:
+    desired = {"kind": "PersistentVolumeClaim",
+               "metadata": {"name": "d", "annotations": {"dr.dev/data-pending": "snap-1", "a": "1"}}}  # fmt: skip
+    existing = {"kind": "PersistentVolumeClaim", "metadata": {"name": "d", "annotations": {"a": "1"}}}
+    assert changes(desired, existing) == []
+
+
 def test_changes_never_show_secret_values() -> None:
     desired = {
         "kind": "Secret",

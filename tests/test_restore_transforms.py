@@ -34,6 +34,7 @@ def test_transforms_run_in_the_documented_order() -> None:
         "drop_backed_up_owner_references",
         "service_drop_allocated",
         "pvc_drop_binding",
+        "pvc_mark_data_pending",
         "pv_reset_claim_ref",
         "pod_drop_node_name",
         "pod_drop_token_volumes",
@@ -137,6 +138,24 @@ def test_pvc_drops_binding_and_volume_name_unless_its_pv_is_restored() -> None:
     assert t.pvc_drop_binding(obj, ctx(restored_pvs=frozenset({"pv-1"}))) == pvc(
         {"keep": "me"}, {"volumeName": "pv-1", "storageClassName": "gp3"}
     )
+
+
+def test_pvc_whose_data_comes_through_a_mover_is_marked_pending() -> None:
+    def claim(annotations: dict[str, str]) -> dict[str, Any]:
+        obj = pvc(annotations, {})
+        return {**obj, "metadata": {**obj["metadata"], "namespace": "a"}}
+
+    data = ctx(data_volumes={"a/data": "snap-1"})
+    obj = claim({"keep": "me"})
+    assert t.pvc_mark_data_pending(obj, data) == claim({"keep": "me", "dr.dev/data-pending": "snap-1"})
+    # No data this time (--no-data, no volume snapshot): no mark; one copied from the backup goes.
+    assert t.pvc_mark_data_pending(obj, CTX) is obj
+    carried = claim({"keep": "me", "dr.dev/data-pending": "old"})
+    assert t.pvc_mark_data_pending(carried, CTX) == claim({"keep": "me"})
+    # Keyed by the namespace in the backup: the transform runs before map_namespaces.
+    out, _ = apply_transforms(obj, ctx(data_volumes={"a/data": "snap-1"}, namespace_mapping={"a": "b"}))
+    assert out is not None and out["metadata"]["namespace"] == "b"
+    assert out["metadata"]["annotations"]["dr.dev/data-pending"] == "snap-1"
 
 
 def test_pv_claim_ref_loses_uid_and_resource_version() -> None:
@@ -370,6 +389,7 @@ FULL_CTX = ctx(
     storage_class_mapping={"old": "new"},
     backup_uids=frozenset({"owner", "u"}),
     restored_pvs=frozenset({"pv"}),
+    data_volumes={"a/n": "snap"},
 )
 
 

@@ -57,8 +57,8 @@ from dr.kube.jobs import (
 from dr.repo.repository import Repository
 from dr.repo.snapshots import Snapshot, readable_snapshots
 from dr.restore.results import ItemResults
-from dr.restore.run import VolumeRestorePhase, VolumeRestoreStep
-from dr.restore.volumes import VolumeRestoreContext, VolumeRestoreTarget, restore_volumes
+from dr.restore.run import VolumeRestorePhase, VolumeRestoreStep, volume_snapshots
+from dr.restore.volumes import VolumeRestoreContext, awaiting_data, restore_volumes
 
 log = logging.getLogger(__name__)
 
@@ -150,20 +150,10 @@ def volume_restore_step(app: AppContext) -> VolumeRestoreStep:
     repo_url = repository_config(app).url
 
     def step(kube: KubeClient, snap: Snapshot, results: ItemResults, restore_id: str) -> VolumeRestorePhase:
-        by_source = {f"{v['namespace']}/{v['pvc']}": v for v in snap.app.get("volumes", [])}
-        targets = []
-        phase = VolumeRestorePhase()
-        for r in results:
-            if r.item.resource != "persistentvolumeclaims" or r.item.group != "":
-                continue
-            # Only claims this restore created get data: an existing claim is in use (or was skipped on purpose).
-            if r.outcome not in ("created", "recreated"):
-                continue
-            src = by_source.get(f"{r.source_namespace or r.item.namespace}/{r.item.name}")
-            if not src or not src.get("snapshotId"):
-                continue
-            targets.append(VolumeRestoreTarget(namespace=r.item.namespace or "", pvc=r.item.name,
-                                               snapshot_id=str(src["snapshotId"])))  # fmt: skip
+        # Only claims marked as awaiting their data get it: the ones this restore (or an earlier,
+        # unfinished run) created. An existing claim is in use, or was skipped on purpose.
+        targets, problems = awaiting_data(kube, results, volume_snapshots(snap))
+        phase = VolumeRestorePhase(errors=problems)
         if not targets:
             return phase
         ctx = VolumeRestoreContext(repo_url=repo_url, restore_id=restore_id, mover=cfg.mover)
@@ -173,12 +163,12 @@ def volume_restore_step(app: AppContext) -> VolumeRestoreStep:
                 copies.ensure(ns)
             restored = restore_volumes(kube, targets, ctx, describe_snapshot=snapshot_summaries(snap))
         finally:
-            problems = copies.delete_all()
+            cleanup = copies.delete_all()
         for res in restored:
             phase.volumes.append(res.model_dump(mode="json", by_alias=True, exclude_none=True))
             if res.error:
                 phase.errors.append(res.describe())
-        for p in problems:
+        for p in cleanup:
             log.warning("%s", p)
         return phase
 

@@ -42,7 +42,7 @@ from dr.kube.objects import ResourceItem, controller_of, labels_of
 from dr.kube.selectors import parse_selector
 from dr.restore.order import STAGES, stage_of
 from dr.restore.results import ItemResults, RestoreItemResult
-from dr.restore.transforms import BACKUP_LABEL, RESTORE_LABEL, SERVER_METADATA
+from dr.restore.transforms import BACKUP_LABEL, DATA_PENDING_ANNOTATION, RESTORE_LABEL, SERVER_METADATA
 
 DNS_LABEL_MAX = 63
 PVC = ("", "persistentvolumeclaims")
@@ -365,6 +365,8 @@ def _skip_reason(
 MAX_DIFF_LINES = 12
 MAX_VALUE_CHARS = 60
 _IGNORED_LABELS = (BACKUP_LABEL, RESTORE_LABEL)
+# dr's own bookkeeping on restored objects: a filled claim that lost its data-pending mark is unchanged.
+_IGNORED_ANNOTATIONS = (DATA_PENDING_ANNOTATION,)
 
 
 def _empty(v: Any) -> bool:
@@ -380,6 +382,8 @@ def _comparable(obj: dict[str, Any]) -> dict[str, Any]:
     meta = {k: v for k, v in (obj.get("metadata") or {}).items() if k not in SERVER_METADATA}
     labels = {k: v for k, v in (meta.get("labels") or {}).items() if k not in _IGNORED_LABELS}
     meta["labels"] = labels
+    if isinstance(meta.get("annotations"), dict):
+        meta["annotations"] = {k: v for k, v in meta["annotations"].items() if k not in _IGNORED_ANNOTATIONS}
     return {**{k: v for k, v in obj.items() if k != "status"}, "metadata": meta}
 
 

@@ -18,7 +18,11 @@ Per object:
   restore repairs, still terminating) is waited for, then created;
 * an object carrying this restore's ``dr.dev/restore`` label was restored by an
   earlier, interrupted run of the same restore: it counts as created, so
-  running a restore again after a crash finishes it without duplicates;
+  running a restore again after a crash finishes it without duplicates (a
+  re-run gets a new restore id, so its objects compare ``unchanged`` instead;
+  claims whose data never arrived are found by their ``dr.dev/data-pending``
+  mark, see ``dr.restore.volumes``). An update never adds that mark to a claim
+  that has lost it: the claim holds its data;
 * any error (403, 422, a type the cluster does not serve, …) fails that object
   only, with the server's reason; the restore ends ``PartiallyFailed``.
 
@@ -37,7 +41,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, as_completed, wait
 from typing import Any, Literal
 
@@ -53,7 +57,13 @@ from dr.kube.wait import wait_for_crd_established, wait_for_deletion, wait_for_s
 from dr.restore.order import CRD_STAGE, NAMESPACE_STAGE, STAGES, stage_of
 from dr.restore.plan import ItemSource, PlanEntry, RestoreOptions, RestorePlan, build_plan, changes
 from dr.restore.results import ItemResults, Outcome, RestoreItemResult
-from dr.restore.transforms import BACKUP_LABEL, RESTORE_LABEL, TransformContext, apply_transforms
+from dr.restore.transforms import (
+    BACKUP_LABEL,
+    DATA_PENDING_ANNOTATION,
+    RESTORE_LABEL,
+    TransformContext,
+    apply_transforms,
+)
 
 log = logging.getLogger(__name__)
 
@@ -107,6 +117,7 @@ def restore_resources(
     *,
     after_stage: StageCallback | None = None,
     reread: ItemSource | None = None,
+    data_volumes: Mapping[str, str] | None = None,
 ) -> RestoreResult:
     """Restore the backed-up objects ``items``; see the module docstring.
 
@@ -119,11 +130,15 @@ def restore_resources(
     (``total`` grows when missing namespaces are added). ``after_stage(name, results)`` is
     called in the calling thread after each stage of ``dr.restore.order.STAGES``, in order,
     with that stage's results (empty for a stage with nothing to restore) — e.g. to restore
-    volume data after the PersistentVolumeClaims stage, before any workload. Raises ``DrError`` only when the
+    volume data after the PersistentVolumeClaims stage, before any workload. ``data_volumes``
+    ("namespace/pvc" as backed up -> volume snapshot) names the claims whose data that step
+    restores: they are created marked as awaiting it (``pvc_mark_data_pending``). Raises ``DrError`` only when the
     cluster's API cannot be read at all, ``InvalidInput`` for options that select nothing;
     every per-object problem is a ``failed`` item in the result.
     """
-    return _RestoreRun(kube, options, backup_id, restore_id, progress, after_stage, reread).run(items)
+    run = _RestoreRun(kube, options, backup_id, restore_id, progress, after_stage, reread)
+    run.data_volumes = dict(data_volumes or {})
+    return run.run(items)
 
 
 class _RestoreRun:
@@ -146,6 +161,7 @@ class _RestoreRun:
         self.done = 0
         self.namespaces_created: set[str] = set()
         self.restored_pvs: set[str] = set()
+        self.data_volumes: dict[str, str] = {}
         self.absent_namespaces: set[str] = set()  # dry run: target namespaces that would be created
         self.pending_types: set[tuple[str, str]] = set()  # dry run: types of CRDs that would be created
         self.lock = threading.Lock()  # guards discovery updates from the CRD waits
@@ -229,6 +245,7 @@ class _RestoreRun:
             preserve_nodeports=self.options.preserve_nodeports,
             backup_uids=plan.backup_uids,
             restored_pvs=frozenset(self.restored_pvs),
+            data_volumes=self.data_volumes,
         )
 
     def run_stage(
@@ -336,7 +353,7 @@ class _RestoreRun:
         if policy == "skip":
             return self.outcome(entry, "skipped", "already exists and differs (existing=skip)", diff)
         if policy == "update" or (res.group, res.plural) == ("", "namespaces"):
-            kapply.apply(self.kube, res, desired)
+            kapply.apply(self.kube, res, _keep_data_mark(desired, existing))
             reason = "namespaces are updated, never recreated" if policy == "recreate" else None
             return self.outcome(entry, "updated", reason, diff)
         kapply.delete(self.kube, res, target.namespace, target.name, uid=_uid(existing))
@@ -459,6 +476,23 @@ class _RestoreRun:
                 self.result.warnings.append(f"cannot check whether namespace {name} exists: {e.short}")
                 return None
             return RestoreItemResult(item=item, outcome="failed", reason=f"{reason}: {e.short}")
+
+
+def _keep_data_mark(desired: dict[str, Any], existing: dict[str, Any]) -> dict[str, Any]:
+    """``desired`` without the data-pending mark unless ``existing`` has it.
+
+    An update must not mark a claim as awaiting data: the volume step would then
+    write the backup over the data the claim holds. Only a claim this restore
+    creates, or one whose data never arrived (still marked), is filled.
+    """
+    meta = desired.get("metadata") or {}
+    annotations = meta.get("annotations") or {}
+    if DATA_PENDING_ANNOTATION not in annotations:
+        return desired
+    if DATA_PENDING_ANNOTATION in ((existing.get("metadata") or {}).get("annotations") or {}):
+        return desired
+    kept = {k: v for k, v in annotations.items() if k != DATA_PENDING_ANNOTATION}
+    return {**desired, "metadata": {**meta, "annotations": kept}}
 
 
 def _being_deleted(obj: dict[str, Any]) -> bool:

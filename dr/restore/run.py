@@ -48,6 +48,15 @@ def backup_items(repo: Repository, snap: Snapshot) -> Iterator[tuple[ResourceIte
             raise FormatError(f"backup {snap.short_id}: resource record {n} is malformed ({e})") from None
 
 
+def volume_snapshots(snap: Snapshot) -> dict[str, str]:
+    """The volume snapshot of each backed-up PVC ("namespace/pvc" as backed up -> id) that has one."""
+    return {
+        f"{v['namespace']}/{v['pvc']}": str(v["snapshotId"])
+        for v in snap.app.get("volumes", [])
+        if v.get("snapshotId") and v.get("namespace") and v.get("pvc")
+    }
+
+
 @dataclass
 class VolumeRestorePhase:
     volumes: list[dict[str, Any]] = field(default_factory=list)
@@ -87,10 +96,12 @@ def run_restore(
         if stage == "persistentvolumeclaims" and volume_step is not None and not options.dry_run:
             volumes = volume_step(kube, snap, results, rid)
 
+    # Claims whose data the volume step brings back are created marked as awaiting it.
+    data_volumes = volume_snapshots(snap) if volume_step is not None and not options.dry_run else {}
     with Lock(repo, "shared", "restore"):
         # Each stage reads the objects again from the repository: memory stays flat.
         result = restore_resources(
             kube, backup_items(repo, snap), options, backup_label, rid, progress, after_stage=after_stage,
-            reread=lambda: backup_items(repo, snap),
+            reread=lambda: backup_items(repo, snap), data_volumes=data_volumes,
         )  # fmt: skip
     return RestoreOutcome(result, volumes)

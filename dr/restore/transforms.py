@@ -15,17 +15,20 @@ input is never modified) or ``None`` to drop the object. In order:
    (kept with ``preserve_nodeports``);
 5. ``pvc_drop_binding`` — the binding annotations, and ``volumeName`` unless
    the PersistentVolume is restored by this restore;
-6. ``pv_reset_claim_ref`` — the claim's uid and resourceVersion (the claim is
+6. ``pvc_mark_data_pending`` — the ``dr.dev/data-pending`` annotation on a
+   PVC whose data this restore brings back through a mover (removed when the
+   mover succeeded), dropped from any other PVC;
+7. ``pv_reset_claim_ref`` — the claim's uid and resourceVersion (the claim is
    recreated), so the restored claim can bind;
-7. ``pod_drop_node_name`` — the scheduler places the pod again;
-8. ``pod_drop_token_volumes`` — the service-account token volume admission
+8. ``pod_drop_node_name`` — the scheduler places the pod again;
+9. ``pod_drop_token_volumes`` — the service-account token volume admission
    injects (``kube-api-access-*``); a pod created with it is rejected;
-9. ``job_drop_generated_selector`` — the selector and controller-uid labels
-   generated for the old Job's uid (unless ``manualSelector``);
-10. ``map_namespaces`` — metadata.namespace, Namespace names, ServiceAccount
+10. ``job_drop_generated_selector`` — the selector and controller-uid labels
+    generated for the old Job's uid (unless ``manualSelector``);
+11. ``map_namespaces`` — metadata.namespace, Namespace names, ServiceAccount
     subjects of (Cluster)RoleBindings, PersistentVolume claimRefs;
-11. ``map_storage_classes`` — PVCs, PVs, StatefulSet volumeClaimTemplates;
-12. ``add_restore_labels`` — ``dr.dev/backup`` and ``dr.dev/restore`` on every object.
+12. ``map_storage_classes`` — PVCs, PVs, StatefulSet volumeClaimTemplates;
+13. ``add_restore_labels`` — ``dr.dev/backup`` and ``dr.dev/restore`` on every object.
 """
 
 from __future__ import annotations
@@ -42,6 +45,8 @@ BACKUP_LABEL = "dr.dev/backup"
 RESTORE_LABEL = "dr.dev/restore"
 NAMESPACE_NAME_LABEL = "kubernetes.io/metadata.name"
 STORAGE_CLASS_ANNOTATION = "volume.beta.kubernetes.io/storage-class"
+# On a PVC dr restored whose data has not arrived yet: the volume snapshot to restore into it.
+DATA_PENDING_ANNOTATION = "dr.dev/data-pending"
 
 SERVER_METADATA = (
     "uid",
@@ -77,6 +82,9 @@ class TransformContext:
     backup_uids: Container[str] = frozenset()
     # Names (as in the backup) of the PersistentVolumes this restore creates or updates.
     restored_pvs: frozenset[str] = frozenset()
+    # "namespace/name" (as in the backup) of each PVC whose data this restore brings back through a
+    # mover -> the volume snapshot it comes from.
+    data_volumes: Mapping[str, str] = field(default_factory=dict)
 
     def map_namespace(self, namespace: str) -> str:
         return self.namespace_mapping.get(namespace, namespace)
@@ -175,6 +183,27 @@ def pvc_drop_binding(obj: Obj, ctx: TransformContext) -> Obj | None:
     if spec.get("volumeName") and spec["volumeName"] not in ctx.restored_pvs:
         out = _with_spec(out, _without_keys(spec, ("volumeName",)))
     return out
+
+
+def pvc_mark_data_pending(obj: Obj, ctx: TransformContext) -> Obj | None:
+    # The mark is created with the claim, in the same request: whenever a restore stops
+    # (a failed mover, a crash, Ctrl-C) before the data arrived, the claim says so, and
+    # the next run of a restore fills every claim still marked (``dr.restore.volumes``).
+    # Without it a re-run found the claim "unchanged" and left it empty. A mark copied
+    # from the backup (a claim backed up while a restore filled it) says nothing about
+    # this restore: dropped.
+    if _kind(obj) != ("", "PersistentVolumeClaim"):
+        return obj
+    meta = _meta(obj)
+    annotations = meta.get("annotations") or {}
+    snapshot = ctx.data_volumes.get(f"{meta.get('namespace')}/{meta.get('name')}")
+    if snapshot is None:
+        if DATA_PENDING_ANNOTATION not in annotations:
+            return obj
+        return _with_metadata(
+            obj, {**meta, "annotations": _without_keys(annotations, (DATA_PENDING_ANNOTATION,))}
+        )
+    return _with_metadata(obj, {**meta, "annotations": {**annotations, DATA_PENDING_ANNOTATION: snapshot}})
 
 
 def pv_reset_claim_ref(obj: Obj, ctx: TransformContext) -> Obj | None:
@@ -352,6 +381,7 @@ TRANSFORMS: tuple[Transform, ...] = (
     drop_backed_up_owner_references,
     service_drop_allocated,
     pvc_drop_binding,
+    pvc_mark_data_pending,
     pv_reset_claim_ref,
     pod_drop_node_name,
     pod_drop_token_volumes,

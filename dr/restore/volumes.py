@@ -13,6 +13,17 @@ Restore movers run in the application namespace because a pod can only
 mount PVCs of its own namespace; the ConfigMap ``dr-config`` and the
 credentials Secret must exist there (checked first: ``check_mover_namespace``).
 
+Which claims get data (``awaiting_data``): those carrying the
+``dr.dev/data-pending`` mark. A restore creates each claim whose data it
+brings back with that mark (``dr.restore.transforms.pvc_mark_data_pending``)
+and removes it once the claim's mover succeeded. A restore that stopped in
+between — a failed mover, a crash, Ctrl-C — leaves the claim marked, and the
+next run fills it although the claim itself now exists and compares
+``unchanged``. Claims without the mark (the application's own, or filled by
+an earlier run) are never written to. A mark, not the run's identity,
+decides: each run has its own restore id, and a mark also survives a re-run
+with other options or of a newer backup.
+
 Ownership: the mover runs as uid 65532, so restored files belong to it
 (modes and times are restored; the pod's ``fsGroup`` makes the volume
 writable). ``restore_ownership=True`` runs the restore mover as root with
@@ -23,6 +34,7 @@ allows it (``baseline``).
 
 from __future__ import annotations
 
+import json
 import threading
 import time
 from collections.abc import Callable
@@ -48,6 +60,8 @@ from dr.kube.jobs import (
     summary_from_log,
 )
 from dr.kube.snapshots import PVCS
+from dr.restore.results import ItemResults
+from dr.restore.transforms import DATA_PENDING_ANNOTATION
 
 DescribeSnapshot = Callable[[str], dict[str, Any] | None]
 
@@ -66,6 +80,49 @@ class VolumeRestoreContext(MoverContext):
     restore_id: str
     service_account: str | None = None  # in the app namespace; None: default account, no token
     restore_ownership: bool = False
+
+
+def data_pending(pvc: dict[str, Any]) -> bool:
+    return DATA_PENDING_ANNOTATION in ((pvc.get("metadata") or {}).get("annotations") or {})
+
+
+def awaiting_data(
+    kube: KubeClient, results: ItemResults, snapshots: dict[str, str]
+) -> tuple[list[VolumeRestoreTarget], list[str]]:
+    """The restored claims still marked as awaiting their data, with the backup's snapshot of each.
+
+    ``results`` are the PersistentVolumeClaims stage's; ``snapshots`` maps
+    "namespace/pvc" as backed up to its volume snapshot. Returns the targets
+    and, per claim that could not be read, a problem.
+    """
+    targets: list[VolumeRestoreTarget] = []
+    problems: list[str] = []
+    for r in results:
+        if (r.item.group, r.item.resource) != ("", "persistentvolumeclaims") or r.outcome == "failed":
+            continue
+        snapshot = snapshots.get(f"{r.source_namespace or r.item.namespace}/{r.item.name}")
+        if not snapshot:
+            continue
+        namespace = r.item.namespace or ""
+        try:
+            pvc = get_object(kube, PVCS, namespace, r.item.name)
+        except ApiError as e:
+            problems.append(f"volume {namespace}/{r.item.name}: cannot read the PVC: {e.short}")
+            continue
+        if pvc is not None and data_pending(pvc):
+            targets.append(VolumeRestoreTarget(namespace=namespace, pvc=r.item.name, snapshot_id=snapshot))
+    return targets, problems
+
+
+def clear_data_pending(kube: KubeClient, namespace: str, name: str) -> None:
+    """Remove the data-pending mark: the claim holds its data, a re-run leaves it alone."""
+    patch = {"metadata": {"annotations": {DATA_PENDING_ANNOTATION: None}}}
+    kube.call(
+        "PATCH",
+        PVCS.object_path(namespace, name),
+        body=json.dumps(patch).encode(),
+        content_type="application/merge-patch+json",
+    )
 
 
 def restore_volumes(
@@ -147,6 +204,14 @@ def restore_volumes(
             res.duration_seconds = round(time.monotonic() - start, 3)
             if not outcome.succeeded:
                 fail(res, outcome.describe())
+            elif data_pending(pvc):
+                try:
+                    clear_data_pending(kube, t.namespace, t.pvc)
+                except ApiError as e:
+                    # Still marked: a re-run would write the same data again over what the app wrote since.
+                    fail(
+                        res, f"data restored, but the PVC's {DATA_PENDING_ANNOTATION} mark stayed: {e.short}"
+                    )
         except (ApiError, DrError) as e:
             fail(res, e.message)
         finally:
