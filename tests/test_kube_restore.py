@@ -371,3 +371,70 @@ def test_only_claims_still_awaiting_their_data_get_it(kube_client: KubeClient, s
     assert claim is not None and claim["metadata"]["labels"]["tier"] == "db"
     assert "dr.dev/data-pending" not in (claim["metadata"].get("annotations") or {})
     assert awaiting_data(kc, updated.items, data) == ([], [])
+
+
+@pytest.mark.parametrize("existing", ["update", "recreate"])
+def test_a_copy_never_takes_the_sources_volume_or_cluster_role_binding(
+    kube_client: KubeClient, unique: str, existing: str
+) -> None:
+    """PVs and ClusterRoleBindings keep their name in a copy: the source's own are skipped, not changed."""
+    kc = kube_client
+    ns, copy_ns, pv, crb = f"cp-{unique}", f"cp-{unique}-copy", f"pv-{unique}", f"crb-{unique}"
+    make_namespace(kc, ns)
+    try:
+        create(kc, "serviceaccounts", {"apiVersion": "v1", "kind": "ServiceAccount", "metadata": {"name": "app"}}, ns)  # fmt: skip
+        create(kc, "clusterrolebindings", {
+            "apiVersion": RBAC, "kind": "ClusterRoleBinding", "metadata": {"name": crb},
+            "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": "view"},
+            "subjects": [{"kind": "ServiceAccount", "name": "app", "namespace": ns}],
+        })  # fmt: skip
+        # A static volume (reclaim policy Retain, no data through a mover): restored as such otherwise.
+        create(kc, "persistentvolumes", {
+            "apiVersion": "v1", "kind": "PersistentVolume", "metadata": {"name": pv},
+            "spec": {"capacity": {"storage": "1Gi"}, "accessModes": ["ReadWriteOnce"],
+                     "persistentVolumeReclaimPolicy": "Retain", "nfs": {"server": "nfs", "path": "/x"},
+                     "claimRef": {"apiVersion": "v1", "kind": "PersistentVolumeClaim", "namespace": ns,
+                                  "name": "data", "uid": "0b5d1f57-7a43-4a36-8c1c-3f0f2f7c1e11"}},
+        })  # fmt: skip
+        create(kc, "persistentvolumeclaims", {
+            "apiVersion": "v1", "kind": "PersistentVolumeClaim", "metadata": {"name": "data"},
+            "spec": {"accessModes": ["ReadWriteOnce"], "resources": {"requests": {"storage": "1Gi"}},
+                     "volumeName": pv},
+        }, ns)  # fmt: skip
+        pv_before = get(kc, "v1", "persistentvolumes", pv)
+        crb_before = get(kc, RBAC, "clusterrolebindings", crb)
+        assert pv_before is not None and crb_before is not None
+        sink = backup(kc, ns)
+        assert {"persistentvolumes", "clusterrolebindings"} <= {i.resource for i, _ in sink.items}
+        options = RestoreOptions(namespace_mapping={ns: copy_ns}, existing=existing)
+
+        def outcomes(dry_run: bool) -> dict[str, tuple[str, str | None]]:
+            result = restore_resources(
+                kc, sink.items, options.model_copy(update={"dry_run": dry_run}), "bk", "rs"
+            )
+            return {r.item.resource: (r.outcome, r.reason) for r in result.items}
+
+        for dry_run in (True, False):
+            got = outcomes(dry_run)
+            assert got["persistentvolumes"][0] == "skipped"
+            assert str(got["persistentvolumes"][1]).startswith(
+                f"bound to claim {ns}/data: a restore never takes"
+            )
+            assert got["clusterrolebindings"][0] == "skipped"
+            assert "never changes it" in str(got["clusterrolebindings"][1])
+        # The source's objects are untouched: same uid, same claim, same subjects.
+        pv_after = get(kc, "v1", "persistentvolumes", pv)
+        crb_after = get(kc, RBAC, "clusterrolebindings", crb)
+        assert pv_after is not None and crb_after is not None
+        assert pv_after["metadata"]["uid"] == pv_before["metadata"]["uid"]
+        assert pv_after["spec"]["claimRef"] == pv_before["spec"]["claimRef"]
+        assert crb_after["metadata"]["uid"] == crb_before["metadata"]["uid"]
+        assert crb_after["subjects"] == crb_before["subjects"]
+        # The copy's claim does not point at the source's volume: it gets a new one.
+        claim = get(kc, "v1", "persistentvolumeclaims", "data", copy_ns)
+        assert claim is not None and "volumeName" not in claim["spec"]
+    finally:
+        for path in (f"/api/v1/namespaces/{ns}", f"/api/v1/namespaces/{copy_ns}",
+                     f"/api/v1/persistentvolumes/{pv}",
+                     f"/apis/rbac.authorization.k8s.io/v1/clusterrolebindings/{crb}"):  # fmt: skip
+            kc.request("DELETE", path)

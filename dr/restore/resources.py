@@ -14,6 +14,11 @@ Per object:
   field manager ``dr``, forced), ``recreate`` (delete with a uid precondition,
   wait until gone, create). Namespaces are never recreated — deleting one
   deletes everything in it — ``recreate`` updates them instead;
+* a cluster-scoped object the restore would take from someone else is
+  skipped with the reason, whatever ``options.existing`` says: a
+  PersistentVolume bound to another claim, a ClusterRoleBinding whose
+  service-account subjects the namespace mapping changed (it still serves
+  the source namespace) — see ``_used_by_another``;
 * an object that is still being deleted (say the namespace whose loss this
   restore repairs, still terminating) is waited for, then created;
 * an object carrying this restore's ``dr.dev/restore`` label was restored by an
@@ -349,6 +354,9 @@ class _RestoreRun:
         diff = changes(desired, existing)
         if not diff:
             return self.outcome(entry, "unchanged", "already exists")
+        taken = _used_by_another(entry, desired, existing)
+        if taken:
+            return self.outcome(entry, "skipped", taken, diff)
         policy = self.options.existing
         if policy == "skip":
             return self.outcome(entry, "skipped", "already exists and differs (existing=skip)", diff)
@@ -393,6 +401,9 @@ class _RestoreRun:
         diff = changes(desired, existing)
         if not diff:
             return self.outcome(entry, "unchanged", "already exists")
+        taken = _used_by_another(entry, desired, existing)
+        if taken:
+            return self.outcome(entry, "skipped", taken, diff)
         policy = self.options.existing
         if policy == "skip":
             return self.outcome(entry, "skipped", "already exists and differs (existing=skip)", diff)
@@ -476,6 +487,43 @@ class _RestoreRun:
                 self.result.warnings.append(f"cannot check whether namespace {name} exists: {e.short}")
                 return None
             return RestoreItemResult(item=item, outcome="failed", reason=f"{reason}: {e.short}")
+
+
+def _claim_of(pv: dict[str, Any]) -> str | None:
+    ref = (pv.get("spec") or {}).get("claimRef")
+    if not isinstance(ref, dict) or not ref.get("name"):
+        return None
+    return f"{ref.get('namespace') or ''}/{ref['name']}"
+
+
+def _used_by_another(entry: PlanEntry, desired: dict[str, Any], existing: dict[str, Any]) -> str | None:
+    """Why an existing cluster-scoped object that differs is someone else's and is left alone, if it is.
+
+    Cluster-scoped objects keep their backed-up name, so a restore into another
+    namespace meets the source's own objects. Updating or recreating them would
+    take them from the source: a PersistentVolume bound to another claim would
+    be rebound (recreated: its disk possibly deleted), a ClusterRoleBinding
+    would lose the source's service accounts. Whatever ``--existing`` says,
+    they are skipped; the restored claim then gets a new volume (its
+    ``volumeName`` is dropped, the data comes through the mover).
+    """
+    group, _, _ = str(desired.get("apiVersion", "")).rpartition("/")
+    kind = desired.get("kind")
+    if (group, kind) == ("", "PersistentVolume"):
+        bound, wanted = _claim_of(existing), _claim_of(desired)
+        if bound is not None and bound != wanted:
+            return (
+                f"bound to claim {bound}: a restore never takes a volume from another claim "
+                "(the restored claim gets a new volume)"
+            )
+    if (group, kind) == ("rbac.authorization.k8s.io", "ClusterRoleBinding"):
+        mapped = entry.obj.get("subjects") != desired.get("subjects")
+        if mapped and existing.get("subjects") != desired.get("subjects"):
+            return (
+                "binds the service accounts of the backed-up namespace: a restore into another "
+                "namespace never changes it (bind the copy's service accounts yourself)"
+            )
+    return None
 
 
 def _keep_data_mark(desired: dict[str, Any], existing: dict[str, Any]) -> dict[str, Any]:
