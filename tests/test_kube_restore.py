@@ -438,3 +438,46 @@ def test_a_copy_never_takes_the_sources_volume_or_cluster_role_binding(
                      f"/api/v1/persistentvolumes/{pv}",
                      f"/apis/rbac.authorization.k8s.io/v1/clusterrolebindings/{crb}"):  # fmt: skip
             kc.request("DELETE", path)
+
+
+def test_in_place_restore_does_not_bring_back_a_volume_deleted_with_its_claim(
+    kube_client: KubeClient, unique: str
+) -> None:
+    """Reclaim policy Delete: after ``kubectl delete namespace`` the disk is gone; the claim gets a new one."""
+    kc = kube_client
+    ns, pv = f"ip-{unique}", f"pv-{unique}"
+    make_namespace(kc, ns)
+    try:
+        create(kc, "persistentvolumes", {
+            "apiVersion": "v1", "kind": "PersistentVolume",
+            "metadata": {"name": pv, "annotations": {"pv.kubernetes.io/provisioned-by": "ebs.csi.aws.com"}},
+            "spec": {"capacity": {"storage": "1Gi"}, "accessModes": ["ReadWriteOnce"],
+                     "persistentVolumeReclaimPolicy": "Delete", "storageClassName": "gp3",
+                     "csi": {"driver": "ebs.csi.aws.com", "volumeHandle": "vol-0abc"},
+                     "claimRef": {"apiVersion": "v1", "kind": "PersistentVolumeClaim", "namespace": ns,
+                                  "name": "data", "uid": "0b5d1f57-7a43-4a36-8c1c-3f0f2f7c1e11"}},
+        })  # fmt: skip
+        create(kc, "persistentvolumeclaims", {
+            "apiVersion": "v1", "kind": "PersistentVolumeClaim", "metadata": {"name": "data"},
+            "spec": {"accessModes": ["ReadWriteOnce"], "resources": {"requests": {"storage": "1Gi"}},
+                     "storageClassName": "gp3", "volumeName": pv},
+        }, ns)  # fmt: skip
+        sink = backup(kc, ns)
+        assert "persistentvolumes" in {i.resource for i, _ in sink.items}
+        # The incident; the PV controller deletes the volume (and its disk) with the claim.
+        kc.request("DELETE", f"/api/v1/namespaces/{ns}")
+        kc.request("DELETE", f"/api/v1/persistentvolumes/{pv}")
+
+        result = restore_resources(kc, sink.items, RestoreOptions(), "bk", "rs")
+        assert result.phase == "Completed", result.failures
+        pv_result = next(r for r in result.items if r.item.resource == "persistentvolumes")
+        assert (pv_result.outcome, pv_result.reason) == (
+            "skipped",
+            "reclaim policy Delete: its disk is deleted with its claim; the claim gets a new volume",
+        )
+        assert get(kc, "v1", "persistentvolumes", pv) is None
+        claim = get(kc, "v1", "persistentvolumeclaims", "data", ns)
+        assert claim is not None and "volumeName" not in claim["spec"]
+    finally:
+        kc.request("DELETE", f"/api/v1/namespaces/{ns}")
+        kc.request("DELETE", f"/api/v1/persistentvolumes/{pv}")

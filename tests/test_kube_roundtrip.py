@@ -213,7 +213,7 @@ def test_backup_lose_restore_and_restore_mapped(kube_client: KubeClient, own_app
     for key in OWNED:
         assert got.pop(key) == "skipped"
     # Cluster-scoped objects exist already: identical ones are unchanged; the PV, whose claimRef
-    # would now point into the new namespace, differs and is left alone (existing=skip).
+    # would now point into the new namespace, is the source claim's and is left alone.
     assert got.pop(("customresourcedefinitions", app.crd_name)) == "unchanged"
     assert got.pop(("storageclasses", app.storage_class)) == "unchanged"
     assert got.pop(("clusterroles", app.cluster_role)) == "unchanged"

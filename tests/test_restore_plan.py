@@ -190,6 +190,30 @@ def test_selector_and_persistent_volume_option() -> None:
     }
 
 
+def test_volumes_whose_disk_is_gone_or_whose_data_a_mover_restores_are_not_restored() -> None:
+    def pv(name: str, policy: str | None, claim: str) -> tuple[ResourceItem, dict[str, Any]]:
+        spec: dict[str, Any] = {"claimRef": {"namespace": "app", "name": claim}}
+        if policy:
+            spec["persistentVolumeReclaimPolicy"] = policy
+        return item("", "PersistentVolume", "persistentvolumes", name, None), obj(
+            "PersistentVolume", name, None, spec=spec
+        )
+
+    items = [
+        pv("dynamic", "Delete", "a"),
+        pv("static", "Retain", "b"),
+        pv("default", None, "c"),
+        pv("moved", "Retain", "d"),
+    ]
+    plan = build_plan(items, RestoreOptions(), data_claims=frozenset({"app/d"}))
+    # Only the static volumes whose data lives on their own disk are restored (and their claims bound to them).
+    assert planned(plan) == {("persistentvolumes", None, "static"), ("persistentvolumes", None, "default")}
+    assert {r.item.name: r.reason for r in plan.skipped} == {
+        "dynamic": "reclaim policy Delete: its disk is deleted with its claim; the claim gets a new volume",
+        "moved": "the data of its claim app/d is restored by a mover into a new volume",
+    }
+
+
 def test_two_namespaces_mapped_onto_one_do_not_both_restore_an_object() -> None:
     plan = plan_of(include_resources=["configmaps"], namespace_mapping={"other": "app"})
     assert planned(plan) == {("configmaps", "app", "settings")}

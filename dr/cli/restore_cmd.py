@@ -107,7 +107,8 @@ def restore(
     repo = open_repository(ctx)
     snap = find_snapshot(repo, backup_id, kind="backup", what="backup")
     kube = connect_kube(ctx)
-    step = None if no_data or dry_run else volume_restore_step(ctx)
+    # Given to a dry run too (which runs no step): its plan then shows what the data step changes.
+    step = None if no_data else volume_restore_step(ctx)
     bar = item_progress(f"restore {snap.short_id}", None, quiet=ctx.quiet or output != "table")
     # Events on the target namespaces when the restore ends, also when it fails.
     with observe_restore(ctx.loaded.config, kube, snap, options) as observed, bar as advance:
@@ -115,7 +116,7 @@ def restore(
                                        progress=lambda _r, _done, _total: advance(1)))  # fmt: skip
     r = outcome.resources
     dump_failures: list[str] = []
-    if step is not None:
+    if step is not None and not dry_run:
         # Dumps (pg_dump & co.) go back into the restored pods once they run.
         from dr.cli.volume_access import restore_backup_dumps
 

@@ -13,7 +13,9 @@ options and decides, per object, whether it is restored and in which stage of
   exception — they hold data and are restored whoever owns them);
 * what is never restored (``dr.kube.managed``: events, service-account token
   Secrets, … — a backup made by another tool may hold them) and, unless
-  ``restore_pvs``, PersistentVolumes are skipped with the reason.
+  ``restore_pvs``, PersistentVolumes are skipped with the reason; so are
+  PersistentVolumes with reclaim policy Delete and those whose claim's data
+  the movers restore (``_pv_skip_reason``): their claims get new volumes.
 
 ``changes`` compares what restore would send with what exists, the way
 server-side apply sees it: only fields present in the desired object count
@@ -236,6 +238,7 @@ def build_plan(
     *,
     known_types: Iterable[ApiResource] = (),
     reread: ItemSource | None = None,
+    data_claims: Container[str] = frozenset(),
 ) -> RestorePlan:
     """Decide what is restored, in which stage, and what is skipped and why (no cluster access).
 
@@ -243,7 +246,8 @@ def build_plan(
     compact JSON) in the plan. With ``reread`` (a function giving the same
     objects again, e.g. from the repository) the plan is deferred: ``items``
     and ``reread()`` are each read once here, and each stage reads them again
-    when it runs; per object only its position is kept.
+    when it runs; per object only its position is kept. ``data_claims`` are the
+    claims ("namespace/name" as backed up) whose data movers restore.
     """
     if reread is None:
         all_items: list[tuple[ResourceItem, bytes | dict[str, Any]]] = [
@@ -308,7 +312,7 @@ def build_plan(
             plan.filtered += 1
             continue
         seen.add(_key_text(target.key))
-        why = _skip_reason(item, obj, options, backup_uids)
+        why = _skip_reason(item, obj, options, backup_uids, data_claims)
         if why:
             plan.skipped.append(
                 RestoreItemResult(item=target, source_namespace=item.namespace, outcome="skipped", reason=why)
@@ -345,18 +349,47 @@ def _in_namespaces(item: ResourceItem, obj: dict[str, Any], patterns: list[str])
 
 
 def _skip_reason(
-    item: ResourceItem, obj: dict[str, Any], options: RestoreOptions, backup_uids: Container[str]
+    item: ResourceItem,
+    obj: dict[str, Any],
+    options: RestoreOptions,
+    backup_uids: Container[str],
+    data_claims: Container[str] = frozenset(),
 ) -> str | None:
     never = never_backed_up(item.group, item.resource) or object_skip_reason(item.group, item.resource, obj)
     if never:
         return f"never restored: {never}"
-    if (item.group, item.resource) == ("", "persistentvolumes") and not options.restore_pvs:
-        return "persistent volumes are not restored (their data is restored into new volumes)"
+    if (item.group, item.resource) == ("", "persistentvolumes"):
+        if not options.restore_pvs:
+            return "persistent volumes are not restored (their data is restored into new volumes)"
+        why = _pv_skip_reason(obj, data_claims)
+        if why:
+            return why
     # Claims hold data: restored even when a controller (a StatefulSet's retention policy) owns them.
     if item.owned and item.controller_uid in backup_uids and (item.group, item.resource) != PVC:
         ref = controller_of(obj) or {}
         owner = f"{ref['kind']} {ref['name']}" if ref.get("kind") and ref.get("name") else "a controller"
         return f"owned by {owner} in the backup, which recreates it"
+    return None
+
+
+def _pv_skip_reason(pv: dict[str, Any], data_claims: Container[str]) -> str | None:
+    """Why a PersistentVolume is not restored, as Velero decides: only a volume whose storage outlives it.
+
+    Restoring a PV recreates a pointer to a disk, and the claim is bound to it
+    (``volumeName`` kept). With reclaim policy Delete (dynamic provisioning's
+    default) the disk went with the claim — after ``kubectl delete namespace``
+    the restored PV would point at nothing. A claim whose data the movers bring
+    back needs an empty new volume, not the old disk (in another cluster it may
+    be the source's, still in use). Both claims get a new volume instead: their
+    ``volumeName`` is dropped and the storage class provisions one.
+    """
+    spec = pv.get("spec") or {}
+    ref = spec.get("claimRef") or {}
+    claim = f"{ref.get('namespace')}/{ref.get('name')}" if isinstance(ref, dict) and ref.get("name") else None
+    if claim is not None and claim in data_claims:
+        return f"the data of its claim {claim} is restored by a mover into a new volume"
+    if spec.get("persistentVolumeReclaimPolicy") == "Delete":
+        return "reclaim policy Delete: its disk is deleted with its claim; the claim gets a new volume"
     return None
 
 

@@ -193,7 +193,13 @@ class _RestoreRun:
         self.result.warnings.extend(self.disc.warnings)
         self.result.timings.discovery_seconds = round(time.monotonic() - t0, 3)
 
-        plan = build_plan(items, self.options, known_types=self.disc.resources, reread=self.reread)
+        plan = build_plan(
+            items,
+            self.options,
+            known_types=self.disc.resources,
+            reread=self.reread,
+            data_claims=frozenset(self.data_volumes),
+        )
         self.result.warnings.extend(plan.warnings)
         self.result.filtered = plan.filtered
         self.total = len(plan.skipped) + plan.entry_count

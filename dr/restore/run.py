@@ -96,8 +96,9 @@ def run_restore(
         if stage == "persistentvolumeclaims" and volume_step is not None and not options.dry_run:
             volumes = volume_step(kube, snap, results, rid)
 
-    # Claims whose data the volume step brings back are created marked as awaiting it.
-    data_volumes = volume_snapshots(snap) if volume_step is not None and not options.dry_run else {}
+    # Claims whose data the volume step brings back are created marked as awaiting it, and their
+    # PersistentVolumes are not restored. Also in a dry run (which runs no step): the plan shows that.
+    data_volumes = volume_snapshots(snap) if volume_step is not None else {}
     with Lock(repo, "shared", "restore"):
         # Each stage reads the objects again from the repository: memory stays flat.
         result = restore_resources(
