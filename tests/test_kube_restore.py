@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import copy
+import json
 import logging
 import threading
 from collections.abc import Iterator
@@ -481,3 +482,35 @@ def test_in_place_restore_does_not_bring_back_a_volume_deleted_with_its_claim(
     finally:
         kc.request("DELETE", f"/api/v1/namespaces/{ns}")
         kc.request("DELETE", f"/api/v1/persistentvolumes/{pv}")
+
+
+def test_a_dry_run_diff_of_a_rotated_secret_shows_none_of_its_values(
+    kube_client: KubeClient, unique: str
+) -> None:
+    """kubectl apply keeps the whole Secret in the last-applied-configuration annotation."""
+    kc = kube_client
+    ns = f"sec-{unique}"
+    key = "kubectl.kubernetes.io/last-applied-configuration"
+
+    def secret(value: str) -> dict[str, Any]:
+        last = json.dumps({"apiVersion": "v1", "kind": "Secret", "data": {"pw": value}})
+        return {"apiVersion": "v1", "kind": "Secret", "type": "Opaque",
+                "metadata": {"name": "creds", "annotations": {key: last}}, "data": {"pw": value}}  # fmt: skip
+
+    old, new = base64.b64encode(b"supersecret").decode(), base64.b64encode(b"newpassword").decode()
+    make_namespace(kc, ns)
+    try:
+        create(kc, "secrets", secret(old), ns)
+        sink = backup(kc, ns)
+        kc.request("DELETE", f"/api/v1/namespaces/{ns}/secrets/creds")
+        create(kc, "secrets", secret(new), ns)  # rotated since the backup
+        for existing in ("skip", "update"):
+            options = RestoreOptions(dry_run=True, existing=existing)
+            result = restore_resources(kc, sink.items, options, "bk", "rs")
+            (secret_result,) = [r for r in result.items if r.item.resource == "secrets"]
+            assert secret_result.diff == ["data.pw: changed", f"metadata.annotations.{key}: changed"]
+            text = json.dumps(result.model_dump(mode="json"))
+            for value in (old, new, old[:20], new[:20]):
+                assert value not in text
+    finally:
+        kc.request("DELETE", f"/api/v1/namespaces/{ns}")

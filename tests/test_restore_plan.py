@@ -282,6 +282,28 @@ def test_changes_never_show_secret_values() -> None:
     ]
 
 
+def test_changes_of_a_secret_show_no_value_outside_type_name_and_labels() -> None:
+    """kubectl's last-applied-configuration annotation holds the Secret's data: only "changed"."""
+    last = '{"apiVersion":"v1","data":{"pw":"%s"},"kind":"Secret"}'
+    key = "kubectl.kubernetes.io/last-applied-configuration"
+    desired = {"kind": "Secret", "type": "Opaque",
+               "metadata": {"name": "s", "annotations": {key: last % "c3VwZXJzZWNyZXQ=", "note": "pw=hunter2"}},
+               "spec": {"token": "abc"}}  # fmt: skip
+    existing = {"kind": "Secret", "type": "kubernetes.io/basic-auth",
+                "metadata": {"name": "s", "annotations": {key: last % "bmV3cGFzc3dvcmQ="}}}  # fmt: skip
+    lines = changes(desired, existing)
+    assert lines == [
+        f"metadata.annotations.{key}: changed",
+        "metadata.annotations.note: added",
+        "spec: added",
+        'type: "kubernetes.io/basic-auth" → "Opaque"',
+    ]
+    # Not a Secret: values shown.
+    assert changes({**desired, "kind": "ConfigMap"}, {**existing, "kind": "ConfigMap"})[1] == (
+        'metadata.annotations.note: added "pw=hunter2"'
+    )
+
+
 def test_changes_are_short() -> None:
     desired = {
         "kind": "ConfigMap",

@@ -20,7 +20,9 @@ options and decides, per object, whether it is restored and in which stage of
 ``changes`` compares what restore would send with what exists, the way
 server-side apply sees it: only fields present in the desired object count
 (a server-allocated clusterIP is not a difference), server metadata and dr's
-own labels are ignored, and Secret values are never shown.
+own labels are ignored, and Secret values are never shown (of a Secret only the
+values of ``SECRET_SHOWN_PATHS`` are: annotations such as kubectl's
+last-applied-configuration hold the data too).
 """
 
 from __future__ import annotations
@@ -421,8 +423,9 @@ def _comparable(obj: dict[str, Any]) -> dict[str, Any]:
 
 
 def changes(desired: dict[str, Any], existing: dict[str, Any], *, secret: bool | None = None) -> list[str]:
-    """What applying ``desired`` would change in ``existing``: ``path: old → new`` lines (a Secret's
-    data shown only as ``changed``/``added``); empty when ``existing`` already has every desired field."""
+    """What applying ``desired`` would change in ``existing``: ``path: old → new`` lines (in a Secret
+    only type, name, namespace and labels with their values, everything else as ``changed``/``added``);
+    empty when ``existing`` already has every desired field."""
     if secret is None:
         secret = desired.get("kind") == "Secret"
     lines: list[str] = []
@@ -451,5 +454,13 @@ def _walk(want: Any, have: Any, path: str, out: list[str], secret: bool) -> None
     out.append(f"{path}: changed" if _redact(path, secret) else f"{path}: {_fmt(have)} → {_fmt(want)}")
 
 
+# What a Secret's diff shows values of; everything else is only "changed"/"added". Values can
+# hide outside data/stringData too: kubectl's last-applied-configuration annotation holds the
+# whole Secret, other tools copy values into annotations, and a Secret may carry any field.
+SECRET_SHOWN_PATHS = ("type", "immutable", "metadata.name", "metadata.namespace", "metadata.labels")
+
+
 def _redact(path: str, secret: bool) -> bool:
-    return secret and path.split(".", 1)[0].split("[", 1)[0] in ("data", "stringData")
+    if not secret:
+        return False
+    return not any(path == p or path.startswith((f"{p}.", f"{p}[")) for p in SECRET_SHOWN_PATHS)
