@@ -136,7 +136,7 @@ def test_custom_resources_wait_for_their_crd(kube_client: KubeClient, unique: st
         plan = restore_resources(kube_client, items, RestoreOptions(dry_run=True), "bk", "rs")
         assert {(r.item.name, r.outcome, r.reason) for r in plan.items} == {
             (f"gadgets.{group}", "would-create", None),
-            (target, "would-create", "needed by restored objects; not in the backup (or filtered out)"),
+            (target, "would-create", "needed by restored objects; not in the backup"),
             ("g1", "would-create", "its CustomResourceDefinition is created by this restore"),
             ("g2", "would-create", "its CustomResourceDefinition is created by this restore"),
         }
@@ -514,3 +514,41 @@ def test_a_dry_run_diff_of_a_rotated_secret_shows_none_of_its_values(
                 assert value not in text
     finally:
         kc.request("DELETE", f"/api/v1/namespaces/{ns}")
+
+
+def test_a_filtered_restore_recreates_a_lost_namespace_from_the_backup(
+    kube_client: KubeClient, unique: str
+) -> None:
+    """The Namespace object is filtered out (selector, types), yet the namespace keeps its labels."""
+    kc = kube_client
+    ns, copy_ns = f"fl-{unique}", f"fl-{unique}-copy"
+    labels = {"pod-security.kubernetes.io/enforce": "restricted", "kubernetes.io/metadata.name": ns}
+    make_namespace(kc, ns, labels)
+    try:
+        create(kc, "configmaps", configmap("c", {"a": "1"}, {"app": "web"}), ns)
+        sink = backup(kc, ns)
+        kc.request("DELETE", f"/api/v1/namespaces/{ns}")
+        for options, target in (
+            (RestoreOptions(selector="app=web", dry_run=True), ns),
+            (RestoreOptions(selector="app=web"), ns),
+            (RestoreOptions(include_resources=["configmaps"], namespace_mapping={ns: copy_ns}), copy_ns),
+        ):
+            result = restore_resources(kc, sink.items, options, "bk", "rs")
+            assert result.phase == "Completed", result.failures
+            (made,) = [r for r in result.items if r.item.resource == "namespaces"]
+            assert made.outcome == ("would-create" if options.dry_run else "created")
+            assert made.reason == "needed by restored objects; from the backup (filtered out of this restore)"
+            got = get(kc, "v1", "namespaces", target)
+            if options.dry_run:
+                assert got is None
+                continue
+            assert got is not None
+            assert got["metadata"]["labels"] == {
+                "pod-security.kubernetes.io/enforce": "restricted",
+                "kubernetes.io/metadata.name": target,
+                "dr.dev/backup": "bk",
+                "dr.dev/restore": "rs",
+            }
+    finally:
+        kc.request("DELETE", f"/api/v1/namespaces/{ns}")
+        kc.request("DELETE", f"/api/v1/namespaces/{copy_ns}")

@@ -358,7 +358,10 @@ def test_partial_restore_by_type_and_selector(kube_client: KubeClient, app: App)
                                 ("namespaces", target): "created"}  # fmt: skip
     assert result.filtered == len(sink.items) - 2
     ns_result = next(r for r in result.items if r.item.resource == "namespaces")
-    assert ns_result.reason == "needed by restored objects; not in the backup (or filtered out)"
+    # Filtered out, yet the namespace is made from its backed-up object: its labels, name mapped.
+    assert ns_result.reason == "needed by restored objects; from the backup (filtered out of this restore)"
+    ns_labels = get(kc, "v1", "namespaces", target)["metadata"]["labels"]  # type: ignore[index]
+    assert ns_labels["team"] == "web" and ns_labels["kubernetes.io/metadata.name"] == target
     listed = kc.get(f"/api/v1/namespaces/{target}/configmaps")["items"]
     assert [c["metadata"]["name"] for c in listed] == ["settings"]
     assert kc.get(f"/apis/apps/v1/namespaces/{target}/deployments")["items"] == []

@@ -170,6 +170,9 @@ class RestorePlan:
     positions: list[array[int]] = field(default_factory=list)
     targets: set[str] = field(default_factory=set)  # deferred: target namespaces of the entries
     mapping: dict[str, str] = field(default_factory=dict)
+    # The backed-up Namespace objects by target name (one per namespace: few), also those the
+    # filters leave out: a missing namespace is created from its own object, labels and all.
+    namespace_objects: dict[str, bytes | dict[str, Any]] = field(default_factory=dict)
 
     @property
     def entries(self) -> list[PlanEntry]:
@@ -199,6 +202,13 @@ class RestorePlan:
                 want = next(wanted, None)
                 if want is None:
                     break
+
+    def namespace_object(self, name: str) -> dict[str, Any] | None:
+        """A fresh copy of the backed-up Namespace object restored as ``name``, if the backup has one."""
+        raw = self.namespace_objects.get(name)
+        if raw is None:
+            return None
+        return copy.deepcopy(raw) if isinstance(raw, dict) else dict(json.loads(raw))
 
     def target_namespaces(self) -> set[str]:
         if self.reread is not None:
@@ -296,6 +306,9 @@ def build_plan(
     for pos, (item, raw) in enumerate(decisions):
         obj = json.loads(raw) if isinstance(raw, bytes) else raw
         gr = (item.group, item.resource)
+        if gr == ("", "namespaces") and _in_namespaces(item, obj, options.namespaces):
+            name = target_of(item, options.namespace_mapping).name
+            plan.namespace_objects.setdefault(name, raw if isinstance(raw, bytes) else _compact(raw))
         # The user's filters: silently out.
         if (included is not None and gr not in included) or gr in excluded:
             plan.filtered += 1

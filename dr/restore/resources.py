@@ -32,7 +32,9 @@ Per object:
   only, with the server's reason; the restore ends ``PartiallyFailed``.
 
 Namespaces the restored objects need are created if missing (labelled like
-every restored object) even when the backup has no Namespace object for them.
+every restored object): from the backed-up Namespace object (transformed like
+any object) when the filters left it out of the restore, bare when the backup
+has none.
 After the CRD stage, restore waits until each created CRD is Established and
 its versions are served, so its custom objects can follow.
 
@@ -459,16 +461,25 @@ class _RestoreRun:
         would_create = {r.item.name for r in ns_results if r.outcome == "would-create"}
         self.absent_namespaces |= would_create
         needed = sorted(plan.target_namespaces() - would_create)
-        for result in pool.map(self.ensure_namespace, needed):
+        for result in pool.map(lambda name: self.ensure_namespace(name, plan), needed):
             if result is not None:
                 self.total += 1
                 self.report(result)
 
-    def ensure_namespace(self, name: str) -> RestoreItemResult | None:
+    def ensure_namespace(self, name: str, plan: RestorePlan) -> RestoreItemResult | None:
         item = ResourceItem(
             group="", version="v1", kind="Namespace", resource="namespaces", namespaced=False, name=name
         )
-        reason = "needed by restored objects; not in the backup (or filtered out)"
+        # The backed-up Namespace (left out by the filters) carries what its objects rely on: Pod
+        # Security labels, sidecar injection, node selectors. Created bare only if there is none.
+        backed_up = plan.namespace_object(name)
+        body = apply_transforms(backed_up, self.context(plan))[0] if backed_up is not None else None
+        if body is not None:
+            reason = "needed by restored objects; from the backup (filtered out of this restore)"
+        else:
+            reason = "needed by restored objects; not in the backup"
+            labels = {BACKUP_LABEL: label_value(self.result.backup_id), RESTORE_LABEL: self.restore_label}
+            body = {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name, "labels": labels}}
         try:
             existing = get_object(self.kube, NAMESPACE_TYPE, None, name)
             if existing is not None and not _being_deleted(existing):
@@ -479,8 +490,6 @@ class _RestoreRun:
             if self.options.dry_run:
                 self.absent_namespaces.add(name)
                 return RestoreItemResult(item=item, outcome="would-create", reason=reason)
-            labels = {BACKUP_LABEL: label_value(self.result.backup_id), RESTORE_LABEL: self.restore_label}
-            body = {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name, "labels": labels}}
             try:
                 kapply.create(self.kube, NAMESPACE_TYPE, body)
             except ApiError as e:
