@@ -17,6 +17,7 @@ from dr.drill.model import (
     DrillReport,
     Phases,
     ReportObjectives,
+    RestoreProblems,
     StepResult,
     human_duration,
     outcome_of,
@@ -455,6 +456,62 @@ def test_outcome_of() -> None:
     bad = ok.model_copy(update={"passed": False})
     assert outcome_of([ok]) == "passed" and outcome_of([ok, bad]) == "failed"
     assert outcome_of([ok], "restore failed") == "error" and outcome_of([]) == "error"
+
+
+def test_restore_problems_fail_a_drill_whose_steps_passed() -> None:
+    ok = StepResult(name="a", type="http", passed=True, message="", duration=timedelta())
+    assert outcome_of([ok], None, RestoreProblems()) == "passed"
+    assert (
+        outcome_of([ok], None, RestoreProblems(failed_items=["widgets w1: failed (no such type)"]))
+        == "failed"
+    )
+    assert outcome_of([ok], None, RestoreProblems(not_ready=["ns/deployment web: 0/1 ready"])) == "failed"
+    assert outcome_of([ok], "no backup", RestoreProblems(volume_errors=["x"])) == "error"
+
+
+def test_a_drill_never_ready_measures_no_rto() -> None:
+    d = drill("a", datetime(2026, 11, 1, 4, tzinfo=UTC), "failed")
+    d = d.model_copy(update={"restore": RestoreProblems(not_ready=["drill-a-x1/deployment web: 0/1 ready"])})
+    assert d.rto_measured is None and d.rto_met is None
+    assert json.loads(d.to_json())["rtoMeasured"] is None
+
+
+def test_reports_written_before_restore_problems_still_read() -> None:
+    d = drill("a", datetime(2026, 11, 1, 4, tzinfo=UTC))
+    doc = json.loads(d.to_json())
+    del doc["restore"]  # as written by older versions
+    again = DrillReport.model_validate(doc)
+    assert again.restore == RestoreProblems() and not again.restore and again.outcome == "passed"
+
+
+def test_restore_problems_in_every_rendering() -> None:
+    d = drill("shop", datetime(2026, 11, 20, 4, tzinfo=UTC), "failed")
+    passing = [s.model_copy(update={"passed": True}) for s in d.steps]
+    problems = RestoreProblems(
+        failed_items=["widgets.example.com drill-shop-x1/w1: failed (the server could not find <it>)"],
+        dump_errors=["db-0: pg_restore exited 1"],
+        not_ready=["drill-shop-x1/deployment web: 0/1 ready"],
+    )
+    d = d.model_copy(update={"restore": problems, "steps": passing})
+    monthly = build_monthly_report([d], NOV, generated=GENERATED)
+    app = monthly.apps[0]
+    assert app.status == "failed" and app.latest is not None
+    assert app.latest.restore_problems == problems.lines()
+    [(_, why)] = monthly.attention()
+    assert (
+        why
+        == "restore failed: widgets.example.com drill-shop-x1/w1: failed (the server could not find <it>) (+2 more)"
+    )
+    doc = json.loads(render_json(monthly))
+    assert doc["apps"][0]["latest"]["restoreProblems"] == problems.lines()
+    md = render_markdown(monthly)
+    assert "The restore was not complete:" in md
+    assert (
+        "- not ready: drill-shop-x1/deployment web: 0/1 ready" in md
+        and "- dump: db-0: pg_restore exited 1" in md
+    )
+    html = render_html(monthly)
+    assert "The restore was not complete" in html and "could not find &lt;it&gt;" in html
 
 
 def test_reading_ignores_computed_and_unknown_fields() -> None:

@@ -64,6 +64,8 @@ def _summary(report: DrillReport) -> list[str]:
     if rpo is not None:
         lines.append(f"  RPO {human_duration(rpo)} (objective {human_duration(report.objectives.rpo)}) "
                      f"{'met' if report.rpo_met else 'NOT met'}")  # fmt: skip
+    for problem in report.restore.lines():
+        lines.append(f"  [FAIL] {problem}")
     for s in report.steps:
         lines.append(f"  [{'pass' if s.passed else 'FAIL'}] {s.name} ({s.type}): {s.message}")
     if report.error:
@@ -86,7 +88,8 @@ def run(
 ) -> int:  # fmt: skip
     """Restore into a scratch namespace, run the runbook's verification steps, report.
 
-    Exit 0 when every step passed, 4 when a step failed, 1 when the drill could not run.
+    Exit 0 when the restore was complete and every step passed, 4 when an object, volume or dump
+    failed to restore, a workload never became ready or a step failed, 1 when the drill could not run.
     """
     ctx = app()
     rb = load_runbook(Path(runbook))
@@ -133,10 +136,11 @@ def run(
     if report.outcome == "error":
         raise DrError(f"drill of {rb.name} could not run: {report.error}")
     if report.outcome == "failed":
+        restore = report.restore.lines()
         failed = [f"step {s.name} ({s.type}): {s.message}" for s in report.steps if not s.passed]
-        raise VerificationFailed(
-            f"drill of {rb.name} failed: {len(failed)} step(s) did not pass", details=failed
-        )
+        why = [f"{len(restore)} restore problem(s)"] if restore else []
+        why += [f"{len(failed)} step(s) did not pass"] if failed else []
+        raise VerificationFailed(f"drill of {rb.name} failed: {', '.join(why)}", details=restore + failed)
     return ExitCode.OK
 
 

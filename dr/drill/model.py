@@ -51,14 +51,58 @@ class Phases(ReportModel):
 
     restore_resources: timedelta | None = None
     restore_data: timedelta | None = None
-    time_to_ready: timedelta | None = None
+    time_to_ready: timedelta | None = Field(
+        default=None, description="None also when the workloads never became ready (see restore.notReady)"
+    )
     verification: timedelta | None = None
 
     def total(self) -> timedelta | None:
         parts = [
-            p for p in (self.restore_resources, self.restore_data, self.time_to_ready, self.verification) if p
+            p
+            for p in (
+                self.restore_resources,
+                self.restore_data,
+                self.time_to_ready,
+                self.verification,
+            )
+            if p
         ]
         return sum(parts, timedelta()) if parts else None
+
+
+class RestoreProblems(ReportModel):
+    """What the drill's restore did not bring back: every entry fails the drill.
+
+    Verification steps check what the runbook names; an object that failed to
+    restore, a volume whose data did not arrive or a workload that never became
+    ready is a restore that would not have worked in an incident, even when
+    every step passed. Empty in reports written before this field existed.
+    """
+
+    failed_items: list[str] = Field(default_factory=list, description="objects that failed, with the reason")
+    volume_errors: list[str] = Field(default_factory=list, description="volume data that was not restored")
+    dump_errors: list[str] = Field(default_factory=list, description="database dumps that were not loaded")
+    not_ready: list[str] = Field(
+        default_factory=list, description="workloads not ready before the drill timeout, with their state"
+    )
+    missing_cluster_resources: list[str] = Field(
+        default_factory=list,
+        description="cluster-scoped objects of the backup that the cluster lacks: a drill does not create "
+        "them, a real restore would need them",
+    )
+
+    def lines(self) -> list[str]:
+        """One line per problem, with what kind of problem it is."""
+        return (
+            [f"restore failed: {x}" for x in self.failed_items]
+            + [f"volume data: {x}" for x in self.volume_errors]
+            + [f"dump: {x}" for x in self.dump_errors]
+            + [f"not ready: {x}" for x in self.not_ready]
+            + [f"missing cluster-scoped object: {x}" for x in self.missing_cluster_resources]
+        )
+
+    def __bool__(self) -> bool:
+        return bool(self.lines())
 
 
 class ReportObjectives(ReportModel):
@@ -85,6 +129,7 @@ class DrillReport(ReportModel):
     namespaces: dict[str, str] = Field(default_factory=dict, description="source -> scratch namespace")
     phases: Phases = Field(default_factory=Phases)
     objectives: ReportObjectives
+    restore: RestoreProblems = Field(default_factory=RestoreProblems)
     steps: list[StepResult] = Field(default_factory=list)
     outcome: Outcome
     error: str | None = Field(default=None, description="why the drill could not run (outcome error)")
@@ -93,7 +138,13 @@ class DrillReport(ReportModel):
     @computed_field  # type: ignore[prop-decorator]
     @property
     def rto_measured(self) -> timedelta | None:
-        """Restore of resources + restore of data + time to ready + verification."""
+        """Restore of resources + restore of data + time to ready + verification.
+
+        None when the workloads never became ready: the recovery was not reached, so there is no
+        time to measure (counting the drill's timeout would report a made-up RTO).
+        """
+        if self.restore.not_ready:
+            return None
         return self.phases.total()
 
     @computed_field  # type: ignore[prop-decorator]
@@ -128,10 +179,15 @@ class DrillReport(ReportModel):
         return cls.model_validate_json(text)
 
 
-def outcome_of(steps: list[StepResult], error: str | None = None) -> Outcome:
-    """``error`` when the drill could not run, ``failed`` when any step said no, else ``passed``."""
+def outcome_of(
+    steps: list[StepResult], error: str | None = None, restore: RestoreProblems | None = None
+) -> Outcome:
+    """``error`` when the drill could not run, ``failed`` when the restore was incomplete or any step said no,
+    else ``passed``."""
     if error is not None:
         return "error"
+    if restore:
+        return "failed"
     if not steps:
         return "error"
     return "passed" if all(s.passed for s in steps) else "failed"

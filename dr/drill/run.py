@@ -14,7 +14,10 @@ The order of a drill (each phase timed; their sum is the measured RTO):
    data after the claims, before the workloads);
 4. wait until the restored workloads are ready (time to ready), then load
    the backup's database dumps into the pods that ask for them;
-5. run the runbook's verification steps in order (each with its timeout);
+5. run the runbook's verification steps in order (each with its timeout).
+   Objects that failed to restore, volume data or dumps that did not arrive
+   and workloads never ready go into the report's ``restore`` and fail the
+   drill (exit 4) whatever the steps said: the restore was not complete;
 6. write the report to the repository (``reports/``) and ``--report-dir``;
 7. delete the scratch namespaces whatever happened (unless ``--keep``).
 
@@ -35,7 +38,15 @@ from typing import Any
 
 from dr.deploy.rbac import DRILL_LABEL
 from dr.deploy.workloads import CONFIG_MAP
-from dr.drill.model import Cleanup, DrillReport, Phases, ReportObjectives, StepResult, outcome_of
+from dr.drill.model import (
+    Cleanup,
+    DrillReport,
+    Phases,
+    ReportObjectives,
+    RestoreProblems,
+    StepResult,
+    outcome_of,
+)
 from dr.drill.probe import DataProbe
 from dr.drill.steps import StepContext, run_steps, workload_state
 from dr.errors import DrError
@@ -259,6 +270,7 @@ def run_drill(req: DrillRequest, deps: DrillDeps) -> DrillReport:
     phases = Phases()
     steps: list[StepResult] = []
     warnings: list[str] = []
+    incomplete = RestoreProblems()
     error: str | None = None
     backup: Snapshot | None = None
     created: list[str] = []
@@ -303,19 +315,21 @@ def run_drill(req: DrillRequest, deps: DrillDeps) -> DrillReport:
         total = time.monotonic() - t0
         phases.restore_resources = timedelta(seconds=total - data_seconds)
         phases.restore_data = timedelta(seconds=data_seconds) if deps.volume_step else None
-        failures = [i.describe() for i in outcome.resources.failures] + outcome.volumes.errors
-        if failures:
-            warnings += [f"restore: {f}" for f in failures]
+        # In the report, not only the log: a drill whose restore was incomplete proved nothing.
+        incomplete.failed_items = [i.describe() for i in outcome.resources.failures]
+        incomplete.volume_errors = list(outcome.volumes.errors)
         t1 = time.monotonic()
         ready, pending = wait_ready(
             deps.kube, list(mapping.values()), max(0.0, deadline - t1), deps.poll_interval
         )
-        phases.time_to_ready = timedelta(seconds=time.monotonic() - t1)
-        if not ready:
-            warnings.append("not ready before the drill timeout: " + "; ".join(pending[:10]))
-        elif deps.dump_step is not None:
+        if ready:
+            phases.time_to_ready = timedelta(seconds=time.monotonic() - t1)
+        else:
+            # No time to ready: the drill's timeout is not a recovery time.
+            incomplete.not_ready = pending
+        if ready and deps.dump_step is not None:
             left = max(0.0, deadline - time.monotonic())
-            warnings += [f"dump: {p}" for p in deps.dump_step(deps.kube, deps.repo, backup, mapping, left)]
+            incomplete.dump_errors = deps.dump_step(deps.kube, deps.repo, backup, mapping, left)
         t2 = time.monotonic()
         ctx = StepContext(api=deps.api, namespace=main_ns, exec=deps.exec, data_probe=deps.data_probe,
                           namespaces=mapping, poll_interval=deps.poll_interval,
@@ -353,13 +367,16 @@ def run_drill(req: DrillRequest, deps: DrillDeps) -> DrillReport:
         namespaces=mapping,
         phases=phases,
         objectives=ReportObjectives(rpo=rb.spec.objectives.rpo, rto=rb.spec.objectives.rto),
+        restore=incomplete,
         steps=steps,
-        outcome=outcome_of(steps, error),
+        outcome=outcome_of(steps, error, incomplete),
         error=error,
         cleanup=cleanup,
     )
     if warnings:
         log.warning("drill %s: %s", rb.name, "; ".join(warnings))
+    for line in incomplete.lines():
+        log.warning("drill %s: %s", rb.name, line)
     return report
 
 

@@ -274,7 +274,10 @@ def drill_finished(
     elif report.outcome == "failed":
         reason = Reason.DRILL_FAILED
         failed = [s.name for s in report.steps if not s.passed]
-        message = (f"{what} failed: step(s) {', '.join(failed[:MAX_LISTED])} did not pass "
+        restore = report.restore.lines()
+        why = [f"{len(restore)} restore problem(s) ({restore[0]})"] if restore else []
+        why += [f"step(s) {', '.join(failed[:MAX_LISTED])} did not pass"] if failed else []
+        message = (f"{what} failed: {'; '.join(why)} "
                    f"({passed}/{len(report.steps)} passed), {backup}, {timing}")  # fmt: skip
     else:
         reason = Reason.DRILL_FAILED

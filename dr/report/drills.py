@@ -24,7 +24,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Literal
 
-from pydantic import ValidationError
+from pydantic import Field, ValidationError
 
 from dr.config import Config
 from dr.drill.model import DrillReport, ReportModel, human_duration
@@ -108,6 +108,8 @@ class DrillLine(ReportModel):
     rto_met: bool | None = None
     rpo_met: bool | None = None
     cleanup: str
+    # What the restore did not bring back (``RestoreProblems.lines``): each fails the drill.
+    restore_problems: list[str] = Field(default_factory=list)
     steps: list[StepLine]
 
     @classmethod
@@ -129,6 +131,7 @@ class DrillLine(ReportModel):
             rto_met=r.rto_met,
             rpo_met=r.rpo_met,
             cleanup=r.cleanup.status + (f": {r.cleanup.message}" if r.cleanup.message else ""),
+            restore_problems=r.restore.lines(),
             steps=[
                 StepLine(
                     name=s.name,
@@ -195,8 +198,9 @@ class MonthlyReport(ReportModel):
             if a.status == "error" and a.latest:
                 out.append((a, f"drill could not run: {a.latest.error or 'unknown reason'}"))
             elif a.status == "failed" and a.latest:
-                bad = [s for s in a.latest.steps if not s.passed]
-                why = f"step {bad[0].name}: {bad[0].message}" if bad else "failed"
+                bad = [f"step {s.name}: {s.message}" for s in a.latest.steps if not s.passed]
+                bad = a.latest.restore_problems + bad
+                why = bad[0] if bad else "failed"
                 more = f" (+{len(bad) - 1} more)" if len(bad) > 1 else ""
                 out.append((a, why + more))
             elif a.status == "missing":
@@ -438,6 +442,10 @@ def render_markdown(report: MonthlyReport) -> str:
             out.append("")
             if d.error:
                 out += [f"The drill could not run: {_md(d.error)}", ""]
+            if d.restore_problems:
+                out += ["The restore was not complete:", ""]
+                out += [f"- {_md(p)}" for p in d.restore_problems]
+                out.append("")
             phases = [
                 ("restore resources", d.restore_resources),
                 ("restore data", d.restore_data),

@@ -61,6 +61,9 @@ def _app_section(a: AppMonth) -> str:
         if d.error:
             facts.insert(1, ("Could not run", f'<span class="miss">{escape(d.error)}</span>'))
         out.append('<dl class="facts">' + "".join(f"<dt>{k}</dt><dd>{v}</dd>" for k, v in facts) + "</dl>")
+        if d.restore_problems:
+            items = "".join(f"<li>{escape(p)}</li>" for p in d.restore_problems)
+            out.append(f'<h3>The restore was not complete</h3><ul class="restore-problems miss">{items}</ul>')
         phases = [
             ("restore resources", d.restore_resources),
             ("restore data", d.restore_data),
@@ -165,7 +168,7 @@ def render_html(report: MonthlyReport) -> str:
 <table><thead><tr><th>Month</th><th class="num">Drills</th><th class="num">Passed</th><th class="num">Pass rate</th>
 <th class="num">Median RTO</th></tr></thead><tbody>{trend_rows}</tbody></table>
 </section>
-<footer>dr restore drills · {escape(report.month)} · statuses: passed, FAILED (a step said no), ERROR (the drill could not run), no drill.</footer>"""
+<footer>dr restore drills · {escape(report.month)} · statuses: passed, FAILED (the restore was incomplete or a step said no), ERROR (the drill could not run), no drill.</footer>"""
     return f"""<!DOCTYPE html>
 <html lang="en">
 <head>

@@ -1,0 +1,124 @@
+"""``dr drill run`` against the test cluster: what a drill reports, what it touches and what it leaves.
+
+Resources only (``--no-data``), a local repository: no node agent is needed
+(``test_drill_e2e.py`` drills the web-app example with its data).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from dr.kube.client import KubeClient
+from tests.conftest import Kube
+from tests.helpers import run_dr
+from tests.kube_helpers import configmap, create, create_crd, delete_crd, make_namespace
+
+Capsys = pytest.CaptureFixture[str]
+CM_STEP = {"name": "cm", "type": "resources", "timeout": "2s",
+           "expect": [{"kind": "ConfigMap", "names": ["app-config"]}]}  # fmt: skip
+
+
+def write_runbook(path: Path, name: str, ns: str, steps: list[dict[str, Any]], **drill: Any) -> Path:
+    doc = {
+        "apiVersion": "dr.dev/v1",
+        "kind": "Runbook",
+        "metadata": {"name": name},
+        "spec": {
+            "description": "drill tests",
+            "contacts": [{"name": "x", "email": "x@example.com"}],
+            "scope": {"namespaces": [ns]},
+            "objectives": {"rpo": "24h", "rto": "15m"},
+            "drill": {"timeout": "30s", **drill},
+            "verification": steps,
+            "procedure": [{"title": "t", "text": "t"}],
+        },
+    }
+    path.write_text(yaml.safe_dump(doc, sort_keys=False))
+    return path
+
+
+@pytest.fixture
+def repo(isolated_home: Path, capsys: Capsys) -> Path:
+    res = run_dr(capsys, "repo", "init")
+    assert res.code == 0, res.err
+    return isolated_home
+
+
+def drill_namespaces(kc: KubeClient) -> list[str]:
+    found = kc.get("/api/v1/namespaces", {"labelSelector": "dr.dev/drill=true"})["items"]
+    return [n["metadata"]["name"] for n in found]
+
+
+def backup(capsys: Capsys, kube: Kube, *args: str) -> dict[str, Any]:
+    res = run_dr(capsys, "--kubeconfig", kube.kubeconfig, "backup", *args, "-o", "json")
+    assert res.code == 0, res.err
+    doc: dict[str, Any] = res.json()
+    return doc
+
+
+def test_objects_that_fail_to_restore_fail_the_drill(
+    capsys: Capsys, kube_client: KubeClient, kube: Kube, repo: Path, unique: str
+) -> None:
+    kc = kube_client
+    ns, group = f"prod-{unique}", f"drill{unique}.example.com"
+    make_namespace(kc, ns)
+    create(kc, "configmaps", configmap("app-config", {"a": "b"}), ns)
+    create_crd(kc, group)
+    create(kc, "widgets", {"apiVersion": f"{group}/v1", "kind": "Widget", "metadata": {"name": "w1"},
+                           "spec": {"size": 1}}, ns)  # fmt: skip
+    try:
+        backup(capsys, kube, "-n", ns, "--include-cluster-resources", "false")
+        # The CRD is neither in the backup nor in the cluster any more: the Widget cannot be restored.
+        delete_crd(kc, f"widgets.{group}")
+        rb = write_runbook(repo / "rb.yaml", f"app{unique}", ns, [CM_STEP])
+        reports = repo / "reports"
+
+        res = run_dr(capsys, "--kubeconfig", kube.kubeconfig, "drill", "run", str(rb), "--no-data",
+                     "--report-dir", str(reports), "-o", "json")  # fmt: skip
+
+        assert res.code == 4, res.err
+        doc = res.json()
+        assert doc["outcome"] == "failed" and [s["passed"] for s in doc["steps"]] == [True]
+        [failed] = doc["restore"]["failedItems"]
+        assert "w1" in failed and "failed" in failed
+        assert "1 restore problem(s)" in res.err and "restore failed: " in res.err
+        assert f"restore failed: {failed}" in (reports / f"{doc['id']}.md").read_text()
+        assert "The restore was not complete" in (reports / f"{doc['id']}.html").read_text()
+        assert drill_namespaces(kc) == []
+    finally:
+        kc.request("DELETE", f"/api/v1/namespaces/{ns}")
+
+
+def test_workloads_never_ready_fail_the_drill_and_measure_no_rto(
+    capsys: Capsys, kube_client: KubeClient, kube: Kube, repo: Path, unique: str
+) -> None:
+    kc = kube_client
+    ns = f"prod-{unique}"
+    make_namespace(kc, ns)
+    create(kc, "configmaps", configmap("app-config", {"a": "b"}), ns)
+    # No controller in the test cluster: the restored Deployment never becomes ready.
+    create(kc, "deployments", {"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "web"},
+        "spec": {"replicas": 1, "selector": {"matchLabels": {"app": "web"}},
+                 "template": {"metadata": {"labels": {"app": "web"}},
+                              "spec": {"containers": [{"name": "c", "image": "nginx"}]}}}}, ns)  # fmt: skip
+    try:
+        backup(capsys, kube, "-n", ns)
+        rb = write_runbook(repo / "rb.yaml", f"app{unique}", ns, [CM_STEP], timeout="3s")
+
+        res = run_dr(
+            capsys, "--kubeconfig", kube.kubeconfig, "drill", "run", str(rb), "--no-data", "-o", "json"
+        )
+
+        assert res.code == 4, res.err
+        doc = res.json()
+        assert doc["outcome"] == "failed"
+        [pending] = doc["restore"]["notReady"]
+        assert pending.startswith(f"{doc['namespace']}/") and "web" in pending
+        # The drill's timeout is not a recovery time.
+        assert doc["phases"]["timeToReady"] is None and doc["rtoMeasured"] is None and doc["rtoMet"] is None
+    finally:
+        kc.request("DELETE", f"/api/v1/namespaces/{ns}")
