@@ -15,7 +15,7 @@ import yaml
 from dr.kube.client import KubeClient
 from tests.conftest import Kube
 from tests.helpers import run_dr
-from tests.kube_helpers import configmap, create, create_crd, delete_crd, make_namespace
+from tests.kube_helpers import configmap, create, create_crd, delete_crd, get, make_namespace
 
 Capsys = pytest.CaptureFixture[str]
 CM_STEP = {"name": "cm", "type": "resources", "timeout": "2s",
@@ -122,3 +122,74 @@ def test_workloads_never_ready_fail_the_drill_and_measure_no_rto(
         assert doc["phases"]["timeToReady"] is None and doc["rtoMeasured"] is None and doc["rtoMet"] is None
     finally:
         kc.request("DELETE", f"/api/v1/namespaces/{ns}")
+
+
+def test_a_scratch_name_taken_already_is_neither_used_nor_deleted(
+    capsys: Capsys,
+    kube_client: KubeClient,
+    kube: Kube,
+    repo: Path,
+    unique: str,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import dr.drill.run
+
+    kc = kube_client
+    ns, app = f"prod-{unique}", f"app{unique}"
+    make_namespace(kc, ns)
+    create(kc, "configmaps", configmap("app-config", {"a": "b"}), ns)
+    # The run id the drill will pick; something else lives under the scratch name already
+    # (a drill kept with --keep, anyone's namespace).
+    monkeypatch.setattr(dr.drill.run, "run_id", lambda now: "20261129-000000-dead")
+    victim = f"drill-{app}-20261129-000000-dead"
+    try:
+        backup(capsys, kube, "-n", ns)
+        make_namespace(kc, victim)
+        create(kc, "configmaps", configmap("precious", {"k": "v"}), victim)
+        rb = write_runbook(repo / "rb.yaml", app, ns, [CM_STEP])
+
+        res = run_dr(
+            capsys, "--kubeconfig", kube.kubeconfig, "drill", "run", str(rb), "--no-data", "-o", "json"
+        )
+
+        assert res.code == 1, res.err
+        doc = res.json()
+        assert doc["outcome"] == "error" and f"scratch namespace {victim} exists already" in doc["error"]
+        assert doc["cleanup"] == {"status": "deleted", "message": None}
+        left = kc.get(f"/api/v1/namespaces/{victim}")
+        assert "deletionTimestamp" not in left["metadata"]
+        assert get(kc, "v1", "configmaps", "precious", victim) is not None
+    finally:
+        kc.request("DELETE", f"/api/v1/namespaces/{ns}")
+        kc.request("DELETE", f"/api/v1/namespaces/{victim}")
+
+
+def test_deleting_a_scratch_namespace_needs_its_uid(kube_client: KubeClient, unique: str) -> None:
+    from dr.drill.run import delete_namespace
+    from dr.kube.client import ApiError
+
+    kc = kube_client
+    name = f"drill-uid-{unique}"
+    uid = make_namespace(kc, name)["metadata"]["uid"]
+    try:
+        # The name now belongs to another namespace than the one the drill created.
+        with pytest.raises(ApiError) as e:
+            delete_namespace(kc, name, "00000000-0000-0000-0000-000000000000")
+        assert e.value.status == 409
+        assert "deletionTimestamp" not in kc.get(f"/api/v1/namespaces/{name}")["metadata"]
+        delete_namespace(kc, name, uid)
+        gone = get(kc, "v1", "namespaces", name)
+        assert gone is None or "deletionTimestamp" in gone["metadata"]
+    finally:
+        kc.request("DELETE", f"/api/v1/namespaces/{name}")
+
+
+def test_run_ids_differ_within_a_second() -> None:
+    from datetime import UTC, datetime
+
+    from dr.drill.run import run_id
+    from dr.runbook.model import RUN_ID_LENGTH
+
+    now = datetime(2026, 11, 29, 15, 41, 39, tzinfo=UTC)
+    ids = {run_id(now) for _ in range(20)}
+    assert len(ids) > 1 and all(i.startswith("20261129-154139-") and len(i) == RUN_ID_LENGTH for i in ids)

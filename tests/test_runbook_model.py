@@ -165,11 +165,29 @@ def test_workload_refs() -> None:
 def test_scratch_namespaces() -> None:
     rb = Runbook.model_validate(yaml.safe_load(GOOD))
     assert rb.scratch_namespaces("a1b2c3") == {"shop": "drill-app-a1b2c3"}
+    rid = "20261129-154139-a1b2"
+    assert rb.scratch_namespaces(rid) == {"shop": f"drill-app-{rid}"}
     doc = yaml.safe_load(GOOD)
     doc["spec"]["scope"]["namespaces"] = ["shop", "shop-db", "shop-*"]
     many = Runbook.model_validate(doc).scratch_namespaces("a1b2c3")
     assert many == {"shop": "drill-a1b2c3-shop", "shop-db": "drill-a1b2c3-shop-db"}
     assert all(len(n) <= 63 for n in many.values())
+    # A long source namespace is cut, the run id never: every run gets names of its own.
+    doc["spec"]["scope"]["namespaces"] = ["s" * 63, "t" * 63]
+    long = Runbook.model_validate(doc).scratch_namespaces(rid)
+    assert long == {"s" * 63: f"drill-{rid}-" + "s" * 36, "t" * 63: f"drill-{rid}-" + "t" * 36}
+    assert all(len(n) == 63 for n in long.values())
+
+
+def test_app_names_too_long_for_a_whole_run_id_are_refused(tmp_path: Path) -> None:
+    # drill-<app>-YYYYMMDD-HHMMSS-xxxx: 5 + 1 + 36 + 1 + 20 = 63 characters.
+    p = write(tmp_path, GOOD.replace("  name: app\n", "  name: " + "a" * 36 + "\n"))
+    assert load_runbook(p).name == "a" * 36
+    p = write(tmp_path, GOOD.replace("  name: app\n", "  name: " + "a" * 37 + "\n"))
+    [line] = problems_of(p)
+    assert line.endswith(
+        "spec.drill.namespacePrefix: prefix and app name make scratch namespace names of 64 characters (limit 63)"
+    )
 
 
 def test_step_models_by_type(tmp_path: Path) -> None:
@@ -381,7 +399,7 @@ def test_prefix_too_long_for_namespace_names(tmp_path: Path) -> None:
     p = write(tmp_path, text)
     [line] = problems_of(p)
     assert line.startswith(
-        f"{p}:16:5: spec.drill.namespacePrefix: prefix and app name make scratch namespace names of 66"
+        f"{p}:16:5: spec.drill.namespacePrefix: prefix and app name make scratch namespace names of 80"
     )
 
 

@@ -4,7 +4,9 @@ The order of a drill (each phase timed; their sum is the measured RTO):
 
 1. pick the backup (``--backup`` or the app's latest) — its age when the
    drill starts is the measured RPO;
-2. create the scratch namespace(s) ``<prefix>-<app>-<timestamp>``, labelled
+2. create the scratch namespace(s) ``<prefix>-<app>-<run id>`` (time and random
+   hex; a name that exists already stops the drill: only namespaces it
+   created, by uid, are deleted at the end), labelled
    ``dr.dev/drill=true`` with an expiry, isolated by NetworkPolicies (ingress
    only from the same namespace; egress only within it, to DNS and to the API
    server) and limited by a ResourceQuota; copy dr's ConfigMap ``dr-config``
@@ -59,7 +61,7 @@ from dr.repo.repository import Repository
 from dr.repo.snapshots import Snapshot, find_snapshot, list_snapshots
 from dr.restore.plan import RestoreOptions
 from dr.restore.run import VolumeRestoreStep, run_restore
-from dr.runbook.model import DataStep, Runbook
+from dr.runbook.model import RUN_ID_LENGTH, DataStep, Runbook
 
 log = logging.getLogger(__name__)
 
@@ -113,7 +115,10 @@ class DrillDeps:
 
 
 def run_id(now: datetime) -> str:
-    return now.strftime("%Y%m%d-%H%M%S")
+    """``YYYYMMDD-HHMMSS-xxxx``: random hex, so that two drills of an app in the same second differ."""
+    rid = f"{now:%Y%m%d-%H%M%S}-{os.urandom(2).hex()}"
+    assert len(rid) == RUN_ID_LENGTH
+    return rid
 
 
 def app_backups(repo: Repository, rb: Runbook) -> list[Snapshot]:
@@ -194,14 +199,31 @@ def api_server_egress(kube: KubeClient) -> list[dict[str, Any]]:
     return rules
 
 
-def create_scratch(kube: KubeClient, manifests: list[dict[str, Any]], warnings: list[str]) -> None:
+def create_scratch(
+    kube: KubeClient, manifests: list[dict[str, Any]], warnings: list[str], created: dict[str, str]
+) -> None:
+    """Create the scratch namespace and its objects; the namespace goes into ``created`` (name -> uid).
+
+    Only a namespace this call created is recorded, so only that one is deleted afterwards: a name
+    that exists already (another drill's kept namespace, anyone's) is an error, and left alone.
+    """
     extra = api_server_egress(kube)
     if not extra:
         warnings.append("the API server's endpoints are not visible; scratch pods get no egress to it")
     for m in manifests:
         if m["kind"] == "NetworkPolicy":
             m["spec"]["egress"] += extra
-        kapply.create(kube, SCRATCH_TYPES[m["kind"]], m)
+        try:
+            stored = kapply.create(kube, SCRATCH_TYPES[m["kind"]], m)
+        except ApiError as e:
+            if m["kind"] == "Namespace" and e.already_exists:
+                raise DrError(
+                    f"scratch namespace {m['metadata']['name']} exists already; the drill does not use or "
+                    "delete a namespace it did not create (run it again: the next name differs)"
+                ) from None
+            raise
+        if m["kind"] == "Namespace":
+            created[m["metadata"]["name"]] = str((stored.get("metadata") or {}).get("uid") or "")
 
 
 def copy_mover_config(kube: KubeClient, dr_namespace: str, scratch: str, warnings: list[str]) -> None:
@@ -222,9 +244,11 @@ def copy_mover_config(kube: KubeClient, dr_namespace: str, scratch: str, warning
         warnings.append(f"cannot copy ConfigMap {dr_namespace}/{CONFIG_MAP} into {scratch}: {e.short}")
 
 
-def delete_namespace(kube: KubeClient, name: str) -> None:
+def delete_namespace(kube: KubeClient, name: str, uid: str | None = None) -> None:
+    """Delete a namespace; with ``uid``, only that very namespace (409 if the name now is another's)."""
+    body = {"apiVersion": "v1", "kind": "DeleteOptions", "preconditions": {"uid": uid}} if uid else None
     try:
-        kube.call("DELETE", f"/api/v1/namespaces/{name}")
+        kube.call("DELETE", f"/api/v1/namespaces/{name}", body=body)
     except ApiError as e:
         if not e.not_found:
             raise
@@ -273,7 +297,7 @@ def run_drill(req: DrillRequest, deps: DrillDeps) -> DrillReport:
     incomplete = RestoreProblems()
     error: str | None = None
     backup: Snapshot | None = None
-    created: list[str] = []
+    created: dict[str, str] = {}  # scratch namespaces this drill created -> their uid
     cleanup = Cleanup(status="pending")
     deadline = time.monotonic() + rb.spec.drill.timeout.total_seconds()
     try:
@@ -285,8 +309,9 @@ def run_drill(req: DrillRequest, deps: DrillDeps) -> DrillReport:
             isinstance(s, DataStep) for s in rb.spec.verification
         )
         for scratch in mapping.values():
-            created.append(scratch)
-            create_scratch(deps.kube, scratch_manifests(rb, scratch, expires, deps.dr_namespace), warnings)
+            create_scratch(
+                deps.kube, scratch_manifests(rb, scratch, expires, deps.dr_namespace), warnings, created
+            )
             if moves_data:
                 copy_mover_config(deps.kube, deps.dr_namespace, scratch, warnings)
         options = RestoreOptions(
@@ -348,9 +373,10 @@ def run_drill(req: DrillRequest, deps: DrillDeps) -> DrillReport:
             )
         else:
             problems = []
-            for ns in created:
+            for ns, uid in created.items():
                 try:
-                    delete_namespace(deps.kube, ns)
+                    # The uid: never another namespace that took the name since.
+                    delete_namespace(deps.kube, ns, uid or None)
                 except ApiError as e:
                     problems.append(f"{ns}: {e.short}")
             cleanup = Cleanup(status="failed", message="; ".join(problems)) if problems else Cleanup(
@@ -438,7 +464,8 @@ def gc(kube: KubeClient, now: datetime, *, dry_run: bool = False) -> GcResult:
             continue
         if not dry_run:
             try:
-                delete_namespace(kube, name)
+                # The uid listed: not a namespace that took the name after the listing.
+                delete_namespace(kube, name, meta.get("uid"))
             except ApiError as e:
                 result.errors.append(f"{name}: {e.short}")
                 continue

@@ -523,6 +523,11 @@ class RunbookSpec(Model):
     procedure: list[ProcedureStep] = Field(min_length=1)
 
 
+# A drill's run id, ``YYYYMMDD-HHMMSS-xxxx`` (time of the run and random hex, ``dr.drill.run.run_id``):
+# the part of a scratch namespace's name that makes it this run's.
+RUN_ID_LENGTH = len("20261129-154139-a1b2")
+
+
 class Runbook(Model):
     api_version: Literal["dr.dev/v1"]
     kind: Literal["Runbook"]
@@ -552,13 +557,15 @@ class Runbook(Model):
         """
         prefix = self.spec.drill.namespace_prefix
         sources = self.concrete_namespaces()
+        # The run id is never cut: it is what makes the name this run's (a cut one made every
+        # drill of an app with a long name use the same namespace).
         if len(sources) == 1:
-            return {sources[0]: _fit(f"{prefix}-{self.name}-{run_id}")}
+            return {sources[0]: _fit(f"{prefix}-", self.name, f"-{run_id}")}
         out: dict[str, str] = {}
         for i, src in enumerate(sources):
-            name = _fit(f"{prefix}-{run_id}-{src}")
+            name = _fit(f"{prefix}-{run_id}-", src)
             if name in out.values():
-                name = _fit(f"{prefix}-{run_id}-{i}-{src}")
+                name = _fit(f"{prefix}-{run_id}-{i}-", src)
             out[src] = name
         return out
 
@@ -583,7 +590,8 @@ class Runbook(Model):
                 check_selector(scope.selector)
             except ValueError as e:
                 problems.append((("spec", "scope", "selector"), str(e)))
-        longest = len(self.spec.drill.namespace_prefix) + len(self.name) + 8
+        # <prefix>-<app>-<run id>: the name a drill of one namespace uses.
+        longest = len(self.spec.drill.namespace_prefix) + len(self.name) + 2 + RUN_ID_LENGTH
         if longest > 63:
             problems.append(
                 (
@@ -612,8 +620,13 @@ class Runbook(Model):
         return problems
 
 
-def _fit(name: str) -> str:
-    return name[:63].rstrip("-")
+def _fit(head: str, cut: str, tail: str = "") -> str:
+    """``head + cut + tail`` within 63 characters: only ``cut`` is shortened."""
+    room = max(0, 63 - len(head) - len(tail))
+    middle = cut[:room].strip("-")
+    if not middle:
+        return head.rstrip("-") + tail if tail else head.rstrip("-")
+    return head + middle + tail
 
 
 def load_runbook(path: Path) -> Runbook:
