@@ -97,7 +97,16 @@ def test_three_examples_load_and_use_every_step_type() -> None:
     assert shop.spec.drill.quota["pods"] == "20"  # ints become quantities
     assert shop.spec.drill.ttl == timedelta(hours=24)
     assert shop.spec.procedure[2].dr == ["backups", "list", "--namespace", "shop"]
-    assert shop.spec.procedure[4].dr == ["restore", "latest", "--existing", "recreate"]
+    assert shop.spec.procedure[4].dr == [
+        "restore",
+        "latest",
+        "--policy",
+        "shop-nightly",
+        "-n",
+        "shop",
+        "--existing",
+        "recreate",
+    ]
     assert shop.spec.procedure[2].command_line() == "dr backups list --namespace shop"
     http = next(s for s in shop.spec.verification if isinstance(s, HttpStep))
     assert http.expect.json_[0].path == "checks.database" and http.expect.json_[0].equals == "ok"

@@ -7,6 +7,7 @@ import re
 import shlex
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 import yaml
@@ -67,21 +68,32 @@ def code_lines(md: str) -> list[str]:
 
 def test_restore_commands_in_place_and_new_namespace() -> None:
     cmds = restore_commands(load_runbook(SHOP))
+    # The newest backup of the app's policy, only its namespace, without the types the scope leaves out.
+    base = "dr restore latest --policy shop-nightly -n shop --exclude-resources events,pods,replicasets,endpointslices"
     assert cmds == {
-        "preview": ["dr restore latest --dry-run"],
-        "in_place": ["dr restore latest"],
-        "replace": ["dr restore latest --existing recreate"],
+        "preview": [f"{base} --dry-run"],
+        "in_place": [base],
+        "replace": [f"{base} --existing recreate"],
         "new_namespace": [
-            "dr restore latest --namespace-mapping shop=shop-restored --dry-run",
-            "dr restore latest --namespace-mapping shop=shop-restored",
+            f"{base} --namespace-mapping shop=shop-restored --dry-run",
+            f"{base} --namespace-mapping shop=shop-restored",
         ],
     }
+
+
+def test_restore_commands_without_a_backup_policy_name_no_latest() -> None:
+    # `latest` alone is the newest backup of the whole repository: maybe another app's.
+    cmds = restore_commands(load_runbook(SITE))
+    assert cmds["in_place"] == ["dr restore BACKUP_ID -n site"]
+    md = render_markdown(load_runbook(SITE))
+    assert "Put its ID from the list in place of `BACKUP_ID` below." in md
+    assert "dr restore BACKUP_ID -n site --existing recreate" in code_lines(md)
 
 
 def test_restore_commands_carry_the_scope_filters_and_every_namespace() -> None:
     cache = restore_commands(load_runbook(CACHE), "3f9a1c2e")
     assert cache["in_place"] == [
-        "dr restore 3f9a1c2e --selector app.kubernetes.io/name=redis "
+        "dr restore 3f9a1c2e -n cache --selector app.kubernetes.io/name=redis "
         "--include-resources statefulsets,services,configmaps,secrets,persistentvolumeclaims"
     ]
     doc = yaml.safe_load(SHOP.read_text())
@@ -93,8 +105,18 @@ def test_restore_commands_carry_the_scope_filters_and_every_namespace() -> None:
         "dr",
         "restore",
         "latest",
+        "--policy",
+        "shop-nightly",
+        "-n",
+        "shop",
+        "-n",
+        "shop-db",
+        "-n",
+        "shop-*",
         "--selector",
         "part-of in (shop, billing)",
+        "--exclude-resources",
+        "events,pods,replicasets,endpointslices",
         "--namespace-mapping",
         "shop=shop-restored",
         "--namespace-mapping",
@@ -186,14 +208,15 @@ def test_page_without_repository_data() -> None:
     assert "| Recovery point objective (RPO) | 24h: at most 24h of changes may be lost |" in md
     assert "| Recovery time objective (RTO) | 30m: from starting the restore to a working app |" in md
     assert "- **Shop on-call** (first responder): pager pagerduty:shop-primary" in md
-    assert "dr restore latest --namespace-mapping shop=shop-restored" in code_lines(md)
+    assert "    --namespace-mapping shop=shop-restored" in code_lines(md)
+    assert "`latest --policy shop-nightly` below is the newest backup of the app's backup policy" in md
     # The procedure in order, with its commands and expected outcomes.
     assert (
         md.index("### 1. Confirm the incident")
         < md.index("### 3. Find the backup")
         < md.index("### 5. Restore in place")
     )
-    assert "dr restore latest --existing recreate" in code_lines(md)
+    assert "dr restore latest --policy shop-nightly -n shop --existing recreate --dry-run" in code_lines(md)
     assert "**Expected:** Every item reported as restored; exit code 0." in md
     # The checklist is checkboxes, one per verification step, with human wording first.
     boxes = [ln for ln in md.splitlines() if ln.startswith("- [ ] ")]
@@ -219,8 +242,10 @@ def test_page_with_latest_backup_and_drill() -> None:
         in md
     )
     assert "on 2026-11-27 09:30 UTC. Edit the runbook YAML" in md
-    lines = code_lines(md)
-    assert "dr restore 3f9a1c2e --dry-run" in lines and "dr restore 3f9a1c2e --existing recreate" in lines
+    lines = " ".join(ln.removesuffix("\\").strip() for ln in code_lines(md))
+    exclude = "--exclude-resources events,pods,replicasets,endpointslices"
+    assert f"dr restore 3f9a1c2e -n shop {exclude} --dry-run" in lines
+    assert f"dr restore 3f9a1c2e -n shop {exclude} --existing recreate" in lines
     assert "The latest passing drill took 12m." in md
 
 
@@ -335,3 +360,47 @@ def test_cli_render_errors(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -
     )
     r = run_dr(capsys, "runbook", "render", str(CACHE), "--out", str(tmp_path / "no" / "dir" / "x.md"))
     assert r.code == 2 and "cannot write: No such file or directory" in r.err
+
+
+def test_the_pages_restore_lines_restore_only_the_app(
+    capsys: pytest.CaptureFixture[str], kube_client: Any, kube: Any, isolated_home: Path, unique: str
+) -> None:
+    """One backup policy covers shop and billing, a newer manual backup only billing: shop's page
+    restores shop from its policy's backup and leaves billing alone (also with --existing recreate)."""
+    from tests.cli_support import small_namespace, write_config, write_runbook
+
+    kc = kube_client
+    shop, billing = f"shop-{unique}", f"billing-{unique}"
+    for ns in (shop, billing):
+        small_namespace(kc, ns)
+    config = write_config(isolated_home, backup_policies=[
+        {"name": "nightly", "schedule": "0 2 * * *", "scope": {"namespaces": [shop, billing]}}])  # fmt: skip
+
+    def dr(*args: str) -> Any:
+        return run_dr(capsys, "--config", str(config), "--kubeconfig", kube.kubeconfig, *args)
+
+    try:
+        assert dr("repo", "init").code == 0
+        res = dr("backup", "--policy", "nightly", "--no-data", "-o", "json")
+        assert res.code == 0, res.err
+        nightly = res.json()["id"]
+        assert dr("backup", "-n", billing, "--no-data").code == 0  # newer: `latest` of the repository
+        rb = write_runbook(isolated_home / "shop.yaml", "shop", shop, backup_policy="nightly")
+
+        online = run_dr(capsys, "--config", str(config), "runbook", "render", str(rb))
+        assert online.code == 0, online.err
+        offline = render_markdown(load_runbook(rb))  # without the repository: the policy's latest
+        for page, backup in ((online.out, nightly), (offline, "latest --policy nightly")):
+            lines = [ln for ln in page.replace(" \\\n    ", " ").splitlines() if ln.startswith("dr restore")]
+            replace = next(ln for ln in lines if ln.endswith("--existing recreate"))
+            assert replace == f"dr restore {backup} -n {shop} --existing recreate"
+            res = dr(*shlex.split(replace)[1:], "--dry-run", "-o", "json")
+            assert res.code == 0, res.err
+            plan = res.json()
+            assert plan["backupId"].endswith("-nightly")  # not the newer manual backup of billing
+            assert {i["item"].get("namespace") or i["item"]["name"] for i in plan["items"]} == {shop}
+        missing = dr("restore", "latest", "--policy", "weekly", "-n", shop, "--dry-run")
+        assert missing.code == 2 and "no backup of policy 'weekly' found in the repository" in missing.err
+    finally:
+        for ns in (shop, billing):
+            kc.request("DELETE", f"/api/v1/namespaces/{ns}")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 import click
@@ -15,10 +16,26 @@ from dr.cli.repo_access import open_repository
 from dr.cli.volume_access import volume_restore_step
 from dr.errors import ExitCode, InvalidInput, PartialFailure
 from dr.observe.run_hooks import observe_restore
-from dr.repo.snapshots import find_snapshot
+from dr.repo.repository import Repository
+from dr.repo.snapshots import Snapshot, find_snapshot, readable_snapshots, resolve
 from dr.restore.plan import RestoreOptions
 from dr.restore.results import RestoreItemResult
 from dr.restore.run import RestoreOutcome, run_restore
+
+log = logging.getLogger(__name__)
+
+
+def _backup_of_policy(repo: Repository, ref: str, policy: str) -> Snapshot:
+    """``latest`` or an id among the backups of one backup policy.
+
+    The runbook of one app names its policy: ``latest`` of the whole repository
+    may be another app's backup (one that also holds this app's namespaces, but
+    from another time, or one that does not hold them at all).
+    """
+    snaps, bad = readable_snapshots(repo, "backup")
+    for problem in bad.values():
+        log.warning("%s; passed over (`dr repo check` names what is damaged)", problem)
+    return resolve([s for s in snaps if s.policy == policy], ref, what=f"backup of policy {policy!r}")
 
 
 def _options(**kw: Any) -> RestoreOptions:
@@ -72,6 +89,8 @@ def _row(i: RestoreItemResult) -> dict[str, Any]:
     "--dry-run", is_flag=True, help="Print the plan (create/update/skip per object) and change nothing."
 )
 @click.option("--no-data", is_flag=True, help="Restore manifests only, no volume data.")
+@click.option("--policy", metavar="NAME",
+              help="Pick ID|latest among the backups of this backup policy only.")  # fmt: skip
 @output_option()
 def restore(
     backup_id: str,
@@ -85,6 +104,7 @@ def restore(
     preserve_nodeports: bool,
     dry_run: bool,
     no_data: bool,
+    policy: str | None,
     output: str,
 ) -> int:
     """Restore a backup (ID or 'latest') into this cluster.
@@ -105,7 +125,10 @@ def restore(
         dry_run=dry_run,
     )
     repo = open_repository(ctx)
-    snap = find_snapshot(repo, backup_id, kind="backup", what="backup")
+    if policy:
+        snap = _backup_of_policy(repo, backup_id, policy)
+    else:
+        snap = find_snapshot(repo, backup_id, kind="backup", what="backup")
     kube = connect_kube(ctx)
     # Given to a dry run too (which runs no step): its plan then shows what the data step changes.
     step = None if no_data else volume_restore_step(ctx)
