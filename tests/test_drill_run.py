@@ -193,3 +193,55 @@ def test_run_ids_differ_within_a_second() -> None:
     now = datetime(2026, 11, 29, 15, 41, 39, tzinfo=UTC)
     ids = {run_id(now) for _ in range(20)}
     assert len(ids) > 1 and all(i.startswith("20261129-154139-") and len(i) == RUN_ID_LENGTH for i in ids)
+
+
+def test_a_drill_creates_no_cluster_scoped_objects_and_names_the_missing_ones(
+    capsys: Capsys, kube_client: KubeClient, kube: Kube, repo: Path, unique: str
+) -> None:
+    kc = kube_client
+    ns, rbac = f"prod-{unique}", "rbac.authorization.k8s.io/v1"
+    kept, retired = f"app-reader-{unique}", f"app-writer-{unique}"
+    make_namespace(kc, ns)
+    create(kc, "configmaps", configmap("app-config", {"a": "b"}), ns)
+    for role in (kept, retired):
+        create(
+            kc,
+            "clusterroles",
+            {
+                "apiVersion": rbac,
+                "kind": "ClusterRole",
+                "metadata": {"name": role},
+                "rules": [{"apiGroups": [""], "resources": ["configmaps"], "verbs": ["get"]}],
+            },
+        )
+        create(kc, "rolebindings", {"apiVersion": rbac, "kind": "RoleBinding", "metadata": {"name": role},
+            "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": role},
+            "subjects": [{"kind": "ServiceAccount", "name": "default", "namespace": ns}]}, ns)  # fmt: skip
+    try:
+        taken = backup(capsys, kube, "-n", ns)  # auto: the ClusterRoles of the RoleBindings come along
+        assert taken["objects"] >= 5
+        kc.request("DELETE", f"/apis/{rbac}/clusterroles/{retired}")  # retired after the backup
+        before = get(kc, rbac, "clusterroles", kept)
+        assert before is not None
+        rb = write_runbook(repo / "rb.yaml", f"app{unique}", ns, [CM_STEP])
+
+        res = run_dr(
+            capsys, "--kubeconfig", kube.kubeconfig, "drill", "run", str(rb), "--no-data", "-o", "json"
+        )
+
+        assert res.code == 4, res.err
+        doc = res.json()
+        [missing] = doc["restore"]["missingClusterResources"]
+        assert retired in missing and missing.endswith(": not in the cluster; a restore would create it")
+        assert doc["outcome"] == "failed" and "missing cluster-scoped object: " in res.err
+        # Nothing outside the scratch namespace changed: the retired role stays gone, the other untouched.
+        assert get(kc, rbac, "clusterroles", retired) is None
+        after = get(kc, rbac, "clusterroles", kept)
+        assert (
+            after is not None
+            and after["metadata"]["resourceVersion"] == before["metadata"]["resourceVersion"]
+        )
+    finally:
+        kc.request("DELETE", f"/api/v1/namespaces/{ns}")
+        for role in (kept, retired):
+            kc.request("DELETE", f"/apis/{rbac}/clusterroles/{role}")

@@ -492,7 +492,8 @@ def test_restore_problems_in_every_rendering() -> None:
         dump_errors=["db-0: pg_restore exited 1"],
         not_ready=["drill-shop-x1/deployment web: 0/1 ready"],
     )
-    d = d.model_copy(update={"restore": problems, "steps": passing})
+    warning = "cannot check whether storageclasses.storage.k8s.io fast exists: 403 Forbidden"
+    d = d.model_copy(update={"restore": problems, "steps": passing, "warnings": [warning]})
     monthly = build_monthly_report([d], NOV, generated=GENERATED)
     app = monthly.apps[0]
     assert app.status == "failed" and app.latest is not None
@@ -512,6 +513,7 @@ def test_restore_problems_in_every_rendering() -> None:
     )
     html = render_html(monthly)
     assert "The restore was not complete" in html and "could not find &lt;it&gt;" in html
+    assert f"- {warning}" in md and f"<li>{warning}</li>" in html
 
 
 def test_reading_ignores_computed_and_unknown_fields() -> None:

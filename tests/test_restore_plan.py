@@ -12,7 +12,7 @@ from dr.errors import InvalidInput
 from dr.kube.discovery import ApiResource
 from dr.kube.objects import ResourceItem
 from dr.restore.order import OTHER_INDEX, STAGES, stage_of
-from dr.restore.plan import DigestSet, RestoreOptions, build_plan, changes
+from dr.restore.plan import CLUSTER_SCOPED_SKIP, DigestSet, RestoreOptions, build_plan, changes
 
 
 def item(group: str, kind: str, plural: str, name: str, ns: str | None = "app", **kw: Any) -> ResourceItem:
@@ -188,6 +188,24 @@ def test_selector_and_persistent_volume_option() -> None:
     assert {r.reason for r in no_pvs.skipped} == {
         "persistent volumes are not restored (their data is restored into new volumes)"
     }
+
+
+def test_namespaced_only_skips_cluster_scoped_objects_but_not_namespaces() -> None:
+    items = [
+        *with_owner_refs(backup()),
+        (item("rbac.authorization.k8s.io", "ClusterRole", "clusterroles", "reader", None, uid="cr-uid"),
+         obj("ClusterRole", "reader", None)),
+        (item("storage.k8s.io", "StorageClass", "storageclasses", "fast", None, uid="sc-uid"),
+         obj("StorageClass", "fast", None)),
+    ]  # fmt: skip
+    plan = build_plan(items, RestoreOptions(cluster_resources=False, restore_pvs=False), known_types=KNOWN)
+    skipped = {(r.item.resource, r.item.name): r.reason for r in plan.skipped}
+    assert skipped[("clusterroles", "reader")] == CLUSTER_SCOPED_SKIP
+    assert skipped[("storageclasses", "fast")] == CLUSTER_SCOPED_SKIP
+    assert skipped[("persistentvolumes", "pv-a")].startswith("persistent volumes are not restored")
+    assert {e.target.resource for e in plan.entries if not e.target.namespaced} == {"namespaces"}
+    everything = build_plan(items, RestoreOptions(), known_types=KNOWN)
+    assert {("clusterroles", None, "reader"), ("storageclasses", None, "fast")} <= planned(everything)
 
 
 def test_volumes_whose_disk_is_gone_or_whose_data_a_mover_restores_are_not_restored() -> None:

@@ -68,6 +68,8 @@ def _summary(report: DrillReport) -> list[str]:
         lines.append(f"  [FAIL] {problem}")
     for s in report.steps:
         lines.append(f"  [{'pass' if s.passed else 'FAIL'}] {s.name} ({s.type}): {s.message}")
+    for w in report.warnings:
+        lines.append(f"  warning: {w}")
     if report.error:
         lines.append(f"  error: {report.error}")
     return lines

@@ -130,6 +130,9 @@ class DrillReport(ReportModel):
     phases: Phases = Field(default_factory=Phases)
     objectives: ReportObjectives
     restore: RestoreProblems = Field(default_factory=RestoreProblems)
+    warnings: list[str] = Field(
+        default_factory=list, description="what the drill could not do or check, without failing it"
+    )
     steps: list[StepResult] = Field(default_factory=list)
     outcome: Outcome
     error: str | None = Field(default=None, description="why the drill could not run (outcome error)")

@@ -13,7 +13,9 @@ The order of a drill (each phase timed; their sum is the measured RTO):
    in when data is restored or probed (mover pods mount it from their own
    namespace);
 3. restore the backup into them with namespace mapping (resources, then volume
-   data after the claims, before the workloads);
+   data after the claims, before the workloads) — namespaced objects only: the
+   backup's cluster-scoped objects are looked up, not created, and each one
+   the cluster lacks fails the drill (a real restore would need it);
 4. wait until the restored workloads are ready (time to ready), then load
    the backup's database dumps into the pods that ask for them;
 5. run the runbook's verification steps in order (each with its timeout).
@@ -59,7 +61,8 @@ from dr.kube.discovery import ApiResource
 from dr.kube.exec import Exec
 from dr.repo.repository import Repository
 from dr.repo.snapshots import Snapshot, find_snapshot, list_snapshots
-from dr.restore.plan import RestoreOptions
+from dr.restore.plan import CLUSTER_SCOPED_SKIP, RestoreOptions
+from dr.restore.resources import RestoreResult
 from dr.restore.run import VolumeRestoreStep, run_restore
 from dr.runbook.model import RUN_ID_LENGTH, DataStep, Runbook
 
@@ -254,6 +257,33 @@ def delete_namespace(kube: KubeClient, name: str, uid: str | None = None) -> Non
             raise
 
 
+# --------------------------------------------------------------------------- cluster-scoped objects
+
+
+def missing_cluster_resources(kube: KubeClient, result: RestoreResult, warnings: list[str]) -> list[str]:
+    """The backup's cluster-scoped objects that the cluster lacks (the drill skipped them all).
+
+    A real restore would create them; the drill does not (it must not change the
+    cluster outside its scratch namespaces), so the app it verified may have
+    worked only because they still exist — or not at all because they do not.
+    One that cannot be looked up (the drill account may not read it) is a warning.
+    """
+    missing = []
+    for r in result.items.with_outcome("skipped"):
+        if r.reason != CLUSTER_SCOPED_SKIP:
+            continue
+        it = r.item
+        base = f"/api/{it.version}" if not it.group else f"/apis/{it.group}/{it.version}"
+        try:
+            kube.call("GET", f"{base}/{it.resource}/{it.name}")
+        except ApiError as e:
+            if e.not_found:
+                missing.append(f"{it.describe()}: not in the cluster; a restore would create it")
+            else:
+                warnings.append(f"cannot check whether {it.describe()} exists: {e.short}")
+    return missing
+
+
 # --------------------------------------------------------------------------- waiting for readiness
 
 
@@ -322,6 +352,9 @@ def run_drill(req: DrillRequest, deps: DrillDeps) -> DrillReport:
             selector=rb.spec.scope.selector,
             # The original PVs stay with the original claims; scratch claims get new volumes.
             restore_pvs=False,
+            # Nothing outside the scratch namespaces: cluster-scoped objects of the backup are checked
+            # for, not created (a drill would leave them in the cluster, shared by everyone).
+            cluster_resources=False,
         )
         data_seconds = 0.0
 
@@ -343,6 +376,9 @@ def run_drill(req: DrillRequest, deps: DrillDeps) -> DrillReport:
         # In the report, not only the log: a drill whose restore was incomplete proved nothing.
         incomplete.failed_items = [i.describe() for i in outcome.resources.failures]
         incomplete.volume_errors = list(outcome.volumes.errors)
+        incomplete.missing_cluster_resources = missing_cluster_resources(
+            deps.kube, outcome.resources, warnings
+        )
         t1 = time.monotonic()
         ready, pending = wait_ready(
             deps.kube, list(mapping.values()), max(0.0, deadline - t1), deps.poll_interval
@@ -394,6 +430,7 @@ def run_drill(req: DrillRequest, deps: DrillDeps) -> DrillReport:
         phases=phases,
         objectives=ReportObjectives(rpo=rb.spec.objectives.rpo, rto=rb.spec.objectives.rto),
         restore=incomplete,
+        warnings=warnings,
         steps=steps,
         outcome=outcome_of(steps, error, incomplete),
         error=error,

@@ -110,6 +110,7 @@ class DrillLine(ReportModel):
     cleanup: str
     # What the restore did not bring back (``RestoreProblems.lines``): each fails the drill.
     restore_problems: list[str] = Field(default_factory=list)
+    warnings: list[str] = Field(default_factory=list)
     steps: list[StepLine]
 
     @classmethod
@@ -132,6 +133,7 @@ class DrillLine(ReportModel):
             rpo_met=r.rpo_met,
             cleanup=r.cleanup.status + (f": {r.cleanup.message}" if r.cleanup.message else ""),
             restore_problems=r.restore.lines(),
+            warnings=r.warnings,
             steps=[
                 StepLine(
                     name=s.name,
@@ -445,6 +447,10 @@ def render_markdown(report: MonthlyReport) -> str:
             if d.restore_problems:
                 out += ["The restore was not complete:", ""]
                 out += [f"- {_md(p)}" for p in d.restore_problems]
+                out.append("")
+            if d.warnings:
+                out += ["Warnings (the drill did not check these):", ""]
+                out += [f"- {_md(w)}" for w in d.warnings]
                 out.append("")
             phases = [
                 ("restore resources", d.restore_resources),

@@ -64,6 +64,9 @@ def _app_section(a: AppMonth) -> str:
         if d.restore_problems:
             items = "".join(f"<li>{escape(p)}</li>" for p in d.restore_problems)
             out.append(f'<h3>The restore was not complete</h3><ul class="restore-problems miss">{items}</ul>')
+        if d.warnings:
+            items = "".join(f"<li>{escape(w)}</li>" for w in d.warnings)
+            out.append(f'<h3>Warnings (the drill did not check these)</h3><ul class="warnings">{items}</ul>')
         phases = [
             ("restore resources", d.restore_resources),
             ("restore data", d.restore_data),

@@ -11,6 +11,8 @@ options and decides, per object, whether it is restored and in which stage of
 * objects whose controller owner is in the backup are skipped with the owner
   named: the restored controller recreates them (PersistentVolumeClaims are the
   exception — they hold data and are restored whoever owns them);
+* with ``cluster_resources=False`` (drills) cluster-scoped objects other than
+  Namespaces are skipped with ``CLUSTER_SCOPED_SKIP``;
 * what is never restored (``dr.kube.managed``: events, service-account token
   Secrets, … — a backup made by another tool may hold them) and, unless
   ``restore_pvs``, PersistentVolumes are skipped with the reason; so are
@@ -49,6 +51,7 @@ from dr.restore.results import ItemResults, RestoreItemResult
 from dr.restore.transforms import BACKUP_LABEL, DATA_PENDING_ANNOTATION, RESTORE_LABEL, SERVER_METADATA
 
 DNS_LABEL_MAX = 63
+CLUSTER_SCOPED_SKIP = "cluster-scoped: not restored by this restore (namespaced objects only)"
 PVC = ("", "persistentvolumeclaims")
 
 
@@ -65,6 +68,10 @@ class RestoreOptions(BaseModel):
     preserve_nodeports: bool = False
     dry_run: bool = False
     restore_pvs: bool = True
+    # False: cluster-scoped objects (CRDs, ClusterRoles, StorageClasses, webhooks, …) are skipped with
+    # CLUSTER_SCOPED_SKIP; Namespace objects follow the mapping as usual. Drills: a drill must not
+    # change the cluster outside its scratch namespaces (it would leave them behind).
+    cluster_resources: bool = True
     workers: int = Field(default=16, ge=1, le=64)  # concurrent requests within a stage
     wait_timeout: float = Field(default=120.0, gt=0)  # per deletion (recreate) / CRD establishment
 
@@ -373,9 +380,15 @@ def _skip_reason(
     never = never_backed_up(item.group, item.resource) or object_skip_reason(item.group, item.resource, obj)
     if never:
         return f"never restored: {never}"
+    if (item.group, item.resource) == ("", "persistentvolumes") and not options.restore_pvs:
+        return "persistent volumes are not restored (their data is restored into new volumes)"
+    if (
+        not options.cluster_resources
+        and not item.namespaced
+        and (item.group, item.resource) != ("", "namespaces")
+    ):
+        return CLUSTER_SCOPED_SKIP
     if (item.group, item.resource) == ("", "persistentvolumes"):
-        if not options.restore_pvs:
-            return "persistent volumes are not restored (their data is restored into new volumes)"
         why = _pv_skip_reason(obj, data_claims)
         if why:
             return why
