@@ -245,3 +245,32 @@ def test_a_drill_creates_no_cluster_scoped_objects_and_names_the_missing_ones(
         kc.request("DELETE", f"/api/v1/namespaces/{ns}")
         for role in (kept, retired):
             kc.request("DELETE", f"/apis/{rbac}/clusterroles/{role}")
+
+
+def test_an_unknown_backup_is_invalid_input_without_a_report(
+    capsys: Capsys, kube_client: KubeClient, kube: Kube, repo: Path, unique: str
+) -> None:
+    kc = kube_client
+    ns = f"prod-{unique}"
+    make_namespace(kc, ns)
+    create(kc, "configmaps", configmap("app-config", {"a": "b"}), ns)
+    try:
+        taken = backup(capsys, kube, "-n", ns)
+        rb = write_runbook(repo / "rb.yaml", f"app{unique}", ns, [CM_STEP])
+        reports = repo / "reports"
+
+        res = run_dr(capsys, "--kubeconfig", kube.kubeconfig, "drill", "run", str(rb), "--no-data",
+                     "--backup", "zzzz", "--report-dir", str(reports))  # fmt: skip
+
+        assert res.code == 2, res.err
+        assert "no backup with id 'zzzz'" in res.err and "Traceback" not in res.err
+        assert not reports.exists() and drill_namespaces(kc) == []
+        listed = run_dr(capsys, "--kubeconfig", kube.kubeconfig, "report", "drills", "--format", "json")
+        assert listed.code == 0 and listed.json()["apps"] == []
+        # A prefix of a real backup still works.
+        res = run_dr(capsys, "--kubeconfig", kube.kubeconfig, "drill", "run", str(rb), "--no-data",
+                     "--backup", taken["id"][:8], "-o", "json")  # fmt: skip
+        assert res.code == 0, res.err
+        assert res.json()["backupId"] == taken["id"]
+    finally:
+        kc.request("DELETE", f"/api/v1/namespaces/{ns}")

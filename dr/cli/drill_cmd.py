@@ -102,6 +102,12 @@ def run(
             raise InvalidInput(f"no drill policy {policy!r} in {ctx.loaded.source}")
         repo_name = pol.repository
     repo = open_repository(ctx, repo_name)
+    if backup_id:
+        # A mistyped --backup is invalid input (exit 2), not a drill that could not run: no
+        # report, no scratch namespace. The full id then loads with one request in the drill.
+        from dr.repo.snapshots import find_snapshot
+
+        backup_id = find_snapshot(repo, backup_id, kind="backup", what="backup").id
     kube = connect_kube(ctx)
     api = _api_client(ctx)
     from dr.drill.probe_job import JobDataProbe
