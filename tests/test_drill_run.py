@@ -274,3 +274,40 @@ def test_an_unknown_backup_is_invalid_input_without_a_report(
         assert res.json()["backupId"] == taken["id"]
     finally:
         kc.request("DELETE", f"/api/v1/namespaces/{ns}")
+
+
+def test_loading_dumps_is_a_phase_of_the_measured_rto(
+    capsys: Capsys,
+    kube_client: KubeClient,
+    kube: Kube,
+    repo: Path,
+    unique: str,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import time
+
+    import dr.cli.drill_cmd
+
+    kc = kube_client
+    ns = f"prod-{unique}"
+    make_namespace(kc, ns)
+    create(kc, "configmaps", configmap("app-config", {"a": "b"}), ns)
+
+    def slow_dumps(*args: Any) -> list[str]:
+        time.sleep(1.5)  # a database loading its dump
+        return []
+
+    monkeypatch.setattr(dr.cli.drill_cmd, "dump_problems", slow_dumps)
+    try:
+        backup(capsys, kube, "-n", ns)
+        rb = write_runbook(repo / "rb.yaml", f"app{unique}", ns, [CM_STEP])
+
+        res = run_dr(capsys, "--kubeconfig", kube.kubeconfig, "drill", "run", str(rb), "-o", "json")
+
+        assert res.code == 0, res.err
+        doc = res.json()
+        phases = doc["phases"]
+        assert phases["loadDumps"] >= 1.5
+        assert doc["rtoMeasured"] == pytest.approx(sum(v for v in phases.values() if v is not None))
+    finally:
+        kc.request("DELETE", f"/api/v1/namespaces/{ns}")

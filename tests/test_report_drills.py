@@ -476,6 +476,15 @@ def test_a_drill_never_ready_measures_no_rto() -> None:
     assert json.loads(d.to_json())["rtoMeasured"] is None
 
 
+def test_loading_dumps_counts_into_the_rto_and_is_shown() -> None:
+    d = drill("a", datetime(2026, 11, 1, 4, tzinfo=UTC), phases=(60, 300, 120, 60))
+    d = d.model_copy(update={"phases": d.phases.model_copy(update={"load_dumps": timedelta(minutes=2)})})
+    assert d.rto_measured == timedelta(minutes=11)
+    monthly = build_monthly_report([d], NOV, generated=GENERATED)
+    assert "ready 2m + load dumps 2m + verification 1m" in render_markdown(monthly)
+    assert "load dumps 2m" in render_html(monthly)
+
+
 def test_reports_written_before_restore_problems_still_read() -> None:
     d = drill("a", datetime(2026, 11, 1, 4, tzinfo=UTC))
     doc = json.loads(d.to_json())

@@ -54,6 +54,8 @@ class Phases(ReportModel):
     time_to_ready: timedelta | None = Field(
         default=None, description="None also when the workloads never became ready (see restore.notReady)"
     )
+    # Loading the backup's database dumps into the ready pods: the app has no data before it ends.
+    load_dumps: timedelta | None = None
     verification: timedelta | None = None
 
     def total(self) -> timedelta | None:
@@ -63,6 +65,7 @@ class Phases(ReportModel):
                 self.restore_resources,
                 self.restore_data,
                 self.time_to_ready,
+                self.load_dumps,
                 self.verification,
             )
             if p
@@ -141,7 +144,7 @@ class DrillReport(ReportModel):
     @computed_field  # type: ignore[prop-decorator]
     @property
     def rto_measured(self) -> timedelta | None:
-        """Restore of resources + restore of data + time to ready + verification.
+        """Restore of resources + restore of data + time to ready + loading dumps + verification.
 
         None when the workloads never became ready: the recovery was not reached, so there is no
         time to measure (counting the drill's timeout would report a made-up RTO).

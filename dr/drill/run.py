@@ -17,7 +17,8 @@ The order of a drill (each phase timed; their sum is the measured RTO):
    backup's cluster-scoped objects are looked up, not created, and each one
    the cluster lacks fails the drill (a real restore would need it);
 4. wait until the restored workloads are ready (time to ready), then load
-   the backup's database dumps into the pods that ask for them;
+   the backup's database dumps into the pods that ask for them (load dumps:
+   a phase of its own, part of the RTO — the app has no data before);
 5. run the runbook's verification steps in order (each with its timeout).
    Objects that failed to restore, volume data or dumps that did not arrive
    and workloads never ready go into the report's ``restore`` and fail the
@@ -389,8 +390,10 @@ def run_drill(req: DrillRequest, deps: DrillDeps) -> DrillReport:
             # No time to ready: the drill's timeout is not a recovery time.
             incomplete.not_ready = pending
         if ready and deps.dump_step is not None:
-            left = max(0.0, deadline - time.monotonic())
+            t_dumps = time.monotonic()
+            left = max(0.0, deadline - t_dumps)
             incomplete.dump_errors = deps.dump_step(deps.kube, deps.repo, backup, mapping, left)
+            phases.load_dumps = timedelta(seconds=time.monotonic() - t_dumps)
         t2 = time.monotonic()
         ctx = StepContext(api=deps.api, namespace=main_ns, exec=deps.exec, data_probe=deps.data_probe,
                           namespaces=mapping, poll_interval=deps.poll_interval,

@@ -25,7 +25,7 @@ PASS, FAIL, WARN, NONE, INK, GRID, OBJECTIVE = (
     "#eaeef2",
     "#8250df",
 )
-PHASE_COLORS = ("#54aeff", "#4ac26b", "#d4a72c", "#c297ff")
+PHASE_COLORS = ("#54aeff", "#4ac26b", "#d4a72c", "#ff8182", "#c297ff")
 
 
 def _svg(width: int, height: int, label: str, body: list[str]) -> str:
@@ -166,7 +166,7 @@ def phases_bar(
         bw = usable * d.total_seconds() / scale_to
         tip = f"{name}: {human_duration(d)}"
         body.append(
-            f'<rect x="{x:.1f}" y="8" width="{bw:.1f}" height="22" fill="{PHASE_COLORS[i % 4]}">'
+            f'<rect x="{x:.1f}" y="8" width="{bw:.1f}" height="22" fill="{PHASE_COLORS[i % len(PHASE_COLORS)]}">'
             f"<title>{escape(tip)}</title></rect>"
         )
         if bw > 70:
@@ -194,7 +194,9 @@ def phases_bar(
     legend_x += 70
     for i, (name, d) in enumerate(parts):
         text = f"{name} {human_duration(d)}"
-        body.append(f'<rect x="{legend_x:.1f}" y="58" width="9" height="9" fill="{PHASE_COLORS[i % 4]}"/>')
+        body.append(
+            f'<rect x="{legend_x:.1f}" y="58" width="9" height="9" fill="{PHASE_COLORS[i % len(PHASE_COLORS)]}"/>'
+        )
         body.append(f'<text x="{legend_x + 12:.1f}" y="66" font-size="10" fill="{INK}">{escape(text)}</text>')
         legend_x += 22 + 5.6 * len(text)
     return _svg(w, h, label, body)

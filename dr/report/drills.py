@@ -102,6 +102,7 @@ class DrillLine(ReportModel):
     restore_resources: timedelta | None = None
     restore_data: timedelta | None = None
     time_to_ready: timedelta | None = None
+    load_dumps: timedelta | None = None
     verification: timedelta | None = None
     rto_measured: timedelta | None = None
     rpo_measured: timedelta | None = None
@@ -126,6 +127,7 @@ class DrillLine(ReportModel):
             restore_resources=r.phases.restore_resources,
             restore_data=r.phases.restore_data,
             time_to_ready=r.phases.time_to_ready,
+            load_dumps=r.phases.load_dumps,
             verification=r.phases.verification,
             rto_measured=r.rto_measured,
             rpo_measured=r.rpo_measured,
@@ -456,6 +458,7 @@ def render_markdown(report: MonthlyReport) -> str:
                 ("restore resources", d.restore_resources),
                 ("restore data", d.restore_data),
                 ("ready", d.time_to_ready),
+                ("load dumps", d.load_dumps),
                 ("verification", d.verification),
             ]
             shown = [f"{n} {human_duration(v)}" for n, v in phases if v is not None]

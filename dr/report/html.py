@@ -71,6 +71,7 @@ def _app_section(a: AppMonth) -> str:
             ("restore resources", d.restore_resources),
             ("restore data", d.restore_data),
             ("ready", d.time_to_ready),
+            ("load dumps", d.load_dumps),
             ("verification", d.verification),
         ]
         if any(p is not None for _, p in phases):
@@ -161,7 +162,7 @@ def render_html(report: MonthlyReport) -> str:
 <th>RPO measured / objective</th><th>Latest drill</th></tr></thead>
 <tbody>{"".join(rows) or '<tr><td colspan="6">No apps with drills or backup policies.</td></tr>'}</tbody></table>
 <p class="note">The latest drill of the month decides an app's result. RTO = restore of resources + restore of data
-+ time to ready + verification; RPO = age of the restored backup when the drill started.</p>
++ time to ready + loading database dumps + verification; RPO = age of the restored backup when the drill started.</p>
 </section>
 {"".join(_app_section(a) for a in report.apps)}
 <section class="trend">
