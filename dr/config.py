@@ -157,12 +157,25 @@ def check_cron(v: str) -> str:
     return v
 
 
+# Longer than any objective, retention or timeout means; and far enough from timedelta's and
+# datetime's limits that ``now + duration`` (a drill's expiry) cannot overflow.
+DURATION_MAX = timedelta(days=36500)
+
+
 def check_duration(v: Any) -> timedelta:
     if isinstance(v, timedelta):
-        return v
-    if not isinstance(v, str | int | float) or isinstance(v, bool):
+        d = v
+    elif not isinstance(v, str | int | float) or isinstance(v, bool):
         raise ValueError("expected a duration such as 90s, 15m, 24h or 7d")
-    return parse_duration(v)
+    else:
+        try:
+            d = parse_duration(v)
+        except OverflowError:
+            # timedelta's own limit (1e9 days): a ValueError, so the file:line:col of the field is named.
+            raise ValueError(f"duration {v!r} is too long (at most {DURATION_MAX.days}d)") from None
+    if d > DURATION_MAX:
+        raise ValueError(f"duration {v!r} is too long (at most {DURATION_MAX.days}d)")
+    return d
 
 
 def scheme_checker(kind: str, schemes: tuple[str, ...]) -> Callable[[str], str]:

@@ -99,6 +99,7 @@ def test_cli_validate_example(capsys: pytest.CaptureFixture[str]) -> None:
         ("repositories:\n  - name: r\n", ":2:5: repositories[0].url: required field is missing"),
         ("defaultRepository: x\n", ":1:1: defaultRepository: 'x' is not a repository name"),
         ("mover:\n  deadline: soon\n", ":2:3: mover.deadline: invalid duration 'soon'"),
+        ("mover:\n  deadline: 1000000000d\n", ":2:3: mover.deadline: duration '1000000000d' is too long"),
         (
             "backupPolicies:\n  - {name: a, schedule: '@daily'}\n  - {name: a, schedule: '@hourly'}\n",
             ":3:6: backupPolicies[1].name: duplicate name 'a'",

@@ -283,6 +283,28 @@ def test_bad_duration(tmp_path: Path) -> None:
     ]
 
 
+@pytest.mark.parametrize(
+    ("rto", "shown"),
+    [
+        ("1000000000d", "'1000000000d'"),  # past timedelta's limit: OverflowError before
+        ("36501d", "'36501d'"),  # within it, but a drill's expiry (now + ttl) could overflow
+        ("1.0e+400", "inf"),  # YAML reads a float that is infinite
+    ],
+)
+def test_durations_too_long_name_the_field(tmp_path: Path, rto: str, shown: str) -> None:
+    p = write(tmp_path, GOOD.replace("rto: 30m", f"rto: {rto}"))
+    assert problems_of(p) == [f"{p}:14:5: spec.objectives.rto: duration {shown} is too long (at most 36500d)"]
+
+
+def test_a_duration_too_long_is_exit_2_in_a_process(tmp_path: Path) -> None:
+    from tests.helpers import run_dr_process
+
+    p = write(tmp_path, GOOD.replace("rto: 30m", "rto: 1000000000d"))
+    res = run_dr_process("runbook", "validate", str(p))
+    assert res.code == 2 and "Traceback" not in res.err
+    assert f"{p}:14:5: spec.objectives.rto: duration '1000000000d' is too long" in res.err
+
+
 def test_zero_duration(tmp_path: Path) -> None:
     p = write(tmp_path, GOOD.replace("rto: 30m", "rto: 0s"))
     assert problems_of(p) == [f"{p}:14:5: spec.objectives.rto: must be longer than zero"]
