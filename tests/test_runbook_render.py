@@ -179,6 +179,25 @@ def test_checklist_items_per_step_type() -> None:
     ]
 
 
+def test_job_steps_by_hand_keep_the_images_entrypoint_when_they_give_only_args() -> None:
+    from dr.drill.steps import job_manifest
+
+    rb = load_runbook(RUNBOOKS / "webapp.yaml")
+    step = next(s for s in rb.spec.verification if s.type == "job")
+    assert step.args == ["--version"] and not step.command
+    _, cmds = checklist_item(step, "webapp")
+    assert cmds == [
+        "kubectl -n webapp run check-dr-image-runs --image=ghcr.io/dr-project/dr:latest --restart=Never -- --version"
+    ]
+    # What the drill runs: args, no command (the image's entrypoint `dr` stays).
+    container = job_manifest(step, "x", {})["spec"]["template"]["spec"]["containers"][0]
+    assert container["args"] == ["--version"] and "command" not in container
+    bare = step.model_copy(update={"args": []})
+    assert checklist_item(bare, "webapp")[1] == [
+        "kubectl -n webapp run check-dr-image-runs --image=ghcr.io/dr-project/dr:latest --restart=Never"
+    ]
+
+
 def test_checklist_for_selector_and_bare_workload_exec() -> None:
     rb = load_runbook(CACHE)
     by = {s.name: checklist_item(s, "cache") for s in rb.spec.verification}

@@ -263,9 +263,15 @@ def checklist_item(step: VerificationStep, ns: str) -> tuple[str, list[str]]:
         )
         if step.env:
             text += " (environment: " + ", ".join(e.name for e in step.env) + ")"
-        cmd = ["kubectl", "-n", ns, "create", "job", f"check-{step.name}"[:52], f"--image={step.image}"]
-        if argv:
-            cmd += ["--", *argv]
+        name = f"check-{step.name}"[:52]
+        if step.command:
+            # `create job … -- WORDS` sets the container's command: command + args, as the drill's Job.
+            cmd = ["kubectl", "-n", ns, "create", "job", name, f"--image={step.image}", "--", *argv]
+        else:
+            # Only args: the image's own entrypoint must stay. `kubectl run … -- WORDS` sets args
+            # (command only with --command); `create job` has no way to set args alone.
+            cmd = ["kubectl", "-n", ns, "run", name, f"--image={step.image}", "--restart=Never"]
+            cmd += ["--", *step.args] if step.args else []
         return text + ".", [shlex.join(cmd)]
     raise TypeError(f"unknown step {step!r}")
 
