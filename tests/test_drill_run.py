@@ -311,3 +311,79 @@ def test_loading_dumps_is_a_phase_of_the_measured_rto(
         assert doc["rtoMeasured"] == pytest.approx(sum(v for v in phases.values() if v is not None))
     finally:
         kc.request("DELETE", f"/api/v1/namespaces/{ns}")
+
+
+def test_scratch_network_policies_open_the_configs_endpoints_to_movers_only(tmp_path: Path) -> None:
+    from datetime import UTC, datetime
+
+    from dr.config import load_config_file
+    from dr.deploy.network import config_endpoints
+    from dr.drill.run import scratch_manifests
+    from dr.runbook.model import Runbook
+
+    cfg = tmp_path / "dr.yaml"
+    cfg.write_text(yaml.safe_dump({
+        "apiVersion": "dr.dev/v1", "kind": "Config",
+        "repositories": [{"name": "main", "url": "s3://backups/dr", "keys": ["vault"],
+                          "s3": {"endpoint": "http://seaweed.storage.svc:8333"}}],
+        "keyProviders": [{"name": "vault", "uri": "vault://transit/keys/dr",
+                          "vault": {"address": "https://vault.example.com:8200"}}],
+    }))  # fmt: skip
+    rb_path = write_runbook(tmp_path / "rb.yaml", "shop", "shop", [CM_STEP])
+    rb = Runbook.model_validate(yaml.safe_load(rb_path.read_text()))
+    expires = datetime(2026, 11, 30, tzinfo=UTC)
+
+    manifests = scratch_manifests(
+        rb, "drill-x", expires, "dr-system", config_endpoints(load_config_file(cfg))
+    )
+
+    policies = {m["metadata"]["name"]: m for m in manifests if m["kind"] == "NetworkPolicy"}
+    movers = policies["drill-movers"]
+    assert movers["metadata"]["namespace"] == "drill-x"
+    # Restore movers and probe Jobs carry dr.dev/mover=true (dr.kube.jobs.temporary_labels).
+    assert movers["spec"]["podSelector"] == {"matchLabels": {"dr.dev/mover": "true"}}
+    assert movers["spec"]["policyTypes"] == ["Egress"]
+    assert movers["spec"]["egress"] == [
+        # Vault outside the cluster on 8200, cloud APIs on 443.
+        {"to": [{"ipBlock": {"cidr": "0.0.0.0/0"}}],
+         "ports": [{"protocol": "TCP", "port": 443}, {"protocol": "TCP", "port": 8200}]},
+        # The in-cluster object store: its namespace and port.
+        {"to": [{"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "storage"}}}],
+         "ports": [{"protocol": "TCP", "port": 8333}]},
+    ]  # fmt: skip
+    # The restored application stays isolated: its policy is unchanged.
+    isolation = policies["drill-isolation"]["spec"]
+    assert isolation["podSelector"] == {} and all("ipBlock" not in str(r) for r in isolation["egress"])
+    # Without endpoints (no config), no extra policy.
+    assert "drill-movers" not in {
+        m["metadata"]["name"] for m in scratch_manifests(rb, "drill-x", expires, "dr-system")
+    }
+
+
+def test_a_drill_creates_the_mover_egress_policy(
+    capsys: Capsys, kube_client: KubeClient, kube: Kube, repo: Path, unique: str
+) -> None:
+    kc = kube_client
+    ns = f"prod-{unique}"
+    make_namespace(kc, ns)
+    create(kc, "configmaps", configmap("app-config", {"a": "b"}), ns)
+    scratch = None
+    try:
+        backup(capsys, kube, "-n", ns)
+        rb = write_runbook(repo / "rb.yaml", f"app{unique}", ns, [CM_STEP])
+        res = run_dr(capsys, "--kubeconfig", kube.kubeconfig, "drill", "run", str(rb), "--no-data", "--keep",
+                     "-o", "json")  # fmt: skip
+        assert res.code == 0, res.err
+        scratch = res.json()["namespace"]
+        policy = get(kc, "networking.k8s.io/v1", "networkpolicies", "drill-movers", scratch)
+        assert policy is not None and policy["spec"]["podSelector"] == {
+            "matchLabels": {"dr.dev/mover": "true"}
+        }
+        # The built-in defaults: a file repository and a local key, so only cloud APIs' HTTPS.
+        assert policy["spec"]["egress"] == [
+            {"to": [{"ipBlock": {"cidr": "0.0.0.0/0"}}], "ports": [{"protocol": "TCP", "port": 443}]}
+        ]
+    finally:
+        kc.request("DELETE", f"/api/v1/namespaces/{ns}")
+        if scratch:
+            kc.request("DELETE", f"/api/v1/namespaces/{scratch}")

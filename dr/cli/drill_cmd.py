@@ -110,6 +110,7 @@ def run(
         backup_id = find_snapshot(repo, backup_id, kind="backup", what="backup").id
     kube = connect_kube(ctx)
     api = _api_client(ctx)
+    from dr.deploy.network import config_endpoints
     from dr.drill.probe_job import JobDataProbe
     from dr.kube.exec import KubernetesExec
 
@@ -122,6 +123,7 @@ def run(
         volume_step=None if no_data else volume_restore_step(ctx),
         dump_step=None if no_data else dump_problems,
         dr_namespace=ctx.loaded.config.mover.namespace,
+        endpoints=config_endpoints(ctx.loaded.config),
     )
     report = run_drill(
         DrillRequest(rb, runbook, backup_id, keep, Path(report_dir) if report_dir else None), deps

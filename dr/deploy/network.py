@@ -82,6 +82,33 @@ def _tcp(ports: list[int]) -> list[dict[str, Any]]:
     return [{"protocol": "TCP", "port": p} for p in sorted(set(ports))]
 
 
+def endpoint_egress(
+    endpoints: list[Endpoint], extra_outside_ports: tuple[int, ...] = ()
+) -> list[dict[str, Any]]:
+    """Egress rules to ``endpoints``: their ports outside the cluster, and in-cluster namespaces' ports.
+
+    Also used for the mover and probe pods of drill scratch namespaces (``dr.drill.run``).
+    """
+    outside = [e.port for e in endpoints if e.namespace is None]
+    rules: list[dict[str, Any]] = []
+    if outside or extra_outside_ports:
+        rules.append(
+            {"to": [{"ipBlock": {"cidr": ANY_IPV4}}], "ports": _tcp([*extra_outside_ports, *outside])}
+        )
+    by_namespace: dict[str, list[int]] = {}
+    for e in endpoints:
+        if e.namespace is not None:
+            by_namespace.setdefault(e.namespace, []).append(e.port)
+    for ns, ports in sorted(by_namespace.items()):
+        rules.append(
+            {
+                "to": [{"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": ns}}}],
+                "ports": _tcp(ports),
+            }
+        )
+    return rules
+
+
 def network_policies(namespace: str, endpoints: list[Endpoint]) -> list[Manifest]:
     default_deny: Manifest = {
         "apiVersion": "networking.k8s.io/v1",
@@ -90,7 +117,6 @@ def network_policies(namespace: str, endpoints: list[Endpoint]) -> list[Manifest
         # Every pod in the namespace (dr, its mover Jobs, anything else): no traffic at all...
         "spec": {"podSelector": {}, "policyTypes": ["Ingress", "Egress"]},
     }
-    outside = [e.port for e in endpoints if e.namespace is None]
     egress: list[dict[str, Any]] = [
         {
             "to": [
@@ -101,19 +127,8 @@ def network_policies(namespace: str, endpoints: list[Endpoint]) -> list[Manifest
             ],
             "ports": [{"protocol": "UDP", "port": DNS_PORT}, {"protocol": "TCP", "port": DNS_PORT}],
         },
-        {"to": [{"ipBlock": {"cidr": ANY_IPV4}}], "ports": _tcp([*APISERVER_PORTS, *outside])},
+        *endpoint_egress(endpoints, APISERVER_PORTS),
     ]
-    by_namespace: dict[str, list[int]] = {}
-    for e in endpoints:
-        if e.namespace is not None:
-            by_namespace.setdefault(e.namespace, []).append(e.port)
-    for ns, ports in sorted(by_namespace.items()):
-        egress.append(
-            {
-                "to": [{"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": ns}}}],
-                "ports": _tcp(ports),
-            }
-        )
     allow: Manifest = {
         "apiVersion": "networking.k8s.io/v1",
         "kind": "NetworkPolicy",

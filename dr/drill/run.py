@@ -9,7 +9,8 @@ The order of a drill (each phase timed; their sum is the measured RTO):
    created, by uid, are deleted at the end), labelled
    ``dr.dev/drill=true`` with an expiry, isolated by NetworkPolicies (ingress
    only from the same namespace; egress only within it, to DNS and to the API
-   server) and limited by a ResourceQuota; copy dr's ConfigMap ``dr-config``
+   server; dr's mover and probe pods also to the object store and Vault/KMS
+   of the config) and limited by a ResourceQuota; copy dr's ConfigMap ``dr-config``
    in when data is restored or probed (mover pods mount it from their own
    namespace);
 3. restore the backup into them with namespace mapping (resources, then volume
@@ -41,6 +42,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+from dr.deploy.network import Endpoint
 from dr.deploy.rbac import DRILL_LABEL
 from dr.deploy.workloads import CONFIG_MAP
 from dr.drill.model import (
@@ -60,6 +62,7 @@ from dr.kube.client import ApiError, KubeClient
 from dr.kube.collect import get_object, list_objects
 from dr.kube.discovery import ApiResource
 from dr.kube.exec import Exec
+from dr.kube.jobs import MOVER_LABEL
 from dr.repo.repository import Repository
 from dr.repo.snapshots import Snapshot, find_snapshot, list_snapshots
 from dr.restore.plan import CLUSTER_SCOPED_SKIP, RestoreOptions
@@ -114,6 +117,8 @@ class DrillDeps:
     volume_step: VolumeRestoreStep | None = None
     dump_step: DumpStep | None = None
     dr_namespace: str = "dr-system"
+    # Where movers and probes connect (object store, Vault/KMS): opened to them in scratch namespaces.
+    endpoints: list[Endpoint] = field(default_factory=list)
     poll_interval: float = 2.0
     now: Callable[[], datetime] = field(default=lambda: datetime.now(UTC))
 
@@ -154,9 +159,15 @@ def pick_backup(repo: Repository, rb: Runbook, ref: str | None) -> Snapshot:
 
 
 def scratch_manifests(
-    rb: Runbook, scratch: str, expires: datetime, dr_namespace: str
+    rb: Runbook, scratch: str, expires: datetime, dr_namespace: str, endpoints: list[Endpoint] | None = None
 ) -> list[dict[str, Any]]:
-    """Namespace, isolation NetworkPolicies, ResourceQuota and the drill's RoleBinding."""
+    """Namespace, isolation NetworkPolicies, ResourceQuota and the drill's RoleBinding.
+
+    ``endpoints`` (``dr.deploy.network.config_endpoints``: the object store, Vault/KMS, …) are
+    opened to dr's own pods there only — the restore movers and data probes, which read the
+    repository — never to the restored application, which stays isolated.
+    """
+    from dr.deploy.network import endpoint_egress
     from dr.deploy.rbac import drill_workspace_binding
 
     labels = {DRILL_LABEL: "true", APP_LABEL: rb.name[:63], EXPIRES_LABEL: str(int(expires.timestamp()))}
@@ -182,6 +193,12 @@ def scratch_manifests(
     # The binding right after the namespace: under the shipped roles the drill
     # account may create the policies and the quota only through it.
     out.insert(1, drill_workspace_binding(scratch, dr_namespace))
+    mover_egress = endpoint_egress(endpoints or [])
+    if mover_egress:
+        out.append({"apiVersion": "networking.k8s.io/v1", "kind": "NetworkPolicy",
+                    "metadata": {"name": "drill-movers", "namespace": scratch},
+                    "spec": {"podSelector": {"matchLabels": {MOVER_LABEL: "true"}},
+                             "policyTypes": ["Egress"], "egress": mover_egress}})  # fmt: skip
     if rb.spec.drill.quota:
         out.append({"apiVersion": "v1", "kind": "ResourceQuota", "metadata": {"name": "drill", "namespace": scratch},
                     "spec": {"hard": {k: str(v) for k, v in rb.spec.drill.quota.items()}}})  # fmt: skip
@@ -215,7 +232,7 @@ def create_scratch(
     if not extra:
         warnings.append("the API server's endpoints are not visible; scratch pods get no egress to it")
     for m in manifests:
-        if m["kind"] == "NetworkPolicy":
+        if m["kind"] == "NetworkPolicy" and m["metadata"]["name"] == "drill-isolation":
             m["spec"]["egress"] += extra
         try:
             stored = kapply.create(kube, SCRATCH_TYPES[m["kind"]], m)
@@ -341,7 +358,10 @@ def run_drill(req: DrillRequest, deps: DrillDeps) -> DrillReport:
         )
         for scratch in mapping.values():
             create_scratch(
-                deps.kube, scratch_manifests(rb, scratch, expires, deps.dr_namespace), warnings, created
+                deps.kube,
+                scratch_manifests(rb, scratch, expires, deps.dr_namespace, deps.endpoints),
+                warnings,
+                created,
             )
             if moves_data:
                 copy_mover_config(deps.kube, deps.dr_namespace, scratch, warnings)
