@@ -57,6 +57,7 @@ from tests.volume_helpers import (
     delete_storage,
     get_pvc,
 )
+from tests.ws_peer import ws_peer
 
 # --------------------------------------------------------------------------- the scripted Exec
 
@@ -71,6 +72,8 @@ class Script:
     seconds: float = 0.0  # simulated run time: longer than the hook's timeout means ExecTimeout
     cannot_run: str | None = None  # ExecError: the command could not be started
     reads: int | None = None  # how many stdin bytes the command reads before it exits (None: all)
+    # Raised after the command ran: what escapes an Exec other than ExecError (a bug, a client library).
+    raises: Exception | None = None
 
 
 @dataclass
@@ -114,6 +117,9 @@ class ScriptedExec:
         if stdout_sink is not None:
             for c in chunks:
                 stdout_sink(c)
+        if script.raises is not None:
+            raise script.raises
+        if stdout_sink is not None:
             return ExecResult(script.exit_code, b"", script.stderr)
         return ExecResult(script.exit_code, b"".join(chunks), script.stderr)
 
@@ -509,6 +515,71 @@ def test_a_failing_pre_hook_skips_that_pods_volumes_only(
         delete_storage(kc, sc, vsc)
 
 
+def test_a_pre_hook_whose_exec_breaks_is_a_failure_and_the_post_hook_thaws(
+    kube_client: KubeClient, node_agent: NodeAgent, mover_env: MoverEnv, app: str, unique: str
+) -> None:
+    # The freeze ran (the application is frozen), then something other than an
+    # ExecError escaped the exec: it was a crash of the backup that skipped the thaw.
+    kc, agent = kube_client, node_agent
+    sc, vsc = create_storage(kc, unique, snapshot_class=True)
+    try:
+        pvc = small_volume(kc, agent, app, "data-0", sc)
+        create_pod(kc, app, "db-0", ["data-0"], annotations=FREEZE)
+        secret = "Authorization: Bearer s3cr3t-token"
+        ex = ScriptedExec({"freeze": Script(raises=RuntimeError(secret)), "thaw": Script()})
+        (res,) = backup_volumes(kc, [pvc], mover_env.backup_ctx("b-drop"), mover_env.finder(), exec_=ex)
+        assert [c[3] for c in ex.calls] == [["freeze"], ["thaw"]]
+        assert res.error == (
+            f"not backed up: pre hook failed: pre hook 'annotation' in pod {app}/db-0 container app: "
+            "exec failed: RuntimeError (run with -vv for details)"
+        )
+        assert secret not in str(res.error)
+        assert [(h.phase, h.ok) for h in res.hooks] == [("pre", False), ("post", True)]
+    finally:
+        delete_storage(kc, sc, vsc)
+
+
+def test_post_hooks_run_when_the_pre_hooks_are_interrupted() -> None:
+    class Interrupting(ScriptedExec):
+        def run(self, *args: Any, **kw: Any) -> ExecResult:
+            res = super().run(*args, **kw)
+            if args[3] == ["freeze"]:
+                raise KeyboardInterrupt
+            return res
+
+    from dr.backup.hooks import HookRun
+
+    ex = Interrupting({"freeze": Script(), "thaw": Script()})
+    hs = hookset(pre=[Hook(command=["freeze"])], post=[Hook(command=["thaw"])])
+    pre = HookRun()
+    with pytest.raises(KeyboardInterrupt):
+        run_pre(ex, [hs], pre)
+    assert pre.ran  # the caller knows the freeze started: the thaw is due
+
+
+def test_dumps_and_loads_whose_exec_breaks_are_failures(repo: Repository) -> None:
+    ex = ScriptedExec(
+        {
+            "lost": Script(stdout=[b"partial"], raises=ConnectionResetError("peer reset")),
+            "good": Script(stdout=[b"fine"]),
+            "load": Script(raises=ValueError("Bearer s3cr3t")),
+        }
+    )
+    pods = [
+        pod("a", {"dump.hook.backup.dr.dev/command": '["lost"]'}),
+        pod("b", {"dump.hook.backup.dr.dev/command": '["good"]'}),
+    ]
+    with repo.saver() as saver:
+        outcome = run_dump_hooks(ex, repo, saver, pods)
+        saver.flush()
+    assert [r.pod for r in outcome.records] == ["b"]
+    assert outcome.errors == [
+        "dump hook 'dump' in pod app/a container db: exec failed: ConnectionResetError (run with -vv for details)"
+    ]
+    loaded = restore_dump(ex, repo, outcome.records[0], RestoreHook("app", "b", "db", ["load"]))
+    assert not loaded.ok and loaded.error == "exec failed: ValueError (run with -vv for details)"
+
+
 # --------------------------------------------------------------------------- the real exec
 
 
@@ -534,6 +605,15 @@ def test_kubernetes_exec_says_the_test_cluster_does_not_serve_exec(
             f"cannot exec into pod {namespace}/db-0 container main: "
             "the API server does not serve pods/exec for it (404: pod or exec endpoint not found)"
         )
+
+
+def test_kubernetes_exec_reports_a_lost_connection() -> None:
+    # The API server accepts the exec, then the connection drops before the
+    # command's status arrives (API server restart, node gone, proxy timeout).
+    with ws_peer("drop") as api, pytest.raises(ExecError) as e:
+        KubernetesExec(api).run("shop", "db-0", "db", ["freeze"], 10)
+    assert not isinstance(e.value, ExecTimeout)
+    assert e.value.message.startswith("connection to pod shop/db-0 container db lost: ")
 
 
 REAL_CLUSTER = os.environ.get("DR_TEST_KUBECONFIG")

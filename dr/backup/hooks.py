@@ -36,6 +36,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -53,6 +54,8 @@ from dr.kube.selectors import parse_selector
 from dr.repo.repository import Repository, Saver
 from dr.repo.snapshots import Stream
 from dr.repo.streams import StreamWriter, read_stream
+
+log = logging.getLogger(__name__)
 
 PRE = "pre.hook.backup.dr.dev"
 POST = "post.hook.backup.dr.dev"
@@ -231,6 +234,8 @@ def run_hook(exec_: Exec, hs: PodHookSet, hook: Hook, phase: Phase) -> HookResul
         res.ok, res.error = False, f"timed out after {timeout:g}s"
     except ExecError as e:
         res.ok, res.error = False, e.message
+    except Exception as e:
+        res.ok, res.error = False, unexpected(e)
     else:
         res.exit_code = out.exit_code
         if out.exit_code != 0:
@@ -238,6 +243,19 @@ def run_hook(exec_: Exec, hs: PodHookSet, hook: Hook, phase: Phase) -> HookResul
             res.ok, res.error = False, f"exit code {out.exit_code}" + (f": {tail}" if tail else "")
     res.duration_seconds = round(time.monotonic() - start, 3)
     return res
+
+
+def unexpected(err: Exception) -> str:
+    """A failure that is not an ``ExecError`` (a bug, a client library's own exception), for a hook's result.
+
+    The type and the message of a ``DrError`` (built never to hold a secret);
+    of any other exception only its type: its text may quote a request (the
+    debug log, redacted, has the traceback).
+    """
+    log.debug("hook failed unexpectedly", exc_info=err)
+    if isinstance(err, DrError):
+        return err.message
+    return f"exec failed: {type(err).__name__} (run with -vv for details)"
 
 
 @dataclass
@@ -253,9 +271,13 @@ class HookRun:
         return [r.describe() for r in self.results if not r.ok and r.on_error == "continue"]
 
 
-def run_pre(exec_: Exec, hooksets: list[PodHookSet]) -> HookRun:
-    """Pre hooks of every pod, in order, stopping at the first ``fail`` failure."""
-    run = HookRun()
+def run_pre(exec_: Exec, hooksets: list[PodHookSet], run: HookRun | None = None) -> HookRun:
+    """Pre hooks of every pod, in order, stopping at the first ``fail`` failure.
+
+    Fills ``run`` if given: when an interrupt ends this call, the caller still
+    knows whether a pre hook started (``run.ran``), so post hooks are due.
+    """
+    run = HookRun() if run is None else run
     for hs in hooksets:
         if hs.problem:
             run.fatal = hs.problem
@@ -370,6 +392,8 @@ def run_dump(exec_: Exec, repo: Repository, saver: Saver, hook: DumpHook) -> Dum
         raise HookError(f"{where}: timed out after {timeout:g}s") from None
     except ExecError as e:
         raise HookError(f"{where}: {e.message}") from None
+    except Exception as e:
+        raise HookError(f"{where}: {unexpected(e)}") from None
     if out.exit_code != 0:
         tail = _stderr_tail(out.stderr)
         raise HookError(f"{where}: exit code {out.exit_code}" + (f": {tail}" if tail else ""))
@@ -478,6 +502,8 @@ def restore_dump(exec_: Exec, repo: Repository, record: DumpRecord, hook: Restor
         res.ok, res.error = False, e.message
     except DrError as e:  # reading the stream from the repository failed
         res.ok, res.error = False, f"reading dump {record.key}: {e.message}"
+    except Exception as e:
+        res.ok, res.error = False, unexpected(e)
     else:
         res.exit_code = out.exit_code
         if out.exit_code != 0:

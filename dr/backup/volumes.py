@@ -350,9 +350,13 @@ class _Run:
         pending = [v for v in unit.volumes if not v.done]
         if not pending:
             return []
-        pre = run_pre(self.exec, unit.hooksets) if unit.hooksets else HookRun()
+        pre = HookRun()
         post: HookRun | None = None
         try:
+            # Inside the try: whatever ends a pre hook (a lost connection, an
+            # interrupt), the post hooks run once one started.
+            if unit.hooksets:
+                run_pre(self.exec, unit.hooksets, pre)
             if pre.fatal is None:
                 for vol in pending:
                     self._point_in_time(vol)

@@ -36,6 +36,7 @@ import yaml
 from kubernetes import client as kclient
 from kubernetes.stream import stream
 from kubernetes.stream.ws_client import ERROR_CHANNEL, STDERR_CHANNEL, STDOUT_CHANNEL, WSClient
+from websocket import WebSocketException, WebSocketTimeoutException
 
 from dr.errors import DrError
 from dr.kube.client import KubeClient
@@ -133,13 +134,32 @@ class _Collector:
         self.stdout = bytearray()
         self.stderr = bytearray()
         self.received = 0
+        # An exception raised by the caller's sink or stdin (the repository
+        # failed), which must pass through as it is, not as "connection lost".
+        self.caller_error: BaseException | None = None
+
+    def feed(self, stdin: Stdin) -> Iterator[bytes]:
+        chunks = stdin_chunks(stdin)
+        while True:
+            try:
+                chunk = next(chunks)
+            except StopIteration:
+                return
+            except BaseException as e:
+                self.caller_error = e
+                raise
+            yield chunk
 
     def drain(self, ws: WSClient) -> None:
         out = ws.read_channel(STDOUT_CHANNEL)
         if out:
             self.received += len(out)
             if self.sink is not None:
-                self.sink(bytes(out))
+                try:
+                    self.sink(bytes(out))
+                except BaseException as e:
+                    self.caller_error = e
+                    raise
             else:
                 self.stdout += out[: MAX_OUTPUT - len(self.stdout)]
         err = ws.read_channel(STDERR_CHANNEL)
@@ -209,6 +229,8 @@ class KubernetesExec:
                 ws = stream(core.connect_get_namespaced_pod_exec, pod, namespace, **kwargs)
             except (kclient.ApiException, AttributeError) as e:
                 raise ExecError(f"cannot exec into {where}: {_handshake_reason(e)}") from None
+            except (WebSocketException, OSError) as e:
+                raise _connection_error(e, where, timeout) from None
             try:
                 return self._converse(ws, where, timeout, stdin, _Collector(stdout_sink))
             finally:
@@ -218,6 +240,19 @@ class KubernetesExec:
 
     @staticmethod
     def _converse(ws: WSClient, where: str, timeout: float, stdin: Stdin, out: _Collector) -> ExecResult:
+        # A dropped connection (API server restarted, node gone, proxy idle
+        # timeout) surfaces from the websocket library as its own exceptions or
+        # as OSError; callers handle ExecError only, and a hook that escapes
+        # them would skip the post hooks that thaw the application.
+        try:
+            return KubernetesExec._converse_on(ws, where, timeout, stdin, out)
+        except (WebSocketException, OSError) as e:
+            if e is out.caller_error:
+                raise
+            raise _connection_error(e, where, timeout) from None
+
+    @staticmethod
+    def _converse_on(ws: WSClient, where: str, timeout: float, stdin: Stdin, out: _Collector) -> ExecResult:
         deadline = time.monotonic() + timeout
 
         def check_deadline() -> None:
@@ -225,7 +260,7 @@ class KubernetesExec:
                 raise ExecTimeout(f"command in {where} did not finish within {timeout:g}s")
 
         if stdin is not None:
-            for chunk in stdin_chunks(stdin):
+            for chunk in out.feed(stdin):
                 check_deadline()
                 if not ws.is_open():
                     break  # the command ended without reading everything; its status says how
@@ -240,6 +275,18 @@ class KubernetesExec:
         out.drain(ws)
         code = exit_code_from_status(ws.read_channel(ERROR_CHANNEL))
         return ExecResult(code, bytes(out.stdout), bytes(out.stderr))
+
+
+def _connection_error(err: BaseException, where: str, timeout: float) -> ExecError:
+    """An ``ExecError`` for a websocket or socket failure (``ExecTimeout`` for a socket timeout).
+
+    Names only the exception's type and text: the websocket library's messages
+    hold no request headers (the bearer token travels there).
+    """
+    if isinstance(err, WebSocketTimeoutException | TimeoutError):
+        return ExecTimeout(f"command in {where} did not finish within {timeout:g}s")
+    text = str(err).strip()
+    return ExecError(f"connection to {where} lost: {type(err).__name__}" + (f": {text}" if text else ""))
 
 
 def _handshake_reason(err: BaseException) -> str:
