@@ -170,6 +170,8 @@ def test_cronjobs_come_from_the_policies(example: Path) -> None:
         assert spec["successfulJobsHistoryLimit"] >= 1 and spec["failedJobsHistoryLimit"] >= 1
         jspec = spec["jobTemplate"]["spec"]
         assert jspec["activeDeadlineSeconds"] > 0 and jspec["backoffLimit"] >= 0
+        # Time to thaw frozen applications and delete temporaries after SIGTERM.
+        assert pod(name)["terminationGracePeriodSeconds"] == 180, name
         assert container(name)["env"][0] == {"name": "DR_CONFIG", "value": "/etc/dr/dr.yaml"}
         assert container(name)["envFrom"] == [{"secretRef": {"name": "dr-repository-credentials"}}]
     # The mover deadline from the config bounds every backup and drill run.

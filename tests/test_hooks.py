@@ -580,6 +580,61 @@ def test_dumps_and_loads_whose_exec_breaks_are_failures(repo: Repository) -> Non
     assert not loaded.ok and loaded.error == "exec failed: ValueError (run with -vv for details)"
 
 
+@pytest.mark.parametrize("sig", ["SIGTERM", "SIGINT"])
+def test_a_signal_while_the_app_is_frozen_thaws_it_and_cleans_up(
+    kube_client: KubeClient,
+    k8s: Any,
+    node_agent: NodeAgent,
+    mover_env: MoverEnv,
+    app: str,
+    unique: str,
+    tmp_path: Path,
+    sig: str,
+) -> None:
+    # A CronJob's activeDeadlineSeconds, an eviction or a drain sends SIGTERM
+    # while the file-system copy runs, i.e. while the application is frozen.
+    import signal
+    import subprocess
+    import sys
+
+    kc, agent = kube_client, node_agent
+    sc, vsc = create_storage(kc, unique, snapshot_class=False)
+    try:
+        pvc = small_volume(kc, agent, app, "data-0", sc)
+        create_pod(kc, app, "db-0", ["data-0"], annotations=FREEZE)
+        agent.hang.add(f"{app}/data-0")  # the mover's pod never starts: the copy would take ~forever
+        ctx, pvc_file, log = tmp_path / "ctx.json", tmp_path / "pvc.json", tmp_path / "exec.log"
+        ctx.write_text(mover_env.backup_ctx("b-sig", mode="filesystem").model_dump_json())
+        pvc_file.write_text(json.dumps(pvc))
+        root = Path(__file__).resolve().parents[1]
+        child = subprocess.Popen(
+            [sys.executable, "-m", "tests.signal_child", k8s.kubeconfig, str(ctx), str(pvc_file), str(log)],
+            cwd=root,
+            env={**os.environ, "PYTHONPATH": str(root)},
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+        )
+        try:
+            jobs = f"/apis/batch/v1/namespaces/{app}/jobs"
+            deadline = time.monotonic() + 60
+            while not kc.call("GET", jobs).get("items"):  # frozen, and the copy's Job is running
+                assert child.poll() is None, child.communicate()
+                assert time.monotonic() < deadline, "the backup did not start its Job"
+                time.sleep(0.1)
+            assert log.read_text().split() == ["freeze"]
+            child.send_signal(getattr(signal, sig))
+            _, err = child.communicate(timeout=30)  # not the mover's 300 s stuck grace
+        finally:
+            if child.poll() is None:
+                child.kill()
+                child.wait()
+        assert child.returncode == (143 if sig == "SIGTERM" else 130), err.decode()[-2000:]
+        assert log.read_text().split() == ["freeze", "thaw"]
+        assert kc.call("GET", jobs)["items"] == []  # the temporary Job was deleted
+    finally:
+        delete_storage(kc, sc, vsc)
+
+
 # --------------------------------------------------------------------------- the real exec
 
 
@@ -610,8 +665,8 @@ def test_kubernetes_exec_says_the_test_cluster_does_not_serve_exec(
 def test_kubernetes_exec_reports_a_lost_connection() -> None:
     # The API server accepts the exec, then the connection drops before the
     # command's status arrives (API server restart, node gone, proxy timeout).
-    with ws_peer("drop") as api, pytest.raises(ExecError) as e:
-        KubernetesExec(api).run("shop", "db-0", "db", ["freeze"], 10)
+    with ws_peer("drop") as peer, pytest.raises(ExecError) as e:
+        KubernetesExec(peer.api).run("shop", "db-0", "db", ["freeze"], 10)
     assert not isinstance(e.value, ExecTimeout)
     assert e.value.message.startswith("connection to pod shop/db-0 container db lost: ")
 

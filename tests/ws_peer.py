@@ -22,6 +22,7 @@ import socket
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from typing import Literal
 
 from kubernetes import client as kclient
@@ -49,14 +50,22 @@ def _handshake(conn: socket.socket) -> None:
     )
 
 
+@dataclass
+class Peer:
+    api: kclient.ApiClient  # a client of the peer
+    url: str
+    accepted: threading.Event  # set once a client connected
+
+
 @contextmanager
-def ws_peer(mode: Mode) -> Iterator[kclient.ApiClient]:
-    """An ApiClient pointed at a peer in ``mode``; the server and its connections close on exit."""
+def ws_peer(mode: Mode) -> Iterator[Peer]:
+    """A peer in ``mode``; the server and its connections close on exit."""
     server = socket.socket()
     server.bind(("127.0.0.1", 0))
     server.listen(8)
     held: list[socket.socket] = []
     stop = threading.Event()
+    accepted = threading.Event()
 
     def serve() -> None:
         while not stop.is_set():
@@ -65,6 +74,7 @@ def ws_peer(mode: Mode) -> Iterator[kclient.ApiClient]:
             except OSError:
                 return
             held.append(conn)
+            accepted.set()
             if mode == "nohandshake":
                 continue
             _handshake(conn)
@@ -79,7 +89,7 @@ def ws_peer(mode: Mode) -> Iterator[kclient.ApiClient]:
     cfg.host = f"http://127.0.0.1:{server.getsockname()[1]}"
     api = kclient.ApiClient(cfg)
     try:
-        yield api
+        yield Peer(api, cfg.host, accepted)
     finally:
         stop.set()
         server.close()

@@ -49,6 +49,7 @@ from pydantic.alias_generators import to_camel
 from dr.config import Hook, PodHooks
 from dr.cron import parse_duration
 from dr.errors import DrError
+from dr.interrupt import stopping
 from dr.kube.exec import Exec, ExecError, ExecTimeout, describe_target
 from dr.kube.selectors import parse_selector
 from dr.repo.repository import Repository, Saver
@@ -286,6 +287,9 @@ def run_pre(exec_: Exec, hooksets: list[PodHookSet], run: HookRun | None = None)
             if not hs.running:
                 run.results.append(_skipped(hs, hook, "pre"))
                 continue
+            if stopping():  # SIGTERM or Ctrl-C: freeze nothing more; what is frozen gets thawed
+                run.fatal = "interrupted: dr is stopping"
+                return run
             run.ran = True
             res = run_hook(exec_, hs, hook, "pre")
             run.results.append(res)

@@ -56,6 +56,8 @@ from dr.backup.hooks import HookResult, HookRun, PodHookSet, hooks_for_pod, run_
 from dr.config import PodHooks, VolumeOptions
 from dr.deploy.rbac import BACKUP_SA
 from dr.errors import DrError
+from dr.interrupt import check as check_stop
+from dr.interrupt import stopping
 from dr.kube.client import ApiError, KubeClient
 from dr.kube.collect import list_objects
 from dr.kube.exec import Exec, KubernetesExec
@@ -350,6 +352,11 @@ class _Run:
         pending = [v for v in unit.volumes if not v.done]
         if not pending:
             return []
+        if stopping():
+            # Queued behind other units when dr was told to stop: freeze nothing now.
+            for vol in pending:
+                fail(vol.result, "not backed up: interrupted: dr is stopping")
+            return []
         pre = HookRun()
         post: HookRun | None = None
         try:
@@ -419,6 +426,7 @@ class _Run:
 
     def _copy_snapshot(self, vol: _Volume) -> None:
         try:
+            check_stop()
             assert vol.snapshot is not None
             timeout, deadline = self.snapshot_timeout, vol.snapshot_deadline
             ready = wait_snapshot(self.kube, vol.snapshot, timeout=timeout, deadline=deadline)

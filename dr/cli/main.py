@@ -2,7 +2,9 @@
 
 Errors become one line on stderr and an exit code from ``dr.errors``; a
 traceback is shown only with ``-v``. Click's own usage errors exit 2, which is
-the contract's code for invalid input too.
+the contract's code for invalid input too. Ctrl-C exits 130 and SIGTERM 143,
+both after unwinding (``dr.interrupt``: post hooks thaw what pre hooks froze,
+temporary objects are deleted).
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from dr.cli.context import AppContext
 from dr.cli.logs import redact, setup_logging
 from dr.cli.params import attach_optional_values
 from dr.errors import DrError, ExitCode
+from dr.interrupt import INTERRUPTED_EXIT, TERMINATED_EXIT, Terminated, signals_handled
 from dr.malloc_tuning import limit_malloc_arenas
 
 CONTEXT_SETTINGS = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
@@ -146,7 +149,9 @@ def main(argv: list[str] | None = None) -> None:
     verbose = 0
     code: int = ExitCode.OK
     try:
-        with cli.make_context("dr", attach_optional_values(list(args))) as ctx:
+        # SIGTERM (a CronJob's deadline, an eviction, a drain) unwinds like
+        # Ctrl-C instead of killing the process: finally blocks run.
+        with signals_handled(), cli.make_context("dr", attach_optional_values(list(args))) as ctx:
             # Parsed here; ctx.obj is only made when the group's callback runs (in invoke).
             verbose = int(ctx.params.get("verbose") or 0)
             rv: Any = cli.invoke(ctx)
@@ -156,9 +161,12 @@ def main(argv: list[str] | None = None) -> None:
     except click.ClickException as e:
         e.show()
         code = ExitCode.INVALID if e.exit_code == 2 else e.exit_code
+    except Terminated:
+        click.echo("terminated (SIGTERM)", err=True)
+        code = TERMINATED_EXIT
     except (click.exceptions.Abort, KeyboardInterrupt):
         click.echo("interrupted", err=True)
-        code = 130
+        code = INTERRUPTED_EXIT
     except DrError as e:
         if verbose:
             _traceback()

@@ -29,6 +29,12 @@ from dr.kube.pod_template import labels as labels
 from dr.kube.pod_template import pod_security_context as pod_security_context
 from dr.kube.pod_template import pod_template as pod_template
 
+# Seconds between the SIGTERM that stops a run (activeDeadlineSeconds, eviction,
+# drain) and the SIGKILL. dr unwinds on SIGTERM (dr.interrupt): post hooks thaw
+# what pre hooks froze (30 s each by default) and temporary Jobs, snapshots and
+# claims are deleted. Kubernetes' default of 30 s would cut that short.
+TERMINATION_GRACE_SECONDS = 180
+
 MAX_CRONJOB_NAME = 52  # the CronJob controller appends an 11-character suffix for Job names
 
 PSS_LABELS = {
@@ -81,7 +87,7 @@ def cronjob(job: JobSpec, pod: PodSettings) -> Manifest:
                         }
                     ]
                 },
-                "template": pod_template(job, pod),
+                "template": _with_grace(pod_template(job, pod)),
             },
         },
     }
@@ -91,3 +97,8 @@ def cronjob(job: JobSpec, pod: PodSettings) -> Manifest:
         "metadata": {"name": job.name, "namespace": pod.namespace, "labels": meta_labels},
         "spec": spec,
     }
+
+
+def _with_grace(template: Manifest) -> Manifest:
+    template["spec"]["terminationGracePeriodSeconds"] = TERMINATION_GRACE_SECONDS
+    return template

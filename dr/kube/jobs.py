@@ -45,6 +45,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field
 
 from dr.config import MoverOptions, Resources
+from dr.interrupt import sleep as interruptible_sleep
 from dr.kube.apply import create, delete
 from dr.kube.client import ApiError, KubeClient
 from dr.kube.collect import get_object, list_objects
@@ -407,7 +408,7 @@ def follow_job(
     timeout: float,
     stuck_grace: float = 300.0,
     pod_check_every: float = 15.0,
-    sleep: Callable[[float], None] = time.sleep,
+    sleep: Callable[[float], None] = interruptible_sleep,
     clock: Callable[[], float] = time.monotonic,
 ) -> JobOutcome:
     """Wait for Job ``namespace/name`` to end; see the module docstring for when dr gives up."""

@@ -39,6 +39,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from dr.errors import DrError
+from dr.interrupt import sleep as interruptible_sleep
 from dr.kube.apply import create
 from dr.kube.client import KubeClient
 from dr.kube.collect import get_object, list_objects
@@ -186,7 +187,7 @@ def wait_snapshot(
     timeout: float,
     until: str = "readyToUse",
     deadline: float | None = None,
-    sleep: Callable[[float], None] = time.sleep,
+    sleep: Callable[[float], None] = interruptible_sleep,
 ) -> dict[str, Any]:
     """Poll until the snapshot is cut (``until="taken"``: ``creationTime`` set) or ``readyToUse``.
 
@@ -249,7 +250,7 @@ def clone_snapshot(
     *,
     timeout: float,
     deadline: float | None = None,
-    sleep: Callable[[float], None] = time.sleep,
+    sleep: Callable[[float], None] = interruptible_sleep,
 ) -> Clone:
     """The storage snapshot behind ``source_snapshot`` as VolumeSnapshot ``namespace/name``.
 

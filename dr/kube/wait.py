@@ -13,6 +13,7 @@ from collections.abc import Callable
 from typing import Any, TypeVar
 
 from dr.errors import DrError
+from dr.interrupt import sleep as interruptible_sleep
 from dr.kube.client import ApiError, KubeClient
 from dr.kube.collect import get_object
 from dr.kube.discovery import ApiResource, discover_group_version
@@ -37,7 +38,8 @@ def poll(
             return result
         if time.monotonic() >= deadline:
             raise DrError(f"timed out after {timeout:.0f} s waiting for {describe()}")
-        time.sleep(min(delay, max(0.0, deadline - time.monotonic())))
+        # Interruptible: worker threads stop waiting when dr is stopping (dr.interrupt).
+        interruptible_sleep(min(delay, max(0.0, deadline - time.monotonic())))
         delay = min(delay * 2, max_delay)
 
 

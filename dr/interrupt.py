@@ -1,0 +1,96 @@
+"""Stopping dr cleanly on SIGTERM and Ctrl-C: unwind, run every ``finally``, thaw what was frozen.
+
+Kubernetes stops a pod with SIGTERM (a CronJob's ``activeDeadlineSeconds``,
+an eviction, a node drain), then SIGKILL after the pod's
+``terminationGracePeriodSeconds``. Python's default action for SIGTERM ends
+the process at once, without running ``finally`` blocks: a backup stopped
+while an application is frozen by a pre hook left it frozen, and temporary
+Jobs and snapshots behind. Inside ``signals_handled()``:
+
+* SIGTERM raises ``Terminated`` in the main thread. It is a
+  ``KeyboardInterrupt``, so it unwinds exactly like Ctrl-C (code that cleans
+  up after an interrupt does so for both); ``dr`` exits with 143 (128 +
+  SIGTERM, what shells and Kubernetes report for a process ended by
+  SIGTERM) instead of 130 for Ctrl-C. Later SIGTERMs are ignored: the first
+  one already started the unwinding, which must not be cut short.
+* Both set ``STOP``. Signals reach only the main thread; worker threads (the
+  volumes of a backup, each with its hooks) wait in ``sleep`` below, which
+  raises ``Interrupted`` once ``STOP`` is set — so each worker ends its
+  wait, runs its post hooks and cleanup, and the main thread's unwinding is
+  not held up by a mover Job that would run for hours.
+"""
+
+from __future__ import annotations
+
+import signal
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from types import FrameType
+
+from dr.errors import DrError
+
+# Exit code of a dr stopped by SIGTERM (128 + 15); Ctrl-C exits 130 (128 + 2).
+TERMINATED_EXIT = 128 + signal.SIGTERM
+INTERRUPTED_EXIT = 128 + signal.SIGINT
+
+STOP = threading.Event()
+
+
+class Terminated(KeyboardInterrupt):
+    """The process received SIGTERM: unwind like Ctrl-C."""
+
+
+class Interrupted(DrError):
+    """A wait ended because dr is stopping (SIGTERM or Ctrl-C in the main thread)."""
+
+
+def stopping() -> bool:
+    return STOP.is_set()
+
+
+def check() -> None:
+    """``Interrupted`` if dr is stopping: work not started yet is not started."""
+    if STOP.is_set():
+        raise Interrupted("interrupted: dr is stopping")
+
+
+def sleep(seconds: float) -> None:
+    """``time.sleep`` that ends early, raising ``Interrupted``, when dr is stopping."""
+    if STOP.wait(max(0.0, seconds)):
+        raise Interrupted("interrupted: dr is stopping")
+
+
+def _on_sigterm(signum: int, frame: FrameType | None) -> None:
+    first = not STOP.is_set()
+    STOP.set()
+    if first:
+        raise Terminated()
+
+
+def _on_sigint(signum: int, frame: FrameType | None) -> None:
+    STOP.set()
+    raise KeyboardInterrupt()
+
+
+@contextmanager
+def signals_handled() -> Iterator[None]:
+    """SIGTERM and SIGINT as above while inside; the previous handlers afterwards.
+
+    Only the main thread may set signal handlers; elsewhere (dr called from a
+    thread of another program) nothing is installed.
+    """
+    STOP.clear()
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = {
+        signal.SIGTERM: signal.signal(signal.SIGTERM, _on_sigterm),
+        signal.SIGINT: signal.signal(signal.SIGINT, _on_sigint),
+    }
+    try:
+        yield
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+        STOP.clear()

@@ -1,0 +1,58 @@
+"""Run as a process by ``test_hooks``: a volume backup whose pod has freeze/thaw hooks, to be stopped by a signal.
+
+``python -m tests.signal_child KUBECONFIG CTX.json PVC.json LOG``: backs up the
+PVC with ``backup_volumes`` under ``dr.interrupt.signals_handled()`` (what
+``dr``'s main installs) and exits like ``dr`` does on an interrupt. Hooks run
+through an ``Exec`` that appends each command to LOG (the test cluster serves
+no ``pods/exec``), so the test sees whether the application was thawed.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+from dr.backup.volumes import VolumeBackupContext, backup_volumes
+from dr.interrupt import INTERRUPTED_EXIT, TERMINATED_EXIT, Terminated, signals_handled
+from dr.kube.client import connect
+from dr.kube.exec import ExecResult, Sink, Stdin
+
+
+class LoggingExec:
+    def __init__(self, log: Path) -> None:
+        self.log = log
+
+    def run(
+        self,
+        namespace: str,
+        pod: str,
+        container: str | None,
+        command: list[str],
+        timeout: float,
+        stdin: Stdin = None,
+        stdout_sink: Sink | None = None,
+    ) -> ExecResult:
+        with self.log.open("a") as f:
+            f.write(" ".join(command) + "\n")
+        return ExecResult(0, b"", b"")
+
+
+def main() -> int:
+    kubeconfig, ctx_file, pvc_file, log = sys.argv[1:5]
+    ctx = VolumeBackupContext.model_validate_json(Path(ctx_file).read_text())
+    pvc = json.loads(Path(pvc_file).read_text())
+    kube = connect(kubeconfig, None)
+    try:
+        with signals_handled():
+            (res,) = backup_volumes(kube, [pvc], ctx, lambda job: None, exec_=LoggingExec(Path(log)))
+    except Terminated:
+        return TERMINATED_EXIT
+    except KeyboardInterrupt:
+        return INTERRUPTED_EXIT
+    print(res.model_dump_json())
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
