@@ -234,6 +234,48 @@ def test_restore_records_metrics_and_events_on_its_target_namespaces_and_a_dry_r
     assert got[("dr_restore_last_success_timestamp_seconds", key)] == last_success  # carried over
 
 
+def test_a_restore_whose_dump_fails_to_load_is_recorded_as_partially_failed(
+    capsys: Capsys,
+    k8s: servers.TestCluster,
+    kube_client: KubeClient,
+    isolated_home: Path,
+    textfile_dir: Path,
+    namespace: str,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import dr.cli.volume_access as volume_access
+    from tests.test_hooks import Script, ScriptedExec
+    from tests.volume_helpers import create_pod
+
+    # The test cluster serves no pods/exec: the dump and its load run through the Exec seam.
+    ex = ScriptedExec(
+        {
+            "pg_dump app": Script(stdout=[b"-- dump\n" * 1000]),
+            "pg_restore -d app": Script(exit_code=1, stderr=b"pg_restore: error: relation exists\n"),
+        }
+    )
+    monkeypatch.setattr(volume_access, "KubernetesExec", lambda kube: ex)
+    create_pod(kube_client, namespace, "db-0", [], annotations={
+        "dump.hook.backup.dr.dev/command": '["pg_dump", "app"]',
+        "restore.hook.dr.dev/command": '["pg_restore", "-d", "app"]',
+    })  # fmt: skip
+    config = str(write_config(isolated_home, metrics={"textfile": str(textfile_dir / "dr.prom")}))
+    assert dr(capsys, config, k8s, "repo", "init").code == 0
+    assert dr(capsys, config, k8s, "backup", "--namespace", namespace).code == 0
+
+    res = dr(capsys, config, k8s, "restore", "latest", "-o", "json")
+    failure = f"dump {namespace}/db-0/dump: exit code 1: pg_restore: error: relation exists"
+    assert res.code == 3 and failure in res.err
+    assert res.json()["phase"] == "PartiallyFailed" and res.json()["dumpErrors"] == [failure]
+    (event,) = by_reason(kube_client, namespace)["RestorePartiallyFailed"]
+    assert "1 item(s) failed" in event["message"] and "RestoreCompleted" not in by_reason(
+        kube_client, namespace
+    )
+    (prom,) = [p for p in textfile_dir.iterdir() if p.name.startswith("dr-restore-")]
+    got = {name: v for (name, _), v in series(prom.read_text()).items()}
+    assert got["dr_restore_last_run_success"] == 0 and got["dr_restore_failed_items"] == 1
+
+
 # --------------------------------------------------------------------------- drills
 
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
@@ -21,6 +21,9 @@ from dr.repo.snapshots import Snapshot, find_snapshot, readable_snapshots, resol
 from dr.restore.plan import RestoreOptions
 from dr.restore.results import RestoreItemResult
 from dr.restore.run import RestoreOutcome, run_restore
+
+if TYPE_CHECKING:
+    from dr.kube.client import KubeClient
 
 log = logging.getLogger(__name__)
 
@@ -64,7 +67,18 @@ def _result_doc(outcome: RestoreOutcome) -> dict[str, Any]:
         "items": JsonStream(r.items.dumps(), len(r.items)),  # printed one by one, never held whole
         "volumes": outcome.volumes.volumes,
         "volumeErrors": outcome.volumes.errors,
+        "dumpErrors": outcome.dump_errors,
     }
+
+
+def _load_dumps(kube: KubeClient, repo: Repository, snap: Snapshot, options: RestoreOptions,
+                outcome: RestoreOutcome) -> None:  # fmt: skip
+    """Dumps (pg_dump & co.) go back into the restored pods once they run."""
+    from dr.cli.volume_access import restore_backup_dumps
+
+    for hr in restore_backup_dumps(kube, repo, snap, options.namespace_mapping):
+        if not hr.ok and not hr.skipped:
+            outcome.dump_errors.append(f"dump {hr.namespace}/{hr.pod}/{hr.name}: {hr.error}")
 
 
 def _row(i: RestoreItemResult) -> dict[str, Any]:
@@ -134,18 +148,15 @@ def restore(
     step = None if no_data else volume_restore_step(ctx)
     bar = item_progress(f"restore {snap.short_id}", None, quiet=ctx.quiet or output != "table")
     # Events on the target namespaces when the restore ends, also when it fails.
-    with observe_restore(ctx.loaded.config, kube, snap, options) as observed, bar as advance:
-        outcome = observed(run_restore(kube, repo, snap, options, volume_step=step,
-                                       progress=lambda _r, _done, _total: advance(1)))  # fmt: skip
+    with observe_restore(ctx.loaded.config, kube, snap, options) as observed:
+        with bar as advance:
+            outcome = run_restore(kube, repo, snap, options, volume_step=step,
+                                  progress=lambda _r, _done, _total: advance(1))  # fmt: skip
+        if step is not None and not dry_run:
+            # Part of the restore: its metrics and events must count a dump that did not load.
+            _load_dumps(kube, repo, snap, options, outcome)
+        observed(outcome)
     r = outcome.resources
-    dump_failures: list[str] = []
-    if step is not None and not dry_run:
-        # Dumps (pg_dump & co.) go back into the restored pods once they run.
-        from dr.cli.volume_access import restore_backup_dumps
-
-        for hr in restore_backup_dumps(kube, repo, snap, options.namespace_mapping):
-            if not hr.ok and not hr.skipped:
-                dump_failures.append(f"dump {hr.namespace}/{hr.pod}/{hr.name}: {hr.error}")
     if output != "table":
         emit(_result_doc(outcome), output)
     else:
@@ -161,7 +172,7 @@ def restore(
                    + (f"; {len(outcome.volumes.volumes)} volume(s)" if outcome.volumes.volumes else ""))  # fmt: skip
         for w in r.warnings:
             click.echo(f"warning: {w}", err=True)
-    failures = [i.describe() for i in r.failures] + outcome.volumes.errors + dump_failures
+    failures = [i.describe() for i in r.failures] + outcome.volumes.errors + outcome.dump_errors
     if failures:
         raise PartialFailure(
             f"restore {r.restore_id} partially failed: {len(failures)} item(s)", details=failures

@@ -212,7 +212,7 @@ def restore_finished(
         data_bytes = sum(int(v.get("bytes") or 0) for v in volumes)
         namespaces = sorted({i.item.namespace for i in r.items if i.item.namespace}
                             | set(r.namespaces_created)) or restore_target_namespaces(snap, options)  # fmt: skip
-        failures = [i.item.describe() for i in r.failures] + outcome.volumes.errors
+        failures = [i.item.describe() for i in r.failures] + outcome.volumes.errors + outcome.dump_errors
         what = f"restore {r.restore_id} of backup {snap.short_id}"
         counts = ", ".join(f"{n} {k}" for k, n in sorted(r.counts.items()))
         if failures:

@@ -71,10 +71,13 @@ VolumeRestoreStep = Callable[[KubeClient, Snapshot, ItemResults, str], VolumeRes
 class RestoreOutcome:
     resources: RestoreResult
     volumes: VolumeRestorePhase
+    # Dumps loaded into the restored pods after the restore (``dr restore``):
+    # one line per dump that failed to load.
+    dump_errors: list[str] = field(default_factory=list)
 
     @property
     def failed(self) -> bool:
-        return self.resources.phase != "Completed" or bool(self.volumes.errors)
+        return self.resources.phase != "Completed" or bool(self.volumes.errors) or bool(self.dump_errors)
 
 
 def run_restore(
