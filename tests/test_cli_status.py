@@ -267,3 +267,71 @@ def test_help_says_status_always_exits_0(capsys: Capsys) -> None:
     assert res.code == 0
     assert "Always exits 0 once the configuration is valid" in res.out
     assert "STALE" in res.out
+
+
+# --------------------------------------------------------------------------- a damaged repository
+
+
+def _open(home: Path) -> Any:
+    from dr.crypto.providers.local import LocalKeyProvider
+    from dr.repo.repository import Repository
+    from dr.storage.registry import open_store
+
+    key = LocalKeyProvider(home / "repo.key")
+    return Repository.open(open_store(f"file://{home}/repo"), lambda uri: key if uri == key.uri else None)
+
+
+def test_a_damaged_drill_report_is_a_warning_and_the_others_still_count(
+    capsys: Capsys, isolated_home: Path
+) -> None:
+    config = str(write_config(
+        isolated_home,
+        backup_policies=[{"name": "shop", "schedule": "0 2 * * *", "rpo": "24h", "scope": {"namespaces": ["shop"]}}],
+        drill_policies=[{"name": "monthly", "runbook": "shop.yaml", "schedule": "0 4 1 * *", "backupPolicy": "shop"}],
+    ))  # fmt: skip
+    assert run_dr(capsys, "--config", config, "repo", "init").code == 0
+    started = datetime.now(UTC) - timedelta(days=2)
+    good = DrillReport(id="r1", app="monthly", runbook="shop.yaml", started=started,
+                       finished=started + timedelta(minutes=5), outcome="passed",
+                       objectives=ReportObjectives(rpo=timedelta(hours=24), rto=timedelta(hours=1)))  # fmt: skip
+    _open(isolated_home).save_object("reports", good.model_dump(mode="json", by_alias=True))
+    (isolated_home / "repo" / "reports" / ("ab" * 32)).write_bytes(b"\x00a truncated upload")
+
+    res = run_dr(capsys, "--config", config, "--kubeconfig", "/nonexistent", "status", "-o", "json")
+    assert res.code == 0, res.err
+    doc = res.json()
+    assert (
+        doc["drillPolicies"][0]["outcome"] == "passed" and doc["drillPolicies"][0]["lastDrill"]["id"] == "r1"
+    )
+    (warning,) = [w for w in doc["warnings"] if "drill report" in w]
+    assert warning.startswith(f"drill report {'ab' * 8} cannot be read: reports/{'ab' * 32}")
+    res = run_dr(capsys, "--config", config, "--kubeconfig", "/nonexistent", "status")
+    assert res.code == 0 and f"warning: drill report {'ab' * 8} cannot be read" in res.err
+
+
+def test_a_repository_whose_listing_fails_is_a_warning_and_unknown(
+    capsys: Capsys, isolated_home: Path
+) -> None:
+    config = str(write_config(
+        isolated_home,
+        backup_policies=[{"name": "shop", "schedule": "0 2 * * *", "rpo": "24h", "scope": {"namespaces": ["shop"]}}],
+        drill_policies=[{"name": "monthly", "runbook": "shop.yaml", "schedule": "0 4 1 * *", "backupPolicy": "shop"}],
+    ))  # fmt: skip
+    assert run_dr(capsys, "--config", config, "repo", "init").code == 0
+    for kind in (
+        "snapshots",
+        "reports",
+    ):  # a symlink loop: listing fails with ELOOP (root reads anything else)
+        path = isolated_home / "repo" / kind
+        if path.is_dir():
+            path.rmdir()
+        path.symlink_to(path)
+    res = run_dr(capsys, "--config", config, "--kubeconfig", "/nonexistent", "status", "-o", "json")
+    assert res.code == 0, res.err
+    doc = res.json()
+    assert doc["backupPolicies"][0]["status"] == "unknown" and doc["drillPolicies"][0]["outcome"] == "unknown"
+    where = f"file://{isolated_home}/repo"
+    assert [w.split(": ")[0] for w in doc["warnings"] if w.startswith("cannot list")] == [
+        f"cannot list the backups of repository {where}",
+        f"cannot list the drill reports of repository {where}",
+    ]

@@ -147,33 +147,89 @@ class _Sources:
     _reports: dict[str | None, list[DrillReport] | None] = field(default_factory=dict)
 
     def _repo(self, name: str | None) -> Any:
-        from dr.cli.repo_access import open_repository, repository_config
+        from dr.cli.repo_access import open_repository
 
         try:
             return open_repository(self.ctx, name)
         except DrError as e:
-            try:
-                where = repository_config(self.ctx, name).url
-            except DrError:
-                where = name or "default"
-            self.warnings.append(f"cannot read repository {where}: {e.message}")
+            self.warnings.append(f"cannot read repository {self._where(name)}: {e.message}")
             return None
+
+    def _where(self, name: str | None) -> str:
+        from dr.cli.repo_access import repository_config
+
+        try:
+            return repository_config(self.ctx, name).url
+        except DrError:
+            return name or "default"
 
     def backups(self, name: str | None) -> list[Snapshot] | None:
         if name not in self._backups:
             from dr.repo.snapshots import readable_snapshots
 
             repo = self._repo(name)
-            self._backups[name] = readable_snapshots(repo, "backup")[0] if repo is not None else None
+            snaps: list[Snapshot] | None = None
+            if repo is not None:
+                try:
+                    snaps = readable_snapshots(repo, "backup")[0]
+                except DrError as e:  # listing failed (storage): the policies' status is unknown
+                    self.warnings.append(
+                        f"cannot list the backups of repository {self._where(name)}: {e.message}"
+                    )
+            self._backups[name] = snaps
         return self._backups[name]
 
     def reports(self, name: str | None) -> list[DrillReport] | None:
         if name not in self._reports:
-            from dr.drill.run import load_reports
-
             repo = self._repo(name)
-            self._reports[name] = load_reports(repo) if repo is not None else None
+            reports: list[DrillReport] | None = None
+            if repo is not None:
+                try:
+                    reports, bad = readable_reports(repo)
+                except DrError as e:
+                    self.warnings.append(
+                        f"cannot list the drill reports of repository {self._where(name)}: {e.message}"
+                    )
+                else:
+                    self.warnings += [
+                        f"drill report {n[:16]} cannot be read: {why}" for n, why in bad.items()
+                    ]
+            self._reports[name] = reports
         return self._reports[name]
+
+
+def readable_reports(repo: Any) -> tuple[list[DrillReport], dict[str, str]]:
+    """The drill reports that can be read, oldest first, and ``{name: problem}`` for the others.
+
+    One damaged report (a truncated upload, a report of a newer format) must not
+    hide the others, nor fail ``dr status``: like ``readable_snapshots``, all
+    at once first, then one by one when some cannot be read. ``DrError`` when
+    the reports cannot even be listed.
+    """
+    from dr.repo.format import FormatError
+    from dr.storage.base import ObjectNotFound
+
+    try:
+        docs = repo.load_objects("reports")
+    except FormatError:
+        docs = []
+        bad: dict[str, str] = {}
+        for name in repo.list_objects("reports"):
+            try:
+                docs.append((name, repo.load_object("reports", name)))
+            except ObjectNotFound:
+                continue  # deleted since the listing
+            except FormatError as e:
+                bad[name] = e.message
+    else:
+        bad = {}
+    reports = []
+    for name, doc in docs:
+        try:
+            reports.append(DrillReport.model_validate(doc))
+        except ValueError as e:
+            bad[name] = f"not a drill report ({str(e).splitlines()[0]})"
+    return sorted(reports, key=lambda r: r.started), bad
 
 
 def runbook_app(policy: DrillPolicy, config_dir: Path | None, warnings: list[str]) -> str:
