@@ -671,6 +671,26 @@ def test_kubernetes_exec_reports_a_lost_connection() -> None:
     assert e.value.message.startswith("connection to pod shop/db-0 container db lost: ")
 
 
+@pytest.mark.parametrize(
+    ("mode", "message"),
+    [
+        # The command does not read its stdin: the socket buffers fill, the write blocks.
+        ("noread", "command in pod shop/db-0 container db did not finish within 1s"),
+        # The API server (or a proxy) accepts the connection and never answers the upgrade.
+        ("nohandshake", "cannot exec into pod shop/db-0 container db: no answer within 1s"),
+    ],
+)
+def test_kubernetes_exec_keeps_its_timeout_when_the_peer_stops(mode: Any, message: str) -> None:
+    stdin = iter([b"x" * (1 << 20)] * 256)  # far more than any socket buffer
+    with ws_peer(mode) as peer:
+        start = time.monotonic()
+        with pytest.raises(ExecTimeout) as e:
+            KubernetesExec(peer.api).run("shop", "db-0", "db", ["pg_restore"], 1.0, stdin=stdin)
+        took = time.monotonic() - start
+    assert e.value.message == message
+    assert took < 5  # the budget, plus at most a second to send the close frame
+
+
 REAL_CLUSTER = os.environ.get("DR_TEST_KUBECONFIG")
 
 

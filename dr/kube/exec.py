@@ -29,14 +29,15 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Iterable, Iterator
+from contextvars import ContextVar
 from dataclasses import dataclass
 from typing import Any, Protocol
 
 import yaml
 from kubernetes import client as kclient
-from kubernetes.stream import stream
+from kubernetes.stream import stream, ws_client
 from kubernetes.stream.ws_client import ERROR_CHANNEL, STDERR_CHANNEL, STDOUT_CHANNEL, WSClient
-from websocket import WebSocketException, WebSocketTimeoutException
+from websocket import WebSocket, WebSocketException, WebSocketTimeoutException
 
 from dr.errors import DrError
 from dr.kube.client import KubeClient
@@ -44,6 +45,12 @@ from dr.kube.client import KubeClient
 # Output kept per stream when no sink is given: hooks and verification compare
 # small outputs; a runaway command must not fill dr's memory.
 MAX_OUTPUT = 1 << 20
+# Seconds the close frame may take to send at the end of an exec.
+CLOSE_TIMEOUT = 1.0
+# Socket timeout for connecting (the handshake) in this thread's current exec;
+# None elsewhere (port-forwards and other users of the client stay unchanged).
+_CONNECT_TIMEOUT: ContextVar[float | None] = ContextVar("dr_exec_connect_timeout", default=None)
+
 # Websocket frames for stdin: large enough to be cheap, small enough that the
 # server's output is drained between frames (no deadlock when the command
 # writes while it reads).
@@ -224,36 +231,51 @@ class KubernetesExec:
         if container:
             kwargs["container"] = container
         core = self._core()
+        # One budget for connecting, sending stdin and waiting for the end.
+        deadline = time.monotonic() + timeout
         try:
+            token = _CONNECT_TIMEOUT.set(timeout)
             try:
                 ws = stream(core.connect_get_namespaced_pod_exec, pod, namespace, **kwargs)
             except (kclient.ApiException, AttributeError) as e:
-                raise ExecError(f"cannot exec into {where}: {_handshake_reason(e)}") from None
+                raise _connect_error(e, where, timeout) from None
             except (WebSocketException, OSError) as e:
                 raise _connection_error(e, where, timeout) from None
-            try:
-                return self._converse(ws, where, timeout, stdin, _Collector(stdout_sink))
             finally:
-                ws.close()
+                _CONNECT_TIMEOUT.reset(token)
+            try:
+                return self._converse(ws, where, timeout, stdin, _Collector(stdout_sink), deadline)
+            finally:
+                try:
+                    # The close frame must not wait on a peer that stopped reading.
+                    ws.sock.settimeout(CLOSE_TIMEOUT)
+                    ws.close()
+                except (WebSocketException, OSError):
+                    pass
         finally:
             core.api_client.close()
 
     @staticmethod
-    def _converse(ws: WSClient, where: str, timeout: float, stdin: Stdin, out: _Collector) -> ExecResult:
+    def _converse(
+        ws: WSClient, where: str, timeout: float, stdin: Stdin, out: _Collector, deadline: float | None = None
+    ) -> ExecResult:
         # A dropped connection (API server restarted, node gone, proxy idle
         # timeout) surfaces from the websocket library as its own exceptions or
         # as OSError; callers handle ExecError only, and a hook that escapes
         # them would skip the post hooks that thaw the application.
         try:
-            return KubernetesExec._converse_on(ws, where, timeout, stdin, out)
+            return KubernetesExec._converse_on(
+                ws, where, timeout, stdin, out, time.monotonic() + timeout if deadline is None else deadline
+            )
         except (WebSocketException, OSError) as e:
             if e is out.caller_error:
                 raise
             raise _connection_error(e, where, timeout) from None
 
     @staticmethod
-    def _converse_on(ws: WSClient, where: str, timeout: float, stdin: Stdin, out: _Collector) -> ExecResult:
-        deadline = time.monotonic() + timeout
+    def _converse_on(
+        ws: WSClient, where: str, timeout: float, stdin: Stdin, out: _Collector, deadline: float
+    ) -> ExecResult:
 
         def check_deadline() -> None:
             if time.monotonic() >= deadline:
@@ -264,6 +286,9 @@ class KubernetesExec:
                 check_deadline()
                 if not ws.is_open():
                     break  # the command ended without reading everything; its status says how
+                # A command that does not read its stdin fills the socket buffers and
+                # the write blocks: bounded by what is left of the budget.
+                ws.sock.settimeout(max(deadline - time.monotonic(), 0.001))
                 ws.write_stdin(chunk)
                 out.pump(ws)
             if ws.is_open():
@@ -275,6 +300,25 @@ class KubernetesExec:
         out.drain(ws)
         code = exit_code_from_status(ws.read_channel(ERROR_CHANNEL))
         return ExecResult(code, bytes(out.stdout), bytes(out.stderr))
+
+
+def _connect_error(err: BaseException, where: str, timeout: float) -> ExecError:
+    """What ``stream`` raised while connecting, as an ``ExecError``.
+
+    ``kubernetes.stream`` turns every exception of the connection into an
+    ``ApiException(status=0)`` — an interrupt (Ctrl-C, SIGTERM) and a timeout
+    too. The original is the exception's context: an interrupt is raised
+    again (it must unwind, not become a failed hook), a timeout is an
+    ``ExecTimeout``.
+    """
+    cause: BaseException | None = err
+    while cause is not None:
+        if isinstance(cause, KeyboardInterrupt):
+            raise cause
+        if isinstance(cause, WebSocketTimeoutException | TimeoutError):
+            return ExecTimeout(f"cannot exec into {where}: no answer within {timeout:g}s")
+        cause = cause.__context__
+    return ExecError(f"cannot exec into {where}: {_handshake_reason(err)}")
 
 
 def _connection_error(err: BaseException, where: str, timeout: float) -> ExecError:
@@ -306,3 +350,24 @@ def _handshake_reason(err: BaseException) -> str:
     if "Handshake status 401" in head:
         return "unauthorized (401): check the kubeconfig's credentials"
     return head.strip() or f"HTTP {e.status}"
+
+
+class _TimedWebSocket(WebSocket):
+    """The client's ``WebSocket``, connecting with the current exec's timeout.
+
+    ``kubernetes.stream`` creates the websocket and connects it without a
+    timeout (``create_websocket``): an API server or proxy that accepts the
+    TCP connection and never answers the upgrade held a hook forever, past
+    its timeout. The class is looked up in ``ws_client``'s globals at each
+    connection, hence the replacement there; without ``_CONNECT_TIMEOUT`` set
+    it behaves exactly like the original.
+    """
+
+    def connect(self, url: str, **options: Any) -> None:
+        timeout = _CONNECT_TIMEOUT.get()
+        if timeout is not None:
+            options.setdefault("timeout", timeout)
+        super().connect(url, **options)
+
+
+ws_client.WebSocket = _TimedWebSocket
