@@ -276,6 +276,44 @@ def test_a_restore_whose_dump_fails_to_load_is_recorded_as_partially_failed(
     assert got["dr_restore_last_run_success"] == 0 and got["dr_restore_failed_items"] == 1
 
 
+def test_a_dump_no_restored_pod_loads_is_a_warning(
+    capsys: Capsys,
+    k8s: servers.TestCluster,
+    kube_client: KubeClient,
+    isolated_home: Path,
+    textfile_dir: Path,
+    namespace: str,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import dr.cli.volume_access as volume_access
+    from tests.test_hooks import Script, ScriptedExec
+    from tests.volume_helpers import create_pod
+
+    ex = ScriptedExec({"pg_dump app": Script(stdout=[b"-- dump\n" * 1000])})
+    monkeypatch.setattr(volume_access, "KubernetesExec", lambda kube: ex)
+    # No pod will ever ask for the dump: wait a second for one, not five minutes.
+    wait = volume_access.restore_backup_dumps
+    monkeypatch.setattr(volume_access, "restore_backup_dumps",
+                        lambda *a, **kw: wait(*a, **{**kw, "timeout": 1.0, "poll": 0.2}))  # fmt: skip
+    create_pod(
+        kube_client,
+        namespace,
+        "db-0",
+        [],
+        annotations={"dump.hook.backup.dr.dev/command": '["pg_dump", "app"]'},
+    )
+    config = str(write_config(isolated_home, metrics={"textfile": str(textfile_dir / "dr.prom")}))
+    assert dr(capsys, config, k8s, "repo", "init").code == 0
+    assert dr(capsys, config, k8s, "backup", "--namespace", namespace).code == 0
+
+    warning = (f"dump {namespace}/db-0/dump was not loaded: "
+               f"no running pod in {namespace} has a restore hook for dump 'dump'")  # fmt: skip
+    res = dr(capsys, config, k8s, "restore", "latest")
+    assert res.code == 0 and f"warning: {warning}" in res.err.splitlines()
+    res = dr(capsys, config, k8s, "restore", "latest", "-o", "json")
+    assert res.code == 0 and res.json()["dumpWarnings"] == [warning] and res.json()["dumpErrors"] == []
+
+
 # --------------------------------------------------------------------------- drills
 
 

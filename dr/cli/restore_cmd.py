@@ -68,6 +68,7 @@ def _result_doc(outcome: RestoreOutcome) -> dict[str, Any]:
         "volumes": outcome.volumes.volumes,
         "volumeErrors": outcome.volumes.errors,
         "dumpErrors": outcome.dump_errors,
+        "dumpWarnings": outcome.dump_warnings,
     }
 
 
@@ -77,7 +78,10 @@ def _load_dumps(kube: KubeClient, repo: Repository, snap: Snapshot, options: Res
     from dr.cli.volume_access import restore_backup_dumps
 
     for hr in restore_backup_dumps(kube, repo, snap, options.namespace_mapping):
-        if not hr.ok and not hr.skipped:
+        if hr.skipped:
+            # Not a failure (a pod may load it later by hand), but never silent: the data is not back.
+            outcome.dump_warnings.append(f"dump {hr.namespace}/{hr.pod}/{hr.name} was not loaded: {hr.note}")
+        elif not hr.ok:
             outcome.dump_errors.append(f"dump {hr.namespace}/{hr.pod}/{hr.name}: {hr.error}")
 
 
@@ -170,7 +174,7 @@ def restore(
         counts = ", ".join(f"{n} {k}" for k, n in r.counts.items())
         click.echo(f"{'plan for' if dry_run else 'restored'} backup {snap.short_id} (restore {r.restore_id}): {counts}"
                    + (f"; {len(outcome.volumes.volumes)} volume(s)" if outcome.volumes.volumes else ""))  # fmt: skip
-        for w in r.warnings:
+        for w in r.warnings + outcome.dump_warnings:
             click.echo(f"warning: {w}", err=True)
     failures = [i.describe() for i in r.failures] + outcome.volumes.errors + outcome.dump_errors
     if failures:

@@ -72,8 +72,9 @@ class RestoreOutcome:
     resources: RestoreResult
     volumes: VolumeRestorePhase
     # Dumps loaded into the restored pods after the restore (``dr restore``):
-    # one line per dump that failed to load.
+    # one line per dump that failed to load, and per dump no restored pod loads.
     dump_errors: list[str] = field(default_factory=list)
+    dump_warnings: list[str] = field(default_factory=list)
 
     @property
     def failed(self) -> bool:
