@@ -335,3 +335,21 @@ def test_a_repository_whose_listing_fails_is_a_warning_and_unknown(
         f"cannot list the backups of repository {where}",
         f"cannot list the drill reports of repository {where}",
     ]
+
+
+def test_unreadable_snapshots_are_a_warning(capsys: Capsys, isolated_home: Path) -> None:
+    config = str(write_config(
+        isolated_home,
+        backup_policies=[{"name": "shop", "schedule": "0 2 * * *", "rpo": "24h", "scope": {"namespaces": ["shop"]}}],
+    ))  # fmt: skip
+    assert run_dr(capsys, "--config", config, "repo", "init").code == 0
+    snapshots = isolated_home / "repo" / "snapshots"
+    snapshots.mkdir(exist_ok=True)
+    (snapshots / ("cd" * 32)).write_bytes(b"\x00a truncated upload")  # perhaps shop's latest backup
+
+    res = run_dr(capsys, "--config", config, "--kubeconfig", "/nonexistent", "status", "-o", "json")
+    assert res.code == 0, res.err
+    doc = res.json()
+    assert doc["backupPolicies"][0]["status"] == "none"
+    assert (f"1 snapshot(s) of repository file://{isolated_home}/repo cannot be read and are left out "
+            "(dr repo check names them)") in doc["warnings"]  # fmt: skip

@@ -171,11 +171,19 @@ class _Sources:
             snaps: list[Snapshot] | None = None
             if repo is not None:
                 try:
-                    snaps = readable_snapshots(repo, "backup")[0]
+                    snaps, bad = readable_snapshots(repo, "backup")
                 except DrError as e:  # listing failed (storage): the policies' status is unknown
                     self.warnings.append(
                         f"cannot list the backups of repository {self._where(name)}: {e.message}"
                     )
+                else:
+                    # A damaged snapshot may be a policy's latest backup: its status could be
+                    # wrong (older, or none), so say that something was left out.
+                    if bad:
+                        self.warnings.append(
+                            f"{len(bad)} snapshot(s) of repository {self._where(name)} cannot be read "
+                            "and are left out (dr repo check names them)"
+                        )
             self._backups[name] = snaps
         return self._backups[name]
 
