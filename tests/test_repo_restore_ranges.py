@@ -95,7 +95,9 @@ def test_s3_restore_past_the_early_budget_writes_files_in_place(
     # written in place from then on, and comes out whole all the same, its hole
     # left a hole. (With workers side by side, whether a blob is early depends on
     # which worker gets there first.)
-    a, b, c = (os.urandom(6 << 20) for _ in range(3))
+    # b long enough that the second backup's chunks fall back into step with the first's
+    # within it (with 6 MiB they sometimes did not, and none of b was shared)
+    a, b, c = os.urandom(6 << 20), os.urandom(16 << 20), os.urandom(6 << 20)
     first = tmp_path / "first"
     first.mkdir()
     (first / "b.bin").write_bytes(b)
@@ -107,6 +109,11 @@ def test_s3_restore_past_the_early_budget_writes_files_in_place(
         f.write(c)
     store = make_store("s3", tmp_path, request)
     repo, _ = init_repo(store, tmp_path)
+    # Packs large enough for all the second backup's new data (a, c, the hole's blob
+    # and the chunks across b's edges: up to ~20 MiB with random chunk boundaries)
+    # and for b alone in the first,
+    # so that a and c share its one pack; with 16 MiB packs they sometimes did not.
+    repo.config = repo.config.__class__(**{**repo.config.__dict__, "pack_size": 64 << 20})
     backup_directory(repo, first)
     snap = backup_directory(repo, src).snapshot
     assert snap.tree
@@ -134,7 +141,7 @@ def test_s3_restore_past_the_early_budget_writes_files_in_place(
     assert not stats.errors
     assert in_place == ["f.bin"]
     assert describe_tree(out) == describe_tree(src)
-    assert os.stat(out / "f.bin").st_blocks * 512 <= (18 << 20) + (1 << 20)  # the hole stayed one
+    assert os.stat(out / "f.bin").st_blocks * 512 <= (28 << 20) + (1 << 20)  # the hole stayed one
 
 
 def test_s3_restore_reports_large_files_it_could_not_write(
