@@ -571,3 +571,14 @@ def test_scope_uses_the_config_rules_inside_a_runbook(tmp_path: Path) -> None:
         ),
     )
     assert load_runbook(p).spec.scope.include_cluster_resources == "true"
+
+
+def test_a_ttl_no_longer_than_the_timeout_is_refused(tmp_path: Path) -> None:
+    text = GOOD.replace("  verification:\n", "  drill:\n    timeout: 2h\n    ttl: 1h\n  verification:\n")
+    p = write(tmp_path, text)
+    [found] = problems_of(p)
+    assert found.endswith(
+        "spec.drill: ttl (1:00:00) must be longer than the drill's timeout (2:00:00): "
+        "gc would delete a running drill's scratch namespace"
+    ), found
+    assert found.startswith(f"{p}:")

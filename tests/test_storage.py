@@ -584,6 +584,8 @@ def test_s3_settings_from_query_string() -> None:
         ("gs://b%20kt/x", None, "invalid bucket name 'b%20kt'"),
         ("gs://" + "a" * 64 + "/x", None, "GCS bucket names are 3-63 characters long"),
         ("gs://" + "a" * 64 + ".b/x", None, "GCS bucket names are 3-63 characters long"),
+        ("s3://bkt/backups#2", None, "'#' has no place in it"),
+        ("gs://bkt/backups#", None, "'#' has no place in it"),
         (
             "s3://bkt/p?endpoint=http://minio:9x/&region=topsecret",
             None,
@@ -658,6 +660,8 @@ def test_registry_quotes_urls_redacted() -> None:
     for url, message in (
         ("ftp://h/x?token=topsecret", "'ftp://h/x?token=***': unsupported scheme"),
         ("file://h/x?token=topsecret", "'file://h/x?token=***': use file:///absolute/path"),
+        ("file:///srv/dr?token=topsecret", "'file:///srv/dr?token=***': a file:// URL takes no '?' or '#'"),
+        ("file:///srv/dr#2", "a file:// URL takes no '?' or '#'"),
         ("s3://[b/x?token=topsecret", "'s3://[b/x?token=***' is malformed"),
     ):
         with pytest.raises(InvalidInput) as e:

@@ -214,6 +214,17 @@ class DrillSettings(Model):
         default_factory=dict, description="ResourceQuota spec.hard of the scratch namespace"
     )
 
+    @model_validator(mode="after")
+    def _ttl_outlives_the_drill(self) -> DrillSettings:
+        # `dr drill gc` deletes scratch namespaces older than the ttl: one no longer than
+        # the drill's timeout could delete the namespace of a drill still running.
+        if self.ttl <= self.timeout:
+            raise ValueError(
+                f"ttl ({self.ttl}) must be longer than the drill's timeout ({self.timeout}): "
+                "gc would delete a running drill's scratch namespace"
+            )
+        return self
+
 
 # --------------------------------------------------------------------------- verification steps
 

@@ -135,6 +135,10 @@ def parse_bucket_url(url: str, scheme: str, allowed: dict[str, str], credential_
     problem = bucket_problem(scheme, bucket)
     if problem:
         raise InvalidInput(f"repository URL {shown!r}: invalid bucket name {bucket!r}: {problem}")
+    if parts.fragment or url.endswith("#"):
+        # Not silently dropped: `s3://bkt/backups#2` would otherwise be the prefix `backups`,
+        # another repository than the one meant (no object name of a repository has a '#').
+        raise InvalidInput(f"repository URL {shown!r}: '#' has no place in it (prefixes never contain one)")
     path = parts.path.strip("/")
     if path:
         segments = path.split("/")

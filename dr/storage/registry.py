@@ -17,6 +17,11 @@ def open_store(url: str, options: Repository | None = None) -> ObjectStore:
 
         if not parts.path.startswith("/") or parts.netloc not in ("", "localhost"):
             raise InvalidInput(f"repository URL {redact_url(url)!r}: use file:///absolute/path")
+        if parts.query or parts.fragment or url.endswith(("?", "#")):
+            # Not dropped in silence: file:///srv/dr?x or file:///srv/dr#2 would be /srv/dr.
+            raise InvalidInput(
+                f"repository URL {redact_url(url)!r}: a file:// URL takes no '?' or '#' (file:///absolute/path)"
+            )
         return FileStore(parts.path)
     if parts.scheme == "s3":
         from dr.storage.s3 import S3Store
