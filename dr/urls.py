@@ -14,6 +14,12 @@ import re
 _URL_HEAD = re.compile(r"(?:[A-Za-z][A-Za-z0-9+.-]*:)?(//)?")
 
 
+def _key(key: str) -> str:
+    """A query key as shown: itself if it looks like a setting's name, else ``***`` (a
+    secret pasted in without '=' is a key too)."""
+    return key if re.fullmatch(r"[A-Za-z][A-Za-z0-9_.-]{0,31}", key) else "***"
+
+
 def redact_url(url: str) -> str:
     """``url`` as it may appear in a message or log: user info replaced by ``***``,
     every query value and any fragment by ``***``. Never raises, so it can
@@ -31,7 +37,8 @@ def redact_url(url: str) -> str:
     out += rest
     if asked:
         out += "?" + "&".join(
-            f"{key}=***" if eq else key for key, eq, _ in (p.partition("=") for p in query.split("&"))
+            f"{_key(key)}=***" if eq else _key(key)
+            for key, eq, _ in (p.partition("=") for p in query.split("&"))
         )
     if hashed:
         out += "#***" if fragment else "#"

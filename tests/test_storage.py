@@ -585,6 +585,12 @@ def test_s3_settings_from_query_string() -> None:
         ("gs://" + "a" * 64 + "/x", None, "GCS bucket names are 3-63 characters long"),
         ("gs://" + "a" * 64 + ".b/x", None, "GCS bucket names are 3-63 characters long"),
         ("s3://bkt/backups#2", None, "'#' has no place in it"),
+        (
+            "s3://bkt/p?wJalrXUtnFEMI/K7MDENG+bPxRfiCYtopsecret",
+            None,
+            "credentials (query parameter (not shown))",
+        ),
+        ("s3://bkt/p?wJalrXUtnFEMI/K7MDENG+bPxRfiCYtop", None, "unknown query parameter (not shown)"),
         ("gs://bkt/backups#", None, "'#' has no place in it"),
         (
             "s3://bkt/p?endpoint=http://minio:9x/&region=topsecret",
@@ -642,6 +648,8 @@ def test_accepted_query_settings_never_look_like_credentials() -> None:
     ("url", "shown"),
     [
         ("s3://bkt/a/b", "s3://bkt/a/b"),
+        ("s3://bkt/p?wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY1234", "s3://bkt/p?***"),  # a bare secret
+        ("s3://bkt/p?region=x&flag", "s3://bkt/p?region=***&flag"),
         ("s3://bkt/p?endpoint=http://admin:pw@minio:9000&region=x", "s3://bkt/p?endpoint=***&region=***"),
         ("s3://KEY:se/cret@bkt/p", "s3://***@bkt/p"),
         ("http://u:p@h:9/x?flag#frag", "http://***@h:9/x?flag#***"),

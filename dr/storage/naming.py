@@ -114,6 +114,12 @@ class BucketURL:
     url: str
 
 
+def _shown_key(key: str) -> str:
+    """A query key as a message may quote it: only if it looks like a setting's name. A
+    secret pasted in without '=' (``?wJalrXUtnFEMI/K7MDENG…``) is a key too."""
+    return repr(key) if re.fullmatch(r"[A-Za-z][A-Za-z0-9_.-]{0,31}", key) else "(not shown)"
+
+
 def parse_bucket_url(url: str, scheme: str, allowed: dict[str, str], credential_hint: str) -> BucketURL:
     """Split ``scheme://bucket/prefix?k=v``; ``allowed`` maps accepted query keys
     (including aliases such as ``addressingStyle``) to the canonical setting name."""
@@ -148,12 +154,15 @@ def parse_bucket_url(url: str, scheme: str, allowed: dict[str, str], credential_
     for key, value in parse_qsl(parts.query, keep_blank_values=True):
         if looks_like_credential(key):
             raise InvalidInput(
-                f"repository URL must not contain credentials (query parameter {key!r}); {credential_hint}"
+                f"repository URL must not contain credentials (query parameter {_shown_key(key)}); "
+                f"{credential_hint}"
             )
         canonical = allowed.get(key)
         if canonical is None:
             known = ", ".join(sorted(set(allowed.values())))
-            raise InvalidInput(f"repository URL {shown!r}: unknown query parameter {key!r} (known: {known})")
+            raise InvalidInput(
+                f"repository URL {shown!r}: unknown query parameter {_shown_key(key)} (known: {known})"
+            )
         if canonical in settings and settings[canonical] != value:
             raise InvalidInput(f"repository URL {shown!r}: query parameter {key!r} given twice")
         settings[canonical] = value
