@@ -352,3 +352,51 @@ def test_a_type_removed_after_discovery_is_a_warning(tmp_path: Path) -> None:
     assert result.phase == "Completed" and result.errors == []
     assert keys(sink) == {("configmaps", "a", "c"), ("namespaces", None, "a")}
     assert any(w.startswith("widgets.example.com: no longer served") for w in result.warnings)
+
+
+def _crd_in(group: str, plural: str, kind: str, version: str) -> dict[str, Any]:
+    schema = {"openAPIV3Schema": {"type": "object", "x-kubernetes-preserve-unknown-fields": True}}
+    return {
+        "apiVersion": "apiextensions.k8s.io/v1",
+        "kind": "CustomResourceDefinition",
+        "metadata": {"name": f"{plural}.{group}"},
+        "spec": {
+            "group": group,
+            "scope": "Namespaced",
+            "names": {"plural": plural, "singular": plural[:-1], "kind": kind, "listKind": kind + "List"},
+            "versions": [{"name": version, "served": True, "storage": True, "schema": schema}],
+        },
+    }
+
+
+def test_a_custom_resource_served_only_outside_its_groups_preferred_version_is_backed_up(
+    kube_client: KubeClient, unique: str
+) -> None:
+    # One group, two CRDs: widgets served in v1 (the group's preferred version), gadgets only
+    # in v1beta1. Backups listed the preferred version's types only: the gadget was left
+    # out, the backup Completed, no warning.
+    from dr.kube.wait import wait_for_crd_established, wait_for_served
+    from tests.kube_helpers import CRD_RES
+
+    group = f"g{unique}.example.com"
+    ns = f"v{unique}"
+    make_namespace(kube_client, ns)
+    for plural, kind, version in (("widgets", "Widget", "v1"), ("gadgets", "Gadget", "v1beta1")):
+        create(kube_client, "customresourcedefinitions", _crd_in(group, plural, kind, version))
+        wait_for_crd_established(kube_client, CRD_RES, f"{plural}.{group}", timeout=30)
+        wait_for_served(kube_client, group, version, plural, timeout=30)
+    for version, plural, kind, name in (
+        ("v1", "widgets", "Widget", "w"),
+        ("v1beta1", "gadgets", "Gadget", "g"),
+    ):
+        st, data = kube_client.request(
+            "POST",
+            f"/apis/{group}/{version}/namespaces/{ns}/{plural}",
+            body={"apiVersion": f"{group}/{version}", "kind": kind, "metadata": {"name": name}},
+        )
+        assert st == 201, data
+    sink = ListSink()
+    result = backup_resources(kube_client, BackupScope(namespaces=[ns]), sink)
+    got = {(i.resource, i.namespace, i.name) for i, _ in sink.items}
+    assert ("widgets", ns, "w") in got and ("gadgets", ns, "g") in got, got
+    assert result.phase == "Completed"

@@ -107,6 +107,16 @@ def test_a_group_whose_discovery_fails_is_a_warning(tmp_path: Path) -> None:
         assert sorted((r.group, r.version, r.plural) for r in disc.resources) == [
             ("", "v1", "pods"),
             ("apps", "v1", "deployments"),
+            ("example.com", "v1", "olds"),
+            ("example.com", "v1", "things"),
+            ("example.com", "v2", "things"),
+        ]
+        # Each type once, in the preferred version where served there: `olds`, served only in
+        # example.com/v1 (v2 preferred), is a type to back up all the same.
+        assert sorted((r.group, r.version, r.plural) for r in disc.preferred_resources()) == [
+            ("", "v1", "pods"),
+            ("apps", "v1", "deployments"),
+            ("example.com", "v1", "olds"),
             ("example.com", "v2", "things"),
         ]
         assert disc.warnings == [
@@ -118,7 +128,12 @@ def test_a_group_whose_discovery_fails_is_a_warning(tmp_path: Path) -> None:
         every = discover(kc, all_versions=True)
         assert every.lookup("example.com", "v1", "olds") is not None
         assert every.versions_of("example.com", "things") == ["v2", "v1"]
-        assert [r.version for r in every.preferred_resources() if r.group == "example.com"] == ["v2"]
+        assert sorted(
+            (r.plural, r.version) for r in every.preferred_resources() if r.group == "example.com"
+        ) == [
+            ("olds", "v1"),
+            ("things", "v2"),
+        ]
 
         # Without the core API there is nothing to back up: that is an error, not a warning.
         api.script("/api/v1", (500, {"reason": "InternalError", "message": "boom"}, {}))

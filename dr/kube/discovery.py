@@ -86,7 +86,17 @@ class Discovery:
     _index: dict[tuple[str, str, str], ApiResource] = field(default_factory=dict, repr=False, compare=False)
 
     def preferred_resources(self) -> list[ApiResource]:
-        return [r for r in self.resources if self.preferred.get(r.group) == r.version]
+        """Each type once: in its group's preferred version, else in the first version (the
+        server's order) that serves it, like client-go's ServerPreferredResources. A CRD
+        served only in v1beta1 beside one served in v1 is a type of the group all the same;
+        taking only the preferred version's types left it out of backups in silence."""
+        best: dict[tuple[str, str], ApiResource] = {}
+        for r in self.resources:  # each group's versions in the server's order
+            key = (r.group, r.plural)
+            cur = best.get(key)
+            if cur is None or (r.version == self.preferred.get(r.group) != cur.version):
+                best[key] = r
+        return list(best.values())
 
     def lookup(self, group: str, version: str, plural: str) -> ApiResource | None:
         if len(self._index) != len(self.resources):
@@ -138,7 +148,9 @@ def discover_group_version(kube: KubeClient, group: str, version: str) -> list[A
 
 
 def discover(kube: KubeClient, *, all_versions: bool = False, workers: int = 8) -> Discovery:
-    """Discover the cluster's resource types: each group's preferred version, or every served version.
+    """Discover the cluster's resource types: every served version of every group (a type
+    may be served only in a version that is not its group's preferred one), and of the core
+    API its first version, or all of them with ``all_versions``.
 
     Restore uses ``all_versions`` (a backup taken where ``v1`` was preferred must
     still find ``v1`` where ``v2`` is). Raises ``ApiError`` only when the core
@@ -157,7 +169,7 @@ def discover(kube: KubeClient, *, all_versions: bool = False, workers: int = 8) 
         if not name or not pref:
             continue
         disc.preferred[name] = pref
-        wanted += [(name, v) for v in versions] if all_versions else [(name, pref)]
+        wanted += [(name, v) for v in versions]
 
     def fetch(gv: tuple[str, str]) -> list[ApiResource] | ApiError:
         try:
@@ -173,16 +185,13 @@ def discover(kube: KubeClient, *, all_versions: bool = False, workers: int = 8) 
                 raise res
             gv = f"{group}/{version}"
             disc.warnings.append(f"API group {gv}: discovery failed, its resources are skipped: {res.short}")
-            if disc.preferred.get(group) == version and not all_versions:
-                del disc.preferred[group]
             continue
         disc.resources.extend(res)
-    if all_versions:
-        # A preferred version that failed leaves the group without a usable preference.
-        served = {(r.group, r.version) for r in disc.resources}
-        for group, version in list(disc.preferred.items()):
-            if (group, version) not in served:
-                del disc.preferred[group]
+    # A preferred version that failed leaves the group without a usable preference.
+    served = {(r.group, r.version) for r in disc.resources}
+    for group, version in list(disc.preferred.items()):
+        if (group, version) not in served:
+            del disc.preferred[group]
     return disc
 
 
