@@ -178,6 +178,38 @@ def check_duration(v: Any) -> timedelta:
     return d
 
 
+def check_positive_duration(v: Any) -> timedelta:
+    """A duration that bounds some work: 0 would leave none (a Job with
+    ``activeDeadlineSeconds: 0`` is out of time as it starts)."""
+    d = check_duration(v)
+    if d <= timedelta(0):
+        raise ValueError(f"duration {v!r} must be longer than 0")
+    return d
+
+
+def check_time_zone(v: str) -> str:
+    """An IANA time zone the CronJob (and ``dr status``) can use: a misspelt one was
+    rendered as it was and read as UTC by ``dr status``."""
+    from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+    try:
+        ZoneInfo(v)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise ValueError(f"unknown time zone {v!r} (an IANA name such as Europe/Berlin or Etc/UTC)") from None
+    return v
+
+
+# Kubernetes resource quantities (2, 500m, 4Gi, 1e3), as the API server parses them.
+_QUANTITY = re.compile(r"^[+-]?(\d+(\.\d*)?|\.\d+)([eE][+-]?\d+|Ki|Mi|Gi|Ti|Pi|Ei|n|u|m|k|M|G|T|P|E)?$")
+
+
+def check_quantities(v: dict[str, str]) -> dict[str, str]:
+    for name, q in v.items():
+        if not _QUANTITY.match(str(q)):
+            raise ValueError(f"{name}: invalid quantity {q!r} (examples: 2, 500m, 4Gi)")
+    return v
+
+
 def scheme_checker(kind: str, schemes: tuple[str, ...]) -> Callable[[str], str]:
     def check(v: str) -> str:
         # Messages quote the URL redacted: one refused here may carry a secret in its query.
@@ -221,6 +253,11 @@ def _bool_as_text(v: Any) -> Any:
 NAME = {"pattern": NAME_PATTERN, "max_length": NAME_MAX}
 CRON = {"check": check_cron}
 DURATION = {"before": check_duration}
+POSITIVE_DURATION = {"before": check_positive_duration}
+TIME_ZONE = {"check": check_time_zone}
+# A namespace name: an RFC 1123 label.
+NAMESPACE = {"pattern": NAME_PATTERN, "max_length": 63}
+QUANTITIES = {"check": check_quantities}
 
 
 # --------------------------------------------------------------------------- the validator
@@ -601,7 +638,7 @@ class Hook(_Converting):
     command: list[str] = field(metadata={"min_length": 1})
     name: str | None = None
     container: str | None = None
-    timeout: timedelta = field(default=timedelta(seconds=30), metadata=DURATION)
+    timeout: timedelta = field(default=timedelta(seconds=30), metadata=POSITIVE_DURATION)
     on_error: Literal["fail", "continue"] = "fail"
 
 
@@ -618,7 +655,7 @@ class PodHooks:
 class VolumeOptions(_Converting):
     mode: Literal["auto", "snapshot", "filesystem", "none"] = "auto"
     snapshot_class: str | None = None
-    snapshot_timeout: timedelta = field(default=timedelta(minutes=10), metadata=DURATION)
+    snapshot_timeout: timedelta = field(default=timedelta(minutes=10), metadata=POSITIVE_DURATION)
 
 
 @dataclass
@@ -626,12 +663,12 @@ class BackupPolicy(_Converting):
     name: str = field(metadata=NAME)
     schedule: str = field(metadata=CRON)
     repository: str | None = None
-    time_zone: str | None = None
+    time_zone: str | None = field(default=None, metadata=TIME_ZONE)
     scope: Scope = field(default_factory=Scope)
     volumes: VolumeOptions = field(default_factory=VolumeOptions)
     hooks: list[PodHooks] = field(default_factory=list)
     retention: Retention = field(default_factory=Retention)
-    rpo: timedelta | None = field(default=None, metadata=DURATION)
+    rpo: timedelta | None = field(default=None, metadata=POSITIVE_DURATION)
     tags: dict[str, str] = field(default_factory=dict)
 
 
@@ -640,7 +677,7 @@ class DrillPolicy:
     name: str = field(metadata=NAME)
     runbook: str
     schedule: str = field(metadata=CRON)
-    time_zone: str | None = None
+    time_zone: str | None = field(default=None, metadata=TIME_ZONE)
     repository: str | None = None
     backup_policy: str | None = None
 
@@ -657,16 +694,16 @@ def _default_limits() -> dict[str, str]:
 class Resources:
     __pydantic_config__ = _PYDANTIC_CONFIG
 
-    requests: dict[str, str] = field(default_factory=_default_requests)
-    limits: dict[str, str] = field(default_factory=_default_limits)
+    requests: dict[str, str] = field(default_factory=_default_requests, metadata=QUANTITIES)
+    limits: dict[str, str] = field(default_factory=_default_limits, metadata=QUANTITIES)
 
 
 @dataclass
 class MoverOptions(_Converting):
     image: str = "ghcr.io/dr-project/dr:latest"
-    namespace: str = "dr-system"
+    namespace: str = field(default="dr-system", metadata=NAMESPACE)
     parallelism: int = field(default=2, metadata={"ge": 1, "le": 64})
-    deadline: timedelta = field(default=timedelta(hours=6), metadata=DURATION)
+    deadline: timedelta = field(default=timedelta(hours=6), metadata=POSITIVE_DURATION)
     resources: Resources = field(default_factory=Resources)
     # Secret holding the repository credentials, mounted/env'd into mover pods.
     credentials_secret: str | None = None

@@ -141,6 +141,29 @@ def test_cli_validate_example(capsys: pytest.CaptureFixture[str]) -> None:
             "keyProviders[0].vault.auth.method: expected one of 'token', 'approle', 'kubernetes'",
         ),
         ("mover:\n  deadline: [1]\n", ":2:3: mover.deadline: expected a duration such as 90s"),
+        # values the rendered manifests or the runs could not use
+        ("mover:\n  deadline: 0s\n", ":2:3: mover.deadline: duration '0s' must be longer than 0"),
+        ("mover:\n  namespace: Dr System\n", "mover.namespace: 'Dr System' is not a valid name"),
+        (
+            "mover:\n  resources: {requests: {cpu: lots}}\n",
+            "mover.resources.requests: cpu: invalid quantity 'lots'",
+        ),
+        (
+            "backupPolicies:\n  - name: a\n    schedule: '@daily'\n    timeZone: Europe/Berln\n",
+            ":4:5: backupPolicies[0].timeZone: unknown time zone 'Europe/Berln'",
+        ),
+        (
+            "backupPolicies:\n  - name: a\n    schedule: '@daily'\n    rpo: 0s\n",
+            "backupPolicies[0].rpo: duration '0s' must be longer than 0",
+        ),
+        (
+            "backupPolicies:\n  - name: a\n    schedule: '@daily'\n    volumes: {snapshotTimeout: 0s}\n",
+            "backupPolicies[0].volumes.snapshotTimeout: duration '0s' must be longer than 0",
+        ),
+        (
+            "backupPolicies:\n  - name: a\n    schedule: '@daily'\n    hooks: [{pre: [{command: [x], timeout: 0s}]}]\n",
+            "backupPolicies[0].hooks[0].pre[0].timeout: duration '0s' must be longer than 0",
+        ),
         ("repositories:\n  - name: r\n    url: file://rel/x\n", "needs an absolute path (file:///abs/path)"),
         ("repositories:\n  - name: r\n    url: file:rel\n", "needs an absolute path (file:///abs/path)"),
         (
