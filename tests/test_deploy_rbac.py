@@ -354,3 +354,54 @@ def test_drill_may_not_read_applications(drill_api: Any, app_ns: str) -> None:
 
     _forbidden(client.CoreV1Api(drill_api).list_namespaced_config_map, app_ns)
     _forbidden(client.AppsV1Api(drill_api).list_namespaced_deployment, app_ns)
+
+
+def _allowed(api: Any, verb: str, resource: str, namespace: str | None = None, **attrs: str) -> bool:
+    """A SelfSubjectAccessReview: whether ``api``'s identity may do ``verb`` on ``resource``."""
+    from kubernetes import client
+
+    ra: dict[str, str] = {"verb": verb, "resource": resource, **attrs}
+    if namespace:
+        ra["namespace"] = namespace
+    review = client.AuthorizationV1Api(api).create_self_subject_access_review({"spec": {"resourceAttributes": ra}})
+    return bool(review.status.allowed)
+
+
+def test_drill_http_steps_may_use_the_service_proxy_in_scratch_only(
+    drill_api: Any, admin: Any, app_ns: str, unique: str
+) -> None:
+    """``http`` steps go through /api/v1/namespaces/NS/services/NAME:PORT/proxy/: services/proxy rights."""
+    from typing import get_args
+
+    from kubernetes import client
+
+    from dr.drill.steps import service_proxy_path
+    from dr.runbook.model import HttpStep
+
+    core = client.CoreV1Api(drill_api)
+    scratch = f"drill-{unique}"
+    core.create_namespace(
+        client.V1Namespace(metadata=client.V1ObjectMeta(name=scratch, labels={rbac.DRILL_LABEL: "true"}))
+    )
+    try:
+        client.RbacAuthorizationV1Api(drill_api).create_namespaced_role_binding(
+            scratch, rbac.drill_workspace_binding(scratch, NS)
+        )
+        # Every method a step may use maps to an allowed verb (a new method must be added here).
+        methods = get_args(HttpStep.model_fields["method"].annotation)
+        assert set(methods) == set(rbac.PROXY_VERB_OF_METHOD)
+        for method in methods:
+            verb = rbac.PROXY_VERB_OF_METHOD[method]
+            assert _allowed(drill_api, verb, "services", scratch, subresource="proxy"), method
+            assert not _allowed(drill_api, verb, "services", app_ns, subresource="proxy"), method
+        assert not _allowed(drill_api, "delete", "services", scratch, subresource="proxy")
+        # The real request: past authorization (the Service has no pods, so not 2xx, but never 403).
+        core.create_namespaced_service(
+            scratch, {"metadata": {"name": "web"}, "spec": {"selector": {"app": "web"}, "ports": [{"port": 80}]}}
+        )
+        step = HttpStep.model_validate({"name": "up", "type": "http", "service": "web", "port": 80})
+        with pytest.raises(client.ApiException) as e:
+            drill_api.call_api(service_proxy_path(scratch, step), "GET", auth_settings=["BearerToken"])
+        assert e.value.status != 403, e.value.body
+    finally:
+        client.CoreV1Api(admin).delete_namespace(scratch)

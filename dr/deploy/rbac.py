@@ -22,8 +22,8 @@ write and a compromised drill pod cannot touch production namespaces:
     escalation check); it has no ``bind``/``escalate``.
 ``dr-drill``
     Creates namespaces, deletes them, and binds the ClusterRole
-    ``dr-drill-workspace`` (restore rights) *inside* the scratch namespaces
-    it created — it holds no write rights anywhere else, except deleting
+    ``dr-drill-workspace`` (restore rights, plus ``services/proxy`` for the
+    ``http`` steps) *inside* the scratch namespaces it created — it holds no write rights anywhere else, except deleting
     VolumeSnapshotContents (``dr drill gc`` removes the clones a crashed
     backup left; residual risk: it could delete any content, and one with
     policy ``Delete`` takes its storage snapshot along). RBAC cannot limit
@@ -65,6 +65,11 @@ TEMPORARY = ["get", "list", "watch", "create", "delete"]
 # a patch response returns the object anyway, so get adds no reading power.
 SECRET_WRITE = ["get", "create", "update", "patch", "delete"]
 EVENTS = ["create", "patch"]
+# The verbs the API server checks for the HTTP methods an ``http`` drill step
+# may use (``HttpStep.method``), on ``services/proxy``: nothing more, so a
+# drill cannot e.g. DELETE through the proxy.
+PROXY_VERB_OF_METHOD = {"GET": "get", "HEAD": "get", "POST": "create", "PUT": "update"}
+PROXY_VERBS = sorted(set(PROXY_VERB_OF_METHOD.values()))
 
 # What dr backs up and restores, by API group. Custom resources need an extra
 # ClusterRole bound to the same account (see deploy/README section in the docs).
@@ -181,6 +186,10 @@ def drill_workspace_rules() -> list[Manifest]:
         _rule([""], ["pods"], READ),
         _rule([""], ["pods/exec"], ["create"]),
         _rule([""], ["pods/log"], ["get"]),
+        # ``http`` steps reach the restored app through the API server's service
+        # proxy (dr.drill.steps); its HTTP methods map to these verbs: GET/HEAD
+        # -> get, POST -> create, PUT -> update (PROXY_VERBS).
+        _rule([""], ["services/proxy"], PROXY_VERBS),
         _rule([""], ["events"], EVENTS),
     ]
     return rules
