@@ -132,6 +132,35 @@ def test_backup_reads_what_it_backs_up(backup_api: Any, app_ns: str) -> None:
     assert rbac.BACKUP_ROLE in {r.metadata.name for r in rbac_api.list_cluster_role().items}
 
 
+def test_backup_may_list_every_type_it_backs_up(backup_api: Any, admin: Any, app_ns: str) -> None:
+    """The backup lists every type the cluster serves (but cluster-managed ones): each needs a list right.
+
+    One 403 makes a backup PartiallyFailed; e.g. CSIStorageCapacities and DRA
+    ResourceClaims are served by every recent cluster, and webhooks/CSIDrivers/
+    RuntimeClasses are listed with includeClusterResources.
+    """
+    from dr.kube.managed import never_backed_up
+
+    def get(path: str) -> Any:
+        import json
+
+        resp = admin.call_api(path, "GET", auth_settings=["BearerToken"], _preload_content=False)
+        return json.loads(resp.data)
+
+    versions = [("", "v1")] + [(g["name"], g["preferredVersion"]["version"]) for g in get("/apis")["groups"]]
+    missing = []
+    for group, version in versions:
+        for r in get(f"/api/{version}" if not group else f"/apis/{group}/{version}")["resources"]:
+            if "/" in r["name"] or not {"list", "get"} <= set(r.get("verbs", [])):
+                continue
+            if never_backed_up(group, r["name"]):
+                continue
+            namespace = app_ns if r["namespaced"] else None
+            if not _allowed(backup_api, "list", r["name"], namespace, group=group):
+                missing.append(f"{r['name']}.{group}")
+    assert missing == []
+
+
 def test_backup_manages_its_temporary_jobs_and_pvcs_in_its_namespace(backup_api: Any, unique: str) -> None:
     from kubernetes import client
 
@@ -363,7 +392,9 @@ def _allowed(api: Any, verb: str, resource: str, namespace: str | None = None, *
     ra: dict[str, str] = {"verb": verb, "resource": resource, **attrs}
     if namespace:
         ra["namespace"] = namespace
-    review = client.AuthorizationV1Api(api).create_self_subject_access_review({"spec": {"resourceAttributes": ra}})
+    review = client.AuthorizationV1Api(api).create_self_subject_access_review(
+        {"spec": {"resourceAttributes": ra}}
+    )
     return bool(review.status.allowed)
 
 
@@ -397,7 +428,8 @@ def test_drill_http_steps_may_use_the_service_proxy_in_scratch_only(
         assert not _allowed(drill_api, "delete", "services", scratch, subresource="proxy")
         # The real request: past authorization (the Service has no pods, so not 2xx, but never 403).
         core.create_namespaced_service(
-            scratch, {"metadata": {"name": "web"}, "spec": {"selector": {"app": "web"}, "ports": [{"port": 80}]}}
+            scratch,
+            {"metadata": {"name": "web"}, "spec": {"selector": {"app": "web"}, "ports": [{"port": 80}]}},
         )
         step = HttpStep.model_validate({"name": "up", "type": "http", "service": "web", "port": 80})
         with pytest.raises(client.ApiException) as e:

@@ -104,10 +104,21 @@ CLUSTER_TYPES: dict[str, list[str]] = {
 # Services without a selector; stand-alone PodTemplates and ControllerRevisions)
 # next to ones it leaves out (those maintained by controllers). Restoring the
 # kept ones needs write rights the restore role does not grant by default.
+#
+# The rest are types the backup lists because the cluster serves them (a 403 on
+# any listing makes the whole backup PartiallyFailed): CSIStorageCapacities,
+# DRA ResourceClaims/-Templates and, with includeClusterResources, CSIDrivers,
+# admission webhooks and RuntimeClasses. Read-only here on purpose: restoring a
+# webhook configuration or a CSIDriver changes how the whole cluster admits
+# requests or mounts volumes, so that is left to an admin identity.
 BACKUP_ONLY_READS: dict[str, list[str]] = {
     "": ["endpoints", "podtemplates"],
     "apps": ["controllerrevisions"],
     "discovery.k8s.io": ["endpointslices"],
+    "storage.k8s.io": ["csistoragecapacities", "csidrivers"],
+    "resource.k8s.io": ["resourceclaims", "resourceclaimtemplates"],
+    "admissionregistration.k8s.io": ["mutatingwebhookconfigurations", "validatingwebhookconfigurations"],
+    "node.k8s.io": ["runtimeclasses"],
 }
 SNAPSHOT_GROUP = "snapshot.storage.k8s.io"
 
