@@ -303,6 +303,48 @@ def test_restore_may_not_delete_namespaces_or_bind_roles(restore_api: Any, app_n
     _forbidden(client.RbacAuthorizationV1Api(restore_api).create_namespaced_role_binding, app_ns, binding)
 
 
+def test_restore_restores_cluster_roles_within_its_own_rights(
+    restore_api: Any, admin: Any, unique: str
+) -> None:
+    """ClusterRoles/-Bindings: an identical existing one can be read, a new one created — up to what it holds."""
+    from kubernetes import client
+
+    ours, theirs = client.RbacAuthorizationV1Api(restore_api), client.RbacAuthorizationV1Api(admin)
+    reader = rbac.cluster_role(f"app-reader-{unique}", "restore",
+                               [rbac._rule([""], ["configmaps"], ["get", "list"])])  # fmt: skip
+    binding = rbac.cluster_role_binding(
+        f"app-reader-{unique}", "restore", reader["metadata"]["name"], "app", "shop"
+    )
+    theirs.create_cluster_role(reader)
+    try:
+        # Already there, unchanged: the restore compares it (get), it does not fail with 403.
+        assert ours.read_cluster_role(reader["metadata"]["name"]).rules[0].resources == ["configmaps"]
+        # A new binding of a role whose rights it holds: the escalation check lets it through.
+        ours.create_cluster_role_binding(binding)
+        assert (
+            ours.read_cluster_role_binding(binding["metadata"]["name"]).role_ref.name
+            == reader["metadata"]["name"]
+        )
+        server_side_apply(restore_api, {**reader, "metadata": {**reader["metadata"], "labels": {"x": "y"}}})
+        # Nothing beyond its own rights: no role granting more, no binding of cluster-admin.
+        grab = rbac.cluster_role(f"grab-{unique}", "restore", [rbac._rule(["*"], ["*"], ["*"])])
+        _forbidden(ours.create_cluster_role, grab)
+        admin_binding = rbac.cluster_role_binding(
+            f"grab-{unique}", "restore", "cluster-admin", rbac.RESTORE_SA, NS
+        )
+        _forbidden(ours.create_cluster_role_binding, admin_binding)
+        # Restores never delete cluster-scoped objects.
+        _forbidden(ours.delete_cluster_role, reader["metadata"]["name"])
+    finally:
+        for call, name in ((theirs.delete_cluster_role_binding, binding["metadata"]["name"]),
+                           (theirs.delete_cluster_role, reader["metadata"]["name"])):  # fmt: skip
+            try:
+                call(name)
+            except client.ApiException as e:
+                if e.status != 404:
+                    raise
+
+
 # --------------------------------------------------------------------------- drill
 
 

@@ -74,9 +74,9 @@ FILES = [
     ),
     BaseFile(
         "rbac-restore.yaml",
-        "Restore: create/update/patch/delete on the restorable types, create namespaces.\n"
-        "Secrets: create/update/patch/delete only (server-side apply needs no read), so this\n"
-        "account cannot read any Secret, dr's own credentials included. It has no bind/escalate:\n"
+        "Restore: create/update/patch/delete on the restorable types, create namespaces;\n"
+        "cluster-scoped ones (ClusterRoles/-Bindings included) created or updated, never deleted.\n"
+        "Secrets: get/create/update/patch/delete by name, never list/watch. It has no bind/escalate:\n"
         "RBAC objects granting more than it holds fail (restore those with an admin identity).",
         _named(_RBAC_KINDS, "dr-restore"),
     ),

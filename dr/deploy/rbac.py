@@ -17,9 +17,15 @@ write and a compromised drill pod cannot touch production namespaces:
     ``list``/``watch`` — it cannot enumerate Secrets, it can only touch the
     ones it names. (``get`` is needed to compare an existing Secret and to
     resume a restore; withholding it protected nothing, as every ``patch``
-    response carries the whole object.) RBAC objects are restored only where the
-    restore account already holds what they grant (the API server's
-    escalation check); it has no ``bind``/``escalate``.
+    response carries the whole object.) RBAC objects, ClusterRoles and
+    ClusterRoleBindings included (``get/list/watch/create/update/patch``, no
+    ``delete``), are restored only where the restore account already holds what
+    they grant (the API server's escalation check); it has no
+    ``bind``/``escalate``, so it cannot grant itself or anyone more than it has.
+    Residual risk, accepted for disaster recovery (a new cluster needs the
+    app's ClusterRoles back): a compromised restore pod can hand its *own*
+    rights to other subjects — as it already could per namespace with
+    RoleBindings.
 ``dr-drill``
     Creates namespaces, deletes them, and binds the ClusterRole
     ``dr-drill-workspace`` (restore rights, plus ``services/proxy`` for the
@@ -170,9 +176,12 @@ def backup_rules() -> list[Manifest]:
 def restore_rules() -> list[Manifest]:
     namespaced = _merged(NAMESPACED_TYPES, {SNAPSHOT_GROUP: ["volumesnapshots"]})
     rules = [_rule([g], sorted(r), WRITE) for g, r in namespaced.items()]
-    cluster = {g: [r for r in rs if r not in ("namespaces", "clusterroles", "clusterrolebindings")]
-               for g, rs in CLUSTER_TYPES.items()}  # fmt: skip
+    cluster = {g: [r for r in rs if r != "namespaces"] for g, rs in CLUSTER_TYPES.items()}
     # Cluster-scoped objects are created or updated, never deleted by a restore.
+    # ClusterRoles/-Bindings included: without get, an identical existing one
+    # could not even be compared (403 instead of "unchanged"), and without
+    # create a restore into a new cluster lacks the app's ones. The API
+    # server's escalation check bounds what it creates (see the module docstring).
     rules += [_rule([g], sorted(r), ["get", "list", "watch", "create", "update", "patch"])
               for g, r in cluster.items() if r]  # fmt: skip
     rules += [
