@@ -479,3 +479,130 @@ def test_drill_http_steps_may_use_the_service_proxy_in_scratch_only(
         assert e.value.status != 403, e.value.body
     finally:
         client.CoreV1Api(admin).delete_namespace(scratch)
+
+
+def test_drill_creates_nothing_in_dr_namespace(drill_api: Any, admin: Any, unique: str) -> None:
+    """A Job the drill account created in dr's namespace could run as dr-restore: it may only clean up there."""
+    from kubernetes import client
+
+    job = {
+        "metadata": {"name": f"grab-{unique}"},
+        "spec": {"template": {"spec": {
+            "serviceAccountName": rbac.RESTORE_SA, "restartPolicy": "Never",
+            "containers": [{"name": "c", "image": "dr"}]}}},
+    }  # fmt: skip
+    _forbidden(client.BatchV1Api(drill_api).create_namespaced_job, NS, job)
+    pvc = {"metadata": {"name": f"x-{unique}"},
+           "spec": {"accessModes": ["ReadWriteOnce"], "resources": {"requests": {"storage": "1Gi"}}}}  # fmt: skip
+    _forbidden(client.CoreV1Api(drill_api).create_namespaced_persistent_volume_claim, NS, pvc)
+    snap = {"group": "snapshot.storage.k8s.io"}
+    assert not _allowed(drill_api, "create", "volumesnapshots", NS, **snap)
+    # What gc and run need there: find and delete leftovers, read what drills copy.
+    for resource, attrs in (
+        ("jobs", {"group": "batch"}),
+        ("persistentvolumeclaims", {}),
+        ("volumesnapshots", snap),
+    ):
+        for verb in ("get", "list", "delete"):
+            assert _allowed(drill_api, verb, resource, NS, **attrs), (verb, resource)
+    assert _allowed(drill_api, "get", "configmaps", NS, name="dr-config")
+    assert not _allowed(drill_api, "list", "secrets", NS)
+    name = f"dr-mover-left-{unique}"
+    job["metadata"]["name"] = name
+    client.BatchV1Api(admin).create_namespaced_job(NS, job)
+    assert name in {j.metadata.name for j in client.BatchV1Api(drill_api).list_namespaced_job(NS).items}
+    client.BatchV1Api(drill_api).delete_namespaced_job(name, NS, propagation_policy="Background")
+
+
+# --------------------------------------------------------------------------- the backup's Jobs
+
+
+def _cel(expression: str, request: dict[str, Any]) -> bool:
+    """The subset of CEL our admission policies use (has(), in, ==, !=, &&, ||, !), evaluated in Python.
+
+    The test cluster does not serve ValidatingAdmissionPolicies, so this is
+    how the expressions are checked against real manifests here.
+    """
+    import re
+
+    def lookup(path: str) -> Any:
+        value: Any = request
+        for part in path.split("."):
+            if not isinstance(value, dict) or part not in value:
+                raise KeyError(path)
+            value = value[part]
+        return value
+
+    def has(path: str) -> bool:
+        try:
+            lookup(path)
+        except KeyError:
+            return False
+        return True
+
+    py = re.sub(r"has\(([\w.]+)\)", r'has("\1")', expression)
+    py = re.sub(r"(?<![\"\w.])((?:request|object)(?:\.\w+)+)", r'lookup("\1")', py)
+    py = py.replace("&&", " and ").replace("||", " or ").replace("!has", " not has")
+    return bool(eval(py, {"has": has, "lookup": lookup}))  # our own expressions, never input
+
+
+def _admits(policy: dict[str, Any], user: str, resource: str, namespace: str, obj: dict[str, Any]) -> bool:
+    """Whether ``policy`` lets ``user`` create ``obj`` (True also when it does not match the request)."""
+    spec = policy["spec"]
+    match = spec["matchConstraints"]
+    if match["namespaceSelector"]["matchLabels"]["kubernetes.io/metadata.name"] != namespace:
+        return True
+    if not any(resource in r["resources"] and "CREATE" in r["operations"] for r in match["resourceRules"]):
+        return True
+    request = {"request": {"userInfo": {"username": user}, "resource": {"resource": resource}}, "object": obj}
+    if not all(_cel(c["expression"], request) for c in spec["matchConditions"]):
+        return True
+    return all(_cel(v["expression"], request) for v in spec["validations"])
+
+
+def test_backup_jobs_in_dr_namespace_run_only_as_the_mover_account() -> None:
+    """RBAC lets the backup create Jobs in dr's namespace with any serviceAccountName; the policy does not."""
+    from dr.backup.volumes import VolumeBackupContext
+    from dr.kube.jobs import MoverJob, mover_job
+
+    policy, binding = rbac.mover_guard_policy(NS)
+    assert binding["spec"] == {"policyName": policy["metadata"]["name"], "validationActions": ["Deny"]}
+    assert policy in rbac.rbac_manifests(NS) and binding in rbac.rbac_manifests(NS)
+    ctx = VolumeBackupContext(repo_url="s3://b/r", backup_id="b1")
+    job = mover_job(
+        MoverJob(name="dr-backup-x", namespace=NS, args=["mover"], claim="c", read_only=True, run_id="b1",
+                 expires=1, service_account=ctx.service_account),
+        ctx.pod_config(),
+    )  # fmt: skip
+    assert _admits(policy, BACKUP, "jobs", NS, job)
+    pod_spec = job["spec"]["template"]["spec"]
+    for sa in (rbac.RESTORE_SA, rbac.DRILL_SA, "default"):
+        grab = {**job, "spec": {**job["spec"], "template": {"spec": {**pod_spec, "serviceAccountName": sa}}}}
+        assert not _admits(policy, BACKUP, "jobs", NS, grab), sa
+        assert not _admits(policy, BACKUP, "pods", NS, {"spec": {**pod_spec, "serviceAccountName": sa}}), sa
+        # The deprecated alias is the account when serviceAccountName is empty: not a way around it.
+        alias = {k: v for k, v in pod_spec.items() if k != "serviceAccountName"} | {"serviceAccount": sa}
+        assert not _admits(policy, BACKUP, "pods", NS, {"spec": alias}), sa
+        # Other accounts (an admin, the Job controller creating the pods) and other namespaces: not matched.
+        assert _admits(policy, RESTORE, "jobs", NS, grab)
+        assert _admits(policy, BACKUP, "jobs", "elsewhere", grab)
+    assert not _admits(policy, BACKUP, "jobs", NS, {"spec": {"template": {"spec": {"containers": []}}}})
+
+
+def test_backup_residual_risk_without_admission_policy(backup_api: Any, admin: Any, unique: str) -> None:
+    """Where admission policies are not enforced (the test cluster), the backup can run a Job as dr-restore."""
+    from kubernetes import client
+
+    guard = rbac.mover_guard_policy(NS)[0]
+    assert not served(admin, guard), "the test cluster serves admission policies now: test the guard for real"
+    job = {
+        "metadata": {"name": f"grab-{unique}"},
+        "spec": {"template": {"spec": {
+            "serviceAccountName": rbac.RESTORE_SA, "restartPolicy": "Never",
+            "containers": [{"name": "c", "image": "dr"}]}}},
+    }  # fmt: skip
+    created = client.BatchV1Api(backup_api).create_namespaced_job(NS, job)
+    assert created.spec.template.spec.service_account_name == rbac.RESTORE_SA
+    client.BatchV1Api(admin).delete_namespaced_job(
+        job["metadata"]["name"], NS, propagation_policy="Background"
+    )

@@ -63,8 +63,8 @@ def cluster(k8s_dr: TestCluster, tmp_path_factory: pytest.TempPathFactory) -> Te
             if (obj["kind"], obj["metadata"]["name"]) in wanted and served(admin, obj):
                 server_side_apply(admin, obj)
                 applied += 1
-        # Everything but the admission policy and its binding (not served by the test cluster).
-        assert applied == len(wanted) - 2
+        # Everything but the two admission policies and their bindings (not served by the test cluster).
+        assert applied == len(wanted) - 4
     finally:
         admin.close()
     return k8s_dr

@@ -36,6 +36,12 @@ def _named(kinds: tuple[str, ...], *names: str) -> Callable[[Manifest], bool]:
     return lambda o: o["kind"] in kinds and o["metadata"]["name"] in names
 
 
+def _policy(name: str) -> Callable[[Manifest], bool]:
+    """A ValidatingAdmissionPolicy and its binding, named ``NAME.NAMESPACE``."""
+    kinds = ("ValidatingAdmissionPolicy", "ValidatingAdmissionPolicyBinding")
+    return lambda o: o["kind"] in kinds and o["metadata"]["name"].split(".", 1)[0] == name
+
+
 _RBAC_KINDS = ("ClusterRole", "ClusterRoleBinding", "Role", "RoleBinding")
 
 FILES = [
@@ -69,7 +75,9 @@ FILES = [
     BaseFile(
         "rbac-workspace.yaml",
         "dr's own temporary objects (data-mover Jobs, PVCs, VolumeSnapshots) live in dr-system;\n"
-        "backup creates them, gc (dr-drill) removes what a crashed run left behind.",
+        "backup creates them (admission-mover-guard.yaml limits the service account its Jobs\n"
+        "run as), gc (dr-drill, in rbac-drill.yaml) only lists and deletes what a crashed run\n"
+        "left behind.",
         _named(_RBAC_KINDS, "dr-workspace"),
     ),
     BaseFile(
@@ -83,10 +91,12 @@ FILES = [
     BaseFile(
         "rbac-drill.yaml",
         "Drill: create scratch namespaces, bind dr-drill-workspace (restore rights) inside them,\n"
-        "delete them afterwards (and expired ones in gc). It has no write rights elsewhere.\n"
+        "delete them afterwards (and expired ones in gc). In dr-system it may only read\n"
+        "dr-config and the credentials Secret and list/delete leftovers (dr-drill-cleanup): it\n"
+        "creates no Jobs there, which could run as any of dr's accounts.\n"
         "RBAC cannot limit namespace deletion or binding to labelled namespaces: see\n"
         "admission-drill-guard.yaml for the policy that does.",
-        _named(_RBAC_KINDS, "dr-drill", "dr-drill-workspace"),
+        _named(_RBAC_KINDS, "dr-drill", "dr-drill-workspace", "dr-drill-cleanup"),
     ),
     BaseFile(
         "admission-drill-guard.yaml",
@@ -96,7 +106,15 @@ FILES = [
         "1.30, or where admission policies are not enforced — the test cluster stores but does\n"
         "not enforce them) the drill account can delete ANY namespace: do not deploy the drill\n"
         "CronJob there, or run drills in a separate cluster.",
-        _kind("ValidatingAdmissionPolicy", "ValidatingAdmissionPolicyBinding"),
+        _policy("dr-drill-scratch-namespaces-only"),
+    ),
+    BaseFile(
+        "admission-mover-guard.yaml",
+        "ValidatingAdmissionPolicy: Jobs and Pods the backup account (dr) creates in dr-system\n"
+        "must run as the mover account dr. RBAC cannot restrict a Job's serviceAccountName, so\n"
+        "without it (see admission-drill-guard.yaml for where policies are not enforced) the\n"
+        "backup account can start a Job running as dr-restore (cluster-wide writes).",
+        _policy("dr-mover-service-accounts-only"),
     ),
     BaseFile(
         "networkpolicies.yaml",

@@ -9,7 +9,11 @@ write and a compromised drill pod cannot touch production namespaces:
     ``pods/exec`` and ``pods/log`` for hooks and ``create/delete`` of
     VolumeSnapshots (they must live next to the PVC they snapshot). Its own
     temporary Jobs/PVCs/VolumeSnapshots live in the dr namespace only (Role
-    ``dr-workspace``). The name ``dr`` matches the identity the test cluster
+    ``dr-workspace``); RBAC cannot limit the service account such a Job runs
+    as, so the ValidatingAdmissionPolicy from :func:`mover_guard_policy`
+    admits only the mover account there (residual risk where admission
+    policies are not enforced: the backup account can start a Job in dr's
+    namespace running as ``dr-restore``). The name ``dr`` matches the identity the test cluster
     ships with a token.
 ``dr-restore``
     Creates, updates, patches and deletes the restorable types and creates
@@ -29,8 +33,11 @@ write and a compromised drill pod cannot touch production namespaces:
 ``dr-drill``
     Creates namespaces, deletes them, and binds the ClusterRole
     ``dr-drill-workspace`` (restore rights, plus ``services/proxy`` for the
-    ``http`` steps) *inside* the scratch namespaces it created — it holds no write rights anywhere else, except deleting
-    VolumeSnapshotContents (``dr drill gc`` removes the clones a crashed
+    ``http`` steps) *inside* the scratch namespaces it created — it holds no
+    write rights anywhere else, except deleting the leftovers of crashed runs
+    in dr's namespace (Role ``dr-drill-cleanup``: get/list/delete, never
+    create — a Job it created there could run as any of dr's accounts) and
+    deleting VolumeSnapshotContents (``dr drill gc`` removes the clones a crashed
     backup left; residual risk: it could delete any content, and one with
     policy ``Delete`` takes its storage snapshot along). RBAC cannot limit
     deletion or binding to labelled namespaces; the ValidatingAdmissionPolicy
@@ -58,7 +65,12 @@ DRILL_ROLE = "dr-drill"
 DRILL_WORKSPACE_ROLE = "dr-drill-workspace"
 WORKSPACE_ROLE = "dr-workspace"
 MOVER_IN_NAMESPACE_ROLE = "dr-mover-in-namespace"
+DRILL_CLEANUP_ROLE = "dr-drill-cleanup"
 DRILL_GUARD_POLICY = "dr-drill-scratch-namespaces-only"
+MOVER_GUARD_POLICY = "dr-mover-service-accounts-only"
+# The service accounts the backup's mover Jobs in dr's namespace run as
+# (``dr.backup.volumes.VolumeBackupContext.service_account``).
+MOVER_SERVICE_ACCOUNTS = (BACKUP_SA,)
 
 DRILL_LABEL = "dr.dev/drill"
 BACKUP_POLICY_LABEL = "dr.dev/backup-policy"
@@ -233,18 +245,48 @@ CONFIG_OBJECTS = ("dr-config",)
 FILES_OBJECTS = ("dr-files",)
 
 
-def workspace_rules(credentials_secret: str | None = None) -> list[Manifest]:
-    """dr's own temporary objects in its namespace (data-mover Jobs, PVCs, snapshots)."""
+def _copied_objects(credentials_secret: str | None) -> list[Manifest]:
     secrets = sorted({*FILES_OBJECTS, *([credentials_secret] if credentials_secret else [])})
     return [
         _rule([""], ["configmaps"], ["get"], list(CONFIG_OBJECTS)),
         _rule([""], ["secrets"], ["get"], secrets),
+    ]
+
+
+def workspace_rules(credentials_secret: str | None = None) -> list[Manifest]:
+    """dr's own temporary objects in its namespace (data-mover Jobs, PVCs, snapshots): the backup's.
+
+    Creating Jobs here means choosing the service account their pods run as
+    (RBAC cannot restrict ``serviceAccountName``): :func:`mover_guard_policy`
+    limits it to the mover account, and the drill account is not bound to
+    this role at all (it gets :func:`drill_cleanup_rules`).
+    """
+    return [
+        *_copied_objects(credentials_secret),
         _rule(["batch"], ["jobs"], TEMPORARY),
         _rule([""], ["persistentvolumeclaims"], TEMPORARY),
         _rule([SNAPSHOT_GROUP], ["volumesnapshots"], TEMPORARY),
         _rule([""], ["pods"], READ),
         _rule([""], ["pods/log"], ["get"]),
         _rule([""], ["events"], EVENTS),
+    ]
+
+
+def drill_cleanup_rules(credentials_secret: str | None = None) -> list[Manifest]:
+    """The drill account in dr's namespace: what ``dr drill run`` and ``dr drill gc`` need there.
+
+    ``run`` copies dr-config and the credentials Secret into its scratch
+    namespace (``get`` by name); ``gc`` lists and deletes the leftovers of
+    crashed runs (``dr.kube.jobs.cleanup_leftovers``: Jobs, PVCs,
+    VolumeSnapshots). Nothing is created here: a drill account that could
+    create Jobs in dr's namespace could run them as ``dr-restore``.
+    """
+    cleanup = ["get", "list", "delete"]
+    return [
+        *_copied_objects(credentials_secret),
+        _rule(["batch"], ["jobs"], cleanup),
+        _rule([""], ["persistentvolumeclaims"], cleanup),
+        _rule([SNAPSHOT_GROUP], ["volumesnapshots"], cleanup),
     ]
 
 
@@ -412,6 +454,81 @@ def drill_guard_policy(namespace: str) -> list[Manifest]:
     return [policy, binding]
 
 
+def mover_guard_policy(namespace: str) -> list[Manifest]:
+    """A ValidatingAdmissionPolicy (+ binding): the backup's Jobs in dr's namespace run as mover accounts only.
+
+    The backup account creates its data-mover Jobs in dr's namespace, and
+    RBAC cannot restrict which service account a Job's pods use: without
+    this, a compromised backup pod could start a Job running as
+    ``dr-restore`` (cluster-wide writes). This rejects the backup account's
+    Jobs and Pods there unless ``serviceAccountName`` (and the deprecated
+    alias ``serviceAccount``, if set) is one of :data:`MOVER_SERVICE_ACCOUNTS`.
+    Pods the Job controller creates are not the backup account's requests,
+    so they are not matched.
+    """
+    user = f"system:serviceaccount:{namespace}:{BACKUP_SA}"
+    allowed = "[" + ", ".join(f"'{sa}'" for sa in MOVER_SERVICE_ACCOUNTS) + "]"
+
+    def runs_as_mover(spec: str) -> str:
+        return (
+            f"has({spec}.serviceAccountName) && {spec}.serviceAccountName in {allowed}"
+            f" && (!has({spec}.serviceAccount) || {spec}.serviceAccount in {allowed})"
+        )
+
+    message = (
+        f"the backup account may only run Jobs and Pods in {namespace} as {', '.join(MOVER_SERVICE_ACCOUNTS)}"
+    )
+    name = f"{MOVER_GUARD_POLICY}.{namespace}"
+    policy: Manifest = {
+        "apiVersion": "admissionregistration.k8s.io/v1",
+        "kind": "ValidatingAdmissionPolicy",
+        "metadata": _meta(name, "backup"),
+        "spec": {
+            "failurePolicy": "Fail",
+            "matchConstraints": {
+                "namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": namespace}},
+                "resourceRules": [
+                    {
+                        "apiGroups": ["batch"],
+                        "apiVersions": ["v1"],
+                        "operations": ["CREATE", "UPDATE"],
+                        "resources": ["jobs"],
+                    },
+                    {
+                        "apiGroups": [""],
+                        "apiVersions": ["v1"],
+                        "operations": ["CREATE", "UPDATE"],
+                        "resources": ["pods"],
+                    },
+                ],
+            },
+            "matchConditions": [
+                {"name": "backup-service-account", "expression": f"request.userInfo.username == '{user}'"}
+            ],
+            "validations": [
+                {
+                    "expression": "request.resource.resource != 'jobs'"
+                    f" || ({runs_as_mover('object.spec.template.spec')})",
+                    "message": message,
+                    "reason": "Forbidden",
+                },
+                {
+                    "expression": f"request.resource.resource != 'pods' || ({runs_as_mover('object.spec')})",
+                    "message": message,
+                    "reason": "Forbidden",
+                },
+            ],
+        },
+    }
+    binding: Manifest = {
+        "apiVersion": "admissionregistration.k8s.io/v1",
+        "kind": "ValidatingAdmissionPolicyBinding",
+        "metadata": _meta(name, "backup"),
+        "spec": {"policyName": name, "validationActions": ["Deny"]},
+    }
+    return [policy, binding]
+
+
 def rbac_manifests(namespace: str, credentials_secret: str | None = None) -> list[Manifest]:
     """Service accounts, roles and bindings for all three job kinds, in apply order.
 
@@ -432,18 +549,15 @@ def rbac_manifests(namespace: str, credentials_secret: str | None = None) -> lis
         cluster_role(DRILL_WORKSPACE_ROLE, "drill", drill_workspace_rules()),
         cluster_role(MOVER_IN_NAMESPACE_ROLE, "backup", mover_in_namespace_rules()),
         role(WORKSPACE_ROLE, ns, "workspace", workspace_rules(credentials_secret)),
+        role(DRILL_CLEANUP_ROLE, ns, "drill", drill_cleanup_rules(credentials_secret)),
         cluster_role_binding(BACKUP_ROLE + suffix, "backup", BACKUP_ROLE, BACKUP_SA, ns),
         cluster_role_binding(RESTORE_ROLE + suffix, "restore", RESTORE_ROLE, RESTORE_SA, ns),
         cluster_role_binding(DRILL_ROLE + suffix, "drill", DRILL_ROLE, DRILL_SA, ns),
         # The backup leaves temporary objects in its namespace; gc (drill
-        # account) deletes what a crashed run left behind.
-        role_binding(
-            WORKSPACE_ROLE,
-            ns,
-            "workspace",
-            "Role",
-            WORKSPACE_ROLE,
-            [_subject(BACKUP_SA, ns), _subject(DRILL_SA, ns)],
-        ),
+        # account) deletes what a crashed run left behind, with its own Role
+        # that creates nothing (see drill_cleanup_rules).
+        role_binding(WORKSPACE_ROLE, ns, "workspace", "Role", WORKSPACE_ROLE, [_subject(BACKUP_SA, ns)]),
+        role_binding(DRILL_CLEANUP_ROLE, ns, "drill", "Role", DRILL_CLEANUP_ROLE, [_subject(DRILL_SA, ns)]),
         *drill_guard_policy(ns),
+        *mover_guard_policy(ns),
     ]
