@@ -265,6 +265,18 @@ def test_network_policies_deny_ingress(example: Path) -> None:
     assert not any("ingress" in p["spec"] for p in policies)
 
 
+def test_network_policies_open_no_port_range_and_no_scratch_namespace(example: Path) -> None:
+    """Every egress rule names its ports; none reaches the drill scratch namespaces (checks use the API server)."""
+    from dr.deploy.rbac import DRILL_LABEL
+
+    policies = [o for o in _render(example) if o["kind"] == "NetworkPolicy"]
+    for p in policies:
+        for rule in p["spec"].get("egress", []):
+            assert rule.get("ports"), (p["metadata"]["name"], rule)
+            for peer in rule["to"]:
+                assert DRILL_LABEL not in peer.get("namespaceSelector", {}).get("matchLabels", {}), p
+
+
 def test_cronjob_names_fit() -> None:
     long = "p" * 52
     name = cronjob_name("dr-backup", long)

@@ -120,7 +120,7 @@ FILES = [
         "networkpolicies.yaml",
         "Deny all ingress and egress in dr-system, then let dr pods reach only DNS (kube-dns),\n"
         "the API server and the object store / Vault / KMS (TCP 443, 6443 for the API server,\n"
-        "8200 for Vault), and drill pods the scratch namespaces (HTTP checks).\n"
+        "8200 for Vault). Drill checks go through the API server: no egress to scratch namespaces.\n"
         "PLACEHOLDER: 0.0.0.0/0 — NetworkPolicy cannot name hosts. Narrow the ipBlock to your\n"
         "API server endpoints, object store and Vault/KMS ranges, and change the ports to\n"
         "yours (`dr deploy render` derives them from the URLs in your dr.yaml).",

@@ -1,9 +1,11 @@
 """NetworkPolicies for dr's namespace: deny everything, then allow exactly what dr talks to.
 
 dr pods need the API server, DNS, the object store, and the key service
-(Vault or a cloud KMS), and optionally a Pushgateway; drill pods also reach
-the restored application in scratch namespaces (label ``dr.dev/drill=true``)
-for HTTP checks. Nothing ever connects *to* dr, so all ingress is denied.
+(Vault or a cloud KMS), and optionally a Pushgateway. Drill pods need nothing
+more: their checks of the restored application (``http`` steps go through
+the API server's service proxy, ``exec`` through pods/exec) all pass through
+the API server, so no pod in dr's namespace may open connections into the
+scratch namespaces. Nothing ever connects *to* dr, so all ingress is denied.
 
 NetworkPolicy cannot name hosts, only pods/namespaces and IP blocks. So:
 in-cluster services named ``svc.ns.svc[.cluster.local]`` get a namespace
@@ -23,7 +25,6 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from dr.config import Config
-from dr.deploy.rbac import DRILL_LABEL
 from dr.kube.pod_template import Manifest, labels
 
 ANY_IPV4 = "0.0.0.0/0"
@@ -140,18 +141,4 @@ def network_policies(namespace: str, endpoints: list[Endpoint]) -> list[Manifest
             "egress": egress,
         },
     }
-    drill: Manifest = {
-        "apiVersion": "networking.k8s.io/v1",
-        "kind": "NetworkPolicy",
-        "metadata": {"name": "dr-drill-egress", "namespace": namespace, "labels": labels("network")},
-        # Drill verification steps (HTTP checks) reach the restored app in its
-        # scratch namespace, on whatever port it serves.
-        "spec": {
-            "podSelector": {
-                "matchLabels": {"app.kubernetes.io/name": "dr", "app.kubernetes.io/component": "drill"}
-            },
-            "policyTypes": ["Egress"],
-            "egress": [{"to": [{"namespaceSelector": {"matchLabels": {DRILL_LABEL: "true"}}}]}],
-        },
-    }
-    return [default_deny, allow, drill]
+    return [default_deny, allow]
