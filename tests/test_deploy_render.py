@@ -366,3 +366,22 @@ def test_secret_examples_are_documentation_only() -> None:
         assert all(v.startswith("<") and v.endswith(">") for v in s["stringData"].values()), s
     # Nothing in the applied base holds a Secret.
     assert not [o for o in kustomize_build(DEPLOY) if o["kind"] == "Secret"]
+
+
+def test_a_drill_jobs_deadline_outlives_its_runbooks_timeout(example: Path) -> None:
+    # The Job's deadline was the mover deadline whatever the runbook said: a 12 h drill
+    # under a 1 h deadline was killed without a report, its scratch namespace left behind.
+    runbook = example.parent / "runbooks" / "webapp-postgres.yaml"
+    text = runbook.read_text()
+    assert "    timeout: 45m\n" in text
+    runbook.write_text(
+        text.replace("    timeout: 45m\n", "    timeout: 12h\n").replace("ttl: 24h", "ttl: 36h")
+    )
+    jobs = {o["metadata"]["name"]: o for o in _render(example) if o["kind"] == "CronJob"}
+    deadline = jobs["dr-drill-shop-monthly"]["spec"]["jobTemplate"]["spec"]["activeDeadlineSeconds"]
+    assert deadline == 12 * 3600 + 15 * 60
+    # a backup keeps the mover deadline; so does a drill whose timeout fits in it
+    assert jobs["dr-backup-shop-nightly"]["spec"]["jobTemplate"]["spec"]["activeDeadlineSeconds"] == 6 * 3600
+    runbook.write_text(text)
+    jobs = {o["metadata"]["name"]: o for o in _render(example) if o["kind"] == "CronJob"}
+    assert jobs["dr-drill-shop-monthly"]["spec"]["jobTemplate"]["spec"]["activeDeadlineSeconds"] == 6 * 3600

@@ -36,6 +36,7 @@ from dr.deploy.workloads import (
 )
 from dr.errors import InvalidInput
 from dr.kube.pod_template import Manifest, labels
+from dr.runbook.model import load_runbook
 
 GC_SCHEDULE = "30 5 * * *"
 MAX_CONFIGMAP_BYTES = 1024 * 1024  # the API server's limit for one ConfigMap
@@ -93,6 +94,11 @@ def _literal_namespaces(patterns: list[str]) -> list[str]:
     return [p for p in patterns if not any(ch in p for ch in "*?[")]
 
 
+# Time a drill Job needs beyond its runbook's drill timeout: pulling the image, opening the
+# repository, deleting the scratch namespace and writing the report.
+DRILL_DEADLINE_MARGIN = timedelta(minutes=15)
+
+
 def render(src: ConfigSource) -> list[Manifest]:
     """All objects, in the order ``kubectl apply`` must create them."""
     cfg = src.config
@@ -124,6 +130,9 @@ def render(src: ConfigSource) -> list[Manifest]:
             movers += [n for n in _literal_namespaces(p.scope.namespaces) if n not in movers]
     for i, d in enumerate(cfg.drill_policies):
         path, text = _find_runbook(src, i)
+        # The Job must outlive the drill's own timeout (plus its start and clean-up): cut
+        # off by the mover deadline, a long drill left no report and its scratch namespace.
+        drill_deadline = max(deadline, load_runbook(path).spec.drill.timeout + DRILL_DEADLINE_MARGIN)
         cm_name = f"dr-runbook-{d.name}"
         objects.append(_config_map(cm_name, ns, "drill", {"runbook.yaml": text}, str(path)))
         jobs.append(
@@ -134,7 +143,7 @@ def render(src: ConfigSource) -> list[Manifest]:
                 schedule=d.schedule,
                 time_zone=d.time_zone,
                 service_account=DRILL_SA,
-                deadline=deadline,
+                deadline=drill_deadline,
                 starting_deadline=timedelta(hours=6),
                 # A failed drill is a finding for the report, not something to retry.
                 backoff_limit=0,
