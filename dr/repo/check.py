@@ -20,7 +20,7 @@ from dr.errors import DrError
 from dr.repo import reachable
 from dr.repo.format import FormatError, PackEntry, decode_pack_header, pack_name, pack_size
 from dr.repo.repository import Repository
-from dr.repo.snapshots import Snapshot, list_snapshots, load_snapshot
+from dr.repo.snapshots import Snapshot, readable_snapshots
 from dr.storage.base import ObjectNotFound
 
 
@@ -59,20 +59,8 @@ def load_snapshots(repo: Repository) -> tuple[list[Snapshot], dict[str, str]]:
     One bad snapshot must not hide the others (``check``, ``verify``). A snapshot
     deleted between the listing and its reading (a concurrent ``forget``) is gone,
     not an error."""
-    try:
-        return list_snapshots(repo), {}
-    except FormatError:
-        pass
-    # Load them one by one.
-    snaps, bad = [], {}
-    for name in repo.list_objects("snapshots"):
-        try:
-            snaps.append(load_snapshot(repo, name))
-        except ObjectNotFound:
-            continue
-        except DrError as e:
-            bad[name] = _naming(f"snapshots/{name}", e.message)
-    return sorted(snaps, key=lambda s: (s.time, s.id)), bad
+    snaps, bad = readable_snapshots(repo, unreadable=DrError)
+    return snaps, {name: _naming(f"snapshots/{name}", problem) for name, problem in bad.items()}
 
 
 def _load_snapshots(repo: Repository, result: CheckResult) -> list[Snapshot]:

@@ -297,11 +297,14 @@ def list_snapshots(repo: Repository, kind: str | None = None) -> list[Snapshot]:
     return sorted(snaps, key=lambda s: (s.time, s.id))
 
 
-def readable_snapshots(repo: Repository, kind: str | None = None) -> tuple[list[Snapshot], dict[str, str]]:
+def readable_snapshots(
+    repo: Repository, kind: str | None = None, *, unreadable: type[DrError] = FormatError
+) -> tuple[list[Snapshot], dict[str, str]]:
     """The snapshots that can be read (of ``kind``), oldest first, and ``{name: problem}``
     for those that cannot: one damaged snapshot must not hide the others from a
     listing or a restore (``dr repo check`` names it; prune and forget, which must
-    see every snapshot, use ``list_snapshots`` and refuse)."""
+    see every snapshot, use ``list_snapshots`` and refuse). ``unreadable``: the
+    errors that count a snapshot as unreadable (``check`` counts any ``DrError``)."""
     try:
         return list_snapshots(repo, kind), {}
     except FormatError:
@@ -312,7 +315,7 @@ def readable_snapshots(repo: Repository, kind: str | None = None) -> tuple[list[
             snap = load_snapshot(repo, name)
         except ObjectNotFound:
             continue  # deleted since the listing (a concurrent forget)
-        except FormatError as e:
+        except unreadable as e:
             bad[name] = e.message
             continue
         if kind is None or snap.kind == kind:
