@@ -12,7 +12,7 @@ import struct
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from enum import IntEnum
-from typing import overload
+from typing import TypeGuard, overload
 
 import zstandard
 
@@ -27,6 +27,14 @@ INDEX_MAGIC = b"DRIX"
 INDEX_VERSION = 1
 
 ID_SIZE = 32
+_HEX_DIGITS = frozenset("0123456789abcdef")
+
+
+def is_hex_id(v: object) -> TypeGuard[str]:
+    """Whether ``v`` is an id as JSON objects hold it: 64 lower-case hex digits."""
+    return isinstance(v, str) and len(v) == 2 * ID_SIZE and _HEX_DIGITS.issuperset(v)
+
+
 PACK_ENTRY = struct.Struct("<BBII32s")  # type, flag, sealed length, plaintext length, id (§5.3)
 INDEX_PACK = struct.Struct("<32sI")  # pack id, blob count (§7)
 INDEX_ENTRY = struct.Struct("<BBIII32s")  # type, flag, offset, sealed length, plaintext length, id

@@ -24,7 +24,7 @@ from typing import Any, Literal, TypeVar, cast
 
 from dr import __version__
 from dr.errors import DrError, InvalidInput
-from dr.repo.format import FormatError
+from dr.repo.format import FormatError, is_hex_id
 from dr.repo.repository import Repository, hostname, now_utc
 from dr.storage.base import ObjectNotFound
 
@@ -153,13 +153,10 @@ def _opt_str(v: Any, where: str) -> str | None:
     return None if v is None else _str(v, where)
 
 
-_HEX_DIGITS = frozenset("0123456789abcdef")
-
-
 def _hex_id(v: Any, where: str) -> str:
     """A blob or snapshot id: 64 lowercase hex digits (check, prune and restore turn
     it into bytes, and a snapshot id into an object name)."""
-    if not isinstance(v, str) or len(v) != 64 or not _HEX_DIGITS.issuperset(v):
+    if not is_hex_id(v):
         raise MalformedSnapshot(where, "expected an id of 64 hex digits")
     return v
 
@@ -327,7 +324,7 @@ def find_snapshot(repo: Repository, ref: str, *, kind: str, what: str) -> Snapsh
     """Like ``resolve`` over the snapshots of ``kind``, but a full id is loaded by
     itself: one request, however many snapshots the repository holds (a mover
     Job gets the full id of its parent)."""
-    if len(ref) == 64 and all(c in "0123456789abcdef" for c in ref):
+    if is_hex_id(ref):
         try:
             snap = load_snapshot(repo, ref)
         except ObjectNotFound:

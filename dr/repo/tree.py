@@ -9,12 +9,11 @@ from __future__ import annotations
 
 import json
 import posixpath
-import re
 import stat
 from typing import TYPE_CHECKING, Any
 
 from dr.errors import InvalidInput
-from dr.repo.format import FormatError
+from dr.repo.format import FormatError, is_hex_id
 
 if TYPE_CHECKING:
     from dr.repo.repository import Repository
@@ -38,9 +37,6 @@ _TYPE_NAMES = {bits: name for name, bits in TYPE_BITS.items()}
 def node_type(mode: int) -> str | None:
     """The node type of an ``st_mode`` (None for a kind the format does not know)."""
     return _TYPE_NAMES.get(stat.S_IFMT(mode))
-
-
-_HEX_ID = re.compile(r"^[0-9a-f]{64}$")
 
 
 def encode_tree(nodes: list[Node]) -> bytes:
@@ -144,13 +140,11 @@ def check_tree(nodes: list[Any], what: str) -> None:
         _check_fields(n, name, what)
         if t == "file":
             content = n.get("content", [])
-            if not isinstance(content, list) or not all(
-                isinstance(c, str) and _HEX_ID.fullmatch(c) for c in content
-            ):
+            if not isinstance(content, list) or not all(is_hex_id(c) for c in content):
                 raise FormatError(f"{what}: {name!r} has an invalid content list")
         elif t == "dir":
             sub = n.get("subtree")
-            if not isinstance(sub, str) or not _HEX_ID.fullmatch(sub):
+            if not is_hex_id(sub):
                 raise FormatError(f"{what}: directory {name!r} has no valid subtree")
         elif t == "symlink":
             target = n.get("target")
