@@ -14,10 +14,18 @@ import re
 _URL_HEAD = re.compile(r"(?:[A-Za-z][A-Za-z0-9+.-]*:)?(//)?")
 
 
+_SETTING_NAME = re.compile(r"[A-Za-z][A-Za-z0-9_.-]{0,31}")
+
+
+def showable_key(key: str) -> bool:
+    """Whether a query key may be quoted as given: only if it looks like a setting's
+    name (a secret pasted in without '=' is a key too)."""
+    return _SETTING_NAME.fullmatch(key) is not None
+
+
 def _key(key: str) -> str:
-    """A query key as shown: itself if it looks like a setting's name, else ``***`` (a
-    secret pasted in without '=' is a key too)."""
-    return key if re.fullmatch(r"[A-Za-z][A-Za-z0-9_.-]{0,31}", key) else "***"
+    """A query key as shown: itself if ``showable_key``, else ``***``."""
+    return key if showable_key(key) else "***"
 
 
 def redact_url(url: str) -> str:

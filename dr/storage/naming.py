@@ -26,7 +26,7 @@ from urllib.parse import SplitResult, parse_qsl, urlsplit
 
 from dr.errors import InvalidInput
 from dr.storage.base import StorageError
-from dr.urls import redact_url
+from dr.urls import redact_url, showable_key
 
 # Query parameters that would carry credentials are refused with a pointed
 # message. Matched on the key lower-cased without separators, so that every
@@ -115,9 +115,9 @@ class BucketURL:
 
 
 def _shown_key(key: str) -> str:
-    """A query key as a message may quote it: only if it looks like a setting's name. A
-    secret pasted in without '=' (``?wJalrXUtnFEMI/K7MDENG…``) is a key too."""
-    return repr(key) if re.fullmatch(r"[A-Za-z][A-Za-z0-9_.-]{0,31}", key) else "(not shown)"
+    """A query key as a message may quote it (``showable_key``): a secret pasted in
+    without '=' (``?wJalrXUtnFEMI/K7MDENG…``) is a key too."""
+    return repr(key) if showable_key(key) else "(not shown)"
 
 
 def parse_bucket_url(url: str, scheme: str, allowed: dict[str, str], credential_hint: str) -> BucketURL:
