@@ -557,7 +557,7 @@ class _Writes:
     ordered: dict[int, OrderedFileWriter]
     file_errors: dict[int, str]
 
-    def finish(self, stats: RestoreStats) -> dict[int, str]:
+    def finish(self) -> dict[int, str]:
         """Wait for the work; -> why each failed file failed. A task that raised (a
         bug, not a bad blob) stops the rest and is raised once none still writes."""
         try:
@@ -660,7 +660,7 @@ class _BatchRestore:
         """Wait for the plan's writes, then settle its files and make its special files.
         What failed is named here, in tree order: what failed as the plan was made
         (found while the batch before was written), then what failed writing it."""
-        file_errors = writes.finish(stats)
+        file_errors = writes.finish()
         stats.errors += plan.missing
         self._settle_files(plan, file_errors, stats)
         self._restore_others(plan, stats)
