@@ -324,3 +324,23 @@ def test_a_sealed_blob_that_fails_when_its_turn_comes_fails_the_file(tmp_path: P
     assert w.failed and not w.complete and budget.held == 0
     w.put(0, b"a" * 1000)  # a failed file takes no more
     w.finish()
+
+
+@pytest.mark.parametrize("decode", [False, True])
+def test_a_blob_past_the_files_size_fails_the_file_and_is_raised(tmp_path: Path, decode: bool) -> None:
+    # A plan whose blobs add up to more than the recorded size must not write on past
+    # the end (a complete file is closed; a new writer would start over at offset 0).
+    from dr.errors import DrError
+
+    path = tmp_path / "f"
+    new_file(path, 2000)
+    w = OrderedFileWriter(str(path), 2000)
+    w.put(0, b"a" * 1000)
+    with pytest.raises(DrError, match="runs past the file's size 2000"):
+        if decode:
+            w.put_decoded(1000, 1500, decoded(b"b" * 1499))
+        else:
+            w.put(1000, b"b" * 1500)
+    assert w.failed and not w.complete
+    w.finish()
+    assert os.path.getsize(path) == 2000
