@@ -322,8 +322,9 @@ def readable_snapshots(
 
 def find_snapshot(repo: Repository, ref: str, *, kind: str, what: str) -> Snapshot:
     """Like ``resolve`` over the snapshots of ``kind``, but a full id is loaded by
-    itself: one request, however many snapshots the repository holds (a mover
-    Job gets the full id of its parent)."""
+    itself: a stat and a read (``load_object`` checks the size before reading),
+    however many snapshots the repository holds (a mover Job gets the full id of
+    its parent)."""
     if is_hex_id(ref):
         try:
             snap = load_snapshot(repo, ref)
