@@ -281,15 +281,22 @@ def _open(home: Path) -> Any:
     return Repository.open(open_store(f"file://{home}/repo"), lambda uri: key if uri == key.uri else None)
 
 
+def _shop_repo(capsys: Capsys, home: Path, *, drills: bool = True) -> str:
+    """A config with backup policy ``shop`` (and drill policy ``monthly`` of it) and its initialised repository."""
+    monthly = {"name": "monthly", "runbook": "shop.yaml", "schedule": "0 4 1 * *", "backupPolicy": "shop"}
+    config = str(write_config(
+        home,
+        backup_policies=[{"name": "shop", "schedule": "0 2 * * *", "rpo": "24h", "scope": {"namespaces": ["shop"]}}],
+        drill_policies=[monthly] if drills else [],
+    ))  # fmt: skip
+    assert run_dr(capsys, "--config", config, "repo", "init").code == 0
+    return config
+
+
 def test_a_damaged_drill_report_is_a_warning_and_the_others_still_count(
     capsys: Capsys, isolated_home: Path
 ) -> None:
-    config = str(write_config(
-        isolated_home,
-        backup_policies=[{"name": "shop", "schedule": "0 2 * * *", "rpo": "24h", "scope": {"namespaces": ["shop"]}}],
-        drill_policies=[{"name": "monthly", "runbook": "shop.yaml", "schedule": "0 4 1 * *", "backupPolicy": "shop"}],
-    ))  # fmt: skip
-    assert run_dr(capsys, "--config", config, "repo", "init").code == 0
+    config = _shop_repo(capsys, isolated_home)
     started = datetime.now(UTC) - timedelta(days=2)
     good = DrillReport(id="r1", app="monthly", runbook="shop.yaml", started=started,
                        finished=started + timedelta(minutes=5), outcome="passed",
@@ -312,12 +319,7 @@ def test_a_damaged_drill_report_is_a_warning_and_the_others_still_count(
 def test_a_repository_whose_listing_fails_is_a_warning_and_unknown(
     capsys: Capsys, isolated_home: Path
 ) -> None:
-    config = str(write_config(
-        isolated_home,
-        backup_policies=[{"name": "shop", "schedule": "0 2 * * *", "rpo": "24h", "scope": {"namespaces": ["shop"]}}],
-        drill_policies=[{"name": "monthly", "runbook": "shop.yaml", "schedule": "0 4 1 * *", "backupPolicy": "shop"}],
-    ))  # fmt: skip
-    assert run_dr(capsys, "--config", config, "repo", "init").code == 0
+    config = _shop_repo(capsys, isolated_home)
     for kind in (
         "snapshots",
         "reports",
@@ -338,11 +340,7 @@ def test_a_repository_whose_listing_fails_is_a_warning_and_unknown(
 
 
 def test_unreadable_snapshots_are_a_warning(capsys: Capsys, isolated_home: Path) -> None:
-    config = str(write_config(
-        isolated_home,
-        backup_policies=[{"name": "shop", "schedule": "0 2 * * *", "rpo": "24h", "scope": {"namespaces": ["shop"]}}],
-    ))  # fmt: skip
-    assert run_dr(capsys, "--config", config, "repo", "init").code == 0
+    config = _shop_repo(capsys, isolated_home, drills=False)
     snapshots = isolated_home / "repo" / "snapshots"
     snapshots.mkdir(exist_ok=True)
     (snapshots / ("cd" * 32)).write_bytes(b"\x00a truncated upload")  # perhaps shop's latest backup
