@@ -257,16 +257,14 @@ class KubernetesExec:
 
     @staticmethod
     def _converse(
-        ws: WSClient, where: str, timeout: float, stdin: Stdin, out: _Collector, deadline: float | None = None
+        ws: WSClient, where: str, timeout: float, stdin: Stdin, out: _Collector, deadline: float
     ) -> ExecResult:
         # A dropped connection (API server restarted, node gone, proxy idle
         # timeout) surfaces from the websocket library as its own exceptions or
         # as OSError; callers handle ExecError only, and a hook that escapes
         # them would skip the post hooks that thaw the application.
         try:
-            return KubernetesExec._converse_on(
-                ws, where, timeout, stdin, out, time.monotonic() + timeout if deadline is None else deadline
-            )
+            return KubernetesExec._converse_on(ws, where, timeout, stdin, out, deadline)
         except (WebSocketException, OSError) as e:
             if e is out.caller_error:
                 raise
