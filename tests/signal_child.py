@@ -16,26 +16,7 @@ from pathlib import Path
 from dr.backup.volumes import VolumeBackupContext, backup_volumes
 from dr.interrupt import INTERRUPTED_EXIT, TERMINATED_EXIT, Terminated, signals_handled
 from dr.kube.client import connect
-from dr.kube.exec import ExecResult, Sink, Stdin
-
-
-class LoggingExec:
-    def __init__(self, log: Path) -> None:
-        self.log = log
-
-    def run(
-        self,
-        namespace: str,
-        pod: str,
-        container: str | None,
-        command: list[str],
-        timeout: float,
-        stdin: Stdin = None,
-        stdout_sink: Sink | None = None,
-    ) -> ExecResult:
-        with self.log.open("a") as f:
-            f.write(" ".join(command) + "\n")
-        return ExecResult(0, b"", b"")
+from tests.exec_fakes import LoggingExec
 
 
 def main() -> int:

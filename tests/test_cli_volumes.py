@@ -286,8 +286,9 @@ def test_dumps_of_a_backup_are_loaded_into_the_restored_pods_that_ask(
     from dr.cli.volume_access import DUMP_PREFIX, dump_problems, restore_backup_dumps
     from dr.repo.snapshots import Snapshot
     from dr.storage.registry import open_store
+    from tests.exec_fakes import Script, ScriptedExec
     from tests.repo_helpers import init_repo
-    from tests.test_hooks import Script, ScriptedExec, pod
+    from tests.test_hooks import pod
     from tests.volume_helpers import create_pod
 
     repo, _ = init_repo(open_store(f"file://{tmp_path / 'repo'}"), tmp_path)

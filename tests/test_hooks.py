@@ -1,6 +1,6 @@
 """Hooks: declaration (annotations, policies), pre/post semantics, dumps and restores, the exec seam.
 
-Hook logic talks only to the ``Exec`` protocol; ``ScriptedExec`` below is an
+Hook logic talks only to the ``Exec`` protocol; ``ScriptedExec`` (``tests.exec_fakes``) is an
 explicit implementation of it whose commands do what each test scripts
 (exit code, output, a simulated duration compared with the hook's timeout —
 no real sleeping). The order of hooks against the volume copy is checked
@@ -18,7 +18,6 @@ import os
 import random
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -42,11 +41,12 @@ from dr.backup.hooks import (
 from dr.backup.volumes import backup_volumes
 from dr.config import Hook, PodHooks
 from dr.kube.client import KubeClient
-from dr.kube.exec import ExecError, ExecResult, ExecTimeout, KubernetesExec, Sink, Stdin, stdin_chunks
+from dr.kube.exec import ExecError, ExecResult, ExecTimeout, KubernetesExec, stdin_chunks
 from dr.repo.repository import Repository
 from dr.storage.registry import open_store
 from dr.testkit.agent import NodeAgent
 from tests.conftest import Kube
+from tests.exec_fakes import Script, ScriptedExec
 from tests.repo_helpers import init_repo
 from tests.volume_helpers import (
     MoverEnv,
@@ -58,70 +58,6 @@ from tests.volume_helpers import (
     get_pvc,
 )
 from tests.ws_peer import ws_peer
-
-# --------------------------------------------------------------------------- the scripted Exec
-
-
-@dataclass
-class Script:
-    """What one command does when run."""
-
-    exit_code: int = 0
-    stdout: bytes | list[bytes] = b""
-    stderr: bytes = b""
-    seconds: float = 0.0  # simulated run time: longer than the hook's timeout means ExecTimeout
-    cannot_run: str | None = None  # ExecError: the command could not be started
-    reads: int | None = None  # how many stdin bytes the command reads before it exits (None: all)
-    # Raised after the command ran: what escapes an Exec other than ExecError (a bug, a client library).
-    raises: Exception | None = None
-
-
-@dataclass
-class ScriptedExec:
-    """An ``Exec`` whose commands follow ``scripts`` (keyed by ``" ".join(argv)``); it records every call."""
-
-    scripts: dict[str, Script]
-    events: list[tuple[str, str]] | None = None  # shared with the node agent for ordering checks
-    calls: list[tuple[str, str, str | None, list[str], float]] = field(default_factory=list)
-    stdin: dict[str, bytes] = field(default_factory=dict)
-
-    def run(
-        self,
-        namespace: str,
-        pod: str,
-        container: str | None,
-        command: list[str],
-        timeout: float,
-        stdin: Stdin = None,
-        stdout_sink: Sink | None = None,
-    ) -> ExecResult:
-        key = " ".join(command)
-        self.calls.append((namespace, pod, container, command, timeout))
-        if self.events is not None:
-            self.events.append(("exec", key))
-        script = self.scripts.get(key)
-        if script is None:
-            raise ExecError(f'command did not run: exec: "{command[0]}": executable file not found in $PATH')
-        if script.cannot_run:
-            raise ExecError(script.cannot_run)
-        if script.seconds > timeout:
-            raise ExecTimeout(f"command in pod {namespace}/{pod} did not finish within {timeout:g}s")
-        if stdin is not None:
-            got = bytearray()
-            for chunk in stdin_chunks(stdin):
-                got += chunk
-                if script.reads is not None and len(got) >= script.reads:
-                    break
-            self.stdin[f"{namespace}/{pod}"] = bytes(got[: script.reads] if script.reads is not None else got)
-        chunks = script.stdout if isinstance(script.stdout, list) else [script.stdout]
-        if stdout_sink is not None:
-            for c in chunks:
-                stdout_sink(c)
-        if script.raises is not None:
-            raise script.raises
-        if stdout_sink is not None:
-            return ExecResult(script.exit_code, b"", script.stderr)
-        return ExecResult(script.exit_code, b"".join(chunks), script.stderr)
 
 
 def pod(

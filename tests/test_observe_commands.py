@@ -244,7 +244,7 @@ def test_a_restore_whose_dump_fails_to_load_is_recorded_as_partially_failed(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     import dr.cli.volume_access as volume_access
-    from tests.test_hooks import Script, ScriptedExec
+    from tests.exec_fakes import Script, ScriptedExec
     from tests.volume_helpers import create_pod
 
     # The test cluster serves no pods/exec: the dump and its load run through the Exec seam.
@@ -286,7 +286,7 @@ def test_a_dump_no_restored_pod_loads_is_a_warning(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     import dr.cli.volume_access as volume_access
-    from tests.test_hooks import Script, ScriptedExec
+    from tests.exec_fakes import Script, ScriptedExec
     from tests.volume_helpers import create_pod
 
     ex = ScriptedExec({"pg_dump app": Script(stdout=[b"-- dump\n" * 1000])})
