@@ -607,6 +607,17 @@ def test_kubernetes_exec_reports_a_lost_connection() -> None:
     assert e.value.message.startswith("connection to pod shop/db-0 container db lost: ")
 
 
+def test_kubernetes_exec_passes_a_failure_of_its_stdin_through() -> None:
+    # The stdin (a dump read from the repository) fails: that error, as it is, not "connection lost".
+    def stdin() -> Iterator[bytes]:
+        yield b"x" * 1024
+        raise OSError("the repository's disk is gone")
+
+    with ws_peer("noread") as peer, pytest.raises(OSError, match="disk is gone") as e:
+        KubernetesExec(peer.api).run("shop", "db-0", "db", ["pg_restore"], 5.0, stdin=stdin())
+    assert not isinstance(e.value, ExecError)
+
+
 @pytest.mark.parametrize(
     ("mode", "message"),
     [
