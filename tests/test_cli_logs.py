@@ -122,3 +122,18 @@ def test_gcs_debug_logs_hold_no_upload_session(
     assert r.code == 0, r.err[-2000:]
     assert "uploadType=resumable" in r.err  # the upload was logged
     assert re.search(r"upload_id=(?!\[REDACTED\])", r.err) is None
+
+
+@pytest.mark.parametrize("json_logs", [False, True], ids=["text", "json"])
+def test_a_logged_traceback_is_redacted_in_either_format(restore_root_logger: None, json_logs: bool) -> None:
+    # A hook's unexpected failure logs its traceback at -vv (dr.backup.hooks.unexpected):
+    # the exception's text may quote a request, with its bearer token.
+    out = io.StringIO()
+    with contextlib.redirect_stderr(out):
+        setup_logging(verbose=2, json_logs=json_logs)
+        try:
+            raise RuntimeError("Authorization: Bearer s3cr3t-token")
+        except RuntimeError as e:
+            logging.getLogger("dr.test").debug("hook failed unexpectedly", exc_info=e)
+    assert "RuntimeError" in out.getvalue() and "[REDACTED]" in out.getvalue()
+    assert "s3cr3t-token" not in out.getvalue()

@@ -56,7 +56,17 @@ class RedactingFilter(logging.Filter):
         return True
 
 
-class JSONFormatter(logging.Formatter):
+class RedactingFormatter(logging.Formatter):
+    """Tracebacks and stacks redacted too: ``RedactingFilter`` sees the message only."""
+
+    def formatException(self, ei: Any) -> str:
+        return redact(super().formatException(ei))
+
+    def formatStack(self, stack_info: str) -> str:
+        return redact(super().formatStack(stack_info))
+
+
+class JSONFormatter(RedactingFormatter):
     def format(self, record: logging.LogRecord) -> str:
         out: dict[str, Any] = {
             "ts": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(record.created))
@@ -68,7 +78,7 @@ class JSONFormatter(logging.Formatter):
         for k, v in getattr(record, "fields", {}).items():
             out[k] = v
         if record.exc_info:
-            out["exc"] = redact(self.formatException(record.exc_info))
+            out["exc"] = self.formatException(record.exc_info)
         return json.dumps(out, default=str)
 
 
@@ -106,7 +116,7 @@ def setup_logging(
     if json_logs:
         handler.setFormatter(JSONFormatter())
     else:
-        handler.setFormatter(logging.Formatter("%(levelname)s %(message)s" if verbose else "%(message)s"))
+        handler.setFormatter(RedactingFormatter("%(levelname)s %(message)s" if verbose else "%(message)s"))
     root = logging.getLogger()
     for h in list(root.handlers):
         root.removeHandler(h)
