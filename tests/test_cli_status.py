@@ -316,6 +316,21 @@ def test_a_damaged_drill_report_is_a_warning_and_the_others_still_count(
     assert res.code == 0 and f"warning: drill report {'ab' * 8} cannot be read" in res.err
 
 
+def test_a_readable_object_that_is_not_a_drill_report_is_a_warning(
+    capsys: Capsys, isolated_home: Path
+) -> None:
+    # Decrypts and parses, but fails the model (a report of a newer format, a bug): named, not fatal.
+    config = _shop_repo(capsys, isolated_home)
+    name = _open(isolated_home).save_object("reports", {"id": "r9", "outcome": "exploded"})
+
+    res = run_dr(capsys, "--config", config, "--kubeconfig", "/nonexistent", "status", "-o", "json")
+    assert res.code == 0, res.err
+    doc = res.json()
+    assert doc["drillPolicies"][0]["outcome"] == "none" and doc["drillPolicies"][0]["lastDrill"] is None
+    (warning,) = [w for w in doc["warnings"] if "drill report" in w]
+    assert warning.startswith(f"drill report {name[:16]} cannot be read: not a drill report (")
+
+
 def test_a_repository_whose_listing_fails_is_a_warning_and_unknown(
     capsys: Capsys, isolated_home: Path
 ) -> None:
