@@ -200,12 +200,12 @@ def check_time_zone(v: str) -> str:
 
 
 # Kubernetes resource quantities (2, 500m, 4Gi, 1e3), as the API server parses them.
-_QUANTITY = re.compile(r"^[+-]?(\d+(\.\d*)?|\.\d+)([eE][+-]?\d+|Ki|Mi|Gi|Ti|Pi|Ei|n|u|m|k|M|G|T|P|E)?$")
+QUANTITY = re.compile(r"^[+-]?(\d+(\.\d*)?|\.\d+)([eE][+-]?\d+|Ki|Mi|Gi|Ti|Pi|Ei|n|u|m|k|M|G|T|P|E)?$")
 
 
 def check_quantities(v: dict[str, str]) -> dict[str, str]:
     for name, q in v.items():
-        if not _QUANTITY.match(str(q)):
+        if not QUANTITY.match(str(q)):
             raise ValueError(f"{name}: invalid quantity {q!r} (examples: 2, 500m, 4Gi)")
     return v
 

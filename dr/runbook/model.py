@@ -38,7 +38,7 @@ from pydantic import (
 )
 from pydantic_core import InitErrorDetails, PydanticCustomError
 
-from dr.config import Resources, Scope
+from dr.config import QUANTITY, Resources, Scope
 from dr.yaml_models import Cron, Duration, Model, Name, load_model
 
 API_VERSION = "dr.dev/v1"
@@ -66,7 +66,6 @@ DR_COMMANDS = (
 # --------------------------------------------------------------------------- field checks
 
 _DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
-_QUANTITY = re.compile(r"^[+-]?(\d+(\.\d*)?|\.\d+)([eE][+-]?\d+|Ki|Mi|Gi|Ti|Pi|Ei|n|u|m|k|M|G|T|P|E)?$")
 _LABEL_KEY = r"([a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*/)?[A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?"
 _LABEL_VALUE = r"([A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?)?"
 _SELECTOR_TERMS = (
@@ -139,7 +138,7 @@ def _check_quantity(v: Any) -> str:
     if isinstance(v, bool) or not isinstance(v, str | int | float):
         raise ValueError("expected a quantity such as 2, 500m, 4Gi")
     text = str(v)
-    if not _QUANTITY.match(text):
+    if not QUANTITY.match(text):
         raise ValueError(f"invalid quantity {text!r} (examples: 2, 500m, 4Gi)")
     return text
 
