@@ -36,7 +36,7 @@ from dr.deploy.workloads import (
 )
 from dr.errors import InvalidInput
 from dr.kube.pod_template import Manifest, labels
-from dr.runbook.model import load_runbook
+from dr.runbook.model import parse_runbook
 
 GC_SCHEDULE = "30 5 * * *"
 MAX_CONFIGMAP_BYTES = 1024 * 1024  # the API server's limit for one ConfigMap
@@ -132,7 +132,9 @@ def render(src: ConfigSource) -> list[Manifest]:
         path, text = _find_runbook(src, i)
         # The Job must outlive the drill's own timeout (plus its start and clean-up): cut
         # off by the mover deadline, a long drill left no report and its scratch namespace.
-        drill_deadline = max(deadline, load_runbook(path).spec.drill.timeout + DRILL_DEADLINE_MARGIN)
+        drill_deadline = max(
+            deadline, parse_runbook(text, str(path)).spec.drill.timeout + DRILL_DEADLINE_MARGIN
+        )
         cm_name = f"dr-runbook-{d.name}"
         objects.append(_config_map(cm_name, ns, "drill", {"runbook.yaml": text}, str(path)))
         jobs.append(

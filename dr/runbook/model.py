@@ -38,8 +38,8 @@ from pydantic import (
 )
 from pydantic_core import InitErrorDetails, PydanticCustomError
 
-from dr.config import QUANTITY, Resources, Scope
-from dr.yaml_models import Cron, Duration, Model, Name, load_model
+from dr.config import QUANTITY, Resources, Scope, load_yaml
+from dr.yaml_models import Cron, Duration, Model, Name, load_model, validate_document
 
 API_VERSION = "dr.dev/v1"
 
@@ -642,6 +642,11 @@ def _fit(head: str, cut: str, tail: str = "") -> str:
 def load_runbook(path: Path) -> Runbook:
     """Read and validate a runbook; problems raise ``InvalidInput`` with one line each."""
     return load_model(Runbook, path)
+
+
+def parse_runbook(text: str, filename: str) -> Runbook:
+    """Validate a runbook already read as ``text`` (problems name ``filename``)."""
+    return validate_document(Runbook, *load_yaml(text, filename))
 
 
 def json_schema() -> dict[str, Any]:
