@@ -385,3 +385,18 @@ def test_a_drill_jobs_deadline_outlives_its_runbooks_timeout(example: Path) -> N
     runbook.write_text(text)
     jobs = {o["metadata"]["name"]: o for o in _render(example) if o["kind"] == "CronJob"}
     assert jobs["dr-drill-shop-monthly"]["spec"]["jobTemplate"]["spec"]["activeDeadlineSeconds"] == 6 * 3600
+
+
+def test_invalid_runbook_is_reported_with_its_file_and_line(
+    example: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # Render reads each runbook's drill timeout: an invalid runbook is refused, naming where.
+    runbook = example.parent / "runbooks" / "webapp-postgres.yaml"
+    text = runbook.read_text()
+    assert "    timeout: 45m\n" in text
+    runbook.write_text(text.replace("    timeout: 45m\n", "    timeout: 0s\n"))
+    r = run_dr(capsys, "deploy", "render", "--config", str(example))
+    assert r.code == 2
+    line = next(i for i, t in enumerate(runbook.read_text().splitlines(), 1) if t == "    timeout: 0s")
+    assert f"{runbook}:{line}:5: spec.drill.timeout: must be longer than zero" in r.err
+    assert "Traceback" not in r.err and r.out == ""
