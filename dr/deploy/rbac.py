@@ -53,6 +53,8 @@ prints them and ``deploy/`` holds the same objects (a test keeps both equal).
 
 from __future__ import annotations
 
+from typing import Any
+
 from dr.kube.pod_template import Manifest, labels
 
 BACKUP_SA = "dr"
@@ -388,6 +390,46 @@ def _has_true_label(obj: str) -> str:
     return f"has({obj}.metadata.labels) && '{DRILL_LABEL}' in {obj}.metadata.labels && {obj}.metadata.labels['{DRILL_LABEL}'] == 'true'"
 
 
+def _guard_policy(
+    name: str,
+    component: str,
+    account: str,
+    constraints: dict[str, Any],
+    validations: list[tuple[str, str]],
+) -> list[Manifest]:
+    """A ValidatingAdmissionPolicy matching only ``account``'s requests, and its Deny binding.
+
+    ``validations`` are (CEL expression, message) pairs; each refusal is ``Forbidden``.
+    """
+    policy: Manifest = {
+        "apiVersion": "admissionregistration.k8s.io/v1",
+        "kind": "ValidatingAdmissionPolicy",
+        "metadata": _meta(name, component),
+        "spec": {
+            "failurePolicy": "Fail",
+            "matchConstraints": constraints,
+            "matchConditions": [
+                {
+                    "name": f"{component}-service-account",
+                    "expression": f"request.userInfo.username == '{account}'",
+                }
+            ],
+            "validations": [{"expression": e, "message": m, "reason": "Forbidden"} for e, m in validations],
+        },
+    }
+    binding: Manifest = {
+        "apiVersion": "admissionregistration.k8s.io/v1",
+        "kind": "ValidatingAdmissionPolicyBinding",
+        "metadata": _meta(name, component),
+        "spec": {"policyName": name, "validationActions": ["Deny"]},
+    }
+    return [policy, binding]
+
+
+def _resource_rule(group: str, resource: str, operations: list[str]) -> dict[str, Any]:
+    return {"apiGroups": [group], "apiVersions": ["v1"], "operations": operations, "resources": [resource]}
+
+
 def drill_guard_policy(namespace: str) -> list[Manifest]:
     """A ValidatingAdmissionPolicy (+ binding): the drill account touches only drill namespaces.
 
@@ -397,61 +439,34 @@ def drill_guard_policy(namespace: str) -> list[Manifest]:
     label a production namespace and then delete it), namespace creation
     without the label, and RoleBindings outside labelled namespaces.
     """
-    user = f"system:serviceaccount:{namespace}:{DRILL_SA}"
-    policy: Manifest = {
-        "apiVersion": "admissionregistration.k8s.io/v1",
-        "kind": "ValidatingAdmissionPolicy",
-        "metadata": _meta(f"{DRILL_GUARD_POLICY}.{namespace}", "drill"),
-        "spec": {
-            "failurePolicy": "Fail",
-            "matchConstraints": {
-                "resourceRules": [
-                    {
-                        "apiGroups": [""],
-                        "apiVersions": ["v1"],
-                        "operations": ["CREATE", "UPDATE", "DELETE"],
-                        "resources": ["namespaces"],
-                    },
-                    {
-                        "apiGroups": ["rbac.authorization.k8s.io"],
-                        "apiVersions": ["v1"],
-                        "operations": ["CREATE", "UPDATE", "DELETE"],
-                        "resources": ["rolebindings"],
-                    },
-                ]
-            },
-            "matchConditions": [
-                {"name": "drill-service-account", "expression": f"request.userInfo.username == '{user}'"}
-            ],
-            "validations": [
-                {
-                    "expression": "request.resource.resource != 'namespaces' || request.operation == 'CREATE'"
-                    f" || ({_has_true_label('oldObject')})",
-                    "message": f"the drill service account may only change or delete namespaces labelled {DRILL_LABEL}=true",
-                    "reason": "Forbidden",
-                },
-                {
-                    "expression": "request.resource.resource != 'namespaces' || request.operation == 'DELETE'"
-                    f" || ({_has_true_label('object')})",
-                    "message": f"namespaces created or updated by the drill service account must carry {DRILL_LABEL}=true",
-                    "reason": "Forbidden",
-                },
-                {
-                    "expression": "request.resource.resource != 'rolebindings'"
-                    f" || ({_has_true_label('namespaceObject')})",
-                    "message": f"the drill service account may only bind roles in namespaces labelled {DRILL_LABEL}=true",
-                    "reason": "Forbidden",
-                },
-            ],
+    changes = ["CREATE", "UPDATE", "DELETE"]
+    return _guard_policy(
+        f"{DRILL_GUARD_POLICY}.{namespace}",
+        "drill",
+        f"system:serviceaccount:{namespace}:{DRILL_SA}",
+        {
+            "resourceRules": [
+                _resource_rule("", "namespaces", changes),
+                _resource_rule("rbac.authorization.k8s.io", "rolebindings", changes),
+            ]
         },
-    }
-    binding: Manifest = {
-        "apiVersion": "admissionregistration.k8s.io/v1",
-        "kind": "ValidatingAdmissionPolicyBinding",
-        "metadata": _meta(f"{DRILL_GUARD_POLICY}.{namespace}", "drill"),
-        "spec": {"policyName": f"{DRILL_GUARD_POLICY}.{namespace}", "validationActions": ["Deny"]},
-    }
-    return [policy, binding]
+        [
+            (
+                "request.resource.resource != 'namespaces' || request.operation == 'CREATE'"
+                f" || ({_has_true_label('oldObject')})",
+                f"the drill service account may only change or delete namespaces labelled {DRILL_LABEL}=true",
+            ),
+            (
+                "request.resource.resource != 'namespaces' || request.operation == 'DELETE'"
+                f" || ({_has_true_label('object')})",
+                f"namespaces created or updated by the drill service account must carry {DRILL_LABEL}=true",
+            ),
+            (
+                f"request.resource.resource != 'rolebindings' || ({_has_true_label('namespaceObject')})",
+                f"the drill service account may only bind roles in namespaces labelled {DRILL_LABEL}=true",
+            ),
+        ],
+    )
 
 
 def mover_guard_policy(namespace: str) -> list[Manifest]:
@@ -466,7 +481,6 @@ def mover_guard_policy(namespace: str) -> list[Manifest]:
     Pods the Job controller creates are not the backup account's requests,
     so they are not matched.
     """
-    user = f"system:serviceaccount:{namespace}:{BACKUP_SA}"
     allowed = "[" + ", ".join(f"'{sa}'" for sa in MOVER_SERVICE_ACCOUNTS) + "]"
 
     def runs_as_mover(spec: str) -> str:
@@ -478,55 +492,25 @@ def mover_guard_policy(namespace: str) -> list[Manifest]:
     message = (
         f"the backup account may only run Jobs and Pods in {namespace} as {', '.join(MOVER_SERVICE_ACCOUNTS)}"
     )
-    name = f"{MOVER_GUARD_POLICY}.{namespace}"
-    policy: Manifest = {
-        "apiVersion": "admissionregistration.k8s.io/v1",
-        "kind": "ValidatingAdmissionPolicy",
-        "metadata": _meta(name, "backup"),
-        "spec": {
-            "failurePolicy": "Fail",
-            "matchConstraints": {
-                "namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": namespace}},
-                "resourceRules": [
-                    {
-                        "apiGroups": ["batch"],
-                        "apiVersions": ["v1"],
-                        "operations": ["CREATE", "UPDATE"],
-                        "resources": ["jobs"],
-                    },
-                    {
-                        "apiGroups": [""],
-                        "apiVersions": ["v1"],
-                        "operations": ["CREATE", "UPDATE"],
-                        "resources": ["pods"],
-                    },
-                ],
-            },
-            "matchConditions": [
-                {"name": "backup-service-account", "expression": f"request.userInfo.username == '{user}'"}
-            ],
-            "validations": [
-                {
-                    "expression": "request.resource.resource != 'jobs'"
-                    f" || ({runs_as_mover('object.spec.template.spec')})",
-                    "message": message,
-                    "reason": "Forbidden",
-                },
-                {
-                    "expression": f"request.resource.resource != 'pods' || ({runs_as_mover('object.spec')})",
-                    "message": message,
-                    "reason": "Forbidden",
-                },
+    return _guard_policy(
+        f"{MOVER_GUARD_POLICY}.{namespace}",
+        "backup",
+        f"system:serviceaccount:{namespace}:{BACKUP_SA}",
+        {
+            "namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": namespace}},
+            "resourceRules": [
+                _resource_rule("batch", "jobs", ["CREATE", "UPDATE"]),
+                _resource_rule("", "pods", ["CREATE", "UPDATE"]),
             ],
         },
-    }
-    binding: Manifest = {
-        "apiVersion": "admissionregistration.k8s.io/v1",
-        "kind": "ValidatingAdmissionPolicyBinding",
-        "metadata": _meta(name, "backup"),
-        "spec": {"policyName": name, "validationActions": ["Deny"]},
-    }
-    return [policy, binding]
+        [
+            (
+                f"request.resource.resource != 'jobs' || ({runs_as_mover('object.spec.template.spec')})",
+                message,
+            ),
+            (f"request.resource.resource != 'pods' || ({runs_as_mover('object.spec')})", message),
+        ],
+    )
 
 
 def rbac_manifests(namespace: str, credentials_secret: str | None = None) -> list[Manifest]:
