@@ -114,6 +114,16 @@ class DrillLine(ReportModel):
     warnings: list[str] = Field(default_factory=list)
     steps: list[StepLine]
 
+    def phase_durations(self) -> list[tuple[str, timedelta | None]]:
+        """The measured RTO's phases in order, as the Markdown and HTML reports name them."""
+        return [
+            ("restore resources", self.restore_resources),
+            ("restore data", self.restore_data),
+            ("ready", self.time_to_ready),
+            ("load dumps", self.load_dumps),
+            ("verification", self.verification),
+        ]
+
     @classmethod
     def of(cls, r: DrillReport) -> DrillLine:
         return cls(
@@ -454,13 +464,7 @@ def render_markdown(report: MonthlyReport) -> str:
                 out += ["Warnings (the drill did not check these):", ""]
                 out += [f"- {_md(w)}" for w in d.warnings]
                 out.append("")
-            phases = [
-                ("restore resources", d.restore_resources),
-                ("restore data", d.restore_data),
-                ("ready", d.time_to_ready),
-                ("load dumps", d.load_dumps),
-                ("verification", d.verification),
-            ]
+            phases = d.phase_durations()
             shown = [f"{n} {human_duration(v)}" for n, v in phases if v is not None]
             if shown:
                 out += [

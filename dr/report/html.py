@@ -67,13 +67,7 @@ def _app_section(a: AppMonth) -> str:
         if d.warnings:
             items = "".join(f"<li>{escape(w)}</li>" for w in d.warnings)
             out.append(f'<h3>Warnings (the drill did not check these)</h3><ul class="warnings">{items}</ul>')
-        phases = [
-            ("restore resources", d.restore_resources),
-            ("restore data", d.restore_data),
-            ("ready", d.time_to_ready),
-            ("load dumps", d.load_dumps),
-            ("verification", d.verification),
-        ]
+        phases = d.phase_durations()
         if any(p is not None for _, p in phases):
             out.append(
                 "<figure>"
