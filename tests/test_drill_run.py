@@ -6,6 +6,7 @@ Resources only (``--no-data``), a local repository: no node agent is needed
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -48,6 +49,16 @@ def repo(isolated_home: Path, capsys: Capsys) -> Path:
     return isolated_home
 
 
+@pytest.fixture
+def app_ns(kube_client: KubeClient, unique: str) -> Iterator[str]:
+    """The app's namespace ``prod-UNIQUE`` with its ConfigMap app-config (what CM_STEP expects); deleted after."""
+    ns = f"prod-{unique}"
+    make_namespace(kube_client, ns)
+    create(kube_client, "configmaps", configmap("app-config", {"a": "b"}), ns)
+    yield ns
+    kube_client.request("DELETE", f"/api/v1/namespaces/{ns}")
+
+
 def drill_namespaces(kc: KubeClient) -> list[str]:
     found = kc.get("/api/v1/namespaces", {"labelSelector": "dr.dev/drill=true"})["items"]
     return [n["metadata"]["name"] for n in found]
@@ -61,67 +72,55 @@ def backup(capsys: Capsys, kube: Kube, *args: str) -> dict[str, Any]:
 
 
 def test_objects_that_fail_to_restore_fail_the_drill(
-    capsys: Capsys, kube_client: KubeClient, kube: Kube, repo: Path, unique: str
+    capsys: Capsys, kube_client: KubeClient, kube: Kube, repo: Path, unique: str, app_ns: str
 ) -> None:
     kc = kube_client
-    ns, group = f"prod-{unique}", f"drill{unique}.example.com"
-    make_namespace(kc, ns)
-    create(kc, "configmaps", configmap("app-config", {"a": "b"}), ns)
+    ns, group = app_ns, f"drill{unique}.example.com"
     create_crd(kc, group)
     create(kc, "widgets", {"apiVersion": f"{group}/v1", "kind": "Widget", "metadata": {"name": "w1"},
                            "spec": {"size": 1}}, ns)  # fmt: skip
-    try:
-        backup(capsys, kube, "-n", ns, "--include-cluster-resources", "false")
-        # The CRD is neither in the backup nor in the cluster any more: the Widget cannot be restored.
-        delete_crd(kc, f"widgets.{group}")
-        rb = write_runbook(repo / "rb.yaml", f"app{unique}", ns, [CM_STEP])
-        reports = repo / "reports"
+    backup(capsys, kube, "-n", ns, "--include-cluster-resources", "false")
+    # The CRD is neither in the backup nor in the cluster any more: the Widget cannot be restored.
+    delete_crd(kc, f"widgets.{group}")
+    rb = write_runbook(repo / "rb.yaml", f"app{unique}", ns, [CM_STEP])
+    reports = repo / "reports"
 
-        res = run_dr(capsys, "--kubeconfig", kube.kubeconfig, "drill", "run", str(rb), "--no-data",
-                     "--report-dir", str(reports), "-o", "json")  # fmt: skip
+    res = run_dr(capsys, "--kubeconfig", kube.kubeconfig, "drill", "run", str(rb), "--no-data",
+                 "--report-dir", str(reports), "-o", "json")  # fmt: skip
 
-        assert res.code == 4, res.err
-        doc = res.json()
-        assert doc["outcome"] == "failed" and [s["passed"] for s in doc["steps"]] == [True]
-        [failed] = doc["restore"]["failedItems"]
-        assert "w1" in failed and "failed" in failed
-        assert "1 restore problem(s)" in res.err and "restore failed: " in res.err
-        assert f"restore failed: {failed}" in (reports / f"{doc['id']}.md").read_text()
-        assert "The restore was not complete" in (reports / f"{doc['id']}.html").read_text()
-        assert drill_namespaces(kc) == []
-    finally:
-        kc.request("DELETE", f"/api/v1/namespaces/{ns}")
+    assert res.code == 4, res.err
+    doc = res.json()
+    assert doc["outcome"] == "failed" and [s["passed"] for s in doc["steps"]] == [True]
+    [failed] = doc["restore"]["failedItems"]
+    assert "w1" in failed and "failed" in failed
+    assert "1 restore problem(s)" in res.err and "restore failed: " in res.err
+    assert f"restore failed: {failed}" in (reports / f"{doc['id']}.md").read_text()
+    assert "The restore was not complete" in (reports / f"{doc['id']}.html").read_text()
+    assert drill_namespaces(kc) == []
 
 
 def test_workloads_never_ready_fail_the_drill_and_measure_no_rto(
-    capsys: Capsys, kube_client: KubeClient, kube: Kube, repo: Path, unique: str
+    capsys: Capsys, kube_client: KubeClient, kube: Kube, repo: Path, unique: str, app_ns: str
 ) -> None:
     kc = kube_client
-    ns = f"prod-{unique}"
-    make_namespace(kc, ns)
-    create(kc, "configmaps", configmap("app-config", {"a": "b"}), ns)
+    ns = app_ns
     # No controller in the test cluster: the restored Deployment never becomes ready.
     create(kc, "deployments", {"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "web"},
         "spec": {"replicas": 1, "selector": {"matchLabels": {"app": "web"}},
                  "template": {"metadata": {"labels": {"app": "web"}},
                               "spec": {"containers": [{"name": "c", "image": "nginx"}]}}}}, ns)  # fmt: skip
-    try:
-        backup(capsys, kube, "-n", ns)
-        rb = write_runbook(repo / "rb.yaml", f"app{unique}", ns, [CM_STEP], timeout="3s")
+    backup(capsys, kube, "-n", ns)
+    rb = write_runbook(repo / "rb.yaml", f"app{unique}", ns, [CM_STEP], timeout="3s")
 
-        res = run_dr(
-            capsys, "--kubeconfig", kube.kubeconfig, "drill", "run", str(rb), "--no-data", "-o", "json"
-        )
+    res = run_dr(capsys, "--kubeconfig", kube.kubeconfig, "drill", "run", str(rb), "--no-data", "-o", "json")
 
-        assert res.code == 4, res.err
-        doc = res.json()
-        assert doc["outcome"] == "failed"
-        [pending] = doc["restore"]["notReady"]
-        assert pending.startswith(f"{doc['namespace']}/") and "web" in pending
-        # The drill's timeout is not a recovery time.
-        assert doc["phases"]["timeToReady"] is None and doc["rtoMeasured"] is None and doc["rtoMet"] is None
-    finally:
-        kc.request("DELETE", f"/api/v1/namespaces/{ns}")
+    assert res.code == 4, res.err
+    doc = res.json()
+    assert doc["outcome"] == "failed"
+    [pending] = doc["restore"]["notReady"]
+    assert pending.startswith(f"{doc['namespace']}/") and "web" in pending
+    # The drill's timeout is not a recovery time.
+    assert doc["phases"]["timeToReady"] is None and doc["rtoMeasured"] is None and doc["rtoMet"] is None
 
 
 def test_a_scratch_name_taken_already_is_neither_used_nor_deleted(
@@ -130,14 +129,13 @@ def test_a_scratch_name_taken_already_is_neither_used_nor_deleted(
     kube: Kube,
     repo: Path,
     unique: str,
+    app_ns: str,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     import dr.drill.run
 
     kc = kube_client
-    ns, app = f"prod-{unique}", f"app{unique}"
-    make_namespace(kc, ns)
-    create(kc, "configmaps", configmap("app-config", {"a": "b"}), ns)
+    ns, app = app_ns, f"app{unique}"
     # The run id the drill will pick; something else lives under the scratch name already
     # (a drill kept with --keep, anyone's namespace).
     monkeypatch.setattr(dr.drill.run, "run_id", lambda now: "20261129-000000-dead")
@@ -160,7 +158,6 @@ def test_a_scratch_name_taken_already_is_neither_used_nor_deleted(
         assert "deletionTimestamp" not in left["metadata"]
         assert get(kc, "v1", "configmaps", "precious", victim) is not None
     finally:
-        kc.request("DELETE", f"/api/v1/namespaces/{ns}")
         kc.request("DELETE", f"/api/v1/namespaces/{victim}")
 
 
@@ -196,13 +193,11 @@ def test_run_ids_differ_within_a_second() -> None:
 
 
 def test_a_drill_creates_no_cluster_scoped_objects_and_names_the_missing_ones(
-    capsys: Capsys, kube_client: KubeClient, kube: Kube, repo: Path, unique: str
+    capsys: Capsys, kube_client: KubeClient, kube: Kube, repo: Path, unique: str, app_ns: str
 ) -> None:
     kc = kube_client
-    ns, rbac = f"prod-{unique}", "rbac.authorization.k8s.io/v1"
+    ns, rbac = app_ns, "rbac.authorization.k8s.io/v1"
     kept, retired = f"app-reader-{unique}", f"app-writer-{unique}"
-    make_namespace(kc, ns)
-    create(kc, "configmaps", configmap("app-config", {"a": "b"}), ns)
     for role in (kept, retired):
         create(
             kc,
@@ -242,75 +237,63 @@ def test_a_drill_creates_no_cluster_scoped_objects_and_names_the_missing_ones(
             and after["metadata"]["resourceVersion"] == before["metadata"]["resourceVersion"]
         )
     finally:
-        kc.request("DELETE", f"/api/v1/namespaces/{ns}")
         for role in (kept, retired):
             kc.request("DELETE", f"/apis/{rbac}/clusterroles/{role}")
 
 
 def test_an_unknown_backup_is_invalid_input_without_a_report(
-    capsys: Capsys, kube_client: KubeClient, kube: Kube, repo: Path, unique: str
+    capsys: Capsys, kube_client: KubeClient, kube: Kube, repo: Path, unique: str, app_ns: str
 ) -> None:
     kc = kube_client
-    ns = f"prod-{unique}"
-    make_namespace(kc, ns)
-    create(kc, "configmaps", configmap("app-config", {"a": "b"}), ns)
-    try:
-        taken = backup(capsys, kube, "-n", ns)
-        rb = write_runbook(repo / "rb.yaml", f"app{unique}", ns, [CM_STEP])
-        reports = repo / "reports"
+    ns = app_ns
+    taken = backup(capsys, kube, "-n", ns)
+    rb = write_runbook(repo / "rb.yaml", f"app{unique}", ns, [CM_STEP])
+    reports = repo / "reports"
 
-        res = run_dr(capsys, "--kubeconfig", kube.kubeconfig, "drill", "run", str(rb), "--no-data",
-                     "--backup", "zzzz", "--report-dir", str(reports))  # fmt: skip
+    res = run_dr(capsys, "--kubeconfig", kube.kubeconfig, "drill", "run", str(rb), "--no-data",
+                 "--backup", "zzzz", "--report-dir", str(reports))  # fmt: skip
 
-        assert res.code == 2, res.err
-        assert "no backup with id 'zzzz'" in res.err and "Traceback" not in res.err
-        assert not reports.exists() and drill_namespaces(kc) == []
-        listed = run_dr(capsys, "--kubeconfig", kube.kubeconfig, "report", "drills", "--format", "json")
-        assert listed.code == 0 and listed.json()["apps"] == []
-        # A prefix of a real backup still works.
-        res = run_dr(capsys, "--kubeconfig", kube.kubeconfig, "drill", "run", str(rb), "--no-data",
-                     "--backup", taken["id"][:8], "-o", "json")  # fmt: skip
-        assert res.code == 0, res.err
-        assert res.json()["backupId"] == taken["id"]
-    finally:
-        kc.request("DELETE", f"/api/v1/namespaces/{ns}")
+    assert res.code == 2, res.err
+    assert "no backup with id 'zzzz'" in res.err and "Traceback" not in res.err
+    assert not reports.exists() and drill_namespaces(kc) == []
+    listed = run_dr(capsys, "--kubeconfig", kube.kubeconfig, "report", "drills", "--format", "json")
+    assert listed.code == 0 and listed.json()["apps"] == []
+    # A prefix of a real backup still works.
+    res = run_dr(capsys, "--kubeconfig", kube.kubeconfig, "drill", "run", str(rb), "--no-data",
+                 "--backup", taken["id"][:8], "-o", "json")  # fmt: skip
+    assert res.code == 0, res.err
+    assert res.json()["backupId"] == taken["id"]
 
 
 def test_loading_dumps_is_a_phase_of_the_measured_rto(
     capsys: Capsys,
-    kube_client: KubeClient,
     kube: Kube,
     repo: Path,
     unique: str,
+    app_ns: str,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     import time
 
     import dr.cli.drill_cmd
 
-    kc = kube_client
-    ns = f"prod-{unique}"
-    make_namespace(kc, ns)
-    create(kc, "configmaps", configmap("app-config", {"a": "b"}), ns)
+    ns = app_ns
 
     def slow_dumps(*args: Any) -> list[str]:
         time.sleep(1.5)  # a database loading its dump
         return []
 
     monkeypatch.setattr(dr.cli.drill_cmd, "dump_problems", slow_dumps)
-    try:
-        backup(capsys, kube, "-n", ns)
-        rb = write_runbook(repo / "rb.yaml", f"app{unique}", ns, [CM_STEP])
+    backup(capsys, kube, "-n", ns)
+    rb = write_runbook(repo / "rb.yaml", f"app{unique}", ns, [CM_STEP])
 
-        res = run_dr(capsys, "--kubeconfig", kube.kubeconfig, "drill", "run", str(rb), "-o", "json")
+    res = run_dr(capsys, "--kubeconfig", kube.kubeconfig, "drill", "run", str(rb), "-o", "json")
 
-        assert res.code == 0, res.err
-        doc = res.json()
-        phases = doc["phases"]
-        assert phases["loadDumps"] >= 1.5
-        assert doc["rtoMeasured"] == pytest.approx(sum(v for v in phases.values() if v is not None))
-    finally:
-        kc.request("DELETE", f"/api/v1/namespaces/{ns}")
+    assert res.code == 0, res.err
+    doc = res.json()
+    phases = doc["phases"]
+    assert phases["loadDumps"] >= 1.5
+    assert doc["rtoMeasured"] == pytest.approx(sum(v for v in phases.values() if v is not None))
 
 
 def test_scratch_network_policies_open_the_configs_endpoints_to_movers_only(tmp_path: Path) -> None:
@@ -361,12 +344,10 @@ def test_scratch_network_policies_open_the_configs_endpoints_to_movers_only(tmp_
 
 
 def test_a_drill_creates_the_mover_egress_policy(
-    capsys: Capsys, kube_client: KubeClient, kube: Kube, repo: Path, unique: str
+    capsys: Capsys, kube_client: KubeClient, kube: Kube, repo: Path, unique: str, app_ns: str
 ) -> None:
     kc = kube_client
-    ns = f"prod-{unique}"
-    make_namespace(kc, ns)
-    create(kc, "configmaps", configmap("app-config", {"a": "b"}), ns)
+    ns = app_ns
     scratch = None
     try:
         backup(capsys, kube, "-n", ns)
@@ -384,6 +365,5 @@ def test_a_drill_creates_the_mover_egress_policy(
             {"to": [{"ipBlock": {"cidr": "0.0.0.0/0"}}], "ports": [{"protocol": "TCP", "port": 443}]}
         ]
     finally:
-        kc.request("DELETE", f"/api/v1/namespaces/{ns}")
         if scratch:
             kc.request("DELETE", f"/api/v1/namespaces/{scratch}")
