@@ -66,6 +66,23 @@ def app_ns(admin: Any, unique: str) -> Iterator[str]:
     core.delete_namespace(name)
 
 
+@pytest.fixture
+def scratch_ns(drill_api: Any, admin: Any, unique: str) -> Iterator[str]:
+    """A drill scratch namespace ``drill-UNIQUE``, labelled and created by the drill account; deleted after."""
+    from kubernetes import client
+
+    name = f"drill-{unique}"
+    client.CoreV1Api(drill_api).create_namespace(
+        client.V1Namespace(metadata=client.V1ObjectMeta(name=name, labels={rbac.DRILL_LABEL: "true"}))
+    )
+    yield name
+    try:
+        client.CoreV1Api(admin).delete_namespace(name)
+    except client.ApiException as e:
+        if e.status != 404:  # the test deleted it already
+            raise
+
+
 def _as(cluster: TestCluster, user: str) -> Iterator[Any]:
     api = api_as(cluster, user)
     yield api
@@ -349,43 +366,33 @@ def test_restore_restores_cluster_roles_within_its_own_rights(
 
 
 def test_drill_works_only_in_its_scratch_namespace(
-    drill_api: Any, admin: Any, app_ns: str, unique: str
+    drill_api: Any, admin: Any, app_ns: str, unique: str, scratch_ns: str
 ) -> None:
     from kubernetes import client
 
     core = client.CoreV1Api(drill_api)
-    scratch = f"drill-{unique}"
-    core.create_namespace(
-        client.V1Namespace(metadata=client.V1ObjectMeta(name=scratch, labels={rbac.DRILL_LABEL: "true"}))
+    scratch = scratch_ns
+    # No rights inside the new namespace until it binds the workspace role there.
+    _forbidden(core.create_namespaced_config_map, scratch, {"metadata": {"name": "settings"}})
+    client.RbacAuthorizationV1Api(drill_api).create_namespaced_role_binding(
+        scratch, rbac.drill_workspace_binding(scratch, NS)
     )
-    try:
-        # No rights inside the new namespace until it binds the workspace role there.
-        _forbidden(core.create_namespaced_config_map, scratch, {"metadata": {"name": "settings"}})
-        client.RbacAuthorizationV1Api(drill_api).create_namespaced_role_binding(
-            scratch, rbac.drill_workspace_binding(scratch, NS)
-        )
-        core.create_namespaced_config_map(scratch, {"metadata": {"name": "settings"}, "data": {"a": "b"}})
-        core.create_namespaced_secret(scratch, {"metadata": {"name": "db"}, "stringData": {"password": "pw"}})
-        client.AppsV1Api(drill_api).create_namespaced_deployment(scratch, _deployment("web"))
-        assert core.read_namespaced_secret("db", scratch).data["password"]  # verification steps may read
-        # Nothing outside the scratch namespace.
-        _forbidden(core.create_namespaced_config_map, app_ns, {"metadata": {"name": "x"}})
-        _forbidden(core.read_namespaced_secret, "db", app_ns)
-        _forbidden(core.list_namespaced_secret, NS)
-        # It may bind only the workspace role, nothing stronger.
-        grab = rbac.role_binding(
-            f"grab-{unique}", scratch, "drill", "ClusterRole", rbac.RESTORE_ROLE,
-            [{"kind": "ServiceAccount", "name": rbac.DRILL_SA, "namespace": NS}],
-        )  # fmt: skip
-        _forbidden(client.RbacAuthorizationV1Api(drill_api).create_namespaced_role_binding, scratch, grab)
-        core.delete_namespace(scratch)
-        assert scratch not in {n.metadata.name for n in client.CoreV1Api(admin).list_namespace().items}
-    finally:
-        try:
-            client.CoreV1Api(admin).delete_namespace(scratch)
-        except client.ApiException as e:
-            if e.status != 404:
-                raise
+    core.create_namespaced_config_map(scratch, {"metadata": {"name": "settings"}, "data": {"a": "b"}})
+    core.create_namespaced_secret(scratch, {"metadata": {"name": "db"}, "stringData": {"password": "pw"}})
+    client.AppsV1Api(drill_api).create_namespaced_deployment(scratch, _deployment("web"))
+    assert core.read_namespaced_secret("db", scratch).data["password"]  # verification steps may read
+    # Nothing outside the scratch namespace.
+    _forbidden(core.create_namespaced_config_map, app_ns, {"metadata": {"name": "x"}})
+    _forbidden(core.read_namespaced_secret, "db", app_ns)
+    _forbidden(core.list_namespaced_secret, NS)
+    # It may bind only the workspace role, nothing stronger.
+    grab = rbac.role_binding(
+        f"grab-{unique}", scratch, "drill", "ClusterRole", rbac.RESTORE_ROLE,
+        [{"kind": "ServiceAccount", "name": rbac.DRILL_SA, "namespace": NS}],
+    )  # fmt: skip
+    _forbidden(client.RbacAuthorizationV1Api(drill_api).create_namespaced_role_binding, scratch, grab)
+    core.delete_namespace(scratch)
+    assert scratch not in {n.metadata.name for n in client.CoreV1Api(admin).list_namespace().items}
 
 
 def test_drill_gc_cleans_dr_namespace_leftovers(drill_api: Any, admin: Any, unique: str) -> None:
@@ -441,7 +448,7 @@ def _allowed(api: Any, verb: str, resource: str, namespace: str | None = None, *
 
 
 def test_drill_http_steps_may_use_the_service_proxy_in_scratch_only(
-    drill_api: Any, admin: Any, app_ns: str, unique: str
+    drill_api: Any, admin: Any, app_ns: str, unique: str, scratch_ns: str
 ) -> None:
     """``http`` steps go through /api/v1/namespaces/NS/services/NAME:PORT/proxy/: services/proxy rights."""
     from typing import get_args
@@ -452,33 +459,27 @@ def test_drill_http_steps_may_use_the_service_proxy_in_scratch_only(
     from dr.runbook.model import HttpStep
 
     core = client.CoreV1Api(drill_api)
-    scratch = f"drill-{unique}"
-    core.create_namespace(
-        client.V1Namespace(metadata=client.V1ObjectMeta(name=scratch, labels={rbac.DRILL_LABEL: "true"}))
+    scratch = scratch_ns
+    client.RbacAuthorizationV1Api(drill_api).create_namespaced_role_binding(
+        scratch, rbac.drill_workspace_binding(scratch, NS)
     )
-    try:
-        client.RbacAuthorizationV1Api(drill_api).create_namespaced_role_binding(
-            scratch, rbac.drill_workspace_binding(scratch, NS)
-        )
-        # Every method a step may use maps to an allowed verb (a new method must be added here).
-        methods = get_args(HttpStep.model_fields["method"].annotation)
-        assert set(methods) == set(rbac.PROXY_VERB_OF_METHOD)
-        for method in methods:
-            verb = rbac.PROXY_VERB_OF_METHOD[method]
-            assert _allowed(drill_api, verb, "services", scratch, subresource="proxy"), method
-            assert not _allowed(drill_api, verb, "services", app_ns, subresource="proxy"), method
-        assert not _allowed(drill_api, "delete", "services", scratch, subresource="proxy")
-        # The real request: past authorization (the Service has no pods, so not 2xx, but never 403).
-        core.create_namespaced_service(
-            scratch,
-            {"metadata": {"name": "web"}, "spec": {"selector": {"app": "web"}, "ports": [{"port": 80}]}},
-        )
-        step = HttpStep.model_validate({"name": "up", "type": "http", "service": "web", "port": 80})
-        with pytest.raises(client.ApiException) as e:
-            drill_api.call_api(service_proxy_path(scratch, step), "GET", auth_settings=["BearerToken"])
-        assert e.value.status != 403, e.value.body
-    finally:
-        client.CoreV1Api(admin).delete_namespace(scratch)
+    # Every method a step may use maps to an allowed verb (a new method must be added here).
+    methods = get_args(HttpStep.model_fields["method"].annotation)
+    assert set(methods) == set(rbac.PROXY_VERB_OF_METHOD)
+    for method in methods:
+        verb = rbac.PROXY_VERB_OF_METHOD[method]
+        assert _allowed(drill_api, verb, "services", scratch, subresource="proxy"), method
+        assert not _allowed(drill_api, verb, "services", app_ns, subresource="proxy"), method
+    assert not _allowed(drill_api, "delete", "services", scratch, subresource="proxy")
+    # The real request: past authorization (the Service has no pods, so not 2xx, but never 403).
+    core.create_namespaced_service(
+        scratch,
+        {"metadata": {"name": "web"}, "spec": {"selector": {"app": "web"}, "ports": [{"port": 80}]}},
+    )
+    step = HttpStep.model_validate({"name": "up", "type": "http", "service": "web", "port": 80})
+    with pytest.raises(client.ApiException) as e:
+        drill_api.call_api(service_proxy_path(scratch, step), "GET", auth_settings=["BearerToken"])
+    assert e.value.status != 403, e.value.body
 
 
 def test_drill_creates_nothing_in_dr_namespace(drill_api: Any, admin: Any, unique: str) -> None:
