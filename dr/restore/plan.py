@@ -400,6 +400,14 @@ def _skip_reason(
     return None
 
 
+def claim_of_pv(pv: dict[str, Any]) -> str | None:
+    """The claim ("namespace/name") a PersistentVolume's ``claimRef`` names, if any."""
+    ref = (pv.get("spec") or {}).get("claimRef")
+    if not isinstance(ref, dict) or not ref.get("name"):
+        return None
+    return f"{ref.get('namespace') or ''}/{ref['name']}"
+
+
 def _pv_skip_reason(pv: dict[str, Any], data_claims: Container[str]) -> str | None:
     """Why a PersistentVolume is not restored, as Velero decides: only a volume whose storage outlives it.
 
@@ -412,8 +420,7 @@ def _pv_skip_reason(pv: dict[str, Any], data_claims: Container[str]) -> str | No
     ``volumeName`` is dropped and the storage class provisions one.
     """
     spec = pv.get("spec") or {}
-    ref = spec.get("claimRef") or {}
-    claim = f"{ref.get('namespace')}/{ref.get('name')}" if isinstance(ref, dict) and ref.get("name") else None
+    claim = claim_of_pv(pv)
     if claim is not None and claim in data_claims:
         return f"the data of its claim {claim} is restored by a mover into a new volume"
     if spec.get("persistentVolumeReclaimPolicy") == "Delete":

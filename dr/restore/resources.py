@@ -62,7 +62,15 @@ from dr.kube.discovery import ApiResource, Discovery, discover
 from dr.kube.objects import ResourceItem, label_value, labels_of
 from dr.kube.wait import wait_for_crd_established, wait_for_deletion, wait_for_served
 from dr.restore.order import CRD_STAGE, NAMESPACE_STAGE, STAGES, stage_of
-from dr.restore.plan import ItemSource, PlanEntry, RestoreOptions, RestorePlan, build_plan, changes
+from dr.restore.plan import (
+    ItemSource,
+    PlanEntry,
+    RestoreOptions,
+    RestorePlan,
+    build_plan,
+    changes,
+    claim_of_pv,
+)
 from dr.restore.results import ItemResults, Outcome, RestoreItemResult
 from dr.restore.transforms import (
     BACKUP_LABEL,
@@ -504,13 +512,6 @@ class _RestoreRun:
             return RestoreItemResult(item=item, outcome="failed", reason=f"{reason}: {e.short}")
 
 
-def _claim_of(pv: dict[str, Any]) -> str | None:
-    ref = (pv.get("spec") or {}).get("claimRef")
-    if not isinstance(ref, dict) or not ref.get("name"):
-        return None
-    return f"{ref.get('namespace') or ''}/{ref['name']}"
-
-
 def _used_by_another(entry: PlanEntry, desired: dict[str, Any], existing: dict[str, Any]) -> str | None:
     """Why an existing cluster-scoped object that differs is someone else's and is left alone, if it is.
 
@@ -525,7 +526,7 @@ def _used_by_another(entry: PlanEntry, desired: dict[str, Any], existing: dict[s
     group, _, _ = str(desired.get("apiVersion", "")).rpartition("/")
     kind = desired.get("kind")
     if (group, kind) == ("", "PersistentVolume"):
-        bound, wanted = _claim_of(existing), _claim_of(desired)
+        bound, wanted = claim_of_pv(existing), claim_of_pv(desired)
         if bound is not None and bound != wanted:
             return (
                 f"bound to claim {bound}: a restore never takes a volume from another claim "
