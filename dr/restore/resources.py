@@ -151,8 +151,7 @@ def restore_resources(
     cluster's API cannot be read at all, ``InvalidInput`` for options that select nothing;
     every per-object problem is a ``failed`` item in the result.
     """
-    run = _RestoreRun(kube, options, backup_id, restore_id, progress, after_stage, reread)
-    run.data_volumes = dict(data_volumes or {})
+    run = _RestoreRun(kube, options, backup_id, restore_id, progress, after_stage, reread, data_volumes)
     return run.run(items)
 
 
@@ -166,9 +165,11 @@ class _RestoreRun:
         progress: ProgressCallback | None,
         after_stage: StageCallback | None = None,
         reread: ItemSource | None = None,
+        data_volumes: Mapping[str, str] | None = None,
     ) -> None:
         self.kube, self.options, self.progress, self.after_stage = kube, options, progress, after_stage
         self.reread = reread
+        self.data_volumes: dict[str, str] = dict(data_volumes or {})
         self.result = RestoreResult(backup_id=backup_id, restore_id=restore_id, dry_run=options.dry_run)
         self.restore_label = label_value(restore_id)
         self.disc = Discovery()
@@ -176,7 +177,6 @@ class _RestoreRun:
         self.done = 0
         self.namespaces_created: set[str] = set()
         self.restored_pvs: set[str] = set()
-        self.data_volumes: dict[str, str] = {}
         self.absent_namespaces: set[str] = set()  # dry run: target namespaces that would be created
         self.pending_types: set[tuple[str, str]] = set()  # dry run: types of CRDs that would be created
         self.lock = threading.Lock()  # guards discovery updates from the CRD waits
