@@ -15,7 +15,7 @@ import yaml
 
 from dr.kube.client import KubeClient
 from tests.conftest import Kube
-from tests.helpers import run_dr
+from tests.helpers import Result, run_dr
 from tests.kube_helpers import configmap, create, create_crd, delete_crd, get, make_namespace
 
 Capsys = pytest.CaptureFixture[str]
@@ -64,6 +64,10 @@ def drill_namespaces(kc: KubeClient) -> list[str]:
     return [n["metadata"]["name"] for n in found]
 
 
+def drill(capsys: Capsys, kube: Kube, runbook: Path, *args: str) -> Result:
+    return run_dr(capsys, "--kubeconfig", kube.kubeconfig, "drill", "run", str(runbook), *args)
+
+
 def backup(capsys: Capsys, kube: Kube, *args: str) -> dict[str, Any]:
     res = run_dr(capsys, "--kubeconfig", kube.kubeconfig, "backup", *args, "-o", "json")
     assert res.code == 0, res.err
@@ -85,8 +89,7 @@ def test_objects_that_fail_to_restore_fail_the_drill(
     rb = write_runbook(repo / "rb.yaml", f"app{unique}", ns, [CM_STEP])
     reports = repo / "reports"
 
-    res = run_dr(capsys, "--kubeconfig", kube.kubeconfig, "drill", "run", str(rb), "--no-data",
-                 "--report-dir", str(reports), "-o", "json")  # fmt: skip
+    res = drill(capsys, kube, rb, "--no-data", "--report-dir", str(reports), "-o", "json")
 
     assert res.code == 4, res.err
     doc = res.json()
@@ -112,7 +115,7 @@ def test_workloads_never_ready_fail_the_drill_and_measure_no_rto(
     backup(capsys, kube, "-n", ns)
     rb = write_runbook(repo / "rb.yaml", f"app{unique}", ns, [CM_STEP], timeout="3s")
 
-    res = run_dr(capsys, "--kubeconfig", kube.kubeconfig, "drill", "run", str(rb), "--no-data", "-o", "json")
+    res = drill(capsys, kube, rb, "--no-data", "-o", "json")
 
     assert res.code == 4, res.err
     doc = res.json()
@@ -146,9 +149,7 @@ def test_a_scratch_name_taken_already_is_neither_used_nor_deleted(
         create(kc, "configmaps", configmap("precious", {"k": "v"}), victim)
         rb = write_runbook(repo / "rb.yaml", app, ns, [CM_STEP])
 
-        res = run_dr(
-            capsys, "--kubeconfig", kube.kubeconfig, "drill", "run", str(rb), "--no-data", "-o", "json"
-        )
+        res = drill(capsys, kube, rb, "--no-data", "-o", "json")
 
         assert res.code == 1, res.err
         doc = res.json()
@@ -220,9 +221,7 @@ def test_a_drill_creates_no_cluster_scoped_objects_and_names_the_missing_ones(
         assert before is not None
         rb = write_runbook(repo / "rb.yaml", f"app{unique}", ns, [CM_STEP])
 
-        res = run_dr(
-            capsys, "--kubeconfig", kube.kubeconfig, "drill", "run", str(rb), "--no-data", "-o", "json"
-        )
+        res = drill(capsys, kube, rb, "--no-data", "-o", "json")
 
         assert res.code == 4, res.err
         doc = res.json()
@@ -250,8 +249,7 @@ def test_an_unknown_backup_is_invalid_input_without_a_report(
     rb = write_runbook(repo / "rb.yaml", f"app{unique}", ns, [CM_STEP])
     reports = repo / "reports"
 
-    res = run_dr(capsys, "--kubeconfig", kube.kubeconfig, "drill", "run", str(rb), "--no-data",
-                 "--backup", "zzzz", "--report-dir", str(reports))  # fmt: skip
+    res = drill(capsys, kube, rb, "--no-data", "--backup", "zzzz", "--report-dir", str(reports))
 
     assert res.code == 2, res.err
     assert "no backup with id 'zzzz'" in res.err and "Traceback" not in res.err
@@ -259,8 +257,7 @@ def test_an_unknown_backup_is_invalid_input_without_a_report(
     listed = run_dr(capsys, "--kubeconfig", kube.kubeconfig, "report", "drills", "--format", "json")
     assert listed.code == 0 and listed.json()["apps"] == []
     # A prefix of a real backup still works.
-    res = run_dr(capsys, "--kubeconfig", kube.kubeconfig, "drill", "run", str(rb), "--no-data",
-                 "--backup", taken["id"][:8], "-o", "json")  # fmt: skip
+    res = drill(capsys, kube, rb, "--no-data", "--backup", taken["id"][:8], "-o", "json")
     assert res.code == 0, res.err
     assert res.json()["backupId"] == taken["id"]
 
@@ -287,7 +284,7 @@ def test_loading_dumps_is_a_phase_of_the_measured_rto(
     backup(capsys, kube, "-n", ns)
     rb = write_runbook(repo / "rb.yaml", f"app{unique}", ns, [CM_STEP])
 
-    res = run_dr(capsys, "--kubeconfig", kube.kubeconfig, "drill", "run", str(rb), "-o", "json")
+    res = drill(capsys, kube, rb, "-o", "json")
 
     assert res.code == 0, res.err
     doc = res.json()
@@ -352,8 +349,7 @@ def test_a_drill_creates_the_mover_egress_policy(
     try:
         backup(capsys, kube, "-n", ns)
         rb = write_runbook(repo / "rb.yaml", f"app{unique}", ns, [CM_STEP])
-        res = run_dr(capsys, "--kubeconfig", kube.kubeconfig, "drill", "run", str(rb), "--no-data", "--keep",
-                     "-o", "json")  # fmt: skip
+        res = drill(capsys, kube, rb, "--no-data", "--keep", "-o", "json")
         assert res.code == 0, res.err
         scratch = res.json()["namespace"]
         policy = get(kc, "networking.k8s.io/v1", "networkpolicies", "drill-movers", scratch)
