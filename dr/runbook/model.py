@@ -635,7 +635,7 @@ def _fit(head: str, cut: str, tail: str = "") -> str:
     room = max(0, 63 - len(head) - len(tail))
     middle = cut[:room].strip("-")
     if not middle:
-        return head.rstrip("-") + tail if tail else head.rstrip("-")
+        return head.rstrip("-") + tail
     return head + middle + tail
 
 
