@@ -42,8 +42,8 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from dr.deploy.network import Endpoint
-from dr.deploy.rbac import DRILL_LABEL
+from dr.deploy.network import Endpoint, endpoint_egress
+from dr.deploy.rbac import DRILL_LABEL, drill_workspace_binding
 from dr.deploy.workloads import CONFIG_MAP
 from dr.drill.model import (
     Cleanup,
@@ -167,9 +167,6 @@ def scratch_manifests(
     opened to dr's own pods there only — the restore movers and data probes, which read the
     repository — never to the restored application, which stays isolated.
     """
-    from dr.deploy.network import endpoint_egress
-    from dr.deploy.rbac import drill_workspace_binding
-
     labels = {DRILL_LABEL: "true", APP_LABEL: rb.name[:63], EXPIRES_LABEL: str(int(expires.timestamp()))}
     out: list[dict[str, Any]] = [
         {"apiVersion": "v1", "kind": "Namespace",
