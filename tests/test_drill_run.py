@@ -363,3 +363,55 @@ def test_a_drill_creates_the_mover_egress_policy(
     finally:
         if scratch:
             kc.request("DELETE", f"/api/v1/namespaces/{scratch}")
+
+
+def test_cluster_scoped_objects_that_cannot_be_looked_up_are_warnings() -> None:
+    """Missing: a restore problem; present: nothing; unreadable (the drill account may not get it): a warning."""
+    from dr.drill.run import missing_cluster_resources
+    from dr.kube.client import ApiError
+    from dr.kube.objects import ResourceItem
+    from dr.restore.plan import CLUSTER_SCOPED_SKIP
+    from dr.restore.resources import RestoreResult
+    from dr.restore.results import ItemResults, RestoreItemResult
+
+    def cluster_scoped(group: str, kind: str, resource: str, name: str, reason: str) -> RestoreItemResult:
+        item = ResourceItem(
+            group=group, version="v1", kind=kind, resource=resource, namespaced=False, name=name
+        )
+        return RestoreItemResult(item=item, outcome="skipped", reason=reason)
+
+    results = ItemResults(
+        [
+            cluster_scoped("storage.k8s.io", "StorageClass", "storageclasses", "gone", CLUSTER_SCOPED_SKIP),
+            cluster_scoped("storage.k8s.io", "StorageClass", "storageclasses", "here", CLUSTER_SCOPED_SKIP),
+            cluster_scoped("", "PersistentVolume", "persistentvolumes", "pv-1", CLUSTER_SCOPED_SKIP),
+            # Skipped for another reason: not looked up at all.
+            cluster_scoped("", "PersistentVolume", "persistentvolumes", "pv-2", "never restored: x"),
+        ]
+    )
+    asked: list[str] = []
+
+    class Kube:
+        def call(self, method: str, path: str) -> dict[str, Any]:
+            asked.append(f"{method} {path}")
+            if path.endswith("/gone"):
+                raise ApiError(method, path, 404, "NotFound", "not found")
+            if path.endswith("/pv-1"):
+                raise ApiError(method, path, 403, "Forbidden", "persistentvolumes is forbidden")
+            return {}
+
+    warnings: list[str] = []
+    missing = missing_cluster_resources(
+        Kube(),  # type: ignore[arg-type]
+        RestoreResult(backup_id="b", restore_id="r", items=results),
+        warnings,
+    )
+    assert asked == [
+        "GET /apis/storage.k8s.io/v1/storageclasses/gone",
+        "GET /apis/storage.k8s.io/v1/storageclasses/here",
+        "GET /api/v1/persistentvolumes/pv-1",
+    ]
+    assert missing == ["storageclasses.storage.k8s.io gone: not in the cluster; a restore would create it"]
+    assert warnings == [
+        "cannot check whether persistentvolumes pv-1 exists: 403 Forbidden: persistentvolumes is forbidden"
+    ]
