@@ -598,6 +598,36 @@ def test_an_oversized_snapshot_is_refused_unread(tmp_path: Path, monkeypatch: py
     assert find_snapshot(fresh, good.id, kind="volume", what="volume snapshot").id == good.id
 
 
+def test_a_snapshot_by_full_id_is_one_read_and_a_large_one_still_whole(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Loading an object that no listing sized (a restore by full snapshot id) read it
+    # after a stat: a round trip more than needed on S3 and GCS. Its start is read
+    # first; only an object at least that long is stat-ed (and refused if too large).
+    import dr.repo.repository as repository
+
+    repo, key = init_repo(make_store("file", tmp_path, None), tmp_path)
+    small = backup_directory(repo, _two_files(tmp_path)).snapshot
+    calls: list[str] = []
+    for op in ("stat", "get", "get_range"):
+
+        def counted(*args: Any, _op: str = op, _fn: Any = getattr(repo.store, op)) -> Any:
+            calls.append(_op)
+            return _fn(*args)
+
+        monkeypatch.setattr(repo.store, op, counted)
+    fresh = open_with(repo.store, key)
+    calls.clear()
+    assert find_snapshot(fresh, small.id, kind="volume", what="volume snapshot").id == small.id
+    assert calls == ["get_range"]
+    # A snapshot longer than the first read (many refs) is stat-ed and read whole.
+    monkeypatch.setattr(repository, "FIRST_READ", 64)
+    fresh = open_with(repo.store, key)
+    calls.clear()
+    assert find_snapshot(fresh, small.id, kind="volume", what="volume snapshot") == small
+    assert calls == ["get_range", "stat", "get"]
+
+
 def test_an_oversized_lock_is_ignored_unread(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     from dr.repo.locks import list_locks
 

@@ -54,6 +54,8 @@ OBJECT_KINDS = ("snapshots", "locks", "reports", "index")
 # leaves room for ~4 TiB. Plaintext may be up to 4x that (ids compress about 2x).
 MAX_OBJECT_SIZE = {"snapshots": 128 << 20, "reports": 128 << 20, "locks": 1 << 20}
 PLAINTEXT_FACTOR = 4
+# What load_object reads of an object it has no listed size for, before asking its size.
+FIRST_READ = 256 << 10
 # A key slot is ~500 bytes of JSON (a KMS ciphertext included).
 MAX_SLOT_SIZE = 64 << 10
 
@@ -388,13 +390,22 @@ class Repository:
         where = f"{kind}/{name}"
         cap = MAX_OBJECT_SIZE[kind]
         size = self._listed_sizes.get(kind, {}).get(name)
+        sealed = None
         if size is None:
-            size = self.store.stat(where).size
+            # Not listed: read its start, which is all of it but for a damaged one (these
+            # objects are kilobytes), instead of a stat and then a read: a round trip less
+            # on S3 and GCS, where a restore by full snapshot id starts here.
+            first = self.store.get_range(where, 0, FIRST_READ)
+            if len(first) < FIRST_READ:
+                size, sealed = len(first), first
+            else:
+                size = self.store.stat(where).size
         if size > cap:
             raise FormatError(
                 f"{where}: {size} bytes, more than the {cap} such an object may have (damaged?)"
             )
-        sealed = self.store.get(where)
+        if sealed is None:
+            sealed = self.store.get(where)
         plain = self.codec.decode(sealed, object_aad(kind, name), what=where, max_size=PLAINTEXT_FACTOR * cap)
         try:
             doc = json.loads(plain)
