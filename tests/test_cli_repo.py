@@ -485,3 +485,32 @@ def test_a_damaged_snapshot_is_passed_over_by_listings_and_restores(
     assert r.code == 1 and f"snapshots/{bad}" in r.err
     r = run_dr(capsys, "backups", "describe", good[:8])
     assert r.code == 2 and "no backup with id" in r.err  # a volume snapshot is not a backup
+
+
+def test_mover_restore_counts_symlinks_and_special_files(
+    home: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # What a restore made is all in its summary: a symlink (or fifo) is not a file, nor is it nothing.
+    assert run_dr(capsys, "repo", "init").code == 0
+    src = _src(home)
+    (src / "link").symlink_to("b.txt")
+    os.mkfifo(src / "pipe")
+    url = f"file://{home}/data/dr/repo"
+    snap = run_dr(capsys, "mover", "backup", "--repo", url, str(src), "-o", "json").json()["id"]
+
+    r = run_dr(capsys, "mover", "restore", "--repo", url, snap, str(home / "one"), "--path", "link")
+    assert r.code == 0, r.err
+    assert os.readlink(home / "one" / "link") == "b.txt"
+    assert r.out.startswith("restored 0 files, 0 dirs, 1 symlink, 0 bytes into "), r.out
+    r = run_dr(capsys, "mover", "restore", snap, str(home / "two"), "--path", "link", "-o", "json")
+    assert {k: r.json()[k] for k in ("files", "dirs", "symlinks", "specialFiles", "bytes")} == {
+        "files": 0, "dirs": 0, "symlinks": 1, "specialFiles": 0, "bytes": 0
+    }  # fmt: skip
+
+    r = run_dr(capsys, "mover", "restore", snap, str(home / "all"))
+    assert r.code == 0, r.err
+    assert r.out.startswith(f"restored 2 files, 1 dir, 1 symlink, 1 special file, {(2 << 20) + 6:,} bytes")
+    r = run_dr(capsys, "mover", "restore", snap, str(home / "all2"), "-o", "json")
+    assert {k: r.json()[k] for k in ("files", "dirs", "symlinks", "specialFiles")} == {
+        "files": 2, "dirs": 1, "symlinks": 1, "specialFiles": 1
+    }  # fmt: skip

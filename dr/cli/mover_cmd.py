@@ -85,6 +85,10 @@ def backup(path: str, parent: str | None, tags: tuple[tuple[str, str], ...], out
     return ExitCode.OK
 
 
+def _count(n: int, noun: str) -> str:
+    return f"{n} {noun}{'s' if n != 1 else ''}"
+
+
 @mover_group.command("restore")
 @repo_option
 @click.argument("snapshot_id", metavar="ID")
@@ -107,11 +111,15 @@ def restore(snapshot_id: str, target: str, paths: tuple[str, ...], output: str) 
     ):
         stats = restore_snapshot(repo, snap, target, paths=list(paths) or None, progress=advance)
     data = {"id": snap.id, "target": os.path.abspath(target), "files": stats.files, "dirs": stats.dirs,
-            "bytes": stats.bytes, "errors": stats.errors}  # fmt: skip
+            "symlinks": stats.symlinks, "specialFiles": stats.special, "bytes": stats.bytes,
+            "errors": stats.errors}  # fmt: skip
     if output == "table":
-        click.echo(
-            f"restored {stats.files} files, {stats.dirs} dirs, {stats.bytes:,} bytes into {data['target']}"
-        )
+        # Everything restored is counted: "files" are regular files (as a backup counts
+        # them), so symlinks and fifos/devices have figures of their own.
+        counts = [_count(stats.files, "file"), _count(stats.dirs, "dir"), _count(stats.symlinks, "symlink")]
+        if stats.special:  # rare in a volume: named only when there are some
+            counts.append(_count(stats.special, "special file"))
+        click.echo(f"restored {', '.join(counts)}, {stats.bytes:,} bytes into {data['target']}")
     else:
         emit(data, output)
     if stats.errors:

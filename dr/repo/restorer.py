@@ -129,8 +129,10 @@ BATCH_BYTES = 256 << 20
 
 @dataclass
 class RestoreStats:
-    files: int = 0
+    files: int = 0  # regular files (hard links included), what a backup's ``files`` counts
     dirs: int = 0
+    symlinks: int = 0
+    special: int = 0  # fifos and device nodes (sockets are not restored)
     bytes: int = 0
     errors: list[str] = field(default_factory=list)
 
@@ -958,3 +960,8 @@ class _BatchRestore:
                 _apply_meta(p, n, is_root=self.is_root, follow=False)
             except OSError as e:
                 stats.errors.append(f"{rel}: {e.strerror or e}")
+                continue
+            if n["type"] == "symlink":
+                stats.symlinks += 1
+            else:
+                stats.special += 1
