@@ -148,3 +148,24 @@ def test_forget_keeps_volume_snapshots_a_running_backup_may_need(
     # Once no backup runs, retention applies to them too.
     assert run_dr(capsys, "forget", "--keep-last", "1").code == 0
     assert _ids(repo) == {running[1]}
+
+
+def test_forget_names_the_group_of_a_volume_snapshot_made_by_hand(
+    isolated_home: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # `dr mover backup` snapshots have no namespace/PVC: their group is their host, paths and tags.
+    import socket
+
+    assert run_dr(capsys, "repo", "init").code == 0
+    src = isolated_home / "src"
+    src.mkdir()
+    (src / "a.txt").write_text("a\n")
+    for args in ([], [], ["--tag", "app=web", "--tag", "tier=db"]):
+        assert run_dr(capsys, "mover", "backup", str(src), *args).code == 0
+    r = run_dr(capsys, "forget", "--keep-last", "1", "--dry-run")
+    assert r.code == 0, r.err
+    host = socket.gethostname()
+    lines = r.out.splitlines()
+    assert lines[0].split()[:4] == ["ID", "KIND", "GROUP", "TIME"]
+    groups = sorted(line.split("  ")[2].strip() for line in lines[1:])  # the ID, KIND and GROUP cells
+    assert groups == [f"{host}:{src}", f"{host}:{src}", f"{host}:{src} app=web,tier=db"], r.out

@@ -265,6 +265,17 @@ def _group_key(s: Snapshot) -> tuple[str, ...]:
     return ("volume", s.hostname, ",".join(s.paths), ",".join(f"{k}={v}" for k, v in sorted(s.tags.items())))
 
 
+def _group_label(key: tuple[str, ...]) -> str:
+    """The GROUP a user reads for ``_group_key``'s key: ``policy/namespaces`` of a backup,
+    ``namespace/pvc`` of a volume `dr backup` made, ``host:path tags`` of one made by hand
+    (joined by "/" these read as one path: ``vm//data/app=web``)."""
+    if key[0] == "backup" or len(key) == 2:
+        return "/".join(k for k in key[1:] if k)
+    _, host, paths, tags = key
+    where = f"{host}:{paths}" if host else paths
+    return f"{where} {tags}" if tags else where
+
+
 def _plan_forget(
     all_snaps: list[Snapshot], pol: Policy, policy: str | None, busy_since: datetime | None
 ) -> tuple[list[dict[str, Any]], dict[str, set[str]]]:
@@ -307,7 +318,7 @@ def _plan_forget(
             if d.id not in decide:
                 continue  # ranks the others only: follows its backup, or kept as in progress
             s = by_id[d.id]
-            rows.append(_row(s, "/".join(k for k in key[1:] if k), d.keep, d.reasons))
+            rows.append(_row(s, _group_label(key), d.keep, d.reasons))
             if not d.keep:
                 remove[s.kind].add(s.id)
                 remove["volume"].update(r for r in s.refs if r in by_id)
