@@ -370,6 +370,14 @@ def test_cli_render(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert out.read_text().startswith("# Runbook: redis-cache\n")
 
 
+def test_cli_render_says_once_that_the_repository_is_not_available(isolated_home: Path) -> None:
+    r = run_dr_process("runbook", "render", str(CACHE))  # no repository in this home
+    assert r.code == 0 and UNKNOWN_BACKUP in r.out and UNKNOWN_DRILL in r.out, r.err
+    # Once, not once for the latest backup and again for the latest drill.
+    assert r.err.count("repository not available") == 1, r.err
+    assert "no repository here" in r.err
+
+
 def test_cli_render_errors(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     bad = tmp_path / "bad.yaml"
     bad.write_text(BAD)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
@@ -14,6 +14,9 @@ from dr.drill.model import DrillReport
 from dr.errors import DrError, ExitCode, InvalidInput
 from dr.runbook.model import Runbook, load_runbook
 from dr.runbook.render import BackupSummary, render_markdown
+
+if TYPE_CHECKING:
+    from dr.repo.repository import Repository
 
 log = logging.getLogger(__name__)
 
@@ -71,7 +74,7 @@ def validate(files: tuple[str, ...], output: str) -> int:
     return ExitCode.OK
 
 
-def _repository() -> Any:
+def _repository() -> Repository | None:
     """The repository, or None when it cannot be opened (the runbook still renders, offline)."""
     from dr.cli.context import app
     from dr.cli.repo_access import open_repository
@@ -83,13 +86,10 @@ def _repository() -> Any:
         return None
 
 
-def latest_backup_for(rb: Runbook) -> BackupSummary | None:
+def latest_backup_for(repo: Repository, rb: Runbook) -> BackupSummary | None:
     """The newest completed backup of the runbook's app."""
     from dr.drill.run import app_backups
 
-    repo = _repository()
-    if repo is None:
-        return None
     good = [s for s in app_backups(repo, rb) if s.phase == "Completed"]
     if not good:
         return None
@@ -100,13 +100,10 @@ def latest_backup_for(rb: Runbook) -> BackupSummary | None:
     return BackupSummary(id=s.id, time=s.time, namespaces=s.namespaces, size=size)
 
 
-def latest_passing_drill_for(rb: Runbook) -> DrillReport | None:
+def latest_passing_drill_for(repo: Repository, rb: Runbook) -> DrillReport | None:
     """The newest passing drill of the runbook's app."""
     from dr.drill.run import load_reports
 
-    repo = _repository()
-    if repo is None:
-        return None
     passed = [r for r in load_reports(repo) if r.app == rb.name and r.passed]
     return passed[-1] if passed else None
 
@@ -117,11 +114,12 @@ def latest_passing_drill_for(rb: Runbook) -> DrillReport | None:
 def render(file: str, out: str | None) -> int:
     """Write the human runbook (Markdown) with the exact restore commands."""
     rb = load_runbook(Path(file))
+    repo = _repository()  # opened (or found missing, and said so) once for both look-ups
     text = render_markdown(
         rb,
         source=file,
-        latest_backup=latest_backup_for(rb),
-        latest_drill=latest_passing_drill_for(rb),
+        latest_backup=latest_backup_for(repo, rb) if repo is not None else None,
+        latest_drill=latest_passing_drill_for(repo, rb) if repo is not None else None,
         generated=datetime.now(UTC),
     )
     if out:
