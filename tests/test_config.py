@@ -116,6 +116,10 @@ def test_cli_validate_example(capsys: pytest.CaptureFixture[str]) -> None:
         ("mover:\n  parallelism: 65\n", ":2:3: mover.parallelism: must be at most 64"),
         ("mover:\n  parallelism: true\n", ":2:3: mover.parallelism: expected an integer"),
         (
+            "backupPolicies:\n  - name: a\n    schedule: '@daily'\n    retention: {keepLast: true}\n",
+            ":4:17: backupPolicies[0].retention.keepLast: expected an integer",
+        ),
+        (
             "mover:\n  resources: {limits: {memory: [1]}}\n",
             "mover.resources.limits.memory: expected a string",
         ),

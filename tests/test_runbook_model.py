@@ -387,6 +387,27 @@ def test_http_port_range(tmp_path: Path) -> None:
     assert problems_of(p) == [f"{p}:19:7: spec.verification[0].port: port 70000 out of range 1-65535"]
 
 
+@pytest.mark.parametrize(
+    ("steps", "where"),
+    [
+        ("    - {name: w, type: http, service: web, port: true}\n", "spec.verification[0].port"),
+        ("    - {name: w, type: http, service: web, port: 80, expect: {status: true}}\n", "spec.verification[0].expect.status"),
+        ("    - {name: r, type: resources, expect: [{kind: Pod, minCount: true}]}\n", "spec.verification[0].expect[0].minCount"),
+        ("    - {name: e, type: exec, workload: db, command: [x], expect: {exitCode: false}}\n", "spec.verification[0].expect.exitCode"),
+        ("    - {name: d, type: data, pvc: data, checks: [{path: a, count: true}]}\n", "spec.verification[0].checks[0].count"),
+        ("    - {name: d, type: data, pvc: data, checks: [{path: a, minCount: true}]}\n", "spec.verification[0].checks[0].minCount"),
+        ("    - {name: j, type: job, image: busybox, backoffLimit: true}\n", "spec.verification[0].backoffLimit"),
+    ],
+)  # fmt: skip
+def test_true_and_false_are_not_numbers(tmp_path: Path, steps: str, where: str) -> None:
+    # YAML's true is Python's 1: `port: true` was taken for port 1, `exitCode: false` for 0.
+    p = write(tmp_path, with_steps(steps))
+    [line] = problems_of(p)
+    assert line.startswith(f"{p}:16:") and f": {where}: expected " in line and "not true or false" in line, (
+        line
+    )
+
+
 def test_procedure_command_must_be_dr(tmp_path: Path) -> None:
     p = write(tmp_path, GOOD.replace("dr: dr restore latest", "dr: dr restor latest"))
     [line] = problems_of(p)

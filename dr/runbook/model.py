@@ -143,6 +143,24 @@ def _check_quantity(v: Any) -> str:
     return text
 
 
+def _not_bool(what: str) -> Any:
+    """A before-check refusing true/false where a number is meant: bool is an int in
+    Python, and pydantic takes ``port: true`` for port 1, ``exitCode: false`` for 0
+    (dr.yaml's validator refuses them the same way)."""
+
+    def check(v: Any) -> Any:
+        if isinstance(v, bool):
+            raise ValueError(f"expected {what}, not true or false")
+        return v
+
+    return BeforeValidator(check)
+
+
+Int = Annotated[int, _not_bool("an integer")]
+# Not ``Int | None``: the bound of the field would then not reach the number's schema.
+OptionalInt = Annotated[int | None, _not_bool("an integer")]
+
+
 def _check_dns_label(v: str) -> str:
     if not _DNS_LABEL.match(v) or len(v) > 63:
         raise ValueError(f"{v!r} is not a DNS label (lower-case letters, digits and '-', at most 63)")
@@ -240,7 +258,7 @@ class ResourceExpectation(Model):
     kind: str = Field(
         min_length=1, description="Kind (Deployment), plural (deployments) or plural.group (deployments.apps)"
     )
-    min_count: int = Field(default=1, ge=0)
+    min_count: Int = Field(default=1, ge=0)
     selector: Selector | None = None
     names: list[str] = Field(default_factory=list, description="objects that must exist by name")
 
@@ -273,7 +291,7 @@ class JsonCheck(Model):
 
 
 class HttpExpect(Model):
-    status: int = Field(default=200, ge=100, le=599)
+    status: Int = Field(default=200, ge=100, le=599)
     body_regex: Regex | None = None
     json_: list[JsonCheck] = Field(default_factory=list, alias="json")
 
@@ -282,7 +300,9 @@ class HttpStep(_StepBase):
     type: Literal["http"]
     timeout: PositiveDuration = timedelta(minutes=2)
     service: DnsLabel
-    port: int | str = Field(description="service port number or name")
+    port: Annotated[int | str, _not_bool("a port number or name")] = Field(
+        description="service port number or name"
+    )
     scheme: Literal["http", "https"] = "http"
     path: str = Field(default="/", pattern=r"^/")
     method: Literal["GET", "HEAD", "POST", "PUT"] = "GET"
@@ -318,7 +338,7 @@ class HttpStep(_StepBase):
 
 
 class ExecExpect(Model):
-    exit_code: int = Field(default=0, ge=0, le=255)
+    exit_code: Int = Field(default=0, ge=0, le=255)
     stdout_regex: Regex | None = None
 
 
@@ -372,8 +392,8 @@ def workload_ref(ref: str) -> tuple[str | None, str]:
 class DataCheck(Model):
     path: str = Field(min_length=1, description="relative to the volume's root")
     sha256: str | None = Field(default=None, pattern=r"^[0-9a-f]{64}$")
-    count: int | None = Field(default=None, ge=0, description="exact number of files under path")
-    min_count: int | None = Field(default=None, ge=0, description="at least this many files under path")
+    count: OptionalInt = Field(default=None, ge=0, description="exact number of files under path")
+    min_count: OptionalInt = Field(default=None, ge=0, description="at least this many files under path")
 
     @field_validator("path")
     @classmethod
@@ -424,7 +444,7 @@ class JobStep(_StepBase):
     command: list[str] = Field(default_factory=list)
     args: list[str] = Field(default_factory=list)
     env: list[EnvVar] = Field(default_factory=list)
-    backoff_limit: int = Field(default=0, ge=0, le=10)
+    backoff_limit: Int = Field(default=0, ge=0, le=10)
     service_account_name: str | None = None
     resources: Resources = Field(default_factory=Resources)
 
