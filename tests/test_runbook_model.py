@@ -408,6 +408,18 @@ def test_true_and_false_are_not_numbers(tmp_path: Path, steps: str, where: str) 
     )
 
 
+def test_drill_time_zone_must_be_known(tmp_path: Path) -> None:
+    # The drill CronJob's spec.timeZone: a misspelt zone was rendered as given.
+    drill = "  drill:\n    schedule: '0 3 * * 6'\n    timeZone: {}\n  verification:\n"
+    p = write(tmp_path, GOOD.replace("  verification:\n", drill.format("Europe/Berln")))
+    assert problems_of(p) == [
+        f"{p}:17:5: spec.drill.timeZone: unknown time zone 'Europe/Berln' (an IANA name such as "
+        "Europe/Berlin or Etc/UTC)"
+    ]
+    p = write(tmp_path, GOOD.replace("  verification:\n", drill.format("Europe/Berlin")))
+    assert load_runbook(p).spec.drill.time_zone == "Europe/Berlin"
+
+
 def test_procedure_command_must_be_dr(tmp_path: Path) -> None:
     p = write(tmp_path, GOOD.replace("dr: dr restore latest", "dr: dr restor latest"))
     [line] = problems_of(p)

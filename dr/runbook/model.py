@@ -38,7 +38,7 @@ from pydantic import (
 )
 from pydantic_core import InitErrorDetails, PydanticCustomError
 
-from dr.config import QUANTITY, Resources, Scope, load_yaml
+from dr.config import QUANTITY, Resources, Scope, check_time_zone, load_yaml
 from dr.yaml_models import Cron, Duration, Model, Name, load_model, validate_document
 
 API_VERSION = "dr.dev/v1"
@@ -221,7 +221,8 @@ class Objectives(Model):
 
 class DrillSettings(Model):
     schedule: Cron | None = Field(default=None, description="cron, as in a Kubernetes CronJob")
-    time_zone: str | None = None
+    # As dr.yaml's policies check theirs: the drill CronJob's spec.timeZone.
+    time_zone: Annotated[str, AfterValidator(check_time_zone)] | None = None
     namespace_prefix: DnsLabel = Field(default="drill", max_length=20)
     timeout: PositiveDuration = Field(default=timedelta(hours=1), description="whole drill")
     ttl: PositiveDuration = Field(
