@@ -388,6 +388,35 @@ def test_http_port_range(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize(
+    ("port", "problem"),
+    [
+        ('"70000"', "port 70000 out of range 1-65535"),
+        ("http-metrics-endpoint", "'http-metrics-endpoint' is not a port name"),
+        ('"8080x"', None),
+        ("web--ui", "'web--ui' is not a port name"),
+        ("-web", "'-web' is not a port name"),
+        ("Web", "'Web' is not a port name"),
+        ("http", None),
+        ('"80"', None),
+    ],
+)
+def test_http_port_names_and_quoted_numbers(tmp_path: Path, port: str, problem: str | None) -> None:
+    # A quoted number was a port "name" and never range-checked; a name Kubernetes
+    # cannot give a port (over 15 characters, '--') passed, to fail at drill time.
+    p = write(
+        tmp_path, with_steps(f"    - name: web\n      type: http\n      service: web\n      port: {port}\n")
+    )
+    if problem is None:
+        step = load_runbook(p).spec.verification[0]
+        assert isinstance(step, HttpStep) and step.port == (80 if port == '"80"' else port.strip('"'))
+    else:
+        problems = problems_of(p)
+        assert len(problems) == 1 and problems[0].startswith(
+            f"{p}:19:7: spec.verification[0].port: {problem}"
+        )
+
+
+@pytest.mark.parametrize(
     ("steps", "where"),
     [
         ("    - {name: w, type: http, service: web, port: true}\n", "spec.verification[0].port"),

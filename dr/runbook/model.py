@@ -161,6 +161,10 @@ Int = Annotated[int, _not_bool("an integer")]
 OptionalInt = Annotated[int | None, _not_bool("an integer")]
 
 
+# IANA_SVC_NAME, what Kubernetes allows as a port's name (the length and "--" are checked apart).
+_PORT_NAME = re.compile(r"^(?=.*[a-z])[a-z0-9]([a-z0-9-]*[a-z0-9])?$")
+
+
 def _check_dns_label(v: str) -> str:
     if not _DNS_LABEL.match(v) or len(v) > 63:
         raise ValueError(f"{v!r} is not a DNS label (lower-case letters, digits and '-', at most 63)")
@@ -331,10 +335,16 @@ class HttpStep(_StepBase):
     @field_validator("port")
     @classmethod
     def _port(cls, v: int | str) -> int | str:
+        if isinstance(v, str) and v.isascii() and v.isdigit():
+            v = int(v)  # `port: "80"`: the service proxy takes it as the number, so check it as one
         if isinstance(v, int) and not 1 <= v <= 65535:
             raise ValueError(f"port {v} out of range 1-65535")
-        if isinstance(v, str):
-            _check_dns_label(v)
+        if isinstance(v, str) and not (_PORT_NAME.match(v) and "--" not in v and len(v) <= 15):
+            # A Service's port names are IANA service names; anything else never matches one.
+            raise ValueError(
+                f"{v!r} is not a port name (at most 15 lower-case letters, digits and '-', "
+                "at least one letter, no '--', not starting or ending with '-')"
+            )
         return v
 
 
