@@ -36,7 +36,7 @@ from urllib.parse import urlsplit
 
 from dr.cron import CronError, parse_cron, parse_duration
 from dr.errors import InvalidInput
-from dr.urls import redact_url
+from dr.urls import bucket_problem, redact_url
 
 if TYPE_CHECKING:
     import yaml
@@ -234,8 +234,14 @@ def scheme_checker(kind: str, schemes: tuple[str, ...]) -> Callable[[str], str]:
             not parts.path.startswith("/") or parts.netloc not in hosts
         ):
             raise ValueError(f"{kind} URL {shown!r} needs an absolute path ({parts.scheme}:///abs/path)")
-        if parts.scheme in ("s3", "gs") and not parts.netloc:
-            raise ValueError(f"{kind} URL {shown!r} names no bucket ({parts.scheme}://bucket/prefix)")
+        if parts.scheme in ("s3", "gs"):
+            if not parts.netloc:
+                raise ValueError(f"{kind} URL {shown!r} names no bucket ({parts.scheme}://bucket/prefix)")
+            # The stores' own rules (they check again when opened), so that a bad
+            # name is found by `dr config validate`, not first by a scheduled run.
+            problem = bucket_problem(parts.scheme, parts.netloc)
+            if problem:
+                raise ValueError(f"{kind} URL {shown!r}: invalid bucket name {parts.netloc!r}: {problem}")
         return v
 
     return check

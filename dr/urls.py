@@ -4,6 +4,10 @@ A URL the user gave may carry a secret (``user:password@`` in its host part, a
 token in its query), and it is most likely to be quoted precisely when it is
 refused for that. Messages quote ``redact_url(url)`` instead. Kept at the
 bottom layer (no imports from dr) so the config checks can use it too.
+
+Also the bucket naming rules (``bucket_problem``): the s3:// and gs:// stores
+check a URL's bucket with them when they open it, and ``dr config validate``
+checks the configured URLs with the same function, without a store or network.
 """
 
 from __future__ import annotations
@@ -51,3 +55,34 @@ def redact_url(url: str) -> str:
     if hashed:
         out += "#***" if fragment else "#"
     return out
+
+
+# Bucket naming rules. S3: the current rules are 3-63 lower-case letters, digits,
+# '.' and '-'; buckets made in us-east-1 before 2018 may also hold capitals and
+# '_' and be up to 255 long, and S3-compatible servers follow those looser
+# rules, so they are what is checked (botocore's own check, minus its regular
+# expression in the message) and a name's case is kept. GCS: lower case only.
+_S3_BUCKET = re.compile(r"[A-Za-z0-9._-]{3,255}")
+_GCS_BUCKET = re.compile(r"[a-z0-9](?:[a-z0-9._-]*[a-z0-9])?")
+
+
+def bucket_problem(scheme: str, bucket: str) -> str | None:
+    """Why ``bucket`` cannot name a bucket of ``scheme`` (``s3``, ``gs``); None if it can."""
+    if scheme == "gs":
+        if bucket.lower() != bucket:
+            return "GCS bucket names are lower case"
+        if not _GCS_BUCKET.fullmatch(bucket):
+            return (
+                "GCS bucket names hold only lower-case letters, digits, '-', '_' and '.', "
+                "and start and end with a letter or digit"
+            )
+        longest = 222 if "." in bucket else 63
+        if not 3 <= len(bucket) <= longest or any(len(part) > 63 for part in bucket.split(".")):
+            return "GCS bucket names are 3-63 characters long (up to 222 with dots, 63 between two dots)"
+        return None
+    if not _S3_BUCKET.fullmatch(bucket):
+        return (
+            "S3 bucket names are 3-63 lower-case letters, digits, '.' and '-' "
+            "(older buckets may also hold capitals and '_', up to 255 characters)"
+        )
+    return None

@@ -137,7 +137,7 @@ def test_cli_validate_example(capsys: pytest.CaptureFixture[str]) -> None:
             ":2:5: repositories[0]: s3 options given for a file:// repository",
         ),
         (
-            "repositories:\n  - name: r\n    url: s3://b/p\n    s3: {objectLock: {days: 0}}\n",
+            "repositories:\n  - name: r\n    url: s3://bkt/p\n    s3: {objectLock: {days: 0}}\n",
             "repositories[0].s3.objectLock.days: must be at least 1",
         ),
         (
@@ -176,7 +176,7 @@ def test_cli_validate_example(capsys: pytest.CaptureFixture[str]) -> None:
         ),
         ("mover:\n  resources: {limits: [1]}\n", ":2:15: mover.resources.limits: expected a mapping"),
         (
-            "repositories:\n  - name: r\n    url: s3://b/p\n    gcs: {endpoint: 'http://x'}\n",
+            "repositories:\n  - name: r\n    url: s3://bkt/p\n    gcs: {endpoint: 'http://x'}\n",
             ":2:5: repositories[0]: gcs options given for a s3:// repository",
         ),
         (
@@ -213,6 +213,38 @@ def test_problems_name_line_and_field(tmp_path: Path, text: str, expected: str) 
         load_config_file(f)
     everything = "\n".join([e.value.message, *e.value.details])
     assert expected in everything, everything
+
+
+@pytest.mark.parametrize(
+    ("url", "expected"),
+    [
+        ("s3://ab/x", "invalid bucket name 'ab': S3 bucket names are 3-63"),
+        (
+            "s3://Bad_Bucket!/x?region=topsecret",
+            "'s3://Bad_Bucket!/x?region=***': invalid bucket name 'Bad_Bucket!'",
+        ),
+        ("gs://ab/x", "invalid bucket name 'ab': GCS bucket names are 3-63 characters long"),
+        ("gs://My_Bucket/x", "invalid bucket name 'My_Bucket': GCS bucket names are lower case"),
+    ],
+)
+def test_cli_validate_checks_bucket_names_as_the_stores_do(tmp_path: Path, url: str, expected: str) -> None:
+    # Found by `dr config validate`, with its line, not only when a command opens the store;
+    # the message is the store's own (dr.urls.bucket_problem). No store is opened: no network.
+    f = tmp_path / "dr.yaml"
+    f.write_text(f"repositories:\n  - name: r\n    url: '{url}'\n")
+    r = run_dr_process("config", "validate", str(f))
+    assert r.code == 2, r.err
+    assert "Traceback" not in r.err and "topsecret" not in r.err
+    assert f"{f}:3:5: repositories[0].url: repository URL " in r.err and expected in r.err, r.err
+
+
+def test_validate_accepts_the_bucket_names_the_stores_accept(tmp_path: Path) -> None:
+    # An older us-east-1 bucket may hold capitals and '_' (the s3 store accepts them, and so does the config).
+    f = tmp_path / "dr.yaml"
+    f.write_text(
+        "repositories:\n  - {name: a, url: 's3://My_Bucket/x'}\n  - {name: b, url: 'gs://my-bkt.example/x'}\n"
+    )
+    assert [r.url for r in load_config_file(f).repositories] == ["s3://My_Bucket/x", "gs://my-bkt.example/x"]
 
 
 def test_a_file_that_is_not_utf8_is_named(tmp_path: Path) -> None:

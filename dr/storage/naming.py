@@ -8,8 +8,9 @@ Owns two small rules so both backends apply them the same way:
   listings, so credentials come only from the provider's standard chain.
   Unknown query parameters are errors, because a misspelt ``endpiont=`` must
   not silently send backups to the default endpoint. The bucket is checked
-  against the provider's naming rules here, so a bad name is one line and
-  not the client library's regular expression.
+  against the provider's naming rules here (``dr.urls.bucket_problem``, which
+  the config check shares), so a bad name is one line and not the client
+  library's regular expression.
 - Messages about a URL show ``redact_url(url)``: a URL that is refused may be
   refused precisely because it carries a secret, so no message echoes one as
   given (user info and query values are masked).
@@ -26,7 +27,7 @@ from urllib.parse import SplitResult, parse_qsl, urlsplit
 
 from dr.errors import InvalidInput
 from dr.storage.base import StorageError
-from dr.urls import redact_url, showable_key
+from dr.urls import bucket_problem, redact_url, showable_key
 
 # Query parameters that would carry credentials are refused with a pointed
 # message. Matched on the key lower-cased without separators, so that every
@@ -70,37 +71,6 @@ def split_url(url: str, what: str = "repository URL") -> SplitResult:
     except ValueError as e:
         reason = "'[' or ']' without its pair" if "IPv6" in str(e) else "characters a host name cannot hold"
         raise InvalidInput(f"{what} {redact_url(url)!r} is malformed: {reason}") from None
-
-
-# Bucket naming rules. S3: the current rules are 3-63 lower-case letters, digits,
-# '.' and '-'; buckets made in us-east-1 before 2018 may also hold capitals and
-# '_' and be up to 255 long, and S3-compatible servers follow those looser
-# rules, so they are what is checked (botocore's own check, minus its regular
-# expression in the message) and a name's case is kept. GCS: lower case only.
-_S3_BUCKET = re.compile(r"[A-Za-z0-9._-]{3,255}")
-_GCS_BUCKET = re.compile(r"[a-z0-9](?:[a-z0-9._-]*[a-z0-9])?")
-
-
-def bucket_problem(scheme: str, bucket: str) -> str | None:
-    """Why ``bucket`` cannot name a bucket of ``scheme`` (``s3``, ``gs``); None if it can."""
-    if scheme == "gs":
-        if bucket.lower() != bucket:
-            return "GCS bucket names are lower case"
-        if not _GCS_BUCKET.fullmatch(bucket):
-            return (
-                "GCS bucket names hold only lower-case letters, digits, '-', '_' and '.', "
-                "and start and end with a letter or digit"
-            )
-        longest = 222 if "." in bucket else 63
-        if not 3 <= len(bucket) <= longest or any(len(part) > 63 for part in bucket.split(".")):
-            return "GCS bucket names are 3-63 characters long (up to 222 with dots, 63 between two dots)"
-        return None
-    if not _S3_BUCKET.fullmatch(bucket):
-        return (
-            "S3 bucket names are 3-63 lower-case letters, digits, '.' and '-' "
-            "(older buckets may also hold capitals and '_', up to 255 characters)"
-        )
-    return None
 
 
 @dataclass(frozen=True)
