@@ -61,9 +61,21 @@ def redact_url(url: str) -> str:
 # '.' and '-'; buckets made in us-east-1 before 2018 may also hold capitals and
 # '_' and be up to 255 long, and S3-compatible servers follow those looser
 # rules, so they are what is checked (botocore's own check, minus its regular
-# expression in the message) and a name's case is kept. GCS: lower case only.
+# expression in the message) and a name's case is kept. A name shaped like an
+# IPv4 address is refused by AWS and by the compatible servers alike. What is
+# not checked: the prefixes AWS alone reserves (xn--, sthree-, amzn-s3-demo-),
+# which a compatible server's bucket may carry, and the suffixes -s3alias and
+# --ol-s3, which are access point aliases: they stand wherever a bucket name
+# does for the object operations dr uses. A name AWS has no bucket for is then
+# "bucket does not exist" when the store is used, not a repository dr cannot
+# open. GCS (https://cloud.google.com/storage/docs/buckets#naming): lower case
+# only, no IPv4-shaped names, none starting with "goog" and none containing
+# "google" or a close misspelling, for which digits standing for the letters
+# they look like (g00gle, goog1e, googl3) are what is recognised.
 _S3_BUCKET = re.compile(r"[A-Za-z0-9._-]{3,255}")
 _GCS_BUCKET = re.compile(r"[a-z0-9](?:[a-z0-9._-]*[a-z0-9])?")
+_IPV4_SHAPED = re.compile(r"[0-9]{1,3}(?:\.[0-9]{1,3}){3}")
+_LOOKALIKE_DIGITS = str.maketrans("013", "ole")
 
 
 def bucket_problem(scheme: str, bucket: str) -> str | None:
@@ -79,10 +91,18 @@ def bucket_problem(scheme: str, bucket: str) -> str | None:
         longest = 222 if "." in bucket else 63
         if not 3 <= len(bucket) <= longest or any(len(part) > 63 for part in bucket.split(".")):
             return "GCS bucket names are 3-63 characters long (up to 222 with dots, 63 between two dots)"
+        if _IPV4_SHAPED.fullmatch(bucket):
+            return "GCS bucket names cannot be IP addresses (192.168.5.4)"
+        if "google" in bucket.translate(_LOOKALIKE_DIGITS):
+            return "GCS bucket names cannot contain 'google' or a close misspelling of it (such as 'g00gle')"
+        if bucket.startswith("goog"):
+            return "GCS bucket names cannot start with 'goog'"
         return None
     if not _S3_BUCKET.fullmatch(bucket):
         return (
             "S3 bucket names are 3-63 lower-case letters, digits, '.' and '-' "
             "(older buckets may also hold capitals and '_', up to 255 characters)"
         )
+    if _IPV4_SHAPED.fullmatch(bucket):
+        return "S3 bucket names cannot be IP addresses (192.168.5.4)"
     return None

@@ -639,6 +639,52 @@ def test_bucket_names_keep_their_case(monkeypatch: pytest.MonkeyPatch) -> None:
         assert GCSStore.from_url(f"gs://{name}/r", GCSOptions(project="p")).settings.bucket == name
 
 
+@pytest.mark.parametrize(
+    ("scheme", "bucket", "expected"),
+    [
+        # GCS: https://cloud.google.com/storage/docs/buckets#naming
+        ("gs", "goog-backups", "GCS bucket names cannot start with 'goog'"),
+        ("gs", "googlebackups", "GCS bucket names cannot contain 'google'"),
+        ("gs", "my-google-backups", "cannot contain 'google' or a close misspelling of it"),
+        ("gs", "my-g00gle-backups", "cannot contain 'google' or a close misspelling of it"),
+        ("gs", "backups-go0g1e", "cannot contain 'google' or a close misspelling of it"),
+        ("gs", "googl3.example.com", "cannot contain 'google' or a close misspelling of it"),
+        ("gs", "192.168.5.4", "GCS bucket names cannot be IP addresses (192.168.5.4)"),
+        ("gs", "0.0.0.0", "cannot be IP addresses"),
+        # S3: https://docs.aws.amazon.com/AmazonS3/latest/userguide/bucketnamingrules.html
+        ("s3", "192.168.5.4", "S3 bucket names cannot be IP addresses (192.168.5.4)"),
+        ("s3", "10.0.0.255", "cannot be IP addresses"),
+    ],
+)
+def test_bucket_names_by_the_providers_rules(scheme: str, bucket: str, expected: str) -> None:
+    from dr.urls import bucket_problem
+
+    problem = bucket_problem(scheme, bucket)
+    assert problem is not None and expected in problem, problem
+
+
+@pytest.mark.parametrize(
+    ("scheme", "bucket"),
+    [
+        ("gs", "my-goog-backups"),  # "goog" only at the start
+        ("gs", "goggles-backups"),
+        ("gs", "2026.11.29.1"),  # four numbers, but not an address
+        ("gs", "192.168.5.4.example.com"),
+        ("gs", "192.168.5"),
+        ("s3", "2026.11.29.1"),
+        ("s3", "backups.10.0.0.1"),
+        # An access point's alias stands wherever a bucket name does for object
+        # operations (all dr uses): S3 reserves the suffixes for them, so they are names dr takes.
+        ("s3", "my-ap-hrzrlukc5m36ft7okagglf3gmwluquse1b-s3alias"),
+        ("s3", "my-olap-abcdefghijklmnopqrstuvwxyz0123--ol-s3"),
+    ],
+)
+def test_bucket_names_close_to_the_rules_are_names(scheme: str, bucket: str) -> None:
+    from dr.urls import bucket_problem
+
+    assert bucket_problem(scheme, bucket) is None
+
+
 def test_accepted_query_settings_never_look_like_credentials() -> None:
     from dr.storage import gcs, s3
     from dr.storage.naming import looks_like_credential
