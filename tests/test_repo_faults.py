@@ -234,6 +234,39 @@ def test_malformed_snapshot_names_the_object_and_field(tmp_path: Path) -> None:
     assert e.value.message == f"snapshots/{name}: malformed: stats.files: expected an integer"
 
 
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [
+        ("uid", -1),  # os.chown's "leave unchanged"
+        ("gid", 2**70),  # OverflowError in os.chown
+        ("mode", 0o7777777),  # bits past the permission bits
+        ("mode", -1),
+        ("mtime", 10**30),  # OverflowError in os.utime
+        ("uid", 1.5),
+    ],
+)
+def test_a_snapshot_root_out_of_range_names_the_snapshot_and_field(
+    tmp_path: Path, field: str, value: Any
+) -> None:
+    # The volume root's owner, mode and time go to os.chown/chmod/utime on a full
+    # restore: they are held to the ranges of a tree node's fields (FORMAT.md §6, §8).
+    src = tmp_path / "src"
+    src.mkdir()
+    (src / "f").write_text("x")
+    repo, key = init_repo(make_store("file", tmp_path, None), tmp_path)
+    doc = backup_directory(repo, src).snapshot.to_doc()
+    name = "cd" * 32
+    doc["id"], doc["root"][field] = name, value
+    repo.save_object("snapshots", doc, name=name)
+    repo = open_with(repo.store, key)
+    reason = "expected an integer" if isinstance(value, float) else "out of range"
+    with pytest.raises(FormatError) as e:
+        find_snapshot(repo, name, kind="volume", what="volume snapshot")
+    assert e.value.message.startswith(f"snapshots/{name}: malformed: root.{field}: {reason}"), e.value.message
+    assert [x for x in check(repo).errors if name in x] == [e.value.message]
+    assert not (tmp_path / "out").exists()
+
+
 def test_a_listing_that_fails_leaves_no_threads_behind(tmp_path: Path) -> None:
     # Objects load on a thread pool. The listing stopped at a malformed snapshot used
     # to leave the pool to the garbage collector, which once shut it down inside

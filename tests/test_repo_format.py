@@ -42,7 +42,7 @@ from dr.repo.snapshots import (
     VolumeStats,
     decode_snapshot,
 )
-from dr.repo.tree import TYPE_BITS, check_tree, decode_tree, encode_tree, node_type
+from dr.repo.tree import INT_FIELDS, TYPE_BITS, check_tree, decode_tree, encode_tree, node_type
 
 CODEC = Codec(Sealer(os.urandom(32)), level=1)
 ids = st.binary(min_size=32, max_size=32)
@@ -368,7 +368,7 @@ snapshots = st.builds(
     parent=st.none() | hex_ids,
     stats=st.none() | st.builds(VolumeStats, files=st.integers(0, 2**40), new_bytes=st.integers(0, 2**40),
                                 duration_seconds=st.floats(0, 1e6)),
-    root=st.none() | st.fixed_dictionaries({}, optional={k: st.integers(-(2**63), 2**63 - 1)
+    root=st.none() | st.fixed_dictionaries({}, optional={k: st.integers(*INT_FIELDS[k])
                                                           for k in ("mode", "uid", "gid", "mtime")}),
     name=st.none() | text,
     policy=st.none() | text,

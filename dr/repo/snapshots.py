@@ -26,6 +26,7 @@ from dr import __version__
 from dr.errors import DrError, InvalidInput
 from dr.repo.format import FormatError, is_hex_id
 from dr.repo.repository import Repository, hostname, now_utc
+from dr.repo.tree import INT_FIELDS
 from dr.storage.base import ObjectNotFound
 
 log = logging.getLogger(__name__)
@@ -225,8 +226,21 @@ ROOT_KEYS = ("mode", "uid", "gid", "mtime")
 
 
 def _root(v: Any, where: str) -> dict[str, int]:
+    """The volume root's metadata, in the ranges of a tree node's fields (FORMAT.md §6):
+    a full restore hands them to chown, chmod and utime, which would raise on a
+    uid past 2^32 or leave the owner alone for -1."""
     d = _any_map(v, where)
-    return {k: _int(d[k], f"{where}.{k}") for k in ROOT_KEYS if k in d}
+    out: dict[str, int] = {}
+    for k in ROOT_KEYS:
+        if k in d:
+            out[k] = _int(d[k], f"{where}.{k}")
+            lo, hi = INT_FIELDS[k]
+            if not lo <= out[k] <= hi:
+                show = oct if k == "mode" else str
+                raise MalformedSnapshot(
+                    f"{where}.{k}", f"out of range: {show(out[k])[:40]} (allowed {show(lo)} to {show(hi)})"
+                )
+    return out
 
 
 def decode_snapshot(doc: Any) -> Snapshot:

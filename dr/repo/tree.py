@@ -97,7 +97,8 @@ _U64 = (1 << 64) - 1
 # wider than a signed 64-bit count, which stops in 2262 while ext4 goes to 2446.
 _MTIME = (-62135510400 * 10**9, 253402214400 * 10**9)
 # Integer node fields (FORMAT.md §6): each optional, but in range when present.
-_INT_FIELDS: dict[str, tuple[int, int]] = {
+# A volume snapshot's ``root`` (§8) holds mode, uid, gid and mtime in these ranges too.
+INT_FIELDS: dict[str, tuple[int, int]] = {
     "mode": (0, 0o7777),
     "uid": (0, _U32),
     "gid": (0, _U32),
@@ -113,7 +114,7 @@ _INT_FIELDS: dict[str, tuple[int, int]] = {
 def _check_fields(n: dict[str, Any], name: str, what: str) -> None:
     """Field types and ranges, so that restore, ``ls`` and ``check`` never meet a string
     for a mode or a size past what the OS takes (each was a traceback)."""
-    for key, (lo, hi) in _INT_FIELDS.items():
+    for key, (lo, hi) in INT_FIELDS.items():
         if key in n:
             v = n[key]
             if isinstance(v, bool) or not isinstance(v, int) or not lo <= v <= hi:
