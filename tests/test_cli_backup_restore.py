@@ -375,6 +375,74 @@ def test_backup_that_cannot_list_one_type_exits_3_and_the_snapshot_records_it(
     assert {i["item"]["name"] for i in res.json()["items"]} == {"settings", "features", f"{ns}-target"}
 
 
+def _clone_backups(home: Path, source_id: str, phases: list[tuple[str, str | None]]) -> dict[str, str]:
+    """Save a copy of backup ``source_id`` per ``(phase, policy)``, each a minute newer
+    than the last, labelled ``<phase>-<policy>`` (the restore's backupId): backups of
+    phases ``dr backup`` does not write (Failed, InProgress), as another or a later
+    writer might. Returns ``{label: snapshot id}``."""
+    import dataclasses
+    from datetime import timedelta
+
+    from dr.crypto.providers.local import LocalKeyProvider
+    from dr.repo.snapshots import load_snapshot, save_snapshot
+    from dr.storage.file import FileStore
+    from tests.repo_helpers import open_with
+
+    key = LocalKeyProvider(home / "config" / "dr" / "repo.key")
+    repo = open_with(FileStore(home / "data" / "dr" / "repo"), key)
+    source = load_snapshot(repo, source_id)
+    out = {}
+    for n, (phase, policy) in enumerate(phases, start=1):
+        label = f"{phase}-{policy}"
+        snap = dataclasses.replace(source, phase=phase, policy=policy, time=source.time + timedelta(minutes=n),
+                                   app={**source.app, "backupId": label})  # fmt: skip
+        out[label] = save_snapshot(repo, snap).id
+    return out
+
+
+def test_restore_latest_is_the_newest_completed_backup_never_a_failed_or_unfinished_one(
+    capsys: Capsys, k8s: servers.TestCluster, repo: Path, small_app: str, isolated_home: Path
+) -> None:
+    # Like Velero's restore --from-schedule: `latest` (of the repository, or of one
+    # policy) is the newest Completed backup, whatever newer ones failed or are unfinished.
+    res = dr(
+        capsys, k8s, "backup", "-n", small_app, "--no-data", "--include-resources", "configmaps", "-o", "json"
+    )
+    assert res.code == 0, res.err
+    ids = _clone_backups(isolated_home, res.json()["id"], [
+        ("Completed", "nightly"), ("Completed", "weekly"), ("PartiallyFailed", "nightly"),
+        ("Failed", "nightly"), ("InProgress", "nightly"), ("Failed", "weekly"), ("PartiallyFailed", "hourly"),
+        ("Failed", "hourly"), ("Failed", "monthly"),
+    ])  # fmt: skip
+
+    def restored(*args: str) -> Result:
+        return dr(capsys, k8s, "restore", *args, "--dry-run", "-o", "json")
+
+    for args, label in (([], "Completed-weekly"), (["--policy", "nightly"], "Completed-nightly"),
+                        (["--policy", "weekly"], "Completed-weekly")):  # fmt: skip
+        r = restored("latest", *args)
+        assert (r.code, r.json()["backupId"]) == (0, label), r.err
+        assert "PartiallyFailed" not in r.err
+    # Nothing Completed: the newest PartiallyFailed one, with a warning that names it.
+    r = restored("latest", "--policy", "hourly")
+    assert (r.code, r.json()["backupId"]) == (0, "PartiallyFailed-hourly"), r.err
+    short = ids["PartiallyFailed-hourly"][:8]
+    assert (
+        f"no Completed backup of policy 'hourly'; restoring the newest PartiallyFailed one, {short}" in r.err
+    )
+    # Nothing but failed ones: none is `latest`, exit 2; by id it is still restorable.
+    r = dr(capsys, k8s, "restore", "latest", "--policy", "monthly", "--dry-run")
+    assert r.code == 2 and r.out == ""
+    assert r.err == (
+        f"error: no backup of policy 'monthly' to restore as 'latest': none is Completed or PartiallyFailed "
+        f"(the newest, {ids['Failed-monthly'][:8]}, is Failed); give its id to restore it anyway\n"
+    )
+    r = restored(ids["Failed-monthly"][:8], "--policy", "monthly")
+    assert (r.code, r.json()["backupId"]) == (0, "Failed-monthly"), r.err
+    r = restored(ids["InProgress-nightly"])
+    assert (r.code, r.json()["backupId"]) == (0, "InProgress-nightly"), r.err
+
+
 # --------------------------------------------------------------------------- bad input
 
 

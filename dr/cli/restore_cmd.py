@@ -17,7 +17,7 @@ from dr.cli.volume_access import volume_restore_step
 from dr.errors import ExitCode, InvalidInput, PartialFailure
 from dr.observe.run_hooks import observe_restore
 from dr.repo.repository import Repository
-from dr.repo.snapshots import Snapshot, find_snapshot, readable_snapshots, resolve
+from dr.repo.snapshots import Snapshot, find_snapshot, latest_to_restore, readable_snapshots, resolve
 from dr.restore.plan import RestoreOptions
 from dr.restore.results import RestoreItemResult
 from dr.restore.run import RestoreOutcome, run_restore
@@ -28,17 +28,24 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 
-def _backup_of_policy(repo: Repository, ref: str, policy: str) -> Snapshot:
-    """``latest`` or an id among the backups of one backup policy.
+def _backup(repo: Repository, ref: str, policy: str | None) -> Snapshot:
+    """The backup to restore: ``ref`` is an id, or ``latest`` (``latest_to_restore``:
+    the newest Completed backup, never a failed or unfinished one).
 
-    The runbook of one app names its policy: ``latest`` of the whole repository
-    may be another app's backup (one that also holds this app's namespaces, but
-    from another time, or one that does not hold them at all).
+    With ``policy``, among the backups of that backup policy only: the runbook of
+    one app names its policy, and ``latest`` of the whole repository may be another
+    app's backup (one that also holds this app's namespaces, but from another
+    time, or one that does not hold them at all).
     """
+    what = f"backup of policy {policy!r}" if policy else "backup"
+    if policy is None and ref != "latest":
+        return find_snapshot(repo, ref, kind="backup", what=what)
     snaps, bad = readable_snapshots(repo, "backup")
     for problem in bad.values():
         log.warning("%s; passed over (`dr repo check` names what is damaged)", problem)
-    return resolve([s for s in snaps if s.policy == policy], ref, what=f"backup of policy {policy!r}")
+    if policy is not None:
+        snaps = [s for s in snaps if s.policy == policy]
+    return latest_to_restore(snaps, what=what) if ref == "latest" else resolve(snaps, ref, what=what)
 
 
 def _options(**kw: Any) -> RestoreOptions:
@@ -127,6 +134,9 @@ def restore(
 ) -> int:
     """Restore a backup (ID or 'latest') into this cluster.
 
+    'latest' is the newest Completed backup; when there is none, the newest
+    PartiallyFailed one, with a warning; never a Failed or unfinished one.
+
     Idempotent and resumable: run it again after an interruption. Exit 3 when
     some items failed (each is listed), the rest restored.
     """
@@ -143,10 +153,7 @@ def restore(
         dry_run=dry_run,
     )
     repo = open_repository(ctx)
-    if policy:
-        snap = _backup_of_policy(repo, backup_id, policy)
-    else:
-        snap = find_snapshot(repo, backup_id, kind="backup", what="backup")
+    snap = _backup(repo, backup_id, policy or None)
     kube = connect_kube(ctx)
     # Given to a dry run too (which runs no step): its plan then shows what the data step changes.
     step = None if no_data else volume_restore_step(ctx)

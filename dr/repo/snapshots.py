@@ -359,6 +359,35 @@ def find_snapshot(repo: Repository, ref: str, *, kind: str, what: str) -> Snapsh
     return resolve(snaps, ref, what=what)
 
 
+def latest_to_restore(snaps: Iterable[Snapshot], *, what: str = "backup") -> Snapshot:
+    """``latest`` for a restore, as Velero's ``restore --from-schedule``: the newest
+    ``Completed`` backup; with none, the newest ``PartiallyFailed`` one, with a warning
+    naming it (what could be read is still a backup, and better than none in an
+    incident). Never a ``Failed`` or unfinished one, nor one without a phase: ``dr
+    backup`` writes neither, so such a snapshot comes from a writer that did not
+    finish as dr does; its id still restores it."""
+    items = list(snaps)
+    if not items:
+        raise InvalidInput(f"no {what} found in the repository")
+    completed = [s for s in items if s.phase == "Completed"]
+    if completed:
+        return max(completed, key=lambda s: (s.time, s.id))
+    partial = [s for s in items if s.phase == "PartiallyFailed"]
+    if partial:
+        snap = max(partial, key=lambda s: (s.time, s.id))
+        log.warning(
+            "no Completed %s; restoring the newest PartiallyFailed one, %s of %s "
+            "(`dr backups describe %s` lists what failed)",
+            what, snap.short_id, snap.time.isoformat(), snap.short_id,
+        )  # fmt: skip
+        return snap
+    newest = max(items, key=lambda s: (s.time, s.id))
+    raise InvalidInput(
+        f"no {what} to restore as 'latest': none is Completed or PartiallyFailed "
+        f"(the newest, {newest.short_id}, is {newest.phase or 'without a phase'}); give its id to restore it anyway"
+    )
+
+
 def resolve(snaps: Iterable[Snapshot], ref: str, *, what: str = "backup") -> Snapshot:
     """``latest``, a full id or a unique id prefix (at least 4 hex digits)."""
     items = list(snaps)
