@@ -415,3 +415,40 @@ def test_cluster_scoped_objects_that_cannot_be_looked_up_are_warnings() -> None:
     assert warnings == [
         "cannot check whether persistentvolumes pv-1 exists: 403 Forbidden: persistentvolumes is forbidden"
     ]
+
+
+def test_a_drill_restores_what_restore_latest_would(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    # A drill took the newest backup that had not Failed: an InProgress one (or one
+    # without a phase) over an older Completed one. It now proves what `dr restore
+    # latest` would restore in an incident: the newest Completed backup, else the newest
+    # PartiallyFailed one with a warning, never a Failed or unfinished one.
+    from datetime import UTC, datetime, timedelta
+
+    from dr.drill.run import pick_backup
+    from dr.errors import DrError
+    from dr.repo.snapshots import Snapshot, save_snapshot
+    from dr.runbook.model import load_runbook
+    from tests.repo_helpers import init_repo, make_store
+
+    repo, _ = init_repo(make_store("file", tmp_path, None), tmp_path)
+    rb = load_runbook(write_runbook(tmp_path / "rb.yaml", "shop", "shop", [CM_STEP]))
+    start = datetime(2026, 11, 1, tzinfo=UTC)
+
+    def backup(phase: str | None, hours: int, ns: str = "shop") -> str:
+        snap = Snapshot(kind="backup", time=start + timedelta(hours=hours), namespaces=[ns], phase=phase)
+        return save_snapshot(repo, snap).id
+
+    with pytest.raises(DrError, match=r"^no backup of shop in the repository"):
+        pick_backup(repo, rb, None)
+    failed = backup("Failed", 1)
+    with pytest.raises(DrError, match="none is Completed or PartiallyFailed"):
+        pick_backup(repo, rb, None)
+    partial = backup("PartiallyFailed", 2)
+    assert pick_backup(repo, rb, None).id == partial
+    assert "no Completed backup of shop; restoring the newest PartiallyFailed one" in caplog.text
+    completed = backup("Completed", 3)
+    for phase in ("PartiallyFailed", "Failed", "InProgress", None):
+        backup(phase, 4)
+    backup("Completed", 5, ns="other")  # another app's
+    assert pick_backup(repo, rb, None).id == completed
+    assert pick_backup(repo, rb, failed[:8]).id == failed  # an id still drills any backup

@@ -64,7 +64,7 @@ from dr.kube.discovery import ApiResource
 from dr.kube.exec import Exec
 from dr.kube.jobs import MOVER_LABEL
 from dr.repo.repository import Repository
-from dr.repo.snapshots import Snapshot, find_snapshot, list_snapshots
+from dr.repo.snapshots import Snapshot, find_snapshot, latest_to_restore, list_snapshots
 from dr.restore.plan import CLUSTER_SCOPED_SKIP, RestoreOptions
 from dr.restore.resources import RestoreResult
 from dr.restore.run import VolumeRestoreStep, run_restore
@@ -146,13 +146,14 @@ def pick_backup(repo: Repository, rb: Runbook, ref: str | None) -> Snapshot:
     if ref:
         return find_snapshot(repo, ref, kind="backup", what="backup")
     backups = app_backups(repo, rb)
-    # The newest complete backup; a partial one only when there is nothing better.
-    candidates = [s for s in backups if s.phase == "Completed"] or [s for s in backups if s.phase != "Failed"]
-    if not candidates:
+    if not backups:
         raise DrError(
             f"no backup of {rb.name} in the repository (namespaces {', '.join(rb.concrete_namespaces())})"
         )
-    return candidates[-1]
+    # What `dr restore latest` would restore in an incident, so the drill proves that one:
+    # the newest Completed backup, a PartiallyFailed one (warned) only when there is none,
+    # never a Failed or unfinished one.
+    return latest_to_restore(backups, what=f"backup of {rb.name}")
 
 
 # --------------------------------------------------------------------------- scratch namespaces
