@@ -400,3 +400,34 @@ def test_invalid_runbook_is_reported_with_its_file_and_line(
     line = next(i for i, t in enumerate(runbook.read_text().splitlines(), 1) if t == "    timeout: 0s")
     assert f"{runbook}:{line}:5: spec.drill.timeout: must be longer than zero" in r.err
     assert "Traceback" not in r.err and r.out == ""
+
+
+def test_a_backup_pods_grace_period_covers_its_post_hooks(example: Path) -> None:
+    # The grace period was a fixed 180 s: a policy whose thaw hooks may take 5 min each
+    # got SIGKILLed half-way through thawing after its deadline, its application left frozen.
+    text = example.read_text()
+    hooks = (
+        "        post:\n"
+        "          - {name: thaw, container: postgres, command: [fsfreeze, -u, /data], timeout: 5m}\n"
+        "          - {name: resume, command: [resume], timeout: 90s}\n"
+        "      - selector: app=redis\n"
+        "        post:\n"
+        "          - {name: unpause, command: [unpause]}\n"
+    )
+    anchor = "            onError: fail\n"
+    assert text.count(anchor) == 1
+    example.write_text(text.replace(anchor, anchor + hooks))
+    jobs = {o["metadata"]["name"]: o for o in _render(example) if o["kind"] == "CronJob"}
+
+    def grace(name: str) -> int:
+        pod: dict[str, Any] = jobs[name]["spec"]["jobTemplate"]["spec"]["template"]["spec"]
+        return int(pod["terminationGracePeriodSeconds"])
+
+    # Every post hook of the policy (5 min + 90 s + the 30 s default), then the clean-up.
+    assert grace("dr-backup-shop-nightly") == 300 + 90 + 30 + 150
+    # No post hooks (or only pre hooks, as before): the 180 s floor; drills and gc too.
+    assert grace("dr-backup-platform-hourly") == 180
+    assert grace("dr-drill-shop-monthly") == grace("dr-drill-gc") == 180
+    example.write_text(text)
+    jobs = {o["metadata"]["name"]: o for o in _render(example) if o["kind"] == "CronJob"}
+    assert grace("dr-backup-shop-nightly") == 180

@@ -122,6 +122,7 @@ def render(src: ConfigSource) -> list[Manifest]:
                 service_account=BACKUP_SA,
                 deadline=deadline,
                 policy=p.name,
+                post_hooks=sum((h.timeout for hs in p.hooks for h in hs.post), timedelta(0)),
             )
         )
         # File-system copies run a mover Job next to the PVC; bind that right

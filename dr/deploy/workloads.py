@@ -34,6 +34,9 @@ from dr.kube.pod_template import pod_template as pod_template
 # what pre hooks froze (30 s each by default) and temporary Jobs, snapshots and
 # claims are deleted. Kubernetes' default of 30 s would cut that short.
 TERMINATION_GRACE_SECONDS = 180
+# Beyond the post hooks: deleting the run's temporary Jobs, snapshots and claims
+# and recording the outcome. 180 s is one default (30 s) post hook plus this.
+CLEANUP_GRACE_SECONDS = 150
 
 MAX_CRONJOB_NAME = 52  # the CronJob controller appends an 11-character suffix for Job names
 
@@ -87,7 +90,7 @@ def cronjob(job: JobSpec, pod: PodSettings) -> Manifest:
                         }
                     ]
                 },
-                "template": _with_grace(pod_template(job, pod)),
+                "template": _with_grace(pod_template(job, pod), job),
             },
         },
     }
@@ -99,6 +102,17 @@ def cronjob(job: JobSpec, pod: PodSettings) -> Manifest:
     }
 
 
-def _with_grace(template: Manifest) -> Manifest:
-    template["spec"]["terminationGracePeriodSeconds"] = TERMINATION_GRACE_SECONDS
+def termination_grace_seconds(job: JobSpec) -> int:
+    """The pod's grace period: enough for all the run's post hooks and the clean-up after them.
+
+    A backup stopped while applications are frozen thaws every one of them
+    (``dr.backup.hooks.run_post``: each post hook, up to its timeout) before
+    deleting its temporaries; a SIGKILL in between leaves an application frozen.
+    """
+    needed = int(job.post_hooks.total_seconds()) + CLEANUP_GRACE_SECONDS
+    return max(TERMINATION_GRACE_SECONDS, needed)
+
+
+def _with_grace(template: Manifest, job: JobSpec) -> Manifest:
+    template["spec"]["terminationGracePeriodSeconds"] = termination_grace_seconds(job)
     return template

@@ -52,6 +52,9 @@ class JobSpec:
     backoff_limit: int = 1
     policy: str | None = None
     extra_files: list[dict[str, Any]] = field(default_factory=list)  # projected volume sources
+    # How long the run's post hooks may take in all (a backup policy's thaws): they still
+    # run after SIGTERM, so the pod's grace period must cover them (dr.deploy.workloads).
+    post_hooks: timedelta = timedelta(0)
 
 
 @dataclass(frozen=True)
