@@ -2,13 +2,20 @@
 
 from __future__ import annotations
 
+import re
 import shutil
 import subprocess
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import yaml
 
+from dr.kube.client import KubeClient
+from dr.kube.wait import wait_for_crd_established, wait_for_served
+from tests.kube_helpers import CRD_RES, create
 from tests.servers import TestCluster
 
 PROJECT = Path(__file__).resolve().parent.parent
@@ -173,3 +180,113 @@ def restricted_problems(pod: dict[str, Any]) -> list[str]:
             ):
                 problems.append(f"{name}: credential {env['name']} given inline")
     return problems
+
+
+# --------------------------------------------------------------------------- the API of the Kubernetes version
+
+
+@dataclass(frozen=True)
+class BuiltinType:
+    """A resource type of the Kubernetes API the installed kubernetes client was generated from."""
+
+    group: str
+    plural: str
+    kind: str
+    namespaced: bool
+    versions: tuple[str, ...]
+
+
+_GET = re.compile(r"call_api\(\s*'(?P<path>/apis?/[^']+)',\s*'GET'")
+_KIND = re.compile(r"(?:objects of kind|read the specified) (?P<kind>\w+)")
+_PATH = re.compile(
+    r"^/(?:api/(?P<core>v1)|apis/(?P<group>[^/]+)/(?P<version>[^/]+))"
+    r"/(?P<namespaced>namespaces/\{namespace\}/)?(?P<plural>[a-z0-9]+)(?P<object>/\{name\})?$"
+)
+
+
+def kubernetes_api_types() -> list[BuiltinType]:
+    """Every type the kubernetes client can both list and get, from its generated API modules.
+
+    The client is generated from the OpenAPI of one Kubernetes version (36.x:
+    1.36), all groups and versions (alpha and beta included), so this is what
+    a cluster of that version may serve, without a cluster. Watch paths and
+    subresources are left out; a type is the union over its versions.
+    """
+    import kubernetes.client.api
+
+    found: dict[tuple[str, str], dict[str, Any]] = {}
+    for module in sorted(Path(kubernetes.client.api.__file__).parent.glob("*_api.py")):
+        for method in module.read_text().split("\n    def ")[1:]:
+            call, kind = _GET.search(method), _KIND.search(method)
+            m = _PATH.match(call["path"]) if call else None
+            if m is None or kind is None:
+                continue
+            t = found.setdefault(
+                (m["group"] or "", m["plural"]),
+                {"kind": kind["kind"], "namespaced": False, "versions": set(), "verbs": set()},
+            )
+            t["versions"].add(m["version"] or m["core"])
+            t["namespaced"] |= bool(m["namespaced"])
+            t["verbs"].add("get" if m["object"] else "list")
+    return [
+        BuiltinType(group, plural, t["kind"], t["namespaced"], tuple(sorted(t["versions"])))
+        for (group, plural), t in sorted(found.items())
+        if t["verbs"] == {"get", "list"}
+    ]
+
+
+@contextmanager
+def newer_builtin_types(kc: KubeClient) -> Iterator[list[BuiltinType]]:
+    """The test cluster serving, as CRDs, the types of the built-in groups it lacks and dr backs up.
+
+    A newer cluster serves e.g. flowcontrol.apiserver.k8s.io, resource.k8s.io
+    and certificates.k8s.io built in; the test cluster serves none of them, so
+    CRDs stand in for their types (a CRD cannot add a type to a group the
+    test cluster does serve). Deleted again afterwards.
+    """
+    from dr.kube.managed import never_backed_up
+    from tests.kube_helpers import delete_crd
+
+    served_groups = {str(g["name"]) for g in kc.get("/apis")["groups"]} | {""}
+    missing = [
+        t
+        for t in kubernetes_api_types()
+        if t.group not in served_groups and never_backed_up(t.group, t.plural) is None
+    ]
+    names = _emulate_types(kc, missing)
+    try:
+        yield missing
+    finally:
+        for name in names:
+            delete_crd(kc, name)
+
+
+def _emulate_types(kc: KubeClient, types: list[BuiltinType]) -> list[str]:
+    """CRDs serving ``types``; group names ending in ``k8s.io`` need the API-approval annotation."""
+    names = []
+    for t in types:
+        name = f"{t.plural}.{t.group}"
+        version = _ga_first(t.versions)
+        create(kc, "customresourcedefinitions", {
+            "apiVersion": "apiextensions.k8s.io/v1",
+            "kind": "CustomResourceDefinition",
+            "metadata": {"name": name,
+                         "annotations": {"api-approved.kubernetes.io": "unapproved, test stand-in for a built-in type"}},
+            "spec": {
+                "group": t.group,
+                "scope": "Namespaced" if t.namespaced else "Cluster",
+                "names": {"plural": t.plural, "kind": t.kind, "singular": t.kind.lower(), "listKind": f"{t.kind}List"},
+                "versions": [{"name": version, "served": True, "storage": True,
+                              "schema": {"openAPIV3Schema": {"type": "object",
+                                                             "x-kubernetes-preserve-unknown-fields": True}}}],
+            },
+        })  # fmt: skip
+        names.append(name)
+    for t, name in zip(types, names, strict=True):
+        wait_for_crd_established(kc, CRD_RES, name, timeout=30)
+        wait_for_served(kc, t.group, _ga_first(t.versions), t.plural, timeout=30)
+    return names
+
+
+def _ga_first(versions: tuple[str, ...]) -> str:
+    return min(versions, key=lambda v: ("alpha" in v, "beta" in v, v))

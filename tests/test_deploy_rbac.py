@@ -149,32 +149,111 @@ def test_backup_reads_what_it_backs_up(backup_api: Any, app_ns: str) -> None:
     assert rbac.BACKUP_ROLE in {r.metadata.name for r in rbac_api.list_cluster_role().items}
 
 
-def test_backup_may_list_every_type_it_backs_up(backup_api: Any, admin: Any, app_ns: str) -> None:
+def _grants(rules: list[dict[str, Any]], verb: str, group: str, resource: str) -> bool:
+    """Whether RBAC rules allow ``verb`` (dr's rules name every group and resource: no wildcards)."""
+    return any(
+        group in r["apiGroups"]
+        and resource in r["resources"]
+        and verb in r["verbs"]
+        and not r.get("resourceNames")
+        for r in rules
+    )
+
+
+def _rendered_backup_rules() -> list[list[dict[str, Any]]]:
+    """The backup ClusterRole's rules as rendered and as shipped in deploy/."""
+    import yaml
+
+    from tests.deploy_support import DEPLOY
+
+    shipped = [d for d in yaml.safe_load_all((DEPLOY / "rbac-backup.yaml").read_text()) if d]
+    return [
+        next(
+            o["rules"]
+            for o in objects
+            if o["kind"] == "ClusterRole" and o["metadata"]["name"] == rbac.BACKUP_ROLE
+        )
+        for objects in (rbac.rbac_manifests(NS), shipped)
+    ]
+
+
+def test_backup_role_reads_every_type_kubernetes_serves() -> None:
+    """Every built-in type dr would back up (listable, readable, not cluster-managed) is readable.
+
+    The types come from the kubernetes client, generated from the whole API of
+    the Kubernetes version it is for (alpha and beta included): on a cluster
+    serving e.g. ValidatingAdmissionPolicies, FlowSchemas, DeviceClasses or
+    ServiceCIDRs the backup listed them and ended PartiallyFailed with 403s.
+    A type a newer client adds fails here first.
+    """
+    from dr.kube.discovery import ApiResource
+    from dr.kube.managed import backupable
+    from tests.deploy_support import kubernetes_api_types
+
+    types = kubernetes_api_types()
+    assert {("flowcontrol.apiserver.k8s.io", "flowschemas"), ("", "configmaps")} <= {
+        (t.group, t.plural) for t in types
+    }
+    wanted = [
+        (t.group, t.plural)
+        for t in types
+        if backupable(
+            ApiResource(t.group, t.versions[0], t.plural, t.kind, t.namespaced, frozenset({"get", "list"}))
+        )
+    ]
+    # Served by Kubernetes 1.31 (resource.k8s.io/v1alpha3, DRA enabled), no longer in the client.
+    wanted.append(("resource.k8s.io", "podschedulingcontexts"))
+    for rules in _rendered_backup_rules():
+        missing = [
+            f"{p}.{g}" if g else p for g, p in wanted if not all(_grants(rules, v, g, p) for v in rbac.READ)
+        ]
+        assert missing == []
+        # Read-only: nothing beyond get/list/watch on them (but the hooks' and snapshots' rights).
+        for r in rules:
+            if set(r["verbs"]) - set(rbac.READ):
+                assert r["resources"] in (
+                    ["pods/exec"],
+                    ["events"],
+                    ["volumesnapshots", "volumesnapshotcontents"],
+                ), r
+            assert "*" not in r["apiGroups"] + r["resources"] + r["verbs"], r
+
+
+@pytest.fixture
+def newer_types(cluster: TestCluster) -> Iterator[list[str]]:
+    """Types of groups the test cluster does not serve (flowcontrol, resource.k8s.io, certificates, ...),
+    served as CRDs standing in for the built-in ones a newer cluster serves; deleted after the test."""
+    from dr.kube.client import connect
+    from tests.deploy_support import newer_builtin_types
+
+    with connect(cluster.kubeconfig) as kc, newer_builtin_types(kc) as types:
+        yield [f"{t.plural}.{t.group}" for t in types]
+
+
+def test_backup_may_list_every_type_it_backs_up(
+    backup_api: Any, cluster: TestCluster, app_ns: str, newer_types: list[str]
+) -> None:
     """The backup lists every type the cluster serves (but cluster-managed ones): each needs a list right.
 
-    One 403 makes a backup PartiallyFailed; e.g. CSIStorageCapacities and DRA
-    ResourceClaims are served by every recent cluster, and webhooks/CSIDrivers/
-    RuntimeClasses are listed with includeClusterResources.
+    The types are what dr's own discovery finds and would back up (every
+    served version, ``dr.kube.managed.backupable``), including the stand-ins
+    for the built-in groups a newer cluster serves. One 403 makes a backup
+    PartiallyFailed.
     """
-    from dr.kube.managed import never_backed_up
+    from dr.kube.client import connect
+    from dr.kube.discovery import discover
+    from dr.kube.managed import backupable
 
-    def get(path: str) -> Any:
-        import json
-
-        resp = admin.call_api(path, "GET", auth_settings=["BearerToken"], _preload_content=False)
-        return json.loads(resp.data)
-
-    versions = [("", "v1")] + [(g["name"], g["preferredVersion"]["version"]) for g in get("/apis")["groups"]]
+    with connect(cluster.kubeconfig) as kc:
+        types = [r for r in discover(kc).preferred_resources() if backupable(r)]
+    assert set(newer_types) <= {r.group_resource for r in types}
     missing = []
-    for group, version in versions:
-        for r in get(f"/api/{version}" if not group else f"/apis/{group}/{version}")["resources"]:
-            if "/" in r["name"] or not {"list", "get"} <= set(r.get("verbs", [])):
-                continue
-            if never_backed_up(group, r["name"]):
-                continue
-            namespace = app_ns if r["namespaced"] else None
-            if not _allowed(backup_api, "list", r["name"], namespace, group=group):
-                missing.append(f"{r['name']}.{group}")
+    for r in types:
+        namespace = app_ns if r.namespaced else None
+        if not all(
+            _allowed(backup_api, verb, r.plural, namespace, group=r.group) for verb in ("list", "get")
+        ):
+            missing.append(r.group_resource)
     assert missing == []
 
 

@@ -28,7 +28,7 @@ import yaml
 from dr.deploy import rbac
 from dr.kube.client import KubeClient, connect
 from tests.cli_support import small_namespace, write_config, write_runbook
-from tests.deploy_support import served, server_side_apply
+from tests.deploy_support import newer_builtin_types, served, server_side_apply
 from tests.helpers import Result, run_dr, run_dr_process
 from tests.kube_helpers import create, get
 from tests.servers import TestCluster
@@ -147,6 +147,32 @@ def test_backup_and_restore_run_with_the_shipped_roles_only(
     again = {(i["item"]["resource"], i["item"]["name"]): i["outcome"] for i in res.json()["items"]}
     assert again[("secrets", "db")] == "unchanged" and set(again.values()) == {"unchanged"}
     assert '"level": "warning"' not in res.err
+
+
+def test_backup_of_a_newer_cluster_completes_with_the_shipped_role(
+    capsys: Capsys, cluster: TestCluster, admin: KubeClient, config: str, app_ns: str
+) -> None:
+    """A cluster serving FlowSchemas, DRA DeviceClasses/ResourceClaims, CSRs, ... (stand-in CRDs here):
+    the backup lists every type it serves, so without a read right on each it ended PartiallyFailed."""
+    assert run_dr(capsys, "--config", config, "repo", "init").code == 0
+    with newer_builtin_types(admin) as types:
+        emulated = {(t.group, t.plural) for t in types}
+        assert {
+            ("flowcontrol.apiserver.k8s.io", "flowschemas"),
+            ("resource.k8s.io", "resourceclaims"),
+        } <= emulated
+        create(admin, "flowschemas", {"apiVersion": "flowcontrol.apiserver.k8s.io/v1", "kind": "FlowSchema",
+                                      "metadata": {"name": f"{app_ns}-fs"}})  # fmt: skip
+        create(admin, "resourceclaims", {"apiVersion": "resource.k8s.io/v1", "kind": "ResourceClaim",
+                                         "metadata": {"name": "gpu"}}, app_ns)  # fmt: skip
+        res = dr(capsys, cluster, config, BACKUP, "backup", "-n", app_ns, "--no-data",
+                 "--include-cluster-resources", "true", "-o", "json")  # fmt: skip
+    assert forbidden_lines(res) == []
+    assert res.code == 0, res.err
+    backup = res.json()
+    assert backup["phase"] == "Completed" and backup["errors"] == []
+    assert backup["counts"]["resourceclaims.resource.k8s.io"] == 1
+    assert backup["counts"]["flowschemas.flowcontrol.apiserver.k8s.io"] >= 1
 
 
 def test_drill_runs_with_the_shipped_roles_only(

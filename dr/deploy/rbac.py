@@ -126,19 +126,49 @@ CLUSTER_TYPES: dict[str, list[str]] = {
 # kept ones needs write rights the restore role does not grant by default.
 #
 # The rest are types the backup lists because the cluster serves them (a 403 on
-# any listing makes the whole backup PartiallyFailed): CSIStorageCapacities,
-# DRA ResourceClaims/-Templates and, with includeClusterResources, CSIDrivers,
-# admission webhooks and RuntimeClasses. Read-only here on purpose: restoring a
-# webhook configuration or a CSIDriver changes how the whole cluster admits
-# requests or mounts volumes, so that is left to an admin identity.
+# any listing makes the whole backup PartiallyFailed): every built-in type a
+# Kubernetes 1.31-1.36 cluster may serve (GA, or beta/alpha when enabled) that
+# dr.kube.managed does not leave out. Most are cluster-scoped and listed with
+# includeClusterResources (admission webhooks and policies, API priority and
+# fairness, DRA device classes and slices, CSIDrivers, RuntimeClasses, service
+# CIDRs); CSIStorageCapacities, DRA claims, lease candidates, pod groups and
+# pod certificate requests are namespaced. Read-only here on purpose: restoring
+# a webhook or an admission policy, a flow schema or a CSIDriver changes how the
+# whole cluster admits requests, queues them or mounts volumes, so that is left
+# to an admin identity. tests/test_deploy_rbac.py derives the list of types from
+# the kubernetes client (generated from the API of the Kubernetes version it is
+# for): a type a newer client knows fails that test instead of a backup.
 BACKUP_ONLY_READS: dict[str, list[str]] = {
     "": ["endpoints", "podtemplates"],
     "apps": ["controllerrevisions"],
     "discovery.k8s.io": ["endpointslices"],
-    "storage.k8s.io": ["csistoragecapacities", "csidrivers"],
-    "resource.k8s.io": ["resourceclaims", "resourceclaimtemplates"],
-    "admissionregistration.k8s.io": ["mutatingwebhookconfigurations", "validatingwebhookconfigurations"],
+    "storage.k8s.io": ["csistoragecapacities", "csidrivers", "volumeattributesclasses"],
+    "resource.k8s.io": [
+        "resourceclaims",
+        "resourceclaimtemplates",
+        "deviceclasses",
+        "resourceslices",
+        "devicetaintrules",
+        "resourcepoolstatusrequests",
+        # Served by 1.31 only (v1alpha3, with DRA enabled); gone since 1.32.
+        "podschedulingcontexts",
+    ],
+    "admissionregistration.k8s.io": [
+        "mutatingwebhookconfigurations",
+        "validatingwebhookconfigurations",
+        "validatingadmissionpolicies",
+        "validatingadmissionpolicybindings",
+        "mutatingadmissionpolicies",
+        "mutatingadmissionpolicybindings",
+    ],
     "node.k8s.io": ["runtimeclasses"],
+    "networking.k8s.io": ["servicecidrs"],
+    "flowcontrol.apiserver.k8s.io": ["flowschemas", "prioritylevelconfigurations"],
+    "certificates.k8s.io": ["certificatesigningrequests", "clustertrustbundles", "podcertificaterequests"],
+    "coordination.k8s.io": ["leasecandidates"],
+    "scheduling.k8s.io": ["podgroups", "workloads"],
+    "internal.apiserver.k8s.io": ["storageversions"],
+    "storagemigration.k8s.io": ["storageversionmigrations"],
 }
 SNAPSHOT_GROUP = "snapshot.storage.k8s.io"
 
