@@ -25,9 +25,11 @@ import jmespath
 import pytest
 import yaml
 
-from dr.config import Config, load_config_file
+from dr.config import Config, Resources, load_config_file
+from dr.deploy.policies import policy_files
 from dr.deploy.policy_check import covered_by_policy, namespaces_without_backup_policy
-from tests.deploy_support import DEPLOY, api_as
+from tests.deploy_support import DEPLOY, api_as, kustomize_build, pod_specs
+from tests.helpers import run_dr
 from tests.servers import TestCluster
 
 POLICIES = DEPLOY / "policies"
@@ -306,8 +308,13 @@ def rego(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
     )
     workdir = tmp_path_factory.mktemp("rego")
 
-    def evaluate(name: str, obj: dict[str, Any], inventory: dict[str, Any] | None = None) -> list[str]:
-        template, constraint = _template(name), _constraint(name)
+    def evaluate(
+        name: str,
+        obj: dict[str, Any],
+        inventory: dict[str, Any] | None = None,
+        constraint: dict[str, Any] | None = None,
+    ) -> list[str]:
+        template, constraint = _template(name), constraint or _constraint(name)
         package = template["metadata"]["name"]
         path = workdir / f"{package}.rego"
         path.write_text(template["spec"]["targets"][0]["rego"])
@@ -415,3 +422,150 @@ def test_namespaces_without_backup_policy_needs_list_rights(k8s: TestCluster, tm
             namespaces_without_backup_policy(api, _config(tmp_path, ""))
     finally:
         api.close()
+
+
+# --------------------------------------------------------------------------- dr's namespace, and the README
+
+
+OTHER_NS = "backup-system"
+
+
+def _rendered(engine: str, namespace: str) -> dict[str, dict[str, Any]]:
+    return {name: yaml.safe_load(text) for name, text in policy_files(engine, namespace).items()}
+
+
+def test_deploy_policies_are_the_render_for_dr_system() -> None:
+    for engine in ("kyverno", "gatekeeper"):
+        rendered = _rendered(engine, "dr-system")
+        assert sorted(rendered) == sorted(f.name for f in (POLICIES / engine).glob("*.yaml"))
+        for name, doc in rendered.items():
+            assert _load(POLICIES / engine / name) == doc, name
+
+
+def test_policies_exempt_the_configured_namespace_not_dr_system() -> None:
+    # Both engines' rules named dr-system whatever namespace dr was configured to run in:
+    # dr's own namespace needed a backup-policy label there, and dr-system was exempt instead.
+    for engine in ("kyverno", "gatekeeper"):
+        for name, text in policy_files(engine, OTHER_NS).items():
+            assert "dr-system" not in text and "${" not in text, (engine, name)
+    kyverno = _rendered("kyverno", OTHER_NS)
+    for name in ("require-backup-policy-label.yaml", "generate-default-deny-network-policy.yaml"):
+        rule = kyverno[name]["spec"]["rules"][0]
+        assert _excluded_by_kyverno(rule, ns(OTHER_NS)), name
+        assert not _excluded_by_kyverno(rule, ns("dr-system")), name
+    gatekeeper = _rendered("gatekeeper", OTHER_NS)
+    for name in ("backup-policy-label-constraint.yaml", "network-policy-constraint.yaml"):
+        assert gatekeeper[name]["spec"]["parameters"]["exemptNamespaces"] == [OTHER_NS], name
+
+
+def test_rego_exempts_the_configured_namespace(rego: Any) -> None:
+    constraint = _rendered("gatekeeper", OTHER_NS)["backup-policy-label-constraint.yaml"]
+    assert rego("backup-policy-label", ns(OTHER_NS), constraint=constraint) == []
+    assert rego("backup-policy-label", ns("dr-system"), constraint=constraint) != []
+
+
+def test_render_cli_prints_one_engines_policies_for_the_configs_namespace(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    cfg = tmp_path / "dr.yaml"
+    cfg.write_text(f"apiVersion: dr.dev/v1\nkind: Config\nmover:\n  namespace: {OTHER_NS}\n")
+    for engine, kinds in (
+        ("kyverno", ["ClusterPolicy"] * 3),
+        ("gatekeeper", ["ConstraintTemplate"] * 3 + ["K8sDr"] * 3 + ["Config"]),
+    ):
+        r = run_dr(capsys, "deploy", "render", "--config", str(cfg), "--policies", engine)
+        assert r.code == 0, r.err
+        docs = [d for d in yaml.safe_load_all(r.out) if d]
+        # Gatekeeper: a constraint's kind exists only once its template does.
+        assert [d["kind"][: len(k)] for d, k in zip(docs, kinds, strict=True)] == kinds
+        assert docs == list(_rendered(engine, OTHER_NS).values())
+        assert OTHER_NS in r.out and "dr-system" not in r.out
+    r = run_dr(capsys, "deploy", "render", "--config", str(cfg), "--policies", "opa")
+    assert r.code == 2 and "opa" in r.err and "Traceback" not in r.err
+
+
+def _kyverno_exempt(rule: dict[str, Any]) -> set[str]:
+    """Which of kube-*, dr's namespace and drill namespaces a Kyverno rule leaves out."""
+    if rule["match"]["any"][0]["resources"]["kinds"] == ["Namespace"]:
+        samples = {
+            "kube-*": ns("kube-system"),
+            "dr": ns("dr-system"),
+            "drill": ns("d", **{"dr.dev/drill": "true"}),
+        }
+        return {k for k, sample in samples.items() if _excluded_by_kyverno(rule, sample)}
+    out = set()
+    for entry in rule.get("exclude", {}).get("any", []):
+        res = entry["resources"]
+        for pattern in res.get("namespaces", []):
+            out |= {k for k, name in (("kube-*", "kube-system"), ("dr", "dr-system"))
+                    if re.fullmatch(pattern.replace("*", ".*"), name)}  # fmt: skip
+        if "dr.dev/drill" in json.dumps(res.get("namespaceSelector", {})):
+            out.add("drill")
+    return out
+
+
+def _gatekeeper_exempt(name: str) -> set[str]:
+    constraint, rego_text = _constraint(name), _template(name)["spec"]["targets"][0]["rego"]
+    params, match = constraint["spec"].get("parameters", {}), constraint["spec"]["match"]
+    out = set()
+    if "kube-" in params.get("exemptPrefixes", []) or "kube-*" in match.get("excludedNamespaces", []):
+        out.add("kube-*")
+    if "dr-system" in params.get("exemptNamespaces", []) + match.get("excludedNamespaces", []):
+        out.add("dr")
+    if 'labels["dr.dev/drill"] == "true"' in rego_text or "dr.dev/drill" in json.dumps(match):
+        out.add("drill")
+    return out
+
+
+def test_readme_exemptions_agree_with_both_engines_rules() -> None:
+    # The README said dr's namespace was excluded everywhere; run-as-non-root exempted only kube-*.
+    rows = [
+        [cell.strip() for cell in line.strip("|").split("|")]
+        for line in (POLICIES / "README.md").read_text().splitlines()
+        if line.startswith("| ") and not line.startswith("| rule")
+    ]
+    assert rows and all(len(row) == 4 for row in rows), "the README's table names each rule's exemptions"
+    words = {"`kube-*`": "kube-*", "dr's namespace": "dr", "drill scratch namespaces": "drill"}
+    documented = {row[0]: {v for k, v in words.items() if k in row[3]} for row in rows}
+    files = {
+        "backup policy": ("require-backup-policy-label.yaml", "backup-policy-label"),
+        "as root": ("require-run-as-non-root.yaml", "run-as-non-root"),
+        "NetworkPolicy": ("generate-default-deny-network-policy.yaml", "network-policy"),
+    }
+    assert len(documented) == len(files)
+    for rule_text, exempt in documented.items():
+        ((kyverno_file, gatekeeper_name),) = [f for key, f in files.items() if key in rule_text]
+        assert _kyverno_exempt(_load(KYVERNO / kyverno_file)["spec"]["rules"][0]) == exempt, rule_text
+        assert _gatekeeper_exempt(gatekeeper_name) == exempt, rule_text
+    assert documented[next(r for r in documented if "as root" in r)] == {"kube-*"}
+
+
+def _drs_workloads() -> list[dict[str, Any]]:
+    """dr's CronJobs (deploy/) and a data-mover Job as the backup creates it in dr's namespace."""
+    from datetime import timedelta
+
+    from dr.kube.jobs import MoverJob, MoverPodConfig, mover_job
+
+    mover = mover_job(
+        MoverJob(name="dr-backup-x", namespace="dr-system", args=["mover"], claim="c", read_only=True,
+                 run_id="b1", expires=0, service_account="dr", supplemental_groups=[1000]),
+        MoverPodConfig(image="dr", resources=Resources(), deadline=timedelta(hours=1)),
+    )  # fmt: skip
+    workloads = [o for o in kustomize_build(DEPLOY) if pod_specs(o)] + [mover]
+    assert {o["kind"] for o in workloads} == {"CronJob", "Job"}
+    return workloads
+
+
+def test_drs_own_pods_need_no_run_as_non_root_exemption() -> None:
+    """dr's pods run as non-root: the rule need not (and does not) exempt dr's namespace."""
+    rule = _load(KYVERNO / "require-run-as-non-root.yaml")["spec"]["rules"][0]
+    for obj in _drs_workloads():
+        name = obj["metadata"]["name"]
+        assert root_violations(obj) == [], name
+        as_pod = {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": name}, "spec": _pod_spec(obj)}
+        assert kyverno_root_violations(rule, as_pod) == [], name
+
+
+def test_rego_drs_own_pods_pass_run_as_non_root(rego: Any) -> None:
+    for obj in _drs_workloads():
+        assert rego("run-as-non-root", obj) == [], obj["metadata"]["name"]

@@ -9,6 +9,7 @@ import click
 
 from dr.cli.context import app
 from dr.config import load_config
+from dr.deploy.policies import ENGINES, policy_stream
 from dr.deploy.render import read_source, render, to_yaml_stream
 from dr.errors import InvalidInput
 
@@ -26,7 +27,14 @@ def deploy_group() -> None:
     metavar="FILE",
     help="dr.yaml whose policies become CronJobs (default: the active config).",
 )
-def render_cmd(config_file: str | None) -> None:
+@click.option(
+    "--policies",
+    "engine",
+    type=click.Choice(ENGINES),
+    default=None,
+    help="Print the admission policies for application namespaces for this engine instead.",
+)
+def render_cmd(config_file: str | None, engine: str | None) -> None:
     """Print CronJobs (and the RBAC they need) for the config's backup and drill policies.
 
     \b
@@ -35,6 +43,12 @@ def render_cmd(config_file: str | None) -> None:
     CronJob per backup policy (`dr backup --policy NAME`) and per drill policy
     (`dr drill run`, runbook from a ConfigMap), and a daily `dr drill gc`.
     Secrets are referenced by name, never rendered.
+
+    \b
+    With --policies kyverno|gatekeeper: the Kyverno or Gatekeeper policies
+    for application namespaces instead (backup-policy label, no root
+    containers, a NetworkPolicy in every namespace), exempting the config's
+    dr namespace (mover.namespace) where deploy/policies/ says dr-system.
     """
     loaded = load_config(config_file) if config_file else app().loaded
     if loaded.source == "built-in defaults":
@@ -42,6 +56,9 @@ def render_cmd(config_file: str | None) -> None:
             "dr deploy render: no configuration file (give --config, set $DR_CONFIG or add ./dr.yaml); "
             "the CronJobs come from its backup and drill policies"
         )
+    if engine is not None:
+        sys.stdout.write(policy_stream(engine, loaded.config.mover.namespace, loaded.source))
+        return
     source = read_source(loaded.config, Path(loaded.source))
     sys.stdout.write(to_yaml_stream(render(source), loaded.source))
 
