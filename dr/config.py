@@ -36,7 +36,7 @@ from urllib.parse import urlsplit
 
 from dr.cron import CronError, parse_cron, parse_duration
 from dr.errors import InvalidInput
-from dr.urls import bucket_problem, redact_url
+from dr.urls import bucket_problem, credential_shaped, redact_url
 
 if TYPE_CHECKING:
     import yaml
@@ -222,6 +222,9 @@ def scheme_checker(kind: str, schemes: tuple[str, ...]) -> Callable[[str], str]:
             # Credentials come from the standard chains, never from URLs (URLs
             # end up in logs, snapshots and process listings). Checked first:
             # the messages below quote the URL.
+            raise ValueError(f"{kind} URL must not contain credentials")
+        if parts.scheme in ("s3", "gs") and credential_shaped(parts.netloc):
+            # s3://KEY:SECRET/prefix: user info without its '@' (no bucket name holds a ':').
             raise ValueError(f"{kind} URL must not contain credentials")
         if parts.scheme not in schemes:
             known = ", ".join(f"{s}://" for s in schemes)

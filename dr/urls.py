@@ -1,9 +1,10 @@
 """URLs in messages and logs.
 
-A URL the user gave may carry a secret (``user:password@`` in its host part, a
-token in its query), and it is most likely to be quoted precisely when it is
-refused for that. Messages quote ``redact_url(url)`` instead. Kept at the
-bottom layer (no imports from dr) so the config checks can use it too.
+A URL the user gave may carry a secret (``user:password@`` in its host part, or
+``user:password`` with its ``@`` forgotten; a token in its query), and it is
+most likely to be quoted precisely when it is refused for that. Messages quote
+``redact_url(url)`` instead. Kept at the bottom layer (no imports from dr) so
+the config checks can use it too.
 
 Also the bucket naming rules (``bucket_problem``): the s3:// and gs:// stores
 check a URL's bucket with them when they open it, and ``dr config validate``
@@ -20,6 +21,18 @@ _URL_HEAD = re.compile(r"(?:[A-Za-z][A-Za-z0-9+.-]*:)?(//)?")
 
 _SETTING_NAME = re.compile(r"[A-Za-z][A-Za-z0-9_.-]{0,31}")
 
+# A host part that is a host and, after a ':', at most a port; a bracketed IPv6
+# address is taken out first (its ':' are its own).
+_HOST_PORT = re.compile(r"[^:]*(?::[0-9]{0,5})?")
+_BRACKETED = re.compile(r"\[[^\]]*\]?")
+
+
+def credential_shaped(authority: str) -> bool:
+    """Whether a URL's host part (between ``//`` and the first ``/``, without an
+    ``@``) holds a ':' that is not before a port: ``KEY:SECRET`` pasted without
+    its ``@``. A port has at most 5 digits, so a longer run of digits counts too."""
+    return _HOST_PORT.fullmatch(_BRACKETED.sub("", authority)) is None
+
 
 def showable_key(key: str) -> bool:
     """Whether a query key may be quoted as given: only if it looks like a setting's
@@ -35,7 +48,11 @@ def _key(key: str) -> str:
 def redact_url(url: str) -> str:
     """``url`` as it may appear in a message or log: user info replaced by ``***``,
     every query value and any fragment by ``***``. Never raises, so it can
-    describe a URL that does not parse (that is when it is needed most)."""
+    describe a URL that does not parse (that is when it is needed most).
+
+    User info that lacks its ``@`` (``s3://KEY:SECRET/prefix``, see
+    ``credential_shaped``) hides the host part and the path too: a secret may
+    hold a "/", and without the ``@`` nothing says where it ends."""
     head = _URL_HEAD.match(url)
     assert head is not None  # every part of the pattern is optional
     out, rest = url[: head.end()], url[head.end() :]
@@ -46,6 +63,8 @@ def redact_url(url: str) -> str:
         # a password may hold a "/" (AWS secret keys often do), which would
         # otherwise leave its second half in what reads as the path.
         rest = "***@" + rest.rpartition("@")[2]
+    elif head.group(1) and credential_shaped(rest.partition("/")[0]):
+        rest = "***"
     out += rest
     if asked:
         out += "?" + "&".join(

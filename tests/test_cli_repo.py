@@ -143,6 +143,38 @@ def test_a_bad_repository_url_is_one_line_without_its_secret(home: Path, url: st
             assert r.err.count("\n") == 1 and "Traceback" not in r.err, r.err
 
 
+@pytest.mark.parametrize(
+    ("url", "hint"),
+    [
+        ("s3://AKIAXXXX:sekrit/p", "AWS credentials come from the standard chain"),
+        ("s3://AKIAXXXX:sek/rit/p", "AWS credentials come from the standard chain"),
+        ("gs://GOOGXXXX:sekrit/p", "Google credentials come from Application Default Credentials"),
+    ],
+)
+def test_a_credential_without_its_at_sign_is_not_quoted_as_a_bucket_name(
+    home: Path, url: str, hint: str
+) -> None:
+    # KEY:SECRET pasted without its '@' reads as a bucket named "KEY:SECRET"; the
+    # refusal must not quote it, in the error line or in the logs at -vv.
+    scheme = url.partition("://")[0]
+    for verbose in ((), ("-v",), ("-vv",)):
+        r = run_dr_process(*verbose, "--repo", url, "repo", "info")
+        assert r.code == 2, r.err
+        for part in ("sekrit", "sek/rit", "XXXX"):
+            assert part not in r.err + r.out, r.err
+        assert f"error: repository URL '{scheme}://***': invalid bucket name (contains ':'" in r.err
+        assert hint in r.err
+        if not verbose:
+            assert r.err.count("\n") == 1 and "Traceback" not in r.err, r.err
+    config = home / "creds.yaml"
+    config.write_text(f"repositories:\n  - name: main\n    url: '{url}'\n")
+    r = run_dr_process("-vv", "config", "validate", str(config))
+    assert r.code == 2, r.err
+    assert "repositories[0].url: repository URL must not contain credentials" in r.err
+    for part in ("sekrit", "sek/rit", "XXXX"):
+        assert part not in r.err + r.out, r.err
+
+
 def test_a_repository_path_that_is_a_file_is_one_line(home: Path) -> None:
     (home / "f").write_text("hi\n")
     r = run_dr_process("--repo", f"file://{home / 'f'}", "repo", "info")

@@ -575,7 +575,27 @@ def test_s3_settings_from_query_string() -> None:
         ("s3://bkt/p?endpoint=http://u:topsecret@[::1", None, "endpoint 'http://***@[::1' is malformed"),
         ("s3://[bkt/p?region=topsecret", None, "'s3://[bkt/p?region=***' is malformed: '[' or ']'"),
         ("s3://bkt:9000/p?region=topsecret", None, "'bkt:9000' is not a bucket name (a port belongs in"),
-        ("s3://bkt:x/p?region=topsecret", None, "'s3://bkt:x/p?region=***': invalid bucket name 'bkt:x'"),
+        ("s3://bkt:99999/p?region=topsecret", None, "'bkt:99999' is not a bucket name (a port belongs in"),
+        # KEY:SECRET without its '@': neither the URL's host part nor the "bucket name" is quoted.
+        ("s3://bkt:x/p?region=topsecret", None, "'s3://***?region=***': invalid bucket name (contains ':',"),
+        (
+            "s3://AKIAX:topsecret/p",
+            None,
+            "'s3://***': invalid bucket name (contains ':', looks like credentials",
+        ),
+        (
+            "s3://AKIAX:top/secret/p",
+            None,
+            "invalid bucket name (contains ':', looks like credentials; not shown)",
+        ),
+        ("s3://AKIAX:123456/p?region=topsecret", None, "invalid bucket name (contains ':'"),
+        ("s3://AKIAX:topsecret/p", None, "; AWS credentials come from the standard chain"),
+        (
+            "gs://KEY:topsecret/p",
+            None,
+            "'gs://***': invalid bucket name (contains ':', looks like credentials",
+        ),
+        ("gs://KEY:top/secret/p", None, "; Google credentials come from Application Default Credentials"),
         # Bucket names by the provider's rules: one line, not botocore's regular expression.
         ("s3://Bad_Bucket!/x", None, "invalid bucket name 'Bad_Bucket!': S3 bucket names are 3-63"),
         ("s3://ab/x", None, "invalid bucket name 'ab'"),
@@ -598,8 +618,9 @@ def test_s3_settings_from_query_string() -> None:
         (
             "s3://bkt/p?endpoint=http://minio:9x/&region=topsecret",
             None,
-            "'http://minio:9x/' has an invalid port",
+            "endpoint 'http://***' has an invalid port",  # not a port: may be a password without its '@'
         ),
+        ("s3://bkt/p?endpoint=http://admin:topsecret/", None, "endpoint 'http://***' has an invalid port"),
         ("s3://bkt/p?endpoint=http://m/?token=topsecret", None, "'http://m/?token=***' must be http(s)"),
         (
             "s3://bkt/p?endpoint=http://u:topsecret@a",
@@ -625,6 +646,7 @@ def test_bad_bucket_urls(url: str, options: Any, message: str) -> None:
             GCSStore.from_url(url, options)
     assert message in str(e.value)
     assert "topsecret" not in str(e.value) and "top/secret" not in str(e.value)
+    assert "AKIAX" not in str(e.value) and "123456" not in str(e.value) and "bkt:x" not in str(e.value)
     assert "\n" not in str(e.value)
 
 
@@ -704,6 +726,15 @@ def test_accepted_query_settings_never_look_like_credentials() -> None:
         ("http://u:p@h:9/x?flag#frag", "http://***@h:9/x?flag#***"),
         ("s3://b/p?endpoint=http://[::1", "s3://b/p?endpoint=***"),
         ("minio:9000", "minio:9000"),
+        # User info without its '@': the host part and the path go (the secret may hold a "/").
+        ("s3://KEY:se/cret/p?region=x", "s3://***?region=***"),
+        ("gs://KEY:secret", "gs://***"),
+        ("s3://KEY:1234567/p", "s3://***"),
+        ("http://h:9x/a", "http://***"),
+        ("http://h:9000/a", "http://h:9000/a"),
+        ("http://h:/a", "http://h:/a"),
+        ("http://[::1]:9000/a", "http://[::1]:9000/a"),
+        ("http://[::1/a", "http://[::1/a"),
         ("", ""),
     ],
 )

@@ -27,7 +27,7 @@ from urllib.parse import SplitResult, parse_qsl, urlsplit
 
 from dr.errors import InvalidInput
 from dr.storage.base import StorageError
-from dr.urls import bucket_problem, redact_url, showable_key
+from dr.urls import bucket_problem, credential_shaped, redact_url, showable_key
 
 # Query parameters that would carry credentials are refused with a pointed
 # message. Matched on the key lower-cased without separators, so that every
@@ -104,6 +104,13 @@ def parse_bucket_url(url: str, scheme: str, allowed: dict[str, str], credential_
     bucket = parts.netloc
     if not bucket:
         raise InvalidInput(f"repository URL {shown!r}: names no bucket ({scheme}://bucket/prefix)")
+    if credential_shaped(bucket):
+        # No bucket name holds a ':'; this is KEY:SECRET without its '@', so
+        # neither the name nor the URL (redact_url hides it too) is quoted.
+        raise InvalidInput(
+            f"repository URL {shown!r}: invalid bucket name (contains ':', looks like credentials; "
+            f"not shown); {credential_hint}"
+        )
     if re.fullmatch(r"[^:\[\]]+:[0-9]*", bucket):
         raise InvalidInput(
             f"repository URL {shown!r}: {bucket!r} is not a bucket name (a port belongs in the endpoint setting)"
