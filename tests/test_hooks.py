@@ -344,6 +344,95 @@ def test_failed_dumps_are_errors_and_the_others_go_on(repo: Repository) -> None:
     assert dump_hook_of(pod("z")) is None
 
 
+# A hook's stderr as a failing pg_dump, mysql or a chatty script might print it.
+LEAKY_STDERR = (
+    b"psql: error: connection to server failed for user app (password=hunter2)\n"
+    b"curl: 401 with Authorization: Bearer abc.def.ghi\n"
+    b"env: PGPASSWORD=s3cr3t-pg MYSQL_PWD=s3cr3t-my\n"
+    b"Authorization: Basic dXNlcjpzM2NyM3QtYmFzaWM=\n"
+)
+LEAKS = ("hunter2", "abc.def.ghi", "s3cr3t-pg", "s3cr3t-my", "dXNlcjpzM2NyM3QtYmFzaWM")
+
+
+def test_a_hooks_stderr_is_redacted_before_it_is_quoted(repo: Repository) -> None:
+    # The stderr tail goes into the hook's error, the backup's or restore's record,
+    # warnings, the run's message and the Kubernetes Event: secrets are masked first.
+    # A secret just before where the tail starts is masked too (masked, then cut).
+    cut = b"A" * 1000 + b" password=hunter2 " + b"B" * 390
+    ex = ScriptedExec(
+        {
+            "lock": Script(exit_code=1, stderr=LEAKY_STDERR),
+            "optional": Script(exit_code=3, stderr=cut),
+            "dump": Script(exit_code=2, stdout=[b"partial"], stderr=LEAKY_STDERR),
+            "good-dump": Script(stdout=[b"rows"]),
+            "load": Script(exit_code=1, stderr=LEAKY_STDERR),
+        }
+    )
+    hs = hookset(
+        pre=[
+            Hook(name="optional", command=["optional"], on_error="continue"),
+            Hook(name="lock", command=["lock"]),
+        ],
+        post=[],
+    )
+    pre = run_pre(ex, [hs])
+    with repo.saver() as saver:
+        dumps = run_dump_hooks(
+            ex,
+            repo,
+            saver,
+            [
+                pod("a", {"dump.hook.backup.dr.dev/command": '["dump"]'}),
+                pod("b", {"dump.hook.backup.dr.dev/command": '["good-dump"]'}),
+            ],
+        )
+        saver.flush()
+    (rec,) = dumps.records
+    loaded = restore_dump(ex, repo, rec, RestoreHook("app", "b", "db", ["load"]))
+
+    assert pre.fatal is not None and loaded.error is not None
+    texts = [pre.fatal, *pre.warnings, *dumps.errors, loaded.error, loaded.describe()]
+    texts += [json.dumps(r.model_dump(by_alias=True)) for r in [*pre.results, loaded]]
+    for text in texts:
+        for secret in LEAKS:
+            assert secret not in text, text
+    # The rest of the message stays, to say what went wrong.
+    assert pre.fatal.startswith("pre hook 'lock' in pod app/db-0 container db: exit code 1: psql: error: ")
+    for text in (pre.fatal, dumps.errors[0], loaded.error):
+        assert "connection to server failed for user app (password=[REDACTED]" in text, text
+        assert "curl: 401 with Authorization: Bearer [REDACTED]" in text, text
+        assert "PGPASSWORD=[REDACTED]" in text and "Authorization: Basic [REDACTED]" in text, text
+    assert dumps.errors[0].startswith("dump hook 'dump' in pod app/a container db: exit code 2: psql: ")
+    assert pre.warnings == [
+        "pre hook 'optional' in pod app/db-0 container db: exit code 3: …REDACTED] " + "B" * 390
+    ]
+
+
+def test_a_large_stderr_is_redacted_in_bounded_time() -> None:
+    # Up to 1 MiB of stderr is kept; what the patterns take on text made to be slow
+    # for them (headers of keys that never end, long dotted runs) must not hold up
+    # the backup. A private key printed at the very end is masked although its
+    # header is far before the tail.
+    key = (
+        b"-----BEGIN PRIVATE KEY-----\n"
+        + b"MIIEvQIBADANBgkqhkiG9w0BAQEFAASC\n" * 100
+        + b"-----END PRIVATE KEY-----\n"
+    )
+    slow = b"-----BEGIN RSA PRIVATE KEY-----\n" * 30_000 + b"a." * 100_000
+    ex = ScriptedExec(
+        {
+            "chatty": Script(exit_code=1, stderr=slow + b" password=hunter2"),
+            "key": Script(exit_code=1, stderr=slow + key),
+        }
+    )
+    hs = hookset(pre=[Hook(name="chatty", command=["chatty"])], post=[Hook(name="key", command=["key"])])
+    start = time.monotonic()
+    pre, post = run_pre(ex, [hs]), run_post(ex, [hs])
+    assert time.monotonic() - start < 10
+    assert pre.fatal is not None and pre.fatal.endswith("a.a. password=[REDACTED]")
+    assert post.fatal is not None and post.fatal.endswith("a.a.[REDACTED]") and "MIIEv" not in post.fatal
+
+
 # --------------------------------------------------------------------------- hooks around the volume copy
 
 

@@ -1,8 +1,9 @@
 """Logging setup: human lines on a terminal, JSON lines otherwise, secrets redacted.
 
 JSON when stderr is not a terminal, so CronJob logs are machine-readable. The
-redaction filter is a last line of defence: code must not log secrets in the
-first place (tests check both).
+redaction filter (``dr.redact``, imported here under its old name for the
+CLI) is a last line of defence: code must not log secrets in the first place
+(tests check both).
 """
 
 from __future__ import annotations
@@ -10,41 +11,11 @@ from __future__ import annotations
 import json
 import logging
 import os
-import re
 import sys
 import time
 from typing import IO, Any
 
-# Values that look like credentials: Vault tokens, AWS keys, bearer tokens, PEM keys,
-# passwords in URLs, GCS upload sessions.
-_SECRET_PATTERNS = [
-    re.compile(r"\b(hvs|hvb|hvr|s)\.[A-Za-z0-9_-]{20,}"),
-    re.compile(r"\b(AKIA|ASIA)[A-Z0-9]{16}\b"),
-    re.compile(r"(?i)(bearer\s+)[A-Za-z0-9._~+/-]+=*"),
-    # AWS session tokens in every form botocore logs at -vvv: a header in a dict
-    # (bytes or str), a (name, value) pair, the canonical request's "name:value"
-    # line, a presigned URL's query.
-    re.compile(r"(?i)(x-amz-security-token[\"']?(?:\s*[:=,]\s*|\s+)(?:b?[\"'])?)[^\s\"',}&)]+"),
-    # name: value and name=value, quoted or not; a quoted value may be bytes (b'...').
-    re.compile(
-        r"(?i)((?:token|secret|password|passwd|secret_id|plaintext)[\"']?\s*[:=]\s*(?:b?[\"'])?)[^\s\"',}]+"
-    ),
-    # A GCS resumable upload's session URI is a bearer credential (urllib3 logs
-    # the request line at -vvv).
-    re.compile(r"(upload_id=)[^\s\"'&]+"),
-    re.compile(r"-----BEGIN [A-Z ]*PRIVATE KEY-----[\s\S]+?-----END [A-Z ]*PRIVATE KEY-----"),
-    # user:password@ in a URL (the password may hold a "/": it ends at the last "@").
-    re.compile(r"(?i)(\b[a-z][a-z0-9+.-]*://)[^\s/@?#]*:[^\s@?#]*(?=@)"),
-]
-
-
-def redact(text: str) -> str:
-    for pat in _SECRET_PATTERNS:
-        if pat.groups:
-            text = pat.sub(lambda m: (m.group(1) if m.lastindex else "") + "[REDACTED]", text)
-        else:
-            text = pat.sub("[REDACTED]", text)
-    return text
+from dr.redact import redact as redact  # re-exported: its home before dr.redact
 
 
 class RedactingFilter(logging.Filter):

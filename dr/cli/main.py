@@ -20,11 +20,12 @@ import click
 
 from dr import __version__
 from dr.cli.context import AppContext
-from dr.cli.logs import redact, setup_logging
+from dr.cli.logs import setup_logging
 from dr.cli.params import attach_optional_values
 from dr.errors import DrError, ExitCode
 from dr.interrupt import INTERRUPTED_EXIT, TERMINATED_EXIT, Terminated, signals_handled
 from dr.malloc_tuning import limit_malloc_arenas
+from dr.redact import redact
 
 CONTEXT_SETTINGS = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
 

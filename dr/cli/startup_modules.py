@@ -95,6 +95,7 @@ MODULES = (
     "json",
     "string",
     "logging",
+    "dr.redact",
     "dr.cli.logs",
     "dr.errors",
     "signal",
