@@ -11,6 +11,12 @@ from __future__ import annotations
 
 import re
 
+# How much of a long text is redacted to find what its quoted head or tail holds: far
+# more than a tail and a PEM private key (an 8192-bit RSA key is about 6.5 KB) before
+# it, and bounded, for the time the patterns take (quadratic on crafted input: ~60 s
+# for 1 MiB).
+WINDOW = 16 * 1024
+
 # Values that look like credentials: Vault tokens, AWS keys, bearer tokens and other
 # Authorization headers, PEM keys, passwords in URLs, GCS upload sessions.
 _SECRET_PATTERNS = [
@@ -50,3 +56,14 @@ def redact(text: str) -> str:
         else:
             text = pat.sub("[REDACTED]", text)
     return text
+
+
+def redacted_head(text: str, n: int) -> str:
+    """The first ``n`` characters of ``text``, masked before the cut (a secret whose
+    name falls just before it is masked too)."""
+    return redact(text[:WINDOW])[:n]
+
+
+def redacted_tail(text: str, n: int) -> str:
+    """The last ``n`` characters of ``text``, masked before the cut."""
+    return redact(text[-WINDOW:])[-n:] if n else ""

@@ -711,6 +711,30 @@ def test_exec_verdicts(kube: Kube, namespace: str) -> None:
     assert not r.passed and r.error == "cannot exec into pod x/db-0: forbidden"
 
 
+def test_exec_and_http_output_is_masked_in_messages_and_reports(kube: Kube, namespace: str) -> None:
+    # What a step quotes of a check's output went into the drill report as printed: a
+    # `psql` or `curl -v` check printing a password or a token put it in a report kept
+    # for months. Masked now, and before the cut, so a name just outside it still counts.
+    core = kclient.CoreV1Api(kube.api)
+    core.create_namespaced_pod(namespace, pod("db-0", {"app": "db"}))
+    set_pod_phase(core, namespace, "db-0", "Running")
+    base = {"name": "q", "type": "exec", "selector": "app=db", "command": ["check"]}
+    # The excerpt is the last 300 characters: cut first, they would hold only the value.
+    stderr = b"PGPASSWORD=" + b"h" * 320 + b"\nfailed: Authorization: Bearer abc.def.ghi\n"
+    fake = ScriptedExec(ExecResult(2, b"token: s3cr3t-value\n", stderr))
+    r = run_step(step(base), ctx_for(kube.api, namespace, exec=fake))
+    assert not r.passed and r.message.endswith("expected 0: failed: Authorization: Bearer [REDACTED]")
+    assert r.details["stderr"] == "PGPASSWORD=[REDACTED]\nfailed: Authorization: Bearer [REDACTED]\n"
+    assert r.details["stdout"] == "token: [REDACTED]\n"
+    fake = ScriptedExec(ExecResult(0, b"password=hunter2\n", b""))
+    r = run_step(step({**base, "expect": {"stdoutRegex": "^t$"}}), ctx_for(kube.api, namespace, exec=fake))
+    assert r.message == "`check` in db-0: output 'password=[REDACTED]' does not match /^t$/"
+    for text in (r.message, str(r.details)):
+        assert "hunter2" not in text and "hhh" not in text and "s3cr3t" not in text and "abc.def" not in text
+    v = evaluate_http(HttpExpect(status=200), 500, '{"error": "bad", "secret": "tok-123"}')
+    assert "tok-123" not in str(v.details) and '"secret": "[REDACTED]' in v.details["body"]
+
+
 def test_exec_without_a_running_pod(kube: Kube, namespace: str) -> None:
     core = kclient.CoreV1Api(kube.api)
     core.create_namespaced_pod(namespace, pod("db-0", {"app": "db"}))

@@ -52,7 +52,7 @@ from dr.errors import DrError
 from dr.interrupt import stopping
 from dr.kube.exec import Exec, ExecError, ExecTimeout, describe_target
 from dr.kube.selectors import parse_selector
-from dr.redact import redact
+from dr.redact import WINDOW, redact
 from dr.repo.repository import Repository, Saver
 from dr.repo.snapshots import Stream
 from dr.repo.streams import StreamWriter, read_stream
@@ -67,9 +67,6 @@ DEFAULT_TIMEOUT = timedelta(seconds=30)
 DEFAULT_DUMP_TIMEOUT = timedelta(hours=1)
 DEFAULT_DUMP_NAME = "dump"
 STDERR_TAIL = 400
-# Stderr bytes redacted to find the tail's secrets: far more than a tail and a PEM
-# private key (an 8192-bit RSA key is about 6.5 KB) before it.
-REDACT_WINDOW = 16 * 1024
 
 Phase = Literal["pre", "post", "dump", "restore"]
 
@@ -219,9 +216,9 @@ def _stderr_tail(stderr: bytes) -> str:
     (``pg_dump``, ``mysql`` or a script may print a password or a token there, and
     the error goes into records, logs and Kubernetes Events). Masked before it
     is cut, so a secret whose name (or PEM header) falls just before the cut is
-    masked too; only the last ``REDACT_WINDOW`` bytes are looked at, which
+    masked too; only the last ``WINDOW`` bytes are looked at, which
     bounds the time the patterns take on up to 1 MiB of stderr."""
-    text = redact(stderr[-REDACT_WINDOW:].decode("utf-8", "replace")).strip()
+    text = redact(stderr[-WINDOW:].decode("utf-8", "replace")).strip()
     return text if len(text) <= STDERR_TAIL else "…" + text[-STDERR_TAIL:]
 
 

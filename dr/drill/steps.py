@@ -35,6 +35,7 @@ from dr.drill.model import StepResult, human_duration
 from dr.drill.probe import DataProbe, PathProbe, ProbeError
 from dr.errors import DrError
 from dr.kube.exec import Exec, ExecError
+from dr.redact import redacted_head, redacted_tail
 from dr.runbook.model import (
     DataStep,
     ExecStep,
@@ -341,7 +342,7 @@ def _api_status_message(body: str) -> str | None:
 
 def evaluate_http(expect: HttpExpect, status: int, body: str) -> Verdict:
     """Compare one HTTP answer with the step's expectations; the message names the first mismatch."""
-    details: dict[str, Any] = {"status": status, "body": body[:_BODY_EXCERPT]}
+    details: dict[str, Any] = {"status": status, "body": redacted_head(body, _BODY_EXCERPT)}
     if status != expect.status:
         api_msg = _api_status_message(body)
         why = f" (API server: {api_msg})" if api_msg else ""
@@ -506,18 +507,21 @@ def _exec(step: VerificationStep, ctx: StepContext) -> Verdict:
     result = ctx.exec.run(ns, pod, step.container, list(step.command), left, stdin)
     stdout = result.stdout.decode("utf-8", "replace")
     stderr = result.stderr.decode("utf-8", "replace")
+    # What the report and the step's message quote of the output is masked: a check
+    # such as `psql -c ...` or `curl -v` may print a password or a token, and drill
+    # reports are read by many and kept for months.
     details = {
         "pod": pod,
         "container": step.container,
         "exitCode": result.exit_code,
-        "stdout": stdout[-_BODY_EXCERPT:],
-        "stderr": stderr[-_BODY_EXCERPT:],
+        "stdout": redacted_tail(stdout, _BODY_EXCERPT),
+        "stderr": redacted_tail(stderr, _BODY_EXCERPT),
     }
     cmd = " ".join(step.command)
     if len(cmd) > 60:
         cmd = cmd[:59] + "…"
     if result.exit_code != step.expect.exit_code:
-        tail = (stderr.strip() or stdout.strip()).splitlines()[-1:] or [""]
+        tail = redacted_tail(stderr.strip() or stdout.strip(), _MAX_MESSAGE).splitlines()[-1:] or [""]
         why = f": {tail[0]}" if tail[0] else ""
         return Verdict(
             False,
@@ -525,7 +529,7 @@ def _exec(step: VerificationStep, ctx: StepContext) -> Verdict:
             details,
         )
     if step.expect.stdout_regex is not None and not re.search(step.expect.stdout_regex, stdout):
-        shown = stdout.strip().replace("\n", " ")[:80]
+        shown = redacted_head(stdout.strip(), 80).replace("\n", " ")
         return Verdict(
             False, f"`{cmd}` in {pod}: output {shown!r} does not match /{step.expect.stdout_regex}/", details
         )
@@ -624,7 +628,7 @@ def _termination_messages(ctx: StepContext, ns: str, job: str) -> list[str]:
         for cs in (p.get("status") or {}).get("containerStatuses") or []:
             for state in (cs.get("state") or {}, cs.get("lastState") or {}):
                 term = state.get("terminated") or {}
-                msg = (term.get("message") or "").strip()
+                msg = redacted_tail((term.get("message") or "").strip(), _MAX_MESSAGE)
                 if msg:
                     out.append(f"{p['metadata']['name']}: {msg}")
         if not out:
@@ -647,7 +651,7 @@ def _log_tail(ctx: StepContext, ns: str, pod: str) -> str | None:
         )
     except (kclient.ApiException, AttributeError):
         return None  # logs are a bonus: gone pods, or a cluster without kubelets
-    text = resp.data.decode("utf-8", "replace").strip()
+    text = redacted_tail(resp.data.decode("utf-8", "replace").strip(), 4 * _MAX_MESSAGE)
     return " | ".join(text.splitlines()[-5:]) or None
 
 
