@@ -435,6 +435,33 @@ def test_cli_errors(capsys: pytest.CaptureFixture[str], isolated_home: Path) -> 
     assert r.code == 2 and "no/such/dir/r.md: cannot write: No such file or directory" in r.err
 
 
+def test_a_damaged_report_in_the_repository_is_named_and_the_others_still_count(
+    capsys: pytest.CaptureFixture[str], isolated_home: Path
+) -> None:
+    from tests.cli_support import write_config
+    from tests.test_cli_status import _open
+
+    config = str(write_config(isolated_home))
+    assert run_dr(capsys, "--config", config, "repo", "init").code == 0
+    good = drill("webapp-postgres", datetime(2026, 11, 3, 4, tzinfo=UTC))
+    _open(isolated_home).save_object("reports", good.model_dump(mode="json", by_alias=True))
+    (isolated_home / "repo" / "reports" / ("ab" * 32)).write_bytes(b"\x00a truncated upload")
+
+    r = run_dr(capsys, "--config", config, "report", "drills", "--month", "2026-11", "--format", "json")
+    assert r.code == 0, r.err
+    doc = r.json()
+    assert doc["totals"]["drills"] == 1 and doc["apps"][0]["latest"]["id"] == good.id
+    (warning,) = doc["warnings"]
+    assert warning.startswith(f"drill report {'ab' * 8} cannot be read and is left out: reports/{'ab' * 32}")
+    assert f"warning: {warning}" in r.err
+    # The readers of the page learn it too: the month may lack a drill.
+    r = run_dr(capsys, "--config", config, "report", "drills", "--month", "2026-11")
+    assert r.code == 0 and f"- warning: drill report {'ab' * 8} cannot be read" in r.out
+    assert "Nothing: every app" not in r.out
+    r = run_dr(capsys, "--config", config, "report", "drills", "--month", "2026-11", "--format", "html")
+    assert r.code == 0 and f"warning:</span> drill report {'ab' * 8} cannot be read" in r.out
+
+
 # --------------------------------------------------------------------------- DrillReport
 
 

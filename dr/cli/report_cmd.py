@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -39,14 +38,19 @@ class MonthParam(click.ParamType):  # type: ignore[type-arg]
             self.fail(str(e), param, ctx)
 
 
-def load_reports(from_dir: str | None) -> Iterable[DrillReport]:
-    """Where the drill reports come from: ``--from-dir``, else the repository's ``reports/``."""
-    if from_dir is not None:
-        return read_report_dir(Path(from_dir))
-    from dr.cli.repo_access import open_repository
-    from dr.drill.run import load_reports as load_repository_reports
+def load_reports(from_dir: str | None) -> tuple[list[DrillReport], list[str]]:
+    """Where the drill reports come from: ``--from-dir``, else the repository's ``reports/``.
 
-    return load_repository_reports(open_repository(app()))
+    With the warnings to print and to put in the report: a damaged report in the repository is
+    named and left out, not allowed to stop the month's report of all the others.
+    """
+    if from_dir is not None:
+        return read_report_dir(Path(from_dir)), []
+    from dr.cli.repo_access import open_repository
+    from dr.drill.run import readable_reports
+
+    reports, bad = readable_reports(open_repository(app()))
+    return reports, [f"drill report {n[:16]} cannot be read and is left out: {why}" for n, why in bad.items()]
 
 
 @report_group.command("drills")
@@ -66,11 +70,15 @@ def drills(month: Month | None, fmt: str, out: str | None, from_dir: str | None)
     loaded = app().loaded
     config_dir = Path(loaded.source).parent if loaded.source != "built-in defaults" else None
     now = datetime.now(UTC)
+    reports, warnings = load_reports(from_dir)
+    for w in warnings:
+        click.echo(f"warning: {w}", err=True)
     report = build_monthly_report(
-        load_reports(from_dir),
+        reports,
         month or Month.of(now),
         apps_with_backup_policy(loaded.config, config_dir),
         generated=now,
+        warnings=warnings,
     )
     text = {"json": render_json, "md": render_markdown, "html": render_html}[fmt](report)
     if out:

@@ -192,6 +192,8 @@ class _Sources:
             repo = self._repo(name)
             reports: list[DrillReport] | None = None
             if repo is not None:
+                from dr.drill.run import readable_reports  # the drill machinery only when reports are read
+
                 try:
                     reports, bad = readable_reports(repo)
                 except DrError as e:
@@ -204,40 +206,6 @@ class _Sources:
                     ]
             self._reports[name] = reports
         return self._reports[name]
-
-
-def readable_reports(repo: Any) -> tuple[list[DrillReport], dict[str, str]]:
-    """The drill reports that can be read, oldest first, and ``{name: problem}`` for the others.
-
-    One damaged report (a truncated upload, a report of a newer format) must not
-    hide the others, nor fail ``dr status``: like ``readable_snapshots``, all
-    at once first, then one by one when some cannot be read. ``DrError`` when
-    the reports cannot even be listed.
-    """
-    from dr.repo.format import FormatError
-    from dr.storage.base import ObjectNotFound
-
-    try:
-        docs = repo.load_objects("reports")
-    except FormatError:
-        docs = []
-        bad: dict[str, str] = {}
-        for name in repo.list_objects("reports"):
-            try:
-                docs.append((name, repo.load_object("reports", name)))
-            except ObjectNotFound:
-                continue  # deleted since the listing
-            except FormatError as e:
-                bad[name] = e.message
-    else:
-        bad = {}
-    reports = []
-    for name, doc in docs:
-        try:
-            reports.append(DrillReport.model_validate(doc))
-        except ValueError as e:
-            bad[name] = f"not a drill report ({str(e).splitlines()[0]})"
-    return sorted(reports, key=lambda r: r.started), bad
 
 
 def runbook_app(policy: DrillPolicy, config_dir: Path | None, warnings: list[str]) -> str:

@@ -471,14 +471,46 @@ def save_report(repo: Repository, report: DrillReport) -> str:
     return repo.save_object("reports", report.model_dump(mode="json", by_alias=True))
 
 
-def load_reports(repo: Repository) -> list[DrillReport]:
-    out = []
-    for name, doc in repo.load_objects("reports"):
+def readable_reports(repo: Repository) -> tuple[list[DrillReport], dict[str, str]]:
+    """The drill reports that can be read, oldest first, and ``{name: problem}`` for the others.
+
+    One damaged report (a truncated upload, a report of a newer format) must not
+    hide the others, nor fail ``dr status`` or ``dr report drills``: like
+    ``readable_snapshots``, all at once first, then one by one when some cannot
+    be read. ``DrError`` when the reports cannot even be listed.
+    """
+    from dr.repo.format import FormatError
+    from dr.storage.base import ObjectNotFound
+
+    try:
+        docs = repo.load_objects("reports")
+    except FormatError:
+        docs = []
+        bad: dict[str, str] = {}
+        for name in repo.list_objects("reports"):
+            try:
+                docs.append((name, repo.load_object("reports", name)))
+            except ObjectNotFound:
+                continue  # deleted since the listing
+            except FormatError as e:
+                bad[name] = e.message
+    else:
+        bad = {}
+    reports = []
+    for name, doc in docs:
         try:
-            out.append(DrillReport.model_validate(doc))
+            reports.append(DrillReport.model_validate(doc))
         except ValueError as e:
-            log.warning("reports/%s: not a drill report (%s)", name[:16], e)
-    return sorted(out, key=lambda r: r.started)
+            bad[name] = f"not a drill report ({str(e).splitlines()[0]})"
+    return sorted(reports, key=lambda r: r.started), bad
+
+
+def load_reports(repo: Repository) -> list[DrillReport]:
+    """The readable drill reports, oldest first; each unreadable one is logged as a warning."""
+    reports, bad = readable_reports(repo)
+    for name, why in bad.items():
+        log.warning("drill report %s cannot be read: %s", name[:16], why)
+    return reports
 
 
 def write_report_files(report: DrillReport, directory: Path) -> list[Path]:

@@ -200,6 +200,8 @@ class MonthlyReport(ReportModel):
     apps: list[AppMonth]
     missing: list[str]
     trend: list[TrendPoint]
+    # What could not be read (a damaged drill report): the report may lack drills, so its readers must know.
+    warnings: list[str] = Field(default_factory=list)
 
     @property
     def title(self) -> str:
@@ -267,6 +269,7 @@ def build_monthly_report(
     apps_with_backup_policy: Iterable[str] = (),
     *,
     generated: datetime | None = None,
+    warnings: Iterable[str] = (),
 ) -> MonthlyReport:
     """The report of ``month`` from every drill report at hand (older ones feed the trend)."""
     all_reports = list(reports)
@@ -315,6 +318,7 @@ def build_monthly_report(
         apps=apps,
         missing=[a.app for a in apps if a.status == "missing"],
         trend=_trend(window, months, per_app=False),
+        warnings=list(warnings),
     )
 
 
@@ -416,9 +420,10 @@ def render_markdown(report: MonthlyReport) -> str:
     ]
     attention = report.attention()
     out += ["## Needs attention", ""]
+    out += [f"- warning: {_md(w)}" for w in report.warnings]
     if attention:
         out += [f"- **{a.app}** ({STATUS_WORDS[a.status]}): {_md(why)}" for a, why in attention]
-    else:
+    elif not report.warnings:
         out.append("Nothing: every app with a backup policy passed its drill within its objectives.")
     out.append("")
 

@@ -116,8 +116,9 @@ def render_html(report: MonthlyReport) -> str:
         ("missing", t.missing, "no drill"),
     ]
     attention = report.attention()
-    if attention:
-        items = "".join(
+    if attention or report.warnings:
+        items = "".join(f'<li><span class="miss">warning:</span> {escape(w)}</li>' for w in report.warnings)
+        items += "".join(
             f'<li><a href="#app-{escape(a.app)}"><strong>{escape(a.app)}</strong></a> {_pill(a.status)} '
             f"{escape(why)}</li>"
             for a, why in attention
