@@ -5,6 +5,9 @@ then shows "BackupCompleted", "DrillFailed", … next to the application's own
 events, and event exporters forward them like any other. The event is a
 core/v1 Event in that namespace whose involvedObject is the Namespace,
 source component ``dr``; Warning for anything that did not fully succeed.
+The involvedObject carries the Namespace's uid: ``kubectl describe`` selects
+an object's events by name, kind *and* uid, so without it the events exist
+but ``describe`` never shows them.
 
 Messages are written by dr, never copied from resources or errors that
 might hold secret values.
@@ -42,8 +45,13 @@ def event_type(reason: Reason) -> str:
     return "Normal" if reason in NORMAL else "Warning"
 
 
-def event_body(namespace: str, reason: Reason, message: str, now: datetime | None = None) -> dict[str, Any]:
-    """The core/v1 Event for an outcome in ``namespace`` (a unique name, like kubectl's recorder)."""
+def event_body(
+    namespace: str, reason: Reason, message: str, now: datetime | None = None, uid: str | None = None
+) -> dict[str, Any]:
+    """The core/v1 Event for an outcome in ``namespace`` (a unique name, like kubectl's recorder).
+
+    ``uid``: the Namespace's, when known (see the module docstring).
+    """
     ts = (now or datetime.now(UTC)).astimezone(UTC)
     stamp = ts.strftime("%Y-%m-%dT%H:%M:%SZ")
     text = message if len(message) <= MAX_MESSAGE else message[: MAX_MESSAGE - 1] + "…"
@@ -54,7 +62,12 @@ def event_body(namespace: str, reason: Reason, message: str, now: datetime | Non
             "name": f"{namespace}.dr.{int(ts.timestamp() * 1e9):x}{secrets.token_hex(3)}",
             "namespace": namespace,
         },
-        "involvedObject": {"apiVersion": "v1", "kind": "Namespace", "name": namespace},
+        "involvedObject": {
+            "apiVersion": "v1",
+            "kind": "Namespace",
+            "name": namespace,
+            **({"uid": uid} if uid else {}),
+        },
         "reason": str(reason),
         "message": text,
         "type": event_type(reason),
@@ -74,9 +87,14 @@ def record_event(
     """Create the Event; returns its name. Raises DrError (naming the namespace) when the API refuses."""
     from kubernetes import client
 
-    body = event_body(namespace, reason, message, now)
+    api = client.CoreV1Api(api_client)
     try:
-        client.CoreV1Api(api_client).create_namespaced_event(namespace, body)
+        uid = api.read_namespace(namespace).metadata.uid
+    except client.ApiException:
+        uid = None  # still recorded (kubectl get events shows it); a missing namespace fails below, named
+    body = event_body(namespace, reason, message, now, uid)
+    try:
+        api.create_namespaced_event(namespace, body)
     except client.ApiException as e:
         raise DrError(
             f"cannot record event {reason} in namespace {namespace}: {e.status} {e.reason}"
