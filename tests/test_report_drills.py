@@ -503,6 +503,38 @@ def test_a_drill_never_ready_measures_no_rto() -> None:
     assert json.loads(d.to_json())["rtoMeasured"] is None
 
 
+def test_a_drill_that_could_not_run_to_the_end_measures_no_rto(tmp_path: Path) -> None:
+    # The restore ran, then the drill broke off (the API went away while waiting for the workloads):
+    # the phases up to there are no recovery time, and must not pull the month's median down.
+    t = datetime(2026, 11, 20, 4, tzinfo=UTC)
+    broke = drill("webapp-postgres", t).model_copy(
+        update={
+            "phases": Phases(restore_resources=timedelta(seconds=20)),
+            "steps": [],
+            "outcome": "error",
+            "error": "cannot list deployments.apps in drill-webapp-x1: 503 Service Unavailable",
+        }
+    )
+    assert broke.rto_measured is None and broke.rto_met is None
+    assert json.loads(broke.to_json())["rtoMeasured"] is None
+    earlier = drill("webapp-postgres", t - timedelta(days=10), phases=(60, 300, 120, 60))
+    monthly = build_monthly_report([earlier, broke], NOV, generated=GENERATED)
+    (app,) = monthly.apps
+    assert app.status == "error" and app.trend[-1].rto is None
+    assert monthly.trend[-1].rto == timedelta(minutes=9)  # the median of the drills that recovered
+    md, page = render_markdown(monthly), render_html(monthly)
+    assert "| - / 30m |" in md and "phases that ran: restore resources 20s." in md and "RTO 20s" not in md
+    assert "RTO 20s" not in page and ">no RTO</text>" in page
+    # Alerting reads the same: no measured recovery time, not a fast one.
+    from dr.config import Metrics
+    from dr.observe.run_hooks import drill_finished
+
+    cfg = Config(metrics=Metrics(textfile=str(tmp_path / "dr.prom")))
+    assert drill_finished(cfg, None, broke, "monthly") == []
+    text = (tmp_path / "dr-drill-webapp-postgres.prom").read_text()
+    assert 'dr_drill_rto_seconds{app="webapp-postgres",policy="monthly"} NaN' in text
+
+
 def test_loading_dumps_counts_into_the_rto_and_is_shown() -> None:
     d = drill("a", datetime(2026, 11, 1, 4, tzinfo=UTC), phases=(60, 300, 120, 60))
     d = d.model_copy(update={"phases": d.phases.model_copy(update={"load_dumps": timedelta(minutes=2)})})

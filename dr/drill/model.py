@@ -146,10 +146,12 @@ class DrillReport(ReportModel):
     def rto_measured(self) -> timedelta | None:
         """Restore of resources + restore of data + time to ready + loading dumps + verification.
 
-        None when the workloads never became ready: the recovery was not reached, so there is no
-        time to measure (counting the drill's timeout would report a made-up RTO).
+        None when the workloads never became ready or the drill could not run to its end (outcome
+        ``error``): the recovery was not reached, so there is no time to measure (the drill's timeout,
+        or the phases before it broke off, would report a made-up RTO; a short one looks like a fast
+        recovery in the monthly median and in ``dr_drill_rto_seconds``).
         """
-        if self.restore.not_ready:
+        if self.restore.not_ready or self.outcome == "error":
             return None
         return self.phases.total()
 
@@ -165,7 +167,7 @@ class DrillReport(ReportModel):
     @property
     def rto_met(self) -> bool | None:
         rto = self.rto_measured
-        return None if rto is None or self.outcome == "error" else rto <= self.objectives.rto
+        return None if rto is None else rto <= self.objectives.rto
 
     @computed_field  # type: ignore[prop-decorator]
     @property

@@ -152,9 +152,16 @@ def rto_line(points: Sequence[TrendPoint], objective: timedelta | None, label: s
 
 
 def phases_bar(
-    phases: Sequence[tuple[str, timedelta | None]], objective: timedelta | None, label: str
+    phases: Sequence[tuple[str, timedelta | None]],
+    objective: timedelta | None,
+    label: str,
+    measured: bool = True,
 ) -> str:
-    """The RTO as a stacked bar of its phases, with the objective marked."""
+    """The RTO as a stacked bar of its phases, with the objective marked.
+
+    ``measured`` False: the drill measured no RTO (never ready, broke off); the bar shows the
+    phases that ran, and its legend does not call their sum an RTO.
+    """
     w, h, left, right = 640, 72, 4, 4
     parts = [(n, d) for n, d in phases if d is not None and d.total_seconds() > 0]
     total = sum((d for _, d in parts), timedelta())
@@ -189,7 +196,7 @@ def phases_bar(
     legend_x = float(left)
     body.append(
         f'<text x="{legend_x}" y="66" font-size="10" font-weight="600" fill="{INK}">'
-        f"RTO {escape(human_duration(total))}</text>"
+        f"{'RTO ' + escape(human_duration(total)) if measured else 'no RTO'}</text>"
     )
     legend_x += 70
     for i, (name, d) in enumerate(parts):

@@ -471,9 +471,14 @@ def render_markdown(report: MonthlyReport) -> str:
                 out.append("")
             phases = d.phase_durations()
             shown = [f"{n} {human_duration(v)}" for n, v in phases if v is not None]
-            if shown:
+            if shown and d.rto_measured is not None:
                 out += [
                     "RTO " + vs(d.rto_measured, a.rto_objective, d.rto_met) + ": " + " + ".join(shown) + ".",
+                    "",
+                ]
+            elif shown:  # never ready, or broke off: what ran is no recovery time
+                out += [
+                    "No RTO measured (the app was not recovered); phases that ran: " + ", ".join(shown) + ".",
                     "",
                 ]
             if d.rpo_measured is not None:

@@ -71,7 +71,13 @@ def _app_section(a: AppMonth) -> str:
         if any(p is not None for _, p in phases):
             out.append(
                 "<figure>"
-                + phases_bar(phases, a.rto_objective, f"{a.app}: RTO by phase, latest drill")
+                + (
+                    phases_bar(phases, a.rto_objective, f"{a.app}: RTO by phase, latest drill")
+                    if d.rto_measured is not None
+                    else phases_bar(
+                        phases, a.rto_objective, f"{a.app}: phases that ran, latest drill (no RTO)", False
+                    )
+                )
                 + "</figure>"
             )
         if d.steps:
