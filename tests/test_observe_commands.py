@@ -428,3 +428,29 @@ def test_event_messages_name_items_not_server_words() -> None:
     snap = Snapshot(kind="backup", namespaces=["shop", "shop-db", "logs"])
     options = RestoreOptions(namespaces=["shop*"], namespace_mapping={"shop": "shop-copy"})
     assert restore_target_namespaces(snap, options) == ["shop-copy", "shop-db"]
+
+
+def test_a_failed_drills_event_names_the_restore_problem_not_the_servers_words(
+    kube_client: KubeClient, shop: str
+) -> None:
+    from datetime import UTC, datetime, timedelta
+
+    from dr.config import Config
+    from dr.drill.model import DrillReport, ReportObjectives, RestoreProblems
+    from dr.observe.run_hooks import drill_finished
+
+    # What the API server (or an admission webhook) said about an object can quote the object.
+    reason = 'admission webhook "policy.example" denied the request: DB_PASSWORD="hunter2" is not allowed'
+    started = datetime.now(UTC)
+    report = DrillReport(
+        id="shop-20261129-abcd", app="shop", runbook="shop.yaml", started=started,
+        finished=started + timedelta(minutes=3), namespaces={shop: f"drill-{shop}"},
+        objectives=ReportObjectives(rpo=timedelta(hours=24), rto=timedelta(hours=1)),
+        restore=RestoreProblems(failed_items=[f"secrets drill-{shop}/db-env: failed ({reason})"],
+                                not_ready=[f"drill-{shop}/deployment web: 0/1 ready"]),
+        outcome="failed",
+    )  # fmt: skip
+    assert drill_finished(Config(), kube_client, report) == []
+    (event,) = by_reason(kube_client, shop)["DrillFailed"]
+    assert "hunter2" not in event["message"] and "webhook" not in event["message"]
+    assert f"2 restore problem(s) (restore failed: secrets drill-{shop}/db-env)" in event["message"]

@@ -97,6 +97,17 @@ def _failure_names(failures: list[str]) -> str:
     return ", ".join(names) + more
 
 
+def _problem_name(line: str) -> str:
+    """``restore failed: secrets ns/db: failed (<server's words>)`` -> ``restore failed: secrets ns/db``.
+
+    A drill's restore problems (``RestoreProblems.lines``) are ``kind: item: why``; like
+    ``_failure_names``, the event names the item and leaves the why (the API server's or a
+    webhook's words, which may quote the object) to the report.
+    """
+    kind, _, rest = line.partition(": ")
+    return f"{kind}: {rest.split(': ', 1)[0]}" if rest else kind
+
+
 def human_duration_s(seconds: float) -> str:
     return human_duration(timedelta(seconds=seconds))
 
@@ -275,7 +286,7 @@ def drill_finished(
         reason = Reason.DRILL_FAILED
         failed = [s.name for s in report.steps if not s.passed]
         restore = report.restore.lines()
-        why = [f"{len(restore)} restore problem(s) ({restore[0]})"] if restore else []
+        why = [f"{len(restore)} restore problem(s) ({_problem_name(restore[0])})"] if restore else []
         why += [f"step(s) {', '.join(failed[:MAX_LISTED])} did not pass"] if failed else []
         message = (f"{what} failed: {'; '.join(why)} "
                    f"({passed}/{len(report.steps)} passed), {backup}, {timing}")  # fmt: skip
