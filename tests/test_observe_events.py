@@ -52,9 +52,21 @@ def test_every_reason_has_a_type(reason: Reason) -> None:
 
 def test_long_messages_are_cut() -> None:
     body = event_body("ns", Reason.RESTORE_COMPLETED, "x" * 5000, datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC))
-    assert len(body["message"]) == MAX_MESSAGE and body["message"].endswith("…")
+    assert len(body["message"].encode("utf-8")) == MAX_MESSAGE and body["message"].endswith("…")
     assert body["firstTimestamp"] == "2026-01-02T03:04:05Z"
     assert body["metadata"]["namespace"] == "ns" and body["metadata"]["name"].startswith("ns.dr.")
+
+
+def test_long_messages_are_cut_to_1_kib_on_a_character_boundary(kube: Kube, namespace: str) -> None:
+    # 1 KiB like the events.k8s.io note limit: bytes, not characters (an "é" is two of them).
+    body = event_body("ns", Reason.DRILL_FAILED, "é" * 1000, datetime(2026, 1, 2, tzinfo=UTC))
+    assert body["message"].endswith("…") and body["message"].startswith("é" * 500)
+    assert len(body["message"].encode("utf-8")) <= MAX_MESSAGE
+    short = "é" * 100
+    assert event_body("ns", Reason.DRILL_FAILED, short)["message"] == short
+    name = record_event(kube.api, namespace, Reason.DRILL_FAILED, "drill: " + "ü" * 3000)
+    message = _events(kube, namespace)[name].message
+    assert len(message.encode("utf-8")) <= MAX_MESSAGE and message.startswith("drill: üü")
 
 
 def test_missing_namespace_is_a_clear_error(kube: Kube, unique: str) -> None:

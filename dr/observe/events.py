@@ -24,7 +24,9 @@ from typing import Any
 from dr.errors import DrError
 
 COMPONENT = "dr"
-MAX_MESSAGE = 1024  # events are for people; the full report lives in the repository
+# Bytes of UTF-8, like the events.k8s.io note limit (1 KiB): events are for people; the full
+# report lives in the repository.
+MAX_MESSAGE = 1024
 
 
 class Reason(StrEnum):
@@ -45,6 +47,15 @@ def event_type(reason: Reason) -> str:
     return "Normal" if reason in NORMAL else "Warning"
 
 
+def _cut(message: str, limit: int) -> str:
+    """``message`` in at most ``limit`` bytes of UTF-8, ending in "…" when cut (never half a character)."""
+    data = message.encode("utf-8")
+    if len(data) <= limit:
+        return message
+    # "…" is 3 bytes; errors="ignore" drops a character the cut went through.
+    return data[: limit - 3].decode("utf-8", errors="ignore") + "…"
+
+
 def event_body(
     namespace: str, reason: Reason, message: str, now: datetime | None = None, uid: str | None = None
 ) -> dict[str, Any]:
@@ -54,7 +65,7 @@ def event_body(
     """
     ts = (now or datetime.now(UTC)).astimezone(UTC)
     stamp = ts.strftime("%Y-%m-%dT%H:%M:%SZ")
-    text = message if len(message) <= MAX_MESSAGE else message[: MAX_MESSAGE - 1] + "…"
+    text = _cut(message, MAX_MESSAGE)
     return {
         "apiVersion": "v1",
         "kind": "Event",
