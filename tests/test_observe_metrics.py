@@ -145,6 +145,20 @@ def test_textfile_for_each_job() -> None:
     )
 
 
+def test_textfile_naming_the_collectors_directory_writes_into_it(tmp_path: Path) -> None:
+    # node-exporter is configured with a directory (--collector.textfile.directory); so may dr be.
+    # A file beside that directory is never collected, and an alert on the missing series never fires.
+    collector = tmp_path / "textfile"
+    collector.mkdir()
+    for configured in (str(collector), f"{collector}/"):
+        assert textfile_for(configured, "backup-shop") == collector / "dr-backup-shop.prom"
+    m = RunMetrics()
+    m.record_backup(ok_backup())
+    m.write_textfile(textfile_for(str(collector), "backup-shop"))
+    assert [p.name for p in tmp_path.iterdir()] == ["textfile"]
+    assert [p.name for p in collector.iterdir()] == ["dr-backup-shop.prom"]
+
+
 @dataclass
 class Recorded:
     requests: list[tuple[str, str, bytes]] = field(default_factory=list)

@@ -217,7 +217,11 @@ def textfile_for(base: str | Path, job: str) -> Path:
     """One file per job beside the configured one (``dr.prom`` -> ``dr-backup-shop.prom``).
 
     The textfile collector reads every ``*.prom`` in its directory, and each
-    run rewrites its file whole, so jobs must not share a file.
+    run rewrites its file whole, so jobs must not share a file. A configured
+    directory (node-exporter is configured with one) gets ``dr-<job>.prom``
+    inside it: beside it, the file would never be collected.
     """
     p = Path(base)
+    if str(base).endswith("/") or p.is_dir():
+        return p / f"dr-{job}.prom"
     return p.with_name(f"{p.stem}-{job}{p.suffix or '.prom'}")
