@@ -544,6 +544,24 @@ def test_loading_dumps_counts_into_the_rto_and_is_shown() -> None:
     assert "load dumps 2m" in render_html(monthly)
 
 
+def test_the_phase_legend_stays_inside_the_chart() -> None:
+    import re
+
+    from dr.report.charts import phases_bar
+
+    minutes = (12.5, 102, 14.1, 35.2, 3.3)  # every phase, and hour-long ones: a long legend
+    names = ("restore resources", "restore data", "ready", "load dumps", "verification")
+    svg = phases_bar([(n, timedelta(minutes=m)) for n, m in zip(names, minutes, strict=True)],
+                     timedelta(hours=4), "x")  # fmt: skip
+    width, height = (float(v) for v in re.search(r'viewBox="0 0 (\S+) (\S+)"', svg).groups())  # type: ignore[union-attr]
+    legend = re.findall(
+        r'<text x="([0-9.]+)" y="([0-9.]+)" font-size="10" fill="#24292f">([^<]*)</text>', svg
+    )
+    assert [t for _, _, t in legend][-1] == "verification 3m18s"
+    for x, y, text in legend:  # the chart's estimate of a label's width: 5.6 per character
+        assert float(x) + 5.6 * len(text) <= width and float(y) <= height, text
+
+
 def test_reports_written_before_restore_problems_still_read() -> None:
     d = drill("a", datetime(2026, 11, 1, 4, tzinfo=UTC))
     doc = json.loads(d.to_json())

@@ -199,11 +199,20 @@ def phases_bar(
         f"{'RTO ' + escape(human_duration(total)) if measured else 'no RTO'}</text>"
     )
     legend_x += 70
+    row = 0
     for i, (name, d) in enumerate(parts):
         text = f"{name} {human_duration(d)}"
+        width = 22 + 5.6 * len(text)
+        if legend_x + width > w and legend_x > left + 70:
+            # The next row, under the first entry: past the viewBox, an entry would be cut off.
+            legend_x, row = float(left + 70), row + 1
+        y = 66 + 14 * row
         body.append(
-            f'<rect x="{legend_x:.1f}" y="58" width="9" height="9" fill="{PHASE_COLORS[i % len(PHASE_COLORS)]}"/>'
+            f'<rect x="{legend_x:.1f}" y="{y - 8}" width="9" height="9" '
+            f'fill="{PHASE_COLORS[i % len(PHASE_COLORS)]}"/>'
         )
-        body.append(f'<text x="{legend_x + 12:.1f}" y="66" font-size="10" fill="{INK}">{escape(text)}</text>')
-        legend_x += 22 + 5.6 * len(text)
-    return _svg(w, h, label, body)
+        body.append(
+            f'<text x="{legend_x + 12:.1f}" y="{y}" font-size="10" fill="{INK}">{escape(text)}</text>'
+        )
+        legend_x += width
+    return _svg(w, h + 14 * row, label, body)
