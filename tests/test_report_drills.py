@@ -420,6 +420,32 @@ def test_cli_uses_the_configs_backup_policies(
     assert r.json()["missing"] == ["ledger"]
 
 
+def test_cli_reads_the_configs_runbooks_relative_to_the_config_like_deploy_and_status(
+    capsys: pytest.CaptureFixture[str], isolated_home: Path
+) -> None:
+    # The config in etc/ names runbooks/shop.yaml: the one beside the config is deployed (and what
+    # dr status reads); a runbooks/shop.yaml in the working directory is some other checkout.
+    runbook = (Path(__file__).parent.parent / "runbooks" / "webapp-postgres.yaml").read_text()
+    (isolated_home / "etc" / "runbooks").mkdir(parents=True)
+    (isolated_home / "etc" / "runbooks" / "shop.yaml").write_text(runbook)
+    (isolated_home / "runbooks").mkdir()
+    (isolated_home / "runbooks" / "shop.yaml").write_text(
+        runbook.replace("  name: webapp-postgres", "  name: shop-old", 1)
+    )
+    (isolated_home / "etc" / "dr.yaml").write_text(
+        "backupPolicies:\n  - name: shop-nightly\n    schedule: '0 1 * * *'\n"
+        "drillPolicies:\n  - name: shop-drill\n    runbook: runbooks/shop.yaml\n"
+        "    schedule: '0 4 1 * *'\n    backupPolicy: shop-nightly\n"
+    )
+    write_reports(isolated_home / "reports")
+    r = run_dr(capsys, "--config", "etc/dr.yaml", "report", "drills", "--month", "2026-11", "--from-dir",
+               "reports", "--format", "json")  # fmt: skip
+    assert r.code == 0, r.err
+    doc = r.json()
+    assert doc["missing"] == []
+    assert {a["app"]: a["hasBackupPolicy"] for a in doc["apps"]}["webapp-postgres"] is True
+
+
 def test_cli_errors(capsys: pytest.CaptureFixture[str], isolated_home: Path) -> None:
     r = run_dr(capsys, "report", "drills", "--month", "2026-13", "--from-dir", ".")
     assert r.code == 2 and "'2026-13': month 13 out of range 01-12" in r.err

@@ -371,7 +371,8 @@ def apps_with_backup_policy(config: Config, config_dir: Path | None = None) -> l
 
 
 def _runbook_app(path: Path, config_dir: Path | None) -> str | None:
-    candidates = [path] if path.is_absolute() or config_dir is None else [path, config_dir / path]
+    # Relative to the config first, as dr deploy render (what runs) and dr status read it.
+    candidates = [path] if path.is_absolute() or config_dir is None else [config_dir / path, path]
     for p in candidates:
         if p.is_file():
             try:
