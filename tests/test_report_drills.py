@@ -488,6 +488,59 @@ def test_a_damaged_report_in_the_repository_is_named_and_the_others_still_count(
     assert r.code == 0 and f"warning:</span> drill report {'ab' * 8} cannot be read" in r.out
 
 
+def test_reports_of_a_drill_policy_with_its_own_repository_count(
+    capsys: pytest.CaptureFixture[str], isolated_home: Path
+) -> None:
+    import yaml
+
+    from dr.crypto.providers.local import LocalKeyProvider
+    from dr.repo.repository import Repository
+    from dr.storage.registry import open_store
+
+    runbook = (Path(__file__).parent.parent / "runbooks" / "webapp-postgres.yaml").read_text()
+    (isolated_home / "shop.yaml").write_text(runbook)
+    key = isolated_home / "repo.key"
+    (isolated_home / "dr.yaml").write_text(yaml.safe_dump({
+        "repositories": [{"name": "main", "url": f"file://{isolated_home}/repo", "keys": ["local"]},
+                         {"name": "drills", "url": f"file://{isolated_home}/drills", "keys": ["local"]}],
+        "keyProviders": [{"name": "local", "uri": f"local://{key}"}],
+        "backupPolicies": [{"name": "shop-nightly", "schedule": "0 1 * * *"}],
+        # dr drill run --policy shop-drill saves its reports into the "drills" repository
+        "drillPolicies": [{"name": "shop-drill", "runbook": "shop.yaml", "schedule": "0 4 1 * *",
+                           "backupPolicy": "shop-nightly", "repository": "drills"}],
+    }))  # fmt: skip
+    assert run_dr(capsys, "repo", "init").code == 0
+    assert run_dr(capsys, "--repo", f"file://{isolated_home}/drills", "repo", "init").code == 0
+    provider = LocalKeyProvider(key)
+    drills_repo = Repository.open(open_store(f"file://{isolated_home}/drills"),
+                                  lambda uri: provider if uri == provider.uri else None)  # fmt: skip
+    drilled = drill("webapp-postgres", datetime(2026, 11, 3, 4, tzinfo=UTC))
+    drills_repo.save_object("reports", drilled.model_dump(mode="json", by_alias=True))
+
+    r = run_dr(capsys, "report", "drills", "--month", "2026-11", "--format", "json")
+    assert r.code == 0, r.err
+    doc = r.json()
+    assert doc["missing"] == [] and doc["totals"]["passed"] == 1
+    assert doc["apps"][0]["latest"]["id"] == drilled.id
+    # --repo names one repository: that one only.
+    r = run_dr(capsys, "--repo", f"file://{isolated_home}/repo", "report", "drills", "--month", "2026-11",
+               "--format", "json")  # fmt: skip
+    assert r.code == 0 and r.json()["missing"] == ["webapp-postgres"]
+    # A drill policy's repository that cannot be read: the report still comes, saying why the app
+    # may show as without a drill.
+    config = (isolated_home / "dr.yaml").read_text()
+    (isolated_home / "dr.yaml").write_text(config.replace(f"{isolated_home}/drills", f"{isolated_home}/gone"))
+    r = run_dr(capsys, "report", "drills", "--month", "2026-11", "--format", "json")
+    assert r.code == 0, r.err
+    doc = r.json()
+    assert doc["missing"] == ["webapp-postgres"]
+    (warning,) = doc["warnings"]
+    assert warning.startswith(
+        f"cannot read the drill reports of repository drills (file://{isolated_home}/gone): "
+    )
+    assert f"warning: {warning}" in r.err
+
+
 # --------------------------------------------------------------------------- DrillReport
 
 

@@ -9,7 +9,7 @@ import click
 
 from dr.cli.context import app
 from dr.drill.model import DrillReport
-from dr.errors import ExitCode, InvalidInput
+from dr.errors import DrError, ExitCode, InvalidInput
 from dr.report.drills import (
     Month,
     apps_with_backup_policy,
@@ -39,18 +39,42 @@ class MonthParam(click.ParamType):  # type: ignore[type-arg]
 
 
 def load_reports(from_dir: str | None) -> tuple[list[DrillReport], list[str]]:
-    """Where the drill reports come from: ``--from-dir``, else the repository's ``reports/``.
+    """Where the drill reports come from: ``--from-dir``, else the repositories' ``reports/``.
 
-    With the warnings to print and to put in the report: a damaged report in the repository is
-    named and left out, not allowed to stop the month's report of all the others.
+    The repositories: ``--repo`` when given; else the default one and every repository a drill
+    policy names (``dr drill run --policy`` saves its report there: read only the default, an app
+    drilled into another repository would show as never drilled). The default one must open;
+    another that does not is a warning, like a damaged report, which is named and left out rather
+    than allowed to stop the month's report of all the others. The warnings go to stderr and into
+    the report.
     """
     if from_dir is not None:
         return read_report_dir(Path(from_dir)), []
-    from dr.cli.repo_access import open_repository
+    from dr.cli.repo_access import open_repository, repository_config
     from dr.drill.run import readable_reports
 
-    reports, bad = readable_reports(open_repository(app()))
-    return reports, [f"drill report {n[:16]} cannot be read and is left out: {why}" for n, why in bad.items()]
+    ctx = app()
+    names: list[str | None] = [None]
+    if not ctx.repo_url:
+        names += sorted({d.repository for d in ctx.loaded.config.drill_policies if d.repository})
+    reports: dict[str, DrillReport] = {}
+    warnings: list[str] = []
+    seen: set[str] = set()
+    for name in names:
+        url = repository_config(ctx, name).url
+        if url in seen:
+            continue
+        seen.add(url)
+        try:
+            found, bad = readable_reports(open_repository(ctx, name))
+        except DrError as e:
+            if name is None:
+                raise
+            warnings.append(f"cannot read the drill reports of repository {name} ({url}): {e.message}")
+            continue
+        reports.update((r.id, r) for r in found)
+        warnings += [f"drill report {n[:16]} cannot be read and is left out: {why}" for n, why in bad.items()]
+    return sorted(reports.values(), key=lambda r: r.started), warnings
 
 
 @report_group.command("drills")
