@@ -377,6 +377,29 @@ def test_apps_with_backup_policy(tmp_path: Path) -> None:
     assert apps_with_backup_policy(cfg, tmp_path) == ["billing", "cache-drill", "webapp-postgres"]
 
 
+def test_apps_with_backup_policy_linked_by_the_runbook(tmp_path: Path) -> None:
+    # The runbooks name their backup policy (spec.backupPolicy); the drill policies need not repeat it.
+    for name in ("webapp-postgres", "redis-cache"):
+        (tmp_path / f"{name}.yaml").write_text((Path("runbooks") / f"{name}.yaml").resolve().read_text())
+    cfg = validate(
+        Config,
+        {
+            "backupPolicies": [
+                {"name": "shop-nightly", "schedule": "0 1 * * *"},
+                {"name": "cache-hourly", "schedule": "0 * * * *"},
+                {"name": "billing", "schedule": "0 2 * * *"},
+            ],
+            "drillPolicies": [
+                {"name": "shop-drill", "runbook": "webapp-postgres.yaml", "schedule": "0 4 1 * *"},
+                {"name": "cache-drill", "runbook": "redis-cache.yaml", "schedule": "0 5 1 * *"},
+            ],
+        },
+        LineMap("dr.yaml"),
+    )
+    # Not "shop-nightly" and "cache-hourly" as never drilled while their apps' drills go unexpected.
+    assert apps_with_backup_policy(cfg, tmp_path) == ["billing", "redis-cache", "webapp-postgres"]
+
+
 # --------------------------------------------------------------------------- CLI
 
 

@@ -29,7 +29,7 @@ from pydantic import Field, ValidationError
 from dr.config import Config
 from dr.drill.model import DrillReport, ReportModel, human_duration
 from dr.errors import InvalidInput
-from dr.runbook.model import load_runbook
+from dr.runbook.model import Runbook, load_runbook
 
 AppStatus = Literal["passed", "failed", "error", "missing"]
 TREND_MONTHS = 12
@@ -354,29 +354,33 @@ def read_report_dir(directory: Path) -> list[DrillReport]:
 
 
 def apps_with_backup_policy(config: Config, config_dir: Path | None = None) -> list[str]:
-    """App names that should have drills: per backup policy, the runbook of the drill policy using it.
+    """App names that should have drills: each drill policy's runbook app, and each backup policy no
+    drill policy drills.
 
-    A backup policy without a drill policy counts under its own name (that is
-    the point: it is backed up but never drilled); a runbook that cannot be
-    read falls back to the drill policy's name.
+    A drill policy drills the backup policy it names, else the one its runbook names
+    (``spec.backupPolicy``). A backup policy without a drill policy counts under its own name (that
+    is the point: it is backed up but never drilled); a runbook that cannot be read falls back to
+    the drill policy's name.
     """
     names: set[str] = set()
-    for policy in config.backup_policies:
-        drills = [d for d in config.drill_policies if d.backup_policy == policy.name]
-        if not drills:
-            names.add(policy.name)
-        for d in drills:
-            names.add(_runbook_app(Path(d.runbook), config_dir) or d.name)
+    drilled: set[str] = set()
+    for d in config.drill_policies:
+        runbook = _runbook(Path(d.runbook), config_dir)
+        names.add(runbook.name if runbook else d.name)
+        linked = d.backup_policy or (runbook.spec.backup_policy if runbook else None)
+        if linked:
+            drilled.add(linked)
+    names.update(p.name for p in config.backup_policies if p.name not in drilled)
     return sorted(names)
 
 
-def _runbook_app(path: Path, config_dir: Path | None) -> str | None:
+def _runbook(path: Path, config_dir: Path | None) -> Runbook | None:
     # Relative to the config first, as dr deploy render (what runs) and dr status read it.
     candidates = [path] if path.is_absolute() or config_dir is None else [config_dir / path, path]
     for p in candidates:
         if p.is_file():
             try:
-                return load_runbook(p).name
+                return load_runbook(p)
             except InvalidInput:
                 return None
     return None
