@@ -192,6 +192,49 @@ def test_killed_mover_fails_the_backup_cleanly_and_the_next_backup_succeeds(
     assert len(doc["volumes"]) == 2
 
 
+def test_a_policy_with_its_own_repository_restores_from_it(
+    capsys: Capsys,
+    kube_client: KubeClient,
+    node_agent: NodeAgent,
+    mover_env: MoverEnv,
+    app: App,
+    tmp_path: Path,
+) -> None:
+    # `dr backup --policy P` writes P's backups to P's repository, but `dr restore latest
+    # --policy P` (the on-call page's line) looked in the default repository, and its
+    # movers were given the default repository's URL.
+    agent = node_agent
+    doc = yaml.safe_load(Path(app.config).read_text())
+    main = doc["repositories"][0]
+    empty = {**main, "name": "other", "url": main["url"] + "-other"}
+    doc["repositories"] = [empty, main]
+    doc["defaultRepository"] = "other"
+    doc["backupPolicies"] = [
+        {
+            "name": "shop",
+            "schedule": "0 * * * *",
+            "repository": main["name"],
+            "scope": {"namespaces": [app.namespace]},
+        }
+    ]
+    config = tmp_path / "two-repos.yaml"
+    config.write_text(yaml.safe_dump(doc))
+    app = App(app.namespace, str(config), app.kubeconfig, app.pvcs)
+    assert app.dr(capsys, "repo", "init").code == 0  # the default one: empty, but it opens
+    fill_volume(agent.volume_dir(app.namespace, "data-a"), 7, MB)
+    before = file_tree(agent.volume_dir(app.namespace, "data-a"))
+    res = app.dr(capsys, "backup", "--policy", "shop", "-o", "json")
+    assert res.code == 0, res.err
+    kube_client.call("DELETE", f"/api/v1/namespaces/{app.namespace}")
+    wait_until(lambda: not agent.volume_dir(app.namespace, "data-a").exists(), what="volume reclaimed")
+
+    res = app.dr(capsys, "restore", "latest", "--policy", "shop", "-o", "json")
+    assert res.code == 0, res.err
+    restored = res.json()
+    assert restored["volumeErrors"] == [] and [v["pvc"] for v in restored["volumes"]] == ["data-a", "data-b"]
+    assert file_tree(agent.volume_dir(app.namespace, "data-a")) == before
+
+
 def test_a_restore_whose_mover_failed_gets_its_data_on_the_next_run(
     capsys: Capsys, kube_client: KubeClient, node_agent: NodeAgent, mover_env: MoverEnv, app: App
 ) -> None:

@@ -120,7 +120,7 @@ def run(
         repo=repo,
         exec=KubernetesExec(api),
         data_probe=JobDataProbe(kube, ctx.loaded.config.mover, run_id=f"drill-{rb.name}"),
-        volume_step=None if no_data else volume_restore_step(ctx),
+        volume_step=None if no_data else volume_restore_step(ctx, repo_name),
         dump_step=None if no_data else dump_problems,
         dr_namespace=ctx.loaded.config.mover.namespace,
         endpoints=config_endpoints(ctx.loaded.config),

@@ -152,11 +152,14 @@ def restore(
         preserve_nodeports=preserve_nodeports,
         dry_run=dry_run,
     )
-    repo = open_repository(ctx)
+    # A policy's backups are in its own repository: `dr backup --policy P` writes them
+    # there, and the on-call page's `dr restore latest --policy P` must find them.
+    pol = next((p for p in ctx.loaded.config.backup_policies if p.name == policy), None) if policy else None
+    repo = open_repository(ctx, pol.repository if pol else None)
     snap = _backup(repo, backup_id, policy or None)
     kube = connect_kube(ctx)
     # Given to a dry run too (which runs no step): its plan then shows what the data step changes.
-    step = None if no_data else volume_restore_step(ctx)
+    step = None if no_data else volume_restore_step(ctx, pol.repository if pol else None)
     bar = item_progress(f"restore {snap.short_id}", None, quiet=ctx.quiet or output != "table")
     # Events on the target namespaces when the restore ends, also when it fails.
     with observe_restore(ctx.loaded.config, kube, snap, options) as observed:

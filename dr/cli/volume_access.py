@@ -145,9 +145,11 @@ def dump_records(snap: Snapshot) -> list[DumpRecord]:
     return records
 
 
-def volume_restore_step(app: AppContext) -> VolumeRestoreStep:
+def volume_restore_step(app: AppContext, repository: str | None = None) -> VolumeRestoreStep:
+    """The data step of a restore or a drill reading the backup from ``repository`` (a
+    configured name; the default one if None): its movers read the same repository."""
     cfg = app.loaded.config
-    repo_url = repository_config(app).url
+    repo_url = repository_config(app, repository).url
 
     def step(kube: KubeClient, snap: Snapshot, results: ItemResults, restore_id: str) -> VolumeRestorePhase:
         # Only claims marked as awaiting their data get it: the ones this restore (or an earlier,
