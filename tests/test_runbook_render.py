@@ -431,3 +431,51 @@ def test_the_pages_restore_lines_restore_only_the_app(
     finally:
         for ns in (shop, billing):
             kc.request("DELETE", f"/api/v1/namespaces/{ns}")
+
+
+def test_a_policy_with_its_own_repository_the_page_shows_its_backup_and_the_line_restores_it(
+    capsys: pytest.CaptureFixture[str], kube_client: Any, kube: Any, isolated_home: Path, unique: str
+) -> None:
+    """The backup policy writes to a repository that is not the default: the page looked
+    for the app's backup in the default one (none), and `dr restore latest --policy P`
+    found none there either."""
+    from tests.cli_support import small_namespace, write_config, write_runbook
+
+    shop = f"shop-{unique}"
+    small_namespace(kube_client, shop)
+    config = write_config(isolated_home, backup_policies=[
+        {"name": "nightly", "schedule": "0 2 * * *", "repository": "offsite", "scope": {"namespaces": [shop]}}],
+        drill_policies=[{"name": "monthly", "runbook": "shop.yaml", "schedule": "0 4 1 * *", "repository": "offsite"}])  # fmt: skip
+    doc = yaml.safe_load(config.read_text())
+    main = doc["repositories"][0]
+    doc["repositories"].append({**main, "name": "offsite", "url": f"file://{isolated_home / 'offsite'}"})
+    config.write_text(yaml.safe_dump(doc, sort_keys=False))
+
+    def dr(*args: str) -> Any:
+        return run_dr(capsys, "--config", str(config), "--kubeconfig", kube.kubeconfig, *args)
+
+    try:
+        assert dr("repo", "init").code == 0
+        assert dr("--repo", f"file://{isolated_home / 'offsite'}", "repo", "init").code == 0
+        res = dr("backup", "--policy", "nightly", "--no-data", "-o", "json")
+        assert res.code == 0, res.err
+        nightly = res.json()["id"]
+        rb = write_runbook(isolated_home / "shop.yaml", "shop", shop, backup_policy="nightly")
+        # A passing drill of the app, saved where its drill policy saves reports.
+        from dr.crypto.providers.local import LocalKeyProvider
+        from dr.drill.run import save_report
+        from dr.storage.file import FileStore
+        from tests.repo_helpers import open_with
+
+        offsite = open_with(
+            FileStore(isolated_home / "offsite"), LocalKeyProvider(isolated_home / "repo.key")
+        )
+        save_report(offsite, DRILL.model_copy(update={"id": "drill-offsite", "app": "shop"}))
+        page = dr("runbook", "render", str(rb))
+        assert page.code == 0 and nightly in page.out, page.err
+        assert "drill-offsite" in page.out and "unknown — run `dr report drills`" not in page.out
+        res = dr("restore", "latest", "--policy", "nightly", "-n", shop, "--dry-run", "-o", "json")
+        assert res.code == 0, res.err
+        assert res.json()["backupId"].endswith("-nightly")
+    finally:
+        kube_client.request("DELETE", f"/api/v1/namespaces/{shop}")

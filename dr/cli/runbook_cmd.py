@@ -74,16 +74,41 @@ def validate(files: tuple[str, ...], output: str) -> int:
     return ExitCode.OK
 
 
-def _repository() -> Repository | None:
-    """The repository, or None when it cannot be opened (the runbook still renders, offline)."""
+def _repository(name: str | None = None) -> Repository | None:
+    """A configured repository (the default one if None), or None when it cannot be opened
+    (the runbook still renders, offline)."""
     from dr.cli.context import app
     from dr.cli.repo_access import open_repository
 
     try:
-        return open_repository(app())
+        return open_repository(app(), name)
     except DrError as e:
         log.warning("repository not available, the runbook shows no backup or drill: %s", e.message)
         return None
+
+
+def _repositories_of(rb: Runbook) -> tuple[str | None, str | None]:
+    """Where the app's backups and its drill reports are: the repository of the backup
+    policy the runbook names, and of the drill policy that drills this app (None: the
+    default one). `dr backup --policy` and `dr drill run --policy` write there."""
+    from dr.cli.context import app
+    from dr.cli.status_cmd import runbook_app
+
+    ctx = app()
+    if ctx.repo_url:
+        return None, None  # --repo: the one given, for both
+    loaded = ctx.loaded
+    default = loaded.config.repository(None)
+    backups = next(
+        (p.repository for p in loaded.config.backup_policies if p.name == rb.spec.backup_policy), None
+    )
+    config_dir = Path(loaded.source).parent if loaded.source != "built-in defaults" else None
+    drills = next(
+        (d.repository for d in loaded.config.drill_policies if runbook_app(d, config_dir, []) == rb.name),
+        None,
+    )
+    # The default one by its name too, so that it is opened once.
+    return backups or (default.name if default else None), drills or (default.name if default else None)
 
 
 def latest_backup_for(repo: Repository, rb: Runbook) -> BackupSummary | None:
@@ -114,12 +139,15 @@ def latest_passing_drill_for(repo: Repository, rb: Runbook) -> DrillReport | Non
 def render(file: str, out: str | None) -> int:
     """Write the human runbook (Markdown) with the exact restore commands."""
     rb = load_runbook(Path(file))
-    repo = _repository()  # opened (or found missing, and said so) once for both look-ups
+    backups_in, drills_in = _repositories_of(rb)
+    # Each opened (or found missing, and said so) once, also when both are the same one.
+    backup_repo = _repository(backups_in)
+    drill_repo = backup_repo if drills_in == backups_in else _repository(drills_in)
     text = render_markdown(
         rb,
         source=file,
-        latest_backup=latest_backup_for(repo, rb) if repo is not None else None,
-        latest_drill=latest_passing_drill_for(repo, rb) if repo is not None else None,
+        latest_backup=latest_backup_for(backup_repo, rb) if backup_repo is not None else None,
+        latest_drill=latest_passing_drill_for(drill_repo, rb) if drill_repo is not None else None,
         generated=datetime.now(UTC),
     )
     if out:
