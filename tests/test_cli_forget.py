@@ -169,3 +169,30 @@ def test_forget_names_the_group_of_a_volume_snapshot_made_by_hand(
     assert lines[0].split()[:4] == ["ID", "KIND", "GROUP", "TIME"]
     groups = sorted(line.split("  ")[2].strip() for line in lines[1:])  # the ID, KIND and GROUP cells
     assert groups == [f"{host}:{src}", f"{host}:{src}", f"{host}:{src} app=web,tier=db"], r.out
+
+
+def test_forget_with_a_policy_applies_it_in_the_policys_own_repository(
+    isolated_home: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # `dr backup --policy p` writes p's backups to p's repository; `dr forget --policy p`
+    # (the scheduled retention) looked in the default one and found nothing to forget.
+    import yaml
+
+    config = write_config(isolated_home, backup_policies=[
+        {"name": "p", "schedule": "0 2 * * *", "repository": "offsite", "scope": {"namespaces": ["shop"]},
+         "retention": {"keepLast": 1}},
+    ])  # fmt: skip
+    doc = yaml.safe_load(config.read_text())
+    doc["repositories"].append(
+        {**doc["repositories"][0], "name": "offsite", "url": f"file://{isolated_home}/off"}
+    )
+    config.write_text(yaml.safe_dump(doc, sort_keys=False))
+    for extra in ((), ("--repo", f"file://{isolated_home}/off")):
+        assert run_dr(capsys, "--config", str(config), *extra, "repo", "init").code == 0
+    key = LocalKeyProvider(isolated_home / "repo.key")
+    offsite = Repository.open(FileStore(isolated_home / "off"), lambda uri: key if uri == key.uri else None)
+    for i, name in enumerate(("a" * 64, "b" * 64, "c" * 64)):
+        _backup(offsite, name, T0 + timedelta(days=i), [])
+    r = run_dr(capsys, "--config", str(config), "forget", "--policy", "p", "-o", "json")
+    assert r.code == 0, r.err
+    assert _ids(offsite) == {"c" * 64}

@@ -393,7 +393,10 @@ def forget(
     pol = _policy_from(ctx, policy, cli_policy)
     if pol.empty():
         raise InvalidInput("no retention given: use --keep-* options or --policy NAME with a retention")
-    repo = open_repository(ctx)
+    # The policy's backups are in its own repository (`dr backup --policy` writes them there):
+    # in the default one, a policy with another repository would have nothing to forget.
+    backup_policy = next((p for p in ctx.loaded.config.backup_policies if p.name == policy), None)
+    repo = open_repository(ctx, backup_policy.repository if backup_policy else None)
     with contextlib.ExitStack() as stack:
         # The shared lock before the listing: a backup that starts later cannot have
         # written a volume snapshot this listing sees.
