@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -196,3 +197,91 @@ def test_forget_with_a_policy_applies_it_in_the_policys_own_repository(
     r = run_dr(capsys, "--config", str(config), "forget", "--policy", "p", "-o", "json")
     assert r.code == 0, r.err
     assert _ids(offsite) == {"c" * 64}
+
+
+def test_forget_and_prune_under_s3_object_lock_leave_what_is_retained(
+    isolated_home: Path,
+    capsys: pytest.CaptureFixture[str],
+    s3_env: dict[str, str],
+    s3_client: Any,
+    unique: str,
+) -> None:
+    # With Object Lock, forget stopped at the first snapshot still retained (exit 1, the
+    # rest not done) and prune at the first index file still retained: scheduled
+    # retention failed every day. What the store keeps now stays, named, exit 0; what it
+    # lets go is removed.
+    import yaml
+
+    bucket = f"dr-forget-lock-{unique}"
+    s3_client.create_bucket(Bucket=bucket, ObjectLockEnabledForBucket=True)
+    s3 = {"endpoint": s3_env["endpoint"], "region": s3_env["region"], "addressingStyle": "path"}
+    configs = {}
+    for name, lock in (("plain", None), ("locked", {"mode": "GOVERNANCE", "days": 1})):
+        repo = {
+            "name": "r",
+            "url": f"s3://{bucket}/repo",
+            "keys": ["local"],
+            "s3": {**s3, **({"objectLock": lock} if lock else {})},
+        }
+        doc = {
+            "repositories": [repo],
+            "keyProviders": [{"name": "local", "uri": f"local://{isolated_home}/repo.key"}],
+        }
+        configs[name] = isolated_home / f"{name}.yaml"
+        configs[name].write_text(yaml.safe_dump(doc))
+
+    def dr(config: str, *args: str) -> Any:
+        return run_dr(capsys, "--config", str(configs[config]), *args)
+
+    assert dr("plain", "repo", "init").code == 0
+    src = isolated_home / "src"
+    src.mkdir()
+    ids = []
+    for i, config in enumerate(("plain", "locked", "locked")):  # the first one's objects are not retained
+        for old in src.iterdir():
+            old.unlink()
+        (src / f"gen{i}.bin").write_bytes(os.urandom(2 << 20))
+        r = dr(config, "mover", "backup", str(src), "-o", "json")
+        assert r.code == 0, r.err
+        ids.append(r.json()["id"])
+
+    r = dr("locked", "forget", "--keep-last", "1", "-o", "json")
+    assert r.code == 0, r.err
+    doc = r.json()
+    assert doc["removed"] == [ids[0]] and doc["retained"] == [ids[1]]
+    reasons = {row["id"]: (row["keep"], row["reasons"]) for row in doc["snapshots"]}
+    assert reasons[ids[1]][0] is True and reasons[ids[1]][1][0].startswith("retained by Object Lock until ")
+    assert "under Object Lock retention and stay" in r.err
+
+    r = dr("locked", "prune", "-o", "json")
+    assert r.code == 0, r.err
+    pruned = r.json()
+    assert pruned["packsDeleted"] >= 1 and pruned["bytesFreed"] > 1 << 20  # the first backup's data
+    assert pruned["indexFilesRetained"] == 2 and pruned["packsRetained"] == 0
+    assert dr("locked", "repo", "check").code == 0
+    r = dr("locked", "mover", "restore", ids[2], str(isolated_home / "out"))
+    assert r.code == 0, r.err
+    assert (isolated_home / "out" / "gen2.bin").read_bytes() == (src / "gen2.bin").read_bytes()
+
+
+def test_a_retained_backup_keeps_the_volume_snapshots_it_needs(tmp_path: Path) -> None:
+    from dr.cli.repo_cmd import _remove_snapshots
+    from tests.repo_helpers import init_repo
+    from tests.test_repo_maintenance import RetainingStore
+
+    store = RetainingStore(tmp_path / "repo")
+    repo, _ = init_repo(store, tmp_path)
+    _volume(repo, "a" * 64, T0)
+    _volume(repo, "b" * 64, T0, pvc="logs")
+    _backup(repo, "c" * 64, T0, ["a" * 64])
+    _backup(repo, "d" * 64, T0, ["b" * 64])
+    store.retained = {f"snapshots/{'c' * 64}"}
+    by_id = {s.id: s for s in list_snapshots(repo)}
+    retained = _remove_snapshots(
+        repo, {"backup": {"c" * 64, "d" * 64}, "volume": {"a" * 64, "b" * 64}}, by_id
+    )
+    assert retained == {
+        "c" * 64: "retained by Object Lock until 2030-01-01 00:00 UTC",
+        "a" * 64: f"needed by backup {'c' * 8}, which Object Lock retains",
+    }
+    assert _ids(repo) == {"a" * 64, "c" * 64}

@@ -18,7 +18,8 @@ from dr.repo.locks import Lock, LockConflict, is_stale, list_locks, remove_stale
 from dr.repo.prune import prune
 from dr.repo.restorer import restore_snapshot
 from dr.repo.snapshots import list_snapshots
-from dr.storage.base import StorageError
+from dr.storage.base import ObjectRetained, StorageError
+from dr.storage.file import FileStore
 from tests.repo_helpers import describe_tree, init_repo, make_store, open_with
 
 
@@ -459,3 +460,52 @@ def test_quick_check_finds_a_pack_of_the_wrong_size(tmp_path: Path, change: int,
     repo.store.put(name, data[:-1] if change < 0 else data + b"\0", if_absent=False)
     result = check(open_with(repo.store, key))
     assert result.errors == [f"{name}: {what} ({len(data) + change} bytes, expected {len(data)})"]
+
+
+class RetainingStore(FileStore):
+    """A file store whose deletes of the names in ``retained`` are refused as S3 Object Lock
+    refuses them (``ObjectRetained``); the real refusal is tested against SeaweedFS."""
+
+    def __init__(self, root: Path) -> None:
+        super().__init__(root)
+        self.retained: set[str] = set()
+
+    def delete(self, name: str) -> None:
+        if name in self.retained:
+            raise ObjectRetained(f"delete {name}: retained", datetime(2030, 1, 1, tzinfo=UTC))
+        super().delete(name)
+
+
+def test_prune_keeps_what_object_lock_retains_and_the_packs_a_retained_index_names(tmp_path: Path) -> None:
+    # Under Object Lock a prune failed at the first index file it could not delete yet, and
+    # had it gone on, its packs deleted, that index would name packs that are gone. Now
+    # what the store keeps stays, with the packs it names, until a later prune.
+    store = RetainingStore(tmp_path / "repo")
+    repo, key = init_repo(store, tmp_path)
+    src = tmp_path / "src"
+    src.mkdir()
+    (src / "old.bin").write_bytes(os.urandom(3 << 20))
+    first = backup_directory(repo, src).snapshot
+    first_index = set(repo.index.files)
+    (src / "old.bin").unlink()
+    (src / "new.bin").write_bytes(os.urandom(3 << 20))
+    second = backup_directory(repo, src, parent=first).snapshot
+    packs_before = {o.name for o in store.list("data/")}
+    store.retained = set(first_index)  # the first backup's index file is still under retention
+    repo.store.delete(f"snapshots/{first.id}")
+
+    result = prune(repo)
+    assert result.index_files_retained == 1 and result.packs_retained >= 1 and result.packs_deleted == 0
+    assert result.bytes_freed == 0
+    assert {o.name for o in store.list("data/")} == packs_before  # its packs stay with it
+    fresh = open_with(store, key)
+    assert check(fresh, read_data=1.0).ok  # every index entry names a pack that is there
+    out = tmp_path / "out"
+    restore_snapshot(fresh, second, out)
+    assert describe_tree(out) == describe_tree(src)
+
+    store.retained.clear()  # its retention ends: the next prune deletes both
+    later = prune(fresh)
+    assert later.index_files_retained == 0 and later.packs_retained == 0 and later.packs_deleted >= 1
+    assert later.bytes_freed > 2 << 20
+    assert check(open_with(store, key), read_data=1.0).ok

@@ -34,6 +34,7 @@ from dr.storage.base import (
     AccessDenied,
     ObjectExists,
     ObjectNotFound,
+    ObjectRetained,
     ObjectStore,
     StorageError,
 )
@@ -899,9 +900,11 @@ def test_s3_object_lock_retains_data_not_locks(
     assert no_retention.value.response["ResponseMetadata"]["HTTPStatusCode"] == 404
 
     # Deleting retained data fails, saying until when; nothing changes.
-    with pytest.raises(AccessDenied) as e:
+    with pytest.raises(ObjectRetained) as e:  # an AccessDenied that says until when
         store.delete("data/dd/pack")
     assert f"{mode} retention until {until.astimezone(UTC):%Y-%m-%d}" in str(e.value)
+    assert isinstance(e.value, AccessDenied) and e.value.until is not None
+    assert abs((e.value.until - until).total_seconds()) < 1
     assert store.get("data/dd/pack") == b"pack bytes"
     assert (
         s3_client.list_object_versions(Bucket=bucket, Prefix="repo/data/dd/pack").get("DeleteMarkers") is None

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import logging
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -18,7 +19,11 @@ from dr.repo import check as repo_check
 from dr.repo.forget import Policy, apply_policy
 from dr.repo.locks import Lock, is_stale, list_locks, remove_stale
 from dr.repo.prune import prune as repo_prune
+from dr.repo.repository import Repository
 from dr.repo.snapshots import Snapshot, list_snapshots, readable_snapshots, resolve
+from dr.storage.base import ObjectRetained
+
+log = logging.getLogger(__name__)
 
 
 @click.group("repo")
@@ -336,6 +341,32 @@ def _row(s: Snapshot, group: str, keep: bool, reasons: list[str]) -> dict[str, A
             "keep": keep, "reasons": reasons}  # fmt: skip
 
 
+def _remove_snapshots(
+    repo: Repository, remove: dict[str, set[str]], by_id: dict[str, Snapshot]
+) -> dict[str, str]:
+    """Delete what ``_plan_forget`` removes; -> ``{id: why it stays}`` for what the store
+    keeps (S3 Object Lock retention: not a failure, a later forget removes it).
+
+    Backups first, then the volume snapshots only they needed: a forget that stops
+    half-way leaves unreferenced volume snapshots (which a later forget removes), never a
+    listed backup whose volume snapshot is gone; a volume snapshot a retained backup
+    needs stays with it.
+    """
+    retained: dict[str, str] = {}
+    for kind in ("backup", "volume"):
+        for r in sorted(remove[kind]):
+            holder = next((b for b in retained if r in by_id[b].refs), None) if kind == "volume" else None
+            if holder is not None:
+                retained[r] = f"needed by backup {holder[:8]}, which Object Lock retains"
+                continue
+            try:
+                repo.store.delete(f"snapshots/{r}")
+            except ObjectRetained as e:
+                until = f" until {e.until:%Y-%m-%d %H:%M} UTC" if e.until else " (legal hold)"
+                retained[r] = f"retained by Object Lock{until}"
+    return retained
+
+
 def _policy_from(ctx: Any, name: str | None, cli: Policy) -> Policy:
     if not name:
         return cli
@@ -405,16 +436,25 @@ def forget(
             lk for lk in list_locks(repo, besides=own) if lk.operation == "backup" and not is_stale(lk)
         ]
         busy_since = min((lk.held_since for lk in running), default=None)
-        rows, remove = _plan_forget(list_snapshots(repo), pol, policy, busy_since)
-        if not dry_run:
-            # Backups first, then the volume snapshots only they needed: a forget that
-            # stops half-way leaves unreferenced volume snapshots (which a later forget
-            # removes), never a listed backup whose volume snapshot is gone.
-            for kind in ("backup", "volume"):
-                for r in sorted(remove[kind]):
-                    repo.store.delete(f"snapshots/{r}")
-    removed = sorted(remove["backup"] | remove["volume"])
-    result: dict[str, Any] = {"dryRun": dry_run, "removed": removed, "snapshots": rows}
+        snaps = list_snapshots(repo)
+        rows, remove = _plan_forget(snaps, pol, policy, busy_since)
+        retained = {} if dry_run else _remove_snapshots(repo, remove, {s.id: s for s in snaps})
+    for row in rows:
+        if row["id"] in retained:
+            row["keep"], row["reasons"] = True, [retained[row["id"]]]
+    removed = sorted((remove["backup"] | remove["volume"]) - retained.keys())
+    result: dict[str, Any] = {
+        "dryRun": dry_run,
+        "removed": removed,
+        "retained": sorted(retained),
+        "snapshots": rows,
+    }
+    if retained:
+        log.warning(
+            "%d snapshot(s) the retention would remove are under Object Lock retention and stay; "
+            "a forget after their retention ends removes them",
+            len(retained),
+        )
     if do_prune:
         # The removed snapshots count as gone in a dry run too (nothing was deleted then).
         result["prune"] = repo_prune(repo, dry_run=dry_run, ignore_snapshots=removed).to_dict()
@@ -433,7 +473,8 @@ def forget(
     if "prune" in result:
         p = result["prune"]
         click.echo(f"prune: {'would delete' if dry_run else 'deleted'} {p['packsDeleted']} packs "
-                   f"({p['packsRepacked']} repacked), {p['bytesFreed']:,} bytes freed")  # fmt: skip
+                   f"({p['packsRepacked']} repacked), {p['bytesFreed']:,} bytes freed"
+                   f"{_retained_note(p['packsRetained'])}")  # fmt: skip
 
 
 @click.command("prune")
@@ -448,7 +489,12 @@ def prune(dry_run: bool, output: str) -> None:
         return
     verb = "would delete" if dry_run else "deleted"
     click.echo(f"{verb} {result.packs_deleted} packs ({result.packs_repacked} repacked), "
-               f"{result.bytes_freed:,} bytes freed, {result.blobs_kept} blobs kept")  # fmt: skip
+               f"{result.bytes_freed:,} bytes freed, {result.blobs_kept} blobs kept"
+               f"{_retained_note(result.packs_retained)}")  # fmt: skip
+
+
+def _retained_note(packs: int) -> str:
+    return f", {packs} packs kept under Object Lock retention" if packs else ""
 
 
 COMMANDS = [repo_group, verify, forget, prune]

@@ -21,6 +21,7 @@ from dr.repo.format import PackEntry, encode_index, object_aad, pack_name
 from dr.repo.locks import Lock
 from dr.repo.repository import Repository
 from dr.repo.snapshots import list_snapshots
+from dr.storage.base import ObjectRetained
 
 log = logging.getLogger(__name__)
 
@@ -37,6 +38,10 @@ class PruneResult:
     blobs_kept: int = 0
     blobs_removed: int = 0
     index_files_replaced: int = 0
+    # Kept because the store refused to delete them yet (Object Lock retention), or a
+    # retained index file still names them: counted neither as deleted nor as freed.
+    packs_retained: int = 0
+    index_files_retained: int = 0
     dry_run: bool = False
     errors: list[str] = field(default_factory=list)
 
@@ -49,6 +54,8 @@ class PruneResult:
             "blobsKept": self.blobs_kept,
             "blobsRemoved": self.blobs_removed,
             "indexFilesReplaced": self.index_files_replaced,
+            "packsRetained": self.packs_retained,
+            "indexFilesRetained": self.index_files_retained,
         }
 
 
@@ -169,13 +176,35 @@ def _prune(repo: Repository, result: PruneResult, ignore: set[str]) -> PruneResu
     # (3) superseded index files, (4) packs. Not if our lock lapsed (this process was
     # paused): a backup that started since may be using the packs about to go.
     repo.check_leases()
+    retained_index = []
     for name in old_index_files:
         if name not in written:
+            try:
+                repo.store.delete(name)
+            except ObjectRetained:
+                retained_index.append(name)
+    # A superseded index file the store still keeps (S3 Object Lock) names its packs: they
+    # stay as long as it does. Deleted, they would leave an index naming packs that are
+    # gone, and a backup could take a blob it lists as stored. A prune after its retention
+    # ends deletes both.
+    pinned = {pack_name(p) for name in retained_index for p in index.files[name]}
+    for name in [*(pack_name(p) for p in repack), *delete]:
+        try:
+            if name in pinned:
+                raise ObjectRetained(f"{name}: named by a retained index file")
             repo.store.delete(name)
-    for pack_id in repack:
-        repo.store.delete(pack_name(pack_id))
-    for name in delete:
-        repo.store.delete(name)
+        except ObjectRetained:
+            result.packs_retained += 1
+            result.packs_deleted -= 1
+            result.bytes_freed -= stored[name]
+    result.index_files_retained = len(retained_index)
+    if retained_index or result.packs_retained:
+        log.warning(
+            "prune: %d index files and %d packs are under Object Lock retention (or named by such an "
+            "index file) and stay; a prune after their retention ends deletes them",
+            len(retained_index),
+            result.packs_retained,
+        )
     repo.reload_index()
     log.info(
         "prune: deleted %d packs (%d repacked), freed %d bytes",

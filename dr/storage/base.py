@@ -46,6 +46,15 @@ class AccessDenied(StorageError):
     """The credentials may not do this (or Object Lock retention forbids it)."""
 
 
+class ObjectRetained(AccessDenied):
+    """A delete refused because the object is under Object Lock retention (until ``until``)
+    or a legal hold (``until`` None): not a fault; a later delete may succeed."""
+
+    def __init__(self, message: str, until: datetime | None = None) -> None:
+        super().__init__(message)
+        self.until = until
+
+
 @dataclass(frozen=True)
 class ObjectInfo:
     name: str  # relative to the store root

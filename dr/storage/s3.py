@@ -101,7 +101,14 @@ from typing import Any, TypeVar
 
 from dr.config import ObjectLock, S3Options
 from dr.errors import InvalidInput
-from dr.storage.base import AccessDenied, ObjectExists, ObjectInfo, ObjectNotFound, StorageError
+from dr.storage.base import (
+    AccessDenied,
+    ObjectExists,
+    ObjectInfo,
+    ObjectNotFound,
+    ObjectRetained,
+    StorageError,
+)
 from dr.storage.naming import (
     check_endpoint,
     check_name,
@@ -996,9 +1003,10 @@ class S3Store(StreamedReads):
             retention = {}
         until = retention.get("RetainUntilDate")
         if isinstance(until, datetime) and until > datetime.now(UTC):
-            return AccessDenied(
+            return ObjectRetained(
                 f"{what}: the object is under {retention.get('Mode', 'Object Lock')} retention until "
-                f"{until.astimezone(UTC):%Y-%m-%d %H:%M:%S} UTC and cannot be deleted before then"
+                f"{until.astimezone(UTC):%Y-%m-%d %H:%M:%S} UTC and cannot be deleted before then",
+                until.astimezone(UTC),
             )
         try:
             hold = self._call(
@@ -1011,7 +1019,7 @@ class S3Store(StreamedReads):
         except StorageError:
             hold = {}
         if hold.get("Status") == "ON":
-            return AccessDenied(
+            return ObjectRetained(
                 f"{what}: the object is under an Object Lock legal hold and cannot be deleted"
             )
         return denied
