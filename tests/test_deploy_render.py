@@ -130,6 +130,10 @@ def test_cronjobs_come_from_the_policies(example: Path) -> None:
         "dr-backup-platform-hourly",
         "dr-drill-shop-monthly",
         "dr-drill-gc",
+        # Each policy's retention, daily, and a weekly prune of the repository they write to.
+        "dr-forget-shop-nightly",
+        "dr-forget-platform-hourly",
+        "dr-prune-s3-primary",
     }
 
     def container(name: str) -> dict[str, Any]:
@@ -162,6 +166,13 @@ def test_cronjobs_come_from_the_policies(example: Path) -> None:
                           "items": [{"key": "runbook.yaml", "path": "runbooks/shop-monthly.yaml"}]}} in sources  # fmt: skip
     assert container("dr-drill-gc")["args"] == ["drill", "gc"]
     assert pod("dr-drill-gc")["serviceAccountName"] == rbac.DRILL_SA
+    forget = jobs["dr-forget-shop-nightly"]["spec"]
+    assert forget["schedule"] == "45 3 * * *" and forget["timeZone"] == "Europe/Berlin"
+    assert container("dr-forget-shop-nightly")["args"] == ["forget", "--policy", "shop-nightly"]
+    assert container("dr-prune-s3-primary")["args"] == ["prune"]  # the default repository
+    assert jobs["dr-prune-s3-primary"]["spec"]["schedule"] == "15 4 * * 0"
+    for name in ("dr-forget-shop-nightly", "dr-forget-platform-hourly", "dr-prune-s3-primary"):
+        assert pod(name)["serviceAccountName"] == rbac.MAINTENANCE_SA
 
     for name, job in jobs.items():
         spec = job["spec"]
@@ -431,3 +442,37 @@ def test_a_backup_pods_grace_period_covers_its_post_hooks(example: Path) -> None
     example.write_text(text)
     jobs = {o["metadata"]["name"]: o for o in _render(example) if o["kind"] == "CronJob"}
     assert grace("dr-backup-shop-nightly") == 180
+
+
+def test_retention_jobs_follow_the_policies_and_their_repositories(example: Path) -> None:
+    # A policy's retention was never applied in the cluster (no job ran `dr forget`), so
+    # the repository only grew. Each policy with a retention gets a daily forget; each
+    # repository such a policy writes to a weekly prune, of that repository.
+    doc = yaml.safe_load(example.read_text())
+    offsite = {**doc["repositories"][0], "name": "offsite", "url": "s3://acme-dr-offsite/prod-eu1"}
+    doc["repositories"].append(offsite)
+    doc["backupPolicies"][1]["repository"] = "offsite"
+    doc["backupPolicies"].append({**doc["backupPolicies"][0], "name": "keep-all", "retention": {}})
+    example.write_text(yaml.safe_dump(doc))  # beside the example's runbook
+    jobs = {o["metadata"]["name"]: o for o in _render(example) if o["kind"] == "CronJob"}
+
+    def args(name: str) -> list[str]:
+        return list(jobs[name]["spec"]["jobTemplate"]["spec"]["template"]["spec"]["containers"][0]["args"])
+
+    assert sorted(n for n in jobs if n.startswith(("dr-forget-", "dr-prune-"))) == [
+        "dr-forget-platform-hourly", "dr-forget-shop-nightly", "dr-prune-offsite", "dr-prune-s3-primary",
+    ]  # fmt: skip
+    assert args("dr-prune-offsite") == ["--repo", "s3://acme-dr-offsite/prod-eu1", "prune"]
+    assert args("dr-prune-s3-primary") == ["prune"]
+    assert args("dr-forget-platform-hourly") == ["forget", "--policy", "platform-hourly"]
+
+
+def test_the_maintenance_account_has_no_rights_in_the_cluster() -> None:
+    # Forget and prune talk to the repository only.
+    objects = rbac.rbac_manifests("dr-system")
+    assert {"kind": "ServiceAccount", "name": rbac.MAINTENANCE_SA} in [
+        {"kind": o["kind"], "name": o["metadata"]["name"]} for o in objects
+    ]
+    for o in objects:
+        for subject in o.get("subjects", []):
+            assert subject["name"] != rbac.MAINTENANCE_SA, o["metadata"]["name"]

@@ -60,6 +60,10 @@ from dr.kube.pod_template import Manifest, labels
 BACKUP_SA = "dr"
 RESTORE_SA = "dr-restore"
 DRILL_SA = "dr-drill"
+# Scheduled retention (`dr forget`, `dr prune`): talks only to the repository, so it has
+# no rights in the cluster; its own account so that the object store (IRSA, Workload
+# Identity) and Vault can give deletes to it alone, not to the backup account.
+MAINTENANCE_SA = "dr-maintenance"
 
 BACKUP_ROLE = "dr-backup"
 RESTORE_ROLE = "dr-restore"
@@ -557,6 +561,7 @@ def rbac_manifests(namespace: str, credentials_secret: str | None = None) -> lis
         service_account(BACKUP_SA, ns, "backup"),
         service_account(RESTORE_SA, ns, "restore"),
         service_account(DRILL_SA, ns, "drill"),
+        service_account(MAINTENANCE_SA, ns, "maintenance"),
         cluster_role(BACKUP_ROLE, "backup", backup_rules()),
         cluster_role(RESTORE_ROLE, "restore", restore_rules()),
         cluster_role(DRILL_ROLE, "drill", drill_rules()),

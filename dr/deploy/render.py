@@ -22,9 +22,9 @@ from pathlib import Path
 
 import yaml
 
-from dr.config import Config, load_yaml
+from dr.config import Config, default_config, load_yaml
 from dr.deploy.network import config_endpoints, network_policies
-from dr.deploy.rbac import BACKUP_SA, DRILL_SA, mover_binding, rbac_manifests
+from dr.deploy.rbac import BACKUP_SA, DRILL_SA, MAINTENANCE_SA, mover_binding, rbac_manifests
 from dr.deploy.workloads import (
     CONFIG_MAP,
     RUNBOOK_DIR,
@@ -39,6 +39,11 @@ from dr.kube.pod_template import Manifest, labels
 from dr.runbook.model import parse_runbook
 
 GC_SCHEDULE = "30 5 * * *"
+# Retention: each backup policy's `dr forget` daily (in its time zone), after the night's
+# backups; `dr prune` of each repository weekly, when the week's forgets are done. Prune
+# holds the exclusive lock while it runs: backups that start meanwhile fail and are retried.
+FORGET_SCHEDULE = "45 3 * * *"
+PRUNE_SCHEDULE = "15 4 * * 0"
 MAX_CONFIGMAP_BYTES = 1024 * 1024  # the API server's limit for one ConfigMap
 
 
@@ -129,6 +134,7 @@ def render(src: ConfigSource) -> list[Manifest]:
         # where the policy names a namespace (globs: bind per namespace by hand).
         if p.volumes.mode in ("auto", "filesystem"):
             movers += [n for n in _literal_namespaces(p.scope.namespaces) if n not in movers]
+    jobs += _retention_jobs(cfg, deadline)
     for i, d in enumerate(cfg.drill_policies):
         path, text = _find_runbook(src, i)
         # The Job must outlive the drill's own timeout (plus its start and clean-up): cut
@@ -176,6 +182,52 @@ def render(src: ConfigSource) -> list[Manifest]:
     objects += [mover_binding(app_ns, ns) for app_ns in movers]
     objects += [cronjob(j, pod) for j in jobs]
     return objects
+
+
+def _retention_jobs(cfg: Config, deadline: timedelta) -> list[JobSpec]:
+    """``dr forget --policy P`` for each backup policy with a retention, and ``dr prune`` of
+    each repository such a policy writes to: without them a policy's retention is never
+    applied and the repository only grows. Both run as an account with no rights in the
+    cluster: they only talk to the repository (and its key provider)."""
+    jobs: list[JobSpec] = []
+    # URL -> (its name, whether a policy names it; else it is the default, which `dr prune`
+    # opens without --repo: the built-in default's URL is a path on this machine).
+    repositories: dict[str, tuple[str, bool]] = {}
+    for p in cfg.backup_policies:
+        r = p.retention
+        if not any((r.keep_last, r.keep_hourly, r.keep_daily, r.keep_weekly, r.keep_monthly, r.keep_yearly)):
+            continue  # no retention: keep every backup
+        jobs.append(
+            JobSpec(
+                name=cronjob_name("dr-forget", p.name),
+                component="maintenance",
+                args=["forget", "--policy", p.name],
+                schedule=FORGET_SCHEDULE,
+                time_zone=p.time_zone,
+                service_account=MAINTENANCE_SA,
+                deadline=deadline,
+                starting_deadline=timedelta(hours=6),
+                policy=p.name,
+            )
+        )
+        repo = cfg.repository(p.repository) or default_config().repository()
+        assert repo is not None
+        named = bool(p.repository) and repo is not cfg.repository(None)
+        repositories[repo.url] = (repo.name, named or repositories.get(repo.url, ("", False))[1])
+    for url, (name, named) in repositories.items():
+        jobs.append(
+            JobSpec(
+                name=cronjob_name("dr-prune", name),
+                component="maintenance",
+                # --repo picks the configured repository by its URL (with its store options).
+                args=["--repo", url, "prune"] if named else ["prune"],
+                schedule=PRUNE_SCHEDULE,
+                service_account=MAINTENANCE_SA,
+                deadline=deadline,
+                starting_deadline=timedelta(hours=6),
+            )
+        )
+    return jobs
 
 
 class _NoAliasDumper(yaml.SafeDumper):
