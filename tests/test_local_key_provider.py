@@ -271,3 +271,68 @@ def test_os_errors_are_provider_errors(tmp_path: Path) -> None:
     with pytest.raises(KeyProviderError) as e:
         LocalKeyProvider("/proc/self/dr-test/k", create=True).wrap(os.urandom(32), CTX)
     assert e.value.reason.startswith(("cannot create the key file: ", "permission denied creating"))
+
+
+def test_a_key_file_is_created_whole_or_not_at_all(tmp_path: Path) -> None:
+    # A full disk (here: a file-size limit of 0) while the new key is written must not
+    # leave an empty key file behind: the next `dr repo init` or `dr key add` would
+    # read it as a broken key ("holds 0 bytes") instead of creating one, and a
+    # concurrent creator would read it half-written.
+    import subprocess
+    import sys
+
+    path = tmp_path / "keys" / "repo.key"
+    code = (
+        "import os, resource, signal, sys\n"
+        "from dr.crypto.providers.local import LocalKeyProvider\n"
+        "from dr.crypto.providers.base import KeyProviderError\n"
+        "signal.signal(signal.SIGXFSZ, signal.SIG_IGN)\n"
+        "resource.setrlimit(resource.RLIMIT_FSIZE, (0, resource.RLIM_INFINITY))\n"
+        "try:\n"
+        "    LocalKeyProvider(sys.argv[1], create=True).wrap(os.urandom(64), {})\n"
+        "except KeyProviderError as e:\n"
+        "    print(e.reason)\n"
+    )
+    res = subprocess.run([sys.executable, "-c", code, str(path)], capture_output=True, text=True, timeout=60)
+    assert res.stdout == "cannot create the key file: File too large\n", res.stderr
+    assert not path.exists()
+    assert list(path.parent.iterdir()) == [], "no temporary file is left behind"
+    # So a later attempt creates a working key file.
+    p = LocalKeyProvider(path, create=True)
+    key = os.urandom(64)
+    assert p.unwrap(p.wrap(key, CTX), CTX) == key
+    assert _mode(path) == 0o600
+
+
+def test_a_new_key_file_is_synced_before_it_is_used(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # The slot wrapped by a new key file goes to remote storage right away: the file
+    # must be on disk first, or a crash can leave a slot whose key was never stored.
+    synced: list[int] = []
+    real_fsync = os.fsync
+
+    def fsync(fd: int) -> None:
+        synced.append(os.fstat(fd).st_ino)
+        real_fsync(fd)
+
+    monkeypatch.setattr(os, "fsync", fsync)
+    path = tmp_path / "repo.key"
+    LocalKeyProvider(path, create=True).wrap(os.urandom(64), CTX)
+    assert path.stat().st_ino in synced
+    assert tmp_path.stat().st_ino in synced, "the directory entry is synced too"
+
+
+def test_a_key_file_on_a_file_system_without_hard_links(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, umask_zero: None
+) -> None:
+    import errno
+
+    def no_link(src: object, dst: object) -> None:
+        raise OSError(errno.EPERM, "Operation not permitted")  # what vfat answers
+
+    monkeypatch.setattr(os, "link", no_link)
+    path = tmp_path / "usb" / "break-glass.key"
+    p = LocalKeyProvider(path, create=True)
+    key = os.urandom(64)
+    w = p.wrap(key, CTX)
+    assert _mode(path) == 0o600 and [x.name for x in path.parent.iterdir()] == ["break-glass.key"]
+    assert LocalKeyProvider(path, create=True).unwrap(w, CTX) == key

@@ -1,7 +1,8 @@
 """``local:///path/to/keyfile``: wrap the master key with a key in a local file.
 
 The file holds 32 random bytes, base64, one line. It is created with mode 0600
-(``dr repo init``, ``dr key add``) and refused when group- or world-readable
+(``dr repo init``, ``dr key add``), whole or not at all and synced to disk
+before the slot it wraps is stored, and refused when group- or world-readable
 (as ssh does), because whoever reads it can open the repository. Meant for
 the embedded default and for offline break-glass copies kept in a safe.
 """
@@ -10,6 +11,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import errno
 import os
 import stat
 from pathlib import Path
@@ -33,6 +35,37 @@ def _read_at_most(fd: int, limit: int) -> bytes:
         chunks.append(chunk)
         got += len(chunk)
     return b"".join(chunks)
+
+
+# link(2) errors of file systems that have no hard links.
+_NO_HARD_LINKS = {errno.EPERM, errno.ENOTSUP, errno.EOPNOTSUPP, errno.ENOSYS, errno.EMLINK}
+
+
+def _write_new(path: Path, data: bytes) -> None:
+    """Create ``path`` (mode 0600, never an existing file) holding ``data``, synced."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
+    try:
+        os.fchmod(fd, 0o600)  # in case of a umask that removed owner bits
+        view = memoryview(data)
+        while view:
+            view = view[os.write(fd, view) :]
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _fsync_dir(path: Path) -> None:
+    """Make a new directory entry durable (best effort: not every file system can)."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
 
 
 def _aad(context: dict[str, str]) -> bytes:
@@ -106,15 +139,34 @@ class LocalKeyProvider:
             raise KeyProviderError(self.uri, f"cannot create the key file: {e.strerror or e}") from None
 
     def _create_file(self) -> bytes:
+        # The key is written whole to a temporary file, synced, then linked into place:
+        # the key file appears complete or not at all (a full disk or a crash never
+        # leaves an empty one, a concurrent creator never reads half of one), and
+        # link, unlike rename, never replaces a key file created concurrently. The
+        # sync comes first because the slot this key wraps goes to remote storage
+        # right away: a crash must not keep the slot and lose its key.
         self.path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
         key = os.urandom(KEY_SIZE)
+        data = (base64.b64encode(key).decode() + "\n").encode()
+        tmp = self.path.with_name(f".{self.path.name}.{os.urandom(6).hex()}.tmp")
         try:
-            fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        except FileExistsError:
-            return self._key(create=False)  # created concurrently
-        with os.fdopen(fd, "w") as f:
-            f.write(base64.b64encode(key).decode() + "\n")
-        os.chmod(self.path, 0o600)  # in case of a umask that removed owner bits
+            _write_new(tmp, data)
+            try:
+                os.link(tmp, self.path)
+            except FileExistsError:
+                return self._key(create=False)  # created concurrently
+            except OSError as e:
+                if e.errno not in _NO_HARD_LINKS:
+                    raise
+                # A file system without hard links (vfat on a USB stick kept in a safe):
+                # create the file itself, exclusively; only this way can it be partial.
+                try:
+                    _write_new(self.path, data)
+                except FileExistsError:
+                    return self._key(create=False)
+        finally:
+            tmp.unlink(missing_ok=True)
+        _fsync_dir(self.path.parent)
         return key
 
     def wrap(self, key: bytes, context: dict[str, str]) -> Wrapped:
