@@ -11,6 +11,7 @@ import json
 import os
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 from hypothesis import given
@@ -280,3 +281,42 @@ def test_an_oversized_slot_is_unreadable_and_never_read(
     opened = open_with(store, key)
     assert opened.unlock_notes == [f"slot {big[:8]} (unreadable): 1073741824 bytes, too large for a key slot"]
     assert opened.remove_slot(big, lambda uri: key).id == big
+
+
+class _RotatedWhileListing:
+    """The store as another process sees it while `dr key rotate` runs: the rotation
+    replaces every slot (new slot written, old one deleted) right after this process
+    listed ``keys/`` and before it reads the slots it listed."""
+
+    def __init__(self, store: object, rotate: Any) -> None:
+        self._store = store
+        self._rotate = rotate
+        self.rotations = 0
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._store, name)
+
+    def list(self, prefix: str) -> Any:
+        listing = list(self._store.list(prefix))  # type: ignore[attr-defined]
+        if prefix == "keys/" and self.rotations == 0:
+            self.rotations += 1
+            self._rotate()
+        return iter(listing)
+
+
+@pytest.mark.parametrize("kind", ["file", "s3"])
+def test_opening_while_the_slots_are_rotated(
+    kind: str, tmp_path: Path, request: pytest.FixtureRequest
+) -> None:
+    store = make_store(kind, tmp_path, request)
+    repo, key = init_repo(store, tmp_path)
+
+    def rotate() -> None:
+        for slot in repo.slots():
+            repo.rotate_slot(slot, key)
+
+    racing = _RotatedWhileListing(store, rotate)
+    opened = Repository.open(racing, lambda uri: key if uri == key.uri else None)  # type: ignore[arg-type]
+    assert racing.rotations == 1
+    assert opened.id == repo.id and opened.slot is not None
+    assert opened.slot.id == repo.slots()[0].id, "opened with the slot the rotation wrote"

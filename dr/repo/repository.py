@@ -56,6 +56,8 @@ MAX_OBJECT_SIZE = {"snapshots": 128 << 20, "reports": 128 << 20, "locks": 1 << 2
 PLAINTEXT_FACTOR = 4
 # What load_object reads of an object it has no listed size for, before asking its size.
 FIRST_READ = 256 << 10
+# How often keys/ is listed when slots vanish while they are read (read_slots).
+SLOT_LISTINGS = 4
 # A key slot is ~500 bytes of JSON (a KMS ciphertext included).
 MAX_SLOT_SIZE = 64 << 10
 
@@ -548,7 +550,23 @@ def read_slots(store: ObjectStore) -> tuple[list[KeySlot], list[UnreadableSlot]]
 
     Each slot is read by itself: slots are not authenticated, and one damaged or
     planted object must not keep the others from opening the repository (FORMAT.md
-    §3.1), nor hide itself from ``dr key list`` and ``dr key remove``."""
+    §3.1), nor hide itself from ``dr key list`` and ``dr key remove``.
+
+    A slot that vanished between the listing and its read was replaced or removed
+    by a concurrent ``dr key rotate`` / ``remove``, whose new slot the listing may
+    not hold: ``keys/`` is then listed again (a few times), or an open racing a
+    rotation could find no slot at all."""
+    for _ in range(SLOT_LISTINGS):
+        slots, unreadable, vanished = _read_slots_once(store)
+        if not vanished:
+            break
+        log.debug("%d key slot(s) vanished since keys/ was listed (rotated?): listing again", vanished)
+    return slots, unreadable
+
+
+def _read_slots_once(store: ObjectStore) -> tuple[list[KeySlot], list[UnreadableSlot], int]:
+    """The slots of one listing of ``keys/``, and how many listed ones vanished meanwhile."""
+    vanished = 0
     slots: list[KeySlot] = []
     unreadable: list[UnreadableSlot] = []
     for info in store.list("keys/"):
@@ -559,7 +577,8 @@ def read_slots(store: ObjectStore) -> tuple[list[KeySlot], list[UnreadableSlot]]
         try:
             raw = store.get(info.name)
         except ObjectNotFound:
-            continue  # removed since the listing
+            vanished += 1  # removed since the listing
+            continue
         except DrError as e:
             unreadable.append(UnreadableSlot(slot_id, f"cannot read it: {e.message}"))
             continue
@@ -569,7 +588,7 @@ def read_slots(store: ObjectStore) -> tuple[list[KeySlot], list[UnreadableSlot]]
             unreadable.append(UnreadableSlot(slot_id, e.message.removeprefix(f"key slot {slot_id}: ")))
     slots.sort(key=lambda s: (s.created, s.id))
     unreadable.sort(key=lambda u: u.id)
-    return slots, unreadable
+    return slots, unreadable, vanished
 
 
 def hostname() -> str:
