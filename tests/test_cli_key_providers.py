@@ -93,3 +93,43 @@ def test_vault_and_kms_slots_rotate_and_open(
     assert lines[0] == "error: cannot open repository: none of 2 key slot(s) could be unwrapped"
     assert any(vault_uri in ln for ln in lines[1:]) and any(kms_uri in ln for ln in lines[1:])
     assert "not-a-token" not in r.err and vault_env["token"] not in r.err.replace(vault_uri, "")
+
+
+def test_a_key_provider_configuration_mistake_exits_2(
+    isolated_home: Path,
+    capsys: pytest.CaptureFixture[str],
+    transit_key: tuple[object, str, str],
+    kms_env: dict[str, str],
+    monkeypatch: pytest.MonkeyPatch,
+    vault_env: dict[str, str],
+) -> None:
+    _, _, vault_uri = transit_key
+    assert run_dr(capsys, "repo", "init", "--key", vault_uri).code == 0
+    # No Vault address anywhere: the only slot fails for a configuration mistake.
+    monkeypatch.delenv("VAULT_ADDR")
+    r = run_dr(capsys, "repo", "info")
+    assert r.code == 2, r.err
+    assert r.err.splitlines()[0] == "error: cannot open repository: none of 1 key slot(s) could be unwrapped"
+    assert "no Vault address: set vault.address" in r.err and "Traceback" not in r.err
+    monkeypatch.setenv("VAULT_ADDR", vault_env["address"])
+    (isolated_home / "dr.yaml").write_text(
+        f"keyProviders:\n- name: vault\n  uri: {vault_uri}\n  vault:\n    caCert: /nonexistent/ca.pem\n"
+    )
+    r = run_dr(capsys, "repo", "info")
+    assert r.code == 2 and "Vault CA certificate file /nonexistent/ca.pem does not exist" in r.err, r.err
+    # A failure that is not a configuration mistake: exit 1.
+    monkeypatch.setenv("VAULT_ADDR", "http://127.0.0.1:1")
+    (isolated_home / "dr.yaml").unlink()
+    r = run_dr(capsys, "repo", "info")
+    assert r.code == 1 and "cannot reach Vault at http://127.0.0.1:1" in r.err, r.err
+
+    # AWS KMS without a region is a configuration mistake too, for `repo init` and `key add`.
+    monkeypatch.delenv("AWS_DEFAULT_REGION")
+    monkeypatch.delenv("AWS_REGION", raising=False)
+    r = run_dr(
+        capsys, "--repo", f"file://{isolated_home}/other", "repo", "init", "--key", "awskms://alias/dr"
+    )
+    assert r.code == 2, r.err
+    assert r.err.strip() == (
+        "error: awskms://alias/dr: no AWS region: set awskms.region, AWS_REGION, or use a key ARN"
+    )

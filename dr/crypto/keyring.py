@@ -19,8 +19,8 @@ from datetime import UTC, datetime
 import blake3
 
 from dr.crypto.aead import Sealer
-from dr.crypto.providers.base import KeyProvider, KeyProviderError, Wrapped
-from dr.errors import DrError
+from dr.crypto.providers.base import KeyProvider, KeyProviderError, KeyProviderMisconfigured, Wrapped
+from dr.errors import DrError, InvalidInput
 
 log = logging.getLogger(__name__)
 
@@ -181,6 +181,8 @@ class UnlockAttempt:
     slot: str
     provider: str
     reason: str
+    # The provider's settings are missing or wrong (KeyProviderMisconfigured).
+    misconfigured: bool = False
 
 
 @dataclass
@@ -213,9 +215,9 @@ def unlock(
         first = [s for s in slots if preferred(s.provider)]
         slots = first + [s for s in slots if not preferred(s.provider)]
     for slot in slots:
-        got = unwrap_slot(slot, providers)
-        if isinstance(got, str):
-            attempts.append(UnlockAttempt(slot.id, shown(slot.provider), got))
+        got = _unwrap(slot, providers)
+        if isinstance(got, UnlockAttempt):
+            attempts.append(got)
             continue
         if not check(got):
             attempts.append(
@@ -228,34 +230,45 @@ def unlock(
         return UnlockResult(got, slot, attempts)
     if not attempts:
         raise DrError("cannot open repository: it has no key slots (keys/ is empty)")
-    raise DrError(
-        f"cannot open repository: none of {len(attempts)} key slot(s) could be unwrapped",
-        details=[f"slot {shown(a.slot)[:8]} {a.provider}: {a.reason}" for a in attempts],
-    )
+    message = f"cannot open repository: none of {len(attempts)} key slot(s) could be unwrapped"
+    details = [f"slot {shown(a.slot)[:8]} {a.provider}: {a.reason}" for a in attempts]
+    # Every slot failed for a mistake in the providers' settings (no Vault address, no
+    # AWS region): that is invalid configuration, exit 2, not a failure of the providers.
+    if all(a.misconfigured for a in attempts):
+        raise InvalidInput(message, problems=details)
+    raise DrError(message, details=details)
 
 
 def unwrap_slot(slot: KeySlot, providers: Callable[[str], KeyProvider | None]) -> MasterKey | str:
     """The key ``slot`` wraps, or why it could not be unwrapped (one line, safe to print)."""
+    got = _unwrap(slot, providers)
+    return got.reason if isinstance(got, UnlockAttempt) else got
+
+
+def _unwrap(slot: KeySlot, providers: Callable[[str], KeyProvider | None]) -> MasterKey | UnlockAttempt:
+    def failed(reason: str, misconfigured: bool = False) -> UnlockAttempt:
+        return UnlockAttempt(slot.id, shown(slot.provider), reason, misconfigured)
+
     # Any exception: the URI and the wrapped key are whatever storage holds, and a
     # provider that fails on them in a way nobody foresaw must not stop the next slot.
     try:
         provider = providers(slot.provider)
     except DrError as e:
-        return shown(e.message)
+        return failed(shown(e.message))
     except Exception as e:
-        return f"cannot use this provider: {_failure(e)}"
+        return failed(f"cannot use this provider: {_failure(e)}")
     if provider is None:
-        return "not configured here (skipped)"
+        return failed("not configured here (skipped)")
     try:
         raw = bytes(provider.unwrap(slot.wrapped, repository_context(slot.repository)))
     except KeyProviderError as e:
-        return shown(e.reason)
+        return failed(shown(e.reason), isinstance(e, KeyProviderMisconfigured))
     except DrError as e:
-        return shown(e.message)
+        return failed(shown(e.message))
     except Exception as e:
-        return f"unwrap failed: {_failure(e)}"
+        return failed(f"unwrap failed: {_failure(e)}")
     if len(raw) != MASTER_KEY_SIZE:
-        return "unwrapped key has the wrong size"
+        return failed("unwrapped key has the wrong size")
     return MasterKey(raw)
 
 

@@ -37,7 +37,7 @@ import botocore.exceptions
 
 from dr.config import AWSKMSOptions
 from dr.crypto.providers import payload_logs
-from dr.crypto.providers.base import KeyProviderError, Wrapped
+from dr.crypto.providers.base import KeyProviderError, KeyProviderMisconfigured, Wrapped
 from dr.errors import InvalidInput
 
 log = logging.getLogger(__name__)
@@ -170,8 +170,14 @@ class AWSKMSKeyProvider:
                     "kms", region_name=self.region, endpoint_url=self.endpoint, config=self._config
                 )
             except botocore.exceptions.BotoCoreError as e:
-                raise KeyProviderError(self._uri, describe_error(e, "client setup", self.key_id)) from None
+                raise self._fail(e, "client setup") from None
         return self._client_obj
+
+    def _fail(self, exc: Exception, action: str, endpoint: str | None = None) -> KeyProviderError:
+        reason = describe_error(exc, action, self.key_id, endpoint)
+        if isinstance(exc, botocore.exceptions.NoRegionError):
+            return KeyProviderMisconfigured(self._uri, reason)
+        return KeyProviderError(self._uri, reason)
 
     def _call(self, action: str, fn_name: str, **params: Any) -> Any:
         client = self._client()
@@ -180,7 +186,7 @@ class AWSKMSKeyProvider:
         except (botocore.exceptions.ClientError, botocore.exceptions.BotoCoreError) as e:
             log.debug("awskms: %s on %s failed: %s", action, self.key_id, type(e).__name__)
             endpoint = self.endpoint or getattr(getattr(client, "meta", None), "endpoint_url", None)
-            raise KeyProviderError(self._uri, describe_error(e, action, self.key_id, endpoint)) from None
+            raise self._fail(e, action, endpoint) from None
 
     def wrap(self, key: bytes, context: dict[str, str]) -> Wrapped:
         resp = self._call(
