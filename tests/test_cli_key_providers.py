@@ -133,3 +133,62 @@ def test_a_key_provider_configuration_mistake_exits_2(
     assert r.err.strip() == (
         "error: awskms://alias/dr: no AWS region: set awskms.region, AWS_REGION, or use a key ARN"
     )
+
+
+def test_vault_logins_do_not_leave_tokens_behind(
+    isolated_home: Path,
+    capsys: pytest.CaptureFixture[str],
+    transit_key: tuple[object, str, str],
+    monkeypatch: pytest.MonkeyPatch,
+    unique: str,
+) -> None:
+    # Every dr run logs in (AppRole here, Kubernetes auth in a CronJob alike). A token
+    # left to expire lives for the role's TTL (32 days by default): a backup every
+    # hour would keep ~770 live tokens, and their leases, in Vault per cluster.
+    import hvac
+
+    root, mount, vault_uri = transit_key
+    assert isinstance(root, hvac.Client)
+    approle = f"approle-{unique}"
+    root.sys.enable_auth_method("approle", path=approle)
+    root.sys.create_or_update_policy(
+        name=f"dr-{unique}", policy=f'path "{mount}/*" {{ capabilities = ["update"] }}'
+    )
+    root.auth.approle.create_or_update_approle(
+        role_name="dr", token_policies=[f"dr-{unique}"], mount_point=approle
+    )
+    role_id = root.auth.approle.read_role_id("dr", mount_point=approle)["data"]["role_id"]
+    secret_id = root.auth.approle.generate_secret_id("dr", mount_point=approle)["data"]["secret_id"]
+    (isolated_home / "role_id").write_text(role_id)
+    (isolated_home / "secret_id").write_text(secret_id)
+    (isolated_home / "dr.yaml").write_text(
+        f"keyProviders:\n- name: vault\n  uri: {vault_uri}\n  vault:\n    auth:\n      method: approle\n"
+        f"      mount: {approle}\n      roleIdFile: {isolated_home}/role_id\n"
+        f"      secretIdFile: {isolated_home}/secret_id\n"
+    )
+    user_token = root.auth.token.create(policies=[f"dr-{unique}"], ttl="1h")["auth"]["client_token"]
+    monkeypatch.setenv("VAULT_TOKEN", user_token)  # the approle config wins for its URI
+
+    def tokens() -> int:
+        return len(root.list("auth/token/accessors")["data"]["keys"])
+
+    before = tokens()
+    assert run_dr(capsys, "repo", "init", "--key", vault_uri).code == 0
+    assert run_dr(capsys, "key", "add", f"local://{isolated_home}/glass.key").code == 0
+    root.secrets.transit.rotate_key(name="dr", mount_point=mount)
+    r = run_dr(capsys, "key", "rotate")
+    assert r.code == 0, r.err
+    assert run_dr(capsys, "repo", "info").code == 0
+    assert tokens() == before, "every token dr logged in for is revoked when it is done"
+
+    # A role whose tokens may not revoke themselves (no default policy): dr still works.
+    root.auth.approle.create_or_update_approle(
+        role_name="dr", token_policies=[f"dr-{unique}"], token_no_default_policy=True, mount_point=approle
+    )
+    r = run_dr(capsys, "repo", "info")
+    assert r.code == 0 and r.err == "", r.err
+
+    # A token the user gave (VAULT_TOKEN, a token file) is the user's: never revoked.
+    (isolated_home / "dr.yaml").unlink()
+    assert run_dr(capsys, "repo", "info").code == 0
+    assert root.auth.token.lookup(user_token)["data"]["policies"] == ["default", f"dr-{unique}"]

@@ -802,7 +802,9 @@ def test_vault_kubernetes_auth(
         key = os.urandom(32)
         w = p.wrap(key, CTX)
         assert p.unwrap(w, CTX) == key
-        assert reviewer.reviewed == [jwt]  # the JWT from tokenPath, reviewed for role "dr"
+        # The JWT from tokenPath, reviewed for role "dr": once per operation, since the
+        # token of each login is revoked when its operation is over.
+        assert reviewer.reviewed == [jwt, jwt]
 
         # A token the API server does not vouch for.
         other = _service_account_jwt("dr-system", "dr", f"uid-{unique}")

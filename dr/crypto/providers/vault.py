@@ -32,6 +32,8 @@ Authentication (``vault.auth.method`` in dr.yaml):
               ``auth/<mount>`` (default ``approle``).
   kubernetes  the pod's service-account JWT read from ``tokenPath``, login
               as ``role`` at ``auth/<mount>`` (default ``kubernetes``).
+The token of an AppRole or Kubernetes login is revoked (``revoke-self``) as
+soon as the operation it was for is over; a token the user supplied is not.
 Address: ``vault.address`` or ``$VAULT_ADDR``; namespace: ``vault.namespace``
 or ``$VAULT_NAMESPACE``; TLS CA bundle: ``vault.caCert`` or ``$VAULT_CACERT``.
 
@@ -90,7 +92,8 @@ def _vault_text(exc: Exception) -> str:
 
 
 class VaultKeyProvider:
-    """Wraps with one transit key. Logs in lazily, on the first operation."""
+    """Wraps with one transit key. Logs in lazily, on the first operation, and revokes
+    the token of an AppRole or Kubernetes login when the operation is over."""
 
     def __init__(
         self,
@@ -112,6 +115,10 @@ class VaultKeyProvider:
         self.timeout = timeout
         # An hvac.Client that is already authenticated, if the caller has one.
         self._client_obj: Any = client
+        # The token came from an AppRole or Kubernetes login of ours: revoked when done.
+        self._logged_in = False
+        # A request could not reach Vault: revoking would only wait for the timeout again.
+        self._unreachable = False
         self._derived_checked = False
 
     @classmethod
@@ -159,7 +166,32 @@ class VaultKeyProvider:
         )
         self._login(client)
         self._client_obj = client
+        self._logged_in = self.auth.method != "token"
         return client
+
+    def _done(self) -> None:
+        """Revoke the token of our own login once an operation is over.
+
+        Every dr run logs in anew (a CronJob's pod, a restore), and a token left
+        to expire lives for the role's TTL — 32 days by default — with its lease:
+        hourly backups would keep hundreds of live tokens in Vault per cluster,
+        each able to decrypt with the transit key until it expires. A token the
+        user supplied (VAULT_TOKEN, a token file, a client passed in) is theirs
+        and is never revoked. Failing to revoke (a policy without the default
+        policy's ``auth/token/revoke-self``) does not fail the operation."""
+        client, logged_in = self._client_obj, self._logged_in
+        if client is None or not logged_in:
+            return
+        self._client_obj, self._logged_in = None, False
+        if self._unreachable:
+            return
+        try:
+            client.auth.token.revoke_self()
+            log.debug("vault: revoked the token of the %s login", self.auth.method)
+        except (hvac.exceptions.VaultError, requests.exceptions.RequestException) as e:
+            log.debug(
+                "vault: revoking the token of the %s login failed: %s", self.auth.method, type(e).__name__
+            )
 
     def _login(self, client: Any) -> None:
         method = self.auth.method
@@ -226,6 +258,7 @@ class VaultKeyProvider:
             return fn()
         except (hvac.exceptions.VaultError, requests.exceptions.RequestException) as e:
             log.debug("vault: %s failed: %s", what, type(e).__name__)
+            self._unreachable = isinstance(e, requests.exceptions.RequestException)
             raise self._fail(self.describe_error(e, what, slot_version, login=login)) from None
 
     def describe_error(
@@ -330,6 +363,7 @@ class VaultKeyProvider:
                 return
             raise self._fail(self.describe_error(e, self._path("encrypt"), None)) from None
         except (hvac.exceptions.VaultError, requests.exceptions.RequestException) as e:
+            self._unreachable = isinstance(e, requests.exceptions.RequestException)
             raise self._fail(self.describe_error(e, self._path("encrypt"), None)) from None
         raise self._fail(
             f"transit key {self.key!r} is not a derived key, so it cannot bind the slot to the repository; "
@@ -337,6 +371,24 @@ class VaultKeyProvider:
         )
 
     def wrap(self, key: bytes, context: dict[str, str]) -> Wrapped:
+        try:
+            return self._wrap(key, context)
+        finally:
+            self._done()
+
+    def unwrap(self, wrapped: Wrapped, context: dict[str, str]) -> bytes:
+        try:
+            return self._unwrap(wrapped, context)
+        finally:
+            self._done()
+
+    def rewrap(self, wrapped: Wrapped, context: dict[str, str]) -> Wrapped:
+        try:
+            return self._rewrap(wrapped, context)
+        finally:
+            self._done()
+
+    def _wrap(self, key: bytes, context: dict[str, str]) -> Wrapped:
         client = self._client()
         ctx = self._context(context)
         plaintext = base64.b64encode(key).decode()
@@ -349,7 +401,7 @@ class VaultKeyProvider:
         self._check_derived(client)
         return self._wrapped(resp, "encrypt")
 
-    def unwrap(self, wrapped: Wrapped, context: dict[str, str]) -> bytes:
+    def _unwrap(self, wrapped: Wrapped, context: dict[str, str]) -> bytes:
         ct, version = self._ciphertext(wrapped)
         client = self._client()
         ctx = self._context(context)
@@ -367,7 +419,7 @@ class VaultKeyProvider:
         log.debug("vault: unwrapped a slot of key version %s with %s", version, self._path("decrypt"))
         return key
 
-    def rewrap(self, wrapped: Wrapped, context: dict[str, str]) -> Wrapped:
+    def _rewrap(self, wrapped: Wrapped, context: dict[str, str]) -> Wrapped:
         ct, version = self._ciphertext(wrapped)
         client = self._client()
         ctx = self._context(context)
