@@ -1395,3 +1395,23 @@ def test_gcpkms_logs_hold_no_key(gcp_key: GCPKey, debug_logs: DebugLogs) -> None
     assert any(n.startswith("google.cloud.kms_v1") for n in debug_logs.loggers())
     assert any(payload_logs.WITHHELD in d for d in debug_logs.dumps())
     debug_logs.assert_clean(secret_forms(key))
+
+
+def test_awskms_a_slot_opened_in_another_region_says_which(kms_env: dict[str, str], unique: str) -> None:
+    # Disaster recovery into another region: the new cluster's AWS_REGION is not the
+    # key's. The slot records the ARN of the key that wrapped it: say where that is.
+    import boto3
+
+    east = boto3.session.Session().client("kms", region_name="us-east-1", endpoint_url=kms_env["endpoint"])
+    key_id = east.create_key()["KeyMetadata"]["KeyId"]
+    east.create_alias(AliasName=f"alias/dr-{unique}", TargetKeyId=key_id)
+    for uri in (f"awskms://{key_id}", f"awskms://alias/dr-{unique}"):
+        key = os.urandom(32)
+        w = AWSKMSKeyProvider(uri, region="us-east-1").wrap(key, CTX)
+        with pytest.raises(KeyProviderError) as e:
+            AWSKMSKeyProvider(uri, region="eu-west-1").unwrap(w, CTX)
+        assert e.value.reason == (
+            f"KMS key {uri.removeprefix('awskms://')} not found in eu-west-1; the slot was wrapped by "
+            f"{w.meta['key_arn']}: set awskms.region to us-east-1 for this key provider"
+        )
+        assert AWSKMSKeyProvider(uri, region="us-east-1").unwrap(w, CTX) == key

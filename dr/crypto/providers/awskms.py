@@ -179,14 +179,33 @@ class AWSKMSKeyProvider:
             return KeyProviderMisconfigured(self._uri, reason)
         return KeyProviderError(self._uri, reason)
 
-    def _call(self, action: str, fn_name: str, **params: Any) -> Any:
+    def _call(self, action: str, fn_name: str, *, slot_arn: str | None = None, **params: Any) -> Any:
         client = self._client()
         try:
             return getattr(client, fn_name)(**params)
         except (botocore.exceptions.ClientError, botocore.exceptions.BotoCoreError) as e:
             log.debug("awskms: %s on %s failed: %s", action, self.key_id, type(e).__name__)
             endpoint = self.endpoint or getattr(getattr(client, "meta", None), "endpoint_url", None)
+            moved = self._other_region(e, client, slot_arn)
+            if moved is not None:
+                raise KeyProviderError(self._uri, moved) from None
             raise self._fail(e, action, endpoint) from None
+
+    def _other_region(self, exc: Exception, client: Any, slot_arn: str | None) -> str | None:
+        """Why a key is not found when the slot's key lives in another region (opening
+        a repository in a disaster-recovery region): key ids and aliases are regional."""
+        if not isinstance(exc, botocore.exceptions.ClientError) or not slot_arn:
+            return None
+        if exc.response.get("Error", {}).get("Code") != "NotFoundException":
+            return None
+        here = getattr(getattr(client, "meta", None), "region_name", None)
+        there = region_of(slot_arn)
+        if not here or not there or here == there:
+            return None
+        return (
+            f"KMS key {self.key_id} not found in {here}; the slot was wrapped by {slot_arn}: "
+            f"set awskms.region to {there} for this key provider"
+        )
 
     def wrap(self, key: bytes, context: dict[str, str]) -> Wrapped:
         resp = self._call(
@@ -200,6 +219,7 @@ class AWSKMSKeyProvider:
         resp = self._call(
             "kms:Decrypt",
             "decrypt",
+            slot_arn=wrapped.meta.get("key_arn"),
             CiphertextBlob=wrapped.ciphertext,
             EncryptionContext=context,
             KeyId=self.key_id,
@@ -212,6 +232,7 @@ class AWSKMSKeyProvider:
         resp = self._call(
             "kms:ReEncrypt",
             "re_encrypt",
+            slot_arn=wrapped.meta.get("key_arn"),
             CiphertextBlob=wrapped.ciphertext,
             SourceEncryptionContext=context,
             SourceKeyId=source,
