@@ -1415,3 +1415,25 @@ def test_awskms_a_slot_opened_in_another_region_says_which(kms_env: dict[str, st
             f"{w.meta['key_arn']}: set awskms.region to us-east-1 for this key provider"
         )
         assert AWSKMSKeyProvider(uri, region="us-east-1").unwrap(w, CTX) == key
+
+
+def test_vault_wrapping_with_a_key_that_does_not_exist_says_it_may_not(
+    transit: Transit, unique: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # `dr key add vault://transit/keys/<typo>` with a token that may use every key but not
+    # create one: Vault answers 403 (encrypting with a missing key is a create), which
+    # alone reads as a policy or token problem.
+    policy = transit.policy(f"any-key-{unique}", {f"{transit.mount}/encrypt/*": ["update"]})
+    monkeypatch.setenv("VAULT_TOKEN", transit.token([policy]))
+    with pytest.raises(KeyProviderError) as e:
+        VaultKeyProvider.from_uri(f"vault://{transit.mount}/keys/typo-{unique}", None).wrap(
+            os.urandom(32), CTX
+        )
+    assert _reason(e) == (
+        f"permission denied on {transit.mount}/encrypt/typo-{unique}: the token's policies do not allow it "
+        f"(or the token expired or was revoked, or transit key 'typo-{unique}' does not exist and the "
+        "token may not create it)"
+    )
+    # An existing key: encrypting is allowed.
+    uri = transit.create_key(f"exists-{unique}")
+    assert VaultKeyProvider.from_uri(uri, None).wrap(os.urandom(32), CTX).key_version == "v1"

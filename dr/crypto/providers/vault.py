@@ -289,9 +289,16 @@ class VaultKeyProvider:
                 "(or no such auth method is enabled there)"
             )
         if isinstance(exc, hvac.exceptions.Forbidden):
+            # Encrypting with a key that does not exist is a create (it makes the key):
+            # a token that may only update gets 403 for a mistyped key name too.
+            missing = (
+                f", or transit key {self.key!r} does not exist and the token may not create it"
+                if what == self._path("encrypt")
+                else ""
+            )
             return (
                 f"permission denied on {what}: the token's policies do not allow it "
-                "(or the token expired or was revoked)"
+                f"(or the token expired or was revoked{missing})"
             )
         if isinstance(exc, hvac.exceptions.InvalidPath):
             return f"no transit secrets engine at {self.mount}/ ({what}: path not found)"
