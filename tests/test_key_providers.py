@@ -475,8 +475,8 @@ def test_vault_error_mapping_for_rarer_answers() -> None:
             hvac.exceptions.RateLimitExceeded(
                 errors=["request path transit/decrypt/dr: rate limit quota exceeded"]
             ),
-            "Vault error during transit/decrypt/dr (RateLimitExceeded): "
-            "request path transit/decrypt/dr: rate limit quota exceeded",
+            "Vault rate-limited transit/decrypt/dr (rate limit quota exceeded) and kept refusing it "
+            "after 5 attempts; retry later or raise the quota",
         ),
         (
             hvac.exceptions.InvalidRequest(errors=["something new"]),
@@ -1437,3 +1437,33 @@ def test_vault_wrapping_with_a_key_that_does_not_exist_says_it_may_not(
     # An existing key: encrypting is allowed.
     uri = transit.create_key(f"exists-{unique}")
     assert VaultKeyProvider.from_uri(uri, None).wrap(os.urandom(32), CTX).key_version == "v1"
+
+
+def test_vault_rate_limiting_is_retried_a_bounded_number_of_times(
+    transit: Transit, unique: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A backup starts one mover per volume, and each opens the repository: dozens of
+    # decrypts in the same second can meet a Vault rate-limit quota (429). Like the AWS
+    # SDK's throttling retries, a refused request is tried again after a backoff: a
+    # 429 is refused before it is processed, so a retry repeats nothing.
+    uri = transit.create_key(f"rl-{unique}")
+    quota = f"sys/quotas/rate-limit/dr-{unique}"
+    transit.root.write_data(quota, data={"rate": 2, "interval": "1s", "path": f"{transit.mount}/"})
+    try:
+        key = os.urandom(32)
+        w = VaultKeyProvider.from_uri(uri, None).wrap(key, CTX)  # encrypt + the derived-key probe
+        for _ in range(4):
+            assert VaultKeyProvider.from_uri(uri, None).unwrap(w, CTX) == key
+
+        # A quota nothing gets through: the retries end, with one line saying why.
+        transit.root.write_data(quota, data={"rate": 1, "interval": "1h", "path": f"{transit.mount}/"})
+        monkeypatch.setattr("dr.crypto.providers.vault.RATE_LIMIT_FIRST_WAIT", 0.01)
+        with pytest.raises(KeyProviderError) as e:  # the first may spend the one request of the hour
+            VaultKeyProvider.from_uri(uri, None).unwrap(w, CTX)
+            VaultKeyProvider.from_uri(uri, None).unwrap(w, CTX)
+        assert _reason(e) == (
+            f"Vault rate-limited {transit.mount}/decrypt/rl-{unique} (rate limit quota exceeded) "
+            "and kept refusing it after 5 attempts; retry later or raise the quota"
+        )
+    finally:
+        transit.root.delete(quota)

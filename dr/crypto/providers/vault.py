@@ -37,6 +37,10 @@ soon as the operation it was for is over; a token the user supplied is not.
 Address: ``vault.address`` or ``$VAULT_ADDR``; namespace: ``vault.namespace``
 or ``$VAULT_NAMESPACE``; TLS CA bundle: ``vault.caCert`` or ``$VAULT_CACERT``.
 
+A request refused with 429 (a rate-limit quota: a backup's movers all open the
+repository at once) is tried again, a bounded number of times with backoff;
+nothing else is retried.
+
 Errors become ``KeyProviderError`` with one line naming what to fix (sealed,
 permission denied on a path, key not found, cannot reach, wrong key or
 context, version below ``min_decryption_version``); they never carry the
@@ -49,7 +53,9 @@ import base64
 import binascii
 import logging
 import os
+import random
 import re
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -66,6 +72,11 @@ from dr.errors import InvalidInput
 log = logging.getLogger(__name__)
 
 DEFAULT_TIMEOUT = 30.0
+# A request Vault refuses with 429 (a rate-limit quota) is tried this many times in
+# all, waiting RATE_LIMIT_FIRST_WAIT seconds, then twice as long each time (with
+# jitter): 7.5 s at most, past Vault's usual one-second quota interval.
+RATE_LIMIT_ATTEMPTS = 5
+RATE_LIMIT_FIRST_WAIT = 0.5
 _VERSION = re.compile(r"^vault:v(\d+):")
 # Plaintext of the derived-key probe: any fixed, non-secret bytes.
 _PROBE = base64.b64encode(b"dr: is this transit key derived?").decode()
@@ -250,12 +261,28 @@ class VaultKeyProvider:
             "or configure approle or kubernetes auth"
         )
 
+    def _rate_limited(self, what: str, fn: Callable[[], Any]) -> Any:
+        """``fn()``, tried again while Vault answers 429: a rate-limit quota refuses a
+        request before it is processed, so trying again repeats nothing (not even a
+        login). Other errors and the last 429 are raised."""
+        wait = RATE_LIMIT_FIRST_WAIT
+        for attempt in range(1, RATE_LIMIT_ATTEMPTS + 1):
+            try:
+                return fn()
+            except hvac.exceptions.RateLimitExceeded:
+                if attempt == RATE_LIMIT_ATTEMPTS:
+                    raise
+                log.debug("vault: %s rate-limited (429), attempt %d: retrying", what, attempt)
+                time.sleep(wait * random.uniform(0.5, 1.0))
+                wait *= 2
+        raise AssertionError("unreachable")
+
     def _vault_call(
         self, what: str, fn: Callable[[], Any], *, slot_version: str | None = None, login: bool = False
     ) -> Any:
         """Run one Vault request; turn every failure into a one-line KeyProviderError."""
         try:
-            return fn()
+            return self._rate_limited(what, fn)
         except (hvac.exceptions.VaultError, requests.exceptions.RequestException) as e:
             log.debug("vault: %s failed: %s", what, type(e).__name__)
             self._unreachable = isinstance(e, requests.exceptions.RequestException)
@@ -278,6 +305,12 @@ class VaultKeyProvider:
             return f"request to Vault at {self.address} failed during {what}: {type(exc).__name__}"
         text = _vault_text(exc)
         low = text.lower()
+        if isinstance(exc, hvac.exceptions.RateLimitExceeded):
+            said = "rate limit quota exceeded" if "rate limit quota exceeded" in low else "429"
+            return (
+                f"Vault rate-limited {what} ({said}) and kept refusing it after {RATE_LIMIT_ATTEMPTS} "
+                "attempts; retry later or raise the quota"
+            )
         if isinstance(exc, hvac.exceptions.VaultDown):
             if "sealed" in low:
                 return f"Vault is sealed ({what} refused); unseal it and retry"
@@ -363,7 +396,12 @@ class VaultKeyProvider:
         if self._derived_checked:
             return
         try:
-            client.secrets.transit.encrypt_data(name=self.key, plaintext=_PROBE, mount_point=self.mount)
+            self._rate_limited(
+                self._path("encrypt"),
+                lambda: client.secrets.transit.encrypt_data(
+                    name=self.key, plaintext=_PROBE, mount_point=self.mount
+                ),
+            )
         except hvac.exceptions.InvalidRequest as e:
             if "context" in _vault_text(e).lower():
                 self._derived_checked = True
