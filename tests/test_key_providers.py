@@ -39,7 +39,7 @@ from dr.config import (
 from dr.config import KeyProvider as KeyProviderConfig
 from dr.crypto.providers import payload_logs
 from dr.crypto.providers.awskms import AWSKMSKeyProvider, describe_error, region_of
-from dr.crypto.providers.base import KeyProvider, KeyProviderError, Wrapped
+from dr.crypto.providers.base import KeyProvider, KeyProviderError, KeyProviderMisconfigured, Wrapped
 from dr.crypto.providers.context import LABEL, context_bytes
 from dr.crypto.providers.gcpkms import GCPKMSKeyProvider, plaintext_target
 from dr.crypto.providers.gcpkms import describe_error as gcp_describe_error
@@ -1467,3 +1467,28 @@ def test_vault_rate_limiting_is_retried_a_bounded_number_of_times(
         )
     finally:
         transit.root.delete(quota)
+
+
+def test_vault_an_address_that_is_not_a_url_is_a_configuration_mistake(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # VAULT_ADDR=vault.example.com:8200 (no scheme) is an easy mistake; requests called it
+    # "InvalidSchema", exit 1, as if Vault had failed.
+    monkeypatch.setenv("VAULT_TOKEN", "x")
+    for address in (
+        "vault.example.com:8200",
+        "127.0.0.1:8200",
+        "ftp://vault:8200",
+        "https://",
+        "http://[::1",
+    ):
+        for opts, source in ((VaultOptions(address=address), "vault.address"), (None, "VAULT_ADDR")):
+            monkeypatch.setenv("VAULT_ADDR", address)
+            with pytest.raises(KeyProviderMisconfigured) as e:
+                VaultKeyProvider.from_uri("vault://transit/keys/dr", opts).unwrap(
+                    Wrapped(b"vault:v1:AAAA"), CTX
+                )
+            assert _reason(e) == (
+                f"Vault address {address!r} (from {source}) is not a URL: use https://HOST:PORT"
+            )
+            assert e.value.exit_code == 2

@@ -59,6 +59,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import hvac
 import hvac.exceptions
@@ -93,6 +94,16 @@ def parse_uri(uri: str) -> tuple[str, str]:
     return mount, name
 
 
+def _is_url(address: str) -> bool:
+    """An http(s) URL with a host (and a valid port, if any)."""
+    try:
+        parts = urlsplit(address)
+        _ = parts.port  # raises ValueError for a port that is not a number
+    except ValueError:
+        return False
+    return parts.scheme in ("http", "https") and bool(parts.hostname)
+
+
 def _vault_text(exc: Exception) -> str:
     """Vault's error text on one line, without hvac's ', on post URL' suffix."""
     errors = getattr(exc, "errors", None)
@@ -116,10 +127,13 @@ class VaultKeyProvider:
         ca_cert: str | None = None,
         timeout: float = DEFAULT_TIMEOUT,
         client: Any = None,
+        address_source: str = "vault.address",
     ) -> None:
         self._uri = uri
         self.mount, self.key = parse_uri(uri)
         self.address = address
+        # Where the address came from, for the error that says it is not a URL.
+        self.address_source = address_source
         self.auth = auth or VaultAuth()
         self.namespace = namespace
         self.ca_cert = ca_cert
@@ -140,6 +154,7 @@ class VaultKeyProvider:
         return cls(
             uri,
             address=opts.address or os.environ.get("VAULT_ADDR") or None,
+            address_source="vault.address" if opts.address else "VAULT_ADDR",
             auth=opts.auth,
             namespace=opts.namespace or os.environ.get("VAULT_NAMESPACE") or None,
             ca_cert=opts.ca_cert or os.environ.get("VAULT_CACERT") or None,
@@ -164,6 +179,12 @@ class VaultKeyProvider:
         if not self.address:
             raise self._misconfigured(
                 "no Vault address: set vault.address in the key provider's config or VAULT_ADDR"
+            )
+        if not _is_url(self.address):
+            # requests would call it "InvalidSchema" and it would read as Vault failing.
+            raise self._misconfigured(
+                f"Vault address {self.address!r} (from {self.address_source}) is not a URL: "
+                "use https://HOST:PORT"
             )
         verify: bool | str = True
         if self.ca_cert:
