@@ -192,3 +192,30 @@ def test_vault_logins_do_not_leave_tokens_behind(
     (isolated_home / "dr.yaml").unlink()
     assert run_dr(capsys, "repo", "info").code == 0
     assert root.auth.token.lookup(user_token)["data"]["policies"] == ["default", f"dr-{unique}"]
+
+
+def test_an_aws_kms_endpoint_that_is_not_a_url_is_a_configuration_mistake(
+    isolated_home: Path,
+    capsys: pytest.CaptureFixture[str],
+    kms_env: dict[str, str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # botocore raised a bare ValueError ("Invalid endpoint: …"): "error: ValueError: …", exit 1.
+    for endpoint in ("kms.local:4566", "http://[::1", "ftp://kms.local"):
+        (isolated_home / "dr.yaml").write_text(
+            f"keyProviders:\n- name: kms\n  uri: awskms://alias/dr\n  awskms:\n    endpoint: '{endpoint}'\n"
+        )
+        r = run_dr(capsys, "repo", "init", "--key", "awskms://alias/dr")
+        assert r.code == 2, r.err
+        assert r.err.strip() == (
+            f"error: awskms://alias/dr: AWS KMS endpoint {endpoint!r} (from awskms.endpoint) is not a URL: "
+            "use https://HOST[:PORT]"
+        )
+    (isolated_home / "dr.yaml").unlink()
+    monkeypatch.setenv("AWS_ENDPOINT_URL_KMS", "kms.local:4566")
+    r = run_dr(capsys, "repo", "init", "--key", "awskms://alias/dr")
+    assert r.code == 2, r.err
+    assert r.err.strip() == (
+        "error: awskms://alias/dr: AWS KMS endpoint 'kms.local:4566' (from AWS_ENDPOINT_URL_KMS) is not a URL: "
+        "use https://HOST[:PORT]"
+    )

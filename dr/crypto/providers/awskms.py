@@ -29,7 +29,9 @@ unreachable endpoint, no credentials; never key material.
 from __future__ import annotations
 
 import logging
+import os
 from typing import Any
+from urllib.parse import urlsplit
 
 import boto3
 import botocore.config
@@ -43,6 +45,8 @@ from dr.errors import InvalidInput
 log = logging.getLogger(__name__)
 
 PREFIX = "awskms://"
+# Where boto3 finds a KMS endpoint in the environment, first match wins.
+_ENDPOINT_VARS = ("AWS_ENDPOINT_URL_KMS", "AWS_ENDPOINT_URL")
 
 
 def parse_uri(uri: str) -> str:
@@ -53,6 +57,16 @@ def parse_uri(uri: str) -> str:
     if key.startswith("arn:") and (len(key.split(":")) < 6 or key.split(":")[2] != "kms"):
         raise InvalidInput(f"key provider {uri!r}: not a KMS ARN (arn:aws:kms:REGION:ACCOUNT:key/ID)")
     return key
+
+
+def _is_url(endpoint: str) -> bool:
+    """An http(s) URL with a host (and a valid port, if any)."""
+    try:
+        parts = urlsplit(endpoint)
+        _ = parts.port  # raises ValueError for a port that is not a number
+    except ValueError:
+        return False
+    return parts.scheme in ("http", "https") and bool(parts.hostname)
 
 
 def region_of(key: str) -> str | None:
@@ -164,6 +178,8 @@ class AWSKMSKeyProvider:
     def _client(self) -> Any:
         if self._client_obj is None:
             payload_logs.install()
+            if self.endpoint and not _is_url(self.endpoint):
+                raise self._bad_endpoint(self.endpoint, "awskms.endpoint")
             try:
                 # endpoint_url=None lets boto3 apply AWS_ENDPOINT_URL_KMS / AWS_ENDPOINT_URL itself.
                 self._client_obj = boto3.session.Session().client(
@@ -171,7 +187,26 @@ class AWSKMSKeyProvider:
                 )
             except botocore.exceptions.BotoCoreError as e:
                 raise self._fail(e, "client setup") from None
+            except ValueError:
+                # botocore's "Invalid endpoint: …" for an endpoint from the environment or
+                # the AWS config file (awskms.endpoint was checked above).
+                raise self._bad_endpoint(None, None) from None
+            endpoint = getattr(self._client_obj.meta, "endpoint_url", None)
+            if endpoint and not _is_url(endpoint):  # one botocore took (ftp://…): fails later, unclearly
+                self._client_obj = None
+                raise self._bad_endpoint(endpoint, None)
         return self._client_obj
+
+    def _bad_endpoint(self, endpoint: str | None, source: str | None) -> KeyProviderError:
+        """``source`` None: the endpoint came from the environment or the AWS config file."""
+        if source is None:
+            var = next((v for v in _ENDPOINT_VARS if os.environ.get(v)), None)
+            source = var or "the AWS config file"
+            endpoint = os.environ[var] if var else endpoint
+        shown = f" {endpoint!r}" if endpoint is not None else ""
+        return KeyProviderMisconfigured(
+            self._uri, f"AWS KMS endpoint{shown} (from {source}) is not a URL: use https://HOST[:PORT]"
+        )
 
     def _fail(self, exc: Exception, action: str, endpoint: str | None = None) -> KeyProviderError:
         reason = describe_error(exc, action, self.key_id, endpoint)
