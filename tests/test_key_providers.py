@@ -1492,3 +1492,18 @@ def test_vault_an_address_that_is_not_a_url_is_a_configuration_mistake(
                 f"Vault address {address!r} (from {source}) is not a URL: use https://HOST:PORT"
             )
             assert e.value.exit_code == 2
+
+
+def test_gcpkms_an_endpoint_that_is_not_host_and_port_is_a_configuration_mistake() -> None:
+    # A port that is not a number made every open retry "cannot reach Cloud KMS" for the
+    # whole 30 s timeout; "http://" made gRPC print C-core errors; ftp:// went on to ADC.
+    name = "gcpkms://projects/p/locations/l/keyRings/r/cryptoKeys/k"
+    for endpoint in ("localhost:notaport", "http://", "https://", "ftp://kms.local", "http://[::1", "a b:1"):
+        p = GCPKMSKeyProvider.from_uri(name, GCPKMSOptions(endpoint=endpoint))
+        with pytest.raises(KeyProviderMisconfigured) as e:
+            p.wrap(os.urandom(32), CTX)
+        assert e.value.reason == (
+            f"Cloud KMS endpoint {endpoint!r} (gcpkms.endpoint) is not HOST[:PORT], "
+            "http://HOST:PORT or https://HOST[:PORT]"
+        )
+        assert e.value.exit_code == 2

@@ -30,6 +30,7 @@ import ipaddress
 import logging
 import re
 from typing import Any
+from urllib.parse import urlsplit
 
 import google.auth.exceptions
 import google_crc32c
@@ -44,7 +45,7 @@ from google.cloud.kms_v1.services.key_management_service.transports.grpc import 
 
 from dr.config import GCPKMSOptions
 from dr.crypto.providers import payload_logs
-from dr.crypto.providers.base import KeyProviderError, Wrapped
+from dr.crypto.providers.base import KeyProviderError, KeyProviderMisconfigured, Wrapped
 from dr.crypto.providers.context import context_bytes
 from dr.errors import InvalidInput
 
@@ -84,6 +85,18 @@ def plaintext_target(endpoint: str) -> str | None:
         return endpoint if ipaddress.ip_address(host).is_loopback else None
     except ValueError:
         return None
+
+
+def valid_endpoint(endpoint: str) -> bool:
+    """``HOST[:PORT]``, ``http://HOST:PORT`` or ``https://HOST[:PORT]`` (a trailing ``/`` allowed)."""
+    if any(c.isspace() for c in endpoint):
+        return False
+    try:
+        parts = urlsplit(endpoint if "://" in endpoint else f"//{endpoint}")
+        _ = parts.port  # raises ValueError for a port that is not a number
+    except ValueError:
+        return False
+    return parts.scheme in ("", "http", "https") and bool(parts.hostname) and parts.path in ("", "/")
 
 
 def _crc(data: bytes) -> int:
@@ -182,6 +195,12 @@ class GCPKMSKeyProvider:
     def _client(self) -> Any:
         if self._client_obj is not None:
             return self._client_obj
+        if self.endpoint and not valid_endpoint(self.endpoint):
+            raise KeyProviderMisconfigured(
+                self._uri,
+                f"Cloud KMS endpoint {self.endpoint!r} (gcpkms.endpoint) is not HOST[:PORT], "
+                "http://HOST:PORT or https://HOST[:PORT]",
+            )
         payload_logs.install()
         try:
             target = plaintext_target(self.endpoint) if self.endpoint else None
