@@ -219,3 +219,32 @@ def test_an_aws_kms_endpoint_that_is_not_a_url_is_a_configuration_mistake(
         "error: awskms://alias/dr: AWS KMS endpoint 'kms.local:4566' (from AWS_ENDPOINT_URL_KMS) is not a URL: "
         "use https://HOST[:PORT]"
     )
+
+
+def test_rotate_exits_1_when_no_slot_could_be_rotated(
+    isolated_home: Path,
+    capsys: pytest.CaptureFixture[str],
+    transit_key: tuple[object, str, str],
+    monkeypatch: pytest.MonkeyPatch,
+    unique: str,
+) -> None:
+    import hvac
+
+    root, mount, vault_uri = transit_key
+    assert isinstance(root, hvac.Client)
+    assert run_dr(capsys, "repo", "init", "--key", vault_uri).code == 0
+    # A token that may open the repository but not rewrap.
+    root.sys.create_or_update_policy(
+        name=f"no-rewrap-{unique}", policy=f'path "{mount}/decrypt/dr" {{ capabilities = ["update"] }}'
+    )
+    token = root.auth.token.create(policies=[f"no-rewrap-{unique}"], ttl="10m")["auth"]["client_token"]
+    monkeypatch.setenv("VAULT_TOKEN", token)
+    r = run_dr(capsys, "key", "rotate")
+    assert r.code == 1, "nothing was rotated: failed, not partially failed"
+    lines = r.err.splitlines()
+    assert lines[0] == "error: none of 1 key slot(s) could be rotated"
+    assert f"{vault_uri}: permission denied on {mount}/rewrap/dr" in lines[1]
+    # With a slot that does rotate, the same failure is a partial one.
+    assert run_dr(capsys, "key", "add", f"local://{isolated_home}/glass.key").code == 0
+    r = run_dr(capsys, "key", "rotate")
+    assert r.code == 3 and r.err.splitlines()[0] == "error: 1 key slot(s) could not be rotated", r.err

@@ -139,6 +139,8 @@ def rotate(output: str) -> int:
             click.echo(f"rotated slot {r['old'][:8]} -> {r['new'][:8]} {r['provider']}{versions}")
     else:
         emit({"rotated": rows, "failed": failures}, output)
+    if failures and not rows:  # nothing was done: failed, not partially
+        raise DrError(f"none of {len(failures)} key slot(s) could be rotated", details=failures)
     if failures:
         raise PartialFailure(f"{len(failures)} key slot(s) could not be rotated", details=failures)
     return ExitCode.OK
