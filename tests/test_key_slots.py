@@ -320,3 +320,42 @@ def test_opening_while_the_slots_are_rotated(
     assert racing.rotations == 1
     assert opened.id == repo.id and opened.slot is not None
     assert opened.slot.id == repo.slots()[0].id, "opened with the slot the rotation wrote"
+
+
+class _ConfigPutFails:
+    """A store whose write of ``config`` fails, as a network error would; with ``lands``,
+    after the object was stored (the answer was lost)."""
+
+    def __init__(self, store: object, *, lands: bool = False) -> None:
+        self._store = store
+        self._lands = lands
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._store, name)
+
+    def put(self, name: str, data: bytes, **kw: Any) -> Any:
+        if name == "config":
+            from dr.storage.base import StorageError
+
+            if self._lands:
+                self._store.put(name, data, **kw)  # type: ignore[attr-defined]
+            raise StorageError("connection reset while writing config")
+        return self._store.put(name, data, **kw)  # type: ignore[attr-defined]
+
+
+def test_a_failed_init_leaves_no_slot_behind(tmp_path: Path) -> None:
+    # The slot is written before the config. Left behind when the config write fails, it
+    # wraps a master key no config will ever use: the repository created by the next
+    # `dr repo init` would carry it, and every `dr key rotate` would fail on it.
+    store = make_store("file", tmp_path, None)
+    key = LocalKeyProvider(tmp_path / "keys" / "repo.key", create=True)
+    with pytest.raises(DrError, match="connection reset while writing config"):
+        Repository.init(_ConfigPutFails(store), key)  # type: ignore[arg-type]
+    assert list(store.list("keys/")) == []
+    repo = Repository.init(store, key)
+    assert [s.id for s in repo.slots()] == [repo.slot.id if repo.slot else None]
+
+    # The config write failed but landed: the slot is the only way in, and stays.
+    other = make_store("file", tmp_path / "other", None)
+    repo = Repository.init(_ConfigPutFails(other, lands=True), key)  # type: ignore[arg-type]
+    assert open_with(other, key).id == repo.id

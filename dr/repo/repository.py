@@ -191,6 +191,20 @@ class Repository:
         except ObjectExists:
             store.delete(slot.object_name)
             raise RepositoryError(f"{store.url}: a repository was created here concurrently") from None
+        except Exception:
+            # A slot without its config wraps a key nothing will use; left behind, it would
+            # join the repository the next `dr repo init` creates and fail every rotation.
+            # But a write that failed may still have landed (a lost answer): then the slot
+            # is the only way into the repository, and stays.
+            landed = _holds(store, "config", header + sealed)
+            if landed is False:
+                try:
+                    store.delete(slot.object_name)
+                except Exception as e:  # the store may be what failed: keep the first error
+                    log.debug("could not delete key slot %s after the failed init: %s", slot.id, e)
+            if not landed:
+                raise
+            log.info("the config write reported a failure but landed: repository created")
         log.info("created repository %s at %s", cfg.id[:8], store.url)
         return cls(store, master, cfg, slot)
 
@@ -543,6 +557,17 @@ class Saver:
 
     def __exit__(self, *exc: object) -> None:
         self.uploader.close()
+
+
+def _holds(store: ObjectStore, name: str, data: bytes) -> bool | None:
+    """Whether ``name`` holds exactly ``data``; None when the store cannot tell."""
+    try:
+        return store.get(name) == data
+    except ObjectNotFound:
+        return False
+    except Exception as e:
+        log.debug("cannot read %s back: %s", name, e)
+        return None
 
 
 def read_slots(store: ObjectStore) -> tuple[list[KeySlot], list[UnreadableSlot]]:
