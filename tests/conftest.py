@@ -129,6 +129,8 @@ def kms_env(kms_server: servers.Server, monkeypatch: pytest.MonkeyPatch) -> dict
     monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
     monkeypatch.setenv("AWS_DEFAULT_REGION", kms_server.info["region"])
     monkeypatch.setenv("AWS_ENDPOINT_URL_KMS", kms_server.info["endpoint"])
+    # The AWS KMS provider asks STS for the caller's account (a slot naming another key).
+    monkeypatch.setenv("AWS_ENDPOINT_URL_STS", kms_server.info["endpoint"])
     return kms_server.info
 
 

@@ -248,3 +248,37 @@ def test_rotate_exits_1_when_no_slot_could_be_rotated(
     assert run_dr(capsys, "key", "add", f"local://{isolated_home}/glass.key").code == 0
     r = run_dr(capsys, "key", "rotate")
     assert r.code == 3 and r.err.splitlines()[0] == "error: 1 key slot(s) could not be rotated", r.err
+
+
+def test_kms_slots_open_between_retargeting_the_alias_and_rotating(
+    isolated_home: Path,
+    capsys: pytest.CaptureFixture[str],
+    kms_env: dict[str, str],
+    unique: str,
+) -> None:
+    # README, after a suspected leak: create a new key, point the alias at it, `dr key
+    # rotate`. Unwrap named the alias, which now means the new key, so KMS refused every
+    # slot: no backup could open the repository, nor could `dr key rotate` itself.
+    import json
+
+    import boto3
+
+    kms = boto3.session.Session().client("kms", endpoint_url=kms_env["endpoint"])
+    old = kms.create_key()["KeyMetadata"]
+    new = kms.create_key()["KeyMetadata"]
+    alias = f"alias/leak-{unique}"
+    kms.create_alias(AliasName=alias, TargetKeyId=old["KeyId"])
+    assert run_dr(capsys, "repo", "init", "--key", f"awskms://{alias}").code == 0
+    keys = isolated_home / "data" / "dr" / "repo" / "keys"
+
+    def slot_keys() -> list[str]:
+        return [json.loads(p.read_text())["meta"]["key_arn"] for p in keys.iterdir()]
+
+    assert slot_keys() == [old["Arn"]]
+    kms.update_alias(AliasName=alias, TargetKeyId=new["KeyId"])
+    r = run_dr(capsys, "repo", "info")  # a backup between the two steps
+    assert r.code == 0, r.err
+    r = run_dr(capsys, "key", "rotate")
+    assert r.code == 0, r.err
+    assert slot_keys() == [new["Arn"]]
+    assert run_dr(capsys, "repo", "info").code == 0

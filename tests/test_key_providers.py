@@ -1507,3 +1507,39 @@ def test_gcpkms_an_endpoint_that_is_not_host_and_port_is_a_configuration_mistake
             "http://HOST:PORT or https://HOST[:PORT]"
         )
         assert e.value.exit_code == 2
+
+
+def test_awskms_a_slot_naming_a_key_of_another_account_is_not_decrypted_with_it(
+    kms_env: dict[str, str], unique: str
+) -> None:
+    # A slot records the ARN of the key that wrapped it, and unwrap falls back to that key
+    # when the configured alias has moved on. Slots are not authenticated: a planted slot
+    # naming a key of another account must not make dr decrypt with that key.
+    import boto3
+
+    foreign = boto3.session.Session().client("kms", endpoint_url=kms_env["endpoint"])
+    foreign.meta.events.register(
+        "before-sign.kms.*",
+        lambda request, **kw: request.headers.__setitem__("x-moto-account-id", "999999999999"),
+    )
+    theirs = foreign.create_key()["KeyMetadata"]
+    assert ":999999999999:" in theirs["Arn"]
+    blob = foreign.encrypt(KeyId=theirs["KeyId"], Plaintext=os.urandom(64), EncryptionContext=CTX)
+    ours = boto3.session.Session().client("kms", endpoint_url=kms_env["endpoint"])
+    mine = ours.create_key()["KeyMetadata"]
+    ours.create_alias(AliasName=f"alias/mine-{unique}", TargetKeyId=mine["KeyId"])
+    decrypted_with: list[str] = []
+    ours.meta.events.register(
+        "provide-client-params.kms.Decrypt", lambda params, **kw: decrypted_with.append(params.get("KeyId"))
+    )
+    p = AWSKMSKeyProvider(f"awskms://alias/mine-{unique}", client=ours)
+    planted = Wrapped(blob["CiphertextBlob"], None, {"key_arn": theirs["Arn"]})
+    with pytest.raises(KeyProviderError):
+        p.unwrap(planted, CTX)
+    assert decrypted_with == [f"alias/mine-{unique}"]
+    # The same slot naming a key of this account (the alias's earlier target) is tried with it.
+    earlier = ours.create_key()["KeyMetadata"]
+    key = os.urandom(64)
+    blob = ours.encrypt(KeyId=earlier["KeyId"], Plaintext=key, EncryptionContext=CTX)
+    assert p.unwrap(Wrapped(blob["CiphertextBlob"], None, {"key_arn": earlier["Arn"]}), CTX) == key
+    assert decrypted_with[1:] == [f"alias/mine-{unique}", earlier["Arn"]]

@@ -12,7 +12,13 @@ keys and decrypts old slots transparently).
 Unwrap names the configured key (``KeyId``) so KMS never decrypts with a key
 the user did not choose. Rewrap re-encrypts *from* the key recorded in the
 slot *to* the configured key: after retargeting an alias to a new key,
-``dr key rotate`` moves every slot to the new key inside KMS.
+``dr key rotate`` moves every slot to the new key inside KMS. Until it has,
+the alias names a key that did not wrap the slots, and KMS refuses them
+(IncorrectKeyException): unwrap then tries the key the slot records, but only
+a key of the configured key's account and region — slots are not
+authenticated, and a planted one must not choose the key (for an alias or
+key id, the account is the caller's, from STS GetCallerIdentity, which needs
+no permission). Rewrap uses the recorded key as its source on the same terms.
 
 Credentials: boto3's standard chain (environment, shared config/SSO profile,
 web identity / IRSA, ECS and instance roles). Region: ``awskms.region``, else
@@ -57,6 +63,25 @@ def parse_uri(uri: str) -> str:
     if key.startswith("arn:") and (len(key.split(":")) < 6 or key.split(":")[2] != "kms"):
         raise InvalidInput(f"key provider {uri!r}: not a KMS ARN (arn:aws:kms:REGION:ACCOUNT:key/ID)")
     return key
+
+
+class _CallFailed(KeyProviderError):
+    """A KMS call the service refused, with its error code."""
+
+    def __init__(self, uri: str, reason: str, code: str) -> None:
+        super().__init__(uri, reason)
+        self.code = code
+
+
+# Only asked on the way to an error or during an alias move: kept short, so a network
+# without a route to STS delays the error little.
+_STS_CONFIG = botocore.config.Config(
+    connect_timeout=5, read_timeout=10, retries={"mode": "standard", "max_attempts": 2}
+)
+
+# Decrypt's answers when KeyId is not the key that wrapped the ciphertext: IncorrectKeyException
+# (AWS), AccessDeniedException (AWS for a key it will not name, and moto).
+_OTHER_KEY = ("IncorrectKeyException", "AccessDeniedException")
 
 
 def _is_url(endpoint: str) -> bool:
@@ -160,6 +185,7 @@ class AWSKMSKeyProvider:
         self.region = region or arn_region
         self.endpoint = endpoint
         self._client_obj: Any = client
+        self._location: tuple[str, str] | None = None  # (region, account) of the configured key
         self._config = botocore.config.Config(
             connect_timeout=connect_timeout,
             read_timeout=read_timeout,
@@ -224,7 +250,13 @@ class AWSKMSKeyProvider:
             moved = self._other_region(e, client, slot_arn)
             if moved is not None:
                 raise KeyProviderError(self._uri, moved) from None
-            raise self._fail(e, action, endpoint) from None
+            failed = self._fail(e, action, endpoint)
+            if isinstance(e, botocore.exceptions.ClientError) and not isinstance(
+                failed, KeyProviderMisconfigured
+            ):
+                code = str(e.response.get("Error", {}).get("Code", ""))
+                raise _CallFailed(self._uri, failed.reason, code) from None
+            raise failed from None
 
     def _other_region(self, exc: Exception, client: Any, slot_arn: str | None) -> str | None:
         """Why a key is not found when the slot's key lives in another region (opening
@@ -250,20 +282,78 @@ class AWSKMSKeyProvider:
         log.debug("awskms: wrapped with %s", arn)
         return Wrapped(bytes(resp["CiphertextBlob"]), key_version=None, meta={"key_arn": arn})
 
-    def unwrap(self, wrapped: Wrapped, context: dict[str, str]) -> bytes:
-        resp = self._call(
+    def _decrypt(self, wrapped: Wrapped, context: dict[str, str], key_id: str) -> Any:
+        return self._call(
             "kms:Decrypt",
             "decrypt",
             slot_arn=wrapped.meta.get("key_arn"),
             CiphertextBlob=wrapped.ciphertext,
             EncryptionContext=context,
-            KeyId=self.key_id,
+            KeyId=key_id,
         )
+
+    def unwrap(self, wrapped: Wrapped, context: dict[str, str]) -> bytes:
+        try:
+            resp = self._decrypt(wrapped, context, self.key_id)
+        except _CallFailed as e:
+            # An alias moved to a new key before `dr key rotate` (module doc): the key
+            # that wrapped the slot, if it is one of this account and region.
+            if e.code not in _OTHER_KEY:
+                raise
+            source = self._slot_key(wrapped)
+            if source is None:
+                raise
+            try:
+                resp = self._decrypt(wrapped, context, source)
+            except _CallFailed as again:
+                raise (e if again.code in _OTHER_KEY else again) from None
+            log.info(
+                "awskms: %s no longer names the key that wrapped this slot (%s): run `dr key rotate`",
+                self.key_id,
+                source,
+            )
         log.debug("awskms: unwrapped with %s", resp.get("KeyId"))
         return bytes(resp["Plaintext"])
 
+    def _slot_key(self, wrapped: Wrapped) -> str | None:
+        """The key ARN the slot records, if it is a key of the configured key's account and
+        region (else None: a planted slot must not choose the key dr decrypts with)."""
+        arn = wrapped.meta.get("key_arn") or ""
+        parts = arn.split(":")
+        if len(parts) != 6 or parts[0] != "arn" or parts[2] != "kms" or not parts[5].startswith("key/"):
+            return None
+        if arn == self.key_id or parts[5] == f"key/{self.key_id}":
+            return None  # the configured key itself: nothing else to try
+        try:
+            region, account = self._configured_location()
+        except KeyProviderError as e:
+            log.debug("awskms: cannot tell the account of %s: %s", self.key_id, e.reason)
+            return None
+        if (parts[3], parts[4]) != (region, account):
+            log.info("awskms: a slot names %s, not a key of account %s in %s: not used", arn, account, region)
+            return None
+        return arn
+
+    def _configured_location(self) -> tuple[str, str]:
+        """(region, account) of the configured key: from its ARN, else the client's region
+        and the caller's account (a key id or alias always names a key of the caller's)."""
+        if self._location is None:
+            parts = self.key_id.split(":")
+            if self.key_id.startswith("arn:") and len(parts) >= 6:
+                self._location = (parts[3], parts[4])
+            else:
+                region = str(self._client().meta.region_name)
+                try:
+                    sts = boto3.session.Session().client("sts", region_name=region, config=_STS_CONFIG)
+                    account = str(sts.get_caller_identity()["Account"])
+                except (botocore.exceptions.ClientError, botocore.exceptions.BotoCoreError, ValueError) as e:
+                    reason = describe_error(e, "sts:GetCallerIdentity", self.key_id)
+                    raise KeyProviderError(self._uri, reason) from None
+                self._location = (region, account)
+        return self._location
+
     def rewrap(self, wrapped: Wrapped, context: dict[str, str]) -> Wrapped:
-        source = wrapped.meta.get("key_arn") or self.key_id
+        source = self._slot_key(wrapped) or self.key_id
         resp = self._call(
             "kms:ReEncrypt",
             "re_encrypt",
