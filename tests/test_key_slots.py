@@ -359,3 +359,37 @@ def test_a_failed_init_leaves_no_slot_behind(tmp_path: Path) -> None:
     other = make_store("file", tmp_path / "other", None)
     repo = Repository.init(_ConfigPutFails(other, lands=True), key)  # type: ignore[arg-type]
     assert open_with(other, key).id == repo.id
+
+
+def test_a_crash_after_unlocking_writes_no_core_with_the_master_key(tmp_path: Path) -> None:
+    # Core dumps are on in many places (`ulimit -c unlimited`, systemd-coredump, apport):
+    # a dr process that crashes (a C extension, SIGABRT, SIGQUIT) would write its memory,
+    # the unwrapped master key included, to disk.
+    import resource
+    import subprocess
+    import sys
+
+    if resource.getrlimit(resource.RLIMIT_CORE)[1] == 0:
+        pytest.skip("core dumps are forbidden here (hard limit 0)")
+    crash = (
+        "import os, resource, sys\n"
+        "resource.setrlimit(resource.RLIMIT_CORE, (resource.RLIM_INFINITY, resource.RLIM_INFINITY))\n"
+        "if sys.argv[1] == 'dr':\n"
+        "    from dr.crypto.providers.local import LocalKeyProvider\n"
+        "    from dr.repo.repository import Repository\n"
+        "    from dr.storage.registry import open_store\n"
+        "    repo = Repository.init(open_store('file://' + os.getcwd() + '/repo'),\n"
+        "                           LocalKeyProvider(os.getcwd() + '/repo.key', create=True))\n"
+        "    open('master', 'wb').write(repo.master.raw)\n"
+        "os.abort()\n"
+    )
+
+    def run(what: str) -> list[Path]:
+        cwd = tmp_path / what
+        cwd.mkdir()
+        subprocess.run([sys.executable, "-c", crash, what], cwd=cwd, capture_output=True, timeout=120)
+        return [p for p in cwd.iterdir() if p.name.startswith("core")]
+
+    if not run("control"):
+        pytest.skip("this host does not write core files into the working directory (core_pattern)")
+    assert run("dr") == [], "a core file was written after the master key was unwrapped"

@@ -3,7 +3,8 @@
 Owns: generating the master key, wrapping it into slots with key providers,
 reading slots and unwrapping them in order while recording why each failed.
 The master key lives only in a ``MasterKey`` object in memory; its ``repr``
-never shows key material, and nothing here logs it.
+never shows key material, nothing here logs it, and once one exists the
+process no longer dumps core (``no_core_dumps``).
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ import base64
 import json
 import logging
 import os
+import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -28,6 +30,39 @@ MASTER_KEY_SIZE = 64
 SLOT_FORMAT = 1
 
 
+_core_dumps_off = False
+
+
+def no_core_dumps() -> None:
+    """Keep this process's memory, which now holds a master key, out of core dumps.
+
+    Core dumps are on in many places (``ulimit -c unlimited``, systemd-coredump,
+    apport): a crash would write the unwrapped key to disk. Not dumpable
+    (``PR_SET_DUMPABLE`` 0) stops every dump, to a file or a pipe; it also keeps
+    other processes of the same user from attaching a debugger, and is reset by
+    exec, so child processes are not affected. The core size limit 0 is the
+    fallback where prctl is missing (and covers file dumps). Best effort."""
+    global _core_dumps_off
+    if _core_dumps_off:
+        return
+    _core_dumps_off = True
+    try:
+        import resource
+
+        resource.setrlimit(resource.RLIMIT_CORE, (0, resource.getrlimit(resource.RLIMIT_CORE)[1]))
+    except (ImportError, OSError, ValueError) as e:
+        log.debug("cannot set the core size limit to 0: %s", e)
+    if sys.platform.startswith("linux"):
+        try:
+            import ctypes
+
+            pr_set_dumpable = 4
+            if ctypes.CDLL(None, use_errno=True).prctl(pr_set_dumpable, 0, 0, 0, 0) != 0:
+                log.debug("prctl(PR_SET_DUMPABLE, 0) failed: errno %d", ctypes.get_errno())
+        except (OSError, AttributeError) as e:
+            log.debug("cannot make the process non-dumpable: %s", e)
+
+
 class MasterKey:
     """K_enc (AES-256-GCM) and K_id (BLAKE3 keyed hash)."""
 
@@ -36,6 +71,7 @@ class MasterKey:
     def __init__(self, raw: bytes) -> None:
         if len(raw) != MASTER_KEY_SIZE:
             raise ValueError("master key must be 64 bytes")
+        no_core_dumps()
         self._raw = raw
 
     @classmethod
