@@ -2,9 +2,10 @@
 
 The file holds 32 random bytes, base64, one line. It is created with mode 0600
 (``dr repo init``, ``dr key add``), whole or not at all and synced to disk
-before the slot it wraps is stored, and refused when group- or world-readable
-(as ssh does), because whoever reads it can open the repository. Meant for
-the embedded default and for offline break-glass copies kept in a safe.
+before the slot it wraps is stored, and refused when group or others have any
+permission on it (as ssh does), because whoever reads it can open the
+repository. Meant for the embedded default and for offline break-glass copies
+kept in a safe.
 """
 
 from __future__ import annotations
