@@ -443,6 +443,36 @@ def test_restore_latest_is_the_newest_completed_backup_never_a_failed_or_unfinis
     assert (r.code, r.json()["backupId"]) == (0, "InProgress-nightly"), r.err
 
 
+def test_restore_with_a_policy_reads_the_policys_repository(
+    capsys: Capsys, k8s: servers.TestCluster, small_app: str, isolated_home: Path
+) -> None:
+    # `dr backup --policy p` writes into p's repository; `dr restore latest --policy p` (the
+    # line `dr runbook render` writes) looked into the default one and found no backup of p.
+    import yaml
+
+    home = isolated_home
+    config = home / "dr.yaml"
+    config.write_text(yaml.safe_dump({
+        "apiVersion": "dr.dev/v1", "kind": "Config",
+        "repositories": [{"name": "main", "url": f"file://{home}/main", "keys": ["local"]},
+                         {"name": "other", "url": f"file://{home}/other", "keys": ["local"]}],
+        "keyProviders": [{"name": "local", "uri": f"local://{home}/repo.key"}],
+        "backupPolicies": [{"name": "p", "repository": "other", "schedule": "0 2 * * *",
+                            "scope": {"namespaces": [small_app], "includeResources": ["configmaps"]}}],
+    }))  # fmt: skip
+    for name in ("main", "other"):
+        r = run_dr(capsys, "--config", str(config), "--repo", f"file://{home}/{name}", "repo", "init")
+        assert r.code == 0, r.err
+    r = dr(capsys, k8s, "--config", str(config), "backup", "--policy", "p", "--no-data", "-o", "json")
+    assert r.code == 0, r.err
+    assert (home / "other" / "snapshots" / r.json()["id"]).is_file()
+    r = dr(
+        capsys, k8s, "--config", str(config), "restore", "latest", "--policy", "p", "--dry-run", "-o", "json"
+    )
+    assert r.code == 0, r.err
+    assert {"features", "settings"} <= {i["item"]["name"] for i in r.json()["items"]}
+
+
 # --------------------------------------------------------------------------- bad input
 
 

@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 
 from dr.cli.main import main
 from dr.crypto.providers.local import LocalKeyProvider
@@ -177,7 +178,6 @@ def test_forget_with_a_policy_applies_it_in_the_policys_own_repository(
 ) -> None:
     # `dr backup --policy p` writes p's backups to p's repository; `dr forget --policy p`
     # (the scheduled retention) looked in the default one and found nothing to forget.
-    import yaml
 
     config = write_config(isolated_home, backup_policies=[
         {"name": "p", "schedule": "0 2 * * *", "repository": "offsite", "scope": {"namespaces": ["shop"]},
@@ -210,7 +210,6 @@ def test_forget_and_prune_under_s3_object_lock_leave_what_is_retained(
     # rest not done) and prune at the first index file still retained: scheduled
     # retention failed every day. What the store keeps now stays, named, exit 0; what it
     # lets go is removed.
-    import yaml
 
     bucket = f"dr-forget-lock-{unique}"
     s3_client.create_bucket(Bucket=bucket, ObjectLockEnabledForBucket=True)

@@ -14,7 +14,7 @@ from dr.cli.context import AppContext, app
 from dr.cli.kube_access import connect_kube
 from dr.cli.output import Column, emit, output_option
 from dr.cli.params import KeyValue, pairs_to_dict, split_csv
-from dr.cli.repo_access import open_repository
+from dr.cli.repo_access import open_repository, policy_repository
 from dr.cli.volume_access import volume_backup_step
 from dr.config import BackupPolicy
 from dr.errors import ExitCode, InvalidInput, PartialFailure
@@ -145,7 +145,8 @@ def backups_group() -> None:
 @output_option()
 def list_(namespace: str | None, policy: str | None, output: str) -> None:
     """List backups, newest last."""
-    repo = open_repository(app())
+    ctx = app()
+    repo = open_repository(ctx, policy_repository(ctx, policy))
     backups, unreadable = readable_snapshots(repo, "backup")
     snaps = [s for s in backups
              if (not namespace or namespace in s.namespaces) and (not policy or s.policy == policy)]  # fmt: skip

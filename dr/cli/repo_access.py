@@ -1,6 +1,7 @@
 """From global options and dr.yaml to an open repository.
 
-Which repository: ``--repo URL`` (or ``$DR_REPO``), else the config's
+Which repository: ``--repo URL`` (or ``$DR_REPO``), else the repository of
+the backup policy a command was given (``--policy``), else the config's
 default repository, else the embedded default. Its settings (S3 endpoint,
 Object Lock, …) come from the config entry with that URL or name. Which
 keys: when opening, the slots of the config's key providers are tried first,
@@ -39,6 +40,20 @@ def repository_config(app: AppContext, name: str | None = None) -> RepositoryCon
         repo = default_config().repository()
         assert repo is not None
     return repo
+
+
+def policy_repository(app: AppContext, policy: str | None) -> str | None:
+    """The repository (name) the config's backup policy ``policy`` backs up into, if it names one.
+
+    ``dr backup --policy P`` writes into P's repository, so the commands that pick
+    P's backups (``restore``, ``backups list``, ``forget`` with ``--policy P``) must
+    read that one, not the default. A policy the config does not know (a
+    restore on a new cluster with only ``--repo``) leaves the default.
+    """
+    if not policy:
+        return None
+    pol = next((p for p in app.loaded.config.backup_policies if p.name == policy), None)
+    return pol.repository if pol else None
 
 
 def store_for(app: AppContext, name: str | None = None) -> ObjectStore:

@@ -13,7 +13,7 @@ from dr.cli.context import app
 from dr.cli.output import Column, emit, output_option
 from dr.cli.params import read_data_option
 from dr.cli.progress import byte_progress
-from dr.cli.repo_access import init_repository, open_repository
+from dr.cli.repo_access import init_repository, open_repository, policy_repository
 from dr.errors import ExitCode, InvalidInput, PartialFailure, VerificationFailed
 from dr.repo import check as repo_check
 from dr.repo.forget import Policy, apply_policy
@@ -424,10 +424,7 @@ def forget(
     pol = _policy_from(ctx, policy, cli_policy)
     if pol.empty():
         raise InvalidInput("no retention given: use --keep-* options or --policy NAME with a retention")
-    # The policy's backups are in its own repository (`dr backup --policy` writes them there):
-    # in the default one, a policy with another repository would have nothing to forget.
-    backup_policy = next((p for p in ctx.loaded.config.backup_policies if p.name == policy), None)
-    repo = open_repository(ctx, backup_policy.repository if backup_policy else None)
+    repo = open_repository(ctx, policy_repository(ctx, policy))
     with contextlib.ExitStack() as stack:
         # The shared lock before the listing: a backup that starts later cannot have
         # written a volume snapshot this listing sees.

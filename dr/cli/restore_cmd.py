@@ -12,7 +12,7 @@ from dr.cli.kube_access import connect_kube
 from dr.cli.output import Column, JsonStream, emit, output_option
 from dr.cli.params import KeyValue, pairs_to_dict, split_csv
 from dr.cli.progress import item_progress
-from dr.cli.repo_access import open_repository
+from dr.cli.repo_access import open_repository, policy_repository
 from dr.cli.volume_access import volume_restore_step
 from dr.errors import ExitCode, InvalidInput, PartialFailure
 from dr.observe.run_hooks import observe_restore
@@ -152,14 +152,12 @@ def restore(
         preserve_nodeports=preserve_nodeports,
         dry_run=dry_run,
     )
-    # A policy's backups are in its own repository: `dr backup --policy P` writes them
-    # there, and the on-call page's `dr restore latest --policy P` must find them.
-    pol = next((p for p in ctx.loaded.config.backup_policies if p.name == policy), None) if policy else None
-    repo = open_repository(ctx, pol.repository if pol else None)
+    repository = policy_repository(ctx, policy)
+    repo = open_repository(ctx, repository)
     snap = _backup(repo, backup_id, policy or None)
     kube = connect_kube(ctx)
     # Given to a dry run too (which runs no step): its plan then shows what the data step changes.
-    step = None if no_data else volume_restore_step(ctx, pol.repository if pol else None)
+    step = None if no_data else volume_restore_step(ctx, repository)  # its movers read the same one
     bar = item_progress(f"restore {snap.short_id}", None, quiet=ctx.quiet or output != "table")
     # Events on the target namespaces when the restore ends, also when it fails.
     with observe_restore(ctx.loaded.config, kube, snap, options) as observed:
