@@ -452,3 +452,40 @@ def test_a_drill_restores_what_restore_latest_would(tmp_path: Path, caplog: pyte
     backup("Completed", 5, ns="other")  # another app's
     assert pick_backup(repo, rb, None).id == completed
     assert pick_backup(repo, rb, failed[:8]).id == failed  # an id still drills any backup
+
+
+def test_a_drill_and_the_rendered_runbook_read_the_backup_policys_repository(
+    capsys: Capsys, kube: Kube, isolated_home: Path, unique: str, app_ns: str
+) -> None:
+    # The runbook's backup policy backs up into a repository that is not the default:
+    # the drill (no drill policy naming a repository) and the page `dr runbook render`
+    # writes looked for the app's backups in the default one and found none.
+    home = isolated_home
+    config = home / "dr.yaml"
+    config.write_text(yaml.safe_dump({
+        "apiVersion": "dr.dev/v1", "kind": "Config",
+        "repositories": [{"name": "main", "url": f"file://{home}/main", "keys": ["local"]},
+                         {"name": "other", "url": f"file://{home}/other", "keys": ["local"]}],
+        "keyProviders": [{"name": "local", "uri": f"local://{home}/repo.key"}],
+        "backupPolicies": [{"name": "p", "repository": "other", "schedule": "0 2 * * *",
+                            "scope": {"namespaces": [app_ns]}}],
+    }))  # fmt: skip
+    for name in ("main", "other"):
+        r = run_dr(capsys, "--config", str(config), "--repo", f"file://{home}/{name}", "repo", "init")
+        assert r.code == 0, r.err
+    r = run_dr(capsys, "--config", str(config), "--kubeconfig", kube.kubeconfig, "backup", "--policy", "p",
+               "--no-data", "-o", "json")  # fmt: skip
+    assert r.code == 0, r.err
+    taken = r.json()
+    rb = write_runbook(home / "rb.yaml", f"app{unique}", app_ns, [CM_STEP])
+    doc = yaml.safe_load(rb.read_text())
+    doc["spec"]["backupPolicy"] = "p"
+    rb.write_text(yaml.safe_dump(doc, sort_keys=False))
+
+    res = run_dr(capsys, "--config", str(config), "--kubeconfig", kube.kubeconfig, "drill", "run", str(rb),
+                 "--no-data", "-o", "json")  # fmt: skip
+    assert res.code == 0, res.err
+    assert res.json()["backupId"] == taken["id"]
+    page = run_dr(capsys, "--config", str(config), "runbook", "render", str(rb))
+    assert page.code == 0, page.err
+    assert taken["id"][:8] in page.out and "unknown — run" not in page.out, page.out

@@ -11,7 +11,7 @@ import click
 from dr.cli.context import AppContext, app
 from dr.cli.kube_access import connect_kube
 from dr.cli.output import emit, output_option
-from dr.cli.repo_access import open_repository
+from dr.cli.repo_access import open_repository, policy_repository
 from dr.cli.volume_access import dump_problems, volume_restore_step
 from dr.drill.model import DrillReport, human_duration
 from dr.drill.run import DrillDeps, DrillRequest, run_drill, save_report, write_report_files
@@ -81,7 +81,12 @@ def _summary(report: DrillReport) -> list[str]:
 @click.option("--keep", is_flag=True, help="Keep the scratch namespace afterwards (for debugging).")
 @click.option("--report-dir", type=click.Path(file_okay=False), metavar="DIR",
               help="Also write the reports (JSON, Markdown, HTML) here.")  # fmt: skip
-@click.option("--policy", metavar="NAME", help="Drill policy of dr.yaml whose repository to use.")
+@click.option(
+    "--policy",
+    metavar="NAME",
+    help="Drill policy of dr.yaml whose repository to use (default: that of "
+    "the runbook's backup policy, else the default repository).",
+)
 @click.option("--no-data", is_flag=True, help="Restore resources only (skip volume data).")
 @output_option()
 def run(
@@ -95,12 +100,15 @@ def run(
     """
     ctx = app()
     rb = load_runbook(Path(runbook))
-    repo_name = None
+    pol = None
     if policy:
         pol = next((d for d in ctx.loaded.config.drill_policies if d.name == policy), None)
         if pol is None:
             raise InvalidInput(f"no drill policy {policy!r} in {ctx.loaded.source}")
-        repo_name = pol.repository
+    # The app's backups are where its backup policy writes them, unless the drill policy
+    # names a repository itself.
+    backup_policy = rb.spec.backup_policy or (pol.backup_policy if pol else None)
+    repo_name = (pol.repository if pol else None) or policy_repository(ctx, backup_policy)
     repo = open_repository(ctx, repo_name)
     if backup_id:
         # A mistyped --backup is invalid input (exit 2), not a drill that could not run: no
