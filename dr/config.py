@@ -786,6 +786,14 @@ class Config:
             return self.repositories[0] if self.repositories else None
         return next((r for r in self.repositories if r.name == want), None)
 
+    def drill_repository(self, drill: DrillPolicy) -> str | None:
+        """The repository (name) a drill policy's drills read backups from and write reports to:
+        its own, else its backup policy's (where those backups are), else None (the default)."""
+        if drill.repository:
+            return drill.repository
+        backups = next((p for p in self.backup_policies if p.name == drill.backup_policy), None)
+        return backups.repository if backups else None
+
     def key_provider(self, name: str) -> KeyProvider | None:
         return next((k for k in self.key_providers if k.name == name), None)
 

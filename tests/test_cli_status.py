@@ -366,3 +366,42 @@ def test_unreadable_snapshots_are_a_warning(capsys: Capsys, isolated_home: Path)
     assert doc["backupPolicies"][0]["status"] == "none"
     assert (f"1 snapshot(s) of repository file://{isolated_home}/repo cannot be read and are left out "
             "(dr repo check names them)") in doc["warnings"]  # fmt: skip
+
+
+def test_a_drill_policys_reports_are_read_where_its_drills_write_them(
+    capsys: Capsys, isolated_home: Path
+) -> None:
+    # Drill policy `monthly` names no repository; its backup policy backs up into `other`,
+    # so its drills read backups there and write their reports there: status reads them
+    # there too (it read the default repository and said the drill never ran).
+    home = isolated_home
+    config = home / "dr.yaml"
+    config.write_text(yaml.safe_dump({
+        "apiVersion": "dr.dev/v1", "kind": "Config",
+        "repositories": [{"name": "main", "url": f"file://{home}/repo", "keys": ["local"]},
+                         {"name": "other", "url": f"file://{home}/other", "keys": ["local"]}],
+        "keyProviders": [{"name": "local", "uri": f"local://{home}/repo.key"}],
+        "backupPolicies": [{"name": "shop", "repository": "other", "schedule": "0 2 * * *",
+                            "scope": {"namespaces": ["shop"]}}],
+        "drillPolicies": [{"name": "monthly", "runbook": "shop.yaml", "schedule": "0 4 1 * *",
+                           "backupPolicy": "shop"}],
+    }))  # fmt: skip
+    for name in ("repo", "other"):
+        r = run_dr(capsys, "--config", str(config), "--repo", f"file://{home}/{name}", "repo", "init")
+        assert r.code == 0, r.err
+    from dr.crypto.providers.local import LocalKeyProvider
+    from dr.repo.repository import Repository
+    from dr.storage.registry import open_store
+
+    key = LocalKeyProvider(home / "repo.key")
+    other = Repository.open(open_store(f"file://{home}/other"), lambda uri: key if uri == key.uri else None)
+    started = datetime.now(UTC) - timedelta(days=1)
+    report = DrillReport(id="r1", app="monthly", runbook="shop.yaml", started=started,
+                         finished=started + timedelta(minutes=5), outcome="passed",
+                         objectives=ReportObjectives(rpo=timedelta(hours=24), rto=timedelta(hours=1)))  # fmt: skip
+    other.save_object("reports", report.model_dump(mode="json", by_alias=True))
+
+    res = run_dr(capsys, "--config", str(config), "--kubeconfig", "/nonexistent", "status", "-o", "json")
+    assert res.code == 0, res.err
+    (d,) = res.json()["drillPolicies"]
+    assert (d["outcome"], d["lastDrill"]["id"]) == ("passed", "r1")

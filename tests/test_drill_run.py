@@ -469,6 +469,7 @@ def test_a_drill_and_the_rendered_runbook_read_the_backup_policys_repository(
         "keyProviders": [{"name": "local", "uri": f"local://{home}/repo.key"}],
         "backupPolicies": [{"name": "p", "repository": "other", "schedule": "0 2 * * *",
                             "scope": {"namespaces": [app_ns]}}],
+        "drillPolicies": [{"name": "m", "runbook": "plain.yaml", "schedule": "0 4 1 * *", "backupPolicy": "p"}],
     }))  # fmt: skip
     for name in ("main", "other"):
         r = run_dr(capsys, "--config", str(config), "--repo", f"file://{home}/{name}", "repo", "init")
@@ -489,3 +490,13 @@ def test_a_drill_and_the_rendered_runbook_read_the_backup_policys_repository(
     page = run_dr(capsys, "--config", str(config), "runbook", "render", str(rb))
     assert page.code == 0, page.err
     assert taken["id"][:8] in page.out and "unknown — run" not in page.out, page.out
+    # A drill policy naming no repository: its backup policy's, for a runbook that names none
+    # (as its CronJob runs it); `dr status` finds the report there.
+    plain = write_runbook(home / "plain.yaml", f"plain{unique}", app_ns, [CM_STEP])
+    res = run_dr(capsys, "--config", str(config), "--kubeconfig", kube.kubeconfig, "drill", "run", str(plain),
+                 "--policy", "m", "--no-data", "-o", "json")  # fmt: skip
+    assert res.code == 0, res.err
+    assert res.json()["backupId"] == taken["id"]
+    res = run_dr(capsys, "--config", str(config), "--kubeconfig", "/nonexistent", "status", "-o", "json")
+    (d,) = res.json()["drillPolicies"]
+    assert (d["app"], d["outcome"]) == (f"plain{unique}", "passed"), res.err

@@ -84,8 +84,8 @@ def _summary(report: DrillReport) -> list[str]:
 @click.option(
     "--policy",
     metavar="NAME",
-    help="Drill policy of dr.yaml whose repository to use (default: that of "
-    "the runbook's backup policy, else the default repository).",
+    help="Drill policy of dr.yaml: the drill uses its repository, else its backup policy's "
+    "(without --policy: that of the runbook's backup policy, else the default repository).",
 )
 @click.option("--no-data", is_flag=True, help="Restore resources only (skip volume data).")
 @output_option()
@@ -106,9 +106,10 @@ def run(
         if pol is None:
             raise InvalidInput(f"no drill policy {policy!r} in {ctx.loaded.source}")
     # The app's backups are where its backup policy writes them, unless the drill policy
-    # names a repository itself.
-    backup_policy = rb.spec.backup_policy or (pol.backup_policy if pol else None)
-    repo_name = (pol.repository if pol else None) or policy_repository(ctx, backup_policy)
+    # names a repository itself (`dr status` looks for the reports by the same rule).
+    repo_name = (ctx.loaded.config.drill_repository(pol) if pol else None) or policy_repository(
+        ctx, rb.spec.backup_policy
+    )
     repo = open_repository(ctx, repo_name)
     if backup_id:
         # A mistyped --backup is invalid input (exit 2), not a drill that could not run: no

@@ -260,7 +260,7 @@ def gather(ctx: AppContext, now: datetime) -> dict[str, Any]:
     backups = [backup_policy_status(p, sources.backups(p.repository), now) for p in config.backup_policies]
     drills = [
         drill_policy_status(
-            d, runbook_app(d, config_dir, sources.warnings), sources.reports(d.repository), now
+            d, runbook_app(d, config_dir, sources.warnings), sources.reports(config.drill_repository(d)), now
         )
         for d in config.drill_policies
     ]
