@@ -56,7 +56,8 @@ def load_reports(from_dir: str | None) -> tuple[list[DrillReport], list[str]]:
     ctx = app()
     names: list[str | None] = [None]
     if not ctx.repo_url:
-        names += sorted({d.repository for d in ctx.loaded.config.drill_policies if d.repository})
+        cfg = ctx.loaded.config
+        names += sorted({r for d in cfg.drill_policies if (r := cfg.drill_repository(d))})
     reports: dict[str, DrillReport] = {}
     warnings: list[str] = []
     seen: set[str] = set()

@@ -103,9 +103,19 @@ def _repositories_of(rb: Runbook) -> tuple[str | None, str | None]:
         (p.repository for p in loaded.config.backup_policies if p.name == rb.spec.backup_policy), None
     )
     config_dir = Path(loaded.source).parent if loaded.source != "built-in defaults" else None
-    drills = next(
-        (d.repository for d in loaded.config.drill_policies if runbook_app(d, config_dir, []) == rb.name),
-        None,
+    # Where its drills report: its drill policy's repository (Config.drill_repository, as
+    # `dr drill run --policy` and `dr status` have it), else where a drill run without a
+    # policy reports, with the backups.
+    drills = (
+        next(
+            (
+                loaded.config.drill_repository(d)
+                for d in loaded.config.drill_policies
+                if runbook_app(d, config_dir, []) == rb.name
+            ),
+            None,
+        )
+        or backups
     )
     # The default one by its name too, so that it is opened once.
     return backups or (default.name if default else None), drills or (default.name if default else None)
