@@ -141,7 +141,11 @@ def backups_group() -> None:
 
 @backups_group.command("list")
 @click.option("-n", "--namespace", metavar="NS", help="Only backups that include this namespace.")
-@click.option("--policy", metavar="NAME", help="Only backups of this policy.")
+@click.option(
+    "--policy",
+    metavar="NAME",
+    help="Only backups of this policy (in its repository, when dr.yaml names one).",
+)
 @output_option()
 def list_(namespace: str | None, policy: str | None, output: str) -> None:
     """List backups, newest last."""

@@ -390,7 +390,9 @@ def _policy_from(ctx: Any, name: str | None, cli: Policy) -> Policy:
 @click.option("--keep-monthly", type=click.IntRange(min=0), help="Keep the last backup of each of N months.")
 @click.option("--keep-yearly", type=click.IntRange(min=0), help="Keep the last backup of each of N years.")
 @click.option(
-    "--policy", metavar="NAME", help="Use the retention of this backup policy and only its backups."
+    "--policy",
+    metavar="NAME",
+    help="Use the retention of this backup policy and only its backups (in its repository).",
 )
 @click.option(
     "--prune", "do_prune", is_flag=True, help="Also delete data no longer referenced (exclusive lock)."

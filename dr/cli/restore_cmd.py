@@ -115,7 +115,8 @@ def _row(i: RestoreItemResult) -> dict[str, Any]:
 )
 @click.option("--no-data", is_flag=True, help="Restore manifests only, no volume data.")
 @click.option("--policy", metavar="NAME",
-              help="Pick ID|latest among the backups of this backup policy only.")  # fmt: skip
+              help="Pick ID|latest among the backups of this backup policy only "
+                   "(in its repository, when dr.yaml names one).")  # fmt: skip
 @output_option()
 def restore(
     backup_id: str,
