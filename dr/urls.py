@@ -14,6 +14,7 @@ checks the configured URLs with the same function, without a store or network.
 from __future__ import annotations
 
 import re
+from urllib.parse import urlsplit
 
 # scheme: and // at the start of a URL (both optional: redact_url takes anything).
 _URL_HEAD = re.compile(r"(?:[A-Za-z][A-Za-z0-9+.-]*:)?(//)?")
@@ -125,3 +126,14 @@ def bucket_problem(scheme: str, bucket: str) -> str | None:
     if _IPV4_SHAPED.fullmatch(bucket):
         return "S3 bucket names cannot be IP addresses (192.168.5.4)"
     return None
+
+
+def is_http_url(url: str) -> bool:
+    """An http(s) URL with a host (and a valid port, if any): what a service address
+    (Vault, a KMS endpoint) must be before a client library is given it."""
+    try:
+        parts = urlsplit(url)
+        _ = parts.port  # raises ValueError for a port that is not a number
+    except ValueError:
+        return False
+    return parts.scheme in ("http", "https") and bool(parts.hostname)

@@ -37,6 +37,34 @@ def write_config(
     return path
 
 
+def two_repository_config(
+    home: Path,
+    capsys: Any,
+    *,
+    backup_policies: list[dict[str, Any]] | None = None,
+    drill_policies: list[dict[str, Any]] | None = None,
+    main: str = "main",
+) -> Path:
+    """``home/dr.yaml`` with two initialised file:// repositories, ``main`` (the default, in
+    ``home/<main>``) and ``other`` (``home/other``), one local key, and the given policies:
+    for the commands that must find a policy's backups or reports outside the default."""
+    from tests.helpers import run_dr
+
+    config = home / "dr.yaml"
+    config.write_text(yaml.safe_dump({
+        "apiVersion": "dr.dev/v1", "kind": "Config",
+        "repositories": [{"name": "main", "url": f"file://{home}/{main}", "keys": ["local"]},
+                         {"name": "other", "url": f"file://{home}/other", "keys": ["local"]}],
+        "keyProviders": [{"name": "local", "uri": f"local://{home}/repo.key"}],
+        "backupPolicies": backup_policies or [],
+        "drillPolicies": drill_policies or [],
+    }))  # fmt: skip
+    for name in (main, "other"):
+        r = run_dr(capsys, "--config", str(config), "--repo", f"file://{home}/{name}", "repo", "init")
+        assert r.code == 0, r.err
+    return config
+
+
 def write_runbook(path: Path, app: str, namespace: str, *, backup_policy: str | None = None,
                   expect_configmaps: list[str] | None = None, step_timeout: str = "30s") -> Path:  # fmt: skip
     """A runbook whose only verification step checks ConfigMaps by name (no workloads needed)."""

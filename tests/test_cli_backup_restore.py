@@ -22,6 +22,7 @@ import pytest
 from dr.kube.client import KubeClient
 from dr.kube.objects import ResourceItem
 from tests import servers
+from tests.cli_support import two_repository_config
 from tests.helpers import Result, run_dr
 from tests.kube_helpers import (
     App,
@@ -448,21 +449,19 @@ def test_restore_with_a_policy_reads_the_policys_repository(
 ) -> None:
     # `dr backup --policy p` writes into p's repository; `dr restore latest --policy p` (the
     # line `dr runbook render` writes) looked into the default one and found no backup of p.
-    import yaml
-
     home = isolated_home
-    config = home / "dr.yaml"
-    config.write_text(yaml.safe_dump({
-        "apiVersion": "dr.dev/v1", "kind": "Config",
-        "repositories": [{"name": "main", "url": f"file://{home}/main", "keys": ["local"]},
-                         {"name": "other", "url": f"file://{home}/other", "keys": ["local"]}],
-        "keyProviders": [{"name": "local", "uri": f"local://{home}/repo.key"}],
-        "backupPolicies": [{"name": "p", "repository": "other", "schedule": "0 2 * * *",
-                            "scope": {"namespaces": [small_app], "includeResources": ["configmaps"]}}],
-    }))  # fmt: skip
-    for name in ("main", "other"):
-        r = run_dr(capsys, "--config", str(config), "--repo", f"file://{home}/{name}", "repo", "init")
-        assert r.code == 0, r.err
+    config = two_repository_config(
+        home,
+        capsys,
+        backup_policies=[
+            {
+                "name": "p",
+                "repository": "other",
+                "schedule": "0 2 * * *",
+                "scope": {"namespaces": [small_app], "includeResources": ["configmaps"]},
+            }
+        ],
+    )
     r = dr(capsys, k8s, "--config", str(config), "backup", "--policy", "p", "--no-data", "-o", "json")
     assert r.code == 0, r.err
     assert (home / "other" / "snapshots" / r.json()["id"]).is_file()

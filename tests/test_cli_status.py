@@ -23,7 +23,7 @@ from dr.drill.model import DrillReport, ReportObjectives
 from dr.kube.client import KubeClient
 from dr.repo.snapshots import Snapshot
 from tests import servers
-from tests.cli_support import small_namespace, write_config, write_runbook
+from tests.cli_support import small_namespace, two_repository_config, write_config, write_runbook
 from tests.helpers import Result, run_dr
 
 Capsys = pytest.CaptureFixture[str]
@@ -375,20 +375,22 @@ def test_a_drill_policys_reports_are_read_where_its_drills_write_them(
     # so its drills read backups there and write their reports there: status reads them
     # there too (it read the default repository and said the drill never ran).
     home = isolated_home
-    config = home / "dr.yaml"
-    config.write_text(yaml.safe_dump({
-        "apiVersion": "dr.dev/v1", "kind": "Config",
-        "repositories": [{"name": "main", "url": f"file://{home}/repo", "keys": ["local"]},
-                         {"name": "other", "url": f"file://{home}/other", "keys": ["local"]}],
-        "keyProviders": [{"name": "local", "uri": f"local://{home}/repo.key"}],
-        "backupPolicies": [{"name": "shop", "repository": "other", "schedule": "0 2 * * *",
-                            "scope": {"namespaces": ["shop"]}}],
-        "drillPolicies": [{"name": "monthly", "runbook": "shop.yaml", "schedule": "0 4 1 * *",
-                           "backupPolicy": "shop"}],
-    }))  # fmt: skip
-    for name in ("repo", "other"):
-        r = run_dr(capsys, "--config", str(config), "--repo", f"file://{home}/{name}", "repo", "init")
-        assert r.code == 0, r.err
+    config = two_repository_config(
+        home,
+        capsys,
+        backup_policies=[
+            {
+                "name": "shop",
+                "repository": "other",
+                "schedule": "0 2 * * *",
+                "scope": {"namespaces": ["shop"]},
+            }
+        ],
+        drill_policies=[
+            {"name": "monthly", "runbook": "shop.yaml", "schedule": "0 4 1 * *", "backupPolicy": "shop"}
+        ],
+        main="repo",
+    )
     from dr.crypto.providers.local import LocalKeyProvider
     from dr.repo.repository import Repository
     from dr.storage.registry import open_store

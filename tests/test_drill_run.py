@@ -14,6 +14,7 @@ import pytest
 import yaml
 
 from dr.kube.client import KubeClient
+from tests.cli_support import two_repository_config
 from tests.conftest import Kube
 from tests.helpers import Result, run_dr
 from tests.kube_helpers import configmap, create, create_crd, delete_crd, get, make_namespace
@@ -461,19 +462,14 @@ def test_a_drill_and_the_rendered_runbook_read_the_backup_policys_repository(
     # the drill (no drill policy naming a repository) and the page `dr runbook render`
     # writes looked for the app's backups in the default one and found none.
     home = isolated_home
-    config = home / "dr.yaml"
-    config.write_text(yaml.safe_dump({
-        "apiVersion": "dr.dev/v1", "kind": "Config",
-        "repositories": [{"name": "main", "url": f"file://{home}/main", "keys": ["local"]},
-                         {"name": "other", "url": f"file://{home}/other", "keys": ["local"]}],
-        "keyProviders": [{"name": "local", "uri": f"local://{home}/repo.key"}],
-        "backupPolicies": [{"name": "p", "repository": "other", "schedule": "0 2 * * *",
-                            "scope": {"namespaces": [app_ns]}}],
-        "drillPolicies": [{"name": "m", "runbook": "plain.yaml", "schedule": "0 4 1 * *", "backupPolicy": "p"}],
-    }))  # fmt: skip
-    for name in ("main", "other"):
-        r = run_dr(capsys, "--config", str(config), "--repo", f"file://{home}/{name}", "repo", "init")
-        assert r.code == 0, r.err
+    config = two_repository_config(
+        home,
+        capsys,
+        backup_policies=[
+            {"name": "p", "repository": "other", "schedule": "0 2 * * *", "scope": {"namespaces": [app_ns]}}
+        ],
+        drill_policies=[{"name": "m", "runbook": "plain.yaml", "schedule": "0 4 1 * *", "backupPolicy": "p"}],
+    )
     r = run_dr(capsys, "--config", str(config), "--kubeconfig", kube.kubeconfig, "backup", "--policy", "p",
                "--no-data", "-o", "json")  # fmt: skip
     assert r.code == 0, r.err

@@ -37,7 +37,6 @@ from __future__ import annotations
 import logging
 import os
 from typing import Any
-from urllib.parse import urlsplit
 
 import boto3
 import botocore.config
@@ -47,6 +46,7 @@ from dr.config import AWSKMSOptions
 from dr.crypto.providers import payload_logs
 from dr.crypto.providers.base import KeyProviderError, KeyProviderMisconfigured, Wrapped
 from dr.errors import InvalidInput
+from dr.urls import is_http_url
 
 log = logging.getLogger(__name__)
 
@@ -82,16 +82,6 @@ _STS_CONFIG = botocore.config.Config(
 # Decrypt's answers when KeyId is not the key that wrapped the ciphertext: IncorrectKeyException
 # (AWS), AccessDeniedException (AWS for a key it will not name, and moto).
 _OTHER_KEY = ("IncorrectKeyException", "AccessDeniedException")
-
-
-def _is_url(endpoint: str) -> bool:
-    """An http(s) URL with a host (and a valid port, if any)."""
-    try:
-        parts = urlsplit(endpoint)
-        _ = parts.port  # raises ValueError for a port that is not a number
-    except ValueError:
-        return False
-    return parts.scheme in ("http", "https") and bool(parts.hostname)
 
 
 def region_of(key: str) -> str | None:
@@ -204,7 +194,7 @@ class AWSKMSKeyProvider:
     def _client(self) -> Any:
         if self._client_obj is None:
             payload_logs.install()
-            if self.endpoint and not _is_url(self.endpoint):
+            if self.endpoint and not is_http_url(self.endpoint):
                 raise self._bad_endpoint(self.endpoint, "awskms.endpoint")
             try:
                 # endpoint_url=None lets boto3 apply AWS_ENDPOINT_URL_KMS / AWS_ENDPOINT_URL itself.
@@ -218,7 +208,7 @@ class AWSKMSKeyProvider:
                 # the AWS config file (awskms.endpoint was checked above).
                 raise self._bad_endpoint(None, None) from None
             endpoint = getattr(self._client_obj.meta, "endpoint_url", None)
-            if endpoint and not _is_url(endpoint):  # one botocore took (ftp://…): fails later, unclearly
+            if endpoint and not is_http_url(endpoint):  # one botocore took (ftp://…): fails later, unclearly
                 self._client_obj = None
                 raise self._bad_endpoint(endpoint, None)
         return self._client_obj

@@ -59,7 +59,6 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
 
 import hvac
 import hvac.exceptions
@@ -69,6 +68,7 @@ from dr.config import DEFAULT_TOKEN_PATH, VaultAuth, VaultOptions
 from dr.crypto.providers.base import KeyProviderError, KeyProviderMisconfigured, Wrapped
 from dr.crypto.providers.context import context_bytes
 from dr.errors import InvalidInput
+from dr.urls import is_http_url
 
 log = logging.getLogger(__name__)
 
@@ -92,16 +92,6 @@ def parse_uri(uri: str) -> tuple[str, str]:
     if not sep or not mount or not name or "/" in name or any(c.isspace() for c in rest):
         raise InvalidInput(f"key provider {uri!r}: use vault://<transit mount>/keys/<key name>")
     return mount, name
-
-
-def _is_url(address: str) -> bool:
-    """An http(s) URL with a host (and a valid port, if any)."""
-    try:
-        parts = urlsplit(address)
-        _ = parts.port  # raises ValueError for a port that is not a number
-    except ValueError:
-        return False
-    return parts.scheme in ("http", "https") and bool(parts.hostname)
 
 
 def _vault_text(exc: Exception) -> str:
@@ -180,7 +170,7 @@ class VaultKeyProvider:
             raise self._misconfigured(
                 "no Vault address: set vault.address in the key provider's config or VAULT_ADDR"
             )
-        if not _is_url(self.address):
+        if not is_http_url(self.address):
             # requests would call it "InvalidSchema" and it would read as Vault failing.
             raise self._misconfigured(
                 f"Vault address {self.address!r} (from {self.address_source}) is not a URL: "
