@@ -540,6 +540,16 @@ def test_s3_settings_from_query_string() -> None:
     signed.close()
     # The same setting in both places is fine when it agrees.
     S3Store.from_url("s3://bkt?region=eu-west-3", S3Options(region="eu-west-3")).close()
+    # Object Lock in the query, as in dr.yaml (the mode defaults to COMPLIANCE there too).
+    locked = S3Store.from_url("s3://bkt/p?objectLockDays=30")
+    assert locked.settings.object_lock == ObjectLock(days=30, mode="COMPLIANCE")
+    locked.close()
+    both = S3Store.from_url(
+        "s3://bkt/p?objectLockMode=GOVERNANCE&objectLockDays=7",
+        S3Options(object_lock=ObjectLock(7, "GOVERNANCE")),
+    )
+    assert both.settings.object_lock == ObjectLock(days=7, mode="GOVERNANCE")
+    both.close()
 
 
 @pytest.mark.parametrize(
@@ -554,6 +564,14 @@ def test_s3_settings_from_query_string() -> None:
         ("s3://bkt/p?region=us-east-1", S3Options(region="eu-west-1"), "contradicts"),
         ("s3://bkt/p?signPayload=yes", None, "signPayload='yes' is not true or false"),
         ("s3://bkt/p?signPayload=false", S3Options(sign_payload=True), "contradicts"),
+        ("s3://bkt/p?objectLockDays=0", None, "objectLockDays='0' is not a number of days from 1 to 36500"),
+        ("s3://bkt/p?objectLockDays=30&objectLockMode=LEGAL", None, "objectLockMode='LEGAL' is not one of"),
+        ("s3://bkt/p?objectLockMode=COMPLIANCE", None, "objectLockMode needs objectLockDays"),
+        (
+            "s3://bkt/p?objectLockDays=30",
+            S3Options(object_lock=ObjectLock(7)),
+            "COMPLIANCE 30 days in the URL contradicts",
+        ),
         ("s3:///p", None, "names no bucket"),
         ("s3://bkt/a//b", None, "invalid prefix"),
         ("gs://bkt/p?token=topsecret", None, "must not contain credentials"),
@@ -922,6 +940,21 @@ def test_s3_object_lock_retains_data_not_locks(
     with pytest.raises(ObjectNotFound):
         store.stat("locks/l1")
     store.delete("locks/l1")  # still fine when already gone
+    store.close()
+
+
+def test_s3_object_lock_from_the_url_query(s3_env: dict[str, str], s3_client: Any, unique: str) -> None:
+    # The contract lets Object Lock come from the URL as well as from dr.yaml.
+    bucket = _lock_bucket(s3_client, unique)
+    store = S3Store.from_url(
+        f"s3://{bucket}/repo?objectLockDays=1&objectLockMode=GOVERNANCE",
+        S3Options(endpoint=s3_env["endpoint"]),
+    )
+    store.put("data/dd/pack", b"pack bytes")
+    retention = s3_client.get_object_retention(Bucket=bucket, Key="repo/data/dd/pack")["Retention"]
+    assert retention["Mode"] == "GOVERNANCE"
+    with pytest.raises(ObjectRetained):
+        store.delete("data/dd/pack")
     store.close()
 
 

@@ -4,8 +4,9 @@ Settings. ``endpoint`` (S3-compatible servers: MinIO, SeaweedFS, Ceph …),
 ``region``, ``addressing_style`` (auto/virtual/path), ``storage_class`` and
 ``sign_payload`` come from dr.yaml (``S3Options``) or the URL query
 (``s3://b/p?endpoint=https://minio:9000&region=eu-1&addressingStyle=path``);
-the same setting given differently in both is an error. Object Lock comes
-from dr.yaml only. Credentials come only from boto3's standard chain
+the same setting given differently in both is an error; so does Object Lock
+(``objectLock`` in dr.yaml, ``objectLockDays=30&objectLockMode=COMPLIANCE`` in
+the query). Credentials come only from boto3's standard chain
 (environment, shared config/credentials files and profiles, web identity /
 IRSA, container and instance roles), never from the URL: URLs end up in
 logs, snapshots and process listings.
@@ -200,7 +201,12 @@ _QUERY_SETTINGS = {
     "storageClass": "storage_class",
     "sign_payload": "sign_payload",
     "signPayload": "sign_payload",
+    "object_lock_days": "object_lock_days",
+    "objectLockDays": "object_lock_days",
+    "object_lock_mode": "object_lock_mode",
+    "objectLockMode": "object_lock_mode",
 }
+_LOCK_MODES = ("GOVERNANCE", "COMPLIANCE")
 _ADDRESSING_STYLES = ("auto", "virtual", "path")
 _CREDENTIAL_HINT = (
     "AWS credentials come from the standard chain (AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY, "
@@ -291,9 +297,35 @@ def settings_from_url(url: str, options: S3Options | None) -> S3Settings:
         region=region or None,
         addressing_style=style or "auto",
         storage_class=storage_class or None,
-        object_lock=options.object_lock if options else None,
+        object_lock=_object_lock(url, q, options.object_lock if options else None),
         sign_payload=sign == "true",
     )
+
+
+def _object_lock(url: str, q: dict[str, str], configured: ObjectLock | None) -> ObjectLock | None:
+    """Object Lock from the URL query (``objectLockDays=30&objectLockMode=COMPLIANCE``, the
+    mode defaulting as in dr.yaml) or dr.yaml; both given and different is an error."""
+    days_text, mode = q.get("object_lock_days"), q.get("object_lock_mode")
+    if days_text is None and mode is None:
+        return configured
+    shown = redact_url(url)
+    if days_text is None:
+        raise InvalidInput(f"repository URL {shown!r}: objectLockMode needs objectLockDays (1 to 36500)")
+    if not (days_text.isascii() and days_text.isdigit() and 1 <= int(days_text) <= 36500):
+        raise InvalidInput(
+            f"repository URL {shown!r}: objectLockDays={days_text!r} is not a number of days from 1 to 36500"
+        )
+    if mode is not None and mode not in _LOCK_MODES:
+        raise InvalidInput(
+            f"repository URL {shown!r}: objectLockMode={mode!r} is not one of {', '.join(_LOCK_MODES)}"
+        )
+    lock = ObjectLock(days=int(days_text), mode=mode or "COMPLIANCE")  # type: ignore[arg-type]
+    if configured is not None and configured != lock:
+        raise InvalidInput(
+            f"repository URL {shown!r}: Object Lock {lock.mode} {lock.days} days in the URL contradicts "
+            f"{configured.mode} {configured.days} days in the config"
+        )
+    return lock
 
 
 def botocore_session() -> Any:
