@@ -502,3 +502,19 @@ def test_bad_namespace_mapping_is_exit_2(capsys: Capsys, k8s: servers.TestCluste
     res = dr(capsys, k8s, "restore", "latest", "--namespace-mapping", "shop=Not_A_Name")
     assert res.code == 2
     assert len(res.err.splitlines()) == 1 and "'Not_A_Name' is not a valid namespace name" in res.err
+
+
+def test_backup_of_a_namespace_that_does_not_exist_is_exit_2_and_writes_no_backup(
+    capsys: Capsys, k8s: servers.TestCluster, repo: Path, unique: str
+) -> None:
+    # A mistyped -n used to write an empty "Completed" backup (exit 0), which then became `latest`.
+    for patterns in ([f"gone-{unique}"], [f"gone-{unique}", f"nothing-{unique}-*"]):
+        args = [a for p in patterns for a in ("-n", p)]
+        res = dr(capsys, k8s, "backup", *args, "--no-data", "-o", "json")
+        assert (res.code, res.out) == (2, ""), res.err
+        # (Before it: a warning that the BackupFailed event has no namespace to go to.)
+        assert (
+            res.err.splitlines()[-1]
+            == f"error: no namespace matches {', '.join(patterns)}: nothing to back up"
+        )
+    assert not list(repo.glob("snapshots/*"))

@@ -18,6 +18,10 @@ Deployment, Jobs of a CronJob, ControllerRevisions, …) are backed up like any
 other but marked ``owned`` with their controller's uid; restore leaves them to
 their restored controllers.
 
+Namespaces given by name or glob of which none exists are invalid input
+(``InvalidInput``, before anything is listed): an empty backup would become
+the ``latest`` a restore picks. Some missing next to others found is a warning.
+
 A type that cannot be listed (403, 5xx after the client's retries) or a
 dependency that cannot be read becomes an error entry naming the type (and
 namespace or object) and the server's reason; the backup goes on and ends
@@ -268,10 +272,12 @@ class _BackupRun:
             what = "match " + ", ".join(patterns) if patterns else "back up all namespaces"
             raise DrError(f"cannot list namespaces to {what}: {e.short}") from None
         chosen, missing = match_namespaces(patterns, list(objs))
+        if patterns and not chosen:
+            # A mistyped -n (or a policy whose namespaces are all gone) would otherwise be an
+            # empty "Completed" backup, which `restore latest` then picks: nothing is written.
+            raise InvalidInput(f"no namespace matches {', '.join(patterns)}: nothing to back up")
         for name in missing:
             self.warn(f"namespace {name!r} does not exist")
-        if patterns and not chosen:
-            self.warn(f"no namespace matches {', '.join(patterns)}")
         return chosen, {n: objs[n] for n in chosen}, len(chosen) == len(objs)
 
     def selector_services(
