@@ -518,3 +518,27 @@ def test_backup_of_a_namespace_that_does_not_exist_is_exit_2_and_writes_no_backu
             == f"error: no namespace matches {', '.join(patterns)}: nothing to back up"
         )
     assert not list(repo.glob("snapshots/*"))
+
+
+def test_restore_of_namespaces_the_backup_does_not_hold_is_exit_2(
+    capsys: Capsys, k8s: servers.TestCluster, kube_client: KubeClient, repo: Path, small_app: str
+) -> None:
+    ns = small_app
+    res = dr(capsys, k8s, "backup", "-n", ns, "--no-data", "-o", "json")
+    assert res.code == 0, res.err
+    short = res.json()["shortId"]
+    # -n names a namespace the backup does not hold (a typo): nothing to restore, not an empty success.
+    for args, why in (
+        (["-n", "shpo"], f"namespace 'shpo' is not in backup {short} (it holds: {ns})"),
+        (["-n", "sh*"], f"-n/--namespace sh*: no namespace of backup {short} matches (it holds: {ns})"),
+        # A mapping of a namespace the backup does not hold would quietly restore into the original one.
+        (["--namespace-mapping", f"shpo={ns}-copy"],
+         f"--namespace-mapping shpo={ns}-copy: namespace 'shpo' is not in backup {short} (it holds: {ns})"),
+    ):  # fmt: skip
+        for extra in ([], ["--dry-run"]):
+            r = dr(capsys, k8s, "restore", "latest", *args, *extra, "-o", "json")
+            assert (r.code, r.out, r.err) == (2, "", f"error: {why}\n"), args
+    assert get(kube_client, "v1", "namespaces", f"{ns}-copy") is None
+    # A name or glob that matches is still fine, also next to one that matches nothing.
+    r = dr(capsys, k8s, "restore", "latest", "-n", ns, "-n", "other-*", "--dry-run", "-o", "json")
+    assert r.code == 0, r.err

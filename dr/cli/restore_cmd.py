@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import fnmatch
 import logging
 from typing import TYPE_CHECKING, Any
 
 import click
 
+from dr.backup.scope import is_glob
 from dr.cli.context import app
 from dr.cli.kube_access import connect_kube
 from dr.cli.output import Column, JsonStream, emit, output_option
@@ -46,6 +48,31 @@ def _backup(repo: Repository, ref: str, policy: str | None) -> Snapshot:
     if policy is not None:
         snaps = [s for s in snaps if s.policy == policy]
     return latest_to_restore(snaps, what=what) if ref == "latest" else resolve(snaps, ref, what=what)
+
+
+def _holds(snap: Snapshot, limit: int = 10) -> str:
+    names = snap.namespaces
+    more = f" and {len(names) - limit} more" if len(names) > limit else ""
+    return f"(it holds: {', '.join(names[:limit]) or 'no namespace'}{more})"
+
+
+def _check_namespaces(snap: Snapshot, options: RestoreOptions) -> None:
+    """``InvalidInput`` when -n or --namespace-mapping names a namespace the backup does not hold.
+
+    A typo would otherwise be a restore of nothing that exits 0, or a mapping
+    that is quietly not applied, restoring into the original namespace instead.
+    """
+    held = set(snap.namespaces)
+    for old, new in options.namespace_mapping.items():
+        if old not in held:
+            raise InvalidInput(f"--namespace-mapping {old}={new}: namespace {old!r} is not in backup "
+                               f"{snap.short_id} {_holds(snap)}")  # fmt: skip
+    for p in options.namespaces:
+        if not is_glob(p) and p not in held:
+            raise InvalidInput(f"namespace {p!r} is not in backup {snap.short_id} {_holds(snap)}")
+    if options.namespaces and not any(fnmatch.fnmatchcase(n, p) for n in held for p in options.namespaces):
+        raise InvalidInput(f"-n/--namespace {','.join(options.namespaces)}: no namespace of backup "
+                           f"{snap.short_id} matches {_holds(snap)}")  # fmt: skip
 
 
 def _options(**kw: Any) -> RestoreOptions:
@@ -156,6 +183,7 @@ def restore(
     repository = policy_repository(ctx, policy)
     repo = open_repository(ctx, repository)
     snap = _backup(repo, backup_id, policy or None)
+    _check_namespaces(snap, options)
     kube = connect_kube(ctx)
     # Given to a dry run too (which runs no step): its plan then shows what the data step changes.
     step = None if no_data else volume_restore_step(ctx, repository)  # its movers read the same one
