@@ -542,3 +542,36 @@ def test_restore_of_namespaces_the_backup_does_not_hold_is_exit_2(
     # A name or glob that matches is still fine, also next to one that matches nothing.
     r = dr(capsys, k8s, "restore", "latest", "-n", ns, "-n", "other-*", "--dry-run", "-o", "json")
     assert r.code == 0, r.err
+
+
+def test_restore_json_keys_are_camel_case(
+    capsys: Capsys, k8s: servers.TestCluster, kube_client: KubeClient, repo: Path, small_app: str
+) -> None:
+    ns = small_app
+    web = get(kube_client, "apps/v1", "deployments", "web", ns)
+    assert web is not None
+    owner = {"apiVersion": "apps/v1", "kind": "Deployment", "name": "web", "uid": web["metadata"]["uid"],
+             "controller": True}  # fmt: skip
+    owned = configmap("owned", {})
+    owned["metadata"]["ownerReferences"] = [owner]
+    create(kube_client, "configmaps", owned, ns)
+    assert dr(capsys, k8s, "backup", "-n", ns, "--no-data").code == 0
+    res = dr(
+        capsys, k8s, "restore", "latest", "--namespace-mapping", f"{ns}={ns}-x", "--dry-run", "-o", "json"
+    )
+    assert res.code == 0, res.err
+    doc = res.json()
+
+    def keys(v: Any) -> set[str]:
+        if isinstance(v, dict):
+            return set(v) | {k for x in v.values() for k in keys(x)}
+        if isinstance(v, list):
+            return {k for x in v for k in keys(x)}
+        return set()
+
+    # counts and stages are keyed by outcome and resource type, not field names.
+    fields = keys({k: v for k, v in doc.items() if k not in ("counts", "timings")}) | set(doc["timings"])
+    assert {k for k in fields if "_" in k} == set()
+    cms = [i for i in doc["items"] if i["item"]["resource"] == "configmaps"]
+    assert cms and all(i["sourceNamespace"] == ns for i in cms)
+    assert [i["item"]["controllerUid"] for i in cms if i["item"]["owned"]] == [web["metadata"]["uid"]]

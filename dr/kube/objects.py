@@ -12,7 +12,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Field
 
 from dr.kube.discovery import ApiResource
 
@@ -33,7 +33,8 @@ class ResourceItem(BaseModel):
     # A controller owner reference (ownerReferences[].controller: true) exists:
     # the object is recreated by its controller (Pods of a ReplicaSet, …).
     owned: bool = False
-    controller_uid: str | None = None
+    # camelCase only in dr's JSON output (by_alias); the backup's stream keeps the field's name.
+    controller_uid: str | None = Field(default=None, serialization_alias="controllerUid")
 
     @property
     def api_version(self) -> str:

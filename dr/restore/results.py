@@ -36,7 +36,8 @@ class RestoreItemResult(BaseModel):
     """What happened (or, in a dry run, would happen) to one object."""
 
     item: ResourceItem  # as restored: target namespace (and name, for mapped Namespace objects)
-    source_namespace: str | None = None
+    # camelCase in the -o json/yaml output (``dumps``); the compact rows keep the field's name.
+    source_namespace: str | None = Field(default=None, serialization_alias="sourceNamespace")
     outcome: Outcome
     reason: str | None = None
     diff: list[str] = Field(default_factory=list)
@@ -105,6 +106,6 @@ class ItemResults:
         self._rows = [self._rows[i] for i in order]
 
     def dumps(self) -> Iterator[dict[str, Any]]:
-        """Each result as plain JSON data (``None`` fields left out), one at a time."""
+        """Each result as plain JSON data (``None`` fields left out, camelCase keys), one at a time."""
         for r in self:
-            yield r.model_dump(mode="json", exclude_none=True)
+            yield r.model_dump(mode="json", exclude_none=True, by_alias=True)
