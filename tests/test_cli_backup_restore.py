@@ -575,3 +575,24 @@ def test_restore_json_keys_are_camel_case(
     cms = [i for i in doc["items"] if i["item"]["resource"] == "configmaps"]
     assert cms and all(i["sourceNamespace"] == ns for i in cms)
     assert [i["item"]["controllerUid"] for i in cms if i["item"]["owned"]] == [web["metadata"]["uid"]]
+
+
+def test_a_kubeconfig_that_cannot_be_read_is_one_line_exit_2(
+    capsys: Capsys, repo: Path, isolated_home: Path
+) -> None:
+    broken = isolated_home / "broken.kubeconfig"
+    broken.write_text("clusters: [\n")
+    for args in (["backup", "-n", "shop", "--no-data"], ["drill", "gc"], ["backup", "-o", "json"]):
+        res = run_dr(capsys, "--kubeconfig", str(broken), *args)
+        assert (res.code, res.out) == (2, ""), res.err
+        assert res.err == (
+            f"error: kubeconfig {broken}: not valid YAML "
+            "(line 2, column 1: expected the node content, but found '<stream end>')\n"
+        )
+    # dr status only warns about what it cannot check.
+    res = run_dr(capsys, "--kubeconfig", str(broken), "status", "-o", "json")
+    assert res.code == 0, res.err
+    assert res.json()["warnings"] == [
+        f"namespaces without a backup policy: not checked (kubeconfig {broken}: not valid YAML "
+        "(line 2, column 1: expected the node content, but found '<stream end>'))"
+    ]

@@ -55,6 +55,26 @@ def test_broken_kubeconfig(tmp_path: Path) -> None:
     assert str(e.value).startswith(f"kubeconfig {path}: ")
 
 
+@pytest.mark.parametrize(
+    ("text", "why"),
+    [
+        (
+            "clusters: [\n",
+            "not valid YAML (line 2, column 1: expected the node content, but found '<stream end>')",
+        ),
+        ("just a string\n", "not a kubeconfig (a YAML mapping is expected)"),
+        ("- a\n- list\n", "not a kubeconfig (a YAML mapping is expected)"),
+    ],
+)
+def test_kubeconfig_that_is_not_a_kubeconfig(tmp_path: Path, text: str, why: str) -> None:
+    # These escaped as yaml's ParserError or a TypeError: exit 1, several lines, not the file's fault named.
+    path = tmp_path / "kubeconfig"
+    path.write_text(text)
+    with pytest.raises(InvalidInput) as e:
+        connect(str(path))
+    assert str(e.value) == f"kubeconfig {path}: {why}"
+
+
 def test_no_configuration_anywhere(isolated_home: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("KUBERNETES_SERVICE_HOST", raising=False)
     with pytest.raises(InvalidInput) as e:

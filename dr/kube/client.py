@@ -269,6 +269,32 @@ def _in_cluster() -> bool:
     return bool(os.environ.get("KUBERNETES_SERVICE_HOST"))
 
 
+def _check_kubeconfig_file(path: str) -> None:
+    """``InvalidInput`` naming ``path`` when it is missing, not YAML or not a mapping.
+
+    The kubernetes client lets yaml's multi-line ParserError, or a TypeError,
+    escape for those; an empty file it refuses itself.
+    """
+    import yaml
+
+    file = Path(path).expanduser()
+    if not file.is_file():
+        raise InvalidInput(f"kubeconfig {path}: file not found")
+    try:
+        doc = yaml.safe_load(file.read_text(encoding="utf-8"))
+    except OSError as e:
+        raise InvalidInput(f"kubeconfig {path}: cannot read: {e.strerror or e}") from None
+    except UnicodeDecodeError:
+        raise InvalidInput(f"kubeconfig {path}: not a text file") from None
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark is not None else ""
+        problem = getattr(e, "problem", None) or str(e).splitlines()[0]
+        raise InvalidInput(f"kubeconfig {path}: not valid YAML ({where}{problem})") from None
+    if doc is not None and not isinstance(doc, dict):
+        raise InvalidInput(f"kubeconfig {path}: not a kubeconfig (a YAML mapping is expected)")
+
+
 def connect(
     kubeconfig: str | None = None,
     context: str | None = None,
@@ -300,8 +326,8 @@ def connect(
             raise InvalidInput(f"in-cluster Kubernetes configuration: {e}") from None
     else:
         for one in path.split(os.pathsep):
-            if one and not Path(one).expanduser().is_file():
-                raise InvalidInput(f"kubeconfig {one}: file not found")
+            if one:
+                _check_kubeconfig_file(one)
         try:
             kconfig.load_kube_config(
                 config_file=path, context=context, client_configuration=cfg, persist_config=False
