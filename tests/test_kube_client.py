@@ -75,6 +75,19 @@ def test_kubeconfig_that_is_not_a_kubeconfig(tmp_path: Path, text: str, why: str
     assert str(e.value) == f"kubeconfig {path}: {why}"
 
 
+def test_kubeconfig_cluster_without_server(tmp_path: Path) -> None:
+    # It failed only at the first request: exit 1, a FutureWarning and "No host specified".
+    path = tmp_path / "kubeconfig"
+    path.write_text(
+        "apiVersion: v1\nkind: Config\ncurrent-context: x\nclusters: [{name: c, cluster: {}}]\n"
+        "contexts: [{name: x, context: {cluster: c, user: u}}]\nusers: [{name: u, user: {token: t}}]\n"
+    )
+    for context in (None, "x"):
+        with pytest.raises(InvalidInput) as e:
+            connect(str(path), context)
+        assert str(e.value) == f"kubeconfig {path}: the cluster of context 'x' has no server"
+
+
 def test_no_configuration_anywhere(isolated_home: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("KUBERNETES_SERVICE_HOST", raising=False)
     with pytest.raises(InvalidInput) as e:

@@ -336,6 +336,11 @@ def connect(
             raise InvalidInput(f"kubeconfig {path}: {e}") from None
         except (OSError, ValueError) as e:
             raise InvalidInput(f"kubeconfig {path}: cannot load: {e}") from None
+        if not cfg.host:  # the client would only fail at the first request ("No host specified")
+            if context is None:
+                _, current = kconfig.list_kube_config_contexts(config_file=path)
+                context = str(current.get("name", ""))
+            raise InvalidInput(f"kubeconfig {path}: the cluster of context {context!r} has no server")
     cfg.connection_pool_maxsize = pool_size
     api_client = kclient.ApiClient(configuration=cfg)
     api_client.user_agent = f"dr/{__version__}"
