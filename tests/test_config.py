@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import json
 from datetime import timedelta
 from pathlib import Path
 
 import pytest
+import yaml
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -76,12 +78,37 @@ def test_cli_validate_bad_config_exit_2_without_traceback(tmp_path: Path) -> Non
     assert r.out == ""
 
 
+@pytest.mark.parametrize("fmt", ["json", "yaml"])
+def test_cli_validate_bad_config_prints_its_problems_as_data(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], fmt: str
+) -> None:
+    # -o json printed nothing at all for an invalid file: a script saw only the exit code.
+    f = tmp_path / "dr.yaml"
+    f.write_text(BAD)
+    r = run_dr(capsys, "config", "validate", str(f), "-o", fmt)
+    assert r.code == 2
+    doc = json.loads(r.out) if fmt == "json" else yaml.safe_load(r.out)
+    assert (doc["file"], doc["valid"]) == (str(f), False)
+    assert [p.split(":")[1:3] for p in doc["problems"]] == [["6", "5"], ["8", "7"], ["11", "5"]]
+    # The data carries the problems; stderr says only that the file is invalid (as runbook validate).
+    assert r.err == f"error: {f}: 3 problems\n"
+    r = run_dr(capsys, "config", "validate", str(tmp_path / "nope.yaml"), "-o", fmt)
+    assert r.code == 2
+    doc = json.loads(r.out) if fmt == "json" else yaml.safe_load(r.out)
+    assert doc == {
+        "file": str(tmp_path / "nope.yaml"),
+        "valid": False,
+        "problems": [f"{tmp_path / 'nope.yaml'}: no such file"],
+    }
+
+
 def test_cli_validate_example(capsys: pytest.CaptureFixture[str]) -> None:
     r = run_dr(capsys, "config", "validate", str(EXAMPLE))
     assert r.code == 0, r.err
     assert "valid" in r.out
     r = run_dr(capsys, "config", "validate", str(EXAMPLE), "-o", "json")
     assert r.json()["backupPolicies"] == ["shop-nightly", "platform-hourly"]
+    assert (r.json()["valid"], r.json()["problems"]) == (True, [])
 
 
 @pytest.mark.parametrize(

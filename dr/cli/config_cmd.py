@@ -28,10 +28,18 @@ def validate(file: str | None, output: str) -> int:
     path = Path(file) if file else resolve_config_path(app().config_file)
     if path is None:
         raise InvalidInput("no config file: give FILE, --config or $DR_CONFIG, or create ./dr.yaml")
-    cfg = load_config_file(path)
+    try:
+        cfg = load_config_file(path)
+    except InvalidInput as e:
+        if output == "table":
+            raise
+        # JSON/YAML carry the problems (like `dr runbook validate`); stderr only says the file is invalid.
+        emit({"file": str(path), "valid": False, "problems": list(e.details) or [e.message]}, output)
+        raise InvalidInput(e.message) from None
     summary = {
         "file": str(path),
         "valid": True,
+        "problems": [],
         "repositories": [r.name for r in cfg.repositories],
         "keyProviders": [k.name for k in cfg.key_providers],
         "backupPolicies": [p.name for p in cfg.backup_policies],
