@@ -496,3 +496,20 @@ def test_a_drill_and_the_rendered_runbook_read_the_backup_policys_repository(
     res = run_dr(capsys, "--config", str(config), "--kubeconfig", "/nonexistent", "status", "-o", "json")
     (d,) = res.json()["drillPolicies"]
     assert (d["app"], d["outcome"]) == (f"plain{unique}", "passed"), res.err
+
+
+def test_a_report_dir_that_cannot_be_made_is_invalid_input_before_the_drill_runs(
+    capsys: Capsys, kube_client: KubeClient, kube: Kube, repo: Path, unique: str, app_ns: str
+) -> None:
+    # It used to run the whole drill (scratch namespace, restore, steps, report saved), then end
+    # with "error: NotADirectoryError: ..." (exit 1) and print nothing of the result.
+    backup(capsys, kube, "-n", app_ns)
+    rb = write_runbook(repo / "rb.yaml", f"app{unique}", app_ns, [CM_STEP])
+    (repo / "afile").write_text("")
+    bad = repo / "afile" / "reports"
+    res = drill(capsys, kube, rb, "--no-data", "--report-dir", str(bad), "-o", "json")
+    assert (res.code, res.out) == (2, ""), res.err
+    assert res.err.splitlines()[-1].startswith(f"error: --report-dir {bad}: cannot create it: ")
+    assert drill_namespaces(kube_client) == []
+    listed = run_dr(capsys, "--kubeconfig", kube.kubeconfig, "report", "drills", "--format", "json")
+    assert listed.code == 0 and listed.json()["apps"] == []

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -43,9 +44,18 @@ def _api_client(ctx: AppContext) -> Any:
 
 
 def _in_cluster() -> bool:
-    import os
-
     return bool(os.environ.get("KUBERNETES_SERVICE_HOST")) and not os.environ.get("KUBECONFIG")
+
+
+def _make_report_dir(path: Path) -> None:
+    """``--report-dir``, made before the drill runs: a path that cannot hold the files is
+    invalid input (exit 2), not a failure found after the drill ran for minutes."""
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise InvalidInput(f"--report-dir {path}: cannot create it: {e.strerror or e}") from None
+    if not os.access(path, os.W_OK | os.X_OK):
+        raise InvalidInput(f"--report-dir {path}: not writable")
 
 
 def _summary(report: DrillReport) -> list[str]:
@@ -134,6 +144,8 @@ def run(
         dr_namespace=ctx.loaded.config.mover.namespace,
         endpoints=config_endpoints(ctx.loaded.config),
     )
+    if report_dir:
+        _make_report_dir(Path(report_dir))
     report = run_drill(
         DrillRequest(rb, runbook, backup_id, keep, Path(report_dir) if report_dir else None), deps
     )
@@ -142,7 +154,11 @@ def run(
         name = save_report(repo, report)
     except DrError as e:
         raise DrError(f"drill {report.outcome}, but its report could not be saved: {e.message}") from None
-    files = write_report_files(report, Path(report_dir)) if report_dir else []
+    try:
+        files = write_report_files(report, Path(report_dir)) if report_dir else []
+    except OSError as e:  # made writable above; a full disk, say
+        raise DrError(f"drill {report.outcome} (report reports/{name[:16]}…), but its files could not be "
+                      f"written to {report_dir}: {e.strerror or e}") from None  # fmt: skip
     if output != "table":
         emit({**report.model_dump(mode="json", by_alias=True), "reportObject": f"reports/{name}",
               "reportFiles": [str(f) for f in files]}, output)  # fmt: skip
