@@ -14,6 +14,7 @@ import pytest
 import yaml
 
 from dr.kube.client import KubeClient
+from tests import servers
 from tests.cli_support import two_repository_config
 from tests.conftest import Kube
 from tests.helpers import Result, run_dr
@@ -513,3 +514,38 @@ def test_a_report_dir_that_cannot_be_made_is_invalid_input_before_the_drill_runs
     assert drill_namespaces(kube_client) == []
     listed = run_dr(capsys, "--kubeconfig", kube.kubeconfig, "report", "drills", "--format", "json")
     assert listed.code == 0 and listed.json()["apps"] == []
+
+
+def test_gc_that_deletes_some_namespaces_but_not_others_exits_3(
+    capsys: Capsys, kube_client: KubeClient, k8s: servers.TestCluster, repo: Path, unique: str
+) -> None:
+    # Some items failed, all others done: the contract's exit 3 (it was 1, as if nothing was done).
+    kc, rbac = kube_client, "rbac.authorization.k8s.io/v1"
+    expired = {"dr.dev/drill": "true", "dr.dev/expires": "1"}
+    mine, other = f"drill-gc-a-{unique}", f"drill-gc-b-{unique}"
+    for ns in (mine, other):
+        make_namespace(kc, ns, expired)
+    role = f"gc-{unique}"
+    create(kc, "clusterroles", {"apiVersion": rbac, "kind": "ClusterRole", "metadata": {"name": role}, "rules": [
+        {"apiGroups": [""], "resources": ["namespaces"], "verbs": ["list"]},
+        {"apiGroups": [""], "resources": ["namespaces"], "resourceNames": [mine], "verbs": ["delete"]},
+    ]})  # fmt: skip
+    create(kc, "clusterrolebindings", {"apiVersion": rbac, "kind": "ClusterRoleBinding", "metadata": {"name": role},
+                                       "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole",
+                                                   "name": role},
+                                       "subjects": [{"kind": "User", "name": "bob",
+                                                     "apiGroup": "rbac.authorization.k8s.io"}]})  # fmt: skip
+    try:
+        res = run_dr(capsys, "--kubeconfig", k8s.kubeconfig_for("bob"), "drill", "gc", "-o", "json")
+        assert res.code == 3, res.err
+        doc = res.json()
+        assert mine in doc["deleted"] and other not in doc["deleted"]
+        assert [e for e in doc["errors"] if e.startswith(f"{other}: ")]
+        assert [ln for ln in res.err.splitlines() if ln.startswith("error: ")] == [
+            f"error: {len(doc['errors'])} namespace(s) could not be deleted"
+        ]
+    finally:
+        kc.request("DELETE", f"/apis/{rbac}/clusterrolebindings/{role}")
+        kc.request("DELETE", f"/apis/{rbac}/clusterroles/{role}")
+        for ns in (mine, other):
+            kc.request("DELETE", f"/api/v1/namespaces/{ns}")

@@ -17,7 +17,7 @@ from dr.cli.volume_access import dump_problems, volume_restore_step
 from dr.drill.model import DrillReport, human_duration
 from dr.drill.run import DrillDeps, DrillRequest, run_drill, save_report, write_report_files
 from dr.drill.run import gc as drill_gc
-from dr.errors import DrError, ExitCode, InvalidInput, VerificationFailed
+from dr.errors import DrError, ExitCode, InvalidInput, PartialFailure, VerificationFailed
 from dr.observe.run_hooks import drill_finished
 from dr.runbook.model import load_runbook
 
@@ -183,7 +183,10 @@ def run(
 @click.option("--dry-run", is_flag=True, help="Only list what would be deleted.")
 @output_option()
 def gc(dry_run: bool, output: str) -> int:
-    """Delete expired scratch namespaces and leftover temporary objects of crashed runs."""
+    """Delete expired scratch namespaces and leftover temporary objects of crashed runs.
+
+    Exit 3 when some expired namespaces could not be deleted (each is listed) and others were.
+    """
     import time
 
     from dr.kube.jobs import cleanup_leftovers
@@ -210,7 +213,9 @@ def gc(dry_run: bool, output: str) -> int:
         for problem in leftovers.errors if leftovers is not None else []:
             click.echo(f"warning: leftovers: {problem}", err=True)
     if result.errors:
-        raise DrError(f"{len(result.errors)} namespace(s) could not be deleted", details=result.errors)
+        # Exit 3 when others were deleted (partially failed), 1 when nothing could be.
+        failure = PartialFailure if result.deleted else DrError
+        raise failure(f"{len(result.errors)} namespace(s) could not be deleted", details=result.errors)
     return ExitCode.OK
 
 
