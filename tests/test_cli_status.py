@@ -8,7 +8,10 @@ The pure parts (next run, RPO verdicts) have unit tests of their own.
 
 from __future__ import annotations
 
+import io
+import sys
 from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -252,6 +255,40 @@ def test_no_config_no_kubeconfig(capsys: Capsys, isolated_home: Path) -> None:
                                "--kubeconfig, set $KUBECONFIG or create ~/.kube/config (or run inside a cluster))"]  # fmt: skip
     res = run_dr(capsys, "status")
     assert res.code == 0 and "no backup policies in built-in defaults" in res.out
+
+
+def test_table_prints_square_brackets_as_they_are(capsys: Capsys, isolated_home: Path) -> None:
+    # The table view went through rich markup: "[prod]" in a path was taken for a style and dropped.
+    cfg = isolated_home / "[prod]" / "dr.yaml"
+    cfg.parent.mkdir()
+    cfg.write_text("apiVersion: dr.dev/v1\nkind: Config\n")
+    res = run_dr(capsys, "--config", str(cfg), "status")
+    assert res.code == 0, res.err
+    assert f"no backup policies in {cfg}" in res.out
+
+
+def test_table_cells_are_not_markup() -> None:
+    # E.g. a dry run's WHY column with an admission policy's denial, which names the policy in brackets.
+    from dr.cli.output import Column, emit
+
+    rows = [{"object": "configmaps shop/settings", "why": "denied: [must-have-owner] owner label [/] needed"}]
+    with stdout_of() as out:
+        emit(rows, "table", columns=[Column("OBJECT", "object"), Column("WHY", "why")])
+    assert "denied: [must-have-owner] owner label [/] needed" in out.getvalue()
+    with stdout_of() as out:
+        emit({"config": "/etc/[prod]/dr.yaml"}, "table")
+    assert "/etc/[prod]/dr.yaml" in out.getvalue()
+
+
+@contextmanager
+def stdout_of() -> Iterator[io.StringIO]:
+    """What ``emit`` writes to sys.stdout (rich's console looks up sys.stdout when it prints)."""
+    out = io.StringIO()
+    saved, sys.stdout = sys.stdout, out
+    try:
+        yield out
+    finally:
+        sys.stdout = saved
 
 
 def test_invalid_config_is_still_exit_2(capsys: Capsys, isolated_home: Path) -> None:

@@ -107,7 +107,9 @@ def console(stderr: bool = False) -> Console:
     stream = sys.stderr if stderr else sys.stdout
     # Off a terminal (pipes, CronJob logs) never truncate cells to 80 columns.
     width = None if stream.isatty() else 250
-    return Console(stderr=stderr, highlight=False, soft_wrap=False, width=width)
+    # No markup: cells are data (paths, server messages such as "[policy-name] denied"), and
+    # rich would take "[...]" in them for a style and drop it.
+    return Console(stderr=stderr, highlight=False, soft_wrap=False, width=width, markup=False)
 
 
 def emit(
