@@ -596,3 +596,31 @@ def test_a_kubeconfig_that_cannot_be_read_is_one_line_exit_2(
         f"namespaces without a backup policy: not checked (kubeconfig {broken}: not valid YAML "
         "(line 2, column 1: expected the node content, but found '<stream end>'))"
     ]
+
+
+def test_an_unreachable_cluster_is_one_error_line_without_the_http_library_retries(
+    capsys: Capsys, k8s: servers.TestCluster, repo: Path, small_app: str, tmp_path: Path
+) -> None:
+    import socket
+
+    import yaml
+
+    assert dr(capsys, k8s, "backup", "-n", small_app, "--no-data").code == 0
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]  # nothing listens here once closed
+    kubeconfig = yaml.safe_load(Path(k8s.kubeconfig).read_text())
+    kubeconfig["clusters"][0]["cluster"]["server"] = f"https://127.0.0.1:{port}"
+    unreachable = tmp_path / "unreachable.kubeconfig"
+    unreachable.write_text(yaml.safe_dump(kubeconfig))
+    # urllib3 logged a "Retrying (Retry(total=...)) after connection broken by ..." warning for each of
+    # its retries of each of dr's attempts: ten lines before the error. dr retries and says the outcome.
+    res = run_dr(capsys, "--kubeconfig", str(unreachable), "restore", "latest", "--dry-run")
+    assert (res.code, res.out) == (1, "")
+    assert len(res.err.splitlines()) == 1, res.err
+    assert (
+        res.err.startswith("error: ")
+        and f"cannot reach the Kubernetes API at https://127.0.0.1:{port}: " in res.err
+    )
+    res = run_dr(capsys, "-v", "--kubeconfig", str(unreachable), "restore", "latest", "--dry-run")
+    assert "Retrying" in res.err  # -v still shows them

@@ -96,3 +96,8 @@ def setup_logging(
     # Client libraries log request details (headers with tokens) at DEBUG.
     for noisy in ("urllib3", "botocore", "boto3", "google", "kubernetes", "hvac", "s3transfer"):
         logging.getLogger(noisy).setLevel(logging.WARNING if verbose < 3 else logging.DEBUG)
+    # urllib3 warns at each retry of a connection ("Retrying (Retry(total=1, ...)) after connection
+    # broken by ..."): an unreachable API server printed ten of them before dr's own one-line error,
+    # which has the last reason. Shown with -v. Set on the pool's own logger: the kubernetes client
+    # sets "urllib3" back to WARNING whenever it makes a Configuration.
+    logging.getLogger("urllib3.connectionpool").setLevel(logging.ERROR if not verbose else logging.NOTSET)
