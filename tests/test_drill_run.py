@@ -549,3 +549,11 @@ def test_gc_that_deletes_some_namespaces_but_not_others_exits_3(
         kc.request("DELETE", f"/apis/{rbac}/clusterroles/{role}")
         for ns in (mine, other):
             kc.request("DELETE", f"/api/v1/namespaces/{ns}")
+
+
+def test_help_names_every_exit_code(capsys: Capsys) -> None:
+    # It named 0, 4 and 1; a bad runbook, --backup, --policy or --report-dir exits 2.
+    res = run_dr(capsys, "drill", "run", "--help")
+    assert res.code == 0
+    text = " ".join(res.out.split())
+    assert "2 when the runbook, --backup, --policy or --report-dir is invalid (nothing is run)" in text

@@ -106,7 +106,8 @@ def run(
     """Restore into a scratch namespace, run the runbook's verification steps, report.
 
     Exit 0 when the restore was complete and every step passed, 4 when an object, volume or dump
-    failed to restore, a workload never became ready or a step failed, 1 when the drill could not run.
+    failed to restore, a workload never became ready or a step failed, 1 when the drill could not run,
+    2 when the runbook, --backup, --policy or --report-dir is invalid (nothing is run).
     """
     ctx = app()
     rb = load_runbook(Path(runbook))
