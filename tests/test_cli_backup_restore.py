@@ -624,3 +624,26 @@ def test_an_unreachable_cluster_is_one_error_line_without_the_http_library_retri
     )
     res = run_dr(capsys, "-v", "--kubeconfig", str(unreachable), "restore", "latest", "--dry-run")
     assert "Retrying" in res.err  # -v still shows them
+
+
+def test_dry_run_into_a_new_namespace_plans_and_changes_nothing(
+    capsys: Capsys, k8s: servers.TestCluster, kube_client: KubeClient, repo: Path, small_app: str
+) -> None:
+    ns, kc = small_app, kube_client
+    assert dr(capsys, k8s, "backup", "-n", ns, "--no-data").code == 0
+    target = f"{ns}-dry"
+    events_before = len(kc.get(f"/api/v1/namespaces/{ns}/events")["items"])
+    mapping = ("--namespace-mapping", f"{ns}={target}", "--dry-run")
+    res = dr(capsys, k8s, "restore", "latest", *mapping, "-o", "json")
+    assert res.code == 0, res.err
+    doc = res.json()
+    assert doc["dryRun"] is True and doc["namespacesCreated"] == []
+    assert {i["outcome"] for i in doc["items"]} == {"would-create"}
+    res = dr(capsys, k8s, "restore", "latest", *mapping)
+    assert res.code == 0, res.err
+    rows = [line.split() for line in res.out.splitlines()]
+    assert ["configmaps", f"{target}/settings", "would-create"] in [r[:3] for r in rows]
+    assert res.out.splitlines()[-1].startswith("plan for backup ")
+    # Nothing was created: not the namespace, not an Event about the restore.
+    assert get(kc, "v1", "namespaces", target) is None
+    assert len(kc.get(f"/api/v1/namespaces/{ns}/events")["items"]) == events_before
