@@ -34,6 +34,24 @@ def test_connect_uses_kubeconfig_from_the_environment(
         assert kc.get("/api")["kind"] == "APIVersions"
 
 
+def test_kubeconfig_list_from_the_environment_skips_missing_files(
+    k8s: servers.TestCluster, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # As kubectl does: a file of $KUBECONFIG's list that does not exist is skipped (dr refused all).
+    missing = tmp_path / "gone.yaml"
+    monkeypatch.setenv("KUBECONFIG", f"{missing}:{k8s.kubeconfig}")
+    with connect() as kc:
+        assert kc.get("/api")["kind"] == "APIVersions"
+    # None of them exists: named, as before.
+    monkeypatch.setenv("KUBECONFIG", f"{missing}:{tmp_path / 'also-gone.yaml'}")
+    with pytest.raises(InvalidInput) as e:
+        connect()
+    assert str(e.value) == f"kubeconfig {missing}:{tmp_path / 'also-gone.yaml'}: file not found"
+    # --kubeconfig is one file, and must exist.
+    with pytest.raises(InvalidInput, match="file not found"):
+        connect(f"{missing}:{k8s.kubeconfig}")
+
+
 def test_missing_kubeconfig_file(tmp_path: Path) -> None:
     with pytest.raises(InvalidInput) as e:
         connect(str(tmp_path / "nope.yaml"))

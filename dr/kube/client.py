@@ -305,7 +305,8 @@ def connect(
 ) -> KubeClient:
     """Connect to the cluster of ``kubeconfig`` (``context`` or its current one).
 
-    Without a kubeconfig argument: ``$KUBECONFIG``, then ``~/.kube/config``, then
+    Without a kubeconfig argument: ``$KUBECONFIG`` (a list; files that do not exist
+    are skipped, as kubectl does), then ``~/.kube/config``, then
     the in-cluster service account (when running in a pod). Loading problems
     (missing file, unknown context, no configuration at all) raise
     ``InvalidInput`` naming the file and the reason; nothing is contacted yet.
@@ -325,9 +326,16 @@ def connect(
         except ConfigException as e:
             raise InvalidInput(f"in-cluster Kubernetes configuration: {e}") from None
     else:
-        for one in path.split(os.pathsep):
-            if one:
-                _check_kubeconfig_file(one)
+        files = [one for one in path.split(os.pathsep) if one]
+        if kubeconfig is None:
+            # $KUBECONFIG's list: like kubectl (and the client's loader), files that do not exist
+            # are skipped; only none of them existing is an error.
+            present = [one for one in files if Path(one).expanduser().is_file()]
+            if not present:
+                raise InvalidInput(f"kubeconfig {path}: file not found")
+            files = present
+        for one in files:
+            _check_kubeconfig_file(one)
         try:
             kconfig.load_kube_config(
                 config_file=path, context=context, client_configuration=cfg, persist_config=False
