@@ -101,6 +101,34 @@ def test_usage_error_exit_2(capsys: pytest.CaptureFixture[str]) -> None:
     assert r.code == 2 and "(0, 100]" in r.err
 
 
+@pytest.mark.parametrize(
+    ("args", "line"),
+    [
+        (
+            ["backup", "--tag", "bad"],
+            "error: Invalid value for '--tag': 'bad' is not K=V (see 'dr backup --help')",
+        ),
+        (["restore"], "error: Missing argument 'ID|latest'. (see 'dr restore --help')"),
+        (
+            ["drill", "run", "rb.yaml", "--bogus"],
+            "error: No such option '--bogus'. (see 'dr drill run --help')",
+        ),
+        (["no-such-command"], "error: No such command 'no-such-command'. (see 'dr --help')"),
+    ],
+)
+def test_usage_error_is_one_error_line(
+    capsys: pytest.CaptureFixture[str], args: list[str], line: str
+) -> None:
+    # It was click's block: "Usage: …", "Try 'dr … --help' for help.", a blank line, "Error: …".
+    r = run_dr(capsys, *args)
+    assert (r.code, r.out, r.err) == (2, "", line + "\n")
+
+
+def test_a_group_alone_prints_its_help(capsys: pytest.CaptureFixture[str]) -> None:
+    r = run_dr(capsys, "drill")
+    assert r.code == 2 and "Usage: dr drill [OPTIONS] COMMAND" in r.out + r.err and "gc" in r.out + r.err
+
+
 def _modules_loaded(tmp_path: Path, *args: str) -> set[str]:
     """The modules a real ``dr ARGS`` process has imported when it exits."""
     probe = (

@@ -134,6 +134,17 @@ def _report(err: DrError) -> None:
         click.echo(redact(f"  {line}"), err=True)
 
 
+def _usage_error(e: click.ClickException) -> None:
+    """A bad option or argument: one ``error:`` line like every other error, not click's
+    "Usage: … Try … Error: …" block (scripts and people look for ``error:``)."""
+    if isinstance(e, getattr(click.exceptions, "NoArgsIsHelpError", ())):
+        e.show()  # `dr` or `dr drill` alone: the help is what was asked for
+        return
+    ctx = getattr(e, "ctx", None)
+    hint = f" (see '{ctx.command_path} --help')" if isinstance(e, click.UsageError) and ctx else ""
+    click.echo(redact(f"error: {e.format_message()}{hint}"), err=True)
+
+
 def _traceback() -> None:
     """The current exception's traceback (``-v``), redacted like the logs."""
     click.echo(redact(traceback.format_exc()), err=True, nl=False)
@@ -160,7 +171,7 @@ def main(argv: list[str] | None = None) -> None:
     except click.exceptions.Exit as e:  # --help, --version
         code = e.exit_code
     except click.ClickException as e:
-        e.show()
+        _usage_error(e)
         code = ExitCode.INVALID if e.exit_code == 2 else e.exit_code
     except Terminated:
         click.echo("terminated (SIGTERM)", err=True)
