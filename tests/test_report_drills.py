@@ -433,6 +433,17 @@ def test_cli_formats(capsys: pytest.CaptureFixture[str], isolated_home: Path) ->
     assert (isolated_home / "r.html").read_text().startswith("<!DOCTYPE html>")
 
 
+def test_cli_takes_o_like_every_command_that_prints_data(
+    capsys: pytest.CaptureFixture[str], isolated_home: Path
+) -> None:
+    # `-o json` is what every other command takes; here it was "No such option '-o'" (exit 2).
+    write_reports(isolated_home / "reports")
+    r = run_dr(capsys, "report", "drills", "--month", "2026-11", "--from-dir", "reports", "-o", "json")
+    assert r.code == 0 and r.json()["totals"]["drills"] == 5
+    r = run_dr(capsys, "report", "drills", "--help")
+    assert "-o, --format [html|md|json]" in r.out and "Output format." in r.out
+
+
 def test_cli_uses_the_configs_backup_policies(
     capsys: pytest.CaptureFixture[str], isolated_home: Path
 ) -> None:

@@ -82,7 +82,8 @@ def load_reports(from_dir: str | None) -> tuple[list[DrillReport], list[str]]:
 @click.option(
     "--month", type=MonthParam(), metavar="YYYY-MM", help="Month to report (default: the current month)."
 )
-@click.option("--format", "fmt", type=click.Choice(["html", "md", "json"]), default="md", show_default=True)
+@click.option("-o", "--format", "fmt", type=click.Choice(["html", "md", "json"]), default="md", show_default=True,
+              help="Output format.")  # fmt: skip
 @click.option("--out", type=click.Path(dir_okay=False), metavar="FILE", help="Write here instead of stdout.")
 @click.option(
     "--from-dir",
