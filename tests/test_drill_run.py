@@ -557,3 +557,23 @@ def test_help_names_every_exit_code(capsys: Capsys) -> None:
     assert res.code == 0
     text = " ".join(res.out.split())
     assert "2 when the runbook, --backup, --policy or --report-dir is invalid (nothing is run)" in text
+
+
+def test_a_report_that_cannot_be_saved_still_prints_the_drills_result(
+    capsys: Capsys, kube_client: KubeClient, kube: Kube, repo: Path, unique: str, app_ns: str
+) -> None:
+    # The drill ran and passed; only saving its report failed. -o json printed nothing at all.
+    backup(capsys, kube, "-n", app_ns)
+    rb = write_runbook(repo / "rb.yaml", f"app{unique}", app_ns, [CM_STEP])
+    reports = repo / "data" / "dr" / "repo" / "reports"
+    if reports.is_dir():
+        reports.rmdir()
+    reports.write_text("")  # where the reports go is a file: the write fails
+    res = drill(capsys, kube, rb, "--no-data", "-o", "json")
+    assert res.code == 1, res.err
+    doc = res.json()
+    assert doc["outcome"] == "passed" and doc["reportObject"] is None
+    assert res.err.splitlines()[-1].startswith("error: drill passed, but its report could not be saved: ")
+    res = drill(capsys, kube, rb, "--no-data")
+    assert res.code == 1
+    assert res.out.splitlines()[0].endswith(": PASSED") and "  report: not saved" in res.out.splitlines()

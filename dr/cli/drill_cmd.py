@@ -151,24 +151,31 @@ def run(
         DrillRequest(rb, runbook, backup_id, keep, Path(report_dir) if report_dir else None), deps
     )
     drill_finished(ctx.loaded.config, kube, report, policy)  # metrics and events; problems are warnings
+    # The drill's result is printed also when keeping it failed (exit 1 then, after the output).
+    name: str | None = None
+    problems: list[str] = []
     try:
         name = save_report(repo, report)
     except DrError as e:
-        raise DrError(f"drill {report.outcome}, but its report could not be saved: {e.message}") from None
-    try:
-        files = write_report_files(report, Path(report_dir)) if report_dir else []
-    except OSError as e:  # made writable above; a full disk, say
-        raise DrError(f"drill {report.outcome} (report reports/{name[:16]}…), but its files could not be "
-                      f"written to {report_dir}: {e.strerror or e}") from None  # fmt: skip
+        problems.append(f"its report could not be saved: {e.message}")
+    files: list[Path] = []
+    if report_dir:
+        try:
+            files = write_report_files(report, Path(report_dir))
+        except OSError as e:  # made writable above; a full disk, say
+            problems.append(f"its report files could not be written to {report_dir}: {e.strerror or e}")
     if output != "table":
-        emit({**report.model_dump(mode="json", by_alias=True), "reportObject": f"reports/{name}",
+        emit({**report.model_dump(mode="json", by_alias=True), "reportObject": f"reports/{name}" if name else None,
               "reportFiles": [str(f) for f in files]}, output)  # fmt: skip
     else:
         for line in _summary(report):
             click.echo(line)
         click.echo(
-            f"  report: reports/{name[:16]}…" + (f", {', '.join(str(f) for f in files)}" if files else "")
+            f"  report: {f'reports/{name[:16]}…' if name else 'not saved'}"
+            + (f", {', '.join(str(f) for f in files)}" if files else "")
         )
+    if problems:
+        raise DrError(f"drill {report.outcome}, but {'; '.join(problems)}")
     if report.outcome == "error":
         raise DrError(f"drill of {rb.name} could not run: {report.error}")
     if report.outcome == "failed":
