@@ -647,3 +647,19 @@ def test_dry_run_into_a_new_namespace_plans_and_changes_nothing(
     # Nothing was created: not the namespace, not an Event about the restore.
     assert get(kc, "v1", "namespaces", target) is None
     assert len(kc.get(f"/api/v1/namespaces/{ns}/events")["items"]) == events_before
+
+
+def test_quiet_prints_only_errors_and_the_requested_data(
+    capsys: Capsys, k8s: servers.TestCluster, repo: Path, small_app: str, unique: str
+) -> None:
+    # --help: "Only errors and requested data". Warnings still came: the backup's own
+    # ("warning: namespace ... does not exist") and logged ones (JSON lines off a terminal).
+    ns = small_app
+    args = ("backup", "-n", ns, "-n", f"gone-{unique}", "--no-data")
+    loud = dr(capsys, k8s, *args)
+    assert loud.code == 0 and f"warning: namespace 'gone-{unique}' does not exist" in loud.err
+    quiet = dr(capsys, k8s, "--quiet", *args)
+    assert quiet.code == 0 and quiet.err == ""
+    assert quiet.out.startswith("backup ")  # the data asked for
+    res = dr(capsys, k8s, "--quiet", "restore", "nosuchid")
+    assert (res.code, res.err) == (2, "error: no backup with id 'nosuchid'\n")

@@ -26,6 +26,15 @@ def restore_root_logger() -> Iterator[None]:
     root.setLevel(level)
 
 
+def test_quiet_logs_errors_only(restore_root_logger: None) -> None:
+    # --quiet is "only errors and requested data": logged warnings went through as well.
+    out = io.StringIO()
+    setup_logging(quiet=True, json_logs=False, stream=out)
+    logging.getLogger("dr.test").warning("a warning")
+    logging.getLogger("dr.test").error("an error")
+    assert out.getvalue() == "an error\n"
+
+
 def test_lines_go_to_stderr_of_the_moment(restore_root_logger: None) -> None:
     # A progress bar swaps sys.stderr for a proxy that prints above the bar; a handler
     # bound to the stream of start-up would write through the bar (or to a closed file).

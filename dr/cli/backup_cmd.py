@@ -126,7 +126,7 @@ def backup(
             f"{len(snap.namespaces)} namespace(s), {len(outcome.volumes.volumes)} volume(s), "
             f"{time.monotonic() - t0:.1f}s"
         )
-        for w in snap.app.get("warnings", []):
+        for w in [] if ctx.quiet else snap.app.get("warnings", []):
             click.echo(f"warning: {w}", err=True)
     if outcome.errors:
         raise PartialFailure(f"backup {snap.short_id} partially failed: {len(outcome.errors)} item(s)",

@@ -218,7 +218,7 @@ def gc(dry_run: bool, output: str) -> int:
             click.echo(
                 f"deleted {len(leftovers.deleted)} leftover temporary object(s): {', '.join(leftovers.deleted)}"
             )
-        for problem in leftovers.errors if leftovers is not None else []:
+        for problem in leftovers.errors if leftovers is not None and not ctx.quiet else []:
             click.echo(f"warning: leftovers: {problem}", err=True)
     if result.errors:
         # Exit 3 when others were deleted (partially failed), 1 when nothing could be.

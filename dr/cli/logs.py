@@ -78,7 +78,8 @@ class StderrHandler(logging.StreamHandler):  # type: ignore[type-arg]
 def setup_logging(
     verbose: int = 0, quiet: bool = False, *, json_logs: bool | None = None, stream: IO[str] | None = None
 ) -> None:
-    level = logging.WARNING if quiet else logging.INFO if verbose < 2 else logging.DEBUG
+    # --quiet: "only errors and requested data" (warnings are in -o json's data where they matter).
+    level = logging.ERROR if quiet else logging.INFO if verbose < 2 else logging.DEBUG
     if json_logs is None:
         env = os.environ.get("DR_LOG_FORMAT")
         json_logs = env == "json" if env else not sys.stderr.isatty()

@@ -211,7 +211,7 @@ def restore(
         counts = ", ".join(f"{n} {k}" for k, n in r.counts.items())
         click.echo(f"{'plan for' if dry_run else 'restored'} backup {snap.short_id} (restore {r.restore_id}): {counts}"
                    + (f"; {len(outcome.volumes.volumes)} volume(s)" if outcome.volumes.volumes else ""))  # fmt: skip
-        for w in r.warnings + outcome.dump_warnings:
+        for w in [] if ctx.quiet else r.warnings + outcome.dump_warnings:
             click.echo(f"warning: {w}", err=True)
     failures = [i.describe() for i in r.failures] + outcome.volumes.errors + outcome.dump_errors
     if failures:

@@ -340,7 +340,7 @@ def status(output: str) -> int:
     ctx = app()
     doc = gather(ctx, datetime.now(UTC))
     emit(doc, output, render=_render(doc))
-    if output == "table":
+    if output == "table" and not ctx.quiet:
         for w in doc["warnings"]:
             click.echo(f"warning: {w}", err=True)
     return ExitCode.OK
