@@ -663,3 +663,19 @@ def test_quiet_prints_only_errors_and_the_requested_data(
     assert quiet.out.startswith("backup ")  # the data asked for
     res = dr(capsys, k8s, "--quiet", "restore", "nosuchid")
     assert (res.code, res.err) == (2, "error: no backup with id 'nosuchid'\n")
+
+
+def test_restore_json_names_the_backup_by_the_id_dr_takes(
+    capsys: Capsys, k8s: servers.TestCluster, repo: Path, small_app: str
+) -> None:
+    # The table says "plan for backup 1a2b3c4d"; the JSON had only backupId, the backup's label
+    # (20261129174259-manual), which no command takes: a script could not tell which backup `latest` was.
+    taken = dr(capsys, k8s, "backup", "-n", small_app, "--no-data", "-o", "json")
+    assert taken.code == 0, taken.err
+    res = dr(capsys, k8s, "restore", "latest", "--dry-run", "-o", "json")
+    assert res.code == 0, res.err
+    doc = res.json()
+    assert doc["snapshotId"] == taken.json()["id"]
+    assert doc["backupId"] == f"{doc['backupId'][:14]}-manual"  # the label stays as it was
+    table = dr(capsys, k8s, "restore", doc["snapshotId"], "--dry-run")
+    assert table.code == 0 and f"plan for backup {doc['snapshotId'][:8]} " in table.out

@@ -82,10 +82,11 @@ def _options(**kw: Any) -> RestoreOptions:
         raise InvalidInput(f"invalid restore options: {e}") from None
 
 
-def _result_doc(outcome: RestoreOutcome) -> dict[str, Any]:
+def _result_doc(outcome: RestoreOutcome, snap: Snapshot) -> dict[str, Any]:
     r = outcome.resources
     return {
-        "backupId": r.backup_id,
+        "snapshotId": snap.id,  # what `dr restore`, `dr backups describe` take (and `latest` resolved to)
+        "backupId": r.backup_id,  # the backup's label, as on the restored objects' dr.dev/backup
         "restoreId": r.restore_id,
         "dryRun": r.dry_run,
         "phase": "PartiallyFailed" if outcome.failed else "Completed",
@@ -199,7 +200,7 @@ def restore(
         observed(outcome)
     r = outcome.resources
     if output != "table":
-        emit(_result_doc(outcome), output)
+        emit(_result_doc(outcome, snap), output)
     else:
         if dry_run:
             rows = [_row(i) for i in r.items]
