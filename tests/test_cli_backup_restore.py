@@ -679,3 +679,30 @@ def test_restore_json_names_the_backup_by_the_id_dr_takes(
     assert doc["backupId"] == f"{doc['backupId'][:14]}-manual"  # the label stays as it was
     table = dr(capsys, k8s, "restore", doc["snapshotId"], "--dry-run")
     assert table.code == 0 and f"plan for backup {doc['snapshotId'][:8]} " in table.out
+
+
+def test_storage_class_mapping_that_no_claim_uses_is_exit_2(
+    capsys: Capsys, k8s: servers.TestCluster, kube_client: KubeClient, repo: Path, small_app: str
+) -> None:
+    # A mistyped class (restoring into a cluster whose classes have other names) was not applied and
+    # not reported: the claims came back with the old class, Pending for ever, and the restore "Completed".
+    ns = small_app
+    create(kube_client, "persistentvolumeclaims", {
+        "apiVersion": "v1", "kind": "PersistentVolumeClaim", "metadata": {"name": "data"},
+        "spec": {"storageClassName": "standard", "accessModes": ["ReadWriteOnce"],
+                 "resources": {"requests": {"storage": "1Gi"}}}}, ns)  # fmt: skip
+    assert dr(capsys, k8s, "backup", "-n", ns, "--no-data").code == 0
+    target = f"{ns}-sc"
+    mapping = ("--namespace-mapping", f"{ns}={target}")
+    res = dr(
+        capsys, k8s, "restore", "latest", *mapping, "--storage-class-mapping", "standrad=fast", "-o", "json"
+    )
+    assert (res.code, res.out) == (2, ""), res.err
+    assert res.err.splitlines()[-1] == (  # after a warning that the RestoreFailed event has no namespace
+        "error: --storage-class-mapping standrad=fast: no claim, volume or StatefulSet of the restore "
+        "uses storage class 'standrad' (they use: standard)"
+    )
+    assert get(kube_client, "v1", "namespaces", target) is None
+    res = dr(capsys, k8s, "restore", "latest", *mapping, "--storage-class-mapping", "standard=fast", "--dry-run",
+             "-o", "json")  # fmt: skip
+    assert res.code == 0, res.err

@@ -300,6 +300,11 @@ def test_storage_class_mapping() -> None:
     assert out is not None
     assert [v["spec"]["storageClassName"] for v in out["spec"]["volumeClaimTemplates"]] == ["new", "keep"]
     assert t.map_storage_classes(sts, CTX) is sts
+    # What a mapping could apply to (a key no restored object uses is refused by the plan).
+    assert t.storage_classes(claim) == {"old"}
+    assert t.storage_classes(pvc({"volume.beta.kubernetes.io/storage-class": "beta"}, {})) == {"beta"}
+    assert t.storage_classes(pv) == {"old"} and t.storage_classes(sts) == {"old", "keep"}
+    assert t.storage_classes({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "c"}}) == set()
 
 
 def test_restore_labels_are_valid_label_values() -> None:

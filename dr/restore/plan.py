@@ -48,7 +48,13 @@ from dr.kube.objects import ResourceItem, controller_of, labels_of
 from dr.kube.selectors import parse_selector
 from dr.restore.order import STAGES, stage_of
 from dr.restore.results import ItemResults, RestoreItemResult
-from dr.restore.transforms import BACKUP_LABEL, DATA_PENDING_ANNOTATION, RESTORE_LABEL, SERVER_METADATA
+from dr.restore.transforms import (
+    BACKUP_LABEL,
+    DATA_PENDING_ANNOTATION,
+    RESTORE_LABEL,
+    SERVER_METADATA,
+    storage_classes,
+)
 
 DNS_LABEL_MAX = 63
 CLUSTER_SCOPED_SKIP = "cluster-scoped: not restored by this restore (namespaced objects only)"
@@ -310,6 +316,7 @@ def build_plan(
             dict(options.namespace_mapping),
         )
     seen = DigestSet()  # target keys: one object per name
+    classes: set[str] = set()  # storage classes of the restored claims, volumes, StatefulSets
     for pos, (item, raw) in enumerate(decisions):
         obj = json.loads(raw) if isinstance(raw, bytes) else raw
         gr = (item.group, item.resource)
@@ -326,6 +333,8 @@ def build_plan(
         if selector and not selector.matches(labels_of(obj)):
             plan.filtered += 1
             continue
+        if options.storage_class_mapping:
+            classes |= storage_classes(obj)
         target = target_of(item, options.namespace_mapping)
         if _key_text(target.key) in seen:
             warnings.append(
@@ -347,6 +356,13 @@ def build_plan(
             plan.positions[stage].append(pos)
             if target.namespaced and target.namespace:
                 plan.targets.add(target.namespace)
+    for old, new in options.storage_class_mapping.items():
+        if old not in classes:
+            # A typo would leave the claims with a class the target cluster may not have (Pending
+            # for ever) in a restore that says Completed. Found before anything is changed.
+            they = f" (they use: {', '.join(sorted(classes))})" if classes else ""
+            raise InvalidInput(f"--storage-class-mapping {old}={new}: no claim, volume or StatefulSet of "
+                               f"the restore uses storage class {old!r}{they}")  # fmt: skip
     return plan
 
 

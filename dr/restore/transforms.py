@@ -342,6 +342,29 @@ def _map_claim_spec_class(claim: dict[str, Any], ctx: TransformContext) -> dict[
     return out
 
 
+def _claim_classes(claim: Any) -> set[str]:
+    if not isinstance(claim, dict):
+        return set()
+    spec, meta = claim.get("spec"), claim.get("metadata")
+    found = {spec.get("storageClassName")} if isinstance(spec, dict) else set()
+    if isinstance(meta, dict) and isinstance(meta.get("annotations"), dict):
+        found.add(meta["annotations"].get(STORAGE_CLASS_ANNOTATION))
+    return {c for c in found if isinstance(c, str) and c}
+
+
+def storage_classes(obj: Obj) -> set[str]:
+    """The storage classes ``map_storage_classes`` would map in ``obj`` (a claim, volume or StatefulSet)."""
+    group, kind = _kind(obj)
+    if (group, kind) == ("", "PersistentVolumeClaim"):
+        return _claim_classes(obj)
+    if (group, kind) == ("", "PersistentVolume"):
+        return _claim_classes({"spec": _spec(obj)})
+    if (group, kind) == ("apps", "StatefulSet"):
+        templates = _spec(obj).get("volumeClaimTemplates")
+        return {c for t in templates for c in _claim_classes(t)} if isinstance(templates, list) else set()
+    return set()
+
+
 def map_storage_classes(obj: Obj, ctx: TransformContext) -> Obj | None:
     if not ctx.storage_class_mapping:
         return obj
