@@ -226,12 +226,21 @@ def test_a_policy_with_its_own_repository_restores_from_it(
     res = app.dr(capsys, "backup", "--policy", "shop", "-o", "json")
     assert res.code == 0, res.err
     kube_client.call("DELETE", f"/api/v1/namespaces/{app.namespace}")
-    wait_until(lambda: not agent.volume_dir(app.namespace, "data-a").exists(), what="volume reclaimed")
+    wait_until(
+        lambda: (
+            not any(agent.volume_dir(app.namespace, p).exists() for p in app.pvcs)
+            and kube_client.request("GET", f"/api/v1/namespaces/{app.namespace}")[0] == 404
+        ),
+        what="namespace and volumes gone",
+    )
 
     res = app.dr(capsys, "restore", "latest", "--policy", "shop", "-o", "json")
     assert res.code == 0, res.err
     restored = res.json()
-    assert restored["volumeErrors"] == [] and [v["pvc"] for v in restored["volumes"]] == ["data-a", "data-b"]
+    assert restored["volumeErrors"] == [] and sorted(v["pvc"] for v in restored["volumes"]) == [
+        "data-a",
+        "data-b",
+    ]
     assert file_tree(agent.volume_dir(app.namespace, "data-a")) == before
 
 
