@@ -21,6 +21,7 @@ import pytest
 
 from dr.kube.client import KubeClient
 from dr.kube.objects import ResourceItem
+from dr.testkit.agent import wait_until
 from tests import servers
 from tests.cli_support import two_repository_config
 from tests.helpers import Result, run_dr
@@ -706,3 +707,41 @@ def test_storage_class_mapping_that_no_claim_uses_is_exit_2(
     res = dr(capsys, k8s, "restore", "latest", *mapping, "--storage-class-mapping", "standard=fast", "--dry-run",
              "-o", "json")  # fmt: skip
     assert res.code == 0, res.err
+
+
+def test_restore_latest_of_a_namespace_takes_the_newest_backup_that_holds_it(
+    capsys: Capsys, k8s: servers.TestCluster, kube_client: KubeClient, isolated_home: Path, unique: str
+) -> None:
+    # The incident deleted billing; the policy's next backup warned and backed up shop
+    # alone. The on-call page's `dr restore latest --policy P -n billing` then took that
+    # newest backup and refused (billing not in it): it must take the last that holds billing.
+    from tests.cli_support import small_namespace, write_config
+
+    shop, billing = f"shop-{unique}", f"billing-{unique}"
+    for ns in (shop, billing):
+        small_namespace(kube_client, ns)
+    config = write_config(isolated_home, backup_policies=[
+        {"name": "nightly", "schedule": "0 2 * * *", "scope": {"namespaces": [shop, billing]}}])  # fmt: skip
+
+    def dr(*args: str) -> Result:
+        return run_dr(capsys, "--config", str(config), "--kubeconfig", k8s.kubeconfig, *args)
+
+    try:
+        assert dr("repo", "init").code == 0
+        first = dr("backup", "--policy", "nightly", "--no-data", "-o", "json")
+        assert first.code == 0, first.err
+        kube_client.request("DELETE", f"/api/v1/namespaces/{billing}")
+        wait_until(lambda: kube_client.request("GET", f"/api/v1/namespaces/{billing}")[0] == 404, what="gone")
+        second = dr("backup", "--policy", "nightly", "--no-data", "-o", "json")
+        assert second.code == 0 and second.json()["namespaces"] == [shop], second.err
+
+        r = dr("restore", "latest", "--policy", "nightly", "-n", billing, "--dry-run", "-o", "json")
+        assert r.code == 0, r.err
+        assert r.json()["snapshotId"] == first.json()["id"]
+        assert f"does not hold {billing}; restoring {first.json()['id'][:8]}" in r.err
+        # shop is in both: the newest.
+        r = dr("restore", "latest", "--policy", "nightly", "-n", shop, "--dry-run", "-o", "json")
+        assert r.code == 0 and r.json()["snapshotId"] == second.json()["id"], r.err
+    finally:
+        for ns in (shop, billing):
+            kube_client.request("DELETE", f"/api/v1/namespaces/{ns}")

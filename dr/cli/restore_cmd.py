@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import fnmatch
 import logging
+from collections.abc import Collection
 from typing import TYPE_CHECKING, Any
 
 import click
@@ -30,7 +31,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 
-def _backup(repo: Repository, ref: str, policy: str | None) -> Snapshot:
+def _backup(repo: Repository, ref: str, policy: str | None, namespaces: Collection[str] = ()) -> Snapshot:
     """The backup to restore: ``ref`` is an id, or ``latest`` (``latest_to_restore``:
     the newest Completed backup, never a failed or unfinished one).
 
@@ -38,6 +39,11 @@ def _backup(repo: Repository, ref: str, policy: str | None) -> Snapshot:
     one app names its policy, and ``latest`` of the whole repository may be another
     app's backup (one that also holds this app's namespaces, but from another
     time, or one that does not hold them at all).
+
+    ``latest`` with namespaces named (``-n``, ``--namespace-mapping``): the newest that
+    holds them all. A namespace deleted in the incident is missing from the backups
+    taken since (they warn, and back up the rest): the page's `dr restore latest
+    --policy P -n billing` must restore billing from the last backup that has it.
     """
     what = f"backup of policy {policy!r}" if policy else "backup"
     if policy is None and ref != "latest":
@@ -47,7 +53,21 @@ def _backup(repo: Repository, ref: str, policy: str | None) -> Snapshot:
         log.warning("%s; passed over (`dr repo check` names what is damaged)", problem)
     if policy is not None:
         snaps = [s for s in snaps if s.policy == policy]
-    return latest_to_restore(snaps, what=what) if ref == "latest" else resolve(snaps, ref, what=what)
+    if ref != "latest":
+        return resolve(snaps, ref, what=what)
+    named = {n for n in namespaces if not is_glob(n)}
+    holding = [s for s in snaps if named <= set(s.namespaces)]
+    if not named or not holding:
+        return latest_to_restore(snaps, what=what)  # none holds them: _check_namespaces says so
+    snap = latest_to_restore(holding, what=what)
+    newest = max(snaps, key=lambda s: (s.time, s.id))
+    if newest.id != snap.id and newest.phase in ("Completed", "PartiallyFailed"):
+        log.warning(
+            "the newest %s, %s of %s, does not hold %s; restoring %s of %s, the newest that does",
+            what, newest.short_id, newest.time.isoformat(), ", ".join(sorted(named - set(newest.namespaces))),
+            snap.short_id, snap.time.isoformat(),
+        )  # fmt: skip
+    return snap
 
 
 def _holds(snap: Snapshot, limit: int = 10) -> str:
@@ -183,7 +203,7 @@ def restore(
     )
     repository = policy_repository(ctx, policy)
     repo = open_repository(ctx, repository)
-    snap = _backup(repo, backup_id, policy or None)
+    snap = _backup(repo, backup_id, policy or None, [*options.namespaces, *options.namespace_mapping])
     _check_namespaces(snap, options)
     kube = connect_kube(ctx)
     # Given to a dry run too (which runs no step): its plan then shows what the data step changes.
