@@ -493,3 +493,30 @@ def test_200_mb_snapshot_round_trip(
     assert [r.error for r in restored] == [None, None]
     for name in ("big-a", "big-b"):
         assert tree_listing(agent.volume_dir(ns, name)) == tree_listing(agent.volume_dir(app, name))
+
+
+def test_a_snapshot_copy_queued_behind_a_long_one_still_gets_its_clone(
+    kube_client: KubeClient,
+    node_agent: NodeAgent,
+    mover_env: MoverEnv,
+    storage: tuple[str, str | None],
+    snap_app: str,
+) -> None:
+    # With more snapshot volumes than mover slots, a copy waits for a slot for as long as
+    # the copies before it take (hours, at night). Its clone then got the rest of the
+    # budget that began when its snapshot was cut: none, so it failed at once with
+    # "not readyToUse after 10m" although nothing was wrong with it.
+    kc, agent, env, app = kube_client, node_agent, mover_env, snap_app
+    pvcs = bound_volumes(kc, agent, app, storage[0], {"first": 10_000, "second": 10_000})
+    agent.hang.add(f"{app}/first")  # holds the only slot until its deadline (longer than the budget)
+    ctx = env.backup_ctx(
+        "backup-queued",
+        mover={"deadline": "4s", "parallelism": 1},
+        volume_options={"snapshot_timeout": "2s"},
+    )
+
+    first, second = backup_volumes(kc, pvcs, ctx, env.finder())
+
+    assert first.error is not None and "DeadlineExceeded" in first.error
+    assert second.error is None and second.snapshot_id, second.error
+    wait_until(lambda: not leftovers(kc, [app, env.mover_namespace]), what="no leftovers")

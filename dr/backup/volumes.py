@@ -181,7 +181,6 @@ class _Volume:
     snapshot_class: str | None = None
     pods: list[dict[str, Any]] = field(default_factory=list)  # pods mounting it
     snapshot: SnapshotRef | None = None
-    snapshot_deadline: float = 0.0
 
     @property
     def done(self) -> bool:
@@ -409,16 +408,9 @@ class _Run:
         name = object_name("dr", pvc)
         vol.temp.add(VOLUME_SNAPSHOTS, ns, name)
         assert vol.snapshot_class is not None
-        # One budget (volumes.snapshotTimeout) for cutting, readiness and the clone's readiness.
-        vol.snapshot_deadline = time.monotonic() + self.snapshot_timeout
+        # One budget (volumes.snapshotTimeout) for cutting; the copy gets its own (_copy_snapshot).
         vol.snapshot = create_snapshot(self.kube, ns, name, pvc, vol.snapshot_class, self.labels)
-        wait_snapshot(
-            self.kube,
-            vol.snapshot,
-            timeout=self.snapshot_timeout,
-            deadline=vol.snapshot_deadline,
-            until="taken",
-        )
+        wait_snapshot(self.kube, vol.snapshot, timeout=self.snapshot_timeout, until="taken")
 
     @property
     def snapshot_timeout(self) -> float:
@@ -428,7 +420,10 @@ class _Run:
         try:
             check_stop()
             assert vol.snapshot is not None
-            timeout, deadline = self.snapshot_timeout, vol.snapshot_deadline
+            # A budget of its own for readiness and the clone, from now: a copy may have waited
+            # for a free mover slot (behind big volumes) far longer than the budget of the cut.
+            timeout = self.snapshot_timeout
+            deadline = time.monotonic() + timeout
             ready = wait_snapshot(self.kube, vol.snapshot, timeout=timeout, deadline=deadline)
             mover_ns = self.ctx.mover.namespace
             clone_name = object_name("dr", vol.result.pvc)
