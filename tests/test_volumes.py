@@ -520,3 +520,36 @@ def test_a_snapshot_copy_queued_behind_a_long_one_still_gets_its_clone(
     assert first.error is not None and "DeadlineExceeded" in first.error
     assert second.error is None and second.snapshot_id, second.error
     wait_until(lambda: not leftovers(kc, [app, env.mover_namespace]), what="no leftovers")
+
+
+def test_a_retain_snapshot_class_leaves_no_storage_snapshot_behind(
+    kube_client: KubeClient,
+    node_agent: NodeAgent,
+    mover_env: MoverEnv,
+    storage: tuple[str, str | None],
+    snap_app: str,
+) -> None:
+    # Many clusters' snapshot classes say Retain (kept snapshots survive a deleted
+    # VolumeSnapshot). dr's snapshots are temporary: deleting the VolumeSnapshot left its
+    # content and the storage snapshot behind, one more leaked cloud snapshot per volume
+    # and night, unlabelled, so no cleanup ever found it.
+    kc, agent, env, app = kube_client, node_agent, mover_env, snap_app
+    kc.call(
+        "PATCH",
+        f"/apis/snapshot.storage.k8s.io/v1/volumesnapshotclasses/{storage[1]}",
+        body={"deletionPolicy": "Retain"},
+        content_type="application/merge-patch+json",
+    )
+    pvcs = bound_volumes(kc, agent, app, storage[0], {"data-a": 10_000})
+
+    (res,) = backup_volumes(kc, pvcs, env.backup_ctx("backup-retain"), env.finder())
+
+    assert res.error is None and res.snapshot_id, res.error
+    wait_until(lambda: not leftovers(kc, [app, env.mover_namespace]), what="no leftovers")
+
+    def contents_of_app() -> list[str]:
+        items = kc.get("/apis/snapshot.storage.k8s.io/v1/volumesnapshotcontents").get("items", [])
+        return [c["metadata"]["name"] for c in items if c["spec"]["volumeSnapshotRef"]["namespace"] == app]
+
+    wait_until(lambda: not contents_of_app(), what="the snapshot's content deleted")
+    wait_until(lambda: not any((agent.root / "snapshots").iterdir()), what="the storage snapshot deleted")

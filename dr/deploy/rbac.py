@@ -216,6 +216,9 @@ def backup_rules() -> list[Manifest]:
         # CSI snapshots are taken in the PVC's namespace; contents are cloned
         # into the dr namespace for the data mover to read.
         _rule([SNAPSHOT_GROUP], ["volumesnapshots", "volumesnapshotcontents"], TEMPORARY),
+        # dr's snapshots are temporary: a content its class made Retain is switched to
+        # Delete before the snapshot is deleted (else the storage snapshot leaks).
+        _rule([SNAPSHOT_GROUP], ["volumesnapshotcontents"], ["patch"]),
         _rule([""], ["events"], EVENTS),
     ]
     return rules

@@ -52,7 +52,13 @@ from dr.kube.collect import get_object, list_objects
 from dr.kube.discovery import ApiResource
 from dr.kube.objects import label_value
 from dr.kube.pod_template import JobSpec, PodSettings, pod_template
-from dr.kube.snapshots import PVCS, VOLUME_SNAPSHOT_CONTENTS, VOLUME_SNAPSHOTS, snapshots_served
+from dr.kube.snapshots import (
+    PVCS,
+    VOLUME_SNAPSHOT_CONTENTS,
+    VOLUME_SNAPSHOTS,
+    delete_snapshot,
+    snapshots_served,
+)
 
 log = logging.getLogger(__name__)
 
@@ -507,7 +513,13 @@ def cleanup_leftovers(kube: KubeClient, now: float, *, namespaces: list[str] | N
                 obj_ns = meta.get("namespace") if res.namespaced else None
                 where = f"{obj_ns}/{meta.get('name')}" if obj_ns else str(meta.get("name"))
                 try:
-                    if delete(kube, res, obj_ns, str(meta.get("name")), propagation="Background"):
+                    if res == VOLUME_SNAPSHOTS:
+                        # Its storage snapshot too, also where the class says Retain.
+                        warning = delete_snapshot(kube, str(obj_ns), str(meta.get("name")))
+                        report.deleted.append(f"{res.kind} {where}")
+                        if warning:
+                            report.errors.append(warning)
+                    elif delete(kube, res, obj_ns, str(meta.get("name")), propagation="Background"):
                         report.deleted.append(f"{res.kind} {where}")
                 except ApiError as e:
                     report.errors.append(f"cannot delete {res.kind} {where}: {e.short}")
@@ -543,7 +555,13 @@ class TemporaryObjects:
         while self._items:
             res, ns, name = self._items.pop()
             try:
-                delete(self._kube, res, ns, name, propagation="Background")
+                if res == VOLUME_SNAPSHOTS and ns is not None:
+                    # Its storage snapshot too, also where the class says Retain.
+                    warning = delete_snapshot(self._kube, ns, name)
+                    if warning:
+                        problems.append(warning)
+                else:
+                    delete(self._kube, res, ns, name, propagation="Background")
             except ApiError as e:
                 where = f"{ns}/{name}" if ns else name
                 problems.append(f"cannot delete {res.kind} {where}: {e.short}")

@@ -23,8 +23,10 @@ The snapshot path of a volume backup uses these steps:
 
 Cleanup order matters and is the caller's ``finally``: PVC, then the clone's
 VolumeSnapshot and VolumeSnapshotContent (Retain: the storage snapshot stays),
-then the original VolumeSnapshot, whose class's deletion policy removes the
-storage snapshot.
+then the original VolumeSnapshot (``delete_snapshot``) with its storage
+snapshot: dr's snapshots are temporary, so a content the snapshot controller
+made for one with deletion policy ``Retain`` (the class's) is switched to
+``Delete`` first — else every backup would leave a storage snapshot behind.
 
 Every object made here carries the caller's labels (``dr.dev/mover``,
 ``dr.dev/run``, ``dr.dev/expires``) so that leftovers of a crashed run can be
@@ -40,8 +42,8 @@ from typing import Any
 
 from dr.errors import DrError
 from dr.interrupt import sleep as interruptible_sleep
-from dr.kube.apply import create
-from dr.kube.client import KubeClient
+from dr.kube.apply import create, delete
+from dr.kube.client import KubeClient, error_from_response
 from dr.kube.collect import get_object, list_objects
 from dr.kube.discovery import ApiResource
 
@@ -321,3 +323,38 @@ def create_pvc_from_snapshot(
         "spec": spec,
     }
     return create(kube, PVCS, obj)
+
+
+def delete_snapshot(kube: KubeClient, namespace: str, name: str) -> str | None:
+    """Delete one of dr's temporary VolumeSnapshots and, whatever its class says, its storage snapshot.
+
+    A content the snapshot controller created for it (``source.volumeHandle``)
+    whose deletion policy is not ``Delete`` is patched to ``Delete`` first, so
+    that the storage snapshot goes with it. Pre-provisioned contents (a
+    clone's: ``source.snapshotHandle``) are left as they are: their storage
+    snapshot is the original's. Returns a warning when the storage snapshot
+    stays (the patch was refused: the snapshot is deleted all the same);
+    ``ApiError`` when the delete is refused.
+    """
+    vs = get_object(kube, VOLUME_SNAPSHOTS, namespace, name)
+    if vs is None:
+        return None
+    warning = None
+    content_name = _status(vs).get("boundVolumeSnapshotContentName")
+    content = get_object(kube, VOLUME_SNAPSHOT_CONTENTS, None, str(content_name)) if content_name else None
+    spec = (content or {}).get("spec") or {}
+    ref = spec.get("volumeSnapshotRef") or {}
+    ours = ref.get("namespace") == namespace and ref.get("name") == name
+    dynamic = "volumeHandle" in (spec.get("source") or {})
+    if ours and dynamic and spec.get("deletionPolicy") != "Delete":
+        path = VOLUME_SNAPSHOT_CONTENTS.object_path(None, str(content_name))
+        body = {"spec": {"deletionPolicy": "Delete"}}
+        status, data = kube.request("PATCH", path, body=body, content_type="application/merge-patch+json")
+        if not 200 <= status < 300 and status != 404:
+            err = error_from_response("PATCH", path, status, data)
+            warning = (
+                f"VolumeSnapshotContent {content_name} has deletionPolicy {spec.get('deletionPolicy')}: "
+                f"its storage snapshot stays (delete it yourself); cannot switch it to Delete: {err.short}"
+            )
+    delete(kube, VOLUME_SNAPSHOTS, namespace, name, propagation="Background")
+    return warning
