@@ -553,3 +553,29 @@ def test_a_retain_snapshot_class_leaves_no_storage_snapshot_behind(
 
     wait_until(lambda: not contents_of_app(), what="the snapshot's content deleted")
     wait_until(lambda: not any((agent.root / "snapshots").iterdir()), what="the storage snapshot deleted")
+
+
+def test_the_temporary_pvc_is_as_large_as_the_snapshot_and_the_volume(
+    kube_client: KubeClient,
+    node_agent: NodeAgent,
+    mover_env: MoverEnv,
+    storage: tuple[str, str | None],
+    snap_app: str,
+) -> None:
+    # The temporary PVC requested the snapshot's restoreSize as it was. Drivers that do not
+    # know the size report "0" (CSI: size unspecified), and a claim for 0 bytes is invalid:
+    # the copy could never start. It now asks for the larger of restoreSize and the volume's size.
+    kc, agent, env, app = kube_client, node_agent, mover_env, snap_app
+    pvcs = bound_volumes(kc, agent, app, storage[0], {"unknown": 10_000, "larger": 10_000})
+    agent.restore_sizes[f"{app}/unknown"] = "0"
+    agent.restore_sizes[f"{app}/larger"] = "5Gi"  # the provider allocated more than was asked for
+
+    results = backup_volumes(kc, pvcs, env.backup_ctx("backup-sizes"), env.finder())
+
+    assert [r.error for r in results] == [None, None]
+    temporary = {
+        name.rsplit("-", 1)[0]: size
+        for (ns, name), size in agent.bound_requests.items()
+        if ns == env.mover_namespace
+    }
+    assert temporary == {"dr-unknown": "1Gi", "dr-larger": "5Gi"}

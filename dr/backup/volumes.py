@@ -49,6 +49,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from kubernetes.utils import parse_quantity
 from pydantic import BaseModel, ConfigDict, Field
 from pydantic.alias_generators import to_camel
 
@@ -432,8 +433,7 @@ class _Run:
             clone_snapshot(
                 self.kube, ready, mover_ns, clone_name, self.labels, timeout=timeout, deadline=deadline
             )
-            restore_size = (ready.get("status") or {}).get("restoreSize")
-            size = str(restore_size or vol.result.size or "1Gi")
+            size = temporary_size((ready.get("status") or {}).get("restoreSize"), vol.result.size)
             vol.temp.add(PVCS, mover_ns, clone_name)
             create_pvc_from_snapshot(
                 self.kube,
@@ -525,6 +525,25 @@ class _Run:
     def _cleanup(self, vol: _Volume) -> None:
         problems = vol.temp.delete_all()
         vol.result.warnings += problems
+
+
+def temporary_size(restore_size: Any, volume_size: str | None) -> str:
+    """The request of a PVC restored from a snapshot: the larger of ``restoreSize`` and the volume's size.
+
+    ``restoreSize`` is the least a restored volume needs (it may exceed the
+    PVC's request when the provider allocated more); drivers that do not know
+    it report ``0``, and a claim for 0 bytes is invalid. Like Velero's CSI
+    restore, take the larger; unparseable values are left out.
+    """
+    best: tuple[Any, str] | None = None
+    for text in (restore_size, volume_size):
+        try:
+            value = parse_quantity(str(text)) if text is not None else None
+        except ValueError:
+            value = None
+        if value is not None and value > 0 and (best is None or value > best[0]):
+            best = (value, str(text))
+    return best[1] if best else "1Gi"
 
 
 def placement(pods: list[dict[str, Any]]) -> tuple[str | None, list[dict[str, Any]], list[int]]:

@@ -101,7 +101,9 @@ Fault injection for tests, by volume (``"namespace/pvc"`` of the Job's
 ``dr.dev/volume`` annotation or the snapshot's PVC): ``kill`` (SIGKILL the
 mover as soon as it has started), ``hang`` (the container never starts; the
 deadline ends the Job), ``stuck`` (the pod waits with the given reason),
-``never_ready`` (the snapshot is never cut).
+``never_ready`` (the snapshot is never cut), ``restore_sizes`` (the ``restoreSize`` a
+snapshot reports, e.g. ``"0"`` as drivers that do not know it do).
+``bound_requests`` records the storage request of every claim the agent bound.
 """
 
 from __future__ import annotations
@@ -207,6 +209,8 @@ class NodeAgent:
         self.hang: set[str] = set()
         self.stuck: dict[str, str] = {}
         self.never_ready: set[str] = set()
+        self.restore_sizes: dict[str, str] = {}
+        self.bound_requests: dict[tuple[str, str], str] = {}  # (ns, pvc) -> spec.resources.requests.storage
         self.running = 0
         self.max_running = 0
         # ``start_together(n)``: the next n mover processes start at the same moment
@@ -397,7 +401,9 @@ class NodeAgent:
                 "creationTime": int(time.time() * 1e9),
             },
         )
-        restore_size = ((pvc or {}).get("status") or {}).get("capacity", {}).get("storage")
+        restore_size = self.restore_sizes.get(key) or ((pvc or {}).get("status") or {}).get(
+            "capacity", {}
+        ).get("storage")
         self._patch_status(
             path,
             {
@@ -499,6 +505,8 @@ class NodeAgent:
                 with self._lock:
                     self._bound[(ns, meta["name"])] = meta["uid"]
             storage = ((spec.get("resources") or {}).get("requests") or {}).get("storage", "1Gi")
+            with self._lock:
+                self.bound_requests[(ns, meta["name"])] = str(storage)
             if self._patch_status(
                 path,
                 {
