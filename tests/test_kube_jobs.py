@@ -457,3 +457,46 @@ def test_check_mover_namespace_names_what_is_missing(kube_client: KubeClient, na
     )
     assert check_mover_namespace(kc, namespace, pod) is None
     assert check_mover_namespace(kc, namespace, pod_config(credentials_secret=None)) is None
+
+
+def test_an_evicted_or_unschedulable_mover_pod_says_so(kube_client: KubeClient, namespace: str) -> None:
+    # The pod's own reason (Evicted, Unschedulable) and message were not read: an evicted
+    # mover read "exit code 137 (Error)", one that never found a node just "Pending".
+    kc = kube_client
+    path = start(kc, namespace, "dr-evicted")
+    make_pod(kc, namespace, "dr-evicted", {"terminated": {"exitCode": 137, "reason": "Error"}})
+    set_status(
+        kc,
+        f"/api/v1/namespaces/{namespace}/pods/dr-evicted-x1",
+        {"phase": "Failed", "reason": "Evicted", "message": "The node was low on resource: memory. "},
+    )
+    failed = {"type": "Failed", "status": "True", "reason": "BackoffLimitExceeded", "message": "limit"}
+    set_status(kc, path, {"failed": 1, "conditions": [failed]})
+    evicted = follow_job(kc, namespace, "dr-evicted", timeout=30)
+    assert evicted.describe() == (
+        "Job dr-evicted failed: BackoffLimitExceeded: limit; pod dr-evicted-x1, exit code 137 (Error), "
+        "Evicted: The node was low on resource: memory."
+    )
+
+    path = start(kc, namespace, "dr-nowhere")
+    kc.call(
+        "POST",
+        f"/api/v1/namespaces/{namespace}/pods",
+        body={"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "dr-nowhere-x1",
+              "labels": {"job-name": "dr-nowhere"}}, "spec": {"containers": [{"name": "dr", "image": "dr"}]}},
+    )  # fmt: skip
+    message = (
+        "0/3 nodes are available: 1 node(s) didn't match Pod's node affinity/selector, 2 Insufficient cpu."
+    )
+    set_status(
+        kc,
+        f"/api/v1/namespaces/{namespace}/pods/dr-nowhere-x1",
+        {"phase": "Pending", "conditions": [
+            {"type": "PodScheduled", "status": "False", "reason": "Unschedulable", "message": message}]},
+    )  # fmt: skip
+    deadline = {"type": "Failed", "status": "True", "reason": "DeadlineExceeded", "message": "too long"}
+    set_status(kc, path, {"failed": 1, "conditions": [deadline]})
+    nowhere = follow_job(kc, namespace, "dr-nowhere", timeout=30)
+    assert nowhere.describe() == (
+        f"Job dr-nowhere failed: DeadlineExceeded: too long; pod dr-nowhere-x1, Unschedulable: {message}"
+    )

@@ -314,7 +314,7 @@ def test_deadline_snapshot_timeout_and_stuck_pod(
 
     assert slow.error == (
         f"Job {slow.job} failed: DeadlineExceeded: Job was active longer than specified deadline"
-        f"; pod {agent_pod(agent, slow.job)}, waiting: ContainerCreating: injected by the test"
+        f"; pod {agent_pod(agent, slow.job)}, waiting: ContainerCreating: injected by the test, DeadlineExceeded"
     )
     assert unready.error is not None and unready.error.startswith("VolumeSnapshot ")
     assert unready.error.endswith(" not taken after 3s (no status yet)")

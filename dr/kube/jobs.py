@@ -292,6 +292,10 @@ class PodState:
     reason: str | None = None  # terminated or waiting reason
     message: str | None = None  # termination message (FallbackToLogsOnError: the log tail)
     waiting: bool = False
+    # The pod's own reason and message (Evicted, Preempting, …), or why it is not
+    # scheduled (PodScheduled: Unschedulable): what the container state cannot say.
+    pod_reason: str | None = None
+    pod_message: str | None = None
 
     def describe(self) -> str:
         parts = [f"pod {self.name}"]
@@ -299,12 +303,13 @@ class PodState:
             parts.append(f"exit code {self.exit_code}" + (f" ({self.reason})" if self.reason else ""))
         elif self.reason:
             parts.append(("waiting: " if self.waiting else "") + self.reason)
-        elif self.phase:
+        elif self.phase and not self.pod_reason:
             parts.append(self.phase)
-        text = ", ".join(parts)
         if self.message:
-            text += f": {_tail(self.message)}"
-        return text
+            parts[-1] += f": {_tail(self.message)}"
+        if self.pod_reason:
+            parts.append(self.pod_reason + (f": {_tail(self.pod_message)}" if self.pod_message else ""))
+        return ", ".join(parts)
 
 
 @dataclass
@@ -363,6 +368,13 @@ def pod_states(kube: KubeClient, namespace: str, job_name: str) -> list[PodState
     for p in pods:
         status = p.get("status") or {}
         state = PodState(str((p.get("metadata") or {}).get("name")), phase=status.get("phase"))
+        state.pod_reason, state.pod_message = status.get("reason"), status.get("message")
+        for cond in status.get("conditions") or []:
+            if cond.get("type") == "PodScheduled" and cond.get("status") == "False" and not state.pod_reason:
+                state.pod_reason, state.pod_message = (
+                    cond.get("reason") or "not scheduled",
+                    cond.get("message"),
+                )
         for cs in status.get("containerStatuses") or []:
             if cs.get("name") != CONTAINER:
                 continue
