@@ -254,7 +254,13 @@ class _Planner:
             result.skipped = f"PVC is {phase or 'not bound'}: it holds no data yet"
             return vol
         if spec.get("volumeMode") == "Block":
-            result.error = "block-mode volumes are not supported (the mover copies files)"
+            # Skipped, not failed: a raw device (a VM disk) cannot change, and as a failure it
+            # made every backup of its namespace partially failed with nothing to fix. The
+            # warning keeps it visible: its data is in no backup.
+            result.skipped = (
+                "block-mode volume: its data is not backed up (the mover copies files, not devices)"
+            )
+            result.warnings.append(result.skipped)
             return vol
         mode = self.ctx.volumes.mode
         try:
