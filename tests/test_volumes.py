@@ -581,3 +581,42 @@ def test_the_temporary_pvc_is_as_large_as_the_snapshot_and_the_volume(
         if ns == env.mover_namespace
     }
     assert temporary == {"dr-unknown": "1Gi", "dr-larger": "5Gi"}
+
+
+def test_a_static_volume_without_a_storage_class_is_copied_from_its_snapshot(
+    kube_client: KubeClient,
+    node_agent: NodeAgent,
+    mover_env: MoverEnv,
+    storage: tuple[str, str | None],
+    snap_app: str,
+) -> None:
+    # A statically provisioned CSI volume (storageClassName "") is snapshotted by its
+    # driver, but the temporary PVC from the snapshot had no class: the cluster default
+    # (another driver, or none) never provisioned it, and the copy waited for the whole
+    # mover deadline. It now gets a StorageClass of the snapshot's driver.
+    kc, agent, env, app = kube_client, node_agent, mover_env, snap_app
+    sc, _ = storage
+    driver = kc.get(f"/apis/storage.k8s.io/v1/storageclasses/{sc}")["provisioner"]
+    pv = f"static-{app}"
+    kc.call("POST", "/api/v1/persistentvolumes", body={
+        "apiVersion": "v1", "kind": "PersistentVolume", "metadata": {"name": pv},
+        "spec": {"capacity": {"storage": "1Gi"}, "accessModes": ["ReadWriteOnce"], "storageClassName": "",
+                 "csi": {"driver": driver, "volumeHandle": "vol-0123"},
+                 "claimRef": {"kind": "PersistentVolumeClaim", "namespace": app, "name": "static"}},
+    })  # fmt: skip
+    try:
+        kc.call("POST", f"/api/v1/namespaces/{app}/persistentvolumeclaims", body={
+            "apiVersion": "v1", "kind": "PersistentVolumeClaim", "metadata": {"name": "static"},
+            "spec": {"accessModes": ["ReadWriteOnce"], "storageClassName": "", "volumeName": pv,
+                     "resources": {"requests": {"storage": "1Gi"}}},
+        })  # fmt: skip
+        wait_until(lambda: get_pvc(kc, app, "static").get("status", {}).get("phase") == "Bound", what="bound")
+        fill_volume(agent.volume_dir(app, "static"), 3, 10_000)
+
+        ctx = env.backup_ctx("backup-static", mover={"deadline": "5s"})
+        (res,) = backup_volumes(kc, [get_pvc(kc, app, "static")], ctx, env.finder())
+
+        assert res.method == "snapshot" and res.error is None and res.snapshot_id, res.error
+        wait_until(lambda: not leftovers(kc, [app, env.mover_namespace]), what="no leftovers")
+    finally:
+        kc.request("DELETE", f"/api/v1/persistentvolumes/{pv}")

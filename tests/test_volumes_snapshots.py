@@ -169,9 +169,12 @@ def test_clone_into_another_namespace_and_a_pvc_from_it(
     for ns in (app, mover):
         post(kc, "/api/v1/namespaces", {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns}})
     snapshot_class(kc, f"cls-{unique}", f"{unique}.csi")
+    # The driver's StorageClass: its provisioner restores the driver's snapshots.
+    post(kc, "/apis/storage.k8s.io/v1/storageclasses", {"apiVersion": "storage.k8s.io/v1",
+         "kind": "StorageClass", "metadata": {"name": f"sc-{unique}"}, "provisioner": f"{unique}.csi"})  # fmt: skip
     agent.manage(app, mover)
     try:
-        create_pvc(kc, app, "data", "sc")
+        create_pvc(kc, app, "data", f"sc-{unique}")
         wait_until(lambda: get_pvc(kc, app, "data").get("status", {}).get("phase") == "Bound", what="bound")
         (agent.volume_dir(app, "data") / "f.txt").write_text("hello")
         labels = {"dr.dev/mover": "true", "dr.dev/expires": "1"}
@@ -197,7 +200,7 @@ def test_clone_into_another_namespace_and_a_pvc_from_it(
         assert vs["spec"]["source"] == {"volumeSnapshotContentName": clone.content_name}
 
         pvc = create_pvc_from_snapshot(
-            kc, mover, "tmp", clone.snapshot.name, storage_class="sc", size="1Gi", labels=labels
+            kc, mover, "tmp", clone.snapshot.name, storage_class=f"sc-{unique}", size="1Gi", labels=labels
         )
         assert pvc["spec"]["dataSource"] == {
             "apiGroup": "snapshot.storage.k8s.io",
@@ -221,5 +224,6 @@ def test_clone_into_another_namespace_and_a_pvc_from_it(
         kc.request("DELETE", f"{API}/volumesnapshotcontents/{clone.content_name}")
     finally:
         kc.request("DELETE", f"{API}/volumesnapshotclasses/cls-{unique}")
+        kc.request("DELETE", f"/apis/storage.k8s.io/v1/storageclasses/sc-{unique}")
         for ns in (app, mover):
             kc.request("DELETE", f"/api/v1/namespaces/{ns}")

@@ -87,6 +87,7 @@ from dr.kube.snapshots import (
     create_snapshot,
     csi_driver_of,
     find_snapshot_class,
+    storage_class_for_restore,
     wait_snapshot,
 )
 
@@ -180,6 +181,7 @@ class _Volume:
     result: VolumeResult
     temp: TemporaryObjects
     snapshot_class: str | None = None
+    driver: str | None = None  # the CSI driver (snapshot method)
     pods: list[dict[str, Any]] = field(default_factory=list)  # pods mounting it
     snapshot: SnapshotRef | None = None
 
@@ -231,14 +233,15 @@ class _Planner:
                 self._pods[namespace] = []
         return self._pods[namespace]
 
-    def class_for(self, pvc: dict[str, Any]) -> str | None:
+    def class_for(self, pvc: dict[str, Any]) -> tuple[str | None, str | None]:
+        """The PVC's CSI driver and the VolumeSnapshotClass to use for it (None, None: not a CSI volume)."""
         driver = csi_driver_of(self.kube, pvc)
         if driver is None:
-            return None
+            return None, None
         if driver not in self._classes:
             cls = find_snapshot_class(self.kube, driver, self.ctx.volumes.snapshot_class)
             self._classes[driver] = str(_meta(cls).get("name")) if cls else None
-        return self._classes[driver]
+        return driver, self._classes[driver]
 
     def plan(self, pvc: dict[str, Any]) -> _Volume:
         meta = _meta(pvc)
@@ -264,14 +267,13 @@ class _Planner:
             return vol
         mode = self.ctx.volumes.mode
         try:
-            cls = self.class_for(pvc) if mode in ("auto", "snapshot") else None
+            driver, cls = self.class_for(pvc) if mode in ("auto", "snapshot") else (None, None)
         except (ApiError, DrError) as e:
             result.error = e.message
             return vol
         if cls:
-            result.method, vol.snapshot_class = "snapshot", cls
+            result.method, vol.snapshot_class, vol.driver = "snapshot", cls, driver
         elif mode == "snapshot":
-            driver = csi_driver_of(self.kube, pvc)
             result.error = (
                 f"no VolumeSnapshotClass for CSI driver {driver!r} (volumes.mode is snapshot)"
                 if driver
@@ -440,13 +442,15 @@ class _Run:
                 self.kube, ready, mover_ns, clone_name, self.labels, timeout=timeout, deadline=deadline
             )
             size = temporary_size((ready.get("status") or {}).get("restoreSize"), vol.result.size)
+            assert vol.driver is not None
+            storage_class = storage_class_for_restore(self.kube, vol.driver, vol.result.storage_class)
             vol.temp.add(PVCS, mover_ns, clone_name)
             create_pvc_from_snapshot(
                 self.kube,
                 mover_ns,
                 clone_name,
                 clone_name,
-                storage_class=vol.result.storage_class,
+                storage_class=storage_class,
                 size=size,
                 labels=self.labels,
             )

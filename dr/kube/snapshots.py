@@ -19,7 +19,8 @@ The snapshot path of a volume backup uses these steps:
    pre-provision a VolumeSnapshotContent with the original's
    ``snapshotHandle`` and ``deletionPolicy: Retain`` and bind a new
    VolumeSnapshot in dr's namespace to it;
-5. ``create_pvc_from_snapshot``: a temporary PVC restored from that snapshot.
+5. ``create_pvc_from_snapshot``: a temporary PVC restored from that snapshot,
+   of a StorageClass of the same driver (``storage_class_for_restore``).
 
 Cleanup order matters and is the caller's ``finally``: PVC, then the clone's
 VolumeSnapshot and VolumeSnapshotContent (Retain: the storage snapshot stays),
@@ -63,6 +64,7 @@ PVS = ApiResource("", "v1", "persistentvolumes", "PersistentVolume", False)
 STORAGE_CLASSES = ApiResource("storage.k8s.io", "v1", "storageclasses", "StorageClass", False)
 
 DEFAULT_CLASS_ANNOTATION = "snapshot.storage.kubernetes.io/is-default-class"
+DEFAULT_STORAGE_CLASS_ANNOTATION = "storageclass.kubernetes.io/is-default-class"
 DR_CLASS_LABEL = "dr.dev/snapshot-class"
 
 
@@ -142,6 +144,35 @@ def find_snapshot_class(kube: KubeClient, driver: str, name: str | None = None) 
             if choose(c):
                 return c
     return None
+
+
+def storage_class_for_restore(kube: KubeClient, driver: str, preferred: str | None) -> str:
+    """The StorageClass a PVC restored from a snapshot of ``driver`` needs: one whose provisioner is the driver.
+
+    ``preferred`` (the source PVC's class) when it is such a class; else the
+    default class (annotation ``storageclass.kubernetes.io/is-default-class``)
+    if it is one, else the first by name. A statically provisioned volume has
+    no class (``""``), and its snapshot can only be restored by its own
+    driver's provisioner: with no class or another driver's, the claim would
+    stay Pending. ``SnapshotError`` when the cluster has no class for the driver.
+    """
+    if preferred:
+        sc = get_object(kube, STORAGE_CLASSES, None, preferred)
+        if sc is not None and sc.get("provisioner") == driver:
+            return preferred
+    candidates = sorted(
+        (c for c in list_objects(kube, STORAGE_CLASSES) if c.get("provisioner") == driver),
+        key=lambda c: (
+            (_meta(c).get("annotations") or {}).get(DEFAULT_STORAGE_CLASS_ANNOTATION) != "true",
+            str(_meta(c).get("name", "")),
+        ),
+    )
+    if not candidates:
+        has = f"its StorageClass {preferred!r} is another driver's or gone" if preferred else "it has none"
+        raise SnapshotError(
+            f"no StorageClass with provisioner {driver!r} to restore its snapshot into ({has})"
+        )
+    return str(_meta(candidates[0]).get("name"))
 
 
 # --------------------------------------------------------------------------- snapshots

@@ -17,7 +17,9 @@ PV controller / CSI provisioner
     Bound becomes Bound (``status.phase``, ``capacity``, ``accessModes``),
     backed by the directory ``root/volumes/<ns>/<pvc>`` (created empty; a test
     may fill it). A PVC whose ``dataSource`` is a VolumeSnapshot is bound once
-    that snapshot is ready, with a copy of the snapshot's directory as its
+    that snapshot is ready and its StorageClass's provisioner is the
+    snapshot's driver (else it stays Pending, as no provisioner or the wrong
+    one would leave it), with a copy of the snapshot's directory as its
     content (like a volume restored from a snapshot). Reclaim policy
     ``Delete``: when a PVC the agent bound is gone (or replaced by a new one
     of the same name), its directory is removed.
@@ -494,6 +496,8 @@ class NodeAgent:
                 handle = ((content or {}).get("status") or {}).get("snapshotHandle")
                 if not handle:
                     continue
+                if not self._provisions(spec, (content or {}).get("spec", {}).get("driver")):
+                    continue
                 if not target.exists():
                     tmp = target.with_name(target.name + ".tmp")
                     shutil.rmtree(tmp, ignore_errors=True)
@@ -517,6 +521,19 @@ class NodeAgent:
             ):
                 phases[meta["name"]] = True
         return phases
+
+    def _provisions(self, spec: dict[str, Any], driver: Any) -> bool:
+        """Whether the CSI provisioner of ``driver`` restores a snapshot into this claim.
+
+        As the external-provisioner: only for a claim whose StorageClass exists and names
+        that driver as its provisioner (no class: no provisioner acts; another driver's
+        class: its provisioner refuses a snapshot it did not make). The claim stays Pending.
+        """
+        name = spec.get("storageClassName")
+        if name is None:
+            name = self._default_class  # assigned by the PV controller (this tick or the next)
+        sc = self._get(f"/apis/storage.k8s.io/v1/storageclasses/{name}") if name else None
+        return sc is not None and sc.get("provisioner") == driver
 
     def _reclaim(self, ns: str, present: dict[str, str]) -> None:
         """Reclaim policy Delete: the volume of a claim the agent bound goes when the claim does."""
