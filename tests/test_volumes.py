@@ -620,3 +620,27 @@ def test_a_static_volume_without_a_storage_class_is_copied_from_its_snapshot(
         wait_until(lambda: not leftovers(kc, [app, env.mover_namespace]), what="no leftovers")
     finally:
         kc.request("DELETE", f"/api/v1/persistentvolumes/{pv}")
+
+
+def test_a_snapshot_mover_gets_the_groups_of_the_pods_using_the_volume(
+    kube_client: KubeClient,
+    node_agent: NodeAgent,
+    mover_env: MoverEnv,
+    storage: tuple[str, str | None],
+    snap_app: str,
+) -> None:
+    # The app's fsGroup makes its files group-readable; the file-system mover got that group
+    # (supplementalGroups) but the snapshot mover — the default wherever a snapshot class
+    # exists — did not: uid 65532 could not read 0640/0660 files of the app's uid.
+    kc, agent, env, app = kube_client, node_agent, mover_env, snap_app
+    pvcs = bound_volumes(kc, agent, app, storage[0], {"data-a": 10_000})
+    create_pod(kc, app, "db-0", ["data-a"], node="node-3", fs_group=999)
+
+    (res,) = backup_volumes(kc, pvcs, env.backup_ctx("backup-groups"), env.finder())
+
+    assert res.method == "snapshot" and res.error is None, res.error
+    (run,) = agent.runs
+    spec = run.manifest["spec"]["template"]["spec"]
+    assert spec["securityContext"]["supplementalGroups"] == [999]
+    # Its volume is a copy in dr's namespace: no reason to run on the app's node.
+    assert "affinity" not in spec and "tolerations" not in spec

@@ -35,8 +35,8 @@ PartiallyFailed. Every temporary object is deleted in a ``finally``.
 
 Limitation: movers run as uid 65532 (non-root, read-only root file system).
 Files that uid cannot read are reported by the mover as errors; the
-Job gets the mounting pod's ``fsGroup``/``supplementalGroups`` as
-supplemental groups so group-readable data works.
+Job (of either method) gets the mounting pods' ``fsGroup``/``supplementalGroups``
+as supplemental groups so group-readable data works.
 """
 
 from __future__ import annotations
@@ -454,7 +454,11 @@ class _Run:
                 size=size,
                 labels=self.labels,
             )
-            self._run_mover(vol, mover_ns, clone_name, self.ctx.service_account, pods=[])
+            # Not pinned (the copy is a volume of its own), but with the groups of the pods
+            # using the volume: their fsGroup is what makes the files readable to others.
+            self._run_mover(
+                vol, mover_ns, clone_name, self.ctx.service_account, pods=[], groups=pod_groups(vol.pods)
+            )
         except (ApiError, DrError) as e:
             fail(vol.result, e.message)
         finally:
@@ -489,6 +493,7 @@ class _Run:
         claim: str,
         service_account: str | None,
         pods: list[dict[str, Any]],
+        groups: list[int] | None = None,
     ) -> None:
         res = vol.result
         job_name = object_name("dr-backup", res.pvc)
@@ -505,7 +510,8 @@ class _Run:
         parent = self.ctx.parents.get(res.key)
         if parent:
             args += ["--parent", parent]
-        node, tolerations, groups = placement(pods)
+        node, tolerations, pinned_groups = placement(pods)
+        groups = pinned_groups if groups is None else groups
         job = MoverJob(
             name=job_name,
             namespace=namespace,
@@ -554,6 +560,17 @@ def temporary_size(restore_size: Any, volume_size: str | None) -> str:
         if value is not None and value > 0 and (best is None or value > best[0]):
             best = (value, str(text))
     return best[1] if best else "1Gi"
+
+
+def pod_groups(pods: list[dict[str, Any]]) -> list[int]:
+    """The ``fsGroup`` and ``supplementalGroups`` of all pods mounting a volume, sorted."""
+    groups: set[int] = set()
+    for pod in pods:
+        sc = (pod.get("spec") or {}).get("securityContext") or {}
+        groups |= {int(g) for g in sc.get("supplementalGroups") or []}
+        if sc.get("fsGroup") is not None:
+            groups.add(int(sc["fsGroup"]))
+    return sorted(groups)
 
 
 def placement(pods: list[dict[str, Any]]) -> tuple[str | None, list[dict[str, Any]], list[int]]:
