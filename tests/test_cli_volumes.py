@@ -371,3 +371,42 @@ def test_dumps_of_a_backup_are_loaded_into_the_restored_pods_that_ask(
                        f"(no running pod in {namespace}-elsewhere has a restore hook for dump 'dump')"]  # fmt: skip
     # A backup without dumps: nothing to do, no pod listed.
     assert restore_backup_dumps(kube_client, repo, Snapshot(kind="backup"), {}, exec_=ex) == []
+
+
+def test_a_volume_that_failed_last_night_is_incremental_against_its_last_good_snapshot(
+    capsys: Capsys,
+    kube_client: KubeClient,
+    node_agent: NodeAgent,
+    mover_env: MoverEnv,
+    app: App,
+    tmp_path: Path,
+) -> None:
+    # The parent of each PVC was taken from the policy's latest backup only: a volume that
+    # failed there (a killed mover, a node drain) had none the next night and was read and
+    # compared in full again — for a large volume hours, and a risk of the next deadline.
+    agent = node_agent
+    doc = yaml.safe_load(Path(app.config).read_text())
+    doc["backupPolicies"] = [{"name": "nightly", "schedule": "0 2 * * *",
+                              "scope": {"namespaces": [app.namespace]}}]  # fmt: skip
+    config = tmp_path / "policy.yaml"
+    config.write_text(yaml.safe_dump(doc))
+    app = App(app.namespace, str(config), app.kubeconfig, app.pvcs)
+    for seed, pvc in enumerate(app.pvcs, 1):
+        fill_volume(agent.volume_dir(app.namespace, pvc), seed, MB)
+
+    res = app.dr(capsys, "backup", "--policy", "nightly", "-o", "json")
+    assert res.code == 0, res.err
+    good = {v["pvc"]: v["snapshotId"] for v in res.json()["volumes"]}
+    agent.kill.add(f"{app.namespace}/data-a")
+    assert app.dr(capsys, "backup", "--policy", "nightly").code == 3
+    agent.kill.clear()
+    runs = len(agent.runs)
+
+    res = app.dr(capsys, "backup", "--policy", "nightly", "-o", "json")
+    assert res.code == 0, res.err
+    parents = {}
+    for run in agent.runs[runs:]:
+        argv = run.argv
+        parents[run.volume] = argv[argv.index("--parent") + 1] if "--parent" in argv else None
+    assert parents[f"{app.namespace}/data-a"] == good["data-a"]
+    assert parents[f"{app.namespace}/data-b"] not in (None, good["data-b"])  # last night's own

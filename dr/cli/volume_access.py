@@ -66,17 +66,17 @@ DUMP_PREFIX = "dump:"
 
 
 def _parents(repo: Repository, policy: BackupPolicy | None, name: str | None) -> dict[str, str]:
-    """Volume snapshot of each PVC in the latest earlier backup of the same policy (incremental)."""
+    """Each PVC's volume snapshot in the latest earlier backup of the same policy that backed it up
+    without error (incremental). Not only the very latest backup: a volume that failed there (a
+    killed mover, a drained node) would otherwise be read and compared in full the next time."""
     backups = [s for s in readable_snapshots(repo, "backup")[0] if (policy and s.policy == policy.name)
                or (not policy and name and s.name == name)]  # fmt: skip
-    if not backups:
-        return {}
-    latest = backups[-1]
     out: dict[str, str] = {}
-    for v in latest.app.get("volumes", []):
-        sid = v.get("snapshotId")
-        if sid and not v.get("error"):
-            out[f"{v['namespace']}/{v['pvc']}"] = str(sid)
+    for backup in reversed(backups):  # newest first
+        for v in backup.app.get("volumes", []):
+            sid, key = v.get("snapshotId"), f"{v.get('namespace')}/{v.get('pvc')}"
+            if sid and not v.get("error") and key not in out:
+                out[key] = str(sid)
     return out
 
 
