@@ -500,3 +500,29 @@ def test_an_evicted_or_unschedulable_mover_pod_says_so(kube_client: KubeClient, 
     assert nowhere.describe() == (
         f"Job dr-nowhere failed: DeadlineExceeded: too long; pod dr-nowhere-x1, Unschedulable: {message}"
     )
+
+
+def test_a_mover_pinned_to_a_full_node_gives_up_after_the_stuck_grace(
+    kube_client: KubeClient, namespace: str
+) -> None:
+    # A file-system copy runs on the node of the pod using the volume. Where that node has
+    # no room for the mover, no new node can help, yet dr waited for the Job's deadline
+    # (6 h by default), holding a mover slot, to report a DeadlineExceeded.
+    kc = kube_client
+    message = "0/3 nodes are available: 1 Insufficient cpu, 2 node(s) didn't match Pod's node affinity."
+    for name, node in (("dr-pinned", "node-7"), ("dr-free", None)):
+        create_job(kc, mover_job(a_job(name=name, namespace=namespace, node_name=node), pod_config()))
+        kc.call("POST", f"/api/v1/namespaces/{namespace}/pods", body={
+            "apiVersion": "v1", "kind": "Pod", "metadata": {"name": f"{name}-x1", "labels": {"job-name": name}},
+            "spec": {"containers": [{"name": "dr", "image": "dr"}]}})  # fmt: skip
+        set_status(kc, f"/api/v1/namespaces/{namespace}/pods/{name}-x1", {"phase": "Pending", "conditions": [
+            {"type": "PodScheduled", "status": "False", "reason": "Unschedulable", "message": message}]})  # fmt: skip
+
+    pinned = follow_job(kc, namespace, "dr-pinned", timeout=30, stuck_grace=0, pod_check_every=0)
+    assert pinned.describe() == (
+        "Job dr-pinned failed: PodStuck: its pod does not fit on the node where the volume is mounted; "
+        f"pod dr-pinned-x1, Unschedulable: {message}"
+    )
+    # Not pinned: a new node (the cluster autoscaler) may come; the Job's deadline bounds the wait.
+    free = follow_job(kc, namespace, "dr-free", timeout=1.0, stuck_grace=0, pod_check_every=0)
+    assert free.reason == "Timeout"

@@ -24,7 +24,8 @@ for hours-long Jobs) until the Job has
 a ``Complete`` or ``Failed`` condition, its deadline plus a grace period
 passes (no Job controller?), the Job disappears, or its pod is stuck in a
 state that does not heal (``CreateContainerConfigError`` for a missing
-Secret, an invalid image) for longer than ``stuck_grace``. A failure is
+Secret, an invalid image; a pod pinned to one node that does not fit there)
+for longer than ``stuck_grace``. A failure is
 explained with the Job condition's reason and message, the pod's
 termination state and message, and the log tail when the API serves it.
 """
@@ -455,24 +456,54 @@ def follow_job(
             return explain(kube, JobOutcome(name, False, "Timeout", msg), namespace)
         if now >= next_pod_check:
             next_pod_check = now + pod_check_every
-            stuck = _stuck_pod(kube, namespace, name, now, stuck_since, stuck_grace)
+            stuck = _stuck_pod(kube, namespace, name, now, stuck_since, stuck_grace, pinned=_pinned(job))
             if stuck is not None:
-                return JobOutcome(name, False, "PodStuck", "its pod cannot start", pod=stuck)
+                why = "its pod cannot start"
+                if stuck.pod_reason == "Unschedulable":
+                    why = "its pod does not fit on the node where the volume is mounted"
+                return JobOutcome(name, False, "PodStuck", why, pod=stuck)
         sleep(min(delay, max(0.0, timeout - (now - start))))
         # Short Jobs are noticed quickly; hours-long ones cost one request every few seconds.
         delay = min(delay * 1.5, 1.0 if now - start < 120 else 5.0)
 
 
+def _pinned(job: dict[str, Any]) -> bool:
+    """Whether the Job's pod may run on one node only (``mover_job``'s node affinity by node name)."""
+    spec = ((job.get("spec") or {}).get("template") or {}).get("spec") or {}
+    required = ((spec.get("affinity") or {}).get("nodeAffinity") or {}).get(
+        "requiredDuringSchedulingIgnoredDuringExecution"
+    ) or {}
+    terms = required.get("nodeSelectorTerms") or []
+    return len(terms) == 1 and any(
+        f.get("key") == "metadata.name" and len(f.get("values") or []) == 1
+        for f in terms[0].get("matchFields") or []
+    )
+
+
 def _stuck_pod(
-    kube: KubeClient, namespace: str, job: str, now: float, since: dict[str, float], grace: float
+    kube: KubeClient,
+    namespace: str,
+    job: str,
+    now: float,
+    since: dict[str, float],
+    grace: float,
+    *,
+    pinned: bool = False,
 ) -> PodState | None:
+    """A pod of the Job in a state that does not heal by waiting, for ``grace`` seconds already.
+
+    Besides container states: a pod pinned to one node (a file-system copy next to the
+    pod using a ReadWriteOnce volume) that the scheduler finds no room for. No new node
+    can help it, and it would hold a mover slot until the Job's deadline (hours).
+    """
     try:
         pods = pod_states(kube, namespace, job)
     except ApiError:
         return None
     for p in pods:
-        if p.waiting and p.reason in STUCK_REASONS | PULL_REASONS:
-            first = since.setdefault(f"{p.name}/{p.reason}", now)
+        unschedulable = pinned and p.phase == "Pending" and p.pod_reason == "Unschedulable"
+        if (p.waiting and p.reason in STUCK_REASONS | PULL_REASONS) or unschedulable:
+            first = since.setdefault(f"{p.name}/{p.reason or p.pod_reason}", now)
             if now - first >= grace:
                 return p
     return None
