@@ -644,3 +644,40 @@ def test_a_snapshot_mover_gets_the_groups_of_the_pods_using_the_volume(
     assert spec["securityContext"]["supplementalGroups"] == [999]
     # Its volume is a copy in dr's namespace: no reason to run on the app's node.
     assert "affinity" not in spec and "tolerations" not in spec
+
+
+def test_a_generic_ephemeral_volume_is_copied_next_to_its_pod(
+    kube_client: KubeClient,
+    node_agent: NodeAgent,
+    mover_env: MoverEnv,
+    namespaces: list[str],
+    unique: str,
+) -> None:
+    # A pod's generic ephemeral volume is a PVC named <pod>-<volume>, referenced by the pod as
+    # `ephemeral`, not `persistentVolumeClaim`. dr did not see the pod: no hooks, and the
+    # file-system mover of the ReadWriteOnce volume was not pinned to the pod's node (a
+    # Multi-Attach error: ContainerCreating until the deadline).
+    kc, agent, env = kube_client, node_agent, mover_env
+    sc, _ = create_storage(kc, unique, snapshot_class=False)
+    try:
+        app = new_namespace(kc, namespaces, f"eph-{unique}")
+        env.prepare(app)
+        agent.manage(app)
+        (pvc,) = bound_volumes(kc, agent, app, sc, {"cache-0-scratch": 1000})
+        kc.call("POST", f"/api/v1/namespaces/{app}/pods", body={
+            "apiVersion": "v1", "kind": "Pod", "metadata": {"name": "cache-0"},
+            "spec": {"nodeName": "node-5", "containers": [{"name": "app", "image": "app:1"}],
+                     "volumes": [{"name": "scratch", "ephemeral": {"volumeClaimTemplate": {"spec": {
+                         "accessModes": ["ReadWriteOnce"], "resources": {"requests": {"storage": "1Gi"}}}}}}]},
+        })  # fmt: skip
+
+        (res,) = backup_volumes(kc, [pvc], env.backup_ctx("backup-eph", mode="filesystem"), env.finder())
+
+        assert res.error is None, res.error
+        (run,) = agent.runs
+        terms = run.manifest["spec"]["template"]["spec"]["affinity"]["nodeAffinity"][
+            "requiredDuringSchedulingIgnoredDuringExecution"
+        ]["nodeSelectorTerms"]
+        assert terms == [{"matchFields": [{"key": "metadata.name", "operator": "In", "values": ["node-5"]}]}]
+    finally:
+        delete_storage(kc, sc, None)

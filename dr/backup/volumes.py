@@ -196,11 +196,15 @@ def _meta(obj: dict[str, Any]) -> dict[str, Any]:
 
 
 def claims_of(pod: dict[str, Any]) -> list[str]:
+    """The PVCs a pod mounts: ``persistentVolumeClaim`` volumes and generic ephemeral volumes
+    (whose PVC Kubernetes names ``<pod>-<volume>``)."""
     out = []
     for v in (pod.get("spec") or {}).get("volumes") or []:
         claim = (v.get("persistentVolumeClaim") or {}).get("claimName")
         if claim:
             out.append(str(claim))
+        elif isinstance(v.get("ephemeral"), dict) and v.get("name"):
+            out.append(f"{_meta(pod).get('name')}-{v['name']}")
     return out
 
 
