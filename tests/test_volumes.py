@@ -681,3 +681,27 @@ def test_a_generic_ephemeral_volume_is_copied_next_to_its_pod(
         assert terms == [{"matchFields": [{"key": "metadata.name", "operator": "In", "values": ["node-5"]}]}]
     finally:
         delete_storage(kc, sc, None)
+
+
+def test_an_evicted_mover_is_replaced_and_the_volume_backed_up(
+    kube_client: KubeClient,
+    node_agent: NodeAgent,
+    mover_env: MoverEnv,
+    storage: tuple[str, str | None],
+    snap_app: str,
+) -> None:
+    # backoffLimit 0 (a failed copy is not retried blindly) also failed every volume whose
+    # mover was evicted: a node drain, a spot node reclaimed, preemption — routine at night.
+    # A disruption says nothing about the copy: the Job's podFailurePolicy now ignores it
+    # and the Job controller starts a replacement pod.
+    kc, agent, env, app = kube_client, node_agent, mover_env, snap_app
+    pvcs = bound_volumes(kc, agent, app, storage[0], {"data-a": 200_000})
+    agent.evict.add(f"{app}/data-a")
+
+    (res,) = backup_volumes(kc, pvcs, env.backup_ctx("backup-evict"), env.finder())
+
+    assert res.error is None and res.snapshot_id, res.error
+    assert not agent.evict  # it was evicted once
+    (run,) = agent.runs
+    assert run.outcome == "succeeded"
+    wait_until(lambda: not leftovers(kc, [app, env.mover_namespace]), what="no leftovers")

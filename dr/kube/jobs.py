@@ -9,7 +9,9 @@ ConfigMap ``dr-config`` at ``/etc/dr/dr.yaml``), with:
 * credentials only by reference: ``envFrom`` the credentials Secret and
   Secret/ConfigMap files projected into ``/etc/dr`` — never a literal value;
 * ``backoffLimit: 0`` (a failed copy is reported, not retried blindly; the
-  next backup is the retry), ``activeDeadlineSeconds`` from
+  next backup is the retry) — except a pod ended by a disruption (eviction,
+  drain, preemption: condition ``DisruptionTarget``), which ``podFailurePolicy``
+  ignores, so the Job controller replaces it; ``activeDeadlineSeconds`` from
   ``mover.deadline``, ``ttlSecondsAfterFinished`` as a safety net;
 * ``terminationMessagePolicy: FallbackToLogsOnError``, so a failed mover's
   last log lines are in the pod status even where logs are not served;
@@ -264,6 +266,13 @@ def mover_job(job: MoverJob, pod: MoverPodConfig) -> dict[str, Any]:
         },
         "spec": {
             "backoffLimit": 0,
+            # A pod ended by a disruption (eviction, node drain, preemption, a reclaimed spot
+            # node) says nothing about the copy: not counted, the Job controller replaces it.
+            "podFailurePolicy": {
+                "rules": [
+                    {"action": "Ignore", "onPodConditions": [{"type": "DisruptionTarget", "status": "True"}]}
+                ]
+            },
             "activeDeadlineSeconds": max(1, int(pod.deadline.total_seconds())),
             "ttlSecondsAfterFinished": pod.ttl_after_finished,
             "template": template,

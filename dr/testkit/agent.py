@@ -103,7 +103,9 @@ Fault injection for tests, by volume (``"namespace/pvc"`` of the Job's
 ``dr.dev/volume`` annotation or the snapshot's PVC): ``kill`` (SIGKILL the
 mover as soon as it has started), ``hang`` (the container never starts; the
 deadline ends the Job), ``stuck`` (the pod waits with the given reason),
-``never_ready`` (the snapshot is never cut), ``restore_sizes`` (the ``restoreSize`` a
+``never_ready`` (the snapshot is never cut), ``evict`` (evict the mover's pod once it has
+started, condition ``DisruptionTarget``: the Job's ``podFailurePolicy`` decides whether a
+replacement pod runs or the Job fails), ``restore_sizes`` (the ``restoreSize`` a
 snapshot reports, e.g. ``"0"`` as drivers that do not know it do).
 ``bound_requests`` records the storage request of every claim the agent bound.
 """
@@ -208,6 +210,7 @@ class NodeAgent:
         self.events: list[tuple[str, str]] = []  # ("snapshot-cut" | "job-start" | "job-end", name), in order
         self.errors: list[str] = []
         self.kill: set[str] = set()
+        self.evict: set[str] = set()
         self.hang: set[str] = set()
         self.stuck: dict[str, str] = {}
         self.never_ready: set[str] = set()
@@ -762,6 +765,10 @@ class NodeAgent:
                         # At once: "shortly after it started" (0.2 s) raced a mover of a
                         # small volume that finished first, and the fault never happened.
                         os.killpg(proc.pid, signal.SIGKILL)
+                    if run.volume in self.evict:
+                        self.evict.discard(run.volume)  # once: the replacement pod runs to its end
+                        os.killpg(proc.pid, signal.SIGKILL)
+                        result = "evicted"
                     if time.monotonic() - start > deadline_s:
                         os.killpg(proc.pid, signal.SIGKILL)
                         result = "deadline"
@@ -787,6 +794,18 @@ class NodeAgent:
         if result == "deleted":
             run.outcome = "deleted"
             return
+        if result == "evicted":
+            # The kubelet's (or the eviction API's) mark, then the Job controller's podFailurePolicy.
+            self._patch_status(pod_path, {
+                "phase": "Failed", "reason": "Evicted", "message": "injected by the test",
+                "conditions": [{"type": "DisruptionTarget", "status": "True", "reason": "TerminationByKubelet",
+                                "message": "injected by the test"}],
+            })  # fmt: skip
+            if _ignores_disruption(job):
+                run.outcome = "evicted"
+                self._run_job_inner(job, run)  # a replacement pod, not counted against backoffLimit
+                return
+            result = "failed"
         self._finish(run, pod_path, container, proc.returncode, result, start_wall)
 
     def _bound_claim(self, ns: str, claim: str) -> bool:
@@ -1084,6 +1103,15 @@ class _ConfigMissing(Exception):
 
 
 # --------------------------------------------------------------------------- workload status (pure)
+
+
+def _ignores_disruption(job: dict[str, Any]) -> bool:
+    """Whether the Job's ``podFailurePolicy`` ignores pods failed by a disruption (not counted, replaced)."""
+    for rule in ((job.get("spec") or {}).get("podFailurePolicy") or {}).get("rules") or []:
+        conditions = rule.get("onPodConditions") or []
+        if any(c.get("type") == "DisruptionTarget" and c.get("status", "True") == "True" for c in conditions):
+            return bool(rule.get("action") == "Ignore")
+    return False
 
 
 def _replicas(spec: dict[str, Any]) -> int:
