@@ -410,3 +410,55 @@ def test_a_volume_that_failed_last_night_is_incremental_against_its_last_good_sn
         parents[run.volume] = argv[argv.index("--parent") + 1] if "--parent" in argv else None
     assert parents[f"{app.namespace}/data-a"] == good["data-a"]
     assert parents[f"{app.namespace}/data-b"] not in (None, good["data-b"])  # last night's own
+
+
+def deep_tree(root: Path, depth: int = 18) -> None:
+    """A file below a path longer than PATH_MAX: one entry the mover cannot read, even as root."""
+    import os
+
+    fd = os.open(root, os.O_RDONLY)
+    try:
+        for _ in range(depth):
+            os.mkdir("d" * 250, dir_fd=fd)
+            sub = os.open("d" * 250, os.O_RDONLY, dir_fd=fd)
+            os.close(fd)
+            fd = sub
+    finally:
+        os.close(fd)
+
+
+def test_a_volume_with_an_unreadable_entry_keeps_the_rest_of_its_data(
+    capsys: Capsys,
+    kube_client: KubeClient,
+    node_agent: NodeAgent,
+    mover_env: MoverEnv,
+    app: App,
+    tmp_path: Path,
+) -> None:
+    # The mover saves what it can read and exits 3 naming the rest (a root-only lost+found,
+    # a file the volume's writers replaced). dr recorded the volume as failed and left its
+    # volume snapshot out of the backup's references: forget could remove it while the
+    # backup still pointed restores at it, and the next backup had no parent.
+    agent = node_agent
+    # A file-system copy (the test agent's snapshot copy cannot copy such a tree either).
+    doc = yaml.safe_load(Path(app.config).read_text())
+    doc["backupPolicies"] = [{"name": "fs", "schedule": "0 2 * * *", "volumes": {"mode": "filesystem"},
+                              "scope": {"namespaces": [app.namespace]}}]  # fmt: skip
+    config = tmp_path / "fs.yaml"
+    config.write_text(yaml.safe_dump(doc))
+    app = App(app.namespace, str(config), app.kubeconfig, app.pvcs)
+    mover_env.prepare(app.namespace)
+    for seed, pvc in enumerate(app.pvcs, 1):
+        fill_volume(agent.volume_dir(app.namespace, pvc), seed, MB)
+    deep_tree(agent.volume_dir(app.namespace, "data-a"))
+
+    res = app.dr(capsys, "backup", "--policy", "fs", "-o", "json")
+
+    assert res.code == 3, res.err
+    doc = res.json()
+    a = next(v for v in doc["volumes"] if v["pvc"] == "data-a")
+    assert a["snapshotId"] and "File name too long" in a["error"], a
+    from dr.repo.snapshots import list_snapshots
+
+    (backup,) = [s for s in list_snapshots(mover_env.open_repository(), "backup") if s.id == doc["id"]]
+    assert a["snapshotId"] in backup.refs

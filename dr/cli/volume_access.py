@@ -66,16 +66,17 @@ DUMP_PREFIX = "dump:"
 
 
 def _parents(repo: Repository, policy: BackupPolicy | None, name: str | None) -> dict[str, str]:
-    """Each PVC's volume snapshot in the latest earlier backup of the same policy that backed it up
-    without error (incremental). Not only the very latest backup: a volume that failed there (a
-    killed mover, a drained node) would otherwise be read and compared in full the next time."""
+    """Each PVC's volume snapshot in the latest earlier backup of the same policy that has one
+    (incremental). Not only the very latest backup: a volume that failed there (a killed mover,
+    a drained node) would otherwise be read and compared in full the next time. A snapshot saved
+    with errors (entries the mover could not read) is a fine parent: it holds what it holds."""
     backups = [s for s in readable_snapshots(repo, "backup")[0] if (policy and s.policy == policy.name)
                or (not policy and name and s.name == name)]  # fmt: skip
     out: dict[str, str] = {}
     for backup in reversed(backups):  # newest first
         for v in backup.app.get("volumes", []):
             sid, key = v.get("snapshotId"), f"{v.get('namespace')}/{v.get('pvc')}"
-            if sid and not v.get("error") and key not in out:
+            if sid and key not in out:
                 out[key] = str(sid)
     return out
 
@@ -118,7 +119,9 @@ def volume_backup_step(app: AppContext, policy: BackupPolicy | None) -> VolumeSt
             phase.volumes.append(r.model_dump(mode="json", by_alias=True, exclude_none=True))
             if r.error:
                 phase.errors.append(r.describe())
-            elif r.snapshot_id:
+            if r.snapshot_id:
+                # Also with an error: the mover saved what it could read (exit 3 names the rest),
+                # restores use it, so it must live as long as the backup that points at it.
                 phase.refs.append(r.snapshot_id)
             phase.warnings += [f"volume {r.key}: {w}" for w in r.warnings]
         dumps = [p for p in pods if any(k.startswith("dump.hook.backup.dr.dev/") for k in
