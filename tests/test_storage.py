@@ -1338,6 +1338,27 @@ def test_gcs_classification() -> None:
     assert type(gone) is StorageError and "bucket 'bkt' does not exist" in str(gone)
     assert isinstance(_gcs_map(g.PreconditionFailed("x"), conditional=True), ObjectExists)
     assert isinstance(_gcs_map(g.Forbidden("no")), AccessDenied)
+    assert not isinstance(_gcs_map(g.Forbidden("no")), ObjectRetained)
+    # A delete a retention policy or a hold refuses (fake-gcs-server does not enforce
+    # them; GCS's own words and reason): kept by forget and prune, not a failure.
+    retained = _gcs_map(
+        g.Forbidden(
+            "DELETE https://storage.googleapis.com/storage/v1/b/bkt/o/x: Object 'bkt/x' is subject to "
+            "bucket's retention policy or object retention and cannot be deleted, overwritten or archived "
+            "until 2026-12-07T23:15:42.507463461-08:00",
+            errors=[{"reason": "retentionPolicyNotMet"}],
+        )
+    )
+    assert isinstance(retained, ObjectRetained) and retained.until == datetime(
+        2026, 12, 8, 7, 15, 42, 507463, tzinfo=UTC
+    )
+    held = _gcs_map(
+        g.Forbidden(
+            "Object 'bkt/x' is under active Temporary hold and cannot be deleted until hold is removed."
+        )
+    )
+    assert isinstance(held, ObjectRetained) and held.until is None
+    assert not isinstance(_gcs_map(g.Forbidden("caller lacks storage.buckets.setRetention")), ObjectRetained)
     assert isinstance(_gcs_map(RefreshError("invalid_grant")), AccessDenied)
     throttled = _gcs_map(g.TooManyRequests("slow"))
     assert isinstance(throttled, TransientError) and not throttled.maybe_applied

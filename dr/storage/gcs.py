@@ -58,7 +58,14 @@ from datetime import UTC, datetime
 from typing import Any, TypeVar
 
 from dr.config import GCSOptions
-from dr.storage.base import AccessDenied, ObjectExists, ObjectInfo, ObjectNotFound, StorageError
+from dr.storage.base import (
+    AccessDenied,
+    ObjectExists,
+    ObjectInfo,
+    ObjectNotFound,
+    ObjectRetained,
+    StorageError,
+)
 from dr.storage.naming import (
     check_endpoint,
     check_name,
@@ -157,6 +164,38 @@ def without_query(text: str) -> str:
 # --------------------------------------------------------------------------- error mapping
 
 
+# GCS's reasons (and message words) for a delete or overwrite refused by a bucket
+# retention policy, object retention, or a temporary/event-based hold.
+_RETENTION_REASONS = frozenset({"retentionPolicyNotMet", "objectUnderActiveHold"})
+_RETAINED_UNTIL = re.compile(r"until (\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d)(\.\d+)?(Z|[+-]\d\d:\d\d)?")
+
+
+def _retention_refusal(exc: Any) -> bool:
+    reasons = {e.get("reason") for e in (getattr(exc, "errors", None) or []) if isinstance(e, dict)}
+    text = (getattr(exc, "message", "") or "").lower()
+    # The words of its messages ("... is subject to bucket's retention policy or object
+    # retention and cannot be deleted ...", "... is under active Temporary hold and cannot
+    # be deleted ..."), for answers without the reason: never a permission's name alone.
+    return bool(reasons & _RETENTION_REASONS) or (
+        "cannot be deleted" in text and ("retention" in text or "hold" in text)
+    )
+
+
+def _retained_until(message: str) -> datetime | None:
+    """The time in GCS's "... cannot be deleted ... until 2026-12-01T08:00:00.123456789-08:00"."""
+    m = _RETAINED_UNTIL.search(message)
+    if not m:
+        return None
+    fraction = (m.group(2) or "")[:7]  # fromisoformat takes at most microseconds
+    zone = m.group(3) or "Z"
+    try:
+        return datetime.fromisoformat(m.group(1) + fraction + ("+00:00" if zone == "Z" else zone)).astimezone(
+            UTC
+        )
+    except ValueError:
+        return None
+
+
 def map_error(
     exc: BaseException, *, store: str, what: str, bucket: str, name: str | None, conditional: bool = False
 ) -> StorageError:
@@ -179,6 +218,10 @@ def map_error(
             return ObjectNotFound(name or "", store)
         if isinstance(exc, gexc.PreconditionFailed) and conditional:
             return ObjectExists(name or "")
+        if isinstance(exc, gexc.Forbidden) and _retention_refusal(exc):
+            # A bucket retention policy, object retention or a hold refused it: not a
+            # fault, a later delete succeeds (forget and prune keep such objects).
+            return ObjectRetained(f"{what}: {message}", _retained_until(exc.message or ""))
         if isinstance(exc, gexc.Unauthorized | gexc.Forbidden):
             return AccessDenied(
                 f"{what}: access denied ({status}): the credentials lack permission or are invalid"
