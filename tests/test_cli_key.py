@@ -163,3 +163,39 @@ def test_key_id_and_provider_mistakes_are_invalid_input(
         "error: vault://transit/keys/dr: no Vault address: set vault.address in the key provider's config "
         "or VAULT_ADDR"
     )
+
+
+def test_key_commands_run_beside_backups_but_one_at_a_time(
+    isolated_home: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # `key rotate` and `key remove` took the exclusive lock: with backups running (hourly
+    # CronJobs, long movers) a rotation found no window, and a backup starting during
+    # one failed. They never touch what a backup writes, so they now stand beside
+    # shared locks; against each other (two removes could leave no slot) and prune, not.
+    from dr.crypto.providers.local import LocalKeyProvider
+    from dr.repo.locks import Lock, LockConflict, conflicting
+    from dr.repo.repository import Repository
+    from dr.storage.registry import open_store
+
+    assert [conflicting(a, b) for a, b in (("keys", "shared"), ("shared", "keys"), ("keys", "keys"),
+            ("keys", "exclusive"), ("exclusive", "keys"), ("shared", "shared"), ("keys", "future-kind"))] == [
+        False, False, True, True, True, False, False]  # fmt: skip
+    assert run_dr(capsys, "repo", "init").code == 0
+    key = LocalKeyProvider(isolated_home / "config" / "dr" / "repo.key")
+    repo = Repository.open(
+        open_store(f"file://{isolated_home}/data/dr/repo"), lambda u: key if u == key.uri else None
+    )
+    glass = isolated_home / "safe" / "break-glass.key"
+    with Lock(repo, "shared", "backup"):
+        r = run_dr(capsys, "key", "add", f"local://{glass}", "-o", "json")
+        assert r.code == 0, r.err
+        r = run_dr(capsys, "key", "rotate", "-o", "json")
+        assert r.code == 0 and len(r.json()["rotated"]) == 2, r.err
+        r = run_dr(capsys, "key", "remove", r.json()["rotated"][1]["new"][:8])
+        assert r.code == 0, r.err
+    for kind, operation in (("keys", "key rotate"), ("exclusive", "prune")):
+        with Lock(repo, kind, operation):  # type: ignore[arg-type]
+            r = run_dr(capsys, "key", "rotate")
+            assert r.code == 1 and "repository is locked" in r.err and operation in r.err, r.err
+    with Lock(repo, "keys", "key rotate"), pytest.raises(LockConflict):
+        Lock(repo, "exclusive", "prune").acquire()

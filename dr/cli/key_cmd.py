@@ -80,9 +80,10 @@ def add(provider_uri: str, output: str) -> None:
     repo = open_repository(ctx)
     options = next((k for k in ctx.loaded.config.key_providers if k.uri == provider_uri), None)
     provider = open_provider(provider_uri, options, create=True)
-    if any(s.provider == provider.uri for s in repo.slots()):
-        raise InvalidInput(f"a key slot for {provider.uri} already exists (see `dr key list`)")
-    slot = repo.add_slot(provider)
+    with Lock(repo, "keys", "key add"):  # two adds at once would both find no slot and add one
+        if any(s.provider == provider.uri for s in repo.slots()):
+            raise InvalidInput(f"a key slot for {provider.uri} already exists (see `dr key list`)")
+        slot = repo.add_slot(provider)
     if output == "table":
         click.echo(f"added key slot {slot.id[:8]} wrapped by {slot.provider}")
     else:
@@ -99,7 +100,7 @@ def remove(slot: str, output: str) -> None:
     """
     ctx = app()
     repo = open_repository(ctx)
-    with Lock(repo, "exclusive", "key remove"):
+    with Lock(repo, "keys", "key remove"):
         removed = repo.remove_slot(slot, provider_lookup(ctx))
     if output == "table":
         what = removed.provider if isinstance(removed, KeySlot) else "unreadable"
@@ -121,7 +122,7 @@ def rotate(output: str) -> int:
     lookup = provider_lookup(ctx)
     rows: list[dict[str, Any]] = []
     failures: list[str] = []
-    with Lock(repo, "exclusive", "key rotate"):
+    with Lock(repo, "keys", "key rotate"):
         for slot in repo.slots():
             try:
                 provider = lookup(slot.provider)

@@ -40,7 +40,10 @@ REFRESH = timedelta(minutes=5)
 # for other hosts' clocks being ahead of ours (they judge it stale by their clock).
 MARGIN = 1 / 6
 
-Kind = Literal["shared", "exclusive"]
+# shared: backups, restores, checks, forget. exclusive: prune (nobody else at all).
+# keys: key slot changes (add, remove, rotate): one at a time, beside everything but
+# prune, since a backup or a restore never writes keys/ (FORMAT.md §9).
+Kind = Literal["shared", "exclusive", "keys"]
 
 
 class LockConflict(DrError):
@@ -81,6 +84,12 @@ class LockInfo:
             f"{self.kind} lock by {self.operation} on {self.hostname} (pid {self.pid}), "
             f"created {iso(self.created)}, expires {iso(self.expires)}"
         )
+
+
+def conflicting(kind: str, other: str) -> bool:
+    """Whether a lock of ``kind`` cannot be held beside one of ``other`` (a kind this
+    version does not know counts as shared, as older versions read "keys")."""
+    return "exclusive" in (kind, other) or kind == other == "keys"
 
 
 def _process_gone(pid: int) -> bool:
@@ -241,7 +250,7 @@ class Lock:
                 log.info("removing stale lock: %s", other.describe())
                 self.repo.store.delete(f"locks/{other.name}")
                 continue
-            if self.kind == "exclusive" or other.kind == "exclusive":
+            if conflicting(self.kind, other.kind):
                 conflicts.append(other)
         return conflicts
 
