@@ -408,6 +408,25 @@ def test_a_hooks_stderr_is_redacted_before_it_is_quoted(repo: Repository) -> Non
     ]
 
 
+def test_a_hooks_command_is_recorded_with_its_secrets_masked(repo: Repository) -> None:
+    # A hook's command went as written into its result and its dump record (kept in the
+    # repository, shown by `dr backups describe`): `PGPASSWORD=… pg_dump` in an
+    # annotation put the password there. It runs as written and is recorded masked.
+    command = ["sh", "-c", "PGPASSWORD=hunter2 pg_dump --password=s3cret --dbname app"]
+    ex = ScriptedExec({" ".join(command): Script(stdout=[b"rows"])})
+    hs = hookset(pre=[Hook(name="freeze", command=command)], post=[])
+    pre = run_pre(ex, [hs])
+    with repo.saver() as saver:
+        dumps = run_dump_hooks(
+            ex, repo, saver, [pod("a", {"dump.hook.backup.dr.dev/command": json.dumps(command)})]
+        )
+        saver.flush()
+    masked = ["sh", "-c", "PGPASSWORD=[REDACTED] pg_dump --password=[REDACTED] --dbname app"]
+    assert dumps.errors == [] and len(dumps.records) == 1, dumps.errors
+    assert pre.results[0].command == masked and dumps.records[0].command == masked
+    assert [c[3] for c in ex.calls] == [command, command]  # what ran: as written
+
+
 def test_a_large_stderr_is_redacted_in_bounded_time() -> None:
     # Up to 1 MiB of stderr is kept; what the patterns take on text made to be slow
     # for them (headers of keys that never end, long dotted runs) must not hold up

@@ -38,7 +38,7 @@ import hashlib
 import json
 import logging
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any, Literal
@@ -211,6 +211,14 @@ class HookResult(BaseModel):
         return f"{label} in {where}: {self.error}" if self.error else f"{label} in {where}: ok"
 
 
+def recorded_command(command: Sequence[str]) -> list[str]:
+    """A hook's command as results and dump records keep it (in the repository, in
+    `dr backups describe`, in reports): each argument with secret-looking values masked
+    (``PGPASSWORD=…``, ``--password=…``, tokens), as a hook's stderr is. What runs is
+    the command as written."""
+    return [redact(arg) for arg in command]
+
+
 def _stderr_tail(stderr: bytes) -> str:
     """The end of a hook's stderr, for its error: secret-looking values masked
     (``pg_dump``, ``mysql`` or a script may print a password or a token there, and
@@ -231,7 +239,7 @@ def run_hook(exec_: Exec, hs: PodHookSet, hook: Hook, phase: Phase) -> HookResul
         pod=hs.pod,
         container=container,
         name=hook.name,
-        command=list(hook.command),
+        command=recorded_command(hook.command),
         on_error=hook.on_error,
     )
     timeout = hook.timeout.total_seconds()
@@ -329,7 +337,7 @@ def _skipped(hs: PodHookSet, hook: Hook, phase: Phase) -> HookResult:
         pod=hs.pod,
         container=hook.container or hs.default_container,
         name=hook.name,
-        command=list(hook.command),
+        command=recorded_command(hook.command),
         on_error=hook.on_error,
         skipped=True,
         note="pod is not running",
@@ -414,7 +422,7 @@ def run_dump(exec_: Exec, repo: Repository, saver: Saver, hook: DumpHook) -> Dum
         pod=hook.pod,
         container=hook.container,
         name=hook.name,
-        command=list(hook.command),
+        command=recorded_command(hook.command),
         size=stream.size,
         sha256=digest.hexdigest(),
         stream=stream,
@@ -500,7 +508,7 @@ def restore_dump(exec_: Exec, repo: Repository, record: DumpRecord, hook: Restor
         pod=hook.pod,
         container=hook.container,
         name=record.name,
-        command=list(hook.command),
+        command=recorded_command(hook.command),
     )
     source = _CheckedStream(repo, record)
     timeout = hook.timeout.total_seconds()
