@@ -11,22 +11,23 @@ from hypothesis import strategies as st
 from dr.cron import CronError, format_duration, parse_cron, parse_duration
 
 
+# From Friday 2026-11-27 12:00, the next minute each expression fires.
 @pytest.mark.parametrize(
-    "expr",
+    ("expr", "fires"),
     [
-        "* * * * *",
-        "*/5 * * * *",
-        "0 2 * * *",
-        "15 1 1,15 * MON-FRI",
-        "0 0 1 jan *",
-        "@daily",
-        "0-30/10 8-18 * * 1-5",
-        "0 4 1 * *",
-        "0 0 * * 7",
+        ("* * * * *", datetime(2026, 11, 27, 12, 1)),
+        ("*/5 * * * *", datetime(2026, 11, 27, 12, 5)),
+        ("0 2 * * *", datetime(2026, 11, 28, 2, 0)),
+        ("15 1 1,15 * MON-FRI", datetime(2026, 11, 30, 1, 15)),  # either day field: Monday
+        ("0 0 1 jan *", datetime(2027, 1, 1, 0, 0)),
+        ("@daily", datetime(2026, 11, 28, 0, 0)),
+        ("0-30/10 8-18 * * 1-5", datetime(2026, 11, 27, 12, 10)),
+        ("0 4 1 * *", datetime(2026, 12, 1, 4, 0)),
+        ("0 0 * * 7", datetime(2026, 11, 29, 0, 0)),  # 7 is Sunday, as 0 is
     ],
 )
-def test_valid(expr: str) -> None:
-    parse_cron(expr)
+def test_valid(expr: str, fires: datetime) -> None:
+    assert parse_cron(expr).next_after(datetime(2026, 11, 27, 12, 0)) == fires
 
 
 @pytest.mark.parametrize(
