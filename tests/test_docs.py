@@ -24,6 +24,7 @@ from dr.cli.main import cli
 from dr.cli.params import attach_optional_values
 from dr.config import Config as ConfigModel
 from dr.config import load_config_file, load_yaml, validate
+from dr.errors import InvalidInput
 from dr.runbook.model import load_runbook, parse_runbook
 from tests.helpers import run_dr
 from tests.test_config import BAD
@@ -201,13 +202,29 @@ def test_every_documented_command_line_parses(args: list[str]) -> None:
 # --------------------------------------------------------------------------- YAML examples
 
 
-def yaml_blocks() -> list[tuple[str, str]]:
+def yaml_blocks(docs: list[Path] = DOCS) -> list[tuple[str, str]]:
     return [
-        (f"{rel(doc)} ({heading})", text)
-        for doc in DOCS
+        (f"{rel(doc) if ROOT in doc.parents else doc} ({heading})", text)
+        for doc in docs
         for info, heading, text in code_blocks(doc)
         if info in ("yaml", "yml") or re.search(r"^kind: (Config|Runbook)$", text, re.M)
     ]
+
+
+def validate_yaml_blocks(docs: list[Path] = DOCS) -> list[str]:
+    """Validate each Config and Runbook of the YAML blocks of ``docs``; the kinds validated."""
+    validated = []
+    for where, text in yaml_blocks(docs):
+        for doc in yaml.safe_load_all(text):
+            kind = doc.get("kind") if isinstance(doc, dict) else None
+            if kind == "Config":
+                validate(ConfigModel, *load_yaml(yaml.safe_dump(doc), where))
+            elif kind == "Runbook":
+                parse_runbook(yaml.safe_dump(doc), where)
+            else:
+                continue
+            validated.append(kind)
+    return validated
 
 
 @pytest.mark.parametrize("path", CONFIG_EXAMPLES, ids=rel)
@@ -224,13 +241,24 @@ def test_runbook_examples_validate(path: Path, capsys: pytest.CaptureFixture[str
 
 
 def test_yaml_blocks_in_the_documents_validate() -> None:
-    for where, text in yaml_blocks():
-        for doc in yaml.safe_load_all(text):
-            kind = doc.get("kind") if isinstance(doc, dict) else None
-            if kind == "Config":
-                validate(ConfigModel, *load_yaml(yaml.safe_dump(doc), where))
-            elif kind == "Runbook":
-                parse_runbook(yaml.safe_dump(doc), where)
+    # No document holds such a block today, so this guards the ones added later.
+    validate_yaml_blocks()
+
+
+def test_yaml_blocks_are_found_and_validated(tmp_path: Path) -> None:
+    """The extraction the test above relies on: a vacuous pass there must mean no blocks, not no reading."""
+    runbook = RUNBOOK_EXAMPLES[0].read_text()
+    doc = tmp_path / "guide.md"
+    doc.write_text(
+        "# Config\n\n```yaml\n" + CONFIG_EXAMPLES[0].read_text() + "```\n\n"
+        "## Runbook\n\nIndented:\n\n" + "".join(f"    {ln}\n" for ln in runbook.splitlines())
+        + "\n```yaml\nnot: dr\n```\n"
+    )  # fmt: skip
+    assert validate_yaml_blocks([doc]) == ["Config", "Runbook"]
+    bad = tmp_path / "bad.md"
+    bad.write_text("```yaml\nkind: Config\n" + BAD + "```\n")
+    with pytest.raises(InvalidInput, match=f"^{re.escape(str(bad))} \\(\\): 3 problems"):
+        validate_yaml_blocks([bad])
 
 
 def test_the_readme_config_validate_example_is_what_dr_prints(
