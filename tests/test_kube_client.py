@@ -47,9 +47,11 @@ def test_kubeconfig_list_from_the_environment_skips_missing_files(
     with pytest.raises(InvalidInput) as e:
         connect()
     assert str(e.value) == f"kubeconfig {missing}:{tmp_path / 'also-gone.yaml'}: file not found"
-    # --kubeconfig is one file, and must exist.
-    with pytest.raises(InvalidInput, match="file not found"):
+    # --kubeconfig is not skipped over: each file it names must exist, and the missing one is named
+    # (not the environment's list, which is ignored).
+    with pytest.raises(InvalidInput) as e:
         connect(f"{missing}:{k8s.kubeconfig}")
+    assert str(e.value) == f"kubeconfig {missing}: file not found"
 
 
 def test_missing_kubeconfig_file(tmp_path: Path) -> None:
