@@ -326,19 +326,22 @@ def test_backup_hook_exec_is_authorized(backup_api: Any, app_ns: str) -> None:
     assert review.status.allowed is True
 
 
-def test_backup_records_events(backup_api: Any, app_ns: str, unique: str) -> None:
+def test_backup_records_events(backup_api: Any, admin: Any, app_ns: str) -> None:
     from kubernetes import client
 
-    client.CoreV1Api(backup_api).create_namespaced_event(
-        app_ns,
-        {
-            "metadata": {"name": f"dr.{unique}"},
-            "involvedObject": {"apiVersion": "v1", "kind": "Namespace", "name": app_ns},
-            "reason": "BackupCompleted",
-            "message": "test",
-            "type": "Normal",
-        },
+    from dr.observe.events import Reason, record_event
+
+    # The event dr itself writes, as the backup identity; it lands in the application's namespace.
+    name = record_event(backup_api, app_ns, Reason.BACKUP_COMPLETED, "backup of shop completed")
+    stored = client.CoreV1Api(admin).read_namespaced_event(name, app_ns)
+    assert (stored.reason, stored.message, stored.type) == (
+        "BackupCompleted",
+        "backup of shop completed",
+        "Normal",
     )
+    # Events are written, never read back or removed by dr: the role holds no more than that.
+    _forbidden(client.CoreV1Api(backup_api).list_namespaced_event, app_ns)
+    _forbidden(client.CoreV1Api(backup_api).delete_namespaced_event, name, app_ns)
 
 
 # --------------------------------------------------------------------------- restore
