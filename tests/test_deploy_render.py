@@ -3,8 +3,9 @@ real API server (server-side apply, dry run), hardened pods, schedules taken fro
 
 from __future__ import annotations
 
+import copy
 import shutil
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -201,9 +202,42 @@ def test_config_and_runbook_ship_in_configmaps(example: Path) -> None:
 
 
 def test_every_pod_is_hardened(example: Path) -> None:
+    checked: set[str] = set()
     for obj in _render(example) + kustomize_build(DEPLOY):
         for pod in pod_specs(obj):
             assert restricted_problems(pod) == [], obj["metadata"]["name"]
+            checked.add(obj["metadata"]["name"])
+    # Not vacuous: every kind of CronJob dr renders was among them (and so had a pod spec).
+    assert {"dr-backup-site-nightly", "dr-forget-site-nightly", "dr-prune-primary", "dr-drill-gc"} <= checked
+    assert any(n.startswith("dr-drill-") and n != "dr-drill-gc" for n in checked), checked
+
+
+@pytest.mark.parametrize(
+    ("weaken", "problem"),
+    [
+        (lambda p: p["securityContext"].pop("runAsNonRoot"), "pod: runAsNonRoot is not true"),
+        (lambda p: p.__setitem__("hostPID", True), "pod: hostPID"),
+        (lambda p: p["volumes"].append({"name": "h", "hostPath": {"path": "/"}}), "volume h: hostPath"),
+        (lambda p: p["containers"][0]["securityContext"].__setitem__("allowPrivilegeEscalation", True),
+         "{c}: allowPrivilegeEscalation is not false"),
+        (lambda p: p["containers"][0]["securityContext"]["capabilities"].__setitem__("add", ["NET_ADMIN"]),
+         "{c}: capabilities are not drop [ALL]"),
+        (lambda p: p["containers"][0]["securityContext"].__setitem__("readOnlyRootFilesystem", False),
+         "{c}: root file system is writable"),
+        (lambda p: p["containers"][0]["env"].append({"name": "API_TOKEN", "value": "t"}),
+         "{c}: credential API_TOKEN given inline"),
+    ],
+)  # fmt: skip
+def test_the_hardening_check_finds_each_weakness(
+    weaken: Callable[[dict[str, Any]], object], problem: str
+) -> None:
+    """The check test_every_pod_is_hardened relies on: each weakness of a hardened pod is reported."""
+    (cron,) = [o for o in kustomize_build(DEPLOY) if o["metadata"]["name"] == "dr-drill-gc"]
+    pod = copy.deepcopy(pod_specs(cron)[0])
+    assert restricted_problems(pod) == []
+    pod["containers"][0].setdefault("env", [])
+    weaken(pod)
+    assert restricted_problems(pod) == [problem.format(c=pod["containers"][0]["name"])]
 
 
 def test_namespace_enforces_restricted_pod_security(example: Path) -> None:
