@@ -543,6 +543,8 @@ def test_restore_of_namespaces_the_backup_does_not_hold_is_exit_2(
     # A name or glob that matches is still fine, also next to one that matches nothing.
     r = dr(capsys, k8s, "restore", "latest", "-n", ns, "-n", "other-*", "--dry-run", "-o", "json")
     assert r.code == 0, r.err
+    planned = {i["item"].get("namespace") for i in r.json()["items"] if i["item"]["namespaced"]}
+    assert planned == {ns} and r.json()["counts"] == {"unchanged": len(r.json()["items"])}
 
 
 def test_restore_json_keys_are_camel_case(
@@ -707,6 +709,19 @@ def test_storage_class_mapping_that_no_claim_uses_is_exit_2(
     res = dr(capsys, k8s, "restore", "latest", *mapping, "--storage-class-mapping", "standard=fast", "--dry-run",
              "-o", "json")  # fmt: skip
     assert res.code == 0, res.err
+    assert res.json()["dryRun"] is True
+    assert by_key(res.json())[("persistentvolumeclaims", "data")]["outcome"] == "would-create"
+    assert get(kube_client, "v1", "namespaces", target) is None
+    # And restored: the claim comes back with the class it was mapped to.
+    res = dr(
+        capsys, k8s, "restore", "latest", *mapping, "--storage-class-mapping", "standard=fast", "-o", "json"
+    )
+    try:
+        assert (res.code, res.json()["phase"]) == (0, "Completed"), res.err
+        claim = get(kube_client, "v1", "persistentvolumeclaims", "data", target)
+        assert claim is not None and claim["spec"]["storageClassName"] == "fast"
+    finally:
+        kube_client.request("DELETE", f"/api/v1/namespaces/{target}")
 
 
 def test_restore_latest_of_a_namespace_takes_the_newest_backup_that_holds_it(
