@@ -139,5 +139,11 @@ def test_a_backup_paused_past_its_lock_expiry_commits_nothing(tmp_path: Path) ->
     assert _count(repo, "snapshots") == 0 and _count(repo, "index") == 0
     check = run_dr_process("repo", "check", "-o", "json", env=env)
     assert check.code == 0 and json.loads(check.out)["errors"] == [], check.out + check.err
+    # The next backup stores everything again (what the paused one uploaded was pruned) and reads back.
     again = run_dr_process("mover", "backup", str(src), "-o", "json", env=env)
     assert again.code == 0, again.err
+    summary = json.loads(again.out)
+    assert summary["files"] == 4 and summary["newBytes"] >= 4 << 20, summary
+    assert _count(repo, "snapshots") == 1
+    check = run_dr_process("repo", "check", "--read-data", "-o", "json", env=env)
+    assert check.code == 0 and json.loads(check.out)["errors"] == [], check.out + check.err
