@@ -96,9 +96,9 @@ def test_context_binds_the_slot_to_its_repository(tmp_path: Path) -> None:
         assert e.value.reason.startswith("wrong key")
     # Tampering with the wrapped bytes fails the same way.
     flipped = bytes([w.ciphertext[0] ^ 1]) + w.ciphertext[1:]
-    with pytest.raises(KeyProviderError):
+    with pytest.raises(KeyProviderError, match=": wrong key or context "):
         p.unwrap(Wrapped(flipped), CTX)
-    with pytest.raises(KeyProviderError):
+    with pytest.raises(KeyProviderError, match=": wrong key or context "):
         p.unwrap(Wrapped(b"short"), CTX)
     assert p.unwrap(w, CTX) == key
 
@@ -111,7 +111,7 @@ def test_rewrap_refreshes_the_ciphertext(tmp_path: Path) -> None:
     assert w2.ciphertext != w.ciphertext
     assert w2.key_version is None
     assert p.unwrap(w2, CTX) == key
-    with pytest.raises(KeyProviderError):
+    with pytest.raises(KeyProviderError, match=": wrong key or context "):
         p.rewrap(w, OTHER_CTX)
 
 
@@ -181,7 +181,7 @@ def test_roundtrip_any_key_and_context(tmp_path: Path, key: bytes, context: dict
     p = LocalKeyProvider(tmp_path / "prop.key", create=True)
     w = p.wrap(key, context)
     assert p.unwrap(w, context) == key
-    with pytest.raises(KeyProviderError):
+    with pytest.raises(KeyProviderError, match=": wrong key or context "):
         p.unwrap(w, {**context, "dr-other": "x"})
 
 
