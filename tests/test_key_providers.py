@@ -858,8 +858,9 @@ def test_vault_logs_hold_no_token_or_key(
     w = p.wrap(key, CTX)
     transit.root.secrets.transit.rotate_key(name=name, mount_point=transit.mount)
     assert p.unwrap(p.rewrap(w, CTX), CTX) == key
-    with pytest.raises(KeyProviderError):
+    with pytest.raises(KeyProviderError) as e:
         p.unwrap(w, OTHER_CTX)
+    assert e.value.reason == "cannot decrypt: wrong key or context"  # the failure's answer is logged too
     assert "dr.crypto.providers.vault" in debug_logs.loggers()
     assert "urllib3.connectionpool" in debug_logs.loggers()
     debug_logs.assert_clean([token, *secret_forms(key)])
@@ -1101,8 +1102,9 @@ def test_awskms_logs_hold_no_key(kms: Any, debug_logs: DebugLogs) -> None:
     key = os.urandom(32)
     w = p.wrap(key, CTX)
     assert p.unwrap(p.rewrap(w, CTX), CTX) == key
-    with pytest.raises(KeyProviderError):
+    with pytest.raises(KeyProviderError) as e:
         p.unwrap(w, OTHER_CTX)
+    assert e.value.reason == "cannot decrypt: wrong key or encryption context"
     # botocore logged its request and response bodies, with the key material withheld.
     assert {"botocore.endpoint", "botocore.parsers"} <= debug_logs.loggers()
     assert any(payload_logs.WITHHELD in d for d in debug_logs.dumps())
@@ -1389,8 +1391,9 @@ def test_gcpkms_logs_hold_no_key(gcp_key: GCPKey, debug_logs: DebugLogs) -> None
     w = p.wrap(key, CTX)
     gcp_key.new_primary()
     assert p.unwrap(p.rewrap(w, CTX), CTX) == key
-    with pytest.raises(KeyProviderError):
+    with pytest.raises(KeyProviderError) as e:
         p.unwrap(w, OTHER_CTX)
+    assert e.value.reason == "cannot decrypt: wrong key or context"
     # The gRPC transport logged request and response payloads, with the key material withheld.
     assert any(n.startswith("google.cloud.kms_v1") for n in debug_logs.loggers())
     assert any(payload_logs.WITHHELD in d for d in debug_logs.dumps())
