@@ -557,6 +557,9 @@ def test_help_names_every_exit_code(capsys: Capsys) -> None:
     assert res.code == 0
     text = " ".join(res.out.split())
     assert "2 when the runbook, --backup, --policy or --report-dir is invalid (nothing is run)" in text
+    # ... and every other code the command returns (3 is gc's alone).
+    assert "Exit 0 when the restore was complete and every step passed, 4 when " in text
+    assert "1 when the drill could not run" in text and " 3 " not in text
 
 
 def test_a_report_that_cannot_be_saved_still_prints_the_drills_result(
