@@ -72,7 +72,7 @@ def test_blob_roundtrip_and_binding(data: bytes, compress: bool, bid: bytes) -> 
         FormatError, match=r"^t: authentication failed \(corrupted, truncated or tampered with\)$"
     ):
         CODEC.decode(bytes(tampered), aad, what="t")
-    with pytest.raises(FormatError, match="^t: authentication failed"):
+    with pytest.raises(FormatError, match=r"^t: authentication failed"):
         CODEC.decode(sealed[:-1], aad, what="t")
 
 
@@ -238,7 +238,7 @@ def test_index_rejects_an_unknown_blob_type() -> None:
 
 @given(st.binary(min_size=1, max_size=200))
 def test_index_rejects_garbage(junk: bytes) -> None:
-    with pytest.raises(FormatError, match="^t: "):  # named by the object it was read from
+    with pytest.raises(FormatError, match=r"^t: "):  # named by the object it was read from
         list(decode_index(b"DRIX" + junk, "t"))
 
 
@@ -254,7 +254,7 @@ def test_pack_header_roundtrip(blobs: list[bytes]) -> None:
     pack = body + encode_pack_header(CODEC, ents)
     got = decode_pack_header(CODEC, pack, len(pack), "t")
     assert [(e.id, e.offset, e.length) for e in got] == [(e.id, e.offset, e.length) for e in ents]
-    with pytest.raises(FormatError, match="^t: "):
+    with pytest.raises(FormatError, match=r"^t: "):
         decode_pack_header(CODEC, pack[:-1] + b"\xff", len(pack), "t")
 
 
