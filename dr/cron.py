@@ -30,7 +30,8 @@ _FIELDS: tuple[tuple[str, int, int, dict[str, int]], ...] = (
     ("hour", 0, 23, {}),
     ("day of month", 1, 31, {}),
     ("month", 1, 12, _MONTHS),
-    ("day of week", 0, 7, _DAYS),  # 7 is Sunday too
+    # 0-6 as robfig/cron's bounds: the API server refuses 7 ("above maximum (6)").
+    ("day of week", 0, 6, _DAYS),
 )
 
 
@@ -52,7 +53,7 @@ class Cron:
     def _day_matches(self, t: datetime) -> bool:
         dom = t.day in self.days
         dow = (t.isoweekday() % 7) in self.weekdays
-        # Vixie cron: when both day fields are restricted, either may match.
+        # Vixie cron (and robfig/cron): when both day fields are restricted, either may match.
         if self.dom_star or self.dow_star:
             return dom and dow
         return dom or dow
@@ -87,7 +88,8 @@ def _parse_value(text: str, name: str, lo: int, hi: int, names: dict[str, int]) 
     low = text.lower()
     if low in names:
         return names[low]
-    if not text.isdigit():
+    # ASCII only: str.isdigit() takes '٣' and '²', which Go's strconv.Atoi refuses.
+    if not (text.isascii() and text.isdigit()):
         raise CronError(f"{name}: {text!r} is not a number" + (" or a name" if names else ""))
     v = int(text)
     if not lo <= v <= hi:
@@ -95,19 +97,24 @@ def _parse_value(text: str, name: str, lo: int, hi: int, names: dict[str, int]) 
     return v
 
 
-def _parse_field(text: str, name: str, lo: int, hi: int, names: dict[str, int]) -> set[int]:
+def _parse_field(text: str, name: str, lo: int, hi: int, names: dict[str, int]) -> tuple[set[int], bool]:
+    """The values of one field, and whether it counts as ``*`` for the day-of-month /
+    day-of-week rule: as robfig/cron, when any element is ``*`` or ``?`` with a step of
+    at most 1 (``*/1`` and ``1,*`` too; ``*/2`` not)."""
     out: set[int] = set()
+    star = False
     for part in text.split(","):
         if not part:
             raise CronError(f"{name}: empty list element in {text!r}")
         rng, _, step_s = part.partition("/")
         step = 1
         if step_s:
-            if not step_s.isdigit() or int(step_s) == 0:
+            if not (step_s.isascii() and step_s.isdigit()) or int(step_s) == 0:
                 raise CronError(f"{name}: bad step {step_s!r}")
             step = int(step_s)
         if rng in ("*", "?"):
             a, b = lo, hi
+            star = star or step == 1
         elif "-" in rng:
             a_s, _, b_s = rng.partition("-")
             a, b = _parse_value(a_s, name, lo, hi, names), _parse_value(b_s, name, lo, hi, names)
@@ -117,7 +124,7 @@ def _parse_field(text: str, name: str, lo: int, hi: int, names: dict[str, int]) 
             a = _parse_value(rng, name, lo, hi, names)
             b = hi if step_s else a
         out.update(range(a, b + 1, step))
-    return out
+    return out, star
 
 
 def parse_cron(expression: str) -> Cron:
@@ -135,16 +142,15 @@ def parse_cron(expression: str) -> Cron:
     parsed = [
         _parse_field(f, n, lo, hi, names) for f, (n, lo, hi, names) in zip(fields, _FIELDS, strict=True)
     ]
-    weekdays = {d % 7 for d in parsed[4]}
     return Cron(
         expression=expression,
-        minutes=frozenset(parsed[0]),
-        hours=frozenset(parsed[1]),
-        days=frozenset(parsed[2]),
-        months=frozenset(parsed[3]),
-        weekdays=frozenset(weekdays),
-        dom_star=fields[2] in ("*", "?"),
-        dow_star=fields[4] in ("*", "?"),
+        minutes=frozenset(parsed[0][0]),
+        hours=frozenset(parsed[1][0]),
+        days=frozenset(parsed[2][0]),
+        months=frozenset(parsed[3][0]),
+        weekdays=frozenset(parsed[4][0]),
+        dom_star=parsed[2][1],
+        dow_star=parsed[4][1],
     )
 
 

@@ -23,7 +23,8 @@ from dr.cron import CronError, format_duration, parse_cron, parse_duration
         ("@daily", datetime(2026, 11, 28, 0, 0)),
         ("0-30/10 8-18 * * 1-5", datetime(2026, 11, 27, 12, 10)),
         ("0 4 1 * *", datetime(2026, 12, 1, 4, 0)),
-        ("0 0 * * 7", datetime(2026, 11, 29, 0, 0)),  # 7 is Sunday, as 0 is
+        ("0 0 * * 6", datetime(2026, 11, 28, 0, 0)),
+        ("0 0 ? * SUN", datetime(2026, 11, 29, 0, 0)),  # robfig/cron takes '?' as '*'
     ],
 )
 def test_valid(expr: str, fires: datetime) -> None:
@@ -37,7 +38,11 @@ def test_valid(expr: str, fires: datetime) -> None:
         ("* 24 * * *", "hour 24 out of range 0-23"),
         ("* * 0 * *", "day of month 0 out of range 1-31"),
         ("* * * 13 *", "month 13 out of range 1-12"),
-        ("* * * * 8", "day of week 8 out of range 0-7"),
+        # Kubernetes (robfig/cron) refuses 7 for Sunday: "End of range (7) above maximum (6)".
+        ("0 0 * * 7", "day of week 7 out of range 0-6"),
+        ("0 0 * * 5-7", "day of week 7 out of range 0-6"),
+        ("\u0663 * * * *", "not a number"),  # an Arabic-Indic 3: Go's Atoi refuses it
+        ("*/\u0663 * * * *", "bad step"),
         ("* * * *", "expected 5 fields"),
         ("*/0 * * * *", "bad step"),
         ("5-1 * * * *", "goes backwards"),
@@ -62,6 +67,15 @@ def test_next_after() -> None:
     # both day fields restricted: either matches (Vixie cron)
     either = parse_cron("0 0 13 * fri")
     assert either.next_after(datetime(2026, 11, 1)) == datetime(2026, 11, 6)
+
+
+def test_day_fields_star_as_robfig() -> None:
+    # robfig/cron counts '*/1' and a list holding '*' as '*': the day fields are ANDed
+    # (Mondays only), not ORed (every day); '*/2' is a restriction (either may match).
+    monday = datetime(2026, 11, 30)
+    for expr in ("0 0 */1 * mon", "0 0 1,* * mon", "0 0 * * mon"):
+        assert parse_cron(expr).next_after(datetime(2026, 11, 24)) == monday, expr
+    assert parse_cron("0 0 */2 * mon").next_after(datetime(2026, 11, 24)) == datetime(2026, 11, 25)
 
 
 @given(st.integers(min_value=0, max_value=59), st.integers(min_value=0, max_value=23))
