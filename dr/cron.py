@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 
 _MACROS = {
     "@yearly": "0 0 1 1 *",
@@ -66,10 +66,8 @@ class Cron:
             and self._day_matches(t)
         )
 
-    def next_after(self, t: datetime) -> datetime:
-        """The first matching minute strictly after ``t`` (searches up to 5 years)."""
-        cur = t.replace(second=0, microsecond=0) + timedelta(minutes=1)
-        limit = cur + timedelta(days=366 * 5)
+    def _next_wall(self, cur: datetime, limit: datetime) -> datetime | None:
+        """The first matching wall-clock minute at or after naive ``cur``, before ``limit``."""
         while cur < limit:
             if cur.month not in self.months:
                 cur = (cur.replace(day=1, hour=0, minute=0) + timedelta(days=32)).replace(day=1)
@@ -81,7 +79,41 @@ class Cron:
                 cur += timedelta(minutes=1)
             else:
                 return cur
-        raise CronError(f"{self.expression!r} never fires")
+        return None
+
+    def next_after(self, t: datetime) -> datetime:
+        """The first matching minute strictly after ``t`` (searches up to 5 years).
+
+        For an aware ``t``: the first instant whose wall-clock time in ``t``'s zone matches,
+        as robfig/cron (the CronJob controller) finds it — a time a spring-forward skips
+        does not fire that day; one a fall-back repeats may fire in either pass."""
+        tz = t.tzinfo
+        wall = t.replace(tzinfo=None, second=0, microsecond=0)
+        if tz is None:
+            found = self._next_wall(wall + timedelta(minutes=1), wall + timedelta(days=366 * 5))
+            if found is None:
+                raise CronError(f"{self.expression!r} never fires")
+            return found
+        # Wall-clock time is not monotonic around a fall-back: the next instant may have an
+        # earlier wall time than now's, so look from a few hours (more than any offset change)
+        # back and keep the earliest instant after ``t`` among the real ones.
+        # Instants are compared in UTC: aware datetimes of one zone compare by wall time.
+        slack = timedelta(hours=3)
+        limit = wall + timedelta(days=366 * 5)
+        after = t.astimezone(UTC)
+        cur, best, best_wall = wall - slack, None, None
+        while (w := self._next_wall(cur, limit)) is not None:
+            if best_wall is not None and w > best_wall + slack:
+                break
+            for fold in (0, 1):
+                instant = w.replace(tzinfo=tz, fold=fold).astimezone(UTC)
+                real = instant.astimezone(tz).replace(tzinfo=None) == w  # not in a spring-forward gap
+                if real and instant > after and (best is None or instant < best):
+                    best, best_wall = instant, w
+            cur = w + timedelta(minutes=1)
+        if best is None:
+            raise CronError(f"{self.expression!r} never fires")
+        return best.astimezone(tz)
 
 
 def _parse_value(text: str, name: str, lo: int, hi: int, names: dict[str, int]) -> int:

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
+from zoneinfo import ZoneInfo
 
 import pytest
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from dr.cron import CronError, format_duration, parse_cron, parse_duration
@@ -112,3 +113,65 @@ def test_format_duration() -> None:
     assert format_duration(3.25) == "3.2s"
     assert format_duration(timedelta(hours=26, minutes=5)) == "1d2h"
     assert format_duration(200) == "3m20s"
+
+
+BERLIN = ZoneInfo("Europe/Berlin")
+
+
+def _berlin(*args: int, fold: int = 0) -> datetime:
+    return datetime(*args, tzinfo=BERLIN, fold=fold)  # type: ignore[misc]
+
+
+def test_next_after_skips_a_time_the_spring_forward_skips() -> None:
+    # 2026-03-29 02:00 CET jumps to 03:00 CEST: 02:30 does not exist that day, and the
+    # CronJob (robfig/cron) does not run then; it runs the next day at 02:30 CEST.
+    nxt = parse_cron("30 2 * * *").next_after(_berlin(2026, 3, 28, 12, 0))
+    assert nxt.astimezone(UTC) == datetime(2026, 3, 30, 0, 30, tzinfo=UTC)
+
+
+def test_next_after_is_after_now_in_the_repeated_fall_back_hour() -> None:
+    # 2026-10-25 03:00 CEST goes back to 02:00 CET: at 02:10 CET (the second 02:10, fold=1)
+    # the next ':30' is 02:30 CET, not 02:30 CEST (an hour before now).
+    now = _berlin(2026, 10, 25, 2, 10, fold=1)
+    nxt = parse_cron("30 * * * *").next_after(now)
+    assert nxt.astimezone(UTC) == datetime(2026, 10, 25, 1, 30, tzinfo=UTC)
+    # ...and in the first pass (02:50 CEST) the next ':00' is 02:00 CET, an hour of wall time back.
+    first = parse_cron("0 * * * *").next_after(_berlin(2026, 10, 25, 2, 50))
+    assert first.astimezone(UTC) == datetime(2026, 10, 25, 1, 0, tzinfo=UTC)
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.sampled_from(["* * * * *", "*/15 * * * *", "30 2 * * *", "0 * * * *", "0 3 * * 0", "45 1 1 * *"]),
+    st.sampled_from(["Europe/Berlin", "America/New_York", "Australia/Lord_Howe", "America/Sao_Paulo", "UTC"]),
+    st.one_of(
+        st.datetimes(min_value=datetime(2020, 1, 1), max_value=datetime(2030, 1, 1), timezones=st.just(UTC)),
+        # around the 2026 offset changes of these zones, where wall time jumps or repeats
+        st.builds(
+            lambda at, minutes: at + timedelta(minutes=minutes),
+            st.sampled_from(
+                [
+                    datetime(2026, 3, 29, 1, tzinfo=UTC),
+                    datetime(2026, 10, 25, 1, tzinfo=UTC),
+                    datetime(2026, 3, 8, 7, tzinfo=UTC),
+                    datetime(2026, 11, 1, 6, tzinfo=UTC),
+                    datetime(2026, 4, 4, 15, tzinfo=UTC),
+                    datetime(2026, 10, 3, 15, 30, tzinfo=UTC),
+                ]
+            ),
+            st.integers(min_value=-300, max_value=300),
+        ),
+    ),
+)
+def test_next_after_is_the_first_matching_instant(expr: str, zone: str, now: datetime) -> None:
+    """Against a brute force over absolute minutes: the first instant after ``now`` whose
+    wall-clock time in the zone matches (robfig/cron's rule)."""
+    tz = ZoneInfo(zone)
+    c = parse_cron(expr)
+    nxt = c.next_after(now.astimezone(tz))
+    assert nxt > now
+    cur = now.replace(second=0, microsecond=0) + timedelta(minutes=1)
+    while cur < nxt:
+        assert not c.matches(cur.astimezone(tz)), cur
+        cur += timedelta(minutes=1)
+    assert c.matches(nxt.astimezone(tz))
