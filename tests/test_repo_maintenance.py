@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import os
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import pytest
 
@@ -55,6 +56,37 @@ def test_gfs_combination_and_reasons() -> None:
     # the newest of each of the 6 most recent months
     monthly = sorted((x.time.year, x.time.month) for x in d if "monthly" in x.reasons)
     assert monthly == [(2026, 9), (2026, 10), (2026, 11), (2026, 12), (2027, 1), (2027, 2)]
+
+
+BERLIN = ZoneInfo("Europe/Berlin")
+
+
+def test_retention_counts_days_in_the_policy_time_zone() -> None:
+    # A policy running at 01:30 Europe/Berlin across the 2026-03-29 spring-forward: its
+    # backups of Mar 29 and Mar 30 (local) both fall on Mar 29 in UTC. keep-daily 3 keeps
+    # the backups of the last 3 local days, not an older one in place of Mar 29's.
+    local = [datetime(2026, 3, d, 1, 30, tzinfo=BERLIN) for d in (28, 29, 30, 31)]
+    items = [(f"d{t.day}", t.astimezone(UTC)) for t in local]
+    assert kept(apply_policy(items, Policy(daily=3), BERLIN)) == ["d29", "d30", "d31"]
+    # A backup at 00:30 on New Year's Day in Berlin (23:30 UTC the day before) is that year's.
+    years = [("y26", datetime(2025, 12, 31, 23, 30, tzinfo=UTC)), ("y25", datetime(2025, 6, 1, tzinfo=UTC))]
+    yearly = {d.id: d.reasons for d in apply_policy(years, Policy(yearly=2), BERLIN)}
+    assert yearly == {"y26": ["yearly"], "y25": ["yearly"]}
+    # UTC by default, whatever offset a time carries.
+    plus2 = [("a", datetime(2026, 5, 2, 1, tzinfo=timezone(timedelta(hours=2)))),
+             ("b", datetime(2026, 5, 1, 12, tzinfo=UTC))]  # fmt: skip
+    assert kept(apply_policy(plus2, Policy(daily=2))) == ["a"]  # one UTC day: May 1
+
+
+def test_forget_plan_uses_each_policys_time_zone() -> None:
+    from dr.cli.repo_cmd import _plan_forget
+    from dr.repo.snapshots import Snapshot
+
+    local = [datetime(2026, 3, d, 1, 30, tzinfo=BERLIN) for d in (28, 29, 30, 31)]
+    snaps = [Snapshot(id=f"{t.day:02d}" * 32, kind="backup", policy="web", time=t.astimezone(UTC), namespaces=["web"])
+             for t in local]  # fmt: skip
+    _rows, remove = _plan_forget(snaps, Policy(daily=3), "web", None, {"web": BERLIN})
+    assert remove["backup"] == {"28" * 32}
 
 
 def test_empty_policy_keeps_everything() -> None:

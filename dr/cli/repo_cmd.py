@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import contextlib
 import logging
-from datetime import datetime, timedelta
+from collections.abc import Mapping
+from datetime import UTC, datetime, timedelta, tzinfo
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import click
 
@@ -282,10 +284,16 @@ def _group_label(key: tuple[str, ...]) -> str:
 
 
 def _plan_forget(
-    all_snaps: list[Snapshot], pol: Policy, policy: str | None, busy_since: datetime | None
+    all_snaps: list[Snapshot],
+    pol: Policy,
+    policy: str | None,
+    busy_since: datetime | None,
+    zones: Mapping[str, tzinfo] | None = None,
 ) -> tuple[list[dict[str, Any]], dict[str, set[str]]]:
     """-> (one row per decision, the ids to remove by kind). ``busy_since``: when the
-    oldest running backup took its lock (None: none runs).
+    oldest running backup took its lock (None: none runs). ``zones``: the time zone of
+    each backup policy that has one, whose clock its retention counts days on (else UTC);
+    with ``policy``, its zone for the volume snapshots too.
 
     A volume snapshot a backup refers to follows its backup. The others (made by
     `dr mover backup`, or left by a backup that failed, or by a forget that stopped
@@ -318,8 +326,10 @@ def _plan_forget(
         if s.kind == "volume" and (key := _group_key(s)) in orphan_groups:
             groups.setdefault(key, []).append(s)
     remove: dict[str, set[str]] = {"backup": set(), "volume": set()}
+    zones = zones or {}
     for key, members in groups.items():
-        for d in apply_policy([(s.id, s.time) for s in members], pol):
+        zone = zones.get(key[1] if key[0] == "backup" else policy or "", UTC)
+        for d in apply_policy([(s.id, s.time) for s in members], pol, zone):
             if d.id not in decide:
                 continue  # ranks the others only: follows its backup, or kept as in progress
             s = by_id[d.id]
@@ -418,7 +428,9 @@ def forget(
     left it, or `dr mover backup` made it) is ranked among the volume snapshots
     of its volume (namespace/PVC) when a `dr backup` made it, else of its host,
     paths and tags; with --policy, only those of the volumes the policy's backups
-    hold. One a running backup may still need is kept.
+    hold. One a running backup may still need is kept. Hours, days, weeks (ISO),
+    months and years are counted in the time zone of the backups' policy (its
+    timeZone; UTC if it has none or the backups have no policy).
     """
     ctx = app()
     cli_policy = Policy(keep_last or 0, keep_hourly or 0, keep_daily or 0, keep_weekly or 0, keep_monthly or 0,
@@ -436,7 +448,8 @@ def forget(
         ]
         busy_since = min((lk.held_since for lk in running), default=None)
         snaps = list_snapshots(repo)
-        rows, remove = _plan_forget(snaps, pol, policy, busy_since)
+        zones = {p.name: ZoneInfo(p.time_zone) for p in ctx.loaded.config.backup_policies if p.time_zone}
+        rows, remove = _plan_forget(snaps, pol, policy, busy_since, zones)
         retained = {} if dry_run else _remove_snapshots(repo, remove, {s.id: s for s in snaps})
     for row in rows:
         if row["id"] in retained:

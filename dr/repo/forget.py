@@ -3,7 +3,10 @@
 Pure logic over (id, time) pairs, grandfather-father-son as in restic: within
 one group, ``keep_last N`` keeps the N newest; ``keep_daily N`` keeps the
 newest snapshot of each of the N most recent days that have one; likewise
-for hours, ISO weeks, months and years. A snapshot kept by any rule is kept,
+for hours, ISO weeks, months and years — counted on the clock of the backups'
+policy's ``timeZone`` (UTC when it has none), where its schedule runs: a backup at
+00:30 Europe/Berlin (23:30 UTC the day before) is of its Berlin day, month and
+year. A snapshot kept by any rule is kept,
 with every reason recorded. A policy with no rule keeps everything (never
 "delete all" by omission).
 """
@@ -12,7 +15,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime, tzinfo
 
 
 @dataclass(frozen=True)
@@ -45,8 +48,9 @@ _BUCKETS: list[tuple[str, Callable[[datetime], tuple[int, ...]]]] = [
 ]
 
 
-def apply_policy(items: Sequence[tuple[str, datetime]], policy: Policy) -> list[Decision]:
-    """Decisions for ``items`` (any order), newest first."""
+def apply_policy(items: Sequence[tuple[str, datetime]], policy: Policy, zone: tzinfo = UTC) -> list[Decision]:
+    """Decisions for ``items`` (any order), newest first; hours, days, weeks, months
+    and years as read on the clock of ``zone``."""
     ordered = sorted(items, key=lambda it: (it[1], it[0]), reverse=True)
     decisions = [Decision(i, t, False) for i, t in ordered]
     if policy.empty():
@@ -63,7 +67,7 @@ def apply_policy(items: Sequence[tuple[str, datetime]], policy: Policy) -> list[
         for d in decisions:
             if len(seen) >= n:
                 break
-            b = bucket(d.time)
+            b = bucket(d.time.astimezone(zone))
             if b not in seen:
                 seen.add(b)
                 d.keep = True
