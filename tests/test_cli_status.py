@@ -67,6 +67,19 @@ def test_backup_status_ok_stale_none() -> None:
     assert backup_policy_status(policy(), None, NOW)["status"] == "unknown"
 
 
+def test_a_backup_dated_in_the_future_is_age_zero_with_a_warning() -> None:
+    # Clock skew: the mover's (or this machine's) clock is off. The backup is as fresh as
+    # can be; a negative age ("-1.8e+04s") read as nonsense and hid the skew.
+    ahead = [snap("shop", -timedelta(hours=5))]
+    got = backup_policy_status(policy("1h"), ahead, NOW)
+    assert got["ageSeconds"] == 0 and got["status"] == "ok"
+    assert got["clockSkewSeconds"] == 5 * 3600
+    assert (
+        backup_policy_status(policy("1h"), [snap("shop", timedelta(hours=2))], NOW)["clockSkewSeconds"]
+        is None
+    )
+
+
 def test_last_backup_and_last_successful_differ_after_a_failure() -> None:
     backups = [
         snap("shop", timedelta(hours=30), sid="a"),
@@ -97,6 +110,8 @@ def test_drill_status_picks_the_latest_report_of_the_app() -> None:
     assert got["outcome"] == "failed" and got["lastDrill"]["id"] == "shop-9"
     assert got["ageSeconds"] == (timedelta(days=9) - timedelta(minutes=5)).total_seconds()
     assert got["nextRun"] == "2026-04-01T04:00:00+00:00"
+    future = drill_policy_status(pol, "shop", [report("shop", -1, "passed")], NOW)
+    assert future["ageSeconds"] == 0  # clock skew: not a negative age
     assert drill_policy_status(pol, "shop", [], NOW)["outcome"] == "none"
     assert drill_policy_status(pol, "shop", None, NOW)["outcome"] == "unknown"
 

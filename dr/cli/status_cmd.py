@@ -73,6 +73,11 @@ def backup_policy_status(
     good = [s for s in mine if s.phase == "Completed"]
     last_ok = good[-1] if good else None
     age = now - last_ok.time if last_ok else None
+    skew = None
+    if age is not None and age < timedelta(0):
+        # Dated in the future: a clock (the mover pod's, or this one) is off. The backup is
+        # as fresh as it gets; the skew is reported on its own, not as a negative age.
+        skew, age = -age, timedelta(0)
     if backups is None:
         status = UNKNOWN
     elif age is None:
@@ -91,6 +96,7 @@ def backup_policy_status(
         "lastBackup": _backup_doc(last),
         "lastSuccessful": _backup_doc(last_ok),
         "ageSeconds": round(age.total_seconds(), 3) if age is not None else None,
+        "clockSkewSeconds": round(skew.total_seconds(), 3) if skew is not None else None,
         "status": status,
         "nextRun": nxt.isoformat() if nxt else None,
     }
@@ -129,7 +135,7 @@ def drill_policy_status(
         "backupPolicy": policy.backup_policy,
         "lastDrill": _drill_doc(last, ended),
         "outcome": last.outcome if last else (UNKNOWN if reports is None else NONE),
-        "ageSeconds": round((now - ended).total_seconds(), 3) if ended else None,
+        "ageSeconds": round(max((now - ended).total_seconds(), 0), 3) if ended else None,
         "nextRun": nxt.isoformat() if nxt else None,
     }
 
@@ -264,6 +270,12 @@ def gather(ctx: AppContext, now: datetime) -> dict[str, Any]:
         )
         for d in config.drill_policies
     ]
+    for b in backups:
+        if b["clockSkewSeconds"] is not None:
+            sources.warnings.append(
+                f"backup policy {b['name']}: the last successful backup is dated "
+                f"{_age(b['clockSkewSeconds'])} in the future (clock skew?); its age is shown as 0"
+            )
     unprotected = unprotected_namespaces(ctx, sources.warnings)
     return {
         "time": now.isoformat(),
