@@ -24,6 +24,8 @@ _MACROS = {
     "@hourly": "0 * * * *",
 }
 _MONTHS = {m: i + 1 for i, m in enumerate("jan feb mar apr may jun jul aug sep oct nov dec".split())}
+_MONTH_NAMES = [m.capitalize() for m in _MONTHS]
+_MONTH_DAYS = dict(zip(range(1, 13), (31, 29, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31), strict=True))
 _DAYS = {d: i for i, d in enumerate("sun mon tue wed thu fri sat".split())}
 _FIELDS: tuple[tuple[str, int, int, dict[str, int]], ...] = (
     ("minute", 0, 59, {}),
@@ -174,6 +176,11 @@ def parse_cron(expression: str) -> Cron:
     parsed = [
         _parse_field(f, n, lo, hi, names) for f, (n, lo, hi, names) in zip(fields, _FIELDS, strict=True)
     ]
+    days, months = parsed[2][0], parsed[3][0]
+    if parsed[4][1] and not any(d <= _MONTH_DAYS[m] for d in days for m in months):
+        # Kubernetes takes it, and the CronJob never runs: a backup that silently never happens.
+        named = ",".join(_MONTH_NAMES[m - 1] for m in sorted(months))
+        raise CronError(f"never fires: no month it names ({named}) has day {min(days)}")
     return Cron(
         expression=expression,
         minutes=frozenset(parsed[0][0]),

@@ -26,6 +26,16 @@ from dr.cron import CronError, format_duration, parse_cron, parse_duration
         ("0 4 1 * *", datetime(2026, 12, 1, 4, 0)),
         ("0 0 * * 6", datetime(2026, 11, 28, 0, 0)),
         ("0 0 ? * SUN", datetime(2026, 11, 29, 0, 0)),  # robfig/cron takes '?' as '*'
+        ("0 0 29 2 *", datetime(2028, 2, 29, 0, 0)),  # leap years only
+        ("0 0 30 2 fri", datetime(2027, 2, 5, 0, 0)),  # either day field: every Friday in February
+        ("0 0 31 4,5 *", datetime(2027, 5, 31, 0, 0)),
+        ("@annually", datetime(2027, 1, 1, 0, 0)),
+        ("@midnight", datetime(2026, 11, 28, 0, 0)),
+        ("@weekly", datetime(2026, 11, 29, 0, 0)),
+        ("@monthly", datetime(2026, 12, 1, 0, 0)),
+        ("@hourly", datetime(2026, 11, 27, 13, 0)),
+        ("@yearly", datetime(2027, 1, 1, 0, 0)),
+        ("0 0 1 JAN-DEC/3 sun-sat", datetime(2027, 1, 1, 0, 0)),
     ],
 )
 def test_valid(expr: str, fires: datetime) -> None:
@@ -50,6 +60,11 @@ def test_valid(expr: str, fires: datetime) -> None:
         ("@sometimes", "unknown macro"),
         ("x * * * *", "not a number"),
         ("CRON_TZ=UTC 0 * * * *", "timeZone"),
+        ("TZ=Europe/Berlin 0 * * * *", "timeZone"),
+        ("0 0 * * * *", "expected 5 fields"),  # seconds: Kubernetes' parser has none
+        # accepted by Kubernetes, but the CronJob never runs
+        ("0 0 30 2 *", r"never fires: no month it names \(Feb\) has day 30"),
+        ("0 0 31 apr,jun,sep,nov *", r"never fires: no month it names \(Apr,Jun,Sep,Nov\) has day 31"),
     ],
 )
 def test_invalid(expr: str, reason: str) -> None:
