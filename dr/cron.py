@@ -10,6 +10,7 @@ the CronJob controller accepts (robfig/cron standard parser).
 
 from __future__ import annotations
 
+import math
 import re
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -193,18 +194,19 @@ def parse_cron(expression: str) -> Cron:
     )
 
 
-_DURATION_RE = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h|d|w)")
+# ASCII digits only: \d and str.isdigit() take other scripts' digits ('\u0663s' was 3s).
+_DURATION_RE = re.compile(r"([0-9]+(?:\.[0-9]+)?)(ms|s|m|h|d|w)")
 _UNITS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
 
 
 def parse_duration(text: str | int | float) -> timedelta:
     """Parse ``90s``, ``15m``, ``1h30m``, ``7d``, ``2w`` (or a number of seconds)."""
     if isinstance(text, int | float):
-        if text < 0:
-            raise ValueError("duration must not be negative")
+        if math.isnan(text) or text < 0:  # (inf overflows timedelta: "too long" to the caller)
+            raise ValueError("duration must be a number of seconds, not negative")
         return timedelta(seconds=text)
     s = text.strip()
-    if s.isdigit():
+    if s.isascii() and s.isdigit():
         return timedelta(seconds=int(s))
     pos, total = 0, 0.0
     for m in _DURATION_RE.finditer(s):

@@ -118,10 +118,32 @@ def test_durations(text: str, seconds: float) -> None:
     assert parse_duration(text).total_seconds() == seconds
 
 
-@pytest.mark.parametrize("text", ["", "soon", "5 minutes", "1h foo", "-5m", "h"])
+# Non-ASCII digits: '\u0663' (Arabic-Indic 3) read as 3, and '3\u0663' as 33 seconds.
+@pytest.mark.parametrize(
+    "text", ["", "soon", "5 minutes", "1h foo", "-5m", "h", "\u0663s", "3\u0663", "1\uff15m"]
+)
 def test_bad_durations(text: str) -> None:
     with pytest.raises(ValueError, match="invalid duration"):
         parse_duration(text)
+
+
+@pytest.mark.parametrize("value", [float("nan"), float("-inf"), -1])
+def test_bad_numeric_durations(value: float) -> None:
+    # NaN raised Python's own "cannot convert float NaN to integer".
+    with pytest.raises(ValueError, match="duration must be a number of seconds, not negative"):
+        parse_duration(value)
+
+
+@given(
+    st.lists(
+        st.tuples(st.integers(min_value=0, max_value=10**6), st.sampled_from(["s", "m", "h", "d", "w"])),
+        min_size=1,
+    )
+)
+def test_duration_parts_add_up(parts: list[tuple[int, str]]) -> None:
+    text = "".join(f"{n}{u}" for n, u in parts)
+    unit = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
+    assert parse_duration(text) == timedelta(seconds=sum(n * unit[u] for n, u in parts))
 
 
 def test_format_duration() -> None:
