@@ -193,6 +193,11 @@ def check_time_zone(v: str) -> str:
     from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
     try:
+        # Files of the local tz database that name no IANA zone: the API server and the
+        # CronJob controller (Go's tzdata) know none of them, and 'localtime' is whatever
+        # zone this machine has; right/ zones count leap seconds (27 s off).
+        if v in ("localtime", "posixrules") or v.startswith(("posix/", "right/")):
+            raise ZoneInfoNotFoundError(v)
         ZoneInfo(v)
     except (ZoneInfoNotFoundError, ValueError):
         raise ValueError(f"unknown time zone {v!r} (an IANA name such as Europe/Berlin or Etc/UTC)") from None

@@ -183,6 +183,15 @@ def test_cli_validate_example(capsys: pytest.CaptureFixture[str]) -> None:
             "backupPolicies:\n  - name: a\n    schedule: '@daily'\n    timeZone: Europe/Berln\n",
             ":4:5: backupPolicies[0].timeZone: unknown time zone 'Europe/Berln'",
         ),
+        # Files of the local tz database that are no IANA zone names: the API server's and the
+        # CronJob controller's Go tzdata have none of them ('localtime' is this machine's zone).
+        *(
+            (
+                f"backupPolicies:\n  - name: a\n    schedule: '@daily'\n    timeZone: {tz}\n",
+                f":4:5: backupPolicies[0].timeZone: unknown time zone '{tz}'",
+            )
+            for tz in ("localtime", "posixrules", "right/UTC", "posix/Europe/Berlin")
+        ),
         (
             "backupPolicies:\n  - name: a\n    schedule: '@daily'\n    rpo: 0s\n",
             "backupPolicies[0].rpo: duration '0s' must be longer than 0",
