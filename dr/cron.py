@@ -165,6 +165,10 @@ def _parse_field(text: str, name: str, lo: int, hi: int, names: dict[str, int]) 
 def parse_cron(expression: str) -> Cron:
     expr = expression.strip()
     if expr.startswith("@"):
+        if expr != expression:
+            # robfig/cron takes a macro only as the whole schedule: ' @daily' is one field
+            # too few, '@daily ' an unrecognized descriptor (the CronJob is rendered as written).
+            raise CronError(f"no spaces around the macro {expr!r}")
         if expr not in _MACROS:
             raise CronError(f"unknown macro {expr!r} (known: {', '.join(sorted(_MACROS))})")
         expr = _MACROS[expr]

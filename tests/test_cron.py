@@ -36,6 +36,7 @@ from dr.cron import CronError, format_duration, parse_cron, parse_duration
         ("@hourly", datetime(2026, 11, 27, 13, 0)),
         ("@yearly", datetime(2027, 1, 1, 0, 0)),
         ("0 0 1 JAN-DEC/3 sun-sat", datetime(2027, 1, 1, 0, 0)),
+        (" 0 2 * * * ", datetime(2026, 11, 28, 2, 0)),  # Go's strings.Fields ignores them
     ],
 )
 def test_valid(expr: str, fires: datetime) -> None:
@@ -60,6 +61,8 @@ def test_valid(expr: str, fires: datetime) -> None:
         ("@sometimes", "unknown macro"),
         ("x * * * *", "not a number"),
         ("CRON_TZ=UTC 0 * * * *", "timeZone"),
+        (" @daily", "no spaces around the macro '@daily'"),
+        ("@hourly\n", "no spaces around the macro '@hourly'"),
         ("TZ=Europe/Berlin 0 * * * *", "timeZone"),
         ("0 0 * * * *", "expected 5 fields"),  # seconds: Kubernetes' parser has none
         # accepted by Kubernetes, but the CronJob never runs
