@@ -147,7 +147,9 @@ def test_cronjobs_come_from_the_policies(example: Path) -> None:
 
     nightly = jobs["dr-backup-shop-nightly"]["spec"]
     assert nightly["schedule"] == "15 1 * * *" and nightly["timeZone"] == "Europe/Berlin"
-    assert "timeZone" not in jobs["dr-backup-platform-hourly"]["spec"]
+    # No timeZone: UTC, as dr status and dr forget count, not the controller manager's local zone.
+    assert jobs["dr-backup-platform-hourly"]["spec"]["timeZone"] == "Etc/UTC"
+    assert jobs["dr-prune-s3-primary"]["spec"]["timeZone"] == "Etc/UTC"
     assert container("dr-backup-shop-nightly")["args"] == ["backup", "--policy", "shop-nightly"]
     assert container("dr-backup-shop-nightly")["image"] == cfg.mover.image == "ghcr.io/dr-project/dr:0.1.0"
     assert pod("dr-backup-shop-nightly")["serviceAccountName"] == rbac.BACKUP_SA

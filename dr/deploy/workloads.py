@@ -68,7 +68,9 @@ def cronjob(job: JobSpec, pod: PodSettings) -> Manifest:
     meta_labels = {**labels(job.component), **({"dr.dev/policy": job.policy} if job.policy else {})}
     spec: Manifest = {
         "schedule": job.schedule,
-        **({"timeZone": job.time_zone} if job.time_zone else {}),
+        # Always explicit: without it the controller reads the schedule on kube-controller-manager's
+        # local clock, while dr status (next run) and dr forget (days) count in UTC.
+        "timeZone": job.time_zone or "Etc/UTC",
         # A run that is still going when the next is due is not doubled.
         "concurrencyPolicy": "Forbid",
         # A run missed by more than this (controller down) is skipped, not run late.
