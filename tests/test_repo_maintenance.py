@@ -72,6 +72,10 @@ def test_retention_counts_days_in_the_policy_time_zone() -> None:
     years = [("y26", datetime(2025, 12, 31, 23, 30, tzinfo=UTC)), ("y25", datetime(2025, 6, 1, tzinfo=UTC))]
     yearly = {d.id: d.reasons for d in apply_policy(years, Policy(yearly=2), BERLIN)}
     assert yearly == {"y26": ["yearly"], "y25": ["yearly"]}
+    # The hour the fall-back repeats is two hours: 02:10 CEST and 02:10 CET are both kept.
+    repeated = [("cest", datetime(2026, 10, 25, 0, 10, tzinfo=UTC)), ("cet", datetime(2026, 10, 25, 1, 10, tzinfo=UTC)),
+                ("one", datetime(2026, 10, 24, 23, 10, tzinfo=UTC))]  # fmt: skip
+    assert kept(apply_policy(repeated, Policy(hourly=2), BERLIN)) == ["cest", "cet"]
     # UTC by default, whatever offset a time carries.
     plus2 = [("a", datetime(2026, 5, 2, 1, tzinfo=timezone(timedelta(hours=2)))),
              ("b", datetime(2026, 5, 1, 12, tzinfo=UTC))]  # fmt: skip

@@ -39,8 +39,9 @@ class Decision:
     reasons: list[str] = field(default_factory=list)
 
 
-_BUCKETS: list[tuple[str, Callable[[datetime], tuple[int, ...]]]] = [
-    ("hourly", lambda t: (t.year, t.month, t.day, t.hour)),
+_BUCKETS: list[tuple[str, Callable[[datetime], tuple[object, ...]]]] = [
+    # With the offset: the hour a fall-back repeats is two hours, not one.
+    ("hourly", lambda t: (t.year, t.month, t.day, t.hour, t.utcoffset())),
     ("daily", lambda t: (t.year, t.month, t.day)),
     ("weekly", lambda t: t.isocalendar()[:2]),
     ("monthly", lambda t: (t.year, t.month)),
@@ -63,7 +64,7 @@ def apply_policy(items: Sequence[tuple[str, datetime]], policy: Policy, zone: tz
         d.reasons.append("last")
     for name, bucket in _BUCKETS:
         n = getattr(policy, name)
-        seen: set[tuple[int, ...]] = set()
+        seen: set[tuple[object, ...]] = set()
         for d in decisions:
             if len(seen) >= n:
                 break
