@@ -551,6 +551,37 @@ def test_gc_that_deletes_some_namespaces_but_not_others_exits_3(
             kc.request("DELETE", f"/api/v1/namespaces/{ns}")
 
 
+def test_gc_never_deletes_a_drill_labelled_namespace_without_a_valid_expiry(
+    capsys: Capsys, kube_client: KubeClient, k8s: servers.TestCluster, repo: Path, unique: str
+) -> None:
+    # A namespace labelled dr.dev/drill=true but without a readable dr.dev/expires (by hand,
+    # or a copy of a drill's manifests) counted as expired and was deleted at once.
+    kc = kube_client
+    spaces = {
+        f"drill-gc-x-{unique}": {"dr.dev/drill": "true", "dr.dev/expires": "1"},
+        f"drill-gc-y-{unique}": {"dr.dev/drill": "true"},
+        f"drill-gc-z-{unique}": {"dr.dev/drill": "true", "dr.dev/expires": "soon"},
+    }
+    for ns, labels in spaces.items():
+        make_namespace(kc, ns, labels)
+    expired, unlabelled, garbled = spaces
+    try:
+        res = run_dr(capsys, "--kubeconfig", k8s.kubeconfig, "drill", "gc", "-o", "json")
+        assert res.code == 3, res.err
+        doc = res.json()
+        assert (
+            expired in doc["deleted"] and unlabelled not in doc["deleted"] and garbled not in doc["deleted"]
+        )
+        for ns in (unlabelled, garbled):
+            assert f"{ns}: labelled dr.dev/drill=true without a valid dr.dev/expires label" in " ".join(
+                doc["errors"]
+            )
+            assert kc.request("GET", f"/api/v1/namespaces/{ns}")[0] == 200
+    finally:
+        for ns in spaces:
+            kc.request("DELETE", f"/api/v1/namespaces/{ns}")
+
+
 def test_help_names_every_exit_code(capsys: Capsys) -> None:
     # It named 0, 4 and 1; a bad runbook, --backup, --policy or --report-dir exits 2.
     res = run_dr(capsys, "drill", "run", "--help")

@@ -545,11 +545,21 @@ def gc(kube: KubeClient, now: datetime, *, dry_run: bool = False) -> GcResult:
     for ns in list_objects(kube, NAMESPACES, label_selector=f"{DRILL_LABEL}=true"):
         meta = ns.get("metadata") or {}
         name = meta.get("name", "")
+        label = (meta.get("labels") or {}).get(EXPIRES_LABEL)
         try:
-            expires = int((meta.get("labels") or {}).get(EXPIRES_LABEL, "0"))
+            expires = int(label) if label is not None else None
         except ValueError:
-            expires = 0
-        if expires and expires > now.timestamp():
+            expires = None
+        if expires is None:
+            # A drill always sets it: a namespace without it (labelled by hand, or by a
+            # copy of a drill's manifests) is not one gc may assume expired; deleting a
+            # namespace cannot be undone.
+            result.errors.append(
+                f"{name}: labelled {DRILL_LABEL}=true without a valid {EXPIRES_LABEL} label (a drill "
+                "always sets it): not deleted; delete it by hand if it is a drill's"
+            )
+            continue
+        if expires > now.timestamp():
             result.kept.append(name)
             continue
         if not dry_run:
