@@ -512,3 +512,21 @@ def test_the_maintenance_account_has_no_rights_in_the_cluster() -> None:
     for o in objects:
         for subject in o.get("subjects", []):
             assert subject["name"] != rbac.MAINTENANCE_SA, o["metadata"]["name"]
+
+
+def test_a_drill_policy_and_its_runbook_disagreeing_on_the_schedule_is_a_warning(
+    example: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    # The CronJob runs on the policy's schedule; the rendered runbook tells the on-call
+    # engineer the runbook's. The shipped example disagreed (04:00 UTC against 04:00
+    # Europe/Berlin) without a word.
+    _render(example)
+    assert "drill policy" not in caplog.text
+    doc = yaml.safe_load(example.read_text())
+    doc["drillPolicies"][0]["schedule"] = "0 6 * * 1"
+    example.write_text(yaml.safe_dump(doc))
+    _render(example)
+    assert (
+        "drill policy shop-monthly runs '0 6 * * 1' (Europe/Berlin) but its runbook "
+        f"{example.parent / 'runbooks' / 'webapp-postgres.yaml'} says '0 4 1 * *' (Europe/Berlin)"
+    ) in caplog.text

@@ -16,6 +16,7 @@ creates.
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
@@ -37,6 +38,8 @@ from dr.deploy.workloads import (
 from dr.errors import InvalidInput
 from dr.kube.pod_template import Manifest, labels
 from dr.runbook.model import parse_runbook
+
+log = logging.getLogger(__name__)
 
 GC_SCHEDULE = "30 5 * * *"
 # Retention: each backup policy's `dr forget` daily (in its time zone), after the night's
@@ -139,9 +142,9 @@ def render(src: ConfigSource) -> list[Manifest]:
         path, text = _find_runbook(src, i)
         # The Job must outlive the drill's own timeout (plus its start and clean-up): cut
         # off by the mover deadline, a long drill left no report and its scratch namespace.
-        drill_deadline = max(
-            deadline, parse_runbook(text, str(path)).spec.drill.timeout + DRILL_DEADLINE_MARGIN
-        )
+        drill = parse_runbook(text, str(path)).spec.drill
+        drill_deadline = max(deadline, drill.timeout + DRILL_DEADLINE_MARGIN)
+        _warn_if_schedules_differ(d.name, d.schedule, d.time_zone, drill.schedule, drill.time_zone, path)
         cm_name = f"dr-runbook-{d.name}"
         objects.append(_config_map(cm_name, ns, "drill", {"runbook.yaml": text}, str(path)))
         jobs.append(
@@ -182,6 +185,24 @@ def render(src: ConfigSource) -> list[Manifest]:
     objects += [mover_binding(app_ns, ns) for app_ns in movers]
     objects += [cronjob(j, pod) for j in jobs]
     return objects
+
+
+def _warn_if_schedules_differ(
+    policy: str, schedule: str, time_zone: str | None, said: str | None, said_zone: str | None, runbook: Path
+) -> None:
+    """The drill CronJob runs on its policy's schedule; the runbook's own ``spec.drill.schedule``
+    is what its rendered page tells the on-call engineer. Two different ones mislead."""
+    if said is None:
+        return
+    utc = ("UTC", "Etc/UTC")
+    zone = "UTC" if time_zone in (None, *utc) else time_zone
+    said_in = "UTC" if said_zone in (None, *utc) else said_zone
+    if (" ".join(said.split()), said_in) != (" ".join(schedule.split()), zone):
+        log.warning(
+            "drill policy %s runs %r (%s) but its runbook %s says %r (%s): the CronJob follows the "
+            "policy, the rendered runbook the runbook",
+            policy, schedule, zone, runbook, said, said_in,
+        )  # fmt: skip
 
 
 def _retention_jobs(cfg: Config, deadline: timedelta) -> list[JobSpec]:
