@@ -1546,3 +1546,41 @@ def test_awskms_a_slot_naming_a_key_of_another_account_is_not_decrypted_with_it(
     blob = ours.encrypt(KeyId=earlier["KeyId"], Plaintext=key, EncryptionContext=CTX)
     assert p.unwrap(Wrapped(blob["CiphertextBlob"], None, {"key_arn": earlier["Arn"]}), CTX) == key
     assert decrypted_with[1:] == [f"alias/mine-{unique}", earlier["Arn"]]
+
+
+def test_vault_revokes_its_login_after_an_earlier_operation_could_not_reach_vault(
+    transit: Transit, unique: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # An operation that could not reach Vault skips revoking (it would only wait for the
+    # timeout again); the next operation of the same provider, with Vault back, must not.
+    uri = transit.create_key(f"rv-{unique}")
+    approle = f"approle-rv-{unique}"
+    transit.root.sys.enable_auth_method("approle", path=approle)
+    policy = transit.policy(f"dr-rv-{unique}", {f"{transit.mount}/*": ["update"]})
+    transit.root.auth.approle.create_or_update_approle(
+        role_name="dr", token_policies=[policy], token_ttl="10m", mount_point=approle
+    )
+    role_id = transit.root.auth.approle.read_role_id("dr", mount_point=approle)["data"]["role_id"]
+    secret_id = transit.root.auth.approle.generate_secret_id("dr", mount_point=approle)["data"]["secret_id"]
+    (tmp_path / "role_id").write_text(role_id)
+    (tmp_path / "secret_id").write_text(secret_id)
+    monkeypatch.delenv("VAULT_TOKEN")
+    auth = VaultAuth(
+        method="approle",
+        role_id_file=str(tmp_path / "role_id"),
+        secret_id_file=str(tmp_path / "secret_id"),
+        mount=approle,
+    )
+    closed = servers.free_port()
+    p = VaultKeyProvider.from_uri(uri, VaultOptions(address=f"http://127.0.0.1:{closed}", auth=auth))
+    with pytest.raises(KeyProviderError) as e:
+        p.wrap(os.urandom(32), CTX)
+    assert _reason(e).startswith("cannot reach Vault")
+
+    def tokens() -> int:
+        return len(transit.root.list("auth/token/accessors")["data"]["keys"])
+
+    p.address = transit.address  # Vault reachable again
+    before = tokens()
+    p.wrap(os.urandom(32), CTX)
+    assert tokens() == before, "the login's token is revoked when the operation is over"

@@ -132,7 +132,7 @@ class VaultKeyProvider:
         self._client_obj: Any = client
         # The token came from an AppRole or Kubernetes login of ours: revoked when done.
         self._logged_in = False
-        # A request could not reach Vault: revoking would only wait for the timeout again.
+        # A request of this operation could not reach Vault: revoking would only wait for the timeout again.
         self._unreachable = False
         self._derived_checked = False
 
@@ -201,11 +201,13 @@ class VaultKeyProvider:
         user supplied (VAULT_TOKEN, a token file, a client passed in) is theirs
         and is never revoked. Failing to revoke (a policy without the default
         policy's ``auth/token/revoke-self``) does not fail the operation."""
-        client, logged_in = self._client_obj, self._logged_in
+        client, logged_in, unreachable = self._client_obj, self._logged_in, self._unreachable
+        # Reset for the next operation, which may reach Vault again.
+        self._unreachable = False
         if client is None or not logged_in:
             return
         self._client_obj, self._logged_in = None, False
-        if self._unreachable:
+        if unreachable:
             return
         try:
             client.auth.token.revoke_self()
