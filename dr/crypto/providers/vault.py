@@ -298,8 +298,15 @@ class VaultKeyProvider:
             return self._rate_limited(what, fn)
         except (hvac.exceptions.VaultError, requests.exceptions.RequestException) as e:
             log.debug("vault: %s failed: %s", what, type(e).__name__)
-            self._unreachable = isinstance(e, requests.exceptions.RequestException)
-            raise self._fail(self.describe_error(e, what, slot_version, login=login)) from None
+            raise self._request_failed(e, what, slot_version, login=login) from None
+
+    def _request_failed(
+        self, exc: Exception, what: str, slot_version: str | None = None, *, login: bool = False
+    ) -> KeyProviderError:
+        """The one-line error for a failed request, noting whether Vault was out of reach
+        (``_done`` then does not try to revoke)."""
+        self._unreachable = isinstance(exc, requests.exceptions.RequestException)
+        return self._fail(self.describe_error(exc, what, slot_version, login=login))
 
     def describe_error(
         self, exc: Exception, what: str, slot_version: str | None = None, *, login: bool = False
@@ -408,21 +415,20 @@ class VaultKeyProvider:
         """Refuse a transit key that is not derived: it would ignore the context (see module doc)."""
         if self._derived_checked:
             return
+        what = self._path("encrypt")
         try:
             self._rate_limited(
-                self._path("encrypt"),
+                what,
                 lambda: client.secrets.transit.encrypt_data(
                     name=self.key, plaintext=_PROBE, mount_point=self.mount
                 ),
             )
-        except hvac.exceptions.InvalidRequest as e:
-            if "context" in _vault_text(e).lower():
+        except (hvac.exceptions.VaultError, requests.exceptions.RequestException) as e:
+            # A derived key refuses the probe for its missing context: what is hoped for.
+            if isinstance(e, hvac.exceptions.InvalidRequest) and "context" in _vault_text(e).lower():
                 self._derived_checked = True
                 return
-            raise self._fail(self.describe_error(e, self._path("encrypt"), None)) from None
-        except (hvac.exceptions.VaultError, requests.exceptions.RequestException) as e:
-            self._unreachable = isinstance(e, requests.exceptions.RequestException)
-            raise self._fail(self.describe_error(e, self._path("encrypt"), None)) from None
+            raise self._request_failed(e, what) from None
         raise self._fail(
             f"transit key {self.key!r} is not a derived key, so it cannot bind the slot to the repository; "
             f"create one with: vault write -f {self.mount}/keys/<name> derived=true"
