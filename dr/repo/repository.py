@@ -489,10 +489,10 @@ class Repository:
         ``providers``, to this repository's master key: counting slots is not
         enough, as the others may be damaged, wrapped by a lost key file or by a
         key that no longer exists, or belong to another repository."""
-        slots, unreadable = self.read_slots()
         # At least 4 characters, as for snapshot ids: a shorter prefix matches by luck.
         if len(slot_id) < 4:
             raise InvalidInput(f"key slot id {slot_id!r} is too short (give at least 4 characters)")
+        slots, unreadable = self.read_slots()
         every: list[KeySlot | UnreadableSlot] = [*slots, *unreadable]
         matches = [s for s in every if s.id == slot_id or s.id.startswith(slot_id)]
         if not matches:
