@@ -248,8 +248,7 @@ def unlock(
     """
     attempts = [UnlockAttempt(u.id, "(unreadable)", shown(u.reason)) for u in unreadable]
     if preferred is not None:
-        first = [s for s in slots if preferred(s.provider)]
-        slots = first + [s for s in slots if not preferred(s.provider)]
+        slots = sorted(slots, key=lambda s: not preferred(s.provider))  # stable: order kept within each
     for slot in slots:
         got = _unwrap(slot, providers)
         if isinstance(got, UnlockAttempt):
