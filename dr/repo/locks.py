@@ -119,6 +119,11 @@ def remove_stale(repo: Repository, *, everything: bool = False) -> list[LockInfo
     return removed
 
 
+def _time(value: object) -> datetime:
+    """A lock document's time, as ``iso`` writes it (``...Z``)."""
+    return datetime.fromisoformat(str(value).replace("Z", "+00:00"))
+
+
 def list_locks(repo: Repository, *, besides: str | None = None) -> list[LockInfo]:
     """The repository's locks, read one by one; ``besides`` names one not to read (one's own)."""
     out = []
@@ -134,9 +139,9 @@ def list_locks(repo: Repository, *, besides: str | None = None) -> list[LockInfo
                     str(d["hostname"]),
                     int(d["pid"]),
                     str(d.get("operation", "")),
-                    datetime.fromisoformat(str(d["created"]).replace("Z", "+00:00")),
-                    datetime.fromisoformat(str(d["expires"]).replace("Z", "+00:00")),
-                    datetime.fromisoformat(str(d["since"]).replace("Z", "+00:00")) if "since" in d else None,
+                    _time(d["created"]),
+                    _time(d["expires"]),
+                    _time(d["since"]) if "since" in d else None,
                 )
             )
         except ObjectNotFound:
