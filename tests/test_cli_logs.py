@@ -79,7 +79,7 @@ def test_redaction_masks_aws_session_tokens() -> None:
     from botocore.awsrequest import AWSRequest
     from botocore.credentials import Credentials
 
-    from dr.cli.logs import redact
+    from dr.redact import redact
 
     creds = Credentials("ASIAEXAMPLEEXAMPLE12", "not-logged-anyway", SESSION_TOKEN)
     request = AWSRequest(method="PUT", url="http://127.0.0.1:9/bkt/repo/config", data=b"x")

@@ -1,9 +1,8 @@
 """Logging setup: human lines on a terminal, JSON lines otherwise, secrets redacted.
 
 JSON when stderr is not a terminal, so CronJob logs are machine-readable. The
-redaction filter (``dr.redact``, imported here under its old name for the
-CLI) is a last line of defence: code must not log secrets in the first place
-(tests check both).
+redaction filter (``dr.redact``) is a last line of defence: code must not log
+secrets in the first place (tests check both).
 """
 
 from __future__ import annotations
@@ -15,7 +14,7 @@ import sys
 import time
 from typing import IO, Any
 
-from dr.redact import redact as redact  # re-exported: its home before dr.redact
+from dr.redact import redact
 
 
 class RedactingFilter(logging.Filter):
