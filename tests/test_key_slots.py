@@ -421,3 +421,31 @@ def test_a_crash_after_unlocking_writes_no_core_with_the_master_key(tmp_path: Pa
     if not run("control"):
         pytest.skip("this host does not write core files into the working directory (core_pattern)")
     assert run("dr") == [], "a core file was written after the master key was unwrapped"
+
+
+def test_a_slot_that_cannot_be_read_is_unreadable_and_the_others_still_open(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from dr.storage.base import AccessDenied
+
+    store = make_store("file", tmp_path, None)
+    _repo, key = init_repo(store, tmp_path)
+    denied = "d1" * 16
+    _plant(tmp_path / "repo", denied, _slot_doc())
+    get = store.get
+
+    def refusing(name: str) -> bytes:
+        if name == f"keys/{denied}":
+            raise AccessDenied(f"keys/{denied}: access denied")
+        return get(name)
+
+    monkeypatch.setattr(store, "get", refusing)
+    slots, unreadable = read_slots(store)
+    assert [s.provider for s in slots] == [key.uri]
+    assert [(u.id, u.reason) for u in unreadable] == [
+        (denied, f"cannot read it: keys/{denied}: access denied")
+    ]
+    opened = open_with(store, key)
+    assert opened.unlock_notes == [
+        f"slot {denied[:8]} (unreadable): cannot read it: keys/{denied}: access denied"
+    ]
