@@ -691,3 +691,17 @@ def test_an_object_too_large_to_read_back_is_not_written(
     ):
         repo.save_object("snapshots", doc)
     assert repo.list_objects("snapshots") == []
+
+
+def test_an_object_nested_too_deeply_is_a_format_error(tmp_path: Path) -> None:
+    # Authentic (sealed with the repository's key) but nested past what json.loads
+    # can parse: a FormatError naming the object, not a RecursionError.
+    from dr.repo.format import object_aad
+
+    repo, _key = init_repo(make_store("file", tmp_path, None), tmp_path)
+    name = "ab" * 32
+    _, sealed = repo.codec.encode(b"[" * 200_000 + b"]" * 200_000, object_aad("snapshots", name))
+    repo.store.put(f"snapshots/{name}", sealed)
+    with pytest.raises(FormatError) as e:
+        repo.load_object("snapshots", name)
+    assert e.value.message == f"snapshots/{name}: nested too deeply"
