@@ -241,9 +241,7 @@ class AWSKMSKeyProvider:
             if moved is not None:
                 raise KeyProviderError(self._uri, moved) from None
             failed = self._fail(e, action, endpoint)
-            if isinstance(e, botocore.exceptions.ClientError) and not isinstance(
-                failed, KeyProviderMisconfigured
-            ):
+            if isinstance(e, botocore.exceptions.ClientError):  # the service answered (never misconfigured)
                 code = str(e.response.get("Error", {}).get("Code", ""))
                 raise _CallFailed(self._uri, failed.reason, code) from None
             raise failed from None
