@@ -211,6 +211,13 @@ def test_an_aws_kms_endpoint_that_is_not_a_url_is_a_configuration_mistake(
             f"error: awskms://alias/dr: AWS KMS endpoint {endpoint!r} (from awskms.endpoint) is not a URL: "
             "use https://HOST[:PORT]"
         )
+    # One with credentials in it (ftp://, so not a URL dr takes) is quoted redacted.
+    (isolated_home / "dr.yaml").write_text(
+        "keyProviders:\n- name: kms\n  uri: awskms://alias/dr\n  awskms:\n    endpoint: 'ftp://u:hunter2@kms'\n"
+    )
+    r = run_dr(capsys, "repo", "init", "--key", "awskms://alias/dr")
+    assert r.code == 2 and "AWS KMS endpoint 'ftp://***@kms' (from awskms.endpoint)" in r.err, r.err
+    assert "hunter2" not in r.err
     (isolated_home / "dr.yaml").unlink()
     monkeypatch.setenv("AWS_ENDPOINT_URL_KMS", "kms.local:4566")
     r = run_dr(capsys, "repo", "init", "--key", "awskms://alias/dr")

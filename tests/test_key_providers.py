@@ -444,6 +444,15 @@ def test_vault_unreachable_and_timeout(monkeypatch: pytest.MonkeyPatch) -> None:
     assert _reason(e) == (
         f"cannot reach Vault at http://127.0.0.1:{closed} during transit/encrypt/dr (connection failed)"
     )
+    # An address carrying credentials is quoted redacted (the message reaches logs and Events).
+    p = VaultKeyProvider.from_uri(
+        "vault://transit/keys/dr", VaultOptions(address=f"http://admin:hunter2@127.0.0.1:{closed}")
+    )
+    with pytest.raises(KeyProviderError) as e:
+        p.wrap(os.urandom(32), CTX)
+    assert _reason(e) == (
+        f"cannot reach Vault at http://***@127.0.0.1:{closed} during transit/encrypt/dr (connection failed)"
+    )
     # A server that accepts the connection and never answers.
     with socket.socket() as silent:
         silent.bind(("127.0.0.1", 0))

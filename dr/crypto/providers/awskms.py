@@ -46,7 +46,7 @@ from dr.config import AWSKMSOptions
 from dr.crypto.providers import payload_logs
 from dr.crypto.providers.base import KeyProviderError, KeyProviderMisconfigured, Wrapped
 from dr.errors import InvalidInput
-from dr.urls import is_http_url
+from dr.urls import is_http_url, redact_url
 
 log = logging.getLogger(__name__)
 
@@ -129,7 +129,7 @@ def describe_error(exc: Exception, action: str, key: str, endpoint: str | None =
         ):
             return f"AWS credentials were rejected by KMS ({code}): check or refresh them"
         return f"AWS KMS refused {action} ({code}){': ' + message if message else ''}"
-    where = endpoint or "the AWS KMS endpoint"
+    where = redact_url(endpoint) if endpoint else "the AWS KMS endpoint"
     if isinstance(exc, botocore.exceptions.NoCredentialsError | botocore.exceptions.PartialCredentialsError):
         return (
             "no AWS credentials found (environment, shared config or SSO profile, "
@@ -219,7 +219,8 @@ class AWSKMSKeyProvider:
             var = next((v for v in _ENDPOINT_VARS if os.environ.get(v)), None)
             source = var or "the AWS config file"
             endpoint = os.environ[var] if var else endpoint
-        shown = f" {endpoint!r}" if endpoint is not None else ""
+        # Quoted redacted: an endpoint may carry user:password@ or a token in its query.
+        shown = f" {redact_url(endpoint)!r}" if endpoint is not None else ""
         return KeyProviderMisconfigured(
             self._uri, f"AWS KMS endpoint{shown} (from {source}) is not a URL: use https://HOST[:PORT]"
         )

@@ -68,7 +68,7 @@ from dr.config import DEFAULT_TOKEN_PATH, VaultAuth, VaultOptions
 from dr.crypto.providers.base import KeyProviderError, KeyProviderMisconfigured, Wrapped
 from dr.crypto.providers.context import context_bytes
 from dr.errors import InvalidInput
-from dr.urls import is_http_url
+from dr.urls import is_http_url, redact_url
 
 log = logging.getLogger(__name__)
 
@@ -173,7 +173,7 @@ class VaultKeyProvider:
         if not is_http_url(self.address):
             # requests would call it "InvalidSchema" and it would read as Vault failing.
             raise self._misconfigured(
-                f"Vault address {self.address!r} (from {self.address_source}) is not a URL: "
+                f"Vault address {redact_url(self.address)!r} (from {self.address_source}) is not a URL: "
                 "use https://HOST:PORT"
             )
         verify: bool | str = True
@@ -312,17 +312,18 @@ class VaultKeyProvider:
         self, exc: Exception, what: str, slot_version: str | None = None, *, login: bool = False
     ) -> str:
         """One safe line for a failed Vault request (``what``: the path or login it was)."""
+        at = redact_url(self.address or "")  # an address may carry user:password@ or a token
         if isinstance(exc, requests.exceptions.SSLError):
             return (
-                f"TLS verification of Vault at {self.address} failed during {what} "
+                f"TLS verification of Vault at {at} failed during {what} "
                 "(set vault.caCert to the CA bundle that signed Vault's certificate)"
             )
         if isinstance(exc, requests.exceptions.Timeout):
-            return f"Vault at {self.address} did not answer within {self.timeout:g}s during {what}"
+            return f"Vault at {at} did not answer within {self.timeout:g}s during {what}"
         if isinstance(exc, requests.exceptions.ConnectionError):
-            return f"cannot reach Vault at {self.address} during {what} (connection failed)"
+            return f"cannot reach Vault at {at} during {what} (connection failed)"
         if isinstance(exc, requests.exceptions.RequestException):
-            return f"request to Vault at {self.address} failed during {what}: {type(exc).__name__}"
+            return f"request to Vault at {at} failed during {what}: {type(exc).__name__}"
         text = _vault_text(exc)
         low = text.lower()
         if isinstance(exc, hvac.exceptions.RateLimitExceeded):
