@@ -203,6 +203,17 @@ def test_forget_with_a_policy_applies_it_in_the_policys_own_repository(
     assert _ids(offsite) == {"c" * 64}
 
 
+def test_forget_with_an_unknown_policy_is_exit_2_and_removes_nothing(
+    isolated_home: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert run_dr(capsys, "repo", "init").code == 0
+    repo = _default_repo(isolated_home)
+    _backup(repo, "a" * 64, T0, [])
+    r = run_dr(capsys, "forget", "--policy", "nope", "--keep-last", "1")
+    assert (r.code, r.err) == (2, "error: no backup policy 'nope' in built-in defaults\n")
+    assert _ids(repo) == {"a" * 64}
+
+
 def test_forget_and_prune_under_s3_object_lock_leave_what_is_retained(
     isolated_home: Path,
     capsys: pytest.CaptureFixture[str],

@@ -14,7 +14,7 @@ from dr.cli.context import AppContext, app
 from dr.cli.kube_access import connect_kube
 from dr.cli.output import Column, emit, output_option
 from dr.cli.params import KeyValue, pairs_to_dict, split_csv
-from dr.cli.repo_access import open_repository, policy_repository
+from dr.cli.repo_access import backup_policy, open_repository, policy_repository
 from dr.cli.volume_access import volume_backup_step
 from dr.config import BackupPolicy
 from dr.errors import ExitCode, InvalidInput, PartialFailure
@@ -25,7 +25,7 @@ from dr.repo.snapshots import Snapshot, find_snapshot, readable_snapshots
 def _policy(ctx: AppContext, name: str | None) -> BackupPolicy | None:
     if not name:
         return None
-    pol = next((p for p in ctx.loaded.config.backup_policies if p.name == name), None)
+    pol = backup_policy(ctx, name)
     if pol is None:
         known = ", ".join(p.name for p in ctx.loaded.config.backup_policies) or "none"
         raise InvalidInput(f"no backup policy {name!r} in {ctx.loaded.source} (known: {known})")

@@ -16,8 +16,8 @@ from collections.abc import Callable
 
 from dr.cli import startup_gc
 from dr.cli.context import AppContext
+from dr.config import BackupPolicy, default_config
 from dr.config import Repository as RepositoryConfig
-from dr.config import default_config
 from dr.crypto.providers.base import KeyProvider
 from dr.crypto.providers.registry import open_provider
 from dr.errors import InvalidInput
@@ -42,6 +42,11 @@ def repository_config(app: AppContext, name: str | None = None) -> RepositoryCon
     return repo
 
 
+def backup_policy(app: AppContext, name: str) -> BackupPolicy | None:
+    """The config's backup policy ``name``, if it has one."""
+    return next((p for p in app.loaded.config.backup_policies if p.name == name), None)
+
+
 def policy_repository(app: AppContext, policy: str | None) -> str | None:
     """The repository (name) the config's backup policy ``policy`` backs up into, if it names one.
 
@@ -52,7 +57,7 @@ def policy_repository(app: AppContext, policy: str | None) -> str | None:
     """
     if not policy:
         return None
-    pol = next((p for p in app.loaded.config.backup_policies if p.name == policy), None)
+    pol = backup_policy(app, policy)
     return pol.repository if pol else None
 
 

@@ -15,7 +15,7 @@ from dr.cli.context import app
 from dr.cli.output import Column, emit, output_option
 from dr.cli.params import read_data_option
 from dr.cli.progress import byte_progress
-from dr.cli.repo_access import init_repository, open_repository, policy_repository
+from dr.cli.repo_access import backup_policy, init_repository, open_repository, policy_repository
 from dr.errors import ExitCode, InvalidInput, PartialFailure, VerificationFailed
 from dr.repo import check as repo_check
 from dr.repo.forget import Policy, apply_policy
@@ -380,7 +380,7 @@ def _remove_snapshots(
 def _policy_from(ctx: Any, name: str | None, cli: Policy) -> Policy:
     if not name:
         return cli
-    pol = next((p for p in ctx.loaded.config.backup_policies if p.name == name), None)
+    pol = backup_policy(ctx, name)
     if pol is None:
         raise InvalidInput(f"no backup policy {name!r} in {ctx.loaded.source}")
     r = pol.retention
