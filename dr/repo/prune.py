@@ -141,6 +141,9 @@ def _prune(repo: Repository, result: PruneResult, ignore: set[str]) -> PruneResu
     # their id, not to their pack), after verifying them.
     new_packs: dict[bytes, Sequence[PackEntry]] = {}
     if repack:
+        # The saver adds its packs and index files to ``index`` (the repository's live
+        # index) as it goes: what was there before it ran is what the repack supersedes.
+        packs_before = set(index.packs)
         with repo.saver() as saver:
             for pack_id, used in repack.items():
                 name = pack_name(pack_id)
@@ -154,10 +157,10 @@ def _prune(repo: Repository, result: PruneResult, ignore: set[str]) -> PruneResu
         # The saver's index files already cover the new packs; collect them.
         fresh = repo.reload_index()
         for pack_id, entries in fresh.packs.items():
-            if pack_id not in index.packs:
+            if pack_id not in packs_before:
                 new_packs[pack_id] = entries
         for name in fresh.files:
-            if name not in old_index_files and name not in index.files:
+            if name not in old_index_files:
                 old_index_files.append(name)  # superseded by the complete index below
 
     # (2) one complete index of what stays.
