@@ -20,7 +20,14 @@ from dr.cli.volume_access import volume_restore_step
 from dr.errors import ExitCode, InvalidInput, PartialFailure
 from dr.observe.run_hooks import observe_restore
 from dr.repo.repository import Repository
-from dr.repo.snapshots import Snapshot, find_snapshot, latest_to_restore, readable_snapshots, resolve
+from dr.repo.snapshots import (
+    Snapshot,
+    find_snapshot,
+    latest_to_restore,
+    pass_over,
+    readable_snapshots,
+    resolve,
+)
 from dr.restore.plan import RestoreOptions
 from dr.restore.results import RestoreItemResult
 from dr.restore.run import RestoreOutcome, run_restore
@@ -49,8 +56,7 @@ def _backup(repo: Repository, ref: str, policy: str | None, namespaces: Collecti
     if policy is None and ref != "latest":
         return find_snapshot(repo, ref, kind="backup", what=what)
     snaps, bad = readable_snapshots(repo, "backup")
-    for problem in bad.values():
-        log.warning("%s; passed over (`dr repo check` names what is damaged)", problem)
+    pass_over(bad)
     if policy is not None:
         snaps = [s for s in snaps if s.policy == policy]
     if ref != "latest":

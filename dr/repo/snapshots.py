@@ -352,11 +352,15 @@ def find_snapshot(repo: Repository, ref: str, *, kind: str, what: str) -> Snapsh
         named = [n for n in bad if len(ref) >= 4 and n.startswith(ref)]
         if named:
             raise DrError(f"{what} {ref}: cannot be read", details=[bad[n] for n in named])
-    for problem in bad.values():
-        # As restic does: an unreadable snapshot is passed over, out loud. `latest` may
-        # then be an older one; the warning says why.
-        log.warning("%s; passed over (`dr repo check` names what is damaged)", problem)
+    pass_over(bad)
     return resolve(snaps, ref, what=what)
+
+
+def pass_over(unreadable: dict[str, str]) -> None:
+    """As restic does: an unreadable snapshot (``readable_snapshots``' problems) is passed
+    over, out loud. `latest` may then be an older one; the warning says why."""
+    for problem in unreadable.values():
+        log.warning("%s; passed over (`dr repo check` names what is damaged)", problem)
 
 
 def latest_to_restore(snaps: Iterable[Snapshot], *, what: str = "backup") -> Snapshot:
