@@ -19,7 +19,7 @@ from dr.cli.volume_access import volume_backup_step
 from dr.config import BackupPolicy
 from dr.errors import ExitCode, InvalidInput, PartialFailure
 from dr.observe.run_hooks import observe_backup
-from dr.repo.snapshots import Snapshot, find_snapshot, readable_snapshots
+from dr.repo.snapshots import Snapshot, find_snapshot, partial_if_unreadable, readable_snapshots
 
 
 def _policy(ctx: AppContext, name: str | None) -> BackupPolicy | None:
@@ -164,11 +164,7 @@ def list_(namespace: str | None, policy: str | None, output: str) -> None:
             Column("OBJECTS", "objects", "right"), Column("VOLUMES", "volumes", "right"),
         ],
     )  # fmt: skip
-    if unreadable:  # a damaged snapshot may be a backup of the list: partial, named
-        raise PartialFailure(
-            f"{len(unreadable)} snapshot(s) cannot be read (`dr repo check` checks the rest)",
-            details=list(unreadable.values()),
-        )
+    partial_if_unreadable(unreadable)  # a damaged snapshot may be a backup of the list
 
 
 @backups_group.command("describe")

@@ -16,13 +16,13 @@ from dr.cli.output import Column, emit, output_option
 from dr.cli.params import read_data_option
 from dr.cli.progress import byte_progress
 from dr.cli.repo_access import backup_policy, init_repository, open_repository, policy_repository
-from dr.errors import ExitCode, InvalidInput, PartialFailure, VerificationFailed
+from dr.errors import ExitCode, InvalidInput, VerificationFailed
 from dr.repo import check as repo_check
 from dr.repo.forget import Policy, apply_policy
 from dr.repo.locks import Lock, is_stale, list_locks, remove_stale
 from dr.repo.prune import prune as repo_prune
 from dr.repo.repository import Repository
-from dr.repo.snapshots import Snapshot, list_snapshots, readable_snapshots, resolve
+from dr.repo.snapshots import Snapshot, list_snapshots, partial_if_unreadable, readable_snapshots, resolve
 from dr.storage.base import ObjectRetained
 
 log = logging.getLogger(__name__)
@@ -85,7 +85,7 @@ def info(output: str) -> None:
     }
     if output != "table":
         emit(data, output)
-        _unreadable(unreadable)
+        partial_if_unreadable(unreadable)
         return
     click.echo(f"repository {repo.id} at {repo.store.url}")
     click.echo(f"format version {repo.config.version}, created {repo.config.created}")
@@ -101,16 +101,7 @@ def info(output: str) -> None:
         )
     for lk in data["locks"]:
         click.echo(f"lock: {lk}")
-    _unreadable(unreadable)
-
-
-def _unreadable(problems: dict[str, str]) -> None:
-    """A listing that had to leave damaged snapshots out is partial (exit 3), each named."""
-    if problems:
-        raise PartialFailure(
-            f"{len(problems)} snapshot(s) cannot be read (`dr repo check` checks the rest)",
-            details=list(problems.values()),
-        )
+    partial_if_unreadable(unreadable)
 
 
 @repo_group.command("unlock")

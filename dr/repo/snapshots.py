@@ -23,7 +23,7 @@ from datetime import UTC, datetime
 from typing import Any, Literal, TypeVar, cast
 
 from dr import __version__
-from dr.errors import DrError, InvalidInput
+from dr.errors import DrError, InvalidInput, PartialFailure
 from dr.repo.format import FormatError, is_hex_id
 from dr.repo.repository import Repository, hostname, now_utc
 from dr.repo.tree import INT_FIELDS
@@ -354,6 +354,16 @@ def find_snapshot(repo: Repository, ref: str, *, kind: str, what: str) -> Snapsh
             raise DrError(f"{what} {ref}: cannot be read", details=[bad[n] for n in named])
     pass_over(bad)
     return resolve(snaps, ref, what=what)
+
+
+def partial_if_unreadable(unreadable: dict[str, str]) -> None:
+    """A listing that had to leave damaged snapshots out (``readable_snapshots``' problems)
+    is partial (exit 3), each named."""
+    if unreadable:
+        raise PartialFailure(
+            f"{len(unreadable)} snapshot(s) cannot be read (`dr repo check` checks the rest)",
+            details=list(unreadable.values()),
+        )
 
 
 def pass_over(unreadable: dict[str, str]) -> None:
