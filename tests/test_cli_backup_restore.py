@@ -760,3 +760,29 @@ def test_restore_latest_of_a_namespace_takes_the_newest_backup_that_holds_it(
     finally:
         for ns in (shop, billing):
             kube_client.request("DELETE", f"/api/v1/namespaces/{ns}")
+
+
+def test_restore_latest_of_a_policy_passes_over_an_unreadable_snapshot_out_loud(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    # A damaged snapshot must not hide the policy's good backups from a restore; it is
+    # named in a warning, as `latest` may then be an older backup than the newest.
+    from dr.cli.restore_cmd import _backup
+    from dr.repo.snapshots import Snapshot
+    from dr.storage.file import FileStore
+    from tests.repo_helpers import init_repo
+
+    store = FileStore(tmp_path / "repo")
+    repo, _ = init_repo(store, tmp_path)
+    good, bad = "a" * 64, "b" * 64
+    for name in (good, bad):
+        snap = Snapshot(kind="backup", name="app", policy="p", phase="Completed").with_id(name)
+        repo.save_object("snapshots", snap.to_doc(), name=name)
+    path = tmp_path / "repo" / "snapshots" / bad
+    raw = bytearray(path.read_bytes())
+    raw[40] ^= 0xFF
+    path.write_bytes(bytes(raw))
+    with caplog.at_level("WARNING"):
+        assert _backup(repo, "latest", "p").id == good
+    warned = [r.getMessage() for r in caplog.records if "passed over" in r.getMessage()]
+    assert len(warned) == 1 and f"snapshots/{bad}" in warned[0], warned
