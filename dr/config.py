@@ -791,13 +791,21 @@ class Config:
             return self.repositories[0] if self.repositories else None
         return next((r for r in self.repositories if r.name == want), None)
 
-    def drill_repository(self, drill: DrillPolicy) -> str | None:
-        """The repository (name) a drill policy's drills read backups from and write reports to:
-        its own, else its backup policy's (where those backups are), else None (the default)."""
-        if drill.repository:
-            return drill.repository
-        backups = next((p for p in self.backup_policies if p.name == drill.backup_policy), None)
+    def backup_repository(self, policy: str | None) -> str | None:
+        """The repository (name) backup policy ``policy`` backs up into, if it names one."""
+        backups = next((p for p in self.backup_policies if p.name == policy), None)
         return backups.repository if backups else None
+
+    def drill_repository(self, drill: DrillPolicy | None, runbook_policy: str | None = None) -> str | None:
+        """The repository (name) an app's drills read backups from and write reports to: the
+        drill policy's own, else its backup policy's (where those backups are), else that of
+        the runbook's backup policy ``runbook_policy``, else None (the default)."""
+        if drill is not None:
+            if drill.repository:
+                return drill.repository
+            if repository := self.backup_repository(drill.backup_policy):
+                return repository
+        return self.backup_repository(runbook_policy)
 
     def key_provider(self, name: str) -> KeyProvider | None:
         return next((k for k in self.key_providers if k.name == name), None)

@@ -389,3 +389,36 @@ def test_a_refused_url_is_quoted_without_its_query_values(tmp_path: Path, url: s
         load_config_file(f)
     assert any(expected in d for d in e.value.details), e.value.details
     assert "topsecret" not in "\n".join([e.value.message, *e.value.details])
+
+
+def test_the_repository_of_an_apps_drills(tmp_path: Path) -> None:
+    # One rule for `dr drill run`, `dr status`, `dr report drills` and `dr runbook render`:
+    # the drill policy's repository, else its backup policy's, else the runbook's backup policy's.
+    path = tmp_path / "dr.yaml"
+    path.write_text(
+        yaml.safe_dump(
+            {
+                "repositories": [{"name": n, "url": f"file://{tmp_path / n}"} for n in ("main", "a", "b", "c")],
+                "backupPolicies": [
+                    {"name": "in-a", "schedule": "0 1 * * *", "repository": "a"},
+                    {"name": "in-b", "schedule": "0 1 * * *", "repository": "b"},
+                    {"name": "default", "schedule": "0 1 * * *"},
+                ],
+                "drillPolicies": [
+                    {"name": "own", "runbook": "x.yaml", "schedule": "0 4 1 * *", "repository": "c",
+                     "backupPolicy": "in-a"},
+                    {"name": "by-policy", "runbook": "x.yaml", "schedule": "0 4 1 * *", "backupPolicy": "in-a"},
+                    {"name": "bare", "runbook": "x.yaml", "schedule": "0 4 1 * *"},
+                ],
+            }
+        )
+    )  # fmt: skip
+    cfg = load_config_file(path)
+    own, by_policy, bare = cfg.drill_policies
+    assert cfg.backup_repository("in-b") == "b"
+    assert cfg.backup_repository("default") is None and cfg.backup_repository("nope") is None
+    assert cfg.backup_repository(None) is None
+    assert cfg.drill_repository(own, "in-b") == "c"
+    assert cfg.drill_repository(by_policy, "in-b") == "a"
+    assert cfg.drill_repository(bare, "in-b") == "b" and cfg.drill_repository(None, "in-b") == "b"
+    assert cfg.drill_repository(bare) is None and cfg.drill_repository(None, "default") is None

@@ -12,7 +12,7 @@ import click
 from dr.cli.context import AppContext, app
 from dr.cli.kube_access import connect_kube
 from dr.cli.output import emit, output_option
-from dr.cli.repo_access import open_repository, policy_repository
+from dr.cli.repo_access import open_repository
 from dr.cli.volume_access import dump_problems, volume_restore_step
 from dr.drill.model import DrillReport, human_duration
 from dr.drill.run import DrillDeps, DrillRequest, run_drill, save_report, write_report_files
@@ -118,9 +118,7 @@ def run(
             raise InvalidInput(f"no drill policy {policy!r} in {ctx.loaded.source}")
     # The app's backups are where its backup policy writes them, unless the drill policy
     # names a repository itself (`dr status` looks for the reports by the same rule).
-    repo_name = (ctx.loaded.config.drill_repository(pol) if pol else None) or policy_repository(
-        ctx, rb.spec.backup_policy
-    )
+    repo_name = ctx.loaded.config.drill_repository(pol, rb.spec.backup_policy)
     repo = open_repository(ctx, repo_name)
     if backup_id:
         # A mistyped --backup is invalid input (exit 2), not a drill that could not run: no

@@ -97,25 +97,15 @@ def _repositories_of(rb: Runbook) -> tuple[str | None, str | None]:
     ctx = app()
     if ctx.repo_url:
         return None, None  # --repo: the one given, for both
-    loaded = ctx.loaded
-    default = loaded.config.repository(None)
-    backups = next(
-        (p.repository for p in loaded.config.backup_policies if p.name == rb.spec.backup_policy), None
-    )
-    config_dir = Path(loaded.source).parent if loaded.source != "built-in defaults" else None
-    # Where its drills report: its drill policy's repository (Config.drill_repository, as
-    # `dr drill run --policy` and `dr status` have it), else where a drill run without a
-    # policy reports, with the backups.
-    drills = (
-        next(
-            (
-                loaded.config.drill_repository(d)
-                for d in loaded.config.drill_policies
-                if runbook_app(d, config_dir, []) == rb.name
-            ),
-            None,
-        )
-        or backups
+    config = ctx.loaded.config
+    default = config.repository(None)
+    backups = config.backup_repository(rb.spec.backup_policy)
+    config_dir = Path(ctx.loaded.source).parent if ctx.loaded.source != "built-in defaults" else None
+    # Where its drills report: by the rule of `dr drill run` (Config.drill_repository, as
+    # `dr status` has it too) for the drill policy that drills this app, if any.
+    drills = config.drill_repository(
+        next((d for d in config.drill_policies if runbook_app(d, config_dir, []) == rb.name), None),
+        rb.spec.backup_policy,
     )
     # The default one by its name too, so that it is opened once.
     return backups or (default.name if default else None), drills or (default.name if default else None)
