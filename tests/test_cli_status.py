@@ -459,3 +459,33 @@ def test_a_drill_policys_reports_are_read_where_its_drills_write_them(
     assert res.code == 0, res.err
     (d,) = res.json()["drillPolicies"]
     assert (d["outcome"], d["lastDrill"]["id"]) == ("passed", "r1")
+
+
+def test_runbook_app_finds_the_runbook_next_to_the_config_and_warns_when_it_cannot(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from dr.cli.status_cmd import runbook_app
+
+    config_dir, cwd = tmp_path / "etc", tmp_path / "cwd"
+    config_dir.mkdir()
+    cwd.mkdir()
+    monkeypatch.chdir(cwd)
+    write_runbook(config_dir / "shop.yaml", "shop", "shop-ns")
+    write_runbook(cwd / "shop.yaml", "other", "other-ns")  # the config's directory goes first
+    (cwd / "bad.yaml").write_text("kind: Runbook\n")
+
+    def app_of(runbook: str, where: Path | None = config_dir) -> tuple[str, list[str]]:
+        warnings: list[str] = []
+        policy = DrillPolicy(name="monthly", runbook=runbook, schedule="0 4 1 * *")
+        return runbook_app(policy, where, warnings), warnings
+
+    assert app_of("shop.yaml") == ("shop", [])
+    assert app_of("shop.yaml", None) == ("other", [])
+    assert app_of(str(config_dir / "shop.yaml"), None) == ("shop", [])
+    assert app_of("missing.yaml") == (
+        "monthly",
+        ["drill policy monthly: runbook missing.yaml not found; using the policy's name"],
+    )
+    name, warnings = app_of("bad.yaml")
+    assert name == "monthly" and len(warnings) == 1
+    assert warnings[0].startswith(f"drill policy monthly: runbook {Path('bad.yaml')}: ")

@@ -216,21 +216,19 @@ class _Sources:
 
 def runbook_app(policy: DrillPolicy, config_dir: Path | None, warnings: list[str]) -> str:
     """The app a drill policy drills: its runbook's name (the policy's name if the runbook is unreadable)."""
-    from dr.runbook.model import load_runbook
+    from dr.runbook.model import find_runbook, load_runbook
 
-    path = Path(policy.runbook)
-    candidates = [path] if path.is_absolute() or config_dir is None else [config_dir / path, path]
-    for p in candidates:
-        if p.is_file():
-            try:
-                return load_runbook(p).name
-            except InvalidInput as e:
-                warnings.append(f"drill policy {policy.name}: runbook {p}: {e.message}")
-                return policy.name
-    warnings.append(
-        f"drill policy {policy.name}: runbook {policy.runbook} not found; using the policy's name"
-    )
-    return policy.name
+    p = find_runbook(policy.runbook, config_dir)
+    if p is None:
+        warnings.append(
+            f"drill policy {policy.name}: runbook {policy.runbook} not found; using the policy's name"
+        )
+        return policy.name
+    try:
+        return load_runbook(p).name
+    except InvalidInput as e:
+        warnings.append(f"drill policy {policy.name}: runbook {p}: {e.message}")
+        return policy.name
 
 
 def unprotected_namespaces(ctx: AppContext, warnings: list[str]) -> list[str] | None:

@@ -29,7 +29,7 @@ from pydantic import Field, ValidationError
 from dr.config import Config
 from dr.drill.model import DrillReport, ReportModel, human_duration
 from dr.errors import InvalidInput
-from dr.runbook.model import Runbook, load_runbook
+from dr.runbook.model import Runbook, find_runbook, load_runbook
 
 AppStatus = Literal["passed", "failed", "error", "missing"]
 TREND_MONTHS = 12
@@ -376,14 +376,13 @@ def apps_with_backup_policy(config: Config, config_dir: Path | None = None) -> l
 
 def _runbook(path: Path, config_dir: Path | None) -> Runbook | None:
     # Relative to the config first, as dr deploy render (what runs) and dr status read it.
-    candidates = [path] if path.is_absolute() or config_dir is None else [config_dir / path, path]
-    for p in candidates:
-        if p.is_file():
-            try:
-                return load_runbook(p)
-            except InvalidInput:
-                return None
-    return None
+    p = find_runbook(path, config_dir)
+    if p is None:
+        return None
+    try:
+        return load_runbook(p)
+    except InvalidInput:
+        return None
 
 
 # --------------------------------------------------------------------------- JSON and Markdown

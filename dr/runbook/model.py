@@ -670,6 +670,14 @@ def _fit(head: str, cut: str, tail: str = "") -> str:
     return head + middle + tail
 
 
+def find_runbook(path: str | Path, config_dir: Path | None) -> Path | None:
+    """The file of a drill policy's runbook ``path``: relative to the config's directory
+    ``config_dir`` first, then to the current one; None when neither is a file."""
+    path = Path(path)
+    candidates = [path] if path.is_absolute() or config_dir is None else [config_dir / path, path]
+    return next((p for p in candidates if p.is_file()), None)
+
+
 def load_runbook(path: Path) -> Runbook:
     """Read and validate a runbook; problems raise ``InvalidInput`` with one line each."""
     return load_model(Runbook, path)
