@@ -38,7 +38,7 @@ from pydantic import (
 )
 from pydantic_core import InitErrorDetails, PydanticCustomError
 
-from dr.config import QUANTITY, Resources, Scope, check_time_zone, load_yaml
+from dr.config import NAME_PATTERN, QUANTITY, Resources, Scope, check_time_zone, load_yaml
 from dr.yaml_models import Cron, Duration, Model, Name, load_model, validate_document
 
 API_VERSION = "dr.dev/v1"
@@ -65,7 +65,7 @@ DR_COMMANDS = (
 
 # --------------------------------------------------------------------------- field checks
 
-_DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
+_DNS_LABEL = re.compile(NAME_PATTERN)  # an RFC 1123 label (the length is checked apart)
 _LABEL_KEY = r"([a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*/)?[A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?"
 _LABEL_VALUE = r"([A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?)?"
 _SELECTOR_TERMS = (
@@ -192,7 +192,7 @@ Quantity = Annotated[
     WithJsonSchema({"type": ["string", "integer", "number"], "examples": ["4", "500m", "8Gi"]}),
 ]
 DnsLabel = Annotated[str, AfterValidator(_check_dns_label)]
-StepName = Annotated[str, Field(pattern=r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$", max_length=40)]
+StepName = Annotated[str, Field(pattern=NAME_PATTERN, max_length=40)]
 PositiveDuration = Annotated[Duration, AfterValidator(_check_positive)]
 
 
