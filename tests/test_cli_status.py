@@ -489,3 +489,43 @@ def test_runbook_app_finds_the_runbook_next_to_the_config_and_warns_when_it_cann
     name, warnings = app_of("bad.yaml")
     assert name == "monthly" and len(warnings) == 1
     assert warnings[0].startswith(f"drill policy monthly: runbook {Path('bad.yaml')}: ")
+
+
+def test_a_drill_policys_reports_are_read_where_its_runbooks_backup_policy_keeps_them(
+    capsys: Capsys, isolated_home: Path
+) -> None:
+    # The drill policy names neither a repository nor a backup policy; its runbook names
+    # `shop`, which backs up into `other`: `dr drill run --policy monthly` reads the backups
+    # and saves its report there (Config.drill_repository), so status must read them there.
+    home = isolated_home
+    config = two_repository_config(
+        home,
+        capsys,
+        backup_policies=[
+            {
+                "name": "shop",
+                "repository": "other",
+                "schedule": "0 2 * * *",
+                "scope": {"namespaces": ["shop"]},
+            }
+        ],
+        drill_policies=[{"name": "monthly", "runbook": "shop.yaml", "schedule": "0 4 1 * *"}],
+        main="repo",
+    )
+    write_runbook(home / "shop.yaml", "shop", "shop", backup_policy="shop")
+    from dr.crypto.providers.local import LocalKeyProvider
+    from dr.repo.repository import Repository
+    from dr.storage.registry import open_store
+
+    key = LocalKeyProvider(home / "repo.key")
+    other = Repository.open(open_store(f"file://{home}/other"), lambda uri: key if uri == key.uri else None)
+    started = datetime.now(UTC) - timedelta(days=1)
+    report = DrillReport(id="r1", app="shop", runbook="shop.yaml", started=started,
+                         finished=started + timedelta(minutes=5), outcome="passed",
+                         objectives=ReportObjectives(rpo=timedelta(hours=24), rto=timedelta(hours=1)))  # fmt: skip
+    other.save_object("reports", report.model_dump(mode="json", by_alias=True))
+
+    res = run_dr(capsys, "--config", str(config), "--kubeconfig", "/nonexistent", "status", "-o", "json")
+    assert res.code == 0, res.err
+    (d,) = res.json()["drillPolicies"]
+    assert (d["outcome"], d["lastDrill"]["id"]) == ("passed", "r1")

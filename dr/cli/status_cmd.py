@@ -22,7 +22,7 @@ import logging
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import click
@@ -36,6 +36,9 @@ from dr.cron import CronError, parse_cron
 from dr.drill.model import DrillReport, human_duration
 from dr.errors import DrError, ExitCode, InvalidInput
 from dr.repo.snapshots import Snapshot
+
+if TYPE_CHECKING:
+    from dr.runbook.model import Runbook
 
 log = logging.getLogger(__name__)
 
@@ -214,8 +217,8 @@ class _Sources:
         return self._reports[name]
 
 
-def runbook_app(policy: DrillPolicy, config_dir: Path | None, warnings: list[str]) -> str:
-    """The app a drill policy drills: its runbook's name (the policy's name if the runbook is unreadable)."""
+def policy_runbook(policy: DrillPolicy, config_dir: Path | None, warnings: list[str]) -> Runbook | None:
+    """The runbook a drill policy drills, or None (with a warning) when it is missing or unreadable."""
     from dr.runbook.model import find_runbook, load_runbook
 
     p = find_runbook(policy.runbook, config_dir)
@@ -223,12 +226,18 @@ def runbook_app(policy: DrillPolicy, config_dir: Path | None, warnings: list[str
         warnings.append(
             f"drill policy {policy.name}: runbook {policy.runbook} not found; using the policy's name"
         )
-        return policy.name
+        return None
     try:
-        return load_runbook(p).name
+        return load_runbook(p)
     except InvalidInput as e:
         warnings.append(f"drill policy {policy.name}: runbook {p}: {e.message}")
-        return policy.name
+        return None
+
+
+def runbook_app(policy: DrillPolicy, config_dir: Path | None, warnings: list[str]) -> str:
+    """The app a drill policy drills: its runbook's name (the policy's name if the runbook is unreadable)."""
+    rb = policy_runbook(policy, config_dir, warnings)
+    return rb.name if rb else policy.name
 
 
 def unprotected_namespaces(ctx: AppContext, warnings: list[str]) -> list[str] | None:
@@ -262,12 +271,12 @@ def gather(ctx: AppContext, now: datetime) -> dict[str, Any]:
     config_dir = Path(loaded.source).parent if loaded.source != "built-in defaults" else None
     sources = _Sources(ctx)
     backups = [backup_policy_status(p, sources.backups(p.repository), now) for p in config.backup_policies]
-    drills = [
-        drill_policy_status(
-            d, runbook_app(d, config_dir, sources.warnings), sources.reports(config.drill_repository(d)), now
-        )
-        for d in config.drill_policies
-    ]
+    drills = []
+    for d in config.drill_policies:
+        rb = policy_runbook(d, config_dir, sources.warnings)
+        # Where `dr drill run --policy` saves the reports (also by the runbook's backup policy).
+        reports = sources.reports(config.drill_repository(d, rb.spec.backup_policy if rb else None))
+        drills.append(drill_policy_status(d, rb.name if rb else d.name, reports, now))
     for b in backups:
         if b["clockSkewSeconds"] is not None:
             sources.warnings.append(
