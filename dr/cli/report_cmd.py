@@ -42,7 +42,7 @@ def load_reports(from_dir: str | None) -> tuple[list[DrillReport], list[str]]:
     """Where the drill reports come from: ``--from-dir``, else the repositories' ``reports/``.
 
     The repositories: ``--repo`` when given; else the default one and every repository a drill
-    policy names (``dr drill run --policy`` saves its report there: read only the default, an app
+    policy's drills use (Config.drill_repository; ``dr drill run --policy`` saves its report there: read only the default, an app
     drilled into another repository would show as never drilled). The default one must open;
     another that does not is a warning, like a damaged report, which is named and left out rather
     than allowed to stop the month's report of all the others. The warnings go to stderr and into
@@ -56,8 +56,18 @@ def load_reports(from_dir: str | None) -> tuple[list[DrillReport], list[str]]:
     ctx = app()
     names: list[str | None] = [None]
     if not ctx.repo_url:
+        from dr.cli.status_cmd import policy_runbook
+
         cfg = ctx.loaded.config
-        names += sorted({r for d in cfg.drill_policies if (r := cfg.drill_repository(d))})
+        config_dir = Path(ctx.loaded.source).parent if ctx.loaded.source != "built-in defaults" else None
+        for_drills = set()
+        for d in cfg.drill_policies:
+            # Where `dr drill run --policy` saves the reports (also by the runbook's backup policy);
+            # a runbook that cannot be read is the report's business (the app falls back to the policy's name).
+            rb = policy_runbook(d, config_dir, [])
+            if r := cfg.drill_repository(d, rb.spec.backup_policy if rb else None):
+                for_drills.add(r)
+        names += sorted(for_drills)
     reports: dict[str, DrillReport] = {}
     warnings: list[str] = []
     seen: set[str] = set()
