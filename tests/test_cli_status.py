@@ -420,13 +420,22 @@ def test_unreadable_snapshots_are_a_warning(capsys: Capsys, isolated_home: Path)
             "(dr repo check names them)") in doc["warnings"]  # fmt: skip
 
 
+@pytest.mark.parametrize("linked_by", ["drill policy", "runbook"])
 def test_a_drill_policys_reports_are_read_where_its_drills_write_them(
-    capsys: Capsys, isolated_home: Path
+    capsys: Capsys, isolated_home: Path, linked_by: str
 ) -> None:
-    # Drill policy `monthly` names no repository; its backup policy backs up into `other`,
-    # so its drills read backups there and write their reports there: status reads them
-    # there too (it read the default repository and said the drill never ran).
+    # Drill policy `monthly` names no repository; its backup policy (named by the policy,
+    # else by its runbook) backs up into `other`, so its drills read backups there and write
+    # their reports there: status reads them there too (it read the default repository and
+    # said the drill never ran).
     home = isolated_home
+    policy = {"name": "monthly", "runbook": "shop.yaml", "schedule": "0 4 1 * *"}
+    app = "monthly"  # the runbook cannot be read: the policy's name
+    if linked_by == "drill policy":
+        policy["backupPolicy"] = "shop"
+    else:
+        write_runbook(home / "shop.yaml", "shop", "shop", backup_policy="shop")
+        app = "shop"
     config = two_repository_config(
         home,
         capsys,
@@ -438,9 +447,7 @@ def test_a_drill_policys_reports_are_read_where_its_drills_write_them(
                 "scope": {"namespaces": ["shop"]},
             }
         ],
-        drill_policies=[
-            {"name": "monthly", "runbook": "shop.yaml", "schedule": "0 4 1 * *", "backupPolicy": "shop"}
-        ],
+        drill_policies=[policy],
         main="repo",
     )
     from dr.crypto.providers.local import LocalKeyProvider
@@ -450,7 +457,7 @@ def test_a_drill_policys_reports_are_read_where_its_drills_write_them(
     key = LocalKeyProvider(home / "repo.key")
     other = Repository.open(open_store(f"file://{home}/other"), lambda uri: key if uri == key.uri else None)
     started = datetime.now(UTC) - timedelta(days=1)
-    report = DrillReport(id="r1", app="monthly", runbook="shop.yaml", started=started,
+    report = DrillReport(id="r1", app=app, runbook="shop.yaml", started=started,
                          finished=started + timedelta(minutes=5), outcome="passed",
                          objectives=ReportObjectives(rpo=timedelta(hours=24), rto=timedelta(hours=1)))  # fmt: skip
     other.save_object("reports", report.model_dump(mode="json", by_alias=True))
@@ -489,43 +496,3 @@ def test_runbook_app_finds_the_runbook_next_to_the_config_and_warns_when_it_cann
     name, warnings = app_of("bad.yaml")
     assert name == "monthly" and len(warnings) == 1
     assert warnings[0].startswith(f"drill policy monthly: runbook {Path('bad.yaml')}: ")
-
-
-def test_a_drill_policys_reports_are_read_where_its_runbooks_backup_policy_keeps_them(
-    capsys: Capsys, isolated_home: Path
-) -> None:
-    # The drill policy names neither a repository nor a backup policy; its runbook names
-    # `shop`, which backs up into `other`: `dr drill run --policy monthly` reads the backups
-    # and saves its report there (Config.drill_repository), so status must read them there.
-    home = isolated_home
-    config = two_repository_config(
-        home,
-        capsys,
-        backup_policies=[
-            {
-                "name": "shop",
-                "repository": "other",
-                "schedule": "0 2 * * *",
-                "scope": {"namespaces": ["shop"]},
-            }
-        ],
-        drill_policies=[{"name": "monthly", "runbook": "shop.yaml", "schedule": "0 4 1 * *"}],
-        main="repo",
-    )
-    write_runbook(home / "shop.yaml", "shop", "shop", backup_policy="shop")
-    from dr.crypto.providers.local import LocalKeyProvider
-    from dr.repo.repository import Repository
-    from dr.storage.registry import open_store
-
-    key = LocalKeyProvider(home / "repo.key")
-    other = Repository.open(open_store(f"file://{home}/other"), lambda uri: key if uri == key.uri else None)
-    started = datetime.now(UTC) - timedelta(days=1)
-    report = DrillReport(id="r1", app="shop", runbook="shop.yaml", started=started,
-                         finished=started + timedelta(minutes=5), outcome="passed",
-                         objectives=ReportObjectives(rpo=timedelta(hours=24), rto=timedelta(hours=1)))  # fmt: skip
-    other.save_object("reports", report.model_dump(mode="json", by_alias=True))
-
-    res = run_dr(capsys, "--config", str(config), "--kubeconfig", "/nonexistent", "status", "-o", "json")
-    assert res.code == 0, res.err
-    (d,) = res.json()["drillPolicies"]
-    assert (d["outcome"], d["lastDrill"]["id"]) == ("passed", "r1")

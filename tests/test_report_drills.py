@@ -803,18 +803,26 @@ def test_drill_report_json_round_trip(
     assert DrillReport.from_json(d.to_json()) == d
 
 
+@pytest.mark.parametrize("linked_by", ["drill policy", "runbook"])
 def test_cli_reads_the_reports_where_a_drill_policy_without_a_repository_writes_them(
-    capsys: pytest.CaptureFixture[str], isolated_home: Path
+    capsys: pytest.CaptureFixture[str], isolated_home: Path, linked_by: str
 ) -> None:
     # A drill policy that names no repository drills (and reports) in its backup policy's
-    # repository (Config.drill_repository); the monthly report must look there too.
+    # repository, named by the policy or else by its runbook (Config.drill_repository, as
+    # `dr drill run --policy` has it); the monthly report must look there too.
     import yaml
 
     from dr.crypto.providers.local import LocalKeyProvider
     from dr.repo.repository import Repository
     from dr.storage.registry import open_store
+    from tests.cli_support import write_runbook
 
     home = isolated_home
+    policy = {"name": "m", "runbook": "m.yaml", "schedule": "0 4 1 * *"}
+    if linked_by == "drill policy":
+        policy["backupPolicy"] = "b"
+    else:
+        write_runbook(home / "m.yaml", "ledger", "ledger", backup_policy="b")
     config = home / "dr.yaml"
     config.write_text(yaml.safe_dump({
         "repositories": [{"name": "main", "url": f"file://{home}/main", "keys": ["local"]},
@@ -822,7 +830,7 @@ def test_cli_reads_the_reports_where_a_drill_policy_without_a_repository_writes_
         "keyProviders": [{"name": "local", "uri": f"local://{home}/repo.key"}],
         "backupPolicies": [{"name": "b", "schedule": "0 2 * * *", "repository": "other",
                             "scope": {"namespaces": ["ledger"]}}],
-        "drillPolicies": [{"name": "m", "runbook": "m.yaml", "schedule": "0 4 1 * *", "backupPolicy": "b"}],
+        "drillPolicies": [policy],
     }))  # fmt: skip
     key = LocalKeyProvider(home / "repo.key")
     for name, app in (("main", "shop"), ("other", "ledger")):
@@ -833,42 +841,5 @@ def test_cli_reads_the_reports_where_a_drill_policy_without_a_repository_writes_
         report = drill(app, datetime(2026, 11, 3, 4, tzinfo=UTC))
         repo.save_object("reports", report.model_dump(mode="json", by_alias=True))
     r = run_dr(capsys, "report", "drills", "--month", "2026-11", "--format", "json")
-    assert r.code == 0, r.err
-    assert r.json()["totals"]["drills"] == 2
-
-
-def test_cli_reads_the_reports_where_the_runbooks_backup_policy_keeps_them(
-    capsys: pytest.CaptureFixture[str], isolated_home: Path
-) -> None:
-    # The drill policy names neither a repository nor a backup policy; its runbook names `b`,
-    # which backs up into `other`: `dr drill run --policy m` saves its reports there
-    # (Config.drill_repository), and the monthly report must look there too.
-    import yaml
-
-    from dr.crypto.providers.local import LocalKeyProvider
-    from dr.repo.repository import Repository
-    from dr.storage.registry import open_store
-    from tests.cli_support import write_runbook
-
-    home = isolated_home
-    config = home / "dr.yaml"
-    config.write_text(yaml.safe_dump({
-        "repositories": [{"name": "main", "url": f"file://{home}/main", "keys": ["local"]},
-                         {"name": "other", "url": f"file://{home}/other", "keys": ["local"]}],
-        "keyProviders": [{"name": "local", "uri": f"local://{home}/repo.key"}],
-        "backupPolicies": [{"name": "b", "schedule": "0 2 * * *", "repository": "other",
-                            "scope": {"namespaces": ["ledger"]}}],
-        "drillPolicies": [{"name": "m", "runbook": "m.yaml", "schedule": "0 4 1 * *"}],
-    }))  # fmt: skip
-    write_runbook(home / "m.yaml", "ledger", "ledger", backup_policy="b")
-    key = LocalKeyProvider(home / "repo.key")
-    for name, app in (("main", "shop"), ("other", "ledger")):
-        assert run_dr(capsys, "--repo", f"file://{home}/{name}", "repo", "init").code == 0
-        repo = Repository.open(
-            open_store(f"file://{home}/{name}"), lambda uri: key if uri == key.uri else None
-        )
-        report = drill(app, datetime(2026, 11, 3, 4, tzinfo=UTC))
-        repo.save_object("reports", report.model_dump(mode="json", by_alias=True))
-    r = run_dr(capsys, "--config", str(config), "report", "drills", "--month", "2026-11", "--format", "json")
     assert r.code == 0, r.err
     assert r.json()["totals"]["drills"] == 2
