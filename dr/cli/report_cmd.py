@@ -62,10 +62,13 @@ def load_reports(from_dir: str | None) -> tuple[list[DrillReport], list[str]]:
         config_dir = Path(ctx.loaded.source).parent if ctx.loaded.source != "built-in defaults" else None
         for_drills = set()
         for d in cfg.drill_policies:
-            # Where `dr drill run --policy` saves the reports (also by the runbook's backup policy);
-            # a runbook that cannot be read is the report's business (the app falls back to the policy's name).
-            rb = policy_runbook(d, config_dir, [])
-            if r := cfg.drill_repository(d, rb.spec.backup_policy if rb else None):
+            # Where `dr drill run --policy` saves the reports: the runbook's backup policy decides only
+            # when the drill policy does not, so the runbook is read only then (apps_with_backup_policy
+            # reads it too). One that cannot be read is the report's business (the policy's name).
+            r = cfg.drill_repository(d)
+            if not r and (rb := policy_runbook(d, config_dir, [])) is not None:
+                r = cfg.drill_repository(d, rb.spec.backup_policy)
+            if r:
                 for_drills.add(r)
         names += sorted(for_drills)
     reports: dict[str, DrillReport] = {}
