@@ -847,6 +847,11 @@ class LoadedConfig:
     config: Config
     source: str  # a path, or "built-in defaults"
 
+    @property
+    def config_dir(self) -> Path | None:
+        """The directory of the config file (drill policies' runbooks are relative to it), None for the defaults."""
+        return Path(self.source).parent if self.source != "built-in defaults" else None
+
 
 def resolve_config_path(explicit: str | None) -> Path | None:
     if explicit:

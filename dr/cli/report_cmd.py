@@ -59,7 +59,7 @@ def load_reports(from_dir: str | None) -> tuple[list[DrillReport], list[str]]:
         from dr.cli.status_cmd import policy_runbook
 
         cfg = ctx.loaded.config
-        config_dir = Path(ctx.loaded.source).parent if ctx.loaded.source != "built-in defaults" else None
+        config_dir = ctx.loaded.config_dir
         for_drills = set()
         for d in cfg.drill_policies:
             # Where `dr drill run --policy` saves the reports: the runbook's backup policy decides only
@@ -107,7 +107,7 @@ def load_reports(from_dir: str | None) -> tuple[list[DrillReport], list[str]]:
 def drills(month: Month | None, fmt: str, out: str | None, from_dir: str | None) -> int:
     """Drill results of a month per app: pass/fail, steps, RTO and RPO vs objectives, trend."""
     loaded = app().loaded
-    config_dir = Path(loaded.source).parent if loaded.source != "built-in defaults" else None
+    config_dir = loaded.config_dir
     now = datetime.now(UTC)
     reports, warnings = load_reports(from_dir)
     for w in warnings:

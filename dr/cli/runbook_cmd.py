@@ -100,7 +100,7 @@ def _repositories_of(rb: Runbook) -> tuple[str | None, str | None]:
     config = ctx.loaded.config
     default = config.repository(None)
     backups = config.backup_repository(rb.spec.backup_policy)
-    config_dir = Path(ctx.loaded.source).parent if ctx.loaded.source != "built-in defaults" else None
+    config_dir = ctx.loaded.config_dir
     # Where its drills report: by the rule of `dr drill run` (Config.drill_repository, as
     # `dr status` has it too) for the drill policy that drills this app, if any.
     drills = config.drill_repository(

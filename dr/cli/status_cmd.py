@@ -268,7 +268,7 @@ def unprotected_namespaces(ctx: AppContext, warnings: list[str]) -> list[str] | 
 def gather(ctx: AppContext, now: datetime) -> dict[str, Any]:
     loaded = ctx.loaded
     config = loaded.config
-    config_dir = Path(loaded.source).parent if loaded.source != "built-in defaults" else None
+    config_dir = loaded.config_dir
     sources = _Sources(ctx)
     backups = [backup_policy_status(p, sources.backups(p.repository), now) for p in config.backup_policies]
     drills = []
