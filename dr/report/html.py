@@ -69,16 +69,10 @@ def _app_section(a: AppMonth) -> str:
             out.append(f'<h3>Warnings (the drill did not check these)</h3><ul class="warnings">{items}</ul>')
         phases = d.phase_durations()
         if any(p is not None for _, p in phases):
+            measured = d.rto_measured is not None
+            label = "RTO by phase, latest drill" if measured else "phases that ran, latest drill (no RTO)"
             out.append(
-                "<figure>"
-                + (
-                    phases_bar(phases, a.rto_objective, f"{a.app}: RTO by phase, latest drill")
-                    if d.rto_measured is not None
-                    else phases_bar(
-                        phases, a.rto_objective, f"{a.app}: phases that ran, latest drill (no RTO)", False
-                    )
-                )
-                + "</figure>"
+                "<figure>" + phases_bar(phases, a.rto_objective, f"{a.app}: {label}", measured) + "</figure>"
             )
         if d.steps:
             rows = []
