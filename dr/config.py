@@ -791,9 +791,12 @@ class Config:
             return self.repositories[0] if self.repositories else None
         return next((r for r in self.repositories if r.name == want), None)
 
+    def backup_policy(self, name: str | None) -> BackupPolicy | None:
+        return next((p for p in self.backup_policies if p.name == name), None) if name else None
+
     def backup_repository(self, policy: str | None) -> str | None:
         """The repository (name) backup policy ``policy`` backs up into, if it names one."""
-        backups = next((p for p in self.backup_policies if p.name == policy), None)
+        backups = self.backup_policy(policy)
         return backups.repository if backups else None
 
     def drill_repository(self, drill: DrillPolicy | None, runbook_policy: str | None = None) -> str | None:

@@ -44,7 +44,7 @@ def repository_config(app: AppContext, name: str | None = None) -> RepositoryCon
 
 def backup_policy(app: AppContext, name: str) -> BackupPolicy | None:
     """The config's backup policy ``name``, if it has one."""
-    return next((p for p in app.loaded.config.backup_policies if p.name == name), None)
+    return app.loaded.config.backup_policy(name)
 
 
 def policy_repository(app: AppContext, policy: str | None) -> str | None:
@@ -55,10 +55,7 @@ def policy_repository(app: AppContext, policy: str | None) -> str | None:
     read that one, not the default. A policy the config does not know (a
     restore on a new cluster with only ``--repo``) leaves the default.
     """
-    if not policy:
-        return None
-    pol = backup_policy(app, policy)
-    return pol.repository if pol else None
+    return app.loaded.config.backup_repository(policy)
 
 
 def store_for(app: AppContext, name: str | None = None) -> ObjectStore:
