@@ -637,6 +637,27 @@ def test_an_oversized_snapshot_is_refused_unread(tmp_path: Path, monkeypatch: py
     assert find_snapshot(fresh, good.id, kind="volume", what="volume snapshot").id == good.id
 
 
+def test_a_listing_with_a_damaged_snapshot_reads_each_snapshot_once(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Listings that pass over a damaged snapshot read every snapshot in parallel, gave up
+    # at the damaged one, then read them all again one by one (N more round trips).
+    from dr.repo.snapshots import readable_snapshots
+
+    repo, key = init_repo(make_store("file", tmp_path, None), tmp_path)
+    src = _two_files(tmp_path)
+    good = [backup_directory(repo, src).snapshot for _ in range(3)]
+    (tmp_path / "repo" / "snapshots" / ("dd" * 32)).write_bytes(b"not sealed")
+    fresh = open_with(repo.store, key)
+    reads: list[str] = []
+    get, get_range = fresh.store.get, fresh.store.get_range
+    monkeypatch.setattr(fresh.store, "get", lambda n: reads.append(n) or get(n))
+    monkeypatch.setattr(fresh.store, "get_range", lambda n, o, k: reads.append(n) or get_range(n, o, k))
+    snaps, bad = readable_snapshots(fresh)
+    assert [s.id for s in snaps] == [s.id for s in good] and list(bad) == ["dd" * 32]
+    assert sorted(reads) == sorted(f"snapshots/{n}" for n in [*(s.id for s in good), "dd" * 32])
+
+
 def test_a_snapshot_by_full_id_is_one_read_and_a_large_one_still_whole(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

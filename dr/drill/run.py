@@ -475,33 +475,18 @@ def readable_reports(repo: Repository) -> tuple[list[DrillReport], dict[str, str
     """The drill reports that can be read, oldest first, and ``{name: problem}`` for the others.
 
     One damaged report (a truncated upload, a report of a newer format) must not
-    hide the others, nor fail ``dr status`` or ``dr report drills``: like
-    ``readable_snapshots``, all at once first, then one by one when some cannot
-    be read. ``DrError`` when the reports cannot even be listed.
+    hide the others, nor fail ``dr status`` or ``dr report drills``
+    (``Repository.readable_objects``). ``DrError`` when the reports cannot even be listed.
     """
     from dr.repo.format import FormatError
-    from dr.storage.base import ObjectNotFound
 
-    try:
-        docs = repo.load_objects("reports")
-    except FormatError:
-        docs = []
-        bad: dict[str, str] = {}
-        for name in repo.list_objects("reports"):
-            try:
-                docs.append((name, repo.load_object("reports", name)))
-            except ObjectNotFound:
-                continue  # deleted since the listing
-            except FormatError as e:
-                bad[name] = e.message
-    else:
-        bad = {}
-    reports = []
-    for name, doc in docs:
+    def parse(name: str, doc: dict[str, Any]) -> DrillReport:
         try:
-            reports.append(DrillReport.model_validate(doc))
+            return DrillReport.model_validate(doc)
         except ValueError as e:
-            bad[name] = f"not a drill report ({str(e).splitlines()[0]})"
+            raise FormatError(f"not a drill report ({str(e).splitlines()[0]})") from None
+
+    reports, bad = repo.readable_objects("reports", parse)
     return sorted(reports, key=lambda r: r.started), bad
 
 

@@ -19,7 +19,7 @@ from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 
 from dr.crypto.keyring import KeySlot, MasterKey, UnreadableSlot, new_slot, shown, unlock, unwrap_slot
 from dr.crypto.providers.base import KeyProvider, KeyProviderError
@@ -44,6 +44,7 @@ from dr.repo.tree_cache import TreeReader
 from dr.storage.base import ObjectExists, ObjectNotFound, ObjectStore
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 PACK_SIZE = 16 << 20
 OBJECT_KINDS = ("snapshots", "locks", "reports", "index")
@@ -464,6 +465,27 @@ class Repository:
         with ThreadPoolExecutor(max_workers=8) as pool:
             loaded = list(zip(names, pool.map(load, names), strict=True))
         return [(n, d) for n, d in loaded if d is not None]
+
+    def readable_objects(
+        self, kind: str, parse: Callable[[str, dict[str, Any]], T], *, unreadable: type[DrError] = FormatError
+    ) -> tuple[list[T], dict[str, str]]:
+        """Every object of ``kind`` loaded in parallel and parsed (``parse(name, doc)``), and
+        ``{name: problem}`` for those whose load or parse raised ``unreadable``: one damaged
+        object must not hide the others from a listing. Each object is read once; one
+        deleted after the listing is left out; a listing that fails raises."""
+
+        def one(name: str) -> tuple[T | None, str | None]:
+            try:
+                return parse(name, self.load_object(kind, name)), None
+            except ObjectNotFound:
+                return None, None  # deleted since the listing (a concurrent forget)
+            except unreadable as e:
+                return None, e.message
+
+        names = self.list_objects(kind)
+        with ThreadPoolExecutor(max_workers=8) as pool:  # all read before returning, as load_objects
+            results = list(zip(names, pool.map(one, names), strict=True))
+        return [x for _, (x, _) in results if x is not None], {n: why for n, (_, why) in results if why}
 
     # ------------------------------------------------------------------ key slots
 

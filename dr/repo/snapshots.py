@@ -316,21 +316,9 @@ def readable_snapshots(
     listing or a restore (``dr repo check`` names it; prune and forget, which must
     see every snapshot, use ``list_snapshots`` and refuse). ``unreadable``: the
     errors that count a snapshot as unreadable (``check`` counts any ``DrError``)."""
-    try:
-        return list_snapshots(repo, kind), {}
-    except FormatError:
-        pass
-    snaps, bad = [], {}
-    for name in repo.list_objects("snapshots"):
-        try:
-            snap = load_snapshot(repo, name)
-        except ObjectNotFound:
-            continue  # deleted since the listing (a concurrent forget)
-        except unreadable as e:
-            bad[name] = e.message
-            continue
-        if kind is None or snap.kind == kind:
-            snaps.append(snap)
+    snaps, bad = repo.readable_objects("snapshots", _parse, unreadable=unreadable)
+    if kind is not None:
+        snaps = [s for s in snaps if s.kind == kind]
     return sorted(snaps, key=lambda s: (s.time, s.id)), bad
 
 
