@@ -565,17 +565,28 @@ def cleanup_leftovers(kube: KubeClient, now: float, *, namespaces: list[str] | N
                 obj_ns = meta.get("namespace") if res.namespaced else None
                 where = f"{obj_ns}/{meta.get('name')}" if obj_ns else str(meta.get("name"))
                 try:
-                    if res == VOLUME_SNAPSHOTS:
-                        # Its storage snapshot too, also where the class says Retain.
-                        warning = delete_snapshot(kube, str(obj_ns), str(meta.get("name")))
+                    deleted, warning = _delete_temporary(kube, res, obj_ns, str(meta.get("name")))
+                    if deleted:
                         report.deleted.append(f"{res.kind} {where}")
-                        if warning:
-                            report.errors.append(warning)
-                    elif delete(kube, res, obj_ns, str(meta.get("name")), propagation="Background"):
-                        report.deleted.append(f"{res.kind} {where}")
+                    if warning:
+                        report.errors.append(warning)
                 except ApiError as e:
                     report.errors.append(f"cannot delete {res.kind} {where}: {e.short}")
     return report
+
+
+def _delete_temporary(
+    kube: KubeClient, res: ApiResource, namespace: str | None, name: str
+) -> tuple[bool, str | None]:
+    """Delete one of dr's temporary objects (Background propagation): whether it was deleted, and a warning.
+
+    A VolumeSnapshot goes with its storage snapshot, also where its class says
+    Retain (``delete_snapshot``; counted as deleted, its warning when the
+    storage snapshot stays). ``ApiError`` when the delete is refused.
+    """
+    if res == VOLUME_SNAPSHOTS and namespace is not None:
+        return True, delete_snapshot(kube, namespace, name)
+    return delete(kube, res, namespace, name, propagation="Background"), None
 
 
 # --------------------------------------------------------------------------- temporary objects of one volume
@@ -607,13 +618,9 @@ class TemporaryObjects:
         while self._items:
             res, ns, name = self._items.pop()
             try:
-                if res == VOLUME_SNAPSHOTS and ns is not None:
-                    # Its storage snapshot too, also where the class says Retain.
-                    warning = delete_snapshot(self._kube, ns, name)
-                    if warning:
-                        problems.append(warning)
-                else:
-                    delete(self._kube, res, ns, name, propagation="Background")
+                _, warning = _delete_temporary(self._kube, res, ns, name)
+                if warning:
+                    problems.append(warning)
             except ApiError as e:
                 where = f"{ns}/{name}" if ns else name
                 problems.append(f"cannot delete {res.kind} {where}: {e.short}")
