@@ -58,6 +58,14 @@ def storage(kube_client: KubeClient, unique: str) -> Iterator[tuple[str, str | N
     delete_storage(kube_client, sc, vsc)
 
 
+@pytest.fixture
+def fs_storage(kube_client: KubeClient, unique: str) -> Iterator[str]:
+    """A StorageClass whose driver has no VolumeSnapshotClass: volumes are copied file by file."""
+    sc, _ = create_storage(kube_client, unique, snapshot_class=False)
+    yield sc
+    delete_storage(kube_client, sc, None)
+
+
 def bound_volumes(
     kc: KubeClient, agent: NodeAgent, ns: str, sc: str, sizes: dict[str, int], seed: int = 1
 ) -> list[dict[str, Any]]:
@@ -181,45 +189,40 @@ def test_filesystem_backup_runs_next_to_the_pod_and_restores(
     mover_env: MoverEnv,
     namespaces: list[str],
     unique: str,
+    fs_storage: str,
 ) -> None:
-    kc, agent, env = kube_client, node_agent, mover_env
-    sc, _ = create_storage(kc, unique, snapshot_class=False)
-    try:
-        app = new_namespace(kc, namespaces, f"app-{unique}")
-        env.prepare(app)
-        agent.manage(app, env.mover_namespace)
-        pvcs = bound_volumes(kc, agent, app, sc, {"data-a": 20 * MB, "data-b": 20 * MB}, seed=7)
-        toleration = {"key": "dedicated", "operator": "Equal", "value": "db", "effect": "NoSchedule"}
-        create_pod(kc, app, "db-0", ["data-a"], node="node-7", tolerations=[toleration], fs_group=999)
+    kc, agent, env, sc = kube_client, node_agent, mover_env, fs_storage
+    app = new_namespace(kc, namespaces, f"app-{unique}")
+    env.prepare(app)
+    agent.manage(app, env.mover_namespace)
+    pvcs = bound_volumes(kc, agent, app, sc, {"data-a": 20 * MB, "data-b": 20 * MB}, seed=7)
+    toleration = {"key": "dedicated", "operator": "Equal", "value": "db", "effect": "NoSchedule"}
+    create_pod(kc, app, "db-0", ["data-a"], node="node-7", tolerations=[toleration], fs_group=999)
 
-        results = backup_volumes(kc, pvcs, env.backup_ctx("backup-fs", mode="auto"), env.finder())
+    results = backup_volumes(kc, pvcs, env.backup_ctx("backup-fs", mode="auto"), env.finder())
 
-        assert [(r.method, r.error) for r in results] == [("filesystem", None), ("filesystem", None)]
-        by_volume = {run.volume: run for run in agent.runs}
-        pinned = by_volume[f"{app}/data-a"].manifest["spec"]["template"]["spec"]
-        assert pinned["affinity"]["nodeAffinity"]["requiredDuringSchedulingIgnoredDuringExecution"] == {
-            "nodeSelectorTerms": [
-                {"matchFields": [{"key": "metadata.name", "operator": "In", "values": ["node-7"]}]}
-            ]
-        }
-        assert pinned["tolerations"] == [toleration]
-        assert pinned["securityContext"]["supplementalGroups"] == [999]
-        assert "affinity" not in by_volume[f"{app}/data-b"].manifest["spec"]["template"]["spec"]
-        for run in agent.runs:
-            assert run.namespace == app
-            claim = run.manifest["spec"]["template"]["spec"]["volumes"][-1]["persistentVolumeClaim"]
-            assert claim == {"claimName": run.volume.split("/")[1], "readOnly": True}
-        assert_secret_free(agent, env)
-        assert not leftovers(kc, [app, env.mover_namespace])
+    assert [(r.method, r.error) for r in results] == [("filesystem", None), ("filesystem", None)]
+    by_volume = {run.volume: run for run in agent.runs}
+    pinned = by_volume[f"{app}/data-a"].manifest["spec"]["template"]["spec"]
+    assert pinned["affinity"]["nodeAffinity"]["requiredDuringSchedulingIgnoredDuringExecution"] == {
+        "nodeSelectorTerms": [
+            {"matchFields": [{"key": "metadata.name", "operator": "In", "values": ["node-7"]}]}
+        ]
+    }
+    assert pinned["tolerations"] == [toleration]
+    assert pinned["securityContext"]["supplementalGroups"] == [999]
+    assert "affinity" not in by_volume[f"{app}/data-b"].manifest["spec"]["template"]["spec"]
+    for run in agent.runs:
+        assert run.namespace == app
+        claim = run.manifest["spec"]["template"]["spec"]["volumes"][-1]["persistentVolumeClaim"]
+        assert claim == {"claimName": run.volume.split("/")[1], "readOnly": True}
+    assert_secret_free(agent, env)
+    assert not leftovers(kc, [app, env.mover_namespace])
 
-        ns, restored = restore_into_fresh_pvcs(
-            kc, agent, env, namespaces, f"fs-restored-{unique}", sc, results
-        )
-        assert [r.error for r in restored] == [None, None]
-        for name in ("data-a", "data-b"):
-            assert tree_listing(agent.volume_dir(ns, name)) == tree_listing(agent.volume_dir(app, name))
-    finally:
-        delete_storage(kc, sc, None)
+    ns, restored = restore_into_fresh_pvcs(kc, agent, env, namespaces, f"fs-restored-{unique}", sc, results)
+    assert [r.error for r in restored] == [None, None]
+    for name in ("data-a", "data-b"):
+        assert tree_listing(agent.volume_dir(ns, name)) == tree_listing(agent.volume_dir(app, name))
 
 
 # --------------------------------------------------------------------------- failures
@@ -341,38 +344,35 @@ def test_volumes_that_cannot_be_backed_up_say_why(
     mover_env: MoverEnv,
     namespaces: list[str],
     unique: str,
+    fs_storage: str,
 ) -> None:
-    kc, agent, env = kube_client, node_agent, mover_env
-    sc, _ = create_storage(kc, unique, snapshot_class=False)
-    try:
-        app = new_namespace(kc, namespaces, f"plain-{unique}")  # no dr-config here
-        agent.manage(app)
-        (bound,) = bound_volumes(kc, agent, app, sc, {"data": 1000})
-        pending = create_pvc(kc, app, "later", sc)
-        pending["status"] = {"phase": "Pending"}
-        block = {**bound, "spec": {**bound["spec"], "volumeMode": "Block"}}
+    kc, agent, env, sc = kube_client, node_agent, mover_env, fs_storage
+    app = new_namespace(kc, namespaces, f"plain-{unique}")  # no dr-config here
+    agent.manage(app)
+    (bound,) = bound_volumes(kc, agent, app, sc, {"data": 1000})
+    pending = create_pvc(kc, app, "later", sc)
+    pending["status"] = {"phase": "Pending"}
+    block = {**bound, "spec": {**bound["spec"], "volumeMode": "Block"}}
 
-        fs, unbound, blk = backup_volumes(kc, [bound, pending, block], env.backup_ctx("b-x"), env.finder())
-        assert fs.method == "filesystem" and fs.error == (
-            f"mover Jobs in namespace {app} need the ConfigMap dr-config (dr.yaml) there "
-            "(a pod can only mount ConfigMaps of its own namespace)"
-        )
-        assert unbound.skipped == "PVC is Pending: it holds no data yet" and unbound.error is None
-        # Skipped with the reason, and a warning: a raw device is not a failure of each backup.
-        reason = "block-mode volume: its data is not backed up (the mover copies files, not devices)"
-        assert blk.error is None and blk.skipped == reason and blk.warnings == [reason]
+    fs, unbound, blk = backup_volumes(kc, [bound, pending, block], env.backup_ctx("b-x"), env.finder())
+    assert fs.method == "filesystem" and fs.error == (
+        f"mover Jobs in namespace {app} need the ConfigMap dr-config (dr.yaml) there "
+        "(a pod can only mount ConfigMaps of its own namespace)"
+    )
+    assert unbound.skipped == "PVC is Pending: it holds no data yet" and unbound.error is None
+    # Skipped with the reason, and a warning: a raw device is not a failure of each backup.
+    reason = "block-mode volume: its data is not backed up (the mover copies files, not devices)"
+    assert blk.error is None and blk.skipped == reason and blk.warnings == [reason]
 
-        (snap_only,) = backup_volumes(kc, [bound], env.backup_ctx("b-y", mode="snapshot"), env.finder())
-        assert snap_only.error == (
-            f"no VolumeSnapshotClass for CSI driver '{unique}.hostpath.csi.k8s.io' (volumes.mode is snapshot)"
-        )
-        named = env.backup_ctx("b-z", mode="auto", volume_options={"snapshot_class": "missing"})
-        (res,) = backup_volumes(kc, [bound], named, env.finder())
-        assert res.error == "VolumeSnapshotClass 'missing' (from the policy) does not exist"
-        assert backup_volumes(kc, [bound], env.backup_ctx("b-n", mode="none"), env.finder()) == []
-        assert agent.runs == []
-    finally:
-        delete_storage(kc, sc, None)
+    (snap_only,) = backup_volumes(kc, [bound], env.backup_ctx("b-y", mode="snapshot"), env.finder())
+    assert snap_only.error == (
+        f"no VolumeSnapshotClass for CSI driver '{unique}.hostpath.csi.k8s.io' (volumes.mode is snapshot)"
+    )
+    named = env.backup_ctx("b-z", mode="auto", volume_options={"snapshot_class": "missing"})
+    (res,) = backup_volumes(kc, [bound], named, env.finder())
+    assert res.error == "VolumeSnapshotClass 'missing' (from the policy) does not exist"
+    assert backup_volumes(kc, [bound], env.backup_ctx("b-n", mode="none"), env.finder()) == []
+    assert agent.runs == []
 
 
 # --------------------------------------------------------------------------- parallelism
@@ -652,35 +652,32 @@ def test_a_generic_ephemeral_volume_is_copied_next_to_its_pod(
     mover_env: MoverEnv,
     namespaces: list[str],
     unique: str,
+    fs_storage: str,
 ) -> None:
     # A pod's generic ephemeral volume is a PVC named <pod>-<volume>, referenced by the pod as
     # `ephemeral`, not `persistentVolumeClaim`. dr did not see the pod: no hooks, and the
     # file-system mover of the ReadWriteOnce volume was not pinned to the pod's node (a
     # Multi-Attach error: ContainerCreating until the deadline).
-    kc, agent, env = kube_client, node_agent, mover_env
-    sc, _ = create_storage(kc, unique, snapshot_class=False)
-    try:
-        app = new_namespace(kc, namespaces, f"eph-{unique}")
-        env.prepare(app)
-        agent.manage(app)
-        (pvc,) = bound_volumes(kc, agent, app, sc, {"cache-0-scratch": 1000})
-        kc.call("POST", f"/api/v1/namespaces/{app}/pods", body={
-            "apiVersion": "v1", "kind": "Pod", "metadata": {"name": "cache-0"},
-            "spec": {"nodeName": "node-5", "containers": [{"name": "app", "image": "app:1"}],
-                     "volumes": [{"name": "scratch", "ephemeral": {"volumeClaimTemplate": {"spec": {
-                         "accessModes": ["ReadWriteOnce"], "resources": {"requests": {"storage": "1Gi"}}}}}}]},
-        })  # fmt: skip
+    kc, agent, env, sc = kube_client, node_agent, mover_env, fs_storage
+    app = new_namespace(kc, namespaces, f"eph-{unique}")
+    env.prepare(app)
+    agent.manage(app)
+    (pvc,) = bound_volumes(kc, agent, app, sc, {"cache-0-scratch": 1000})
+    kc.call("POST", f"/api/v1/namespaces/{app}/pods", body={
+        "apiVersion": "v1", "kind": "Pod", "metadata": {"name": "cache-0"},
+        "spec": {"nodeName": "node-5", "containers": [{"name": "app", "image": "app:1"}],
+                 "volumes": [{"name": "scratch", "ephemeral": {"volumeClaimTemplate": {"spec": {
+                     "accessModes": ["ReadWriteOnce"], "resources": {"requests": {"storage": "1Gi"}}}}}}]},
+    })  # fmt: skip
 
-        (res,) = backup_volumes(kc, [pvc], env.backup_ctx("backup-eph", mode="filesystem"), env.finder())
+    (res,) = backup_volumes(kc, [pvc], env.backup_ctx("backup-eph", mode="filesystem"), env.finder())
 
-        assert res.error is None, res.error
-        (run,) = agent.runs
-        terms = run.manifest["spec"]["template"]["spec"]["affinity"]["nodeAffinity"][
-            "requiredDuringSchedulingIgnoredDuringExecution"
-        ]["nodeSelectorTerms"]
-        assert terms == [{"matchFields": [{"key": "metadata.name", "operator": "In", "values": ["node-5"]}]}]
-    finally:
-        delete_storage(kc, sc, None)
+    assert res.error is None, res.error
+    (run,) = agent.runs
+    terms = run.manifest["spec"]["template"]["spec"]["affinity"]["nodeAffinity"][
+        "requiredDuringSchedulingIgnoredDuringExecution"
+    ]["nodeSelectorTerms"]
+    assert terms == [{"matchFields": [{"key": "metadata.name", "operator": "In", "values": ["node-5"]}]}]
 
 
 def test_an_evicted_mover_is_replaced_and_the_volume_backed_up(
