@@ -17,7 +17,7 @@ import json
 import os
 import random
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -465,6 +465,23 @@ def app(kube_client: KubeClient, node_agent: NodeAgent, mover_env: MoverEnv, uni
     kube_client.request("DELETE", f"/api/v1/namespaces/{ns}")
 
 
+MakeStorage = Callable[[bool], str]
+
+
+@pytest.fixture
+def make_storage(kube_client: KubeClient, unique: str) -> Iterator[MakeStorage]:
+    """Creates a StorageClass (with a VolumeSnapshotClass when asked), deleted after the test; returns its name."""
+    made: list[tuple[str, str | None]] = []
+
+    def make(snapshot_class: bool) -> str:
+        made.append(create_storage(kube_client, unique, snapshot_class=snapshot_class))
+        return made[-1][0]
+
+    yield make
+    for sc, vsc in made:
+        delete_storage(kube_client, sc, vsc)
+
+
 def small_volume(kc: KubeClient, agent: NodeAgent, ns: str, name: str, sc: str) -> dict[str, Any]:
     create_pvc(kc, ns, name, sc)
     deadline = time.monotonic() + 30
@@ -485,102 +502,91 @@ def test_hooks_bracket_the_point_in_time(
     node_agent: NodeAgent,
     mover_env: MoverEnv,
     app: str,
-    unique: str,
     snapshots: bool,
+    make_storage: MakeStorage,
 ) -> None:
     kc, agent = kube_client, node_agent
-    sc, vsc = create_storage(kc, unique, snapshot_class=snapshots)
-    try:
-        pvc = small_volume(kc, agent, app, "data-0", sc)
-        create_pod(kc, app, "db-0", ["data-0"], annotations=FREEZE)
-        ex = ScriptedExec({"freeze": Script(), "thaw": Script()}, events=agent.events)
-        (res,) = backup_volumes(kc, [pvc], mover_env.backup_ctx("b-hooks"), mover_env.finder(), exec_=ex)
-        assert res.error is None and res.snapshot_id
-        assert [(h.phase, h.ok) for h in res.hooks] == [("pre", True), ("post", True)]
-        kinds = [k for k, _ in agent.events]
-        names = [name for _, name in agent.events]
-        if snapshots:
-            # The application is frozen only until the snapshot is cut; the copy runs after the thaw.
-            assert kinds == ["exec", "snapshot-cut", "exec", "job-start", "job-end"]
-            assert names[0] == "freeze" and names[2] == "thaw"
-        else:
-            assert kinds == ["exec", "job-start", "job-end", "exec"]
-            assert names[0] == "freeze" and names[3] == "thaw"
-    finally:
-        delete_storage(kc, sc, vsc)
+    sc = make_storage(snapshots)
+    pvc = small_volume(kc, agent, app, "data-0", sc)
+    create_pod(kc, app, "db-0", ["data-0"], annotations=FREEZE)
+    ex = ScriptedExec({"freeze": Script(), "thaw": Script()}, events=agent.events)
+    (res,) = backup_volumes(kc, [pvc], mover_env.backup_ctx("b-hooks"), mover_env.finder(), exec_=ex)
+    assert res.error is None and res.snapshot_id
+    assert [(h.phase, h.ok) for h in res.hooks] == [("pre", True), ("post", True)]
+    kinds = [k for k, _ in agent.events]
+    names = [name for _, name in agent.events]
+    if snapshots:
+        # The application is frozen only until the snapshot is cut; the copy runs after the thaw.
+        assert kinds == ["exec", "snapshot-cut", "exec", "job-start", "job-end"]
+        assert names[0] == "freeze" and names[2] == "thaw"
+    else:
+        assert kinds == ["exec", "job-start", "job-end", "exec"]
+        assert names[0] == "freeze" and names[3] == "thaw"
 
 
 def test_a_failing_pre_hook_skips_that_pods_volumes_only(
-    kube_client: KubeClient, node_agent: NodeAgent, mover_env: MoverEnv, app: str, unique: str
+    kube_client: KubeClient, node_agent: NodeAgent, mover_env: MoverEnv, app: str, make_storage: MakeStorage
 ) -> None:
     kc, agent = kube_client, node_agent
-    sc, vsc = create_storage(kc, unique, snapshot_class=True)
-    try:
-        a = small_volume(kc, agent, app, "data-a", sc)
-        b = small_volume(kc, agent, app, "data-b", sc)
-        c = small_volume(kc, agent, app, "data-c", sc)
-        create_pod(
-            kc, app, "db-a", ["data-a"], annotations={**FREEZE, "pre.hook.backup.dr.dev/command": '["lock"]'}
-        )
-        create_pod(
-            kc,
-            app,
-            "db-b",
-            ["data-b"],
-            annotations={
-                "pre.hook.backup.dr.dev/command": '["optional"]',
-                "pre.hook.backup.dr.dev/on-error": "continue",
-            },
-        )
-        create_pod(kc, app, "db-c", ["data-c"], annotations={"post.hook.backup.dr.dev/command": "[1]"})
-        ex = ScriptedExec(
-            {"lock": Script(exit_code=1, stderr=b"busy\n"), "thaw": Script(), "optional": Script(exit_code=5)}
-        )
+    sc = make_storage(True)
+    a = small_volume(kc, agent, app, "data-a", sc)
+    b = small_volume(kc, agent, app, "data-b", sc)
+    c = small_volume(kc, agent, app, "data-c", sc)
+    create_pod(
+        kc, app, "db-a", ["data-a"], annotations={**FREEZE, "pre.hook.backup.dr.dev/command": '["lock"]'}
+    )
+    create_pod(
+        kc,
+        app,
+        "db-b",
+        ["data-b"],
+        annotations={
+            "pre.hook.backup.dr.dev/command": '["optional"]',
+            "pre.hook.backup.dr.dev/on-error": "continue",
+        },
+    )
+    create_pod(kc, app, "db-c", ["data-c"], annotations={"post.hook.backup.dr.dev/command": "[1]"})
+    ex = ScriptedExec(
+        {"lock": Script(exit_code=1, stderr=b"busy\n"), "thaw": Script(), "optional": Script(exit_code=5)}
+    )
 
-        ra, rb, rc = backup_volumes(
-            kc, [a, b, c], mover_env.backup_ctx("b-fail"), mover_env.finder(), exec_=ex
-        )
+    ra, rb, rc = backup_volumes(kc, [a, b, c], mover_env.backup_ctx("b-fail"), mover_env.finder(), exec_=ex)
 
-        assert ra.error == (
-            "not backed up: pre hook failed: pre hook 'annotation' in pod "
-            f"{app}/db-a container app: exit code 1: busy"
-        )
-        assert ra.snapshot_id is None and ra.job is None
-        assert [(h.phase, h.ok) for h in ra.hooks] == [("pre", False), ("post", True)]  # thawed all the same
-        assert rb.error is None and rb.snapshot_id  # "continue": a warning
-        assert rb.warnings == [f"pre hook 'annotation' in pod {app}/db-b container app: exit code 5"]
-        assert rc.error == (
-            "not backed up: pre hook failed: pod "
-            f"{app}/db-c: annotation post.hook.backup.dr.dev/command: must be a non-empty JSON array of strings"
-        )
-        assert [c[3] for c in ex.calls].count(["thaw"]) == 1
-        assert len(agent.runs) == 1
-    finally:
-        delete_storage(kc, sc, vsc)
+    assert ra.error == (
+        "not backed up: pre hook failed: pre hook 'annotation' in pod "
+        f"{app}/db-a container app: exit code 1: busy"
+    )
+    assert ra.snapshot_id is None and ra.job is None
+    assert [(h.phase, h.ok) for h in ra.hooks] == [("pre", False), ("post", True)]  # thawed all the same
+    assert rb.error is None and rb.snapshot_id  # "continue": a warning
+    assert rb.warnings == [f"pre hook 'annotation' in pod {app}/db-b container app: exit code 5"]
+    assert rc.error == (
+        "not backed up: pre hook failed: pod "
+        f"{app}/db-c: annotation post.hook.backup.dr.dev/command: must be a non-empty JSON array of strings"
+    )
+    assert [c[3] for c in ex.calls].count(["thaw"]) == 1
+    assert len(agent.runs) == 1
 
 
 def test_a_pre_hook_whose_exec_breaks_is_a_failure_and_the_post_hook_thaws(
-    kube_client: KubeClient, node_agent: NodeAgent, mover_env: MoverEnv, app: str, unique: str
+    kube_client: KubeClient, node_agent: NodeAgent, mover_env: MoverEnv, app: str, make_storage: MakeStorage
 ) -> None:
     # The freeze ran (the application is frozen), then something other than an
     # ExecError escaped the exec: it was a crash of the backup that skipped the thaw.
     kc, agent = kube_client, node_agent
-    sc, vsc = create_storage(kc, unique, snapshot_class=True)
-    try:
-        pvc = small_volume(kc, agent, app, "data-0", sc)
-        create_pod(kc, app, "db-0", ["data-0"], annotations=FREEZE)
-        secret = "Authorization: Bearer s3cr3t-token"
-        ex = ScriptedExec({"freeze": Script(raises=RuntimeError(secret)), "thaw": Script()})
-        (res,) = backup_volumes(kc, [pvc], mover_env.backup_ctx("b-drop"), mover_env.finder(), exec_=ex)
-        assert [c[3] for c in ex.calls] == [["freeze"], ["thaw"]]
-        assert res.error == (
-            f"not backed up: pre hook failed: pre hook 'annotation' in pod {app}/db-0 container app: "
-            "exec failed: RuntimeError (run with -vv for details)"
-        )
-        assert secret not in str(res.error)
-        assert [(h.phase, h.ok) for h in res.hooks] == [("pre", False), ("post", True)]
-    finally:
-        delete_storage(kc, sc, vsc)
+    sc = make_storage(True)
+    pvc = small_volume(kc, agent, app, "data-0", sc)
+    create_pod(kc, app, "db-0", ["data-0"], annotations=FREEZE)
+    secret = "Authorization: Bearer s3cr3t-token"
+    ex = ScriptedExec({"freeze": Script(raises=RuntimeError(secret)), "thaw": Script()})
+    (res,) = backup_volumes(kc, [pvc], mover_env.backup_ctx("b-drop"), mover_env.finder(), exec_=ex)
+    assert [c[3] for c in ex.calls] == [["freeze"], ["thaw"]]
+    assert res.error == (
+        f"not backed up: pre hook failed: pre hook 'annotation' in pod {app}/db-0 container app: "
+        "exec failed: RuntimeError (run with -vv for details)"
+    )
+    assert secret not in str(res.error)
+    assert [(h.phase, h.ok) for h in res.hooks] == [("pre", False), ("post", True)]
 
 
 def test_post_hooks_run_when_the_pre_hooks_are_interrupted() -> None:
@@ -631,9 +637,9 @@ def test_a_signal_while_the_app_is_frozen_thaws_it_and_cleans_up(
     node_agent: NodeAgent,
     mover_env: MoverEnv,
     app: str,
-    unique: str,
     tmp_path: Path,
     sig: str,
+    make_storage: MakeStorage,
 ) -> None:
     # A CronJob's activeDeadlineSeconds, an eviction or a drain sends SIGTERM
     # while the file-system copy runs, i.e. while the application is frozen.
@@ -642,41 +648,38 @@ def test_a_signal_while_the_app_is_frozen_thaws_it_and_cleans_up(
     import sys
 
     kc, agent = kube_client, node_agent
-    sc, vsc = create_storage(kc, unique, snapshot_class=False)
+    sc = make_storage(False)
+    pvc = small_volume(kc, agent, app, "data-0", sc)
+    create_pod(kc, app, "db-0", ["data-0"], annotations=FREEZE)
+    agent.hang.add(f"{app}/data-0")  # the mover's pod never starts: the copy would take ~forever
+    ctx, pvc_file, log = tmp_path / "ctx.json", tmp_path / "pvc.json", tmp_path / "exec.log"
+    ctx.write_text(mover_env.backup_ctx("b-sig", mode="filesystem").model_dump_json())
+    pvc_file.write_text(json.dumps(pvc))
+    root = Path(__file__).resolve().parents[1]
+    child = subprocess.Popen(
+        [sys.executable, "-m", "tests.signal_child", k8s.kubeconfig, str(ctx), str(pvc_file), str(log)],
+        cwd=root,
+        env={**os.environ, "PYTHONPATH": str(root)},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
     try:
-        pvc = small_volume(kc, agent, app, "data-0", sc)
-        create_pod(kc, app, "db-0", ["data-0"], annotations=FREEZE)
-        agent.hang.add(f"{app}/data-0")  # the mover's pod never starts: the copy would take ~forever
-        ctx, pvc_file, log = tmp_path / "ctx.json", tmp_path / "pvc.json", tmp_path / "exec.log"
-        ctx.write_text(mover_env.backup_ctx("b-sig", mode="filesystem").model_dump_json())
-        pvc_file.write_text(json.dumps(pvc))
-        root = Path(__file__).resolve().parents[1]
-        child = subprocess.Popen(
-            [sys.executable, "-m", "tests.signal_child", k8s.kubeconfig, str(ctx), str(pvc_file), str(log)],
-            cwd=root,
-            env={**os.environ, "PYTHONPATH": str(root)},
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-        )
-        try:
-            jobs = f"/apis/batch/v1/namespaces/{app}/jobs"
-            deadline = time.monotonic() + 60
-            while not kc.call("GET", jobs).get("items"):  # frozen, and the copy's Job is running
-                assert child.poll() is None, child.communicate()
-                assert time.monotonic() < deadline, "the backup did not start its Job"
-                time.sleep(0.1)
-            assert log.read_text().split() == ["freeze"]
-            child.send_signal(getattr(signal, sig))
-            _, err = child.communicate(timeout=30)  # not the mover's 300 s stuck grace
-        finally:
-            if child.poll() is None:
-                child.kill()
-                child.wait()
-        assert child.returncode == (143 if sig == "SIGTERM" else 130), err.decode()[-2000:]
-        assert log.read_text().split() == ["freeze", "thaw"]
-        assert kc.call("GET", jobs)["items"] == []  # the temporary Job was deleted
+        jobs = f"/apis/batch/v1/namespaces/{app}/jobs"
+        deadline = time.monotonic() + 60
+        while not kc.call("GET", jobs).get("items"):  # frozen, and the copy's Job is running
+            assert child.poll() is None, child.communicate()
+            assert time.monotonic() < deadline, "the backup did not start its Job"
+            time.sleep(0.1)
+        assert log.read_text().split() == ["freeze"]
+        child.send_signal(getattr(signal, sig))
+        _, err = child.communicate(timeout=30)  # not the mover's 300 s stuck grace
     finally:
-        delete_storage(kc, sc, vsc)
+        if child.poll() is None:
+            child.kill()
+            child.wait()
+    assert child.returncode == (143 if sig == "SIGTERM" else 130), err.decode()[-2000:]
+    assert log.read_text().split() == ["freeze", "thaw"]
+    assert kc.call("GET", jobs)["items"] == []  # the temporary Job was deleted
 
 
 # --------------------------------------------------------------------------- the real exec
