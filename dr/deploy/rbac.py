@@ -292,6 +292,15 @@ def _copied_objects(credentials_secret: str | None) -> list[Manifest]:
     ]
 
 
+def _mover_objects(verbs: list[str]) -> list[Manifest]:
+    """The kinds of temporary objects a backup leaves in dr's namespace (``dr.kube.jobs.cleanup_leftovers``)."""
+    return [
+        _rule(["batch"], ["jobs"], verbs),
+        _rule([""], ["persistentvolumeclaims"], verbs),
+        _rule([SNAPSHOT_GROUP], ["volumesnapshots"], verbs),
+    ]
+
+
 def workspace_rules(credentials_secret: str | None = None) -> list[Manifest]:
     """dr's own temporary objects in its namespace (data-mover Jobs, PVCs, snapshots): the backup's.
 
@@ -302,9 +311,7 @@ def workspace_rules(credentials_secret: str | None = None) -> list[Manifest]:
     """
     return [
         *_copied_objects(credentials_secret),
-        _rule(["batch"], ["jobs"], TEMPORARY),
-        _rule([""], ["persistentvolumeclaims"], TEMPORARY),
-        _rule([SNAPSHOT_GROUP], ["volumesnapshots"], TEMPORARY),
+        *_mover_objects(TEMPORARY),
         _rule([""], ["pods"], READ),
         _rule([""], ["pods/log"], ["get"]),
         _rule([""], ["events"], EVENTS),
@@ -320,13 +327,7 @@ def drill_cleanup_rules(credentials_secret: str | None = None) -> list[Manifest]
     VolumeSnapshots). Nothing is created here: a drill account that could
     create Jobs in dr's namespace could run them as ``dr-restore``.
     """
-    cleanup = ["get", "list", "delete"]
-    return [
-        *_copied_objects(credentials_secret),
-        _rule(["batch"], ["jobs"], cleanup),
-        _rule([""], ["persistentvolumeclaims"], cleanup),
-        _rule([SNAPSHOT_GROUP], ["volumesnapshots"], cleanup),
-    ]
+    return [*_copied_objects(credentials_secret), *_mover_objects(["get", "list", "delete"])]
 
 
 def mover_in_namespace_rules() -> list[Manifest]:
