@@ -568,13 +568,16 @@ def temporary_size(restore_size: Any, volume_size: str | None) -> str:
 
 def pod_groups(pods: list[dict[str, Any]]) -> list[int]:
     """The ``fsGroup`` and ``supplementalGroups`` of all pods mounting a volume, sorted."""
-    groups: set[int] = set()
-    for pod in pods:
-        sc = (pod.get("spec") or {}).get("securityContext") or {}
-        groups |= {int(g) for g in sc.get("supplementalGroups") or []}
-        if sc.get("fsGroup") is not None:
-            groups.add(int(sc["fsGroup"]))
-    return sorted(groups)
+    return sorted({g for pod in pods for g in _groups_of(pod)})
+
+
+def _groups_of(pod: dict[str, Any]) -> list[int]:
+    """A pod's ``supplementalGroups``, then its ``fsGroup`` (if set)."""
+    sc = (pod.get("spec") or {}).get("securityContext") or {}
+    groups = [int(g) for g in sc.get("supplementalGroups") or []]
+    if sc.get("fsGroup") is not None:
+        groups.append(int(sc["fsGroup"]))
+    return groups
 
 
 def placement(pods: list[dict[str, Any]]) -> tuple[str | None, list[dict[str, Any]], list[int]]:
@@ -584,11 +587,7 @@ def placement(pods: list[dict[str, Any]]) -> tuple[str | None, list[dict[str, An
         node = spec.get("nodeName")
         if not node:
             continue
-        sc = spec.get("securityContext") or {}
-        groups = [int(g) for g in sc.get("supplementalGroups") or []]
-        if sc.get("fsGroup") is not None:
-            groups.append(int(sc["fsGroup"]))
-        return str(node), list(spec.get("tolerations") or []), groups
+        return str(node), list(spec.get("tolerations") or []), _groups_of(pod)
     return None, [], []
 
 
