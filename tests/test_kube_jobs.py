@@ -526,3 +526,43 @@ def test_a_mover_pinned_to_a_full_node_gives_up_after_the_stuck_grace(
     # Not pinned: a new node (the cluster autoscaler) may come; the Job's deadline bounds the wait.
     free = follow_job(kc, namespace, "dr-free", timeout=1.0, stuck_grace=0, pod_check_every=0)
     assert free.reason == "Timeout"
+
+
+class _RefusedPatchKube:
+    """A cluster where dr may get and delete its VolumeSnapshot but not patch its Retain content."""
+
+    def __init__(self, namespace: str) -> None:
+        self.ns = namespace
+        self.requests: list[tuple[str, str]] = []
+
+    def request(self, method: str, path: str, **_: Any) -> tuple[int, bytes]:
+        self.requests.append((method, path))
+        if method == "GET" and path == VOLUME_SNAPSHOTS.object_path(self.ns, "s1"):
+            return 200, json.dumps({"status": {"boundVolumeSnapshotContentName": "c1"}}).encode()
+        if method == "GET" and path == VOLUME_SNAPSHOT_CONTENTS.object_path(None, "c1"):
+            spec = {
+                "deletionPolicy": "Retain",
+                "source": {"volumeHandle": "vol-1"},
+                "volumeSnapshotRef": {"namespace": self.ns, "name": "s1"},
+            }
+            return 200, json.dumps({"spec": spec}).encode()
+        if method == "PATCH":
+            return 403, json.dumps({"reason": "Forbidden", "message": "patch is forbidden"}).encode()
+        if method == "DELETE":
+            return 200, b"{}"
+        raise AssertionError(f"unexpected {method} {path}")
+
+
+def test_a_retain_content_that_cannot_be_switched_to_delete_is_a_warning_and_the_snapshot_goes() -> None:
+    kube = _RefusedPatchKube("app")
+    temp = TemporaryObjects(kube)  # type: ignore[arg-type]
+    temp.add(VOLUME_SNAPSHOTS, "app", "s1")
+
+    (problem,) = temp.delete_all()
+
+    assert problem.startswith(
+        "VolumeSnapshotContent c1 has deletionPolicy Retain: its storage snapshot stays (delete it yourself); "
+        "cannot switch it to Delete: "
+    )
+    assert "patch is forbidden" in problem
+    assert ("DELETE", VOLUME_SNAPSHOTS.object_path("app", "s1")) in kube.requests
