@@ -74,10 +74,11 @@ from dr.restore.plan import (
 from dr.restore.results import ItemResults, Outcome, RestoreItemResult
 from dr.restore.transforms import (
     BACKUP_LABEL,
-    DATA_PENDING_ANNOTATION,
     RESTORE_LABEL,
     TransformContext,
     apply_transforms,
+    data_pending,
+    without_data_mark,
 )
 
 log = logging.getLogger(__name__)
@@ -549,14 +550,7 @@ def _keep_data_mark(desired: dict[str, Any], existing: dict[str, Any]) -> dict[s
     write the backup over the data the claim holds. Only a claim this restore
     creates, or one whose data never arrived (still marked), is filled.
     """
-    meta = desired.get("metadata") or {}
-    annotations = meta.get("annotations") or {}
-    if DATA_PENDING_ANNOTATION not in annotations:
-        return desired
-    if DATA_PENDING_ANNOTATION in ((existing.get("metadata") or {}).get("annotations") or {}):
-        return desired
-    kept = {k: v for k, v in annotations.items() if k != DATA_PENDING_ANNOTATION}
-    return {**desired, "metadata": {**meta, "annotations": kept}}
+    return desired if data_pending(existing) else without_data_mark(desired)
 
 
 def _being_deleted(obj: dict[str, Any]) -> bool:

@@ -198,12 +198,23 @@ def pvc_mark_data_pending(obj: Obj, ctx: TransformContext) -> Obj | None:
     annotations = meta.get("annotations") or {}
     snapshot = ctx.data_volumes.get(f"{meta.get('namespace')}/{meta.get('name')}")
     if snapshot is None:
-        if DATA_PENDING_ANNOTATION not in annotations:
-            return obj
-        return _with_metadata(
-            obj, {**meta, "annotations": _without_keys(annotations, (DATA_PENDING_ANNOTATION,))}
-        )
+        return without_data_mark(obj)
     return _with_metadata(obj, {**meta, "annotations": {**annotations, DATA_PENDING_ANNOTATION: snapshot}})
+
+
+def data_pending(obj: Obj) -> bool:
+    """Whether ``obj`` (a claim) carries the ``dr.dev/data-pending`` mark."""
+    return DATA_PENDING_ANNOTATION in (_meta(obj).get("annotations") or {})
+
+
+def without_data_mark(obj: Obj) -> Obj:
+    """``obj`` without the data-pending mark; ``obj`` itself when it has none."""
+    if not data_pending(obj):
+        return obj
+    meta = _meta(obj)
+    return _with_metadata(
+        obj, {**meta, "annotations": _without_keys(meta["annotations"], (DATA_PENDING_ANNOTATION,))}
+    )
 
 
 def pv_reset_claim_ref(obj: Obj, ctx: TransformContext) -> Obj | None:

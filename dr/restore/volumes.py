@@ -61,7 +61,7 @@ from dr.kube.jobs import (
 )
 from dr.kube.snapshots import PVCS
 from dr.restore.results import ItemResults
-from dr.restore.transforms import DATA_PENDING_ANNOTATION
+from dr.restore.transforms import DATA_PENDING_ANNOTATION, data_pending
 
 DescribeSnapshot = Callable[[str], dict[str, Any] | None]
 
@@ -80,10 +80,6 @@ class VolumeRestoreContext(MoverContext):
     restore_id: str
     service_account: str | None = None  # in the app namespace; None: default account, no token
     restore_ownership: bool = False
-
-
-def data_pending(pvc: dict[str, Any]) -> bool:
-    return DATA_PENDING_ANNOTATION in ((pvc.get("metadata") or {}).get("annotations") or {})
 
 
 def awaiting_data(
