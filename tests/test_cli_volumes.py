@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import stat
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -50,6 +50,16 @@ class App:
 
     def dr(self, capsys: Capsys, *args: str) -> Result:
         return run_dr(capsys, "--config", self.config, "--kubeconfig", self.kubeconfig, *args)
+
+    def config_doc(self) -> dict[str, Any]:
+        """Its dr.yaml, parsed: to change into a test's own (``with_config``)."""
+        doc: dict[str, Any] = yaml.safe_load(Path(self.config).read_text())
+        return doc
+
+    def with_config(self, doc: dict[str, Any], path: Path) -> App:
+        """The same application, with ``doc`` written to ``path`` as its dr.yaml."""
+        path.write_text(yaml.safe_dump(doc))
+        return replace(self, config=str(path))
 
 
 def write_mover_config(env: MoverEnv, directory: Path) -> str:
@@ -204,7 +214,7 @@ def test_a_policy_with_its_own_repository_restores_from_it(
     # --policy P` (the on-call page's line) looked in the default repository, and its
     # movers were given the default repository's URL.
     agent = node_agent
-    doc = yaml.safe_load(Path(app.config).read_text())
+    doc = app.config_doc()
     main = doc["repositories"][0]
     empty = {**main, "name": "other", "url": main["url"] + "-other"}
     doc["repositories"] = [empty, main]
@@ -217,9 +227,7 @@ def test_a_policy_with_its_own_repository_restores_from_it(
             "scope": {"namespaces": [app.namespace]},
         }
     ]
-    config = tmp_path / "two-repos.yaml"
-    config.write_text(yaml.safe_dump(doc))
-    app = App(app.namespace, str(config), app.kubeconfig, app.pvcs)
+    app = app.with_config(doc, tmp_path / "two-repos.yaml")
     assert app.dr(capsys, "repo", "init").code == 0  # the default one: empty, but it opens
     fill_volume(agent.volume_dir(app.namespace, "data-a"), 7, MB)
     before = file_tree(agent.volume_dir(app.namespace, "data-a"))
@@ -385,12 +393,10 @@ def test_a_volume_that_failed_last_night_is_incremental_against_its_last_good_sn
     # failed there (a killed mover, a node drain) had none the next night and was read and
     # compared in full again — for a large volume hours, and a risk of the next deadline.
     agent = node_agent
-    doc = yaml.safe_load(Path(app.config).read_text())
+    doc = app.config_doc()
     doc["backupPolicies"] = [{"name": "nightly", "schedule": "0 2 * * *",
                               "scope": {"namespaces": [app.namespace]}}]  # fmt: skip
-    config = tmp_path / "policy.yaml"
-    config.write_text(yaml.safe_dump(doc))
-    app = App(app.namespace, str(config), app.kubeconfig, app.pvcs)
+    app = app.with_config(doc, tmp_path / "policy.yaml")
     for seed, pvc in enumerate(app.pvcs, 1):
         fill_volume(agent.volume_dir(app.namespace, pvc), seed, MB)
 
@@ -441,12 +447,10 @@ def test_a_volume_with_an_unreadable_entry_keeps_the_rest_of_its_data(
     # backup still pointed restores at it, and the next backup had no parent.
     agent = node_agent
     # A file-system copy (the test agent's snapshot copy cannot copy such a tree either).
-    doc = yaml.safe_load(Path(app.config).read_text())
+    doc = app.config_doc()
     doc["backupPolicies"] = [{"name": "fs", "schedule": "0 2 * * *", "volumes": {"mode": "filesystem"},
                               "scope": {"namespaces": [app.namespace]}}]  # fmt: skip
-    config = tmp_path / "fs.yaml"
-    config.write_text(yaml.safe_dump(doc))
-    app = App(app.namespace, str(config), app.kubeconfig, app.pvcs)
+    app = app.with_config(doc, tmp_path / "fs.yaml")
     mover_env.prepare(app.namespace)
     for seed, pvc in enumerate(app.pvcs, 1):
         fill_volume(agent.volume_dir(app.namespace, pvc), seed, MB)
