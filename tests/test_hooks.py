@@ -57,7 +57,7 @@ from tests.volume_helpers import (
     delete_storage,
     get_pvc,
 )
-from tests.ws_peer import ws_peer
+from tests.ws_peer import OUTPUT, ws_peer
 
 
 def pod(
@@ -727,6 +727,20 @@ def test_kubernetes_exec_passes_a_failure_of_its_stdin_through() -> None:
     with ws_peer("noread") as peer, pytest.raises(OSError, match="disk is gone") as e:
         KubernetesExec(peer.api).run("shop", "db-0", "db", ["pg_restore"], 5.0, stdin=stdin())
     assert not isinstance(e.value, ExecError)
+
+
+def test_kubernetes_exec_passes_a_failure_of_its_output_sink_through() -> None:
+    # The sink (a dump written to the repository) fails: that error, as it is, not "connection lost".
+    got: list[bytes] = []
+
+    def sink(data: bytes) -> None:
+        got.append(data)
+        raise OSError("the repository's disk is full")
+
+    with ws_peer("output") as peer, pytest.raises(OSError, match="disk is full") as e:
+        KubernetesExec(peer.api).run("shop", "db-0", "db", ["pg_dump"], 5.0, stdout_sink=sink)
+    assert not isinstance(e.value, ExecError)
+    assert got == [OUTPUT]
 
 
 @pytest.mark.parametrize(

@@ -12,6 +12,8 @@ Modes:
 * ``noread``: complete the upgrade, shrink the receive buffer, never read again
   (the client's writes block once the socket buffers are full).
 * ``nohandshake``: accept the TCP connection, never answer.
+* ``output``: complete the upgrade, send one stdout frame (``OUTPUT``), then
+  neither read nor end (the command still runs).
 """
 
 from __future__ import annotations
@@ -27,7 +29,8 @@ from typing import Literal
 
 from kubernetes import client as kclient
 
-Mode = Literal["drop", "noread", "nohandshake"]
+Mode = Literal["drop", "noread", "nohandshake", "output"]
+OUTPUT = b"the start of a dump"
 _GUID = b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
 
 
@@ -80,6 +83,9 @@ def ws_peer(mode: Mode) -> Iterator[Peer]:
             _handshake(conn)
             if mode == "drop":
                 conn.close()
+            elif mode == "output":
+                payload = b"\x01" + OUTPUT  # channel 1: stdout
+                conn.sendall(bytes([0x82, len(payload)]) + payload)  # one unmasked binary frame
             else:
                 conn.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
 
