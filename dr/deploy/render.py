@@ -37,7 +37,7 @@ from dr.deploy.workloads import (
 )
 from dr.errors import InvalidInput
 from dr.kube.pod_template import Manifest, labels
-from dr.runbook.model import parse_runbook
+from dr.runbook.model import parse_runbook, runbook_candidates
 
 log = logging.getLogger(__name__)
 
@@ -81,9 +81,7 @@ def _config_map(name: str, namespace: str, component: str, data: dict[str, str],
 
 def _find_runbook(src: ConfigSource, index: int) -> tuple[Path, str]:
     runbook = src.config.drill_policies[index].runbook
-    candidates = (
-        [Path(runbook)] if Path(runbook).is_absolute() else [src.path.parent / runbook, Path(runbook)]
-    )
+    candidates = runbook_candidates(runbook, src.path.parent)
     for path in candidates:
         if path.is_file():
             try:

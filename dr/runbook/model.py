@@ -670,12 +670,16 @@ def _fit(head: str, cut: str, tail: str = "") -> str:
     return head + middle + tail
 
 
-def find_runbook(path: str | Path, config_dir: Path | None) -> Path | None:
-    """The file of a drill policy's runbook ``path``: relative to the config's directory
-    ``config_dir`` first, then to the current one; None when neither is a file."""
+def runbook_candidates(path: str | Path, config_dir: Path | None) -> list[Path]:
+    """Where a drill policy's runbook ``path`` is looked for, in order: relative to the
+    config's directory ``config_dir`` first, then to the current one."""
     path = Path(path)
-    candidates = [path] if path.is_absolute() or config_dir is None else [config_dir / path, path]
-    return next((p for p in candidates if p.is_file()), None)
+    return [path] if path.is_absolute() or config_dir is None else [config_dir / path, path]
+
+
+def find_runbook(path: str | Path, config_dir: Path | None) -> Path | None:
+    """The file of a drill policy's runbook ``path`` (``runbook_candidates``); None when none is a file."""
+    return next((p for p in runbook_candidates(path, config_dir) if p.is_file()), None)
 
 
 def load_runbook(path: Path) -> Runbook:
