@@ -1,26 +1,31 @@
 #!/usr/bin/env python3
-"""In-memory index benchmark: memory per blob and lookup times at repository scale.
+"""Index benchmark: memory, load and lookup times at repository scale.
 
-    .venv/bin/python bench/index_memory.py [--blobs N] [--per-pack N]
+    .venv/bin/python bench/index_memory.py [--blobs N ...] [--per-pack N]
 
-Every backup and restore holds the repository's whole index (dr.repo.index),
-as restic does its own: a million blobs for 1 TiB in 1 MiB chunks. This makes
-N random blob ids in packs as index files store them, loads them the way
-opening a repository does (``Index.add_files``) and the way a backup adds its
-packs (``Index.add_pack``), and prints bytes of Python objects per blob (the
-46-byte records, made before measuring, not counted), the peak while loading,
-the load time and the time of ``get`` and ``in``. Beside it: a dict from each
-blob id to its place, the index dr had before (2026-11-29), built the same way.
-Not a test: figures go into bench/RESULTS.md by hand, with the machine and date.
+Every backup and restore consults the repository's whole index
+(dr.repo.index): a million blobs for 1 TiB in 1 MiB chunks. For each size,
+in a fresh process each, this makes N random blob ids in packs as index
+files store them, made as they are loaded so that the benchmark's own data
+does not grow with N, loads them the way opening a repository does
+(``Index.add_files``), then adds packs the way a backup does
+(``Index.add_pack``), and prints the process's peak RSS above what it had
+before loading, the load time and the time of ``get`` and ``in``. Beside it:
+a dict from each blob id to its place, the index dr had until 2026-11-28
+(the compact in-memory one that followed took 62 bytes a blob). Not a test:
+figures go into bench/RESULTS.md by hand, with the machine and date.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
+import resource
+import subprocess
+import sys
 import time
-import tracemalloc
-from collections.abc import Callable, Sequence
+from collections.abc import Iterator
 
 from dr.repo.format import BlobType, PackEntries, PackEntry
 from dr.repo.index import Index
@@ -29,7 +34,7 @@ Packs = list[tuple[bytes, PackEntries]]
 
 
 class DictIndex:
-    """The reference: blob id -> (pack number << 24 | entry number), as dr kept it before."""
+    """The reference: blob id -> (pack number << 24 | entry number), as dr kept it once."""
 
     def __init__(self) -> None:
         self._blobs: dict[bytes, int] = {}
@@ -41,7 +46,7 @@ class DictIndex:
         for i, bid in enumerate(entries.ids()):
             self._blobs.setdefault(bid, ref | i)
 
-    def add_files(self, files: Sequence[tuple[str, Packs]]) -> None:
+    def add_files(self, files: Iterator[tuple[str, Packs]]) -> None:
         for _, packs in files:
             for pack_id, entries in packs:
                 self.add_pack(pack_id, entries)
@@ -57,68 +62,75 @@ class DictIndex:
         return len(self._blobs)
 
 
-def make_packs(blobs: int, per_pack: int) -> Packs:
-    return [
-        (
-            os.urandom(32),
-            PackEntries.of(
-                [PackEntry(BlobType.DATA, 1, i * 1000, 1000, 4000, os.urandom(32)) for i in range(per_pack)]
-            ),
-        )
-        for _ in range(blobs // per_pack)
-    ]
+def pack(per_pack: int) -> tuple[bytes, PackEntries]:
+    entries = [PackEntry(BlobType.DATA, 1, i * 1000, 1000, 4000, os.urandom(32)) for i in range(per_pack)]
+    return os.urandom(32), PackEntries.of(entries)
 
 
-def measure(make: Callable[[], Index | DictIndex], how: str, packs: Packs) -> dict[str, float]:
-    def build() -> Index | DictIndex:
-        index = make()
-        if how == "add_files":
-            index.add_files([("index/all", packs)])
-        else:
-            for pack_id, entries in packs:
-                index.add_pack(pack_id, entries)
-        len(index)  # an Index merges what waits in its recent dict
-        return index
+def measure(kind: str, blobs: int, per_pack: int) -> dict[str, float]:
+    """In this process: load ``blobs`` blobs into a fresh index of ``kind``, then look up."""
+    index = Index() if kind == "dr" else DictIndex()
+    sample: list[bytes] = []  # ~2,000 ids to look up, kept as the files are made
+    every = max(1, blobs // per_pack // 2000)
 
-    tracemalloc.start()
-    index = build()
-    used, peak = tracemalloc.get_traced_memory()
-    tracemalloc.stop()
-    del index
+    def files() -> Iterator[tuple[str, Packs]]:
+        per_file = 64  # packs an index file lists
+        n = 0
+        for f in range(0, blobs // per_pack, per_file):
+            packs = [pack(per_pack) for _ in range(min(per_file, blobs // per_pack - f))]
+            for _, entries in packs:
+                if n % every == 0:
+                    sample.append(entries.entry(0).id)
+                n += 1
+            yield f"index/{f}", packs
+
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     t = time.perf_counter()
-    index = build()
+    index.add_files(files())
     load = time.perf_counter() - t
-    n = len(index)
-    hits = [entries.entry(i).id for _, entries in packs[:: max(1, len(packs) // 2000)] for i in range(10)]
-    misses = [os.urandom(32) for _ in range(len(hits))]
     t = time.perf_counter()
-    for bid in hits:
-        index.get(bid)
-    get = (time.perf_counter() - t) / len(hits)
+    for _ in range(100):  # a backup's new packs
+        pack_id, entries = pack(per_pack)
+        index.add_pack(pack_id, entries)
+    add = (time.perf_counter() - t) / (100 * per_pack)
+    grew = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before
+    misses = [os.urandom(32) for _ in sample]
     t = time.perf_counter()
-    for bid in hits:
+    for bid in sample:
+        assert index.get(bid) is not None
+    get = (time.perf_counter() - t) / len(sample)
+    t = time.perf_counter()
+    for bid in sample + misses:
         _ = bid in index
-    for bid in misses:
-        _ = bid in index
-    contains = (time.perf_counter() - t) / (2 * len(hits))
-    return {"used": used / n, "peak": peak / n, "load": load, "get": get * 1e6, "in": contains * 1e6}
+    contains = (time.perf_counter() - t) / (2 * len(sample))
+    return {"rss_kb": grew, "load": load, "add": add * 1e6, "get": get * 1e6, "in": contains * 1e6}
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--blobs", type=int, default=1_000_000)
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[1])
+    ap.add_argument("--blobs", type=int, nargs="+", default=[10_000, 100_000, 1_000_000])
     ap.add_argument("--per-pack", type=int, default=16, help="blobs per pack (16 MiB packs of 1 MiB chunks)")
+    ap.add_argument("--one", nargs=2, metavar=("KIND", "BLOBS"), help=argparse.SUPPRESS)
     args = ap.parse_args()
-    packs = make_packs(args.blobs, args.per_pack)
-    print(f"{args.blobs:,} blobs in {len(packs):,} packs; bytes a blob besides the 46-byte records")
+    if args.one:
+        print(json.dumps(measure(args.one[0], int(args.one[1]), args.per_pack)))
+        return
+    print(f"packs of {args.per_pack} blobs; peak RSS above the process's before loading")
     print(
-        f"{'index':<12} {'built by':<10} {'B/blob':>7} {'peak':>7} {'load s':>7} {'get µs':>7} {'in µs':>7}"
+        f"{'index':<10} {'blobs':>10} {'RSS MB':>7} {'B/blob':>7} {'load s':>7} {'add µs':>7} {'get µs':>7} {'in µs':>7}"
     )
-    for name, make in (("dr", Index), ("dict (old)", DictIndex)):
-        for how in ("add_files", "add_pack"):
-            m = measure(make, how, packs)
+    for kind in ("dr", "dict"):
+        for blobs in args.blobs:
+            out = subprocess.run(
+                [sys.executable, __file__, "--one", kind, str(blobs), "--per-pack", str(args.per_pack)],
+                check=True,
+                capture_output=True,
+                text=True,
+            ).stdout
+            m = json.loads(out)
             print(
-                f"{name:<12} {how:<10} {m['used']:7.0f} {m['peak']:7.0f} {m['load']:7.2f} {m['get']:7.2f} {m['in']:7.2f}"
+                f"{kind:<10} {blobs:>10,} {m['rss_kb'] / 1024:7.1f} {m['rss_kb'] * 1024 / blobs:7.1f} "
+                f"{m['load']:7.2f} {m['add']:7.2f} {m['get']:7.2f} {m['in']:7.2f}"
             )
 
 

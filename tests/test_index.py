@@ -1,19 +1,21 @@
-"""The in-memory index (dr.repo.index): lookups, duplicate listings, the sorted
-arrays against a plain model, readers during merges, and its memory per blob."""
+"""The index (dr.repo.index): lookups, duplicate listings, the database against a
+plain model, readers while packs are added, its memory against its size, and a
+failing temporary database."""
 
 from __future__ import annotations
 
 import os
+import subprocess
 import sys
 import threading
-import tracemalloc
+from pathlib import Path
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from dr.repo.format import BlobType, FormatError, PackEntries, PackEntry
-from dr.repo.index import ENTRY_BITS, MERGE_MIN, Index
+from dr.repo.index import ENTRY_BITS, Index
 
 
 def _pack(n: int, blob_type: BlobType = BlobType.DATA) -> tuple[bytes, list[PackEntry]]:
@@ -63,7 +65,7 @@ def test_a_pack_with_too_many_blobs_is_refused() -> None:
 
 
 def test_blobs_sharing_a_prefix_are_told_apart_by_their_whole_id() -> None:
-    # The arrays keep 8 bytes of each id; ids that share them must still be found.
+    # Ids alike in their first bytes (the old in-memory index sorted by 8 of them).
     prefix = os.urandom(8)
     ids = [prefix + os.urandom(24) for _ in range(5)]
     entries = [PackEntry(BlobType.DATA, 1, i * 10, 10, 20, bid) for i, bid in enumerate(ids)]
@@ -74,7 +76,7 @@ def test_blobs_sharing_a_prefix_are_told_apart_by_their_whole_id() -> None:
         else:
             index.add_pack(os.urandom(32), entries[:3])
             index.add_pack(os.urandom(32), entries[3:])
-            assert len(index) == 5  # merges the recent blobs into the arrays
+            assert len(index) == 5
         for e in entries:
             loc = index.get(e.id)
             assert loc is not None and loc.entry == e, build
@@ -119,22 +121,24 @@ def test_the_index_answers_as_a_dict_of_first_copies(steps: list[tuple[str, list
     assert sorted(index.blob_ids()) == sorted(model)
 
 
-def test_merges_while_others_look_up_lose_no_blob() -> None:
-    # Backups look blobs up without the lock while uploads add packs and merge them.
+def test_readers_while_packs_are_added_lose_no_blob() -> None:
+    # Backups look blobs up from their reader threads while uploads add packs.
     index = Index()
-    index.add_files([("index/a", [_pack(MERGE_MIN) for _ in range(8)])])
-    adding = [_pack(32) for _ in range(400)]  # a merge every ~8 packs
+    index.add_files([("index/a", [_pack(256) for _ in range(8)])])
+    adding = [_pack(32) for _ in range(400)]
     added: list[bytes] = []  # ids of the packs added so far
-    done, missed = threading.Event(), []
+    done, missed, failed = threading.Event(), [], []
 
     def look_up() -> None:
-        while not done.is_set():
-            # the newest blobs: those a merge is moving out of recent
-            missed.extend(b for b in added[-MERGE_MIN:] if b not in index)
+        try:
+            while not done.is_set():
+                missed.extend(b for b in added[-256:] if b not in index)
+        except BaseException as e:  # an error in a reader thread must fail the test
+            failed.append(e)
 
     readers = [threading.Thread(target=look_up) for _ in range(2)]
     interval = sys.getswitchinterval()
-    sys.setswitchinterval(1e-6)  # switch threads often, inside a merge too
+    sys.setswitchinterval(1e-6)  # switch threads often, inside an add too
     try:
         for t in readers:
             t.start()
@@ -146,35 +150,72 @@ def test_merges_while_others_look_up_lose_no_blob() -> None:
         for t in readers:
             t.join()
         sys.setswitchinterval(interval)
-    assert missed == []
-    assert len(index) == MERGE_MIN * 8 + 32 * 400
+    assert missed == [] and failed == []
+    assert len(index) == 256 * 8 + 32 * 400
 
 
-@pytest.mark.parametrize("build", ["files", "packs"])
-def test_memory_per_blob(build: str) -> None:
+_BUILD = """
+import os, resource, sys
+from dr.repo.format import BlobType, PackEntry
+from dr.repo.index import Index
+blobs, per_file = int(sys.argv[1]), 16 * 64
+def files():  # made as they are read: the test's own data does not grow with N
+    for f in range(blobs // per_file):
+        yield f"index/{f}", [
+            (os.urandom(32), [PackEntry(BlobType.DATA, 1, i * 9, 9, 20, os.urandom(32)) for i in range(16)])
+            for _ in range(per_file // 16)
+        ]
+index = Index()
+index.add_files(files())
+assert len(index) == blobs and len(index.packs) == blobs // 16
+probe = os.urandom(32)
+index.add_pack(os.urandom(32), [PackEntry(BlobType.DATA, 1, 0, 9, 20, probe)])
+assert index.get(probe) is not None
+print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)
+"""
+
+
+def _build(blobs: int, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-c", _BUILD, str(blobs)],
+        capture_output=True,
+        text=True,
+        env={**os.environ, **(env or {})},
+        timeout=300,
+    )
+
+
+def test_memory_does_not_grow_with_the_number_of_blobs() -> None:
     # The index holds every blob of the repository: a million for 1 TiB in 1 MiB chunks.
-    # Each blob costs its 46-byte record (made before tracing here) and 16 bytes in the arrays.
-    packs = [(pack_id, PackEntries.of(entries)) for pack_id, entries in (_pack(16) for _ in range(1000))]
+    # Held in memory at 62 bytes a blob (before 2026-11-29), 16 times as many blobs
+    # took ~9.5 MB more here; in the database, whose cache is capped, the same.
+    small, large = _build(10_240), _build(163_840)
+    assert small.returncode == 0 and large.returncode == 0, small.stderr + large.stderr
+    grew_kb = int(large.stdout) - int(small.stdout)
+    assert grew_kb < 1024, f"peak RSS {small.stdout.strip()} KB -> {large.stdout.strip()} KB"
 
-    def built() -> Index:
-        index = Index()
-        if build == "files":
-            index.add_files([("index/a", packs)])
-        else:
-            for pack_id, entries in packs:
-                index.add_pack(pack_id, entries)
-            len(index)  # merges what waits in recent
-        return index
 
-    # Built once before tracing: CPython's free lists (a merge's tuples) fill on the
-    # first run in a process and would count as the index's (26 bytes a blob when
-    # this test ran alone, 21 after other tests).
-    built()
-    tracemalloc.start()
-    try:
-        index = built()
-        used, _ = tracemalloc.get_traced_memory()
-    finally:
-        tracemalloc.stop()
-    assert len(index) == 16_000
-    assert used / len(index) < 24, f"{used / len(index):.0f} bytes per blob"  # 140 as a dict of ids
+def test_its_temporary_file_is_gone_when_it_is_and_a_failing_one_is_one_line(tmp_path: Path) -> None:
+    # SQLite unlinks the file as soon as it makes it: nothing to clean up, even after a crash.
+    ok = _build(20_480, {"SQLITE_TMPDIR": str(tmp_path)})
+    assert ok.returncode == 0, ok.stderr
+    assert list(tmp_path.iterdir()) == []
+    # A full file system (here: a file size limit of 0) is one line, not a traceback.
+    full = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            "import resource, signal, runpy, sys;"
+            "signal.signal(signal.SIGXFSZ, signal.SIG_IGN);"
+            "resource.setrlimit(resource.RLIMIT_FSIZE, (0, 0));"
+            f"sys.argv = ['-c', '20480'];"
+            f"exec({_BUILD!r})",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert full.returncode != 0
+    last = full.stderr.strip().splitlines()[-1]
+    assert "IndexDatabaseError: the repository index's temporary database" in last, full.stderr
+    assert "failed: " in last

@@ -384,7 +384,7 @@ class PackEntries(Sequence[PackEntry]):
     46 bytes each, one ``bytes`` object per pack. ``PackEntry`` objects are made
     on access.
 
-    The in-memory index holds an entry for every blob of the repository; as
+    The index holds an entry for every blob of the repository; as
     objects (a ``PackEntry`` and its three ints) each took ~270 bytes, as a
     record 46. A repository of 1 TiB in 1 MiB chunks has a million blobs.
     """

@@ -1,43 +1,46 @@
-"""The in-memory index: which blob is where (FORMAT.md §7).
+"""The index: which blob is where (FORMAT.md §7), in a temporary SQLite database.
 
 Built from every ``index/`` file at open. The same blob may be stored in
 several packs (concurrent backups); the first copy seen wins and the others
 are kept only so that prune can account for them.
 
-It holds every blob of the repository (a million for 1 TiB in 1 MiB chunks),
-so it is kept compact, outside Python objects:
+It holds every blob of the repository: a million for 1 TiB in 1 MiB chunks.
+Held in memory (dr did until 2026-11-29, compactly: 62 bytes a blob) it made
+every process's memory grow with the repository, and a mover pod's memory
+limit with it: ~60 MB for 1 TiB, ~0.5 MB more to restore the 4 GiB benchmark
+set than the 1 GiB one. Here it is a private temporary SQLite database
+(``sqlite3.connect("")``), whose page cache is capped at ``CACHE_KIB``: the
+process's memory is the same whatever the repository's size, and the pages
+beyond the cap live in a file in ``$TMPDIR`` (an emptyDir in dr's pods; about
+120 bytes a blob) and in the kernel's page cache, which the kernel may drop.
+SQLite unlinks that file as soon as it makes it, so nothing is left behind,
+not even by a crash. No memory mapping: mapped pages would count as the
+process's own.
 
-- each pack's entries stay the records of its index file (``PackEntries``,
-  46 bytes a blob, the blob id included);
-- a blob's place is an int, its ``ref``: its pack's number and its entry's;
-- the blobs are found through two arrays in the order of their ids: the first
-  8 bytes of each id and its ref, 16 bytes a blob. A lookup bisects the first
-  array and compares the whole id with the record.
+Three tables: ``packs`` (a pack's number, id and its index-file records,
+``PackEntries``, which prune and check read whole), ``blobs`` (the first copy
+of each blob: its pack's number and its entry, for lookups) and ``files``
+(the pack ids each index file lists). One connection, used under a lock by
+the threads of a backup (lookups and added packs) or a restore; the sqlite3
+module lets other threads run while SQLite works.
 
-Opening a repository sorts all its blobs once (``add_files``). Blobs added
-after that (a backup's new packs) wait in a dict, ``recent`` (~140 bytes a
-blob), until it holds an eighth as many as the arrays; a merge then copies the
-arrays once and bisects once per waiting blob.
-
-Measured with 1,000,000 blobs in packs of 16 (``bench/index_memory.py``),
-against the dict of every blob id this replaced: 21 bytes of Python objects a
-blob besides the records instead of 140 (73 at the peak while loading);
-loading 0.96 s instead of 0.34; ``get`` 2.6 µs instead of 1.2, ``in`` 1.2
-instead of 0.3. A backup asks ``in`` about once per MiB read; a restore asks
-``get`` once per blob it plans (20,000 one-blob files: ~30 ms more).
+Measured with blobs in packs of 16 (``bench/index_memory.py``, 2026-11-29):
+peak RSS +0.1 MB for 1,000 to 10,000 blobs, +1.5 MB for 100,000 and for
+1,000,000 (SQLite's sorter, ``SORT_MIN``); a million load in 4-5 s (in
+memory: ~1 s); ``get`` 5-8 µs, ``in`` 3-4.5 µs (1-3 µs). A backup asks ``in``
+about once per MiB read; a restore asks ``get`` once per blob it plans.
 """
 
 from __future__ import annotations
 
-import operator
-import struct
+import os
+import sqlite3
 import threading
-from array import array
-from bisect import bisect_left
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass
-from itertools import islice, repeat
+from typing import Any
 
 from dr.errors import DrError
 from dr.repo.format import (
@@ -53,6 +56,43 @@ from dr.repo.format import (
 )
 from dr.storage.base import ObjectStore
 
+# A pack holds at most this many blobs (FORMAT.md §4 counts them in a u32; more
+# than 2^24 of them, 16 MiB packs of 1-byte blobs, is not a pack dr writes).
+ENTRY_BITS = 24
+# SQLite's page cache for the index, in KiB: what the index costs in memory,
+# whatever the repository's size. Lookups that miss it read a page from the
+# kernel's page cache (~1 µs); a million blobs take ~120 MB of pages.
+CACHE_KIB = 64
+# Rows read at a time when a whole table is walked (prune, check).
+PAGE_ROWS = 512
+
+_SCHEMA = (
+    # ``entries`` last: a lookup that joins a pack for its id does not read them.
+    "CREATE TABLE packs (no INTEGER PRIMARY KEY, id BLOB NOT NULL UNIQUE, entries BLOB NOT NULL)",
+    "CREATE TABLE blobs (id BLOB PRIMARY KEY, pack INTEGER NOT NULL, type INTEGER NOT NULL,"
+    " flag INTEGER NOT NULL, offset INTEGER NOT NULL, length INTEGER NOT NULL,"
+    " raw_length INTEGER NOT NULL) WITHOUT ROWID",
+    "CREATE TABLE files (name TEXT PRIMARY KEY, packs BLOB NOT NULL) WITHOUT ROWID",
+    # ``add_files``' blobs, in the order read, before they go into ``blobs`` in the order of their ids.
+    "CREATE TABLE staged (id BLOB NOT NULL, pack INTEGER NOT NULL, type INTEGER NOT NULL,"
+    " flag INTEGER NOT NULL, offset INTEGER NOT NULL, length INTEGER NOT NULL, raw_length INTEGER NOT NULL)",
+)
+_GET = (
+    "SELECT p.id, b.type, b.flag, b.offset, b.length, b.raw_length"
+    " FROM blobs b JOIN packs p ON p.no = b.pack WHERE b.id = ?"
+)
+# INSERT OR IGNORE: the first copy of a blob wins.
+_ADD_BLOBS = "INSERT OR IGNORE INTO blobs VALUES (?6, ?7, ?1, ?2, ?3, ?4, ?5)"
+_STAGE_BLOBS = "INSERT INTO staged VALUES (?6, ?7, ?1, ?2, ?3, ?4, ?5)"
+# Many staged blobs go in sorted by id: a B-tree filled in key order appends to its last
+# page, filled in random order (as index files list blobs) it moves cells about in every
+# page; 1,000,000 blobs loaded in 4.1 s instead of 6.5. Fewer go in as read: SQLite
+# sorts up to ~1 MB in memory (above, in its temporary files), which would make memory
+# grow with the repository below that. ``rowid`` second: the first copy read wins.
+SORT_MIN = 50_000
+_UNSTAGE = "INSERT OR IGNORE INTO blobs SELECT id, pack, type, flag, offset, length, raw_length FROM staged"
+_BLOB_TYPES = tuple(sorted(BlobType))
+
 
 @dataclass(frozen=True, slots=True)
 class BlobLocation:
@@ -60,192 +100,218 @@ class BlobLocation:
     entry: PackEntry
 
 
-# A blob's place in the index: its pack's number << ENTRY_BITS | its entry's number.
-ENTRY_BITS = 24
-ENTRY_MASK = (1 << ENTRY_BITS) - 1
-# Where a blob id sits in an INDEX_ENTRY record, and the part of it the arrays keep.
-_ID_AT = INDEX_ENTRY.size - ID_SIZE
-_PREFIXES = struct.Struct(f"<{_ID_AT}xQ{ID_SIZE - 8}x")  # over a pack's records: id_prefix of each
-_REF_MASK = (1 << 64) - 1
-# The recent blobs are merged into the arrays once there are this many, or an eighth of them.
-MERGE_MIN = 256
+class IndexDatabaseError(DrError):
+    """The index's temporary database failed (no room or no writable directory for it)."""
 
 
-def id_prefix(blob_id: bytes) -> int:
-    """The key the arrays are sorted by: a blob id's first 8 bytes, little-endian."""
-    return int.from_bytes(blob_id[:8], "little")
+def _temp_place() -> str:
+    """Where SQLite makes its temporary files (its Unix search order), for messages."""
+    for var in ("SQLITE_TMPDIR", "TMPDIR"):
+        if os.environ.get(var):
+            return f"${var} = {os.environ[var]}"
+    return "/var/tmp, /usr/tmp or /tmp"
 
 
 class Index:
-    """Which pack holds each blob: ~62 bytes per blob once merged (16 in the arrays,
-    46 in the pack's record), ~190 while it waits in ``recent``."""
+    """Which pack holds each blob, kept in a temporary database of its own."""
 
     def __init__(self) -> None:
-        # (id prefixes, refs), sorted by prefix; replaced whole, never changed in place,
-        # so that readers without the lock see one consistent pair.
-        self._merged: tuple[array[int], array[int]] = (array("Q"), array("Q"))
-        self._recent: dict[bytes, int] = {}  # blob id -> ref, not in _merged
-        self._pack_ids: list[bytes] = []
-        self._pack_entries: list[PackEntries] = []  # by pack number, as _pack_ids
-        self.packs: dict[bytes, PackEntries] = {}
-        # index object name -> pack ids it lists
-        self.files: dict[str, list[bytes]] = {}
         self._lock = threading.Lock()
+        with self._using():
+            # isolation_level=None: no implicit transactions; the database lives as long
+            # as this object, so there is nothing to make durable (journal and syncs off).
+            self._db = sqlite3.connect("", check_same_thread=False, isolation_level=None)
+            for pragma in (
+                f"cache_size = -{CACHE_KIB}",
+                "journal_mode = OFF",
+                "synchronous = OFF",
+                "temp_store = FILE",
+                "mmap_size = 0",
+                "locking_mode = EXCLUSIVE",
+            ):
+                self._db.execute(f"PRAGMA {pragma}")
+            for statement in _SCHEMA:
+                self._db.execute(statement)
+        self.packs = PackMap(self)
+        self.files = FileMap(self)
+
+    @contextmanager
+    def _using(self) -> Iterator[None]:
+        """Hold the lock; a failure of SQLite becomes one line naming the database's place."""
+        with self._lock:
+            try:
+                yield
+            except sqlite3.Error as e:
+                raise IndexDatabaseError(
+                    f"the repository index's temporary database (a file in {_temp_place()}) failed: {e}"
+                ) from None
+
+    @contextmanager
+    def _writing(self) -> Iterator[None]:
+        """Hold the lock, in one transaction: a statement outside one would be a
+        transaction of its own, its pages written out at each commit."""
+        with self._using():
+            self._db.execute("BEGIN")
+            try:
+                yield
+            except BaseException:
+                if self._db.in_transaction:  # SQLite may have rolled back already (a full disk)
+                    self._db.execute("ROLLBACK")
+                raise
+            self._db.execute("COMMIT")
+
+    def _query(self, sql: str, args: Sequence[Any] = ()) -> list[Any]:
+        with self._using():
+            return self._db.execute(sql, args).fetchall()
+
+    def _one(self, sql: str, args: Sequence[Any] = ()) -> Any:
+        with self._using():
+            return self._db.execute(sql, args).fetchone()
 
     def __len__(self) -> int:
-        with self._lock:
-            self._merge()  # recent may hold a second copy of a merged blob
-            return len(self._merged[0])
+        return int(self._one("SELECT count(*) FROM blobs")[0])
 
     def __contains__(self, blob_id: bytes) -> bool:
-        return self._ref(blob_id) is not None
+        return self._one("SELECT 1 FROM blobs WHERE id = ?", (blob_id,)) is not None
 
     def get(self, blob_id: bytes) -> BlobLocation | None:
-        ref = self._ref(blob_id)
-        if ref is None:
+        row = self._one(_GET, (blob_id,))
+        if row is None:
             return None
-        n = ref >> ENTRY_BITS
-        return BlobLocation(self._pack_ids[n], self._pack_entries[n].entry(ref & ENTRY_MASK))
-
-    def _id_at(self, ref: int) -> bytes:
-        at = (ref & ENTRY_MASK) * INDEX_ENTRY.size + _ID_AT
-        return self._pack_entries[ref >> ENTRY_BITS].raw[at : at + ID_SIZE]
-
-    def _ref(self, blob_id: bytes) -> int | None:
-        # recent before _merged: a merge publishes the new arrays before it empties
-        # recent, so a blob moving from one to the other is seen in one or the other.
-        recent = self._recent
-        keys, refs = self._merged
-        prefix = id_prefix(blob_id)
-        i = bisect_left(keys, prefix)
-        if i < len(keys) and keys[i] == prefix:
-            ref = self._scan(keys, refs, i, prefix, blob_id)
-            if ref is not None:
-                return ref
-        return recent.get(blob_id)
-
-    def _scan(self, keys: array[int], refs: array[int], i: int, prefix: int, blob_id: bytes) -> int | None:
-        """The ref of ``blob_id`` among the ids from ``keys[i]`` on that share its prefix."""
-        # Ids that share their first 8 bytes (a pair in ~2^34 among 10^10 blobs) sit side by side.
-        while i < len(keys) and keys[i] == prefix:
-            if self._id_at(refs[i]) == blob_id:
-                return refs[i]
-            i += 1
-        return None
+        pack_id, t, flag, offset, length, raw_length = row
+        return BlobLocation(pack_id, PackEntry(_BLOB_TYPES[t], flag, offset, length, raw_length, blob_id))
 
     def add_pack(self, pack_id: bytes, entries: Sequence[PackEntry]) -> None:
         compact = PackEntries.of(entries)
-        with self._lock:
-            ref = self._register(pack_id, compact)
-            if ref is None:
-                return
-            recent = self._recent
-            for i, bid in enumerate(compact.ids()):
-                # A blob already merged is kept out of recent at the next merge.
-                recent.setdefault(bid, ref | i)
-            if len(recent) >= max(MERGE_MIN, len(self._merged[0]) >> 3):
-                self._merge()
+        with self._writing():
+            self._register(pack_id, compact)
 
-    def _register(self, pack_id: bytes, compact: PackEntries) -> int | None:
-        """Give a pack its number (under the lock). -> its first entry's ref, None if
-        the pack is listed already (same name, same content: the first listing has it all)."""
+    def _register(self, pack_id: bytes, compact: PackEntries, add: str = _ADD_BLOBS) -> None:
+        """Add a pack and its blobs (under the lock, in a transaction; ``add``: into
+        ``blobs``, or ``staged``); nothing if the pack is listed already (same name, same
+        content: the first listing has it all)."""
         if len(compact) >> ENTRY_BITS:
             raise FormatError(f"pack {pack_id.hex()[:16]}: more than {1 << ENTRY_BITS} blobs")
-        if pack_id in self.packs:
-            return None
-        ref = len(self._pack_ids) << ENTRY_BITS
-        self._pack_ids.append(pack_id)
-        self._pack_entries.append(compact)
-        self.packs[pack_id] = compact
-        return ref
-
-    def add_files(self, files: Iterable[tuple[str, Sequence[tuple[bytes, Sequence[PackEntry]]]]]) -> None:
-        """Add whole index files at once: what opening a repository does.
-
-        Into an empty index the blobs are sorted once, as ints (prefix << 64 | ref),
-        instead of one bisect each: 1,000,000 blobs in 0.96 s against 1.94 s
-        (``add_pack`` by pack).
-        """
-        placed: list[int] = []
-        for name, packs in files:
-            ids = []
-            with self._lock:
-                for pack_id, entries in packs:
-                    compact = PackEntries.of(entries)
-                    ref = self._register(pack_id, compact)
-                    ids.append(pack_id)
-                    if ref is not None:
-                        placed += [
-                            p << 64 | ref | i for i, (p,) in enumerate(_PREFIXES.iter_unpack(compact.raw))
-                        ]
-                self.files[name] = ids
-        placed.sort()  # by prefix, then ref: the first copy of a blob comes first
-        with self._lock:
-            if len(self._merged[0]) or self._recent:  # not empty: the general way
-                for x in placed:
-                    ref = x & _REF_MASK
-                    self._recent.setdefault(self._id_at(ref), ref)
-                self._merge()
-                return
-            keys = array("Q", map(operator.rshift, placed, repeat(64)))
-            refs = array("Q", map(operator.and_, placed, repeat(_REF_MASK)))
-            del placed
-            if any(map(operator.eq, keys, islice(keys, 1, None))):  # shared prefixes: rare
-                keys, refs = self._without_copies(keys, refs)
-            self._merged = (keys, refs)
-
-    def _without_copies(self, keys: array[int], refs: array[int]) -> tuple[array[int], array[int]]:
-        """Sorted arrays without the second and later copies of a blob."""
-        kept_keys, kept_refs = array("Q"), array("Q")
-        run = 0  # where the kept ids that share the last kept prefix start
-        for key, ref in zip(keys, refs, strict=True):
-            if kept_keys and kept_keys[-1] == key:
-                bid = self._id_at(ref)
-                if any(self._id_at(kept_refs[j]) == bid for j in range(run, len(kept_keys))):
-                    continue  # a later copy: the first (smaller ref) is kept
-            else:
-                run = len(kept_keys)
-            kept_keys.append(key)
-            kept_refs.append(ref)
-        return kept_keys, kept_refs
-
-    def _merge(self) -> None:
-        """Move the recent blobs into the arrays (under the lock)."""
-        if not self._recent:
+        added = self._db.execute(
+            "INSERT OR IGNORE INTO packs (id, entries) VALUES (?, ?)", (pack_id, compact.raw)
+        )
+        if not added.rowcount:
             return
-        keys, refs = self._merged
-        new_keys, new_refs = array("Q"), array("Q")
-        done = 0  # keys[:done] are copied
-        for prefix, ref, bid in sorted((id_prefix(b), r, b) for b, r in self._recent.items()):
-            at = bisect_left(keys, prefix, done)
-            if self._scan(keys, refs, at, prefix, bid) is not None:
-                continue  # merged before, from an earlier pack: the first copy wins
-            new_keys += keys[done:at]
-            new_refs += refs[done:at]
-            new_keys.append(prefix)
-            new_refs.append(ref)
-            done = at
-        new_keys += keys[done:]
-        new_refs += refs[done:]
-        self._merged = (new_keys, new_refs)
-        self._recent = {}
+        no = added.lastrowid
+        self._db.executemany(add, ((*record, no) for record in INDEX_ENTRY.iter_unpack(compact.raw)))
 
     def add_file(self, name: str, packs: Iterable[tuple[bytes, Sequence[PackEntry]]]) -> None:
+        """Add one index file's packs, and its name and the packs it lists."""
         ids = []
         for pack_id, entries in packs:
             self.add_pack(pack_id, entries)
             ids.append(pack_id)
-        with self._lock:
-            self.files[name] = ids
+        with self._writing():
+            self._db.execute("INSERT OR REPLACE INTO files VALUES (?, ?)", (name, b"".join(ids)))
+
+    def add_files(self, files: Iterable[tuple[str, Sequence[tuple[bytes, Sequence[PackEntry]]]]]) -> None:
+        """Add whole index files: what opening a repository does. Each file's packs are
+        added as it comes, its blobs staged; they are looked up once all files are in."""
+        for name, packs in files:
+            with self._writing():
+                ids = []
+                for pack_id, entries in packs:
+                    self._register(pack_id, PackEntries.of(entries), _STAGE_BLOBS)
+                    ids.append(pack_id)
+                self._db.execute("INSERT OR REPLACE INTO files VALUES (?, ?)", (name, b"".join(ids)))
+        with self._writing():
+            (staged,) = self._db.execute("SELECT max(rowid) FROM staged").fetchone()
+            order = "id, rowid" if (staged or 0) >= SORT_MIN else "rowid"
+            self._db.execute(f"{_UNSTAGE} ORDER BY {order}")
+            self._db.execute("DELETE FROM staged")
 
     def blob_ids(self, blob_type: BlobType | None = None) -> Iterator[bytes]:
-        with self._lock:
-            self._merge()
-            refs = self._merged[1]
-        for ref in refs:
-            n, i = ref >> ENTRY_BITS, ref & ENTRY_MASK
-            if blob_type is None or self._pack_entries[n].type_at(i) == blob_type:
-                yield self._id_at(ref)
+        """Every blob id (of one type), in the order of the ids, a page of rows at a time."""
+        last = b""
+        typed = "" if blob_type is None else f" AND type = {int(blob_type)}"
+        while True:
+            rows = self._query(
+                f"SELECT id FROM blobs WHERE id > ?{typed} ORDER BY id LIMIT {PAGE_ROWS}", (last,)
+            )
+            for (bid,) in rows:
+                yield bid
+            if len(rows) < PAGE_ROWS:
+                return
+            last = rows[-1][0]
+
+    def _walk(self, table: str, key: str, columns: str) -> Iterator[Any]:
+        """The rows of ``table`` in ``key`` order, a page at a time: no more in memory whatever its size."""
+        last: Any = None
+        while True:
+            if last is None:
+                rows = self._query(f"SELECT {columns} FROM {table} ORDER BY {key} LIMIT {PAGE_ROWS}")
+            else:
+                rows = self._query(
+                    f"SELECT {columns} FROM {table} WHERE {key} > ? ORDER BY {key} LIMIT {PAGE_ROWS}", (last,)
+                )
+            yield from rows
+            if len(rows) < PAGE_ROWS:
+                return
+            last = rows[-1][0]
+
+
+class PackMap(Mapping[bytes, PackEntries]):
+    """The index's packs: pack id -> its entries (every copy of every blob), in the order added."""
+
+    def __init__(self, index: Index) -> None:
+        self._index = index
+
+    def __getitem__(self, pack_id: bytes) -> PackEntries:
+        row = self._index._one("SELECT entries FROM packs WHERE id = ?", (pack_id,))
+        if row is None:
+            raise KeyError(pack_id)
+        return PackEntries(row[0])
+
+    def __contains__(self, pack_id: object) -> bool:
+        return self._index._one("SELECT 1 FROM packs WHERE id = ?", (pack_id,)) is not None
+
+    def __iter__(self) -> Iterator[bytes]:
+        return (pack_id for _, pack_id in self._index._walk("packs", "no", "no, id"))
+
+    def __len__(self) -> int:
+        return int(self._index._one("SELECT count(*) FROM packs")[0])
+
+    def items(self) -> PackItems:  # type: ignore[override]
+        return PackItems(self)
+
+
+class PackItems(Iterable[tuple[bytes, PackEntries]]):
+    """(pack id, entries) pairs in one walk, not one query per pack."""
+
+    def __init__(self, packs: PackMap) -> None:
+        self._packs = packs
+
+    def __iter__(self) -> Iterator[tuple[bytes, PackEntries]]:
+        for _, pack_id, raw in self._packs._index._walk("packs", "no", "no, id, entries"):
+            yield pack_id, PackEntries(raw)
+
+    def __len__(self) -> int:
+        return len(self._packs)
+
+
+class FileMap(Mapping[str, list[bytes]]):
+    """The index files read or written: name -> the ids of the packs it lists."""
+
+    def __init__(self, index: Index) -> None:
+        self._index = index
+
+    def __getitem__(self, name: str) -> list[bytes]:
+        row = self._index._one("SELECT packs FROM files WHERE name = ?", (name,))
+        if row is None:
+            raise KeyError(name)
+        raw = row[0]
+        return [raw[i : i + ID_SIZE] for i in range(0, len(raw), ID_SIZE)]
+
+    def __iter__(self) -> Iterator[str]:
+        return (name for (name,) in self._index._walk("files", "name", "name"))
+
+    def __len__(self) -> int:
+        return int(self._index._one("SELECT count(*) FROM files")[0])
 
 
 def load_index(
