@@ -29,12 +29,12 @@ import types
 import typing
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, Literal, TypeVar
 from urllib.parse import urlsplit
 
-from dr.cron import CronError, parse_cron, parse_duration
+from dr.cron import CronError, dst_effects, parse_cron, parse_duration
 from dr.errors import InvalidInput
 from dr.urls import bucket_problem, credential_shaped, redact_url
 
@@ -782,6 +782,38 @@ class Config:
                     )
                 )
         return problems
+
+    def schedule_warnings(self, now: datetime) -> list[str]:
+        """What the policies' schedules do on the days their time zone changes its clocks
+        (``dr.cron.dst_effects``): legal, and easily missed — a nightly backup at 02:30
+        Europe/Berlin has no run on the spring-forward day. For ``dr config validate`` and
+        ``dr deploy render``; warnings, not problems."""
+        from zoneinfo import ZoneInfo
+
+        out = []
+        policies: list[tuple[str, BackupPolicy | DrillPolicy]] = [
+            *(("backup policy", p) for p in self.backup_policies),
+            *(("drill policy", d) for d in self.drill_policies),
+        ]
+        for what, p in policies:
+            if not p.time_zone:
+                continue  # UTC (the rendered CronJob's Etc/UTC) never changes its clocks
+            for e in dst_effects(parse_cron(p.schedule), ZoneInfo(p.time_zone), now):
+                at, many = ", ".join(e.times), len(e.times) > 1
+                them = ("those times", "them") if many else ("that time", "it")
+                if e.kind == "skipped":
+                    effect = f"skips its run{'s' if many else ''} at {at} on the day the clocks go forward"
+                    why = f"{'do' if many else 'does'} not exist, and the CronJob controller does not run {them[1]}"
+                    hour = (e.clock_from, e.clock_to)
+                else:
+                    effect = f"runs twice at {at} on the day the clocks go back"
+                    why = f"come{'' if many else 's'} twice, and the CronJob controller runs {them[1]} both times"
+                    hour = (e.clock_to, e.clock_from)
+                out.append(
+                    f"{what} {p.name}: schedule {p.schedule!r} ({p.time_zone}) {effect} from {e.clock_from} to "
+                    f"{e.clock_to} (next {e.day}): {them[0]} {why}; choose a time outside {hour[0]}-{hour[1]}"
+                )
+        return out
 
     # -- lookups used by the commands
 

@@ -1,7 +1,9 @@
 """Cron expressions (the five-field Kubernetes CronJob dialect) and durations.
 
-Owns parsing and validation only, plus ``next_after`` for ``dr status``; the
-schedule itself is run by Kubernetes CronJobs, never by dr. Accepted: five
+Owns parsing and validation only, plus ``next_after`` for ``dr status`` and
+``dst_effects`` (runs a daylight-saving change skips or repeats) for ``dr config
+validate`` and ``dr deploy render``; the schedule itself is run by Kubernetes
+CronJobs, never by dr. Accepted: five
 fields (minute hour day-of-month month day-of-week) with ``*``, ``a-b``,
 ``*/n``, ``a-b/n``, lists, month and weekday names, and the macros
 ``@yearly @annually @monthly @weekly @daily @midnight @hourly`` — exactly what
@@ -10,10 +12,12 @@ the CronJob controller accepts (robfig/cron standard parser).
 
 from __future__ import annotations
 
+import functools
 import math
 import re
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta, tzinfo
+from typing import Literal
 
 _MACROS = {
     "@yearly": "0 0 1 1 *",
@@ -117,6 +121,90 @@ class Cron:
         if best is None:
             raise CronError(f"{self.expression!r} never fires")
         return best.astimezone(tz)
+
+
+@dataclass(frozen=True)
+class DstEffect:
+    """Runs of a schedule that a change of the clocks skips or repeats, the first day it happens.
+
+    ``skipped``: the clocks jump from ``clock_from`` forward to ``clock_to`` and ``times`` do
+    not exist that day; the CronJob controller (robfig/cron, ``Cron.next_after``) runs only
+    instants whose wall time matches, so those runs do not happen. ``twice``: the clocks go
+    back and ``times`` come twice; both instants match, so each run happens twice."""
+
+    kind: Literal["skipped", "twice"]
+    day: date
+    times: tuple[str, ...]
+    clock_from: str
+    clock_to: str
+
+
+# Long enough for a rule's date to go through every weekday and day of the month (the
+# Gregorian calendar repeats every 28 years in 1901-2099): '30 2 25 3 *' in Europe/Berlin
+# hits the spring-forward only in the years its last Sunday of March is the 25th.
+DST_YEARS = 28
+
+
+@functools.lru_cache(maxsize=64)
+def _offset_changes(tz: tzinfo, start: date, years: int) -> tuple[tuple[datetime, timedelta, timedelta], ...]:
+    """(UTC instant, offset before, offset after) of each change of ``tz``'s UTC offset."""
+    t = datetime(start.year, start.month, start.day, tzinfo=UTC)
+    end = t.replace(year=t.year + years)
+    day = timedelta(days=1)
+
+    def offset(at: datetime) -> timedelta:
+        return at.astimezone(tz).utcoffset() or timedelta(0)
+
+    out = []
+    before = offset(t)
+    while t < end:
+        after = offset(t + day)
+        if after != before:
+            # Zones change on a whole minute; find it within the day.
+            lo, hi = 0, 24 * 60
+            while hi - lo > 1:
+                mid = (lo + hi) // 2
+                lo, hi = (mid, hi) if offset(t + timedelta(minutes=mid)) == before else (lo, mid)
+            out.append((t + timedelta(minutes=hi), before, after))
+        t, before = t + day, after
+    return tuple(out)
+
+
+def dst_effects(cron: Cron, tz: tzinfo | None, start: datetime, years: int = DST_YEARS) -> list[DstEffect]:
+    """The first day (from ``start``, within ``years``) a change of ``tz``'s clocks skips runs
+    of ``cron``, and the first it runs some twice; none in UTC or a zone without changes.
+
+    A run is not counted when the schedule also runs the length of the change later (every
+    hour, every 15 minutes): at a spring-forward the clock jumps onto that run, at a
+    fall-back the repeated hour is one more hour of runs, and the runs keep their spacing
+    in real time. A daily 02:30 does not: it has no run that day, or two an hour apart."""
+    if tz is None:
+        return []
+    found: dict[str, DstEffect] = {}
+    for at, before, after in _offset_changes(tz, start.date(), years):
+        kind: Literal["skipped", "twice"] = "skipped" if after > before else "twice"
+        if kind in found:
+            continue
+        # The wall times the change jumps over (forward) or that come again (back).
+        first = (at + min(before, after)).replace(tzinfo=None)
+        shift = abs(after - before)
+        times = [
+            w
+            for m in range(int(shift.total_seconds()) // 60)
+            if cron.matches(w := first + timedelta(minutes=m)) and not cron.matches(w + shift)
+        ]
+        if times:
+            wall_from, wall_to = (at + before).replace(tzinfo=None), (at + after).replace(tzinfo=None)
+            found[kind] = DstEffect(
+                kind,
+                first.date(),
+                tuple(f"{w:%H:%M}" for w in times),
+                f"{wall_from:%H:%M}",
+                f"{wall_to:%H:%M}",
+            )
+        if len(found) == 2:
+            break
+    return sorted(found.values(), key=lambda e: e.day)
 
 
 def _parse_value(text: str, name: str, lo: int, hi: int, names: dict[str, int]) -> int:

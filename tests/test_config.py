@@ -422,3 +422,51 @@ def test_the_repository_of_an_apps_drills(tmp_path: Path) -> None:
     assert cfg.drill_repository(by_policy, "in-b") == "a"
     assert cfg.drill_repository(bare, "in-b") == "b" and cfg.drill_repository(None, "in-b") == "b"
     assert cfg.drill_repository(bare) is None and cfg.drill_repository(None, "default") is None
+
+
+def _policies(tmp_path: Path, *schedules: tuple[str, str | None]) -> Path:
+    doc = yaml.safe_load(EXAMPLE.read_text())
+    doc["backupPolicies"] = [
+        {"name": f"p{i}", "schedule": s, **({"timeZone": z} if z else {})}
+        for i, (s, z) in enumerate(schedules)
+    ]
+    doc.pop("drillPolicies")
+    f = tmp_path / "dr.yaml"
+    f.write_text(yaml.safe_dump(doc))
+    return f
+
+
+def test_cli_validate_warns_of_a_schedule_the_clocks_skip_or_repeat(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A nightly backup at 02:30 Europe/Berlin is valid for Kubernetes and never runs on the
+    # spring-forward day (and twice on the fall-back day); dr said nothing.
+    monkeypatch.setenv("DR_LOG_FORMAT", "text")
+    f = _policies(
+        tmp_path, ("30 2 * * *", "Europe/Berlin"), ("30 3 * * *", "Europe/Berlin"), ("30 2 * * *", None)
+    )
+    r = run_dr(capsys, "config", "validate", str(f))
+    assert r.code == 0, r.err
+    warnings = r.err.splitlines()
+    assert len(warnings) == 2, r.err
+    assert warnings[0].startswith(
+        "backup policy p0: schedule '30 2 * * *' (Europe/Berlin) skips its run at 02:30 on the day the clocks "
+        "go forward from 02:00 to 03:00 (next "
+    )
+    assert "the CronJob controller does not run it" in warnings[0]
+    assert warnings[1].startswith(
+        "backup policy p0: schedule '30 2 * * *' (Europe/Berlin) runs twice at 02:30 on the day the clocks "
+        "go back from 03:00 to 02:00 (next "
+    )
+    r = run_dr(capsys, "config", "validate", str(f), "-o", "json")
+    assert r.code == 0
+    assert r.json()["valid"] is True
+    assert r.json()["warnings"] == warnings
+    # UTC (and a time the change does not touch) says nothing.
+    r = run_dr(
+        capsys,
+        "config",
+        "validate",
+        str(_policies(tmp_path, ("30 2 * * *", "Etc/UTC"), ("30 3 * * *", "Europe/Berlin"))),
+    )
+    assert (r.code, r.err) == (0, "")

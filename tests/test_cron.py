@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from zoneinfo import ZoneInfo
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from dr.cron import CronError, format_duration, parse_cron, parse_duration
+from dr.cron import CronError, dst_effects, format_duration, parse_cron, parse_duration
 
 
 # From Friday 2026-11-27 12:00, the next minute each expression fires.
@@ -215,3 +215,82 @@ def test_next_after_is_the_first_matching_instant(expr: str, zone: str, now: dat
         assert not c.matches(cur.astimezone(tz)), cur
         cur += timedelta(minutes=1)
     assert c.matches(nxt.astimezone(tz))
+
+
+# From Sunday 2026-11-29 (after the 2026 fall-back in Europe and the US).
+DST_FROM = datetime(2026, 11, 29, 12, 0, tzinfo=UTC)
+
+
+def _effects(expr: str, zone: str | None) -> list[tuple[str, date, tuple[str, ...], str, str]]:
+    tz = ZoneInfo(zone) if zone else None
+    return [
+        (e.kind, e.day, e.times, e.clock_from, e.clock_to)
+        for e in dst_effects(parse_cron(expr), tz, DST_FROM)
+    ]
+
+
+@pytest.mark.parametrize(
+    ("expr", "zone", "expected"),
+    [
+        # 2027-03-28 02:00 CET jumps to 03:00 CEST (02:30 does not exist: no run that day);
+        # 2027-10-31 03:00 CEST goes back to 02:00 CET (02:30 comes twice: two runs an hour apart).
+        (
+            "30 2 * * *",
+            "Europe/Berlin",
+            [
+                ("skipped", date(2027, 3, 28), ("02:30",), "02:00", "03:00"),
+                ("twice", date(2027, 10, 31), ("02:30",), "03:00", "02:00"),
+            ],
+        ),
+        (
+            "0,30 2 * * *",
+            "Europe/Berlin",
+            [
+                ("skipped", date(2027, 3, 28), ("02:00", "02:30"), "02:00", "03:00"),
+                ("twice", date(2027, 10, 31), ("02:00", "02:30"), "03:00", "02:00"),
+            ],
+        ),
+        ("30 3 * * *", "Europe/Berlin", []),  # neither jumped over nor repeated
+        ("30 1 * * *", "Europe/Berlin", []),
+        # Every hour (quarter hour): the clock jumps onto the next run, the repeated hour
+        # is one more hour of runs; the spacing in real time is unchanged.
+        ("0 * * * *", "Europe/Berlin", []),
+        ("*/15 * * * *", "Europe/Berlin", []),
+        # Only some days hit it: Sundays in March (Berlin changes on the last one) ...
+        ("30 2 * 3 0", "Europe/Berlin", [("skipped", date(2027, 3, 28), ("02:30",), "02:00", "03:00")]),
+        ("30 2 * * 1-6", "Europe/Berlin", []),  # ... never on a weekday
+        # ... the 25th of March only in the years its last Sunday is the 25th.
+        ("30 2 25 3 *", "Europe/Berlin", [("skipped", date(2029, 3, 25), ("02:30",), "02:00", "03:00")]),
+        # New York jumps 02:00 -> 03:00 but goes back 02:00 -> 01:00: 01:30 repeats, 02:30 not.
+        ("30 2 * * *", "America/New_York", [("skipped", date(2027, 3, 14), ("02:30",), "02:00", "03:00")]),
+        ("30 1 * * *", "America/New_York", [("twice", date(2027, 11, 7), ("01:30",), "02:00", "01:00")]),
+        # Lord Howe Island changes by 30 minutes (02:00 -> 02:30 in October, back in April).
+        ("15 2 * * *", "Australia/Lord_Howe", [("skipped", date(2027, 10, 3), ("02:15",), "02:00", "02:30")]),
+        ("45 1 * * *", "Australia/Lord_Howe", [("twice", date(2027, 4, 4), ("01:45",), "02:00", "01:30")]),
+        ("30 2 * * *", "UTC", []),
+        ("30 2 * * *", "Etc/UTC", []),
+        ("30 2 * * *", None, []),
+        ("30 2 * * *", "Asia/Tokyo", []),  # no daylight saving time
+    ],
+)
+def test_dst_effects(
+    expr: str, zone: str | None, expected: list[tuple[str, date, tuple[str, ...], str, str]]
+) -> None:
+    assert _effects(expr, zone) == expected
+
+
+def test_dst_effects_agree_with_next_after() -> None:
+    # The day dst_effects says 02:30 is skipped, next_after (the controller's model) finds no
+    # run; the day it says 02:30 comes twice, next_after finds two.
+    berlin = ZoneInfo("Europe/Berlin")
+    cron = parse_cron("30 2 * * *")
+    (skipped, twice) = dst_effects(cron, berlin, DST_FROM)
+    runs = []
+    t = datetime(2027, 3, 27, 0, 0, tzinfo=berlin)
+    while (t := cron.next_after(t)).date() <= date(2027, 3, 29):
+        runs.append(t.date())
+    assert skipped.day == date(2027, 3, 28) and runs == [date(2027, 3, 27), date(2027, 3, 29)]
+    t, runs = datetime(2027, 10, 30, 12, 0, tzinfo=berlin), []
+    while (t := cron.next_after(t)).date() <= date(2027, 11, 1):
+        runs.append(t.date())
+    assert runs.count(twice.day) == 2

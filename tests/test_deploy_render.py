@@ -530,3 +530,21 @@ def test_a_drill_policy_and_its_runbook_disagreeing_on_the_schedule_is_a_warning
         "drill policy shop-monthly runs '0 6 * * 1' (Europe/Berlin) but its runbook "
         f"{example.parent / 'runbooks' / 'webapp-postgres.yaml'} says '0 4 1 * *' (Europe/Berlin)"
     ) in caplog.text
+
+
+def test_a_drill_schedule_the_spring_forward_skips_is_a_warning(
+    example: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # The drill CronJob at 02:30 Europe/Berlin does not run on the spring-forward day (the
+    # controller skips a time that does not exist); render rendered it without a word.
+    doc = yaml.safe_load(example.read_text())
+    doc["drillPolicies"][0]["schedule"] = "30 2 * 3 0"  # Sundays in March: the last one is the change
+    example.write_text(yaml.safe_dump(doc))
+    r = run_dr(capsys, "deploy", "render", "--config", str(example))
+    assert r.code == 0, r.err
+    assert (
+        "drill policy shop-monthly: schedule '30 2 * 3 0' (Europe/Berlin) skips its run at 02:30 on the day "
+        "the clocks go forward from 02:00 to 03:00 (next "
+    ) in r.err
+    assert "runs twice" not in r.err  # no Sunday in March when the clocks go back
+    assert "kind: CronJob" in r.out

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import logging
+from datetime import UTC, datetime
 from pathlib import Path
 
 import click
@@ -10,6 +12,8 @@ from dr.cli.context import app
 from dr.cli.output import emit, output_option
 from dr.config import load_config_file, resolve_config_path, to_doc
 from dr.errors import ExitCode, InvalidInput
+
+log = logging.getLogger(__name__)
 
 
 @click.group("config")
@@ -23,7 +27,8 @@ def config_group() -> None:
 def validate(file: str | None, output: str) -> int:
     """Validate FILE (default: the active config) and report every problem with its line.
 
-    Exit 2 when the file is invalid.
+    Exit 2 when the file is invalid. Warnings (a schedule that a change of the clocks
+    skips or runs twice) do not make it invalid.
     """
     path = Path(file) if file else resolve_config_path(app().config_file)
     if path is None:
@@ -36,10 +41,14 @@ def validate(file: str | None, output: str) -> int:
         # JSON/YAML carry the problems (like `dr runbook validate`); stderr only says the file is invalid.
         emit({"file": str(path), "valid": False, "problems": list(e.details) or [e.message]}, output)
         raise InvalidInput(e.message) from None
+    warnings = cfg.schedule_warnings(datetime.now(UTC))
+    for w in warnings:
+        log.warning("%s", w)
     summary = {
         "file": str(path),
         "valid": True,
         "problems": [],
+        "warnings": warnings,
         "repositories": [r.name for r in cfg.repositories],
         "keyProviders": [k.name for k in cfg.key_providers],
         "backupPolicies": [p.name for p in cfg.backup_policies],

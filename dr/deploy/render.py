@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import yaml
@@ -117,6 +117,9 @@ def render(src: ConfigSource) -> list[Manifest]:
 
     jobs: list[JobSpec] = []
     movers: list[str] = []
+    # As `dr config validate`: a schedule the CronJob skips or runs twice when the clocks change.
+    for w in cfg.schedule_warnings(datetime.now(UTC)):
+        log.warning("%s", w)
     for p in cfg.backup_policies:
         jobs.append(
             JobSpec(
