@@ -6,8 +6,12 @@ validate`` and ``dr deploy render``; the schedule itself is run by Kubernetes
 CronJobs, never by dr. Accepted: five
 fields (minute hour day-of-month month day-of-week) with ``*``, ``a-b``,
 ``*/n``, ``a-b/n``, lists, month and weekday names, and the macros
-``@yearly @annually @monthly @weekly @daily @midnight @hourly`` — exactly what
-the CronJob controller accepts (robfig/cron standard parser).
+``@yearly @annually @monthly @weekly @daily @midnight @hourly`` — what the
+CronJob controller accepts (robfig/cron standard parser), except ``@every
+DURATION``: the controller runs that a fixed delay after the CronJob's last
+scheduled run (status.lastScheduleTime, which dr never sees), not at set times,
+so dr could not tell when it runs next; it is refused with the cron expression
+to write instead.
 """
 
 from __future__ import annotations
@@ -250,6 +254,43 @@ def _parse_field(text: str, name: str, lo: int, hi: int, names: dict[str, int]) 
     return out, star
 
 
+# Go's time.ParseDuration, which robfig/cron reads '@every' with.
+_GO_DURATION_RE = re.compile(r"([0-9]+(?:\.[0-9]*)?|\.[0-9]+)(ns|us|\u00b5s|\u03bcs|ms|s|m|h)")
+_GO_UNITS = {"ns": 1e-9, "us": 1e-6, "\u00b5s": 1e-6, "\u03bcs": 1e-6, "ms": 1e-3, "s": 1, "m": 60, "h": 3600}
+
+
+def _every_as_cron(duration: str) -> str | None:
+    """The cron expression that runs at ``duration``'s interval, at set times: for a
+    divisor of an hour in minutes or of a day in hours; None for any other."""
+    pos, seconds = 0, 0.0
+    for m in _GO_DURATION_RE.finditer(duration):
+        if m.start() != pos:
+            return None
+        seconds += float(m.group(1)) * _GO_UNITS[m.group(2)]
+        pos = m.end()
+    if pos != len(duration) or not duration or seconds % 60:
+        return None
+    minutes = int(seconds) // 60
+    if 0 < minutes < 60 and 60 % minutes == 0:
+        return "* * * * *" if minutes == 1 else f"*/{minutes} * * * *"
+    hours, rest = divmod(minutes, 60)
+    if rest or not 0 < hours <= 24 or 24 % hours:
+        return None
+    return "0 * * * *" if hours == 1 else "0 0 * * *" if hours == 24 else f"0 */{hours} * * *"
+
+
+def _every_refusal(expr: str) -> str:
+    # Kubernetes accepts it (robfig/cron's ConstantDelaySchedule: the last scheduled time plus
+    # the duration); what dr cannot do is say when that is — dr status names the next run.
+    same = _every_as_cron(expr.removeprefix("@every ").strip())
+    instead = f"write {same!r}" if same else "write a five-field cron expression"
+    example = "" if same else " (every 6 hours: '0 */6 * * *')"
+    return (
+        "@every is not supported: the CronJob controller runs it that long after the CronJob's last run "
+        f"(or creation), not at set times, so dr cannot tell when it runs next; {instead} instead{example}"
+    )
+
+
 def parse_cron(expression: str) -> Cron:
     expr = expression.strip()
     if expr.startswith("@"):
@@ -257,6 +298,8 @@ def parse_cron(expression: str) -> Cron:
             # robfig/cron takes a macro only as the whole schedule: ' @daily' is one field
             # too few, '@daily ' an unrecognized descriptor (the CronJob is rendered as written).
             raise CronError(f"no spaces around the macro {expr!r}")
+        if expr.startswith("@every "):
+            raise CronError(_every_refusal(expr))
         if expr not in _MACROS:
             raise CronError(f"unknown macro {expr!r} (known: {', '.join(sorted(_MACROS))})")
         expr = _MACROS[expr]

@@ -294,3 +294,30 @@ def test_dst_effects_agree_with_next_after() -> None:
     while (t := cron.next_after(t)).date() <= date(2027, 11, 1):
         runs.append(t.date())
     assert runs.count(twice.day) == 2
+
+
+@pytest.mark.parametrize(
+    ("expr", "instead"),
+    [
+        ("@every 1h", "write '0 * * * *' instead"),
+        ("@every 60m", "write '0 * * * *' instead"),
+        ("@every 15m", "write '*/15 * * * *' instead"),
+        ("@every 1m", "write '* * * * *' instead"),
+        ("@every 6h", "write '0 */6 * * *' instead"),
+        ("@every 24h", "write '0 0 * * *' instead"),
+        # no cron expression runs at that interval: an example of the form
+        ("@every 1h30m", "write a five-field cron expression instead (every 6 hours: '0 */6 * * *')"),
+        ("@every 7h", "write a five-field cron expression instead (every 6 hours: '0 */6 * * *')"),
+        ("@every soon", "write a five-field cron expression instead (every 6 hours: '0 */6 * * *')"),
+    ],
+)
+def test_every_is_refused_saying_why_and_what_instead(expr: str, instead: str) -> None:
+    # Kubernetes takes '@every 1h' (robfig/cron's ConstantDelaySchedule); dr said only
+    # "unknown macro", as if it were a typo, and listed macros that are not what was meant.
+    with pytest.raises(CronError) as e:
+        parse_cron(expr)
+    assert str(e.value).startswith(
+        "@every is not supported: the CronJob controller runs it that long after the CronJob's "
+        "last run (or creation), not at set times, so dr cannot tell when it runs next; "
+    ), str(e.value)
+    assert str(e.value).endswith(instead)
