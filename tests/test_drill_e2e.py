@@ -220,22 +220,19 @@ def test_killed_drill_leaves_a_namespace_that_gc_removes_once_expired(capsys: Ca
     assert web.drill_namespaces() == []
 
 
-def test_gc_as_the_drill_account_cleans_what_crashed_runs_left(
-    capsys: Capsys, k8s_dr: Any, unique: str
-) -> None:
-    """Under the shipped roles (RBAC on): gc looks only where the drill account may, and may delete what it finds."""
+def _shipped_roles(k8s_dr: Any, ns: str) -> None:
+    """dr's namespace with the shipped service accounts and roles, and the snapshot CRDs."""
     if k8s_dr.external:
         pytest.skip("needs the tokens of dr's service accounts (local test cluster)")
+    from kubernetes import client
+
     from dr.deploy import rbac
     from dr.kube.client import connect
     from dr.testkit.cluster import install_snapshot_crds
     from tests.deploy_support import api_as, served, server_side_apply
 
-    ns, past, later = "dr-system", str(int(time.time()) - 60), str(int(time.time()) + 3600)
     api = api_as(k8s_dr)
     try:
-        from kubernetes import client
-
         try:
             client.CoreV1Api(api).create_namespace({"metadata": {"name": ns}})
         except client.ApiException as e:
@@ -248,6 +245,18 @@ def test_gc_as_the_drill_account_cleans_what_crashed_runs_left(
         api.close()
     with connect(k8s_dr.kubeconfig, None) as admin:
         install_snapshot_crds(admin)
+
+
+def test_gc_as_the_drill_account_cleans_what_crashed_runs_left(
+    capsys: Capsys, k8s_dr: Any, unique: str
+) -> None:
+    """Under the shipped roles (RBAC on): gc looks only where the drill account may, and may delete what it finds."""
+    from dr.deploy import rbac
+    from dr.kube.client import connect
+
+    ns, past, later = "dr-system", str(int(time.time()) - 60), str(int(time.time()) + 3600)
+    _shipped_roles(k8s_dr, ns)
+    with connect(k8s_dr.kubeconfig, None) as admin:
 
         def labels(expires: str) -> dict[str, str]:
             return {"dr.dev/mover": "true", "dr.dev/run": f"crashed-{unique}", "dr.dev/expires": expires}
@@ -291,3 +300,68 @@ def test_gc_as_the_drill_account_cleans_what_crashed_runs_left(
         finally:
             admin.request("DELETE", f"/apis/batch/v1/namespaces/{ns}/jobs/running-{unique}")
             admin.request("DELETE", f"/api/v1/namespaces/{kept}")
+
+
+def test_gc_leaves_a_snapshot_it_cannot_switch_from_retain_to_the_backup_account(
+    capsys: Capsys, k8s_dr: Any, unique: str
+) -> None:
+    """A crashed backup's VolumeSnapshot whose content says Retain goes only with its content switched
+    to Delete (else the storage snapshot stays, its content unlabelled: nothing finds it again). The
+    drill account running gc may not patch contents (its role deletes them: with patch too it could
+    destroy any kept storage snapshot); it deleted the snapshot all the same, leaking the storage
+    snapshot with a warning. Now gc leaves it, and the backup account's sweep switches and deletes it."""
+    from dr.deploy import rbac
+    from dr.kube.client import connect
+    from dr.kube.jobs import cleanup_leftovers
+
+    ns, past = "dr-system", str(int(time.time()) - 60)
+    _shipped_roles(k8s_dr, ns)
+    snap_api = "/apis/snapshot.storage.k8s.io/v1"
+    name, content = f"gc-retain-{unique}", f"snapcontent-{unique}"
+    with connect(k8s_dr.kubeconfig, None) as admin:
+        labels = {"dr.dev/mover": "true", "dr.dev/run": f"crashed-{unique}", "dr.dev/expires": past}
+        admin.call("POST", f"{snap_api}/namespaces/{ns}/volumesnapshots", body={
+            "apiVersion": "snapshot.storage.k8s.io/v1", "kind": "VolumeSnapshot",
+            "metadata": {"name": name, "labels": labels},
+            "spec": {"source": {"persistentVolumeClaimName": "data"}, "volumeSnapshotClassName": "retain"}})  # fmt: skip
+        admin.call("PATCH", f"{snap_api}/namespaces/{ns}/volumesnapshots/{name}/status",
+                   body={"status": {"boundVolumeSnapshotContentName": content, "readyToUse": True}},
+                   content_type="application/merge-patch+json")  # fmt: skip
+        # As the snapshot controller makes it: unlabelled, dynamic (source.volumeHandle), the class's Retain.
+        admin.call("POST", f"{snap_api}/volumesnapshotcontents", body={
+            "apiVersion": "snapshot.storage.k8s.io/v1", "kind": "VolumeSnapshotContent",
+            "metadata": {"name": content},
+            "spec": {"deletionPolicy": "Retain", "driver": "hostpath.csi.k8s.io",
+                     "source": {"volumeHandle": f"vol-{unique}"},
+                     "volumeSnapshotRef": {"kind": "VolumeSnapshot", "namespace": ns, "name": name}}})  # fmt: skip
+        try:
+            drill = f"system:serviceaccount:{ns}:{rbac.DRILL_SA}"
+            res = run_dr(capsys, "--kubeconfig", k8s_dr.kubeconfig_for(drill), "drill", "gc", "-o", "json")
+
+            assert res.code == 0, res.err
+            leftovers = res.json()["leftovers"]
+            assert f"VolumeSnapshot {ns}/{name}" not in leftovers["deleted"]
+            (problem,) = [e for e in leftovers["errors"] if name in e]
+            assert problem.startswith(
+                f"VolumeSnapshot {ns}/{name} left for the backup account's cleanup: its VolumeSnapshotContent "
+                f"{content} has deletionPolicy Retain and this account cannot switch it to Delete ("
+            ), problem
+            assert admin.get(f"{snap_api}/namespaces/{ns}/volumesnapshots/{name}")["metadata"]["name"] == name
+            assert (
+                admin.get(f"{snap_api}/volumesnapshotcontents/{content}")["spec"]["deletionPolicy"]
+                == "Retain"
+            )
+
+            # The next backup sweeps dr's namespace as the backup account, which may patch.
+            backup = f"system:serviceaccount:{ns}:{rbac.BACKUP_SA}"
+            with connect(k8s_dr.kubeconfig_for(backup), None) as kube:
+                swept = cleanup_leftovers(kube, time.time(), namespaces=[ns])
+            assert f"VolumeSnapshot {ns}/{name}" in swept.deleted and swept.errors == [], swept
+            assert (
+                admin.get(f"{snap_api}/volumesnapshotcontents/{content}")["spec"]["deletionPolicy"]
+                == "Delete"
+            )
+            assert admin.request("GET", f"{snap_api}/namespaces/{ns}/volumesnapshots/{name}")[0] == 404
+        finally:
+            admin.request("DELETE", f"{snap_api}/namespaces/{ns}/volumesnapshots/{name}")
+            admin.request("DELETE", f"{snap_api}/volumesnapshotcontents/{content}")

@@ -39,7 +39,11 @@ write and a compromised drill pod cannot touch production namespaces:
     create — a Job it created there could run as any of dr's accounts) and
     deleting VolumeSnapshotContents (``dr drill gc`` removes the clones a crashed
     backup left; residual risk: it could delete any content, and one with
-    policy ``Delete`` takes its storage snapshot along). RBAC cannot limit
+    policy ``Delete`` takes its storage snapshot along). It may not patch them:
+    with patch as well it could switch any kept (``Retain``) content to
+    ``Delete`` and destroy its storage snapshot; a crashed backup's snapshot
+    whose content must be switched first is left to the backup account's sweep
+    of leftovers (which has patch). RBAC cannot limit
     deletion or binding to labelled namespaces; the ValidatingAdmissionPolicy
     from :func:`drill_guard_policy` closes that gap (residual risk where
     admission policies are not enforced: the drill account can delete any

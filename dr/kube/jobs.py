@@ -535,7 +535,9 @@ def cleanup_leftovers(kube: KubeClient, now: float, *, namespaces: list[str] | N
     with them), then PVCs, VolumeSnapshots and VolumeSnapshotContents. An
     object whose expiry label is missing or not a number is left alone (it
     was not made by dr). A type that cannot be listed or deleted (403, …)
-    becomes an error line; the rest goes on.
+    becomes an error line; the rest goes on. So does a VolumeSnapshot whose
+    Retain content this account may not switch to Delete: it is left, for the
+    backup account's sweep (``delete_snapshot``).
     """
     report = LeftoverReport()
     kinds = [JOBS, PVCS]
@@ -565,7 +567,7 @@ def cleanup_leftovers(kube: KubeClient, now: float, *, namespaces: list[str] | N
                 obj_ns = meta.get("namespace") if res.namespaced else None
                 where = f"{obj_ns}/{meta.get('name')}" if obj_ns else str(meta.get("name"))
                 try:
-                    deleted, warning = _delete_temporary(kube, res, obj_ns, str(meta.get("name")))
+                    deleted, warning = _delete_temporary(kube, res, obj_ns, str(meta.get("name")), sweep=True)
                     if deleted:
                         report.deleted.append(f"{res.kind} {where}")
                     if warning:
@@ -576,16 +578,17 @@ def cleanup_leftovers(kube: KubeClient, now: float, *, namespaces: list[str] | N
 
 
 def _delete_temporary(
-    kube: KubeClient, res: ApiResource, namespace: str | None, name: str
+    kube: KubeClient, res: ApiResource, namespace: str | None, name: str, *, sweep: bool = False
 ) -> tuple[bool, str | None]:
     """Delete one of dr's temporary objects (Background propagation): whether it was deleted, and a warning.
 
     A VolumeSnapshot goes with its storage snapshot, also where its class says
-    Retain (``delete_snapshot``; counted as deleted, its warning when the
-    storage snapshot stays). ``ApiError`` when the delete is refused.
+    Retain (``delete_snapshot``); in a ``sweep`` of leftovers one whose content
+    this account cannot switch to Delete is left for the backup account's.
+    ``ApiError`` when the delete is refused.
     """
     if res == VOLUME_SNAPSHOTS and namespace is not None:
-        return True, delete_snapshot(kube, namespace, name)
+        return delete_snapshot(kube, namespace, name, leave_if_retained=sweep)
     return delete(kube, res, namespace, name, propagation="Background"), None
 
 

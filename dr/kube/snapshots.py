@@ -28,6 +28,8 @@ then the original VolumeSnapshot (``delete_snapshot``) with its storage
 snapshot: dr's snapshots are temporary, so a content the snapshot controller
 made for one with deletion policy ``Retain`` (the class's) is switched to
 ``Delete`` first — else every backup would leave a storage snapshot behind.
+Only the backup account may switch it: a sweep of leftovers by another
+(``dr drill gc``) leaves such a snapshot to the backup's next sweep.
 
 Every object made here carries the caller's labels (``dr.dev/mover``,
 ``dr.dev/run``, ``dr.dev/expires``) so that leftovers of a crashed run can be
@@ -356,20 +358,27 @@ def create_pvc_from_snapshot(
     return create(kube, PVCS, obj)
 
 
-def delete_snapshot(kube: KubeClient, namespace: str, name: str) -> str | None:
+def delete_snapshot(
+    kube: KubeClient, namespace: str, name: str, *, leave_if_retained: bool = False
+) -> tuple[bool, str | None]:
     """Delete one of dr's temporary VolumeSnapshots and, whatever its class says, its storage snapshot.
 
     A content the snapshot controller created for it (``source.volumeHandle``)
     whose deletion policy is not ``Delete`` is patched to ``Delete`` first, so
     that the storage snapshot goes with it. Pre-provisioned contents (a
     clone's: ``source.snapshotHandle``) are left as they are: their storage
-    snapshot is the original's. Returns a warning when the storage snapshot
-    stays (the patch was refused: the snapshot is deleted all the same);
-    ``ApiError`` when the delete is refused.
+    snapshot is the original's. Returns whether the snapshot was deleted and a
+    warning. When the patch is refused the storage snapshot would stay with a
+    content nothing finds again (unlabelled): the backup's own clean-up deletes
+    the snapshot all the same and says which content to delete by hand; with
+    ``leave_if_retained`` (a sweep of leftovers, which ``dr drill gc`` runs as
+    an account that may not patch contents) the snapshot is left, labelled, for
+    the sweep of the backup account, which may. ``ApiError`` when the delete is
+    refused.
     """
     vs = get_object(kube, VOLUME_SNAPSHOTS, namespace, name)
     if vs is None:
-        return None
+        return False, None
     warning = None
     content_name = _status(vs).get("boundVolumeSnapshotContentName")
     content = get_object(kube, VOLUME_SNAPSHOT_CONTENTS, None, str(content_name)) if content_name else None
@@ -383,9 +392,15 @@ def delete_snapshot(kube: KubeClient, namespace: str, name: str) -> str | None:
         status, data = kube.request("PATCH", path, body=body, content_type="application/merge-patch+json")
         if not 200 <= status < 300 and status != 404:
             err = error_from_response("PATCH", path, status, data)
+            if leave_if_retained:
+                return False, (
+                    f"VolumeSnapshot {namespace}/{name} left for the backup account's cleanup: its "
+                    f"VolumeSnapshotContent {content_name} has deletionPolicy {spec.get('deletionPolicy')} "
+                    f"and this account cannot switch it to Delete ({err.short}); deleted now, it would keep "
+                    "its storage snapshot"
+                )
             warning = (
                 f"VolumeSnapshotContent {content_name} has deletionPolicy {spec.get('deletionPolicy')}: "
                 f"its storage snapshot stays (delete it yourself); cannot switch it to Delete: {err.short}"
             )
-    delete(kube, VOLUME_SNAPSHOTS, namespace, name, propagation="Background")
-    return warning
+    return delete(kube, VOLUME_SNAPSHOTS, namespace, name, propagation="Background"), warning
