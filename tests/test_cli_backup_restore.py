@@ -656,11 +656,13 @@ def test_quiet_prints_only_errors_and_the_requested_data(
     capsys: Capsys, k8s: servers.TestCluster, repo: Path, small_app: str, unique: str
 ) -> None:
     # --help: "Only errors and requested data". Warnings still came: the backup's own
-    # ("warning: namespace ... does not exist") and logged ones (JSON lines off a terminal).
+    # ("warning: exclude resource ... matches no resource type") and logged ones (JSON lines off
+    # a terminal).
     ns = small_app
-    args = ("backup", "-n", ns, "-n", f"gone-{unique}", "--no-data")
+    args = ("backup", "-n", ns, "--exclude-resources", f"nosuch{unique}", "--no-data")
     loud = dr(capsys, k8s, *args)
-    assert loud.code == 0 and f"warning: namespace 'gone-{unique}' does not exist" in loud.err
+    assert loud.code == 0, loud.err
+    assert f"warning: exclude resource 'nosuch{unique}' matches no resource type" in loud.err
     quiet = dr(capsys, k8s, "--quiet", *args)
     assert quiet.code == 0 and quiet.err == ""
     assert quiet.out.startswith("backup ")  # the data asked for
@@ -786,3 +788,38 @@ def test_restore_latest_of_a_policy_passes_over_an_unreadable_snapshot_out_loud(
         assert _backup(repo, "latest", "p").id == good
     warned = [r.getMessage() for r in caplog.records if "passed over" in r.getMessage()]
     assert len(warned) == 1 and f"snapshots/{bad}" in warned[0], warned
+
+
+def test_backup_naming_one_missing_namespace_next_to_existing_ones_is_exit_2_and_writes_no_backup(
+    capsys: Capsys, k8s: servers.TestCluster, repo: Path, small_app: str, unique: str
+) -> None:
+    # `-n shop -n typo` used to back up shop alone, exit 0 with a warning: the backup the user
+    # asked for (typo meaning another namespace) silently lacked a namespace.
+    typo = f"typo-{unique}"
+    res = dr(capsys, k8s, "backup", "-n", small_app, "-n", typo, "--no-data", "-o", "json")
+    assert (res.code, res.out) == (2, ""), res.err
+    assert res.err.splitlines()[-1] == f"error: namespace {typo!r} does not exist: nothing backed up"
+    assert not list(repo.glob("snapshots/*"))
+
+
+def test_policy_backup_with_a_namespace_gone_warns_and_backs_up_the_rest(
+    capsys: Capsys, k8s: servers.TestCluster, isolated_home: Path, small_app: str, unique: str
+) -> None:
+    # A scheduled policy backup must not stop because one of its namespaces was deleted (the
+    # incident it is there for); a namespace given with -n next to --policy is the user's word.
+    gone = f"gone-{unique}"
+    policy = {"name": "p", "repository": "other", "schedule": "0 2 * * *",
+              "scope": {"namespaces": [small_app, gone], "includeResources": ["configmaps"]}}  # fmt: skip
+    config = two_repository_config(isolated_home, capsys, backup_policies=[policy])
+    r = dr(capsys, k8s, "--config", str(config), "backup", "--policy", "p", "--no-data", "-o", "json")
+    assert r.code == 0, r.err
+    doc = r.json()
+    assert (doc["namespaces"], doc["phase"]) == ([small_app], "Completed")
+    assert doc["warnings"] == [f"namespace {gone!r} does not exist"]
+    r = dr(capsys, k8s, "--config", str(config), "backup", "--policy", "p", "-n", small_app, "-n", gone,
+           "--no-data", "-o", "json")  # fmt: skip
+    assert (r.code, r.err.splitlines()[-1]) == (
+        2,
+        f"error: namespace {gone!r} does not exist: nothing backed up",
+    )
+    assert len(list((isolated_home / "other" / "snapshots").glob("*"))) == 1

@@ -20,7 +20,11 @@ their restored controllers.
 
 Namespaces given by name or glob of which none exists are invalid input
 (``InvalidInput``, before anything is listed): an empty backup would become
-the ``latest`` a restore picks. Some missing next to others found is a warning.
+the ``latest`` a restore picks. Some named ones missing next to others found
+is invalid input too with ``missing_namespaces="error"`` (names the user
+typed: the backup would lack what was asked for), a warning with ``"warn"``
+(a policy's scope: a namespace deleted in an incident must not stop the
+backups of the rest).
 
 A type that cannot be listed (403, 5xx after the client's retries) or a
 dependency that cannot be read becomes an error entry naming the type (and
@@ -134,20 +138,34 @@ class ResourceBackupResult(BaseModel):
     timings: BackupTimings = Field(default_factory=BackupTimings)
 
 
+# What a literal namespace name of the scope that does not exist is: invalid input (names given
+# on the command line) or a warning (a policy's scope, run on a schedule).
+MissingNamespaces = Literal["error", "warn"]
+
+
 def backup_resources(
     kube: KubeClient,
     scope: BackupScope,
     sink: ResourceSink,
     *,
     page_size: int = DEFAULT_PAGE_SIZE,
+    missing_namespaces: MissingNamespaces = "warn",
 ) -> ResourceBackupResult:
     """Back up the resources ``scope`` selects into ``sink``; see the module docstring."""
-    return _BackupRun(kube, scope, sink, page_size).run()
+    return _BackupRun(kube, scope, sink, page_size, missing_namespaces).run()
 
 
 class _BackupRun:
-    def __init__(self, kube: KubeClient, scope: BackupScope, sink: ResourceSink, page_size: int) -> None:
+    def __init__(
+        self,
+        kube: KubeClient,
+        scope: BackupScope,
+        sink: ResourceSink,
+        page_size: int,
+        missing_namespaces: MissingNamespaces,
+    ) -> None:
         self.kube, self.scope, self.sink, self.page_size = kube, scope, sink, page_size
+        self.missing_namespaces = missing_namespaces
         self.selector = str(parse_selector(scope.selector)) or None
         self.result = ResourceBackupResult()
         self.counts: Counter[str] = Counter()
@@ -276,6 +294,10 @@ class _BackupRun:
             # A mistyped -n (or a policy whose namespaces are all gone) would otherwise be an
             # empty "Completed" backup, which `restore latest` then picks: nothing is written.
             raise InvalidInput(f"no namespace matches {', '.join(patterns)}: nothing to back up")
+        if missing and self.missing_namespaces == "error":
+            names = ", ".join(repr(n) for n in missing)
+            were = "does not exist" if len(missing) == 1 else "do not exist"
+            raise InvalidInput(f"namespace{'s' * (len(missing) > 1)} {names} {were}: nothing backed up")
         for name in missing:
             self.warn(f"namespace {name!r} does not exist")
         return chosen, {n: objs[n] for n in chosen}, len(chosen) == len(objs)

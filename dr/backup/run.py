@@ -26,7 +26,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from dr.backup.resources import ResourceBackupResult, backup_resources
+from dr.backup.resources import MissingNamespaces, ResourceBackupResult, backup_resources
 from dr.backup.scope import BackupScope
 from dr.kube.client import KubeClient
 from dr.kube.objects import ResourceItem
@@ -95,6 +95,8 @@ class BackupRequest:
     name: str
     policy: str | None = None
     tags: dict[str, str] = field(default_factory=dict)
+    # "error" when the namespaces were given on the command line (see dr.backup.resources).
+    missing_namespaces: MissingNamespaces = "warn"
 
 
 @dataclass
@@ -134,7 +136,9 @@ def run_backup(
         with repo.saver() as saver:
             writer = StreamWriter(repo, saver)
             sink = StreamSink(writer, remember)
-            resources = backup_resources(kube, request.scope, sink)
+            resources = backup_resources(
+                kube, request.scope, sink, missing_namespaces=request.missing_namespaces
+            )
             sink.flush()
             stream = writer.close()
             saver.flush()

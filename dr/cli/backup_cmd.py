@@ -106,7 +106,10 @@ def backup(
     scope = _scope(pol, namespaces, selector, include_resources, exclude_resources, include_cluster_resources)
     all_tags = {**(pol.tags if pol else {}), **pairs_to_dict(tags, "--tag")}
     request = BackupRequest(scope=scope, name=name or (pol.name if pol else "manual"), policy=pol.name if pol else None,
-                            tags=all_tags)  # fmt: skip
+                            tags=all_tags,
+                            # A typed -n that does not exist is a mistake; a policy's namespace may be gone in
+                            # an incident, and its scheduled backups must go on for the rest.
+                            missing_namespaces="error" if namespaces else "warn")  # fmt: skip
     repo = open_repository(ctx, pol.repository if pol else None)
     kube = connect_kube(ctx)
     step = None if no_data or (pol and pol.volumes.mode == "none") else volume_backup_step(ctx, pol)
