@@ -601,6 +601,19 @@ def test_a_kubeconfig_that_cannot_be_read_is_one_line_exit_2(
     ]
 
 
+def test_kubeconfig_option_is_one_path_with_a_colon_in_it(
+    capsys: Capsys, k8s: servers.TestCluster, repo: Path, small_app: str, tmp_path: Path
+) -> None:
+    # --kubeconfig was split on ':' like $KUBECONFIG; kubectl takes it as exactly one path.
+    folder = tmp_path / "cluster:prod"
+    folder.mkdir()
+    config = folder / "admin:kube.config"
+    config.write_text(Path(k8s.kubeconfig).read_text())
+    res = run_dr(capsys, "--kubeconfig", str(config), "backup", "-n", small_app, "--no-data", "-o", "json")
+    assert res.code == 0, res.err
+    assert res.json()["namespaces"] == [small_app]
+
+
 def test_an_unreachable_cluster_is_one_error_line_without_the_http_library_retries(
     capsys: Capsys, k8s: servers.TestCluster, repo: Path, small_app: str, tmp_path: Path
 ) -> None:

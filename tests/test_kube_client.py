@@ -47,11 +47,39 @@ def test_kubeconfig_list_from_the_environment_skips_missing_files(
     with pytest.raises(InvalidInput) as e:
         connect()
     assert str(e.value) == f"kubeconfig {missing}:{tmp_path / 'also-gone.yaml'}: file not found"
-    # --kubeconfig is not skipped over: each file it names must exist, and the missing one is named
-    # (not the environment's list, which is ignored).
+    # --kubeconfig is one path, as kubectl's (not a list): the whole of it is named.
     with pytest.raises(InvalidInput) as e:
         connect(f"{missing}:{k8s.kubeconfig}")
-    assert str(e.value) == f"kubeconfig {missing}: file not found"
+    assert str(e.value) == f"kubeconfig {missing}:{k8s.kubeconfig}: file not found"
+
+
+def test_kubeconfig_option_is_one_path_even_with_a_colon(
+    k8s: servers.TestCluster, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # --kubeconfig was split on ':' like $KUBECONFIG: a file in "a:b/" was "a" and "b/…", not found.
+    import base64
+
+    import yaml
+
+    doc = yaml.safe_load(Path(k8s.kubeconfig).read_text())
+    cluster = doc["clusters"][0]["cluster"]
+    folder = tmp_path / "ctx:prod"
+    folder.mkdir()
+    # A relative file reference is relative to the kubeconfig's folder, as kubectl has it.
+    (folder / "ca:1.crt").write_bytes(base64.b64decode(cluster.pop("certificate-authority-data")))
+    cluster["certificate-authority"] = "ca:1.crt"
+    path = folder / "admin:kube.config"
+    path.write_text(yaml.safe_dump(doc))
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("KUBECONFIG", "/nonexistent/a:/nonexistent/b")  # ignored when --kubeconfig is given
+    with connect(str(path)) as kc:
+        assert kc.get("/api")["kind"] == "APIVersions"
+    context = doc["contexts"][0]["name"]
+    with connect(str(path), context) as kc:
+        assert kc.get("/api")["kind"] == "APIVersions"
+    with pytest.raises(InvalidInput) as e:
+        connect(str(path), "staging")
+    assert str(e.value).startswith(f"kubeconfig {path}: ") and "staging" in str(e.value)
 
 
 def test_missing_kubeconfig_file(tmp_path: Path) -> None:

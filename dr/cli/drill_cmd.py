@@ -18,6 +18,7 @@ from dr.drill.model import DrillReport, human_duration
 from dr.drill.run import DrillDeps, DrillRequest, run_drill, save_report, write_report_files
 from dr.drill.run import gc as drill_gc
 from dr.errors import DrError, ExitCode, InvalidInput, PartialFailure, VerificationFailed
+from dr.kube.client import kube_configuration
 from dr.observe.run_hooks import drill_finished
 from dr.runbook.model import load_runbook
 
@@ -28,23 +29,15 @@ def drill_group() -> None:
 
 
 def _api_client(ctx: AppContext) -> Any:
-    """A kubernetes.client.ApiClient for the verification steps (service proxy, exec)."""
+    """A kubernetes.client.ApiClient for the verification steps (service proxy, exec).
+
+    Loaded by the rules of ``connect_kube`` (``--kubeconfig`` one path, ``$KUBECONFIG`` a
+    list): the client's own ``new_client_from_config`` split ``--kubeconfig`` on ':'.
+    """
     from kubernetes import client as kclient
-    from kubernetes import config as kconfig
 
     context = ctx.kube_context or ctx.loaded.config.kube_context
-    try:
-        if ctx.kubeconfig or not _in_cluster():
-            return kconfig.new_client_from_config(config_file=ctx.kubeconfig, context=context)
-        cfg = kclient.Configuration()
-        kconfig.load_incluster_config(client_configuration=cfg)
-        return kclient.ApiClient(cfg)
-    except kconfig.ConfigException as e:
-        raise InvalidInput(f"Kubernetes configuration: {e}") from None
-
-
-def _in_cluster() -> bool:
-    return bool(os.environ.get("KUBERNETES_SERVICE_HOST")) and not os.environ.get("KUBECONFIG")
+    return kclient.ApiClient(kube_configuration(ctx.kubeconfig, context))
 
 
 def _make_report_dir(path: Path) -> None:

@@ -269,11 +269,11 @@ def _in_cluster() -> bool:
     return bool(os.environ.get("KUBERNETES_SERVICE_HOST"))
 
 
-def _check_kubeconfig_file(path: str) -> None:
-    """``InvalidInput`` naming ``path`` when it is missing, not YAML or not a mapping.
+def _check_kubeconfig_file(path: str) -> dict[str, Any] | None:
+    """The document of ``path``; ``InvalidInput`` naming it when it is missing, not YAML or not a mapping.
 
     The kubernetes client lets yaml's multi-line ParserError, or a TypeError,
-    escape for those; an empty file it refuses itself.
+    escape for those; an empty file (None) it refuses itself.
     """
     import yaml
 
@@ -293,6 +293,33 @@ def _check_kubeconfig_file(path: str) -> None:
         raise InvalidInput(f"kubeconfig {path}: not valid YAML ({where}{problem})") from None
     if doc is not None and not isinstance(doc, dict):
         raise InvalidInput(f"kubeconfig {path}: not a kubeconfig (a YAML mapping is expected)")
+    return doc
+
+
+def _kubeconfig_loader(option: str | None, path: str, context: str | None) -> Any:
+    """The client's ``KubeConfigLoader`` for ``--kubeconfig`` (``option``: one file) or else
+    ``path``, ``$KUBECONFIG``'s list (merged by the client, files that do not exist skipped).
+
+    The client's own ``load_kube_config(config_file=…)`` splits any path on ':', so a
+    ``--kubeconfig`` whose path holds one would be taken for two files; kubectl takes
+    ``--kubeconfig`` as exactly one path (only the environment variable is a list).
+    """
+    from kubernetes.config.kube_config import KubeConfigLoader, KubeConfigMerger
+
+    if option is None:
+        for one in path.split(os.pathsep):
+            if one and Path(one).expanduser().is_file():
+                _check_kubeconfig_file(one)
+        merged = KubeConfigMerger(path).config
+        if merged is None:
+            raise ConfigException("Invalid kube-config file. No configuration found.")
+        return KubeConfigLoader(config_dict=merged, active_context=context)
+    file = Path(option).expanduser()
+    doc = _check_kubeconfig_file(option)
+    if doc is None:
+        raise ConfigException(f"Invalid kube-config. {file} file is empty")
+    # Files it names (certificates, exec plugins' working directory) are relative to its folder.
+    return KubeConfigLoader(config_dict=doc, config_base_path=str(file.parent), active_context=context)
 
 
 def connect(
@@ -305,12 +332,23 @@ def connect(
 ) -> KubeClient:
     """Connect to the cluster of ``kubeconfig`` (``context`` or its current one).
 
-    Without a kubeconfig argument: ``$KUBECONFIG`` (a list; files that do not exist
-    are skipped, as kubectl does), then ``~/.kube/config``, then
+    ``kubeconfig`` (``--kubeconfig``) is one path, ':' and all. Without it:
+    ``$KUBECONFIG`` (a list; files that do not exist are skipped, as kubectl
+    does), then ``~/.kube/config``, then
     the in-cluster service account (when running in a pod). Loading problems
     (missing file, unknown context, no configuration at all) raise
     ``InvalidInput`` naming the file and the reason; nothing is contacted yet.
     """
+    cfg = kube_configuration(kubeconfig, context)
+    cfg.connection_pool_maxsize = pool_size
+    api_client = kclient.ApiClient(configuration=cfg)
+    api_client.user_agent = f"dr/{__version__}"
+    return KubeClient(api_client, retry=retry, timeout=timeout)
+
+
+def kube_configuration(kubeconfig: str | None = None, context: str | None = None) -> kclient.Configuration:
+    """The client configuration ``connect`` uses (same rules, same errors), for an ``ApiClient``
+    of the generated API (the drill's service proxy and exec talk to the same cluster as ``dr``)."""
     cfg = kclient.Configuration()
     path = kubeconfig or _default_kubeconfig()
     if path is None:
@@ -326,30 +364,21 @@ def connect(
         except ConfigException as e:
             raise InvalidInput(f"in-cluster Kubernetes configuration: {e}") from None
     else:
-        files = [one for one in path.split(os.pathsep) if one]
-        if kubeconfig is None:
+        if kubeconfig is None and not any(
+            one and Path(one).expanduser().is_file() for one in path.split(os.pathsep)
+        ):
             # $KUBECONFIG's list: like kubectl (and the client's loader), files that do not exist
             # are skipped; only none of them existing is an error.
-            present = [one for one in files if Path(one).expanduser().is_file()]
-            if not present:
-                raise InvalidInput(f"kubeconfig {path}: file not found")
-            files = present
-        for one in files:
-            _check_kubeconfig_file(one)
+            raise InvalidInput(f"kubeconfig {path}: file not found")
         try:
-            kconfig.load_kube_config(
-                config_file=path, context=context, client_configuration=cfg, persist_config=False
-            )
+            loader = _kubeconfig_loader(kubeconfig, path, context)
+            loader.load_and_set(cfg)
         except ConfigException as e:
             raise InvalidInput(f"kubeconfig {path}: {e}") from None
         except (OSError, ValueError) as e:
             raise InvalidInput(f"kubeconfig {path}: cannot load: {e}") from None
         if not cfg.host:  # the client would only fail at the first request ("No host specified")
             if context is None:
-                _, current = kconfig.list_kube_config_contexts(config_file=path)
-                context = str(current.get("name", ""))
+                context = str(loader.current_context.get("name", ""))
             raise InvalidInput(f"kubeconfig {path}: the cluster of context {context!r} has no server")
-    cfg.connection_pool_maxsize = pool_size
-    api_client = kclient.ApiClient(configuration=cfg)
-    api_client.user_agent = f"dr/{__version__}"
-    return KubeClient(api_client, retry=retry, timeout=timeout)
+    return cfg
