@@ -271,6 +271,129 @@ def test_html_is_self_contained_and_escaped() -> None:
     assert page.count("<svg") >= 5 and "@media print" in page and "break-inside: avoid" in page
 
 
+HOSTILE = [
+    "<script>alert(1)</script>",
+    '<img src=x onerror="alert(1)">',
+    "a | b || c",
+    "`code` and ``more``",
+    "**bold** _em_ ~~gone~~ [link](http://evil.example) ![img](x.png) $x^2$",
+    "# heading",
+    "- not a list",
+    "1. not a list",
+    "> not a quote",
+    "```",
+    "    indented",
+    "&lt;already escaped&gt; &amp; &#60;tag&#62;",
+    "back\\slash\\ at the end\\",
+    "two\nlines\r\nand <b>bold</b>",
+    "closing #",
+    "_em_ a_b_c x__y__z __init__ é_ü 1_2_",
+]
+
+
+def _hostile_report(text: str) -> MonthlyReport:
+    d = drill("shop", datetime(2026, 11, 20, 4, tzinfo=UTC), "failed")
+    steps = [s.model_copy(update={"name": text, "type": text, "message": text}) for s in d.steps]
+    d = d.model_copy(update={"app": text, "id": text, "backup_id": text, "namespace": text, "steps": steps,
+                             "warnings": [text], "restore": RestoreProblems(dump_errors=[text]),
+                             "cleanup": Cleanup(status="failed", message=text)})  # fmt: skip
+    return build_monthly_report([d], NOV, generated=GENERATED)
+
+
+def _visible(text: str) -> str:
+    """What the report shows of ``text``: one line (a line break would end a table row)."""
+    return " ".join(text.splitlines()).strip()
+
+
+def _inline_texts(md: str) -> dict[str, list[list[str]]]:
+    """Parsed Markdown (CommonMark with GFM tables, as GitHub and most viewers have it): the plain
+    text of each table cell (by the table's first header) and of each list item, where every part
+    of it is text — markup anywhere in it (HTML, code, emphasis, a link) shows as ``<markup: …>``."""
+    from markdown_it import MarkdownIt
+
+    tokens = MarkdownIt("commonmark").enable(["table", "strikethrough"]).parse(md)
+    out: dict[str, list[list[str]]] = {}
+    table: list[list[str]] | None = None
+    row: list[str] = []
+    in_item = 0
+    for t in tokens:
+        if t.type == "table_open":
+            table = []
+        elif t.type == "tr_open":
+            row = []
+        elif t.type == "tr_close" and table is not None:
+            table.append(row)
+        elif t.type == "table_close" and table is not None:
+            out[table[0][0]] = table[1:]
+            table = None
+        elif t.type == "list_item_open":
+            in_item += 1
+        elif t.type == "list_item_close":
+            in_item -= 1
+        elif t.type == "inline" and t.content.startswith("Latest drill "):
+            out["code"] = [[k.content] for k in t.children or [] if k.type == "code_inline"]
+        elif t.type == "inline":
+            kids = t.children or []
+            text = "".join(k.content if k.type == "text" else f"<markup: {k.type}>" for k in kids)
+            if table is not None:
+                row.append(text)
+            elif in_item:
+                out.setdefault("items", []).append([text])
+        elif t.type.startswith("html") or t.type in (
+            "fence",
+            "code_block",
+            "heading_open",
+            "blockquote_open",
+        ):
+            out.setdefault("blocks", []).append([t.type, t.content])
+    return out
+
+
+def _assert_inert(text: str) -> None:
+    md = render_markdown(_hostile_report(text))
+    shown = _visible(text)
+    parsed = _inline_texts(md)
+    [app_row] = parsed["App"]
+    assert app_row[0] == shown, md
+    [step_row, _] = parsed["Step"]
+    assert (step_row[0], step_row[1], step_row[4]) == (shown, shown, shown), md
+    items = [i[0] for i in parsed["items"]]
+    assert shown in items and _visible(f"dump: {text}") in items, md  # the warning, the restore problem
+    # The drill's id, backup and namespace as code, as they are (one line).
+    if _visible(text):
+        assert parsed["code"] == [[" ".join(text.splitlines())]] * 3, md
+    # Only the report's own blocks: its headings (one naming the app, as text), no HTML, code, quote.
+    assert {b[0] for b in parsed.get("blocks", [])} <= {"heading_open"}, md
+    from markdown_it import MarkdownIt
+
+    html = MarkdownIt("commonmark").enable(["table", "strikethrough"]).render(md)
+    assert "<script" not in html and "<img" not in html and "<b>" not in html and "<a " not in html
+
+
+@pytest.mark.parametrize("text", HOSTILE)
+def test_markdown_renders_text_from_drill_reports_inert(text: str) -> None:
+    # Step names and messages, app, namespace and error text went into the Markdown as they were:
+    # '<script>' became HTML, '|' split a table cell, '`' or '**' opened code or bold.
+    _assert_inert(text)
+
+
+def test_html_renders_text_from_drill_reports_inert() -> None:
+    # The HTML page escaped all along; every field the Markdown test fills, to keep it so.
+    for text in HOSTILE:
+        page = render_html(_hostile_report(text))
+        assert "<script" not in page and "<img" not in page and "<b>" not in page, text
+        assert 'onerror="' not in page and 'href="http' not in page, text
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.text(alphabet=st.characters(blacklist_categories=("Cs",), blacklist_characters="\x00")
+               | st.sampled_from(list("\\`*_[]()<>&|~#-+=!$.:;1 \n\t")), min_size=1))  # fmt: skip
+def test_markdown_renders_any_text_inert(text: str) -> None:
+    if not _visible(text):
+        return
+    _assert_inert(text)
+
+
 CHROMIUM = Path("/usr/bin/chromium")
 ARTIFACTS = Path(__file__).resolve().parent.parent / "artifacts"
 
