@@ -1,4 +1,5 @@
-"""Secret-looking values in free text, masked: ``redact(text)``.
+"""Secret-looking values in free text, masked: ``redact(text)`` (and ``redact_argv(argv)``
+for a command as an argument list).
 
 Used where text dr did not write goes out: log lines and tracebacks (the
 log handler's last line of defence, ``dr.cli.logs``) and a hook's stderr,
@@ -10,6 +11,7 @@ the bottom layer (no imports from dr) so every layer can use it.
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 
 # How much of a long text is redacted to find what its quoted head or tail holds: far
 # more than a tail and a PEM private key (an 8192-bit RSA key is about 6.5 KB) before
@@ -47,6 +49,36 @@ _SECRET_PATTERNS = [
 ]
 
 
+# The MySQL and MariaDB clients take a password glued to -p (``mysqldump -u root -pSECRET``).
+# Only theirs: elsewhere -p is a port (ssh, pg_dump), "parents" (mkdir) or "preserve" (cp), and
+# ``-p`` alone (the client asks) or ``-P`` (its port) holds no password.
+MYSQL_CLIENTS = frozenset(
+    {"mysql", "mysqldump", "mysqladmin", "mysqlpump", "mysqlimport", "mysqlshow", "mysqlcheck",
+     "mysqlbinlog", "mysqlslap", "mysqlsh", "mysql_upgrade", "mariadb", "mariadb-dump", "mariadb-admin",
+     "mariadb-import", "mariadb-show", "mariadb-check", "mariadb-binlog", "mariadb-slap", "mariadb-upgrade",
+     "mariadb-backup", "mariabackup"}
+)  # fmt: skip
+_CLIENT_NAMES = "|".join(sorted(map(re.escape, MYSQL_CLIENTS), key=len, reverse=True))
+# One such client's command in a command line or a text quoting it (``sh -x`` on stderr): its
+# name as a word (bare or in a bin/ folder, not /var/lib/mysql nor a pod mysql-0), up to the end
+# of the shell command (;, &, |, a line break), quoted parts included.
+_MYSQL_COMMAND = re.compile(
+    rf"(?:^|(?<=[\s'\"\[,(;&|`]))(?:[^\s'\"]*bin/)?(?:{_CLIENT_NAMES})(?=$|[\s'\"\],;&|)`])"
+    r"""(?:'[^'\n]*'|"[^"\n]*"|[^;&|\n])*"""
+)
+# Within it, -pVALUE as a word of its own (not in --port, -P3306 or -p alone); the value quoted,
+# unquoted or both glued, but not in the quote the word itself is in ('-p', 'db' in a list).
+_MYSQL_GLUED_PASSWORD = re.compile(r"""(?<=([\s'"]))-p(?:(?!\1)'[^'\n]*'|(?!\1)"[^"\n]*"|[^\s'";&|])+""")
+# --password VALUE, --db-password VALUE, --token VALUE, --client-secret VALUE (the value as the
+# next word, of any program; "--password=" is one of _SECRET_PATTERNS). Not --no-password,
+# --password-file, nor a flag followed by another option (mysql --password --user root).
+_LONG_OPTION = r"--(?!no-)[\w-]*(?:password|passwd|pwd|token|secret)"
+_SEPARATE_VALUE = re.compile(
+    rf"""(?i)((?<![\w-]){_LONG_OPTION}(?:\s+|["']\s*,\s*["']))(?!-|\[REDACTED\])(?:'[^'\n]*'|"[^"\n]*"|[^\s'",;&|)\]]+)"""
+)
+_LONG_OPTION_ARG = re.compile(_LONG_OPTION, re.IGNORECASE)
+
+
 def redact(text: str) -> str:
     """``text`` with every value matching a pattern above replaced by ``[REDACTED]``
     (the name before it kept, so the text still says what was there)."""
@@ -55,7 +87,25 @@ def redact(text: str) -> str:
             text = pat.sub(lambda m: (m.group(1) if m.lastindex else "") + "[REDACTED]", text)
         else:
             text = pat.sub("[REDACTED]", text)
-    return text
+    text = _SEPARATE_VALUE.sub(lambda m: m.group(1) + "[REDACTED]", text)
+    return _MYSQL_COMMAND.sub(lambda m: _MYSQL_GLUED_PASSWORD.sub("-p[REDACTED]", m.group()), text)
+
+
+def redact_argv(argv: Sequence[str]) -> list[str]:
+    """A command as an argument list, masked as ``redact`` masks a command line: each
+    argument (a shell script of ``sh -c`` included), an argument after a MySQL/MariaDB
+    client's name that is ``-p`` with a value glued to it, and the argument after a
+    ``--…password`` option (unless it is another option)."""
+    out = [redact(arg) for arg in argv]
+    client = False
+    for i, arg in enumerate(argv):
+        if client and arg.startswith("-p") and len(arg) > 2:
+            out[i] = "-p[REDACTED]"
+        elif _LONG_OPTION_ARG.fullmatch(arg) and i + 1 < len(argv) and not argv[i + 1].startswith("-"):
+            out[i + 1] = "[REDACTED]"
+        folder, _, name = arg.rpartition("/")
+        client = client or (name in MYSQL_CLIENTS and (not folder or folder.endswith("bin")))
+    return out
 
 
 def redacted_head(text: str, n: int) -> str:

@@ -10,6 +10,7 @@ are warnings that leave the command's exit code alone.
 from __future__ import annotations
 
 import http.server
+import json
 import math
 import threading
 from collections.abc import Iterator
@@ -312,6 +313,64 @@ def test_a_dump_no_restored_pod_loads_is_a_warning(
     assert res.code == 0 and f"warning: {warning}" in res.err.splitlines()
     res = dr(capsys, config, k8s, "restore", "latest", "-o", "json")
     assert res.code == 0 and res.json()["dumpWarnings"] == [warning] and res.json()["dumpErrors"] == []
+
+
+def test_mysql_passwords_in_hook_commands_reach_no_record_log_or_event(
+    capsys: Capsys,
+    k8s: servers.TestCluster,
+    kube_client: KubeClient,
+    isolated_home: Path,
+    namespace: str,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # `mysqldump -u root -pSECRET` and `--password SECRET` went into the dump and restore
+    # records as written (kept in the repository, shown by `dr backups describe`), and a
+    # script's `sh -x` trace of them on stderr into errors: only PGPASSWORD=, --password=
+    # and tokens were masked. Through the real commands at -vvv: no record, output, log
+    # line or Event holds them; the records still show where the password was.
+    import dr.cli.volume_access as volume_access
+    from tests.exec_fakes import Script, ScriptedExec
+    from tests.volume_helpers import create_pod
+
+    secrets = ("hunter2", "hunt er3", "s3cr3t-sep")
+    trace = b"+ mysqldump -u root --password s3cr3t-sep --all-databases\nmysqldump: Got error: 1045\n"
+    ex = ScriptedExec(
+        {
+            "mysqldump -u root -phunter2 app": Script(stdout=[b"-- dump\n" * 1000]),
+            "/bin/sh -c mysqldump -u root --password s3cr3t-sep --all-databases": Script(
+                exit_code=2, stderr=trace
+            ),
+            "/bin/sh -c mysql -uroot -p'hunt er3' app": Script(
+                exit_code=1, stderr=b"+ mysql -uroot -p'hunt er3' app\nERROR 1045 (28000): Access denied\n"
+            ),
+        }
+    )
+    monkeypatch.setattr(volume_access, "KubernetesExec", lambda kube: ex)
+    create_pod(kube_client, namespace, "db-0", [], annotations={
+        "dump.hook.backup.dr.dev/command": '["mysqldump", "-u", "root", "-phunter2", "app"]',
+        "restore.hook.dr.dev/command": "mysql -uroot -p'hunt er3' app",
+    })  # fmt: skip
+    create_pod(kube_client, namespace, "db-1", [], annotations={
+        "dump.hook.backup.dr.dev/command": "mysqldump -u root --password s3cr3t-sep --all-databases",
+    })  # fmt: skip
+    config = str(write_config(isolated_home))
+    assert dr(capsys, config, k8s, "repo", "init").code == 0
+    runs = [dr(capsys, config, k8s, "-vvv", "backup", "--namespace", namespace, "-o", "json")]
+    assert runs[0].code == 3, runs[0].err  # db-1's dump failed
+    runs.append(dr(capsys, config, k8s, "backups", "describe", "latest", "-o", "json"))
+    runs.append(dr(capsys, config, k8s, "-vvv", "restore", "latest", "-o", "json"))
+    assert runs[2].code == 3, runs[2].err  # the load into db-0 failed
+    texts = [t for r in runs for t in (r.out, r.err)]
+    texts += [json.dumps(e) for e in events(kube_client, namespace)]
+    assert ["mysqldump", "-u", "root", "-phunter2", "app"] in [c[3] for c in ex.calls]  # ran as written
+    for text in texts:
+        for secret in secrets:
+            assert secret not in text, text
+    (dump,) = [d for d in runs[1].json()["app"]["dumps"] if d["pod"] == "db-0"]
+    assert dump["command"] == ["mysqldump", "-u", "root", "-p[REDACTED]", "app"]
+    assert "+ mysqldump -u root --password [REDACTED] --all-databases" in runs[0].err
+    assert "+ mysql -uroot -p[REDACTED] app" in runs[2].err
+    assert {"BackupPartiallyFailed", "RestorePartiallyFailed"} <= set(by_reason(kube_client, namespace))
 
 
 # --------------------------------------------------------------------------- drills

@@ -52,7 +52,7 @@ from dr.errors import DrError
 from dr.interrupt import stopping
 from dr.kube.exec import Exec, ExecError, ExecTimeout, describe_target
 from dr.kube.selectors import parse_selector
-from dr.redact import WINDOW, redact
+from dr.redact import WINDOW, redact, redact_argv
 from dr.repo.repository import Repository, Saver
 from dr.repo.snapshots import Stream
 from dr.repo.streams import StreamWriter, read_stream
@@ -213,10 +213,10 @@ class HookResult(BaseModel):
 
 def recorded_command(command: Sequence[str]) -> list[str]:
     """A hook's command as results and dump records keep it (in the repository, in
-    `dr backups describe`, in reports): each argument with secret-looking values masked
-    (``PGPASSWORD=…``, ``--password=…``, tokens), as a hook's stderr is. What runs is
-    the command as written."""
-    return [redact(arg) for arg in command]
+    `dr backups describe`, in reports): secret-looking values masked (``PGPASSWORD=…``,
+    ``--password=…``, ``--password …``, a MySQL/MariaDB client's ``-p…``, tokens), as a
+    hook's stderr is. What runs is the command as written."""
+    return redact_argv(command)
 
 
 def _stderr_tail(stderr: bytes) -> str:
