@@ -731,6 +731,15 @@ def test_exec_and_http_output_is_masked_in_messages_and_reports(kube: Kube, name
     assert r.message == "`check` in db-0: output 'password=[REDACTED]' does not match /^t$/"
     for text in (r.message, str(r.details)):
         assert "hunter2" not in text and "hhh" not in text and "s3cr3t" not in text and "abc.def" not in text
+    # The step's own command, quoted in its message: `mysql -pSECRET` or `PGPASSWORD=… psql`
+    # in a runbook went into the report as written.
+    for command, shown in ((["mysql", "-uroot", "-phunter2", "-e", "select 1"], "mysql -uroot -p[REDACTED] -e select 1"),
+                           (["sh", "-c", "PGPASSWORD=hunter2 psql -c 'select 1'"],
+                            "sh -c PGPASSWORD=[REDACTED] psql -c 'select 1'")):  # fmt: skip
+        fake = ScriptedExec(ExecResult(0, b"1\n", b""))
+        r = run_step(step({**base, "command": command}), ctx_for(kube.api, namespace, exec=fake))
+        assert r.passed and r.message == f"`{shown}` in db-0 exited 0", r.message
+        assert fake.calls[0]["command"] == command  # what ran: as written
     v = evaluate_http(HttpExpect(status=200), 500, '{"error": "bad", "secret": "tok-123"}')
     assert "tok-123" not in str(v.details) and '"secret": "[REDACTED]' in v.details["body"]
 

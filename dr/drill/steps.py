@@ -35,7 +35,7 @@ from dr.drill.model import StepResult, human_duration
 from dr.drill.probe import DataProbe, PathProbe, ProbeError
 from dr.errors import DrError
 from dr.kube.exec import Exec, ExecError
-from dr.redact import redacted_head, redacted_tail
+from dr.redact import redact_argv, redacted_head, redacted_tail
 from dr.runbook.model import (
     DataStep,
     ExecStep,
@@ -517,7 +517,8 @@ def _exec(step: VerificationStep, ctx: StepContext) -> Verdict:
         "stdout": redacted_tail(stdout, _BODY_EXCERPT),
         "stderr": redacted_tail(stderr, _BODY_EXCERPT),
     }
-    cmd = " ".join(step.command)
+    # The command as the message quotes it: masked like a hook's (`mysql -pSECRET`, PGPASSWORD=).
+    cmd = " ".join(redact_argv(step.command))
     if len(cmd) > 60:
         cmd = cmd[:59] + "…"
     if result.exit_code != step.expect.exit_code:
