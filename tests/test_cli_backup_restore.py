@@ -18,12 +18,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 
 from dr.kube.client import KubeClient
 from dr.kube.objects import ResourceItem
 from dr.testkit.agent import wait_until
 from tests import servers
-from tests.cli_support import two_repository_config
+from tests.cli_support import two_repository_config, write_config
 from tests.helpers import Result, run_dr
 from tests.kube_helpers import (
     App,
@@ -519,6 +520,35 @@ def test_backup_of_a_namespace_that_does_not_exist_is_exit_2_and_writes_no_backu
             == f"error: no namespace matches {', '.join(patterns)}: nothing to back up"
         )
     assert not list(repo.glob("snapshots/*"))
+
+
+def test_a_glob_leaves_out_drill_copies_and_drs_namespace_unless_named(
+    capsys: Capsys, k8s: servers.TestCluster, kube_client: KubeClient, isolated_home: Path, unique: str
+) -> None:
+    # `dr backup -n 'p-*'` also backed up a drill's scratch namespace (a restored copy of the app,
+    # which `restore latest` could then bring back) and dr's own namespace (mover.namespace).
+    app, drill, own = f"p{unique}-app", f"p{unique}-drill", f"p{unique}-dr"
+    make_namespace(kube_client, app)
+    make_namespace(kube_client, drill, {"dr.dev/drill": "true", "dr.dev/expires": "1"})
+    make_namespace(kube_client, own)
+    try:
+        config = write_config(isolated_home)
+        doc = yaml.safe_load(config.read_text())
+        config.write_text(yaml.safe_dump({**doc, "mover": {"namespace": own}}))
+        assert run_dr(capsys, "--config", str(config), "repo", "init").code == 0
+        base = ("--config", str(config), "backup", "--no-data", "-o", "json")
+
+        res = dr(capsys, k8s, *base, "-n", f"p{unique}-*")
+        assert res.code == 0, res.err
+        assert res.json()["namespaces"] == [app] and res.json()["excludedNamespaces"] == [own, drill]
+        assert f"left out dr's namespace {own} and drill scratch namespace {drill}" in res.err
+
+        res = dr(capsys, k8s, *base, "-n", f"p{unique}-*", "-n", drill)
+        assert res.code == 0, res.err
+        assert res.json()["namespaces"] == [app, drill] and res.json()["excludedNamespaces"] == [own]
+    finally:
+        for ns in (app, drill, own):
+            kube_client.request("DELETE", f"/api/v1/namespaces/{ns}")
 
 
 def test_restore_of_namespaces_the_backup_does_not_hold_is_exit_2(

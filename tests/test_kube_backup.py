@@ -63,6 +63,63 @@ def test_scope_by_namespace_glob(kube_client: KubeClient, namespaces: list[str],
     assert result.timings.total_seconds >= result.timings.listing_seconds >= 0
 
 
+def test_drs_own_namespaces_are_left_out_of_globs_and_all_unless_named(
+    kube_client: KubeClient, unique: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    # A "*" policy (or app-*, or a label selector over all namespaces) also matched drill scratch
+    # namespaces, which hold restored copies of apps (a drill copy became the `latest` a restore
+    # picks, and its PVCs were snapshotted), and dr's own namespace (CronJobs, Secrets, snapshots).
+    app, drill, own = f"o{unique}-app", f"o{unique}-drill", f"o{unique}-dr"
+    make_namespace(kube_client, app)
+    make_namespace(kube_client, drill, {"dr.dev/drill": "true", "dr.dev/expires": "1"})
+    make_namespace(kube_client, own)
+    try:
+        for ns in (app, drill, own):
+            create(kube_client, "configmaps", configmap("cfg", {}, {"bk": unique}), ns)
+        sink = ListSink()
+        with caplog.at_level("INFO", logger="dr.backup.resources"):
+            result = backup_resources(
+                kube_client, BackupScope(namespaces=[f"o{unique}-*"]), sink, dr_namespace=own
+            )
+        assert result.namespaces == [app]
+        assert result.excluded_namespaces == [own, drill]
+        assert keys(sink) == {("configmaps", app, "cfg"), ("namespaces", None, app)}
+        assert (
+            f"left out dr's namespace {own} and drill scratch namespace {drill} (name them to back up)"
+            in (caplog.messages)
+        )
+        assert result.warnings == []
+
+        # All namespaces with a label selector: one list across namespaces, dr's own filtered out.
+        sink = ListSink()
+        result = backup_resources(kube_client, BackupScope(selector=f"bk={unique}"), sink, dr_namespace=own)
+        assert {(r, ns) for r, ns, _ in keys(sink) if r == "configmaps"} == {("configmaps", app)}
+        assert own not in result.namespaces and drill not in result.namespaces and app in result.namespaces
+        assert set(result.excluded_namespaces) >= {own, drill}
+
+        # Named exactly, beside a glob or alone: backed up.
+        sink = ListSink()
+        scope = BackupScope(namespaces=[f"o{unique}-*", drill])
+        result = backup_resources(kube_client, scope, sink, dr_namespace=own)
+        assert result.namespaces == [app, drill] and result.excluded_namespaces == [own]
+        sink = ListSink()
+        result = backup_resources(kube_client, BackupScope(namespaces=[own]), sink, dr_namespace=own)
+        assert result.namespaces == [own] and result.excluded_namespaces == []
+
+        # A glob that matches only dr's own namespaces backs up nothing: invalid input saying why.
+        with pytest.raises(InvalidInput) as e:
+            backup_resources(
+                kube_client, BackupScope(namespaces=[f"o{unique}-d*"]), ListSink(), dr_namespace=own
+            )
+        assert e.value.message == (
+            f"no namespace matches o{unique}-d*: nothing to back up (left out dr's namespace {own} and "
+            f"drill scratch namespace {drill} (name them to back up))"
+        )
+    finally:
+        for ns in (app, drill, own):
+            kube_client.request("DELETE", f"/api/v1/namespaces/{ns}")
+
+
 def test_selector_and_type_filters(kube_client: KubeClient, namespaces: list[str]) -> None:
     ns = namespaces[0]
     create(kube_client, "configmaps", configmap("web", {}, {"app": "web"}), ns)

@@ -18,6 +18,18 @@ Deployment, Jobs of a CronJob, ControllerRevisions, …) are backed up like any
 other but marked ``owned`` with their controller's uid; restore leaves them to
 their restored controllers.
 
+dr's own namespaces are left out of a selection by glob, of all namespaces
+(no ``namespaces``) and of a label selector over all namespaces: dr's
+namespace (``dr_namespace``: its CronJobs, Secrets, mover Jobs and temporary
+snapshots) and drill scratch namespaces (labelled ``dr.dev/drill=true``,
+holding restored copies of applications: backing them up would make a drill
+copy the ``latest`` a restore picks, and snapshot its PVCs). One named
+exactly (``-n dr-system``, a policy listing it) is backed up. What was left
+out is logged and recorded (``excluded_namespaces``). When every other
+namespace is selected, types are still listed across all namespaces, and an
+object of a namespace not selected (left out, or made after the namespaces
+were listed: a drill starting meanwhile) is skipped.
+
 Namespaces given by name or glob of which none exists are invalid input
 (``InvalidInput``, before anything is listed): an empty backup would become
 the ``latest`` a restore picks. Some named ones missing next to others found
@@ -37,6 +49,7 @@ sink is only ever called from the calling thread.
 
 from __future__ import annotations
 
+import logging
 import time
 from collections import Counter
 from collections.abc import Iterable
@@ -45,6 +58,7 @@ from typing import Any, Literal, Protocol
 from pydantic import BaseModel, Field
 
 from dr.backup.scope import BackupScope, is_glob, match_namespaces
+from dr.deploy.rbac import DRILL_LABEL
 from dr.errors import DrError, InvalidInput
 from dr.kube.client import ApiError, KubeClient
 from dr.kube.collect import DEFAULT_PAGE_SIZE, get_object, iter_pages
@@ -52,6 +66,8 @@ from dr.kube.discovery import ApiResource, Discovery, discover, match_specs
 from dr.kube.managed import backupable, object_skip_reason
 from dr.kube.objects import ResourceItem
 from dr.kube.selectors import parse_selector
+
+log = logging.getLogger(__name__)
 
 # Built-in API groups: a type in any other group may be served by a CRD, whose
 # definition is then backed up too (auto mode). Some CRD groups end in .k8s.io
@@ -129,6 +145,8 @@ class ResourceBackupResult(BaseModel):
     # Group ("core" for the core group) -> API version its objects were read in.
     api_versions: dict[str, str] = Field(default_factory=dict)
     namespaces: list[str] = Field(default_factory=list)
+    # dr's namespace and drill scratch namespaces the selection matched but left out (not named exactly).
+    excluded_namespaces: list[str] = Field(default_factory=list)
     counts: dict[str, int] = Field(default_factory=dict)  # plural.group -> objects backed up
     total: int = 0
     owned: int = 0  # of which owned by a controller (kept, not restored by default)
@@ -150,9 +168,13 @@ def backup_resources(
     *,
     page_size: int = DEFAULT_PAGE_SIZE,
     missing_namespaces: MissingNamespaces = "warn",
+    dr_namespace: str | None = None,
 ) -> ResourceBackupResult:
-    """Back up the resources ``scope`` selects into ``sink``; see the module docstring."""
-    return _BackupRun(kube, scope, sink, page_size, missing_namespaces).run()
+    """Back up the resources ``scope`` selects into ``sink``; see the module docstring.
+
+    ``dr_namespace`` is dr's own namespace (``mover.namespace``), left out unless named exactly.
+    """
+    return _BackupRun(kube, scope, sink, page_size, missing_namespaces, dr_namespace).run()
 
 
 class _BackupRun:
@@ -163,9 +185,13 @@ class _BackupRun:
         sink: ResourceSink,
         page_size: int,
         missing_namespaces: MissingNamespaces,
+        dr_namespace: str | None,
     ) -> None:
         self.kube, self.scope, self.sink, self.page_size = kube, scope, sink, page_size
         self.missing_namespaces = missing_namespaces
+        self.dr_namespace = dr_namespace
+        # With a cluster-wide listing: the namespaces whose objects are backed up (None: not filtered).
+        self.selected: set[str] | None = None
         self.selector = str(parse_selector(scope.selector)) or None
         self.result = ResourceBackupResult()
         self.counts: Counter[str] = Counter()
@@ -223,6 +249,8 @@ class _BackupRun:
             raise DrError("the cluster serves no namespaces resource")
         namespaces, ns_objects, all_namespaces = self.resolve_namespaces(ns_res)
         self.result.namespaces = namespaces
+        if all_namespaces:
+            self.selected = set(namespaces)
 
         namespaced = [r for r in types if r.namespaced]
         if namespaces:
@@ -289,18 +317,46 @@ class _BackupRun:
                 return sorted(set(patterns)), {}, False
             what = "match " + ", ".join(patterns) if patterns else "back up all namespaces"
             raise DrError(f"cannot list namespaces to {what}: {e.short}") from None
-        chosen, missing = match_namespaces(patterns, list(objs))
+        matched, missing = match_namespaces(patterns, list(objs))
+        named = {p for p in patterns if not is_glob(p)}
+        left_out = [n for n in matched if n not in named and self.is_drs_own(n, objs[n])]
+        chosen = [n for n in matched if n not in left_out]
+        why = self.left_out(left_out)
         if patterns and not chosen:
             # A mistyped -n (or a policy whose namespaces are all gone) would otherwise be an
             # empty "Completed" backup, which `restore latest` then picks: nothing is written.
-            raise InvalidInput(f"no namespace matches {', '.join(patterns)}: nothing to back up")
+            raise InvalidInput(
+                f"no namespace matches {', '.join(patterns)}: nothing to back up"
+                + (f" ({why})" if why else "")
+            )
+        if not chosen and left_out:
+            raise InvalidInput(f"no namespace to back up ({why})")
         if missing and self.missing_namespaces == "error":
             names = ", ".join(repr(n) for n in missing)
             were = "does not exist" if len(missing) == 1 else "do not exist"
             raise InvalidInput(f"namespace{'s' * (len(missing) > 1)} {names} {were}: nothing backed up")
         for name in missing:
             self.warn(f"namespace {name!r} does not exist")
-        return chosen, {n: objs[n] for n in chosen}, len(chosen) == len(objs)
+        # Every namespace but dr's own: still one cluster-wide list per type (list_into_sink filters).
+        return chosen, {n: objs[n] for n in chosen}, len(chosen) + len(left_out) == len(objs)
+
+    def is_drs_own(self, name: str, obj: dict[str, Any]) -> bool:
+        """dr's namespace, or a drill's scratch namespace (a restored copy of an application)."""
+        labels = (obj.get("metadata") or {}).get("labels") or {}
+        return name == self.dr_namespace or labels.get(DRILL_LABEL) == "true"
+
+    def left_out(self, names: list[str]) -> str:
+        """Record and log the namespaces of dr left out; the reason, for messages ("" when none)."""
+        if not names:
+            return ""
+        self.result.excluded_namespaces = names
+        parts = [f"dr's namespace {n}" for n in names if n == self.dr_namespace]
+        drills = [n for n in names if n != self.dr_namespace]
+        if drills:
+            parts.append(f"drill scratch namespace{'s' if len(drills) > 1 else ''} {', '.join(drills)}")
+        text = f"left out {' and '.join(parts)} (name {'them' if len(names) > 1 else 'it'} to back up)"
+        log.info("%s", text)
+        return text
 
     def selector_services(
         self,
@@ -377,6 +433,10 @@ class _BackupRun:
             for page in pages:
                 for obj in page:
                     listed += 1
+                    if self.selected is not None and res.namespaced:
+                        ns = (obj.get("metadata") or {}).get("namespace")
+                        if ns not in self.selected:
+                            continue
                     why = object_skip_reason(res.group, res.plural, obj, selector_services)
                     if why:
                         self.skipped[why] += 1

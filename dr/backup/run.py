@@ -97,6 +97,8 @@ class BackupRequest:
     tags: dict[str, str] = field(default_factory=dict)
     # "error" when the namespaces were given on the command line (see dr.backup.resources).
     missing_namespaces: MissingNamespaces = "warn"
+    # dr's own namespace (``mover.namespace``): left out of a selection unless named exactly.
+    dr_namespace: str | None = None
 
 
 @dataclass
@@ -137,7 +139,11 @@ def run_backup(
             writer = StreamWriter(repo, saver)
             sink = StreamSink(writer, remember)
             resources = backup_resources(
-                kube, request.scope, sink, missing_namespaces=request.missing_namespaces
+                kube,
+                request.scope,
+                sink,
+                missing_namespaces=request.missing_namespaces,
+                dr_namespace=request.dr_namespace,
             )
             sink.flush()
             stream = writer.close()
@@ -164,6 +170,7 @@ def run_backup(
             app={
                 "backupId": backup_id,
                 "scope": request.scope.model_dump(mode="json"),
+                "excludedNamespaces": resources.excluded_namespaces,
                 "clusterVersion": resources.cluster_version,
                 "apiVersions": resources.api_versions,
                 "counts": resources.counts,

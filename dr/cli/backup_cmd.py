@@ -106,7 +106,7 @@ def backup(
     scope = _scope(pol, namespaces, selector, include_resources, exclude_resources, include_cluster_resources)
     all_tags = {**(pol.tags if pol else {}), **pairs_to_dict(tags, "--tag")}
     request = BackupRequest(scope=scope, name=name or (pol.name if pol else "manual"), policy=pol.name if pol else None,
-                            tags=all_tags,
+                            tags=all_tags, dr_namespace=ctx.loaded.config.mover.namespace,
                             # A typed -n that does not exist is a mistake; a policy's namespace may be gone in
                             # an incident, and its scheduled backups must go on for the rest.
                             missing_namespaces="error" if namespaces else "warn")  # fmt: skip
@@ -119,7 +119,10 @@ def backup(
     snap = outcome.snapshot
     result = {
         **summary(snap),
-        **{k: snap.app.get(k) for k in ("counts", "volumes", "errors", "warnings", "timings")},
+        **{
+            k: snap.app.get(k)
+            for k in ("counts", "excludedNamespaces", "volumes", "errors", "warnings", "timings")
+        },
     }
     if output != "table":
         emit(result, output)
@@ -191,6 +194,8 @@ def describe(backup_id: str, output: str) -> None:
     )
     click.echo(f"  namespaces: {', '.join(snap.namespaces) or '-'}")
     click.echo(f"  scope: {a.get('scope')}")
+    if a.get("excludedNamespaces"):
+        click.echo(f"  left out (dr's own, not named): {', '.join(a['excludedNamespaces'])}")
     click.echo(f"  objects: {a.get('total', 0)} ({a.get('owned', 0)} owned by controllers)")
     for t, n in sorted((a.get("counts") or {}).items()):
         click.echo(f"    {t}: {n}")
