@@ -187,6 +187,32 @@ def test_backup_writes_metrics_and_events_and_a_failed_run_keeps_the_last_succes
     assert got[("dr_backup_last_success_timestamp_seconds", key)] == last_success
 
 
+def test_an_ad_hoc_backup_pushes_to_a_group_of_its_own_never_a_policys(
+    capsys: Capsys, k8s: servers.TestCluster, isolated_home: Path, textfile_dir: Path,
+    pushgateway: Pushgateway, shop: str, unique: str,
+) -> None:  # fmt: skip
+    # Without a policy, `dr backup` pushed to the group policy=<backup name> while its series said
+    # policy="": the Pushgateway overwrote the label with the group's, and `dr backup -n shop --name
+    # shop` replaced the metrics of policy shop (its last success included) with an ad-hoc run's.
+    config = configure(isolated_home, shop, {"textfile": str(textfile_dir / "dr.prom"),
+                                             "pushgateway": pushgateway.url}, f"shop-{unique}")  # fmt: skip
+    assert dr(capsys, config, k8s, "repo", "init").code == 0
+    assert dr(capsys, config, k8s, "backup", "--policy", "shop", "--no-data").code == 0
+    policy_file = (textfile_dir / "dr-backup-shop.prom").read_text()
+
+    for args, name in ((("--name", "shop"), "shop"), ((), "manual")):
+        pushgateway.requests.clear()
+        assert dr(capsys, config, k8s, "backup", "-n", shop, *args, "--no-data").code == 0
+        ((method, path, body),) = pushgateway.requests
+        # The grouping key is the series' own labels; the empty policy in the Pushgateway's encoding.
+        assert (method, path) == ("POST", f"/metrics/job/dr-backup/app/{name}/policy@base64/=")
+        assert series(body.decode())[("dr_backup_last_run_success", (("app", name), ("policy", "")))] == 1
+        got = series((textfile_dir / f"dr-backup.{name}.prom").read_text())
+        assert got[("dr_backup_last_run_success", (("app", name), ("policy", "")))] == 1
+    # The policy's file is the policy's run alone.
+    assert (textfile_dir / "dr-backup-shop.prom").read_text() == policy_file
+
+
 def test_restore_records_metrics_and_events_on_its_target_namespaces_and_a_dry_run_records_nothing(
     capsys: Capsys,
     k8s: servers.TestCluster,

@@ -5,7 +5,8 @@ The commands call these hooks once per run, success or failure:
 * Prometheus metrics (``dr.observe.metrics``) — written to the configured
   node-exporter textfile (one file per job, ``textfile_for``) and pushed to
   the configured Pushgateway (job ``dr-backup`` / ``dr-drill``, grouped by
-  policy or app; ``dr-restore`` by the restored backup's name); nothing when
+  policy or app — a backup without a policy by its empty policy and name,
+  ``backup_metrics_group``; ``dr-restore`` by the restored backup's name); nothing when
   ``metrics`` is not configured.
 * Kubernetes Events (``dr.observe.events``) on the namespaces the run was
   about: the backed-up namespaces, the restore's target namespaces, the
@@ -159,9 +160,25 @@ def backup_finished(
         namespaces = [n for n in request.scope.namespaces if not is_glob(n)]
         reason = Reason.BACKUP_FAILED
         message = f"backup {request.name} failed: {_error_text(error) if error else 'no result'}"
-    out.metrics(m, BACKUP_JOB, f"backup-{policy or request.name}", {"policy": policy or request.name})
+    out.metrics(m, BACKUP_JOB, *backup_metrics_group(request))
     out.events(namespaces, reason, message)
     return out.warnings
+
+
+def backup_metrics_group(request: BackupRequest) -> tuple[str, dict[str, str]]:
+    """The textfile job and the Pushgateway grouping key of a backup's metrics.
+
+    A policy's runs share its group (``policy``) and file (``backup-<policy>``).
+    A backup without a policy gets a group keyed by its series' own labels,
+    ``policy=""`` and ``app=<name>`` (prometheus_client sends the empty value
+    as ``policy@base64/=``, the Pushgateway's encoding), and the file
+    ``backup.<name>`` ("." is in no policy name): an ad-hoc run — even one
+    named like a policy — never replaces a policy's metrics, and the
+    Pushgateway, which sets a group's labels on its series, keeps them as sent.
+    """
+    if request.policy:
+        return f"backup-{request.policy}", {"policy": request.policy}
+    return f"backup.{request.name}", {"policy": "", "app": request.name}
 
 
 @contextmanager
