@@ -7,6 +7,7 @@ produced on purpose; the clone is made ready by the node agent.
 
 from __future__ import annotations
 
+import threading
 from typing import Any
 
 import pytest
@@ -19,6 +20,7 @@ from dr.kube.snapshots import (
     create_pvc_from_snapshot,
     create_snapshot,
     csi_driver_of,
+    delete_snapshot,
     find_snapshot_class,
     wait_snapshot,
 )
@@ -227,3 +229,77 @@ def test_clone_into_another_namespace_and_a_pvc_from_it(
         kc.request("DELETE", f"/apis/storage.k8s.io/v1/storageclasses/sc-{unique}")
         for ns in (app, mover):
             kc.request("DELETE", f"/api/v1/namespaces/{ns}")
+
+
+def _dynamic_content(ref: SnapshotRef, policy: str) -> dict[str, Any]:
+    """What the snapshot controller makes for a VolumeSnapshot of a PVC (named by its uid)."""
+    return {
+        "apiVersion": "snapshot.storage.k8s.io/v1",
+        "kind": "VolumeSnapshotContent",
+        "metadata": {"name": f"snapcontent-{ref.uid}"},
+        "spec": {
+            "deletionPolicy": policy,
+            "driver": "x.csi",
+            "source": {"volumeHandle": "pvc-1"},
+            "volumeSnapshotClassName": "cls",
+            "volumeSnapshotRef": {"kind": "VolumeSnapshot", "name": ref.name, "namespace": ref.namespace,
+                                  "uid": ref.uid},
+        },
+    }  # fmt: skip
+
+
+def test_a_retain_content_not_yet_named_in_the_snapshots_status_is_switched_to_delete(
+    kube_client: KubeClient, namespace: str, snapshot_crds: None
+) -> None:
+    # The controller makes the content before it writes its name into the snapshot's status. A
+    # snapshot deleted in between (timed out before it bound) left a Retain content and its storage
+    # snapshot behind: dr looked for the content only through the status.
+    kc = kube_client
+    ref = create_snapshot(kc, namespace, "s1", "data", "cls", {"dr.dev/mover": "true"})
+    content = post(kc, f"{API}/volumesnapshotcontents", _dynamic_content(ref, "Retain"))
+    path = f"{API}/volumesnapshotcontents/{content['metadata']['name']}"
+    try:
+        assert delete_snapshot(kc, namespace, "s1") == (True, None)
+        # Delete: the controller removes a Delete content whose snapshot is gone, and its storage snapshot.
+        got = kc.request("GET", path)
+        assert got[0] == 404 or kc.get(path)["spec"]["deletionPolicy"] == "Delete"
+    finally:
+        kc.request("DELETE", path)
+
+
+def test_a_content_made_while_the_snapshot_is_deleted_goes_too(
+    kube_client: KubeClient, namespace: str, snapshot_crds: None
+) -> None:
+    # The controller may be making the content while dr deletes a snapshot that has none yet; it
+    # holds the snapshot by its finalizer until done. A Retain content made for a snapshot that is
+    # gone is never deleted by anyone: one more leaked storage snapshot.
+    kc = kube_client
+    finalizer = "snapshot.storage.kubernetes.io/volumesnapshot-as-source-protection"
+    ref = create_snapshot(kc, namespace, "s2", "data", "cls", {"dr.dev/mover": "true"})
+    vs_path = f"{API}/namespaces/{namespace}/volumesnapshots/s2"
+    kc.call("PATCH", vs_path, body={"metadata": {"finalizers": [finalizer]}},
+            content_type="application/merge-patch+json")  # fmt: skip
+    content_path = f"{API}/volumesnapshotcontents/snapcontent-{ref.uid}"
+    problems: list[BaseException] = []
+
+    def controller() -> None:
+        """Sees the deletion, finishes making the content, then lets the snapshot go."""
+        try:
+            wait_until(lambda: "deletionTimestamp" in kc.get(vs_path)["metadata"], what="snapshot deleted")
+            post(kc, f"{API}/volumesnapshotcontents", _dynamic_content(ref, "Retain"))
+            kc.call("PATCH", vs_path, body={"metadata": {"finalizers": None}},
+                    content_type="application/merge-patch+json")  # fmt: skip
+        except BaseException as e:  # the test fails below, not a stray thread
+            problems.append(e)
+
+    thread = threading.Thread(target=controller, daemon=True)
+    thread.start()
+    try:
+        assert delete_snapshot(kc, namespace, "s2") == (True, None)
+        thread.join(timeout=30)
+        assert not problems, problems
+        assert kc.request("GET", content_path)[0] == 404
+    finally:
+        kc.request("PATCH", vs_path, body={"metadata": {"finalizers": None}},
+                   content_type="application/merge-patch+json")  # fmt: skip
+        kc.request("DELETE", content_path)

@@ -29,7 +29,9 @@ snapshot: dr's snapshots are temporary, so a content the snapshot controller
 made for one with deletion policy ``Retain`` (the class's) is switched to
 ``Delete`` first — else every backup would leave a storage snapshot behind.
 Only the backup account may switch it: a sweep of leftovers by another
-(``dr drill gc``) leaves such a snapshot to the backup's next sweep.
+(``dr drill gc``) leaves such a snapshot to the backup's next sweep. A
+snapshot deleted before its content bound (a timeout) is followed up: the
+content made for its uid, found by the controller's name for it, goes too.
 
 Every object made here carries the caller's labels (``dr.dev/mover``,
 ``dr.dev/run``, ``dr.dev/expires``) so that leftovers of a crashed run can be
@@ -49,6 +51,7 @@ from dr.kube.apply import create, delete
 from dr.kube.client import KubeClient, error_from_response
 from dr.kube.collect import get_object, list_objects
 from dr.kube.discovery import ApiResource
+from dr.kube.wait import wait_for_deletion
 
 SNAPSHOT_GROUP = "snapshot.storage.k8s.io"
 SNAPSHOT_VERSION = "v1"
@@ -358,8 +361,51 @@ def create_pvc_from_snapshot(
     return create(kube, PVCS, obj)
 
 
+def dynamic_content_name(uid: str) -> str:
+    """The name the snapshot controller gives the content it makes for VolumeSnapshot ``uid``."""
+    return f"snapcontent-{uid}"
+
+
+def _own_content(kube: KubeClient, vs: dict[str, Any]) -> tuple[str | None, dict[str, Any] | None]:
+    """The content of ``vs``: the one its status names, else one made for it and not yet recorded there.
+
+    The snapshot controller creates ``snapcontent-<uid>`` before it writes the
+    name into the snapshot's status; a snapshot deleted in between (a timeout
+    before the content bound) would otherwise lose a ``Retain`` content and its
+    storage snapshot. The uid in ``spec.volumeSnapshotRef`` says it is this one's.
+    """
+    name = _status(vs).get("boundVolumeSnapshotContentName")
+    if name:
+        return str(name), get_object(kube, VOLUME_SNAPSHOT_CONTENTS, None, str(name))
+    uid = _meta(vs).get("uid")
+    if not uid:
+        return None, None
+    content = get_object(kube, VOLUME_SNAPSHOT_CONTENTS, None, dynamic_content_name(str(uid)))
+    ref = ((content or {}).get("spec") or {}).get("volumeSnapshotRef") or {}
+    if content is None or ref.get("uid") != uid:
+        return None, None
+    return dynamic_content_name(str(uid)), content
+
+
+def _switch_to_delete(kube: KubeClient, content_name: str, spec: dict[str, Any]) -> str | None:
+    """Patch a dynamically made content to ``deletionPolicy: Delete``; the refusal's reason, or None."""
+    if "volumeHandle" not in (spec.get("source") or {}) or spec.get("deletionPolicy") == "Delete":
+        return None
+    path = VOLUME_SNAPSHOT_CONTENTS.object_path(None, content_name)
+    body = {"spec": {"deletionPolicy": "Delete"}}
+    status, data = kube.request("PATCH", path, body=body, content_type="application/merge-patch+json")
+    if not 200 <= status < 300 and status != 404:
+        return error_from_response("PATCH", path, status, data).short
+    return None
+
+
 def delete_snapshot(
-    kube: KubeClient, namespace: str, name: str, *, leave_if_retained: bool = False
+    kube: KubeClient,
+    namespace: str,
+    name: str,
+    *,
+    leave_if_retained: bool = False,
+    settle_timeout: float = 30.0,
 ) -> tuple[bool, str | None]:
     """Delete one of dr's temporary VolumeSnapshots and, whatever its class says, its storage snapshot.
 
@@ -375,32 +421,61 @@ def delete_snapshot(
     an account that may not patch contents) the snapshot is left, labelled, for
     the sweep of the backup account, which may. ``ApiError`` when the delete is
     refused.
+
+    A snapshot with no content yet (timed out before one bound) may still get
+    one: the controller may be making it as the snapshot is deleted, and one
+    made for a snapshot that is gone is never deleted under ``Retain``. So
+    after the delete dr waits (up to ``settle_timeout``) until the snapshot is
+    gone — the controller holds it by its finalizers until it has dealt with
+    it, and makes no content after — and then switches and deletes a content
+    made for its uid. Still there by then, the snapshot stays listed, labelled,
+    for the next sweep of leftovers, which does the same.
     """
     vs = get_object(kube, VOLUME_SNAPSHOTS, namespace, name)
     if vs is None:
         return False, None
     warning = None
-    content_name = _status(vs).get("boundVolumeSnapshotContentName")
-    content = get_object(kube, VOLUME_SNAPSHOT_CONTENTS, None, str(content_name)) if content_name else None
+    content_name, content = _own_content(kube, vs)
     spec = (content or {}).get("spec") or {}
     ref = spec.get("volumeSnapshotRef") or {}
     ours = ref.get("namespace") == namespace and ref.get("name") == name
-    dynamic = "volumeHandle" in (spec.get("source") or {})
-    if ours and dynamic and spec.get("deletionPolicy") != "Delete":
-        path = VOLUME_SNAPSHOT_CONTENTS.object_path(None, str(content_name))
-        body = {"spec": {"deletionPolicy": "Delete"}}
-        status, data = kube.request("PATCH", path, body=body, content_type="application/merge-patch+json")
-        if not 200 <= status < 300 and status != 404:
-            err = error_from_response("PATCH", path, status, data)
-            if leave_if_retained:
-                return False, (
-                    f"VolumeSnapshot {namespace}/{name} left for the backup account's cleanup: its "
-                    f"VolumeSnapshotContent {content_name} has deletionPolicy {spec.get('deletionPolicy')} "
-                    f"and this account cannot switch it to Delete ({err.short}); deleted now, it would keep "
-                    "its storage snapshot"
-                )
-            warning = (
-                f"VolumeSnapshotContent {content_name} has deletionPolicy {spec.get('deletionPolicy')}: "
-                f"its storage snapshot stays (delete it yourself); cannot switch it to Delete: {err.short}"
+    refused = _switch_to_delete(kube, str(content_name), spec) if ours else None
+    if refused:
+        if leave_if_retained:
+            return False, (
+                f"VolumeSnapshot {namespace}/{name} left for the backup account's cleanup: its "
+                f"VolumeSnapshotContent {content_name} has deletionPolicy {spec.get('deletionPolicy')} "
+                f"and this account cannot switch it to Delete ({refused}); deleted now, it would keep "
+                "its storage snapshot"
             )
-    return delete(kube, VOLUME_SNAPSHOTS, namespace, name, propagation="Background"), warning
+        warning = (
+            f"VolumeSnapshotContent {content_name} has deletionPolicy {spec.get('deletionPolicy')}: "
+            f"its storage snapshot stays (delete it yourself); cannot switch it to Delete: {refused}"
+        )
+    uid = _meta(vs).get("uid")
+    deleted = delete(kube, VOLUME_SNAPSHOTS, namespace, name, uid=uid, propagation="Background")
+    if content is None and deleted and uid:
+        warning = _late_content(kube, namespace, name, str(uid), settle_timeout) or warning
+    return deleted, warning
+
+
+def _late_content(kube: KubeClient, namespace: str, name: str, uid: str, timeout: float) -> str | None:
+    """After deleting a snapshot that had no content: the content made for it meanwhile, deleted. A warning."""
+    try:
+        wait_for_deletion(kube, VOLUME_SNAPSHOTS, namespace, name, uid=uid, timeout=timeout)
+    except DrError:
+        return None  # still held by the controller: listed and labelled, the next sweep comes back
+    content_name = dynamic_content_name(uid)
+    content = get_object(kube, VOLUME_SNAPSHOT_CONTENTS, None, content_name)
+    spec = (content or {}).get("spec") or {}
+    if content is None or (spec.get("volumeSnapshotRef") or {}).get("uid") != uid:
+        return None
+    refused = _switch_to_delete(kube, content_name, spec)
+    if refused:
+        return (
+            f"VolumeSnapshotContent {content_name} was made for VolumeSnapshot {namespace}/{name} after it "
+            f"was deleted and has deletionPolicy {spec.get('deletionPolicy')}: its storage snapshot stays "
+            f"(delete it yourself); cannot switch it to Delete: {refused}"
+        )
+    delete(kube, VOLUME_SNAPSHOT_CONTENTS, None, content_name, propagation="Background")
+    return None
