@@ -506,6 +506,20 @@ def test_bad_namespace_mapping_is_exit_2(capsys: Capsys, k8s: servers.TestCluste
     assert len(res.err.splitlines()) == 1 and "'Not_A_Name' is not a valid namespace name" in res.err
 
 
+@pytest.mark.parametrize("name", ["../../etc/x", "Shop", "shop_db", "-shop", "a" * 53])
+def test_backup_name_that_is_not_a_policy_like_name_is_exit_2_and_writes_nothing(
+    capsys: Capsys, k8s: servers.TestCluster, repo: Path, name: str
+) -> None:
+    # The name becomes the backup id's tail and the metrics textfile's name (dr-backup.NAME.prom).
+    res = dr(capsys, k8s, "backup", "-n", "default", "--no-data", "--name", name)
+    assert (res.code, res.out) == (2, ""), res.err
+    assert res.err.splitlines() == [
+        f"error: --name {name!r}: lowercase letters, digits and '-', starting and ending with a letter or digit, "
+        "at most 52 characters"
+    ]
+    assert not list(repo.glob("snapshots/*"))
+
+
 def test_backup_of_a_namespace_that_does_not_exist_is_exit_2_and_writes_no_backup(
     capsys: Capsys, k8s: servers.TestCluster, repo: Path, unique: str
 ) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import re
 import time
 from typing import Any
 
@@ -16,7 +17,7 @@ from dr.cli.output import Column, emit, output_option
 from dr.cli.params import KeyValue, pairs_to_dict, split_csv
 from dr.cli.repo_access import backup_policy, open_repository, policy_repository
 from dr.cli.volume_access import volume_backup_step
-from dr.config import BackupPolicy
+from dr.config import NAME_MAX, NAME_PATTERN, BackupPolicy
 from dr.errors import ExitCode, InvalidInput, PartialFailure
 from dr.observe.run_hooks import observe_backup
 from dr.repo.snapshots import Snapshot, find_snapshot, partial_if_unreadable, readable_snapshots
@@ -102,6 +103,13 @@ def backup(
     Exit 3 when some items could not be backed up; each is listed.
     """
     ctx = app()
+    if name is not None and (len(name) > NAME_MAX or not re.match(NAME_PATTERN, name)):
+        # It names the backup's id, its metrics group and textfile (dr-backup.NAME.prom), so
+        # it follows the rule of policy names; a '/' made a path outside the textfile directory.
+        raise InvalidInput(
+            f"--name {name!r}: lowercase letters, digits and '-', starting and ending with a letter or digit, "
+            f"at most {NAME_MAX} characters"
+        )
     pol = _policy(ctx, policy)
     scope = _scope(pol, namespaces, selector, include_resources, exclude_resources, include_cluster_resources)
     all_tags = {**(pol.tags if pol else {}), **pairs_to_dict(tags, "--tag")}
