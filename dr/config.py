@@ -645,6 +645,8 @@ class Retention:
     keep_weekly: int | None = field(default=None, metadata={"ge": 0})
     keep_monthly: int | None = field(default=None, metadata={"ge": 0})
     keep_yearly: int | None = field(default=None, metadata={"ge": 0})
+    # Every backup at most this long before the newest (restic's --keep-within).
+    keep_within: timedelta | None = field(default=None, metadata=POSITIVE_DURATION)
 
 
 @dataclass

@@ -299,3 +299,44 @@ def test_a_retained_backup_keeps_the_volume_snapshots_it_needs(tmp_path: Path) -
         "a" * 64: f"needed by backup {'c' * 8}, which Object Lock retains",
     }
     assert _ids(repo) == {"a" * 64, "c" * 64}
+
+
+def test_forget_keep_within_keeps_the_backups_of_that_time_before_the_newest(
+    isolated_home: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert run_dr(capsys, "repo", "init").code == 0
+    repo = _default_repo(isolated_home)
+    days = [f"{'b' * 63}{d}" for d in range(4)]
+    for d, name in enumerate(days):
+        _backup(repo, name, T0 + timedelta(days=d), [])
+    r = run_dr(capsys, "forget", "--keep-within", "36h", "--dry-run", "-o", "json")
+    assert r.code == 0, r.err
+    assert r.json()["removed"] == days[:2]
+    r = run_dr(capsys, "forget", "--keep-within", "1d12h", "-o", "json")
+    assert r.code == 0, r.err
+    rows = {row["id"]: row for row in r.json()["snapshots"]}
+    assert rows[days[2]]["reasons"] == ["within"] and _ids(repo) == set(days[2:])
+    for bad, why in (("7days", "invalid duration '7days'"), ("0", "'0' must be longer than 0")):
+        r = run_dr(capsys, "forget", "--keep-within", bad)
+        assert r.code == 2 and len(r.err.splitlines()) == 1 and why in r.err, r.err
+    assert _ids(repo) == set(days[2:])
+
+
+def test_forget_with_a_policy_applies_its_keep_within(
+    isolated_home: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    config = str(write_config(isolated_home, backup_policies=[
+        {"name": "p", "schedule": "0 2 * * *", "scope": {"namespaces": ["shop"]},
+         "retention": {"keepWithin": "2d"}},
+    ]))  # fmt: skip
+    assert run_dr(capsys, "--config", config, "repo", "init").code == 0
+    key = LocalKeyProvider(isolated_home / "repo.key")
+    repo = Repository.open(
+        open_store(f"file://{isolated_home}/repo"), lambda uri: key if uri == key.uri else None
+    )
+    days = [f"{'b' * 63}{d}" for d in range(5)]
+    for d, name in enumerate(days):
+        _backup(repo, name, T0 + timedelta(days=d), [])
+    r = run_dr(capsys, "--config", config, "forget", "--policy", "p")
+    assert r.code == 0, r.err
+    assert _ids(repo) == set(days[2:])

@@ -160,6 +160,14 @@ def test_cli_validate_example(capsys: pytest.CaptureFixture[str]) -> None:
             ":4:17: backupPolicies[0].retention.keepDaily: must be at least 0",
         ),
         (
+            "backupPolicies:\n  - name: a\n    schedule: '@daily'\n    retention: {keepWithin: 7days}\n",
+            ":4:17: backupPolicies[0].retention.keepWithin: invalid duration '7days'",
+        ),
+        (
+            "backupPolicies:\n  - name: a\n    schedule: '@daily'\n    retention: {keepWithin: 0s}\n",
+            ":4:17: backupPolicies[0].retention.keepWithin: duration '0s' must be longer than 0",
+        ),
+        (
             "repositories:\n  - name: r\n    url: file:///x\n    s3: {region: x}\n",
             ":2:5: repositories[0]: s3 options given for a file:// repository",
         ),

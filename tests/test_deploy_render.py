@@ -489,6 +489,10 @@ def test_retention_jobs_follow_the_policies_and_their_repositories(example: Path
     doc["repositories"].append(offsite)
     doc["backupPolicies"][1]["repository"] = "offsite"
     doc["backupPolicies"].append({**doc["backupPolicies"][0], "name": "keep-all", "retention": {}})
+    # keepWithin alone is a retention: `dr forget --policy` reads it from the config.
+    doc["backupPolicies"].append(
+        {**doc["backupPolicies"][0], "name": "recent", "retention": {"keepWithin": "3d"}}
+    )
     example.write_text(yaml.safe_dump(doc))  # beside the example's runbook
     jobs = {o["metadata"]["name"]: o for o in _render(example) if o["kind"] == "CronJob"}
 
@@ -496,11 +500,13 @@ def test_retention_jobs_follow_the_policies_and_their_repositories(example: Path
         return list(jobs[name]["spec"]["jobTemplate"]["spec"]["template"]["spec"]["containers"][0]["args"])
 
     assert sorted(n for n in jobs if n.startswith(("dr-forget-", "dr-prune-"))) == [
-        "dr-forget-platform-hourly", "dr-forget-shop-nightly", "dr-prune-offsite", "dr-prune-s3-primary",
+        "dr-forget-platform-hourly", "dr-forget-recent", "dr-forget-shop-nightly", "dr-prune-offsite",
+        "dr-prune-s3-primary",
     ]  # fmt: skip
     assert args("dr-prune-offsite") == ["--repo", "s3://acme-dr-offsite/prod-eu1", "prune"]
     assert args("dr-prune-s3-primary") == ["prune"]
     assert args("dr-forget-platform-hourly") == ["forget", "--policy", "platform-hourly"]
+    assert args("dr-forget-recent") == ["forget", "--policy", "recent"]
 
 
 def test_the_maintenance_account_has_no_rights_in_the_cluster() -> None:

@@ -38,6 +38,16 @@ def test_keep_last() -> None:
     assert kept(apply_policy(items, Policy(last=3))) == ["s007", "s008", "s009"]
 
 
+def test_keep_within_counts_back_from_the_newest_not_from_now() -> None:
+    items = _times(10, timedelta(hours=12))  # s009 is 4.5 days after s000, years ago
+    d = {x.id: x for x in apply_policy(items, Policy(within=timedelta(hours=36)))}
+    # s006 is exactly 36 h before the newest: kept, as restic does.
+    assert kept(list(d.values())) == ["s006", "s007", "s008", "s009"]
+    assert d["s009"].reasons == ["within"]
+    assert kept(apply_policy(items, Policy(last=1, within=timedelta(hours=11)))) == ["s009"]
+    assert not Policy(within=timedelta(hours=1)).empty()
+
+
 def test_keep_daily_takes_newest_of_each_day() -> None:
     items = _times(72, timedelta(hours=1))  # three days, hourly
     d = apply_policy(items, Policy(daily=2))

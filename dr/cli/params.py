@@ -1,10 +1,13 @@
-"""Parameter types shared by several commands (``K=V`` pairs, percentages)."""
+"""Parameter types shared by several commands (``K=V`` pairs, percentages, durations)."""
 
 from __future__ import annotations
 
+from datetime import timedelta
 from typing import Any
 
 import click
+
+from dr.cron import parse_duration
 
 
 class KeyValue(click.ParamType):  # type: ignore[type-arg]
@@ -52,6 +55,24 @@ class Percent(click.ParamType):  # type: ignore[type-arg]
         if not 0 < pct <= 100:
             self.fail(f"{value!r} must be in (0, 100]", param, ctx)
         return pct / 100.0
+
+
+class Duration(click.ParamType):  # type: ignore[type-arg]
+    """``90s``, ``36h``, ``7d``, ``1h30m`` (dr's duration syntax, as in the config) -> a
+    timedelta longer than 0."""
+
+    name = "DURATION"
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> timedelta:
+        if isinstance(value, timedelta):
+            return value
+        try:
+            d = parse_duration(str(value))
+        except (ValueError, OverflowError) as e:
+            self.fail(str(e) if isinstance(e, ValueError) else f"{value!r} is too long", param, ctx)
+        if d <= timedelta(0):
+            self.fail(f"{value!r} must be longer than 0", param, ctx)
+        return d
 
 
 def split_csv(values: tuple[str, ...]) -> list[str]:

@@ -13,7 +13,7 @@ import click
 
 from dr.cli.context import app
 from dr.cli.output import Column, emit, output_option
-from dr.cli.params import read_data_option
+from dr.cli.params import Duration, read_data_option
 from dr.cli.progress import byte_progress
 from dr.cli.repo_access import backup_policy, init_repository, open_repository, policy_repository
 from dr.errors import ExitCode, InvalidInput, VerificationFailed
@@ -379,12 +379,18 @@ def _policy_from(ctx: Any, name: str | None, cli: Policy) -> Policy:
         last=cli.last or r.keep_last or 0, hourly=cli.hourly or r.keep_hourly or 0,
         daily=cli.daily or r.keep_daily or 0, weekly=cli.weekly or r.keep_weekly or 0,
         monthly=cli.monthly or r.keep_monthly or 0, yearly=cli.yearly or r.keep_yearly or 0,
+        within=cli.within or r.keep_within or timedelta(0),
     )  # fmt: skip
     return merged
 
 
 @click.command("forget")
 @click.option("--keep-last", type=click.IntRange(min=0), help="Keep the N most recent backups.")
+@click.option(
+    "--keep-within",
+    type=Duration(),
+    help="Keep every backup made at most DURATION (36h, 7d) before the newest of its group.",
+)
 @click.option("--keep-hourly", type=click.IntRange(min=0), help="Keep the last backup of each of N hours.")
 @click.option("--keep-daily", type=click.IntRange(min=0), help="Keep the last backup of each of N days.")
 @click.option("--keep-weekly", type=click.IntRange(min=0), help="Keep the last backup of each of N weeks.")
@@ -402,6 +408,7 @@ def _policy_from(ctx: Any, name: str | None, cli: Policy) -> Policy:
 @output_option()
 def forget(
     keep_last: int | None,
+    keep_within: timedelta | None,
     keep_hourly: int | None,
     keep_daily: int | None,
     keep_weekly: int | None,
@@ -425,7 +432,7 @@ def forget(
     """
     ctx = app()
     cli_policy = Policy(keep_last or 0, keep_hourly or 0, keep_daily or 0, keep_weekly or 0, keep_monthly or 0,
-                        keep_yearly or 0)  # fmt: skip
+                        keep_yearly or 0, keep_within or timedelta(0))  # fmt: skip
     pol = _policy_from(ctx, policy, cli_policy)
     if pol.empty():
         raise InvalidInput("no retention given: use --keep-* options or --policy NAME with a retention")

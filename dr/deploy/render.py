@@ -217,7 +217,8 @@ def _retention_jobs(cfg: Config, deadline: timedelta) -> list[JobSpec]:
     repositories: dict[str, tuple[str, bool]] = {}
     for p in cfg.backup_policies:
         r = p.retention
-        if not any((r.keep_last, r.keep_hourly, r.keep_daily, r.keep_weekly, r.keep_monthly, r.keep_yearly)):
+        rules = (r.keep_last, r.keep_hourly, r.keep_daily, r.keep_weekly, r.keep_monthly, r.keep_yearly)
+        if not any(rules) and not r.keep_within:
             continue  # no retention: keep every backup
         jobs.append(
             JobSpec(

@@ -1,4 +1,4 @@
-"""Retention: which snapshots a keep-last/hourly/daily/weekly/monthly/yearly policy keeps.
+"""Retention: which snapshots a keep-last/within/hourly/daily/weekly/monthly/yearly policy keeps.
 
 Pure logic over (id, time) pairs, grandfather-father-son as in restic: within
 one group, ``keep_last N`` keeps the N newest; ``keep_daily N`` keeps the
@@ -6,7 +6,9 @@ newest snapshot of each of the N most recent days that have one; likewise
 for hours, ISO weeks, months and years — counted on the clock of the backups'
 policy's ``timeZone`` (UTC when it has none), where its schedule runs: a backup at
 00:30 Europe/Berlin (23:30 UTC the day before) is of its Berlin day, month and
-year. A snapshot kept by any rule is kept,
+year. ``keep_within D`` keeps every snapshot made at most D before the group's
+newest (not before now, as restic: a policy whose backups stopped does not lose
+them all as time passes). A snapshot kept by any rule is kept,
 with every reason recorded. A policy with no rule keeps everything (never
 "delete all" by omission).
 """
@@ -15,7 +17,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, tzinfo
+from datetime import UTC, datetime, timedelta, tzinfo
 
 
 @dataclass(frozen=True)
@@ -26,9 +28,12 @@ class Policy:
     weekly: int = 0
     monthly: int = 0
     yearly: int = 0
+    within: timedelta = timedelta(0)
 
     def empty(self) -> bool:
-        return not any((self.last, self.hourly, self.daily, self.weekly, self.monthly, self.yearly))
+        return not any(
+            (self.last, self.hourly, self.daily, self.weekly, self.monthly, self.yearly, self.within)
+        )
 
 
 @dataclass
@@ -62,6 +67,13 @@ def apply_policy(items: Sequence[tuple[str, datetime]], policy: Policy, zone: tz
     for d in decisions[: policy.last]:
         d.keep = True
         d.reasons.append("last")
+    if policy.within and decisions:
+        # restic's --keep-within: counted back from the group's newest snapshot.
+        since = decisions[0].time - policy.within
+        for d in decisions:
+            if d.time >= since:
+                d.keep = True
+                d.reasons.append("within")
     for name, bucket in _BUCKETS:
         n = getattr(policy, name)
         seen: set[tuple[object, ...]] = set()
