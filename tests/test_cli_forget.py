@@ -340,3 +340,184 @@ def test_forget_with_a_policy_applies_its_keep_within(
     r = run_dr(capsys, "--config", config, "forget", "--policy", "p")
     assert r.code == 0, r.err
     assert _ids(repo) == set(days[2:])
+
+
+def _two_backups(repo: Repository) -> dict[str, str]:
+    """Two backups of one volume and a volume snapshot both need (as a backup whose
+    mover found the volume unchanged could share it) -> their ids by role."""
+    ids = {"old": "a1" + "0" * 62, "new": "a2" + "0" * 62, "old_vol": "b1" + "0" * 62,
+           "new_vol": "b2" + "0" * 62, "shared": "b3" + "0" * 62}  # fmt: skip
+    _volume(repo, ids["old_vol"], T0)
+    _volume(repo, ids["shared"], T0, pvc="logs")
+    _volume(repo, ids["new_vol"], T0 + timedelta(days=1), run=1)
+    _backup(repo, ids["old"], T0, [ids["old_vol"], ids["shared"]])
+    _backup(repo, ids["new"], T0 + timedelta(days=1), [ids["new_vol"], ids["shared"]])
+    return ids
+
+
+def test_forget_by_id_removes_that_backup_and_the_volume_snapshots_only_it_needs(
+    isolated_home: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert run_dr(capsys, "repo", "init").code == 0
+    repo = _default_repo(isolated_home)
+    ids = _two_backups(repo)
+    everything = set(ids.values())
+    r = run_dr(capsys, "forget", "a1", "--dry-run")  # too short: as `dr backups describe`
+    assert (r.code, r.err) == (
+        2,
+        "error: snapshot id 'a1' is too short (give at least 4 characters, or 'latest')\n",
+    )
+    r = run_dr(capsys, "forget", ids["old"][:8], "--dry-run")
+    assert r.code == 0, r.err
+    assert "would remove" in r.out and _ids(repo) == everything
+    r = run_dr(capsys, "forget", ids["old"][:8], "-o", "json")
+    assert r.code == 0, r.err
+    doc = r.json()
+    assert (doc["dryRun"], doc["removed"], doc["retained"]) == (
+        False,
+        sorted([ids["old"], ids["old_vol"]]),
+        [],
+    )
+    rows = {row["id"]: (row["keep"], row["group"], row["reasons"]) for row in doc["snapshots"]}
+    assert rows == {
+        ids["old"]: (False, "p/shop", []),
+        ids["old_vol"]: (False, "(part of a removed backup)", []),
+        ids["shared"]: (True, "(part of a removed backup)", [f"needed by backup {ids['new'][:8]}"]),
+    }
+    assert _ids(repo) == everything - {ids["old"], ids["old_vol"]}
+    assert run_dr(capsys, "repo", "check").code == 0
+    # The last one takes the shared volume snapshot with it.
+    r = run_dr(capsys, "forget", ids["new"], "-o", "json")
+    assert r.code == 0, r.err
+    assert r.json()["removed"] == sorted([ids["new"], ids["new_vol"], ids["shared"]])
+    assert _ids(repo) == set()
+
+
+def test_forget_by_id_refuses_and_removes_nothing(
+    isolated_home: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert run_dr(capsys, "repo", "init").code == 0
+    repo = _default_repo(isolated_home)
+    ids = _two_backups(repo)
+    _volume(repo, "a100" + "f" * 60, T0, pvc="other")  # shares the prefix a100 with a backup
+    everything = _ids(repo)
+    see = " (see 'dr forget --help')"
+    for args, err in (
+        (["c0ffee"], "no snapshot with id 'c0ffee'"),
+        ([ids["old"][:8], "c0ffee"], "no snapshot with id 'c0ffee'"),  # none of them, not the first
+        (["a100"], "snapshot id 'a100' is ambiguous (2 matches)"),
+        (["latest"], "forget takes ids, not 'latest': give the backup's id (`dr backups list`)"),
+        ([ids["shared"]], f"volume snapshot b3000000 is needed by backup {ids['old'][:8]}, which stays "
+                          "(forget that backup: its volume snapshots go with it)"),
+        ([ids["old"], "--keep-last", "1"], f"backup ids and --keep-last exclude each other: forget those "
+                                           f"backups, or by a retention{see}"),
+        ([ids["old"], "--keep-within", "1d", "--policy", "p"], "backup ids and --keep-within, --policy exclude "
+                                                               f"each other: forget those backups, or by a retention{see}"),
+        ([ids["old"], "--keep-daily", "0"], "backup ids and --keep-daily exclude each other: forget those "
+                                            f"backups, or by a retention{see}"),
+    ):  # fmt: skip
+        r = run_dr(capsys, "forget", *args)
+        assert (r.code, r.err) == (2, f"error: {err}\n"), args
+        assert _ids(repo) == everything
+    # A volume snapshot goes with the backup named beside it.
+    r = run_dr(capsys, "forget", ids["old"], ids["old_vol"], "-o", "json")
+    assert r.code == 0, r.err
+    assert r.json()["removed"] == sorted([ids["old"], ids["old_vol"]])
+
+
+def test_forget_by_id_refuses_a_volume_snapshot_a_running_backup_may_need(
+    isolated_home: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # A running backup has no snapshot object before it is done (FORMAT.md §8): what its
+    # movers wrote already is all of it there is to name, and must not go under it.
+    assert run_dr(capsys, "repo", "init").code == 0
+    repo = _default_repo(isolated_home)
+    running, failed = "c" * 64, "a" * 64
+    _volume(repo, running, datetime.now(UTC) - timedelta(minutes=1), run=1)
+    _volume(repo, failed, datetime.now(UTC) - timedelta(days=3), run=0)
+    with Lock(repo, "shared", "backup"):
+        r = run_dr(capsys, "forget", running)
+        assert (r.code, r.err) == (
+            2,
+            "error: volume snapshot cccccccc may belong to a backup still in progress; forget it once no backup runs\n",
+        )
+        # One a failed backup left days before is not the running one's.
+        r = run_dr(capsys, "forget", failed, "-o", "json")
+        assert r.code == 0, r.err
+        assert r.json()["removed"] == [failed]
+    assert run_dr(capsys, "forget", running).code == 0
+    assert _ids(repo) == set()
+
+
+def test_forget_by_id_of_mover_snapshots_then_prune_frees_their_data(
+    isolated_home: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert run_dr(capsys, "repo", "init").code == 0
+    src = isolated_home / "src"
+    src.mkdir()
+    ids = []
+    for i in range(2):
+        for old in src.iterdir():
+            old.unlink()
+        (src / f"gen{i}.bin").write_bytes(os.urandom(1 << 20))
+        r = run_dr(capsys, "mover", "backup", str(src), "-o", "json")
+        assert r.code == 0, r.err
+        ids.append(r.json()["id"])
+    r = run_dr(capsys, "forget", ids[0][:12], "--prune", "--dry-run", "-o", "json")
+    assert r.code == 0, r.err
+    assert r.json()["prune"]["bytesFreed"] > 1 << 20 and _ids(_default_repo(isolated_home)) == set(ids)
+    r = run_dr(capsys, "forget", ids[0][:12], "--prune")
+    assert r.code == 0, r.err
+    assert "removed" in r.out and "prune: deleted" in r.out
+    assert _ids(_default_repo(isolated_home)) == {ids[1]}
+    assert run_dr(capsys, "repo", "check", "--read-data").code == 0
+    r = run_dr(capsys, "mover", "restore", ids[1], str(isolated_home / "out"))
+    assert r.code == 0, r.err
+    assert (isolated_home / "out" / "gen1.bin").read_bytes() == (src / "gen1.bin").read_bytes()
+
+
+def test_forget_by_id_under_s3_object_lock_reports_what_stays(
+    isolated_home: Path,
+    capsys: pytest.CaptureFixture[str],
+    s3_env: dict[str, str],
+    s3_client: Any,
+    unique: str,
+) -> None:
+    # As forget by retention: a snapshot the store retains is kept and named, exit 0; the
+    # others named are removed.
+    bucket = f"dr-forget-id-lock-{unique}"
+    s3_client.create_bucket(Bucket=bucket, ObjectLockEnabledForBucket=True)
+    s3 = {"endpoint": s3_env["endpoint"], "region": s3_env["region"], "addressingStyle": "path"}
+    configs = {}
+    for name, lock in (("plain", None), ("locked", {"mode": "GOVERNANCE", "days": 1})):
+        repo = {"name": "r", "url": f"s3://{bucket}/repo", "keys": ["local"],
+                "s3": {**s3, **({"objectLock": lock} if lock else {})}}  # fmt: skip
+        doc = {
+            "repositories": [repo],
+            "keyProviders": [{"name": "local", "uri": f"local://{isolated_home}/k"}],
+        }
+        configs[name] = isolated_home / f"{name}.yaml"
+        configs[name].write_text(yaml.safe_dump(doc))
+
+    def dr(config: str, *args: str) -> Any:
+        return run_dr(capsys, "--config", str(configs[config]), *args)
+
+    assert dr("plain", "repo", "init").code == 0
+    src = isolated_home / "src"
+    src.mkdir()
+    (src / "f.bin").write_bytes(os.urandom(4096))
+    ids = []
+    for config in ("plain", "locked", "plain"):
+        r = dr(config, "mover", "backup", str(src), "-o", "json")
+        assert r.code == 0, r.err
+        ids.append(r.json()["id"])
+    r = dr("locked", "forget", ids[0], ids[1], "-o", "json")
+    assert r.code == 0, r.err
+    doc = r.json()
+    assert (doc["removed"], doc["retained"]) == ([ids[0]], [ids[1]])
+    reasons = {row["id"]: (row["keep"], row["reasons"]) for row in doc["snapshots"]}
+    assert reasons[ids[1]][0] is True and reasons[ids[1]][1][0].startswith("retained by Object Lock until ")
+    assert "1 snapshot(s) to forget are under Object Lock retention and stay" in r.err
+    r = dr("locked", "mover", "ls", ids[1], "-o", "json")
+    assert r.code == 0, r.err
+    assert dr("locked", "repo", "check").code == 0

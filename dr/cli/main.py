@@ -40,7 +40,7 @@ SUBCOMMANDS = {
     "verify": ("repo_cmd", "Verify a backup (default: latest): every object it needs exists and is intact."),
     "forget": (
         "repo_cmd",
-        "Remove backups by a retention policy (grandfather-father-son), optionally prune.",
+        "Remove backups by id or by a retention policy (grandfather-father-son), optionally prune.",
     ),
     "prune": ("repo_cmd", "Delete data no longer referenced by any backup, under the exclusive lock."),
     "key": ("key_cmd", "Manage the key slots that wrap the repository's master key."),

@@ -337,6 +337,66 @@ def _plan_forget(
     return rows, remove
 
 
+def _plan_forget_ids(
+    all_snaps: list[Snapshot], refs: tuple[str, ...], busy_since: datetime | None
+) -> tuple[list[dict[str, Any]], dict[str, set[str]]]:
+    """As ``_plan_forget``, for the snapshots ``refs`` name (ids or unique prefixes, of
+    backups or of volume snapshots): a backup takes along the volume snapshots no other
+    backup needs. Refused (InvalidInput), nothing removed: an unknown or ambiguous id,
+    ``latest``, a volume snapshot a backup that stays needs, or one a backup still in
+    progress may need (a running backup has no snapshot of its own until it is done, FORMAT.md §8)."""
+    by_id = {s.id: s for s in all_snaps}
+    named: dict[str, Snapshot] = {}
+    for ref in refs:
+        if ref == "latest":
+            # Of backups or of volume snapshots? And a mistyped command must not cost the newest.
+            raise InvalidInput("forget takes ids, not 'latest': give the backup's id (`dr backups list`)")
+        # Backups and volume snapshots alike: a prefix both share is ambiguous.
+        snap = resolve(all_snaps, ref, what="snapshot")
+        named[snap.id] = snap
+    needed_by: dict[str, str] = {}  # volume snapshot -> a backup that stays and needs it
+    for s in all_snaps:
+        if s.kind == "backup" and s.id not in named:
+            for r in s.refs:
+                needed_by.setdefault(r, s.id)
+    referenced = {r for s in all_snaps if s.kind == "backup" for r in s.refs}
+    for s in sorted(named.values(), key=lambda s: (s.time, s.id)):
+        if s.kind != "volume":
+            continue
+        if s.id in needed_by:
+            raise InvalidInput(
+                f"volume snapshot {s.short_id} is needed by backup {needed_by[s.id][:8]}, which stays "
+                "(forget that backup: its volume snapshots go with it)"
+            )
+        if (
+            busy_since is not None
+            and s.id not in referenced
+            and _volume_of(s)
+            and s.time >= busy_since - CLOCK_SKEW
+        ):
+            raise InvalidInput(
+                f"volume snapshot {s.short_id} may belong to a backup still in progress; "
+                "forget it once no backup runs"
+            )
+    remove: dict[str, set[str]] = {"backup": set(), "volume": set()}
+    rows: list[dict[str, Any]] = []
+    for s in sorted(named.values(), key=lambda s: (s.time, s.id)):
+        remove[s.kind].add(s.id)
+        rows.append(_row(s, _group_label(_group_key(s)), False, []))
+    follow = sorted(
+        {r for s in named.values() if s.kind == "backup" for r in s.refs if r in by_id} - named.keys()
+    )
+    for r in follow:
+        if r in needed_by:
+            rows.append(
+                _row(by_id[r], "(part of a removed backup)", True, [f"needed by backup {needed_by[r][:8]}"])
+            )
+        else:
+            remove["volume"].add(r)
+            rows.append(_row(by_id[r], "(part of a removed backup)", False, []))
+    return rows, remove
+
+
 def _row(s: Snapshot, group: str, keep: bool, reasons: list[str]) -> dict[str, Any]:
     return {"id": s.id, "shortId": s.short_id, "kind": s.kind, "group": group, "time": s.time.isoformat(),
             "keep": keep, "reasons": reasons}  # fmt: skip
@@ -385,6 +445,7 @@ def _policy_from(ctx: Any, name: str | None, cli: Policy) -> Policy:
 
 
 @click.command("forget")
+@click.argument("snapshot_ids", nargs=-1, metavar="[ID...]")
 @click.option("--keep-last", type=click.IntRange(min=0), help="Keep the N most recent backups.")
 @click.option(
     "--keep-within",
@@ -407,6 +468,7 @@ def _policy_from(ctx: Any, name: str | None, cli: Policy) -> Policy:
 @click.option("--dry-run", is_flag=True, help="Only print what would be removed.")
 @output_option()
 def forget(
+    snapshot_ids: tuple[str, ...],
     keep_last: int | None,
     keep_within: timedelta | None,
     keep_hourly: int | None,
@@ -419,7 +481,14 @@ def forget(
     dry_run: bool,
     output: str,
 ) -> None:
-    """Remove backups by a retention policy (grandfather-father-son), optionally prune.
+    """Remove backups by id or by a retention policy (grandfather-father-son), optionally prune.
+
+    With IDs (backup or volume snapshot ids, or unique prefixes of at least 4
+    characters, as `dr backups describe` takes): those snapshots, and the volume
+    snapshots only those backups need. A volume snapshot a backup that stays
+    needs, or one a running backup may need, is refused (exit 2), as is an
+    unknown or ambiguous id: then nothing is removed. IDs exclude --keep-* and
+    --policy.
 
     Backups are grouped by policy (or name) and namespaces. A volume snapshot a
     backup needs follows that backup. One no backup refers to (a failed backup
@@ -431,11 +500,22 @@ def forget(
     timeZone; UTC if it has none or the backups have no policy).
     """
     ctx = app()
-    cli_policy = Policy(keep_last or 0, keep_hourly or 0, keep_daily or 0, keep_weekly or 0, keep_monthly or 0,
-                        keep_yearly or 0, keep_within or timedelta(0))  # fmt: skip
-    pol = _policy_from(ctx, policy, cli_policy)
-    if pol.empty():
-        raise InvalidInput("no retention given: use --keep-* options or --policy NAME with a retention")
+    if snapshot_ids:
+        rules = (("--keep-last", keep_last), ("--keep-within", keep_within), ("--keep-hourly", keep_hourly),
+                 ("--keep-daily", keep_daily), ("--keep-weekly", keep_weekly), ("--keep-monthly", keep_monthly),
+                 ("--keep-yearly", keep_yearly), ("--policy", policy))  # fmt: skip
+        given = [name for name, value in rules if value is not None]
+        if given:
+            raise click.UsageError(
+                f"backup ids and {', '.join(given)} exclude each other: forget those backups, or by a retention"
+            )
+        pol = Policy()
+    else:
+        cli_policy = Policy(keep_last or 0, keep_hourly or 0, keep_daily or 0, keep_weekly or 0, keep_monthly or 0,
+                            keep_yearly or 0, keep_within or timedelta(0))  # fmt: skip
+        pol = _policy_from(ctx, policy, cli_policy)
+        if pol.empty():
+            raise InvalidInput("no retention given: use --keep-* options or --policy NAME with a retention")
     repo = open_repository(ctx, policy_repository(ctx, policy))
     with contextlib.ExitStack() as stack:
         # The shared lock before the listing: a backup that starts later cannot have
@@ -446,8 +526,11 @@ def forget(
         ]
         busy_since = min((lk.held_since for lk in running), default=None)
         snaps = list_snapshots(repo)
-        zones = {p.name: ZoneInfo(p.time_zone) for p in ctx.loaded.config.backup_policies if p.time_zone}
-        rows, remove = _plan_forget(snaps, pol, policy, busy_since, zones)
+        if snapshot_ids:
+            rows, remove = _plan_forget_ids(snaps, snapshot_ids, busy_since)
+        else:
+            zones = {p.name: ZoneInfo(p.time_zone) for p in ctx.loaded.config.backup_policies if p.time_zone}
+            rows, remove = _plan_forget(snaps, pol, policy, busy_since, zones)
         retained = {} if dry_run else _remove_snapshots(repo, remove, {s.id: s for s in snaps})
     for row in rows:
         if row["id"] in retained:
@@ -461,9 +544,10 @@ def forget(
     }
     if retained:
         log.warning(
-            "%d snapshot(s) the retention would remove are under Object Lock retention and stay; "
+            "%d snapshot(s) %s are under Object Lock retention and stay; "
             "a forget after their retention ends removes them",
             len(retained),
+            "to forget" if snapshot_ids else "the retention would remove",
         )
     if do_prune:
         # The removed snapshots count as gone in a dry run too (nothing was deleted then).
