@@ -480,15 +480,15 @@ def forget(
     do_prune: bool,
     dry_run: bool,
     output: str,
-) -> None:
+) -> int:
     """Remove backups by id or by a retention policy (grandfather-father-son), optionally prune.
 
     With IDs (backup or volume snapshot ids, or unique prefixes of at least 4
     characters, as `dr backups describe` takes): those snapshots, and the volume
     snapshots only those backups need. A volume snapshot a backup that stays
     needs, or one a running backup may need, is refused (exit 2), as is an
-    unknown or ambiguous id: then nothing is removed. IDs exclude --keep-* and
-    --policy.
+    unknown or ambiguous id: then nothing is removed. One that Object Lock still
+    retains stays and is named (exit 3). IDs exclude --keep-* and --policy.
 
     Backups are grouped by policy (or name) and namespaces. A volume snapshot a
     backup needs follows that backup. One no backup refers to (a failed backup
@@ -552,9 +552,12 @@ def forget(
     if do_prune:
         # The removed snapshots count as gone in a dry run too (nothing was deleted then).
         result["prune"] = repo_prune(repo, dry_run=dry_run, ignore_snapshots=removed).to_dict()
+    # Backups named by id that Object Lock keeps: what was asked for is not done (exit 3);
+    # by a retention policy, keeping them until their retention ends is the expected course.
+    code = ExitCode.PARTIAL if snapshot_ids and retained else ExitCode.OK
     if output != "table":
         emit(result, output)
-        return
+        return code
     emit(
         rows,
         "table",
@@ -569,6 +572,7 @@ def forget(
         click.echo(f"prune: {'would delete' if dry_run else 'deleted'} {p['packsDeleted']} packs "
                    f"({p['packsRepacked']} repacked), {p['bytesFreed']:,} bytes freed"
                    f"{_retained_note(p['packsRetained'])}")  # fmt: skip
+    return code
 
 
 @click.command("prune")
