@@ -110,8 +110,9 @@ def test_usage_error_exit_2(capsys: pytest.CaptureFixture[str]) -> None:
         ),
         (["restore"], "error: Missing argument 'ID|latest'. (see 'dr restore --help')"),
         (
-            ["drill", "run", "rb.yaml", "--bogus"],
-            "error: No such option '--bogus'. (see 'dr drill run --help')",
+            # (not "--bogus": click suggests the nearest option, and that is "--verbose")
+            ["drill", "run", "rb.yaml", "--frobnicate"],
+            "error: No such option '--frobnicate'. (see 'dr drill run --help')",
         ),
         (["no-such-command"], "error: No such command 'no-such-command'. (see 'dr --help')"),
     ],

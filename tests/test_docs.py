@@ -20,6 +20,7 @@ import click
 import pytest
 import yaml
 
+from dr.cli.global_options import GlobalOption
 from dr.cli.main import cli
 from dr.cli.params import attach_optional_values
 from dr.config import Config as ConfigModel
@@ -98,7 +99,15 @@ def command(path: list[str]) -> click.Command:
 
 
 def long_options(cmd: click.Command) -> set[str]:
-    return {o for p in cmd.params if isinstance(p, click.Option) for o in p.opts if o.startswith("--")}
+    """The command's own long options: the global options it also takes after its name
+    (``GlobalOption``) are documented once, as the global options."""
+    return {
+        o
+        for p in cmd.params
+        if isinstance(p, click.Option) and not isinstance(p, GlobalOption)
+        for o in p.opts
+        if o.startswith("--")
+    }
 
 
 # --------------------------------------------------------------------------- the README's synopsis

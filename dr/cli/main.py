@@ -20,6 +20,7 @@ import click
 
 from dr import __version__
 from dr.cli.context import AppContext
+from dr.cli.global_options import add_global_options, root_options
 from dr.cli.logs import setup_logging
 from dr.cli.params import attach_optional_values
 from dr.errors import DrError, ExitCode
@@ -70,7 +71,8 @@ class LazyGroup(click.Group):
         if entry is None:
             return None
         module = importlib.import_module(f"dr.cli.{entry[0]}")
-        return next((c for c in module.COMMANDS if c.name == cmd_name), None)
+        cmd = next((c for c in module.COMMANDS if c.name == cmd_name), None)
+        return None if cmd is None else add_global_options(cmd)
 
     def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
         """click's own list of commands, made from stand-ins that carry only the summary."""
@@ -80,20 +82,7 @@ class LazyGroup(click.Group):
 
 @click.group(cls=LazyGroup, context_settings=CONTEXT_SETTINGS)
 @click.version_option(__version__, "--version", prog_name="dr")
-@click.option(
-    "--config",
-    "config_file",
-    metavar="FILE",
-    envvar="DR_CONFIG",
-    help="Configuration file (default: $DR_CONFIG, then ./dr.yaml, then built-in defaults).",
-)
-@click.option(
-    "--repo", "repo_url", metavar="URL", envvar="DR_REPO", help="Repository URL; overrides the config."
-)
-@click.option("--kubeconfig", metavar="FILE", help="Kubeconfig file (default: $KUBECONFIG, ~/.kube/config).")
-@click.option("--context", "kube_context", metavar="NAME", help="Kubeconfig context to use.")
-@click.option("-v", "--verbose", count=True, help="More output; -v shows tracebacks, -vv debug logs.")
-@click.option("--quiet", is_flag=True, help="Only errors and requested data.")
+@root_options
 @click.pass_context
 def cli(
     ctx: click.Context,
@@ -150,6 +139,12 @@ def _traceback() -> None:
     click.echo(redact(traceback.format_exc()), err=True, nl=False)
 
 
+def _verbosity(ctx: click.Context | None, before: int) -> int:
+    """-v's count: the invocation's (-v after the command too) once the root's callback has run."""
+    obj = ctx.obj if ctx is not None else None
+    return obj.verbose if isinstance(obj, AppContext) else before
+
+
 def main(argv: list[str] | None = None) -> None:
     """Entry point of the console script; never returns."""
     args = sys.argv[1:] if argv is None else argv
@@ -159,13 +154,14 @@ def main(argv: list[str] | None = None) -> None:
     # cold disk). The user's own setting wins.
     os.environ.setdefault("PYDANTIC_DISABLE_PLUGINS", "__all__")
     verbose = 0
+    parsed: click.Context | None = None
     code: int = ExitCode.OK
     try:
         # SIGTERM (a CronJob's deadline, an eviction, a drain) unwinds like
         # Ctrl-C instead of killing the process: finally blocks run.
         with signals_handled(), cli.make_context("dr", attach_optional_values(list(args))) as ctx:
             # Parsed here; ctx.obj is only made when the group's callback runs (in invoke).
-            verbose = int(ctx.params.get("verbose") or 0)
+            verbose, parsed = int(ctx.params.get("verbose") or 0), ctx
             rv: Any = cli.invoke(ctx)
             code = int(rv) if isinstance(rv, int) else ExitCode.OK
     except click.exceptions.Exit as e:  # --help, --version
@@ -180,6 +176,7 @@ def main(argv: list[str] | None = None) -> None:
         click.echo("interrupted", err=True)
         code = INTERRUPTED_EXIT
     except DrError as e:
+        verbose = _verbosity(parsed, verbose)
         if verbose:
             _traceback()
         _report(e)
@@ -187,6 +184,7 @@ def main(argv: list[str] | None = None) -> None:
     except BrokenPipeError:
         code = ExitCode.OK
     except Exception as e:  # a bug, or an unexpected failure of a dependency
+        verbose = _verbosity(parsed, verbose)
         if verbose:
             _traceback()
         click.echo(redact(f"error: {type(e).__name__}: {e}"), err=True)

@@ -97,6 +97,7 @@ MODULES = (
     "logging",
     "dr.redact",
     "dr.cli.logs",
+    "dr.cli.global_options",
     "dr.errors",
     "signal",
     "dr.interrupt",
