@@ -19,6 +19,7 @@ Modes:
 from __future__ import annotations
 
 import base64
+import contextlib
 import hashlib
 import socket
 import threading
@@ -98,8 +99,11 @@ def ws_peer(mode: Mode) -> Iterator[Peer]:
         yield Peer(api, cfg.host, accepted)
     finally:
         stop.set()
-        server.close()
-        for conn in held:
-            conn.close()
+        # shutdown before close: a close alone wakes neither the thread's accept nor its
+        # recv (each test waited out the join's 5 s).
+        for sock in (server, *held):
+            with contextlib.suppress(OSError):
+                sock.shutdown(socket.SHUT_RDWR)
+            sock.close()
         thread.join(5)
         api.close()
