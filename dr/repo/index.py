@@ -36,6 +36,7 @@ from __future__ import annotations
 import os
 import sqlite3
 import threading
+import weakref
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
@@ -132,8 +133,23 @@ class Index:
                 self._db.execute(f"PRAGMA {pragma}")
             for statement in _SCHEMA:
                 self._db.execute(statement)
-        self.packs = PackMap(self)
-        self.files = FileMap(self)
+        # Closed as soon as the index is dropped (prune and check reload it): the sqlite3
+        # module's connection is in a reference cycle of its own (its statement cache), so
+        # left to itself it kept its file open, and its room in $TMPDIR, until a collection
+        # of cycles, and for good once frozen (``gc.freeze``). Hence too ``packs`` and
+        # ``files`` are made on access: held here, they made the index a cycle as well.
+        # Not at exit: a daemon thread may be using it still (a prefetch the command did not
+        # wait for), and closing it under that thread's feet crashed the interpreter. The
+        # process's end closes the file.
+        weakref.finalize(self, self._db.close).atexit = False
+
+    @property
+    def packs(self) -> PackMap:
+        return PackMap(self)
+
+    @property
+    def files(self) -> FileMap:
+        return FileMap(self)
 
     @contextmanager
     def _using(self) -> Iterator[None]:
