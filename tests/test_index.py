@@ -9,19 +9,26 @@ import os
 import subprocess
 import sys
 import threading
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from dr.errors import DrError
 from dr.repo.format import BlobType, FormatError, PackEntries, PackEntry
-from dr.repo.index import ENTRY_BITS, Index
+from dr.repo.index import ENTRY_BITS, Index, IndexDatabaseError
 
 
 def _pack(n: int, blob_type: BlobType = BlobType.DATA) -> tuple[bytes, list[PackEntry]]:
     entries = [PackEntry(blob_type, 1, i * 1000, 1000, 4000 + i, os.urandom(32)) for i in range(n)]
     return os.urandom(32), entries
+
+
+class _Huge(PackEntries):
+    def __len__(self) -> int:
+        return 1 << ENTRY_BITS
 
 
 def test_lookups_give_each_blob_its_pack_and_entry() -> None:
@@ -57,12 +64,44 @@ def test_first_copy_of_a_blob_wins_and_a_pack_listed_twice_counts_once() -> None
 
 
 def test_a_pack_with_too_many_blobs_is_refused() -> None:
-    class Huge(PackEntries):
-        def __len__(self) -> int:
-            return 1 << ENTRY_BITS
-
     with pytest.raises(FormatError, match="more than 16777216 blobs"):
-        Index().add_pack(os.urandom(32), Huge(b""))
+        Index().add_pack(os.urandom(32), _Huge(b""))
+
+
+def test_a_refused_pack_leaves_the_index_as_it_was() -> None:
+    index = Index()
+    pack_id, entries = _pack(2)
+    index.add_pack(pack_id, entries)
+    with pytest.raises(FormatError):
+        index.add_pack(os.urandom(32), _Huge(b""))
+    assert list(index.packs) == [pack_id] and len(index) == 2 and entries[0].id in index
+
+
+def test_an_index_whose_change_failed_part_way_is_not_used_again() -> None:
+    # The database has no rollback journal (journal_mode OFF, for speed and memory):
+    # what a failed change wrote stays, ROLLBACK or not. An index left so would answer
+    # wrongly; it refuses to answer instead.
+    first, second = _pack(3), _pack(3)
+
+    def files() -> Iterator[tuple[str, list[tuple[bytes, list[PackEntry]]]]]:
+        yield "index/a", [first]
+        raise DrError("index/b: cannot be read")  # as load_index's fetch of the next file
+
+    index = Index()
+    with pytest.raises(DrError, match="cannot be read"):
+        index.add_files(files())
+    # It listed index/a's pack while its blobs were not found (staged, never looked up),
+    # and the next add_files would have brought them in.
+    with pytest.raises(IndexDatabaseError, match=r"unusable: .*cannot be read"):
+        index.get(first[1][0].id)
+    with pytest.raises(IndexDatabaseError, match="unusable"):
+        index.add_files([("index/c", [second])])
+    # A file refused half-way: its first pack was written, and stayed after ROLLBACK.
+    index = Index()
+    with pytest.raises(FormatError):
+        index.add_files([("index/a", [first, (os.urandom(32), _Huge(b""))])])
+    with pytest.raises(IndexDatabaseError, match="unusable"):
+        assert first[0] not in index.packs
 
 
 def test_blobs_sharing_a_prefix_are_told_apart_by_their_whole_id() -> None:

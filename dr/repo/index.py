@@ -22,7 +22,9 @@ Three tables: ``packs`` (a pack's number, id and its index-file records,
 of each blob: its pack's number and its entry, for lookups) and ``files``
 (the pack ids each index file lists). One connection, used under a lock by
 the threads of a backup (lookups and added packs) or a restore; the sqlite3
-module lets other threads run while SQLite works.
+module lets other threads run while SQLite works. No rollback journal (it
+would cost writes, or memory that grows with a change): a change that fails
+part-way cannot be undone, so the index then refuses every later call.
 
 Measured with blobs in packs of 16 (``bench/index_memory.py``, 2026-11-29):
 peak RSS +0.1 MB for 1,000 to 10,000 blobs, +1.5 MB for 100,000 and for
@@ -118,6 +120,8 @@ class Index:
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
+        # Why the index is not to be used any more: a change failed part-way (below).
+        self._broken: str | None = None
         with self._using():
             # isolation_level=None: no implicit transactions; the database lives as long
             # as this object, so there is nothing to make durable (journal and syncs off).
@@ -155,6 +159,8 @@ class Index:
     def _using(self) -> Iterator[None]:
         """Hold the lock; a failure of SQLite becomes one line naming the database's place."""
         with self._lock:
+            if self._broken is not None:
+                raise IndexDatabaseError(f"the repository index is unusable: {self._broken}")
             try:
                 yield
             except sqlite3.Error as e:
@@ -165,16 +171,25 @@ class Index:
     @contextmanager
     def _writing(self) -> Iterator[None]:
         """Hold the lock, in one transaction: a statement outside one would be a
-        transaction of its own, its pages written out at each commit."""
+        transaction of its own, its pages written out at each commit.
+
+        A transaction that fails leaves what it wrote: without a journal SQLite cannot
+        roll back (its ROLLBACK "behaves in an undefined way"; here it undid nothing).
+        The index then refuses every later call rather than answer from half a change:
+        whatever failed fails the command that was changing it."""
         with self._using():
-            self._db.execute("BEGIN")
             try:
+                self._db.execute("BEGIN")
                 yield
-            except BaseException:
-                if self._db.in_transaction:  # SQLite may have rolled back already (a full disk)
-                    self._db.execute("ROLLBACK")
+                self._db.execute("COMMIT")
+            except BaseException as e:
+                self._failed(e)
                 raise
-            self._db.execute("COMMIT")
+
+    def _failed(self, e: BaseException) -> None:
+        """Mark the index unusable after a change that failed part-way (under the lock)."""
+        if self._broken is None:
+            self._broken = f"a change to it failed part-way ({getattr(e, 'message', None) or e!r})"
 
     def _query(self, sql: str, args: Sequence[Any] = ()) -> list[Any]:
         with self._using():
@@ -198,7 +213,7 @@ class Index:
         return BlobLocation(pack_id, PackEntry(_BLOB_TYPES[t], flag, offset, length, raw_length, blob_id))
 
     def add_pack(self, pack_id: bytes, entries: Sequence[PackEntry]) -> None:
-        compact = PackEntries.of(entries)
+        compact = _checked(pack_id, entries)
         with self._writing():
             self._register(pack_id, compact)
 
@@ -206,8 +221,6 @@ class Index:
         """Add a pack and its blobs (under the lock, in a transaction; ``add``: into
         ``blobs``, or ``staged``); nothing if the pack is listed already (same name, same
         content: the first listing has it all)."""
-        if len(compact) >> ENTRY_BITS:
-            raise FormatError(f"pack {pack_id.hex()[:16]}: more than {1 << ENTRY_BITS} blobs")
         added = self._db.execute(
             "INSERT OR IGNORE INTO packs (id, entries) VALUES (?, ?)", (pack_id, compact.raw)
         )
@@ -228,18 +241,25 @@ class Index:
     def add_files(self, files: Iterable[tuple[str, Sequence[tuple[bytes, Sequence[PackEntry]]]]]) -> None:
         """Add whole index files: what opening a repository does. Each file's packs are
         added as it comes, its blobs staged; they are looked up once all files are in."""
-        for name, packs in files:
+        try:
+            for name, packs in files:
+                checked = [(pack_id, _checked(pack_id, entries)) for pack_id, entries in packs]
+                with self._writing():
+                    for pack_id, compact in checked:
+                        self._register(pack_id, compact, _STAGE_BLOBS)
+                    ids = b"".join(pack_id for pack_id, _ in checked)
+                    self._db.execute("INSERT OR REPLACE INTO files VALUES (?, ?)", (name, ids))
             with self._writing():
-                ids = []
-                for pack_id, entries in packs:
-                    self._register(pack_id, PackEntries.of(entries), _STAGE_BLOBS)
-                    ids.append(pack_id)
-                self._db.execute("INSERT OR REPLACE INTO files VALUES (?, ?)", (name, b"".join(ids)))
-        with self._writing():
-            (staged,) = self._db.execute("SELECT max(rowid) FROM staged").fetchone()
-            order = "id, rowid" if (staged or 0) >= SORT_MIN else "rowid"
-            self._db.execute(f"{_UNSTAGE} ORDER BY {order}")
-            self._db.execute("DELETE FROM staged")
+                (staged,) = self._db.execute("SELECT max(rowid) FROM staged").fetchone()
+                order = "id, rowid" if (staged or 0) >= SORT_MIN else "rowid"
+                self._db.execute(f"{_UNSTAGE} ORDER BY {order}")
+                self._db.execute("DELETE FROM staged")
+        except BaseException as e:
+            # The files read so far are in, their blobs staged but not looked up (and
+            # a later add_files would take them in): half an index.
+            with self._lock:
+                self._failed(e)
+            raise
 
     def blob_ids(self, blob_type: BlobType | None = None) -> Iterator[bytes]:
         """Every blob id (of one type), in the order of the ids, a page of rows at a time."""
@@ -269,6 +289,14 @@ class Index:
             if len(rows) < PAGE_ROWS:
                 return
             last = rows[-1][0]
+
+
+def _checked(pack_id: bytes, entries: Sequence[PackEntry]) -> PackEntries:
+    """A pack's entries, refused before anything is written if there are too many."""
+    compact = PackEntries.of(entries)
+    if len(compact) >> ENTRY_BITS:
+        raise FormatError(f"pack {pack_id.hex()[:16]}: more than {1 << ENTRY_BITS} blobs")
+    return compact
 
 
 class PackMap(Mapping[bytes, PackEntries]):
