@@ -208,7 +208,10 @@ def _prune(repo: Repository, result: PruneResult, ignore: set[str]) -> PruneResu
             len(retained_index),
             result.packs_retained,
         )
-    repo.reload_index()
+    # The index changed under the repository: forget it, for whoever uses it next to
+    # load afresh. Not loaded here: nothing in prune needs it, and it would be a third
+    # temporary database in $TMPDIR beside the two still held.
+    repo.drop_index()
     log.info(
         "prune: deleted %d packs (%d repacked), freed %d bytes",
         result.packs_deleted,
