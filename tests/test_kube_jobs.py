@@ -98,7 +98,8 @@ def test_mover_job_is_hardened_labelled_and_valid() -> None:
     assert "/tmp" in mounts  # the only writable place besides a restore's /data
     volumes = {v["name"]: v for v in pod["volumes"]}
     assert volumes["data"]["persistentVolumeClaim"] == {"claimName": "tmp-claim", "readOnly": True}
-    assert volumes["tmp"]["emptyDir"] == {"sizeLimit": "1Gi"}
+    # Room for the repository index (dr.repo.index): ~19 million blobs as one loads.
+    assert volumes["tmp"]["emptyDir"] == {"sizeLimit": "4Gi"}
     assert volumes["config"]["projected"]["sources"] == [
         {"configMap": {"name": "dr-config", "items": [{"key": "dr.yaml", "path": "dr.yaml"}]}},
         {"secret": {"name": "dr-files", "optional": True}},

@@ -26,6 +26,12 @@ CONFIG_PATH = f"{CONFIG_DIR}/dr.yaml"
 RUNBOOK_DIR = f"{CONFIG_DIR}/runbooks"
 CONFIG_MAP = "dr-config"
 FILES_SECRET = "dr-files"
+# The /tmp emptyDir's limit (the kubelet evicts a pod whose /tmp grows past it). What
+# fills it is the repository index (dr.repo.index): ~220 bytes a blob while it loads,
+# ~165 once loaded, and prune holds two at once (~385). 4Gi: ~19 million blobs (19 TiB
+# in 1 MiB chunks, or as many small files), prune ~11 million; 1Gi was ~4.8 and ~2.8
+# million, fewer than the in-memory index once fitted in a mover's 1Gi of memory.
+TMP_SIZE_LIMIT = "4Gi"
 
 
 def labels(component: str) -> dict[str, str]:
@@ -138,7 +144,7 @@ def pod_template(job: JobSpec, pod: PodSettings) -> Manifest:
             "containers": [container],
             "volumes": [
                 {"name": "config", "projected": {"defaultMode": 0o440, "sources": sources}},
-                {"name": "tmp", "emptyDir": {"sizeLimit": "1Gi"}},
+                {"name": "tmp", "emptyDir": {"sizeLimit": TMP_SIZE_LIMIT}},
             ],
         },
     }

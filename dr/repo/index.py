@@ -11,8 +11,9 @@ limit with it: ~60 MB for 1 TiB, ~0.5 MB more to restore the 4 GiB benchmark
 set than the 1 GiB one. Here it is a private temporary SQLite database
 (``sqlite3.connect("")``), whose page cache is capped at ``CACHE_KIB``: the
 process's memory is the same whatever the repository's size, and the pages
-beyond the cap live in a file in ``$TMPDIR`` (an emptyDir in dr's pods; about
-120 bytes a blob) and in the kernel's page cache, which the kernel may drop.
+beyond the cap live in a file in ``$TMPDIR`` (an emptyDir in dr's pods, sized
+for it: ``dr.kube.pod_template``; ~165 bytes a blob, ~220 while loading with
+SQLite's sorter files) and in the kernel's page cache, which the kernel may drop.
 SQLite unlinks that file as soon as it makes it, so nothing is left behind,
 not even by a crash. No memory mapping: mapped pages would count as the
 process's own.
@@ -64,7 +65,7 @@ from dr.storage.base import ObjectStore
 ENTRY_BITS = 24
 # SQLite's page cache for the index, in KiB: what the index costs in memory,
 # whatever the repository's size. Lookups that miss it read a page from the
-# kernel's page cache (~1 µs); a million blobs take ~120 MB of pages.
+# kernel's page cache (~1 µs); a million blobs take ~165 MB of pages.
 CACHE_KIB = 64
 # Rows read at a time when a whole table is walked (prune, check).
 PAGE_ROWS = 512
