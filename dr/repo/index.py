@@ -108,6 +108,12 @@ class IndexDatabaseError(DrError):
     """The index's temporary database failed (no room or no writable directory for it)."""
 
 
+def _database_error(e: sqlite3.Error) -> IndexDatabaseError:
+    return IndexDatabaseError(
+        f"the repository index's temporary database (a file in {_temp_place()}) failed: {e}"
+    )
+
+
 def _temp_place() -> str:
     """Where SQLite makes its temporary files (its Unix search order), for messages."""
     for var in ("SQLITE_TMPDIR", "TMPDIR"):
@@ -161,13 +167,14 @@ class Index:
         """Hold the lock; a failure of SQLite becomes one line naming the database's place."""
         with self._lock:
             if self._broken is not None:
-                raise IndexDatabaseError(f"the repository index is unusable: {self._broken}")
+                raise self._unusable()
             try:
                 yield
             except sqlite3.Error as e:
-                raise IndexDatabaseError(
-                    f"the repository index's temporary database (a file in {_temp_place()}) failed: {e}"
-                ) from None
+                raise _database_error(e) from None
+
+    def _unusable(self) -> IndexDatabaseError:
+        return IndexDatabaseError(f"the repository index is unusable: {self._broken}")
 
     @contextmanager
     def _writing(self) -> Iterator[None]:
@@ -197,8 +204,15 @@ class Index:
             return self._db.execute(sql, args).fetchall()
 
     def _one(self, sql: str, args: Sequence[Any] = ()) -> Any:
-        with self._using():
-            return self._db.execute(sql, args).fetchone()
+        """One row, or None. What each lookup is: ``_using`` written out, since its
+        generator-based context manager took ~0.8 µs of a ~3.4 µs ``in``."""
+        with self._lock:
+            if self._broken is not None:
+                raise self._unusable()
+            try:
+                return self._db.execute(sql, args).fetchone()
+            except sqlite3.Error as e:
+                raise _database_error(e) from None
 
     def __len__(self) -> int:
         return int(self._one("SELECT count(*) FROM blobs")[0])
