@@ -319,3 +319,40 @@ def test_its_temporary_file_is_gone_when_it_is_and_a_failing_one_is_one_line(tmp
     last = full.stderr.strip().splitlines()[-1]
     assert "IndexDatabaseError: the repository index's temporary database" in last, full.stderr
     assert "failed: " in last
+
+
+_FILL = """
+import os, resource, signal
+from dr.repo.format import BlobType, PackEntry
+from dr.repo.index import Index, IndexDatabaseError
+signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+resource.setrlimit(resource.RLIMIT_FSIZE, (1 << 20, 1 << 20))
+index = Index()
+try:
+    while True:  # a backup adding packs until its file system is full
+        index.add_pack(os.urandom(32), [PackEntry(BlobType.DATA, 1, i, 9, 20, os.urandom(32)) for i in range(64)])
+except IndexDatabaseError as e:
+    print(e.message)
+try:
+    os.urandom(32) in index  # another thread of the backup, looking a blob up
+except IndexDatabaseError as e:
+    print(e.message)
+"""
+
+
+def test_a_change_that_failed_in_sqlite_is_named_as_such_by_every_later_call(tmp_path: Path) -> None:
+    # The thread whose change failed is not always the one whose error the command
+    # reports: a backup's readers, looking blobs up, may meet the unusable index first.
+    done = subprocess.run(
+        [sys.executable, "-c", _FILL],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "SQLITE_TMPDIR": str(tmp_path)},
+        timeout=300,
+    )
+    assert done.returncode == 0, done.stderr
+    failed, later = done.stdout.splitlines()
+    place = f"(a file in $SQLITE_TMPDIR = {tmp_path}) failed: "
+    assert failed.startswith("the repository index's temporary database ") and place in failed
+    # Not "failed part-way (OperationalError('disk I/O error'))": which file, and what.
+    assert later.startswith("the repository index is unusable: its temporary database ") and place in later

@@ -108,10 +108,10 @@ class IndexDatabaseError(DrError):
     """The index's temporary database failed (no room or no writable directory for it)."""
 
 
-def _database_error(e: sqlite3.Error) -> IndexDatabaseError:
-    return IndexDatabaseError(
-        f"the repository index's temporary database (a file in {_temp_place()}) failed: {e}"
-    )
+def _database_error(
+    e: sqlite3.Error, what: str = "the repository index's temporary database"
+) -> IndexDatabaseError:
+    return IndexDatabaseError(f"{what} (a file in {_temp_place()}) failed: {e}")
 
 
 def _temp_place() -> str:
@@ -195,8 +195,14 @@ class Index:
                 raise
 
     def _failed(self, e: BaseException) -> None:
-        """Mark the index unusable after a change that failed part-way (under the lock)."""
-        if self._broken is None:
+        """Mark the index unusable after a change that failed part-way (under the lock).
+        Said again by every later call: the thread whose change failed is not always the
+        one whose error a command reports (a backup's readers look blobs up meanwhile)."""
+        if self._broken is not None:
+            return
+        if isinstance(e, sqlite3.Error):
+            self._broken = _database_error(e, "its temporary database").message
+        else:
             self._broken = f"a change to it failed part-way ({getattr(e, 'message', None) or e!r})"
 
     def _query(self, sql: str, args: Sequence[Any] = ()) -> list[Any]:
