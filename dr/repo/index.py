@@ -18,20 +18,23 @@ SQLite unlinks that file as soon as it makes it, so nothing is left behind,
 not even by a crash. No memory mapping: mapped pages would count as the
 process's own.
 
-Three tables: ``packs`` (a pack's number, id and its index-file records,
+Four tables: ``packs`` (a pack's number, id and its index-file records,
 ``PackEntries``, which prune and check read whole), ``blobs`` (the first copy
-of each blob: its pack's number and its entry, for lookups) and ``files``
-(the pack ids each index file lists). One connection, used under a lock by
-the threads of a backup (lookups and added packs) or a restore; the sqlite3
-module lets other threads run while SQLite works. No rollback journal (it
-would cost writes, or memory that grows with a change): a change that fails
-part-way cannot be undone, so the index then refuses every later call.
+of each blob: its pack's number and its entry, for lookups), ``files`` (the
+pack ids each index file lists) and ``staged`` (the blobs ``add_files`` has
+read, until it puts them into ``blobs`` at its end). One connection, used
+under a lock by the threads of a backup (lookups and added packs) or a
+restore; the sqlite3 module lets other threads run while SQLite works. No
+rollback journal (it would cost writes, or memory that grows with a
+change): a change that fails part-way cannot be undone, so the index then
+refuses every later call.
 
 Measured with blobs in packs of 16 (``bench/index_memory.py``, 2026-11-29):
 peak RSS +0.1 MB for 1,000 to 10,000 blobs, +1.5 MB for 100,000 and for
 1,000,000 (SQLite's sorter, ``SORT_MIN``); a million load in 4-5 s (in
-memory: ~1 s); ``get`` 5-8 µs, ``in`` 3-4.5 µs (1-3 µs). A backup asks ``in``
-about once per MiB read; a restore asks ``get`` once per blob it plans.
+memory: ~1 s); ``get`` 4.5-7 µs, ``in`` 2.5-4 µs (1-3 µs). A backup asks ``in``
+about once per MiB read, and once per blob of each file it finds unchanged
+(per file, for small files); a restore asks ``get`` once per blob it plans.
 """
 
 from __future__ import annotations
