@@ -18,7 +18,7 @@ from hypothesis import strategies as st
 
 from dr.errors import DrError
 from dr.repo.format import BlobType, FormatError, PackEntries, PackEntry
-from dr.repo.index import ENTRY_BITS, Index, IndexDatabaseError
+from dr.repo.index import ENTRY_BITS, SORT_RUN, Index, IndexDatabaseError
 
 
 def _pack(n: int, blob_type: BlobType = BlobType.DATA) -> tuple[bytes, list[PackEntry]]:
@@ -61,6 +61,23 @@ def test_first_copy_of_a_blob_wins_and_a_pack_listed_twice_counts_once() -> None
     assert list(index.packs[p2]) == e2 + again  # prune still sees the second copy
     index.add_pack(p1, e1)  # a pack listed by two index files (same name, same content)
     assert len(index.packs) == 2 and len(index) == 3
+
+
+def test_of_two_copies_in_one_large_pack_the_first_wins() -> None:
+    # A pack's blobs go in sorted by id, SORT_RUN at a time: the copies here are runs apart.
+    bid = os.urandom(32)
+    pack_id, entries = _pack(3 * SORT_RUN)
+    entries[10] = PackEntry(BlobType.DATA, 1, 10_000, 7, 70, bid)
+    entries[-10] = PackEntry(BlobType.DATA, 1, 99_000, 9, 90, bid)
+    for build in ("pack", "files"):
+        index = Index()
+        if build == "pack":
+            index.add_pack(pack_id, entries)
+        else:
+            index.add_files([("index/a", [(pack_id, entries)])])
+        loc = index.get(bid)
+        assert loc is not None and loc.entry == entries[10], build
+        assert len(index) == 3 * SORT_RUN - 1
 
 
 def test_a_pack_with_too_many_blobs_is_refused() -> None:

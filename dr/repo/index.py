@@ -47,6 +47,7 @@ from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass
+from itertools import islice
 from typing import Any
 
 from dr.errors import DrError
@@ -97,6 +98,9 @@ _STAGE_BLOBS = "INSERT INTO staged VALUES (?6, ?7, ?1, ?2, ?3, ?4, ?5)"
 # sorts up to ~1 MB in memory (above, in its temporary files), which would make memory
 # grow with the repository below that. ``rowid`` second: the first copy read wins.
 SORT_MIN = 50_000
+# A pack's blobs go in sorted by id, this many at a time: sorted whole, a pack of 20,000
+# small files' blobs held ~2.5 MB of tuples while it went in.
+SORT_RUN = 1024
 _UNSTAGE = "INSERT OR IGNORE INTO blobs SELECT id, pack, type, flag, offset, length, raw_length FROM staged"
 _BLOB_TYPES = tuple(sorted(BlobType))
 
@@ -251,7 +255,15 @@ class Index:
         if not added.rowcount:
             return
         no = added.lastrowid
-        self._db.executemany(add, ((*record, no) for record in INDEX_ENTRY.iter_unpack(compact.raw)))
+        # In the order of their ids, a run at a time (sorted is stable: of two copies in
+        # one pack the first stays first): the B-tree's pages are then met one after
+        # another, not at random through a page cache of CACHE_KIB. A pack of 1,600 small
+        # files' blobs went into an index of 20,000 in 4.4 ms instead of 6.6, one of 20,000
+        # into an empty one in 48 ms instead of 79; the small-file benchmark set's index
+        # (13 packs of 1,600) loads in 47 ms instead of 74.
+        records = INDEX_ENTRY.iter_unpack(compact.raw)
+        while run := sorted(islice(records, SORT_RUN), key=_record_id):
+            self._db.executemany(add, ((*record, no) for record in run))
 
     def add_file(self, name: str, packs: Iterable[tuple[bytes, Sequence[PackEntry]]]) -> None:
         """Add one index file's packs, and its name and the packs it lists."""
@@ -313,6 +325,10 @@ class Index:
             if len(rows) < PAGE_ROWS:
                 return
             last = rows[-1][0]
+
+
+def _record_id(record: tuple[Any, ...]) -> bytes:
+    return record[-1]  # type: ignore[no-any-return]
 
 
 def _checked(pack_id: bytes, entries: Sequence[PackEntry]) -> PackEntries:
