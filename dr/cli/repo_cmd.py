@@ -251,6 +251,13 @@ def _volume_of(s: Snapshot) -> str | None:
     return f"{ns}/{pvc}" if ns and pvc else None
 
 
+def _maybe_in_progress(s: Snapshot, busy_since: datetime | None) -> bool:
+    """Whether volume snapshot ``s``, which no backup refers to, may be of a backup still
+    running (``busy_since``: when the oldest running backup took its lock; None: none runs),
+    which will refer to it."""
+    return busy_since is not None and _volume_of(s) is not None and s.time >= busy_since - CLOCK_SKEW
+
+
 def _group_key(s: Snapshot) -> tuple[str, ...]:
     if s.kind == "backup":
         return ("backup", s.policy or s.name or "", ",".join(sorted(s.namespaces)))
@@ -304,8 +311,7 @@ def _plan_forget(
     rows: list[dict[str, Any]] = []
     decide: set[str] = {s.id for s in backups}
     for s in orphans:
-        if busy_since is not None and _volume_of(s) and s.time >= busy_since - CLOCK_SKEW:
-            # May be the volume of a backup still running, which will refer to it.
+        if _maybe_in_progress(s, busy_since):
             rows.append(_row(s, "(backup in progress)", True, ["backup in progress"]))
         else:
             decide.add(s.id)
@@ -368,12 +374,7 @@ def _plan_forget_ids(
                 f"volume snapshot {s.short_id} is needed by backup {needed_by[s.id][:8]}, which stays "
                 "(forget that backup: its volume snapshots go with it)"
             )
-        if (
-            busy_since is not None
-            and s.id not in referenced
-            and _volume_of(s)
-            and s.time >= busy_since - CLOCK_SKEW
-        ):
+        if s.id not in referenced and _maybe_in_progress(s, busy_since):
             raise InvalidInput(
                 f"volume snapshot {s.short_id} may belong to a backup still in progress; "
                 "forget it once no backup runs"
