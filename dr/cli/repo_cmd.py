@@ -366,7 +366,8 @@ def _plan_forget_ids(
             for r in s.refs:
                 needed_by.setdefault(r, s.id)
     referenced = {r for s in all_snaps if s.kind == "backup" for r in s.refs}
-    for s in sorted(named.values(), key=lambda s: (s.time, s.id)):
+    ordered = sorted(named.values(), key=lambda s: (s.time, s.id))
+    for s in ordered:
         if s.kind != "volume":
             continue
         if s.id in needed_by:
@@ -381,7 +382,7 @@ def _plan_forget_ids(
             )
     remove: dict[str, set[str]] = {"backup": set(), "volume": set()}
     rows: list[dict[str, Any]] = []
-    for s in sorted(named.values(), key=lambda s: (s.time, s.id)):
+    for s in ordered:
         remove[s.kind].add(s.id)
         rows.append(_row(s, _group_label(_group_key(s)), False, []))
     follow = sorted(
