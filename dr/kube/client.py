@@ -307,9 +307,13 @@ def _kubeconfig_loader(option: str | None, path: str, context: str | None) -> An
     from kubernetes.config.kube_config import KubeConfigLoader, KubeConfigMerger
 
     if option is None:
-        for one in path.split(os.pathsep):
-            if one and Path(one).expanduser().is_file():
-                _check_kubeconfig_file(one)
+        # Like kubectl (and the client's loader), files that do not exist are skipped; only
+        # none of them existing is an error.
+        present = [one for one in path.split(os.pathsep) if one and Path(one).expanduser().is_file()]
+        if not present:
+            raise InvalidInput(f"kubeconfig {path}: file not found")
+        for one in present:
+            _check_kubeconfig_file(one)
         merged = KubeConfigMerger(path).config
         if merged is None:
             raise ConfigException("Invalid kube-config file. No configuration found.")
@@ -364,12 +368,6 @@ def kube_configuration(kubeconfig: str | None = None, context: str | None = None
         except ConfigException as e:
             raise InvalidInput(f"in-cluster Kubernetes configuration: {e}") from None
     else:
-        if kubeconfig is None and not any(
-            one and Path(one).expanduser().is_file() for one in path.split(os.pathsep)
-        ):
-            # $KUBECONFIG's list: like kubectl (and the client's loader), files that do not exist
-            # are skipped; only none of them existing is an error.
-            raise InvalidInput(f"kubeconfig {path}: file not found")
         try:
             loader = _kubeconfig_loader(kubeconfig, path, context)
             loader.load_and_set(cfg)
