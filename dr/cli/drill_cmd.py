@@ -9,7 +9,7 @@ from typing import Any
 
 import click
 
-from dr.cli.context import AppContext, app
+from dr.cli.context import app
 from dr.cli.kube_access import connect_kube
 from dr.cli.output import emit, output_option
 from dr.cli.repo_access import open_repository
@@ -18,7 +18,7 @@ from dr.drill.model import DrillReport, human_duration
 from dr.drill.run import DrillDeps, DrillRequest, run_drill, save_report, write_report_files
 from dr.drill.run import gc as drill_gc
 from dr.errors import DrError, ExitCode, InvalidInput, PartialFailure, VerificationFailed
-from dr.kube.client import kube_configuration
+from dr.kube.client import KubeClient
 from dr.observe.run_hooks import drill_finished
 from dr.runbook.model import load_runbook
 
@@ -28,16 +28,13 @@ def drill_group() -> None:
     """Restore drills: prove that the latest backup restores and works."""
 
 
-def _api_client(ctx: AppContext) -> Any:
-    """A kubernetes.client.ApiClient for the verification steps (service proxy, exec).
-
-    Loaded by the rules of ``connect_kube`` (``--kubeconfig`` one path, ``$KUBECONFIG`` a
-    list): the client's own ``new_client_from_config`` split ``--kubeconfig`` on ':'.
-    """
+def _api_client(kube: KubeClient) -> Any:
+    """A kubernetes.client.ApiClient for the verification steps (service proxy, exec), on
+    the configuration ``connect_kube`` loaded: the kubeconfig is read (and an exec plugin
+    run) once, by the same rules (``--kubeconfig`` one path, ``$KUBECONFIG`` a list)."""
     from kubernetes import client as kclient
 
-    context = ctx.kube_context or ctx.loaded.config.kube_context
-    return kclient.ApiClient(kube_configuration(ctx.kubeconfig, context))
+    return kclient.ApiClient(kube.api_client.configuration)
 
 
 def _make_report_dir(path: Path) -> None:
@@ -120,7 +117,7 @@ def run(
 
         backup_id = find_snapshot(repo, backup_id, kind="backup", what="backup").id
     kube = connect_kube(ctx)
-    api = _api_client(ctx)
+    api = _api_client(kube)
     from dr.deploy.network import config_endpoints
     from dr.drill.probe_job import JobDataProbe
     from dr.kube.exec import KubernetesExec

@@ -351,8 +351,8 @@ def connect(
 
 
 def kube_configuration(kubeconfig: str | None = None, context: str | None = None) -> kclient.Configuration:
-    """The client configuration ``connect`` uses (same rules, same errors), for an ``ApiClient``
-    of the generated API (the drill's service proxy and exec talk to the same cluster as ``dr``)."""
+    """The client configuration ``connect`` uses (same rules, same errors). An ``ApiClient`` of
+    the generated API (the drill's service proxy and exec) shares the ``KubeClient``'s."""
     cfg = kclient.Configuration()
     path = kubeconfig or _default_kubeconfig()
     if path is None:
