@@ -393,6 +393,19 @@ def test_forget_by_id_removes_that_backup_and_the_volume_snapshots_only_it_needs
     assert _ids(repo) == set()
 
 
+def test_forget_by_a_retention_leaves_a_volume_snapshot_a_kept_backup_needs(
+    isolated_home: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert run_dr(capsys, "repo", "init").code == 0
+    repo = _default_repo(isolated_home)
+    ids = _two_backups(repo)
+    r = run_dr(capsys, "forget", "--keep-last", "1", "-o", "json")
+    assert r.code == 0, r.err
+    assert r.json()["removed"] == sorted([ids["old"], ids["old_vol"]])
+    assert _ids(repo) == {ids["new"], ids["new_vol"], ids["shared"]}
+    assert run_dr(capsys, "repo", "check").code == 0
+
+
 def test_forget_by_id_refuses_and_removes_nothing(
     isolated_home: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
