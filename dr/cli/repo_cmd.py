@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from datetime import UTC, datetime, timedelta, tzinfo
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -258,6 +258,17 @@ def _maybe_in_progress(s: Snapshot, busy_since: datetime | None) -> bool:
     return busy_since is not None and _volume_of(s) is not None and s.time >= busy_since - CLOCK_SKEW
 
 
+def _needed_by(all_snaps: list[Snapshot], gone: Collection[str]) -> dict[str, str]:
+    """``{volume snapshot: a backup that stays (not in ``gone``) and refers to it}``: what
+    neither forget may remove, however its backup goes."""
+    needed: dict[str, str] = {}
+    for s in all_snaps:
+        if s.kind == "backup" and s.id not in gone:
+            for r in s.refs:
+                needed.setdefault(r, s.id)
+    return needed
+
+
 def _group_key(s: Snapshot) -> tuple[str, ...]:
     if s.kind == "backup":
         return ("backup", s.policy or s.name or "", ",".join(sorted(s.namespaces)))
@@ -335,9 +346,7 @@ def _plan_forget(
                 remove[s.kind].add(s.id)
                 remove["volume"].update(r for r in s.refs if r in by_id)
     # Never a volume snapshot a backup that stays needs (of any policy).
-    remove["volume"] -= {
-        r for s in all_snaps if s.kind == "backup" and s.id not in remove["backup"] for r in s.refs
-    }
+    remove["volume"].difference_update(_needed_by(all_snaps, remove["backup"]))
     for r in sorted(remove["volume"] & referenced):
         rows.append(_row(by_id[r], "(part of a removed backup)", False, []))
     return rows, remove
@@ -360,11 +369,7 @@ def _plan_forget_ids(
         # Backups and volume snapshots alike: a prefix both share is ambiguous.
         snap = resolve(all_snaps, ref, what="snapshot")
         named[snap.id] = snap
-    needed_by: dict[str, str] = {}  # volume snapshot -> a backup that stays and needs it
-    for s in all_snaps:
-        if s.kind == "backup" and s.id not in named:
-            for r in s.refs:
-                needed_by.setdefault(r, s.id)
+    needed_by = _needed_by(all_snaps, named.keys())
     referenced = {r for s in all_snaps if s.kind == "backup" for r in s.refs}
     ordered = sorted(named.values(), key=lambda s: (s.time, s.id))
     for s in ordered:
