@@ -316,7 +316,12 @@ def test_forget_keep_within_keeps_the_backups_of_that_time_before_the_newest(
     assert r.code == 0, r.err
     rows = {row["id"]: row for row in r.json()["snapshots"]}
     assert rows[days[2]]["reasons"] == ["within"] and _ids(repo) == set(days[2:])
-    for bad, why in (("7days", "invalid duration '7days'"), ("0", "'0' must be longer than 0")):
+    for bad, why in (
+        ("7days", "invalid duration '7days'"),
+        ("0", "'0' must be longer than 0"),
+        # The config's limit: further back than year 1 was an OverflowError (exit 1).
+        ("800000d", "duration '800000d' is too long (at most 36500d)"),
+    ):
         r = run_dr(capsys, "forget", "--keep-within", bad)
         assert r.code == 2 and len(r.err.splitlines()) == 1 and why in r.err, r.err
     assert _ids(repo) == set(days[2:])

@@ -7,8 +7,6 @@ from typing import Any
 
 import click
 
-from dr.cron import parse_duration
-
 
 class KeyValue(click.ParamType):  # type: ignore[type-arg]
     """``KEY=VALUE``; ``sep`` and the names used in the error are configurable."""
@@ -58,21 +56,21 @@ class Percent(click.ParamType):  # type: ignore[type-arg]
 
 
 class Duration(click.ParamType):  # type: ignore[type-arg]
-    """``90s``, ``36h``, ``7d``, ``1h30m`` (dr's duration syntax, as in the config) -> a
-    timedelta longer than 0."""
+    """``90s``, ``36h``, ``7d``, ``1h30m`` -> a timedelta: dr's duration syntax and rule, as
+    in the config (``dr.config.check_positive_duration``: longer than 0, at most 36500d)."""
 
     name = "DURATION"
 
     def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> timedelta:
         if isinstance(value, timedelta):
             return value
+        # Imported here: dr.config is not needed at every start (this module is).
+        from dr.config import check_positive_duration
+
         try:
-            d = parse_duration(str(value))
-        except (ValueError, OverflowError) as e:
-            self.fail(str(e) if isinstance(e, ValueError) else f"{value!r} is too long", param, ctx)
-        if d <= timedelta(0):
-            self.fail(f"{value!r} must be longer than 0", param, ctx)
-        return d
+            return check_positive_duration(str(value))
+        except ValueError as e:
+            self.fail(str(e), param, ctx)
 
 
 def split_csv(values: tuple[str, ...]) -> list[str]:
