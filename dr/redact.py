@@ -61,9 +61,12 @@ MYSQL_CLIENTS = frozenset(
 _CLIENT_NAMES = "|".join(sorted(map(re.escape, MYSQL_CLIENTS), key=len, reverse=True))
 # One such client's command in a command line or a text quoting it (``sh -x`` on stderr): its
 # name as a word (bare or in a bin/ folder, not /var/lib/mysql nor a pod mysql-0), up to the end
-# of the shell command (;, &, |, a line break), quoted parts included.
+# of the shell command (;, &, |, a line break), quoted parts included. The bin/ folder's path
+# holds none of the characters a name may follow: a path through one ("a,/usr/bin/mysql")
+# starts after it, and from each of a long run of them ("((((…") the path is not looked
+# for up to the run's end (time quadratic in its length: 17 s for 100 KB).
 _MYSQL_COMMAND = re.compile(
-    rf"(?:^|(?<=[\s'\"\[,(;&|`]))(?:[^\s'\"]*bin/)?(?:{_CLIENT_NAMES})(?=$|[\s'\"\],;&|)`])"
+    rf"(?:^|(?<=[\s'\"\[,(;&|`]))(?:[^\s'\"\[,(;&|`]*bin/)?(?:{_CLIENT_NAMES})(?=$|[\s'\"\],;&|)`])"
     r"""(?:'[^'\n]*'|"[^"\n]*"|[^;&|\n])*"""
 )
 # Within it, -pVALUE as a word of its own (not in --port, -P3306 or -p alone); the value quoted,

@@ -9,6 +9,7 @@ masked — without mangling the many commands in which ``-p`` is no password.
 from __future__ import annotations
 
 import re
+import time
 
 import pytest
 from hypothesis import given, settings
@@ -151,3 +152,33 @@ def test_a_clients_glued_password_is_masked_and_nothing_else(
     assert redact_argv(argv) == masked
     assert redact(" ".join(argv)) == " ".join(masked) == redact(" ".join(masked))
     assert redact(" ".join([client, *before, f"-p'{password} {password}'", *after])) == " ".join(masked)
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "," * 100_000,
+        "(" * 100_000,
+        ";" * 100_000,
+        "(mysql" * 20_000,
+        "'" * 100_000,
+        "mysql " + "a " * 50_000,
+        "mysql '" + "a" * 100_000,
+        "--password " * 10_000,
+        "--password" + " " * 100_000 + "-",
+    ],
+    ids=["commas", "parens", "semicolons", "names", "quotes", "unterminated", "quote", "options", "spaces"],
+)
+def test_a_long_hostile_text_takes_linear_time(text: str) -> None:
+    # Every log line and a hook's stderr window go through redact(): 100 KB must not take
+    # seconds (the bin/ path was once looked for from each of a run of "(": 17 s).
+    start = time.monotonic()
+    redact(text)
+    assert time.monotonic() - start < 1
+
+
+def test_a_clients_path_after_a_separator_is_found() -> None:
+    # The bin/ path starts after the last of the characters a name may follow.
+    assert redact("x,/usr/local/bin/mysql -pS") == f"x,/usr/local/bin/mysql -p{R}"
+    assert redact("(/opt/a,b/bin/mysqldump -pS") == f"(/opt/a,b/bin/mysqldump -p{R}"
+    assert redact("mysql -u a;/usr/bin/mysql -pS") == f"mysql -u a;/usr/bin/mysql -p{R}"
