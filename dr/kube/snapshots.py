@@ -378,13 +378,15 @@ def _own_content(kube: KubeClient, vs: dict[str, Any]) -> tuple[str | None, dict
     if name:
         return str(name), get_object(kube, VOLUME_SNAPSHOT_CONTENTS, None, str(name))
     uid = _meta(vs).get("uid")
-    if not uid:
-        return None, None
-    content = get_object(kube, VOLUME_SNAPSHOT_CONTENTS, None, dynamic_content_name(str(uid)))
+    content = _content_made_for(kube, str(uid)) if uid else None
+    return (dynamic_content_name(str(uid)), content) if content is not None else (None, None)
+
+
+def _content_made_for(kube: KubeClient, uid: str) -> dict[str, Any] | None:
+    """The content the snapshot controller made for VolumeSnapshot ``uid`` (its volumeSnapshotRef says so), or None."""
+    content = get_object(kube, VOLUME_SNAPSHOT_CONTENTS, None, dynamic_content_name(uid))
     ref = ((content or {}).get("spec") or {}).get("volumeSnapshotRef") or {}
-    if content is None or ref.get("uid") != uid:
-        return None, None
-    return dynamic_content_name(str(uid)), content
+    return content if content is not None and ref.get("uid") == uid else None
 
 
 def _switch_to_delete(kube: KubeClient, content_name: str, spec: dict[str, Any]) -> str | None:
@@ -465,11 +467,11 @@ def _late_content(kube: KubeClient, namespace: str, name: str, uid: str, timeout
         wait_for_deletion(kube, VOLUME_SNAPSHOTS, namespace, name, uid=uid, timeout=timeout)
     except DrError:
         return None  # still held by the controller: listed and labelled, the next sweep comes back
-    content_name = dynamic_content_name(uid)
-    content = get_object(kube, VOLUME_SNAPSHOT_CONTENTS, None, content_name)
-    spec = (content or {}).get("spec") or {}
-    if content is None or (spec.get("volumeSnapshotRef") or {}).get("uid") != uid:
+    content = _content_made_for(kube, uid)
+    if content is None:
         return None
+    content_name = dynamic_content_name(uid)
+    spec = content.get("spec") or {}
     refused = _switch_to_delete(kube, content_name, spec)
     if refused:
         return (
