@@ -80,6 +80,22 @@ def test_of_two_copies_in_one_large_pack_the_first_wins() -> None:
         assert len(index) == 3 * SORT_RUN - 1
 
 
+def test_of_two_copies_loaded_sorted_by_id_the_first_wins(monkeypatch: pytest.MonkeyPatch) -> None:
+    # From SORT_MIN staged blobs on, add_files puts them into ``blobs`` in the order of their ids:
+    # of two copies of one blob (in two packs, or in two files) the one read first still wins.
+    monkeypatch.setattr("dr.repo.index.SORT_MIN", 1)
+    bid = os.urandom(32)
+    (p1, e1), (p2, e2), (p3, e3) = _pack(5), _pack(5), _pack(5)
+    e1[3] = PackEntry(BlobType.DATA, 1, 10_000, 7, 70, bid)
+    e2[1] = PackEntry(BlobType.DATA, 1, 20_000, 8, 80, bid)
+    e3[0] = PackEntry(BlobType.DATA, 1, 30_000, 9, 90, bid)
+    index = Index()
+    index.add_files([("index/a", [(p1, e1), (p2, e2)]), ("index/b", [(p3, e3)])])
+    loc = index.get(bid)
+    assert loc is not None and (loc.pack, loc.entry) == (p1, e1[3])
+    assert len(index) == 13
+
+
 def test_a_pack_with_too_many_blobs_is_refused() -> None:
     with pytest.raises(FormatError, match="more than 16777216 blobs"):
         Index().add_pack(os.urandom(32), _Huge(b""))
