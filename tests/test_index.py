@@ -389,3 +389,18 @@ def test_a_change_that_failed_in_sqlite_is_named_as_such_by_every_later_call(tmp
     assert failed.startswith("the repository index's temporary database ") and place in failed
     # Not "failed part-way (OperationalError('disk I/O error'))": which file, and what.
     assert later.startswith("the repository index is unusable: its temporary database ") and place in later
+
+
+def test_walks_go_page_by_page_over_every_row_once(monkeypatch: pytest.MonkeyPatch) -> None:
+    # blob_ids, packs and files read PAGE_ROWS rows at a time, each page after the last key.
+    monkeypatch.setattr("dr.repo.index.PAGE_ROWS", 4)
+    index = Index()
+    packs = [_pack(3 + i % 4, BlobType.TREE if i % 3 else BlobType.DATA) for i in range(9)]
+    index.add_files([(f"index/{i}", [pack]) for i, pack in enumerate(packs)])
+    entries = [e for _, es in packs for e in es]
+    assert list(index.blob_ids()) == sorted(e.id for e in entries)
+    for t in (BlobType.DATA, BlobType.TREE):
+        assert list(index.blob_ids(t)) == sorted(e.id for e in entries if e.type == t)
+    assert list(index.packs) == [p for p, _ in packs]
+    assert [(p, list(es)) for p, es in index.packs.items()] == packs
+    assert sorted(index.files) == list(index.files) == sorted(f"index/{i}" for i in range(9))

@@ -299,28 +299,20 @@ class Index:
 
     def blob_ids(self, blob_type: BlobType | None = None) -> Iterator[bytes]:
         """Every blob id (of one type), in the order of the ids, a page of rows at a time."""
-        last = b""
-        typed = "" if blob_type is None else f" AND type = {int(blob_type)}"
-        while True:
-            rows = self._query(
-                f"SELECT id FROM blobs WHERE id > ?{typed} ORDER BY id LIMIT {PAGE_ROWS}", (last,)
-            )
-            for (bid,) in rows:
-                yield bid
-            if len(rows) < PAGE_ROWS:
-                return
-            last = rows[-1][0]
+        typed = "" if blob_type is None else f"type = {int(blob_type)}"
+        return (bid for (bid,) in self._walk("blobs", "id", "id", typed))
 
-    def _walk(self, table: str, key: str, columns: str) -> Iterator[Any]:
-        """The rows of ``table`` in ``key`` order, a page at a time: no more in memory whatever its size."""
+    def _walk(self, table: str, key: str, columns: str, where: str = "") -> Iterator[Any]:
+        """The rows of ``table`` (those ``where`` holds for) in ``key`` order, a page at a
+        time: no more in memory whatever its size."""
         last: Any = None
         while True:
-            if last is None:
-                rows = self._query(f"SELECT {columns} FROM {table} ORDER BY {key} LIMIT {PAGE_ROWS}")
-            else:
-                rows = self._query(
-                    f"SELECT {columns} FROM {table} WHERE {key} > ? ORDER BY {key} LIMIT {PAGE_ROWS}", (last,)
-                )
+            conditions = [c for c in (where, "" if last is None else f"{key} > ?") if c]
+            where_sql = f" WHERE {' AND '.join(conditions)}" if conditions else ""
+            rows = self._query(
+                f"SELECT {columns} FROM {table}{where_sql} ORDER BY {key} LIMIT {PAGE_ROWS}",
+                () if last is None else (last,),
+            )
             yield from rows
             if len(rows) < PAGE_ROWS:
                 return
