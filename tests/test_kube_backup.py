@@ -457,3 +457,19 @@ def test_a_custom_resource_served_only_outside_its_groups_preferred_version_is_b
     got = {(i.resource, i.namespace, i.name) for i, _ in sink.items}
     assert ("widgets", ns, "w") in got and ("gadgets", ns, "g") in got, got
     assert result.phase == "Completed"
+
+
+def test_all_namespaces_when_every_one_is_drs_own_is_invalid_input(
+    kube_client: KubeClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # No namespace named, and the cluster's only namespaces are dr's and a drill's: nothing to back
+    # up, and saying why (a backup of nothing would become the `latest` a restore picks).
+    listed = [{"metadata": {"name": "dr-system"}},
+              {"metadata": {"name": "drill-1", "labels": {"dr.dev/drill": "true"}}}]  # fmt: skip
+    monkeypatch.setattr("dr.backup.resources.iter_pages", lambda *a, **kw: iter([listed]))
+    with pytest.raises(InvalidInput) as e:
+        backup_resources(kube_client, BackupScope(), ListSink(), dr_namespace="dr-system")
+    assert e.value.message == (
+        "no namespace to back up (left out dr's namespace dr-system and drill scratch namespace drill-1 "
+        "(name them to back up))"
+    )
