@@ -15,8 +15,8 @@ from collections.abc import Sequence
 
 # How much of a long text is redacted to find what its quoted head or tail holds: far
 # more than a tail and a PEM private key (an 8192-bit RSA key is about 6.5 KB) before
-# it, and bounded, for the time the patterns take (quadratic on crafted input: ~60 s
-# for 1 MiB).
+# it, and bounded, for the time the patterns take (once quadratic on crafted input:
+# ~60 s for 1 MiB; linear since, tests/test_redact.py).
 WINDOW = 16 * 1024
 
 # Values that look like credentials: Vault tokens, AWS keys, bearer tokens and other
@@ -41,11 +41,19 @@ _SECRET_PATTERNS = [
     # A GCS resumable upload's session URI is a bearer credential (urllib3 logs
     # the request line at -vvv).
     re.compile(r"(upload_id=)[^\s\"'&]+"),
-    re.compile(r"-----BEGIN [A-Z ]*PRIVATE KEY-----[\s\S]+?-----END [A-Z ]*PRIVATE KEY-----"),
+    # A private key up to its END line, or, cut short (a hook's stderr tail), up to the next
+    # BEGIN or the end of the text. Not past the next BEGIN: from every one of many BEGINs
+    # without an END the search ran to the end of the text (200 KB of them: 7 s).
+    re.compile(
+        r"-----BEGIN [A-Z ]*PRIVATE KEY-----(?:(?!-----BEGIN )[\s\S])*?"
+        r"(?:-----END [A-Z ]*PRIVATE KEY-----|(?=-----BEGIN )|\Z)"
+    ),
     # user:password@ in a URL (the password may hold a "/": it ends at the last "@").
     # The scheme's length is bounded: unbounded, a long run of "a.a.a…" took
-    # time quadratic in its length (a try from every word start to its end).
-    re.compile(r"(?i)(\b[a-z][a-z0-9+.-]{0,31}://)[^\s/@?#]*:[^\s@?#]*(?=@)"),
+    # time quadratic in its length (a try from every word start to its end). So is the
+    # password's, by the next "://": from each URL of a run of "a://a://…" without an "@"
+    # it ran to the end of the run (200 KB: 48 s).
+    re.compile(r"(?i)(\b[a-z][a-z0-9+.-]{0,31}://)[^\s/@?#]*:(?:(?!://)[^\s@?#])*(?=@)"),
 ]
 
 

@@ -166,12 +166,31 @@ def test_a_clients_glued_password_is_masked_and_nothing_else(
         "mysql '" + "a" * 100_000,
         "--password " * 10_000,
         "--password" + " " * 100_000 + "-",
+        "a://" * 50_000,
+        "a://a:" * 20_000 + "@",
+        "-----BEGIN RSA PRIVATE KEY-----" * 6_500,
+        "-----BEGIN PRIVATE KEY-----" + "-----END" * 10_000,
     ],
-    ids=["commas", "parens", "semicolons", "names", "quotes", "unterminated", "quote", "options", "spaces"],
+    ids=[
+        "commas",
+        "parens",
+        "semicolons",
+        "names",
+        "quotes",
+        "unterminated",
+        "quote",
+        "options",
+        "spaces",
+        "urls",
+        "userinfo",
+        "key-begins",
+        "key-ends",
+    ],
 )
 def test_a_long_hostile_text_takes_linear_time(text: str) -> None:
     # Every log line and a hook's stderr window go through redact(): 100 KB must not take
-    # seconds (the bin/ path was once looked for from each of a run of "(": 17 s).
+    # seconds (the bin/ path was once looked for from each of a run of "(": 17 s; a URL's
+    # password from each of a run of "a://": 48 s for 200 KB; a key from each BEGIN: 7 s).
     start = time.monotonic()
     redact(text)
     assert time.monotonic() - start < 1
@@ -182,3 +201,19 @@ def test_a_clients_path_after_a_separator_is_found() -> None:
     assert redact("x,/usr/local/bin/mysql -pS") == f"x,/usr/local/bin/mysql -p{R}"
     assert redact("(/opt/a,b/bin/mysqldump -pS") == f"(/opt/a,b/bin/mysqldump -p{R}"
     assert redact("mysql -u a;/usr/bin/mysql -pS") == f"mysql -u a;/usr/bin/mysql -p{R}"
+
+
+def test_a_private_key_cut_short_is_masked_to_the_end_or_the_next_key() -> None:
+    # A hook's stderr tail may end inside a key; a second key may follow one without END.
+    cut = "log\n-----BEGIN PRIVATE KEY-----\nMIIEvQIBADANBgkqhkiG9w0BAQEFAASC"
+    assert redact(cut) == f"log\n{R}"
+    two = "-----BEGIN RSA PRIVATE KEY-----\nAAAA\n-----BEGIN PRIVATE KEY-----\nBBBB\n-----END PRIVATE KEY-----\nok"
+    assert redact(two) == f"{R}{R}\nok"
+    whole = "x -----BEGIN EC PRIVATE KEY-----\nCCCC\n-----END EC PRIVATE KEY----- y"
+    assert redact(whole) == f"x {R} y"
+
+
+def test_a_url_password_is_masked_next_to_other_urls() -> None:
+    # The user info goes whole (user and password), as before the password was bounded.
+    assert redact("see a://b and s3://key:secret@host/p") == f"see a://b and s3://{R}@host/p"
+    assert redact("http://u:p/w@h a://x") == f"http://{R}@h a://x"
