@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -214,19 +215,11 @@ def test_forget_with_an_unknown_policy_is_exit_2_and_removes_nothing(
     assert _ids(repo) == {"a" * 64}
 
 
-def test_forget_and_prune_under_s3_object_lock_leave_what_is_retained(
-    isolated_home: Path,
-    capsys: pytest.CaptureFixture[str],
-    s3_env: dict[str, str],
-    s3_client: Any,
-    unique: str,
-) -> None:
-    # With Object Lock, forget stopped at the first snapshot still retained (exit 1, the
-    # rest not done) and prune at the first index file still retained: scheduled
-    # retention failed every day. What the store keeps now stays, named, exit 0; what it
-    # lets go is removed.
-
-    bucket = f"dr-forget-lock-{unique}"
+def _object_lock_dr(
+    home: Path, capsys: pytest.CaptureFixture[str], s3_env: dict[str, str], s3_client: Any, bucket: str
+) -> Callable[..., Any]:
+    """A bucket with Object Lock and a dr runner by config: "plain" (no retention set) or
+    "locked" (1 day, GOVERNANCE), both on the same repository in it."""
     s3_client.create_bucket(Bucket=bucket, ObjectLockEnabledForBucket=True)
     s3 = {"endpoint": s3_env["endpoint"], "region": s3_env["region"], "addressingStyle": "path"}
     configs = {}
@@ -239,14 +232,30 @@ def test_forget_and_prune_under_s3_object_lock_leave_what_is_retained(
         }
         doc = {
             "repositories": [repo],
-            "keyProviders": [{"name": "local", "uri": f"local://{isolated_home}/repo.key"}],
+            "keyProviders": [{"name": "local", "uri": f"local://{home}/repo.key"}],
         }
-        configs[name] = isolated_home / f"{name}.yaml"
+        configs[name] = home / f"{name}.yaml"
         configs[name].write_text(yaml.safe_dump(doc))
 
     def dr(config: str, *args: str) -> Any:
         return run_dr(capsys, "--config", str(configs[config]), *args)
 
+    return dr
+
+
+def test_forget_and_prune_under_s3_object_lock_leave_what_is_retained(
+    isolated_home: Path,
+    capsys: pytest.CaptureFixture[str],
+    s3_env: dict[str, str],
+    s3_client: Any,
+    unique: str,
+) -> None:
+    # With Object Lock, forget stopped at the first snapshot still retained (exit 1, the
+    # rest not done) and prune at the first index file still retained: scheduled
+    # retention failed every day. What the store keeps now stays, named, exit 0; what it
+    # lets go is removed.
+
+    dr = _object_lock_dr(isolated_home, capsys, s3_env, s3_client, f"dr-forget-lock-{unique}")
     assert dr("plain", "repo", "init").code == 0
     src = isolated_home / "src"
     src.mkdir()
@@ -501,25 +510,9 @@ def test_forget_by_id_under_s3_object_lock_reports_what_stays(
     s3_client: Any,
     unique: str,
 ) -> None:
-    # As forget by retention: a snapshot the store retains is kept and named, exit 0; the
-    # others named are removed.
-    bucket = f"dr-forget-id-lock-{unique}"
-    s3_client.create_bucket(Bucket=bucket, ObjectLockEnabledForBucket=True)
-    s3 = {"endpoint": s3_env["endpoint"], "region": s3_env["region"], "addressingStyle": "path"}
-    configs = {}
-    for name, lock in (("plain", None), ("locked", {"mode": "GOVERNANCE", "days": 1})):
-        repo = {"name": "r", "url": f"s3://{bucket}/repo", "keys": ["local"],
-                "s3": {**s3, **({"objectLock": lock} if lock else {})}}  # fmt: skip
-        doc = {
-            "repositories": [repo],
-            "keyProviders": [{"name": "local", "uri": f"local://{isolated_home}/k"}],
-        }
-        configs[name] = isolated_home / f"{name}.yaml"
-        configs[name].write_text(yaml.safe_dump(doc))
-
-    def dr(config: str, *args: str) -> Any:
-        return run_dr(capsys, "--config", str(configs[config]), *args)
-
+    # A snapshot the store retains is kept and named, the others named are removed; what
+    # was asked for is not all done: exit 3 (forget by retention: 0).
+    dr = _object_lock_dr(isolated_home, capsys, s3_env, s3_client, f"dr-forget-id-lock-{unique}")
     assert dr("plain", "repo", "init").code == 0
     src = isolated_home / "src"
     src.mkdir()
