@@ -479,3 +479,31 @@ def test_a_policy_with_its_own_repository_the_page_shows_its_backup_and_the_line
         assert res.json()["backupId"].endswith("-nightly")
     finally:
         kube_client.request("DELETE", f"/api/v1/namespaces/{shop}")
+
+
+def test_contacts_and_code_render_as_written(tmp_path: Path) -> None:
+    # A contact's name, role and ways are the author's free text: "<on-call>" was read as an
+    # HTML tag (and vanished), "*" as emphasis; a command holding "``" broke out of its span.
+    doc = yaml.safe_load(SITE.read_text())
+    doc["spec"]["contacts"] = [
+        {
+            "name": "*Ops* <on-call>",
+            "role": "lead_ops | [pager](x)",
+            "email": "ops@example.com",
+            "phone": "+1 555",
+        }
+    ]
+    path = tmp_path / "site.yaml"
+    path.write_text(yaml.safe_dump(doc))
+    md = render_markdown(load_runbook(path), source="a``b`c")
+    from markdown_it import MarkdownIt
+
+    tokens = MarkdownIt("commonmark").enable(["table"]).parse(md)
+    inline = [t for t in tokens if t.type == "inline"]
+    contact = next(t for t in inline if "on-call" in t.content)
+    kinds = {c.type for c in contact.children or []}
+    assert not kinds & {"html_inline", "em_open", "link_open"}, kinds
+    shown = "".join(c.content for c in contact.children or [] if c.type == "text")
+    assert "*Ops* <on-call>" in shown and "lead_ops | [pager](x)" in shown and "+1 555" in shown
+    spans = [c.content for t in inline for c in t.children or [] if c.type == "code_inline"]
+    assert "a``b`c" in spans

@@ -17,7 +17,6 @@ month is the median over all drills that measured one.
 from __future__ import annotations
 
 import json
-import re
 import statistics
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -30,6 +29,7 @@ from pydantic import Field, ValidationError
 from dr.config import Config
 from dr.drill.model import DrillReport, ReportModel, human_duration
 from dr.errors import InvalidInput
+from dr.markdown import md_code, md_text
 from dr.runbook.model import Runbook, find_runbook, load_runbook
 
 AppStatus = Literal["passed", "failed", "error", "missing"]
@@ -410,48 +410,6 @@ def vs(measured: timedelta | None, objective: timedelta | None, met: bool | None
     return f"{human_duration(measured)} / {human_duration(objective)}{verdict}"
 
 
-# Markdown's inline markup (code, emphasis, links and images, strikethrough, math, table cells,
-# a heading's closing '#'): backslash-escaped, which CommonMark and GFM read as the character.
-# An underscore between letters or digits (pg_restore, kube_system) never is: left as it is.
-_MD_PUNCTUATION = re.compile(r"[\\`*_\[\]~|$#]")
-_MD_ORDERED_LIST = re.compile(r"\d+(?=[.)])")
-
-
-def _md_escape(m: re.Match[str]) -> str:
-    i, text = m.start(), m.string
-    if m.group() == "_" and 0 < i < len(text) - 1 and text[i - 1].isalnum() and text[i + 1].isalnum():
-        return "_"
-    return "\\" + m.group()
-
-
-def _md(text: str) -> str:
-    """``text`` (from drill reports: names, messages, errors — anything) as inert Markdown text.
-
-    One line (a line break would end a table row or a list item), no leading blanks (an
-    indented code block), ``<``, ``>`` and ``&`` as HTML entities (no tag, autolink, quote or
-    entity of its own: the one escape every Markdown renderer knows), markup characters
-    backslash-escaped, and what would start a block at the start of a list item (``-``, ``+``,
-    ``=``, ``1.``) escaped. It then reads (and renders) as exactly the text it was.
-    """
-    text = " ".join(text.splitlines()).strip()
-    text = text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
-    text = _MD_PUNCTUATION.sub(_md_escape, text)
-    if m := _MD_ORDERED_LIST.match(text):
-        return text[: m.end()] + "\\" + text[m.end() :]
-    return "\\" + text if text[:1] in ("-", "+", "=") else text
-
-
-def _code(text: str) -> str:
-    """``text`` as an inline code span: fenced by more backticks than it holds in a row, padded
-    when it starts or ends with one (a code span shows its text as it is; no escape works inside)."""
-    text = " ".join(text.splitlines())
-    if not text.strip():  # no code span shows only blanks as they are
-        return _md(text)
-    fence = "`" * (max((len(run) for run in re.findall("`+", text)), default=0) + 1)
-    pad = " " if text[:1] in ("`", " ") or text[-1:] in ("`", " ") else ""
-    return f"{fence}{pad}{text}{pad}{fence}"
-
-
 def render_markdown(report: MonthlyReport) -> str:
     t = report.totals
     out = [
@@ -463,9 +421,9 @@ def render_markdown(report: MonthlyReport) -> str:
     ]
     attention = report.attention()
     out += ["## Needs attention", ""]
-    out += [f"- warning: {_md(w)}" for w in report.warnings]
+    out += [f"- warning: {md_text(w)}" for w in report.warnings]
     if attention:
-        out += [f"- **{_md(a.app)}** ({STATUS_WORDS[a.status]}): {_md(why)}" for a, why in attention]
+        out += [f"- **{md_text(a.app)}** ({STATUS_WORDS[a.status]}): {md_text(why)}" for a, why in attention]
     elif not report.warnings:
         out.append("Nothing: every app with a backup policy passed its drill within its objectives.")
     out.append("")
@@ -479,7 +437,7 @@ def render_markdown(report: MonthlyReport) -> str:
     for a in report.apps:
         d = a.latest
         out.append(
-            f"| {_md(a.app)} | {STATUS_WORDS[a.status]} | {len(a.drills)} ({a.passed_count}) "
+            f"| {md_text(a.app)} | {STATUS_WORDS[a.status]} | {len(a.drills)} ({a.passed_count}) "
             f"| {vs(d.rto_measured if d else None, a.rto_objective, d.rto_met if d else None)} "
             f"| {vs(d.rpo_measured if d else None, a.rpo_objective, d.rpo_met if d else None)} "
             f"| {when(d.started) if d else '-'} |"
@@ -487,7 +445,7 @@ def render_markdown(report: MonthlyReport) -> str:
     out.append("")
 
     for a in report.apps:
-        out += [f"## {_md(a.app)}", ""]
+        out += [f"## {md_text(a.app)}", ""]
         d = a.latest
         if d is None:
             out += [
@@ -497,24 +455,24 @@ def render_markdown(report: MonthlyReport) -> str:
             ]
         else:
             out.append(
-                f"Latest drill {_code(d.id)} started {when(d.started)}: **{STATUS_WORDS[d.outcome]}**."
-                + (f" Backup {_code(d.backup_id)} taken {when(d.backup_time)}." if d.backup_id else "")
+                f"Latest drill {md_code(d.id)} started {when(d.started)}: **{STATUS_WORDS[d.outcome]}**."
+                + (f" Backup {md_code(d.backup_id)} taken {when(d.backup_time)}." if d.backup_id else "")
                 + (
-                    f" Scratch namespace {_code(d.namespace)}, cleanup {_md(d.cleanup)}."
+                    f" Scratch namespace {md_code(d.namespace)}, cleanup {md_text(d.cleanup)}."
                     if d.namespace
                     else ""
                 )
             )
             out.append("")
             if d.error:
-                out += [f"The drill could not run: {_md(d.error)}", ""]
+                out += [f"The drill could not run: {md_text(d.error)}", ""]
             if d.restore_problems:
                 out += ["The restore was not complete:", ""]
-                out += [f"- {_md(p)}" for p in d.restore_problems]
+                out += [f"- {md_text(p)}" for p in d.restore_problems]
                 out.append("")
             if d.warnings:
                 out += ["Warnings (the drill did not check these):", ""]
-                out += [f"- {_md(w)}" for w in d.warnings]
+                out += [f"- {md_text(w)}" for w in d.warnings]
                 out.append("")
             phases = d.phase_durations()
             shown = [f"{n} {human_duration(v)}" for n, v in phases if v is not None]
@@ -540,13 +498,13 @@ def render_markdown(report: MonthlyReport) -> str:
                 for s in d.steps:
                     res = "passed" if s.passed else ("ERROR" if s.error else "FAILED")
                     out.append(
-                        f"| {_md(s.name)} | {_md(s.type)} | {res} | {human_duration(s.duration)} | {_md(s.message)} |"
+                        f"| {md_text(s.name)} | {md_text(s.type)} | {res} | {human_duration(s.duration)} | {md_text(s.message)} |"
                     )
                 out.append("")
             if len(a.drills) > 1:
                 out += ["All drills this month:", ""]
                 out += [
-                    f"- {when(x.started)} {_code(x.id)}: {STATUS_WORDS[x.outcome]}, RTO {human_duration(x.rto_measured)}"
+                    f"- {when(x.started)} {md_code(x.id)}: {STATUS_WORDS[x.outcome]}, RTO {human_duration(x.rto_measured)}"
                     for x in a.drills
                 ]
                 out.append("")

@@ -24,6 +24,7 @@ from datetime import datetime
 from typing import Any
 
 from dr.drill.model import DrillReport, human_duration
+from dr.markdown import md_code, md_text
 from dr.runbook.model import (
     DataStep,
     ExecStep,
@@ -63,13 +64,6 @@ def human_size(n: int) -> str:
 
 def when(t: datetime) -> str:
     return t.strftime("%Y-%m-%d %H:%M %Z").strip() if t.tzinfo else t.strftime("%Y-%m-%d %H:%M")
-
-
-def _code(text: str) -> str:
-    # Inline code that survives backticks inside (``a`b``).
-    fence = "``" if "`" in text else "`"
-    pad = " " if text.startswith("`") or text.endswith("`") else ""
-    return f"{fence}{pad}{text}{pad}{fence}"
 
 
 def _cell(text: str) -> str:
@@ -183,21 +177,21 @@ def checklist_item(step: VerificationStep, ns: str) -> tuple[str, list[str]]:
     if isinstance(step, ResourcesStep):
         parts = []
         for e in step.expect:
-            sel = f" labelled {_code(e.selector)}" if e.selector else ""
+            sel = f" labelled {md_code(e.selector)}" if e.selector else ""
             if e.names:
-                parts.append(f"{e.kind} {', '.join(_code(n) for n in e.names)}{sel}")
+                parts.append(f"{e.kind} {', '.join(md_code(n) for n in e.names)}{sel}")
             if e.min_count > max(len(e.names), 0) or not e.names:
                 parts.append(f"at least {e.min_count} {e.kind}{sel}")
         kinds = ",".join(dict.fromkeys(e.kind.lower() for e in step.expect))
-        return f"These objects exist in {_code(ns)}: " + "; ".join(parts) + ".", [
+        return f"These objects exist in {md_code(ns)}: " + "; ".join(parts) + ".", [
             shlex.join(["kubectl", "-n", ns, "get", kinds])
         ]
     if isinstance(step, ReadyStep):
         what = _kinds_phrase(list(step.kinds))
-        names = f" ({', '.join(_code(n) for n in step.names)})" if step.names else ""
-        sel = f" labelled {_code(step.selector)}" if step.selector else ""
+        names = f" ({', '.join(md_code(n) for n in step.names)})" if step.names else ""
+        sel = f" labelled {md_code(step.selector)}" if step.selector else ""
         text = (
-            f"All {what}{names}{sel} in {_code(ns)} are ready: every replica ready"
+            f"All {what}{names}{sel} in {md_code(ns)} are ready: every replica ready"
             + (", Jobs complete" if "Job" in step.kinds else "")
             + f" (the drill waits up to {human_duration(step.timeout)})."
         )
@@ -210,10 +204,10 @@ def checklist_item(step: VerificationStep, ns: str) -> tuple[str, list[str]]:
         exp = step.expect
         checks = [f"answers {exp.status}"]
         if exp.body_regex:
-            checks.append(f"the body matches {_code(exp.body_regex)}")
-        checks += [f"{_code(j.path)} is {_code(_json(j.equals))}" for j in exp.json_]
+            checks.append(f"the body matches {md_code(exp.body_regex)}")
+        checks += [f"{md_code(j.path)} is {md_code(_json(j.equals))}" for j in exp.json_]
         target = f"{step.scheme}://{step.service}:{step.port}{step.path}"
-        text = f"{_code(step.method + ' ' + target)} in {_code(ns)} " + ", ".join(checks) + "."
+        text = f"{md_code(step.method + ' ' + target)} in {md_code(ns)} " + ", ".join(checks) + "."
         svc = f"https:{step.service}:{step.port}" if step.scheme == "https" else f"{step.service}:{step.port}"
         raw = f"/api/v1/namespaces/{ns}/services/{svc}/proxy{step.path}"
         cmds = [shlex.join(["kubectl", "get", "--raw", raw])] if step.method == "GET" else []
@@ -222,11 +216,11 @@ def checklist_item(step: VerificationStep, ns: str) -> tuple[str, list[str]]:
         shown = shlex.join(step.command)
         container = ["-c", step.container] if step.container else []
         regex = step.expect.stdout_regex
-        out = f" and prints output matching {_code(regex)}" if regex else ""
+        out = f" and prints output matching {md_code(regex)}" if regex else ""
         if step.workload:
             kind, name = workload_ref(step.workload)
             if kind is None:
-                text = f"{_code(shown)} in workload {_code(name)} exits {step.expect.exit_code}{out}."
+                text = f"{md_code(shown)} in workload {md_code(name)} exits {step.expect.exit_code}{out}."
                 return text, [
                     shlex.join(
                         ["kubectl", "-n", ns, "get", "deployment,statefulset,daemonset", "-o", "name"]
@@ -236,10 +230,12 @@ def checklist_item(step: VerificationStep, ns: str) -> tuple[str, list[str]]:
                     ),
                 ]
             target = f"{kind.lower()}/{name}"
-            text = f"{_code(shown)} in {_code(target)} exits {step.expect.exit_code}{out}."
+            text = f"{md_code(shown)} in {md_code(target)} exits {step.expect.exit_code}{out}."
             return text, [shlex.join(["kubectl", "-n", ns, "exec", target, *container, "--", *step.command])]
         sel = str(step.selector)
-        text = f"{_code(shown)} in a running pod labelled {_code(sel)} exits {step.expect.exit_code}{out}."
+        text = (
+            f"{md_code(shown)} in a running pod labelled {md_code(sel)} exits {step.expect.exit_code}{out}."
+        )
         return text, [
             shlex.join(["kubectl", "-n", ns, "get", "pods", "-l", sel]),
             shlex.join(["kubectl", "-n", ns, "exec", "POD", *container, "--", *step.command]),
@@ -248,17 +244,17 @@ def checklist_item(step: VerificationStep, ns: str) -> tuple[str, list[str]]:
         parts = []
         for c in step.checks:
             if c.sha256:
-                parts.append(f"{_code(c.path)} has sha256 {_code(c.sha256[:16] + '…')}")
+                parts.append(f"{md_code(c.path)} has sha256 {md_code(c.sha256[:16] + '…')}")
             elif c.count is not None:
-                parts.append(f"{_code(c.path)} holds exactly {c.count} files")
+                parts.append(f"{md_code(c.path)} holds exactly {c.count} files")
             else:
-                parts.append(f"{_code(c.path)} holds at least {c.min_count} files")
-        return f"Volume {_code(step.pvc)} in {_code(ns)}: " + "; ".join(parts) + ".", []
+                parts.append(f"{md_code(c.path)} holds at least {c.min_count} files")
+        return f"Volume {md_code(step.pvc)} in {md_code(ns)}: " + "; ".join(parts) + ".", []
     if isinstance(step, JobStep):
         argv = [*step.command, *step.args]
         text = (
-            f"The check job {_code(step.image)}"
-            + (f" ({_code(shlex.join(argv))})" if argv else "")
+            f"The check job {md_code(step.image)}"
+            + (f" ({md_code(shlex.join(argv))})" if argv else "")
             + " succeeds"
         )
         if step.env:
@@ -297,17 +293,17 @@ def render_markdown(
     first_ns = names[0] if names else "NAMESPACE"
     cmds = restore_commands(rb, latest_backup.id if latest_backup else None)
     out: list[str] = [f"# Runbook: {rb.name}", "", spec.description.strip(), ""]
-    made = "Generated by `dr runbook render`" + (f" from {_code(source)}" if source else "")
+    made = "Generated by `dr runbook render`" + (f" from {md_code(source)}" if source else "")
     made += f" on {when(generated)}" if generated else ""
     out += [f"> {made}. Edit the runbook YAML, not this page.", ""]
 
     # -- at a glance
     out += ["## At a glance", "", "| | |", "|---|---|"]
-    out.append(f"| Namespaces | {', '.join(_code(n) for n in spec.scope.namespaces)} |")
+    out.append(f"| Namespaces | {', '.join(md_code(n) for n in spec.scope.namespaces)} |")
     if spec.scope.selector:
-        out.append(f"| Selector | {_cell(_code(spec.scope.selector))} |")
+        out.append(f"| Selector | {_cell(md_code(spec.scope.selector))} |")
     if spec.backup_policy:
-        out.append(f"| Backup policy | {_code(spec.backup_policy)} |")
+        out.append(f"| Backup policy | {md_code(spec.backup_policy)} |")
     rpo, rto = human_duration(spec.objectives.rpo), human_duration(spec.objectives.rto)
     out.append(f"| Recovery point objective (RPO) | {rpo}: at most {rpo} of changes may be lost |")
     out.append(f"| Recovery time objective (RTO) | {rto}: from starting the restore to a working app |")
@@ -318,9 +314,10 @@ def render_markdown(
     # -- contacts
     out += ["## Contacts", ""]
     for c in spec.contacts:
-        ways = [w for w in (c.email, c.phone, f"pager {c.pager}" if c.pager else None) if w]
-        role = f" ({c.role})" if c.role else ""
-        out.append(f"- **{c.name}**{role}: {', '.join(ways)}")
+        # Free text of the runbook's author, shown as written (a "<team>" placeholder is not a tag).
+        ways = [md_text(w) for w in (c.email, c.phone, f"pager {c.pager}" if c.pager else None) if w]
+        role = f" ({md_text(c.role)})" if c.role else ""
+        out.append(f"- **{md_text(c.name)}**{role}: {', '.join(ways)}")
     out.append("")
 
     # -- recovery commands
@@ -348,7 +345,7 @@ def render_markdown(
     out.append("")
     if globs:
         out += [
-            f"Namespaces matching {', '.join(_code(g) for g in globs)} need their own "
+            f"Namespaces matching {', '.join(md_code(g) for g in globs)} need their own "
             "`--namespace-mapping OLD=NEW` each: see `dr backups describe ID` for their names.",
             "",
         ]
@@ -385,7 +382,7 @@ def render_markdown(
         else:
             out.append(f"- [ ] **{step.name}**: {text}")
         if lines:
-            out.append("  By hand: " + " then ".join(_code(ln) for ln in lines))
+            out.append("  By hand: " + " then ".join(md_code(ln) for ln in lines))
     out.append("")
 
     # -- done?
@@ -409,14 +406,14 @@ def render_markdown(
     d = spec.drill
     out += ["## Restore drills", ""]
     sched = (
-        f"{_code(d.schedule)}" + (f" ({d.time_zone})" if d.time_zone else " (UTC)")
+        f"{md_code(d.schedule)}" + (f" ({d.time_zone})" if d.time_zone else " (UTC)")
         if d.schedule
         else "not scheduled"
     )
-    out.append(f"- Schedule: {sched}; run by hand with {_code('dr drill run RUNBOOK.yaml')}.")
+    out.append(f"- Schedule: {sched}; run by hand with {md_code('dr drill run RUNBOOK.yaml')}.")
     sample = next(iter(rb.scratch_namespaces("ID").values()), f"{d.namespace_prefix}-{rb.name}-ID")
     out.append(
-        f"- Scratch namespaces like {_code(sample)}, deleted after the drill, "
+        f"- Scratch namespaces like {md_code(sample)}, deleted after the drill, "
         f"or by `dr drill gc` after {human_duration(d.ttl)}; a drill is stopped after {human_duration(d.timeout)}."
     )
     if d.quota:
@@ -444,7 +441,7 @@ def _which_backup(rb: Runbook, known: bool) -> str:
 def _backup_line(b: BackupSummary | None) -> str:
     if b is None:
         return UNKNOWN_BACKUP
-    parts = [f"{_code(b.id)}, taken {when(b.time)}"]
+    parts = [f"{md_code(b.id)}, taken {when(b.time)}"]
     if b.namespaces:
         parts.append("namespaces " + ", ".join(b.namespaces))
     if b.size is not None:
@@ -455,9 +452,9 @@ def _backup_line(b: BackupSummary | None) -> str:
 def _drill_line(d: DrillReport | None) -> str:
     if d is None:
         return UNKNOWN_DRILL
-    parts = [f"{when(d.started)} (drill {_code(d.id)})"]
+    parts = [f"{when(d.started)} (drill {md_code(d.id)})"]
     if d.rto_measured is not None:
         parts.append(f"RTO {human_duration(d.rto_measured)}")
     if d.backup_id:
-        parts.append(f"restored backup {_code(d.backup_id)}")
+        parts.append(f"restored backup {md_code(d.backup_id)}")
     return "; ".join(parts)
