@@ -28,9 +28,9 @@ CONFIG_MAP = "dr-config"
 FILES_SECRET = "dr-files"
 # The /tmp emptyDir's limit (the kubelet evicts a pod whose /tmp grows past it). What
 # fills it is the repository index (dr.repo.index): ~220 bytes a blob while it loads,
-# ~165 once loaded, and prune holds two at once (~385). 4Gi: ~19 million blobs (19 TiB
-# in 1 MiB chunks, or as many small files), prune ~11 million; 1Gi was ~4.8 and ~2.8
-# million, fewer than the in-memory index once fitted in a mover's 1Gi of memory.
+# ~165 once loaded. 4Gi: ~19 million blobs (19 TiB in 1 MiB chunks, or as many small
+# files); 1Gi was ~4.8 million, fewer than the in-memory index once fitted in a mover's
+# 1Gi of memory.
 TMP_SIZE_LIMIT = "4Gi"
 
 

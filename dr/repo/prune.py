@@ -154,12 +154,13 @@ def _prune(repo: Repository, result: PruneResult, ignore: set[str]) -> PruneResu
                     saver.uploader.add(e.type, e.id, e.flag, sealed, e.raw_length)
                 result.bytes_freed += stored[name]
             saver.flush()
-        # The saver's index files already cover the new packs; collect them.
-        fresh = repo.reload_index()
-        for pack_id, entries in fresh.packs.items():
+        # The saver's index files already cover the new packs, and it added both to
+        # ``index``: collect them there (loading the index again fetched every index file
+        # and held a second temporary database in $TMPDIR).
+        for pack_id, entries in index.packs.items():
             if pack_id not in packs_before:
                 new_packs[pack_id] = entries
-        for name in fresh.files:
+        for name in index.files:
             if name not in old_index_files:
                 old_index_files.append(name)  # superseded by the complete index below
 
@@ -209,8 +210,8 @@ def _prune(repo: Repository, result: PruneResult, ignore: set[str]) -> PruneResu
             result.packs_retained,
         )
     # The index changed under the repository: forget it, for whoever uses it next to
-    # load afresh. Not loaded here: nothing in prune needs it, and it would be a third
-    # temporary database in $TMPDIR beside the two still held.
+    # load afresh. Not loaded here: nothing in prune needs it, and it would be a second
+    # temporary database in $TMPDIR beside the one still held.
     repo.drop_index()
     log.info(
         "prune: deleted %d packs (%d repacked), freed %d bytes",
