@@ -93,7 +93,8 @@ def test_restore_commands_without_a_backup_policy_name_no_latest() -> None:
 def test_restore_commands_carry_the_scope_filters_and_every_namespace() -> None:
     cache = restore_commands(load_runbook(CACHE), "3f9a1c2e")
     assert cache["in_place"] == [
-        "dr restore 3f9a1c2e -n cache --selector app.kubernetes.io/name=redis "
+        # The ID with its policy: that names the repository the policy writes to.
+        "dr restore 3f9a1c2e --policy cache-hourly -n cache --selector app.kubernetes.io/name=redis "
         "--include-resources statefulsets,services,configmaps,secrets,persistentvolumeclaims"
     ]
     doc = yaml.safe_load(SHOP.read_text())
@@ -263,8 +264,9 @@ def test_page_with_latest_backup_and_drill() -> None:
     assert "on 2026-11-27 09:30 UTC. Edit the runbook YAML" in md
     lines = " ".join(ln.removesuffix("\\").strip() for ln in code_lines(md))
     exclude = "--exclude-resources events,pods,replicasets,endpointslices"
-    assert f"dr restore 3f9a1c2e -n shop {exclude} --dry-run" in lines
-    assert f"dr restore 3f9a1c2e -n shop {exclude} --existing recreate" in lines
+    assert f"dr restore 3f9a1c2e --policy shop-nightly -n shop {exclude} --dry-run" in lines
+    assert f"dr restore 3f9a1c2e --policy shop-nightly -n shop {exclude} --existing recreate" in lines
+    assert "dr backups list --namespace shop --policy shop-nightly" in lines
     assert "The latest passing drill took 12m." in md
 
 
@@ -417,7 +419,10 @@ def test_the_pages_restore_lines_restore_only_the_app(
         online = run_dr(capsys, "--config", str(config), "runbook", "render", str(rb))
         assert online.code == 0, online.err
         offline = render_markdown(load_runbook(rb))  # without the repository: the policy's latest
-        for page, backup in ((online.out, nightly), (offline, "latest --policy nightly")):
+        for page, backup in (
+            (online.out, f"{nightly} --policy nightly"),
+            (offline, "latest --policy nightly"),
+        ):
             lines = [ln for ln in page.replace(" \\\n    ", " ").splitlines() if ln.startswith("dr restore")]
             replace = next(ln for ln in lines if ln.endswith("--existing recreate"))
             assert replace == f"dr restore {backup} -n {shop} --existing recreate"
@@ -477,6 +482,16 @@ def test_a_policy_with_its_own_repository_the_page_shows_its_backup_and_the_line
         res = dr("restore", "latest", "--policy", "nightly", "-n", shop, "--dry-run", "-o", "json")
         assert res.code == 0, res.err
         assert res.json()["backupId"].endswith("-nightly")
+        # The page's own lines, copied as they are: with the backup's ID they looked in the
+        # default repository ("no backup ... found"), and its list showed no backup at all.
+        lines = [ln for ln in page.out.replace(" \\\n    ", " ").splitlines() if ln.startswith("dr ")]
+        preview = next(ln for ln in lines if ln.startswith("dr restore") and ln.endswith("--dry-run"))
+        res = dr(*shlex.split(preview)[1:], "-o", "json")
+        assert res.code == 0, (preview, res.err)
+        assert res.json()["backupId"].endswith("-nightly")
+        listing = next(ln for ln in lines if ln.startswith("dr backups list"))
+        res = dr(*shlex.split(listing)[1:], "-o", "json")
+        assert res.code == 0 and len(res.json()) == 1 and nightly in res.out, (listing, res.out, res.err)
     finally:
         kube_client.request("DELETE", f"/api/v1/namespaces/{shop}")
 

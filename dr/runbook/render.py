@@ -133,12 +133,22 @@ def restore_filters(rb: Runbook) -> list[str]:
 def backup_choice(rb: Runbook, backup: str | None) -> list[str]:
     """Which backup the restore lines restore: ``backup`` (an ID) if known, else the newest of the
     app's backup policy (``latest --policy P``), else a ``BACKUP_ID`` to take from ``dr backups list``
-    (``latest`` alone is the newest backup of the whole repository, maybe another app's)."""
+    (``latest`` alone is the newest backup of the whole repository, maybe another app's).
+
+    An ID keeps ``--policy P`` too: the policy may write to a repository that is not the
+    default one, and ``dr restore ID`` alone looks for the ID in the default one."""
+    policy = ["--policy", rb.spec.backup_policy] if rb.spec.backup_policy else []
     if backup and backup != "latest":
-        return [backup]
-    if rb.spec.backup_policy:
-        return ["latest", "--policy", rb.spec.backup_policy]
+        return [backup, *policy]
+    if policy:
+        return ["latest", *policy]
     return [BACKUP_PLACEHOLDER]
+
+
+def list_command(rb: Runbook, namespace: str) -> str:
+    """The page's ``dr backups list`` line: the app's namespace, in its backup policy's repository."""
+    policy = ["--policy", rb.spec.backup_policy] if rb.spec.backup_policy else []
+    return shlex.join(["dr", "backups", "list", "--namespace", namespace, *policy])
 
 
 def new_namespace_mapping(rb: Runbook) -> dict[str, str]:
@@ -328,7 +338,7 @@ def render_markdown(
         + " Every line restores only this app's namespaces and resources (`-n` and the scope's filters), "
         "also when the backup holds other apps.",
         "",
-        *_block([shlex.join(["dr", "backups", "list", "--namespace", first_ns])]),
+        *_block([list_command(rb, first_ns)]),
         "",
         "### In place (the namespace is damaged or gone)",
         "",
