@@ -175,8 +175,8 @@ def test_checklist_items_per_step_type() -> None:
     assert text.endswith("succeeds (environment: SMOKE_USER, SMOKE_PASSWORD).")
     assert "secret" not in text.lower() or "SMOKE_PASSWORD" in text  # names only, never values
     assert cmds == [
-        "kubectl -n shop create job check-checkout-smoke-test --image=ghcr.io/acme/shop-smoke-tests:2.3.1 "
-        "-- /smoke --base-url http://web:8080 --checkout"
+        "kubectl -n shop run check-checkout-smoke-test --image=ghcr.io/acme/shop-smoke-tests:2.3.1 "
+        "--restart=Never --attach --rm --quiet --command -- /smoke --base-url http://web:8080 --checkout"
     ]
 
 
@@ -187,15 +187,19 @@ def test_job_steps_by_hand_keep_the_images_entrypoint_when_they_give_only_args()
     step = next(s for s in rb.spec.verification if s.type == "job")
     assert step.args == ["--version"] and not step.command
     _, cmds = checklist_item(step, "webapp")
+    # The line's output and exit status say whether it passed, and it leaves no pod behind in the
+    # app's namespace (a detached `run` only said "created", and a second try hit AlreadyExists).
     assert cmds == [
-        "kubectl -n webapp run check-dr-image-runs --image=ghcr.io/dr-project/dr:latest --restart=Never -- --version"
+        "kubectl -n webapp run check-dr-image-runs --image=ghcr.io/dr-project/dr:latest --restart=Never "
+        "--attach --rm --quiet -- --version"
     ]
     # What the drill runs: args, no command (the image's entrypoint `dr` stays).
     container = job_manifest(step, "x", {})["spec"]["template"]["spec"]["containers"][0]
     assert container["args"] == ["--version"] and "command" not in container
     bare = step.model_copy(update={"args": []})
     assert checklist_item(bare, "webapp")[1] == [
-        "kubectl -n webapp run check-dr-image-runs --image=ghcr.io/dr-project/dr:latest --restart=Never"
+        "kubectl -n webapp run check-dr-image-runs --image=ghcr.io/dr-project/dr:latest --restart=Never "
+        "--attach --rm --quiet"
     ]
 
 

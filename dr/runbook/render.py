@@ -270,13 +270,17 @@ def checklist_item(step: VerificationStep, ns: str) -> tuple[str, list[str]]:
         if step.env:
             text += " (environment: " + ", ".join(e.name for e in step.env) + ")"
         name = f"check-{step.name}"[:52]
+        # One line whose output and exit status are the answer, leaving nothing behind in the
+        # app's namespace: `create job` / a detached `run` only said "created", and a second
+        # try failed on the pod or Job left from the first. `--attach` with `--restart=Never`
+        # returns the container's exit code; `--rm` deletes the pod.
+        cmd = ["kubectl", "-n", ns, "run", name, f"--image={step.image}", "--restart=Never"]
+        cmd += ["--attach", "--rm", "--quiet"]
         if step.command:
-            # `create job … -- WORDS` sets the container's command: command + args, as the drill's Job.
-            cmd = ["kubectl", "-n", ns, "create", "job", name, f"--image={step.image}", "--", *argv]
+            # `--command -- WORDS` sets the container's command: command + args, as the drill's Job.
+            cmd += ["--command", "--", *argv]
         else:
-            # Only args: the image's own entrypoint must stay. `kubectl run … -- WORDS` sets args
-            # (command only with --command); `create job` has no way to set args alone.
-            cmd = ["kubectl", "-n", ns, "run", name, f"--image={step.image}", "--restart=Never"]
+            # Only args: the image's own entrypoint must stay (`run … -- WORDS` sets args).
             cmd += ["--", *step.args] if step.args else []
         return text + ".", [shlex.join(cmd)]
     raise TypeError(f"unknown step {step!r}")
