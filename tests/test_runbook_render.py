@@ -227,6 +227,7 @@ def test_page_without_repository_data() -> None:
     md = render_markdown(load_runbook(SHOP), source="runbooks/webapp-postgres.yaml")
     assert md.startswith("# Runbook: webapp-postgres\n\nThe online shop:")
     assert f"| Latest good backup | {UNKNOWN_BACKUP} |" in md
+    assert "| Repository |" not in md  # not known offline
     assert f"| Latest passing drill | {UNKNOWN_DRILL} |" in md
     assert UNKNOWN_BACKUP == "unknown — run `dr backups list`"
     assert "| Recovery point objective (RPO) | 24h: at most 24h of changes may be lost |" in md
@@ -382,6 +383,10 @@ def test_cli_render_says_once_that_the_repository_is_not_available(isolated_home
     # Once, not once for the latest backup and again for the latest drill.
     assert r.err.count("repository not available") == 1, r.err
     assert "no repository here" in r.err
+    # The page still says where it looked: the repository the built-in defaults name.
+    assert (
+        f"| Repository | `file://{isolated_home}" in r.out and "(configuration: built-in defaults)" in r.out
+    )
 
 
 def test_cli_render_errors(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -482,6 +487,11 @@ def test_a_policy_with_its_own_repository_the_page_shows_its_backup_and_the_line
         save_report(offsite, DRILL.model_copy(update={"id": "drill-offsite", "app": "shop"}))
         page = dr("runbook", "render", str(rb))
         assert page.code == 0 and nightly in page.out, page.err
+        # Where the backups are, and with which configuration: not the default repository.
+        assert (
+            f"| Repository | `file://{isolated_home / 'offsite'}` (configuration: `{config.resolve()}`); "
+            "run the `dr` lines below with the same configuration" in page.out
+        ), page.out
         assert "drill-offsite" in page.out and "unknown — run `dr report drills`" not in page.out
         res = dr("restore", "latest", "--policy", "nightly", "-n", shop, "--dry-run", "-o", "json")
         assert res.code == 0, res.err

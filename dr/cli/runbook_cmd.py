@@ -133,6 +133,27 @@ def latest_passing_drill_for(repo: Repository, rb: Runbook) -> DrillReport | Non
     return passed[-1] if passed else None
 
 
+def _shown_url(name: str | None) -> str | None:
+    """The URL of the repository the page's backups come from, redacted; None if not configured."""
+    from dr.cli.context import app
+    from dr.cli.repo_access import repository_config
+    from dr.urls import redact_url
+
+    try:
+        return redact_url(repository_config(app(), name).url)
+    except DrError:
+        return None
+
+
+def _shown_config() -> str:
+    """The configuration the page was made with: the dr.yaml as an absolute path (a relative
+    one means nothing in the shell of the person paged), or "built-in defaults"."""
+    from dr.cli.context import app
+
+    loaded = app().loaded
+    return str(Path(loaded.source).resolve()) if loaded.config_dir is not None else loaded.source
+
+
 @runbook_group.command("render")
 @click.argument("file", type=click.Path(dir_okay=False), metavar="FILE")
 @click.option("--out", type=click.Path(dir_okay=False), metavar="FILE", help="Write here instead of stdout.")
@@ -149,6 +170,8 @@ def render(file: str, out: str | None) -> int:
         latest_backup=latest_backup_for(backup_repo, rb) if backup_repo is not None else None,
         latest_drill=latest_passing_drill_for(drill_repo, rb) if drill_repo is not None else None,
         generated=datetime.now(UTC),
+        repository=_shown_url(backups_in),
+        config=_shown_config(),
     )
     if out:
         try:

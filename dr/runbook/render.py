@@ -300,8 +300,14 @@ def render_markdown(
     latest_backup: BackupSummary | None = None,
     latest_drill: DrillReport | None = None,
     generated: datetime | None = None,
+    repository: str | None = None,
+    config: str | None = None,
 ) -> str:
-    """The whole human runbook as Markdown."""
+    """The whole human runbook as Markdown.
+
+    ``repository`` (its URL, redacted) and ``config`` (the dr.yaml, or "built-in defaults")
+    are where the page found the app's backups: the ``dr`` lines only find them with the
+    same configuration, which the person paged may not have in their shell."""
     spec = rb.spec
     names = rb.concrete_namespaces()
     first_ns = names[0] if names else "NAMESPACE"
@@ -318,6 +324,13 @@ def render_markdown(
         out.append(f"| Selector | {_cell(md_code(spec.scope.selector))} |")
     if spec.backup_policy:
         out.append(f"| Backup policy | {md_code(spec.backup_policy)} |")
+    if repository:
+        shown = config if config == "built-in defaults" else md_code(config or "")  # a path: as typed
+        where = f"{md_code(repository)}" + (f" (configuration: {shown})" if config else "")
+        out.append(
+            f"| Repository | {_cell(where)}; run the `dr` lines below with the same configuration "
+            "(`--config FILE` or `$DR_CONFIG`; `--repo URL` for another repository) |"
+        )
     rpo, rto = human_duration(spec.objectives.rpo), human_duration(spec.objectives.rto)
     out.append(f"| Recovery point objective (RPO) | {rpo}: at most {rpo} of changes may be lost |")
     out.append(f"| Recovery time objective (RTO) | {rto}: from starting the restore to a working app |")
