@@ -482,7 +482,12 @@ def test_restore_of_unknown_backup_is_one_line_exit_2(
 ) -> None:
     res = dr(capsys, k8s, "restore", "nosuchid")
     assert res.code == 2
-    assert res.err == "error: no backup with id 'nosuchid'\n"
+    # Where it looked: an ID copied from a runbook, in a shell with another configuration,
+    # said only "no backup with id", and nothing told the engineer to look elsewhere.
+    assert (
+        res.err
+        == f"error: no backup with id 'nosuchid' in file://{repo} (configuration: built-in defaults)\n"
+    )
     assert res.out == ""
 
 
@@ -490,7 +495,10 @@ def test_restore_latest_of_an_empty_repository_is_exit_2(
     capsys: Capsys, k8s: servers.TestCluster, repo: Path
 ) -> None:
     res = dr(capsys, k8s, "restore", "latest")
-    assert (res.code, res.err) == (2, "error: no backup found in the repository\n")
+    assert (res.code, res.err) == (
+        2,
+        f"error: no backup found in file://{repo} (configuration: built-in defaults)\n",
+    )
 
 
 def test_backup_with_unknown_policy_is_exit_2(capsys: Capsys, k8s: servers.TestCluster, repo: Path) -> None:
@@ -724,7 +732,7 @@ def test_quiet_prints_only_errors_and_the_requested_data(
     assert quiet.code == 0 and quiet.err == ""
     assert quiet.out.startswith("backup ")  # the data asked for
     res = dr(capsys, k8s, "--quiet", "restore", "nosuchid")
-    assert (res.code, res.err) == (2, "error: no backup with id 'nosuchid'\n")
+    assert (res.code, res.err[: res.err.index(" in file://")]) == (2, "error: no backup with id 'nosuchid'")
 
 
 def test_restore_json_names_the_backup_by_the_id_dr_takes(

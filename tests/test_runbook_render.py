@@ -441,7 +441,7 @@ def test_the_pages_restore_lines_restore_only_the_app(
             assert plan["backupId"].endswith("-nightly")  # not the newer manual backup of billing
             assert {i["item"].get("namespace") or i["item"]["name"] for i in plan["items"]} == {shop}
         missing = dr("restore", "latest", "--policy", "weekly", "-n", shop, "--dry-run")
-        assert missing.code == 2 and "no backup of policy 'weekly' found in the repository" in missing.err
+        assert missing.code == 2 and "no backup of policy 'weekly' found in file://" in missing.err
     finally:
         for ns in (shop, billing):
             kc.request("DELETE", f"/api/v1/namespaces/{ns}")

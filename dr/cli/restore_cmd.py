@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import fnmatch
 import logging
+import re
 from collections.abc import Collection
 from typing import TYPE_CHECKING, Any
 
@@ -31,11 +32,28 @@ from dr.repo.snapshots import (
 from dr.restore.plan import RestoreOptions
 from dr.restore.results import RestoreItemResult
 from dr.restore.run import RestoreOutcome, run_restore
+from dr.urls import redact_url
 
 if TYPE_CHECKING:
     from dr.kube.client import KubeClient
 
 log = logging.getLogger(__name__)
+
+
+# "no backup with id 'X'", "no backup (of policy 'P') found in the repository": the ones a
+# command copied from a runbook gets in a shell with another configuration.
+_NOT_FOUND = re.compile(r"no .* (with id '[^']*'|found in the repository)")
+
+
+def _where(e: InvalidInput, repo: Repository, config: str) -> InvalidInput:
+    """``e`` saying where the backup was looked for, when it was not found: the repository and
+    the configuration that named it (the one given may not be the one the backup is in)."""
+    if not _NOT_FOUND.fullmatch(e.message):
+        return e
+    what = e.message.removesuffix(" in the repository")
+    return InvalidInput(
+        f"{what} in {redact_url(repo.store.url)} (configuration: {config})", problems=e.details
+    )
 
 
 def _backup(repo: Repository, ref: str, policy: str | None, namespaces: Collection[str] = ()) -> Snapshot:
@@ -209,7 +227,10 @@ def restore(
     )
     repository = policy_repository(ctx, policy)
     repo = open_repository(ctx, repository)
-    snap = _backup(repo, backup_id, policy or None, [*options.namespaces, *options.namespace_mapping])
+    try:
+        snap = _backup(repo, backup_id, policy or None, [*options.namespaces, *options.namespace_mapping])
+    except InvalidInput as e:
+        raise _where(e, repo, ctx.loaded.source) from None
     _check_namespaces(snap, options)
     kube = connect_kube(ctx)
     # Given to a dry run too (which runs no step): its plan then shows what the data step changes.
