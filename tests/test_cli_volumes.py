@@ -154,6 +154,16 @@ def test_backup_then_lost_namespace_restored_with_identical_files(
         what="volumes reclaimed",
     )
 
+    # The preview says the volumes' data comes back too: its summary named only the objects,
+    # and the engineer could not tell it from a --no-data restore.
+    res = app.dr(capsys, "restore", "latest", "--dry-run")
+    assert res.code == 0, res.err
+    assert res.out.splitlines()[-1].endswith(f"; the data of {len(app.pvcs)} volume(s) would be restored"), (
+        res.out
+    )
+    res = app.dr(capsys, "restore", "latest", "--dry-run", "--no-data")
+    assert res.code == 0 and "volume(s)" not in res.out, res.out
+
     res = app.dr(capsys, "restore", "latest", "-o", "json")
     assert res.code == 0, res.err
     restored = res.json()

@@ -5,7 +5,7 @@ from __future__ import annotations
 import fnmatch
 import logging
 import re
-from collections.abc import Collection
+from collections.abc import Collection, Iterable
 from typing import TYPE_CHECKING, Any
 
 import click
@@ -31,7 +31,7 @@ from dr.repo.snapshots import (
 )
 from dr.restore.plan import RestoreOptions
 from dr.restore.results import RestoreItemResult
-from dr.restore.run import RestoreOutcome, run_restore
+from dr.restore.run import RestoreOutcome, run_restore, volume_snapshots
 from dr.urls import redact_url
 
 if TYPE_CHECKING:
@@ -164,6 +164,20 @@ def _load_dumps(kube: KubeClient, repo: Repository, snap: Snapshot, options: Res
             outcome.dump_errors.append(f"dump {hr.namespace}/{hr.pod}/{hr.name}: {hr.error}")
 
 
+def _data_to_restore(items: Iterable[RestoreItemResult], snap: Snapshot) -> int:
+    """How many claims of a dry run's plan a real run would fill with their backed-up data:
+    those it would create (or recreate) that have a volume snapshot in the backup. The plan
+    lists only objects; without this its preview could not be told from a --no-data one."""
+    snapshots = volume_snapshots(snap)
+    return sum(
+        1
+        for i in items
+        if i.item.resource == "persistentvolumeclaims"
+        and i.outcome in ("would-create", "would-recreate")
+        and f"{i.source_namespace or i.item.namespace}/{i.item.name}" in snapshots
+    )
+
+
 def _row(i: RestoreItemResult) -> dict[str, Any]:
     return {"object": i.item.describe(), "outcome": i.outcome, "reason": i.reason or "", "diff": i.diff}
 
@@ -257,8 +271,10 @@ def restore(
                 for line in i.diff:
                     click.echo(f"  {i.item.describe()}: {line}")
         counts = ", ".join(f"{n} {k}" for k, n in r.counts.items())
+        data = _data_to_restore(r.items, snap) if dry_run and step is not None else 0
         click.echo(f"{'plan for' if dry_run else 'restored'} backup {snap.short_id} (restore {r.restore_id}): {counts}"
-                   + (f"; {len(outcome.volumes.volumes)} volume(s)" if outcome.volumes.volumes else ""))  # fmt: skip
+                   + (f"; {len(outcome.volumes.volumes)} volume(s)" if outcome.volumes.volumes else "")
+                   + (f"; the data of {data} volume(s) would be restored" if data else ""))  # fmt: skip
         for w in [] if ctx.quiet else r.warnings + outcome.dump_warnings:
             click.echo(f"warning: {w}", err=True)
     failures = [i.describe() for i in r.failures] + outcome.volumes.errors + outcome.dump_errors
