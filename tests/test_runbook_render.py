@@ -180,6 +180,25 @@ def test_checklist_items_per_step_type() -> None:
     ]
 
 
+def test_ready_steps_of_named_workloads_by_hand_wait_and_say_whether_they_are_ready() -> None:
+    # `kubectl get deployments` lists them; whether they are ready is a column to read (and
+    # the test cluster, like any API server without tables, shows none): `rollout status`
+    # waits as the drill does and says so, its exit status too.
+    rb = load_runbook(RUNBOOKS / "webapp.yaml")
+    step = next(s for s in rb.spec.verification if s.type == "ready")
+    assert checklist_item(step, "webapp")[1] == [
+        "kubectl -n webapp rollout status deployment/web --timeout=300s"
+    ]
+    jobs = step.model_copy(update={"kinds": ["Job"], "names": ["migrate", "seed"]})
+    assert checklist_item(jobs, "webapp")[1] == [
+        "kubectl -n webapp wait --for=condition=complete job/migrate --timeout=300s",
+        "kubectl -n webapp wait --for=condition=complete job/seed --timeout=300s",
+    ]
+    # A name of one of several kinds, or all of a kind: which object is not known, so the list.
+    both = step.model_copy(update={"kinds": ["Deployment", "StatefulSet"]})
+    assert checklist_item(both, "webapp")[1] == ["kubectl -n webapp get deployments,statefulsets"]
+
+
 def test_job_steps_by_hand_keep_the_images_entrypoint_when_they_give_only_args() -> None:
     from dr.drill.steps import job_manifest
 

@@ -205,6 +205,20 @@ def checklist_item(step: VerificationStep, ns: str) -> tuple[str, list[str]]:
             + (", Jobs complete" if "Job" in step.kinds else "")
             + f" (the drill waits up to {human_duration(step.timeout)})."
         )
+        timeout = f"--timeout={int(step.timeout.total_seconds())}s"
+        if len(step.kinds) == 1 and step.names and not step.selector:
+            # Named objects of one kind: a line that waits as the drill does and says whether
+            # it is ready (exit status too); `get` left readiness to a column, if the server
+            # sends one.
+            one = step.kinds[0].lower()
+            if one == "job":
+                lines = [["kubectl", "-n", ns, "wait", "--for=condition=complete", f"job/{n}", timeout]
+                         for n in step.names]  # fmt: skip
+            else:
+                lines = [
+                    ["kubectl", "-n", ns, "rollout", "status", f"{one}/{n}", timeout] for n in step.names
+                ]
+            return text, [shlex.join(cmd) for cmd in lines]
         kinds = ",".join(k.lower() + "s" for k in step.kinds)
         cmd = ["kubectl", "-n", ns, "get", kinds]
         if step.selector:
