@@ -501,6 +501,19 @@ def test_restore_latest_of_an_empty_repository_is_exit_2(
     )
 
 
+def test_restore_of_a_policy_without_backups_says_when_the_config_does_not_know_it(
+    capsys: Capsys, k8s: servers.TestCluster, repo: Path
+) -> None:
+    # A restore takes a policy the config no longer names (a new cluster with only --repo), but
+    # a mistyped name, or a shell without the runbook's dr.yaml, read as if the backups were gone.
+    res = dr(capsys, k8s, "restore", "latest", "--policy", "nightly", "--dry-run")
+    assert (res.code, res.err) == (
+        2,
+        f"error: no backup of policy 'nightly' found in file://{repo} (configuration: built-in defaults; "
+        "it names no backup policy 'nightly', known: none)\n",
+    )
+
+
 def test_backup_with_unknown_policy_is_exit_2(capsys: Capsys, k8s: servers.TestCluster, repo: Path) -> None:
     res = dr(capsys, k8s, "backup", "--policy", "nope")
     assert res.code == 2

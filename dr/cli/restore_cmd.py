@@ -16,7 +16,7 @@ from dr.cli.kube_access import connect_kube
 from dr.cli.output import Column, JsonStream, emit, output_option
 from dr.cli.params import KeyValue, pairs_to_dict, split_csv
 from dr.cli.progress import item_progress
-from dr.cli.repo_access import open_repository, policy_repository
+from dr.cli.repo_access import backup_policy, open_repository, policy_repository
 from dr.cli.volume_access import volume_restore_step
 from dr.errors import ExitCode, InvalidInput, PartialFailure
 from dr.observe.run_hooks import observe_restore
@@ -47,7 +47,8 @@ _NOT_FOUND = re.compile(r"no .* (with id '[^']*'|found in the repository)")
 
 def _where(e: InvalidInput, repo: Repository, config: str) -> InvalidInput:
     """``e`` saying where the backup was looked for, when it was not found: the repository and
-    the configuration that named it (the one given may not be the one the backup is in)."""
+    the configuration that named it (the one given may not be the one the backup is in), and
+    what ``config`` adds (that it does not know the policy asked for)."""
     if not _NOT_FOUND.fullmatch(e.message):
         return e
     what = e.message.removesuffix(" in the repository")
@@ -244,7 +245,11 @@ def restore(
     try:
         snap = _backup(repo, backup_id, policy or None, [*options.namespaces, *options.namespace_mapping])
     except InvalidInput as e:
-        raise _where(e, repo, ctx.loaded.source) from None
+        config = ctx.loaded.source
+        if policy and backup_policy(ctx, policy) is None:
+            known = ", ".join(p.name for p in ctx.loaded.config.backup_policies) or "none"
+            config += f"; it names no backup policy {policy!r}, known: {known}"
+        raise _where(e, repo, config) from None
     _check_namespaces(snap, options)
     kube = connect_kube(ctx)
     # Given to a dry run too (which runs no step): its plan then shows what the data step changes.
