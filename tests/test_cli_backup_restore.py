@@ -514,6 +514,21 @@ def test_restore_of_a_policy_without_backups_says_when_the_config_does_not_know_
     )
 
 
+def test_an_empty_backup_list_says_where_it_looked(
+    capsys: Capsys, k8s: servers.TestCluster, repo: Path
+) -> None:
+    # The runbook's `dr backups list` in a shell without its configuration printed an empty
+    # table, exit 0: "there are no backups", when they were in another repository.
+    res = dr(capsys, k8s, "backups", "list", "--namespace", "shop", "--policy", "nightly")
+    assert res.code == 0
+    assert res.err == (
+        f"no backup of policy 'nightly' of namespace 'shop' in file://{repo} (configuration: built-in defaults; "
+        "it names no backup policy 'nightly', known: none)\n"
+    )
+    assert dr(capsys, k8s, "--quiet", "backups", "list").err == ""
+    assert dr(capsys, k8s, "backups", "list", "-o", "json").out.strip() == "[]"
+
+
 def test_backup_with_unknown_policy_is_exit_2(capsys: Capsys, k8s: servers.TestCluster, repo: Path) -> None:
     res = dr(capsys, k8s, "backup", "--policy", "nope")
     assert res.code == 2

@@ -15,7 +15,7 @@ from dr.cli.context import AppContext, app
 from dr.cli.kube_access import connect_kube
 from dr.cli.output import Column, emit, output_option
 from dr.cli.params import KeyValue, pairs_to_dict, split_csv
-from dr.cli.repo_access import backup_policy, open_repository, policy_repository
+from dr.cli.repo_access import backup_policy, open_repository, policy_repository, searched
 from dr.cli.volume_access import volume_backup_step
 from dr.config import NAME_MAX, NAME_PATTERN, BackupPolicy
 from dr.errors import ExitCode, InvalidInput, PartialFailure
@@ -178,6 +178,12 @@ def list_(namespace: str | None, policy: str | None, output: str) -> None:
             Column("OBJECTS", "objects", "right"), Column("VOLUMES", "volumes", "right"),
         ],
     )  # fmt: skip
+    if not rows and output == "table" and not ctx.quiet:
+        # An empty table alone reads "there are no backups"; maybe they are elsewhere.
+        which = (f" of policy {policy!r}" if policy else "") + (
+            f" of namespace {namespace!r}" if namespace else ""
+        )
+        click.echo(f"no backup{which} in {searched(ctx, repo, policy)}", err=True)
     partial_if_unreadable(unreadable)  # a damaged snapshot may be a backup of the list
 
 

@@ -58,6 +58,19 @@ def policy_repository(app: AppContext, policy: str | None) -> str | None:
     return app.loaded.config.backup_repository(policy)
 
 
+def searched(app: AppContext, repo: Repository, policy: str | None) -> str:
+    """Where a command looked for backups, for a message that found none: the repository's URL
+    (redacted) and the configuration, which may not be the one that has them (a runbook's
+    line in a shell with another $DR_CONFIG, or none); and if it does not know ``policy``."""
+    from dr.urls import redact_url
+
+    config = app.loaded.source
+    if policy and backup_policy(app, policy) is None:
+        known = ", ".join(p.name for p in app.loaded.config.backup_policies) or "none"
+        config += f"; it names no backup policy {policy!r}, known: {known}"
+    return f"{redact_url(repo.store.url)} (configuration: {config})"
+
+
 def store_for(app: AppContext, name: str | None = None) -> ObjectStore:
     rc = repository_config(app, name)
     store: ObjectStore = app.cached(f"store:{rc.url}", lambda: open_store(rc.url, rc))

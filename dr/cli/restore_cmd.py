@@ -16,7 +16,7 @@ from dr.cli.kube_access import connect_kube
 from dr.cli.output import Column, JsonStream, emit, output_option
 from dr.cli.params import KeyValue, pairs_to_dict, split_csv
 from dr.cli.progress import item_progress
-from dr.cli.repo_access import backup_policy, open_repository, policy_repository
+from dr.cli.repo_access import open_repository, policy_repository, searched
 from dr.cli.volume_access import volume_restore_step
 from dr.errors import ExitCode, InvalidInput, PartialFailure
 from dr.observe.run_hooks import observe_restore
@@ -32,7 +32,6 @@ from dr.repo.snapshots import (
 from dr.restore.plan import RestoreOptions
 from dr.restore.results import RestoreItemResult
 from dr.restore.run import RestoreOutcome, run_restore, volume_snapshots
-from dr.urls import redact_url
 
 if TYPE_CHECKING:
     from dr.kube.client import KubeClient
@@ -45,16 +44,11 @@ log = logging.getLogger(__name__)
 _NOT_FOUND = re.compile(r"no .* (with id '[^']*'|found in the repository)")
 
 
-def _where(e: InvalidInput, repo: Repository, config: str) -> InvalidInput:
-    """``e`` saying where the backup was looked for, when it was not found: the repository and
-    the configuration that named it (the one given may not be the one the backup is in), and
-    what ``config`` adds (that it does not know the policy asked for)."""
+def _where(e: InvalidInput, where: str) -> InvalidInput:
+    """``e`` saying where the backup was looked for (``searched``), when it was not found."""
     if not _NOT_FOUND.fullmatch(e.message):
         return e
-    what = e.message.removesuffix(" in the repository")
-    return InvalidInput(
-        f"{what} in {redact_url(repo.store.url)} (configuration: {config})", problems=e.details
-    )
+    return InvalidInput(f"{e.message.removesuffix(' in the repository')} in {where}", problems=e.details)
 
 
 def _backup(repo: Repository, ref: str, policy: str | None, namespaces: Collection[str] = ()) -> Snapshot:
@@ -245,11 +239,7 @@ def restore(
     try:
         snap = _backup(repo, backup_id, policy or None, [*options.namespaces, *options.namespace_mapping])
     except InvalidInput as e:
-        config = ctx.loaded.source
-        if policy and backup_policy(ctx, policy) is None:
-            known = ", ".join(p.name for p in ctx.loaded.config.backup_policies) or "none"
-            config += f"; it names no backup policy {policy!r}, known: {known}"
-        raise _where(e, repo, config) from None
+        raise _where(e, searched(ctx, repo, policy)) from None
     _check_namespaces(snap, options)
     kube = connect_kube(ctx)
     # Given to a dry run too (which runs no step): its plan then shows what the data step changes.
