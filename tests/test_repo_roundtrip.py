@@ -280,7 +280,10 @@ def test_small_sparse_files_keep_their_holes(tmp_path: Path) -> None:
     (out / "plain.txt").write_text("an older, longer local copy that must not survive" * 100)
     assert not restore_snapshot(repo, snap, out).errors
     assert describe_tree(out) == describe_tree(src)
-    assert os.stat(out / "holes.img").st_blocks * 512 <= 64 << 10
+    # The data's 64 KiB block is written (write_sparse leaves whole zero blocks as holes),
+    # and ext4 may count a block more while it is not yet written back (68 KiB seen in
+    # CI); written in full, the file would take 512 KiB.
+    assert os.stat(out / "holes.img").st_blocks * 512 <= 128 << 10
 
 
 def test_a_large_directory_costs_little_memory_per_entry(tmp_path: Path, monkeypatch: Any) -> None:
