@@ -121,4 +121,5 @@ def test_sparse_writes_leave_all_zero_blocks_as_holes(tmp_path: Path, sequential
     finally:
         os.close(fd)
     assert path.read_bytes() == data
-    assert os.stat(path).st_blocks * 512 <= 3 * SPARSE_BLOCK  # 3 blocks of 13 written
+    # 3 blocks of 13 written (ext4 may count a block more until writeback: not a 4th of 64 KiB)
+    assert os.stat(path).st_blocks * 512 < 4 * SPARSE_BLOCK
