@@ -916,3 +916,42 @@ def test_policy_backup_with_a_namespace_gone_warns_and_backs_up_the_rest(
         f"error: namespace {gone!r} does not exist: nothing backed up",
     )
     assert len(list((isolated_home / "other" / "snapshots").glob("*"))) == 1
+
+
+def test_restore_latest_passes_over_a_backup_without_its_volumes_data(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    # An ad-hoc `dr backup --no-data` before a change became `latest`: restored, its claims
+    # came back empty. latest takes the newest with its volumes' data (warned); with
+    # --no-data, or when none has data, the newest; a backup without claims has no data to lack.
+    from datetime import UTC, datetime, timedelta
+
+    from dr.cli.restore_cmd import _backup
+    from dr.repo.snapshots import Snapshot
+    from dr.storage.file import FileStore
+    from tests.repo_helpers import init_repo
+
+    repo, _ = init_repo(FileStore(tmp_path / "repo"), tmp_path)
+    t0 = datetime(2026, 11, 1, tzinfo=UTC)
+    with_data = {"counts": {"persistentvolumeclaims": 1}, "volumes": [{"namespace": "a", "name": "d"}]}
+    no_data = {"counts": {"persistentvolumeclaims": 1}, "volumes": []}
+    no_claims = {"counts": {"configmaps": 2}, "volumes": []}
+
+    def save(name: str, hours: int, app: dict[str, Any], policy: str = "p") -> str:
+        snap = Snapshot(
+            kind="backup", name="app", policy=policy, phase="Completed", time=t0 + timedelta(hours=hours)
+        )
+        snap.app = app
+        repo.save_object("snapshots", snap.with_id(name).to_doc(), name=name)
+        return name
+
+    data = save("a" * 64, 0, with_data)
+    save("b" * 64, 1, no_data)
+    with caplog.at_level("WARNING"):
+        assert _backup(repo, "latest", "p").id == data
+    assert any("holds no volume data (taken with --no-data)" in r.getMessage() for r in caplog.records)
+    assert _backup(repo, "latest", "p", data=False).id == "b" * 64
+    only = save("c" * 64, 2, no_data, policy="q")
+    assert _backup(repo, "latest", "q").id == only  # none has data: the newest
+    claimless = save("d" * 64, 3, no_claims)
+    assert _backup(repo, "latest", "p").id == claimless

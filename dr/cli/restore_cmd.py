@@ -51,7 +51,9 @@ def _where(e: InvalidInput, where: str) -> InvalidInput:
     return InvalidInput(f"{e.message.removesuffix(' in the repository')} in {where}", problems=e.details)
 
 
-def _backup(repo: Repository, ref: str, policy: str | None, namespaces: Collection[str] = ()) -> Snapshot:
+def _backup(
+    repo: Repository, ref: str, policy: str | None, namespaces: Collection[str] = (), *, data: bool = True
+) -> Snapshot:
     """The backup to restore: ``ref`` is an id, or ``latest`` (``latest_to_restore``:
     the newest Completed backup, never a failed or unfinished one).
 
@@ -64,6 +66,9 @@ def _backup(repo: Repository, ref: str, policy: str | None, namespaces: Collecti
     holds them all. A namespace deleted in the incident is missing from the backups
     taken since (they warn, and back up the rest): the page's `dr restore latest
     --policy P -n billing` must restore billing from the last backup that has it.
+
+    ``data`` (not ``--no-data``): ``latest`` passes over a backup without its volumes'
+    data for the newest that has it (``latest_to_restore``).
     """
     what = f"backup of policy {policy!r}" if policy else "backup"
     if policy is None and ref != "latest":
@@ -77,8 +82,8 @@ def _backup(repo: Repository, ref: str, policy: str | None, namespaces: Collecti
     named = {n for n in namespaces if not is_glob(n)}
     holding = [s for s in snaps if named <= set(s.namespaces)]
     if not named or not holding:
-        return latest_to_restore(snaps, what=what)  # none holds them: _check_namespaces says so
-    snap = latest_to_restore(holding, what=what)
+        return latest_to_restore(snaps, what=what, data=data)  # none holds them: _check_namespaces says so
+    snap = latest_to_restore(holding, what=what, data=data)
     newest = max(snaps, key=lambda s: (s.time, s.id))
     if newest.id != snap.id and newest.phase in ("Completed", "PartiallyFailed"):
         log.warning(
@@ -217,7 +222,9 @@ def restore(
     """Restore a backup (ID or 'latest') into this cluster.
 
     'latest' is the newest Completed backup; when there is none, the newest
-    PartiallyFailed one, with a warning; never a Failed or unfinished one.
+    PartiallyFailed one, with a warning; never a Failed or unfinished one. One
+    without its claims' data (dr backup --no-data) is passed over for the
+    newest with it, with a warning, unless --no-data is given.
 
     Idempotent and resumable: run it again after an interruption. Exit 3 when
     some items failed (each is listed), the rest restored.
@@ -237,7 +244,13 @@ def restore(
     repository = policy_repository(ctx, policy)
     repo = open_repository(ctx, repository)
     try:
-        snap = _backup(repo, backup_id, policy or None, [*options.namespaces, *options.namespace_mapping])
+        snap = _backup(
+            repo,
+            backup_id,
+            policy or None,
+            [*options.namespaces, *options.namespace_mapping],
+            data=not no_data,
+        )
     except InvalidInput as e:
         raise _where(e, searched(ctx, repo, policy)) from None
     _check_namespaces(snap, options)

@@ -361,33 +361,68 @@ def pass_over(unreadable: dict[str, str]) -> None:
         log.warning("%s; passed over (`dr repo check` names what is damaged)", problem)
 
 
-def latest_to_restore(snaps: Iterable[Snapshot], *, what: str = "backup") -> Snapshot:
+def lacks_volume_data(snap: Snapshot) -> bool:
+    """A backup that holds PersistentVolumeClaims but none of their data (``dr backup
+    --no-data``, or a policy whose volumes mode is ``none``): restored, its claims come
+    back empty."""
+    counts = snap.app.get("counts") or {}
+    return bool(counts.get("persistentvolumeclaims")) and not snap.app.get("volumes")
+
+
+def latest_to_restore(snaps: Iterable[Snapshot], *, what: str = "backup", data: bool = True) -> Snapshot:
     """``latest`` for a restore, as Velero's ``restore --from-schedule``: the newest
     ``Completed`` backup; with none, the newest ``PartiallyFailed`` one, with a warning
     naming it (what could be read is still a backup, and better than none in an
     incident). Never a ``Failed`` or unfinished one, nor one without a phase: ``dr
     backup`` writes neither, so such a snapshot comes from a writer that did not
-    finish as dr does; its id still restores it."""
+    finish as dr does; its id still restores it.
+
+    With ``data`` (a restore of the volumes' data too, and drills), one that lacks its
+    volumes' data (``lacks_volume_data``: an ad-hoc ``dr backup --no-data`` before a
+    change) is passed over for the newest that has it, with a warning: restored, its
+    claims would come back empty. When none has it, the newest is taken as before."""
     items = list(snaps)
     if not items:
         raise InvalidInput(f"no {what} found in the repository")
     completed = [s for s in items if s.phase == "Completed"]
     if completed:
-        return max(completed, key=lambda s: (s.time, s.id))
+        return _with_data(completed, what) if data else max(completed, key=_newest)
     partial = [s for s in items if s.phase == "PartiallyFailed"]
     if partial:
-        snap = max(partial, key=lambda s: (s.time, s.id))
+        snap = _with_data(partial, what) if data else max(partial, key=_newest)
         log.warning(
             "no Completed %s; restoring the newest PartiallyFailed one, %s of %s "
             "(`dr backups describe %s` lists what failed)",
             what, snap.short_id, snap.time.isoformat(), snap.short_id,
         )  # fmt: skip
         return snap
-    newest = max(items, key=lambda s: (s.time, s.id))
+    newest = max(items, key=_newest)
     raise InvalidInput(
         f"no {what} to restore as 'latest': none is Completed or PartiallyFailed "
         f"(the newest, {newest.short_id}, is {newest.phase or 'without a phase'}); give its id to restore it anyway"
     )
+
+
+def _newest(s: Snapshot) -> tuple[datetime, str]:
+    return s.time, s.id
+
+
+def _with_data(snaps: list[Snapshot], what: str) -> Snapshot:
+    """The newest of ``snaps``, or, when it lacks its volumes' data, the newest that has it."""
+    newest = max(snaps, key=_newest)
+    if not lacks_volume_data(newest):
+        return newest
+    with_data = [s for s in snaps if not lacks_volume_data(s)]
+    if not with_data:
+        return newest
+    snap = max(with_data, key=_newest)
+    log.warning(
+        "the newest %s, %s of %s, holds no volume data (taken with --no-data): its claims would come back "
+        "empty; restoring %s of %s, the newest with its volumes' data (give the other's id, or --no-data, "
+        "to restore it)",
+        what, newest.short_id, newest.time.isoformat(), snap.short_id, snap.time.isoformat(),
+    )  # fmt: skip
+    return snap
 
 
 def resolve(snaps: Iterable[Snapshot], ref: str, *, what: str = "backup") -> Snapshot:
