@@ -611,3 +611,35 @@ def test_a_report_that_cannot_be_saved_still_prints_the_drills_result(
     res = drill(capsys, kube, rb, "--no-data")
     assert res.code == 1
     assert res.out.splitlines()[0].endswith(": PASSED") and "  report: not saved" in res.out.splitlines()
+
+
+def test_the_runbook_pages_latest_backup_is_the_one_a_drill_takes(tmp_path: Path) -> None:
+    # A newer `dr backup --no-data` (claims, none of their data) is passed over by the drill
+    # (latest_to_restore) and the page's latest good backup alike; with none with data, the newest.
+    from datetime import UTC, datetime, timedelta
+
+    from dr.cli.runbook_cmd import latest_backup_for
+    from dr.drill.run import pick_backup
+    from dr.repo.snapshots import Snapshot, save_snapshot
+    from dr.runbook.model import load_runbook
+    from tests.repo_helpers import init_repo, make_store
+
+    repo, _ = init_repo(make_store("file", tmp_path, None), tmp_path)
+    rb = load_runbook(write_runbook(tmp_path / "rb.yaml", "shop", "shop", [CM_STEP]))
+    start = datetime(2026, 11, 1, tzinfo=UTC)
+
+    def backup(hours: int, volumes: list[dict[str, Any]]) -> str:
+        snap = Snapshot(
+            kind="backup", time=start + timedelta(hours=hours), namespaces=["shop"], phase="Completed"
+        )
+        snap.app = {"counts": {"persistentvolumeclaims": 1}, "volumes": volumes}
+        return save_snapshot(repo, snap).id
+
+    first = backup(1, [])
+    assert pick_backup(repo, rb, None).id == first
+    assert (latest_backup_for(repo, rb) or pytest.fail("none")).id == first
+    data = backup(2, [{"namespace": "shop", "name": "d", "bytes": 5}])
+    backup(3, [])
+    assert pick_backup(repo, rb, None).id == data
+    summary = latest_backup_for(repo, rb)
+    assert summary is not None and (summary.id, summary.size) == (data, 5)

@@ -114,13 +114,13 @@ def _repositories_of(rb: Runbook) -> tuple[str | None, str | None]:
 def latest_backup_for(repo: Repository, rb: Runbook) -> BackupSummary | None:
     """The newest completed backup of the runbook's app (with its volumes' data, if one has it)."""
     from dr.drill.run import app_backups
-    from dr.repo.snapshots import lacks_volume_data
+    from dr.repo.snapshots import newest_with_data
 
     good = [s for s in app_backups(repo, rb) if s.phase == "Completed"]
     if not good:
         return None
     # The one `dr restore latest` takes: not a newer one without its volumes' data.
-    s = ([b for b in good if not lacks_volume_data(b)] or good)[-1]
+    s = newest_with_data(good)
     size = sum(v.get("bytes", 0) for v in s.app.get("volumes", [])) + sum(
         st.size for st in s.streams.values()
     )

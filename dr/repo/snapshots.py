@@ -407,15 +407,20 @@ def _newest(s: Snapshot) -> tuple[datetime, str]:
     return s.time, s.id
 
 
+def newest_with_data(snaps: Iterable[Snapshot]) -> Snapshot:
+    """The newest of ``snaps`` (not empty), or, when it lacks its volumes' data
+    (``lacks_volume_data``), the newest that has it, if any."""
+    items = list(snaps)
+    with_data = [s for s in items if not lacks_volume_data(s)]
+    return max(with_data or items, key=_newest)
+
+
 def _with_data(snaps: list[Snapshot], what: str) -> Snapshot:
-    """The newest of ``snaps``, or, when it lacks its volumes' data, the newest that has it."""
+    """``newest_with_data``, warned when it is not the newest."""
+    snap = newest_with_data(snaps)
     newest = max(snaps, key=_newest)
-    if not lacks_volume_data(newest):
-        return newest
-    with_data = [s for s in snaps if not lacks_volume_data(s)]
-    if not with_data:
-        return newest
-    snap = max(with_data, key=_newest)
+    if snap is newest:
+        return snap
     log.warning(
         "the newest %s, %s of %s, holds no volume data (taken with --no-data): its claims would come back "
         "empty; restoring %s of %s, the newest with its volumes' data (give the other's id, or --no-data, "
