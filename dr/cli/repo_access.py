@@ -58,6 +58,11 @@ def policy_repository(app: AppContext, policy: str | None) -> str | None:
     return app.loaded.config.backup_repository(policy)
 
 
+def known_backup_policies(app: AppContext) -> str:
+    """The config's backup policies' names, for a message about one it does not have."""
+    return ", ".join(p.name for p in app.loaded.config.backup_policies) or "none"
+
+
 def searched(app: AppContext, repo: Repository, policy: str | None) -> str:
     """Where a command looked for backups, for a message that found none: the repository's URL
     (redacted) and the configuration, which may not be the one that has them (a runbook's
@@ -66,8 +71,7 @@ def searched(app: AppContext, repo: Repository, policy: str | None) -> str:
 
     config = app.loaded.source
     if policy and backup_policy(app, policy) is None:
-        known = ", ".join(p.name for p in app.loaded.config.backup_policies) or "none"
-        config += f"; it names no backup policy {policy!r}, known: {known}"
+        config += f"; it names no backup policy {policy!r}, known: {known_backup_policies(app)}"
     return f"{redact_url(repo.store.url)} (configuration: {config})"
 
 
