@@ -130,6 +130,11 @@ def restore_filters(rb: Runbook) -> list[str]:
     return args
 
 
+def _policy_args(rb: Runbook) -> list[str]:
+    """``--policy P`` for the runbook's backup policy: the ``dr`` lines read its repository."""
+    return ["--policy", rb.spec.backup_policy] if rb.spec.backup_policy else []
+
+
 def backup_choice(rb: Runbook, backup: str | None) -> list[str]:
     """Which backup the restore lines restore: ``backup`` (an ID) if known, else the newest of the
     app's backup policy (``latest --policy P``), else a ``BACKUP_ID`` to take from ``dr backups list``
@@ -137,7 +142,7 @@ def backup_choice(rb: Runbook, backup: str | None) -> list[str]:
 
     An ID keeps ``--policy P`` too: the policy may write to a repository that is not the
     default one, and ``dr restore ID`` alone looks for the ID in the default one."""
-    policy = ["--policy", rb.spec.backup_policy] if rb.spec.backup_policy else []
+    policy = _policy_args(rb)
     if backup and backup != "latest":
         return [backup, *policy]
     if policy:
@@ -147,8 +152,7 @@ def backup_choice(rb: Runbook, backup: str | None) -> list[str]:
 
 def list_command(rb: Runbook, namespace: str) -> str:
     """The page's ``dr backups list`` line: the app's namespace, in its backup policy's repository."""
-    policy = ["--policy", rb.spec.backup_policy] if rb.spec.backup_policy else []
-    return shlex.join(["dr", "backups", "list", "--namespace", namespace, *policy])
+    return shlex.join(["dr", "backups", "list", "--namespace", namespace, *_policy_args(rb)])
 
 
 def new_namespace_mapping(rb: Runbook) -> dict[str, str]:
