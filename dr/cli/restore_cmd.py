@@ -174,7 +174,7 @@ def _data_to_restore(items: Iterable[RestoreItemResult], snap: Snapshot) -> int:
         for i in items
         if i.item.resource == "persistentvolumeclaims"
         and i.outcome in ("would-create", "would-recreate")
-        and f"{i.source_namespace or i.item.namespace}/{i.item.name}" in snapshots
+        and i.backed_up_as() in snapshots
     )
 
 

@@ -42,6 +42,11 @@ class RestoreItemResult(BaseModel):
     reason: str | None = None
     diff: list[str] = Field(default_factory=list)
 
+    def backed_up_as(self) -> str:
+        """ "namespace/name" as backed up (before ``--namespace-mapping``): the key of
+        ``dr.restore.run.volume_snapshots``."""
+        return f"{self.source_namespace or self.item.namespace}/{self.item.name}"
+
     def describe(self) -> str:
         text = f"{self.item.describe()}: {self.outcome}"
         return text + (f" ({self.reason})" if self.reason else "")

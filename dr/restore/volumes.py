@@ -96,7 +96,7 @@ def awaiting_data(
     for r in results:
         if (r.item.group, r.item.resource) != ("", "persistentvolumeclaims") or r.outcome == "failed":
             continue
-        snapshot = snapshots.get(f"{r.source_namespace or r.item.namespace}/{r.item.name}")
+        snapshot = snapshots.get(r.backed_up_as())
         if not snapshot:
             continue
         namespace = r.item.namespace or ""
