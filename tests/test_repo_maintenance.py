@@ -136,8 +136,8 @@ def test_forget_prune_then_check_and_restore(tmp_path: Path) -> None:
     assert prune(fresh).packs_deleted == 0
 
 
-def test_prune_repacks_partly_used_packs(tmp_path: Path) -> None:
-    repo, key = init_repo(make_store("file", tmp_path, None), tmp_path)
+def _partly_used_pack(repo: Any, tmp_path: Path) -> tuple[Path, Any]:
+    """One data pack half used: its snapshot with drop.bin forgotten, one with keep.bin left: (source, it)."""
     src = tmp_path / "src"
     src.mkdir()
     (src / "keep.bin").write_bytes(os.urandom(1 << 20))
@@ -146,6 +146,12 @@ def test_prune_repacks_partly_used_packs(tmp_path: Path) -> None:
     (src / "drop.bin").unlink()
     second = backup_directory(repo, src, parent=first).snapshot
     repo.store.delete(f"snapshots/{first.id}")
+    return src, second
+
+
+def test_prune_repacks_partly_used_packs(tmp_path: Path) -> None:
+    repo, key = init_repo(make_store("file", tmp_path, None), tmp_path)
+    src, second = _partly_used_pack(repo, tmp_path)
     result = prune(repo)
     assert result.packs_repacked == 1
     # one complete index remains: the repack's own index files are superseded by it
@@ -163,14 +169,7 @@ def test_prune_loads_the_index_no_more_than_it_needs(tmp_path: Path, monkeypatch
     # after its repack (what the repack added was in the index it held already) and a
     # third time at its end, for nobody.
     repo, _ = init_repo(make_store("file", tmp_path, None), tmp_path)
-    src = tmp_path / "src"
-    src.mkdir()
-    (src / "keep.bin").write_bytes(os.urandom(1 << 20))
-    (src / "drop.bin").write_bytes(os.urandom(4 << 20))
-    first = backup_directory(repo, src).snapshot
-    (src / "drop.bin").unlink()
-    backup_directory(repo, src, parent=first)
-    repo.store.delete(f"snapshots/{first.id}")
+    _partly_used_pack(repo, tmp_path)
     loads = []
     real = repository.load_index
     monkeypatch.setattr(repository, "load_index", lambda *a, **kw: loads.append(1) or real(*a, **kw))
@@ -601,14 +600,7 @@ def test_prune_that_repacks_under_default_retention_keeps_the_index_files_of_its
     # prune counted it as an original one and left it, named nowhere as retained.
     store = IndexRetainingStore(tmp_path / "repo")
     repo, key = init_repo(store, tmp_path)
-    src = tmp_path / "src"
-    src.mkdir()
-    (src / "keep.bin").write_bytes(os.urandom(1 << 20))
-    (src / "drop.bin").write_bytes(os.urandom(4 << 20))
-    first = backup_directory(repo, src).snapshot  # one pack with both files
-    (src / "drop.bin").unlink()
-    second = backup_directory(repo, src, parent=first).snapshot
-    repo.store.delete(f"snapshots/{first.id}")
+    src, second = _partly_used_pack(repo, tmp_path)
     result = prune(repo)
     assert result.packs_repacked == 1 and result.index_files_retained == 3
     fresh = open_with(store, key)
