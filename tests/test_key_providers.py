@@ -436,21 +436,18 @@ def test_vault_with_a_client_passed_in_and_incomplete_auth(
 def test_vault_unreachable_and_timeout(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("VAULT_TOKEN", "x")
     closed = servers.free_port()
-    p = VaultKeyProvider.from_uri(
-        "vault://transit/keys/dr", VaultOptions(address=f"http://127.0.0.1:{closed}")
-    )
-    with pytest.raises(KeyProviderError) as e:
-        p.wrap(os.urandom(32), CTX)
-    assert _reason(e) == (
+
+    def wrap_failure(address: str) -> str:
+        p = VaultKeyProvider.from_uri("vault://transit/keys/dr", VaultOptions(address=address))
+        with pytest.raises(KeyProviderError) as e:
+            p.wrap(os.urandom(32), CTX)
+        return _reason(e)
+
+    assert wrap_failure(f"http://127.0.0.1:{closed}") == (
         f"cannot reach Vault at http://127.0.0.1:{closed} during transit/encrypt/dr (connection failed)"
     )
     # An address carrying credentials is quoted redacted (the message reaches logs and Events).
-    p = VaultKeyProvider.from_uri(
-        "vault://transit/keys/dr", VaultOptions(address=f"http://admin:hunter2@127.0.0.1:{closed}")
-    )
-    with pytest.raises(KeyProviderError) as e:
-        p.wrap(os.urandom(32), CTX)
-    assert _reason(e) == (
+    assert wrap_failure(f"http://admin:hunter2@127.0.0.1:{closed}") == (
         f"cannot reach Vault at http://***@127.0.0.1:{closed} during transit/encrypt/dr (connection failed)"
     )
     # A server that accepts the connection and never answers.
