@@ -190,11 +190,9 @@ def test_filesystem_backup_runs_next_to_the_pod_and_restores(
     namespaces: list[str],
     unique: str,
     fs_storage: str,
+    fs_app: str,
 ) -> None:
-    kc, agent, env, sc = kube_client, node_agent, mover_env, fs_storage
-    app = new_namespace(kc, namespaces, f"app-{unique}")
-    env.prepare(app)
-    agent.manage(app, env.mover_namespace)
+    kc, agent, env, sc, app = kube_client, node_agent, mover_env, fs_storage, fs_app
     pvcs = bound_volumes(kc, agent, app, sc, {"data-a": 20 * MB, "data-b": 20 * MB}, seed=7)
     toleration = {"key": "dedicated", "operator": "Equal", "value": "db", "effect": "NoSchedule"}
     create_pod(kc, app, "db-0", ["data-a"], node="node-7", tolerations=[toleration], fs_group=999)
@@ -239,6 +237,21 @@ def snap_app(
 ) -> str:
     """An application namespace whose PVCs are CSI volumes with a VolumeSnapshotClass."""
     app = new_namespace(kube_client, namespaces, f"app-{unique}")
+    node_agent.manage(app, mover_env.mover_namespace)
+    return app
+
+
+@pytest.fixture
+def fs_app(
+    kube_client: KubeClient,
+    node_agent: NodeAgent,
+    mover_env: MoverEnv,
+    namespaces: list[str],
+    unique: str,
+) -> str:
+    """An application namespace holding dr's ConfigMap and Secret: file-system movers run there."""
+    app = new_namespace(kube_client, namespaces, f"app-{unique}")
+    mover_env.prepare(app)
     node_agent.manage(app, mover_env.mover_namespace)
     return app
 
@@ -650,18 +663,14 @@ def test_a_generic_ephemeral_volume_is_copied_next_to_its_pod(
     kube_client: KubeClient,
     node_agent: NodeAgent,
     mover_env: MoverEnv,
-    namespaces: list[str],
-    unique: str,
     fs_storage: str,
+    fs_app: str,
 ) -> None:
     # A pod's generic ephemeral volume is a PVC named <pod>-<volume>, referenced by the pod as
     # `ephemeral`, not `persistentVolumeClaim`. dr did not see the pod: no hooks, and the
     # file-system mover of the ReadWriteOnce volume was not pinned to the pod's node (a
     # Multi-Attach error: ContainerCreating until the deadline).
-    kc, agent, env, sc = kube_client, node_agent, mover_env, fs_storage
-    app = new_namespace(kc, namespaces, f"eph-{unique}")
-    env.prepare(app)
-    agent.manage(app)
+    kc, agent, env, sc, app = kube_client, node_agent, mover_env, fs_storage, fs_app
     (pvc,) = bound_volumes(kc, agent, app, sc, {"cache-0-scratch": 1000})
     kc.call("POST", f"/api/v1/namespaces/{app}/pods", body={
         "apiVersion": "v1", "kind": "Pod", "metadata": {"name": "cache-0"},
