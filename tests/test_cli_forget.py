@@ -219,7 +219,7 @@ def _object_lock_dr(
     home: Path, capsys: pytest.CaptureFixture[str], s3_env: dict[str, str], s3_client: Any, bucket: str
 ) -> Callable[..., Any]:
     """A bucket with Object Lock and a dr runner by config: "plain" (no retention set) or
-    "locked" (1 day, GOVERNANCE), both on the same repository in it."""
+    "locked" (1 day, GOVERNANCE), both on the same repository in it, initialised."""
     s3_client.create_bucket(Bucket=bucket, ObjectLockEnabledForBucket=True)
     s3 = {"endpoint": s3_env["endpoint"], "region": s3_env["region"], "addressingStyle": "path"}
     configs = {}
@@ -240,7 +240,14 @@ def _object_lock_dr(
     def dr(config: str, *args: str) -> Any:
         return run_dr(capsys, "--config", str(configs[config]), *args)
 
+    assert dr("plain", "repo", "init").code == 0
     return dr
+
+
+def _kept_by_object_lock(forget_doc: dict[str, Any], snapshot_id: str) -> bool:
+    """Whether `dr forget -o json` kept the snapshot, first for Object Lock retention."""
+    row = next(row for row in forget_doc["snapshots"] if row["id"] == snapshot_id)
+    return row["keep"] is True and row["reasons"][0].startswith("retained by Object Lock until ")
 
 
 def test_forget_and_prune_under_s3_object_lock_leave_what_is_retained(
@@ -256,7 +263,6 @@ def test_forget_and_prune_under_s3_object_lock_leave_what_is_retained(
     # lets go is removed.
 
     dr = _object_lock_dr(isolated_home, capsys, s3_env, s3_client, f"dr-forget-lock-{unique}")
-    assert dr("plain", "repo", "init").code == 0
     src = isolated_home / "src"
     src.mkdir()
     ids = []
@@ -272,8 +278,7 @@ def test_forget_and_prune_under_s3_object_lock_leave_what_is_retained(
     assert r.code == 0, r.err
     doc = r.json()
     assert doc["removed"] == [ids[0]] and doc["retained"] == [ids[1]]
-    reasons = {row["id"]: (row["keep"], row["reasons"]) for row in doc["snapshots"]}
-    assert reasons[ids[1]][0] is True and reasons[ids[1]][1][0].startswith("retained by Object Lock until ")
+    assert _kept_by_object_lock(doc, ids[1])
     assert "under Object Lock retention and stay" in r.err
 
     r = dr("locked", "prune", "-o", "json")
@@ -513,7 +518,6 @@ def test_forget_by_id_under_s3_object_lock_reports_what_stays(
     # A snapshot the store retains is kept and named, the others named are removed; what
     # was asked for is not all done: exit 3 (forget by retention: 0).
     dr = _object_lock_dr(isolated_home, capsys, s3_env, s3_client, f"dr-forget-id-lock-{unique}")
-    assert dr("plain", "repo", "init").code == 0
     src = isolated_home / "src"
     src.mkdir()
     (src / "f.bin").write_bytes(os.urandom(4096))
@@ -526,8 +530,7 @@ def test_forget_by_id_under_s3_object_lock_reports_what_stays(
     assert r.code == 3, r.err  # asked for by id and not all done: partially failed
     doc = r.json()
     assert (doc["removed"], doc["retained"]) == ([ids[0]], [ids[1]])
-    reasons = {row["id"]: (row["keep"], row["reasons"]) for row in doc["snapshots"]}
-    assert reasons[ids[1]][0] is True and reasons[ids[1]][1][0].startswith("retained by Object Lock until ")
+    assert _kept_by_object_lock(doc, ids[1])
     assert "1 snapshot(s) to forget are under Object Lock retention and stay" in r.err
     r = dr("locked", "mover", "ls", ids[1], "-o", "json")
     assert r.code == 0, r.err
