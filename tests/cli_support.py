@@ -91,6 +91,21 @@ def write_runbook(path: Path, app: str, namespace: str, *, backup_policy: str | 
     return path
 
 
+def unreachable_kubeconfig(kubeconfig: str, directory: Path) -> tuple[Path, int]:
+    """``directory/unreachable.kubeconfig``: ``kubeconfig`` with its server a loopback port nothing
+    listens on: (its path, the port)."""
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]  # nothing listens here once closed
+    doc = yaml.safe_load(Path(kubeconfig).read_text())
+    doc["clusters"][0]["cluster"]["server"] = f"https://127.0.0.1:{port}"
+    unreachable = directory / "unreachable.kubeconfig"
+    unreachable.write_text(yaml.safe_dump(doc))
+    return unreachable, port
+
+
 def small_namespace(kc: KubeClient, name: str, labels: dict[str, str] | None = None) -> str:
     """A namespace with two ConfigMaps (``settings``, ``features``) and a Secret (``db``)."""
     make_namespace(kc, name, labels)

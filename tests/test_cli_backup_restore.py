@@ -24,7 +24,7 @@ from dr.kube.client import KubeClient
 from dr.kube.objects import ResourceItem
 from dr.testkit.agent import wait_until
 from tests import servers
-from tests.cli_support import two_repository_config, write_config
+from tests.cli_support import two_repository_config, unreachable_kubeconfig, write_config
 from tests.helpers import Result, run_dr
 from tests.kube_helpers import (
     App,
@@ -698,18 +698,8 @@ def test_kubeconfig_option_is_one_path_with_a_colon_in_it(
 def test_an_unreachable_cluster_is_one_error_line_without_the_http_library_retries(
     capsys: Capsys, k8s: servers.TestCluster, repo: Path, small_app: str, tmp_path: Path
 ) -> None:
-    import socket
-
-    import yaml
-
     assert dr(capsys, k8s, "backup", "-n", small_app, "--no-data").code == 0
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]  # nothing listens here once closed
-    kubeconfig = yaml.safe_load(Path(k8s.kubeconfig).read_text())
-    kubeconfig["clusters"][0]["cluster"]["server"] = f"https://127.0.0.1:{port}"
-    unreachable = tmp_path / "unreachable.kubeconfig"
-    unreachable.write_text(yaml.safe_dump(kubeconfig))
+    unreachable, port = unreachable_kubeconfig(k8s.kubeconfig, tmp_path)
     # urllib3 logged a "Retrying (Retry(total=...)) after connection broken by ..." warning for each of
     # its retries of each of dr's attempts: ten lines before the error. dr retries and says the outcome.
     res = run_dr(capsys, "--kubeconfig", str(unreachable), "restore", "latest", "--dry-run")

@@ -26,7 +26,13 @@ from dr.drill.model import DrillReport, ReportObjectives
 from dr.kube.client import KubeClient
 from dr.repo.snapshots import Snapshot
 from tests import servers
-from tests.cli_support import small_namespace, two_repository_config, write_config, write_runbook
+from tests.cli_support import (
+    small_namespace,
+    two_repository_config,
+    unreachable_kubeconfig,
+    write_config,
+    write_runbook,
+)
 from tests.helpers import Result, run_dr
 
 Capsys = pytest.CaptureFixture[str]
@@ -231,15 +237,7 @@ def test_status_of_two_policies_one_stale_a_drill_and_unprotected_namespaces(
 def test_unreachable_cluster_and_missing_repository_are_warnings_exit_0(
     capsys: Capsys, k8s: servers.TestCluster, setup: dict[str, Any], tmp_path: Path
 ) -> None:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]  # nothing listens here once closed
-    kubeconfig = yaml.safe_load(Path(k8s.kubeconfig).read_text())
-    kubeconfig["clusters"][0]["cluster"]["server"] = f"https://127.0.0.1:{port}"
-    unreachable = tmp_path / "unreachable.kubeconfig"
-    unreachable.write_text(yaml.safe_dump(kubeconfig))
+    unreachable, _ = unreachable_kubeconfig(k8s.kubeconfig, tmp_path)
 
     # No `repo init`: the repository does not exist yet.
     res = dr(capsys, k8s, setup, "status", "-o", "json", kubeconfig=str(unreachable))
