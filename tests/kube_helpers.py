@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import copy
 import json
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -95,6 +97,21 @@ def delete_namespace(kc: KubeClient, name: str) -> None:
     ns_res = ApiResource("", "v1", "namespaces", "Namespace", False)
     kc.request("DELETE", f"/api/v1/namespaces/{name}")
     wait_for_deletion(kc, ns_res, None, name, timeout=30)
+
+
+@contextmanager
+def app_drill_and_own_namespaces(kc: KubeClient, prefix: str) -> Iterator[tuple[str, str, str]]:
+    """``prefix-app``, a drill's scratch namespace ``prefix-drill`` and ``prefix-dr`` for dr's own
+    namespace (mover.namespace); deleted afterwards."""
+    app, drill, own = f"{prefix}-app", f"{prefix}-drill", f"{prefix}-dr"
+    make_namespace(kc, app)
+    make_namespace(kc, drill, {"dr.dev/drill": "true", "dr.dev/expires": "1"})
+    make_namespace(kc, own)
+    try:
+        yield app, drill, own
+    finally:
+        for ns in (app, drill, own):
+            kc.request("DELETE", f"/api/v1/namespaces/{ns}")
 
 
 def configmap(name: str, data: dict[str, str], labels: dict[str, str] | None = None) -> dict[str, Any]:

@@ -28,6 +28,7 @@ from tests.cli_support import two_repository_config, unreachable_kubeconfig, wri
 from tests.helpers import Result, run_dr
 from tests.kube_helpers import (
     App,
+    app_drill_and_own_namespaces,
     build_app,
     cleanup_app,
     configmap,
@@ -578,11 +579,7 @@ def test_a_glob_leaves_out_drill_copies_and_drs_namespace_unless_named(
 ) -> None:
     # `dr backup -n 'p-*'` also backed up a drill's scratch namespace (a restored copy of the app,
     # which `restore latest` could then bring back) and dr's own namespace (mover.namespace).
-    app, drill, own = f"p{unique}-app", f"p{unique}-drill", f"p{unique}-dr"
-    make_namespace(kube_client, app)
-    make_namespace(kube_client, drill, {"dr.dev/drill": "true", "dr.dev/expires": "1"})
-    make_namespace(kube_client, own)
-    try:
+    with app_drill_and_own_namespaces(kube_client, f"p{unique}") as (app, drill, own):
         config = write_config(isolated_home)
         doc = yaml.safe_load(config.read_text())
         config.write_text(yaml.safe_dump({**doc, "mover": {"namespace": own}}))
@@ -597,9 +594,6 @@ def test_a_glob_leaves_out_drill_copies_and_drs_namespace_unless_named(
         res = dr(capsys, k8s, *base, "-n", f"p{unique}-*", "-n", drill)
         assert res.code == 0, res.err
         assert res.json()["namespaces"] == [app, drill] and res.json()["excludedNamespaces"] == [own]
-    finally:
-        for ns in (app, drill, own):
-            kube_client.request("DELETE", f"/api/v1/namespaces/{ns}")
 
 
 def test_restore_of_namespaces_the_backup_does_not_hold_is_exit_2(

@@ -14,7 +14,14 @@ from dr.errors import InvalidInput
 from dr.kube.client import KubeClient, RetryPolicy, connect
 from dr.kube.objects import ResourceItem
 from tests import servers
-from tests.kube_helpers import ListSink, configmap, create, make_namespace, owner_ref
+from tests.kube_helpers import (
+    ListSink,
+    app_drill_and_own_namespaces,
+    configmap,
+    create,
+    make_namespace,
+    owner_ref,
+)
 from tests.kube_stub_server import stub_api
 
 RBAC = "rbac.authorization.k8s.io/v1"
@@ -69,11 +76,7 @@ def test_drs_own_namespaces_are_left_out_of_globs_and_all_unless_named(
     # A "*" policy (or app-*, or a label selector over all namespaces) also matched drill scratch
     # namespaces, which hold restored copies of apps (a drill copy became the `latest` a restore
     # picks, and its PVCs were snapshotted), and dr's own namespace (CronJobs, Secrets, snapshots).
-    app, drill, own = f"o{unique}-app", f"o{unique}-drill", f"o{unique}-dr"
-    make_namespace(kube_client, app)
-    make_namespace(kube_client, drill, {"dr.dev/drill": "true", "dr.dev/expires": "1"})
-    make_namespace(kube_client, own)
-    try:
+    with app_drill_and_own_namespaces(kube_client, f"o{unique}") as (app, drill, own):
         for ns in (app, drill, own):
             create(kube_client, "configmaps", configmap("cfg", {}, {"bk": unique}), ns)
         sink = ListSink()
@@ -115,9 +118,6 @@ def test_drs_own_namespaces_are_left_out_of_globs_and_all_unless_named(
             f"no namespace matches o{unique}-d*: nothing to back up (left out dr's namespace {own} and "
             f"drill scratch namespace {drill} (name them to back up))"
         )
-    finally:
-        for ns in (app, drill, own):
-            kube_client.request("DELETE", f"/api/v1/namespaces/{ns}")
 
 
 def test_selector_and_type_filters(kube_client: KubeClient, namespaces: list[str]) -> None:
