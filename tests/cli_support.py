@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -119,3 +121,19 @@ def small_namespace(kc: KubeClient, name: str, labels: dict[str, str] | None = N
 def events(kc: KubeClient, namespace: str) -> list[dict[str, Any]]:
     items: list[dict[str, Any]] = kc.get(f"/api/v1/namespaces/{namespace}/events")["items"]
     return items
+
+
+@contextmanager
+def shop_and_billing_nightly(kc: KubeClient, directory: Path, unique: str) -> Iterator[tuple[str, str, Path]]:
+    """Small namespaces ``shop-<unique>`` and ``billing-<unique>`` (deleted afterwards) and
+    ``directory/dr.yaml`` with one backup policy, nightly, over both: (shop, billing, config)."""
+    shop, billing = f"shop-{unique}", f"billing-{unique}"
+    for ns in (shop, billing):
+        small_namespace(kc, ns)
+    config = write_config(directory, backup_policies=[
+        {"name": "nightly", "schedule": "0 2 * * *", "scope": {"namespaces": [shop, billing]}}])  # fmt: skip
+    try:
+        yield shop, billing, config
+    finally:
+        for ns in (shop, billing):
+            kc.request("DELETE", f"/api/v1/namespaces/{ns}")

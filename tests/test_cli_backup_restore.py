@@ -810,18 +810,13 @@ def test_restore_latest_of_a_namespace_takes_the_newest_backup_that_holds_it(
     # The incident deleted billing; the policy's next backup warned and backed up shop
     # alone. The on-call page's `dr restore latest --policy P -n billing` then took that
     # newest backup and refused (billing not in it): it must take the last that holds billing.
-    from tests.cli_support import small_namespace, write_config
+    from tests.cli_support import shop_and_billing_nightly
 
-    shop, billing = f"shop-{unique}", f"billing-{unique}"
-    for ns in (shop, billing):
-        small_namespace(kube_client, ns)
-    config = write_config(isolated_home, backup_policies=[
-        {"name": "nightly", "schedule": "0 2 * * *", "scope": {"namespaces": [shop, billing]}}])  # fmt: skip
+    with shop_and_billing_nightly(kube_client, isolated_home, unique) as (shop, billing, config):
 
-    def dr(*args: str) -> Result:
-        return run_dr(capsys, "--config", str(config), "--kubeconfig", k8s.kubeconfig, *args)
+        def dr(*args: str) -> Result:
+            return run_dr(capsys, "--config", str(config), "--kubeconfig", k8s.kubeconfig, *args)
 
-    try:
         assert dr("repo", "init").code == 0
         first = dr("backup", "--policy", "nightly", "--no-data", "-o", "json")
         assert first.code == 0, first.err
@@ -837,9 +832,6 @@ def test_restore_latest_of_a_namespace_takes_the_newest_backup_that_holds_it(
         # shop is in both: the newest.
         r = dr("restore", "latest", "--policy", "nightly", "-n", shop, "--dry-run", "-o", "json")
         assert r.code == 0 and r.json()["snapshotId"] == second.json()["id"], r.err
-    finally:
-        for ns in (shop, billing):
-            kube_client.request("DELETE", f"/api/v1/namespaces/{ns}")
 
 
 def test_restore_latest_of_a_policy_passes_over_an_unreadable_snapshot_out_loud(

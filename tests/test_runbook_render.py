@@ -424,19 +424,13 @@ def test_the_pages_restore_lines_restore_only_the_app(
 ) -> None:
     """One backup policy covers shop and billing, a newer manual backup only billing: shop's page
     restores shop from its policy's backup and leaves billing alone (also with --existing recreate)."""
-    from tests.cli_support import small_namespace, write_config, write_runbook
+    from tests.cli_support import shop_and_billing_nightly, write_runbook
 
-    kc = kube_client
-    shop, billing = f"shop-{unique}", f"billing-{unique}"
-    for ns in (shop, billing):
-        small_namespace(kc, ns)
-    config = write_config(isolated_home, backup_policies=[
-        {"name": "nightly", "schedule": "0 2 * * *", "scope": {"namespaces": [shop, billing]}}])  # fmt: skip
+    with shop_and_billing_nightly(kube_client, isolated_home, unique) as (shop, billing, config):
 
-    def dr(*args: str) -> Any:
-        return run_dr(capsys, "--config", str(config), "--kubeconfig", kube.kubeconfig, *args)
+        def dr(*args: str) -> Any:
+            return run_dr(capsys, "--config", str(config), "--kubeconfig", kube.kubeconfig, *args)
 
-    try:
         assert dr("repo", "init").code == 0
         res = dr("backup", "--policy", "nightly", "--no-data", "-o", "json")
         assert res.code == 0, res.err
@@ -461,9 +455,6 @@ def test_the_pages_restore_lines_restore_only_the_app(
             assert {i["item"].get("namespace") or i["item"]["name"] for i in plan["items"]} == {shop}
         missing = dr("restore", "latest", "--policy", "weekly", "-n", shop, "--dry-run")
         assert missing.code == 2 and "no backup of policy 'weekly' found in file://" in missing.err
-    finally:
-        for ns in (shop, billing):
-            kc.request("DELETE", f"/api/v1/namespaces/{ns}")
 
 
 def test_a_policy_with_its_own_repository_the_page_shows_its_backup_and_the_line_restores_it(
