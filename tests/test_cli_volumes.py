@@ -61,6 +61,12 @@ class App:
         path.write_text(yaml.safe_dump(doc))
         return replace(self, config=str(path))
 
+    def with_policy(self, policy: dict[str, Any], path: Path) -> App:
+        """The same application, its dr.yaml (at ``path``) with one backup policy over its namespace."""
+        doc = self.config_doc()
+        doc["backupPolicies"] = [{**policy, "scope": {"namespaces": [self.namespace]}}]
+        return self.with_config(doc, path)
+
 
 def write_mover_config(env: MoverEnv, directory: Path) -> str:
     """dr.yaml of the command: the movers' repository and key, plus where and how movers run."""
@@ -403,10 +409,7 @@ def test_a_volume_that_failed_last_night_is_incremental_against_its_last_good_sn
     # failed there (a killed mover, a node drain) had none the next night and was read and
     # compared in full again — for a large volume hours, and a risk of the next deadline.
     agent = node_agent
-    doc = app.config_doc()
-    doc["backupPolicies"] = [{"name": "nightly", "schedule": "0 2 * * *",
-                              "scope": {"namespaces": [app.namespace]}}]  # fmt: skip
-    app = app.with_config(doc, tmp_path / "policy.yaml")
+    app = app.with_policy({"name": "nightly", "schedule": "0 2 * * *"}, tmp_path / "policy.yaml")
     for seed, pvc in enumerate(app.pvcs, 1):
         fill_volume(agent.volume_dir(app.namespace, pvc), seed, MB)
 
@@ -457,10 +460,8 @@ def test_a_volume_with_an_unreadable_entry_keeps_the_rest_of_its_data(
     # backup still pointed restores at it, and the next backup had no parent.
     agent = node_agent
     # A file-system copy (the test agent's snapshot copy cannot copy such a tree either).
-    doc = app.config_doc()
-    doc["backupPolicies"] = [{"name": "fs", "schedule": "0 2 * * *", "volumes": {"mode": "filesystem"},
-                              "scope": {"namespaces": [app.namespace]}}]  # fmt: skip
-    app = app.with_config(doc, tmp_path / "fs.yaml")
+    policy = {"name": "fs", "schedule": "0 2 * * *", "volumes": {"mode": "filesystem"}}
+    app = app.with_policy(policy, tmp_path / "fs.yaml")
     mover_env.prepare(app.namespace)
     for seed, pvc in enumerate(app.pvcs, 1):
         fill_volume(agent.volume_dir(app.namespace, pvc), seed, MB)
