@@ -271,9 +271,9 @@ def test_data_pack_buffers_are_bounded(tmp_path: Path, monkeypatch: pytest.Monke
     made = []
     real_init = pack_writer._Pack.__init__
 
-    def counted_init(self: pack_writer._Pack, capacity: int) -> None:
+    def counted_init(self: pack_writer._Pack, capacity: int, blob_type: BlobType) -> None:
         made.append(capacity)
-        real_init(self, capacity)
+        real_init(self, capacity, blob_type)
 
     monkeypatch.setattr(pack_writer._Pack, "__init__", counted_init)
     rng = random.Random(9)
@@ -289,6 +289,26 @@ def test_data_pack_buffers_are_bounded(tmp_path: Path, monkeypatch: pytest.Monke
     assert len(made) == 3  # max_inflight (2) + the open pack
     assert uploader.stats.packs >= 20
     assert sorted(stored_blobs(store).values()) == sorted(blobs)
+
+
+def test_tree_pack_buffers_do_not_become_data_buffers(tmp_path: Path) -> None:
+    # Tree packs filled mid-backup (a volume of many files) are uploaded, and their
+    # buffers closed: reused for data, each was one data buffer more than the bound
+    # for the rest of the backup (16 MiB of memory per 16 MiB of trees).
+    store, _, uploader, saver = make_saver(tmp_path, pack_size=1 << 20)
+    rng = random.Random(5)
+    trees = [rng.randbytes(300_000) for _ in range(16)]
+    data = [rng.randbytes(300_000) for _ in range(24)]
+    for i, tree in enumerate(trees):  # trees between data blobs, as a backup walks
+        saver.save(BlobType.TREE, tree)
+        for d in data[i * 3 // 2 : (i + 1) * 3 // 2]:
+            saver.save(BlobType.DATA, d)
+    uploader.flush()
+    free = list(uploader._free)
+    uploader.close()
+    assert uploader.stats.packs >= 10  # several tree packs went up before the end
+    assert len(free) <= 3 and all(p.blob_type == BlobType.DATA for p in free)
+    assert sorted(stored_blobs(store).values()) == sorted(trees + data)
 
 
 def test_writers_waiting_for_a_buffer_fail_when_an_upload_fails(

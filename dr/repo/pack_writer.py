@@ -68,7 +68,8 @@ class _Pack:
     resize moves the memory under the writer.
     """
 
-    def __init__(self, capacity: int) -> None:
+    def __init__(self, capacity: int, blob_type: BlobType) -> None:
+        self.blob_type = blob_type
         # Private: a shared anonymous mapping (mmap's default) cannot grow. After
         # ``resize`` its new pages lie past the end of the memory object behind it,
         # and the first write there kills the process with SIGBUS.
@@ -229,7 +230,7 @@ class PackUploader:
         else:
             if data:
                 self._data_buffers += 1
-            p = _Pack(max(self.pack_size + PACK_SLACK, length))
+            p = _Pack(max(self.pack_size + PACK_SLACK, length), blob_type)
         self._current[blob_type] = p
         return p
 
@@ -292,10 +293,16 @@ class PackUploader:
                 self._claimed.difference_update(e.id for e in pack.entries)
             if write_index:
                 self._write_index(write_index)
-            pack.reset()
-            with self._lock:
-                self._free.append(pack)
-                self._returned.notify_all()
+            if pack.blob_type == BlobType.DATA:
+                pack.reset()
+                with self._lock:
+                    self._free.append(pack)
+                    self._returned.notify_all()
+            else:
+                # A tree pack's buffer is not a data buffer: reused, it was one more
+                # than _max_buffers for the rest of the backup (each tree pack filled
+                # mid-backup, 16 MiB of trees, left another 16 MiB buffer in use).
+                pack.buf.close()
         except BaseException as e:
             with self._lock:
                 self._error = self._error or e
