@@ -24,6 +24,7 @@ from dr.repo import pack_writer
 from dr.repo.format import (
     FLAG_RAW,
     STAGING_KEPT,
+    STAGING_SMALL,
     BlobType,
     Codec,
     FormatError,
@@ -86,19 +87,30 @@ def test_staged_payload_seals_like_encode(data: bytes, compress: bool, bid: byte
         CODEC.decode(bytes(out), blob_aad(BlobType.TREE, bid), what="t")
 
 
-def test_staging_buffer_grows_up_to_a_chunk() -> None:
-    # Larger than the first staging buffer (1 MiB), then larger again; a payload
-    # above the largest chunk (a big tree) is staged in a buffer of its own, and the
-    # thread's buffer stays no larger than a chunk.
-    for size in (100, (1 << 20) + 7, (3 << 20) + 1, 9 << 20, 4 << 20, 10):
-        data = os.urandom(size)
-        with CODEC.staged(data) as payload:
-            assert payload[0] == FLAG_RAW  # random bytes do not compress
-            out = bytearray(sealed_size(len(payload) - 1))
-            CODEC.seal_payload_into(payload, b"aad", memoryview(out))
-        assert CODEC.decode(bytes(out), b"aad", what="t") == data
-        assert len(CODEC._local.staging) <= STAGING_KEPT
-    assert len(CODEC._local.staging) == STAGING_KEPT
+def test_staging_buffer_is_small_then_a_whole_chunk() -> None:
+    # A thread staging only small payloads keeps a small mapping; its first payload
+    # above that gets room for the largest chunk at once, resident from the start
+    # (memory then does not creep up with the largest chunk met); a payload above
+    # the largest chunk (a big tree) is staged in a buffer of its own.
+    def stage_in_a_thread(sizes: tuple[int, ...]) -> list[int]:
+        lengths: list[int] = []
+
+        def work(_: int) -> None:
+            for size in sizes:
+                data = os.urandom(size)
+                with CODEC.staged(data) as payload:
+                    assert payload[0] == FLAG_RAW  # random bytes do not compress
+                    out = bytearray(sealed_size(len(payload) - 1))
+                    CODEC.seal_payload_into(payload, b"aad", memoryview(out))
+                assert CODEC.decode(bytes(out), b"aad", what="t") == data
+                lengths.append(len(CODEC._local.staging))
+
+        run_in_threads(work, n=1)
+        return lengths
+
+    assert stage_in_a_thread((100, STAGING_SMALL - 1, 10)) == [STAGING_SMALL] * 3
+    big = stage_in_a_thread((100, STAGING_SMALL, (3 << 20) + 1, 9 << 20, 4 << 20, 10))
+    assert big == [STAGING_SMALL] + [STAGING_KEPT] * 5
 
 
 def test_threads_seal_into_the_same_packs(tmp_path: Path) -> None:

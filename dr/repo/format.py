@@ -45,6 +45,9 @@ FLAG_ZSTD = 1
 # Largest payload Codec.staged builds in its reused per-thread buffer: a data
 # chunk (4 MiB at most) and its flag; larger ones (trees) get a buffer of their own.
 STAGING_KEPT = (4 << 20) + 1
+# A thread whose payloads are all at most this large stages them in a mapping of
+# this size, its pages made resident only as written.
+STAGING_SMALL = 64 << 10
 # Largest payload Codec.decode_into decrypts in its kept scratch mapping: the same
 # bound (a stored payload is smaller than its chunk and flag, or the chunk is stored raw).
 SCRATCH_KEPT = STAGING_KEPT
@@ -155,10 +158,15 @@ class Codec:
     def _staging(self, size: int) -> mmap.mmap:
         buf: mmap.mmap | None = getattr(self._local, "staging", None)
         if buf is None or len(buf) < size:
-            grown = min(max(size, 2 * len(buf) if buf is not None else 1 << 20), STAGING_KEPT)
             if buf is not None:
                 buf.close()
-            buf = self._local.staging = mmap.mmap(-1, grown)
+            # A thread staging chunks gets room for the largest at once, all of it
+            # resident (``populated``): grown to the largest payload met so far, its
+            # resident pages crept up with the largest chunk a backup happened to meet,
+            # so a longer backup peaked higher (bench/RESULTS.md). Threads staging only
+            # small payloads (trees, index files, locks) keep a small lazy mapping.
+            big = size > STAGING_SMALL
+            buf = self._local.staging = populated(STAGING_KEPT) if big else mmap.mmap(-1, STAGING_SMALL)
         return buf
 
     def decode_into(
