@@ -323,6 +323,33 @@ def test_tree_pack_buffers_do_not_become_data_buffers(tmp_path: Path) -> None:
     assert sorted(stored_blobs(store).values()) == sorted(trees + data)
 
 
+def test_packs_and_index_files_are_bounded_by_blob_count(tmp_path: Path) -> None:
+    # Tiny blobs (one-line files) fill a pack by count long before its size: each
+    # one is held as an entry until its pack is in an index file, so packs close at
+    # pack_max_blobs and an index file is written every index_max_blobs blobs.
+    store = FileStore(tmp_path / "repo")
+    index = Index()
+    uploader = PackUploader(store, CODEC, index, pack_max_blobs=100, index_max_blobs=250)
+    saver = BlobSaver(blob_id, CODEC, uploader)
+    blobs = [f"line {i}\n".encode() for i in range(1000)]
+    most_claimed = 0
+    for b in blobs:
+        saver.save(BlobType.DATA, b)
+        most_claimed = max(most_claimed, len(uploader._claimed))
+    uploader.flush()
+    uploader.close()
+    counts = []
+    for info in store.list("data/"):
+        raw = store.get(info.name)
+        counts.append(len(decode_pack_header(CODEC, raw, len(raw), info.name)))
+    assert sum(counts) == 1000 and max(counts) == 100
+    index_files = list(store.list("index/"))
+    assert 4 <= len(index_files) <= 5  # every 300 blobs (3 packs), and the rest at flush
+    assert most_claimed <= 400  # in flight: the open pack, those uploading, the unindexed
+    assert sorted(stored_blobs(store).values()) == sorted(blobs)
+    assert all(blob_id(b) in index for b in blobs)
+
+
 def test_writers_waiting_for_a_buffer_fail_when_an_upload_fails(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

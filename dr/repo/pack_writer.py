@@ -10,7 +10,7 @@ pool, with at most ``max_inflight`` packs in memory so memory stays bounded
 whatever the data size.
 
 Crash safety (FORMAT.md §7): an index file is written every
-``index_every`` packs and at ``flush``; a crash loses at most those few
+``index_every`` packs or ``index_max_blobs`` blobs and at ``flush``; a crash loses at most those few
 packs, which the next backup uploads again.
 """
 
@@ -46,6 +46,15 @@ log = logging.getLogger(__name__)
 # A pack's buffer: its target size and this much more, for the blob that fills it
 # (a data chunk is at most 4 MiB); a larger blob grows it.
 PACK_SLACK = 5 << 20
+# Blobs a pack holds at most, and blobs an index file is written for at the latest.
+# Each blob of a pack costs a PackEntry (~250 bytes with its id, and its claim) until
+# the pack is in an index file; bounded only by size, a pack of tiny files' blobs
+# (~45 bytes sealed) held ~370,000 of them and index_every packs eight times that,
+# so memory grew with the number of files: a full backup of 100,000 one-line files
+# peaked at 133 MB, of 400,000 at 304 MB (bench/RESULTS.md). restic writes an index
+# file every 50,000 blobs too.
+PACK_MAX_BLOBS = 16_384
+INDEX_MAX_BLOBS = 50_000
 
 
 @dataclass
@@ -113,6 +122,8 @@ class PackUploader:
         workers: int = 2,
         max_inflight: int = 2,
         index_every: int = 8,
+        pack_max_blobs: int = PACK_MAX_BLOBS,
+        index_max_blobs: int = INDEX_MAX_BLOBS,
         before_index: Callable[[], None] = lambda: None,
     ) -> None:
         self.store, self.codec, self.index = store, codec, index
@@ -121,6 +132,8 @@ class PackUploader:
         self.before_index = before_index
         self.pack_size = pack_size
         self.index_every = index_every
+        self.pack_max_blobs = pack_max_blobs
+        self.index_max_blobs = index_max_blobs
         self.stats = SaveStats()
         self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="dr-upload")
         self._inflight = threading.BoundedSemaphore(max_inflight)
@@ -133,6 +146,7 @@ class PackUploader:
         # data, ~700 bytes a pack (170 KB more at 4 GiB than at 1 GiB; 45 MB for 1 TiB).
         self._pending: set[Future[None]] = set()
         self._unindexed: dict[bytes, list[PackEntry]] = {}
+        self._unindexed_blobs = 0
         self._free: list[_Pack] = []  # reused pack buffers (avoid first-touch page faults)
         # Data pack buffers: the open pack and those uploading (or waiting to), at most
         # max_inflight + 1. Without the bound a writer opened a fresh buffer whenever a
@@ -193,7 +207,11 @@ class PackUploader:
                 if self._error:
                     raise self._error
                 p = self._current.get(blob_type)
-                if p is not None and p.size and p.size + length > self.pack_size:
+                if (
+                    p is not None
+                    and p.size
+                    and (p.size + length > self.pack_size or len(p.entries) >= self.pack_max_blobs)
+                ):
                     # It would take the pack past its size: close it (its last writer
                     # uploads it, or this call if none is left). Packs stay within
                     # pack_size, so a reused buffer's resident pages stay within it too:
@@ -212,7 +230,7 @@ class PackUploader:
                     p.slot(PackEntry(blob_type, flag, offset, length, raw_length, blob_id))
                     self.stats.new_blobs += 1
                     self.stats.new_raw_bytes += raw_length
-                    if p.size >= self.pack_size:
+                    if p.size >= self.pack_size or len(p.entries) >= self.pack_max_blobs:
                         self._close(blob_type)  # the slot just reserved is open: _filled uploads it
                     return p, offset
             if done is not None:
@@ -286,8 +304,9 @@ class PackUploader:
                 self.stats.packs += 1
                 self.stats.new_bytes += end
                 self._unindexed[pack_id] = pack.entries
-                if len(self._unindexed) >= self.index_every:
-                    write_index, self._unindexed = self._unindexed, {}
+                self._unindexed_blobs += len(pack.entries)
+                if len(self._unindexed) >= self.index_every or self._unindexed_blobs >= self.index_max_blobs:
+                    write_index, self._unindexed, self._unindexed_blobs = self._unindexed, {}, 0
             self.index.add_pack(pack_id, pack.entries)
             with self._lock:
                 self._claimed.difference_update(e.id for e in pack.entries)
@@ -334,7 +353,7 @@ class PackUploader:
         for f in futures:
             f.result()
         with self._lock:
-            rest, self._unindexed = self._unindexed, {}
+            rest, self._unindexed, self._unindexed_blobs = self._unindexed, {}, 0
         if rest:
             self._write_index(rest)
         if self._error:
