@@ -436,6 +436,22 @@ def test_drill_writes_metrics_pushes_and_records_events_passed_and_failed(
         f"drill {report['id']} of {app} passed: 1/1"
     )
 
+    # A drill run by hand (no --policy) pushed into the scheduled drill's group and file,
+    # replacing its series: a passing drill by hand hid a scheduled one that stopped running.
+    scheduled_file = (textfile_dir / f"dr-drill-{app}.prom").read_text()
+    pushgateway.requests.clear()
+    assert dr(capsys, config, k8s, "drill", "run", runbook, "--no-data").code == 0
+    ((method, path, body),) = pushgateway.requests
+    assert (method, path) == ("POST", f"/metrics/job/dr-drill/app/{app}/policy@base64/=")
+    assert series(body.decode())[("dr_drill_passed", (("app", app), ("policy", "")))] == 1
+    assert (
+        series((textfile_dir / f"dr-drill.{app}.prom").read_text())[
+            ("dr_drill_passed", (("app", app), ("policy", "")))
+        ]
+        == 1
+    )
+    assert (textfile_dir / f"dr-drill-{app}.prom").read_text() == scheduled_file
+
     # The app loses a ConfigMap the runbook expects; the next backup and drill fail the check.
     kube_client.request("DELETE", f"/api/v1/namespaces/{shop}/configmaps/settings")
     assert dr(capsys, config, k8s, "backup", "--policy", "shop", "--no-data").code == 0
@@ -488,7 +504,7 @@ def test_a_drill_that_cannot_run_is_recorded_as_failed_with_unknown_rto(
     assert res.code == 1
     assert f"error: drill of {app} could not run: no backup of {app} in the repository" in res.err
     key = (("app", app), ("policy", ""))
-    got = series((textfile_dir / f"dr-drill-{app}.prom").read_text())
+    got = series((textfile_dir / f"dr-drill.{app}.prom").read_text())  # no --policy: run by hand
     assert got[("dr_drill_passed", key)] == 0
     # Nothing was measured: NaN, not 0 (which would read as an instant recovery).
     assert math.isnan(got[("dr_drill_rto_seconds", key)]) and math.isnan(got[("dr_drill_rpo_seconds", key)])

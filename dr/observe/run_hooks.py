@@ -5,9 +5,10 @@ The commands call these hooks once per run, success or failure:
 * Prometheus metrics (``dr.observe.metrics``) — written to the configured
   node-exporter textfile (one file per job, ``textfile_for``) and pushed to
   the configured Pushgateway (job ``dr-backup`` / ``dr-drill``, grouped by
-  policy or app — a backup without a policy by its empty policy and name,
-  ``backup_metrics_group``; ``dr-restore`` by the restored backup's name); nothing when
-  ``metrics`` is not configured.
+  policy or app — a backup or drill without a policy by its empty policy and
+  its name or app, ``backup_metrics_group``, ``drill_metrics_group``;
+  ``dr-restore`` by the restored backup's name); nothing when ``metrics`` is
+  not configured.
 * Kubernetes Events (``dr.observe.events``) on the namespaces the run was
   about: the backed-up namespaces, the restore's target namespaces, the
   drilled application's own namespaces (the scratch namespace is gone by
@@ -279,6 +280,21 @@ def observe_restore(
 # --------------------------------------------------------------------------- drill
 
 
+def drill_metrics_group(app: str, policy: str | None) -> tuple[str, dict[str, str]]:
+    """The textfile job and the Pushgateway grouping key of a drill's metrics.
+
+    A scheduled drill (run with ``--policy``, its drill's name) keeps the group
+    ``app`` and the file ``drill-<app>``. A drill run by hand without a policy
+    gets a group keyed by its series' own labels, ``app`` and ``policy=""``,
+    and the file ``drill.<app>`` ("." is in no app name): it used to replace
+    the scheduled drill's series, so a passing drill by hand hid a scheduled one
+    that had stopped running. (As ``backup_metrics_group``.)
+    """
+    if policy:
+        return f"drill-{app}", {"app": app}
+    return f"drill.{app}", {"app": app, "policy": ""}
+
+
 def drill_finished(
     config: Config, kube: KubeClient | None, report: DrillReport, policy: str | None = None
 ) -> list[str]:
@@ -291,7 +307,7 @@ def drill_finished(
     m.record_drill(metrics.DrillOutcome(policy or "", report.app, finished, report.outcome == "passed",
                                         rto.total_seconds() if rto is not None else math.nan,
                                         rpo.total_seconds() if rpo is not None else math.nan))  # fmt: skip
-    out.metrics(m, DRILL_JOB, f"drill-{report.app}", {"app": report.app})
+    out.metrics(m, DRILL_JOB, *drill_metrics_group(report.app, policy))
     passed = sum(1 for s in report.steps if s.passed)
     what = f"drill {report.id} of {report.app}"
     backup = f"backup {report.backup_id[:8]}" if report.backup_id else "no backup"
