@@ -19,7 +19,7 @@ ALL_COMMANDS = [
     ["config", "validate"], ["repo", "init"], ["repo", "info"], ["repo", "check"], ["key", "list"],
     ["key", "add"], ["key", "remove"], ["key", "rotate"], ["backup"], ["backups", "list"],
     ["backups", "describe"], ["restore"], ["verify"], ["forget"], ["prune"], ["drill", "run"], ["drill", "gc"],
-    ["report", "drills"], ["runbook", "validate"], ["runbook", "render"], ["deploy", "render"], ["status"],
+    ["report", "drills"], ["runbook", "validate"], ["runbook", "render"], ["runbook", "verify"], ["deploy", "render"], ["status"],
     ["mover", "backup"], ["mover", "restore"],
 ]  # fmt: skip
 

@@ -53,3 +53,23 @@ def test_copies_are_removed_and_expired_leftovers_swept(kube_client: KubeClient,
     assert mine is not None and mine["data"] == {"dr.yaml": "mine"}, "a user's object is never touched"
     assert get_object(kube_client, CONFIG_MAPS, live, "dr-config") is not None, "another run's copy stays"
     assert get_object(kube_client, CONFIG_MAPS, bad, "dr-config") is not None, "unreadable expiry: left alone"
+
+
+def test_without_credentials_only_dr_config_is_copied(kube_client: KubeClient, unique: str) -> None:
+    """A data probe of ``dr runbook verify`` does not open the repository: no credentials in the app's namespace."""
+    from dr.kube import apply as kapply
+
+    dr_ns, app = f"drsys-{unique}", f"app-{unique}"
+    for ns in (dr_ns, app):
+        make_namespace(kube_client, ns)
+    kapply.create(kube_client, CONFIG_MAPS, _cm(dr_ns))
+    kapply.create(kube_client, SECRETS, {"apiVersion": "v1", "kind": "Secret",
+                                         "metadata": {"name": "creds", "namespace": dr_ns}, "stringData": {"K": "v"}})  # fmt: skip
+    copies = MoverConfigCopies(
+        kube_client, MoverOptions(namespace=dr_ns, credentials_secret="creds"), "run-1", credentials=False
+    )
+    copies.ensure(app)
+    assert get_object(kube_client, CONFIG_MAPS, app, "dr-config") is not None
+    assert get_object(kube_client, SECRETS, app, "creds") is None
+    assert copies.delete_all() == []
+    assert get_object(kube_client, CONFIG_MAPS, app, "dr-config") is None

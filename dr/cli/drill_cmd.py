@@ -5,12 +5,11 @@ from __future__ import annotations
 import os
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
 
 import click
 
 from dr.cli.context import app
-from dr.cli.kube_access import connect_kube
+from dr.cli.kube_access import connect_kube, steps_api_client
 from dr.cli.output import emit, output_option
 from dr.cli.repo_access import open_repository
 from dr.cli.volume_access import dump_problems, volume_restore_step
@@ -18,7 +17,6 @@ from dr.drill.model import DrillReport, human_duration
 from dr.drill.run import DrillDeps, DrillRequest, run_drill, save_report, write_report_files
 from dr.drill.run import gc as drill_gc
 from dr.errors import DrError, ExitCode, InvalidInput, PartialFailure, VerificationFailed
-from dr.kube.client import KubeClient
 from dr.observe.run_hooks import drill_finished
 from dr.runbook.model import load_runbook
 
@@ -26,15 +24,6 @@ from dr.runbook.model import load_runbook
 @click.group("drill")
 def drill_group() -> None:
     """Restore drills: prove that the latest backup restores and works."""
-
-
-def _api_client(kube: KubeClient) -> Any:
-    """A kubernetes.client.ApiClient for the verification steps (service proxy, exec), on
-    the configuration ``connect_kube`` loaded: the kubeconfig is read (and an exec plugin
-    run) once, by the same rules (``--kubeconfig`` one path, ``$KUBECONFIG`` a list)."""
-    from kubernetes import client as kclient
-
-    return kclient.ApiClient(kube.api_client.configuration)
 
 
 def _make_report_dir(path: Path) -> None:
@@ -117,7 +106,7 @@ def run(
 
         backup_id = find_snapshot(repo, backup_id, kind="backup", what="backup").id
     kube = connect_kube(ctx)
-    api = _api_client(kube)
+    api = steps_api_client(kube)
     from dr.deploy.network import config_endpoints
     from dr.drill.probe_job import JobDataProbe
     from dr.kube.exec import KubernetesExec

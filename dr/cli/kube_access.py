@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from dr.cli.context import AppContext
 from dr.kube.client import KubeClient, connect
 
@@ -10,3 +12,12 @@ def connect_kube(app: AppContext) -> KubeClient:
     context = app.kube_context or app.loaded.config.kube_context
     client: KubeClient = app.cached("kube", lambda: connect(app.kubeconfig, context))
     return client
+
+
+def steps_api_client(kube: KubeClient) -> Any:
+    """A kubernetes.client.ApiClient for the verification steps (service proxy, exec), on
+    the configuration ``connect_kube`` loaded: the kubeconfig is read (and an exec plugin
+    run) once, by the same rules (``--kubeconfig`` one path, ``$KUBECONFIG`` a list)."""
+    from kubernetes import client as kclient
+
+    return kclient.ApiClient(kube.api_client.configuration)

@@ -1,4 +1,4 @@
-"""``dr runbook validate | render``."""
+"""``dr runbook validate | render | verify``."""
 
 from __future__ import annotations
 
@@ -10,8 +10,9 @@ from typing import TYPE_CHECKING, Any
 import click
 
 from dr.cli.output import emit, output_option
-from dr.drill.model import DrillReport
-from dr.errors import DrError, ExitCode, InvalidInput
+from dr.cli.params import KeyValue, pairs_to_dict
+from dr.drill.model import DrillReport, StepResult, human_duration
+from dr.errors import DrError, ExitCode, InvalidInput, VerificationFailed
 from dr.runbook.model import Runbook, load_runbook
 from dr.runbook.render import BackupSummary, render_markdown
 
@@ -182,6 +183,84 @@ def render(file: str, out: str | None) -> int:
             raise InvalidInput(f"{out}: cannot write: {e.strerror or e}") from None
     else:
         click.echo(text, nl=False)
+    return ExitCode.OK
+
+
+def step_line(r: StepResult) -> str:
+    """One step's result in one line: passed or not, how long it took, why."""
+    return (
+        f"[{'pass' if r.passed else 'FAIL'}] {r.name} ({r.type}, {human_duration(r.duration)}): {r.message}"
+    )
+
+
+@runbook_group.command("verify")
+@click.argument("file", type=click.Path(dir_okay=False), metavar="FILE")
+@click.option("-n", "--namespace", metavar="NS",
+              help="Check this namespace (default: the runbook's; with several, its first).")  # fmt: skip
+@click.option("--namespace-mapping", multiple=True, type=KeyValue("OLD=NEW"),
+              help="Check NEW for the runbook's namespace OLD (as restored with this mapping); repeatable.")  # fmt: skip
+@output_option()
+def verify(
+    file: str, namespace: str | None, namespace_mapping: tuple[tuple[str, str], ...], output: str
+) -> int:
+    """Run the runbook's verification steps against live namespaces, as a drill does (after a real restore).
+
+    Restores nothing and creates no namespace: the steps run where the app is, and what they
+    create (a job step's Job, a data step's probe Job and a copy of dr-config for it) is deleted
+    again. Exit 0 when every step passed, 4 when a step failed, 2 when the runbook is invalid or
+    a namespace does not exist (no step is run).
+    """
+    from dr.cli.context import app
+    from dr.cli.kube_access import connect_kube, steps_api_client
+    from dr.cli.progress import item_progress
+    from dr.cli.volume_access import ConfigCopyingProbe, MoverConfigCopies
+    from dr.drill.probe_job import JobDataProbe
+    from dr.drill.verify import (
+        VerifyDeps,
+        checked_namespaces,
+        missing_namespaces,
+        run_verification,
+        target_namespaces,
+    )
+    from dr.kube.exec import KubernetesExec
+
+    ctx = app()
+    rb = load_runbook(Path(file))
+    targets = target_namespaces(rb, namespace, pairs_to_dict(namespace_mapping, "--namespace-mapping"))
+    checked = checked_namespaces(rb, targets)
+    kube = connect_kube(ctx)
+    missing = missing_namespaces(kube, checked)
+    if missing:
+        raise InvalidInput(
+            f"namespace{'s' if len(missing) > 1 else ''} {', '.join(missing)} not found: "
+            f"no step of {rb.name} was run"
+        )
+    log.info("verifying %s in %s: %d step(s)", rb.name, ", ".join(checked), len(rb.spec.verification))
+    mover = ctx.loaded.config.mover
+    api = steps_api_client(kube)
+    copies = MoverConfigCopies(kube, mover, f"verify-{rb.name}", credentials=False)
+    probe = JobDataProbe(kube, mover, run_id=f"verify-{rb.name}")
+    deps = VerifyDeps(api=api, exec=KubernetesExec(api), data_probe=ConfigCopyingProbe(kube, probe, copies))
+    bar = item_progress(f"verify {rb.name}", len(rb.spec.verification), quiet=ctx.quiet or output != "table")
+    try:
+        with bar as advance:
+            results = run_verification(rb, targets, deps, on_result=lambda r: advance(1))
+    finally:
+        for problem in copies.delete_all():
+            log.warning("%s", problem)
+    failed = [r for r in results if not r.passed]
+    if output != "table":
+        emit({"app": rb.name, "runbook": file, "namespaces": targets, "passed": not failed,
+              "steps": [r.model_dump(mode="json", by_alias=True) for r in results]}, output)  # fmt: skip
+    else:
+        for r in results:
+            click.echo(step_line(r))
+    if failed:
+        raise VerificationFailed(
+            f"verification of {rb.name} in {', '.join(checked)} failed: "
+            f"{len(failed)} of {len(results)} step(s) did not pass",
+            details=[f"step {r.name} ({r.type}): {r.message}" for r in failed],
+        )
     return ExitCode.OK
 
 

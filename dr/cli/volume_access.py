@@ -15,6 +15,9 @@ deleted again when the data is in. Restoring needs ``get`` on those two
 objects in dr's namespace; the copies live only while the movers run (a
 crash in between leaves them labelled ``dr.dev/mover=true`` with an expiry,
 like every temporary object of a run; a drill's go with its namespace).
+The data probes of ``dr runbook verify`` in an app's own namespace get a
+copy of dr-config the same way (``ConfigCopyingProbe``; no credentials: a
+probe does not open the repository).
 
 Database dumps (``dump:`` streams of a backup) are loaded after the
 workloads are running, by the pods' restore hooks: ``restore_backup_dumps``.
@@ -24,7 +27,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from dr.backup.hooks import DumpRecord, HookResult, restore_dumps, restore_hook_of, run_dump_hooks
@@ -39,6 +42,7 @@ from dr.cli.context import AppContext
 from dr.cli.repo_access import repository_config
 from dr.config import BackupPolicy, MoverOptions, VolumeOptions
 from dr.deploy.workloads import CONFIG_MAP
+from dr.drill.probe import DataProbe, PathProbe, ProbeError
 from dr.errors import DrError
 from dr.kube import apply as kapply
 from dr.kube.client import ApiError, KubeClient
@@ -202,11 +206,23 @@ def _expired_copy(obj: dict[str, Any]) -> bool:
 
 
 class MoverConfigCopies:
-    """Copies of dr-config and the credentials Secret in namespaces where restore movers run, deleted afterwards."""
+    """Copies of dr-config and the credentials Secret in namespaces where restore movers run, deleted afterwards.
 
-    def __init__(self, kube: KubeClient, mover: MoverOptions, run_id: str, now: float | None = None) -> None:
+    ``credentials=False``: dr-config only, for movers that do not open the repository (data probes).
+    """
+
+    def __init__(
+        self,
+        kube: KubeClient,
+        mover: MoverOptions,
+        run_id: str,
+        now: float | None = None,
+        *,
+        credentials: bool = True,
+    ) -> None:
         self.kube = kube
         self.mover = mover
+        self.credentials = credentials
         self.labels = temporary_labels(run_id, expiry(now or time.time(), mover.deadline))
         self.made: list[tuple[Any, str, str]] = []
 
@@ -215,7 +231,7 @@ class MoverConfigCopies:
         if namespace == self.mover.namespace:
             return
         wanted = [(CONFIG_MAPS, CONFIG_MAP)]
-        if self.mover.credentials_secret:
+        if self.mover.credentials_secret and self.credentials:
             wanted.append((SECRETS, self.mover.credentials_secret))
         for res, name in wanted:
             try:
@@ -252,6 +268,36 @@ class MoverConfigCopies:
                 problems.append(f"cannot delete the copy of {res.kind} {name} in {namespace}: {e.short}")
         self.made.clear()
         return problems
+
+
+class ConfigCopyingProbe:
+    """A ``DataProbe`` for namespaces that may lack dr-config (an app's own, after a real restore).
+
+    The probe Job mounts dr-config of its own namespace; ``dr restore`` removed its copies
+    again. Before the first probe in a namespace it copies dr-config there (``copies``, made
+    with ``credentials=False``: a probe does not open the repository; the caller deletes them
+    with ``copies.delete_all()``). Where there is none all the same, the data step fails at
+    once, saying why, instead of with a probe pod that cannot start.
+    """
+
+    def __init__(self, kube: KubeClient, probe: DataProbe, copies: MoverConfigCopies) -> None:
+        self.kube = kube
+        self.probe = probe
+        self.copies = copies
+        self._present: dict[str, bool] = {}
+
+    def __call__(
+        self, namespace: str, pvc: str, paths: Sequence[str], *, timeout: float
+    ) -> Mapping[str, PathProbe]:
+        if namespace not in self._present:
+            self.copies.ensure(namespace)
+            self._present[namespace] = get_object(self.kube, CONFIG_MAPS, namespace, CONFIG_MAP) is not None
+        if not self._present[namespace]:
+            raise ProbeError(
+                f"the probe Job needs the ConfigMap {CONFIG_MAP} in {namespace}, and it could not be "
+                f"copied there from {self.copies.mover.namespace}"
+            )
+        return self.probe(namespace, pvc, paths, timeout=timeout)
 
 
 def restore_backup_dumps(

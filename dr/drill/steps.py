@@ -1,4 +1,5 @@
-"""Running a runbook's verification steps against a restored (scratch) namespace.
+"""Running a runbook's verification steps against a restored namespace: a drill's scratch namespace,
+or a live one after a real restore (``dr runbook verify``, ``dr.drill.verify``).
 
 ``run_step(step, ctx)`` carries out one step of ``dr.runbook.model`` and
 returns a ``StepResult``: passed or not, why in one line, how long it took,
@@ -7,7 +8,7 @@ an API error or an impossible exec becomes a failed result with ``error``
 set, so one broken step cannot lose the results of the others.
 
 Everything a step needs comes in through ``StepContext``: the kubernetes
-``ApiClient`` (used raw, see ``dr.drill.api``), the scratch namespace(s),
+``ApiClient`` (used raw, see ``dr.drill.api``), the namespace(s) to check,
 the ``Exec`` and ``DataProbe`` implementations and a ``Clock``. Steps that
 wait for the cluster (``resources``, ``ready``, ``http``, ``exec``'s pod,
 ``job``) poll until they pass or their ``timeout`` passes; the clock is
@@ -76,11 +77,11 @@ class SystemClock:
 @dataclass
 class StepContext:
     api: kclient.ApiClient
-    namespace: str  # the scratch namespace steps check by default
+    namespace: str  # the namespace steps check by default (a drill's scratch namespace)
     exec: Exec
     data_probe: DataProbe
     clock: Clock = field(default_factory=SystemClock)
-    # Source namespace (as named in the runbook) -> scratch namespace, for steps naming one.
+    # Source namespace (as named in the runbook) -> the one to check, for steps naming one.
     namespaces: Mapping[str, str] = field(default_factory=dict)
     poll_interval: float = 2.0
     # Labels put on objects steps create (Jobs), e.g. the drill id, so gc can find leftovers.

@@ -1,0 +1,252 @@
+"""``dr runbook verify``: a runbook's verification steps against a live namespace, after a real restore.
+
+The web-app example (``examples/webapp``) deployed in a namespace of its own on
+the Kubernetes test cluster, with its content on its volume, and the node
+agent (``dr.testkit.agent``) playing the controllers and the kubelet: the
+runbook's checks — objects, readiness, the data probe Job, a Job of dr's
+image — run where the app is, as a drill runs them in its scratch namespace.
+Nothing is restored and no namespace is made; what the steps made (Jobs,
+their pods, the copy of dr-config the probe mounts) is gone afterwards.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from dr.kube.client import KubeClient
+from dr.testkit import webapp
+from dr.testkit.agent import NodeAgent, wait_until
+from dr.testkit.cluster import install_storage, remove_storage
+from tests.conftest import Kube
+from tests.helpers import Result, run_dr
+from tests.kube_helpers import make_namespace
+
+Capsys = pytest.CaptureFixture[str]
+STEPS = ["objects-restored", "web-ready", "uploads-intact", "dr-image-runs"]
+DATA_MESSAGE = "PVC uploads: canary/canary.txt sha256 matches, gallery 12 files, index.html sha256 matches"
+
+
+@dataclass
+class Live:
+    kc: KubeClient
+    agent: NodeAgent
+    namespace: str  # where the app runs
+    dr_namespace: str  # dr's own (mover.namespace), with dr-config
+    config: str
+    kubeconfig: str
+    home: Path
+
+    def dr(self, capsys: Capsys, *args: str) -> Result:
+        return run_dr(capsys, "--config", self.config, "--kubeconfig", self.kubeconfig, *args)
+
+    def runbook(self, name: str, change: Callable[[dict[str, Any]], None]) -> Path:
+        """The web-app runbook with ``change`` applied to its spec."""
+        doc = yaml.safe_load(webapp.RUNBOOK.read_text())
+        change(doc["spec"])
+        path = self.home / name
+        path.write_text(yaml.safe_dump(doc, sort_keys=False))
+        return path
+
+    def names(self, path: str, selector: str | None = None) -> list[str]:
+        query = {"labelSelector": selector} if selector else None
+        return sorted(o["metadata"]["name"] for o in self.kc.get(path, query).get("items", []))
+
+    def namespaces(self) -> list[str]:
+        return self.names("/api/v1/namespaces")
+
+    def jobs(self) -> list[str]:
+        return self.names(f"/apis/batch/v1/namespaces/{self.namespace}/jobs")
+
+    def pods(self) -> list[str]:
+        return self.names(f"/api/v1/namespaces/{self.namespace}/pods")
+
+
+@pytest.fixture
+def live(
+    kube_client: KubeClient, kube: Kube, node_agent: NodeAgent, isolated_home: Path, unique: str
+) -> Iterator[Live]:
+    """The web-app example running in ``web-<unique>``, dr's namespace ``dr-<unique>`` with dr-config."""
+    kc = kube_client
+    ns, dr_ns, storage = f"web-{unique}", f"dr-{unique}", f"live-{unique}"
+    install_storage(kc, storage, driver=f"{unique}.hostpath.csi.k8s.io", default=True)
+    dr_yaml = yaml.safe_dump({"mover": {"image": "ghcr.io/dr-project/dr:test", "namespace": dr_ns}})
+    config = isolated_home / "dr.yaml"
+    config.write_text(dr_yaml)
+    make_namespace(kc, dr_ns)
+    kc.call("POST", f"/api/v1/namespaces/{dr_ns}/configmaps", body={
+        "apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "dr-config"}, "data": {"dr.yaml": dr_yaml}})  # fmt: skip
+    node_agent.manage(ns, dr_ns)
+    try:
+        objects = webapp.manifests()
+        for obj in objects:
+            if obj["kind"] == "Namespace":
+                obj["metadata"]["name"] = ns
+            else:
+                obj["metadata"]["namespace"] = ns
+        webapp.deploy(kc, objects)
+        pvc = f"/api/v1/namespaces/{ns}/persistentvolumeclaims/{webapp.PVC}"
+        wait_until(lambda: kc.get(pvc).get("status", {}).get("phase") == "Bound", what="uploads bound")
+        webapp.write_content(node_agent.volume_dir(ns, webapp.PVC))
+        yield Live(kc, node_agent, ns, dr_ns, str(config), kube.kubeconfig, isolated_home)
+    finally:
+        for name in (ns, dr_ns):
+            kc.request("DELETE", f"/api/v1/namespaces/{name}")
+        remove_storage(kc, storage)
+
+
+def test_every_step_passes_in_a_healthy_namespace_and_what_they_made_is_gone(
+    capsys: Capsys, live: Live
+) -> None:
+    before = live.namespaces()
+
+    res = live.dr(
+        capsys, "runbook", "verify", str(webapp.RUNBOOK), "--namespace", live.namespace, "-o", "json"
+    )
+
+    assert res.code == 0, res.out + res.err
+    doc = res.json()
+    assert {k: doc[k] for k in ("app", "runbook", "namespaces", "passed")} == {
+        "app": "webapp",
+        "runbook": str(webapp.RUNBOOK),
+        "namespaces": {"webapp": live.namespace},
+        "passed": True,
+    }
+    steps = doc["steps"]
+    assert [(s["name"], s["passed"]) for s in steps] == [(n, True) for n in STEPS]
+    # The drill's step results, field for field (the report's format).
+    assert all(set(s) == {"name", "type", "passed", "message", "duration", "details", "error"} for s in steps)
+    assert all(isinstance(s["duration"], float) and s["error"] is None for s in steps)
+    assert [s["type"] for s in steps] == ["resources", "ready", "data", "job"]
+    assert steps[2]["message"] == DATA_MESSAGE
+    assert steps[0]["details"]["namespace"] == live.namespace
+    job = steps[3]["details"]
+    assert (job["namespace"], job["cleanup"]) == (live.namespace, "deleted")
+    # What ran where the app is: the data probe and the job step's Job of dr's image.
+    ran = sorted((r.kind, r.outcome) for r in live.agent.runs if r.namespace == live.namespace)
+    assert ran == [("dr", "succeeded"), ("mover", "succeeded")]
+    assert job["job"] in {r.name for r in live.agent.runs}
+    # Nothing restored, no namespace made; the Jobs, their pods (the garbage collector's, here the
+    # agent's) and the probe's copy of dr-config are gone, the app's own objects untouched.
+    assert live.namespaces() == before
+    assert live.jobs() == []
+    wait_until(lambda: live.pods() == [], what="the step Jobs' pods deleted")
+    assert live.names(f"/api/v1/namespaces/{live.namespace}/configmaps") == ["web-config"]
+    assert live.names(f"/api/v1/namespaces/{live.namespace}/secrets") == ["web-admin"]
+
+
+def test_without_namespace_the_runbooks_own_is_checked_one_line_per_step(capsys: Capsys, live: Live) -> None:
+    def here(spec: dict[str, Any]) -> None:
+        spec["scope"]["namespaces"] = [live.namespace]
+
+    runbook = live.runbook("webapp-here.yaml", here)
+
+    res = live.dr(capsys, "runbook", "verify", str(runbook))
+
+    assert res.code == 0, res.out + res.err
+    lines = res.out.splitlines()
+    assert [ln.split(" (")[0] for ln in lines] == [f"[pass] {n}" for n in STEPS]
+    assert lines[2].startswith("[pass] uploads-intact (data, ") and lines[2].endswith(f"s): {DATA_MESSAGE}")
+    assert lines[0].startswith("[pass] objects-restored (resources, ")
+    assert lines[0].endswith(f"s): in {live.namespace}: 1 deployments.apps, 1 services, 1 configmaps, 1 secrets, "
+                             "1 persistentvolumeclaims, 1 networkpolicies.networking.k8s.io")  # fmt: skip
+    assert f"verifying webapp in {live.namespace}: 4 step(s)" in res.err
+
+
+def test_a_failing_step_exits_4_naming_it_and_the_others_still_run(capsys: Capsys, live: Live) -> None:
+    def thirteen(spec: dict[str, Any]) -> None:
+        step = next(s for s in spec["verification"] if s["name"] == "uploads-intact")
+        next(c for c in step["checks"] if c["path"] == "gallery")["count"] = 13
+
+    runbook = live.runbook("webapp-wrong-count.yaml", thirteen)
+
+    res = live.dr(capsys, "runbook", "verify", str(runbook), "-n", live.namespace)
+
+    assert res.code == 4, res.out + res.err
+    assert (
+        f"error: verification of webapp in {live.namespace} failed: 1 of 4 step(s) did not pass\n"
+        "  step uploads-intact (data): PVC uploads: gallery: 12 files, expected 13\n"
+    ) in res.err
+    lines = res.out.splitlines()
+    assert [ln.split(" (")[0] for ln in lines] == [
+        "[pass] objects-restored", "[pass] web-ready", "[FAIL] uploads-intact", "[pass] dr-image-runs"
+    ]  # fmt: skip
+    assert lines[2].endswith("s): PVC uploads: gallery: 12 files, expected 13")
+    assert live.jobs() == []
+
+    res = live.dr(capsys, "runbook", "verify", str(runbook), "-n", live.namespace, "-o", "json")
+    assert res.code == 4
+    doc = res.json()
+    assert doc["passed"] is False
+    assert [s["name"] for s in doc["steps"] if not s["passed"]] == ["uploads-intact"]
+
+
+def test_a_missing_namespace_is_invalid_input_in_one_line(
+    capsys: Capsys, kube: Kube, kube_client: KubeClient, isolated_home: Path, unique: str
+) -> None:
+    before = sorted(n["metadata"]["name"] for n in kube_client.get("/api/v1/namespaces")["items"])
+
+    res = run_dr(capsys, "--kubeconfig", kube.kubeconfig, "runbook", "verify", str(webapp.RUNBOOK),
+                 "-n", f"gone-{unique}")  # fmt: skip
+
+    assert (res.code, res.out) == (2, "")
+    assert res.err == f"error: namespace gone-{unique} not found: no step of webapp was run\n"
+    after = sorted(n["metadata"]["name"] for n in kube_client.get("/api/v1/namespaces")["items"])
+    assert after == before
+
+
+@pytest.mark.parametrize(
+    ("args", "line"),
+    [
+        (["--namespace-mapping", "shop=x"],
+         "error: --namespace-mapping shop=x: 'shop' is not a namespace of the runbook's scope (webapp)\n"),
+        (["-n", "Not_A_Name"], "error: --namespace: 'Not_A_Name' is not a namespace name\n"),
+        (["-n", "a", "--namespace-mapping", "webapp=b"],
+         "error: --namespace a and --namespace-mapping webapp=b name different namespaces for webapp\n"),
+    ],
+)  # fmt: skip
+def test_namespace_options_that_cannot_be_meant_are_invalid_input(
+    capsys: Capsys, isolated_home: Path, args: list[str], line: str
+) -> None:
+    # Checked before the cluster is asked anything: no kubeconfig needed.
+    res = run_dr(capsys, "runbook", "verify", str(webapp.RUNBOOK), *args)
+    assert (res.code, res.out, res.err) == (2, "", line)
+
+
+def test_an_invalid_runbook_is_reported_as_validate_does_by_file_and_line(
+    capsys: Capsys, isolated_home: Path
+) -> None:
+    text = webapp.RUNBOOK.read_text().replace("          count: 12", "          count: twelve")
+    path = isolated_home / "broken.yaml"
+    path.write_text(text)
+    line = next(i for i, ln in enumerate(text.splitlines(), 1) if "count: twelve" in ln)
+
+    res = run_dr(capsys, "runbook", "verify", str(path))
+    validate = run_dr(capsys, "runbook", "validate", str(path))
+
+    assert (res.code, res.out) == (2, "")
+    assert f"  {path}:{line}:11: spec.verification[2].checks[1].count: " in res.err
+    # The same problem lines as `dr runbook validate` prints.
+    assert [ln for ln in res.err.splitlines() if ln.startswith("  ")] == [
+        ln for ln in validate.err.splitlines() if ln.startswith("  ")
+    ]
+
+
+def test_a_data_step_without_dr_config_to_copy_fails_at_once_saying_why(capsys: Capsys, live: Live) -> None:
+    live.kc.call("DELETE", f"/api/v1/namespaces/{live.dr_namespace}/configmaps/dr-config")
+
+    res = live.dr(capsys, "runbook", "verify", str(webapp.RUNBOOK), "-n", live.namespace)
+
+    assert res.code == 4, res.out + res.err
+    why = (
+        f"the probe Job needs the ConfigMap dr-config in {live.namespace}, and it could not be copied "
+        f"there from {live.dr_namespace}"
+    )
+    assert f"  step uploads-intact (data): {why}\n" in res.err
+    # No probe Job was started (its pod could not have mounted the ConfigMap).
+    assert [r.kind for r in live.agent.runs if r.namespace == live.namespace] == ["dr"]
