@@ -273,6 +273,36 @@ def test_page_without_repository_data() -> None:
     assert "Scratch namespaces like `drill-webapp-postgres-ID`" in md
 
 
+def test_the_checklist_names_the_one_command_that_checks_it_after_a_real_restore() -> None:
+    md = render_markdown(load_runbook(SHOP), source="runbooks/webapp-postgres.yaml")
+    checklist = md[md.index("## Verification checklist") : md.index("## How to tell it worked")]
+    # Before the boxes: in place, and in the namespace the new-namespace restore lines above restore to.
+    assert code_lines(checklist) == [
+        "dr runbook verify runbooks/webapp-postgres.yaml",
+        "dr runbook verify runbooks/webapp-postgres.yaml --namespace shop-restored",
+    ]
+    assert checklist.index("dr runbook verify") < checklist.index("- [ ] ")
+    assert "exit 0 when every step passed, 4 when one failed" in checklist
+    assert "the data checks too" in checklist
+    # The file as the page names it (and the drill line with it); a placeholder when not known.
+    assert "from `runbooks/webapp-postgres.yaml`" in md
+    assert "run by hand with `dr drill run runbooks/webapp-postgres.yaml`" in md
+    md = render_markdown(load_runbook(SHOP))
+    assert "dr runbook verify RUNBOOK.yaml" in code_lines(md)
+    assert "run by hand with `dr drill run RUNBOOK.yaml`" in md
+    # Several namespaces: each mapped, as the restore line maps them; a path that needs quoting, quoted.
+    doc = yaml.safe_load(SHOP.read_text())
+    doc["spec"]["scope"]["namespaces"] = ["shop", "shop-db", "shop-*"]
+    md = render_markdown(Runbook.model_validate(doc), source="my runbooks/shop.yaml")
+    checklist = md[md.index("## Verification checklist") : md.index("## How to tell it worked")]
+    lines = " ".join(ln.strip() for ln in code_lines(checklist)).split(" \\ ")
+    assert [shlex.split(ln) for ln in " ".join(lines).split(" dr ")] == [
+        ["dr", "runbook", "verify", "my runbooks/shop.yaml"],
+        ["runbook", "verify", "my runbooks/shop.yaml", "--namespace-mapping", "shop=shop-restored",
+         "--namespace-mapping", "shop-db=shop-db-restored"],
+    ]  # fmt: skip
+
+
 def test_page_with_latest_backup_and_drill() -> None:
     md = render_markdown(
         load_runbook(SHOP),

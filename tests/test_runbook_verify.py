@@ -11,6 +11,7 @@ their pods, the copy of dr-config the probe mounts) is gone afterwards.
 
 from __future__ import annotations
 
+import shlex
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -250,3 +251,29 @@ def test_a_data_step_without_dr_config_to_copy_fails_at_once_saying_why(capsys: 
     assert f"  step uploads-intact (data): {why}\n" in res.err
     # No probe Job was started (its pod could not have mounted the ConfigMap).
     assert [r.kind for r in live.agent.runs if r.namespace == live.namespace] == ["dr"]
+
+
+def test_the_runbook_pages_verify_lines_run_as_they_stand(capsys: Capsys, live: Live) -> None:
+    def here(spec: dict[str, Any]) -> None:
+        spec["scope"]["namespaces"] = [live.namespace]
+
+    runbook = live.runbook("webapp-here.yaml", here)
+    page = live.dr(capsys, "runbook", "render", str(runbook))
+    assert page.code == 0, page.err
+    in_place, new_namespace = [
+        shlex.split(ln)
+        for ln in page.out.replace(" \\\n", " ").splitlines()  # long lines go on after a backslash
+        if ln.startswith("dr runbook verify ")
+    ]
+    assert in_place == ["dr", "runbook", "verify", str(runbook)]
+    assert new_namespace == [*in_place, "--namespace", f"{live.namespace}-restored"]
+
+    res = live.dr(capsys, *in_place[1:])
+    assert res.code == 0, res.out + res.err
+    assert [ln.split(" (")[0] for ln in res.out.splitlines()] == [f"[pass] {n}" for n in STEPS]
+    # Nothing was restored into a new namespace here: the line says so, and runs no step.
+    res = live.dr(capsys, *new_namespace[1:])
+    assert (res.code, res.out) == (2, "")
+    assert res.err.endswith(
+        f"error: namespace {live.namespace}-restored not found: no step of webapp was run\n"
+    )
