@@ -378,11 +378,13 @@ def steps(
     say("What came back")
     show_restored(kube, agent.volume_dir(NAMESPACE, webapp.PVC) if agent is not None else None)
 
-    say("Drill: restore into a scratch namespace and run the runbook's checks")
     runbook = runbook_without_data(out) if no_data else webapp.RUNBOOK
-    drill = dr("drill", "run", str(runbook.relative_to(ROOT) if runbook.is_relative_to(ROOT) else runbook),
-                   "--report-dir", str(out), *no_data)  # fmt: skip
-    must(drill, "dr drill run")
+    runbook_arg = str(runbook.relative_to(ROOT) if runbook.is_relative_to(ROOT) else runbook)
+    say("Checking the restored app with the runbook's checks, as the on-call page says (dr runbook verify)")
+    must(dr("runbook", "verify", runbook_arg), "dr runbook verify")
+
+    say("Drill: restore into a scratch namespace and run the runbook's checks")
+    must(dr("drill", "run", runbook_arg, "--report-dir", str(out), *no_data), "dr drill run")
 
     say("The human runbook and the monthly drill report")
     must(dr("runbook", "render", "runbooks/webapp.yaml", "--out", str(out / "webapp-runbook.md")),
