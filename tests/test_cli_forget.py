@@ -211,8 +211,20 @@ def test_forget_with_an_unknown_policy_is_exit_2_and_removes_nothing(
     repo = _default_repo(isolated_home)
     _backup(repo, "a" * 64, T0, [])
     r = run_dr(capsys, "forget", "--policy", "nope", "--keep-last", "1")
-    assert (r.code, r.err) == (2, "error: no backup policy 'nope' in built-in defaults\n")
+    assert (r.code, r.err) == (2, "error: no backup policy 'nope' in built-in defaults (known: none)\n")
     assert _ids(repo) == {"a" * 64}
+
+
+def test_forget_with_an_unknown_policy_names_the_policies_the_config_knows(
+    isolated_home: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # As `dr backup`, `dr backups list` and `dr restore` do: a misspelt name is found at once.
+    config = write_config(isolated_home, backup_policies=[
+        {"name": n, "schedule": "0 2 * * *", "scope": {"namespaces": ["shop"]}} for n in ("nightly", "hourly")
+    ])  # fmt: skip
+    assert run_dr(capsys, "--config", str(config), "repo", "init").code == 0
+    r = run_dr(capsys, "--config", str(config), "forget", "--policy", "nightl", "--keep-last", "1")
+    assert (r.code, r.err) == (2, f"error: no backup policy 'nightl' in {config} (known: nightly, hourly)\n")
 
 
 def _object_lock_dr(
