@@ -15,6 +15,7 @@ from dr.repo import reachable, repository
 from dr.repo.archiver import backup_directory
 from dr.repo.check import check
 from dr.repo.forget import Policy, apply_policy
+from dr.repo.format import BlobType
 from dr.repo.locks import Lock, LockConflict, is_stale, list_locks, remove_stale
 from dr.repo.prune import prune
 from dr.repo.restorer import restore_snapshot
@@ -161,6 +162,32 @@ def test_prune_repacks_partly_used_packs(tmp_path: Path) -> None:
     out = tmp_path / "out"
     restore_snapshot(fresh, second, out)
     assert (out / "keep.bin").read_bytes() == (src / "keep.bin").read_bytes()
+
+
+def test_prune_with_thousands_of_index_files_replaces_them_all_with_one(tmp_path: Path) -> None:
+    # Many small backups leave one index file each. Prune checked each name against a list
+    # of them (quadratic); it is a dict now, and must still supersede every one of them,
+    # its repack's own index file included, and keep what the snapshot needs.
+    repo, key = init_repo(make_store("file", tmp_path, None), tmp_path)
+    src, second = _partly_used_pack(repo, tmp_path)
+    for _ in range(2000):  # a pack and an index file each, holding a blob nothing needs
+        with repo.saver() as saver:
+            saver.save(BlobType.DATA, os.urandom(64))
+            saver.flush()
+    before = len(repo.list_names("index/"))
+    assert before > 2000
+    fresh = open_with(repo.store, key)
+    result = prune(fresh)
+    assert (result.packs_repacked, result.index_files_replaced) == (1, before)
+    # the small ones, the first backup's tree pack and the repacked one
+    assert result.packs_deleted == 2000 + 2
+    assert len(repo.list_names("index/")) == 1
+    fresh = open_with(repo.store, key)
+    assert check(fresh, read_data=1.0).ok
+    out = tmp_path / "out"
+    restore_snapshot(fresh, second, out)
+    assert describe_tree(out) == describe_tree(src)
+    assert prune(fresh).packs_deleted == 0
 
 
 def test_prune_loads_the_index_no_more_than_it_needs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

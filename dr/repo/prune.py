@@ -132,7 +132,9 @@ def _prune(repo: Repository, result: PruneResult, ignore: set[str]) -> PruneResu
     result.packs_deleted = len(delete) + len(repack)
     result.packs_repacked = len(repack)
     result.blobs_kept = len(claimed)
-    old_index_files = list(index.files)
+    # A dict (in the order read), not a list: with thousands of index files (many small
+    # backups) checking each name against a list made the bookkeeping below quadratic.
+    old_index_files = dict.fromkeys(index.files)
     result.index_files_replaced = len(old_index_files)
     if result.dry_run:
         return result
@@ -161,13 +163,12 @@ def _prune(repo: Repository, result: PruneResult, ignore: set[str]) -> PruneResu
             if pack_id not in packs_before:
                 new_packs[pack_id] = entries
         for name in index.files:
-            if name not in old_index_files:
-                old_index_files.append(name)  # superseded by the complete index below
+            old_index_files.setdefault(name)  # superseded by the complete index below
 
     # (2) one complete index of what stays.
     final = {**keep, **new_packs}
     items = list(final.items())
-    written = []
+    written: set[str] = set()
     for start in range(0, len(items), INDEX_PACKS_PER_FILE):
         repo.check_leases()  # our exclusive lock still holds: nobody else is writing
         name = os.urandom(32).hex()
@@ -175,7 +176,7 @@ def _prune(repo: Repository, result: PruneResult, ignore: set[str]) -> PruneResu
             encode_index(dict(items[start : start + INDEX_PACKS_PER_FILE])), object_aad("index", name)
         )
         repo.store.put(f"index/{name}", sealed)
-        written.append(f"index/{name}")
+        written.add(f"index/{name}")
 
     # (3) superseded index files, (4) packs. Not if our lock lapsed (this process was
     # paused): a backup that started since may be using the packs about to go.
