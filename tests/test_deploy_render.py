@@ -193,6 +193,39 @@ def test_cronjobs_come_from_the_policies(example: Path) -> None:
     assert drill["jobTemplate"]["spec"]["backoffLimit"] == 0
 
 
+def _pod_failure_action(job_spec: dict[str, Any], exit_code: int, conditions: tuple[str, ...] = ()) -> str:
+    """What the Job controller does with a failed pod (kubernetes.io/docs/tasks/job/pod-failure-policy):
+    the first rule that matches decides; none matching is ``Count`` (against backoffLimit)."""
+    for rule in job_spec.get("podFailurePolicy", {}).get("rules", []):
+        codes = rule.get("onExitCodes")
+        if codes is not None:
+            assert codes.get("containerName") in (None, "dr")
+            if (exit_code in codes["values"]) == (codes["operator"] == "In") and exit_code != 0:
+                return str(rule["action"])
+        for pattern in rule.get("onPodConditions", []):
+            if pattern["type"] in conditions and pattern.get("status", "True") == "True":
+                return str(rule["action"])
+    return "Count"
+
+
+def test_scheduled_jobs_retry_disruptions_and_not_answers(example: Path) -> None:
+    # A run stopped by a node drain, an eviction or preemption (the pod's DisruptionTarget
+    # condition; dr exits 143 on the SIGTERM) counted against backoffLimit: a drained node
+    # failed the monthly drill (backoffLimit 0) outright, and took a backup's one retry.
+    # dr's answers (2 invalid config, 3 partly failed, 4 verification failed) fail the Job
+    # at once; a plain failure (1) is retried within backoffLimit.
+    jobs = {o["metadata"]["name"]: o for o in _render(example) if o["kind"] == "CronJob"}
+    assert jobs
+    for name, job in jobs.items():
+        spec = job["spec"]["jobTemplate"]["spec"]
+        assert _pod_failure_action(spec, 143, ("DisruptionTarget",)) == "Ignore", name
+        for code in (2, 3, 4):
+            assert _pod_failure_action(spec, code) == "FailJob", (name, code)
+        assert _pod_failure_action(spec, 1) == "Count", name
+        # SIGTERM without a disruption (kubectl delete pod): a failure like any other
+        assert _pod_failure_action(spec, 143) == "Count", name
+
+
 def test_config_and_runbook_ship_in_configmaps(example: Path) -> None:
     objects = _render(example)
     maps = {o["metadata"]["name"]: o for o in objects if o["kind"] == "ConfigMap"}

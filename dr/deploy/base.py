@@ -134,7 +134,8 @@ FILES = [
         "namespaces. concurrencyPolicy Forbid (no overlapping runs), startingDeadlineSeconds\n"
         "(skip a run missed by far rather than start it late), activeDeadlineSeconds (the\n"
         "mover deadline), backoffLimit and a podFailurePolicy that does not retry exit codes\n"
-        "2/3/4 (invalid config, partial failure, failed verification: answers, not flukes).",
+        "2/3/4 (invalid config, partial failure, failed verification: answers, not flukes)\n"
+        "and replaces a pod a disruption stopped (DisruptionTarget: drain, eviction) uncounted.",
         _kind("CronJob"),
     ),
 ]

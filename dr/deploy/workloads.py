@@ -82,14 +82,22 @@ def cronjob(job: JobSpec, pod: PodSettings) -> Manifest:
             "spec": {
                 "backoffLimit": job.backoff_limit,
                 "activeDeadlineSeconds": int(job.deadline.total_seconds()),
-                # Invalid config (2), partial failure (3) and failed verification (4)
-                # are answers, not flukes: retrying would only repeat them.
                 "podFailurePolicy": {
                     "rules": [
+                        # A pod stopped by a disruption (node drain, eviction, preemption; dr
+                        # exits 143 on the SIGTERM) says nothing about the run: not counted
+                        # against backoffLimit, the Job controller starts a replacement. First,
+                        # so that whatever a disrupted run exited with, it is run again.
+                        {
+                            "action": "Ignore",
+                            "onPodConditions": [{"type": "DisruptionTarget", "status": "True"}],
+                        },
+                        # Invalid config (2), partial failure (3) and failed verification (4)
+                        # are answers, not flukes: retrying would only repeat them.
                         {
                             "action": "FailJob",
                             "onExitCodes": {"containerName": "dr", "operator": "In", "values": [2, 3, 4]},
-                        }
+                        },
                     ]
                 },
                 "template": _with_grace(pod_template(job, pod), job),
