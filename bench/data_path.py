@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Data-path benchmark: dr vs restic, side by side, in one run.
 
-    .venv/bin/python bench/data_path.py [--work DIR] [--size 1|2|4|8] [--set gen|small] [--files N] [--s3]
+    .venv/bin/python bench/data_path.py [--work DIR] [--size 1|2|4|8] [--set gen|small|tiny] [--files N] [--s3]
                                         [--runs N] [--order alternate|dr-first|restic-first] [--cache cold|warm]
 
 Makes the deterministic data set of ../shared/bench/gen.py (1 GiB; ``--size N``
@@ -13,7 +13,9 @@ MB/s and repository size for each step and the ratios dr/restic. ``--set
 small`` runs the same steps on 20,000 files of 100 B to 20 KiB in 210
 directories (1% rewritten or added between the backups), where per-file and
 per-directory costs count, not bytes; ``--files N`` makes it N files, 100 per
-directory (memory per file shows at 150,000). Not a test:
+directory (memory per file shows at 150,000). ``--set tiny``: 400,000
+one-line files, 400 per directory (``--files N``: N), where what a tool holds
+per blob decides its memory. Not a test:
 figures go into bench/RESULTS.md by hand, with the machine and date.
 
 Every measured step starts from the same state for both tools: ``--cache
@@ -178,6 +180,9 @@ def make_dataset(base: Path, size: int, trash: Path, kind: str = "gen", files: i
     if kind == "small":
         make_small(data, files)
         return data
+    if kind == "tiny":
+        make_tiny(data, files)
+        return data
     subprocess.run([sys.executable, str(GEN), str(data / "set0")], check=True)
     for k in range(1, size):
         scramble_copy(data / "set0", data / f"set{k}", 0x5A + k)
@@ -215,6 +220,30 @@ def make_small(data: Path, files: int) -> None:
         p = _small_path(data / "set0", i)
         p.parent.mkdir(parents=True, exist_ok=True)
         p.write_bytes(_small_body(rng, i))
+
+
+# ``--set tiny``: one-line files (a blob of ~40 bytes each), where what a tool holds per
+# file or per blob decides its memory: 400,000 of them in 1,000 directories by default.
+TINY_FILES, TINY_PER_DIR = 400_000, 400
+
+
+def _tiny_path(root: Path, i: int) -> Path:
+    return root / f"d{i // TINY_PER_DIR:04}" / f"line-{i:07}.txt"
+
+
+def make_tiny(data: Path, files: int) -> None:
+    """``files`` one-line files, 400 per directory, each line different."""
+    for i in range(files):
+        p = _tiny_path(data / "set0", i)
+        if i % TINY_PER_DIR == 0:
+            p.parent.mkdir(parents=True, exist_ok=True)
+        p.write_bytes(b"%d %s\n" % (i, LOG_WORDS[i % len(LOG_WORDS)].encode()))
+
+
+def modify_tiny(data: Path, files: int) -> None:
+    """1% of the files rewritten."""
+    for i in range(0, files, 100):
+        _tiny_path(data / "set0", i).write_bytes(b"%d changed\n" % i)
 
 
 def modify_small(data: Path, files: int) -> None:
@@ -361,6 +390,8 @@ def bench(
         rows.append({"tool": t.name, "step": "full backup", "m": m, "bytes": total, "repo": t.size()})
     if kind == "small":
         modify_small(data, files)
+    elif kind == "tiny":
+        modify_tiny(data, files)
     else:
         modify(data)
     for t in tools:
@@ -463,9 +494,11 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--work", type=Path, help="work directory (default: a temporary one)")
     ap.add_argument("--size", type=int, default=1, choices=(1, 2, 4, 8), help="GiB of unique data")
-    ap.add_argument("--set", dest="kind", choices=("gen", "small"), default="gen",
-                    help="gen: ../shared/bench/gen.py (default); small: 20,000 small files in 210 directories")  # fmt: skip
-    ap.add_argument("--files", type=int, default=SMALL_FILES, help="files of --set small (100 per directory)")
+    ap.add_argument("--set", dest="kind", choices=("gen", "small", "tiny"), default="gen",
+                    help="gen: ../shared/bench/gen.py (default); small: 20,000 small files in 210 directories; "
+                         "tiny: 400,000 one-line files in 1,000 directories")  # fmt: skip
+    ap.add_argument("--files", type=int, help="files of --set small (default 20,000, 100 per directory) "
+                                              "or --set tiny (default 400,000, 400 per directory)")  # fmt: skip
     ap.add_argument("--s3", action="store_true", help="also run against a SeaweedFS S3 server")
     ap.add_argument("--runs", type=int, default=1, help="repeat the whole sequence N times (median, ranges)")
     ap.add_argument("--order", choices=("alternate", "dr-first", "restic-first"), default="alternate",
@@ -474,6 +507,8 @@ def main() -> None:
     ap.add_argument("--cache", choices=("cold", "warm"), default="cold",
                     help="cold: drop the page cache before every step (default; needs root)")  # fmt: skip
     args = ap.parse_args()
+    if args.files is None:
+        args.files = TINY_FILES if args.kind == "tiny" else SMALL_FILES
     if not shutil.which("restic"):
         raise SystemExit("restic is not installed (apt-get install restic)")
     cold = args.cache == "cold"
@@ -484,7 +519,7 @@ def main() -> None:
     def first_note(run: int) -> str:
         return f" ({'dr' if dr_first(run) else 'restic'} first)"
 
-    what = f"{args.size} GiB" if args.kind == "gen" else f"{args.files:,} small files"
+    what = f"{args.size} GiB" if args.kind == "gen" else f"{args.files:,} {args.kind} files"
     if cold and not os.access("/proc/sys/vm/drop_caches", os.W_OK):
         raise SystemExit("--cache cold needs root (it writes /proc/sys/vm/drop_caches); use --cache warm")
     work = args.work or Path(tempfile.mkdtemp(prefix="dr-bench-"))
