@@ -139,26 +139,57 @@ def process_group_cpu(pgid: int) -> float:
     return total / tick
 
 
+# Runs a measured command for ``run``: waits for a byte on stdin (sent once the page
+# cache is settled), then forks, execs the command, waits for it and writes its wall
+# time and rusage (seconds; user and system CPU seconds; peak RSS in KiB) into the file
+# named first. Linux starts a child's peak RSS at the high-water mark of the process it
+# was forked from, so a command forked from this script directly reported at least this
+# script's own peak (making 400,000 files took it past 200 MB, and every tool "peaked"
+# there); forked from this small interpreter (python -S, a few MB), it reports its own.
+LAUNCHER = """
+import os, sys, time
+out, argv = sys.argv[1], sys.argv[2:]
+sys.stdin.buffer.read(1)
+t0 = time.perf_counter()
+pid = os.fork()
+if pid == 0:
+    try:
+        os.dup2(os.open(os.devnull, os.O_RDONLY), 0)
+        os.execvp(argv[0], argv)
+    finally:
+        os._exit(127)
+_, status, ru = os.wait4(pid, 0)
+wall = time.perf_counter() - t0
+with open(out, "w") as f:
+    f.write(f"{wall} {ru.ru_utime} {ru.ru_stime} {ru.ru_maxrss}")
+sys.exit(os.waitstatus_to_exitcode(status))
+"""
+
+
 def run(
     argv: list[str], env: dict[str, str], *, cold: bool, server_cpu: Callable[[], float] | None = None
 ) -> tuple[Measure, str]:
-    settle(cold)
-    server0 = server_cpu() if server_cpu else None
-    t0 = time.perf_counter()
-    proc = subprocess.Popen(argv, env={**os.environ, **env}, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-    # wait4 gives this child's own rusage (peak RSS included).
-    out_chunks = []
-    assert proc.stdout is not None
-    out_chunks.append(proc.stdout.read())
-    _, status, ru = os.wait4(proc.pid, 0)
-    wall = time.perf_counter() - t0
-    proc.returncode = os.waitstatus_to_exitcode(status)
-    err = proc.stderr.read().decode() if proc.stderr else ""
-    if proc.returncode != 0:
-        raise SystemExit(f"{' '.join(argv)} failed ({proc.returncode}):\n{err[-2000:]}")
+    with tempfile.NamedTemporaryFile("r", prefix="dr-bench-rusage-") as usage:
+        proc = subprocess.Popen(
+            [sys.executable, "-S", "-c", LAUNCHER, usage.name, *argv],
+            env={**os.environ, **env},
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+        )
+        # The launcher is up (and its own start-up is not timed) before the cache is dropped.
+        settle(cold)
+        server0 = server_cpu() if server_cpu else None
+        out, err = proc.communicate(b"g")
+        usage.seek(0)
+        fields = usage.read().split()
+    if proc.returncode != 0 or len(fields) != 4:
+        raise SystemExit(
+            f"{' '.join(argv)} failed ({proc.returncode}):\n{err.decode(errors='replace')[-2000:]}"
+        )
+    wall, utime, stime, maxrss_kb = float(fields[0]), float(fields[1]), float(fields[2]), int(fields[3])
     server = server_cpu() - server0 if server_cpu and server0 is not None else None
-    measure = Measure(wall, ru.ru_utime + ru.ru_stime, ru.ru_maxrss / 1024, server)
-    return measure, b"".join(out_chunks).decode()
+    return Measure(wall, utime + stime, maxrss_kb / 1024, server), out.decode()
 
 
 def du(path: Path) -> int:
