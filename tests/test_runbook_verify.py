@@ -11,7 +11,10 @@ their pods, the copy of dr-config the probe mounts) is gone afterwards.
 
 from __future__ import annotations
 
+import os
 import shlex
+import signal
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -277,3 +280,36 @@ def test_the_runbook_pages_verify_lines_run_as_they_stand(capsys: Capsys, live: 
     assert res.err.endswith(
         f"error: namespace {live.namespace}-restored not found: no step of webapp was run\n"
     )
+
+
+@pytest.mark.parametrize(
+    ("sig", "code", "line"), [("SIGINT", 130, "interrupted"), ("SIGTERM", 143, "terminated (SIGTERM)")]
+)
+def test_a_signal_during_a_step_deletes_what_the_steps_made_and_exits_with_its_code(
+    capsys: Capsys, live: Live, monkeypatch: pytest.MonkeyPatch, sig: str, code: int, line: str
+) -> None:
+    from dr.kube import jobs
+
+    follow = jobs.follow_job
+    seen: list[tuple[list[str], list[str]]] = []
+
+    def stopped_while_following(*args: Any, **kwargs: Any) -> Any:
+        # The data step's probe Job is running, on the copy of dr-config made for it.
+        seen.append((live.jobs(), live.names(f"/api/v1/namespaces/{live.namespace}/configmaps")))
+        os.kill(os.getpid(), getattr(signal, sig))
+        time.sleep(5)  # the handler raises here, at once
+        return follow(*args, **kwargs)
+
+    monkeypatch.setattr(jobs, "follow_job", stopped_while_following)
+
+    res = live.dr(capsys, "runbook", "verify", str(webapp.RUNBOOK), "-n", live.namespace)
+
+    assert res.code == code, res.out + res.err
+    assert res.err.splitlines()[-1] == line
+    [(jobs_then, maps_then)] = seen
+    assert len(jobs_then) == 1 and jobs_then[0].startswith("dr-probe-uploads-")
+    assert maps_then == ["dr-config", "web-config"]
+    # Unwound: the probe Job and the copy of dr-config are gone, the app's own objects untouched.
+    assert live.jobs() == []
+    assert live.names(f"/api/v1/namespaces/{live.namespace}/configmaps") == ["web-config"]
+    assert live.names(f"/api/v1/namespaces/{live.namespace}/secrets") == ["web-admin"]
