@@ -207,11 +207,7 @@ class PackUploader:
                 if self._error:
                     raise self._error
                 p = self._current.get(blob_type)
-                if (
-                    p is not None
-                    and p.size
-                    and (p.size + length > self.pack_size or len(p.entries) >= self.pack_max_blobs)
-                ):
+                if p is not None and p.size and p.size + length > self.pack_size:
                     # It would take the pack past its size: close it (its last writer
                     # uploads it, or this call if none is left). Packs stay within
                     # pack_size, so a reused buffer's resident pages stay within it too:
@@ -231,6 +227,8 @@ class PackUploader:
                     self.stats.new_blobs += 1
                     self.stats.new_raw_bytes += raw_length
                     if p.size >= self.pack_size or len(p.entries) >= self.pack_max_blobs:
+                        # Full by size or by count (the count is checked only here: a pack
+                        # that reaches it is closed at once, never offered another blob).
                         self._close(blob_type)  # the slot just reserved is open: _filled uploads it
                     return p, offset
             if done is not None:
