@@ -457,6 +457,11 @@ def test_drill_writes_metrics_pushes_and_records_events_passed_and_failed(
     assert dr(capsys, config, k8s, "backup", "--policy", "shop", "--no-data").code == 0
     res = dr(capsys, config, k8s, "drill", "run", runbook, "--no-data", "--policy", "shop-monthly")
     assert res.code == 4, res.err
+    # The failed step, named in the error's details as `dr runbook verify` names one.
+    assert (
+        f"error: drill of {app} failed: 1 step(s) did not pass\n  step config-present (resources): "
+        in res.err
+    )
     got = series((textfile_dir / f"dr-drill-{app}.prom").read_text())
     assert got[("dr_drill_passed", key)] == 0
     (failed,) = by_reason(kube_client, shop)["DrillFailed"]

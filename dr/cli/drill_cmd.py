@@ -157,7 +157,7 @@ def run(
         raise DrError(f"drill of {rb.name} could not run: {report.error}")
     if report.outcome == "failed":
         restore = report.restore.lines()
-        failed = [f"step {s.name} ({s.type}): {s.message}" for s in report.steps if not s.passed]
+        failed = [s.failure_line() for s in report.steps if not s.passed]
         why = [f"{len(restore)} restore problem(s)"] if restore else []
         why += [f"{len(failed)} step(s) did not pass"] if failed else []
         raise VerificationFailed(f"drill of {rb.name} failed: {', '.join(why)}", details=restore + failed)

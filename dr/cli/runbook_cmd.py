@@ -259,7 +259,7 @@ def verify(
         raise VerificationFailed(
             f"verification of {rb.name} in {', '.join(checked)} failed: "
             f"{len(failed)} of {len(results)} step(s) did not pass",
-            details=[f"step {r.name} ({r.type}): {r.message}" for r in failed],
+            details=[r.failure_line() for r in failed],
         )
     return ExitCode.OK
 

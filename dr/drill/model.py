@@ -45,6 +45,10 @@ class StepResult(ReportModel):
         default=None, description="set when the check could not be carried out (API error, exec not possible)"
     )
 
+    def failure_line(self) -> str:
+        """The step in an error's details: ``step NAME (TYPE): message`` (drill run, runbook verify)."""
+        return f"step {self.name} ({self.type}): {self.message}"
+
 
 class Phases(ReportModel):
     """How long each part of the recovery took; None when the phase did not run."""
