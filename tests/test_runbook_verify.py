@@ -313,3 +313,31 @@ def test_a_signal_during_a_step_deletes_what_the_steps_made_and_exits_with_its_c
     assert live.jobs() == []
     assert live.names(f"/api/v1/namespaces/{live.namespace}/configmaps") == ["web-config"]
     assert live.names(f"/api/v1/namespaces/{live.namespace}/secrets") == ["web-admin"]
+
+
+def test_ctrl_c_during_a_job_step_deletes_its_job_and_the_dr_config_copy(
+    capsys: Capsys, live: Live, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from dr.drill import steps
+
+    real = steps.request
+    seen: list[tuple[list[str], list[str]]] = []
+
+    def stopped_while_polling(api: Any, method: str, path: str, **kwargs: Any) -> Any:
+        if method == "GET" and "/jobs/" in path and not seen:
+            # The job step's Job is running (after the data step, whose copy of dr-config is still there).
+            seen.append((live.jobs(), live.names(f"/api/v1/namespaces/{live.namespace}/configmaps")))
+            os.kill(os.getpid(), signal.SIGINT)
+            time.sleep(5)  # the handler raises here, at once
+        return real(api, method, path, **kwargs)
+
+    monkeypatch.setattr(steps, "request", stopped_while_polling)
+
+    res = live.dr(capsys, "runbook", "verify", str(webapp.RUNBOOK), "-n", live.namespace)
+
+    assert (res.code, res.err.splitlines()[-1]) == (130, "interrupted"), res.out + res.err
+    [(jobs_then, maps_then)] = seen
+    assert len(jobs_then) == 1 and jobs_then[0].startswith("drill-dr-image-runs-")
+    assert maps_then == ["dr-config", "web-config"]
+    assert live.jobs() == []
+    assert live.names(f"/api/v1/namespaces/{live.namespace}/configmaps") == ["web-config"]
