@@ -45,7 +45,6 @@ class VerifyDeps:
     api: Any  # kubernetes.client.ApiClient, for the steps
     exec: Exec
     data_probe: DataProbe
-    poll_interval: float = 2.0
 
 
 def _check_name(option: str, name: str) -> None:
@@ -119,7 +118,6 @@ def run_verification(
         exec=deps.exec,
         data_probe=deps.data_probe,
         namespaces=dict(targets),
-        poll_interval=deps.poll_interval,
         # On the Jobs a step creates: whose check it was (a drill adds its scratch label too).
         labels={APP_LABEL: rb.name[:63]},
     )
