@@ -15,13 +15,7 @@ from dr.cli.context import AppContext, app
 from dr.cli.kube_access import connect_kube
 from dr.cli.output import Column, emit, output_option
 from dr.cli.params import KeyValue, pairs_to_dict, split_csv
-from dr.cli.repo_access import (
-    backup_policy,
-    known_backup_policies,
-    open_repository,
-    policy_repository,
-    searched,
-)
+from dr.cli.repo_access import open_repository, policy_repository, required_backup_policy, searched
 from dr.cli.volume_access import volume_backup_step
 from dr.config import NAME_MAX, NAME_PATTERN, BackupPolicy
 from dr.errors import ExitCode, InvalidInput, PartialFailure
@@ -32,12 +26,7 @@ from dr.repo.snapshots import Snapshot, find_snapshot, partial_if_unreadable, re
 def _policy(ctx: AppContext, name: str | None) -> BackupPolicy | None:
     if not name:
         return None
-    pol = backup_policy(ctx, name)
-    if pol is None:
-        raise InvalidInput(
-            f"no backup policy {name!r} in {ctx.loaded.source} (known: {known_backup_policies(ctx)})"
-        )
-    return pol
+    return required_backup_policy(ctx, name)
 
 
 def _scope(

@@ -47,6 +47,16 @@ def backup_policy(app: AppContext, name: str) -> BackupPolicy | None:
     return app.loaded.config.backup_policy(name)
 
 
+def required_backup_policy(app: AppContext, name: str) -> BackupPolicy:
+    """The config's backup policy ``name``; ``InvalidInput`` naming the ones it knows if it has none."""
+    pol = backup_policy(app, name)
+    if pol is None:
+        raise InvalidInput(
+            f"no backup policy {name!r} in {app.loaded.source} (known: {known_backup_policies(app)})"
+        )
+    return pol
+
+
 def policy_repository(app: AppContext, policy: str | None) -> str | None:
     """The repository (name) the config's backup policy ``policy`` backs up into, if it names one.
 

@@ -15,13 +15,7 @@ from dr.cli.context import app
 from dr.cli.output import Column, emit, output_option
 from dr.cli.params import Duration, read_data_option
 from dr.cli.progress import byte_progress
-from dr.cli.repo_access import (
-    backup_policy,
-    init_repository,
-    known_backup_policies,
-    open_repository,
-    policy_repository,
-)
+from dr.cli.repo_access import init_repository, open_repository, policy_repository, required_backup_policy
 from dr.errors import ExitCode, InvalidInput, VerificationFailed
 from dr.repo import check as repo_check
 from dr.repo.forget import Policy, apply_policy
@@ -444,12 +438,7 @@ def _remove_snapshots(
 def _policy_from(ctx: Any, name: str | None, cli: Policy) -> Policy:
     if not name:
         return cli
-    pol = backup_policy(ctx, name)
-    if pol is None:
-        raise InvalidInput(
-            f"no backup policy {name!r} in {ctx.loaded.source} (known: {known_backup_policies(ctx)})"
-        )
-    r = pol.retention
+    r = required_backup_policy(ctx, name).retention
     merged = Policy(
         last=cli.last or r.keep_last or 0, hourly=cli.hourly or r.keep_hourly or 0,
         daily=cli.daily or r.keep_daily or 0, weekly=cli.weekly or r.keep_weekly or 0,
