@@ -208,11 +208,28 @@ def check_time_zone(v: str) -> str:
 QUANTITY = re.compile(r"^[+-]?(\d+(\.\d*)?|\.\d+)([eE][+-]?\d+|Ki|Mi|Gi|Ti|Pi|Ei|n|u|m|k|M|G|T|P|E)?$")
 
 
+def check_quantity(q: str) -> str:
+    if not QUANTITY.match(str(q)):
+        raise ValueError(f"invalid quantity {q!r} (examples: 2, 500m, 4Gi)")
+    return q
+
+
 def check_quantities(v: dict[str, str]) -> dict[str, str]:
     for name, q in v.items():
-        if not QUANTITY.match(str(q)):
-            raise ValueError(f"{name}: invalid quantity {q!r} (examples: 2, 500m, 4Gi)")
+        try:
+            check_quantity(q)
+        except ValueError as e:
+            raise ValueError(f"{name}: {e}") from None
     return v
+
+
+def check_size(q: str) -> str:
+    """A quantity that sizes something (an emptyDir): 0 or less leaves no room at all."""
+    check_quantity(q)
+    number = re.match(r"[+-]?[\d.]*", q)
+    if q.startswith("-") or not number or float(number.group().lstrip("+") or "0") == 0:
+        raise ValueError(f"quantity {q!r} must be more than 0")
+    return q
 
 
 def scheme_checker(kind: str, schemes: tuple[str, ...]) -> Callable[[str], str]:
@@ -272,6 +289,7 @@ TIME_ZONE = {"check": check_time_zone}
 # A namespace name: an RFC 1123 label.
 NAMESPACE = {"pattern": NAME_PATTERN, "max_length": 63}
 QUANTITIES = {"check": check_quantities}
+SIZE = {"check": check_size}
 
 
 # --------------------------------------------------------------------------- the validator
@@ -714,6 +732,14 @@ class Resources:
     limits: dict[str, str] = field(default_factory=_default_limits, metadata=QUANTITIES)
 
 
+# The /tmp emptyDir's limit in dr's pods (the kubelet evicts a pod whose /tmp grows past
+# it): ``mover.tmpSizeLimit``. What fills it is the repository index (dr.repo.index):
+# ~220 bytes a blob while it loads, ~165 once loaded. 4Gi: ~19 million blobs (19 TiB in
+# 1 MiB chunks, or as many small files); 1Gi was ~4.8 million, fewer than the in-memory
+# index once fitted in a mover's 1Gi of memory.
+TMP_SIZE_LIMIT = "4Gi"
+
+
 @dataclass
 class MoverOptions(_Converting):
     image: str = "ghcr.io/dr-project/dr:latest"
@@ -723,6 +749,8 @@ class MoverOptions(_Converting):
     resources: Resources = field(default_factory=Resources)
     # Secret holding the repository credentials, mounted/env'd into mover pods.
     credentials_secret: str | None = None
+    # The size of /tmp (an emptyDir) in every dr pod: mover Jobs, probe Jobs and CronJobs.
+    tmp_size_limit: str = field(default=TMP_SIZE_LIMIT, metadata=SIZE)
 
 
 @dataclass

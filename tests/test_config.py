@@ -219,6 +219,9 @@ def test_cli_validate_example(capsys: pytest.CaptureFixture[str]) -> None:
             "keyProviders[0].uri: key provider URL 'local://host/k.key' needs an absolute path",
         ),
         ("mover:\n  resources: {limits: [1]}\n", ":2:15: mover.resources.limits: expected a mapping"),
+        ("mover:\n  tmpSizeLimit: lots\n", ":2:3: mover.tmpSizeLimit: invalid quantity 'lots' (examples:"),
+        ("mover:\n  tmpSizeLimit: 0Gi\n", ":2:3: mover.tmpSizeLimit: quantity '0Gi' must be more than 0"),
+        ("mover:\n  tmpSizeLimit: -4Gi\n", ":2:3: mover.tmpSizeLimit: quantity '-4Gi' must be more than 0"),
         (
             "repositories:\n  - name: r\n    url: s3://bkt/p\n    gcs: {endpoint: 'http://x'}\n",
             ":2:5: repositories[0]: gcs options given for a s3:// repository",

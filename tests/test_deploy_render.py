@@ -311,6 +311,21 @@ def test_other_namespace_gets_its_own_cluster_bindings(example: Path, tmp_path: 
     assert "system:serviceaccount:backups:dr-drill" in guard["spec"]["matchConditions"][0]["expression"]
 
 
+def test_the_tmp_size_limit_follows_the_config(example: Path) -> None:
+    default = _render(example)
+    text = example.read_text()
+    assert "\n  tmpSizeLimit: 4Gi\n" in text  # the example shows the key, at its default
+    text = text.replace("\n  tmpSizeLimit: 4Gi\n", "\n  tmpSizeLimit: 20Gi\n")
+    bigger = example.parent / "bigger.yaml"
+    bigger.write_text(text)
+    objects = _render(bigger)
+    _validate_all(objects)
+    for rendered, limit in ((default, "4Gi"), (objects, "20Gi")):
+        tmps = [v for o in rendered for pod in pod_specs(o) for v in pod["volumes"] if v["name"] == "tmp"]
+        assert len(tmps) >= 4  # every CronJob: backups, forget, prune, drills, drill gc
+        assert all(v["emptyDir"] == {"sizeLimit": limit} for v in tmps), tmps
+
+
 def test_egress_ports_follow_the_config(example: Path) -> None:
     cfg = load_config_file(example)
     endpoints = config_endpoints(cfg)

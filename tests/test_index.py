@@ -391,6 +391,44 @@ def test_a_change_that_failed_in_sqlite_is_named_as_such_by_every_later_call(tmp
     assert later.startswith("the repository index is unusable: its temporary database ") and place in later
 
 
+_FULL = """
+import os
+from dr.repo.format import BlobType, PackEntry
+from dr.repo.index import Index, IndexDatabaseError
+index = Index()
+try:
+    while True:  # a repository's index larger than the room in $TMPDIR
+        index.add_pack(os.urandom(32), [PackEntry(BlobType.DATA, 1, i, 9, 20, os.urandom(32)) for i in range(64)])
+except IndexDatabaseError as e:
+    print(e.message)
+"""
+
+
+def test_a_full_temporary_directory_names_the_setting_that_sizes_it() -> None:
+    # A file system that is really full (a 1 MiB tmpfs in a mount namespace of its own):
+    # SQLite says "database or disk is full"; in dr's pods that is the /tmp emptyDir,
+    # whose size mover.tmpSizeLimit sets, or the node's ephemeral storage.
+    script = (
+        "mkdir -p /tmp/dr-index-full && mount -t tmpfs -o size=1m tmpfs /tmp/dr-index-full"
+        ' && SQLITE_TMPDIR=/tmp/dr-index-full exec "$0" -c "$1"'
+    )
+    try:
+        done = subprocess.run(
+            ["unshare", "-m", "sh", "-c", script, sys.executable, _FULL],
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
+    except FileNotFoundError:
+        pytest.skip("no unshare here")
+    if "mount" in done.stderr or "unshare" in done.stderr:
+        pytest.skip(f"cannot mount a tmpfs here: {done.stderr.strip()}")
+    assert done.returncode == 0, done.stderr
+    (line,) = done.stdout.splitlines()
+    assert "(a file in $SQLITE_TMPDIR = /tmp/dr-index-full) failed: database or disk is full" in line
+    assert "mover.tmpSizeLimit" in line, line
+
+
 def test_walks_go_page_by_page_over_every_row_once(monkeypatch: pytest.MonkeyPatch) -> None:
     # blob_ids, packs and files read PAGE_ROWS rows at a time, each page after the last key.
     monkeypatch.setattr("dr.repo.index.PAGE_ROWS", 4)

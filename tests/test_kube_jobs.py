@@ -12,15 +12,17 @@ import re
 import threading
 import time
 from datetime import timedelta
-from typing import Any
+from typing import Any, cast
 
 import kubernetes_validate
 import pytest
 
-from dr.config import Resources
+from dr.config import MoverOptions, Resources
+from dr.drill.probe_job import JobDataProbe
 from dr.kube.client import KubeClient, connect
 from dr.kube.jobs import (
     JOBS,
+    MoverContext,
     MoverJob,
     MoverPodConfig,
     TemporaryObjects,
@@ -113,6 +115,22 @@ def test_mover_job_is_hardened_labelled_and_valid() -> None:
     env = {e["name"]: e for e in c["env"]}
     assert env["DR_CONFIG"]["value"] == "/etc/dr/dr.yaml" and env["HOME"]["value"] == "/tmp"
     assert c["envFrom"] == [{"secretRef": {"name": "dr-repository-credentials"}}]
+
+
+def test_the_tmp_size_limit_comes_from_the_mover_settings() -> None:
+    # mover.tmpSizeLimit: room for a repository index larger than the default 4Gi holds,
+    # in every Job that carries the mover settings (backup/restore movers, data probes).
+    mover = MoverOptions(tmp_size_limit="16Gi")
+    probe = JobDataProbe(cast(KubeClient, None), mover)
+    for pod in (
+        pod_config(tmp_size_limit="16Gi"),
+        MoverContext(repo_url="s3://b/p", mover=mover).pod_config(),
+        probe.pod_config(timedelta(minutes=5)),
+    ):
+        job = mover_job(a_job(), pod)
+        kubernetes_validate.validate(job, K8S_SCHEMA, strict=True)
+        volumes = {v["name"]: v for v in job["spec"]["template"]["spec"]["volumes"]}
+        assert volumes["tmp"]["emptyDir"] == {"sizeLimit": "16Gi"}
 
 
 def test_mover_job_never_carries_a_secret_value() -> None:
@@ -500,6 +518,30 @@ def test_an_evicted_or_unschedulable_mover_pod_says_so(kube_client: KubeClient, 
     nowhere = follow_job(kc, namespace, "dr-nowhere", timeout=30)
     assert nowhere.describe() == (
         f"Job dr-nowhere failed: DeadlineExceeded: too long; pod dr-nowhere-x1, Unschedulable: {message}"
+    )
+
+
+def test_a_mover_evicted_for_a_full_tmp_names_the_setting_that_sizes_it(
+    kube_client: KubeClient, namespace: str
+) -> None:
+    # The kubelet evicts a pod whose /tmp emptyDir grows past its sizeLimit (the repository
+    # index: ~220 bytes a blob); its message names the volume and limit, not dr's setting.
+    kc = kube_client
+    path = start(kc, namespace, "dr-tmpfull")
+    make_pod(kc, namespace, "dr-tmpfull", {"terminated": {"exitCode": 137, "reason": "Error"}})
+    message = 'Usage of EmptyDir volume "tmp" exceeds the limit "4Gi". '
+    set_status(
+        kc,
+        f"/api/v1/namespaces/{namespace}/pods/dr-tmpfull-x1",
+        {"phase": "Failed", "reason": "Evicted", "message": message},
+    )
+    failed = {"type": "Failed", "status": "True", "reason": "BackoffLimitExceeded", "message": "limit"}
+    set_status(kc, path, {"failed": 1, "conditions": [failed]})
+    evicted = follow_job(kc, namespace, "dr-tmpfull", timeout=30)
+    assert evicted.describe() == (
+        "Job dr-tmpfull failed: BackoffLimitExceeded: limit; pod dr-tmpfull-x1, exit code 137 (Error), "
+        'Evicted: Usage of EmptyDir volume "tmp" exceeds the limit "4Gi". '
+        "(/tmp holds the repository index: raise mover.tmpSizeLimit in dr.yaml)"
     )
 
 

@@ -109,7 +109,9 @@ def render(src: ConfigSource) -> list[Manifest]:
     """All objects, in the order ``kubectl apply`` must create them."""
     cfg = src.config
     ns = cfg.mover.namespace
-    pod = PodSettings(ns, cfg.mover.image, cfg.mover.resources, cfg.mover.credentials_secret)
+    pod = PodSettings(
+        ns, cfg.mover.image, cfg.mover.resources, cfg.mover.credentials_secret, cfg.mover.tmp_size_limit
+    )
     deadline: timedelta = cfg.mover.deadline
     objects: list[Manifest] = [namespace_manifest(ns), *rbac_manifests(ns, cfg.mover.credentials_secret)]
     objects += network_policies(ns, config_endpoints(cfg))

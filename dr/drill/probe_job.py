@@ -60,12 +60,16 @@ class JobDataProbe:
         self.run_id = run_id
         self._slots = threading.Semaphore(max(1, mover.parallelism))
 
+    def pod_config(self, deadline: timedelta) -> MoverPodConfig:
+        """A probe's pod: the mover's image, resources and /tmp; no repository credentials."""
+        return MoverPodConfig(image=self.mover.image, resources=self.mover.resources, deadline=deadline,
+                              credentials_secret=None, tmp_size_limit=self.mover.tmp_size_limit)  # fmt: skip
+
     def __call__(
         self, namespace: str, pvc: str, paths: Sequence[str], *, timeout: float
     ) -> Mapping[str, PathProbe]:
         deadline = timedelta(seconds=max(30.0, timeout))
-        pod = MoverPodConfig(image=self.mover.image, resources=self.mover.resources, deadline=deadline,
-                             credentials_secret=None)  # fmt: skip
+        pod = self.pod_config(deadline)
         name = object_name("dr-probe", f"{pvc}-{os.urandom(3).hex()}")
         args = ["--quiet", "mover", "probe", DATA_PATH, "-o", "json"]
         for p in paths:

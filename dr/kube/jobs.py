@@ -47,7 +47,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from dr.config import MoverOptions, Resources
+from dr.config import TMP_SIZE_LIMIT, MoverOptions, Resources
 from dr.interrupt import sleep as interruptible_sleep
 from dr.kube.apply import create, delete
 from dr.kube.client import ApiError, KubeClient
@@ -88,6 +88,8 @@ STUCK_REASONS = frozenset(
 )
 PULL_REASONS = frozenset({"ImagePullBackOff", "ErrImagePull"})
 LOG_TAIL_LINES = 40
+# The kubelet's message when the /tmp emptyDir (pod_template's volume "tmp") grows past its sizeLimit.
+TMP_EVICTED = 'EmptyDir volume "tmp" exceeds'
 
 
 # --------------------------------------------------------------------------- the Job spec
@@ -108,6 +110,7 @@ class MoverPodConfig:
     files_secret: str | None = "dr-files"
     extra_files: tuple[dict[str, Any], ...] = ()
     ttl_after_finished: int = 3600
+    tmp_size_limit: str = TMP_SIZE_LIMIT  # the /tmp emptyDir: room for the repository index
 
 
 class MoverContext(BaseModel):
@@ -136,6 +139,7 @@ class MoverContext(BaseModel):
             files_secret=self.files_secret,
             extra_files=tuple(self.extra_files),
             ttl_after_finished=self.ttl_after_finished,
+            tmp_size_limit=self.mover.tmp_size_limit,
         )
 
 
@@ -207,7 +211,7 @@ def mover_job(job: MoverJob, pod: MoverPodConfig) -> dict[str, Any]:
     labels = temporary_labels(job.run_id, job.expires)
     template = pod_template(
         JobSpec(name=job.name, component="mover", args=job.args, schedule="", service_account="unused"),
-        PodSettings(job.namespace, pod.image, pod.resources, pod.credentials_secret),
+        PodSettings(job.namespace, pod.image, pod.resources, pod.credentials_secret, pod.tmp_size_limit),
     )
     template["metadata"] = {"labels": labels}
     spec = template["spec"]
@@ -319,6 +323,9 @@ class PodState:
             parts[-1] += f": {_tail(self.message)}"
         if self.pod_reason:
             parts.append(self.pod_reason + (f": {_tail(self.pod_message)}" if self.pod_message else ""))
+            if self.pod_reason == "Evicted" and TMP_EVICTED in (self.pod_message or ""):
+                # The kubelet names the volume and its limit; what sets that limit is dr's config.
+                parts[-1] += " (/tmp holds the repository index: raise mover.tmpSizeLimit in dr.yaml)"
         return ", ".join(parts)
 
 

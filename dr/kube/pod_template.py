@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
 
-from dr.config import Resources
+from dr.config import TMP_SIZE_LIMIT, Resources
 
 Manifest = dict[str, Any]
 
@@ -26,12 +26,6 @@ CONFIG_PATH = f"{CONFIG_DIR}/dr.yaml"
 RUNBOOK_DIR = f"{CONFIG_DIR}/runbooks"
 CONFIG_MAP = "dr-config"
 FILES_SECRET = "dr-files"
-# The /tmp emptyDir's limit (the kubelet evicts a pod whose /tmp grows past it). What
-# fills it is the repository index (dr.repo.index): ~220 bytes a blob while it loads,
-# ~165 once loaded. 4Gi: ~19 million blobs (19 TiB in 1 MiB chunks, or as many small
-# files); 1Gi was ~4.8 million, fewer than the in-memory index once fitted in a mover's
-# 1Gi of memory.
-TMP_SIZE_LIMIT = "4Gi"
 
 
 def labels(component: str) -> dict[str, str]:
@@ -69,6 +63,8 @@ class PodSettings:
     image: str
     resources: Resources
     credentials_secret: str | None
+    # The /tmp emptyDir's limit: room for the repository index (``mover.tmpSizeLimit``).
+    tmp_size_limit: str = TMP_SIZE_LIMIT
 
 
 def container_security_context() -> Manifest:
@@ -144,7 +140,7 @@ def pod_template(job: JobSpec, pod: PodSettings) -> Manifest:
             "containers": [container],
             "volumes": [
                 {"name": "config", "projected": {"defaultMode": 0o440, "sources": sources}},
-                {"name": "tmp", "emptyDir": {"sizeLimit": TMP_SIZE_LIMIT}},
+                {"name": "tmp", "emptyDir": {"sizeLimit": pod.tmp_size_limit}},
             ],
         },
     }

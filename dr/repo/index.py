@@ -12,7 +12,7 @@ set than the 1 GiB one. Here it is a private temporary SQLite database
 (``sqlite3.connect("")``), whose page cache is capped at ``CACHE_KIB``: the
 process's memory is the same whatever the repository's size, and the pages
 beyond the cap live in a file in ``$TMPDIR`` (an emptyDir in dr's pods, sized
-for it: ``dr.kube.pod_template``; ~165 bytes a blob, ~220 while loading with
+for it by ``mover.tmpSizeLimit``, 4Gi by default; ~165 bytes a blob, ~220 while loading with
 SQLite's sorter files) and in the kernel's page cache, which the kernel may drop.
 SQLite unlinks that file as soon as it makes it, so nothing is left behind,
 not even by a crash. No memory mapping: mapped pages would count as the
@@ -103,6 +103,8 @@ SORT_MIN = 50_000
 SORT_RUN = 1024
 _UNSTAGE = "INSERT OR IGNORE INTO blobs SELECT id, pack, type, flag, offset, length, raw_length FROM staged"
 _BLOB_TYPES = tuple(sorted(BlobType))
+# The dr.yaml key that sizes $TMPDIR (the /tmp emptyDir) in dr's pods: named when it is full.
+TMP_SETTING = "mover.tmpSizeLimit"
 
 
 @dataclass(frozen=True, slots=True)
@@ -118,7 +120,13 @@ class IndexDatabaseError(DrError):
 def _database_error(
     e: sqlite3.Error, what: str = "the repository index's temporary database"
 ) -> IndexDatabaseError:
-    return IndexDatabaseError(f"{what} (a file in {_temp_place()}) failed: {e}")
+    message = f"{what} (a file in {_temp_place()}) failed: {e}"
+    if getattr(e, "sqlite_errorcode", None) == sqlite3.SQLITE_FULL:
+        # No room left: in dr's pods that is the /tmp emptyDir, sized by the config.
+        message += (
+            f" (the index needs ~220 bytes a blob; in dr's pods that is /tmp: raise {TMP_SETTING} in dr.yaml)"
+        )
+    return IndexDatabaseError(message)
 
 
 def _temp_place() -> str:
