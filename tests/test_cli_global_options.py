@@ -195,7 +195,8 @@ def test_backup_and_restore_take_kube_options_after_the_command(
     # A context the kubeconfig does not have, given after the command: the same error as before it.
     ctx_before = run_dr(capsys, "--kubeconfig", kc, "--context", "nosuch", "restore", "latest", "--dry-run")
     ctx_after = run_dr(capsys, "restore", "latest", "--dry-run", "--kubeconfig", kc, "--context", "nosuch")
-    assert ctx_before.code == 2 and "nosuch" in ctx_before.err
+    assert ctx_before.code == 2 and len(ctx_before.err.splitlines()) == 1, ctx_before.err
+    assert f"kubeconfig {kc}: no context 'nosuch' (contexts: {context})" in ctx_before.err
     assert (ctx_after.code, ctx_after.err) == (ctx_before.code, ctx_before.err)
 
     plan_before = run_dr(capsys, "--kubeconfig", kc, "restore", "latest", "--dry-run", "-o", "json")

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import socket
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -88,11 +90,120 @@ def test_missing_kubeconfig_file(tmp_path: Path) -> None:
     assert str(e.value) == f"kubeconfig {tmp_path / 'nope.yaml'}: file not found"
 
 
+def _contexts(path: str) -> list[str]:
+    import yaml
+
+    return [c["name"] for c in yaml.safe_load(Path(path).read_text())["contexts"]]
+
+
 def test_unknown_context(k8s: servers.TestCluster) -> None:
+    # It quoted the client: "Invalid kube-config file. Expected object with name staging in
+    # <path>/contexts list". Now dr's words, with the contexts there are.
     with pytest.raises(InvalidInput) as e:
         connect(k8s.kubeconfig, "staging")
-    assert str(e.value).startswith(f"kubeconfig {k8s.kubeconfig}: ")
-    assert "staging" in str(e.value)
+    names = ", ".join(_contexts(k8s.kubeconfig))
+    assert str(e.value) == f"kubeconfig {k8s.kubeconfig}: no context 'staging' (contexts: {names})"
+
+
+def _variant(
+    k8s: servers.TestCluster, tmp_path: Path, name: str, change: Callable[[dict[str, Any]], None]
+) -> Path:
+    import yaml
+
+    doc = yaml.safe_load(Path(k8s.kubeconfig).read_text())
+    change(doc)
+    path = tmp_path / name
+    path.write_text(yaml.safe_dump(doc))
+    return path
+
+
+def test_no_current_context_and_none_given(k8s: servers.TestCluster, tmp_path: Path) -> None:
+    # It said "Invalid kube-config file. Expected key current-context in <path>".
+    path = _variant(k8s, tmp_path, "kubeconfig", lambda d: d.pop("current-context"))
+    (context,) = _contexts(str(path))
+    with pytest.raises(InvalidInput) as e:
+        connect(str(path))
+    assert str(e.value) == (
+        f"kubeconfig {path}: no current-context set and no --context given (contexts: {context})"
+    )
+    with connect(str(path), context) as kc:  # naming one is enough
+        assert kc.get("/api")["kind"] == "APIVersions"
+    gone = _variant(k8s, tmp_path, "gone", lambda d: d.__setitem__("current-context", "old"))
+    with pytest.raises(InvalidInput) as e:
+        connect(str(gone))
+    assert (
+        str(e.value)
+        == f"kubeconfig {gone}: current-context 'old' is not one of its contexts (contexts: {context})"
+    )
+
+
+def test_a_context_naming_a_cluster_it_does_not_define(k8s: servers.TestCluster, tmp_path: Path) -> None:
+    def rename(doc: dict[str, Any]) -> None:
+        doc["contexts"][0]["context"]["cluster"] = "elsewhere"
+
+    path = _variant(k8s, tmp_path, "kubeconfig", rename)
+    (context,) = _contexts(str(path))
+    clusters = ", ".join(c["name"] for c in yaml_doc(path)["clusters"])
+    with pytest.raises(InvalidInput) as e:
+        connect(str(path))
+    assert str(e.value) == (
+        f"kubeconfig {path}: context {context!r} names cluster 'elsewhere', which it does not define"
+        f" (clusters: {clusters})"
+    )
+
+
+def yaml_doc(path: Path) -> Any:
+    import yaml
+
+    return yaml.safe_load(path.read_text())
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "",
+        "# nothing yet\n",
+        "{}\n",
+        "apiVersion: v1\nkind: Config\n",
+        "apiVersion: v1\nkind: Config\ncontexts: []\n",
+    ],
+)
+def test_kubeconfig_without_contexts(tmp_path: Path, text: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    # "Invalid kube-config. <path> file is empty", "Expected key current-context in …".
+    path = tmp_path / "kubeconfig"
+    path.write_text(text)
+    with pytest.raises(InvalidInput) as e:
+        connect(str(path))
+    assert str(e.value) == f"kubeconfig {path}: has no contexts"
+    with pytest.raises(InvalidInput) as e:
+        connect(str(path), "prod")
+    assert str(e.value) == f"kubeconfig {path}: has no contexts"
+    monkeypatch.setenv("KUBECONFIG", str(path))
+    with pytest.raises(InvalidInput) as e:
+        connect()
+    assert str(e.value) == f"kubeconfig {path}: has no contexts"
+
+
+def test_kubeconfig_list_names_its_files(
+    k8s: servers.TestCluster, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # An empty file in $KUBECONFIG's list is no configuration, as for kubectl: it failed the
+    # whole list ("Invalid kube-config. <path> file is empty").
+    empty = tmp_path / "empty.yaml"
+    empty.write_text("")
+    missing = tmp_path / "gone.yaml"
+    monkeypatch.setenv("KUBECONFIG", f"{empty}:{missing}:{k8s.kubeconfig}")
+    with connect() as kc:
+        assert kc.get("/api")["kind"] == "APIVersions"
+    # A problem of the merged configuration names the files it was merged from.
+    names = ", ".join(_contexts(k8s.kubeconfig))
+    with pytest.raises(InvalidInput) as e:
+        connect(None, "nope")
+    assert str(e.value) == f"kubeconfig {empty}, {k8s.kubeconfig}: no context 'nope' (contexts: {names})"
+    monkeypatch.setenv("KUBECONFIG", f"{empty}:{missing}")
+    with pytest.raises(InvalidInput) as e:
+        connect()
+    assert str(e.value) == f"kubeconfig {empty}: has no contexts"
 
 
 def test_broken_kubeconfig(tmp_path: Path) -> None:

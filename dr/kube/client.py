@@ -296,9 +296,10 @@ def _check_kubeconfig_file(path: str) -> dict[str, Any] | None:
     return doc
 
 
-def _kubeconfig_loader(option: str | None, path: str, context: str | None) -> Any:
+def _kubeconfig_loader(option: str | None, path: str, context: str | None) -> tuple[Any, str]:
     """The client's ``KubeConfigLoader`` for ``--kubeconfig`` (``option``: one file) or else
-    ``path``, ``$KUBECONFIG``'s list (merged by the client, files that do not exist skipped).
+    ``path``, ``$KUBECONFIG``'s list (merged by the client, files that do not exist skipped),
+    and the file(s) it was read from, as messages name them.
 
     The client's own ``load_kube_config(config_file=…)`` splits any path on ':', so a
     ``--kubeconfig`` whose path holds one would be taken for two files; kubectl takes
@@ -312,18 +313,70 @@ def _kubeconfig_loader(option: str | None, path: str, context: str | None) -> An
         present = [one for one in path.split(os.pathsep) if one and Path(one).expanduser().is_file()]
         if not present:
             raise InvalidInput(f"kubeconfig {path}: file not found")
-        for one in present:
-            _check_kubeconfig_file(one)
-        merged = KubeConfigMerger(path).config
-        if merged is None:
-            raise ConfigException("Invalid kube-config file. No configuration found.")
-        return KubeConfigLoader(config_dict=merged, active_context=context)
+        # An empty file is no configuration, as for kubectl; the client's merger refused the list.
+        filled = [one for one in present if _check_kubeconfig_file(one) is not None]
+        shown = ", ".join(present)
+        if not filled:
+            raise InvalidInput(f"kubeconfig {shown}: has no contexts")
+        merged = KubeConfigMerger(os.pathsep.join(filled)).config
+        _check_context(_plain(merged), context, shown)
+        return KubeConfigLoader(config_dict=merged, active_context=context), shown
     file = Path(option).expanduser()
     doc = _check_kubeconfig_file(option)
-    if doc is None:
-        raise ConfigException(f"Invalid kube-config. {file} file is empty")
+    _check_context(doc or {}, context, option)
     # Files it names (certificates, exec plugins' working directory) are relative to its folder.
-    return KubeConfigLoader(config_dict=doc, config_base_path=str(file.parent), active_context=context)
+    return KubeConfigLoader(
+        config_dict=doc, config_base_path=str(file.parent), active_context=context
+    ), option
+
+
+def _plain(node: Any) -> Any:
+    """A (merged) kubeconfig as plain data: the client's merger wraps it and its items in ``ConfigNode``s."""
+    node = getattr(node, "value", node)
+    if isinstance(node, dict):
+        return {k: _plain(v) for k, v in node.items()}
+    if isinstance(node, list):
+        return [_plain(v) for v in node]
+    return node
+
+
+def _names(items: Any) -> list[str]:
+    return (
+        [str(i["name"]) for i in items if isinstance(i, dict) and "name" in i]
+        if isinstance(items, list)
+        else []
+    )
+
+
+def _check_context(doc: dict[str, Any], context: str | None, shown: str) -> None:
+    """``InvalidInput`` in dr's words for the context to use: none there, an unknown one, or one
+    whose cluster is not defined. The client says these as "Invalid kube-config file. Expected
+    object with name X in <path>/contexts list" or "Expected key current-context in …"."""
+    contexts = doc.get("contexts") or []
+    if not isinstance(contexts, list):
+        raise InvalidInput(f"kubeconfig {shown}: contexts is not a list")
+    names = _names(contexts)
+    if not names:
+        raise InvalidInput(f"kubeconfig {shown}: has no contexts")
+    listed = f"(contexts: {', '.join(names)})"
+    if context is None:
+        context = doc.get("current-context") or None
+        if context is None:
+            raise InvalidInput(f"kubeconfig {shown}: no current-context set and no --context given {listed}")
+        if str(context) not in names:
+            raise InvalidInput(
+                f"kubeconfig {shown}: current-context {context!r} is not one of its contexts {listed}"
+            )
+    elif context not in names:
+        raise InvalidInput(f"kubeconfig {shown}: no context {context!r} {listed}")
+    chosen = next(c for c in contexts if isinstance(c, dict) and str(c.get("name")) == str(context))
+    cluster = chosen.get("context", {}).get("cluster") if isinstance(chosen.get("context"), dict) else None
+    clusters = _names(doc.get("clusters"))
+    if cluster is not None and str(cluster) not in clusters:
+        raise InvalidInput(
+            f"kubeconfig {shown}: context {str(context)!r} names cluster {str(cluster)!r}, which it does not "
+            f"define (clusters: {', '.join(clusters) or 'none'})"
+        )
 
 
 def connect(
@@ -368,15 +421,16 @@ def kube_configuration(kubeconfig: str | None = None, context: str | None = None
         except ConfigException as e:
             raise InvalidInput(f"in-cluster Kubernetes configuration: {e}") from None
     else:
+        shown = path
         try:
-            loader = _kubeconfig_loader(kubeconfig, path, context)
+            loader, shown = _kubeconfig_loader(kubeconfig, path, context)
             loader.load_and_set(cfg)
         except ConfigException as e:
-            raise InvalidInput(f"kubeconfig {path}: {e}") from None
+            raise InvalidInput(f"kubeconfig {shown}: {e}") from None
         except (OSError, ValueError) as e:
-            raise InvalidInput(f"kubeconfig {path}: cannot load: {e}") from None
+            raise InvalidInput(f"kubeconfig {shown}: cannot load: {e}") from None
         if not cfg.host:  # the client would only fail at the first request ("No host specified")
             if context is None:
                 context = str(loader.current_context.get("name", ""))
-            raise InvalidInput(f"kubeconfig {path}: the cluster of context {context!r} has no server")
+            raise InvalidInput(f"kubeconfig {shown}: the cluster of context {context!r} has no server")
     return cfg
