@@ -49,6 +49,18 @@ def test_lookups_give_each_blob_its_pack_and_entry() -> None:
     assert set(index.blob_ids()) == {e.id for e in e1 + e2}
 
 
+def test_missing_asks_for_many_ids_at_once() -> None:
+    index = Index()
+    packs = [_pack(300) for _ in range(4)]  # 1,200 ids: more than one query's worth
+    for pack_id, entries in packs:
+        index.add_pack(pack_id, entries)
+    present = [e.id for _, entries in packs for e in entries]
+    absent = [os.urandom(32) for _ in range(7)]
+    ids = present[:600] + absent[:3] + present[600:] + absent[3:] + present[:5]  # repeats too
+    assert index.missing(ids) == set(absent)
+    assert index.missing(present) == set() and index.missing([]) == set()
+
+
 def test_first_copy_of_a_blob_wins_and_a_pack_listed_twice_counts_once() -> None:
     index = Index()
     p1, e1 = _pack(2)

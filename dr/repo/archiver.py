@@ -40,6 +40,8 @@ log = logging.getLogger(__name__)
 # at most (a directory with thousands of subdirectories must not hold them all).
 PARENT_TREE_READERS = 4
 PARENT_TREES_AHEAD = 64
+# Content blob ids of possibly unchanged files checked against the repository at once.
+CANDIDATE_BLOBS = 4096
 
 # Files smaller than BATCH_BYTES go to the reader threads up to BATCH_FILES (or
 # BATCH_BYTES) at a time: a hand-over between threads costs more than reading a
@@ -200,17 +202,17 @@ class _Archiver:
             return {}
         return {n["name"]: n for n in nodes}
 
-    def _unchanged(self, old: Node | None, node: Node, st: os.stat_result) -> bool:
-        if not old or old.get("type") != "file":
-            return False
-        if (
-            old.get("size") != st.st_size
-            or old.get("mtime") != st.st_mtime_ns
-            or old.get("inode") != st.st_ino
-        ):
-            return False
-        known = self.saver.blobs.known
-        return all(known(bytes.fromhex(c)) for c in old.get("content", []))
+    @staticmethod
+    def _same_metadata(old: Node | None, node: Node) -> bool:
+        """The parent's node of a file has the file's size, mtime and inode (FORMAT.md §6;
+        the file is then unchanged if its content blobs are all in the repository)."""
+        return (
+            old is not None
+            and old.get("type") == "file"
+            and old.get("size") == node["size"]
+            and old.get("mtime") == node["mtime"]
+            and old.get("inode") == node["inode"]
+        )
 
     def walk(self, path: str, parent_tree: str | None) -> str:
         """Back up directory ``path``; returns its tree blob id (hex)."""
@@ -228,6 +230,42 @@ class _Archiver:
             if batch:
                 tasks.append(self.small_pool.submit(self._read_files, batch))
                 batch, batch_bytes = [], 0
+
+        def read_later(node: Node, full: str) -> None:
+            nonlocal batch_bytes
+            if node["size"] >= BATCH_BYTES:
+                submit_batch()  # keeps task numbers in order
+                pending.append((node, len(tasks), 0))
+                tasks.append(self.pool.submit(self._read_files, [(full, node["inode"])]))
+            else:
+                pending.append((node, len(tasks), len(batch)))
+                batch.append((full, node["inode"]))
+                batch_bytes += node["size"]
+                if len(batch) >= BATCH_FILES or batch_bytes >= BATCH_BYTES:
+                    submit_batch()
+
+        # Files the parent has with the same size, mtime and inode: unchanged if every
+        # content blob is in the repository, asked for many files at once
+        # (``BlobSaver.unknown``) rather than one lookup per blob.
+        candidates: list[tuple[Node, list[str]]] = []
+        candidate_blobs = 0
+
+        def settle_candidates() -> None:
+            nonlocal candidates, candidate_blobs
+            if not candidates:
+                return
+            unknown = self.saver.blobs.unknown(
+                [bytes.fromhex(c) for _, content in candidates for c in content]
+            )
+            for node, content in candidates:
+                if unknown and any(bytes.fromhex(c) in unknown for c in content):
+                    read_later(node, os.path.join(path, node["name"]))  # its data is gone: read it again
+                    continue
+                node["content"] = content
+                self.unchanged += 1
+                if self.progress:
+                    self.progress(node["size"])
+            candidates, candidate_blobs = [], 0
 
         subdirs: list[tuple[Node, str]] = []
         # Names only, not the DirEntry objects: each caches its path and, once asked,
@@ -262,22 +300,14 @@ class _Archiver:
                 self.files += 1
                 self.bytes += st.st_size
                 old = parent.get(name)
-                if self._unchanged(old, node, st):
-                    assert old is not None
-                    node["content"] = old.get("content", [])
-                    self.unchanged += 1
-                    if self.progress:
-                        self.progress(st.st_size)
-                elif st.st_size >= BATCH_BYTES:
-                    submit_batch()  # keeps task numbers in order
-                    pending.append((node, len(tasks), 0))
-                    tasks.append(self.pool.submit(self._read_files, [(full, st.st_ino)]))
+                if old is not None and self._same_metadata(old, node):
+                    content = old.get("content", [])
+                    candidates.append((node, content))
+                    candidate_blobs += len(content)
+                    if candidate_blobs >= CANDIDATE_BLOBS:
+                        settle_candidates()
                 else:
-                    pending.append((node, len(tasks), len(batch)))
-                    batch.append((full, st.st_ino))
-                    batch_bytes += st.st_size
-                    if len(batch) >= BATCH_FILES or batch_bytes >= BATCH_BYTES:
-                        submit_batch()
+                    read_later(node, full)
             elif ftype == "dir":
                 subdirs.append((node, full))
                 self.dirs += 1
@@ -290,6 +320,7 @@ class _Archiver:
             elif ftype in ("chardev", "blockdev"):
                 node["rdev"] = st.st_rdev
             nodes.append(node)
+        settle_candidates()
         submit_batch()
         # Subdirectories while this directory's files are being read.
         for node, full in subdirs:

@@ -101,6 +101,8 @@ SORT_MIN = 50_000
 # A pack's blobs go in sorted by id, this many at a time: sorted whole, a pack of 20,000
 # small files' blobs held ~2.5 MB of tuples while it went in.
 SORT_RUN = 1024
+# Ids per ``missing`` query: SQLite takes at most 32,766 parameters (999 before 3.32).
+_IN_BATCH = 500
 _UNSTAGE = "INSERT OR IGNORE INTO blobs SELECT id, pack, type, flag, offset, length, raw_length FROM staged"
 _BLOB_TYPES = tuple(sorted(BlobType))
 # The dr.yaml key that sizes $TMPDIR (the /tmp emptyDir) in dr's pods: named when it is full.
@@ -240,6 +242,17 @@ class Index:
 
     def __contains__(self, blob_id: bytes) -> bool:
         return self._one("SELECT 1 FROM blobs WHERE id = ?", (blob_id,)) is not None
+
+    def missing(self, blob_ids: Sequence[bytes]) -> set[bytes]:
+        """Those of ``blob_ids`` the index does not hold: one query per few hundred ids
+        (an incremental backup asks for every content blob of every unchanged file; one
+        query each cost ~4.6 us, 1.9 s of 400,000 one-line files' 14 s)."""
+        found: set[bytes] = set()
+        for start in range(0, len(blob_ids), _IN_BATCH):
+            part = blob_ids[start : start + _IN_BATCH]
+            sql = f"SELECT id FROM blobs WHERE id IN ({','.join('?' * len(part))})"
+            found.update(row[0] for row in self._query(sql, part))
+        return set(blob_ids) - found
 
     def get(self, blob_id: bytes) -> BlobLocation | None:
         row = self._one(_GET, (blob_id,))

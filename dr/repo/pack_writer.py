@@ -21,7 +21,7 @@ import logging
 import mmap
 import os
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 
@@ -164,6 +164,12 @@ class PackUploader:
     def known(self, blob_id: bytes) -> bool:
         """Stored, or being saved."""
         return blob_id in self.index or blob_id in self._claimed
+
+    def unknown(self, blob_ids: Sequence[bytes]) -> set[bytes]:
+        """Those of ``blob_ids`` neither stored nor being saved (``known`` for many at once)."""
+        missing = self.index.missing(blob_ids)
+        with self._lock:
+            return missing - self._claimed
 
     def claim(self, blob_id: bytes) -> bool:
         """Claim an id for a save: False if the blob is stored or being saved already."""
@@ -374,6 +380,9 @@ class BlobSaver:
 
     def known(self, blob_id: bytes) -> bool:
         return self.uploader.known(blob_id)
+
+    def unknown(self, blob_ids: Sequence[bytes]) -> set[bytes]:
+        return self.uploader.unknown(blob_ids)
 
     def save(
         self, blob_type: BlobType, data: bytes | memoryview, blob_id: bytes | None = None
