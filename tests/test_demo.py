@@ -56,6 +56,7 @@ def test_demo_runs_end_to_end_and_cleans_up(tmp_path: Path) -> None:
         "$ dr repo init",
         "$ dr backup -n webapp",
         "$ dr restore latest",
+        "$ dr runbook verify runbooks/webapp.yaml",
         f"$ dr drill run runbooks/webapp.yaml --report-dir {out}",
         f"$ dr runbook render runbooks/webapp.yaml --out {out / 'webapp-runbook.md'}",
         f"$ dr report drills --format html --out {out / 'drills.html'}",
