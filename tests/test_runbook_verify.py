@@ -30,6 +30,7 @@ from dr.testkit.cluster import install_storage, remove_storage
 from tests.conftest import Kube
 from tests.helpers import Result, run_dr
 from tests.kube_helpers import make_namespace
+from tests.volume_helpers import create_pod
 
 Capsys = pytest.CaptureFixture[str]
 STEPS = ["objects-restored", "web-ready", "uploads-intact", "dr-image-runs"]
@@ -142,6 +143,60 @@ def test_every_step_passes_in_a_healthy_namespace_and_what_they_made_is_gone(
     wait_until(lambda: live.pods() == [], what="the step Jobs' pods deleted")
     assert live.names(f"/api/v1/namespaces/{live.namespace}/configmaps") == ["web-config"]
     assert live.names(f"/api/v1/namespaces/{live.namespace}/secrets") == ["web-admin"]
+
+
+def test_the_data_probe_runs_on_the_node_of_the_pod_using_the_volume_with_its_groups(
+    capsys: Capsys, live: Live
+) -> None:
+    # A ReadWriteOnce volume in use attaches to its pod's node only: a probe pod elsewhere waited
+    # (Multi-Attach) until the step's timeout. Placed as the file-system backup mover is: that
+    # node, the pod's tolerations, its fsGroup/supplementalGroups (files only its group may read).
+    toleration = {"key": "dedicated", "operator": "Equal", "value": "web", "effect": "NoSchedule"}
+    create_pod(live.kc, live.namespace, "a-cache", [], node="node-9")  # mounts no volume
+    create_pod(live.kc, live.namespace, "web-0", [webapp.PVC], node="node-7", tolerations=[toleration],
+               fs_group=2000, supplemental_groups=[3000])  # fmt: skip
+
+    res = live.dr(capsys, "runbook", "verify", str(webapp.RUNBOOK), "-n", live.namespace, "-o", "json")
+
+    assert res.code == 0, res.out + res.err
+    (probe,) = [r for r in live.agent.runs if r.namespace == live.namespace and r.kind == "mover"]
+    spec = probe.manifest["spec"]["template"]["spec"]
+    assert spec["affinity"]["nodeAffinity"]["requiredDuringSchedulingIgnoredDuringExecution"] == {
+        "nodeSelectorTerms": [
+            {"matchFields": [{"key": "metadata.name", "operator": "In", "values": ["node-7"]}]}
+        ]
+    }
+    assert spec["tolerations"] == [toleration]
+    assert spec["securityContext"]["supplementalGroups"] == [2000, 3000]
+
+
+def test_a_read_write_once_pod_volume_in_use_fails_the_data_step_at_once_saying_why(
+    capsys: Capsys, live: Live
+) -> None:
+    # No second pod may mount a ReadWriteOncePod volume while its pod runs: the probe pod
+    # could never start, and the step failed only when its timeout ran out.
+    pvc = f"/api/v1/namespaces/{live.namespace}/persistentvolumeclaims"
+    live.kc.call("POST", pvc, body={
+        "apiVersion": "v1", "kind": "PersistentVolumeClaim", "metadata": {"name": "exclusive"},
+        "spec": {"accessModes": ["ReadWriteOncePod"], "resources": {"requests": {"storage": "1Gi"}}}})  # fmt: skip
+    wait_until(lambda: live.kc.get(f"{pvc}/exclusive").get("status", {}).get("phase") == "Bound",
+               what="exclusive bound")  # fmt: skip
+    create_pod(live.kc, live.namespace, "db-0", ["exclusive"], node="node-3")
+
+    def exclusive(spec: dict[str, Any]) -> None:
+        next(s for s in spec["verification"] if s["name"] == "uploads-intact")["pvc"] = "exclusive"
+
+    runbook = live.runbook("webapp-exclusive.yaml", exclusive)
+
+    res = live.dr(capsys, "runbook", "verify", str(runbook), "-n", live.namespace)
+
+    assert res.code == 4, res.out + res.err
+    assert (
+        f"  step uploads-intact (data): probe of {live.namespace}/exclusive: ReadWriteOncePod volume in use: "
+        "no second pod may mount it (in use by pod db-0): its data cannot be probed while that pod runs\n"
+    ) in res.err
+    # No probe Job was started: it could not have mounted the volume.
+    assert [r.kind for r in live.agent.runs if r.namespace == live.namespace] == ["dr"]
 
 
 def test_without_namespace_the_runbooks_own_is_checked_one_line_per_step(capsys: Capsys, live: Live) -> None:

@@ -109,6 +109,7 @@ def create_pod(
     running: bool = True,
     tolerations: list[dict[str, Any]] | None = None,
     fs_group: int | None = None,
+    supplemental_groups: list[int] | None = None,
 ) -> dict[str, Any]:
     """An application pod mounting ``claims``; with ``running`` its status says Running on ``node``."""
     spec: dict[str, Any] = {
@@ -123,6 +124,8 @@ def create_pod(
         spec["tolerations"] = tolerations
     if fs_group is not None:
         spec["securityContext"] = {"fsGroup": fs_group}
+    if supplemental_groups:
+        spec.setdefault("securityContext", {})["supplementalGroups"] = supplemental_groups
     meta: dict[str, Any] = {"name": name, "annotations": annotations or {}, "labels": labels or {}}
     pod = create(
         kc,

@@ -77,6 +77,7 @@ from dr.kube.jobs import (
     summary_from_log,
     temporary_labels,
 )
+from dr.kube.placement import RWOP_IN_USE, exclusive_users, placement, pod_groups, users_of
 from dr.kube.snapshots import (
     PVCS,
     VOLUME_SNAPSHOT_CONTENTS,
@@ -195,28 +196,10 @@ def _meta(obj: dict[str, Any]) -> dict[str, Any]:
     return meta if isinstance(meta, dict) else {}
 
 
-def claims_of(pod: dict[str, Any]) -> list[str]:
-    """The PVCs a pod mounts: ``persistentVolumeClaim`` volumes and generic ephemeral volumes
-    (whose PVC Kubernetes names ``<pod>-<volume>``)."""
-    out = []
-    for v in (pod.get("spec") or {}).get("volumes") or []:
-        claim = (v.get("persistentVolumeClaim") or {}).get("claimName")
-        if claim:
-            out.append(str(claim))
-        elif isinstance(v.get("ephemeral"), dict) and v.get("name"):
-            out.append(f"{_meta(pod).get('name')}-{v['name']}")
-    return out
-
-
 def pvc_size(pvc: dict[str, Any]) -> str | None:
     cap = ((pvc.get("status") or {}).get("capacity") or {}).get("storage")
     req = (((pvc.get("spec") or {}).get("resources") or {}).get("requests") or {}).get("storage")
     return str(cap or req) if (cap or req) else None
-
-
-def _active(pod: dict[str, Any]) -> bool:
-    phase = (pod.get("status") or {}).get("phase")
-    return phase not in ("Succeeded", "Failed") and not _meta(pod).get("deletionTimestamp")
 
 
 class _Planner:
@@ -229,9 +212,7 @@ class _Planner:
     def pods_in(self, namespace: str) -> list[dict[str, Any]]:
         if namespace not in self._pods:
             try:
-                self._pods[namespace] = [
-                    p for p in list_objects(self.kube, PODS, namespace=namespace) if _active(p)
-                ]
+                self._pods[namespace] = list(list_objects(self.kube, PODS, namespace=namespace))
             except ApiError as e:
                 log.warning("cannot list pods in %s (no hooks, no node placement): %s", namespace, e.short)
                 self._pods[namespace] = []
@@ -255,7 +236,7 @@ class _Planner:
             namespace=ns, pvc=name, storage_class=spec.get("storageClassName"), size=pvc_size(pvc)
         )
         vol = _Volume(pvc, result, TemporaryObjects(self.kube))
-        vol.pods = [p for p in self.pods_in(ns) if name in claims_of(p)]
+        vol.pods = users_of(self.pods_in(ns), name)
         phase = (pvc.get("status") or {}).get("phase")
         if phase != "Bound":
             result.skipped = f"PVC is {phase or 'not bound'}: it holds no data yet"
@@ -285,11 +266,8 @@ class _Planner:
             )
         else:
             result.method = "filesystem"
-            if "ReadWriteOncePod" in (spec.get("accessModes") or []) and vol.pods:
-                result.error = (
-                    "ReadWriteOncePod volume in use: no second pod may mount it; use a CSI snapshot "
-                    "(volumes.mode snapshot) or stop the pod"
-                )
+            if exclusive_users(pvc, vol.pods):
+                result.error = f"{RWOP_IN_USE}; use a CSI snapshot (volumes.mode snapshot) or stop the pod"
         return vol
 
 
@@ -564,31 +542,6 @@ def temporary_size(restore_size: Any, volume_size: str | None) -> str:
         if value is not None and value > 0 and (best is None or value > best[0]):
             best = (value, str(text))
     return best[1] if best else "1Gi"
-
-
-def pod_groups(pods: list[dict[str, Any]]) -> list[int]:
-    """The ``fsGroup`` and ``supplementalGroups`` of all pods mounting a volume, sorted."""
-    return sorted({g for pod in pods for g in _groups_of(pod)})
-
-
-def _groups_of(pod: dict[str, Any]) -> list[int]:
-    """A pod's ``supplementalGroups``, then its ``fsGroup`` (if set)."""
-    sc = (pod.get("spec") or {}).get("securityContext") or {}
-    groups = [int(g) for g in sc.get("supplementalGroups") or []]
-    if sc.get("fsGroup") is not None:
-        groups.append(int(sc["fsGroup"]))
-    return groups
-
-
-def placement(pods: list[dict[str, Any]]) -> tuple[str | None, list[dict[str, Any]], list[int]]:
-    """Node, tolerations and groups of the pod that mounts a volume (the first scheduled one)."""
-    for pod in sorted(pods, key=lambda p: str(_meta(p).get("name"))):
-        spec = pod.get("spec") or {}
-        node = spec.get("nodeName")
-        if not node:
-            continue
-        return str(node), list(spec.get("tolerations") or []), _groups_of(pod)
-    return None, [], []
 
 
 def collect_backup(res: VolumeResult, outcome: JobOutcome, find: FindSnapshot) -> None:

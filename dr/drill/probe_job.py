@@ -4,11 +4,18 @@ The Job runs ``dr mover probe /data --path P… -o json``; the command writes
 its JSON answer to stdout and to the container's termination-message file,
 which the kubelet copies into the pod's status — so the answer arrives
 without the pod-log API (clusters and identities that cannot read logs).
+
+The probe pod is placed as a file-system backup mover is (``dr.kube.placement``):
+on the node of the pod that mounts the claim, with its tolerations and groups —
+a ReadWriteOnce volume in use attaches to that node only, and files only the
+app's group may read need its groups. A ReadWriteOncePod claim in use cannot
+be mounted by a probe at all: the probe fails at once saying so.
 """
 
 from __future__ import annotations
 
 import json
+import logging
 import os
 import threading
 import time
@@ -18,9 +25,11 @@ from typing import Any
 
 from dr.config import MoverOptions
 from dr.drill.probe import PathProbe, ProbeError
-from dr.kube.client import KubeClient
+from dr.kube.client import ApiError, KubeClient
+from dr.kube.collect import get_object, list_objects
 from dr.kube.jobs import (
     DATA_PATH,
+    PODS,
     MoverJob,
     MoverPodConfig,
     TemporaryObjects,
@@ -28,6 +37,10 @@ from dr.kube.jobs import (
     object_name,
     run_mover_job,
 )
+from dr.kube.placement import RWOP_IN_USE, exclusive_users, placement, users_of
+from dr.kube.snapshots import PVCS
+
+log = logging.getLogger(__name__)
 
 
 def parse_probe_output(text: str | None) -> dict[str, PathProbe] | None:
@@ -65,17 +78,49 @@ class JobDataProbe:
         return MoverPodConfig(image=self.mover.image, resources=self.mover.resources, deadline=deadline,
                               credentials_secret=None, tmp_size_limit=self.mover.tmp_size_limit)  # fmt: skip
 
+    def users(self, namespace: str, pvc: str) -> list[dict[str, Any]]:
+        """The pods that mount the claim; none (an unplaced probe, as before) where pods cannot be listed."""
+        try:
+            return users_of(list_objects(self.kube, PODS, namespace=namespace), pvc)
+        except ApiError as e:
+            log.warning("cannot list pods in %s (the probe of %s is not placed next to them): %s",
+                        namespace, pvc, e.short)  # fmt: skip
+            return []
+
+    def check_exclusive(self, namespace: str, pvc: str, users: list[dict[str, Any]]) -> None:
+        """``ProbeError`` at once for a ReadWriteOncePod claim in use: the probe pod could never start."""
+        if not users:
+            return
+        try:
+            claim = get_object(self.kube, PVCS, namespace, pvc)
+        except ApiError as e:
+            log.warning(
+                "cannot read PVC %s/%s (its access modes are not checked): %s", namespace, pvc, e.short
+            )
+            return
+        holders = exclusive_users(claim or {}, users)
+        if holders:
+            raise ProbeError(
+                f"probe of {namespace}/{pvc}: {RWOP_IN_USE} (in use by pod {', '.join(holders)}): "
+                "its data cannot be probed while that pod runs"
+            )
+
     def __call__(
         self, namespace: str, pvc: str, paths: Sequence[str], *, timeout: float
     ) -> Mapping[str, PathProbe]:
+        users = self.users(namespace, pvc)
+        self.check_exclusive(namespace, pvc, users)
         deadline = timedelta(seconds=max(30.0, timeout))
         pod = self.pod_config(deadline)
         name = object_name("dr-probe", f"{pvc}-{os.urandom(3).hex()}")
         args = ["--quiet", "mover", "probe", DATA_PATH, "-o", "json"]
         for p in paths:
             args += ["--path", p]
+        # Where a file-system backup mover of this claim would run, with its groups.
+        node, tolerations, groups = placement(users)
         job = MoverJob(name=name, namespace=namespace, args=args, claim=pvc, read_only=True, run_id=self.run_id,
-                       expires=expiry(time.time(), deadline))  # fmt: skip
+                       expires=expiry(time.time(), deadline), node_name=node, tolerations=tolerations,
+                       supplemental_groups=groups)  # fmt: skip
         temp = TemporaryObjects(self.kube)
         try:
             outcome = run_mover_job(self.kube, temp, job, pod, self._slots)
