@@ -217,6 +217,53 @@ def test_without_namespace_the_runbooks_own_is_checked_one_line_per_step(capsys:
     assert f"verifying webapp in {live.namespace}: 4 step(s)" in res.err
 
 
+def test_each_step_line_is_printed_as_the_step_finishes(
+    capsys: Capsys, live: Live, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The lines came only after the last step: a long run showed nothing for minutes.
+    from dr.drill import verify
+
+    real = verify.run_step
+    shown: list[str] = []  # stdout so far, before each step
+    before: list[list[str]] = []
+
+    def recording(step: Any, ctx: Any) -> Any:
+        shown.extend(capsys.readouterr().out.splitlines())
+        before.append([ln.split(" (")[0] for ln in shown])
+        return real(step, ctx)
+
+    monkeypatch.setattr(verify, "run_step", recording)
+
+    res = live.dr(capsys, "runbook", "verify", str(webapp.RUNBOOK), "-n", live.namespace)
+
+    assert res.code == 0, res.out + res.err
+    passed = [f"[pass] {n}" for n in STEPS]
+    assert before == [passed[:i] for i in range(len(STEPS))]
+    assert [ln.split(" (")[0] for ln in [*shown, *res.out.splitlines()]] == passed
+
+
+def test_ctrl_c_after_the_first_step_has_shown_its_line(
+    capsys: Capsys, live: Live, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from dr.drill import verify
+
+    real = verify.run_step
+
+    def stopped_at_the_second(step: Any, ctx: Any) -> Any:
+        if step.name == STEPS[1]:
+            os.kill(os.getpid(), signal.SIGINT)
+            time.sleep(5)  # the handler raises here, at once
+        return real(step, ctx)
+
+    monkeypatch.setattr(verify, "run_step", stopped_at_the_second)
+
+    res = live.dr(capsys, "runbook", "verify", str(webapp.RUNBOOK), "-n", live.namespace)
+
+    assert (res.code, res.err.splitlines()[-1]) == (130, "interrupted"), res.out + res.err
+    (line,) = res.out.splitlines()
+    assert line.startswith(f"[pass] {STEPS[0]} (resources, ")
+
+
 def test_a_failing_step_exits_4_naming_it_and_the_others_still_run(capsys: Capsys, live: Live) -> None:
     def thirteen(spec: dict[str, Any]) -> None:
         step = next(s for s in spec["verification"] if s["name"] == "uploads-intact")

@@ -7,8 +7,11 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import TYPE_CHECKING
 
+import click
+
 if TYPE_CHECKING:
     from rich.console import Console
+    from rich.progress import Progress
 
 # rich.progress is imported only when a bar is shown (a terminal): mover Jobs
 # and CronJobs never show one and should not pay for the import.
@@ -55,6 +58,13 @@ def byte_progress(
         yield lambda n: bar.advance(task, n)
 
 
+def _item_bar() -> Progress:
+    from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
+
+    return Progress(TextColumn("{task.description}"), BarColumn(), TextColumn("{task.completed}/{task.total}"),
+                    TimeRemainingColumn(), transient=True, console=_stderr())  # fmt: skip
+
+
 @contextmanager
 def item_progress(
     description: str, total: int | None, *, quiet: bool = False
@@ -62,9 +72,40 @@ def item_progress(
     if not enabled(quiet):
         yield lambda n: None
         return
-    from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
-
-    with Progress(TextColumn("{task.description}"), BarColumn(), TextColumn("{task.completed}/{task.total}"),
-                  TimeRemainingColumn(), transient=True, console=_stderr()) as bar:  # fmt: skip
+    with _item_bar() as bar:
         task = bar.add_task(description, total=total)
         yield lambda n: bar.advance(task, n)
+
+
+@contextmanager
+def item_lines(
+    description: str, total: int | None, *, quiet: bool = False
+) -> Iterator[Callable[[str | None], None]]:
+    """Yields ``done(line)``: one item finished, its line (if any) printed on stdout at once and
+    the bar advanced — so that what finished is on screen also when the rest never comes (Ctrl-C).
+
+    The bar, on stderr, is taken down while a line is written and drawn again below it: both
+    are often the same terminal, and a line written under a live bar would be overdrawn. Not
+    rich's own redirection of stdout (into the bar's console): that would put the lines on
+    stderr, away from a pipe or file stdout goes to. Without a terminal, only the lines."""
+    if not enabled(quiet):
+
+        def echo(line: str | None) -> None:
+            if line is not None:
+                click.echo(line)
+
+        yield echo
+        return
+    with _item_bar() as bar:
+        task = bar.add_task(description, total=total)
+
+        def done(line: str | None) -> None:
+            if line is not None:
+                bar.stop()
+                try:
+                    click.echo(line)
+                finally:
+                    bar.start()
+            bar.advance(task, 1)
+
+        yield done

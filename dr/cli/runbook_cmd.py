@@ -212,7 +212,7 @@ def verify(
     """
     from dr.cli.context import app
     from dr.cli.kube_access import connect_kube, steps_api_client
-    from dr.cli.progress import item_progress
+    from dr.cli.progress import item_lines
     from dr.cli.volume_access import ConfigCopyingProbe, MoverConfigCopies
     from dr.drill.probe_job import JobDataProbe
     from dr.drill.verify import (
@@ -241,20 +241,22 @@ def verify(
     copies = MoverConfigCopies(kube, mover, f"verify-{rb.name}", credentials=False)
     probe = JobDataProbe(kube, mover, run_id=f"verify-{rb.name}")
     deps = VerifyDeps(api=api, exec=KubernetesExec(api), data_probe=ConfigCopyingProbe(kube, probe, copies))
-    bar = item_progress(f"verify {rb.name}", len(rb.spec.verification), quiet=ctx.quiet or output != "table")
+    table = output == "table"
+    # A step's line as it finishes (a run stopped by Ctrl-C has shown what passed); JSON/YAML
+    # are one document, at the end.
+    bar = item_lines(f"verify {rb.name}", len(rb.spec.verification), quiet=ctx.quiet or not table)
     try:
-        with bar as advance:
-            results = run_verification(rb, targets, deps, on_result=lambda r: advance(1))
+        with bar as done:
+            results = run_verification(
+                rb, targets, deps, on_result=lambda r: done(step_line(r) if table else None)
+            )
     finally:
         for problem in copies.delete_all():
             log.warning("%s", problem)
     failed = [r for r in results if not r.passed]
-    if output != "table":
+    if not table:
         emit({"app": rb.name, "runbook": file, "namespaces": targets, "passed": not failed,
               "steps": [r.model_dump(mode="json", by_alias=True) for r in results]}, output)  # fmt: skip
-    else:
-        for r in results:
-            click.echo(step_line(r))
     if failed:
         raise VerificationFailed(
             f"verification of {rb.name} in {', '.join(checked)} failed: "
