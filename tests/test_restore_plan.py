@@ -208,6 +208,26 @@ def test_namespaced_only_skips_cluster_scoped_objects_but_not_namespaces() -> No
     assert {("clusterroles", None, "reader"), ("storageclasses", None, "fast")} <= planned(everything)
 
 
+def test_a_storage_class_mapped_away_is_not_restored() -> None:
+    # Into another cluster the claims go to its class; the backed-up one would be unused there,
+    # and as the source's default class it would make the target have two defaults.
+    items = [
+        (item("storage.k8s.io", "StorageClass", "storageclasses", "fast", None, uid="sc-uid"),
+         obj("StorageClass", "fast", None)),
+        (item("storage.k8s.io", "StorageClass", "storageclasses", "slow", None, uid="sc2-uid"),
+         obj("StorageClass", "slow", None)),
+        (item("", "PersistentVolumeClaim", "persistentvolumeclaims", "data", uid="pvc-uid"),
+         obj("PersistentVolumeClaim", "data", spec={"storageClassName": "fast"})),
+    ]  # fmt: skip
+    plan = build_plan(items, RestoreOptions(storage_class_mapping={"fast": "standard"}), known_types=KNOWN)
+    skipped = {(r.item.resource, r.item.name): r.reason for r in plan.skipped}
+    assert skipped == {
+        ("storageclasses", "fast"): "mapped to standard by --storage-class-mapping: nothing restored uses it"
+    }
+    assert {("storageclasses", None, "slow"), ("persistentvolumeclaims", "app", "data")} <= planned(plan)
+    assert ("storageclasses", None, "fast") in planned(build_plan(items, RestoreOptions(), known_types=KNOWN))
+
+
 def test_volumes_whose_disk_is_gone_or_whose_data_a_mover_restores_are_not_restored() -> None:
     def pv(name: str, policy: str | None, claim: str) -> tuple[ResourceItem, dict[str, Any]]:
         spec: dict[str, Any] = {"claimRef": {"namespace": "app", "name": claim}}

@@ -408,6 +408,13 @@ def _skip_reason(
         why = _pv_skip_reason(obj, data_claims)
         if why:
             return why
+    if (item.group, item.resource) == ("storage.k8s.io", "storageclasses"):
+        new = options.storage_class_mapping.get(item.name)
+        if new is not None:
+            # Every claim, volume and StatefulSet of the restore goes to the new class: the old
+            # one would be unused in the target cluster (another cluster, most often) and, as
+            # the source's default class, would make it the target's second default.
+            return f"mapped to {new} by --storage-class-mapping: nothing restored uses it"
     # Claims hold data: restored even when a controller (a StatefulSet's retention policy) owns them.
     if item.owned and item.controller_uid in backup_uids and (item.group, item.resource) != PVC:
         ref = controller_of(obj) or {}
