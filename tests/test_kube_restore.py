@@ -552,3 +552,46 @@ def test_a_filtered_restore_recreates_a_lost_namespace_from_the_backup(
     finally:
         kc.request("DELETE", f"/api/v1/namespaces/{ns}")
         kc.request("DELETE", f"/api/v1/namespaces/{copy_ns}")
+
+
+def test_owner_references_to_owners_the_target_cluster_lacks_are_dropped(
+    kube_client: KubeClient, unique: str
+) -> None:
+    # An owner outside the backup (here a cluster-scoped object the backup did not take) keeps
+    # its uid only in the cluster it lives in. Restored into another cluster — or after the
+    # owner was deleted — a reference to that uid names an owner that is not there, and the
+    # garbage collector deletes the restored object. A reference to a live owner stays.
+    kc, ns, owner = kube_client, f"own-{unique}", f"owner-{unique}"
+    make_namespace(kc, ns)
+    live = kc.call("POST", "/apis/rbac.authorization.k8s.io/v1/clusterroles", body={
+        "apiVersion": RBAC, "kind": "ClusterRole", "metadata": {"name": owner}, "rules": []})  # fmt: skip
+    try:
+
+        def owned(name: str, uid: str) -> dict[str, Any]:
+            cm = configmap(name, {"k": "v"})
+            cm["metadata"]["ownerReferences"] = [
+                {"apiVersion": RBAC, "kind": "ClusterRole", "name": owner, "uid": uid}
+            ]
+            return cm
+
+        create(kc, "configmaps", owned("by-live-owner", live["metadata"]["uid"]), ns)
+        # The same owner's name with the uid it had in the lost cluster.
+        create(kc, "configmaps", owned("by-lost-owner", "0d7e3c9a-1b6f-4c55-9e0a-3f2b8d1c4e77"), ns)
+        sink = backup(kc, ns)
+        assert not [i for i, _ in sink.items if i.resource == "clusterroles"]
+        result = restore_resources(
+            kc, sink.items, RestoreOptions(namespace_mapping={ns: f"{ns}-c"}), "bk", "rs"
+        )
+        assert result.phase == "Completed", result.failures()
+        refs = {
+            name: (get(kc, "v1", "configmaps", name, f"{ns}-c") or {})["metadata"].get("ownerReferences")
+            for name in ("by-live-owner", "by-lost-owner")
+        }
+        assert refs["by-live-owner"] == [
+            {"apiVersion": RBAC, "kind": "ClusterRole", "name": owner, "uid": live["metadata"]["uid"]}
+        ]
+        assert refs["by-lost-owner"] is None
+    finally:
+        for name in (ns, f"{ns}-c"):
+            kc.request("DELETE", f"/api/v1/namespaces/{name}")
+        kc.request("DELETE", f"/apis/rbac.authorization.k8s.io/v1/clusterroles/{owner}")

@@ -51,6 +51,7 @@ CREDENTIALS = "dr-repository-credentials"
 IMAGE = "ghcr.io/dr-project/dr:test"
 CLASS_A, CLASS_B = "fast-a", "standard-b"
 CLUSTER_IP, NODE_PORT = "10.96.44.7", 30080
+RBAC = "rbac.authorization.k8s.io/v1"
 
 
 @dataclass
@@ -209,27 +210,35 @@ def run_app(a: Cluster) -> str:
         },
         content_type="application/merge-patch+json",
     )
+    # Two owned ConfigMaps: one by the Deployment (in the backup), one by a cluster-scoped
+    # object of A the backup does not take (as an operator's cluster-wide resource would).
     deployment = a.get(f"/apis/apps/v1/namespaces/{NS}/deployments/web")
-    a.kc.call(
+    operator = a.kc.call(
         "POST",
-        f"/api/v1/namespaces/{NS}/configmaps",
-        body={
-            "apiVersion": "v1",
-            "kind": "ConfigMap",
-            "metadata": {
-                "name": "web-cache-settings",
-                "ownerReferences": [
-                    {
-                        "apiVersion": "apps/v1",
-                        "kind": "Deployment",
-                        "name": "web",
-                        "uid": deployment["metadata"]["uid"],
-                    }
-                ],
-            },
-            "data": {"ttl": "60"},
-        },
+        "/apis/rbac.authorization.k8s.io/v1/clusterroles",
+        body={"apiVersion": RBAC, "kind": "ClusterRole", "metadata": {"name": "web-operator"}, "rules": []},
     )
+    for name, owner in (("web-cache-settings", deployment), ("web-operator-state", operator)):
+        a.kc.call(
+            "POST",
+            f"/api/v1/namespaces/{NS}/configmaps",
+            body={
+                "apiVersion": "v1",
+                "kind": "ConfigMap",
+                "metadata": {
+                    "name": name,
+                    "ownerReferences": [
+                        {
+                            "apiVersion": owner["apiVersion"],
+                            "kind": owner["kind"],
+                            "name": owner["metadata"]["name"],
+                            "uid": owner["metadata"]["uid"],
+                        }
+                    ],
+                },
+                "data": {"ttl": "60"},
+            },
+        )
     webapp.write_content(a.agent.volume_dir(NS, webapp.PVC))
     wait_until(
         lambda: (
@@ -359,8 +368,10 @@ def test_an_app_backed_up_in_a_lost_cluster_is_restored_into_a_new_one(
     assert pvc["spec"].get("volumeName") != pv_name, "bound to a PV of A that B does not have"
     assert "pv.kubernetes.io/bind-completed" not in (pvc["metadata"].get("annotations") or {})
     assert b.get("/api/v1/persistentvolumes").get("items") == [], "A's PV (reclaim Delete) is not restored"
-    cm = b.get(f"/api/v1/namespaces/{NS}/configmaps/web-cache-settings")
-    assert "ownerReferences" not in cm["metadata"], cm["metadata"]
+    # No owner uid of A: B's garbage collector would delete what names an owner it lacks.
+    for name in ("web-cache-settings", "web-operator-state"):
+        cm = b.get(f"/api/v1/namespaces/{NS}/configmaps/{name}")
+        assert "ownerReferences" not in cm["metadata"], cm["metadata"]
     deployment = b.get(f"/apis/apps/v1/namespaces/{NS}/deployments/web")
     assert deployment["metadata"]["labels"]["dr.dev/backup"]
     # (an API server drops status on create too: drop_status is for those that do not)

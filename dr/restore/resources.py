@@ -28,6 +28,10 @@ Per object:
   claims whose data never arrived are found by their ``dr.dev/data-pending``
   mark, see ``dr.restore.volumes``). An update never adds that mark to a claim
   that has lost it: the claim holds its data;
+* an owner reference whose owner is not in this cluster with the uid it
+  names (another cluster's, or deleted since) is dropped: the garbage
+  collector would delete the object for it (references to owners in the
+  backup are dropped by the transforms);
 * any error (403, 422, a type the cluster does not serve, …) fails that object
   only, with the server's reason; the restore ends ``PartiallyFailed``.
 
@@ -181,6 +185,7 @@ class _RestoreRun:
         self.absent_namespaces: set[str] = set()  # dry run: target namespaces that would be created
         self.pending_types: set[tuple[str, str]] = set()  # dry run: types of CRDs that would be created
         self.lock = threading.Lock()  # guards discovery updates from the CRD waits
+        self.owners: dict[str, bool] = {}  # owner references checked: present in this cluster?
 
     # ------------------------------------------------------------------ reporting
 
@@ -322,6 +327,7 @@ class _RestoreRun:
     def restore_one(self, entry: PlanEntry, desired: dict[str, Any]) -> RestoreItemResult:
         try:
             res = self.resource_for(entry.item)
+            desired = self.without_absent_owners(desired)
             if self.options.dry_run:
                 return self.plan_one(entry, desired, res)
             if isinstance(res, str):
@@ -335,6 +341,51 @@ class _RestoreRun:
             # A bug must not abandon the rest of a restore during an incident: fail this object, log why.
             log.exception("restoring %s", entry.target.describe())
             return self.outcome(entry, "failed", f"internal error: {type(e).__name__}: {e}")
+
+    def without_absent_owners(self, desired: dict[str, Any]) -> dict[str, Any]:
+        """``desired`` without the owner references whose owner is not in this cluster.
+
+        The transforms dropped references to owners in the backup (restored with new
+        uids). The others name an owner by the uid it has in the cluster it lives in:
+        restored into another cluster, or after that owner was deleted, the garbage
+        collector finds no owner with that uid and deletes the restored object.
+        """
+        meta = desired.get("metadata") or {}
+        refs = meta.get("ownerReferences")
+        if not isinstance(refs, list) or not refs:
+            return desired
+        namespace = meta.get("namespace")
+        kept = [r for r in refs if not isinstance(r, dict) or self.owner_present(r, namespace)]
+        if len(kept) == len(refs):
+            return desired
+        new_meta = {k: v for k, v in meta.items() if k != "ownerReferences"}
+        if kept:
+            new_meta["ownerReferences"] = kept
+        return {**desired, "metadata": new_meta}
+
+    def owner_present(self, ref: dict[str, Any], namespace: str | None) -> bool:
+        """Whether the owner a reference names exists here with the uid it names (cached per restore)."""
+        api_version, kind, name, uid = (ref.get(k) for k in ("apiVersion", "kind", "name", "uid"))
+        if not all(isinstance(v, str) and v for v in (api_version, kind, name, uid)):
+            return True  # malformed: the server's to judge, as before
+        group = str(api_version).rpartition("/")[0]
+        key = f"{api_version}\0{kind}\0{namespace or ''}\0{name}\0{uid}"
+        with self.lock:
+            if key in self.owners:
+                return self.owners[key]
+            # Any version of the owner's group and kind: the garbage collector maps it the same way.
+            res = next((r for r in self.disc.resources if r.group == group and r.kind == kind), None)
+        if res is None:
+            present = False  # a type this cluster does not serve has no objects
+        else:
+            try:
+                owner = get_object(self.kube, res, namespace if res.namespaced else None, str(name))
+                present = owner is not None and _uid(owner) == uid
+            except ApiError:
+                present = True  # cannot tell (e.g. not allowed to read it): keep the reference
+        with self.lock:
+            self.owners[key] = present
+        return present
 
     def restored_by_us(self, existing: dict[str, Any]) -> bool:
         return labels_of(existing).get(RESTORE_LABEL) == self.restore_label
