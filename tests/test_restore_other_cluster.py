@@ -346,6 +346,7 @@ def test_an_app_backed_up_in_a_lost_cluster_is_restored_into_a_new_one(
     leave_lock(dr_yaml, vault_env, "exclusive", "prune")
     res = b.dr(capsys, dr_yaml, "restore", "latest", "--storage-class-mapping", f"{CLASS_A}={CLASS_B}")
     assert res.code == 1 and "prune on dr-prune-" in res.err, res.err
+    assert "remove the locks with 'dr repo unlock --all'" in res.err, res.err  # not only "try again later"
     assert b.kc.request("GET", f"/api/v1/namespaces/{NS}")[0] == 404, "nothing restored before the lock"
     res = b.dr(capsys, dr_yaml, "repo", "unlock", "--all")
     assert res.code == 0 and "2 lock(s) removed" in res.out, res.out + res.err

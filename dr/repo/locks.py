@@ -207,8 +207,12 @@ class Lock:
             if conflicts:
                 self.repo.store.delete(f"locks/{self.name}")
                 self.name = None
+                # A lock's holder may be gone for good (a cluster lost with its dr pods): waiting
+                # for it to expire is not the only way out, but removing it is the operator's call.
                 raise LockConflict(
-                    f"repository is locked ({len(conflicts)} conflicting lock(s)); try again later",
+                    f"repository is locked ({len(conflicts)} conflicting lock(s)); try again later, or, "
+                    "if no dr process uses the repository any more (its host or cluster is gone), "
+                    "remove the locks with 'dr repo unlock --all'",
                     details=[c.describe() for c in conflicts],
                 )
         except BaseException:
