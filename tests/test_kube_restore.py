@@ -595,3 +595,44 @@ def test_owner_references_to_owners_the_target_cluster_lacks_are_dropped(
         for name in (ns, f"{ns}-c"):
             kc.request("DELETE", f"/api/v1/namespaces/{name}")
         kc.request("DELETE", f"/apis/rbac.authorization.k8s.io/v1/clusterroles/{owner}")
+
+
+def test_a_restored_storage_class_does_not_become_a_second_default(
+    kube_client: KubeClient, unique: str
+) -> None:
+    # The backed-up class was the source cluster's default; the target has a default of its own.
+    # Two defaults would send every other app's new claims to the restored class (the newest
+    # default wins): the restore must not change which class is the cluster's default.
+    kc, ns, theirs, ours = kube_client, f"sc-{unique}", f"target-{unique}", f"source-{unique}"
+    default = {"storageclass.kubernetes.io/is-default-class": "true"}
+
+    def storage_class(name: str) -> dict[str, Any]:
+        return {"apiVersion": "storage.k8s.io/v1", "kind": "StorageClass",
+                "metadata": {"name": name, "annotations": default}, "provisioner": "example.com/disk"}  # fmt: skip
+
+    make_namespace(kc, ns)
+    create(kc, "storageclasses", storage_class(ours))
+    try:
+        create(kc, "persistentvolumeclaims", {
+            "apiVersion": "v1", "kind": "PersistentVolumeClaim", "metadata": {"name": "data"},
+            "spec": {"storageClassName": ours, "accessModes": ["ReadWriteOnce"],
+                     "resources": {"requests": {"storage": "1Gi"}}},
+        }, ns)  # fmt: skip
+        sink = backup(kc, ns)
+        assert [o["metadata"]["name"] for i, o in sink.items if i.resource == "storageclasses"] == [ours]
+        # The new cluster: its own default, not the backed-up class.
+        kc.call("DELETE", f"/apis/storage.k8s.io/v1/storageclasses/{ours}")
+        create(kc, "storageclasses", storage_class(theirs))
+        options = RestoreOptions(namespace_mapping={ns: f"{ns}-c"})
+        result = restore_resources(kc, sink.items, options, "bk", "rs")
+        assert result.phase == "Completed", result.failures()
+        restored = get(kc, "storage.k8s.io/v1", "storageclasses", ours) or {}
+        assert "storageclass.kubernetes.io/is-default-class" not in (
+            restored["metadata"].get("annotations") or {}
+        )
+        assert restored["provisioner"] == "example.com/disk"
+    finally:
+        for name in (ns, f"{ns}-c"):
+            kc.request("DELETE", f"/api/v1/namespaces/{name}")
+        for name in (ours, theirs):
+            kc.request("DELETE", f"/apis/storage.k8s.io/v1/storageclasses/{name}")

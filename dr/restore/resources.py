@@ -28,6 +28,8 @@ Per object:
   claims whose data never arrived are found by their ``dr.dev/data-pending``
   mark, see ``dr.restore.volumes``). An update never adds that mark to a claim
   that has lost it: the claim holds its data;
+* a StorageClass keeps its default-class annotation only when the cluster
+  has no other default class: a restore does not make a second default;
 * an owner reference whose owner is not in this cluster with the uid it
   names (another cluster's, or deleted since) is dropped: the garbage
   collector would delete the object for it (references to owners in the
@@ -158,6 +160,14 @@ def restore_resources(
     """
     run = _RestoreRun(kube, options, backup_id, restore_id, progress, after_stage, reread, data_volumes)
     return run.run(items)
+
+
+STORAGE_CLASSES = ("storage.k8s.io", "storageclasses")
+STORAGE_CLASS_API = ("storage.k8s.io", "v1", "storageclasses")
+DEFAULT_CLASS_ANNOTATIONS = (
+    "storageclass.kubernetes.io/is-default-class",
+    "storageclass.beta.kubernetes.io/is-default-class",
+)
 
 
 class _RestoreRun:
@@ -328,6 +338,8 @@ class _RestoreRun:
         try:
             res = self.resource_for(entry.item)
             desired = self.without_absent_owners(desired)
+            if (entry.item.group, entry.item.resource) == STORAGE_CLASSES:
+                desired = self.without_second_default(desired)
             if self.options.dry_run:
                 return self.plan_one(entry, desired, res)
             if isinstance(res, str):
@@ -361,6 +373,39 @@ class _RestoreRun:
         new_meta = {k: v for k, v in meta.items() if k != "ownerReferences"}
         if kept:
             new_meta["ownerReferences"] = kept
+        return {**desired, "metadata": new_meta}
+
+    def without_second_default(self, desired: dict[str, Any]) -> dict[str, Any]:
+        """A StorageClass without its default-class annotations when the cluster has another default.
+
+        The backed-up class was the default of the cluster it came from; restored into
+        one with a default of its own (another cluster, most often), it would be a second
+        default, and Kubernetes gives new claims without a class the newest default: every
+        other application's. A restore does not change which class is the default.
+        """
+        meta = desired.get("metadata") or {}
+        annotations = meta.get("annotations") or {}
+        if not any(annotations.get(a) == "true" for a in DEFAULT_CLASS_ANNOTATIONS):
+            return desired
+        res = self.disc.lookup(*STORAGE_CLASS_API)
+        if res is None:
+            return desired
+        try:
+            classes = self.kube.get(res.collection_path()).get("items") or []
+        except ApiError:
+            return desired  # cannot tell: as backed up
+        others = [
+            c for c in classes
+            if (c.get("metadata") or {}).get("name") != meta.get("name")
+            and any(((c.get("metadata") or {}).get("annotations") or {}).get(a) == "true"
+                    for a in DEFAULT_CLASS_ANNOTATIONS)
+        ]  # fmt: skip
+        if not others:
+            return desired
+        kept = {k: v for k, v in annotations.items() if k not in DEFAULT_CLASS_ANNOTATIONS}
+        new_meta = {k: v for k, v in meta.items() if k != "annotations"}
+        if kept:
+            new_meta["annotations"] = kept
         return {**desired, "metadata": new_meta}
 
     def owner_present(self, ref: dict[str, Any], namespace: str | None) -> bool:
