@@ -15,8 +15,9 @@ applies the same ``dr deploy render`` output, creates the credentials Secret,
 and with the same dr.yaml runs ``dr restore latest --storage-class-mapping``.
 The objects come back fit for B (no allocations, bindings or owner uids of
 A, no status), the files byte for byte, and ``dr runbook verify`` passes on
-the restored namespace. The procedure is the README's "Recovering into a new
-cluster".
+the restored namespace; a second run's plan finds nothing to change, and a
+copy under another name (``--namespace-mapping``) passes the same runbook.
+The procedure is the README's "Recovering into a new cluster".
 """
 
 from __future__ import annotations
@@ -390,4 +391,26 @@ def test_an_app_backed_up_in_a_lost_cluster_is_restored_into_a_new_one(
 
     # The runbook's checks pass against the restored namespace in B.
     res = b.dr(capsys, dr_yaml, "runbook", "verify", str(webapp.RUNBOOK))
+    assert res.code == 0, res.out + res.err
+
+    # Run again, the plan finds everything in place (nothing of A's left to change).
+    res = b.dr(
+        capsys, dr_yaml, "restore", "latest", "--storage-class-mapping", f"{CLASS_A}={CLASS_B}", "--dry-run"
+    )
+    assert res.code == 0, res.err
+    assert res.out.strip().splitlines()[-1].endswith(": 2 skipped, 9 unchanged"), res.out
+
+    # A copy beside it under another name, checked by the same runbook through the mapping.
+    copy = "webapp-copy"
+    b.agent.manage(copy)
+    res = b.dr(
+        capsys, dr_yaml, "restore", "latest", "--storage-class-mapping", f"{CLASS_A}={CLASS_B}",
+        "--namespace-mapping", f"{NS}={copy}", "-o", "json",
+    )  # fmt: skip
+    assert res.code == 0, res.err
+    assert res.json()["namespacesCreated"] == [copy]
+    assert file_tree(b.agent.volume_dir(copy, webapp.PVC)) == before
+    res = b.dr(
+        capsys, dr_yaml, "runbook", "verify", str(webapp.RUNBOOK), "--namespace-mapping", f"{NS}={copy}"
+    )
     assert res.code == 0, res.out + res.err
