@@ -53,6 +53,8 @@ IMAGE = "ghcr.io/dr-project/dr:test"
 CLASS_A, CLASS_B = "fast-a", "standard-b"
 CLUSTER_IP, NODE_PORT = "10.96.44.7", 30080
 RBAC = "rbac.authorization.k8s.io/v1"
+# What dr deploy render makes that the test cluster does not serve (left out when applying).
+ADMISSION_POLICIES = {"ValidatingAdmissionPolicy", "ValidatingAdmissionPolicyBinding"}
 
 
 @dataclass
@@ -85,8 +87,13 @@ def start_cluster(name: str, workdir: Path, storage_class: str) -> Cluster:
         tc.stop()
         pytest.skip("two clusters of its own are needed; DR_TEST_KUBECONFIG points at one real cluster")
     kc = connect(tc.kubeconfig, None)
-    install_snapshot_crds(kc)
-    install_storage(kc, storage_class, default=True)
+    try:
+        install_snapshot_crds(kc)
+        install_storage(kc, storage_class, default=True)
+    except BaseException:
+        kc.close()
+        tc.stop()
+        raise
     agent = NodeAgent(kc, workdir.parent / f"node-{name}", {NS, DR_NS}).start()
     return Cluster(name, tc, kc, agent)
 
@@ -313,10 +320,7 @@ def test_an_app_backed_up_in_a_lost_cluster_is_restored_into_a_new_one(
     }
 
     # ------------------------------------------------------------------ cluster A: the app, dr, a backup
-    assert (
-        deploy_dr(a, dr_yaml, credentials)
-        == ["ValidatingAdmissionPolicy", "ValidatingAdmissionPolicyBinding"] * 2
-    )
+    assert set(deploy_dr(a, dr_yaml, credentials)) <= ADMISSION_POLICIES
     pv_name = run_app(a)
     before = file_tree(a.agent.volume_dir(NS, webapp.PVC))
     res = a.dr(capsys, dr_yaml, "repo", "init")
@@ -334,10 +338,7 @@ def test_an_app_backed_up_in_a_lost_cluster_is_restored_into_a_new_one(
 
     # ------------------------------------------------------------------ cluster B: dr, then the restore
     b = clusters["b"] = start_cluster("b", tmp_path / "cluster-b", CLASS_B)
-    assert (
-        deploy_dr(b, dr_yaml, credentials)
-        == ["ValidatingAdmissionPolicy", "ValidatingAdmissionPolicyBinding"] * 2
-    )
+    assert set(deploy_dr(b, dr_yaml, credentials)) <= ADMISSION_POLICIES
     res = b.dr(capsys, dr_yaml, "backups", "list", "-o", "json")
     assert res.code == 0, res.err
     assert [x["id"] for x in res.json()] == [backup["id"]]
