@@ -74,6 +74,34 @@ def test_incremental_does_not_reread_unchanged_files(tmp_path: Path) -> None:
     assert describe_tree(out) == describe_tree(src)
 
 
+def test_incremental_takes_unchanged_directories_trees_from_the_parent(
+    tmp_path: Path, monkeypatch: Any
+) -> None:
+    src = tmp_path / "src"
+    for d in ("a/x", "a/y", "b"):
+        (src / d).mkdir(parents=True)
+        (src / d / "f.txt").write_text(f"in {d}\n")
+    repo, _ = init_repo(make_store("file", tmp_path, None), tmp_path)
+    first = backup_directory(repo, src).snapshot
+    encoded: list[list[str]] = []
+    real = archiver.encode_tree
+
+    def counted(nodes: list[Any]) -> bytes:
+        encoded.append(sorted(n["name"] for n in nodes))
+        return real(nodes)
+
+    monkeypatch.setattr(archiver, "encode_tree", counted)
+    second = backup_directory(repo, src, parent=first)
+    assert second.snapshot.tree == first.tree and encoded == []  # nothing encoded again
+    (src / "a" / "y" / "f.txt").write_text("changed\n")
+    third = backup_directory(repo, src, parent=second.snapshot)
+    # Only the changed file's directory and those above it: a/y, a, the root.
+    assert encoded == [["f.txt"], ["x", "y"], ["a", "b"]]
+    out = tmp_path / "out"
+    restore_snapshot(repo, third.snapshot, out)
+    assert describe_tree(out) == describe_tree(src)
+
+
 def test_incremental_reads_again_a_file_whose_blobs_the_repository_lost(
     tmp_path: Path, monkeypatch: Any
 ) -> None:

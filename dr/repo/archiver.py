@@ -345,6 +345,17 @@ class _Archiver:
                 node["size"] = read
         if failed:
             nodes = [n for n in nodes if n["name"] not in failed]
+        if (
+            parent_tree
+            and nodes
+            and len(nodes) == len(parent)
+            and all(parent.get(n["name"]) == n for n in nodes)
+        ):
+            # Nothing in the directory changed, down to its subtrees' ids: its tree is the
+            # parent's, read from the repository just now. Not encoded, hashed and looked
+            # up again (most directories of an incremental backup; an empty one is cheap,
+            # and its parent tree may be one that could not be read).
+            return parent_tree
         return self.saver.save(BlobType.TREE, encode_tree(nodes)).hex()
 
     def close(self) -> None:
