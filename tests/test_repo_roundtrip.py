@@ -102,6 +102,26 @@ def test_incremental_takes_unchanged_directories_trees_from_the_parent(
     assert describe_tree(out) == describe_tree(src)
 
 
+def test_incremental_stores_again_an_empty_directory_whose_parent_tree_is_lost(tmp_path: Path) -> None:
+    # An unreadable parent tree reads as empty: an empty directory then has all of its
+    # (no) nodes in the parent, yet the parent's tree id names nothing the repository has.
+    src = tmp_path / "src"
+    (src / "empty").mkdir(parents=True)
+    (src / "f.txt").write_text("kept\n")
+    repo, _ = init_repo(make_store("file", tmp_path, None), tmp_path)
+    first = backup_directory(repo, src).snapshot
+    empty = repo.blob_id(b'{"nodes":[]}')
+    assert empty in repo.index
+    with repo.index._db:  # as after a pack was lost and the index rebuilt without it
+        repo.index._db.execute("DELETE FROM blobs WHERE id = ?", (empty,))
+    second = backup_directory(repo, src, parent=first)
+    assert not second.errors
+    assert empty in repo.index  # the empty directory's tree stored again
+    out = tmp_path / "out"
+    restore_snapshot(repo, second.snapshot, out)
+    assert describe_tree(out) == describe_tree(src)
+
+
 def test_incremental_reads_again_a_file_whose_blobs_the_repository_lost(
     tmp_path: Path, monkeypatch: Any
 ) -> None:
