@@ -20,7 +20,7 @@ from dr.restore.order import STAGES
 from dr.restore.plan import RestoreItemResult, RestoreOptions
 from dr.restore.resources import restore_resources
 from tests import servers
-from tests.kube_helpers import ListSink, configmap, create, get, make_namespace
+from tests.kube_helpers import ListSink, configmap, create, get, make_namespace, owner_ref
 
 RBAC = "rbac.authorization.k8s.io/v1"
 
@@ -636,3 +636,27 @@ def test_a_restored_storage_class_does_not_become_a_second_default(
             kc.request("DELETE", f"/api/v1/namespaces/{name}")
         for name in (ours, theirs):
             kc.request("DELETE", f"/apis/storage.k8s.io/v1/storageclasses/{name}")
+
+
+def test_an_in_place_restore_keeps_a_reference_to_a_namespaced_owner_the_cluster_has(
+    kube_client: KubeClient, unique: str
+) -> None:
+    # The owner lives in the restored object's namespace and was not restored with it (left out
+    # of the items restored, so the transforms keep the reference): looked up in that namespace,
+    # it is there with the uid the reference names, and the reference stays.
+    kc, ns = kube_client, f"own-ns-{unique}"
+    make_namespace(kc, ns)
+    try:
+        owner = create(kc, "configmaps", configmap("owner", {"k": "v"}), ns)
+        dependent = configmap("dependent", {"k": "v"})
+        dependent["metadata"]["ownerReferences"] = [owner_ref(owner)]
+        create(kc, "configmaps", dependent, ns)
+        items = [(i, o) for i, o in backup(kc, ns).items if i.name == "dependent"]
+        assert len(items) == 1
+        kc.call("DELETE", f"/api/v1/namespaces/{ns}/configmaps/dependent")
+        result = restore_resources(kc, items, RestoreOptions(), "bk", "rs")
+        assert result.phase == "Completed", result.failures()
+        restored = get(kc, "v1", "configmaps", "dependent", ns) or {}
+        assert restored["metadata"].get("ownerReferences") == [owner_ref(owner)]
+    finally:
+        kc.request("DELETE", f"/api/v1/namespaces/{ns}")
