@@ -84,6 +84,7 @@ from dr.restore.transforms import (
     TransformContext,
     apply_transforms,
     data_pending,
+    keep_owner_references,
     without_data_mark,
 )
 
@@ -362,18 +363,10 @@ class _RestoreRun:
         restored into another cluster, or after that owner was deleted, the garbage
         collector finds no owner with that uid and deletes the restored object.
         """
-        meta = desired.get("metadata") or {}
-        refs = meta.get("ownerReferences")
-        if not isinstance(refs, list) or not refs:
-            return desired
-        namespace = meta.get("namespace")
-        kept = [r for r in refs if not isinstance(r, dict) or self.owner_present(r, namespace)]
-        if len(kept) == len(refs):
-            return desired
-        new_meta = {k: v for k, v in meta.items() if k != "ownerReferences"}
-        if kept:
-            new_meta["ownerReferences"] = kept
-        return {**desired, "metadata": new_meta}
+        namespace = (desired.get("metadata") or {}).get("namespace")
+        return keep_owner_references(
+            desired, lambda r: not isinstance(r, dict) or self.owner_present(r, namespace)
+        )
 
     def without_second_default(self, desired: dict[str, Any]) -> dict[str, Any]:
         """A StorageClass without its default-class annotations when the cluster has another default.

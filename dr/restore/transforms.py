@@ -139,18 +139,24 @@ def drop_status(obj: Obj, ctx: TransformContext) -> Obj | None:
     return _without_keys(obj, ("status",)) if "status" in obj else obj
 
 
-def drop_backed_up_owner_references(obj: Obj, ctx: TransformContext) -> Obj | None:
+def keep_owner_references(obj: Obj, keep: Callable[[Any], bool]) -> Obj:
+    """``obj`` with only the owner references ``keep`` accepts: ``obj`` itself when it
+    accepts them all, without ``ownerReferences`` when it accepts none."""
     meta = _meta(obj)
     refs = meta.get("ownerReferences")
-    if not refs:
+    if not isinstance(refs, list) or not refs:
         return obj
-    kept = [r for r in refs if not (isinstance(r, dict) and r.get("uid") in ctx.backup_uids)]
+    kept = [r for r in refs if keep(r)]
     if len(kept) == len(refs):
         return obj
     new_meta = _without_keys(meta, ("ownerReferences",))
     if kept:
         new_meta["ownerReferences"] = kept
     return _with_metadata(obj, new_meta)
+
+
+def drop_backed_up_owner_references(obj: Obj, ctx: TransformContext) -> Obj | None:
+    return keep_owner_references(obj, lambda r: not (isinstance(r, dict) and r.get("uid") in ctx.backup_uids))
 
 
 def service_drop_allocated(obj: Obj, ctx: TransformContext) -> Obj | None:
