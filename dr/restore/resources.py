@@ -171,6 +171,12 @@ DEFAULT_CLASS_ANNOTATIONS = (
 )
 
 
+def _is_default_class(meta: Mapping[str, Any]) -> bool:
+    """Whether a StorageClass's metadata marks it as its cluster's default class."""
+    annotations = meta.get("annotations") or {}
+    return any(annotations.get(a) == "true" for a in DEFAULT_CLASS_ANNOTATIONS)
+
+
 class _RestoreRun:
     def __init__(
         self,
@@ -377,8 +383,7 @@ class _RestoreRun:
         other application's. A restore does not change which class is the default.
         """
         meta = desired.get("metadata") or {}
-        annotations = meta.get("annotations") or {}
-        if not any(annotations.get(a) == "true" for a in DEFAULT_CLASS_ANNOTATIONS):
+        if not _is_default_class(meta):
             return desired
         res = self.disc.lookup(*STORAGE_CLASS_API)
         if res is None:
@@ -387,15 +392,13 @@ class _RestoreRun:
             classes = self.kube.get(res.collection_path()).get("items") or []
         except ApiError:
             return desired  # cannot tell: as backed up
-        others = [
-            c for c in classes
-            if (c.get("metadata") or {}).get("name") != meta.get("name")
-            and any(((c.get("metadata") or {}).get("annotations") or {}).get(a) == "true"
-                    for a in DEFAULT_CLASS_ANNOTATIONS)
-        ]  # fmt: skip
-        if not others:
-            return desired
-        kept = {k: v for k, v in annotations.items() if k not in DEFAULT_CLASS_ANNOTATIONS}
+        if not any(
+            (c.get("metadata") or {}).get("name") != meta.get("name")
+            and _is_default_class(c.get("metadata") or {})
+            for c in classes
+        ):
+            return desired  # no other default
+        kept = {k: v for k, v in meta["annotations"].items() if k not in DEFAULT_CLASS_ANNOTATIONS}
         new_meta = {k: v for k, v in meta.items() if k != "annotations"}
         if kept:
             new_meta["annotations"] = kept
