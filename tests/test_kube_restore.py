@@ -660,3 +660,35 @@ def test_an_in_place_restore_keeps_a_reference_to_a_namespaced_owner_the_cluster
         assert restored["metadata"].get("ownerReferences") == [owner_ref(owner)]
     finally:
         kc.request("DELETE", f"/api/v1/namespaces/{ns}")
+
+
+def test_an_in_place_recreate_leaves_the_default_class_the_cluster_s_default(
+    kube_client: KubeClient, unique: str
+) -> None:
+    # The restored class is the cluster's default itself (restored into the cluster it came from):
+    # no other class is a default, and the class recreated from the backup keeps its annotation.
+    kc, ns, ours = kube_client, f"sc-in-{unique}", f"default-{unique}"
+    annotation = "storageclass.kubernetes.io/is-default-class"
+    make_namespace(kc, ns)
+    create(kc, "storageclasses", {
+        "apiVersion": "storage.k8s.io/v1", "kind": "StorageClass", "provisioner": "example.com/disk",
+        "metadata": {"name": ours, "annotations": {annotation: "true"}, "labels": {"tier": "a"}},
+    })  # fmt: skip
+    try:
+        create(kc, "persistentvolumeclaims", {
+            "apiVersion": "v1", "kind": "PersistentVolumeClaim", "metadata": {"name": "data"},
+            "spec": {"storageClassName": ours, "accessModes": ["ReadWriteOnce"],
+                     "resources": {"requests": {"storage": "1Gi"}}},
+        }, ns)  # fmt: skip
+        items = [(i, o) for i, o in backup(kc, ns).items if i.resource == "storageclasses"]
+        assert [i.name for i, _ in items] == [ours]
+        kc.call("PATCH", f"/apis/storage.k8s.io/v1/storageclasses/{ours}",
+                body={"metadata": {"labels": {"tier": "b"}}}, content_type="application/merge-patch+json")  # fmt: skip
+        result = restore_resources(kc, items, RestoreOptions(existing="recreate"), "bk", "rs")
+        assert result.phase == "Completed", result.failures()
+        restored = get(kc, "storage.k8s.io/v1", "storageclasses", ours) or {}
+        assert restored["metadata"]["labels"]["tier"] == "a"  # recreated from the backup
+        assert (restored["metadata"].get("annotations") or {}).get(annotation) == "true"
+    finally:
+        kc.request("DELETE", f"/api/v1/namespaces/{ns}")
+        kc.request("DELETE", f"/apis/storage.k8s.io/v1/storageclasses/{ours}")
