@@ -692,3 +692,27 @@ def test_an_in_place_recreate_leaves_the_default_class_the_cluster_s_default(
     finally:
         kc.request("DELETE", f"/api/v1/namespaces/{ns}")
         kc.request("DELETE", f"/apis/storage.k8s.io/v1/storageclasses/{ours}")
+
+
+def test_an_owner_reference_to_a_kind_the_cluster_does_not_serve_is_dropped(
+    kube_client: KubeClient, unique: str
+) -> None:
+    # An operator's custom resource whose CRD the target cluster lacks: it has no such owner.
+    kc, ns = kube_client, f"own-kind-{unique}"
+    make_namespace(kc, ns)
+    try:
+        dependent = configmap("dependent", {"k": "v"})
+        dependent["metadata"]["ownerReferences"] = [{
+            "apiVersion": f"{unique}.example.com/v1", "kind": "Widget", "name": "w",
+            "uid": "6f1c2a4e-8d3b-4e7f-a5c9-0b1d2e3f4a5b"}]  # fmt: skip
+        create(kc, "configmaps", dependent, ns)
+        sink = backup(kc, ns)
+        result = restore_resources(
+            kc, sink.items, RestoreOptions(namespace_mapping={ns: f"{ns}-c"}), "bk", "rs"
+        )
+        assert result.phase == "Completed", result.failures()
+        restored = get(kc, "v1", "configmaps", "dependent", f"{ns}-c") or {}
+        assert restored["data"] == {"k": "v"} and "ownerReferences" not in restored["metadata"]
+    finally:
+        for name in (ns, f"{ns}-c"):
+            kc.request("DELETE", f"/api/v1/namespaces/{name}")
