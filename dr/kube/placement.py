@@ -17,12 +17,9 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
+from dr.kube.objects import metadata
+
 RWOP_IN_USE = "ReadWriteOncePod volume in use: no second pod may mount it"
-
-
-def _meta(obj: dict[str, Any]) -> dict[str, Any]:
-    meta = obj.get("metadata")
-    return meta if isinstance(meta, dict) else {}
 
 
 def claims_of(pod: dict[str, Any]) -> list[str]:
@@ -34,14 +31,14 @@ def claims_of(pod: dict[str, Any]) -> list[str]:
         if claim:
             out.append(str(claim))
         elif isinstance(v.get("ephemeral"), dict) and v.get("name"):
-            out.append(f"{_meta(pod).get('name')}-{v['name']}")
+            out.append(f"{metadata(pod).get('name')}-{v['name']}")
     return out
 
 
 def active(pod: dict[str, Any]) -> bool:
     """Running or about to: a finished or terminating pod holds no volume for long."""
     phase = (pod.get("status") or {}).get("phase")
-    return phase not in ("Succeeded", "Failed") and not _meta(pod).get("deletionTimestamp")
+    return phase not in ("Succeeded", "Failed") and not metadata(pod).get("deletionTimestamp")
 
 
 def users_of(pods: Iterable[dict[str, Any]], claim: str) -> list[dict[str, Any]]:
@@ -53,7 +50,7 @@ def exclusive_users(pvc: dict[str, Any], pods: list[dict[str, Any]]) -> list[str
     """The names of ``pods`` (the claim's users) when ``pvc`` is ReadWriteOncePod, else []."""
     if "ReadWriteOncePod" not in ((pvc.get("spec") or {}).get("accessModes") or []):
         return []
-    return sorted(str(_meta(p).get("name")) for p in pods)
+    return sorted(str(metadata(p).get("name")) for p in pods)
 
 
 def pod_groups(pods: list[dict[str, Any]]) -> list[int]:
@@ -72,7 +69,7 @@ def _groups_of(pod: dict[str, Any]) -> list[int]:
 
 def placement(pods: list[dict[str, Any]]) -> tuple[str | None, list[dict[str, Any]], list[int]]:
     """Node, tolerations and groups of the pod that mounts a volume (the first scheduled one)."""
-    for pod in sorted(pods, key=lambda p: str(_meta(p).get("name"))):
+    for pod in sorted(pods, key=lambda p: str(metadata(p).get("name"))):
         spec = pod.get("spec") or {}
         node = spec.get("nodeName")
         if not node:
