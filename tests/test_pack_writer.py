@@ -138,7 +138,7 @@ def test_threads_seal_into_the_same_packs(tmp_path: Path) -> None:
     assert uploader.stats.packs > 5  # the packs filled up and were uploaded along the way
     # Every id left the claimed set once its pack was indexed: the set does not
     # grow with the backup; the index answers for them.
-    assert uploader._claimed == set() and all(saver.known(bid) for bid in expected)
+    assert uploader._claimed == set() and not saver.unknown(list(expected))
 
 
 def test_a_slot_that_does_not_fit_closes_the_pack_for_the_next(tmp_path: Path) -> None:
@@ -214,7 +214,7 @@ def test_a_failed_seal_is_not_recorded_as_saved(tmp_path: Path, monkeypatch: pyt
     monkeypatch.setattr(saver.codec, "seal_payload_into", broken)
     with pytest.raises(ValueError, match="no entropy"):
         saver.save(BlobType.DATA, b"data" * 100)
-    assert not saver.known(blob_id(b"data" * 100))
+    assert saver.unknown([blob_id(b"data" * 100)])
     uploader.close()
 
 

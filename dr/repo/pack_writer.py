@@ -161,12 +161,8 @@ class PackUploader:
         # is indexed, so the set stays as small as the packs in flight.
         self._claimed: set[bytes] = set()
 
-    def known(self, blob_id: bytes) -> bool:
-        """Stored, or being saved."""
-        return blob_id in self.index or blob_id in self._claimed
-
     def unknown(self, blob_ids: Sequence[bytes]) -> set[bytes]:
-        """Those of ``blob_ids`` neither stored nor being saved (``known`` for many at once)."""
+        """Those of ``blob_ids`` neither stored nor being saved."""
         missing = self.index.missing(blob_ids)
         with self._lock:
             return missing - self._claimed
@@ -377,9 +373,6 @@ class BlobSaver:
         self._blob_id = blob_id  # keyed BLAKE3 (FORMAT.md §5.1)
         self.codec = codec
         self.uploader = uploader
-
-    def known(self, blob_id: bytes) -> bool:
-        return self.uploader.known(blob_id)
 
     def unknown(self, blob_ids: Sequence[bytes]) -> set[bytes]:
         return self.uploader.unknown(blob_ids)
