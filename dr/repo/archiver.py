@@ -203,12 +203,11 @@ class _Archiver:
         return {n["name"]: n for n in nodes}
 
     @staticmethod
-    def _same_metadata(old: Node | None, node: Node) -> bool:
+    def _same_metadata(old: Node, node: Node) -> bool:
         """The parent's node of a file has the file's size, mtime and inode (FORMAT.md §6;
         the file is then unchanged if its content blobs are all in the repository)."""
         return (
-            old is not None
-            and old.get("type") == "file"
+            old.get("type") == "file"
             and old.get("size") == node["size"]
             and old.get("mtime") == node["mtime"]
             and old.get("inode") == node["inode"]
