@@ -226,8 +226,8 @@ def check_quantities(v: dict[str, str]) -> dict[str, str]:
 def check_size(q: str) -> str:
     """A quantity that sizes something (an emptyDir): 0 or less leaves no room at all."""
     check_quantity(q)
-    number = re.match(r"[+-]?[\d.]*", q)
-    if q.startswith("-") or not number or float(number.group().lstrip("+") or "0") == 0:
+    number = re.match(r"[+-]?[\d.]*", q)  # a valid float's text: QUANTITY's suffixes are letters
+    if not number or float(number.group()) <= 0:
         raise ValueError(f"quantity {q!r} must be more than 0")
     return q
 
