@@ -1,4 +1,4 @@
-"""Stopping dr cleanly on SIGTERM and Ctrl-C: unwind, run every ``finally``, thaw what was frozen.
+"""Stopping dr cleanly on SIGTERM, SIGHUP and Ctrl-C: unwind, run every ``finally``, thaw what was frozen.
 
 Kubernetes stops a pod with SIGTERM (a CronJob's ``activeDeadlineSeconds``,
 an eviction, a node drain), then SIGKILL after the pod's
@@ -13,6 +13,10 @@ Jobs and snapshots behind. Inside ``signals_handled()``:
   SIGTERM, what shells and Kubernetes report for a process ended by
   SIGTERM) instead of 130 for Ctrl-C. Later SIGTERMs are ignored: the first
   one already started the unwinding, which must not be cut short.
+* SIGHUP is handled like SIGTERM and exits 129 (128 + SIGHUP): a terminal
+  closed under a running command (an ssh session dropped during an incident)
+  must clean up too — a drill's scratch namespace, a verify's Jobs — where
+  the default action would end dr on the spot.
 * Both set ``STOP``. Signals reach only the main thread; worker threads (the
   volumes of a backup, each with its hooks) wait in ``sleep`` below, which
   raises ``Interrupted`` once ``STOP`` is set — so each worker ends its
@@ -30,15 +34,25 @@ from types import FrameType
 
 from dr.errors import DrError
 
-# Exit code of a dr stopped by SIGTERM (128 + 15); Ctrl-C exits 130 (128 + 2).
+# Exit code of a dr stopped by SIGTERM (128 + 15), SIGHUP (128 + 1); Ctrl-C exits 130 (128 + 2).
 TERMINATED_EXIT = 128 + signal.SIGTERM
+HANGUP_EXIT = 128 + signal.SIGHUP
 INTERRUPTED_EXIT = 128 + signal.SIGINT
 
 STOP = threading.Event()
 
 
 class Terminated(KeyboardInterrupt):
-    """The process received SIGTERM: unwind like Ctrl-C."""
+    """The process received SIGTERM (or SIGHUP): unwind like Ctrl-C."""
+
+    def __init__(self, signum: int = signal.SIGTERM) -> None:
+        super().__init__()
+        self.signum = signal.Signals(signum)
+
+    @property
+    def exit_code(self) -> int:
+        """128 + the signal's number, what shells report for a process it ended."""
+        return 128 + int(self.signum)
 
 
 class Interrupted(DrError):
@@ -65,7 +79,7 @@ def _on_sigterm(signum: int, frame: FrameType | None) -> None:
     first = not STOP.is_set()
     STOP.set()
     if first:
-        raise Terminated()
+        raise Terminated(signum)
 
 
 def _on_sigint(signum: int, frame: FrameType | None) -> None:
@@ -75,7 +89,7 @@ def _on_sigint(signum: int, frame: FrameType | None) -> None:
 
 @contextmanager
 def signals_handled() -> Iterator[None]:
-    """SIGTERM and SIGINT as above while inside; the previous handlers afterwards.
+    """SIGTERM, SIGHUP and SIGINT as above while inside; the previous handlers afterwards.
 
     Only the main thread may set signal handlers; elsewhere (dr called from a
     thread of another program) nothing is installed.
@@ -86,6 +100,7 @@ def signals_handled() -> Iterator[None]:
         return
     previous = {
         signal.SIGTERM: signal.signal(signal.SIGTERM, _on_sigterm),
+        signal.SIGHUP: signal.signal(signal.SIGHUP, _on_sigterm),
         signal.SIGINT: signal.signal(signal.SIGINT, _on_sigint),
     }
     try:

@@ -1,4 +1,5 @@
-"""``dr`` stopped by a signal: it unwinds (``finally`` blocks run) and exits 143 for SIGTERM, 130 for Ctrl-C.
+"""``dr`` stopped by a signal: it unwinds (``finally`` blocks run) and exits 143 for SIGTERM, 129 for
+SIGHUP (the terminal closed), 130 for Ctrl-C.
 
 The process runs the real console script against an API server that reads
 requests and never answers (``silent_api``), so the command is blocked in a
@@ -77,7 +78,12 @@ def silent_api(token: str) -> Iterator[tuple[str, threading.Event]]:
 
 
 @pytest.mark.parametrize(
-    ("sig", "code", "line"), [("SIGTERM", 143, "terminated (SIGTERM)"), ("SIGINT", 130, "interrupted")]
+    ("sig", "code", "line"),
+    [
+        ("SIGTERM", 143, "terminated (SIGTERM)"),
+        ("SIGHUP", 129, "terminated (SIGHUP)"),
+        ("SIGINT", 130, "interrupted"),
+    ],
 )
 def test_a_signal_unwinds_and_exits_with_its_code(
     capsys: pytest.CaptureFixture[str], isolated_home: Path, sig: str, code: int, line: str

@@ -41,6 +41,21 @@ def test_sigterm_raises_terminated_once_and_later_ones_do_not_cut_the_unwinding_
     assert (signal.getsignal(signal.SIGTERM), signal.getsignal(signal.SIGINT)) == before
 
 
+def test_sighup_unwinds_like_sigterm_with_its_own_exit_code() -> None:
+    # A terminal closed under a running dr (ssh dropped): without a handler it
+    # would die at once, leaving scratch namespaces and Jobs behind.
+    before = signal.getsignal(signal.SIGHUP)
+    with interrupt.signals_handled():
+        with pytest.raises(interrupt.Terminated) as raised:
+            _signal_self(signal.SIGHUP)
+        assert (raised.value.signum, raised.value.exit_code) == (signal.SIGHUP, 129)
+        assert interrupt.stopping()
+        os.kill(os.getpid(), signal.SIGHUP)  # ignored: the unwinding goes on
+        with pytest.raises(interrupt.Interrupted):
+            interrupt.sleep(5)
+    assert signal.getsignal(signal.SIGHUP) == before
+
+
 def test_ctrl_c_is_a_keyboard_interrupt_each_time_and_stops_too() -> None:
     with interrupt.signals_handled():
         for _ in range(2):

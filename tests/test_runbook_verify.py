@@ -385,7 +385,13 @@ def test_the_runbook_pages_verify_lines_run_as_they_stand(capsys: Capsys, live: 
 
 
 @pytest.mark.parametrize(
-    ("sig", "code", "line"), [("SIGINT", 130, "interrupted"), ("SIGTERM", 143, "terminated (SIGTERM)")]
+    ("sig", "code", "line"),
+    [
+        ("SIGINT", 130, "interrupted"),
+        ("SIGTERM", 143, "terminated (SIGTERM)"),
+        # The terminal closed under the verify (an ssh session dropped): cleaned up too.
+        ("SIGHUP", 129, "terminated (SIGHUP)"),
+    ],
 )
 def test_a_signal_during_a_step_deletes_what_the_steps_made_and_exits_with_its_code(
     capsys: Capsys, live: Live, monkeypatch: pytest.MonkeyPatch, sig: str, code: int, line: str

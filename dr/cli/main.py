@@ -2,8 +2,8 @@
 
 Errors become one line on stderr and an exit code from ``dr.errors``; a
 traceback is shown only with ``-v``. Click's own usage errors exit 2, which is
-the contract's code for invalid input too. Ctrl-C exits 130 and SIGTERM 143,
-both after unwinding (``dr.interrupt``: post hooks thaw what pre hooks froze,
+the contract's code for invalid input too. Ctrl-C exits 130, SIGTERM 143 and
+SIGHUP (the terminal closed) 129, all after unwinding (``dr.interrupt``: post hooks thaw what pre hooks froze,
 temporary objects are deleted).
 """
 
@@ -24,7 +24,7 @@ from dr.cli.global_options import add_global_options, root_options
 from dr.cli.logs import setup_logging
 from dr.cli.params import attach_optional_values
 from dr.errors import DrError, ExitCode
-from dr.interrupt import INTERRUPTED_EXIT, TERMINATED_EXIT, Terminated, signals_handled
+from dr.interrupt import INTERRUPTED_EXIT, Terminated, signals_handled
 from dr.malloc_tuning import limit_malloc_arenas
 from dr.redact import redact
 
@@ -102,6 +102,8 @@ def cli(
     \b
     Exit codes: 0 success, 1 failed, 2 invalid input or configuration,
                 3 partially failed, 4 verification failed.
+    Stopped by a signal, dr cleans up first, then exits 130 (Ctrl-C),
+    143 (SIGTERM) or 129 (SIGHUP: the terminal closed).
     """
     ctx.obj = AppContext(
         config_file=config_file,
@@ -157,8 +159,9 @@ def main(argv: list[str] | None = None) -> None:
     parsed: click.Context | None = None
     code: int = ExitCode.OK
     try:
-        # SIGTERM (a CronJob's deadline, an eviction, a drain) unwinds like
-        # Ctrl-C instead of killing the process: finally blocks run.
+        # SIGTERM (a CronJob's deadline, an eviction, a drain) and SIGHUP (the
+        # terminal closed) unwind like Ctrl-C instead of killing the process:
+        # finally blocks run.
         with signals_handled(), cli.make_context("dr", attach_optional_values(list(args))) as ctx:
             # Parsed here; ctx.obj is only made when the group's callback runs (in invoke).
             verbose, parsed = int(ctx.params.get("verbose") or 0), ctx
@@ -169,9 +172,9 @@ def main(argv: list[str] | None = None) -> None:
     except click.ClickException as e:
         _usage_error(e)
         code = ExitCode.INVALID if e.exit_code == 2 else e.exit_code
-    except Terminated:
-        click.echo("terminated (SIGTERM)", err=True)
-        code = TERMINATED_EXIT
+    except Terminated as e:
+        click.echo(f"terminated ({e.signum.name})", err=True)
+        code = e.exit_code
     except (click.exceptions.Abort, KeyboardInterrupt):
         click.echo("interrupted", err=True)
         code = INTERRUPTED_EXIT
