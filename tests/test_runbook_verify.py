@@ -449,3 +449,67 @@ def test_ctrl_c_during_a_job_step_deletes_its_job_and_the_dr_config_copy(
     assert maps_then == ["dr-config", "web-config"]
     assert live.jobs() == []
     assert live.names(f"/api/v1/namespaces/{live.namespace}/configmaps") == ["web-config"]
+
+
+def _grant(live: Live, user: str, namespace: str, rules: list[dict[str, Any]]) -> None:
+    rbac = "/apis/rbac.authorization.k8s.io/v1/namespaces/" + namespace
+    live.kc.call("POST", f"{rbac}/roles", body={"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "Role",
+                                                "metadata": {"name": f"{user}-verify"}, "rules": rules})  # fmt: skip
+    live.kc.call("POST", f"{rbac}/rolebindings", body={
+        "apiVersion": "rbac.authorization.k8s.io/v1", "kind": "RoleBinding", "metadata": {"name": f"{user}-verify"},
+        "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": f"{user}-verify"},
+        "subjects": [{"apiGroup": "rbac.authorization.k8s.io", "kind": "User", "name": user}]})  # fmt: skip
+
+
+@pytest.mark.parametrize("undeletable", ["configmaps", "jobs"])
+def test_what_cannot_be_deleted_again_is_a_warning_in_json_and_on_stderr_even_quiet(
+    capsys: Capsys, live: Live, kube: Kube, undeletable: str
+) -> None:
+    if kube.cluster.external:
+        pytest.skip("runs as an identity of the local test cluster")
+    # An identity that may create, but not delete, the copy of dr-config (or the Jobs) in the app's namespace.
+    reads = ["get", "list", "watch"]
+    verbs = {
+        kind: [*reads, "create"] + ([] if kind == undeletable else ["delete"])
+        for kind in ("configmaps", "jobs")
+    }
+    _grant(live, "bob", live.namespace, [
+        {"apiGroups": [""], "resources": ["configmaps"], "verbs": verbs["configmaps"]},
+        {"apiGroups": ["batch"], "resources": ["jobs"], "verbs": verbs["jobs"]},
+        {"apiGroups": [""], "resources": ["pods", "pods/log", "persistentvolumeclaims", "events"], "verbs": reads},
+    ])  # fmt: skip
+    _grant(live, "bob", live.dr_namespace, [{"apiGroups": [""], "resources": ["configmaps"], "verbs": reads}])
+    rb = live.runbook(
+        "data-and-job.yaml",
+        lambda spec: spec.update(
+            verification=[s for s in spec["verification"] if s["type"] in ("data", "job")]
+        ),
+    )
+    bob = kube.cluster.kubeconfig_for("bob")
+
+    res = run_dr(capsys, "--config", live.config, "--kubeconfig", bob, "--quiet",
+                 "runbook", "verify", str(rb), "-n", live.namespace, "-o", "json")  # fmt: skip
+
+    assert res.code == 0, res.out + res.err
+    doc = res.json()
+    assert [(s["name"], s["passed"]) for s in doc["steps"]] == [
+        ("uploads-intact", True),
+        ("dr-image-runs", True),
+    ]
+    forbidden = f'User "bob" cannot delete resource "{undeletable}"'
+    warnings = doc["warnings"]
+    if undeletable == "configmaps":
+        assert len(warnings) == 1, warnings
+        assert warnings[0].startswith(f"cannot delete the copy of ConfigMap dr-config in {live.namespace}: ")
+        assert live.names(f"/api/v1/namespaces/{live.namespace}/configmaps") == ["dr-config", "web-config"]
+    else:
+        job = doc["steps"][1]["details"]["job"]
+        left = live.jobs()
+        probe = [j for j in left if j.startswith("dr-probe-uploads-")]
+        assert sorted(left) == sorted([job, *probe]) and len(probe) == 1, left
+        assert len(warnings) == 2, warnings
+        assert warnings[0].startswith(f"step dr-image-runs (job): cannot delete Job {live.namespace}/{job}: ")
+        assert warnings[1].startswith(f"cannot delete Job {live.namespace}/{probe[0]}: ")
+    assert all(forbidden in w for w in warnings), warnings
+    # Not progress: on stderr with --quiet too, one line each.
+    assert res.err.splitlines() == [f"warning: {w}" for w in warnings]

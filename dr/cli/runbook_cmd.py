@@ -13,6 +13,7 @@ from dr.cli.output import emit, output_option
 from dr.cli.params import KeyValue, pairs_to_dict
 from dr.drill.model import DrillReport, StepResult, human_duration
 from dr.errors import DrError, ExitCode, InvalidInput, VerificationFailed
+from dr.redact import redact
 from dr.runbook.model import Runbook, load_runbook
 from dr.runbook.render import BackupSummary, render_markdown
 
@@ -193,6 +194,18 @@ def step_line(r: StepResult) -> str:
     )
 
 
+def left_behind(results: list[StepResult], problems: list[str]) -> list[str]:
+    """What ``dr runbook verify`` could not delete again: a job step's Job (its ``cleanup``
+    detail) and ``problems`` (probe Jobs, copies of dr-config)."""
+    jobs = [
+        f"step {r.name} ({r.type}): cannot delete Job {r.details.get('namespace')}/{r.details.get('job')}: "
+        + str(r.details["cleanup"]).removeprefix("not deleted: ")
+        for r in results
+        if str(r.details.get("cleanup", "deleted")) != "deleted"
+    ]
+    return jobs + problems
+
+
 @runbook_group.command("verify")
 @click.argument("file", type=click.Path(dir_okay=False), metavar="FILE")
 @click.option("-n", "--namespace", metavar="NS",
@@ -207,8 +220,9 @@ def verify(
 
     Restores nothing and creates no namespace: the steps run where the app is, and what they
     create (a job step's Job, a data step's probe Job and a copy of dr-config for it) is deleted
-    again. Exit 0 when every step passed, 4 when a step failed, 2 when the runbook is invalid or
-    a namespace does not exist (no step is run).
+    again; what cannot be (the identity may not delete it) is a warning on stderr, also with
+    --quiet, and in -o json's "warnings". Exit 0 when every step passed, 4 when a step failed, 2
+    when the runbook is invalid or a namespace does not exist (no step is run).
     """
     from dr.cli.context import app
     from dr.cli.kube_access import connect_kube, steps_api_client
@@ -245,18 +259,26 @@ def verify(
     # A step's line as it finishes (a run stopped by Ctrl-C has shown what passed); JSON/YAML
     # are one document, at the end.
     bar = item_lines(f"verify {rb.name}", len(rb.spec.verification), quiet=ctx.quiet or not table)
+    results: list[StepResult] = []
+
+    def finished(r: StepResult) -> None:
+        results.append(r)
+        done(step_line(r) if table else None)
+
     try:
         with bar as done:
-            results = run_verification(
-                rb, targets, deps, on_result=lambda r: done(step_line(r) if table else None)
-            )
+            run_verification(rb, targets, deps, on_result=finished)
     finally:
-        for problem in copies.delete_all():
-            log.warning("%s", problem)
+        # What is left in the app's namespace: not progress but a problem, on stderr even
+        # with --quiet (and in the JSON document), also when a signal cut the run short.
+        warnings = left_behind(results, probe.problems + copies.delete_all())
+        for w in warnings:
+            click.echo(redact(f"warning: {w}"), err=True)
     failed = [r for r in results if not r.passed]
     if not table:
         emit({"app": rb.name, "runbook": file, "namespaces": targets, "passed": not failed,
-              "steps": [r.model_dump(mode="json", by_alias=True) for r in results]}, output)  # fmt: skip
+              "steps": [r.model_dump(mode="json", by_alias=True) for r in results],
+              "warnings": warnings}, output)  # fmt: skip
     if failed:
         raise VerificationFailed(
             f"verification of {rb.name} in {', '.join(checked)} failed: "

@@ -72,6 +72,9 @@ class JobDataProbe:
         self.mover = mover
         self.run_id = run_id
         self._slots = threading.Semaphore(max(1, mover.parallelism))
+        # What could not be deleted after a probe (its Job left in the app's namespace): the
+        # caller reports it (``dr runbook verify``; a drill deletes its whole namespace).
+        self.problems: list[str] = []
 
     def pod_config(self, deadline: timedelta) -> MoverPodConfig:
         """A probe's pod: the mover's image, resources and /tmp; no repository credentials."""
@@ -125,7 +128,7 @@ class JobDataProbe:
         try:
             outcome = run_mover_job(self.kube, temp, job, pod, self._slots)
         finally:
-            temp.delete_all()
+            self.problems.extend(temp.delete_all())
         if not outcome.succeeded:
             raise ProbeError(f"probe of {namespace}/{pvc}: {outcome.describe()}")
         answer = parse_probe_output(outcome.pod.message if outcome.pod else None) or parse_probe_output(
