@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import logging
 from datetime import UTC, datetime
 from typing import Any
 
 import pytest
 
+from dr.config import Config
 from dr.errors import DrError
-from dr.observe.events import MAX_MESSAGE, Reason, event_body, event_type, record_event
+from dr.kube.client import KubeClient
+from dr.observe.events import MAX_MESSAGE, NamespaceNotFound, Reason, event_body, event_type, record_event
+from dr.observe.run_hooks import Emitter
 from tests.conftest import Kube
 
 
@@ -86,3 +90,23 @@ def test_forbidden_is_a_clear_error(kube: Kube, namespace: str) -> None:
             record_event(bob, namespace, Reason.BACKUP_FAILED, "x")
     finally:
         bob.close()
+
+
+def test_an_event_for_a_namespace_that_does_not_exist_is_skipped_quietly(
+    kube: Kube, kube_client: KubeClient, namespace: str, unique: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    # A restore that failed before creating its target namespace: a "cannot record event … 404"
+    # warning was noise in an incident. Another problem (403) still warns; the others are recorded.
+    gone = f"gone-{unique}"
+    with pytest.raises(NamespaceNotFound):
+        record_event(kube.api, gone, Reason.RESTORE_FAILED, "x")
+    out = Emitter(Config(), kube_client, [])
+    with caplog.at_level(logging.DEBUG, logger="dr.observe.run_hooks"):
+        out.events([gone, namespace], Reason.RESTORE_FAILED, "restore of backup 1a2b3c4d failed: x")
+    assert out.warnings == []
+    assert [r.levelname for r in caplog.records] == ["DEBUG"]
+    assert caplog.records[0].getMessage() == (
+        f"cannot record event RestoreFailed in namespace {gone}: 404 Not Found: the namespace does not exist, "
+        "no event"
+    )
+    assert [e.reason for e in _events(kube, namespace).values()] == ["RestoreFailed"]

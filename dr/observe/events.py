@@ -19,6 +19,7 @@ might hold secret values.
 
 from __future__ import annotations
 
+import json
 import os
 import secrets
 from datetime import UTC, datetime
@@ -42,6 +43,11 @@ class Reason(StrEnum):
     RESTORE_FAILED = "RestoreFailed"
     DRILL_PASSED = "DrillPassed"
     DRILL_FAILED = "DrillFailed"
+
+
+class NamespaceNotFound(DrError):
+    """The event's namespace does not exist (a restore that failed before creating it): there is
+    no one to tell, so callers skip it quietly rather than warn."""
 
 
 NORMAL = {Reason.BACKUP_COMPLETED, Reason.RESTORE_COMPLETED, Reason.DRILL_PASSED}
@@ -102,8 +108,20 @@ def record_event(
     try:
         client.CoreV1Api(api_client).create_namespaced_event(namespace, body)
     except client.ApiException as e:
-        raise DrError(
-            f"cannot record event {reason} in namespace {namespace}: {e.status} {e.reason}"
-        ) from None
+        text = f"cannot record event {reason} in namespace {namespace}: {e.status} {e.reason}"
+        if e.status == 404 and _missing_kind(e.body) == "namespaces":
+            raise NamespaceNotFound(text) from None
+        raise DrError(text) from None
     name: str = body["metadata"]["name"]
     return name
+
+
+def _missing_kind(body: Any) -> str | None:
+    """What a 404's Status says is not there (``details.kind``: "namespaces" when the namespace is missing)."""
+    try:
+        doc = json.loads(body)
+    except (TypeError, ValueError):
+        return None
+    details = doc.get("details") if isinstance(doc, dict) else None
+    kind = details.get("kind") if isinstance(details, dict) else None
+    return kind if isinstance(kind, str) else None

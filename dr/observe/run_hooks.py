@@ -42,7 +42,7 @@ from dr.drill.model import DrillReport, human_duration
 from dr.errors import DrError
 from dr.kube.client import KubeClient
 from dr.observe import metrics
-from dr.observe.events import Reason, record_event
+from dr.observe.events import NamespaceNotFound, Reason, record_event
 from dr.repo.snapshots import Snapshot
 from dr.restore.plan import RestoreOptions
 from dr.restore.run import RestoreOutcome
@@ -81,6 +81,10 @@ class Emitter:
     def _try(self, emit: Callable[[], object]) -> None:
         try:
             emit()
+        except NamespaceNotFound as e:
+            # Nothing there to record on (a restore that failed before making its namespace, a
+            # backup of a namespace that is gone): not a problem worth a warning in an incident.
+            log.debug("%s: the namespace does not exist, no event", e.message)
         except DrError as e:
             self._warn(e.message)
         except Exception as e:  # an emitter's bug or a client library's surprise must not fail the run
