@@ -76,8 +76,13 @@ def validate_document(model: type[M], data: Any, lm: LineMap) -> M:
         located: list[Problem] = []
         seen: set[tuple[Any, ...]] = set()
         for err in e.errors():
-            # Unions report once per member: keep the first error for a location.
-            loc = tuple(p for p in err["loc"] if not (isinstance(p, str) and p.startswith("function-")))
+            # Unions report once per member: keep the first error for a location. A mapping's
+            # bad key is named by the key itself (pydantic appends "[key]").
+            loc = tuple(
+                p
+                for p in err["loc"]
+                if not (isinstance(p, str) and (p.startswith("function-") or p == "[key]"))
+            )
             if loc not in seen:
                 seen.add(loc)
                 located.append((loc, _message(err)))

@@ -365,3 +365,40 @@ def test_gc_leaves_a_snapshot_it_cannot_switch_from_retain_to_the_backup_account
         finally:
             admin.request("DELETE", f"{snap_api}/namespaces/{ns}/volumesnapshots/{name}")
             admin.request("DELETE", f"{snap_api}/volumesnapshotcontents/{content}")
+
+
+def test_a_backup_of_another_cluster_is_drilled_with_its_storage_class_mapped(
+    capsys: Capsys, web: Web, unique: str
+) -> None:
+    # The backup's claim (and the backup) has class web-<unique>; this cluster, as one recovering
+    # from another, has only other-<unique>, of the same driver.
+    backup(capsys, web)
+    old, new = f"web-{unique}", f"other-{unique}"
+    remove_storage(web.kc, old)
+    install_storage(web.kc, new, driver=f"{unique}.hostpath.csi.k8s.io", default=False)
+    try:
+        res = web.dr(capsys, "drill", "run", str(webapp.RUNBOOK))
+        assert res.code == 4, res.out + res.err
+        assert (
+            f"storageclasses.storage.k8s.io {old}: not in the cluster; a restore would create it" in res.err
+        )
+
+        # The runbook's mapping: the drill restores with the class this cluster has.
+        mapped = web.runbook_variant("webapp-mapped.yaml", lambda spec: spec.setdefault("drill", {}).update(
+            storageClassMapping={old: new}))  # fmt: skip
+        res = web.dr(capsys, "drill", "run", str(mapped), "-o", "json")
+        assert res.code == 0, res.out + res.err
+        assert res.json()["outcome"] == "passed"
+
+        # --storage-class-mapping overrides the runbook's for the same class.
+        wrong = web.runbook_variant("webapp-wrong-class.yaml", lambda spec: spec.setdefault("drill", {}).update(
+            storageClassMapping={old: "no-such-class"}))  # fmt: skip
+        res = web.dr(capsys, "drill", "run", str(wrong), "--storage-class-mapping", f"{old}={new}", "--keep",
+                     "-o", "json")  # fmt: skip
+        assert res.code == 0, res.out + res.err
+        report = res.json()
+        assert report["outcome"] == "passed" and report["restore"]["missingClusterResources"] == []
+        claim = web.kc.get(f"/api/v1/namespaces/{report['namespace']}/persistentvolumeclaims/{webapp.PVC}")
+        assert claim["spec"]["storageClassName"] == new
+    finally:
+        remove_storage(web.kc, new)

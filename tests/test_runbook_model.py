@@ -644,3 +644,43 @@ def test_a_ttl_no_longer_than_the_timeout_is_refused(tmp_path: Path) -> None:
         "gc would delete a running drill's scratch namespace"
     ), found
     assert found.startswith(f"{p}:")
+
+
+@pytest.mark.parametrize(
+    ("mapping", "where", "reason"),
+    [
+        ("{Standard: fast}", "storageClassMapping.Standard", "'Standard' is not a storage class name"),
+        ("{standard: 'fa st'}", "storageClassMapping.standard", "'fa st' is not a storage class name"),
+        (
+            "{standard: true}",
+            "storageClassMapping.standard",
+            "expected a storage class name, not true or false",
+        ),
+        ("[standard]", "storageClassMapping", "Input should be a valid dictionary"),
+    ],
+)
+def test_bad_storage_class_mapping(tmp_path: Path, mapping: str, where: str, reason: str) -> None:
+    text = GOOD.replace(
+        "  verification:\n", f"  drill:\n    storageClassMapping: {mapping}\n  verification:\n"
+    )
+    [found] = problems_of(write(tmp_path, text))
+    assert found.startswith(f"{tmp_path / 'rb.yaml'}:16:") and f": spec.drill.{where}: {reason}" in found, (
+        found
+    )
+
+
+def test_storage_class_mapping_of_a_drill(tmp_path: Path) -> None:
+    from tests.helpers import run_dr_process
+
+    assert load_runbook(write(tmp_path, GOOD)).spec.drill.storage_class_mapping == {}
+    text = GOOD.replace(
+        "  verification:\n", "  drill:\n    storageClassMapping:\n      fast-a: standard.b\n  verification:\n"
+    )
+    assert load_runbook(write(tmp_path, text)).spec.drill.storage_class_mapping == {"fast-a": "standard.b"}
+    p = write(tmp_path, text.replace("standard.b", "Standard_B"))
+    res = run_dr_process("runbook", "validate", str(p))
+    assert res.code == 2 and "Traceback" not in res.err
+    assert (
+        f"{p}:17:7: spec.drill.storageClassMapping.fast-a: 'Standard_B' is not a storage class name"
+        in res.err
+    )

@@ -11,6 +11,7 @@ import click
 from dr.cli.context import app
 from dr.cli.kube_access import connect_kube, steps_api_client
 from dr.cli.output import emit, output_option
+from dr.cli.params import KeyValue, pairs_to_dict
 from dr.cli.repo_access import open_repository
 from dr.cli.volume_access import dump_problems, volume_restore_step
 from dr.drill.model import DrillReport, human_duration
@@ -77,10 +78,13 @@ def _summary(report: DrillReport) -> list[str]:
     "(without --policy: that of the runbook's backup policy, else the default repository).",
 )
 @click.option("--no-data", is_flag=True, help="Restore resources only (skip volume data).")
+@click.option("--storage-class-mapping", multiple=True, type=KeyValue("OLD=NEW"),
+              help="Restore PVCs of storage class OLD with class NEW (a backup of another cluster); "
+                   "repeatable, over the runbook's spec.drill.storageClassMapping.")  # fmt: skip
 @output_option()
 def run(
     runbook: str, backup_id: str | None, keep: bool, report_dir: str | None, policy: str | None, no_data: bool,
-    output: str,
+    storage_class_mapping: tuple[tuple[str, str], ...], output: str,
 ) -> int:  # fmt: skip
     """Restore into a scratch namespace, run the runbook's verification steps, report.
 
@@ -90,6 +94,7 @@ def run(
     """
     ctx = app()
     rb = load_runbook(Path(runbook))
+    classes = pairs_to_dict(storage_class_mapping, "--storage-class-mapping")
     pol = None
     if policy:
         pol = next((d for d in ctx.loaded.config.drill_policies if d.name == policy), None)
@@ -125,7 +130,7 @@ def run(
     if report_dir:
         _make_report_dir(Path(report_dir))
     report = run_drill(
-        DrillRequest(rb, runbook, backup_id, keep, Path(report_dir) if report_dir else None), deps
+        DrillRequest(rb, runbook, backup_id, keep, Path(report_dir) if report_dir else None, classes), deps
     )
     drill_finished(ctx.loaded.config, kube, report, policy)  # metrics and events; problems are warnings
     # The drill's result is printed also when keeping it failed (exit 1 then, after the output).

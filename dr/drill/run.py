@@ -99,6 +99,9 @@ class DrillRequest:
     backup_ref: str | None = None
     keep: bool = False
     report_dir: Path | None = None
+    # OLD -> NEW for the restore, over the runbook's spec.drill.storageClassMapping (`dr drill run
+    # --storage-class-mapping`): a backup of another cluster whose classes this one lacks.
+    storage_class_mapping: dict[str, str] = field(default_factory=dict)
 
 
 # (kube, repo, restored backup, source -> scratch namespace, timeout seconds) -> problems, one line each
@@ -374,6 +377,7 @@ def run_drill(req: DrillRequest, deps: DrillDeps) -> DrillReport:
             # Nothing outside the scratch namespaces: cluster-scoped objects of the backup are checked
             # for, not created (a drill would leave them in the cluster, shared by everyone).
             cluster_resources=False,
+            storage_class_mapping={**rb.spec.drill.storage_class_mapping, **req.storage_class_mapping},
         )
         data_seconds = 0.0
 

@@ -398,6 +398,14 @@ def _skip_reason(
         return f"never restored: {never}"
     if (item.group, item.resource) == ("", "persistentvolumes") and not options.restore_pvs:
         return "persistent volumes are not restored (their data is restored into new volumes)"
+    if (item.group, item.resource) == ("storage.k8s.io", "storageclasses"):
+        new = options.storage_class_mapping.get(item.name)
+        if new is not None:
+            # Every claim, volume and StatefulSet of the restore goes to the new class: the old
+            # one would be unused in the target cluster (another cluster, most often) and, as
+            # the source's default class, would make it the target's second default.
+            # Before the cluster-scoped skip: a drill does not look for a class it mapped away.
+            return f"mapped to {new} by --storage-class-mapping: nothing restored uses it"
     if (
         not options.cluster_resources
         and not item.namespaced
@@ -408,13 +416,6 @@ def _skip_reason(
         why = _pv_skip_reason(obj, data_claims)
         if why:
             return why
-    if (item.group, item.resource) == ("storage.k8s.io", "storageclasses"):
-        new = options.storage_class_mapping.get(item.name)
-        if new is not None:
-            # Every claim, volume and StatefulSet of the restore goes to the new class: the old
-            # one would be unused in the target cluster (another cluster, most often) and, as
-            # the source's default class, would make it the target's second default.
-            return f"mapped to {new} by --storage-class-mapping: nothing restored uses it"
     # Claims hold data: restored even when a controller (a StatefulSet's retention policy) owns them.
     if item.owned and item.controller_uid in backup_uids and (item.group, item.resource) != PVC:
         ref = controller_of(obj) or {}

@@ -171,6 +171,15 @@ def _check_dns_label(v: str) -> str:
     return v
 
 
+def _check_dns_subdomain(v: str) -> str:
+    # What Kubernetes allows as a StorageClass's name: DNS labels joined by ".".
+    if len(v) > 253 or not all(_DNS_LABEL.match(part) and len(part) <= 63 for part in v.split(".")):
+        raise ValueError(
+            f"{v!r} is not a storage class name (lower-case letters, digits, '-' and '.', at most 253)"
+        )
+    return v
+
+
 def _check_positive(v: timedelta) -> timedelta:
     if v <= timedelta(0):
         raise ValueError("must be longer than zero")
@@ -192,6 +201,7 @@ Quantity = Annotated[
     WithJsonSchema({"type": ["string", "integer", "number"], "examples": ["4", "500m", "8Gi"]}),
 ]
 DnsLabel = Annotated[str, AfterValidator(_check_dns_label)]
+StorageClassName = Annotated[str, _not_bool("a storage class name"), AfterValidator(_check_dns_subdomain)]
 StepName = Annotated[str, Field(pattern=NAME_PATTERN, max_length=40)]
 PositiveDuration = Annotated[Duration, AfterValidator(_check_positive)]
 
@@ -234,6 +244,12 @@ class DrillSettings(Model):
     )
     quota: dict[str, Quantity] = Field(
         default_factory=dict, description="ResourceQuota spec.hard of the scratch namespace"
+    )
+    # A backup made in another cluster: its claims' classes may not exist here (as `dr restore
+    # --storage-class-mapping`; `dr drill run --storage-class-mapping` adds to / overrides it).
+    storage_class_mapping: dict[StorageClassName, StorageClassName] = Field(
+        default_factory=dict,
+        description="storage class OLD of the backup's claims -> class NEW for the drill's restore",
     )
 
     @model_validator(mode="after")
