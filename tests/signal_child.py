@@ -14,7 +14,7 @@ import sys
 from pathlib import Path
 
 from dr.backup.volumes import VolumeBackupContext, backup_volumes
-from dr.interrupt import INTERRUPTED_EXIT, TERMINATED_EXIT, Terminated, signals_handled
+from dr.interrupt import INTERRUPTED_EXIT, Terminated, signals_handled
 from dr.kube.client import connect
 from tests.exec_fakes import LoggingExec
 
@@ -27,8 +27,8 @@ def main() -> int:
     try:
         with signals_handled():
             (res,) = backup_volumes(kube, [pvc], ctx, lambda job: None, exec_=LoggingExec(Path(log)))
-    except Terminated:
-        return TERMINATED_EXIT
+    except Terminated as e:  # 143 for SIGTERM, 129 for SIGHUP, as dr exits
+        return e.exit_code
     except KeyboardInterrupt:
         return INTERRUPTED_EXIT
     print(res.model_dump_json())

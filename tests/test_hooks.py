@@ -630,7 +630,7 @@ def test_dumps_and_loads_whose_exec_breaks_are_failures(repo: Repository) -> Non
     assert not loaded.ok and loaded.error == "exec failed: ValueError (run with -vv for details)"
 
 
-@pytest.mark.parametrize("sig", ["SIGTERM", "SIGINT"])
+@pytest.mark.parametrize("sig", ["SIGTERM", "SIGHUP", "SIGINT"])
 def test_a_signal_while_the_app_is_frozen_thaws_it_and_cleans_up(
     kube_client: KubeClient,
     k8s: Any,
@@ -641,8 +641,8 @@ def test_a_signal_while_the_app_is_frozen_thaws_it_and_cleans_up(
     sig: str,
     make_storage: MakeStorage,
 ) -> None:
-    # A CronJob's activeDeadlineSeconds, an eviction or a drain sends SIGTERM
-    # while the file-system copy runs, i.e. while the application is frozen.
+    # A CronJob's activeDeadlineSeconds, an eviction or a drain sends SIGTERM (a closed
+    # terminal SIGHUP) while the file-system copy runs, i.e. while the application is frozen.
     import signal
     import subprocess
     import sys
@@ -677,7 +677,7 @@ def test_a_signal_while_the_app_is_frozen_thaws_it_and_cleans_up(
         if child.poll() is None:
             child.kill()
             child.wait()
-    assert child.returncode == (143 if sig == "SIGTERM" else 130), err.decode()[-2000:]
+    assert child.returncode == {"SIGTERM": 143, "SIGHUP": 129, "SIGINT": 130}[sig], err.decode()[-2000:]
     assert log.read_text().split() == ["freeze", "thaw"]
     assert kc.call("GET", jobs)["items"] == []  # the temporary Job was deleted
 
