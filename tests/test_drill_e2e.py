@@ -383,12 +383,19 @@ def test_a_backup_of_another_cluster_is_drilled_with_its_storage_class_mapped(
             f"storageclasses.storage.k8s.io {old}: not in the cluster; a restore would create it" in res.err
         )
 
-        # The runbook's mapping: the drill restores with the class this cluster has.
+        # The runbook's mapping: the drill restores with the class this cluster has. An entry no
+        # claim of this backup uses (the runbook stands for backups of several clusters) is a
+        # warning, not a drill that cannot run.
         mapped = web.runbook_variant("webapp-mapped.yaml", lambda spec: spec.setdefault("drill", {}).update(
-            storageClassMapping={old: new}))  # fmt: skip
+            storageClassMapping={old: new, f"gone-{unique}": new}))  # fmt: skip
         res = web.dr(capsys, "drill", "run", str(mapped), "-o", "json")
         assert res.code == 0, res.out + res.err
         assert res.json()["outcome"] == "passed"
+        assert f"storage class mapping gone-{unique}={new}: no claim" in res.out + res.err
+        # Typed on the command line, the same unused mapping is a mistake: the drill cannot run.
+        res = web.dr(capsys, "drill", "run", str(mapped), "--storage-class-mapping", f"gone-{unique}={new}")
+        assert res.code == 1, res.out + res.err
+        assert f"--storage-class-mapping gone-{unique}={new}: no claim" in res.err
 
         # --storage-class-mapping overrides the runbook's for the same class.
         wrong = web.runbook_variant("webapp-wrong-class.yaml", lambda spec: spec.setdefault("drill", {}).update(

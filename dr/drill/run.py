@@ -378,6 +378,9 @@ def run_drill(req: DrillRequest, deps: DrillDeps) -> DrillReport:
             # for, not created (a drill would leave them in the cluster, shared by everyone).
             cluster_resources=False,
             storage_class_mapping={**rb.spec.drill.storage_class_mapping, **req.storage_class_mapping},
+            # The runbook's mapping stands for backups of another cluster: unused by this
+            # cluster's own backups, it is a warning, not a drill that cannot run.
+            standing_class_mappings=set(rb.spec.drill.storage_class_mapping) - set(req.storage_class_mapping),
         )
         data_seconds = 0.0
 
@@ -394,6 +397,7 @@ def run_drill(req: DrillRequest, deps: DrillDeps) -> DrillReport:
         outcome = run_restore(deps.kube, deps.repo, backup, options, restore_id=f"drill-{rid}",
                               volume_step=timed_volumes if deps.volume_step else None)  # fmt: skip
         total = time.monotonic() - t0
+        warnings.extend(outcome.resources.warnings)  # the restore's own (a standing mapping not needed, …)
         phases.restore_resources = timedelta(seconds=total - data_seconds)
         phases.restore_data = timedelta(seconds=data_seconds) if deps.volume_step else None
         # In the report, not only the log: a drill whose restore was incomplete proved nothing.

@@ -71,6 +71,9 @@ class RestoreOptions(BaseModel):
     selector: str | None = None
     existing: Literal["skip", "update", "recreate"] = "skip"
     storage_class_mapping: dict[str, str] = Field(default_factory=dict)
+    # Classes of storage_class_mapping that may go unused (a runbook's standing mapping, meant for
+    # backups of another cluster): a warning then, not the error a typed mapping gets.
+    standing_class_mappings: set[str] = Field(default_factory=set)
     preserve_nodeports: bool = False
     dry_run: bool = False
     restore_pvs: bool = True
@@ -361,6 +364,10 @@ def build_plan(
             # A typo would leave the claims with a class the target cluster may not have (Pending
             # for ever) in a restore that says Completed. Found before anything is changed.
             they = f" (they use: {', '.join(sorted(classes))})" if classes else ""
+            if old in options.standing_class_mappings:
+                warnings.append(f"storage class mapping {old}={new}: no claim, volume or StatefulSet of "
+                                f"the backup uses storage class {old!r}{they}; not needed")  # fmt: skip
+                continue
             raise InvalidInput(f"--storage-class-mapping {old}={new}: no claim, volume or StatefulSet of "
                                f"the restore uses storage class {old!r}{they}")  # fmt: skip
     return plan
