@@ -124,6 +124,7 @@ def test_a_group_whose_discovery_fails_is_a_warning(tmp_path: Path) -> None:
             "503 ServiceUnavailable: no endpoints"
         ]
         assert "metrics.k8s.io" not in disc.preferred
+        assert disc.failed_groups == {"metrics.k8s.io"}
 
         every = discover(kc, all_versions=True)
         assert every.lookup("example.com", "v1", "olds") is not None

@@ -8,19 +8,22 @@ import json
 import logging
 import threading
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
 
 from dr.backup.resources import backup_resources
 from dr.backup.scope import BackupScope
-from dr.kube.client import KubeClient, connect
+from dr.kube.client import KubeClient, RetryPolicy, connect
+from dr.kube.discovery import discover
 from dr.kube.objects import ResourceItem
 from dr.restore.order import STAGES
 from dr.restore.plan import RestoreItemResult, RestoreOptions
-from dr.restore.resources import restore_resources
+from dr.restore.resources import _RestoreRun, restore_resources
 from tests import servers
 from tests.kube_helpers import ListSink, configmap, create, get, make_namespace, owner_ref
+from tests.kube_stub_server import stub_api
 
 RBAC = "rbac.authorization.k8s.io/v1"
 
@@ -716,3 +719,30 @@ def test_an_owner_reference_to_a_kind_the_cluster_does_not_serve_is_dropped(
     finally:
         for name in (ns, f"{ns}-c"):
             kc.request("DELETE", f"/api/v1/namespaces/{name}")
+
+
+def test_an_owner_reference_to_a_kind_of_a_group_whose_discovery_failed_is_kept(tmp_path: Path) -> None:
+    # An aggregated API with its backend down (503): dr cannot tell whether the owner's kind is
+    # served, and what it cannot tell it keeps (the garbage collector would otherwise never see
+    # the reference again once the API is back). A stand-in server answers discovery.
+    with stub_api() as api:
+        api.script("/api", (200, {"versions": ["v1"]}, {}))
+        api.script("/api/v1", (200, {"resources": []}, {}))
+        api.script(
+            "/apis",
+            (200, {"groups": [{"name": "widgets.example.com", "versions": [{"version": "v1"}],
+                               "preferredVersion": {"version": "v1"}}]}, {}),
+        )  # fmt: skip
+        api.script(
+            "/apis/widgets.example.com/v1",
+            (503, {"reason": "ServiceUnavailable", "message": "no endpoints"}, {}),
+        )
+        kc = connect(api.kubeconfig(tmp_path))
+        kc.retry = RetryPolicy(attempts=1)
+        run = _RestoreRun(kc, RestoreOptions(), "bk", "rs", None)
+        run.disc = discover(kc, all_versions=True)
+        ref = {"apiVersion": "widgets.example.com/v1", "kind": "Widget", "name": "w",
+               "uid": "6f1c2a4e-8d3b-4e7f-a5c9-0b1d2e3f4a5b"}  # fmt: skip
+        assert run.owner_present(ref, "app")
+        # A group the cluster does not list at all does not serve the kind: dropped, as before.
+        assert not run.owner_present({**ref, "apiVersion": "gadgets.example.com/v1"}, "app")

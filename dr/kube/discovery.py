@@ -83,6 +83,9 @@ class Discovery:
     resources: list[ApiResource] = field(default_factory=list)
     preferred: dict[str, str] = field(default_factory=dict)  # group -> preferred version
     warnings: list[str] = field(default_factory=list)
+    # Groups a version of which could not be discovered (e.g. an aggregated API answering 503):
+    # a kind of theirs not in ``resources`` may be served all the same.
+    failed_groups: set[str] = field(default_factory=set)
     _index: dict[tuple[str, str, str], ApiResource] = field(default_factory=dict, repr=False, compare=False)
 
     def preferred_resources(self) -> list[ApiResource]:
@@ -185,6 +188,7 @@ def discover(kube: KubeClient, *, all_versions: bool = False, workers: int = 8) 
                 raise res
             gv = f"{group}/{version}"
             disc.warnings.append(f"API group {gv}: discovery failed, its resources are skipped: {res.short}")
+            disc.failed_groups.add(group)
             continue
         disc.resources.extend(res)
     # A preferred version that failed leaves the group without a usable preference.

@@ -416,7 +416,9 @@ class _RestoreRun:
                 return self.owners[key]
             # Any version of the owner's group and kind: the garbage collector maps it the same way.
             res = next((r for r in self.disc.resources if r.group == group and r.kind == kind), None)
-        if res is None:
+        if res is None and group in self.disc.failed_groups:
+            present = True  # cannot tell: the group's discovery failed, it may serve the kind
+        elif res is None:
             present = False  # a type this cluster does not serve has no objects
         else:
             try:
