@@ -451,6 +451,33 @@ def test_ctrl_c_during_a_job_step_deletes_its_job_and_the_dr_config_copy(
     assert live.names(f"/api/v1/namespaces/{live.namespace}/configmaps") == ["web-config"]
 
 
+def test_ctrl_c_as_the_job_steps_job_is_created_deletes_it(
+    capsys: Capsys, live: Live, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The POST has made the Job, its answer has not reached the step yet: the Job is dr's all the same.
+    from dr.drill import steps
+
+    real = steps.request
+    made: list[list[str]] = []
+
+    def stopped_as_created(api: Any, method: str, path: str, **kwargs: Any) -> Any:
+        answer = real(api, method, path, **kwargs)
+        if method == "POST" and path.endswith("/jobs") and "drill-" in kwargs["body"]["metadata"]["name"]:
+            made.append(live.jobs())
+            os.kill(os.getpid(), signal.SIGINT)
+            time.sleep(5)  # the handler raises here, at once
+        return answer
+
+    monkeypatch.setattr(steps, "request", stopped_as_created)
+
+    res = live.dr(capsys, "runbook", "verify", str(webapp.RUNBOOK), "-n", live.namespace)
+
+    assert (res.code, res.err.splitlines()[-1]) == (130, "interrupted"), res.out + res.err
+    [jobs_then] = made
+    assert len(jobs_then) == 1 and jobs_then[0].startswith("drill-dr-image-runs-")
+    assert live.jobs() == []
+
+
 def _grant(live: Live, user: str, namespace: str, rules: list[dict[str, Any]]) -> None:
     rbac = "/apis/rbac.authorization.k8s.io/v1/namespaces/" + namespace
     live.kc.call("POST", f"{rbac}/roles", body={"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "Role",

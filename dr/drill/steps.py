@@ -676,9 +676,6 @@ def _job(step: VerificationStep, ctx: StepContext) -> Verdict:
     assert isinstance(step, JobStep)
     ns = ctx.target_namespace(step)
     name = f"drill-{step.name}-{secrets.token_hex(3)}"[:63].rstrip("-")
-    request(
-        ctx.api, "POST", f"/apis/batch/v1/namespaces/{ns}/jobs", body=job_manifest(step, name, ctx.labels)
-    )
     details: dict[str, Any] = {"job": name, "namespace": ns, "image": step.image}
 
     def check() -> Verdict:
@@ -700,10 +697,25 @@ def _job(step: VerificationStep, ctx: StepContext) -> Verdict:
             )
         return Verdict(False, f"job {name} did not finish (active: {_int(status.get('active'))})", details)
 
+    # From before the POST: an interrupt (or a lost answer) while it runs may leave a Job
+    # made; only a server that refused it (4xx) says there is none to delete.
+    created = True
     try:
+        try:
+            request(
+                ctx.api,
+                "POST",
+                f"/apis/batch/v1/namespaces/{ns}/jobs",
+                body=job_manifest(step, name, ctx.labels),
+            )
+        except StepApiError as e:
+            status = getattr(e.__cause__, "status", None)
+            created = not (isinstance(status, int) and 400 <= status < 500)
+            raise
         return _poll(ctx, step.timeout, check)
     finally:
-        details["cleanup"] = _delete_job(ctx, ns, name)
+        if created:
+            details["cleanup"] = _delete_job(ctx, ns, name)
 
 
 _RUNNERS: dict[str, Callable[[VerificationStep, StepContext], Verdict]] = {
