@@ -22,6 +22,7 @@ from dr.kube.snapshots import (
     csi_driver_of,
     delete_snapshot,
     find_snapshot_class,
+    storage_class_for_restore,
     wait_snapshot,
 )
 from dr.testkit.agent import NodeAgent, wait_until
@@ -101,6 +102,29 @@ def test_csi_driver_from_the_volume_or_the_storage_class(
         kc.request("DELETE", f"/apis/storage.k8s.io/v1/storageclasses/sc-{unique}")
         for name in (f"pv-csi-{unique}", f"pv-nfs-{unique}"):
             kc.request("DELETE", f"/api/v1/persistentvolumes/{name}")
+
+
+def test_the_storage_class_a_snapshot_is_restored_into(kube_client: KubeClient, unique: str) -> None:
+    # Clusters set up long ago mark their default class with the beta annotation only; restore
+    # takes that for the default (a second default is not made), so the claims of a backup do too.
+    kc = kube_client
+    driver = f"{unique}.csi"
+    classes = {  # name: (provisioner, annotations)
+        f"a-{unique}": (driver, {}),
+        f"b-{unique}": (driver, {"storageclass.beta.kubernetes.io/is-default-class": "true"}),
+        f"c-{unique}": (f"{unique}.other", {"storageclass.kubernetes.io/is-default-class": "true"}),
+    }
+    try:
+        for name, (provisioner, annotations) in classes.items():
+            post(kc, "/apis/storage.k8s.io/v1/storageclasses", {
+                "apiVersion": "storage.k8s.io/v1", "kind": "StorageClass",
+                "metadata": {"name": name, "annotations": annotations}, "provisioner": provisioner})  # fmt: skip
+        assert storage_class_for_restore(kc, driver, None) == f"b-{unique}"
+        assert storage_class_for_restore(kc, driver, f"c-{unique}") == f"b-{unique}"  # another driver's
+        assert storage_class_for_restore(kc, driver, f"a-{unique}") == f"a-{unique}"  # the claim's own
+    finally:
+        for name in classes:
+            kc.request("DELETE", f"/apis/storage.k8s.io/v1/storageclasses/{name}")
 
 
 def test_snapshot_class_choice(kube_client: KubeClient, unique: str, snapshot_crds: None) -> None:

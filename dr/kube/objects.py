@@ -82,6 +82,22 @@ def labels_of(obj: dict[str, Any]) -> dict[str, str]:
     return labels if isinstance(labels, dict) else {}
 
 
+# What marks a StorageClass as its cluster's default: the GA annotation, or the beta one that
+# Kubernetes still honours (clusters set up long ago carry only that).
+DEFAULT_STORAGE_CLASS_ANNOTATIONS = (
+    "storageclass.kubernetes.io/is-default-class",
+    "storageclass.beta.kubernetes.io/is-default-class",
+)
+
+
+def is_default_storage_class(obj: dict[str, Any]) -> bool:
+    """Whether a StorageClass is marked as its cluster's default class."""
+    annotations = metadata(obj).get("annotations")
+    if not isinstance(annotations, dict):
+        return False
+    return any(annotations.get(a) == "true" for a in DEFAULT_STORAGE_CLASS_ANNOTATIONS)
+
+
 def controller_of(obj: dict[str, Any]) -> dict[str, Any] | None:
     """The owner reference with ``controller: true``, if any."""
     for ref in metadata(obj).get("ownerReferences") or []:

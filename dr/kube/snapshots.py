@@ -51,6 +51,7 @@ from dr.kube.apply import create, delete
 from dr.kube.client import KubeClient, error_from_response
 from dr.kube.collect import get_object, list_objects
 from dr.kube.discovery import ApiResource
+from dr.kube.objects import is_default_storage_class
 from dr.kube.wait import wait_for_deletion
 
 SNAPSHOT_GROUP = "snapshot.storage.k8s.io"
@@ -69,7 +70,6 @@ PVS = ApiResource("", "v1", "persistentvolumes", "PersistentVolume", False)
 STORAGE_CLASSES = ApiResource("storage.k8s.io", "v1", "storageclasses", "StorageClass", False)
 
 DEFAULT_CLASS_ANNOTATION = "snapshot.storage.kubernetes.io/is-default-class"
-DEFAULT_STORAGE_CLASS_ANNOTATION = "storageclass.kubernetes.io/is-default-class"
 DR_CLASS_LABEL = "dr.dev/snapshot-class"
 
 
@@ -155,11 +155,11 @@ def storage_class_for_restore(kube: KubeClient, driver: str, preferred: str | No
     """The StorageClass a PVC restored from a snapshot of ``driver`` needs: one whose provisioner is the driver.
 
     ``preferred`` (the source PVC's class) when it is such a class; else the
-    default class (annotation ``storageclass.kubernetes.io/is-default-class``)
-    if it is one, else the first by name. A statically provisioned volume has
-    no class (``""``), and its snapshot can only be restored by its own
-    driver's provisioner: with no class or another driver's, the claim would
-    stay Pending. ``SnapshotError`` when the cluster has no class for the driver.
+    default class (annotation ``storageclass.kubernetes.io/is-default-class``
+    or its beta form, as restore reads it) if it is one, else the first by
+    name. A statically provisioned volume has no class (``""``), and its
+    snapshot can only be restored by its own driver's provisioner: with no
+    class or another driver's, the claim would stay Pending. ``SnapshotError`` when the cluster has no class for the driver.
     """
     if preferred:
         sc = get_object(kube, STORAGE_CLASSES, None, preferred)
@@ -168,7 +168,7 @@ def storage_class_for_restore(kube: KubeClient, driver: str, preferred: str | No
     candidates = sorted(
         (c for c in list_objects(kube, STORAGE_CLASSES) if c.get("provisioner") == driver),
         key=lambda c: (
-            (_meta(c).get("annotations") or {}).get(DEFAULT_STORAGE_CLASS_ANNOTATION) != "true",
+            not is_default_storage_class(c),
             str(_meta(c).get("name", "")),
         ),
     )

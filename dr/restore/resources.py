@@ -65,7 +65,13 @@ from dr.kube import apply as kapply
 from dr.kube.client import ApiError, KubeClient
 from dr.kube.collect import get_object
 from dr.kube.discovery import ApiResource, Discovery, discover
-from dr.kube.objects import ResourceItem, label_value, labels_of
+from dr.kube.objects import (
+    DEFAULT_STORAGE_CLASS_ANNOTATIONS,
+    ResourceItem,
+    is_default_storage_class,
+    label_value,
+    labels_of,
+)
 from dr.kube.wait import wait_for_crd_established, wait_for_deletion, wait_for_served
 from dr.restore.order import CRD_STAGE, NAMESPACE_STAGE, STAGES, stage_of
 from dr.restore.plan import (
@@ -165,16 +171,6 @@ def restore_resources(
 
 STORAGE_CLASSES = ("storage.k8s.io", "storageclasses")
 STORAGE_CLASS_API = ("storage.k8s.io", "v1", "storageclasses")
-DEFAULT_CLASS_ANNOTATIONS = (
-    "storageclass.kubernetes.io/is-default-class",
-    "storageclass.beta.kubernetes.io/is-default-class",
-)
-
-
-def _is_default_class(meta: Mapping[str, Any]) -> bool:
-    """Whether a StorageClass's metadata marks it as its cluster's default class."""
-    annotations = meta.get("annotations") or {}
-    return any(annotations.get(a) == "true" for a in DEFAULT_CLASS_ANNOTATIONS)
 
 
 class _RestoreRun:
@@ -383,7 +379,7 @@ class _RestoreRun:
         other application's. A restore does not change which class is the default.
         """
         meta = desired.get("metadata") or {}
-        if not _is_default_class(meta):
+        if not is_default_storage_class(desired):
             return desired
         res = self.disc.lookup(*STORAGE_CLASS_API)
         if res is None:
@@ -393,12 +389,11 @@ class _RestoreRun:
         except ApiError:
             return desired  # cannot tell: as backed up
         if not any(
-            (c.get("metadata") or {}).get("name") != meta.get("name")
-            and _is_default_class(c.get("metadata") or {})
+            (c.get("metadata") or {}).get("name") != meta.get("name") and is_default_storage_class(c)
             for c in classes
         ):
             return desired  # no other default
-        kept = {k: v for k, v in meta["annotations"].items() if k not in DEFAULT_CLASS_ANNOTATIONS}
+        kept = {k: v for k, v in meta["annotations"].items() if k not in DEFAULT_STORAGE_CLASS_ANNOTATIONS}
         new_meta = {k: v for k, v in meta.items() if k != "annotations"}
         if kept:
             new_meta["annotations"] = kept
