@@ -11,6 +11,7 @@ their pods, the copy of dr-config the probe mounts) is gone afterwards.
 
 from __future__ import annotations
 
+import json
 import os
 import shlex
 import signal
@@ -540,3 +541,92 @@ def test_what_cannot_be_deleted_again_is_a_warning_in_json_and_on_stderr_even_qu
     assert all(forbidden in w for w in warnings), warnings
     # Not progress: on stderr with --quiet too, one line each.
     assert res.err.splitlines() == [f"warning: {w}" for w in warnings]
+
+
+def _data_step_as_bob(capsys: Capsys, live: Live, kube: Kube, app_rules: list[dict[str, Any]]) -> Result:
+    """``runbook verify`` of the data step alone, as bob with the rights to run the probe plus ``app_rules``."""
+    rw = ["get", "list", "watch", "create", "delete"]
+    _grant(live, "bob", live.namespace, [
+        {"apiGroups": [""], "resources": ["configmaps"], "verbs": rw},
+        {"apiGroups": ["batch"], "resources": ["jobs"], "verbs": rw},
+        *app_rules,
+    ])  # fmt: skip
+    _grant(
+        live, "bob", live.dr_namespace, [{"apiGroups": [""], "resources": ["configmaps"], "verbs": ["get"]}]
+    )
+    rb = live.runbook(
+        "data.yaml",
+        lambda spec: spec.update(verification=[s for s in spec["verification"] if s["type"] == "data"]),
+    )
+    bob = kube.cluster.kubeconfig_for("bob")
+    return run_dr(capsys, "--config", live.config, "--kubeconfig", bob,
+                  "runbook", "verify", str(rb), "-n", live.namespace, "-o", "json")  # fmt: skip
+
+
+def _probe_warnings(res: Result) -> list[str]:
+    """The data probe's warnings among the log lines (JSON: stderr is no terminal) on stderr."""
+    records = [json.loads(ln) for ln in res.err.splitlines() if ln.startswith("{")]
+    return [r["msg"] for r in records if r["logger"] == "dr.drill.probe_job" and r["level"] == "warning"]
+
+
+def _probe_run(live: Live) -> dict[str, Any]:
+    """The pod spec of the one probe Job the node agent ran in the app's namespace."""
+    (probe,) = [r for r in live.agent.runs if r.namespace == live.namespace and r.kind == "mover"]
+    spec: dict[str, Any] = probe.manifest["spec"]["template"]["spec"]
+    return spec
+
+
+def test_a_probe_that_cannot_list_pods_runs_unplaced_and_says_why(
+    capsys: Capsys, live: Live, kube: Kube
+) -> None:
+    if kube.cluster.external:
+        pytest.skip("runs as an identity of the local test cluster")
+    create_pod(live.kc, live.namespace, "web-0", [webapp.PVC], node="node-7")
+
+    res = _data_step_as_bob(capsys, live, kube, [
+        {"apiGroups": [""], "resources": ["persistentvolumeclaims", "pods/log"], "verbs": ["get"]},
+    ])  # fmt: skip
+
+    assert _probe_warnings(res) == [
+        f"cannot list pods in {live.namespace} (the probe of {webapp.PVC} is not placed next to them): "
+        f'403 Forbidden: pods is forbidden: User "bob" cannot list resource "pods" in API group "" '
+        f'in the namespace "{live.namespace}"'
+    ], res.err
+    # The probe Job ran all the same, on no node in particular (next to web-0 it would be on node-7).
+    assert "affinity" not in _probe_run(live)
+    # Its answer is in its pod's status, which bob cannot list either: the step says it got none.
+    assert res.code == 4, res.out + res.err
+    assert res.json()["steps"][0]["message"] == (
+        f"probe of {live.namespace}/{webapp.PVC}: the Job gave no answer (no termination message or log)"
+    )
+    assert live.jobs() == []
+
+
+def test_a_probe_that_cannot_read_its_claim_skips_the_access_modes_and_runs(
+    capsys: Capsys, live: Live, kube: Kube
+) -> None:
+    if kube.cluster.external:
+        pytest.skip("runs as an identity of the local test cluster")
+    create_pod(live.kc, live.namespace, "web-0", [webapp.PVC], node="node-7")
+
+    res = _data_step_as_bob(capsys, live, kube, [
+        {"apiGroups": [""], "resources": ["pods", "pods/log"], "verbs": ["get", "list", "watch"]},
+    ])  # fmt: skip
+
+    assert _probe_warnings(res) == [
+        f"cannot read PVC {live.namespace}/{webapp.PVC} (its access modes are not checked): 403 Forbidden: "
+        f'persistentvolumeclaims "{webapp.PVC}" is forbidden: User "bob" cannot get resource '
+        f'"persistentvolumeclaims" in API group "" in the namespace "{live.namespace}"'
+    ], res.err
+    assert res.code == 0, res.out + res.err
+    assert [(s["name"], s["passed"], s["message"]) for s in res.json()["steps"]] == [
+        ("uploads-intact", True, DATA_MESSAGE)
+    ]
+    # Still placed next to the pod using the claim.
+    terms = _probe_run(live)["affinity"]["nodeAffinity"]["requiredDuringSchedulingIgnoredDuringExecution"]
+    assert terms == {
+        "nodeSelectorTerms": [
+            {"matchFields": [{"key": "metadata.name", "operator": "In", "values": ["node-7"]}]}
+        ]
+    }
+    assert live.jobs() == []
