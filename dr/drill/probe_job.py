@@ -82,10 +82,17 @@ class JobDataProbe:
                               credentials_secret=None, tmp_size_limit=self.mover.tmp_size_limit)  # fmt: skip
 
     def users(self, namespace: str, pvc: str) -> list[dict[str, Any]]:
-        """The pods that mount the claim; none (an unplaced probe, as before) where pods cannot be listed."""
+        """The pods that mount the claim; none (an unplaced probe) where pods cannot be listed for a
+        passing reason. Not allowed to list them (403), ``ProbeError`` at once: the probe's answer is
+        read from its own pod's status, so it could only end in "no answer" after its whole run."""
         try:
             return users_of(list_objects(self.kube, PODS, namespace=namespace), pvc)
         except ApiError as e:
+            if e.status == 403:
+                raise ProbeError(
+                    f"probe of {namespace}/{pvc}: cannot list pods in {namespace}, which the probe needs "
+                    f"(its answer is read from its pod): {e.short}"
+                ) from None
             log.warning("cannot list pods in %s (the probe of %s is not placed next to them): %s",
                         namespace, pvc, e.short)  # fmt: skip
             return []
