@@ -15,6 +15,7 @@ from dr.errors import InvalidInput
 from dr.repo import archiver
 from dr.repo.archiver import backup_directory
 from dr.repo.check import check
+from dr.repo.repository import Repository
 from dr.repo.restorer import restore_snapshot
 from dr.repo.snapshots import list_snapshots
 from tests.repo_helpers import describe_tree, init_repo, make_store, open_with, write_tree
@@ -102,6 +103,14 @@ def test_incremental_takes_unchanged_directories_trees_from_the_parent(
     assert describe_tree(out) == describe_tree(src)
 
 
+def _lose_from_index(repo: Repository, blob_id: bytes) -> None:
+    """Take ``blob_id``, which the index holds, out of it: as after a pack was lost and the
+    index rebuilt without it."""
+    assert blob_id in repo.index
+    with repo.index._db:
+        repo.index._db.execute("DELETE FROM blobs WHERE id = ?", (blob_id,))
+
+
 def test_incremental_stores_again_an_empty_directory_whose_parent_tree_is_lost(tmp_path: Path) -> None:
     # An unreadable parent tree reads as empty: an empty directory then has all of its
     # (no) nodes in the parent, yet the parent's tree id names nothing the repository has.
@@ -111,9 +120,7 @@ def test_incremental_stores_again_an_empty_directory_whose_parent_tree_is_lost(t
     repo, _ = init_repo(make_store("file", tmp_path, None), tmp_path)
     first = backup_directory(repo, src).snapshot
     empty = repo.blob_id(b'{"nodes":[]}')
-    assert empty in repo.index
-    with repo.index._db:  # as after a pack was lost and the index rebuilt without it
-        repo.index._db.execute("DELETE FROM blobs WHERE id = ?", (empty,))
+    _lose_from_index(repo, empty)
     second = backup_directory(repo, src, parent=first)
     assert not second.errors
     assert empty in repo.index  # the empty directory's tree stored again
@@ -136,9 +143,7 @@ def test_incremental_reads_again_a_file_whose_blobs_the_repository_lost(
     first = backup_directory(repo, src).snapshot
     assert first.stats is not None and first.stats.files == 10
     lost = repo.blob_id(b"file 7\n")
-    assert lost in repo.index
-    with repo.index._db:  # as after a pack was lost and the index rebuilt without it
-        repo.index._db.execute("DELETE FROM blobs WHERE id = ?", (lost,))
+    _lose_from_index(repo, lost)
     second = backup_directory(repo, src, parent=first)
     assert not second.errors
     assert second.unchanged_files == 9  # f7 read again, its blob stored again
