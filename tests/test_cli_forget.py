@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import functools
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -262,6 +263,22 @@ def _kept_by_object_lock(forget_doc: dict[str, Any], snapshot_id: str) -> bool:
     return row["keep"] is True and row["reasons"][0].startswith("retained by Object Lock until ")
 
 
+def _generations(src: Path, size: int, backups: Sequence[Callable[..., Any]]) -> list[str]:
+    """One mover backup of a new directory ``src`` by each dr runner of ``backups``, each of
+    a file of its own (gen0.bin, gen1.bin, ...: ``size`` random bytes, the one before
+    removed, so no two share data) -> their ids."""
+    src.mkdir()
+    ids = []
+    for i, backup in enumerate(backups):
+        for old in src.iterdir():
+            old.unlink()
+        (src / f"gen{i}.bin").write_bytes(os.urandom(size))
+        r = backup("mover", "backup", str(src), "-o", "json")
+        assert r.code == 0, r.err
+        ids.append(r.json()["id"])
+    return ids
+
+
 def test_forget_and_prune_under_s3_object_lock_leave_what_is_retained(
     isolated_home: Path,
     capsys: pytest.CaptureFixture[str],
@@ -276,15 +293,8 @@ def test_forget_and_prune_under_s3_object_lock_leave_what_is_retained(
 
     dr = _object_lock_dr(isolated_home, capsys, s3_env, s3_client, f"dr-forget-lock-{unique}")
     src = isolated_home / "src"
-    src.mkdir()
-    ids = []
-    for i, config in enumerate(("plain", "locked", "locked")):  # the first one's objects are not retained
-        for old in src.iterdir():
-            old.unlink()
-        (src / f"gen{i}.bin").write_bytes(os.urandom(2 << 20))
-        r = dr(config, "mover", "backup", str(src), "-o", "json")
-        assert r.code == 0, r.err
-        ids.append(r.json()["id"])
+    # The first one's objects are not retained.
+    ids = _generations(src, 2 << 20, [functools.partial(dr, c) for c in ("plain", "locked", "locked")])
 
     r = dr("locked", "forget", "--keep-last", "1", "-o", "json")
     assert r.code == 0, r.err
@@ -498,15 +508,7 @@ def test_forget_by_id_of_mover_snapshots_then_prune_frees_their_data(
 ) -> None:
     assert run_dr(capsys, "repo", "init").code == 0
     src = isolated_home / "src"
-    src.mkdir()
-    ids = []
-    for i in range(2):
-        for old in src.iterdir():
-            old.unlink()
-        (src / f"gen{i}.bin").write_bytes(os.urandom(1 << 20))
-        r = run_dr(capsys, "mover", "backup", str(src), "-o", "json")
-        assert r.code == 0, r.err
-        ids.append(r.json()["id"])
+    ids = _generations(src, 1 << 20, [functools.partial(run_dr, capsys)] * 2)
     r = run_dr(capsys, "forget", ids[0][:12], "--prune", "--dry-run", "-o", "json")
     assert r.code == 0, r.err
     assert r.json()["prune"]["bytesFreed"] > 1 << 20 and _ids(_default_repo(isolated_home)) == set(ids)
