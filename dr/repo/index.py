@@ -33,8 +33,8 @@ Measured with blobs in packs of 16 (``bench/index_memory.py``, 2026-11-29):
 peak RSS +0.1 MB for 1,000 to 10,000 blobs, +1.5 MB for 100,000 and for
 1,000,000 (SQLite's sorter, ``SORT_MIN``); a million load in 4-5 s (in
 memory: ~1 s); ``get`` 4.5-7 µs, ``in`` 2.5-4 µs (1-3 µs). A backup asks ``in``
-about once per MiB read, and once per blob of each file it finds unchanged
-(per file, for small files); a restore asks ``get`` once per blob it plans.
+about once per MiB read, and ``missing`` for the content blobs of the files it
+finds unchanged, ``_IN_BATCH`` at a time; a restore asks ``get`` once per blob it plans.
 """
 
 from __future__ import annotations
