@@ -22,6 +22,7 @@ from dr.drill.probe_job import JobDataProbe
 from dr.kube.client import KubeClient, connect
 from dr.kube.jobs import (
     JOBS,
+    JobOutcome,
     MoverContext,
     MoverJob,
     MoverPodConfig,
@@ -478,20 +479,25 @@ def test_check_mover_namespace_names_what_is_missing(kube_client: KubeClient, na
     assert check_mover_namespace(kc, namespace, pod_config(credentials_secret=None)) is None
 
 
+def _evicted(kc: KubeClient, namespace: str, name: str, message: str) -> JobOutcome:
+    """Job ``name`` failed, its pod killed (exit code 137) and evicted by the kubelet with ``message``."""
+    path = start(kc, namespace, name)
+    make_pod(kc, namespace, name, {"terminated": {"exitCode": 137, "reason": "Error"}})
+    set_status(
+        kc,
+        f"/api/v1/namespaces/{namespace}/pods/{name}-x1",
+        {"phase": "Failed", "reason": "Evicted", "message": message},
+    )
+    failed = {"type": "Failed", "status": "True", "reason": "BackoffLimitExceeded", "message": "limit"}
+    set_status(kc, path, {"failed": 1, "conditions": [failed]})
+    return follow_job(kc, namespace, name, timeout=30)
+
+
 def test_an_evicted_or_unschedulable_mover_pod_says_so(kube_client: KubeClient, namespace: str) -> None:
     # The pod's own reason (Evicted, Unschedulable) and message were not read: an evicted
     # mover read "exit code 137 (Error)", one that never found a node just "Pending".
     kc = kube_client
-    path = start(kc, namespace, "dr-evicted")
-    make_pod(kc, namespace, "dr-evicted", {"terminated": {"exitCode": 137, "reason": "Error"}})
-    set_status(
-        kc,
-        f"/api/v1/namespaces/{namespace}/pods/dr-evicted-x1",
-        {"phase": "Failed", "reason": "Evicted", "message": "The node was low on resource: memory. "},
-    )
-    failed = {"type": "Failed", "status": "True", "reason": "BackoffLimitExceeded", "message": "limit"}
-    set_status(kc, path, {"failed": 1, "conditions": [failed]})
-    evicted = follow_job(kc, namespace, "dr-evicted", timeout=30)
+    evicted = _evicted(kc, namespace, "dr-evicted", "The node was low on resource: memory. ")
     assert evicted.describe() == (
         "Job dr-evicted failed: BackoffLimitExceeded: limit; pod dr-evicted-x1, exit code 137 (Error), "
         "Evicted: The node was low on resource: memory."
@@ -526,18 +532,8 @@ def test_a_mover_evicted_for_a_full_tmp_names_the_setting_that_sizes_it(
 ) -> None:
     # The kubelet evicts a pod whose /tmp emptyDir grows past its sizeLimit (the repository
     # index: ~220 bytes a blob); its message names the volume and limit, not dr's setting.
-    kc = kube_client
-    path = start(kc, namespace, "dr-tmpfull")
-    make_pod(kc, namespace, "dr-tmpfull", {"terminated": {"exitCode": 137, "reason": "Error"}})
     message = 'Usage of EmptyDir volume "tmp" exceeds the limit "4Gi". '
-    set_status(
-        kc,
-        f"/api/v1/namespaces/{namespace}/pods/dr-tmpfull-x1",
-        {"phase": "Failed", "reason": "Evicted", "message": message},
-    )
-    failed = {"type": "Failed", "status": "True", "reason": "BackoffLimitExceeded", "message": "limit"}
-    set_status(kc, path, {"failed": 1, "conditions": [failed]})
-    evicted = follow_job(kc, namespace, "dr-tmpfull", timeout=30)
+    evicted = _evicted(kube_client, namespace, "dr-tmpfull", message)
     assert evicted.describe() == (
         "Job dr-tmpfull failed: BackoffLimitExceeded: limit; pod dr-tmpfull-x1, exit code 137 (Error), "
         'Evicted: Usage of EmptyDir volume "tmp" exceeds the limit "4Gi". '
