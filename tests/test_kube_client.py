@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 
 from dr.errors import InvalidInput
 from dr.kube.client import ApiError, KubeClient, RetryPolicy, connect
@@ -90,10 +91,12 @@ def test_missing_kubeconfig_file(tmp_path: Path) -> None:
     assert str(e.value) == f"kubeconfig {tmp_path / 'nope.yaml'}: file not found"
 
 
-def _contexts(path: str) -> list[str]:
-    import yaml
+def yaml_doc(path: str | Path) -> Any:
+    return yaml.safe_load(Path(path).read_text())
 
-    return [c["name"] for c in yaml.safe_load(Path(path).read_text())["contexts"]]
+
+def _contexts(path: str) -> list[str]:
+    return [c["name"] for c in yaml_doc(path)["contexts"]]
 
 
 def test_unknown_context(k8s: servers.TestCluster) -> None:
@@ -108,9 +111,7 @@ def test_unknown_context(k8s: servers.TestCluster) -> None:
 def _variant(
     k8s: servers.TestCluster, tmp_path: Path, name: str, change: Callable[[dict[str, Any]], None]
 ) -> Path:
-    import yaml
-
-    doc = yaml.safe_load(Path(k8s.kubeconfig).read_text())
+    doc = yaml_doc(k8s.kubeconfig)
     change(doc)
     path = tmp_path / name
     path.write_text(yaml.safe_dump(doc))
@@ -150,12 +151,6 @@ def test_a_context_naming_a_cluster_it_does_not_define(k8s: servers.TestCluster,
         f"kubeconfig {path}: context {context!r} names cluster 'elsewhere', which it does not define"
         f" (clusters: {clusters})"
     )
-
-
-def yaml_doc(path: Path) -> Any:
-    import yaml
-
-    return yaml.safe_load(path.read_text())
 
 
 @pytest.mark.parametrize(
