@@ -370,7 +370,8 @@ def _check_context(doc: dict[str, Any], context: str | None, shown: str) -> None
     elif context not in names:
         raise InvalidInput(f"kubeconfig {shown}: no context {context!r} {listed}")
     chosen = next(c for c in contexts if isinstance(c, dict) and str(c.get("name")) == str(context))
-    cluster = chosen.get("context", {}).get("cluster") if isinstance(chosen.get("context"), dict) else None
+    spec = chosen.get("context")
+    cluster = spec.get("cluster") if isinstance(spec, dict) else None
     clusters = _names(doc.get("clusters"))
     if cluster is not None and str(cluster) not in clusters:
         raise InvalidInput(
