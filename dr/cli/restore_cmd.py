@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import fnmatch
 import logging
-import re
 from collections.abc import Collection, Iterable
 from typing import TYPE_CHECKING, Any
 
@@ -23,6 +22,7 @@ from dr.observe.run_hooks import observe_restore
 from dr.repo.repository import Repository
 from dr.repo.snapshots import (
     Snapshot,
+    SnapshotNotFound,
     find_snapshot,
     latest_to_restore,
     pass_over,
@@ -39,14 +39,10 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 
-# "no backup with id 'X'", "no backup (of policy 'P') found in the repository": the ones a
-# command copied from a runbook gets in a shell with another configuration.
-_NOT_FOUND = re.compile(r"no .* (with id '[^']*'|found in the repository)")
-
-
 def _where(e: InvalidInput, where: str) -> InvalidInput:
-    """``e`` saying where the backup was looked for (``searched``), when it was not found."""
-    if not _NOT_FOUND.fullmatch(e.message):
+    """``e`` saying where the backup was looked for (``searched``), when it was not found (what a
+    command copied from a runbook gets in a shell with another configuration)."""
+    if not isinstance(e, SnapshotNotFound):
         return e
     return InvalidInput(f"{e.message.removesuffix(' in the repository')} in {where}", problems=e.details)
 

@@ -37,6 +37,11 @@ KINDS = ("volume", "backup")
 T = TypeVar("T")
 
 
+class SnapshotNotFound(InvalidInput):
+    """No snapshot with the id asked for, or none at all to take as ``latest`` (exit 2): the
+    commands that looked in a repository named by configuration add where they looked."""
+
+
 @dataclass
 class Stream:
     """A chunked byte stream: resource JSON lines or a hook dump."""
@@ -331,7 +336,7 @@ def find_snapshot(repo: Repository, ref: str, *, kind: str, what: str) -> Snapsh
         try:
             snap = load_snapshot(repo, ref)
         except ObjectNotFound:
-            raise InvalidInput(f"no {what} with id {ref!r}") from None
+            raise SnapshotNotFound(f"no {what} with id {ref!r}") from None
         if snap.kind != kind:
             raise InvalidInput(f"{snap.short_id} is a {snap.kind} snapshot, not a {what}")
         return snap
@@ -383,7 +388,7 @@ def latest_to_restore(snaps: Iterable[Snapshot], *, what: str = "backup", data: 
     claims would come back empty. When none has it, the newest is taken as before."""
     items = list(snaps)
     if not items:
-        raise InvalidInput(f"no {what} found in the repository")
+        raise SnapshotNotFound(f"no {what} found in the repository")
     completed = [s for s in items if s.phase == "Completed"]
     if completed:
         return _with_data(completed, what) if data else max(completed, key=_newest)
@@ -435,13 +440,13 @@ def resolve(snaps: Iterable[Snapshot], ref: str, *, what: str = "backup") -> Sna
     items = list(snaps)
     if ref == "latest":
         if not items:
-            raise InvalidInput(f"no {what} found in the repository")
+            raise SnapshotNotFound(f"no {what} found in the repository")
         return max(items, key=lambda s: (s.time, s.id))
     if len(ref) < 4:
         raise InvalidInput(f"{what} id {ref!r} is too short (give at least 4 characters, or 'latest')")
     matches = [s for s in items if s.id.startswith(ref)]
     if not matches:
-        raise InvalidInput(f"no {what} with id {ref!r}")
+        raise SnapshotNotFound(f"no {what} with id {ref!r}")
     if len(matches) > 1:
         raise InvalidInput(f"{what} id {ref!r} is ambiguous ({len(matches)} matches)")
     return matches[0]
