@@ -26,7 +26,7 @@ import yaml
 
 from dr.kube.client import KubeClient
 from dr.testkit import webapp
-from dr.testkit.agent import NodeAgent, wait_until
+from dr.testkit.agent import JobRun, NodeAgent, wait_until
 from dr.testkit.cluster import install_storage, remove_storage
 from tests.conftest import Kube
 from tests.helpers import Result, run_dr
@@ -71,6 +71,13 @@ class Live:
 
     def pods(self) -> list[str]:
         return self.names(f"/api/v1/namespaces/{self.namespace}/pods")
+
+    def runs(self, kind: str | None = None) -> list[JobRun]:
+        """The pods the node agent ran in the app's namespace (of ``kind``: "dr" a job step's,
+        "mover" a data probe's), in order."""
+        return [
+            r for r in self.agent.runs if r.namespace == self.namespace and (kind is None or r.kind == kind)
+        ]
 
 
 @pytest.fixture
@@ -134,7 +141,7 @@ def test_every_step_passes_in_a_healthy_namespace_and_what_they_made_is_gone(
     job = steps[3]["details"]
     assert (job["namespace"], job["cleanup"]) == (live.namespace, "deleted")
     # What ran where the app is: the data probe and the job step's Job of dr's image.
-    ran = sorted((r.kind, r.outcome) for r in live.agent.runs if r.namespace == live.namespace)
+    ran = sorted((r.kind, r.outcome) for r in live.runs())
     assert ran == [("dr", "succeeded"), ("mover", "succeeded")]
     assert job["job"] in {r.name for r in live.agent.runs}
     # Nothing restored, no namespace made; the Jobs, their pods (the garbage collector's, here the
@@ -160,8 +167,7 @@ def test_the_data_probe_runs_on_the_node_of_the_pod_using_the_volume_with_its_gr
     res = live.dr(capsys, "runbook", "verify", str(webapp.RUNBOOK), "-n", live.namespace, "-o", "json")
 
     assert res.code == 0, res.out + res.err
-    (probe,) = [r for r in live.agent.runs if r.namespace == live.namespace and r.kind == "mover"]
-    spec = probe.manifest["spec"]["template"]["spec"]
+    spec = _probe_run(live)
     assert spec["affinity"]["nodeAffinity"]["requiredDuringSchedulingIgnoredDuringExecution"] == {
         "nodeSelectorTerms": [
             {"matchFields": [{"key": "metadata.name", "operator": "In", "values": ["node-7"]}]}
@@ -197,7 +203,7 @@ def test_a_read_write_once_pod_volume_in_use_fails_the_data_step_at_once_saying_
         "no second pod may mount it (in use by pod db-0): its data cannot be probed while that pod runs\n"
     ) in res.err
     # No probe Job was started: it could not have mounted the volume.
-    assert [r.kind for r in live.agent.runs if r.namespace == live.namespace] == ["dr"]
+    assert [r.kind for r in live.runs()] == ["dr"]
 
 
 def test_without_namespace_the_runbooks_own_is_checked_one_line_per_step(capsys: Capsys, live: Live) -> None:
@@ -356,7 +362,7 @@ def test_a_data_step_without_dr_config_to_copy_fails_at_once_saying_why(capsys: 
     )
     assert f"  step uploads-intact (data): {why}\n" in res.err
     # No probe Job was started (its pod could not have mounted the ConfigMap).
-    assert [r.kind for r in live.agent.runs if r.namespace == live.namespace] == ["dr"]
+    assert [r.kind for r in live.runs()] == ["dr"]
 
 
 def test_the_runbook_pages_verify_lines_run_as_they_stand(capsys: Capsys, live: Live) -> None:
@@ -571,7 +577,7 @@ def _probe_warnings(res: Result) -> list[str]:
 
 def _probe_run(live: Live) -> dict[str, Any]:
     """The pod spec of the one probe Job the node agent ran in the app's namespace."""
-    (probe,) = [r for r in live.agent.runs if r.namespace == live.namespace and r.kind == "mover"]
+    (probe,) = live.runs("mover")
     spec: dict[str, Any] = probe.manifest["spec"]["template"]["spec"]
     return spec
 
@@ -596,7 +602,7 @@ def test_a_probe_that_cannot_list_pods_fails_at_once_saying_why(
         f'list resource "pods" in API group "" in the namespace "{live.namespace}"'
     )
     # No probe Job was started.
-    assert [r for r in live.agent.runs if r.namespace == live.namespace and r.kind == "mover"] == []
+    assert live.runs("mover") == []
     assert live.jobs() == []
 
 
