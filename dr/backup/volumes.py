@@ -77,6 +77,7 @@ from dr.kube.jobs import (
     summary_from_log,
     temporary_labels,
 )
+from dr.kube.objects import metadata
 from dr.kube.placement import RWOP_IN_USE, exclusive_users, placement, pod_groups, users_of
 from dr.kube.snapshots import (
     PVCS,
@@ -191,11 +192,6 @@ class _Volume:
         return self.result.error is not None or self.result.skipped is not None
 
 
-def _meta(obj: dict[str, Any]) -> dict[str, Any]:
-    meta = obj.get("metadata")
-    return meta if isinstance(meta, dict) else {}
-
-
 def pvc_size(pvc: dict[str, Any]) -> str | None:
     cap = ((pvc.get("status") or {}).get("capacity") or {}).get("storage")
     req = (((pvc.get("spec") or {}).get("resources") or {}).get("requests") or {}).get("storage")
@@ -225,11 +221,11 @@ class _Planner:
             return None, None
         if driver not in self._classes:
             cls = find_snapshot_class(self.kube, driver, self.ctx.volumes.snapshot_class)
-            self._classes[driver] = str(_meta(cls).get("name")) if cls else None
+            self._classes[driver] = str(metadata(cls).get("name")) if cls else None
         return driver, self._classes[driver]
 
     def plan(self, pvc: dict[str, Any]) -> _Volume:
-        meta = _meta(pvc)
+        meta = metadata(pvc)
         ns, name = str(meta.get("namespace", "")), str(meta.get("name", ""))
         spec = pvc.get("spec") or {}
         result = VolumeResult(
@@ -293,7 +289,7 @@ def group_units(volumes: list[_Volume], policy_hooks: list[PodHooks]) -> list[_U
     for i, vol in enumerate(volumes):
         find(i)
         for pod in vol.pods:
-            key = (str(_meta(pod).get("namespace")), str(_meta(pod).get("name")))
+            key = (str(metadata(pod).get("namespace")), str(metadata(pod).get("name")))
             hs = hooksets.get(key) or hooks_for_pod(pod, policy_hooks)
             hooksets[key] = hs
             if hs.empty:
@@ -371,7 +367,7 @@ class _Run:
     def _record_hooks(self, unit: _Unit, pre: HookRun, post: HookRun | None) -> None:
         runs = [pre] + ([post] if post else [])
         for vol in unit.volumes:
-            mine = {(_meta(p).get("namespace"), _meta(p).get("name")) for p in vol.pods}
+            mine = {(metadata(p).get("namespace"), metadata(p).get("name")) for p in vol.pods}
             vol.result.hooks = [r for run in runs for r in run.results if (r.namespace, r.pod) in mine]
             vol.result.warnings += [
                 r.describe() for r in vol.result.hooks if not r.ok and r.on_error == "continue"
