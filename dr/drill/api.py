@@ -27,6 +27,12 @@ _PREFERRED_GROUPS = ("", "apps", "batch")
 class StepApiError(DrError):
     """An API request of a step failed; the message says which request and why."""
 
+    @property
+    def status(self) -> int | None:
+        """The HTTP status of the failed request (0: no answer at all); None when it has none."""
+        status = getattr(self.__cause__, "status", None)
+        return status if isinstance(status, int) else None
+
 
 def api_error_message(e: kclient.ApiException) -> str:
     """The ``Status`` message of an API error, else its HTTP status and reason."""

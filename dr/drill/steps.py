@@ -154,8 +154,7 @@ def _poll(ctx: StepContext, timeout: timedelta, check: Callable[[], Verdict]) ->
         try:
             verdict = check()
         except StepApiError as e:
-            status = getattr(e.__cause__, "status", None)
-            if status not in _TRANSIENT:
+            if e.status not in _TRANSIENT:
                 raise
             verdict = Verdict(False, e.message)
         if verdict.passed or verdict.final:
@@ -444,7 +443,7 @@ def _workload_selector(ctx: StepContext, ns: str, ref: str) -> tuple[str, str]:
         try:
             obj = request(ctx.api, "GET", f"{base}/namespaces/{ns}/{plural}/{name}")
         except StepApiError as e:
-            if getattr(e.__cause__, "status", None) == 404:
+            if e.status == 404:
                 continue
             raise
         sel = _selector_of(obj)
@@ -666,7 +665,7 @@ def _delete_job(ctx: StepContext, ns: str, name: str) -> str:
             body={"apiVersion": "v1", "kind": "DeleteOptions", "propagationPolicy": "Background"},
         )
     except StepApiError as e:
-        if getattr(e.__cause__, "status", None) == 404:
+        if e.status == 404:
             return "deleted"
         return f"not deleted: {e.message}"
     return "deleted"
@@ -709,8 +708,7 @@ def _job(step: VerificationStep, ctx: StepContext) -> Verdict:
                 body=job_manifest(step, name, ctx.labels),
             )
         except StepApiError as e:
-            status = getattr(e.__cause__, "status", None)
-            created = not (isinstance(status, int) and 400 <= status < 500)
+            created = not (e.status is not None and 400 <= e.status < 500)
             raise
         return _poll(ctx, step.timeout, check)
     finally:
