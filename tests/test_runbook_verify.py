@@ -606,6 +606,26 @@ def test_a_probe_that_cannot_list_pods_fails_at_once_saying_why(
     assert live.jobs() == []
 
 
+def test_a_pod_list_failing_for_another_reason_only_warns_and_leaves_the_probe_unplaced(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    # Not a missing right (403, above) but a passing failure: the probe still runs, on no node of
+    # its choosing, and the log says why.
+    from dr.config import MoverOptions
+    from dr.drill.probe_job import JobDataProbe
+
+    class Unavailable:
+        def request(self, method: str, path: str, **_: Any) -> tuple[int, bytes]:
+            return 503, json.dumps({"reason": "ServiceUnavailable", "message": "etcd is away"}).encode()
+
+    probe = JobDataProbe(Unavailable(), MoverOptions(), run_id="x")  # type: ignore[arg-type]
+    with caplog.at_level("WARNING", logger="dr.drill.probe_job"):
+        assert probe.users("app", "files") == []
+    assert caplog.messages == [
+        "cannot list pods in app (the probe of files is not placed next to them): 503 ServiceUnavailable: etcd is away"
+    ]
+
+
 def test_a_probe_that_cannot_read_its_claim_skips_the_access_modes_and_runs(
     capsys: Capsys, live: Live, kube: Kube
 ) -> None:
