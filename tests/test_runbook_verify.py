@@ -549,6 +549,44 @@ def test_what_cannot_be_deleted_again_is_a_warning_in_json_and_on_stderr_even_qu
     assert res.err.splitlines() == [f"warning: {w}" for w in warnings]
 
 
+def test_a_job_left_by_a_job_step_that_failed_is_a_warning_too(
+    capsys: Capsys, live: Live, kube: Kube
+) -> None:
+    # An identity that may create the step's Job but neither read nor delete it: the step fails
+    # reading the Job's status, its Job stays, and that is reported like a finished step's Job
+    # (the failed step's result kept no details, so nothing said the Job was left behind).
+    if kube.cluster.external:
+        pytest.skip("runs as an identity of the local test cluster")
+    reads = ["get", "list", "watch"]
+    _grant(live, "bob", live.namespace, [
+        {"apiGroups": ["batch"], "resources": ["jobs"], "verbs": ["create"]},
+        {"apiGroups": [""], "resources": ["pods", "pods/log", "events"], "verbs": reads},
+    ])  # fmt: skip
+    rb = live.runbook(
+        "job.yaml",
+        lambda spec: spec.update(verification=[s for s in spec["verification"] if s["type"] == "job"]),
+    )
+    bob = kube.cluster.kubeconfig_for("bob")
+
+    res = run_dr(capsys, "--config", live.config, "--kubeconfig", bob, "--quiet",
+                 "runbook", "verify", str(rb), "-n", live.namespace, "-o", "json")  # fmt: skip
+
+    assert res.code == 4, res.out + res.err
+    doc = res.json()
+    (step,) = doc["steps"]
+    assert not step["passed"] and 'cannot get resource "jobs"' in step["error"], step
+    job = step["details"]["job"]
+    assert live.jobs() == [job]
+    (warning,) = doc["warnings"]
+    assert warning.startswith(f"step dr-image-runs (job): cannot delete Job {live.namespace}/{job}: "), (
+        warning
+    )
+    assert 'User "bob" cannot delete resource "jobs"' in warning
+    # The agent runs the Job left behind; gone before the namespace is (its pod would have none).
+    wait_until(lambda: live.runs("dr"), what="the left Job's pod")
+    live.kc.call("DELETE", f"/apis/batch/v1/namespaces/{live.namespace}/jobs/{job}")
+
+
 def _data_step_as_bob(capsys: Capsys, live: Live, kube: Kube, app_rules: list[dict[str, Any]]) -> Result:
     """``runbook verify`` of the data step alone, as bob with the rights to run the probe plus ``app_rules``."""
     rw = ["get", "list", "watch", "create", "delete"]

@@ -25,7 +25,12 @@ _PREFERRED_GROUPS = ("", "apps", "batch")
 
 
 class StepApiError(DrError):
-    """An API request of a step failed; the message says which request and why."""
+    """An API request of a step failed; the message says which request and why.
+
+    ``step_details``: what the step had recorded when it failed (a job step's Job and
+    whether it was deleted again), kept in the step's result."""
+
+    step_details: dict[str, Any] | None = None
 
     @property
     def status(self) -> int | None:

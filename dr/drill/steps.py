@@ -116,7 +116,10 @@ def run_step(step: VerificationStep, ctx: StepContext) -> StepResult:
     error: str | None = None
     try:
         verdict = _RUNNERS[step.type](step, ctx)
-    except (StepApiError, ExecError, ProbeError) as e:
+    except StepApiError as e:
+        error = e.message
+        verdict = Verdict(False, e.message, e.step_details or {})
+    except (ExecError, ProbeError) as e:
         error = e.message
         verdict = Verdict(False, e.message)
     except DrError as e:
@@ -711,6 +714,11 @@ def _job(step: VerificationStep, ctx: StepContext) -> Verdict:
             created = not (e.status is not None and 400 <= e.status < 500)
             raise
         return _poll(ctx, step.timeout, check)
+    except StepApiError as e:
+        # The result keeps the Job's name and (filled in below) whether it was deleted: a Job
+        # left behind by a failed step is reported like one left by a finished step.
+        e.step_details = details
+        raise
     finally:
         if created:
             details["cleanup"] = _delete_job(ctx, ns, name)
