@@ -721,62 +721,56 @@ def test_an_owner_reference_to_a_kind_the_cluster_does_not_serve_is_dropped(
             kc.request("DELETE", f"/api/v1/namespaces/{name}")
 
 
+WIDGET_REF = {"apiVersion": "widgets.example.com/v1", "kind": "Widget", "name": "w",
+              "uid": "6f1c2a4e-8d3b-4e7f-a5c9-0b1d2e3f4a5b"}  # fmt: skip
+
+
+def _widgets_run(
+    api: Any, tmp_path: Path, widgets_v1: tuple[int, dict[str, Any], dict[str, str]]
+) -> _RestoreRun:
+    """A restore run against a stand-in server serving one API group, widgets.example.com, whose
+    discovery answers ``widgets_v1``; discovered as a restore does."""
+    api.script("/api", (200, {"versions": ["v1"]}, {}))
+    api.script("/api/v1", (200, {"resources": []}, {}))
+    api.script(
+        "/apis",
+        (200, {"groups": [{"name": "widgets.example.com", "versions": [{"version": "v1"}],
+                           "preferredVersion": {"version": "v1"}}]}, {}),
+    )  # fmt: skip
+    api.script("/apis/widgets.example.com/v1", widgets_v1)
+    kc = connect(api.kubeconfig(tmp_path))
+    kc.retry = RetryPolicy(attempts=1)
+    run = _RestoreRun(kc, RestoreOptions(), "bk", "rs", None)
+    run.disc = discover(kc, all_versions=True)
+    return run
+
+
 def test_an_owner_reference_to_a_kind_of_a_group_whose_discovery_failed_is_kept(tmp_path: Path) -> None:
     # An aggregated API with its backend down (503): dr cannot tell whether the owner's kind is
     # served, and what it cannot tell it keeps (the garbage collector would otherwise never see
     # the reference again once the API is back). A stand-in server answers discovery.
     with stub_api() as api:
-        api.script("/api", (200, {"versions": ["v1"]}, {}))
-        api.script("/api/v1", (200, {"resources": []}, {}))
-        api.script(
-            "/apis",
-            (200, {"groups": [{"name": "widgets.example.com", "versions": [{"version": "v1"}],
-                               "preferredVersion": {"version": "v1"}}]}, {}),
-        )  # fmt: skip
-        api.script(
-            "/apis/widgets.example.com/v1",
-            (503, {"reason": "ServiceUnavailable", "message": "no endpoints"}, {}),
+        run = _widgets_run(
+            api, tmp_path, (503, {"reason": "ServiceUnavailable", "message": "no endpoints"}, {})
         )
-        kc = connect(api.kubeconfig(tmp_path))
-        kc.retry = RetryPolicy(attempts=1)
-        run = _RestoreRun(kc, RestoreOptions(), "bk", "rs", None)
-        run.disc = discover(kc, all_versions=True)
-        ref = {"apiVersion": "widgets.example.com/v1", "kind": "Widget", "name": "w",
-               "uid": "6f1c2a4e-8d3b-4e7f-a5c9-0b1d2e3f4a5b"}  # fmt: skip
-        assert run.owner_present(ref, "app")
+        assert run.owner_present(WIDGET_REF, "app")
         # A group the cluster does not list at all does not serve the kind: dropped, as before.
-        assert not run.owner_present({**ref, "apiVersion": "gadgets.example.com/v1"}, "app")
+        assert not run.owner_present({**WIDGET_REF, "apiVersion": "gadgets.example.com/v1"}, "app")
 
 
 def test_an_owner_reference_dr_may_not_read_the_owner_of_is_kept(tmp_path: Path) -> None:
     # Not allowed to read the owner (403): dr cannot tell whether it is there, and keeps the
     # reference, as for a group whose discovery failed. A stand-in server answers.
     with stub_api() as api:
-        api.script("/api", (200, {"versions": ["v1"]}, {}))
-        api.script("/api/v1", (200, {"resources": []}, {}))
-        api.script(
-            "/apis",
-            (200, {"groups": [{"name": "widgets.example.com", "versions": [{"version": "v1"}],
-                               "preferredVersion": {"version": "v1"}}]}, {}),
-        )  # fmt: skip
-        api.script(
-            "/apis/widgets.example.com/v1",
-            (200, {"resources": [{"name": "widgets", "kind": "Widget", "namespaced": True,
-                                  "verbs": ["get", "list"]}]}, {}),
-        )  # fmt: skip
         api.script(
             "/apis/widgets.example.com/v1/namespaces/app/widgets/w",
             (403, {"reason": "Forbidden", "message": "widgets is forbidden"}, {}),
         )
-        kc = connect(api.kubeconfig(tmp_path))
-        kc.retry = RetryPolicy(attempts=1)
-        run = _RestoreRun(kc, RestoreOptions(), "bk", "rs", None)
-        run.disc = discover(kc, all_versions=True)
-        ref = {"apiVersion": "widgets.example.com/v1", "kind": "Widget", "name": "w",
-               "uid": "6f1c2a4e-8d3b-4e7f-a5c9-0b1d2e3f4a5b"}  # fmt: skip
-        assert run.owner_present(ref, "app")
+        run = _widgets_run(api, tmp_path, (200, {"resources": [
+            {"name": "widgets", "kind": "Widget", "namespaced": True, "verbs": ["get", "list"]}]}, {}))  # fmt: skip
+        assert run.owner_present(WIDGET_REF, "app")
         assert ("GET", "/apis/widgets.example.com/v1/namespaces/app/widgets/w") in [
             (method, path.split("?")[0]) for method, path, _ in api.requests
         ]
         # An owner the server says is not there (404): dropped.
-        assert not run.owner_present({**ref, "name": "gone"}, "app")
+        assert not run.owner_present({**WIDGET_REF, "name": "gone"}, "app")
