@@ -41,7 +41,7 @@ from dr.repo.format import (
 from dr.repo.index import Index, load_index
 from dr.repo.pack_writer import BlobSaver, PackUploader
 from dr.repo.tree_cache import TreeReader
-from dr.storage.base import ObjectExists, ObjectNotFound, ObjectStore
+from dr.storage.base import ObjectExists, ObjectInfo, ObjectNotFound, ObjectStore
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -285,7 +285,11 @@ class Repository:
         threading.Thread(target=load, name="dr-index", daemon=True).start()
 
     def _load_index(self) -> Index:
-        return load_index(self.store, self.codec, self.list_names("index/"))
+        return load_index(self.store, self.codec, self._index_files())
+
+    def _index_files(self) -> list[ObjectInfo]:
+        """The index files as listed (their sizes bound what is fetched ahead), by name."""
+        return sorted(self.store.list("index/"), key=lambda o: o.name)
 
     def drop_index(self) -> None:
         """Forget the index, loaded or on its way (a prefetch left running is not waited
@@ -298,7 +302,7 @@ class Repository:
         """The index read afresh; ``on_error``: see ``load_index`` (bad files left out)."""
         self.drop_index()
         if on_error is not None:
-            self._index = load_index(self.store, self.codec, self.list_names("index/"), on_error=on_error)
+            self._index = load_index(self.store, self.codec, self._index_files(), on_error=on_error)
         return self.index
 
     @property
