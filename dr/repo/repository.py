@@ -285,7 +285,15 @@ class Repository:
         threading.Thread(target=load, name="dr-index", daemon=True).start()
 
     def _load_index(self) -> Index:
-        return load_index(self.store, self.codec, self._index_files())
+        return load_index(self.store, self.codec, self._index_files(), workers=self._index_fetchers())
+
+    def _index_fetchers(self) -> int:
+        """Index files fetched at once: from S3 or GCS each is a round trip, which eight
+        overlap; a file store answers in microseconds and the work is the decryption,
+        which two threads do as fast on two cores with less memory (the index load's
+        peak RSS with 7 and 22 small files, 8 runs each: ~700 and ~800 KB above the
+        start with eight threads, ~640 and ~650 with two)."""
+        return 2 if self.store.local else 8
 
     def _index_files(self) -> list[ObjectInfo]:
         """The index files as listed (their sizes bound what is fetched ahead), by name."""
@@ -302,7 +310,9 @@ class Repository:
         """The index read afresh; ``on_error``: see ``load_index`` (bad files left out)."""
         self.drop_index()
         if on_error is not None:
-            self._index = load_index(self.store, self.codec, self._index_files(), on_error=on_error)
+            self._index = load_index(
+                self.store, self.codec, self._index_files(), workers=self._index_fetchers(), on_error=on_error
+            )
         return self.index
 
     @property
