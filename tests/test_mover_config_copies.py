@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+import copy
 import time
+from collections.abc import Callable
+from typing import Any
 
-from dr.cli.volume_access import MoverConfigCopies
+import pytest
+
+from dr.cli.volume_access import USER_ANNOTATION, MoverConfigCopies
 from dr.config import MoverOptions
 from dr.kube.client import KubeClient
 from dr.kube.collect import get_object
@@ -73,3 +78,237 @@ def test_without_credentials_only_dr_config_is_copied(kube_client: KubeClient, u
     assert get_object(kube_client, SECRETS, app, "creds") is None
     assert copies.delete_all() == []
     assert get_object(kube_client, CONFIG_MAPS, app, "dr-config") is None
+
+
+def _source(kube_client: KubeClient, unique: str, *spaces: str) -> tuple[MoverOptions, list[str]]:
+    """dr's namespace with dr-config and the credentials Secret, and the app namespaces ``spaces``."""
+    from dr.kube import apply as kapply
+
+    dr_ns, names = f"drsys-{unique}", [f"{s}-{unique}" for s in spaces]
+    for ns in (dr_ns, *names):
+        make_namespace(kube_client, ns)
+    kapply.create(kube_client, CONFIG_MAPS, _cm(dr_ns))
+    kapply.create(kube_client, SECRETS, {"apiVersion": "v1", "kind": "Secret",
+                                         "metadata": {"name": "creds", "namespace": dr_ns}, "stringData": {"K": "v"}})  # fmt: skip
+    return MoverOptions(namespace=dr_ns, credentials_secret="creds"), names
+
+
+def _after_first_read(
+    kube_client: KubeClient,
+    monkeypatch: pytest.MonkeyPatch,
+    namespace: str,
+    act: Callable[[], object],
+    times: int = 1,
+) -> KubeClient:
+    """A client that runs ``act`` (another run's real requests) right after its first ``times`` reads of
+    dr-config in ``namespace``: between a read and the write that follows, as a concurrent run would."""
+    client = copy.copy(kube_client)
+    pending = [act] * times
+
+    def request(method: str, path: str, **kw: Any) -> tuple[int, bytes]:
+        answer = KubeClient.request(kube_client, method, path, **kw)
+        if method == "GET" and path == CONFIG_MAPS.object_path(namespace, "dr-config") and pending:
+            pending.pop()()
+        return answer
+
+    monkeypatch.setattr(client, "request", request)
+    return client
+
+
+@pytest.mark.parametrize("first_out", ["creator", "finder"])
+def test_the_last_run_out_deletes_a_shared_copy(kube_client: KubeClient, unique: str, first_out: str) -> None:
+    """Run A makes the copy, run B finds it: whichever finishes first, the copy stays for the other."""
+    mover, (app,) = _source(kube_client, unique, "app")
+    a = MoverConfigCopies(kube_client, mover, "restore-a")
+    b = MoverConfigCopies(kube_client, mover, "restore-b")
+    a.ensure(app)
+    b.ensure(app)
+    first, last = (a, b) if first_out == "creator" else (b, a)
+    assert first.delete_all() == []
+    assert get_object(kube_client, CONFIG_MAPS, app, "dr-config") is not None, "the other run's Job needs it"
+    assert get_object(kube_client, SECRETS, app, "creds") is not None
+    assert last.delete_all() == []
+    assert get_object(kube_client, CONFIG_MAPS, app, "dr-config") is None
+    assert get_object(kube_client, SECRETS, app, "creds") is None
+
+
+def test_two_runs_with_the_same_id_are_two_users(kube_client: KubeClient, unique: str) -> None:
+    """``dr runbook verify`` of one runbook twice at once: both runs are named ``verify-<runbook>``."""
+    mover, (app,) = _source(kube_client, unique, "app")
+    a, b = (MoverConfigCopies(kube_client, mover, "verify-rb", credentials=False) for _ in range(2))
+    a.ensure(app)
+    b.ensure(app)
+    assert a.delete_all() == []
+    assert get_object(kube_client, CONFIG_MAPS, app, "dr-config") is not None
+    assert b.delete_all() == []
+    assert get_object(kube_client, CONFIG_MAPS, app, "dr-config") is None
+
+
+def test_a_probe_run_leaves_the_copy_and_secret_of_a_restore(kube_client: KubeClient, unique: str) -> None:
+    """A probe copy has no credentials; a restore that finds it adds the Secret and keeps both until it is done."""
+    mover, (app,) = _source(kube_client, unique, "app")
+    probe = MoverConfigCopies(kube_client, mover, "verify-rb", credentials=False)
+    restore = MoverConfigCopies(kube_client, mover, "restore-a")
+    probe.ensure(app)
+    assert get_object(kube_client, SECRETS, app, "creds") is None
+    restore.ensure(app)
+    assert probe.delete_all() == []
+    assert get_object(kube_client, CONFIG_MAPS, app, "dr-config") is not None
+    assert get_object(kube_client, SECRETS, app, "creds") is not None
+    assert restore.delete_all() == []
+    assert get_object(kube_client, CONFIG_MAPS, app, "dr-config") is None
+    assert get_object(kube_client, SECRETS, app, "creds") is None
+
+
+def test_an_expired_registration_does_not_keep_the_copy(kube_client: KubeClient, unique: str) -> None:
+    """A run killed with SIGKILL never unregisters: once its registration expires, it does not count, whether
+    it made the copy (its registration goes when the next run registers) or registered on one in use."""
+    mover, (made, joined) = _source(kube_client, unique, "made", "joined")
+    long_ago = time.time() - mover.deadline.total_seconds() - 2 * 3600
+
+    def killed() -> MoverConfigCopies:
+        return MoverConfigCopies(kube_client, mover, "killed", now=long_ago, credentials=False)
+
+    killed().ensure(made)
+    a = MoverConfigCopies(kube_client, mover, "restore-a", credentials=False)
+    b = MoverConfigCopies(kube_client, mover, "restore-b", credentials=False)
+    a.ensure(made)
+    b.ensure(made)
+    assert a.delete_all() == []
+    kept = get_object(kube_client, CONFIG_MAPS, made, "dr-config")
+    assert kept is not None, "b still uses the copy"
+    assert [k for k in kept["metadata"]["annotations"] if k.startswith(USER_ANNOTATION)] == [b.user]
+    assert b.delete_all() == []
+    assert get_object(kube_client, CONFIG_MAPS, made, "dr-config") is None
+
+    b.ensure(joined)
+    killed().ensure(joined)
+    assert b.delete_all() == []
+    assert get_object(kube_client, CONFIG_MAPS, joined, "dr-config") is None
+
+
+def test_a_dr_config_not_made_by_dr_is_never_deleted(
+    kube_client: KubeClient, unique: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The user's own dr-config appears just before a run's create, replaces a copy while the run is on, or
+    replaces one between a run's read and its registration: used at most, never changed or deleted."""
+    from dr.kube import apply as kapply
+
+    def users_own(ns: str) -> None:
+        kapply.delete(kube_client, CONFIG_MAPS, ns, "dr-config")
+        kapply.create(kube_client, CONFIG_MAPS, _cm(ns, value="mine"))
+
+    mover, (raced, replaced, swapped) = _source(kube_client, unique, "raced", "replaced", "swapped")
+    client = _after_first_read(
+        kube_client,
+        monkeypatch,
+        raced,
+        lambda: kapply.create(kube_client, CONFIG_MAPS, _cm(raced, value="mine")),
+    )
+    a = MoverConfigCopies(client, mover, "restore-a", credentials=False)
+    a.ensure(raced)
+    a.ensure(replaced)
+    users_own(replaced)
+    MoverConfigCopies(kube_client, mover, "restore-x", credentials=False).ensure(swapped)
+    b = MoverConfigCopies(
+        _after_first_read(kube_client, monkeypatch, swapped, lambda: users_own(swapped)),
+        mover, "restore-b", credentials=False,
+    )  # fmt: skip
+    b.ensure(swapped)
+    assert a.delete_all() == [] and b.delete_all() == []
+    for ns in (raced, replaced, swapped):
+        mine = get_object(kube_client, CONFIG_MAPS, ns, "dr-config")
+        assert mine is not None and mine["data"] == {"dr.yaml": "mine"}, ns
+        assert not (mine["metadata"].get("annotations") or mine["metadata"].get("labels")), ns
+
+
+def test_a_conflicting_delete_is_read_again(
+    kube_client: KubeClient, unique: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Run B registers between A's read and A's delete: the delete's precondition fails, A reads again, keeps it."""
+    mover, (app,) = _source(kube_client, unique, "app")
+    a = MoverConfigCopies(kube_client, mover, "restore-a", credentials=False)
+    b = MoverConfigCopies(kube_client, mover, "restore-b", credentials=False)
+    a.ensure(app)
+    a.kube = _after_first_read(kube_client, monkeypatch, app, lambda: b.ensure(app))
+    assert a.delete_all() == []
+    kept = get_object(kube_client, CONFIG_MAPS, app, "dr-config")
+    assert kept is not None, "b registered before a's delete reached the server"
+    assert [k for k in kept["metadata"]["annotations"] if k.startswith(USER_ANNOTATION)] == [b.user]
+    assert b.delete_all() == []
+    assert get_object(kube_client, CONFIG_MAPS, app, "dr-config") is None
+
+
+def test_two_runs_making_the_copy_at_once_both_use_it(
+    kube_client: KubeClient, unique: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """B makes the copy between A's read (none there) and A's create: A's create fails (409), A registers on B's."""
+    mover, (app,) = _source(kube_client, unique, "app")
+    b = MoverConfigCopies(kube_client, mover, "restore-b", credentials=False)
+    a = MoverConfigCopies(
+        _after_first_read(kube_client, monkeypatch, app, lambda: b.ensure(app)),
+        mover, "restore-a", credentials=False,
+    )  # fmt: skip
+    a.ensure(app)
+    assert a.delete_all() == []
+    assert get_object(kube_client, CONFIG_MAPS, app, "dr-config") is not None, "b's Job needs it"
+    assert b.delete_all() == []
+    assert get_object(kube_client, CONFIG_MAPS, app, "dr-config") is None
+
+
+def test_a_registration_on_a_copy_deleted_meanwhile_makes_it_again(
+    kube_client: KubeClient, unique: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A, the last user, deletes the copy between B's read and B's registration: B's conditional patch fails
+    (the copy is gone), B reads again and makes a new copy."""
+    mover, (app,) = _source(kube_client, unique, "app")
+    a = MoverConfigCopies(kube_client, mover, "restore-a", credentials=False)
+    a.ensure(app)
+    b = MoverConfigCopies(
+        _after_first_read(kube_client, monkeypatch, app, a.delete_all),
+        mover, "restore-b", credentials=False,
+    )  # fmt: skip
+    b.ensure(app)
+    made = get_object(kube_client, CONFIG_MAPS, app, "dr-config")
+    assert made is not None, "b's probe Job would not start"
+    assert [k for k in made["metadata"]["annotations"] if k.startswith(USER_ANNOTATION)] == [b.user]
+    assert b.delete_all() == []
+    assert get_object(kube_client, CONFIG_MAPS, app, "dr-config") is None
+
+
+def test_a_copy_that_keeps_changing_is_given_up(
+    kube_client: KubeClient, unique: str, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Every write conflicts (another writer after each read): a bounded number of tries, then one line."""
+    from dr.cli.volume_access import COPY_ATTEMPTS
+    from dr.kube import apply as kapply
+
+    mover, (app,) = _source(kube_client, unique, "app")
+
+    def meddle() -> None:
+        meddled.append(1)  # a new value each time: an unchanged object keeps its resourceVersion
+        kapply.patch(
+            kube_client,
+            CONFIG_MAPS,
+            app,
+            "dr-config",
+            {"metadata": {"annotations": {"n": str(len(meddled))}}},
+        )
+
+    meddled: list[int] = []
+    a = MoverConfigCopies(kube_client, mover, "restore-a", credentials=False)
+    a.ensure(app)
+    b = MoverConfigCopies(
+        _after_first_read(kube_client, monkeypatch, app, meddle, times=100),
+        mover,
+        "restore-b",
+        credentials=False,
+    )
+    b.ensure(app)
+    assert f"cannot register on the copy of ConfigMap dr-config in {app}: it kept changing" in caplog.text
+    assert len(meddled) == COPY_ATTEMPTS
+    assert b.delete_all() == [], "b never registered: nothing to remove"
+    a.kube = b.kube
+    assert a.delete_all() == [f"cannot delete the copy of ConfigMap dr-config in {app}: it kept changing"]
+    kept = get_object(kube_client, CONFIG_MAPS, app, "dr-config")
+    assert kept is not None and a.user in kept["metadata"]["annotations"]

@@ -15,6 +15,8 @@ deleted again when the data is in. Restoring needs ``get`` on those two
 objects in dr's namespace; the copies live only while the movers run (a
 crash in between leaves them labelled ``dr.dev/mover=true`` with an expiry,
 like every temporary object of a run; a drill's go with its namespace).
+Runs at the same time in one namespace share a copy: each registers on it,
+and the last one out deletes it (``MoverConfigCopies``).
 The data probes of ``dr runbook verify`` in an app's own namespace get a
 copy of dr-config the same way (``ConfigCopyingProbe``; no credentials: a
 probe does not open the repository).
@@ -26,6 +28,7 @@ workloads are running, by the pods' restore hooks: ``restore_backup_dumps``.
 from __future__ import annotations
 
 import logging
+import secrets
 import time
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
@@ -47,17 +50,20 @@ from dr.errors import DrError
 from dr.kube import apply as kapply
 from dr.kube.client import ApiError, KubeClient
 from dr.kube.collect import get_object, list_objects
+from dr.kube.discovery import ApiResource
 from dr.kube.exec import Exec, KubernetesExec
 from dr.kube.jobs import (
     CONFIG_MAPS,
     EXPIRES_LABEL,
     MOVER_LABEL,
     PODS,
+    RUN_LABEL,
     SECRETS,
     cleanup_leftovers,
     expiry,
     temporary_labels,
 )
+from dr.kube.objects import label_value
 from dr.repo.repository import Repository
 from dr.repo.snapshots import Snapshot, readable_snapshots
 from dr.restore.results import ItemResults
@@ -195,20 +201,59 @@ def snapshot_summaries(snap: Snapshot) -> Callable[[str], dict[str, Any] | None]
     return describe
 
 
-def _expired_copy(obj: dict[str, Any]) -> bool:
+# A run's registration on a copy it uses: ``dr.dev/user.<run>-<random>: <unix time it expires>``.
+USER_ANNOTATION = "dr.dev/user."
+# Each conflict is another run's completed write, so a few re-reads settle it.
+COPY_ATTEMPTS = 10
+
+
+def _user_key(token: str) -> str:
+    return USER_ANNOTATION + (label_value(token)[: 63 - len("user.")].strip("-_.") or "run")
+
+
+def _copy_expiry(obj: dict[str, Any]) -> int | None:
+    """The ``dr.dev/expires`` of a copy dr made; None for any other object (the user's own: never touched)."""
     labels = (obj.get("metadata") or {}).get("labels") or {}
     if labels.get(MOVER_LABEL) != "true":
-        return False  # the user's own object: never touched
+        return None
     try:
-        return int(labels.get(EXPIRES_LABEL, "")) < time.time()
+        return int(labels.get(EXPIRES_LABEL, ""))
     except ValueError:
-        return False
+        return None
+
+
+def _users(obj: dict[str, Any], expires: int) -> dict[str, int]:
+    """The runs registered on a copy: annotation key -> expiry (unreadable: expired).
+
+    A copy without registrations was made by a dr that did not count its users: its
+    creator (``dr.dev/run``) counts as one until the copy's ``dr.dev/expires``.
+    """
+    meta = obj.get("metadata") or {}
+    users: dict[str, int] = {}
+    for key, value in (meta.get("annotations") or {}).items():
+        if key.startswith(USER_ANNOTATION):
+            try:
+                users[key] = int(value)
+            except ValueError:
+                users[key] = 0
+    return users or {_user_key((meta.get("labels") or {}).get(RUN_LABEL, "")): expires}
+
+
+def _raced(e: ApiError) -> bool:
+    """Another run changed (409) or deleted (404) the copy between our read and our write: read again."""
+    return e.status in (404, 409)
 
 
 class MoverConfigCopies:
     """Copies of dr-config and the credentials Secret in namespaces where restore movers run, deleted afterwards.
 
     ``credentials=False``: dr-config only, for movers that do not open the repository (data probes).
+
+    Runs at the same time in one namespace (a restore, a drill, ``dr runbook verify``) share a copy:
+    each registers itself on it (``USER_ANNOTATION``, with the expiry of its temporary objects, so a
+    killed run does not keep the copy forever), whether it made the copy or found it, and the last
+    one out deletes it. Every write is conditional on the version read; a conflict is read again.
+    An object without dr's labels is the user's own: used, never changed or deleted.
     """
 
     def __init__(
@@ -223,11 +268,16 @@ class MoverConfigCopies:
         self.kube = kube
         self.mover = mover
         self.credentials = credentials
-        self.labels = temporary_labels(run_id, expiry(now or time.time(), mover.deadline))
-        self.made: list[tuple[Any, str, str]] = []
+        # Registrations last as long as every temporary object of the run: the Jobs' deadline plus a margin.
+        self.expires = expiry(now or time.time(), mover.deadline)
+        self.labels = temporary_labels(run_id, self.expires)
+        # Random per instance: two runs with the same id (a runbook verified twice at once) stay two users.
+        self.user = _user_key(f"{label_value(run_id)[:40]}-{secrets.token_hex(4)}")
+        self.made: list[tuple[ApiResource, str, str]] = []
 
     def ensure(self, namespace: str) -> None:
-        """Copy what ``namespace`` lacks; problems are logged (the mover check then names what is missing)."""
+        """Copy what ``namespace`` lacks, register on the copies there; problems are logged (the mover
+        check then names what is missing)."""
         if namespace == self.mover.namespace:
             return
         wanted = [(CONFIG_MAPS, CONFIG_MAP)]
@@ -235,39 +285,97 @@ class MoverConfigCopies:
             wanted.append((SECRETS, self.mover.credentials_secret))
         for res, name in wanted:
             try:
-                present = get_object(self.kube, res, namespace, name)
-                if present is not None:
-                    if _expired_copy(present):
-                        # A copy a crashed earlier run left behind: use it, and remove it with ours.
-                        self.made.append((res, namespace, name))
-                    continue
-                source = get_object(self.kube, res, self.mover.namespace, name)
-                if source is None:
-                    continue
-                copy: dict[str, Any] = {
-                    "apiVersion": "v1",
-                    "kind": res.kind,
-                    "metadata": {"name": name, "namespace": namespace, "labels": self.labels,
-                                 "annotations": {"dr.dev/copied-from": f"{self.mover.namespace}/{name}"}},
-                }  # fmt: skip
-                for key in ("type", "data", "binaryData"):
-                    if key in source:
-                        copy[key] = source[key]
-                self.made.append((res, namespace, name))
-                kapply.create(self.kube, res, copy)
+                if self._register(res, namespace, name):
+                    self.made.append((res, namespace, name))
             except ApiError as e:
                 log.warning("cannot copy %s %s/%s into %s for the restore movers: %s",
                             res.kind, self.mover.namespace, name, namespace, e.short)  # fmt: skip
 
+    def _register(self, res: ApiResource, namespace: str, name: str) -> bool:
+        """Make the copy or register on the one there. False: not ours to remove (none, or the user's)."""
+        for _ in range(COPY_ATTEMPTS):
+            present = get_object(self.kube, res, namespace, name)
+            if present is None:
+                source = get_object(self.kube, res, self.mover.namespace, name)
+                if source is None:
+                    return False
+                try:
+                    kapply.create(self.kube, res, self._copy_of(res, source, namespace, name))
+                    return True
+                except ApiError as e:
+                    if not e.already_exists:
+                        raise
+                    continue
+            expires = _copy_expiry(present)
+            if expires is None:
+                return False
+            now = time.time()
+            # Expired registrations (killed runs) go; the creator implied on a copy without any is written out.
+            users: dict[str, str | None] = {
+                k: str(until) if until >= now else None for k, until in _users(present, expires).items()
+            }
+            users[self.user] = str(self.expires)
+            meta = present["metadata"]
+            change = {"metadata": {"resourceVersion": meta.get("resourceVersion"), "annotations": users,
+                                   "labels": {EXPIRES_LABEL: str(max(expires, self.expires))}}}  # fmt: skip
+            try:
+                kapply.patch(self.kube, res, namespace, name, change)
+                return True
+            except ApiError as e:
+                if not _raced(e):
+                    raise
+        log.warning("cannot register on the copy of %s %s in %s: it kept changing", res.kind, name, namespace)
+        return False
+
+    def _copy_of(self, res: ApiResource, source: dict[str, Any], namespace: str, name: str) -> dict[str, Any]:
+        copy: dict[str, Any] = {
+            "apiVersion": "v1",
+            "kind": res.kind,
+            "metadata": {"name": name, "namespace": namespace, "labels": self.labels,
+                         "annotations": {"dr.dev/copied-from": f"{self.mover.namespace}/{name}",
+                                         self.user: str(self.expires)}},
+        }  # fmt: skip
+        for key in ("type", "data", "binaryData"):
+            if key in source:
+                copy[key] = source[key]
+        return copy
+
     def delete_all(self) -> list[str]:
+        """Unregister from every copy this run used; delete those no other unexpired run is registered on."""
         problems = []
         for res, namespace, name in reversed(self.made):
             try:
-                kapply.delete(self.kube, res, namespace, name)
+                if not self._unregister(res, namespace, name):
+                    problems.append(
+                        f"cannot delete the copy of {res.kind} {name} in {namespace}: it kept changing"
+                    )
             except ApiError as e:
                 problems.append(f"cannot delete the copy of {res.kind} {name} in {namespace}: {e.short}")
         self.made.clear()
         return problems
+
+    def _unregister(self, res: ApiResource, namespace: str, name: str) -> bool:
+        for _ in range(COPY_ATTEMPTS):
+            present = get_object(self.kube, res, namespace, name)
+            expires = None if present is None else _copy_expiry(present)
+            if present is None or expires is None:
+                return True  # gone, or replaced by the user's own object meanwhile
+            now = time.time()
+            others = [k for k, until in _users(present, expires).items() if k != self.user and until >= now]
+            meta = present["metadata"]
+            try:
+                if others:
+                    change = {"metadata": {"resourceVersion": meta.get("resourceVersion"),
+                                           "annotations": {self.user: None}}}  # fmt: skip
+                    kapply.patch(self.kube, res, namespace, name, change)
+                else:
+                    kapply.delete(self.kube, res, namespace, name, uid=meta.get("uid"),
+                                  resource_version=meta.get("resourceVersion"))  # fmt: skip
+                return True
+            except ApiError as e:
+                if not _raced(e):
+                    raise
+        return False
 
 
 class ConfigCopyingProbe:

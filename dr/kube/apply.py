@@ -1,11 +1,14 @@
-"""Writing objects: create, server-side apply, delete.
+"""Writing objects: create, server-side apply, merge patch, delete.
 
 Updates use server-side apply with field manager ``dr`` and ``force``: the
 object's fields as given win over other managers' values, fields we do not
 send (a Service's allocated ``clusterIP``, a bound PVC's ``volumeName``) are
 left alone, and no ``resourceVersion`` read-modify-write loop is needed. Every
 call can be a server-side dry run (``dryRun=All``): admission and validation
-run, nothing is stored.
+run, nothing is stored. Where several dr runs share one object (the copies
+of dr-config in an application's namespace), ``patch`` and ``delete`` take
+the ``resourceVersion`` read, and the server refuses the write (409) when
+another run changed the object in between.
 """
 
 from __future__ import annotations
@@ -52,6 +55,20 @@ def apply(
     )
 
 
+def patch(
+    kube: KubeClient, res: ApiResource, namespace: str | None, name: str, change: dict[str, Any]
+) -> dict[str, Any]:
+    """JSON merge patch (``None`` removes a key). With ``metadata.resourceVersion`` in ``change``: only
+    if the object is still that version, else ``ApiError`` 409 Conflict (404 if it is gone)."""
+    return kube.call(
+        "PATCH",
+        res.object_path(namespace, name),
+        query={"fieldManager": FIELD_MANAGER},
+        body=json.dumps(change).encode(),
+        content_type="application/merge-patch+json",
+    )
+
+
 def delete(
     kube: KubeClient,
     res: ApiResource,
@@ -59,14 +76,17 @@ def delete(
     name: str,
     *,
     uid: str | None = None,
+    resource_version: str | None = None,
     propagation: str = "Background",
     dry_run: bool = False,
 ) -> bool:
-    """Delete one object (only if it still has ``uid``, when given). False if it was already gone."""
+    """Delete one object (only if it still has ``uid`` and ``resource_version``, when given: else
+    ``ApiError`` 409 Conflict). False if it was already gone."""
     path = res.object_path(namespace, name)
     body: dict[str, Any] = {"apiVersion": "v1", "kind": "DeleteOptions", "propagationPolicy": propagation}
-    if uid:
-        body["preconditions"] = {"uid": uid}
+    preconditions = {k: v for k, v in (("uid", uid), ("resourceVersion", resource_version)) if v}
+    if preconditions:
+        body["preconditions"] = preconditions
     query = {"dryRun": "All"} if dry_run else None
     status, data = kube.request("DELETE", path, query=query, body=body)
     if status == 404:
