@@ -60,8 +60,12 @@ def test_each_step_checks_its_namespace_as_mapped(runbook: Runbook) -> None:
     assert checked_namespaces(runbook, targets) == ["shop-db-new", "shop-new"]
     probed: list[str] = []
 
-    def probe(namespace: str, pvc: str, paths: Sequence[str], *, timeout: float) -> Mapping[str, PathProbe]:
+    def probe(
+        namespace: str, pvc: str, paths: Sequence[str], *, timeout: float, warnings: list[str]
+    ) -> Mapping[str, PathProbe]:
         probed.append(namespace)
+        if namespace == "shop-new":
+            warnings.append(f"not placed in {namespace}")
         return {p: PathProbe("dir", count=1) for p in paths}
 
     heard: list[str] = []
@@ -75,6 +79,8 @@ def test_each_step_checks_its_namespace_as_mapped(runbook: Runbook) -> None:
     assert [(r.name, r.passed) for r in results] == [("db-files", True), ("files", True), ("db-again", True)]
     assert heard == ["db-files", "files", "db-again"]
     assert [r.details["namespace"] for r in results] == probed
+    # What a probe could not check is its own step's, not the next one's.
+    assert [r.warnings for r in results] == [[], ["not placed in shop-new"], []]
 
 
 def test_without_options_the_runbooks_own_namespaces(runbook: Runbook) -> None:

@@ -31,6 +31,7 @@ from dr.testkit.cluster import install_storage, remove_storage
 from tests.conftest import Kube
 from tests.helpers import Result, run_dr
 from tests.kube_helpers import make_namespace
+from tests.kube_stub_server import stub_api
 from tests.volume_helpers import create_pod
 
 Capsys = pytest.CaptureFixture[str]
@@ -133,8 +134,9 @@ def test_every_step_passes_in_a_healthy_namespace_and_what_they_made_is_gone(
     steps = doc["steps"]
     assert [(s["name"], s["passed"]) for s in steps] == [(n, True) for n in STEPS]
     # The drill's step results, field for field (the report's format).
-    assert all(set(s) == {"name", "type", "passed", "message", "duration", "details", "error"} for s in steps)
-    assert all(isinstance(s["duration"], float) and s["error"] is None for s in steps)
+    fields = {"name", "type", "passed", "message", "duration", "details", "error", "warnings"}
+    assert all(set(s) == fields for s in steps)
+    assert all(isinstance(s["duration"], float) and s["error"] is None and s["warnings"] == [] for s in steps)
     assert [s["type"] for s in steps] == ["resources", "ready", "data", "job"]
     assert steps[2]["message"] == DATA_MESSAGE
     assert steps[0]["details"]["namespace"] == live.namespace
@@ -645,22 +647,38 @@ def test_a_probe_that_cannot_list_pods_fails_at_once_saying_why(
 
 
 def test_a_pod_list_failing_for_another_reason_only_warns_and_leaves_the_probe_unplaced(
-    caplog: pytest.LogCaptureFixture,
+    caplog: pytest.LogCaptureFixture, tmp_path: Path
 ) -> None:
     # Not a missing right (403, above) but a passing failure: the probe still runs, on no node of
-    # its choosing, and the log says why.
+    # its choosing, and the log and the step's result say why. A stand-in API server answers the
+    # pod list 503 (the test cluster never does) and refuses the probe's Job; the warning stays
+    # in the result of the step that then failed.
     from dr.config import MoverOptions
     from dr.drill.probe_job import JobDataProbe
+    from dr.drill.steps import StepContext, run_step
+    from dr.kube.client import RetryPolicy, connect
+    from dr.runbook.model import DataStep
 
-    class Unavailable:
-        def request(self, method: str, path: str, **_: Any) -> tuple[int, bytes]:
-            return 503, json.dumps({"reason": "ServiceUnavailable", "message": "etcd is away"}).encode()
-
-    probe = JobDataProbe(Unavailable(), MoverOptions(), run_id="x")  # type: ignore[arg-type]
-    with caplog.at_level("WARNING", logger="dr.drill.probe_job"):
-        assert probe.users("app", "files") == []
-    assert caplog.messages == [
-        "cannot list pods in app (the probe of files is not placed next to them): 503 ServiceUnavailable: etcd is away"
+    step = DataStep.model_validate(
+        {"name": "files-intact", "type": "data", "pvc": "files", "checks": [{"path": "x", "minCount": 0}]}
+    )
+    warning = "cannot list pods in app (the probe of files is not placed next to them): 503 ServiceUnavailable: etcd is away"
+    with stub_api() as api:
+        api.script("/api/v1/namespaces/app/pods",
+                   (503, {"kind": "Status", "reason": "ServiceUnavailable", "message": "etcd is away"}, {}))  # fmt: skip
+        api.script("/apis/batch/v1/namespaces/app/jobs",
+                   (403, {"kind": "Status", "reason": "Forbidden", "message": "no Jobs here"}, {}))  # fmt: skip
+        kube = connect(api.kubeconfig(tmp_path), retry=RetryPolicy(attempts=1))
+        probe = JobDataProbe(kube, MoverOptions(), run_id="x")
+        with caplog.at_level("WARNING", logger="dr.drill.probe_job"):
+            result = run_step(step, StepContext(api=None, namespace="app", exec=None, data_probe=probe))  # type: ignore[arg-type]
+    assert caplog.messages == [warning]
+    assert not result.passed and result.error is not None and "no Jobs here" in result.error, result
+    assert result.warnings == [warning]
+    assert result.warning_lines() == [f"step files-intact (data): {warning}"]
+    # It went on to ask for its Job (unplaced) rather than failing at the pod list.
+    assert [p.split("?")[0] for m, p, _ in api.requests if m == "POST"] == [
+        "/apis/batch/v1/namespaces/app/jobs"
     ]
 
 
@@ -675,15 +693,20 @@ def test_a_probe_that_cannot_read_its_claim_skips_the_access_modes_and_runs(
         {"apiGroups": [""], "resources": ["pods", "pods/log"], "verbs": ["get", "list", "watch"]},
     ])  # fmt: skip
 
-    assert _probe_warnings(res) == [
+    warning = (
         f"cannot read PVC {live.namespace}/{webapp.PVC} (its access modes are not checked): 403 Forbidden: "
         f'persistentvolumeclaims "{webapp.PVC}" is forbidden: User "bob" cannot get resource '
         f'"persistentvolumeclaims" in API group "" in the namespace "{live.namespace}"'
-    ], res.err
+    )
+    assert _probe_warnings(res) == [warning], res.err
     assert res.code == 0, res.out + res.err
-    assert [(s["name"], s["passed"], s["message"]) for s in res.json()["steps"]] == [
-        ("uploads-intact", True, DATA_MESSAGE)
+    doc = res.json()
+    assert [(s["name"], s["passed"], s["message"], s["warnings"]) for s in doc["steps"]] == [
+        ("uploads-intact", True, DATA_MESSAGE, [warning])
     ]
+    # Among the run's warnings, as what it could not delete again is, and a "warning:" line on stderr.
+    assert doc["warnings"] == [f"step uploads-intact (data): {warning}"]
+    assert f"warning: step uploads-intact (data): {warning}" in res.err.splitlines()
     # Still placed next to the pod using the claim.
     terms = _probe_run(live)["affinity"]["nodeAffinity"]["requiredDuringSchedulingIgnoredDuringExecution"]
     assert terms == {

@@ -220,9 +220,10 @@ def verify(
 
     Restores nothing and creates no namespace: the steps run where the app is, and what they
     create (a job step's Job, a data step's probe Job and a copy of dr-config for it) is deleted
-    again; what cannot be (the identity may not delete it) is a warning on stderr, also with
-    --quiet, and in -o json's "warnings". Exit 0 when every step passed, 4 when a step failed, 2
-    when the runbook is invalid or a namespace does not exist (no step is run).
+    again; what cannot be (the identity may not delete it), and what a step could not check
+    without failing, is a warning on stderr, also with --quiet, and in -o json's "warnings".
+    Exit 0 when every step passed, 4 when a step failed, 2 when the runbook is invalid or a
+    namespace does not exist (no step is run).
     """
     from dr.cli.context import app
     from dr.cli.kube_access import connect_kube, steps_api_client
@@ -269,9 +270,11 @@ def verify(
         with bar as done:
             run_verification(rb, targets, deps, on_result=finished)
     finally:
-        # What is left in the app's namespace: not progress but a problem, on stderr even
-        # with --quiet (and in the JSON document), also when a signal cut the run short.
-        warnings = left_behind(results, probe.problems + copies.delete_all())
+        # What a step could not check and what is left in the app's namespace: not progress but
+        # problems, on stderr even with --quiet (and in the JSON document), also when a signal cut
+        # the run short.
+        warnings = [w for r in results for w in r.warning_lines()]
+        warnings += left_behind(results, probe.problems + copies.delete_all())
         for w in warnings:
             click.echo(redact(f"warning: {w}"), err=True)
     failed = [r for r in results if not r.passed]

@@ -395,7 +395,7 @@ class ConfigCopyingProbe:
         self._present: dict[str, bool] = {}
 
     def __call__(
-        self, namespace: str, pvc: str, paths: Sequence[str], *, timeout: float
+        self, namespace: str, pvc: str, paths: Sequence[str], *, timeout: float, warnings: list[str]
     ) -> Mapping[str, PathProbe]:
         if namespace not in self._present:
             self.copies.ensure(namespace)
@@ -405,7 +405,7 @@ class ConfigCopyingProbe:
                 f"the probe Job needs the ConfigMap {CONFIG_MAP} in {namespace}, and it could not be "
                 f"copied there from {self.copies.mover.namespace}"
             )
-        return self.probe(namespace, pvc, paths, timeout=timeout)
+        return self.probe(namespace, pvc, paths, timeout=timeout, warnings=warnings)
 
 
 def restore_backup_dumps(

@@ -44,10 +44,18 @@ class StepResult(ReportModel):
     error: str | None = Field(
         default=None, description="set when the check could not be carried out (API error, exec not possible)"
     )
+    warnings: list[str] = Field(
+        default_factory=list,
+        description="what the step could not do or check, without failing it (a data probe placed on no node)",
+    )
 
     def failure_line(self) -> str:
         """The step in an error's details: ``step NAME (TYPE): message`` (drill run, runbook verify)."""
         return f"step {self.name} ({self.type}): {self.message}"
+
+    def warning_lines(self) -> list[str]:
+        """Its warnings among a run's: ``step NAME (TYPE): warning`` (drill run, runbook verify)."""
+        return [f"step {self.name} ({self.type}): {w}" for w in self.warnings]
 
 
 class Phases(ReportModel):

@@ -44,8 +44,11 @@ class ProbeError(DrError):
 
 
 class DataProbe(Protocol):
+    """Describes ``paths`` of a PVC; what it could not check on the way without failing (its
+    probe pod placed on no node of its choosing, …) it adds to ``warnings``, one line each."""
+
     def __call__(
-        self, namespace: str, pvc: str, paths: Sequence[str], *, timeout: float
+        self, namespace: str, pvc: str, paths: Sequence[str], *, timeout: float, warnings: list[str]
     ) -> Mapping[str, PathProbe]: ...
 
 
@@ -96,7 +99,7 @@ class LocalDirectoryProbe:
         self._locate = locate
 
     def __call__(
-        self, namespace: str, pvc: str, paths: Sequence[str], *, timeout: float
+        self, namespace: str, pvc: str, paths: Sequence[str], *, timeout: float, warnings: list[str]
     ) -> Mapping[str, PathProbe]:
         root = self._locate(namespace, pvc)
         if root is None or not root.is_dir():

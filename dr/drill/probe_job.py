@@ -81,10 +81,11 @@ class JobDataProbe:
         return MoverPodConfig(image=self.mover.image, resources=self.mover.resources, deadline=deadline,
                               credentials_secret=None, tmp_size_limit=self.mover.tmp_size_limit)  # fmt: skip
 
-    def users(self, namespace: str, pvc: str) -> list[dict[str, Any]]:
-        """The pods that mount the claim; none (an unplaced probe) where pods cannot be listed for a
-        passing reason. Not allowed to list them (403), ``ProbeError`` at once: the probe's answer is
-        read from its own pod's status, so it could only end in "no answer" after its whole run."""
+    def users(self, namespace: str, pvc: str, warnings: list[str]) -> list[dict[str, Any]]:
+        """The pods that mount the claim; none (an unplaced probe, said in ``warnings``) where pods
+        cannot be listed for a passing reason. Not allowed to list them (403), ``ProbeError`` at once:
+        the probe's answer is read from its own pod's status, so it could only end in "no answer"
+        after its whole run."""
         try:
             return users_of(list_objects(self.kube, PODS, namespace=namespace), pvc)
         except ApiError as e:
@@ -93,20 +94,26 @@ class JobDataProbe:
                     f"probe of {namespace}/{pvc}: cannot list pods in {namespace}, which the probe needs "
                     f"(its answer is read from its pod): {e.short}"
                 ) from None
-            log.warning("cannot list pods in %s (the probe of %s is not placed next to them): %s",
-                        namespace, pvc, e.short)  # fmt: skip
+            warning = (
+                f"cannot list pods in {namespace} (the probe of {pvc} is not placed next to them): {e.short}"
+            )
+            log.warning("%s", warning)
+            warnings.append(warning)
             return []
 
-    def check_exclusive(self, namespace: str, pvc: str, users: list[dict[str, Any]]) -> None:
-        """``ProbeError`` at once for a ReadWriteOncePod claim in use: the probe pod could never start."""
+    def check_exclusive(
+        self, namespace: str, pvc: str, users: list[dict[str, Any]], warnings: list[str]
+    ) -> None:
+        """``ProbeError`` at once for a ReadWriteOncePod claim in use: the probe pod could never start.
+        A claim that cannot be read is not checked, said in ``warnings``."""
         if not users:
             return
         try:
             claim = get_object(self.kube, PVCS, namespace, pvc)
         except ApiError as e:
-            log.warning(
-                "cannot read PVC %s/%s (its access modes are not checked): %s", namespace, pvc, e.short
-            )
+            warning = f"cannot read PVC {namespace}/{pvc} (its access modes are not checked): {e.short}"
+            log.warning("%s", warning)
+            warnings.append(warning)
             return
         holders = exclusive_users(claim or {}, users)
         if holders:
@@ -116,10 +123,10 @@ class JobDataProbe:
             )
 
     def __call__(
-        self, namespace: str, pvc: str, paths: Sequence[str], *, timeout: float
+        self, namespace: str, pvc: str, paths: Sequence[str], *, timeout: float, warnings: list[str]
     ) -> Mapping[str, PathProbe]:
-        users = self.users(namespace, pvc)
-        self.check_exclusive(namespace, pvc, users)
+        users = self.users(namespace, pvc, warnings)
+        self.check_exclusive(namespace, pvc, users, warnings)
         deadline = timedelta(seconds=max(30.0, timeout))
         pod = self.pod_config(deadline)
         name = object_name("dr-probe", f"{pvc}-{os.urandom(3).hex()}")

@@ -425,6 +425,7 @@ def run_drill(req: DrillRequest, deps: DrillDeps) -> DrillReport:
                           namespaces=mapping, poll_interval=deps.poll_interval,
                           labels={DRILL_LABEL: "true", APP_LABEL: rb.name[:63]})  # fmt: skip
         steps = run_steps(rb.spec.verification, ctx)
+        warnings.extend(w for s in steps for w in s.warning_lines())
         phases.verification = timedelta(seconds=time.monotonic() - t2)
     except DrError as e:
         error = e.message

@@ -86,6 +86,9 @@ class StepContext:
     poll_interval: float = 2.0
     # Labels put on objects steps create (Jobs), e.g. the drill id, so gc can find leftovers.
     labels: Mapping[str, str] = field(default_factory=dict)
+    # What the running step could not check without failing (a data probe placed on no node):
+    # its result's warnings. ``run_step`` gives each step a list of its own.
+    warnings: list[str] = field(default_factory=list)
     _discovery: Discovery | None = field(default=None, repr=False)
 
     def discovery(self) -> Discovery:
@@ -114,6 +117,8 @@ def run_step(step: VerificationStep, ctx: StepContext) -> StepResult:
     """Run one verification step; always returns a result (see module doc)."""
     start = ctx.clock.monotonic()
     error: str | None = None
+    # Kept also when the step fails: what it could not check may be why.
+    ctx.warnings = []
     try:
         verdict = _RUNNERS[step.type](step, ctx)
     except StepApiError as e:
@@ -136,6 +141,7 @@ def run_step(step: VerificationStep, ctx: StepContext) -> StepResult:
         duration=timedelta(seconds=max(0.0, ctx.clock.monotonic() - start)),
         details=verdict.details,
         error=_one_line(error) if error else None,
+        warnings=ctx.warnings,
     )
 
 
@@ -548,7 +554,7 @@ def _data(step: VerificationStep, ctx: StepContext) -> Verdict:
     assert isinstance(step, DataStep)
     ns = ctx.target_namespace(step)
     paths = [c.path for c in step.checks]
-    probed = ctx.data_probe(ns, step.pvc, paths, timeout=step.timeout.total_seconds())
+    probed = ctx.data_probe(ns, step.pvc, paths, timeout=step.timeout.total_seconds(), warnings=ctx.warnings)
     problems: list[str] = []
     seen: list[str] = []
     details: dict[str, Any] = {"namespace": ns, "pvc": step.pvc, "paths": {}}
