@@ -641,6 +641,55 @@ def test_a_restored_storage_class_does_not_become_a_second_default(
             kc.request("DELETE", f"/apis/storage.k8s.io/v1/storageclasses/{name}")
 
 
+def test_a_default_class_restored_without_the_right_to_list_classes_is_a_warning(
+    kube_client: KubeClient, k8s: servers.TestCluster, unique: str
+) -> None:
+    # bob may create StorageClasses but not list them: whether the cluster has another default
+    # cannot be told, so the class keeps its default-class annotation, and the result says so
+    # (restored into another cluster it may be a second default).
+    if k8s.external:
+        pytest.skip("runs as an identity of the local test cluster")
+    kc, ns, ours, grant = kube_client, f"sc-nolist-{unique}", f"source-{unique}", f"sc-writer-{unique}"
+    annotation = "storageclass.kubernetes.io/is-default-class"
+    make_namespace(kc, ns)
+    create(kc, "storageclasses", {"apiVersion": "storage.k8s.io/v1", "kind": "StorageClass",
+                                  "metadata": {"name": ours, "annotations": {annotation: "true"}},
+                                  "provisioner": "example.com/disk"})  # fmt: skip
+    rbac = "/apis/rbac.authorization.k8s.io/v1"
+    try:
+        create(kc, "persistentvolumeclaims", {
+            "apiVersion": "v1", "kind": "PersistentVolumeClaim", "metadata": {"name": "data"},
+            "spec": {"storageClassName": ours, "accessModes": ["ReadWriteOnce"],
+                     "resources": {"requests": {"storage": "1Gi"}}},
+        }, ns)  # fmt: skip
+        items = [(i, o) for i, o in backup(kc, ns).items if i.resource == "storageclasses"]
+        assert [i.name for i, _ in items] == [ours]
+        kc.call("DELETE", f"/apis/storage.k8s.io/v1/storageclasses/{ours}")
+        kc.call("POST", f"{rbac}/clusterroles", body={
+            "apiVersion": RBAC, "kind": "ClusterRole", "metadata": {"name": grant},
+            "rules": [{"apiGroups": ["storage.k8s.io"], "resources": ["storageclasses"],
+                       "verbs": ["get", "create", "patch", "update"]}]})  # fmt: skip
+        kc.call("POST", f"{rbac}/clusterrolebindings", body={
+            "apiVersion": RBAC, "kind": "ClusterRoleBinding", "metadata": {"name": grant},
+            "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": grant},
+            "subjects": [{"kind": "User", "name": "bob", "apiGroup": "rbac.authorization.k8s.io"}]})  # fmt: skip
+        with connect(k8s.kubeconfig_for("bob")) as bob:
+            result = restore_resources(bob, items, RestoreOptions(), "bk", "rs")
+        assert result.phase == "Completed", result.failures()
+        restored = get(kc, "storage.k8s.io/v1", "storageclasses", ours) or {}
+        assert (restored["metadata"].get("annotations") or {}).get(annotation) == "true"
+        assert result.warnings == [
+            f"StorageClass {ours}: cannot list StorageClasses to check for another default (403 Forbidden: "
+            'storageclasses.storage.k8s.io is forbidden: User "bob" cannot list resource "storageclasses" in '
+            'API group "storage.k8s.io" at the cluster scope): restored with its default-class annotation'
+        ]
+    finally:
+        kc.request("DELETE", f"/api/v1/namespaces/{ns}")
+        kc.request("DELETE", f"/apis/storage.k8s.io/v1/storageclasses/{ours}")
+        kc.request("DELETE", f"{rbac}/clusterrolebindings/{grant}")
+        kc.request("DELETE", f"{rbac}/clusterroles/{grant}")
+
+
 def test_an_in_place_restore_keeps_a_reference_to_a_namespaced_owner_the_cluster_has(
     kube_client: KubeClient, unique: str
 ) -> None:

@@ -197,7 +197,8 @@ class _RestoreRun:
         self.restored_pvs: set[str] = set()
         self.absent_namespaces: set[str] = set()  # dry run: target namespaces that would be created
         self.pending_types: set[tuple[str, str]] = set()  # dry run: types of CRDs that would be created
-        self.lock = threading.Lock()  # guards discovery updates from the CRD waits
+        # Guards discovery updates from the CRD waits and what the object workers share (owners, warnings).
+        self.lock = threading.Lock()
         self.owners: dict[str, bool] = {}  # owner references checked: present in this cluster?
 
     # ------------------------------------------------------------------ reporting
@@ -376,7 +377,8 @@ class _RestoreRun:
         The backed-up class was the default of the cluster it came from; restored into
         one with a default of its own (another cluster, most often), it would be a second
         default, and Kubernetes gives new claims without a class the newest default: every
-        other application's. A restore does not change which class is the default.
+        other application's. A restore does not change which class is the default. Where the
+        classes cannot be listed it cannot tell: the class as backed up, and a warning.
         """
         meta = desired.get("metadata") or {}
         if not is_default_storage_class(desired):
@@ -386,8 +388,14 @@ class _RestoreRun:
             return desired
         try:
             classes = self.kube.get(res.collection_path()).get("items") or []
-        except ApiError:
-            return desired  # cannot tell: as backed up
+        except ApiError as e:
+            # Cannot tell: as backed up, and said (into another cluster it may be a second default).
+            with self.lock:
+                self.result.warnings.append(
+                    f"StorageClass {meta.get('name')}: cannot list StorageClasses to check for another "
+                    f"default ({e.short}): restored with its default-class annotation"
+                )
+            return desired
         if not any(
             (c.get("metadata") or {}).get("name") != meta.get("name") and is_default_storage_class(c)
             for c in classes
