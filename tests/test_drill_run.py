@@ -643,3 +643,73 @@ def test_the_runbook_pages_latest_backup_is_the_one_a_drill_takes(tmp_path: Path
     assert pick_backup(repo, rb, None).id == data
     summary = latest_backup_for(repo, rb)
     assert summary is not None and (summary.id, summary.size) == (data, 5)
+
+
+def _all_rights_but(kc: KubeClient, denied: dict[tuple[str, str], str]) -> list[dict[str, Any]]:
+    """RBAC rules for every verb on every resource the cluster serves but ``denied``: (group, resource)
+    -> verb. RBAC only adds rights: the resources of a group with a denied verb are listed one by one."""
+    verbs = ["get", "list", "watch", "create", "update", "patch", "delete", "deletecollection"]
+    paths = {"": "/api/v1", **{g["name"]: f"/apis/{g['preferredVersion']['groupVersion']}"
+                               for g in kc.get("/apis")["groups"]}}  # fmt: skip
+    limited = {g for g, _ in denied}
+    rules: list[dict[str, Any]] = [
+        {"apiGroups": [g for g in paths if g not in limited], "resources": ["*"], "verbs": ["*"]}
+    ]
+    for group in sorted(limited):
+        names = [r["name"] for r in kc.get(paths[group])["resources"]]
+        rules.append({"apiGroups": [group], "resources": [n for n in names if (group, n) not in denied],
+                      "verbs": ["*"]})  # fmt: skip
+        rules += [{"apiGroups": [group], "resources": [r], "verbs": [v for v in verbs if v != verb]}
+                  for (g, r), verb in denied.items() if g == group]  # fmt: skip
+    return rules
+
+
+def test_what_a_data_step_could_not_check_is_a_warning_of_the_drill(
+    capsys: Capsys, kube_client: KubeClient, kube: Kube, repo: Path, unique: str, app_ns: str
+) -> None:
+    # The drill as an identity that may do everything but read a claim: the data probe cannot check
+    # the access modes of the restored claim (a pod of the backup mounts it) and says so; the
+    # report lists that under its warnings, as the step's. Nor may it create Jobs, so the probe
+    # fails at once after that (the test cluster has no Job controller).
+    if kube.cluster.external:
+        pytest.skip("runs as an identity of the local test cluster")
+    kc, ns, grant = kube_client, app_ns, f"drill-but-pvc-get-{unique}"
+    rbac = "/apis/rbac.authorization.k8s.io/v1"
+    create(kc, "persistentvolumeclaims", {
+        "apiVersion": "v1", "kind": "PersistentVolumeClaim", "metadata": {"name": "files"},
+        "spec": {"accessModes": ["ReadWriteOnce"], "resources": {"requests": {"storage": "1Gi"}}}}, ns)  # fmt: skip
+    create(kc, "pods", {
+        "apiVersion": "v1", "kind": "Pod", "metadata": {"name": "web"},
+        "spec": {"containers": [{"name": "c", "image": "nginx"}],
+                 "volumes": [{"name": "files", "persistentVolumeClaim": {"claimName": "files"}}]}}, ns)  # fmt: skip
+    backup(capsys, kube, "-n", ns, "--no-data")
+    data_step = {"name": "files-intact", "type": "data", "pvc": "files", "timeout": "30s",
+                 "checks": [{"path": "index.html", "minCount": 1}]}  # fmt: skip
+    rb = write_runbook(repo / "rb.yaml", f"app{unique}", ns, [data_step])
+    rules = _all_rights_but(kc, {("", "persistentvolumeclaims"): "get", ("batch", "jobs"): "create"})
+    kc.call("POST", f"{rbac}/clusterroles", body={"apiVersion": "rbac.authorization.k8s.io/v1",
+        "kind": "ClusterRole", "metadata": {"name": grant}, "rules": rules})  # fmt: skip
+    kc.call("POST", f"{rbac}/clusterrolebindings", body={
+        "apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRoleBinding", "metadata": {"name": grant},
+        "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": grant},
+        "subjects": [{"apiGroup": "rbac.authorization.k8s.io", "kind": "User", "name": "bob"}]})  # fmt: skip
+    try:
+        res = run_dr(capsys, "--kubeconfig", kube.cluster.kubeconfig_for("bob"),
+                     "drill", "run", str(rb), "--no-data", "-o", "json")  # fmt: skip
+    finally:
+        kc.request("DELETE", f"{rbac}/clusterrolebindings/{grant}")
+        kc.request("DELETE", f"{rbac}/clusterroles/{grant}")
+
+    assert res.code == 4, res.out + res.err
+    doc = res.json()
+    (step,) = doc["steps"]
+    scratch = doc["namespace"]
+    warning = (
+        f"cannot read PVC {scratch}/files (its access modes are not checked): 403 Forbidden: "
+        f'persistentvolumeclaims "files" is forbidden: User "bob" cannot get resource '
+        f'"persistentvolumeclaims" in API group "" in the namespace "{scratch}"'
+    )
+    assert not step["passed"] and 'cannot create resource "jobs"' in step["error"], step
+    assert step["warnings"] == [warning]
+    assert f"step files-intact (data): {warning}" in doc["warnings"], doc["warnings"]
+    assert drill_namespaces(kc) == []
