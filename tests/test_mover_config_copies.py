@@ -312,3 +312,51 @@ def test_a_copy_that_keeps_changing_is_given_up(
     assert a.delete_all() == [f"cannot delete the copy of ConfigMap dr-config in {app}: it kept changing"]
     kept = get_object(kube_client, CONFIG_MAPS, app, "dr-config")
     assert kept is not None and a.user in kept["metadata"]["annotations"]
+
+
+def test_a_copy_whose_create_answer_was_lost_is_deleted(
+    kube_client: KubeClient, unique: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The API server stores the copies but every attempt's answer is lost (a connection cut after the
+    request went out): the run cannot tell, and its cleanup looks, so no copy of the credentials stays
+    in the app's namespace."""
+    from dr.kube.client import ApiError
+
+    mover, (app,) = _source(kube_client, unique, "app")
+    client = copy.copy(kube_client)
+
+    def request(method: str, path: str, **kw: Any) -> tuple[int, bytes]:
+        answer = KubeClient.request(kube_client, method, path, **kw)
+        if method == "POST" and path in (CONFIG_MAPS.collection_path(app), SECRETS.collection_path(app)):
+            raise ApiError(method, path, 0, "ConnectionError", "cannot reach the Kubernetes API: reset")
+        return answer
+
+    monkeypatch.setattr(client, "request", request)
+    copies = MoverConfigCopies(client, mover, "restore-a")
+    copies.ensure(app)
+    assert get_object(kube_client, SECRETS, app, "creds") is not None, "stored, though its answer was lost"
+    assert copies.delete_all() == []
+    assert get_object(kube_client, CONFIG_MAPS, app, "dr-config") is None
+    assert get_object(kube_client, SECRETS, app, "creds") is None, "the credentials are not left behind"
+
+
+def test_a_refused_create_leaves_nothing_to_clean_up(
+    kube_client: KubeClient, unique: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A create the server refused (403, not stored): the cleanup finds nothing and says nothing."""
+    from dr.kube.client import ApiError
+
+    mover, (app,) = _source(kube_client, unique, "app")
+    client = copy.copy(kube_client)
+
+    def request(method: str, path: str, **kw: Any) -> tuple[int, bytes]:
+        if method == "POST" and path == SECRETS.collection_path(app):
+            raise ApiError(method, path, 403, "Forbidden", "secrets is forbidden")
+        return KubeClient.request(kube_client, method, path, **kw)
+
+    monkeypatch.setattr(client, "request", request)
+    copies = MoverConfigCopies(client, mover, "restore-a")
+    copies.ensure(app)
+    assert get_object(kube_client, SECRETS, app, "creds") is None
+    assert copies.delete_all() == []
+    assert get_object(kube_client, CONFIG_MAPS, app, "dr-config") is None

@@ -303,9 +303,13 @@ class MoverConfigCopies:
                     kapply.create(self.kube, res, self._copy_of(res, source, namespace, name))
                     return True
                 except ApiError as e:
-                    if not e.already_exists:
-                        raise
-                    continue
+                    if e.already_exists:
+                        continue
+                    # Stored all the same if only the answer was lost (every attempt cut off): the
+                    # cleanup looks, so a copy of the credentials is not left behind unknown. One
+                    # that is not there, or not this run's alone, it leaves.
+                    self.made.append((res, namespace, name))
+                    raise
             expires = _copy_expiry(present)
             if expires is None:
                 return False
