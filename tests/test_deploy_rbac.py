@@ -598,6 +598,57 @@ def test_drill_creates_nothing_in_dr_namespace(drill_api: Any, admin: Any, uniqu
     client.BatchV1Api(drill_api).delete_namespaced_job(name, NS, propagation_policy="Background")
 
 
+def test_restore_and_drill_share_dr_config_copies(
+    restore_api: Any, drill_api: Any, admin: Any, app_ns: str, scratch_ns: str, unique: str
+) -> None:
+    """Copies of dr-config and the credentials Secret that runs share (``MoverConfigCopies``): made, registered
+    on (conditional merge patch), unregistered from and deleted (conditional delete) by the restore account in
+    an app's namespace and by the drill account in its scratch namespace, with no 403 on the way."""
+    from kubernetes import client
+
+    from dr.cli.volume_access import MoverConfigCopies
+    from dr.config import MoverOptions
+    from dr.kube.client import KubeClient
+    from dr.kube.collect import get_object
+    from dr.kube.jobs import CONFIG_MAPS, SECRETS
+
+    core = client.CoreV1Api(admin)
+    source = f"drsrc-{unique}"
+    core.create_namespace(client.V1Namespace(metadata=client.V1ObjectMeta(name=source)))
+    core.create_namespaced_config_map(source, {"metadata": {"name": "dr-config"}, "data": {"dr.yaml": "{}"}})
+    core.create_namespaced_secret(source, {"metadata": {"name": "creds"}, "stringData": {"K": "v"}})
+    try:
+        mover = MoverOptions(namespace=source, credentials_secret="creds")
+        restore_kube = KubeClient(restore_api)
+        a, b = (MoverConfigCopies(restore_kube, mover, f"restore-{x}") for x in "ab")
+        a.ensure(app_ns)
+        b.ensure(app_ns)  # registers on a's copies: patch
+        assert a.delete_all() == []  # b still registered: unregisters (patch)
+        assert get_object(restore_kube, SECRETS, app_ns, "creds") is not None
+        assert b.delete_all() == []  # the last one out: conditional delete
+        assert get_object(restore_kube, CONFIG_MAPS, app_ns, "dr-config") is None
+        assert get_object(restore_kube, SECRETS, app_ns, "creds") is None
+    finally:
+        core.delete_namespace(source)
+    # The drill reads dr-config in dr's namespace by name only; it copies it (and runs' shares) in its scratch.
+    try:
+        core.create_namespaced_config_map(NS, {"metadata": {"name": "dr-config"}, "data": {"dr.yaml": "{}"}})
+    except client.ApiException as e:
+        if e.status != 409:
+            raise
+    client.RbacAuthorizationV1Api(drill_api).create_namespaced_role_binding(
+        scratch_ns, rbac.drill_workspace_binding(scratch_ns, NS)
+    )  # as the drill does
+    drill_kube = KubeClient(drill_api)
+    mover = MoverOptions(namespace=NS)
+    a, b = (MoverConfigCopies(drill_kube, mover, f"drill-{x}", credentials=False) for x in "ab")
+    a.ensure(scratch_ns)
+    b.ensure(scratch_ns)
+    assert get_object(drill_kube, CONFIG_MAPS, scratch_ns, "dr-config") is not None
+    assert a.delete_all() == [] and b.delete_all() == []
+    assert get_object(drill_kube, CONFIG_MAPS, scratch_ns, "dr-config") is None
+
+
 # --------------------------------------------------------------------------- the backup's Jobs
 
 
