@@ -649,6 +649,65 @@ def test_restore_and_drill_share_dr_config_copies(
     assert get_object(drill_kube, CONFIG_MAPS, scratch_ns, "dr-config") is None
 
 
+def test_an_identity_that_may_not_patch_uses_copies_unregistered(
+    restore_api: Any, backup_api: Any, admin: Any, app_ns: str, unique: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A person running ``dr runbook verify`` who may make and delete ConfigMaps in the app's namespace but
+    not patch them (the backup account, bound to such a role here, stands in): a copy another run uses is
+    used unregistered, said as such, and left to that run without a failed write; a killed run's leftover
+    (its registration expired) is removed, as before copies were shared."""
+    import time
+
+    from kubernetes import client
+
+    from dr.cli.volume_access import MoverConfigCopies
+    from dr.config import MoverOptions
+    from dr.kube.client import KubeClient
+    from dr.kube.collect import get_object
+    from dr.kube.jobs import CONFIG_MAPS
+
+    core = client.CoreV1Api(admin)
+    source, left = f"drsrc-{unique}", f"left-{unique}"
+    for ns in (source, left):
+        core.create_namespace(client.V1Namespace(metadata=client.V1ObjectMeta(name=ns)))
+    core.create_namespaced_config_map(source, {"metadata": {"name": "dr-config"}, "data": {"dr.yaml": "{}"}})
+    rbac_api = client.RbacAuthorizationV1Api(admin)
+    name = f"copies-{unique}"
+    for ns in (app_ns, left):
+        rule = {"apiGroups": [""], "resources": ["configmaps"], "verbs": ["get", "create", "delete"]}
+        rbac_api.create_namespaced_role(ns, rbac.role(name, ns, "test", [rule]))
+        subject = {"kind": "ServiceAccount", "name": rbac.BACKUP_SA, "namespace": NS}
+        rbac_api.create_namespaced_role_binding(
+            ns, rbac.role_binding(name, ns, "test", "Role", name, [subject])
+        )
+    try:
+        mover = MoverOptions(namespace=source)
+        restore = MoverConfigCopies(KubeClient(restore_api), mover, "restore-a", credentials=False)
+        restore.ensure(app_ns)
+        person = MoverConfigCopies(KubeClient(backup_api), mover, "verify-rb", credentials=False)
+        person.ensure(app_ns)
+        assert f"cannot register on the copy of ConfigMap dr-config in {app_ns} (403 Forbidden" in caplog.text
+        assert "used unregistered" in caplog.text
+        assert person.delete_all() == [], "no 403 from taking off a registration it never made"
+        assert get_object(KubeClient(admin), CONFIG_MAPS, app_ns, "dr-config") is not None, "the restore's"
+        assert restore.delete_all() == []
+        assert get_object(KubeClient(admin), CONFIG_MAPS, app_ns, "dr-config") is None
+
+        long_ago = time.time() - mover.deadline.total_seconds() - 2 * 3600
+        MoverConfigCopies(KubeClient(restore_api), mover, "killed", now=long_ago, credentials=False).ensure(
+            left
+        )
+        person = MoverConfigCopies(KubeClient(backup_api), mover, "verify-rb", credentials=False)
+        person.ensure(left)
+        assert person.delete_all() == []
+        assert get_object(KubeClient(admin), CONFIG_MAPS, left, "dr-config") is None, (
+            "the leftover is removed"
+        )
+    finally:
+        for ns in (source, left):
+            core.delete_namespace(ns)
+
+
 # --------------------------------------------------------------------------- the backup's Jobs
 
 

@@ -292,7 +292,8 @@ class MoverConfigCopies:
                             res.kind, self.mover.namespace, name, namespace, e.short)  # fmt: skip
 
     def _register(self, res: ApiResource, namespace: str, name: str) -> bool:
-        """Make the copy or register on the one there. False: not ours to remove (none, or the user's)."""
+        """Make the copy or register on the one there. True: the cleanup looks at it; False: not ours to
+        remove (none, or the user's)."""
         for _ in range(COPY_ATTEMPTS):
             present = get_object(self.kube, res, namespace, name)
             if present is None:
@@ -326,6 +327,14 @@ class MoverConfigCopies:
                 kapply.patch(self.kube, res, namespace, name, change)
                 return True
             except ApiError as e:
+                if e.status == 403:
+                    # An identity that may make and delete copies but not patch them: the copy is used
+                    # unregistered. The cleanup deletes it if no one else is registered (a killed run's
+                    # leftover), and leaves it (without a write) to the runs that are.
+                    log.warning("cannot register on the copy of %s %s in %s (%s): used unregistered, the run "
+                                "that made it may delete it before this one is done",
+                                res.kind, name, namespace, e.short)  # fmt: skip
+                    return True
                 if not _raced(e):
                     raise
         log.warning("cannot register on the copy of %s %s in %s: it kept changing", res.kind, name, namespace)
@@ -365,7 +374,10 @@ class MoverConfigCopies:
             if present is None or expires is None:
                 return True  # gone, or replaced by the user's own object meanwhile
             now = time.time()
-            others = [k for k, until in _users(present, expires).items() if k != self.user and until >= now]
+            users = _users(present, expires)
+            others = [k for k, until in users.items() if k != self.user and until >= now]
+            if others and self.user not in users:
+                return True  # never registered (or taken off as expired): nothing to take off
             meta = present["metadata"]
             try:
                 if others:
