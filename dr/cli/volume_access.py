@@ -253,6 +253,8 @@ class MoverConfigCopies:
     each registers itself on it (``USER_ANNOTATION``, with the expiry of its temporary objects, so a
     killed run does not keep the copy forever), whether it made the copy or found it, and the last
     one out deletes it. Every write is conditional on the version read; a conflict is read again.
+    An identity that may not patch (registering is a patch; dr's restore and drill roles may) uses a
+    copy it found unregistered, with a warning: the run that made it may delete it first.
     An object without dr's labels is the user's own: used, never changed or deleted.
     """
 
