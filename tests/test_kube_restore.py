@@ -54,6 +54,18 @@ def backup(kc: KubeClient, ns: str) -> ListSink:
     return sink
 
 
+def _backup_with_claim_of(kc: KubeClient, ns: str, storage_class: str) -> ListSink:
+    """Back up ``ns`` once it holds a claim of ``storage_class``: the backup holds that class, it alone."""
+    create(kc, "persistentvolumeclaims", {
+        "apiVersion": "v1", "kind": "PersistentVolumeClaim", "metadata": {"name": "data"},
+        "spec": {"storageClassName": storage_class, "accessModes": ["ReadWriteOnce"],
+                 "resources": {"requests": {"storage": "1Gi"}}},
+    }, ns)  # fmt: skip
+    sink = backup(kc, ns)
+    assert [o["metadata"]["name"] for i, o in sink.items if i.resource == "storageclasses"] == [storage_class]
+    return sink
+
+
 def names_in(kc: KubeClient, ns: str, plural: str) -> list[str]:
     return sorted(o["metadata"]["name"] for o in kc.get(f"/api/v1/namespaces/{ns}/{plural}")["items"])
 
@@ -616,13 +628,7 @@ def test_a_restored_storage_class_does_not_become_a_second_default(
     make_namespace(kc, ns)
     create(kc, "storageclasses", storage_class(ours))
     try:
-        create(kc, "persistentvolumeclaims", {
-            "apiVersion": "v1", "kind": "PersistentVolumeClaim", "metadata": {"name": "data"},
-            "spec": {"storageClassName": ours, "accessModes": ["ReadWriteOnce"],
-                     "resources": {"requests": {"storage": "1Gi"}}},
-        }, ns)  # fmt: skip
-        sink = backup(kc, ns)
-        assert [o["metadata"]["name"] for i, o in sink.items if i.resource == "storageclasses"] == [ours]
+        sink = _backup_with_claim_of(kc, ns, ours)
         # The new cluster: its own default, not the backed-up class.
         kc.call("DELETE", f"/apis/storage.k8s.io/v1/storageclasses/{ours}")
         create(kc, "storageclasses", storage_class(theirs))
@@ -657,13 +663,9 @@ def test_a_default_class_restored_without_the_right_to_list_classes_is_a_warning
                                   "provisioner": "example.com/disk"})  # fmt: skip
     rbac = "/apis/rbac.authorization.k8s.io/v1"
     try:
-        create(kc, "persistentvolumeclaims", {
-            "apiVersion": "v1", "kind": "PersistentVolumeClaim", "metadata": {"name": "data"},
-            "spec": {"storageClassName": ours, "accessModes": ["ReadWriteOnce"],
-                     "resources": {"requests": {"storage": "1Gi"}}},
-        }, ns)  # fmt: skip
-        items = [(i, o) for i, o in backup(kc, ns).items if i.resource == "storageclasses"]
-        assert [i.name for i, _ in items] == [ours]
+        items = [
+            (i, o) for i, o in _backup_with_claim_of(kc, ns, ours).items if i.resource == "storageclasses"
+        ]
         kc.call("DELETE", f"/apis/storage.k8s.io/v1/storageclasses/{ours}")
         kc.call("POST", f"{rbac}/clusterroles", body={
             "apiVersion": RBAC, "kind": "ClusterRole", "metadata": {"name": grant},
@@ -727,13 +729,9 @@ def test_an_in_place_recreate_leaves_the_default_class_the_cluster_s_default(
         "metadata": {"name": ours, "annotations": {annotation: "true"}, "labels": {"tier": "a"}},
     })  # fmt: skip
     try:
-        create(kc, "persistentvolumeclaims", {
-            "apiVersion": "v1", "kind": "PersistentVolumeClaim", "metadata": {"name": "data"},
-            "spec": {"storageClassName": ours, "accessModes": ["ReadWriteOnce"],
-                     "resources": {"requests": {"storage": "1Gi"}}},
-        }, ns)  # fmt: skip
-        items = [(i, o) for i, o in backup(kc, ns).items if i.resource == "storageclasses"]
-        assert [i.name for i, _ in items] == [ours]
+        items = [
+            (i, o) for i, o in _backup_with_claim_of(kc, ns, ours).items if i.resource == "storageclasses"
+        ]
         kc.call("PATCH", f"/apis/storage.k8s.io/v1/storageclasses/{ours}",
                 body={"metadata": {"labels": {"tier": "b"}}}, content_type="application/merge-patch+json")  # fmt: skip
         result = restore_resources(kc, items, RestoreOptions(existing="recreate"), "bk", "rs")
