@@ -179,6 +179,15 @@ def test_kubeconfig_without_contexts(tmp_path: Path, text: str, monkeypatch: pyt
     assert str(e.value) == f"kubeconfig {path}: has no contexts"
 
 
+def test_kubeconfig_whose_contexts_are_not_a_list(tmp_path: Path) -> None:
+    # The client would fail on it with a TypeError deep inside; dr says which key is wrong.
+    path = tmp_path / "kubeconfig"
+    path.write_text("apiVersion: v1\nkind: Config\ncontexts: {prod: {cluster: a}}\n")
+    with pytest.raises(InvalidInput) as e:
+        connect(str(path), "prod")
+    assert str(e.value) == f"kubeconfig {path}: contexts is not a list"
+
+
 def test_kubeconfig_list_names_its_files(
     k8s: servers.TestCluster, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
