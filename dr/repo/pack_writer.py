@@ -146,7 +146,6 @@ class PackUploader:
         # data, ~700 bytes a pack (170 KB more at 4 GiB than at 1 GiB; 45 MB for 1 TiB).
         self._pending: set[Future[None]] = set()
         self._unindexed: dict[bytes, list[PackEntry]] = {}
-        self._unindexed_blobs = 0
         self._free: list[_Pack] = []  # reused pack buffers (avoid first-touch page faults)
         # Data pack buffers: the open pack and those uploading (or waiting to), at most
         # max_inflight + 1. Without the bound a writer opened a fresh buffer whenever a
@@ -304,9 +303,10 @@ class PackUploader:
                 self.stats.packs += 1
                 self.stats.new_bytes += end
                 self._unindexed[pack_id] = pack.entries
-                self._unindexed_blobs += len(pack.entries)
-                if len(self._unindexed) >= self.index_every or self._unindexed_blobs >= self.index_max_blobs:
-                    write_index, self._unindexed, self._unindexed_blobs = self._unindexed, {}, 0
+                # At most index_every packs: counted afresh rather than kept as a second tally.
+                blobs = sum(len(entries) for entries in self._unindexed.values())
+                if len(self._unindexed) >= self.index_every or blobs >= self.index_max_blobs:
+                    write_index, self._unindexed = self._unindexed, {}
             self.index.add_pack(pack_id, pack.entries)
             with self._lock:
                 self._claimed.difference_update(e.id for e in pack.entries)
@@ -353,7 +353,7 @@ class PackUploader:
         for f in futures:
             f.result()
         with self._lock:
-            rest, self._unindexed, self._unindexed_blobs = self._unindexed, {}, 0
+            rest, self._unindexed = self._unindexed, {}
         if rest:
             self._write_index(rest)
         if self._error:
