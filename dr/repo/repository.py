@@ -297,7 +297,7 @@ class Repository:
 
     def _index_files(self) -> list[ObjectInfo]:
         """The index files as listed (their sizes bound what is fetched ahead), by name."""
-        return sorted(self.store.list("index/"), key=lambda o: o.name)
+        return self.listed("index/")
 
     def drop_index(self) -> None:
         """Forget the index, loaded or on its way (a prefetch left running is not waited
@@ -324,8 +324,12 @@ class Repository:
             )
         return self._trees
 
+    def listed(self, prefix: str) -> list[ObjectInfo]:
+        """The objects under ``prefix`` as the store lists them, by name."""
+        return sorted(self.store.list(prefix), key=lambda o: o.name)
+
     def list_names(self, prefix: str) -> list[str]:
-        return sorted(o.name for o in self.store.list(prefix))
+        return [o.name for o in self.listed(prefix)]
 
     def blob_id(self, data: bytes | memoryview) -> bytes:
         return self.master.blob_id(data)
