@@ -18,12 +18,10 @@ a mistyped namespace is invalid input, not a run of failed steps.
 from __future__ import annotations
 
 import logging
-import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from dr.config import NAME_PATTERN
 from dr.drill.model import StepResult
 from dr.drill.probe import DataProbe
 from dr.drill.run import APP_LABEL
@@ -31,11 +29,10 @@ from dr.drill.steps import StepContext, run_step
 from dr.errors import InvalidInput
 from dr.kube.client import ApiError, KubeClient
 from dr.kube.exec import Exec
+from dr.kube.objects import is_dns_label
 from dr.runbook.model import Runbook
 
 log = logging.getLogger(__name__)
-
-_NAMESPACE = re.compile(NAME_PATTERN)
 
 
 @dataclass
@@ -48,7 +45,7 @@ class VerifyDeps:
 
 
 def _check_name(option: str, name: str) -> None:
-    if not _NAMESPACE.match(name) or len(name) > 63:
+    if not is_dns_label(name):
         raise InvalidInput(f"{option}: {name!r} is not a namespace name")
 
 

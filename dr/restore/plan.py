@@ -33,7 +33,6 @@ import copy
 import fnmatch
 import hashlib
 import json
-import re
 from array import array
 from collections.abc import Callable, Container, Iterable, Iterator
 from dataclasses import dataclass, field
@@ -44,7 +43,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 from dr.errors import InvalidInput
 from dr.kube.discovery import ApiResource, match_specs, split_specs
 from dr.kube.managed import never_backed_up, object_skip_reason
-from dr.kube.objects import ResourceItem, controller_of, labels_of
+from dr.kube.objects import ResourceItem, controller_of, is_dns_label, labels_of
 from dr.kube.selectors import parse_selector
 from dr.restore.order import STAGES, stage_of
 from dr.restore.results import ItemResults, RestoreItemResult
@@ -56,7 +55,6 @@ from dr.restore.transforms import (
     storage_classes,
 )
 
-DNS_LABEL_MAX = 63
 CLUSTER_SCOPED_SKIP = "cluster-scoped: not restored by this restore (namespaced objects only)"
 PVC = ("", "persistentvolumeclaims")
 
@@ -99,13 +97,9 @@ class RestoreOptions(BaseModel):
     @classmethod
     def _valid_targets(cls, v: dict[str, str]) -> dict[str, str]:
         for old, new in v.items():
-            if not _is_dns_label(new):
+            if not is_dns_label(new):
                 raise InvalidInput(f"namespace mapping {old}={new}: {new!r} is not a valid namespace name")
         return v
-
-
-def _is_dns_label(name: str) -> bool:
-    return len(name) <= DNS_LABEL_MAX and re.fullmatch(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?", name) is not None
 
 
 @dataclass
