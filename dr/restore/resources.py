@@ -63,7 +63,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_serializer
 from dr.errors import DrError
 from dr.kube import apply as kapply
 from dr.kube.client import ApiError, KubeClient
-from dr.kube.collect import get_object
+from dr.kube.collect import get_object, list_objects
 from dr.kube.discovery import ApiResource, Discovery, discover
 from dr.kube.objects import (
     DEFAULT_STORAGE_CLASS_ANNOTATIONS,
@@ -387,7 +387,7 @@ class _RestoreRun:
         if res is None:
             return desired
         try:
-            classes = self.kube.get(res.collection_path()).get("items") or []
+            classes = list(list_objects(self.kube, res))
         except ApiError as e:
             # Cannot tell: as backed up, and said (into another cluster it may be a second default).
             with self.lock:
