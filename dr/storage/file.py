@@ -36,10 +36,10 @@ class FileStore:
     def __init__(self, root: str | Path) -> None:
         self.root = Path(root)
         # Object paths are made as strings: pathlib interns every name it parses
-        # (sys.intern, for good), so each pack a restore read and each object a
-        # listing met stayed in the interpreter's table of interned strings: the
-        # peak RSS of a restore grew with the number of packs (8 GiB benchmark
-        # set: the table's resize, +940 KB, where 1 and 4 GiB had not reached it).
+        # (sys.intern), and a dropped interned string keeps its slot in the
+        # interpreter's table until the table is rebuilt; a pack name per range
+        # read rebuilt it during a restore of the 8 GiB benchmark set (+940 KB of
+        # peak RSS, where the 1 and 4 GiB sets had not reached it).
         self._base = os.fspath(self.root).rstrip("/") + "/"  # "/" for the root directory
 
     @property
