@@ -39,6 +39,11 @@ STEPS = ["objects-restored", "web-ready", "uploads-intact", "dr-image-runs"]
 DATA_MESSAGE = "PVC uploads: canary/canary.txt sha256 matches, gallery 12 files, index.html sha256 matches"
 
 
+def step_names(lines: list[str]) -> list[str]:
+    """Each step line's "[pass] name" / "[FAIL] name", without its "(type, duration): message"."""
+    return [ln.split(" (")[0] for ln in lines]
+
+
 @dataclass
 class Live:
     kc: KubeClient
@@ -59,6 +64,14 @@ class Live:
         path = self.home / name
         path.write_text(yaml.safe_dump(doc, sort_keys=False))
         return path
+
+    def runbook_here(self) -> Path:
+        """The web-app runbook scoped to the app's namespace itself (checked in place, no ``-n``)."""
+
+        def here(spec: dict[str, Any]) -> None:
+            spec["scope"]["namespaces"] = [self.namespace]
+
+        return self.runbook("webapp-here.yaml", here)
 
     def names(self, path: str, selector: str | None = None) -> list[str]:
         query = {"labelSelector": selector} if selector else None
@@ -209,16 +222,13 @@ def test_a_read_write_once_pod_volume_in_use_fails_the_data_step_at_once_saying_
 
 
 def test_without_namespace_the_runbooks_own_is_checked_one_line_per_step(capsys: Capsys, live: Live) -> None:
-    def here(spec: dict[str, Any]) -> None:
-        spec["scope"]["namespaces"] = [live.namespace]
-
-    runbook = live.runbook("webapp-here.yaml", here)
+    runbook = live.runbook_here()
 
     res = live.dr(capsys, "runbook", "verify", str(runbook))
 
     assert res.code == 0, res.out + res.err
     lines = res.out.splitlines()
-    assert [ln.split(" (")[0] for ln in lines] == [f"[pass] {n}" for n in STEPS]
+    assert step_names(lines) == [f"[pass] {n}" for n in STEPS]
     assert lines[2].startswith("[pass] uploads-intact (data, ") and lines[2].endswith(f"s): {DATA_MESSAGE}")
     assert lines[0].startswith("[pass] objects-restored (resources, ")
     assert lines[0].endswith(f"s): in {live.namespace}: 1 deployments.apps, 1 services, 1 configmaps, 1 secrets, "
@@ -238,7 +248,7 @@ def test_each_step_line_is_printed_as_the_step_finishes(
 
     def recording(step: Any, ctx: Any) -> Any:
         shown.extend(capsys.readouterr().out.splitlines())
-        before.append([ln.split(" (")[0] for ln in shown])
+        before.append(step_names(shown))
         return real(step, ctx)
 
     monkeypatch.setattr(verify, "run_step", recording)
@@ -248,7 +258,7 @@ def test_each_step_line_is_printed_as_the_step_finishes(
     assert res.code == 0, res.out + res.err
     passed = [f"[pass] {n}" for n in STEPS]
     assert before == [passed[:i] for i in range(len(STEPS))]
-    assert [ln.split(" (")[0] for ln in [*shown, *res.out.splitlines()]] == passed
+    assert step_names([*shown, *res.out.splitlines()]) == passed
 
 
 def test_ctrl_c_after_the_first_step_has_shown_its_line(
@@ -288,7 +298,7 @@ def test_a_failing_step_exits_4_naming_it_and_the_others_still_run(capsys: Capsy
         "  step uploads-intact (data): PVC uploads: gallery: 12 files, expected 13\n"
     ) in res.err
     lines = res.out.splitlines()
-    assert [ln.split(" (")[0] for ln in lines] == [
+    assert step_names(lines) == [
         "[pass] objects-restored", "[pass] web-ready", "[FAIL] uploads-intact", "[pass] dr-image-runs"
     ]  # fmt: skip
     assert lines[2].endswith("s): PVC uploads: gallery: 12 files, expected 13")
@@ -368,10 +378,7 @@ def test_a_data_step_without_dr_config_to_copy_fails_at_once_saying_why(capsys: 
 
 
 def test_the_runbook_pages_verify_lines_run_as_they_stand(capsys: Capsys, live: Live) -> None:
-    def here(spec: dict[str, Any]) -> None:
-        spec["scope"]["namespaces"] = [live.namespace]
-
-    runbook = live.runbook("webapp-here.yaml", here)
+    runbook = live.runbook_here()
     page = live.dr(capsys, "runbook", "render", str(runbook))
     assert page.code == 0, page.err
     in_place, new_namespace = [
@@ -384,7 +391,7 @@ def test_the_runbook_pages_verify_lines_run_as_they_stand(capsys: Capsys, live: 
 
     res = live.dr(capsys, *in_place[1:])
     assert res.code == 0, res.out + res.err
-    assert [ln.split(" (")[0] for ln in res.out.splitlines()] == [f"[pass] {n}" for n in STEPS]
+    assert step_names(res.out.splitlines()) == [f"[pass] {n}" for n in STEPS]
     # Nothing was restored into a new namespace here: the line says so, and runs no step.
     res = live.dr(capsys, *new_namespace[1:])
     assert (res.code, res.out) == (2, "")
