@@ -26,6 +26,7 @@ from tests.kube_helpers import ListSink, configmap, create, get, make_namespace,
 from tests.kube_stub_server import stub_api
 
 RBAC = "rbac.authorization.k8s.io/v1"
+DEFAULT_CLASS = "storageclass.kubernetes.io/is-default-class"
 
 
 @pytest.fixture
@@ -64,6 +65,24 @@ def _backup_with_claim_of(kc: KubeClient, ns: str, storage_class: str) -> ListSi
     sink = backup(kc, ns)
     assert [o["metadata"]["name"] for i, o in sink.items if i.resource == "storageclasses"] == [storage_class]
     return sink
+
+
+def _default_storage_class(name: str, labels: dict[str, str] | None = None) -> dict[str, Any]:
+    """A StorageClass annotated as the cluster's default."""
+    metadata: dict[str, Any] = {"name": name, "annotations": {DEFAULT_CLASS: "true"}}
+    if labels:
+        metadata["labels"] = labels
+    return {"apiVersion": "storage.k8s.io/v1", "kind": "StorageClass", "metadata": metadata,
+            "provisioner": "example.com/disk"}  # fmt: skip
+
+
+def _backed_up_storage_class(kc: KubeClient, ns: str, storage_class: str) -> list[tuple[ResourceItem, Any]]:
+    """The items of a backup of ``ns`` holding a claim of ``storage_class``: that class alone."""
+    return [
+        (i, o)
+        for i, o in _backup_with_claim_of(kc, ns, storage_class).items
+        if i.resource == "storageclasses"
+    ]
 
 
 def names_in(kc: KubeClient, ns: str, plural: str) -> list[str]:
@@ -619,26 +638,18 @@ def test_a_restored_storage_class_does_not_become_a_second_default(
     # Two defaults would send every other app's new claims to the restored class (the newest
     # default wins): the restore must not change which class is the cluster's default.
     kc, ns, theirs, ours = kube_client, f"sc-{unique}", f"target-{unique}", f"source-{unique}"
-    default = {"storageclass.kubernetes.io/is-default-class": "true"}
-
-    def storage_class(name: str) -> dict[str, Any]:
-        return {"apiVersion": "storage.k8s.io/v1", "kind": "StorageClass",
-                "metadata": {"name": name, "annotations": default}, "provisioner": "example.com/disk"}  # fmt: skip
-
     make_namespace(kc, ns)
-    create(kc, "storageclasses", storage_class(ours))
+    create(kc, "storageclasses", _default_storage_class(ours))
     try:
         sink = _backup_with_claim_of(kc, ns, ours)
         # The new cluster: its own default, not the backed-up class.
         kc.call("DELETE", f"/apis/storage.k8s.io/v1/storageclasses/{ours}")
-        create(kc, "storageclasses", storage_class(theirs))
+        create(kc, "storageclasses", _default_storage_class(theirs))
         options = RestoreOptions(namespace_mapping={ns: f"{ns}-c"})
         result = restore_resources(kc, sink.items, options, "bk", "rs")
         assert result.phase == "Completed", result.failures()
         restored = get(kc, "storage.k8s.io/v1", "storageclasses", ours) or {}
-        assert "storageclass.kubernetes.io/is-default-class" not in (
-            restored["metadata"].get("annotations") or {}
-        )
+        assert DEFAULT_CLASS not in (restored["metadata"].get("annotations") or {})
         assert restored["provisioner"] == "example.com/disk"
     finally:
         for name in (ns, f"{ns}-c"):
@@ -656,16 +667,11 @@ def test_a_default_class_restored_without_the_right_to_list_classes_is_a_warning
     if k8s.external:
         pytest.skip("runs as an identity of the local test cluster")
     kc, ns, ours, grant = kube_client, f"sc-nolist-{unique}", f"source-{unique}", f"sc-writer-{unique}"
-    annotation = "storageclass.kubernetes.io/is-default-class"
     make_namespace(kc, ns)
-    create(kc, "storageclasses", {"apiVersion": "storage.k8s.io/v1", "kind": "StorageClass",
-                                  "metadata": {"name": ours, "annotations": {annotation: "true"}},
-                                  "provisioner": "example.com/disk"})  # fmt: skip
+    create(kc, "storageclasses", _default_storage_class(ours))
     rbac = "/apis/rbac.authorization.k8s.io/v1"
     try:
-        items = [
-            (i, o) for i, o in _backup_with_claim_of(kc, ns, ours).items if i.resource == "storageclasses"
-        ]
+        items = _backed_up_storage_class(kc, ns, ours)
         kc.call("DELETE", f"/apis/storage.k8s.io/v1/storageclasses/{ours}")
         kc.call("POST", f"{rbac}/clusterroles", body={
             "apiVersion": RBAC, "kind": "ClusterRole", "metadata": {"name": grant},
@@ -679,7 +685,7 @@ def test_a_default_class_restored_without_the_right_to_list_classes_is_a_warning
             result = restore_resources(bob, items, RestoreOptions(), "bk", "rs")
         assert result.phase == "Completed", result.failures()
         restored = get(kc, "storage.k8s.io/v1", "storageclasses", ours) or {}
-        assert (restored["metadata"].get("annotations") or {}).get(annotation) == "true"
+        assert (restored["metadata"].get("annotations") or {}).get(DEFAULT_CLASS) == "true"
         assert result.warnings == [
             f"StorageClass {ours}: cannot list StorageClasses to check for another default (403 Forbidden: "
             'storageclasses.storage.k8s.io is forbidden: User "bob" cannot list resource "storageclasses" in '
@@ -722,23 +728,17 @@ def test_an_in_place_recreate_leaves_the_default_class_the_cluster_s_default(
     # The restored class is the cluster's default itself (restored into the cluster it came from):
     # no other class is a default, and the class recreated from the backup keeps its annotation.
     kc, ns, ours = kube_client, f"sc-in-{unique}", f"default-{unique}"
-    annotation = "storageclass.kubernetes.io/is-default-class"
     make_namespace(kc, ns)
-    create(kc, "storageclasses", {
-        "apiVersion": "storage.k8s.io/v1", "kind": "StorageClass", "provisioner": "example.com/disk",
-        "metadata": {"name": ours, "annotations": {annotation: "true"}, "labels": {"tier": "a"}},
-    })  # fmt: skip
+    create(kc, "storageclasses", _default_storage_class(ours, labels={"tier": "a"}))
     try:
-        items = [
-            (i, o) for i, o in _backup_with_claim_of(kc, ns, ours).items if i.resource == "storageclasses"
-        ]
+        items = _backed_up_storage_class(kc, ns, ours)
         kc.call("PATCH", f"/apis/storage.k8s.io/v1/storageclasses/{ours}",
                 body={"metadata": {"labels": {"tier": "b"}}}, content_type="application/merge-patch+json")  # fmt: skip
         result = restore_resources(kc, items, RestoreOptions(existing="recreate"), "bk", "rs")
         assert result.phase == "Completed", result.failures()
         restored = get(kc, "storage.k8s.io/v1", "storageclasses", ours) or {}
         assert restored["metadata"]["labels"]["tier"] == "a"  # recreated from the backup
-        assert (restored["metadata"].get("annotations") or {}).get(annotation) == "true"
+        assert (restored["metadata"].get("annotations") or {}).get(DEFAULT_CLASS) == "true"
     finally:
         kc.request("DELETE", f"/api/v1/namespaces/{ns}")
         kc.request("DELETE", f"/apis/storage.k8s.io/v1/storageclasses/{ours}")
