@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import stat
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -65,6 +65,12 @@ class Cluster:
     tc: TestCluster
     kc: KubeClient
     agent: NodeAgent
+    said: list[str] = field(default_factory=list)  # what every dr command run against it printed
+
+    def shown(self) -> str:
+        """All it showed: the dr commands' stdout and stderr, and its movers' and Jobs' output."""
+        runs = [f"{r.stdout}{r.stderr}{r.termination_message or ''}" for r in self.agent.runs]
+        return "\n".join([*self.said, *runs])
 
     def stop(self) -> None:
         self.agent.stop()
@@ -74,7 +80,9 @@ class Cluster:
             remove_tree(self.tc.dir)
 
     def dr(self, capsys: Capsys, config: Path, *args: str) -> Result:
-        return run_dr(capsys, "--config", str(config), "--kubeconfig", self.tc.kubeconfig, *args)
+        res = run_dr(capsys, "--config", str(config), "--kubeconfig", self.tc.kubeconfig, *args)
+        self.said.append(res.out + res.err)
+        return res
 
     def get(self, path: str) -> dict[str, Any]:
         return self.kc.get(path)
@@ -312,11 +320,15 @@ def test_an_app_backed_up_in_a_lost_cluster_is_restored_into_a_new_one(
 ) -> None:
     a = clusters["a"]
     # The movers' credentials: in a real cluster IRSA/Workload Identity and Vault's Kubernetes
-    # auth would do; here the static ones, in the Secret the config names.
+    # auth would do; here the static ones, in the Secret the config names. The movers' token is
+    # one of their own (not the dev server's root token "root", too short a word to look for in
+    # what they print).
+    vault = hvac.Client(url=vault_env["address"], token=vault_env["token"])
+    movers_token = vault.auth.token.create(policies=["root"], ttl="1h")["auth"]["client_token"]
     credentials = {
         "AWS_ACCESS_KEY_ID": s3_env["access_key"],
         "AWS_SECRET_ACCESS_KEY": s3_env["secret_key"],
-        "VAULT_TOKEN": vault_env["token"],
+        "VAULT_TOKEN": movers_token,
     }
 
     # ------------------------------------------------------------------ cluster A: the app, dr, a backup
@@ -415,3 +427,12 @@ def test_an_app_backed_up_in_a_lost_cluster_is_restored_into_a_new_one(
         capsys, dr_yaml, "runbook", "verify", str(webapp.RUNBOOK), "--namespace-mapping", f"{NS}={copy}"
     )
     assert res.code == 0, res.out + res.err
+
+    # The movers had the credentials in their environment (from the Secret), the commands in
+    # theirs: no output of either shows them.
+    for cluster in (a, b):
+        movers = [r for r in cluster.agent.runs if r.kind == "mover" and "VAULT_TOKEN" in r.env_names]
+        assert any(r.stdout + r.stderr for r in movers), cluster.name
+        shown = cluster.shown()
+        for name in ("AWS_SECRET_ACCESS_KEY", "VAULT_TOKEN"):
+            assert credentials[name] not in shown, f"{name}'s value shown in cluster {cluster.name}"
