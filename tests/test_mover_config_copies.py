@@ -93,6 +93,11 @@ def _source(kube_client: KubeClient, unique: str, *spaces: str) -> tuple[MoverOp
     return MoverOptions(namespace=dr_ns, credentials_secret="creds"), names
 
 
+def _registered(copy: dict[str, Any]) -> list[str]:
+    """The runs registered on a copy of dr-config (its user annotations)."""
+    return [k for k in copy["metadata"]["annotations"] if k.startswith(USER_ANNOTATION)]
+
+
 def _after_first_read(
     kube_client: KubeClient,
     monkeypatch: pytest.MonkeyPatch,
@@ -177,7 +182,7 @@ def test_an_expired_registration_does_not_keep_the_copy(kube_client: KubeClient,
     assert a.delete_all() == []
     kept = get_object(kube_client, CONFIG_MAPS, made, "dr-config")
     assert kept is not None, "b still uses the copy"
-    assert [k for k in kept["metadata"]["annotations"] if k.startswith(USER_ANNOTATION)] == [b.user]
+    assert _registered(kept) == [b.user]
     assert b.delete_all() == []
     assert get_object(kube_client, CONFIG_MAPS, made, "dr-config") is None
 
@@ -234,7 +239,7 @@ def test_a_conflicting_delete_is_read_again(
     assert a.delete_all() == []
     kept = get_object(kube_client, CONFIG_MAPS, app, "dr-config")
     assert kept is not None, "b registered before a's delete reached the server"
-    assert [k for k in kept["metadata"]["annotations"] if k.startswith(USER_ANNOTATION)] == [b.user]
+    assert _registered(kept) == [b.user]
     assert b.delete_all() == []
     assert get_object(kube_client, CONFIG_MAPS, app, "dr-config") is None
 
@@ -271,7 +276,7 @@ def test_a_registration_on_a_copy_deleted_meanwhile_makes_it_again(
     b.ensure(app)
     made = get_object(kube_client, CONFIG_MAPS, app, "dr-config")
     assert made is not None, "b's probe Job would not start"
-    assert [k for k in made["metadata"]["annotations"] if k.startswith(USER_ANNOTATION)] == [b.user]
+    assert _registered(made) == [b.user]
     assert b.delete_all() == []
     assert get_object(kube_client, CONFIG_MAPS, app, "dr-config") is None
 
