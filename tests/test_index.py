@@ -527,6 +527,31 @@ def test_a_failed_fetch_ends_the_load_and_fetches_no_more() -> None:
     assert len(started) <= 3 + 1 + 2  # those before it, it, and what was on its way
 
 
+def test_a_failed_fetch_cancels_the_fetches_queued_behind_it() -> None:
+    # The bound above holds whether or not the load cancels what it queued (with two threads,
+    # what is queued mostly runs at once). Here one thread, held in the fetch after the failed
+    # one until the load has ended: the one queued behind it runs only if it was not cancelled.
+    files = _listed([1000] * 50)
+    started: list[str] = []
+    release = threading.Event()
+
+    def fetch(name: str) -> str:
+        started.append(name)
+        if name == files[3].name:
+            raise DrError(f"{name}: cannot read")
+        if name == files[4].name:
+            release.wait(10)
+        return name
+
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        with pytest.raises(DrError, match="index/003: cannot read"):
+            for _ in _fetched_ahead(pool, fetch, files, 2):
+                pass
+        release.set()
+    # The failed one's successor may have started before the load ended; the one after it not.
+    assert started in ([f.name for f in files[:4]], [f.name for f in files[:5]]), started
+
+
 _LOAD = """
 import sys
 from pathlib import Path
