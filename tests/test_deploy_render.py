@@ -323,6 +323,8 @@ def test_the_tmp_size_limit_follows_the_config(example: Path) -> None:
     for rendered, limit in ((default, "4Gi"), (objects, "20Gi")):
         tmps = [v for o in rendered for pod in pod_specs(o) for v in pod["volumes"] if v["name"] == "tmp"]
         assert len(tmps) >= 4  # every CronJob: backups, forget, prune, drills, drill gc
+        # each pod has it, not only four of them (7 CronJobs here)
+        assert len(tmps) == len([pod for o in rendered for pod in pod_specs(o)]), tmps
         assert all(v["emptyDir"] == {"sizeLimit": limit} for v in tmps), tmps
 
 
