@@ -180,7 +180,7 @@ def test_kubeconfig_without_contexts(tmp_path: Path, text: str, monkeypatch: pyt
 
 
 def test_kubeconfig_whose_contexts_are_not_a_list(tmp_path: Path) -> None:
-    # The client would fail on it with a TypeError deep inside; dr says which key is wrong.
+    # dr checks the context itself (_check_context) and says which key is wrong.
     path = tmp_path / "kubeconfig"
     path.write_text("apiVersion: v1\nkind: Config\ncontexts: {prod: {cluster: a}}\n")
     with pytest.raises(InvalidInput) as e:
