@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import base64
 import copy
+import logging
+import secrets
 import time
 from collections.abc import Callable
 from typing import Any
@@ -365,3 +368,72 @@ def test_a_refused_create_leaves_nothing_to_clean_up(
     assert get_object(kube_client, SECRETS, app, "creds") is None
     assert copies.delete_all() == []
     assert get_object(kube_client, CONFIG_MAPS, app, "dr-config") is None
+
+
+def test_a_registration_brings_the_copy_up_to_date(
+    kube_client: KubeClient, unique: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The user rotates the credentials and edits dr-config while run A has the copies: run B, registering,
+    brings both copies to the source's data (a key the source dropped goes too). The user's own Secret in
+    another namespace stays as it is. No credential, old or new, in any log line."""
+    from dr.kube import apply as kapply
+
+    caplog.set_level(logging.DEBUG)
+    mover, (app, user) = _source(kube_client, unique, "app", "user")
+    dr_ns = mover.namespace
+    old, dropped, new, users_own = (f"{w}-{secrets.token_hex(12)}" for w in ("old", "dropped", "new", "mine"))
+    kapply.patch(kube_client, SECRETS, dr_ns, "creds", {"stringData": {"K": old, "GONE": dropped}})
+    kapply.create(kube_client, SECRETS, {"apiVersion": "v1", "kind": "Secret",
+                                         "metadata": {"name": "creds", "namespace": user}, "stringData": {"K": users_own}})  # fmt: skip
+    a = MoverConfigCopies(kube_client, mover, "restore-a")
+    a.ensure(app)
+    copied = get_object(kube_client, SECRETS, app, "creds")
+    assert copied is not None and set(copied["data"]) == {"K", "GONE"}
+
+    kapply.patch(kube_client, SECRETS, dr_ns, "creds", {"data": {"GONE": None}, "stringData": {"K": new}})
+    kapply.patch(kube_client, CONFIG_MAPS, dr_ns, "dr-config",
+                 {"data": {"dr.yaml": "edited"}, "binaryData": {"ca.der": base64.b64encode(b"\x00ca").decode()}})  # fmt: skip
+    b = MoverConfigCopies(kube_client, mover, "restore-b")
+    b.ensure(app)
+    b.ensure(user)
+
+    secret = get_object(kube_client, SECRETS, app, "creds")
+    assert secret is not None and secret["data"] == {"K": base64.b64encode(new.encode()).decode()}
+    assert set(_registered(secret)) == {a.user, b.user}
+    config = get_object(kube_client, CONFIG_MAPS, app, "dr-config")
+    source = get_object(kube_client, CONFIG_MAPS, dr_ns, "dr-config")
+    assert config is not None and source is not None
+    assert (config["data"], config["binaryData"]) == (source["data"], source["binaryData"])
+    mine = get_object(kube_client, SECRETS, user, "creds")
+    assert mine is not None and mine["data"] == {"K": base64.b64encode(users_own.encode()).decode()}
+    assert not (mine["metadata"].get("annotations") or mine["metadata"].get("labels"))
+    assert f"brought the copy of Secret creds in {app} up to date with {dr_ns}/creds" in caplog.text
+
+    assert a.delete_all() == [] and b.delete_all() == []
+    assert get_object(kube_client, SECRETS, app, "creds") is None
+    logged = "\n".join(r.getMessage() for r in caplog.records)
+    for value in (old, dropped, new, users_own):
+        for form in (value, base64.b64encode(value.encode()).decode()):
+            assert form not in logged and form not in caplog.text
+
+
+def test_a_copy_of_a_secret_whose_type_changed_keeps_its_type(kube_client: KubeClient, unique: str) -> None:
+    """The source Secret was made again with another type while run A has the copy: a Secret's type cannot
+    change, so run B registers and brings the data up to date, and the copy keeps the type it had."""
+    from dr.kube import apply as kapply
+
+    mover, (app,) = _source(kube_client, unique, "app")
+    a = MoverConfigCopies(kube_client, mover, "restore-a")
+    a.ensure(app)
+    kapply.delete(kube_client, SECRETS, mover.namespace, "creds")
+    kapply.create(kube_client, SECRETS, {"apiVersion": "v1", "kind": "Secret", "type": "example.com/creds",
+                                         "metadata": {"name": "creds", "namespace": mover.namespace},
+                                         "stringData": {"K": "w"}})  # fmt: skip
+    b = MoverConfigCopies(kube_client, mover, "restore-b")
+    b.ensure(app)
+    secret = get_object(kube_client, SECRETS, app, "creds")
+    assert secret is not None and secret["type"] == "Opaque"
+    assert secret["data"] == {"K": base64.b64encode(b"w").decode()}
+    assert set(_registered(secret)) == {a.user, b.user}
+    assert a.delete_all() == [] and b.delete_all() == []
+    assert get_object(kube_client, SECRETS, app, "creds") is None

@@ -239,6 +239,20 @@ def _users(obj: dict[str, Any], expires: int) -> dict[str, int]:
     return users or {_user_key((meta.get("labels") or {}).get(RUN_LABEL, "")): expires}
 
 
+def _data_update(copy: dict[str, Any], source: dict[str, Any] | None) -> dict[str, Any]:
+    """The merge patch bringing a copy's ``data`` and ``binaryData`` to its source's: keys the source no
+    longer has removed, the others set. Empty when they are equal, or when the source is gone (a copy
+    is used as it is rather than emptied)."""
+    if source is None:
+        return {}
+    change: dict[str, Any] = {}
+    for field in ("data", "binaryData"):
+        old, new = copy.get(field) or {}, source.get(field) or {}
+        if old != new:
+            change[field] = {**dict.fromkeys(old), **new}
+    return change
+
+
 def _raced(e: ApiError) -> bool:
     """Another run changed (409) or deleted (404) the copy between our read and our write: read again."""
     return e.status in (404, 409)
@@ -253,6 +267,8 @@ class MoverConfigCopies:
     each registers itself on it (``USER_ANNOTATION``, with the expiry of its temporary objects, so a
     killed run does not keep the copy forever), whether it made the copy or found it, and the last
     one out deletes it. Every write is conditional on the version read; a conflict is read again.
+    A run that registers on a copy also brings its data up to the source's (the credentials may have
+    been rotated, dr-config edited, since the copy was made).
     An identity that may not patch (registering is a patch; dr's restore and drill roles may) uses a
     copy it found unregistered, with a warning: the run that made it may delete it first.
     An object without dr's labels is the user's own: used, never changed or deleted.
@@ -298,8 +314,15 @@ class MoverConfigCopies:
         remove (none, or the user's)."""
         for _ in range(COPY_ATTEMPTS):
             present = get_object(self.kube, res, namespace, name)
-            if present is None:
-                source = get_object(self.kube, res, self.mover.namespace, name)
+            expires = None if present is None else _copy_expiry(present)
+            if present is not None and expires is None:
+                return False  # the user's own: used, never changed
+            # The source is read after the copy, at every attempt: a registration is conditional on the
+            # copy's version, so the source it writes is at least as new as the one any earlier write
+            # to that copy read. A run that read the source before the user rotated the credentials
+            # cannot put the old ones back.
+            source = get_object(self.kube, res, self.mover.namespace, name)
+            if present is None or expires is None:  # (the same here: both, for mypy)
                 if source is None:
                     return False
                 try:
@@ -313,20 +336,33 @@ class MoverConfigCopies:
                     # that is not there, or not this run's alone, it leaves.
                     self.made.append((res, namespace, name))
                     raise
-            expires = _copy_expiry(present)
-            if expires is None:
-                return False
             now = time.time()
             # Expired registrations (killed runs) go; the creator implied on a copy without any is written out.
             users: dict[str, str | None] = {
                 k: str(until) if until >= now else None for k, until in _users(present, expires).items()
             }
             users[self.user] = str(self.expires)
+            # The copy may be older than the source (the user rotated the credentials or edited dr-config
+            # while an earlier run had it): brought up to date in the same conditional write. Safe for the
+            # movers already running on it: the Secret reaches them as environment variables (envFrom),
+            # read when the container starts, and dr.yaml is read once when the mover starts (the kubelet
+            # swaps a projected file whole); only movers started after this write see the new data.
+            update = _data_update(present, source)
             meta = present["metadata"]
             change = {"metadata": {"resourceVersion": meta.get("resourceVersion"), "annotations": users,
-                                   "labels": {EXPIRES_LABEL: str(max(expires, self.expires))}}}  # fmt: skip
+                                   "labels": {EXPIRES_LABEL: str(max(expires, self.expires))}},
+                      **update}  # fmt: skip
+            if source is not None and source.get("type") != present.get("type"):
+                # Not patched: ConfigMaps have no type and a Secret's cannot change (the API server refuses,
+                # and the registration would fail every time). envFrom ignores it; the copy keeps its own.
+                log.debug("the copy of %s %s in %s keeps its type %s (the source's is %s)",
+                          res.kind, name, namespace, present.get("type"), source.get("type"))  # fmt: skip
             try:
                 kapply.patch(self.kube, res, namespace, name, change)
+                if update:
+                    # Names only: never the values (credentials).
+                    log.info("brought the copy of %s %s in %s up to date with %s/%s",
+                             res.kind, name, namespace, self.mover.namespace, name)  # fmt: skip
                 return True
             except ApiError as e:
                 if e.status == 403:
@@ -334,8 +370,9 @@ class MoverConfigCopies:
                     # unregistered. The cleanup deletes it if no one else is registered (a killed run's
                     # leftover), and leaves it (without a write) to the runs that are.
                     log.warning("cannot register on the copy of %s %s in %s (%s): used unregistered, the run "
-                                "that made it may delete it before this one is done",
-                                res.kind, name, namespace, e.short)  # fmt: skip
+                                "that made it may delete it before this one is done%s",
+                                res.kind, name, namespace, e.short,
+                                "; its data is older than the source's" if update else "")  # fmt: skip
                     return True
                 if not _raced(e):
                     raise
