@@ -664,8 +664,16 @@ def _all_rights_but(kc: KubeClient, denied: dict[tuple[str, str], str]) -> list[
     return rules
 
 
+@pytest.mark.parametrize("output", ["json", "table"])
 def test_what_a_data_step_could_not_check_is_a_warning_of_the_drill(
-    capsys: Capsys, kube_client: KubeClient, kube: Kube, repo: Path, unique: str, app_ns: str
+    capsys: Capsys,
+    kube_client: KubeClient,
+    kube: Kube,
+    repo: Path,
+    unique: str,
+    app_ns: str,
+    monkeypatch: pytest.MonkeyPatch,
+    output: str,
 ) -> None:
     # The drill as an identity that may do everything but read a claim: the data probe cannot check
     # the access modes of the restored claim (a pod of the backup mounts it) and says so; the
@@ -693,14 +701,30 @@ def test_what_a_data_step_could_not_check_is_a_warning_of_the_drill(
         "apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRoleBinding", "metadata": {"name": grant},
         "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": grant},
         "subjects": [{"apiGroup": "rbac.authorization.k8s.io", "kind": "User", "name": "bob"}]})  # fmt: skip
+    if output == "table":
+        monkeypatch.setenv("DR_LOG_FORMAT", "text")  # log lines as on a terminal
     try:
         res = run_dr(capsys, "--kubeconfig", kube.cluster.kubeconfig_for("bob"),
-                     "drill", "run", str(rb), "--no-data", "-o", "json")  # fmt: skip
+                     "drill", "run", str(rb), "--no-data", "-o", output)  # fmt: skip
     finally:
         kc.request("DELETE", f"{rbac}/clusterrolebindings/{grant}")
         kc.request("DELETE", f"{rbac}/clusterroles/{grant}")
 
     assert res.code == 4, res.out + res.err
+    assert drill_namespaces(kc) == []
+    if output == "table":
+        # Once, in the drill's summary: not also as the probe's log line or the drill's on stderr.
+        (scratch,) = {
+            ln.split()[2] for ln in res.out.splitlines() if ln.startswith("  scratch namespace(s): ")
+        }
+        warning = (
+            f"cannot read PVC {scratch}/files (its access modes are not checked): 403 Forbidden: "
+            f'persistentvolumeclaims "files" is forbidden: User "bob" cannot get resource '
+            f'"persistentvolumeclaims" in API group "" in the namespace "{scratch}"'
+        )
+        assert f"  warning: step files-intact (data): {warning}" in res.out.splitlines(), res.out
+        assert (res.out + res.err).count(warning) == 1, res.out + res.err
+        return
     doc = res.json()
     (step,) = doc["steps"]
     scratch = doc["namespace"]
@@ -712,4 +736,3 @@ def test_what_a_data_step_could_not_check_is_a_warning_of_the_drill(
     assert not step["passed"] and 'cannot create resource "jobs"' in step["error"], step
     assert step["warnings"] == [warning]
     assert f"step files-intact (data): {warning}" in doc["warnings"], doc["warnings"]
-    assert drill_namespaces(kc) == []

@@ -65,7 +65,13 @@ def parse_probe_output(text: str | None) -> dict[str, PathProbe] | None:
 
 
 class JobDataProbe:
-    """Runs one probe Job per call in the PVC's namespace; deletes it afterwards."""
+    """Runs one probe Job per call in the PVC's namespace; deletes it afterwards.
+
+    What a probe could not check goes into the ``warnings`` it is given, which the step's result
+    carries and the command prints once (``dr runbook verify``: a ``warning:`` line; ``dr drill
+    run``: its summary; both: their JSON document). Not also logged as a warning: the same line
+    was shown twice. Logged at debug, when it happened (-vv).
+    """
 
     def __init__(self, kube: KubeClient, mover: MoverOptions, *, run_id: str = "probe") -> None:
         self.kube = kube
@@ -97,7 +103,7 @@ class JobDataProbe:
             warning = (
                 f"cannot list pods in {namespace} (the probe of {pvc} is not placed next to them): {e.short}"
             )
-            log.warning("%s", warning)
+            log.debug("%s", warning)  # the caller reports ``warnings`` (see the class)
             warnings.append(warning)
             return []
 
@@ -112,7 +118,7 @@ class JobDataProbe:
             claim = get_object(self.kube, PVCS, namespace, pvc)
         except ApiError as e:
             warning = f"cannot read PVC {namespace}/{pvc} (its access modes are not checked): {e.short}"
-            log.warning("%s", warning)
+            log.debug("%s", warning)  # the caller reports ``warnings`` (see the class)
             warnings.append(warning)
             return
         holders = exclusive_users(claim or {}, users)
