@@ -51,6 +51,7 @@ from dr.cron import parse_duration
 from dr.errors import DrError
 from dr.interrupt import stopping
 from dr.kube.exec import Exec, ExecError, ExecTimeout, describe_target
+from dr.kube.objects import metadata
 from dr.kube.selectors import parse_selector
 from dr.redact import WINDOW, redact, redact_argv
 from dr.repo.repository import Repository, Saver
@@ -78,13 +79,8 @@ class HookError(DrError):
 # --------------------------------------------------------------------------- declaring hooks
 
 
-def _meta(pod: dict[str, Any]) -> dict[str, Any]:
-    meta = pod.get("metadata")
-    return meta if isinstance(meta, dict) else {}
-
-
 def pod_key(pod: dict[str, Any]) -> tuple[str, str]:
-    meta = _meta(pod)
+    meta = metadata(pod)
     return str(meta.get("namespace", "")), str(meta.get("name", ""))
 
 
@@ -94,7 +90,7 @@ def default_container(pod: dict[str, Any]) -> str | None:
 
 
 def pod_running(pod: dict[str, Any]) -> bool:
-    return (pod.get("status") or {}).get("phase") == "Running" and not _meta(pod).get("deletionTimestamp")
+    return (pod.get("status") or {}).get("phase") == "Running" and not metadata(pod).get("deletionTimestamp")
 
 
 def parse_command(value: str, annotation: str) -> list[str]:
@@ -133,7 +129,7 @@ def annotation_hook(
     pod: dict[str, Any], prefix: str, default_timeout: timedelta = DEFAULT_TIMEOUT
 ) -> Hook | None:
     """The hook a pod declares under ``prefix`` (``pre.hook.backup.dr.dev`` …), or None; ``HookError`` if malformed."""
-    ann = _meta(pod).get("annotations") or {}
+    ann = metadata(pod).get("annotations") or {}
     command = ann.get(f"{prefix}/command")
     if command is None:
         return None
@@ -173,7 +169,7 @@ def hooks_for_pod(pod: dict[str, Any], policy_hooks: list[PodHooks]) -> PodHookS
                 target.append(h)
     except HookError as e:
         hs.problem = f"pod {ns}/{name}: {e.message}"
-    labels = _meta(pod).get("labels") or {}
+    labels = metadata(pod).get("labels") or {}
     for ph in policy_hooks:
         if parse_selector(ph.selector).matches(labels):
             hs.pre += ph.pre

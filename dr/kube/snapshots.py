@@ -51,7 +51,7 @@ from dr.kube.apply import create, delete
 from dr.kube.client import KubeClient, error_from_response
 from dr.kube.collect import get_object, list_objects
 from dr.kube.discovery import ApiResource
-from dr.kube.objects import is_default_storage_class
+from dr.kube.objects import is_default_storage_class, metadata
 from dr.kube.wait import wait_for_deletion
 
 SNAPSHOT_GROUP = "snapshot.storage.k8s.io"
@@ -75,11 +75,6 @@ DR_CLASS_LABEL = "dr.dev/snapshot-class"
 
 class SnapshotError(DrError):
     """A snapshot step failed for one volume (the message names the object and the reason)."""
-
-
-def _meta(obj: dict[str, Any]) -> dict[str, Any]:
-    meta = obj.get("metadata")
-    return meta if isinstance(meta, dict) else {}
 
 
 def _status(obj: dict[str, Any]) -> dict[str, Any]:
@@ -135,14 +130,14 @@ def find_snapshot_class(kube: KubeClient, driver: str, name: str | None = None) 
         return None
     candidates = sorted(
         (c for c in list_objects(kube, VOLUME_SNAPSHOT_CLASSES) if c.get("driver") == driver),
-        key=lambda c: str(_meta(c).get("name", "")),
+        key=lambda c: str(metadata(c).get("name", "")),
     )
 
     def marked(c: dict[str, Any]) -> bool:
-        return (_meta(c).get("labels") or {}).get(DR_CLASS_LABEL) == "true"
+        return (metadata(c).get("labels") or {}).get(DR_CLASS_LABEL) == "true"
 
     def default(c: dict[str, Any]) -> bool:
-        return (_meta(c).get("annotations") or {}).get(DEFAULT_CLASS_ANNOTATION) == "true"
+        return (metadata(c).get("annotations") or {}).get(DEFAULT_CLASS_ANNOTATION) == "true"
 
     for choose in (marked, default, lambda c: True):
         for c in candidates:
@@ -169,7 +164,7 @@ def storage_class_for_restore(kube: KubeClient, driver: str, preferred: str | No
         (c for c in list_objects(kube, STORAGE_CLASSES) if c.get("provisioner") == driver),
         key=lambda c: (
             not is_default_storage_class(c),
-            str(_meta(c).get("name", "")),
+            str(metadata(c).get("name", "")),
         ),
     )
     if not candidates:
@@ -177,7 +172,7 @@ def storage_class_for_restore(kube: KubeClient, driver: str, preferred: str | No
         raise SnapshotError(
             f"no StorageClass with provisioner {driver!r} to restore its snapshot into ({has})"
         )
-    return str(_meta(candidates[0]).get("name"))
+    return str(metadata(candidates[0]).get("name"))
 
 
 # --------------------------------------------------------------------------- snapshots
@@ -194,7 +189,7 @@ class SnapshotRef:
 
 
 def _ref(obj: dict[str, Any]) -> SnapshotRef:
-    meta = _meta(obj)
+    meta = metadata(obj)
     return SnapshotRef(str(meta.get("namespace")), str(meta.get("name")), meta.get("uid"))
 
 
@@ -377,7 +372,7 @@ def _own_content(kube: KubeClient, vs: dict[str, Any]) -> tuple[str | None, dict
     name = _status(vs).get("boundVolumeSnapshotContentName")
     if name:
         return str(name), get_object(kube, VOLUME_SNAPSHOT_CONTENTS, None, str(name))
-    uid = _meta(vs).get("uid")
+    uid = metadata(vs).get("uid")
     content = _content_made_for(kube, str(uid)) if uid else None
     return (dynamic_content_name(str(uid)), content) if content is not None else (None, None)
 
@@ -454,7 +449,7 @@ def delete_snapshot(
             f"VolumeSnapshotContent {content_name} has deletionPolicy {spec.get('deletionPolicy')}: "
             f"its storage snapshot stays (delete it yourself); cannot switch it to Delete: {refused}"
         )
-    uid = _meta(vs).get("uid")
+    uid = metadata(vs).get("uid")
     deleted = delete(kube, VOLUME_SNAPSHOTS, namespace, name, uid=uid, propagation="Background")
     if content is None and deleted and uid:
         warning = _late_content(kube, namespace, name, str(uid), settle_timeout) or warning

@@ -37,7 +37,7 @@ from collections.abc import Callable, Container, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from dr.kube.objects import label_value
+from dr.kube.objects import label_value, metadata
 
 Obj = dict[str, Any]
 
@@ -103,11 +103,6 @@ def _kind(obj: Obj) -> tuple[str, str]:
     return group, str(obj.get("kind", ""))
 
 
-def _meta(obj: Obj) -> dict[str, Any]:
-    meta = obj.get("metadata")
-    return meta if isinstance(meta, dict) else {}
-
-
 def _with_metadata(obj: Obj, meta: dict[str, Any]) -> Obj:
     return {**obj, "metadata": meta}
 
@@ -129,7 +124,7 @@ def _without_keys(d: Mapping[str, Any], keys: tuple[str, ...] | set[str]) -> dic
 
 
 def strip_server_metadata(obj: Obj, ctx: TransformContext) -> Obj | None:
-    meta = _meta(obj)
+    meta = metadata(obj)
     if not any(k in meta for k in SERVER_METADATA):
         return obj
     return _with_metadata(obj, _without_keys(meta, SERVER_METADATA))
@@ -142,7 +137,7 @@ def drop_status(obj: Obj, ctx: TransformContext) -> Obj | None:
 def keep_owner_references(obj: Obj, keep: Callable[[Any], bool]) -> Obj:
     """``obj`` with only the owner references ``keep`` accepts: ``obj`` itself when it
     accepts them all, without ``ownerReferences`` when it accepts none."""
-    meta = _meta(obj)
+    meta = metadata(obj)
     refs = meta.get("ownerReferences")
     if not isinstance(refs, list) or not refs:
         return obj
@@ -179,7 +174,7 @@ def pvc_drop_binding(obj: Obj, ctx: TransformContext) -> Obj | None:
     if _kind(obj) != ("", "PersistentVolumeClaim"):
         return obj
     out = obj
-    meta = _meta(obj)
+    meta = metadata(obj)
     annotations = meta.get("annotations") or {}
     if any(a in annotations for a in PVC_BINDING_ANNOTATIONS):
         new_meta = dict(meta)
@@ -200,7 +195,7 @@ def pvc_mark_data_pending(obj: Obj, ctx: TransformContext) -> Obj | None:
     # this restore: dropped.
     if _kind(obj) != ("", "PersistentVolumeClaim"):
         return obj
-    meta = _meta(obj)
+    meta = metadata(obj)
     annotations = meta.get("annotations") or {}
     snapshot = ctx.data_volumes.get(f"{meta.get('namespace')}/{meta.get('name')}")
     if snapshot is None:
@@ -210,14 +205,14 @@ def pvc_mark_data_pending(obj: Obj, ctx: TransformContext) -> Obj | None:
 
 def data_pending(obj: Obj) -> bool:
     """Whether ``obj`` (a claim) carries the ``dr.dev/data-pending`` mark."""
-    return DATA_PENDING_ANNOTATION in (_meta(obj).get("annotations") or {})
+    return DATA_PENDING_ANNOTATION in (metadata(obj).get("annotations") or {})
 
 
 def without_data_mark(obj: Obj) -> Obj:
     """``obj`` without the data-pending mark; ``obj`` itself when it has none."""
     if not data_pending(obj):
         return obj
-    meta = _meta(obj)
+    meta = metadata(obj)
     return _with_metadata(
         obj, {**meta, "annotations": _without_keys(meta["annotations"], (DATA_PENDING_ANNOTATION,))}
     )
@@ -285,7 +280,7 @@ def job_drop_generated_selector(obj: Obj, ctx: TransformContext) -> Obj | None:
                 "metadata": {**tmeta, "labels": _without_keys(tlabels, JOB_GENERATED_LABELS)},
             }
     out = _with_spec(out, new_spec)
-    meta = _meta(obj)
+    meta = metadata(obj)
     labels = meta.get("labels") or {}
     if any(k in labels for k in JOB_GENERATED_LABELS):
         out = _with_metadata(out, {**meta, "labels": _without_keys(labels, JOB_GENERATED_LABELS)})
@@ -296,13 +291,13 @@ def map_namespaces(obj: Obj, ctx: TransformContext) -> Obj | None:
     if not ctx.namespace_mapping:
         return obj
     out = obj
-    meta = _meta(obj)
+    meta = metadata(obj)
     group, kind = _kind(obj)
     if meta.get("namespace") in ctx.namespace_mapping:
         out = _with_metadata(out, {**meta, "namespace": ctx.map_namespace(meta["namespace"])})
     if (group, kind) == ("", "Namespace") and meta.get("name") in ctx.namespace_mapping:
         new_name = ctx.map_namespace(meta["name"])
-        new_meta = {**_meta(out), "name": new_name}
+        new_meta = {**metadata(out), "name": new_name}
         labels = new_meta.get("labels") or {}
         if NAMESPACE_NAME_LABEL in labels:
             new_meta["labels"] = {**labels, NAMESPACE_NAME_LABEL: new_name}
@@ -406,7 +401,7 @@ def map_storage_classes(obj: Obj, ctx: TransformContext) -> Obj | None:
 
 
 def add_restore_labels(obj: Obj, ctx: TransformContext) -> Obj | None:
-    meta = _meta(obj)
+    meta = metadata(obj)
     labels = {
         **(meta.get("labels") or {}),
         BACKUP_LABEL: label_value(ctx.backup_id),
