@@ -322,7 +322,7 @@ class MoverConfigCopies:
             # to that copy read. A run that read the source before the user rotated the credentials
             # cannot put the old ones back.
             source = get_object(self.kube, res, self.mover.namespace, name)
-            if present is None or expires is None:  # (the same here: both, for mypy)
+            if present is None or expires is None:  # no copy yet (expires is None only then: named for mypy)
                 if source is None:
                     return False
                 try:
