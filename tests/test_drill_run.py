@@ -99,6 +99,7 @@ def test_objects_that_fail_to_restore_fail_the_drill(
     [failed] = doc["restore"]["failedItems"]
     assert "w1" in failed and "failed" in failed
     assert "1 restore problem(s)" in res.err and "restore failed: " in res.err
+    assert res.err.count(failed) == 1, res.err  # the failure's details; not also a log line
     assert f"restore failed: {failed}" in (reports / f"{doc['id']}.md").read_text()
     assert "The restore was not complete" in (reports / f"{doc['id']}.html").read_text()
     assert drill_namespaces(kc) == []

@@ -466,12 +466,13 @@ def run_drill(req: DrillRequest, deps: DrillDeps) -> DrillReport:
         error=error,
         cleanup=cleanup,
     )
-    # The warnings are the report's: ``dr drill run`` prints them (its summary, its JSON document).
-    # Logged as warnings too, each was said twice in one run's output; at debug for -vv only.
+    # The warnings and restore problems are the report's: ``dr drill run`` prints them (its summary,
+    # its JSON document, the failure's details). Logged as warnings too, each was said twice or three
+    # times in one run's output; at debug for -vv only.
     if warnings:
         log.debug("drill %s: %s", rb.name, "; ".join(warnings))
     for line in incomplete.lines():
-        log.warning("drill %s: %s", rb.name, line)
+        log.debug("drill %s: %s", rb.name, line)
     return report
 
 
