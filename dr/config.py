@@ -415,11 +415,13 @@ def _decode_model(cls: type[M], value: Any, loc: tuple[Any, ...], out: list[Prob
         return _BAD
     fields = _fields(cls)  # type: ignore[arg-type]  # classes are hashable
     by_key = {f.alias: f for f in fields} | {f.name: f for f in fields}
+    # Counted before the unknown fields: one of them alone makes the model invalid
+    # (at the top level no enclosing model would notice it in ``out``).
+    before = len(out)
     for key in value:
         if key not in by_key:
             out.append(((*loc, key), "unknown field"))
     kwargs: dict[str, Any] = {}
-    before = len(out)
     for f in fields:
         key = f.alias if f.alias in value else f.name
         if key not in value:

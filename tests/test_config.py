@@ -65,6 +65,23 @@ def test_three_problems_each_with_its_line(tmp_path: Path) -> None:
     assert problems[2].startswith(f"{f}:11:5: keyProviders[0].uri: unsupported key provider URL")
 
 
+def test_a_misspelt_top_level_section_is_a_problem_not_a_default(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # The only problem in the document is at the top level: with no other problem
+    # beside it, it must still fail the file, or `repositorys:` silently means none.
+    f = tmp_path / "dr.yaml"
+    f.write_text("apiVersion: dr.dev/v1\nkind: Config\nrepositorys: []\n")
+    with pytest.raises(InvalidInput) as e:
+        load_config_file(f)
+    assert e.value.details == [f"{f}:3:1: repositorys: unknown field"]
+    r = run_dr(capsys, "config", "validate", str(f))
+    assert r.code == 2 and r.out == ""
+    assert f"{f}:3:1: repositorys: unknown field" in r.err
+    r = run_dr(capsys, "--config", str(f), "config", "show")
+    assert r.code == 2 and r.out == ""
+
+
 def test_cli_validate_bad_config_exit_2_without_traceback(tmp_path: Path) -> None:
     f = tmp_path / "dr.yaml"
     f.write_text(BAD)
