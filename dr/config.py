@@ -75,11 +75,34 @@ class _Duplicate(Exception):
         self.key, self.line, self.col = key, line, col
 
 
-def _construct(node: yaml.Node, path: Path_, lm: LineMap, loader: yaml.SafeLoader) -> Any:
+class _Recursive(Exception):
+    def __init__(self, line: int, col: int) -> None:
+        self.line, self.col = line, col
+
+
+# What _construct keeps of a node it has started: the node itself (so that its
+# id stays its own) and its value, or _BUILDING until that value is complete.
+_Built = dict[int, tuple["yaml.Node", Any]]
+_BUILDING: Any = object()
+
+
+def _construct(node: yaml.Node, path: Path_, lm: LineMap, loader: yaml.SafeLoader, built: _Built) -> Any:
+    """The value of ``node``, marking where each of its values came from in ``lm``.
+
+    An alias is the node of its anchor, met again: its value is built once and
+    shared, as yaml.safe_load does (a walk of every path would take exponential
+    time for nested aliases, the "billion laughs"), and its inner values keep the
+    marks of the place first seen. An alias inside its own anchor is refused."""
     import yaml
 
     lm.marks[path] = (node.start_mark.line + 1, node.start_mark.column + 1)
+    seen = built.get(id(node))
+    if seen is not None:
+        if seen[1] is _BUILDING:
+            raise _Recursive(node.start_mark.line + 1, node.start_mark.column + 1)
+        return seen[1]
     if isinstance(node, yaml.MappingNode):
+        built[id(node)] = (node, _BUILDING)
         loader.flatten_mapping(node)
         out: dict[Any, Any] = {}
         for knode, vnode in node.value:
@@ -87,12 +110,16 @@ def _construct(node: yaml.Node, path: Path_, lm: LineMap, loader: yaml.SafeLoade
             if key in out:
                 raise _Duplicate(str(key), knode.start_mark.line + 1, knode.start_mark.column + 1)
             sub = (*path, key)
-            out[key] = _construct(vnode, sub, lm, loader)
+            out[key] = _construct(vnode, sub, lm, loader, built)
             # Point the field at its key: "line of the field" is where its name is.
             lm.marks[sub] = (knode.start_mark.line + 1, knode.start_mark.column + 1)
+        built[id(node)] = (node, out)
         return out
     if isinstance(node, yaml.SequenceNode):
-        return [_construct(v, (*path, i), lm, loader) for i, v in enumerate(node.value)]
+        built[id(node)] = (node, _BUILDING)
+        items = [_construct(v, (*path, i), lm, loader, built) for i, v in enumerate(node.value)]
+        built[id(node)] = (node, items)
+        return items
     return loader.construct_object(node, deep=True)
 
 
@@ -106,13 +133,23 @@ def load_yaml(text: str, filename: str) -> tuple[Any, LineMap]:
         node = loader.get_single_node()
         if node is None:
             return {}, lm
-        return _construct(node, (), lm, loader), lm
+        return _construct(node, (), lm, loader, {}), lm
     except _Duplicate as e:
         raise InvalidInput(f"{filename}:{e.line}:{e.col}: duplicate key {e.key!r}") from None
+    except _Recursive as e:
+        raise InvalidInput(
+            f"{filename}:{e.line}:{e.col}: invalid YAML: an alias inside its own anchor"
+        ) from None
     except yaml.MarkedYAMLError as e:
         mark = e.problem_mark or e.context_mark
         where = f"{filename}:{mark.line + 1}:{mark.column + 1}" if mark else filename
         raise InvalidInput(f"{where}: invalid YAML: {e.problem or e.context}") from None
+    except RecursionError:
+        # The parser recurses once per level of nesting: [[[[...]]]] thousands deep.
+        mark = loader.get_mark()
+        raise InvalidInput(
+            f"{filename}:{mark.line + 1}:{mark.column + 1}: invalid YAML: nested too deeply"
+        ) from None
     finally:
         loader.dispose()
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from datetime import timedelta
 from pathlib import Path
 
@@ -80,6 +81,41 @@ def test_a_misspelt_top_level_section_is_a_problem_not_a_default(
     assert f"{f}:3:1: repositorys: unknown field" in r.err
     r = run_dr(capsys, "--config", str(f), "config", "show")
     assert r.code == 2 and r.out == ""
+
+
+def _nested_aliases(levels: int) -> str:
+    """The "billion laughs": each anchor is a list of nine aliases of the one before."""
+    doc = "a0: &a0 [x, x, x, x, x, x, x, x, x]\n"
+    for i in range(1, levels + 1):
+        doc += f"a{i}: &a{i} [{', '.join([f'*a{i - 1}'] * 9)}]\n"
+    return doc
+
+
+@pytest.mark.timeout(60)
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("a: &a [1, *a]\n", ":1:4: invalid YAML: an alias inside its own anchor"),
+        ("repositories: &r\n  - name: main\n    keys: *r\n", ":1:15: invalid YAML: an alias inside its own anchor"),
+        # The column is where the parser ran out of stack (it depends on the stack's depth).
+        ("a: " + "[" * 5000 + "]" * 5000 + "\n", r":1:\d+: invalid YAML: nested too deeply"),
+        # 9**9 strings if each alias were walked apart: it must take no longer than the plain document.
+        (_nested_aliases(9), ":1:1: a0: unknown field"),
+    ],
+    ids=["recursive-alias", "recursive-alias-in-a-field", "deep-nesting", "billion-laughs"],
+)  # fmt: skip
+def test_hostile_yaml_is_one_located_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], text: str, expected: str
+) -> None:
+    # Every reader of YAML (dr.yaml, runbooks) goes through load_yaml: exit 2 and the
+    # file's line, not a RecursionError (exit 1) or a parse that never ends.
+    f = tmp_path / "hostile.yaml"
+    f.write_text(text)
+    for cmd in (["config", "validate"], ["runbook", "validate"]):
+        r = run_dr(capsys, *cmd, str(f))
+        assert r.code == 2, (cmd, r.err)
+        assert re.search(re.escape(str(f)) + expected, r.err), (cmd, r.err)
+        assert "Error" not in r.err and r.out == "", (cmd, r.err)
 
 
 def test_cli_validate_bad_config_exit_2_without_traceback(tmp_path: Path) -> None:
