@@ -159,6 +159,34 @@ def test_usage_errors_with_global_options_after_the_command_are_one_line(
     assert len(r.err.splitlines()) == 1 and r.err.startswith("error: "), r.err
 
 
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["--repo", "", "key", "list"],
+        ["key", "list", "--repo", ""],
+        ["--config", "", "key", "list"],
+        ["key", "list", "--config", ""],
+        ["--kubeconfig", "", "status"],
+        ["--context", "", "status"],
+        ["mover", "backup", "--repo", "", "."],
+        ["deploy", "render", "--config", ""],
+    ],
+    ids=" ".join,
+)
+def test_an_empty_option_value_is_refused_not_taken_for_the_default(
+    capsys: Capsys, isolated_home: Path, args: list[str]
+) -> None:
+    # `dr --repo "$REPO" forget --prune` with $REPO unset must not act on the default
+    # repository (nor "$CONFIG" read ./dr.yaml): an empty value is a usage error.
+    r = run_dr(capsys, "repo", "init")  # the default repository, which an empty --repo fell back to
+    assert r.code == 0, r.err
+    r = run_dr(capsys, *args)
+    option = next(a for a in args if a.startswith("--"))
+    assert r.code == 2 and r.out == "", r.err
+    assert r.err.startswith(f"error: Invalid value for '{option}': ") and "empty" in r.err, r.err
+    assert len(r.err.splitlines()) == 1, r.err
+
+
 @pytest.fixture
 def namespace(kube_client: KubeClient, unique: str) -> Iterator[str]:
     ns = f"glob-{unique}"

@@ -8,6 +8,7 @@ from pathlib import Path
 import click
 
 from dr.cli.context import app
+from dr.cli.params import NonEmpty
 from dr.config import load_config
 from dr.deploy.policies import ENGINES, policy_stream
 from dr.deploy.render import read_source, render, to_yaml_stream
@@ -23,7 +24,7 @@ def deploy_group() -> None:
 @click.option(
     "--config",
     "config_file",
-    type=click.Path(dir_okay=False),
+    type=NonEmpty(click.Path(dir_okay=False)),
     metavar="FILE",
     help="dr.yaml whose policies become CronJobs (default: the active config).",
 )

@@ -28,6 +28,7 @@ from click.core import ParameterSource
 
 from dr.cli.context import app
 from dr.cli.logs import setup_logging
+from dr.cli.params import NonEmpty
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -37,19 +38,32 @@ GLOBAL_OPTIONS: tuple[tuple[tuple[str, ...], dict[str, Any]], ...] = (
         ("--config", "config_file"),
         {
             "metavar": "FILE",
+            "type": NonEmpty(),
             "envvar": "DR_CONFIG",
             "help": "Configuration file (default: $DR_CONFIG, then ./dr.yaml, then built-in defaults).",
         },
     ),
     (
         ("--repo", "repo_url"),
-        {"metavar": "URL", "envvar": "DR_REPO", "help": "Repository URL; overrides the config."},
+        {
+            "metavar": "URL",
+            "type": NonEmpty(),
+            "envvar": "DR_REPO",
+            "help": "Repository URL; overrides the config.",
+        },
     ),
     (
         ("--kubeconfig",),
-        {"metavar": "FILE", "help": "Kubeconfig file (default: $KUBECONFIG, ~/.kube/config)."},
+        {
+            "metavar": "FILE",
+            "type": NonEmpty(),
+            "help": "Kubeconfig file (default: $KUBECONFIG, ~/.kube/config).",
+        },
     ),
-    (("--context", "kube_context"), {"metavar": "NAME", "help": "Kubeconfig context to use."}),
+    (
+        ("--context", "kube_context"),
+        {"metavar": "NAME", "type": NonEmpty(), "help": "Kubeconfig context to use."},
+    ),
     (("-v", "--verbose"), {"count": True, "help": "More output; -v shows tracebacks, -vv debug logs."}),
     (("--quiet",), {"is_flag": True, "help": "Only errors and requested data."}),
 )

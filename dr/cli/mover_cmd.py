@@ -14,7 +14,7 @@ import click
 
 from dr.cli.context import app
 from dr.cli.output import emit, output_option
-from dr.cli.params import KeyValue, pairs_to_dict
+from dr.cli.params import KeyValue, NonEmpty, pairs_to_dict
 from dr.cli.progress import byte_progress
 from dr.cli.repo_access import open_repository
 from dr.errors import DrError, ExitCode, PartialFailure
@@ -35,7 +35,7 @@ def _use_repo(ctx: click.Context, param: click.Parameter, value: str | None) -> 
 # `dr mover backup --repo URL PATH` as well as `dr --repo URL mover backup PATH` (the
 # form the issue and the README give for the mover's commands).
 repo_option = click.option(
-    "--repo", metavar="URL", expose_value=False, callback=_use_repo,
+    "--repo", metavar="URL", type=NonEmpty(), expose_value=False, callback=_use_repo,
     help="Repository URL (the same as dr's global --repo).",
 )  # fmt: skip
 

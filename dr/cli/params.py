@@ -37,6 +37,21 @@ def pairs_to_dict(pairs: tuple[tuple[str, str], ...], option: str) -> dict[str, 
     return out
 
 
+class NonEmpty(click.ParamType):  # type: ignore[type-arg]
+    """``inner`` (text by default), refusing the empty string: ``--repo "$REPO"`` with
+    $REPO unset is a mistake, not a request for the default repository. (click
+    already skips an empty environment variable, so $DR_REPO="" stays "not set".)"""
+
+    def __init__(self, inner: click.ParamType = click.STRING) -> None:  # type: ignore[type-arg]
+        self.inner = inner
+        self.name = inner.name
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
+        if isinstance(value, str) and not value.strip():
+            self.fail("empty; leave the option out for the default", param, ctx)
+        return self.inner.convert(value, param, ctx)
+
+
 class Percent(click.ParamType):  # type: ignore[type-arg]
     """``10``, ``10%`` or ``2.5%`` -> fraction in (0, 1]; used by ``--read-data[=PCT]``."""
 
