@@ -155,9 +155,19 @@ def test_months() -> None:
         ("2026-13", "month 13 out of range"),
         ("26-11", "is not a month"),
         ("2026/11", "is not a month"),
+        ("0000-05", "year 0000 out of range 1970-9999"),
+        ("1969-12", "year 1969 out of range 1970-9999"),
     ):
         with pytest.raises(ValueError, match=why):
             Month.parse(bad)
+    assert Month.parse("1970-01").last(12)[0] == Month(1969, 2)  # the trend may reach back before it
+
+
+def test_a_month_out_of_range_is_a_usage_error(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    # Year 0 was a ValueError from datetime (exit 1) once the report was being built.
+    r = run_dr(capsys, "report", "drills", "--month", "0000-05", "--from-dir", str(tmp_path))
+    assert (r.code, r.out) == (2, "")
+    assert r.err.startswith("error: Invalid value for '--month': '0000-05': year 0000 out of range"), r.err
 
 
 # --------------------------------------------------------------------------- building

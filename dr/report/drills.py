@@ -53,6 +53,10 @@ class Month:
         m = cls(int(parts[0]), int(parts[1]))
         if not 1 <= m.month <= 12:
             raise ValueError(f"{text!r}: month {m.month} out of range 01-12")
+        # No drill is older than the epoch; and a year 0 (or 10000) is no datetime, which
+        # the report's titles and windows are.
+        if not 1970 <= m.year <= 9999:
+            raise ValueError(f"{text!r}: year {parts[0]} out of range 1970-9999")
         return m
 
     @classmethod
