@@ -118,6 +118,61 @@ def test_hostile_yaml_is_one_located_line(
         assert "Error" not in r.err and r.out == "", (cmd, r.err)
 
 
+@pytest.mark.parametrize(
+    ("section", "expected"),
+    [
+        (
+            "repositories:\n  - name: r\n    url: 'file:///srv/dr?x=1'\n",
+            ":3:5: repositories[0].url: repository URL 'file:///srv/dr?x=***': a file:// URL takes no '?' or '#'",
+        ),
+        (
+            "repositories:\n  - name: r\n    url: 's3://bkt/p?endpiont=http://s3.local'\n",
+            ":3:5: repositories[0].url: repository URL 's3://bkt/p?endpiont=***': unknown query parameter 'endpiont'",
+        ),
+        (
+            "repositories:\n  - name: r\n    url: 's3://bkt/p?endpoint=s3.local'\n",
+            ":3:5: repositories[0].url: repository URL 's3://bkt/p?endpoint=***': endpoint 's3.local' must be",
+        ),
+        (
+            "repositories:\n  - name: r\n    url: 's3://bkt/p?region=eu-west-1'\n    s3: {region: us-east-1}\n",
+            ":3:5: repositories[0].url: repository URL 's3://bkt/p?region=***': region='eu-west-1' in the URL "
+            "contradicts region='us-east-1' in the config",
+        ),
+        (
+            "repositories:\n  - name: r\n    url: 'gs://bkt/p?projekt=x'\n",
+            ":3:5: repositories[0].url: repository URL 'gs://bkt/p?projekt=***': unknown query parameter 'projekt'",
+        ),
+        (
+            "keyProviders:\n  - name: k\n    uri: 'vault://transit'\n",
+            ":3:5: keyProviders[0].uri: key provider 'vault://transit': use vault://<transit mount>/keys/<key name>",
+        ),
+        (
+            "keyProviders:\n  - name: k\n    uri: 'awskms://'\n",
+            ":3:5: keyProviders[0].uri: key provider 'awskms://': use awskms://<key id",
+        ),
+        (
+            "keyProviders:\n  - name: k\n    uri: 'gcpkms://projects/p'\n",
+            ":3:5: keyProviders[0].uri: key provider 'gcpkms://projects/p': use gcpkms://projects/P/locations/L/",
+        ),
+    ],
+    ids=["file-query", "s3-unknown-setting", "s3-bad-endpoint", "s3-contradiction", "gs-unknown-setting",
+         "vault-key-name", "awskms-key-name", "gcpkms-key-name"],
+)  # fmt: skip
+def test_cli_validate_refuses_the_locations_the_stores_and_key_providers_refuse(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], section: str, expected: str
+) -> None:
+    # Found by `dr config validate`, with the file's line, not first by a scheduled
+    # backup (whose message has no line) after validate said "valid".
+    f = tmp_path / "dr.yaml"
+    f.write_text(section)
+    r = run_dr(capsys, "config", "validate", str(f))
+    assert r.code == 2 and r.out == "", r.err
+    assert f"  {f}{expected}" in r.err, r.err
+    r = run_dr(capsys, "config", "validate", str(f), "-o", "json")
+    assert r.code == 2
+    assert [p for p in r.json()["problems"] if p.startswith(f"{f}{expected}")], r.out
+
+
 def test_cli_validate_bad_config_exit_2_without_traceback(tmp_path: Path) -> None:
     f = tmp_path / "dr.yaml"
     f.write_text(BAD)

@@ -8,9 +8,11 @@ from pathlib import Path
 
 import click
 
+from dr import config as config_model
 from dr.cli.context import app
+from dr.cli.location_checks import location_problems
 from dr.cli.output import emit, output_option
-from dr.config import load_config_file, resolve_config_path, to_doc
+from dr.config import Config, problems_error, read_yaml_file, resolve_config_path, to_doc
 from dr.errors import ExitCode, InvalidInput
 
 log = logging.getLogger(__name__)
@@ -34,7 +36,7 @@ def validate(file: str | None, output: str) -> int:
     if path is None:
         raise InvalidInput("no config file: give FILE, --config or $DR_CONFIG, or create ./dr.yaml")
     try:
-        cfg = load_config_file(path)
+        cfg = _checked_config(path)
     except InvalidInput as e:
         if output == "table":
             raise
@@ -62,6 +64,17 @@ def validate(file: str | None, output: str) -> int:
     else:
         emit(summary, output)
     return ExitCode.OK
+
+
+def _checked_config(path: Path) -> Config:
+    """The config in ``path``, once its fields and the locations in it (as the stores
+    and key providers will read them) are valid; else ``InvalidInput`` with a line each."""
+    data, lm = read_yaml_file(path)
+    cfg = config_model.validate(Config, data, lm)
+    problems = location_problems(cfg)
+    if problems:
+        raise problems_error(lm, problems)
+    return cfg
 
 
 @config_group.command("show")
