@@ -13,6 +13,7 @@ import yaml
 from dr.errors import InvalidInput
 from dr.kube.client import ApiError, KubeClient, RetryPolicy, connect
 from tests import servers
+from tests.helpers import run_dr
 from tests.kube_stub_server import StubApi, stub_api
 
 STATUS_503 = {"kind": "Status", "reason": "ServiceUnavailable", "message": "etcd is sick"}
@@ -249,6 +250,36 @@ def test_kubeconfig_cluster_without_server(tmp_path: Path) -> None:
         with pytest.raises(InvalidInput) as e:
             connect(str(path), context)
         assert str(e.value) == f"kubeconfig {path}: the cluster of context 'x' has no server"
+
+
+@pytest.mark.parametrize(
+    ("server", "shown"),
+    [
+        ("not a url", "'not a url'"),
+        ("kube.example.com:6443", "'kube.example.com:6443'"),
+        ("ftp://kube.example.com", "'ftp://kube.example.com'"),
+        # Not a port: shown as redact_url shows a KEY:SECRET pasted without its "@".
+        ("https://kube.example.com:port", "'https://***'"),
+    ],
+)
+def test_kubeconfig_cluster_server_that_is_no_http_url(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], server: str, shown: str
+) -> None:
+    # A kubeconfig mistake (exit 2, naming the file), not "cannot reach the Kubernetes
+    # API at not a url: Failed to parse…" (exit 1) at the first request.
+    path = tmp_path / "kubeconfig"
+    path.write_text(
+        f"apiVersion: v1\nkind: Config\ncurrent-context: x\nclusters: [{{name: c, cluster: {{server: '{server}'}}}}]\n"
+        "contexts: [{name: x, context: {cluster: c, user: u}}]\nusers: [{name: u, user: {token: t}}]\n"
+    )
+    expected = (
+        f"kubeconfig {path}: the cluster of context 'x': server {shown} is not an http(s)://host[:port] URL"
+    )
+    with pytest.raises(InvalidInput) as e:
+        connect(str(path))
+    assert str(e.value) == expected
+    r = run_dr(capsys, "--kubeconfig", str(path), "drill", "gc")
+    assert (r.code, r.out, r.err) == (2, "", f"error: {expected}\n")
 
 
 def test_no_configuration_anywhere(isolated_home: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -38,6 +38,7 @@ from kubernetes.config.config_exception import ConfigException
 
 from dr import __version__
 from dr.errors import DrError, InvalidInput
+from dr.urls import is_http_url, redact_url
 
 log = logging.getLogger(__name__)
 
@@ -434,4 +435,13 @@ def kube_configuration(kubeconfig: str | None = None, context: str | None = None
             if context is None:
                 context = str(loader.current_context.get("name", ""))
             raise InvalidInput(f"kubeconfig {shown}: the cluster of context {context!r} has no server")
+        if not is_http_url(cfg.host):
+            # Else the first request fails (exit 1) with urllib3's "Failed to parse" or "No
+            # connection adapters". Quoted redacted: a server URL may carry user:password@.
+            if context is None:
+                context = str(loader.current_context.get("name", ""))
+            raise InvalidInput(
+                f"kubeconfig {shown}: the cluster of context {context!r}: server {redact_url(cfg.host)!r} "
+                "is not an http(s)://host[:port] URL"
+            )
     return cfg
