@@ -157,11 +157,19 @@ def load_yaml(text: str, filename: str) -> tuple[Any, LineMap]:
 def read_yaml_file(path: Path) -> tuple[Any, LineMap]:
     """Read and parse a YAML file; a missing or unreadable file is ``InvalidInput``."""
     try:
-        text = path.read_text(encoding="utf-8")
+        data = path.read_bytes()
     except FileNotFoundError:
         raise InvalidInput(f"{path}: no such file") from None
-    except (OSError, UnicodeDecodeError) as e:
-        raise InvalidInput(f"{path}: cannot read: {e}") from None
+    except OSError as e:
+        raise InvalidInput(f"{path}: cannot read: {e.strerror or e}") from None
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as e:
+        # Where, as a line and column (in characters, as the YAML errors count them).
+        line_start = data.rfind(b"\n", 0, e.start) + 1
+        line = data.count(b"\n", 0, e.start) + 1
+        col = len(data[line_start : e.start].decode("utf-8", "replace")) + 1
+        raise InvalidInput(f"{path}:{line}:{col}: not UTF-8 text (byte 0x{data[e.start]:02x})") from None
     return load_yaml(text, str(path))
 
 

@@ -405,8 +405,15 @@ def test_validate_accepts_the_bucket_names_the_stores_accept(tmp_path: Path) -> 
 def test_a_file_that_is_not_utf8_is_named(tmp_path: Path) -> None:
     f = tmp_path / "c.yaml"
     f.write_bytes(b"repositories: []\n# caf\xe9\n")
-    with pytest.raises(InvalidInput, match=f"{f}: cannot read"):
+    # Where the byte is, as a line and column, not as Python's codec says it ("position 20-21").
+    with pytest.raises(InvalidInput) as e:
         load_config_file(f)
+    assert e.value.message == f"{f}:2:6: not UTF-8 text (byte 0xe9)"
+    # The column counts characters: the line's "é" (two bytes in UTF-8) is one.
+    f.write_bytes(b"a: 1\nrepositories: [caf\xc3\xa9, \xff]\n")
+    with pytest.raises(InvalidInput) as e:
+        load_config_file(f)
+    assert e.value.message == f"{f}:2:22: not UTF-8 text (byte 0xff)"
 
 
 def test_missing_file_is_invalid_input(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
