@@ -135,6 +135,22 @@ def test_a_key_provider_configuration_mistake_exits_2(
     )
 
 
+def test_the_no_vault_token_hint_reaches_the_user_unredacted(
+    isolated_home: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Every error line passes dr.redact, whose "token: VALUE" pattern took the hint's
+    # "set" for a token: "no Vault token: [REDACTED] VAULT_TOKEN, run …".
+    monkeypatch.delenv("VAULT_TOKEN", raising=False)
+    monkeypatch.setenv("VAULT_ADDR", "http://127.0.0.1:1")  # not contacted: the token is looked for first
+    assert run_dr(capsys, "repo", "init").code == 0
+    r = run_dr(capsys, "key", "add", "vault://transit/keys/dr")
+    assert r.code == 1, r.err
+    assert r.err == (
+        "error: vault://transit/keys/dr: no Vault token (set VAULT_TOKEN, run `vault login`, which writes "
+        "~/.vault-token, or configure approle or kubernetes auth)\n"
+    )
+
+
 def test_vault_logins_do_not_leave_tokens_behind(
     isolated_home: Path,
     capsys: pytest.CaptureFixture[str],

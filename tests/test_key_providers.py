@@ -371,7 +371,7 @@ def test_vault_token_sources(
     monkeypatch.delenv("VAULT_TOKEN")
     with pytest.raises(KeyProviderError) as e:
         VaultKeyProvider.from_uri(uri, None).wrap(os.urandom(32), CTX)
-    assert _reason(e).startswith("no Vault token: set VAULT_TOKEN")
+    assert _reason(e).startswith("no Vault token (set VAULT_TOKEN")
     # `vault login` writes ~/.vault-token
     home = isolated_home / "home"
     home.mkdir(exist_ok=True)

@@ -269,9 +269,10 @@ class VaultKeyProvider:
         helper = Path.home() / ".vault-token"
         if helper.is_file():
             return self._read(str(helper), "Vault token")
+        # Not "token: set …": dr.redact masks what follows "token:" in every error line.
         raise self._fail(
-            "no Vault token: set VAULT_TOKEN, run `vault login` (writes ~/.vault-token), "
-            "or configure approle or kubernetes auth"
+            "no Vault token (set VAULT_TOKEN, run `vault login`, which writes ~/.vault-token, "
+            "or configure approle or kubernetes auth)"
         )
 
     def _rate_limited(self, what: str, fn: Callable[[], Any]) -> Any:
