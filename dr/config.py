@@ -293,6 +293,9 @@ def scheme_checker(kind: str, schemes: tuple[str, ...]) -> Callable[[str], str]:
         if parts.scheme in ("s3", "gs") and credential_shaped(parts.netloc):
             # s3://KEY:SECRET/prefix: user info without its '@' (no bucket name holds a ':').
             raise ValueError(f"{kind} URL must not contain credentials")
+        if kind == "key provider" and (parts.query or parts.fragment or v.endswith(("?", "#"))):
+            # As the key-provider registry reads them: no provider reads a query or fragment.
+            raise ValueError(f"{kind} URL {shown!r} takes no '?' or '#'")
         if parts.scheme not in schemes:
             known = ", ".join(f"{s}://" for s in schemes)
             got = f"scheme {parts.scheme + '://'!r}" if parts.scheme else "no scheme"

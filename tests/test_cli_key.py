@@ -165,6 +165,50 @@ def test_key_id_and_provider_mistakes_are_invalid_input(
     )
 
 
+SECRET = "SuperSecret123"
+
+
+@pytest.mark.parametrize(
+    ("uri", "message"),
+    [
+        ("local://{home}/k.key?x=" + SECRET, "key provider 'local://{home}/k.key?x=***' takes no "
+         "'?' or '#' (local:///path, vault://mount/keys/name, awskms://key, gcpkms://projects/…/cryptoKeys/key)"),
+        ("local://{home}/k#1", "key provider 'local://{home}/k#***' takes no '?' or '#' (local:///path, "
+         "vault://mount/keys/name, awskms://key, gcpkms://projects/…/cryptoKeys/key)"),
+        ("vault://dr:" + SECRET + "@transit/keys/dr", "key provider URI must not contain credentials (they come "
+         "from the provider's own configuration: VAULT_TOKEN, AWS or Google credentials)"),
+        ("gcpkms://projects/p/locations/l/keyRings/r/cryptoKeys/k?key=" + SECRET,
+         "key provider 'gcpkms://projects/p/locations/l/keyRings/r/cryptoKeys/k?key=***' takes no '?' or '#'"),
+    ],
+    ids=["local-query", "local-fragment", "vault-user-info", "gcpkms-query"],
+)  # fmt: skip
+def test_a_key_provider_uri_with_a_query_or_credentials_is_refused(
+    isolated_home: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+    uri: str,
+    message: str,
+) -> None:
+    # A slot keeps its provider's URI in the repository, unencrypted (it says which key
+    # unwraps it): a password there would be at rest in plaintext. And a query was
+    # dropped in silence (local:///k.key?x made the key file /k.key).
+    monkeypatch.setenv("VAULT_ADDR", "http://127.0.0.1:1")
+    monkeypatch.setenv("VAULT_TOKEN", "not-contacted")
+    assert run_dr(capsys, "repo", "init").code == 0
+    before = run_dr(capsys, "key", "list", "-o", "json").json()
+    uri, message = uri.format(home=isolated_home), message.format(home=isolated_home)
+    r = run_dr(capsys, "key", "add", uri)
+    assert r.code == 2, r.err
+    assert r.err.startswith(f"error: {message}") and len(r.err.splitlines()) == 1, r.err
+    assert SECRET not in r.err
+    assert run_dr(capsys, "key", "list", "-o", "json").json() == before
+    assert not (isolated_home / "k.key").exists()
+    # dr.yaml's key providers: the same rule, with the line.
+    (isolated_home / "dr.yaml").write_text(f"keyProviders:\n  - name: k\n    uri: '{uri}'\n")
+    r = run_dr(capsys, "config", "validate", "dr.yaml")
+    assert r.code == 2 and "dr.yaml:3:5: keyProviders[0].uri: " in r.err and SECRET not in r.err, r.err
+
+
 def test_key_commands_run_beside_backups_but_one_at_a_time(
     isolated_home: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -7,6 +7,7 @@ from urllib.parse import urlsplit
 from dr.config import KeyProvider as KeyProviderConfig
 from dr.crypto.providers.base import KeyProvider
 from dr.errors import InvalidInput
+from dr.urls import redact_url
 
 SCHEMES = ("local", "vault", "awskms", "gcpkms")
 
@@ -14,6 +15,20 @@ SCHEMES = ("local", "vault", "awskms", "gcpkms")
 def open_provider(uri: str, options: KeyProviderConfig | None = None, *, create: bool = False) -> KeyProvider:
     """The provider for ``uri``. ``create`` lets a local provider create its key file."""
     parts = urlsplit(uri)
+    # Checked before anything quotes the URI. A slot keeps its provider's URI in the
+    # repository unencrypted (it says which key unwraps the slot), so credentials in it
+    # would be at rest in plaintext; and no provider reads a query or a fragment, which
+    # would otherwise be dropped in silence (local:///k.key?x is the file /k.key).
+    if "@" in parts.netloc:
+        raise InvalidInput(
+            "key provider URI must not contain credentials (they come from the provider's own "
+            "configuration: VAULT_TOKEN, AWS or Google credentials)"
+        )
+    if parts.query or parts.fragment or uri.endswith(("?", "#")):
+        raise InvalidInput(
+            f"key provider {redact_url(uri)!r} takes no '?' or '#' (local:///path, vault://mount/keys/name, "
+            "awskms://key, gcpkms://projects/…/cryptoKeys/key)"
+        )
     if parts.scheme == "local":
         from dr.crypto.providers.local import LocalKeyProvider
 
