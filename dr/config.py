@@ -75,6 +75,11 @@ class _Duplicate(Exception):
         self.key, self.line, self.col = key, line, col
 
 
+class _BadKey(Exception):
+    def __init__(self, reason: str, line: int, col: int) -> None:
+        self.reason, self.line, self.col = reason, line, col
+
+
 class _Recursive(Exception):
     def __init__(self, line: int, col: int) -> None:
         self.line, self.col = line, col
@@ -106,7 +111,15 @@ def _construct(node: yaml.Node, path: Path_, lm: LineMap, loader: yaml.SafeLoade
         loader.flatten_mapping(node)
         out: dict[Any, Any] = {}
         for knode, vnode in node.value:
+            # Every key of dr's documents is text. Another one is refused as the document's
+            # mistake: a list or mapping cannot be a dict key ("unhashable type"), and 1 and
+            # true are one key to Python; YAML 1.1 reads on:, yes:, null: as no text at all.
+            where = (knode.start_mark.line + 1, knode.start_mark.column + 1)
+            if not isinstance(knode, yaml.ScalarNode):
+                raise _BadKey("a key must be text, not a list or mapping", *where)
             key = loader.construct_object(knode, deep=True)
+            if not isinstance(key, str):
+                raise _BadKey(f"key {knode.value!r} is not text (quote it: '{knode.value}')", *where)
             if key in out:
                 raise _Duplicate(str(key), knode.start_mark.line + 1, knode.start_mark.column + 1)
             sub = (*path, key)
@@ -136,6 +149,8 @@ def load_yaml(text: str, filename: str) -> tuple[Any, LineMap]:
         return _construct(node, (), lm, loader, {}), lm
     except _Duplicate as e:
         raise InvalidInput(f"{filename}:{e.line}:{e.col}: duplicate key {e.key!r}") from None
+    except _BadKey as e:
+        raise InvalidInput(f"{filename}:{e.line}:{e.col}: invalid YAML: {e.reason}") from None
     except _Recursive as e:
         raise InvalidInput(
             f"{filename}:{e.line}:{e.col}: invalid YAML: an alias inside its own anchor"

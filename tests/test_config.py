@@ -173,6 +173,33 @@ def test_cli_validate_refuses_the_locations_the_stores_and_key_providers_refuse(
     assert [p for p in r.json()["problems"] if p.startswith(f"{f}{expected}")], r.out
 
 
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("? [a, b]\n: c\n", ":1:3: invalid YAML: a key must be text, not a list or mapping"),
+        ("? {a: 1}\n: c\n", ":1:3: invalid YAML: a key must be text, not a list or mapping"),
+        # 1 and true were one key to Python ("duplicate key 'True'"); on: is true in YAML 1.1.
+        ("1: x\ntrue: z\n", ":1:1: invalid YAML: key '1' is not text (quote it: '1')"),
+        (
+            "apiVersion: dr.dev/v1\nmover:\n  on: x\n",
+            ":3:3: invalid YAML: key 'on' is not text (quote it: 'on')",
+        ),
+        ("null: y\n", ":1:1: invalid YAML: key 'null' is not text (quote it: 'null')"),
+    ],
+    ids=["list-key", "mapping-key", "int-and-bool-keys", "yaml-1.1-boolean-key", "null-key"],
+)
+def test_a_key_that_is_not_text_is_one_located_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], text: str, expected: str
+) -> None:
+    # A list or mapping as a key was "TypeError: unhashable type" (exit 1).
+    f = tmp_path / "keys.yaml"
+    f.write_text(text)
+    for cmd in (["config", "validate"], ["runbook", "validate"]):
+        r = run_dr(capsys, *cmd, str(f))
+        assert r.code == 2 and r.out == "", (cmd, r.err)
+        assert f"{f}{expected}" in r.err, (cmd, r.err)
+
+
 def test_cli_validate_bad_config_exit_2_without_traceback(tmp_path: Path) -> None:
     f = tmp_path / "dr.yaml"
     f.write_text(BAD)
