@@ -285,6 +285,35 @@ def test_mover_ls_lists_what_a_volume_snapshot_holds(home: Path, capsys: pytest.
     assert r.code == 2 and "give a path inside the snapshot" in r.err
 
 
+def test_mover_ls_shows_control_characters_and_bytes_that_are_not_utf8_escaped(
+    home: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # A volume's names are anyone's: a newline split an ls -l line in two, a terminal
+    # escape sequence reached the terminal, and a symlink target that is not UTF-8 was
+    # written as its raw byte (table) or a lone surrogate (JSON), unlike the paths.
+    assert run_dr(capsys, "repo", "init").code == 0
+    src = home / "src"
+    src.mkdir()
+    (src / "new\nline").write_text("x")
+    (src / "red\x1b[31mtext").write_text("x")
+    os.symlink(b"\xff\x1b[2J".decode("utf-8", "surrogateescape"), src / "link")
+    snap = run_dr(capsys, "mover", "backup", str(src), "-o", "json").json()["id"]
+
+    r = run_dr(capsys, "mover", "ls", snap)
+    assert r.code == 0, r.err
+    lines = r.out.splitlines()
+    assert len(lines) == 3, lines
+    assert lines[0].endswith(" link -> \\xff\\x1b[2J")
+    assert lines[1].endswith(" new\\x0aline") and lines[2].endswith(" red\\x1b[31mtext")
+    assert "\x1b" not in r.out
+
+    r = run_dr(capsys, "mover", "ls", snap, "-o", "json")
+    entries = {e["path"]: e for e in r.json()}
+    assert sorted(entries) == ["link", "new\nline", "red\x1b[31mtext"]  # JSON escapes these itself
+    assert entries["link"]["target"] == "\\xff\x1b[2J"  # as the paths show a byte that is not UTF-8
+    r.out.encode("utf-8")  # no lone surrogate
+
+
 def test_paths_inside_a_snapshot(home: Path, capsys: pytest.CaptureFixture[str]) -> None:
     # A name that starts with ".." is an ordinary name; ".." as a component leaves the snapshot.
     assert run_dr(capsys, "repo", "init").code == 0

@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from pathlib import Path
+from typing import Any
 
 import click
 
@@ -127,6 +129,25 @@ def restore(snapshot_id: str, target: str, paths: tuple[str, ...], output: str) 
     return ExitCode.OK
 
 
+# C0 controls, DEL and C1 controls: what a terminal acts on instead of showing.
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+
+
+def _readable_target(doc: dict[str, Any]) -> dict[str, Any]:
+    """``doc`` with a symlink's target shown as its path is: bytes that are not UTF-8 as
+    ``\\xNN`` (a target is any bytes; as read it holds lone surrogates, which no UTF-8
+    output can carry)."""
+    if "target" in doc:
+        doc["target"] = os.fsencode(doc["target"]).decode("utf-8", "backslashreplace")
+    return doc
+
+
+def _printable(text: str) -> str:
+    """``text`` for an ls -l line: control characters as ``\\xNN``, so that a name keeps to
+    its line and a terminal shows it instead of acting on it (JSON escapes them itself)."""
+    return _CONTROL.sub(lambda m: f"\\x{ord(m.group()):02x}", text)
+
+
 @mover_group.command("ls")
 @repo_option
 @click.argument("snapshot_id", metavar="ID")
@@ -155,14 +176,16 @@ def ls(snapshot_id: str, path: str | None, recursive: bool, output: str) -> int:
         return ExitCode.OK
     rest = itertools.chain([first], entries)
     if output == "json":
-        emit(JsonStream((e.to_doc() for e in rest), 1), output)  # 1: not empty (its length is unknown)
+        emit(
+            JsonStream((_readable_target(e.to_doc()) for e in rest), 1), output
+        )  # 1: not empty (length unknown)
     elif output == "yaml":
-        emit([e.to_doc() for e in rest], output)
+        emit([_readable_target(e.to_doc()) for e in rest], output)
     else:
         # ls -l lines, printed as the trees are read (a listing can be long).
         for e in rest:
-            d = e.to_doc()
-            name = d["path"] + (f" -> {d['target']}" if "target" in d else "")
+            d = _readable_target(e.to_doc())
+            name = _printable(d["path"]) + (f" -> {_printable(d['target'])}" if "target" in d else "")
             click.echo(
                 f"{d['permissions']} {d['uid']:>6} {d['gid']:>6} {d['size']:>14,} {e.mtime:%Y-%m-%d %H:%M:%S} {name}"
             )
