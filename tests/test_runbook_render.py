@@ -449,6 +449,20 @@ def test_cli_render_errors(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -
     assert r.code == 2 and "cannot write: No such file or directory" in r.err
 
 
+def test_cli_render_refuses_to_write_over_its_runbook(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], isolated_home: Path
+) -> None:
+    # `--out` naming the runbook itself (or a link to it) replaced the YAML with the page.
+    runbook = tmp_path / "cache.yaml"
+    runbook.write_bytes(CACHE.read_bytes())
+    (tmp_path / "link.md").symlink_to(runbook)
+    for out in (runbook, tmp_path / "link.md"):
+        r = run_dr(capsys, "runbook", "render", str(runbook), "--out", str(out))
+        assert (r.code, r.out) == (2, ""), r.err
+        assert r.err == f"error: --out {out}: that is the runbook {runbook} itself; give another file\n"
+        assert runbook.read_bytes() == CACHE.read_bytes()
+
+
 def test_the_pages_restore_lines_restore_only_the_app(
     capsys: pytest.CaptureFixture[str], kube_client: Any, kube: Any, isolated_home: Path, unique: str
 ) -> None:

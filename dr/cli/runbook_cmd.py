@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -164,6 +165,9 @@ def _shown_config() -> str:
 def render(file: str, out: str | None) -> int:
     """Write the human runbook (Markdown) with the exact restore commands."""
     rb = load_runbook(Path(file))
+    if out and os.path.exists(out) and os.path.samefile(out, file):
+        # Not written over: the YAML is the source of the page, and of the drills.
+        raise InvalidInput(f"--out {out}: that is the runbook {file} itself; give another file")
     backups_in, drills_in = _repositories_of(rb)
     # Each opened (or found missing, and said so) once, also when both are the same one.
     backup_repo = _repository(backups_in)
