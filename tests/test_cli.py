@@ -115,6 +115,15 @@ def test_usage_error_exit_2(capsys: pytest.CaptureFixture[str]) -> None:
             "error: No such option '--frobnicate'. (see 'dr drill run --help')",
         ),
         (["no-such-command"], "error: No such command 'no-such-command'. (see 'dr --help')"),
+        # Not "No such option '-5'": click took an attached value that starts with '-' for an option.
+        (
+            ["verify", "--read-data=-5"],
+            "error: Invalid value for '--read-data': '-5' must be in (0, 100] (see 'dr verify --help')",
+        ),
+        (
+            ["repo", "check", "--read-data=-x"],
+            "error: Invalid value for '--read-data': '-x' is not a percentage (see 'dr repo check --help')",
+        ),
     ],
 )
 def test_usage_error_is_one_error_line(

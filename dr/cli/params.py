@@ -60,13 +60,14 @@ class Percent(click.ParamType):  # type: ignore[type-arg]
     def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> float:
         if isinstance(value, float):
             return value
-        text = str(value).strip().rstrip("%")
+        given = str(value).strip()  # (attach_optional_values may have put a space before it)
+        text = given.rstrip("%")
         try:
             pct = float(text)
         except ValueError:
-            self.fail(f"{value!r} is not a percentage", param, ctx)
+            self.fail(f"{given!r} is not a percentage", param, ctx)
         if not 0 < pct <= 100:
-            self.fail(f"{value!r} must be in (0, 100]", param, ctx)
+            self.fail(f"{given!r} must be in (0, 100]", param, ctx)
         return pct / 100.0
 
 
@@ -107,6 +108,11 @@ def attach_optional_values(args: list[str]) -> list[str]:
     for i, a in enumerate(args):
         if a == "--":
             return out + args[i:]
+        name, eq, value = a.partition("=")
+        if eq and name in OPTIONAL_VALUES and value.startswith("-"):
+            # click takes an attached value that starts with '-' for an option of its own
+            # ("No such option '-5'"); a space before it lets the type see (and refuse) it.
+            a = f"{name}= {value}"
         out.append(f"{a}={OPTIONAL_VALUES[a]}" if a in OPTIONAL_VALUES else a)
     return out
 
