@@ -200,6 +200,28 @@ def test_a_key_that_is_not_text_is_one_located_line(
         assert f"{f}{expected}" in r.err, (cmd, r.err)
 
 
+def test_cli_validate_refuses_a_policy_selector_the_backup_refuses(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # The scheduled backup refused them (exit 2, no line); validate said "valid".
+    f = tmp_path / "dr.yaml"
+    f.write_text(
+        "backupPolicies:\n"
+        "  - name: a\n"
+        "    schedule: '@daily'\n"
+        "    scope: {namespaces: [shop], selector: 'app in (web'}\n"
+        "    hooks:\n"
+        "      - selector: app=web\n"
+        "      - selector: '!!app'\n"
+    )
+    r = run_dr(capsys, "config", "validate", str(f))
+    assert r.code == 2 and r.out == "", r.err
+    assert r.err.splitlines()[1:] == [
+        f"  {f}:4:33: backupPolicies[0].scope.selector: label selector 'app in (web': unbalanced '('",
+        f"  {f}:7:9: backupPolicies[0].hooks[1].selector: label selector '!!app': invalid label key '!app'",
+    ]
+
+
 def test_cli_validate_bad_config_exit_2_without_traceback(tmp_path: Path) -> None:
     f = tmp_path / "dr.yaml"
     f.write_text(BAD)

@@ -9,8 +9,8 @@ from pathlib import Path
 import click
 
 from dr import config as config_model
+from dr.cli.config_checks import location_problems, policy_problems
 from dr.cli.context import app
-from dr.cli.location_checks import location_problems
 from dr.cli.output import emit, output_option
 from dr.config import Config, problems_error, read_yaml_file, resolve_config_path, to_doc
 from dr.errors import ExitCode, InvalidInput
@@ -67,11 +67,12 @@ def validate(file: str | None, output: str) -> int:
 
 
 def _checked_config(path: Path) -> Config:
-    """The config in ``path``, once its fields and the locations in it (as the stores
-    and key providers will read them) are valid; else ``InvalidInput`` with a line each."""
+    """The config in ``path``, once its fields, the locations in it (as the stores and
+    key providers will read them) and its policies' selectors are valid; else
+    ``InvalidInput`` with a line each."""
     data, lm = read_yaml_file(path)
     cfg = config_model.validate(Config, data, lm)
-    problems = location_problems(cfg)
+    problems = location_problems(cfg) + policy_problems(cfg)
     if problems:
         raise problems_error(lm, problems)
     return cfg

@@ -1,13 +1,17 @@
-"""The repository URLs and key provider URIs of a dr.yaml, read as the stores and key providers read them.
+"""What ``dr config validate`` checks in a dr.yaml beyond its fields: what only the layers above the config know.
 
-``dr.config`` checks a URL's scheme, path and bucket without importing any
-client (it is the bottom layer). What only a store or provider knows — the
-query settings an s3:// or gs:// URL may carry and how they agree with the
-repository's options, that a file:// URL has no query, the shape of a Vault,
-AWS KMS or GCP KMS key name — is checked here, for ``dr config validate``, by
-the functions those stores and providers use when they open: no network, no
-credentials. A refused location then names its line in dr.yaml, instead of
-failing the first scheduled run without one.
+``dr.config`` is the bottom layer: it checks a URL's scheme, path and bucket
+and a field's type without importing any client. What only a store, a key
+provider or the Kubernetes layer knows is checked here, by the functions
+those use when they run (no network, no credentials), so that a refused
+value names its line in dr.yaml instead of failing the first scheduled run
+without one:
+
+- locations: the query settings an s3:// or gs:// URL may carry and how they
+  agree with the repository's options, that a file:// URL has no query, the
+  shape of a Vault, AWS KMS or GCP KMS key name;
+- backup policies: the label selectors of their scope and of their hooks, as
+  the backup parses them.
 """
 
 from __future__ import annotations
@@ -69,4 +73,21 @@ def location_problems(cfg: Config) -> list[Problem]:
                 parse(provider.uri)
         except InvalidInput as e:
             problems.append((("keyProviders", i, "uri"), e.message))
+    return problems
+
+
+def policy_problems(cfg: Config) -> list[Problem]:
+    """(field path, reason) for each backup policy's label selector the backup would refuse."""
+    from dr.kube.selectors import parse_selector
+
+    problems: list[Problem] = []
+    for i, policy in enumerate(cfg.backup_policies):
+        selectors = [(("scope", "selector"), policy.scope.selector)] + [
+            (("hooks", j, "selector"), hooks.selector) for j, hooks in enumerate(policy.hooks)
+        ]
+        for where, selector in selectors:
+            try:
+                parse_selector(selector)
+            except InvalidInput as e:
+                problems.append((("backupPolicies", i, *where), e.message))
     return problems
