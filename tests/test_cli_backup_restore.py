@@ -544,6 +544,28 @@ def test_bad_namespace_mapping_is_exit_2(capsys: Capsys, k8s: servers.TestCluste
     assert len(res.err.splitlines()) == 1 and "'Not_A_Name' is not a valid namespace name" in res.err
 
 
+def test_describe_shows_the_scope_in_words_not_as_a_python_dict(
+    capsys: Capsys, k8s: servers.TestCluster, kube_client: KubeClient, repo: Path, unique: str
+) -> None:
+    # It printed "scope: {'namespaces': [...], 'selector': None, 'include_resources': [], ...}".
+    ns = f"descr-{unique}"
+    make_namespace(kube_client, ns)
+    try:
+        create(kube_client, "configmaps", configmap("settings", {"k": "v"}, labels={"app": "web"}), ns)
+        res = dr(
+            capsys, k8s, "backup", "-n", ns, "--selector", "app=web", "--include-resources", "configmaps"
+        )
+        assert res.code == 0, res.err
+        res = dr(capsys, k8s, "backups", "describe", "latest")
+        assert res.code == 0, res.err
+        scope = [line for line in res.out.splitlines() if line.startswith("  scope: ")]
+        assert scope == [
+            f"  scope: namespaces {ns}; selector app=web; include resources configmaps; cluster resources auto"
+        ]
+    finally:
+        delete_namespace(kube_client, ns)
+
+
 @pytest.mark.parametrize("name", ["../../etc/x", "Shop", "shop_db", "-shop", "a" * 53])
 def test_backup_name_that_is_not_a_policy_like_name_is_exit_2_and_writes_nothing(
     capsys: Capsys, k8s: servers.TestCluster, repo: Path, name: str

@@ -183,6 +183,27 @@ def list_(namespace: str | None, policy: str | None, output: str) -> None:
     partial_if_unreadable(unreadable)  # a damaged snapshot may be a backup of the list
 
 
+# How the scope's fields read in `dr backups describe` (a snapshot keeps BackupScope's names).
+_SCOPE_WORDS = {
+    "selector": "selector",
+    "include_resources": "include resources",
+    "exclude_resources": "exclude resources",
+    "include_cluster_resources": "cluster resources",
+}
+
+
+def scope_text(scope: dict[str, Any]) -> str:
+    """A backup's scope in words: ``namespaces shop, billing; selector app=web; cluster
+    resources auto``, leaving out what is not set (every namespace when none is named)."""
+    parts = [f"namespaces {', '.join(scope.get('namespaces') or []) or 'all'}"]
+    for key, value in scope.items():
+        if key == "namespaces" or value in (None, "", []):
+            continue
+        shown = ", ".join(map(str, value)) if isinstance(value, list) else str(value)
+        parts.append(f"{_SCOPE_WORDS.get(key, key.replace('_', ' '))} {shown}")
+    return "; ".join(parts)
+
+
 @backups_group.command("describe")
 @click.argument("backup_id", metavar="ID|latest")
 @output_option()
@@ -203,7 +224,7 @@ def describe(backup_id: str, output: str) -> None:
         f"  time: {snap.time.isoformat()}   host: {snap.hostname}   cluster: {a.get('clusterVersion', '-')}"
     )
     click.echo(f"  namespaces: {', '.join(snap.namespaces) or '-'}")
-    click.echo(f"  scope: {a.get('scope')}")
+    click.echo(f"  scope: {scope_text(a.get('scope') or {})}")
     if a.get("excludedNamespaces"):
         click.echo(f"  left out (dr's own, not named): {', '.join(a['excludedNamespaces'])}")
     click.echo(f"  objects: {a.get('total', 0)} ({a.get('owned', 0)} owned by controllers)")
