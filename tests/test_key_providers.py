@@ -129,6 +129,19 @@ def test_registry_opens_every_provider_scheme(tmp_path: Path) -> None:
         assert isinstance(open_provider(uri), cls)  # options are optional
 
 
+def test_a_stored_slot_uri_opens_as_it_is_a_new_one_is_checked(tmp_path: Path) -> None:
+    # A slot already in a repository keeps the URI it was made with; one made before
+    # new slots were checked (local:///k.key?x was accepted then) must still unlock it.
+    key = tmp_path / "k.key"
+    made = open_provider(f"local://{key}", create=True)
+    wrapped = made.wrap(b"m" * 64, {"dr-repository": "r"})
+    stored = open_provider(f"local://{key}?x")
+    assert stored.unwrap(wrapped, {"dr-repository": "r"}) == b"m" * 64
+    for uri in (f"local://{key}?x", f"local://{key}#f", "vault://user:pw@transit/keys/dr"):
+        with pytest.raises(InvalidInput, match=r"credentials|takes no"):
+            open_provider(uri, create=True)
+
+
 # =========================================================================== Vault (OpenBao)
 
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from urllib.parse import urlsplit
+from urllib.parse import SplitResult, urlsplit
 
 from dr.config import KeyProvider as KeyProviderConfig
 from dr.crypto.providers.base import KeyProvider
@@ -13,22 +13,11 @@ SCHEMES = ("local", "vault", "awskms", "gcpkms")
 
 
 def open_provider(uri: str, options: KeyProviderConfig | None = None, *, create: bool = False) -> KeyProvider:
-    """The provider for ``uri``. ``create`` lets a local provider create its key file."""
+    """The provider for ``uri``. ``create``: for a new slot; a local provider may create its key
+    file, and the URI is checked for what a stored one must not carry (``_check_new_slot_uri``)."""
     parts = urlsplit(uri)
-    # Checked before anything quotes the URI. A slot keeps its provider's URI in the
-    # repository unencrypted (it says which key unwraps the slot), so credentials in it
-    # would be at rest in plaintext; and no provider reads a query or a fragment, which
-    # would otherwise be dropped in silence (local:///k.key?x is the file /k.key).
-    if "@" in parts.netloc:
-        raise InvalidInput(
-            "key provider URI must not contain credentials (they come from the provider's own "
-            "configuration: VAULT_TOKEN, AWS or Google credentials)"
-        )
-    if parts.query or parts.fragment or uri.endswith(("?", "#")):
-        raise InvalidInput(
-            f"key provider {redact_url(uri)!r} takes no '?' or '#' (local:///path, vault://mount/keys/name, "
-            "awskms://key, gcpkms://projects/…/cryptoKeys/key)"
-        )
+    if create:
+        _check_new_slot_uri(uri, parts)
     if parts.scheme == "local":
         from dr.crypto.providers.local import LocalKeyProvider
 
@@ -48,3 +37,25 @@ def open_provider(uri: str, options: KeyProviderConfig | None = None, *, create:
 
         return GCPKMSKeyProvider.from_uri(uri, options.gcpkms if options else None)
     raise InvalidInput(f"key provider {uri!r}: unsupported scheme (local://, vault://, awskms://, gcpkms://)")
+
+
+def _check_new_slot_uri(uri: str, parts: SplitResult) -> None:
+    """Refuse a URI for a new slot that carries credentials, a query or a fragment.
+
+    Checked before anything quotes the URI. A slot keeps its provider's URI in the
+    repository unencrypted (it says which key unwraps the slot), so credentials in it
+    would be at rest in plaintext; and no provider reads a query or a fragment, which
+    would otherwise be dropped in silence (local:///k.key?x is the file /k.key). Only
+    for URIs given to make a slot (``create``): a slot already in a repository is
+    opened as it is, so that one written before this check still unlocks it.
+    """
+    if "@" in parts.netloc:
+        raise InvalidInput(
+            "key provider URI must not contain credentials (they come from the provider's own "
+            "configuration: VAULT_TOKEN, AWS or Google credentials)"
+        )
+    if parts.query or parts.fragment or uri.endswith(("?", "#")):
+        raise InvalidInput(
+            f"key provider {redact_url(uri)!r} takes no '?' or '#' (local:///path, vault://mount/keys/name, "
+            "awskms://key, gcpkms://projects/…/cryptoKeys/key)"
+        )
