@@ -95,6 +95,9 @@ def test_errors_and_exit_codes(home: Path, capsys: pytest.CaptureFixture[str]) -
     assert r.code == 2 and "no retention given" in r.err
     r = run_dr(capsys, "verify", "latest")
     assert r.code == 2 and "no backup found" in r.err
+    snap = run_dr(capsys, "mover", "backup", str(home / "empty"), "-o", "json").json()["id"]
+    for ref in (snap[:8].upper(), snap.upper()):  # hex ids in either case
+        assert run_dr(capsys, "mover", "restore", ref, str(home / f"x-{len(ref)}")).code == 0
 
     # corruption -> verify exits 4 and names the object
     src = _src(home)

@@ -332,17 +332,17 @@ def find_snapshot(repo: Repository, ref: str, *, kind: str, what: str) -> Snapsh
     itself: a stat and a read (``load_object`` checks the size before reading),
     however many snapshots the repository holds (a mover Job gets the full id of
     its parent)."""
-    if is_hex_id(ref):
+    if is_hex_id(ref.lower()):
         try:
-            snap = load_snapshot(repo, ref)
+            snap = load_snapshot(repo, ref.lower())
         except ObjectNotFound:
             raise SnapshotNotFound(f"no {what} with id {ref!r}") from None
         if snap.kind != kind:
             raise InvalidInput(f"{snap.short_id} is a {snap.kind} snapshot, not a {what}")
         return snap
     snaps, bad = readable_snapshots(repo, kind)
-    if ref != "latest" and not any(s.id.startswith(ref) for s in snaps):
-        named = [n for n in bad if len(ref) >= 4 and n.startswith(ref)]
+    if ref != "latest" and not any(s.id.startswith(ref.lower()) for s in snaps):
+        named = [n for n in bad if len(ref) >= 4 and n.startswith(ref.lower())]
         if named:
             raise DrError(f"{what} {ref}: cannot be read", details=[bad[n] for n in named])
     pass_over(bad)
@@ -436,7 +436,8 @@ def _with_data(snaps: list[Snapshot], what: str) -> Snapshot:
 
 
 def resolve(snaps: Iterable[Snapshot], ref: str, *, what: str = "backup") -> Snapshot:
-    """``latest``, a full id or a unique id prefix (at least 4 hex digits)."""
+    """``latest``, a full id or a unique id prefix (at least 4 hex digits, in either case:
+    an id copied from a tool that shows hex in upper case is the same id)."""
     items = list(snaps)
     if ref == "latest":
         if not items:
@@ -444,7 +445,7 @@ def resolve(snaps: Iterable[Snapshot], ref: str, *, what: str = "backup") -> Sna
         return max(items, key=lambda s: (s.time, s.id))
     if len(ref) < 4:
         raise InvalidInput(f"{what} id {ref!r} is too short (give at least 4 characters, or 'latest')")
-    matches = [s for s in items if s.id.startswith(ref)]
+    matches = [s for s in items if s.id.startswith(ref.lower())]
     if not matches:
         raise SnapshotNotFound(f"no {what} with id {ref!r}")
     if len(matches) > 1:
