@@ -10,7 +10,6 @@ import json
 import os
 import re
 from pathlib import Path
-from typing import Any
 
 import click
 
@@ -133,15 +132,6 @@ def restore(snapshot_id: str, target: str, paths: tuple[str, ...], output: str) 
 _CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
 
 
-def _readable_target(doc: dict[str, Any]) -> dict[str, Any]:
-    """``doc`` with a symlink's target shown as its path is: bytes that are not UTF-8 as
-    ``\\xNN`` (a target is any bytes; as read it holds lone surrogates, which no UTF-8
-    output can carry)."""
-    if "target" in doc:
-        doc["target"] = os.fsencode(doc["target"]).decode("utf-8", "backslashreplace")
-    return doc
-
-
 def _printable(text: str) -> str:
     """``text`` for an ls -l line: control characters as ``\\xNN``, so that a name keeps to
     its line and a terminal shows it instead of acting on it (JSON escapes them itself)."""
@@ -176,15 +166,13 @@ def ls(snapshot_id: str, path: str | None, recursive: bool, output: str) -> int:
         return ExitCode.OK
     rest = itertools.chain([first], entries)
     if output == "json":
-        emit(
-            JsonStream((_readable_target(e.to_doc()) for e in rest), 1), output
-        )  # 1: not empty (length unknown)
+        emit(JsonStream((e.to_doc() for e in rest), 1), output)  # 1: not empty (its length is unknown)
     elif output == "yaml":
-        emit([_readable_target(e.to_doc()) for e in rest], output)
+        emit([e.to_doc() for e in rest], output)
     else:
         # ls -l lines, printed as the trees are read (a listing can be long).
         for e in rest:
-            d = _readable_target(e.to_doc())
+            d = e.to_doc()
             name = _printable(d["path"]) + (f" -> {_printable(d['target'])}" if "target" in d else "")
             click.echo(
                 f"{d['permissions']} {d['uid']:>6} {d['gid']:>6} {d['size']:>14,} {e.mtime:%Y-%m-%d %H:%M:%S} {name}"

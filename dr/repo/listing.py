@@ -32,6 +32,12 @@ class Entry:
         return os.fsencode(self.path).decode("utf-8", "backslashreplace")
 
     @property
+    def display_target(self) -> str:
+        """A symlink's target as printable text, like ``display_path`` (a target is any bytes;
+        as read it may hold lone surrogates, which no UTF-8 output can carry)."""
+        return os.fsencode(str(self.node.get("target", ""))).decode("utf-8", "backslashreplace")
+
+    @property
     def type(self) -> str:
         return str(self.node["type"])
 
@@ -57,7 +63,7 @@ class Entry:
             "mtime": self.mtime.isoformat().replace("+00:00", "Z"),
         }
         if self.type == "symlink":
-            doc["target"] = n.get("target", "")
+            doc["target"] = self.display_target
         return doc
 
 
