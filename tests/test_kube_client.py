@@ -92,6 +92,32 @@ def test_missing_kubeconfig_file(tmp_path: Path) -> None:
     assert str(e.value) == f"kubeconfig {tmp_path / 'nope.yaml'}: file not found"
 
 
+def test_kubeconfig_that_is_a_directory(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # It said "file not found" for a path that is there: a directory (a mounted Secret's folder
+    # given for its file, ~/.kube for ~/.kube/config).
+    folder = tmp_path / "kube"
+    folder.mkdir()
+    expected = f"kubeconfig {folder}: is a directory, not a file"
+    with pytest.raises(InvalidInput) as e:
+        connect(str(folder))
+    assert str(e.value) == expected
+    r = run_dr(capsys, "--kubeconfig", str(folder), "drill", "gc")
+    assert (r.code, r.out, r.err) == (2, "", f"error: {expected}\n")
+    # $KUBECONFIG alone naming it: the same; in a list beside a missing file, the directory is named.
+    monkeypatch.setenv("KUBECONFIG", str(folder))
+    with pytest.raises(InvalidInput) as e:
+        connect()
+    assert str(e.value) == expected
+    monkeypatch.setenv("KUBECONFIG", f"{tmp_path / 'gone.yaml'}:{folder}")
+    with pytest.raises(InvalidInput) as e:
+        connect()
+    assert (
+        str(e.value) == f"kubeconfig {tmp_path / 'gone.yaml'}:{folder}: {folder} is a directory, not a file"
+    )
+
+
 def yaml_doc(path: str | Path) -> Any:
     return yaml.safe_load(Path(path).read_text())
 

@@ -279,6 +279,8 @@ def _check_kubeconfig_file(path: str) -> dict[str, Any] | None:
     import yaml
 
     file = Path(path).expanduser()
+    if file.is_dir():
+        raise InvalidInput(f"kubeconfig {path}: is a directory, not a file")
     if not file.is_file():
         raise InvalidInput(f"kubeconfig {path}: file not found")
     try:
@@ -311,8 +313,16 @@ def _kubeconfig_loader(option: str | None, path: str, context: str | None) -> tu
     if option is None:
         # Like kubectl (and the client's loader), files that do not exist are skipped; only
         # none of them existing is an error.
-        present = [one for one in path.split(os.pathsep) if one and Path(one).expanduser().is_file()]
+        listed = [one for one in path.split(os.pathsep) if one]
+        present = [one for one in listed if Path(one).expanduser().is_file()]
         if not present:
+            # A directory is there, but no file: "file not found" sent people looking for a typo.
+            folders = [one for one in listed if Path(one).expanduser().is_dir()]
+            if folders == [path]:
+                raise InvalidInput(f"kubeconfig {path}: is a directory, not a file")
+            if folders:
+                are = "is a directory, not a file" if len(folders) == 1 else "are directories, not files"
+                raise InvalidInput(f"kubeconfig {path}: {', '.join(folders)} {are}")
             raise InvalidInput(f"kubeconfig {path}: file not found")
         # An empty file is no configuration, as for kubectl; the client's merger refused the list.
         filled = [one for one in present if _check_kubeconfig_file(one) is not None]
