@@ -222,6 +222,70 @@ def test_cli_validate_refuses_a_policy_selector_the_backup_refuses(
     ]
 
 
+def test_cli_validate_refuses_policy_namespaces_the_backup_never_matches(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # Validate said "valid"; the scheduled backup then warned "does not exist" each night, or
+    # (for "") backed up every namespace: an empty entry is no namespace given.
+    f = tmp_path / "dr.yaml"
+    f.write_text(
+        "backupPolicies:\n"
+        "  - name: a\n"
+        "    schedule: '@daily'\n"
+        "    scope:\n"
+        "      namespaces:\n"
+        "        - shop\n"
+        "        - Bad_NS\n"
+        "        - '['\n"
+        "        - ''\n"
+        "        - 'team-*, Team-*'\n"
+        "        - '*-db'\n"
+        "        - 'app-?'\n"
+        "        - '[a-c]*'\n"
+    )
+    r = run_dr(capsys, "config", "validate", str(f))
+    assert r.code == 2 and r.out == "", r.err
+    rule = "(a-z, 0-9 and '-', a letter or digit at each end, at most 63 characters)"
+    assert r.err.splitlines() == [
+        f"error: {f}: 4 problems",
+        f"  {f}:7:11: backupPolicies[0].scope.namespaces[1]: 'Bad_NS' is not a namespace name {rule}",
+        f"  {f}:8:11: backupPolicies[0].scope.namespaces[2]: glob '[': a '[' without its ']' matches only "
+        "a '[', which no namespace name holds",
+        f"  {f}:9:11: backupPolicies[0].scope.namespaces[3]: '' names no namespace (the backup would take "
+        "it for none, and back up every namespace)",
+        f"  {f}:10:11: backupPolicies[0].scope.namespaces[4]: glob 'Team-*' matches no namespace name {rule}",
+    ]
+
+
+@pytest.mark.parametrize(
+    ("pattern", "matches"),
+    [
+        ("shop", True),
+        ("team-*", True),
+        ("*-db", True),  # a-db
+        ("a-*", True),  # a-a
+        ("*", True),
+        ("app-?", True),
+        ("[!a-z]", True),  # 0
+        ("a[-]b", True),
+        ("-*", False),  # every name starts with a letter or digit
+        ("*-", False),
+        ("[-]", False),
+        ("[!a-z0-9]", False),
+        ("[z-a]", False),
+        ("x" * 64, False),
+        ("?" * 64, False),
+        ("*" + "a" * 63, True),
+        ("Shop", False),
+        ("sh_op", False),
+    ],
+)
+def test_namespace_patterns_that_no_namespace_matches(pattern: str, matches: bool) -> None:
+    from dr.backup.scope import namespace_pattern_problem
+
+    assert (namespace_pattern_problem(pattern) is None) is matches
+
+
 def test_cli_validate_bad_config_exit_2_without_traceback(tmp_path: Path) -> None:
     f = tmp_path / "dr.yaml"
     f.write_text(BAD)

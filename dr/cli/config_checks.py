@@ -11,7 +11,9 @@ without one:
   agree with the repository's options, that a file:// URL has no query, the
   shape of a Vault, AWS KMS or GCP KMS key name;
 - backup policies: the label selectors of their scope and of their hooks, as
-  the backup parses them.
+  the backup parses them; the namespaces of their scope, names and globs that
+  no namespace can match (``Bad_NS``, an unclosed ``[``) and an empty entry,
+  which the backup reads as "every namespace".
 """
 
 from __future__ import annotations
@@ -77,11 +79,16 @@ def location_problems(cfg: Config) -> list[Problem]:
 
 
 def policy_problems(cfg: Config) -> list[Problem]:
-    """(field path, reason) for each backup policy's label selector the backup would refuse."""
+    """(field path, reason) for each backup policy's label selector the backup would refuse,
+    and each namespace entry of its scope the backup can never match."""
+    from dr.backup.scope import namespace_entry_problems
     from dr.kube.selectors import parse_selector
 
     problems: list[Problem] = []
     for i, policy in enumerate(cfg.backup_policies):
+        for j, entry in enumerate(policy.scope.namespaces):
+            at = ("backupPolicies", i, "scope", "namespaces", j)
+            problems += [(at, why) for why in namespace_entry_problems(entry)]
         selectors = [(("scope", "selector"), policy.scope.selector)] + [
             (("hooks", j, "selector"), hooks.selector) for j, hooks in enumerate(policy.hooks)
         ]
