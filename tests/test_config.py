@@ -286,6 +286,45 @@ def test_namespace_patterns_that_no_namespace_matches(pattern: str, matches: boo
     assert (namespace_pattern_problem(pattern) is None) is matches
 
 
+def test_cli_validate_checks_drill_policies_runbooks_as_deploy_render_does(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Validate said "valid" for a runbook that is not there or not valid; `dr deploy render`
+    # (and each scheduled drill) refused it. Relative paths: to the config's folder, then the
+    # current one, as render looks them up.
+    conf = tmp_path / "conf"
+    (conf / "rb").mkdir(parents=True)
+    good = (Path(__file__).resolve().parent.parent / "runbooks" / "redis-cache.yaml").read_text()
+    (conf / "rb" / "good.yaml").write_text(good)
+    (tmp_path / "here.yaml").write_text(good)
+    bad = conf / "rb" / "bad.yaml"
+    bad.write_text(good.replace("name: redis-cache", "name: Redis_Cache").replace("rpo: 2h", "rpo: soon"))
+    monkeypatch.chdir(tmp_path)
+    f = conf / "dr.yaml"
+    policies = [("missing.yaml", 1), ("rb/bad.yaml", 2), ("rb/good.yaml", 3), ("here.yaml", 4)]
+    f.write_text(
+        "drillPolicies:\n"
+        + "".join(f"  - name: d{n}\n    schedule: '@monthly'\n    runbook: {rb}\n" for rb, n in policies)
+    )
+    r = run_dr(capsys, "runbook", "validate", str(bad))
+    assert r.code == 2
+    runbook_lines = r.err.splitlines()[1:]
+    assert len(runbook_lines) == 2 and all(line.startswith(f"  {bad}:") for line in runbook_lines)
+
+    r = run_dr(capsys, "config", "validate", str(f))
+    assert r.code == 2 and r.out == "", r.err
+    missing = f"{f}:4:5: drillPolicies[0].runbook: missing.yaml: no such file (looked for {conf / 'missing.yaml'}, missing.yaml)"
+    assert r.err.splitlines() == [
+        f"error: {f}: 4 problems",
+        f"  {missing}",
+        f"  {f}:7:5: drillPolicies[1].runbook: rb/bad.yaml: invalid runbook (2 problems below)",
+        *runbook_lines,
+    ]
+    # The line for a missing runbook is render's own.
+    r = run_dr(capsys, "deploy", "render", "--config", str(f))
+    assert (r.code, r.err) == (2, f"error: {missing}\n")
+
+
 def test_cli_validate_bad_config_exit_2_without_traceback(tmp_path: Path) -> None:
     f = tmp_path / "dr.yaml"
     f.write_text(BAD)

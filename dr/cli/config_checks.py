@@ -13,12 +13,17 @@ without one:
 - backup policies: the label selectors of their scope and of their hooks, as
   the backup parses them; the namespaces of their scope, names and globs that
   no namespace can match (``Bad_NS``, an unclosed ``[``) and an empty entry,
-  which the backup reads as "every namespace".
+  which the backup reads as "every namespace";
+- drill policies: their runbooks, found and validated as ``dr deploy render``
+  finds and reads them (a relative path: in the config's folder, then in the
+  current one); an invalid runbook's problems are its own lines, as
+  ``dr runbook validate`` prints them.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
+from pathlib import Path
 from urllib.parse import urlsplit
 
 from dr.config import Config, Problem, Repository
@@ -98,3 +103,32 @@ def policy_problems(cfg: Config) -> list[Problem]:
             except InvalidInput as e:
                 problems.append((("backupPolicies", i, *where), e.message))
     return problems
+
+
+def runbook_problems(cfg: Config, config_dir: Path) -> tuple[list[Problem], list[str]]:
+    """(field path, reason) for each drill policy whose runbook is not found or not valid, and
+    the invalid runbooks' own problem lines (``FILE:LINE:COL: field: reason``), once a file."""
+    from dr.runbook.model import load_runbook, runbook_candidates
+
+    located: list[Problem] = []
+    lines: dict[Path, list[str]] = {}
+    for i, drill in enumerate(cfg.drill_policies):
+        where = ("drillPolicies", i, "runbook")
+        candidates = runbook_candidates(drill.runbook, config_dir)
+        path = next((c for c in candidates if c.is_file()), None)
+        if path is None:
+            looked = ", ".join(str(c) for c in dict.fromkeys(candidates))  # render's words
+            located.append((where, f"{drill.runbook}: no such file (looked for {looked})"))
+            continue
+        if path not in lines:
+            try:
+                load_runbook(path)
+                lines[path] = []
+            except InvalidInput as e:
+                # A file that cannot be read or parsed at all has only the message.
+                lines[path] = list(e.details) or [e.message]
+        if n := len(lines[path]):
+            located.append(
+                (where, f"{drill.runbook}: invalid runbook ({n} problem{'s' if n != 1 else ''} below)")
+            )
+    return located, [line for found in lines.values() for line in found]

@@ -9,7 +9,7 @@ from pathlib import Path
 import click
 
 from dr import config as config_model
-from dr.cli.config_checks import location_problems, policy_problems
+from dr.cli.config_checks import location_problems, policy_problems, runbook_problems
 from dr.cli.context import app
 from dr.cli.output import emit, output_option
 from dr.config import Config, problems_error, read_yaml_file, resolve_config_path, to_doc
@@ -68,13 +68,17 @@ def validate(file: str | None, output: str) -> int:
 
 def _checked_config(path: Path) -> Config:
     """The config in ``path``, once its fields, the locations in it (as the stores and
-    key providers will read them) and its policies' selectors are valid; else
-    ``InvalidInput`` with a line each."""
+    key providers will read them), its backup policies' selectors and namespaces and
+    its drill policies' runbooks are valid; else ``InvalidInput`` with a line each
+    (an invalid runbook's problems with the runbook's lines, after the config's)."""
     data, lm = read_yaml_file(path)
     cfg = config_model.validate(Config, data, lm)
-    problems = location_problems(cfg) + policy_problems(cfg)
+    runbooks, runbook_lines = runbook_problems(cfg, path.parent)
+    problems = location_problems(cfg) + policy_problems(cfg) + runbooks
     if problems:
-        raise problems_error(lm, problems)
+        lines = [*problems_error(lm, problems).details, *runbook_lines]
+        n = len(lines)
+        raise InvalidInput(f"{path}: {n} problem{'s' if n != 1 else ''}", problems=lines)
     return cfg
 
 
