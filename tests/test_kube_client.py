@@ -284,8 +284,11 @@ def test_kubeconfig_cluster_without_server(tmp_path: Path) -> None:
         ("not a url", "'not a url'"),
         ("kube.example.com:6443", "'kube.example.com:6443'"),
         ("ftp://kube.example.com", "'ftp://kube.example.com'"),
-        # Not a port: shown as redact_url shows a KEY:SECRET pasted without its "@".
-        ("https://kube.example.com:port", "'https://***'"),
+        # A port that is no number: what is wrong is said. The server stays hidden, as redact_url
+        # hides a KEY:SECRET pasted without its "@" (host:text cannot be told from it).
+        ("https://kube.example.com:port", "'https://***' has a port that is not a number from 0 to 65535"),
+        ("https://kube.example.com:644300", "'https://***' has a port that is not a number from 0 to 65535"),
+        ("https://admin:hunter2", "'https://***' has a port that is not a number from 0 to 65535"),
     ],
 )
 def test_kubeconfig_cluster_server_that_is_no_http_url(
@@ -298,9 +301,8 @@ def test_kubeconfig_cluster_server_that_is_no_http_url(
         f"apiVersion: v1\nkind: Config\ncurrent-context: x\nclusters: [{{name: c, cluster: {{server: '{server}'}}}}]\n"
         "contexts: [{name: x, context: {cluster: c, user: u}}]\nusers: [{name: u, user: {token: t}}]\n"
     )
-    expected = (
-        f"kubeconfig {path}: the cluster of context 'x': server {shown} is not an http(s)://host[:port] URL"
-    )
+    why = "" if " has a port " in shown else " is not an http(s)://host[:port] URL"
+    expected = f"kubeconfig {path}: the cluster of context 'x': server {shown}{why}"
     with pytest.raises(InvalidInput) as e:
         connect(str(path))
     assert str(e.value) == expected

@@ -29,7 +29,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlencode
+from urllib.parse import urlencode, urlsplit
 
 import urllib3
 from kubernetes import client as kclient
@@ -452,6 +452,21 @@ def kube_configuration(kubeconfig: str | None = None, context: str | None = None
                 context = str(loader.current_context.get("name", ""))
             raise InvalidInput(
                 f"kubeconfig {shown}: the cluster of context {context!r}: server {redact_url(cfg.host)!r} "
-                "is not an http(s)://host[:port] URL"
+                f"{_server_problem(cfg.host)}"
             )
     return cfg
+
+
+def _server_problem(server: str) -> str:
+    """What is wrong with a cluster's ``server``, which ``is_http_url`` refused, for a message
+    that quotes it (redacted) before: a port that is no number, else not the URL's shape."""
+    try:
+        parts = urlsplit(server)
+    except ValueError:  # an unpaired '[' or ']'
+        return "is not an http(s)://host[:port] URL"
+    if parts.scheme in ("http", "https") and parts.hostname:
+        try:
+            _ = parts.port
+        except ValueError:
+            return "has a port that is not a number from 0 to 65535"
+    return "is not an http(s)://host[:port] URL"
