@@ -196,3 +196,20 @@ def test_optional_option_values_are_only_ever_attached() -> None:
     assert attach_optional_values(["verify", "--read-data", "4f40"]) == ["verify", "--read-data=100", "4f40"]
     assert attach_optional_values(["verify", "--read-data=5%"]) == ["verify", "--read-data=5%"]
     assert attach_optional_values(["x", "--", "--read-data"]) == ["x", "--", "--read-data"]
+
+
+def test_python_m_dr_is_the_dr_command(tmp_path: Path) -> None:
+    # For an environment without the console script on PATH (a venv not activated).
+    env = {
+        **os.environ,
+        "HOME": str(tmp_path),
+        "XDG_CONFIG_HOME": str(tmp_path),
+        "XDG_DATA_HOME": str(tmp_path),
+    }
+    done = subprocess.run(
+        [sys.executable, "-m", "dr", "--version"], capture_output=True, text=True, env=env, timeout=60
+    )
+    assert (done.returncode, done.stdout) == (0, f"dr, version {__version__}\n"), done.stderr
+    done = subprocess.run([sys.executable, "-m", "dr", "config", "validate", str(tmp_path / "none.yaml")],
+                          capture_output=True, text=True, env=env, timeout=60)  # fmt: skip
+    assert (done.returncode, done.stderr) == (2, f"error: {tmp_path / 'none.yaml'}: no such file\n")
