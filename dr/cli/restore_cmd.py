@@ -113,6 +113,22 @@ def _check_namespaces(snap: Snapshot, options: RestoreOptions) -> None:
     if options.namespaces and not any(fnmatch.fnmatchcase(n, p) for n in held for p in options.namespaces):
         raise InvalidInput(f"-n/--namespace {','.join(options.namespaces)}: no namespace of backup "
                            f"{snap.short_id} matches {_holds(snap)}")  # fmt: skip
+    _check_targets(snap, options)
+
+
+def _check_targets(snap: Snapshot, options: RestoreOptions) -> None:
+    """``InvalidInput`` when two namespaces of the restore would land in one (``a=x b=x``, or
+    ``a=b`` while ``b`` is restored as it is). Their objects of the same name collide and all but
+    one would be dropped; checked before the cluster is touched, so nothing is created."""
+    restored = [n for n in snap.namespaces
+                if not options.namespaces or any(fnmatch.fnmatchcase(n, p) for p in options.namespaces)]  # fmt: skip
+    source_of: dict[str, str] = {}
+    for ns in sorted(restored):
+        target = options.namespace_mapping.get(ns, ns)
+        if target in source_of:
+            raise InvalidInput(f"--namespace-mapping: namespaces {source_of[target]} and {ns} of backup "
+                               f"{snap.short_id} would both be restored into {target}")  # fmt: skip
+        source_of[target] = ns
 
 
 def _options(**kw: Any) -> RestoreOptions:

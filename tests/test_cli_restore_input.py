@@ -1,0 +1,83 @@
+"""Careless input to the cluster commands (``dr restore``, ``dr backup``) through the real CLI.
+
+Each case is input an on-call engineer types in a hurry: the contract (architecture.md,
+"Outside contracts") is one line naming the option and the reason, exit 2, and nothing
+changed in the cluster, not a restore that half works and exits 0 or 3.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from dr.kube.client import KubeClient
+from tests import servers
+from tests.helpers import Result, run_dr
+from tests.kube_helpers import configmap, create, get, make_namespace
+
+Capsys = pytest.CaptureFixture[str]
+
+
+def dr(capsys: Capsys, k8s: servers.TestCluster, *args: str) -> Result:
+    return run_dr(capsys, "--kubeconfig", k8s.kubeconfig, *args)
+
+
+@pytest.fixture
+def repo(isolated_home: Path, capsys: Capsys) -> Path:
+    """The embedded default repository (file://, local key), initialised through the CLI."""
+    res = run_dr(capsys, "repo", "init")
+    assert res.code == 0, res.err
+    return isolated_home / "data" / "dr" / "repo"
+
+
+@pytest.fixture
+def two_apps(kube_client: KubeClient, unique: str) -> Iterator[tuple[str, str]]:
+    """Two namespaces, each with a ConfigMap ``settings`` and a claim of storage class ``standard``."""
+    names = (f"ina-{unique}", f"inb-{unique}")
+    for ns in names:
+        make_namespace(kube_client, ns)
+        create(kube_client, "configmaps", configmap("settings", {"owner": ns}), ns)
+        create(kube_client, "persistentvolumeclaims", {
+            "apiVersion": "v1", "kind": "PersistentVolumeClaim", "metadata": {"name": "data"},
+            "spec": {"storageClassName": "standard", "accessModes": ["ReadWriteOnce"],
+                     "resources": {"requests": {"storage": "1Gi"}}}}, ns)  # fmt: skip
+    try:
+        yield names
+    finally:
+        for ns in (*names, f"merged-{unique}"):
+            kube_client.request("DELETE", f"/api/v1/namespaces/{ns}")
+
+
+def test_mapping_two_namespaces_onto_one_is_exit_2_and_creates_nothing(
+    capsys: Capsys, k8s: servers.TestCluster, kube_client: KubeClient, repo: Path, two_apps: tuple[str, str],
+    unique: str,
+) -> None:  # fmt: skip
+    a, b = two_apps
+    res = dr(capsys, k8s, "backup", "-n", a, "-n", b, "--no-data", "-o", "json")
+    assert res.code == 0, res.err
+    short = res.json()["shortId"]
+    merged = f"merged-{unique}"
+    # Both apps' `settings` (and `data`) restore to one name: one of them was dropped with a
+    # warning ("the first wins"), the merged namespace created, and the restore exited 0.
+    for args, why in (
+        (["--namespace-mapping", f"{a}={merged}", "--namespace-mapping", f"{b}={merged}"],
+         f"--namespace-mapping: namespaces {a} and {b} of backup {short} would both be restored into {merged}"),
+        # Onto a namespace the backup also restores as it is: the same collision.
+        (["--namespace-mapping", f"{a}={b}"],
+         f"--namespace-mapping: namespaces {a} and {b} of backup {short} would both be restored into {b}"),
+    ):  # fmt: skip
+        for extra in ([], ["--dry-run"]):
+            r = dr(capsys, k8s, "restore", "latest", *args, *extra, "-o", "json")
+            assert (r.code, r.out, r.err) == (2, "", f"error: {why}\n"), (args, extra)
+    assert get(kube_client, "v1", "namespaces", merged) is None
+    assert get(kube_client, "v1", "configmaps", "settings", b)["data"] == {"owner": b}  # type: ignore[index]
+    # One of them alone into the other's name (-n leaves the other out) is no collision.
+    one = ("-n", a, "--namespace-mapping", f"{a}={b}")
+    r = dr(capsys, k8s, "restore", "latest", *one, "--dry-run", "-o", "json")
+    assert r.code == 0, r.err
+    # Swapping two namespaces maps each onto a distinct one: allowed.
+    swap = ("--namespace-mapping", f"{a}={b}", "--namespace-mapping", f"{b}={a}")
+    r = dr(capsys, k8s, "restore", "latest", *swap, "--dry-run", "-o", "json")
+    assert r.code == 0, r.err
