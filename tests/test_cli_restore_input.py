@@ -14,6 +14,7 @@ import pytest
 
 from dr.kube.client import KubeClient
 from tests import servers
+from tests.cli_support import write_runbook
 from tests.helpers import Result, run_dr
 from tests.kube_helpers import configmap, create, get, make_namespace
 
@@ -81,3 +82,37 @@ def test_mapping_two_namespaces_onto_one_is_exit_2_and_creates_nothing(
     swap = ("--namespace-mapping", f"{a}={b}", "--namespace-mapping", f"{b}={a}")
     r = dr(capsys, k8s, "restore", "latest", *swap, "--dry-run", "-o", "json")
     assert r.code == 0, r.err
+
+
+@pytest.mark.parametrize("new", ["Fast_SSD", "fast=ssd", "-fast", "a" * 254])
+def test_storage_class_mapping_to_a_name_no_class_can_have_is_exit_2_and_creates_nothing(
+    capsys: Capsys, k8s: servers.TestCluster, kube_client: KubeClient, repo: Path, two_apps: tuple[str, str],
+    unique: str, new: str,
+) -> None:  # fmt: skip
+    # The claims were created with that storageClassName (an API server that validates it refuses
+    # each one, 422, after the namespace was made): exit 0 here, exit 3 on a real cluster.
+    a, _ = two_apps
+    assert dr(capsys, k8s, "backup", "-n", a, "--no-data").code == 0
+    target = f"merged-{unique}"
+    for extra in ([], ["--dry-run"]):
+        r = dr(capsys, k8s, "restore", "latest", "-n", a, "--namespace-mapping", f"{a}={target}",
+               "--storage-class-mapping", f"standard={new}", *extra, "-o", "json")  # fmt: skip
+        assert (r.code, r.out) == (2, ""), r.err
+        assert r.err == (f"error: --storage-class-mapping standard={new}: {new!r} is not a storage class name "
+                         "(lower-case letters, digits, '-' and '.', at most 253)\n")  # fmt: skip
+    assert get(kube_client, "v1", "namespaces", target) is None
+
+
+def test_drill_with_a_storage_class_mapping_to_a_bad_name_is_exit_2_and_runs_nothing(
+    capsys: Capsys, k8s: servers.TestCluster, repo: Path, isolated_home: Path, two_apps: tuple[str, str],
+    unique: str,
+) -> None:  # fmt: skip
+    # It made the scratch namespace, failed at the restore and wrote an ERROR report: exit 1.
+    a, _ = two_apps
+    assert dr(capsys, k8s, "backup", "-n", a, "--no-data").code == 0
+    runbook = write_runbook(isolated_home / "shop.yaml", f"shop{unique}"[:20], a)
+    r = dr(capsys, k8s, "drill", "run", str(runbook), "--storage-class-mapping", "standard=Fast_SSD")
+    assert (r.code, r.out) == (2, ""), r.err
+    assert r.err == ("error: --storage-class-mapping standard=Fast_SSD: 'Fast_SSD' is not a storage class name "
+                     "(lower-case letters, digits, '-' and '.', at most 253)\n")  # fmt: skip
+    assert not list(repo.glob("reports/*"))

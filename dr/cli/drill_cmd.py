@@ -19,6 +19,7 @@ from dr.drill.run import DrillDeps, DrillRequest, run_drill, save_report, write_
 from dr.drill.run import gc as drill_gc
 from dr.errors import DrError, ExitCode, InvalidInput, PartialFailure, VerificationFailed
 from dr.observe.run_hooks import drill_finished
+from dr.restore.plan import check_storage_class_mapping
 from dr.runbook.model import load_runbook
 
 
@@ -95,6 +96,7 @@ def run(
     ctx = app()
     rb = load_runbook(Path(runbook))
     classes = pairs_to_dict(storage_class_mapping, "--storage-class-mapping")
+    check_storage_class_mapping(classes)  # before the drill makes its namespace and writes a report
     pol = None
     if policy:
         pol = next((d for d in ctx.loaded.config.drill_policies if d.name == policy), None)

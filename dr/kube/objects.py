@@ -92,6 +92,14 @@ def is_dns_label(name: str) -> bool:
     return len(name) <= DNS_LABEL_MAX and _DNS_LABEL.fullmatch(name) is not None
 
 
+DNS_SUBDOMAIN_MAX = 253
+
+
+def is_dns_subdomain(name: str) -> bool:
+    """Whether ``name`` may name a StorageClass (DNS labels joined by '.'; at most 253)."""
+    return len(name) <= DNS_SUBDOMAIN_MAX and all(is_dns_label(part) for part in name.split("."))
+
+
 # What marks a StorageClass as its cluster's default: the GA annotation, or the beta one that
 # Kubernetes still honours (clusters set up long ago carry only that).
 DEFAULT_STORAGE_CLASS_ANNOTATIONS = (

@@ -43,7 +43,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 from dr.errors import InvalidInput
 from dr.kube.discovery import ApiResource, match_specs, split_specs
 from dr.kube.managed import never_backed_up, object_skip_reason
-from dr.kube.objects import ResourceItem, controller_of, is_dns_label, labels_of
+from dr.kube.objects import ResourceItem, controller_of, is_dns_label, is_dns_subdomain, labels_of
 from dr.kube.selectors import parse_selector
 from dr.restore.order import STAGES, stage_of
 from dr.restore.results import ItemResults, RestoreItemResult
@@ -100,6 +100,22 @@ class RestoreOptions(BaseModel):
             if not is_dns_label(new):
                 raise InvalidInput(f"namespace mapping {old}={new}: {new!r} is not a valid namespace name")
         return v
+
+    @field_validator("storage_class_mapping", mode="after")
+    @classmethod
+    def _valid_classes(cls, v: dict[str, str]) -> dict[str, str]:
+        check_storage_class_mapping(v)
+        return v
+
+
+def check_storage_class_mapping(mapping: dict[str, str]) -> None:
+    """``InvalidInput`` when a class mapped to cannot name a StorageClass. The claims would be
+    created with it: an API server refuses each (422) after their namespace was made, and the
+    restore ends partially failed instead of not starting."""
+    for old, new in mapping.items():
+        if not is_dns_subdomain(new):
+            raise InvalidInput(f"--storage-class-mapping {old}={new}: {new!r} is not a storage class name "
+                               "(lower-case letters, digits, '-' and '.', at most 253)")  # fmt: skip
 
 
 @dataclass
