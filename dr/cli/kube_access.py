@@ -9,8 +9,20 @@ from dr.kube.client import KubeClient, connect
 
 
 def connect_kube(app: AppContext) -> KubeClient:
+    """The invocation's client, once the API server answered (``KubeClient.probe``): a server
+    that never answers is one error line within a bounded time, before any work or lock."""
     context = app.kube_context or app.loaded.config.kube_context
-    client: KubeClient = app.cached("kube", lambda: connect(app.kubeconfig, context))
+
+    def answering() -> KubeClient:
+        kube = connect(app.kubeconfig, context)
+        try:
+            kube.probe()
+        except Exception:
+            kube.close()
+            raise
+        return kube
+
+    client: KubeClient = app.cached("kube", answering)
     return client
 
 

@@ -252,6 +252,7 @@ def unprotected_namespaces(ctx: AppContext, warnings: list[str]) -> list[str] | 
         warnings.append(f"namespaces without a backup policy: not checked ({e.message})")
         return None
     try:
+        kube.probe()  # a server that never answers: a warning within a bounded time, not a hang
         return namespaces_without_backup_policy(kube.api_client, config)
     except DrError as e:
         warnings.append(f"namespaces without a backup policy: not checked ({e.message})")

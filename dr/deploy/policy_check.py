@@ -41,13 +41,17 @@ def namespaces_without_backup_policy(api_client: Any, config: Config) -> list[st
     """Namespaces (sorted) outside every backup policy's scope and without the backup-policy label."""
     from kubernetes import client
 
+    from dr.kube.client import REQUEST_TIMEOUT  # kubernetes, like the import above: only when asked
+
     core = client.CoreV1Api(api_client)
     names: list[str] = []
     token: str | None = None
     while True:
         try:
             page = (
-                core.list_namespace(limit=500, _continue=token) if token else core.list_namespace(limit=500)
+                core.list_namespace(limit=500, _continue=token, _request_timeout=REQUEST_TIMEOUT)
+                if token
+                else core.list_namespace(limit=500, _request_timeout=REQUEST_TIMEOUT)
             )
         except client.ApiException as e:
             raise DrError(f"cannot list namespaces: {e.status} {e.reason}") from None

@@ -63,6 +63,13 @@ _URLLIB3_RETRIES = urllib3.Retry(
 
 Query = Mapping[str, str | int] | Sequence[tuple[str, str | int]] | None
 
+# How long ``KubeClient.probe`` waits for the API server to answer at all before a command
+# gives up on it (module-level: tests shorten it).
+PROBE_SECONDS = 15.0
+# (connect, read) seconds for calls through the generated API classes (``_request_timeout``),
+# which otherwise wait for ever on a server that stops answering.
+REQUEST_TIMEOUT = (10.0, 30.0)
+
 
 @dataclass(frozen=True)
 class RetryPolicy:
@@ -223,6 +230,36 @@ class KubeClient:
             return status, bytes(resp.data)
         raise ApiError(method, path, 0, "ConnectionError", last_error)
 
+    def probe(self) -> None:
+        """Raise ``DrError`` when the API server does not answer at all within about
+        ``PROBE_SECONDS``: a wrong address, a firewall that drops packets, a server or proxy that
+        accepts connections and never speaks. Any HTTP answer, 401 and 403 too, is an answer.
+
+        Commands call it once before their work: each request's own retries wait up to ~50 s on
+        such a server, and a command makes many (an Event after the failure, too).
+        """
+        deadline = time.monotonic() + PROBE_SECONDS
+        pool = self.api_client.rest_client.pool_manager
+        error: urllib3.exceptions.HTTPError | None = None
+        for attempt in range(self.retry.attempts):
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                break
+            try:
+                pool.request("GET", self._host + "/version", headers=self._headers(None), preload_content=True,
+                             timeout=urllib3.Timeout(connect=min(remaining, 10.0), read=min(remaining, 10.0)),
+                             retries=_URLLIB3_RETRIES)  # fmt: skip
+                return
+            except urllib3.exceptions.HTTPError as e:
+                error = e
+                log.debug("GET /version: attempt %d: %s", attempt + 1, e)
+            delay = self.retry.delay(attempt)
+            if time.monotonic() + delay >= deadline:
+                break
+            self._sleep(delay)
+        why = _unreachable_reason(error) if error else f"no answer within {PROBE_SECONDS:g}s"
+        raise DrError(f"cannot reach the Kubernetes API at {self._host}: {why}")
+
     def call(
         self,
         method: str,
@@ -253,6 +290,17 @@ class KubeClient:
     def version(self) -> dict[str, Any]:
         """The server's ``/version`` document (``gitVersion``, ``major``, ``minor``, …)."""
         return self.get("/version")
+
+
+def _unreachable_reason(e: urllib3.exceptions.HTTPError) -> str:
+    """A short why for an API server that could not be asked (urllib3's own text repeats the host
+    and wraps the cause twice)."""
+    cause = e.reason if isinstance(e, urllib3.exceptions.MaxRetryError) and e.reason is not None else e
+    if isinstance(cause, urllib3.exceptions.NewConnectionError):  # before TimeoutError: a subclass of it
+        return str(cause).rpartition("Failed to establish a new connection: ")[2] or str(cause)
+    if isinstance(cause, urllib3.exceptions.TimeoutError):
+        return f"no answer within {PROBE_SECONDS:g}s"
+    return str(cause)
 
 
 # --------------------------------------------------------------------------- connecting

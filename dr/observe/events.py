@@ -27,6 +27,7 @@ from enum import StrEnum
 from typing import Any
 
 from dr.errors import DrError
+from dr.kube.client import REQUEST_TIMEOUT
 
 COMPONENT = "dr"
 # Bytes of UTF-8, like the events.k8s.io note limit (1 KiB): events are for people; the full
@@ -106,7 +107,10 @@ def record_event(
 
     body = event_body(namespace, reason, message, now)
     try:
-        client.CoreV1Api(api_client).create_namespaced_event(namespace, body)
+        # The generated client waits for ever without a timeout (a server that hangs mid-run).
+        client.CoreV1Api(api_client).create_namespaced_event(
+            namespace, body, _request_timeout=REQUEST_TIMEOUT
+        )
     except client.ApiException as e:
         text = f"cannot record event {reason} in namespace {namespace}: {e.status} {e.reason}"
         if e.status == 404 and _missing_kind(e.body) == "namespaces":

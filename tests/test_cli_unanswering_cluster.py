@@ -1,0 +1,112 @@
+"""A kubeconfig whose API server accepts connections and never answers (a hung server, a
+load balancer with no backend, a proxy that swallows TLS): the cluster commands must give up
+within a bounded time with one line, not hang.
+
+``dr backup`` hung for ever: after its own requests gave up (~50 s each), the BackupFailed
+Event went through the generated client, which has no timeout; so did ``dr status``'s
+namespace check (it "always exits 0"). The bound is ``dr.kube.client.PROBE_SECONDS``; the test
+shortens it to keep to a few seconds.
+"""
+
+from __future__ import annotations
+
+import socket
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import yaml
+
+from tests import servers
+from tests.helpers import Result, run_dr
+
+Capsys = pytest.CaptureFixture[str]
+PROBE = 1.0
+
+
+@pytest.fixture
+def silent_server() -> Iterator[int]:
+    """A loopback port that accepts TCP connections and never sends a byte."""
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    sock.listen(64)
+    held: list[socket.socket] = []
+    stop = threading.Event()
+
+    def accept() -> None:
+        sock.settimeout(0.2)
+        while not stop.is_set():
+            try:
+                held.append(sock.accept()[0])
+            except OSError:
+                continue
+
+    thread = threading.Thread(target=accept, daemon=True)
+    thread.start()
+    try:
+        yield sock.getsockname()[1]
+    finally:
+        stop.set()
+        thread.join()
+        for c in held:
+            c.close()
+        sock.close()
+
+
+@pytest.fixture
+def silent_kubeconfig(k8s: servers.TestCluster, silent_server: int, tmp_path: Path) -> Path:
+    doc = yaml.safe_load(Path(k8s.kubeconfig).read_text())
+    doc["clusters"][0]["cluster"]["server"] = f"https://127.0.0.1:{silent_server}"
+    path = tmp_path / "silent.kubeconfig"
+    path.write_text(yaml.safe_dump(doc))
+    return path
+
+
+@pytest.fixture
+def short_probe(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr("dr.kube.client.PROBE_SECONDS", PROBE)
+
+
+def timed(capsys: Capsys, *args: str) -> tuple[Result, float]:
+    t0 = time.monotonic()
+    res = run_dr(capsys, *args)
+    return res, time.monotonic() - t0
+
+
+@pytest.mark.usefixtures("short_probe")
+@pytest.mark.parametrize(
+    "args",
+    [["backup", "-n", "default", "--no-data"], ["restore", "latest", "--dry-run"], ["backups", "list"]],
+    ids=["backup", "restore", "backups-list"],
+)
+def test_a_server_that_never_answers_fails_within_the_bound_with_one_line(
+    capsys: Capsys, k8s: servers.TestCluster, isolated_home: Path, silent_kubeconfig: Path, silent_server: int,
+    args: list[str],
+) -> None:  # fmt: skip
+    assert run_dr(capsys, "repo", "init").code == 0
+    assert run_dr(capsys, "--kubeconfig", k8s.kubeconfig, "backup", "-n", "default", "--no-data").code == 0
+    res, took = timed(capsys, "--kubeconfig", str(silent_kubeconfig), *args)
+    if args[0] == "backups":  # needs no cluster: not even asked
+        assert res.code == 0, res.err
+        return
+    assert took < PROBE + 5, took
+    assert (res.code, res.out) == (1, ""), res.err
+    assert res.err.splitlines() == [
+        f"error: cannot reach the Kubernetes API at https://127.0.0.1:{silent_server}: "
+        f"no answer within {PROBE:g}s"
+    ]
+
+
+@pytest.mark.usefixtures("short_probe")
+def test_status_with_a_server_that_never_answers_warns_within_the_bound(
+    capsys: Capsys, isolated_home: Path, silent_kubeconfig: Path, silent_server: int
+) -> None:
+    res, took = timed(capsys, "--kubeconfig", str(silent_kubeconfig), "status", "-o", "json")
+    assert took < PROBE + 5, took
+    assert res.code == 0, res.err
+    assert res.json()["warnings"] == [
+        "namespaces without a backup policy: not checked (cannot reach the Kubernetes API at "
+        f"https://127.0.0.1:{silent_server}: no answer within {PROBE:g}s)"
+    ]
