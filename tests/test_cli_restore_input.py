@@ -116,3 +116,22 @@ def test_drill_with_a_storage_class_mapping_to_a_bad_name_is_exit_2_and_runs_not
     assert r.err == ("error: --storage-class-mapping standard=Fast_SSD: 'Fast_SSD' is not a storage class name "
                      "(lower-case letters, digits, '-' and '.', at most 253)\n")  # fmt: skip
     assert not list(repo.glob("reports/*"))
+
+
+@pytest.mark.parametrize("exclude", ["configmaps", "ConfigMap", "cm,secrets"])
+def test_excluding_every_included_type_is_exit_2(
+    capsys: Capsys, k8s: servers.TestCluster, repo: Path, two_apps: tuple[str, str], exclude: str
+) -> None:
+    # A backup of such a scope was "Completed" with the Namespace object alone, and the restore a
+    # plan of nothing, exit 0: the one type asked for silently dropped. (Excluding some of the
+    # included types narrows them: exclusion wins, test_kube_backup.)
+    a, _ = two_apps
+    both = ("--include-resources", "configmaps", "--exclude-resources", exclude)
+    why = "error: --include-resources configmaps: every type it names is excluded by --exclude-resources\n"
+    r = dr(capsys, k8s, "backup", "-n", a, "--no-data", *both, "-o", "json")
+    assert (r.code, r.out, r.err) == (2, "", why)
+    assert not list(repo.glob("snapshots/*"))
+    assert dr(capsys, k8s, "backup", "-n", a, "--no-data").code == 0
+    for extra in ([], ["--dry-run"]):
+        r = dr(capsys, k8s, "restore", "latest", *both, *extra, "-o", "json")
+        assert (r.code, r.out, r.err) == (2, "", why), extra

@@ -62,7 +62,7 @@ from dr.deploy.rbac import DRILL_LABEL
 from dr.errors import DrError, InvalidInput
 from dr.kube.client import ApiError, KubeClient
 from dr.kube.collect import DEFAULT_PAGE_SIZE, get_object, iter_pages
-from dr.kube.discovery import ApiResource, Discovery, discover, match_specs
+from dr.kube.discovery import ApiResource, Discovery, check_not_all_excluded, discover, match_specs
 from dr.kube.managed import backupable, object_skip_reason
 from dr.kube.objects import ResourceItem
 from dr.kube.selectors import parse_selector
@@ -287,6 +287,7 @@ class _BackupRun:
         candidates = [r for r in disc.preferred_resources() if backupable(r)]
         every = disc.preferred_resources()
         types = candidates
+        included: set[tuple[str, str]] | None = None
         if self.scope.include_resources:
             included, unknown = match_specs(self.scope.include_resources, every)
             for spec in unknown:
@@ -301,6 +302,7 @@ class _BackupRun:
             excluded, unknown = match_specs(self.scope.exclude_resources, every)
             for spec in unknown:
                 self.warn(f"exclude resource {spec!r} matches no resource type the cluster serves")
+            check_not_all_excluded(self.scope.include_resources, included, excluded)
             types = [r for r in types if (r.group, r.plural) not in excluded]
         # Services first: their selectors decide which Endpoints are controller-managed.
         return sorted(types, key=lambda r: (r.group, r.plural) != SERVICES)

@@ -20,6 +20,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
+from dr.errors import InvalidInput
 from dr.kube.client import ApiError, KubeClient
 
 
@@ -217,3 +218,15 @@ def match_specs(
             unknown.append(spec)
         matched |= hits
     return matched, unknown
+
+
+def check_not_all_excluded(
+    include: list[str], included: set[tuple[str, str]] | None, excluded: set[tuple[str, str]]
+) -> None:
+    """``InvalidInput`` when every type ``--include-resources`` names is also excluded: what is left
+    is the Namespace objects alone, a backup or restore of nothing that says "Completed". (Some of
+    them excluded is a narrowing, as documented: exclusion wins.)"""
+    if included and included <= excluded:
+        raise InvalidInput(
+            f"--include-resources {','.join(include)}: every type it names is excluded by --exclude-resources"
+        )

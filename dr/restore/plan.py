@@ -41,7 +41,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from dr.errors import InvalidInput
-from dr.kube.discovery import ApiResource, match_specs, split_specs
+from dr.kube.discovery import ApiResource, check_not_all_excluded, match_specs, split_specs
 from dr.kube.managed import never_backed_up, object_skip_reason
 from dr.kube.objects import ResourceItem, controller_of, is_dns_label, is_dns_subdomain, labels_of
 from dr.kube.selectors import parse_selector
@@ -316,6 +316,7 @@ def build_plan(
         if options.exclude_resources
         else set()
     )
+    check_not_all_excluded(options.include_resources, included, excluded)
     if options.include_resources and not included:
         raise InvalidInput(
             f"--include-resources {','.join(options.include_resources)}: no such resource type in the backup"
