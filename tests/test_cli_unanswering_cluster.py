@@ -5,7 +5,7 @@ within a bounded time with one line, not hang.
 ``dr backup`` hung for ever: after its own requests gave up (~50 s each), the BackupFailed
 Event went through the generated client, which has no timeout; so did ``dr status``'s
 namespace check (it "always exits 0"). The bound is ``dr.kube.client.PROBE_SECONDS``; the test
-shortens it to keep to a few seconds.
+shortens it to keep to a few seconds. A server that rejects the credentials (401) is one line too.
 """
 
 from __future__ import annotations
@@ -110,3 +110,38 @@ def test_status_with_a_server_that_never_answers_warns_within_the_bound(
         "namespaces without a backup policy: not checked (cannot reach the Kubernetes API at "
         f"https://127.0.0.1:{silent_server}: no answer within {PROBE:g}s)"
     ]
+
+
+@pytest.fixture
+def wrong_token_kubeconfig(k8s: servers.TestCluster, tmp_path: Path) -> Path:
+    doc = yaml.safe_load(Path(k8s.kubeconfig).read_text())
+    doc["users"][0]["user"]["token"] = "not-a-token-of-this-cluster"
+    path = tmp_path / "wrong-token.kubeconfig"
+    path.write_text(yaml.safe_dump(doc))
+    return path
+
+
+@pytest.mark.parametrize(
+    "args",
+    [["backup", "-n", "default", "--no-data"], ["restore", "latest", "--dry-run"]],
+    ids=["backup", "restore"],
+)
+def test_credentials_the_server_rejects_are_one_line_naming_them(
+    capsys: Capsys,
+    k8s: servers.TestCluster,
+    isolated_home: Path,
+    wrong_token_kubeconfig: Path,
+    args: list[str],
+) -> None:
+    # Before: "error: cannot read the cluster's API: GET /version: 401 Unauthorized: Unauthorized"
+    # after a warning that the BackupFailed Event could not be recorded (401 again).
+    assert run_dr(capsys, "repo", "init").code == 0
+    assert run_dr(capsys, "--kubeconfig", k8s.kubeconfig, "backup", "-n", "default", "--no-data").code == 0
+    res = run_dr(capsys, "--kubeconfig", str(wrong_token_kubeconfig), *args)
+    assert (res.code, res.out) == (1, ""), res.err
+    server = yaml.safe_load(wrong_token_kubeconfig.read_text())["clusters"][0]["cluster"]["server"]
+    assert res.err.splitlines() == [
+        f"error: the Kubernetes API at {server} rejected the credentials (401 Unauthorized): "
+        "check the kubeconfig's user (token expired or for another cluster?)"
+    ]
+    assert "not-a-token-of-this-cluster" not in res.err

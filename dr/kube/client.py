@@ -233,7 +233,8 @@ class KubeClient:
     def probe(self) -> None:
         """Raise ``DrError`` when the API server does not answer at all within about
         ``PROBE_SECONDS``: a wrong address, a firewall that drops packets, a server or proxy that
-        accepts connections and never speaks. Any HTTP answer, 401 and 403 too, is an answer.
+        accepts connections and never speaks; or when it rejects the credentials (401). Any other
+        HTTP answer, 403 too (``/version`` may be closed to an identity), is an answer.
 
         Commands call it once before their work: each request's own retries wait up to ~50 s on
         such a server, and a command makes many (an Event after the failure, too).
@@ -246,9 +247,13 @@ class KubeClient:
             if remaining <= 0:
                 break
             try:
-                pool.request("GET", self._host + "/version", headers=self._headers(None), preload_content=True,
-                             timeout=urllib3.Timeout(connect=min(remaining, 10.0), read=min(remaining, 10.0)),
-                             retries=_URLLIB3_RETRIES)  # fmt: skip
+                resp = pool.request("GET", self._host + "/version", headers=self._headers(None), preload_content=True,
+                                    timeout=urllib3.Timeout(connect=min(remaining, 10.0), read=min(remaining, 10.0)),
+                                    retries=_URLLIB3_RETRIES)  # fmt: skip
+                if resp.status == 401:
+                    # Every request would say the same (and the run's failure Event a second time).
+                    raise DrError(f"the Kubernetes API at {self._host} rejected the credentials (401 Unauthorized): "
+                                  "check the kubeconfig's user (token expired or for another cluster?)")  # fmt: skip
                 return
             except urllib3.exceptions.HTTPError as e:
                 error = e
