@@ -145,3 +145,22 @@ def test_credentials_the_server_rejects_are_one_line_naming_them(
         "check the kubeconfig's user (token expired or for another cluster?)"
     ]
     assert "not-a-token-of-this-cluster" not in res.err
+
+
+def test_an_exec_credential_plugin_that_fails_is_one_line_naming_the_kubeconfig(
+    capsys: Capsys, k8s: servers.TestCluster, isolated_home: Path, tmp_path: Path
+) -> None:
+    # The client library logged the plugin's failure as a root-logger error, went on without
+    # credentials, and the command ended on the server's 401: the cause was a log line above it.
+    doc = yaml.safe_load(Path(k8s.kubeconfig).read_text())
+    doc["users"][0]["user"] = {"exec": {"apiVersion": "client.authentication.k8s.io/v1",
+                                        "command": str(tmp_path / "no-such-plugin"), "interactiveMode": "Never"}}  # fmt: skip
+    path = tmp_path / "exec.kubeconfig"
+    path.write_text(yaml.safe_dump(doc))
+    assert run_dr(capsys, "repo", "init").code == 0
+    res = run_dr(capsys, "--kubeconfig", str(path), "backup", "-n", "default", "--no-data")
+    assert (res.code, res.out) == (2, ""), res.err
+    assert res.err.splitlines() == [
+        f"error: kubeconfig {path}: its exec credential plugin failed: "
+        f"[Errno 2] No such file or directory: '{tmp_path / 'no-such-plugin'}'"
+    ]

@@ -25,7 +25,8 @@ import logging
 import os
 import random
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -468,6 +469,28 @@ def connect(
     return KubeClient(api_client, retry=retry, timeout=timeout)
 
 
+@contextmanager
+def _plugin_errors() -> Iterator[list[str]]:
+    """The errors the client library logs on the root logger while it runs a kubeconfig's exec
+    credential plugin (a missing command, a plugin that exits non-zero or prints no token): it
+    logs them and goes on without credentials, so the command would end on the server's 401 with
+    the cause in a log line above it. Collected here (and kept out of the log) to be raised."""
+    errors: list[str] = []
+
+    def keep(record: logging.LogRecord) -> bool:
+        if record.levelno >= logging.ERROR:
+            errors.append(" ".join(record.getMessage().split()))
+            return False
+        return True
+
+    root = logging.getLogger()
+    root.addFilter(keep)
+    try:
+        yield errors
+    finally:
+        root.removeFilter(keep)
+
+
 def kube_configuration(kubeconfig: str | None = None, context: str | None = None) -> kclient.Configuration:
     """The client configuration ``connect`` uses (same rules, same errors). An ``ApiClient`` of
     the generated API (the drill's service proxy and exec) shares the ``KubeClient``'s."""
@@ -489,7 +512,12 @@ def kube_configuration(kubeconfig: str | None = None, context: str | None = None
         shown = path
         try:
             loader, shown = _kubeconfig_loader(kubeconfig, path, context)
-            loader.load_and_set(cfg)
+            with _plugin_errors() as plugin_errors:
+                loader.load_and_set(cfg)
+            if plugin_errors:
+                raise InvalidInput(
+                    f"kubeconfig {shown}: its exec credential plugin failed: {plugin_errors[0]}"
+                )
         except ConfigException as e:
             raise InvalidInput(f"kubeconfig {shown}: {e}") from None
         except (OSError, ValueError) as e:
