@@ -136,4 +136,9 @@ def is_http_url(url: str) -> bool:
         _ = parts.port  # raises ValueError for a port that is not a number
     except ValueError:
         return False
-    return parts.scheme in ("http", "https") and bool(parts.hostname)
+    # urlsplit takes any text for a host; a space in it fails the client's parser later.
+    return (
+        parts.scheme in ("http", "https")
+        and bool(parts.hostname)
+        and not any(c.isspace() for c in parts.netloc)
+    )

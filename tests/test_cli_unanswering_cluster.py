@@ -164,3 +164,23 @@ def test_an_exec_credential_plugin_that_fails_is_one_line_naming_the_kubeconfig(
         f"error: kubeconfig {path}: its exec credential plugin failed: "
         f"[Errno 2] No such file or directory: '{tmp_path / 'no-such-plugin'}'"
     ]
+
+
+@pytest.mark.parametrize(
+    "server", ["not a url", "ftp://127.0.0.1:6443", "https://a b:6443", "127.0.0.1:6443"]
+)
+def test_a_server_that_is_not_an_http_url_is_one_line_exit_2(
+    capsys: Capsys, k8s: servers.TestCluster, isolated_home: Path, tmp_path: Path, server: str
+) -> None:
+    # "not a url" was retried for 4 s and ended as "cannot reach the Kubernetes API at not a url:
+    # Failed to parse: ..." (exit 1); "127.0.0.1:6443" (kubectl: https) as "Connection refused".
+    doc = yaml.safe_load(Path(k8s.kubeconfig).read_text())
+    doc["clusters"][0]["cluster"]["server"] = server
+    path = tmp_path / "bad-server.kubeconfig"
+    path.write_text(yaml.safe_dump(doc))
+    assert run_dr(capsys, "repo", "init").code == 0
+    res = run_dr(capsys, "--kubeconfig", str(path), "backup", "-n", "default", "--no-data")
+    assert (res.code, res.out) == (2, ""), res.err
+    [line] = res.err.splitlines()
+    assert line.startswith(f"error: kubeconfig {path}: the cluster of context 'testcluster': server "), line
+    assert line.endswith(" is not an http(s)://host[:port] URL"), line
