@@ -336,7 +336,9 @@ def _check_kubeconfig_file(path: str) -> dict[str, Any] | None:
     if file.is_dir():
         raise InvalidInput(f"kubeconfig {path}: is a directory, not a file")
     if not file.is_file():
-        raise InvalidInput(f"kubeconfig {path}: file not found")
+        raise InvalidInput(
+            f"kubeconfig {path}: {'is not a regular file' if file.exists() else 'file not found'}"
+        )
     try:
         doc = yaml.safe_load(file.read_text(encoding="utf-8"))
     except OSError as e:

@@ -1,11 +1,12 @@
-"""A kubeconfig whose API server accepts connections and never answers (a hung server, a
-load balancer with no backend, a proxy that swallows TLS): the cluster commands must give up
-within a bounded time with one line, not hang.
+"""How the cluster commands meet a cluster they cannot use: one line, the right exit code,
+within a bounded time.
 
-``dr backup`` hung for ever: after its own requests gave up (~50 s each), the BackupFailed
-Event went through the generated client, which has no timeout; so did ``dr status``'s
-namespace check (it "always exits 0"). The bound is ``dr.kube.client.PROBE_SECONDS``; the test
-shortens it to keep to a few seconds. A server that rejects the credentials (401) is one line too.
+A kubeconfig whose API server accepts connections and never answers (a hung server, a load
+balancer with no backend, a proxy that swallows TLS): ``dr backup`` hung for ever (after its own
+requests gave up, ~50 s each, the BackupFailed Event went through the generated client, which has
+no timeout); so did ``dr status``'s namespace check (it "always exits 0"). The bound is
+``dr.kube.client.PROBE_SECONDS``; the tests shorten it to keep to a few seconds. Credentials the
+server rejects, a failing exec plugin, a server that is no URL, a path that is no file.
 """
 
 from __future__ import annotations
@@ -184,3 +185,19 @@ def test_a_server_that_is_not_an_http_url_is_one_line_exit_2(
     [line] = res.err.splitlines()
     assert line.startswith(f"error: kubeconfig {path}: the cluster of context 'testcluster': server "), line
     assert line.endswith(" is not an http(s)://host[:port] URL"), line
+
+
+@pytest.mark.parametrize(
+    ("given", "why"), [("{tmp}", "is a directory, not a file"), ("/dev/null", "is not a regular file")]
+)
+def test_a_kubeconfig_path_that_is_not_a_file_says_what_it_is(
+    capsys: Capsys, isolated_home: Path, tmp_path: Path, given: str, why: str
+) -> None:
+    path = given.format(tmp=tmp_path)
+    assert run_dr(capsys, "repo", "init").code == 0
+    res = run_dr(capsys, "--kubeconfig", path, "backup", "-n", "default", "--no-data")
+    assert (res.code, res.out, res.err) == (
+        2,
+        "",
+        f"error: kubeconfig {path}: {why}\n",
+    )  # was: "file not found"
