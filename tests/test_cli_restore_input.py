@@ -135,3 +135,25 @@ def test_excluding_every_included_type_is_exit_2(
     for extra in ([], ["--dry-run"]):
         r = dr(capsys, k8s, "restore", "latest", *both, *extra, "-o", "json")
         assert (r.code, r.out, r.err) == (2, "", why), extra
+
+
+def test_a_restore_of_which_every_item_failed_is_failed_exit_1_not_partial(
+    capsys: Capsys, k8s: servers.TestCluster, kube_client: KubeClient, repo: Path, two_apps: tuple[str, str],
+    unique: str,
+) -> None:  # fmt: skip
+    # An identity without rights (bob: discovery only): each object a 403. It was "partially
+    # failed", exit 3, phase PartiallyFailed, which the contract keeps for "some items failed,
+    # all others done": an on-call reading it took something for restored.
+    a, _ = two_apps
+    assert dr(capsys, k8s, "backup", "-n", a, "--no-data").code == 0
+    target = f"merged-{unique}"
+    args = ("restore", "latest", "-n", a, "--namespace-mapping", f"{a}={target}", "--no-data", "-o", "json")
+    res = run_dr(capsys, "--kubeconfig", k8s.kubeconfig_for("bob"), *args)
+    assert res.code == 1, res.err
+    doc = res.json()
+    assert doc["phase"] == "Failed" and set(doc["counts"]) == {"failed"}
+    n = doc["counts"]["failed"]
+    errors = [line for line in res.err.splitlines() if not line.startswith("{")]  # not the JSON log lines
+    assert errors[0] == f"error: restore {doc['restoreId']} failed: all {n} item(s) failed"
+    assert len(errors) == 1 + n and all("403 Forbidden" in line for line in errors[1:])
+    assert get(kube_client, "v1", "namespaces", target) is None

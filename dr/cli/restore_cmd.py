@@ -17,7 +17,7 @@ from dr.cli.params import KeyValue, pairs_to_dict, split_csv
 from dr.cli.progress import item_progress
 from dr.cli.repo_access import open_repository, policy_repository, searched
 from dr.cli.volume_access import volume_restore_step
-from dr.errors import ExitCode, InvalidInput, PartialFailure
+from dr.errors import DrError, ExitCode, InvalidInput, PartialFailure
 from dr.observe.run_hooks import observe_restore
 from dr.repo.repository import Repository
 from dr.repo.snapshots import (
@@ -138,6 +138,19 @@ def _options(**kw: Any) -> RestoreOptions:
         raise InvalidInput(f"invalid restore options: {e}") from None
 
 
+def _nothing_restored(outcome: RestoreOutcome) -> bool:
+    """Whether every object of the restore failed (an identity without rights: a 403 each). The
+    contract's exit 3 is "some items failed, all others done"; this one failed, exit 1."""
+    counts = outcome.resources.counts
+    return bool(counts) and set(counts) == {"failed"} and not outcome.volumes.volumes
+
+
+def _phase(outcome: RestoreOutcome) -> str:
+    if not outcome.failed:
+        return "Completed"
+    return "Failed" if _nothing_restored(outcome) else "PartiallyFailed"
+
+
 def _result_doc(outcome: RestoreOutcome, snap: Snapshot) -> dict[str, Any]:
     r = outcome.resources
     return {
@@ -145,7 +158,7 @@ def _result_doc(outcome: RestoreOutcome, snap: Snapshot) -> dict[str, Any]:
         "backupId": r.backup_id,  # the backup's label, as on the restored objects' dr.dev/backup
         "restoreId": r.restore_id,
         "dryRun": r.dry_run,
-        "phase": "PartiallyFailed" if outcome.failed else "Completed",
+        "phase": _phase(outcome),
         "counts": r.counts,
         "filtered": r.filtered,
         "namespacesCreated": r.namespaces_created,
@@ -298,6 +311,8 @@ def restore(
         for w in [] if ctx.quiet else r.warnings + outcome.dump_warnings:
             click.echo(f"warning: {w}", err=True)
     failures = [i.describe() for i in r.failures] + outcome.volumes.errors + outcome.dump_errors
+    if failures and _nothing_restored(outcome):
+        raise DrError(f"restore {r.restore_id} failed: all {len(failures)} item(s) failed", details=failures)
     if failures:
         raise PartialFailure(
             f"restore {r.restore_id} partially failed: {len(failures)} item(s)", details=failures
