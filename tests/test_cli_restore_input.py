@@ -157,3 +157,20 @@ def test_a_restore_of_which_every_item_failed_is_failed_exit_1_not_partial(
     assert errors[0] == f"error: restore {doc['restoreId']} failed: all {n} item(s) failed"
     assert len(errors) == 1 + n and all("403 Forbidden" in line for line in errors[1:])
     assert get(kube_client, "v1", "namespaces", target) is None
+
+
+def test_backups_describe_table_says_which_volumes_hold_no_data_and_shows_the_scope_plainly(
+    capsys: Capsys, k8s: servers.TestCluster, repo: Path, two_apps: tuple[str, str]
+) -> None:
+    # A claim left out of the data backup (Pending: no data yet) read "volume ns/data: -, 0 bytes,
+    # 0 files, snapshot None", as if backed up empty; the scope was a Python dict's repr.
+    a, _ = two_apps
+    res = dr(capsys, k8s, "backup", "-n", a, "--selector", "tier!=cache", "-o", "json")
+    assert res.code == 0, res.err
+    skipped = res.json()["volumes"][0]["skipped"]
+    assert skipped
+    res = dr(capsys, k8s, "backups", "describe", "latest")
+    assert res.code == 0, res.err
+    lines = res.out.splitlines()
+    assert f"  volume {a}/data: not backed up: {skipped}" in lines
+    assert f"  scope: namespaces {a}; selector tier!=cache; cluster resources auto" in lines

@@ -231,6 +231,9 @@ def describe(backup_id: str, output: str) -> None:
     for t, n in sorted((a.get("counts") or {}).items()):
         click.echo(f"    {t}: {n}")
     for v in a.get("volumes", []):
+        if v.get("skipped"):  # not "0 bytes, snapshot None": its data is not in this backup
+            click.echo(f"  volume {v.get('namespace')}/{v.get('pvc')}: not backed up: {v['skipped']}")
+            continue
         click.echo(f"  volume {v.get('namespace')}/{v.get('pvc')}: {v.get('method', '-')}, "
                    f"{v.get('bytes', 0):,} bytes, {v.get('files', 0)} files, snapshot {str(v.get('snapshotId'))[:8]}"
                    + (f", error: {v['error']}" if v.get("error") else ""))  # fmt: skip
