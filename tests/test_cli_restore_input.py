@@ -174,3 +174,19 @@ def test_backups_describe_table_says_which_volumes_hold_no_data_and_shows_the_sc
     lines = res.out.splitlines()
     assert f"  volume {a}/data: not backed up: {skipped}" in lines
     assert f"  scope: namespaces {a}; selector tier!=cache; cluster resources auto" in lines
+
+
+@pytest.mark.parametrize("given", ["", " ", ","])
+def test_an_empty_namespace_is_exit_2_not_every_namespace(
+    capsys: Capsys, k8s: servers.TestCluster, repo: Path, two_apps: tuple[str, str], given: str
+) -> None:
+    # `dr backup -n "$NS"` with NS unset backed up the whole cluster (exit 0), and `dr restore
+    # latest -n "$NS"` restored every namespace of the backup.
+    a, _ = two_apps
+    why = f"error: -n/--namespace {given!r}: no namespace name in it (leave -n out for every namespace)\n"
+    r = dr(capsys, k8s, "backup", "-n", given, "--no-data", "-o", "json")
+    assert (r.code, r.out, r.err) == (2, "", why)
+    assert not list(repo.glob("snapshots/*"))
+    assert dr(capsys, k8s, "backup", "-n", a, "--no-data").code == 0
+    r = dr(capsys, k8s, "restore", "latest", "-n", given, "--dry-run", "-o", "json")
+    assert (r.code, r.out, r.err) == (2, "", why)

@@ -14,7 +14,7 @@ from dr.backup.scope import BackupScope
 from dr.cli.context import AppContext, app
 from dr.cli.kube_access import connect_kube
 from dr.cli.output import Column, emit, output_option
-from dr.cli.params import KeyValue, pairs_to_dict, split_csv
+from dr.cli.params import KeyValue, check_namespace_names, pairs_to_dict, split_csv
 from dr.cli.repo_access import open_repository, policy_repository, required_backup_policy, searched
 from dr.cli.volume_access import volume_backup_step
 from dr.config import NAME_MAX, NAME_PATTERN, BackupPolicy
@@ -106,6 +106,7 @@ def backup(
             f"--name {name!r}: lowercase letters, digits and '-', starting and ending with a letter or digit, "
             f"at most {NAME_MAX} characters"
         )
+    check_namespace_names(namespaces)
     pol = _policy(ctx, policy)
     scope = _scope(pol, namespaces, selector, include_resources, exclude_resources, include_cluster_resources)
     all_tags = {**(pol.tags if pol else {}), **pairs_to_dict(tags, "--tag")}

@@ -7,6 +7,8 @@ from typing import Any
 
 import click
 
+from dr.errors import InvalidInput
+
 
 class KeyValue(click.ParamType):  # type: ignore[type-arg]
     """``KEY=VALUE``; ``sep`` and the names used in the error are configurable."""
@@ -127,3 +129,13 @@ read_data_option = click.option(
     metavar="[=PCT]",
     help="Also download, decrypt and check data; with =PCT only PCT percent of the packs.",
 )
+
+
+def check_namespace_names(given: tuple[str, ...]) -> None:
+    """``InvalidInput`` for a ``-n`` value that names no namespace (``-n "$NS"`` with NS unset,
+    ``-n ,``): left out, -n means every namespace, and an empty one must not mean that too."""
+    for value in given:
+        if not any(part.strip() for part in value.split(",")):
+            raise InvalidInput(
+                f"-n/--namespace {value!r}: no namespace name in it (leave -n out for every namespace)"
+            )

@@ -13,7 +13,7 @@ from dr.backup.scope import is_glob
 from dr.cli.context import app
 from dr.cli.kube_access import connect_kube
 from dr.cli.output import Column, JsonStream, emit, output_option
-from dr.cli.params import KeyValue, pairs_to_dict, split_csv
+from dr.cli.params import KeyValue, check_namespace_names, pairs_to_dict, split_csv
 from dr.cli.progress import item_progress
 from dr.cli.repo_access import open_repository, policy_repository, searched
 from dr.cli.volume_access import volume_restore_step
@@ -255,6 +255,7 @@ def restore(
     some items failed (each is listed), the rest restored.
     """
     ctx = app()
+    check_namespace_names(namespaces)
     options = _options(
         namespace_mapping=pairs_to_dict(namespace_mapping, "--namespace-mapping"),
         include_resources=split_csv(include_resources),
