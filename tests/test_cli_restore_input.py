@@ -190,3 +190,18 @@ def test_an_empty_namespace_is_exit_2_not_every_namespace(
     assert dr(capsys, k8s, "backup", "-n", a, "--no-data").code == 0
     r = dr(capsys, k8s, "restore", "latest", "-n", given, "--dry-run", "-o", "json")
     assert (r.code, r.out, r.err) == (2, "", why)
+
+
+def test_a_mapping_of_a_namespace_that_n_leaves_out_is_exit_2(
+    capsys: Capsys, k8s: servers.TestCluster, kube_client: KubeClient, repo: Path, two_apps: tuple[str, str],
+    unique: str,
+) -> None:  # fmt: skip
+    # -n a with b=x: the mapping was quietly not applied, and a restored in place, exit 0.
+    a, b = two_apps
+    res = dr(capsys, k8s, "backup", "-n", a, "-n", b, "--no-data", "-o", "json")
+    assert res.code == 0, res.err
+    target = f"merged-{unique}"
+    r = dr(capsys, k8s, "restore", "latest", "-n", a, "--namespace-mapping", f"{b}={target}", "-o", "json")
+    assert (r.code, r.out) == (2, ""), r.err
+    assert r.err == f"error: --namespace-mapping {b}={target}: namespace {b!r} is not restored (-n {a})\n"
+    assert get(kube_client, "v1", "namespaces", target) is None

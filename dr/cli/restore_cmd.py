@@ -107,6 +107,10 @@ def _check_namespaces(snap: Snapshot, options: RestoreOptions) -> None:
         if old not in held:
             raise InvalidInput(f"--namespace-mapping {old}={new}: namespace {old!r} is not in backup "
                                f"{snap.short_id} {_holds(snap)}")  # fmt: skip
+        if options.namespaces and not any(fnmatch.fnmatchcase(old, p) for p in options.namespaces):
+            # Quietly not applied, it would leave the namespace meant to be mapped out of the restore.
+            raise InvalidInput(f"--namespace-mapping {old}={new}: namespace {old!r} is not restored "
+                               f"(-n {','.join(options.namespaces)})")  # fmt: skip
     for p in options.namespaces:
         if not is_glob(p) and p not in held:
             raise InvalidInput(f"namespace {p!r} is not in backup {snap.short_id} {_holds(snap)}")
