@@ -205,3 +205,17 @@ def test_a_mapping_of_a_namespace_that_n_leaves_out_is_exit_2(
     assert (r.code, r.out) == (2, ""), r.err
     assert r.err == f"error: --namespace-mapping {b}={target}: namespace {b!r} is not restored (-n {a})\n"
     assert get(kube_client, "v1", "namespaces", target) is None
+
+
+def test_a_restore_selector_that_matches_nothing_is_exit_2(
+    capsys: Capsys, k8s: servers.TestCluster, repo: Path, two_apps: tuple[str, str]
+) -> None:
+    # A typo in -l was a restore of nothing: an empty plan ("plan for backup …: " and no counts), exit 0.
+    a, _ = two_apps
+    assert dr(capsys, k8s, "backup", "-n", a, "--no-data").code == 0
+    for extra in ([], ["--dry-run"]):
+        r = dr(capsys, k8s, "restore", "latest", "-n", a, "--selector", "app=wbe", *extra, "-o", "json")
+        assert (r.code, r.out) == (2, ""), r.err
+        assert r.err == "error: --selector 'app=wbe': no object of the restore matches it\n"
+    r = dr(capsys, k8s, "restore", "latest", "-n", a, "--selector", "app!=wbe", "--dry-run", "-o", "json")
+    assert r.code == 0, r.err

@@ -331,6 +331,7 @@ def build_plan(
         )
     seen = DigestSet()  # target keys: one object per name
     classes: set[str] = set()  # storage classes of the restored claims, volumes, StatefulSets
+    selected = 0  # objects through the user's filters
     for pos, (item, raw) in enumerate(decisions):
         obj = json.loads(raw) if isinstance(raw, bytes) else raw
         gr = (item.group, item.resource)
@@ -347,6 +348,7 @@ def build_plan(
         if selector and not selector.matches(labels_of(obj)):
             plan.filtered += 1
             continue
+        selected += 1
         if options.storage_class_mapping:
             classes |= storage_classes(obj)
         target = target_of(item, options.namespace_mapping)
@@ -370,6 +372,10 @@ def build_plan(
             plan.positions[stage].append(pos)
             if target.namespaced and target.namespace:
                 plan.targets.add(target.namespace)
+    if options.selector and not selected:
+        # A typo in the selector would be a restore of nothing that says Completed (as a -n typo,
+        # which the CLI refuses). Found before anything is changed.
+        raise InvalidInput(f"--selector {options.selector!r}: no object of the restore matches it")
     for old, new in options.storage_class_mapping.items():
         if old not in classes:
             # A typo would leave the claims with a class the target cluster may not have (Pending
