@@ -346,6 +346,28 @@ def test_restore_as_identity_lacking_rights_to_one_type_exits_3_listing_each_fai
                    ("secrets", "db"): "failed", ("secrets", "tls"): "failed"}  # fmt: skip
 
 
+def test_restore_of_which_every_item_failed_is_recorded_as_failed(
+    capsys: Capsys, k8s: servers.TestCluster, kube_client: KubeClient, repo: Path, small_app: str,
+    grants: list[str], unique: str,
+) -> None:  # fmt: skip
+    # bob may read the target namespace and record Events there, nothing else: every object a 403.
+    # The command said "failed" (exit 1) while its Event said RestorePartiallyFailed.
+    kc, ns = kube_client, small_app
+    assert dr(capsys, k8s, "backup", "-n", ns, "--no-data", "--include-cluster-resources", "false").code == 0
+    target = f"{ns}-target"
+    make_namespace(kc, target)
+    _grant(
+        kc, target, "bob", "events-only", [{"apiGroups": [""], "resources": ["events"], "verbs": ["create"]}]
+    )
+    _grant_namespace_get(kc, grants, "bob", [target], unique)
+    mapping = ("--namespace-mapping", f"{ns}={target}", "--exclude-resources", "namespaces")
+    res = dr(capsys, k8s, "restore", "latest", *mapping, user="bob")
+    assert res.code == 1, res.err
+    reasons = [e["reason"] for e in kc.get(f"/api/v1/namespaces/{target}/events")["items"]
+               if (e.get("source") or {}).get("component") == "dr"]  # fmt: skip
+    assert reasons == ["RestoreFailed"], reasons
+
+
 def test_backup_that_cannot_list_one_type_exits_3_and_the_snapshot_records_it(
     capsys: Capsys, k8s: servers.TestCluster, kube_client: KubeClient, repo: Path, small_app: str,
     grants: list[str], unique: str,

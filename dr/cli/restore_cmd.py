@@ -142,19 +142,6 @@ def _options(**kw: Any) -> RestoreOptions:
         raise InvalidInput(f"invalid restore options: {e}") from None
 
 
-def _nothing_restored(outcome: RestoreOutcome) -> bool:
-    """Whether every object of the restore failed (an identity without rights: a 403 each). The
-    contract's exit 3 is "some items failed, all others done"; this one failed, exit 1."""
-    counts = outcome.resources.counts
-    return bool(counts) and set(counts) == {"failed"} and not outcome.volumes.volumes
-
-
-def _phase(outcome: RestoreOutcome) -> str:
-    if not outcome.failed:
-        return "Completed"
-    return "Failed" if _nothing_restored(outcome) else "PartiallyFailed"
-
-
 def _result_doc(outcome: RestoreOutcome, snap: Snapshot) -> dict[str, Any]:
     r = outcome.resources
     return {
@@ -162,7 +149,7 @@ def _result_doc(outcome: RestoreOutcome, snap: Snapshot) -> dict[str, Any]:
         "backupId": r.backup_id,  # the backup's label, as on the restored objects' dr.dev/backup
         "restoreId": r.restore_id,
         "dryRun": r.dry_run,
-        "phase": _phase(outcome),
+        "phase": outcome.phase,
         "counts": r.counts,
         "filtered": r.filtered,
         "namespacesCreated": r.namespaces_created,
@@ -316,7 +303,7 @@ def restore(
         for w in [] if ctx.quiet else r.warnings + outcome.dump_warnings:
             click.echo(f"warning: {w}", err=True)
     failures = [i.describe() for i in r.failures] + outcome.volumes.errors + outcome.dump_errors
-    if failures and _nothing_restored(outcome):
+    if failures and outcome.nothing_restored:
         raise DrError(f"restore {r.restore_id} failed: all {len(failures)} item(s) failed", details=failures)
     if failures:
         raise PartialFailure(

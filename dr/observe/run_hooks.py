@@ -248,7 +248,10 @@ def restore_finished(
         failures = [i.item.describe() for i in r.failures] + outcome.volumes.errors + outcome.dump_errors
         what = f"restore {r.restore_id} of backup {snap.short_id}"
         counts = ", ".join(f"{n} {k}" for k, n in sorted(r.counts.items()))
-        if failures:
+        if failures and outcome.nothing_restored:
+            reason = Reason.RESTORE_FAILED
+            message = f"{what} failed: all {len(failures)} item(s) failed ({_failure_names(failures)})"
+        elif failures:
             reason = Reason.RESTORE_PARTIALLY_FAILED
             message = f"{what} partially failed: {len(failures)} item(s) failed ({_failure_names(failures)}); {counts}"
         else:

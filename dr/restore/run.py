@@ -80,6 +80,20 @@ class RestoreOutcome:
     def failed(self) -> bool:
         return self.resources.phase != "Completed" or bool(self.volumes.errors) or bool(self.dump_errors)
 
+    @property
+    def nothing_restored(self) -> bool:
+        """Every object of the restore failed (an identity without rights: a 403 each): the
+        restore failed, where "partially failed" is some items failed, all others done."""
+        counts = self.resources.counts
+        return bool(counts) and set(counts) == {"failed"} and not self.volumes.volumes
+
+    @property
+    def phase(self) -> str:
+        """``Completed``, ``PartiallyFailed`` or ``Failed`` (``nothing_restored``)."""
+        if not self.failed:
+            return "Completed"
+        return "Failed" if self.nothing_restored else "PartiallyFailed"
+
 
 def run_restore(
     kube: KubeClient,
