@@ -417,6 +417,19 @@ def test_verify_is_not_failed_by_an_unrelated_damaged_snapshot(
     assert "1 older snapshot(s) cannot be read" in r.err
 
 
+def test_verify_takes_a_damaged_snapshots_id_in_upper_case(
+    home: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # Ids are hex in either case (find_snapshot, resolve): dr verify looks among the unreadable
+    # snapshots the same way, naming the damaged one rather than 'no backup with id'.
+    older, newer = _two_snapshots(home, capsys)
+    _damage(older)
+    r = run_dr(capsys, "verify", older.name[:8].upper())
+    assert r.code == 4 and f"snapshot {older.name[:8]} cannot be read" in r.err and "Traceback" not in r.err
+    r = run_dr(capsys, "verify", newer.name.upper())
+    assert r.code == 0, r.err
+
+
 def test_verify_latest_fails_when_the_newest_snapshot_cannot_be_read(
     home: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

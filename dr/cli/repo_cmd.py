@@ -196,9 +196,11 @@ def _verify_target(
     """The snapshot ``dr verify REF`` means, given the readable ``snaps`` and the unreadable
     ``bad`` (name -> problem)."""
     if ref != "latest":
-        # Only the snapshot asked for matters; one that cannot be read is named.
-        unreadable = [n for n in bad if n.startswith(ref)] if len(ref) >= 4 else []
-        matches = len(unreadable) + sum(s.id.startswith(ref) for s in snaps)
+        # Only the snapshot asked for matters; one that cannot be read is named. Ids are hex
+        # in either case, as ``resolve`` reads them.
+        prefix = ref.lower()
+        unreadable = [n for n in bad if n.startswith(prefix)] if len(ref) >= 4 else []
+        matches = len(unreadable) + sum(s.id.startswith(prefix) for s in snaps)
         if unreadable and matches == 1:
             raise VerificationFailed(
                 f"snapshot {unreadable[0][:8]} cannot be read", details=[bad[unreadable[0]]]
