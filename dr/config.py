@@ -108,8 +108,13 @@ def _construct(node: yaml.Node, path: Path_, lm: LineMap, loader: yaml.SafeLoade
         return seen[1]
     if isinstance(node, yaml.MappingNode):
         built[id(node)] = (node, _BUILDING)
+        # The keys written in this mapping: flatten_mapping puts the merged ones (``<<: *a``)
+        # before them, and a key written here overrides a merged one (YAML's merge type, as
+        # yaml.safe_load reads it); only a key written twice here is a duplicate.
+        own = {id(k) for k, _ in node.value if k.tag != "tag:yaml.org,2002:merge"}
         loader.flatten_mapping(node)
         out: dict[Any, Any] = {}
+        written: set[str] = set()
         for knode, vnode in node.value:
             # Every key of dr's documents is text. Another one is refused as the document's
             # mistake: a list or mapping cannot be a dict key ("unhashable type"), and 1 and
@@ -120,8 +125,10 @@ def _construct(node: yaml.Node, path: Path_, lm: LineMap, loader: yaml.SafeLoade
             key = loader.construct_object(knode, deep=True)
             if not isinstance(key, str):
                 raise _BadKey(f"key {knode.value!r} is not text (quote it: '{knode.value}')", *where)
-            if key in out:
+            if key in written:
                 raise _Duplicate(str(key), knode.start_mark.line + 1, knode.start_mark.column + 1)
+            if id(knode) in own:
+                written.add(key)
             sub = (*path, key)
             out[key] = _construct(vnode, sub, lm, loader, built)
             # Point the field at its key: "line of the field" is where its name is.

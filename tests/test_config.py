@@ -371,6 +371,49 @@ def test_cli_validate_example(capsys: pytest.CaptureFixture[str]) -> None:
     assert (r.json()["valid"], r.json()["problems"]) == (True, [])
 
 
+MERGED = """\
+backupPolicies:
+  - &base
+    name: a
+    schedule: "15 1 * * *"
+    scope: &scope
+      namespaces: [site]
+      selector: app=web
+    retention: &ret {keepDaily: 14, keepWeekly: 4}
+  - <<: *base
+    name: b
+    scope:
+      <<: *scope
+      namespaces: [shop]
+  - <<: [*base, {rpo: 1h}]
+    name: c
+    retention: {<<: *ret, keepDaily: 7}
+"""
+
+
+def test_merge_keys_take_overrides_and_a_key_given_twice_is_still_refused(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # A merge key's point is the keys given beside it, which override the merged ones (YAML's
+    # merge type, as yaml.safe_load reads it): those were refused as "duplicate key 'name'".
+    f = tmp_path / "dr.yaml"
+    f.write_text(MERGED)
+    policies = load_config_file(f).backup_policies
+    assert [(p.name, p.schedule, p.scope.namespaces, p.scope.selector) for p in policies] == [
+        ("a", "15 1 * * *", ["site"], "app=web"),
+        ("b", "15 1 * * *", ["shop"], "app=web"),
+        ("c", "15 1 * * *", ["site"], "app=web"),
+    ]
+    assert (policies[2].retention.keep_daily, policies[2].retention.keep_weekly) == (7, 4)
+    assert policies[2].rpo == timedelta(hours=1)
+    r = run_dr(capsys, "config", "validate", str(f))
+    assert r.code == 0, r.err
+    # A key given twice beside the merge is the document's mistake, as without one.
+    f.write_text(MERGED + "    name: d\n")
+    r = run_dr(capsys, "config", "validate", str(f))
+    assert r.code == 2 and f"{f}:17:5: duplicate key 'name'" in r.err, r.err
+
+
 @pytest.mark.parametrize(
     ("text", "expected"),
     [
