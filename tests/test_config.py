@@ -251,10 +251,21 @@ def test_cli_validate_refuses_policy_namespaces_the_backup_never_matches(
         f"  {f}:7:11: backupPolicies[0].scope.namespaces[1]: 'Bad_NS' is not a namespace name {rule}",
         f"  {f}:8:11: backupPolicies[0].scope.namespaces[2]: glob '[': a '[' without its ']' matches only "
         "a '[', which no namespace name holds",
-        f"  {f}:9:11: backupPolicies[0].scope.namespaces[3]: '' names no namespace (the backup would take "
-        "it for none, and back up every namespace)",
+        f"  {f}:9:11: backupPolicies[0].scope.namespaces[3]: '' names no namespace (the backup skips it: "
+        "with the other entries, it backs up only theirs)",
         f"  {f}:10:11: backupPolicies[0].scope.namespaces[4]: glob 'Team-*' matches no namespace name {rule}",
     ]
+    # Only when no entry names a namespace does the backup take every one.
+    f.write_text(
+        "backupPolicies:\n  - name: a\n    schedule: '@daily'\n    scope:\n      namespaces: ['', ' , ']\n"
+    )
+    r = run_dr(capsys, "config", "validate", str(f))
+    every = "names no namespace (the backup would take it for none, and back up every namespace)"
+    assert r.err.splitlines() == [
+        f"error: {f}: 2 problems",
+        f"  {f}:5:20: backupPolicies[0].scope.namespaces[0]: '' {every}",
+        f"  {f}:5:24: backupPolicies[0].scope.namespaces[1]: ' , ' {every}",
+    ], r.err
 
 
 @pytest.mark.parametrize(

@@ -82,14 +82,19 @@ NAME_RULE = "a-z, 0-9 and '-', a letter or digit at each end, at most 63 charact
 _LABEL_CHARS = "abcdefghijklmnopqrstuvwxyz0123456789-"
 
 
-def namespace_entry_problems(entry: str) -> list[str]:
+def namespace_entry_problems(entry: str, *, others_name_some: bool = False) -> list[str]:
     """Why the backup can never match the namespaces of ``entry`` (names or globs, comma-separated,
     as a scope lists them and ``split_specs`` splits them), one reason a pattern; [] when it can.
 
-    An entry with no name at all is a problem of its own: the backup reads it as no
-    namespaces given, which means every namespace."""
+    An entry with no name at all is a problem of its own: the backup skips it, and when
+    no other entry of the scope names a namespace (``others_name_some`` false) it reads
+    the scope as no namespaces given, which means every namespace."""
     patterns = split_specs([entry])
     if not patterns:
+        if others_name_some:
+            return [
+                f"{entry!r} names no namespace (the backup skips it: with the other entries, it backs up only theirs)"
+            ]
         return [
             f"{entry!r} names no namespace (the backup would take it for none, and back up every namespace)"
         ]

@@ -13,7 +13,8 @@ without one:
 - backup policies: the label selectors of their scope and of their hooks, as
   the backup parses them; the namespaces of their scope, names and globs that
   no namespace can match (``Bad_NS``, an unclosed ``[``) and an empty entry,
-  which the backup reads as "every namespace";
+  which the backup skips (and, when no entry names a namespace, reads as
+  "every namespace");
 - drill policies: their runbooks, found and validated as ``dr deploy render``
   finds and reads them (a relative path: in the config's folder, then in the
   current one); an invalid runbook's problems are its own lines, as
@@ -87,13 +88,15 @@ def policy_problems(cfg: Config) -> list[Problem]:
     """(field path, reason) for each backup policy's label selector the backup would refuse,
     and each namespace entry of its scope the backup can never match."""
     from dr.backup.scope import namespace_entry_problems
+    from dr.kube.discovery import split_specs
     from dr.kube.selectors import parse_selector
 
     problems: list[Problem] = []
     for i, policy in enumerate(cfg.backup_policies):
+        named = bool(split_specs(policy.scope.namespaces))  # else the backup takes every namespace
         for j, entry in enumerate(policy.scope.namespaces):
             at = ("backupPolicies", i, "scope", "namespaces", j)
-            problems += [(at, why) for why in namespace_entry_problems(entry)]
+            problems += [(at, why) for why in namespace_entry_problems(entry, others_name_some=named)]
         selectors = [(("scope", "selector"), policy.scope.selector)] + [
             (("hooks", j, "selector"), hooks.selector) for j, hooks in enumerate(policy.hooks)
         ]
