@@ -437,3 +437,35 @@ def test_a_copy_of_a_secret_whose_type_changed_keeps_its_type(kube_client: KubeC
     assert set(_registered(secret)) == {a.user, b.user}
     assert a.delete_all() == [] and b.delete_all() == []
     assert get_object(kube_client, SECRETS, app, "creds") is None
+
+
+def test_a_run_that_may_not_read_the_source_still_registers_on_the_copy_there(
+    kube_client: KubeClient, unique: str, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """An identity that may use and register on the copies in the app's namespace but not read dr's own
+    (a 403 on the source): it registers on the copy another run made, as it did before runs brought copies
+    up to date, and leaves the data as it is; it is not "cannot copy", with the copy used unregistered."""
+    mover, (app,) = _source(kube_client, unique, "app")
+    a = MoverConfigCopies(kube_client, mover, "restore-a")
+    a.ensure(app)
+    client = copy.copy(kube_client)
+    sources = {
+        res.object_path(mover.namespace, name)
+        for res, name in ((CONFIG_MAPS, "dr-config"), (SECRETS, "creds"))
+    }
+
+    def request(method: str, path: str, **kw: Any) -> tuple[int, bytes]:
+        if method == "GET" and path in sources:
+            return 403, b'{"kind": "Status", "status": "Failure", "reason": "Forbidden", "code": 403}'
+        return KubeClient.request(kube_client, method, path, **kw)
+
+    monkeypatch.setattr(client, "request", request)
+    caplog.set_level(logging.INFO)
+    b = MoverConfigCopies(client, mover, "verify-b")
+    b.ensure(app)
+    assert "cannot copy" not in caplog.text
+    for res, name in ((CONFIG_MAPS, "dr-config"), (SECRETS, "creds")):
+        present = get_object(kube_client, res, app, name)
+        assert present is not None and set(_registered(present)) == {a.user, b.user}, (res.kind, present)
+    assert b.delete_all() == [] and a.delete_all() == []
+    assert get_object(kube_client, SECRETS, app, "creds") is None

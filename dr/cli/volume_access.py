@@ -321,7 +321,16 @@ class MoverConfigCopies:
             # copy's version, so the source it writes is at least as new as the one any earlier write
             # to that copy read. A run that read the source before the user rotated the credentials
             # cannot put the old ones back.
-            source = get_object(self.kube, res, self.mover.namespace, name)
+            try:
+                source = get_object(self.kube, res, self.mover.namespace, name)
+            except ApiError as e:
+                if e.status != 403 or present is None:
+                    raise
+                # An identity that may register on the copy but not read dr's own (it uses copies
+                # others make): it registers, and the data stays as the copy has it.
+                log.debug("cannot read %s %s/%s (%s): the copy in %s is not brought up to date",
+                          res.kind, self.mover.namespace, name, e.short, namespace)  # fmt: skip
+                source = None
             if present is None or expires is None:  # no copy yet (expires is None only then: named for mypy)
                 if source is None:
                     return False
