@@ -60,8 +60,18 @@ class LineMap:
 
     filename: str
     marks: dict[Path_, tuple[int, int]] = field(default_factory=dict)
+    # Where an alias stands -> the path its anchor's value was first built at: the values
+    # inside it are marked there only (an alias's value is built once, see _construct).
+    aliases: dict[Path_, Path_] = field(default_factory=dict)
 
     def locate(self, path: Path_) -> tuple[int, int]:
+        # A value inside an alias is where it is written: under its anchor. Each step goes
+        # to a path built earlier, so the walk ends; bounded all the same.
+        for _ in range(len(self.aliases)):
+            inner = next((n for n in range(len(path) - 1, 0, -1) if path[:n] in self.aliases), None)
+            if inner is None:
+                break
+            path = (*self.aliases[path[:inner]], *path[inner:])
         # The deepest prefix of the path that exists in the document: a missing
         # field is reported at the mapping that should have held it.
         for n in range(len(path), -1, -1):
@@ -86,8 +96,9 @@ class _Recursive(Exception):
 
 
 # What _construct keeps of a node it has started: the node itself (so that its
-# id stays its own) and its value, or _BUILDING until that value is complete.
-_Built = dict[int, tuple["yaml.Node", Any]]
+# id stays its own), its value, or _BUILDING until that value is complete, and
+# the path it was first built at.
+_Built = dict[int, tuple["yaml.Node", Any, Path_]]
 _BUILDING: Any = object()
 
 
@@ -97,7 +108,8 @@ def _construct(node: yaml.Node, path: Path_, lm: LineMap, loader: yaml.SafeLoade
     An alias is the node of its anchor, met again: its value is built once and
     shared, as yaml.safe_load does (a walk of every path would take exponential
     time for nested aliases, the "billion laughs"), and its inner values keep the
-    marks of the place first seen. An alias inside its own anchor is refused."""
+    marks of the place first seen (``LineMap.aliases`` leads there). An alias
+    inside its own anchor is refused."""
     import yaml
 
     lm.marks[path] = (node.start_mark.line + 1, node.start_mark.column + 1)
@@ -105,9 +117,10 @@ def _construct(node: yaml.Node, path: Path_, lm: LineMap, loader: yaml.SafeLoade
     if seen is not None:
         if seen[1] is _BUILDING:
             raise _Recursive(node.start_mark.line + 1, node.start_mark.column + 1)
+        lm.aliases[path] = seen[2]
         return seen[1]
     if isinstance(node, yaml.MappingNode):
-        built[id(node)] = (node, _BUILDING)
+        built[id(node)] = (node, _BUILDING, path)
         # The keys written in this mapping: flatten_mapping puts the merged ones (``<<: *a``)
         # before them, and a key written here overrides a merged one (YAML's merge type, as
         # yaml.safe_load reads it); only a key written twice here is a duplicate.
@@ -129,16 +142,19 @@ def _construct(node: yaml.Node, path: Path_, lm: LineMap, loader: yaml.SafeLoade
                 raise _Duplicate(str(key), knode.start_mark.line + 1, knode.start_mark.column + 1)
             if id(knode) in own:
                 written.add(key)
+            if key in out:  # a merged value overridden here: so are the aliases inside it
+                for inner in [p for p in lm.aliases if p[: len(path) + 1] == (*path, key)]:
+                    del lm.aliases[inner]
             sub = (*path, key)
             out[key] = _construct(vnode, sub, lm, loader, built)
             # Point the field at its key: "line of the field" is where its name is.
             lm.marks[sub] = (knode.start_mark.line + 1, knode.start_mark.column + 1)
-        built[id(node)] = (node, out)
+        built[id(node)] = (node, out, path)
         return out
     if isinstance(node, yaml.SequenceNode):
-        built[id(node)] = (node, _BUILDING)
+        built[id(node)] = (node, _BUILDING, path)
         items = [_construct(v, (*path, i), lm, loader, built) for i, v in enumerate(node.value)]
-        built[id(node)] = (node, items)
+        built[id(node)] = (node, items, path)
         return items
     return loader.construct_object(node, deep=True)
 

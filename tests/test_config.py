@@ -402,6 +402,32 @@ backupPolicies:
 """
 
 
+def test_a_problem_inside_an_alias_is_placed_where_its_value_is_written(tmp_path: Path) -> None:
+    # An alias's value is built once (load_yaml); a problem in it, reached through the alias,
+    # is at the line that holds the bad value, as for the anchor, not at the alias.
+    f = tmp_path / "dr.yaml"
+    f.write_text(
+        "backupPolicies:\n"
+        "  - name: a\n    schedule: '@daily'\n    retention: &ret\n      keepDaily: 14\n      keepWeekly: -1\n"
+        "  - name: b\n    schedule: '@daily'\n    retention: *ret\n"
+    )
+    with pytest.raises(InvalidInput) as e:
+        load_config_file(f)
+    assert e.value.details == [
+        f"{f}:6:7: backupPolicies[0].retention.keepWeekly: must be at least 0",
+        f"{f}:6:7: backupPolicies[1].retention.keepWeekly: must be at least 0",
+    ]
+    # A merged alias overridden by a value written beside it: that value's own lines.
+    f.write_text(
+        "backupPolicies:\n"
+        "  - &a\n    name: a\n    schedule: '@daily'\n    retention: {keepDaily: 14}\n"
+        "  - <<: *a\n    name: b\n    retention:\n      keepWeekly: -1\n"
+    )
+    with pytest.raises(InvalidInput) as e:
+        load_config_file(f)
+    assert e.value.details == [f"{f}:9:7: backupPolicies[1].retention.keepWeekly: must be at least 0"]
+
+
 def test_merge_keys_take_overrides_and_a_key_given_twice_is_still_refused(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
