@@ -187,6 +187,35 @@ def test_an_empty_option_value_is_refused_not_taken_for_the_default(
     assert len(r.err.splitlines()) == 1, r.err
 
 
+def test_an_empty_optional_argument_is_refused_not_taken_for_the_default(
+    capsys: Capsys, isolated_home: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # As for the options: `dr verify "$ID"` with $ID unset verified the latest backup and
+    # `dr config validate "$F"` the active config, each saying all was well.
+    config = isolated_home / "dr.yaml"
+    config.write_text("repositories: []\n")
+    monkeypatch.setenv("DR_CONFIG", str(config))
+    assert run_dr(capsys, "--config", str(config), "config", "validate").code == 0
+    monkeypatch.delenv("DR_CONFIG")
+    assert run_dr(capsys, "repo", "init").code == 0
+    (isolated_home / "src").mkdir()
+    assert run_dr(capsys, "mover", "backup", str(isolated_home / "src")).code == 0
+    assert run_dr(capsys, "verify").code == 0
+    monkeypatch.setenv("DR_CONFIG", str(config))
+    for args in (["config", "validate", ""], ["--config", str(config), "config", "validate", "  "]):
+        r = run_dr(capsys, *args)
+        assert (r.code, r.out) == (2, ""), (args, r.err)
+        assert (
+            r.err.startswith("error: Invalid value for '[FILE]': empty") and len(r.err.splitlines()) == 1
+        ), r.err
+    monkeypatch.delenv("DR_CONFIG")
+    r = run_dr(capsys, "verify", "")
+    assert (r.code, r.out) == (2, ""), r.err
+    assert (
+        r.err.startswith("error: Invalid value for '[ID|latest]': empty") and len(r.err.splitlines()) == 1
+    ), r.err
+
+
 @pytest.fixture
 def namespace(kube_client: KubeClient, unique: str) -> Iterator[str]:
     ns = f"glob-{unique}"

@@ -12,6 +12,7 @@ from dr import config as config_model
 from dr.cli.config_checks import location_problems, policy_problems, runbook_problems
 from dr.cli.context import app
 from dr.cli.output import emit, output_option
+from dr.cli.params import NonEmpty
 from dr.config import Config, problems_error, read_yaml_file, resolve_config_path, to_doc
 from dr.errors import ExitCode, InvalidInput
 
@@ -24,7 +25,7 @@ def config_group() -> None:
 
 
 @config_group.command("validate")
-@click.argument("file", required=False, type=click.Path(dir_okay=False))
+@click.argument("file", required=False, type=NonEmpty(click.Path(dir_okay=False)))
 @output_option()
 def validate(file: str | None, output: str) -> int:
     """Validate FILE (default: the active config) and report every problem with its line.

@@ -13,7 +13,7 @@ import click
 
 from dr.cli.context import app
 from dr.cli.output import Column, emit, output_option
-from dr.cli.params import Duration, read_data_option
+from dr.cli.params import Duration, NonEmpty, read_data_option
 from dr.cli.progress import byte_progress
 from dr.cli.repo_access import init_repository, open_repository, policy_repository, required_backup_policy
 from dr.errors import ExitCode, InvalidInput, VerificationFailed
@@ -151,7 +151,7 @@ def check(read_data: float | None, output: str) -> int:
 
 
 @click.command("verify")
-@click.argument("backup_id", required=False, metavar="[ID|latest]")
+@click.argument("backup_id", required=False, type=NonEmpty(), metavar="[ID|latest]")
 @click.option("--all", "all_", is_flag=True, help="Verify every backup.")
 @read_data_option
 @output_option()
