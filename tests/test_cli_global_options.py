@@ -170,6 +170,8 @@ def test_usage_errors_with_global_options_after_the_command_are_one_line(
         ["--context", "", "status"],
         ["mover", "backup", "--repo", "", "."],
         ["deploy", "render", "--config", ""],
+        ["drill", "run", "rb.yaml", "--backup", ""],  # fell back to the latest backup
+        ["mover", "backup", "--parent", "", "."],  # fell back to no parent
     ],
     ids=" ".join,
 )

@@ -11,7 +11,7 @@ import click
 from dr.cli.context import app
 from dr.cli.kube_access import connect_kube, steps_api_client
 from dr.cli.output import emit, output_option
-from dr.cli.params import KeyValue, pairs_to_dict
+from dr.cli.params import KeyValue, NonEmpty, pairs_to_dict
 from dr.cli.repo_access import open_repository
 from dr.cli.volume_access import dump_problems, volume_restore_step
 from dr.drill.model import DrillReport, human_duration
@@ -68,7 +68,13 @@ def _summary(report: DrillReport) -> list[str]:
 
 @drill_group.command("run")
 @click.argument("runbook", type=click.Path(dir_okay=False), metavar="RUNBOOK.yaml")
-@click.option("--backup", "backup_id", metavar="ID", help="Backup to restore (default: latest of the app).")
+@click.option(
+    "--backup",
+    "backup_id",
+    type=NonEmpty(),
+    metavar="ID",
+    help="Backup to restore (default: latest of the app).",
+)
 @click.option("--keep", is_flag=True, help="Keep the scratch namespace afterwards (for debugging).")
 @click.option("--report-dir", type=click.Path(file_okay=False), metavar="DIR",
               help="Also write the reports (JSON, Markdown, HTML) here.")  # fmt: skip

@@ -55,7 +55,12 @@ def _dir_size(path: str) -> int:
 @mover_group.command("backup")
 @repo_option
 @click.argument("path", type=click.Path(exists=True, file_okay=False), metavar="PATH")
-@click.option("--parent", metavar="ID", help="Snapshot to compare with (unchanged files are not read again).")
+@click.option(
+    "--parent",
+    type=NonEmpty(),
+    metavar="ID",
+    help="Snapshot to compare with (unchanged files are not read again).",
+)
 @click.option("--tag", "tags", multiple=True, type=KeyValue("K=V"), help="Tag the snapshot; repeatable.")
 @output_option()
 def backup(path: str, parent: str | None, tags: tuple[tuple[str, str], ...], output: str) -> int:
