@@ -549,3 +549,24 @@ def test_forget_by_id_under_s3_object_lock_reports_what_stays(
     r = dr("locked", "mover", "ls", ids[1], "-o", "json")
     assert r.code == 0, r.err
     assert dr("locked", "repo", "check").code == 0
+
+
+def test_failed_runs_do_not_push_the_last_completed_backups_out(
+    isolated_home: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # Three good backups, then three runs that failed in part (a credential broke): --keep-last 2
+    # kept the two newest failures and removed every good backup.
+    assert run_dr(capsys, "repo", "init").code == 0
+    repo = _default_repo(isolated_home)
+    phases = ["Completed"] * 3 + ["PartiallyFailed"] * 3
+    ids = [f"{i:x}" * 64 for i in range(1, 7)]
+    for i, (name, phase) in enumerate(zip(ids, phases, strict=True)):
+        _save(repo, Snapshot(kind="backup", time=T0 + timedelta(days=i), name="app", policy="p",
+                             namespaces=["shop"], phase=phase), name)  # fmt: skip
+    r = run_dr(capsys, "forget", "--keep-last", "2", "-o", "json")
+    assert r.code == 0, r.err
+    assert sorted(r.json()["removed"]) == sorted([ids[0], ids[3]])
+    assert _ids(repo) == {ids[1], ids[2], ids[4], ids[5]}
+    reasons = {row["id"]: row["reasons"] for row in r.json()["snapshots"]}
+    assert reasons[ids[2]] == ["last (of the completed backups)"], reasons
+    assert reasons[ids[5]] == ["last"]

@@ -339,10 +339,13 @@ def _plan_forget(
     zones = zones or {}
     for key, members in groups.items():
         zone = zones.get(key[1] if key[0] == "backup" else policy or "", UTC)
+        completed = _kept_among_completed(members, pol, zone)
         for d in apply_policy([(s.id, s.time) for s in members], pol, zone):
             if d.id not in decide:
                 continue  # ranks the others only: follows its backup, or kept as in progress
             s = by_id[d.id]
+            if not d.keep and d.id in completed:
+                d.keep, d.reasons = True, completed[d.id]
             rows.append(_row(s, _group_label(key), d.keep, d.reasons))
             if not d.keep:
                 remove[s.kind].add(s.id)
@@ -352,6 +355,16 @@ def _plan_forget(
     for r in sorted(remove["volume"] & referenced):
         rows.append(_row(by_id[r], "(part of a removed backup)", False, []))
     return rows, remove
+
+
+def _kept_among_completed(members: list[Snapshot], pol: Policy, zone: tzinfo) -> dict[str, list[str]]:
+    """The backups of ``members`` that completed and that ``pol`` keeps among the completed ones
+    alone, with its reasons. Kept besides what it keeps among all: runs that failed or failed in
+    part (a broken credential, RBAC changed: a week of them) must not push the last good backups
+    out of ``--keep-last 7``; they are ranked among all, as before."""
+    good = [(s.id, s.time) for s in members if s.kind == "backup" and s.phase == "Completed"]
+    return {d.id: [f"{r} (of the completed backups)" for r in d.reasons]
+            for d in apply_policy(good, pol, zone) if d.keep}  # fmt: skip
 
 
 def _plan_forget_ids(
@@ -496,7 +509,9 @@ def forget(
     unknown or ambiguous id: then nothing is removed. One that Object Lock still
     retains stays and is named (exit 3). IDs exclude --keep-* and --policy.
 
-    Backups are grouped by policy (or name) and namespaces. A volume snapshot a
+    Backups are grouped by policy (or name) and namespaces. A backup that completed is
+    also kept where the retention keeps it among the completed backups alone: runs that
+    failed in part never push the last good ones out. A volume snapshot a
     backup needs follows that backup. One no backup refers to (a failed backup
     left it, or `dr mover backup` made it) is ranked among the volume snapshots
     of its volume (namespace/PVC) when a `dr backup` made it, else of its host,
