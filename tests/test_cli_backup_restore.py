@@ -368,6 +368,31 @@ def test_restore_of_which_every_item_failed_is_recorded_as_failed(
     assert reasons == ["RestoreFailed"], reasons
 
 
+def test_backup_that_captured_nothing_is_failed_exit_1(
+    capsys: Capsys, k8s: servers.TestCluster, kube_client: KubeClient, repo: Path, small_app: str,
+    grants: list[str], unique: str,
+) -> None:  # fmt: skip
+    # bob may read the namespace and record Events there, list nothing: a 403 for every type. It was
+    # "PartiallyFailed" (exit 3) with 0 objects, which the contract keeps for "some failed, the rest done".
+    kc, ns = kube_client, small_app
+    _grant(kc, ns, "bob", "events-only", [{"apiGroups": [""], "resources": ["events"], "verbs": ["create"]}])
+    _grant_namespace_get(kc, grants, "bob", [ns], unique)
+    res = dr(capsys, k8s, "backup", "-n", ns, "--no-data", "--include-resources", "configmaps,secrets",
+             "-o", "json", user="bob")  # fmt: skip
+    assert res.code == 1, res.err
+    doc = res.json()
+    assert doc["phase"] == "Failed" and len(doc["errors"]) == 2, doc
+    assert "failed: nothing was backed up, 2 item(s) failed" in res.err
+    reasons = [e["reason"] for e in kc.get(f"/api/v1/namespaces/{ns}/events")["items"]
+               if (e.get("source") or {}).get("component") == "dr"]  # fmt: skip
+    assert reasons == ["BackupFailed"], reasons
+    # Never what `latest` restores.
+    res = dr(capsys, k8s, "restore", "latest", "--dry-run")
+    assert res.code == 2 and "none is Completed or PartiallyFailed" in res.err and "is Failed" in res.err, (
+        res.err
+    )
+
+
 def test_backup_that_cannot_list_one_type_exits_3_and_the_snapshot_records_it(
     capsys: Capsys, k8s: servers.TestCluster, kube_client: KubeClient, repo: Path, small_app: str,
     grants: list[str], unique: str,

@@ -13,8 +13,9 @@ Owns the order of a backup and what the snapshot records; the work is done by
    versions, counts per type, volumes, warnings, errors, timings, phase.
 
 A per-item failure (a type that cannot be listed, a volume whose mover
-failed) makes the backup ``PartiallyFailed`` with every failure listed; only
-a failure of the repository itself aborts.
+failed) makes the backup ``PartiallyFailed`` with every failure listed, or
+``Failed`` when nothing at all was captured; only a failure of the repository
+itself aborts.
 """
 
 from __future__ import annotations
@@ -157,7 +158,14 @@ def run_backup(
         else:
             volumes_seconds = 0.0
         errors = [e.describe() for e in resources.errors] + volumes.errors
-        phase = "PartiallyFailed" if errors else "Completed"
+        # Nothing of the app captured (the Namespace objects at most), only failures (an identity
+        # without rights: a 403 for every type): the backup failed. Its snapshot records the attempt
+        # (listed, seen by `dr status`), but it is no backup to restore, nor "partially failed",
+        # which is some items failed, the rest done.
+        captured = any(n for kind, n in resources.counts.items() if kind != "namespaces") or any(
+            v.get("snapshotId") for v in volumes.volumes
+        )
+        phase = "Completed" if not errors else "PartiallyFailed" if captured else "Failed"
         snap = Snapshot(
             kind="backup",
             name=request.name,

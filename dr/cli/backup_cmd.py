@@ -18,7 +18,7 @@ from dr.cli.params import KeyValue, check_namespace_names, pairs_to_dict, split_
 from dr.cli.repo_access import open_repository, policy_repository, required_backup_policy, searched
 from dr.cli.volume_access import volume_backup_step
 from dr.config import NAME_MAX, NAME_PATTERN, BackupPolicy
-from dr.errors import ExitCode, InvalidInput, PartialFailure
+from dr.errors import DrError, ExitCode, InvalidInput, PartialFailure
 from dr.observe.run_hooks import observe_backup
 from dr.repo.snapshots import Snapshot, find_snapshot, partial_if_unreadable, readable_snapshots
 
@@ -139,6 +139,9 @@ def backup(
         )
         for w in [] if ctx.quiet else snap.app.get("warnings", []):
             click.echo(f"warning: {w}", err=True)
+    if outcome.phase == "Failed":
+        raise DrError(f"backup {snap.short_id} failed: nothing was backed up, {len(outcome.errors)} item(s) "
+                      "failed", details=outcome.errors)  # fmt: skip
     if outcome.errors:
         raise PartialFailure(f"backup {snap.short_id} partially failed: {len(outcome.errors)} item(s)",
                              details=outcome.errors)  # fmt: skip

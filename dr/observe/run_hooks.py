@@ -152,7 +152,10 @@ def backup_finished(
         namespaces = snap.namespaces
         what = f"backup {snap.short_id} ({request.name})"
         size = f"{outcome.resources.total} objects, {len(volumes)} volume(s), {data_bytes:,} bytes"
-        if errors:
+        if outcome.phase == "Failed":
+            reason = Reason.BACKUP_FAILED
+            message = f"{what} failed: nothing was backed up, {len(errors)} item(s) failed ({_failure_names(errors)})"
+        elif errors:
             reason = Reason.BACKUP_PARTIALLY_FAILED
             message = (
                 f"{what} partially failed: {len(errors)} item(s) failed ({_failure_names(errors)}); {size}"
