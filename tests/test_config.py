@@ -92,6 +92,17 @@ def _nested_aliases(levels: int) -> str:
 
 
 @pytest.mark.timeout(60)
+def _refused_by_both_validators(capsys: pytest.CaptureFixture[str], f: Path, text: str, pattern: str) -> None:
+    """Every reader of YAML (dr.yaml, runbooks) goes through load_yaml: ``text`` in ``f`` is exit 2
+    and one line matching ``pattern`` from both validators, no traceback, nothing on stdout."""
+    f.write_text(text)
+    for cmd in (["config", "validate"], ["runbook", "validate"]):
+        r = run_dr(capsys, *cmd, str(f))
+        assert r.code == 2 and r.out == "", (cmd, r.err)
+        assert re.search(pattern, r.err), (cmd, r.err)
+        assert "Traceback" not in r.err and "Error" not in r.err, (cmd, r.err)
+
+
 @pytest.mark.parametrize(
     ("text", "expected"),
     [
@@ -109,13 +120,9 @@ def test_hostile_yaml_is_one_located_line(
 ) -> None:
     # Every reader of YAML (dr.yaml, runbooks) goes through load_yaml: exit 2 and the
     # file's line, not a RecursionError (exit 1) or a parse that never ends.
-    f = tmp_path / "hostile.yaml"
-    f.write_text(text)
-    for cmd in (["config", "validate"], ["runbook", "validate"]):
-        r = run_dr(capsys, *cmd, str(f))
-        assert r.code == 2, (cmd, r.err)
-        assert re.search(re.escape(str(f)) + expected, r.err), (cmd, r.err)
-        assert "Error" not in r.err and r.out == "", (cmd, r.err)
+    _refused_by_both_validators(
+        capsys, tmp_path / "hostile.yaml", text, re.escape(str(tmp_path / "hostile.yaml")) + expected
+    )
 
 
 @pytest.mark.parametrize(
@@ -192,12 +199,9 @@ def test_a_key_that_is_not_text_is_one_located_line(
     tmp_path: Path, capsys: pytest.CaptureFixture[str], text: str, expected: str
 ) -> None:
     # A list or mapping as a key was "TypeError: unhashable type" (exit 1).
-    f = tmp_path / "keys.yaml"
-    f.write_text(text)
-    for cmd in (["config", "validate"], ["runbook", "validate"]):
-        r = run_dr(capsys, *cmd, str(f))
-        assert r.code == 2 and r.out == "", (cmd, r.err)
-        assert f"{f}{expected}" in r.err, (cmd, r.err)
+    _refused_by_both_validators(
+        capsys, tmp_path / "keys.yaml", text, re.escape(f"{tmp_path / 'keys.yaml'}{expected}")
+    )
 
 
 def test_cli_validate_refuses_a_policy_selector_the_backup_refuses(
