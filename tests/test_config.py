@@ -94,7 +94,7 @@ def _nested_aliases(levels: int) -> str:
 @pytest.mark.timeout(60)
 def _refused_by_both_validators(capsys: pytest.CaptureFixture[str], f: Path, text: str, pattern: str) -> None:
     """Every reader of YAML (dr.yaml, runbooks) goes through load_yaml: ``text`` in ``f`` is exit 2
-    and one line matching ``pattern`` from both validators, no traceback, nothing on stdout."""
+    from both validators, with an error matching ``pattern``, no traceback, nothing on stdout."""
     f.write_text(text)
     for cmd in (["config", "validate"], ["runbook", "validate"]):
         r = run_dr(capsys, *cmd, str(f))
