@@ -13,6 +13,7 @@ written out in ``tests.test_kube_roundtrip.intended``.
 from __future__ import annotations
 
 import base64
+import logging
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -1002,3 +1003,29 @@ def test_restore_latest_passes_over_a_backup_without_its_volumes_data(
     assert _backup(repo, "latest", "q").id == only  # none has data: the newest
     claimless = save("d" * 64, 3, no_claims)
     assert _backup(repo, "latest", "p").id == claimless
+
+
+def test_restore_latest_of_a_namespace_passing_over_a_backup_without_data_warns_only_of_the_data(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    # `dr restore latest -n shop` after a `dr backup -n shop --no-data`: the newest backup holds
+    # shop but not its volumes' data. Only that is warned; it printed also "the newest backup,
+    # … does not hold ; restoring …", naming no namespace.
+    from datetime import UTC, datetime, timedelta
+
+    from dr.cli.restore_cmd import _backup
+    from dr.repo.snapshots import Snapshot
+    from dr.storage.file import FileStore
+    from tests.repo_helpers import init_repo
+
+    repo, _ = init_repo(FileStore(tmp_path / "repo"), tmp_path)
+    t0 = datetime(2026, 11, 1, tzinfo=UTC)
+    for hours, name, volumes in ((0, "a" * 64, [{"namespace": "shop", "name": "d"}]), (1, "b" * 64, [])):
+        snap = Snapshot(kind="backup", name="app", phase="Completed", time=t0 + timedelta(hours=hours),
+                        namespaces=["shop"])  # fmt: skip
+        snap.app = {"counts": {"persistentvolumeclaims": 1}, "volumes": volumes}
+        repo.save_object("snapshots", snap.with_id(name).to_doc(), name=name)
+    with caplog.at_level("WARNING"):
+        assert _backup(repo, "latest", None, ["shop"]).id == "a" * 64
+    warnings = [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING]
+    assert len(warnings) == 1 and "holds no volume data (taken with --no-data)" in warnings[0], warnings

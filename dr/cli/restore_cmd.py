@@ -81,11 +81,13 @@ def _backup(
         return latest_to_restore(snaps, what=what, data=data)  # none holds them: _check_namespaces says so
     snap = latest_to_restore(holding, what=what, data=data)
     newest = max(snaps, key=lambda s: (s.time, s.id))
-    if newest.id != snap.id and newest.phase in ("Completed", "PartiallyFailed"):
+    # Only when the newest lacks a namespace: one passed over for its missing volume data
+    # holds them all, and latest_to_restore has said why.
+    missing = sorted(named - set(newest.namespaces))
+    if missing and newest.id != snap.id and newest.phase in ("Completed", "PartiallyFailed"):
         log.warning(
             "the newest %s, %s of %s, does not hold %s; restoring %s of %s, the newest that does",
-            what, newest.short_id, newest.time.isoformat(), ", ".join(sorted(named - set(newest.namespaces))),
-            snap.short_id, snap.time.isoformat(),
+            what, newest.short_id, newest.time.isoformat(), ", ".join(missing), snap.short_id, snap.time.isoformat(),
         )  # fmt: skip
     return snap
 
