@@ -303,6 +303,16 @@ def test_the_checklist_names_the_one_command_that_checks_it_after_a_real_restore
     ]  # fmt: skip
 
 
+def test_the_page_names_every_exit_code_of_dr_restore() -> None:
+    # The contract (README, Exit codes): a restore in which every item failed exits 1. The page
+    # named 0, 3 and 2 only, so the on-call engineer who got 1 found nothing about it.
+    md = render_markdown(load_runbook(SHOP))
+    (line,) = [ln for ln in md.splitlines() if ln.startswith("`dr restore` exits ")]
+    codes = [int(c) for c in re.findall(r"(?:exits |, )(\d) (?:when|for)", line)]
+    assert sorted(codes) == [0, 1, 2, 3], line
+    assert "1 when nothing was restored (every item failed" in line
+
+
 def test_page_with_latest_backup_and_drill() -> None:
     md = render_markdown(
         load_runbook(SHOP),

@@ -414,7 +414,8 @@ def render_markdown(
     out += [
         "`dr restore` exits 0 when everything was restored, 3 when some items failed (each is listed; "
         "fix the cause and run the same command again, restored items are skipped), "
-        "2 for a mistake in the command line.",
+        "1 when nothing was restored (every item failed, e.g. an identity without rights, or the "
+        "repository or cluster could not be reached), 2 for a mistake in the command line.",
         "",
     ]
 
