@@ -563,6 +563,21 @@ def test_restore_of_a_policy_without_backups_says_when_the_config_does_not_know_
     )
 
 
+def test_restore_of_an_id_with_policy_takes_a_backup_made_by_hand(
+    capsys: Capsys, k8s: servers.TestCluster, repo: Path, small_app: str
+) -> None:
+    # The runbook page names the app's newest backup, made by its policy or by hand, with the
+    # policy's --policy (its repository): `dr restore ID --policy P` said "no backup of policy P
+    # with id ID" for one made by hand. `latest --policy P` still picks among P's backups.
+    made = dr(capsys, k8s, "backup", "-n", small_app, "--no-data", "-o", "json")
+    assert made.code == 0, made.err
+    res = dr(capsys, k8s, "restore", made.json()["id"], "--policy", "nightly", "--dry-run", "-o", "json")
+    assert res.code == 0, res.err
+    assert res.json()["backupId"].endswith("-manual"), res.json()  # the backup made by hand, its label
+    res = dr(capsys, k8s, "restore", "latest", "--policy", "nightly", "--dry-run")
+    assert res.code == 2 and "no backup of policy 'nightly' found" in res.err, res.err
+
+
 def test_an_empty_backup_list_says_where_it_looked(
     capsys: Capsys, k8s: servers.TestCluster, repo: Path
 ) -> None:

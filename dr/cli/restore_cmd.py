@@ -27,7 +27,6 @@ from dr.repo.snapshots import (
     latest_to_restore,
     pass_over,
     readable_snapshots,
-    resolve,
 )
 from dr.restore.plan import RestoreOptions
 from dr.restore.results import RestoreItemResult
@@ -53,10 +52,12 @@ def _backup(
     """The backup to restore: ``ref`` is an id, or ``latest`` (``latest_to_restore``:
     the newest Completed backup, never a failed or unfinished one).
 
-    With ``policy``, among the backups of that backup policy only: the runbook of
-    one app names its policy, and ``latest`` of the whole repository may be another
-    app's backup (one that also holds this app's namespaces, but from another
-    time, or one that does not hold them at all).
+    With ``policy``, ``latest`` among the backups of that backup policy only: the
+    runbook of one app names its policy, and ``latest`` of the whole repository may
+    be another app's backup (one that also holds this app's namespaces, but from
+    another time, or one that does not hold them at all). An id is looked up among
+    all backups of the policy's repository: it names its backup, and the runbook's
+    page names the app's newest backup, made by its policy or by hand.
 
     ``latest`` with namespaces named (``-n``, ``--namespace-mapping``): the newest that
     holds them all. A namespace deleted in the incident is missing from the backups
@@ -66,15 +67,13 @@ def _backup(
     ``data`` (not ``--no-data``): ``latest`` passes over a backup without its volumes'
     data for the newest that has it (``latest_to_restore``).
     """
+    if ref != "latest":
+        return find_snapshot(repo, ref, kind="backup", what="backup")
     what = f"backup of policy {policy!r}" if policy else "backup"
-    if policy is None and ref != "latest":
-        return find_snapshot(repo, ref, kind="backup", what=what)
     snaps, bad = readable_snapshots(repo, "backup")
     pass_over(bad)
     if policy is not None:
         snaps = [s for s in snaps if s.policy == policy]
-    if ref != "latest":
-        return resolve(snaps, ref, what=what)
     named = {n for n in namespaces if not is_glob(n)}
     holding = [s for s in snaps if named <= set(s.namespaces)]
     if not named or not holding:
@@ -219,8 +218,8 @@ def _row(i: RestoreItemResult) -> dict[str, Any]:
 )
 @click.option("--no-data", is_flag=True, help="Restore manifests only, no volume data.")
 @click.option("--policy", metavar="NAME",
-              help="Pick ID|latest among the backups of this backup policy only "
-                   "(in its repository, when dr.yaml names one).")  # fmt: skip
+              help="Read this backup policy's repository (when dr.yaml names one), and pick "
+                   "latest among its backups only.")  # fmt: skip
 @output_option()
 def restore(
     backup_id: str,
