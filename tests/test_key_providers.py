@@ -962,6 +962,41 @@ def test_awskms_unreachable_endpoint(kms_env: dict[str, str]) -> None:
     assert e.value.reason == f"cannot reach AWS KMS at {endpoint} (kms:Encrypt)"
 
 
+def test_awskms_a_silent_endpoint_fails_in_max_attempts_tries(kms_env: dict[str, str]) -> None:
+    """``max_attempts`` counts every try: botocore's ``retries.max_attempts`` counts only the
+    retries, so 3 made 4 tries and a KMS that never answered took 2 minutes to say so."""
+    accepted: list[socket.socket] = []
+    with socket.socket() as silent:
+        silent.bind(("127.0.0.1", 0))
+        silent.listen(8)
+        silent.settimeout(0.05)
+        endpoint = f"http://127.0.0.1:{silent.getsockname()[1]}"
+        stop = threading.Event()
+
+        def accept() -> None:
+            while not stop.is_set():
+                try:
+                    accepted.append(silent.accept()[0])
+                except TimeoutError:
+                    continue
+
+        t = threading.Thread(target=accept)
+        t.start()
+        try:
+            p = AWSKMSKeyProvider(
+                "awskms://alias/dr", region="us-east-1", endpoint=endpoint, read_timeout=0.3
+            )
+            with pytest.raises(KeyProviderError) as e:
+                p.unwrap(Wrapped(os.urandom(64)), CTX)
+        finally:
+            stop.set()
+            t.join()
+            for c in accepted:
+                c.close()
+    assert e.value.reason == f"AWS KMS at {endpoint} did not answer in time (kms:Decrypt)"
+    assert len(accepted) == 3
+
+
 def test_awskms_no_credentials_and_no_region(
     monkeypatch: pytest.MonkeyPatch, isolated_home: Path, kms_env: dict[str, str]
 ) -> None:
