@@ -305,3 +305,33 @@ def test_kms_slots_open_between_retargeting_the_alias_and_rotating(
     assert r.code == 0, r.err
     assert slot_keys() == [new["Arn"]]
     assert run_dr(capsys, "repo", "info").code == 0
+
+
+def test_min_decryption_version_raised_too_early_says_in_full_what_to_do(
+    isolated_home: Path,
+    capsys: pytest.CaptureFixture[str],
+    transit_key: tuple[object, str, str],
+) -> None:
+    # The advice was cut at 200 characters ("…, and only …"): the step that matters,
+    # raising min_decryption_version again only after `dr key rotate`, was lost.
+    import hvac
+
+    root, mount, vault_uri = transit_key
+    assert isinstance(root, hvac.Client)
+    assert run_dr(capsys, "repo", "init", "--key", vault_uri).code == 0
+    root.secrets.transit.rotate_key(name="dr", mount_point=mount)
+    root.secrets.transit.update_key_configuration(name="dr", min_decryption_version=2, mount_point=mount)
+    r = run_dr(capsys, "repo", "info")
+    assert r.code == 1, r.err
+    advice = (
+        f"{vault_uri}: the slot was wrapped with transit key version v1, below the key's "
+        "min_decryption_version: lower min_decryption_version to 1, run `dr key rotate` to rewrap every "
+        "slot with the newest version, and only then raise it"
+    )
+    assert r.err.splitlines()[1].strip().endswith(advice), r.err
+    # Following it opens the repository again.
+    root.secrets.transit.update_key_configuration(name="dr", min_decryption_version=1, mount_point=mount)
+    assert run_dr(capsys, "key", "rotate").code == 0
+    root.secrets.transit.update_key_configuration(name="dr", min_decryption_version=2, mount_point=mount)
+    r = run_dr(capsys, "repo", "info")
+    assert r.code == 0, r.err

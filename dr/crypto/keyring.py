@@ -28,6 +28,8 @@ log = logging.getLogger(__name__)
 
 MASTER_KEY_SIZE = 64
 SLOT_FORMAT = 1
+# Characters of a provider's failure reason kept in an unlock attempt's line.
+REASON_LIMIT = 500
 
 
 _core_dumps_off = False
@@ -297,7 +299,9 @@ def _unwrap(slot: KeySlot, providers: Callable[[str], KeyProvider | None]) -> Ma
     try:
         raw = bytes(provider.unwrap(slot.wrapped, repository_context(slot.repository)))
     except KeyProviderError as e:
-        return failed(shown(e.reason), isinstance(e, KeyProviderMisconfigured))
+        # Longer than other shown text: a provider's reason ends with what to do about it
+        # (the min_decryption_version advice is ~260 characters) and must not be cut there.
+        return failed(shown(e.reason, REASON_LIMIT), isinstance(e, KeyProviderMisconfigured))
     except DrError as e:
         return failed(shown(e.message))
     except Exception as e:
