@@ -335,3 +335,52 @@ def test_min_decryption_version_raised_too_early_says_in_full_what_to_do(
     root.secrets.transit.update_key_configuration(name="dr", min_decryption_version=2, mount_point=mount)
     r = run_dr(capsys, "repo", "info")
     assert r.code == 0, r.err
+
+
+def test_a_slot_this_identity_cannot_unwrap_is_reported_when_written(
+    isolated_home: Path,
+    capsys: pytest.CaptureFixture[str],
+    transit_key: tuple[object, str, str],
+    monkeypatch: pytest.MonkeyPatch,
+    vault_env: dict[str, str],
+    unique: str,
+) -> None:
+    # A token that may encrypt but not decrypt: `repo init` said "created" and exit 0, and
+    # the next command with the same credentials could not open the repository.
+    import hvac
+
+    root, mount, vault_uri = transit_key
+    assert isinstance(root, hvac.Client)
+    root.sys.create_or_update_policy(
+        name=f"enc-only-{unique}", policy=f'path "{mount}/encrypt/dr" {{ capabilities = ["update"] }}'
+    )
+    token = root.auth.token.create(policies=[f"enc-only-{unique}"], ttl="10m")["auth"]["client_token"]
+    monkeypatch.setenv("VAULT_TOKEN", token)
+    r = run_dr(capsys, "repo", "init", "--key", vault_uri, "-o", "json")
+    assert r.code == 0, r.err  # the repository exists and a token with decrypt opens it
+    slot = r.json()["keySlot"]
+    warning = (
+        f"warning: key slot {slot[:8]} ({vault_uri}) was written, but these credentials cannot unwrap it: "
+        f"permission denied on {mount}/decrypt/dr"
+    )
+    line = next((ln for ln in r.err.splitlines() if ln.startswith("warning:")), "")
+    assert line.startswith(warning), r.err
+    assert line.endswith("backups and restores need the decrypt permission too"), line
+    assert token not in r.err
+    # `key add` too (a break-glass slot for another identity is fine, but say so).
+    monkeypatch.setenv("VAULT_TOKEN", vault_env["token"])
+    root.secrets.transit.create_key(name="glass", derived=True, mount_point=mount)
+    root.sys.create_or_update_policy(
+        name=f"enc-only-{unique}", policy=f'path "{mount}/encrypt/glass" {{ capabilities = ["update"] }}'
+    )
+    (isolated_home / "dr.yaml").write_text(
+        f"keyProviders:\n- name: glass\n  uri: vault://{mount}/keys/glass\n  vault:\n"
+        f"    auth:\n      method: token\n      tokenPath: {isolated_home}/glass-token\n"
+    )
+    (isolated_home / "glass-token").write_text(token)
+    r = run_dr(capsys, "key", "add", f"vault://{mount}/keys/glass")
+    assert r.code == 0, r.err
+    assert f"these credentials cannot unwrap it: permission denied on {mount}/decrypt/glass" in r.err
+    # A slot that unwraps says nothing more.
+    r = run_dr(capsys, "key", "add", f"local://{isolated_home}/glass.key")
+    assert r.code == 0 and "warning:" not in r.err, r.err

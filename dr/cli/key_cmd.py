@@ -14,6 +14,7 @@ import click
 from dr.cli.context import app
 from dr.cli.output import Column, emit, output_option
 from dr.cli.repo_access import open_repository, provider_lookup
+from dr.cli.slot_check import warn_if_not_unwrappable
 from dr.crypto.keyring import KeySlot, UnreadableSlot, shown
 from dr.crypto.providers.base import KeyProviderError
 from dr.crypto.providers.registry import open_provider
@@ -84,6 +85,7 @@ def add(provider_uri: str, output: str) -> None:
         if any(s.provider == provider.uri for s in repo.slots()):
             raise InvalidInput(f"a key slot for {provider.uri} already exists (see `dr key list`)")
         slot = repo.add_slot(provider)
+    warn_if_not_unwrappable(slot, provider, repo.master)
     if output == "table":
         click.echo(f"added key slot {slot.id[:8]} wrapped by {slot.provider}")
     else:

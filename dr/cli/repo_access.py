@@ -129,10 +129,11 @@ def open_repository(app: AppContext, name: str | None = None) -> Repository:
     return app.cached(f"repo:{name}", make)  # type: ignore[no-any-return]
 
 
-def init_repository(app: AppContext, key_uri: str | None) -> Repository:
+def init_repository(app: AppContext, key_uri: str | None) -> tuple[Repository, KeyProvider]:
+    """The new repository and the provider that wrapped its first slot."""
     rc = repository_config(app)
     uri = key_uri or default_key_uri(app, rc)
     cfg = app.loaded.config
     options = next((k for k in cfg.key_providers if k.uri == uri), None)
     provider = open_provider(uri, options, create=True)
-    return Repository.init(store_for(app), provider)
+    return Repository.init(store_for(app), provider), provider

@@ -16,6 +16,7 @@ from dr.cli.output import Column, emit, output_option
 from dr.cli.params import Duration, NonEmpty, read_data_option
 from dr.cli.progress import byte_progress
 from dr.cli.repo_access import init_repository, open_repository, policy_repository, required_backup_policy
+from dr.cli.slot_check import warn_if_not_unwrappable
 from dr.errors import ExitCode, InvalidInput, VerificationFailed
 from dr.repo import check as repo_check
 from dr.repo.forget import Policy, apply_policy
@@ -39,8 +40,10 @@ def repo_group() -> None:
 @output_option()
 def init(key_uri: str | None, output: str) -> None:
     """Create a new, empty repository with a fresh master key."""
-    repo = init_repository(app(), key_uri)
+    repo, provider = init_repository(app(), key_uri)
     slot = repo.slot
+    if slot is not None:
+        warn_if_not_unwrappable(slot, provider, repo.master)
     data = {"id": repo.id, "url": repo.store.url, "keySlot": slot.id if slot else None,
             "keyProvider": slot.provider if slot else None}  # fmt: skip
     if output == "table":
