@@ -243,3 +243,26 @@ def test_key_commands_run_beside_backups_but_one_at_a_time(
             assert r.code == 1 and "repository is locked" in r.err and operation in r.err, r.err
     with Lock(repo, "keys", "key rotate"), pytest.raises(LockConflict):
         Lock(repo, "exclusive", "prune").acquire()
+
+
+def test_rotate_prints_a_planted_slot_uri_on_one_line(
+    isolated_home: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # Slots are unauthenticated: rotate's failure listing printed a slot's provider URI
+    # as stored, so a newline in it forged an "error:" line of its own (and terminal
+    # escapes reached the terminal); list and open already show such text escaped.
+    import json
+
+    assert run_dr(capsys, "repo", "init").code == 0
+    keys = isolated_home / "data" / "dr" / "repo" / "keys"
+    planted = {"format": 1, "repository": "r", "provider": "vault://t/keys/k\x1b[2J\nerror: FORGED",
+               "wrapped": "", "created": "2000-01-01T00:00:00Z"}  # fmt: skip
+    (keys / ("ab" * 16)).write_text(json.dumps(planted))
+    r = run_dr(capsys, "key", "rotate")
+    assert r.code == 3, r.err
+    assert "\x1b" not in r.err and "\x1b" not in r.out
+    failures = [ln for ln in r.err.splitlines() if "FORGED" in ln]
+    assert len(failures) == 1 and failures[0].startswith(
+        "  slot abababab vault://t/keys/k\\x1b[2J\\nerror: FORGED"
+    )
+    assert not any(ln.startswith("error: FORGED") for ln in r.err.splitlines())

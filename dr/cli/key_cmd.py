@@ -15,7 +15,7 @@ from dr.cli.context import app
 from dr.cli.output import Column, emit, output_option
 from dr.cli.repo_access import open_repository, provider_lookup
 from dr.cli.slot_check import warn_if_not_unwrappable
-from dr.crypto.keyring import KeySlot, UnreadableSlot, shown
+from dr.crypto.keyring import REASON_LIMIT, KeySlot, UnreadableSlot, shown
 from dr.crypto.providers.base import KeyProviderError
 from dr.crypto.providers.registry import open_provider
 from dr.errors import DrError, ExitCode, InvalidInput, PartialFailure
@@ -132,14 +132,18 @@ def rotate(output: str) -> int:
                     raise KeyProviderError(slot.provider, "not configured here")
                 fresh = repo.rotate_slot(slot, provider)
             except (KeyProviderError, DrError) as e:
-                failures.append(f"slot {slot.id[:8]} {slot.provider}: {getattr(e, 'reason', e.message)}")
+                # The slot's id and URI are unauthenticated text: shown escaped, on one line.
+                reason = shown(getattr(e, "reason", e.message), REASON_LIMIT)
+                failures.append(f"slot {shown(slot.id)[:8]} {shown(slot.provider)}: {reason}")
                 continue
             rows.append({"old": slot.id, "new": fresh.id, "provider": fresh.provider,
                          "fromVersion": slot.wrapped.key_version, "toVersion": fresh.wrapped.key_version})  # fmt: skip
     if output == "table":
         for r in rows:
             versions = f" (version {r['fromVersion']} -> {r['toVersion']})" if r["toVersion"] else ""
-            click.echo(f"rotated slot {r['old'][:8]} -> {r['new'][:8]} {r['provider']}{versions}")
+            click.echo(
+                f"rotated slot {shown(r['old'])[:8]} -> {r['new'][:8]} {shown(r['provider'])}{versions}"
+            )
     else:
         emit({"rotated": rows, "failed": failures}, output)
     if failures and not rows:  # nothing was done: failed, not partially
