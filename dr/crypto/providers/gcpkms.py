@@ -53,6 +53,8 @@ log = logging.getLogger(__name__)
 
 PREFIX = "gcpkms://"
 DEFAULT_TIMEOUT = 30.0
+# Seconds in which an UNAVAILABLE or DEADLINE_EXCEEDED answer is tried again.
+RETRY_WINDOW = 5.0
 _KEY_NAME = re.compile(r"^projects/[^/\s]+/locations/[^/\s]+/keyRings/[^/\s]+/cryptoKeys/[^/\s]+$")
 _VERSION_NUMBER = re.compile(r"/cryptoKeyVersions/(\d+)")
 
@@ -170,13 +172,16 @@ class GCPKMSKeyProvider:
         self.endpoint = endpoint
         self.timeout = timeout
         self._client_obj: Any = client
-        # Retry what is transient until the overall timeout; everything else fails at once.
+        # Retry what is transient for a few seconds; everything else fails at once. Each
+        # try may still take ``timeout``: the window bounds only when a new try starts, so
+        # a slow KMS is reported after ~``timeout`` and a down one (UNAVAILABLE at once)
+        # after ~RETRY_WINDOW, not after retrying for the whole ``timeout``.
         self._retry = gretry.Retry(
             predicate=gretry.if_exception_type(gexc.ServiceUnavailable, gexc.DeadlineExceeded),
-            initial=0.1,
-            maximum=5.0,
+            initial=0.25,
+            maximum=2.0,
             multiplier=2.0,
-            timeout=timeout,
+            timeout=min(RETRY_WINDOW, timeout),
         )
 
     @classmethod
