@@ -1018,6 +1018,42 @@ def test_awskms_no_credentials_and_no_region(
     assert e.value.reason == "no AWS region: set awskms.region, AWS_REGION, or use a key ARN"
 
 
+def test_awskms_credentials_that_cannot_be_had_say_what_to_do(
+    monkeypatch: pytest.MonkeyPatch, isolated_home: Path, kms_env: dict[str, str]
+) -> None:
+    # "AWS KMS client setup failed: ProfileNotFound" named neither the profile nor the fix.
+    for var in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN"):
+        monkeypatch.delenv(var, raising=False)
+    config = isolated_home / "aws-config"
+    config.write_text(
+        "[profile broken]\n"
+        'credential_process = /bin/sh -c "echo hunter2-in-stderr >&2; exit 3"\n'
+        "[profile sso]\nsso_session = s\nsso_account_id = 123456789012\nsso_role_name = r\n"
+        "[sso-session s]\nsso_start_url = https://example.awsapps.com/start\nsso_region = us-east-1\n"
+    )
+    monkeypatch.setenv("AWS_CONFIG_FILE", str(config))
+    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(isolated_home / "no-credentials"))
+
+    def reason(profile: str) -> KeyProviderError:
+        monkeypatch.setenv("AWS_PROFILE", profile)
+        with pytest.raises(KeyProviderError) as e:
+            AWSKMSKeyProvider.from_uri("awskms://alias/dr", None).unwrap(Wrapped(b"x" * 64), CTX)
+        return e.value
+
+    absent = reason("absent")
+    assert isinstance(absent, KeyProviderMisconfigured)
+    assert absent.reason == "AWS profile 'absent' not found in the AWS config files (check AWS_PROFILE)"
+    broken = reason("broken").reason
+    assert "hunter2" not in broken, "a credential_process's stderr may hold secrets"
+    assert broken == (
+        "AWS credentials could not be obtained from custom-process (client setup); "
+        "check that credential source or refresh it"
+    )
+    assert reason("sso").reason == (
+        "the AWS SSO session is missing or expired (kms:Decrypt): run `aws sso login --profile sso`"
+    )
+
+
 def test_awskms_uri_and_region_rules() -> None:
     arn = "arn:aws:kms:eu-west-1:111122223333:key/1234abcd-12ab-34cd-56ef-1234567890ab"
     assert region_of(arn) == "eu-west-1"

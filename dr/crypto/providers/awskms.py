@@ -137,6 +137,22 @@ def describe_error(exc: Exception, action: str, key: str, endpoint: str | None =
         )
     if isinstance(exc, botocore.exceptions.NoRegionError):
         return "no AWS region: set awskms.region, AWS_REGION, or use a key ARN"
+    if isinstance(exc, botocore.exceptions.ProfileNotFound):
+        profile = exc.kwargs.get("profile", "")
+        return f"AWS profile {str(profile)!r} not found in the AWS config files (check AWS_PROFILE)"
+    if isinstance(exc, botocore.exceptions.SSOError):  # SSOTokenLoadError, UnauthorizedSSOTokenError
+        profile = os.environ.get("AWS_PROFILE")
+        login = f"aws sso login --profile {profile}" if profile else "aws sso login"
+        return f"the AWS SSO session is missing or expired ({action}): run `{login}`"
+    if isinstance(
+        exc, botocore.exceptions.CredentialRetrievalError | botocore.exceptions.TokenRetrievalError
+    ):
+        # Not the error text: a credential_process's stderr may hold anything, secrets too.
+        source = exc.kwargs.get("provider", "the configured source")
+        return (
+            f"AWS credentials could not be obtained from {source} ({action}); "
+            "check that credential source or refresh it"
+        )
     if isinstance(exc, botocore.exceptions.ConnectTimeoutError | botocore.exceptions.ReadTimeoutError):
         return f"AWS KMS at {where} did not answer in time ({action})"
     if isinstance(
@@ -231,7 +247,7 @@ class AWSKMSKeyProvider:
 
     def _fail(self, exc: Exception, action: str, endpoint: str | None = None) -> KeyProviderError:
         reason = describe_error(exc, action, self.key_id, endpoint)
-        if isinstance(exc, botocore.exceptions.NoRegionError):
+        if isinstance(exc, botocore.exceptions.NoRegionError | botocore.exceptions.ProfileNotFound):
             return KeyProviderMisconfigured(self._uri, reason)
         return KeyProviderError(self._uri, reason)
 
