@@ -372,6 +372,13 @@ def test_vault_missing_key_and_missing_mount(transit: Transit, unique: str) -> N
     with pytest.raises(KeyProviderError) as e:
         VaultKeyProvider.from_uri(f"vault://nomount-{unique}/keys/k", None).unwrap(w, CTX)
     assert _reason(e).startswith(f"no transit secrets engine at nomount-{unique}/")
+    # A wrong namespace looks the same to Vault: the message names the one dr used.
+    with pytest.raises(KeyProviderError) as e:
+        VaultKeyProvider.from_uri(p.uri, VaultOptions(namespace=f"ns-{unique}")).unwrap(w, CTX)
+    assert _reason(e) == (
+        f"no transit secrets engine at {transit.mount}/ in Vault namespace 'ns-{unique}' "
+        f"({transit.mount}/decrypt/k-{unique}: path not found)"
+    )
 
 
 def test_vault_token_sources(

@@ -356,7 +356,9 @@ class VaultKeyProvider:
                 f"(or the token expired or was revoked{missing})"
             )
         if isinstance(exc, hvac.exceptions.InvalidPath):
-            return f"no transit secrets engine at {self.mount}/ ({what}: path not found)"
+            # A mount in another namespace, or a namespace that does not exist, answers the same.
+            where = f" in Vault namespace {self.namespace!r}" if self.namespace else ""
+            return f"no transit secrets engine at {self.mount}/{where} ({what}: path not found)"
         if isinstance(exc, hvac.exceptions.InvalidRequest):
             if login:
                 return f"{what} failed: {text}"
