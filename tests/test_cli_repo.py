@@ -75,6 +75,17 @@ def test_embedded_defaults_end_to_end(home: Path, capsys: pytest.CaptureFixture[
     assert r.json()["snapshots"]["volume"] == 1
 
 
+def test_snapshot_ids_are_hex_in_either_case(home: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    # `dr mover restore 785B3EB5` said "no volume snapshot with id" (an id copied from a tool that
+    # shows hex in upper case).
+    assert run_dr(capsys, "repo", "init").code == 0
+    (home / "empty").mkdir()
+    snap = run_dr(capsys, "mover", "backup", str(home / "empty"), "-o", "json").json()["id"]
+    for ref in (snap[:8].upper(), snap.upper()):
+        r = run_dr(capsys, "mover", "restore", ref, str(home / f"x-{len(ref)}"))
+        assert r.code == 0, r.err
+
+
 def test_errors_and_exit_codes(home: Path, capsys: pytest.CaptureFixture[str]) -> None:
     r = run_dr(capsys, "repo", "info")
     assert r.code == 1 and "no repository here" in r.err and "Traceback" not in r.err
@@ -95,9 +106,6 @@ def test_errors_and_exit_codes(home: Path, capsys: pytest.CaptureFixture[str]) -
     assert r.code == 2 and "no retention given" in r.err
     r = run_dr(capsys, "verify", "latest")
     assert r.code == 2 and "no backup found" in r.err
-    snap = run_dr(capsys, "mover", "backup", str(home / "empty"), "-o", "json").json()["id"]
-    for ref in (snap[:8].upper(), snap.upper()):  # hex ids in either case
-        assert run_dr(capsys, "mover", "restore", ref, str(home / f"x-{len(ref)}")).code == 0
 
     # corruption -> verify exits 4 and names the object
     src = _src(home)
