@@ -77,6 +77,21 @@ def backup(capsys: Capsys, kube: Kube, *args: str) -> dict[str, Any]:
     return doc
 
 
+def test_a_drill_that_could_not_make_its_namespace_says_none_was_created(
+    capsys: Capsys, kube: Kube, repo: Path, unique: str, app_ns: str
+) -> None:
+    # bob may not create namespaces: the drill cannot run (exit 1). Its summary said the scratch
+    # namespace was "deleted", though there never was one.
+    backup(capsys, kube, "-n", app_ns, "--include-cluster-resources", "false")
+    rb = write_runbook(repo / "rb.yaml", f"app{unique}", app_ns, [CM_STEP])
+    res = run_dr(
+        capsys, "--kubeconfig", kube.cluster.kubeconfig_for("bob"), "drill", "run", str(rb), "--no-data"
+    )
+    assert res.code == 1, res.out + res.err
+    [line] = [ln for ln in res.out.splitlines() if ln.startswith("  scratch namespace(s): ")]
+    assert line.endswith("(none was created)"), res.out
+
+
 def test_objects_that_fail_to_restore_fail_the_drill(
     capsys: Capsys, kube_client: KubeClient, kube: Kube, repo: Path, unique: str, app_ns: str
 ) -> None:
@@ -157,7 +172,7 @@ def test_a_scratch_name_taken_already_is_neither_used_nor_deleted(
         assert res.code == 1, res.err
         doc = res.json()
         assert doc["outcome"] == "error" and f"scratch namespace {victim} exists already" in doc["error"]
-        assert doc["cleanup"] == {"status": "deleted", "message": None}
+        assert doc["cleanup"] == {"status": "deleted", "message": "none was created"}  # not the victim
         left = kc.get(f"/api/v1/namespaces/{victim}")
         assert "deletionTimestamp" not in left["metadata"]
         assert get(kc, "v1", "configmaps", "precious", victim) is not None

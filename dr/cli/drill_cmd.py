@@ -46,7 +46,7 @@ def _summary(report: DrillReport) -> list[str]:
             f"  backup {report.backup_id[:8]} from {report.backup_time.isoformat() if report.backup_time else '?'}"
         )
     lines.append(
-        f"  scratch namespace(s): {', '.join(report.namespaces.values()) or '-'} ({report.cleanup.status})"
+        f"  scratch namespace(s): {', '.join(report.namespaces.values()) or '-'} ({report.cleanup.state})"
     )
     rto, rpo = report.rto_measured, report.rpo_measured
     if rto is not None:

@@ -125,9 +125,24 @@ class ReportObjectives(ReportModel):
     rto: timedelta
 
 
+# A drill that could not make its scratch namespace had none to delete.
+NONE_CREATED = "none was created"
+
+
 class Cleanup(ReportModel):
     status: Literal["deleted", "kept", "failed", "pending"] = "pending"
     message: str | None = None
+
+    @property
+    def state(self) -> str:
+        """The status for people: ``none was created`` where there was nothing to delete."""
+        return NONE_CREATED if self.status == "deleted" and self.message == NONE_CREATED else self.status
+
+    def summary(self) -> str:
+        """The state and what it concerned (``deleted: drill-shop-…``)."""
+        if self.state == NONE_CREATED:
+            return NONE_CREATED
+        return self.status + (f": {self.message}" if self.message else "")
 
 
 class DrillReport(ReportModel):

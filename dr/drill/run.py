@@ -46,6 +46,7 @@ from dr.deploy.network import Endpoint, endpoint_egress
 from dr.deploy.rbac import DRILL_LABEL, drill_workspace_binding
 from dr.deploy.workloads import CONFIG_MAP
 from dr.drill.model import (
+    NONE_CREATED,
     Cleanup,
     DrillReport,
     Phases,
@@ -446,7 +447,7 @@ def run_drill(req: DrillRequest, deps: DrillDeps) -> DrillReport:
                 except ApiError as e:
                     problems.append(f"{ns}: {e.short}")
             cleanup = Cleanup(status="failed", message="; ".join(problems)) if problems else Cleanup(
-                status="deleted", message=", ".join(created) or None)  # fmt: skip
+                status="deleted", message=", ".join(created) or NONE_CREATED)  # fmt: skip
     report = DrillReport(
         id=f"{rb.name}-{rid}-{os.urandom(2).hex()}",
         app=rb.name,

@@ -148,7 +148,7 @@ class DrillLine(ReportModel):
             rpo_measured=r.rpo_measured,
             rto_met=r.rto_met,
             rpo_met=r.rpo_met,
-            cleanup=r.cleanup.status + (f": {r.cleanup.message}" if r.cleanup.message else ""),
+            cleanup=r.cleanup.summary(),
             restore_problems=r.restore.lines(),
             warnings=r.warnings,
             steps=[
