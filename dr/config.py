@@ -36,7 +36,7 @@ from urllib.parse import urlsplit
 
 from dr.cron import CronError, dst_effects, parse_cron, parse_duration
 from dr.errors import InvalidInput
-from dr.urls import bucket_problem, credential_shaped, redact_url
+from dr.urls import bucket_problem, credential_shaped, has_query_or_fragment, redact_url
 
 if TYPE_CHECKING:
     import yaml
@@ -331,7 +331,7 @@ def scheme_checker(kind: str, schemes: tuple[str, ...]) -> Callable[[str], str]:
         if parts.scheme in ("s3", "gs") and credential_shaped(parts.netloc):
             # s3://KEY:SECRET/prefix: user info without its '@' (no bucket name holds a ':').
             raise ValueError(f"{kind} URL must not contain credentials")
-        if kind == "key provider" and (parts.query or parts.fragment or v.endswith(("?", "#"))):
+        if kind == "key provider" and has_query_or_fragment(v):
             # As the key-provider registry reads them: no provider reads a query or fragment.
             raise ValueError(f"{kind} URL {shown!r} takes no '?' or '#'")
         if parts.scheme not in schemes:

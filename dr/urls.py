@@ -128,6 +128,13 @@ def bucket_problem(scheme: str, bucket: str) -> str | None:
     return None
 
 
+def has_query_or_fragment(url: str) -> bool:
+    """Whether ``url`` carries a query or a fragment, an empty one too (``x?``, ``x#``):
+    what a URL that reads neither must refuse rather than drop in silence."""
+    parts = urlsplit(url)
+    return bool(parts.query or parts.fragment) or url.endswith(("?", "#"))
+
+
 def is_http_url(url: str) -> bool:
     """An http(s) URL with a host (and a valid port, if any): what a service address
     (Vault, a KMS endpoint) must be before a client library is given it."""

@@ -6,7 +6,7 @@ from dr.config import Repository
 from dr.errors import InvalidInput
 from dr.storage.base import ObjectStore
 from dr.storage.naming import split_url
-from dr.urls import redact_url
+from dr.urls import has_query_or_fragment, redact_url
 
 
 def open_store(url: str, options: Repository | None = None) -> ObjectStore:
@@ -17,7 +17,7 @@ def open_store(url: str, options: Repository | None = None) -> ObjectStore:
 
         if not parts.path.startswith("/") or parts.netloc not in ("", "localhost"):
             raise InvalidInput(f"repository URL {redact_url(url)!r}: use file:///absolute/path")
-        if parts.query or parts.fragment or url.endswith(("?", "#")):
+        if has_query_or_fragment(url):
             # Not dropped in silence: file:///srv/dr?x or file:///srv/dr#2 would be /srv/dr.
             raise InvalidInput(
                 f"repository URL {redact_url(url)!r}: a file:// URL takes no '?' or '#' (file:///absolute/path)"

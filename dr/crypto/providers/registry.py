@@ -7,7 +7,7 @@ from urllib.parse import SplitResult, urlsplit
 from dr.config import KeyProvider as KeyProviderConfig
 from dr.crypto.providers.base import KeyProvider
 from dr.errors import InvalidInput
-from dr.urls import redact_url
+from dr.urls import has_query_or_fragment, redact_url
 
 SCHEMES = ("local", "vault", "awskms", "gcpkms")
 
@@ -54,7 +54,7 @@ def _check_new_slot_uri(uri: str, parts: SplitResult) -> None:
             "key provider URI must not contain credentials (they come from the provider's own "
             "configuration: VAULT_TOKEN, AWS or Google credentials)"
         )
-    if parts.query or parts.fragment or uri.endswith(("?", "#")):
+    if has_query_or_fragment(uri):
         raise InvalidInput(
             f"key provider {redact_url(uri)!r} takes no '?' or '#' (local:///path, vault://mount/keys/name, "
             "awskms://key, gcpkms://projects/…/cryptoKeys/key)"
