@@ -334,33 +334,11 @@ class MoverConfigCopies:
             if present is None or expires is None:  # no copy yet (expires is None only then: named for mypy)
                 if source is None:
                     return False
-                try:
-                    kapply.create(self.kube, res, self._copy_of(res, source, namespace, name))
+                if self._create(res, source, namespace, name):
                     return True
-                except ApiError as e:
-                    if e.already_exists:
-                        continue
-                    # Stored all the same if only the answer was lost (every attempt cut off): the
-                    # cleanup looks, so a copy of the credentials is not left behind unknown. One
-                    # that is not there, or not this run's alone, it leaves.
-                    self.made.append((res, namespace, name))
-                    raise
-            now = time.time()
-            # Expired registrations (killed runs) go; the creator implied on a copy without any is written out.
-            users: dict[str, str | None] = {
-                k: str(until) if until >= now else None for k, until in _users(present, expires).items()
-            }
-            users[self.user] = str(self.expires)
-            # The copy may be older than the source (the user rotated the credentials or edited dr-config
-            # while an earlier run had it): brought up to date in the same conditional write. Safe for the
-            # movers already running on it: the Secret reaches them as environment variables (envFrom),
-            # read when the container starts, and dr.yaml is read once when the mover starts (the kubelet
-            # swaps a projected file whole); only movers started after this write see the new data.
+                continue  # another run made it meanwhile: register on it
             update = _data_update(present, source)
-            meta = present["metadata"]
-            change = {"metadata": {"resourceVersion": meta.get("resourceVersion"), "annotations": users,
-                                   "labels": {EXPIRES_LABEL: str(max(expires, self.expires))}},
-                      **update}  # fmt: skip
+            change = {**self._registration(present, expires), **update}
             if source is not None and source.get("type") != present.get("type"):
                 # Not patched: ConfigMaps have no type and a Secret's cannot change (the API server refuses,
                 # and the registration would fail every time). envFrom ignores it; the copy keeps its own.
@@ -387,6 +365,39 @@ class MoverConfigCopies:
                     raise
         log.warning("cannot register on the copy of %s %s in %s: it kept changing", res.kind, name, namespace)
         return False
+
+    def _create(self, res: ApiResource, source: dict[str, Any], namespace: str, name: str) -> bool:
+        """Make the copy of ``source`` in ``namespace``, registered: True; False when another run
+        made one first."""
+        try:
+            kapply.create(self.kube, res, self._copy_of(res, source, namespace, name))
+            return True
+        except ApiError as e:
+            if e.already_exists:
+                return False
+            # Stored all the same if only the answer was lost (every attempt cut off): the
+            # cleanup looks, so a copy of the credentials is not left behind unknown. One
+            # that is not there, or not this run's alone, it leaves.
+            self.made.append((res, namespace, name))
+            raise
+
+    def _registration(self, present: dict[str, Any], expires: int) -> dict[str, Any]:
+        """The merge patch registering this run on ``present``, conditional on the version read.
+
+        Expired registrations (killed runs) go; the creator implied on a copy without any is
+        written out. (The caller adds the data update: the copy may be older than the source,
+        the user having rotated the credentials or edited dr-config while an earlier run had
+        it. Safe for the movers already running on it: the Secret reaches them as environment
+        variables (envFrom), read when the container starts, and dr.yaml is read once when the
+        mover starts (the kubelet swaps a projected file whole); only movers started after
+        this write see the new data.)"""
+        now = time.time()
+        users: dict[str, str | None] = {
+            k: str(until) if until >= now else None for k, until in _users(present, expires).items()
+        }
+        users[self.user] = str(self.expires)
+        return {"metadata": {"resourceVersion": present["metadata"].get("resourceVersion"), "annotations": users,
+                             "labels": {EXPIRES_LABEL: str(max(expires, self.expires))}}}  # fmt: skip
 
     def _copy_of(self, res: ApiResource, source: dict[str, Any], namespace: str, name: str) -> dict[str, Any]:
         copy: dict[str, Any] = {
