@@ -30,6 +30,18 @@ def test_connect_to_the_test_cluster(k8s: servers.TestCluster) -> None:
         assert kc.api_client.configuration.connection_pool_maxsize == 16
 
 
+def test_the_probe_s_version_is_not_asked_again(
+    k8s: servers.TestCluster, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Every cluster command probes /version first; a backup records the cluster's version: one request.
+    with connect(k8s.kubeconfig, None) as kc:
+        kc.probe()
+        asked: list[str] = []
+        monkeypatch.setattr(kc, "call", lambda method, path, **kw: asked.append(path))
+        assert kc.version()["gitVersion"]
+        assert asked == []
+
+
 def test_connect_uses_kubeconfig_from_the_environment(
     k8s: servers.TestCluster, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -115,6 +127,13 @@ def test_kubeconfig_that_is_a_directory(
         connect()
     assert (
         str(e.value) == f"kubeconfig {tmp_path / 'gone.yaml'}:{folder}: {folder} is a directory, not a file"
+    )
+    (tmp_path / "other").mkdir()
+    monkeypatch.setenv("KUBECONFIG", f"{folder}:{tmp_path / 'other'}")
+    with pytest.raises(InvalidInput) as e:
+        connect()
+    assert str(e.value) == (
+        f"kubeconfig {folder}:{tmp_path / 'other'}: {folder}, {tmp_path / 'other'} are directories, not files"
     )
 
 

@@ -20,6 +20,7 @@ Request and response bodies are never logged: they contain Secrets.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
@@ -158,6 +159,8 @@ class KubeClient:
         self.timeout = timeout
         self._sleep = sleep
         self._host = str(api_client.configuration.host).rstrip("/")
+        # The server's /version document, once asked (``probe`` reads it too: not asked twice).
+        self._version: dict[str, Any] | None = None
 
     @property
     def host(self) -> str:
@@ -255,6 +258,10 @@ class KubeClient:
                     # Every request would say the same (and the run's failure Event a second time).
                     raise DrError(f"the Kubernetes API at {self._host} rejected the credentials (401 Unauthorized): "
                                   "check the kubeconfig's user (token expired or for another cluster?)")  # fmt: skip
+                if resp.status == 200:
+                    with contextlib.suppress(ValueError):
+                        doc = json.loads(resp.data)
+                        self._version = doc if isinstance(doc, dict) else None
                 return
             except urllib3.exceptions.HTTPError as e:
                 error = e
@@ -295,7 +302,9 @@ class KubeClient:
 
     def version(self) -> dict[str, Any]:
         """The server's ``/version`` document (``gitVersion``, ``major``, ``minor``, …)."""
-        return self.get("/version")
+        if self._version is None:
+            self._version = self.get("/version")
+        return self._version
 
 
 def _unreachable_reason(e: urllib3.exceptions.HTTPError) -> str:
