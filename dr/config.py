@@ -80,19 +80,11 @@ class LineMap:
         return (1, 1)
 
 
-class _Duplicate(Exception):
-    def __init__(self, key: str, line: int, col: int) -> None:
-        self.key, self.line, self.col = key, line, col
+class _Refused(Exception):
+    """What load_yaml refuses in a parsed document, and where (``text`` follows ``FILE:LINE:COL: ``)."""
 
-
-class _BadKey(Exception):
-    def __init__(self, reason: str, line: int, col: int) -> None:
-        self.reason, self.line, self.col = reason, line, col
-
-
-class _Recursive(Exception):
-    def __init__(self, line: int, col: int) -> None:
-        self.line, self.col = line, col
+    def __init__(self, text: str, line: int, col: int) -> None:
+        self.text, self.line, self.col = text, line, col
 
 
 # What _construct keeps of a node it has started: the node itself (so that its
@@ -116,7 +108,8 @@ def _construct(node: yaml.Node, path: Path_, lm: LineMap, loader: yaml.SafeLoade
     seen = built.get(id(node))
     if seen is not None:
         if seen[1] is _BUILDING:
-            raise _Recursive(node.start_mark.line + 1, node.start_mark.column + 1)
+            raise _Refused("invalid YAML: an alias inside its own anchor", node.start_mark.line + 1,
+                           node.start_mark.column + 1)  # fmt: skip
         lm.aliases[path] = seen[2]
         return seen[1]
     if isinstance(node, yaml.MappingNode):
@@ -134,12 +127,14 @@ def _construct(node: yaml.Node, path: Path_, lm: LineMap, loader: yaml.SafeLoade
             # true are one key to Python; YAML 1.1 reads on:, yes:, null: as no text at all.
             where = (knode.start_mark.line + 1, knode.start_mark.column + 1)
             if not isinstance(knode, yaml.ScalarNode):
-                raise _BadKey("a key must be text, not a list or mapping", *where)
+                raise _Refused("invalid YAML: a key must be text, not a list or mapping", *where)
             key = loader.construct_object(knode, deep=True)
             if not isinstance(key, str):
-                raise _BadKey(f"key {knode.value!r} is not text (quote it: '{knode.value}')", *where)
+                raise _Refused(
+                    f"invalid YAML: key {knode.value!r} is not text (quote it: '{knode.value}')", *where
+                )
             if key in written:
-                raise _Duplicate(str(key), knode.start_mark.line + 1, knode.start_mark.column + 1)
+                raise _Refused(f"duplicate key {key!r}", *where)
             if id(knode) in own:
                 written.add(key)
             if key in out:  # a merged value overridden here: so are the aliases inside it
@@ -170,14 +165,8 @@ def load_yaml(text: str, filename: str) -> tuple[Any, LineMap]:
         if node is None:
             return {}, lm
         return _construct(node, (), lm, loader, {}), lm
-    except _Duplicate as e:
-        raise InvalidInput(f"{filename}:{e.line}:{e.col}: duplicate key {e.key!r}") from None
-    except _BadKey as e:
-        raise InvalidInput(f"{filename}:{e.line}:{e.col}: invalid YAML: {e.reason}") from None
-    except _Recursive as e:
-        raise InvalidInput(
-            f"{filename}:{e.line}:{e.col}: invalid YAML: an alias inside its own anchor"
-        ) from None
+    except _Refused as e:
+        raise InvalidInput(f"{filename}:{e.line}:{e.col}: {e.text}") from None
     except yaml.MarkedYAMLError as e:
         mark = e.problem_mark or e.context_mark
         where = f"{filename}:{mark.line + 1}:{mark.column + 1}" if mark else filename
