@@ -284,8 +284,10 @@ class Repository:
         self._index_loading = loading
         threading.Thread(target=load, name="dr-index", daemon=True).start()
 
-    def _load_index(self) -> Index:
-        return load_index(self.store, self.codec, self._index_files(), workers=self._index_fetchers())
+    def _load_index(self, on_error: Callable[[str, DrError], None] | None = None) -> Index:
+        """The index files as listed (their sizes bound what is fetched ahead, ``load_index``)."""
+        return load_index(self.store, self.codec, self.listed("index/"), workers=self._index_fetchers(),
+                          on_error=on_error)  # fmt: skip
 
     def _index_fetchers(self) -> int:
         """Index files fetched at once: from S3 or GCS each is a round trip, which eight
@@ -294,10 +296,6 @@ class Repository:
         peak RSS with 7 and 22 small files, 8 runs each: ~700 and ~800 KB above the
         start with eight threads, ~640 and ~650 with two)."""
         return 2 if self.store.local else 8
-
-    def _index_files(self) -> list[ObjectInfo]:
-        """The index files as listed (their sizes bound what is fetched ahead), by name."""
-        return self.listed("index/")
 
     def drop_index(self) -> None:
         """Forget the index, loaded or on its way (a prefetch left running is not waited
@@ -310,9 +308,7 @@ class Repository:
         """The index read afresh; ``on_error``: see ``load_index`` (bad files left out)."""
         self.drop_index()
         if on_error is not None:
-            self._index = load_index(
-                self.store, self.codec, self._index_files(), workers=self._index_fetchers(), on_error=on_error
-            )
+            self._index = self._load_index(on_error)
         return self.index
 
     @property
