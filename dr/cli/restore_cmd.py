@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import fnmatch
 import logging
 from collections.abc import Collection, Iterable
 from typing import TYPE_CHECKING, Any
 
 import click
 
-from dr.backup.scope import is_glob
+from dr.backup.scope import is_glob, match_namespaces
 from dr.cli.context import app
 from dr.cli.kube_access import connect_kube
 from dr.cli.output import Column, JsonStream, emit, output_option
@@ -104,29 +103,28 @@ def _check_namespaces(snap: Snapshot, options: RestoreOptions) -> None:
     that is quietly not applied, restoring into the original namespace instead.
     """
     held = set(snap.namespaces)
+    chosen, missing = match_namespaces(options.namespaces, snap.namespaces)  # every one without -n
+    restored = set(chosen)
     for old, new in options.namespace_mapping.items():
         if old not in held:
             raise InvalidInput(f"--namespace-mapping {old}={new}: namespace {old!r} is not in backup "
                                f"{snap.short_id} {_holds(snap)}")  # fmt: skip
-        if options.namespaces and not any(fnmatch.fnmatchcase(old, p) for p in options.namespaces):
+        if old not in restored:
             # Quietly not applied, it would leave the namespace meant to be mapped out of the restore.
             raise InvalidInput(f"--namespace-mapping {old}={new}: namespace {old!r} is not restored "
                                f"(-n {','.join(options.namespaces)})")  # fmt: skip
-    for p in options.namespaces:
-        if not is_glob(p) and p not in held:
-            raise InvalidInput(f"namespace {p!r} is not in backup {snap.short_id} {_holds(snap)}")
-    if options.namespaces and not any(fnmatch.fnmatchcase(n, p) for n in held for p in options.namespaces):
+    for p in missing:
+        raise InvalidInput(f"namespace {p!r} is not in backup {snap.short_id} {_holds(snap)}")
+    if not restored and options.namespaces:
         raise InvalidInput(f"-n/--namespace {','.join(options.namespaces)}: no namespace of backup "
                            f"{snap.short_id} matches {_holds(snap)}")  # fmt: skip
-    _check_targets(snap, options)
+    _check_targets(snap, chosen, options)
 
 
-def _check_targets(snap: Snapshot, options: RestoreOptions) -> None:
-    """``InvalidInput`` when two namespaces of the restore would land in one (``a=x b=x``, or
-    ``a=b`` while ``b`` is restored as it is). Their objects of the same name collide and all but
+def _check_targets(snap: Snapshot, restored: list[str], options: RestoreOptions) -> None:
+    """``InvalidInput`` when two namespaces of the restore (``restored``) would land in one (``a=x b=x``,
+    or ``a=b`` while ``b`` is restored as it is). Their objects of the same name collide and all but
     one would be dropped; checked before the cluster is touched, so nothing is created."""
-    restored = [n for n in snap.namespaces
-                if not options.namespaces or any(fnmatch.fnmatchcase(n, p) for p in options.namespaces)]  # fmt: skip
     source_of: dict[str, str] = {}
     for ns in sorted(restored):
         target = options.namespace_mapping.get(ns, ns)
