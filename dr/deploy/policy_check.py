@@ -48,11 +48,8 @@ def namespaces_without_backup_policy(api_client: Any, config: Config) -> list[st
     token: str | None = None
     while True:
         try:
-            page = (
-                core.list_namespace(limit=500, _continue=token, _request_timeout=REQUEST_TIMEOUT)
-                if token
-                else core.list_namespace(limit=500, _request_timeout=REQUEST_TIMEOUT)
-            )
+            more = {"_continue": token} if token else {}
+            page = core.list_namespace(limit=500, _request_timeout=REQUEST_TIMEOUT, **more)
         except client.ApiException as e:
             raise DrError(f"cannot list namespaces: {e.status} {e.reason}") from None
         for ns in page.items:
