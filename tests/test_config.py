@@ -650,6 +650,10 @@ def test_a_file_that_is_not_utf8_is_named(tmp_path: Path) -> None:
     with pytest.raises(InvalidInput) as e:
         load_config_file(f)
     assert e.value.message == f"{f}:2:22: not UTF-8 text (byte 0xff)"
+    # A file that cannot be read: its reason, not Python's "[Errno 21] Is a directory: 'path'".
+    with pytest.raises(InvalidInput) as e:
+        load_config_file(tmp_path)
+    assert e.value.message == f"{tmp_path}: cannot read: Is a directory"
 
 
 def test_missing_file_is_invalid_input(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

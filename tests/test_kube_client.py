@@ -303,6 +303,7 @@ def test_kubeconfig_cluster_without_server(tmp_path: Path) -> None:
         ("not a url", "'not a url'"),
         ("kube.example.com:6443", "'kube.example.com:6443'"),
         ("ftp://kube.example.com", "'ftp://kube.example.com'"),
+        ("https://[::1:6443", "'https://[::1:6443'"),  # an unpaired "[": urlsplit refuses it
         # A port that is no number: what is wrong is said. The server stays hidden, as redact_url
         # hides a KEY:SECRET pasted without its "@" (host:text cannot be told from it).
         ("https://kube.example.com:port", "'https://***' has a port that is not a number from 0 to 65535"),
