@@ -15,17 +15,16 @@ import hmac
 
 import click
 
-from dr.crypto.keyring import REASON_LIMIT, KeySlot, MasterKey, repository_context, shown
-from dr.crypto.providers.base import KeyProvider, KeyProviderError
+from dr.crypto.keyring import KeySlot, MasterKey, shown, unwrap_slot
+from dr.crypto.providers.base import KeyProvider
 
 
 def unwrap_problem(slot: KeySlot, provider: KeyProvider, master: MasterKey) -> str | None:
     """Why ``provider`` cannot unwrap ``slot`` to ``master`` here, or None when it can."""
-    try:
-        raw = provider.unwrap(slot.wrapped, repository_context(slot.repository))
-    except KeyProviderError as e:
-        return shown(e.reason, REASON_LIMIT)
-    if not hmac.compare_digest(bytes(raw), master.raw):
+    got = unwrap_slot(slot, lambda uri: provider)
+    if isinstance(got, str):
+        return got
+    if not hmac.compare_digest(got.raw, master.raw):
         return "it unwraps to another key"
     return None
 
