@@ -348,6 +348,26 @@ def scheme_checker(kind: str, schemes: tuple[str, ...]) -> Callable[[str], str]:
 
 
 NAME_PATTERN = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"
+
+# An RFC 1123 label: what Kubernetes takes as a namespace's name. Here, not in the kube layer:
+# runbooks and dr.yaml are checked with them without importing the Kubernetes client.
+DNS_LABEL_MAX = 63
+_DNS_LABEL = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?")
+
+
+def is_dns_label(name: str) -> bool:
+    """Whether ``name`` may name a namespace (lower-case letters, digits, '-'; at most 63)."""
+    return len(name) <= DNS_LABEL_MAX and _DNS_LABEL.fullmatch(name) is not None
+
+
+DNS_SUBDOMAIN_MAX = 253
+
+
+def is_dns_subdomain(name: str) -> bool:
+    """Whether ``name`` may name a StorageClass (DNS labels joined by '.'; at most 253)."""
+    return len(name) <= DNS_SUBDOMAIN_MAX and all(is_dns_label(part) for part in name.split("."))
+
+
 NAME_MAX = 52
 
 

@@ -29,8 +29,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from dr.config import is_dns_label
 from dr.kube.discovery import split_specs
-from dr.kube.objects import is_dns_label
 from dr.kube.selectors import parse_selector
 
 GLOB_CHARS = frozenset("*?[")

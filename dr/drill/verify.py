@@ -22,6 +22,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from dr.config import is_dns_label
 from dr.drill.model import StepResult
 from dr.drill.probe import DataProbe
 from dr.drill.run import APP_LABEL
@@ -29,7 +30,6 @@ from dr.drill.steps import StepContext, run_step
 from dr.errors import InvalidInput
 from dr.kube.client import ApiError, KubeClient
 from dr.kube.exec import Exec
-from dr.kube.objects import is_dns_label
 from dr.runbook.model import Runbook
 
 log = logging.getLogger(__name__)

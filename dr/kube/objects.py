@@ -82,24 +82,6 @@ def labels_of(obj: dict[str, Any]) -> dict[str, str]:
     return labels if isinstance(labels, dict) else {}
 
 
-# An RFC 1123 label: what Kubernetes takes as a namespace's name.
-DNS_LABEL_MAX = 63
-_DNS_LABEL = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?")
-
-
-def is_dns_label(name: str) -> bool:
-    """Whether ``name`` may name a namespace (lower-case letters, digits, '-'; at most 63)."""
-    return len(name) <= DNS_LABEL_MAX and _DNS_LABEL.fullmatch(name) is not None
-
-
-DNS_SUBDOMAIN_MAX = 253
-
-
-def is_dns_subdomain(name: str) -> bool:
-    """Whether ``name`` may name a StorageClass (DNS labels joined by '.'; at most 253)."""
-    return len(name) <= DNS_SUBDOMAIN_MAX and all(is_dns_label(part) for part in name.split("."))
-
-
 # What marks a StorageClass as its cluster's default: the GA annotation, or the beta one that
 # Kubernetes still honours (clusters set up long ago carry only that).
 DEFAULT_STORAGE_CLASS_ANNOTATIONS = (

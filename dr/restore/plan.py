@@ -40,10 +40,11 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from dr.config import is_dns_label, is_dns_subdomain
 from dr.errors import InvalidInput
 from dr.kube.discovery import ApiResource, check_not_all_excluded, match_specs, split_specs
 from dr.kube.managed import never_backed_up, object_skip_reason
-from dr.kube.objects import ResourceItem, controller_of, is_dns_label, is_dns_subdomain, labels_of
+from dr.kube.objects import ResourceItem, controller_of, labels_of
 from dr.kube.selectors import parse_selector
 from dr.restore.order import STAGES, stage_of
 from dr.restore.results import ItemResults, RestoreItemResult

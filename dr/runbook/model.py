@@ -38,7 +38,16 @@ from pydantic import (
 )
 from pydantic_core import InitErrorDetails, PydanticCustomError
 
-from dr.config import NAME_PATTERN, QUANTITY, Resources, Scope, check_time_zone, load_yaml
+from dr.config import (
+    NAME_PATTERN,
+    QUANTITY,
+    Resources,
+    Scope,
+    check_time_zone,
+    is_dns_label,
+    is_dns_subdomain,
+    load_yaml,
+)
 from dr.yaml_models import Cron, Duration, Model, Name, load_model, validate_document
 
 API_VERSION = "dr.dev/v1"
@@ -166,14 +175,14 @@ _PORT_NAME = re.compile(r"^(?=.*[a-z])[a-z0-9]([a-z0-9-]*[a-z0-9])?$")
 
 
 def _check_dns_label(v: str) -> str:
-    if not _DNS_LABEL.match(v) or len(v) > 63:
+    if not is_dns_label(v):
         raise ValueError(f"{v!r} is not a DNS label (lower-case letters, digits and '-', at most 63)")
     return v
 
 
 def _check_dns_subdomain(v: str) -> str:
     # What Kubernetes allows as a StorageClass's name: DNS labels joined by ".".
-    if len(v) > 253 or not all(_DNS_LABEL.match(part) and len(part) <= 63 for part in v.split(".")):
+    if not is_dns_subdomain(v):
         raise ValueError(
             f"{v!r} is not a storage class name (lower-case letters, digits, '-' and '.', at most 253)"
         )
