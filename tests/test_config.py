@@ -204,23 +204,31 @@ def test_a_key_that_is_not_text_is_one_located_line(
     )
 
 
+def _validate_refuses(capsys: pytest.CaptureFixture[str], f: Path, text: str) -> list[str]:
+    """Write ``text`` to ``f``; `dr config validate` refuses it (exit 2, nothing on stdout): its error lines."""
+    f.write_text(text)
+    r = run_dr(capsys, "config", "validate", str(f))
+    assert (r.code, r.out) == (2, ""), r.err
+    return r.err.splitlines()
+
+
 def test_cli_validate_refuses_a_policy_selector_the_backup_refuses(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     # The scheduled backup refused them (exit 2, no line); validate said "valid".
     f = tmp_path / "dr.yaml"
-    f.write_text(
+    lines = _validate_refuses(
+        capsys,
+        f,
         "backupPolicies:\n"
         "  - name: a\n"
         "    schedule: '@daily'\n"
         "    scope: {namespaces: [shop], selector: 'app in (web'}\n"
         "    hooks:\n"
         "      - selector: app=web\n"
-        "      - selector: '!!app'\n"
+        "      - selector: '!!app'\n",
     )
-    r = run_dr(capsys, "config", "validate", str(f))
-    assert r.code == 2 and r.out == "", r.err
-    assert r.err.splitlines()[1:] == [
+    assert lines[1:] == [
         f"  {f}:4:33: backupPolicies[0].scope.selector: label selector 'app in (web': unbalanced '('",
         f"  {f}:7:9: backupPolicies[0].hooks[1].selector: label selector '!!app': invalid label key '!app'",
     ]
@@ -232,7 +240,9 @@ def test_cli_validate_refuses_policy_namespaces_the_backup_never_matches(
     # Validate said "valid"; the scheduled backup then warned "does not exist" each night, or
     # (for "") backed up every namespace: an empty entry is no namespace given.
     f = tmp_path / "dr.yaml"
-    f.write_text(
+    lines = _validate_refuses(
+        capsys,
+        f,
         "backupPolicies:\n"
         "  - name: a\n"
         "    schedule: '@daily'\n"
@@ -245,12 +255,10 @@ def test_cli_validate_refuses_policy_namespaces_the_backup_never_matches(
         "        - 'team-*, Team-*'\n"
         "        - '*-db'\n"
         "        - 'app-?'\n"
-        "        - '[a-c]*'\n"
+        "        - '[a-c]*'\n",
     )
-    r = run_dr(capsys, "config", "validate", str(f))
-    assert r.code == 2 and r.out == "", r.err
     rule = "(a-z, 0-9 and '-', a letter or digit at each end, at most 63 characters)"
-    assert r.err.splitlines() == [
+    assert lines == [
         f"error: {f}: 4 problems",
         f"  {f}:7:11: backupPolicies[0].scope.namespaces[1]: 'Bad_NS' is not a namespace name {rule}",
         f"  {f}:8:11: backupPolicies[0].scope.namespaces[2]: glob '[': a '[' without its ']' matches only "
@@ -260,16 +268,17 @@ def test_cli_validate_refuses_policy_namespaces_the_backup_never_matches(
         f"  {f}:10:11: backupPolicies[0].scope.namespaces[4]: glob 'Team-*' matches no namespace name {rule}",
     ]
     # Only when no entry names a namespace does the backup take every one.
-    f.write_text(
-        "backupPolicies:\n  - name: a\n    schedule: '@daily'\n    scope:\n      namespaces: ['', ' , ']\n"
+    lines = _validate_refuses(
+        capsys,
+        f,
+        "backupPolicies:\n  - name: a\n    schedule: '@daily'\n    scope:\n      namespaces: ['', ' , ']\n",
     )
-    r = run_dr(capsys, "config", "validate", str(f))
     every = "names no namespace (the backup would take it for none, and back up every namespace)"
-    assert r.err.splitlines() == [
+    assert lines == [
         f"error: {f}: 2 problems",
         f"  {f}:5:20: backupPolicies[0].scope.namespaces[0]: '' {every}",
         f"  {f}:5:24: backupPolicies[0].scope.namespaces[1]: ' , ' {every}",
-    ], r.err
+    ]
 
 
 @pytest.mark.parametrize(
