@@ -25,6 +25,15 @@ def dr(capsys: Capsys, k8s: servers.TestCluster, *args: str) -> Result:
     return run_dr(capsys, "--kubeconfig", k8s.kubeconfig, *args)
 
 
+def _backup(capsys: Capsys, k8s: servers.TestCluster, *namespaces: str) -> str:
+    """A backup of ``namespaces`` without volume data, which must succeed: its short id."""
+    res = dr(
+        capsys, k8s, "backup", *(arg for ns in namespaces for arg in ("-n", ns)), "--no-data", "-o", "json"
+    )
+    assert res.code == 0, res.err
+    return str(res.json()["shortId"])
+
+
 @pytest.fixture
 def repo(isolated_home: Path, capsys: Capsys) -> Path:
     """The embedded default repository (file://, local key), initialised through the CLI."""
@@ -56,9 +65,7 @@ def test_mapping_two_namespaces_onto_one_is_exit_2_and_creates_nothing(
     unique: str,
 ) -> None:  # fmt: skip
     a, b = two_apps
-    res = dr(capsys, k8s, "backup", "-n", a, "-n", b, "--no-data", "-o", "json")
-    assert res.code == 0, res.err
-    short = res.json()["shortId"]
+    short = _backup(capsys, k8s, a, b)
     merged = f"merged-{unique}"
     # Both apps' `settings` (and `data`) restore to one name: one of them was dropped with a
     # warning ("the first wins"), the merged namespace created, and the restore exited 0.
@@ -92,7 +99,7 @@ def test_storage_class_mapping_to_a_name_no_class_can_have_is_exit_2_and_creates
     # The claims were created with that storageClassName (an API server that validates it refuses
     # each one, 422, after the namespace was made): exit 0 here, exit 3 on a real cluster.
     a, _ = two_apps
-    assert dr(capsys, k8s, "backup", "-n", a, "--no-data").code == 0
+    _backup(capsys, k8s, a)
     target = f"merged-{unique}"
     for extra in ([], ["--dry-run"]):
         r = dr(capsys, k8s, "restore", "latest", "-n", a, "--namespace-mapping", f"{a}={target}",
@@ -109,7 +116,7 @@ def test_drill_with_a_storage_class_mapping_to_a_bad_name_is_exit_2_and_runs_not
 ) -> None:  # fmt: skip
     # It made the scratch namespace, failed at the restore and wrote an ERROR report: exit 1.
     a, _ = two_apps
-    assert dr(capsys, k8s, "backup", "-n", a, "--no-data").code == 0
+    _backup(capsys, k8s, a)
     runbook = write_runbook(isolated_home / "shop.yaml", f"shop{unique}"[:20], a)
     r = dr(capsys, k8s, "drill", "run", str(runbook), "--storage-class-mapping", "standard=Fast_SSD")
     assert (r.code, r.out) == (2, ""), r.err
@@ -131,7 +138,7 @@ def test_excluding_every_included_type_is_exit_2(
     r = dr(capsys, k8s, "backup", "-n", a, "--no-data", *both, "-o", "json")
     assert (r.code, r.out, r.err) == (2, "", why)
     assert not list(repo.glob("snapshots/*"))
-    assert dr(capsys, k8s, "backup", "-n", a, "--no-data").code == 0
+    _backup(capsys, k8s, a)
     for extra in ([], ["--dry-run"]):
         r = dr(capsys, k8s, "restore", "latest", *both, *extra, "-o", "json")
         assert (r.code, r.out, r.err) == (2, "", why), extra
@@ -145,7 +152,7 @@ def test_a_restore_of_which_every_item_failed_is_failed_exit_1_not_partial(
     # failed", exit 3, phase PartiallyFailed, which the contract keeps for "some items failed,
     # all others done": an on-call reading it took something for restored.
     a, _ = two_apps
-    assert dr(capsys, k8s, "backup", "-n", a, "--no-data").code == 0
+    _backup(capsys, k8s, a)
     target = f"merged-{unique}"
     args = ("restore", "latest", "-n", a, "--namespace-mapping", f"{a}={target}", "--no-data", "-o", "json")
     res = run_dr(capsys, "--kubeconfig", k8s.kubeconfig_for("bob"), *args)
@@ -187,7 +194,7 @@ def test_an_empty_namespace_is_exit_2_not_every_namespace(
     r = dr(capsys, k8s, "backup", "-n", given, "--no-data", "-o", "json")
     assert (r.code, r.out, r.err) == (2, "", why)
     assert not list(repo.glob("snapshots/*"))
-    assert dr(capsys, k8s, "backup", "-n", a, "--no-data").code == 0
+    _backup(capsys, k8s, a)
     r = dr(capsys, k8s, "restore", "latest", "-n", given, "--dry-run", "-o", "json")
     assert (r.code, r.out, r.err) == (2, "", why)
 
@@ -198,8 +205,7 @@ def test_a_mapping_of_a_namespace_that_n_leaves_out_is_exit_2(
 ) -> None:  # fmt: skip
     # -n a with b=x: the mapping was quietly not applied, and a restored in place, exit 0.
     a, b = two_apps
-    res = dr(capsys, k8s, "backup", "-n", a, "-n", b, "--no-data", "-o", "json")
-    assert res.code == 0, res.err
+    _backup(capsys, k8s, a, b)
     target = f"merged-{unique}"
     r = dr(capsys, k8s, "restore", "latest", "-n", a, "--namespace-mapping", f"{b}={target}", "-o", "json")
     assert (r.code, r.out) == (2, ""), r.err
@@ -212,7 +218,7 @@ def test_a_restore_selector_that_matches_nothing_is_exit_2(
 ) -> None:
     # A typo in -l was a restore of nothing: an empty plan ("plan for backup …: " and no counts), exit 0.
     a, _ = two_apps
-    assert dr(capsys, k8s, "backup", "-n", a, "--no-data").code == 0
+    _backup(capsys, k8s, a)
     for extra in ([], ["--dry-run"]):
         r = dr(capsys, k8s, "restore", "latest", "-n", a, "--selector", "app=wbe", *extra, "-o", "json")
         assert (r.code, r.out) == (2, ""), r.err
