@@ -104,6 +104,15 @@ def test_missing_kubeconfig_file(tmp_path: Path) -> None:
     assert str(e.value) == f"kubeconfig {tmp_path / 'nope.yaml'}: file not found"
 
 
+def _refused(capsys: pytest.CaptureFixture[str], kubeconfig: Path, expected: str) -> None:
+    """connect() refuses ``kubeconfig`` with ``expected``; the CLI says it in one line, exit 2."""
+    with pytest.raises(InvalidInput) as e:
+        connect(str(kubeconfig))
+    assert str(e.value) == expected
+    r = run_dr(capsys, "--kubeconfig", str(kubeconfig), "drill", "gc")
+    assert (r.code, r.out, r.err) == (2, "", f"error: {expected}\n")
+
+
 def test_kubeconfig_that_is_a_directory(
     tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -112,11 +121,7 @@ def test_kubeconfig_that_is_a_directory(
     folder = tmp_path / "kube"
     folder.mkdir()
     expected = f"kubeconfig {folder}: is a directory, not a file"
-    with pytest.raises(InvalidInput) as e:
-        connect(str(folder))
-    assert str(e.value) == expected
-    r = run_dr(capsys, "--kubeconfig", str(folder), "drill", "gc")
-    assert (r.code, r.out, r.err) == (2, "", f"error: {expected}\n")
+    _refused(capsys, folder, expected)
     # $KUBECONFIG alone naming it: the same; in a list beside a missing file, the directory is named.
     monkeypatch.setenv("KUBECONFIG", str(folder))
     with pytest.raises(InvalidInput) as e:
@@ -323,11 +328,7 @@ def test_kubeconfig_cluster_server_that_is_no_http_url(
     )
     why = "" if " has a port " in shown else " is not an http(s)://host[:port] URL"
     expected = f"kubeconfig {path}: the cluster of context 'x': server {shown}{why}"
-    with pytest.raises(InvalidInput) as e:
-        connect(str(path))
-    assert str(e.value) == expected
-    r = run_dr(capsys, "--kubeconfig", str(path), "drill", "gc")
-    assert (r.code, r.out, r.err) == (2, "", f"error: {expected}\n")
+    _refused(capsys, path, expected)
 
 
 def test_no_configuration_anywhere(isolated_home: Path, monkeypatch: pytest.MonkeyPatch) -> None:
