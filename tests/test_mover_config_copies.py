@@ -101,6 +101,16 @@ def _registered(copy: dict[str, Any]) -> list[str]:
     return [k for k in copy["metadata"]["annotations"] if k.startswith(USER_ANNOTATION)]
 
 
+def _only_user_then_gone(kube_client: KubeClient, namespace: str, run: MoverConfigCopies, why: str) -> None:
+    """The copy of dr-config in ``namespace`` is there (``why``) with ``run`` its only registered user,
+    and ``run``'s delete_all removes it."""
+    present = get_object(kube_client, CONFIG_MAPS, namespace, "dr-config")
+    assert present is not None, why
+    assert _registered(present) == [run.user]
+    assert run.delete_all() == []
+    assert get_object(kube_client, CONFIG_MAPS, namespace, "dr-config") is None
+
+
 def _after_first_read(
     kube_client: KubeClient,
     monkeypatch: pytest.MonkeyPatch,
@@ -183,11 +193,7 @@ def test_an_expired_registration_does_not_keep_the_copy(kube_client: KubeClient,
     a.ensure(made)
     b.ensure(made)
     assert a.delete_all() == []
-    kept = get_object(kube_client, CONFIG_MAPS, made, "dr-config")
-    assert kept is not None, "b still uses the copy"
-    assert _registered(kept) == [b.user]
-    assert b.delete_all() == []
-    assert get_object(kube_client, CONFIG_MAPS, made, "dr-config") is None
+    _only_user_then_gone(kube_client, made, b, "b still uses the copy")
 
     b.ensure(joined)
     killed().ensure(joined)
@@ -240,11 +246,7 @@ def test_a_conflicting_delete_is_read_again(
     a.ensure(app)
     a.kube = _after_first_read(kube_client, monkeypatch, app, lambda: b.ensure(app))
     assert a.delete_all() == []
-    kept = get_object(kube_client, CONFIG_MAPS, app, "dr-config")
-    assert kept is not None, "b registered before a's delete reached the server"
-    assert _registered(kept) == [b.user]
-    assert b.delete_all() == []
-    assert get_object(kube_client, CONFIG_MAPS, app, "dr-config") is None
+    _only_user_then_gone(kube_client, app, b, "b registered before a's delete reached the server")
 
 
 def test_two_runs_making_the_copy_at_once_both_use_it(
@@ -277,11 +279,7 @@ def test_a_registration_on_a_copy_deleted_meanwhile_makes_it_again(
         mover, "restore-b", credentials=False,
     )  # fmt: skip
     b.ensure(app)
-    made = get_object(kube_client, CONFIG_MAPS, app, "dr-config")
-    assert made is not None, "b's probe Job would not start"
-    assert _registered(made) == [b.user]
-    assert b.delete_all() == []
-    assert get_object(kube_client, CONFIG_MAPS, app, "dr-config") is None
+    _only_user_then_gone(kube_client, app, b, "b's probe Job would not start")
 
 
 def test_a_copy_that_keeps_changing_is_given_up(
