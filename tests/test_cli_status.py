@@ -220,7 +220,7 @@ def test_status_of_two_policies_one_stale_a_drill_and_unprotected_namespaces(
     assert res.code == 0 and res.err == ""
     lines = res.out.splitlines()
     shop_row = next(line for line in lines if line.split()[:1] == ["shop"])
-    assert "ok" in shop_row.split() and "Failed" in shop_row and "24h" in shop_row
+    assert "ok" in shop_row.split() and "Failed" in shop_row.split() and "24h" in shop_row
     logs_row = next(line for line in lines if line.split()[:1] == ["logs"])
     assert "STALE" in logs_row.split()
     assert "none" in next(line for line in lines if line.split()[:1] == ["never-ran"]).split()
