@@ -25,7 +25,7 @@ from __future__ import annotations
 import stat
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -348,7 +348,8 @@ def test_an_app_backed_up_in_a_lost_cluster_is_restored_into_a_new_one(
     # A backup mover was running when the cluster died: its lock stays in the repository.
     leave_lock(dr_yaml, vault_env, "shared", "backup")
     clusters.pop("a").stop()
-    a_gone = datetime.now(UTC).replace(microsecond=0)  # A's objects' status times are all before this
+    # A's status times (whole seconds) are all before this; B starts seconds after it.
+    a_gone = datetime.now(UTC).replace(microsecond=0) + timedelta(seconds=1)
 
     # ------------------------------------------------------------------ cluster B: dr, then the restore
     b = clusters["b"] = start_cluster("b", tmp_path / "cluster-b", CLASS_B)
