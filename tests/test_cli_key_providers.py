@@ -384,3 +384,32 @@ def test_a_slot_this_identity_cannot_unwrap_is_reported_when_written(
     # A slot that unwraps says nothing more.
     r = run_dr(capsys, "key", "add", f"local://{isolated_home}/glass.key")
     assert r.code == 0 and "warning:" not in r.err, r.err
+
+
+def _config(home: Path, providers: str, keys: str = "") -> None:
+    """dr.yaml with the embedded default's repository and ``providers`` (YAML list items)."""
+    (home / "dr.yaml").write_text(
+        f"repositories:\n- name: main\n  url: file://{home}/data/dr/repo\n  keys: [{keys}]\n"
+        f"keyProviders:\n{providers}"
+    )
+
+
+def test_a_slot_spelling_the_configured_key_differently_is_opened_with_its_settings(
+    isolated_home: Path,
+    capsys: pytest.CaptureFixture[str],
+    transit_key: tuple[object, str, str],
+    monkeypatch: pytest.MonkeyPatch,
+    vault_env: dict[str, str],
+) -> None:
+    # The slot names the configured transit key with extra slashes; the configuration's
+    # Vault settings (here its address; in a cluster its Kubernetes auth) must apply to it.
+    _, mount, vault_uri = transit_key
+    r = run_dr(capsys, "repo", "init", "--key", f"vault:///{mount}//keys/dr")
+    assert r.code == 0, r.err
+    monkeypatch.delenv("VAULT_ADDR")
+    _config(
+        isolated_home, f"- name: vault\n  uri: {vault_uri}\n  vault:\n    address: {vault_env['address']}\n"
+    )
+    r = run_dr(capsys, "key", "list", "-o", "json")
+    assert r.code == 0, r.err
+    assert [(s["provider"], s["usedToOpen"]) for s in r.json()] == [(f"vault:///{mount}//keys/dr", True)]

@@ -13,7 +13,7 @@ import click
 
 from dr.cli.context import app
 from dr.cli.output import Column, emit, output_option
-from dr.cli.repo_access import open_repository, provider_lookup
+from dr.cli.repo_access import open_repository, provider_lookup, provider_options
 from dr.cli.slot_check import warn_if_not_unwrappable
 from dr.crypto.keyring import REASON_LIMIT, KeySlot, UnreadableSlot, shown
 from dr.crypto.providers.base import KeyProviderError
@@ -79,8 +79,7 @@ def add(provider_uri: str, output: str) -> None:
     """
     ctx = app()
     repo = open_repository(ctx)
-    options = next((k for k in ctx.loaded.config.key_providers if k.uri == provider_uri), None)
-    provider = open_provider(provider_uri, options, create=True)
+    provider = open_provider(provider_uri, provider_options(ctx, provider_uri), create=True)
     with Lock(repo, "keys", "key add"):  # two adds at once would both find no slot and add one
         if any(s.provider == provider.uri for s in repo.slots()):
             raise InvalidInput(f"a key slot for {provider.uri} already exists (see `dr key list`)")

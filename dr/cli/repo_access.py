@@ -17,7 +17,9 @@ from collections.abc import Callable
 from dr.cli import startup_gc
 from dr.cli.context import AppContext
 from dr.config import BackupPolicy, default_config
+from dr.config import KeyProvider as KeyProviderConfig
 from dr.config import Repository as RepositoryConfig
+from dr.crypto.provider_identity import same_key
 from dr.crypto.providers.base import KeyProvider
 from dr.crypto.providers.registry import open_provider
 from dr.errors import InvalidInput
@@ -91,20 +93,23 @@ def store_for(app: AppContext, name: str | None = None) -> ObjectStore:
     return store
 
 
-def provider_lookup(app: AppContext) -> Callable[[str], KeyProvider | None]:
-    cfg = app.loaded.config
+def provider_options(app: AppContext, uri: str) -> KeyProviderConfig | None:
+    """The config's key provider for ``uri``'s key, however either spells it (``same_key``):
+    a slot written as ``vault:///transit/keys/dr`` is opened with the settings (address,
+    Kubernetes auth) of the configured ``vault://transit/keys/dr``, not with none."""
+    return next((k for k in app.loaded.config.key_providers if same_key(k.uri, uri)), None)
 
+
+def provider_lookup(app: AppContext) -> Callable[[str], KeyProvider | None]:
     def lookup(uri: str) -> KeyProvider | None:
-        options = next((k for k in cfg.key_providers if k.uri == uri), None)
-        return open_provider(uri, options)
+        return open_provider(uri, provider_options(app, uri))
 
     return lookup
 
 
 def configured_provider(app: AppContext) -> Callable[[str], bool]:
-    """Whether a slot's provider URI is one of the config's key providers (tried first)."""
-    uris = {k.uri for k in app.loaded.config.key_providers}
-    return lambda uri: uri in uris
+    """Whether a slot's provider URI names one of the config's key providers' keys (tried first)."""
+    return lambda uri: provider_options(app, uri) is not None
 
 
 def default_key_uri(app: AppContext, rc: RepositoryConfig) -> str:
@@ -133,7 +138,5 @@ def init_repository(app: AppContext, key_uri: str | None) -> tuple[Repository, K
     """The new repository and the provider that wrapped its first slot."""
     rc = repository_config(app)
     uri = key_uri or default_key_uri(app, rc)
-    cfg = app.loaded.config
-    options = next((k for k in cfg.key_providers if k.uri == uri), None)
-    provider = open_provider(uri, options, create=True)
+    provider = open_provider(uri, provider_options(app, uri), create=True)
     return Repository.init(store_for(app), provider), provider
