@@ -413,3 +413,53 @@ def test_a_slot_spelling_the_configured_key_differently_is_opened_with_its_setti
     r = run_dr(capsys, "key", "list", "-o", "json")
     assert r.code == 0, r.err
     assert [(s["provider"], s["usedToOpen"]) for s in r.json()] == [(f"vault:///{mount}//keys/dr", True)]
+
+
+def test_the_last_slot_of_a_key_provider_the_configuration_lists_is_kept(
+    isolated_home: Path,
+    capsys: pytest.CaptureFixture[str],
+    transit_key: tuple[object, str, str],
+    vault_env: dict[str, str],
+) -> None:
+    # The cluster opens the repository with Vault; the operator's laptop with a key file.
+    # Removing the cluster's only slot passed "another slot unwraps here" (the laptop's),
+    # and the next scheduled backup found no slot it could open.
+    _, mount, vault_uri = transit_key
+    laptop = f"local://{isolated_home}/laptop.key"
+    _config(
+        isolated_home, f"- name: cluster\n  uri: {vault_uri}\n- name: laptop\n  uri: {laptop}\n", "cluster"
+    )
+    assert run_dr(capsys, "repo", "init", "--key", laptop).code == 0
+    spelled = f"vault:///{mount}//keys/dr"  # the cluster's key, written another way
+    assert run_dr(capsys, "key", "add", spelled).code == 0
+    ids = [s["id"] for s in run_dr(capsys, "key", "list", "-o", "json").json()]
+    refusal = (
+        "error: refusing to remove key slot {}: it is the last slot of key provider 'cluster' "
+        f"({vault_uri}), which dr.yaml lists in the keys of repository 'main'; "
+        "remove 'cluster' from those keys first, or pass --force"
+    )
+    r = run_dr(capsys, "key", "remove", ids[1][:8])
+    assert r.code == 2 and r.err.strip() == refusal.format(ids[1][:8]), r.err
+    assert [s["id"] for s in run_dr(capsys, "key", "list", "-o", "json").json()] == ids
+
+    # With another slot of that key (a copy), either may go; then the other is the last.
+    keys = isolated_home / "data" / "dr" / "repo" / "keys"
+    copy = "c0" * 16
+    (keys / copy).write_bytes((keys / ids[1]).read_bytes())
+    r = run_dr(capsys, "key", "remove", ids[1][:8])
+    assert r.code == 0, r.err
+    r = run_dr(capsys, "key", "remove", copy[:8])
+    assert r.code == 2 and r.err.strip() == refusal.format(copy[:8]), r.err
+    # A provider the repository's keys do not list may lose its last slot (with the cluster's left).
+    assert run_dr(capsys, "key", "add", f"local://{isolated_home}/spare.key").code == 0
+    spare = run_dr(capsys, "key", "list", "-o", "json").json()[-1]["id"]
+    assert run_dr(capsys, "key", "remove", spare[:8]).code == 0
+
+    r = run_dr(capsys, "key", "remove", copy[:8], "--force")
+    assert r.code == 0, r.err
+    assert r.err.strip() == (
+        f"warning: removed key slot {copy[:8]}, the last slot of key provider 'cluster' ({vault_uri}), "
+        f"which dr.yaml lists in the keys of repository 'main': what opens the repository "
+        f"with only that provider fails until `dr key add {vault_uri}`"
+    )
+    assert [s["id"] for s in run_dr(capsys, "key", "list", "-o", "json").json()] == ids[:1]

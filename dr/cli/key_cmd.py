@@ -14,6 +14,7 @@ import click
 from dr.cli.context import app
 from dr.cli.output import Column, emit, output_option
 from dr.cli.repo_access import open_repository, provider_lookup, provider_options
+from dr.cli.required_slots import required_slots
 from dr.cli.slot_check import warn_if_not_unwrappable
 from dr.crypto.keyring import REASON_LIMIT, KeySlot, UnreadableSlot, shown
 from dr.crypto.providers.base import KeyProviderError
@@ -93,16 +94,37 @@ def add(provider_uri: str, output: str) -> None:
 
 @key_group.command("remove")
 @click.argument("slot", metavar="SLOT")
+@click.option(
+    "--force",
+    is_flag=True,
+    help="Remove the last slot of a key provider that dr.yaml lists for this repository (with a warning).",
+)
 @output_option()
-def remove(slot: str, output: str) -> None:
+def remove(slot: str, force: bool, output: str) -> None:
     """Remove a key slot by id or unique prefix.
 
-    Refused unless another slot can be unwrapped here to the repository's key.
+    Refused unless another slot can be unwrapped here to the repository's key, and
+    (unless --force) when it is the last slot of a key provider that the
+    configuration lists in this repository's keys: what runs with that provider
+    (the scheduled backups) could no longer open the repository.
     """
     ctx = app()
     repo = open_repository(ctx)
+    required = required_slots(ctx)
+    forced: list[str] = []
+
+    def guard(target: KeySlot, slots: list[KeySlot]) -> None:
+        needed = required.last_slot_of(target, slots, repo.id) if required else None
+        if required is None or needed is None:
+            return
+        if not force:
+            raise InvalidInput(required.refusal(target, needed))
+        forced.append(required.warning(target, needed))
+
     with Lock(repo, "keys", "key remove"):
-        removed = repo.remove_slot(slot, provider_lookup(ctx))
+        removed = repo.remove_slot(slot, provider_lookup(ctx), guard)
+    for line in forced:
+        click.echo(line, err=True)
     if output == "table":
         what = removed.provider if isinstance(removed, KeySlot) else "unreadable"
         click.echo(f"removed key slot {shown(removed.id)[:8]} ({shown(what)})")

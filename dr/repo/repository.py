@@ -516,7 +516,10 @@ class Repository:
         return slot
 
     def remove_slot(
-        self, slot_id: str, providers: Callable[[str], KeyProvider | None]
+        self,
+        slot_id: str,
+        providers: Callable[[str], KeyProvider | None],
+        guard: Callable[[KeySlot, list[KeySlot]], None] | None = None,
     ) -> KeySlot | UnreadableSlot:
         """Delete the slot ``slot_id`` (an id or unique prefix), readable or not: a damaged
         slot object must be removable, or it stays in every listing for good.
@@ -524,7 +527,9 @@ class Repository:
         A readable slot goes only once another slot has been unwrapped, with
         ``providers``, to this repository's master key: counting slots is not
         enough, as the others may be damaged, wrapped by a lost key file or by a
-        key that no longer exists, or belong to another repository."""
+        key that no longer exists, or belong to another repository. Before that,
+        ``guard(slot, readable slots)`` may refuse by raising (the caller's rules,
+        e.g. the slots its configuration needs)."""
         # At least 4 characters, as for snapshot ids: a shorter prefix matches by luck.
         if len(slot_id) < 4:
             raise InvalidInput(f"key slot id {slot_id!r} is too short (give at least 4 characters)")
@@ -537,6 +542,8 @@ class Repository:
             raise InvalidInput(f"key slot id {slot_id!r} is ambiguous ({len(matches)} matches)")
         target = matches[0]
         if isinstance(target, KeySlot):
+            if guard is not None:
+                guard(target, slots)
             self._check_another_slot_opens(target, slots, providers)
         self.store.delete(target.object_name)
         return target
