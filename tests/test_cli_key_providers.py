@@ -463,3 +463,25 @@ def test_the_last_slot_of_a_key_provider_the_configuration_lists_is_kept(
         f"with only that provider fails until `dr key add {vault_uri}`"
     )
     assert [s["id"] for s in run_dr(capsys, "key", "list", "-o", "json").json()] == ids[:1]
+
+
+def test_a_slot_for_a_key_that_has_one_is_refused_however_spelled(
+    isolated_home: Path,
+    capsys: pytest.CaptureFixture[str],
+    transit_key: tuple[object, str, str],
+    vault_env: dict[str, str],
+) -> None:
+    _, mount, vault_uri = transit_key
+    assert run_dr(capsys, "repo", "init", "--key", vault_uri).code == 0
+    (slot,) = [s["id"] for s in run_dr(capsys, "key", "list", "-o", "json").json()]
+    r = run_dr(capsys, "key", "add", f"vault:///{mount}//keys/dr")
+    assert r.code == 2, r.err
+    assert r.err.strip() == (
+        f"error: a key slot for vault:///{mount}//keys/dr already exists as {vault_uri} "
+        f"({slot[:8]}, see `dr key list`)"
+    )
+    r = run_dr(capsys, "key", "add", vault_uri)
+    assert r.code == 2 and r.err.strip().endswith(
+        f"{vault_uri} already exists ({slot[:8]}, see `dr key list`)"
+    )
+    assert [s["id"] for s in run_dr(capsys, "key", "list", "-o", "json").json()] == [slot]

@@ -17,6 +17,7 @@ from dr.cli.repo_access import open_repository, provider_lookup, provider_option
 from dr.cli.required_slots import required_slots
 from dr.cli.slot_check import warn_if_not_unwrappable
 from dr.crypto.keyring import REASON_LIMIT, KeySlot, UnreadableSlot, shown
+from dr.crypto.provider_identity import same_key
 from dr.crypto.providers.base import KeyProviderError
 from dr.crypto.providers.registry import open_provider
 from dr.errors import DrError, ExitCode, InvalidInput, PartialFailure
@@ -82,8 +83,14 @@ def add(provider_uri: str, output: str) -> None:
     repo = open_repository(ctx)
     provider = open_provider(provider_uri, provider_options(ctx, provider_uri), create=True)
     with Lock(repo, "keys", "key add"):  # two adds at once would both find no slot and add one
-        if any(s.provider == provider.uri for s in repo.slots()):
-            raise InvalidInput(f"a key slot for {provider.uri} already exists (see `dr key list`)")
+        # The same key spelled otherwise (vault:///transit//keys/dr) is no second key: a duplicate slot.
+        existing = next((s for s in repo.slots() if same_key(s.provider, provider.uri)), None)
+        if existing is not None:
+            also = "" if existing.provider == provider.uri else f" as {shown(existing.provider)}"
+            raise InvalidInput(
+                f"a key slot for {shown(provider.uri)} already exists{also} "
+                f"({shown(existing.id)[:8]}, see `dr key list`)"
+            )
         slot = repo.add_slot(provider)
     warn_if_not_unwrappable(slot, provider, repo.master)
     if output == "table":
