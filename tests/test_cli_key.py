@@ -266,3 +266,88 @@ def test_rotate_prints_a_planted_slot_uri_on_one_line(
         "  slot abababab vault://t/keys/k\\x1b[2J\\nerror: FORGED"
     )
     assert not any(ln.startswith("error: FORGED") for ln in r.err.splitlines())
+
+
+def _slot_ids(capsys: pytest.CaptureFixture[str]) -> list[str]:
+    r = run_dr(capsys, "key", "list", "-o", "json")
+    assert r.code == 0, r.err
+    return [s["id"] for s in r.json()]
+
+
+def test_rotate_under_object_lock_rotates_each_key_once(
+    isolated_home: Path,
+    capsys: pytest.CaptureFixture[str],
+    s3_env: dict[str, str],
+    s3_client: Any,
+    unique: str,
+) -> None:
+    # Object Lock keeps every keys/ object, so the old slot's delete is refused. Rotate said
+    # "none of 1 key slot(s) could be rotated" (exit 1) after writing the new slot, and the
+    # next run rewrapped the slots left behind as well: 1, 2, 4, 8 slots on successive runs.
+    import yaml
+
+    bucket = f"dr-key-lock-{unique}"
+    s3_client.create_bucket(Bucket=bucket, ObjectLockEnabledForBucket=True)
+    s3 = {"endpoint": s3_env["endpoint"], "region": s3_env["region"], "addressingStyle": "path",
+          "objectLock": {"mode": "GOVERNANCE", "days": 1}}  # fmt: skip
+    key = f"local://{isolated_home}/repo.key"
+    (isolated_home / "dr.yaml").write_text(yaml.safe_dump({
+        "repositories": [{"name": "r", "url": f"s3://{bucket}/repo", "keys": ["local"], "s3": s3}],
+        "keyProviders": [{"name": "local", "uri": key}]}))  # fmt: skip
+    assert run_dr(capsys, "repo", "init").code == 0
+    (first,) = _slot_ids(capsys)
+
+    r = run_dr(capsys, "key", "rotate", "-o", "json")
+    assert r.code == 0, r.err
+    doc = r.json()
+    (rotated,) = doc["rotated"]
+    assert rotated["old"] == first and doc["removed"] == [] and doc["failed"] == []
+    stays = f"slot {first[:8]} {key}: rotated to {rotated['new'][:8]}, but it could not be removed: "
+    assert len(doc["retained"]) == 1 and doc["retained"][0].startswith(stays), doc
+    assert "under GOVERNANCE retention until" in doc["retained"][0]
+    assert r.err.startswith(f"warning: {stays}") and r.err.rstrip().endswith(
+        "; a rotation after the retention ends removes it"
+    ), r.err
+
+    # The next rotation rewraps the newest slot of the key only; the older one stays as well.
+    r = run_dr(capsys, "key", "rotate", "-o", "json")
+    assert r.code == 0, r.err
+    doc = r.json()
+    assert [x["old"] for x in doc["rotated"]] == [rotated["new"]]
+    assert [line[5:13] for line in doc["retained"]] == [rotated["new"][:8], first[:8]]
+    assert "an older slot of the key rotated to" in doc["retained"][1]
+    assert len(_slot_ids(capsys)) == 3
+
+
+def test_rotate_removes_older_slots_of_a_key_once_the_new_one_unwraps(
+    isolated_home: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import json
+
+    from dr.crypto.keyring import MasterKey, new_slot
+    from dr.crypto.providers.local import LocalKeyProvider
+
+    assert run_dr(capsys, "repo", "init").code == 0
+    keys = isolated_home / "data" / "dr" / "repo" / "keys"
+    (first,) = _slot_ids(capsys)
+    # An older copy of the slot (as a rotation under Object Lock leaves): removed, not rewrapped.
+    doc = json.loads((keys / first).read_text())
+    (keys / ("c0" * 16)).write_text(json.dumps({**doc, "created": "2000-01-01T00:00:00Z"}))
+    r = run_dr(capsys, "key", "rotate", "-o", "json")
+    assert r.code == 0, r.err
+    (rotated,) = r.json()["rotated"]
+    assert rotated["old"] == first and r.json()["removed"] == ["c0" * 16]
+    assert _slot_ids(capsys) == [rotated["new"]]
+
+    # A newer slot of the same key file that wraps another key (planted): rotating it must
+    # not remove the slots that do open the repository.
+    key = LocalKeyProvider(isolated_home / "config" / "dr" / "repo.key")
+    planted = new_slot(MasterKey.generate(), doc["repository"], key)
+    (keys / planted.id).write_bytes(planted.to_json())
+    r = run_dr(capsys, "key", "rotate", "-o", "json")
+    assert r.code == 3, r.err
+    assert r.json()["failed"] == [
+        f"slot {rotated['new'][:8]} {key.uri}: an older slot of the key rotated to "
+        f"{r.json()['rotated'][0]['new'][:8]}, kept: the new slot does not unwrap here (it unwraps to another key)"
+    ]
+    assert rotated["new"] in _slot_ids(capsys)

@@ -1,8 +1,9 @@
 """``dr key list | add | remove | rotate``: the master key's slots (FORMAT.md §3.1).
 
 Several slots may wrap the same master key (e.g. Vault for daily use plus an
-offline break-glass key). ``rotate`` rewraps every slot with its provider's
-newest key version — Vault rewrap, KMS re-encrypt — without touching data.
+offline break-glass key). ``rotate`` rewraps each key's slot with its provider's
+newest key version — Vault rewrap, KMS re-encrypt — without touching data
+(``key_rotation``); ``remove`` keeps the slots dr.yaml needs (``required_slots``).
 """
 
 from __future__ import annotations
@@ -12,13 +13,13 @@ from typing import Any
 import click
 
 from dr.cli.context import app
+from dr.cli.key_rotation import rotate_keys
 from dr.cli.output import Column, emit, output_option
 from dr.cli.repo_access import open_repository, provider_lookup, provider_options
 from dr.cli.required_slots import required_slots
 from dr.cli.slot_check import warn_if_not_unwrappable
-from dr.crypto.keyring import REASON_LIMIT, KeySlot, UnreadableSlot, shown
+from dr.crypto.keyring import KeySlot, UnreadableSlot, shown
 from dr.crypto.provider_identity import same_key
-from dr.crypto.providers.base import KeyProviderError
 from dr.crypto.providers.registry import open_provider
 from dr.errors import DrError, ExitCode, InvalidInput, PartialFailure
 from dr.repo.locks import Lock
@@ -142,39 +143,32 @@ def remove(slot: str, force: bool, output: str) -> None:
 @key_group.command("rotate")
 @output_option()
 def rotate(output: str) -> int:
-    """Rewrap every slot with its provider's newest key version (data untouched).
+    """Rewrap each key's slot with its provider's newest key version (data untouched).
 
-    Each slot is replaced by a new one (new id) before the old one is deleted,
-    so an interruption never leaves the repository without a working slot.
+    The slot is replaced by a new one (new id) before the old one is deleted, so an
+    interruption never leaves the repository without a working slot. Older slots of
+    the same key (left by a rotation whose delete was refused, e.g. by S3 Object
+    Lock) are removed once the new slot unwraps here, not rewrapped again.
     """
     ctx = app()
     repo = open_repository(ctx)
-    lookup = provider_lookup(ctx)
-    rows: list[dict[str, Any]] = []
-    failures: list[str] = []
     with Lock(repo, "keys", "key rotate"):
-        for slot in repo.slots():
-            try:
-                provider = lookup(slot.provider)
-                if provider is None:
-                    raise KeyProviderError(slot.provider, "not configured here")
-                fresh = repo.rotate_slot(slot, provider)
-            except (KeyProviderError, DrError) as e:
-                # The slot's id and URI are unauthenticated text: shown escaped, on one line.
-                reason = shown(getattr(e, "reason", e.message), REASON_LIMIT)
-                failures.append(f"slot {shown(slot.id)[:8]} {shown(slot.provider)}: {reason}")
-                continue
-            rows.append({"old": slot.id, "new": fresh.id, "provider": fresh.provider,
-                         "fromVersion": slot.wrapped.key_version, "toVersion": fresh.wrapped.key_version})  # fmt: skip
+        done = rotate_keys(repo, provider_lookup(ctx))
     if output == "table":
-        for r in rows:
+        for r in done.rotated:
             versions = f" (version {r['fromVersion']} -> {r['toVersion']})" if r["toVersion"] else ""
             click.echo(
                 f"rotated slot {shown(r['old'])[:8]} -> {r['new'][:8]} {shown(r['provider'])}{versions}"
             )
+        for removed in done.removed:
+            click.echo(f"removed slot {shown(removed)[:8]}, an older slot of a key rotated")
     else:
-        emit({"rotated": rows, "failed": failures}, output)
-    if failures and not rows:  # nothing was done: failed, not partially
+        emit({"rotated": done.rotated, "removed": done.removed, "retained": done.retained,
+              "failed": done.failed}, output)  # fmt: skip
+    for line in done.retained:
+        click.echo(f"warning: {line}; a rotation after the retention ends removes it", err=True)
+    failures = done.failed
+    if failures and not done.rotated:  # nothing was done: failed, not partially
         raise DrError(f"none of {len(failures)} key slot(s) could be rotated", details=failures)
     if failures:
         raise PartialFailure(f"{len(failures)} key slot(s) could not be rotated", details=failures)

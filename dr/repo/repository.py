@@ -41,7 +41,7 @@ from dr.repo.format import (
 from dr.repo.index import Index, load_index
 from dr.repo.pack_writer import BlobSaver, PackUploader
 from dr.repo.tree_cache import TreeReader
-from dr.storage.base import ObjectExists, ObjectInfo, ObjectNotFound, ObjectStore
+from dr.storage.base import ObjectExists, ObjectInfo, ObjectNotFound, ObjectStore, StorageError
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -573,15 +573,25 @@ class Repository:
             details=failures,
         )
 
-    def rotate_slot(self, slot: KeySlot, provider: KeyProvider) -> KeySlot:
-        """Rewrap one slot with the provider's newest key version: new slot first, then delete."""
+    def rotate_slot(self, slot: KeySlot, provider: KeyProvider) -> tuple[KeySlot, StorageError | None]:
+        """Rewrap one slot with the provider's newest key version: the new slot is written
+        first, then the old one deleted. -> the new slot, and why the old one is still
+        there (Object Lock retention, a refused or failed delete) or None: the rotation
+        is done either way, and the old slot still opens the repository."""
         from dr.crypto.keyring import repository_context
 
         wrapped = provider.rewrap(slot.wrapped, repository_context(self.id))
         fresh = KeySlot(os.urandom(16).hex(), self.id, slot.provider, wrapped, now_utc())
         self.store.put(fresh.object_name, fresh.to_json())
-        self.store.delete(slot.object_name)
-        return fresh
+        return fresh, self.drop_slot(slot)
+
+    def drop_slot(self, slot: KeySlot) -> StorageError | None:
+        """Delete a slot object without any check; why it is still there, or None."""
+        try:
+            self.store.delete(slot.object_name)
+        except StorageError as e:
+            return e
+        return None
 
 
 @dataclass
