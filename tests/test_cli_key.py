@@ -263,7 +263,7 @@ def test_rotate_prints_a_planted_slot_uri_on_one_line(
     assert "\x1b" not in r.err and "\x1b" not in r.out
     failures = [ln for ln in r.err.splitlines() if "FORGED" in ln]
     assert len(failures) == 1 and failures[0].startswith(
-        "  slot abababab vault://t/keys/k\\x1b[2J\\nerror: FORGED"
+        "  slot abababab vault://t/keys/k\\x1b[2J\\x0aerror: FORGED"
     )
     assert not any(ln.startswith("error: FORGED") for ln in r.err.splitlines())
 

@@ -325,6 +325,19 @@ def test_mover_ls_shows_control_characters_and_bytes_that_are_not_utf8_escaped(
     r.out.encode("utf-8")  # no lone surrogate
 
 
+def test_mover_ls_shows_bidi_controls_escaped(home: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    # Trojan Source: a right-to-left override made "invoice_\u202etxt.exe" display as
+    # "invoice_exe.txt" in the ls -l listing; it reached the terminal as it was.
+    assert run_dr(capsys, "repo", "init").code == 0
+    src = home / "src"
+    src.mkdir()
+    (src / "invoice_\u202etxt.exe").write_text("x")
+    snap = run_dr(capsys, "mover", "backup", str(src), "-o", "json").json()["id"]
+    r = run_dr(capsys, "mover", "ls", snap)
+    assert r.code == 0, r.err
+    assert r.out.rstrip("\n").endswith(" invoice_\\u202etxt.exe") and "\u202e" not in r.out, ascii(r.out)
+
+
 def test_paths_inside_a_snapshot(home: Path, capsys: pytest.CaptureFixture[str]) -> None:
     # A name that starts with ".." is an ordinary name; ".." as a component leaves the snapshot.
     assert run_dr(capsys, "repo", "init").code == 0

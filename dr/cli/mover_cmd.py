@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import os
-import re
 from pathlib import Path
 
 import click
@@ -19,6 +18,7 @@ from dr.cli.params import KeyValue, NonEmpty, pairs_to_dict
 from dr.cli.progress import byte_progress
 from dr.cli.repo_access import open_repository
 from dr.errors import DrError, ExitCode, PartialFailure
+from dr.printable import printable
 from dr.repo.locks import Lock
 from dr.repo.snapshots import find_snapshot
 
@@ -133,16 +133,6 @@ def restore(snapshot_id: str, target: str, paths: tuple[str, ...], output: str) 
     return ExitCode.OK
 
 
-# C0 controls, DEL and C1 controls: what a terminal acts on instead of showing.
-_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
-
-
-def _printable(text: str) -> str:
-    """``text`` for an ls -l line: control characters as ``\\xNN``, so that a name keeps to
-    its line and a terminal shows it instead of acting on it (JSON escapes them itself)."""
-    return _CONTROL.sub(lambda m: f"\\x{ord(m.group()):02x}", text)
-
-
 @mover_group.command("ls")
 @repo_option
 @click.argument("snapshot_id", metavar="ID")
@@ -178,7 +168,8 @@ def ls(snapshot_id: str, path: str | None, recursive: bool, output: str) -> int:
         # ls -l lines, printed as the trees are read (a listing can be long).
         for e in rest:
             d = e.to_doc()
-            name = _printable(d["path"]) + (f" -> {_printable(d['target'])}" if "target" in d else "")
+            # Controls and bidi controls escaped: a name keeps to its line and shows as it is.
+            name = printable(d["path"]) + (f" -> {printable(d['target'])}" if "target" in d else "")
             click.echo(
                 f"{d['permissions']} {d['uid']:>6} {d['gid']:>6} {d['size']:>14,} {e.mtime:%Y-%m-%d %H:%M:%S} {name}"
             )

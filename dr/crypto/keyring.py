@@ -23,6 +23,7 @@ import blake3
 from dr.crypto.aead import Sealer
 from dr.crypto.providers.base import KeyProvider, KeyProviderError, KeyProviderMisconfigured, Wrapped
 from dr.errors import DrError, InvalidInput
+from dr.printable import printable
 
 log = logging.getLogger(__name__)
 
@@ -204,8 +205,9 @@ class UnreadableSlot:
 
 def shown(text: str, limit: int = 200) -> str:
     """``text`` from a key slot, fit for one line of output: slots are unauthenticated,
-    so a provider URI may hold control characters (a forged newline, terminal escapes)."""
-    out = "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
+    so a provider URI may hold control characters (a forged newline, terminal escapes) or
+    bidi controls; escaped as ``dr mover ls`` escapes a name (``dr.printable``)."""
+    out = printable(text)
     return out if len(out) <= limit else out[:limit] + "…"
 
 
