@@ -36,6 +36,7 @@ from urllib.parse import urlsplit
 
 from dr.cron import CronError, dst_effects, parse_cron, parse_duration
 from dr.errors import InvalidInput
+from dr.tags import check_tags
 from dr.urls import bucket_problem, credential_shaped, has_query_or_fragment, redact_url
 
 if TYPE_CHECKING:
@@ -800,7 +801,8 @@ class BackupPolicy(_Converting):
     hooks: list[PodHooks] = field(default_factory=list)
     retention: Retention = field(default_factory=Retention)
     rpo: timedelta | None = field(default=None, metadata=POSITIVE_DURATION)
-    tags: dict[str, str] = field(default_factory=dict)
+    # dr.tags: the rule of --tag, as these are passed on to each mover Job's --tag.
+    tags: dict[str, str] = field(default_factory=dict, metadata={"check": check_tags})
 
 
 @dataclass

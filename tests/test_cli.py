@@ -108,6 +108,33 @@ def test_usage_error_exit_2(capsys: pytest.CaptureFixture[str]) -> None:
             ["backup", "--tag", "bad"],
             "error: Invalid value for '--tag': 'bad' is not K=V (see 'dr backup --help')",
         ),
+        # Tags: the key a Kubernetes label key (dr.tags), the value one line; the tag named.
+        (
+            ["mover", "backup", ".", "--tag", "bad key!=v"],
+            "error: Invalid value for '--tag': 'bad key!=v': key 'bad key!' is not a label key: "
+            "[PREFIX/]NAME, NAME up to 63 of A-Z a-z 0-9 - _ . alphanumeric at both ends "
+            "(see 'dr mover backup --help')",
+        ),
+        (
+            ["mover", "backup", ".", "--tag", "=v"],
+            "error: Invalid value for '--tag': '=v': empty key (see 'dr mover backup --help')",
+        ),
+        (
+            ["mover", "backup", ".", "--tag", "Example.com/app=v"],
+            "error: Invalid value for '--tag': 'Example.com/app=v': key 'Example.com/app' is not a label key: "
+            "[PREFIX/]NAME, NAME up to 63 of A-Z a-z 0-9 - _ . alphanumeric at both ends, PREFIX a DNS name "
+            "(see 'dr mover backup --help')",
+        ),
+        (
+            ["mover", "backup", ".", "--tag", "note=a\nb"],
+            "error: Invalid value for '--tag': 'note=a\\x0ab': key 'note': a control character in the value "
+            "'a\\x0ab' (see 'dr mover backup --help')",
+        ),
+        (
+            ["backup", "--tag", f"{'x' * 64}=v"],
+            f"error: Invalid value for '--tag': '{'x' * 64}=v': key '{'x' * 64}' is not a label key: "
+            "[PREFIX/]NAME, NAME up to 63 of A-Z a-z 0-9 - _ . alphanumeric at both ends (see 'dr backup --help')",
+        ),
         (["restore"], "error: Missing argument 'ID|latest'. (see 'dr restore --help')"),
         (
             # (not "--bogus": click suggests the nearest option, and that is "--verbose")

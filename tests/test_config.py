@@ -553,6 +553,15 @@ def test_merge_keys_take_overrides_and_a_key_given_twice_is_still_refused(
             )
             for tz in ("localtime", "posixrules", "right/UTC", "posix/Europe/Berlin")
         ),
+        # Passed on to each mover Job's --tag, which would refuse it there (dr.tags).
+        (
+            "backupPolicies:\n  - name: a\n    schedule: '@daily'\n    tags: {'bad key!': v}\n",
+            ":4:5: backupPolicies[0].tags: key 'bad key!' is not a label key",
+        ),
+        (
+            "backupPolicies:\n  - name: a\n    schedule: '@daily'\n    tags: {team: ''}\n",
+            ":4:5: backupPolicies[0].tags: key 'team': empty value",
+        ),
         (
             "backupPolicies:\n  - name: a\n    schedule: '@daily'\n    rpo: 0s\n",
             "backupPolicies[0].rpo: duration '0s' must be longer than 0",

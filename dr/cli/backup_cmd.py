@@ -14,7 +14,7 @@ from dr.backup.scope import BackupScope
 from dr.cli.context import AppContext, app
 from dr.cli.kube_access import connect_kube
 from dr.cli.output import Column, emit, output_option
-from dr.cli.params import KeyValue, check_namespace_names, pairs_to_dict, split_csv
+from dr.cli.params import Tag, check_namespace_names, pairs_to_dict, split_csv
 from dr.cli.repo_access import open_repository, policy_repository, required_backup_policy, searched
 from dr.cli.volume_access import volume_backup_step
 from dr.config import NAME_MAX, NAME_PATTERN, BackupPolicy
@@ -79,7 +79,7 @@ def summary(snap: Snapshot) -> dict[str, Any]:
               help="auto: cluster-scoped objects the namespaced ones depend on [default: auto].")  # fmt: skip
 @click.option("--policy", metavar="NAME", help="Take scope, volumes, hooks and tags from this backup policy.")
 @click.option("--name", metavar="NAME", help="A name for the backup (default: the policy's, or 'manual').")
-@click.option("--tag", "tags", multiple=True, type=KeyValue("K=V"), help="Tag the backup; repeatable.")
+@click.option("--tag", "tags", multiple=True, type=Tag(), help="Tag the backup; repeatable.")
 @click.option("--no-data", is_flag=True, help="Resources only, no volume data.")
 @output_option()
 def backup(

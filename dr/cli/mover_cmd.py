@@ -14,7 +14,7 @@ import click
 
 from dr.cli.context import app
 from dr.cli.output import emit, output_option
-from dr.cli.params import KeyValue, NonEmpty, pairs_to_dict
+from dr.cli.params import NonEmpty, Tag, pairs_to_dict
 from dr.cli.progress import byte_progress
 from dr.cli.repo_access import open_repository
 from dr.errors import DrError, ExitCode, PartialFailure
@@ -61,7 +61,7 @@ def _dir_size(path: str) -> int:
     metavar="ID",
     help="Snapshot to compare with (unchanged files are not read again).",
 )
-@click.option("--tag", "tags", multiple=True, type=KeyValue("K=V"), help="Tag the snapshot; repeatable.")
+@click.option("--tag", "tags", multiple=True, type=Tag(), help="Tag the snapshot; repeatable.")
 @output_option()
 def backup(path: str, parent: str | None, tags: tuple[tuple[str, str], ...], output: str) -> int:
     """Back up directory PATH; prints the new volume snapshot's id."""

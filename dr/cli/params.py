@@ -8,6 +8,8 @@ from typing import Any
 import click
 
 from dr.errors import InvalidInput
+from dr.printable import printable
+from dr.tags import tag_problem
 
 
 class KeyValue(click.ParamType):  # type: ignore[type-arg]
@@ -28,6 +30,24 @@ class KeyValue(click.ParamType):  # type: ignore[type-arg]
         if not sep or not key or not val:
             self.fail(f"{value!r} is not {self.what}", param, ctx)
         return key, val
+
+
+class Tag(KeyValue):
+    """``--tag K=V``: a key and value as ``dr.tags`` has them (a label key; one line of text)."""
+
+    def __init__(self) -> None:
+        super().__init__("K=V")
+
+    def convert(
+        self, value: Any, param: click.Parameter | None, ctx: click.Context | None
+    ) -> tuple[str, str]:
+        if isinstance(value, tuple):
+            return value
+        key, sep, val = str(value).partition("=")
+        problem = tag_problem(key, val) if sep else None
+        if problem:
+            self.fail(f"'{printable(str(value))}': {problem}", param, ctx)
+        return super().convert(value, param, ctx)
 
 
 def pairs_to_dict(pairs: tuple[tuple[str, str], ...], option: str) -> dict[str, str]:
