@@ -135,6 +135,37 @@ def test_a_key_provider_configuration_mistake_exits_2(
     )
 
 
+def test_a_vault_address_ending_in_v1_is_named_as_the_mistake(
+    isolated_home: Path,
+    capsys: pytest.CaptureFixture[str],
+    transit_key: tuple[object, str, str],
+    monkeypatch: pytest.MonkeyPatch,
+    vault_env: dict[str, str],
+) -> None:
+    # The address copied from Vault's API docs (http://HOST:8200/v1): hvac adds /v1 itself,
+    # every call went to /v1/v1/…, and the error read as a key or permission problem.
+    _, mount, vault_uri = transit_key
+    address = vault_env["address"]
+    for given in (f"{address}/v1", f"{address}/v1/"):
+        monkeypatch.setenv("VAULT_ADDR", given)
+        r = run_dr(capsys, "repo", "init", "--key", vault_uri)
+        assert (r.code, r.out) == (2, ""), r.err
+        assert r.err == (
+            f"error: {vault_uri}: Vault address {given!r} (from VAULT_ADDR) ends in /v1, the API's path, "
+            f"which dr adds itself: use {address}\n"
+        )
+    # The same from the config's vault.address, once the repository exists.
+    monkeypatch.setenv("VAULT_ADDR", address)
+    assert run_dr(capsys, "repo", "init", "--key", vault_uri).code == 0
+    (isolated_home / "dr.yaml").write_text(
+        f"keyProviders:\n- name: vault\n  uri: {vault_uri}\n  vault:\n    address: {address}/v1\n"
+    )
+    r = run_dr(capsys, "repo", "info")
+    assert r.code == 2, r.err
+    assert f"Vault address '{address}/v1' (from vault.address) ends in /v1" in r.err, r.err
+    assert f"use {address}" in r.err and f"{mount}/encrypt" not in r.err and "Traceback" not in r.err
+
+
 def test_the_no_vault_token_hint_reaches_the_user_unredacted(
     isolated_home: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -47,6 +47,7 @@ from dr.crypto.providers.gcpkms import describe_error as gcp_describe_error
 from dr.crypto.providers.registry import open_provider
 from dr.crypto.providers.vault import VaultKeyProvider
 from dr.errors import InvalidInput
+from dr.urls import redact_url
 from tests import servers
 from tests.gcpkms_fake import FakeKMS, admin_client
 from tests.log_capture import DebugLogs, debug_logging
@@ -1607,6 +1608,31 @@ def test_vault_an_address_that_is_not_a_url_is_a_configuration_mistake(
                 f"Vault address {address!r} (from {source}) is not a URL: use https://HOST:PORT"
             )
             assert e.value.exit_code == 2
+
+
+def test_vault_an_address_ending_in_the_api_path_is_a_configuration_mistake(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # hvac adds /v1 to every request: an address copied from the API docs sent them to
+    # /v1/v1/… (tests/test_cli_key_providers.py has it against OpenBao).
+    monkeypatch.setenv("VAULT_TOKEN", "x")
+    for address, fixed in (
+        ("https://vault.example.com:8200/v1", "https://vault.example.com:8200"),
+        ("https://vault.example.com/v1/", "https://vault.example.com"),
+        ("https://example.com/vault/v1", "https://example.com/vault"),
+        ("https://user:hunter2@example.com/v1", "https://***@example.com"),
+    ):
+        for opts, source in ((VaultOptions(address=address), "vault.address"), (None, "VAULT_ADDR")):
+            monkeypatch.setenv("VAULT_ADDR", address)
+            with pytest.raises(KeyProviderMisconfigured) as e:
+                VaultKeyProvider.from_uri("vault://transit/keys/dr", opts).unwrap(
+                    Wrapped(b"vault:v1:AAAA"), CTX
+                )
+            assert _reason(e) == (
+                f"Vault address {redact_url(address)!r} (from {source}) ends in /v1, the API's path, "
+                f"which dr adds itself: use {fixed}"
+            )
+            assert "hunter2" not in _reason(e) and e.value.exit_code == 2
 
 
 def test_gcpkms_an_endpoint_that_is_not_host_and_port_is_a_configuration_mistake() -> None:

@@ -34,7 +34,8 @@ Authentication (``vault.auth.method`` in dr.yaml):
               as ``role`` at ``auth/<mount>`` (default ``kubernetes``).
 The token of an AppRole or Kubernetes login is revoked (``revoke-self``) as
 soon as the operation it was for is over; a token the user supplied is not.
-Address: ``vault.address`` or ``$VAULT_ADDR``; namespace: ``vault.namespace``
+Address: ``vault.address`` or ``$VAULT_ADDR``, the server's (an address ending in
+the API path ``/v1`` is refused, naming the fix); namespace: ``vault.namespace``
 or ``$VAULT_NAMESPACE``; TLS CA bundle: ``vault.caCert`` or ``$VAULT_CACERT``.
 
 A request refused with 429 (a rate-limit quota: a backup's movers all open the
@@ -59,6 +60,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit, urlunsplit
 
 import hvac
 import hvac.exceptions
@@ -101,6 +103,16 @@ def _vault_text(exc: Exception) -> str:
     text = " ".join(" ".join(p.split()) for p in parts)
     text = re.sub(r"^\d+ errors? occurred:\s*\*\s*", "", text)
     return text[:200] or type(exc).__name__
+
+
+def _api_path_suffix(address: str) -> str | None:
+    """``address`` without its trailing ``/v1`` (the API path, which hvac adds to every
+    request: ``http://HOST:8200/v1`` sent them to /v1/v1/…), or None when it has none."""
+    parts = urlsplit(address)
+    path = parts.path.rstrip("/")
+    if not path.endswith("/v1"):
+        return None
+    return urlunsplit(parts._replace(path=path[: -len("/v1")]))
 
 
 class VaultKeyProvider:
@@ -175,6 +187,14 @@ class VaultKeyProvider:
             raise self._misconfigured(
                 f"Vault address {redact_url(self.address)!r} (from {self.address_source}) is not a URL: "
                 "use https://HOST:PORT"
+            )
+        api_path = _api_path_suffix(self.address)
+        if api_path:
+            # Refused, not stripped: the same VAULT_ADDR feeds the vault CLI and other hvac tools,
+            # which do not strip it either; fixed once, it is right for all of them.
+            raise self._misconfigured(
+                f"Vault address {redact_url(self.address)!r} (from {self.address_source}) ends in /v1, "
+                f"the API's path, which dr adds itself: use {redact_url(api_path)}"
             )
         verify: bool | str = True
         if self.ca_cert:
