@@ -629,6 +629,36 @@ def test_describe_shows_the_scope_in_words_not_as_a_python_dict(
         delete_namespace(kube_client, ns)
 
 
+def test_a_selector_that_matches_nothing_is_a_warning_of_the_backup(
+    capsys: Capsys, k8s: servers.TestCluster, kube_client: KubeClient, repo: Path, small_app: str
+) -> None:
+    # It ended "Completed" with the Namespace object alone and said nothing: a scheduled backup
+    # that captures nothing of the app, unnoticed. Exit 0 still: nothing failed (3 is "some
+    # items failed"), and a CronJob's Job retried on failure would only repeat it.
+    ns = small_app
+    warning = (
+        f"label selector 'app=nothing-matches' matched no object in namespace {ns}: "
+        "nothing of the application was backed up, only the Namespace object"
+    )
+    res = dr(capsys, k8s, "backup", "-n", ns, "--selector", "app=nothing-matches", "--no-data")
+    assert res.code == 0, res.err
+    assert f"warning: {warning}" in res.err.splitlines(), res.err
+    assert "Completed, 1 objects" in res.out
+    res = dr(capsys, k8s, "backups", "describe", "latest")
+    assert res.code == 0 and f"  warning: {warning}" in res.out.splitlines(), res.out
+    res = dr(capsys, k8s, "backups", "describe", "latest", "-o", "json")
+    assert res.json()["app"]["warnings"] == [warning]
+
+    # A selector that matches something: no such warning.
+    create(kube_client, "configmaps", configmap("labelled", {"k": "v"}, labels={"app": "web"}), ns)
+    res = dr(capsys, k8s, "backup", "-n", ns, "--selector", "app=web", "--no-data", "-o", "json")
+    assert res.code == 0, res.err
+    assert (res.json()["warnings"], res.json()["counts"]) == ([], {"configmaps": 1, "namespaces": 1})
+    # Nor without a selector: a namespace may well be empty.
+    res = dr(capsys, k8s, "backup", "-n", ns, "--no-data", "--include-resources", "cronjobs", "-o", "json")
+    assert res.code == 0 and res.json()["warnings"] == [], res.err
+
+
 @pytest.mark.parametrize("name", ["../../etc/x", "Shop", "shop_db", "-shop", "a" * 53])
 def test_backup_name_that_is_not_a_policy_like_name_is_exit_2_and_writes_nothing(
     capsys: Capsys, k8s: servers.TestCluster, repo: Path, name: str

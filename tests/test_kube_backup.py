@@ -159,6 +159,32 @@ def test_selector_and_type_filters(kube_client: KubeClient, namespaces: list[str
     assert {k[0] for k in keys(sink)} == {"configmaps"}
 
 
+def test_a_selector_that_matches_no_object_is_a_warning(
+    kube_client: KubeClient, namespaces: list[str], unique: str
+) -> None:
+    # Only the Namespace objects came along, said nothing (tests/test_cli_backup_restore.py
+    # has the CLI's side: the summary and `dr backups describe`).
+    sel = f"app=none-{unique}"
+    cases = [
+        (BackupScope(namespaces=namespaces, selector=sel),
+         f"in namespaces {', '.join(sorted(namespaces))}: nothing of the application was backed up, "
+         "only the Namespace objects"),
+        (BackupScope(namespaces=namespaces[:1], selector=sel, include_cluster_resources="true"),
+         f"in namespace {namespaces[0]} nor among cluster-scoped objects: nothing of the application "
+         "was backed up, only the Namespace object"),
+        (BackupScope(namespaces=namespaces[:1], selector=sel, exclude_resources=["namespaces"]),
+         f"in namespace {namespaces[0]}: nothing was backed up"),
+        (BackupScope(selector=sel), "in any namespace: nothing of the application was backed up, "
+         "only the Namespace objects"),
+    ]  # fmt: skip
+    for scope, where in cases:
+        result = backup_resources(kube_client, scope, ListSink())
+        assert result.warnings == [f"label selector {sel!r} matched no object {where}"], scope
+    create(kube_client, "configmaps", configmap("web", {}, {"app": f"none-{unique}"}), namespaces[0])
+    for scope, _ in cases:
+        assert backup_resources(kube_client, scope, ListSink()).warnings == [], scope
+
+
 def test_bad_scope_is_invalid_input(kube_client: KubeClient, namespaces: list[str]) -> None:
     with pytest.raises(
         InvalidInput, match=r"^--include-resources gizmos,gadgets: no such resource type in this cluster$"

@@ -38,6 +38,11 @@ typed: the backup would lack what was asked for), a warning with ``"warn"``
 (a policy's scope: a namespace deleted in an incident must not stop the
 backups of the rest).
 
+A label selector that matches no object leaves the backup with the Namespace
+objects alone: a warning, naming the selector and namespaces (nothing failed,
+so the backup is ``Completed``; but a scheduled backup must not capture
+nothing of the application unnoticed).
+
 A type that cannot be listed (403, 5xx after the client's retries) or a
 dependency that cannot be read becomes an error entry naming the type (and
 namespace or object) and the server's reason; the backup goes on and ends
@@ -279,9 +284,38 @@ class _BackupRun:
         self.result.timings.total_seconds = round(t2 - t0, 3)
         self.result.counts = dict(sorted(self.counts.items()))
         self.result.total = sum(self.counts.values())
+        self.warn_if_selector_matched_nothing(namespaces, all_namespaces)
         self.result.skipped = dict(sorted(self.skipped.items()))
         self.result.phase = "PartiallyFailed" if self.result.errors else "Completed"
         return self.result
+
+    def warn_if_selector_matched_nothing(self, namespaces: list[str], all_namespaces: bool) -> None:
+        """A label selector that matched no object (a typo, labels changed in a redeploy): the
+        backup holds the Namespace objects at most, nothing of the application. Not an error:
+        nothing failed, and the scope was done. But a scheduled backup must not capture
+        nothing unnoticed, so it is a warning of the backup. (With errors, the types that
+        failed may hold the matches; the errors are listed and say more.)"""
+        if not self.scope.selector or self.result.errors:
+            return
+        if any(n for kind, n in self.counts.items() if kind != "namespaces"):
+            return
+        if all_namespaces:
+            where = "in any namespace"
+        else:
+            shown = ", ".join(namespaces[:10]) + (
+                f", … ({len(namespaces)} in all)" if len(namespaces) > 10 else ""
+            )
+            where = f"in namespace{'s' if len(namespaces) > 1 else ''} {shown}"
+        if self.scope.include_cluster_resources == "true":
+            where += " nor among cluster-scoped objects"
+        kept = self.counts["namespaces"]
+        backed_up = (
+            "nothing was backed up"
+            if not kept
+            else "nothing of the application was backed up, only the Namespace object"
+            + ("s" if kept > 1 else "")
+        )
+        self.warn(f"label selector {self.scope.selector!r} matched no object {where}: {backed_up}")
 
     def select_types(self, disc: Discovery) -> list[ApiResource]:
         candidates = [r for r in disc.preferred_resources() if backupable(r)]
