@@ -187,6 +187,45 @@ def test_backup_writes_metrics_and_events_and_a_failed_run_keeps_the_last_succes
     assert got[("dr_backup_last_success_timestamp_seconds", key)] == last_success
 
 
+def test_a_backup_completed_with_warnings_is_a_warning_event_and_counted_in_its_metrics(
+    capsys: Capsys, k8s: servers.TestCluster, kube_client: KubeClient, isolated_home: Path, textfile_dir: Path,
+    shop: str, unique: str,
+) -> None:  # fmt: skip
+    # A scheduled backup whose selector matches nothing is Completed (exit 0) with a warning that
+    # only the CronJob's log showed: its Event said "BackupCompleted" (Normal) and no metric knew.
+    config = configure(isolated_home, shop, {"textfile": str(textfile_dir / "dr.prom")}, f"shop-{unique}")
+    assert dr(capsys, config, k8s, "repo", "init").code == 0
+    res = dr(capsys, config, k8s, "backup", "--policy", "shop", "--no-data", "--selector", "app=nothing-matches",
+             "-o", "json")  # fmt: skip
+    assert res.code == 0, res.err
+    backup = res.json()
+    warning = (
+        f"label selector 'app=nothing-matches' matched no object in namespace {shop}: "
+        "nothing of the application was backed up, only the Namespace object"
+    )
+    assert backup["phase"] == "Completed" and backup["warnings"] == [warning]
+
+    recorded = by_reason(kube_client, shop)
+    assert "BackupCompleted" not in recorded
+    (event,) = recorded["BackupCompletedWithWarnings"]
+    assert event["type"] == "Warning"
+    assert event["message"].startswith(
+        f"backup {backup['shortId']} (shop) completed with 1 warning(s): 1 objects, 0 volume(s), "
+    )
+    assert event["message"].endswith(f"; first: {warning}")
+
+    key = (("app", "shop"), ("policy", "shop"))
+    got = series((textfile_dir / "dr-backup-shop.prom").read_text())
+    assert got[("dr_backup_warnings", key)] == 1
+    assert got[("dr_backup_last_run_success", key)] == 1  # Completed: a warning is no failure
+
+    # The next backup without warnings: a Normal event, and the count back to 0.
+    assert dr(capsys, config, k8s, "backup", "--policy", "shop", "--no-data").code == 0
+    (event,) = by_reason(kube_client, shop)["BackupCompleted"]
+    assert event["type"] == "Normal"
+    assert series((textfile_dir / "dr-backup-shop.prom").read_text())[("dr_backup_warnings", key)] == 0
+
+
 def test_an_ad_hoc_backup_pushes_to_a_group_of_its_own_never_a_policys(
     capsys: Capsys, k8s: servers.TestCluster, isolated_home: Path, textfile_dir: Path,
     pushgateway: Pushgateway, shop: str, unique: str,

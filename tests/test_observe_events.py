@@ -8,11 +8,15 @@ from typing import Any
 
 import pytest
 
+from dr.backup.resources import ResourceBackupResult
+from dr.backup.run import BackupOutcome, BackupRequest, VolumePhase
+from dr.backup.scope import BackupScope
 from dr.config import Config
 from dr.errors import DrError
 from dr.kube.client import KubeClient
 from dr.observe.events import MAX_MESSAGE, NamespaceNotFound, Reason, event_body, event_type, record_event
-from dr.observe.run_hooks import Emitter
+from dr.observe.run_hooks import Emitter, backup_finished
+from dr.repo.snapshots import Snapshot
 from tests.conftest import Kube
 
 
@@ -50,7 +54,8 @@ def test_failures_are_warnings(kube: Kube, namespace: str) -> None:
 
 @pytest.mark.parametrize("reason", list(Reason))
 def test_every_reason_has_a_type(reason: Reason) -> None:
-    assert event_type(reason) == ("Warning" if "Fail" in reason.value else "Normal")
+    warning = "Fail" in reason.value or reason.value.endswith("WithWarnings")
+    assert event_type(reason) == ("Warning" if warning else "Normal")
 
 
 def test_long_messages_are_cut() -> None:
@@ -113,3 +118,24 @@ def test_an_event_for_a_namespace_that_does_not_exist_is_skipped_quietly(
         "no event"
     )
     assert [e.reason for e in _events(kube, namespace).values()] == ["RestoreFailed"]
+
+
+def test_a_backup_with_warnings_names_the_first_redacted_within_the_size_limit(
+    kube: Kube, kube_client: KubeClient, namespace: str
+) -> None:
+    # A warning may quote a hook's stderr: what looks like a secret is masked, as in the other
+    # messages, and a long one is cut to the 1 KiB of an event, keeping the count and the size.
+    first = "pre hook 'freeze' in db-0: exit code 1: mysql -u root --password=hunter2 " + "ü" * 2000
+    snap = Snapshot(kind="backup", id="3f2a" * 16, name="shop", namespaces=[namespace], phase="Completed",
+                    app={"warnings": [first, "namespace 'gone' does not exist"], "errors": []})  # fmt: skip
+    outcome = BackupOutcome(snap, ResourceBackupResult(total=4), VolumePhase())
+    request = BackupRequest(BackupScope(namespaces=[namespace]), "shop")
+    assert backup_finished(Config(), kube_client, request, outcome, 2.0) == []
+    (ev,) = _events(kube, namespace).values()
+    assert (ev.reason, ev.type) == ("BackupCompletedWithWarnings", "Warning")
+    assert ev.message.startswith(
+        "backup 3f2a3f2a (shop) completed with 2 warning(s): 4 objects, 0 volume(s), 0 bytes in 2s; "
+        "first: pre hook 'freeze' in db-0: exit code 1: mysql -u root --password=[REDACTED] üü"
+    )
+    assert "hunter2" not in ev.message
+    assert ev.message.endswith("…") and len(ev.message.encode("utf-8")) <= MAX_MESSAGE

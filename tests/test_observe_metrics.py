@@ -54,6 +54,19 @@ def test_backup_and_drill_series() -> None:
     assert got[("dr_drill_last_run_timestamp_seconds", drill)] == 1_700_000_500.0
 
 
+def test_a_backups_warnings_are_counted_and_its_success_stands() -> None:
+    m = RunMetrics()
+    m.record_backup(RunOutcome("shop-nightly", "shop", 1_700_000_000.0, 2.0, 460, 1, 0, True, warnings=3))
+    got = series(m.exposition().decode())
+    assert got[("dr_backup_warnings", SHOP)] == 3 and got[("dr_backup_last_run_success", SHOP)] == 1
+    clean = RunMetrics()
+    clean.record_backup(ok_backup())
+    assert series(clean.exposition().decode())[("dr_backup_warnings", SHOP)] == 0
+    restore = RunMetrics()  # restores have no such series
+    restore.record_restore(ok_backup())
+    assert not [name for name, _ in series(restore.exposition().decode()) if "warnings" in name]
+
+
 def test_restore_series_and_a_failed_restore_keeps_the_last_success(tmp_path: Path) -> None:
     path = tmp_path / "dr-restore-shop.prom"
     first = RunMetrics()

@@ -116,6 +116,10 @@ class BackupOutcome:
     def errors(self) -> list[str]:
         return list(self.snapshot.app.get("errors", []))
 
+    @property
+    def warnings(self) -> list[str]:
+        return list(self.snapshot.app.get("warnings", []))
+
 
 def run_backup(
     kube: KubeClient,

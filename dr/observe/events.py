@@ -4,7 +4,11 @@
 … next to the application's own events, and event exporters forward them
 like any other. The event is a core/v1 Event in that namespace whose
 involvedObject is the Namespace, source component ``dr``; Warning for
-anything that did not fully succeed.
+anything that did not fully succeed, and for a backup completed with
+warnings (``BackupCompletedWithWarnings``: a selector that matched nothing, a
+hook that failed with ``onError: continue``, a volume skipped): its phase is
+Completed and its exit code 0, so the event is where a scheduled run's
+warnings are seen at all.
 
 The involvedObject names the event's own namespace as its namespace, although
 a Namespace is cluster-scoped: kube-apiserver validates an Event without
@@ -37,6 +41,7 @@ MAX_MESSAGE = 1024
 
 class Reason(StrEnum):
     BACKUP_COMPLETED = "BackupCompleted"
+    BACKUP_COMPLETED_WITH_WARNINGS = "BackupCompletedWithWarnings"
     BACKUP_PARTIALLY_FAILED = "BackupPartiallyFailed"
     BACKUP_FAILED = "BackupFailed"
     RESTORE_COMPLETED = "RestoreCompleted"

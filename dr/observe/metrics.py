@@ -16,6 +16,7 @@ All series are gauges labelled ``policy`` and ``app``:
 ``dr_backup_bytes``                            bytes read by the last run
 ``dr_backup_items``                            items (objects, files) backed up
 ``dr_backup_failed_items``                     items that failed in the last run
+``dr_backup_warnings``                         warnings of the last run
 ``dr_restore_last_success_timestamp_seconds``  end of the last successful restore
 ``dr_restore_last_run_timestamp_seconds``      end of the last restore run, any outcome
 ``dr_restore_last_run_success``                1 when the last restore succeeded, else 0
@@ -73,6 +74,8 @@ class RunOutcome:
     items: int  # objects and files backed up / restored
     failed_items: int
     succeeded: bool
+    # A backup's warnings (a Completed run's too: a selector that matched nothing); restores have none.
+    warnings: int = 0
 
 
 @dataclass(frozen=True)
@@ -126,6 +129,9 @@ class RunMetrics:
         self.restore = _RunSeries(
             gauge, "restore", "restored", "Volume bytes written by the last restore run."
         )
+        # Backups only: Velero's velero_backup_warning_total, as a gauge of the last run (a counter
+        # would not survive dr's one process per run).
+        self.backup_warnings = gauge("dr_backup_warnings", "Warnings of the last backup run.")
         self.drill_last_run = gauge(
             "dr_drill_last_run_timestamp_seconds", "End of the last drill (Unix time)."
         )
@@ -150,6 +156,7 @@ class RunMetrics:
 
     def record_backup(self, o: RunOutcome) -> None:
         self._record_run(self.backup, o)
+        self._put(self.backup_warnings, (o.policy, o.app), o.warnings)
 
     def record_restore(self, o: RunOutcome) -> None:
         self._record_run(self.restore, o)

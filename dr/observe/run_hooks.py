@@ -19,7 +19,8 @@ that does not answer or an Event the API refuses is logged as a warning and
 returned, never raised — the run's own result and exit code stand. Event
 messages are composed here from counts, object names and dr's own error
 messages; per-item server reasons and object contents (which might carry
-secret values) stay in the snapshot or report.
+secret values) stay in the snapshot or report. A backup completed with
+warnings says how many and quotes the first (masked like a hook's stderr).
 """
 
 from __future__ import annotations
@@ -42,7 +43,8 @@ from dr.drill.model import DrillReport, human_duration
 from dr.errors import DrError
 from dr.kube.client import KubeClient
 from dr.observe import metrics
-from dr.observe.events import NamespaceNotFound, Reason, record_event
+from dr.observe.events import MAX_MESSAGE, NamespaceNotFound, Reason, record_event
+from dr.redact import redacted_head
 from dr.repo.snapshots import Snapshot
 from dr.restore.plan import RestoreOptions
 from dr.restore.run import RestoreOutcome
@@ -118,6 +120,13 @@ def human_duration_s(seconds: float) -> str:
     return human_duration(timedelta(seconds=seconds))
 
 
+def _warning_text(warning: str) -> str:
+    """A backup's warning for an event: dr's words, but one may quote a hook's stderr, so what
+    looks like a secret is masked; last in the message, where the event's 1 KiB cut falls, and
+    on one line (a stderr tail has several)."""
+    return " ".join(redacted_head(warning, MAX_MESSAGE).split())
+
+
 def _error_text(e: BaseException) -> str:
     # DrError messages are dr's own words; anything else is named by type only.
     return e.message if isinstance(e, DrError) else f"unexpected {type(e).__name__}"
@@ -146,9 +155,9 @@ def backup_finished(
             int(v.get("bytes") or 0) for v in volumes
         )
         items = outcome.resources.total + sum(int(v.get("files") or 0) for v in volumes)
-        errors = outcome.errors
+        errors, warnings = outcome.errors, outcome.warnings
         m.record_backup(metrics.RunOutcome(policy, request.name, now(), duration_seconds, data_bytes, items,
-                                              len(errors), not errors))  # fmt: skip
+                                              len(errors), not errors, len(warnings)))  # fmt: skip
         namespaces = snap.namespaces
         what = f"backup {snap.short_id} ({request.name})"
         size = f"{outcome.resources.total} objects, {len(volumes)} volume(s), {data_bytes:,} bytes"
@@ -160,6 +169,10 @@ def backup_finished(
             message = (
                 f"{what} partially failed: {len(errors)} item(s) failed ({_failure_names(errors)}); {size}"
             )
+        elif warnings:
+            reason = Reason.BACKUP_COMPLETED_WITH_WARNINGS
+            message = (f"{what} completed with {len(warnings)} warning(s): {size} in "
+                       f"{human_duration_s(duration_seconds)}; first: {_warning_text(warnings[0])}")  # fmt: skip
         else:
             reason = Reason.BACKUP_COMPLETED
             message = f"{what} completed: {size} in {human_duration_s(duration_seconds)}"
