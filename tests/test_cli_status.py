@@ -101,6 +101,21 @@ def test_last_backup_and_last_successful_differ_after_a_failure() -> None:
     assert only_failed["status"] == "none" and only_failed["lastSuccessful"] is None
 
 
+def test_a_last_backup_with_warnings_says_so_and_stays_ok() -> None:
+    # Completed with warnings is a backup (its age counts against the RPO), but not a plain
+    # success: the count and the first warning are in the status, as Velero's status.warnings.
+    warned = snap("shop", timedelta(hours=1), sid="b")
+    warned.app = {"warnings": ["label selector 'app=x' matched no object in namespace shop: …", "other"]}
+    got = backup_policy_status(policy(), [snap("shop", timedelta(hours=5)), warned], NOW)
+    assert got["status"] == "ok" and got["lastSuccessful"]["id"] == "b" * 64
+    assert got["lastBackup"]["warnings"] == 2
+    assert (
+        got["lastBackup"]["firstWarning"] == "label selector 'app=x' matched no object in namespace shop: …"
+    )
+    clean = backup_policy_status(policy(), [snap("shop", timedelta(hours=5))], NOW)["lastBackup"]
+    assert (clean["warnings"], clean["firstWarning"]) == (0, None)
+
+
 def test_drill_status_picks_the_latest_report_of_the_app() -> None:
     doc = {"name": "shop-monthly", "runbook": "shop.yaml", "schedule": "0 4 1 * *"}
     pol = validate(DrillPolicy, doc, LineMap("policy"))
@@ -221,6 +236,8 @@ def test_status_of_two_policies_one_stale_a_drill_and_unprotected_namespaces(
     lines = res.out.splitlines()
     shop_row = next(line for line in lines if line.split()[:1] == ["shop"])
     assert "ok" in shop_row.split() and "Failed" in shop_row.split() and "24h" in shop_row
+    # The failed backup's warnings (bob may not list services either) are not the news: it failed.
+    assert "warning(s)" not in shop_row and s["lastBackup"]["warnings"] > 0
     logs_row = next(line for line in lines if line.split()[:1] == ["logs"])
     assert "STALE" in logs_row.split()
     assert "none" in next(line for line in lines if line.split()[:1] == ["never-ran"]).split()
@@ -232,6 +249,35 @@ def test_status_of_two_policies_one_stale_a_drill_and_unprotected_namespaces(
     res = dr(capsys, k8s, setup, "status", "-o", "yaml")
     assert res.code == 0
     assert yaml.safe_load(res.out)["backupPolicies"][1]["status"] == "STALE"
+
+
+def test_a_policy_whose_last_backup_has_warnings_says_so_and_exits_0(
+    capsys: Capsys, k8s: servers.TestCluster, setup: dict[str, Any], namespaces: dict[str, str]
+) -> None:
+    # It showed "Completed" and "ok" like any fresh success, though nothing of the app was backed up.
+    assert dr(capsys, k8s, setup, "repo", "init").code == 0
+    res = dr(capsys, k8s, setup, "backup", "--policy", "shop", "--no-data", "--selector", "app=nothing-matches",
+             "-o", "json")  # fmt: skip
+    assert res.code == 0, res.err
+    backup = res.json()
+    (warning,) = backup["warnings"]
+
+    res = dr(capsys, k8s, setup, "status", "-o", "json")
+    assert res.code == 0, res.err
+    shop = next(p for p in res.json()["backupPolicies"] if p["name"] == "shop")
+    assert shop["status"] == "ok" and shop["lastBackup"]["id"] == backup["id"]
+    assert (shop["lastBackup"]["warnings"], shop["lastBackup"]["firstWarning"]) == (1, warning)
+
+    res = dr(capsys, k8s, setup, "status")
+    assert res.code == 0 and res.err == ""
+    lines = res.out.splitlines()
+    shop_row = next(line for line in lines if line.split()[:1] == ["shop"])
+    assert "Completed, 1 warning(s)" in shop_row and "ok" in shop_row.split()
+    assert (
+        f"backup policy shop: last backup {backup['shortId']} has 1 warning(s) "
+        f"(dr backups describe {backup['shortId']} lists them): {warning}"
+    ) in lines
+    assert not any(line.startswith("backup policy logs:") for line in lines)
 
 
 def test_unreachable_cluster_and_missing_repository_are_warnings_exit_0(

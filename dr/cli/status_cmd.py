@@ -8,6 +8,11 @@ schedule. Per drill policy: the last drill of its runbook's app, its outcome
 and age, and the next run. Then the namespaces no backup policy covers
 (``dr.deploy.policy_check``), which needs the cluster.
 
+A last backup Completed with warnings (a selector that matched nothing, a
+volume skipped) is still a backup and its age counts, but it is no plain
+success: the table counts its warnings and a line under it quotes the first
+(the JSON counts the warnings of any last backup).
+
 Status is informational: it always exits 0 once the configuration is valid.
 What it cannot find out (an unreadable repository, an unreachable cluster) is
 a warning in the output, not a failure — alerting belongs to the metrics
@@ -35,6 +40,7 @@ from dr.config import BackupPolicy, DrillPolicy
 from dr.cron import CronError, parse_cron
 from dr.drill.model import DrillReport, human_duration
 from dr.errors import DrError, ExitCode, InvalidInput
+from dr.printable import printable
 from dr.repo.snapshots import Snapshot
 
 if TYPE_CHECKING:
@@ -63,8 +69,11 @@ def next_run(schedule: str, time_zone: str | None, now: datetime) -> datetime | 
 def _backup_doc(snap: Snapshot | None) -> dict[str, Any] | None:
     if snap is None:
         return None
+    # The count and the first, as Velero's status.warnings: `dr backups describe` lists them all.
+    warnings = list(snap.app.get("warnings") or [])
     return {"id": snap.id, "shortId": snap.short_id, "time": snap.time.isoformat(), "phase": snap.phase,
-            "namespaces": snap.namespaces}  # fmt: skip
+            "namespaces": snap.namespaces, "warnings": len(warnings),
+            "firstWarning": warnings[0] if warnings else None}  # fmt: skip
 
 
 def backup_policy_status(
@@ -308,6 +317,14 @@ def _when(iso: str | None) -> str:
     return datetime.fromisoformat(iso).astimezone(UTC).strftime("%Y-%m-%d %H:%M UTC")
 
 
+def _warned(backup: dict[str, Any] | None) -> str:
+    """``, 2 warning(s)`` for a Completed backup with warnings. A failed one may have some too (an
+    identity that may read nothing cannot list services either), but its phase says more."""
+    if backup is None or backup["phase"] != "Completed" or not backup["warnings"]:
+        return ""
+    return f", {backup['warnings']} warning(s)"
+
+
 def _render(doc: dict[str, Any]) -> Any:
     def render(out: Console) -> None:
         if doc["backupPolicies"]:
@@ -319,11 +336,18 @@ def _render(doc: dict[str, Any]) -> Any:
                 rpo = _age(p["rpoSeconds"]) if p["rpoSeconds"] is not None else "-"
                 t.add_row(
                     p["name"],
-                    f"{last['shortId']} {_when(last['time'])} {last['phase']}" if last else "-",
+                    f"{last['shortId']} {_when(last['time'])} {last['phase']}{_warned(last)}" if last else "-",
                     f"{ok['shortId']} {_when(ok['time'])}" if ok else "-",
                     _age(p["ageSeconds"]), rpo, p["status"], _when(p["nextRun"]),
                 )  # fmt: skip
             out.print(t)
+            for p in doc["backupPolicies"]:
+                last = p["lastBackup"]
+                if _warned(last):
+                    # soft_wrap: one line however long, for grep and for the CronJob's log.
+                    out.print(f"backup policy {p['name']}: last backup {last['shortId']} has {last['warnings']} "
+                              f"warning(s) (dr backups describe {last['shortId']} lists them): "
+                              f"{printable(last['firstWarning'])}", soft_wrap=True)  # fmt: skip
         else:
             out.print(f"no backup policies in {doc['config']}")
         if doc["drillPolicies"]:
@@ -353,7 +377,8 @@ def status(output: str) -> int:
 
     \b
     Backup status: ok (last successful backup within the RPO), STALE (older),
-    none (no successful backup), unknown (repository unreadable).
+    none (no successful backup), unknown (repository unreadable). A last
+    backup completed with warnings says how many, and the first.
     Always exits 0 once the configuration is valid: status is informational.
     What cannot be checked (repository, cluster) is shown as a warning.
     """
