@@ -139,3 +139,23 @@ def test_a_backup_with_warnings_names_the_first_redacted_within_the_size_limit(
     )
     assert "hunter2" not in ev.message
     assert ev.message.endswith("…") and len(ev.message.encode("utf-8")) <= MAX_MESSAGE
+
+
+def test_a_first_warning_quoting_a_file_name_reaches_the_event_escaped(
+    kube: Kube, kube_client: KubeClient, namespace: str
+) -> None:
+    # A mover's warning quotes a path from the volume, which anyone writing there names: an
+    # escape sequence or a bidi override reached the Event as it was, and `kubectl get events`
+    # printed it to the terminal (dr status escapes the same warning, dr.printable).
+    first = "volume shop/data: mover: cannot read /data/a\x1b[2Jb/invoice_\u202etxt.exe: permission denied"
+    snap = Snapshot(kind="backup", id="4e5f" * 16, name="shop", namespaces=[namespace], phase="Completed",
+                    app={"warnings": [first], "errors": []})  # fmt: skip
+    outcome = BackupOutcome(snap, ResourceBackupResult(total=1), VolumePhase())
+    request = BackupRequest(BackupScope(namespaces=[namespace]), "shop")
+    assert backup_finished(Config(), kube_client, request, outcome, 1.0) == []
+    (ev,) = _events(kube, namespace).values()
+    assert ev.reason == "BackupCompletedWithWarnings"
+    assert "\x1b" not in ev.message and "\u202e" not in ev.message, ascii(ev.message)
+    assert ev.message.endswith(
+        "first: volume shop/data: mover: cannot read /data/a\\x1b[2Jb/invoice_\\u202etxt.exe: permission denied"
+    )

@@ -20,7 +20,8 @@ returned, never raised — the run's own result and exit code stand. Event
 messages are composed here from counts, object names and dr's own error
 messages; per-item server reasons and object contents (which might carry
 secret values) stay in the snapshot or report. A backup completed with
-warnings says how many and quotes the first (masked like a hook's stderr).
+warnings says how many and quotes the first (masked like a hook's stderr, its
+control and bidi characters escaped).
 """
 
 from __future__ import annotations
@@ -44,6 +45,7 @@ from dr.errors import DrError
 from dr.kube.client import KubeClient
 from dr.observe import metrics
 from dr.observe.events import MAX_MESSAGE, NamespaceNotFound, Reason, record_event
+from dr.printable import printable
 from dr.redact import redacted_head
 from dr.repo.snapshots import Snapshot
 from dr.restore.plan import RestoreOptions
@@ -123,8 +125,10 @@ def human_duration_s(seconds: float) -> str:
 def _warning_text(warning: str) -> str:
     """A backup's warning for an event: dr's words, but one may quote a hook's stderr, so what
     looks like a secret is masked; last in the message, where the event's 1 KiB cut falls, and
-    on one line (a stderr tail has several)."""
-    return " ".join(redacted_head(warning, MAX_MESSAGE).split())
+    on one line (a stderr tail has several). One may also quote a path from a volume (a mover's
+    warning), anyone's text: its control and bidi characters are escaped (``dr.printable``), or
+    ``kubectl get events`` prints them to a terminal as they are."""
+    return printable(" ".join(redacted_head(warning, MAX_MESSAGE).split()))
 
 
 def _error_text(e: BaseException) -> str:
