@@ -446,6 +446,31 @@ def test_a_slot_spelling_the_configured_key_differently_is_opened_with_its_setti
     assert [(s["provider"], s["usedToOpen"]) for s in r.json()] == [(f"vault:///{mount}//keys/dr", True)]
 
 
+def test_a_configured_provider_spelled_as_the_slot_is_preferred_to_another_spelling(
+    isolated_home: Path,
+    capsys: pytest.CaptureFixture[str],
+    transit_key: tuple[object, str, str],
+    monkeypatch: pytest.MonkeyPatch,
+    vault_env: dict[str, str],
+) -> None:
+    # Two providers whose URIs name one transit path on two Vaults (the address is not in the
+    # URI): the slot written with the second one's spelling was opened with the first one's
+    # settings, which same_key matched first, and so at the wrong Vault.
+    _, mount, vault_uri = transit_key
+    monkeypatch.delenv("VAULT_ADDR")
+    spelled = f"vault:///{mount}/keys/dr"
+    _config(
+        isolated_home,
+        f"- name: other\n  uri: {vault_uri}\n  vault:\n    address: http://127.0.0.1:9\n"
+        f"- name: this\n  uri: {spelled}\n  vault:\n    address: {vault_env['address']}\n",
+    )
+    r = run_dr(capsys, "repo", "init", "--key", spelled)
+    assert r.code == 0, r.err
+    r = run_dr(capsys, "key", "list", "-o", "json")
+    assert r.code == 0, r.err
+    assert [(s["provider"], s["usedToOpen"]) for s in r.json()] == [(spelled, True)]
+
+
 def test_the_last_slot_of_a_key_provider_the_configuration_lists_is_kept(
     isolated_home: Path,
     capsys: pytest.CaptureFixture[str],

@@ -96,8 +96,12 @@ def store_for(app: AppContext, name: str | None = None) -> ObjectStore:
 def provider_options(app: AppContext, uri: str) -> KeyProviderConfig | None:
     """The config's key provider for ``uri``'s key, however either spells it (``same_key``):
     a slot written as ``vault:///transit/keys/dr`` is opened with the settings (address,
-    Kubernetes auth) of the configured ``vault://transit/keys/dr``, not with none."""
-    return next((k for k in app.loaded.config.key_providers if same_key(k.uri, uri)), None)
+    Kubernetes auth) of the configured ``vault://transit/keys/dr``, not with none. A
+    provider spelled exactly as ``uri`` comes first: the address is not in a Vault URI,
+    so two spellings may be two Vaults, each slot opened with its own provider's settings."""
+    providers = app.loaded.config.key_providers
+    exact = next((k for k in providers if k.uri == uri), None)
+    return exact or next((k for k in providers if same_key(k.uri, uri)), None)
 
 
 def provider_lookup(app: AppContext) -> Callable[[str], KeyProvider | None]:
