@@ -1619,7 +1619,6 @@ def test_vault_an_address_ending_in_the_api_path_is_a_configuration_mistake(
     for address, fixed in (
         ("https://vault.example.com:8200/v1", "https://vault.example.com:8200"),
         ("https://vault.example.com/v1/", "https://vault.example.com"),
-        ("https://example.com/vault/v1", "https://example.com/vault"),
         ("https://user:hunter2@example.com/v1", "https://***@example.com"),
     ):
         for opts, source in ((VaultOptions(address=address), "vault.address"), (None, "VAULT_ADDR")):
@@ -1633,6 +1632,23 @@ def test_vault_an_address_ending_in_the_api_path_is_a_configuration_mistake(
                 f"which dr adds itself: use {fixed}"
             )
             assert "hunter2" not in _reason(e) and e.value.exit_code == 2
+
+
+def test_vault_an_address_under_a_path_ending_in_v1_is_taken_as_it_is(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Behind a gateway, Vault may be served under any path, one ending in /v1 too
+    # (https://gateway/vault/v1 -> Vault's root): the vault CLI and hvac join the address's
+    # path and /v1/…, so that address works for them, and dr refused it with no way around.
+    # Only the bare /v1 of the API docs is surely the mistake.
+    monkeypatch.setenv("VAULT_TOKEN", "x")
+    for address in ("http://127.0.0.1:9/vault/v1", "http://127.0.0.1:9/gw/v1/"):
+        with pytest.raises(KeyProviderError) as e:
+            VaultKeyProvider.from_uri("vault://transit/keys/dr", VaultOptions(address=address)).unwrap(
+                Wrapped(b"vault:v1:AAAA"), CTX
+            )
+        assert not isinstance(e.value, KeyProviderMisconfigured), _reason(e)
+        assert _reason(e).startswith(f"cannot reach Vault at {address}"), _reason(e)
 
 
 def test_gcpkms_an_endpoint_that_is_not_host_and_port_is_a_configuration_mistake() -> None:

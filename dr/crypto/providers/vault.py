@@ -34,8 +34,8 @@ Authentication (``vault.auth.method`` in dr.yaml):
               as ``role`` at ``auth/<mount>`` (default ``kubernetes``).
 The token of an AppRole or Kubernetes login is revoked (``revoke-self``) as
 soon as the operation it was for is over; a token the user supplied is not.
-Address: ``vault.address`` or ``$VAULT_ADDR``, the server's (an address ending in
-the API path ``/v1`` is refused, naming the fix); namespace: ``vault.namespace``
+Address: ``vault.address`` or ``$VAULT_ADDR``, the server's (an address whose path
+is the API's ``/v1`` is refused, naming the fix); namespace: ``vault.namespace``
 or ``$VAULT_NAMESPACE``; TLS CA bundle: ``vault.caCert`` or ``$VAULT_CACERT``.
 
 A request refused with 429 (a rate-limit quota: a backup's movers all open the
@@ -106,13 +106,14 @@ def _vault_text(exc: Exception) -> str:
 
 
 def _api_path_suffix(address: str) -> str | None:
-    """``address`` without its trailing ``/v1`` (the API path, which hvac adds to every
-    request: ``http://HOST:8200/v1`` sent them to /v1/v1/…), or None when it has none."""
+    """``address`` without its path when that is the API's ``/v1`` (which hvac adds to every
+    request: ``http://HOST:8200/v1`` sent them to /v1/v1/…), or None when it is not. Only the
+    bare ``/v1``: under a gateway Vault may be served at any path, ``/vault/v1`` too, and the
+    vault CLI and hvac join the address's path and ``/v1/…``, so such an address works."""
     parts = urlsplit(address)
-    path = parts.path.rstrip("/")
-    if not path.endswith("/v1"):
+    if parts.path.rstrip("/") != "/v1":
         return None
-    return urlunsplit(parts._replace(path=path[: -len("/v1")]))
+    return urlunsplit(parts._replace(path=""))
 
 
 class VaultKeyProvider:
