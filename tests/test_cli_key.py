@@ -340,14 +340,17 @@ def test_rotate_removes_older_slots_of_a_key_once_the_new_one_unwraps(
     assert _slot_ids(capsys) == [rotated["new"]]
 
     # A newer slot of the same key file that wraps another key (planted): rotating it must
-    # not remove the slots that do open the repository.
+    # neither remove the slot that does open the repository nor keep it from being rotated
+    # (it was left at its key version, "kept", at every rotation).
     key = LocalKeyProvider(isolated_home / "config" / "dr" / "repo.key")
     planted = new_slot(MasterKey.generate(), doc["repository"], key)
     (keys / planted.id).write_bytes(planted.to_json())
     r = run_dr(capsys, "key", "rotate", "-o", "json")
     assert r.code == 3, r.err
-    assert r.json()["failed"] == [
-        f"slot {rotated['new'][:8]} {key.uri}: an older slot of the key rotated to "
-        f"{r.json()['rotated'][0]['new'][:8]}, kept: the new slot does not unwrap here (it unwraps to another key)"
+    doc = r.json()
+    assert [x["old"] for x in doc["rotated"]] == [planted.id, rotated["new"]], doc
+    assert doc["failed"] == [
+        f"slot {planted.id[:8]} {key.uri}: rotated to {doc['rotated'][0]['new'][:8]}, "
+        "which does not unwrap here (it unwraps to another key)"
     ]
-    assert rotated["new"] in _slot_ids(capsys)
+    assert doc["rotated"][1]["new"] in _slot_ids(capsys)

@@ -11,8 +11,10 @@ So the slots are grouped by the key they name (``same_key`` URI, and the reposit
 they say they belong to), and one slot per key is rotated: the newest, or if that one
 fails the next older. The older slots of that key wrap the same master key with the
 same provider: they are removed once the new slot has been unwrapped here to the
-repository's key (a slot planted with that URI and another key must not push the real
-ones out), and otherwise stay, listed as failed. A slot that Object Lock retention
+repository's key, and otherwise stay, listed as failed. A new slot that unwraps to
+another master key (its slot was planted with that URI and another key) is a failure
+of that slot, and the next older is rotated: a planted slot must neither push the
+real ones out nor keep them from being rotated. A slot that Object Lock retention
 keeps stays with a warning, exit 0 (as for snapshots ``forget`` leaves to it: the
 rotation is done and a later one removes it); a delete that failed otherwise is a
 failure (exit 3).
@@ -24,7 +26,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from dr.cli.slot_check import unwrap_problem
+from dr.cli.slot_check import ANOTHER_KEY, unwrap_problem
 from dr.crypto.keyring import REASON_LIMIT, KeySlot, shown
 from dr.crypto.provider_identity import canonical
 from dr.crypto.providers.base import KeyProvider, KeyProviderError
@@ -74,17 +76,23 @@ def rotate_keys(repo: Repository, lookup: Callable[[str], KeyProvider | None]) -
                                    "fromVersion": slot.wrapped.key_version, "toVersion": fresh.wrapped.key_version})  # fmt: skip
             if kept is not None:
                 result.left(slot, kept, f"rotated to {fresh.id[:8]}")
-            _remove_older(repo, fresh, provider, group[i + 1 :], result)
+            older = group[i + 1 :]
+            problem = unwrap_problem(fresh, provider, repo.master) if older else None
+            if problem == ANOTHER_KEY:
+                # The slot wraps another master key (planted): its rotation is none of this
+                # repository's key, whose slot is among the older ones; those are tried next.
+                result.failed.append(
+                    _line(slot, f"rotated to {fresh.id[:8]}, which does not unwrap here ({problem})")
+                )
+                continue
+            _remove_older(repo, fresh, problem, older, result)
             break
     return result
 
 
 def _remove_older(
-    repo: Repository, fresh: KeySlot, provider: KeyProvider, older: list[KeySlot], result: Rotation
+    repo: Repository, fresh: KeySlot, problem: str | None, older: list[KeySlot], result: Rotation
 ) -> None:
-    if not older:
-        return
-    problem = unwrap_problem(fresh, provider, repo.master)
     for slot in older:
         what = f"an older slot of the key rotated to {fresh.id[:8]}"
         if problem is not None:

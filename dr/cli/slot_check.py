@@ -18,6 +18,9 @@ import click
 from dr.crypto.keyring import KeySlot, MasterKey, shown, unwrap_slot
 from dr.crypto.providers.base import KeyProvider
 
+# unwrap_problem's answer for a slot that unwraps, but to another master key than the repository's.
+ANOTHER_KEY = "it unwraps to another key"
+
 
 def unwrap_problem(slot: KeySlot, provider: KeyProvider, master: MasterKey) -> str | None:
     """Why ``provider`` cannot unwrap ``slot`` to ``master`` here, or None when it can."""
@@ -25,7 +28,7 @@ def unwrap_problem(slot: KeySlot, provider: KeyProvider, master: MasterKey) -> s
     if isinstance(got, str):
         return got
     if not hmac.compare_digest(got.raw, master.raw):
-        return "it unwraps to another key"
+        return ANOTHER_KEY
     return None
 
 
