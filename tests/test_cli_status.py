@@ -116,6 +116,16 @@ def test_a_last_backup_with_warnings_says_so_and_stays_ok() -> None:
     assert (clean["warnings"], clean["firstWarning"]) == (0, None)
 
 
+def test_the_first_warning_in_the_status_is_masked_as_in_the_event() -> None:
+    # A hook's stderr in a warning, kept unmasked by a dr from before hooks masked it (or by a
+    # pattern added since): the BackupCompletedWithWarnings event masked it, dr status printed
+    # it, table and JSON, into a terminal or a CronJob's log.
+    warned = snap("shop", timedelta(hours=1), sid="b")
+    warned.app = {"warnings": ["pre hook in db/db-0: exit code 1: PGPASSWORD=hunter2 psql: fatal"]}
+    got = backup_policy_status(policy(), [warned], NOW)["lastBackup"]
+    assert got["firstWarning"] == "pre hook in db/db-0: exit code 1: PGPASSWORD=[REDACTED] psql: fatal"
+
+
 def test_drill_status_picks_the_latest_report_of_the_app() -> None:
     doc = {"name": "shop-monthly", "runbook": "shop.yaml", "schedule": "0 4 1 * *"}
     pol = validate(DrillPolicy, doc, LineMap("policy"))

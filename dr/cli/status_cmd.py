@@ -10,8 +10,8 @@ and age, and the next run. Then the namespaces no backup policy covers
 
 A last backup Completed with warnings (a selector that matched nothing, a
 volume skipped) is still a backup and its age counts, but it is no plain
-success: the table counts its warnings and a line under it quotes the first
-(the JSON counts the warnings of any last backup).
+success: the table counts its warnings and a line under it quotes the first,
+masked as in the event (the JSON counts the warnings of any last backup).
 
 Status is informational: it always exits 0 once the configuration is valid.
 What it cannot find out (an unreadable repository, an unreachable cluster) is
@@ -41,6 +41,7 @@ from dr.cron import CronError, parse_cron
 from dr.drill.model import DrillReport, human_duration
 from dr.errors import DrError, ExitCode, InvalidInput
 from dr.printable import printable
+from dr.redact import redact
 from dr.repo.snapshots import Snapshot
 
 if TYPE_CHECKING:
@@ -70,10 +71,12 @@ def _backup_doc(snap: Snapshot | None) -> dict[str, Any] | None:
     if snap is None:
         return None
     # The count and the first, as Velero's status.warnings: `dr backups describe` lists them all.
+    # Masked as in the BackupCompletedWithWarnings event: one may quote a hook's stderr, kept
+    # unmasked by a dr from before hooks masked it (status goes to terminals and CronJob logs).
     warnings = list(snap.app.get("warnings") or [])
     return {"id": snap.id, "shortId": snap.short_id, "time": snap.time.isoformat(), "phase": snap.phase,
             "namespaces": snap.namespaces, "warnings": len(warnings),
-            "firstWarning": warnings[0] if warnings else None}  # fmt: skip
+            "firstWarning": redact(str(warnings[0])) if warnings else None}  # fmt: skip
 
 
 def backup_policy_status(
