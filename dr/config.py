@@ -974,9 +974,6 @@ class Config:
     def key_provider(self, name: str) -> KeyProvider | None:
         return next((k for k in self.key_providers if k.name == name), None)
 
-    def key_provider_for_uri(self, uri: str) -> KeyProvider:
-        return next((k for k in self.key_providers if k.uri == uri), KeyProvider(name="adhoc", uri=uri))
-
 
 def load_config_file(path: Path) -> Config:
     """Read, parse and validate a dr.yaml (errors name file:line:col)."""
