@@ -34,11 +34,25 @@ BIDI_CONTROLS = "\u061c\u200e\u200f\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2
 _ESCAPED = re.compile("[\x00-\x1f\x7f-\x9f" + BIDI_CONTROLS + "\u2028\u2029\ud800-\udfff]")
 
 
+def _escape_code(code: int) -> str:
+    if code < 0x100:
+        return f"\\x{code:02x}"
+    return f"\\u{code:04x}" if code < 0x10000 else f"\\U{code:08x}"
+
+
 def _escape(m: re.Match[str]) -> str:
-    code = ord(m.group())
-    return f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}"
+    return _escape_code(ord(m.group()))
 
 
-def printable(text: str) -> str:
-    """``text`` with the characters above as escapes; any other text unchanged."""
-    return _ESCAPED.sub(_escape, text)
+def printable(text: str, *, strict: bool = False) -> str:
+    """``text`` with the characters above as escapes; any other text unchanged.
+
+    ``strict``: every character Python does not call printable is escaped as well
+    (format characters such as zero-width spaces and joiners, private-use and
+    unassigned code points, spaces other than U+0020): for text that is no one's
+    name but must be told apart at a glance, such as a key slot's provider URI,
+    where a zero-width character would let a planted slot look like the real one."""
+    out = _ESCAPED.sub(_escape, text)
+    if strict and not out.isprintable():
+        out = "".join(c if c.isprintable() else _escape_code(ord(c)) for c in out)
+    return out

@@ -55,7 +55,29 @@ def test_printable_keeps_text_without_them(text: str) -> None:
 
 
 @given(st.text())
-def test_key_slots_escape_as_mover_ls_does(text: str) -> None:
-    # They once differed: key slots wrote a newline as \n where mover ls wrote \x0a, and
-    # an astral character as \U0001xxxx (tests/test_cli_repo.py has mover ls's bidi case).
-    assert shown(text, limit=10**6) == printable(text)
+def test_key_slots_escape_as_mover_ls_does_and_strictly(text: str) -> None:
+    # They once differed: key slots wrote a newline as \n where mover ls wrote \x0a
+    # (tests/test_cli_repo.py has mover ls's bidi case). Slots escape strictly.
+    assert shown(text, limit=10**6) == printable(text, strict=True)
+
+
+@given(st.text(st.characters(codec=None)))
+def test_strict_output_is_all_printable_and_keeps_printable_text(text: str) -> None:
+    out = printable(text, strict=True)
+    assert out.isprintable(), ascii(out)
+    if text.isprintable() and not any(_unsafe(c) for c in text):
+        assert out == text
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        # A zero-width space, a word joiner, a BOM, a tag character, private use, a no-break space.
+        ("vault://transit/keys/d\u200br", "vault://transit/keys/d\\u200br"),
+        ("local:///k\u2060.key\ufeff", "local:///k\\u2060.key\\ufeff"),
+        ("a\U000e0041\ue000\u00a0b", "a\\U000e0041\\ue000\\xa0b"),
+        ("awskms://alias/dr-key", "awskms://alias/dr-key"),
+    ],
+)
+def test_key_slot_uris_show_invisible_characters_escaped(text: str, expected: str) -> None:
+    assert shown(text) == expected

@@ -206,8 +206,10 @@ class UnreadableSlot:
 def shown(text: str, limit: int = 200) -> str:
     """``text`` from a key slot, fit for one line of output: slots are unauthenticated,
     so a provider URI may hold control characters (a forged newline, terminal escapes) or
-    bidi controls; escaped as ``dr mover ls`` escapes a name (``dr.printable``)."""
-    out = printable(text)
+    bidi controls; escaped as ``dr mover ls`` escapes a name (``dr.printable``), and
+    strictly: also zero-width and other invisible characters, or a planted slot's URI
+    could look exactly like the real one's in ``dr key list``."""
+    out = printable(text, strict=True)
     return out if len(out) <= limit else out[:limit] + "…"
 
 
