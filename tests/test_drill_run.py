@@ -752,3 +752,26 @@ def test_what_a_data_step_could_not_check_is_a_warning_of_the_drill(
     assert not step["passed"] and 'cannot create resource "jobs"' in step["error"], step
     assert step["warnings"] == [warning]
     assert f"step files-intact (data): {warning}" in doc["warnings"], doc["warnings"]
+
+
+def test_the_drills_timeout_bounds_its_verification_steps(
+    capsys: Capsys, kube: Kube, repo: Path, unique: str, app_ns: str
+) -> None:
+    # spec.drill.timeout is the whole drill's ("a drill is stopped after …", says the page); a step
+    # with a longer timeout of its own, waiting for an object that never comes, held the drill for
+    # its own timeout (here 2 minutes; 36500d is allowed).
+    import time
+
+    backup(capsys, kube, "-n", app_ns)
+    never = {"name": "never", "type": "resources", "timeout": "2m",
+             "expect": [{"kind": "ConfigMap", "names": ["never-there"]}]}  # fmt: skip
+    rb = write_runbook(repo / "rb.yaml", f"app{unique}", app_ns, [CM_STEP, never], timeout="5s")
+    t0 = time.monotonic()
+    res = drill(capsys, kube, rb, "--no-data", "-o", "json")
+    took = time.monotonic() - t0
+    assert res.code == 4, res.err
+    assert took < 60, f"the drill took {took:.0f}s, its timeout is 5s"
+    steps = {s["name"]: s for s in res.json()["steps"]}
+    assert steps["cm"]["passed"]
+    assert not steps["never"]["passed"]
+    assert "the drill's timeout (5s) ran out" in steps["never"]["message"], steps["never"]["message"]

@@ -424,7 +424,9 @@ def run_drill(req: DrillRequest, deps: DrillDeps) -> DrillReport:
         t2 = time.monotonic()
         ctx = StepContext(api=deps.api, namespace=main_ns, exec=deps.exec, data_probe=deps.data_probe,
                           namespaces=mapping, poll_interval=deps.poll_interval,
-                          labels={DRILL_LABEL: "true", APP_LABEL: rb.name[:63]})  # fmt: skip
+                          labels={DRILL_LABEL: "true", APP_LABEL: rb.name[:63]},
+                          # The drill's timeout is the whole drill's: no step waits past it.
+                          deadline=deadline, deadline_of=rb.spec.drill.timeout)  # fmt: skip
         steps = run_steps(rb.spec.verification, ctx)
         warnings.extend(w for s in steps for w in s.warning_lines())
         phases.verification = timedelta(seconds=time.monotonic() - t2)

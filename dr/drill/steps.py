@@ -89,6 +89,10 @@ class StepContext:
     # What the running step could not check without failing (a data probe placed on no node):
     # its result's warnings. ``run_step`` gives each step a list of its own.
     warnings: list[str] = field(default_factory=list)
+    # ``clock.monotonic()`` time by which every step must end (a drill's ``spec.drill.timeout``) and
+    # that timeout as the runbook gives it: a step's own longer timeout is cut to what is left.
+    deadline: float | None = None
+    deadline_of: timedelta | None = None
     _discovery: Discovery | None = field(default=None, repr=False)
 
     def discovery(self) -> Discovery:
@@ -119,6 +123,7 @@ def run_step(step: VerificationStep, ctx: StepContext) -> StepResult:
     error: str | None = None
     # Kept also when the step fails: what it could not check may be why.
     ctx.warnings = []
+    step, cut = _within_deadline(step, ctx, start)
     try:
         verdict = _RUNNERS[step.type](step, ctx)
     except StepApiError as e:
@@ -133,6 +138,10 @@ def run_step(step: VerificationStep, ctx: StepContext) -> StepResult:
     except Exception as e:  # a bug in one step must not lose the others' results
         error = f"internal error: {type(e).__name__}: {e}"
         verdict = Verdict(False, error)
+    if cut and not verdict.passed:
+        verdict.message = (
+            f"the drill's timeout ({human_duration(ctx.deadline_of)}) ran out: {verdict.message}"
+        )
     return StepResult(
         name=step.name,
         type=step.type,
@@ -143,6 +152,17 @@ def run_step(step: VerificationStep, ctx: StepContext) -> StepResult:
         error=_one_line(error) if error else None,
         warnings=ctx.warnings,
     )
+
+
+def _within_deadline(step: VerificationStep, ctx: StepContext, now: float) -> tuple[VerificationStep, bool]:
+    """``step`` with its timeout cut to what is left before ``ctx.deadline`` (at least one try is
+    still made: a check that passes at once passes), and whether it was cut."""
+    if ctx.deadline is None:
+        return step, False
+    left = timedelta(seconds=max(0.0, ctx.deadline - now))
+    if left >= step.timeout:
+        return step, False
+    return step.model_copy(update={"timeout": left}), True
 
 
 def run_steps(steps: Iterable[VerificationStep], ctx: StepContext) -> list[StepResult]:
@@ -385,7 +405,9 @@ def _http(step: VerificationStep, ctx: StepContext) -> Verdict:
     where = f"{step.method} {step.scheme}://{step.service}:{step.port}{step.path}"
 
     def check() -> Verdict:
-        status, body = _proxy_request(ctx.api, step, path, timeout=min(30.0, step.timeout.total_seconds()))
+        # At least a second for one try: a step cut short by the drill's timeout still asks once.
+        wait = max(1.0, min(30.0, step.timeout.total_seconds()))
+        status, body = _proxy_request(ctx.api, step, path, timeout=wait)
         v = evaluate_http(step.expect, status, body)
         v.message = f"{where}: {v.message}"
         v.details["url"] = path
