@@ -1192,3 +1192,19 @@ def test_job_failure_without_a_message_and_a_cleanup_that_is_refused(kube: Kube,
     )
     assert 'User "alice" cannot delete resource "jobs"' in r.details["cleanup"]
     assert [j.metadata.name for j in jobs_in(kube, namespace)] == [job]
+
+
+def test_control_characters_of_a_checks_output_are_shown_escaped(kube: Kube, namespace: str) -> None:
+    # A check's stderr (or a Job's termination message) is quoted in the step's message, which
+    # `dr drill run` and `dr runbook verify` print to the terminal and the reports show: terminal
+    # escapes in it (clear the screen, set the title, a CSI as the one C1 byte) reached the
+    # terminal of whoever ran or read the drill as they were.
+    core = kclient.CoreV1Api(kube.api)
+    core.create_namespaced_pod(namespace, pod("db-0", {"app": "db"}))
+    set_pod_phase(core, namespace, "db-0", "Running")
+    base = {"name": "q", "type": "exec", "selector": "app=db", "command": ["check"]}
+    stderr = "\x1b[2J\x1b]0;owned\x07fail\x9b31m\u202edone\x00\n".encode()
+    r = run_step(step(base), ctx_for(kube.api, namespace, exec=ScriptedExec(ExecResult(3, b"", stderr))))
+    assert not r.passed
+    assert r.message.endswith(r"expected 0: \x1b[2J\x1b]0;owned\x07fail\x9b31m\u202edone\x00"), r.message
+    assert all(c.isprintable() for c in r.message)

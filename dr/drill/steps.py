@@ -171,7 +171,9 @@ def run_steps(steps: Iterable[VerificationStep], ctx: StepContext) -> list[StepR
 
 
 def _one_line(text: str) -> str:
-    line = " ".join(text.split())
+    """``text`` in one line of printable characters: what is quoted of a check's output (a terminal
+    escape, a bidi override) reaches terminals and reports escaped (``\\x1b``), not as itself."""
+    line = "".join(c if c.isprintable() else repr(c)[1:-1] for c in " ".join(text.split()))
     return line if len(line) <= _MAX_MESSAGE else line[: _MAX_MESSAGE - 1] + "…"
 
 
