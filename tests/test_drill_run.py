@@ -6,6 +6,8 @@ Resources only (``--no-data``), a local repository: no node agent is needed
 
 from __future__ import annotations
 
+import json
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -775,3 +777,55 @@ def test_the_drills_timeout_bounds_its_verification_steps(
     assert steps["cm"]["passed"]
     assert not steps["never"]["passed"]
     assert "the drill's timeout (5s) ran out" in steps["never"]["message"], steps["never"]["message"]
+
+
+@pytest.mark.parametrize(("sig", "code", "why"), [("SIGTERM", 143, "terminated (SIGTERM)"),
+                                                  ("SIGINT", 130, "interrupted (Ctrl-C)")])  # fmt: skip
+def test_a_stopped_drill_deletes_its_namespace_and_writes_a_report_saying_so(
+    capsys: Capsys, kube_client: KubeClient, kube: Kube, repo: Path, unique: str, app_ns: str,
+    sig: str, code: int, why: str,
+) -> None:  # fmt: skip
+    # A scheduled drill stopped by its CronJob's deadline (SIGTERM), or one run by hand and
+    # stopped with Ctrl-C, deleted its namespace but wrote no report: `dr report drills` and
+    # `dr status` showed the drill before it as the latest, and no metric said it failed.
+    import os
+    import signal
+    import subprocess
+
+    from dr.testkit.agent import wait_until
+    from tests.helpers import DR
+
+    backup(capsys, kube, "-n", app_ns)
+    never = {"name": "never", "type": "resources", "timeout": "10m",
+             "expect": [{"kind": "ConfigMap", "names": ["never-there"]}]}  # fmt: skip
+    app = f"app{unique}"
+    rb = write_runbook(repo / "rb.yaml", app, app_ns, [CM_STEP, never], timeout="15m")
+    reports = repo / "reports"
+    proc = subprocess.Popen(
+        [DR, "--kubeconfig", kube.kubeconfig, "drill", "run", str(rb), "--no-data", "--report-dir", str(reports)],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=os.environ.copy(),
+    )  # fmt: skip
+    try:
+        wait_until(
+            lambda: [n for n in drill_namespaces(kube_client) if app in n], 60, "the scratch namespace"
+        )
+        time.sleep(3)  # into the step that never passes
+        proc.send_signal(getattr(signal, sig))
+        out, err = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert proc.returncode == code, err
+    assert "Traceback" not in err
+    [doc] = [json.loads(p.read_text()) for p in reports.glob("*.json")]
+    assert doc["outcome"] == "error" and doc["error"] == why, doc
+    assert doc["cleanup"]["status"] == "deleted" and doc["cleanup"]["message"] == doc["namespace"]
+    assert [s["name"] for s in doc["steps"]] == ["cm"] and doc["steps"][0]["passed"]
+    assert f"drill {doc['id']}: ERROR" in out and f"error: {why}" in out
+    # In the repository too: the month's report shows the stopped drill as the app's latest.
+    res = run_dr(capsys, "report", "drills", "-o", "json")
+    [entry] = [a for a in json.loads(res.out)["apps"] if a["app"] == app]
+    assert entry["status"] == "error" and entry["latest"]["error"] == why
+    gone = [n for n in drill_namespaces(kube_client) if app in n]
+    assert all("deletionTimestamp" in kube_client.get(f"/api/v1/namespaces/{n}")["metadata"] for n in gone)

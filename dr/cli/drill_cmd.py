@@ -15,7 +15,7 @@ from dr.cli.params import KeyValue, NonEmpty, pairs_to_dict
 from dr.cli.repo_access import open_repository
 from dr.cli.volume_access import dump_problems, volume_restore_step
 from dr.drill.model import DrillReport, human_duration
-from dr.drill.run import DrillDeps, DrillRequest, run_drill, save_report, write_report_files
+from dr.drill.run import DrillDeps, DrillRequest, DrillStopped, run_drill, save_report, write_report_files
 from dr.drill.run import gc as drill_gc
 from dr.errors import DrError, ExitCode, InvalidInput, PartialFailure, VerificationFailed
 from dr.observe.run_hooks import drill_finished
@@ -137,9 +137,15 @@ def run(
     )
     if report_dir:
         _make_report_dir(Path(report_dir))
-    report = run_drill(
-        DrillRequest(rb, runbook, backup_id, keep, Path(report_dir) if report_dir else None, classes), deps
-    )
+    stopped: KeyboardInterrupt | None = None
+    try:
+        report = run_drill(
+            DrillRequest(rb, runbook, backup_id, keep, Path(report_dir) if report_dir else None, classes),
+            deps,
+        )
+    except DrillStopped as e:
+        # Saved, counted and printed like any drill that could not run; then dr stops (130, 143).
+        report, stopped = e.report, e.interrupt
     drill_finished(ctx.loaded.config, kube, report, policy)  # metrics and events; problems are warnings
     # The drill's result is printed also when keeping it failed (exit 1 then, after the output).
     name: str | None = None
@@ -164,6 +170,10 @@ def run(
             f"  report: {f'reports/{name[:16]}…' if name else 'not saved'}"
             + (f", {', '.join(str(f) for f in files)}" if files else "")
         )
+    if stopped is not None:
+        for p in problems:
+            click.echo(f"warning: {p}", err=True)
+        raise stopped
     if problems:
         raise DrError(f"drill {report.outcome}, but {'; '.join(problems)}")
     if report.outcome == "error":

@@ -56,8 +56,9 @@ from dr.drill.model import (
     outcome_of,
 )
 from dr.drill.probe import DataProbe
-from dr.drill.steps import StepContext, run_steps, workload_state
+from dr.drill.steps import StepContext, run_step, workload_state
 from dr.errors import DrError
+from dr.interrupt import Terminated
 from dr.kube import apply as kapply
 from dr.kube.client import ApiError, KubeClient
 from dr.kube.collect import get_object, list_objects
@@ -334,7 +335,24 @@ def wait_ready(
 # --------------------------------------------------------------------------- the drill
 
 
+class DrillStopped(Exception):
+    """A drill stopped by a signal (Ctrl-C, SIGTERM, SIGHUP) after its cleanup ran: its report
+    (outcome ``error``, saying what stopped it) and the interrupt, for the caller to raise again
+    once the report is saved — a stopped drill is a drill that did not pass, not one that never was."""
+
+    def __init__(self, report: DrillReport, interrupt: KeyboardInterrupt) -> None:
+        super().__init__(report.error)
+        self.report = report
+        self.interrupt = interrupt
+
+
+def stop_reason(e: KeyboardInterrupt) -> str:
+    """``terminated (SIGTERM)``, ``terminated (SIGHUP)`` or ``interrupted (Ctrl-C)``."""
+    return f"terminated ({e.signum.name})" if isinstance(e, Terminated) else "interrupted (Ctrl-C)"
+
+
 def run_drill(req: DrillRequest, deps: DrillDeps) -> DrillReport:
+    """Run the drill and return its report; ``DrillStopped`` (with the report) when a signal stopped it."""
     rb = req.runbook
     started = deps.now()
     rid = run_id(started)
@@ -349,6 +367,7 @@ def run_drill(req: DrillRequest, deps: DrillDeps) -> DrillReport:
     backup: Snapshot | None = None
     created: dict[str, str] = {}  # scratch namespaces this drill created -> their uid
     cleanup = Cleanup(status="pending")
+    stopped: KeyboardInterrupt | None = None
     deadline = time.monotonic() + rb.spec.drill.timeout.total_seconds()
     try:
         backup = pick_backup(deps.repo, rb, req.backup_ref)
@@ -427,7 +446,8 @@ def run_drill(req: DrillRequest, deps: DrillDeps) -> DrillReport:
                           labels={DRILL_LABEL: "true", APP_LABEL: rb.name[:63]},
                           # The drill's timeout is the whole drill's: no step waits past it.
                           deadline=deadline, deadline_of=rb.spec.drill.timeout)  # fmt: skip
-        steps = run_steps(rb.spec.verification, ctx)
+        for step in rb.spec.verification:  # one by one: a stopped drill reports the steps it ran
+            steps.append(run_step(step, ctx))
         warnings.extend(w for s in steps for w in s.warning_lines())
         phases.verification = timedelta(seconds=time.monotonic() - t2)
     except DrError as e:
@@ -435,6 +455,8 @@ def run_drill(req: DrillRequest, deps: DrillDeps) -> DrillReport:
     except Exception as e:  # the report must still be written and the namespace removed
         log.exception("drill %s failed", rb.name)
         error = f"{type(e).__name__}: {e}"
+    except KeyboardInterrupt as e:  # Ctrl-C, SIGTERM (a CronJob's deadline), SIGHUP: cleaned up below
+        stopped, error = e, stop_reason(e)
     finally:
         if req.keep:
             cleanup = Cleanup(
@@ -476,6 +498,8 @@ def run_drill(req: DrillRequest, deps: DrillDeps) -> DrillReport:
         log.debug("drill %s: %s", rb.name, "; ".join(warnings))
     for line in incomplete.lines():
         log.debug("drill %s: %s", rb.name, line)
+    if stopped is not None:
+        raise DrillStopped(report, stopped)
     return report
 
 
