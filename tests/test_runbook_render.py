@@ -600,3 +600,28 @@ def test_contacts_and_code_render_as_written(tmp_path: Path) -> None:
     assert "*Ops* <on-call>" in shown and "lead_ops | [pager](x)" in shown and "+1 555" in shown
     spans = [c.content for t in inline for c in t.children or [] if c.type == "code_inline"]
     assert "a``b`c" in spans
+
+
+def test_kinds_quota_names_and_env_names_render_as_written(tmp_path: Path) -> None:
+    # A resources step's kind, a quota's resource names and a job's environment names went into
+    # the page as they were: "<script>…" and "<img onerror=…>" as raw HTML in a wiki that renders
+    # it, "Config*Map*" and "_SECRET_" as emphasis.
+    doc = yaml.safe_load(SITE.read_text())
+    doc["spec"]["drill"]["quota"] = {"<img src=x onerror=alert(1)>": 1, "count/*pods*": 2}
+    doc["spec"]["verification"] = [
+        {"name": "objs", "type": "resources",
+         "expect": [{"kind": "<script>alert(1)</script>"}, {"kind": "Config*Map*", "names": ["a"]}]},
+        {"name": "job", "type": "job", "image": "busybox", "env": [{"name": "_SECRET_", "value": "a"}]},
+    ]  # fmt: skip
+    path = tmp_path / "site.yaml"
+    path.write_text(yaml.safe_dump(doc))
+    md = render_markdown(load_runbook(path))
+    from markdown_it import MarkdownIt
+
+    tokens = MarkdownIt("commonmark").enable(["table"]).parse(md)
+    children = [c for t in tokens if t.type == "inline" for c in t.children or []]
+    assert not {c.type for c in children} & {"html_inline", "em_open"}
+    shown = "".join(c.content for c in children if c.type == "text")
+    for text in ("<script>alert(1)</script>", "Config*Map*", "_SECRET_", "<img src=x onerror=alert(1)> 1",
+                 "count/*pods* 2"):  # fmt: skip
+        assert text in shown, text

@@ -208,10 +208,11 @@ def checklist_item(step: VerificationStep, ns: str) -> tuple[str, list[str]]:
         parts = []
         for e in step.expect:
             sel = f" labelled {md_code(e.selector)}" if e.selector else ""
+            what = md_text(e.kind)  # the author's text, not markup
             if e.names:
-                parts.append(f"{e.kind} {', '.join(md_code(n) for n in e.names)}{sel}")
+                parts.append(f"{what} {', '.join(md_code(n) for n in e.names)}{sel}")
             if e.min_count > max(len(e.names), 0) or not e.names:
-                parts.append(f"at least {e.min_count} {e.kind}{sel}")
+                parts.append(f"at least {e.min_count} {what}{sel}")
         kinds = ",".join(dict.fromkeys(e.kind.lower() for e in step.expect))
         return f"These objects exist in {md_code(ns)}: " + "; ".join(parts) + ".", [
             shlex.join(["kubectl", "-n", ns, "get", kinds])
@@ -302,7 +303,7 @@ def checklist_item(step: VerificationStep, ns: str) -> tuple[str, list[str]]:
             + " succeeds"
         )
         if step.env:
-            text += " (environment: " + ", ".join(e.name for e in step.env) + ")"
+            text += " (environment: " + ", ".join(md_text(e.name) for e in step.env) + ")"
         name = f"check-{step.name}"[:52]
         # One line whose output and exit status are the answer, leaving nothing behind in the
         # app's namespace: `create job` / a detached `run` only said "created", and a second
@@ -497,7 +498,9 @@ def render_markdown(
     )
     if d.quota:
         out.append(
-            "- Quota of the scratch namespace: " + ", ".join(f"{k} {v}" for k, v in d.quota.items()) + "."
+            "- Quota of the scratch namespace: "
+            + ", ".join(md_text(f"{k} {v}") for k, v in d.quota.items())
+            + "."
         )
     out.append("")
     return "\n".join(out)
