@@ -684,3 +684,21 @@ def test_storage_class_mapping_of_a_drill(tmp_path: Path) -> None:
         f"{p}:17:7: spec.drill.storageClassMapping.fast-a: 'Standard_B' is not a storage class name"
         in res.err
     )
+
+
+def test_quota_resource_names_and_the_backup_policy_must_be_names(tmp_path: Path) -> None:
+    # Any text was taken: a quota key the API server refuses stopped the drill (its ResourceQuota
+    # could not be made) at 3 a.m. instead of failing validation, and a backupPolicy no dr.yaml
+    # policy can be named went into the page's `dr restore latest --policy …` lines.
+    text = GOOD.replace(
+        "  verification:\n",
+        "  backupPolicy: nightly | <b>x</b>\n  drill:\n    quota:\n      requests.cpu: 2\n"
+        "      count/deployments.apps: 3\n      requests.nvidia.com/gpu: 1\n      cpu limit: 2\n"
+        "  verification:\n",
+    )
+    p = write(tmp_path, text)
+    found = problems_of(p)
+    assert len(found) == 2, found
+    assert found[0].startswith(f"{p}:15:3: spec.backupPolicy: "), found
+    assert found[1].startswith(f"{p}:21:7: spec.drill.quota.cpu limit: "), found
+    assert "is not a resource name" in found[1], found

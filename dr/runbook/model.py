@@ -189,6 +189,14 @@ def _check_dns_subdomain(v: str) -> str:
     return v
 
 
+def _check_resource_name(v: str) -> str:
+    # A ResourceQuota's spec.hard keys: qualified names (requests.cpu, count/deployments.apps,
+    # requests.nvidia.com/gpu). Anything else the API server refuses when the drill makes the quota.
+    if not (len(v) <= 253 and re.fullmatch(_LABEL_KEY, v)):
+        raise ValueError(f"{v!r} is not a resource name (such as pods, requests.cpu, count/deployments.apps)")
+    return v
+
+
 def _check_positive(v: timedelta) -> timedelta:
     if v <= timedelta(0):
         raise ValueError("must be longer than zero")
@@ -213,6 +221,7 @@ DnsLabel = Annotated[str, AfterValidator(_check_dns_label)]
 StorageClassName = Annotated[str, _not_bool("a storage class name"), AfterValidator(_check_dns_subdomain)]
 StepName = Annotated[str, Field(pattern=NAME_PATTERN, max_length=40)]
 PositiveDuration = Annotated[Duration, AfterValidator(_check_positive)]
+ResourceName = Annotated[str, AfterValidator(_check_resource_name)]
 
 
 # --------------------------------------------------------------------------- header and people
@@ -251,7 +260,7 @@ class DrillSettings(Model):
     ttl: PositiveDuration = Field(
         default=timedelta(hours=24), description="scratch namespaces older than this are deleted by gc"
     )
-    quota: dict[str, Quantity] = Field(
+    quota: dict[ResourceName, Quantity] = Field(
         default_factory=dict, description="ResourceQuota spec.hard of the scratch namespace"
     )
     # A backup made in another cluster: its claims' classes may not exist here (as `dr restore
@@ -582,7 +591,7 @@ class RunbookSpec(Model):
     description: str = Field(min_length=1)
     contacts: list[Contact] = Field(min_length=1)
     scope: Scope
-    backup_policy: str | None = Field(default=None, description="name of the backup policy in dr.yaml")
+    backup_policy: Name | None = Field(default=None, description="name of the backup policy in dr.yaml")
     objectives: Objectives
     drill: DrillSettings = Field(default_factory=DrillSettings)
     verification: list[Step] = Field(min_length=1)
