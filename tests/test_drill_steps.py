@@ -500,6 +500,21 @@ def proxy() -> Iterator[ProxyStandIn]:
                 return self.answer(200, {"status": "ok"})
             if rest == "/echo":
                 return self.answer(201, {"got": json.loads(body or "null")})
+            if rest.startswith("/huge"):
+                # A page of 96 MiB (a download behind the checked path, a stream that never ends),
+                # with a status from the path: what of it was sent before the client stopped reading.
+                status = int(rest.rpartition("/")[2])
+                self.send_response(status)
+                self.send_header("Content-Length", str(96 << 20))
+                self.end_headers()
+                hits["huge bytes"] = 0
+                for _ in range(96):
+                    try:
+                        self.wfile.write(b"x" * (1 << 20))
+                    except OSError:
+                        return None
+                    hits["huge bytes"] += 1 << 20
+                return None
             return self.answer(404, "no such page")
 
         do_GET = do_POST = do_PUT = do_HEAD = handle_any
@@ -1208,3 +1223,19 @@ def test_control_characters_of_a_checks_output_are_shown_escaped(kube: Kube, nam
     assert not r.passed
     assert r.message.endswith(r"expected 0: \x1b[2J\x1b]0;owned\x07fail\x9b31m\u202edone\x00"), r.message
     assert all(c.isprintable() for c in r.message)
+
+
+@pytest.mark.parametrize("status", [200, 500])
+def test_http_reads_at_most_a_mebibyte_of_a_body(proxy: ProxyStandIn, status: int) -> None:
+    # The whole body was read into memory (and decoded, twice its size again), of any status: a
+    # checked path that serves a big download or a stream that never ends filled dr's memory.
+    s = step({"name": "big", "type": "http", "service": "web", "port": 8080, "path": f"/huge/{status}",
+              "timeout": "1s", "expect": {"bodyRegex": "^y"}})  # fmt: skip
+    with proxy_api(proxy) as api:
+        r = run_step(s, ctx_for(api, "ns"))
+    assert not r.passed and r.error is None, r.message
+    sent = proxy.hits["huge bytes"]
+    assert sent < 48 << 20, f"{sent >> 20} MiB of the body were sent: the client read on"
+    why = "body does not match /^y/" if status == 200 else "status 500, expected 200"
+    assert r.message.endswith(f"{why} (only the first 1 MiB of the body was read)"), r.message
+    assert r.details["body"] == "x" * 300

@@ -54,6 +54,8 @@ from dr.runbook.model import (
 _TRANSIENT = {0, 429, 500, 502, 503, 504}
 _MAX_MESSAGE = 400
 _BODY_EXCERPT = 300
+# What an http step reads of a body at most: a health page or an API answer is far smaller.
+MAX_BODY = 1 << 20
 MANAGED_BY = {"app.kubernetes.io/managed-by": "dr"}
 
 
@@ -409,43 +411,53 @@ def _http(step: VerificationStep, ctx: StepContext) -> Verdict:
     def check() -> Verdict:
         # At least a second for one try: a step cut short by the drill's timeout still asks once.
         wait = max(1.0, min(30.0, step.timeout.total_seconds()))
-        status, body = _proxy_request(ctx.api, step, path, timeout=wait)
+        status, body, cut = _proxy_request(ctx.api, step, path, timeout=wait)
         v = evaluate_http(step.expect, status, body)
         v.message = f"{where}: {v.message}"
+        if cut and not v.passed:
+            v.message += f" (only the first {MAX_BODY >> 20} MiB of the body was read)"
         v.details["url"] = path
         return v
 
     return _poll(ctx, step.timeout, check)
 
 
-def _proxy_request(api: kclient.ApiClient, step: HttpStep, path: str, timeout: float) -> tuple[int, str]:
-    headers = {"Accept": "*/*", **step.headers}
-    body: Any = None
+def _proxy_request(
+    api: kclient.ApiClient, step: HttpStep, path: str, timeout: float
+) -> tuple[int, str, bool]:
+    """(status, body, whether the body was cut) of one request through the service proxy.
+
+    At most ``MAX_BODY`` bytes of the body are read, of any status: the client's ``call_api``
+    reads a whole body into memory (an error's too, for its exception), and a checked path
+    may serve a big download or a stream that never ends. So the request goes out through the
+    client's connection pool (its TLS, proxy and retry settings) with its headers and token.
+    """
+    headers: dict[str, str] = {"Accept": "*/*", **step.headers, **api.default_headers}
+    body: bytes | None = None
     if step.body is not None:
         ctype = step.content_type()
         headers = {k: v for k, v in headers.items() if k.lower() != "content-type"}
         headers["Content-Type"] = ctype
-        # JSON bodies go as values (the client JSON-encodes them), others as text.
-        body = json.loads(step.body) if "json" in ctype.lower() else step.body
+        # JSON bodies go re-encoded from the parsed value (as the client did), others as written.
+        text = json.dumps(json.loads(step.body)) if "json" in ctype.lower() else step.body
+        body = text.encode("utf-8")
+    api.update_params_for_auth(headers, [], ["BearerToken"])
     try:
-        resp = api.call_api(
-            path,
+        resp = api.rest_client.pool_manager.request(
             step.method,
-            header_params=headers,
+            api.configuration.host + path,
             body=body,
-            auth_settings=["BearerToken"],
-            _preload_content=False,
-            _request_timeout=timeout,
+            headers=headers,
+            preload_content=False,
+            timeout=urllib3.Timeout(total=timeout),
         )
-        status, raw = resp.status, resp.data
-    except kclient.ApiException as e:
-        if not e.status:  # no HTTP answer at all (connection refused, TLS)
-            raise StepApiError(f"{step.method} {path}: {e.reason}") from e
-        status, raw = e.status, e.body
+        try:
+            raw = resp.read(MAX_BODY + 1)
+        finally:
+            resp.close()  # not back into the pool: the rest of a cut body is still on its way
     except urllib3.exceptions.HTTPError as e:
         raise StepApiError(f"{step.method} {path}: {unreachable(e)}") from e
-    text = raw.decode("utf-8", "replace") if isinstance(raw, bytes) else str(raw or "")
-    return status, text
+    return resp.status, raw[:MAX_BODY].decode("utf-8", "replace"), len(raw) > MAX_BODY
 
 
 # --------------------------------------------------------------------------- exec
