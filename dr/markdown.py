@@ -12,6 +12,12 @@ _MD_PUNCTUATION = re.compile(r"[\\`*_\[\]~|$#]")
 _MD_ORDERED_LIST = re.compile(r"\d+(?=[.)])")
 
 
+def _printable(text: str) -> str:
+    """Control characters but a tab (terminal escapes, a C1 CSI, a bidi override) as escapes
+    (``\\x1b``): the Markdown is printed to terminals (``dr report drills``), where they acted."""
+    return "".join(c if c.isprintable() or c == "\t" else repr(c)[1:-1] for c in text)
+
+
 def _md_escape(m: re.Match[str]) -> str:
     i, text = m.start(), m.string
     if m.group() == "_" and 0 < i < len(text) - 1 and text[i - 1].isalnum() and text[i + 1].isalnum():
@@ -26,9 +32,10 @@ def md_text(text: str) -> str:
     indented code block), ``<``, ``>`` and ``&`` as HTML entities (no tag, autolink, quote or
     entity of its own: the one escape every Markdown renderer knows), markup characters
     backslash-escaped, and what would start a block at the start of a list item (``-``, ``+``,
-    ``=``, ``1.``) escaped. It then reads (and renders) as exactly the text it was.
+    ``=``, ``1.``) escaped, control characters as escapes (``\\x1b``). It then reads (and
+    renders) as exactly the text it was.
     """
-    text = " ".join(text.splitlines()).strip()
+    text = _printable(" ".join(text.splitlines()).strip())
     text = text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
     text = _MD_PUNCTUATION.sub(_md_escape, text)
     if m := _MD_ORDERED_LIST.match(text):
@@ -39,7 +46,7 @@ def md_text(text: str) -> str:
 def md_code(text: str) -> str:
     """``text`` as an inline code span: fenced by more backticks than it holds in a row, padded
     when it starts or ends with one (a code span shows its text as it is; no escape works inside)."""
-    text = " ".join(text.splitlines())
+    text = _printable(" ".join(text.splitlines()))
     if not text.strip():  # no code span shows only blanks as they are
         return md_text(text)
     fence = "`" * (max((len(run) for run in re.findall("`+", text)), default=0) + 1)

@@ -298,6 +298,9 @@ HOSTILE = [
     "two\nlines\r\nand <b>bold</b>",
     "closing #",
     "_em_ a_b_c x__y__z __init__ é_ü 1_2_",
+    # Terminal escapes (clear, set the title, a C1 CSI) and a bidi override, e.g. in an API
+    # server's message quoting a restored object's field: `dr report drills` prints to a terminal.
+    "\x1b[2J\x1b]0;owned\x07 \x9b31m red \u202eevil",
 ]
 
 
@@ -310,9 +313,15 @@ def _hostile_report(text: str) -> MonthlyReport:
     return build_monthly_report([d], NOV, generated=GENERATED)
 
 
+def _printable(text: str) -> str:
+    """``text`` with its control characters (a tab apart) as escapes (``\\x1b``)."""
+    return "".join(c if c.isprintable() or c == "\t" else repr(c)[1:-1] for c in text)
+
+
 def _visible(text: str) -> str:
-    """What the report shows of ``text``: one line (a line break would end a table row)."""
-    return " ".join(text.splitlines()).strip()
+    """What the report shows of ``text``: one line (a line break would end a table row), with
+    control characters escaped (they would reach the terminal the report is printed to)."""
+    return _printable(" ".join(text.splitlines()).strip())
 
 
 def _inline_texts(md: str) -> dict[str, list[list[str]]]:
@@ -371,7 +380,8 @@ def _assert_inert(text: str) -> None:
     assert shown in items and _visible(f"dump: {text}") in items, md  # the warning, the restore problem
     # The drill's id, backup and namespace as code, as they are (one line).
     if _visible(text):
-        assert parsed["code"] == [[" ".join(text.splitlines())]] * 3, md
+        assert parsed["code"] == [[_printable(" ".join(text.splitlines()))]] * 3, md
+    assert all(c.isprintable() or c in "\t\n" for c in md), md
     # Only the report's own blocks: its headings (one naming the app, as text), no HTML, code, quote.
     assert {b[0] for b in parsed.get("blocks", [])} <= {"heading_open"}, md
     from markdown_it import MarkdownIt
