@@ -702,3 +702,15 @@ def test_quota_resource_names_and_the_backup_policy_must_be_names(tmp_path: Path
     assert found[0].startswith(f"{p}:15:3: spec.backupPolicy: "), found
     assert found[1].startswith(f"{p}:21:7: spec.drill.quota.cpu limit: "), found
     assert "is not a resource name" in found[1], found
+
+
+def test_a_scope_glob_that_matches_no_namespace_is_refused(tmp_path: Path) -> None:
+    from dr.backup.scope import NAME_RULE
+
+    # Names were checked, globs not: `Shop_*` or `shop-[|]*` (no namespace name can match) were
+    # valid, and the page's restore lines passed them to `dr restore -n`, restoring nothing of them.
+    p = write(tmp_path, GOOD.replace("namespaces: [shop]", "namespaces: [shop, 'Shop_*', 'db-[|]', 'web-*']"))
+    assert problems_of(p) == [
+        f"{p}:11:24: spec.scope.namespaces[1]: glob 'Shop_*' matches no namespace name ({NAME_RULE})",
+        f"{p}:11:34: spec.scope.namespaces[2]: glob 'db-[|]' matches no namespace name ({NAME_RULE})",
+    ]

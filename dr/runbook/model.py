@@ -38,6 +38,7 @@ from pydantic import (
 )
 from pydantic_core import InitErrorDetails, PydanticCustomError
 
+from dr.backup.namespace_globs import namespace_pattern_problem
 from dr.config import (
     NAME_PATTERN,
     QUANTITY,
@@ -658,8 +659,11 @@ class Runbook(Model):
                 )
             )
         for i, ns in enumerate(scope.namespaces):
-            if not any(c in ns for c in "*?[") and not _DNS_LABEL.match(ns):
-                problems.append((("spec", "scope", "namespaces", i), f"{ns!r} is not a namespace name"))
+            if not any(c in ns for c in "*?["):
+                if not _DNS_LABEL.match(ns):
+                    problems.append((("spec", "scope", "namespaces", i), f"{ns!r} is not a namespace name"))
+            elif why := namespace_pattern_problem(ns):  # as dr config validate checks a policy's
+                problems.append((("spec", "scope", "namespaces", i), why))
         if scope.selector:
             try:
                 check_selector(scope.selector)
