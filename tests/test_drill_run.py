@@ -829,3 +829,40 @@ def test_a_stopped_drill_deletes_its_namespace_and_writes_a_report_saying_so(
     assert entry["status"] == "error" and entry["latest"]["error"] == why
     gone = [n for n in drill_namespaces(kube_client) if app in n]
     assert all("deletionTimestamp" in kube_client.get(f"/api/v1/namespaces/{n}")["metadata"] for n in gone)
+
+
+def test_a_backup_without_the_apps_namespaces_is_not_drilled(
+    capsys: Capsys, kube_client: KubeClient, kube: Kube, isolated_home: Path, unique: str, app_ns: str
+) -> None:
+    # A backup that holds none of the runbook's namespaces (--backup of another app's, or the newest
+    # of a backup policy whose scope no longer names the app) restored nothing, measured an RTO of
+    # 2s "met" for it, and the steps failed as if the restore had lost the app's objects.
+    home, other = isolated_home, f"other-{unique}"
+    make_namespace(kube_client, other)
+    try:
+        config = two_repository_config(home, capsys, backup_policies=[
+            {"name": "p", "schedule": "0 2 * * *", "scope": {"namespaces": [other]}}])  # fmt: skip
+        args = ("--config", str(config), "--kubeconfig", kube.kubeconfig)
+        r = run_dr(capsys, *args, "backup", "--policy", "p", "--no-data", "-o", "json")
+        assert r.code == 0, r.err
+        taken = r.json()["id"]
+        rb = write_runbook(home / "rb.yaml", f"app{unique}", app_ns, [CM_STEP])
+
+        res = run_dr(capsys, *args, "drill", "run", str(rb), "--no-data", "--backup", taken[:8])
+        assert res.code == 2, res.out + res.err
+        assert res.err == (
+            f"error: --backup {taken[:8]}: backup {taken[:8]} holds no namespace {app_ns} of app{unique} "
+            f"(it holds {other}): a drill would restore nothing there\n"
+        )
+        assert drill_namespaces(kube_client) == []
+
+        doc = yaml.safe_load(rb.read_text())
+        doc["spec"]["backupPolicy"] = "p"
+        rb.write_text(yaml.safe_dump(doc, sort_keys=False))
+        res = run_dr(capsys, *args, "drill", "run", str(rb), "--no-data", "-o", "json")
+        assert res.code == 1, res.out + res.err
+        d = res.json()
+        assert d["outcome"] == "error" and d["rtoMeasured"] is None and d["steps"] == []
+        assert d["error"].startswith(f"backup {taken[:8]} holds no namespace {app_ns} of app{unique}"), d
+    finally:
+        kube_client.request("DELETE", f"/api/v1/namespaces/{other}")

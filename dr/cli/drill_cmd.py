@@ -115,9 +115,15 @@ def run(
     if backup_id:
         # A mistyped --backup is invalid input (exit 2), not a drill that could not run: no
         # report, no scratch namespace. The full id then loads with one request in the drill.
+        from dr.drill.run import check_holds_namespaces
         from dr.repo.snapshots import find_snapshot
 
-        backup_id = find_snapshot(repo, backup_id, kind="backup", what="backup").id
+        chosen = find_snapshot(repo, backup_id, kind="backup", what="backup")
+        try:
+            check_holds_namespaces(rb, chosen)
+        except DrError as e:
+            raise InvalidInput(f"--backup {backup_id}: {e.message}") from None
+        backup_id = chosen.id
     kube = connect_kube(ctx)
     api = steps_api_client(kube)
     from dr.deploy.network import config_endpoints

@@ -149,16 +149,33 @@ def app_backups(repo: Repository, rb: Runbook) -> list[Snapshot]:
 
 def pick_backup(repo: Repository, rb: Runbook, ref: str | None) -> Snapshot:
     if ref:
-        return find_snapshot(repo, ref, kind="backup", what="backup")
-    backups = app_backups(repo, rb)
-    if not backups:
+        backup = find_snapshot(repo, ref, kind="backup", what="backup")
+    else:
+        backups = app_backups(repo, rb)
+        if not backups:
+            raise DrError(
+                f"no backup of {rb.name} in the repository (namespaces {', '.join(rb.concrete_namespaces())})"
+            )
+        # What `dr restore latest` would restore in an incident, so the drill proves that one:
+        # the newest Completed backup, a PartiallyFailed one (warned) only when there is none,
+        # never a Failed or unfinished one.
+        backup = latest_to_restore(backups, what=f"backup of {rb.name}")
+    check_holds_namespaces(rb, backup)
+    return backup
+
+
+def check_holds_namespaces(rb: Runbook, backup: Snapshot) -> None:
+    """``DrError`` unless ``backup`` holds every named namespace of the runbook's scope.
+
+    One it lacks would be restored as nothing: an RTO measured for no restore, and steps
+    that fail as if the restore had lost the app (the newest backup of a policy whose scope
+    no longer names the app, or ``--backup`` of another app's)."""
+    missing = [ns for ns in rb.concrete_namespaces() if ns not in backup.namespaces]
+    if missing:
         raise DrError(
-            f"no backup of {rb.name} in the repository (namespaces {', '.join(rb.concrete_namespaces())})"
+            f"backup {backup.short_id} holds no namespace {', '.join(missing)} of {rb.name} "
+            f"(it holds {', '.join(backup.namespaces) or 'none'}): a drill would restore nothing there"
         )
-    # What `dr restore latest` would restore in an incident, so the drill proves that one:
-    # the newest Completed backup, a PartiallyFailed one (warned) only when there is none,
-    # never a Failed or unfinished one.
-    return latest_to_restore(backups, what=f"backup of {rb.name}")
 
 
 # --------------------------------------------------------------------------- scratch namespaces
