@@ -500,6 +500,13 @@ def proxy() -> Iterator[ProxyStandIn]:
                 return self.answer(200, {"status": "ok"})
             if rest == "/echo":
                 return self.answer(201, {"got": json.loads(body or "null")})
+            if rest.startswith("/moved"):
+                # A redirect, to this page or to any host the app names.
+                self.send_response(302)
+                self.send_header("Location", rest.partition("to=")[2] or prefix + "/proxy/healthz")
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+                return None
             if rest.startswith("/huge"):
                 # A page of 96 MiB (a download behind the checked path, a stream that never ends),
                 # with a status from the path: what of it was sent before the client stopped reading.
@@ -1239,3 +1246,41 @@ def test_http_reads_at_most_a_mebibyte_of_a_body(proxy: ProxyStandIn, status: in
     why = "body does not match /^y/" if status == 200 else "status 500, expected 200"
     assert r.message.endswith(f"{why} (only the first 1 MiB of the body was read)"), r.message
     assert r.details["body"] == "x" * 300
+
+
+def test_http_sees_a_redirect_and_does_not_follow_it(proxy: ProxyStandIn) -> None:
+    # Redirects were followed: a step expecting the app's 302 (a login page, an old path) saw the
+    # page it pointed to, and a Location naming any host (the cloud's metadata service, the object
+    # store dr's own pod may reach) was fetched from dr's pod.
+    elsewhere: list[str] = []
+
+    class Elsewhere(BaseHTTPRequestHandler):
+        def log_message(self, *args: Any) -> None:
+            pass
+
+        def do_GET(self) -> None:
+            elsewhere.append(self.path)
+            self.send_response(200)
+            self.send_header("Content-Length", "2")
+            self.end_headers()
+            self.wfile.write(b"ok")
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Elsewhere)
+    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
+    thread.start()
+    try:
+        target = f"http://127.0.0.1:{server.server_address[1]}/secret"
+        with proxy_api(proxy) as api:
+            moved = step({"name": "m", "type": "http", "service": "web", "port": 8080, "path": "/moved",
+                          "expect": {"status": 302}})  # fmt: skip
+            r = run_step(moved, ctx_for(api, "ns"))
+            assert r.passed, r.message
+            away = step({"name": "a", "type": "http", "service": "web", "port": 8080,
+                         "path": f"/moved?to={target}", "timeout": "1s"})  # fmt: skip
+            r = run_step(away, ctx_for(api, "ns"))
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join()
+    assert not r.passed and r.message.endswith("status 302, expected 200"), r.message
+    assert elsewhere == []

@@ -450,6 +450,9 @@ def _proxy_request(
             headers=headers,
             preload_content=False,
             timeout=urllib3.Timeout(total=timeout),
+            # The app's own answer is checked: a redirect is one (a step may expect 302), and its
+            # Location may name any host, which dr's pod must not fetch.
+            redirect=False,
         )
         try:
             raw = resp.read(MAX_BODY + 1)
