@@ -714,3 +714,19 @@ def test_a_scope_glob_that_matches_no_namespace_is_refused(tmp_path: Path) -> No
         f"{p}:11:24: spec.scope.namespaces[1]: glob 'Shop_*' matches no namespace name ({NAME_RULE})",
         f"{p}:11:34: spec.scope.namespaces[2]: glob 'db-[|]' matches no namespace name ({NAME_RULE})",
     ]
+
+
+def test_http_headers_that_cannot_be_sent_are_refused_without_their_values(tmp_path: Path) -> None:
+    # A header value written as a YAML '|' block keeps its final newline: valid, and at the drill the
+    # step failed with "internal error: ValueError: Invalid header value b'k3y-…\n'" — the API key
+    # in the report and on the terminal.
+    steps = (
+        "    - name: web\n      type: http\n      service: web\n      port: 80\n      headers:\n"
+        "        X-Api-Key: |\n          k3y-v4lu3-s3cr3t\n        Bad Name: x\n"
+    )
+    p = write(tmp_path, with_steps(steps))
+    found = problems_of(p)
+    assert len(found) == 1 and found[0].startswith(f"{p}:20:7: spec.verification[0].headers: "), found
+    assert "X-Api-Key: its value holds a line break or another control character" in found[0]
+    assert "'Bad Name' is not a header name" in found[0]
+    assert "k3y" not in found[0]

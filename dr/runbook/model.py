@@ -336,6 +336,11 @@ class HttpExpect(Model):
     json_: list[JsonCheck] = Field(default_factory=list, alias="json")
 
 
+# RFC 9110: a header's name is a token; its value may not hold control characters but a tab.
+_HEADER_NAME = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
+_HEADER_VALUE_BAD = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")
+
+
 class HttpStep(_StepBase):
     type: Literal["http"]
     timeout: PositiveDuration = timedelta(minutes=2)
@@ -366,6 +371,25 @@ class HttpStep(_StepBase):
                     f"body is not valid JSON ({e}); set a Content-Type header for other bodies"
                 ) from None
         return self
+
+    @field_validator("headers")
+    @classmethod
+    def _sendable_headers(cls, v: dict[str, str]) -> dict[str, str]:
+        # What the HTTP client refuses to send, found here rather than as the step's "internal
+        # error" at the drill, which quoted the value (an API key) into the report. The value is
+        # never quoted here either.
+        problems = []
+        for name, value in v.items():
+            if not _HEADER_NAME.fullmatch(name):
+                problems.append(f"{name!r} is not a header name (letters, digits and !#$%&'*+-.^_`|~)")
+            elif _HEADER_VALUE_BAD.search(value):
+                problems.append(
+                    f"{name}: its value holds a line break or another control character "
+                    "(a YAML '|' block keeps its last line break: write the value on one line)"
+                )
+        if problems:
+            raise ValueError("; ".join(problems))
+        return v
 
     @field_validator("port")
     @classmethod
