@@ -623,3 +623,21 @@ def test_kinds_quota_names_and_env_names_render_as_written(tmp_path: Path) -> No
     shown = "".join(c.content for c in children if c.type == "text")
     for text in ("<script>alert(1)</script>", "Config*Map*", "_SECRET_"):
         assert text in shown, text
+
+
+def test_long_namespaces_get_new_namespaces_of_their_own() -> None:
+    # The new namespace is the name cut to fit "-restored": two namespaces alike in their first 54
+    # characters got the same one, and the page's lines restored both into it (and its verify
+    # line checked one namespace for both).
+    doc = yaml.safe_load(SHOP.read_text())
+    head = "team-payments-settlement-reconciliation-batch-processor"  # 54 characters
+    doc["spec"]["scope"]["namespaces"] = [f"{head}-eu", f"{head}-us", "shop"]
+    rb = Runbook.model_validate(doc)
+    args = shlex.split(restore_commands(rb)["new_namespace"][1])
+    mapped = [args[i + 1] for i, a in enumerate(args) if a == "--namespace-mapping"]
+    new = [m.split("=")[1] for m in mapped]
+    assert len(set(new)) == 3 and all(len(n) <= 63 and n.endswith("-restored") for n in new), new
+    assert new[2] == "shop-restored"
+    from dr.config import is_dns_label
+
+    assert all(is_dns_label(n) for n in new), new

@@ -159,10 +159,15 @@ def list_command(rb: Runbook, namespace: str) -> str:
 
 def new_namespace_mapping(rb: Runbook) -> dict[str, str]:
     """Source namespace -> ``NAME-restored`` for every named namespace of the scope."""
-    out = {}
-    for ns in rb.concrete_namespaces():
-        suffix = f"-{NEW_NAMESPACE_SUFFIX}"
-        out[ns] = ns[: 63 - len(suffix)] + suffix
+    out: dict[str, str] = {}
+    suffix = f"-{NEW_NAMESPACE_SUFFIX}"
+    for i, ns in enumerate(rb.concrete_namespaces()):
+        name = ns[: 63 - len(suffix)] + suffix
+        if name in out.values():
+            # Cut alike (the same first 54 characters): the restore would merge them into one.
+            tail = f"-{i}{suffix}"
+            name = ns[: 63 - len(tail)].rstrip("-") + tail
+        out[ns] = name
     return out
 
 
