@@ -478,6 +478,19 @@ def test_read_report_dir(tmp_path: Path) -> None:
     assert sorted(r.id for r in got) == sorted(r.id for r in history()[:3])
 
 
+def test_a_drill_copied_twice_into_the_directory_counts_once(tmp_path: Path) -> None:
+    # A drill's report in two files of the directory (downloaded twice, "r (1).json", or a
+    # --report-dir gathered from two machines) counted twice: two drills, its verdict twice in the
+    # pass rate. The repository's reports were counted once each, by id, all along.
+    r = drill("shop", datetime(2026, 11, 5, 4, tzinfo=UTC), "failed")
+    for name in (f"{r.id}.json", f"{r.id} (1).json"):
+        (tmp_path / name).write_text(r.to_json())
+    got = read_report_dir(tmp_path)
+    assert [x.id for x in got] == [r.id]
+    monthly = build_monthly_report(got, NOV, generated=GENERATED)
+    assert monthly.totals.drills == 1 and monthly.trend[-1].drills == 1
+
+
 def test_read_report_dir_problems(tmp_path: Path) -> None:
     (tmp_path / "a.json").write_text("{not json")
     (tmp_path / "b.json").write_text(json.dumps({"kind": "DrillReport", "id": "x"}))

@@ -331,10 +331,12 @@ def build_monthly_report(
 
 
 def read_report_dir(directory: Path) -> list[DrillReport]:
-    """Drill reports from the ``*.json`` files of a directory (other JSON documents are skipped)."""
+    """Drill reports from the ``*.json`` files of a directory (other JSON documents are skipped),
+    each drill once: the same report in two files (copied, downloaded twice) is one drill, as
+    the repository's reports are counted by id."""
     if not directory.is_dir():
         raise InvalidInput(f"{directory}: not a directory")
-    reports: list[DrillReport] = []
+    reports: dict[str, DrillReport] = {}
     problems: list[str] = []
     for path in sorted(directory.glob("*.json")):
         try:
@@ -345,17 +347,19 @@ def read_report_dir(directory: Path) -> list[DrillReport]:
         if not isinstance(doc, dict) or doc.get("kind") != "DrillReport":
             continue
         try:
-            reports.append(DrillReport.model_validate(doc))
+            report = DrillReport.model_validate(doc)
         except ValidationError as e:
             for err in e.errors():
                 loc = ".".join(str(p) for p in err["loc"]) or "(document)"
                 problems.append(f"{path}: {loc}: {err['msg']}")
+            continue
+        reports.setdefault(report.id, report)
     if problems:
         n = len(problems)
         raise InvalidInput(
             f"{directory}: {n} unreadable drill report{'s' if n != 1 else ''}", problems=problems
         )
-    return reports
+    return list(reports.values())
 
 
 def apps_with_backup_policy(config: Config, config_dir: Path | None = None) -> list[str]:
