@@ -1284,3 +1284,24 @@ def test_http_sees_a_redirect_and_does_not_follow_it(proxy: ProxyStandIn) -> Non
         thread.join()
     assert not r.passed and r.message.endswith("status 302, expected 200"), r.message
     assert elsewhere == []
+
+
+def test_an_exec_check_on_output_cut_at_a_mebibyte_says_so(kube: Kube, namespace: str) -> None:
+    # dr keeps the first 1 MiB of a command's output: a check whose regex looks for its end
+    # ("done$") failed on a long output as if the command had not printed it, without a word.
+    from dr.kube.exec import MAX_OUTPUT
+
+    core = kclient.CoreV1Api(kube.api)
+    core.create_namespaced_pod(namespace, pod("db-0", {"app": "db"}))
+    set_pod_phase(core, namespace, "db-0", "Running")
+    s = step({"name": "q", "type": "exec", "selector": "app=db", "command": ["dump"],
+              "expect": {"stdoutRegex": "done$"}})  # fmt: skip
+    kept = b"row\n" * (MAX_OUTPUT // 4)  # what KubernetesExec keeps of a longer output
+    r = run_step(s, ctx_for(kube.api, namespace, exec=ScriptedExec(ExecResult(0, kept, b""))))
+    assert not r.passed
+    assert r.message.endswith("does not match /done$/ (only the first 1 MiB of the output was kept)"), (
+        r.message
+    )
+    short = ScriptedExec(ExecResult(0, b"row\n", b""))
+    r = run_step(s, ctx_for(kube.api, namespace, exec=short))
+    assert r.message.endswith("does not match /done$/"), r.message

@@ -35,7 +35,7 @@ from dr.drill.api import Discovery, StepApiError, list_items, request, unreachab
 from dr.drill.model import StepResult, human_duration
 from dr.drill.probe import DataProbe, PathProbe, ProbeError
 from dr.errors import DrError
-from dr.kube.exec import Exec, ExecError
+from dr.kube.exec import MAX_OUTPUT, Exec, ExecError
 from dr.redact import redact_argv, redacted_head, redacted_tail
 from dr.runbook.model import (
     DataStep,
@@ -579,8 +579,16 @@ def _exec(step: VerificationStep, ctx: StepContext) -> Verdict:
         )
     if step.expect.stdout_regex is not None and not re.search(step.expect.stdout_regex, stdout):
         shown = redacted_head(stdout.strip(), 80).replace("\n", " ")
+        # KubernetesExec keeps the first MAX_OUTPUT bytes: the rest may be what the regex looks for.
+        cut = (
+            f" (only the first {MAX_OUTPUT >> 20} MiB of the output was kept)"
+            if len(result.stdout) >= MAX_OUTPUT
+            else ""
+        )
         return Verdict(
-            False, f"`{cmd}` in {pod}: output {shown!r} does not match /{step.expect.stdout_regex}/", details
+            False,
+            f"`{cmd}` in {pod}: output {shown!r} does not match /{step.expect.stdout_regex}/{cut}",
+            details,
         )
     matched = " and output matches" if step.expect.stdout_regex is not None else ""
     return Verdict(True, f"`{cmd}` in {pod} exited {result.exit_code}{matched}", details)
