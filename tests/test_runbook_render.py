@@ -641,3 +641,29 @@ def test_long_namespaces_get_new_namespaces_of_their_own() -> None:
     from dr.config import is_dns_label
 
     assert all(is_dns_label(n) for n in new), new
+
+
+def test_render_warns_of_a_backup_policy_the_config_does_not_define(
+    isolated_home: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # A misspelt spec.backupPolicy rendered silently: the page's restore lines say
+    # `dr restore latest --policy shop-nigthly`, which refuses to run during the incident.
+    from tests.cli_support import two_repository_config
+
+    config = two_repository_config(isolated_home, capsys, backup_policies=[
+        {"name": "shop-nightly", "schedule": "0 2 * * *", "scope": {"namespaces": ["shop"]}}])  # fmt: skip
+    doc = yaml.safe_load(SHOP.read_text())
+    doc["spec"]["backupPolicy"] = "shop-nigthly"
+    rb = isolated_home / "shop.yaml"
+    rb.write_text(yaml.safe_dump(doc))
+    r = run_dr(capsys, "--config", str(config), "runbook", "render", str(rb))
+    assert r.code == 0, r.err
+    assert "--policy shop-nigthly" in r.out
+    assert (
+        f"backup policy 'shop-nigthly' (spec.backupPolicy) is not defined in {config}: "
+        "the page's dr lines that name it will not run"
+    ) in r.err, r.err
+    doc["spec"]["backupPolicy"] = "shop-nightly"
+    rb.write_text(yaml.safe_dump(doc))
+    r = run_dr(capsys, "--config", str(config), "runbook", "render", str(rb))
+    assert r.code == 0 and "is not defined" not in r.err, r.err

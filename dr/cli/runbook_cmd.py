@@ -159,6 +159,23 @@ def _shown_config() -> str:
     return str(Path(loaded.source).resolve()) if loaded.config_dir is not None else loaded.source
 
 
+def _warn_of_undefined_policy(rb: Runbook) -> None:
+    """A warning when the runbook's backup policy is not one of the loaded dr.yaml's: the page's
+    ``--policy`` lines would then refuse to run in the incident (a misspelt name, a renamed policy).
+    Not with the built-in defaults, which define no policies: the page may be made offline."""
+    from dr.cli.context import app
+
+    loaded = app().loaded
+    name = rb.spec.backup_policy
+    if name and loaded.config_dir is not None and loaded.config.backup_policy(name) is None:
+        log.warning(
+            "backup policy %r (spec.backupPolicy) is not defined in %s: the page's dr lines that name it "
+            "will not run",
+            name,
+            loaded.source,
+        )
+
+
 @runbook_group.command("render")
 @click.argument("file", type=click.Path(dir_okay=False), metavar="FILE")
 @click.option("--out", type=click.Path(dir_okay=False), metavar="FILE", help="Write here instead of stdout.")
@@ -168,6 +185,7 @@ def render(file: str, out: str | None) -> int:
     if out and os.path.exists(out) and os.path.samefile(out, file):
         # Not written over: the YAML is the source of the page, and of the drills.
         raise InvalidInput(f"--out {out}: that is the runbook {file} itself; give another file")
+    _warn_of_undefined_policy(rb)
     backups_in, drills_in = _repositories_of(rb)
     # Each opened (or found missing, and said so) once, also when both are the same one.
     backup_repo = _repository(backups_in)
