@@ -36,7 +36,7 @@ from dr.drill.model import StepResult, human_duration
 from dr.drill.probe import DataProbe, PathProbe, ProbeError
 from dr.errors import DrError
 from dr.kube.exec import MAX_OUTPUT, Exec, ExecError
-from dr.redact import redact_argv, redacted_head, redacted_tail
+from dr.redact import redact, redact_argv, redacted_head, redacted_tail
 from dr.runbook.model import (
     DataStep,
     ExecStep,
@@ -406,7 +406,8 @@ def _http(step: VerificationStep, ctx: StepContext) -> Verdict:
     assert isinstance(step, HttpStep)
     ns = ctx.target_namespace(step)
     path = service_proxy_path(ns, step)
-    where = f"{step.method} {step.scheme}://{step.service}:{step.port}{step.path}"
+    # As quoted in the message and the report: masked like an exec step's command (`?token=…`).
+    where = redact(f"{step.method} {step.scheme}://{step.service}:{step.port}{step.path}")
 
     def check() -> Verdict:
         # At least a second for one try: a step cut short by the drill's timeout still asks once.
@@ -416,7 +417,7 @@ def _http(step: VerificationStep, ctx: StepContext) -> Verdict:
         v.message = f"{where}: {v.message}"
         if cut and not v.passed:
             v.message += f" (only the first {MAX_BODY >> 20} MiB of the body was read)"
-        v.details["url"] = path
+        v.details["url"] = redact(path)
         return v
 
     return _poll(ctx, step.timeout, check)
@@ -459,7 +460,7 @@ def _proxy_request(
         finally:
             resp.close()  # not back into the pool: the rest of a cut body is still on its way
     except urllib3.exceptions.HTTPError as e:
-        raise StepApiError(f"{step.method} {path}: {unreachable(e)}") from e
+        raise StepApiError(redact(f"{step.method} {path}: {unreachable(e)}")) from e
     return resp.status, raw[:MAX_BODY].decode("utf-8", "replace"), len(raw) > MAX_BODY
 
 
