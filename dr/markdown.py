@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import re
 
+from dr.printable import printable
+
 # Markdown's inline markup (code, emphasis, links and images, strikethrough, math, table cells,
 # a heading's closing '#'): backslash-escaped, which CommonMark and GFM read as the character.
 # An underscore between letters or digits (pg_restore, kube_system) never is: left as it is.
@@ -14,8 +16,9 @@ _MD_ORDERED_LIST = re.compile(r"\d+(?=[.)])")
 
 def _printable(text: str) -> str:
     """Control characters but a tab (terminal escapes, a C1 CSI, a bidi override) as escapes
-    (``\\x1b``): the Markdown is printed to terminals (``dr report drills``), where they acted."""
-    return "".join(c if c.isprintable() or c == "\t" else repr(c)[1:-1] for c in text)
+    (``\\x1b``, ``dr.printable`` strictly): the Markdown is printed to terminals (``dr report
+    drills``), where they acted."""
+    return "\t".join(printable(part, strict=True) for part in text.split("\t"))
 
 
 def _md_escape(m: re.Match[str]) -> str:

@@ -36,6 +36,7 @@ from dr.drill.model import StepResult, human_duration
 from dr.drill.probe import DataProbe, PathProbe, ProbeError
 from dr.errors import DrError
 from dr.kube.exec import MAX_OUTPUT, Exec, ExecError
+from dr.printable import printable
 from dr.redact import redact, redact_argv, redacted_head, redacted_tail
 from dr.runbook.model import (
     DataStep,
@@ -175,7 +176,7 @@ def run_steps(steps: Iterable[VerificationStep], ctx: StepContext) -> list[StepR
 def _one_line(text: str) -> str:
     """``text`` in one line of printable characters: what is quoted of a check's output (a terminal
     escape, a bidi override) reaches terminals and reports escaped (``\\x1b``), not as itself."""
-    line = "".join(c if c.isprintable() else repr(c)[1:-1] for c in " ".join(text.split()))
+    line = printable(" ".join(text.split()), strict=True)
     return line if len(line) <= _MAX_MESSAGE else line[: _MAX_MESSAGE - 1] + "…"
 
 
