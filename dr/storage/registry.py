@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 from dr.config import Repository
 from dr.errors import InvalidInput
 from dr.storage.base import ObjectStore
@@ -10,7 +12,17 @@ from dr.urls import has_query_or_fragment, redact_url
 
 
 def open_store(url: str, options: Repository | None = None) -> ObjectStore:
-    """The backend for ``url``; ``options`` carries per-repository settings from dr.yaml."""
+    """The backend for ``url``; ``options`` carries per-repository settings from dr.yaml
+    (armed to crash on cue in the crash tests only: ``dr.storage.kill_switch``)."""
+    store = _backend(url, options)
+    if os.environ.get("DR_TEST_KILL_BEFORE"):  # imported only then: not a module every command loads
+        from dr.storage import kill_switch
+
+        return kill_switch.armed(store)
+    return store
+
+
+def _backend(url: str, options: Repository | None) -> ObjectStore:
     parts = split_url(url)
     if parts.scheme == "file":
         from dr.storage.file import FileStore
