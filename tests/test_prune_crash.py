@@ -184,3 +184,34 @@ def test_a_malformed_kill_point_is_one_line(tmp_path: Path, env: dict[str, str])
         "error: DR_TEST_KILL_BEFORE='rename:index/:1': expected OP:PREFIX:N with OP put or delete "
         "and N a count from 1 (delete:index/:3)"
     ]
+
+
+# A pack write as a backup or a prune makes it, in a process of its own (killed below).
+_WRITE = "import sys; from dr.storage.file import FileStore; FileStore(sys.argv[1]).put(sys.argv[2], bytes(256 << 20))"
+
+
+def test_prune_removes_the_temporary_file_of_a_write_killed_half_way(tmp_path: Path) -> None:
+    import sys
+    import time
+
+    repo = tmp_path / "repo"
+    env = {"XDG_DATA_HOME": str(tmp_path / "xdg-data"), "XDG_CONFIG_HOME": str(tmp_path / "xdg-config"),
+           "DR_CONFIG": "", "DR_REPO": f"file://{repo}"}  # fmt: skip
+    assert run_dr_process("repo", "init", env=env).code == 0
+    proc = subprocess.Popen([sys.executable, "-c", _WRITE, str(repo), "data/ab/" + "ab" * 32])
+    while not list(repo.glob("data/ab/.tmp-*")) and proc.poll() is None:
+        time.sleep(0.001)
+    proc.kill()
+    proc.wait(timeout=30)
+    assert proc.returncode == -signal.SIGKILL, "the write finished before it could be killed"
+    (left,) = repo.glob("data/ab/.tmp-*")  # never listed, so never deleted as an object
+    an_hour_ago = time.time() - 3600
+    os.utime(left, (an_hour_ago, an_hour_ago))
+    # One of a write under way (a lock being taken beside the prune's): it stays.
+    fresh = repo / "locks" / ".tmp-under-way"
+    fresh.parent.mkdir(exist_ok=True)
+    fresh.write_bytes(b"{}")
+
+    pruned = run_dr_process("prune", env=env)
+    assert pruned.code == 0, pruned.err
+    assert not left.exists() and fresh.exists()

@@ -3,25 +3,29 @@
 Order matters for crash safety: (1) repack partly used packs, copying the
 still-needed sealed blobs into new packs; (2) write a new, complete index;
 (3) delete the index files it supersedes; (4) delete packs nothing references
-any more (fully unused, repacked, or never indexed). A crash after any step
+any more (fully unused, repacked, or never indexed); (5) in a file store, the
+temporary files of writes killed half-way. A crash after any step
 leaves a repository that still has everything its snapshots need — at worst
-some data twice, which the next prune removes.
+some data twice, which the next prune removes (tests/test_prune_crash.py kills a
+real prune at each step).
 """
 
 from __future__ import annotations
 
 import logging
 import os
+import time
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass, field
 
 from dr.errors import DrError
 from dr.repo import reachable
 from dr.repo.format import PackEntry, encode_index, object_aad, pack_name
-from dr.repo.locks import Lock
+from dr.repo.locks import EXPIRY, Lock
 from dr.repo.repository import Repository
 from dr.repo.snapshots import list_snapshots
 from dr.storage.base import ObjectRetained
+from dr.storage.file import FileStore
 
 log = logging.getLogger(__name__)
 
@@ -203,6 +207,13 @@ def _prune(repo: Repository, result: PruneResult, ignore: set[str]) -> PruneResu
             result.packs_deleted -= 1
             result.bytes_freed -= stored[name]
     result.index_files_retained = len(retained_index)
+    if isinstance(repo.store, FileStore):
+        # (5) what writes killed half-way left (S3 and GCS writes are one request, and
+        # leave nothing). Older than a lock's expiry: no process still holding a lease
+        # can be writing it — a lock being taken beside ours writes one just now.
+        swept = repo.store.remove_temporaries(time.time() - EXPIRY.total_seconds())
+        if swept:
+            log.info("prune: removed %d temporary files of writes that never finished", swept)
     if retained_index or result.packs_retained:
         log.warning(
             "prune: %d index files and %d packs are under Object Lock retention (or named by such an "

@@ -4,7 +4,9 @@ Create-only writes go to a temporary file in the same directory (large ones
 with ``O_DIRECT``, see ``direct_io``), are fsynced,
 then linked into place with ``os.link``, which fails if the name exists — an
 atomic create-if-absent on POSIX file systems (including NFS). Plain
-overwrites use ``os.replace``. Readers never see half-written objects.
+overwrites use ``os.replace``. Readers never see half-written objects. A
+process killed while it writes leaves its temporary file (``.tmp-*``, never
+listed): ``remove_temporaries`` deletes those older than a given time (prune).
 
 Errors. A missing file is ``ObjectNotFound``, a taken name ``ObjectExists``,
 EACCES/EPERM ``AccessDenied``; every other ``OSError`` (a full or read-only
@@ -205,6 +207,26 @@ class FileStore:
             pass
         except OSError as e:
             raise self._error("delete", name, e) from None
+
+    def remove_temporaries(self, older_than: float) -> int:
+        """Delete the temporary files of writes that never finished (their process was
+        killed mid-write), last modified before ``older_than`` (a ``time.time()``);
+        -> how many. Younger ones may be of a write still under way."""
+        removed = 0
+        for dirpath, _, filenames in os.walk(self._base):
+            for fn in filenames:
+                if not fn.startswith(".tmp-"):
+                    continue
+                path = os.path.join(dirpath, fn)
+                try:
+                    if os.stat(path).st_mtime < older_than:
+                        os.unlink(path)
+                        removed += 1
+                except FileNotFoundError:
+                    continue  # its write finished (or failed) meanwhile
+                except OSError as e:
+                    raise self._error("delete", path[len(self._base) :], e) from None
+        return removed
 
     def close(self) -> None:
         pass
