@@ -20,6 +20,7 @@ from dr.runbook.render import (
     BackupSummary,
     checklist_item,
     human_size,
+    new_namespace_mapping,
     render_markdown,
     restore_commands,
     wrap_command,
@@ -667,3 +668,14 @@ def test_render_warns_of_a_backup_policy_the_config_does_not_define(
     rb.write_text(yaml.safe_dump(doc))
     r = run_dr(capsys, "--config", str(config), "runbook", "render", str(rb))
     assert r.code == 0 and "is not defined" not in r.err, r.err
+
+
+def test_a_namespace_told_apart_takes_no_name_another_already_has() -> None:
+    # Two namespaces cut alike got '-<position>-restored'; that name could be the one a namespace
+    # before them already got (its own first 54 characters ending in '-1'): both restored into one.
+    doc = yaml.safe_load(SHOP.read_text())
+    head = "a" * 52 + "-1"  # 54 characters: the cut keeps them whole
+    doc["spec"]["scope"]["namespaces"] = [f"{head}x", f"{head}y"]
+    rb = Runbook.model_validate(doc)
+    new = list(new_namespace_mapping(rb).values())
+    assert len(set(new)) == 2 and all(len(n) <= 63 and n.endswith("-restored") for n in new), new

@@ -18,6 +18,7 @@ repository); without them the page says so and names the command that finds out.
 
 from __future__ import annotations
 
+import itertools
 import json
 import shlex
 from dataclasses import dataclass, field
@@ -163,9 +164,12 @@ def new_namespace_mapping(rb: Runbook) -> dict[str, str]:
     suffix = f"-{NEW_NAMESPACE_SUFFIX}"
     for i, ns in enumerate(rb.concrete_namespaces()):
         name = ns[: 63 - len(suffix)] + suffix
-        if name in out.values():
-            # Cut alike (the same first 54 characters): the restore would merge them into one.
-            tail = f"-{i}{suffix}"
+        # Cut alike (the same first 54 characters): the restore would merge them into one. The
+        # position tells them apart, or a number past the scope's when another namespace has that
+        # name already (its own first characters ending in '-<position>').
+        marks = itertools.chain([i], itertools.count(len(rb.spec.scope.namespaces)))
+        while name in out.values():
+            tail = f"-{next(marks)}{suffix}"
             name = ns[: 63 - len(tail)].rstrip("-") + tail
         out[ns] = name
     return out
