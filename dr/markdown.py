@@ -16,9 +16,11 @@ _MD_ORDERED_LIST = re.compile(r"\d+(?=[.)])")
 
 def _printable(text: str) -> str:
     """Control characters but a tab (terminal escapes, a C1 CSI, a bidi override) as escapes
-    (``\\x1b``, ``dr.printable`` strictly): the Markdown is printed to terminals (``dr report
-    drills``), where they acted."""
-    return "\t".join(printable(part, strict=True) for part in text.split("\t"))
+    (``\\x1b``, ``dr.printable``): the Markdown is printed to terminals (``dr report drills``),
+    where they acted. Not strictly: a no-break space, a zero-width (non-)joiner or a soft hyphen
+    is how a name or a sentence is written (French typography, Persian names, emoji sequences),
+    harmless on a terminal, and shown as it is, as the HTML report shows it."""
+    return "\t".join(printable(part) for part in text.split("\t"))
 
 
 def _md_escape(m: re.Match[str]) -> str:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import re
+import unicodedata
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -23,6 +24,7 @@ from dr.drill.model import (
     outcome_of,
 )
 from dr.errors import InvalidInput
+from dr.printable import BIDI_CONTROLS
 from dr.report.drills import (
     Month,
     MonthlyReport,
@@ -313,9 +315,16 @@ def _hostile_report(text: str) -> MonthlyReport:
     return build_monthly_report([d], NOV, generated=GENERATED)
 
 
+def _acts_on_a_terminal(c: str) -> bool:
+    """A control character (a tab apart), a bidi control, a line or paragraph separator, a lone
+    surrogate: what the Markdown must not hold as itself. Other characters Python does not call
+    printable (a no-break space, a zero-width joiner, an unassigned code point) are text."""
+    return c != "\t" and (unicodedata.category(c) in ("Cc", "Cs", "Zl", "Zp") or c in BIDI_CONTROLS)
+
+
 def _printable(text: str) -> str:
     """``text`` with its control characters (a tab apart) as escapes (``\\x1b``)."""
-    return "".join(c if c.isprintable() or c == "\t" else repr(c)[1:-1] for c in text)
+    return "".join(repr(c)[1:-1] if _acts_on_a_terminal(c) else c for c in text)
 
 
 def _visible(text: str) -> str:
@@ -381,7 +390,7 @@ def _assert_inert(text: str) -> None:
     # The drill's id, backup and namespace as code, as they are (one line).
     if _visible(text):
         assert parsed["code"] == [[_printable(" ".join(text.splitlines()))]] * 3, md
-    assert all(c.isprintable() or c in "\t\n" for c in md), md
+    assert not any(_acts_on_a_terminal(c) for c in md.replace("\n", "")), md
     # Only the report's own blocks: its headings (one naming the app, as text), no HTML, code, quote.
     assert {b[0] for b in parsed.get("blocks", [])} <= {"heading_open"}, md
     from markdown_it import MarkdownIt

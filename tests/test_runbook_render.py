@@ -679,3 +679,21 @@ def test_a_namespace_told_apart_takes_no_name_another_already_has() -> None:
     rb = Runbook.model_validate(doc)
     new = list(new_namespace_mapping(rb).values())
     assert len(set(new)) == 2 and all(len(n) <= 63 and n.endswith("-restored") for n in new), new
+
+
+def test_contacts_keep_their_spaces_and_joiners(tmp_path: Path) -> None:
+    # A name is written as its owner writes it: a no-break space ('Équipe : …' in French), a
+    # zero-width non-joiner (Persian names), a zero-width joiner (an emoji family) showed as
+    # '\xa0', '\u200c', '\u200d' on the page. Terminal controls and bidi overrides still do not pass.
+    doc = yaml.safe_load(SITE.read_text())
+    name = "Équipe\u00a0: Mohammad\u200cReza 👨\u200d👩\u200d👧"
+    doc["spec"]["contacts"] = [{"name": name, "role": "\x1b[2J\u202eevil", "email": "ops@example.com"}]
+    path = tmp_path / "site.yaml"
+    path.write_text(yaml.safe_dump(doc, allow_unicode=True), encoding="utf-8")
+    md = render_markdown(load_runbook(path))
+    from markdown_it import MarkdownIt
+
+    tokens = MarkdownIt("commonmark").parse(md)
+    contact = next(t for t in tokens if t.type == "inline" and "Mohammad" in t.content)
+    shown = "".join(c.content for c in contact.children or [] if c.type == "text")
+    assert name in shown and "\\x1b[2J\\u202eevil" in shown, shown
