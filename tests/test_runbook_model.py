@@ -730,3 +730,19 @@ def test_http_headers_that_cannot_be_sent_are_refused_without_their_values(tmp_p
     assert "X-Api-Key: its value holds a line break or another control character" in found[0]
     assert "'Bad Name' is not a header name" in found[0]
     assert "k3y" not in found[0]
+
+
+def test_http_header_values_the_client_cannot_encode_are_refused_without_them(tmp_path: Path) -> None:
+    # The HTTP client sends a header's value as Latin-1: a value with a character outside it (a
+    # token pasted with a '€', a name in Greek) was valid, and the step failed at every drill with
+    # "internal error: UnicodeEncodeError: 'latin-1' codec can't encode character…" — a character
+    # of the value in the report. Latin-1 values ('é') are sent as ever.
+    steps = (
+        "    - name: web\n      type: http\n      service: web\n      port: 80\n      headers:\n"
+        "        X-Api-Key: k3y€s3cr3t\n        X-Team: équipe\n"
+    )
+    p = write(tmp_path, with_steps(steps))
+    found = problems_of(p)
+    assert len(found) == 1 and found[0].startswith(f"{p}:20:7: spec.verification[0].headers: "), found
+    assert "X-Api-Key: its value holds a character outside Latin-1" in found[0], found
+    assert "X-Team" not in found[0] and "k3y" not in found[0] and "€" not in found[0]

@@ -341,6 +341,14 @@ _HEADER_NAME = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
 _HEADER_VALUE_BAD = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")
 
 
+def _latin1(text: str) -> bool:
+    try:
+        text.encode("latin-1")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
 class HttpStep(_StepBase):
     type: Literal["http"]
     timeout: PositiveDuration = timedelta(minutes=2)
@@ -386,6 +394,13 @@ class HttpStep(_StepBase):
                 problems.append(
                     f"{name}: its value holds a line break or another control character "
                     "(a YAML '|' block keeps its last line break: write the value on one line)"
+                )
+            elif not value.isascii() and not _latin1(value):
+                # The client sends a value as Latin-1 (http.client): anything else fails the step
+                # at every drill, quoting a character of the value.
+                problems.append(
+                    f"{name}: its value holds a character outside Latin-1, which an HTTP header "
+                    "cannot carry (percent-encode it, as the app expects)"
                 )
         if problems:
             raise ValueError("; ".join(problems))
