@@ -50,6 +50,7 @@ from dr.runbook.model import (
     parse_json_path,
     workload_ref,
 )
+from dr.urls import redact_url
 
 # API answers worth waiting out while a step polls (API server busy or restarting).
 _TRANSIENT = {0, 429, 500, 502, 503, 504}
@@ -407,8 +408,9 @@ def _http(step: VerificationStep, ctx: StepContext) -> Verdict:
     assert isinstance(step, HttpStep)
     ns = ctx.target_namespace(step)
     path = service_proxy_path(ns, step)
-    # As quoted in the message and the report: masked like an exec step's command (`?token=…`).
-    where = redact(f"{step.method} {step.scheme}://{step.service}:{step.port}{step.path}")
+    # As quoted in the message and the report: with no query value (`?api_key=…`, `?sig=…`), as dr
+    # shows any URL (dr.urls.redact_url), and masked like an exec step's command.
+    where = redact(f"{step.method} {step.scheme}://{step.service}:{step.port}{redact_url(step.path)}")
 
     def check() -> Verdict:
         # At least a second for one try: a step cut short by the drill's timeout still asks once.
@@ -418,7 +420,7 @@ def _http(step: VerificationStep, ctx: StepContext) -> Verdict:
         v.message = f"{where}: {v.message}"
         if cut and not v.passed:
             v.message += f" (only the first {MAX_BODY >> 20} MiB of the body was read)"
-        v.details["url"] = redact(path)
+        v.details["url"] = redact(redact_url(path))
         return v
 
     return _poll(ctx, step.timeout, check)
@@ -461,7 +463,8 @@ def _proxy_request(
         finally:
             resp.close()  # not back into the pool: the rest of a cut body is still on its way
     except urllib3.exceptions.HTTPError as e:
-        raise StepApiError(redact(f"{step.method} {path}: {unreachable(e)}")) from e
+        why = unreachable(e).replace(path, redact_url(path))
+        raise StepApiError(redact(f"{step.method} {redact_url(path)}: {why}")) from e
     return resp.status, raw[:MAX_BODY].decode("utf-8", "replace"), len(raw) > MAX_BODY
 
 
