@@ -31,8 +31,10 @@ import pytest
 from kubernetes import client as kclient
 
 from dr.drill.exec import ExecError, ExecResult, KubernetesExec, exit_code_from_status
+from dr.drill.model import StepResult
 from dr.drill.probe import LocalDirectoryProbe, PathProbe, probe_directory
 from dr.drill.steps import (
+    MAX_REDIRECTS,
     StepContext,
     SystemClock,
     evaluate_http,
@@ -500,6 +502,12 @@ def proxy() -> Iterator[ProxyStandIn]:
                 return self.answer(200, {"status": "ok"})
             if rest == "/echo":
                 return self.answer(201, {"got": json.loads(body or "null")})
+            if rest == "/loop":  # a redirect to itself, for ever
+                self.send_response(302)
+                self.send_header("Location", "loop")
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+                return None
             if rest.startswith("/moved"):
                 # A redirect, to this page or to any host the app names.
                 self.send_response(302)
@@ -1282,8 +1290,36 @@ def test_http_sees_a_redirect_and_does_not_follow_it(proxy: ProxyStandIn) -> Non
         server.shutdown()
         server.server_close()
         thread.join()
-    assert not r.passed and r.message.endswith("status 302, expected 200"), r.message
+    assert not r.passed, r.message
+    assert r.message.endswith(
+        f"status 302, expected 200 (a redirect to {target}, not followed: it leaves the service)"
+    )
     assert elsewhere == []
+
+
+def test_http_follows_a_redirect_within_its_service(proxy: ProxyStandIn) -> None:
+    # A GET of a path that redirects (to a login page, to add a '/') was checked at the page it names
+    # until redirects stopped being followed at all: such a step, valid until then, failed with
+    # "status 302, expected 200". Within the step's service it is followed again; elsewhere not.
+    def get(path: str, **expect: Any) -> StepResult:
+        s = step({"name": "r", "type": "http", "service": "web", "port": 8080, "path": path,
+                  "timeout": "1s", "expect": expect})  # fmt: skip
+        with proxy_api(proxy) as api:
+            return run_step(s, ctx_for(api, "ns"))
+
+    r = get("/moved?to=healthz")  # relative: the service's own /healthz
+    assert r.passed, r.message
+    assert r.details["url"] == "/api/v1/namespaces/ns/services/web:8080/proxy/healthz"
+    assert get("/moved", status=302).passed  # the redirect itself, when that is what is checked
+    r = get("/moved?to=/login")  # the API server's own /login: not the service's
+    assert r.message.endswith(
+        "status 302, expected 200 (a redirect to /login, not followed: it leaves the service)"
+    )
+    r = get("/loop")
+    assert r.message.endswith(
+        f"status 302, expected 200 (a redirect to loop, not followed: more than {MAX_REDIRECTS} in a row)"
+    )
+    assert proxy.hits["/loop"] % (1 + MAX_REDIRECTS) == 0, proxy.hits  # each try: the GET and 5 redirects
 
 
 def test_an_exec_check_on_output_cut_at_a_mebibyte_says_so(kube: Kube, namespace: str) -> None:

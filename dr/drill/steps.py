@@ -23,6 +23,7 @@ import math
 import re
 import secrets
 import time
+import urllib.parse
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -58,6 +59,9 @@ _MAX_MESSAGE = 400
 _BODY_EXCERPT = 300
 # What an http step reads of a body at most: a health page or an API answer is far smaller.
 MAX_BODY = 1 << 20
+# Redirects an http step follows in a row within its service (a browser follows about 20).
+MAX_REDIRECTS = 5
+_REDIRECTS = {301, 302, 303, 307, 308}
 MANAGED_BY = {"app.kubernetes.io/managed-by": "dr"}
 
 
@@ -415,21 +419,61 @@ def _http(step: VerificationStep, ctx: StepContext) -> Verdict:
     def check() -> Verdict:
         # At least a second for one try: a step cut short by the drill's timeout still asks once.
         wait = max(1.0, min(30.0, step.timeout.total_seconds()))
-        status, body, cut = _proxy_request(ctx.api, step, path, timeout=wait)
+        at, status, body, cut, location = path, *_proxy_request(ctx.api, step, path, timeout=wait)
+        left_service = False
+        for _ in range(MAX_REDIRECTS):
+            if not (location and _follows_redirects(step, status)):
+                break
+            within = _within_service(path, at, location)
+            if within is None:
+                left_service = True
+                break
+            at = within
+            status, body, cut, location = _proxy_request(ctx.api, step, at, timeout=wait)
         v = evaluate_http(step.expect, status, body)
         v.message = f"{where}: {v.message}"
         if cut and not v.passed:
             v.message += f" (only the first {MAX_BODY >> 20} MiB of the body was read)"
-        v.details["url"] = redact(redact_url(path))
+        if location and _follows_redirects(step, status) and not v.passed:
+            shown = redact(redact_url(location))
+            v.message += (
+                f" (a redirect to {shown}, not followed: it leaves the service)"
+                if left_service
+                else f" (a redirect to {shown}, not followed: more than {MAX_REDIRECTS} in a row)"
+            )
+        v.details["url"] = redact(redact_url(at))
         return v
 
     return _poll(ctx, step.timeout, check)
 
 
+def _follows_redirects(step: HttpStep, status: int) -> bool:
+    """Whether a redirect answer is followed: for a GET or HEAD that does not expect one (a path
+    that redirects to a login page or adds a '/' is checked at the page it names, as before).
+    A step expecting a 3xx checks the redirect itself; a POST or PUT's redirect is its answer."""
+    return status in _REDIRECTS and step.method in ("GET", "HEAD") and step.expect.status not in _REDIRECTS
+
+
+def _within_service(proxy_path: str, at: str, location: str) -> str | None:
+    """The API server path ``location`` (answered at ``at``) names, if it is under the step's
+    service proxy (``proxy_path`` up to ``/proxy``); None if it names anything else (another
+    host, the API server's own paths), which dr's pod must not fetch."""
+    base = "http://api.invalid"
+    target = urllib.parse.urljoin(base + at, location)
+    parts = urllib.parse.urlsplit(target)
+    prefix = proxy_path[: proxy_path.index("/proxy") + len("/proxy")]
+    if f"{parts.scheme}://{parts.netloc}" != base or not (
+        parts.path == prefix or parts.path.startswith(prefix + "/")
+    ):
+        return None
+    return parts.path + (f"?{parts.query}" if parts.query else "")
+
+
 def _proxy_request(
     api: kclient.ApiClient, step: HttpStep, path: str, timeout: float
-) -> tuple[int, str, bool]:
-    """(status, body, whether the body was cut) of one request through the service proxy.
+) -> tuple[int, str, bool, str | None]:
+    """(status, body, whether the body was cut, the Location header) of one request through the
+    service proxy.
 
     At most ``MAX_BODY`` bytes of the body are read, of any status: the client's ``call_api``
     reads a whole body into memory (an error's too, for its exception), and a checked path
@@ -454,8 +498,8 @@ def _proxy_request(
             headers=headers,
             preload_content=False,
             timeout=urllib3.Timeout(total=timeout),
-            # The app's own answer is checked: a redirect is one (a step may expect 302), and its
-            # Location may name any host, which dr's pod must not fetch.
+            # Not followed here: a step may expect the 302 itself, and a Location may name any
+            # host, which dr's pod must not fetch (``_within_service`` picks what is followed).
             redirect=False,
         )
         try:
@@ -465,7 +509,8 @@ def _proxy_request(
     except urllib3.exceptions.HTTPError as e:
         why = unreachable(e).replace(path, redact_url(path))
         raise StepApiError(redact(f"{step.method} {redact_url(path)}: {why}")) from e
-    return resp.status, raw[:MAX_BODY].decode("utf-8", "replace"), len(raw) > MAX_BODY
+    text = raw[:MAX_BODY].decode("utf-8", "replace")
+    return resp.status, text, len(raw) > MAX_BODY, resp.headers.get("Location")
 
 
 # --------------------------------------------------------------------------- exec
