@@ -802,6 +802,7 @@ def test_a_drill_that_could_not_run_to_the_end_measures_no_rto(tmp_path: Path) -
     assert monthly.trend[-1].rto == timedelta(minutes=9)  # the median of the drills that recovered
     md, page = render_markdown(monthly), render_html(monthly)
     assert "| - / 30m |" in md and "phases that ran: restore resources 20s." in md and "RTO 20s" not in md
+    assert "No RTO measured (the drill did not run to its end)" in md, md
     assert "RTO 20s" not in page and ">no RTO</text>" in page
     # Alerting reads the same: no measured recovery time, not a fast one.
     from dr.config import Metrics
@@ -1008,3 +1009,23 @@ def test_cli_reads_the_reports_where_a_drill_policy_without_a_repository_writes_
     r = run_dr(capsys, "report", "drills", "--month", "2026-11", "--format", "json")
     assert r.code == 0, r.err
     assert r.json()["totals"]["drills"] == 2
+
+
+def test_a_stopped_drill_is_not_said_to_have_left_the_app_unrecovered() -> None:
+    # A drill stopped by Ctrl-C or SIGTERM after its workloads were ready measures no RTO (it did not
+    # run to its end), but the page said "the app was not recovered": it was, in 30s.
+    t = datetime(2026, 11, 20, 4, tzinfo=UTC)
+    stopped = drill("shop", t).model_copy(
+        update={"phases": Phases(restore_resources=timedelta(seconds=60), time_to_ready=timedelta(seconds=30)),
+                "steps": [], "outcome": "error", "error": "interrupted (Ctrl-C)"}
+    )  # fmt: skip
+    md = render_markdown(build_monthly_report([stopped], NOV, generated=GENERATED))
+    assert "The drill could not run: interrupted (Ctrl-C)" in md
+    assert (
+        "No RTO measured (the drill did not run to its end); phases that ran: restore resources 1m, ready 30s."
+        in md
+    )
+    never = stopped.model_copy(update={"restore": RestoreProblems(not_ready=["deployment/web"]), "error": None,
+                                       "outcome": "failed", "phases": Phases(restore_resources=timedelta(seconds=60))})  # fmt: skip
+    md = render_markdown(build_monthly_report([never], NOV, generated=GENERATED))
+    assert "No RTO measured (the app was not recovered); phases that ran: restore resources 1m." in md

@@ -490,10 +490,13 @@ def render_markdown(report: MonthlyReport) -> str:
                     "",
                 ]
             elif shown:  # never ready, or broke off: what ran is no recovery time
-                out += [
-                    "No RTO measured (the app was not recovered); phases that ran: " + ", ".join(shown) + ".",
-                    "",
-                ]
+                # Broken off (stopped by a signal, an error) it may have been ready: not "not recovered".
+                why = (
+                    "the drill did not run to its end"
+                    if d.outcome == "error"
+                    else "the app was not recovered"
+                )
+                out += [f"No RTO measured ({why}); phases that ran: " + ", ".join(shown) + ".", ""]
             if d.rpo_measured is not None:
                 out += [
                     "RPO "
