@@ -635,3 +635,34 @@ def test_prune_that_repacks_under_default_retention_keeps_the_index_files_of_its
     out = tmp_path / "out"
     restore_snapshot(fresh, second, out)
     assert (out / "keep.bin").read_bytes() == (src / "keep.bin").read_bytes()
+
+
+def test_a_temporary_file_prune_cannot_remove_is_a_warning_not_a_failed_prune(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    # Removing what killed writes left is prune's last step, housekeeping: one temporary file it could
+    # not remove (EACCES, NFS's ESTALE) failed a prune that had done all its work, its result unsaid.
+    repo, _ = init_repo(make_store("file", tmp_path, None), tmp_path)
+    src = tmp_path / "src"
+    src.mkdir()
+    (src / "a.bin").write_bytes(os.urandom(1 << 20))
+    snap = backup_directory(repo, src).snapshot
+    repo.store.delete(f"snapshots/{snap.id}")
+    stale = tmp_path / "repo" / "data" / ".tmp-left-by-a-killed-write"
+    stale.parent.mkdir(parents=True, exist_ok=True)
+    stale.write_bytes(b"x")
+    os.utime(stale, (0, 0))
+    unlink = os.unlink
+
+    def refusing(path: Any, *args: Any, **kwargs: Any) -> None:
+        if os.path.basename(path) == stale.name:
+            raise PermissionError(13, "Permission denied", str(path))
+        unlink(path, *args, **kwargs)
+
+    monkeypatch.setattr(os, "unlink", refusing)
+    result = prune(repo)
+    assert result.packs_deleted >= 1
+    assert stale.exists()
+    [warning] = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+    assert warning.startswith("prune: temporary files of writes that never finished stay: "), warning
+    assert ".tmp-left-by-a-killed-write" in warning

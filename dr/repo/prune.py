@@ -24,7 +24,7 @@ from dr.repo.format import PackEntry, encode_index, object_aad, pack_name
 from dr.repo.locks import EXPIRY, Lock
 from dr.repo.repository import Repository
 from dr.repo.snapshots import list_snapshots
-from dr.storage.base import ObjectRetained
+from dr.storage.base import ObjectRetained, StorageError
 from dr.storage.file import FileStore
 
 log = logging.getLogger(__name__)
@@ -211,9 +211,13 @@ def _prune(repo: Repository, result: PruneResult, ignore: set[str]) -> PruneResu
         # (5) what writes killed half-way left (S3 and GCS writes are one request, and
         # leave nothing). Older than a lock's expiry: no process still holding a lease
         # can be writing it — a lock being taken beside ours writes one just now.
-        swept = repo.store.remove_temporaries(time.time() - EXPIRY.total_seconds())
-        if swept:
-            log.info("prune: removed %d temporary files of writes that never finished", swept)
+        try:
+            swept = repo.store.remove_temporaries(time.time() - EXPIRY.total_seconds())
+        except StorageError as e:  # housekeeping: the prune itself is done, and said so
+            log.warning("prune: temporary files of writes that never finished stay: %s", e.message)
+        else:
+            if swept:
+                log.info("prune: removed %d temporary files of writes that never finished", swept)
     if retained_index or result.packs_retained:
         log.warning(
             "prune: %d index files and %d packs are under Object Lock retention (or named by such an "
