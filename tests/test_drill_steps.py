@@ -45,9 +45,10 @@ from dr.drill.steps import (
     run_step,
     run_steps,
     service_proxy_path,
+    service_proxy_prefix,
     workload_state,
 )
-from dr.runbook.model import HttpExpect, Runbook, VerificationStep
+from dr.runbook.model import HttpExpect, HttpStep, Runbook, VerificationStep
 from tests.conftest import Kube
 
 # --------------------------------------------------------------------------- seams and agents
@@ -1368,3 +1369,33 @@ def test_http_steps_mask_every_query_value_of_their_path(proxy: ProxyStandIn, qu
     assert r.passed, r.message
     assert proxy.requests[-1][1].endswith(f"/proxy/healthz?{query.partition('#')[0]}")  # sent as written
     assert "s3cr3t" not in r.message and "s3cr3t" not in json.dumps(r.details), (r.message, r.details)
+
+
+@pytest.mark.parametrize(
+    ("location", "followed"),
+    [
+        ("login", "/api/v1/namespaces/proxy-ns/services/web:8080/proxy/start/login"),
+        (
+            "/api/v1/namespaces/proxy-ns/services/web:8080/proxy/a/?b=1",
+            "/api/v1/namespaces/proxy-ns/services/web:8080/proxy/a/?b=1",
+        ),
+        ("../../secrets", None),  # dot segments, resolved here: outside the service
+        ("%2e%2e/%2e%2e/%2e%2e/secrets", None),  # the same, left for the API server to decode
+        ("a%2f..%2f..%2fsecrets", None),
+        ("a%5c..", None),
+        ("/api/v1/namespaces/proxy/services/x", None),  # not the service, though it starts like '/proxy'
+        ("/api/v1/namespaces/proxy-ns/services/web:8080/proxyfoo", None),
+        ("//elsewhere.example/api/v1/namespaces/proxy-ns/services/web:8080/proxy/a", None),
+        ("https://api.invalid/api/v1/namespaces/proxy-ns/services/web:8080/proxy/a", None),
+    ],
+)
+def test_a_redirect_is_followed_only_within_the_steps_service(location: str, followed: str | None) -> None:
+    # The service's prefix was cut at the first '/proxy' of the path, which a namespace 'proxy-ns' has
+    # before it: its redirects counted as leaving the service, and one into a namespace 'proxy' was
+    # followed. A dot segment percent-encoded passed the prefix check, and the API server decodes it.
+    from dr.drill.steps import _within_service
+
+    s = step({"name": "r", "type": "http", "service": "web", "port": 8080, "path": "/start/here"})
+    assert isinstance(s, HttpStep)
+    prefix = service_proxy_prefix("proxy-ns", s)
+    assert _within_service(prefix, service_proxy_path("proxy-ns", s), location) == followed

@@ -336,10 +336,15 @@ def _ready(step: VerificationStep, ctx: StepContext) -> Verdict:
 
 def service_proxy_path(namespace: str, step: HttpStep) -> str:
     """The API server's service proxy URL path: ``/api/v1/namespaces/NS/services/[https:]NAME:PORT/proxy/PATH``."""
+    return service_proxy_prefix(namespace, step) + step.path
+
+
+def service_proxy_prefix(namespace: str, step: HttpStep) -> str:
+    """``/api/v1/namespaces/NS/services/[https:]NAME:PORT/proxy``: what every path of the step's service starts with."""
     target = f"{step.service}:{step.port}"
     if step.scheme == "https":
         target = f"https:{target}"
-    return f"/api/v1/namespaces/{namespace}/services/{target}/proxy{step.path}"
+    return f"/api/v1/namespaces/{namespace}/services/{target}/proxy"
 
 
 def json_path_get(doc: Any, path: str) -> tuple[bool, Any]:
@@ -411,7 +416,7 @@ def evaluate_http(expect: HttpExpect, status: int, body: str) -> Verdict:
 def _http(step: VerificationStep, ctx: StepContext) -> Verdict:
     assert isinstance(step, HttpStep)
     ns = ctx.target_namespace(step)
-    path = service_proxy_path(ns, step)
+    path, prefix = service_proxy_path(ns, step), service_proxy_prefix(ns, step)
     # As quoted in the message and the report: with no query value (`?api_key=…`, `?sig=…`), as dr
     # shows any URL (dr.urls.redact_url), and masked like an exec step's command.
     where = redact(f"{step.method} {step.scheme}://{step.service}:{step.port}{redact_url(step.path)}")
@@ -424,7 +429,7 @@ def _http(step: VerificationStep, ctx: StepContext) -> Verdict:
         for _ in range(MAX_REDIRECTS):
             if not (location and _follows_redirects(step, status)):
                 break
-            within = _within_service(path, at, location)
+            within = _within_service(prefix, at, location)
             if within is None:
                 left_service = True
                 break
@@ -454,17 +459,21 @@ def _follows_redirects(step: HttpStep, status: int) -> bool:
     return status in _REDIRECTS and step.method in ("GET", "HEAD") and step.expect.status not in _REDIRECTS
 
 
-def _within_service(proxy_path: str, at: str, location: str) -> str | None:
+def _within_service(prefix: str, at: str, location: str) -> str | None:
     """The API server path ``location`` (answered at ``at``) names, if it is under the step's
-    service proxy (``proxy_path`` up to ``/proxy``); None if it names anything else (another
-    host, the API server's own paths), which dr's pod must not fetch."""
+    service proxy (``prefix``, ``service_proxy_prefix``); None if it names anything else (another
+    host, the API server's own paths), which dr's pod must not fetch. A path with a dot segment
+    even percent-encoded (``%2e%2e``), or an encoded '/' or '\\', is not followed: the API server
+    may decode it into a path outside the service."""
     base = "http://api.invalid"
-    target = urllib.parse.urljoin(base + at, location)
-    parts = urllib.parse.urlsplit(target)
-    prefix = proxy_path[: proxy_path.index("/proxy") + len("/proxy")]
-    if f"{parts.scheme}://{parts.netloc}" != base or not (
-        parts.path == prefix or parts.path.startswith(prefix + "/")
-    ):
+    parts = urllib.parse.urlsplit(urllib.parse.urljoin(base + at, location))
+    if f"{parts.scheme}://{parts.netloc}" != base or not parts.path.startswith(prefix + "/"):
+        return None
+    # urljoin removed the dot segments written as such; what decoding still makes one, or a '/',
+    # the API server would resolve: into a path outside the service.
+    decoded = urllib.parse.unquote(parts.path)
+    segments = decoded.split("/")
+    if "\\" in decoded or len(segments) != parts.path.count("/") + 1 or {".", ".."} & set(segments):
         return None
     return parts.path + (f"?{parts.query}" if parts.query else "")
 
