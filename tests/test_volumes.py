@@ -467,6 +467,40 @@ def test_restore_failures_say_why(
     assert not leftovers(kc, [ready, bare])
 
 
+def test_a_restore_into_a_claim_of_a_missing_storage_class_fails_at_once(
+    kube_client: KubeClient,
+    node_agent: NodeAgent,
+    mover_env: MoverEnv,
+    storage: tuple[str, str | None],
+    namespaces: list[str],
+    unique: str,
+) -> None:
+    # A restore into another cluster whose classes have other names: the claim stays Pending
+    # for ever, and its mover pod with it. dr waited for the mover's deadline (6 h by default)
+    # and then blamed the Job; the claim's class is what to fix, and it can be seen at once.
+    kc, agent, env, sc = kube_client, node_agent, mover_env, storage[0]
+    ns = new_namespace(kc, namespaces, f"noclass-{unique}")
+    env.prepare(ns)
+    agent.manage(ns)
+    agent.unbound.add(f"{ns}/orphan")
+    create_pvc(kc, ns, "orphan", f"gone-{unique}")
+    create_pvc(kc, ns, "fine", sc)
+    missing_id = "ab" * 32
+    targets = [
+        VolumeRestoreTarget(namespace=ns, pvc="orphan", snapshot_id=missing_id),
+        VolumeRestoreTarget(namespace=ns, pvc="fine", snapshot_id=missing_id),
+    ]
+    orphan, fine = restore_volumes(kc, targets, env.restore_ctx("r-noclass", mover={"deadline": "20s"}))
+    assert orphan.error == (
+        f"PVC {ns}/orphan cannot be provisioned: its StorageClass 'gone-{unique}' does not exist in this "
+        f"cluster (create it, or restore with --storage-class-mapping gone-{unique}=<a class of this cluster>)"
+    )
+    assert orphan.job is None and [r.volume for r in agent.runs] == [f"{ns}/fine"]
+    # The other volume's mover ran (and failed on its own: the snapshot id is made up).
+    assert fine.error is not None and "BackoffLimitExceeded" in fine.error
+    assert not leftovers(kc, [ns])
+
+
 def test_temporary_objects_go_whatever_happens(
     kube_client: KubeClient,
     node_agent: NodeAgent,

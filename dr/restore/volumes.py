@@ -7,7 +7,9 @@ mounts the PVC read-write at ``/data`` and runs ``dr mover restore --repo
 URL ID /data``; the PVC binds to the Job's pod (WaitForFirstConsumer
 classes bind here). At most ``mover.parallelism`` Jobs run at once; each is
 followed to its end and deleted in a ``finally``; a failure is that
-volume's error with the reason, the others go on.
+volume's error with the reason, the others go on. A claim that can never
+bind — its StorageClass does not exist here (``unprovisionable``) — fails at
+once instead of holding a mover pod Pending until its deadline.
 
 Restore movers run in the application namespace because a pod can only
 mount PVCs of its own namespace; the ConfigMap ``dr-config`` and the
@@ -59,7 +61,7 @@ from dr.kube.jobs import (
     run_mover_job,
     summary_from_log,
 )
-from dr.kube.snapshots import PVCS
+from dr.kube.snapshots import PVCS, STORAGE_CLASSES
 from dr.restore.results import ItemResults
 from dr.restore.transforms import DATA_PENDING_ANNOTATION, data_pending
 
@@ -121,6 +123,34 @@ def clear_data_pending(kube: KubeClient, namespace: str, name: str) -> None:
     )
 
 
+def unprovisionable(kube: KubeClient, pvc: dict[str, Any]) -> str | None:
+    """Why a claim that is not bound never will be — its StorageClass does not exist — or None.
+
+    Restored into another cluster, a claim keeps its class's name; where no such class
+    exists no provisioner acts, the claim stays Pending and so does the mover pod that
+    mounts it, until the mover's deadline (hours). A claim without a class (the default
+    one), with ``""`` (static binding) or naming its volume binds without a class
+    object; a 403 on StorageClasses skips the check (the mover's deadline still ends it).
+    """
+    spec = pvc.get("spec") or {}
+    name = spec.get("storageClassName")
+    if (pvc.get("status") or {}).get("phase") == "Bound" or not name or spec.get("volumeName"):
+        return None
+    try:
+        if get_object(kube, STORAGE_CLASSES, None, str(name)) is not None:
+            return None
+    except ApiError as e:
+        if e.status == 403:
+            return None
+        raise
+    meta = pvc.get("metadata") or {}
+    return (
+        f"PVC {meta.get('namespace')}/{meta.get('name')} cannot be provisioned: its StorageClass {name!r} "
+        f"does not exist in this cluster (create it, or restore with --storage-class-mapping "
+        f"{name}=<a class of this cluster>)"
+    )
+
+
 def restore_volumes(
     kube: KubeClient,
     targets: list[VolumeRestoreTarget],
@@ -160,7 +190,7 @@ def restore_volumes(
                 return res
             res.storage_class = (pvc.get("spec") or {}).get("storageClassName")
             res.size = pvc_size(pvc)
-            problem = check(t.namespace)
+            problem = unprovisionable(kube, pvc) or check(t.namespace)
             if problem:
                 fail(res, problem)
                 return res

@@ -106,7 +106,9 @@ deadline ends the Job), ``stuck`` (the pod waits with the given reason),
 ``never_ready`` (the snapshot is never cut), ``evict`` (evict the mover's pod once it has
 started, condition ``DisruptionTarget``: the Job's ``podFailurePolicy`` decides whether a
 replacement pod runs or the Job fails), ``restore_sizes`` (the ``restoreSize`` a
-snapshot reports, e.g. ``"0"`` as drivers that do not know it do).
+snapshot reports, e.g. ``"0"`` as drivers that do not know it do), ``unbound`` (the
+claim is never bound, as no provisioner acts for a StorageClass the cluster lacks; a
+pod mounting it stays Pending).
 ``bound_requests`` records the storage request of every claim the agent bound.
 """
 
@@ -214,6 +216,7 @@ class NodeAgent:
         self.hang: set[str] = set()
         self.stuck: dict[str, str] = {}
         self.never_ready: set[str] = set()
+        self.unbound: set[str] = set()
         self.restore_sizes: dict[str, str] = {}
         self.bound_requests: dict[tuple[str, str], str] = {}  # (ns, pvc) -> spec.resources.requests.storage
         self.running = 0
@@ -483,6 +486,8 @@ class NodeAgent:
                 phases[meta["name"]] = True
                 continue
             phases[meta["name"]] = False
+            if f"{ns}/{meta['name']}" in self.unbound:
+                continue
             if spec.get("storageClassName") is None and self._default_class:
                 # The PV controller's retroactive default StorageClass assignment.
                 self._patch(path, {"spec": {"storageClassName": self._default_class}})
