@@ -388,6 +388,40 @@ def test_volumes_that_cannot_be_backed_up_say_why(
     assert agent.runs == []
 
 
+def test_a_claim_being_deleted_is_skipped_with_a_warning_not_waited_for(
+    kube_client: KubeClient,
+    node_agent: NodeAgent,
+    mover_env: MoverEnv,
+    storage: tuple[str, str | None],
+    snap_app: str,
+) -> None:
+    # A claim deleted while a pod still uses it stays (pvc-protection) until that pod ends. The
+    # snapshot controller refuses to snapshot it and the scheduler to place a new pod mounting
+    # it: dr waited for the snapshot timeout, or for a mover pod that never started (the
+    # stuck grace where pinned, else the mover's deadline), and then blamed the wrong thing.
+    kc, agent, env, app = kube_client, node_agent, mover_env, snap_app
+    env.prepare(app)  # the file-system movers run here
+    going, kept = bound_volumes(kc, agent, app, storage[0], {"going": 1000, "kept": 1000})
+    path = f"/api/v1/namespaces/{app}/persistentvolumeclaims/going"
+    kc.request("PATCH", path, body={"metadata": {"finalizers": ["test.dr.dev/hold"]}},
+               content_type="application/merge-patch+json")  # fmt: skip
+    try:
+        kc.request("DELETE", path)
+        going = get_pvc(kc, app, "going")
+        assert going["metadata"].get("deletionTimestamp")
+        for mode in ("auto", "filesystem"):
+            res, ok = backup_volumes(
+                kc, [going, kept], env.backup_ctx(f"b-del-{mode}", mode=mode), env.finder()
+            )
+            reason = "PVC is being deleted: no new snapshot or pod may use it; its data is not backed up"
+            assert (res.error, res.skipped, res.warnings) == (None, reason, [reason]), mode
+            assert ok.error is None and ok.snapshot_id, mode
+        assert [r.volume for r in agent.runs] == [f"{app}/kept", f"{app}/kept"]
+    finally:
+        kc.request("PATCH", path, body={"metadata": {"finalizers": None}},
+                   content_type="application/merge-patch+json")  # fmt: skip
+
+
 # --------------------------------------------------------------------------- parallelism
 
 

@@ -31,7 +31,9 @@ agent, and independent of pod logs), falling back to the summary in the
 pod's termination message or log tail. A failed volume (Job failed,
 deadline exceeded, pod stuck, snapshot not ready in time) gets an error with
 the reason; the others go on, and the caller ends the backup
-PartiallyFailed. Every temporary object is deleted in a ``finally``.
+PartiallyFailed. A PVC that no copy can read — not Bound, block-mode, or
+being deleted (no new snapshot or pod may use it) — is skipped with the
+reason instead. Every temporary object is deleted in a ``finally``.
 
 Limitation: movers run as uid 65532 (non-root, read-only root file system).
 Files that uid cannot read are reported by the mover as errors; the
@@ -234,6 +236,15 @@ class _Planner:
         vol = _Volume(pvc, result, TemporaryObjects(self.kube))
         vol.pods = users_of(self.pods_in(ns), name)
         phase = (pvc.get("status") or {}).get("phase")
+        if meta.get("deletionTimestamp"):
+            # Kept only while a pod still uses it (pvc-protection). The snapshot controller
+            # refuses to snapshot it and the scheduler to place another pod mounting it: a
+            # copy would only wait for its timeout. Skipped, with a warning.
+            result.skipped = (
+                "PVC is being deleted: no new snapshot or pod may use it; its data is not backed up"
+            )
+            result.warnings.append(result.skipped)
+            return vol
         if phase != "Bound":
             result.skipped = f"PVC is {phase or 'not bound'}: it holds no data yet"
             return vol
