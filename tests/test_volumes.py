@@ -366,8 +366,12 @@ def test_volumes_that_cannot_be_backed_up_say_why(
     pending = create_pvc(kc, app, "later", sc)
     pending["status"] = {"phase": "Pending"}
     block = {**bound, "spec": {**bound["spec"], "volumeMode": "Block"}}
+    # Lost: its PersistentVolume is gone (deleted, or never came back with the cluster).
+    lost = {**bound, "spec": {**bound["spec"], "volumeName": "pv-gone"}, "status": {"phase": "Lost"}}
 
-    fs, unbound, blk = backup_volumes(kc, [bound, pending, block], env.backup_ctx("b-x"), env.finder())
+    fs, unbound, blk, gone = backup_volumes(
+        kc, [bound, pending, block, lost], env.backup_ctx("b-x"), env.finder()
+    )
     assert fs.method == "filesystem" and fs.error == (
         f"mover Jobs in namespace {app} need the ConfigMap dr-config (dr.yaml) there "
         "(a pod can only mount ConfigMaps of its own namespace)"
@@ -376,6 +380,9 @@ def test_volumes_that_cannot_be_backed_up_say_why(
     # Skipped with the reason, and a warning: a raw device is not a failure of each backup.
     reason = "block-mode volume: its data is not backed up (the mover copies files, not devices)"
     assert blk.error is None and blk.skipped == reason and blk.warnings == [reason]
+    # Not "no data yet": the data is gone, which whoever reads the backup must hear of.
+    reason = "PVC is Lost: its PersistentVolume pv-gone is gone; there is no data to back up"
+    assert gone.error is None and gone.skipped == reason and gone.warnings == [reason]
 
     (snap_only,) = backup_volumes(kc, [bound], env.backup_ctx("b-y", mode="snapshot"), env.finder())
     assert snap_only.error == (

@@ -31,8 +31,8 @@ agent, and independent of pod logs), falling back to the summary in the
 pod's termination message or log tail. A failed volume (Job failed,
 deadline exceeded, pod stuck, snapshot not ready in time) gets an error with
 the reason; the others go on, and the caller ends the backup
-PartiallyFailed. A PVC that no copy can read — not Bound, block-mode, or
-being deleted (no new snapshot or pod may use it) — is skipped with the
+PartiallyFailed. A PVC that no copy can read — not Bound (Lost: with a
+warning), block-mode, or being deleted (no new snapshot or pod may use it) — is skipped with the
 reason instead. Every temporary object is deleted in a ``finally``.
 
 Limitation: movers run as uid 65532 (non-root, read-only root file system).
@@ -242,6 +242,15 @@ class _Planner:
             # copy would only wait for its timeout. Skipped, with a warning.
             result.skipped = (
                 "PVC is being deleted: no new snapshot or pod may use it; its data is not backed up"
+            )
+            result.warnings.append(result.skipped)
+            return vol
+        if phase == "Lost":
+            # Its volume was deleted (or did not come back with the cluster): the data is gone,
+            # news for whoever reads this backup, not a claim still waiting for its first data.
+            result.skipped = (
+                f"PVC is Lost: its PersistentVolume {spec.get('volumeName') or '(unnamed)'} is gone; "
+                "there is no data to back up"
             )
             result.warnings.append(result.skipped)
             return vol
