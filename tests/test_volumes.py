@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 
-from dr.backup.volumes import MOVER_JOB_TAG, VolumeResult, backup_volumes
+from dr.backup.volumes import MOVER_JOB_TAG, VolumeResult, apply_summary, backup_volumes
 from dr.kube.client import KubeClient
 from dr.repo.snapshots import list_snapshots
 from dr.restore.volumes import VolumeRestoreTarget, restore_volumes
@@ -303,6 +303,51 @@ def test_a_failing_mover_command_reports_its_own_message(
     assert res.error is not None and "exit code 2 (Error)" in res.error
     assert "no volume snapshot with id 'deadbeef'" in res.error
     assert not leftovers(kc, [app, env.mover_namespace])
+
+
+def test_names_from_a_volume_reach_the_results_escaped(
+    kube_client: KubeClient,
+    node_agent: NodeAgent,
+    mover_env: MoverEnv,
+    fs_storage: str,
+    fs_app: str,
+) -> None:
+    # File names are anyone's: an app's user can name a file with a terminal escape
+    # sequence. The mover names what it could not copy in its termination
+    # message; dr quoted that as it was into the volume's error, which `dr backup` prints
+    # to the operator's terminal and `dr backup show` from the backup record.
+    import os
+
+    kc, agent, env, app = kube_client, node_agent, mover_env, fs_app
+    (pvc,) = bound_volumes(kc, agent, app, fs_storage, {"data": 10_000})
+    # A directory whose path is just longer than PATH_MAX (4096), below one just shorter:
+    # the one entry the mover cannot read (even as root), named last in its error line.
+    root = agent.volume_dir(app, "data")
+    full, rest = divmod(4000 - len(str(root)), 251)
+    names = ["d" * 250] * full + (["f" * (rest - 1)] if rest > 1 else [])
+    fd = os.open(root, os.O_RDONLY)
+    try:
+        for name in [*names, "\x1b]0;owned\x07pipe".ljust(150, "x")]:
+            os.mkdir(name, dir_fd=fd)
+            sub = os.open(name, os.O_RDONLY, dir_fd=fd)
+            os.close(fd)
+            fd = sub
+    finally:
+        os.close(fd)
+
+    (res,) = backup_volumes(kc, [pvc], env.backup_ctx("b-esc", mode="filesystem"), env.finder())
+
+    assert res.error is not None and "File name too long" in res.error, res
+    assert "\x1b" not in res.error and "\x07" not in res.error, res.error
+    assert "\\x1b]0;owned\\x07pipe" in res.error, res.error
+
+
+def test_the_errors_of_a_mover_summary_become_escaped_warnings() -> None:
+    # The summary read from a pod's message or log (where the repository lookup found
+    # nothing) lists entries the mover could not copy: names from the volume.
+    res = VolumeResult(namespace="ns", pvc="data")
+    apply_summary(res, {"id": "abc", "errors": ["/data/\x1b]0;owned\x07x: Permission denied"]})
+    assert res.warnings == ["mover: /data/\\x1b]0;owned\\x07x: Permission denied"]
 
 
 def test_deadline_snapshot_timeout_and_stuck_pod(

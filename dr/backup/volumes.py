@@ -94,6 +94,7 @@ from dr.kube.snapshots import (
     storage_class_for_restore,
     wait_snapshot,
 )
+from dr.printable import printable
 
 log = logging.getLogger(__name__)
 
@@ -171,7 +172,8 @@ def apply_summary(result: VolumeResult, summary: dict[str, Any]) -> None:
     result.duration_seconds = float(summary.get("durationSeconds") or 0.0)
     errors = summary.get("errors") or []
     if errors:
-        result.warnings += [f"mover: {e}" for e in errors[:20]]
+        # They name files of the volume (anyone's text), printed to terminals: escaped.
+        result.warnings += [f"mover: {printable(str(e))}" for e in errors[:20]]
 
 
 # --------------------------------------------------------------------------- planning

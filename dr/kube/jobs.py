@@ -62,6 +62,7 @@ from dr.kube.snapshots import (
     delete_snapshot,
     snapshots_served,
 )
+from dr.printable import printable
 
 log = logging.getLogger(__name__)
 
@@ -355,9 +356,13 @@ class JobOutcome:
 
 
 def _tail(text: str, lines: int = 5, chars: int = 600) -> str:
-    """The end of a log or message in one line (errors are at the end)."""
+    """The end of a log or message in one printable line (errors are at the end).
+
+    Escaped (``dr.printable``): a mover's message names files of the volume, anyone's
+    text, and the line is printed to terminals (``dr backup``, ``dr backup show``).
+    """
     kept = [ln.strip() for ln in text.strip().splitlines() if ln.strip()][-lines:]
-    one = " | ".join(kept)
+    one = printable(" | ".join(kept))
     return one if len(one) <= chars else "…" + one[-chars:]
 
 
