@@ -12,7 +12,10 @@ temporary object behind, and the next backup succeeds.
 
 from __future__ import annotations
 
+import os
+import signal
 import stat
+import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -477,3 +480,54 @@ def test_a_volume_with_an_unreadable_entry_keeps_the_rest_of_its_data(
 
     (backup,) = [s for s in list_snapshots(mover_env.open_repository(), "backup") if s.id == doc["id"]]
     assert a["snapshotId"] in backup.refs
+
+
+def signal_when(check: Any, signum: int) -> threading.Thread:
+    """A thread that sends ``signum`` to this process (dr runs in it) once ``check()`` is true."""
+
+    def watch() -> None:
+        wait_until(check, timeout=60, what="the moment to signal")
+        os.kill(os.getpid(), signum)
+
+    thread = threading.Thread(target=watch, daemon=True)
+    thread.start()
+    return thread
+
+
+def mover_jobs(kc: KubeClient, namespace: str) -> list[str]:
+    items = kc.get(f"/apis/batch/v1/namespaces/{namespace}/jobs", {"labelSelector": "dr.dev/mover=true"})
+    return [str(j["metadata"]["name"]) for j in items.get("items", [])]
+
+
+def test_a_signal_while_movers_run_leaves_no_job_pod_or_config_copy_behind(
+    capsys: Capsys, kube_client: KubeClient, node_agent: NodeAgent, mover_env: MoverEnv, app: App
+) -> None:
+    # The on-call engineer's Ctrl-C, a CronJob pod's SIGTERM: a mover that would run for hours
+    # (its container never starts here) must not outlive dr, nor its snapshot, temporary
+    # claim, or the copies of dr-config and the credentials Secret in the app's namespace.
+    kc, agent, ns, movers = kube_client, node_agent, app.namespace, mover_env.mover_namespace
+    for seed, pvc in enumerate(app.pvcs, 1):
+        fill_volume(agent.volume_dir(ns, pvc), seed, 100_000)
+    agent.hang.add(f"{ns}/data-a")
+    watcher = signal_when(lambda: mover_jobs(kc, movers), signal.SIGTERM)
+    res = app.dr(capsys, "backup", "-n", ns)
+    watcher.join()
+    assert res.code == 143, res.out + res.err
+    wait_until(lambda: not leftovers(kc, [ns, movers]), what="no leftovers after the backup")
+    wait_until(lambda: not kc.get(f"/api/v1/namespaces/{movers}/pods").get("items"), what="mover pods gone")
+
+    agent.hang.clear()
+    res = app.dr(capsys, "backup", "-n", ns)
+    assert res.code == 0, res.out + res.err
+    kc.call("DELETE", f"/api/v1/namespaces/{ns}")
+    wait_until(lambda: not any(agent.volume_dir(ns, p).exists() for p in app.pvcs), what="volumes reclaimed")
+
+    agent.hang.add(f"{ns}/data-a")
+    watcher = signal_when(lambda: mover_jobs(kc, ns), signal.SIGINT)
+    res = app.dr(capsys, "restore", "latest")
+    watcher.join()
+    assert res.code == 130, res.out + res.err
+    wait_until(lambda: not leftovers(kc, [ns, movers]), what="no leftovers after the restore")
+    wait_until(lambda: not kc.get(f"/api/v1/namespaces/{ns}/pods").get("items"), what="mover pods gone")
+    assert kc.get(f"/api/v1/namespaces/{ns}/configmaps").get("items") == []
+    assert kc.get(f"/api/v1/namespaces/{ns}/secrets").get("items") == []
