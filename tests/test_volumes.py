@@ -587,6 +587,59 @@ def test_a_restore_into_a_claim_of_a_missing_storage_class_fails_at_once(
     assert not leftovers(kc, [ns])
 
 
+def test_a_restore_mover_for_a_claim_a_pod_already_mounts_runs_on_that_pods_node(
+    kube_client: KubeClient,
+    node_agent: NodeAgent,
+    mover_env: MoverEnv,
+    fs_storage: str,
+    fs_app: str,
+    namespaces: list[str],
+    unique: str,
+) -> None:
+    # A re-run after a failed mover: the first run restored the workloads, whose pod now
+    # mounts the claim still awaiting its data. A ReadWriteOnce volume is attached to that
+    # pod's node; a mover the scheduler put elsewhere waited in ContainerCreating
+    # (Multi-Attach) until its deadline. As for a file-system backup: next to the pod, with
+    # its tolerations and groups; a ReadWriteOncePod claim in use is refused at once.
+    kc, agent, env, sc, app = kube_client, node_agent, mover_env, fs_storage, fs_app
+    (source,) = backup_volumes(
+        kc, bound_volumes(kc, agent, app, sc, {"data": 10_000}), env.backup_ctx("b-rwo"), env.finder()
+    )
+    assert source.error is None and source.snapshot_id
+    ns = new_namespace(kc, namespaces, f"rerun-{unique}")
+    env.prepare(ns)
+    agent.manage(ns)
+    create_pvc(kc, ns, "data", sc)
+    toleration = {"key": "dedicated", "operator": "Equal", "value": "db", "effect": "NoSchedule"}
+    create_pod(kc, ns, "db-0", ["data"], node="node-7", tolerations=[toleration], fs_group=999)
+    kc.call("POST", f"/api/v1/namespaces/{ns}/persistentvolumeclaims", body={
+        "apiVersion": "v1", "kind": "PersistentVolumeClaim", "metadata": {"name": "solo"},
+        "spec": {"accessModes": ["ReadWriteOncePod"], "storageClassName": sc,
+                 "resources": {"requests": {"storage": "1Gi"}}}})  # fmt: skip
+    create_pod(kc, ns, "solo-0", ["solo"], node="node-8")
+    targets = [
+        VolumeRestoreTarget(namespace=ns, pvc=name, snapshot_id=str(source.snapshot_id))
+        for name in ("data", "solo")
+    ]
+
+    data, solo = restore_volumes(kc, targets, env.restore_ctx("r-rwo"))
+
+    assert data.error is None, data.error
+    (run,) = agent.runs[1:]
+    spec = run.manifest["spec"]["template"]["spec"]
+    assert spec["affinity"]["nodeAffinity"]["requiredDuringSchedulingIgnoredDuringExecution"] == {
+        "nodeSelectorTerms": [
+            {"matchFields": [{"key": "metadata.name", "operator": "In", "values": ["node-7"]}]}
+        ]
+    }
+    assert spec["tolerations"] == [toleration]
+    assert spec["securityContext"]["supplementalGroups"] == [999]
+    assert (
+        solo.error == "ReadWriteOncePod volume in use: no second pod may mount it (pod solo-0); stop the pod"
+    )
+    assert tree_listing(agent.volume_dir(ns, "data")) == tree_listing(agent.volume_dir(app, "data"))
+
+
 def test_temporary_objects_go_whatever_happens(
     kube_client: KubeClient,
     node_agent: NodeAgent,

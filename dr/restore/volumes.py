@@ -14,6 +14,10 @@ once instead of holding a mover pod Pending until its deadline.
 Restore movers run in the application namespace because a pod can only
 mount PVCs of its own namespace; the ConfigMap ``dr-config`` and the
 credentials Secret must exist there (checked first: ``check_mover_namespace``).
+A claim that a pod already mounts (a re-run, after the first run restored the
+workloads) gets its mover on that pod's node, with its tolerations and groups
+(``dr.kube.placement``): a ReadWriteOnce volume cannot be attached to a second
+node; a ReadWriteOncePod claim in use is refused at once.
 
 Which claims get data (``awaiting_data``): those carrying the
 ``dr.dev/data-pending`` mark. A restore creates each claim whose data it
@@ -37,6 +41,7 @@ allows it (``baseline``).
 from __future__ import annotations
 
 import json
+import logging
 import threading
 import time
 from collections.abc import Callable
@@ -48,9 +53,10 @@ from pydantic import BaseModel
 from dr.backup.volumes import VolumeResult, fail, pvc_size
 from dr.errors import DrError
 from dr.kube.client import ApiError, KubeClient
-from dr.kube.collect import get_object
+from dr.kube.collect import get_object, list_objects
 from dr.kube.jobs import (
     DATA_PATH,
+    PODS,
     SOURCE_ANNOTATION,
     MoverContext,
     MoverJob,
@@ -61,9 +67,12 @@ from dr.kube.jobs import (
     run_mover_job,
     summary_from_log,
 )
+from dr.kube.placement import RWOP_IN_USE, exclusive_users, placement, users_of
 from dr.kube.snapshots import PVCS, STORAGE_CLASSES
 from dr.restore.results import ItemResults
 from dr.restore.transforms import DATA_PENDING_ANNOTATION, data_pending
+
+log = logging.getLogger(__name__)
 
 DescribeSnapshot = Callable[[str], dict[str, Any] | None]
 
@@ -171,6 +180,7 @@ def restore_volumes(
     slots = threading.Semaphore(ctx.mover.parallelism)
     expires = expiry(now(), ctx.mover.deadline)
     checked: dict[str, str | None] = {}
+    pods_by_namespace: dict[str, list[dict[str, Any]]] = {}
     lock = threading.Lock()
     temps = [TemporaryObjects(kube) for _ in targets]
 
@@ -179,6 +189,18 @@ def restore_volumes(
             if namespace not in checked:
                 checked[namespace] = check_mover_namespace(kube, namespace, pod)
             return checked[namespace]
+
+    def pods_in(namespace: str) -> list[dict[str, Any]]:
+        with lock:
+            if namespace not in pods_by_namespace:
+                try:
+                    pods_by_namespace[namespace] = list(list_objects(kube, PODS, namespace=namespace))
+                except ApiError as e:
+                    log.warning(
+                        "cannot list pods in %s (movers not placed next to them): %s", namespace, e.short
+                    )
+                    pods_by_namespace[namespace] = []
+            return pods_by_namespace[namespace]
 
     def one(i: int) -> VolumeResult:
         t = targets[i]
@@ -194,6 +216,14 @@ def restore_volumes(
             if problem:
                 fail(res, problem)
                 return res
+            # A claim a pod already mounts (the workloads of an earlier run that stopped before
+            # this claim's data was in): a ReadWriteOnce volume is attached to that pod's node.
+            users = users_of(pods_in(t.namespace), t.pvc)
+            exclusive = exclusive_users(pvc, users)
+            if exclusive:
+                fail(res, f"{RWOP_IN_USE} (pod {', '.join(exclusive)}); stop the pod")
+                return res
+            node, tolerations, groups = placement(users)
             job_name = object_name("dr-restore", t.pvc)
             res.job = job_name
             args = ["--repo", ctx.repo_url, "mover", "restore", t.snapshot_id, DATA_PATH, "-o", "json"]
@@ -206,6 +236,9 @@ def restore_volumes(
                 run_id=ctx.restore_id,
                 expires=expires,
                 service_account=ctx.service_account,
+                node_name=node,
+                tolerations=tolerations,
+                supplemental_groups=groups,
                 run_as_root=ctx.restore_ownership,
                 annotations={SOURCE_ANNOTATION: f"{t.namespace}/{t.pvc}"},
             )
