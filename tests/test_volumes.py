@@ -223,6 +223,35 @@ def test_filesystem_backup_runs_next_to_the_pod_and_restores(
         assert tree_listing(agent.volume_dir(ns, name)) == tree_listing(agent.volume_dir(app, name))
 
 
+def test_a_shared_volume_is_copied_wherever_the_scheduler_finds_room(
+    kube_client: KubeClient,
+    node_agent: NodeAgent,
+    mover_env: MoverEnv,
+    fs_storage: str,
+    fs_app: str,
+) -> None:
+    # A ReadWriteMany volume (NFS, CephFS, EFS) mounts on any node. Pinned next to its pod,
+    # a mover whose node was full gave up after the stuck grace, "does not fit on the node
+    # where the volume is mounted", where any other node would have done.
+    kc, agent, env, sc, app = kube_client, node_agent, mover_env, fs_storage, fs_app
+    kc.call("POST", f"/api/v1/namespaces/{app}/persistentvolumeclaims", body={
+        "apiVersion": "v1", "kind": "PersistentVolumeClaim", "metadata": {"name": "shared"},
+        "spec": {"accessModes": ["ReadWriteMany"], "storageClassName": sc,
+                 "resources": {"requests": {"storage": "1Gi"}}}})  # fmt: skip
+    wait_until(lambda: get_pvc(kc, app, "shared").get("status", {}).get("phase") == "Bound", what="bound")
+    fill_volume(agent.volume_dir(app, "shared"), 3, 10_000)
+    toleration = {"key": "dedicated", "operator": "Equal", "value": "web", "effect": "NoSchedule"}
+    create_pod(kc, app, "web-0", ["shared"], node="node-7", tolerations=[toleration], fs_group=33)
+
+    (res,) = backup_volumes(kc, [get_pvc(kc, app, "shared")], env.backup_ctx("b-rwx"), env.finder())
+
+    assert res.method == "filesystem" and res.error is None, res.error
+    (run,) = agent.runs
+    spec = run.manifest["spec"]["template"]["spec"]
+    assert "affinity" not in spec and "tolerations" not in spec
+    assert spec["securityContext"]["supplementalGroups"] == [33]  # the files are still the group's
+
+
 # --------------------------------------------------------------------------- failures
 
 

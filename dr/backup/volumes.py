@@ -510,7 +510,7 @@ class _Run:
         parent = self.ctx.parents.get(res.key)
         if parent:
             args += ["--parent", parent]
-        node, tolerations, pinned_groups = placement(pods)
+        node, tolerations, pinned_groups = placement(pods, vol.pvc)
         groups = pinned_groups if groups is None else groups
         job = MoverJob(
             name=job_name,

@@ -9,7 +9,9 @@ pod's tolerations (the node may be tainted for the app) and its
 ``supplementalGroups``/``fsGroup`` as supplemental groups (files the app's
 group may read). A ReadWriteOncePod volume cannot be mounted by a second pod
 at all while its pod runs: callers refuse that case at once
-(``exclusive_users``, ``RWOP_IN_USE``). Pure functions: no API calls.
+(``exclusive_users``, ``RWOP_IN_USE``). A ReadWriteMany or ReadOnlyMany volume
+attaches to any node: only the groups are taken (``placement`` given the claim).
+Pure functions: no API calls.
 """
 
 from __future__ import annotations
@@ -67,8 +69,24 @@ def _groups_of(pod: dict[str, Any]) -> list[int]:
     return groups
 
 
-def placement(pods: list[dict[str, Any]]) -> tuple[str | None, list[dict[str, Any]], list[int]]:
-    """Node, tolerations and groups of the pod that mounts a volume (the first scheduled one)."""
+def attaches_anywhere(pvc: dict[str, Any]) -> bool:
+    """Whether the claim's volume may be attached to several nodes at once (ReadWriteMany or
+    ReadOnlyMany among its modes, the attach/detach controller's test): no pod needs a node."""
+    status_modes = (pvc.get("status") or {}).get("accessModes")
+    modes = status_modes or (pvc.get("spec") or {}).get("accessModes") or []
+    return bool({"ReadWriteMany", "ReadOnlyMany"} & set(modes))
+
+
+def placement(
+    pods: list[dict[str, Any]], pvc: dict[str, Any] | None = None
+) -> tuple[str | None, list[dict[str, Any]], list[int]]:
+    """Node, tolerations and groups of the pod that mounts a volume (the first scheduled one).
+
+    With the claim, a volume that ``attaches_anywhere`` gets the groups only: pinned, a pod
+    whose node is full could not start, where any other node would do.
+    """
+    if pvc is not None and attaches_anywhere(pvc):
+        return None, [], pod_groups(pods)
     for pod in sorted(pods, key=lambda p: str(metadata(p).get("name"))):
         spec = pod.get("spec") or {}
         node = spec.get("nodeName")

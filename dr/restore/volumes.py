@@ -223,7 +223,7 @@ def restore_volumes(
             if exclusive:
                 fail(res, f"{RWOP_IN_USE} (pod {', '.join(exclusive)}); stop the pod")
                 return res
-            node, tolerations, groups = placement(users)
+            node, tolerations, groups = placement(users, pvc)
             job_name = object_name("dr-restore", t.pvc)
             res.job = job_name
             args = ["--repo", ctx.repo_url, "mover", "restore", t.snapshot_id, DATA_PATH, "-o", "json"]
