@@ -9,14 +9,16 @@ master key wrapped by OpenBao's transit engine. The code under test —
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from dr.backup.volumes import MOVER_JOB_TAG, VolumeResult, apply_summary, backup_volumes
+from dr.backup.volumes import MOVER_JOB_TAG, VolumeResult, apply_summary, backup_volumes, collect_backup
 from dr.kube.client import KubeClient
+from dr.kube.jobs import JobOutcome, PodState, summary_from_log
 from dr.repo.snapshots import list_snapshots
 from dr.restore.volumes import VolumeRestoreTarget, restore_volumes
 from dr.testkit.agent import NodeAgent, wait_until
@@ -377,6 +379,24 @@ def test_the_errors_of_a_mover_summary_become_escaped_warnings() -> None:
     res = VolumeResult(namespace="ns", pvc="data")
     apply_summary(res, {"id": "abc", "errors": ["/data/\x1b]0;owned\x07x: Permission denied"]})
     assert res.warnings == ["mover: /data/\\x1b]0;owned\\x07x: Permission denied"]
+
+
+def test_a_summary_of_garbage_in_a_pod_message_is_not_taken_for_the_movers() -> None:
+    # Where the repository has no snapshot of the Job, the mover's summary is looked for in
+    # its pod's message: the tail of whatever it printed, file names of the volume included
+    # (a name may hold newlines and braces). A "summary" whose counts were not numbers
+    # raised ValueError out of the volume's thread and ended the whole backup with a traceback.
+    garbage = 'warning: /data/x\n{\n"id": "x", "files": "many", "bytes": {}\n}\n: File name too long'
+    pod = PodState("dr-backup-data-1-x", exit_code=3, reason="Error", message=garbage)
+    res = VolumeResult(namespace="ns", pvc="data")
+    collect_backup(
+        res, JobOutcome("dr-backup-data-1", False, "BackoffLimitExceeded", "limit", pod=pod), lambda _: None
+    )
+    assert res.snapshot_id is None and (res.files, res.bytes) == (0, 0)
+    assert res.error is not None and res.error.startswith("Job dr-backup-data-1 failed: BackoffLimitExceeded")
+    assert summary_from_log(garbage) is None
+    good = '{\n"id": "ab", "files": 3, "bytes": 10, "newBytes": 0, "durationSeconds": 0.5, "errors": []\n}'
+    assert summary_from_log(garbage + "\n" + good) == json.loads(good)
 
 
 def test_deadline_snapshot_timeout_and_stuck_pod(

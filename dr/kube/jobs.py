@@ -43,7 +43,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import timedelta
-from typing import Any
+from typing import Any, TypeGuard
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -643,8 +643,17 @@ class TemporaryObjects:
         return problems
 
 
+# The counts of a mover's summary that its readers take as numbers.
+SUMMARY_NUMBERS = ("files", "dirs", "bytes", "newBytes", "newBlobs", "durationSeconds")
+
+
 def summary_from_log(text: str | None) -> dict[str, Any] | None:
-    """The JSON summary ``dr mover … -o json`` printed (a pretty-printed object), found in a log tail."""
+    """The JSON summary ``dr mover … -o json`` printed (a pretty-printed object), found in a log tail.
+
+    The last block shaped like one: a string ``id``, numbers for the counts, a list of
+    ``errors``. The tail holds whatever the mover printed, file names of the volume
+    among it (a name may hold newlines and braces): a block of another shape is not it.
+    """
     if not text:
         return None
     lines = text.splitlines()
@@ -657,8 +666,19 @@ def summary_from_log(text: str | None) -> dict[str, Any] | None:
                     doc = json.loads("\n".join(lines[i : j + 1]))
                 except ValueError:
                     break
-                return doc if isinstance(doc, dict) and "id" in doc else None
+                if _summary_shaped(doc):
+                    return doc
+                break
     return None
+
+
+def _summary_shaped(doc: Any) -> TypeGuard[dict[str, Any]]:
+    if not isinstance(doc, dict) or not isinstance(doc.get("id"), str):
+        return False
+    numbers = all(
+        isinstance(doc.get(k, 0), int | float) and not isinstance(doc.get(k), bool) for k in SUMMARY_NUMBERS
+    )
+    return numbers and isinstance(doc.get("errors", []), list)
 
 
 # --------------------------------------------------------------------------- running one mover Job
