@@ -541,6 +541,22 @@ def test_a_mover_evicted_for_a_full_tmp_names_the_setting_that_sizes_it(
     )
 
 
+def test_an_oom_killed_mover_names_the_setting_of_its_memory_limit(
+    kube_client: KubeClient, namespace: str
+) -> None:
+    # Movers run with a memory limit (mover.resources, 1Gi by default); a large volume's
+    # index can outgrow it. The kubelet says OOMKilled, not which of dr's settings to raise.
+    kc = kube_client
+    path = start(kc, namespace, "dr-oom")
+    make_pod(kc, namespace, "dr-oom", {"terminated": {"exitCode": 137, "reason": "OOMKilled"}})
+    failed = {"type": "Failed", "status": "True", "reason": "BackoffLimitExceeded", "message": "limit"}
+    set_status(kc, path, {"failed": 1, "conditions": [failed]})
+    assert follow_job(kc, namespace, "dr-oom", timeout=30).describe() == (
+        "Job dr-oom failed: BackoffLimitExceeded: limit; pod dr-oom-x1, exit code 137 (OOMKilled: "
+        "the mover outgrew its memory limit: raise mover.resources.limits.memory in dr.yaml)"
+    )
+
+
 def test_a_mover_pinned_to_a_full_node_gives_up_after_the_stuck_grace(
     kube_client: KubeClient, namespace: str
 ) -> None:

@@ -315,7 +315,13 @@ class PodState:
     def describe(self) -> str:
         parts = [f"pod {self.name}"]
         if self.exit_code is not None:
-            parts.append(f"exit code {self.exit_code}" + (f" ({self.reason})" if self.reason else ""))
+            reason = self.reason
+            if reason == "OOMKilled":
+                # The kubelet names the kill, not what sets the limit: dr's config does.
+                reason += (
+                    ": the mover outgrew its memory limit: raise mover.resources.limits.memory in dr.yaml"
+                )
+            parts.append(f"exit code {self.exit_code}" + (f" ({reason})" if reason else ""))
         elif self.reason:
             parts.append(("waiting: " if self.waiting else "") + self.reason)
         elif self.phase and not self.pod_reason:
