@@ -565,6 +565,10 @@ def test_a_mover_pinned_to_a_full_node_gives_up_after_the_stuck_grace(
     # (6 h by default), holding a mover slot, to report a DeadlineExceeded.
     kc = kube_client
     message = "0/3 nodes are available: 1 Insufficient cpu, 2 node(s) didn't match Pod's node affinity."
+    # The claim exists (one that does not is another reason to give up: dr.kube.jobs._claim_gone).
+    kc.call("POST", f"/api/v1/namespaces/{namespace}/persistentvolumeclaims", body={
+        "apiVersion": "v1", "kind": "PersistentVolumeClaim", "metadata": {"name": "tmp-claim"},
+        "spec": {"accessModes": ["ReadWriteOnce"], "resources": {"requests": {"storage": "1Gi"}}}})  # fmt: skip
     for name, node in (("dr-pinned", "node-7"), ("dr-free", None)):
         create_job(kc, mover_job(a_job(name=name, namespace=namespace, node_name=node), pod_config()))
         kc.call("POST", f"/api/v1/namespaces/{namespace}/pods", body={

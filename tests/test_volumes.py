@@ -10,6 +10,8 @@ master key wrapped by OpenBao's transit engine. The code under test —
 from __future__ import annotations
 
 import json
+import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -687,6 +689,44 @@ def test_a_restore_mover_for_a_claim_a_pod_already_mounts_runs_on_that_pods_node
         solo.error == "ReadWriteOncePod volume in use: no second pod may mount it (pod solo-0); stop the pod"
     )
     assert tree_listing(agent.volume_dir(ns, "data")) == tree_listing(agent.volume_dir(app, "data"))
+
+
+def test_a_mover_whose_claim_is_deleted_before_its_pod_starts_gives_up(
+    kube_client: KubeClient,
+    node_agent: NodeAgent,
+    mover_env: MoverEnv,
+    storage: tuple[str, str | None],
+    namespaces: list[str],
+    unique: str,
+) -> None:
+    # The claim goes (a namespace torn down by someone else, a cleanup script) while its
+    # mover's pod waits for it. No scheduler places a pod whose claim is gone, Lost or being
+    # deleted, ever: dr waited for the mover's deadline and then blamed the Job's deadline.
+    kc, agent, env, sc = kube_client, node_agent, mover_env, storage[0]
+    ns = new_namespace(kc, namespaces, f"goneclaim-{unique}")
+    env.prepare(ns)
+    agent.manage(ns)
+    agent.unbound.add(f"{ns}/data")  # provisioning is slow: the pod waits for its claim
+    create_pvc(kc, ns, "data", sc)
+    jobs = f"/apis/batch/v1/namespaces/{ns}/jobs"
+
+    def delete_claim_once_the_mover_exists() -> None:
+        wait_until(lambda: kc.get(jobs).get("items"), what="the mover Job")
+        kc.call("DELETE", f"/api/v1/namespaces/{ns}/persistentvolumeclaims/data")
+
+    deleter = threading.Thread(target=delete_claim_once_the_mover_exists, daemon=True)
+    deleter.start()
+    target = VolumeRestoreTarget(namespace=ns, pvc="data", snapshot_id="ab" * 32)
+    ctx = env.restore_ctx("r-gone", mover={"deadline": "60s"}, stuck_grace=0.5)
+    started = time.monotonic()
+    (res,) = restore_volumes(kc, [target], ctx)
+    deleter.join()
+
+    assert time.monotonic() - started < 30
+    assert res.error is not None and res.error.startswith(
+        f"Job {res.job} failed: PodStuck: its pod cannot start: PVC {ns}/data does not exist; pod "
+    ), res.error
+    assert not leftovers(kc, [ns])
 
 
 def test_temporary_objects_go_whatever_happens(

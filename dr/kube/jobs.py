@@ -27,7 +27,8 @@ a ``Complete`` or ``Failed`` condition, its deadline plus a grace period
 passes (no Job controller?), the Job disappears, or its pod is stuck in a
 state that does not heal (``CreateContainerConfigError`` for a missing
 Secret, an invalid image; a pod pinned to one node that does not fit there)
-for longer than ``stuck_grace``. A failure is
+for longer than ``stuck_grace``, or the claim of its pod that has not
+started is gone, Lost or being deleted for as long. A failure is
 explained with the Job condition's reason and message, the pod's
 termination state and message, and the log tail when the API serves it.
 """
@@ -489,9 +490,59 @@ def follow_job(
                 if stuck.pod_reason == "Unschedulable":
                     why = "its pod does not fit on the node where the volume is mounted"
                 return JobOutcome(name, False, "PodStuck", why, pod=stuck)
+            waiting = _claim_gone(kube, namespace, name, job, now, stuck_since, stuck_grace)
+            if waiting is not None:
+                problem, pod = waiting
+                return JobOutcome(name, False, "PodStuck", f"its pod cannot start: {problem}", pod=pod)
         sleep(min(delay, max(0.0, timeout - (now - start))))
         # Short Jobs are noticed quickly; hours-long ones cost one request every few seconds.
         delay = min(delay * 1.5, 1.0 if now - start < 120 else 5.0)
+
+
+def _claim_gone(
+    kube: KubeClient,
+    namespace: str,
+    name: str,
+    job: dict[str, Any],
+    now: float,
+    since: dict[str, float],
+    grace: float,
+) -> tuple[str, PodState | None] | None:
+    """Why the Job's pod, not started yet, never will: its claim is gone, Lost or being deleted
+    (for ``grace`` seconds already), with the pod; None while the claim may still serve.
+
+    No scheduler places a pod whose claim is in such a state (and no new node helps), so
+    it would wait for the Job's deadline (hours). A pod that started keeps its volume.
+    """
+    spec = ((job.get("spec") or {}).get("template") or {}).get("spec") or {}
+    claim = next(
+        (
+            (v.get("persistentVolumeClaim") or {}).get("claimName")
+            for v in spec.get("volumes") or []
+            if v.get("name") == DATA_VOLUME
+        ),
+        None,
+    )
+    if not claim:
+        return None
+    try:
+        pods = pod_states(kube, namespace, name)
+        if any(p.phase not in (None, "Pending") or (p.reason and not p.waiting) for p in pods):
+            return None
+        pvc = get_object(kube, PVCS, namespace, str(claim))
+    except ApiError:
+        return None
+    problem = None
+    if pvc is None:
+        problem = f"PVC {namespace}/{claim} does not exist"
+    elif (pvc.get("metadata") or {}).get("deletionTimestamp"):
+        problem = f"PVC {namespace}/{claim} is being deleted"
+    elif (pvc.get("status") or {}).get("phase") == "Lost":
+        problem = f"PVC {namespace}/{claim} is Lost (its PersistentVolume is gone)"
+    if problem is None:
+        return None
+    first = since.setdefault(f"claim/{problem}", now)
+    return (problem, pods[0] if pods else None) if now - first >= grace else None
 
 
 def _pinned(job: dict[str, Any]) -> bool:
