@@ -531,3 +531,28 @@ def test_a_signal_while_movers_run_leaves_no_job_pod_or_config_copy_behind(
     wait_until(lambda: not kc.get(f"/api/v1/namespaces/{ns}/pods").get("items"), what="mover pods gone")
     assert kc.get(f"/api/v1/namespaces/{ns}/configmaps").get("items") == []
     assert kc.get(f"/api/v1/namespaces/{ns}/secrets").get("items") == []
+
+
+def test_a_restore_in_place_says_the_data_of_existing_claims_is_not_restored(
+    capsys: Capsys, kube_client: KubeClient, node_agent: NodeAgent, mover_env: MoverEnv, app: App
+) -> None:
+    # The on-call engineer restores a corrupted volume into the live namespace: the claims
+    # exist, so dr (rightly) writes into none of them. It said "4 unchanged", exit 0, and
+    # the volume stayed as it was: nothing told that its data had not come back.
+    agent, ns = node_agent, app.namespace
+    for seed, pvc in enumerate(app.pvcs, 1):
+        fill_volume(agent.volume_dir(ns, pvc), seed, 100_000)
+    assert app.dr(capsys, "backup", "-n", ns).code == 0
+    (agent.volume_dir(ns, "data-a") / "corrupt").write_text("x")
+    warning = (
+        f"warning: the data of 2 volume(s) is not restored: their claims already exist ({ns}/data-a, "
+        f"{ns}/data-b) and a restore writes only into claims it creates (delete the claim, its pods "
+        "stopped, and restore again; or restore into another namespace: --namespace-mapping)"
+    )
+    for args in (["--dry-run"], []):
+        res = app.dr(capsys, "restore", "latest", *args)
+        assert res.code == 0, res.err
+        assert res.err.splitlines() == [warning], (args, res.err)
+    res = app.dr(capsys, "restore", "latest", "-o", "json")
+    assert res.json()["warnings"] == [warning.removeprefix("warning: ")]
+    assert (agent.volume_dir(ns, "data-a") / "corrupt").exists()  # written into by no one

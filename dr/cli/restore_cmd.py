@@ -30,6 +30,7 @@ from dr.repo.snapshots import (
 from dr.restore.plan import RestoreOptions
 from dr.restore.results import RestoreItemResult
 from dr.restore.run import RestoreOutcome, run_restore, volume_snapshots
+from dr.restore.volumes import awaiting_data, not_restored
 
 if TYPE_CHECKING:
     from dr.kube.client import KubeClient
@@ -279,6 +280,11 @@ def restore(
         with bar as advance:
             outcome = run_restore(kube, repo, snap, options, volume_step=step,
                                   progress=lambda _r, _done, _total: advance(1))  # fmt: skip
+        outcome.resources.warnings += outcome.volumes.warnings
+        if step is not None and dry_run:
+            # What the data step would say: a claim that exists keeps its data.
+            _, _, kept = awaiting_data(kube, outcome.resources.items, volume_snapshots(snap))
+            outcome.resources.warnings += [not_restored(kept)] if kept else []
         if step is not None and not dry_run:
             # Part of the restore: its metrics and events must count a dump that did not load.
             _load_dumps(kube, repo, snap, options, outcome)

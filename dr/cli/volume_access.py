@@ -68,7 +68,7 @@ from dr.repo.repository import Repository
 from dr.repo.snapshots import Snapshot, readable_snapshots
 from dr.restore.results import ItemResults
 from dr.restore.run import VolumeRestorePhase, VolumeRestoreStep, volume_snapshots
-from dr.restore.volumes import VolumeRestoreContext, awaiting_data, restore_volumes
+from dr.restore.volumes import VolumeRestoreContext, awaiting_data, not_restored, restore_volumes
 
 log = logging.getLogger(__name__)
 
@@ -167,8 +167,8 @@ def volume_restore_step(app: AppContext, repository: str | None = None) -> Volum
     def step(kube: KubeClient, snap: Snapshot, results: ItemResults, restore_id: str) -> VolumeRestorePhase:
         # Only claims marked as awaiting their data get it: the ones this restore (or an earlier,
         # unfinished run) created. An existing claim is in use, or was skipped on purpose.
-        targets, problems = awaiting_data(kube, results, volume_snapshots(snap))
-        phase = VolumeRestorePhase(errors=problems)
+        targets, problems, kept = awaiting_data(kube, results, volume_snapshots(snap))
+        phase = VolumeRestorePhase(errors=problems, warnings=[not_restored(kept)] if kept else [])
         if not targets:
             return phase
         ctx = VolumeRestoreContext(repo_url=repo_url, restore_id=restore_id, mover=cfg.mover)

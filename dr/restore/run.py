@@ -61,6 +61,7 @@ def volume_snapshots(snap: Snapshot) -> dict[str, str]:
 class VolumeRestorePhase:
     volumes: list[dict[str, Any]] = field(default_factory=list)
     errors: list[str] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
 
 
 # (kube, snapshot, results of the PVC stage, restore id) -> VolumeRestorePhase

@@ -26,7 +26,8 @@ and removes it once the claim's mover succeeded. A restore that stopped in
 between — a failed mover, a crash, Ctrl-C — leaves the claim marked, and the
 next run fills it although the claim itself now exists and compares
 ``unchanged``. Claims without the mark (the application's own, or filled by
-an earlier run) are never written to. A mark, not the run's identity,
+an earlier run) are never written to; ``awaiting_data`` names those the backup
+has data for, and the restore says that data was not restored (``not_restored``). A mark, not the run's identity,
 decides: each run has its own restore id, and a mark also survives a re-run
 with other options or of a newer backup.
 
@@ -44,7 +45,7 @@ import json
 import logging
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
@@ -69,7 +70,7 @@ from dr.kube.jobs import (
 )
 from dr.kube.placement import RWOP_IN_USE, exclusive_users, placement, users_of
 from dr.kube.snapshots import PVCS, STORAGE_CLASSES
-from dr.restore.results import ItemResults
+from dr.restore.results import RestoreItemResult
 from dr.restore.transforms import DATA_PENDING_ANNOTATION, data_pending
 
 log = logging.getLogger(__name__)
@@ -93,17 +94,23 @@ class VolumeRestoreContext(MoverContext):
     restore_ownership: bool = False
 
 
+# Outcomes of a claim this restore makes (or, in a dry run, would make): it gets its data.
+MADE = frozenset({"created", "recreated", "would-create", "would-recreate"})
+
+
 def awaiting_data(
-    kube: KubeClient, results: ItemResults, snapshots: dict[str, str]
-) -> tuple[list[VolumeRestoreTarget], list[str]]:
+    kube: KubeClient, results: Iterable[RestoreItemResult], snapshots: dict[str, str]
+) -> tuple[list[VolumeRestoreTarget], list[str], list[str]]:
     """The restored claims still marked as awaiting their data, with the backup's snapshot of each.
 
-    ``results`` are the PersistentVolumeClaims stage's; ``snapshots`` maps
-    "namespace/pvc" as backed up to its volume snapshot. Returns the targets
-    and, per claim that could not be read, a problem.
+    ``results`` are the PersistentVolumeClaims stage's (or a dry run's plan); ``snapshots``
+    maps "namespace/pvc" as backed up to its volume snapshot. Returns the targets, per
+    claim that could not be read a problem, and the claims with backed-up data that
+    already existed unmarked ("namespace/name"): their data is not restored.
     """
     targets: list[VolumeRestoreTarget] = []
     problems: list[str] = []
+    kept: list[str] = []
     for r in results:
         if (r.item.group, r.item.resource) != ("", "persistentvolumeclaims") or r.outcome == "failed":
             continue
@@ -118,7 +125,18 @@ def awaiting_data(
             continue
         if pvc is not None and data_pending(pvc):
             targets.append(VolumeRestoreTarget(namespace=namespace, pvc=r.item.name, snapshot_id=snapshot))
-    return targets, problems
+        elif pvc is not None and r.outcome not in MADE:
+            kept.append(f"{namespace}/{r.item.name}")
+    return targets, problems, kept
+
+
+def not_restored(kept: list[str]) -> str:
+    """The warning for claims that existed before the restore: it never writes into them."""
+    return (
+        f"the data of {len(kept)} volume(s) is not restored: their claims already exist "
+        f"({', '.join(sorted(kept))}) and a restore writes only into claims it creates (delete the claim, "
+        "its pods stopped, and restore again; or restore into another namespace: --namespace-mapping)"
+    )
 
 
 def clear_data_pending(kube: KubeClient, namespace: str, name: str) -> None:
