@@ -729,6 +729,35 @@ def test_a_mover_whose_claim_is_deleted_before_its_pod_starts_gives_up(
     assert not leftovers(kc, [ns])
 
 
+def test_a_mover_job_that_gets_no_pod_gives_up_after_the_stuck_grace(
+    kube_client: KubeClient,
+    node_agent: NodeAgent,
+    mover_env: MoverEnv,
+    fs_storage: str,
+    fs_app: str,
+) -> None:
+    # A file-system mover runs in the app's namespace, where a ResourceQuota (exceeded, or
+    # asking for a cpu limit the mover does not set) or the Pod Security level refuses its
+    # pod: the Job controller makes none, records an Event (dr may not read Events) and
+    # tries again until the Job's deadline. dr waited for it (6 h by default).
+    kc, agent, env, sc, app = kube_client, node_agent, mover_env, fs_storage, fs_app
+    refused, fine = bound_volumes(kc, agent, app, sc, {"refused": 1000, "fine": 1000})
+    agent.no_pod.add(f"{app}/refused")
+    ctx = env.backup_ctx("b-nopod", mover={"deadline": "60s"}, stuck_grace=0.5)
+    started = time.monotonic()
+
+    bad, ok = backup_volumes(kc, [refused, fine], ctx, env.finder())
+
+    assert time.monotonic() - started < 30
+    assert bad.error == (
+        f"Job {bad.job} failed: NoPod: no pod was made for it in 0.5s: admission refuses it "
+        f"(a ResourceQuota, LimitRange or the Pod Security level of namespace {app}: "
+        f"kubectl describe job -n {app} {bad.job})"
+    )
+    assert ok.error is None and ok.snapshot_id
+    assert not leftovers(kc, [app, env.mover_namespace])
+
+
 def test_temporary_objects_go_whatever_happens(
     kube_client: KubeClient,
     node_agent: NodeAgent,

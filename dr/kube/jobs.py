@@ -27,8 +27,9 @@ a ``Complete`` or ``Failed`` condition, its deadline plus a grace period
 passes (no Job controller?), the Job disappears, or its pod is stuck in a
 state that does not heal (``CreateContainerConfigError`` for a missing
 Secret, an invalid image; a pod pinned to one node that does not fit there)
-for longer than ``stuck_grace``, or the claim of its pod that has not
-started is gone, Lost or being deleted for as long. A failure is
+for longer than ``stuck_grace``, the claim of its pod that has not
+started is gone, Lost or being deleted for as long, or it has had no pod
+at all for as long (admission refuses it). A failure is
 explained with the Job condition's reason and message, the pod's
 termination state and message, and the log tail when the API serves it.
 """
@@ -490,6 +491,13 @@ def follow_job(
                 if stuck.pod_reason == "Unschedulable":
                     why = "its pod does not fit on the node where the volume is mounted"
                 return JobOutcome(name, False, "PodStuck", why, pod=stuck)
+            if _no_pod(kube, namespace, name, now, stuck_since, stuck_grace):
+                why = (
+                    f"no pod was made for it in {stuck_grace:g}s: admission refuses it (a ResourceQuota, "
+                    f"LimitRange or the Pod Security level of namespace {namespace}: "
+                    f"kubectl describe job -n {namespace} {name})"
+                )
+                return JobOutcome(name, False, "NoPod", why)
             waiting = _claim_gone(kube, namespace, name, job, now, stuck_since, stuck_grace)
             if waiting is not None:
                 problem, pod = waiting
@@ -497,6 +505,24 @@ def follow_job(
         sleep(min(delay, max(0.0, timeout - (now - start))))
         # Short Jobs are noticed quickly; hours-long ones cost one request every few seconds.
         delay = min(delay * 1.5, 1.0 if now - start < 120 else 5.0)
+
+
+def _no_pod(
+    kube: KubeClient, namespace: str, name: str, now: float, since: dict[str, float], grace: float
+) -> bool:
+    """Whether the Job has had no pod at all for ``grace`` seconds.
+
+    A Job controller whose pod creation admission refuses (a ResourceQuota exceeded or
+    asking for a limit the pod lacks, a LimitRange, the namespace's Pod Security level)
+    records an Event, which dr's accounts may not read, and retries until the deadline.
+    """
+    try:
+        if pod_states(kube, namespace, name):
+            since.pop("no-pod", None)
+            return False
+    except ApiError:
+        return False
+    return now - since.setdefault("no-pod", now) >= grace
 
 
 def _claim_gone(

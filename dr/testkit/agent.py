@@ -108,7 +108,8 @@ started, condition ``DisruptionTarget``: the Job's ``podFailurePolicy`` decides 
 replacement pod runs or the Job fails), ``restore_sizes`` (the ``restoreSize`` a
 snapshot reports, e.g. ``"0"`` as drivers that do not know it do), ``unbound`` (the
 claim is never bound, as no provisioner acts for a StorageClass the cluster lacks; a
-pod mounting it stays Pending).
+pod mounting it stays Pending), ``no_pod`` (the Job gets no pod, as where admission — a
+ResourceQuota, a LimitRange, the Pod Security level — refuses it; the deadline ends it).
 ``bound_requests`` records the storage request of every claim the agent bound.
 """
 
@@ -217,6 +218,7 @@ class NodeAgent:
         self.stuck: dict[str, str] = {}
         self.never_ready: set[str] = set()
         self.unbound: set[str] = set()
+        self.no_pod: set[str] = set()
         self.restore_sizes: dict[str, str] = {}
         self.bound_requests: dict[tuple[str, str], str] = {}  # (ns, pvc) -> spec.resources.requests.storage
         self.running = 0
@@ -699,6 +701,18 @@ class NodeAgent:
         start_wall = time.time()
         start = time.monotonic()
         if not self._patch_status(self._job_path(run), {"startTime": rfc3339(start_wall), "active": 1}):
+            run.outcome = "deleted"
+            return
+        if run.volume in self.no_pod:
+            # As a Job controller whose pod creation admission refuses: no pod, ever.
+            run.outcome = "refused"
+            while self._job_exists(run, uid) and not self._stop.is_set():
+                if time.monotonic() - start > deadline_s:
+                    conditions = [{"type": "Failed", "status": "True", "reason": "DeadlineExceeded",
+                                   "message": "Job was active longer than specified deadline"}]  # fmt: skip
+                    self._patch_status(self._job_path(run), {"active": 0, "conditions": conditions})
+                    return
+                time.sleep(0.05)
             run.outcome = "deleted"
             return
         pod_name = run.pod_name = f"{run.name}-{uuid.uuid4().hex[:5]}"
