@@ -717,7 +717,7 @@ def test_a_mover_whose_claim_is_deleted_before_its_pod_starts_gives_up(
     deleter = threading.Thread(target=delete_claim_once_the_mover_exists, daemon=True)
     deleter.start()
     target = VolumeRestoreTarget(namespace=ns, pvc="data", snapshot_id="ab" * 32)
-    ctx = env.restore_ctx("r-gone", mover={"deadline": "60s"}, stuck_grace=0.5)
+    ctx = env.restore_ctx("r-gone", mover={"deadline": "60s"}, stuck_grace=3.0)
     started = time.monotonic()
     (res,) = restore_volumes(kc, [target], ctx)
     deleter.join()
@@ -743,14 +743,14 @@ def test_a_mover_job_that_gets_no_pod_gives_up_after_the_stuck_grace(
     kc, agent, env, sc, app = kube_client, node_agent, mover_env, fs_storage, fs_app
     refused, fine = bound_volumes(kc, agent, app, sc, {"refused": 1000, "fine": 1000})
     agent.no_pod.add(f"{app}/refused")
-    ctx = env.backup_ctx("b-nopod", mover={"deadline": "60s"}, stuck_grace=0.5)
+    ctx = env.backup_ctx("b-nopod", mover={"deadline": "60s"}, stuck_grace=3.0)
     started = time.monotonic()
 
     bad, ok = backup_volumes(kc, [refused, fine], ctx, env.finder())
 
     assert time.monotonic() - started < 30
     assert bad.error == (
-        f"Job {bad.job} failed: NoPod: no pod was made for it in 0.5s: admission refuses it "
+        f"Job {bad.job} failed: NoPod: no pod was made for it in 10s: admission refuses it "
         f"(a ResourceQuota, LimitRange or the Pod Security level of namespace {app}: "
         f"kubectl describe job -n {app} {bad.job})"
     )

@@ -91,6 +91,9 @@ STUCK_REASONS = frozenset(
 )
 PULL_REASONS = frozenset({"ImagePullBackOff", "ErrImagePull"})
 LOG_TAIL_LINES = 40
+# A Job has had no pod this long at least before dr says admission refuses it: a Job
+# controller makes a pod within a second or two (also where a short stuck grace is set).
+NO_POD_FLOOR = 10.0
 # The kubelet's message when the /tmp emptyDir (pod_template's volume "tmp") grows past its sizeLimit.
 TMP_EVICTED = 'EmptyDir volume "tmp" exceeds'
 
@@ -491,9 +494,9 @@ def follow_job(
                 if stuck.pod_reason == "Unschedulable":
                     why = "its pod does not fit on the node where the volume is mounted"
                 return JobOutcome(name, False, "PodStuck", why, pod=stuck)
-            if _no_pod(kube, namespace, name, now, stuck_since, stuck_grace):
+            if _no_pod(kube, namespace, name, now, stuck_since, max(stuck_grace, NO_POD_FLOOR)):
                 why = (
-                    f"no pod was made for it in {stuck_grace:g}s: admission refuses it (a ResourceQuota, "
+                    f"no pod was made for it in {max(stuck_grace, NO_POD_FLOOR):g}s: admission refuses it (a ResourceQuota, "
                     f"LimitRange or the Pod Security level of namespace {namespace}: "
                     f"kubectl describe job -n {namespace} {name})"
                 )
