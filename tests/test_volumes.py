@@ -758,6 +758,39 @@ def test_a_mover_job_that_gets_no_pod_gives_up_after_the_stuck_grace(
     assert not leftovers(kc, [app, env.mover_namespace])
 
 
+def test_a_restore_mover_whose_claim_is_never_provisioned_gives_up(
+    kube_client: KubeClient,
+    node_agent: NodeAgent,
+    mover_env: MoverEnv,
+    storage: tuple[str, str | None],
+    namespaces: list[str],
+    unique: str,
+) -> None:
+    # Restored into another cloud, a StorageClass comes back from the backup naming a
+    # provisioner this cluster lacks (or one whose quota is spent): the class exists, its
+    # claim stays Pending for ever, and so did the mover until its deadline (6 h).
+    kc, agent, env, sc = kube_client, node_agent, mover_env, storage[0]
+    ns = new_namespace(kc, namespaces, f"noprov-{unique}")
+    env.prepare(ns)
+    agent.manage(ns)
+    agent.unbound.add(f"{ns}/data")  # no provisioner acts for it
+    create_pvc(kc, ns, "data", sc)
+    driver = kc.get(f"/apis/storage.k8s.io/v1/storageclasses/{sc}")["provisioner"]
+    target = VolumeRestoreTarget(namespace=ns, pvc="data", snapshot_id="ab" * 32)
+    ctx = env.restore_ctx("r-noprov", mover={"deadline": "60s"}, stuck_grace=3.0)
+    started = time.monotonic()
+
+    (res,) = restore_volumes(kc, [target], ctx)
+
+    assert time.monotonic() - started < 30
+    assert res.error is not None and res.error.startswith(
+        f"Job {res.job} failed: PodStuck: its pod cannot start: PVC {ns}/data is still Pending: no "
+        f"volume was provisioned for it (StorageClass {sc!r}: is its provisioner {driver!r} installed "
+        "and able to make one?); pod "
+    ), res.error
+    assert not leftovers(kc, [ns])
+
+
 def test_temporary_objects_go_whatever_happens(
     kube_client: KubeClient,
     node_agent: NodeAgent,

@@ -28,7 +28,8 @@ passes (no Job controller?), the Job disappears, or its pod is stuck in a
 state that does not heal (``CreateContainerConfigError`` for a missing
 Secret, an invalid image; a pod pinned to one node that does not fit there)
 for longer than ``stuck_grace``, the claim of its pod that has not
-started is gone, Lost or being deleted for as long, or it has had no pod
+started is gone, Lost, being deleted or Pending with nothing to wait for
+but its provisioner for as long, or it has had no pod
 at all for as long (admission refuses it). A failure is
 explained with the Job condition's reason and message, the pod's
 termination state and message, and the log tail when the API serves it.
@@ -59,6 +60,7 @@ from dr.kube.objects import label_value
 from dr.kube.pod_template import JobSpec, PodSettings, pod_template
 from dr.kube.snapshots import (
     PVCS,
+    STORAGE_CLASSES,
     VOLUME_SNAPSHOT_CONTENTS,
     VOLUME_SNAPSHOTS,
     delete_snapshot,
@@ -537,8 +539,9 @@ def _claim_gone(
     since: dict[str, float],
     grace: float,
 ) -> tuple[str, PodState | None] | None:
-    """Why the Job's pod, not started yet, never will: its claim is gone, Lost or being deleted
-    (for ``grace`` seconds already), with the pod; None while the claim may still serve.
+    """Why the Job's pod, not started yet, never will: its claim is gone, Lost, being deleted or
+    not provisioned (``_not_provisioned``) for ``grace`` seconds already, with the pod; None
+    while the claim may still serve.
 
     No scheduler places a pod whose claim is in such a state (and no new node helps), so
     it would wait for the Job's deadline (hours). A pod that started keeps its volume.
@@ -568,10 +571,50 @@ def _claim_gone(
         problem = f"PVC {namespace}/{claim} is being deleted"
     elif (pvc.get("status") or {}).get("phase") == "Lost":
         problem = f"PVC {namespace}/{claim} is Lost (its PersistentVolume is gone)"
+    elif (pvc.get("status") or {}).get("phase") == "Pending":
+        problem = _not_provisioned(kube, namespace, pvc)
     if problem is None:
         return None
     first = since.setdefault(f"claim/{problem}", now)
     return (problem, pods[0] if pods else None) if now - first >= grace else None
+
+
+SELECTED_NODE = "volume.kubernetes.io/selected-node"
+
+
+def _not_provisioned(kube: KubeClient, namespace: str, pvc: dict[str, Any]) -> str | None:
+    """Why a Pending claim waits for a provisioner (None: it waits for its pod to be scheduled).
+
+    A claim of an ``Immediate`` class, or of a ``WaitForFirstConsumer`` one once the
+    scheduler chose its node (``selected-node``), waits only for its provisioner: one this
+    cluster lacks (a StorageClass restored from another cloud) or one that fails (quota)
+    leaves it Pending for ever. Provisioning takes seconds to a minute or two, far less
+    than the stuck grace; not so a volume made from a snapshot or a clone (``dataSource``),
+    which some drivers fill by copying: not judged, nor where the class cannot be read.
+    """
+    name = str((pvc.get("metadata") or {}).get("name"))
+    spec = pvc.get("spec") or {}
+    if spec.get("dataSource") or spec.get("dataSourceRef"):
+        return None  # a volume made from a snapshot or a clone may take hours to fill
+    class_name = spec.get("storageClassName")
+    if class_name is None:
+        return None  # the default class is being assigned
+    if class_name == "":
+        return f"PVC {namespace}/{name} is still Pending: no PersistentVolume matches it (no class: static binding)"
+    try:
+        cls = get_object(kube, STORAGE_CLASSES, None, str(class_name))
+    except ApiError:
+        return None
+    if cls is None:
+        return f"PVC {namespace}/{name} is Pending: its StorageClass {class_name!r} does not exist"
+    annotations = (pvc.get("metadata") or {}).get("annotations") or {}
+    if cls.get("volumeBindingMode") == "WaitForFirstConsumer" and SELECTED_NODE not in annotations:
+        return None
+    return (
+        f"PVC {namespace}/{name} is still Pending: no volume was provisioned for it (StorageClass "
+        f"{class_name!r}: is its provisioner {str(cls.get('provisioner') or '?')!r} installed and able "
+        "to make one?)"
+    )
 
 
 def _pinned(job: dict[str, Any]) -> bool:
