@@ -126,6 +126,19 @@ def pvc(annotations: dict[str, str], spec: dict[str, Any]) -> dict[str, Any]:
             "spec": spec}  # fmt: skip
 
 
+def test_a_claim_whose_data_comes_through_a_mover_forgets_the_snapshot_it_was_made_from() -> None:
+    # A claim made from a VolumeSnapshot or a clone (dataSource) came back naming it; in another
+    # cluster it does not exist, the provisioner refuses the claim and it stayed Pending for
+    # ever, its mover with it. Its data comes through the mover: nothing to make it from.
+    source = {"apiGroup": "snapshot.storage.k8s.io", "kind": "VolumeSnapshot", "name": "nightly-1"}
+    spec = {"accessModes": ["ReadWriteOnce"], "dataSource": source, "dataSourceRef": source}
+    obj = {**pvc({}, spec), "metadata": {"name": "data", "namespace": "a", "annotations": {}}}
+    out = t.pvc_mark_data_pending(obj, ctx(data_volumes={"a/data": "snap-1"}))
+    assert out is not None and out["spec"] == {"accessModes": ["ReadWriteOnce"]}
+    # Restored without its data (--no-data, no volume snapshot): the claim is as it was.
+    assert t.pvc_mark_data_pending(obj, CTX) is obj
+
+
 def test_pvc_drops_binding_and_volume_name_unless_its_pv_is_restored() -> None:
     binding = {
         "pv.kubernetes.io/bind-completed": "yes", "pv.kubernetes.io/bound-by-controller": "yes",

@@ -17,7 +17,8 @@ input is never modified) or ``None`` to drop the object. In order:
    the PersistentVolume is restored by this restore;
 6. ``pvc_mark_data_pending`` — the ``dr.dev/data-pending`` annotation on a
    PVC whose data this restore brings back through a mover (removed when the
-   mover succeeded), dropped from any other PVC;
+   mover succeeded), dropped from any other PVC; such a PVC also loses the
+   ``dataSource``/``dataSourceRef`` it was made from (of the backed-up cluster);
 7. ``pv_reset_claim_ref`` — the claim's uid and resourceVersion (the claim is
    recreated), so the restored claim can bind;
 8. ``pod_drop_node_name`` — the scheduler places the pod again;
@@ -200,7 +201,13 @@ def pvc_mark_data_pending(obj: Obj, ctx: TransformContext) -> Obj | None:
     snapshot = ctx.data_volumes.get(f"{meta.get('namespace')}/{meta.get('name')}")
     if snapshot is None:
         return without_data_mark(obj)
-    return _with_metadata(obj, {**meta, "annotations": {**annotations, DATA_PENDING_ANNOTATION: snapshot}})
+    out = _with_metadata(obj, {**meta, "annotations": {**annotations, DATA_PENDING_ANNOTATION: snapshot}})
+    # Its data comes through the mover. The snapshot or claim it was made from (dataSource)
+    # is of the backed-up cluster: elsewhere the provisioner refuses the claim (Pending for
+    # ever), and where it exists it would fill the volume with data the mover replaces.
+    if "dataSource" in _spec(obj) or "dataSourceRef" in _spec(obj):
+        out = _with_spec(out, _without_keys(_spec(obj), ("dataSource", "dataSourceRef")))
+    return out
 
 
 def data_pending(obj: Obj) -> bool:
