@@ -47,7 +47,6 @@ from dr.crypto.providers.gcpkms import describe_error as gcp_describe_error
 from dr.crypto.providers.registry import open_provider
 from dr.crypto.providers.vault import VaultKeyProvider
 from dr.errors import InvalidInput
-from dr.urls import redact_url
 from tests import servers
 from tests.gcpkms_fake import FakeKMS, admin_client
 from tests.log_capture import DebugLogs, debug_logging
@@ -1616,10 +1615,15 @@ def test_vault_an_address_ending_in_the_api_path_is_a_configuration_mistake(
     # hvac adds /v1 to every request: an address copied from the API docs sent them to
     # /v1/v1/… (tests/test_cli_key_providers.py has it against OpenBao).
     monkeypatch.setenv("VAULT_TOKEN", "x")
-    for address, fixed in (
-        ("https://vault.example.com:8200/v1", "https://vault.example.com:8200"),
-        ("https://vault.example.com/v1/", "https://vault.example.com"),
-        ("https://user:hunter2@example.com/v1", "https://***@example.com"),
+    # (address, as the message shows it: its credentials masked, the address to use instead)
+    for address, shown, fixed in (
+        (
+            "https://vault.example.com:8200/v1",
+            "https://vault.example.com:8200/v1",
+            "https://vault.example.com:8200",
+        ),
+        ("https://vault.example.com/v1/", "https://vault.example.com/v1/", "https://vault.example.com"),
+        ("https://user:hunter2@example.com/v1", "https://***@example.com/v1", "https://***@example.com"),
     ):
         for opts, source in ((VaultOptions(address=address), "vault.address"), (None, "VAULT_ADDR")):
             monkeypatch.setenv("VAULT_ADDR", address)
@@ -1628,7 +1632,7 @@ def test_vault_an_address_ending_in_the_api_path_is_a_configuration_mistake(
                     Wrapped(b"vault:v1:AAAA"), CTX
                 )
             assert _reason(e) == (
-                f"Vault address {redact_url(address)!r} (from {source}) ends in /v1, the API's path, "
+                f"Vault address {shown!r} (from {source}) ends in /v1, the API's path, "
                 f"which dr adds itself: use {fixed}"
             )
             assert "hunter2" not in _reason(e) and e.value.exit_code == 2
