@@ -55,6 +55,15 @@ def new_namespace(kc: KubeClient, made: list[str], name: str) -> str:
     return name
 
 
+def restore_namespace(kc: KubeClient, agent: NodeAgent, env: MoverEnv, made: list[str], name: str) -> str:
+    """A new namespace to restore volumes into: dr-config there (its movers run in it), the agent
+    acting for its claims and pods."""
+    ns = new_namespace(kc, made, name)
+    env.prepare(ns)
+    agent.manage(ns)
+    return ns
+
+
 @pytest.fixture
 def storage(kube_client: KubeClient, unique: str) -> Iterator[tuple[str, str | None]]:
     sc, vsc = create_storage(kube_client, unique, snapshot_class=True)
@@ -113,9 +122,7 @@ def restore_into_fresh_pvcs(
     sc: str,
     results: list[VolumeResult],
 ) -> tuple[str, list[VolumeResult]]:
-    ns = new_namespace(kc, made, name)
-    env.prepare(ns)
-    agent.manage(ns)
+    ns = restore_namespace(kc, agent, env, made, name)
     for r in results:
         create_pvc(kc, ns, r.pvc, sc)
     targets = [VolumeRestoreTarget(namespace=ns, pvc=r.pvc, snapshot_id=str(r.snapshot_id)) for r in results]
@@ -616,9 +623,7 @@ def test_a_restore_into_a_claim_of_a_missing_storage_class_fails_at_once(
     # for ever, and its mover pod with it. dr waited for the mover's deadline (6 h by default)
     # and then blamed the Job; the claim's class is what to fix, and it can be seen at once.
     kc, agent, env, sc = kube_client, node_agent, mover_env, storage[0]
-    ns = new_namespace(kc, namespaces, f"noclass-{unique}")
-    env.prepare(ns)
-    agent.manage(ns)
+    ns = restore_namespace(kc, agent, env, namespaces, f"noclass-{unique}")
     agent.unbound.add(f"{ns}/orphan")
     create_pvc(kc, ns, "orphan", f"gone-{unique}")
     create_pvc(kc, ns, "fine", sc)
@@ -657,9 +662,7 @@ def test_a_restore_mover_for_a_claim_a_pod_already_mounts_runs_on_that_pods_node
         kc, bound_volumes(kc, agent, app, sc, {"data": 10_000}), env.backup_ctx("b-rwo"), env.finder()
     )
     assert source.error is None and source.snapshot_id
-    ns = new_namespace(kc, namespaces, f"rerun-{unique}")
-    env.prepare(ns)
-    agent.manage(ns)
+    ns = restore_namespace(kc, agent, env, namespaces, f"rerun-{unique}")
     create_pvc(kc, ns, "data", sc)
     toleration = {"key": "dedicated", "operator": "Equal", "value": "db", "effect": "NoSchedule"}
     create_pod(kc, ns, "db-0", ["data"], node="node-7", tolerations=[toleration], fs_group=999)
@@ -703,9 +706,7 @@ def test_a_mover_whose_claim_is_deleted_before_its_pod_starts_gives_up(
     # mover's pod waits for it. No scheduler places a pod whose claim is gone, Lost or being
     # deleted, ever: dr waited for the mover's deadline and then blamed the Job's deadline.
     kc, agent, env, sc = kube_client, node_agent, mover_env, storage[0]
-    ns = new_namespace(kc, namespaces, f"goneclaim-{unique}")
-    env.prepare(ns)
-    agent.manage(ns)
+    ns = restore_namespace(kc, agent, env, namespaces, f"goneclaim-{unique}")
     agent.unbound.add(f"{ns}/data")  # provisioning is slow: the pod waits for its claim
     create_pvc(kc, ns, "data", sc)
     jobs = f"/apis/batch/v1/namespaces/{ns}/jobs"
@@ -770,9 +771,7 @@ def test_a_restore_mover_whose_claim_is_never_provisioned_gives_up(
     # provisioner this cluster lacks (or one whose quota is spent): the class exists, its
     # claim stays Pending for ever, and so did the mover until its deadline (6 h).
     kc, agent, env, sc = kube_client, node_agent, mover_env, storage[0]
-    ns = new_namespace(kc, namespaces, f"noprov-{unique}")
-    env.prepare(ns)
-    agent.manage(ns)
+    ns = restore_namespace(kc, agent, env, namespaces, f"noprov-{unique}")
     agent.unbound.add(f"{ns}/data")  # no provisioner acts for it
     create_pvc(kc, ns, "data", sc)
     driver = kc.get(f"/apis/storage.k8s.io/v1/storageclasses/{sc}")["provisioner"]
