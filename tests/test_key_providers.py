@@ -1584,6 +1584,20 @@ def test_vault_rate_limiting_is_retried_a_bounded_number_of_times(
         transit.root.delete(quota)
 
 
+def _refusals_of_address(
+    monkeypatch: pytest.MonkeyPatch, address: str
+) -> list[tuple[str, KeyProviderMisconfigured]]:
+    """How opening a Vault key fails with ``address`` given as vault.address, then as VAULT_ADDR
+    (set in both cases): (where the address came from, the error)."""
+    monkeypatch.setenv("VAULT_ADDR", address)
+    found: list[tuple[str, KeyProviderMisconfigured]] = []
+    for opts, source in ((VaultOptions(address=address), "vault.address"), (None, "VAULT_ADDR")):
+        with pytest.raises(KeyProviderMisconfigured) as e:
+            VaultKeyProvider.from_uri("vault://transit/keys/dr", opts).unwrap(Wrapped(b"vault:v1:AAAA"), CTX)
+        found.append((source, e.value))
+    return found
+
+
 def test_vault_an_address_that_is_not_a_url_is_a_configuration_mistake(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
@@ -1597,16 +1611,11 @@ def test_vault_an_address_that_is_not_a_url_is_a_configuration_mistake(
         "https://",
         "http://[::1",
     ):
-        for opts, source in ((VaultOptions(address=address), "vault.address"), (None, "VAULT_ADDR")):
-            monkeypatch.setenv("VAULT_ADDR", address)
-            with pytest.raises(KeyProviderMisconfigured) as e:
-                VaultKeyProvider.from_uri("vault://transit/keys/dr", opts).unwrap(
-                    Wrapped(b"vault:v1:AAAA"), CTX
-                )
-            assert _reason(e) == (
-                f"Vault address {address!r} (from {source}) is not a URL: use https://HOST:PORT"
+        for source, e in _refusals_of_address(monkeypatch, address):
+            assert (
+                e.reason == f"Vault address {address!r} (from {source}) is not a URL: use https://HOST:PORT"
             )
-            assert e.value.exit_code == 2
+            assert e.exit_code == 2
 
 
 def test_vault_an_address_ending_in_the_api_path_is_a_configuration_mistake(
@@ -1625,17 +1634,12 @@ def test_vault_an_address_ending_in_the_api_path_is_a_configuration_mistake(
         ("https://vault.example.com/v1/", "https://vault.example.com/v1/", "https://vault.example.com"),
         ("https://user:hunter2@example.com/v1", "https://***@example.com/v1", "https://***@example.com"),
     ):
-        for opts, source in ((VaultOptions(address=address), "vault.address"), (None, "VAULT_ADDR")):
-            monkeypatch.setenv("VAULT_ADDR", address)
-            with pytest.raises(KeyProviderMisconfigured) as e:
-                VaultKeyProvider.from_uri("vault://transit/keys/dr", opts).unwrap(
-                    Wrapped(b"vault:v1:AAAA"), CTX
-                )
-            assert _reason(e) == (
+        for source, e in _refusals_of_address(monkeypatch, address):
+            assert e.reason == (
                 f"Vault address {shown!r} (from {source}) ends in /v1, the API's path, "
                 f"which dr adds itself: use {fixed}"
             )
-            assert "hunter2" not in _reason(e) and e.value.exit_code == 2
+            assert "hunter2" not in e.reason and e.exit_code == 2
 
 
 def test_vault_an_address_under_a_path_ending_in_v1_is_taken_as_it_is(
