@@ -716,20 +716,28 @@ def test_a_scope_glob_that_matches_no_namespace_is_refused(tmp_path: Path) -> No
     ]
 
 
-def test_http_headers_that_cannot_be_sent_are_refused_without_their_values(tmp_path: Path) -> None:
-    # A header value written as a YAML '|' block keeps its final newline: valid, and at the drill the
-    # step failed with "internal error: ValueError: Invalid header value b'k3y-…\n'" — the API key
-    # in the report and on the terminal.
+def _headers_problem(tmp_path: Path, headers: str) -> str:
+    """The one problem of a runbook whose http step has ``headers`` (the YAML lines under
+    ``headers:``): it must be that of the step's headers."""
     steps = (
-        "    - name: web\n      type: http\n      service: web\n      port: 80\n      headers:\n"
-        "        X-Api-Key: |\n          k3y-v4lu3-s3cr3t\n        Bad Name: x\n"
+        "    - name: web\n      type: http\n      service: web\n      port: 80\n      headers:\n" + headers
     )
     p = write(tmp_path, with_steps(steps))
     found = problems_of(p)
     assert len(found) == 1 and found[0].startswith(f"{p}:20:7: spec.verification[0].headers: "), found
-    assert "X-Api-Key: its value holds a line break or another control character" in found[0]
-    assert "'Bad Name' is not a header name" in found[0]
-    assert "k3y" not in found[0]
+    return found[0]
+
+
+def test_http_headers_that_cannot_be_sent_are_refused_without_their_values(tmp_path: Path) -> None:
+    # A header value written as a YAML '|' block keeps its final newline: valid, and at the drill the
+    # step failed with "internal error: ValueError: Invalid header value b'k3y-…\n'" — the API key
+    # in the report and on the terminal.
+    found = _headers_problem(
+        tmp_path, "        X-Api-Key: |\n          k3y-v4lu3-s3cr3t\n        Bad Name: x\n"
+    )
+    assert "X-Api-Key: its value holds a line break or another control character" in found
+    assert "'Bad Name' is not a header name" in found
+    assert "k3y" not in found
 
 
 def test_http_header_values_the_client_cannot_encode_are_refused_without_them(tmp_path: Path) -> None:
@@ -737,12 +745,6 @@ def test_http_header_values_the_client_cannot_encode_are_refused_without_them(tm
     # token pasted with a '€', a name in Greek) was valid, and the step failed at every drill with
     # "internal error: UnicodeEncodeError: 'latin-1' codec can't encode character…" — a character
     # of the value in the report. Latin-1 values ('é') are sent as ever.
-    steps = (
-        "    - name: web\n      type: http\n      service: web\n      port: 80\n      headers:\n"
-        "        X-Api-Key: k3y€s3cr3t\n        X-Team: équipe\n"
-    )
-    p = write(tmp_path, with_steps(steps))
-    found = problems_of(p)
-    assert len(found) == 1 and found[0].startswith(f"{p}:20:7: spec.verification[0].headers: "), found
-    assert "X-Api-Key: its value holds a character outside Latin-1" in found[0], found
-    assert "X-Team" not in found[0] and "k3y" not in found[0] and "€" not in found[0]
+    found = _headers_problem(tmp_path, "        X-Api-Key: k3y€s3cr3t\n        X-Team: équipe\n")
+    assert "X-Api-Key: its value holds a character outside Latin-1" in found, found
+    assert "X-Team" not in found and "k3y" not in found and "€" not in found
