@@ -64,7 +64,8 @@ def test_a_backups_warnings_are_counted_and_its_success_stands() -> None:
     assert series(clean.exposition().decode())[("dr_backup_warnings", SHOP)] == 0
     restore = RunMetrics()  # restores have no such series
     restore.record_restore(ok_backup())
-    assert not [name for name, _ in series(restore.exposition().decode()) if "warnings" in name]
+    names = {name for name, _ in series(restore.exposition().decode())}
+    assert "dr_restore_last_run_success" in names and not [n for n in names if "warnings" in n], names
 
 
 def test_restore_series_and_a_failed_restore_keeps_the_last_success(tmp_path: Path) -> None:
