@@ -7,6 +7,7 @@ Resources only (``--no-data``), a local repository: no node agent is needed
 from __future__ import annotations
 
 import json
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -792,7 +793,6 @@ def test_a_stopped_drill_deletes_its_namespace_and_writes_a_report_saying_so(
     import signal
     import subprocess
 
-    from dr.testkit.agent import wait_until
     from tests.helpers import DR
 
     backup(capsys, kube, "-n", app_ns)
@@ -802,16 +802,32 @@ def test_a_stopped_drill_deletes_its_namespace_and_writes_a_report_saying_so(
     rb = write_runbook(repo / "rb.yaml", app, app_ns, [CM_STEP, never], timeout="15m")
     reports = repo / "reports"
     proc = subprocess.Popen(
-        [DR, "--kubeconfig", kube.kubeconfig, "drill", "run", str(rb), "--no-data", "--report-dir", str(reports)],
+        [DR, "-vv", "--kubeconfig", kube.kubeconfig, "drill", "run", str(rb), "--no-data",
+         "--report-dir", str(reports)],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=os.environ.copy(),
     )  # fmt: skip
+    # Stopped inside the step that never passes: its debug line says the drill got there.
+    err_lines: list[str] = []
+    in_never = threading.Event()
+
+    def read_stderr() -> None:
+        assert proc.stderr is not None
+        for line in proc.stderr:
+            err_lines.append(line)
+            if "verification step never" in line:
+                in_never.set()
+
+    reader = threading.Thread(target=read_stderr, daemon=True)
+    reader.start()
     try:
-        wait_until(
-            lambda: [n for n in drill_namespaces(kube_client) if app in n], 60, "the scratch namespace"
-        )
-        time.sleep(3)  # into the step that never passes
+        assert in_never.wait(60), "".join(err_lines[-20:])
+        time.sleep(0.5)  # past the debug line, into the step's first poll
         proc.send_signal(getattr(signal, sig))
-        out, err = proc.communicate(timeout=60)
+        proc.wait(timeout=60)
+        assert proc.stdout is not None
+        out = proc.stdout.read()
+        reader.join(10)
+        err = "".join(err_lines)
     finally:
         if proc.poll() is None:
             proc.kill()

@@ -464,6 +464,7 @@ def run_drill(req: DrillRequest, deps: DrillDeps) -> DrillReport:
                           # The drill's timeout is the whole drill's: no step waits past it.
                           deadline=deadline, deadline_of=rb.spec.drill.timeout)  # fmt: skip
         for step in rb.spec.verification:  # one by one: a stopped drill reports the steps it ran
+            log.debug("drill %s: verification step %s", rb.name, step.name)
             steps.append(run_step(step, ctx))
         warnings.extend(w for s in steps for w in s.warning_lines())
         phases.verification = timedelta(seconds=time.monotonic() - t2)
