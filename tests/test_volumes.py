@@ -22,7 +22,7 @@ from dr.backup.volumes import MOVER_JOB_TAG, VolumeResult, apply_summary, backup
 from dr.kube.client import KubeClient
 from dr.kube.jobs import JobOutcome, PodState, summary_from_log
 from dr.repo.snapshots import list_snapshots
-from dr.restore.volumes import VolumeRestoreTarget, restore_volumes
+from dr.restore.volumes import VolumeRestoreTarget, restore_volumes, unprovisionable
 from dr.testkit.agent import NodeAgent, wait_until
 from tests.volume_helpers import (
     MoverEnv,
@@ -641,6 +641,33 @@ def test_a_restore_into_a_claim_of_a_missing_storage_class_fails_at_once(
     # The other volume's mover ran (and failed on its own: the snapshot id is made up).
     assert fine.error is not None and "BackoffLimitExceeded" in fine.error
     assert not leftovers(kc, [ns])
+
+
+def test_a_claim_of_a_class_name_only_static_volumes_carry_is_not_refused(
+    kube_client: KubeClient, namespaces: list[str], unique: str
+) -> None:
+    # Static provisioning names a class no StorageClass object has ("manual" in the Kubernetes
+    # docs): the PV controller binds the claim to an Available PV of that class name. The
+    # missing-class check refused such a claim at once, a restore that used to work.
+    kc = kube_client
+    ns = new_namespace(kc, namespaces, f"manual-{unique}")
+    cls = f"manual-{unique}"
+    claim = create_pvc(kc, ns, "data", cls)
+    assert unprovisionable(kc, claim) is not None  # no PV of that class: it never binds
+    pv = f"pv-{cls}"
+    kc.call("POST", "/api/v1/persistentvolumes", body={
+        "apiVersion": "v1", "kind": "PersistentVolume", "metadata": {"name": pv},
+        "spec": {"capacity": {"storage": "1Gi"}, "accessModes": ["ReadWriteOnce"], "storageClassName": cls,
+                 "hostPath": {"path": "/srv/data"}},
+    })  # fmt: skip
+    try:
+        assert unprovisionable(kc, claim) is None
+        # A volume bound to another claim does not serve this one.
+        kc.call("PATCH", f"/api/v1/persistentvolumes/{pv}", content_type="application/merge-patch+json",
+                body=json.dumps({"spec": {"claimRef": {"namespace": ns, "name": "other"}}}).encode())  # fmt: skip
+        assert unprovisionable(kc, claim) is not None
+    finally:
+        kc.request("DELETE", f"/api/v1/persistentvolumes/{pv}")
 
 
 def test_a_restore_mover_for_a_claim_a_pod_already_mounts_runs_on_that_pods_node(
