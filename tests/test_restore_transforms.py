@@ -165,6 +165,11 @@ def test_pvc_whose_data_comes_through_a_mover_is_marked_pending() -> None:
     assert t.pvc_mark_data_pending(obj, CTX) is obj
     carried = claim({"keep": "me", "dr.dev/data-pending": "old"})
     assert t.pvc_mark_data_pending(carried, CTX) == claim({"keep": "me"})
+    # A data-restored mark copied from the backup (a claim an earlier restore filled) names
+    # another restore's snapshot: it goes too, with data or without.
+    restored = claim({"keep": "me", "dr.dev/data-restored": "older"})
+    assert t.pvc_mark_data_pending(restored, CTX) == claim({"keep": "me"})
+    assert t.pvc_mark_data_pending(restored, data) == claim({"keep": "me", "dr.dev/data-pending": "snap-1"})
     # Keyed by the namespace in the backup: the transform runs before map_namespaces.
     out, _ = apply_transforms(obj, ctx(data_volumes={"a/data": "snap-1"}, namespace_mapping={"a": "b"}))
     assert out is not None and out["metadata"]["namespace"] == "b"

@@ -17,7 +17,8 @@ input is never modified) or ``None`` to drop the object. In order:
    the PersistentVolume is restored by this restore;
 6. ``pvc_mark_data_pending`` — the ``dr.dev/data-pending`` annotation on a
    PVC whose data this restore brings back through a mover (removed when the
-   mover succeeded), dropped from any other PVC; such a PVC also loses the
+   mover succeeded, replaced by ``dr.dev/data-restored``: the snapshot it holds),
+   dropped from any other PVC, as is a data-restored mark copied from the backup; such a PVC also loses the
    ``dataSource``/``dataSourceRef`` it was made from (of the backed-up cluster);
 7. ``pv_reset_claim_ref`` — the claim's uid and resourceVersion (the claim is
    recreated), so the restored claim can bind;
@@ -48,6 +49,8 @@ NAMESPACE_NAME_LABEL = "kubernetes.io/metadata.name"
 STORAGE_CLASS_ANNOTATION = "volume.beta.kubernetes.io/storage-class"
 # On a PVC dr restored whose data has not arrived yet: the volume snapshot to restore into it.
 DATA_PENDING_ANNOTATION = "dr.dev/data-pending"
+# On a PVC whose data a restore brought back: the volume snapshot it holds (set as the mark goes).
+DATA_RESTORED_ANNOTATION = "dr.dev/data-restored"
 
 SERVER_METADATA = (
     "uid",
@@ -201,7 +204,8 @@ def pvc_mark_data_pending(obj: Obj, ctx: TransformContext) -> Obj | None:
     snapshot = ctx.data_volumes.get(f"{meta.get('namespace')}/{meta.get('name')}")
     if snapshot is None:
         return without_data_mark(obj)
-    out = _with_metadata(obj, {**meta, "annotations": {**annotations, DATA_PENDING_ANNOTATION: snapshot}})
+    kept = _without_keys(annotations, (DATA_RESTORED_ANNOTATION,))
+    out = _with_metadata(obj, {**meta, "annotations": {**kept, DATA_PENDING_ANNOTATION: snapshot}})
     # Its data comes through the mover. The snapshot or claim it was made from (dataSource)
     # is of the backed-up cluster: elsewhere the provisioner refuses the claim (Pending for
     # ever), and where it exists it would fill the volume with data the mover replaces.
@@ -216,13 +220,18 @@ def data_pending(obj: Obj) -> bool:
 
 
 def without_data_mark(obj: Obj) -> Obj:
-    """``obj`` without the data-pending mark; ``obj`` itself when it has none."""
-    if not data_pending(obj):
-        return obj
+    """``obj`` without the data-pending and data-restored marks; ``obj`` itself when it has none."""
+    marks = (DATA_PENDING_ANNOTATION, DATA_RESTORED_ANNOTATION)
     meta = metadata(obj)
-    return _with_metadata(
-        obj, {**meta, "annotations": _without_keys(meta["annotations"], (DATA_PENDING_ANNOTATION,))}
-    )
+    if not any(k in (meta.get("annotations") or {}) for k in marks):
+        return obj
+    return _with_metadata(obj, {**meta, "annotations": _without_keys(meta["annotations"], marks)})
+
+
+def data_restored(obj: Obj) -> str | None:
+    """The volume snapshot a restore brought back into ``obj`` (a claim), if one did."""
+    value = (metadata(obj).get("annotations") or {}).get(DATA_RESTORED_ANNOTATION)
+    return str(value) if value else None
 
 
 def pv_reset_claim_ref(obj: Obj, ctx: TransformContext) -> Obj | None:

@@ -71,7 +71,12 @@ from dr.kube.jobs import (
 from dr.kube.placement import RWOP_IN_USE, exclusive_users, placement, users_of
 from dr.kube.snapshots import PVCS, PVS, STORAGE_CLASSES
 from dr.restore.results import RestoreItemResult
-from dr.restore.transforms import DATA_PENDING_ANNOTATION, data_pending
+from dr.restore.transforms import (
+    DATA_PENDING_ANNOTATION,
+    DATA_RESTORED_ANNOTATION,
+    data_pending,
+    data_restored,
+)
 
 log = logging.getLogger(__name__)
 
@@ -106,7 +111,8 @@ def awaiting_data(
     ``results`` are the PersistentVolumeClaims stage's (or a dry run's plan); ``snapshots``
     maps "namespace/pvc" as backed up to its volume snapshot. Returns the targets, per
     claim that could not be read a problem, and the claims with backed-up data that
-    already existed unmarked ("namespace/name"): their data is not restored.
+    already existed unmarked ("namespace/name"): their data is not restored — unless a
+    restore brought that very snapshot into them (``dr.dev/data-restored``, an earlier run).
     """
     targets: list[VolumeRestoreTarget] = []
     problems: list[str] = []
@@ -125,7 +131,7 @@ def awaiting_data(
             continue
         if pvc is not None and data_pending(pvc):
             targets.append(VolumeRestoreTarget(namespace=namespace, pvc=r.item.name, snapshot_id=snapshot))
-        elif pvc is not None and r.outcome not in MADE:
+        elif pvc is not None and r.outcome not in MADE and data_restored(pvc) != snapshot:
             kept.append(f"{namespace}/{r.item.name}")
     return targets, problems, kept
 
@@ -139,9 +145,12 @@ def not_restored(kept: list[str]) -> str:
     )
 
 
-def clear_data_pending(kube: KubeClient, namespace: str, name: str) -> None:
-    """Remove the data-pending mark: the claim holds its data, a re-run leaves it alone."""
-    patch = {"metadata": {"annotations": {DATA_PENDING_ANNOTATION: None}}}
+def clear_data_pending(kube: KubeClient, namespace: str, name: str, snapshot_id: str) -> None:
+    """Replace the data-pending mark by the data-restored one: the claim holds the data of
+    ``snapshot_id``, a re-run leaves it alone and does not call its data not restored."""
+    patch = {
+        "metadata": {"annotations": {DATA_PENDING_ANNOTATION: None, DATA_RESTORED_ANNOTATION: snapshot_id}}
+    }
     kube.call(
         "PATCH",
         PVCS.object_path(namespace, name),
@@ -306,7 +315,7 @@ def restore_volumes(
                 fail(res, outcome.describe())
             elif data_pending(pvc):
                 try:
-                    clear_data_pending(kube, t.namespace, t.pvc)
+                    clear_data_pending(kube, t.namespace, t.pvc, t.snapshot_id)
                 except ApiError as e:
                     # Still marked: a re-run would write the same data again over what the app wrote since.
                     fail(
