@@ -192,6 +192,26 @@ def test_the_data_probe_runs_on_the_node_of_the_pod_using_the_volume_with_its_gr
     assert spec["securityContext"]["supplementalGroups"] == [2000, 3000]
 
 
+def test_the_data_probe_of_a_read_write_many_volume_is_not_pinned_to_its_pods_node(
+    capsys: Capsys, live: Live
+) -> None:
+    # A ReadWriteMany volume attaches to any node: backup and restore movers are not pinned
+    # (52ae2ad), the probe was, and waited Pending for its whole timeout where that node was full.
+    claim = f"/api/v1/namespaces/{live.namespace}/persistentvolumeclaims/{webapp.PVC}"
+    live.kc.call("PATCH", f"{claim}/status", content_type="application/merge-patch+json",
+                 body=json.dumps({"status": {"accessModes": ["ReadWriteMany"]}}).encode())  # fmt: skip
+    toleration = {"key": "dedicated", "operator": "Equal", "value": "web", "effect": "NoSchedule"}
+    create_pod(live.kc, live.namespace, "web-0", [webapp.PVC], node="node-7", tolerations=[toleration],
+               fs_group=2000)  # fmt: skip
+
+    res = live.dr(capsys, "runbook", "verify", str(webapp.RUNBOOK), "-n", live.namespace, "-o", "json")
+
+    assert res.code == 0, res.out + res.err
+    spec = _probe_run(live)
+    assert "affinity" not in spec and "tolerations" not in spec
+    assert spec["securityContext"]["supplementalGroups"] == [2000]  # its files' group still
+
+
 def test_a_read_write_once_pod_volume_in_use_fails_the_data_step_at_once_saying_why(
     capsys: Capsys, live: Live
 ) -> None:

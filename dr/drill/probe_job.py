@@ -8,7 +8,8 @@ without the pod-log API (clusters and identities that cannot read logs).
 The probe pod is placed as a file-system backup mover is (``dr.kube.placement``):
 on the node of the pod that mounts the claim, with its tolerations and groups —
 a ReadWriteOnce volume in use attaches to that node only, and files only the
-app's group may read need its groups. A ReadWriteOncePod claim in use cannot
+app's group may read need its groups (a ReadWriteMany or ReadOnlyMany volume
+attaches anywhere: the groups only). A ReadWriteOncePod claim in use cannot
 be mounted by a probe at all: the probe fails at once saying so.
 """
 
@@ -109,38 +110,41 @@ class JobDataProbe:
 
     def check_exclusive(
         self, namespace: str, pvc: str, users: list[dict[str, Any]], warnings: list[str]
-    ) -> None:
+    ) -> dict[str, Any] | None:
         """``ProbeError`` at once for a ReadWriteOncePod claim in use: the probe pod could never start.
+        Returns the claim, read when pods use it (its access modes also decide the probe's node).
         A claim that cannot be read is not checked, said in ``warnings``."""
         if not users:
-            return
+            return None
         try:
             claim = get_object(self.kube, PVCS, namespace, pvc)
         except ApiError as e:
             warning = f"cannot read PVC {namespace}/{pvc} (its access modes are not checked): {e.short}"
             log.debug("%s", warning)  # the caller reports ``warnings`` (see the class)
             warnings.append(warning)
-            return
+            return None
         holders = exclusive_users(claim or {}, users)
         if holders:
             raise ProbeError(
                 f"probe of {namespace}/{pvc}: {RWOP_IN_USE} (in use by pod {', '.join(holders)}): "
                 "its data cannot be probed while that pod runs"
             )
+        return claim
 
     def __call__(
         self, namespace: str, pvc: str, paths: Sequence[str], *, timeout: float, warnings: list[str]
     ) -> Mapping[str, PathProbe]:
         users = self.users(namespace, pvc, warnings)
-        self.check_exclusive(namespace, pvc, users, warnings)
+        claim = self.check_exclusive(namespace, pvc, users, warnings)
         deadline = timedelta(seconds=max(30.0, timeout))
         pod = self.pod_config(deadline)
         name = object_name("dr-probe", f"{pvc}-{os.urandom(3).hex()}")
         args = ["--quiet", "mover", "probe", DATA_PATH, "-o", "json"]
         for p in paths:
             args += ["--path", p]
-        # Where a file-system backup mover of this claim would run, with its groups.
-        node, tolerations, groups = placement(users)
+        # Where a file-system backup mover of this claim would run, with its groups (a
+        # ReadWriteMany or ReadOnlyMany volume: anywhere).
+        node, tolerations, groups = placement(users, claim)
         job = MoverJob(name=name, namespace=namespace, args=args, claim=pvc, read_only=True, run_id=self.run_id,
                        expires=expiry(time.time(), deadline), node_name=node, tolerations=tolerations,
                        supplemental_groups=groups)  # fmt: skip
