@@ -709,3 +709,47 @@ def test_a_snapshot_without_content_still_held_after_the_wait_is_left_to_the_nex
     assert delete_snapshot(kube, "app", "s1", settle_timeout=0.3) == (True, None)  # type: ignore[arg-type]
     # Not looked for a content of its uid: the controller may still make one, for the next sweep.
     assert kube.requests.count(("GET", VOLUME_SNAPSHOT_CONTENTS.object_path(None, "snapcontent-u1"))) == 1
+
+
+def test_a_pending_claim_counts_as_unprovisioned_only_where_a_provisioner_alone_is_awaited(
+    kube_client: KubeClient, unique: str
+) -> None:
+    # What a mover waiting for its claim gives up on (after the stuck grace). A claim of a
+    # WaitForFirstConsumer class stays Pending, untouched by its provisioner, until the
+    # scheduler picks a node for the pod (selected-node): every claim of such a class, the
+    # cloud default of EKS/GKE/AKS, would otherwise fail its mover.
+    from dr.kube.jobs import _not_provisioned
+
+    kc = kube_client
+    classes = {f"wffc-{unique}": "WaitForFirstConsumer", f"now-{unique}": "Immediate"}
+    for name, mode in classes.items():
+        kc.call("POST", "/apis/storage.k8s.io/v1/storageclasses", body={
+            "apiVersion": "storage.k8s.io/v1", "kind": "StorageClass", "metadata": {"name": name},
+            "provisioner": "ebs.csi.aws.com", "volumeBindingMode": mode})  # fmt: skip
+
+    def claim(cls: str | None, annotations: dict[str, str] | None = None, **spec: Any) -> dict[str, Any]:
+        return {"metadata": {"name": "data", "namespace": "ns", "annotations": annotations or {}},
+                "spec": {"storageClassName": cls, **spec}, "status": {"phase": "Pending"}}  # fmt: skip
+
+    try:
+        assert _not_provisioned(kc, "ns", claim(f"wffc-{unique}")) is None
+        chosen = claim(f"wffc-{unique}", {"volume.kubernetes.io/selected-node": "node-1"})
+        waits = (
+            f"PVC ns/data is still Pending: no volume was provisioned for it (StorageClass 'wffc-{unique}': "
+            "is its provisioner 'ebs.csi.aws.com' installed and able to make one?)"
+        )
+        assert _not_provisioned(kc, "ns", chosen) == waits
+        assert _not_provisioned(kc, "ns", claim(f"now-{unique}")) == waits.replace("wffc-", "now-")
+        # From a snapshot or a clone: a driver may copy for hours. No class yet: the default is coming.
+        snapshot = {"kind": "VolumeSnapshot", "name": "s", "apiGroup": "snapshot.storage.k8s.io"}
+        assert _not_provisioned(kc, "ns", claim(f"now-{unique}", dataSource=snapshot)) is None
+        assert _not_provisioned(kc, "ns", claim(None)) is None
+        assert _not_provisioned(kc, "ns", claim("")) == (
+            "PVC ns/data is still Pending: no PersistentVolume matches it (no class: static binding)"
+        )
+        assert _not_provisioned(kc, "ns", claim(f"gone-{unique}")) == (
+            f"PVC ns/data is Pending: its StorageClass 'gone-{unique}' does not exist"
+        )
+    finally:
+        for name in classes:
+            kc.request("DELETE", f"/apis/storage.k8s.io/v1/storageclasses/{name}")
