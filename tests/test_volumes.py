@@ -757,6 +757,52 @@ def test_a_mover_whose_claim_is_deleted_before_its_pod_starts_gives_up(
     assert not leftovers(kc, [ns])
 
 
+def test_a_mover_whose_claim_is_lost_or_being_deleted_gives_up_naming_it(
+    kube_client: KubeClient,
+    node_agent: NodeAgent,
+    mover_env: MoverEnv,
+    storage: tuple[str, str | None],
+    namespaces: list[str],
+    unique: str,
+) -> None:
+    # The two other states no scheduler places a pod for: a claim being deleted (kept by a
+    # finalizer) and a Lost one (its PersistentVolume gone). Each mover gives up after the
+    # stuck grace, naming its claim, instead of at the Job's deadline.
+    kc, agent, env, sc = kube_client, node_agent, mover_env, storage[0]
+    ns = new_namespace(kc, namespaces, f"lostclaim-{unique}")
+    env.prepare(ns)
+    agent.manage(ns)
+    claims = f"/api/v1/namespaces/{ns}/persistentvolumeclaims"
+    for name in ("dying", "lost"):
+        agent.unbound.add(f"{ns}/{name}")
+        create_pvc(kc, ns, name, sc)
+    merge = "application/merge-patch+json"
+    kc.call("PATCH", f"{claims}/dying", content_type=merge,
+            body=json.dumps({"metadata": {"finalizers": ["example.com/hold"]}}).encode())  # fmt: skip
+    kc.call("DELETE", f"{claims}/dying")
+    kc.call("PATCH", f"{claims}/lost/status", content_type=merge,
+            body=json.dumps({"status": {"phase": "Lost"}}).encode())  # fmt: skip
+    try:
+        targets = [VolumeRestoreTarget(namespace=ns, pvc=n, snapshot_id="ab" * 32) for n in ("dying", "lost")]
+        ctx = env.restore_ctx("r-lost", mover={"deadline": "60s"}, stuck_grace=3.0)
+        started = time.monotonic()
+
+        dying, lost = restore_volumes(kc, targets, ctx)
+
+        assert time.monotonic() - started < 30
+        assert dying.error is not None and dying.error.startswith(
+            f"Job {dying.job} failed: PodStuck: its pod cannot start: PVC {ns}/dying is being deleted; pod "
+        ), dying.error
+        assert lost.error is not None and lost.error.startswith(
+            f"Job {lost.job} failed: PodStuck: its pod cannot start: PVC {ns}/lost is Lost (its "
+            "PersistentVolume is gone); pod "
+        ), lost.error
+        assert not leftovers(kc, [ns])
+    finally:
+        kc.call("PATCH", f"{claims}/dying", content_type=merge,
+                body=json.dumps({"metadata": {"finalizers": None}}).encode())  # fmt: skip
+
+
 def test_a_mover_job_that_gets_no_pod_gives_up_after_the_stuck_grace(
     kube_client: KubeClient,
     node_agent: NodeAgent,
