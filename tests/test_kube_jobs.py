@@ -721,11 +721,16 @@ def test_a_pending_claim_counts_as_unprovisioned_only_where_a_provisioner_alone_
     from dr.kube.jobs import _not_provisioned
 
     kc = kube_client
-    classes = {f"wffc-{unique}": "WaitForFirstConsumer", f"now-{unique}": "Immediate"}
+    classes = {
+        f"wffc-{unique}": "WaitForFirstConsumer",
+        f"now-{unique}": "Immediate",
+        f"local-{unique}": "Immediate",
+    }
     for name, mode in classes.items():
+        provisioner = "kubernetes.io/no-provisioner" if name.startswith("local-") else "ebs.csi.aws.com"
         kc.call("POST", "/apis/storage.k8s.io/v1/storageclasses", body={
             "apiVersion": "storage.k8s.io/v1", "kind": "StorageClass", "metadata": {"name": name},
-            "provisioner": "ebs.csi.aws.com", "volumeBindingMode": mode})  # fmt: skip
+            "provisioner": provisioner, "volumeBindingMode": mode})  # fmt: skip
 
     def claim(cls: str | None, annotations: dict[str, str] | None = None, **spec: Any) -> dict[str, Any]:
         return {"metadata": {"name": "data", "namespace": "ns", "annotations": annotations or {}},
@@ -746,6 +751,11 @@ def test_a_pending_claim_counts_as_unprovisioned_only_where_a_provisioner_alone_
         assert _not_provisioned(kc, "ns", claim(None)) is None
         assert _not_provisioned(kc, "ns", claim("")) == (
             "PVC ns/data is still Pending: no PersistentVolume matches it (no class: static binding)"
+        )
+        # Volumes made by hand: no provisioner to install, no PV that matches.
+        assert _not_provisioned(kc, "ns", claim(f"local-{unique}")) == (
+            f"PVC ns/data is still Pending: no PersistentVolume of StorageClass 'local-{unique}' matches it "
+            "(its volumes are made by hand: kubernetes.io/no-provisioner)"
         )
         assert _not_provisioned(kc, "ns", claim(f"gone-{unique}")) == (
             f"PVC ns/data is Pending: its StorageClass 'gone-{unique}' does not exist"

@@ -580,6 +580,8 @@ def _claim_gone(
 
 
 SELECTED_NODE = "volume.kubernetes.io/selected-node"
+# The provisioner of classes whose volumes an administrator makes (local volumes, static PVs).
+NO_PROVISIONER = "kubernetes.io/no-provisioner"
 
 
 def _not_provisioned(kube: KubeClient, namespace: str, pvc: dict[str, Any]) -> str | None:
@@ -591,6 +593,8 @@ def _not_provisioned(kube: KubeClient, namespace: str, pvc: dict[str, Any]) -> s
     leaves it Pending for ever. Provisioning takes seconds to a minute or two, far less
     than the stuck grace; not so a volume made from a snapshot or a clone (``dataSource``),
     which some drivers fill by copying: not judged, nor where the class cannot be read.
+    A class of ``kubernetes.io/no-provisioner`` (local volumes) waits for a PersistentVolume
+    an administrator makes: said so, not blamed on a provisioner to install.
     """
     name = str((pvc.get("metadata") or {}).get("name"))
     spec = pvc.get("spec") or {}
@@ -610,6 +614,12 @@ def _not_provisioned(kube: KubeClient, namespace: str, pvc: dict[str, Any]) -> s
     annotations = (pvc.get("metadata") or {}).get("annotations") or {}
     if cls.get("volumeBindingMode") == "WaitForFirstConsumer" and SELECTED_NODE not in annotations:
         return None
+    if cls.get("provisioner") == NO_PROVISIONER:
+        # Local or hand-made volumes: nothing to install, an administrator makes the PVs.
+        return (
+            f"PVC {namespace}/{name} is still Pending: no PersistentVolume of StorageClass {class_name!r} "
+            "matches it (its volumes are made by hand: kubernetes.io/no-provisioner)"
+        )
     return (
         f"PVC {namespace}/{name} is still Pending: no volume was provisioned for it (StorageClass "
         f"{class_name!r}: is its provisioner {str(cls.get('provisioner') or '?')!r} installed and able "
