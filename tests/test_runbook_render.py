@@ -413,11 +413,37 @@ def test_cli_validate_json(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -
         "app": "static-site",
         "verificationSteps": ["site-objects", "site-ready", "home-page", "content-files"],
         "procedureSteps": 2,
+        "warnings": [],
     }
     assert doc["files"][1]["valid"] is False and len(doc["files"][1]["problems"]) == 2
     assert r.err == "error: 1 of 2 runbooks invalid\n"
     ok = run_dr(capsys, "runbook", "validate", "-o", "json", str(SITE))
     assert ok.code == 0 and json.loads(ok.out)["valid"] is True
+
+
+def test_validate_warns_of_a_step_timeout_the_drills_timeout_cuts(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # Valid, but the drill's timeout bounds every step (a step is cut to what is left of it):
+    # a step written to wait 2h in a 20m drill never waits that long, and validate says so.
+    text = SITE.read_text().replace('schedule: "0 5 1 */3 *"        # quarterly',
+                                    'schedule: "0 5 1 */3 *"\n    timeout: 20m', 1)  # fmt: skip
+    text = text.replace("type: resources\n", "type: resources\n      timeout: 2h\n", 1)
+    rb = tmp_path / "site.yaml"
+    rb.write_text(text)
+    r = run_dr(capsys, "runbook", "validate", str(rb))
+    assert r.code == 0, r.err
+    assert r.err == (
+        f"warning: {rb}: verification step 'site-objects': its timeout (2h) is longer than "
+        "spec.drill.timeout (20m), which cuts it\n"
+    )
+    j = run_dr(capsys, "runbook", "validate", "-o", "json", str(rb))
+    assert j.code == 0 and j.json()["files"][0]["warnings"] == [
+        "verification step 'site-objects': its timeout (2h) is longer than spec.drill.timeout (20m), which cuts it"
+    ]
+    assert j.err.count("warning:") == 1
+    # The example as it is: every step within its drill's timeout, nothing said.
+    assert run_dr(capsys, "runbook", "validate", str(SITE)).err == ""
 
 
 def test_cli_validate_no_traceback_in_a_process(tmp_path: Path) -> None:

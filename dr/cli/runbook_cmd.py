@@ -12,6 +12,7 @@ import click
 
 from dr.cli.output import emit, output_option
 from dr.cli.params import KeyValue, pairs_to_dict
+from dr.config import duration_text
 from dr.drill.model import DrillReport, StepResult, human_duration
 from dr.errors import DrError, ExitCode, InvalidInput, VerificationFailed
 from dr.redact import redact
@@ -38,6 +39,18 @@ def _check(path: Path) -> tuple[Runbook | None, list[str]]:
         return None, list(e.details) or [e.message]
 
 
+def _timeout_warnings(rb: Runbook) -> list[str]:
+    """Verification steps whose own timeout is longer than the whole drill's: valid, but the
+    drill's timeout cuts each step to what is left of it, so the longer wait never happens."""
+    drill = rb.spec.drill.timeout
+    return [
+        f"verification step {s.name!r}: its timeout ({duration_text(s.timeout)}) is longer than "
+        f"spec.drill.timeout ({duration_text(drill)}), which cuts it"
+        for s in rb.spec.verification
+        if s.timeout > drill
+    ]
+
+
 @runbook_group.command("validate")
 @click.argument("files", nargs=-1, required=True, type=click.Path(dir_okay=False), metavar="FILE…")
 @output_option()
@@ -53,11 +66,15 @@ def validate(files: tuple[str, ...], output: str) -> int:
         problems += found
         entry: dict[str, Any] = {"file": f, "valid": rb is not None, "problems": found}
         if rb is not None:
+            warnings = _timeout_warnings(rb)
             entry.update(
                 app=rb.name,
                 verificationSteps=[s.name for s in rb.spec.verification],
                 procedureSteps=len(rb.spec.procedure),
+                warnings=warnings,
             )
+            for w in warnings:  # on stderr whatever the output format, as dr runbook verify's
+                click.echo(f"warning: {f}: {w}", err=True)
         results.append(entry)
     invalid = [r for r in results if not r["valid"]]
     if output == "table":
