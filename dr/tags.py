@@ -23,10 +23,13 @@ from __future__ import annotations
 
 import re
 
+from dr.kube.selectors import LABEL_NAME, LABEL_PREFIX
 from dr.printable import printable
 
-_NAME = re.compile(r"^[A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?$")
-_DNS_SUBDOMAIN = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
+# The label key's parts as label selectors have them (dr.kube.selectors imports nothing of
+# the Kubernetes client): one rule for both.
+_NAME = re.compile(rf"^{LABEL_NAME}$")
+_DNS_SUBDOMAIN = re.compile(rf"^{LABEL_PREFIX}$")
 _PREFIX_MAX = 253
 
 KEY_RULE = "a label key: [PREFIX/]NAME, NAME up to 63 of A-Z a-z 0-9 - _ . alphanumeric at both ends"

@@ -16,10 +16,12 @@ from dataclasses import dataclass
 
 from dr.errors import InvalidInput
 
-_NAME = r"[A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?"
-_PREFIX = r"[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*"
-KEY_RE = re.compile(rf"^({_PREFIX}/)?{_NAME}$")
-VALUE_RE = re.compile(rf"^({_NAME})?$")
+# A label key is [PREFIX/]NAME (also the rule of a tag's key, dr.tags): NAME at most 63
+# characters, alphanumeric at both ends; PREFIX a DNS subdomain (its length checked apart).
+LABEL_NAME = r"[A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?"
+LABEL_PREFIX = r"[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*"
+KEY_RE = re.compile(rf"^({LABEL_PREFIX}/)?{LABEL_NAME}$")
+VALUE_RE = re.compile(rf"^({LABEL_NAME})?$")
 
 
 @dataclass(frozen=True)
