@@ -28,8 +28,8 @@ from dr.printable import printable
 
 # The label key's parts as label selectors have them (dr.kube.selectors imports nothing of
 # the Kubernetes client): one rule for both.
-_NAME = re.compile(rf"^{LABEL_NAME}$")
-_DNS_SUBDOMAIN = re.compile(rf"^{LABEL_PREFIX}$")
+_NAME = re.compile(LABEL_NAME)
+_DNS_SUBDOMAIN = re.compile(LABEL_PREFIX)
 _PREFIX_MAX = 253
 
 KEY_RULE = "a label key: [PREFIX/]NAME, NAME up to 63 of A-Z a-z 0-9 - _ . alphanumeric at both ends"
@@ -40,9 +40,9 @@ def tag_problem(key: str, value: str) -> str | None:
     if not key:
         return "empty key"
     prefix, slash, name = key.rpartition("/")
-    if slash and (not prefix or len(prefix) > _PREFIX_MAX or not _DNS_SUBDOMAIN.match(prefix)):
+    if slash and (not prefix or len(prefix) > _PREFIX_MAX or not _DNS_SUBDOMAIN.fullmatch(prefix)):
         return f"key '{printable(key)}' is not {KEY_RULE}, PREFIX a DNS name"
-    if not _NAME.match(name):
+    if not _NAME.fullmatch(name):
         return f"key '{printable(key)}' is not {KEY_RULE}"
     if not value:
         return f"key '{key}': empty value"

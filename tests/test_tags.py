@@ -38,6 +38,9 @@ def test_tags(key: str, value: str) -> None:
         ("app.", "v", "is not a label key"),
         ("x" * 64, "v", "is not a label key"),
         ("/app", "v", "PREFIX a DNS name"),
+        # '$' also matches before a last newline: a key ending in one passed re.match(^…$).
+        ("app\n", "v", "key 'app\\x0a' is not a label key"),
+        ("example.com\n/app", "v", "PREFIX a DNS name"),
         ("Example.com/app", "v", "PREFIX a DNS name"),
         ("a/b/c", "v", "PREFIX a DNS name"),
         (f"{'a' * 63}.{'b' * 63}.{'c' * 63}.{'d' * 62}/n", "v", "PREFIX a DNS name"),  # 254
