@@ -38,7 +38,7 @@ from pydantic import (
 )
 from pydantic_core import InitErrorDetails, PydanticCustomError
 
-from dr.backup.namespace_globs import namespace_pattern_problem
+from dr.backup.namespace_globs import is_glob, namespace_pattern_problem
 from dr.config import (
     NAME_PATTERN,
     QUANTITY,
@@ -655,7 +655,7 @@ class Runbook(Model):
 
     def concrete_namespaces(self) -> list[str]:
         """The scope's namespaces that are names, not globs."""
-        return [n for n in self.spec.scope.namespaces if not any(c in n for c in "*?[")]
+        return [n for n in self.spec.scope.namespaces if not is_glob(n)]
 
     def step_namespace(self, step: VerificationStep) -> str | None:
         """The source namespace a step checks (the step's own, else the scope's first name)."""
@@ -698,7 +698,7 @@ class Runbook(Model):
                 )
             )
         for i, ns in enumerate(scope.namespaces):
-            if not any(c in ns for c in "*?["):
+            if not is_glob(ns):
                 if not _DNS_LABEL.match(ns):
                     problems.append((("spec", "scope", "namespaces", i), f"{ns!r} is not a namespace name"))
             elif why := namespace_pattern_problem(ns):  # as dr config validate checks a policy's
