@@ -536,6 +536,20 @@ def test_steps_accept_models_in_code() -> None:
             "spec.scope.namespaces[0]",
             "'Shop_1' is not a namespace name",
         ),
+        # A name is matched whole and is at most 63 characters: both were valid ("$" matches
+        # before a last newline, and the length was not checked).
+        (
+            "namespaces: [shop]",
+            'namespaces: ["shop\\n"]',
+            "spec.scope.namespaces[0]",
+            "'shop\\n' is not a namespace name",
+        ),
+        (
+            "namespaces: [shop]",
+            f"namespaces: [{'a' * 64}]",
+            "spec.scope.namespaces[0]",
+            f"'{'a' * 64}' is not a namespace name",
+        ),
         ("  scope:\n", "  scope:\n    selector: 'a=b,,c'\n", "spec.scope.selector", "empty term"),
         (
             "    - name: objects\n",

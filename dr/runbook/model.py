@@ -75,7 +75,6 @@ DR_COMMANDS = (
 
 # --------------------------------------------------------------------------- field checks
 
-_DNS_LABEL = re.compile(NAME_PATTERN)  # an RFC 1123 label (the length is checked apart)
 _LABEL_KEY = r"([a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*/)?[A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?"
 _LABEL_VALUE = r"([A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?)?"
 _SELECTOR_TERMS = (
@@ -698,10 +697,9 @@ class Runbook(Model):
                 )
             )
         for i, ns in enumerate(scope.namespaces):
-            if not is_glob(ns):
-                if not _DNS_LABEL.match(ns):
-                    problems.append((("spec", "scope", "namespaces", i), f"{ns!r} is not a namespace name"))
-            elif why := namespace_pattern_problem(ns):  # as dr config validate checks a policy's
+            # Names and globs as dr config validate checks a policy's (a name matched whole,
+            # at most 63 characters).
+            if why := namespace_pattern_problem(ns):
                 problems.append((("spec", "scope", "namespaces", i), why))
         if scope.selector:
             try:
