@@ -23,6 +23,7 @@ from pathlib import Path
 
 import yaml
 
+from dr.backup.namespace_globs import is_glob
 from dr.config import Config, default_config, load_yaml
 from dr.deploy.network import config_endpoints, network_policies
 from dr.deploy.rbac import BACKUP_SA, DRILL_SA, MAINTENANCE_SA, mover_binding, rbac_manifests
@@ -96,10 +97,6 @@ def _find_runbook(src: ConfigSource, index: int) -> tuple[Path, str]:
     )
 
 
-def _literal_namespaces(patterns: list[str]) -> list[str]:
-    return [p for p in patterns if not any(ch in p for ch in "*?[")]
-
-
 # Time a drill Job needs beyond its runbook's drill timeout: pulling the image, opening the
 # repository, deleting the scratch namespace and writing the report.
 DRILL_DEADLINE_MARGIN = timedelta(minutes=15)
@@ -139,7 +136,7 @@ def render(src: ConfigSource) -> list[Manifest]:
         # File-system copies run a mover Job next to the PVC; bind that right
         # where the policy names a namespace (globs: bind per namespace by hand).
         if p.volumes.mode in ("auto", "filesystem"):
-            movers += [n for n in _literal_namespaces(p.scope.namespaces) if n not in movers]
+            movers += [n for n in p.scope.namespaces if not is_glob(n) and n not in movers]
     jobs += _retention_jobs(cfg, deadline)
     for i, d in enumerate(cfg.drill_policies):
         path, text = _find_runbook(src, i)
