@@ -497,7 +497,7 @@ def _decode_field(f: _Field, value: Any, loc: tuple[Any, ...], out: list[Problem
     if "max_length" in meta and len(value) > meta["max_length"]:
         out.append((loc, f"{value!r} is longer than {meta['max_length']} characters"))
         return _BAD
-    if "pattern" in meta and not re.match(meta["pattern"], value):
+    if "pattern" in meta and not re.fullmatch(meta["pattern"], value):  # "$" alone passes "x\n"
         out.append((loc, f"{value!r} is not a valid name (lowercase letters, digits and '-')"))
         return _BAD
     if "check" in meta:

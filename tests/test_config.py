@@ -536,6 +536,8 @@ def test_merge_keys_take_overrides_and_a_key_given_twice_is_still_refused(
         # values the rendered manifests or the runs could not use
         ("mover:\n  deadline: 0s\n", ":2:3: mover.deadline: duration '0s' must be longer than 0"),
         ("mover:\n  namespace: Dr System\n", "mover.namespace: 'Dr System' is not a valid name"),
+        # '$' also matches before a last newline: re.match let a name ending in one through.
+        ('mover:\n  namespace: "dr-system\\n"\n', "mover.namespace: 'dr-system\\n' is not a valid name"),
         (
             "mover:\n  resources: {requests: {cpu: lots}}\n",
             "mover.resources.requests: cpu: invalid quantity 'lots'",
