@@ -490,20 +490,26 @@ def follow_job(
             return explain(kube, JobOutcome(name, False, "Timeout", msg), namespace)
         if now >= next_pod_check:
             next_pod_check = now + pod_check_every
-            stuck = _stuck_pod(kube, namespace, name, now, stuck_since, stuck_grace, pinned=_pinned(job))
+            # Listed once for the three checks; one that cannot be listed judges nothing this time.
+            try:
+                pods: list[PodState] | None = pod_states(kube, namespace, name)
+            except ApiError:
+                pods = None
+            stuck = _stuck_pod(pods, now, stuck_since, stuck_grace, pinned=_pinned(job))
             if stuck is not None:
                 why = "its pod cannot start"
                 if stuck.pod_reason == "Unschedulable":
                     why = "its pod does not fit on the node where the volume is mounted"
                 return JobOutcome(name, False, "PodStuck", why, pod=stuck)
-            if _no_pod(kube, namespace, name, now, stuck_since, max(stuck_grace, NO_POD_FLOOR)):
+            no_pod_grace = max(stuck_grace, NO_POD_FLOOR)
+            if _no_pod(pods, now, stuck_since, no_pod_grace):
                 why = (
-                    f"no pod was made for it in {max(stuck_grace, NO_POD_FLOOR):g}s: admission refuses it (a ResourceQuota, "
+                    f"no pod was made for it in {no_pod_grace:g}s: admission refuses it (a ResourceQuota, "
                     f"LimitRange or the Pod Security level of namespace {namespace}: "
                     f"kubectl describe job -n {namespace} {name})"
                 )
                 return JobOutcome(name, False, "NoPod", why)
-            waiting = _claim_gone(kube, namespace, name, job, now, stuck_since, stuck_grace)
+            waiting = _claim_gone(kube, namespace, job, pods, now, stuck_since, stuck_grace)
             if waiting is not None:
                 problem, pod = waiting
                 return JobOutcome(name, False, "PodStuck", f"its pod cannot start: {problem}", pod=pod)
@@ -512,20 +518,18 @@ def follow_job(
         delay = min(delay * 1.5, 1.0 if now - start < 120 else 5.0)
 
 
-def _no_pod(
-    kube: KubeClient, namespace: str, name: str, now: float, since: dict[str, float], grace: float
-) -> bool:
-    """Whether the Job has had no pod at all for ``grace`` seconds.
+def _no_pod(pods: list[PodState] | None, now: float, since: dict[str, float], grace: float) -> bool:
+    """Whether the Job has had no pod at all for ``grace`` seconds (``pods``: its pods, None
+    when they could not be listed).
 
     A Job controller whose pod creation admission refuses (a ResourceQuota exceeded or
     asking for a limit the pod lacks, a LimitRange, the namespace's Pod Security level)
     records an Event, which dr's accounts may not read, and retries until the deadline.
     """
-    try:
-        if pod_states(kube, namespace, name):
-            since.pop("no-pod", None)
-            return False
-    except ApiError:
+    if pods is None:
+        return False
+    if pods:
+        since.pop("no-pod", None)
         return False
     return now - since.setdefault("no-pod", now) >= grace
 
@@ -533,8 +537,8 @@ def _no_pod(
 def _claim_gone(
     kube: KubeClient,
     namespace: str,
-    name: str,
     job: dict[str, Any],
+    pods: list[PodState] | None,
     now: float,
     since: dict[str, float],
     grace: float,
@@ -555,12 +559,11 @@ def _claim_gone(
         ),
         None,
     )
-    if not claim:
+    if not claim or pods is None:
+        return None
+    if any(p.phase not in (None, "Pending") or (p.reason and not p.waiting) for p in pods):
         return None
     try:
-        pods = pod_states(kube, namespace, name)
-        if any(p.phase not in (None, "Pending") or (p.reason and not p.waiting) for p in pods):
-            return None
         pvc = get_object(kube, PVCS, namespace, str(claim))
     except ApiError:
         return None
@@ -641,26 +644,21 @@ def _pinned(job: dict[str, Any]) -> bool:
 
 
 def _stuck_pod(
-    kube: KubeClient,
-    namespace: str,
-    job: str,
+    pods: list[PodState] | None,
     now: float,
     since: dict[str, float],
     grace: float,
     *,
     pinned: bool = False,
 ) -> PodState | None:
-    """A pod of the Job in a state that does not heal by waiting, for ``grace`` seconds already.
+    """A pod of the Job (``pods``; None when they could not be listed) in a state that does not
+    heal by waiting, for ``grace`` seconds already.
 
     Besides container states: a pod pinned to one node (a file-system copy next to the
     pod using a ReadWriteOnce volume) that the scheduler finds no room for. No new node
     can help it, and it would hold a mover slot until the Job's deadline (hours).
     """
-    try:
-        pods = pod_states(kube, namespace, job)
-    except ApiError:
-        return None
-    for p in pods:
+    for p in pods or []:
         unschedulable = pinned and p.phase == "Pending" and p.pod_reason == "Unschedulable"
         if (p.waiting and p.reason in STUCK_REASONS | PULL_REASONS) or unschedulable:
             first = since.setdefault(f"{p.name}/{p.reason or p.pod_reason}", now)
