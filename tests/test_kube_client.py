@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import socket
 from collections.abc import Callable
 from pathlib import Path
@@ -140,6 +141,16 @@ def test_kubeconfig_that_is_a_directory(
     assert str(e.value) == (
         f"kubeconfig {folder}:{tmp_path / 'other'}: {folder}, {tmp_path / 'other'} are directories, not files"
     )
+
+
+def test_kubeconfig_that_is_not_a_regular_file(tmp_path: Path) -> None:
+    # A path that is there but neither file nor directory (a named pipe): not "file not found",
+    # and not opened (reading a pipe nobody writes to would wait for ever).
+    fifo = tmp_path / "kubeconfig.pipe"
+    os.mkfifo(fifo)
+    with pytest.raises(InvalidInput) as e:
+        connect(str(fifo))
+    assert str(e.value) == f"kubeconfig {fifo}: is not a regular file"
 
 
 def yaml_doc(path: str | Path) -> Any:
