@@ -114,8 +114,8 @@ def _check_namespaces(snap: Snapshot, options: RestoreOptions) -> None:
             # Quietly not applied, it would leave the namespace meant to be mapped out of the restore.
             raise InvalidInput(f"--namespace-mapping {old}={new}: namespace {old!r} is not restored "
                                f"(-n {','.join(options.namespaces)})")  # fmt: skip
-    for p in missing:
-        raise InvalidInput(f"namespace {p!r} is not in backup {snap.short_id} {_holds(snap)}")
+    if missing:
+        raise InvalidInput(f"namespace {missing[0]!r} is not in backup {snap.short_id} {_holds(snap)}")
     if not restored and options.namespaces:
         raise InvalidInput(f"-n/--namespace {','.join(options.namespaces)}: no namespace of backup "
                            f"{snap.short_id} matches {_holds(snap)}")  # fmt: skip
