@@ -177,6 +177,40 @@ def test_the_shipped_list_resolves_here() -> None:
     assert any(f.endswith(f"restorer.{TAG}.pyc") or f.endswith("restorer.py") for f in files)
 
 
+def test_the_shipped_list_has_every_dr_module_the_data_path_imports(tmp_path: Path) -> None:
+    """dr's own modules that ``dr mover backup`` and ``dr mover restore`` import are all
+    in the list: one added to their imports since ``scripts/startup_modules`` last ran is
+    read from a cold disk when imported, one file at a time (stop 35 added five)."""
+    data = tmp_path / "data"
+    data.mkdir()
+    (data / "f").write_bytes(b"x" * 1000)
+    code = textwrap.dedent(
+        """
+        import sys
+        from dr.cli.main import main
+        data, target = sys.argv[1:3]
+        for argv in (["repo", "init"], ["mover", "backup", data], ["mover", "restore", "latest", target]):
+            try:
+                main(["--quiet", *argv])
+            except SystemExit as e:
+                if e.code:
+                    raise
+        # A namespace package (dr.repo) has no file to read ahead.
+        print(" ".join(sorted(m for m, mod in sys.modules.items() if (m == "dr" or m.startswith("dr."))
+                              and getattr(getattr(mod, "__spec__", None), "has_location", False))))
+        """
+    )
+    env = {**os.environ, "DR_REPO": f"file://{tmp_path / 'repo'}", "DR_CONFIG": "",
+           "XDG_DATA_HOME": str(tmp_path / "xdg-data"), "XDG_CONFIG_HOME": str(tmp_path / "xdg-config")}  # fmt: skip
+    out = subprocess.run(
+        [sys.executable, "-c", code, str(data), str(tmp_path / "target")],
+        capture_output=True, text=True, env=env, timeout=120, check=True,
+    )  # fmt: skip
+    imported = set(out.stdout.strip().splitlines()[-1].split())
+    assert "dr.repo.restorer" in imported
+    assert sorted(imported - set(MODULES)) == [], "rerun scripts/startup_modules"
+
+
 def test_advise_counts_what_it_could_open(tmp_path: Path) -> None:
     there = tmp_path / "f"
     there.write_bytes(b"x" * 10000)
