@@ -1350,6 +1350,31 @@ def test_an_exec_check_on_output_cut_at_a_mebibyte_says_so(kube: Kube, namespace
     assert r.message.endswith("does not match /done$/"), r.message
 
 
+def test_a_regex_that_backtracks_without_end_fails_its_step_in_bounded_time(
+    kube: Kube, namespace: str
+) -> None:
+    # Python's re cannot be interrupted: `(a+)+$` over a run of "a" hung the drill past its own
+    # timeout and its signal handlers until the CronJob's deadline killed it, with no report.
+    core = kclient.CoreV1Api(kube.api)
+    core.create_namespaced_pod(namespace, pod("db-0", {"app": "db"}))
+    set_pod_phase(core, namespace, "db-0", "Running")
+    s = step({"name": "q", "type": "exec", "selector": "app=db", "command": ["check"], "timeout": "2s",
+              "expect": {"stdoutRegex": "(a+)+$"}})  # fmt: skip
+    start = time.monotonic()
+    r = run_step(s, ctx_for(kube.api, namespace, exec=ScriptedExec(ExecResult(0, b"a" * 40 + b"!", b""))))
+    assert time.monotonic() - start < 10
+    assert not r.passed and r.message.startswith(
+        "`check` in db-0: /(a+)+$/ against the output (41 characters) did not finish within 2 s:"
+    ), r.message
+
+    expect = HttpExpect.model_validate({"status": 200, "bodyRegex": "(a+)+$"})
+    start = time.monotonic()
+    v = evaluate_http(expect, 200, "a" * 40 + "!", regex_seconds=1)
+    assert time.monotonic() - start < 5
+    assert not v.passed and v.message.startswith("/(a+)+$/ against the body (41 characters) did not finish")
+    assert v.details["status"] == 200
+
+
 def test_http_steps_mask_a_secret_in_their_path(proxy: ProxyStandIn) -> None:
     # An exec step's message masks its command (`PGPASSWORD=…`, `mysql -p…`); an http step quoted
     # its path as written, `?token=…` included, into the message and the report's url.

@@ -20,7 +20,6 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
-import re
 import secrets
 import time
 import urllib.parse
@@ -33,6 +32,7 @@ import urllib3
 from kubernetes import client as kclient
 
 from dr.drill.api import Discovery, StepApiError, list_items, request, unreachable
+from dr.drill.bounded_regex import REGEX_SECONDS, RegexTimeout, search_within, unfinished_match
 from dr.drill.model import StepResult, human_duration
 from dr.drill.probe import DataProbe, PathProbe, ProbeError
 from dr.errors import DrError
@@ -384,15 +384,22 @@ def _api_status_message(body: str) -> str | None:
     return None
 
 
-def evaluate_http(expect: HttpExpect, status: int, body: str) -> Verdict:
-    """Compare one HTTP answer with the step's expectations; the message names the first mismatch."""
+def evaluate_http(
+    expect: HttpExpect, status: int, body: str, regex_seconds: float = REGEX_SECONDS
+) -> Verdict:
+    """Compare one HTTP answer with the step's expectations; the message names the first mismatch.
+    ``bodyRegex`` is given ``regex_seconds`` to match (dr.drill.bounded_regex)."""
     details: dict[str, Any] = {"status": status, "body": redacted_head(body, _BODY_EXCERPT)}
     if status != expect.status:
         api_msg = _api_status_message(body)
         why = f" (API server: {api_msg})" if api_msg else ""
         return Verdict(False, f"status {status}, expected {expect.status}{why}", details)
-    if expect.body_regex is not None and not re.search(expect.body_regex, body):
-        return Verdict(False, f"body does not match /{expect.body_regex}/", details)
+    if expect.body_regex is not None:
+        try:
+            if not search_within(expect.body_regex, body, regex_seconds):
+                return Verdict(False, f"body does not match /{expect.body_regex}/", details)
+        except RegexTimeout as e:
+            return Verdict(False, unfinished_match(expect.body_regex, "the body", len(body), e), details)
     if expect.json_:
         try:
             doc = json.loads(body)
@@ -435,7 +442,7 @@ def _http(step: VerificationStep, ctx: StepContext) -> Verdict:
                 break
             at = within
             status, body, cut, location = _proxy_request(ctx.api, step, at, timeout=wait)
-        v = evaluate_http(step.expect, status, body)
+        v = evaluate_http(step.expect, status, body, min(REGEX_SECONDS, wait))
         v.message = f"{where}: {v.message}"
         if cut and not v.passed:
             v.message += f" (only the first {MAX_BODY >> 20} MiB of the body was read)"
@@ -636,20 +643,26 @@ def _exec(step: VerificationStep, ctx: StepContext) -> Verdict:
             f"`{cmd}` in {pod} exited {result.exit_code}, expected {step.expect.exit_code}{why}",
             details,
         )
-    if step.expect.stdout_regex is not None and not re.search(step.expect.stdout_regex, stdout):
-        shown = redacted_head(stdout.strip(), 80).replace("\n", " ")
-        # KubernetesExec keeps the first MAX_OUTPUT bytes: the rest may be what the regex looks for.
-        cut = (
-            f" (only the first {MAX_OUTPUT >> 20} MiB of the output was kept)"
-            if len(result.stdout) >= MAX_OUTPUT
-            else ""
-        )
-        return Verdict(
-            False,
-            f"`{cmd}` in {pod}: output {shown!r} does not match /{step.expect.stdout_regex}/{cut}",
-            details,
-        )
-    matched = " and output matches" if step.expect.stdout_regex is not None else ""
+    regex = step.expect.stdout_regex
+    if regex is not None:
+        left = max(1.0, step.timeout.total_seconds() - (ctx.clock.monotonic() - start))
+        try:
+            matches = search_within(regex, stdout, min(REGEX_SECONDS, left))
+        except RegexTimeout as e:
+            why = unfinished_match(regex, "the output", len(stdout), e)
+            return Verdict(False, f"`{cmd}` in {pod}: {why}", details)
+        if not matches:
+            shown = redacted_head(stdout.strip(), 80).replace("\n", " ")
+            # KubernetesExec keeps the first MAX_OUTPUT bytes: the rest may be what the regex looks for.
+            cut = (
+                f" (only the first {MAX_OUTPUT >> 20} MiB of the output was kept)"
+                if len(result.stdout) >= MAX_OUTPUT
+                else ""
+            )
+            return Verdict(
+                False, f"`{cmd}` in {pod}: output {shown!r} does not match /{regex}/{cut}", details
+            )
+    matched = " and output matches" if regex is not None else ""
     return Verdict(True, f"`{cmd}` in {pod} exited {result.exit_code}{matched}", details)
 
 

@@ -1,0 +1,82 @@
+"""dr.drill.bounded_regex: a runbook's regex is matched within a time bound, in a child
+that is always reaped."""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import time
+from collections.abc import Iterator
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from dr.drill.bounded_regex import RegexTimeout, search_within, unfinished_match
+
+# Backtracks exponentially in the length of the run of "a": 40 of them take far longer than a test.
+CATASTROPHIC = r"(a+)+$"
+RUN = "a" * 40 + "!"
+
+
+def _children() -> set[int]:
+    """This process's live and unreaped children."""
+    found = set()
+    for task in os.listdir(f"/proc/{os.getpid()}/task"):
+        with open(f"/proc/{os.getpid()}/task/{task}/children") as f:
+            found.update(int(pid) for pid in f.read().split())
+    return found
+
+
+@pytest.fixture
+def no_child_left() -> Iterator[None]:
+    before = _children()
+    yield
+    assert _children() - before == set()
+
+
+@given(st.sampled_from([r"ok", r"^\d+ rows$", r"(?m)^ready$", r"x{2,}", r"[é]"]), st.text(max_size=200))
+@settings(max_examples=60, deadline=None)
+def test_answers_as_re_search(pattern: str, text: str) -> None:
+    assert search_within(pattern, text) == (re.search(pattern, text) is not None)
+
+
+def test_a_long_text_is_matched(no_child_left: None) -> None:
+    text = "row\n" * (1 << 18) + "done\n"  # the 1 MiB an exec step keeps
+    assert search_within(r"done$", text)
+    assert not search_within(r"^missing$", text)
+
+
+def test_a_catastrophic_pattern_is_cut_at_its_bound(no_child_left: None) -> None:
+    start = time.monotonic()
+    with pytest.raises(RegexTimeout, match=r"did not finish within 0\.5 s"):
+        search_within(CATASTROPHIC, RUN, 0.5)
+    assert time.monotonic() - start < 3  # 0.5 s and the kill, not the match's minutes
+
+
+def test_a_signal_while_waiting_kills_the_child(no_child_left: None) -> None:
+    # A drill stopped (SIGTERM, Ctrl-C) during a long match: the exception reaches the drill and
+    # the child matching in the background is killed and reaped, not left running.
+    class Stopped(Exception):
+        pass
+
+    def stop(signum: int, frame: object) -> None:
+        raise Stopped
+
+    old = signal.signal(signal.SIGALRM, stop)
+    signal.setitimer(signal.ITIMER_REAL, 0.3)
+    try:
+        with pytest.raises(Stopped):
+            search_within(CATASTROPHIC, RUN, 30)
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, old)
+
+
+def test_the_message_blames_the_pattern() -> None:
+    msg = unfinished_match(CATASTROPHIC, "the output", 41, RegexTimeout("did not finish within 10 s"))
+    assert msg == (
+        "/(a+)+$/ against the output (41 characters) did not finish within 10 s: the pattern backtracks"
+        " too much (nested repeats such as (a+)+ do); simplify it"
+    )
