@@ -80,3 +80,15 @@ def test_the_message_blames_the_pattern() -> None:
         "/(a+)+$/ against the output (41 characters) did not finish within 10 s: the pattern backtracks"
         " too much (nested repeats such as (a+)+ do); simplify it"
     )
+
+
+def test_without_a_fork_it_matches_here(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    # A pod at its process limit (EAGAIN): the step still gets its answer, with a warning.
+    def refuse() -> int:
+        raise BlockingIOError(11, "Resource temporarily unavailable")
+
+    monkeypatch.setattr(os, "fork", refuse)
+    assert search_within(r"^ok$", "ok") and not search_within(r"^ok$", "no")
+    assert "matching without a time bound" in caplog.text
