@@ -17,7 +17,10 @@ Jobs and snapshots behind. Inside ``signals_handled()``:
   closed under a running command (an ssh session dropped during an incident)
   must clean up too — a drill's scratch namespace, a verify's Jobs — where
   the default action would end dr on the spot.
-* Both set ``STOP``. Signals reach only the main thread; worker threads (the
+* Ctrl-C raises ``KeyboardInterrupt`` each time: a second one cuts the
+  cleanup short, as users of terraform or helm expect. The first one says so
+  on a terminal.
+* All three set ``STOP``. Signals reach only the main thread; worker threads (the
   volumes of a backup, each with its hooks) wait in ``sleep`` below, which
   raises ``Interrupted`` once ``STOP`` is set — so each worker ends its
   wait, runs its post hooks and cleanup, and the main thread's unwinding is
@@ -26,6 +29,7 @@ Jobs and snapshots behind. Inside ``signals_handled()``:
 
 from __future__ import annotations
 
+import os
 import signal
 import threading
 from collections.abc import Iterator
@@ -83,8 +87,29 @@ def _on_sigterm(signum: int, frame: FrameType | None) -> None:
 
 
 def _on_sigint(signum: int, frame: FrameType | None) -> None:
+    if not STOP.is_set() and _stderr_is_terminal():
+        # A second Ctrl-C cuts the unwinding short (as in terraform or helm): say so before
+        # the cleanup's wait (a scratch namespace deleted, a report saved) tempts one.
+        _say(b"\ninterrupted: stopping and cleaning up; Ctrl-C again quits at once and may leave "
+             b"temporary objects behind (dr drill gc removes them later)\n")  # fmt: skip
     STOP.set()
     raise KeyboardInterrupt()
+
+
+def _stderr_is_terminal() -> bool:
+    try:
+        return os.isatty(2)
+    except OSError:
+        return False
+
+
+def _say(line: bytes) -> None:
+    """Straight to file descriptor 2: the interrupted code may be inside a write to
+    ``sys.stderr`` (a progress bar), which a second write from here would break."""
+    try:
+        os.write(2, line)
+    except OSError:
+        pass
 
 
 @contextmanager

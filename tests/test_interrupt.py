@@ -66,6 +66,50 @@ def test_ctrl_c_is_a_keyboard_interrupt_each_time_and_stops_too() -> None:
     assert not interrupt.stopping()
 
 
+def test_the_first_ctrl_c_on_a_terminal_says_a_second_one_quits_at_once() -> None:
+    # A second Ctrl-C cuts the cleanup short (a drill's report unsaved, its namespace left):
+    # conventional, but only fair when the first one says so. Said on a terminal only, once.
+    import pty
+    import subprocess
+    import sys
+    import textwrap
+
+    code = textwrap.dedent(
+        """
+        import os, signal, sys, time
+        from dr import interrupt
+        with interrupt.signals_handled():
+            for _ in range(2):
+                try:
+                    os.kill(os.getpid(), signal.SIGINT)
+                    time.sleep(5)
+                except KeyboardInterrupt:
+                    pass
+        print("done", flush=True)
+        """
+    )
+    main, tty = pty.openpty()
+    try:
+        done = subprocess.run([sys.executable, "-c", code], stderr=tty, stdout=subprocess.PIPE, timeout=60)
+        os.close(tty)
+        said = b""
+        while True:
+            try:
+                chunk = os.read(main, 4096)
+            except OSError:  # EIO: the terminal's other end is closed and drained
+                break
+            if not chunk:
+                break
+            said += chunk
+    finally:
+        os.close(main)
+    assert done.stdout == b"done\n"
+    assert said.count(b"Ctrl-C again quits at once") == 1, said
+    # Not a terminal (a CronJob's log, a script's pipe): nothing said.
+    piped = subprocess.run([sys.executable, "-c", code], capture_output=True, timeout=60)
+    assert piped.stdout == b"done\n" and piped.stderr == b""
+
+
 def test_a_worker_waiting_in_sleep_ends_when_the_main_thread_gets_sigterm() -> None:
     ended: list[float] = []
 
