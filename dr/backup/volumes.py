@@ -62,11 +62,9 @@ from dr.errors import DrError
 from dr.interrupt import check as check_stop
 from dr.interrupt import stopping
 from dr.kube.client import ApiError, KubeClient
-from dr.kube.collect import list_objects
 from dr.kube.exec import Exec, KubernetesExec
 from dr.kube.jobs import (
     DATA_PATH,
-    PODS,
     SOURCE_ANNOTATION,
     JobOutcome,
     MoverContext,
@@ -81,6 +79,7 @@ from dr.kube.jobs import (
 )
 from dr.kube.objects import metadata
 from dr.kube.placement import RWOP_IN_USE, exclusive_users, placement, pod_groups, users_of
+from dr.kube.pods import NamespacePods
 from dr.kube.snapshots import (
     PVCS,
     VOLUME_SNAPSHOT_CONTENTS,
@@ -206,17 +205,8 @@ class _Planner:
     def __init__(self, kube: KubeClient, ctx: VolumeBackupContext) -> None:
         self.kube = kube
         self.ctx = ctx
-        self._pods: dict[str, list[dict[str, Any]]] = {}
+        self.pods_in = NamespacePods(kube, "no hooks, no node placement")
         self._classes: dict[str, str | None] = {}
-
-    def pods_in(self, namespace: str) -> list[dict[str, Any]]:
-        if namespace not in self._pods:
-            try:
-                self._pods[namespace] = list(list_objects(self.kube, PODS, namespace=namespace))
-            except ApiError as e:
-                log.warning("cannot list pods in %s (no hooks, no node placement): %s", namespace, e.short)
-                self._pods[namespace] = []
-        return self._pods[namespace]
 
     def class_for(self, pvc: dict[str, Any]) -> tuple[str | None, str | None]:
         """The PVC's CSI driver and the VolumeSnapshotClass to use for it (None, None: not a CSI volume)."""

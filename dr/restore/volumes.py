@@ -42,7 +42,6 @@ allows it (``baseline``).
 from __future__ import annotations
 
 import json
-import logging
 import threading
 import time
 from collections.abc import Callable, Iterable
@@ -57,7 +56,6 @@ from dr.kube.client import ApiError, KubeClient
 from dr.kube.collect import get_object, list_objects
 from dr.kube.jobs import (
     DATA_PATH,
-    PODS,
     SOURCE_ANNOTATION,
     MoverContext,
     MoverJob,
@@ -69,6 +67,7 @@ from dr.kube.jobs import (
     summary_from_log,
 )
 from dr.kube.placement import RWOP_IN_USE, exclusive_users, placement, users_of
+from dr.kube.pods import NamespacePods
 from dr.kube.snapshots import PVCS, PVS, STORAGE_CLASSES
 from dr.restore.results import RestoreItemResult
 from dr.restore.transforms import (
@@ -77,8 +76,6 @@ from dr.restore.transforms import (
     data_pending,
     data_restored,
 )
-
-log = logging.getLogger(__name__)
 
 DescribeSnapshot = Callable[[str], dict[str, Any] | None]
 
@@ -230,7 +227,7 @@ def restore_volumes(
     slots = threading.Semaphore(ctx.mover.parallelism)
     expires = expiry(now(), ctx.mover.deadline)
     checked: dict[str, str | None] = {}
-    pods_by_namespace: dict[str, list[dict[str, Any]]] = {}
+    pods_in = NamespacePods(kube, "movers not placed next to them")
     lock = threading.Lock()
     temps = [TemporaryObjects(kube) for _ in targets]
 
@@ -239,18 +236,6 @@ def restore_volumes(
             if namespace not in checked:
                 checked[namespace] = check_mover_namespace(kube, namespace, pod)
             return checked[namespace]
-
-    def pods_in(namespace: str) -> list[dict[str, Any]]:
-        with lock:
-            if namespace not in pods_by_namespace:
-                try:
-                    pods_by_namespace[namespace] = list(list_objects(kube, PODS, namespace=namespace))
-                except ApiError as e:
-                    log.warning(
-                        "cannot list pods in %s (movers not placed next to them): %s", namespace, e.short
-                    )
-                    pods_by_namespace[namespace] = []
-            return pods_by_namespace[namespace]
 
     def one(i: int) -> VolumeResult:
         t = targets[i]
