@@ -10,6 +10,7 @@ master key wrapped by OpenBao's transit engine. The code under test —
 from __future__ import annotations
 
 import json
+import logging
 import threading
 import time
 from collections.abc import Iterator
@@ -19,11 +20,12 @@ from typing import Any
 import pytest
 
 from dr.backup.volumes import MOVER_JOB_TAG, VolumeResult, apply_summary, backup_volumes, collect_backup
-from dr.kube.client import KubeClient
+from dr.kube.client import KubeClient, connect
 from dr.kube.jobs import JobOutcome, PodState, summary_from_log
 from dr.repo.snapshots import list_snapshots
 from dr.restore.volumes import VolumeRestoreTarget, restore_volumes, unprovisionable
 from dr.testkit.agent import NodeAgent, wait_until
+from tests.conftest import Kube
 from tests.volume_helpers import (
     MoverEnv,
     create_namespace,
@@ -719,6 +721,57 @@ def test_a_restore_mover_for_a_claim_a_pod_already_mounts_runs_on_that_pods_node
         solo.error == "ReadWriteOncePod volume in use: no second pod may mount it (pod solo-0); stop the pod"
     )
     assert tree_listing(agent.volume_dir(ns, "data")) == tree_listing(agent.volume_dir(app, "data"))
+
+
+def test_a_restore_that_may_not_list_pods_warns_and_still_restores_unplaced(
+    kube_client: KubeClient,
+    kube: Kube,
+    node_agent: NodeAgent,
+    mover_env: MoverEnv,
+    fs_storage: str,
+    fs_app: str,
+    namespaces: list[str],
+    unique: str,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    # An identity whose Role in the namespace grants all a restore mover needs but listing pods:
+    # dr cannot see that a pod on node-7 mounts the claim. That is no reason to fail the volume;
+    # the mover runs wherever the scheduler puts it, and the warning says so and why.
+    if kube.cluster.external:
+        pytest.skip("runs as an identity of the local test cluster")
+    kc, agent, env, sc, app = kube_client, node_agent, mover_env, fs_storage, fs_app
+    (source,) = backup_volumes(
+        kc, bound_volumes(kc, agent, app, sc, {"data": 10_000}), env.backup_ctx("b-nopods"), env.finder()
+    )
+    assert source.error is None and source.snapshot_id
+    ns = restore_namespace(kc, agent, env, namespaces, f"nopods-{unique}")
+    create_pvc(kc, ns, "data", sc)
+    create_pod(kc, ns, "db-0", ["data"], node="node-7")
+    rbac = f"/apis/rbac.authorization.k8s.io/v1/namespaces/{ns}"
+    kc.call("POST", f"{rbac}/roles", body={
+        "apiVersion": "rbac.authorization.k8s.io/v1", "kind": "Role", "metadata": {"name": "restore-no-pod-list"},
+        "rules": [{"apiGroups": [""], "resources": ["persistentvolumeclaims", "configmaps", "secrets", "pods/log"],
+                   "verbs": ["*"]},
+                  {"apiGroups": [""], "resources": ["pods"], "verbs": ["get", "watch"]},
+                  {"apiGroups": ["batch"], "resources": ["jobs"], "verbs": ["*"]}]})  # fmt: skip
+    kc.call("POST", f"{rbac}/rolebindings", body={
+        "apiVersion": "rbac.authorization.k8s.io/v1", "kind": "RoleBinding", "metadata": {"name": "bob-restores"},
+        "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": "restore-no-pod-list"},
+        "subjects": [{"apiGroup": "rbac.authorization.k8s.io", "kind": "User", "name": "bob"}]})  # fmt: skip
+    target = VolumeRestoreTarget(namespace=ns, pvc="data", snapshot_id=str(source.snapshot_id))
+
+    with connect(kube.cluster.kubeconfig_for("bob"), None) as bob, caplog.at_level(logging.WARNING):
+        (restored,) = restore_volumes(bob, [target], env.restore_ctx("r-nopods"))
+
+    assert (restored.error, restored.warnings) == (None, [])
+    assert [r.getMessage() for r in caplog.records if "cannot list pods" in r.getMessage()] == [
+        f"cannot list pods in {ns} (movers not placed next to them): 403 Forbidden: pods is forbidden: "
+        f'User "bob" cannot list resource "pods" in API group "" in the namespace "{ns}"'
+    ]
+    (run,) = agent.runs[1:]
+    assert "affinity" not in run.manifest["spec"]["template"]["spec"]  # not placed on node-7
+    assert tree_listing(agent.volume_dir(ns, "data")) == tree_listing(agent.volume_dir(app, "data"))
+    assert not leftovers(kc, [ns])
 
 
 def test_a_mover_whose_claim_is_deleted_before_its_pod_starts_gives_up(
