@@ -757,9 +757,18 @@ def test_a_pending_claim_counts_as_unprovisioned_only_where_a_provisioner_alone_
             f"PVC ns/data is still Pending: no PersistentVolume of StorageClass 'local-{unique}' matches it "
             "(its volumes are made by hand: kubernetes.io/no-provisioner)"
         )
+        # The restore's rule, one for both (dr.kube.provisioning): no such class, and no volume that may bind it.
         assert _not_provisioned(kc, "ns", claim(f"gone-{unique}")) == (
-            f"PVC ns/data is Pending: its StorageClass 'gone-{unique}' does not exist"
+            f"PVC ns/data cannot be provisioned: its StorageClass 'gone-{unique}' does not exist in this "
+            f"cluster (create it, or restore with --storage-class-mapping gone-{unique}=<a class of this cluster>)"
         )
+        # A class name only static volumes carry ("manual"): a PV of that name may still bind the claim.
+        kc.call("POST", "/api/v1/persistentvolumes", body={
+            "apiVersion": "v1", "kind": "PersistentVolume", "metadata": {"name": f"pv-manual-{unique}"},
+            "spec": {"capacity": {"storage": "1Gi"}, "accessModes": ["ReadWriteOnce"],
+                     "storageClassName": f"manual-{unique}", "hostPath": {"path": "/srv/data"}}})  # fmt: skip
+        assert _not_provisioned(kc, "ns", claim(f"manual-{unique}")) is None
     finally:
         for name in classes:
             kc.request("DELETE", f"/apis/storage.k8s.io/v1/storageclasses/{name}")
+        kc.request("DELETE", f"/api/v1/persistentvolumes/pv-manual-{unique}")

@@ -22,8 +22,9 @@ import pytest
 from dr.backup.volumes import MOVER_JOB_TAG, VolumeResult, apply_summary, backup_volumes, collect_backup
 from dr.kube.client import KubeClient, connect
 from dr.kube.jobs import JobOutcome, PodState, summary_from_log
+from dr.kube.provisioning import missing_storage_class
 from dr.repo.snapshots import list_snapshots
-from dr.restore.volumes import VolumeRestoreTarget, restore_volumes, unprovisionable
+from dr.restore.volumes import VolumeRestoreTarget, restore_volumes
 from dr.testkit.agent import NodeAgent, wait_until
 from tests.conftest import Kube
 from tests.volume_helpers import (
@@ -655,7 +656,7 @@ def test_a_claim_of_a_class_name_only_static_volumes_carry_is_not_refused(
     ns = new_namespace(kc, namespaces, f"manual-{unique}")
     cls = f"manual-{unique}"
     claim = create_pvc(kc, ns, "data", cls)
-    assert unprovisionable(kc, claim) is not None  # no PV of that class: it never binds
+    assert missing_storage_class(kc, claim) is not None  # no PV of that class: it never binds
     pv = f"pv-{cls}"
     kc.call("POST", "/api/v1/persistentvolumes", body={
         "apiVersion": "v1", "kind": "PersistentVolume", "metadata": {"name": pv},
@@ -663,11 +664,11 @@ def test_a_claim_of_a_class_name_only_static_volumes_carry_is_not_refused(
                  "hostPath": {"path": "/srv/data"}},
     })  # fmt: skip
     try:
-        assert unprovisionable(kc, claim) is None
+        assert missing_storage_class(kc, claim) is None
         # A volume bound to another claim does not serve this one.
         kc.call("PATCH", f"/api/v1/persistentvolumes/{pv}", content_type="application/merge-patch+json",
                 body=json.dumps({"spec": {"claimRef": {"namespace": ns, "name": "other"}}}).encode())  # fmt: skip
-        assert unprovisionable(kc, claim) is not None
+        assert missing_storage_class(kc, claim) is not None
     finally:
         kc.request("DELETE", f"/api/v1/persistentvolumes/{pv}")
 

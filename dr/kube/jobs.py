@@ -58,6 +58,7 @@ from dr.kube.collect import get_object, list_objects
 from dr.kube.discovery import ApiResource
 from dr.kube.objects import label_value
 from dr.kube.pod_template import JobSpec, PodSettings, pod_template
+from dr.kube.provisioning import missing_storage_class
 from dr.kube.snapshots import (
     PVCS,
     STORAGE_CLASSES,
@@ -613,7 +614,12 @@ def _not_provisioned(kube: KubeClient, namespace: str, pvc: dict[str, Any]) -> s
     except ApiError:
         return None
     if cls is None:
-        return f"PVC {namespace}/{name} is Pending: its StorageClass {class_name!r} does not exist"
+        # The volume restore's rule, before it starts a mover: a class name that only static
+        # volumes carry is no missing class.
+        try:
+            return missing_storage_class(kube, pvc)
+        except ApiError:
+            return None
     annotations = (pvc.get("metadata") or {}).get("annotations") or {}
     if cls.get("volumeBindingMode") == "WaitForFirstConsumer" and SELECTED_NODE not in annotations:
         return None

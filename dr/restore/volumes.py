@@ -8,7 +8,8 @@ URL ID /data``; the PVC binds to the Job's pod (WaitForFirstConsumer
 classes bind here). At most ``mover.parallelism`` Jobs run at once; each is
 followed to its end and deleted in a ``finally``; a failure is that
 volume's error with the reason, the others go on. A claim that can never
-bind — its StorageClass does not exist here (``unprovisionable``) — fails at
+bind — its StorageClass does not exist here
+(``dr.kube.provisioning.missing_storage_class``) — fails at
 once instead of holding a mover pod Pending until its deadline.
 
 Restore movers run in the application namespace because a pod can only
@@ -53,7 +54,7 @@ from pydantic import BaseModel
 from dr.backup.volumes import VolumeResult, fail, pvc_size
 from dr.errors import DrError
 from dr.kube.client import ApiError, KubeClient
-from dr.kube.collect import get_object, list_objects
+from dr.kube.collect import get_object
 from dr.kube.jobs import (
     DATA_PATH,
     SOURCE_ANNOTATION,
@@ -68,7 +69,8 @@ from dr.kube.jobs import (
 )
 from dr.kube.placement import RWOP_IN_USE, exclusive_users, placement, users_of
 from dr.kube.pods import NamespacePods
-from dr.kube.snapshots import PVCS, PVS, STORAGE_CLASSES
+from dr.kube.provisioning import missing_storage_class
+from dr.kube.snapshots import PVCS
 from dr.restore.results import RestoreItemResult
 from dr.restore.transforms import (
     DATA_PENDING_ANNOTATION,
@@ -156,57 +158,6 @@ def clear_data_pending(kube: KubeClient, namespace: str, name: str, snapshot_id:
     )
 
 
-def unprovisionable(kube: KubeClient, pvc: dict[str, Any]) -> str | None:
-    """Why a claim that is not bound never will be — its StorageClass does not exist, nor a
-    PersistentVolume of that class name that may bind it — or None.
-
-    Restored into another cluster, a claim keeps its class's name; where no such class
-    exists no provisioner acts, the claim stays Pending and so does the mover pod that
-    mounts it, until the mover's deadline (hours). A claim without a class (the default
-    one), with ``""`` (static binding), naming its volume or of a class name that only
-    static volumes carry (``_static_volume_for``) binds without a class object; a 403 on
-    StorageClasses or PersistentVolumes skips the check (the mover's deadline still ends it).
-    """
-    spec = pvc.get("spec") or {}
-    name = spec.get("storageClassName")
-    if (pvc.get("status") or {}).get("phase") == "Bound" or not name or spec.get("volumeName"):
-        return None
-    meta = pvc.get("metadata") or {}
-    try:
-        if get_object(kube, STORAGE_CLASSES, None, str(name)) is not None:
-            return None
-        if _static_volume_for(kube, str(name), f"{meta.get('namespace')}/{meta.get('name')}"):
-            return None
-    except ApiError as e:
-        if e.status == 403:
-            return None
-        raise
-    return (
-        f"PVC {meta.get('namespace')}/{meta.get('name')} cannot be provisioned: its StorageClass {name!r} "
-        f"does not exist in this cluster (create it, or restore with --storage-class-mapping "
-        f"{name}=<a class of this cluster>)"
-    )
-
-
-def _static_volume_for(kube: KubeClient, class_name: str, claim: str) -> bool:
-    """Whether a PersistentVolume of that class name may bind the claim ("namespace/name").
-
-    Static provisioning names a class no StorageClass object has ("manual" in the
-    Kubernetes docs): the PV controller binds a claim of that class to an unclaimed PV
-    of the same class name (or to one reserved for it by ``claimRef``).
-    """
-    for pv in list_objects(kube, PVS):
-        spec = pv.get("spec") or {}
-        if spec.get("storageClassName") != class_name:
-            continue
-        if (pv.get("status") or {}).get("phase") in ("Released", "Failed"):
-            continue
-        ref = spec.get("claimRef") or {}
-        if not ref or f"{ref.get('namespace')}/{ref.get('name')}" == claim:
-            return True
-    return False
-
-
 def restore_volumes(
     kube: KubeClient,
     targets: list[VolumeRestoreTarget],
@@ -247,7 +198,7 @@ def restore_volumes(
                 return res
             res.storage_class = (pvc.get("spec") or {}).get("storageClassName")
             res.size = pvc_size(pvc)
-            problem = unprovisionable(kube, pvc) or check(t.namespace)
+            problem = missing_storage_class(kube, pvc) or check(t.namespace)
             if problem:
                 fail(res, problem)
                 return res
