@@ -885,3 +885,41 @@ def test_a_backup_without_the_apps_namespaces_is_not_drilled(
         assert d["error"].startswith(f"backup {taken[:8]} holds no namespace {app_ns} of app{unique}"), d
     finally:
         kube_client.request("DELETE", f"/api/v1/namespaces/{other}")
+
+
+def test_a_drill_reports_the_warnings_of_its_volume_restore_as_dr_restore_prints_them(
+    capsys: Capsys,
+    kube_client: KubeClient,
+    kube: Kube,
+    repo: Path,
+    unique: str,
+    app_ns: str,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # What the data step of a restore says (here: a claim whose data it does not restore) is part of
+    # the restore's warnings: `dr restore` printed it, a drill's report dropped it.
+    import dr.cli.drill_cmd
+    import dr.cli.restore_cmd
+    from dr.restore.run import VolumeRestorePhase, VolumeRestoreStep
+    from dr.restore.volumes import not_restored
+
+    warning = not_restored([f"{app_ns}/data"])
+
+    def volume_step(*args: Any) -> VolumeRestoreStep:
+        return lambda *_: VolumeRestorePhase(warnings=[warning])
+
+    monkeypatch.setattr(dr.cli.drill_cmd, "volume_restore_step", volume_step)
+    monkeypatch.setattr(dr.cli.restore_cmd, "volume_restore_step", volume_step)
+    backup(capsys, kube, "-n", app_ns, "--include-cluster-resources", "false")
+    rb = write_runbook(repo / "rb.yaml", f"app{unique}", app_ns, [CM_STEP])
+    copy = f"copy-{unique}"
+
+    res = drill(capsys, kube, rb, "-o", "json")
+    restored = run_dr(capsys, "--kubeconfig", kube.kubeconfig, "restore", "latest",
+                      "--namespace-mapping", f"{app_ns}={copy}")  # fmt: skip
+    kube_client.request("DELETE", f"/api/v1/namespaces/{copy}")
+
+    assert res.code == 0, res.err
+    assert warning in res.json()["warnings"]
+    assert restored.code == 0, restored.err
+    assert restored.err.count(f"warning: {warning}") == 1, restored.err

@@ -280,7 +280,6 @@ def restore(
         with bar as advance:
             outcome = run_restore(kube, repo, snap, options, volume_step=step,
                                   progress=lambda _r, _done, _total: advance(1))  # fmt: skip
-        outcome.resources.warnings += outcome.volumes.warnings
         if step is not None and dry_run:
             # What the data step would say: a claim that exists keeps its data.
             _, _, kept = awaiting_data(kube, outcome.resources.items, volume_snapshots(snap))

@@ -434,7 +434,8 @@ def run_drill(req: DrillRequest, deps: DrillDeps) -> DrillReport:
         outcome = run_restore(deps.kube, deps.repo, backup, options, restore_id=f"drill-{rid}",
                               volume_step=timed_volumes if deps.volume_step else None)  # fmt: skip
         total = time.monotonic() - t0
-        warnings.extend(outcome.resources.warnings)  # the restore's own (a standing mapping not needed, …)
+        # The restore's own (a standing mapping not needed, …) and its data step's (a claim not filled, …).
+        warnings.extend(outcome.resources.warnings)
         phases.restore_resources = timedelta(seconds=total - data_seconds)
         phases.restore_data = timedelta(seconds=data_seconds) if deps.volume_step else None
         # In the report, not only the log: a drill whose restore was incomplete proved nothing.

@@ -124,4 +124,7 @@ def run_restore(
             kube, backup_items(repo, snap), options, backup_label, rid, progress, after_stage=after_stage,
             reread=lambda: backup_items(repo, snap), data_volumes=data_volumes,
         )  # fmt: skip
+    # The data step's warnings (a claim whose data is not restored, …) are the restore's: every
+    # caller — ``dr restore``, a drill's report — gets them where it reads the others.
+    result.warnings += volumes.warnings
     return RestoreOutcome(result, volumes)
