@@ -43,7 +43,6 @@ from dr.drill.steps import (
     json_path_get,
     pick_pod,
     run_step,
-    run_steps,
     service_proxy_path,
     service_proxy_prefix,
     workload_state,
@@ -1076,13 +1075,16 @@ def test_job_in_a_missing_namespace_is_an_error(kube: Kube, unique: str) -> None
 # --------------------------------------------------------------------------- all steps
 
 
-def test_run_steps_keeps_going_after_a_failure(kube: Kube, namespace: str) -> None:
+def test_a_failed_step_is_a_result_and_the_next_step_runs(kube: Kube, namespace: str) -> None:
+    # As a drill (dr.drill.run) and dr runbook verify (dr.drill.verify) run them: one run_step each,
+    # in order, each result kept as it comes (a stopped drill reports the steps it ran).
     kclient.CoreV1Api(kube.api).create_namespaced_config_map(namespace, {"metadata": {"name": "cm"}})
     steps = [
         step({"name": "a", "type": "resources", "timeout": "1s", "expect": [{"kind": "Secret"}]}),
         step({"name": "b", "type": "resources", "expect": [{"kind": "ConfigMap"}]}),
     ]
-    results = run_steps(steps, ctx_for(kube.api, namespace))
+    ctx = ctx_for(kube.api, namespace)
+    results = [run_step(s, ctx) for s in steps]
     assert [(r.name, r.passed) for r in results] == [("a", False), ("b", True)]
     again = type(results[0]).model_validate_json(results[0].model_dump_json(by_alias=True))
     assert again == results[0]

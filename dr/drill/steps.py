@@ -23,7 +23,7 @@ import math
 import secrets
 import time
 import urllib.parse
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
@@ -171,11 +171,6 @@ def _within_deadline(step: VerificationStep, ctx: StepContext, now: float) -> tu
     if left >= step.timeout:
         return step, False
     return step.model_copy(update={"timeout": left}), True
-
-
-def run_steps(steps: Iterable[VerificationStep], ctx: StepContext) -> list[StepResult]:
-    """All steps in order; a failed step does not stop the others (the report shows every result)."""
-    return [run_step(s, ctx) for s in steps]
 
 
 def _one_line(text: str) -> str:
