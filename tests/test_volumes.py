@@ -673,6 +673,17 @@ def test_a_claim_of_a_class_name_only_static_volumes_carry_is_not_refused(
         kc.request("DELETE", f"/api/v1/persistentvolumes/{pv}")
 
 
+def backed_up_claim(
+    kc: KubeClient, agent: NodeAgent, env: MoverEnv, app: str, sc: str, backup_id: str
+) -> VolumeResult:
+    """Claim ``data`` of ``app``, bound and filled, backed up file by file: its result (a snapshot to restore)."""
+    (source,) = backup_volumes(
+        kc, bound_volumes(kc, agent, app, sc, {"data": 10_000}), env.backup_ctx(backup_id), env.finder()
+    )
+    assert source.error is None and source.snapshot_id
+    return source
+
+
 def test_a_restore_mover_for_a_claim_a_pod_already_mounts_runs_on_that_pods_node(
     kube_client: KubeClient,
     node_agent: NodeAgent,
@@ -688,10 +699,7 @@ def test_a_restore_mover_for_a_claim_a_pod_already_mounts_runs_on_that_pods_node
     # (Multi-Attach) until its deadline. As for a file-system backup: next to the pod, with
     # its tolerations and groups; a ReadWriteOncePod claim in use is refused at once.
     kc, agent, env, sc, app = kube_client, node_agent, mover_env, fs_storage, fs_app
-    (source,) = backup_volumes(
-        kc, bound_volumes(kc, agent, app, sc, {"data": 10_000}), env.backup_ctx("b-rwo"), env.finder()
-    )
-    assert source.error is None and source.snapshot_id
+    source = backed_up_claim(kc, agent, env, app, sc, "b-rwo")
     ns = restore_namespace(kc, agent, env, namespaces, f"rerun-{unique}")
     create_pvc(kc, ns, "data", sc)
     toleration = {"key": "dedicated", "operator": "Equal", "value": "db", "effect": "NoSchedule"}
@@ -741,10 +749,7 @@ def test_a_restore_that_may_not_list_pods_warns_and_still_restores_unplaced(
     if kube.cluster.external:
         pytest.skip("runs as an identity of the local test cluster")
     kc, agent, env, sc, app = kube_client, node_agent, mover_env, fs_storage, fs_app
-    (source,) = backup_volumes(
-        kc, bound_volumes(kc, agent, app, sc, {"data": 10_000}), env.backup_ctx("b-nopods"), env.finder()
-    )
-    assert source.error is None and source.snapshot_id
+    source = backed_up_claim(kc, agent, env, app, sc, "b-nopods")
     ns = restore_namespace(kc, agent, env, namespaces, f"nopods-{unique}")
     create_pvc(kc, ns, "data", sc)
     create_pod(kc, ns, "db-0", ["data"], node="node-7")
