@@ -558,3 +558,40 @@ def test_a_restore_in_place_says_the_data_of_existing_claims_is_not_restored(
     res = app.dr(capsys, "restore", "latest", "-o", "json")
     assert res.json()["warnings"] == [warning.removeprefix("warning: ")]
     assert (agent.volume_dir(ns, "data-a") / "corrupt").exists()  # written into by no one
+
+
+def test_a_volume_restores_warnings_reach_the_restores_output(
+    capsys: Capsys,
+    monkeypatch: pytest.MonkeyPatch,
+    kube_client: KubeClient,
+    node_agent: NodeAgent,
+    mover_env: MoverEnv,
+    app: App,
+) -> None:
+    # A volume's own warnings (its mover Job could not be deleted, say: RBAC, an admission
+    # webhook) were kept in the volume's record only: `dr restore` printed none, and a drill's
+    # report had none, where the backup's step lists them as "volume NS/PVC: ...".
+    import dr.cli.volume_access
+
+    real = dr.cli.volume_access.restore_volumes
+
+    def with_a_cleanup_problem(*args: Any, **kwargs: Any) -> Any:
+        restored = real(*args, **kwargs)
+        for r in restored:  # what TemporaryObjects.delete_all says of a refused delete
+            r.warnings.append(f"cannot delete Job {r.namespace}/mover-x: 403 Forbidden")
+        return restored
+
+    monkeypatch.setattr(dr.cli.volume_access, "restore_volumes", with_a_cleanup_problem)
+    ns = app.namespace
+    for seed, pvc in enumerate(app.pvcs, 1):
+        fill_volume(node_agent.volume_dir(ns, pvc), seed, 10_000)
+    assert app.dr(capsys, "backup", "-n", ns).code == 0
+    kube_client.call("DELETE", f"/api/v1/namespaces/{ns}")
+    wait_until(
+        lambda: not any(node_agent.volume_dir(ns, p).exists() for p in app.pvcs), what="volumes reclaimed"
+    )
+
+    res = app.dr(capsys, "restore", "latest", "-o", "json")
+    assert res.code == 0, res.err
+    expected = [f"volume {ns}/{pvc}: cannot delete Job {ns}/mover-x: 403 Forbidden" for pvc in app.pvcs]
+    assert sorted(res.json()["warnings"]) == expected

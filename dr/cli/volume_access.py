@@ -183,6 +183,8 @@ def volume_restore_step(app: AppContext, repository: str | None = None) -> Volum
             phase.volumes.append(res.model_dump(mode="json", by_alias=True, exclude_none=True))
             if res.error:
                 phase.errors.append(res.describe())
+            # As the backup's step does: a mover Job or claim copy that could not be deleted is news.
+            phase.warnings += [f"volume {res.key}: {w}" for w in res.warnings]
         for p in cleanup:
             log.warning("%s", p)
         return phase
