@@ -557,7 +557,7 @@ def test_an_oom_killed_mover_names_the_setting_of_its_memory_limit(
     )
 
 
-def test_a_mover_pinned_to_a_full_node_gives_up_after_the_stuck_grace(
+def test_a_mover_no_node_takes_gives_up_after_the_stuck_or_the_unschedulable_grace(
     kube_client: KubeClient, namespace: str
 ) -> None:
     # A file-system copy runs on the node of the pod using the volume. Where that node has
@@ -582,9 +582,19 @@ def test_a_mover_pinned_to_a_full_node_gives_up_after_the_stuck_grace(
         "Job dr-pinned failed: PodStuck: its pod does not fit on the node where the volume is mounted; "
         f"pod dr-pinned-x1, Unschedulable: {message}"
     )
-    # Not pinned: a new node (the cluster autoscaler) may come; the Job's deadline bounds the wait.
+    # Not pinned: a new node (the cluster autoscaler) may come, so the stuck grace does not apply...
     free = follow_job(kc, namespace, "dr-free", timeout=1.0, stuck_grace=0, pod_check_every=0)
     assert free.reason == "Timeout"
+    # ...but no node for 30 minutes is no autoscaler on its way: dr waited for the Job's deadline
+    # (6 h by default) with a mover slot held. (A clock that runs a minute per look.)
+    ticks = iter(range(0, 10**6, 60))
+    free = follow_job(kc, namespace, "dr-free", timeout=6 * 3600, stuck_grace=0, pod_check_every=0,
+                      sleep=lambda _s: None, clock=lambda: float(next(ticks)))  # fmt: skip
+    assert free.describe() == (
+        "Job dr-free failed: PodStuck: no node took its pod in 30 min (none fits it, and none was added: see "
+        f"the scheduler's message; mover.resources, tolerations); pod dr-free-x1, Unschedulable: {message}"
+    )
+    assert 1800 <= next(ticks) <= 1800 + 5 * 60
 
 
 class _RefusedPatchKube:

@@ -27,7 +27,9 @@ a ``Complete`` or ``Failed`` condition, its deadline plus a grace period
 passes (no Job controller?), the Job disappears, or its pod is stuck in a
 state that does not heal (``CreateContainerConfigError`` for a missing
 Secret, an invalid image; a pod pinned to one node that does not fit there)
-for longer than ``stuck_grace``, the claim of its pod that has not
+for longer than ``stuck_grace``, a pod no node takes for longer than
+``unschedulable_grace`` (30 minutes, as Velero's data mover waits for its
+pod: time for the cluster autoscaler to add a node), the claim of its pod that has not
 started is gone, Lost, being deleted or Pending with nothing to wait for
 but its provisioner for as long, or it has had no pod
 at all for as long (admission refuses it). A failure is
@@ -97,6 +99,10 @@ LOG_TAIL_LINES = 40
 # A Job has had no pod this long at least before dr says admission refuses it: a Job
 # controller makes a pod within a second or two (also where a short stuck grace is set).
 NO_POD_FLOOR = 10.0
+# How long a mover pod may find no node before dr gives up on it (a pod pinned to the node of its
+# volume gets only the stuck grace: no new node helps it). The cluster autoscaler adds a node in a
+# few minutes; Velero's data mover waits 30 minutes for its pod ("prepare timeout").
+UNSCHEDULABLE_GRACE = 1800.0
 # The kubelet's message when the /tmp emptyDir (pod_template's volume "tmp") grows past its sizeLimit.
 TMP_EVICTED = 'EmptyDir volume "tmp" exceeds'
 
@@ -461,6 +467,7 @@ def follow_job(
     *,
     timeout: float,
     stuck_grace: float = 300.0,
+    unschedulable_grace: float = UNSCHEDULABLE_GRACE,
     pod_check_every: float = 15.0,
     sleep: Callable[[float], None] = interruptible_sleep,
     clock: Callable[[], float] = time.monotonic,
@@ -496,11 +503,19 @@ def follow_job(
                 pods: list[PodState] | None = pod_states(kube, namespace, name)
             except ApiError:
                 pods = None
-            stuck = _stuck_pod(pods, now, stuck_since, stuck_grace, pinned=_pinned(job))
+            pinned = _pinned(job)
+            stuck = _stuck_pod(
+                pods, now, stuck_since, stuck_grace, pinned=pinned, unschedulable=unschedulable_grace
+            )
             if stuck is not None:
                 why = "its pod cannot start"
                 if stuck.pod_reason == "Unschedulable":
-                    why = "its pod does not fit on the node where the volume is mounted"
+                    why = (
+                        "its pod does not fit on the node where the volume is mounted"
+                        if pinned
+                        else f"no node took its pod in {_minutes(unschedulable_grace)} (none fits it, and none "
+                        "was added: see the scheduler's message; mover.resources, tolerations)"
+                    )
                 return JobOutcome(name, False, "PodStuck", why, pod=stuck)
             no_pod_grace = max(stuck_grace, NO_POD_FLOOR)
             if _no_pod(pods, now, stuck_since, no_pod_grace):
@@ -656,21 +671,32 @@ def _stuck_pod(
     grace: float,
     *,
     pinned: bool = False,
+    unschedulable: float = UNSCHEDULABLE_GRACE,
 ) -> PodState | None:
     """A pod of the Job (``pods``; None when they could not be listed) in a state that does not
     heal by waiting, for ``grace`` seconds already.
 
-    Besides container states: a pod pinned to one node (a file-system copy next to the
-    pod using a ReadWriteOnce volume) that the scheduler finds no room for. No new node
-    can help it, and it would hold a mover slot until the Job's deadline (hours).
+    Besides container states: a pod the scheduler finds no node for. Pinned to one node (a
+    file-system copy next to the pod using a ReadWriteOnce volume), no new node can help it:
+    ``grace``. Otherwise a node may be added (the cluster autoscaler): ``unschedulable``
+    seconds. Either would hold a mover slot until the Job's deadline (hours).
     """
     for p in pods or []:
-        unschedulable = pinned and p.phase == "Pending" and p.pod_reason == "Unschedulable"
-        if (p.waiting and p.reason in STUCK_REASONS | PULL_REASONS) or unschedulable:
+        if p.phase == "Pending" and p.pod_reason == "Unschedulable":
+            limit: float | None = grace if pinned else unschedulable
+        elif p.waiting and p.reason in STUCK_REASONS | PULL_REASONS:
+            limit = grace
+        else:
+            limit = None
+        if limit is not None:
             first = since.setdefault(f"{p.name}/{p.reason or p.pod_reason}", now)
-            if now - first >= grace:
+            if now - first >= limit:
                 return p
     return None
+
+
+def _minutes(seconds: float) -> str:
+    return f"{seconds / 60:g} min" if seconds >= 60 else f"{seconds:g}s"
 
 
 # --------------------------------------------------------------------------- leftovers
