@@ -462,6 +462,26 @@ def test_verify_latest_fails_when_the_newest_snapshot_cannot_be_read(
     assert run_dr(capsys, "verify", older.name).code == 0
 
 
+@pytest.mark.parametrize("fmt", ["json", "yaml"])
+def test_verify_prints_its_document_also_when_the_snapshot_to_verify_cannot_be_read(
+    home: Path, capsys: pytest.CaptureFixture[str], fmt: str
+) -> None:
+    # A monitoring job reads `dr verify -o json`: a verification that fails before the check
+    # proper (the snapshot asked for, or a newer one that may be the latest, cannot be read)
+    # still answers with the check's document, ok false and the problem named, and exit 4.
+    import yaml
+
+    _, newer = _two_snapshots(home, capsys)
+    _damage(newer)
+    for ref in ([newer.name[:8]], ["latest"], []):
+        r = run_dr(capsys, "verify", *ref, "-o", fmt)
+        assert r.code == 4, (ref, r.err)
+        doc = json.loads(r.out) if fmt == "json" else yaml.safe_load(r.out)
+        assert doc["ok"] is False and doc["snapshots"] == 0, (ref, doc)
+        assert any(f"snapshots/{newer.name}" in e for e in doc["errors"]), (ref, doc)
+        assert "cannot be read" in r.err and "Traceback" not in r.err
+
+
 def test_forget_prune_dry_run_reports_what_the_real_run_frees(
     home: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

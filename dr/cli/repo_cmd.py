@@ -175,17 +175,26 @@ def verify(backup_id: str | None, all_: bool, read_data: float | None, output: s
         chosen = snaps
         problems += bad.values()
     else:
-        ref = backup_id or "latest"
-        top = _verify_target(repo, snaps, bad, ref, warnings)
-        by_id = {s.id: s for s in snaps}
-        chosen = [top, *(by_id[r] for r in top.refs if r in by_id)]
-        problems += [bad[r] for r in top.refs if r in bad]
-        missing = [r for r in top.refs if r not in by_id and r not in bad]
-        if missing:
-            raise VerificationFailed(
-                f"backup {top.short_id} needs volume snapshots that are missing",
-                details=[f"volume snapshot {m[:8]} is missing" for m in missing],
-            )
+        try:
+            top = _verify_target(repo, snaps, bad, ref=backup_id or "latest", warnings=warnings)
+            by_id = {s.id: s for s in snaps}
+            chosen = [top, *(by_id[r] for r in top.refs if r in by_id)]
+            problems += [bad[r] for r in top.refs if r in bad]
+            missing = [r for r in top.refs if r not in by_id and r not in bad]
+            if missing:
+                raise VerificationFailed(
+                    f"backup {top.short_id} needs volume snapshots that are missing",
+                    details=[f"volume snapshot {m[:8]} is missing" for m in missing],
+                )
+        except VerificationFailed as e:
+            # Failed before the check proper: -o json/yaml still answers with the check's
+            # document (ok false, the problems), which a monitoring job reads.
+            if output != "table":
+                emit(
+                    repo_check.CheckResult(errors=e.details or [e.message], warnings=warnings).to_dict(),
+                    output,
+                )
+            raise
     with Lock(repo, "shared", "verify"), byte_progress("reading data", None, quiet=ctx.quiet) as advance:
         result = repo_check.check(repo, snapshots=chosen, read_data=read_data, progress=advance)
     result.errors[:0] = problems
