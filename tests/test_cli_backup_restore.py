@@ -625,6 +625,13 @@ def test_describe_shows_the_scope_in_words_not_as_a_python_dict(
         assert scope == [
             f"  scope: namespaces {ns}; selector app=web; include resources configmaps; cluster resources auto"
         ]
+        # -o json names its fields as the rest of the output and dr.yaml's scope do (the snapshot
+        # stores BackupScope's names: it showed include_resources, include_cluster_resources).
+        res = dr(capsys, k8s, "backups", "describe", "latest", "-o", "json")
+        assert res.json()["app"]["scope"] == {
+            "namespaces": [ns], "selector": "app=web", "includeResources": ["configmaps"],
+            "excludeResources": [], "includeClusterResources": "auto",
+        }  # fmt: skip
     finally:
         delete_namespace(kube_client, ns)
 

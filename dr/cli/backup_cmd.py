@@ -196,6 +196,17 @@ _SCOPE_WORDS = {
 }
 
 
+def _camel(name: str) -> str:
+    head, *rest = name.split("_")
+    return head + "".join(w.capitalize() for w in rest)
+
+
+def scope_doc(scope: dict[str, Any]) -> dict[str, Any]:
+    """A backup's scope with the field names of the rest of the output and of dr.yaml's
+    ``scope`` (``includeResources``): a snapshot stores BackupScope's (``include_resources``)."""
+    return {_camel(k): v for k, v in scope.items()}
+
+
 def scope_text(scope: dict[str, Any]) -> str:
     """A backup's scope in words: ``namespaces shop, billing; selector app=web; cluster
     resources auto``, leaving out what is not set (every namespace when none is named)."""
@@ -219,6 +230,8 @@ def describe(backup_id: str, output: str) -> None:
     data = snap.to_doc()
     data.pop("streams", None)
     if output != "table":
+        if isinstance(data.get("app", {}).get("scope"), dict):
+            data["app"]["scope"] = scope_doc(data["app"]["scope"])
         emit(data, output)
         return
     a = snap.app
