@@ -351,6 +351,24 @@ def test_table_cells_are_not_markup() -> None:
     assert "/etc/[prod]/dr.yaml" in out.getvalue()
 
 
+def test_lines_of_text_are_not_wrapped_off_a_terminal() -> None:
+    # A long list of unprotected namespaces, or a long config path, came out over several
+    # lines cut at 250 columns: `dr status | grep 'namespaces without'` got the first third.
+    from dr.cli.output import emit
+    from dr.cli.status_cmd import _render
+
+    names = [f"application-namespace-{i:03d}-with-a-long-name" for i in range(30)]
+    config = "/etc/" + "d" * 300 + "/dr.yaml"
+    doc = {"config": config, "backupPolicies": [], "drillPolicies": [],
+           "namespacesWithoutBackupPolicy": names, "warnings": []}  # fmt: skip
+    with stdout_of() as out:
+        emit(doc, "table", render=_render(doc))
+    assert out.getvalue().splitlines() == [
+        f"no backup policies in {config}",
+        f"namespaces without a backup policy: {', '.join(names)}",
+    ]
+
+
 @contextmanager
 def stdout_of() -> Iterator[io.StringIO]:
     """What ``emit`` writes to sys.stdout (rich's console looks up sys.stdout when it prints)."""

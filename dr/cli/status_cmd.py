@@ -352,7 +352,7 @@ def _render(doc: dict[str, Any]) -> Any:
                               f"warning(s) (dr backups describe {last['shortId']} lists them): "
                               f"{printable(last['firstWarning'])}", soft_wrap=True)  # fmt: skip
         else:
-            out.print(f"no backup policies in {doc['config']}")
+            out.print(f"no backup policies in {doc['config']}", soft_wrap=True)
         if doc["drillPolicies"]:
             t = Table(box=None, header_style="bold", title="Drill policies", title_justify="left")
             for h in ("POLICY", "APP", "LAST DRILL", "OUTCOME", "AGE", "NEXT RUN"):
@@ -364,11 +364,12 @@ def _render(doc: dict[str, Any]) -> Any:
             out.print(t)
         unprotected = doc["namespacesWithoutBackupPolicy"]
         if unprotected is None:
-            out.print("namespaces without a backup policy: not checked")
+            out.print("namespaces without a backup policy: not checked", soft_wrap=True)
         elif unprotected:
-            out.print(f"namespaces without a backup policy: {', '.join(unprotected)}")
+            # soft_wrap: one line however long (rich cuts text at the console's width otherwise).
+            out.print(f"namespaces without a backup policy: {', '.join(unprotected)}", soft_wrap=True)
         else:
-            out.print("every namespace has a backup policy")
+            out.print("every namespace has a backup policy", soft_wrap=True)
 
     return render
 
