@@ -146,3 +146,22 @@ def test_a_logged_traceback_is_redacted_in_either_format(restore_root_logger: No
             logging.getLogger("dr.test").debug("hook failed unexpectedly", exc_info=e)
     assert "RuntimeError" in out.getvalue() and "[REDACTED]" in out.getvalue()
     assert "s3cr3t-token" not in out.getvalue()
+
+
+def test_no_google_credentials_is_one_error_line_without_the_auth_library_warnings(
+    capsys: pytest.CaptureFixture[str], isolated_home: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # google.auth logged "Authentication failed using Compute Engine authentication due to
+    # unavailable metadata server." (and, where the metadata address answers slowly, one line
+    # per attempt of its own) before dr's error, which says what is missing. -v still shows them.
+    from tests.helpers import run_dr
+
+    for var in ("GOOGLE_APPLICATION_CREDENTIALS", "STORAGE_EMULATOR_HOST", "CLOUDSDK_CONFIG"):
+        monkeypatch.delenv(var, raising=False)
+    monkeypatch.setenv("NO_GCE_CHECK", "true")  # no metadata server is asked (conftest sets it too)
+    res = run_dr(capsys, "--repo", "gs://bkt/repo?project=p", "repo", "info")
+    assert (res.code, res.out) == (1, "")
+    assert len(res.err.splitlines()) == 1, res.err
+    assert res.err.startswith("error: gs://bkt/repo?project=p: no usable Google credentials")
+    res = run_dr(capsys, "-v", "--repo", "gs://bkt/repo?project=p", "repo", "info")
+    assert "Compute Engine" in res.err

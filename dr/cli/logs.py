@@ -101,3 +101,9 @@ def setup_logging(
     # which has the last reason. Shown with -v. Set on the pool's own logger: the kubernetes client
     # sets "urllib3" back to WARNING whenever it makes a Configuration.
     logging.getLogger("urllib3.connectionpool").setLevel(logging.ERROR if not verbose else logging.NOTSET)
+    # Likewise google.auth's search for Application Default Credentials: without any it warned
+    # "Authentication failed using Compute Engine authentication due to unavailable metadata
+    # server." (and, where the metadata address answers slowly, once per attempt) before dr's
+    # own error, which names what is missing and where credentials come from. Shown with -v.
+    for finder in ("google.auth._default", "google.auth.compute_engine._metadata"):
+        logging.getLogger(finder).setLevel(logging.ERROR if not verbose else logging.NOTSET)
