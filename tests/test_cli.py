@@ -87,6 +87,18 @@ def test_global_options(capsys: pytest.CaptureFixture[str]) -> None:
         assert opt in r.out
 
 
+def test_global_options_name_the_environment_variables_they_read(capsys: pytest.CaptureFixture[str]) -> None:
+    # --repo reads $DR_REPO as --config reads $DR_CONFIG, but only --config's help said so: a
+    # DR_REPO left in the environment overrode the config unannounced.
+    from dr.cli.global_options import GLOBAL_OPTIONS
+
+    text = " ".join(run_dr(capsys, "--help").out.split())
+    envvars = [kwargs["envvar"] for _, kwargs in GLOBAL_OPTIONS if "envvar" in kwargs]
+    assert envvars == ["DR_CONFIG", "DR_REPO"]
+    for var in envvars:
+        assert f"${var}" in text, var
+
+
 def test_version() -> None:
     r = run_dr_process("--version")
     assert r.code == 0

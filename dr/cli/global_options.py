@@ -49,7 +49,7 @@ GLOBAL_OPTIONS: tuple[tuple[tuple[str, ...], dict[str, Any]], ...] = (
             "metavar": "URL",
             "type": NonEmpty(),
             "envvar": "DR_REPO",
-            "help": "Repository URL; overrides the config.",
+            "help": "Repository URL; overrides the config (default: $DR_REPO).",
         },
     ),
     (
