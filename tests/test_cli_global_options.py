@@ -172,6 +172,10 @@ def test_usage_errors_with_global_options_after_the_command_are_one_line(
         ["deploy", "render", "--config", ""],
         ["drill", "run", "rb.yaml", "--backup", ""],  # fell back to the latest backup
         ["mover", "backup", "--parent", "", "."],  # fell back to no parent
+        ["drill", "run", "rb.yaml", "--report-dir", ""],  # wrote no report files, said nothing
+        ["report", "drills", "--out", ""],  # printed to stdout
+        ["report", "drills", "--from-dir", ""],  # read the reports of the current directory
+        ["runbook", "render", "rb.yaml", "--out", ""],  # printed to stdout
     ],
     ids=" ".join,
 )
@@ -216,6 +220,40 @@ def test_an_empty_optional_argument_is_refused_not_taken_for_the_default(
     assert (
         r.err.startswith("error: Invalid value for '[ID|latest]': empty") and len(r.err.splitlines()) == 1
     ), r.err
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["mover", "restore", "latest", ""],  # restored into the current directory
+        ["drill", "run", ""],
+        ["runbook", "render", ""],
+        ["runbook", "verify", ""],
+        ["runbook", "validate", "rb.yaml", ""],
+    ],
+    ids=" ".join,
+)
+def test_an_empty_required_argument_is_refused_not_taken_for_the_current_directory(
+    capsys: Capsys, isolated_home: Path, monkeypatch: pytest.MonkeyPatch, args: list[str]
+) -> None:
+    # `dr mover restore "$ID" "$TARGET"` with $TARGET unset restored into the current
+    # directory, over what was there; a runbook given as "" was read as "." ("cannot read:
+    # Is a directory"). An empty value is a usage error naming the argument.
+    r = run_dr(capsys, "repo", "init")
+    assert r.code == 0, r.err
+    (isolated_home / "src").mkdir()
+    (isolated_home / "src" / "f").write_text("from the snapshot")
+    assert run_dr(capsys, "mover", "backup", str(isolated_home / "src")).code == 0
+    work = isolated_home / "work"
+    work.mkdir()
+    monkeypatch.chdir(work)
+    r = run_dr(capsys, *args)
+    assert (r.code, r.out) == (2, ""), r.err
+    assert (
+        r.err.startswith("error: Invalid value for '") and "empty" in r.err and len(r.err.splitlines()) == 1
+    )
+    assert "leave the option out" not in r.err, r.err  # a required argument has no default
+    assert list(work.iterdir()) == []
 
 
 @pytest.fixture

@@ -67,7 +67,7 @@ def _summary(report: DrillReport) -> list[str]:
 
 
 @drill_group.command("run")
-@click.argument("runbook", type=click.Path(dir_okay=False), metavar="RUNBOOK.yaml")
+@click.argument("runbook", type=NonEmpty(click.Path(dir_okay=False)), metavar="RUNBOOK.yaml")
 @click.option(
     "--backup",
     "backup_id",
@@ -76,7 +76,7 @@ def _summary(report: DrillReport) -> list[str]:
     help="Backup to restore (default: latest of the app).",
 )
 @click.option("--keep", is_flag=True, help="Keep the scratch namespace afterwards (for debugging).")
-@click.option("--report-dir", type=click.Path(file_okay=False), metavar="DIR",
+@click.option("--report-dir", type=NonEmpty(click.Path(file_okay=False)), metavar="DIR",
               help="Also write the reports (JSON, Markdown, HTML) here.")  # fmt: skip
 @click.option(
     "--policy",

@@ -98,7 +98,7 @@ def _count(n: int, noun: str) -> str:
 @mover_group.command("restore")
 @repo_option
 @click.argument("snapshot_id", metavar="ID")
-@click.argument("target", type=click.Path(file_okay=False), metavar="TARGET")
+@click.argument("target", type=NonEmpty(click.Path(file_okay=False)), metavar="TARGET")
 @click.option(
     "--path", "paths", multiple=True, metavar="P", help="Only this path (file or directory); repeatable."
 )

@@ -70,7 +70,9 @@ class NonEmpty(click.ParamType):  # type: ignore[type-arg]
 
     def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
         if isinstance(value, str) and not value.strip():
-            self.fail("empty; leave the option out for the default", param, ctx)
+            # A required argument has no default to fall back to ("" was read as ".").
+            required = isinstance(param, click.Argument) and param.required
+            self.fail("empty" if required else "empty; leave the option out for the default", param, ctx)
         return self.inner.convert(value, param, ctx)
 
 

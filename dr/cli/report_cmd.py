@@ -8,6 +8,7 @@ from pathlib import Path
 import click
 
 from dr.cli.context import app
+from dr.cli.params import NonEmpty
 from dr.drill.model import DrillReport
 from dr.errors import DrError, ExitCode, InvalidInput
 from dr.report.drills import (
@@ -97,10 +98,12 @@ def load_reports(from_dir: str | None) -> tuple[list[DrillReport], list[str]]:
 )
 @click.option("-o", "--format", "fmt", type=click.Choice(["html", "md", "json"]), default="md", show_default=True,
               help="Output format.")  # fmt: skip
-@click.option("--out", type=click.Path(dir_okay=False), metavar="FILE", help="Write here instead of stdout.")
+@click.option(
+    "--out", type=NonEmpty(click.Path(dir_okay=False)), metavar="FILE", help="Write here instead of stdout."
+)
 @click.option(
     "--from-dir",
-    type=click.Path(file_okay=False),
+    type=NonEmpty(click.Path(file_okay=False)),
     metavar="DIR",
     help="Read drill reports (JSON) from DIR instead of the repository, e.g. a drill's --report-dir.",
 )

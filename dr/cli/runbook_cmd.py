@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any
 import click
 
 from dr.cli.output import emit, output_option
-from dr.cli.params import KeyValue, pairs_to_dict
+from dr.cli.params import KeyValue, NonEmpty, pairs_to_dict
 from dr.config import duration_text
 from dr.drill.model import DrillReport, StepResult, human_duration
 from dr.errors import DrError, ExitCode, InvalidInput, VerificationFailed
@@ -52,7 +52,7 @@ def _timeout_warnings(rb: Runbook) -> list[str]:
 
 
 @runbook_group.command("validate")
-@click.argument("files", nargs=-1, required=True, type=click.Path(dir_okay=False), metavar="FILE…")
+@click.argument("files", nargs=-1, required=True, type=NonEmpty(click.Path(dir_okay=False)), metavar="FILE…")
 @output_option()
 def validate(files: tuple[str, ...], output: str) -> int:
     """Validate runbooks; one line per problem with file, line and field (exit 2).
@@ -194,8 +194,10 @@ def _warn_of_undefined_policy(rb: Runbook) -> None:
 
 
 @runbook_group.command("render")
-@click.argument("file", type=click.Path(dir_okay=False), metavar="FILE")
-@click.option("--out", type=click.Path(dir_okay=False), metavar="FILE", help="Write here instead of stdout.")
+@click.argument("file", type=NonEmpty(click.Path(dir_okay=False)), metavar="FILE")
+@click.option(
+    "--out", type=NonEmpty(click.Path(dir_okay=False)), metavar="FILE", help="Write here instead of stdout."
+)
 def render(file: str, out: str | None) -> int:
     """Write the human runbook (Markdown) with the exact restore commands."""
     rb = load_runbook(Path(file))
@@ -246,7 +248,7 @@ def left_behind(results: list[StepResult], problems: list[str]) -> list[str]:
 
 
 @runbook_group.command("verify")
-@click.argument("file", type=click.Path(dir_okay=False), metavar="FILE")
+@click.argument("file", type=NonEmpty(click.Path(dir_okay=False)), metavar="FILE")
 @click.option("-n", "--namespace", metavar="NS",
               help="Check this namespace (default: the runbook's; with several, its first).")  # fmt: skip
 @click.option("--namespace-mapping", multiple=True, type=KeyValue("OLD=NEW"),
