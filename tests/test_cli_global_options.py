@@ -176,6 +176,14 @@ def test_usage_errors_with_global_options_after_the_command_are_one_line(
         ["report", "drills", "--out", ""],  # printed to stdout
         ["report", "drills", "--from-dir", ""],  # read the reports of the current directory
         ["runbook", "render", "rb.yaml", "--out", ""],  # printed to stdout
+        # --policy "$POLICY" with $POLICY unset: as if no policy had been named
+        ["forget", "--policy", "", "--keep-last", "1"],  # every policy's backups, by this retention
+        ["restore", "latest", "--policy", "", "--dry-run"],  # the newest backup of any policy
+        ["backup", "--policy", ""],  # every namespace, as 'manual'
+        ["backups", "list", "--policy", ""],
+        ["drill", "run", "rb.yaml", "--policy", ""],
+        ["backups", "list", "--namespace", ""],  # every namespace's backups
+        ["repo", "init", "--key", ""],  # the default key provider
     ],
     ids=" ".join,
 )
@@ -189,7 +197,9 @@ def test_an_empty_option_value_is_refused_not_taken_for_the_default(
     r = run_dr(capsys, *args)
     option = next(a for a in args if a.startswith("--"))
     assert r.code == 2 and r.out == "", r.err
-    assert r.err.startswith(f"error: Invalid value for '{option}': ") and "empty" in r.err, r.err
+    # "Invalid value for '--policy'", or "'-n' / '--namespace'" for an option with a short name
+    assert r.err.startswith("error: Invalid value for ") and "empty" in r.err, r.err
+    assert f"'{option}'" in r.err.split(": ")[1], r.err
     assert len(r.err.splitlines()) == 1, r.err
 
 

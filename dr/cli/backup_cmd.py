@@ -14,7 +14,7 @@ from dr.backup.scope import BackupScope
 from dr.cli.context import AppContext, app
 from dr.cli.kube_access import connect_kube
 from dr.cli.output import Column, emit, output_option
-from dr.cli.params import Tag, check_namespace_names, pairs_to_dict, split_csv
+from dr.cli.params import NonEmpty, Tag, check_namespace_names, pairs_to_dict, split_csv
 from dr.cli.repo_access import open_repository, policy_repository, required_backup_policy, searched
 from dr.cli.volume_access import volume_backup_step
 from dr.config import NAME_MAX, NAME_PATTERN, BackupPolicy
@@ -77,7 +77,8 @@ def summary(snap: Snapshot) -> dict[str, Any]:
 @click.option("--exclude-resources", multiple=True, metavar="R,…", help="Leave out these resource types.")
 @click.option("--include-cluster-resources", type=click.Choice(["auto", "true", "false"]), default=None,
               help="auto: cluster-scoped objects the namespaced ones depend on [default: auto].")  # fmt: skip
-@click.option("--policy", metavar="NAME", help="Take scope, volumes, hooks and tags from this backup policy.")
+@click.option("--policy", metavar="NAME", type=NonEmpty(),
+              help="Take scope, volumes, hooks and tags from this backup policy.")  # fmt: skip
 @click.option("--name", metavar="NAME", help="A name for the backup (default: the policy's, or 'manual').")
 @click.option("--tag", "tags", multiple=True, type=Tag(), help="Tag the backup; repeatable.")
 @click.option("--no-data", is_flag=True, help="Resources only, no volume data.")
@@ -154,10 +155,13 @@ def backups_group() -> None:
 
 
 @backups_group.command("list")
-@click.option("-n", "--namespace", metavar="NS", help="Only backups that include this namespace.")
+@click.option(
+    "-n", "--namespace", metavar="NS", type=NonEmpty(), help="Only backups that include this namespace."
+)
 @click.option(
     "--policy",
     metavar="NAME",
+    type=NonEmpty(),
     help="Only backups of this policy (in its repository, when dr.yaml names one).",
 )
 @output_option()

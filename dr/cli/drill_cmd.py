@@ -81,6 +81,7 @@ def _summary(report: DrillReport) -> list[str]:
 @click.option(
     "--policy",
     metavar="NAME",
+    type=NonEmpty(),
     help="Drill policy of dr.yaml: the drill uses its repository, else its backup policy's "
     "(without --policy: that of the runbook's backup policy, else the default repository).",
 )

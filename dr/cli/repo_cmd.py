@@ -35,7 +35,7 @@ def repo_group() -> None:
 
 
 @repo_group.command("init")
-@click.option("--key", "key_uri", metavar="PROVIDER-URI", help="Key provider that wraps the new master key "
+@click.option("--key", "key_uri", metavar="PROVIDER-URI", type=NonEmpty(), help="Key provider that wraps the new master key "
               "(default: the repository's first configured key, or a new local key file).")  # fmt: skip
 @output_option()
 def init(key_uri: str | None, output: str) -> None:
@@ -491,6 +491,7 @@ def _policy_from(ctx: Any, name: str | None, cli: Policy) -> Policy:
 @click.option(
     "--policy",
     metavar="NAME",
+    type=NonEmpty(),
     help="Use the retention of this backup policy and only its backups (in its repository).",
 )
 @click.option(

@@ -12,7 +12,7 @@ from dr.backup.scope import is_glob, match_namespaces
 from dr.cli.context import app
 from dr.cli.kube_access import connect_kube
 from dr.cli.output import Column, JsonStream, emit, output_option
-from dr.cli.params import KeyValue, check_namespace_names, pairs_to_dict, split_csv
+from dr.cli.params import KeyValue, NonEmpty, check_namespace_names, pairs_to_dict, split_csv
 from dr.cli.progress import item_progress
 from dr.cli.repo_access import open_repository, policy_repository, searched
 from dr.cli.volume_access import volume_restore_step
@@ -216,7 +216,7 @@ def _row(i: RestoreItemResult) -> dict[str, Any]:
     "--dry-run", is_flag=True, help="Print the plan (create/update/skip per object) and change nothing."
 )
 @click.option("--no-data", is_flag=True, help="Restore manifests only, no volume data.")
-@click.option("--policy", metavar="NAME",
+@click.option("--policy", metavar="NAME", type=NonEmpty(),
               help="Read this backup policy's repository (when dr.yaml names one), and pick "
                    "latest among its backups only.")  # fmt: skip
 @output_option()
