@@ -393,6 +393,8 @@ def _plan_forget_ids(
         if ref == "latest":
             # Of backups or of volume snapshots? And a mistyped command must not cost the newest.
             raise InvalidInput("forget takes ids, not 'latest': give the backup's id (`dr backups list`)")
+        if len(ref) < 4:  # resolve's own message offers 'latest', refused just above
+            raise InvalidInput(f"snapshot id {ref!r} is too short (give at least 4 characters)")
         # Backups and volume snapshots alike: a prefix both share is ambiguous.
         snap = resolve(all_snaps, ref, what="snapshot")
         named[snap.id] = snap
