@@ -679,6 +679,9 @@ def test_a_damaged_report_in_the_repository_is_named_and_the_others_still_count(
     (warning,) = doc["warnings"]
     assert warning.startswith(f"drill report {'ab' * 8} cannot be read and is left out: reports/{'ab' * 32}")
     assert f"warning: {warning}" in r.err
+    # --quiet: "only errors and requested data"; the report itself still says it.
+    r = run_dr(capsys, "--config", config, "--quiet", "report", "drills", "--month", "2026-11", "-o", "json")
+    assert (r.code, r.err, r.json()["warnings"]) == (0, "", [warning])
     # The readers of the page learn it too: the month may lack a drill.
     r = run_dr(capsys, "--config", config, "report", "drills", "--month", "2026-11")
     assert r.code == 0 and f"- warning: drill report {'ab' * 8} cannot be read" in r.out

@@ -113,7 +113,7 @@ def drills(month: Month | None, fmt: str, out: str | None, from_dir: str | None)
     config_dir = loaded.config_dir
     now = datetime.now(UTC)
     reports, warnings = load_reports(from_dir)
-    for w in warnings:
+    for w in [] if app().quiet else warnings:  # --quiet: they are in the report all the same
         click.echo(f"warning: {w}", err=True)
     report = build_monthly_report(
         reports,
