@@ -201,3 +201,32 @@ def test_a_kubeconfig_path_that_is_not_a_file_says_what_it_is(
         "",
         f"error: kubeconfig {path}: {why}\n",
     )  # was: "file not found"
+
+
+def test_a_server_whose_certificate_is_not_verified_is_one_warning_not_one_per_request(
+    k8s: servers.TestCluster, isolated_home: Path
+) -> None:
+    # A kubeconfig with insecure-skip-tls-verify: urllib3 printed its two-line
+    # InsecureRequestWarning at every request (47 of them for a small backup), --quiet or not.
+    # A separate process: pytest records warnings in-process instead of printing them.
+    from tests.helpers import run_dr_process
+
+    doc = yaml.safe_load(Path(k8s.kubeconfig).read_text())
+    cluster = doc["clusters"][0]["cluster"]
+    cluster.pop("certificate-authority-data", None)
+    cluster.pop("certificate-authority", None)
+    cluster["insecure-skip-tls-verify"] = True
+    insecure = isolated_home / "insecure.kubeconfig"
+    insecure.write_text(yaml.safe_dump(doc))
+    env = {"XDG_DATA_HOME": str(isolated_home / "data"), "XDG_CONFIG_HOME": str(isolated_home / "config")}
+    assert run_dr_process("repo", "init", env=env).code == 0
+    for command in (["backup", "-n", "default", "--no-data"], ["status"]):
+        args = ("--kubeconfig", str(insecure), *command)
+        res = run_dr_process("--quiet", *args, env=env)
+        assert (res.code, res.err) == (0, ""), (command, res.err)
+        res = run_dr_process(*args, env={**env, "DR_LOG_FORMAT": "text"})
+        assert res.code == 0, res.err
+        assert "InsecureRequestWarning" not in res.err
+        assert [line for line in res.err.splitlines() if "verif" in line] == [
+            f"the certificate of the Kubernetes API at {cluster['server']} is not verified (insecure-skip-tls-verify)"
+        ], (command, res.err)

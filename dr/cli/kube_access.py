@@ -2,10 +2,16 @@
 
 from __future__ import annotations
 
+import logging
+import re
+import warnings
 from typing import Any
+from urllib.parse import urlsplit
 
 from dr.cli.context import AppContext
 from dr.kube.client import KubeClient, connect
+
+log = logging.getLogger(__name__)
 
 
 def connect_kube(app: AppContext) -> KubeClient:
@@ -15,6 +21,7 @@ def connect_kube(app: AppContext) -> KubeClient:
 
     def answering() -> KubeClient:
         kube = connect(app.kubeconfig, context)
+        warn_once_if_unverified(kube)
         try:
             kube.probe()
         except Exception:
@@ -24,6 +31,27 @@ def connect_kube(app: AppContext) -> KubeClient:
 
     client: KubeClient = app.cached("kube", answering)
     return client
+
+
+def warn_once_if_unverified(kube: KubeClient) -> None:
+    """One logged warning for an API server whose certificate is not verified (a kubeconfig's
+    insecure-skip-tls-verify), instead of urllib3's InsecureRequestWarning at every request to it
+    (two lines each, 47 for a small backup, --quiet or not): a log line, which --quiet leaves out
+    and which is JSON off a terminal. Other hosts' warnings (an object store, Vault) stay."""
+    cfg = kube.api_client.configuration
+    host = urlsplit(cfg.host).hostname
+    if cfg.verify_ssl or not cfg.host.lower().startswith("https://") or not host:
+        return
+    from urllib3.exceptions import InsecureRequestWarning
+
+    warnings.filterwarnings(
+        "ignore",
+        message=f"Unverified HTTPS request is being made to host '{re.escape(host)}'",
+        category=InsecureRequestWarning,
+    )
+    log.warning(
+        "the certificate of the Kubernetes API at %s is not verified (insecure-skip-tls-verify)", cfg.host
+    )
 
 
 def steps_api_client(kube: KubeClient) -> Any:

@@ -254,6 +254,7 @@ def runbook_app(policy: DrillPolicy, config_dir: Path | None, warnings: list[str
 
 def unprotected_namespaces(ctx: AppContext, warnings: list[str]) -> list[str] | None:
     """Namespaces without a backup policy, or None (with a warning) when the cluster cannot be asked."""
+    from dr.cli.kube_access import warn_once_if_unverified
     from dr.deploy.policy_check import namespaces_without_backup_policy
     from dr.kube.client import connect
 
@@ -263,6 +264,7 @@ def unprotected_namespaces(ctx: AppContext, warnings: list[str]) -> list[str] | 
     except DrError as e:
         warnings.append(f"namespaces without a backup policy: not checked ({e.message})")
         return None
+    warn_once_if_unverified(kube)
     try:
         kube.probe()  # a server that never answers: a warning within a bounded time, not a hang
         return namespaces_without_backup_policy(kube.api_client, config)
