@@ -58,11 +58,13 @@ def byte_progress(
         yield lambda n: bar.advance(task, n)
 
 
-def _item_bar() -> Progress:
+def _item_bar(total: int | None) -> Progress:
     from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 
-    return Progress(TextColumn("{task.description}"), BarColumn(), TextColumn("{task.completed}/{task.total}"),
-                    TimeRemainingColumn(), transient=True, console=_stderr())  # fmt: skip
+    # Without a total (a restore counts objects as it goes) the count alone, not "3/None".
+    count = TextColumn("{task.completed}/{task.total}" if total is not None else "{task.completed}")
+    return Progress(TextColumn("{task.description}"), BarColumn(), count, TimeRemainingColumn(),
+                    transient=True, console=_stderr())  # fmt: skip
 
 
 @contextmanager
@@ -72,7 +74,7 @@ def item_progress(
     if not enabled(quiet):
         yield lambda n: None
         return
-    with _item_bar() as bar:
+    with _item_bar(total) as bar:
         task = bar.add_task(description, total=total)
         yield lambda n: bar.advance(task, n)
 
@@ -96,7 +98,7 @@ def item_lines(
 
         yield echo
         return
-    with _item_bar() as bar:
+    with _item_bar(total) as bar:
         task = bar.add_task(description, total=total)
 
         def done(line: str | None) -> None:
