@@ -442,6 +442,12 @@ def test_validate_warns_of_a_step_timeout_the_drills_timeout_cuts(
         "verification step 'site-objects': its timeout (2h) is longer than spec.drill.timeout (20m), which cuts it"
     ]
     assert j.err.count("warning:") == 1
+    # --quiet: "only errors and requested data", as dr config validate's schedule warnings;
+    # -o json still carries them.
+    q = run_dr(capsys, "--quiet", "runbook", "validate", str(rb))
+    assert (q.code, q.err) == (0, "")
+    q = run_dr(capsys, "--quiet", "runbook", "validate", "-o", "json", str(rb))
+    assert (q.code, q.err, len(q.json()["files"][0]["warnings"])) == (0, "", 1)
     # The example as it is: every step within its drill's timeout, nothing said.
     assert run_dr(capsys, "runbook", "validate", str(SITE)).err == ""
 

@@ -59,6 +59,8 @@ def validate(files: tuple[str, ...], output: str) -> int:
 
     Every file is checked, also after one was found invalid.
     """
+    from dr.cli.context import app
+
     results: list[dict[str, Any]] = []
     problems: list[str] = []
     for f in files:
@@ -73,7 +75,9 @@ def validate(files: tuple[str, ...], output: str) -> int:
                 procedureSteps=len(rb.spec.procedure),
                 warnings=warnings,
             )
-            for w in warnings:  # on stderr whatever the output format, as dr runbook verify's
+            # On stderr whatever the output format, as dr runbook verify's; not with --quiet
+            # (as dr config validate's schedule warnings): -o json carries them all the same.
+            for w in [] if app().quiet else warnings:
                 click.echo(f"warning: {f}: {w}", err=True)
         results.append(entry)
     invalid = [r for r in results if not r["valid"]]
