@@ -147,7 +147,9 @@ def emit(
         return
     table = Table(title=title, title_justify="left", box=None, header_style="bold")
     for c in columns:
-        table.add_column(c.header, justify=c.justify)  # type: ignore[arg-type]
+        # fold: a cell too long for a narrow terminal goes on over lines of its column; rich's
+        # default cut it with "…" (a key slot's file, a backup's time: gone from the screen).
+        table.add_column(c.header, justify=c.justify, overflow="fold")  # type: ignore[arg-type]
     for r in rows if rows is not None else data:
         table.add_row(*(c.value(r) for c in columns))
     out.print(table)
