@@ -148,6 +148,27 @@ def test_a_logged_traceback_is_redacted_in_either_format(restore_root_logger: No
     assert "s3cr3t-token" not in out.getvalue()
 
 
+@pytest.mark.parametrize("verbose", [0, 1])
+def test_a_logged_exception_is_one_line_unless_verbose(restore_root_logger: None, verbose: int) -> None:
+    # Where dr catches what it did not expect so that work goes on (a drill still writes its
+    # report, a restore its other objects), log.exception printed the whole traceback on a
+    # terminal without -v: no traceback unless -v, as for dr's own errors.
+    out = io.StringIO()
+    setup_logging(verbose=verbose, json_logs=False, stream=out)
+    try:
+        raise KeyError("Authorization: Bearer s3cr3t-token")
+    except KeyError:
+        logging.getLogger("dr.test").exception("drill %s failed", "shop")
+    text = out.getvalue()
+    assert "s3cr3t-token" not in text
+    if verbose:
+        assert "Traceback (most recent call last)" in text and text.startswith("ERROR drill shop failed\n")
+    else:
+        assert text == (
+            "drill shop failed: KeyError: 'Authorization: Bearer [REDACTED]' (-v shows the traceback)\n"
+        )
+
+
 def test_no_google_credentials_is_one_error_line_without_the_auth_library_warnings(
     capsys: pytest.CaptureFixture[str], isolated_home: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

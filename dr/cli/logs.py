@@ -27,7 +27,30 @@ class RedactingFilter(logging.Filter):
 
 
 class RedactingFormatter(logging.Formatter):
-    """Tracebacks and stacks redacted too: ``RedactingFilter`` sees the message only."""
+    """Tracebacks and stacks redacted too: ``RedactingFilter`` sees the message only.
+
+    Without ``tracebacks`` (a terminal without ``-v``), a record logged with its exception
+    (``log.exception`` where dr catches what it did not expect, so a drill still writes its
+    report) shows the exception in one line: no traceback unless ``-v``, as for dr's errors.
+    """
+
+    def __init__(self, fmt: str | None = None, *, tracebacks: bool = True) -> None:
+        super().__init__(fmt)
+        self.tracebacks = tracebacks
+
+    def format(self, record: logging.LogRecord) -> str:
+        if self.tracebacks or not record.exc_info:
+            return super().format(record)
+        saved = record.exc_info, record.exc_text
+        e = record.exc_info[1]
+        record.exc_info, record.exc_text = None, None
+        try:
+            line = super().format(record)
+        finally:
+            record.exc_info, record.exc_text = saved
+        if e is not None:
+            line += f": {type(e).__name__}: {redact(str(e))} (-v shows the traceback)"
+        return line
 
     def formatException(self, ei: Any) -> str:
         return redact(super().formatException(ei))
@@ -87,7 +110,11 @@ def setup_logging(
     if json_logs:
         handler.setFormatter(JSONFormatter())
     else:
-        handler.setFormatter(RedactingFormatter("%(levelname)s %(message)s" if verbose else "%(message)s"))
+        handler.setFormatter(
+            RedactingFormatter(
+                "%(levelname)s %(message)s" if verbose else "%(message)s", tracebacks=verbose > 0
+            )
+        )
     root = logging.getLogger()
     for h in list(root.handlers):
         root.removeHandler(h)
