@@ -392,10 +392,15 @@ def test_a_backup_of_another_cluster_is_drilled_with_its_storage_class_mapped(
         assert res.code == 0, res.out + res.err
         assert res.json()["outcome"] == "passed"
         assert f"storage class mapping gone-{unique}={new}: no claim" in res.out + res.err
-        # Typed on the command line, the same unused mapping is a mistake: the drill cannot run.
+        # Typed on the command line, the same unused mapping is a mistake, refused as dr restore
+        # refuses it (exit 2) before anything is made: it was exit 1 after the drill had made its
+        # scratch namespace and saved an error report.
+        namespaces = {n["metadata"]["name"] for n in web.kc.get("/api/v1/namespaces")["items"]}
         res = web.dr(capsys, "drill", "run", str(mapped), "--storage-class-mapping", f"gone-{unique}={new}")
-        assert res.code == 1, res.out + res.err
+        assert res.code == 2, res.out + res.err
         assert f"--storage-class-mapping gone-{unique}={new}: no claim" in res.err
+        assert res.out == ""  # no drill summary, no report
+        assert {n["metadata"]["name"] for n in web.kc.get("/api/v1/namespaces")["items"]} <= namespaces
 
         # --storage-class-mapping overrides the runbook's for the same class.
         wrong = web.runbook_variant("webapp-wrong-class.yaml", lambda spec: spec.setdefault("drill", {}).update(

@@ -15,7 +15,15 @@ from dr.cli.params import KeyValue, NonEmpty, pairs_to_dict
 from dr.cli.repo_access import open_repository
 from dr.cli.volume_access import dump_problems, volume_restore_step
 from dr.drill.model import DrillReport, human_duration
-from dr.drill.run import DrillDeps, DrillRequest, DrillStopped, run_drill, save_report, write_report_files
+from dr.drill.run import (
+    DrillDeps,
+    DrillRequest,
+    DrillStopped,
+    check_class_mapping_used,
+    run_drill,
+    save_report,
+    write_report_files,
+)
 from dr.drill.run import gc as drill_gc
 from dr.errors import DrError, ExitCode, InvalidInput, PartialFailure, VerificationFailed
 from dr.observe.run_hooks import drill_finished
@@ -98,7 +106,8 @@ def run(
 
     Exit 0 when the restore was complete and every step passed, 4 when an object, volume or dump
     failed to restore, a workload never became ready or a step failed, 1 when the drill could not run,
-    2 when the runbook, --backup, --policy or --report-dir is invalid (nothing is run).
+    2 when the runbook, --backup, --policy, --report-dir or --storage-class-mapping is invalid
+    (nothing is run).
     """
     ctx = app()
     rb = load_runbook(Path(runbook))
@@ -125,6 +134,7 @@ def run(
         except DrError as e:
             raise InvalidInput(f"--backup {backup_id}: {e.message}") from None
         backup_id = chosen.id
+    check_class_mapping_used(repo, rb, backup_id, classes)  # a typo: exit 2, as dr restore's
     kube = connect_kube(ctx)
     api = steps_api_client(kube)
     from dr.deploy.network import config_endpoints

@@ -67,9 +67,9 @@ from dr.kube.exec import Exec
 from dr.kube.jobs import MOVER_LABEL
 from dr.repo.repository import Repository
 from dr.repo.snapshots import Snapshot, find_snapshot, latest_to_restore, list_snapshots
-from dr.restore.plan import CLUSTER_SCOPED_SKIP, RestoreOptions
+from dr.restore.plan import CLUSTER_SCOPED_SKIP, RestoreOptions, UnusedClassMapping, build_plan
 from dr.restore.resources import RestoreResult
-from dr.restore.run import VolumeRestoreStep, run_restore
+from dr.restore.run import VolumeRestoreStep, backup_items, run_restore
 from dr.runbook.model import RUN_ID_LENGTH, DataStep, Runbook
 
 log = logging.getLogger(__name__)
@@ -368,6 +368,48 @@ def stop_reason(e: KeyboardInterrupt) -> str:
     return f"terminated ({e.signum.name})" if isinstance(e, Terminated) else "interrupted (Ctrl-C)"
 
 
+def restore_options(rb: Runbook, mapping: dict[str, str], classes: dict[str, str]) -> RestoreOptions:
+    """What a drill restores: the runbook's scope into the scratch namespaces of ``mapping``,
+    with the runbook's storage class mapping and the command's ``classes`` over it."""
+    return RestoreOptions(
+        namespace_mapping=mapping,
+        namespaces=list(mapping),
+        include_resources=rb.spec.scope.include_resources,
+        exclude_resources=rb.spec.scope.exclude_resources,
+        selector=rb.spec.scope.selector,
+        # The original PVs stay with the original claims; scratch claims get new volumes.
+        restore_pvs=False,
+        # Nothing outside the scratch namespaces: cluster-scoped objects of the backup are checked
+        # for, not created (a drill would leave them in the cluster, shared by everyone).
+        cluster_resources=False,
+        storage_class_mapping={**rb.spec.drill.storage_class_mapping, **classes},
+        # The runbook's mapping stands for backups of another cluster: unused by this
+        # cluster's own backups, it is a warning, not a drill that cannot run.
+        standing_class_mappings=set(rb.spec.drill.storage_class_mapping) - set(classes),
+    )
+
+
+def check_class_mapping_used(
+    repo: Repository, rb: Runbook, backup_ref: str | None, classes: dict[str, str]
+) -> None:
+    """``UnusedClassMapping`` (exit 2) when a class of ``classes``, the command's
+    ``--storage-class-mapping``, is used by no claim, volume or StatefulSet the drill would
+    restore: a typo. ``dr restore`` refuses it before it changes anything; a drill did so
+    only after it had made its scratch namespace, and wrote an error report. Read before
+    the drill starts (the backup's objects, twice, not kept); a backup that cannot be picked
+    or planned is left to the drill, whose report says why."""
+    if not classes:
+        return
+    try:
+        backup = pick_backup(repo, rb, backup_ref)
+        options = restore_options(rb, rb.scratch_namespaces("0" * RUN_ID_LENGTH), classes)
+        build_plan(backup_items(repo, backup), options, reread=lambda: backup_items(repo, backup))
+    except UnusedClassMapping:
+        raise
+    except DrError:
+        return
+
+
 def run_drill(req: DrillRequest, deps: DrillDeps) -> DrillReport:
     """Run the drill and return its report; ``DrillStopped`` (with the report) when a signal stopped it."""
     rb = req.runbook
@@ -403,22 +445,7 @@ def run_drill(req: DrillRequest, deps: DrillDeps) -> DrillReport:
             )
             if moves_data:
                 copy_mover_config(deps.kube, deps.dr_namespace, scratch, warnings)
-        options = RestoreOptions(
-            namespace_mapping=mapping,
-            namespaces=list(mapping),
-            include_resources=rb.spec.scope.include_resources,
-            exclude_resources=rb.spec.scope.exclude_resources,
-            selector=rb.spec.scope.selector,
-            # The original PVs stay with the original claims; scratch claims get new volumes.
-            restore_pvs=False,
-            # Nothing outside the scratch namespaces: cluster-scoped objects of the backup are checked
-            # for, not created (a drill would leave them in the cluster, shared by everyone).
-            cluster_resources=False,
-            storage_class_mapping={**rb.spec.drill.storage_class_mapping, **req.storage_class_mapping},
-            # The runbook's mapping stands for backups of another cluster: unused by this
-            # cluster's own backups, it is a warning, not a drill that cannot run.
-            standing_class_mappings=set(rb.spec.drill.storage_class_mapping) - set(req.storage_class_mapping),
-        )
+        options = restore_options(rb, mapping, req.storage_class_mapping)
         data_seconds = 0.0
 
         def timed_volumes(*args: Any) -> Any:

@@ -56,6 +56,11 @@ from dr.restore.transforms import (
     storage_classes,
 )
 
+
+class UnusedClassMapping(InvalidInput):
+    """A storage class mapping of the command that no claim, volume or StatefulSet of the restore uses."""
+
+
 CLUSTER_SCOPED_SKIP = "cluster-scoped: not restored by this restore (namespaced objects only)"
 PVC = ("", "persistentvolumeclaims")
 
@@ -386,7 +391,7 @@ def build_plan(
                 warnings.append(f"storage class mapping {old}={new}: no claim, volume or StatefulSet of "
                                 f"the backup uses storage class {old!r}{they}; not needed")  # fmt: skip
                 continue
-            raise InvalidInput(f"--storage-class-mapping {old}={new}: no claim, volume or StatefulSet of "
+            raise UnusedClassMapping(f"--storage-class-mapping {old}={new}: no claim, volume or StatefulSet of "
                                f"the restore uses storage class {old!r}{they}")  # fmt: skip
     return plan
 
