@@ -481,12 +481,19 @@ class Repository:
         return [(n, d) for n, d in loaded if d is not None]
 
     def readable_objects(
-        self, kind: str, parse: Callable[[str, dict[str, Any]], T], *, unreadable: type[DrError] = FormatError
+        self,
+        kind: str,
+        parse: Callable[[str, dict[str, Any]], T],
+        *,
+        unreadable: type[DrError] = FormatError,
+        prefix: str = "",
     ) -> tuple[list[T], dict[str, str]]:
-        """Every object of ``kind`` loaded in parallel and parsed (``parse(name, doc)``), and
-        ``{name: problem}`` for those whose load or parse raised ``unreadable``: one damaged
-        object must not hide the others from a listing. Each object is read once; one
-        deleted after the listing is left out; a listing that fails raises."""
+        """Every object of ``kind`` (whose name starts with ``prefix``) loaded in parallel and
+        parsed (``parse(name, doc)``), and ``{name: problem}`` for those whose load or parse
+        raised ``unreadable``: one damaged object must not hide the others from a listing.
+        Each object is read once; one deleted after the listing is left out; a listing that
+        fails raises. With ``prefix``, the others are not read: one request each on S3 and
+        GCS, and a year of nightly backups holds thousands."""
 
         def one(name: str) -> tuple[T | None, str | None]:
             try:
@@ -496,7 +503,7 @@ class Repository:
             except unreadable as e:
                 return None, e.message
 
-        names = self.list_objects(kind)
+        names = [n for n in self.list_objects(kind) if n.startswith(prefix)]
         with ThreadPoolExecutor(max_workers=8) as pool:  # all read before returning, as load_objects
             results = list(zip(names, pool.map(one, names), strict=True))
         return [x for _, (x, _) in results if x is not None], {n: why for n, (_, why) in results if why}

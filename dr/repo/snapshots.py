@@ -314,14 +314,15 @@ def list_snapshots(repo: Repository, kind: str | None = None) -> list[Snapshot]:
 
 
 def readable_snapshots(
-    repo: Repository, kind: str | None = None, *, unreadable: type[DrError] = FormatError
+    repo: Repository, kind: str | None = None, *, unreadable: type[DrError] = FormatError, prefix: str = ""
 ) -> tuple[list[Snapshot], dict[str, str]]:
     """The snapshots that can be read (of ``kind``), oldest first, and ``{name: problem}``
     for those that cannot: one damaged snapshot must not hide the others from a
     listing or a restore (``dr repo check`` names it; prune and forget, which must
     see every snapshot, use ``list_snapshots`` and refuse). ``unreadable``: the
-    errors that count a snapshot as unreadable (``check`` counts any ``DrError``)."""
-    snaps, bad = repo.readable_objects("snapshots", _parse, unreadable=unreadable)
+    errors that count a snapshot as unreadable (``check`` counts any ``DrError``).
+    ``prefix``: only the snapshots whose id starts with it are read."""
+    snaps, bad = repo.readable_objects("snapshots", _parse, unreadable=unreadable, prefix=prefix)
     if kind is not None:
         snaps = [s for s in snaps if s.kind == kind]
     return sorted(snaps, key=lambda s: (s.time, s.id)), bad
@@ -331,7 +332,9 @@ def find_snapshot(repo: Repository, ref: str, *, kind: str, what: str) -> Snapsh
     """Like ``resolve`` over the snapshots of ``kind``, but a full id is loaded by
     itself: a stat and a read (``load_object`` checks the size before reading),
     however many snapshots the repository holds (a mover Job gets the full id of
-    its parent)."""
+    its parent); an id prefix loads only the snapshots whose id starts with it (one
+    of 3,650 from a listing, not all of them: ``dr backups describe 1a2b3c4d`` and
+    ``dr restore 1a2b3c4d`` read every snapshot before). Only ``latest`` reads them all."""
     if is_hex_id(ref.lower()):
         try:
             snap = load_snapshot(repo, ref.lower())
@@ -340,7 +343,9 @@ def find_snapshot(repo: Repository, ref: str, *, kind: str, what: str) -> Snapsh
         if snap.kind != kind:
             raise InvalidInput(f"{snap.short_id} is a {snap.kind} snapshot, not a {what}")
         return snap
-    snaps, bad = readable_snapshots(repo, kind)
+    if ref != "latest" and len(ref) < 4:
+        return resolve([], ref, what=what)  # too short: refused before anything is read
+    snaps, bad = readable_snapshots(repo, kind, prefix="" if ref == "latest" else ref.lower())
     if ref != "latest" and not any(s.id.startswith(ref.lower()) for s in snaps):
         named = [n for n in bad if len(ref) >= 4 and n.startswith(ref.lower())]
         if named:

@@ -1,0 +1,73 @@
+"""What a year of nightly backups costs: requests, reads and writes counted, not timed.
+
+Each test counts what a command does at scale (objects read, requests made, writes)
+instead of timing it: the figures measured on 3,650 snapshots and on a volume of
+200,000 files are in bench/RESULTS.md ("Scale (helper pass, 2026-11-30)").
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from pathlib import Path
+
+import pytest
+
+from dr.errors import InvalidInput
+from dr.repo.snapshots import Snapshot, SnapshotNotFound, find_snapshot, save_snapshot
+from dr.storage.file import FileStore
+from tests.repo_helpers import init_repo, make_store, open_with
+
+
+def _count_reads(monkeypatch: pytest.MonkeyPatch) -> Counter[str]:
+    """Reads of ``kind/…`` objects from file stores, by kind (get and get_range alike)."""
+    reads: Counter[str] = Counter()
+    real_get, real_range = FileStore.get, FileStore.get_range
+
+    def get(self: FileStore, name: str) -> bytes:
+        reads[name.split("/", 1)[0]] += 1
+        return real_get(self, name)
+
+    def get_range(self: FileStore, name: str, offset: int, length: int) -> bytes:
+        reads[name.split("/", 1)[0]] += 1
+        return real_range(self, name, offset, length)
+
+    monkeypatch.setattr(FileStore, "get", get)
+    monkeypatch.setattr(FileStore, "get_range", get_range)
+    return reads
+
+
+def test_an_id_prefix_reads_only_the_snapshots_it_matches(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # `dr backups describe 1a2b3c4d`, `dr restore 1a2b3c4d`, `dr drill run --backup 1a2b3c4d`: on a
+    # repository of 3,650 snapshots each read all of them (3,652 GETs on SeaweedFS) to pick one.
+    repo, key = init_repo(make_store("file", tmp_path, None), tmp_path)
+    snaps = [save_snapshot(repo, Snapshot(kind="backup", name=f"nightly-{i}")) for i in range(40)]
+    volume = save_snapshot(repo, Snapshot(kind="volume", paths=["/data"]))
+    repo = open_with(repo.store, key)
+    reads = _count_reads(monkeypatch)
+    target = snaps[17]
+    assert find_snapshot(repo, target.id[:8], kind="backup", what="backup") == target
+    assert reads["snapshots"] == 1
+    # Upper case is the same id; a volume snapshot's prefix is no backup (and is read to know).
+    assert find_snapshot(repo, target.id[:10].upper(), kind="backup", what="backup") == target
+    with pytest.raises(SnapshotNotFound, match="no backup with id"):
+        find_snapshot(repo, volume.id[:8], kind="backup", what="backup")
+    assert reads["snapshots"] == 3
+    # Too short: refused before anything is read. `latest` still reads every one.
+    with pytest.raises(InvalidInput, match="too short"):
+        find_snapshot(repo, target.id[:3], kind="backup", what="backup")
+    assert reads["snapshots"] == 3
+    assert find_snapshot(repo, "latest", kind="backup", what="backup") == max(
+        snaps, key=lambda s: (s.time, s.id)
+    )
+    assert reads["snapshots"] == 3 + 41
+
+
+def test_an_ambiguous_prefix_is_still_refused(tmp_path: Path) -> None:
+    repo, _ = init_repo(make_store("file", tmp_path, None), tmp_path)
+    for name in ("abcd" + "0" * 60, "abcd" + "1" * 60):
+        repo.save_object("snapshots", Snapshot(kind="backup", name="x").with_id(name).to_doc(), name=name)
+    with pytest.raises(InvalidInput, match=r"'abcd' is ambiguous \(2 matches\)"):
+        find_snapshot(repo, "abcd", kind="backup", what="backup")
+    assert find_snapshot(repo, "abcd1", kind="backup", what="backup").id == "abcd" + "1" * 60
