@@ -7,11 +7,14 @@ instead of timing it: the figures measured on 3,650 snapshots and on a volume of
 
 from __future__ import annotations
 
+import io
+import json
 from collections import Counter
 from pathlib import Path
 
 import pytest
 
+from dr.cli.output import JsonStream, write_json
 from dr.errors import InvalidInput
 from dr.repo.snapshots import Snapshot, SnapshotNotFound, find_snapshot, save_snapshot
 from dr.storage.file import FileStore
@@ -71,3 +74,26 @@ def test_an_ambiguous_prefix_is_still_refused(tmp_path: Path) -> None:
     with pytest.raises(InvalidInput, match=r"'abcd' is ambiguous \(2 matches\)"):
         find_snapshot(repo, "abcd", kind="backup", what="backup")
     assert find_snapshot(repo, "abcd1", kind="backup", what="backup").id == "abcd" + "1" * 60
+
+
+class _CountingWriter(io.StringIO):
+    def __init__(self) -> None:
+        super().__init__()
+        self.writes = 0
+
+    def write(self, s: str) -> int:
+        self.writes += 1
+        return super().write(s)
+
+
+def test_a_long_json_listing_is_written_in_few_large_writes() -> None:
+    # `dr mover ls -r -o json` of 200,000 files: one write per encoder token was 7.3 million
+    # writes to stdout, 8 of the command's 13 s.
+    rows = [
+        {"path": f"team{i // 100}/f{i}.txt", "type": "file", "size": i, "mode": "-rw-r--r--"}
+        for i in range(5000)
+    ]
+    out = _CountingWriter()
+    write_json({"entries": JsonStream(iter(rows), len(rows))}, out)
+    assert out.getvalue() == json.dumps({"entries": rows}, indent=2, ensure_ascii=False) + "\n"
+    assert out.writes <= len(out.getvalue()) // 65536 + 2, out.writes

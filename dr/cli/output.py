@@ -79,11 +79,27 @@ def _plain(v: Any, *, lazy: bool = False) -> Any:
     return v
 
 
+# Characters of JSON gathered before each write (see write_json).
+WRITE_BATCH = 1 << 16
+
+
 def write_json(data: Any, out: IO[str]) -> None:
-    """``data`` as indented JSON, written piece by piece: ``JsonStream`` lists are never held whole."""
+    """``data`` as indented JSON, written piece by piece: ``JsonStream`` lists are never held whole.
+
+    The encoder yields a piece per token (~36 per entry of ``dr mover ls -r``): they are
+    written ~64 KiB at a time. One ``write`` each made 7.3 million writes for the
+    200,000 files of a volume, 8 of its 13 s."""
+    pieces: list[str] = []
+    size = 0
     for chunk in json.JSONEncoder(indent=2, ensure_ascii=False).iterencode(_plain(data, lazy=True)):
-        out.write(chunk)
-    out.write("\n")
+        pieces.append(chunk)
+        size += len(chunk)
+        if size >= WRITE_BATCH:
+            out.write("".join(pieces))
+            pieces.clear()
+            size = 0
+    pieces.append("\n")
+    out.write("".join(pieces))
 
 
 @dataclass(frozen=True)
