@@ -24,7 +24,7 @@ from dr.repo.format import PackEntry, encode_index, object_aad, pack_name
 from dr.repo.locks import EXPIRY, Lock
 from dr.repo.repository import Repository
 from dr.repo.snapshots import list_snapshots
-from dr.storage.base import ObjectRetained, StorageError
+from dr.storage.base import StorageError
 from dr.storage.file import FileStore
 
 log = logging.getLogger(__name__)
@@ -185,27 +185,20 @@ def _prune(repo: Repository, result: PruneResult, ignore: set[str]) -> PruneResu
     # (3) superseded index files, (4) packs. Not if our lock lapsed (this process was
     # paused): a backup that started since may be using the packs about to go.
     repo.check_leases()
-    retained_index = []
-    for name in old_index_files:
-        if name not in written:
-            try:
-                repo.store.delete(name)
-            except ObjectRetained:
-                retained_index.append(name)
+    # In batches where the store has them (S3: 1,000 names a request, not one each).
+    retained_index = list(repo.store.delete_many([n for n in old_index_files if n not in written]))
     # A superseded index file the store still keeps (S3 Object Lock) names its packs: they
     # stay as long as it does. Deleted, they would leave an index naming packs that are
     # gone, and a backup could take a blob it lists as stored. A prune after its retention
     # ends deletes both.
     pinned = {pack_name(p) for name in retained_index for p in index.files[name]}
-    for name in [*(pack_name(p) for p in repack), *delete]:
-        try:
-            if name in pinned:
-                raise ObjectRetained(f"{name}: named by a retained index file")
-            repo.store.delete(name)
-        except ObjectRetained:
-            result.packs_retained += 1
-            result.packs_deleted -= 1
-            result.bytes_freed -= stored[name]
+    doomed = [*(pack_name(p) for p in repack), *delete]
+    kept = [name for name in doomed if name in pinned]
+    kept += repo.store.delete_many([name for name in doomed if name not in pinned])
+    for name in kept:
+        result.packs_retained += 1
+        result.packs_deleted -= 1
+        result.bytes_freed -= stored[name]
     result.index_files_retained = len(retained_index)
     if isinstance(repo.store, FileStore):
         # (5) what writes killed half-way left (S3 and GCS writes are one request, and

@@ -16,11 +16,11 @@ import itertools
 import os
 import signal
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from dr.errors import InvalidInput
-from dr.storage.base import ObjectStore
+from dr.storage.base import ObjectRetained, ObjectStore
 
 ENV = "DR_TEST_KILL_BEFORE"
 
@@ -34,15 +34,38 @@ def armed(store: ObjectStore) -> ObjectStore:
     real: Callable[..., None] = getattr(store, op)
     seen = itertools.count(1)
     lock = threading.Lock()  # packs are written from several threads
+    # Each name counts once, whichever way it goes: a store's delete_many may delete
+    # one by one through the (guarded) delete. Names are never reused (FORMAT.md §1).
+    counted: set[str] = set()
+
+    def reached(name: str) -> bool:
+        """Whether ``name`` is the N-th write of the kind (counted now)."""
+        if not name.startswith(prefix):
+            return False
+        with lock:
+            if name in counted:
+                return False
+            counted.add(name)
+            return next(seen) == n
 
     def guarded(name: str, *args: Any, **kwargs: Any) -> None:
-        if name.startswith(prefix):
-            with lock:
-                if next(seen) == n:
-                    os.kill(os.getpid(), signal.SIGKILL)
+        if reached(name):
+            os.kill(os.getpid(), signal.SIGKILL)
         real(name, *args, **kwargs)
 
     setattr(store, op, guarded)  # this instance only: the class stays as it is
+    if op == "delete":
+        real_many: Callable[[Sequence[str]], dict[str, ObjectRetained]] = store.delete_many
+
+        def guarded_many(names: Sequence[str]) -> dict[str, ObjectRetained]:
+            # A batch is killed as the deletes one by one would be: after the N-1st.
+            for i, name in enumerate(names):
+                if reached(name):
+                    real_many(names[:i])
+                    os.kill(os.getpid(), signal.SIGKILL)
+            return real_many(names)
+
+        setattr(store, "delete_many", guarded_many)  # noqa: B010 (an instance's method, as above)
     return store
 
 

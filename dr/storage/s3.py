@@ -88,6 +88,7 @@ import base64
 import builtins
 import contextlib
 import dataclasses
+import functools
 import io
 import logging
 import os
@@ -109,6 +110,7 @@ from dr.storage.base import (
     ObjectNotFound,
     ObjectRetained,
     StorageError,
+    delete_each,
 )
 from dr.storage.naming import (
     check_endpoint,
@@ -122,6 +124,9 @@ from dr.storage.streamed_reads import StreamedReads
 from dr.urls import redact_url
 
 log = logging.getLogger(__name__)
+
+# Keys a DeleteObjects request takes at most (S3's limit).
+DELETE_BATCH = 1000
 
 T = TypeVar("T")
 
@@ -1000,6 +1005,37 @@ class S3Store(StreamedReads):
                 self._run("delete", name, delete_version)
             except AccessDenied as denied:
                 raise self._retained_error(name, key, version_id, denied) from None
+
+    def delete_many(self, names: Sequence[str]) -> dict[str, ObjectRetained]:
+        """Up to 1,000 names a ``DeleteObjects`` request: a prune after a year of nightly
+        backups deleted 7,779 packs and index files one ``DeleteObject`` each (12.7 s against
+        SeaweedFS on the same host; minutes at S3's ~20 ms a request). A key the batch
+        reports failed (throttled, an internal error) is deleted again on its own, with
+        ``delete``'s retries and error mapping. Under Object Lock, one at a time: every
+        version of each, and a refusal says until when (``delete``)."""
+        if self.settings.object_lock is not None:
+            return delete_each(self, names)
+        retained: dict[str, ObjectRetained] = {}
+        for start in range(0, len(names), DELETE_BATCH):
+            batch = {self._key(n): n for n in names[start : start + DELETE_BATCH]}
+
+            # Called at once, inside this iteration (a partial, not a closure over the loop).
+            request = functools.partial(
+                self._client.delete_objects,
+                Bucket=self.settings.bucket,
+                Delete={"Objects": [{"Key": k} for k in batch], "Quiet": True},
+            )
+            first = names[start]
+            answer = self._run(
+                "delete", f"{first} and {len(batch) - 1} more" if len(batch) > 1 else first, request
+            )
+            failed = [batch[e["Key"]] for e in answer.get("Errors", []) if e.get("Key") in batch]
+            if failed:
+                log.debug(
+                    "%s: %d keys of a batch delete failed; deleting them one by one", self._url, len(failed)
+                )
+            retained.update(delete_each(self, failed))
+        return retained
 
     def _versions(self, name: str, key: str) -> builtins.list[str]:
         versions: builtins.list[str] = []
