@@ -11,19 +11,25 @@ import io
 import json
 import os
 from collections import Counter
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from dr.cli.output import JsonStream, write_json
+from dr.config import Repository as RepositoryConfig
+from dr.config import S3Options
+from dr.crypto.providers.local import LocalKeyProvider
 from dr.errors import InvalidInput
 from dr.repo.check import check
 from dr.repo.prune import prune
-from dr.repo.snapshots import Snapshot, SnapshotNotFound, find_snapshot, save_snapshot
+from dr.repo.snapshots import Snapshot, SnapshotNotFound, find_snapshot, list_snapshots, save_snapshot
 from dr.repo.streams import StreamWriter, read_stream
 from dr.storage import s3
 from dr.storage.file import FileStore
+from dr.storage.registry import open_store
+from tests.helpers import run_dr
 from tests.repo_helpers import init_repo, make_store, open_with
 
 
@@ -151,3 +157,47 @@ def test_prune_deletes_in_batches_on_s3(
         b"backup 22",
         b"backup 23",
     ]
+
+
+def test_forget_deletes_snapshots_in_batches_on_s3(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], s3_env: dict[str, str], s3_bucket: str,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:  # fmt: skip
+    # A year of nightly backups forgotten to its GFS keeps: 3,441 DeleteObject, one per snapshot.
+    import botocore.client
+    import yaml
+
+    s3_opts = {"endpoint": s3_env["endpoint"], "region": s3_env["region"], "addressingStyle": "path"}
+    config = tmp_path / "dr.yaml"
+    config.write_text(yaml.safe_dump({
+        "repositories": [{"name": "r", "url": f"s3://{s3_bucket}/repo", "keys": ["local"], "s3": s3_opts}],
+        "keyProviders": [{"name": "local", "uri": f"local://{tmp_path}/repo.key"}],
+    }))  # fmt: skip
+    assert run_dr(capsys, "--config", str(config), "repo", "init").code == 0
+    repo = open_with(
+        open_store(f"s3://{s3_bucket}/repo", RepositoryConfig(name="r", url=f"s3://{s3_bucket}/repo",
+                   s3=S3Options(endpoint=s3_env["endpoint"], region="us-east-1", addressing_style="path"))),
+        LocalKeyProvider(tmp_path / "repo.key"),
+    )  # fmt: skip
+    t0 = datetime(2026, 1, 1, tzinfo=UTC)
+    for day in range(12):
+        vol = save_snapshot(repo, Snapshot(kind="volume", time=t0 + timedelta(days=day), paths=["/data"]))
+        save_snapshot(repo, Snapshot(kind="backup", time=t0 + timedelta(days=day), name="app", policy="p",
+                                     namespaces=["shop"], phase="Completed", refs=[vol.id]))  # fmt: skip
+    ops: Counter[str] = Counter()
+    real = botocore.client.BaseClient._make_api_call
+
+    def counted(self: Any, operation: str, params: Any) -> Any:
+        ops[operation] += 1
+        return real(self, operation, params)
+
+    monkeypatch.setattr(botocore.client.BaseClient, "_make_api_call", counted)
+    monkeypatch.setattr(s3, "DELETE_BATCH", 4)
+    r = run_dr(capsys, "--config", str(config), "forget", "--keep-last", "2", "-o", "json")
+    assert r.code == 0, r.err
+    removed = [row for row in r.json()["snapshots"] if not row["keep"]]
+    assert len(removed) == 20
+    # 10 backups, then their 10 volume snapshots: 3 + 3 batches of at most 4; one delete, the lock.
+    assert (ops["DeleteObjects"], ops["DeleteObject"]) == (6, 1), ops
+    kinds = Counter(s.kind for s in list_snapshots(repo))
+    assert kinds == {"backup": 2, "volume": 2}

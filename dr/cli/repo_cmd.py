@@ -24,7 +24,6 @@ from dr.repo.locks import Lock, is_stale, list_locks, remove_stale
 from dr.repo.prune import prune as repo_prune
 from dr.repo.repository import Repository
 from dr.repo.snapshots import Snapshot, list_snapshots, partial_if_unreadable, readable_snapshots, resolve
-from dr.storage.base import ObjectRetained
 
 log = logging.getLogger(__name__)
 
@@ -451,16 +450,18 @@ def _remove_snapshots(
     """
     retained: dict[str, str] = {}
     for kind in ("backup", "volume"):
+        names = []
         for r in sorted(remove[kind]):
             holder = next((b for b in retained if r in by_id[b].refs), None) if kind == "volume" else None
             if holder is not None:
                 retained[r] = f"needed by backup {holder[:8]}, which Object Lock retains"
-                continue
-            try:
-                repo.store.delete(f"snapshots/{r}")
-            except ObjectRetained as e:
-                until = f" until {e.until:%Y-%m-%d %H:%M} UTC" if e.until else " (legal hold)"
-                retained[r] = f"retained by Object Lock{until}"
+            else:
+                names.append(f"snapshots/{r}")
+        # In batches where the store has them (S3: 1,000 a request): a year of nightly
+        # backups forgotten to its GFS keeps was 3,441 requests, one per snapshot.
+        for name, e in repo.store.delete_many(names).items():
+            until = f" until {e.until:%Y-%m-%d %H:%M} UTC" if e.until else " (legal hold)"
+            retained[name.removeprefix("snapshots/")] = f"retained by Object Lock{until}"
     return retained
 
 
