@@ -22,6 +22,7 @@ from dr.config import Repository as RepositoryConfig
 from dr.config import S3Options
 from dr.crypto.providers.local import LocalKeyProvider
 from dr.errors import InvalidInput
+from dr.repo.archiver import backup_directory
 from dr.repo.check import check
 from dr.repo.prune import prune
 from dr.repo.snapshots import Snapshot, SnapshotNotFound, find_snapshot, list_snapshots, save_snapshot
@@ -29,6 +30,7 @@ from dr.repo.streams import StreamWriter, read_stream
 from dr.storage import s3
 from dr.storage.file import FileStore
 from dr.storage.registry import open_store
+from tests.cli_support import write_config
 from tests.helpers import run_dr
 from tests.repo_helpers import init_repo, make_store, open_with
 
@@ -201,3 +203,37 @@ def test_forget_deletes_snapshots_in_batches_on_s3(
     assert (ops["DeleteObjects"], ops["DeleteObject"]) == (6, 1), ops
     kinds = Counter(s.kind for s in list_snapshots(repo))
     assert kinds == {"backup": 2, "volume": 2}
+
+
+def test_verify_of_one_backup_reads_its_snapshots_not_all(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # `dr verify 1a2b3c4d` read all 3,650 snapshots of a year of nightly backups (7,303 GETs on
+    # SeaweedFS with the index) to verify one backup and its volume snapshot.
+    config = write_config(tmp_path)
+    assert run_dr(capsys, "--config", str(config), "repo", "init").code == 0
+    repo = open_with(open_store(f"file://{tmp_path}/repo"), LocalKeyProvider(tmp_path / "repo.key"))
+    src = tmp_path / "src"
+    src.mkdir()
+    backups = []
+    for day in range(15):
+        (src / "day.txt").write_text(f"day {day}\n")
+        vol = backup_directory(repo, src).snapshot
+        backups.append(
+            save_snapshot(repo, Snapshot(kind="backup", name="app", phase="Completed", refs=[vol.id]))
+        )
+    reads = _count_reads(monkeypatch)
+    target = backups[6]
+    r = run_dr(capsys, "--config", str(config), "verify", target.id[:8].upper(), "-o", "json")
+    assert r.code == 0, r.err
+    assert r.json()["snapshots"] == 2 and r.json()["errors"] == []
+    assert reads["snapshots"] == 2  # the backup and its volume snapshot
+    # Its volume snapshot damaged (or gone): verify still says so.
+    (tmp_path / "repo" / "snapshots" / target.refs[0]).write_bytes(b"damaged")
+    r = run_dr(capsys, "--config", str(config), "verify", target.id[:8], "-o", "json")
+    assert r.code == 4 and any(f"snapshots/{target.refs[0]}" in e for e in r.json()["errors"]), r.out
+    (tmp_path / "repo" / "snapshots" / target.refs[0]).unlink()
+    r = run_dr(capsys, "--config", str(config), "verify", target.id[:8])
+    assert r.code == 4 and f"volume snapshot {target.refs[0][:8]} is missing" in r.err, r.err
+    r = run_dr(capsys, "--config", str(config), "verify", "abc")
+    assert r.code == 2 and "too short" in r.err, r.err

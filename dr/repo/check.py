@@ -10,7 +10,7 @@ header and every blob (AEAD + keyed hash). Each problem names the object.
 from __future__ import annotations
 
 import random
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
@@ -20,7 +20,7 @@ from dr.errors import DrError
 from dr.repo import reachable
 from dr.repo.format import FormatError, PackEntry, decode_pack_header, pack_name, pack_size
 from dr.repo.repository import Repository
-from dr.repo.snapshots import Snapshot, readable_snapshots
+from dr.repo.snapshots import Snapshot, load_snapshot, readable_snapshots
 from dr.storage.base import ObjectNotFound
 
 
@@ -53,14 +53,31 @@ class CheckResult:
         }
 
 
-def load_snapshots(repo: Repository) -> tuple[list[Snapshot], dict[str, str]]:
-    """The readable snapshots, oldest first, and ``{name: problem}`` for the unreadable.
+def load_snapshots(repo: Repository, prefix: str = "") -> tuple[list[Snapshot], dict[str, str]]:
+    """The readable snapshots (whose id starts with ``prefix``), oldest first, and
+    ``{name: problem}`` for the unreadable.
 
     One bad snapshot must not hide the others (``check``, ``verify``). A snapshot
     deleted between the listing and its reading (a concurrent ``forget``) is gone,
     not an error."""
-    snaps, bad = readable_snapshots(repo, unreadable=DrError)
+    snaps, bad = readable_snapshots(repo, unreadable=DrError, prefix=prefix)
     return snaps, {name: _naming(f"snapshots/{name}", problem) for name, problem in bad.items()}
+
+
+def load_by_id(repo: Repository, ids: Iterable[str]) -> tuple[list[Snapshot], dict[str, str]]:
+    """The snapshots of the full ``ids`` that can be read, and ``{id: problem}`` for those
+    that cannot (as ``load_snapshots``); one that does not exist is in neither. A read
+    each, no listing: a backup's volume snapshots, without reading all the others."""
+    found: list[Snapshot] = []
+    bad: dict[str, str] = {}
+    for name in ids:
+        try:
+            found.append(load_snapshot(repo, name))
+        except ObjectNotFound:
+            continue
+        except DrError as e:
+            bad[name] = _naming(f"snapshots/{name}", e.message)
+    return found, bad
 
 
 def _load_snapshots(repo: Repository, result: CheckResult) -> list[Snapshot]:
