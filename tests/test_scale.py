@@ -237,3 +237,19 @@ def test_verify_of_one_backup_reads_its_snapshots_not_all(
     assert r.code == 4 and f"volume snapshot {target.refs[0][:8]} is missing" in r.err, r.err
     r = run_dr(capsys, "--config", str(config), "verify", "abc")
     assert r.code == 2 and "too short" in r.err, r.err
+
+
+@pytest.mark.parametrize("kind", ["file", "s3", "gs"])
+def test_delete_many_deletes_every_name_on_every_store(
+    kind: str, tmp_path: Path, request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(s3, "DELETE_BATCH", 3)  # several batches on S3
+    store = make_store(kind, tmp_path, request)
+    names = [f"data/{i:02x}/{i:064x}" for i in range(8)]
+    for name in names:
+        store.put(name, b"x")
+    store.put("index/keep", b"y")
+    # A missing name is no error, as for delete.
+    assert store.delete_many([*names[:5], "data/ff/gone", *names[5:]]) == {}
+    assert [o.name for o in store.list("")] == ["index/keep"]
+    assert store.delete_many([]) == {}
