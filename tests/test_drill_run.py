@@ -606,7 +606,10 @@ def test_help_names_every_exit_code(capsys: Capsys) -> None:
     res = run_dr(capsys, "drill", "run", "--help")
     assert res.code == 0
     text = " ".join(res.out.split())
-    assert "2 when the runbook, --backup, --policy, --report-dir or --storage-class-mapping is invalid (nothing is run)" in text
+    assert (
+        "2 when the runbook, --backup, --policy, --report-dir or --storage-class-mapping is invalid (nothing is run)"
+        in text
+    )
     # ... and every other code the command returns (3 is gc's alone).
     assert "Exit 0 when the restore was complete and every step passed, 4 when " in text
     assert "1 when the drill could not run" in text and " 3 " not in text
