@@ -289,6 +289,21 @@ def test_gc_as_the_drill_account_cleans_what_crashed_runs_left(
                        body=rbac.drill_workspace_binding(name, ns))  # fmt: skip
         try:
             drill = f"system:serviceaccount:{ns}:{rbac.DRILL_SA}"
+            # --dry-run lists the leftovers it would delete too (it listed only namespaces), and
+            # deletes nothing.
+            res = run_dr(
+                capsys, "--kubeconfig", k8s_dr.kubeconfig_for(drill), "drill", "gc", "--dry-run", "-o", "json"
+            )
+            assert res.code == 0, res.err
+            doc = res.json()
+            assert (
+                doc["dryRun"] and expired in doc["deleted"] and set(made) <= set(doc["leftovers"]["deleted"])
+            )
+            assert f"Job {ns}/running-{unique}" not in doc["leftovers"]["deleted"]
+            assert all(admin.request("GET", path + f"/gc-{unique}")[0] == 200 for path, _ in made.values())
+            res = run_dr(capsys, "--kubeconfig", k8s_dr.kubeconfig_for(drill), "drill", "gc", "--dry-run")
+            assert f"would delete {len(made)} leftover temporary object(s): " in res.out, res.out
+
             res = run_dr(capsys, "--kubeconfig", k8s_dr.kubeconfig_for(drill), "drill", "gc", "-o", "json")
 
             assert res.code == 0, res.err

@@ -221,9 +221,9 @@ def gc(dry_run: bool, output: str) -> int:
     result = drill_gc(kube, datetime.now(UTC), dry_run=dry_run)
     # Only where the drill account may look: dr's namespace and the drill namespaces still there.
     namespaces = [ctx.loaded.config.mover.namespace, *result.kept]
-    leftovers = None if dry_run else cleanup_leftovers(kube, time.time(), namespaces=namespaces)
+    leftovers = cleanup_leftovers(kube, time.time(), namespaces=namespaces, dry_run=dry_run)
     data = {"dryRun": dry_run, "deleted": result.deleted, "kept": result.kept, "errors": result.errors,
-            "leftovers": getattr(leftovers, "__dict__", None)}  # fmt: skip
+            "leftovers": leftovers.__dict__}  # fmt: skip
     if output != "table":
         emit(data, output)
     else:
@@ -231,11 +231,11 @@ def gc(dry_run: bool, output: str) -> int:
         click.echo(f"{verb} {len(result.deleted)} expired drill namespace(s)"
                    + (f": {', '.join(result.deleted)}" if result.deleted else "")
                    + (f"; {len(result.kept)} still within their expiry" if result.kept else ""))  # fmt: skip
-        if leftovers is not None and leftovers.deleted:
+        if leftovers.deleted:
             click.echo(
-                f"deleted {len(leftovers.deleted)} leftover temporary object(s): {', '.join(leftovers.deleted)}"
+                f"{verb} {len(leftovers.deleted)} leftover temporary object(s): {', '.join(leftovers.deleted)}"
             )
-        for problem in leftovers.errors if leftovers is not None and not ctx.quiet else []:
+        for problem in leftovers.errors if not ctx.quiet else []:
             click.echo(f"warning: leftovers: {problem}", err=True)
     if result.errors:
         # Exit 3 when others were deleted (partially failed), 1 when nothing could be.

@@ -709,8 +709,13 @@ class LeftoverReport:
     errors: list[str] = field(default_factory=list)
 
 
-def cleanup_leftovers(kube: KubeClient, now: float, *, namespaces: list[str] | None = None) -> LeftoverReport:
+def cleanup_leftovers(
+    kube: KubeClient, now: float, *, namespaces: list[str] | None = None, dry_run: bool = False
+) -> LeftoverReport:
     """Delete temporary objects of dr runs (label ``dr.dev/mover=true``) whose ``dr.dev/expires`` has passed.
+
+    ``dry_run``: delete nothing; ``deleted`` lists what would be (a VolumeSnapshot whose
+    Retain content this account may not switch would then be left, as below).
 
     Looks cluster-wide, or only in ``namespaces``. Jobs first (their pods go
     with them), then PVCs, VolumeSnapshots and VolumeSnapshotContents. An
@@ -747,6 +752,9 @@ def cleanup_leftovers(kube: KubeClient, now: float, *, namespaces: list[str] | N
                     continue
                 obj_ns = meta.get("namespace") if res.namespaced else None
                 where = f"{obj_ns}/{meta.get('name')}" if obj_ns else str(meta.get("name"))
+                if dry_run:
+                    report.deleted.append(f"{res.kind} {where}")
+                    continue
                 try:
                     deleted, warning = _delete_temporary(kube, res, obj_ns, str(meta.get("name")), sweep=True)
                     if deleted:
