@@ -24,6 +24,7 @@ def test_lists_are_paginated_and_items_self_describing(kube_client: KubeClient, 
         create(kube_client, "configmaps", configmap(f"c{i}", {"i": str(i)}, {"odd": str(i % 2)}), namespace)
     pages = list(iter_pages(kube_client, CM, namespace=namespace, limit=2))
     assert [len(p) for p in pages] == [2, 2, 1]
+    assert [p.last for p in pages] == [False, False, True]  # what a caller that stops early needs
     objs = [o for p in pages for o in p]
     assert [o["metadata"]["name"] for o in objs] == ["c0", "c1", "c2", "c3", "c4"]
     assert {(o["apiVersion"], o["kind"]) for o in objs} == {("v1", "ConfigMap")}

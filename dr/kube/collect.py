@@ -4,7 +4,8 @@ Lists are fetched ``limit`` objects at a time (``continue`` tokens) and
 yielded page by page, so a caller that streams each object onward holds at
 most one page in memory however many objects the type has. Items of a list
 carry no ``apiVersion``/``kind`` for built-in types; they are filled in here
-so every object dict is self-describing.
+so every object dict is self-describing. Each page is a ``Page``: a list that
+also says whether it is the last one.
 
 A ``continue`` token can expire (410 Gone) when a list takes longer than the
 server keeps its snapshot (etcd compaction, ~5 minutes). The server then
@@ -25,6 +26,12 @@ from dr.kube.discovery import ApiResource
 DEFAULT_PAGE_SIZE = 500
 
 
+class Page(list[dict[str, Any]]):
+    """One page of a list: its objects, and ``last`` — no page follows it (no ``continue`` token)."""
+
+    last: bool = False
+
+
 def iter_pages(
     kube: KubeClient,
     res: ApiResource,
@@ -34,7 +41,7 @@ def iter_pages(
     field_selector: str | None = None,
     limit: int = DEFAULT_PAGE_SIZE,
     on_warning: Callable[[str], None] | None = None,
-) -> Iterator[list[dict[str, Any]]]:
+) -> Iterator[Page]:
     """Yield the objects of one type (in one namespace, or all) page by page; ``ApiError`` on failure."""
     path = res.collection_path(namespace)
     base: dict[str, str | int] = {"limit": limit}
@@ -67,8 +74,10 @@ def iter_pages(
         for item in items:
             item.setdefault("apiVersion", res.api_version)
             item.setdefault("kind", res.kind)
-        yield items
         token = (doc.get("metadata") or {}).get("continue") or None
+        page = Page(items)
+        page.last = not token
+        yield page
         if not token:
             return
 
