@@ -205,6 +205,14 @@ class RestorePlan:
     # The backed-up Namespace objects by target name (one per namespace: few), also those the
     # filters leave out: a missing namespace is created from its own object, labels and all.
     namespace_objects: dict[str, bytes | dict[str, Any]] = field(default_factory=dict)
+    # The entries' targets (group, plural, namespace, name), and how many per namespaced type and
+    # target namespace: what ``dr.restore.existing`` lists, and which of the listed objects it keeps.
+    target_keys: DigestSet = field(default_factory=DigestSet)
+    lookups: dict[tuple[str, str, str], int] = field(default_factory=dict)
+
+    def restores(self, group: str, resource: str, namespace: str | None, name: str) -> bool:
+        """Whether an entry of the plan is restored as this object."""
+        return _key_text((group, resource, namespace, name)) in self.target_keys
 
     @property
     def entries(self) -> list[PlanEntry]:
@@ -372,6 +380,10 @@ def build_plan(
             )
             continue
         stage = stage_of(item.group, item.resource)
+        plan.target_keys.add(_key_text(target.key))
+        if target.namespaced and target.namespace:
+            lookup = (target.group, target.resource, target.namespace)
+            plan.lookups[lookup] = plan.lookups.get(lookup, 0) + 1
         if reread is None:
             plan.stages[stage].append(PlanEntry(item=item, raw=raw, stage=stage, target=target))
         else:

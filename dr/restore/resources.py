@@ -44,6 +44,10 @@ has none.
 After the CRD stage, restore waits until each created CRD is Established and
 its versions are served, so its custom objects can follow.
 
+What exists is learned with one paged LIST per namespaced type and target
+namespace (``dr.restore.existing``), not one GET per object; where that list
+cannot be had (RBAC), objects are read by name as before.
+
 A dry run sends nothing that changes the cluster: it reads what exists and
 reports per object would-create / would-update (with the differences) /
 would-recreate / unchanged / skipped and why.
@@ -73,6 +77,7 @@ from dr.kube.objects import (
     labels_of,
 )
 from dr.kube.wait import wait_for_crd_established, wait_for_deletion, wait_for_served
+from dr.restore.existing import ExistingObjects
 from dr.restore.order import CRD_STAGE, NAMESPACE_STAGE, STAGES, stage_of
 from dr.restore.plan import (
     ItemSource,
@@ -200,6 +205,7 @@ class _RestoreRun:
         # Guards discovery updates from the CRD waits and what the object workers share (owners, warnings).
         self.lock = threading.Lock()
         self.owners: dict[str, bool] = {}  # owner references checked: present in this cluster?
+        self.existing = ExistingObjects(kube, {}, lambda *_: False)  # replaced once the plan is made
 
     # ------------------------------------------------------------------ reporting
 
@@ -232,6 +238,7 @@ class _RestoreRun:
         )
         self.result.warnings.extend(plan.warnings)
         self.result.filtered = plan.filtered
+        self.existing = ExistingObjects(self.kube, plan.lookups, plan.restores)
         self.total = len(plan.skipped) + plan.entry_count
         for skipped in plan.skipped:
             self.report(skipped)
@@ -271,6 +278,7 @@ class _RestoreRun:
                 self.ensure_namespaces(pool, plan, stage_results)
             if size:
                 self.result.timings.stages[stage.name] = round(time.monotonic() - started, 3)
+            self.existing.clear()  # the listings of this stage's types: no later stage reads them
             if self.after_stage is not None:
                 self.after_stage(stage.name, stage_results)
 
@@ -438,6 +446,10 @@ class _RestoreRun:
 
     def apply_one(self, entry: PlanEntry, desired: dict[str, Any], res: ApiResource) -> RestoreItemResult:
         target = entry.target
+        _, existing = self.existing.lookup(res, target.namespace, target.name)
+        if existing is not None:
+            return self.settle_existing(entry, desired, res, existing)
+        # Not there when listed, or not known: create it, and compare only if it is there after all.
         try:
             kapply.create(self.kube, res, desired)
             return self.outcome(entry, "created")
@@ -458,6 +470,14 @@ class _RestoreRun:
         if existing is None:  # deleted between our create and get: try once more
             kapply.create(self.kube, res, desired)
             return self.outcome(entry, "created")
+        return self.settle_existing(entry, desired, res, existing)
+
+    def settle_existing(
+        self, entry: PlanEntry, desired: dict[str, Any], res: ApiResource, existing: dict[str, Any]
+    ) -> RestoreItemResult:
+        """Restore ``desired`` over the object of its name that exists: replace it once gone when it is
+        being deleted, else compare and act by ``options.existing``."""
+        target = entry.target
         if _being_deleted(existing):
             # Typically the namespace (or object) whose loss this restore repairs, still terminating.
             self.wait_gone(res, target, existing)
@@ -505,7 +525,7 @@ class _RestoreRun:
             return self.outcome(entry, "failed", res)
         if target.namespace in self.absent_namespaces:
             return self.outcome(entry, "would-create", f"namespace {target.namespace} would be created")
-        existing = get_object(self.kube, res, target.namespace, target.name)
+        existing = self.existing.get(res, target.namespace, target.name)
         if existing is None:
             return self.outcome(entry, "would-create")
         if _being_deleted(existing):

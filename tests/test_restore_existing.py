@@ -1,0 +1,180 @@
+"""What a restore asks the API server to learn what exists: a paged LIST per type and namespace.
+
+Counts requests (as tests/test_scale.py counts store requests): a restore of a
+namespace of 3,001 objects in place made 3,001 GETs, one per object (figures in
+bench/RESULTS.md, "Scale (helper pass, 2026-11-30)"). Against the test cluster.
+"""
+
+from __future__ import annotations
+
+import re
+from collections import Counter
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from dr.backup.resources import backup_resources
+from dr.backup.scope import BackupScope
+from dr.kube.client import KubeClient, connect
+from dr.kube.objects import ResourceItem
+from dr.restore import existing
+from dr.restore.existing import _slim
+from dr.restore.plan import RestoreOptions
+from dr.restore.resources import restore_resources
+from tests import servers
+from tests.kube_helpers import ListSink, configmap, create, make_namespace
+
+RBAC = "rbac.authorization.k8s.io/v1"
+PAGE = 10
+OBJECT_PATH = re.compile(r"/namespaces/[^/]+/(configmaps|secrets)/[^/]+$")
+LIST_PATH = re.compile(r"/namespaces/[^/]+/(configmaps|secrets)$")
+
+
+@pytest.fixture
+def app(kube_client: KubeClient, unique: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
+    """A namespace of 25 ConfigMaps and 25 Secrets; listings in pages of ``PAGE``."""
+    monkeypatch.setattr(existing, "LIST_PAGE_SIZE", PAGE)
+    ns = f"app-{unique}"
+    make_namespace(kube_client, ns)
+    for i in range(25):
+        create(kube_client, "configmaps", configmap(f"cm-{i:02d}", {"i": str(i)}), ns)
+        create(kube_client, "secrets", {"apiVersion": "v1", "kind": "Secret", "metadata": {"name": f"s-{i:02d}"},
+                                        "data": {"k": "dg=="}}, ns)  # fmt: skip
+    try:
+        yield ns
+    finally:
+        kube_client.request("DELETE", f"/api/v1/namespaces/{ns}")
+
+
+def backup(kc: KubeClient, ns: str) -> list[tuple[ResourceItem, dict[str, Any]]]:
+    sink = ListSink()
+    assert backup_resources(kc, BackupScope(namespaces=[ns]), sink).phase == "Completed"
+    return [(i, o) for i, o in sink.items if i.resource in ("configmaps", "secrets")]
+
+
+def count_requests(kc: KubeClient, monkeypatch: pytest.MonkeyPatch) -> Counter[str]:
+    """The requests ``kc`` sends from now on to ConfigMaps and Secrets: "GET one", "LIST", "POST", …"""
+    counts: Counter[str] = Counter()
+    real = kc.request
+
+    def request(method: str, path: str, **kw: Any) -> tuple[int, bytes]:
+        if OBJECT_PATH.search(path):
+            counts[f"{method} one"] += 1
+        elif LIST_PATH.search(path):
+            counts["LIST" if method == "GET" else method] += 1
+        return real(method, path, **kw)
+
+    monkeypatch.setattr(kc, "request", request)
+    return counts
+
+
+def test_an_in_place_dry_run_lists_each_type_once_not_each_object(
+    kube_client: KubeClient, app: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    items = backup(kube_client, app)
+    assert len(items) == 50
+    kube_client.request("DELETE", f"/api/v1/namespaces/{app}/secrets/s-07")
+    create(kube_client, "configmaps", configmap("cm-99", {"not": "restored"}), app)  # listed, not kept
+    kube_client.call("PATCH", f"/api/v1/namespaces/{app}/configmaps/cm-03", body=b'{"data": {"i": "x"}}',
+                     content_type="application/merge-patch+json")  # fmt: skip
+    requests = count_requests(kube_client, monkeypatch)
+    result = restore_resources(
+        kube_client, items, RestoreOptions(dry_run=True, existing="update"), "bk", "rs"
+    )
+    assert result.counts == {"unchanged": 48, "would-create": 1, "would-update": 1}
+    by_name = {r.item.name: r for r in result.items}
+    assert by_name["s-07"].outcome == "would-create"
+    assert by_name["cm-03"].diff == ['data.i: "x" → "3"']
+    # 27 ConfigMaps (with kube-root-ca.crt and cm-99) and 24 Secrets, 10 a page: 3 + 3 LISTs.
+    assert requests == {"LIST": 6}
+
+
+def test_an_in_place_restore_writes_only_what_differs(
+    kube_client: KubeClient, app: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    items = backup(kube_client, app)
+    kube_client.request("DELETE", f"/api/v1/namespaces/{app}/secrets/s-07")
+    kube_client.call("PATCH", f"/api/v1/namespaces/{app}/configmaps/cm-03", body=b'{"data": {"i": "x"}}',
+                     content_type="application/merge-patch+json")  # fmt: skip
+    kube_client.call("PATCH", f"/api/v1/namespaces/{app}/configmaps/cm-04", body=b'{"data": {"i": "y"}}',
+                     content_type="application/merge-patch+json")  # fmt: skip
+    requests = count_requests(kube_client, monkeypatch)
+    options = RestoreOptions(existing="recreate", workers=4)
+    result = restore_resources(kube_client, items, options, "bk", "rs")
+    assert result.counts == {"unchanged": 47, "created": 1, "recreated": 2}
+    # Listed, then: the missing Secret created, each changed ConfigMap deleted (uid from the
+    # listing), waited for (GET until 404) and created; no create-then-GET for the 47 unchanged.
+    assert requests["LIST"] == 6
+    assert requests["POST"] == 3 and requests["DELETE one"] == 2
+    assert requests["GET one"] <= 4, requests
+    assert kube_client.get(f"/api/v1/namespaces/{app}/configmaps/cm-03")["data"] == {"i": "3"}
+    assert kube_client.get(f"/api/v1/namespaces/{app}/secrets/s-07")["data"] == {"k": "dg=="}
+
+    again = restore_resources(kube_client, items, options, "bk", "rs-2")
+    assert again.counts == {"unchanged": 50}
+
+
+def test_a_few_objects_in_a_big_namespace_stop_the_listing_early(
+    kube_client: KubeClient, app: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Three ConfigMaps restored into a namespace of 27: at most 2 pages listed, the rest read by name."""
+    items = [(i, o) for i, o in backup(kube_client, app) if i.name in ("cm-00", "cm-20", "cm-24")]
+    kube_client.request("DELETE", f"/api/v1/namespaces/{app}/configmaps/cm-24")
+    requests = count_requests(kube_client, monkeypatch)
+    result = restore_resources(kube_client, items, RestoreOptions(dry_run=True), "bk", "rs")
+    assert {r.item.name: r.outcome for r in result.items} == {
+        "cm-00": "unchanged",  # in the first page
+        "cm-20": "unchanged",  # past the pages listed: read by name
+        "cm-24": "would-create",
+    }
+    assert requests == {"LIST": 2, "GET one": 2}
+
+
+def test_one_object_of_a_type_is_read_by_name(
+    kube_client: KubeClient, app: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    items = [(i, o) for i, o in backup(kube_client, app) if i.name in ("cm-00", "s-00")]
+    requests = count_requests(kube_client, monkeypatch)
+    result = restore_resources(kube_client, items, RestoreOptions(dry_run=True), "bk", "rs")
+    assert result.counts == {"unchanged": 2}
+    assert requests == {"GET one": 2}
+
+
+def test_without_the_right_to_list_objects_are_read_by_name_with_the_same_messages(
+    kube_client: KubeClient, k8s: servers.TestCluster, app: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """alice may get ConfigMaps in the namespace (not list them), nothing else."""
+    items = backup(kube_client, app)
+    kube_client.request("DELETE", f"/api/v1/namespaces/{app}/configmaps/cm-05")
+    create(kube_client, "roles", {"apiVersion": RBAC, "kind": "Role", "metadata": {"name": "cm-reader"},
+                                  "rules": [{"apiGroups": [""], "resources": ["configmaps"], "verbs": ["get"]}]}, app)  # fmt: skip
+    create(kube_client, "rolebindings", {"apiVersion": RBAC, "kind": "RoleBinding", "metadata": {"name": "alice"},
+                                         "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": "cm-reader"},
+                                         "subjects": [{"kind": "User", "name": "alice", "apiGroup": "rbac.authorization.k8s.io"}]}, app)  # fmt: skip
+    with connect(k8s.kubeconfig_for("alice")) as alice:
+        requests = count_requests(alice, monkeypatch)
+        result = restore_resources(alice, items, RestoreOptions(dry_run=True), "bk", "rs")
+    assert result.counts == {"unchanged": 24, "would-create": 1, "failed": 25}
+    assert {r.item.name for r in result.items if r.outcome == "would-create"} == {"cm-05"}
+    failure = next(r for r in result.failures if r.item.name == "s-00")
+    assert failure.reason == (
+        f'403 Forbidden: secrets "s-00" is forbidden: User "alice" cannot get resource "secrets" in API group "" '
+        f'in the namespace "{app}"'
+    )
+    # One refused LIST per type, then every object by name, as without listings.
+    assert requests == {"LIST": 2, "GET one": 50}
+
+
+def test_a_kept_object_drops_only_its_status_and_managed_fields() -> None:
+    obj = {
+        "apiVersion": "v1",
+        "kind": "PersistentVolumeClaim",
+        "metadata": {"name": "data", "uid": "u1", "labels": {"a": "b"}, "managedFields": [{"manager": "x"}]},
+        "spec": {"volumeName": "pv-1"},
+        "status": {"phase": "Bound"},
+    }
+    assert _slim(obj) == (
+        b'{"apiVersion":"v1","kind":"PersistentVolumeClaim","metadata":{"name":"data","uid":"u1",'
+        b'"labels":{"a":"b"}},"spec":{"volumeName":"pv-1"}}'
+    )
