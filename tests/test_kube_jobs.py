@@ -597,6 +597,36 @@ def test_a_mover_no_node_takes_gives_up_after_the_stuck_or_the_unschedulable_gra
     assert 1800 <= next(ticks) <= 1800 + 5 * 60
 
 
+def test_a_mover_waiting_for_its_claims_volume_is_not_one_no_node_takes(
+    kube_client: KubeClient, namespace: str
+) -> None:
+    # A backup's copy of a volume snapshot (a claim with a dataSource) of an Immediate class: the
+    # scheduler says Unschedulable while the provisioner fills the volume, which some drivers do by
+    # copying, for hours (dr.kube.jobs._not_provisioned leaves such claims alone). No missing node:
+    # the 30 minutes of the unschedulable grace failed the volume as if none fitted the pod.
+    kc = kube_client
+    message = (
+        "0/3 nodes are available: pod has unbound immediate PersistentVolumeClaims. preemption: 0/3 nodes "
+        "are available: 3 Preemption is not helpful for scheduling."
+    )
+    kc.call("POST", f"/api/v1/namespaces/{namespace}/persistentvolumeclaims", body={
+        "apiVersion": "v1", "kind": "PersistentVolumeClaim", "metadata": {"name": "tmp-claim"},
+        "spec": {"accessModes": ["ReadWriteOnce"], "resources": {"requests": {"storage": "1Gi"}},
+                 "storageClassName": "standard", "dataSource": {
+                     "apiGroup": "snapshot.storage.k8s.io", "kind": "VolumeSnapshot", "name": "snap"}}})  # fmt: skip
+    create_job(kc, mover_job(a_job(name="dr-clone", namespace=namespace), pod_config()))
+    kc.call("POST", f"/api/v1/namespaces/{namespace}/pods", body={
+        "apiVersion": "v1", "kind": "Pod", "metadata": {"name": "dr-clone-x1", "labels": {"job-name": "dr-clone"}},
+        "spec": {"containers": [{"name": "dr", "image": "dr"}]}})  # fmt: skip
+    set_status(kc, f"/api/v1/namespaces/{namespace}/pods/dr-clone-x1", {"phase": "Pending", "conditions": [
+        {"type": "PodScheduled", "status": "False", "reason": "Unschedulable", "message": message}]})  # fmt: skip
+
+    ticks = iter(range(0, 10**6, 60))  # a minute per look
+    outcome = follow_job(kc, namespace, "dr-clone", timeout=2 * 3600, stuck_grace=0, pod_check_every=0,
+                         sleep=lambda _s: None, clock=lambda: float(next(ticks)))  # fmt: skip
+    assert outcome.reason == "Timeout", outcome.describe()  # the Job's deadline bounds the wait, as before
+
+
 class _RefusedPatchKube:
     """A cluster where dr may get and delete its VolumeSnapshot but not patch its Retain content."""
 

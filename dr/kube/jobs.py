@@ -103,6 +103,8 @@ NO_POD_FLOOR = 10.0
 # volume gets only the stuck grace: no new node helps it). The cluster autoscaler adds a node in a
 # few minutes; Velero's data mover waits 30 minutes for its pod ("prepare timeout").
 UNSCHEDULABLE_GRACE = 1800.0
+# The scheduler's reason for a pod whose claim of an Immediate class has no volume yet.
+UNBOUND_CLAIM = "pod has unbound immediate PersistentVolumeClaims"
 # The kubelet's message when the /tmp emptyDir (pod_template's volume "tmp") grows past its sizeLimit.
 TMP_EVICTED = 'EmptyDir volume "tmp" exceeds'
 
@@ -684,6 +686,10 @@ def _stuck_pod(
     for p in pods or []:
         if p.phase == "Pending" and p.pod_reason == "Unschedulable":
             limit: float | None = grace if pinned else unschedulable
+            if not pinned and UNBOUND_CLAIM in (p.pod_message or ""):
+                # It waits for its claim's volume, not for a node: a copy of a snapshot may take
+                # hours to fill; the claim's own rules (``_claim_gone``) judge that wait.
+                limit = None
         elif p.waiting and p.reason in STUCK_REASONS | PULL_REASONS:
             limit = grace
         else:
