@@ -6,8 +6,9 @@ from __future__ import annotations
 import os
 import re
 import signal
+import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import pytest
 from hypothesis import given, settings
@@ -92,3 +93,41 @@ def test_without_a_fork_it_matches_here(
     monkeypatch.setattr(os, "fork", refuse)
     assert search_within(r"^ok$", "ok") and not search_within(r"^ok$", "no")
     assert "matching without a time bound" in caplog.text
+
+
+def _forks(monkeypatch: pytest.MonkeyPatch, after: Callable[[int], None]) -> None:
+    """``os.fork`` as it is, then ``after(pid)`` in the parent."""
+    real = os.fork
+
+    def fork() -> int:
+        pid = real()
+        if pid:
+            after(pid)
+        return pid
+
+    monkeypatch.setattr(os, "fork", fork)
+
+
+def test_a_ctrl_c_reaching_the_child_runs_none_of_the_parents_handlers(
+    no_child_left: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Ctrl-C reaches the terminal's whole process group, the matching child too, which inherits
+    # dr's handlers: run there, they print the first Ctrl-C's notice a second time, end the match
+    # as failed, or (raised before the child's try) send a copy of the drill on into its cleanup.
+    ran_in: list[int] = []
+
+    def handler(signum: int, frame: object) -> None:
+        ran_in.append(os.getpid())
+        raise KeyboardInterrupt
+
+    def ctrl_c_soon(pid: int) -> None:
+        threading.Timer(0.2, os.kill, (pid, signal.SIGINT)).start()
+
+    _forks(monkeypatch, ctrl_c_soon)
+    old = signal.signal(signal.SIGINT, handler)
+    try:
+        # ~1 s of backtracking that ends (no match): the child gets the signal while it matches.
+        assert search_within(CATASTROPHIC, "a" * 24 + "!", 30) is False
+    finally:
+        signal.signal(signal.SIGINT, old)
+    assert ran_in == []

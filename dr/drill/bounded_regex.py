@@ -27,6 +27,8 @@ log = logging.getLogger(__name__)
 
 # The longest any one match may take: a health check's pattern over 1 MiB takes milliseconds.
 REGEX_SECONDS = 10.0
+# The signals dr handles (dr.interrupt): never handled in the child.
+_STOPPING = {signal.SIGINT, signal.SIGTERM, signal.SIGHUP}
 
 
 class RegexTimeout(Exception):
@@ -40,11 +42,16 @@ def search_within(pattern: str, text: str, seconds: float = REGEX_SECONDS) -> bo
     if not hasattr(os, "fork"):  # not on Linux: no bound to be had
         return compiled.search(text) is not None
     read_end, write_end = os.pipe()
+    # Blocked across the fork, and in the child for good: a Ctrl-C reaches the whole process
+    # group, and dr's handlers (dr.interrupt) run in the child would print their notice again,
+    # end the match as failed, or raise out of this function into a copy of the drill.
+    unblocked = signal.pthread_sigmask(signal.SIG_BLOCK, _STOPPING)
     try:
         pid = os.fork()
     except OSError as e:  # a pod's process limit reached: match here, unbounded, rather than fail the step
         os.close(read_end)
         os.close(write_end)
+        signal.pthread_sigmask(signal.SIG_SETMASK, unblocked)
         log.warning("cannot fork to bound a regex match (%s): matching without a time bound", e)
         return compiled.search(text) is not None
     if pid == 0:  # the child
@@ -58,6 +65,7 @@ def search_within(pattern: str, text: str, seconds: float = REGEX_SECONDS) -> bo
             os._exit(code)
     os.close(write_end)
     try:
+        signal.pthread_sigmask(signal.SIG_SETMASK, unblocked)  # one that came meanwhile is handled here
         answer = _read_one(read_end, seconds)
     finally:
         os.close(read_end)
