@@ -3,6 +3,7 @@ that is always reaped."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import signal
@@ -131,3 +132,31 @@ def test_a_ctrl_c_reaching_the_child_runs_none_of_the_parents_handlers(
     finally:
         signal.signal(signal.SIGINT, old)
     assert ran_in == []
+
+
+def test_a_child_its_parent_lost_ends_itself_past_its_bound(monkeypatch: pytest.MonkeyPatch) -> None:
+    # A signal handler's exception as os.fork returns (another thread took the signal; the main
+    # thread runs the handler as the call ends) loses the pid before the try that kills the child:
+    # it matched on, a CPU taken for good, after dr had gone.
+    class Lost(Exception):
+        pass
+
+    forked: list[int] = []
+
+    def lose(pid: int) -> None:
+        forked.append(pid)
+        raise Lost
+
+    _forks(monkeypatch, lose)
+    with pytest.raises(Lost):
+        search_within(CATASTROPHIC, RUN, 0.5)
+    deadline = time.monotonic() + 10
+    try:
+        while os.waitpid(forked[0], os.WNOHANG) == (0, 0):
+            assert time.monotonic() < deadline, "the child is still matching"
+            time.sleep(0.05)
+    finally:
+        with contextlib.suppress(ChildProcessError):
+            if os.waitpid(forked[0], os.WNOHANG) == (0, 0):
+                os.kill(forked[0], signal.SIGKILL)
+                os.waitpid(forked[0], 0)

@@ -58,6 +58,10 @@ def search_within(pattern: str, text: str, seconds: float = REGEX_SECONDS) -> bo
         code = 0
         try:
             os.close(read_end)
+            # Its own end a second after the bound, should the parent lose its pid (a handler's
+            # exception as os.fork returned, before the try that kills it): SIGALRM's default.
+            signal.signal(signal.SIGALRM, signal.SIG_DFL)
+            signal.setitimer(signal.ITIMER_REAL, seconds + 1)
             os.write(write_end, b"1" if compiled.search(text) is not None else b"0")
         except BaseException:
             code = 1
