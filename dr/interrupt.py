@@ -90,8 +90,11 @@ def _on_sigint(signum: int, frame: FrameType | None) -> None:
     if not STOP.is_set() and _stderr_is_terminal():
         # A second Ctrl-C cuts the unwinding short (as in terraform or helm): say so before
         # the cleanup's wait (a scratch namespace deleted, a report saved) tempts one.
+        # dr drill gc looks only in dr's namespace and the drill namespaces: a restore's movers and
+        # a backup's snapshots, in an app's namespace, are swept by the next backup there.
         _say(b"\ninterrupted: stopping and cleaning up; Ctrl-C again quits at once and may leave "
-             b"temporary objects behind (dr drill gc removes them later)\n")  # fmt: skip
+             b"temporary objects behind (labelled dr.dev/mover=true: deleted once expired by the next "
+             b"backup of their namespace, or by dr drill gc in dr's namespace and drill namespaces)\n")  # fmt: skip
     STOP.set()
     raise KeyboardInterrupt()
 

@@ -105,6 +105,13 @@ def test_the_first_ctrl_c_on_a_terminal_says_a_second_one_quits_at_once() -> Non
         os.close(main)
     assert done.stdout == b"done\n"
     assert said.count(b"Ctrl-C again quits at once") == 1, said
+    # What it leaves and what removes it: dr drill gc looks only in dr's namespace and the drill
+    # namespaces; a restore's movers and a backup's snapshots, in the app's, go with its next backup.
+    assert (
+        b"Ctrl-C again quits at once and may leave temporary objects behind (labelled dr.dev/mover=true: "
+        b"deleted once expired by the next backup of their namespace, or by dr drill gc in dr's namespace "
+        b"and drill namespaces)"
+    ) in said.replace(b"\r\n", b"\n"), said
     # Not a terminal (a CronJob's log, a script's pipe): nothing said.
     piped = subprocess.run([sys.executable, "-c", code], capture_output=True, timeout=60)
     assert piped.stdout == b"done\n" and piped.stderr == b""
