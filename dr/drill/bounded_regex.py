@@ -54,6 +54,14 @@ def search_within(pattern: str, text: str, seconds: float = REGEX_SECONDS) -> bo
         signal.pthread_sigmask(signal.SIG_SETMASK, unblocked)
         log.warning("cannot fork to bound a regex match (%s): matching without a time bound", e)
         return compiled.search(text) is not None
+    except BaseException:
+        # A handler's exception as os.fork returned (another thread took a signal dr does not
+        # block here): the pid is lost, the child ends itself past its bound (below). The mask
+        # must not stay: Ctrl-C and SIGTERM would reach dr no more.
+        signal.pthread_sigmask(signal.SIG_SETMASK, unblocked)
+        os.close(read_end)
+        os.close(write_end)
+        raise
     if pid == 0:  # the child
         code = 0
         try:
@@ -67,11 +75,12 @@ def search_within(pattern: str, text: str, seconds: float = REGEX_SECONDS) -> bo
             code = 1
         finally:
             os._exit(code)
-    os.close(write_end)
     try:
+        os.close(write_end)
         signal.pthread_sigmask(signal.SIG_SETMASK, unblocked)  # one that came meanwhile is handled here
         answer = _read_one(read_end, seconds)
     finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, unblocked)  # also when the line above was not reached
         os.close(read_end)
         _reap(pid)
     if answer is None:
