@@ -427,13 +427,16 @@ def load_index(
     files: Sequence[ObjectInfo],
     workers: int = 8,
     on_error: Callable[[str, DrError], None] | None = None,
+    on_file: Callable[[], None] | None = None,
 ) -> Index:
     """Fetch and decode index files (``files``: as the store lists them, in the order
     they are to go in) in parallel, a bounded amount ahead of the database
     (``_fetched_ahead``).
 
     ``on_error``: an index file that cannot be read or decoded is passed to it and left
-    out, instead of failing the whole load (``check`` reports each and checks the rest)."""
+    out, instead of failing the whole load (``check`` reports each and checks the rest).
+    ``on_file``: called as each file has gone in (or been passed to ``on_error``): a
+    progress line counts them."""
     index = Index()
 
     def fetch(name: str) -> tuple[str, list[tuple[bytes, PackEntries]]]:
@@ -452,9 +455,9 @@ def load_index(
 
     with ThreadPoolExecutor(max_workers=workers) as pool:
         if on_error is None:
-            index.add_files(_fetched_ahead(pool, fetch, files, workers))
+            index.add_files(_counted(_fetched_ahead(pool, fetch, files, workers), on_file))
         else:
-            fetched = _fetched_ahead(pool, fetch_or_report, files, workers)
+            fetched = _counted(_fetched_ahead(pool, fetch_or_report, files, workers), on_file)
             index.add_files(f for f in fetched if f is not None)
     return index
 
@@ -500,3 +503,17 @@ def _fetched_ahead(
     finally:
         for _, fut in pending:  # the consumer stopped (an error): fetch no more
             fut.cancel()
+
+
+def _counted(items: Iterator[_Fetched], on_item: Callable[[], None] | None) -> Iterator[_Fetched]:
+    """``items``, with ``on_item()`` called as the consumer asks for the next one: the
+    one before has been taken in."""
+    if on_item is None:
+        return items
+    return _calling_after_each(items, on_item)
+
+
+def _calling_after_each(items: Iterator[_Fetched], on_item: Callable[[], None]) -> Iterator[_Fetched]:
+    for item in items:
+        yield item
+        on_item()

@@ -45,6 +45,13 @@ from dr.storage.base import ObjectExists, ObjectInfo, ObjectNotFound, ObjectStor
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
+R = TypeVar("R")
+
+# How far a long read has got: ``(what, done, total)`` — "snapshots", 1234, 3650 — told
+# with ``done`` 0 when the read starts and last with ``done == total`` when it has ended
+# (not when it fails part-way: the caller ends what it showed), from the thread that
+# reads. What a terminal's progress line shows (``dr.cli.progress.read_progress``).
+ReadProgress = Callable[[str, int, int], None]
 
 PACK_SIZE = 16 << 20
 OBJECT_KINDS = ("snapshots", "locks", "reports", "index")
@@ -142,6 +149,9 @@ class Repository:
     _leases: list[Lease] = field(default_factory=list)
     # kind -> {name: size} from the last list_objects(kind)
     _listed_sizes: dict[str, dict[str, int]] = field(default_factory=dict)
+    # Told how far the reads of every object of a kind and of the index have got
+    # (``ReadProgress``): on S3, one request per snapshot, thousands after a year.
+    read_progress: ReadProgress | None = None
 
     def __post_init__(self) -> None:
         self.codec = Codec(self.master.sealer(), level=self.compression_level)
@@ -286,8 +296,26 @@ class Repository:
 
     def _load_index(self, on_error: Callable[[str, DrError], None] | None = None) -> Index:
         """The index files as listed (their sizes bound what is fetched ahead, ``load_index``)."""
-        return load_index(self.store, self.codec, self.listed("index/"), workers=self._index_fetchers(),
-                          on_error=on_error)  # fmt: skip
+        files = self.listed("index/")
+        report = self.read_progress
+        taken: Callable[[], None] | None = None
+        if report is not None:
+            total = len(files)
+            report("index", 0, total)
+            count = iter(range(1, total))
+
+            def count_file() -> None:
+                # The last file in is not the end: its blobs are looked up after it.
+                if (done := next(count, None)) is not None:
+                    report("index", done, total)
+
+            taken = count_file
+
+        index = load_index(self.store, self.codec, files, workers=self._index_fetchers(), on_error=on_error,
+                           on_file=taken)  # fmt: skip
+        if report is not None:
+            report("index", len(files), len(files))
+        return index
 
     def _index_fetchers(self) -> int:
         """Index files fetched at once: from S3 or GCS each is a round trip, which eight
@@ -476,8 +504,7 @@ class Repository:
                 # (both take shared locks). Gone is gone; not an error.
                 return None
 
-        with ThreadPoolExecutor(max_workers=8) as pool:
-            loaded = list(zip(names, pool.map(load, names), strict=True))
+        loaded = list(zip(names, self._read_each(kind, load, names), strict=True))
         return [(n, d) for n, d in loaded if d is not None]
 
     def readable_objects(
@@ -504,9 +531,23 @@ class Repository:
                 return None, e.message
 
         names = [n for n in self.list_objects(kind) if n.startswith(prefix)]
-        with ThreadPoolExecutor(max_workers=8) as pool:  # all read before returning, as load_objects
-            results = list(zip(names, pool.map(one, names), strict=True))
+        results = list(zip(names, self._read_each(kind, one, names), strict=True))
         return [x for _, (x, _) in results if x is not None], {n: why for n, (_, why) in results if why}
+
+    def _read_each(self, kind: str, read: Callable[[str], R], names: list[str]) -> list[R]:
+        """``read`` of each of ``names`` on eight threads (one request each on S3 and GCS),
+        in order, every one read before returning (see ``load_objects``); each counted
+        to ``read_progress`` as it is taken."""
+        report = self.read_progress
+        with ThreadPoolExecutor(max_workers=8) as pool:
+            if report is None:
+                return list(pool.map(read, names))
+            report(kind, 0, len(names))
+            results: list[R] = []
+            for result in pool.map(read, names):
+                results.append(result)
+                report(kind, len(results), len(names))
+            return results
 
     # ------------------------------------------------------------------ key slots
 
