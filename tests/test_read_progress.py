@@ -1,13 +1,22 @@
-"""The counts a repository gives of its long reads (``Repository.read_progress``): every
-snapshot, drill report or index file, one request each on S3 and GCS.
+"""The line a long read shows on a terminal ("reading snapshots 1,234/3,650"), and the counts
+the repository gives it (``Repository.read_progress``).
 
 On SeaweedFS `dr backups list` of 3,650 snapshots was 5-13 s of silence (minutes on S3):
-a terminal's progress line counts these reads.
+one GET per snapshot, and per index file for `dr repo check` and `dr prune`. Off a
+terminal, with --quiet and with -o json nothing may change: CronJob logs and scripts read
+those streams.
 """
 
 from __future__ import annotations
 
+import os
+import pty
+import re
+import subprocess
+import sys
 from pathlib import Path
+
+import pytest
 
 from dr.crypto.providers.local import LocalKeyProvider
 from dr.repo.check import check, load_snapshots
@@ -17,6 +26,12 @@ from dr.repo.snapshots import Snapshot, find_snapshot, list_snapshots, readable_
 from dr.storage.registry import open_store
 from tests.cli_support import write_config
 
+# `dr ARGS` with the line's delay set (the first argument): 0 shows every read's line, as a
+# slow store does; the real delay keeps a read of a few local objects silent.
+DR_WITH_DELAY = (
+    "import sys; import dr.cli.progress as p; p.READ_LINE_DELAY = float(sys.argv[1]); "
+    "from dr.cli.main import main; main(sys.argv[2:])"
+)
 INDEX_FILES = 3
 POLICY = {"name": "nightly", "schedule": "0 2 * * *", "rpo": "24h", "scope": {"namespaces": ["shop"]}}
 
@@ -35,6 +50,71 @@ def _repository(directory: Path, snapshots: int) -> Path:
     for i in range(snapshots):
         save_snapshot(repo, Snapshot(kind="backup", name=f"nightly-{i}", policy="nightly", phase="Completed"))
     return config
+
+
+def _dr(config: Path, delay: float, *args: str, terminal: bool) -> tuple[int, bytes, bytes]:
+    """Run ``dr ARGS``; stdout a pipe, stderr a pseudo-terminal (``terminal``) or a pipe.
+    -> (exit code, stdout, what stderr received)."""
+    cmd = [sys.executable, "-c", DR_WITH_DELAY, str(delay), *args]
+    home = config.parent
+    env = {**{k: v for k, v in os.environ.items() if k not in ("DR_REPO", "KUBECONFIG")},
+           "DR_CONFIG": str(config), "HOME": str(home / "home"), "XDG_CONFIG_HOME": str(home / "config"),
+           "XDG_DATA_HOME": str(home / "data"), "TERM": "xterm", "COLUMNS": "100"}  # fmt: skip
+    if not terminal:
+        done = subprocess.run(cmd, capture_output=True, env=env, timeout=120)
+        return done.returncode, done.stdout, done.stderr
+    main, tty = pty.openpty()
+    try:
+        done = subprocess.run(cmd, stderr=tty, stdout=subprocess.PIPE, env=env, timeout=120)
+        os.close(tty)
+        said = b""
+        while True:
+            try:
+                chunk = os.read(main, 4096)
+            except OSError:  # EIO: the terminal's other end is closed and drained
+                break
+            if not chunk:
+                break
+            said += chunk
+    finally:
+        os.close(main)
+    return done.returncode, done.stdout, said
+
+
+_CONTROL = re.compile(rb"\x1b\[([?0-9;]*)([A-Za-z])|\r|\n|[^\x1b\r\n]+")
+
+
+def _screen(said: bytes) -> list[str]:
+    """The lines a terminal shows after ``said``: text, carriage returns and new lines,
+    cursor up and erase-line sequences, as rich's live display uses them (colours and
+    the cursor's visibility ignored)."""
+    lines: list[str] = [""]
+    row = col = 0
+    for m in _CONTROL.finditer(said):
+        token = m.group(0)
+        if token == b"\r":
+            col = 0
+        elif token == b"\n":
+            row += 1
+            lines += [""] * (row + 1 - len(lines))
+        elif m.group(2):
+            arg, op = m.group(1).decode(), m.group(2).decode()
+            if op == "A":
+                row = max(0, row - int(arg or 1))
+            elif op == "K":  # erase the line (2), or from the cursor on (0, the default)
+                lines[row] = "" if arg == "2" else lines[row][:col]
+        else:
+            text = token.decode(errors="replace")
+            lines[row] = lines[row][:col].ljust(col) + text + lines[row][col + len(text) :]
+            col += len(text)
+    return [line.rstrip() for line in lines if line.strip()]
+
+
+def test_the_screen_emulation_keeps_text_and_erases_what_is_erased() -> None:
+    # The check below of a line gone relies on it: a line not erased stays on the screen.
+    assert _screen(b"kept\r\nreading 1/2\r\x1b[2K") == ["kept"]
+    assert _screen(b"kept\r\nreading 1/2\r\n") == ["kept", "reading 1/2"]
+    assert _screen(b"a\r\nb\r\n\x1b[1A\x1b[2K\x1b[1A\x1b[2Kc") == ["c"]
 
 
 def test_every_read_of_all_snapshots_and_of_the_index_is_counted_from_0_to_its_end(tmp_path: Path) -> None:
@@ -82,3 +162,94 @@ def test_every_read_of_all_snapshots_and_of_the_index_is_counted_from_0_to_its_e
     find_snapshot(repo, some.id[:12], kind="backup", what="backup")
     [run] = reads()
     counted(run, "snapshots", 1)
+
+
+@pytest.fixture(scope="module")
+def year(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The dr.yaml of a repository of 1,200 backups (a count with a thousands separator)."""
+    return _repository(tmp_path_factory.mktemp("year") / "r", 1200)
+
+
+@pytest.mark.parametrize(
+    ("args", "reads"),
+    [
+        (["backups", "list"], [b"reading snapshots"]),
+        (["backups", "describe", "latest"], [b"reading snapshots"]),
+        (["repo", "info"], [b"reading snapshots"]),
+        (["status"], [b"reading snapshots"]),
+        (["forget", "--keep-last", "1", "--dry-run"], [b"reading snapshots"]),
+        (
+            ["prune", "--dry-run"],
+            [b"reading the index", f"/{INDEX_FILES} files".encode(), b"reading snapshots"],
+        ),
+        (["repo", "check"], [b"reading the index", b"reading snapshots"]),
+        (["verify", "latest"], [b"reading snapshots", b"reading the index"]),
+    ],
+)
+def test_on_a_terminal_a_long_read_shows_a_line_on_stderr_which_is_gone_at_the_end(
+    year: Path, args: list[str], reads: list[bytes]
+) -> None:
+    config = year
+    code, out, said = _dr(config, 0, *args, terminal=True)
+    assert code == 0, said
+    for read in reads:
+        assert read in said, said
+    if b"reading snapshots" in reads:
+        assert b"/1,200" in said, said
+    assert not [line for line in _screen(said) if "reading" in line], _screen(said)
+    if args[0] != "status":  # which says how old the backups are, to the second
+        # stdout is the command's output alone, byte for byte as off a terminal.
+        piped = _dr(config, 0, *args, terminal=False)
+        assert piped[0] == 0 and out == piped[1] and b"reading" not in piped[2]
+
+
+def test_a_read_that_fails_part_way_takes_its_line_down_before_the_error_is_said(tmp_path: Path) -> None:
+    config = _repository(tmp_path / "r", 300)
+    damaged = sorted((config.parent / "repo" / "snapshots").iterdir())[150]
+    damaged.write_bytes(b"not a sealed object")
+    # Prune must see every snapshot: one that cannot be read stops it (exit 1).
+    code, _, said = _dr(config, 0, "prune", "--dry-run", terminal=True)
+    assert code == 1 and b"reading snapshots" in said, said
+    screen = _screen(said)
+    assert not [line for line in screen if "reading" in line], screen
+    assert [line for line in screen if damaged.name in line], screen
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["backups", "list", "-o", "json"],
+        ["--quiet", "backups", "list"],
+        ["verify", "latest", "-o", "json"],
+        ["prune", "--dry-run", "-o", "yaml"],
+        ["status", "-o", "json"],
+    ],
+)
+def test_with_quiet_or_a_document_on_stdout_a_terminal_shows_no_line(tmp_path: Path, args: list[str]) -> None:
+    config = _repository(tmp_path / "r", 40)
+    code, out, said = _dr(config, 0, *args, terminal=True)
+    assert code == 0, said
+    assert b"reading" not in said and b"\x1b[" not in said, said
+    if "status" not in args:  # which says how old the backups are, to the second
+        assert out == _dr(config, 0, *args, terminal=False)[1]
+
+
+def test_a_read_that_ends_soon_shows_nothing_on_a_terminal(tmp_path: Path) -> None:
+    # Five local snapshots take milliseconds: a line would only flash.
+    from dr.cli.progress import READ_LINE_DELAY
+
+    config = _repository(tmp_path / "r", 5)
+    for args in (["backups", "list"], ["repo", "check"], ["prune", "--dry-run"]):
+        code, _, said = _dr(config, READ_LINE_DELAY, *args, terminal=True)
+        assert code == 0, said
+        assert b"reading" not in said, said
+
+
+def test_restore_latest_shows_the_line_while_it_picks_the_backup(year: Path) -> None:
+    # Without a cluster (no kubeconfig here) it stops once the backup is picked: the line was
+    # shown while every snapshot was read, and is gone before the error is said.
+    code, _, said = _dr(year, 0, "restore", "latest", terminal=True)
+    assert code != 0 and b"reading snapshots" in said and b"/1,200" in said, said
+    screen = _screen(said)
+    assert not [line for line in screen if "reading" in line], screen
+    assert screen[-1].startswith("error: no Kubernetes configuration"), screen

@@ -15,6 +15,7 @@ from dr.cli.context import AppContext, app
 from dr.cli.kube_access import connect_kube
 from dr.cli.output import Column, emit, output_option
 from dr.cli.params import NonEmpty, Tag, check_namespace_names, pairs_to_dict, split_csv
+from dr.cli.progress import read_progress
 from dr.cli.repo_access import open_repository, policy_repository, required_backup_policy, searched
 from dr.cli.volume_access import volume_backup_step
 from dr.config import NAME_MAX, NAME_PATTERN, BackupPolicy
@@ -169,7 +170,8 @@ def list_(namespace: str | None, policy: str | None, output: str) -> None:
     """List backups, newest last."""
     ctx = app()
     repo = open_repository(ctx, policy_repository(ctx, policy))
-    backups, unreadable = readable_snapshots(repo, "backup")
+    with read_progress(repo, quiet=ctx.quiet or output != "table"):
+        backups, unreadable = readable_snapshots(repo, "backup")
     snaps = [s for s in backups
              if (not namespace or namespace in s.namespaces) and (not policy or s.policy == policy)]  # fmt: skip
     rows = [summary(s) for s in snaps]
@@ -228,9 +230,11 @@ def scope_text(scope: dict[str, Any]) -> str:
 @output_option()
 def describe(backup_id: str, output: str) -> None:
     """Show one backup: scope, counts per resource type, volumes, warnings, errors, timings."""
-    repo = open_repository(app())
+    ctx = app()
+    repo = open_repository(ctx)
     # Backups only: a volume snapshot's id prefix is not a backup (nor makes one ambiguous).
-    snap = find_snapshot(repo, backup_id, kind="backup", what="backup")
+    with read_progress(repo, quiet=ctx.quiet or output != "table"):  # `latest` reads every snapshot
+        snap = find_snapshot(repo, backup_id, kind="backup", what="backup")
     data = snap.to_doc()
     data.pop("streams", None)
     if output != "table":

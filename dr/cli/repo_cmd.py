@@ -14,7 +14,7 @@ import click
 from dr.cli.context import app
 from dr.cli.output import Column, emit, output_option
 from dr.cli.params import Duration, NonEmpty, read_data_option
-from dr.cli.progress import byte_progress
+from dr.cli.progress import byte_progress, read_progress
 from dr.cli.repo_access import init_repository, open_repository, policy_repository, required_backup_policy
 from dr.cli.slot_check import warn_if_not_unwrappable
 from dr.errors import ExitCode, InvalidInput, VerificationFailed
@@ -56,12 +56,14 @@ def init(key_uri: str | None, output: str) -> None:
 @output_option()
 def info(output: str) -> None:
     """Show the repository's id, format version, key slots and size."""
-    repo = open_repository(app())
+    ctx = app()
+    repo = open_repository(ctx)
     objects: dict[str, list[int]] = {}
     for o in repo.store.list(""):
         kind = o.name.split("/", 1)[0]
         objects.setdefault(kind, []).append(o.size)
-    snaps, unreadable = readable_snapshots(repo)
+    with read_progress(repo, quiet=ctx.quiet or output != "table"):
+        snaps, unreadable = readable_snapshots(repo)
     data: dict[str, Any] = {
         "id": repo.id,
         "url": repo.store.url,
@@ -147,7 +149,12 @@ def check(read_data: float | None, output: str) -> int:
     """Check the repository's structure (exit 4 when something is wrong)."""
     ctx = app()
     repo = open_repository(ctx)
-    with Lock(repo, "shared", "check"), byte_progress("reading data", None, quiet=ctx.quiet) as advance:
+    quiet = ctx.quiet or output != "table"
+    with (
+        Lock(repo, "shared", "check"),
+        read_progress(repo, quiet=quiet),
+        byte_progress("reading data", None, quiet=quiet, from_first=True) as advance,
+    ):
         result = repo_check.check(repo, read_data=read_data, progress=advance)
     return _report_check(result, output, "check")
 
@@ -172,7 +179,9 @@ def verify(backup_id: str | None, all_: bool, read_data: float | None, output: s
     prefix = "" if all_ or ref == "latest" else ref.lower()
     # Snapshots one by one: a damaged snapshot is an error of its own, not of every verify.
     # A ref too short to be an id reads none (``resolve`` refuses it).
-    snaps, bad = ([], {}) if prefix and len(prefix) < 4 else repo_check.load_snapshots(repo, prefix)
+    quiet = ctx.quiet or output != "table"
+    with read_progress(repo, quiet=quiet):
+        snaps, bad = ([], {}) if prefix and len(prefix) < 4 else repo_check.load_snapshots(repo, prefix)
     problems: list[str] = []  # errors found before the check proper
     warnings: list[str] = []
     if all_:
@@ -205,7 +214,11 @@ def verify(backup_id: str | None, all_: bool, read_data: float | None, output: s
                     output,
                 )
             raise
-    with Lock(repo, "shared", "verify"), byte_progress("reading data", None, quiet=ctx.quiet) as advance:
+    with (
+        Lock(repo, "shared", "verify"),
+        read_progress(repo, quiet=quiet),
+        byte_progress("reading data", None, quiet=quiet, from_first=True) as advance,
+    ):
         result = repo_check.check(repo, snapshots=chosen, read_data=read_data, progress=advance)
     result.errors[:0] = problems
     result.warnings += warnings
@@ -573,7 +586,8 @@ def forget(
             lk for lk in list_locks(repo, besides=own) if lk.operation == "backup" and not is_stale(lk)
         ]
         busy_since = min((lk.held_since for lk in running), default=None)
-        snaps = list_snapshots(repo)
+        with read_progress(repo, quiet=ctx.quiet or output != "table"):
+            snaps = list_snapshots(repo)
         if snapshot_ids:
             rows, remove = _plan_forget_ids(snaps, snapshot_ids, busy_since)
         else:
@@ -599,7 +613,8 @@ def forget(
         )
     if do_prune:
         # The removed snapshots count as gone in a dry run too (nothing was deleted then).
-        result["prune"] = repo_prune(repo, dry_run=dry_run, ignore_snapshots=removed).to_dict()
+        with read_progress(repo, quiet=ctx.quiet or output != "table"):
+            result["prune"] = repo_prune(repo, dry_run=dry_run, ignore_snapshots=removed).to_dict()
     # Backups named by id that Object Lock keeps: what was asked for is not done (exit 3);
     # by a retention policy, keeping them until their retention ends is the expected course.
     code = ExitCode.PARTIAL if snapshot_ids and retained else ExitCode.OK
@@ -628,8 +643,10 @@ def forget(
 @output_option()
 def prune(dry_run: bool, output: str) -> None:
     """Delete data no longer referenced by any backup, under the exclusive lock."""
-    repo = open_repository(app())
-    result = repo_prune(repo, dry_run=dry_run)
+    ctx = app()
+    repo = open_repository(ctx)
+    with read_progress(repo, quiet=ctx.quiet or output != "table"):  # the index and every snapshot
+        result = repo_prune(repo, dry_run=dry_run)
     if output != "table":
         emit(result.to_dict(), output)
         return

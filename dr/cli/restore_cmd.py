@@ -13,7 +13,7 @@ from dr.cli.context import app
 from dr.cli.kube_access import connect_kube
 from dr.cli.output import Column, JsonStream, emit, output_option
 from dr.cli.params import KeyValue, NonEmpty, check_namespace_names, pairs_to_dict, split_csv
-from dr.cli.progress import item_progress
+from dr.cli.progress import item_progress, read_progress
 from dr.cli.repo_access import open_repository, policy_repository, searched
 from dr.cli.volume_access import volume_restore_step
 from dr.errors import DrError, ExitCode, InvalidInput, PartialFailure
@@ -261,13 +261,14 @@ def restore(
     repository = policy_repository(ctx, policy)
     repo = open_repository(ctx, repository)
     try:
-        snap = _backup(
-            repo,
-            backup_id,
-            policy or None,
-            [*options.namespaces, *options.namespace_mapping],
-            data=not no_data,
-        )
+        with read_progress(repo, quiet=ctx.quiet or output != "table"):  # `latest` reads every snapshot
+            snap = _backup(
+                repo,
+                backup_id,
+                policy or None,
+                [*options.namespaces, *options.namespace_mapping],
+                data=not no_data,
+            )
     except InvalidInput as e:
         raise _where(e, searched(ctx, repo, policy)) from None
     _check_namespaces(snap, options)

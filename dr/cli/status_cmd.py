@@ -24,6 +24,7 @@ the snapshots and reports, so it is tested without a repository.
 from __future__ import annotations
 
 import logging
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -163,6 +164,8 @@ class _Sources:
     """Snapshots and reports per repository name, read once; problems become warnings."""
 
     ctx: AppContext
+    # A line on a terminal while every snapshot or report is read (``read_progress``).
+    progress: bool = False
     warnings: list[str] = field(default_factory=list)
     _backups: dict[str | None, list[Snapshot] | None] = field(default_factory=dict)
     _reports: dict[str | None, list[DrillReport] | None] = field(default_factory=dict)
@@ -184,6 +187,11 @@ class _Sources:
         except DrError:
             return name or "default"
 
+    def _reading(self, repo: Any) -> AbstractContextManager[None]:
+        from dr.cli.progress import read_progress
+
+        return read_progress(repo, quiet=self.ctx.quiet or not self.progress)
+
     def backups(self, name: str | None) -> list[Snapshot] | None:
         if name not in self._backups:
             from dr.repo.snapshots import readable_snapshots
@@ -192,7 +200,8 @@ class _Sources:
             snaps: list[Snapshot] | None = None
             if repo is not None:
                 try:
-                    snaps, bad = readable_snapshots(repo, "backup")
+                    with self._reading(repo):
+                        snaps, bad = readable_snapshots(repo, "backup")
                 except DrError as e:  # listing failed (storage): the policies' status is unknown
                     self.warnings.append(
                         f"cannot list the backups of repository {self._where(name)}: {e.message}"
@@ -216,7 +225,8 @@ class _Sources:
                 from dr.drill.run import readable_reports  # the drill machinery only when reports are read
 
                 try:
-                    reports, bad = readable_reports(repo)
+                    with self._reading(repo):
+                        reports, bad = readable_reports(repo)
                 except DrError as e:
                     self.warnings.append(
                         f"cannot list the drill reports of repository {self._where(name)}: {e.message}"
@@ -280,11 +290,12 @@ def unprotected_namespaces(ctx: AppContext, warnings: list[str]) -> list[str] | 
     return None
 
 
-def gather(ctx: AppContext, now: datetime) -> dict[str, Any]:
+def gather(ctx: AppContext, now: datetime, *, progress: bool = False) -> dict[str, Any]:
+    """``progress``: a line on a terminal while a repository's snapshots or reports are read."""
     loaded = ctx.loaded
     config = loaded.config
     config_dir = loaded.config_dir
-    sources = _Sources(ctx)
+    sources = _Sources(ctx, progress)
     backups = [backup_policy_status(p, sources.backups(p.repository), now) for p in config.backup_policies]
     drills = []
     for d in config.drill_policies:
@@ -389,7 +400,7 @@ def status(output: str) -> int:
     What cannot be checked (repository, cluster) is shown as a warning.
     """
     ctx = app()
-    doc = gather(ctx, datetime.now(UTC))
+    doc = gather(ctx, datetime.now(UTC), progress=output == "table")
     emit(doc, output, render=_render(doc))
     if output == "table" and not ctx.quiet:
         for w in doc["warnings"]:
