@@ -43,3 +43,28 @@ def run_dr_process(*args: str, env: dict[str, str] | None = None, timeout: float
         [DR, *args], capture_output=True, text=True, timeout=timeout, env={**os.environ, **(env or {})}, **kw
     )
     return Result(res.returncode, res.stdout, res.stderr)
+
+
+def run_with_stderr_on_a_terminal(
+    cmd: list[str], *, env: dict[str, str] | None = None, timeout: float = 120
+) -> tuple[int, bytes, bytes]:
+    """Run ``cmd`` with its stderr on a pseudo-terminal and stdout on a pipe: (exit code,
+    stdout, all that was written to the terminal)."""
+    import pty
+
+    main_fd, tty = pty.openpty()
+    try:
+        done = subprocess.run(cmd, stderr=tty, stdout=subprocess.PIPE, env=env, timeout=timeout)
+        os.close(tty)
+        said = b""
+        while True:
+            try:
+                chunk = os.read(main_fd, 4096)
+            except OSError:  # EIO: the terminal's other end is closed and drained
+                break
+            if not chunk:
+                break
+            said += chunk
+    finally:
+        os.close(main_fd)
+    return done.returncode, done.stdout, said

@@ -16,6 +16,7 @@ import time
 import pytest
 
 from dr import interrupt
+from tests.helpers import run_with_stderr_on_a_terminal
 
 
 def _signal_self(signum: int) -> None:
@@ -69,7 +70,6 @@ def test_ctrl_c_is_a_keyboard_interrupt_each_time_and_stops_too() -> None:
 def test_the_first_ctrl_c_on_a_terminal_says_a_second_one_quits_at_once() -> None:
     # A second Ctrl-C cuts the cleanup short (a drill's report unsaved, its namespace left):
     # conventional, but only fair when the first one says so. Said on a terminal only, once.
-    import pty
     import subprocess
     import sys
     import textwrap
@@ -88,22 +88,8 @@ def test_the_first_ctrl_c_on_a_terminal_says_a_second_one_quits_at_once() -> Non
         print("done", flush=True)
         """
     )
-    main, tty = pty.openpty()
-    try:
-        done = subprocess.run([sys.executable, "-c", code], stderr=tty, stdout=subprocess.PIPE, timeout=60)
-        os.close(tty)
-        said = b""
-        while True:
-            try:
-                chunk = os.read(main, 4096)
-            except OSError:  # EIO: the terminal's other end is closed and drained
-                break
-            if not chunk:
-                break
-            said += chunk
-    finally:
-        os.close(main)
-    assert done.stdout == b"done\n"
+    _, out, said = run_with_stderr_on_a_terminal([sys.executable, "-c", code], timeout=60)
+    assert out == b"done\n"
     assert said.count(b"Ctrl-C again quits at once") == 1, said
     # What it leaves and what removes it: dr drill gc looks only in dr's namespace and the drill
     # namespaces; a restore's movers and a backup's snapshots, in the app's, go with its next backup.

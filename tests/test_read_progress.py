@@ -10,7 +10,6 @@ those streams.
 from __future__ import annotations
 
 import os
-import pty
 import re
 import subprocess
 import sys
@@ -25,6 +24,7 @@ from dr.repo.repository import Repository
 from dr.repo.snapshots import Snapshot, find_snapshot, list_snapshots, readable_snapshots, save_snapshot
 from dr.storage.registry import open_store
 from tests.cli_support import write_config
+from tests.helpers import run_with_stderr_on_a_terminal
 
 # `dr ARGS` with the line's delay set (the first argument): 0 shows every read's line, as a
 # slow store does; the real delay keeps a read of a few local objects silent.
@@ -63,22 +63,7 @@ def _dr(config: Path, delay: float, *args: str, terminal: bool) -> tuple[int, by
     if not terminal:
         done = subprocess.run(cmd, capture_output=True, env=env, timeout=120)
         return done.returncode, done.stdout, done.stderr
-    main, tty = pty.openpty()
-    try:
-        done = subprocess.run(cmd, stderr=tty, stdout=subprocess.PIPE, env=env, timeout=120)
-        os.close(tty)
-        said = b""
-        while True:
-            try:
-                chunk = os.read(main, 4096)
-            except OSError:  # EIO: the terminal's other end is closed and drained
-                break
-            if not chunk:
-                break
-            said += chunk
-    finally:
-        os.close(main)
-    return done.returncode, done.stdout, said
+    return run_with_stderr_on_a_terminal(cmd, env=env, timeout=120)
 
 
 _CONTROL = re.compile(rb"\x1b\[([?0-9;]*)([A-Za-z])|\r|\n|[^\x1b\r\n]+")
