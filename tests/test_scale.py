@@ -253,3 +253,44 @@ def test_delete_many_deletes_every_name_on_every_store(
     assert store.delete_many([*names[:5], "data/ff/gone", *names[5:]]) == {}
     assert [o.name for o in store.list("")] == ["index/keep"]
     assert store.delete_many([]) == {}
+
+
+def test_an_endpoint_refusing_batch_deletes_gets_one_delete_per_object(
+    tmp_path: Path, request: pytest.FixtureRequest, caplog: pytest.LogCaptureFixture
+) -> None:
+    # botocore (1.36 on) sends DeleteObjects with a CRC32 checksum, not Content-MD5; older MinIO
+    # and Ceph refuse it (400 MissingContentMD5). Since prune and forget delete in batches they
+    # failed there, after the new index was written, where deleting one by one had worked.
+    # SeaweedFS takes the batch: its refusal is made at the HTTP layer, botocore parses it.
+    from botocore.awsrequest import AWSResponse
+
+    store = make_store("s3", tmp_path, request)
+    names = [f"data/{i:02x}/{i:064x}" for i in range(5)]
+    for name in names:
+        store.put(name, b"x")
+    refused: list[str] = []
+
+    def refuse(request: Any, **_: Any) -> AWSResponse:
+        refused.append(request.url)
+        body = (b'<?xml version="1.0" encoding="UTF-8"?><Error><Code>MissingContentMD5</Code>'
+                b"<Message>Missing required header for this request: Content-Md5.</Message></Error>")  # fmt: skip
+        return AWSResponse(request.url, 400, {"Content-Type": "application/xml"}, _Raw(body))
+
+    store._client.meta.events.register("before-send.s3.DeleteObjects", refuse)  # type: ignore[attr-defined]
+    with caplog.at_level("WARNING"):
+        assert store.delete_many(names[:3]) == {}
+        assert store.delete_many(names[3:]) == {}  # not asked again: the endpoint said so
+    assert len(refused) == 1
+    assert [o.name for o in store.list("data/")] == []
+    assert "refuses batch deletes (MissingContentMD5): deleting one object per request" in caplog.text
+
+
+class _Raw:
+    """A urllib3-like raw body for botocore's AWSResponse."""
+
+    def __init__(self, body: bytes) -> None:
+        self._body = io.BytesIO(body)
+
+    def stream(self, amt: int = 1024, decode_content: bool = True) -> Any:
+        while chunk := self._body.read(amt):
+            yield chunk

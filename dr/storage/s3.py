@@ -127,6 +127,10 @@ log = logging.getLogger(__name__)
 
 # Keys a DeleteObjects request takes at most (S3's limit).
 DELETE_BATCH = 1000
+# What an S3-compatible store answers to a DeleteObjects request it does not take as sent:
+# without Content-MD5 (MissingContentMD5, InvalidDigest, BadDigest: older MinIO and Ceph
+# against botocore's CRC32), or not at all (NotImplemented).
+BATCH_DELETE_REFUSED = frozenset({"MissingContentMD5", "InvalidDigest", "BadDigest", "NotImplemented"})
 
 T = TypeVar("T")
 
@@ -660,6 +664,8 @@ class S3Store(StreamedReads):
         self._mappable = _mappable()
         # Set once a HEAD on the bucket succeeded, so a 404 is known to mean the object.
         self._bucket_seen = threading.Event()
+        # Cleared once the endpoint refused a DeleteObjects request (``delete_many``).
+        self._batch_deletes = True
 
     @classmethod
     def from_url(
@@ -1017,6 +1023,9 @@ class S3Store(StreamedReads):
             return delete_each(self, names)
         retained: dict[str, ObjectRetained] = {}
         for start in range(0, len(names), DELETE_BATCH):
+            if not self._batch_deletes:
+                retained.update(delete_each(self, names[start:]))
+                break
             batch = {self._key(n): n for n in names[start : start + DELETE_BATCH]}
 
             # Called at once, inside this iteration (a partial, not a closure over the loop).
@@ -1026,9 +1035,22 @@ class S3Store(StreamedReads):
                 Delete={"Objects": [{"Key": k} for k in batch], "Quiet": True},
             )
             first = names[start]
-            answer = self._run(
-                "delete", f"{first} and {len(batch) - 1} more" if len(batch) > 1 else first, request
-            )
+            try:
+                answer = self._run(
+                    "delete", f"{first} and {len(batch) - 1} more" if len(batch) > 1 else first, request
+                )
+            except StorageError as e:
+                code = _error_code(e.__cause__)
+                if code not in BATCH_DELETE_REFUSED:
+                    raise
+                # An S3-compatible store that does not take DeleteObjects as botocore sends it
+                # (older MinIO and Ceph wanted Content-MD5, not the CRC32 botocore sends since
+                # 1.36): one request per object, as before batches, for the rest of this store.
+                log.warning("%s: the endpoint refuses batch deletes (%s): deleting one object per request",
+                            self._url, code)  # fmt: skip
+                self._batch_deletes = False
+                retained.update(delete_each(self, names[start:]))
+                break
             failed = [batch[e["Key"]] for e in answer.get("Errors", []) if e.get("Key") in batch]
             if failed:
                 log.debug(
@@ -1109,3 +1131,9 @@ def _is_invalid_range(exc: BaseException) -> bool:
 
 def _utc(value: Any) -> datetime | None:
     return value.astimezone(UTC) if isinstance(value, datetime) else None
+
+
+def _error_code(cause: BaseException | None) -> str | None:
+    """The S3 error code of a botocore ``ClientError`` (``MissingContentMD5``), else None."""
+    response = getattr(cause, "response", None)
+    return str(response.get("Error", {}).get("Code") or "") or None if isinstance(response, dict) else None
