@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import os
 import signal
+import sys
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -92,11 +93,21 @@ def _on_sigint(signum: int, frame: FrameType | None) -> None:
         # the cleanup's wait (a scratch namespace deleted, a report saved) tempts one.
         # dr drill gc looks only in dr's namespace and the drill namespaces: a restore's movers and
         # a backup's snapshots, in an app's namespace, are swept by the next backup there.
-        _say(b"\ninterrupted: stopping and cleaning up; Ctrl-C again quits at once and may leave "
+        _say(_fresh_line() + b"interrupted: stopping and cleaning up; Ctrl-C again quits at once and may leave "
              b"temporary objects behind (labelled dr.dev/mover=true: deleted once expired by the next "
              b"backup of their namespace, or by dr drill gc in dr's namespace and drill namespaces)\n")  # fmt: skip
     STOP.set()
     raise KeyboardInterrupt()
+
+
+def _fresh_line() -> bytes:
+    """Where the notice starts: a line of its own after the echoed ^C; over a progress line
+    when one is up (a live display has ``sys.stderr`` redirected through it, and leaves the
+    cursor at the end of its one line), which is then drawn again below the notice and
+    taken down from there. Started below it, the line was left standing above the notice
+    when it was taken down (``dr backups list`` interrupted while it read the snapshots)."""
+    live = getattr(sys.stderr, "rich_proxied_file", None) is not None
+    return b"\r\x1b[2K" if live else b"\n"
 
 
 def _stderr_is_terminal() -> bool:

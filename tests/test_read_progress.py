@@ -238,3 +238,34 @@ def test_restore_latest_shows_the_line_while_it_picks_the_backup(year: Path) -> 
     screen = _screen(said)
     assert not [line for line in screen if "reading" in line], screen
     assert screen[-1].startswith("error: no Kubernetes configuration"), screen
+
+
+# A read's line up when Ctrl-C comes: the notice is written straight to the terminal, under
+# the line; the line is then taken down (the read ends) and must not stay above the notice.
+CTRL_C_UNDER_A_LINE = """
+import os, signal, sys, time, types
+import dr.cli.progress as p
+from dr import interrupt
+p.READ_LINE_DELAY = 0
+repo = types.SimpleNamespace(read_progress=None)
+with interrupt.signals_handled():
+    try:
+        with p.read_progress(repo):
+            repo.read_progress("snapshots", 0, 3650)
+            repo.read_progress("snapshots", 12, 3650)
+            time.sleep(0.3)
+            os.kill(os.getpid(), signal.SIGINT)
+            time.sleep(5)
+    except KeyboardInterrupt:
+        pass
+print("after", file=sys.stderr)
+"""
+
+
+def test_ctrl_c_under_a_read_line_leaves_the_notice_and_not_the_line() -> None:
+    env = {**os.environ, "TERM": "xterm", "COLUMNS": "100"}
+    code, _, said = run_with_stderr_on_a_terminal([sys.executable, "-c", CTRL_C_UNDER_A_LINE], env=env)
+    assert code == 0 and b"reading snapshots" in said, said
+    screen = _screen(said)
+    assert not [line for line in screen if "reading" in line], screen
+    assert screen[0].startswith("interrupted: stopping and cleaning up;") and screen[-1] == "after", screen
