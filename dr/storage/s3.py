@@ -1134,6 +1134,12 @@ def _utc(value: Any) -> datetime | None:
 
 
 def _error_code(cause: BaseException | None) -> str | None:
-    """The S3 error code of a botocore ``ClientError`` (``MissingContentMD5``), else None."""
-    response = getattr(cause, "response", None)
-    return str(response.get("Error", {}).get("Code") or "") or None if isinstance(response, dict) else None
+    """The S3 error code of the botocore ``ClientError`` behind ``cause`` (``MissingContentMD5``),
+    else None. Followed down the causes: what the retries gave up on (a 5xx such as
+    NotImplemented's 501, BadDigest) comes as the retry's error, caused by the mapped one."""
+    while cause is not None:
+        response = getattr(cause, "response", None)
+        if isinstance(response, dict):
+            return str(response.get("Error", {}).get("Code") or "") or None
+        cause = cause.__cause__
+    return None
