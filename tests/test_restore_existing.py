@@ -104,8 +104,9 @@ def test_an_in_place_restore_writes_only_what_differs(
     result = restore_resources(kube_client, items, options, "bk", "rs")
     assert result.counts == {"unchanged": 47, "created": 1, "recreated": 2}
     # Listed, then: the missing Secret created, each changed ConfigMap deleted (uid from the
-    # listing), waited for (GET until 404) and created; no create-then-GET for the 47 unchanged.
-    assert requests["LIST"] == 6
+    # listing), waited for (GET until 404) and created; no create-then-GET for the 47 unchanged,
+    # whose listed copies are checked by listing both types again at the end of the stage.
+    assert requests["LIST"] == 6 + 6
     assert requests["POST"] == 3 and requests["DELETE one"] == 2
     assert requests["GET one"] <= 4, requests
     assert kube_client.get(f"/api/v1/namespaces/{app}/configmaps/cm-03")["data"] == {"i": "3"}
@@ -178,3 +179,65 @@ def test_a_kept_object_drops_only_its_status_and_managed_fields() -> None:
         b'{"apiVersion":"v1","kind":"PersistentVolumeClaim","metadata":{"name":"data","uid":"u1",'
         b'"labels":{"a":"b"}},"spec":{"volumeName":"pv-1"}}'
     )
+
+
+def test_an_object_deleted_or_changed_after_the_listing_is_restored_as_without_listings(
+    kube_client: KubeClient, app: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The listing is read when the first ConfigMap is restored; then cm-24 is deleted and cm-23
+    changed. A create (409) and GET per object would create the one and update the other: the
+    listing's copy says both are as backed up."""
+    items = [(i, o) for i, o in backup(kube_client, app) if i.resource == "configmaps"]
+    changed: list[str] = []
+
+    def progress(result: Any, done: int, total: int) -> None:
+        if not changed:  # after the first object: the listing has been read
+            kube_client.request("DELETE", f"/api/v1/namespaces/{app}/configmaps/cm-24")
+            kube_client.call("PATCH", f"/api/v1/namespaces/{app}/configmaps/cm-23", body=b'{"data": {"i": "x"}}',
+                             content_type="application/merge-patch+json")  # fmt: skip
+            changed.append(result.item.name)
+
+    requests = count_requests(kube_client, monkeypatch)
+    result = restore_resources(
+        kube_client, items, RestoreOptions(existing="update", workers=1), "bk", "rs", progress
+    )
+    assert changed and changed[0] not in ("cm-23", "cm-24")
+    outcomes = {r.item.name: r.outcome for r in result.items}
+    assert (outcomes["cm-24"], outcomes["cm-23"]) == ("created", "updated")
+    assert result.counts == {"unchanged": 23, "created": 1, "updated": 1}
+    assert kube_client.get(f"/api/v1/namespaces/{app}/configmaps/cm-24")["data"] == {"i": "24"}
+    assert kube_client.get(f"/api/v1/namespaces/{app}/configmaps/cm-23")["data"] == {"i": "23"}
+    # One listing, one to confirm what it said, and the two objects again by create (409) and GET.
+    assert requests["LIST"] == 6, requests
+
+
+def test_listed_copies_are_checked_by_name_when_the_collection_can_no_longer_be_listed(
+    kube_client: KubeClient, k8s: servers.TestCluster, app: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """alice may list ConfigMaps when the restore starts, not when it checks what it left alone."""
+    items = [(i, o) for i, o in backup(kube_client, app) if i.resource == "configmaps"]
+    role = {"apiVersion": RBAC, "kind": "Role", "metadata": {"name": "cm-restorer"},
+            "rules": [{"apiGroups": [""], "resources": ["configmaps"], "verbs": ["get", "list", "create"]}]}  # fmt: skip
+    create(kube_client, "roles", role, app)
+    create(kube_client, "rolebindings", {"apiVersion": RBAC, "kind": "RoleBinding", "metadata": {"name": "alice"},
+                                         "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": "cm-restorer"},
+                                         "subjects": [{"kind": "User", "name": "alice", "apiGroup": "rbac.authorization.k8s.io"}]}, app)  # fmt: skip
+    changed: list[str] = []
+
+    def progress(result: Any, done: int, total: int) -> None:
+        if not changed:  # the listing has been read: no more listing, and cm-24 is gone
+            kube_client.call("PATCH", f"/apis/rbac.authorization.k8s.io/v1/namespaces/{app}/roles/cm-restorer",
+                             body=b'{"rules": [{"apiGroups": [""], "resources": ["configmaps"], "verbs": ["get", "create"]}]}',
+                             content_type="application/merge-patch+json")  # fmt: skip
+            kube_client.request("DELETE", f"/api/v1/namespaces/{app}/configmaps/cm-24")
+            changed.append(result.item.name)
+
+    with connect(k8s.kubeconfig_for("alice")) as alice:
+        requests = count_requests(alice, monkeypatch)
+        result = restore_resources(alice, items, RestoreOptions(workers=1), "bk", "rs", progress)
+    assert result.counts == {"unchanged": 24, "created": 1}
+    assert {r.item.name for r in result.items if r.outcome == "created"} == {"cm-24"}
+    assert kube_client.get(f"/api/v1/namespaces/{app}/configmaps/cm-24")["data"] == {"i": "24"}
+    # 3 pages listed; the check's LIST refused, then each object left alone read by name (25),
+    # and cm-24 created.
+    assert requests["LIST"] == 4 and requests["GET one"] == 25 and requests["POST"] == 1, requests

@@ -24,6 +24,13 @@ before (``get_object``, with its errors and so its messages):
 * a listing that would take more pages than the restore has objects in it
   (a few objects restored into a namespace of thousands): it stops there, the
   objects it saw answer from it, the others are read by name.
+
+A listing is read once, when the first object of its collection is restored;
+the last may be restored minutes later. Where the restore wrote nothing on the
+strength of a listed copy (unchanged, skipped, restored by an earlier run),
+``changed_since_listed`` reads the collection again at the end of the stage and
+names the objects whose copy no longer holds (deleted, changed, being deleted):
+the restore does them again by name, as it would have done without listings.
 """
 
 from __future__ import annotations
@@ -33,6 +40,7 @@ import logging
 import threading
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any
 
 from dr.kube.client import ApiError, KubeClient
@@ -53,9 +61,12 @@ class _Listing:
     """One (type, namespace)'s listing: the objects the restore looks up, by name, as compact JSON."""
 
     lock: threading.Lock = field(default_factory=threading.Lock)
+    res: ApiResource | None = None  # the type listed (to read it again)
     listed: bool = False  # the LIST was tried (whatever it gave)
     complete: bool = False  # every page was read: a name not in ``objects`` does not exist
     objects: dict[str, bytes] = field(default_factory=dict)
+    # Objects the restore left as their listed copy: name -> that copy's resourceVersion.
+    left_as_listed: dict[str, str] = field(default_factory=dict)
 
 
 class ExistingObjects:
@@ -96,6 +107,46 @@ class ExistingObjects:
             return True, found
         return (True, None) if listing.complete else (False, None)
 
+    def left_alone(self, res: ApiResource, namespace: str | None, name: str, listed: dict[str, Any]) -> None:
+        """The restore wrote nothing to this object on the strength of its ``listed`` copy (from
+        ``lookup``): ``changed_since_listed`` checks that the copy still holds."""
+        with self._lock:
+            listing = self._listings.get((res.group, res.plural, namespace or ""))
+        if listing is None:
+            return
+        version = str((listed.get("metadata") or {}).get("resourceVersion") or "")
+        with listing.lock:
+            listing.left_as_listed[name] = version
+
+    def changed_since_listed(self) -> set[tuple[str, str, str | None, str]]:
+        """The objects ``left_alone`` whose listed copy no longer holds — gone, or of another
+        resourceVersion (changed, being deleted, replaced) — as (group, plural, namespace, name).
+
+        Read with one more listing per collection (paged and capped as the first), the objects it
+        does not reach by name. What cannot be read counts as changed: restoring it again by name
+        is the restore without listings, always right."""
+        stale: set[tuple[str, str, str | None, str]] = set()
+        with self._lock:
+            listings = list(self._listings.items())
+        for (group, plural, namespace), listing in listings:
+            left = listing.left_as_listed
+            if not left or listing.res is None:
+                continue
+            res = listing.res
+            now = _Listing()
+            self._fill(now, res, namespace, max(1, len(left) - 1), left.__contains__, _version)
+            for name, version in left.items():
+                current = now.objects.get(name)
+                if current is None and not now.complete:
+                    try:
+                        obj = get_object(self.kube, res, namespace, name)
+                    except ApiError:
+                        obj = None
+                    current = _version(obj) if obj is not None else None
+                if current != version.encode():
+                    stale.add((group, plural, namespace, name))
+        return stale
+
     def clear(self) -> None:
         """Forget every listing (a stage is done; the next stage's types are others)."""
         with self._lock:
@@ -112,21 +163,31 @@ class ExistingObjects:
             listing = self._listings.setdefault(key, _Listing())
         with listing.lock:  # the first worker lists; the others of this collection wait for it
             if not listing.listed:
-                self._fill(listing, res, namespace, max_pages=max(1, lookups - 1))
+                listing.res = res
+                restored = partial(self.restores, res.group, res.plural, namespace)
+                self._fill(listing, res, namespace, max(1, lookups - 1), restored, _slim)
                 listing.listed = True
         return listing
 
-    def _fill(self, listing: _Listing, res: ApiResource, namespace: str, max_pages: int) -> None:
+    def _fill(
+        self,
+        listing: _Listing,
+        res: ApiResource,
+        namespace: str,
+        max_pages: int,
+        wanted: Callable[[str], bool],
+        form: Callable[[dict[str, Any]], bytes],
+    ) -> None:
         """List ``res`` in ``namespace`` into ``listing``: at most ``max_pages`` pages (fewer requests
-        than reading each object by name), keeping only the objects the restore looks up."""
+        than reading each object by name), keeping the ``wanted`` objects (by name) in their ``form``."""
         pages = 0
         try:
             for page in iter_pages(self.kube, res, namespace=namespace, limit=LIST_PAGE_SIZE):
                 pages += 1
                 for obj in page:
                     name = str((obj.get("metadata") or {}).get("name") or "")
-                    if name and self.restores(res.group, res.plural, namespace, name):
-                        listing.objects[name] = _slim(obj)
+                    if name and wanted(name):
+                        listing.objects[name] = form(obj)
                 if page.last:
                     listing.complete = True
                 elif pages >= max_pages:
@@ -139,6 +200,11 @@ class ExistingObjects:
             log.debug(
                 "cannot list %s in %s (%s): reading objects by name", res.group_resource, namespace, e.short
             )
+
+
+def _version(obj: dict[str, Any]) -> bytes:
+    """What tells whether an object changed since it was read: its resourceVersion."""
+    return str((obj.get("metadata") or {}).get("resourceVersion") or "").encode()
 
 
 def _slim(obj: dict[str, Any]) -> bytes:

@@ -46,7 +46,9 @@ its versions are served, so its custom objects can follow.
 
 What exists is learned with one paged LIST per namespaced type and target
 namespace (``dr.restore.existing``), not one GET per object; where that list
-cannot be had (RBAC), objects are read by name as before.
+cannot be had (RBAC), objects are read by name as before. What the restore left
+alone on the strength of a listing (unchanged, skipped) is checked at the end of
+its stage; objects deleted or changed since they were listed are done again.
 
 A dry run sends nothing that changes the cluster: it reads what exists and
 reports per object would-create / would-update (with the differences) /
@@ -267,6 +269,8 @@ class _RestoreRun:
             crds = list(plan.stage_entries(index)) if index == CRD_STAGE else None
             entries = plan.stage_entries(index) if crds is None else crds
             stage_results = self.run_stage(pool, plan, entries) if size else ItemResults()
+            if size and not self.options.dry_run:
+                stage_results = self.again_where_stale(pool, plan, index, stage_results)
             self.result.items.extend(stage_results)
             if crds:
                 self.after_crds(pool, crds, stage_results)
@@ -281,6 +285,25 @@ class _RestoreRun:
             self.existing.clear()  # the listings of this stage's types: no later stage reads them
             if self.after_stage is not None:
                 self.after_stage(stage.name, stage_results)
+
+    def again_where_stale(
+        self, pool: ThreadPoolExecutor, plan: RestorePlan, index: int, results: ItemResults
+    ) -> ItemResults:
+        """The stage's results, with the objects left alone on the strength of a listing that no
+        longer holds (deleted, changed or being deleted since it was read) restored again, each read
+        by name as without listings, and their new results in place of the first."""
+        stale = self.existing.changed_since_listed()
+        if not stale:
+            return results
+        listings, self.existing = self.existing, ExistingObjects(self.kube, {}, plan.restores)
+        try:
+            entries = [e for e in plan.stage_entries(index) if e.target.key in stale]
+            self.total += len(entries)
+            again = self.run_stage(pool, plan, entries)
+        finally:
+            self.existing = listings
+        redone = {r.item.key for r in again}
+        return ItemResults([*(r for r in results if r.item.key not in redone), *again])
 
     def restored(self, r: RestoreItemResult) -> bool:
         return r.outcome in RESTORED_OUTCOMES
@@ -448,7 +471,7 @@ class _RestoreRun:
         target = entry.target
         _, existing = self.existing.lookup(res, target.namespace, target.name)
         if existing is not None:
-            return self.settle_existing(entry, desired, res, existing)
+            return self.settle_existing(entry, desired, res, existing, listed=True)
         # Not there when listed, or not known: create it, and compare only if it is there after all.
         try:
             kapply.create(self.kube, res, desired)
@@ -473,27 +496,40 @@ class _RestoreRun:
         return self.settle_existing(entry, desired, res, existing)
 
     def settle_existing(
-        self, entry: PlanEntry, desired: dict[str, Any], res: ApiResource, existing: dict[str, Any]
+        self,
+        entry: PlanEntry,
+        desired: dict[str, Any],
+        res: ApiResource,
+        existing: dict[str, Any],
+        *,
+        listed: bool = False,
     ) -> RestoreItemResult:
         """Restore ``desired`` over the object of its name that exists: replace it once gone when it is
-        being deleted, else compare and act by ``options.existing``."""
+        being deleted, else compare and act by ``options.existing``. ``listed``: ``existing`` is a
+        listing's copy; what is left alone on its strength is checked at the end of the stage."""
         target = entry.target
+
+        def left_alone(outcome: Outcome, reason: str, diff: list[str] | None = None) -> RestoreItemResult:
+            if listed:
+                self.existing.left_alone(res, target.namespace, target.name, existing)
+            return self.outcome(entry, outcome, reason, diff)
+
         if _being_deleted(existing):
             # Typically the namespace (or object) whose loss this restore repairs, still terminating.
             self.wait_gone(res, target, existing)
             kapply.create(self.kube, res, desired)
             return self.outcome(entry, "created", REPLACED_DELETED)
         if self.restored_by_us(existing):
-            return self.outcome(entry, "created", "restored by an earlier run of this restore")
+            return left_alone("created", "restored by an earlier run of this restore")
         diff = changes(desired, existing)
         if not diff:
-            return self.outcome(entry, "unchanged", "already exists")
+            return left_alone("unchanged", "already exists")
         taken = _used_by_another(entry, desired, existing)
         if taken:
-            return self.outcome(entry, "skipped", taken, diff)
+            return left_alone("skipped", taken, diff)
         policy = self.options.existing
         if policy == "skip":
-            return self.outcome(entry, "skipped", "already exists and differs (existing=skip)", diff)
+            return left_alone("skipped", "already exists and differs (existing=skip)", diff)
         if policy == "update" or (res.group, res.plural) == ("", "namespaces"):
             kapply.apply(self.kube, res, _keep_data_mark(desired, existing))
             reason = "namespaces are updated, never recreated" if policy == "recreate" else None
