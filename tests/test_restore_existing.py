@@ -271,3 +271,28 @@ def test_listings_keep_at_most_their_budget_and_let_go_of_what_was_looked_up(
     for i in range(1, 25):
         assert objects.lookup(res, app, f"cm-{i:02d}")[1] is not None
     assert objects.kept_bytes == 0  # each object is looked up once: let go once it was
+
+
+def test_an_object_replaced_after_the_listing_is_recreated_not_failed(
+    kube_client: KubeClient, app: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """cm-23 differs when listed, then is replaced (a new uid): the delete with the listed uid is
+    refused (409); read by name, as without listings, it is recreated."""
+    items = [(i, o) for i, o in backup(kube_client, app) if i.resource == "configmaps"]
+    path = f"/api/v1/namespaces/{app}/configmaps/cm-23"
+    kube_client.call("PATCH", path, body=b'{"data": {"i": "x"}}', content_type="application/merge-patch+json")
+    replaced: list[str] = []
+
+    def progress(result: Any, done: int, total: int) -> None:
+        if not replaced:  # after the first object: the listing has been read
+            kube_client.request("DELETE", path)
+            create(kube_client, "configmaps", configmap("cm-23", {"i": "y"}), app)
+            replaced.append(result.item.name)
+
+    result = restore_resources(
+        kube_client, items, RestoreOptions(existing="recreate", workers=1), "bk", "rs", progress
+    )
+    assert replaced and replaced[0] != "cm-23"
+    assert [(r.item.name, r.outcome, r.reason) for r in result.failures] == []
+    assert {r.item.name: r.outcome for r in result.items}["cm-23"] == "recreated"
+    assert kube_client.get(path)["data"] == {"i": "23"}

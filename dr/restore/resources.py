@@ -471,7 +471,10 @@ class _RestoreRun:
         target = entry.target
         _, existing = self.existing.lookup(res, target.namespace, target.name)
         if existing is not None:
-            return self.settle_existing(entry, desired, res, existing, listed=True)
+            try:
+                return self.settle_existing(entry, desired, res, existing, listed=True)
+            except _ReplacedSinceListed:
+                pass  # read by name below, as without listings
         # Not there when listed, or not known: create it, and compare only if it is there after all.
         try:
             kapply.create(self.kube, res, desired)
@@ -534,7 +537,12 @@ class _RestoreRun:
             kapply.apply(self.kube, res, _keep_data_mark(desired, existing))
             reason = "namespaces are updated, never recreated" if policy == "recreate" else None
             return self.outcome(entry, "updated", reason, diff)
-        kapply.delete(self.kube, res, target.namespace, target.name, uid=_uid(existing))
+        try:
+            kapply.delete(self.kube, res, target.namespace, target.name, uid=_uid(existing))
+        except ApiError as e:
+            if listed and e.status == 409:  # the uid precondition: not the object that was listed
+                raise _ReplacedSinceListed from e
+            raise
         self.wait_gone(res, target, existing)
         kapply.create(self.kube, res, desired)
         return self.outcome(entry, "recreated", None, diff)
@@ -664,6 +672,10 @@ class _RestoreRun:
                 self.result.warnings.append(f"cannot check whether namespace {name} exists: {e.short}")
                 return None
             return RestoreItemResult(item=item, outcome="failed", reason=f"{reason}: {e.short}")
+
+
+class _ReplacedSinceListed(Exception):
+    """The object a listing's copy describes was replaced since (its delete names another uid)."""
 
 
 def _used_by_another(entry: PlanEntry, desired: dict[str, Any], existing: dict[str, Any]) -> str | None:
