@@ -8,6 +8,7 @@ bench/RESULTS.md, "Scale (helper pass, 2026-11-30)"). Against the test cluster.
 from __future__ import annotations
 
 import re
+import threading
 from collections import Counter
 from collections.abc import Iterator
 from typing import Any
@@ -22,7 +23,7 @@ from dr.kube.objects import ResourceItem
 from dr.restore import existing
 from dr.restore.existing import _slim
 from dr.restore.plan import RestoreOptions
-from dr.restore.resources import restore_resources
+from dr.restore.resources import REPLACED_DELETED, restore_resources
 from tests import servers
 from tests.kube_helpers import ListSink, configmap, create, make_namespace
 
@@ -296,3 +297,39 @@ def test_an_object_replaced_after_the_listing_is_recreated_not_failed(
     assert [(r.item.name, r.outcome, r.reason) for r in result.failures] == []
     assert {r.item.name: r.outcome for r in result.items}["cm-23"] == "recreated"
     assert kube_client.get(path)["data"] == {"i": "23"}
+
+
+def test_an_object_whose_deletion_began_after_the_listing_is_replaced_once_gone(
+    kube_client: KubeClient, app: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """cm-23 differs when listed, then is deleted but held by a finalizer (a claim still in use);
+    read by name it is being deleted: the restore waits until it is gone and creates it. Updating
+    it would leave nothing once the finalizer goes."""
+    items = [(i, o) for i, o in backup(kube_client, app) if i.resource == "configmaps"]
+    path = f"/api/v1/namespaces/{app}/configmaps/cm-23"
+    kube_client.call("PATCH", path, body=b'{"data": {"i": "x"}}', content_type="application/merge-patch+json")
+    held: list[threading.Timer] = []
+
+    def release() -> None:
+        kube_client.call("PATCH", path, body=b'{"metadata": {"finalizers": null}}',
+                         content_type="application/merge-patch+json")  # fmt: skip
+
+    def progress(result: Any, done: int, total: int) -> None:
+        if not held:  # after the first object: the listing has been read
+            kube_client.call("PATCH", path, body=b'{"metadata": {"finalizers": ["dr.test/hold"]}}',
+                             content_type="application/merge-patch+json")  # fmt: skip
+            kube_client.request("DELETE", path)
+            held.append(threading.Timer(1.0, release))
+            held[0].start()
+
+    try:
+        result = restore_resources(
+            kube_client, items, RestoreOptions(existing="update", workers=1), "bk", "rs", progress
+        )
+    finally:
+        for timer in held:
+            timer.join()
+    cm23 = next(r for r in result.items if r.item.name == "cm-23")
+    assert (cm23.outcome, cm23.reason) == ("created", REPLACED_DELETED)
+    assert kube_client.get(path)["data"] == {"i": "23"}
+    assert not kube_client.get(path)["metadata"].get("deletionTimestamp")

@@ -534,7 +534,10 @@ class _RestoreRun:
         if policy == "skip":
             return left_alone("skipped", "already exists and differs (existing=skip)", diff)
         if policy == "update" or (res.group, res.plural) == ("", "namespaces"):
-            kapply.apply(self.kube, res, _keep_data_mark(desired, existing))
+            stored = kapply.apply(self.kube, res, _keep_data_mark(desired, existing))
+            if listed and _being_deleted(stored):
+                # Its deletion began after it was listed: as read by name, replaced once gone.
+                return self.settle_existing(entry, desired, res, stored)
             reason = "namespaces are updated, never recreated" if policy == "recreate" else None
             return self.outcome(entry, "updated", reason, diff)
         try:
