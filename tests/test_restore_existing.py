@@ -24,6 +24,7 @@ from dr.restore import existing
 from dr.restore.existing import _slim
 from dr.restore.plan import RestoreOptions
 from dr.restore.resources import REPLACED_DELETED, restore_resources
+from dr.restore.transforms import DATA_PENDING_ANNOTATION
 from tests import servers
 from tests.kube_helpers import ListSink, configmap, create, make_namespace
 
@@ -49,10 +50,12 @@ def app(kube_client: KubeClient, unique: str, monkeypatch: pytest.MonkeyPatch) -
         kube_client.request("DELETE", f"/api/v1/namespaces/{ns}")
 
 
-def backup(kc: KubeClient, ns: str) -> list[tuple[ResourceItem, dict[str, Any]]]:
+def backup(
+    kc: KubeClient, ns: str, resources: tuple[str, ...] = ("configmaps", "secrets")
+) -> list[tuple[ResourceItem, dict[str, Any]]]:
     sink = ListSink()
     assert backup_resources(kc, BackupScope(namespaces=[ns]), sink).phase == "Completed"
-    return [(i, o) for i, o in sink.items if i.resource in ("configmaps", "secrets")]
+    return [(i, o) for i, o in sink.items if i.resource in resources]
 
 
 def count_requests(kc: KubeClient, monkeypatch: pytest.MonkeyPatch) -> Counter[str]:
@@ -333,3 +336,38 @@ def test_an_object_whose_deletion_began_after_the_listing_is_replaced_once_gone(
     assert (cm23.outcome, cm23.reason) == ("created", REPLACED_DELETED)
     assert kube_client.get(path)["data"] == {"i": "23"}
     assert not kube_client.get(path)["metadata"].get("deletionTimestamp")
+
+
+def test_a_data_claim_deleted_after_the_listing_is_created_marked_for_its_data(
+    kube_client: KubeClient, unique: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Two claims whose data the restore brings back; data-1 differs when listed, then is deleted.
+    Updated from the listed copy (no mark), the apply created an empty claim the data step skips;
+    created, as read by name, it carries the data-pending mark."""
+    ns = f"pvcs-{unique}"
+    make_namespace(kube_client, ns)
+    try:
+        for name in ("data-0", "data-1"):
+            create(kube_client, "persistentvolumeclaims", {"apiVersion": "v1", "kind": "PersistentVolumeClaim",
+                   "metadata": {"name": name, "labels": {"app": "db"}},
+                   "spec": {"accessModes": ["ReadWriteOnce"], "resources": {"requests": {"storage": "1Gi"}}}}, ns)  # fmt: skip
+        items = [(i, o) for i, o in backup(kube_client, ns, ("persistentvolumeclaims",))]
+        path = f"/api/v1/namespaces/{ns}/persistentvolumeclaims/data-1"
+        kube_client.call("PATCH", path, body=b'{"metadata": {"labels": {"app": "x"}}}',
+                         content_type="application/merge-patch+json")  # fmt: skip
+        deleted: list[str] = []
+
+        def progress(result: Any, done: int, total: int) -> None:
+            if result.item.name == "data-0" and not deleted:  # the listing has been read
+                kube_client.request("DELETE", path)
+                deleted.append(path)
+
+        data = {f"{ns}/data-0": "snap-0", f"{ns}/data-1": "snap-1"}
+        result = restore_resources(kube_client, items, RestoreOptions(existing="update", workers=1), "bk", "rs",
+                                   progress, data_volumes=data)  # fmt: skip
+        assert deleted
+        assert {r.item.name: r.outcome for r in result.items}["data-1"] == "created"
+        annotations = kube_client.get(path)["metadata"].get("annotations") or {}
+        assert annotations.get(DATA_PENDING_ANNOTATION) == "snap-1"
+    finally:
+        kube_client.request("DELETE", f"/api/v1/namespaces/{ns}")

@@ -470,7 +470,9 @@ class _RestoreRun:
     def apply_one(self, entry: PlanEntry, desired: dict[str, Any], res: ApiResource) -> RestoreItemResult:
         target = entry.target
         _, existing = self.existing.lookup(res, target.namespace, target.name)
-        if existing is not None:
+        # A claim awaiting its data is read by name: deleted since it was listed, an update from
+        # the copy would create it without the data-pending mark (empty, and never filled).
+        if existing is not None and not data_pending(desired):
             try:
                 return self.settle_existing(entry, desired, res, existing, listed=True)
             except _ReplacedSinceListed:
