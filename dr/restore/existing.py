@@ -35,6 +35,11 @@ strength of a listed copy (unchanged, skipped, restored by an earlier run),
 ``changed_since_listed`` reads the collection again at the end of the stage and
 names the objects whose copy no longer holds (deleted, changed, being deleted):
 the restore does them again by name, as it would have done without listings.
+Where it writes, the write tells (``dr.restore.resources``): a delete refused
+for the copy's uid (replaced since) and an apply answered with a deletion
+timestamp (being deleted since) go on by name; a claim awaiting its data is
+always read by name. A dry run is not checked again: it reports a moment, and
+read by name each object was also seen at some time during the run.
 """
 
 from __future__ import annotations
