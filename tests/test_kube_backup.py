@@ -499,3 +499,42 @@ def test_all_namespaces_when_every_one_is_drs_own_is_invalid_input(
         "no namespace to back up (left out dr's namespace dr-system and drill scratch namespace drill-1 "
         "(name them to back up))"
     )
+
+
+def test_resource_metrics_are_never_backed_up(kube_client: KubeClient, unique: str) -> None:
+    # metrics.k8s.io (metrics-server, in most clusters) serves PodMetrics and NodeMetrics, computed
+    # from the kubelets, read-only. Backups listed them like any type: dr's backup role grants no
+    # right on them (a 403, so every backup PartiallyFailed), and while metrics-server restarts
+    # its LIST answers 503. A CRD stands in for the aggregated API the test cluster lacks.
+    from dr.kube.wait import wait_for_crd_established, wait_for_served
+    from tests.kube_helpers import CRD_RES, delete_crd
+
+    ns = f"m{unique}"
+    make_namespace(kube_client, ns)
+    crd = _crd_in("metrics.k8s.io", "pods", "PodMetrics", "v1beta1")
+    crd["metadata"]["annotations"] = {
+        "api-approved.kubernetes.io": "unapproved, test stand-in for metrics-server"
+    }
+    create(kube_client, "customresourcedefinitions", crd)
+    try:
+        wait_for_crd_established(kube_client, CRD_RES, "pods.metrics.k8s.io", timeout=30)
+        wait_for_served(kube_client, "metrics.k8s.io", "v1beta1", "pods", timeout=30)
+        st, data = kube_client.request(
+            "POST",
+            f"/apis/metrics.k8s.io/v1beta1/namespaces/{ns}/pods",
+            body={
+                "apiVersion": "metrics.k8s.io/v1beta1",
+                "kind": "PodMetrics",
+                "metadata": {"name": "web-0"},
+            },
+        )
+        assert st == 201, data
+        create(kube_client, "configmaps", configmap("settings", {"a": "b"}), ns)
+        sink = ListSink()
+        result = backup_resources(kube_client, BackupScope(namespaces=[ns]), sink)
+    finally:
+        delete_crd(kube_client, "pods.metrics.k8s.io")
+        kube_client.request("DELETE", f"/api/v1/namespaces/{ns}")
+    assert keys(sink) == {("configmaps", ns, "settings"), ("namespaces", None, ns)}
+    assert "pods.metrics.k8s.io" not in result.counts
+    assert result.phase == "Completed", result.errors

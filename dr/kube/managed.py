@@ -4,8 +4,9 @@ Two kinds of rules:
 
 * whole resource types (``NEVER_BACKED_UP``): events (both APIs), nodes and
   node-bound objects, leases, component statuses, API-service registrations,
-  IP address allocations — all recreated or owned by the control plane of the
-  cluster they live in, meaningless (or harmful) in another one. Types without
+  IP address allocations, resource metrics (``metrics.k8s.io``) — all
+  recreated, computed or owned by the control plane of the cluster they live
+  in, meaningless (or harmful) in another one. Types without
   both ``list`` and ``get`` verbs (bindings, token and access reviews) cannot
   be backed up at all and are skipped by ``backupable``.
 * single objects (``object_skip_reason``): service-account token Secrets (the
@@ -30,6 +31,11 @@ NEVER_BACKED_UP: dict[tuple[str, str], str] = {
     ("", "bindings"): "bindings are a create-only pod subresource",
     ("coordination.k8s.io", "leases"): "leases are held by running components",
     ("apiregistration.k8s.io", "apiservices"): "API services are registered by their servers",
+    # metrics-server's aggregated API: read-only usage figures of the moment, never restorable.
+    # Listing them would need rights dr's backup role does not grant (a 403 in every backup),
+    # and fails with 503 whenever metrics-server restarts.
+    ("metrics.k8s.io", "pods"): "resource metrics are computed",
+    ("metrics.k8s.io", "nodes"): "resource metrics are computed",
     ("storage.k8s.io", "csinodes"): "CSI nodes belong to the cluster's nodes",
     ("storage.k8s.io", "volumeattachments"): "volume attachments are node state",
     ("networking.k8s.io", "ipaddresses"): "IP addresses are allocations of the cluster",
