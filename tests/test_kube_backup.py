@@ -538,3 +538,41 @@ def test_resource_metrics_are_never_backed_up(kube_client: KubeClient, unique: s
     assert keys(sink) == {("configmaps", ns, "settings"), ("namespaces", None, ns)}
     assert "pods.metrics.k8s.io" not in result.counts
     assert result.phase == "Completed", result.errors
+
+
+def test_a_namespace_being_deleted_is_backed_up_with_a_warning(kube_client: KubeClient, unique: str) -> None:
+    # A namespace deleted while (or shortly before) the nightly backup runs: Terminating, its objects
+    # going one by one. The backup held what was left and said Completed with no word of it, and
+    # became the `latest` a restore picks. (A finalizer holds the namespace in the test cluster,
+    # which has no Terminating phase.)
+    kc, ns = kube_client, f"t{unique}"
+    st, data = kc.request(
+        "POST",
+        "/api/v1/namespaces",
+        body={
+            "apiVersion": "v1",
+            "kind": "Namespace",
+            "metadata": {"name": ns, "finalizers": ["example.com/hold"]},
+        },
+    )
+    assert st == 201, data
+    other = f"u{unique}"
+    make_namespace(kc, other)
+    try:
+        create(kc, "configmaps", configmap("cfg", {"a": "b"}), other)
+        assert kc.request("DELETE", f"/api/v1/namespaces/{ns}")[0] == 200
+        sink = ListSink()
+        result = backup_resources(kc, BackupScope(namespaces=[ns, other]), sink)
+    finally:
+        kc.request(
+            "PATCH",
+            f"/api/v1/namespaces/{ns}",
+            body={"metadata": {"finalizers": None}},
+            content_type="application/merge-patch+json",
+        )
+        kc.request("DELETE", f"/api/v1/namespaces/{other}")
+    assert result.phase == "Completed"
+    assert ("namespaces", None, ns) in keys(sink)
+    deleting = [w for w in result.warnings if ns in w]
+    assert len(deleting) == 1 and "is being deleted" in deleting[0], result.warnings
+    assert not any(other in w for w in result.warnings)

@@ -38,6 +38,9 @@ typed: the backup would lack what was asked for), a warning with ``"warn"``
 (a policy's scope: a namespace deleted in an incident must not stop the
 backups of the rest).
 
+A selected namespace being deleted (Terminating) is backed up with what is
+left of it, and a warning naming it: its objects go while they are listed.
+
 A label selector that matches no object leaves the backup with the Namespace
 objects alone: a warning, naming the selector and namespaces (nothing failed,
 so the backup is ``Completed``; but a scheduled backup must not capture
@@ -373,6 +376,14 @@ class _BackupRun:
             raise InvalidInput(f"namespace{'s' * (len(missing) > 1)} {names} {were}: nothing backed up")
         for name in missing:
             self.warn(f"namespace {name!r} does not exist")
+        for name in chosen:
+            # Terminating: its objects are being deleted while they are listed; this backup may
+            # hold only part of the application, and still be the `latest` a restore picks.
+            since = (objs[name].get("metadata") or {}).get("deletionTimestamp")
+            if since:
+                self.warn(
+                    f"namespace {name} is being deleted (since {since}): its objects may be partly gone"
+                )
         # Every namespace but dr's own: still one cluster-wide list per type (list_into_sink filters).
         return chosen, {n: objs[n] for n in chosen}, len(chosen) + len(left_out) == len(objs)
 
