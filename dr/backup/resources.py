@@ -49,8 +49,10 @@ nothing of the application unnoticed).
 A type that cannot be listed (403, 5xx after the client's retries) or a
 dependency that cannot be read becomes an error entry naming the type (and
 namespace or object) and the server's reason; the backup goes on and ends
-``PartiallyFailed``. A type that answers 404 was removed after discovery (a
-CRD uninstalled meanwhile): a warning, since none of its objects exist.
+``PartiallyFailed``. A type forbidden (403) in every one of several namespaces
+is one error for the type, not one a namespace. A type that answers 404 was
+removed after discovery (a CRD uninstalled meanwhile): a warning, since none
+of its objects exist.
 Errors of the sink (the repository) are not caught: they fail the backup. The
 sink is only ever called from the calling thread.
 """
@@ -445,13 +447,27 @@ class _BackupRun:
                     self.error(res, e.short)
                     return
                 # No right to list across namespaces: try namespace by namespace.
+        failures: list[tuple[str, ApiError]] = []
         for ns in namespaces:
             try:
                 self.list_into_sink(res, ns, selector_services)
             except ApiError as e:
                 if self.vanished(res, e):
                     return
-                self.error(res, e.short, namespace=ns)
+                failures.append((ns, e))
+        if (
+            len(failures) > 1
+            and len(failures) == len(namespaces)
+            and all(e.status == 403 for _, e in failures)
+        ):
+            # No right on the type at all (a CRD's type dr's role does not name): one error, not
+            # one a namespace, which in a cluster of hundreds drowns every other failure.
+            self.error(
+                res, f"{failures[0][1].short} (and in each of the other {len(failures) - 1} namespaces)"
+            )
+            return
+        for ns, failure in failures:
+            self.error(res, failure.short, namespace=ns)
 
     def vanished(self, res: ApiResource, e: ApiError) -> bool:
         """A 404 for a whole type: it was discovered, then removed (a CRD deleted while
