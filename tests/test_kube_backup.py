@@ -610,3 +610,36 @@ def test_a_type_forbidden_in_every_namespace_is_one_error(
         f'secrets: 403 Forbidden: secrets is forbidden: User "backup-sa" cannot list resource "secrets" '
         f'in API group "" in the namespace "{namespaces[0]}" (and in each of the other 2 namespaces)'
     ]
+
+
+def test_pages_of_large_objects_stay_within_a_byte_budget(
+    kube_client: KubeClient, namespaces: list[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Helm keeps each release revision as a Secret of up to ~1 MiB (etcd's limit is 1.5 MiB); a
+    # namespace holds hundreds. Pages of 500 objects were then a 500 MB response, parsed whole,
+    # in a backup Job limited to 1 GiB. 24 Secrets of 1 MiB here: they came in one 24 MiB page.
+    import base64
+    import os
+
+    from dr.kube.collect import PAGE_BYTES
+
+    ns = namespaces[0]
+    for i in range(24):
+        release = base64.b64encode(os.urandom(768 << 10)).decode()  # 1 MiB of base64 in the Secret's data
+        create(kube_client, "secrets", {"apiVersion": "v1", "kind": "Secret", "type": "helm.sh/release.v1",
+                                        "metadata": {"name": f"sh.helm.release.v1.app.v{i}"},
+                                        "data": {"release": release}}, ns)  # fmt: skip
+    sizes: list[int] = []
+    request = kube_client.request
+
+    def measured(method: str, path: str, **kw: Any) -> tuple[int, bytes]:
+        status, data = request(method, path, **kw)
+        if path.endswith("/secrets"):
+            sizes.append(len(data))
+        return status, data
+
+    monkeypatch.setattr(kube_client, "request", measured)
+    sink = ListSink()
+    result = backup_resources(kube_client, BackupScope(namespaces=[ns], include_resources=["secrets"]), sink)
+    assert result.phase == "Completed" and result.counts["secrets"] == 24
+    assert len(sizes) > 1 and max(sizes) <= PAGE_BYTES, sizes

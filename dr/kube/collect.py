@@ -1,8 +1,9 @@
 """Reading objects: paginated lists as raw JSON pages, and single gets.
 
-Lists are fetched ``limit`` objects at a time (``continue`` tokens) and
-yielded page by page, so a caller that streams each object onward holds at
-most one page in memory however many objects the type has. Items of a list
+Lists are fetched at most ``limit`` objects at a time (``continue`` tokens),
+fewer when the objects are large (``PAGE_BYTES``), and yielded page by page,
+so a caller that streams each object onward holds at most one page in memory
+however many objects the type has and however large they are. Items of a list
 carry no ``apiVersion``/``kind`` for built-in types; they are filled in here
 so every object dict is self-describing. Each page is a ``Page``: a list that
 also says whether it is the last one.
@@ -24,6 +25,14 @@ from dr.kube.client import ApiError, KubeClient, error_from_response
 from dr.kube.discovery import ApiResource
 
 DEFAULT_PAGE_SIZE = 500
+# About the most JSON one page may hold. Objects reach etcd's 1.5 MiB (Helm release Secrets, big
+# ConfigMaps): 500 of them are a 750 MB response, parsed whole, in a Job limited to 1 GiB. The
+# first page asks for FIRST_PAGE_SIZE objects (at most ~15 MiB); each next one for as many as
+# fit in PAGE_BYTES at the last page's sizes, growing at most 4-fold a page up to ``limit``: small
+# objects come 500 a page from the fourth page on. (A run of small objects right before large
+# ones can still make one large page: the size of an object is known only once it is listed.)
+PAGE_BYTES = 16 << 20
+FIRST_PAGE_SIZE = 10
 
 
 class Page(list[dict[str, Any]]):
@@ -50,8 +59,10 @@ def iter_pages(
     if field_selector:
         base["fieldSelector"] = field_selector
     token: str | None = None
+    page_limit = min(limit, FIRST_PAGE_SIZE)
     while True:
         query = dict(base)
+        query["limit"] = page_limit
         if token:
             query["continue"] = token
         status, data = kube.request("GET", path, query=query)
@@ -75,6 +86,8 @@ def iter_pages(
             item.setdefault("apiVersion", res.api_version)
             item.setdefault("kind", res.kind)
         token = (doc.get("metadata") or {}).get("continue") or None
+        if items:  # sized on the last page (objects of a kind come in runs: names sort together)
+            page_limit = max(1, min(limit, 4 * page_limit, PAGE_BYTES * len(items) // len(data)))
         page = Page(items)
         page.last = not token
         yield page
