@@ -643,3 +643,36 @@ def test_pages_of_large_objects_stay_within_a_byte_budget(
     result = backup_resources(kube_client, BackupScope(namespaces=[ns], include_resources=["secrets"]), sink)
     assert result.phase == "Completed" and result.counts["secrets"] == 24
     assert len(sizes) > 1 and max(sizes) <= PAGE_BYTES, sizes
+
+
+def test_the_api_servers_own_service_in_default_is_never_backed_up(kube_client: KubeClient) -> None:
+    # Every cluster has Service default/kubernetes (no selector), with Endpoints and an EndpointSlice
+    # the API server itself keeps pointing at its own addresses. They were backed up as a user's
+    # selector-less Service: restored with --existing update into another cluster, they point its
+    # workloads at the old cluster's API server until that one's reconciler writes them back.
+    # The test cluster has none of them (no controllers): made here as a real cluster has them.
+    kc = kube_client
+    objs = [
+        ("services", {"apiVersion": "v1", "kind": "Service", "spec": {"ports": [{"name": "https", "port": 443}]},
+                      "metadata": {"name": "kubernetes", "labels": {"component": "apiserver", "provider": "kubernetes"}}}),
+        ("endpoints", {"apiVersion": "v1", "kind": "Endpoints",
+                       "metadata": {"name": "kubernetes", "labels": {"endpointslice.kubernetes.io/skip-mirror": "true"}},
+                       "subsets": [{"addresses": [{"ip": "10.0.0.1"}], "ports": [{"name": "https", "port": 6443}]}]}),
+        ("endpointslices", {"apiVersion": "discovery.k8s.io/v1", "kind": "EndpointSlice", "addressType": "IPv4",
+                            "metadata": {"name": "kubernetes", "labels": {"kubernetes.io/service-name": "kubernetes"}},
+                            "endpoints": [{"addresses": ["10.0.0.1"]}], "ports": [{"name": "https", "port": 6443}]}),
+    ]  # fmt: skip
+    for plural, obj in objs:
+        create(kc, plural, obj, "default")
+    try:
+        sink = ListSink()
+        scope = BackupScope(
+            namespaces=["default"], include_resources=["services", "endpoints", "endpointslices"]
+        )
+        result = backup_resources(kc, scope, sink)
+    finally:
+        kc.request("DELETE", "/api/v1/namespaces/default/services/kubernetes")
+        kc.request("DELETE", "/api/v1/namespaces/default/endpoints/kubernetes")
+        kc.request("DELETE", "/apis/discovery.k8s.io/v1/namespaces/default/endpointslices/kubernetes")
+    assert not [k for k in keys(sink) if k[2] == "kubernetes"], keys(sink)
+    assert result.skipped.get("the API server's own service default/kubernetes") == 3, result.skipped

@@ -12,8 +12,10 @@ Two kinds of rules:
 * single objects (``object_skip_reason``): service-account token Secrets (the
   token controller mints new ones), Endpoints and EndpointSlices maintained
   for a Service by the endpoint controllers, mirror Pods of static pods (the
-  kubelet owns them) and the ``kube-root-ca.crt`` ConfigMap the root-CA
-  publisher writes into every namespace (it holds the *source* cluster's CA).
+  kubelet owns them), the ``kube-root-ca.crt`` ConfigMap the root-CA
+  publisher writes into every namespace (it holds the *source* cluster's CA)
+  and the API server's own Service ``default/kubernetes`` with its Endpoints
+  and EndpointSlice (the *source* cluster's API server addresses).
 """
 
 from __future__ import annotations
@@ -49,6 +51,12 @@ ROOT_CA_CONFIGMAP = "kube-root-ca.crt"
 ENDPOINTS_MANAGED_BY = "endpoints.kubernetes.io/managed-by"
 ENDPOINTSLICE_MANAGED_BY = "endpointslice.kubernetes.io/managed-by"
 SERVICE_NAME_LABEL = "kubernetes.io/service-name"
+# Service default/kubernetes, its Endpoints and EndpointSlice: the API server writes them with its
+# own addresses (the Service has no selector, so the endpoint rules below would keep them).
+API_SERVER_SERVICE = ("default", "kubernetes")
+API_SERVER_SERVICE_TYPES = frozenset(
+    {("", "services"), ("", "endpoints"), ("discovery.k8s.io", "endpointslices")}
+)
 CONTROLLER_ENDPOINTSLICE_MANAGERS = frozenset(
     {"endpointslice-controller.k8s.io", "endpointslicemirroring-controller.k8s.io"}
 )
@@ -74,6 +82,8 @@ def object_skip_reason(
     """
     meta = obj.get("metadata") or {}
     kind = (group, plural)
+    if (meta.get("namespace"), meta.get("name")) == API_SERVER_SERVICE and kind in API_SERVER_SERVICE_TYPES:
+        return "the API server's own service default/kubernetes"
     if kind == ("", "secrets"):
         return "service-account token secrets" if obj.get("type") == SA_TOKEN_SECRET else None
     if kind == ("", "configmaps"):
