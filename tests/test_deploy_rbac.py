@@ -198,7 +198,9 @@ def test_backup_role_reads_every_type_kubernetes_serves() -> None:
         (t.group, t.plural)
         for t in types
         if backupable(
-            ApiResource(t.group, t.versions[0], t.plural, t.kind, t.namespaced, frozenset({"get", "list"}))
+            ApiResource(
+                t.group, t.versions[0], t.plural, t.kind, t.namespaced, frozenset({"create", "get", "list"})
+            )
         )
     ]
     # Served by Kubernetes 1.31 (resource.k8s.io/v1alpha3, DRA enabled), no longer in the client.

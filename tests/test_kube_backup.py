@@ -370,10 +370,10 @@ def test_server_errors_after_retries_fail_only_their_type(tmp_path: Path) -> Non
     """5xx answers (which the test cluster never gives) from a stand-in server: a list failing on
     its second page keeps the first page's objects; the other types are backed up."""
     res = [
-        {"name": "namespaces", "kind": "Namespace", "namespaced": False, "verbs": ["get", "list"]},
-        {"name": "configmaps", "kind": "ConfigMap", "namespaced": True, "verbs": ["get", "list"]},
-        {"name": "secrets", "kind": "Secret", "namespaced": True, "verbs": ["get", "list"]},
-        {"name": "services", "kind": "Service", "namespaced": True, "verbs": ["get", "list"]},
+        {"name": "namespaces", "kind": "Namespace", "namespaced": False, "verbs": ["create", "get", "list"]},
+        {"name": "configmaps", "kind": "ConfigMap", "namespaced": True, "verbs": ["create", "get", "list"]},
+        {"name": "secrets", "kind": "Secret", "namespaced": True, "verbs": ["create", "get", "list"]},
+        {"name": "services", "kind": "Service", "namespaced": True, "verbs": ["create", "get", "list"]},
     ]
     page = {
         "metadata": {"continue": "next"},
@@ -411,10 +411,10 @@ def test_a_type_removed_after_discovery_is_a_warning(tmp_path: Path) -> None:
     """A CRD deleted between discovery and listing answers 404 (seen in CI when another
     test removed its CRD during a backup): nothing of it exists, the backup completes."""
     res = [
-        {"name": "namespaces", "kind": "Namespace", "namespaced": False, "verbs": ["get", "list"]},
-        {"name": "configmaps", "kind": "ConfigMap", "namespaced": True, "verbs": ["get", "list"]},
+        {"name": "namespaces", "kind": "Namespace", "namespaced": False, "verbs": ["create", "get", "list"]},
+        {"name": "configmaps", "kind": "ConfigMap", "namespaced": True, "verbs": ["create", "get", "list"]},
     ]
-    widgets = [{"name": "widgets", "kind": "Widget", "namespaced": True, "verbs": ["get", "list"]}]
+    widgets = [{"name": "widgets", "kind": "Widget", "namespaced": True, "verbs": ["create", "get", "list"]}]
     group = {"name": "example.com", "versions": [{"groupVersion": "example.com/v1", "version": "v1"}],
              "preferredVersion": {"groupVersion": "example.com/v1", "version": "v1"}}  # fmt: skip
     with stub_api() as api:
@@ -676,3 +676,42 @@ def test_the_api_servers_own_service_in_default_is_never_backed_up(kube_client: 
         kc.request("DELETE", "/apis/discovery.k8s.io/v1/namespaces/default/endpointslices/kubernetes")
     assert not [k for k in keys(sink) if k[2] == "kubernetes"], keys(sink)
     assert result.skipped.get("the API server's own service default/kubernetes") == 3, result.skipped
+
+
+def test_a_read_only_type_is_not_listed(tmp_path: Path) -> None:
+    # Aggregated APIs serving read-only views (OLM's packagemanifests, answered by a packageserver
+    # that is often down) say so in discovery: no create verb. Nothing of them could be restored;
+    # listing them made backups fail with 503s, or 403s where dr's role does not name them.
+    res = [
+        {"name": "namespaces", "kind": "Namespace", "namespaced": False, "verbs": ["create", "get", "list"]},
+        {"name": "configmaps", "kind": "ConfigMap", "namespaced": True, "verbs": ["create", "get", "list"]},
+    ]
+    manifests = [{"name": "packagemanifests", "kind": "PackageManifest", "namespaced": True,
+                  "verbs": ["get", "list", "watch"]}]  # fmt: skip
+    group = {"name": "packages.operators.coreos.com",
+             "versions": [{"groupVersion": "packages.operators.coreos.com/v1", "version": "v1"}],
+             "preferredVersion": {"groupVersion": "packages.operators.coreos.com/v1", "version": "v1"}}  # fmt: skip
+    unavailable = {
+        "kind": "Status",
+        "reason": "ServiceUnavailable",
+        "message": "the server is currently unable",
+    }
+    with stub_api() as api:
+        api.script("/version", (200, {"gitVersion": "v1.30.2"}, {}))
+        api.script("/api", (200, {"versions": ["v1"]}, {}))
+        api.script("/api/v1", (200, {"resources": res}, {}))
+        api.script("/apis", (200, {"groups": [group]}, {}))
+        api.script("/apis/packages.operators.coreos.com/v1", (200, {"resources": manifests}, {}))
+        api.script("/apis/packages.operators.coreos.com/v1/packagemanifests", (503, unavailable, {}))
+        api.script("/api/v1/namespaces", (200, {"metadata": {}, "items": [{"metadata": {"name": "a"}}]}, {}))
+        api.script(
+            "/api/v1/configmaps",
+            (200, {"metadata": {}, "items": [{"metadata": {"name": "c", "namespace": "a"}}]}, {}),
+        )
+        kc = connect(api.kubeconfig(tmp_path))
+        kc.retry = RetryPolicy(attempts=1, base_delay=0.0)
+        sink = ListSink()
+        result = backup_resources(kc, BackupScope(namespaces=["a"]), sink)
+    assert result.errors == [] and result.phase == "Completed"
+    assert keys(sink) == {("configmaps", "a", "c"), ("namespaces", None, "a")}
+    assert not [p for _, p, _ in api.requests if "packagemanifests" in p]

@@ -6,9 +6,10 @@ Two kinds of rules:
   node-bound objects, leases, component statuses, API-service registrations,
   IP address allocations, resource metrics (``metrics.k8s.io``) — all
   recreated, computed or owned by the control plane of the cluster they live
-  in, meaningless (or harmful) in another one. Types without
-  both ``list`` and ``get`` verbs (bindings, token and access reviews) cannot
-  be backed up at all and are skipped by ``backupable``.
+  in, meaningless (or harmful) in another one. Types without the ``list``,
+  ``get`` and ``create`` verbs (bindings, token and access reviews, read-only
+  aggregated APIs) cannot be backed up, or not restored, and are skipped by
+  ``backupable``.
 * single objects (``object_skip_reason``): service-account token Secrets (the
   token controller mints new ones), Endpoints and EndpointSlices maintained
   for a Service by the endpoint controllers, mirror Pods of static pods (the
@@ -68,8 +69,10 @@ def never_backed_up(group: str, plural: str) -> str | None:
 
 
 def backupable(res: ApiResource) -> bool:
-    """A type can be backed up only if it can be listed and read and is not cluster-managed."""
-    return res.supports("list", "get") and never_backed_up(res.group, res.plural) is None
+    """A type is backed up only if it can be listed and read, and created again (else no restore
+    can bring it back: read-only views of aggregated APIs, such as OLM's packagemanifests, served
+    by a server often down and named by no role of dr), and is not cluster-managed."""
+    return res.supports("list", "get", "create") and never_backed_up(res.group, res.plural) is None
 
 
 def object_skip_reason(
