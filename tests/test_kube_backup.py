@@ -715,3 +715,47 @@ def test_a_read_only_type_is_not_listed(tmp_path: Path) -> None:
     assert result.errors == [] and result.phase == "Completed"
     assert keys(sink) == {("configmaps", "a", "c"), ("namespaces", None, "a")}
     assert not [p for _, p, _ in api.requests if "packagemanifests" in p]
+
+
+def test_a_metrics_api_failing_discovery_is_no_warning_of_the_backup(tmp_path: Path) -> None:
+    # KEDA's external.metrics.k8s.io (or metrics-server, prometheus-adapter) answering 503 while it
+    # restarts: a warning "its resources are skipped" in every nightly backup, though none of its
+    # resources is ever backed up. Another group failing is still a warning.
+    res = [
+        {"name": "namespaces", "kind": "Namespace", "namespaced": False, "verbs": ["create", "get", "list"]},
+        {"name": "configmaps", "kind": "ConfigMap", "namespaced": True, "verbs": ["create", "get", "list"]},
+    ]
+
+    def group(name: str) -> dict[str, Any]:
+        gv = {"groupVersion": f"{name}/v1beta1", "version": "v1beta1"}
+        return {"name": name, "versions": [gv], "preferredVersion": gv}
+
+    unavailable = {
+        "kind": "Status",
+        "reason": "ServiceUnavailable",
+        "message": "the server is currently unable",
+    }
+    with stub_api() as api:
+        api.script("/version", (200, {"gitVersion": "v1.30.2"}, {}))
+        api.script("/api", (200, {"versions": ["v1"]}, {}))
+        api.script("/api/v1", (200, {"resources": res}, {}))
+        api.script(
+            "/apis", (200, {"groups": [group("external.metrics.k8s.io"), group("widgets.example.com")]}, {})
+        )
+        api.script("/apis/external.metrics.k8s.io/v1beta1", (503, unavailable, {}))
+        api.script("/apis/widgets.example.com/v1beta1", (503, unavailable, {}))
+        api.script("/api/v1/namespaces", (200, {"metadata": {}, "items": [{"metadata": {"name": "a"}}]}, {}))
+        api.script(
+            "/api/v1/configmaps",
+            (200, {"metadata": {}, "items": [{"metadata": {"name": "c", "namespace": "a"}}]}, {}),
+        )
+        kc = connect(api.kubeconfig(tmp_path))
+        kc.retry = RetryPolicy(attempts=1, base_delay=0.0)
+        sink = ListSink()
+        result = backup_resources(kc, BackupScope(namespaces=["a"]), sink)
+    assert result.phase == "Completed"
+    assert keys(sink) == {("configmaps", "a", "c"), ("namespaces", None, "a")}
+    assert result.warnings == [
+        "API group widgets.example.com/v1beta1: discovery failed, its resources are skipped: "
+        "503 ServiceUnavailable: the server is currently unable"
+    ]

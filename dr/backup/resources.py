@@ -5,7 +5,7 @@
 
 1. reads the server version and discovers every resource type (preferred
    version of each group, CRDs included; a group whose discovery fails is a
-   warning),
+   warning, but for the metrics APIs, which serve nothing a backup holds),
 2. resolves the scope: namespaces (names, globs), label selector, included and
    excluded types, minus what is never backed up (``dr.kube.managed``),
 3. lists each selected type page by page (``limit``/``continue``) and hands
@@ -73,7 +73,7 @@ from dr.errors import DrError, InvalidInput
 from dr.kube.client import ApiError, KubeClient
 from dr.kube.collect import DEFAULT_PAGE_SIZE, get_object, iter_pages
 from dr.kube.discovery import ApiResource, Discovery, check_not_all_excluded, discover, match_specs
-from dr.kube.managed import backupable, object_skip_reason
+from dr.kube.managed import NOTHING_BACKED_UP_GROUPS, backupable, object_skip_reason
 from dr.kube.objects import ResourceItem
 from dr.kube.selectors import parse_selector
 
@@ -248,7 +248,12 @@ class _BackupRun:
             disc = discover(self.kube)
         except ApiError as e:
             raise DrError(f"cannot read the cluster's API: {e}") from None
-        self.result.warnings.extend(disc.warnings)
+        quiet = {text for group, text in disc.failures if group in NOTHING_BACKED_UP_GROUPS}
+        for text in disc.warnings:
+            if text in quiet:
+                log.info("%s (it serves nothing a backup holds)", text)
+            else:
+                self.warn(text)
         t1 = time.monotonic()
         self.result.timings.discovery_seconds = round(t1 - t0, 3)
 

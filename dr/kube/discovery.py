@@ -87,6 +87,8 @@ class Discovery:
     # Groups a version of which could not be discovered (e.g. an aggregated API answering 503):
     # a kind of theirs not in ``resources`` may be served all the same.
     failed_groups: set[str] = field(default_factory=set)
+    # (group, warning) of each group version whose discovery failed; the warnings are in ``warnings``.
+    failures: list[tuple[str, str]] = field(default_factory=list)
     _index: dict[tuple[str, str, str], ApiResource] = field(default_factory=dict, repr=False, compare=False)
 
     def preferred_resources(self) -> list[ApiResource]:
@@ -188,7 +190,9 @@ def discover(kube: KubeClient, *, all_versions: bool = False, workers: int = 8) 
             if group == "":
                 raise res
             gv = f"{group}/{version}"
-            disc.warnings.append(f"API group {gv}: discovery failed, its resources are skipped: {res.short}")
+            text = f"API group {gv}: discovery failed, its resources are skipped: {res.short}"
+            disc.warnings.append(text)
+            disc.failures.append((group, text))
             disc.failed_groups.add(group)
             continue
         disc.resources.extend(res)

@@ -46,6 +46,11 @@ NEVER_BACKED_UP: dict[tuple[str, str], str] = {
     ("authorization.k8s.io", "subjectaccessreviews"): "reviews are requests, not objects",
 }
 
+# Aggregated API groups that serve nothing a backup holds (resource metrics; the read-only custom
+# and external metrics of autoscalers): their discovery failing while metrics-server,
+# prometheus-adapter or KEDA restarts leaves nothing out of a backup, so it is no warning of one.
+NOTHING_BACKED_UP_GROUPS = frozenset({"metrics.k8s.io", "custom.metrics.k8s.io", "external.metrics.k8s.io"})
+
 SA_TOKEN_SECRET = "kubernetes.io/service-account-token"
 MIRROR_POD_ANNOTATION = "kubernetes.io/config.mirror"
 ROOT_CA_CONFIGMAP = "kube-root-ca.crt"
