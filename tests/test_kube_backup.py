@@ -759,3 +759,45 @@ def test_a_metrics_api_failing_discovery_is_no_warning_of_the_backup(tmp_path: P
         "API group widgets.example.com/v1beta1: discovery failed, its resources are skipped: "
         "503 ServiceUnavailable: the server is currently unable"
     ]
+
+
+def test_an_included_type_whose_group_fails_discovery_is_an_error(tmp_path: Path) -> None:
+    # A policy naming widgets.example.com, whose API answers discovery with 503 that night: the
+    # backup said the type "matches no resource type the cluster serves" (a warning, Completed,
+    # exit 0) and held none of what was asked for; named alone, it was invalid input (exit 2).
+    res = [
+        {"name": "namespaces", "kind": "Namespace", "namespaced": False, "verbs": ["create", "get", "list"]},
+        {"name": "configmaps", "kind": "ConfigMap", "namespaced": True, "verbs": ["create", "get", "list"]},
+    ]
+    gv = {"groupVersion": "example.com/v1", "version": "v1"}
+    unavailable = {
+        "kind": "Status",
+        "reason": "ServiceUnavailable",
+        "message": "the server is currently unable",
+    }
+    with stub_api() as api:
+        api.script("/version", (200, {"gitVersion": "v1.30.2"}, {}))
+        api.script("/api", (200, {"versions": ["v1"]}, {}))
+        api.script("/api/v1", (200, {"resources": res}, {}))
+        api.script(
+            "/apis",
+            (200, {"groups": [{"name": "example.com", "versions": [gv], "preferredVersion": gv}]}, {}),
+        )
+        api.script("/apis/example.com/v1", (503, unavailable, {}))
+        api.script("/api/v1/namespaces", (200, {"metadata": {}, "items": [{"metadata": {"name": "a"}}]}, {}))
+        api.script(
+            "/api/v1/configmaps",
+            (200, {"metadata": {}, "items": [{"metadata": {"name": "c", "namespace": "a"}}]}, {}),
+        )
+        kc = connect(api.kubeconfig(tmp_path))
+        kc.retry = RetryPolicy(attempts=1, base_delay=0.0)
+        both = backup_resources(
+            kc, BackupScope(include_resources=["widgets.example.com", "configmaps"]), ListSink()
+        )
+        alone = backup_resources(kc, BackupScope(include_resources=["widgets.example.com"]), ListSink())
+    for result in (both, alone):
+        assert result.phase == "PartiallyFailed"
+        assert [e.describe() for e in result.errors] == [
+            "widgets.example.com: not backed up: its API group example.com could not be discovered"
+        ]
+    assert both.counts == {"configmaps": 1, "namespaces": 1}

@@ -52,7 +52,9 @@ namespace or object) and the server's reason; the backup goes on and ends
 ``PartiallyFailed``. A type forbidden (403) in every one of several namespaces
 is one error for the type, not one a namespace. A type that answers 404 was
 removed after discovery (a CRD uninstalled meanwhile): a warning, since none
-of its objects exist.
+of its objects exist. A type named in ``include_resources`` (``plural.group``)
+whose group could not be discovered is an error too: what was asked for is
+missing because of a failure, not a typo (which is a warning).
 Errors of the sink (the repository) are not caught: they fail the backup. The
 sink is only ever called from the calling thread.
 """
@@ -334,9 +336,18 @@ class _BackupRun:
         included: set[tuple[str, str]] | None = None
         if self.scope.include_resources:
             included, unknown = match_specs(self.scope.include_resources, every)
+            undiscovered = False
             for spec in unknown:
-                self.warn(f"include resource {spec!r} matches no resource type the cluster serves")
-            if not included:
+                group = spec.strip().lower().partition(".")[2]
+                if group in disc.failed_groups:
+                    # Asked for by name, and left out by a failure (its API down): not a typo.
+                    self.result.errors.append(BackupItemError(
+                        resource=spec, reason=f"not backed up: its API group {group} could not be discovered"
+                    ))  # fmt: skip
+                    undiscovered = True
+                else:
+                    self.warn(f"include resource {spec!r} matches no resource type the cluster serves")
+            if not included and not undiscovered:
                 raise InvalidInput(
                     f"--include-resources {','.join(self.scope.include_resources)}: "
                     "no such resource type in this cluster"
