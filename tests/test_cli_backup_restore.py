@@ -1081,3 +1081,31 @@ def test_restore_latest_of_a_namespace_passing_over_a_backup_without_data_warns_
         assert _backup(repo, "latest", None, ["shop"]).id == "a" * 64
     warnings = [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING]
     assert len(warnings) == 1 and "holds no volume data (taken with --no-data)" in warnings[0], warnings
+
+
+def test_a_backup_says_what_it_left_out_on_purpose(
+    capsys: Capsys, k8s: servers.TestCluster, kube_client: KubeClient, repo: Path, unique: str
+) -> None:
+    # A service-account token Secret is left out (the cluster mints its own): `dr backup -o json`
+    # said nothing of it, nor did `dr backups describe` (the snapshot recorded it all along).
+    ns = f"skips-{unique}"
+    kube_client.call("POST", "/api/v1/namespaces", body={"apiVersion": "v1", "kind": "Namespace",
+                                                           "metadata": {"name": ns}})  # fmt: skip
+    try:
+        create(
+            kube_client,
+            "configmaps",
+            {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "c"}},
+            ns,
+        )
+        create(kube_client, "secrets", {"apiVersion": "v1", "kind": "Secret", "metadata": {
+            "name": "t", "annotations": {"kubernetes.io/service-account.name": "default"}},
+            "type": "kubernetes.io/service-account-token"}, ns)  # fmt: skip
+        res = dr(capsys, k8s, "backup", "-n", ns, "--no-data", "-o", "json")
+        assert res.code == 0, res.err
+        doc = res.json()
+        assert doc["skipped"] == {"service-account token secrets": 1} and doc["owned"] == 0
+        res = dr(capsys, k8s, "backups", "describe", doc["id"])
+        assert "  left out on purpose: service-account token secrets: 1" in res.out.splitlines(), res.out
+    finally:
+        kube_client.request("DELETE", f"/api/v1/namespaces/{ns}")

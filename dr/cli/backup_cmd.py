@@ -128,7 +128,18 @@ def backup(
         **summary(snap),
         **{
             k: snap.app.get(k)
-            for k in ("counts", "excludedNamespaces", "volumes", "errors", "warnings", "timings")
+            # "owned" and "skipped" (why -> how many left out on purpose): what a backup
+            # leaves out is said by the backup itself, not only by `dr backups describe`.
+            for k in (
+                "counts",
+                "owned",
+                "skipped",
+                "excludedNamespaces",
+                "volumes",
+                "errors",
+                "warnings",
+                "timings",
+            )
         },
     }
     if output != "table":
@@ -255,6 +266,10 @@ def describe(backup_id: str, output: str) -> None:
     click.echo(f"  objects: {a.get('total', 0)} ({a.get('owned', 0)} owned by controllers)")
     for t, n in sorted((a.get("counts") or {}).items()):
         click.echo(f"    {t}: {n}")
+    if a.get("skipped"):  # left out on purpose (service-account token secrets, ...): said, not silent
+        click.echo(
+            f"  left out on purpose: {', '.join(f'{why}: {n}' for why, n in sorted(a['skipped'].items()))}"
+        )
     for v in a.get("volumes", []):
         if v.get("skipped"):  # not "0 bytes, snapshot None": its data is not in this backup
             click.echo(f"  volume {v.get('namespace')}/{v.get('pvc')}: not backed up: {v['skipped']}")
