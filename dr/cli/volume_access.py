@@ -176,7 +176,14 @@ def volume_restore_step(app: AppContext, repository: str | None = None) -> Volum
         try:
             for ns in sorted({t.namespace for t in targets}):
                 copies.ensure(ns)
-            restored = restore_volumes(kube, targets, ctx, describe_snapshot=snapshot_summaries(snap))
+            # A namespace's warnings (its pods cannot be listed) are the restore's, once each.
+            restored = restore_volumes(
+                kube,
+                targets,
+                ctx,
+                describe_snapshot=snapshot_summaries(snap),
+                on_warning=phase.warnings.append,
+            )
         finally:
             cleanup = copies.delete_all()
         for res in restored:

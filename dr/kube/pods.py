@@ -6,13 +6,16 @@ Shared by the volume backup (``dr.backup.volumes``) and the volume restore
 namespace of many claims must not cost a LIST per claim. Pods that cannot be
 listed (RBAC forbids it, the API server is away) are no reason to fail a volume:
 the namespace counts as having none — its movers are not placed next to the
-app's pods — and that is logged as a warning once, saying what is lost.
+app's pods — and that is a warning once per namespace, saying what is lost: given
+to ``on_warning`` (the run's result, where ``-o json`` and a drill's report read
+it), or logged by a caller that keeps no warnings.
 """
 
 from __future__ import annotations
 
 import logging
 import threading
+from collections.abc import Callable
 from typing import Any
 
 from dr.kube.client import ApiError, KubeClient
@@ -26,12 +29,15 @@ class NamespacePods:
     """``pods(namespace)``: the pods of ``namespace``, listed on the first call only (thread-safe).
 
     ``without`` says what is done without them, for the warning where they cannot be
-    listed ("no hooks, no node placement").
+    listed ("no hooks, no node placement"); ``on_warning`` gets that warning (default: logged).
     """
 
-    def __init__(self, kube: KubeClient, without: str) -> None:
+    def __init__(
+        self, kube: KubeClient, without: str, on_warning: Callable[[str], None] | None = None
+    ) -> None:
         self.kube = kube
         self.without = without
+        self.on_warning = on_warning or _log_warning
         self._pods: dict[str, list[dict[str, Any]]] = {}
         self._lock = threading.Lock()
 
@@ -41,6 +47,10 @@ class NamespacePods:
                 try:
                     self._pods[namespace] = list(list_objects(self.kube, PODS, namespace=namespace))
                 except ApiError as e:
-                    log.warning("cannot list pods in %s (%s): %s", namespace, self.without, e.short)
+                    self.on_warning(f"cannot list pods in {namespace} ({self.without}): {e.short}")
                     self._pods[namespace] = []
             return self._pods[namespace]
+
+
+def _log_warning(text: str) -> None:
+    log.warning("%s", text)

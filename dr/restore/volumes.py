@@ -164,13 +164,15 @@ def restore_volumes(
     ctx: VolumeRestoreContext,
     *,
     describe_snapshot: DescribeSnapshot | None = None,
+    on_warning: Callable[[str], None] | None = None,
     now: Callable[[], float] = time.time,
 ) -> list[VolumeResult]:
     """Restore each target's data; one result per target, in the order given (never raises for a volume).
 
     ``describe_snapshot(id)`` (optional) gives the snapshot's summary (files,
     bytes) for the results where the mover's own summary cannot be read
-    (clusters that do not serve pod logs).
+    (clusters that do not serve pod logs). ``on_warning`` gets the warnings of no
+    one volume, once each: a namespace whose pods cannot be listed (default: logged).
     """
     if not targets:
         return []
@@ -178,7 +180,7 @@ def restore_volumes(
     slots = threading.Semaphore(ctx.mover.parallelism)
     expires = expiry(now(), ctx.mover.deadline)
     checked: dict[str, str | None] = {}
-    pods_in = NamespacePods(kube, "movers not placed next to them")
+    pods_in = NamespacePods(kube, "movers not placed next to them", on_warning)
     lock = threading.Lock()
     temps = [TemporaryObjects(kube) for _ in targets]
 
