@@ -23,7 +23,8 @@ from dr.repo.format import BlobType
 from dr.repo.repository import Repository
 from dr.repo.snapshots import Snapshot, find_snapshot, list_snapshots, readable_snapshots, save_snapshot
 from dr.storage.registry import open_store
-from tests.cli_support import write_config
+from tests import servers
+from tests.cli_support import write_config, write_runbook
 from tests.helpers import run_with_stderr_on_a_terminal
 
 # `dr ARGS` with the line's delay set (the first argument): 0 shows every read's line, as a
@@ -52,14 +53,18 @@ def _repository(directory: Path, snapshots: int) -> Path:
     return config
 
 
-def _dr(config: Path, delay: float, *args: str, terminal: bool) -> tuple[int, bytes, bytes]:
-    """Run ``dr ARGS``; stdout a pipe, stderr a pseudo-terminal (``terminal``) or a pipe.
-    -> (exit code, stdout, what stderr received)."""
+def _dr(
+    config: Path, delay: float, *args: str, terminal: bool, kubeconfig: str | None = None
+) -> tuple[int, bytes, bytes]:
+    """Run ``dr ARGS``; stdout a pipe, stderr a pseudo-terminal (``terminal``) or a pipe; no
+    cluster unless ``kubeconfig``. -> (exit code, stdout, what stderr received)."""
     cmd = [sys.executable, "-c", DR_WITH_DELAY, str(delay), *args]
     home = config.parent
     env = {**{k: v for k, v in os.environ.items() if k not in ("DR_REPO", "KUBECONFIG")},
            "DR_CONFIG": str(config), "HOME": str(home / "home"), "XDG_CONFIG_HOME": str(home / "config"),
            "XDG_DATA_HOME": str(home / "data"), "TERM": "xterm", "COLUMNS": "100"}  # fmt: skip
+    if kubeconfig:
+        env["KUBECONFIG"] = kubeconfig
     if not terminal:
         done = subprocess.run(cmd, capture_output=True, env=env, timeout=120)
         return done.returncode, done.stdout, done.stderr
@@ -235,6 +240,36 @@ def test_restore_latest_shows_the_line_while_it_picks_the_backup(year: Path) -> 
     # shown while every snapshot was read, and is gone before the error is said.
     code, _, said = _dr(year, 0, "restore", "latest", terminal=True)
     assert code != 0 and b"reading snapshots" in said and b"/1,200" in said, said
+    screen = _screen(said)
+    assert not [line for line in screen if "reading" in line], screen
+    assert screen[-1].startswith("error: no Kubernetes configuration"), screen
+
+
+def test_drill_run_shows_the_line_while_it_picks_the_latest_backup(
+    tmp_path: Path, k8s: servers.TestCluster
+) -> None:
+    # A drill reads every snapshot to pick the app's latest backup, as `dr restore latest` does,
+    # and was silent meanwhile. Here the backup picked holds none of the runbook's namespaces: the
+    # drill cannot run (exit 1, its report saved), after the line was shown and taken down.
+    config = _repository(tmp_path / "r", 300)
+    runbook = write_runbook(tmp_path / "shop.yaml", "shop", "shop", backup_policy="nightly")
+    code, _, said = _dr(
+        config, 0, "drill", "run", str(runbook), "--no-data", terminal=True, kubeconfig=k8s.kubeconfig
+    )
+    assert code == 1 and b"reading snapshots" in said and b"/300" in said, said
+    screen = _screen(said)
+    assert not [line for line in screen if "reading" in line], screen
+    assert screen[-1].startswith("error: drill of shop could not run: "), screen
+
+
+def test_drill_run_with_a_class_mapping_shows_the_line_while_it_checks_the_mapping(tmp_path: Path) -> None:
+    # --storage-class-mapping is checked against the backup before the drill starts: that read of
+    # every snapshot comes first, before the cluster is asked (none here: it stops there).
+    config = _repository(tmp_path / "r", 300)
+    runbook = write_runbook(tmp_path / "shop.yaml", "shop", "shop", backup_policy="nightly")
+    args = ["drill", "run", str(runbook), "--storage-class-mapping", "fast=slow"]
+    code, _, said = _dr(config, 0, *args, terminal=True)
+    assert code != 0 and b"reading snapshots" in said and b"/300" in said, said
     screen = _screen(said)
     assert not [line for line in screen if "reading" in line], screen
     assert screen[-1].startswith("error: no Kubernetes configuration"), screen

@@ -12,6 +12,7 @@ from dr.cli.context import app
 from dr.cli.kube_access import connect_kube, steps_api_client
 from dr.cli.output import emit, output_option
 from dr.cli.params import KeyValue, NonEmpty, pairs_to_dict
+from dr.cli.progress import read_progress
 from dr.cli.repo_access import open_repository
 from dr.cli.volume_access import dump_problems, volume_restore_step
 from dr.drill.model import DrillReport, human_duration
@@ -122,19 +123,23 @@ def run(
     # names a repository itself (`dr status` looks for the reports by the same rule).
     repo_name = ctx.loaded.config.drill_repository(pol, rb.spec.backup_policy)
     repo = open_repository(ctx, repo_name)
-    if backup_id:
-        # A mistyped --backup is invalid input (exit 2), not a drill that could not run: no
-        # report, no scratch namespace. The full id then loads with one request in the drill.
-        from dr.drill.run import check_holds_namespaces
-        from dr.repo.snapshots import find_snapshot
+    # A line on a terminal while every snapshot is read (to pick the latest backup, here and in
+    # the drill) or the index: as `dr restore latest` shows it.
+    quiet = ctx.quiet or output != "table"
+    with read_progress(repo, quiet=quiet):
+        if backup_id:
+            # A mistyped --backup is invalid input (exit 2), not a drill that could not run: no
+            # report, no scratch namespace. The full id then loads with one request in the drill.
+            from dr.drill.run import check_holds_namespaces
+            from dr.repo.snapshots import find_snapshot
 
-        chosen = find_snapshot(repo, backup_id, kind="backup", what="backup")
-        try:
-            check_holds_namespaces(rb, chosen)
-        except DrError as e:
-            raise InvalidInput(f"--backup {backup_id}: {e.message}") from None
-        backup_id = chosen.id
-    check_class_mapping_used(repo, rb, backup_id, classes)  # a typo: exit 2, as dr restore's
+            chosen = find_snapshot(repo, backup_id, kind="backup", what="backup")
+            try:
+                check_holds_namespaces(rb, chosen)
+            except DrError as e:
+                raise InvalidInput(f"--backup {backup_id}: {e.message}") from None
+            backup_id = chosen.id
+        check_class_mapping_used(repo, rb, backup_id, classes)  # a typo: exit 2, as dr restore's
     kube = connect_kube(ctx)
     api = steps_api_client(kube)
     from dr.deploy.network import config_endpoints
@@ -156,10 +161,11 @@ def run(
         _make_report_dir(Path(report_dir))
     stopped: KeyboardInterrupt | None = None
     try:
-        report = run_drill(
-            DrillRequest(rb, runbook, backup_id, keep, Path(report_dir) if report_dir else None, classes),
-            deps,
-        )
+        with read_progress(repo, quiet=quiet):
+            report = run_drill(
+                DrillRequest(rb, runbook, backup_id, keep, Path(report_dir) if report_dir else None, classes),
+                deps,
+            )
     except DrillStopped as e:
         # Saved, counted and printed like any drill that could not run; then dr stops (130, 143).
         report, stopped = e.report, e.interrupt
