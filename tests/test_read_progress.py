@@ -18,6 +18,7 @@ from pathlib import Path
 import pytest
 
 from dr.crypto.providers.local import LocalKeyProvider
+from dr.kube.client import KubeClient
 from dr.repo.check import check, load_snapshots
 from dr.repo.format import BlobType
 from dr.repo.repository import Repository
@@ -25,7 +26,10 @@ from dr.repo.snapshots import Snapshot, find_snapshot, list_snapshots, readable_
 from dr.storage.registry import open_store
 from tests import servers
 from tests.cli_support import write_config, write_runbook
+from tests.conftest import Kube
 from tests.helpers import run_with_stderr_on_a_terminal
+from tests.kube_helpers import delete_namespace, make_namespace
+from tests.volume_helpers import create_pod
 
 # `dr ARGS` with the line's delay set (the first argument): 0 shows every read's line, as a
 # slow store does; the real delay keeps a read of a few local objects silent.
@@ -273,6 +277,24 @@ def test_drill_run_with_a_class_mapping_shows_the_line_while_it_checks_the_mappi
     screen = _screen(said)
     assert not [line for line in screen if "reading" in line], screen
     assert screen[-1].startswith("error: no Kubernetes configuration"), screen
+
+
+def test_backup_shows_the_line_while_it_reads_the_earlier_backups(
+    tmp_path: Path, kube: Kube, kube_client: KubeClient, unique: str
+) -> None:
+    # The volume step reads every backup for each claim's parent snapshot (incremental,
+    # ``dr.cli.volume_access``), as soon as the namespace has a pod or a claim: silent before.
+    config = _repository(tmp_path / "r", 300)
+    ns = f"readline-{unique}"
+    make_namespace(kube_client, ns)
+    try:
+        create_pod(kube_client, ns, "app-0", [])
+        code, out, said = _dr(config, 0, "backup", "-n", ns, terminal=True, kubeconfig=kube.kubeconfig)
+        assert code == 0 and b"reading snapshots" in said and b"/300" in said, said
+        assert not [line for line in _screen(said) if "reading" in line], _screen(said)
+        assert out.startswith(b"backup "), out
+    finally:
+        delete_namespace(kube_client, ns)
 
 
 # A read's line up when Ctrl-C comes: the notice is written straight to the terminal, under

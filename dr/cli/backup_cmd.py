@@ -121,7 +121,12 @@ def backup(
     kube = connect_kube(ctx)
     step = None if no_data or (pol and pol.volumes.mode == "none") else volume_backup_step(ctx, pol)
     t0 = time.monotonic()
-    with observe_backup(ctx.loaded.config, kube, request) as observed:  # metrics and events, even on failure
+    # Metrics and events, even on failure; a line on a terminal while every backup (each claim's
+    # parent snapshot, read by the volume step) or the index is read.
+    with (
+        observe_backup(ctx.loaded.config, kube, request) as observed,
+        read_progress(repo, quiet=ctx.quiet or output != "table"),
+    ):
         outcome = observed(run_backup(kube, repo, request, volume_step=step))
     snap = outcome.snapshot
     result = {
