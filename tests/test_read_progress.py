@@ -13,11 +13,14 @@ import os
 import re
 import subprocess
 import sys
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
 
 from dr.crypto.providers.local import LocalKeyProvider
+from dr.drill.model import DrillReport, ReportObjectives
+from dr.drill.run import save_report
 from dr.kube.client import KubeClient
 from dr.repo.check import check, load_snapshots
 from dr.repo.format import BlobType
@@ -41,9 +44,9 @@ INDEX_FILES = 3
 POLICY = {"name": "nightly", "schedule": "0 2 * * *", "rpo": "24h", "scope": {"namespaces": ["shop"]}}
 
 
-def _repository(directory: Path, snapshots: int) -> Path:
-    """``directory/dr.yaml`` naming a file:// repository of ``snapshots`` backups and
-    ``INDEX_FILES`` index files."""
+def _repository(directory: Path, snapshots: int, reports: int = 0) -> Path:
+    """``directory/dr.yaml`` naming a file:// repository of ``snapshots`` backups,
+    ``INDEX_FILES`` index files and ``reports`` drill reports (of app shop)."""
     directory.mkdir()
     config = write_config(directory, backup_policies=[POLICY])
     key = LocalKeyProvider(directory / "repo.key", create=True)
@@ -54,6 +57,12 @@ def _repository(directory: Path, snapshots: int) -> Path:
             saver.flush()
     for i in range(snapshots):
         save_snapshot(repo, Snapshot(kind="backup", name=f"nightly-{i}", policy="nightly", phase="Completed"))
+    started = datetime.now(UTC)
+    objectives = ReportObjectives(rpo=timedelta(hours=24), rto=timedelta(hours=1))
+    for i in range(reports):
+        report = DrillReport(id=f"shop-{i}", app="shop", runbook="shop.yaml", started=started - timedelta(days=i),
+                             outcome="passed", objectives=objectives)  # fmt: skip
+        save_report(repo, report)
     return config
 
 
@@ -295,6 +304,33 @@ def test_backup_shows_the_line_while_it_reads_the_earlier_backups(
         assert out.startswith(b"backup "), out
     finally:
         delete_namespace(kube_client, ns)
+
+
+@pytest.mark.parametrize(
+    ("args", "reads"),
+    [
+        (["runbook", "render", "RUNBOOK"], [b"reading snapshots", b"/300", b"reading drill reports", b"/40"]),
+        (["report", "drills"], [b"reading drill reports", b"/40"]),
+        (["report", "drills", "-o", "json"], []),  # a document for scripts: as `-o json` elsewhere
+        (["--quiet", "runbook", "render", "RUNBOOK"], []),
+    ],
+)
+def test_the_pages_of_runbooks_and_drills_show_the_line_while_they_read_the_repository(
+    tmp_path: Path, args: list[str], reads: list[bytes]
+) -> None:
+    # `dr runbook render` reads every snapshot (the app's latest backup) and every drill report
+    # (its latest passing drill); `dr report drills` every report: both were silent meanwhile.
+    config = _repository(tmp_path / "r", 300, reports=40)
+    runbook = write_runbook(tmp_path / "shop.yaml", "shop", "shop", backup_policy="nightly")
+    args = [str(runbook) if a == "RUNBOOK" else a for a in args]
+    code, out, said = _dr(config, 0, *args, terminal=True)
+    assert code == 0, said
+    for read in reads:
+        assert read in said, said
+    if not reads:
+        assert b"reading" not in said and b"\x1b[" not in said, said
+    assert not [line for line in _screen(said) if "reading" in line], _screen(said)
+    assert out  # the page, on stdout
 
 
 # A read's line up when Ctrl-C comes: the notice is written straight to the terminal, under

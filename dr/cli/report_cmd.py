@@ -39,7 +39,7 @@ class MonthParam(click.ParamType):  # type: ignore[type-arg]
             self.fail(str(e), param, ctx)
 
 
-def load_reports(from_dir: str | None) -> tuple[list[DrillReport], list[str]]:
+def load_reports(from_dir: str | None, *, quiet: bool = False) -> tuple[list[DrillReport], list[str]]:
     """Where the drill reports come from: ``--from-dir``, else the repositories' ``reports/``.
 
     The repositories: ``--repo`` when given; else the default one and every repository a drill
@@ -47,10 +47,11 @@ def load_reports(from_dir: str | None) -> tuple[list[DrillReport], list[str]]:
     drilled into another repository would show as never drilled). The default one must open;
     another that does not is a warning, like a damaged report, which is named and left out rather
     than allowed to stop the month's report of all the others. The warnings go to stderr and into
-    the report.
+    the report. Unless ``quiet``, a line on a terminal while a repository's reports are read.
     """
     if from_dir is not None:
         return read_report_dir(Path(from_dir)), []
+    from dr.cli.progress import read_progress
     from dr.cli.repo_access import open_repository, repository_config
     from dr.drill.run import readable_reports
 
@@ -81,7 +82,9 @@ def load_reports(from_dir: str | None) -> tuple[list[DrillReport], list[str]]:
             continue
         seen.add(url)
         try:
-            found, bad = readable_reports(open_repository(ctx, name))
+            repo = open_repository(ctx, name)
+            with read_progress(repo, quiet=quiet):
+                found, bad = readable_reports(repo)
         except DrError as e:
             if name is None:
                 raise
@@ -112,7 +115,8 @@ def drills(month: Month | None, fmt: str, out: str | None, from_dir: str | None)
     loaded = app().loaded
     config_dir = loaded.config_dir
     now = datetime.now(UTC)
-    reports, warnings = load_reports(from_dir)
+    # The line is for a page (Markdown, HTML), not for a document that scripts read (as -o json elsewhere).
+    reports, warnings = load_reports(from_dir, quiet=app().quiet or fmt == "json")
     for w in [] if app().quiet else warnings:  # --quiet: they are in the report all the same
         click.echo(f"warning: {w}", err=True)
     report = build_monthly_report(

@@ -213,11 +213,23 @@ def render(file: str, out: str | None) -> int:
     # Each opened (or found missing, and said so) once, also when both are the same one.
     backup_repo = _repository(backups_in)
     drill_repo = backup_repo if drills_in == backups_in else _repository(drills_in)
+    from dr.cli.context import app
+    from dr.cli.progress import read_progress
+
+    latest_backup: BackupSummary | None = None
+    latest_drill: DrillReport | None = None
+    # A line on a terminal while every snapshot, and then every drill report, is read.
+    if backup_repo is not None:
+        with read_progress(backup_repo, quiet=app().quiet):
+            latest_backup = latest_backup_for(backup_repo, rb)
+    if drill_repo is not None:
+        with read_progress(drill_repo, quiet=app().quiet):
+            latest_drill = latest_passing_drill_for(drill_repo, rb)
     text = render_markdown(
         rb,
         source=file,
-        latest_backup=latest_backup_for(backup_repo, rb) if backup_repo is not None else None,
-        latest_drill=latest_passing_drill_for(drill_repo, rb) if drill_repo is not None else None,
+        latest_backup=latest_backup,
+        latest_drill=latest_drill,
         generated=datetime.now(UTC),
         repository=_shown_url(backups_in),
         config=_shown_config(),
