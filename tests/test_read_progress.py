@@ -286,6 +286,8 @@ def test_drill_run_with_a_class_mapping_shows_the_line_while_it_checks_the_mappi
     screen = _screen(said)
     assert not [line for line in screen if "reading" in line], screen
     assert screen[-1].startswith("error: no Kubernetes configuration"), screen
+    code, _, said = _dr(config, 0, *args, "-o", "json", terminal=True)  # a document: no line
+    assert code != 0 and b"reading" not in said and b"\x1b[" not in said, said
 
 
 def test_backup_shows_the_line_while_it_reads_the_earlier_backups(
@@ -302,6 +304,8 @@ def test_backup_shows_the_line_while_it_reads_the_earlier_backups(
         assert code == 0 and b"reading snapshots" in said and b"/300" in said, said
         assert not [line for line in _screen(said) if "reading" in line], _screen(said)
         assert out.startswith(b"backup "), out
+        json_out = _dr(config, 0, "backup", "-n", ns, "-o", "json", terminal=True, kubeconfig=kube.kubeconfig)
+        assert json_out[0] == 0 and b"reading" not in json_out[2], json_out[2]  # a document: no line
     finally:
         delete_namespace(kube_client, ns)
 
