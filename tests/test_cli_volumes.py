@@ -599,3 +599,23 @@ def test_a_volume_restores_warnings_reach_the_restores_output(
     expected = [f"volume {ns}/{pvc}: cannot delete Job {ns}/mover-x: 403 Forbidden" for pvc in app.pvcs]
     namespaces = [f"cannot list pods in {ns} (movers not placed next to them): 403 Forbidden"]
     assert sorted(res.json()["warnings"]) == namespaces + expected
+
+
+def test_a_namespace_warning_of_the_volume_backup_reaches_the_backups_output(
+    capsys: Capsys, monkeypatch: pytest.MonkeyPatch, app: App
+) -> None:
+    # A namespace whose pods cannot be listed (tests/test_volumes.py makes a real one): no hooks
+    # ran there, which the backup only logged; the snapshot's warnings must say it, once.
+    import dr.cli.volume_access
+
+    real = dr.cli.volume_access.backup_volumes
+    warning = f"cannot list pods in {app.namespace} (no hooks, no node placement): 403 Forbidden"
+
+    def where_pods_cannot_be_listed(*args: Any, **kwargs: Any) -> Any:
+        kwargs["on_warning"](warning)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(dr.cli.volume_access, "backup_volumes", where_pods_cannot_be_listed)
+    res = app.dr(capsys, "backup", "-n", app.namespace, "-o", "json")
+    assert res.code == 0, res.err
+    assert res.json()["warnings"] == [warning]

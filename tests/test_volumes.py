@@ -787,6 +787,68 @@ def test_a_restore_that_may_not_list_pods_warns_and_still_restores_unplaced(
     assert not leftovers(kc, [ns])
 
 
+def test_a_backup_that_may_not_list_pods_warns_once_and_still_backs_up(
+    kube_client: KubeClient,
+    kube: Kube,
+    node_agent: NodeAgent,
+    mover_env: MoverEnv,
+    fs_storage: str,
+    fs_app: str,
+    unique: str,
+) -> None:
+    # As for the restore: an identity that may do all a file-level backup needs but list pods.
+    # Its volumes are copied (no hooks, no node placement) and the backup's result says so, once
+    # for the namespace: it was only logged, and the snapshot's warnings never had it.
+    if kube.cluster.external:
+        pytest.skip("runs as an identity of the local test cluster")
+    kc, agent, env, sc, app = kube_client, node_agent, mover_env, fs_storage, fs_app
+    pvcs = bound_volumes(kc, agent, app, sc, {"data": 10_000, "logs": 10_000})
+    create_pod(kc, app, "db-0", ["data"], node="node-7")
+    rbac = "/apis/rbac.authorization.k8s.io/v1"
+    kc.call("POST", f"{rbac}/namespaces/{app}/roles", body={
+        "apiVersion": "rbac.authorization.k8s.io/v1", "kind": "Role", "metadata": {"name": "backup-no-pod-list"},
+        "rules": [{"apiGroups": [""], "resources": ["persistentvolumeclaims", "configmaps", "secrets", "pods/log"],
+                   "verbs": ["*"]},
+                  {"apiGroups": [""], "resources": ["pods"], "verbs": ["get", "watch"]},
+                  {"apiGroups": ["batch"], "resources": ["jobs"], "verbs": ["*"]}]})  # fmt: skip
+    kc.call("POST", f"{rbac}/namespaces/{app}/rolebindings", body={
+        "apiVersion": "rbac.authorization.k8s.io/v1", "kind": "RoleBinding", "metadata": {"name": "bob-backs-up"},
+        "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": "backup-no-pod-list"},
+        "subjects": [{"apiGroup": "rbac.authorization.k8s.io", "kind": "User", "name": "bob"}]})  # fmt: skip
+    # Which driver serves a claim and whether it snapshots: PersistentVolume, StorageClass and
+    # VolumeSnapshotClasses (cluster-wide).
+    cluster_role = f"bob-reads-volumes-{unique}"
+    kc.call("POST", f"{rbac}/clusterroles", body={
+        "apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRole", "metadata": {"name": cluster_role},
+        "rules": [{"apiGroups": [""], "resources": ["persistentvolumes"], "verbs": ["get"]},
+                  {"apiGroups": ["storage.k8s.io"], "resources": ["storageclasses"], "verbs": ["get"]},
+                  {"apiGroups": ["snapshot.storage.k8s.io"], "resources": ["volumesnapshotclasses"],
+                   "verbs": ["list"]}]})  # fmt: skip
+    kc.call("POST", f"{rbac}/clusterrolebindings", body={
+        "apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRoleBinding", "metadata": {"name": cluster_role},
+        "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": cluster_role},
+        "subjects": [{"apiGroup": "rbac.authorization.k8s.io", "kind": "User", "name": "bob"}]})  # fmt: skip
+    warnings: list[str] = []
+    try:
+        with connect(kube.cluster.kubeconfig_for("bob"), None) as bob:
+            results = backup_volumes(
+                bob, pvcs, env.backup_ctx("b-nopods"), env.finder(), on_warning=warnings.append
+            )
+    finally:
+        kc.request("DELETE", f"{rbac}/clusterrolebindings/{cluster_role}")
+        kc.request("DELETE", f"{rbac}/clusterroles/{cluster_role}")
+
+    assert [(r.method, r.error, r.warnings) for r in results] == [("filesystem", None, [])] * 2
+    assert all(r.snapshot_id for r in results)
+    assert warnings == [
+        f"cannot list pods in {app} (no hooks, no node placement): 403 Forbidden: pods is forbidden: "
+        f'User "bob" cannot list resource "pods" in API group "" in the namespace "{app}"'
+    ]
+    for run in agent.runs:
+        assert "affinity" not in run.manifest["spec"]["template"]["spec"]  # not placed on node-7
+    assert not leftovers(kc, [app])
+
+
 def test_a_mover_whose_claim_is_deleted_before_its_pod_starts_gives_up(
     kube_client: KubeClient,
     node_agent: NodeAgent,

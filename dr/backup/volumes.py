@@ -202,10 +202,12 @@ def pvc_size(pvc: dict[str, Any]) -> str | None:
 
 
 class _Planner:
-    def __init__(self, kube: KubeClient, ctx: VolumeBackupContext) -> None:
+    def __init__(
+        self, kube: KubeClient, ctx: VolumeBackupContext, on_warning: Callable[[str], None] | None = None
+    ) -> None:
         self.kube = kube
         self.ctx = ctx
-        self.pods_in = NamespacePods(kube, "no hooks, no node placement")
+        self.pods_in = NamespacePods(kube, "no hooks, no node placement", on_warning)
         self._classes: dict[str, str | None] = {}
 
     def class_for(self, pvc: dict[str, Any]) -> tuple[str | None, str | None]:
@@ -582,6 +584,7 @@ def backup_volumes(
     find_snapshot: FindSnapshot,
     *,
     exec_: Exec | None = None,
+    on_warning: Callable[[str], None] | None = None,
     now: Callable[[], float] = time.time,
 ) -> list[VolumeResult]:
     """Back up the data of ``pvcs`` (PVC objects); one result per PVC, in the order given.
@@ -591,11 +594,12 @@ def backup_volumes(
     ``files``, ``bytes``, ``newBytes``, ``durationSeconds``), or None —
     ``RepositorySnapshotFinder`` does that. ``exec_`` runs hooks (default:
     ``KubernetesExec`` over this client). Nothing is raised for a volume's
-    failure; API errors outside any volume (listing pods) are warnings.
+    failure; API errors outside any volume (listing pods) are warnings, given to
+    ``on_warning`` once per namespace (default: logged).
     """
     if ctx.volumes.mode == "none" or not pvcs:
         return []
-    planner = _Planner(kube, ctx)
+    planner = _Planner(kube, ctx, on_warning)
     volumes = [planner.plan(p) for p in pvcs]
     units = group_units([v for v in volumes if not v.done], ctx.hooks)
     run = _Run(kube, ctx, find_snapshot, exec_, now())

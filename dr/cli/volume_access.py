@@ -122,8 +122,9 @@ def volume_backup_step(app: AppContext, policy: BackupPolicy | None) -> VolumeSt
             log.debug("leftovers of earlier runs: %s", problem)
         if swept.deleted:
             log.info("deleted leftovers of earlier runs: %s", ", ".join(swept.deleted))
+        # A namespace's warnings (its pods cannot be listed: no hooks) are the backup's, once each.
         results: list[VolumeResult] = backup_volumes(
-            kube, pvcs, ctx, RepositorySnapshotFinder(repo), exec_=exec_
+            kube, pvcs, ctx, RepositorySnapshotFinder(repo), exec_=exec_, on_warning=phase.warnings.append
         )
         for r in results:
             phase.volumes.append(r.model_dump(mode="json", by_alias=True, exclude_none=True))
