@@ -407,27 +407,37 @@ def test_server_errors_after_retries_fail_only_their_type(tmp_path: Path) -> Non
     assert len(secret_requests) == 2  # retried once, then recorded
 
 
-def test_a_type_removed_after_discovery_is_a_warning(tmp_path: Path) -> None:
-    """A CRD deleted between discovery and listing answers 404 (seen in CI when another
-    test removed its CRD during a backup): nothing of it exists, the backup completes."""
+# A 503 from an aggregated API whose server is away (metrics-server restarting, say).
+UNAVAILABLE = {"kind": "Status", "reason": "ServiceUnavailable", "message": "the server is currently unable"}
+
+
+def _core_with_one_configmap(api: Any, groups: list[dict[str, Any]]) -> None:
+    """Script a stand-in API server: the core API (namespaces, configmaps), namespace ``a`` holding
+    ConfigMap ``c``, and the API ``groups`` (their own discovery scripted by the caller)."""
     res = [
         {"name": "namespaces", "kind": "Namespace", "namespaced": False, "verbs": ["create", "get", "list"]},
         {"name": "configmaps", "kind": "ConfigMap", "namespaced": True, "verbs": ["create", "get", "list"]},
     ]
+    api.script("/version", (200, {"gitVersion": "v1.30.2"}, {}))
+    api.script("/api", (200, {"versions": ["v1"]}, {}))
+    api.script("/api/v1", (200, {"resources": res}, {}))
+    api.script("/apis", (200, {"groups": groups}, {}))
+    api.script("/api/v1/namespaces", (200, {"metadata": {}, "items": [{"metadata": {"name": "a"}}]}, {}))
+    api.script(
+        "/api/v1/configmaps",
+        (200, {"metadata": {}, "items": [{"metadata": {"name": "c", "namespace": "a"}}]}, {}),
+    )
+
+
+def test_a_type_removed_after_discovery_is_a_warning(tmp_path: Path) -> None:
+    """A CRD deleted between discovery and listing answers 404 (seen in CI when another
+    test removed its CRD during a backup): nothing of it exists, the backup completes."""
     widgets = [{"name": "widgets", "kind": "Widget", "namespaced": True, "verbs": ["create", "get", "list"]}]
     group = {"name": "example.com", "versions": [{"groupVersion": "example.com/v1", "version": "v1"}],
              "preferredVersion": {"groupVersion": "example.com/v1", "version": "v1"}}  # fmt: skip
     with stub_api() as api:
-        api.script("/version", (200, {"gitVersion": "v1.30.2"}, {}))
-        api.script("/api", (200, {"versions": ["v1"]}, {}))
-        api.script("/api/v1", (200, {"resources": res}, {}))
-        api.script("/apis", (200, {"groups": [group]}, {}))
+        _core_with_one_configmap(api, [group])
         api.script("/apis/example.com/v1", (200, {"resources": widgets}, {}))
-        api.script("/api/v1/namespaces", (200, {"metadata": {}, "items": [{"metadata": {"name": "a"}}]}, {}))
-        api.script(
-            "/api/v1/configmaps",
-            (200, {"metadata": {}, "items": [{"metadata": {"name": "c", "namespace": "a"}}]}, {}),
-        )
         # /apis/example.com/v1/widgets is not scripted: the stub answers 404, like a removed CRD.
         kc = connect(api.kubeconfig(tmp_path))
         sink = ListSink()
@@ -682,32 +692,15 @@ def test_a_read_only_type_is_not_listed(tmp_path: Path) -> None:
     # Aggregated APIs serving read-only views (OLM's packagemanifests, answered by a packageserver
     # that is often down) say so in discovery: no create verb. Nothing of them could be restored;
     # listing them made backups fail with 503s, or 403s where dr's role does not name them.
-    res = [
-        {"name": "namespaces", "kind": "Namespace", "namespaced": False, "verbs": ["create", "get", "list"]},
-        {"name": "configmaps", "kind": "ConfigMap", "namespaced": True, "verbs": ["create", "get", "list"]},
-    ]
     manifests = [{"name": "packagemanifests", "kind": "PackageManifest", "namespaced": True,
                   "verbs": ["get", "list", "watch"]}]  # fmt: skip
     group = {"name": "packages.operators.coreos.com",
              "versions": [{"groupVersion": "packages.operators.coreos.com/v1", "version": "v1"}],
              "preferredVersion": {"groupVersion": "packages.operators.coreos.com/v1", "version": "v1"}}  # fmt: skip
-    unavailable = {
-        "kind": "Status",
-        "reason": "ServiceUnavailable",
-        "message": "the server is currently unable",
-    }
     with stub_api() as api:
-        api.script("/version", (200, {"gitVersion": "v1.30.2"}, {}))
-        api.script("/api", (200, {"versions": ["v1"]}, {}))
-        api.script("/api/v1", (200, {"resources": res}, {}))
-        api.script("/apis", (200, {"groups": [group]}, {}))
+        _core_with_one_configmap(api, [group])
         api.script("/apis/packages.operators.coreos.com/v1", (200, {"resources": manifests}, {}))
-        api.script("/apis/packages.operators.coreos.com/v1/packagemanifests", (503, unavailable, {}))
-        api.script("/api/v1/namespaces", (200, {"metadata": {}, "items": [{"metadata": {"name": "a"}}]}, {}))
-        api.script(
-            "/api/v1/configmaps",
-            (200, {"metadata": {}, "items": [{"metadata": {"name": "c", "namespace": "a"}}]}, {}),
-        )
+        api.script("/apis/packages.operators.coreos.com/v1/packagemanifests", (503, UNAVAILABLE, {}))
         kc = connect(api.kubeconfig(tmp_path))
         kc.retry = RetryPolicy(attempts=1, base_delay=0.0)
         sink = ListSink()
@@ -721,34 +714,14 @@ def test_a_metrics_api_failing_discovery_is_no_warning_of_the_backup(tmp_path: P
     # KEDA's external.metrics.k8s.io (or metrics-server, prometheus-adapter) answering 503 while it
     # restarts: a warning "its resources are skipped" in every nightly backup, though none of its
     # resources is ever backed up. Another group failing is still a warning.
-    res = [
-        {"name": "namespaces", "kind": "Namespace", "namespaced": False, "verbs": ["create", "get", "list"]},
-        {"name": "configmaps", "kind": "ConfigMap", "namespaced": True, "verbs": ["create", "get", "list"]},
-    ]
-
     def group(name: str) -> dict[str, Any]:
         gv = {"groupVersion": f"{name}/v1beta1", "version": "v1beta1"}
         return {"name": name, "versions": [gv], "preferredVersion": gv}
 
-    unavailable = {
-        "kind": "Status",
-        "reason": "ServiceUnavailable",
-        "message": "the server is currently unable",
-    }
     with stub_api() as api:
-        api.script("/version", (200, {"gitVersion": "v1.30.2"}, {}))
-        api.script("/api", (200, {"versions": ["v1"]}, {}))
-        api.script("/api/v1", (200, {"resources": res}, {}))
-        api.script(
-            "/apis", (200, {"groups": [group("external.metrics.k8s.io"), group("widgets.example.com")]}, {})
-        )
-        api.script("/apis/external.metrics.k8s.io/v1beta1", (503, unavailable, {}))
-        api.script("/apis/widgets.example.com/v1beta1", (503, unavailable, {}))
-        api.script("/api/v1/namespaces", (200, {"metadata": {}, "items": [{"metadata": {"name": "a"}}]}, {}))
-        api.script(
-            "/api/v1/configmaps",
-            (200, {"metadata": {}, "items": [{"metadata": {"name": "c", "namespace": "a"}}]}, {}),
-        )
+        _core_with_one_configmap(api, [group("external.metrics.k8s.io"), group("widgets.example.com")])
+        api.script("/apis/external.metrics.k8s.io/v1beta1", (503, UNAVAILABLE, {}))
+        api.script("/apis/widgets.example.com/v1beta1", (503, UNAVAILABLE, {}))
         kc = connect(api.kubeconfig(tmp_path))
         kc.retry = RetryPolicy(attempts=1, base_delay=0.0)
         sink = ListSink()
@@ -765,30 +738,10 @@ def test_an_included_type_whose_group_fails_discovery_is_an_error(tmp_path: Path
     # A policy naming widgets.example.com, whose API answers discovery with 503 that night: the
     # backup said the type "matches no resource type the cluster serves" (a warning, Completed,
     # exit 0) and held none of what was asked for; named alone, it was invalid input (exit 2).
-    res = [
-        {"name": "namespaces", "kind": "Namespace", "namespaced": False, "verbs": ["create", "get", "list"]},
-        {"name": "configmaps", "kind": "ConfigMap", "namespaced": True, "verbs": ["create", "get", "list"]},
-    ]
     gv = {"groupVersion": "example.com/v1", "version": "v1"}
-    unavailable = {
-        "kind": "Status",
-        "reason": "ServiceUnavailable",
-        "message": "the server is currently unable",
-    }
     with stub_api() as api:
-        api.script("/version", (200, {"gitVersion": "v1.30.2"}, {}))
-        api.script("/api", (200, {"versions": ["v1"]}, {}))
-        api.script("/api/v1", (200, {"resources": res}, {}))
-        api.script(
-            "/apis",
-            (200, {"groups": [{"name": "example.com", "versions": [gv], "preferredVersion": gv}]}, {}),
-        )
-        api.script("/apis/example.com/v1", (503, unavailable, {}))
-        api.script("/api/v1/namespaces", (200, {"metadata": {}, "items": [{"metadata": {"name": "a"}}]}, {}))
-        api.script(
-            "/api/v1/configmaps",
-            (200, {"metadata": {}, "items": [{"metadata": {"name": "c", "namespace": "a"}}]}, {}),
-        )
+        _core_with_one_configmap(api, [{"name": "example.com", "versions": [gv], "preferredVersion": gv}])
+        api.script("/apis/example.com/v1", (503, UNAVAILABLE, {}))
         kc = connect(api.kubeconfig(tmp_path))
         kc.retry = RetryPolicy(attempts=1, base_delay=0.0)
         both = backup_resources(
