@@ -732,6 +732,22 @@ def test_a_restore_mover_for_a_claim_a_pod_already_mounts_runs_on_that_pods_node
     assert tree_listing(agent.volume_dir(ns, "data")) == tree_listing(agent.volume_dir(app, "data"))
 
 
+def bob_may_move_but_not_list_pods(kc: KubeClient, namespace: str) -> None:
+    """User bob may, in ``namespace``, do all a mover needs (claims, config copies, Jobs, their
+    pods' logs) and get pods, but not list them."""
+    rbac = f"/apis/rbac.authorization.k8s.io/v1/namespaces/{namespace}"
+    kc.call("POST", f"{rbac}/roles", body={
+        "apiVersion": "rbac.authorization.k8s.io/v1", "kind": "Role", "metadata": {"name": "mover-no-pod-list"},
+        "rules": [{"apiGroups": [""], "resources": ["persistentvolumeclaims", "configmaps", "secrets", "pods/log"],
+                   "verbs": ["*"]},
+                  {"apiGroups": [""], "resources": ["pods"], "verbs": ["get", "watch"]},
+                  {"apiGroups": ["batch"], "resources": ["jobs"], "verbs": ["*"]}]})  # fmt: skip
+    kc.call("POST", f"{rbac}/rolebindings", body={
+        "apiVersion": "rbac.authorization.k8s.io/v1", "kind": "RoleBinding", "metadata": {"name": "bob-moves"},
+        "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": "mover-no-pod-list"},
+        "subjects": [{"apiGroup": "rbac.authorization.k8s.io", "kind": "User", "name": "bob"}]})  # fmt: skip
+
+
 def test_a_restore_that_may_not_list_pods_warns_and_still_restores_unplaced(
     kube_client: KubeClient,
     kube: Kube,
@@ -756,17 +772,7 @@ def test_a_restore_that_may_not_list_pods_warns_and_still_restores_unplaced(
     create_pvc(kc, ns, "data", sc)
     create_pvc(kc, ns, "copy", sc)
     create_pod(kc, ns, "db-0", ["data"], node="node-7")
-    rbac = f"/apis/rbac.authorization.k8s.io/v1/namespaces/{ns}"
-    kc.call("POST", f"{rbac}/roles", body={
-        "apiVersion": "rbac.authorization.k8s.io/v1", "kind": "Role", "metadata": {"name": "restore-no-pod-list"},
-        "rules": [{"apiGroups": [""], "resources": ["persistentvolumeclaims", "configmaps", "secrets", "pods/log"],
-                   "verbs": ["*"]},
-                  {"apiGroups": [""], "resources": ["pods"], "verbs": ["get", "watch"]},
-                  {"apiGroups": ["batch"], "resources": ["jobs"], "verbs": ["*"]}]})  # fmt: skip
-    kc.call("POST", f"{rbac}/rolebindings", body={
-        "apiVersion": "rbac.authorization.k8s.io/v1", "kind": "RoleBinding", "metadata": {"name": "bob-restores"},
-        "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": "restore-no-pod-list"},
-        "subjects": [{"apiGroup": "rbac.authorization.k8s.io", "kind": "User", "name": "bob"}]})  # fmt: skip
+    bob_may_move_but_not_list_pods(kc, ns)
     targets = [VolumeRestoreTarget(namespace=ns, pvc=pvc, snapshot_id=str(source.snapshot_id)) for pvc in ("data", "copy")]  # fmt: skip
     warnings: list[str] = []
 
@@ -804,17 +810,8 @@ def test_a_backup_that_may_not_list_pods_warns_once_and_still_backs_up(
     kc, agent, env, sc, app = kube_client, node_agent, mover_env, fs_storage, fs_app
     pvcs = bound_volumes(kc, agent, app, sc, {"data": 10_000, "logs": 10_000})
     create_pod(kc, app, "db-0", ["data"], node="node-7")
+    bob_may_move_but_not_list_pods(kc, app)
     rbac = "/apis/rbac.authorization.k8s.io/v1"
-    kc.call("POST", f"{rbac}/namespaces/{app}/roles", body={
-        "apiVersion": "rbac.authorization.k8s.io/v1", "kind": "Role", "metadata": {"name": "backup-no-pod-list"},
-        "rules": [{"apiGroups": [""], "resources": ["persistentvolumeclaims", "configmaps", "secrets", "pods/log"],
-                   "verbs": ["*"]},
-                  {"apiGroups": [""], "resources": ["pods"], "verbs": ["get", "watch"]},
-                  {"apiGroups": ["batch"], "resources": ["jobs"], "verbs": ["*"]}]})  # fmt: skip
-    kc.call("POST", f"{rbac}/namespaces/{app}/rolebindings", body={
-        "apiVersion": "rbac.authorization.k8s.io/v1", "kind": "RoleBinding", "metadata": {"name": "bob-backs-up"},
-        "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": "backup-no-pod-list"},
-        "subjects": [{"apiGroup": "rbac.authorization.k8s.io", "kind": "User", "name": "bob"}]})  # fmt: skip
     # Which driver serves a claim and whether it snapshots: PersistentVolume, StorageClass and
     # VolumeSnapshotClasses (cluster-wide).
     cluster_role = f"bob-reads-volumes-{unique}"
