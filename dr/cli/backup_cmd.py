@@ -18,7 +18,7 @@ from dr.cli.params import NonEmpty, Tag, check_namespace_names, pairs_to_dict, s
 from dr.cli.progress import read_progress
 from dr.cli.repo_access import open_repository, policy_repository, required_backup_policy, searched
 from dr.cli.volume_access import volume_backup_step
-from dr.config import NAME_MAX, NAME_PATTERN, BackupPolicy
+from dr.config import NAME_MAX, NAME_PATTERN, BackupPolicy, camel
 from dr.errors import DrError, ExitCode, InvalidInput, PartialFailure
 from dr.observe.run_hooks import observe_backup
 from dr.repo.snapshots import Snapshot, find_snapshot, partial_if_unreadable, readable_snapshots
@@ -218,15 +218,10 @@ _SCOPE_WORDS = {
 }
 
 
-def _camel(name: str) -> str:
-    head, *rest = name.split("_")
-    return head + "".join(w.capitalize() for w in rest)
-
-
 def scope_doc(scope: dict[str, Any]) -> dict[str, Any]:
     """A backup's scope with the field names of the rest of the output and of dr.yaml's
     ``scope`` (``includeResources``): a snapshot stores BackupScope's (``include_resources``)."""
-    return {_camel(k): v for k, v in scope.items()}
+    return {camel(k): v for k, v in scope.items()}
 
 
 def scope_text(scope: dict[str, Any]) -> str:
