@@ -126,6 +126,11 @@ def _say(line: bytes) -> None:
         pass
 
 
+_HANDLERS = {signal.SIGTERM: _on_sigterm, signal.SIGHUP: _on_sigterm, signal.SIGINT: _on_sigint}
+# The signals ``signals_handled`` turns into an unwinding (code that forks blocks them in the child).
+HANDLED = frozenset(_HANDLERS)
+
+
 @contextmanager
 def signals_handled() -> Iterator[None]:
     """SIGTERM, SIGHUP and SIGINT as above while inside; the previous handlers afterwards.
@@ -137,11 +142,7 @@ def signals_handled() -> Iterator[None]:
     if threading.current_thread() is not threading.main_thread():
         yield
         return
-    previous = {
-        signal.SIGTERM: signal.signal(signal.SIGTERM, _on_sigterm),
-        signal.SIGHUP: signal.signal(signal.SIGHUP, _on_sigterm),
-        signal.SIGINT: signal.signal(signal.SIGINT, _on_sigint),
-    }
+    previous = {signum: signal.signal(signum, handler) for signum, handler in _HANDLERS.items()}
     try:
         yield
     finally:

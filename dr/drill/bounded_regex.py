@@ -23,12 +23,12 @@ import select
 import signal
 import time
 
+from dr.interrupt import HANDLED
+
 log = logging.getLogger(__name__)
 
 # The longest any one match may take: a health check's pattern over 1 MiB takes milliseconds.
 REGEX_SECONDS = 10.0
-# The signals dr handles (dr.interrupt): never handled in the child.
-_STOPPING = {signal.SIGINT, signal.SIGTERM, signal.SIGHUP}
 
 
 class RegexTimeout(Exception):
@@ -45,7 +45,7 @@ def search_within(pattern: str, text: str, seconds: float = REGEX_SECONDS) -> bo
     # Blocked across the fork, and in the child for good: a Ctrl-C reaches the whole process
     # group, and dr's handlers (dr.interrupt) run in the child would print their notice again,
     # end the match as failed, or raise out of this function into a copy of the drill.
-    unblocked = signal.pthread_sigmask(signal.SIG_BLOCK, _STOPPING)
+    unblocked = signal.pthread_sigmask(signal.SIG_BLOCK, HANDLED)  # dr.interrupt's: never run in the child
     try:
         pid = os.fork()
     except OSError as e:  # a pod's process limit reached: match here, unbounded, rather than fail the step
