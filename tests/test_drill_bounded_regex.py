@@ -165,3 +165,13 @@ def test_a_child_its_parent_lost_ends_itself_past_its_bound(monkeypatch: pytest.
             if os.waitpid(forked[0], os.WNOHANG) == (0, 0):
                 os.kill(forked[0], signal.SIGKILL)
                 os.waitpid(forked[0], 0)
+
+
+def test_a_child_that_dies_without_an_answer_is_a_failed_match(
+    no_child_left: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Killed from outside (the OOM killer, a pod's process limit reaping it): no byte comes,
+    # and the step is told the match failed, not that the output did not match.
+    _forks(monkeypatch, lambda pid: os.kill(pid, signal.SIGKILL))
+    with pytest.raises(RegexTimeout, match=r"^the match failed$"):
+        search_within(r"^ok$", "ok", 5)
