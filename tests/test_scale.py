@@ -303,3 +303,28 @@ class _Raw:
     def stream(self, amt: int = 1024, decode_content: bool = True) -> Any:
         while chunk := self._body.read(amt):
             yield chunk
+
+
+def test_keys_a_batch_delete_reports_failed_are_deleted_one_by_one(
+    tmp_path: Path, request: pytest.FixtureRequest
+) -> None:
+    # DeleteObjects answers 200 and lists the keys it could not delete (throttled, an internal
+    # error). They are deleted again each on its own; SeaweedFS never reports one, so its answer
+    # is made at the HTTP layer (the batch itself is not sent: the others stay).
+    from botocore.awsrequest import AWSResponse
+
+    store = make_store("s3", tmp_path, request)
+    names = [f"data/{i:02x}/{i:064x}" for i in range(3)]
+    for name in names:
+        store.put(name, b"x")
+    failed_key = store._key(names[1])  # type: ignore[attr-defined]
+
+    def partly(request: Any, **_: Any) -> AWSResponse:
+        body = ('<?xml version="1.0" encoding="UTF-8"?><DeleteResult xmlns="http://s3.amazonaws.com/doc/2006-03-01/">'
+                f"<Error><Key>{failed_key}</Key><Code>InternalError</Code><Message>try again</Message></Error>"
+                "</DeleteResult>").encode()  # fmt: skip
+        return AWSResponse(request.url, 200, {"Content-Type": "application/xml"}, _Raw(body))
+
+    store._client.meta.events.register("before-send.s3.DeleteObjects", partly)  # type: ignore[attr-defined]
+    assert store.delete_many(names) == {}
+    assert [o.name for o in store.list("data/")] == [names[0], names[2]]  # names[1] went on its own
