@@ -60,6 +60,12 @@ class Terminated(KeyboardInterrupt):
         return 128 + int(self.signum)
 
 
+def stop_reason(e: KeyboardInterrupt) -> str:
+    """What stopped dr, in words: ``terminated (SIGTERM)``, ``terminated (SIGHUP)`` or
+    ``interrupted (Ctrl-C)``."""
+    return f"terminated ({e.signum.name})" if isinstance(e, Terminated) else "interrupted (Ctrl-C)"
+
+
 class Interrupted(DrError):
     """A wait ended because dr is stopping (SIGTERM or Ctrl-C in the main thread)."""
 

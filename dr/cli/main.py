@@ -24,7 +24,7 @@ from dr.cli.global_options import add_global_options, root_options
 from dr.cli.logs import setup_logging
 from dr.cli.params import attach_optional_values
 from dr.errors import DrError, ExitCode
-from dr.interrupt import INTERRUPTED_EXIT, Terminated, signals_handled
+from dr.interrupt import INTERRUPTED_EXIT, Terminated, signals_handled, stop_reason
 from dr.malloc_tuning import limit_malloc_arenas
 from dr.redact import redact
 
@@ -173,7 +173,7 @@ def main(argv: list[str] | None = None) -> None:
         _usage_error(e)
         code = ExitCode.INVALID if e.exit_code == 2 else e.exit_code
     except Terminated as e:
-        click.echo(f"terminated ({e.signum.name})", err=True)
+        click.echo(stop_reason(e), err=True)
         code = e.exit_code
     except (click.exceptions.Abort, KeyboardInterrupt):
         click.echo("interrupted", err=True)

@@ -58,7 +58,7 @@ from dr.drill.model import (
 from dr.drill.probe import DataProbe
 from dr.drill.steps import StepContext, run_step, workload_state
 from dr.errors import DrError
-from dr.interrupt import Terminated
+from dr.interrupt import stop_reason
 from dr.kube import apply as kapply
 from dr.kube.client import ApiError, KubeClient
 from dr.kube.collect import get_object, list_objects
@@ -361,11 +361,6 @@ class DrillStopped(Exception):
         super().__init__(report.error)
         self.report = report
         self.interrupt = interrupt
-
-
-def stop_reason(e: KeyboardInterrupt) -> str:
-    """``terminated (SIGTERM)``, ``terminated (SIGHUP)`` or ``interrupted (Ctrl-C)``."""
-    return f"terminated ({e.signum.name})" if isinstance(e, Terminated) else "interrupted (Ctrl-C)"
 
 
 def restore_options(rb: Runbook, mapping: dict[str, str], classes: dict[str, str]) -> RestoreOptions:
